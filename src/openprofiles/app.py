@@ -1,0 +1,100 @@
+"""Application assembly: `build_services(settings)` and `create_app(settings)`.
+
+Nothing runs at import time; this module wires the store, the keyring and key manager, the
+NextToken codec and the handler registry into one Starlette application serving the AWS API
+(at the root, like the real endpoint) and a health check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from openprofiles.auth.credentials import find_secret
+from openprofiles.auth.policy import authorize
+from openprofiles.context import Principal, RequestContext, Services
+from openprofiles.crypto.domain_keys import KeyManager
+from openprofiles.crypto.keyring import Keyring
+from openprofiles.crypto.providers import ProviderResolver
+from openprofiles.domains import handlers as domain_handlers
+from openprofiles.profiles import handlers as profile_handlers
+from openprofiles.settings import Settings
+from openprofiles.store.database import Database
+from openprofiles.store.migrate import upgrade_to_head
+from openprofiles.tags import handlers as tag_handlers
+from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
+from openprofiles.wire.model import load_service_model
+from openprofiles.wire.pagination import TokenCodec
+from openprofiles.wire.registry import build_registry
+from openprofiles.wire.sigv4 import verify_request
+
+# One module per feature package; each defines handlers named after AWS operations.
+HANDLER_MODULES: tuple[ModuleType, ...] = (domain_handlers, profile_handlers, tag_handlers)
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Open the database (bringing its schema up to date) and the key manager."""
+    database = Database.from_settings(settings)
+    if migrate:
+        upgrade_to_head(database)
+    keyring = Keyring(settings.keyring_path)
+    keys = KeyManager(ProviderResolver(settings, keyring))
+    tokens = TokenCodec(keys.system_secret("pagination"))
+    return Services(settings=settings, database=database, keys=keys, tokens=tokens)
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = build_services(settings)
+    model = load_service_model()
+    registry = build_registry(HANDLER_MODULES, model)
+    dispatcher = ApiDispatcher(model, registry, codec=services.tokens)
+
+    def authenticate(
+        method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
+    ) -> Principal:
+        roles: dict[str, str] = {}
+
+        def lookup(access_key_id: str) -> str | None:
+            with services.read() as tx:
+                found = find_secret(tx, access_key_id=access_key_id)
+            if found is None:
+                return None
+            roles[access_key_id] = found[1]
+            return found[0]
+
+        access_key_id = verify_request(
+            method,
+            raw_path,
+            raw_query,
+            headers,
+            body,
+            find_secret=lookup,
+            now=datetime.now(UTC),
+            max_skew_seconds=settings.max_clock_skew_seconds,
+        )
+        return Principal(access_key_id=access_key_id, role=roles[access_key_id])
+
+    def invoke(operation: str, principal: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        authorize(principal.role, operation)
+        handler = registry[operation]
+        return handler(RequestContext(services=services, principal=principal), params)
+
+    async def health(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Mount("/", app=make_asgi_app(dispatcher, authenticate, invoke)),
+        ],
+    )
+    app.state.services = services
+    app.state.registry = registry
+    return app

@@ -1,0 +1,81 @@
+"""API credentials: access key ids with a sealed secret and a role.
+
+The secret must be available in clear to verify SigV4 signatures, so it is sealed under the
+server's system key rather than hashed; a copy of the database alone does not reveal it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+
+from openprofiles.context import Tx
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.store.schema import credential
+
+ROLES = ("admin", "agent")
+_TABLE = "credential"
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    access_key_id: str
+    secret_access_key: str
+    role: str
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    access_key_id: str
+    role: str
+    created_at: datetime
+
+
+def create_credential(tx: Tx, *, role: str) -> IssuedCredential:
+    if role not in ROLES:
+        raise BadRequest(f"Role must be one of {', '.join(ROLES)}.")
+    # "OP" marks OpenProfiles keys the way "AKIA" marks AWS ones; 20 characters like AWS's.
+    access_key_id = "OP" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
+    secret = secrets.token_urlsafe(30)
+    sealed = tx.services.keys.system_cipher().seal_record(_TABLE, access_key_id, {"secret": secret})
+    tx.conn.execute(
+        insert(credential).values(
+            access_key_id=access_key_id, secret_sealed=sealed, role=role, created_at=tx.now
+        )
+    )
+    return IssuedCredential(access_key_id, secret, role)
+
+
+def find_secret(tx: Tx, *, access_key_id: str) -> tuple[str, str] | None:
+    """(secret, role) of an access key, or None when the key is unknown."""
+    row = tx.conn.execute(
+        select(credential.c.secret_sealed, credential.c.role).where(
+            credential.c.access_key_id == access_key_id
+        )
+    ).first()
+    if row is None:
+        return None
+    payload = tx.services.keys.system_cipher().open_record(
+        _TABLE, access_key_id, bytes(row.secret_sealed)
+    )
+    return payload["secret"], row.role
+
+
+def list_credentials(tx: Tx) -> list[CredentialInfo]:
+    rows = tx.conn.execute(
+        select(credential.c.access_key_id, credential.c.role, credential.c.created_at).order_by(
+            credential.c.created_at
+        )
+    )
+    return [CredentialInfo(r.access_key_id, r.role, r.created_at) for r in rows]
+
+
+def delete_credential(tx: Tx, *, access_key_id: str) -> None:
+    result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
+    if result.rowcount == 0:
+        raise NotFound(f"No credential has the access key id {access_key_id}.")

@@ -1,0 +1,216 @@
+"""The `openprofiles` command: serve, credentials, keys, domain.
+
+Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
+OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from openprofiles.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def storage_options(command: F) -> F:
+    """--data-dir and --database-url, on every command that touches stored state."""
+    command = click.option(
+        "--database-url",
+        default=None,
+        help="postgresql://... to use PostgreSQL (default: SQLite in the data dir).",
+    )(command)
+    command = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where the SQLite database and the local keyring live (default: .data).",
+    )(command)
+    return command
+
+
+def _settings(data_dir: Path | None, database_url: str | None, **more: Any) -> Settings:
+    return Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url, **more)
+
+
+def _services(settings: Settings) -> Any:
+    from openprofiles.app import build_services
+
+    return build_services(settings)
+
+
+@click.group()
+def main() -> None:
+    """OpenProfiles: customer profiles for contact centres, with the Customer Profiles API."""
+
+
+@main.command()
+@storage_options
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option(
+    "--first-run-admin",
+    is_flag=True,
+    help="Create an admin credential when none exists and write it to DATA_DIR/credentials.",
+)
+def serve(
+    data_dir: Path | None,
+    database_url: str | None,
+    host: str | None,
+    port: int | None,
+    first_run_admin: bool,
+) -> None:
+    """Start the API server (and the web pages) after bringing the schema up to date."""
+    import uvicorn
+
+    from openprofiles.app import create_app
+    from openprofiles.first_run import ensure_first_admin
+
+    settings = _settings(data_dir, database_url, host=host, port=port)
+    app = create_app(settings)
+    endpoint = f"http://{settings.host}:{settings.port}"
+    if first_run_admin:
+        for line in ensure_first_admin(app.state.services, endpoint):
+            click.echo(line)
+    click.echo(f"OpenProfiles listening on {endpoint}")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+@main.group()
+def credentials() -> None:
+    """API credentials (access keys for boto3, the AWS CLI and the SDKs)."""
+
+
+@credentials.command("create")
+@storage_options
+@click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def credentials_create(
+    data_dir: Path | None, database_url: str | None, role: str, as_json: bool
+) -> None:
+    """Create an access key and print its secret (shown only this once)."""
+    from openprofiles.auth.credentials import create_credential
+
+    services = _services(_settings(data_dir, database_url))
+    with services.write() as tx:
+        issued = create_credential(tx, role=role)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "AccessKeyId": issued.access_key_id,
+                    "SecretAccessKey": issued.secret_access_key,
+                    "Role": issued.role,
+                }
+            )
+        )
+    else:
+        click.echo(f"AccessKeyId:     {issued.access_key_id}")
+        click.echo(f"SecretAccessKey: {issued.secret_access_key}")
+        click.echo(f"Role:            {issued.role}")
+        click.echo("The secret is shown only now; store it safely.")
+
+
+@credentials.command("list")
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def credentials_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """List access key ids and their roles (never the secrets)."""
+    from openprofiles.auth.credentials import list_credentials
+
+    services = _services(_settings(data_dir, database_url))
+    with services.read() as tx:
+        items = list_credentials(tx)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "AccessKeyId": c.access_key_id,
+                        "Role": c.role,
+                        "CreatedAt": c.created_at.isoformat(),
+                    }
+                    for c in items
+                ]
+            )
+        )
+        return
+    for c in items:
+        click.echo(f"{c.access_key_id}  {c.role:<6} {c.created_at:%Y-%m-%d %H:%M}")
+
+
+@credentials.command("delete")
+@storage_options
+@click.argument("access_key_id")
+def credentials_delete(data_dir: Path | None, database_url: str | None, access_key_id: str) -> None:
+    """Revoke an access key."""
+    from openprofiles.auth.credentials import delete_credential
+    from openprofiles.errors import ServiceError
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.write() as tx:
+            delete_credential(tx, access_key_id=access_key_id)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Deleted {access_key_id}.")
+
+
+@main.group()
+def keys() -> None:
+    """Local encryption keys (the `local` key provider's keyring)."""
+
+
+@keys.command("create")
+@storage_options
+@click.option("--alias", required=True, help="A name for the key, unique in the keyring.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_json: bool) -> None:
+    """Create a local key and print its identifier (usable as DefaultEncryptionKey)."""
+    from openprofiles.crypto.keyring import Keyring
+
+    settings = _settings(data_dir, database_url)
+    keyring = Keyring(settings.keyring_path)
+    try:
+        key = keyring.create_key(alias)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    arn = key.arn(settings.region, settings.account_id)
+    if as_json:
+        click.echo(json.dumps({"KeyId": key.key_id, "Arn": arn, "Alias": key.alias}))
+    else:
+        click.echo(arn)
+
+
+@keys.command("list")
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """List local keys (identifiers and aliases, never key material)."""
+    from openprofiles.crypto.keyring import Keyring
+
+    settings = _settings(data_dir, database_url)
+    items = [
+        {
+            "KeyId": k.key_id,
+            "Arn": k.arn(settings.region, settings.account_id),
+            "Alias": k.alias,
+            "Enabled": k.enabled,
+        }
+        for k in Keyring(settings.keyring_path).list_keys()
+    ]
+    if as_json:
+        click.echo(json.dumps(items))
+        return
+    for item in items:
+        state = "" if item["Enabled"] else "  (disabled)"
+        click.echo(f"{item['Arn']}  {item['Alias']}{state}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""What a request works with: the application's services and a unit of work.
+
+`Services` is built once by `create_app(settings)` (database, key manager, token codec).
+`Tx` is one transaction: feature services take it as their first argument and never commit;
+the handler that opened it (through `RequestContext.read()`/`.write()`) owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Connection
+
+from openprofiles.settings import Settings
+from openprofiles.store.database import Database
+
+if TYPE_CHECKING:
+    from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
+    from openprofiles.wire.pagination import TokenCodec
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    keys: KeyManager
+    tokens: TokenCodec
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.database.read() as conn:
+            yield Tx(conn=conn, services=self)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.database.write() as conn:
+            yield Tx(conn=conn, services=self)
+
+
+@dataclass
+class Tx:
+    """One transaction, with the clock reading taken once so a request sees one 'now'."""
+
+    conn: Connection
+    services: Services
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _ciphers: dict[str, DomainCipher] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    def cipher(self, domain_name: str) -> DomainCipher:
+        """The domain's cipher; raises NotFound when the domain does not exist."""
+        cached = self._ciphers.get(domain_name)
+        if cached is None:
+            from openprofiles.domains.service import domain_cipher
+
+            cached = self._ciphers[domain_name] = domain_cipher(self, domain_name=domain_name)
+        return cached
+
+
+@dataclass(frozen=True)
+class Principal:
+    access_key_id: str
+    role: str
+
+
+@dataclass
+class RequestContext:
+    services: Services
+    principal: Principal
+
+    def read(self) -> AbstractContextManager[Tx]:
+        return self.services.read()
+
+    def write(self) -> AbstractContextManager[Tx]:
+        return self.services.write()

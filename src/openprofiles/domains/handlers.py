@@ -1,0 +1,132 @@
+"""AWS operations on domains: CreateDomain, GetDomain, UpdateDomain, DeleteDomain, ListDomains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openprofiles.arns import domain_arn
+from openprofiles.context import RequestContext, Tx
+from openprofiles.crypto.errors import KeyUnusable
+from openprofiles.domains import service
+from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
+from openprofiles.errors import BadRequest
+from openprofiles.tags.service import get_tags, put_tags
+
+DEFAULT_PAGE = 100
+
+
+def _to_wire(tx: Tx, record: DomainRecord, *, with_stats: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "DomainName": record.name,
+        **record.config,
+        "CreatedAt": record.created_at,
+        "LastUpdatedAt": record.updated_at,
+        "Tags": get_tags(tx, resource_arn=domain_arn(tx.settings, record.name)) or None,
+    }
+    if with_stats:
+        stats = service.domain_stats(tx, domain_name=record.name)
+        out["Stats"] = {
+            "ProfileCount": stats.profile_count,
+            "MeteringProfileCount": stats.metering_profile_count,
+            "ObjectCount": stats.object_count,
+            "TotalSize": stats.total_size,
+        }
+    return out
+
+
+def _new_key(ctx: RequestContext, domain_name: str, key_id: str | None) -> tuple[str, bytes]:
+    """A data key for the domain under `key_id` (the server default when None), proven usable."""
+    try:
+        wrapped = ctx.services.keys.new_domain_key(domain_name, key_id)
+    except KeyUnusable as exc:
+        raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
+    return wrapped.key_id, wrapped.wrapped
+
+
+def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name = params["DomainName"]
+    key = _new_key(ctx, name, params.get("DefaultEncryptionKey"))
+    with ctx.write() as tx:
+        record = service.create_domain(
+            tx,
+            domain_name=name,
+            config={k: params.get(k) for k in CONFIG_MEMBERS},
+            key_id=key[0],
+            wrapped_key=key[1],
+        )
+        if params.get("Tags"):
+            put_tags(
+                tx,
+                domain_name=name,
+                resource_arn=domain_arn(tx.settings, name),
+                tags=params["Tags"],
+            )
+        return _to_wire(tx, record)
+
+
+def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.read() as tx:
+        record = service.get_domain(tx, domain_name=params["DomainName"])
+        return _to_wire(tx, record, with_stats=True)
+
+
+def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name = params["DomainName"]
+    with ctx.read() as tx:
+        current = service.get_domain(tx, domain_name=name)
+    new_key = None
+    requested_key = params.get("DefaultEncryptionKey")
+    if requested_key is not None and requested_key != current.config.get("DefaultEncryptionKey"):
+        # The domain's data key stays the same; only the key that wraps it changes, so no
+        # record has to be sealed again.
+        try:
+            new_key = ctx.services.keys.rewrap_domain_key(
+                name, current.key_id, current.wrapped_key, requested_key or None
+            )
+        except KeyUnusable as exc:
+            raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
+    with ctx.write() as tx:
+        record = service.update_domain(
+            tx,
+            domain_name=name,
+            changes={k: params.get(k) for k in CONFIG_MEMBERS},
+            new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
+        )
+        if params.get("Tags"):
+            put_tags(
+                tx,
+                domain_name=name,
+                resource_arn=domain_arn(tx.settings, name),
+                tags=params["Tags"],
+            )
+        return _to_wire(tx, record)
+
+
+def delete_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name = params["DomainName"]
+    with ctx.write() as tx:
+        service.delete_domain(tx, domain_name=name)
+    ctx.services.keys.forget(name)
+    return {"Message": f"Domain {name} and all of its data were deleted."}
+
+
+def list_domains(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    limit = params.get("MaxResults") or DEFAULT_PAGE
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode("ListDomains", params["NextToken"])["after"]
+    with ctx.read() as tx:
+        records, more = service.list_domains(tx, after=after, limit=limit)
+        items = [
+            {
+                "DomainName": r.name,
+                "CreatedAt": r.created_at,
+                "LastUpdatedAt": r.updated_at,
+                "Tags": get_tags(tx, resource_arn=domain_arn(tx.settings, r.name)) or None,
+            }
+            for r in records
+        ]
+    out: dict[str, Any] = {"Items": items}
+    if more and records:
+        out["NextToken"] = ctx.services.tokens.encode("ListDomains", {"after": records[-1].name})
+    return out

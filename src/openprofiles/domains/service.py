@@ -1,0 +1,139 @@
+"""Rules for domains: create, read, update, delete, list, statistics and the domain's cipher.
+
+Obtaining a domain key (which may call KMS) happens before the write transaction, in the
+handler, through `crypto.KeyManager.new_domain_key`; this module only stores the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord, DomainStats
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.store.schema import domain, profile, profile_key
+
+# Tables whose rows belong to a domain, children before parents, for DeleteDomain. Feature
+# packages that add domain tables register them with `register_domain_table`.
+_DOMAIN_TABLES: list[Any] = [profile_key, profile]
+
+
+def register_domain_table(table: Any) -> None:
+    """Have DeleteDomain remove `table`'s rows (it must have a `domain_name` column)."""
+    if table not in _DOMAIN_TABLES:
+        _DOMAIN_TABLES.insert(0, table)
+
+
+def _record(row: Any) -> DomainRecord:
+    return DomainRecord(
+        name=row.name,
+        key_id=row.key_id,
+        wrapped_key=bytes(row.wrapped_key),
+        config=dict(row.config),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def find_domain(tx: Tx, *, domain_name: str) -> DomainRecord | None:
+    row = tx.conn.execute(select(domain).where(domain.c.name == domain_name)).first()
+    return _record(row) if row else None
+
+
+def get_domain(tx: Tx, *, domain_name: str) -> DomainRecord:
+    record = find_domain(tx, domain_name=domain_name)
+    if record is None:
+        raise NotFound(f"The domain {domain_name} does not exist.")
+    return record
+
+
+def domain_cipher(tx: Tx, *, domain_name: str) -> DomainCipher:
+    record = get_domain(tx, domain_name=domain_name)
+    return tx.services.keys.cipher_for(record.name, record.key_id, record.wrapped_key)
+
+
+def create_domain(
+    tx: Tx, *, domain_name: str, config: dict[str, Any], key_id: str, wrapped_key: bytes
+) -> DomainRecord:
+    if find_domain(tx, domain_name=domain_name) is not None:
+        raise BadRequest(f"A domain named {domain_name} already exists.")
+    stored = {k: v for k, v in config.items() if k in CONFIG_MEMBERS and v is not None}
+    tx.conn.execute(
+        insert(domain).values(
+            name=domain_name,
+            key_id=key_id,
+            wrapped_key=wrapped_key,
+            config=stored,
+            created_at=tx.now,
+            updated_at=tx.now,
+        )
+    )
+    return get_domain(tx, domain_name=domain_name)
+
+
+def update_domain(
+    tx: Tx,
+    *,
+    domain_name: str,
+    changes: dict[str, Any],
+    new_key: tuple[str, bytes] | None = None,
+) -> DomainRecord:
+    """Apply the given settings; an empty string clears a string setting (API semantics)."""
+    current = get_domain(tx, domain_name=domain_name)
+    config = dict(current.config)
+    for member, value in changes.items():
+        if member not in CONFIG_MEMBERS or value is None:
+            continue
+        if value == "":
+            config.pop(member, None)
+        else:
+            config[member] = value
+    values: dict[str, Any] = {"config": config, "updated_at": tx.now}
+    if new_key is not None:
+        values["key_id"], values["wrapped_key"] = new_key
+    tx.conn.execute(update(domain).where(domain.c.name == domain_name).values(**values))
+    return get_domain(tx, domain_name=domain_name)
+
+
+def delete_domain(tx: Tx, *, domain_name: str) -> None:
+    """Remove the domain, every row of its data and its wrapped key."""
+    from openprofiles.tags.service import delete_domain_tags
+
+    get_domain(tx, domain_name=domain_name)
+    for table in _DOMAIN_TABLES:
+        tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
+    delete_domain_tags(tx, domain_name=domain_name)
+    tx.conn.execute(delete(domain).where(domain.c.name == domain_name))
+
+
+def list_domains(tx: Tx, *, after: str | None, limit: int) -> tuple[list[DomainRecord], bool]:
+    """Domains in name order after `after`; the flag says whether more follow."""
+    query = select(domain).order_by(domain.c.name).limit(limit + 1)
+    if after is not None:
+        query = query.where(domain.c.name > after)
+    rows = [_record(r) for r in tx.conn.execute(query)]
+    return rows[:limit], len(rows) > limit
+
+
+def domain_stats(tx: Tx, *, domain_name: str) -> DomainStats:
+    profiles = tx.conn.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(profile.c.sealed)), 0)).where(
+            profile.c.domain_name == domain_name, profile.c.merged_into.is_(None)
+        )
+    ).one()
+    object_count, object_size = _object_totals(tx, domain_name)
+    return DomainStats(
+        profile_count=int(profiles[0]),
+        metering_profile_count=int(profiles[0]),
+        object_count=object_count,
+        total_size=int(profiles[1]) + object_size,
+    )
+
+
+def _object_totals(tx: Tx, domain_name: str) -> tuple[int, int]:
+    """Count and size of the domain's profile objects (zero until objects are stored)."""
+    del tx, domain_name
+    return 0, 0

@@ -1,0 +1,75 @@
+"""The service's error vocabulary.
+
+Every error a caller can see is one of these. Each carries the AWS exception name and HTTP status
+the wire layer renders (`x-amzn-ErrorType`, body `{"Message": ...}`), so services raise them
+without knowing anything about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error rendered to a caller in the AWS error format."""
+
+    code = "InternalServerException"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    code = "BadRequestException"
+    status = 400
+
+
+class NotFound(ServiceError):
+    code = "ResourceNotFoundException"
+    status = 404
+
+
+class AccessDenied(ServiceError):
+    code = "AccessDeniedException"
+    status = 403
+
+
+class Throttling(ServiceError):
+    code = "ThrottlingException"
+    status = 429
+
+
+class InternalServer(ServiceError):
+    code = "InternalServerException"
+    status = 500
+
+
+class NotImplementedOperation(ServiceError):
+    """An operation of the model that OpenProfiles does not implement yet."""
+
+    code = "NotImplementedException"
+    status = 501
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"OpenProfiles does not implement the operation {operation} yet.")
+
+
+class UnrecognizedClient(ServiceError):
+    """The access key id is not one this server issued."""
+
+    code = "UnrecognizedClientException"
+    status = 403
+
+
+class InvalidSignature(ServiceError):
+    """The SigV4 signature is malformed, does not match, or is too old."""
+
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class MissingAuthenticationToken(ServiceError):
+    """The request carries no SigV4 Authorization header at all."""
+
+    code = "MissingAuthenticationTokenException"
+    status = 403

@@ -1,0 +1,45 @@
+"""First start of `make run`: an admin credential and instructions a newcomer can follow.
+
+The credential is written to DATA_DIR/credentials in the AWS shared-credentials format (owner-only
+permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FILE.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from openprofiles.auth.credentials import create_credential, list_credentials
+from openprofiles.context import Services
+
+PROFILE_NAME = "openprofiles"
+
+
+def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
+    """Create an admin credential if there is none; yield lines that say how to connect."""
+    path = services.settings.data_dir / "credentials"
+    with services.write() as tx:
+        has_admin = any(c.role == "admin" for c in list_credentials(tx))
+        issued = None if has_admin else create_credential(tx, role="admin")
+    if issued is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(
+                f"[{PROFILE_NAME}]\n"
+                f"aws_access_key_id = {issued.access_key_id}\n"
+                f"aws_secret_access_key = {issued.secret_access_key}\n"
+            )
+        yield f"Created an admin credential {issued.access_key_id}; saved in {path}."
+    if path.exists():
+        yield "Use it from a shell with:"
+        yield f"  export AWS_SHARED_CREDENTIALS_FILE={path.resolve()} AWS_PROFILE={PROFILE_NAME}"
+        yield f"  export AWS_DEFAULT_REGION={services.settings.region}"
+        yield f"  aws --endpoint-url {endpoint} customer-profiles list-domains"
+        yield "or in Python:"
+        yield (
+            f"  boto3.Session(profile_name='{PROFILE_NAME}').client('customer-profiles', "
+            f"endpoint_url='{endpoint}', region_name='{services.settings.region}')"
+        )
+    else:
+        yield "Create credentials with: openprofiles credentials create --role admin"

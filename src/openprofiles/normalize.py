@@ -1,0 +1,71 @@
+"""The one normaliser of key values, shared by search, profile keys and ingestion.
+
+Customer Profiles compares key values after normalising them by the field's ContentType
+(spec §1.4): phone numbers ignore formatting, emails and names ignore case, names also ignore
+repeated spaces. Two values match exactly when their normal forms are equal, which is what the
+blind index (crypto/blind_index.py) stores digests of.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+import phonenumbers
+
+
+class ContentType(StrEnum):
+    STRING = "STRING"
+    NUMBER = "NUMBER"
+    PHONE_NUMBER = "PHONE_NUMBER"
+    EMAIL_ADDRESS = "EMAIL_ADDRESS"
+    NAME = "NAME"
+
+
+def normalize(content_type: ContentType | str, value: str, *, phone_region: str = "US") -> str:
+    """The comparable form of `value` for a field of `content_type`; "" when nothing is left."""
+    kind = ContentType(content_type)
+    if kind is ContentType.PHONE_NUMBER:
+        return normalize_phone(value, phone_region)
+    if kind is ContentType.EMAIL_ADDRESS:
+        return value.strip().casefold()
+    if kind is ContentType.NAME:
+        return normalize_name(value)
+    if kind is ContentType.NUMBER:
+        return normalize_number(value)
+    return value
+
+
+def normalize_phone(value: str, region: str) -> str:
+    """E.164 through libphonenumber, reading numbers without a country code as `region`'s.
+
+    `+1 (206) 345-7890` and `2063457890` both become `+12063457890`. Numbers libphonenumber
+    cannot parse fall back to their digits, so they still match themselves in any format.
+    """
+    text = value.strip()
+    if not text:
+        return ""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return ("+" + digits) if text.startswith("+") and digits else digits
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_name(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def normalize_number(value: str) -> str:
+    """Numbers compare by value: `1234`, `1234.0` and ` 1.234e3 ` are one number."""
+    text = value.strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text
+    if not number.is_finite():
+        return text
+    if number == number.to_integral_value():
+        return str(number.to_integral_value().quantize(Decimal(1)))
+    return format(number.normalize(), "f")

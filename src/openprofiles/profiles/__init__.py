@@ -1,0 +1,1 @@
+"""Profiles: the unified standard profile of one customer, its keys, and search."""

@@ -1,0 +1,45 @@
+"""Profile keys: the predefined keys derived from standard fields, and how a key's values are
+normalised (spec §1.11, §4).
+
+`_phone` spans the four phone fields, `_email` the three email fields, `_account` is the account
+number, `_fullName` is "FirstName MiddleName LastName", `_profileId` the profile's own id. They
+are recomputed whenever the standard profile changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from openprofiles.normalize import ContentType
+
+PHONE_FIELDS = ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber")
+EMAIL_FIELDS = ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress")
+NAME_FIELDS = ("FirstName", "MiddleName", "LastName")
+
+PREDEFINED_CONTENT_TYPES: dict[str, ContentType] = {
+    "_phone": ContentType.PHONE_NUMBER,
+    "_email": ContentType.EMAIL_ADDRESS,
+    "_fullName": ContentType.NAME,
+    "_account": ContentType.STRING,
+    "_profileId": ContentType.STRING,
+}
+
+# Keys that are derived from the standard profile and so cannot be added or deleted by hand.
+DERIVED_KEYS = frozenset(PREDEFINED_CONTENT_TYPES)
+
+
+def derived_key_values(profile_id: str, fields: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key name, raw value) pairs the standard profile contributes to the index."""
+    yield "_profileId", profile_id
+    for name in PHONE_FIELDS:
+        if fields.get(name):
+            yield "_phone", fields[name]
+    for name in EMAIL_FIELDS:
+        if fields.get(name):
+            yield "_email", fields[name]
+    if fields.get("AccountNumber"):
+        yield "_account", fields["AccountNumber"]
+    full_name = " ".join(fields[n] for n in NAME_FIELDS if fields.get(n))
+    if full_name:
+        yield "_fullName", full_name

@@ -1,0 +1,85 @@
+"""Typed settings: the only reader of the environment.
+
+`Settings.from_env()` reads `OPENPROFILES_*` variables once; command-line options override them
+by building a new Settings with `dataclasses.replace`. Nothing else in the package looks at
+`os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    # None means the embedded SQLite database inside data_dir.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Region and account appear in ARNs (domains, local keys) and in the SigV4 credential scope.
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    # Phone numbers without a country code are read as numbers of this region (ISO 3166 code).
+    default_phone_region: str = "US"
+    # How far a request's signing time may be from the server's clock.
+    max_clock_skew_seconds: int = 15 * 60
+    kms_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    kinesis_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    # Credentials and region for the AWS adapters (KMS, SQS, ...); None uses boto3's chain.
+    aws_region: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "openprofiles.sqlite3"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.data_dir / "keyring.json"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given fields replaced; None values are ignored (option not given)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "data_dir" in given:
+            given["data_dir"] = Path(str(given["data_dir"]))
+        return replace(self, **given)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"OPENPROFILES_{name}")
+            return value if value else None
+
+        base = cls()
+        return base.with_overrides(
+            data_dir=get("DATA_DIR"),
+            database_url=get("DATABASE_URL"),
+            host=get("HOST"),
+            port=int(p) if (p := get("PORT")) else None,
+            region=get("REGION"),
+            account_id=get("ACCOUNT_ID"),
+            default_phone_region=get("DEFAULT_PHONE_REGION"),
+            kms_endpoint_url=get("KMS_ENDPOINT_URL"),
+            sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
+            kinesis_endpoint_url=get("KINESIS_ENDPOINT_URL"),
+            s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            aws_region=get("AWS_REGION"),
+        )

@@ -1,0 +1,93 @@
+"""The one schema, shared by SQLite and PostgreSQL.
+
+Every table that holds a domain's data leads with `domain_name`, the distribution key a
+Citus-style deployment shards on. Personal data never appears in a column in clear text:
+`sealed` columns hold AES-GCM blobs (see crypto/) and `digest` columns hold keyed HMAC digests of
+normalised key values (a blind index). Changing this file requires an Alembic migration in
+store/migrations/versions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+from openprofiles.store.types import UtcDateTime
+
+metadata = MetaData()
+
+credential = Table(
+    "credential",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    # The secret is needed in clear to verify SigV4, so it is sealed (not hashed).
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+domain = Table(
+    "domain",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # The key that wraps the domain's data key, and the wrapped data key itself.
+    Column("key_id", String(2048), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    # The domain's settings as the API names them (no personal data): DefaultExpirationDays,
+    # DefaultEncryptionKey, DeadLetterQueueUrl, Matching, RuleBasedMatching, DataStore.
+    Column("config", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+resource_tag = Table(
+    "resource_tag",
+    metadata,
+    Column("resource_arn", String(1024), primary_key=True),
+    # Lets DeleteDomain remove the tags of everything in the domain.
+    Column("domain_name", String(64), nullable=False, index=True),
+    Column("tags", JSON, nullable=False),
+)
+
+profile = Table(
+    "profile",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False),
+    # Set when the profile was merged into another; its id then resolves to that one.
+    Column("merged_into", String(32), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+)
+
+profile_key = Table(
+    "profile_key",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("key_name", String(255), primary_key=True),
+    Column("digest", LargeBinary(16), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    # Where the key came from: "profile" (derived from standard fields, recomputed on every
+    # change), "explicit" (AddProfileKey) or an object type name (ingestion).
+    Column("origin", String(255), nullable=False),
+    # The value itself, sealed, so an agent can see a profile's keys.
+    Column("value_sealed", LargeBinary, nullable=False),
+    ForeignKeyConstraint(
+        ["domain_name", "profile_id"],
+        ["profile.domain_name", "profile.profile_id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_profile_key_profile", "domain_name", "profile_id"),
+)

@@ -1,0 +1,1 @@
+"""Tags on resources (TagResource, UntagResource, ListTagsForResource)."""
