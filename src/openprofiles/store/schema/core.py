@@ -1,11 +1,5 @@
-"""The one schema, shared by SQLite and PostgreSQL.
-
-Every table that holds a domain's data leads with `domain_name`, the distribution key a
-Citus-style deployment shards on. Personal data never appears in a column in clear text:
-`sealed` columns hold AES-GCM blobs (see crypto/) and `digest` columns hold keyed HMAC digests of
-normalised key values (a blind index). Changing this file requires an Alembic migration in
-store/migrations/versions.
-"""
+"""Core tables: credentials, domains, tags, profiles and profile keys (the shared `metadata`
+every other schema module adds its tables to)."""
 
 from __future__ import annotations
 
