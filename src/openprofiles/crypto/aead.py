@@ -1,0 +1,52 @@
+"""Authenticated encryption of byte strings: AES-256-GCM with a versioned blob format.
+
+Blob layout: 1 byte format version | 12 byte random nonce | ciphertext || 16 byte tag.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from openprofiles.crypto.errors import DecryptionError
+
+FORMAT_VERSION = 1
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+_HEADER = bytes([FORMAT_VERSION])
+
+
+def _check_key(key: bytes) -> None:
+    # AESGCM would also accept 16- and 24-byte keys; we promise AES-256 everywhere.
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"an AES-256-GCM key is {KEY_SIZE} bytes, not {len(key)}")
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt and authenticate `plaintext`; `aad` is authenticated but not stored."""
+    _check_key(key)
+    # A random 96-bit nonce is safe for well over 2**32 messages per key; each domain has its own
+    # data key, so no single key gets near that bound.
+    nonce = os.urandom(NONCE_SIZE)
+    # The version byte is authenticated too, so a blob cannot be relabelled as another format.
+    return _HEADER + nonce + AESGCM(key).encrypt(nonce, plaintext, _HEADER + aad)
+
+
+def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    """The plaintext of a blob made by `seal`, or DecryptionError if anything does not match."""
+    _check_key(key)
+    if len(blob) < 1 + NONCE_SIZE + TAG_SIZE:
+        raise DecryptionError("sealed blob is too short")
+    if blob[:1] != _HEADER:
+        raise DecryptionError(f"unknown sealed blob format version {blob[0]}")
+    nonce = blob[1 : 1 + NONCE_SIZE]
+    try:
+        return AESGCM(key).decrypt(nonce, blob[1 + NONCE_SIZE :], _HEADER + aad)
+    except InvalidTag:
+        # Tamper, wrong key and wrong associated data are indistinguishable by design.
+        raise DecryptionError(
+            "sealed blob failed authentication (tampered, wrong key or wrong context)"
+        ) from None

@@ -1,0 +1,204 @@
+"""Per-domain data keys and the ciphers built from them.
+
+`KeyManager` creates a domain's wrapped data key (proving the key provider works first), unwraps
+it when the domain's records are read or written (cached, so KMS is not called per request), and
+derives the server's own secrets from the default local key. `DomainCipher` seals records and
+computes blind-index digests for one domain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from openprofiles.crypto import aead
+from openprofiles.crypto.blind_index import BlindIndex
+from openprofiles.crypto.encoding import length_prefixed
+from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
+from openprofiles.crypto.providers import ProviderResolver
+
+CONTEXT_KEY = "openprofiles:domain"
+SYSTEM_INFO = b"openprofiles/system/v1"
+_DOMAIN_INFO = "openprofiles/domain/v1"
+# Domain names match [a-zA-Z0-9_-]+, so a scope with ':' can never be a domain's.
+SYSTEM_SCOPE = "openprofiles:system"
+
+
+def encryption_context(domain_name: str) -> dict[str, str]:
+    """The context every data key of a domain is wrapped with (KMS logs it in CloudTrail)."""
+    return {CONTEXT_KEY: domain_name}
+
+
+def _hkdf(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
+class DomainCipher:
+    """Seals records and digests search keys for one domain (or the system scope)."""
+
+    def __init__(self, data_key: bytes, domain_name: str) -> None:
+        if len(data_key) != aead.KEY_SIZE:
+            raise ValueError(f"a data key is {aead.KEY_SIZE} bytes, not {len(data_key)}")
+        self.domain_name = domain_name
+        # Two subkeys, never one key for two jobs: AES-GCM and HMAC have no joint security proof
+        # under a shared key, and the index key is the one that must stay stable for lookups
+        # while the sealing key could later be rotated on its own.
+        self._seal_key = _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "seal", domain_name))
+        self._index = BlindIndex(
+            _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "index", domain_name))
+        )
+
+    def seal_record(self, table: str, record_id: str, payload: dict[str, Any]) -> bytes:
+        plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return aead.seal(self._seal_key, plaintext, self._aad(table, record_id))
+
+    def open_record(self, table: str, record_id: str, blob: bytes) -> dict[str, Any]:
+        """The payload sealed for exactly this (domain, table, record id); DecryptionError else."""
+        plaintext = aead.open_sealed(self._seal_key, blob, self._aad(table, record_id))
+        payload = json.loads(plaintext)
+        if not isinstance(payload, dict):
+            raise DecryptionError(f"the sealed {table} record {record_id} is not a JSON object")
+        return payload
+
+    def digest(self, key_name: str, normalised_value: str) -> bytes:
+        return self._index.digest(key_name, normalised_value)
+
+    def _aad(self, table: str, record_id: str) -> bytes:
+        # Binding the row's identity means a blob copied to another row, table or domain does not
+        # open, so a database writer cannot swap customers' data around undetected.
+        return length_prefixed("openprofiles/record/v1", self.domain_name, table, record_id)
+
+
+@dataclass(frozen=True)
+class WrappedDomainKey:
+    key_id: str
+    wrapped: bytes
+
+
+class KeyManager:
+    def __init__(self, resolver: ProviderResolver, cache_size: int = 1024) -> None:
+        self._resolver = resolver
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str, bytes], DomainCipher] = OrderedDict()
+        self._lock = threading.Lock()
+        self._system_root: bytes | None = None
+        self._system_lock = threading.Lock()
+
+    @property
+    def resolver(self) -> ProviderResolver:
+        return self._resolver
+
+    def new_domain_key(self, domain_name: str, key_id: str | None = None) -> WrappedDomainKey:
+        """A data key for a new domain (or a key change), wrapped under `key_id` or the default.
+
+        The round trip (generate, then decrypt the wrapped copy) proves now, at configuration
+        time, that the key can also be used for reading later: a key that can encrypt but not
+        decrypt would otherwise accept data nobody can read back.
+        """
+        key_id = key_id or self._resolver.default_key_id()
+        provider = self._resolver.resolve(key_id)
+        context = encryption_context(domain_name)
+        data_key, wrapped = provider.generate_data_key(key_id, context)
+        self._prove(key_id, provider.decrypt_data_key(key_id, wrapped, context), data_key)
+        self._remember(
+            (domain_name, key_id, _fingerprint(wrapped)), DomainCipher(data_key, domain_name)
+        )
+        return WrappedDomainKey(key_id, wrapped)
+
+    def rewrap_domain_key(
+        self, domain_name: str, key_id: str, wrapped: bytes, new_key_id: str | None
+    ) -> WrappedDomainKey:
+        """The domain's existing data key wrapped under `new_key_id` (or the default key).
+
+        The data key itself does not change, so no record has to be sealed again; the old
+        wrapped key stays readable until the caller stores the new one. The new wrapping is
+        proved by unwrapping it before it is returned, as in `new_domain_key`.
+        """
+        new_key_id = new_key_id or self._resolver.default_key_id()
+        context = encryption_context(domain_name)
+        data_key = self._resolver.resolve(key_id).decrypt_data_key(key_id, wrapped, context)
+        provider = self._resolver.resolve(new_key_id)
+        rewrapped = provider.wrap_data_key(new_key_id, data_key, context)
+        self._prove(new_key_id, provider.decrypt_data_key(new_key_id, rewrapped, context), data_key)
+        self.forget(domain_name)
+        self._remember(
+            (domain_name, new_key_id, _fingerprint(rewrapped)), DomainCipher(data_key, domain_name)
+        )
+        return WrappedDomainKey(new_key_id, rewrapped)
+
+    def cipher_for(self, domain_name: str, key_id: str, wrapped: bytes) -> DomainCipher:
+        """The cipher of a domain, unwrapping its data key only when not cached."""
+        cache_key = (domain_name, key_id, _fingerprint(wrapped))
+        with self._lock:
+            cipher = self._cache.get(cache_key)
+            if cipher is not None:
+                self._cache.move_to_end(cache_key)
+                return cipher
+        # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may
+        # both unwrap on a cold cache; that costs one extra call, not a wrong answer.
+        provider = self._resolver.resolve(key_id)
+        data_key = provider.decrypt_data_key(key_id, wrapped, encryption_context(domain_name))
+        cipher = DomainCipher(data_key, domain_name)
+        self._remember(cache_key, cipher)
+        return cipher
+
+    def forget(self, domain_name: str) -> None:
+        """Drop a domain's cached ciphers (after DeleteDomain or a change of its key)."""
+        with self._lock:
+            for cache_key in [k for k in self._cache if k[0] == domain_name]:
+                del self._cache[cache_key]
+
+    def system_cipher(self) -> DomainCipher:
+        """A cipher for the server's own secrets (API credential secrets, session secrets).
+
+        Derived from the default local key, so it needs no wrapped key stored anywhere and every
+        process sharing the keyring derives the same one.
+        """
+        return DomainCipher(self._system_key(), SYSTEM_SCOPE)
+
+    def system_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (e.g. "pagination" for page-token HMACs)."""
+        return _hkdf(self._system_key(), length_prefixed(SYSTEM_INFO, "secret", purpose))
+
+    def _system_key(self) -> bytes:
+        with self._system_lock:
+            if self._system_root is None:
+                key = self._resolver.keyring.default_key()
+                if not key.enabled:
+                    raise KeyUnusable(
+                        f"The default local key {key.key_id} is disabled, and the server's own "
+                        "secrets are derived from it; enable it with `openprofiles keys enable`.",
+                        KeyProblem.DISABLED,
+                    )
+                self._system_root = _hkdf(key.material, SYSTEM_INFO)
+            return self._system_root
+
+    @staticmethod
+    def _prove(key_id: str, unwrapped: bytes, data_key: bytes) -> None:
+        if not hmac.compare_digest(data_key, unwrapped):
+            raise KeyUnusable(
+                f"The key {key_id} returned a different data key when unwrapping the one it just "
+                "wrapped; it cannot be used to protect this domain's data.",
+                KeyProblem.INVALID_CIPHERTEXT,
+            )
+
+    def _remember(self, cache_key: tuple[str, str, bytes], cipher: DomainCipher) -> None:
+        with self._lock:
+            self._cache[cache_key] = cipher
+            self._cache.move_to_end(cache_key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+
+def _fingerprint(wrapped: bytes) -> bytes:
+    # The wrapped key's hash, not the blob, keys the cache: a new data key for the same domain
+    # (key change) then never hits a stale entry.
+    return hashlib.sha256(wrapped).digest()

@@ -1,0 +1,47 @@
+"""The errors the crypto package raises.
+
+They are plain exceptions, not `openprofiles.errors.ServiceError`s: whether an unusable key is the
+caller's fault (BadRequestException at CreateDomain) or the server's (AccessDeniedException or
+InternalServerException while reading data) depends on where it happens, so the feature service
+that catches them decides. `KeyUnusable.problem` lets it decide without parsing messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DecryptionError(Exception):
+    """A sealed blob did not open: it was tampered with, or the key or associated data differ."""
+
+
+class KeyringError(Exception):
+    """The local keyring file cannot be read or written (corrupt JSON, wrong format)."""
+
+
+class KeyProblem(StrEnum):
+    """Why a key cannot be used; the message says it in words, this says it to code."""
+
+    NOT_FOUND = "not_found"
+    DISABLED = "disabled"
+    INVALID_STATE = "invalid_state"
+    ACCESS_DENIED = "access_denied"
+    INVALID_CIPHERTEXT = "invalid_ciphertext"
+    INVALID_IDENTIFIER = "invalid_identifier"
+    WRONG_KEY_TYPE = "wrong_key_type"
+    CREDENTIALS = "credentials"
+    # Transient: the endpoint is unreachable, throttling, or KMS itself failed. Retrying may work.
+    UNAVAILABLE = "unavailable"
+
+
+class KeyUnusable(Exception):
+    """A key cannot be used to produce or unwrap a data key; `.message` says what to do."""
+
+    def __init__(self, message: str, problem: KeyProblem = KeyProblem.NOT_FOUND) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problem = problem
+
+    @property
+    def transient(self) -> bool:
+        return self.problem is KeyProblem.UNAVAILABLE

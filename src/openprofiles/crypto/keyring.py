@@ -1,0 +1,303 @@
+"""The `local` key provider's storage: master keys in a JSON keyring file.
+
+The file is shared by every process using one data dir (N API servers, the CLI), so:
+- it is created on first use, owner-only (file 0600, a missing parent directory 0700);
+- every change re-reads the file and rewrites it atomically (temp file + os.replace) while
+  holding an fcntl lock on a sibling lock file, so concurrent writers never lose each other's keys;
+- reads never lock (os.replace makes every read see a whole file) and reload when the file's
+  identity changed, so a key created by the CLI is seen by a running server.
+
+File format: {"version": 1, "keys": [{"id", "alias", "created_at", "enabled", "material"}]}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openprofiles.crypto.arns import alias_name, local_key_arn, parse_local_key_arn
+from openprofiles.crypto.errors import KeyringError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "openprofiles-default"
+MATERIAL_SIZE = 32
+FILE_VERSION = 1
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
+
+T = TypeVar("T")
+# (device, inode, size, mtime_ns): os.replace gives the file a new inode, so even two writes within
+# one mtime tick are told apart.
+_Signature = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LocalKey:
+    key_id: str
+    alias: str
+    created_at: datetime
+    enabled: bool
+    # Never in repr: a key in a log line or a traceback is a leaked key.
+    material: bytes = field(repr=False)
+
+    def arn(self, region: str, account_id: str) -> str:
+        return local_key_arn(region, account_id, self.key_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.key_id,
+            "alias": self.alias,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "enabled": self.enabled,
+            "material": base64.b64encode(self.material).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> LocalKey:
+        material = base64.b64decode(item["material"], validate=True)
+        if len(material) != MATERIAL_SIZE:
+            raise ValueError(f"key {item['id']} has {len(material)} bytes of material")
+        return cls(
+            key_id=str(item["id"]),
+            alias=str(item["alias"]),
+            created_at=datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00")),
+            enabled=bool(item["enabled"]),
+            material=material,
+        )
+
+
+def normalise_alias(alias: str) -> str:
+    """NAME from `NAME` or `alias/NAME`, validated (letters, digits, '/', '_', '-'; 1-250)."""
+    name = alias_name(alias) or alias
+    if not ALIAS_PATTERN.match(name):
+        raise ValueError(
+            f"The alias {alias!r} is not valid: use 1 to 250 letters, digits, '/', '_' or '-'."
+        )
+    return name
+
+
+class Keyring:
+    def __init__(self, path: Path | str) -> None:
+        self._path = Path(path)
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        # Guards the in-memory snapshot between threads; the fcntl lock guards the file.
+        self._mutex = threading.Lock()
+        self._signature: _Signature | None = None
+        self._keys: dict[str, LocalKey] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_keys(self) -> list[LocalKey]:
+        return sorted(self._snapshot().values(), key=lambda k: (k.created_at, k.key_id))
+
+    def get(self, key_id: str) -> LocalKey | None:
+        return self._snapshot().get(key_id)
+
+    def find_by_alias(self, alias: str) -> LocalKey | None:
+        """The key with this alias (given as `NAME` or `alias/NAME`), or None."""
+        name = alias_name(alias) or alias
+        return _by_alias(self._snapshot(), name)
+
+    def lookup(self, identifier: str) -> LocalKey | None:
+        """A key by any local identifier: its ARN, `alias/NAME`, or its bare uuid.
+
+        The ARN's region and account are not compared with the current settings: the uuid alone
+        names the key, and a change of configured region must not orphan existing domains.
+        """
+        return _find(self._snapshot(), identifier)
+
+    # -- changing --------------------------------------------------------------------------
+
+    def create_key(self, alias: str) -> LocalKey:
+        name = normalise_alias(alias)
+
+        def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
+            if _by_alias(keys, name) is not None:
+                raise ValueError(
+                    f"A local key with the alias {name!r} already exists; choose another alias."
+                )
+            key = _new_key(name)
+            keys[key.key_id] = key
+            return key, True
+
+        key = self._mutate(change)
+        log.info("created local key %s (alias %s) in %s", key.key_id, key.alias, self._path)
+        return key
+
+    def default_key(self) -> LocalKey:
+        """The key new domains use when none is given; created on first use."""
+        existing = _by_alias(self._snapshot(), DEFAULT_ALIAS)
+        if existing is not None:
+            return existing
+
+        # Find-or-create under the file lock: two processes starting at once agree on one key.
+        def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
+            found = _by_alias(keys, DEFAULT_ALIAS)
+            if found is not None:
+                return found, False
+            key = _new_key(DEFAULT_ALIAS)
+            keys[key.key_id] = key
+            return key, True
+
+        return self._mutate(change)
+
+    def disable(self, key_id: str) -> LocalKey:
+        return self._set_enabled(key_id, False)
+
+    def enable(self, key_id: str) -> LocalKey:
+        return self._set_enabled(key_id, True)
+
+    def _set_enabled(self, identifier: str, enabled: bool) -> LocalKey:
+        def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
+            key = _find(keys, identifier)
+            if key is None:
+                raise LookupError(f"There is no key {identifier} in the keyring {self._path}.")
+            if key.enabled == enabled:
+                return key, False
+            keys[key.key_id] = replace(key, enabled=enabled)
+            return keys[key.key_id], True
+
+        return self._mutate(change)
+
+    # -- file handling ---------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, LocalKey]:
+        signature = self._stat()
+        if signature is None:
+            self._mutate(lambda keys: (None, False))  # first use: creates the empty keyring
+            signature = self._stat()
+        with self._mutex:
+            if signature != self._signature:
+                signature, keys = self._read()
+                self._signature, self._keys = signature, keys
+            return self._keys
+
+    def _mutate(self, change: Callable[[dict[str, LocalKey]], tuple[T, bool]]) -> T:
+        with self._file_lock():
+            # Always from disk, never from the snapshot: another process may have written since.
+            _, keys = self._read()
+            result, changed = change(keys)
+            if changed or not self._path.exists():
+                self._write(keys)
+            signature, keys = self._read()
+            with self._mutex:
+                self._signature, self._keys = signature, keys
+            return result
+
+    def _stat(self) -> _Signature | None:
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _read(self) -> tuple[_Signature | None, dict[str, LocalKey]]:
+        try:
+            with open(self._path, "rb") as f:
+                st = os.fstat(f.fileno())
+                raw = f.read()
+        except FileNotFoundError:
+            return None, {}
+        if st.st_mode & 0o077:
+            log.warning(
+                "the keyring %s is readable by other users (mode %o); run chmod 600 on it",
+                self._path,
+                st.st_mode & 0o777,
+            )
+        try:
+            document = json.loads(raw)
+            if document.get("version") != FILE_VERSION:
+                raise ValueError(f"unknown keyring version {document.get('version')!r}")
+            keys = [LocalKey.from_json(item) for item in document["keys"]]
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            raise KeyringError(
+                f"The keyring {self._path} cannot be read ({exc}); restore it from a backup. "
+                "Without it, data sealed under its keys cannot be decrypted."
+            ) from None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), {k.key_id: k for k in keys}
+
+    def _write(self, keys: dict[str, LocalKey]) -> None:
+        document = {"version": FILE_VERSION, "keys": [k.to_json() for k in keys.values()]}
+        data = json.dumps(document, indent=2).encode("utf-8") + b"\n"
+        directory = self._path.parent
+        # mkstemp creates the file 0600, so the keys are never readable by others, even briefly.
+        fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        # Make the rename itself durable: losing the keyring loses every domain's data.
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        self._ensure_directory()
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # flock locks belong to the open file description, so this also excludes other
+            # threads of this process (each opens its own descriptor).
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _ensure_directory(self) -> None:
+        directory = self._path.parent
+        if directory.exists():
+            return  # someone else's directory: its mode is theirs to choose
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask; the keyring's own directory must be 0700.
+        os.chmod(directory, 0o700)
+
+
+def _new_key(alias: str) -> LocalKey:
+    return LocalKey(
+        key_id=str(uuid.uuid4()),
+        alias=alias,
+        created_at=datetime.now(UTC),
+        enabled=True,
+        material=os.urandom(MATERIAL_SIZE),
+    )
+
+
+def _by_alias(keys: dict[str, LocalKey], name: str) -> LocalKey | None:
+    return next((k for k in keys.values() if k.alias == name), None)
+
+
+def _find(keys: dict[str, LocalKey], identifier: str) -> LocalKey | None:
+    if (arn := parse_local_key_arn(identifier)) is not None:
+        return keys.get(arn.key_id)
+    if (name := alias_name(identifier)) is not None:
+        return _by_alias(keys, name)
+    return keys.get(identifier)

@@ -1,0 +1,364 @@
+"""Key providers: where a domain's data key comes from and how it is unwrapped.
+
+`KeyProvider` is the seam; `LocalKeyProvider` wraps data keys under a master key of the local
+keyring, `KmsKeyProvider` asks any KMS-compatible endpoint. `ProviderResolver` picks the provider
+from the shape of a key identifier. No function here logs or puts in a message any key material
+or plaintext.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from openprofiles.crypto import aead
+from openprofiles.crypto.arns import alias_name, is_aws_kms_arn, is_local_key_arn
+from openprofiles.crypto.encoding import canonical_context, length_prefixed
+from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
+from openprofiles.crypto.keyring import Keyring, LocalKey
+from openprofiles.settings import Settings
+
+DATA_KEY_SIZE = 32
+
+ACCEPTED_FORMS = (
+    "arn:openprofiles:kms:REGION:ACCOUNT:key/UUID (a local key), "
+    "alias/NAME (a local key alias), "
+    "arn:aws:kms:REGION:ACCOUNT:key/ID or arn:aws:kms:REGION:ACCOUNT:alias/NAME (AWS KMS)"
+)
+
+
+class KeyProvider(Protocol):
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        """A fresh 32-byte data key and the same key wrapped under `key_id` with `context`."""
+        ...
+
+    def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        """The data key inside `wrapped`; KeyUnusable if the key or the context do not match."""
+        ...
+
+    def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        """An existing data key wrapped under `key_id` (a change of a domain's key)."""
+        ...
+
+
+class LocalKeyProvider:
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        master = self._usable_key(key_id)
+        data_key = os.urandom(DATA_KEY_SIZE)
+        return data_key, aead.seal(master.material, data_key, _wrap_aad(master, context))
+
+    def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        master = self._usable_key(key_id)
+        try:
+            return aead.open_sealed(master.material, wrapped, _wrap_aad(master, context))
+        except DecryptionError:
+            raise KeyUnusable(
+                f"The data key could not be unwrapped with the local key {key_id}: it was wrapped "
+                "under another key or another encryption context, or it is damaged.",
+                KeyProblem.INVALID_CIPHERTEXT,
+            ) from None
+
+    def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        master = self._usable_key(key_id)
+        return aead.seal(master.material, data_key, _wrap_aad(master, context))
+
+    def _usable_key(self, key_id: str) -> LocalKey:
+        key = self._keyring.lookup(key_id)
+        if key is None:
+            raise KeyUnusable(
+                f"The local key {key_id} does not exist in the keyring {self._keyring.path}; "
+                "list the keys with `openprofiles keys list` or create one.",
+                KeyProblem.NOT_FOUND,
+            )
+        if not key.enabled:
+            raise KeyUnusable(
+                f"The local key {key_id} is disabled; enable it with `openprofiles keys enable` "
+                "or choose another key.",
+                KeyProblem.DISABLED,
+            )
+        return key
+
+
+def _wrap_aad(master: LocalKey, context: Mapping[str, str]) -> bytes:
+    return length_prefixed("openprofiles/local-wrap/v1", master.key_id, canonical_context(context))
+
+
+# KMS error codes → (problem, message template). `{key}` is the key identifier.
+_KMS_ERRORS: dict[str, tuple[KeyProblem, str]] = {
+    "DisabledException": (
+        KeyProblem.DISABLED,
+        "The KMS key {key} is disabled; enable it or choose another key.",
+    ),
+    "NotFoundException": (
+        KeyProblem.NOT_FOUND,
+        "The KMS key {key} does not exist in region {region}, or these credentials cannot see "
+        "it; check the key ARN and the region.",
+    ),
+    "AccessDeniedException": (
+        KeyProblem.ACCESS_DENIED,
+        "OpenProfiles is not allowed to use KMS key {key}: grant kms:DescribeKey, "
+        "kms:GenerateDataKey, kms:Encrypt and kms:Decrypt on it to the credentials "
+        "OpenProfiles runs with.",
+    ),
+    "KMSInvalidStateException": (
+        KeyProblem.INVALID_STATE,
+        "The KMS key {key} cannot be used in its current state (for example pending deletion or "
+        "pending import); cancel its deletion or choose another key.",
+    ),
+    "InvalidCiphertextException": (
+        KeyProblem.INVALID_CIPHERTEXT,
+        "KMS could not unwrap the data key with key {key}: it was wrapped under another key or "
+        "another encryption context, or it is damaged.",
+    ),
+    "IncorrectKeyException": (
+        KeyProblem.INVALID_CIPHERTEXT,
+        "The wrapped data key was not made with the KMS key {key}; check the domain's key.",
+    ),
+    "InvalidKeyUsageException": (
+        KeyProblem.WRONG_KEY_TYPE,
+        "The KMS key {key} cannot encrypt data keys: use a symmetric ENCRYPT_DECRYPT key.",
+    ),
+    "KeyUnavailableException": (
+        KeyProblem.UNAVAILABLE,
+        "The KMS key {key} is temporarily unavailable; try again later.",
+    ),
+}
+_KMS_TRANSIENT = {
+    "DependencyTimeoutException",
+    "KMSInternalException",
+    "ThrottlingException",
+    "LimitExceededException",
+    "ServiceUnavailableException",
+    "InternalFailure",
+}
+_KMS_CREDENTIAL_ERRORS = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+}
+
+
+class KmsKeyProvider:
+    def __init__(self, endpoint_url: str | None, region: str | None, *, client: Any = None) -> None:
+        """`client` is a ready boto3 KMS client (own credentials, botocore's Stubber); by default
+        one is made on first use from `endpoint_url`, `region` and boto3's credential chain."""
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._client: Any = client
+        self._client_lock = threading.Lock()
+
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        client = self._kms()
+        try:
+            # Config time only (new domain, key change), so the extra call is cheap; it gives a
+            # precise message for keys that cannot work and enforces the key state on endpoints
+            # that do not check it on GenerateDataKey (moto does not).
+            self._check_key(client, key_id)
+            response = client.generate_data_key(
+                KeyId=key_id, KeySpec="AES_256", EncryptionContext=dict(context)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unusable(key_id, exc) from None
+        plaintext = bytes(response["Plaintext"])
+        if len(plaintext) != DATA_KEY_SIZE:
+            raise KeyUnusable(
+                f"The KMS endpoint returned a {len(plaintext)}-byte data key for {key_id}, "
+                f"not {DATA_KEY_SIZE}; is it really KMS-compatible?",
+                KeyProblem.WRONG_KEY_TYPE,
+            )
+        return plaintext, bytes(response["CiphertextBlob"])
+
+    def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        client = self._kms()
+        try:
+            response = client.decrypt(
+                CiphertextBlob=wrapped, EncryptionContext=dict(context), KeyId=key_id
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "AccessDeniedException":
+                # KMS (and moto) also answer AccessDenied when the blob names another key.
+                raise KeyUnusable(
+                    f"KMS refused to unwrap the data key with key {key_id}: either OpenProfiles is "
+                    "not allowed to use the key (grant kms:Decrypt on it to the credentials "
+                    "OpenProfiles runs with) or the data key was wrapped under another key.",
+                    KeyProblem.ACCESS_DENIED,
+                ) from None
+            raise self._unusable(key_id, exc) from None
+        except BotoCoreError as exc:
+            raise self._unusable(key_id, exc) from None
+        return bytes(response["Plaintext"])
+
+    def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        client = self._kms()
+        try:
+            self._check_key(client, key_id)  # config time, as in generate_data_key
+            response = client.encrypt(
+                KeyId=key_id, Plaintext=data_key, EncryptionContext=dict(context)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unusable(key_id, exc) from None
+        return bytes(response["CiphertextBlob"])
+
+    def _check_key(self, client: Any, key_id: str) -> None:
+        metadata = client.describe_key(KeyId=key_id)["KeyMetadata"]
+        state = metadata.get("KeyState") or ("Enabled" if metadata.get("Enabled") else "Disabled")
+        if state == "Disabled":
+            raise KeyUnusable(
+                _KMS_ERRORS["DisabledException"][1].format(key=key_id), KeyProblem.DISABLED
+            )
+        if state != "Enabled":
+            raise KeyUnusable(
+                f"The KMS key {key_id} is in the state {state} and cannot be used; "
+                "cancel its deletion, finish its import, or choose another key.",
+                KeyProblem.INVALID_STATE,
+            )
+        usage = metadata.get("KeyUsage", "ENCRYPT_DECRYPT")
+        spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec", "SYMMETRIC_DEFAULT")
+        if usage != "ENCRYPT_DECRYPT" or spec != "SYMMETRIC_DEFAULT":
+            raise KeyUnusable(
+                f"The KMS key {key_id} is a {spec} key for {usage}; OpenProfiles needs a "
+                "symmetric (SYMMETRIC_DEFAULT) ENCRYPT_DECRYPT key.",
+                KeyProblem.WRONG_KEY_TYPE,
+            )
+
+    def _kms(self) -> Any:
+        # One client per provider, made on first use: creating it reads credentials and the
+        # region, which must not happen at import or startup when no KMS key is used.
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    self._client = boto3.session.Session().client(
+                        "kms",
+                        endpoint_url=self._endpoint_url,
+                        region_name=self._region,
+                        config=Config(
+                            connect_timeout=5,
+                            read_timeout=15,
+                            retries={"max_attempts": 3, "mode": "standard"},
+                        ),
+                    )
+                except NoRegionError:
+                    raise KeyUnusable(
+                        "No AWS region is configured for KMS; set OPENPROFILES_AWS_REGION "
+                        "(or AWS_REGION).",
+                        KeyProblem.CREDENTIALS,
+                    ) from None
+            return self._client
+
+    def _endpoint(self) -> str:
+        if self._endpoint_url:
+            return self._endpoint_url
+        client = self._client
+        return str(client.meta.endpoint_url) if client is not None else "(default AWS endpoint)"
+
+    def _unusable(self, key_id: str, exc: Exception) -> KeyUnusable:
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            if code in _KMS_ERRORS:
+                problem, template = _KMS_ERRORS[code]
+                region = self._region or getattr(self._client.meta, "region_name", "?")
+                return KeyUnusable(template.format(key=key_id, region=region), problem)
+            if code in _KMS_CREDENTIAL_ERRORS:
+                return KeyUnusable(
+                    f"KMS at {self._endpoint()} rejected OpenProfiles' AWS credentials ({code}); "
+                    "check the access key, secret and session token it runs with.",
+                    KeyProblem.CREDENTIALS,
+                )
+            if code in _KMS_TRANSIENT:
+                return KeyUnusable(
+                    f"KMS at {self._endpoint()} could not serve the request for key {key_id} "
+                    f"({code}); try again later.",
+                    KeyProblem.UNAVAILABLE,
+                )
+            return KeyUnusable(
+                f"KMS refused to use key {key_id} ({code}: {error.get('Message', '')}).",
+                KeyProblem.ACCESS_DENIED,
+            )
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return KeyUnusable(
+                "No AWS credentials were found for the KMS key provider; set AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY, an AWS profile, or an instance role.",
+                KeyProblem.CREDENTIALS,
+            )
+        if isinstance(
+            exc,
+            EndpointConnectionError
+            | ConnectTimeoutError
+            | ReadTimeoutError
+            | ConnectionClosedError,
+        ):
+            return KeyUnusable(
+                f"OpenProfiles could not reach the KMS endpoint {self._endpoint()}; check "
+                "OPENPROFILES_KMS_ENDPOINT_URL and that the service is running and reachable.",
+                KeyProblem.UNAVAILABLE,
+            )
+        return KeyUnusable(
+            f"Calling KMS at {self._endpoint()} for key {key_id} failed: {type(exc).__name__}.",
+            KeyProblem.UNAVAILABLE,
+        )
+
+
+class ProviderResolver:
+    """Picks the provider for a key identifier and knows the default (local) key."""
+
+    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self._local = LocalKeyProvider(keyring)
+        self._kms: KmsKeyProvider | None = None
+        self._kms_lock = threading.Lock()
+
+    def resolve(self, key_id: str) -> KeyProvider:
+        if is_aws_kms_arn(key_id):
+            return self._kms_provider()
+        if is_local_key_arn(key_id):
+            # Existence and state are checked on use, with the provider's own message.
+            return self._local
+        if alias_name(key_id) is not None:
+            if self.keyring.lookup(key_id) is None:
+                raise KeyUnusable(
+                    f"There is no local key with the alias {key_id} in the keyring "
+                    f"{self.keyring.path}; create it with `openprofiles keys create`, or give a "
+                    "full AWS KMS key ARN.",
+                    KeyProblem.NOT_FOUND,
+                )
+            return self._local
+        raise KeyUnusable(
+            f"{key_id!r} is not a key identifier OpenProfiles understands; use one of: "
+            f"{ACCEPTED_FORMS}.",
+            KeyProblem.INVALID_IDENTIFIER,
+        )
+
+    def default_key_id(self) -> str:
+        return self.local_arn(self.keyring.default_key())
+
+    def local_arn(self, key: LocalKey) -> str:
+        return key.arn(self.settings.region, self.settings.account_id)
+
+    def _kms_provider(self) -> KmsKeyProvider:
+        with self._kms_lock:
+            if self._kms is None:
+                self._kms = KmsKeyProvider(self.settings.kms_endpoint_url, self.settings.aws_region)
+            return self._kms

@@ -1,0 +1,104 @@
+"""The `openprofiles` command line on a real data dir and database."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+from tests.support.server import free_port
+
+from openprofiles.cli import main
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_credentials_create_and_list(settings):
+    common = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        common += ["--database-url", settings.database_url]
+    issued = json.loads(_run("credentials", "create", "--role", "agent", "--json", *common))
+    assert issued["Role"] == "agent"
+    assert issued["AccessKeyId"].startswith("OP") and len(issued["AccessKeyId"]) == 20
+    assert len(issued["SecretAccessKey"]) >= 40
+    listed = json.loads(_run("credentials", "list", "--json", *common))
+    assert [c["AccessKeyId"] for c in listed] == [issued["AccessKeyId"]]
+    assert issued["SecretAccessKey"] not in json.dumps(listed)
+
+
+def test_credentials_create_refuses_an_unknown_role(tmp_path):
+    result = CliRunner().invoke(
+        main, ["credentials", "create", "--role", "root", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "root" in result.output
+
+
+def test_keys_create_prints_a_usable_identifier(tmp_path):
+    data_dir = tmp_path / "data"
+    out = json.loads(
+        _run("keys", "create", "--alias", "billing", "--json", "--data-dir", str(data_dir))
+    )
+    assert out["Arn"].startswith("arn:openprofiles:kms:")
+    assert out["Alias"] == "billing"
+    keyring = data_dir / "keyring.json"
+    assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
+    # The identifier is accepted as a DefaultEncryptionKey.
+    from openprofiles.app import build_services
+    from openprofiles.settings import Settings
+
+    services = build_services(Settings(data_dir=data_dir))
+    wrapped = services.keys.new_domain_key("d", out["Arn"])
+    assert wrapped.key_id == out["Arn"]
+    duplicate = CliRunner().invoke(
+        main, ["keys", "create", "--alias", "billing", "--data-dir", str(data_dir)]
+    )
+    assert duplicate.exit_code != 0
+
+
+def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "openprofiles"),
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--first-run-admin",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        # Read the server's own output until uvicorn says it is accepting connections.
+        for line in process.stdout:
+            lines.append(line)
+            if "Uvicorn running on" in line:
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in output
+        credentials = Path(data_dir / "credentials")
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        assert "aws_access_key_id" in credentials.read_text()
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        assert response.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

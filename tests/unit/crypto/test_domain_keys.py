@@ -1,0 +1,214 @@
+"""DomainCipher binding and KeyManager's key proof, cache and system secrets.
+
+The provider calls are counted by a thin wrapper around a real LocalKeyProvider, so the cache is
+tested against real wrapping, not a mock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from openprofiles.crypto.domain_keys import SYSTEM_SCOPE, DomainCipher, KeyManager
+from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
+from openprofiles.crypto.keyring import Keyring
+from openprofiles.crypto.providers import KeyProvider, LocalKeyProvider, ProviderResolver
+from openprofiles.settings import Settings
+
+PAYLOAD = {"FirstName": "Ana", "PhoneNumber": "+14155550100", "Attributes": {"tier": "gold"}}
+
+
+class CountingProvider:
+    def __init__(self, inner: KeyProvider) -> None:
+        self.inner = inner
+        self.generated = 0
+        self.decrypted = 0
+        self.wrapped = 0
+
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        self.generated += 1
+        return self.inner.generate_data_key(key_id, context)
+
+    def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        self.decrypted += 1
+        return self.inner.decrypt_data_key(key_id, wrapped, context)
+
+    def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        self.wrapped += 1
+        return self.inner.wrap_data_key(key_id, data_key, context)
+
+
+class CountingResolver(ProviderResolver):
+    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+        super().__init__(settings, keyring)
+        self.counter = CountingProvider(LocalKeyProvider(keyring))
+
+    def resolve(self, key_id: str) -> KeyProvider:
+        super().resolve(key_id)  # the real identifier checks
+        return self.counter
+
+
+@pytest.fixture
+def resolver(tmp_path: Path) -> CountingResolver:
+    settings = Settings(data_dir=tmp_path)
+    return CountingResolver(settings, Keyring(settings.keyring_path))
+
+
+def test_record_round_trip() -> None:
+    cipher = DomainCipher(os.urandom(32), "sales")
+    blob = cipher.seal_record("profile", "p1", PAYLOAD)
+    assert b"Ana" not in blob
+    assert cipher.open_record("profile", "p1", blob) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("domain", "table", "record_id"),
+    [("sales", "profile", "p2"), ("sales", "profile_object", "p1"), ("support", "profile", "p1")],
+)
+def test_a_blob_moved_elsewhere_does_not_open(domain: str, table: str, record_id: str) -> None:
+    data_key = os.urandom(32)
+    blob = DomainCipher(data_key, "sales").seal_record("profile", "p1", PAYLOAD)
+    with pytest.raises(DecryptionError):
+        DomainCipher(data_key, domain).open_record(table, record_id, blob)
+
+
+def test_digests_are_per_domain_and_deterministic() -> None:
+    data_key = os.urandom(32)
+    a = DomainCipher(data_key, "sales").digest("_phone", "+14155550100")
+    assert a == DomainCipher(data_key, "sales").digest("_phone", "+14155550100")
+    assert a != DomainCipher(data_key, "support").digest("_phone", "+14155550100")
+    assert a != DomainCipher(os.urandom(32), "sales").digest("_phone", "+14155550100")
+
+
+def test_new_domain_key_proves_the_key_and_uses_the_default(resolver: CountingResolver) -> None:
+    manager = KeyManager(resolver)
+    wrapped = manager.new_domain_key("sales")
+    assert wrapped.key_id == resolver.default_key_id()
+    assert wrapped.key_id.startswith("arn:openprofiles:kms:us-east-1:000000000000:key/")
+    assert (resolver.counter.generated, resolver.counter.decrypted) == (1, 1)
+
+
+def test_cipher_is_cached(resolver: CountingResolver) -> None:
+    wrapped = KeyManager(resolver).new_domain_key("sales")
+    sealed = KeyManager(resolver).cipher_for("sales", wrapped.key_id, wrapped.wrapped)
+    blob = sealed.seal_record("profile", "p1", PAYLOAD)
+    before = resolver.counter.decrypted
+
+    manager = KeyManager(resolver)  # as in another process: nothing cached yet
+    for _ in range(5):
+        cipher = manager.cipher_for("sales", wrapped.key_id, wrapped.wrapped)
+        assert cipher.open_record("profile", "p1", blob) == PAYLOAD
+    assert resolver.counter.decrypted == before + 1
+
+    manager.forget("sales")
+    manager.cipher_for("sales", wrapped.key_id, wrapped.wrapped)
+    assert resolver.counter.decrypted == before + 2
+
+
+def test_new_domain_key_primes_the_cache(resolver: CountingResolver) -> None:
+    manager = KeyManager(resolver)
+    wrapped = manager.new_domain_key("sales")
+    manager.cipher_for("sales", wrapped.key_id, wrapped.wrapped)
+    assert resolver.counter.decrypted == 1
+
+
+def test_cache_is_bounded(resolver: CountingResolver) -> None:
+    manager = KeyManager(resolver, cache_size=2)
+    keys = {name: KeyManager(resolver).new_domain_key(name) for name in ("a", "b", "c")}
+    calls = resolver.counter.decrypted
+    for name in ("a", "b", "c"):
+        manager.cipher_for(name, keys[name].key_id, keys[name].wrapped)
+    manager.cipher_for("c", keys["c"].key_id, keys["c"].wrapped)
+    manager.cipher_for("b", keys["b"].key_id, keys["b"].wrapped)
+    assert resolver.counter.decrypted == calls + 3
+    manager.cipher_for("a", keys["a"].key_id, keys["a"].wrapped)  # evicted first
+    assert resolver.counter.decrypted == calls + 4
+
+
+def test_a_wrapped_key_belongs_to_its_domain(resolver: CountingResolver) -> None:
+    wrapped = KeyManager(resolver).new_domain_key("sales")
+    with pytest.raises(KeyUnusable, match="another encryption context"):
+        KeyManager(resolver).cipher_for("support", wrapped.key_id, wrapped.wrapped)
+
+
+def test_disabled_key_is_refused_with_a_clear_message(resolver: CountingResolver) -> None:
+    key = resolver.keyring.create_key("sales-key")
+    key_id = resolver.local_arn(key)
+    manager = KeyManager(resolver)
+    wrapped = manager.new_domain_key("sales", key_id)
+    resolver.keyring.disable(key.key_id)
+    with pytest.raises(KeyUnusable) as raised:
+        manager.new_domain_key("support", key_id)
+    assert raised.value.problem is KeyProblem.DISABLED
+    assert raised.value.message == (
+        f"The local key {key_id} is disabled; enable it with `openprofiles keys enable` or "
+        "choose another key."
+    )
+    manager.forget("sales")
+    with pytest.raises(KeyUnusable, match="is disabled"):
+        manager.cipher_for("sales", key_id, wrapped.wrapped)
+
+
+def test_alias_identifiers_work(resolver: CountingResolver) -> None:
+    resolver.keyring.create_key("team-a")
+    wrapped = KeyManager(resolver).new_domain_key("sales", "alias/team-a")
+    assert wrapped.key_id == "alias/team-a"
+    KeyManager(resolver).cipher_for("sales", "alias/team-a", wrapped.wrapped)
+
+
+@pytest.mark.parametrize("key_id", ["nonsense", "arn:aws:s3:::bucket", "alias/missing"])
+def test_unusable_identifiers(resolver: CountingResolver, key_id: str) -> None:
+    with pytest.raises(KeyUnusable):
+        KeyManager(resolver).new_domain_key("sales", key_id)
+    assert resolver.counter.generated == 0
+
+
+def test_system_secrets_are_stable_and_separate(resolver: CountingResolver) -> None:
+    first, second = KeyManager(resolver), KeyManager(resolver)
+    assert first.system_secret("pagination") == second.system_secret("pagination")
+    assert len(first.system_secret("pagination")) == 32
+    assert first.system_secret("pagination") != first.system_secret("session")
+    blob = first.system_cipher().seal_record("credential", "AKID1", {"secret": "s"})
+    assert second.system_cipher().open_record("credential", "AKID1", blob) == {"secret": "s"}
+    assert first.system_cipher().domain_name == SYSTEM_SCOPE
+    assert resolver.counter.generated == resolver.counter.decrypted == 0
+
+
+def test_system_secrets_differ_between_keyrings(tmp_path: Path) -> None:
+    def secret(directory: Path) -> bytes:
+        settings = Settings(data_dir=directory)
+        keyring = Keyring(settings.keyring_path)
+        return KeyManager(ProviderResolver(settings, keyring)).system_secret("pagination")
+
+    assert secret(tmp_path / "a") != secret(tmp_path / "b")
+
+
+def test_rewrap_keeps_the_data_key(resolver: CountingResolver) -> None:
+    manager = KeyManager(resolver)
+    old = manager.new_domain_key("sales")
+    blob = manager.cipher_for("sales", old.key_id, old.wrapped).seal_record(
+        "profile", "p1", PAYLOAD
+    )
+    new_key_id = resolver.local_arn(resolver.keyring.create_key("sales-2025"))
+
+    new = manager.rewrap_domain_key("sales", old.key_id, old.wrapped, new_key_id)
+    assert new.key_id == new_key_id
+    assert resolver.counter.wrapped == 1
+    reader = KeyManager(resolver).cipher_for("sales", new.key_id, new.wrapped)
+    assert reader.open_record("profile", "p1", blob) == PAYLOAD
+
+    # The new wrapping needs the new key only: disabling the old one does not matter.
+    resolver.keyring.disable(old.key_id)
+    KeyManager(resolver).cipher_for("sales", new.key_id, new.wrapped)
+
+
+def test_rewrap_to_a_disabled_key_is_refused(resolver: CountingResolver) -> None:
+    manager = KeyManager(resolver)
+    old = manager.new_domain_key("sales")
+    target = resolver.keyring.create_key("off")
+    resolver.keyring.disable(target.key_id)
+    with pytest.raises(KeyUnusable, match="is disabled"):
+        manager.rewrap_domain_key("sales", old.key_id, old.wrapped, resolver.local_arn(target))
