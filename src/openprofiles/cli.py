@@ -212,5 +212,16 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
         click.echo(f"{item['Arn']}  {item['Alias']}{state}")
 
 
+
+def _add_feature_commands() -> None:
+    # Feature packages define their command groups next to their services; they import this
+    # module's helpers, so they are attached once the helpers above exist.
+    from openprofiles.users.cli import users
+
+    main.add_command(users)
+
+
+_add_feature_commands()
+
 if __name__ == "__main__":
     main()

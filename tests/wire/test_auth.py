@@ -67,7 +67,9 @@ def test_unsigned_request(live_server):
 
 def test_signature_covers_the_body(live_server):
     headers = _signed(live_server, live_server.admin_key, b'{"a":1}')
-    response = httpx.request("GET", f"{live_server.url}/domains", headers=headers, content=b'{"a":2}')
+    response = httpx.request(
+        "GET", f"{live_server.url}/domains", headers=headers, content=b'{"a":2}'
+    )
     assert response.status_code == 403
     assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
 
@@ -107,9 +109,7 @@ def test_malformed_json_body(live_server):
     botocore.auth.SigV4Auth(Credentials(*live_server.admin_key), "profile", "us-east-1").add_auth(
         request
     )
-    response = httpx.post(
-        request.url, headers=dict(request.headers.items()), content=request.body
-    )
+    response = httpx.post(request.url, headers=dict(request.headers.items()), content=request.body)
     assert response.status_code == 400
     assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
     assert "JSON" in response.json()["Message"]

@@ -148,9 +148,10 @@ def test_domain_with_a_named_local_key(live_server):
     )
     assert created["DefaultEncryptionKey"] == arn
     pid = client.create_profile(DomainName=name, FirstName="Grace")["ProfileId"]
-    assert client.batch_get_profile(DomainName=name, ProfileIds=[pid])["Profiles"][0][
-        "FirstName"
-    ] == "Grace"
+    assert (
+        client.batch_get_profile(DomainName=name, ProfileIds=[pid])["Profiles"][0]["FirstName"]
+        == "Grace"
+    )
 
 
 def test_disabled_key_is_refused_with_a_clear_message(live_server):
@@ -170,7 +171,8 @@ def test_tags_on_a_domain(live_server):
     client = live_server.client()
     name = _name()
     client.create_domain(DomainName=name, DefaultExpirationDays=5)
-    arn = f"arn:aws:profile:{live_server.settings.region}:{live_server.settings.account_id}:domains/{name}"
+    settings = live_server.settings
+    arn = f"arn:aws:profile:{settings.region}:{settings.account_id}:domains/{name}"
     client.tag_resource(resourceArn=arn, tags={"a": "1", "b": "2"})
     assert client.list_tags_for_resource(resourceArn=arn)["tags"] == {"a": "1", "b": "2"}
     client.untag_resource(resourceArn=arn, tagKeys=["a"])

@@ -99,7 +99,10 @@ def test_search_by_email_is_case_insensitive_and_spans_email_fields(live_server,
 def test_search_by_full_name_account_and_profile_id(live_server, domain):
     client = live_server.client()
     pid = client.create_profile(
-        DomainName=domain, FirstName="Ada", MiddleName="King", LastName="Lovelace",
+        DomainName=domain,
+        FirstName="Ada",
+        MiddleName="King",
+        LastName="Lovelace",
         AccountNumber="ACC-1",
     )["ProfileId"]
     assert _search(client, domain, "_fullName", "ada   KING lovelace")[0]["ProfileId"] == pid

@@ -9,6 +9,7 @@ from openprofiles.context import RequestContext, Tx
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
+from openprofiles.domains.setup import new_domain_key
 from openprofiles.errors import BadRequest
 from openprofiles.tags.service import get_tags, put_tags
 
@@ -36,11 +37,7 @@ def _to_wire(tx: Tx, record: DomainRecord, *, with_stats: bool = False) -> dict[
 
 def _new_key(ctx: RequestContext, domain_name: str, key_id: str | None) -> tuple[str, bytes]:
     """A data key for the domain under `key_id` (the server default when None), proven usable."""
-    try:
-        wrapped = ctx.services.keys.new_domain_key(domain_name, key_id)
-    except KeyUnusable as exc:
-        raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
-    return wrapped.key_id, wrapped.wrapped
+    return new_domain_key(ctx.services, domain_name, key_id)
 
 
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -60,9 +60,16 @@ class ProfileRecord:
     # Field paths ("FirstName", "Address.City", "Attributes.Tier") last set by a person through
     # CreateProfile/UpdateProfile; ingestion does not overwrite them (spec §1.8).
     manual_fields: set[str] = field(default_factory=set)
+    # Field path -> {"type": object type name, "priority": SourcePriority or None} for values
+    # written by ingestion, so a lower-priority type cannot overwrite a higher one and
+    # DeleteProfileObjectType can scrub what a type populated (spec §1.8).
+    field_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def sealed_payload(self) -> dict[str, Any]:
-        return {"fields": self.fields, "manual": sorted(self.manual_fields)}
+        payload: dict[str, Any] = {"fields": self.fields, "manual": sorted(self.manual_fields)}
+        if self.field_sources:
+            payload["sources"] = self.field_sources
+        return payload
 
 
 @dataclass(frozen=True)

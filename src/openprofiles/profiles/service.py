@@ -59,6 +59,7 @@ def _open(cipher: DomainCipher, row: Any) -> ProfileRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         manual_fields=set(payload.get("manual", ())),
+        field_sources=dict(payload.get("sources", {})),
     )
 
 
@@ -155,8 +156,10 @@ def create_profile(
     fields: dict[str, Any],
     manual: bool = True,
     profile_id: str | None = None,
+    field_sources: dict[str, dict[str, Any]] | None = None,
 ) -> ProfileRecord:
-    """Store a new profile. `manual` marks its fields as set by a person (CreateProfile)."""
+    """Store a new profile. `manual` marks its fields as set by a person (CreateProfile);
+    `field_sources` records which object type wrote which field (ingestion)."""
     cipher = tx.cipher(domain_name)
     clean = _without_empty(fields)
     record = ProfileRecord(
@@ -166,6 +169,7 @@ def create_profile(
         created_at=tx.now,
         updated_at=tx.now,
         manual_fields=set(_field_paths(clean)) if manual else set(),
+        field_sources=dict(field_sources or {}),
     )
     tx.conn.execute(
         insert(profile).values(
@@ -268,6 +272,26 @@ def add_profile_key(
         )
     _insert_keys(tx, rows)
     return record.profile_id
+
+
+def index_profile_keys(
+    tx: Tx,
+    *,
+    domain_name: str,
+    profile_id: str,
+    keys: Iterable[tuple[str, str, str]],
+    origin: str,
+) -> None:
+    """Index (key name, normalised value, raw value) triples for a profile; values already
+    indexed for it are kept. Ingestion's variant of AddProfileKey: the values were normalised
+    by the object type's ContentTypes, and derived key names are allowed (origin is the type)."""
+    cipher = tx.cipher(domain_name)
+    rows = {}
+    for key_name, normal, value in keys:
+        if normal:
+            row = _key_row(cipher, domain_name, profile_id, key_name, normal, value, origin)
+            rows[(key_name, row["digest"])] = row
+    _insert_keys(tx, list(rows.values()))
 
 
 def delete_profile_key(

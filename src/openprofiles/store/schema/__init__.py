@@ -15,5 +15,21 @@ from openprofiles.store.schema.core import (
     profile_key,
     resource_tag,
 )
+from openprofiles.store.schema.object_types import object_type
+from openprofiles.store.schema.objects import dlq_message, profile_object, profile_object_key
+from openprofiles.store.schema.web import web_session, web_user
 
-__all__ = ["credential", "domain", "metadata", "profile", "profile_key", "resource_tag"]
+__all__ = [
+    "credential",
+    "dlq_message",
+    "domain",
+    "metadata",
+    "object_type",
+    "profile",
+    "profile_key",
+    "profile_object",
+    "profile_object_key",
+    "resource_tag",
+    "web_session",
+    "web_user",
+]
