@@ -1,0 +1,221 @@
+"""The request pipeline of the AWS API: route, authenticate, parse, validate, invoke, serialize.
+
+`ApiDispatcher.handle` is independent of any web framework: it takes the raw request parts and
+returns (status, headers, body). The app supplies two callables: `authenticate` (verifies
+SigV4 against its credential store and returns a principal) and `invoke` (role check,
+transaction, handler call). `make_asgi_app` is the thin ASGI adapter around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import quote, unquote
+
+from botocore.model import ServiceModel
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.wire.errors import PayloadTooLarge, UnknownOperation, render_error
+from openprofiles.wire.pagination import TokenCodec
+from openprofiles.wire.parse import parse_request
+from openprofiles.wire.registry import Handler
+from openprofiles.wire.routing import Router
+from openprofiles.wire.serialize import serialize_output
+from openprofiles.wire.validate import validate_input
+
+logger = logging.getLogger("openprofiles.wire")
+
+# authenticate(method, raw_path, raw_query, headers, body) -> principal
+Authenticate = Callable[[str, str, str, Mapping[str, str], bytes], Any]
+# invoke(operation_name, principal, params) -> result dict (None is taken as {})
+Invoke = Callable[[str, Any, dict[str, Any]], dict[str, Any] | None]
+WireResponse = tuple[int, dict[str, str], bytes]
+
+# Far above any Customer Profiles payload (PutProfileObject allows 256,000 characters of
+# object; batch and layout requests stay well below this), low enough to bound memory.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class ApiDispatcher:
+    """Runs one AWS API request through the wire pipeline.
+
+    `codec` is the NextToken codec of this server; the dispatcher does not use it itself but
+    holds it so the app hands one instance to the handlers.
+    """
+
+    def __init__(
+        self,
+        service_model: ServiceModel,
+        registry: Mapping[str, Handler],
+        router: Router | None = None,
+        codec: TokenCodec | None = None,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.service_model = service_model
+        self.registry = registry
+        self.router = router if router is not None else Router(service_model)
+        self.codec = codec
+        self.max_body_bytes = max_body_bytes
+
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        authenticate: Authenticate,
+        invoke: Invoke,
+    ) -> WireResponse:
+        request_id = str(uuid.uuid4())
+        try:
+            status, response_headers, response_body = self._run(
+                method, raw_path, raw_query, headers, body, authenticate, invoke
+            )
+        except ServiceError as error:
+            status, response_headers, response_body = render_error(error, request_id)
+        except Exception as error:
+            operation = self._operation_name(method, raw_path)
+            # Never log the body or the parsed params: they carry personal data.
+            logger.error(
+                "unhandled %s in %s (request id %s)",
+                type(error).__name__,
+                operation,
+                request_id,
+                exc_info=True,
+            )
+            internal = InternalServer(f"An internal error occurred; request id {request_id}")
+            status, response_headers, response_body = render_error(internal, request_id)
+        response_headers["x-amzn-RequestId"] = request_id
+        return status, response_headers, response_body
+
+    def _operation_name(self, method: str, raw_path: str) -> str:
+        try:
+            found = self.router.match(method, raw_path)
+        except Exception:
+            return "-"
+        return found[0] if found else "-"
+
+    def _run(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        authenticate: Authenticate,
+        invoke: Invoke,
+    ) -> WireResponse:
+        found = self.router.match(method, raw_path)
+        if found is None:
+            raise UnknownOperation(f"No operation matches {method.upper()} {raw_path}.")
+        operation, uri_params = found
+        if len(body) > self.max_body_bytes:
+            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
+        principal = authenticate(method, raw_path, raw_query, headers, body)
+        operation_model = self.service_model.operation_model(operation)
+        params = parse_request(operation_model, uri_params, parse_query(raw_query), headers, body)
+        validate_input(operation_model.input_shape, params)
+        if operation not in self.registry:
+            raise NotImplementedOperation(operation)
+        result = invoke(operation, principal, params)
+        return serialize_output(operation_model, result or {})
+
+
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """Split a raw query string into decoded (name, value) pairs, keeping repeats and order.
+
+    '+' is kept literally (RFC 3986), as botocore encodes a real '+' as %2B.
+    """
+    pairs = []
+    for part in raw_query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((unquote(name), unquote(value)))
+    return pairs
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def make_asgi_app(dispatcher: ApiDispatcher, authenticate: Authenticate, invoke: Invoke) -> ASGIApp:
+    """An ASGI app serving the AWS API at the root of its mount.
+
+    It must see the path as the client sent it (`raw_path`): SigV4 signs the encoded path and
+    labels may contain an encoded '/'. The dispatcher runs in a worker thread because handlers
+    do blocking database work.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        raw_path_bytes = scope.get("raw_path")
+        raw_path = (
+            raw_path_bytes.decode("latin-1")
+            if raw_path_bytes
+            else quote(scope["path"], safe="/~!$&'()*+,;=:@")
+        )
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        headers: dict[str, str] = {}
+        for name_bytes, value_bytes in scope.get("headers", []):
+            name = name_bytes.decode("latin-1").lower()
+            value = value_bytes.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        body, too_large = await _read_body(receive, dispatcher.max_body_bytes)
+        if too_large:
+            error = PayloadTooLarge(f"The request body exceeds {dispatcher.max_body_bytes} bytes.")
+            status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
+        else:
+            status, response_headers, response_body = await run_in_threadpool(
+                dispatcher.handle,
+                scope["method"],
+                raw_path,
+                raw_query,
+                headers,
+                body,
+                authenticate,
+                invoke,
+            )
+        response = Response(response_body, status_code=status, headers=response_headers)
+        await response(scope, receive, send)
+
+    return app
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks), False
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

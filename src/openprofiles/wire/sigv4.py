@@ -1,0 +1,285 @@
+"""Verifies AWS Signature Version 4 on incoming requests (header and presigned query auth).
+
+The canonical request reproduces what botocore's `SigV4Auth` signs for a non-S3 service:
+
+- path: the RAW request path (as sent, already percent-encoded), with dot segments and
+  repeated slashes removed, percent-encoded AGAIN with `/` and `~` safe. Non-S3 services
+  double-encode, so a label `arn%3Aaws%3A...%2Fname` is signed as `arn%253Aaws%253A...%252Fname`.
+- query: pairs sorted by encoded key then value, each decoded and re-encoded with only
+  `-_.~` safe (botocore sends them encoded that way, so this equals its raw string).
+- headers: lower-cased names, values with runs of whitespace folded to one space, repeated
+  headers joined with ','.
+- payload: hex SHA-256 of the body (botocore always signs the payload for this service).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, unquote
+
+from openprofiles.errors import InvalidSignature, MissingAuthenticationToken, UnrecognizedClient
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_UNSIGNED = "UNSIGNED-PAYLOAD"
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. "
+    "Consult the service documentation for details."
+)
+_MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
+
+
+def verify_request(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    find_secret: Callable[[str], str | None],
+    now: datetime,
+    max_skew_seconds: int,
+    service: str = "profile",
+) -> str:
+    """Verify the request's SigV4 signature and return the caller's access key id.
+
+    `headers` may be any mapping; names are compared case-insensitively and repeated names
+    (as yielded by `items()`) are joined with ',' as SigV4 requires.
+    """
+    lowered = _lower_headers(headers)
+    query = _parse_query(raw_query)
+    query_keys = {key for key, _ in query}
+    presigned = "X-Amz-Algorithm" in query_keys
+    if presigned:
+        fields = _presigned_fields(query)
+    elif "authorization" in lowered:
+        fields = _header_fields(lowered["authorization"])
+    else:
+        raise MissingAuthenticationToken("Missing Authentication Token")
+
+    access_key, scope_date, region, scope_service = _credential(fields["Credential"], service)
+    signed_headers = fields["SignedHeaders"].split(";")
+    if signed_headers != sorted(signed_headers) or any(not name for name in signed_headers):
+        raise InvalidSignature("SignedHeaders must be lower-case names sorted and ';'-separated.")
+    if "host" not in signed_headers:
+        raise InvalidSignature("The host header must be signed.")
+    for name in signed_headers:
+        if name not in lowered:
+            raise InvalidSignature(f"Signed header {name} is not present in the request.")
+
+    amz_date = _request_date(fields.get("Date"), lowered)
+    if amz_date[:8] != scope_date:
+        raise InvalidSignature(
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
+        )
+    signed_at = datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=UTC)
+    _check_time(signed_at, amz_date, now, max_skew_seconds, fields.get("Expires"))
+
+    secret = find_secret(access_key)
+    if secret is None:
+        raise UnrecognizedClient("The security token included in the request is invalid.")
+
+    payload_hash = hashlib.sha256(body).hexdigest()
+    declared = lowered.get("x-amz-content-sha256")
+    if declared is not None and declared != payload_hash:
+        if declared == _UNSIGNED:
+            raise InvalidSignature("Unsigned payloads are not accepted by this service.")
+        raise InvalidSignature(
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        )
+
+    canonical_query = _canonical_query(
+        [(k, v) for k, v in query if not (presigned and k == "X-Amz-Signature")]
+    )
+    canonical = "\n".join(
+        [
+            method.upper(),
+            canonical_path(raw_path),
+            canonical_query,
+            "".join(f"{name}:{_fold(lowered[name])}\n" for name in signed_headers),
+            ";".join(signed_headers),
+            payload_hash,
+        ]
+    )
+    scope = f"{scope_date}/{region}/{scope_service}/aws4_request"
+    string_to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = _signing_key(secret, scope_date, region, scope_service)
+    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        raise InvalidSignature(_MISMATCH)
+    return access_key
+
+
+def canonical_path(raw_path: str) -> str:
+    """The SigV4 canonical URI of a raw path for a non-S3 service (double-encoded)."""
+    path = raw_path.split("?", 1)[0]
+    return quote(_remove_dot_segments(path), safe="/~")
+
+
+def _remove_dot_segments(path: str) -> str:
+    # Same normalisation as botocore.utils.remove_dot_segments: AWS drops '.' and '..'
+    # segments and repeated slashes before signing.
+    if not path:
+        return "/"
+    output: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if output:
+                output.pop()
+        else:
+            output.append(part)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and output else ""
+    return first + "/".join(output) + last
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+    return lowered
+
+
+def _parse_query(raw_query: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in raw_query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def _canonical_query(pairs: list[tuple[str, str]]) -> str:
+    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def _fold(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _header_fields(header: str) -> dict[str, str]:
+    algorithm, _, rest = header.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise InvalidSignature(f"Only {ALGORITHM} is supported as authorization algorithm.")
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            raise InvalidSignature(
+                "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'."
+            )
+        fields[name] = value
+    if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
+        raise InvalidSignature(
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'."
+        )
+    return fields
+
+
+def _presigned_fields(query: list[tuple[str, str]]) -> dict[str, str]:
+    values = dict(query)
+    if values.get("X-Amz-Algorithm") != ALGORITHM:
+        raise InvalidSignature(f"Only {ALGORITHM} is supported as X-Amz-Algorithm.")
+    names = {
+        "Credential": "X-Amz-Credential",
+        "SignedHeaders": "X-Amz-SignedHeaders",
+        "Signature": "X-Amz-Signature",
+        "Date": "X-Amz-Date",
+        "Expires": "X-Amz-Expires",
+    }
+    missing = [param for param in names.values() if param not in values]
+    if missing:
+        raise InvalidSignature(f"Presigned request is missing {', '.join(missing)}.")
+    return {field: values[param] for field, param in names.items()}
+
+
+def _credential(credential: str, service: str) -> tuple[str, str, str, str]:
+    parts = credential.rsplit("/", 4)
+    if len(parts) != 5 or not all(parts):
+        raise InvalidSignature(
+            "Credential should be scoped to a valid region, "
+            "e.g. AKID/20261128/us-east-1/profile/aws4_request."
+        )
+    access_key, scope_date, region, scope_service, terminator = parts
+    if terminator != "aws4_request":
+        raise InvalidSignature(
+            "Credential should be scoped with a valid terminator: 'aws4_request'."
+        )
+    if scope_service != service:
+        raise InvalidSignature(
+            f"Credential should be scoped to correct service: '{service}', not '{scope_service}'."
+        )
+    if len(scope_date) != 8 or not scope_date.isdigit():
+        raise InvalidSignature("Credential should be scoped to a date in the form YYYYMMDD.")
+    return access_key, scope_date, region, scope_service
+
+
+def _request_date(presigned_date: str | None, lowered: Mapping[str, str]) -> str:
+    """The signing timestamp: X-Amz-Date (query or header), else the Date header."""
+    text = presigned_date or lowered.get("x-amz-date")
+    if text is not None:
+        try:
+            datetime.strptime(text, _AMZ_DATE)
+        except ValueError:
+            raise InvalidSignature("X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'.") from None
+        return text
+    if "date" in lowered:
+        try:
+            parsed = parsedate_to_datetime(lowered["date"])
+        except (TypeError, ValueError):
+            raise InvalidSignature("The Date header could not be parsed.") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).strftime(_AMZ_DATE)
+    raise InvalidSignature(
+        "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+    )
+
+
+def _check_time(
+    signed_at: datetime, amz_date: str, now: datetime, skew: int, expires: str | None
+) -> None:
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    stamp = "%Y%m%dT%H%M%SZ"
+    minutes = f"{skew / 60:g} min."
+    if signed_at > now + timedelta(seconds=skew):
+        later = (now + timedelta(seconds=skew)).strftime(stamp)
+        raise InvalidSignature(
+            f"Signature not yet current: {amz_date} is still later than {later} "
+            f"({now.strftime(stamp)} + {minutes})"
+        )
+    if expires is not None:
+        # Presigned URL: valid from X-Amz-Date for X-Amz-Expires seconds.
+        try:
+            lifetime = int(expires)
+        except ValueError:
+            raise InvalidSignature("X-Amz-Expires must be a whole number of seconds.") from None
+        if not 0 < lifetime <= _MAX_PRESIGN_EXPIRES:
+            raise InvalidSignature("X-Amz-Expires must be between 1 second and 7 days.")
+        if now > signed_at + timedelta(seconds=lifetime):
+            raise InvalidSignature("Request has expired")
+        return
+    if signed_at < now - timedelta(seconds=skew):
+        earlier = (now - timedelta(seconds=skew)).strftime(stamp)
+        raise InvalidSignature(
+            f"Signature expired: {amz_date} is now earlier than {earlier} "
+            f"({now.strftime(stamp)} - {minutes})"
+        )
+
+
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key

@@ -1,0 +1,69 @@
+"""Route table: method matters, literals beat labels, labels are decoded after splitting."""
+
+from __future__ import annotations
+
+import pytest
+from tests.unit.wire.synthetic import SYNTHETIC
+
+from openprofiles.wire.model import load_service_model
+from openprofiles.wire.routing import Router
+
+ROUTER = Router(load_service_model())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("PUT", "/domains/d/integrations", ("PutIntegration", {"DomainName": "d"})),
+        ("POST", "/domains/d/integrations", ("GetIntegration", {"DomainName": "d"})),
+        ("GET", "/domains/d/integrations", ("ListIntegrations", {"DomainName": "d"})),
+        ("POST", "/domains/d/profiles/keys/delete", ("DeleteProfileKey", {"DomainName": "d"})),
+        ("POST", "/domains/d/profiles/keys", ("AddProfileKey", {"DomainName": "d"})),
+        ("POST", "/domains/d/profiles/objects/merge", ("MergeProfiles", {"DomainName": "d"})),
+        ("POST", "/domains/d/profiles/objects", ("ListProfileObjects", {"DomainName": "d"})),
+        ("GET", "/domains", ("ListDomains", {})),
+        ("GET", "/domains/", ("ListDomains", {})),
+        ("GET", "/domains/my-domain/", ("GetDomain", {"DomainName": "my-domain"})),
+        ("get", "/templates/t1", ("GetProfileObjectTypeTemplate", {"TemplateId": "t1"})),
+        (
+            "POST",
+            "/tags/arn%3Aaws%3Aprofile%3Aus-east-1%3A000000000000%3Adomains%2Fname",
+            ("TagResource", {"resourceArn": "arn:aws:profile:us-east-1:000000000000:domains/name"}),
+        ),
+        (
+            "GET",
+            "/domains/d/profiles/p%20q/history-records/h",
+            ("GetProfileHistoryRecord", {"DomainName": "d", "ProfileId": "p q", "Id": "h"}),
+        ),
+    ],
+)
+def test_match(method: str, path: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert ROUTER.match(method, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", "/domains/d"),
+        ("GET", "/nothing"),
+        ("GET", "/domains/d/unknown"),
+        ("GET", "/domains//"),
+        ("POST", "/tags/arn/with/slashes"),
+        ("DELETE", "/"),
+    ],
+)
+def test_no_match(method: str, path: str) -> None:
+    assert ROUTER.match(method, path) is None
+
+
+def test_every_operation_has_a_route() -> None:
+    assert {route.operation for route in ROUTER.routes()} == set(
+        load_service_model().operation_names
+    )
+
+
+def test_greedy_label_and_query_in_request_uri() -> None:
+    router = Router(SYNTHETIC)
+    assert router.match("GET", "/things/a/b%2Fc/view") == ("GetThing", {"Key": "a/b/c"})
+    assert router.match("GET", "/things/special/view") == ("GetOther", {})
+    assert router.match("GET", "/things/view") is None
