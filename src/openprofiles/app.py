@@ -17,18 +17,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from openprofiles.auth.credentials import find_secret
+from openprofiles.auth.credentials import SecretCache, find_secret
 from openprofiles.auth.policy import authorize
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.domains import handlers as domain_handlers
+from openprofiles.object_types import handlers as object_type_handlers
+from openprofiles.objects import handlers as object_handlers
+from openprofiles.objects.expiry import expiry_lifespan
 from openprofiles.profiles import handlers as profile_handlers
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
 from openprofiles.store.migrate import upgrade_to_head
 from openprofiles.tags import handlers as tag_handlers
+from openprofiles.ui import ui_routes
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
 from openprofiles.wire.model import load_service_model
 from openprofiles.wire.pagination import TokenCodec
@@ -36,7 +40,13 @@ from openprofiles.wire.registry import build_registry
 from openprofiles.wire.sigv4 import verify_request
 
 # One module per feature package; each defines handlers named after AWS operations.
-HANDLER_MODULES: tuple[ModuleType, ...] = (domain_handlers, profile_handlers, tag_handlers)
+HANDLER_MODULES: tuple[ModuleType, ...] = (
+    domain_handlers,
+    object_type_handlers,
+    object_handlers,
+    profile_handlers,
+    tag_handlers,
+)
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -55,6 +65,11 @@ def create_app(settings: Settings) -> Starlette:
     model = load_service_model()
     registry = build_registry(HANDLER_MODULES, model)
     dispatcher = ApiDispatcher(model, registry, codec=services.tokens)
+    secrets = SecretCache()
+
+    def load_secret(access_key_id: str) -> tuple[str, str] | None:
+        with services.read() as tx:
+            return find_secret(tx, access_key_id=access_key_id)
 
     def authenticate(
         method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
@@ -62,8 +77,7 @@ def create_app(settings: Settings) -> Starlette:
         roles: dict[str, str] = {}
 
         def lookup(access_key_id: str) -> str | None:
-            with services.read() as tx:
-                found = find_secret(tx, access_key_id=access_key_id)
+            found = secrets.get(access_key_id, lambda: load_secret(access_key_id))
             if found is None:
                 return None
             roles[access_key_id] = found[1]
@@ -92,9 +106,14 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            *ui_routes(services),
             Mount("/", app=make_asgi_app(dispatcher, authenticate, invoke)),
         ],
+        # Background work while serving: purging expired profile objects (spec §1.9).
+        lifespan=expiry_lifespan(services),
     )
     app.state.services = services
     app.state.registry = registry
+    # The framework-free request pipeline, for callers that bypass HTTP (benchmarks, tools).
+    app.state.api = (dispatcher, authenticate, invoke)
     return app

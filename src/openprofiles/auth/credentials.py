@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import secrets
 import string
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,3 +81,33 @@ def delete_credential(tx: Tx, *, access_key_id: str) -> None:
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:
         raise NotFound(f"No credential has the access key id {access_key_id}.")
+
+
+class SecretCache:
+    """Known credentials, kept in memory for a short time.
+
+    Looking a secret up (a read transaction and an AES-GCM open) would otherwise be the largest
+    cost of a small API request. Only found keys are cached, so a new credential works at once;
+    a revoked one stops working within `ttl_seconds` in every server process.
+    """
+
+    def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, str, str]] = {}
+
+    def get(
+        self, access_key_id: str, load: Callable[[], tuple[str, str] | None]
+    ) -> tuple[str, str] | None:
+        now = time.monotonic()
+        entry = self._entries.get(access_key_id)
+        if entry is not None and entry[0] > now:
+            return entry[1], entry[2]
+        found = load()
+        if found is None:
+            self._entries.pop(access_key_id, None)
+            return None
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[access_key_id] = (now + self._ttl, found[0], found[1])
+        return found

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
@@ -38,8 +38,13 @@ def _record(row: Any) -> DomainRecord:
     )
 
 
+# Built once: every API request looks its domain up, and building a statement costs more than
+# running it on SQLite.
+_FIND_DOMAIN = select(domain).where(domain.c.name == bindparam("name"))
+
+
 def find_domain(tx: Tx, *, domain_name: str) -> DomainRecord | None:
-    row = tx.conn.execute(select(domain).where(domain.c.name == domain_name)).first()
+    row = tx.conn.execute(_FIND_DOMAIN, {"name": domain_name}).first()
     return _record(row) if row else None
 
 
@@ -134,6 +139,7 @@ def domain_stats(tx: Tx, *, domain_name: str) -> DomainStats:
 
 
 def _object_totals(tx: Tx, domain_name: str) -> tuple[int, int]:
-    """Count and size of the domain's profile objects (zero until objects are stored)."""
-    del tx, domain_name
-    return 0, 0
+    """Count and size of the domain's live profile objects."""
+    from openprofiles.objects.service import object_totals
+
+    return object_totals(tx, domain_name=domain_name)

@@ -8,12 +8,13 @@ at the survivor, so old ids keep resolving.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -47,6 +48,25 @@ class SearchCriterion:
     values: tuple[str, ...]
 
 
+# Statements on the hot path are built once: building one costs more than running it.
+_MERGED_INTO = select(profile.c.merged_into).where(
+    profile.c.domain_name == bindparam("domain_name"),
+    profile.c.profile_id == bindparam("profile_id"),
+)
+_PROFILE_BY_ID = select(profile).where(
+    profile.c.domain_name == bindparam("domain_name"),
+    profile.c.profile_id == bindparam("profile_id"),
+)
+_PROFILES_BY_IDS = select(profile).where(
+    profile.c.domain_name == bindparam("domain_name"),
+    profile.c.profile_id.in_(bindparam("profile_ids", expanding=True)),
+)
+_INSERT_PROFILE = insert(profile)
+_INSERT_KEYS = {
+    "sqlite": sqlite_insert(profile_key).on_conflict_do_nothing(),
+    "postgresql": pg_insert(profile_key).on_conflict_do_nothing(),
+}
+
 # ---------------------------------------------------------------------------- reading
 
 
@@ -70,9 +90,7 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
     while current not in seen:
         seen.add(current)
         row = tx.conn.execute(
-            select(profile.c.merged_into).where(
-                profile.c.domain_name == domain_name, profile.c.profile_id == current
-            )
+            _MERGED_INTO, {"domain_name": domain_name, "profile_id": current}
         ).first()
         if row is None:
             return None
@@ -87,9 +105,7 @@ def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord 
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         return None
-    row = tx.conn.execute(
-        select(profile).where(profile.c.domain_name == domain_name, profile.c.profile_id == live_id)
-    ).one()
+    row = tx.conn.execute(_PROFILE_BY_ID, {"domain_name": domain_name, "profile_id": live_id}).one()
     return _open(cipher, row)
 
 
@@ -108,9 +124,7 @@ def get_profiles(
     rows = {
         row.profile_id: row
         for row in tx.conn.execute(
-            select(profile).where(
-                profile.c.domain_name == domain_name, profile.c.profile_id.in_(set(profile_ids))
-            )
+            _PROFILES_BY_IDS, {"domain_name": domain_name, "profile_ids": sorted(set(profile_ids))}
         )
     }
     out: dict[str, ProfileRecord] = {}
@@ -172,7 +186,8 @@ def create_profile(
         field_sources=dict(field_sources or {}),
     )
     tx.conn.execute(
-        insert(profile).values(
+        _INSERT_PROFILE,
+        dict(
             domain_name=domain_name,
             profile_id=record.profile_id,
             sealed=cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload()),
@@ -180,9 +195,9 @@ def create_profile(
             merged_into=None,
             created_at=record.created_at,
             updated_at=record.updated_at,
-        )
+        ),
     )
-    _replace_derived_keys(tx, cipher, domain_name, record)
+    _replace_derived_keys(tx, cipher, domain_name, record, fresh=True)
     return record
 
 
@@ -341,42 +356,29 @@ def search_profiles(
     """
     cipher = tx.cipher(domain_name)
     region = tx.settings.default_phone_region
-    # One flag column per (criterion, value): it says whether that pair matched the profile.
-    pairs: list[tuple[int, str, Any]] = []
+    # One (criterion index, value) pair per searched value; the query reports, per profile,
+    # which pairs matched it (FoundByItems).
+    pairs: list[tuple[int, str]] = []
+    params: dict[str, Any] = {"domain_name": domain_name, "limit": limit + 1, "after": after}
     for index, criterion in enumerate(criteria):
         content_type = key_content_type(tx, domain_name=domain_name, key_name=criterion.key_name)
         for value in criterion.values:
-            digest = cipher.digest(
+            params[f"k{len(pairs)}"] = criterion.key_name
+            params[f"d{len(pairs)}"] = cipher.digest(
                 criterion.key_name, normalize(content_type, value, phone_region=region)
             )
-            condition = and_(
-                profile_key.c.key_name == criterion.key_name, profile_key.c.digest == digest
-            )
-            pairs.append((index, value, condition))
-    flag_exprs = [func.max(case((cond, 1), else_=0)) for _, _, cond in pairs]
-    query = (
-        select(profile_key.c.profile_id, *flag_exprs)
-        .where(profile_key.c.domain_name == domain_name, or_(*(cond for _, _, cond in pairs)))
-        .group_by(profile_key.c.profile_id)
-        .order_by(profile_key.c.profile_id)
-        .limit(limit + 1)
+            pairs.append((index, value))
+    query = _search_statement(
+        tuple(index for index, _ in pairs), logical_operator == "AND", after is not None
     )
-    if after is not None:
-        query = query.where(profile_key.c.profile_id > after)
-    if logical_operator == "AND":
-        # Every criterion must have matched with at least one of its values.
-        for index in range(len(criteria)):
-            query = query.having(
-                or_(*(flag_exprs[i] == 1 for i, pair in enumerate(pairs) if pair[0] == index))
-            )
-    rows = list(tx.conn.execute(query))
+    rows = list(tx.conn.execute(query, params))
     more = len(rows) > limit
     rows = rows[:limit]
     records = get_profiles(tx, domain_name=domain_name, profile_ids=[r.profile_id for r in rows])
     page = []
     for row in rows:
         found: dict[int, list[str]] = {}
-        for i, (index, value, _) in enumerate(pairs):
+        for i, (index, value) in enumerate(pairs):
             if row[i + 1]:
                 found.setdefault(index, []).append(value)
         matches = [KeyMatch(criteria[i].key_name, tuple(v)) for i, v in sorted(found.items())]
@@ -385,11 +387,45 @@ def search_profiles(
     return page, (rows[-1].profile_id if more and rows else None)
 
 
+@functools.lru_cache(maxsize=256)
+def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bool) -> Any:
+    """The search query for a shape of search (which criterion each value belongs to), built
+    once per shape; values, digests, domain, cursor and limit are bound parameters."""
+    conditions = [
+        and_(
+            profile_key.c.key_name == bindparam(f"k{i}"), profile_key.c.digest == bindparam(f"d{i}")
+        )
+        for i in range(len(pair_criteria))
+    ]
+    flags = [func.max(case((cond, 1), else_=0)) for cond in conditions]
+    query = (
+        select(profile_key.c.profile_id, *flags)
+        .where(profile_key.c.domain_name == bindparam("domain_name"), or_(*conditions))
+        .group_by(profile_key.c.profile_id)
+        .order_by(profile_key.c.profile_id)
+        .limit(bindparam("limit"))
+    )
+    if paged:
+        query = query.where(profile_key.c.profile_id > bindparam("after"))
+    if match_all:
+        # Every criterion must have matched with at least one of its values.
+        for criterion in sorted(set(pair_criteria)):
+            query = query.having(
+                or_(*(flags[i] == 1 for i, c in enumerate(pair_criteria) if c == criterion))
+            )
+    return query
+
+
 def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType:
     """How values of `key_name` are normalised: predefined keys have fixed types; other keys
-    are compared as written until object types declare their ContentTypes."""
-    del tx, domain_name
-    return PREDEFINED_CONTENT_TYPES.get(key_name, ContentType.STRING)
+    take the ContentType the domain's object types give them, else are compared as written."""
+    from openprofiles.object_types.service import key_content_type as object_type_content_type
+
+    predefined = PREDEFINED_CONTENT_TYPES.get(key_name)
+    if predefined is not None:
+        return predefined
+    declared = object_type_content_type(tx, domain_name=domain_name, key_name=key_name)
+    return declared or ContentType.STRING
 
 
 # ---------------------------------------------------------------------------- internals
@@ -453,21 +489,21 @@ def _insert_keys(tx: Tx, rows: list[dict[str, Any]]) -> None:
     """Insert key rows, keeping the existing row where the same value is already indexed."""
     if not rows:
         return
-    dialect_insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
-    statement = dialect_insert(profile_key).on_conflict_do_nothing()
-    tx.conn.execute(statement, rows)
+    tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], rows)
 
 
 def _replace_derived_keys(
-    tx: Tx, cipher: DomainCipher, domain_name: str, record: ProfileRecord
+    tx: Tx, cipher: DomainCipher, domain_name: str, record: ProfileRecord, *, fresh: bool = False
 ) -> None:
-    tx.conn.execute(
-        delete(profile_key).where(
-            profile_key.c.domain_name == domain_name,
-            profile_key.c.profile_id == record.profile_id,
-            profile_key.c.origin == DERIVED_ORIGIN,
+    """Index the profile's derived keys; `fresh` says it has none yet (a new profile)."""
+    if not fresh:
+        tx.conn.execute(
+            delete(profile_key).where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.profile_id == record.profile_id,
+                profile_key.c.origin == DERIVED_ORIGIN,
+            )
         )
-    )
     region = tx.settings.default_phone_region
     rows = {}
     for key_name, value in derived_key_values(record.profile_id, record.fields):

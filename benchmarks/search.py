@@ -1,0 +1,154 @@
+"""SearchProfiles by `_phone` at scale, and CreateProfile throughput over HTTP.
+
+Loads N profiles in-process (batched transactions through the profiles service), then reports
+SearchProfiles p50/p99 in-process and over HTTP on loopback (boto3 against `openprofiles
+serve`), and CreateProfile requests/s over HTTP with C concurrent client processes.
+
+    .venv/bin/python benchmarks/search.py --profiles 100000
+    .venv/bin/python benchmarks/search.py --profiles 1000000 --data-dir /tmp/op-bench-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import client, create_credential, server, summary_ms  # noqa: E402
+
+from openprofiles.app import build_services  # noqa: E402
+from openprofiles.context import Principal, RequestContext  # noqa: E402
+from openprofiles.domains.handlers import create_domain  # noqa: E402
+from openprofiles.profiles import service as profiles  # noqa: E402
+from openprofiles.settings import Settings  # noqa: E402
+
+DOMAIN = "bench"
+
+
+def phone(i: int) -> str:
+    return f"+1 (415) {200 + i // 10000 % 800:03d}-{i % 10000:04d}" if i < 8_000_000 else str(i)
+
+
+def load(settings: Settings, count: int, batch: int) -> None:
+    services = build_services(settings)
+    ctx = RequestContext(services=services, principal=Principal("bench", "admin"))
+    create_domain(ctx, {"DomainName": DOMAIN, "DefaultExpirationDays": 366})
+    started = time.perf_counter()
+    for first in range(0, count, batch):
+        with services.write() as tx:
+            for i in range(first, min(count, first + batch)):
+                profiles.create_profile(
+                    tx,
+                    domain_name=DOMAIN,
+                    fields={
+                        "FirstName": f"First{i}",
+                        "LastName": f"Last{i % 5000}",
+                        "PhoneNumber": phone(i),
+                        "EmailAddress": f"customer{i}@example.com",
+                        "AccountNumber": f"A{i:08d}",
+                    },
+                )
+        done = min(count, first + batch)
+        if done % (batch * 20) == 0 or done == count:
+            rate = done / (time.perf_counter() - started)
+            print(f"  loaded {done:,} profiles ({rate:,.0f}/s)", flush=True)
+    services.database.dispose()
+
+
+def search_in_process(settings: Settings, count: int, queries: int) -> list[float]:
+    services = build_services(settings, migrate=False)
+    rng = random.Random(7)
+    timings = []
+    for _ in range(queries):
+        i = rng.randrange(count)
+        started = time.perf_counter()
+        with services.read() as tx:
+            page, _ = profiles.search_profiles(
+                tx,
+                domain_name=DOMAIN,
+                criteria=[
+                    profiles.SearchCriterion(
+                        "_phone", (f"415{200 + i // 10000 % 800:03d}{i % 10000:04d}",)
+                    )
+                ],
+            )
+        timings.append(time.perf_counter() - started)
+        assert page and page[0][0].fields["FirstName"] == f"First{i}", i
+    return timings
+
+
+def search_over_http(url: str, key: tuple[str, str], count: int, queries: int) -> list[float]:
+    api = client(url, key)
+    rng = random.Random(11)
+    timings = []
+    for _ in range(queries):
+        i = rng.randrange(count)
+        started = time.perf_counter()
+        items = api.search_profiles(
+            DomainName=DOMAIN, KeyName="_phone", Values=[phone(i).replace(" ", "")]
+        )["Items"]
+        timings.append(time.perf_counter() - started)
+        assert items and items[0]["FirstName"] == f"First{i}"
+    return timings
+
+
+def _create_worker(args: tuple[str, tuple[str, str], int, int]) -> int:
+    url, key, requests, seed = args
+    api = client(url, key)
+    for n in range(requests):
+        api.create_profile(
+            DomainName=DOMAIN,
+            FirstName=f"New{seed}-{n}",
+            PhoneNumber=f"+4420{seed:02d}{n:06d}",
+            EmailAddress=f"new{seed}.{n}@example.com",
+        )
+    return requests
+
+
+def create_over_http(url: str, key: tuple[str, str], clients: int, requests: int) -> float:
+    per_client = requests // clients
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        # Warm-up: every worker builds its boto3 client before the clock starts.
+        pool.map(_create_worker, [(url, key, 5, 90 + c) for c in range(clients)])
+        started = time.perf_counter()
+        done = sum(pool.map(_create_worker, [(url, key, per_client, c) for c in range(clients)]))
+        return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--queries", type=int, default=2_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--creates", type=int, default=8_000)
+    parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/.work/search"))
+    parser.add_argument("--reuse", action="store_true", help="keep an already loaded data dir")
+    args = parser.parse_args()
+
+    settings = Settings(data_dir=args.data_dir)
+    if not (args.reuse and settings.sqlite_path.exists()):
+        shutil.rmtree(args.data_dir, ignore_errors=True)
+        print(f"Loading {args.profiles:,} profiles into {settings.sqlite_path} ...")
+        load(settings, args.profiles, args.batch)
+    print(
+        f"SearchProfiles _phone, in-process:  {summary_ms(search_in_process(settings, args.profiles, args.queries))}"
+    )
+    key = create_credential(args.data_dir)
+    with server(args.data_dir, args.port) as url:
+        print(
+            f"SearchProfiles _phone, HTTP:        {summary_ms(search_over_http(url, key, args.profiles, args.queries))}"
+        )
+        rate = create_over_http(url, key, args.clients, args.creates)
+        print(f"CreateProfile over HTTP, {args.clients} clients: {rate:,.0f} requests/s")
+
+
+if __name__ == "__main__":
+    main()
