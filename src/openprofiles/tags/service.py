@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, insert, select, update
 
-from openprofiles.arns import domain_arn, parse_resource_arn
+from openprofiles.arns import child_arn, domain_arn, parse_resource_arn
 from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.store.schema import resource_tag
@@ -62,6 +62,11 @@ def delete_domain_tags(tx: Tx, *, domain_name: str) -> None:
     tx.conn.execute(delete(resource_tag).where(resource_tag.c.domain_name == domain_name))
 
 
+def delete_tags(tx: Tx, *, resource_arn: str) -> None:
+    """Forget a deleted resource's tags."""
+    tx.conn.execute(delete(resource_tag).where(resource_tag.c.resource_arn == resource_arn))
+
+
 def require_taggable(tx: Tx, *, resource_arn: str) -> str:
     """The domain that owns `resource_arn`; NotFound unless the resource exists."""
     from openprofiles.domains.service import find_domain
@@ -73,4 +78,14 @@ def require_taggable(tx: Tx, *, resource_arn: str) -> str:
         if resource_arn != domain_arn(tx.settings, parsed.domain_name):
             raise NotFound(f"The resource {resource_arn} does not exist.")
         return parsed.domain_name
+    if parsed.child[0] == "object-types":
+        from openprofiles.object_types.service import find_object_type
+
+        name = parsed.child[1]
+        if (
+            resource_arn == child_arn(tx.settings, parsed.domain_name, "object-types", name)
+            and find_object_type(tx, domain_name=parsed.domain_name, name=name) is not None
+        ):
+            return parsed.domain_name
+        raise NotFound(f"The resource {resource_arn} does not exist.")
     raise NotFound(f"The resource {resource_arn} does not exist or cannot be tagged yet.")

@@ -1,0 +1,1 @@
+"""The ingestion pipeline every record goes through: mapping, key resolution, dead-lettering."""

@@ -1,0 +1,328 @@
+"""The mapping engine: what an object type makes of one source record (spec §1.2-1.5, §1.7).
+
+`map_object` extracts every field (a `_source` path or a Handlebars template), builds what the
+record writes into standard objects (`targets`), computes and normalises its keys, and reads
+`SourceLastUpdatedTimestamp`. It does no I/O: resolving profiles and storing are the pipeline's.
+
+Value rules:
+* Fields are strings: a JSON string as is, numbers as their JSON text, booleans "true"/"false",
+  null or a missing path "" (spec §1.2). A Source yielding a JSON object or array feeds only
+  targets that take one (`_profile.Address`, `_order.OrderItems`, ...); anywhere else it is a
+  MappingError, since a standard field or key cannot hold a structure.
+* Only non-empty values are written to targets: an empty value never clears a field (spec §1.8).
+* A value outside the Gender/PartyType enums lands in GenderString/PartyTypeString (spec §7.10).
+* A key value is its fields' values joined with "_" (composite keys), normalised by the key's
+  ContentType: a predefined key (`_email`, `_phone`, ...) always uses its fixed type so ingestion
+  and SearchProfiles agree; a composite key is compared as written (see
+  object_types.models.key_content_type_of).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from openprofiles.ingest.handlebars import TemplateError, is_template, render
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.object_types.models import FieldDefinition, ObjectType, key_content_type_of
+from openprofiles.object_types.standard_objects import (
+    ENUM_TARGETS,
+    LIST_FIELDS,
+    SOURCE_LAST_UPDATED_TARGET,
+    WRITABLE_FIELDS,
+)
+from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+
+
+class MappingError(Exception):
+    """The record cannot be mapped: a value the mapping cannot convert, or invalid source data."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ComputedKey:
+    name: str
+    identifiers: frozenset[str]
+    value: str
+    normalised: str
+    content_type: ContentType
+
+
+@dataclass(frozen=True)
+class MappedObject:
+    field_values: Mapping[str, str]
+    targets: Mapping[str, Mapping[str, Any]]
+    keys: tuple[ComputedKey, ...]
+    unique_key: ComputedKey | None
+    source_last_updated: datetime | None
+    inferred_email: str | None
+    inferred_phone: str | None
+
+
+def map_object(
+    object_type: ObjectType, source: Mapping[str, Any], *, phone_region: str
+) -> MappedObject:
+    if not isinstance(source, Mapping):
+        raise MappingError("The object must be a JSON object.")
+    field_values: dict[str, str] = {}
+    targets: dict[str, dict[str, Any]] = {}
+    source_last_updated: datetime | None = None
+    for name, field in object_type.fields.items():
+        raw = _extract(name, field, source)
+        text = _text(raw)
+        field_values[name] = text
+        if field.content_type is ContentType.NUMBER and text and not _is_number(text):
+            raise MappingError(f"Field {name}: {text!r} is not a number (ContentType NUMBER).")
+        if field.target == SOURCE_LAST_UPDATED_TARGET:
+            if text:
+                source_last_updated = parse_source_timestamp(
+                    text, object_type.source_last_updated_timestamp_format or "", field_name=name
+                )
+        elif field.target:
+            _write_target(targets, name, field.target, raw, text)
+    keys, unique_key = _compute_keys(object_type, field_values, phone_region)
+    return MappedObject(
+        field_values=field_values,
+        targets=targets,
+        keys=keys,
+        unique_key=unique_key,
+        source_last_updated=source_last_updated,
+        inferred_email=_first_typed(object_type, field_values, ContentType.EMAIL_ADDRESS),
+        inferred_phone=_first_typed(object_type, field_values, ContentType.PHONE_NUMBER),
+    )
+
+
+# ---------------------------------------------------------------------------- extraction
+
+
+def resolve_path(path: str, document: Mapping[str, Any]) -> Any:
+    """The value at `_source.a.b` (array members by index, `_source.items.0.id`); None if absent."""
+    current: Any = document
+    for segment in path.split(".")[1:]:
+        if isinstance(current, Mapping):
+            current = current.get(segment)
+        elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
+            current = current[int(segment)]
+        else:
+            return None
+        if current is None:
+            return None
+    return current
+
+
+def _extract(name: str, field: FieldDefinition, source: Mapping[str, Any]) -> Any:
+    if is_template(field.source):
+        try:
+            return render(field.source, source)
+        except TemplateError as exc:
+            raise MappingError(f"Field {name}: its Source template failed: {exc}") from None
+    return resolve_path(field.source, source)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text.strip()).is_finite()
+    except InvalidOperation:
+        return False
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def _write_target(
+    targets: dict[str, dict[str, Any]], name: str, target: str, raw: Any, text: str
+) -> None:
+    root, _, rest = target.partition(".")
+    member, _, part = rest.partition(".")
+    out = targets.setdefault(root, {})
+    if member == "Attributes":
+        _require_scalar(name, target, raw)
+        if text:
+            out.setdefault("Attributes", {})[part] = text
+    elif (root, member) in LIST_FIELDS:
+        if raw in (None, ""):
+            pass
+        elif not isinstance(raw, list) or not all(isinstance(i, Mapping) for i in raw):
+            raise MappingError(f"Field {name}: Target {target} takes a JSON array of objects.")
+        else:
+            items = [{k: _text(v) for k, v in i.items() if _scalar(v) and _text(v)} for i in raw]
+            out[member] = [i for i in items if i]
+    elif part:
+        _require_scalar(name, target, raw)
+        if text:
+            out.setdefault(member, {})[part] = text
+    elif WRITABLE_FIELDS.get(root, {}).get(member):
+        parts = WRITABLE_FIELDS[root][member] or ()
+        if raw in (None, ""):
+            pass
+        elif not isinstance(raw, Mapping):
+            raise MappingError(
+                f"Field {name}: Target {target} takes a JSON object with members "
+                f"{', '.join(parts)}; the Source gave {_kind(raw)}."
+            )
+        else:
+            values = {p: _text(raw.get(p)) for p in parts if _scalar(raw.get(p))}
+            values = {p: v for p, v in values.items() if v}
+            if values:
+                out.setdefault(member, {}).update(values)
+    else:
+        _require_scalar(name, target, raw)
+        if text:
+            if root == "_profile" and member in ENUM_TARGETS:
+                allowed, fallback = ENUM_TARGETS[member]
+                member = member if text in allowed else fallback
+            out[member] = text
+    if not out:
+        del targets[root]
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, Mapping | list)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    return "a single value"
+
+
+def _require_scalar(name: str, target: str, raw: Any) -> None:
+    if not _scalar(raw):
+        raise MappingError(
+            f"Field {name}: the Source gives {_kind(raw)}, but Target {target} takes a single "
+            "value; map one of its members instead."
+        )
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def _compute_keys(
+    object_type: ObjectType, field_values: Mapping[str, str], phone_region: str
+) -> tuple[tuple[ComputedKey, ...], ComputedKey | None]:
+    keys: list[ComputedKey] = []
+    unique: ComputedKey | None = None
+    for key_name, definitions in object_type.keys.items():
+        for definition in definitions:
+            values = [field_values.get(f, "") for f in definition.field_names]
+            if not values or not all(values):
+                continue
+            content_type = PREDEFINED_CONTENT_TYPES.get(key_name) or key_content_type_of(
+                tuple(object_type.fields[f].content_type for f in definition.field_names)
+            )
+            raw = "_".join(values)
+            normalised = normalize(content_type, raw, phone_region=phone_region)
+            if not normalised:
+                continue
+            key = ComputedKey(
+                name=key_name,
+                identifiers=definition.standard_identifiers,
+                value=raw,
+                normalised=normalised,
+                content_type=content_type,
+            )
+            keys.append(key)
+            if "UNIQUE" in definition.standard_identifiers and unique is None:
+                unique = key
+    return tuple(keys), unique
+
+
+def _first_typed(
+    object_type: ObjectType, field_values: Mapping[str, str], content_type: ContentType
+) -> str | None:
+    for name, field in object_type.fields.items():
+        if field.content_type is content_type and field_values.get(name):
+            return field_values[name]
+    return None
+
+
+# ---------------------------------------------------------------------------- timestamps
+
+EPOCH_MILLI = "epochmilli"
+
+# Java SimpleDateFormat pattern letters -> strptime directives, by run length where it matters.
+_JAVA_LETTERS: dict[str, Any] = {
+    "y": lambda n: "%y" if n == 2 else "%Y",
+    "M": lambda n: "%m" if n <= 2 else ("%b" if n == 3 else "%B"),
+    "d": lambda n: "%d",
+    "H": lambda n: "%H",
+    "h": lambda n: "%I",
+    "m": lambda n: "%M",
+    "s": lambda n: "%S",
+    "S": lambda n: "%f",
+    "a": lambda n: "%p",
+    "E": lambda n: "%a" if n <= 3 else "%A",
+    "D": lambda n: "%j",
+    "Z": lambda n: "%z",
+    "X": lambda n: "%z",
+    "z": lambda n: "%Z",
+}
+_JAVA_TOKEN = re.compile(r"'((?:[^']|'')*)'|([A-Za-z])\2*|([^A-Za-z']+)")
+
+
+def java_format_to_strptime(pattern: str) -> str:
+    """Translate a Java SimpleDateFormat pattern; ValueError for letters it does not support."""
+    out: list[str] = []
+    position = 0
+    while position < len(pattern):
+        match = _JAVA_TOKEN.match(pattern, position)
+        if match is None:
+            raise ValueError(f"unbalanced quote at position {position}")
+        quoted, letter, literal = match.group(1), match.group(2), match.group(3)
+        if quoted is not None:
+            out.append((quoted.replace("''", "'") or "'").replace("%", "%%"))
+        elif letter is not None:
+            translate = _JAVA_LETTERS.get(letter)
+            if translate is None:
+                raise ValueError(f"the pattern letter {letter!r} is not supported")
+            out.append(translate(len(match.group(0))))
+        else:
+            out.append(literal.replace("%", "%%"))
+        position = match.end()
+    return "".join(out)
+
+
+def check_timestamp_format(fmt: str) -> None:
+    """ValueError unless `fmt` is EpochMilli or a supported SimpleDateFormat pattern."""
+    if fmt.strip().casefold() != EPOCH_MILLI:
+        java_format_to_strptime(fmt)
+
+
+def parse_source_timestamp(value: str, fmt: str, *, field_name: str = "") -> datetime:
+    """Read a SourceLastUpdatedTimestamp; naive times are UTC (spec §1.3)."""
+    label = f"Field {field_name}: " if field_name else ""
+    if fmt.strip().casefold() == EPOCH_MILLI:
+        try:
+            millis = Decimal(value.strip())
+            return datetime.fromtimestamp(float(millis / 1000), UTC)
+        except (InvalidOperation, ValueError, OverflowError):
+            raise MappingError(
+                f"{label}{value!r} is not a time in milliseconds since the epoch (EpochMilli)."
+            ) from None
+    try:
+        parsed = datetime.strptime(value.strip(), java_format_to_strptime(fmt))
+    except ValueError:
+        raise MappingError(
+            f"{label}{value!r} does not match SourceLastUpdatedTimestampFormat {fmt!r}."
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

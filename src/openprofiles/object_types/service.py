@@ -1,0 +1,263 @@
+"""Rules for object types: put (an upsert), get, list, delete, implicit template-named types,
+and the ContentType a key name has in a domain.
+
+An object type is either explicit (defined with PutProfileObjectType, possibly from a template)
+or implicit: any name that is a TemplateId works without a definition and behaves like the
+template (spec §2.1); once used it is recorded so it shows in ListProfileObjectTypes.
+DeleteProfileObjectType removes the definition; removing the type's objects and scrubbing the
+profile fields they populated belongs to the pipeline, which registers in
+`on_object_type_deleted`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from openprofiles.arns import child_arn
+from openprofiles.context import Tx
+from openprofiles.domains.service import get_domain, register_domain_table
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.normalize import ContentType
+from openprofiles.object_types.models import DEFINITION_MEMBERS, ObjectType, key_content_type_of
+from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
+from openprofiles.object_types.templates import find_template
+from openprofiles.object_types.validation import (
+    ExistingKeys,
+    validate_definition,
+    validate_object_type_name,
+)
+from openprofiles.store.schema import object_type
+from openprofiles.tags.service import delete_tags
+
+__all__ = [
+    "STANDARD_OBJECT_TYPES",
+    "delete_object_type",
+    "find_object_type",
+    "get_object_type",
+    "key_content_type",
+    "list_object_types",
+    "max_available_profile_object_count",
+    "note_implicit_type_used",
+    "object_type_arn",
+    "on_object_type_deleted",
+    "put_object_type",
+]
+
+register_domain_table(object_type)
+
+# Called as hook(tx, domain_name, type_name) when an object type is deleted, inside the same
+# transaction; the pipeline registers the removal of the type's objects here.
+on_object_type_deleted: list[Callable[[Tx, str, str], None]] = []
+
+# Objects a profile may hold across all types (spec §1.9).
+PROFILE_OBJECT_QUOTA = 1000
+# Members that cannot accompany a TemplateId (spec §1.5 rule 11).
+TEMPLATE_EXCLUSIVE = ("Fields", "Keys", "AllowProfileCreation", "SourceLastUpdatedTimestampFormat")
+
+
+def object_type_arn(tx: Tx, domain_name: str, name: str) -> str:
+    return child_arn(tx.settings, domain_name, "object-types", name)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _from_row(row: Any) -> ObjectType | None:
+    if row.definition is not None:
+        return ObjectType.from_definition(
+            row.definition,
+            domain_name=row.domain_name,
+            name=row.name,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+    template = find_template(row.template_id or row.name)
+    if template is None:
+        return None
+    return ObjectType.from_definition(
+        {**template.definition, "TemplateId": template.template_id},
+        domain_name=row.domain_name,
+        name=row.name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        implicit=True,
+    )
+
+
+def find_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType | None:
+    """The explicit definition of `name`, else the implicit type when `name` is a TemplateId."""
+    row = tx.conn.execute(
+        select(object_type).where(
+            object_type.c.domain_name == domain_name, object_type.c.name == name
+        )
+    ).first()
+    if row is not None:
+        return _from_row(row)
+    template = find_template(name)
+    if template is None:
+        return None
+    return ObjectType.from_definition(
+        {**template.definition, "TemplateId": template.template_id},
+        domain_name=domain_name,
+        name=name,
+        created_at=tx.now,
+        updated_at=tx.now,
+        implicit=True,
+    )
+
+
+def get_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType:
+    get_domain(tx, domain_name=domain_name)
+    found = find_object_type(tx, domain_name=domain_name, name=name)
+    if found is None:
+        raise NotFound(f"The object type {name} does not exist in domain {domain_name}.")
+    return found
+
+
+def _domain_types(tx: Tx, domain_name: str) -> Iterator[ObjectType]:
+    """Every explicit or used implicit object type of the domain, in name order."""
+    rows = tx.conn.execute(
+        select(object_type)
+        .where(object_type.c.domain_name == domain_name)
+        .order_by(object_type.c.name)
+    )
+    for row in rows:
+        found = _from_row(row)
+        if found is not None:
+            yield found
+
+
+def list_object_types(
+    tx: Tx, *, domain_name: str, after: str | None, limit: int
+) -> tuple[list[ObjectType], bool]:
+    """Object types in name order after `after`; the flag says whether more follow."""
+    get_domain(tx, domain_name=domain_name)
+    query = (
+        select(object_type)
+        .where(object_type.c.domain_name == domain_name)
+        .order_by(object_type.c.name)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(object_type.c.name > after)
+    rows = list(tx.conn.execute(query))
+    found = [t for t in (_from_row(r) for r in rows[:limit]) if t is not None]
+    return found, len(rows) > limit
+
+
+def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType | None:
+    """How `key_name`'s values are normalised according to the domain's object types."""
+    for defined in _domain_types(tx, domain_name):
+        types = defined.key_content_types(key_name)
+        if types:
+            return key_content_type_of(types)
+    return None
+
+
+def _existing_keys(tx: Tx, domain_name: str, *, excluding: str) -> ExistingKeys:
+    out: dict[str, tuple[tuple[ContentType, ...], str]] = {}
+    for defined in _domain_types(tx, domain_name):
+        if defined.name == excluding:
+            continue
+        for key_name in defined.keys:
+            types = defined.key_content_types(key_name)
+            if types:
+                out.setdefault(key_name, (types, defined.name))
+    return out
+
+
+def max_available_profile_object_count(tx: Tx, *, domain_name: str, name: str) -> int:
+    """[INF] spec §1.9: the per-profile quota minus the limits of the domain's other types."""
+    others = sum(
+        t.max_profile_object_count or 0 for t in _domain_types(tx, domain_name) if t.name != name
+    )
+    return max(PROFILE_OBJECT_QUOTA - others, 0)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _definition_from(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition PutProfileObjectType's parameters describe, templates expanded."""
+    given = {m: params[m] for m in DEFINITION_MEMBERS if params.get(m) is not None}
+    template_id = given.get("TemplateId")
+    if template_id is None:
+        return given
+    clashing = [m for m in TEMPLATE_EXCLUSIVE if m in given]
+    if clashing:
+        raise BadRequest(
+            "You must either specify both Fields and Keys, or you can specify TemplateId; "
+            f"with TemplateId {template_id}, {', '.join(clashing)} cannot be given (the "
+            "template defines them)."
+        )
+    template = find_template(template_id)
+    if template is None:
+        raise BadRequest(f"TemplateId {template_id} is not a known template.")
+    return {**template.definition, **given}
+
+
+def put_object_type(
+    tx: Tx, *, domain_name: str, name: str, params: Mapping[str, Any]
+) -> ObjectType:
+    """Create or replace the object type `name` (PutProfileObjectType is an upsert)."""
+    get_domain(tx, domain_name=domain_name)
+    validate_object_type_name(name)
+    definition = _definition_from(params)
+    validate_definition(definition, existing_keys=_existing_keys(tx, domain_name, excluding=name))
+    where = (object_type.c.domain_name == domain_name, object_type.c.name == name)
+    values = {
+        "template_id": definition.get("TemplateId"),
+        "definition": definition,
+        "updated_at": tx.now,
+    }
+    if tx.conn.execute(select(func.count()).select_from(object_type).where(*where)).scalar():
+        tx.conn.execute(update(object_type).where(*where).values(**values))
+    else:
+        tx.conn.execute(
+            insert(object_type).values(
+                domain_name=domain_name, name=name, created_at=tx.now, **values
+            )
+        )
+    found = find_object_type(tx, domain_name=domain_name, name=name)
+    assert found is not None
+    return found
+
+
+def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
+    """Record that the template-named type `name` was used, so it is listed (spec §2.1)."""
+    if find_template(name) is None:
+        return
+    dialect_insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
+    tx.conn.execute(
+        dialect_insert(object_type)
+        .values(
+            domain_name=domain_name,
+            name=name,
+            template_id=name,
+            definition=None,
+            created_at=tx.now,
+            updated_at=tx.now,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
+    """Remove the definition (or forget an implicit type) and let the pipeline drop its data."""
+    get_domain(tx, domain_name=domain_name)
+    result = tx.conn.execute(
+        delete(object_type).where(
+            object_type.c.domain_name == domain_name, object_type.c.name == name
+        )
+    )
+    # An implicit type can be deleted to drop its data even when it was never listed.
+    if result.rowcount == 0 and find_template(name) is None:
+        raise NotFound(f"The object type {name} does not exist in domain {domain_name}.")
+    delete_tags(tx, resource_arn=object_type_arn(tx, domain_name, name))
+    for hook in on_object_type_deleted:
+        hook(tx, domain_name, name)

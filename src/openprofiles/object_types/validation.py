@@ -1,0 +1,287 @@
+"""The rules a PutProfileObjectType definition must satisfy (spec §1.1-1.5, rules 1-10).
+
+Every violation is a BadRequest whose message says which rule is broken and names the offending
+field or key. Rule 11 (TemplateId together with Fields/Keys) is checked by the service, which
+resolves templates. Checks run in the order a person fixes a mapping: names, then fields, then
+keys, then how keys relate to other object types of the domain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from openprofiles.errors import BadRequest
+from openprofiles.ingest.handlebars import TemplateError, compile_template, is_template
+from openprofiles.ingest.mapping import check_timestamp_format
+from openprofiles.normalize import ContentType
+from openprofiles.object_types.models import parse_fields, parse_keys
+from openprofiles.object_types.standard_objects import (
+    FORBIDDEN_TARGETS,
+    LIST_FIELDS,
+    ROOT_IDENTIFIERS,
+    SOURCE_LAST_UPDATED_TARGET,
+    STANDARD_OBJECT_TYPES,
+    WRITABLE_FIELDS,
+)
+from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+
+MAX_FIELDS = 250
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+SOURCE_PATH = re.compile(r"^_source(\.[^.\s{}]+)*$")
+FORBIDDEN_NAMES = frozenset({"Tags", "tags"})
+# Predefined key names a mapping may use (spec §1.11), plus the private keys of the built-in
+# templates (`_ctrPhone`, `_ctrEmail`, `_salesforceCaseId`), which exist in every domain.
+PREDEFINED_KEYS = frozenset(
+    {
+        "_account",
+        "_profileId",
+        "_assetId",
+        "_caseId",
+        "_orderId",
+        "_fullName",
+        "_phone",
+        "_email",
+        "_ctrContactId",
+        "_marketoLeadId",
+        "_salesforceAccountId",
+        "_salesforceContactId",
+        "_salesforceAssetId",
+        "_zendeskUserId",
+        "_zendeskExternalId",
+        "_zendeskTicketId",
+        "_serviceNowSystemId",
+        "_serviceNowIncidentId",
+        "_serviceNowTaskId",
+        "_segmentUserId",
+        "_shopifyCustomerId",
+        "_shopifyOrderId",
+        "_communicationRecordId",
+        "_assetName",
+        "_serialNumber",
+        "_ctrPhone",
+        "_ctrEmail",
+        "_salesforceCaseId",
+    }
+)
+# Keys that name a system id: they can only look records up (rule 10).
+LOOKUP_ONLY_KEYS = frozenset({"_profileId", "_orderId", "_caseId", "_assetId"})
+NOT_STORED = frozenset({"LOOKUP_ONLY", "NEW_ONLY"})
+
+# key name -> (the ContentTypes of its fields, an object type that defines it)
+ExistingKeys = Mapping[str, tuple[tuple[ContentType, ...], str]]
+
+
+def _fail(message: str) -> BadRequest:
+    return BadRequest(message)
+
+
+def validate_object_type_name(name: str) -> None:
+    if name.startswith("_") or name in STANDARD_OBJECT_TYPES:
+        raise _fail(
+            f"Object type names starting with '_' are reserved for standard objects; "
+            f"{name} cannot be defined."
+        )
+
+
+def validate_definition(definition: Mapping[str, Any], *, existing_keys: ExistingKeys) -> None:
+    """Raise BadRequest for the first rule `definition` (API member names) breaks."""
+    raw_fields = definition.get("Fields") or {}
+    raw_keys = definition.get("Keys") or {}
+    if not raw_fields or not raw_keys:
+        raise _fail("You must either specify both Fields and Keys, or you can specify TemplateId.")
+    if len(raw_fields) > MAX_FIELDS:
+        raise _fail(
+            f"An object type can have at most {MAX_FIELDS} fields; this one has {len(raw_fields)}."
+        )
+    _check_fields(definition, raw_fields)
+    _check_keys(definition, raw_fields, raw_keys, existing_keys)
+
+
+# ---------------------------------------------------------------------------- fields
+
+
+def _check_fields(definition: Mapping[str, Any], raw_fields: Mapping[str, Any]) -> None:
+    timestamp_format = definition.get("SourceLastUpdatedTimestampFormat")
+    if timestamp_format is not None:
+        try:
+            check_timestamp_format(timestamp_format)
+        except ValueError as exc:
+            raise _fail(
+                f"SourceLastUpdatedTimestampFormat {timestamp_format!r} must be EpochMilli or a "
+                f"Java SimpleDateFormat pattern: {exc}."
+            ) from None
+    for name, spec in raw_fields.items():
+        if not FIELD_NAME.match(name) or name in FORBIDDEN_NAMES:
+            raise _fail(
+                f"Field name {name!r} is invalid: field names start with a letter, use only "
+                "letters, digits, '_', '.' and '-', and cannot be Tags."
+            )
+        _check_source(name, spec.get("Source") or "")
+    fields = parse_fields(raw_fields)
+    targeted: dict[str, str] = {}
+    for name, field in fields.items():
+        if field.target is None:
+            continue
+        _check_target(name, field.target)
+        if field.target == SOURCE_LAST_UPDATED_TARGET and timestamp_format is None:
+            raise _fail(
+                f"Field {name} targets {SOURCE_LAST_UPDATED_TARGET}, which requires "
+                "SourceLastUpdatedTimestampFormat (EpochMilli or a SimpleDateFormat pattern)."
+            )
+        targeted.setdefault(field.target, name)
+    for enum_member, string_member in (
+        ("Gender", "GenderString"),
+        ("PartyType", "PartyTypeString"),
+    ):
+        both = (f"_profile.{enum_member}", f"_profile.{string_member}")
+        if all(t in targeted for t in both):
+            raise _fail(
+                f"Fields {targeted[both[0]]} and {targeted[both[1]]} target both "
+                f"_profile.{enum_member} and _profile.{string_member}; map only one of them."
+            )
+
+
+def _check_source(name: str, source: str) -> None:
+    if not source:
+        raise _fail(f"Field {name} has no Source.")
+    if is_template(source):
+        try:
+            compile_template(source)
+        except TemplateError as exc:
+            raise _fail(f"Field {name} has an invalid Handlebars Source: {exc}.") from None
+    elif not SOURCE_PATH.match(source):
+        raise _fail(
+            f"Field {name} has Source {source!r}: a Source must be a path starting with "
+            "_source (such as _source.Address.City) or a Handlebars template over _source."
+        )
+
+
+def _check_target(name: str, target: str) -> None:
+    """Rule 6: every Target names a real, writable field of a standard object."""
+    if target in FORBIDDEN_TARGETS:
+        raise _fail(f"Field {name} targets {target}, a system identifier that cannot be mapped.")
+    if target == SOURCE_LAST_UPDATED_TARGET:
+        return
+    root, _, rest = target.partition(".")
+    member, _, part = rest.partition(".")
+    if root not in WRITABLE_FIELDS:
+        if root in STANDARD_OBJECT_TYPES:
+            raise _fail(
+                f"Field {name} targets {target}: OpenProfiles supports targets in "
+                f"{', '.join(sorted(WRITABLE_FIELDS))} only."
+            )
+        raise _fail(
+            f"Field {name} has Target {target!r}: a Target must start with a standard object "
+            f"({', '.join(sorted(WRITABLE_FIELDS))})."
+        )
+    members = WRITABLE_FIELDS[root]
+    if member == "Attributes":
+        if not part:
+            raise _fail(
+                f"Field {name} targets {target}: name the attribute, as in {root}.Attributes.Tier."
+            )
+        return
+    if member not in members:
+        raise _fail(
+            f"Field {name} targets {target}, but {member!r} is not a field of {root} "
+            f"(custom values go to {root}.Attributes.<name>)."
+        )
+    parts = members[member]
+    if part and (parts is None or part not in parts or (root, member) in LIST_FIELDS):
+        raise _fail(f"Field {name} targets {target}, but {root}.{member} has no part {part!r}.")
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def _check_keys(
+    definition: Mapping[str, Any],
+    raw_fields: Mapping[str, Any],
+    raw_keys: Mapping[str, Any],
+    existing_keys: ExistingKeys,
+) -> None:
+    fields = parse_fields(raw_fields)
+    keys = parse_keys(raw_keys)
+    for key_name, entries in keys.items():
+        if not KEY_NAME.match(key_name) or key_name in FORBIDDEN_NAMES:
+            raise _fail(
+                f"Key name {key_name!r} is invalid: key names use only letters, digits, '_' and "
+                "'-', and cannot be Tags."
+            )
+        if key_name.startswith("_") and key_name not in PREDEFINED_KEYS:
+            raise _fail(
+                f"Key {key_name}: key names starting with '_' are reserved for predefined keys "
+                f"such as _email, _phone and _account; {key_name} is not one of them."
+            )
+        if not entries:
+            raise _fail(f"Key {key_name} has no definition.")
+        for entry in entries:
+            if key_name in LOOKUP_ONLY_KEYS and "LOOKUP_ONLY" not in entry.standard_identifiers:
+                raise _fail(f"Key {key_name} is a system identifier and must be LOOKUP_ONLY.")
+            if not entry.field_names:
+                raise _fail(f"Key {key_name} must reference at least one field in FieldNames.")
+            for field_name in entry.field_names:
+                if field_name not in fields:
+                    raise _fail(
+                        f"Key {key_name} references field {field_name}, which is not defined "
+                        "in Fields."
+                    )
+            if "UNIQUE" in entry.standard_identifiers and entry.standard_identifiers & NOT_STORED:
+                raise _fail(
+                    f"Key {key_name}: UNIQUE cannot be combined with LOOKUP_ONLY or NEW_ONLY."
+                )
+
+    flat = [(name, entry) for name, entries in keys.items() for entry in entries]
+    unique = [name for name, entry in flat if "UNIQUE" in entry.standard_identifiers]
+    if len(unique) != 1:
+        found = f"keys {', '.join(unique)} do" if unique else "none does"
+        raise _fail(
+            "Exactly one key must carry the UNIQUE standard identifier (it identifies the "
+            f"profile object); {found}."
+        )
+    profile_keys = [(n, e) for n, e in flat if "PROFILE" in e.standard_identifiers]
+    if not profile_keys:
+        raise _fail("At least one key must carry the PROFILE standard identifier.")
+    if definition.get("AllowProfileCreation", False) and not any(
+        name == "_profileId" or not (entry.standard_identifiers & NOT_STORED)
+        for name, entry in profile_keys
+    ):
+        raise _fail(
+            "When AllowProfileCreation is true, at least one PROFILE key must be neither "
+            f"LOOKUP_ONLY nor NEW_ONLY; keys {', '.join(n for n, _ in profile_keys)} all are."
+        )
+    identifiers = {i for _, entry in flat for i in entry.standard_identifiers}
+    for name, field in fields.items():
+        root = (field.target or "").partition(".")[0]
+        needed = ROOT_IDENTIFIERS.get(root)
+        if needed and needed not in identifiers:
+            raise _fail(
+                f"Field {name} writes to {root}, so a key must carry the {needed} standard "
+                f"identifier to find the {root} record."
+            )
+    _check_content_types(fields, keys, existing_keys)
+
+
+def _check_content_types(
+    fields: Mapping[str, Any], keys: Mapping[str, Any], existing_keys: ExistingKeys
+) -> None:
+    """Rule 8: one key name means one kind of value across the domain."""
+    for key_name, entries in keys.items():
+        types = [tuple(fields[f].content_type for f in e.field_names) for e in entries]
+        if any(t != types[0] for t in types):
+            raise _fail(f"Key {key_name}: its definitions use fields of different ContentTypes.")
+        known = existing_keys.get(key_name)
+        # Predefined keys derived from the profile (_email, _phone, ...) are always normalised by
+        # their fixed type, whatever their fields say (AWS's own example maps a NUMBER field to
+        # _account), so a difference there changes nothing.
+        if key_name in PREDEFINED_CONTENT_TYPES:
+            continue
+        if known is not None and known[0] != types[0]:
+            raise _fail(
+                f"Key {key_name} is already defined by object type {known[1]} over fields of "
+                f"ContentType {', '.join(known[0])}; here its fields have ContentType "
+                f"{', '.join(types[0])}. A key name must have the same ContentTypes everywhere."
+            )
