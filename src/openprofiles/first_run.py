@@ -7,12 +7,14 @@ permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FI
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 
 from openprofiles.auth.credentials import create_credential, list_credentials
 from openprofiles.context import Services
 
 PROFILE_NAME = "openprofiles"
+WEB_ADMIN = "admin"
 
 
 def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
@@ -43,3 +45,25 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
         )
     else:
         yield "Create credentials with: openprofiles credentials create --role admin"
+    yield from ensure_first_web_admin(services, endpoint)
+
+
+def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
+    """Create the web user `admin` if no admin can sign in; yield how to sign in."""
+    from openprofiles.users.service import count_users, create_user, find_user
+
+    path = services.settings.data_dir / "admin-password"
+    password = secrets.token_urlsafe(15)
+    with services.write() as tx:
+        created = count_users(tx, role="admin") == 0 and find_user(tx, username=WEB_ADMIN) is None
+        if created:
+            create_user(tx, username=WEB_ADMIN, password=password, role="admin")
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        yield f"Created the web user {WEB_ADMIN} with the password {password} (saved in {path})."
+    yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
+    if path.exists():
+        yield f"  (the first password is in {path.resolve()})."

@@ -48,6 +48,13 @@ class LiveServer:
             config=Config(retries={"max_attempts": 1}, **config),
         )
 
+    def create_web_user(self, username: str, password: str, role: str) -> None:
+        """A user who signs in to the web pages (for browser tests)."""
+        from openprofiles.users.service import create_user
+
+        with self.services.write() as tx:
+            create_user(tx, username=username, password=password, role=role)
+
 
 @contextmanager
 def run_server(settings: Settings) -> Iterator[LiveServer]:

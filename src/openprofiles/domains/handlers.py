@@ -40,8 +40,23 @@ def _new_key(ctx: RequestContext, domain_name: str, key_id: str | None) -> tuple
     return new_domain_key(ctx.services, domain_name, key_id)
 
 
+def _check_dead_letter_queue(ctx: RequestContext, domain_name: str, queue_url: str) -> None:
+    """Like AWS, send a test message to a new DeadLetterQueueUrl (spec §6.1), before any write
+    transaction: it is a network call."""
+    from openprofiles.dlq.sinks import SinkError, check_queue
+
+    try:
+        check_queue(ctx.services.settings, queue_url, domain_name)
+    except SinkError as exc:
+        raise BadRequest(
+            f"The DeadLetterQueueUrl {queue_url} cannot be written to: {exc.message}"
+        ) from exc
+
+
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
+    if params.get("DeadLetterQueueUrl"):
+        _check_dead_letter_queue(ctx, name, params["DeadLetterQueueUrl"])
     key = _new_key(ctx, name, params.get("DefaultEncryptionKey"))
     with ctx.write() as tx:
         record = service.create_domain(
@@ -71,6 +86,9 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     name = params["DomainName"]
     with ctx.read() as tx:
         current = service.get_domain(tx, domain_name=name)
+    requested_queue = params.get("DeadLetterQueueUrl")
+    if requested_queue and requested_queue != current.config.get("DeadLetterQueueUrl"):
+        _check_dead_letter_queue(ctx, name, requested_queue)
     new_key = None
     requested_key = params.get("DefaultEncryptionKey")
     if requested_key is not None and requested_key != current.config.get("DefaultEncryptionKey"):

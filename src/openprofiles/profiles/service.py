@@ -143,12 +143,14 @@ def profile_keys(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, list
     """Every key value stored for a profile, by key name (for the agent's profile page)."""
     cipher = tx.cipher(domain_name)
     rows = tx.conn.execute(
-        select(profile_key.c.key_name, profile_key.c.digest, profile_key.c.value_sealed)
-        .where(profile_key.c.domain_name == domain_name, profile_key.c.profile_id == profile_id)
-        .order_by(profile_key.c.key_name)
+        select(profile_key.c.key_name, profile_key.c.digest, profile_key.c.value_sealed).where(
+            profile_key.c.domain_name == domain_name, profile_key.c.profile_id == profile_id
+        )
     )
     out: dict[str, list[str]] = {}
-    for row in rows:
+    # Sorted here rather than by ORDER BY key_name, which lets SQLite walk the primary key
+    # (domain_name, key_name, ...) across the whole domain instead of the per-profile index.
+    for row in sorted(rows, key=lambda r: (r.key_name, bytes(r.digest))):
         value = cipher.open_record(
             KEY_TABLE, _key_record_id(profile_id, row.key_name, row.digest), bytes(row.value_sealed)
         )["value"]

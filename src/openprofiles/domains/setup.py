@@ -1,0 +1,121 @@
+"""Setting a domain up: obtaining its data key (shared by the CreateDomain/UpdateDomain API and
+the "Enable customer profiles" pages) and checking a dead-letter queue before it is configured.
+
+Obtaining a key may call KMS, so it happens before the write transaction that stores the domain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from openprofiles.arns import domain_arn
+from openprofiles.context import Services
+from openprofiles.crypto.errors import KeyUnusable
+from openprofiles.errors import BadRequest
+from openprofiles.settings import Settings
+
+# https://sqs.REGION.amazonaws.com/ACCOUNT/NAME (also the legacy REGION.queue.amazonaws.com).
+_AWS_QUEUE_HOST = re.compile(
+    r"^(?:sqs\.)?(?P<region>[a-z0-9-]+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
+)
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+
+
+def new_domain_key(services: Services, domain_name: str, key_id: str | None) -> tuple[str, bytes]:
+    """A data key for the domain under `key_id` (the server default when None), proven usable.
+
+    Returns (the key id it is wrapped under, the wrapped data key); BadRequest when the key
+    cannot be used, with the provider's explanation of what to do.
+    """
+    try:
+        wrapped = services.keys.new_domain_key(domain_name, key_id)
+    except KeyUnusable as exc:
+        raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
+    return wrapped.key_id, wrapped.wrapped
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    url: str
+    region: str
+    account_id: str
+    name: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.name}"
+
+
+def parse_queue_url(settings: Settings, url: str) -> QueueRef:
+    """The queue an SQS queue URL names; BadRequest when the URL is not one.
+
+    A queue of a local SQS-compatible endpoint (http://host:port/ACCOUNT/NAME) is read as
+    being in the server's region.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise BadRequest(
+            "The dead-letter queue URL must be an SQS queue URL such as "
+            "https://sqs.us-east-1.amazonaws.com/123456789012/my-queue."
+        )
+    path = [p for p in parts.path.split("/") if p]
+    if len(path) != 2 or not path[0].isdigit() or not _QUEUE_NAME.match(path[1]):
+        raise BadRequest(
+            "The dead-letter queue URL must end with /ACCOUNT-ID/QUEUE-NAME, as in "
+            "https://sqs.us-east-1.amazonaws.com/123456789012/my-queue."
+        )
+    host = _AWS_QUEUE_HOST.match(parts.hostname)
+    region = host["region"] if host else settings.region
+    return QueueRef(url=url.strip(), region=region, account_id=path[0], name=path[1])
+
+
+def queue_policy_statement(settings: Settings, queue: QueueRef, domain_name: str) -> str:
+    """The statement the queue's resource policy needs so the service may send to it (§6.1)."""
+    statement: dict[str, Any] = {
+        "Sid": "Customer Profiles SQS policy",
+        "Effect": "Allow",
+        "Principal": {"Service": "profile.amazonaws.com"},
+        "Action": ["sqs:SendMessage"],
+        "Resource": queue.arn,
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": settings.account_id},
+            "ArnEquals": {"aws:SourceArn": domain_arn(settings, domain_name or "DOMAIN-NAME")},
+        },
+    }
+    return json.dumps(statement, indent=2)
+
+
+def check_queue_reachable(settings: Settings, queue: QueueRef) -> None:
+    """BadRequest unless the queue answers GetQueueAttributes (it exists and we may use it)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    endpoint = settings.sqs_endpoint_url
+    if endpoint is None and not _AWS_QUEUE_HOST.match(urlsplit(queue.url).hostname or ""):
+        parts = urlsplit(queue.url)
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+    client = boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=settings.aws_region or queue.region,
+        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+    )
+    try:
+        client.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["QueueArn"])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise BadRequest(
+            f"The queue {queue.url} answered {code}: check that it exists and that the "
+            "credentials OpenProfiles runs with may use it (sqs:GetQueueAttributes, "
+            "sqs:SendMessage)."
+        ) from exc
+    except BotoCoreError as exc:
+        raise BadRequest(
+            f"The queue {queue.url} cannot be reached ({exc}); check the URL, the network and "
+            "the credentials OpenProfiles runs with."
+        ) from exc

@@ -1,0 +1,106 @@
+"""Sign-in, sign-out and the landing page that sends each role to its workspace."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from openprofiles.context import Tx
+from openprofiles.ui.web import (
+    SESSION_COOKIE,
+    SIGNIN_COOKIE,
+    UI,
+    csrf_ok,
+    form_text,
+    new_signin_token,
+    safe_next,
+    set_cookie,
+)
+from openprofiles.users import service as users
+from openprofiles.users.models import NewSession
+
+SIGNIN_TOKEN_AGE = 3600
+
+
+def routes(ui: UI) -> list[Route]:
+    async def home(request: Request) -> Response:
+        session = await ui.load_session(request)
+        if session is None:
+            return RedirectResponse("/ui/sign-in", status_code=303)
+        return RedirectResponse("/admin/" if session.role == "admin" else "/agent/", 303)
+
+    def sign_in_form(
+        request: Request, *, username: str = "", error: str = "", status: int = 200
+    ) -> Response:
+        # Before sign-in there is no session to hold a CSRF token, so the form's token is also
+        # set in a cookie and both must match (a forged form cannot read or set the cookie).
+        token = new_signin_token()
+        response = ui.render(
+            request,
+            "sign_in.html",
+            status=status,
+            signin_token=token,
+            username=username,
+            error=error,
+            next=request.query_params.get("next", ""),
+        )
+        set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
+        return response
+
+    async def sign_in(request: Request) -> Response:
+        if request.method == "GET":
+            return sign_in_form(request)
+        form = await request.form()
+        expected = request.cookies.get(SIGNIN_COOKIE, "")
+        username = form_text(form, "username")
+        if not expected or not csrf_ok(form, expected):
+            return sign_in_form(
+                request,
+                username=username,
+                error="The sign-in form had expired; please sign in again.",
+                status=403,
+            )
+        password = form.get("password")
+        password = password if isinstance(password, str) else ""
+
+        def attempt(tx: Tx) -> NewSession | None:
+            if users.verify_password(tx, username=username, password=password) is None:
+                return None
+            return users.create_session(tx, username=username)
+
+        created = await ui.write(attempt)
+        if created is None:
+            return sign_in_form(
+                request,
+                username=username,
+                error="The username or password is not right. Check them and try again.",
+                status=401,
+            )
+        default = "/admin/" if created.session.role == "admin" else "/agent/"
+        response = RedirectResponse(
+            safe_next(form_text(form, "next") or None, default), status_code=303
+        )
+        set_cookie(
+            request,
+            response,
+            SESSION_COOKIE,
+            created.token,
+            int(users.SESSION_LIFETIME.total_seconds()),
+        )
+        response.delete_cookie(SIGNIN_COOKIE, path="/")
+        return response
+
+    @ui.page("agent")
+    async def sign_out(request: Request) -> Response:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        await ui.write(lambda tx: users.delete_session(tx, token=token))
+        response = RedirectResponse("/ui/sign-in", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return [
+        Route("/ui/", home, methods=["GET"]),
+        Route("/ui/sign-in", sign_in, methods=["GET", "POST"]),
+        Route("/ui/sign-out", sign_out, methods=["POST"]),
+    ]

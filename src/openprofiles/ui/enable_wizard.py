@@ -1,0 +1,307 @@
+"""The "Enable customer profiles" wizard: one page to specify the domain, its dead-letter queue
+and its encryption key; then the contact-centre instance step; then a page of what was set up.
+
+Every field is validated before anything is stored; the domain is created through the same key
+logic as the CreateDomain API (domains.setup.new_domain_key, then domains.service.create_domain).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from openprofiles.context import Tx
+from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
+from openprofiles.domains import service as domains
+from openprofiles.domains import setup
+from openprofiles.errors import BadRequest
+from openprofiles.ui.features import integrations_service
+from openprofiles.ui.web import UI, form_text
+
+DEFAULT_RETENTION_DAYS = 366
+MAX_RETENTION_DAYS = 1098
+DOMAIN_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+INSTANCE_ARN = re.compile(r"^arn:aws[a-z-]*:connect:[a-z0-9-]+:[0-9]{12}:instance/[A-Za-z0-9-]+$")
+
+WIZARD_FIELDS = (
+    "domain_choice",
+    "domain_name",
+    "existing_domain",
+    "retention_days",
+    "dlq_choice",
+    "dlq_url",
+    "key_choice",
+    "local_key",
+    "new_key_alias",
+    "kms_arn",
+)
+
+
+@dataclass
+class Plan:
+    """What the submitted wizard asks for, once its fields are valid."""
+
+    domain_name: str
+    existing: bool
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    queue: setup.QueueRef | None = None
+    key_id: str | None = None
+    new_key_alias: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _defaults() -> dict[str, str]:
+    return {
+        "domain_choice": "new",
+        "retention_days": str(DEFAULT_RETENTION_DAYS),
+        "dlq_choice": "none",
+        "key_choice": "default",
+    }
+
+
+def routes(ui: UI) -> list[Route]:
+    settings = ui.services.settings
+    keyring = Keyring(settings.keyring_path)
+
+    def key_arn(key: LocalKey) -> str:
+        return key.arn(settings.region, settings.account_id)
+
+    async def render(
+        request: Request, values: dict[str, str], errors: dict[str, str], policy: str = ""
+    ) -> Response:
+        existing, _ = await ui.read(lambda tx: domains.list_domains(tx, after=None, limit=1000))
+        local_keys = [(key_arn(k), k.alias) for k in keyring.list_keys() if k.enabled]
+        return ui.render(
+            request,
+            "enable/wizard.html",
+            status=400 if errors else 200,
+            values=values,
+            errors=errors,
+            policy=policy,
+            domains=[d.name for d in existing],
+            local_keys=local_keys,
+            max_retention=MAX_RETENTION_DAYS,
+        )
+
+    def policy_for(values: dict[str, str]) -> str:
+        if values.get("dlq_choice") != "queue" or not values.get("dlq_url"):
+            return ""
+        try:
+            queue = setup.parse_queue_url(settings, values["dlq_url"])
+        except BadRequest:
+            return ""
+        name = (
+            values.get("existing_domain")
+            if values.get("domain_choice") == "existing"
+            else values.get("domain_name")
+        )
+        return setup.queue_policy_statement(settings, queue, name or "")
+
+    def validate(values: dict[str, str], known: set[str]) -> Plan:
+        errors: dict[str, str] = {}
+        existing = values.get("domain_choice") == "existing"
+        if existing:
+            name = values.get("existing_domain", "")
+            if name not in known:
+                errors["existing_domain"] = "Choose one of the existing domains."
+            return Plan(domain_name=name, existing=True, errors=errors)
+        name = values.get("domain_name", "")
+        plan = Plan(domain_name=name, existing=False, errors=errors)
+        if not name:
+            errors["domain_name"] = "Enter a name for the new domain."
+        elif not DOMAIN_NAME.match(name):
+            errors["domain_name"] = (
+                "Use 1 to 64 letters, digits, '_' or '-' (no spaces), e.g. amazon-connect-acme."
+            )
+        elif name in known:
+            errors["domain_name"] = (
+                f"A domain named {name} already exists: choose another name, or choose "
+                "'Use an existing domain'."
+            )
+        try:
+            plan.retention_days = int(values.get("retention_days", ""))
+            if not 1 <= plan.retention_days <= MAX_RETENTION_DAYS:
+                raise ValueError
+        except ValueError:
+            errors["retention_days"] = (
+                f"Enter a whole number of days from 1 to {MAX_RETENTION_DAYS}."
+            )
+        if values.get("dlq_choice") == "queue":
+            try:
+                plan.queue = setup.parse_queue_url(settings, values.get("dlq_url", ""))
+            except BadRequest as exc:
+                errors["dlq_url"] = exc.message
+        choice = values.get("key_choice", "default")
+        if choice == "local":
+            key = keyring.lookup(values.get("local_key", ""))
+            if key is None or not key.enabled:
+                errors["local_key"] = "Choose one of the listed local keys."
+            else:
+                plan.key_id = key_arn(key)
+        elif choice == "new_local":
+            alias = values.get("new_key_alias", "")
+            try:
+                alias = normalise_alias(alias)
+                if keyring.find_by_alias(alias) is not None:
+                    raise ValueError(
+                        f"A local key with the alias {alias} already exists: choose it under "
+                        "'Use an existing local key', or pick another alias."
+                    )
+                plan.new_key_alias = alias
+            except ValueError as exc:
+                errors["new_key_alias"] = str(exc)
+        elif choice == "kms":
+            arn = values.get("kms_arn", "")
+            if not arn.startswith("arn:") or len(arn) > 255:
+                errors["kms_arn"] = (
+                    "Enter a KMS key ARN such as "
+                    "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab."
+                )
+            plan.key_id = arn
+        return plan
+
+    @ui.page("admin")
+    async def wizard(request: Request) -> Response:
+        if request.method == "GET":
+            return await render(request, _defaults(), {})
+        form = request.state.form
+        values = {name: form_text(form, name) for name in WIZARD_FIELDS}
+        if form_text(form, "action") == "policy":
+            errors: dict[str, str] = {}
+            if values["dlq_choice"] == "queue":
+                try:
+                    setup.parse_queue_url(settings, values["dlq_url"])
+                except BadRequest as exc:
+                    errors["dlq_url"] = exc.message
+            response = await render(request, values, errors, policy_for(values))
+            return response
+        existing, _ = await ui.read(lambda tx: domains.list_domains(tx, after=None, limit=1000))
+        plan = validate(values, {d.name for d in existing})
+        if plan.errors:
+            return await render(request, values, plan.errors, policy_for(values))
+        if plan.existing:
+            return RedirectResponse(_step_url(plan.domain_name, "instance"), status_code=303)
+        try:
+            if plan.queue is not None:
+                queue = plan.queue
+                await ui.run(lambda: setup.check_queue_reachable(settings, queue))
+        except BadRequest as exc:
+            return await render(request, values, {"dlq_url": exc.message}, policy_for(values))
+        if plan.new_key_alias is not None:
+            # Only now, with every other field valid, so a refused form creates no key.
+            try:
+                plan.key_id = key_arn(keyring.create_key(plan.new_key_alias))
+            except ValueError as exc:
+                return await render(request, values, {"new_key_alias": str(exc)})
+        key_field = {"local": "local_key", "new_local": "new_key_alias", "kms": "kms_arn"}.get(
+            values["key_choice"], "key_choice"
+        )
+        try:
+            key = await ui.run(
+                lambda: setup.new_domain_key(ui.services, plan.domain_name, plan.key_id)
+            )
+        except BadRequest as exc:
+            return await render(request, values, {key_field: exc.message}, policy_for(values))
+        config: dict[str, Any] = {
+            "DefaultExpirationDays": plan.retention_days,
+            "DefaultEncryptionKey": plan.key_id,
+            "DeadLetterQueueUrl": plan.queue.url if plan.queue else None,
+        }
+        try:
+            await ui.write(
+                lambda tx: domains.create_domain(
+                    tx,
+                    domain_name=plan.domain_name,
+                    config=config,
+                    key_id=key[0],
+                    wrapped_key=key[1],
+                )
+            )
+        except BadRequest as exc:
+            return await render(request, values, {"domain_name": exc.message})
+        return RedirectResponse(_step_url(plan.domain_name, "instance"), status_code=303)
+
+    @ui.page("admin")
+    async def instance_step(request: Request) -> Response:
+        name = request.path_params["name"]
+        await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
+        integrations = integrations_service()
+        values = {"instance_arn": "", "move": ""}
+        errors: dict[str, str] = {}
+        if request.method == "POST" and integrations is not None:
+            form = request.state.form
+            values = {
+                "instance_arn": form_text(form, "instance_arn"),
+                "move": form_text(form, "move"),
+            }
+            arn = values["instance_arn"]
+            if not INSTANCE_ARN.match(arn):
+                errors["instance_arn"] = (
+                    "Enter the instance ARN of your contact centre, such as "
+                    "arn:aws:connect:us-east-1:123456789012:instance/"
+                    "1d908e11-3d5f-4cfb-b34d-1e7e0f216898."
+                )
+            else:
+                try:
+                    await ui.write(
+                        lambda tx: integrations.associate_instance(
+                            tx, domain_name=name, instance_arn=arn, move=values["move"] == "yes"
+                        )
+                    )
+                except BadRequest as exc:
+                    errors["instance_arn"] = exc.message
+            if not errors:
+                return RedirectResponse(
+                    _step_url(name, "done") + "?instance=" + quote(arn, safe=""), status_code=303
+                )
+        return ui.render(
+            request,
+            "enable/instance.html",
+            status=400 if errors else 200,
+            domain_name=name,
+            available=integrations is not None,
+            values=values,
+            errors=errors,
+        )
+
+    @ui.page("admin")
+    async def done(request: Request) -> Response:
+        name = request.path_params["name"]
+
+        def load(tx: Tx) -> dict[str, Any]:
+            record = domains.get_domain(tx, domain_name=name)
+            return {"record": record, "stats": domains.domain_stats(tx, domain_name=name)}
+
+        loaded = await ui.read(load)
+        record = loaded["record"]
+        policy = ""
+        if record.dead_letter_queue_url:
+            try:
+                queue = setup.parse_queue_url(settings, record.dead_letter_queue_url)
+                policy = setup.queue_policy_statement(settings, queue, name)
+            except BadRequest:
+                policy = ""
+        instance = request.query_params.get("instance", "")
+        return ui.render(
+            request,
+            "enable/done.html",
+            policy=policy,
+            instance=instance if INSTANCE_ARN.match(instance) else "",
+            **loaded,
+        )
+
+    return [
+        Route("/admin/enable", wizard, methods=["GET", "POST"]),
+        Route("/admin/enable/{name}/instance", instance_step, methods=["GET", "POST"]),
+        Route("/admin/enable/{name}/done", done, methods=["GET"]),
+    ]
+
+
+def _step_url(domain_name: str, step: str) -> str:
+    return f"/admin/enable/{quote(domain_name, safe='')}/{step}"

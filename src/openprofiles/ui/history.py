@@ -1,0 +1,166 @@
+"""A profile's contact history and other objects for the profile page, when the objects feature
+is installed (openprofiles.objects.service): tabs per object type with counts, the current
+type's objects newest first, 50 to a page, and one object's full record.
+
+Contact records are the `CTR` object type (spec §3.2: contact history is ListProfileObjects of
+CTR); each row shows channel, start, duration, agent, queue and disconnect reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from openprofiles.context import Tx
+from openprofiles.ui.features import objects_service
+
+CONTACT_TYPE = "CTR"
+PAGE_SIZE = 50
+SUMMARY_FIELDS = 4
+
+
+@dataclass
+class ObjectRow:
+    unique_key: str
+    updated_at: datetime
+    # For contacts: channel, start, duration, agent, queue, disconnect reason.
+    columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ObjectsView:
+    counts: dict[str, int]
+    object_type: str | None
+    is_contacts: bool
+    headings: list[str]
+    rows: list[ObjectRow]
+    next_after: str | None
+
+
+CONTACT_HEADINGS = ["Channel", "Start", "Duration", "Agent", "Queue", "Disconnect reason"]
+
+
+def encode_cursor(updated_at: datetime, unique_key: str) -> str:
+    return f"{updated_at.isoformat()}~{unique_key}"
+
+
+def decode_cursor(raw: str | None) -> tuple[datetime, bytes] | None:
+    if not raw or "~" not in raw:
+        return None
+    stamp, _, key = raw.rpartition("~")
+    try:
+        return datetime.fromisoformat(stamp), bytes.fromhex(key)
+    except ValueError:
+        return None
+
+
+def load(
+    tx: Tx,
+    *,
+    domain_name: str,
+    profile_id: str,
+    object_type: str | None,
+    after: str | None,
+) -> ObjectsView | None:
+    service = objects_service()
+    if service is None:
+        return None
+    counts: dict[str, int] = dict(
+        sorted(
+            service.count_objects_by_type(
+                tx, domain_name=domain_name, profile_id=profile_id
+            ).items()
+        )
+    )
+    if object_type is None or object_type not in counts:
+        object_type = CONTACT_TYPE if CONTACT_TYPE in counts else next(iter(counts), None)
+    if object_type is None:
+        return ObjectsView(counts, None, False, [], [], None)
+    items, more = service.list_profile_objects(
+        tx,
+        domain_name=domain_name,
+        object_type_name=object_type,
+        profile_id=profile_id,
+        limit=PAGE_SIZE,
+        after=decode_cursor(after),
+    )
+    is_contacts = object_type == CONTACT_TYPE
+    rows = []
+    headings: list[str] = list(CONTACT_HEADINGS) if is_contacts else []
+    for item in items:
+        data = _parse(item.object_json)
+        if is_contacts:
+            columns = contact_columns(data)
+        else:
+            if not headings:
+                headings = [k for k, v in data.items() if not isinstance(v, dict | list)][
+                    :SUMMARY_FIELDS
+                ]
+            columns = [_text(data.get(h)) for h in headings]
+        rows.append(ObjectRow(item.unique_key, item.updated_at, columns))
+    next_after = encode_cursor(items[-1].updated_at, items[-1].unique_key) if more else None
+    return ObjectsView(counts, object_type, is_contacts, headings, rows, next_after)
+
+
+def load_one(
+    tx: Tx, *, domain_name: str, profile_id: str, object_type: str, unique_key: str
+) -> str | None:
+    """The object's full record as indented JSON, or None (unknown, or another profile's)."""
+    service = objects_service()
+    if service is None:
+        return None
+    try:
+        digest = bytes.fromhex(unique_key)
+    except ValueError:
+        return None
+    tx.cipher(domain_name)
+    found = service.find_object(
+        tx, domain_name=domain_name, object_type_name=object_type, unique_digest=digest
+    )
+    if found is None or found.profile_id != profile_id:
+        return None
+    data = _parse(found.object_json)
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def contact_columns(record: dict[str, Any]) -> list[str]:
+    agent = record.get("Agent") or {}
+    queue = record.get("Queue") or {}
+    start = record.get("InitiationTimestamp") or record.get("ConnectedToSystemTimestamp")
+    return [
+        _text(record.get("Channel")),
+        _text(start).replace("T", " ").replace("Z", " UTC"),
+        _duration(start, record.get("DisconnectTimestamp")),
+        _text(agent.get("Username") if isinstance(agent, dict) else ""),
+        _text(queue.get("Name") if isinstance(queue, dict) else ""),
+        _text(record.get("DisconnectReason")),
+    ]
+
+
+def _duration(start: Any, end: Any) -> str:
+    try:
+        seconds = int(
+            (
+                datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+                - datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            ).total_seconds()
+        )
+    except (TypeError, ValueError):
+        return ""
+    if seconds < 0:
+        return ""
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"value": text}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,242 @@
+"""The agent's profile form and search box: which fields the form has, how each is checked on
+the server, how a filled form becomes CreateProfile/UpdateProfile changes, and how a search
+text is read (a phone number, an email, a name, an account number or a profile id).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import FormData
+
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.profiles.keys import EMAIL_FIELDS, PHONE_FIELDS
+
+# Limits from the botocore model of CreateProfile/UpdateProfile (1-255; 1-1000 for
+# AdditionalInformation).
+MAX_LENGTH = 255
+MAX_ADDITIONAL_INFORMATION = 1000
+MAX_ATTRIBUTES = 100
+
+EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+PHONE_CHARACTERS = re.compile(r"^[0-9+().\-\s/x#*]+$", re.IGNORECASE)
+PROFILE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+PHONE_LIKE = re.compile(r"^[0-9+().\-\s]+$")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    kind: str = "text"  # text | email | tel | textarea | select
+    choices: tuple[tuple[str, str], ...] = ()
+    hint: str = ""
+    autocomplete: str = "off"
+
+
+GENDERS = (
+    ("", "Not given"),
+    ("MALE", "Male"),
+    ("FEMALE", "Female"),
+    ("UNSPECIFIED", "Unspecified"),
+)
+PARTY_TYPES = (
+    ("", "Not given"),
+    ("INDIVIDUAL", "Individual"),
+    ("BUSINESS", "Business"),
+    ("OTHER", "Other"),
+)
+
+# (section title, fields): the standard profile fields an agent edits, in reading order.
+SECTIONS: tuple[tuple[str, tuple[Field, ...]], ...] = (
+    (
+        "Name",
+        (
+            Field("FirstName", "First name"),
+            Field("MiddleName", "Middle name"),
+            Field("LastName", "Last name"),
+            Field("BusinessName", "Business name"),
+        ),
+    ),
+    (
+        "Contact details",
+        (
+            Field("PhoneNumber", "Phone number", "tel", hint="Any format, e.g. +1 206 555 0100"),
+            Field("MobilePhoneNumber", "Mobile phone number", "tel"),
+            Field("HomePhoneNumber", "Home phone number", "tel"),
+            Field("BusinessPhoneNumber", "Business phone number", "tel"),
+            Field("EmailAddress", "Email address", "email"),
+            Field("PersonalEmailAddress", "Personal email address", "email"),
+            Field("BusinessEmailAddress", "Business email address", "email"),
+        ),
+    ),
+    (
+        "About",
+        (
+            Field("AccountNumber", "Account number"),
+            Field("BirthDate", "Birth date", hint="As the customer gives it, e.g. 1985-04-12"),
+            Field("Gender", "Gender", "select", GENDERS),
+            Field("PartyType", "Party type", "select", PARTY_TYPES),
+            Field("AdditionalInformation", "Additional information", "textarea"),
+        ),
+    ),
+)
+ADDRESS_FORM_PARTS = (
+    ("Address1", "Address line 1"),
+    ("Address2", "Address line 2"),
+    ("City", "City"),
+    ("State", "State"),
+    ("Province", "Province"),
+    ("County", "County"),
+    ("PostalCode", "Postal code"),
+    ("Country", "Country"),
+)
+STRING_FORM_FIELDS = tuple(f.name for _, fields in SECTIONS for f in fields)
+ATTRIBUTES_FIELD = "Attributes"
+
+
+def values_from_profile(fields: dict[str, Any]) -> dict[str, str]:
+    """The form's values for an existing profile."""
+    values = {name: str(fields.get(name, "")) for name in STRING_FORM_FIELDS}
+    address = fields.get("Address") or {}
+    for part, _ in ADDRESS_FORM_PARTS:
+        values[f"Address.{part}"] = str(address.get(part, ""))
+    attributes = fields.get("Attributes") or {}
+    values[ATTRIBUTES_FIELD] = "\n".join(f"{k} = {v}" for k, v in attributes.items())
+    return values
+
+
+def values_from_form(form: FormData) -> dict[str, str]:
+    def text(name: str) -> str:
+        value = form.get(name)
+        return value.strip() if isinstance(value, str) else ""
+
+    values = {name: text(name) for name in STRING_FORM_FIELDS}
+    for part, _ in ADDRESS_FORM_PARTS:
+        values[f"Address.{part}"] = text(f"Address.{part}")
+    raw = form.get(ATTRIBUTES_FIELD)
+    values[ATTRIBUTES_FIELD] = raw.strip() if isinstance(raw, str) else ""
+    return values
+
+
+def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
+    attributes: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            return {}, f"Line {number}: write each attribute as name = value."
+        if len(name) > MAX_LENGTH or len(value) > MAX_LENGTH:
+            return {}, f"Line {number}: names and values are at most {MAX_LENGTH} characters."
+        attributes[name] = value
+    if len(attributes) > MAX_ATTRIBUTES:
+        return {}, f"A profile holds at most {MAX_ATTRIBUTES} attributes here."
+    return attributes, None
+
+
+def validate(values: dict[str, str], phone_region: str) -> dict[str, str]:
+    """Field name → what is wrong with it and what to do; empty when the form is valid."""
+    errors: dict[str, str] = {}
+    for name in STRING_FORM_FIELDS:
+        value = values.get(name, "")
+        limit = MAX_ADDITIONAL_INFORMATION if name == "AdditionalInformation" else MAX_LENGTH
+        if len(value) > limit:
+            errors[name] = f"Use at most {limit} characters (this has {len(value)})."
+        elif value and name in EMAIL_FIELDS and not EMAIL_SHAPE.match(value):
+            errors[name] = "Enter an email address like name@example.com."
+        elif value and name in PHONE_FIELDS and not _phone_ok(value, phone_region):
+            errors[name] = (
+                "Enter a phone number, e.g. +1 206 555 0100 or (206) 555-0100; "
+                "use the +country code for numbers from other countries."
+            )
+    allowed = {
+        "Gender": {c for c, _ in GENDERS},
+        "PartyType": {c for c, _ in PARTY_TYPES},
+    }
+    for name, choices in allowed.items():
+        if values.get(name, "") not in choices:
+            errors[name] = "Choose one of the listed values."
+    for part, _ in ADDRESS_FORM_PARTS:
+        value = values.get(f"Address.{part}", "")
+        if len(value) > MAX_LENGTH:
+            errors[f"Address.{part}"] = f"Use at most {MAX_LENGTH} characters."
+    _, problem = parse_attributes(values.get(ATTRIBUTES_FIELD, ""))
+    if problem:
+        errors[ATTRIBUTES_FIELD] = problem
+    return errors
+
+
+def _phone_ok(value: str, region: str) -> bool:
+    if not PHONE_CHARACTERS.match(value):
+        return False
+    normal = normalize(ContentType.PHONE_NUMBER, value, phone_region=region)
+    return sum(ch.isdigit() for ch in normal) >= 5
+
+
+def creation_fields(values: dict[str, str]) -> dict[str, Any]:
+    """CreateProfile members from a valid form (empty fields left out)."""
+    fields: dict[str, Any] = {name: values[name] for name in STRING_FORM_FIELDS if values[name]}
+    address = {
+        part: values[f"Address.{part}"]
+        for part, _ in ADDRESS_FORM_PARTS
+        if values[f"Address.{part}"]
+    }
+    if address:
+        fields["Address"] = address
+    attributes, _ = parse_attributes(values[ATTRIBUTES_FIELD])
+    if attributes:
+        fields["Attributes"] = attributes
+    return fields
+
+
+def update_changes(current: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """UpdateProfile members for what the form changed: "" clears a value (API semantics)."""
+    changes: dict[str, Any] = {}
+    for name in STRING_FORM_FIELDS:
+        if values[name] != str(current.get(name, "")):
+            changes[name] = values[name]
+    old_address = current.get("Address") or {}
+    address = {
+        part: values[f"Address.{part}"]
+        for part, _ in ADDRESS_FORM_PARTS
+        if values[f"Address.{part}"] != str(old_address.get(part, ""))
+    }
+    if address:
+        changes["Address"] = address
+    old_attributes = current.get("Attributes") or {}
+    new_attributes, _ = parse_attributes(values[ATTRIBUTES_FIELD])
+    attribute_changes = {k: v for k, v in new_attributes.items() if old_attributes.get(k) != v}
+    attribute_changes.update({k: "" for k in old_attributes if k not in new_attributes})
+    if attribute_changes:
+        changes["Attributes"] = attribute_changes
+    return changes
+
+
+# ---------------------------------------------------------------------------- search
+
+PREDEFINED_SEARCH_KEYS = (
+    ("_phone", "Phone number"),
+    ("_email", "Email address"),
+    ("_fullName", "Full name"),
+    ("_account", "Account number"),
+    ("_profileId", "Profile id"),
+)
+
+
+def search_keys_for(text: str) -> list[str]:
+    """The keys to try, in order, for a search text without an explicit key: a profile id is 32
+    hex digits, an email has '@', a phone number is digits and +()-. ; anything else is a full
+    name and, failing that, an account number."""
+    value = text.strip()
+    if PROFILE_ID.match(value):
+        return ["_profileId"]
+    if "@" in value:
+        return ["_email"]
+    if PHONE_LIKE.match(value) and sum(ch.isdigit() for ch in value) >= 3:
+        # Account numbers are often all digits too.
+        return ["_phone", "_account"]
+    return ["_fullName", "_account"]

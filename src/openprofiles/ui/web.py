@@ -1,0 +1,201 @@
+"""The plumbing every page shares: templates, sign-in sessions in cookies, CSRF checks, role
+checks, friendly error pages and running service calls off the event loop.
+
+Sessions live on the server (users.service); the browser keeps only a random token in an
+HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https. Every form of a
+session carries the session's CSRF token in a hidden field; a POST without the right one is
+refused before the page's code runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from openprofiles.context import Services, Tx
+from openprofiles.errors import AccessDenied, BadRequest, NotFound
+from openprofiles.users import service as users
+from openprofiles.users.models import WebSession
+
+SESSION_COOKIE = "op_session"
+SIGNIN_COOKIE = "op_signin"
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+STATIC_DIR = Path(__file__).with_name("static")
+
+T = TypeVar("T")
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+# Pages hold personal data: never cached, never framed, no scripts at all.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def _format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class UI:
+    """What the pages need: the services and the template environment."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        # Autoescaping on for every template: all output is escaped unless a template says not.
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["time"] = _format_time
+        self.env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking work (a KMS or SQS call) off the event loop."""
+        return await run_in_threadpool(work)
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        def run() -> T:
+            with self.services.read() as tx:
+                return work(tx)
+
+        return await run_in_threadpool(run)
+
+    async def write(self, work: Callable[[Tx], T]) -> T:
+        def run() -> T:
+            with self.services.write() as tx:
+                return work(tx)
+
+        return await run_in_threadpool(run)
+
+    def render(
+        self, request: Request, template: str, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        session: WebSession | None = getattr(request.state, "session", None)
+        from openprofiles.ui.features import admin_nav
+
+        body = self.env.get_template(template).render(
+            request=request,
+            session=session,
+            csrf_token=session.csrf_token if session else "",
+            admin_nav=admin_nav() if session and session.role == "admin" else [],
+            path=request.url.path,
+            **context,
+        )
+        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+    def error_page(self, request: Request, status: int, title: str, message: str) -> HTMLResponse:
+        return self.render(request, "error.html", status=status, title=title, message=message)
+
+    # ---------------------------------------------------------------- sessions
+
+    async def load_session(self, request: Request) -> WebSession | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        return await self.read(lambda tx: users.get_session(tx, token=token))
+
+    def page(self, role: str = "agent") -> Callable[[Endpoint], Endpoint]:
+        """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
+        on POST (the parsed form is then in request.state.form), and service errors shown as
+        friendly pages."""
+
+        def wrap(endpoint: Endpoint) -> Endpoint:
+            async def guarded(request: Request) -> Response:
+                session = await self.load_session(request)
+                if session is None:
+                    target = request.url.path
+                    if request.url.query:
+                        target += "?" + request.url.query
+                    return RedirectResponse(
+                        f"/ui/sign-in?next={quote(target, safe='')}", status_code=303
+                    )
+                request.state.session = session
+                if role == "admin" and session.role != "admin":
+                    return self.error_page(
+                        request,
+                        403,
+                        "Not available to agents",
+                        "This page is for administrators. Ask an administrator if you need "
+                        "something changed here, or go back to the agent workspace.",
+                    )
+                if request.method == "POST":
+                    form = await request.form()
+                    if not csrf_ok(form, session.csrf_token):
+                        return self.error_page(
+                            request,
+                            403,
+                            "This form has expired",
+                            "The form was not sent from a page of this session (it may be from "
+                            "before you last signed in). Go back, reload the page and try again.",
+                        )
+                    request.state.form = form
+                try:
+                    return await endpoint(request)
+                except NotFound as exc:
+                    return self.error_page(request, 404, "Not found", exc.message)
+                except AccessDenied as exc:
+                    return self.error_page(request, 403, "Not allowed", exc.message)
+                except BadRequest as exc:
+                    return self.error_page(request, 400, "That did not work", exc.message)
+
+            guarded.__name__ = endpoint.__name__
+            return guarded
+
+        return wrap
+
+
+def csrf_ok(form: FormData, expected: str) -> bool:
+    given = form.get("csrf_token")
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def new_signin_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    # A Secure cookie is not sent back over plain http (e.g. http://127.0.0.1 in development),
+    # so the flag follows the scheme the page was served with.
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A text field of a form, trimmed; "" when missing or not text."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a local path may be a redirect target after sign-in (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default

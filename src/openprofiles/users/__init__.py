@@ -1,0 +1,1 @@
+"""Web users (administrators and agents) and their sign-in sessions."""

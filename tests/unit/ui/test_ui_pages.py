@@ -1,0 +1,182 @@
+"""Admin and agent pages through Starlette's TestClient: the wizard stores nothing on error, the
+agent's forms validate on the server, and output is escaped."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from openprofiles.app import create_app
+from openprofiles.crypto.keyring import Keyring
+from openprofiles.domains import service as domains
+from openprofiles.profiles import service as profiles
+from openprofiles.settings import Settings
+from openprofiles.users import service as users
+
+PASSWORD = "long enough password"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with app.state.services.write() as tx:
+        users.create_user(tx, username="boss", password=PASSWORD, role="admin")
+    with TestClient(app, follow_redirects=False) as client:
+        page = client.get("/ui/sign-in")
+        client.post(
+            "/ui/sign-in",
+            data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        )
+        yield client
+    app.state.services.database.dispose()
+
+
+def wizard(client: TestClient, **fields: str) -> tuple[int, str]:
+    page = client.get("/admin/enable")
+    data = {
+        "csrf_token": csrf_of(page.text),
+        "domain_choice": "new",
+        "retention_days": "366",
+        "dlq_choice": "none",
+        "key_choice": "default",
+        "action": "submit",
+        **fields,
+    }
+    response = client.post("/admin/enable", data=data)
+    return response.status_code, response.text
+
+
+def stored_domains(client: TestClient) -> list[str]:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.read() as tx:
+        return [d.name for d in domains.list_domains(tx, after=None, limit=100)[0]]
+
+
+def test_wizard_creates_the_domain(admin: TestClient) -> None:
+    status, _ = wizard(admin, domain_name="acme", retention_days="30")
+    assert status == 303
+    services = admin.app.state.services  # type: ignore[attr-defined]
+    with services.read() as tx:
+        record = domains.get_domain(tx, domain_name="acme")
+    assert record.config == {"DefaultExpirationDays": 30}
+    done = admin.get("/admin/enable/acme/done")
+    assert "Customer profiles enabled" in done.text
+
+
+def test_wizard_with_a_new_local_key(admin: TestClient, settings: Settings) -> None:
+    status, _ = wizard(admin, domain_name="acme", key_choice="new_local", new_key_alias="acme-k")
+    assert status == 303
+    key = Keyring(settings.keyring_path).find_by_alias("acme-k")
+    assert key is not None
+    services = admin.app.state.services  # type: ignore[attr-defined]
+    with services.read() as tx:
+        record = domains.get_domain(tx, domain_name="acme")
+    assert record.config["DefaultEncryptionKey"].endswith(key.key_id)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_id", "message"),
+    [
+        ({"domain_name": ""}, "domain_name", "Enter a name"),
+        ({"domain_name": "a b"}, "domain_name", "no spaces"),
+        ({"domain_name": "ok", "retention_days": "0"}, "retention_days", "1 to 1098"),
+        (
+            {"domain_name": "ok", "dlq_choice": "queue", "dlq_url": "https://x.example/q"},
+            "dlq_url",
+            "ACCOUNT-ID/QUEUE-NAME",
+        ),
+        (
+            {"domain_name": "ok", "key_choice": "local", "local_key": "nope"},
+            "local_key",
+            "Choose one of the listed",
+        ),
+        (
+            {"domain_name": "ok", "key_choice": "kms", "kms_arn": "not-an-arn"},
+            "kms_arn",
+            "Enter a KMS key ARN",
+        ),
+        (
+            {
+                "domain_name": "ok",
+                "key_choice": "kms",
+                "kms_arn": "arn:openprofiles:kms:us-east-1:000000000000:key/"
+                "00000000-0000-0000-0000-000000000000",
+            },
+            "kms_arn",
+            "does not exist in the keyring",
+        ),
+        ({"domain_choice": "existing", "existing_domain": "ghost"}, "existing_domain", "Choose"),
+    ],
+)
+def test_wizard_errors_are_shown_at_the_field_and_nothing_is_stored(
+    admin: TestClient, fields: dict[str, str], field_id: str, message: str
+) -> None:
+    status, html = wizard(admin, **fields)
+    assert status == 400
+    error = re.search(rf'id="{field_id}-error">([^<]*)<', html)
+    assert error, html
+    assert message in error.group(1)
+    assert stored_domains(admin) == []
+
+
+def test_wizard_refuses_an_existing_name(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    status, html = wizard(admin, domain_name="acme")
+    assert status == 400
+    assert "already exists" in html
+
+
+def test_new_key_is_not_created_when_another_field_is_wrong(
+    admin: TestClient, settings: Settings
+) -> None:
+    status, _ = wizard(
+        admin, domain_name="a b", key_choice="new_local", new_key_alias="should-not-exist"
+    )
+    assert status == 400
+    assert Keyring(settings.keyring_path).find_by_alias("should-not-exist") is None
+
+
+def test_profile_form_validates_and_escapes(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    page = admin.get("/agent/domains/acme/profiles/new")
+    hostile = "<script>alert(1)</script>"
+    response = admin.post(
+        "/agent/domains/acme/profiles/new",
+        data={"csrf_token": csrf_of(page.text), "FirstName": hostile, "EmailAddress": "bad"},
+    )
+    assert response.status_code == 400
+    assert hostile not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    services = admin.app.state.services  # type: ignore[attr-defined]
+    with services.read() as tx:
+        found, _ = profiles.search_profiles(
+            tx, domain_name="acme", criteria=[profiles.SearchCriterion("_fullName", (hostile,))]
+        )
+    assert found == []
+    response = admin.post(
+        "/agent/domains/acme/profiles/new",
+        data={"csrf_token": csrf_of(page.text), "FirstName": hostile},
+    )
+    assert response.status_code == 303
+    profile_page = admin.get(response.headers["location"])
+    assert hostile not in profile_page.text
+    assert "default-src 'none'" in profile_page.headers["content-security-policy"]
+    search = admin.get("/agent/domains/acme", params={"q": hostile})
+    assert hostile not in search.text
+
+
+def test_unknown_domain_and_profile_are_friendly_404s(admin: TestClient) -> None:
+    assert admin.get("/agent/domains/ghost").status_code == 404
+    assert wizard(admin, domain_name="acme")[0] == 303
+    response = admin.get("/agent/domains/acme/profiles/" + "0" * 32)
+    assert response.status_code == 404
+    assert "does not exist" in response.text

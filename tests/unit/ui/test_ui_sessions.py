@@ -1,0 +1,174 @@
+"""Sign-in, sessions, CSRF and role checks of the web pages, through Starlette's TestClient."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from openprofiles.app import create_app
+from openprofiles.settings import Settings
+from openprofiles.ui.web import SESSION_COOKIE
+from openprofiles.users import service as users
+
+PASSWORD = "long enough password"
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with app.state.services.write() as tx:
+        users.create_user(tx, username="boss", password=PASSWORD, role="admin")
+        users.create_user(tx, username="ana", password=PASSWORD, role="agent")
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+    app.state.services.database.dispose()
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    page = client.get("/ui/sign-in")
+    response = client.post(
+        "/ui/sign-in",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+def test_pages_need_sign_in(client: TestClient) -> None:
+    response = client.get("/admin/domains")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/sign-in?next=%2Fadmin%2Fdomains"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ui/"
+
+
+def test_session_cookie_flags(client: TestClient) -> None:
+    page = client.get("/ui/sign-in")
+    response = client.post(
+        "/ui/sign-in",
+        data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+    )
+    cookie = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    # Served over plain http here: a Secure cookie would never come back.
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_over_https(settings: Settings) -> None:
+    app = create_app(settings)
+    with app.state.services.write() as tx:
+        users.create_user(tx, username="boss", password=PASSWORD, role="admin")
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        page = client.get("/ui/sign-in")
+        response = client.post(
+            "/ui/sign-in",
+            data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        )
+        cookie = next(
+            h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
+        )
+        assert "Secure" in cookie
+    app.state.services.database.dispose()
+
+
+def test_sign_in_redirects_by_role_and_to_next(client: TestClient) -> None:
+    assert sign_in(client, "boss") == "/admin/"
+    client.cookies.clear()
+    assert sign_in(client, "ana") == "/agent/"
+
+
+def test_sign_in_never_redirects_off_site(client: TestClient) -> None:
+    page = client.get("/ui/sign-in")
+    response = client.post(
+        "/ui/sign-in",
+        data={
+            "username": "ana",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(page.text),
+            "next": "//evil.example/",
+        },
+    )
+    assert response.headers["location"] == "/agent/"
+
+
+def test_wrong_password_keeps_username_and_says_what_to_do(client: TestClient) -> None:
+    page = client.get("/ui/sign-in")
+    response = client.post(
+        "/ui/sign-in",
+        data={"username": "ana", "password": "nope nope", "csrf_token": csrf_of(page.text)},
+    )
+    assert response.status_code == 401
+    assert "username or password is not right" in response.text
+    assert 'value="ana"' in response.text
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_sign_in_form_needs_its_token(client: TestClient) -> None:
+    client.get("/ui/sign-in")
+    response = client.post(
+        "/ui/sign-in", data={"username": "ana", "password": PASSWORD, "csrf_token": "forged"}
+    )
+    assert response.status_code == 403
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_post_without_csrf_token_is_refused(client: TestClient) -> None:
+    sign_in(client, "boss")
+    response = client.post("/admin/credentials", data={"role": "agent"})
+    assert response.status_code == 403
+    assert "This form has expired" in response.text
+    response = client.post("/admin/credentials", data={"role": "agent", "csrf_token": "x" * 43})
+    assert response.status_code == 403
+    with client.app.state.services.read() as tx:  # type: ignore[attr-defined]
+        from openprofiles.auth.credentials import list_credentials
+
+        assert list_credentials(tx) == []
+
+
+def test_post_with_csrf_token_works(client: TestClient) -> None:
+    sign_in(client, "boss")
+    page = client.get("/admin/credentials")
+    response = client.post(
+        "/admin/credentials", data={"role": "agent", "csrf_token": csrf_of(page.text)}
+    )
+    assert response.status_code == 200
+    assert "shown only this once" in response.text
+
+
+def test_agent_gets_a_friendly_403_on_admin_pages(client: TestClient) -> None:
+    sign_in(client, "ana")
+    for path in ("/admin/domains", "/admin/users", "/admin/credentials", "/admin/enable"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert "for administrators" in response.text
+    assert client.get("/agent/").status_code == 200
+
+
+def test_sign_out_ends_the_session(client: TestClient) -> None:
+    sign_in(client, "ana")
+    token = client.cookies[SESSION_COOKIE]
+    page = client.get("/agent/")
+    response = client.post("/ui/sign-out", data={"csrf_token": csrf_of(page.text)})
+    assert response.status_code == 303
+    with client.app.state.services.read() as tx:  # type: ignore[attr-defined]
+        assert users.get_session(tx, token=token) is None
+    client.cookies.set(SESSION_COOKIE, token)
+    assert client.get("/agent/").status_code == 303
+
+
+def test_api_still_answers_at_the_root(client: TestClient) -> None:
+    # Unsigned API requests still reach the AWS API, not the web pages.
+    response = client.get("/domains")
+    assert response.status_code == 403
+    assert response.headers.get("x-amzn-ErrorType", "").startswith("MissingAuthenticationToken")
