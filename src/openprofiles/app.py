@@ -19,11 +19,13 @@ from starlette.routing import Mount, Route
 
 from openprofiles.auth.credentials import SecretCache, find_secret
 from openprofiles.auth.policy import authorize
+from openprofiles.contacts.http import contact_routes
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.domains import handlers as domain_handlers
+from openprofiles.integrations import handlers as integration_handlers
 from openprofiles.object_types import handlers as object_type_handlers
 from openprofiles.objects import handlers as object_handlers
 from openprofiles.objects.expiry import expiry_lifespan
@@ -46,6 +48,7 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
     object_handlers,
     profile_handlers,
     tag_handlers,
+    integration_handlers,
 )
 
 
@@ -107,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/health", health, methods=["GET"]),
             *ui_routes(services),
+            *contact_routes(services, authenticate),
             Mount("/", app=make_asgi_app(dispatcher, authenticate, invoke)),
         ],
         # Background work while serving: purging expired profile objects (spec §1.9).

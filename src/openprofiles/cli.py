@@ -216,9 +216,23 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
 def _add_feature_commands() -> None:
     # Feature packages define their command groups next to their services; they import this
     # module's helpers, so they are attached once the helpers above exist.
+    from openprofiles.dlq.cli import dlq
+    from openprofiles.ingest.cli import ingest
     from openprofiles.users.cli import users
 
     main.add_command(users)
+    main.add_command(dlq)
+    main.add_command(ingest)
+
+    from openprofiles.connectors.cli import connectors
+    from openprofiles.contacts.cli import contact_records
+    from openprofiles.flows.cli import flows
+    from openprofiles.integrations.cli import instances
+
+    ingest.add_command(contact_records)
+    main.add_command(instances)
+    main.add_command(flows)
+    main.add_command(connectors)
 
 
 _add_feature_commands()

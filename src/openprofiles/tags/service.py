@@ -88,4 +88,17 @@ def require_taggable(tx: Tx, *, resource_arn: str) -> str:
         ):
             return parsed.domain_name
         raise NotFound(f"The resource {resource_arn} does not exist.")
+    if parsed.child[0] == "integrations":
+        from urllib.parse import unquote
+
+        from openprofiles.integrations.service import find_integration, integration_arn
+
+        # The Uri is URI-encoded in the ARN (it contains ':' and '/'); only that spelling.
+        uri = unquote(parsed.child[1])
+        if (
+            resource_arn == integration_arn(tx, parsed.domain_name, uri)
+            and find_integration(tx, domain_name=parsed.domain_name, uri=uri) is not None
+        ):
+            return parsed.domain_name
+        raise NotFound(f"The resource {resource_arn} does not exist.")
     raise NotFound(f"The resource {resource_arn} does not exist or cannot be tagged yet.")

@@ -15,14 +15,26 @@ from openprofiles.store.schema.core import (
     profile_key,
     resource_tag,
 )
+from openprofiles.store.schema.integrations import (
+    contact_record,
+    flow_item,
+    flow_run,
+    integration,
+    stream_checkpoint,
+    unrouted_contact_record,
+)
 from openprofiles.store.schema.object_types import object_type
 from openprofiles.store.schema.objects import dlq_message, profile_object, profile_object_key
 from openprofiles.store.schema.web import web_session, web_user
 
 __all__ = [
+    "contact_record",
     "credential",
     "dlq_message",
     "domain",
+    "flow_item",
+    "flow_run",
+    "integration",
     "metadata",
     "object_type",
     "profile",
@@ -30,6 +42,8 @@ __all__ = [
     "profile_object",
     "profile_object_key",
     "resource_tag",
+    "stream_checkpoint",
+    "unrouted_contact_record",
     "web_session",
     "web_user",
 ]

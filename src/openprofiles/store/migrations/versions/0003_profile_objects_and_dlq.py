@@ -84,9 +84,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("domain_name", "message_id"),
     )
     with op.batch_alter_table("dlq_message", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_dlq_message_created", ["domain_name", "created_at"], unique=False
-        )
+        batch_op.create_index("ix_dlq_message_created", ["domain_name", "created_at"], unique=False)
 
 
 def downgrade() -> None:

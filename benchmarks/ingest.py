@@ -1,0 +1,244 @@
+"""Ingestion throughput: contact-record-like objects through the one pipeline.
+
+(a) in-process: the pipeline in batched transactions (`openprofiles ingest`'s code path);
+(b) HTTP: PutProfileObject from C concurrent boto3 clients (threads) against `openprofiles
+    serve` in a subprocess;
+(c) raw SQLite: inserting the same rows (sealed object blob, key digests, the same indexes) with
+    executemany, sealing done beforehand — the physical limit of the storage layer.
+
+    .venv/bin/python benchmarks/ingest.py                       # 200,000 objects, 20,000 customers
+    .venv/bin/python benchmarks/ingest.py --objects 20000 --customers 2000 --http-objects 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import client, create_credential, server  # noqa: E402
+from openprofiles.app import build_services  # noqa: E402
+from openprofiles.domains.service import create_domain  # noqa: E402
+from openprofiles.ingest.bulk import ingest_records  # noqa: E402
+from openprofiles.object_types.service import put_object_type  # noqa: E402
+from openprofiles.settings import Settings  # noqa: E402
+
+CONTACTS: dict[str, Any] = {
+    "Description": "Contact records",
+    "AllowProfileCreation": True,
+    "Fields": {
+        "contactId": {"Source": "_source.ContactId"},
+        "phone": {
+            "Source": "_source.CustomerEndpoint.Address",
+            "Target": "_profile.PhoneNumber",
+            "ContentType": "PHONE_NUMBER",
+        },
+        "name": {"Source": "_source.Attributes.CustomerName", "Target": "_profile.FirstName"},
+        "queue": {"Source": "_source.Queue.Name", "Target": "_profile.Attributes.LastQueue"},
+    },
+    "Keys": {
+        "_ctrContactId": [
+            {"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["contactId"]}
+        ],
+        "_phone": [{"StandardIdentifiers": ["PROFILE", "SECONDARY"], "FieldNames": ["phone"]}],
+    },
+}
+
+
+def contact(customer: int, rng: random.Random) -> str:
+    return json.dumps(
+        {
+            "ContactId": str(uuid.UUID(int=rng.getrandbits(128))),
+            "Channel": "VOICE",
+            "InitiationMethod": "INBOUND",
+            "InitiationTimestamp": "2026-11-28T10:00:00Z",
+            "CustomerEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": f"+1206{customer:07d}"},
+            "Queue": {"Name": rng.choice(["Sales", "Support", "Billing"])},
+            "Agent": {"Username": f"agent{rng.randrange(50)}"},
+            "Attributes": {"CustomerName": f"Customer {customer}"},
+        }
+    )
+
+
+def setup_domain(data_dir: Path, name: str) -> None:
+    services = build_services(Settings(data_dir=data_dir))
+    try:
+        wrapped = services.keys.new_domain_key(name, None)
+        with services.write() as tx:
+            create_domain(
+                tx,
+                domain_name=name,
+                config={"DefaultExpirationDays": 366},
+                key_id=wrapped.key_id,
+                wrapped_key=wrapped.wrapped,
+            )
+            put_object_type(tx, domain_name=name, name="Contacts", params=CONTACTS)
+    finally:
+        services.database.dispose()
+
+
+def in_process(data_dir: Path, records: list[str], batch_size: int) -> None:
+    setup_domain(data_dir, "bench")
+    services = build_services(Settings(data_dir=data_dir))
+    try:
+        summary = ingest_records(
+            services,
+            domain_name="bench",
+            object_type_name="Contacts",
+            records=records,
+            batch_size=batch_size,
+        )
+    finally:
+        services.database.dispose()
+    print(
+        f"(a) in-process pipeline: {summary.read} objects in {summary.seconds:.1f}s = "
+        f"{summary.per_second:,.0f} objects/s ({summary.created_profiles} profiles created, "
+        f"{summary.dead_lettered} dead-lettered)"
+    )
+
+
+def over_http(data_dir: Path, records: list[str], clients: int, port: int) -> None:
+    setup_domain(data_dir, "benchhttp")
+    key = create_credential(data_dir)
+    with server(data_dir, port) as url:
+        chunks = [records[i::clients] for i in range(clients)]
+        errors: list[BaseException] = []
+
+        def work(chunk: list[str]) -> None:
+            api = client(url, key)
+            try:
+                for body in chunk:
+                    api.put_profile_object(
+                        DomainName="benchhttp", ObjectTypeName="Contacts", Object=body
+                    )
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    print(
+        f"(b) PutProfileObject over HTTP, {clients} clients: {len(records)} objects in "
+        f"{elapsed:.1f}s = {len(records) / elapsed:,.0f} requests/s"
+    )
+
+
+def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: int) -> None:
+    """The same rows the pipeline writes per object (object row, two object-key rows, and one
+    profile-key row per new key value), sealed and digested beforehand."""
+    from openprofiles.crypto.domain_keys import DomainCipher
+
+    cipher = DomainCipher(b"k" * 32, "raw")
+    rows_objects, rows_keys, rows_profile_keys = [], [], []
+    profile_of: dict[str, str] = {}
+    for raw in records:
+        obj = json.loads(raw)
+        phone = obj["CustomerEndpoint"]["Address"]
+        pid = profile_of.setdefault(phone, uuid.uuid4().hex)
+        unique = cipher.digest("_ctrContactId", obj["ContactId"])
+        phone_digest = cipher.digest("_phone", phone)
+        sealed = cipher.seal_record("profile_object", unique.hex(), {"object": raw})
+        rows_objects.append(("raw", "Contacts", unique, pid, sealed, len(raw)))
+        rows_keys += [
+            ("raw", "Contacts", unique, "_ctrContactId", unique),
+            ("raw", "Contacts", unique, "_phone", phone_digest),
+        ]
+        sealed_key = cipher.seal_record("profile_key", unique.hex(), {"value": obj["ContactId"]})
+        rows_profile_keys.append(("raw", "_ctrContactId", unique, pid, "Contacts", sealed_key))
+    path = data_dir / "raw.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(
+        """
+        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+        CREATE TABLE profile_object (domain_name TEXT, object_type_name TEXT, unique_digest BLOB,
+          profile_id TEXT, sealed BLOB, size INT, created_at TEXT, updated_at TEXT,
+          expires_at TEXT, source_last_updated TEXT,
+          PRIMARY KEY (domain_name, object_type_name, unique_digest));
+        CREATE INDEX ix_po
+          ON profile_object (domain_name, profile_id, object_type_name, updated_at);
+        CREATE INDEX ix_pe ON profile_object (expires_at);
+        CREATE TABLE profile_object_key (domain_name TEXT, object_type_name TEXT,
+          unique_digest BLOB, key_name TEXT, digest BLOB,
+          PRIMARY KEY (domain_name, object_type_name, unique_digest, key_name, digest));
+        CREATE INDEX ix_pok ON profile_object_key (domain_name, object_type_name, key_name, digest);
+        CREATE TABLE profile_key (domain_name TEXT, key_name TEXT, digest BLOB, profile_id TEXT,
+          origin TEXT, value_sealed BLOB, PRIMARY KEY (domain_name, key_name, digest, profile_id));
+        CREATE INDEX ix_pk ON profile_key (domain_name, profile_id);
+        """
+    )
+    now = "2026-11-28 10:00:00.000000"
+    started = time.perf_counter()
+    for i in range(0, len(rows_objects), batch_size):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO profile_object VALUES (?,?,?,?,?,?,?,?,NULL,NULL)",
+            [(*r, now, now) for r in rows_objects[i : i + batch_size]],
+        )
+        db.executemany(
+            "INSERT INTO profile_object_key VALUES (?,?,?,?,?)",
+            rows_keys[2 * i : 2 * (i + batch_size)],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO profile_key VALUES (?,?,?,?,?,?)",
+            rows_profile_keys[i : i + batch_size],
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    print(
+        f"(c) raw SQLite inserts of the same rows: {len(records)} objects in {elapsed:.2f}s = "
+        f"{len(records) / elapsed:,.0f} objects/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--http-objects", type=int, default=None, help="objects for (b) (default: --objects)"
+    )
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
+    args = parser.parse_args()
+    rng = random.Random(42)
+    records = [contact(rng.randrange(args.customers), rng) for _ in range(args.objects)]
+    base = args.data_dir or Path(tempfile.mkdtemp(prefix="op-bench-ingest-"))
+    skip = set(args.skip.split(","))
+    print(f"{args.objects} objects for {args.customers} customers; data in {base}")
+    try:
+        if "a" not in skip:
+            in_process(base / "inproc", records, args.batch_size)
+        if "b" not in skip:
+            http_records = records[: args.http_objects or args.objects]
+            over_http(base / "http", http_records, args.clients, args.port)
+        if "c" not in skip:
+            (base / "raw").mkdir(parents=True, exist_ok=True)
+            raw_sqlite(base / "raw", records, args.customers, args.batch_size)
+    finally:
+        if args.data_dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

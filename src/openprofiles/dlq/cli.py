@@ -1,0 +1,162 @@
+"""`openprofiles dlq list|show|retry|purge --domain NAME`: the local dead-letter store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.dlq.models import DeadLetter
+
+
+def _summary(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "MessageId": letter.message_id,
+        "ObjectTypeName": letter.object_type_name,
+        "Category": letter.category,
+        "Reason": letter.reason,
+        "Attempts": letter.attempts,
+        "CreatedAt": letter.created_at.isoformat(),
+        "LastAttemptAt": letter.last_attempt_at.isoformat(),
+        "SinkError": letter.sink_error,
+    }
+
+
+def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
+    from openprofiles.errors import ServiceError
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.write() if write else services.read() as tx:
+            return work(tx)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
+
+
+domain_option = click.option("--domain", "domain_name", required=True, help="The domain.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter queue: records ingestion could not apply, with the reason."""
+
+
+@dlq.command("list")
+@storage_options
+@domain_option
+@json_option
+def dlq_list(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
+) -> None:
+    """List the domain's dead letters, oldest first."""
+    from openprofiles.dlq.service import list_messages
+
+    letters = _run(
+        data_dir,
+        database_url,
+        lambda tx: list_messages(tx, domain_name=domain_name),
+        write=False,
+    )
+    if as_json:
+        click.echo(json.dumps([_summary(x) for x in letters]))
+        return
+    for x in letters:
+        click.echo(
+            f"{x.message_id}  {x.created_at:%Y-%m-%d %H:%M}  {x.object_type_name:<20} "
+            f"{x.category:<13} x{x.attempts}  {x.reason}"
+        )
+    if not letters:
+        click.echo(f"No dead letters in domain {domain_name}.")
+
+
+@dlq.command("show")
+@storage_options
+@domain_option
+@json_option
+@click.argument("message_id")
+def dlq_show(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    message_id: str,
+) -> None:
+    """Show one dead letter with its object."""
+    from openprofiles.dlq.service import get
+
+    letter = _run(
+        data_dir,
+        database_url,
+        lambda tx: get(tx, domain_name=domain_name, message_id=message_id),
+        write=False,
+    )
+    out = {**_summary(letter), "Object": letter.object_json}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    for name, value in out.items():
+        click.echo(f"{name + ':':<15} {value}")
+
+
+@dlq.command("retry")
+@storage_options
+@domain_option
+@json_option
+@click.argument("message_ids", nargs=-1)
+def dlq_retry(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    message_ids: tuple[str, ...],
+) -> None:
+    """Run dead letters (all, or MESSAGE_IDS) through ingestion again; remove what succeeds."""
+    from openprofiles.dlq.service import retry
+
+    outcome = _run(
+        data_dir,
+        database_url,
+        lambda tx: retry(tx, domain_name=domain_name, message_ids=list(message_ids) or None),
+        write=True,
+    )
+    if as_json:
+        click.echo(json.dumps({"Succeeded": outcome.succeeded, "Failed": outcome.failed}))
+        return
+    click.echo(f"{len(outcome.succeeded)} ingested, {len(outcome.failed)} still failing.")
+
+
+@dlq.command("purge")
+@storage_options
+@domain_option
+@json_option
+@click.option("--all", "purge_all", is_flag=True, help="Purge every dead letter of the domain.")
+@click.argument("message_ids", nargs=-1)
+def dlq_purge(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    purge_all: bool,
+    message_ids: tuple[str, ...],
+) -> None:
+    """Delete dead letters: the given MESSAGE_IDS, or all of them with --all."""
+    from openprofiles.dlq.service import purge
+
+    if not message_ids and not purge_all:
+        raise click.UsageError("Give MESSAGE_IDS, or --all to purge every dead letter.")
+    count = _run(
+        data_dir,
+        database_url,
+        lambda tx: purge(tx, domain_name=domain_name, message_ids=list(message_ids) or None),
+        write=True,
+    )
+    if as_json:
+        click.echo(json.dumps({"Purged": count}))
+        return
+    click.echo(f"Purged {count} dead letters.")

@@ -1,0 +1,193 @@
+"""The local dead-letter store: put, list, get, retry, purge.
+
+Every rejected record lands here (whether or not the domain also has an SQS queue), sealed:
+the object and the reason are personal data. `retry` runs a message through the ingestion
+pipeline again — after the object type or the data was fixed — and removes what now succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from openprofiles.context import Tx
+from openprofiles.dlq.models import DeadLetter, RetryOutcome
+from openprofiles.domains.service import register_domain_table
+from openprofiles.errors import NotFound, ServiceError
+from openprofiles.store.schema import dlq_message
+
+DLQ_TABLE = "dlq_message"
+
+register_domain_table(dlq_message)
+
+
+def new_message_id() -> str:
+    """32 hex digits that sort in creation order (the time first), so records dead-lettered in
+    one transaction list in the order they were rejected."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+def put(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    object_json: str,
+    reason: str,
+    category: str,
+    sink_error: str | None = None,
+    message_id: str | None = None,
+) -> DeadLetter:
+    cipher = tx.cipher(domain_name)
+    message_id = message_id or new_message_id()
+    tx.conn.execute(
+        insert(dlq_message).values(
+            domain_name=domain_name,
+            message_id=message_id,
+            object_type_name=object_type_name,
+            sealed=cipher.seal_record(
+                DLQ_TABLE, message_id, {"object": object_json, "reason": reason}
+            ),
+            reason_category=category,
+            attempts=1,
+            sink_error=sink_error,
+            created_at=tx.now,
+            last_attempt_at=tx.now,
+        )
+    )
+    return get(tx, domain_name=domain_name, message_id=message_id)
+
+
+def _record(tx: Tx, row: Any) -> DeadLetter:
+    payload = tx.cipher(row.domain_name).open_record(DLQ_TABLE, row.message_id, bytes(row.sealed))
+    return DeadLetter(
+        message_id=row.message_id,
+        domain_name=row.domain_name,
+        object_type_name=row.object_type_name,
+        object_json=payload["object"],
+        reason=payload["reason"],
+        category=row.reason_category,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        last_attempt_at=row.last_attempt_at,
+        sink_error=row.sink_error,
+    )
+
+
+def get(tx: Tx, *, domain_name: str, message_id: str) -> DeadLetter:
+    tx.cipher(domain_name)
+    row = tx.conn.execute(
+        select(dlq_message).where(
+            dlq_message.c.domain_name == domain_name, dlq_message.c.message_id == message_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"The dead-letter message {message_id} does not exist in domain {domain_name}."
+        )
+    return _record(tx, row)
+
+
+def list_messages(
+    tx: Tx, *, domain_name: str, limit: int | None = None, after: str | None = None
+) -> list[DeadLetter]:
+    """Messages oldest first (the order they would be replayed in)."""
+    tx.cipher(domain_name)
+    query = (
+        select(dlq_message)
+        .where(dlq_message.c.domain_name == domain_name)
+        .order_by(dlq_message.c.created_at, dlq_message.c.message_id)
+    )
+    if after is not None:
+        query = query.where(dlq_message.c.message_id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_record(tx, r) for r in tx.conn.execute(query)]
+
+
+def count(tx: Tx, *, domain_name: str) -> int:
+    return int(
+        tx.conn.execute(
+            select(func.count()).where(dlq_message.c.domain_name == domain_name)
+        ).scalar_one()
+    )
+
+
+def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> RetryOutcome:
+    """Run messages through the pipeline again; remove the ones that now succeed, count another
+    attempt (with the new reason) on the others."""
+    from openprofiles.ingest.pipeline import IngestRejected, ingest_object
+
+    letters = (
+        [get(tx, domain_name=domain_name, message_id=m) for m in message_ids]
+        if message_ids is not None
+        else list_messages(tx, domain_name=domain_name)
+    )
+    outcome = RetryOutcome(succeeded=[], failed=[])
+    for letter in letters:
+        reason: str | None = None
+        category = letter.category
+        try:
+            source = json.loads(letter.object_json)
+            ingest_object(
+                tx,
+                domain_name=domain_name,
+                object_type_name=letter.object_type_name,
+                source=source if isinstance(source, dict) else {},
+                raw=letter.object_json,
+            )
+        except IngestRejected as exc:
+            reason, category = exc.reason, exc.category
+        except ServiceError as exc:
+            # e.g. the object type no longer exists: the record stays for a later retry.
+            reason, category = exc.message, "invalid_value"
+        except ValueError as exc:
+            reason, category = f"The object is not valid JSON: {exc}", "invalid_value"
+        if reason is None:
+            _delete(tx, domain_name, [letter.message_id])
+            outcome.succeeded.append(letter.message_id)
+            continue
+        cipher = tx.cipher(domain_name)
+        tx.conn.execute(
+            update(dlq_message)
+            .where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id == letter.message_id,
+            )
+            .values(
+                attempts=dlq_message.c.attempts + 1,
+                last_attempt_at=tx.now,
+                reason_category=category,
+                sealed=cipher.seal_record(
+                    DLQ_TABLE, letter.message_id, {"object": letter.object_json, "reason": reason}
+                ),
+            )
+        )
+        outcome.failed.append(letter.message_id)
+    return outcome
+
+
+def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> int:
+    """Delete the given messages (all of the domain's when None); returns how many."""
+    tx.cipher(domain_name)
+    return _delete(tx, domain_name, message_ids)
+
+
+def note_sink_error(tx: Tx, *, domain_name: str, message_id: str, error: str) -> None:
+    tx.conn.execute(
+        update(dlq_message)
+        .where(dlq_message.c.domain_name == domain_name, dlq_message.c.message_id == message_id)
+        .values(sink_error=error)
+    )
+
+
+def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:
+    statement = delete(dlq_message).where(dlq_message.c.domain_name == domain_name)
+    if message_ids is not None:
+        statement = statement.where(dlq_message.c.message_id.in_(list(message_ids)))
+    return int(tx.conn.execute(statement).rowcount or 0)

@@ -1,0 +1,1 @@
+"""Profile objects: the records PutProfileObject stores, listed and deleted per profile."""

@@ -1,0 +1,146 @@
+"""AWS operations on profile objects: PutProfileObject, ListProfileObjects, DeleteProfileObject.
+
+PutProfileObject answers synchronously only for request errors (the Object is not a JSON object,
+is too large, names a standard type, or the object type does not exist). AWS processes objects
+asynchronously (spec §0): a record the pipeline rejects (no profile matched, a missing or
+ambiguous key, a value the mapping cannot convert) is not a request error there, it shows up in
+the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that contract:
+the rejected record is dead-lettered in its own transaction (nothing of it is written) and the
+call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from openprofiles.context import RequestContext
+from openprofiles.dlq.sinks import dead_letter
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.ingest.pipeline import IngestRejected, ingest_object
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.object_types.service import find_object_type, key_content_type
+from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
+from openprofiles.objects import service
+from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+
+MAX_OBJECT_CHARS = 256_000
+DEFAULT_PAGE = 20
+# Standard objects ingestion writes and ListProfileObjects can list (spec §1.3, §1.8).
+LISTABLE_STANDARD_TYPES = frozenset({"_asset", "_case", "_order"})
+
+
+def parse_object(raw: str) -> dict[str, Any]:
+    """The submitted Object as a JSON object, or BadRequest saying what is wrong with it."""
+    if len(raw) > MAX_OBJECT_CHARS:
+        raise BadRequest(
+            f"The Object is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}."
+        )
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"The Object could not be parsed as JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("The Object must be a JSON object ({...}), not a JSON array or value.")
+    return parsed
+
+
+def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    domain_name = params["DomainName"]
+    type_name = params["ObjectTypeName"]
+    raw = params["Object"]
+    if type_name in STANDARD_OBJECT_TYPES:
+        raise BadRequest(
+            f"{type_name} is a standard object type; objects are written to it through the "
+            "Targets of an object type's mapping, not with PutProfileObject."
+        )
+    source = parse_object(raw)
+    try:
+        with ctx.write() as tx:
+            result = ingest_object(
+                tx, domain_name=domain_name, object_type_name=type_name, source=source, raw=raw
+            )
+        return {"ProfileObjectUniqueKey": result.profile_object_unique_key}
+    except IngestRejected as exc:
+        rejection = exc
+    letter = dead_letter(
+        ctx.services,
+        domain_name=domain_name,
+        object_type_name=type_name,
+        object_json=raw,
+        reason=rejection.reason,
+        category=rejection.category,
+    )
+    return {"ProfileObjectUniqueKey": letter.message_id}
+
+
+def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    domain_name = params["DomainName"]
+    type_name = params["ObjectTypeName"]
+    profile_id = params["ProfileId"]
+    limit = params.get("MaxResults") or DEFAULT_PAGE
+    scope = f"ListProfileObjects/{domain_name}/{type_name}/{profile_id}"
+    after = None
+    if params.get("NextToken"):
+        state = ctx.services.tokens.decode(scope, params["NextToken"])
+        after = (datetime.fromisoformat(state["u"]), bytes.fromhex(state["d"]))
+    with ctx.read() as tx:
+        cipher = tx.cipher(domain_name)
+        if type_name not in LISTABLE_STANDARD_TYPES and (
+            find_object_type(tx, domain_name=domain_name, name=type_name) is None
+        ):
+            raise NotFound(f"The object type {type_name} does not exist in domain {domain_name}.")
+        key_filter = None
+        if params.get("ObjectFilter"):
+            key_name = params["ObjectFilter"]["KeyName"]
+            content_type = (
+                PREDEFINED_CONTENT_TYPES.get(key_name)
+                or key_content_type(tx, domain_name=domain_name, key_name=key_name)
+                or ContentType.STRING
+            )
+            region = tx.settings.default_phone_region
+            key_filter = (
+                key_name,
+                [
+                    cipher.digest(key_name, normalize(content_type, v, phone_region=region))
+                    for v in params["ObjectFilter"]["Values"]
+                ],
+            )
+        records, more = service.list_profile_objects(
+            tx,
+            domain_name=domain_name,
+            object_type_name=type_name,
+            profile_id=profile_id,
+            key_filter=key_filter,
+            limit=limit,
+            after=after,
+        )
+    out: dict[str, Any] = {
+        "Items": [
+            {
+                "ObjectTypeName": r.object_type_name,
+                "ProfileObjectUniqueKey": r.unique_key,
+                "Object": r.object_json,
+            }
+            for r in records
+        ]
+    }
+    if more and records:
+        last = records[-1]
+        out["NextToken"] = ctx.services.tokens.encode(
+            scope, {"u": last.updated_at.isoformat(), "d": last.unique_key}
+        )
+    return out
+
+
+def delete_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.write() as tx:
+        service.delete_profile_object(
+            tx,
+            domain_name=params["DomainName"],
+            object_type_name=params["ObjectTypeName"],
+            profile_id=params["ProfileId"],
+            unique_key=params["ProfileObjectUniqueKey"],
+        )
+    return {"Message": "Profile object deleted."}

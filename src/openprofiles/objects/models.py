@@ -1,0 +1,19 @@
+"""Records of the objects package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ProfileObject:
+    object_type_name: str
+    # The hex form of the UNIQUE key digest: opaque, stable per UNIQUE value, no personal data.
+    unique_key: str
+    profile_id: str
+    # The object as submitted (or, for a standard object, its accumulated fields) as JSON text.
+    object_json: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None

@@ -1,0 +1,452 @@
+"""Rules for stored profile objects: write, read, list, delete, evict, expire.
+
+One row per (domain, object type, UNIQUE key digest) holds the sealed object; its key digests
+sit in `profile_object_key` for ObjectFilter and standard-object lookups. Expired objects are
+invisible to every read here and removed by `purge_expired`, which the server runs periodically
+(spec §1.9). Writing goes through openprofiles.ingest.pipeline, which owns the ingestion rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.service import register_domain_table
+from openprofiles.errors import NotFound
+from openprofiles.object_types.service import on_object_type_deleted
+from openprofiles.objects.models import ProfileObject
+from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
+from openprofiles.store.schema import profile_key, profile_object, profile_object_key
+
+OBJECT_TABLE = "profile_object"
+
+register_domain_table(profile_object)
+register_domain_table(profile_object_key)
+
+
+def _on_object_type_deleted(tx: Tx, domain_name: str, object_type_name: str) -> None:
+    delete_objects_of_type(tx, domain_name=domain_name, object_type_name=object_type_name)
+
+
+if _on_object_type_deleted not in on_object_type_deleted:
+    on_object_type_deleted.append(_on_object_type_deleted)
+
+
+def record_id(object_type_name: str, unique_digest: bytes) -> str:
+    """The sealing identity of an object row (not its profile: an object may move)."""
+    return f"{object_type_name}/{unique_digest.hex()}"
+
+
+def _visible(now: Any) -> ColumnElement[bool]:
+    return or_(profile_object.c.expires_at.is_(None), profile_object.c.expires_at > now)
+
+
+def _pk(domain_name: Any, object_type_name: Any, unique_digest: Any) -> ColumnElement[bool]:
+    return and_(
+        profile_object.c.domain_name == domain_name,
+        profile_object.c.object_type_name == object_type_name,
+        profile_object.c.unique_digest == unique_digest,
+    )
+
+
+# The statements every ingestion runs, built once: building a SQLAlchemy expression costs more
+# than executing it on SQLite (benchmarks/ingest.py).
+_PK_PARAMS = _pk(bindparam("d"), bindparam("t"), bindparam("u"))
+_FIND = select(profile_object).where(_PK_PARAMS, _visible(bindparam("now")))
+_EXISTING = select(profile_object.c.expires_at).where(_PK_PARAMS)
+_UPDATE = update(profile_object).where(_PK_PARAMS)
+_DELETE_KEYS = delete(profile_object_key).where(
+    profile_object_key.c.domain_name == bindparam("d"),
+    profile_object_key.c.object_type_name == bindparam("t"),
+    profile_object_key.c.unique_digest == bindparam("u"),
+)
+_COUNT_BY_TYPE = (
+    select(profile_object.c.object_type_name, func.count())
+    .where(
+        profile_object.c.domain_name == bindparam("d"),
+        profile_object.c.profile_id == bindparam("p"),
+        _visible(bindparam("now")),
+    )
+    .group_by(profile_object.c.object_type_name)
+)
+
+
+def open_object(cipher: DomainCipher, row: Any) -> str:
+    payload = cipher.open_record(
+        OBJECT_TABLE, record_id(row.object_type_name, bytes(row.unique_digest)), bytes(row.sealed)
+    )
+    return str(payload["object"])
+
+
+def _to_record(cipher: DomainCipher, row: Any) -> ProfileObject:
+    return ProfileObject(
+        object_type_name=row.object_type_name,
+        unique_key=bytes(row.unique_digest).hex(),
+        profile_id=row.profile_id,
+        object_json=open_object(cipher, row),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+    )
+
+
+def find_object(
+    tx: Tx, *, domain_name: str, object_type_name: str, unique_digest: bytes
+) -> ProfileObject | None:
+    """The live (unexpired) object with this UNIQUE digest, or None."""
+    row = tx.conn.execute(
+        _FIND, {"d": domain_name, "t": object_type_name, "u": unique_digest, "now": tx.now}
+    ).first()
+    return _to_record(tx.cipher(domain_name), row) if row else None
+
+
+def write_object(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    unique_digest: bytes,
+    profile_id: str,
+    object_json: str,
+    expires_at: datetime | None,
+    source_last_updated: datetime | None,
+    key_digests: Iterable[tuple[str, bytes]],
+) -> bool:
+    """Insert the object, or replace the one with the same UNIQUE digest wholesale (spec §1.5),
+    moving it to `profile_id` if it now resolves elsewhere. Returns True when it is new."""
+    cipher = tx.cipher(domain_name)
+    sealed = cipher.seal_record(
+        OBJECT_TABLE, record_id(object_type_name, unique_digest), {"object": object_json}
+    )
+    values = {
+        "profile_id": profile_id,
+        "sealed": sealed,
+        "size": len(object_json),
+        "updated_at": tx.now,
+        "expires_at": expires_at,
+        "source_last_updated": source_last_updated,
+    }
+    pk = {"d": domain_name, "t": object_type_name, "u": unique_digest}
+    existing = tx.conn.execute(_EXISTING, pk).first()
+    created = existing is None or (
+        existing.expires_at is not None and existing.expires_at <= tx.now
+    )
+    if existing is None:
+        tx.conn.execute(
+            insert(profile_object).values(
+                domain_name=domain_name,
+                object_type_name=object_type_name,
+                unique_digest=unique_digest,
+                created_at=tx.now,
+                **values,
+            )
+        )
+    else:
+        if created:
+            # An expired row not purged yet: the object starts a new life.
+            values["created_at"] = tx.now
+        tx.conn.execute(_UPDATE.values(**values), pk)
+        tx.conn.execute(_DELETE_KEYS, pk)
+    rows = [
+        {
+            "domain_name": domain_name,
+            "object_type_name": object_type_name,
+            "unique_digest": unique_digest,
+            "key_name": name,
+            "digest": digest,
+        }
+        for name, digest in dict.fromkeys(key_digests)
+    ]
+    if rows:
+        tx.conn.execute(insert(profile_object_key), rows)
+    return created
+
+
+def merge_standard_object(
+    tx: Tx,
+    *,
+    domain_name: str,
+    root: str,
+    unique_digest: bytes,
+    profile_id: str,
+    values: dict[str, Any],
+    expires_at: datetime | None,
+    key_digests: Iterable[tuple[str, bytes]],
+) -> None:
+    """Accumulate `values` into a standard object (`_asset`, ...): each ingestion updates only
+    the fields it carries (spec §1.8); keys are added, never dropped."""
+    current = find_object(
+        tx, domain_name=domain_name, object_type_name=root, unique_digest=unique_digest
+    )
+    fields: dict[str, Any] = json.loads(current.object_json) if current else {}
+    known: set[tuple[str, bytes]] = set()
+    if current is not None:
+        known = {
+            (r.key_name, bytes(r.digest))
+            for r in tx.conn.execute(
+                select(profile_object_key.c.key_name, profile_object_key.c.digest).where(
+                    profile_object_key.c.domain_name == domain_name,
+                    profile_object_key.c.object_type_name == root,
+                    profile_object_key.c.unique_digest == unique_digest,
+                )
+            )
+        }
+    _deep_merge(fields, values)
+    write_object(
+        tx,
+        domain_name=domain_name,
+        object_type_name=root,
+        unique_digest=unique_digest,
+        profile_id=profile_id,
+        object_json=json.dumps(fields, separators=(",", ":"), ensure_ascii=False),
+        expires_at=expires_at,
+        source_last_updated=None,
+        key_digests=[*known, *key_digests],
+    )
+
+
+def _deep_merge(into: dict[str, Any], values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(name), dict):
+            _deep_merge(into[name], value)
+        elif value not in ("", None, {}, []):
+            into[name] = value
+
+
+def find_objects_by_keys(
+    tx: Tx, *, domain_name: str, object_type_name: str, key_digests: Sequence[tuple[str, bytes]]
+) -> set[bytes]:
+    """UNIQUE digests of the live objects of a type that carry any of the given keys."""
+    if not key_digests:
+        return set()
+    query = (
+        select(profile_object_key.c.unique_digest)
+        .join(
+            profile_object,
+            and_(
+                profile_object.c.domain_name == profile_object_key.c.domain_name,
+                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
+                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
+            ),
+        )
+        .where(
+            profile_object_key.c.domain_name == domain_name,
+            profile_object_key.c.object_type_name == object_type_name,
+            or_(
+                *(
+                    and_(profile_object_key.c.key_name == n, profile_object_key.c.digest == d)
+                    for n, d in key_digests
+                )
+            ),
+            _visible(tx.now),
+        )
+        .distinct()
+    )
+    return {bytes(r.unique_digest) for r in tx.conn.execute(query)}
+
+
+def count_objects_by_type(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, int]:
+    rows = tx.conn.execute(_COUNT_BY_TYPE, {"d": domain_name, "p": profile_id, "now": tx.now})
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def evict_oldest(tx: Tx, *, domain_name: str, profile_id: str, object_type_name: str) -> bool:
+    """Delete the profile's least recently written object of the type; False if it has none."""
+    row = tx.conn.execute(
+        select(profile_object.c.unique_digest)
+        .where(
+            profile_object.c.domain_name == domain_name,
+            profile_object.c.profile_id == profile_id,
+            profile_object.c.object_type_name == object_type_name,
+            _visible(tx.now),
+        )
+        .order_by(profile_object.c.updated_at, profile_object.c.unique_digest)
+        .limit(1)
+    ).first()
+    if row is None:
+        return False
+    _delete_rows(tx, _pk(domain_name, object_type_name, bytes(row.unique_digest)))
+    return True
+
+
+def list_profile_objects(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None = None,
+    limit: int,
+    after: tuple[datetime, bytes] | None = None,
+) -> tuple[list[ProfileObject], bool]:
+    """A profile's live objects of a type, newest first; the flag says whether more follow."""
+    cipher = tx.cipher(domain_name)
+    live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+    if live_id is None:
+        raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+    query = (
+        select(profile_object)
+        .where(
+            profile_object.c.domain_name == domain_name,
+            profile_object.c.profile_id == live_id,
+            profile_object.c.object_type_name == object_type_name,
+            _visible(tx.now),
+        )
+        .order_by(profile_object.c.updated_at.desc(), profile_object.c.unique_digest.desc())
+        .limit(limit + 1)
+    )
+    if key_filter is not None:
+        key_name, digests = key_filter
+        query = query.where(
+            select(profile_object_key.c.digest)
+            .where(
+                profile_object_key.c.domain_name == profile_object.c.domain_name,
+                profile_object_key.c.object_type_name == profile_object.c.object_type_name,
+                profile_object_key.c.unique_digest == profile_object.c.unique_digest,
+                profile_object_key.c.key_name == key_name,
+                profile_object_key.c.digest.in_(list(digests)),
+            )
+            .exists()
+        )
+    if after is not None:
+        updated, digest = after
+        query = query.where(
+            or_(
+                profile_object.c.updated_at < updated,
+                and_(
+                    profile_object.c.updated_at == updated,
+                    profile_object.c.unique_digest < digest,
+                ),
+            )
+        )
+    rows = list(tx.conn.execute(query))
+    return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+
+
+def delete_profile_object(
+    tx: Tx, *, domain_name: str, object_type_name: str, profile_id: str, unique_key: str
+) -> None:
+    tx.cipher(domain_name)  # NotFound for an unknown domain first
+    missing = NotFound(
+        f"The profile object {unique_key} of type {object_type_name} does not exist "
+        f"on profile {profile_id}."
+    )
+    try:
+        unique_digest = bytes.fromhex(unique_key)
+    except ValueError:
+        raise missing from None
+    live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+    condition = and_(
+        _pk(domain_name, object_type_name, unique_digest),
+        profile_object.c.profile_id == live_id,
+        _visible(tx.now),
+    )
+    if live_id is None or tx.conn.execute(select(func.count()).where(condition)).scalar() == 0:
+        raise missing
+    _delete_rows(tx, condition)
+
+
+def purge_expired(tx: Tx, now: datetime) -> int:
+    """Remove every object (all domains) whose retention ended at or before `now`."""
+    return _delete_rows(
+        tx, and_(profile_object.c.expires_at.is_not(None), profile_object.c.expires_at <= now)
+    )
+
+
+def object_totals(tx: Tx, *, domain_name: str) -> tuple[int, int]:
+    """Count and total submitted size of the domain's live objects (DomainStats)."""
+    row = tx.conn.execute(
+        select(func.count(), func.coalesce(func.sum(profile_object.c.size), 0)).where(
+            profile_object.c.domain_name == domain_name, _visible(tx.now)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -> int:
+    """DeleteProfileObjectType's clean-up (spec §1.8): the type's objects, the keys it indexed
+    on profiles, and the standard-profile fields it populated (unless a person set them since).
+    Returns how many objects were deleted."""
+    affected = {
+        r.profile_id
+        for r in tx.conn.execute(
+            select(profile_object.c.profile_id)
+            .where(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == object_type_name,
+            )
+            .distinct()
+        )
+    }
+    affected |= {
+        r.profile_id
+        for r in tx.conn.execute(
+            select(profile_key.c.profile_id)
+            .where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.origin == object_type_name,
+            )
+            .distinct()
+        )
+    }
+    deleted = _delete_rows(
+        tx,
+        and_(
+            profile_object.c.domain_name == domain_name,
+            profile_object.c.object_type_name == object_type_name,
+        ),
+    )
+    tx.conn.execute(
+        delete(profile_key).where(
+            profile_key.c.domain_name == domain_name, profile_key.c.origin == object_type_name
+        )
+    )
+    for profile_id in sorted(affected):
+        record = find_profile(tx, domain_name=domain_name, profile_id=profile_id)
+        if record is None:
+            continue
+        paths = [p for p, s in record.field_sources.items() if s.get("type") == object_type_name]
+        for path in paths:
+            del record.field_sources[path]
+            if path not in record.manual_fields:
+                _remove_path(record.fields, path)
+        if paths:
+            save_profile(tx, domain_name=domain_name, record=record)
+    return deleted
+
+
+def _remove_path(fields: dict[str, Any], path: str) -> None:
+    name, _, part = path.partition(".")
+    if not part:
+        fields.pop(name, None)
+        return
+    inner = fields.get(name)
+    if isinstance(inner, dict):
+        inner.pop(part, None)
+        if not inner:
+            fields.pop(name, None)
+
+
+def _delete_rows(tx: Tx, condition: ColumnElement[bool]) -> int:
+    """Delete object rows and their key rows (explicitly: no reliance on FK cascades)."""
+    tx.conn.execute(
+        delete(profile_object_key).where(
+            select(profile_object.c.unique_digest)
+            .where(
+                condition,
+                profile_object.c.domain_name == profile_object_key.c.domain_name,
+                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
+                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
+            )
+            .exists()
+        )
+    )
+    result = tx.conn.execute(delete(profile_object).where(condition))
+    return int(result.rowcount or 0)

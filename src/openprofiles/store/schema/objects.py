@@ -1,0 +1,95 @@
+"""Profile objects (what PutProfileObject stores), their key digests, and the dead-letter store.
+
+A profile object is one row per (domain, object type, UNIQUE key value): re-ingesting the same
+UNIQUE value replaces the row (spec §1.5). The UNIQUE value appears only as a blind-index digest;
+the object itself is sealed. `profile_object_key` holds the digests of the object's other keys so
+ListProfileObjects can filter by a key and standard objects (`_asset`, `_case`, ...) can be found
+by their identifiers (spec §1.5) without opening any blob.
+
+The tables are registered for DeleteDomain by openprofiles.objects.service and
+openprofiles.dlq.service, not here: importing domains.service from a schema module would make
+an import cycle (domains.service imports the schema package).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+
+from openprofiles.store.schema.core import metadata
+from openprofiles.store.types import UtcDateTime
+
+profile_object = Table(
+    "profile_object",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("object_type_name", String(255), primary_key=True),
+    # Digest of the normalised UNIQUE key value; its hex form is the ProfileObjectUniqueKey.
+    Column("unique_digest", LargeBinary(16), primary_key=True),
+    Column("profile_id", String(32), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    # Length of the submitted object, for DomainStats.TotalSize and the per-profile quota.
+    Column("size", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Fixed at ingestion from ExpirationDays / DefaultExpirationDays (spec §1.9).
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("source_last_updated", UtcDateTime, nullable=True),
+    ForeignKeyConstraint(
+        ["domain_name", "profile_id"],
+        ["profile.domain_name", "profile.profile_id"],
+        ondelete="CASCADE",
+    ),
+    # Listing a profile's objects of a type newest first, counting them, evicting the oldest.
+    Index(
+        "ix_profile_object_profile", "domain_name", "profile_id", "object_type_name", "updated_at"
+    ),
+    Index("ix_profile_object_expires", "expires_at"),
+)
+
+profile_object_key = Table(
+    "profile_object_key",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("object_type_name", String(255), primary_key=True),
+    Column("unique_digest", LargeBinary(16), primary_key=True),
+    Column("key_name", String(255), primary_key=True),
+    Column("digest", LargeBinary(16), primary_key=True),
+    ForeignKeyConstraint(
+        ["domain_name", "object_type_name", "unique_digest"],
+        [
+            "profile_object.domain_name",
+            "profile_object.object_type_name",
+            "profile_object.unique_digest",
+        ],
+        ondelete="CASCADE",
+    ),
+    Index("ix_profile_object_key_lookup", "domain_name", "object_type_name", "key_name", "digest"),
+)
+
+dlq_message = Table(
+    "dlq_message",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("message_id", String(32), primary_key=True),
+    Column("object_type_name", String(255), nullable=False),
+    # {"object": the submitted Object string, "reason": why it was rejected}.
+    Column("sealed", LargeBinary, nullable=False),
+    # no_profile | missing_key | ambiguous | invalid_value | transient
+    Column("reason_category", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # Why forwarding to the domain's SQS dead-letter queue failed, when it did (no personal data).
+    Column("sink_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_attempt_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_dlq_message_created", "domain_name", "created_at"),
+)

@@ -1,0 +1,91 @@
+"""The local dead-letter store: put, list, get, retry (after fixing the object type), purge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.unit.ingest.conftest import DOMAIN, crm_type, ingest, make_domain, put_type
+
+from openprofiles.context import Services
+from openprofiles.dlq import service
+from openprofiles.dlq.sinks import dead_letter
+from openprofiles.errors import NotFound
+from openprofiles.ingest.pipeline import IngestRejected
+from openprofiles.profiles.service import SearchCriterion, search_profiles
+
+
+@pytest.fixture
+def domain(services: Services) -> str:
+    return make_domain(services)
+
+
+def reject(services: Services, obj: dict[str, object], type_name: str = "Crm") -> str:
+    with pytest.raises(IngestRejected) as exc:
+        ingest(services, type_name, obj)
+    letter = dead_letter(
+        services,
+        domain_name=DOMAIN,
+        object_type_name=type_name,
+        object_json=json.dumps(obj),
+        reason=exc.value.reason,
+        category=exc.value.category,
+    )
+    return letter.message_id
+
+
+def test_put_list_get_purge(services: Services, domain: str) -> None:
+    put_type(services, "Crm", crm_type(AllowProfileCreation=False))
+    first = reject(services, {"id": "1", "email": "a@x.com"})
+    second = reject(services, {"id": "2", "email": "b@x.com"})
+    with services.read() as tx:
+        letters = service.list_messages(tx, domain_name=DOMAIN)
+        assert [x.message_id for x in letters] == [first, second]
+        got = service.get(tx, domain_name=DOMAIN, message_id=first)
+    assert json.loads(got.object_json) == {"id": "1", "email": "a@x.com"}
+    assert got.category == "no_profile"
+    assert got.attempts == 1 and got.sink_error is None
+    with services.write() as tx:
+        assert service.purge(tx, domain_name=DOMAIN, message_ids=[first]) == 1
+    with services.read() as tx:
+        assert [x.message_id for x in service.list_messages(tx, domain_name=DOMAIN)] == [second]
+        with pytest.raises(NotFound):
+            service.get(tx, domain_name=DOMAIN, message_id=first)
+    with services.write() as tx:
+        assert service.purge(tx, domain_name=DOMAIN) == 1
+        assert service.count(tx, domain_name=DOMAIN) == 0
+
+
+def test_retry_after_fixing_the_object_type(services: Services, domain: str) -> None:
+    put_type(services, "Crm", crm_type(AllowProfileCreation=False))
+    message_id = reject(services, {"id": "1", "email": "a@x.com", "first": "Ada"})
+    with services.write() as tx:
+        outcome = service.retry(tx, domain_name=DOMAIN)
+    assert outcome.succeeded == [] and outcome.failed == [message_id]
+    with services.read() as tx:
+        assert service.get(tx, domain_name=DOMAIN, message_id=message_id).attempts == 2
+    put_type(services, "Crm", crm_type(AllowProfileCreation=True))
+    with services.write() as tx:
+        outcome = service.retry(tx, domain_name=DOMAIN, message_ids=[message_id])
+    assert outcome.succeeded == [message_id] and outcome.failed == []
+    with services.read() as tx:
+        assert service.count(tx, domain_name=DOMAIN) == 0
+        found, _ = search_profiles(
+            tx, domain_name=DOMAIN, criteria=[SearchCriterion("_email", ("a@x.com",))]
+        )
+    assert [record.fields["FirstName"] for record, _ in found] == ["Ada"]
+
+
+def test_retry_keeps_records_whose_type_is_gone(services: Services, domain: str) -> None:
+    from openprofiles.object_types.service import delete_object_type
+
+    put_type(services, "Crm", crm_type(AllowProfileCreation=False))
+    message_id = reject(services, {"id": "1", "email": "a@x.com"})
+    with services.write() as tx:
+        delete_object_type(tx, domain_name=DOMAIN, name="Crm")
+    with services.write() as tx:
+        outcome = service.retry(tx, domain_name=DOMAIN)
+    assert outcome.failed == [message_id]
+    with services.read() as tx:
+        letter = service.get(tx, domain_name=DOMAIN, message_id=message_id)
+    assert "does not exist" in letter.reason
