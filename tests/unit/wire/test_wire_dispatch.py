@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -259,7 +260,11 @@ def _asgi_call(asgi: Any, request: CapturedRequest) -> tuple[int, dict[str, str]
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(asgi(scope, receive, send))
+    # A fresh thread has no running event loop even when another test (Playwright's sync API)
+    # left one running in this worker's main thread.
+    worker = threading.Thread(target=lambda: asyncio.run(asgi(scope, receive, send)))
+    worker.start()
+    worker.join()
     start, *bodies = sent
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
     return start["status"], headers, b"".join(m.get("body", b"") for m in bodies)
