@@ -1,0 +1,1 @@
+"""Connectors that bring records in from outside systems (streams)."""

@@ -1,0 +1,49 @@
+"""`openprofiles connectors kinesis --stream NAME`: apply contact records from a stream."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import click
+
+from openprofiles.cli import _services, _settings, storage_options
+
+
+@click.group()
+def connectors() -> None:
+    """Long-running connectors that bring records in from streams."""
+
+
+@connectors.command("kinesis")
+@storage_options
+@click.option("--stream", "stream_name", required=True, help="The Kinesis stream's name.")
+@click.option("--endpoint-url", default=None, help="Kinesis endpoint (default: settings).")
+@click.option("--once", is_flag=True, help="Poll every shard once and exit.")
+def connectors_kinesis(
+    data_dir: Path | None,
+    database_url: str | None,
+    stream_name: str,
+    endpoint_url: str | None,
+    once: bool,
+) -> None:
+    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C."""
+    from openprofiles.connectors.kinesis import KinesisContactRecords
+
+    services = _services(_settings(data_dir, database_url, kinesis_endpoint_url=endpoint_url))
+    connector = KinesisContactRecords(services, stream_name)
+    stop = threading.Event()
+    try:
+        if once:
+            result = connector.poll_once()
+            click.echo(
+                f"{result.stream_records} stream records: {result.accepted} contact records "
+                f"accepted, {result.rejected} rejected."
+            )
+        else:
+            click.echo(f"Reading contact records from {stream_name} (Ctrl-C stops).")
+            connector.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        services.database.dispose()

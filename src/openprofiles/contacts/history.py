@@ -1,0 +1,98 @@
+"""Contact history of a profile for the agent pages: the profile's contact records (objects of
+the domain's contact-record object types), newest contact first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from openprofiles.contacts.models import ContactRecordInvalid, ContactSummary
+from openprofiles.contacts.records import parse_timestamp
+from openprofiles.context import Tx
+from openprofiles.integrations.models import DEFAULT_INSTANCE_OBJECT_TYPE
+from openprofiles.objects.service import list_profile_objects
+from openprofiles.store.schema import integration
+
+# A profile holds at most 1,000 objects (spec §0), so one read covers every contact.
+MAX_OBJECTS = 1000
+
+
+def contact_object_types(tx: Tx, *, domain_name: str) -> list[str]:
+    """The object types contact records are ingested as in the domain: those of its instance
+    integrations, and CTR (the default)."""
+    names = {
+        r.object_type_name
+        for r in tx.conn.execute(
+            select(integration.c.object_type_name).where(
+                integration.c.domain_name == domain_name, integration.c.instance_arn.is_not(None)
+            )
+        )
+        if r.object_type_name
+    }
+    names.add(DEFAULT_INSTANCE_OBJECT_TYPE)
+    return sorted(names)
+
+
+def contact_history(
+    tx: Tx, *, domain_name: str, profile_id: str, limit: int = 20, offset: int = 0
+) -> list[ContactSummary]:
+    """The profile's contacts, newest first (by InitiationTimestamp, then LastUpdateTimestamp).
+
+    NotFound when the profile does not exist.
+    """
+    summaries: dict[str, ContactSummary] = {}
+    for type_name in contact_object_types(tx, domain_name=domain_name):
+        records, _more = list_profile_objects(
+            tx,
+            domain_name=domain_name,
+            object_type_name=type_name,
+            profile_id=profile_id,
+            limit=MAX_OBJECTS,
+        )
+        for record in records:
+            try:
+                parsed = json.loads(record.object_json)
+            except ValueError:
+                continue
+            if isinstance(parsed, Mapping) and parsed.get("ContactId"):
+                summary = summarise(parsed)
+                summaries.setdefault(summary.contact_id, summary)
+    ordered = sorted(summaries.values(), key=_newest_first)
+    return ordered[offset : offset + limit]
+
+
+def _newest_first(summary: ContactSummary) -> tuple[float, str]:
+    start = summary.start.timestamp() if summary.start else float("-inf")
+    return (-start, summary.contact_id)
+
+
+def summarise(record: Mapping[str, Any]) -> ContactSummary:
+    """The summary of one contact record (missing or unreadable parts are None)."""
+    start = _time(record.get("InitiationTimestamp"))
+    end = _time(record.get("DisconnectTimestamp"))
+    agent = record.get("Agent")
+    queue = record.get("Queue")
+    return ContactSummary(
+        contact_id=str(record.get("ContactId")),
+        channel=record.get("Channel"),
+        start=start,
+        end=end,
+        duration_seconds=int((end - start).total_seconds()) if start and end else None,
+        agent=agent.get("Username") if isinstance(agent, Mapping) else None,
+        queue=queue.get("Name") if isinstance(queue, Mapping) else None,
+        disconnect_reason=record.get("DisconnectReason"),
+        raw=record,
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_timestamp(value, "timestamp")
+    except ContactRecordInvalid:
+        return None

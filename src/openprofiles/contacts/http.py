@@ -1,0 +1,137 @@
+"""The contact-record feed over HTTP: `POST /contact-records` and `POST /contact-events`.
+
+Both are signed with SigV4 exactly like the API (signing name `profile`) and verified by the
+app's own `authenticate`; both are machine feeds from the contact centre, so they require an
+admin credential. Errors use the AWS error format of the API.
+
+* `/contact-records`: body one record, a JSON array of records, or JSON lines. Answers
+  `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
+  not stop the rest of the batch, and is in a dead-letter store with its reason.
+* `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
+  "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from openprofiles.contacts.models import BatchOutcome
+from openprofiles.contacts.records import Item, split_body
+from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
+from openprofiles.context import Principal, Services
+from openprofiles.errors import AccessDenied, BadRequest, ServiceError
+from openprofiles.wire.errors import render_error
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+# A batch rolled back by a PostgreSQL deadlock (concurrent feeds) is run again.
+BATCH_ATTEMPTS = 3
+
+Authenticate = Callable[..., Principal]
+
+
+def process_body(services: Services, body: str) -> BatchOutcome:
+    """Apply every record of a body in one transaction."""
+    return process_batch(services, split_body(body))
+
+
+def process_batch(services: Services, items: list[Item]) -> BatchOutcome:
+    """Apply a batch of records in one write transaction (each record applied whole or not at
+    all by the pipeline)."""
+    for attempt in range(BATCH_ATTEMPTS):
+        try:
+            with services.write() as tx:
+                return ingest_contact_items(tx, items)
+        except OperationalError:
+            if attempt == BATCH_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
+    return {
+        "Accepted": outcome.accepted,
+        "Rejected": [{"ContactId": r.contact_id, "Message": r.message} for r in outcome.rejected],
+    }
+
+
+def contact_routes(services: Services, authenticate: Authenticate) -> list[Route]:
+    async def signed(request: Request) -> tuple[Principal, bytes]:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        principal = await run_in_threadpool(
+            authenticate,
+            request.method,
+            raw_path.decode("latin-1"),
+            request.scope.get("query_string", b"").decode("latin-1"),
+            headers,
+            body,
+        )
+        if principal.role != "admin":
+            raise AccessDenied(
+                f"The role {principal.role} is not allowed to send contact records or events."
+            )
+        return principal, body
+
+    def respond(status: int, payload: dict[str, Any]) -> Response:
+        return Response(
+            json.dumps(payload, ensure_ascii=False),
+            status_code=status,
+            media_type="application/json",
+        )
+
+    def failed(error: ServiceError) -> Response:
+        status, headers, body = render_error(error, str(uuid.uuid4()))
+        return Response(body, status_code=status, headers=headers)
+
+    async def contact_records(request: Request) -> Response:
+        try:
+            _principal, body = await signed(request)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return failed(BadRequest("The body must be UTF-8 JSON."))
+        except ServiceError as exc:
+            return failed(exc)
+        outcome = await run_in_threadpool(process_body, services, text)
+        return respond(200, outcome_json(outcome))
+
+    async def contact_events(request: Request) -> Response:
+        try:
+            _principal, body = await signed(request)
+            try:
+                event = json.loads(body)
+            except ValueError as exc:
+                raise BadRequest(f"The contact event is not valid JSON: {exc}.") from None
+
+            def link() -> dict[str, Any]:
+                with services.write() as tx:
+                    done = apply_contact_event(tx, event)
+                out: dict[str, Any] = {
+                    "ContactId": done.contact_id,
+                    "DomainName": done.domain_name,
+                    "ProfileId": done.profile_id,
+                    "CreatedProfile": done.created_profile,
+                }
+                if done.reason:
+                    out["Message"] = done.reason
+                return out
+
+            return respond(200, await run_in_threadpool(link))
+        except ServiceError as exc:
+            return failed(exc)
+
+    return [
+        Route("/contact-records", contact_records, methods=["POST"]),
+        Route("/contact-events", contact_events, methods=["POST"]),
+    ]

@@ -1,0 +1,82 @@
+"""Records of the contacts package: a parsed contact record, what became of it, and the
+contact-history summary the agent pages show."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+CHANNELS = frozenset({"VOICE", "CHAT", "TASK", "EMAIL"})
+ENDPOINT_TYPES = frozenset(
+    {"TELEPHONE_NUMBER", "VOIP", "CONTACT_FLOW", "CONNECT_PHONENUMBER_ARN", "EMAIL_ADDRESS"}
+)
+
+
+class ContactRecordInvalid(Exception):
+    """The record is not a usable contact record; `reason` says why."""
+
+    def __init__(self, reason: str, contact_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.contact_id = contact_id
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    type: str
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    contact_id: str
+    instance_arn: str
+    channel: str | None
+    customer_endpoint: Endpoint | None
+    initiation: datetime | None
+    last_update: datetime | None
+    # The record as parsed, and as received (what is stored and dead-lettered).
+    source: Mapping[str, Any]
+    raw: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    contact_id: str | None
+    message: str
+
+
+@dataclass
+class BatchOutcome:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    # Of the accepted: repeated deliveries and older versions that changed nothing.
+    unchanged: int = 0
+    created_profiles: int = 0
+
+
+@dataclass(frozen=True)
+class ContactLink:
+    """What a contact-start event did."""
+
+    contact_id: str
+    domain_name: str
+    profile_id: str | None
+    created_profile: bool
+    # Why the contact is not linked to a profile (CTR-AutoAssociateOnly found none).
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactSummary:
+    contact_id: str
+    channel: str | None
+    start: datetime | None
+    end: datetime | None
+    duration_seconds: int | None
+    agent: str | None
+    queue: str | None
+    disconnect_reason: str | None
+    raw: Mapping[str, Any]

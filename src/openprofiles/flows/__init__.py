@@ -1,0 +1,2 @@
+"""Flows: pulling external applications' records into an object type (PutIntegration with a
+FlowDefinition)."""

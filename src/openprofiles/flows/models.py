@@ -1,0 +1,179 @@
+"""Records of the flows package and the reading of a FlowDefinition.
+
+The API's SourceConnectorType enum is fixed (Salesforce, Marketo, Zendesk, Servicenow, S3), so
+OpenProfiles serves two kinds of source, both declared as `ConnectorType: "S3"`:
+
+* an S3 bucket (any S3-compatible endpoint, `settings.s3_endpoint_url`): `BucketName` and an
+  optional `BucketPrefix`;
+* a local folder of JSON-lines files: `BucketName` starting with `file://`; the folder is the
+  path after `file://`, joined with `BucketPrefix` when one is given (so a long path can go in
+  BucketPrefix, whose model limit is 512 characters instead of BucketName's 63). Example:
+  `{"BucketName": "file://", "BucketPrefix": "/srv/exports/crm"}`.
+
+The SaaS connector types cannot be reached from a self-hosted server: export their records to a
+bucket or a folder (the built-in templates read those exports) and declare an S3 source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from openprofiles.errors import BadRequest
+
+FOLDER_PREFIX = "file://"
+SUPPORTED_TASKS = frozenset({"Map", "Filter", "Validate"})
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Task:
+    task_type: str
+    source_fields: tuple[str, ...]
+    operator: str | None
+    destination_field: str | None
+    properties: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    description: str
+    # "s3" or "folder"
+    source_kind: str
+    bucket: str | None
+    prefix: str
+    folder: str | None
+    trigger_type: str
+    interval_seconds: int | None
+    # Incremental (only new or changed items) or Complete (everything each run).
+    pull_mode: str
+    schedule_start: datetime | None
+    schedule_end: datetime | None
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    domain_name: str
+    run_id: str
+    flow_name: str
+    trigger: str
+    status: str
+    items_read: int
+    records_read: int
+    records_ingested: int
+    records_filtered: int
+    records_dead_lettered: int
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def schedule_interval(expression: str) -> int:
+    """Seconds between runs of `rate(N unit)`; BadRequest for anything else."""
+    match = _RATE.match(expression.strip())
+    if match is None or int(match.group(1)) < 1:
+        raise BadRequest(
+            f"ScheduleExpression {expression!r} is not supported; use rate(N minutes), "
+            "rate(N hours) or rate(N days) with N >= 1."
+        )
+    unit = match.group(2).rstrip("s")
+    return int(match.group(1)) * _UNIT_SECONDS[unit]
+
+
+def parse_flow_definition(definition: Mapping[str, Any]) -> Flow:
+    """The flow a FlowDefinition describes; BadRequest naming what cannot be served."""
+    name = definition["FlowName"]
+    source = definition["SourceFlowConfig"]
+    connector = source["ConnectorType"]
+    if connector != "S3":
+        raise BadRequest(
+            f"SourceFlowConfig.ConnectorType {connector} cannot be reached from OpenProfiles; "
+            "export the records to an S3 bucket or a local folder and use ConnectorType S3 "
+            "(BucketName file:///path for a folder)."
+        )
+    s3 = source.get("SourceConnectorProperties", {}).get("S3")
+    if not s3:
+        raise BadRequest(
+            "SourceFlowConfig.SourceConnectorProperties.S3 is required for ConnectorType S3."
+        )
+    bucket = s3["BucketName"]
+    prefix = s3.get("BucketPrefix") or ""
+    folder: str | None = None
+    if bucket.startswith(FOLDER_PREFIX):
+        base = bucket[len(FOLDER_PREFIX) :]
+        folder = "/".join(p for p in (base.rstrip("/"), prefix) if p) if base else prefix
+        if not folder.startswith("/"):
+            raise BadRequest(
+                "A folder source needs an absolute path: BucketName file:///path, or "
+                "BucketName file:// with BucketPrefix /path."
+            )
+    trigger = definition["TriggerConfig"]
+    trigger_type = trigger["TriggerType"]
+    interval: int | None = None
+    pull_mode = "Incremental"
+    start = end = None
+    if trigger_type == "Scheduled":
+        scheduled = (trigger.get("TriggerProperties") or {}).get("Scheduled")
+        if not scheduled:
+            raise BadRequest(
+                "TriggerConfig.TriggerProperties.Scheduled is required for TriggerType Scheduled."
+            )
+        interval = schedule_interval(scheduled["ScheduleExpression"])
+        pull_mode = scheduled.get("DataPullMode") or "Incremental"
+        start = scheduled.get("ScheduleStartTime")
+        end = scheduled.get("ScheduleEndTime")
+    elif trigger_type == "OnDemand":
+        pull_mode = "Complete"
+    tasks = tuple(_task(t) for t in definition.get("Tasks") or ())
+    return Flow(
+        name=name,
+        description=definition.get("Description") or "",
+        source_kind="folder" if folder is not None else "s3",
+        bucket=None if folder is not None else bucket,
+        prefix="" if folder is not None else prefix,
+        folder=folder,
+        trigger_type=trigger_type,
+        interval_seconds=interval,
+        pull_mode=pull_mode,
+        schedule_start=_as_datetime(start),
+        schedule_end=_as_datetime(end),
+        tasks=tasks,
+    )
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """Schedule times arrive as datetimes from the wire and are stored as epoch seconds."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    raise BadRequest("Schedule times must be timestamps.")
+
+
+def _task(task: Mapping[str, Any]) -> Task:
+    task_type = task["TaskType"]
+    if task_type not in SUPPORTED_TASKS:
+        raise BadRequest(
+            f"Task type {task_type} is not supported by OpenProfiles flows; "
+            f"use {', '.join(sorted(SUPPORTED_TASKS))}."
+        )
+    operators: Mapping[str, str] = task.get("ConnectorOperator") or {}
+    operator = next(iter(operators.values()), None)
+    fields: Sequence[str] = task.get("SourceFields") or ()
+    if task_type == "Map" and (len(fields) != 1 or not task.get("DestinationField")):
+        raise BadRequest("A Map task needs exactly one SourceField and a DestinationField.")
+    if task_type == "Validate" and not fields:
+        raise BadRequest("A Validate task needs the SourceFields it validates.")
+    return Task(
+        task_type=task_type,
+        source_fields=tuple(fields),
+        operator=operator,
+        destination_field=task.get("DestinationField"),
+        properties=dict(task.get("TaskProperties") or {}),
+    )

@@ -1,0 +1,114 @@
+"""Where flows read from: the `FlowSource` seam with an S3 implementation (any S3-compatible
+endpoint, `settings.s3_endpoint_url`) and a local-folder one. Items are files or objects of
+JSON lines (or one JSON array); each has a version (ETag, or mtime and size) so a flow can tell
+new and changed items from the ones it has read."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from openprofiles.flows.models import Flow
+from openprofiles.settings import Settings
+
+
+class SourceError(Exception):
+    """The source cannot be listed or read; `message` says why (no personal data)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    key: str
+    version: str
+
+
+class FlowSource(Protocol):
+    def items(self) -> list[SourceItem]:
+        """Every item in the source, in key order."""
+
+    def read(self, key: str) -> str:
+        """The item's text."""
+
+
+class FolderSource:
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def items(self) -> list[SourceItem]:
+        if not self.folder.is_dir():
+            raise SourceError(f"The folder {self.folder} does not exist or is not a folder.")
+        out = []
+        for path in sorted(self.folder.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                stat = path.stat()
+                out.append(SourceItem(path.name, f"{stat.st_mtime_ns}-{stat.st_size}"))
+        return out
+
+    def read(self, key: str) -> str:
+        try:
+            return (self.folder / key).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"Cannot read {self.folder / key}: {exc}") from exc
+
+
+class S3Source:
+    def __init__(self, settings: Settings, bucket: str, prefix: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self._client = client or s3_client(settings)
+
+    def items(self) -> list[SourceItem]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith("/"):
+                        out.append(SourceItem(obj["Key"], str(obj.get("ETag", "")).strip('"')))
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"Cannot list s3://{self.bucket}/{self.prefix}: {exc}") from exc
+        return sorted(out, key=lambda i: i.key)
+
+    def read(self, key: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return str(body.decode("utf-8"))
+        except (ClientError, BotoCoreError, UnicodeDecodeError) as exc:
+            raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
+
+def s3_client(settings: Settings) -> Any:
+    return _s3_client(settings.s3_endpoint_url, settings.aws_region or settings.region)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(endpoint_url: str | None, region: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+    )
+
+
+def source_for(settings: Settings, flow: Flow) -> FlowSource:
+    if flow.source_kind == "folder":
+        assert flow.folder is not None
+        return FolderSource(flow.folder)
+    assert flow.bucket is not None
+    return S3Source(settings, flow.bucket, flow.prefix)

@@ -1,0 +1,129 @@
+"""A flow's Tasks applied to each source record before the object type's mapping.
+
+* `Filter` with `PROJECTION` keeps only the listed SourceFields; with a comparison operator
+  (`EQUAL_TO`, `NOT_EQUAL_TO`, `LESS_THAN`, `GREATER_THAN`, `LESS_THAN_OR_EQUAL_TO`,
+  `GREATER_THAN_OR_EQUAL_TO`, `BETWEEN`, `CONTAINS`; TaskProperties `VALUE`, `LOWER_BOUND`,
+  `UPPER_BOUND`) it drops records whose field does not satisfy it (numbers compare as numbers).
+* `Validate` (`VALIDATE_NON_NULL`, `VALIDATE_NON_ZERO`, `VALIDATE_NON_NEGATIVE`,
+  `VALIDATE_NUMERIC`) fails the record (dead-lettered with the reason) or, with TaskProperties
+  `VALIDATION_ACTION: TerminateFlow`, stops the run.
+* `Map` copies SourceFields[0] to DestinationField. When a flow has Map tasks, the record handed
+  to the mapping holds only the mapped fields (as AppFlow delivers only mapped fields);
+  without Map tasks it passes through whole (after any projection).
+
+Field names may be dotted paths into nested objects (`default_address.city`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from openprofiles.flows.models import Task
+
+
+class RecordFailed(Exception):
+    """A Validate task failed for the record; `reason` says which and why."""
+
+    def __init__(self, reason: str, terminate: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.terminate = terminate
+
+
+def get_path(record: Mapping[str, Any], path: str) -> Any:
+    if path in record:
+        return record[path]
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return None
+        current = current[part]
+    return current
+
+
+def apply_tasks(tasks: Sequence[Task], record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record to ingest, or None when a filter drops it; RecordFailed on validation."""
+    for task in tasks:
+        if task.task_type == "Validate":
+            _validate(task, record)
+        elif (
+            task.task_type == "Filter"
+            and task.operator not in (None, "PROJECTION", "NO_OP")
+            and not all(_compare(task, get_path(record, f)) for f in task.source_fields)
+        ):
+            return None
+    out: dict[str, Any] = dict(record)
+    projections = [t for t in tasks if t.task_type == "Filter" and t.operator == "PROJECTION"]
+    if projections:
+        keep = {f for t in projections for f in t.source_fields}
+        out = {
+            k: v for k, v in out.items() if k in keep or any(f.startswith(k + ".") for f in keep)
+        }
+    maps = [t for t in tasks if t.task_type == "Map"]
+    if maps:
+        out = {
+            str(t.destination_field): get_path(record, t.source_fields[0])
+            for t in maps
+            if get_path(record, t.source_fields[0]) is not None
+        }
+    return out
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+
+
+def _validate(task: Task, record: Mapping[str, Any]) -> None:
+    terminate = task.properties.get("VALIDATION_ACTION") == "TerminateFlow"
+    for field in task.source_fields:
+        value = get_path(record, field)
+        number = _number(value)
+        problem = None
+        if task.operator == "VALIDATE_NON_NULL" and value in (None, ""):
+            problem = "is null or empty"
+        elif task.operator == "VALIDATE_NUMERIC" and number is None:
+            problem = "is not numeric"
+        elif task.operator == "VALIDATE_NON_ZERO" and (number is None or number == 0):
+            problem = "is zero or not a number"
+        elif task.operator == "VALIDATE_NON_NEGATIVE" and (number is None or number < 0):
+            problem = "is negative or not a number"
+        if problem:
+            raise RecordFailed(
+                f"Validate task {task.operator} failed: field {field} {problem}.", terminate
+            )
+
+
+def _compare(task: Task, value: Any) -> bool:
+    if value is None:
+        return False
+    props = task.properties
+    op = task.operator
+    if op == "CONTAINS":
+        return str(props.get("VALUE", "")) in str(value)
+    if op == "BETWEEN":
+        low, high = props.get("LOWER_BOUND"), props.get("UPPER_BOUND")
+        return _cmp(value, low) >= 0 and _cmp(value, high) <= 0
+    result = _cmp(value, props.get("VALUE"))
+    return {
+        "EQUAL_TO": result == 0,
+        "NOT_EQUAL_TO": result != 0,
+        "LESS_THAN": result < 0,
+        "GREATER_THAN": result > 0,
+        "LESS_THAN_OR_EQUAL_TO": result <= 0,
+        "GREATER_THAN_OR_EQUAL_TO": result >= 0,
+    }.get(str(op), True)
+
+
+def _cmp(left: Any, right: Any) -> int:
+    a, b = _number(left), _number(right)
+    if a is not None and b is not None:
+        return (a > b) - (a < b)
+    x, y = str(left), str(right)
+    return (x > y) - (x < y)

@@ -1,0 +1,1 @@
+"""Integrations (PutIntegration & co.), contact-centre instance association."""

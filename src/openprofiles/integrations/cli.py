@@ -1,0 +1,125 @@
+"""`openprofiles instances`: associate contact-centre instances with domains, list them, and
+replay contact records kept while an instance was associated with no domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from openprofiles.cli import _services, _settings, storage_options
+
+
+@click.group()
+def instances() -> None:
+    """Contact-centre instances and the domain each one's contact records go to."""
+
+
+@instances.command("associate")
+@storage_options
+@click.option("--instance", "instance_arn", required=True, help="arn:aws:connect:...:instance/ID")
+@click.option("--domain", "domain_name", required=True, help="The domain to associate it with.")
+@click.option(
+    "--move", is_flag=True, help="Move the instance if it is associated with another domain."
+)
+@click.option(
+    "--object-type",
+    "object_type_name",
+    default="CTR",
+    show_default=True,
+    help="The object type its contact records are ingested as.",
+)
+def instances_associate(
+    data_dir: Path | None,
+    database_url: str | None,
+    instance_arn: str,
+    domain_name: str,
+    move: bool,
+    object_type_name: str,
+) -> None:
+    """Send the instance's contact records to DOMAIN from now on."""
+    from openprofiles.contacts.service import replay_unrouted
+    from openprofiles.errors import ServiceError
+    from openprofiles.integrations.service import associate_instance
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.write() as tx:
+            done = associate_instance(
+                tx,
+                domain_name=domain_name,
+                instance_arn=instance_arn,
+                move=move,
+                object_type_name=object_type_name,
+            )
+            replayed = replay_unrouted(tx, instance_arn=instance_arn)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
+    click.echo(f"Instance {instance_arn} is associated with domain {domain_name}.")
+    if done.previous_domain:
+        click.echo(
+            f"It was moved from domain {done.previous_domain}. Its existing profiles and contact "
+            f"history stay in {done.previous_domain}; only new contact records go to "
+            f"{domain_name}."
+        )
+    total = replayed.accepted + len(replayed.rejected)
+    if total:
+        click.echo(
+            f"Replayed {total} contact records kept while it was unassociated: "
+            f"{replayed.accepted} accepted, {len(replayed.rejected)} rejected."
+        )
+
+
+@instances.command("list")
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def instances_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Every associated instance with its domain and object type."""
+    from openprofiles.integrations.service import list_instances
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.read() as tx:
+            items = list_instances(tx)
+    finally:
+        services.database.dispose()
+    rows = [
+        {"InstanceArn": i.uri, "DomainName": i.domain_name, "ObjectTypeName": i.object_type_name}
+        for i in items
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("No instance is associated with a domain.")
+    for row in rows:
+        click.echo(f"{row['InstanceArn']}  {row['DomainName']}  {row['ObjectTypeName']}")
+
+
+@instances.command("unrouted")
+@storage_options
+@click.option("--instance", "instance_arn", default=None, help="Only this instance's records.")
+def instances_unrouted(
+    data_dir: Path | None, database_url: str | None, instance_arn: str | None
+) -> None:
+    """Count contact records kept because no domain could take them."""
+    from openprofiles.contacts.service import list_unrouted
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.read() as tx:
+            kept = list_unrouted(tx, instance_arn=instance_arn)
+    finally:
+        services.database.dispose()
+    counts: dict[str, int] = {}
+    for k in kept:
+        counts[k.instance_arn or "(no instance)"] = (
+            counts.get(k.instance_arn or "(no instance)", 0) + 1
+        )
+    if not counts:
+        click.echo("No contact records are waiting for an instance association.")
+    for arn, count in sorted(counts.items()):
+        click.echo(f"{arn}  {count}")

@@ -1,0 +1,96 @@
+"""AWS operations on integrations: PutIntegration, GetIntegration, ListIntegrations,
+DeleteIntegration, ListAccountIntegrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openprofiles.context import RequestContext, Tx
+from openprofiles.integrations import service
+from openprofiles.integrations.models import Integration
+from openprofiles.tags.service import get_tags
+
+DEFAULT_PAGE = 20
+
+
+def _out(tx: Tx, record: Integration) -> dict[str, Any]:
+    settings = record.settings
+    return {
+        "DomainName": record.domain_name,
+        "Uri": record.uri,
+        "ObjectTypeName": record.object_type_name,
+        "ObjectTypeNames": dict(record.object_type_names) if record.object_type_names else None,
+        "CreatedAt": record.created_at,
+        "LastUpdatedAt": record.updated_at,
+        "Tags": get_tags(
+            tx, resource_arn=service.integration_arn(tx, record.domain_name, record.uri)
+        )
+        or None,
+        "WorkflowId": settings.get("WorkflowId"),
+        "IsUnstructured": settings.get("IsUnstructured"),
+        "RoleArn": settings.get("RoleArn"),
+        "EventTriggerNames": settings.get("EventTriggerNames"),
+        "Scope": settings.get("Scope"),
+    }
+
+
+def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.write() as tx:
+        done = service.put_integration(
+            tx,
+            domain_name=params["DomainName"],
+            uri=params.get("Uri"),
+            object_type_name=params.get("ObjectTypeName"),
+            object_type_names=params.get("ObjectTypeNames"),
+            flow_definition=params.get("FlowDefinition"),
+            settings={m: params.get(m) for m in service.SETTING_MEMBERS},
+            tags=params.get("Tags"),
+        )
+        return _out(tx, done.integration)
+
+
+def get_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.read() as tx:
+        record = service.get_integration(tx, domain_name=params["DomainName"], uri=params["Uri"])
+        return _out(tx, record)
+
+
+def delete_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.write() as tx:
+        service.delete_integration(tx, domain_name=params["DomainName"], uri=params["Uri"])
+    return {"Message": f"Integration {params['Uri']} deleted."}
+
+
+def list_integrations(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    domain_name = params["DomainName"]
+    scope = f"ListIntegrations/{domain_name}"
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode(scope, params["NextToken"])["after"]
+    with ctx.read() as tx:
+        records, more = service.list_integrations(
+            tx,
+            domain_name=domain_name,
+            after=after,
+            limit=params.get("MaxResults") or DEFAULT_PAGE,
+        )
+        out: dict[str, Any] = {"Items": [_out(tx, r) for r in records]}
+    if more and records:
+        out["NextToken"] = ctx.services.tokens.encode(scope, {"after": records[-1].uri})
+    return out
+
+
+def list_account_integrations(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    uri = params["Uri"]
+    scope = f"ListAccountIntegrations/{uri}"
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode(scope, params["NextToken"])["after"]
+    with ctx.read() as tx:
+        records, more = service.list_account_integrations(
+            tx, uri=uri, after=after, limit=params.get("MaxResults") or DEFAULT_PAGE
+        )
+        out: dict[str, Any] = {"Items": [_out(tx, r) for r in records]}
+    if more and records:
+        out["NextToken"] = ctx.services.tokens.encode(scope, {"after": records[-1].domain_name})
+    return out

@@ -1,0 +1,329 @@
+"""Rules for integrations: put, get, list, delete, and contact-centre instance association.
+
+An integration binds a Uri to a domain and an object type. Two kinds matter here:
+
+* a contact-centre instance ARN (`arn:aws:connect:{region}:{account}:instance/{id}`): the
+  instance's contact records go to this domain, as objects of the integration's object type
+  (`CTR` by default, spec §3.2). An instance belongs to one domain at a time; putting it on
+  another domain is refused, naming the domain it belongs to, unless it is moved
+  (`associate_instance(move=True)`), which removes the old association. Profiles already built
+  in the old domain stay there.
+* an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
+  openprofiles.flows). Its Uri defaults to the flow's ARN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from openprofiles.arns import child_arn
+from openprofiles.context import Tx
+from openprofiles.domains.service import get_domain, register_domain_table
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.flows.models import parse_flow_definition
+from openprofiles.integrations.models import (
+    DEFAULT_INSTANCE_OBJECT_TYPE,
+    InstanceAssociation,
+    Integration,
+    is_instance_arn,
+)
+from openprofiles.object_types.service import find_object_type
+from openprofiles.store.schema import integration
+from openprofiles.tags.service import delete_tags, put_tags
+
+register_domain_table(integration)
+
+SETTING_MEMBERS = ("RoleArn", "EventTriggerNames", "Scope", "WorkflowId", "IsUnstructured")
+
+
+def integration_arn(tx: Tx, domain_name: str, uri: str) -> str:
+    """`.../domains/D/integrations/{Uri}`, the Uri URI-encoded (it contains ':' and '/')."""
+    return child_arn(tx.settings, domain_name, "integrations", quote(uri, safe=""))
+
+
+def flow_arn(tx: Tx, flow_name: str) -> str:
+    return f"arn:aws:appflow:{tx.settings.region}:{tx.settings.account_id}:flow/{flow_name}"
+
+
+def _record(row: Any) -> Integration:
+    return Integration(
+        domain_name=row.domain_name,
+        uri=row.uri,
+        object_type_name=row.object_type_name,
+        object_type_names=dict(row.object_type_names) if row.object_type_names else None,
+        settings=dict(row.settings or {}),
+        instance_arn=row.instance_arn,
+        flow_name=row.flow_name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def find_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration | None:
+    row = tx.conn.execute(
+        select(integration).where(
+            integration.c.domain_name == domain_name, integration.c.uri == uri
+        )
+    ).first()
+    return _record(row) if row else None
+
+
+def get_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration:
+    get_domain(tx, domain_name=domain_name)
+    found = find_integration(tx, domain_name=domain_name, uri=uri)
+    if found is None:
+        raise NotFound(f"The integration {uri} does not exist in domain {domain_name}.")
+    return found
+
+
+def put_integration(
+    tx: Tx,
+    *,
+    domain_name: str,
+    uri: str | None,
+    object_type_name: str | None = None,
+    object_type_names: Mapping[str, str] | None = None,
+    flow_definition: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    move: bool = False,
+) -> InstanceAssociation:
+    """Create or replace the integration of `uri` in the domain (PutIntegration)."""
+    get_domain(tx, domain_name=domain_name)
+    flow_name: str | None = None
+    if flow_definition is not None:
+        flow = parse_flow_definition(flow_definition)
+        flow_name = flow.name
+        uri = uri or flow_arn(tx, flow.name)
+    if not uri:
+        raise BadRequest("Either Uri or FlowDefinition is required.")
+    instance = is_instance_arn(uri)
+    if uri.startswith("arn:aws:connect:") and not instance:
+        raise BadRequest(
+            f"The Uri {uri} is not a contact-centre instance ARN "
+            "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
+        )
+    if object_type_name and object_type_names:
+        raise BadRequest("Give ObjectTypeName or ObjectTypeNames, not both.")
+    if not object_type_name and not object_type_names:
+        if not instance:
+            raise BadRequest("ObjectTypeName or ObjectTypeNames is required.")
+        object_type_name = DEFAULT_INSTANCE_OBJECT_TYPE
+    if flow_definition is not None and not object_type_name:
+        raise BadRequest("An integration with a FlowDefinition needs ObjectTypeName.")
+    for name in (
+        [object_type_name] if object_type_name else list((object_type_names or {}).values())
+    ):
+        if find_object_type(tx, domain_name=domain_name, name=name) is None:
+            raise BadRequest(f"The object type {name} does not exist in domain {domain_name}.")
+    if flow_name is not None:
+        _check_flow_name_free(tx, domain_name, flow_name, uri)
+
+    previous_domain = None
+    if instance:
+        owner = instance_domain(tx, instance_arn=uri)
+        if owner is not None and owner != domain_name:
+            if not move:
+                raise BadRequest(
+                    f"The instance {uri} is already associated with domain {owner}; an "
+                    "instance belongs to one domain at a time. Delete that integration first, "
+                    "or move the instance (openprofiles instances associate --move)."
+                )
+            tx.conn.execute(
+                delete(integration).where(
+                    integration.c.domain_name == owner, integration.c.uri == uri
+                )
+            )
+            delete_tags(tx, resource_arn=integration_arn(tx, owner, uri))
+            previous_domain = owner
+
+    stored_settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    if flow_definition is not None:
+        stored_settings["FlowDefinition"] = _jsonable(flow_definition)
+    values = {
+        "object_type_name": object_type_name or None,
+        "object_type_names": dict(object_type_names) if object_type_names else None,
+        "settings": stored_settings,
+        "instance_arn": uri if instance else None,
+        "flow_name": flow_name,
+        "updated_at": tx.now,
+    }
+    if find_integration(tx, domain_name=domain_name, uri=uri) is None:
+        try:
+            with tx.conn.begin_nested():
+                tx.conn.execute(
+                    insert(integration).values(
+                        domain_name=domain_name, uri=uri, created_at=tx.now, **values
+                    )
+                )
+        except IntegrityError:
+            # Another domain took the instance concurrently (the UNIQUE constraint held).
+            owner = instance_domain(tx, instance_arn=uri) if instance else None
+            raise BadRequest(
+                f"The instance {uri} is already associated with domain {owner}."
+                if owner
+                else f"The integration {uri} was created concurrently; try again."
+            ) from None
+    else:
+        tx.conn.execute(
+            update(integration)
+            .where(integration.c.domain_name == domain_name, integration.c.uri == uri)
+            .values(**values)
+        )
+    if tags:
+        put_tags(
+            tx,
+            domain_name=domain_name,
+            resource_arn=integration_arn(tx, domain_name, uri),
+            tags=dict(tags),
+        )
+    return InstanceAssociation(
+        integration=get_integration(tx, domain_name=domain_name, uri=uri),
+        previous_domain=previous_domain,
+    )
+
+
+def _check_flow_name_free(tx: Tx, domain_name: str, flow_name: str, uri: str) -> None:
+    row = tx.conn.execute(
+        select(integration.c.uri).where(
+            integration.c.domain_name == domain_name,
+            integration.c.flow_name == flow_name,
+            integration.c.uri != uri,
+        )
+    ).first()
+    if row is not None:
+        raise BadRequest(
+            f"A flow named {flow_name} already exists in domain {domain_name} "
+            f"(integration {row.uri})."
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """FlowDefinition as JSON for storage: timestamps become epoch seconds."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
+    get_integration(tx, domain_name=domain_name, uri=uri)
+    tx.conn.execute(
+        delete(integration).where(
+            integration.c.domain_name == domain_name, integration.c.uri == uri
+        )
+    )
+    delete_tags(tx, resource_arn=integration_arn(tx, domain_name, uri))
+
+
+def list_integrations(
+    tx: Tx, *, domain_name: str, after: str | None, limit: int
+) -> tuple[list[Integration], bool]:
+    """The domain's integrations in Uri order after `after`; the flag says whether more follow."""
+    get_domain(tx, domain_name=domain_name)
+    query = (
+        select(integration)
+        .where(integration.c.domain_name == domain_name)
+        .order_by(integration.c.uri)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(integration.c.uri > after)
+    rows = [_record(r) for r in tx.conn.execute(query)]
+    return rows[:limit], len(rows) > limit
+
+
+def list_account_integrations(
+    tx: Tx, *, uri: str, after: str | None, limit: int
+) -> tuple[list[Integration], bool]:
+    """Every domain's integration of `uri`, in domain order (ListAccountIntegrations)."""
+    query = (
+        select(integration)
+        .where(integration.c.uri == uri)
+        .order_by(integration.c.domain_name)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(integration.c.domain_name > after)
+    rows = [_record(r) for r in tx.conn.execute(query)]
+    return rows[:limit], len(rows) > limit
+
+
+def list_flow_integrations(tx: Tx, *, domain_name: str | None = None) -> list[Integration]:
+    """Integrations that have a flow (all domains when `domain_name` is None)."""
+    query = select(integration).where(integration.c.flow_name.is_not(None))
+    if domain_name is not None:
+        query = query.where(integration.c.domain_name == domain_name)
+    return [_record(r) for r in tx.conn.execute(query.order_by(integration.c.domain_name))]
+
+
+def find_flow_integration(tx: Tx, *, domain_name: str, flow_name: str) -> Integration | None:
+    row = tx.conn.execute(
+        select(integration).where(
+            integration.c.domain_name == domain_name, integration.c.flow_name == flow_name
+        )
+    ).first()
+    return _record(row) if row else None
+
+
+# ---------------------------------------------------------------------------- instances
+
+
+def instance_domain(tx: Tx, *, instance_arn: str) -> str | None:
+    """The domain the instance is associated with, or None."""
+    row = tx.conn.execute(
+        select(integration.c.domain_name).where(integration.c.instance_arn == instance_arn)
+    ).first()
+    return row.domain_name if row else None
+
+
+def find_instance_integration(tx: Tx, *, instance_arn: str) -> Integration | None:
+    """The integration routing the instance's contact records, or None when unassociated."""
+    row = tx.conn.execute(
+        select(integration).where(integration.c.instance_arn == instance_arn)
+    ).first()
+    return _record(row) if row else None
+
+
+def associate_instance(
+    tx: Tx,
+    *,
+    domain_name: str,
+    instance_arn: str,
+    move: bool,
+    object_type_name: str = DEFAULT_INSTANCE_OBJECT_TYPE,
+) -> InstanceAssociation:
+    """Associate a contact-centre instance with the domain (PutIntegration with the instance
+    ARN). With `move`, an association with another domain is removed first; without it, that
+    is refused with the domain's name. Existing profiles never move between domains."""
+    if not is_instance_arn(instance_arn):
+        raise BadRequest(
+            f"{instance_arn} is not a contact-centre instance ARN "
+            "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
+        )
+    return put_integration(
+        tx,
+        domain_name=domain_name,
+        uri=instance_arn,
+        object_type_name=object_type_name,
+        move=move,
+    )
+
+
+def list_instances(tx: Tx) -> list[Integration]:
+    """Every associated instance (all domains), in instance order."""
+    rows = tx.conn.execute(
+        select(integration)
+        .where(integration.c.instance_arn.is_not(None))
+        .order_by(integration.c.instance_arn)
+    )
+    return [_record(r) for r in rows]

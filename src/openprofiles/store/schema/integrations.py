@@ -1,0 +1,131 @@
+"""Integration tables: integrations (PutIntegration), contact records received, records that
+no domain could take, flow runs and their checkpoints, and stream checkpoints.
+
+* `integration` holds one row per (domain, Uri). When the Uri is a contact-centre instance ARN,
+  `instance_arn` repeats it under a UNIQUE constraint: an instance belongs to one domain at a
+  time (spec §3.2), enforced by the database even against concurrent writers.
+* `contact_record` remembers, per domain and ContactId (as a blind-index digest), the
+  LastUpdateTimestamp of the record applied, so duplicate deliveries are idempotent and an
+  older record never overwrites a newer one (spec §3.1: delivered at least once).
+* `unrouted_contact_record` keeps records that could not be given to any domain (their instance
+  is associated with none, or they name no instance), sealed under the system key, so nothing
+  is dropped; they can be replayed once the instance is associated.
+* `flow_run` / `flow_item` record flow runs (progress and counts) and which source files or
+  objects a flow has already read (its checkpoint for Event and incremental Scheduled runs).
+* `stream_checkpoint` is the last sequence number applied per stream shard (Kinesis connector).
+
+integrations/service.py, contacts/service.py and flows/service.py register the domain tables
+for DeleteDomain (importing domains.service here would make an import cycle).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from openprofiles.store.schema.core import metadata
+from openprofiles.store.types import UtcDateTime
+
+integration = Table(
+    "integration",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("uri", String(255), primary_key=True),
+    Column("object_type_name", String(255), nullable=True),
+    Column("object_type_names", JSON, nullable=True),
+    # Configuration as the API names it (RoleArn, EventTriggerNames, Scope, FlowDefinition,
+    # WorkflowId, IsUnstructured): no personal data.
+    Column("settings", JSON, nullable=False),
+    # The Uri again when it is a contact-centre instance ARN (see the module docstring).
+    Column("instance_arn", String(255), nullable=True),
+    # The flow's name when the integration has a FlowDefinition.
+    Column("flow_name", String(256), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    UniqueConstraint("instance_arn", name="uq_integration_instance_arn"),
+    Index("ix_integration_uri", "uri"),
+)
+
+contact_record = Table(
+    "contact_record",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    # Blind-index digest of the ContactId (key name _ctrContactId).
+    Column("contact_digest", LargeBinary(16), primary_key=True),
+    Column("last_update", UtcDateTime, nullable=True),
+    # True while only a contact-start event was applied: any full record replaces it.
+    Column("partial", Boolean, nullable=False),
+    Column("object_type_name", String(255), nullable=False),
+    Column("profile_id", String(32), nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+)
+
+unrouted_contact_record = Table(
+    "unrouted_contact_record",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    # NULL when the record names no instance at all.
+    Column("instance_arn", String(255), nullable=True),
+    # {"object": the record as received, "reason": why no domain took it}, system-sealed.
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_unrouted_contact_record_instance", "instance_arn", "created_at"),
+)
+
+flow_run = Table(
+    "flow_run",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("run_id", String(32), primary_key=True),
+    Column("flow_name", String(256), nullable=False),
+    # OnDemand | Scheduled | Event: what started the run.
+    Column("trigger", String(16), nullable=False),
+    # RUNNING | COMPLETED | FAILED
+    Column("status", String(16), nullable=False),
+    Column("items_read", Integer, nullable=False),
+    Column("records_read", Integer, nullable=False),
+    Column("records_ingested", Integer, nullable=False),
+    Column("records_filtered", Integer, nullable=False),
+    Column("records_dead_lettered", Integer, nullable=False),
+    # Why the run failed (no personal data: connector errors only).
+    Column("error", Text, nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_flow_run_flow", "domain_name", "flow_name", "started_at"),
+)
+
+flow_item = Table(
+    "flow_item",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("flow_name", String(256), primary_key=True),
+    # The S3 object key or the file name inside the folder.
+    Column("item_key", String(1024), primary_key=True),
+    # ETag (S3) or modification time and size (folder): a changed item is read again.
+    Column("version", String(255), nullable=False),
+    Column("processed_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+)
+
+stream_checkpoint = Table(
+    "stream_checkpoint",
+    metadata,
+    Column("stream_name", String(255), primary_key=True),
+    Column("shard_id", String(255), primary_key=True),
+    Column("sequence_number", String(128), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

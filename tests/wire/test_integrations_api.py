@@ -1,0 +1,147 @@
+"""Integrations through a real boto3 client against a live server (both backends)."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import pytest
+from botocore.exceptions import ClientError
+
+KMS = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def _instance() -> str:
+    return f"arn:aws:connect:us-east-1:111122223333:instance/{uuid.uuid4()}"
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+@pytest.fixture
+def domain(live_server) -> str:
+    name = f"d-{uuid.uuid4().hex[:10]}"
+    live_server.client().create_domain(DomainName=name, DefaultExpirationDays=30)
+    return name
+
+
+def test_instance_integration_lifecycle(live_server, domain):
+    client = live_server.client()
+    instance = _instance()
+    put = client.put_integration(DomainName=domain, Uri=instance, Tags={"team": "cc"})
+    assert put["ObjectTypeName"] == "CTR" and put["Tags"] == {"team": "cc"}
+    assert put["CreatedAt"] is not None
+    got = client.get_integration(DomainName=domain, Uri=instance)
+    assert got["Uri"] == instance and got["DomainName"] == domain
+    listed = client.list_integrations(DomainName=domain)["Items"]
+    assert [i["Uri"] for i in listed] == [instance]
+    account = client.list_account_integrations(Uri=instance)["Items"]
+    assert [i["DomainName"] for i in account] == [domain]
+    arn = (
+        f"arn:aws:profile:{live_server.settings.region}:{live_server.settings.account_id}"
+        f":domains/{domain}/integrations/{quote(instance, safe='')}"
+    )
+    client.tag_resource(resourceArn=arn, tags={"env": "test"})
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == {"team": "cc", "env": "test"}
+    client.delete_integration(DomainName=domain, Uri=instance)
+    with pytest.raises(ClientError) as exc:
+        client.get_integration(DomainName=domain, Uri=instance)
+    assert _code(exc) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as exc:
+        client.delete_integration(DomainName=domain, Uri=instance)
+    assert _code(exc) == "ResourceNotFoundException"
+
+
+def test_instance_belongs_to_one_domain(live_server, domain):
+    client = live_server.client()
+    other = f"d-{uuid.uuid4().hex[:10]}"
+    client.create_domain(DomainName=other, DefaultExpirationDays=30)
+    instance = _instance()
+    client.put_integration(DomainName=domain, Uri=instance, ObjectTypeName="CTR-NoInferred")
+    with pytest.raises(ClientError) as exc:
+        client.put_integration(DomainName=other, Uri=instance)
+    assert _code(exc) == "BadRequestException"
+    assert domain in exc.value.response["Error"]["Message"]
+
+
+def test_validation_errors(live_server, domain):
+    client = live_server.client()
+    cases = [
+        {"Uri": "arn:aws:sqs:us-east-1:111122223333:q"},
+        {"Uri": "arn:aws:connect:us-east-1:111122223333:queue/x"},
+        {"Uri": "arn:aws:sqs:us-east-1:111122223333:q", "ObjectTypeName": "Nope"},
+        {
+            "Uri": "arn:aws:sqs:us-east-1:111122223333:q",
+            "ObjectTypeName": "CTR",
+            "ObjectTypeNames": {"ShopifyCreateCustomers": "Shopify-Customer"},
+        },
+        {},
+    ]
+    for params in cases:
+        with pytest.raises(ClientError) as exc:
+            client.put_integration(DomainName=domain, **params)
+        assert _code(exc) == "BadRequestException", params
+    with pytest.raises(ClientError) as exc:
+        client.put_integration(DomainName="no-such-domain", Uri=_instance())
+    assert _code(exc) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as exc:
+        live_server.client("agent").put_integration(DomainName=domain, Uri=_instance())
+    assert _code(exc) == "AccessDeniedException"
+
+
+def test_flow_integration_echoes_settings(live_server, domain, tmp_path):
+    client = live_server.client()
+    put = client.put_integration(
+        DomainName=domain,
+        ObjectTypeName="Zendesk-users",
+        RoleArn="arn:aws:iam::111122223333:role/profiles",
+        EventTriggerNames=["high-value"],
+        FlowDefinition={
+            "FlowName": "zendesk-export",
+            "KmsArn": KMS,
+            "SourceFlowConfig": {
+                "ConnectorType": "S3",
+                "SourceConnectorProperties": {
+                    "S3": {"BucketName": "file://", "BucketPrefix": str(tmp_path)}
+                },
+            },
+            "Tasks": [],
+            "TriggerConfig": {
+                "TriggerType": "Scheduled",
+                "TriggerProperties": {"Scheduled": {"ScheduleExpression": "rate(1 hours)"}},
+            },
+        },
+    )
+    assert put["Uri"].endswith(":flow/zendesk-export")
+    assert put["RoleArn"] == "arn:aws:iam::111122223333:role/profiles"
+    assert put["EventTriggerNames"] == ["high-value"]
+    with pytest.raises(ClientError) as exc:
+        client.put_integration(
+            DomainName=domain,
+            ObjectTypeName="Zendesk-users",
+            FlowDefinition={
+                "FlowName": "sf",
+                "KmsArn": KMS,
+                "SourceFlowConfig": {
+                    "ConnectorType": "Salesforce",
+                    "SourceConnectorProperties": {"Salesforce": {"Object": "Contact"}},
+                },
+                "Tasks": [],
+                "TriggerConfig": {"TriggerType": "OnDemand"},
+            },
+        )
+    assert _code(exc) == "BadRequestException"
+
+
+def test_list_integrations_pages(live_server, domain):
+    client = live_server.client()
+    for _ in range(3):
+        client.put_integration(
+            DomainName=domain,
+            Uri=f"arn:aws:sqs:us-east-1:111122223333:{uuid.uuid4().hex}",
+            ObjectTypeName="CTR",
+        )
+    first = client.list_integrations(DomainName=domain, MaxResults=2)
+    second = client.list_integrations(DomainName=domain, NextToken=first["NextToken"])
+    assert len(first["Items"]) == 2 and len(second["Items"]) == 1 and "NextToken" not in second
