@@ -25,6 +25,7 @@ from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.domains import handlers as domain_handlers
+from openprofiles.identity import handlers as identity_handlers
 from openprofiles.integrations import handlers as integration_handlers
 from openprofiles.object_types import handlers as object_type_handlers
 from openprofiles.objects import handlers as object_handlers
@@ -49,6 +50,7 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
     profile_handlers,
     tag_handlers,
     integration_handlers,
+    identity_handlers,
 )
 
 

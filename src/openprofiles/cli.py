@@ -234,6 +234,10 @@ def _add_feature_commands() -> None:
     main.add_command(flows)
     main.add_command(connectors)
 
+    from openprofiles.identity.cli import merges
+
+    main.add_command(merges)
+
 
 _add_feature_commands()
 

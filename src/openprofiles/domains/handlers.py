@@ -11,6 +11,7 @@ from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import new_domain_key
 from openprofiles.errors import BadRequest
+from openprofiles.identity.rules import validate_rule_based_matching
 from openprofiles.tags.service import get_tags, put_tags
 
 DEFAULT_PAGE = 100
@@ -55,6 +56,7 @@ def _check_dead_letter_queue(ctx: RequestContext, domain_name: str, queue_url: s
 
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
+    validate_rule_based_matching(params.get("RuleBasedMatching"))
     if params.get("DeadLetterQueueUrl"):
         _check_dead_letter_queue(ctx, name, params["DeadLetterQueueUrl"])
     key = _new_key(ctx, name, params.get("DefaultEncryptionKey"))
@@ -84,6 +86,7 @@ def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
+    validate_rule_based_matching(params.get("RuleBasedMatching"))
     with ctx.read() as tx:
         current = service.get_domain(tx, domain_name=name)
     requested_queue = params.get("DeadLetterQueueUrl")

@@ -42,12 +42,14 @@ def integrations_service() -> ModuleType | None:
 
 
 def admin_nav() -> list[tuple[str, str]]:
-    """(path, label) of the administrator's pages. Pages of the dead-letter queue,
-    integrations and flows, and instance association join this list when their feature
-    packages and pages exist."""
+    """(path, label) of the administrator's pages."""
     return [
         ("/admin/domains", "Domains"),
         ("/admin/enable", "Enable customer profiles"),
+        ("/admin/dlq", "Dead-letter queue"),
+        ("/admin/integrations", "Integrations"),
+        ("/admin/instances", "Instances"),
         ("/admin/credentials", "API credentials"),
         ("/admin/users", "Users"),
+        ("/admin/merges", "Merges"),
     ]

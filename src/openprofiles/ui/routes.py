@@ -11,7 +11,10 @@ from openprofiles.context import Services
 from openprofiles.ui.admin_pages import routes as admin_routes
 from openprofiles.ui.agent_pages import routes as agent_routes
 from openprofiles.ui.auth_pages import routes as auth_routes
+from openprofiles.ui.dlq_pages import routes as dlq_routes
 from openprofiles.ui.enable_wizard import routes as enable_routes
+from openprofiles.ui.integration_pages import routes as integration_routes
+from openprofiles.ui.merge_pages import routes as merge_routes
 from openprofiles.ui.web import STATIC_DIR, UI
 
 
@@ -27,5 +30,8 @@ def ui_routes(services: Services) -> list[BaseRoute]:
         *auth_routes(ui),
         *admin_routes(ui),
         *enable_routes(ui),
+        *merge_routes(ui),
+        *dlq_routes(ui),
+        *integration_routes(ui),
         *agent_routes(ui),
     ]

@@ -15,6 +15,7 @@ from openprofiles.store.schema.core import (
     profile_key,
     resource_tag,
 )
+from openprofiles.store.schema.identity import merge_log
 from openprofiles.store.schema.integrations import (
     contact_record,
     flow_item,
@@ -35,6 +36,7 @@ __all__ = [
     "flow_item",
     "flow_run",
     "integration",
+    "merge_log",
     "metadata",
     "object_type",
     "profile",

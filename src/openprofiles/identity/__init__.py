@@ -1,0 +1,1 @@
+"""Identity resolution: merging profiles (and undoing merges), rule-based matching."""

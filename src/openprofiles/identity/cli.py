@@ -1,0 +1,185 @@
+"""`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.identity.models import MergeRecord, UndoResult
+
+
+def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
+    from openprofiles.errors import ServiceError
+
+    services = _services(_settings(data_dir, database_url))
+    try:
+        with services.write() if write else services.read() as tx:
+            return work(tx)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
+
+
+def merge_summary(merge: MergeRecord) -> dict[str, Any]:
+    return {
+        "MergeId": merge.merge_id,
+        "MainProfileId": merge.main_profile_id,
+        "MergedProfileIds": list(merge.merged_profile_ids),
+        "CreatedAt": merge.created_at.isoformat(),
+        "UndoneAt": merge.undone_at.isoformat() if merge.undone_at else None,
+    }
+
+
+def undo_summary(result: UndoResult) -> dict[str, Any]:
+    return {
+        "MergeId": result.merge_id,
+        "MainProfileId": result.main_profile_id,
+        "RestoredProfileIds": list(result.restored_profile_ids),
+        "ObjectsMovedBack": result.objects_moved_back,
+        "KeysMovedBack": result.keys_moved_back,
+        "KeptObjects": [
+            {"ObjectTypeName": o.object_type_name, "ProfileObjectUniqueKey": o.unique_key}
+            for o in result.kept_objects
+        ],
+        "KeptKeys": [{"KeyName": k.key_name, "Value": k.value} for k in result.kept_keys],
+        "KeptFields": list(result.kept_fields),
+        "MissingObjects": [
+            {"ObjectTypeName": o.object_type_name, "ProfileObjectUniqueKey": o.unique_key}
+            for o in result.missing_objects
+        ],
+    }
+
+
+def _echo_undo(result: UndoResult) -> None:
+    click.echo(
+        f"Restored {', '.join(result.restored_profile_ids)}: "
+        f"{result.objects_moved_back} objects and {result.keys_moved_back} keys moved back."
+    )
+    for o in result.kept_objects:
+        click.echo(
+            f"  arrived after the merge, stays on {result.main_profile_id}: "
+            f"object {o.object_type_name}/{o.unique_key}"
+        )
+    for k in result.kept_keys:
+        click.echo(
+            f"  arrived after the merge, stays on {result.main_profile_id}: "
+            f"key {k.key_name}={k.value}"
+        )
+    for name in result.kept_fields:
+        click.echo(f"  changed after the merge, kept on {result.main_profile_id}: field {name}")
+    for o in result.missing_objects:
+        click.echo(f"  deleted since the merge: object {o.object_type_name}/{o.unique_key}")
+
+
+domain_option = click.option("--domain", "domain_name", required=True, help="The domain.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def merges() -> None:
+    """Profile merges: list them, see what came from where, undo one."""
+
+
+@merges.command("list")
+@storage_options
+@domain_option
+@json_option
+def merges_list(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
+) -> None:
+    """List the domain's merges, newest first."""
+    from openprofiles.identity.service import list_merges
+
+    found = _run(
+        data_dir, database_url, lambda tx: list_merges(tx, domain_name=domain_name), write=False
+    )
+    if as_json:
+        click.echo(json.dumps([merge_summary(m) for m in found]))
+        return
+    for m in found:
+        state = f"  (undone {m.undone_at:%Y-%m-%d %H:%M})" if m.undone_at else ""
+        click.echo(
+            f"{m.merge_id}  {m.created_at:%Y-%m-%d %H:%M}  {m.main_profile_id} <- "
+            f"{', '.join(m.merged_profile_ids)}{state}"
+        )
+    if not found:
+        click.echo(f"No merges in domain {domain_name}.")
+
+
+@merges.command("show")
+@storage_options
+@domain_option
+@json_option
+@click.argument("merge_id")
+def merges_show(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool, merge_id: str
+) -> None:
+    """Show one merge: field sources, the keys and objects that moved, and its undo."""
+    from openprofiles.identity.service import get_merge
+
+    merge = _run(
+        data_dir,
+        database_url,
+        lambda tx: get_merge(tx, domain_name=domain_name, merge_id=merge_id),
+        write=False,
+    )
+    out = {
+        **merge_summary(merge),
+        "FieldSourceProfileIds": merge.field_sources,
+        "MovedKeys": [
+            {"From": k.from_profile_id, "KeyName": k.key_name, "Value": k.value}
+            for k in merge.moved_keys
+        ],
+        "MovedObjects": [
+            {
+                "From": o.from_profile_id,
+                "ObjectTypeName": o.object_type_name,
+                "ProfileObjectUniqueKey": o.unique_key,
+            }
+            for o in merge.moved_objects
+        ],
+        "Undo": undo_summary(merge.undo) if merge.undo else None,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"Merge {merge.merge_id} at {merge.created_at:%Y-%m-%d %H:%M:%S}")
+    click.echo(f"  into {merge.main_profile_id} from {', '.join(merge.merged_profile_ids)}")
+    for name, source in merge.field_sources.items():
+        click.echo(f"  field {name} taken from {source}")
+    for k in merge.moved_keys:
+        click.echo(f"  key {k.key_name}={k.value} moved from {k.from_profile_id}")
+    for o in merge.moved_objects:
+        click.echo(f"  object {o.object_type_name}/{o.unique_key} moved from {o.from_profile_id}")
+    if merge.undo is not None:
+        click.echo(f"Undone at {merge.undone_at:%Y-%m-%d %H:%M:%S}:")
+        _echo_undo(merge.undo)
+
+
+@merges.command("undo")
+@storage_options
+@domain_option
+@json_option
+@click.argument("merge_id")
+def merges_undo(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool, merge_id: str
+) -> None:
+    """Undo a merge: the merged profiles come back with their fields, keys and objects, except
+    data that arrived on the main profile after the merge, which stays there."""
+    from openprofiles.identity.service import undo_merge
+
+    result = _run(
+        data_dir,
+        database_url,
+        lambda tx: undo_merge(tx, domain_name=domain_name, merge_id=merge_id),
+        write=True,
+    )
+    if as_json:
+        click.echo(json.dumps(undo_summary(result)))
+        return
+    _echo_undo(result)

@@ -1,0 +1,71 @@
+"""Records of the identity package: merges as the merge log keeps them, and what an undo did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class MovedKey:
+    """A key value that moved from a merged profile to the main profile."""
+
+    from_profile_id: str
+    key_name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MovedObject:
+    """A profile object that moved from a merged profile to the main profile."""
+
+    from_profile_id: str
+    object_type_name: str
+    unique_key: str
+
+
+@dataclass(frozen=True)
+class KeptKey:
+    """A key value indexed on the main profile after the merge; an undo leaves it there."""
+
+    key_name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class KeptObject:
+    """A profile object that arrived on the main profile after the merge; an undo leaves it."""
+
+    object_type_name: str
+    unique_key: str
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    merge_id: str
+    main_profile_id: str
+    restored_profile_ids: tuple[str, ...]
+    objects_moved_back: int
+    keys_moved_back: int
+    # Data that arrived after the merge and so stays on the main profile.
+    kept_objects: tuple[KeptObject, ...] = ()
+    kept_keys: tuple[KeptKey, ...] = ()
+    # Main-profile fields changed after the merge: their later value is kept, not reverted.
+    kept_fields: tuple[str, ...] = ()
+    # Objects that moved in the merge but no longer exist (deleted or expired since).
+    missing_objects: tuple[KeptObject, ...] = ()
+
+
+@dataclass
+class MergeRecord:
+    merge_id: str
+    domain_name: str
+    main_profile_id: str
+    merged_profile_ids: tuple[str, ...]
+    created_at: datetime
+    undone_at: datetime | None = None
+    # Filled by `get_merge` (opened from the sealed log), empty in listings.
+    field_sources: dict[str, str] = field(default_factory=dict)
+    moved_keys: tuple[MovedKey, ...] = ()
+    moved_objects: tuple[MovedObject, ...] = ()
+    undo: UndoResult | None = None

@@ -1,0 +1,117 @@
+"""Validation of `RuleBasedMatching` as CreateDomain/UpdateDomain receive it (spec §5.1).
+
+The wire layer checks the model's shapes (counts, enums) when the client validates; these checks
+run on the server whatever the client sent, and name exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openprofiles.errors import BadRequest
+
+MAX_LEVELS = 15
+MAX_ATTRIBUTES = 15
+
+# What a rule may name (spec §5.1; the MODEL's MatchingRule doc): type names only, never the
+# sub-types (BusinessEmailAddress, ...), which AttributeTypesSelector chooses instead.
+RULE_ATTRIBUTES = frozenset(
+    {
+        "AccountNumber",
+        "Address.Address",
+        "Address.City",
+        "Address.Country",
+        "Address.County",
+        "Address.PostalCode",
+        "Address.State",
+        "Address.Province",
+        "BirthDate",
+        "BusinessName",
+        "EmailAddress",
+        "FirstName",
+        "Gender",
+        "LastName",
+        "MiddleName",
+        "PhoneNumber",
+    }
+)
+CUSTOM_PREFIX = "Attributes."
+
+# Sub-types AttributeTypesSelector may list per type, with the most allowed. The model's doc
+# spells the mailing address "MaillingAddress"; both spellings are accepted (spec §5.1).
+SELECTOR_TYPES: dict[str, tuple[frozenset[str], int]] = {
+    "Address": (
+        frozenset(
+            {"Address", "BusinessAddress", "MailingAddress", "MaillingAddress", "ShippingAddress"}
+        ),
+        4,
+    ),
+    "PhoneNumber": (frozenset({"PhoneNumber", "HomePhoneNumber", "MobilePhoneNumber"}), 4),
+    "EmailAddress": (
+        frozenset({"EmailAddress", "BusinessEmailAddress", "PersonalEmailAddress"}),
+        3,
+    ),
+}
+MATCHING_MODELS = ("ONE_TO_ONE", "MANY_TO_MANY")
+CONFLICT_MODELS = ("RECENCY", "SOURCE")
+
+
+def validate_rule_based_matching(config: dict[str, Any] | None) -> None:
+    """Raise BadRequest naming the first problem of a RuleBasedMatching configuration."""
+    if config is None:
+        return
+    rules = config.get("MatchingRules") or []
+    if len(rules) > MAX_LEVELS:
+        raise BadRequest(
+            f"RuleBasedMatching.MatchingRules has {len(rules)} levels; at most {MAX_LEVELS} "
+            "are allowed."
+        )
+    for level, rule in enumerate(rules, start=1):
+        attributes = list((rule or {}).get("Rule") or [])
+        where = f"RuleBasedMatching.MatchingRules level {level}"
+        if not attributes:
+            raise BadRequest(f"{where} names no attribute.")
+        if len(attributes) > MAX_ATTRIBUTES:
+            raise BadRequest(
+                f"{where} has {len(attributes)} attributes; at most {MAX_ATTRIBUTES} are allowed."
+            )
+        for attribute in attributes:
+            custom = attribute.startswith(CUSTOM_PREFIX) and len(attribute) > len(CUSTOM_PREFIX)
+            if attribute not in RULE_ATTRIBUTES and not custom:
+                raise BadRequest(
+                    f"{where} names the unknown attribute {attribute}; allowed are "
+                    f"{', '.join(sorted(RULE_ATTRIBUTES))} and Attributes.<name>."
+                )
+        repeated = sorted({a for a in attributes if attributes.count(a) > 1})
+        if repeated:
+            raise BadRequest(f"{where} names {', '.join(repeated)} more than once.")
+    for name in ("MaxAllowedRuleLevelForMatching", "MaxAllowedRuleLevelForMerging"):
+        value = config.get(name)
+        if value is not None and not 1 <= value <= MAX_LEVELS:
+            raise BadRequest(f"RuleBasedMatching.{name} must be between 1 and {MAX_LEVELS}.")
+    _validate_selector(config.get("AttributeTypesSelector"))
+    resolution = config.get("ConflictResolution")
+    if resolution is not None and resolution.get("ConflictResolvingModel") not in CONFLICT_MODELS:
+        raise BadRequest(
+            "RuleBasedMatching.ConflictResolution.ConflictResolvingModel must be RECENCY or SOURCE."
+        )
+
+
+def _validate_selector(selector: dict[str, Any] | None) -> None:
+    if selector is None:
+        return
+    where = "RuleBasedMatching.AttributeTypesSelector"
+    if selector.get("AttributeMatchingModel") not in MATCHING_MODELS:
+        raise BadRequest(f"{where}.AttributeMatchingModel must be ONE_TO_ONE or MANY_TO_MANY.")
+    for type_name, (allowed, most) in SELECTOR_TYPES.items():
+        chosen = selector.get(type_name)
+        if chosen is None:
+            continue
+        if not 1 <= len(chosen) <= most:
+            raise BadRequest(f"{where}.{type_name} must list between 1 and {most} types.")
+        for sub_type in chosen:
+            if sub_type not in allowed:
+                raise BadRequest(
+                    f"{where}.{type_name} cannot list {sub_type}; it takes "
+                    f"{', '.join(sorted(allowed - {'MaillingAddress'}))}."
+                )

@@ -1,0 +1,707 @@
+"""Rules for merging profiles (MergeProfiles, spec §5.3) and undoing a merge.
+
+A merge unions the standard fields into the main profile (main wins on conflict unless
+FieldSourceProfileIds names a profile, whose value is taken even if empty), moves every key and
+object of the merged profiles to the main profile and leaves each merged profile's row in place
+with `merged_into` set, so its id keeps resolving (search `_profileId`, PutProfileObject keys,
+BatchGetProfile — spec §1.6 "After a merge"). Unlike the cloud service a merge can be undone:
+every merge writes a `merge_log` row holding, sealed, the before-images of every profile involved
+and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
+main profile after the merge, which stays there and is listed in the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.service import register_domain_table
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.identity.models import (
+    KeptKey,
+    KeptObject,
+    MergeRecord,
+    MovedKey,
+    MovedObject,
+    UndoResult,
+)
+from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.profiles.service import (
+    DERIVED_ORIGIN,
+    KEY_TABLE,
+    PROFILE_TABLE,
+    _key_record_id,
+    save_profile,
+)
+from openprofiles.store.schema import merge_log, profile, profile_key, profile_object
+
+MERGE_TABLE = "merge_log"
+# Origin of a derived key (`_profileId`, `_email`, ...) of a merged profile once it sits on the
+# main profile: not "profile", or recomputing the main profile's derived keys would drop it and
+# the merged-away id would stop resolving.
+MERGED_ORIGIN = "merge"
+MAX_MERGED_PROFILES = 20
+
+register_domain_table(merge_log)
+
+_INSERT_KEYS = {
+    "sqlite": sqlite_insert(profile_key).on_conflict_do_nothing(),
+    "postgresql": pg_insert(profile_key).on_conflict_do_nothing(),
+}
+
+
+# ---------------------------------------------------------------------------- merging
+
+
+def merge_profiles(
+    tx: Tx,
+    *,
+    domain_name: str,
+    main_profile_id: str,
+    profile_ids: Sequence[str],
+    field_sources: dict[str, Any] | None = None,
+) -> MergeRecord:
+    """Merge `profile_ids` into `main_profile_id`; returns the merge-log record."""
+    cipher = tx.cipher(domain_name)
+    merged_ids = list(dict.fromkeys(profile_ids))
+    if not 1 <= len(merged_ids) <= MAX_MERGED_PROFILES:
+        raise BadRequest(
+            f"ProfileIdsToBeMerged must name between 1 and {MAX_MERGED_PROFILES} profiles; "
+            f"{len(merged_ids)} were given."
+        )
+    if main_profile_id in merged_ids:
+        raise BadRequest(f"The profile {main_profile_id} cannot be merged into itself.")
+    records = _live_profiles(tx, cipher, domain_name, [main_profile_id, *merged_ids])
+    sources = _check_field_sources(field_sources or {}, main_profile_id, merged_ids)
+    main = records[main_profile_id]
+    others = [records[pid] for pid in merged_ids]
+    before = {pid: _image(rec) for pid, rec in records.items()}
+    main_keys_before = _key_pairs(tx, domain_name, main_profile_id)
+
+    _merge_fields(main, others, sources, records)
+    save_profile(tx, domain_name=domain_name, record=main)
+
+    moved_keys = _move_keys(tx, cipher, domain_name, main_profile_id, merged_ids)
+    moved_objects = _move_objects(tx, domain_name, main_profile_id, merged_ids)
+    tx.conn.execute(
+        update(profile)
+        .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(merged_ids))
+        .values(merged_into=main_profile_id, updated_at=tx.now)
+    )
+
+    merge_id = uuid.uuid4().hex
+    payload = {
+        "field_sources": sources,
+        "profiles": before,
+        "main_after": main.sealed_payload(),
+        "main_keys": [[name, digest.hex()] for name, digest in sorted(main_keys_before)],
+        "keys": moved_keys,
+        "objects": moved_objects,
+    }
+    tx.conn.execute(
+        merge_log.insert().values(
+            domain_name=domain_name,
+            merge_id=merge_id,
+            main_profile_id=main_profile_id,
+            merged_profile_ids=merged_ids,
+            sealed=cipher.seal_record(MERGE_TABLE, merge_id, payload),
+            created_at=tx.now,
+            undone_at=None,
+            undo_sealed=None,
+        )
+    )
+    return _details(
+        MergeRecord(
+            merge_id=merge_id,
+            domain_name=domain_name,
+            main_profile_id=main_profile_id,
+            merged_profile_ids=tuple(merged_ids),
+            created_at=tx.now,
+        ),
+        payload,
+        None,
+    )
+
+
+def _live_profiles(
+    tx: Tx, cipher: DomainCipher, domain_name: str, profile_ids: list[str]
+) -> dict[str, ProfileRecord]:
+    rows = {
+        row.profile_id: row
+        for row in tx.conn.execute(
+            select(profile).where(
+                profile.c.domain_name == domain_name, profile.c.profile_id.in_(profile_ids)
+            )
+        )
+    }
+    out: dict[str, ProfileRecord] = {}
+    for pid in profile_ids:
+        row = rows.get(pid)
+        if row is None:
+            raise NotFound(f"The profile {pid} does not exist in domain {domain_name}.")
+        if row.merged_into is not None:
+            raise BadRequest(
+                f"The profile {pid} was already merged into {row.merged_into}; "
+                "use that profile's id instead."
+            )
+        payload = cipher.open_record(PROFILE_TABLE, pid, bytes(row.sealed))
+        out[pid] = ProfileRecord(
+            profile_id=pid,
+            fields=payload["fields"],
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            manual_fields=set(payload.get("manual", ())),
+            field_sources=dict(payload.get("sources", {})),
+        )
+    return out
+
+
+def _check_field_sources(
+    given: dict[str, Any], main_profile_id: str, merged_ids: list[str]
+) -> dict[str, Any]:
+    """FieldSourceProfileIds as {field: profile id, "Attributes": {key: profile id}}, checked
+    to name only profiles taking part in the merge."""
+    allowed = {main_profile_id, *merged_ids}
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in PROFILE_FIELDS:
+            raise BadRequest(f"FieldSourceProfileIds names an unknown field {name}.")
+        if name == "Attributes":
+            if not isinstance(value, dict):
+                raise BadRequest("FieldSourceProfileIds.Attributes must map keys to profile ids.")
+            for key, pid in value.items():
+                if pid not in allowed:
+                    raise BadRequest(
+                        f"FieldSourceProfileIds.Attributes.{key} names the profile {pid}, "
+                        "which is not part of this merge."
+                    )
+            out[name] = dict(value)
+        elif value not in allowed:
+            raise BadRequest(
+                f"FieldSourceProfileIds.{name} names the profile {value}, "
+                "which is not part of this merge."
+            )
+        else:
+            out[name] = value
+    return out
+
+
+def _merge_fields(
+    main: ProfileRecord,
+    others: list[ProfileRecord],
+    sources: dict[str, Any],
+    records: dict[str, ProfileRecord],
+) -> None:
+    """Union the standard fields into `main` in place (spec §5.3): a field the main profile
+    lacks comes from the first merged profile that has it; on conflict the main value stays,
+    unless FieldSourceProfileIds names a profile, whose value is taken even when empty.
+    Attributes are merged key by key; addresses as a whole (the API names them as a whole)."""
+    for name in PROFILE_FIELDS:
+        if name == "Attributes":
+            continue
+        chosen = sources.get(name)
+        if chosen is not None:
+            _take(main, records[chosen], name)
+        elif name not in main.fields:
+            donor = next((o for o in others if name in o.fields), None)
+            if donor is not None:
+                _take(main, donor, name)
+    attribute_sources: dict[str, str] = sources.get("Attributes", {})
+    keys = dict.fromkeys(
+        [*main.fields.get("Attributes", {}), *attribute_sources]
+        + [k for o in others for k in o.fields.get("Attributes", {})]
+    )
+    for key in keys:
+        chosen = attribute_sources.get(key)
+        if chosen is not None:
+            _take_attribute(main, records[chosen], key)
+        elif key not in main.fields.get("Attributes", {}):
+            donor = next((o for o in others if key in o.fields.get("Attributes", {})), None)
+            if donor is not None:
+                _take_attribute(main, donor, key)
+
+
+def _take(main: ProfileRecord, donor: ProfileRecord, name: str) -> None:
+    if donor is main:
+        return
+    value = donor.fields.get(name)
+    if value in (None, "", {}):
+        main.fields.pop(name, None)
+    else:
+        main.fields[name] = value
+    _take_paths(main, donor, lambda path: path == name or path.startswith(name + "."))
+
+
+def _take_attribute(main: ProfileRecord, donor: ProfileRecord, key: str) -> None:
+    if donor is main:
+        return
+    attributes = dict(main.fields.get("Attributes", {}))
+    value = donor.fields.get("Attributes", {}).get(key)
+    if value in (None, ""):
+        attributes.pop(key, None)
+    else:
+        attributes[key] = value
+    if attributes:
+        main.fields["Attributes"] = attributes
+    else:
+        main.fields.pop("Attributes", None)
+    path = f"Attributes.{key}"
+    _take_paths(main, donor, lambda p: p == path)
+
+
+def _take_paths(main: ProfileRecord, donor: ProfileRecord, covers: Any) -> None:
+    """Whether a field was set by a person, and by which object type, follows its value."""
+    main.manual_fields = {p for p in main.manual_fields if not covers(p)}
+    main.manual_fields |= {p for p in donor.manual_fields if covers(p)}
+    main.field_sources = {p: s for p, s in main.field_sources.items() if not covers(p)}
+    main.field_sources.update({p: s for p, s in donor.field_sources.items() if covers(p)})
+
+
+def _image(record: ProfileRecord) -> dict[str, Any]:
+    return {
+        # A copy: merging changes the main record's fields in place.
+        "payload": copy.deepcopy(record.sealed_payload()),
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def _key_pairs(tx: Tx, domain_name: str, profile_id: str) -> set[tuple[str, bytes]]:
+    return {
+        (r.key_name, bytes(r.digest))
+        for r in tx.conn.execute(
+            select(profile_key.c.key_name, profile_key.c.digest).where(
+                profile_key.c.domain_name == domain_name, profile_key.c.profile_id == profile_id
+            )
+        )
+    }
+
+
+def _key_row(
+    cipher: DomainCipher,
+    domain_name: str,
+    profile_id: str,
+    key_name: str,
+    digest: bytes,
+    origin: str,
+    value: str,
+) -> dict[str, Any]:
+    # A key's value is sealed bound to its profile, so a moved key is sealed again.
+    return {
+        "domain_name": domain_name,
+        "key_name": key_name,
+        "digest": digest,
+        "profile_id": profile_id,
+        "origin": origin,
+        "value_sealed": cipher.seal_record(
+            KEY_TABLE, _key_record_id(profile_id, key_name, digest), {"value": value}
+        ),
+    }
+
+
+def _move_keys(
+    tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, merged_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Move every key row of the merged profiles to the main profile; returns what moved, and
+    for each whether the main profile got a new row (False: it had that value already)."""
+    present = _key_pairs(tx, domain_name, main_id)
+    rows = list(
+        tx.conn.execute(
+            select(profile_key).where(
+                profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(merged_ids)
+            )
+        )
+    )
+    moved: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: (merged_ids.index(r.profile_id), r.key_name)):
+        digest = bytes(row.digest)
+        value = cipher.open_record(
+            KEY_TABLE, _key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
+        )["value"]
+        origin = MERGED_ORIGIN if row.origin == DERIVED_ORIGIN else row.origin
+        inserted = (row.key_name, digest) not in present
+        if inserted:
+            present.add((row.key_name, digest))
+            inserts.append(
+                _key_row(cipher, domain_name, main_id, row.key_name, digest, origin, value)
+            )
+        moved.append(
+            {
+                "from": row.profile_id,
+                "key_name": row.key_name,
+                "digest": digest.hex(),
+                "origin": row.origin,
+                "value": value,
+                "inserted": inserted,
+            }
+        )
+    if inserts:
+        tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], inserts)
+    tx.conn.execute(
+        delete(profile_key).where(
+            profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(merged_ids)
+        )
+    )
+    return moved
+
+
+def _move_objects(
+    tx: Tx, domain_name: str, main_id: str, merged_ids: list[str]
+) -> list[dict[str, Any]]:
+    condition = and_(
+        profile_object.c.domain_name == domain_name, profile_object.c.profile_id.in_(merged_ids)
+    )
+    rows = list(
+        tx.conn.execute(
+            select(
+                profile_object.c.profile_id,
+                profile_object.c.object_type_name,
+                profile_object.c.unique_digest,
+            ).where(condition)
+        )
+    )
+    tx.conn.execute(update(profile_object).where(condition).values(profile_id=main_id))
+    return [
+        {
+            "from": r.profile_id,
+            "type": r.object_type_name,
+            "unique_digest": bytes(r.unique_digest).hex(),
+        }
+        for r in sorted(rows, key=lambda r: (r.profile_id, r.object_type_name, r.unique_digest))
+    ]
+
+
+# ---------------------------------------------------------------------------- the merge log
+
+
+def list_merges(
+    tx: Tx, *, domain_name: str, profile_id: str | None = None, limit: int = 100
+) -> list[MergeRecord]:
+    """The domain's merges, newest first (optionally only those into `profile_id`)."""
+    tx.cipher(domain_name)  # NotFound for an unknown domain
+    query = (
+        select(merge_log)
+        .where(merge_log.c.domain_name == domain_name)
+        .order_by(merge_log.c.created_at.desc(), merge_log.c.merge_id)
+        .limit(limit)
+    )
+    if profile_id is not None:
+        query = query.where(merge_log.c.main_profile_id == profile_id)
+    return [_record(row) for row in tx.conn.execute(query)]
+
+
+def get_merge(tx: Tx, *, domain_name: str, merge_id: str) -> MergeRecord:
+    """One merge with what came from where (opened from the sealed log)."""
+    cipher = tx.cipher(domain_name)
+    row = _log_row(tx, domain_name, merge_id)
+    undo = None
+    if row.undo_sealed is not None:
+        undo = cipher.open_record(MERGE_TABLE, f"{merge_id}/undo", bytes(row.undo_sealed))
+    return _details(_record(row), _open_log(cipher, row), undo)
+
+
+def _log_row(tx: Tx, domain_name: str, merge_id: str) -> Any:
+    row = tx.conn.execute(
+        select(merge_log).where(
+            merge_log.c.domain_name == domain_name, merge_log.c.merge_id == merge_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"The merge {merge_id} does not exist in domain {domain_name}.")
+    return row
+
+
+def _open_log(cipher: DomainCipher, row: Any) -> dict[str, Any]:
+    return cipher.open_record(MERGE_TABLE, row.merge_id, bytes(row.sealed))
+
+
+def _record(row: Any) -> MergeRecord:
+    return MergeRecord(
+        merge_id=row.merge_id,
+        domain_name=row.domain_name,
+        main_profile_id=row.main_profile_id,
+        merged_profile_ids=tuple(row.merged_profile_ids),
+        created_at=row.created_at,
+        undone_at=row.undone_at,
+    )
+
+
+def _details(
+    record: MergeRecord, payload: dict[str, Any], undo: dict[str, Any] | None
+) -> MergeRecord:
+    flat: dict[str, str] = {}
+    for name, value in payload["field_sources"].items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    record.field_sources = flat
+    record.moved_keys = tuple(
+        MovedKey(k["from"], k["key_name"], k["value"]) for k in payload["keys"]
+    )
+    record.moved_objects = tuple(
+        MovedObject(o["from"], o["type"], o["unique_digest"]) for o in payload["objects"]
+    )
+    if undo is not None:
+        record.undo = _undo_from_dict(record.merge_id, undo)
+    return record
+
+
+# ---------------------------------------------------------------------------- undoing
+
+
+def undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
+    """Restore the merged profiles, their fields, keys and objects as they were before the
+    merge. Data that arrived on the main profile after the merge stays there (listed in the
+    result), and main-profile fields changed since the merge keep their later value."""
+    cipher = tx.cipher(domain_name)
+    row = _log_row(tx, domain_name, merge_id)
+    if row.undone_at is not None:
+        raise BadRequest(f"The merge {merge_id} was already undone.")
+    payload = _open_log(cipher, row)
+    main_id: str = row.main_profile_id
+    merged_ids: list[str] = list(row.merged_profile_ids)
+    current = {
+        r.profile_id: r
+        for r in tx.conn.execute(
+            select(profile).where(
+                profile.c.domain_name == domain_name,
+                profile.c.profile_id.in_([main_id, *merged_ids]),
+            )
+        )
+    }
+    main_row = current.get(main_id)
+    if main_row is None:
+        raise BadRequest(f"The main profile {main_id} was deleted since the merge.")
+    if main_row.merged_into is not None:
+        raise BadRequest(
+            f"The main profile {main_id} was merged into {main_row.merged_into} since; "
+            "undo that merge first."
+        )
+    for pid in merged_ids:
+        if pid not in current or current[pid].merged_into != main_id:
+            raise BadRequest(f"The profile {pid} is no longer merged into {main_id}.")
+
+    # The merged profiles come back as they were, with their derived keys recomputed.
+    tx.conn.execute(
+        update(profile)
+        .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(merged_ids))
+        .values(merged_into=None)
+    )
+    for pid in merged_ids:
+        image = payload["profiles"][pid]
+        save_profile(
+            tx,
+            domain_name=domain_name,
+            record=_from_image(pid, image, version=current[pid].version),
+        )
+
+    # Keys go back to their profiles; those the merge added to the main profile leave it.
+    keys_back = 0
+    restore: list[dict[str, Any]] = []
+    for key in payload["keys"]:
+        digest = bytes.fromhex(key["digest"])
+        if key["inserted"]:
+            tx.conn.execute(
+                delete(profile_key).where(
+                    profile_key.c.domain_name == domain_name,
+                    profile_key.c.profile_id == main_id,
+                    profile_key.c.key_name == key["key_name"],
+                    profile_key.c.digest == digest,
+                )
+            )
+        keys_back += 1
+        if key["origin"] != DERIVED_ORIGIN:
+            restore.append(
+                _key_row(
+                    cipher,
+                    domain_name,
+                    key["from"],
+                    key["key_name"],
+                    digest,
+                    key["origin"],
+                    key["value"],
+                )
+            )
+    if restore:
+        tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], restore)
+
+    # Objects go back if they are still on the main profile.
+    objects_back = 0
+    missing: list[KeptObject] = []
+    moved_pairs: set[tuple[str, str]] = set()
+    for obj in payload["objects"]:
+        moved_pairs.add((obj["type"], obj["unique_digest"]))
+        back = tx.conn.execute(
+            update(profile_object)
+            .where(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == obj["type"],
+                profile_object.c.unique_digest == bytes.fromhex(obj["unique_digest"]),
+                profile_object.c.profile_id == main_id,
+            )
+            .values(profile_id=obj["from"])
+        )
+        if back.rowcount:
+            objects_back += 1
+        else:
+            missing.append(KeptObject(obj["type"], obj["unique_digest"]))
+    kept_objects = [
+        KeptObject(r.object_type_name, bytes(r.unique_digest).hex())
+        for r in tx.conn.execute(
+            select(profile_object.c.object_type_name, profile_object.c.unique_digest)
+            .where(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.profile_id == main_id,
+                profile_object.c.created_at > row.created_at,
+            )
+            .order_by(profile_object.c.object_type_name, profile_object.c.unique_digest)
+        )
+    ]
+
+    kept_fields = _restore_main_fields(tx, cipher, domain_name, main_row, payload)
+    kept_keys = _keys_added_since(tx, cipher, domain_name, main_id, payload)
+
+    result = UndoResult(
+        merge_id=merge_id,
+        main_profile_id=main_id,
+        restored_profile_ids=tuple(merged_ids),
+        objects_moved_back=objects_back,
+        keys_moved_back=keys_back,
+        kept_objects=tuple(kept_objects),
+        kept_keys=tuple(kept_keys),
+        kept_fields=tuple(kept_fields),
+        missing_objects=tuple(missing),
+    )
+    tx.conn.execute(
+        update(merge_log)
+        .where(merge_log.c.domain_name == domain_name, merge_log.c.merge_id == merge_id)
+        .values(
+            undone_at=tx.now,
+            undo_sealed=cipher.seal_record(MERGE_TABLE, f"{merge_id}/undo", _undo_to_dict(result)),
+        )
+    )
+    return result
+
+
+def _from_image(profile_id: str, image: dict[str, Any], *, version: int) -> ProfileRecord:
+    payload = image["payload"]
+    return ProfileRecord(
+        profile_id=profile_id,
+        fields=payload["fields"],
+        version=version,
+        created_at=datetime.fromisoformat(image["created_at"]),
+        updated_at=datetime.fromisoformat(image["updated_at"]),
+        manual_fields=set(payload.get("manual", ())),
+        field_sources=dict(payload.get("sources", {})),
+    )
+
+
+def _restore_main_fields(
+    tx: Tx, cipher: DomainCipher, domain_name: str, main_row: Any, payload: dict[str, Any]
+) -> list[str]:
+    """Revert what the merge changed on the main profile, field by field (Attributes key by
+    key), unless the field changed again after the merge; returns those kept fields."""
+    main_id = main_row.profile_id
+    before = _from_image(main_id, payload["profiles"][main_id], version=0)
+    after = _from_image(
+        main_id, {**payload["profiles"][main_id], "payload": payload["main_after"]}, version=0
+    )
+    now_payload = cipher.open_record(PROFILE_TABLE, main_id, bytes(main_row.sealed))
+    now = _from_image(
+        main_id,
+        {
+            "payload": now_payload,
+            "created_at": main_row.created_at.isoformat(),
+            "updated_at": main_row.updated_at.isoformat(),
+        },
+        version=main_row.version,
+    )
+    kept: list[str] = []
+    for name in PROFILE_FIELDS:
+        if name == "Attributes":
+            continue
+        if before.fields.get(name) == after.fields.get(name):
+            continue
+        if now.fields.get(name) != after.fields.get(name):
+            kept.append(name)
+            continue
+        _take(now, before, name)
+    attribute_keys = dict.fromkeys(
+        [*before.fields.get("Attributes", {}), *after.fields.get("Attributes", {})]
+    )
+    for key in attribute_keys:
+        was = before.fields.get("Attributes", {}).get(key)
+        merged = after.fields.get("Attributes", {}).get(key)
+        if was == merged:
+            continue
+        if now.fields.get("Attributes", {}).get(key) != merged:
+            kept.append(f"Attributes.{key}")
+            continue
+        _take_attribute(now, before, key)
+    save_profile(tx, domain_name=domain_name, record=now)
+    return kept
+
+
+def _keys_added_since(
+    tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, payload: dict[str, Any]
+) -> list[KeptKey]:
+    """Key values on the main profile that it had neither before the merge nor from it."""
+    known = {(name, bytes.fromhex(d)) for name, d in payload["main_keys"]}
+    known |= {(k["key_name"], bytes.fromhex(k["digest"])) for k in payload["keys"]}
+    kept: list[KeptKey] = []
+    for row in tx.conn.execute(
+        select(profile_key).where(
+            profile_key.c.domain_name == domain_name,
+            profile_key.c.profile_id == main_id,
+            profile_key.c.origin != DERIVED_ORIGIN,
+        )
+    ):
+        digest = bytes(row.digest)
+        if (row.key_name, digest) in known:
+            continue
+        value = cipher.open_record(
+            KEY_TABLE, _key_record_id(main_id, row.key_name, digest), bytes(row.value_sealed)
+        )["value"]
+        kept.append(KeptKey(row.key_name, value))
+    return sorted(kept, key=lambda k: (k.key_name, k.value))
+
+
+def _undo_to_dict(result: UndoResult) -> dict[str, Any]:
+    return {
+        "main": result.main_profile_id,
+        "restored": list(result.restored_profile_ids),
+        "objects_back": result.objects_moved_back,
+        "keys_back": result.keys_moved_back,
+        "kept_objects": [[o.object_type_name, o.unique_key] for o in result.kept_objects],
+        "kept_keys": [[k.key_name, k.value] for k in result.kept_keys],
+        "kept_fields": list(result.kept_fields),
+        "missing_objects": [[o.object_type_name, o.unique_key] for o in result.missing_objects],
+    }
+
+
+def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
+    return UndoResult(
+        merge_id=merge_id,
+        main_profile_id=data["main"],
+        restored_profile_ids=tuple(data["restored"]),
+        objects_moved_back=data["objects_back"],
+        keys_moved_back=data["keys_back"],
+        kept_objects=tuple(KeptObject(t, u) for t, u in data["kept_objects"]),
+        kept_keys=tuple(KeptKey(n, v) for n, v in data["kept_keys"]),
+        kept_fields=tuple(data["kept_fields"]),
+        missing_objects=tuple(KeptObject(t, u) for t, u in data["missing_objects"]),
+    )

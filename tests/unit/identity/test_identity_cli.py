@@ -1,0 +1,65 @@
+"""`openprofiles merges list|show|undo` against a real database (both backends)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from click.testing import CliRunner
+
+from openprofiles.cli import main
+from openprofiles.identity import service
+
+from .conftest import fields_of, ingest, new_profile
+
+
+def run(settings: Any, *args: str) -> Any:
+    storage = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        storage += ["--database-url", settings.database_url]
+    return CliRunner().invoke(main, ["merges", args[0], *storage, *args[1:]])
+
+
+def test_list_show_and_undo(settings, services, domain):
+    first = ingest(services, {"id": "c1", "email": "ada@example.com", "first": "Ada"})
+    second = ingest(services, {"id": "c2", "email": "ada@work.example"})
+    main_id, other = first.profile_id, second.profile_id
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main_id, profile_ids=[other]
+        ).merge_id
+    later = ingest(services, {"id": "c3", "email": "ada@work.example"})
+
+    listed = run(settings, "list", "--domain", "ident", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [m["MergeId"] for m in json.loads(listed.output)] == [merge_id]
+    text = run(settings, "list", "--domain", "ident")
+    assert f"{main_id} <- {other}" in text.output
+
+    shown = run(settings, "show", "--domain", "ident", "--json", merge_id)
+    assert shown.exit_code == 0, shown.output
+    detail = json.loads(shown.output)
+    assert {"From": other, "KeyName": "crmId", "Value": "c2"} in detail["MovedKeys"]
+    assert detail["MovedObjects"][0]["ProfileObjectUniqueKey"] == second.profile_object_unique_key
+
+    undone = run(settings, "undo", "--domain", "ident", merge_id)
+    assert undone.exit_code == 0, undone.output
+    assert f"Restored {other}" in undone.output
+    assert f"object Crm/{later.profile_object_unique_key}" in undone.output
+    assert fields_of(services, other) == {"EmailAddress": "ada@work.example"}
+
+    again = run(settings, "undo", "--domain", "ident", merge_id)
+    assert again.exit_code != 0
+    assert "already undone" in again.output
+    shown = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
+    assert shown["Undo"]["KeptObjects"] == [
+        {"ObjectTypeName": "Crm", "ProfileObjectUniqueKey": later.profile_object_unique_key}
+    ]
+
+
+def test_unknown_merge_and_domain(settings, services, domain):
+    new_profile(services, FirstName="Jane")
+    missing = run(settings, "undo", "--domain", "ident", "0" * 32)
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+    nodomain = run(settings, "list", "--domain", "nowhere")
+    assert nodomain.exit_code != 0

@@ -1,0 +1,193 @@
+"""Undoing a merge on real databases (SQLite and PostgreSQL): the merged profiles, their fields,
+keys and objects come back; data that arrived on the main profile after the merge stays there
+and the result says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.identity import service
+from openprofiles.objects.service import list_profile_objects
+from openprofiles.profiles import service as profiles
+
+from .conftest import fields_of, ingest, new_profile, search
+
+
+def merge(services: Any, main: str, ids: list[str], sources: Any = None) -> str:
+    with services.write() as tx:
+        return service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main, profile_ids=ids, field_sources=sources
+        ).merge_id
+
+
+def undo(services: Any, merge_id: str) -> service.UndoResult:
+    with services.write() as tx:
+        return service.undo_merge(tx, domain_name="ident", merge_id=merge_id)
+
+
+def objects_of(services: Any, profile_id: str) -> list[str]:
+    with services.read() as tx:
+        items, _ = list_profile_objects(
+            tx, domain_name="ident", object_type_name="Crm", profile_id=profile_id, limit=100
+        )
+    return sorted(item.unique_key for item in items)
+
+
+def keys_of(services: Any, profile_id: str) -> dict[str, list[str]]:
+    with services.read() as tx:
+        return profiles.profile_keys(tx, domain_name="ident", profile_id=profile_id)
+
+
+def test_undo_restores_profiles_fields_keys_and_objects(services, domain):
+    first = ingest(services, {"id": "c1", "email": "ada@example.com", "first": "Ada"})
+    second = ingest(services, {"id": "c2", "email": "ada@work.example"})
+    main, other = first.profile_id, second.profile_id
+    with services.write() as tx:
+        profiles.update_profile(
+            tx,
+            domain_name="ident",
+            profile_id=other,
+            changes={"LastName": "Lovelace", "Attributes": {"Tier": "gold"}},
+        )
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=other, key_name="loyalty", values=["L-7"]
+        )
+    main_before, other_before = fields_of(services, main), fields_of(services, other)
+    main_keys, other_keys = keys_of(services, main), keys_of(services, other)
+    merge_id = merge(services, main, [other], {"EmailAddress": other})
+    assert fields_of(services, main)["EmailAddress"] == "ada@work.example"
+
+    result = undo(services, merge_id)
+
+    assert result.restored_profile_ids == (other,)
+    assert result.objects_moved_back == 1
+    assert result.kept_objects == () and result.kept_keys == () and result.kept_fields == ()
+    assert fields_of(services, main) == main_before
+    assert fields_of(services, other) == other_before
+    assert keys_of(services, main) == main_keys
+    assert keys_of(services, other) == other_keys
+    assert objects_of(services, main) == [first.profile_object_unique_key]
+    assert objects_of(services, other) == [second.profile_object_unique_key]
+    assert search(services, "_profileId", other) == [other]
+    assert search(services, "_email", "ada@work.example") == [other]
+    assert search(services, "loyalty", "L-7") == [other]
+    # The restored profile's protection of manually set fields is back too.
+    with services.read() as tx:
+        record = profiles.get_profile(tx, domain_name="ident", profile_id=other)
+    assert record.manual_fields == {"LastName", "Attributes.Tier"}
+    with services.read() as tx:
+        shown = service.get_merge(tx, domain_name="ident", merge_id=merge_id)
+    assert shown.undone_at is not None
+    assert shown.undo is not None and shown.undo.objects_moved_back == 1
+
+
+def test_data_arriving_after_the_merge_stays_on_the_main_profile(services, domain):
+    first = ingest(services, {"id": "c1", "email": "ada@example.com", "first": "Ada"})
+    second = ingest(services, {"id": "c2", "email": "ada@work.example"})
+    main, other = first.profile_id, second.profile_id
+    merge_id = merge(services, main, [other])
+    later = ingest(services, {"id": "c3", "email": "ada@work.example"})
+    assert later.profile_id == main
+    with services.write() as tx:
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=main, key_name="loyalty", values=["L-9"]
+        )
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"FirstName": "Adeline"}
+        )
+
+    result = undo(services, merge_id)
+
+    assert [(o.object_type_name, o.unique_key) for o in result.kept_objects] == [
+        ("Crm", later.profile_object_unique_key)
+    ]
+    assert ("loyalty", "L-9") in {(k.key_name, k.value) for k in result.kept_keys}
+    assert ("crmId", "c3") in {(k.key_name, k.value) for k in result.kept_keys}
+    assert objects_of(services, main) == sorted(
+        [first.profile_object_unique_key, later.profile_object_unique_key]
+    )
+    assert objects_of(services, other) == [second.profile_object_unique_key]
+    assert fields_of(services, main)["FirstName"] == "Adeline"
+    assert search(services, "crmId", "c3") == [main]
+    assert search(services, "crmId", "c2") == [other]
+
+
+def test_a_main_field_changed_after_the_merge_keeps_its_later_value(services, domain):
+    main = new_profile(services, FirstName="Jane")
+    other = new_profile(services, LastName="Doe", MiddleName="Q")
+    merge_id = merge(services, main, [other])
+    with services.write() as tx:
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"LastName": "Smith"}
+        )
+    result = undo(services, merge_id)
+    assert result.kept_fields == ("LastName",)
+    assert fields_of(services, main) == {"FirstName": "Jane", "LastName": "Smith"}
+    assert fields_of(services, other) == {"LastName": "Doe", "MiddleName": "Q"}
+
+
+def test_an_object_deleted_since_is_reported_missing(services, domain):
+    first = ingest(services, {"id": "c1", "email": "ada@example.com"})
+    second = ingest(services, {"id": "c2", "email": "ada@work.example"})
+    merge_id = merge(services, first.profile_id, [second.profile_id])
+    with services.write() as tx:
+        from openprofiles.objects.service import delete_profile_object
+
+        delete_profile_object(
+            tx,
+            domain_name="ident",
+            object_type_name="Crm",
+            profile_id=first.profile_id,
+            unique_key=second.profile_object_unique_key,
+        )
+    result = undo(services, merge_id)
+    assert [o.unique_key for o in result.missing_objects] == [second.profile_object_unique_key]
+    assert result.objects_moved_back == 0
+
+
+def test_undo_twice_is_refused(services, domain):
+    main = new_profile(services, FirstName="Jane")
+    merge_id = merge(services, main, [new_profile(services, FirstName="Jorge")])
+    undo(services, merge_id)
+    with pytest.raises(BadRequest, match="already undone"):
+        undo(services, merge_id)
+
+
+def test_unknown_merge_is_not_found(services, domain):
+    with pytest.raises(NotFound, match="merge"):
+        undo(services, "f" * 32)
+
+
+def test_undo_waits_for_a_later_merge_of_the_main_profile(services, domain):
+    a = new_profile(services, FirstName="A")
+    b = new_profile(services, FirstName="B")
+    c = new_profile(services, FirstName="C")
+    first = merge(services, b, [c])
+    second = merge(services, a, [b])
+    with pytest.raises(BadRequest, match="undo that merge first"):
+        undo(services, first)
+    undo(services, second)
+    undo(services, first)
+    assert [fields_of(services, p)["FirstName"] for p in (a, b, c)] == ["A", "B", "C"]
+    assert search(services, "_profileId", c) == [c]
+
+
+def test_undo_after_the_main_profile_was_deleted_is_refused(services, domain):
+    main = new_profile(services, FirstName="Jane")
+    merge_id = merge(services, main, [new_profile(services, FirstName="Jorge")])
+    with services.write() as tx:
+        profiles.delete_profile(tx, domain_name="ident", profile_id=main)
+    with pytest.raises(BadRequest, match="deleted"):
+        undo(services, merge_id)
+
+
+def test_merges_are_listed_newest_first(services, domain):
+    main = new_profile(services, FirstName="Jane")
+    one = merge(services, main, [new_profile(services, FirstName="x")])
+    two = merge(services, main, [new_profile(services, FirstName="y")])
+    with services.read() as tx:
+        listed = service.list_merges(tx, domain_name="ident")
+    assert [m.merge_id for m in listed] == [two, one]

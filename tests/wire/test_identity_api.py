@@ -1,0 +1,245 @@
+"""MergeProfiles through a real boto3 client against a live server (both backends): the merge,
+merged-away ids resolving through SearchProfiles, PutProfileObject and BatchGetProfile (spec
+§1.6 "After a merge", §5.3), and the error codes of every refusal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+CRM: dict[str, Any] = {
+    "Description": "CRM customers",
+    "AllowProfileCreation": True,
+    "Fields": {
+        "id": {"Source": "_source.id"},
+        "email": {
+            "Source": "_source.email",
+            "Target": "_profile.EmailAddress",
+            "ContentType": "EMAIL_ADDRESS",
+        },
+    },
+    "Keys": {
+        "crmId": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]}],
+        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
+    },
+}
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+@pytest.fixture
+def domain(live_server: Any) -> str:
+    name = f"id-{uuid.uuid4().hex[:10]}"
+    client = live_server.client()
+    client.create_domain(DomainName=name, DefaultExpirationDays=30)
+    client.put_profile_object_type(DomainName=name, ObjectTypeName="Crm", **CRM)
+    return name
+
+
+def _create(client: Any, domain: str, **fields: Any) -> str:
+    return str(client.create_profile(DomainName=domain, **fields)["ProfileId"])
+
+
+def test_spec_example(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    main = _create(client, domain, FirstName="Jane")
+    p1 = _create(client, domain, LastName="Doe")
+    p2 = _create(client, domain, FirstName="Jorge")
+    out = client.merge_profiles(
+        DomainName=domain,
+        MainProfileId=main,
+        ProfileIdsToBeMerged=[p1, p2],
+        FieldSourceProfileIds={"FirstName": p2},
+    )
+    assert out["Message"] == "Success!"
+    got = client.batch_get_profile(DomainName=domain, ProfileIds=[main, p1, p2])
+    assert got["Errors"] == []
+    assert [p["ProfileId"] for p in got["Profiles"]] == [main, main, main]
+    assert got["Profiles"][0]["FirstName"] == "Jorge"
+    assert got["Profiles"][0]["LastName"] == "Doe"
+
+
+def test_merged_ids_and_keys_resolve_to_the_main_profile(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Crm",
+        Object=json.dumps({"id": "c1", "email": "one@example.com"}),
+    )
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Crm",
+        Object=json.dumps({"id": "c2", "email": "two@example.com"}),
+    )
+
+    def find(key: str, value: str) -> list[str]:
+        items = client.search_profiles(DomainName=domain, KeyName=key, Values=[value])["Items"]
+        return [i["ProfileId"] for i in items]
+
+    [main] = find("_email", "one@example.com")
+    [other] = find("_email", "two@example.com")
+    client.merge_profiles(DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=[other])
+
+    assert find("_profileId", other) == [main]
+    assert find("_email", "two@example.com") == [main]
+    listed = client.list_profile_objects(DomainName=domain, ObjectTypeName="Crm", ProfileId=main)
+    assert len(listed["Items"]) == 2
+    # A new object with the merged profile's key lands on the main profile; none is created.
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Crm",
+        Object=json.dumps({"id": "c3", "email": "two@example.com"}),
+    )
+    assert find("crmId", "c3") == [main]
+    assert len(find("_profileId", main)) == 1
+    got = client.batch_get_profile(DomainName=domain, ProfileIds=[other])["Profiles"]
+    assert [p["ProfileId"] for p in got] == [main]
+
+
+def test_refusals(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    main = _create(client, domain, FirstName="Jane")
+    other = _create(client, domain, FirstName="Jorge")
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=[main])
+    assert _code(exc) == "BadRequestException"
+    assert "itself" in exc.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(
+            DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=["0" * 32]
+        )
+    assert _code(exc) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(
+            DomainName=domain,
+            MainProfileId=main,
+            ProfileIdsToBeMerged=[other],
+            FieldSourceProfileIds={"FirstName": "0" * 32},
+        )
+    assert _code(exc) == "BadRequestException"
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(
+            DomainName="no-such-domain", MainProfileId=main, ProfileIdsToBeMerged=[other]
+        )
+    assert _code(exc) == "ResourceNotFoundException"
+
+
+def test_a_profile_of_another_domain_is_not_found(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    elsewhere = f"id-{uuid.uuid4().hex[:10]}"
+    client.create_domain(DomainName=elsewhere, DefaultExpirationDays=30)
+    main = _create(client, domain, FirstName="Jane")
+    foreign = _create(client, elsewhere, FirstName="Jorge")
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=[foreign])
+    assert _code(exc) == "ResourceNotFoundException"
+
+
+def test_more_than_twenty_is_refused_by_the_server(live_server: Any, domain: str) -> None:
+    client = live_server.client(parameter_validation=False)
+    main = _create(client, domain, FirstName="Jane")
+    with pytest.raises(ClientError) as exc:
+        client.merge_profiles(
+            DomainName=domain,
+            MainProfileId=main,
+            ProfileIdsToBeMerged=[uuid.uuid4().hex for _ in range(21)],
+        )
+    assert _code(exc) == "BadRequestException"
+
+
+def test_agents_may_not_merge(live_server: Any, domain: str) -> None:
+    admin = live_server.client()
+    main = _create(admin, domain, FirstName="Jane")
+    other = _create(admin, domain, FirstName="Jorge")
+    with pytest.raises(ClientError) as exc:
+        live_server.client("agent").merge_profiles(
+            DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=[other]
+        )
+    assert _code(exc) == "AccessDeniedException"
+
+
+TF_RULES: dict[str, Any] = {
+    "Enabled": True,
+    "AttributeTypesSelector": {
+        "AttributeMatchingModel": "MANY_TO_MANY",
+        "Address": ["Address"],
+        "EmailAddress": ["EmailAddress", "BusinessEmailAddress"],
+        "PhoneNumber": ["PhoneNumber", "HomePhoneNumber"],
+    },
+    "ConflictResolution": {"ConflictResolvingModel": "RECENCY"},
+    "MatchingRules": [
+        {"Rule": ["Address.City", "Address.Country"]},
+        {"Rule": ["EmailAddress"]},
+        {"Rule": ["PhoneNumber", "Attributes.crmTier"]},
+    ],
+    "MaxAllowedRuleLevelForMatching": 2,
+    "MaxAllowedRuleLevelForMerging": 2,
+}
+
+
+def test_valid_rules_are_accepted(live_server: Any) -> None:
+    client = live_server.client()
+    name = f"id-{uuid.uuid4().hex[:10]}"
+    out = client.create_domain(
+        DomainName=name, DefaultExpirationDays=30, RuleBasedMatching=TF_RULES
+    )
+    assert out["RuleBasedMatching"]["MatchingRules"] == TF_RULES["MatchingRules"]
+    client.update_domain(DomainName=name, RuleBasedMatching={**TF_RULES, "Enabled": False})
+
+
+@pytest.mark.parametrize(
+    ("rules", "named"),
+    [
+        ({"MatchingRules": [{"Rule": ["ShoeSize"]}]}, "unknown attribute ShoeSize"),
+        ({"MatchingRules": [{"Rule": ["BusinessEmailAddress"]}]}, "BusinessEmailAddress"),
+        ({"MatchingRules": [{"Rule": ["Attributes."]}]}, "Attributes."),
+        ({"MatchingRules": [{"Rule": ["LastName", "LastName"]}]}, "more than once"),
+        (
+            {"MatchingRules": [{"Rule": ["LastName"]}] * 16},
+            "15",
+        ),  # the wire layer checks the model's limits first
+        ({"MatchingRules": [{"Rule": [f"Attributes.a{i}" for i in range(16)]}]}, "15"),
+        (
+            {
+                "AttributeTypesSelector": {
+                    "AttributeMatchingModel": "ONE_TO_ONE",
+                    "EmailAddress": ["HomePhoneNumber"],
+                }
+            },
+            "EmailAddress cannot list HomePhoneNumber",
+        ),
+        (
+            {
+                "AttributeTypesSelector": {
+                    "AttributeMatchingModel": "ONE_TO_ONE",
+                    "Address": ["Address", "BusinessAddress", "MailingAddress", "ShippingAddress"]
+                    * 2,
+                }
+            },
+            "4",
+        ),
+        ({"MaxAllowedRuleLevelForMatching": 16}, "MaxAllowedRuleLevelForMatching"),
+    ],
+)
+def test_invalid_rules_are_refused_by_the_server(
+    live_server: Any, rules: dict[str, Any], named: str
+) -> None:
+    client = live_server.client(parameter_validation=False)
+    name = f"id-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(ClientError) as exc:
+        client.create_domain(
+            DomainName=name, DefaultExpirationDays=30, RuleBasedMatching={"Enabled": True, **rules}
+        )
+    assert _code(exc) == "BadRequestException"
+    assert named in exc.value.response["Error"]["Message"]
+    client.create_domain(DomainName=name, DefaultExpirationDays=30)
+    with pytest.raises(ClientError) as exc:
+        client.update_domain(DomainName=name, RuleBasedMatching={"Enabled": True, **rules})
+    assert _code(exc) == "BadRequestException"
+    assert named in exc.value.response["Error"]["Message"]
