@@ -46,7 +46,7 @@ def admin_nav() -> list[tuple[str, str]]:
     return [
         ("/admin/domains", "Domains"),
         ("/admin/enable", "Enable customer profiles"),
-        ("/admin/dlq", "Dead-letter queue"),
+        ("/admin/dlq", "Dead letters"),
         ("/admin/integrations", "Integrations"),
         ("/admin/instances", "Instances"),
         ("/admin/credentials", "API credentials"),

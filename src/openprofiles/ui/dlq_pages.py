@@ -1,0 +1,197 @@
+"""Administrator pages of the dead-letter queue: each domain's rejected records with their reason,
+one record in full, retrying one or all of them, and purging (after a confirmation step).
+
+Everything goes through openprofiles.dlq.service; records are opened with the domain's key only
+to be shown on these pages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from openprofiles.context import Tx
+from openprofiles.dlq import service as dlq
+from openprofiles.dlq.models import DeadLetter
+from openprofiles.domains import service as domains
+from openprofiles.ui.web import UI, form_text
+
+PAGE = 100
+DOMAIN_CHOICES = 100
+CONFIRM_MISSING = "Tick the box to confirm: purged records cannot be brought back."
+
+
+@dataclass(frozen=True)
+class Row:
+    letter: DeadLetter
+    # What happened when the record was forwarded to the domain's SQS queue.
+    sqs_status: str
+
+
+def sqs_status(letter: DeadLetter, queue_url: str | None) -> str:
+    if letter.sink_error:
+        return f"Not sent: {letter.sink_error}"
+    if queue_url:
+        return "Sent"
+    return "No queue (kept here only)"
+
+
+def pretty(object_json: str) -> str:
+    """The record as submitted, indented when it is JSON (shown as it came otherwise)."""
+    try:
+        return json.dumps(json.loads(object_json), indent=2, ensure_ascii=False, sort_keys=True)
+    except ValueError:
+        return object_json
+
+
+def dlq_url(domain_name: str, *parts: str, **query: Any) -> str:
+    url = f"/admin/domains/{quote(domain_name, safe='')}/dlq"
+    for part in parts:
+        url += "/" + quote(part, safe="")
+    given = {k: v for k, v in query.items() if v not in (None, "")}
+    return url + ("?" + urlencode(given) if given else "")
+
+
+def routes(ui: UI) -> list[Route]:
+    @ui.page("admin")
+    async def overview(request: Request) -> Response:
+        def load(tx: Tx) -> list[dict[str, Any]]:
+            records = domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]
+            return [{"name": r.name, "count": dlq.count(tx, domain_name=r.name)} for r in records]
+
+        return ui.render(request, "admin/dlq_overview.html", rows=await ui.read(load))
+
+    @ui.page("admin")
+    async def message_list(request: Request) -> Response:
+        name = request.path_params["name"]
+        after = request.query_params.get("after") or None
+
+        def load(tx: Tx) -> dict[str, Any]:
+            record = domains.get_domain(tx, domain_name=name)
+            letters = dlq.list_messages(tx, domain_name=name, limit=PAGE + 1, after=after)
+            rows = [Row(x, sqs_status(x, record.dead_letter_queue_url)) for x in letters[:PAGE]]
+            return {
+                "record": record,
+                "rows": rows,
+                "total": dlq.count(tx, domain_name=name),
+                "next_after": letters[PAGE - 1].message_id if len(letters) > PAGE else None,
+            }
+
+        query = request.query_params
+        return ui.render(
+            request,
+            "admin/dlq.html",
+            domain=name,
+            retried=_int(query.get("retried")),
+            failed=_int(query.get("failed")),
+            purged=_int(query.get("purged")),
+            **(await ui.read(load)),
+        )
+
+    async def render_message(
+        request: Request, name: str, message_id: str, *, status: int = 200, **extra: Any
+    ) -> Response:
+        def load(tx: Tx) -> dict[str, Any]:
+            record = domains.get_domain(tx, domain_name=name)
+            letter = dlq.get(tx, domain_name=name, message_id=message_id)
+            return {
+                "letter": letter,
+                "sqs_status": sqs_status(letter, record.dead_letter_queue_url),
+                "pretty": pretty(letter.object_json),
+            }
+
+        return ui.render(
+            request,
+            "admin/dlq_message.html",
+            status=status,
+            domain=name,
+            **(await ui.read(load)),
+            **extra,
+        )
+
+    @ui.page("admin")
+    async def message_detail(request: Request) -> Response:
+        name = request.path_params["name"]
+        message_id = request.path_params["message_id"]
+        still_failing = request.query_params.get("retry") == "failed"
+        return await render_message(request, name, message_id, still_failing=still_failing)
+
+    @ui.page("admin")
+    async def retry_one(request: Request) -> Response:
+        name = request.path_params["name"]
+        message_id = request.path_params["message_id"]
+        outcome = await ui.write(
+            lambda tx: dlq.retry(tx, domain_name=name, message_ids=[message_id])
+        )
+        if outcome.succeeded:
+            return RedirectResponse(dlq_url(name, retried=1, failed=0), status_code=303)
+        return RedirectResponse(dlq_url(name, message_id, retry="failed"), status_code=303)
+
+    @ui.page("admin")
+    async def retry_all(request: Request) -> Response:
+        name = request.path_params["name"]
+        outcome = await ui.write(lambda tx: dlq.retry(tx, domain_name=name, message_ids=None))
+        return RedirectResponse(
+            dlq_url(name, retried=len(outcome.succeeded), failed=len(outcome.failed)),
+            status_code=303,
+        )
+
+    @ui.page("admin")
+    async def purge_one(request: Request) -> Response:
+        name = request.path_params["name"]
+        message_id = request.path_params["message_id"]
+        if request.method == "GET" or form_text(request.state.form, "confirm") != "yes":
+            # The confirmation step: the record is shown once more with the box to tick.
+            error = CONFIRM_MISSING if request.method == "POST" else ""
+            return await render_message(
+                request,
+                name,
+                message_id,
+                status=400 if error else 200,
+                confirm_purge=True,
+                error=error,
+            )
+        await ui.write(lambda tx: dlq.purge(tx, domain_name=name, message_ids=[message_id]))
+        return RedirectResponse(dlq_url(name, purged=1), status_code=303)
+
+    @ui.page("admin")
+    async def purge_all(request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "GET" or form_text(request.state.form, "confirm") != "yes":
+            error = CONFIRM_MISSING if request.method == "POST" else ""
+            total = await ui.read(
+                lambda tx: (
+                    domains.get_domain(tx, domain_name=name),
+                    dlq.count(tx, domain_name=name),
+                )[1]
+            )
+            return ui.render(
+                request,
+                "admin/dlq_purge.html",
+                status=400 if error else 200,
+                domain=name,
+                total=total,
+                error=error,
+            )
+        purged = await ui.write(lambda tx: dlq.purge(tx, domain_name=name, message_ids=None))
+        return RedirectResponse(dlq_url(name, purged=purged), status_code=303)
+
+    return [
+        Route("/admin/dlq", overview, methods=["GET"]),
+        Route("/admin/domains/{name}/dlq", message_list, methods=["GET"]),
+        Route("/admin/domains/{name}/dlq/retry", retry_all, methods=["POST"]),
+        Route("/admin/domains/{name}/dlq/purge", purge_all, methods=["GET", "POST"]),
+        Route("/admin/domains/{name}/dlq/{message_id}", message_detail, methods=["GET"]),
+        Route("/admin/domains/{name}/dlq/{message_id}/retry", retry_one, methods=["POST"]),
+        Route("/admin/domains/{name}/dlq/{message_id}/purge", purge_one, methods=["GET", "POST"]),
+    ]
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None

@@ -1,0 +1,324 @@
+"""The dead-letter queue, integrations and instance association pages through Starlette's
+TestClient: CSRF refusal, role refusal, confirmation steps, messages at the field, and nothing
+changed on error."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from tests.unit.ingest.conftest import DOMAIN, crm_type, ingest, make_domain, put_type
+
+from openprofiles.app import create_app
+from openprofiles.context import Services
+from openprofiles.dlq import service as dlq
+from openprofiles.dlq.sinks import dead_letter
+from openprofiles.flows import service as flows
+from openprofiles.ingest.pipeline import IngestRejected
+from openprofiles.integrations import service as integrations
+from openprofiles.settings import Settings
+from openprofiles.users import service as users
+
+PASSWORD = "long enough password"
+INSTANCE = "arn:aws:connect:us-east-1:123456789012:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
+OTHER = "other"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+def error_at(html: str, field_id: str) -> str:
+    match = re.search(rf'<p class="error" id="{field_id}-error">([^<]*)</p>', html)
+    assert match, f"no error at {field_id}"
+    return match.group(1)
+
+
+def signed_in(settings: Settings, role: str) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with app.state.services.write() as tx:
+        users.create_user(tx, username=f"{role}1", password=PASSWORD, role=role)
+    make_domain(app.state.services)
+    make_domain(app.state.services, OTHER)
+    with TestClient(app, follow_redirects=False) as client:
+        page = client.get("/ui/sign-in")
+        client.post(
+            "/ui/sign-in",
+            data={"username": f"{role}1", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        )
+        yield client
+    app.state.services.database.dispose()
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[TestClient]:
+    yield from signed_in(settings, "admin")
+
+
+@pytest.fixture
+def agent(settings: Settings) -> Iterator[TestClient]:
+    yield from signed_in(settings, "agent")
+
+
+def services_of(client: TestClient) -> Services:
+    return client.app.state.services  # type: ignore[attr-defined,no-any-return]
+
+
+def reject(services: Services, obj: dict[str, object]) -> str:
+    with pytest.raises(IngestRejected) as exc:
+        ingest(services, "Crm", obj)
+    return dead_letter(
+        services,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json=json.dumps(obj),
+        reason=exc.value.reason,
+        category=exc.value.category,
+    ).message_id
+
+
+def count(services: Services) -> int:
+    with services.read() as tx:
+        return dlq.count(tx, domain_name=DOMAIN)
+
+
+@pytest.fixture
+def letters(admin: TestClient) -> list[str]:
+    services = services_of(admin)
+    put_type(services, "Crm", crm_type(AllowProfileCreation=False))
+    return [
+        reject(services, {"id": "1", "email": "a@x.com", "first": "<script>alert(1)</script>"}),
+        reject(services, {"id": "2", "email": "b@x.com"}),
+    ]
+
+
+def test_dlq_list_and_message(admin: TestClient, letters: list[str]) -> None:
+    page = admin.get(f"/admin/domains/{DOMAIN}/dlq")
+    assert page.status_code == 200
+    assert "2 records waiting" in page.text
+    assert "no_profile" in page.text and "No queue (kept here only)" in page.text
+    assert all(m in page.text for m in letters)
+    overview = admin.get("/admin/dlq")
+    assert f'href="/admin/domains/{DOMAIN}/dlq"' in overview.text
+    one = admin.get(f"/admin/domains/{DOMAIN}/dlq/{letters[0]}")
+    assert one.status_code == 200
+    # Pretty-printed and escaped.
+    assert "&#34;first&#34;: &#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;," in one.text
+    assert "<script>alert" not in one.text
+    assert admin.get(f"/admin/domains/{DOMAIN}/dlq/nope").status_code == 404
+    assert admin.get("/admin/domains/ghost/dlq").status_code == 404
+
+
+def test_dlq_retry_one_and_all(admin: TestClient, letters: list[str]) -> None:
+    services = services_of(admin)
+    token = csrf_of(admin.get(f"/admin/domains/{DOMAIN}/dlq").text)
+    still = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/retry", data={"csrf_token": token}
+    )
+    assert still.status_code == 303 and still.headers["location"].endswith("?retry=failed")
+    failed = admin.get(still.headers["location"])
+    assert "The retry failed again" in failed.text
+    with services.read() as tx:
+        assert dlq.get(tx, domain_name=DOMAIN, message_id=letters[0]).attempts == 2
+
+    put_type(services, "Crm", crm_type(AllowProfileCreation=True))
+    done = admin.post(f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/retry", data={"csrf_token": token})
+    assert done.status_code == 303 and "retried=1" in done.headers["location"]
+    assert count(services) == 1
+    done = admin.post(f"/admin/domains/{DOMAIN}/dlq/retry", data={"csrf_token": token})
+    assert "retried=1" in done.headers["location"] and "failed=0" in done.headers["location"]
+    assert "Retried: 1 applied, 0 still failing" in admin.get(done.headers["location"]).text
+    assert count(services) == 0
+
+
+def test_dlq_purge_needs_confirmation(admin: TestClient, letters: list[str]) -> None:
+    services = services_of(admin)
+    token = csrf_of(admin.get(f"/admin/domains/{DOMAIN}/dlq").text)
+    confirm = admin.get(f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge")
+    assert confirm.status_code == 200 and "Purge this record" in confirm.text
+    refused = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge", data={"csrf_token": token}
+    )
+    assert refused.status_code == 400
+    assert "Tick the box" in error_at(refused.text, "confirm")
+    assert count(services) == 2
+    done = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge",
+        data={"csrf_token": token, "confirm": "yes"},
+    )
+    assert done.status_code == 303 and "purged=1" in done.headers["location"]
+    assert count(services) == 1
+
+    assert "Delete all 1 records" in admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    refused = admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token})
+    assert refused.status_code == 400 and "Tick the box" in error_at(refused.text, "confirm")
+    assert count(services) == 1
+    admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token, "confirm": "yes"})
+    assert count(services) == 0
+
+
+def test_forms_without_the_csrf_token_change_nothing(admin: TestClient, letters: list[str]) -> None:
+    services = services_of(admin)
+    for path, data in [
+        (f"/admin/domains/{DOMAIN}/dlq/purge", {"confirm": "yes"}),
+        (f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge", {"confirm": "yes"}),
+        (f"/admin/domains/{DOMAIN}/dlq/retry", {}),
+        ("/admin/instances", {"instance_arn": INSTANCE, "domain_name": DOMAIN}),
+        (f"/admin/domains/{DOMAIN}/integrations/delete", {"uri": INSTANCE, "confirm": "yes"}),
+    ]:
+        for token in (None, "forged"):
+            sent = {**data, "csrf_token": token} if token else data
+            response = admin.post(path, data=sent)
+            assert response.status_code == 403, path
+            assert "This form has expired" in response.text
+    assert count(services) == 2
+    with services.read() as tx:
+        assert integrations.list_instances(tx) == []
+        assert dlq.get(tx, domain_name=DOMAIN, message_id=letters[0]).attempts == 1
+
+
+def test_agents_are_refused(agent: TestClient) -> None:
+    for path in (
+        "/admin/dlq",
+        f"/admin/domains/{DOMAIN}/dlq",
+        "/admin/integrations",
+        f"/admin/domains/{DOMAIN}/integrations",
+        "/admin/instances",
+    ):
+        response = agent.get(path)
+        assert response.status_code == 403, path
+        assert "Not available to agents" in response.text
+    token = csrf_of(agent.get("/agent/").text)
+    response = agent.post(
+        "/admin/instances",
+        data={"csrf_token": token, "instance_arn": INSTANCE, "domain_name": DOMAIN},
+    )
+    assert response.status_code == 403
+    with services_of(agent).read() as tx:
+        assert integrations.list_instances(tx) == []
+
+
+def associate(client: TestClient, **fields: str) -> tuple[int, str]:
+    token = csrf_of(client.get("/admin/instances").text)
+    response = client.post("/admin/instances", data={"csrf_token": token, **fields})
+    return response.status_code, response.text
+
+
+def owner(client: TestClient) -> str | None:
+    with services_of(client).read() as tx:
+        return integrations.instance_domain(tx, instance_arn=INSTANCE)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_id", "message"),
+    [
+        (
+            {"instance_arn": "arn:aws:connect:nope", "domain_name": DOMAIN},
+            "instance_arn",
+            "such as",
+        ),
+        ({"instance_arn": "", "domain_name": DOMAIN}, "instance_arn", "Enter the instance ARN"),
+        ({"instance_arn": INSTANCE, "domain_name": ""}, "domain_name", "Choose the domain"),
+        ({"instance_arn": INSTANCE, "domain_name": "ghost"}, "domain_name", "listed domains"),
+    ],
+)
+def test_instance_errors_at_the_field(
+    admin: TestClient, fields: dict[str, str], field_id: str, message: str
+) -> None:
+    status, html = associate(admin, **fields)
+    assert status == 400
+    assert message in error_at(html, field_id)
+    assert f'value="{fields["instance_arn"]}"' in html
+    assert owner(admin) is None
+
+
+def test_instance_associate_and_move(admin: TestClient) -> None:
+    status, html = associate(admin, instance_arn=INSTANCE, domain_name=DOMAIN)
+    assert status == 200 and "Instance associated" in html
+    assert owner(admin) == DOMAIN
+    listing = admin.get("/admin/instances").text
+    assert INSTANCE in listing and "Change domain" in listing
+
+    # Associated elsewhere and the move box not ticked: refused at the box, nothing changed.
+    status, html = associate(admin, instance_arn=INSTANCE, domain_name=OTHER)
+    assert status == 400
+    assert f"associated with domain {DOMAIN} now" in error_at(html, "move")
+    assert owner(admin) == DOMAIN
+
+    status, html = associate(admin, instance_arn=INSTANCE, domain_name=OTHER, move="yes")
+    assert status == 200
+    assert f"It was moved from <strong>{DOMAIN}</strong>" in html
+    assert f"history stay in {DOMAIN}" in " ".join(html.split())
+    assert owner(admin) == OTHER
+    prefilled = admin.get("/admin/instances", params={"instance": INSTANCE}).text
+    assert 'name="move" value="yes" checked' in prefilled
+
+
+def test_integrations_list_run_now_and_delete(admin: TestClient, tmp_path: Path) -> None:
+    services = services_of(admin)
+    put_type(services, "Crm", crm_type(AllowProfileCreation=True))
+    (tmp_path / "customers.json").write_text(
+        json.dumps([{"id": "7", "email": "f@x.com", "first": "Flo"}])
+    )
+    with services.write() as tx:
+        integrations.associate_instance(tx, domain_name=DOMAIN, instance_arn=INSTANCE, move=False)
+        integrations.put_integration(
+            tx,
+            domain_name=DOMAIN,
+            uri=None,
+            object_type_name="Crm",
+            flow_definition={
+                "FlowName": "crm-export",
+                "KmsArn": "arn:aws:kms:us-east-1:123456789012:key/k",
+                "SourceFlowConfig": {
+                    "ConnectorType": "S3",
+                    "SourceConnectorProperties": {
+                        "S3": {"BucketName": "file://", "BucketPrefix": str(tmp_path)}
+                    },
+                },
+                "Tasks": [],
+                "TriggerConfig": {"TriggerType": "OnDemand"},
+            },
+        )
+    page = admin.get(f"/admin/domains/{DOMAIN}/integrations")
+    assert page.status_code == 200
+    assert INSTANCE in page.text and "crm-export" in page.text
+    assert "OnDemand" in page.text and "never run" in page.text
+    token = csrf_of(page.text)
+
+    ran = admin.post(
+        f"/admin/domains/{DOMAIN}/integrations/run",
+        data={"csrf_token": token, "flow_name": "crm-export"},
+    )
+    assert ran.status_code == 303
+    shown = admin.get(ran.headers["location"]).text
+    assert "Flow crm-export: COMPLETED" in shown
+    with services.read() as tx:
+        runs = flows.list_runs(tx, domain_name=DOMAIN, flow_name="crm-export")
+    assert [r.records_ingested for r in runs] == [1]
+    missing = admin.post(
+        f"/admin/domains/{DOMAIN}/integrations/run",
+        data={"csrf_token": token, "flow_name": "ghost"},
+    )
+    assert missing.status_code == 404
+
+    confirm = admin.get(f"/admin/domains/{DOMAIN}/integrations/delete", params={"uri": INSTANCE})
+    assert confirm.status_code == 200 and "stay" in confirm.text
+    refused = admin.post(
+        f"/admin/domains/{DOMAIN}/integrations/delete", data={"csrf_token": token, "uri": INSTANCE}
+    )
+    assert refused.status_code == 400 and "Tick the box" in error_at(refused.text, "confirm")
+    assert owner(admin) == DOMAIN
+    done = admin.post(
+        f"/admin/domains/{DOMAIN}/integrations/delete",
+        data={"csrf_token": token, "uri": INSTANCE, "confirm": "yes"},
+    )
+    assert done.status_code == 303
+    assert owner(admin) is None
+    assert "Deleted the integration" in admin.get(done.headers["location"]).text
