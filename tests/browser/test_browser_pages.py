@@ -84,14 +84,11 @@ def test_enable_wizard(page: Page, live_server: LiveServer, web_users: WebUsers)
         page.get_by_role("heading", name="Associate your contact-centre instance")
     ).to_be_visible()
     screenshot(page, "enable-instance", live_server)
-    if page.get_by_label("Instance ARN").count():
-        page.get_by_label("Instance ARN").fill(
-            "arn:aws:connect:us-east-1:123456789012:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
-        )
-        page.get_by_role("button", name="Associate instance").click()
-    else:
-        expect(page.get_by_text("not available in this version")).to_be_visible()
-        page.get_by_role("link", name="Continue").click()
+    instance = (
+        "arn:aws:connect:us-east-1:123456789012:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
+    )
+    page.get_by_label("Instance ARN").fill(instance)
+    page.get_by_role("button", name="Associate instance").click()
     expect(page.get_by_role("heading", name="Customer profiles enabled")).to_be_visible()
     expect(page.get_by_text(name).first).to_be_visible()
     screenshot(page, "enable-done", live_server)

@@ -48,8 +48,12 @@ from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_object
-from openprofiles.integrations.models import Integration, is_instance_arn
-from openprofiles.integrations.service import find_instance_integration
+from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
+from openprofiles.integrations.service import (
+    DEFAULT_INSTANCE_OBJECT_TYPE,
+    associate_instance,
+    find_instance_integration,
+)
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
@@ -370,6 +374,26 @@ def list_unrouted(tx: Tx, *, instance_arn: str | None = None) -> list[UnroutedRe
             )
         )
     return out
+
+
+def connect_instance(
+    tx: Tx,
+    *,
+    domain_name: str,
+    instance_arn: str,
+    move: bool,
+    object_type_name: str = DEFAULT_INSTANCE_OBJECT_TYPE,
+) -> tuple[InstanceAssociation, BatchOutcome]:
+    """Associate an instance with a domain and send it the contact records that were kept
+    while the instance had no domain (every way of associating must do both)."""
+    association = associate_instance(
+        tx,
+        domain_name=domain_name,
+        instance_arn=instance_arn,
+        move=move,
+        object_type_name=object_type_name,
+    )
+    return association, replay_unrouted(tx, instance_arn=instance_arn)
 
 
 def replay_unrouted(tx: Tx, *, instance_arn: str) -> BatchOutcome:

@@ -39,21 +39,19 @@ def instances_associate(
     object_type_name: str,
 ) -> None:
     """Send the instance's contact records to DOMAIN from now on."""
-    from openprofiles.contacts.service import replay_unrouted
+    from openprofiles.contacts.service import connect_instance
     from openprofiles.errors import ServiceError
-    from openprofiles.integrations.service import associate_instance
 
     services = _services(_settings(data_dir, database_url))
     try:
         with services.write() as tx:
-            done = associate_instance(
+            done, replayed = connect_instance(
                 tx,
                 domain_name=domain_name,
                 instance_arn=instance_arn,
                 move=move,
                 object_type_name=object_type_name,
             )
-            replayed = replay_unrouted(tx, instance_arn=instance_arn)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:

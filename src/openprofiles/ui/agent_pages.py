@@ -1,5 +1,5 @@
 """The agent workspace: choose a domain, search profiles, read a profile (with its contact
-history and other objects when the objects feature is installed), create and edit profiles,
+history and other objects), create and edit profiles,
 and the screen-pop address that opens the profile linked to a live contact."""
 
 from __future__ import annotations

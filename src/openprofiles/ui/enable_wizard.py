@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles.contacts.service import connect_instance
 from openprofiles.context import Tx
 from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains
 from openprofiles.domains import setup
 from openprofiles.errors import BadRequest
-from openprofiles.ui.features import integrations_service
 from openprofiles.ui.web import UI, form_text
 
 DEFAULT_RETENTION_DAYS = 366
@@ -231,10 +231,9 @@ def routes(ui: UI) -> list[Route]:
     async def instance_step(request: Request) -> Response:
         name = request.path_params["name"]
         await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
-        integrations = integrations_service()
         values = {"instance_arn": "", "move": ""}
         errors: dict[str, str] = {}
-        if request.method == "POST" and integrations is not None:
+        if request.method == "POST":
             form = request.state.form
             values = {
                 "instance_arn": form_text(form, "instance_arn"),
@@ -250,7 +249,7 @@ def routes(ui: UI) -> list[Route]:
             else:
                 try:
                     await ui.write(
-                        lambda tx: integrations.associate_instance(
+                        lambda tx: connect_instance(
                             tx, domain_name=name, instance_arn=arn, move=values["move"] == "yes"
                         )
                     )
@@ -265,7 +264,6 @@ def routes(ui: UI) -> list[Route]:
             "enable/instance.html",
             status=400 if errors else 200,
             domain_name=name,
-            available=integrations is not None,
             values=values,
             errors=errors,
         )

@@ -1,6 +1,6 @@
-"""A profile's contact history and other objects for the profile page, when the objects feature
-is installed (openprofiles.objects.service): tabs per object type with counts, the current
-type's objects newest first, 50 to a page, and one object's full record.
+"""A profile's contact history and other objects for the profile page: tabs per object type
+with counts, the current type's objects newest first, 50 to a page, and one object's full
+record.
 
 Contact records are the `CTR` object type (spec §3.2: contact history is ListProfileObjects of
 CTR); each row shows channel, start, duration, agent, queue and disconnect reason.
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from openprofiles.context import Tx
-from openprofiles.ui.features import objects_service
+from openprofiles.objects import service as objects
 
 CONTACT_TYPE = "CTR"
 PAGE_SIZE = 50
@@ -63,13 +63,10 @@ def load(
     profile_id: str,
     object_type: str | None,
     after: str | None,
-) -> ObjectsView | None:
-    service = objects_service()
-    if service is None:
-        return None
+) -> ObjectsView:
     counts: dict[str, int] = dict(
         sorted(
-            service.count_objects_by_type(
+            objects.count_objects_by_type(
                 tx, domain_name=domain_name, profile_id=profile_id
             ).items()
         )
@@ -78,7 +75,7 @@ def load(
         object_type = CONTACT_TYPE if CONTACT_TYPE in counts else next(iter(counts), None)
     if object_type is None:
         return ObjectsView(counts, None, False, [], [], None)
-    items, more = service.list_profile_objects(
+    items, more = objects.list_profile_objects(
         tx,
         domain_name=domain_name,
         object_type_name=object_type,
@@ -108,15 +105,12 @@ def load_one(
     tx: Tx, *, domain_name: str, profile_id: str, object_type: str, unique_key: str
 ) -> str | None:
     """The object's full record as indented JSON, or None (unknown, or another profile's)."""
-    service = objects_service()
-    if service is None:
-        return None
     try:
         digest = bytes.fromhex(unique_key)
     except ValueError:
         return None
     tx.cipher(domain_name)
-    found = service.find_object(
+    found = objects.find_object(
         tx, domain_name=domain_name, object_type_name=object_type, unique_digest=digest
     )
     if found is None or found.profile_id != profile_id:

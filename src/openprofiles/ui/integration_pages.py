@@ -233,12 +233,11 @@ def routes(ui: UI) -> list[Route]:
                     f"it to {target}; its existing profiles and contact history stay in {owner}.",
                 )
             try:
-                done = integrations.associate_instance(
+                done, replayed = contacts.connect_instance(
                     tx, domain_name=target, instance_arn=arn, move=move
                 )
             except BadRequest as exc:
                 raise FieldError("instance_arn", exc.message) from None
-            replayed = contacts.replay_unrouted(tx, instance_arn=arn)
             return {
                 "instance_arn": arn,
                 "domain_name": target,

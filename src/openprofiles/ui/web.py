@@ -92,7 +92,7 @@ class UI:
         self, request: Request, template: str, *, status: int = 200, **context: Any
     ) -> HTMLResponse:
         session: WebSession | None = getattr(request.state, "session", None)
-        from openprofiles.ui.features import admin_nav
+        from openprofiles.ui.nav import admin_nav
 
         body = self.env.get_template(template).render(
             request=request,
