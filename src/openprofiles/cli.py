@@ -234,9 +234,10 @@ def _add_feature_commands() -> None:
     main.add_command(flows)
     main.add_command(connectors)
 
-    from openprofiles.identity.cli import merges
+    from openprofiles.identity.cli import matches, merges
 
     main.add_command(merges)
+    main.add_command(matches)
 
 
 _add_feature_commands()

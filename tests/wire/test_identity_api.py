@@ -243,3 +243,119 @@ def test_invalid_rules_are_refused_by_the_server(
         client.update_domain(DomainName=name, RuleBasedMatching={"Enabled": True, **rules})
     assert _code(exc) == "BadRequestException"
     assert named in exc.value.response["Error"]["Message"]
+
+
+# ---------------------------------------------------------------------------- rule-based matching
+
+RULES: dict[str, Any] = {
+    "Enabled": True,
+    "MatchingRules": [{"Rule": ["EmailAddress", "LastName"]}, {"Rule": ["AccountNumber"]}],
+    "MaxAllowedRuleLevelForMatching": 2,
+    "AttributeTypesSelector": {
+        "AttributeMatchingModel": "MANY_TO_MANY",
+        "EmailAddress": ["EmailAddress", "BusinessEmailAddress"],
+    },
+}
+
+
+def test_list_rule_based_matches_and_get_similar_profiles(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    a = _create(client, domain, EmailAddress="ann@x.com", LastName="Lee", AccountNumber="A1")
+    b = _create(client, domain, BusinessEmailAddress="ANN@x.com", LastName="lee")
+    c = _create(client, domain, EmailAddress="c@x.com", AccountNumber="A1")
+    _create(client, domain, EmailAddress="alone@x.com")
+    got = client.update_domain(DomainName=domain, RuleBasedMatching=RULES)
+    assert got["RuleBasedMatching"]["Status"] == "ACTIVE"
+    ids = client.list_rule_based_matches(DomainName=domain)["MatchIds"]
+    assert len(ids) == 2
+    first = client.list_rule_based_matches(DomainName=domain, MaxResults=1)
+    assert len(first["MatchIds"]) == 1
+    second = client.list_rule_based_matches(
+        DomainName=domain, MaxResults=1, NextToken=first["NextToken"]
+    )
+    assert first["MatchIds"] + second["MatchIds"] == sorted(ids)
+    assert "NextToken" not in second
+
+    similar = client.get_similar_profiles(
+        DomainName=domain,
+        MatchType="RULE_BASED_MATCHING",
+        SearchKey="_email",
+        SearchValue="ann@x.com",
+    )
+    assert similar["MatchType"] == "RULE_BASED_MATCHING"
+    assert similar["RuleLevel"] == 1
+    assert sorted(similar["ProfileIds"]) == sorted([a, b])
+    assert similar["MatchId"] in ids
+    by_account = client.get_similar_profiles(
+        DomainName=domain, MatchType="RULE_BASED_MATCHING", SearchKey="_profileId", SearchValue=c
+    )
+    assert by_account["RuleLevel"] == 2 and sorted(by_account["ProfileIds"]) == sorted([a, c])
+    paged = client.get_similar_profiles(
+        DomainName=domain,
+        MatchType="RULE_BASED_MATCHING",
+        SearchKey="_profileId",
+        SearchValue=c,
+        MaxResults=1,
+    )
+    rest = client.get_similar_profiles(
+        DomainName=domain,
+        MatchType="RULE_BASED_MATCHING",
+        SearchKey="_profileId",
+        SearchValue=c,
+        NextToken=paged["NextToken"],
+    )
+    assert sorted(paged["ProfileIds"] + rest["ProfileIds"]) == sorted([a, c])
+
+
+def test_matches_appear_as_profiles_are_written(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    client.update_domain(DomainName=domain, RuleBasedMatching=RULES)
+    assert client.list_rule_based_matches(DomainName=domain)["MatchIds"] == []
+    _create(client, domain, EmailAddress="x@x.com", LastName="Roe")
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Crm",
+        Object=json.dumps({"id": "c-1", "email": "other@x.com"}),
+    )
+    assert client.list_rule_based_matches(DomainName=domain)["MatchIds"] == []
+    _create(client, domain, EmailAddress="X@x.com", LastName="roe")
+    assert len(client.list_rule_based_matches(DomainName=domain)["MatchIds"]) == 1
+
+
+def test_auto_merge_through_the_api(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    client.update_domain(
+        DomainName=domain, RuleBasedMatching={**RULES, "MaxAllowedRuleLevelForMerging": 1}
+    )
+    a = _create(client, domain, EmailAddress="m@x.com", LastName="Moe", FirstName="Max")
+    b = _create(client, domain, EmailAddress="m@x.com", LastName="Moe", BirthDate="1980-01-01")
+    found = client.search_profiles(DomainName=domain, KeyName="_profileId", Values=[a])["Items"]
+    assert [p["ProfileId"] for p in found] == [b]
+    assert found[0]["FirstName"] == "Max" and found[0]["BirthDate"] == "1980-01-01"
+
+
+def test_rule_matching_errors(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    with pytest.raises(ClientError) as exc:
+        client.list_rule_based_matches(DomainName=domain)
+    assert _code(exc) == "BadRequestException"
+    with pytest.raises(ClientError) as exc:
+        client.list_rule_based_matches(DomainName="no-such-domain")
+    assert _code(exc) == "ResourceNotFoundException"
+    client.update_domain(DomainName=domain, RuleBasedMatching=RULES)
+    with pytest.raises(ClientError) as exc:
+        client.get_similar_profiles(
+            DomainName=domain, MatchType="ML_BASED_MATCHING", SearchKey="_email", SearchValue="a@b"
+        )
+    assert _code(exc) == "BadRequestException"
+    with pytest.raises(ClientError) as exc:
+        client.get_similar_profiles(
+            DomainName=domain,
+            MatchType="RULE_BASED_MATCHING",
+            SearchKey="_email",
+            SearchValue="nobody@x.com",
+        )
+    assert _code(exc) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as exc:
+        client.list_rule_based_matches(DomainName=domain, NextToken="garbage")
+    assert _code(exc) == "BadRequestException"

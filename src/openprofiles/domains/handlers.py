@@ -11,6 +11,7 @@ from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import new_domain_key
 from openprofiles.errors import BadRequest
+from openprofiles.identity.matching import rebuild as rebuild_rule_matches
 from openprofiles.identity.rules import validate_rule_based_matching
 from openprofiles.tags.service import get_tags, put_tags
 
@@ -54,6 +55,15 @@ def _check_dead_letter_queue(ctx: RequestContext, domain_name: str, queue_url: s
         ) from exc
 
 
+def _apply_rules(tx: Tx, params: dict[str, Any], record: DomainRecord) -> DomainRecord:
+    """New or changed RuleBasedMatching applies within the request: a full matching pass over
+    the domain's profiles (openprofiles.identity.matching.rebuild), then the rules are ACTIVE."""
+    if params.get("RuleBasedMatching") is None:
+        return record
+    rebuild_rule_matches(tx, domain_name=record.name)
+    return service.get_domain(tx, domain_name=record.name)
+
+
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
     validate_rule_based_matching(params.get("RuleBasedMatching"))
@@ -68,6 +78,7 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             key_id=key[0],
             wrapped_key=key[1],
         )
+        record = _apply_rules(tx, params, record)
         if params.get("Tags"):
             put_tags(
                 tx,
@@ -110,6 +121,7 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             changes={k: params.get(k) for k in CONFIG_MEMBERS},
             new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
         )
+        record = _apply_rules(tx, params, record)
         if params.get("Tags"):
             put_tags(
                 tx,

@@ -1,4 +1,5 @@
-"""`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge."""
+"""`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge;
+`openprofiles matches list|explain --domain NAME`: rule-based matches and why they matched."""
 
 from __future__ import annotations
 
@@ -183,3 +184,89 @@ def merges_undo(
         click.echo(json.dumps(undo_summary(result)))
         return
     _echo_undo(result)
+
+
+@click.group()
+def matches() -> None:
+    """Rule-based matches (spec §5.1): list them, explain one."""
+
+
+@matches.command("list")
+@storage_options
+@domain_option
+@json_option
+def matches_list(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
+) -> None:
+    """List the domain's rule-based match groups with their level and size."""
+    from openprofiles.identity.matching import get_match, list_matches
+
+    def work(tx: Any) -> list[Any]:
+        ids, _ = list_matches(tx, domain_name=domain_name, limit=1_000_000)
+        return [get_match(tx, domain_name=domain_name, match_id=m) for m in ids]
+
+    found = _run(data_dir, database_url, work, write=False)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"MatchId": m.match_id, "RuleLevel": m.level, "ProfileIds": list(m.profile_ids)}
+                    for m in found
+                ]
+            )
+        )
+        return
+    for m in found:
+        click.echo(f"{m.match_id}  level {m.level}  {len(m.profile_ids)} profiles")
+    if not found:
+        click.echo(f"No rule-based matches in domain {domain_name}.")
+
+
+@matches.command("explain")
+@storage_options
+@domain_option
+@json_option
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Also print the matched values, opened from the profiles (personal data).",
+)
+@click.argument("match_id")
+def matches_explain(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    show_values: bool,
+    match_id: str,
+) -> None:
+    """Explain a match: the rule level and the attributes its profiles share. Values are not
+    printed unless --show-values is given (this command has the operator's full access)."""
+    from openprofiles.identity.matching import get_match, matched_values
+
+    def work(tx: Any) -> tuple[Any, dict[str, dict[str, str]] | None]:
+        match = get_match(tx, domain_name=domain_name, match_id=match_id)
+        values = matched_values(tx, domain_name=domain_name, match=match) if show_values else None
+        return match, values
+
+    match, values = _run(data_dir, database_url, work, write=False)
+    out: dict[str, Any] = {
+        "MatchId": match.match_id,
+        "MatchType": "RULE_BASED_MATCHING",
+        "RuleLevel": match.level,
+        "Attributes": list(match.attributes),
+        "ProfileIds": list(match.profile_ids),
+    }
+    if values is not None:
+        out["Values"] = values
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(
+        f"Match {match.match_id}: rule level {match.level}, "
+        f"{len(match.profile_ids)} profiles share {' AND '.join(match.attributes)}"
+    )
+    for pid in match.profile_ids:
+        click.echo(f"  {pid}")
+        for name, value in (values or {}).get(pid, {}).items():
+            click.echo(f"    {name} = {value}")

@@ -26,6 +26,9 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound
+
+# Imported for its effect: rule-based matching registers its hook on profile writes.
+from openprofiles.identity import matching  # noqa: F401
 from openprofiles.identity.models import (
     KeptKey,
     KeptObject,
@@ -467,6 +470,13 @@ def undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     """Restore the merged profiles, their fields, keys and objects as they were before the
     merge. Data that arrived on the main profile after the merge stays there (listed in the
     result), and main-profile fields changed since the merge keep their later value."""
+    from openprofiles.identity.matching import no_auto_merge
+
+    with no_auto_merge():
+        return _undo_merge(tx, domain_name=domain_name, merge_id=merge_id)
+
+
+def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     cipher = tx.cipher(domain_name)
     row = _log_row(tx, domain_name, merge_id)
     if row.undone_at is not None:

@@ -15,7 +15,7 @@ from openprofiles.store.schema.core import (
     profile_key,
     resource_tag,
 )
-from openprofiles.store.schema.identity import merge_log
+from openprofiles.store.schema.identity import merge_log, rule_match_digest
 from openprofiles.store.schema.integrations import (
     contact_record,
     flow_item,
@@ -44,6 +44,7 @@ __all__ = [
     "profile_object",
     "profile_object_key",
     "resource_tag",
+    "rule_match_digest",
     "stream_checkpoint",
     "unrouted_contact_record",
     "web_session",

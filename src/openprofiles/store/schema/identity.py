@@ -1,15 +1,27 @@
-"""Identity-resolution tables: the merge log (every MergeProfiles, sealed, so it can be undone).
+"""Identity-resolution tables: the merge log (every MergeProfiles, sealed, so it can be undone)
+and the rule-match digests (rule-based matching, spec §5.1).
 
 A merge-log row names the main profile and the merged ids in clear (random ids, no personal data)
 so merges can be listed without opening anything; what came from where — the before-images of
 every profile involved, the keys and objects that moved — is sealed in `sealed`, bound to the
-merge id. The table is registered for DeleteDomain by openprofiles.identity.service, not here:
+merge id. `rule_match_digest` holds, per profile and rule level, keyed HMAC digests of the
+level's normalised attribute values (never the values): profiles sharing a digest match at that
+level. The tables are registered for DeleteDomain by openprofiles.identity.service, not here:
 importing domains.service from a schema module would make an import cycle.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, ForeignKeyConstraint, Index, LargeBinary, String, Table
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+)
 
 from openprofiles.store.schema.core import metadata
 from openprofiles.store.types import UtcDateTime
@@ -30,4 +42,15 @@ merge_log = Table(
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_merge_log_created", "domain_name", "created_at"),
     Index("ix_merge_log_main", "domain_name", "main_profile_id"),
+)
+
+rule_match_digest = Table(
+    "rule_match_digest",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("digest", LargeBinary, primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_rule_match_digest_profile", "domain_name", "profile_id"),
 )

@@ -1,0 +1,673 @@
+"""Rule-based matching (`RuleBasedMatching`, spec §5.1): match digests, match groups, auto-merge.
+
+For every live profile and every rule level up to MaxAllowedRuleLevelForMatching, the profile
+gets one keyed HMAC digest per combination of its normalised values for the level's attributes
+(never the values themselves) in `rule_match_digest`. Profiles sharing a digest at a level match
+at that level. `AttributeTypesSelector` decides which sub-types (BusinessEmailAddress, ...) stand
+for EmailAddress, PhoneNumber and Address: ONE_TO_ONE tags each digest with the sub-types it was
+built from, so only the same sub-type compares; MANY_TO_MANY leaves the tag out, so any selected
+sub-type compares with any other.
+
+A profile's match group is the group of the lowest level at which it shares a digest with
+another live profile. Groups are computed when read, from the digests of live profiles, so a
+merged-away or deleted profile drops out of every group without bookkeeping. MatchIds are the
+level and the digest in hex: stable, and they carry no personal data.
+
+Digests are maintained in the transaction of the write (`profiles.service.on_profile_written`),
+and rebuilt for the whole domain when the rules change (CreateDomain/UpdateDomain carrying
+RuleBasedMatching) — in that same request for now, which is fine for domains of up to a few
+hundred thousand profiles; a background job is the next step past that. Unlike the cloud
+service there is no PENDING hour: the rules are ACTIVE when the request returns.
+
+Auto-merge (MaxAllowedRuleLevelForMerging) goes through identity.service.merge_profiles, so every
+automatic merge is logged and can be undone; profiles separated by an undo are not merged again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, update
+
+from openprofiles.context import Tx
+from openprofiles.crypto.blind_index import DIGEST_SIZE
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.service import find_domain, get_domain, register_domain_table
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.profiles import service as profiles
+from openprofiles.profiles.models import ADDRESS_PARTS, PROFILE_FIELDS, ProfileRecord
+from openprofiles.store.schema import domain, merge_log, profile, rule_match_digest
+
+MATCH_TYPE = "RULE_BASED_MATCHING"
+# The low-cardinality guard (spec §5.1): a digest shared by more profiles than this is not used.
+GUARD_LIMIT = 500
+GUARD_MESSAGE = "All attributes at rule level {level} are associated with more than 500 records."
+GUARD_OBJECT_TYPE = "RuleBasedMatching"
+GUARD_CATEGORY = "rule_matching"
+MAX_MERGE_CHUNK = 20
+
+register_domain_table(rule_match_digest)
+
+# Sub-type names AttributeTypesSelector may list -> the profile field holding them. The model
+# spells the mailing address "MaillingAddress"; BusinessAddress has no standard profile field.
+_SUB_TYPE_FIELDS = {
+    "EmailAddress": "EmailAddress",
+    "BusinessEmailAddress": "BusinessEmailAddress",
+    "PersonalEmailAddress": "PersonalEmailAddress",
+    "PhoneNumber": "PhoneNumber",
+    "HomePhoneNumber": "HomePhoneNumber",
+    "MobilePhoneNumber": "MobilePhoneNumber",
+    "Address": "Address",
+    "ShippingAddress": "ShippingAddress",
+    "MailingAddress": "MailingAddress",
+    "MaillingAddress": "MailingAddress",
+}
+# A type the selector does not list stands for its same-named sub-type only.
+_DEFAULT_SUB_TYPES = {
+    "EmailAddress": ("EmailAddress",),
+    "PhoneNumber": ("PhoneNumber",),
+    "Address": ("Address",),
+}
+_NAME_ATTRIBUTES = frozenset({"FirstName", "LastName", "MiddleName", "BusinessName"})
+
+# Set while an automatic merge runs: the writes it makes must not start another one.
+_merging: ContextVar[bool] = ContextVar("openprofiles_rule_merging", default=False)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    levels: tuple[tuple[str, ...], ...]
+    max_matching: int
+    max_merging: int
+    one_to_one: bool
+    sub_types: dict[str, tuple[str, ...]]
+    conflict: str
+    source_name: str | None
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    match_id: str
+    level: int
+    attributes: tuple[str, ...]
+    profile_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    profiles: int
+    digests: int
+    merges: int
+    guarded_levels: tuple[int, ...]
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+def rule_config(config: dict[str, Any]) -> RuleConfig | None:
+    """The domain's enabled rules, or None when rule-based matching is off (or has no rules:
+    the cloud service's default rule set is undocumented, spec §5.1)."""
+    rbm = config.get("RuleBasedMatching") or {}
+    levels = tuple(tuple((r or {}).get("Rule") or ()) for r in rbm.get("MatchingRules") or ())
+    if not rbm.get("Enabled") or not levels:
+        return None
+    max_matching = min(rbm.get("MaxAllowedRuleLevelForMatching") or len(levels), len(levels))
+    selector = rbm.get("AttributeTypesSelector") or {}
+    resolution = rbm.get("ConflictResolution") or {}
+    return RuleConfig(
+        levels=levels,
+        max_matching=max_matching,
+        max_merging=min(rbm.get("MaxAllowedRuleLevelForMerging") or 0, max_matching),
+        one_to_one=selector.get("AttributeMatchingModel", "ONE_TO_ONE") != "MANY_TO_MANY",
+        sub_types={
+            name: tuple(selector.get(name) or default)
+            for name, default in _DEFAULT_SUB_TYPES.items()
+        },
+        conflict=resolution.get("ConflictResolvingModel") or "RECENCY",
+        source_name=resolution.get("SourceName"),
+    )
+
+
+def domain_rules(tx: Tx, domain_name: str) -> RuleConfig | None:
+    record = find_domain(tx, domain_name=domain_name)
+    return rule_config(record.config) if record else None
+
+
+# ---------------------------------------------------------------------------- digests
+
+
+def _plain_value(attribute: str, fields: dict[str, Any], region: str) -> str:
+    if attribute.startswith("Attributes."):
+        raw = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
+    else:
+        raw = fields.get(attribute)
+    if not isinstance(raw, str) or not raw.strip():
+        return ""
+    if attribute in _NAME_ATTRIBUTES:
+        return normalize(ContentType.NAME, raw, phone_region=region)
+    return raw.strip().casefold()
+
+
+def _address_part(address: dict[str, Any], part: str) -> str:
+    if part == "Address":
+        lines = [address.get(p) for p in ADDRESS_PARTS[:4]]
+        raw = " ".join(v.strip() for v in lines if isinstance(v, str) and v.strip())
+    else:
+        value = address.get(part)
+        raw = value if isinstance(value, str) else ""
+    return raw.strip().casefold()
+
+
+def _choices(
+    attributes: Sequence[str], fields: dict[str, Any], rules: RuleConfig, region: str
+) -> list[list[tuple[str, tuple[str, ...]]]] | None:
+    """Per component of the level (a plain attribute, EmailAddress, PhoneNumber, or all the
+    level's Address.* parts together, taken from one address), the (sub-type, values) it can
+    take; None when the profile lacks a component, so the level yields no digest."""
+    components: list[list[tuple[str, tuple[str, ...]]]] = []
+    address_parts = [a.split(".", 1)[1] for a in attributes if a.startswith("Address.")]
+    address_done = False
+    for attribute in attributes:
+        choices: list[tuple[str, tuple[str, ...]]] = []
+        if attribute in ("EmailAddress", "PhoneNumber"):
+            kind = (
+                ContentType.EMAIL_ADDRESS
+                if attribute == "EmailAddress"
+                else ContentType.PHONE_NUMBER
+            )
+            for sub_type in rules.sub_types[attribute]:
+                raw = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
+                if isinstance(raw, str) and (normal := normalize(kind, raw, phone_region=region)):
+                    choices.append((sub_type, (normal,)))
+        elif attribute.startswith("Address."):
+            if address_done:
+                continue
+            address_done = True
+            for sub_type in rules.sub_types["Address"]:
+                address = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
+                if not isinstance(address, dict):
+                    continue
+                values = tuple(_address_part(address, p) for p in address_parts)
+                if all(values):
+                    choices.append((_SUB_TYPE_FIELDS[sub_type], values))
+        elif value := _plain_value(attribute, fields, region):
+            choices.append(("", (value,)))
+        if not choices:
+            return None
+        # The same value under two sub-types is one comparison under MANY_TO_MANY.
+        if not rules.one_to_one:
+            choices = list({values: ("", values) for _, values in choices}.values())
+        components.append(choices)
+    return components
+
+
+def profile_digests(
+    cipher: DomainCipher, rules: RuleConfig, fields: dict[str, Any], region: str
+) -> set[tuple[int, bytes]]:
+    """(level, digest) pairs of a profile's fields under the domain's rules."""
+    out: set[tuple[int, bytes]] = set()
+    for level, attributes in enumerate(rules.levels[: rules.max_matching], start=1):
+        components = _choices(attributes, fields, rules, region)
+        if components is None:
+            continue
+        for combination in itertools.product(*components):
+            tag = ",".join(s for s, _ in combination if s) if rules.one_to_one else "*"
+            values = [v for _, vs in combination for v in vs]
+            key_name = f"_match:L{level}:{tag}"
+            out.add((level, cipher.digest(key_name, json.dumps(values, ensure_ascii=False))))
+    return out
+
+
+def match_id(level: int, digest: bytes) -> str:
+    return f"{level:02d}{digest.hex()}"
+
+
+def parse_match_id(value: str) -> tuple[int, bytes]:
+    try:
+        level, digest = int(value[:2]), bytes.fromhex(value[2:])
+    except ValueError:
+        level, digest = 0, b""
+    if not 1 <= level <= 15 or len(digest) != DIGEST_SIZE:
+        raise BadRequest(f"{value} is not a rule-based MatchId.")
+    return level, digest
+
+
+def _live() -> Any:
+    """rule_match_digest rows of live profiles (not merged away, not deleted)."""
+    return rule_match_digest.join(
+        profile,
+        and_(
+            profile.c.domain_name == rule_match_digest.c.domain_name,
+            profile.c.profile_id == rule_match_digest.c.profile_id,
+            profile.c.merged_into.is_(None),
+        ),
+    )
+
+
+def _store(tx: Tx, domain_name: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
+    batch = [
+        {"domain_name": domain_name, "level": level, "digest": digest, "profile_id": pid}
+        for pid, level, digest in rows
+    ]
+    for start in range(0, len(batch), 1000):
+        tx.conn.execute(rule_match_digest.insert(), batch[start : start + 1000])
+    return len(batch)
+
+
+def _forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
+    tx.conn.execute(
+        delete(rule_match_digest).where(
+            rule_match_digest.c.domain_name == domain_name,
+            rule_match_digest.c.profile_id.in_(list(profile_ids)),
+        )
+    )
+
+
+def _group_counts(tx: Tx, domain_name: str, digests: Iterable[bytes]) -> dict[bytes, int]:
+    wanted = sorted(set(digests))
+    if not wanted:
+        return {}
+    c = rule_match_digest.c
+    rows = tx.conn.execute(
+        select(c.digest, func.count())
+        .select_from(_live())
+        .where(c.domain_name == domain_name, c.digest.in_(wanted))
+        .group_by(c.digest)
+    )
+    return {bytes(r[0]): int(r[1]) for r in rows}
+
+
+def _members(tx: Tx, domain_name: str, level: int, digest: bytes) -> tuple[str, ...]:
+    c = rule_match_digest.c
+    rows = tx.conn.execute(
+        select(c.profile_id)
+        .select_from(_live())
+        .where(c.domain_name == domain_name, c.level == level, c.digest == digest)
+        .order_by(c.profile_id)
+    )
+    return tuple(r.profile_id for r in rows)
+
+
+def _dead_letter_guard(tx: Tx, domain_name: str, level: int) -> None:
+    from openprofiles.dlq.sinks import dead_letter_in
+
+    dead_letter_in(
+        tx,
+        domain_name=domain_name,
+        object_type_name=GUARD_OBJECT_TYPE,
+        object_json="{}",
+        reason=GUARD_MESSAGE.format(level=level),
+        category=GUARD_CATEGORY,
+    )
+
+
+# ---------------------------------------------------------------------------- incremental
+
+
+def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
+    """Recompute a written profile's digests and, outside an automatic merge, merge its match
+    group when the rules say so. Runs in the write's transaction (profiles.service hook)."""
+    rules = domain_rules(tx, domain_name)
+    if rules is None:
+        return
+    cipher = tx.cipher(domain_name)
+    pairs = profile_digests(cipher, rules, record.fields, tx.settings.default_phone_region)
+    _forget(tx, domain_name, [record.profile_id])
+    _store(tx, domain_name, ((record.profile_id, level, digest) for level, digest in pairs))
+    counts = _group_counts(tx, domain_name, (d for _, d in pairs))
+    # The guard's message goes out once, when this write takes a group past the limit.
+    for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
+        _dead_letter_guard(tx, domain_name, level)
+    if rules.max_merging and not _merging.get():
+        found = _choose(pairs, counts)
+        if found is not None and found[0] <= rules.max_merging:
+            members = _members(tx, domain_name, *found)
+            _merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+
+
+def _choose(
+    pairs: Iterable[tuple[int, bytes]], counts: dict[bytes, int]
+) -> tuple[int, bytes] | None:
+    usable = [(lv, d) for lv, d in pairs if 2 <= counts.get(d, 0) <= GUARD_LIMIT]
+    return min(usable) if usable else None
+
+
+# Registered when identity resolution is imported (as register_domain_table is): idempotent.
+if on_profile_written not in profiles.on_profile_written:
+    profiles.on_profile_written.append(on_profile_written)
+
+
+# ---------------------------------------------------------------------------- full pass
+
+
+def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
+    """Recompute every digest of the domain under its current rules, dead-letter the guard's
+    message once per level it stops, auto-merge what the rules say, and mark the rules ACTIVE."""
+    record = get_domain(tx, domain_name=domain_name)
+    tx.conn.execute(delete(rule_match_digest).where(rule_match_digest.c.domain_name == domain_name))
+    rules = rule_config(record.config)
+    if rules is None:
+        return RebuildResult(0, 0, 0, ())
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+    count = 0
+    rows: list[tuple[str, int, bytes]] = []
+    for row in tx.conn.execute(
+        select(profile.c.profile_id, profile.c.sealed).where(
+            profile.c.domain_name == domain_name, profile.c.merged_into.is_(None)
+        )
+    ):
+        count += 1
+        fields = cipher.open_record(profiles.PROFILE_TABLE, row.profile_id, bytes(row.sealed))[
+            "fields"
+        ]
+        rows.extend(
+            (row.profile_id, lv, d) for lv, d in profile_digests(cipher, rules, fields, region)
+        )
+    stored = _store(tx, domain_name, rows)
+    guarded = _guarded_levels(tx, domain_name)
+    for level in guarded:
+        _dead_letter_guard(tx, domain_name, level)
+    merges = 0
+    if rules.max_merging:
+        with no_auto_merge():
+            for group in _chosen_groups(tx, domain_name, rules):
+                level, digest = parse_match_id(group)
+                if level > rules.max_merging:
+                    continue
+                members = _members(tx, domain_name, level, digest)
+                if len(members) < 2:
+                    continue
+                current = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=members)
+                main = max(current.values(), key=lambda r: (r.updated_at, r.profile_id))
+                merges += _merge_group(tx, domain_name, rules, main.profile_id, members)
+    rbm = dict(record.config["RuleBasedMatching"])
+    rbm["Status"] = "ACTIVE"
+    tx.conn.execute(
+        update(domain)
+        .where(domain.c.name == domain_name)
+        .values(config={**record.config, "RuleBasedMatching": rbm})
+    )
+    return RebuildResult(count, stored, merges, tuple(guarded))
+
+
+def _guarded_levels(tx: Tx, domain_name: str) -> list[int]:
+    c = rule_match_digest.c
+    rows = tx.conn.execute(
+        select(c.level)
+        .select_from(_live())
+        .where(c.domain_name == domain_name)
+        .group_by(c.level, c.digest)
+        .having(func.count() > GUARD_LIMIT)
+    )
+    return sorted({r.level for r in rows})
+
+
+# ---------------------------------------------------------------------------- match groups
+
+
+def _chosen_groups(tx: Tx, domain_name: str, rules: RuleConfig) -> list[str]:
+    """MatchIds of the groups some profile belongs to (its lowest usable level), in id order."""
+    c = rule_match_digest.c
+    rows = list(
+        tx.conn.execute(
+            select(c.level, c.digest, c.profile_id)
+            .select_from(_live())
+            .where(c.domain_name == domain_name, c.level <= rules.max_matching)
+        )
+    )
+    counts: dict[bytes, int] = defaultdict(int)
+    for r in rows:
+        counts[bytes(r.digest)] += 1
+    best: dict[str, tuple[int, bytes]] = {}
+    for r in rows:
+        digest = bytes(r.digest)
+        if not 2 <= counts[digest] <= GUARD_LIMIT:
+            continue
+        pair = (int(r.level), digest)
+        if r.profile_id not in best or pair < best[r.profile_id]:
+            best[r.profile_id] = pair
+    return sorted({match_id(lv, d) for lv, d in best.values()})
+
+
+def _enabled(tx: Tx, domain_name: str) -> RuleConfig:
+    tx.cipher(domain_name)  # NotFound for an unknown domain
+    rules = domain_rules(tx, domain_name)
+    if rules is None:
+        raise BadRequest(f"Rule-based matching is not enabled for domain {domain_name}.")
+    return rules
+
+
+def list_matches(
+    tx: Tx, *, domain_name: str, limit: int = 100, after: str | None = None
+) -> tuple[list[str], bool]:
+    """The domain's rule-based MatchIds in order after `after`; the flag says more follow."""
+    rules = _enabled(tx, domain_name)
+    ids = [m for m in _chosen_groups(tx, domain_name, rules) if after is None or m > after]
+    return ids[:limit], len(ids) > limit
+
+
+def get_match(tx: Tx, *, domain_name: str, match_id: str) -> RuleMatch:
+    rules = _enabled(tx, domain_name)
+    level, digest = parse_match_id(match_id)
+    members = _members(tx, domain_name, level, digest) if level <= rules.max_matching else ()
+    if len(members) < 2:
+        raise NotFound(f"The match {match_id} does not exist in domain {domain_name}.")
+    return RuleMatch(match_id, level, rules.levels[level - 1], members)
+
+
+def profile_match(tx: Tx, *, domain_name: str, profile_id: str) -> RuleMatch | None:
+    """The match group of a live profile: the lowest usable level it shares a digest at."""
+    rules = _enabled(tx, domain_name)
+    c = rule_match_digest.c
+    pairs = {
+        (int(r.level), bytes(r.digest))
+        for r in tx.conn.execute(
+            select(c.level, c.digest).where(
+                c.domain_name == domain_name,
+                c.profile_id == profile_id,
+                c.level <= rules.max_matching,
+            )
+        )
+    }
+    found = _choose(pairs, _group_counts(tx, domain_name, (d for _, d in pairs)))
+    if found is None:
+        return None
+    level, digest = found
+    return RuleMatch(
+        match_id(level, digest),
+        level,
+        rules.levels[level - 1],
+        _members(tx, domain_name, level, digest),
+    )
+
+
+def similar_profiles(
+    tx: Tx, *, domain_name: str, search_key: str, search_value: str
+) -> RuleMatch | None:
+    """GetSimilarProfiles for RULE_BASED_MATCHING: the match group of the profile the key finds
+    (the lowest-level one when it finds several); NotFound when the key finds no profile."""
+    _enabled(tx, domain_name)
+    page, _ = profiles.search_profiles(
+        tx,
+        domain_name=domain_name,
+        criteria=[profiles.SearchCriterion(search_key, (search_value,))],
+        limit=100,
+    )
+    if not page:
+        raise NotFound(f"No profile has the value given for key {search_key}.")
+    found = [
+        m
+        for record, _ in page
+        if (m := profile_match(tx, domain_name=domain_name, profile_id=record.profile_id))
+    ]
+    return min(found, key=lambda m: (m.level, m.match_id)) if found else None
+
+
+# ---------------------------------------------------------------------------- auto-merge
+
+
+@contextmanager
+def no_auto_merge() -> Iterator[None]:
+    """Writes inside this block recompute digests but start no automatic merge (an automatic
+    merge's own writes; an undo, which would otherwise merge the profiles straight back)."""
+    token = _merging.set(True)
+    try:
+        yield
+    finally:
+        _merging.reset(token)
+
+
+def _kept_apart(tx: Tx, domain_name: str, profile_id: str, members: Sequence[str]) -> set[str]:
+    """Profiles an undone merge separated from `profile_id`: they are not merged again."""
+    apart: set[str] = set()
+    for row in tx.conn.execute(
+        select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
+            merge_log.c.domain_name == domain_name,
+            merge_log.c.undone_at.is_not(None),
+            merge_log.c.main_profile_id.in_([profile_id, *members]),
+        )
+    ):
+        ids = {row.main_profile_id, *row.merged_profile_ids}
+        if profile_id in ids:
+            apart |= ids
+    return apart - {profile_id}
+
+
+def _merge_group(
+    tx: Tx,
+    domain_name: str,
+    rules: RuleConfig,
+    main_id: str,
+    members: Sequence[str],
+    caller: ProfileRecord | None = None,
+) -> int:
+    """Merge the group's other live members into `main_id` (chunks of 20, the API's limit);
+    returns how many merges were made. The caller's record is refreshed in place, so code that
+    still holds it (ingestion) writes on top of the merged fields."""
+    from openprofiles.identity.service import merge_profiles
+
+    others = [
+        m
+        for m in members
+        if m != main_id and m not in _kept_apart(tx, domain_name, main_id, members)
+    ]
+    merges = 0
+    with no_auto_merge():
+        for start in range(0, len(others), MAX_MERGE_CHUNK - 1):
+            chunk = others[start : start + MAX_MERGE_CHUNK - 1]
+            records = profiles.get_profiles(
+                tx, domain_name=domain_name, profile_ids=[main_id, *chunk]
+            )
+            chunk = [pid for pid in chunk if pid in records and records[pid].profile_id == pid]
+            if not chunk:
+                continue
+            merge_profiles(
+                tx,
+                domain_name=domain_name,
+                main_profile_id=main_id,
+                profile_ids=chunk,
+                field_sources=resolve_conflicts(
+                    [records[main_id], *(records[p] for p in chunk)], main_id, rules
+                ),
+            )
+            _forget(tx, domain_name, chunk)
+            merges += 1
+    if merges and caller is not None:
+        fresh = profiles.get_profile(tx, domain_name=domain_name, profile_id=main_id)
+        caller.fields = fresh.fields
+        caller.manual_fields = fresh.manual_fields
+        caller.field_sources = fresh.field_sources
+        caller.version = fresh.version
+        caller.updated_at = fresh.updated_at
+    return merges
+
+
+def resolve_conflicts(
+    records: Sequence[ProfileRecord], main_id: str, rules: RuleConfig
+) -> dict[str, Any]:
+    """FieldSourceProfileIds for an automatic merge (spec §5.1 ConflictResolution): per field
+    (Attributes per key) the profile whose value wins. A value a person set wins over ingested
+    ones; then SOURCE prefers values written by the object type SourceName; then the most
+    recently updated profile wins (RECENCY; the profile's update time stands for the value's)."""
+
+    def winner(path: str) -> str | None:
+        def covers(p: str) -> bool:
+            return p == path or p.startswith(path + ".")
+
+        holders = [r for r in records if _value(r, path) not in (None, "", {})]
+        if not holders:
+            return None
+        pool = [r for r in holders if any(covers(p) for p in r.manual_fields)] or holders
+        if rules.conflict == "SOURCE" and rules.source_name and len(pool) > 1:
+            pool = [
+                r
+                for r in pool
+                if any(
+                    covers(p) and (s or {}).get("type") == rules.source_name
+                    for p, s in r.field_sources.items()
+                )
+            ] or pool
+        best = max(pool, key=lambda r: (r.updated_at, r.profile_id == main_id))
+        return best.profile_id
+
+    out: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        if name == "Attributes":
+            continue
+        chosen = winner(name)
+        if chosen is not None and chosen != main_id:
+            out[name] = chosen
+    keys = dict.fromkeys(k for r in records for k in (r.fields.get("Attributes") or {}))
+    attributes = {}
+    for key in keys:
+        chosen = winner(f"Attributes.{key}")
+        if chosen is not None and chosen != main_id:
+            attributes[key] = chosen
+    if attributes:
+        out["Attributes"] = attributes
+    return out
+
+
+def _value(record: ProfileRecord, path: str) -> Any:
+    if path.startswith("Attributes."):
+        return (record.fields.get("Attributes") or {}).get(path[len("Attributes.") :])
+    return record.fields.get(path)
+
+
+def matched_values(tx: Tx, *, domain_name: str, match: RuleMatch) -> dict[str, dict[str, str]]:
+    """Per profile of a match, the values of the level's attributes (opened from the profiles;
+    for an explanation shown to an administrator who asked for values)."""
+    rules = _enabled(tx, domain_name)
+    records = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=match.profile_ids)
+    out: dict[str, dict[str, str]] = {}
+    for pid in match.profile_ids:
+        fields = records[pid].fields if pid in records else {}
+        shown: dict[str, str] = {}
+        for attribute in match.attributes:
+            if attribute in ("EmailAddress", "PhoneNumber"):
+                for sub_type in rules.sub_types[attribute]:
+                    if value := fields.get(_SUB_TYPE_FIELDS.get(sub_type, "")):
+                        shown[sub_type] = str(value)
+            elif attribute.startswith("Address."):
+                part = attribute.split(".", 1)[1]
+                for sub_type in rules.sub_types["Address"]:
+                    address = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
+                    if isinstance(address, dict) and (value := _address_part(address, part)):
+                        shown[f"{_SUB_TYPE_FIELDS[sub_type]}.{part}"] = value
+            elif attribute.startswith("Attributes."):
+                value = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
+                if value:
+                    shown[attribute] = str(value)
+            elif value := fields.get(attribute):
+                shown[attribute] = str(value)
+        out[pid] = shown
+    return out

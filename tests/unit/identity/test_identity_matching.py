@@ -1,0 +1,499 @@
+"""Rule-based matching on real databases (SQLite and PostgreSQL), spec §5.1: the worked example
+under ONE_TO_ONE and MANY_TO_MANY, levels and MaxAllowedRuleLevelForMatching, the
+low-cardinality guard, incremental maintenance in the write's transaction, the full pass when
+rules change, auto-merge with RECENCY and SOURCE keeping manual fields, and undoing an
+automatic merge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from openprofiles.context import Services
+from openprofiles.dlq import service as dlq
+from openprofiles.domains.service import update_domain
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.identity import matching
+from openprofiles.identity import service as identity
+from openprofiles.profiles import service as profiles
+from openprofiles.profiles.models import ProfileRecord
+from openprofiles.store.schema import rule_match_digest
+
+from .conftest import DOMAIN, fields_of, ingest, new_profile
+
+EXAMPLE_RULES = [{"Rule": ["EmailAddress", "LastName", "FirstName"]}, {"Rule": ["AccountNumber"]}]
+
+
+def enable(services: Services, **overrides: Any) -> matching.RebuildResult:
+    config = {
+        "Enabled": True,
+        "MatchingRules": EXAMPLE_RULES,
+        "AttributeTypesSelector": {
+            "AttributeMatchingModel": "ONE_TO_ONE",
+            "EmailAddress": ["EmailAddress", "BusinessEmailAddress"],
+        },
+        **overrides,
+    }
+    with services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"RuleBasedMatching": config})
+        return matching.rebuild(tx, domain_name=DOMAIN)
+
+
+def match_of(services: Services, profile_id: str) -> matching.RuleMatch | None:
+    with services.read() as tx:
+        return matching.profile_match(tx, domain_name=DOMAIN, profile_id=profile_id)
+
+
+def match_ids(services: Services) -> list[str]:
+    with services.read() as tx:
+        return matching.list_matches(tx, domain_name=DOMAIN)[0]
+
+
+def create(services: Services, manual: bool = True, **fields: Any) -> str:
+    with services.write() as tx:
+        return profiles.create_profile(
+            tx, domain_name=DOMAIN, fields=fields, manual=manual
+        ).profile_id
+
+
+PROFILE_A = {
+    "EmailAddress": "1@email.com",
+    "BusinessEmailAddress": "john@company.com",
+    "LastName": "Doe",
+    "FirstName": "John",
+}
+
+
+# ---------------------------------------------------------------------------- the worked example
+
+
+def test_one_to_one_matches_the_same_sub_type(services, domain):
+    enable(services)
+    a = new_profile(services, **PROFILE_A)
+    b = new_profile(
+        services,
+        EmailAddress="2@email.com",
+        BusinessEmailAddress="JOHN@company.com",
+        LastName="doe",
+        FirstName=" John ",
+    )
+    found = match_of(services, a)
+    assert found is not None
+    assert found.level == 1
+    assert found.profile_ids == tuple(sorted([a, b]))
+    assert found.attributes == ("EmailAddress", "LastName", "FirstName")
+    assert match_ids(services) == [found.match_id]
+
+
+def test_one_to_one_does_not_compare_across_sub_types(services, domain):
+    enable(services)
+    a = new_profile(services, **PROFILE_A)
+    new_profile(
+        services,
+        EmailAddress="2@email.com",
+        BusinessEmailAddress="1@email.com",
+        LastName="Doe",
+        FirstName="John",
+    )
+    assert match_of(services, a) is None
+    assert match_ids(services) == []
+
+
+def test_many_to_many_compares_across_sub_types(services, domain):
+    enable(
+        services,
+        AttributeTypesSelector={
+            "AttributeMatchingModel": "MANY_TO_MANY",
+            "EmailAddress": ["EmailAddress", "BusinessEmailAddress"],
+        },
+    )
+    a = new_profile(services, **PROFILE_A)
+    b = new_profile(
+        services,
+        EmailAddress="2@email.com",
+        BusinessEmailAddress="1@email.com",
+        LastName="Doe",
+        FirstName="John",
+    )
+    found = match_of(services, b)
+    assert found is not None and found.level == 1
+    assert set(found.profile_ids) == {a, b}
+
+
+def test_an_unselected_sub_type_is_ignored(services, domain):
+    enable(services, AttributeTypesSelector={"AttributeMatchingModel": "MANY_TO_MANY"})
+    a = new_profile(services, **PROFILE_A)
+    new_profile(
+        services,
+        EmailAddress="2@email.com",
+        BusinessEmailAddress="john@company.com",
+        LastName="Doe",
+        FirstName="John",
+    )
+    assert match_of(services, a) is None
+
+
+# ---------------------------------------------------------------------------- levels
+
+
+def test_the_lowest_matching_level_wins(services, domain):
+    enable(services)
+    a = new_profile(services, **PROFILE_A, AccountNumber="account1234")
+    b = new_profile(services, EmailAddress="9@email.com", AccountNumber="ACCOUNT1234")
+    found = match_of(services, a)
+    assert found is not None and found.level == 2
+    assert found.attributes == ("AccountNumber",)
+    c = new_profile(services, **PROFILE_A)
+    found = match_of(services, a)
+    assert found is not None and found.level == 1
+    assert set(found.profile_ids) == {a, c}
+    # b only shares the account: its group is level 2 with a.
+    b_match = match_of(services, b)
+    assert b_match is not None and b_match.level == 2
+    assert len(match_ids(services)) == 2
+
+
+def test_max_allowed_rule_level_for_matching(services, domain):
+    enable(services, MaxAllowedRuleLevelForMatching=1)
+    a = new_profile(services, AccountNumber="account1234")
+    new_profile(services, AccountNumber="account1234")
+    assert match_of(services, a) is None
+    with services.read() as tx:
+        levels = {r.level for r in tx.conn.execute(select(rule_match_digest.c.level))}
+    assert 2 not in levels
+
+
+def test_address_parts_come_from_one_address(services, domain):
+    enable(
+        services,
+        MatchingRules=[{"Rule": ["Address.City", "Address.Country"]}],
+        AttributeTypesSelector={
+            "AttributeMatchingModel": "MANY_TO_MANY",
+            "Address": ["Address", "ShippingAddress"],
+        },
+    )
+    a = new_profile(services, Address={"City": "Lyon", "Country": "FR"})
+    b = new_profile(services, ShippingAddress={"City": "LYON ", "Country": "fr"})
+    new_profile(services, Address={"City": "Lyon"}, ShippingAddress={"Country": "FR"})
+    found = match_of(services, a)
+    assert found is not None and set(found.profile_ids) == {a, b}
+
+
+def test_custom_attributes(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["Attributes.loyalty"]}])
+    a = new_profile(services, Attributes={"loyalty": "G-1"})
+    b = new_profile(services, Attributes={"loyalty": "g-1"})
+    found = match_of(services, a)
+    assert found is not None and set(found.profile_ids) == {a, b}
+
+
+def test_digests_hold_no_values_in_clear(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    new_profile(services, EmailAddress="secret@example.com")
+    with services.read() as tx:
+        rows = list(tx.conn.execute(select(rule_match_digest)))
+    assert rows
+    assert all(b"secret" not in bytes(r.digest) and len(bytes(r.digest)) == 16 for r in rows)
+
+
+# ---------------------------------------------------------------------------- the guard
+
+
+def test_low_cardinality_guard_skips_the_group_and_dead_letters_once(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["LastName"]}, {"Rule": ["EmailAddress"]}])
+    with services.write() as tx:
+        ids = [
+            profiles.create_profile(
+                tx, domain_name=DOMAIN, fields={"LastName": "Smith", "EmailAddress": f"{i}@x.com"}
+            ).profile_id
+            for i in range(matching.GUARD_LIMIT + 2)
+        ]
+        profiles.create_profile(
+            tx, domain_name=DOMAIN, fields={"LastName": "Smith", "EmailAddress": "0@x.com"}
+        )
+    with services.read() as tx:
+        letters = dlq.list_messages(tx, domain_name=DOMAIN)
+    assert [m.reason for m in letters] == [
+        "All attributes at rule level 1 are associated with more than 500 records."
+    ]
+    found = match_of(services, ids[0])
+    assert found is not None and found.level == 2
+    assert len(match_ids(services)) == 1
+    # The full pass says it once per level too.
+    result = enable(services, MatchingRules=[{"Rule": ["LastName"]}, {"Rule": ["EmailAddress"]}])
+    assert result.guarded_levels == (1,)
+    with services.read() as tx:
+        assert dlq.count(tx, domain_name=DOMAIN) == 2
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+def test_matches_follow_writes_in_the_same_transaction(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    with services.write() as tx:
+        a = profiles.create_profile(tx, domain_name=DOMAIN, fields={"EmailAddress": "a@x.com"})
+        b = profiles.create_profile(tx, domain_name=DOMAIN, fields={"EmailAddress": "A@X.com"})
+        found = matching.profile_match(tx, domain_name=DOMAIN, profile_id=a.profile_id)
+        assert found is not None
+        assert set(found.profile_ids) == {a.profile_id, b.profile_id}
+        profiles.update_profile(
+            tx,
+            domain_name=DOMAIN,
+            profile_id=b.profile_id,
+            changes={"EmailAddress": "b@x.com"},
+        )
+        assert matching.profile_match(tx, domain_name=DOMAIN, profile_id=a.profile_id) is None
+
+
+def test_ingestion_updates_matches(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    a = new_profile(services, EmailAddress="crm@x.com")
+    created = ingest(services, {"id": "c1", "email": "other@x.com"})
+    assert match_of(services, a) is None
+    with services.write() as tx:
+        profiles.update_profile(
+            tx,
+            domain_name=DOMAIN,
+            profile_id=created.profile_id,
+            changes={"EmailAddress": "crm@x.com"},
+        )
+    found = match_of(services, a)
+    assert found is not None and set(found.profile_ids) == {a, created.profile_id}
+
+
+def test_deleted_profiles_leave_their_groups(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    a = new_profile(services, EmailAddress="a@x.com")
+    b = new_profile(services, EmailAddress="a@x.com")
+    with services.write() as tx:
+        profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=b)
+    assert match_of(services, a) is None
+
+
+def test_full_pass_when_rules_change(services, domain):
+    a = new_profile(services, EmailAddress="a@x.com", FirstName="Ann")
+    b = new_profile(services, EmailAddress="a@x.com", FirstName="Bob")
+    with services.read() as tx, pytest.raises(BadRequest, match="not enabled"):
+        matching.list_matches(tx, domain_name=DOMAIN)
+    result = enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    assert result.profiles == 2
+    found = match_of(services, a)
+    assert found is not None and set(found.profile_ids) == {a, b}
+    with services.read() as tx:
+        from openprofiles.domains.service import get_domain
+
+        assert get_domain(tx, domain_name=DOMAIN).config["RuleBasedMatching"]["Status"] == "ACTIVE"
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress", "FirstName"]}])
+    assert match_ids(services) == []
+    result = enable(services, Enabled=False)
+    assert result.digests == 0
+    with services.read() as tx:
+        assert list(tx.conn.execute(select(rule_match_digest))) == []
+
+
+def test_get_match_and_similar_profiles(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    a = new_profile(services, EmailAddress="a@x.com")
+    b = new_profile(services, EmailAddress="a@x.com")
+    lonely = new_profile(services, EmailAddress="z@x.com")
+    [mid] = match_ids(services)
+    with services.read() as tx:
+        got = matching.get_match(tx, domain_name=DOMAIN, match_id=mid)
+        assert set(got.profile_ids) == {a, b} and got.level == 1
+        similar = matching.similar_profiles(
+            tx, domain_name=DOMAIN, search_key="_email", search_value="A@x.com"
+        )
+        assert similar is not None and similar.match_id == mid
+        assert (
+            matching.similar_profiles(
+                tx, domain_name=DOMAIN, search_key="_profileId", search_value=lonely
+            )
+            is None
+        )
+        with pytest.raises(NotFound):
+            matching.similar_profiles(
+                tx, domain_name=DOMAIN, search_key="_email", search_value="nobody@x.com"
+            )
+        with pytest.raises(NotFound):
+            matching.get_match(tx, domain_name=DOMAIN, match_id="01" + "00" * 16)
+        with pytest.raises(BadRequest):
+            matching.get_match(tx, domain_name=DOMAIN, match_id="nonsense")
+
+
+# ---------------------------------------------------------------------------- auto-merge
+
+
+def _record(pid: str, fields: dict[str, Any], age: int, **extra: Any) -> ProfileRecord:
+    when = datetime(2026, 1, 1, tzinfo=UTC) - timedelta(days=age)
+    return ProfileRecord(pid, fields, 1, when, when, **extra)
+
+
+def test_resolve_conflicts_recency_source_and_manual():
+    old = _record(
+        "old",
+        {"FirstName": "Old", "LastName": "Keep", "Attributes": {"t": "1"}},
+        age=5,
+        field_sources={"FirstName": {"type": "Crm"}},
+    )
+    new = _record("new", {"FirstName": "New", "Attributes": {"t": "2"}}, age=1)
+    rules = matching.rule_config(
+        {"RuleBasedMatching": {"Enabled": True, "MatchingRules": [{"Rule": ["FirstName"]}]}}
+    )
+    assert rules is not None
+    assert matching.resolve_conflicts([old, new], "old", rules) == {
+        "FirstName": "new",
+        "Attributes": {"t": "new"},
+    }
+    source = matching.rule_config(
+        {
+            "RuleBasedMatching": {
+                "Enabled": True,
+                "MatchingRules": [{"Rule": ["FirstName"]}],
+                "ConflictResolution": {"ConflictResolvingModel": "SOURCE", "SourceName": "Crm"},
+            }
+        }
+    )
+    assert source is not None
+    assert matching.resolve_conflicts([old, new], "new", source) == {
+        "FirstName": "old",
+        "LastName": "old",
+    }
+    old.manual_fields = {"Attributes.t"}
+    assert matching.resolve_conflicts([old, new], "old", rules) == {"FirstName": "new"}
+
+
+def test_auto_merge_on_write_with_recency_keeps_manual_fields(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    a = create(services, EmailAddress="a@x.com", FirstName="Ann", LastName="Lee")
+    b = create(services, manual=False, EmailAddress="a@x.com", FirstName="Annie", BirthDate="1990")
+    # b was written last, so it is the main profile; a's manual FirstName wins over recency.
+    assert fields_of(services, b) == {
+        "EmailAddress": "a@x.com",
+        "FirstName": "Ann",
+        "LastName": "Lee",
+        "BirthDate": "1990",
+    }
+    assert fields_of(services, a) == fields_of(services, b)  # a resolves to b
+    with services.read() as tx:
+        [merge] = identity.list_merges(tx, domain_name=DOMAIN)
+    assert merge.main_profile_id == b and merge.merged_profile_ids == (a,)
+    assert match_ids(services) == []
+
+
+def test_auto_merge_recency_takes_the_newest_value(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    a = create(services, manual=False, EmailAddress="a@x.com", FirstName="Old", LastName="Lee")
+    b = create(services, manual=False, EmailAddress="b@x.com", FirstName="New")
+    with services.write() as tx:
+        record = profiles.get_profile(tx, domain_name=DOMAIN, profile_id=a)
+        record.fields["EmailAddress"] = "b@x.com"
+        profiles.save_profile(tx, domain_name=DOMAIN, record=record)
+        # The caller's record is refreshed in place with the merged fields.
+        assert record.fields["FirstName"] == "Old"
+    # a was written last: it is the main profile and its own value is the newest.
+    assert fields_of(services, a)["FirstName"] == "Old"
+    assert fields_of(services, b) == fields_of(services, a)
+
+
+def test_auto_merge_source_prefers_the_named_object_type(services, domain):
+    enable(
+        services,
+        MatchingRules=[{"Rule": ["EmailAddress"]}],
+        MaxAllowedRuleLevelForMerging=1,
+        ConflictResolution={"ConflictResolvingModel": "SOURCE", "SourceName": "Crm"},
+    )
+    crm = ingest(services, {"id": "c1", "email": "a@x.com", "first": "From Crm"}).profile_id
+    other = create(services, manual=False, EmailAddress="a@x.com", FirstName="Typed later")
+    assert fields_of(services, other)["FirstName"] == "From Crm"
+    assert fields_of(services, crm)["FirstName"] == "From Crm"
+
+
+def test_auto_merge_respects_max_level_for_merging(services, domain):
+    enable(services, MaxAllowedRuleLevelForMerging=1)
+    a = create(services, AccountNumber="acc1")
+    b = create(services, AccountNumber="acc1")
+    found = match_of(services, a)
+    assert found is not None and found.level == 2 and set(found.profile_ids) == {a, b}
+    with services.read() as tx:
+        assert identity.list_merges(tx, domain_name=DOMAIN) == []
+
+
+def test_full_pass_auto_merges(services, domain):
+    a = create(services, manual=False, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, manual=False, EmailAddress="a@x.com", LastName="Lee")
+    result = enable(
+        services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1
+    )
+    assert result.merges == 1
+    assert fields_of(services, a) == fields_of(services, b)
+    assert fields_of(services, b) == {
+        "EmailAddress": "a@x.com",
+        "FirstName": "Ann",
+        "LastName": "Lee",
+    }
+
+
+def test_undo_an_auto_merge_and_it_stays_undone(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    a = create(services, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, EmailAddress="a@x.com", LastName="Lee")
+    with services.read() as tx:
+        [merge] = identity.list_merges(tx, domain_name=DOMAIN)
+    with services.write() as tx:
+        identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge.merge_id)
+    assert fields_of(services, a) == {"EmailAddress": "a@x.com", "FirstName": "Ann"}
+    assert fields_of(services, b) == {"EmailAddress": "a@x.com", "LastName": "Lee"}
+    # They still match, but are not merged again, even after another write.
+    found = match_of(services, a)
+    assert found is not None and set(found.profile_ids) == {a, b}
+    with services.write() as tx:
+        profiles.update_profile(tx, domain_name=DOMAIN, profile_id=a, changes={"MiddleName": "Q"})
+    with services.read() as tx:
+        assert len(identity.list_merges(tx, domain_name=DOMAIN)) == 1
+    # A third profile still merges into the group's writer.
+    c = create(services, EmailAddress="a@x.com")
+    with services.read() as tx:
+        merges = identity.list_merges(tx, domain_name=DOMAIN)
+    assert len(merges) == 2 and merges[0].main_profile_id == c
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def _cli(settings: Any, *args: str) -> Any:
+    import json
+
+    from click.testing import CliRunner
+
+    from openprofiles.cli import main
+
+    storage = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        storage += ["--database-url", settings.database_url]
+    result = CliRunner().invoke(main, ["matches", args[0], *storage, *args[1:]])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output) if "--json" in args else result.output
+
+
+def test_cli_lists_and_explains_without_values_unless_asked(settings, services, domain):
+    enable(services)
+    a = new_profile(services, **PROFILE_A)
+    b = new_profile(services, **PROFILE_A)
+    [listed] = _cli(settings, "list", "--domain", DOMAIN, "--json")
+    assert listed["RuleLevel"] == 1 and sorted(listed["ProfileIds"]) == sorted([a, b])
+    mid = listed["MatchId"]
+    explained = _cli(settings, "explain", "--domain", DOMAIN, "--json", mid)
+    assert explained["Attributes"] == ["EmailAddress", "LastName", "FirstName"]
+    assert "Values" not in explained
+    text = _cli(settings, "explain", "--domain", DOMAIN, mid)
+    assert "rule level 1" in text and "EmailAddress AND LastName AND FirstName" in text
+    assert "john" not in text.lower() and "email.com" not in text
+    shown = _cli(settings, "explain", "--domain", DOMAIN, "--json", "--show-values", mid)
+    assert shown["Values"][a]["LastName"] == "Doe"
+    assert shown["Values"][a]["BusinessEmailAddress"] == "john@company.com"
+    text = _cli(settings, "explain", "--domain", DOMAIN, "--show-values", mid)
+    assert "EmailAddress = 1@email.com" in text
