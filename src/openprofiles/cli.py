@@ -1,4 +1,5 @@
-"""The `openprofiles` command: serve, credentials, keys, domain.
+"""The `openprofiles` command: serve, credentials and keys here; the feature packages' groups
+(users, dlq, ingest, instances, flows, connectors, merges, matches) are attached below.
 
 Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
 OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default.
@@ -7,41 +8,19 @@ OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from openprofiles.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def storage_options(command: F) -> F:
-    """--data-dir and --database-url, on every command that touches stored state."""
-    command = click.option(
-        "--database-url",
-        default=None,
-        help="postgresql://... to use PostgreSQL (default: SQLite in the data dir).",
-    )(command)
-    command = click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where the SQLite database and the local keyring live (default: .data).",
-    )(command)
-    return command
-
-
-def _settings(data_dir: Path | None, database_url: str | None, **more: Any) -> Settings:
-    return Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url, **more)
-
-
-def _services(settings: Settings) -> Any:
-    from openprofiles.app import build_services
-
-    return build_services(settings)
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.connectors.cli import connectors
+from openprofiles.contacts.cli import contact_records
+from openprofiles.dlq.cli import dlq
+from openprofiles.flows.cli import flows
+from openprofiles.identity.cli import matches, merges
+from openprofiles.ingest.cli import ingest
+from openprofiles.integrations.cli import instances
+from openprofiles.users.cli import users
 
 
 @click.group()
@@ -71,7 +50,7 @@ def serve(
     from openprofiles.app import create_app
     from openprofiles.first_run import ensure_first_admin
 
-    settings = _settings(data_dir, database_url, host=host, port=port)
+    settings = settings_from_options(data_dir, database_url, host=host, port=port)
     app = create_app(settings)
     endpoint = f"http://{settings.host}:{settings.port}"
     if first_run_admin:
@@ -96,7 +75,7 @@ def credentials_create(
     """Create an access key and print its secret (shown only this once)."""
     from openprofiles.auth.credentials import create_credential
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     with services.write() as tx:
         issued = create_credential(tx, role=role)
     if as_json:
@@ -123,7 +102,7 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
     """List access key ids and their roles (never the secrets)."""
     from openprofiles.auth.credentials import list_credentials
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     with services.read() as tx:
         items = list_credentials(tx)
     if as_json:
@@ -152,7 +131,7 @@ def credentials_delete(data_dir: Path | None, database_url: str | None, access_k
     from openprofiles.auth.credentials import delete_credential
     from openprofiles.errors import ServiceError
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.write() as tx:
             delete_credential(tx, access_key_id=access_key_id)
@@ -174,7 +153,7 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
     """Create a local key and print its identifier (usable as DefaultEncryptionKey)."""
     from openprofiles.crypto.keyring import Keyring
 
-    settings = _settings(data_dir, database_url)
+    settings = settings_from_options(data_dir, database_url)
     keyring = Keyring(settings.keyring_path)
     try:
         key = keyring.create_key(alias)
@@ -194,7 +173,7 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
     """List local keys (identifiers and aliases, never key material)."""
     from openprofiles.crypto.keyring import Keyring
 
-    settings = _settings(data_dir, database_url)
+    settings = settings_from_options(data_dir, database_url)
     items = [
         {
             "KeyId": k.key_id,
@@ -212,35 +191,10 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
         click.echo(f"{item['Arn']}  {item['Alias']}{state}")
 
 
-
-def _add_feature_commands() -> None:
-    # Feature packages define their command groups next to their services; they import this
-    # module's helpers, so they are attached once the helpers above exist.
-    from openprofiles.dlq.cli import dlq
-    from openprofiles.ingest.cli import ingest
-    from openprofiles.users.cli import users
-
-    main.add_command(users)
-    main.add_command(dlq)
-    main.add_command(ingest)
-
-    from openprofiles.connectors.cli import connectors
-    from openprofiles.contacts.cli import contact_records
-    from openprofiles.flows.cli import flows
-    from openprofiles.integrations.cli import instances
-
-    ingest.add_command(contact_records)
-    main.add_command(instances)
-    main.add_command(flows)
-    main.add_command(connectors)
-
-    from openprofiles.identity.cli import matches, merges
-
-    main.add_command(merges)
-    main.add_command(matches)
-
-
-_add_feature_commands()
+# Feature packages define their command groups next to their services.
+for group in (users, dlq, ingest, instances, flows, connectors, merges, matches):
+    main.add_command(group)
+ingest.add_command(contact_records)
 
 if __name__ == "__main__":
     main()

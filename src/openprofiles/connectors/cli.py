@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 @click.group()
@@ -30,7 +30,9 @@ def connectors_kinesis(
     """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C."""
     from openprofiles.connectors.kinesis import KinesisContactRecords
 
-    services = _services(_settings(data_dir, database_url, kinesis_endpoint_url=endpoint_url))
+    services = open_services(
+        settings_from_options(data_dir, database_url, kinesis_endpoint_url=endpoint_url)
+    )
     connector = KinesisContactRecords(services, stream_name)
     stop = threading.Event()
     try:

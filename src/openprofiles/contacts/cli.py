@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 @click.command("contact-records")
@@ -38,7 +38,7 @@ def contact_records(
     from openprofiles.contacts.http import process_batch
     from openprofiles.contacts.records import split_body
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     items = split_body(file.read_text(encoding="utf-8"))
     accepted = rejected = 0
     started = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 @click.group()
@@ -36,7 +36,7 @@ def flows_run(
     from openprofiles.flows.models import FlowRun
     from openprofiles.flows.service import run_flow
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
 
     def progress(run: FlowRun) -> None:
         if not as_json:
@@ -96,7 +96,7 @@ def flows_watch(data_dir: Path | None, database_url: str | None, every: float) -
     """Run Scheduled and Event flows of every domain as they become due (until Ctrl-C)."""
     from openprofiles.flows.service import run_due_flows
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     stop = threading.Event()
     try:
         while not stop.is_set():

@@ -9,14 +9,14 @@ from typing import Any
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 from openprofiles.identity.models import MergeRecord, UndoResult
 
 
 def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
     from openprofiles.errors import ServiceError
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.write() if write else services.read() as tx:
             return work(tx)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 class _DefaultObjectsGroup(click.Group):
@@ -69,7 +69,7 @@ def ingest_objects(
     from openprofiles.errors import ServiceError
     from openprofiles.ingest.bulk import ingest_records, read_records
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         total, records = read_records(file)
     except ValueError as exc:

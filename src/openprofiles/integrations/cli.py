@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 @click.group()
@@ -42,7 +42,7 @@ def instances_associate(
     from openprofiles.contacts.service import connect_instance
     from openprofiles.errors import ServiceError
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.write() as tx:
             done, replayed = connect_instance(
@@ -78,7 +78,7 @@ def instances_list(data_dir: Path | None, database_url: str | None, as_json: boo
     """Every associated instance with its domain and object type."""
     from openprofiles.integrations.service import list_instances
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.read() as tx:
             items = list_instances(tx)
@@ -106,7 +106,7 @@ def instances_unrouted(
     """Count contact records kept because no domain could take them."""
     from openprofiles.contacts.service import list_unrouted
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.read() as tx:
             kept = list_unrouted(tx, instance_arn=instance_arn)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli import _services, _settings, storage_options
+from openprofiles.cli_support import open_services, settings_from_options, storage_options
 
 
 @click.group()
@@ -39,7 +39,7 @@ def users_create(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.write() as tx:
             user = create_user(tx, username=username, password=password, role=role)
@@ -54,7 +54,7 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
     """List web users and their roles."""
     from openprofiles.users.service import list_users
 
-    services = _services(_settings(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url))
     with services.read() as tx:
         for user in list_users(tx):
             click.echo(f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}")
