@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -49,10 +49,18 @@ class Tx:
     services: Services
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _ciphers: dict[str, DomainCipher] = field(default_factory=dict)
+    # Domain records read in this transaction (domains.service keeps it current), so the many
+    # services a request touches look the domain up once.
+    domain_cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
         return self.services.settings
+
+    def forget_domain(self, domain_name: str) -> None:
+        """Drop what this transaction cached about a domain after its row changed."""
+        self.domain_cache.pop(domain_name, None)
+        self._ciphers.pop(domain_name, None)
 
     def cipher(self, domain_name: str) -> DomainCipher:
         """The domain's cipher; raises NotFound when the domain does not exist."""

@@ -44,8 +44,13 @@ _FIND_DOMAIN = select(domain).where(domain.c.name == bindparam("name"))
 
 
 def find_domain(tx: Tx, *, domain_name: str) -> DomainRecord | None:
+    if domain_name in tx.domain_cache:
+        cached: DomainRecord | None = tx.domain_cache[domain_name]
+        return cached
     row = tx.conn.execute(_FIND_DOMAIN, {"name": domain_name}).first()
-    return _record(row) if row else None
+    record = _record(row) if row else None
+    tx.domain_cache[domain_name] = record
+    return record
 
 
 def get_domain(tx: Tx, *, domain_name: str) -> DomainRecord:
@@ -76,6 +81,7 @@ def create_domain(
             updated_at=tx.now,
         )
     )
+    tx.forget_domain(domain_name)
     return get_domain(tx, domain_name=domain_name)
 
 
@@ -100,6 +106,7 @@ def update_domain(
     if new_key is not None:
         values["key_id"], values["wrapped_key"] = new_key
     tx.conn.execute(update(domain).where(domain.c.name == domain_name).values(**values))
+    tx.forget_domain(domain_name)
     return get_domain(tx, domain_name=domain_name)
 
 
@@ -112,6 +119,7 @@ def delete_domain(tx: Tx, *, domain_name: str) -> None:
         tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
     delete_domain_tags(tx, domain_name=domain_name)
     tx.conn.execute(delete(domain).where(domain.c.name == domain_name))
+    tx.forget_domain(domain_name)
 
 
 def list_domains(tx: Tx, *, after: str | None, limit: int) -> tuple[list[DomainRecord], bool]:

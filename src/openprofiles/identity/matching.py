@@ -34,17 +34,22 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, select
 
 from openprofiles.context import Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
 from openprofiles.crypto.domain_keys import DomainCipher
-from openprofiles.domains.service import find_domain, get_domain, register_domain_table
+from openprofiles.domains.service import (
+    find_domain,
+    get_domain,
+    register_domain_table,
+    update_domain,
+)
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_PARTS, PROFILE_FIELDS, ProfileRecord
-from openprofiles.store.schema import domain, merge_log, profile, rule_match_digest
+from openprofiles.store.schema import merge_log, profile, rule_match_digest
 
 MATCH_TYPE = "RULE_BASED_MATCHING"
 # The low-cardinality guard (spec §5.1): a digest shared by more profiles than this is not used.
@@ -391,11 +396,7 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
                 merges += _merge_group(tx, domain_name, rules, main.profile_id, members)
     rbm = dict(record.config["RuleBasedMatching"])
     rbm["Status"] = "ACTIVE"
-    tx.conn.execute(
-        update(domain)
-        .where(domain.c.name == domain_name)
-        .values(config={**record.config, "RuleBasedMatching": rbm})
-    )
+    update_domain(tx, domain_name=domain_name, changes={"RuleBasedMatching": rbm})
     return RebuildResult(count, stored, merges, tuple(guarded))
 
 
