@@ -8,6 +8,7 @@ blind index (crypto/blind_index.py) stores digests of.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -36,6 +37,9 @@ def normalize(content_type: ContentType | str, value: str, *, phone_region: str 
     return value
 
 
+# libphonenumber's parse is the costliest step of ingesting a record, and the same customers'
+# numbers recur; the function is pure, so its results are kept.
+@functools.lru_cache(maxsize=65_536)
 def normalize_phone(value: str, region: str) -> str:
     """E.164 through libphonenumber, reading numbers without a country code as `region`'s.
 

@@ -1,9 +1,9 @@
 """Bulk ingestion of a file of objects through the one pipeline (`openprofiles ingest FILE`).
 
 The file holds JSON lines (one object per line) or one JSON array of objects. Records are
-applied in batches, one write transaction per batch and a savepoint per record, so a rejected
-record is dead-lettered without undoing its neighbours. Re-running a file is safe: the UNIQUE
-key makes every record replace itself.
+applied in batches through `ingest_batch`, one write transaction per batch; a rejected record
+writes nothing and is dead-lettered without undoing its neighbours. Re-running a file is safe:
+the UNIQUE key makes every record replace itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from openprofiles.context import Services
 from openprofiles.dlq.sinks import dead_letter_in
-from openprofiles.ingest.pipeline import IngestRejected, ingest_object
+from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
 from openprofiles.object_types.service import get_object_type
 
 DEFAULT_BATCH_SIZE = 500
@@ -116,36 +116,31 @@ def _run_batch(
     ingested = created = dead = 0
     with services.write() as tx:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
-        for raw in batch:
-            rejection: IngestRejected | None = None
-            source = _parse(raw)
-            if isinstance(source, IngestRejected):
-                rejection = source
-            else:
-                try:
-                    result = ingest_object(
-                        tx,
-                        domain_name=domain_name,
-                        object_type_name=object_type_name,
-                        source=source,
-                        raw=raw,
-                        object_type=object_type,
-                    )
-                except IngestRejected as exc:
-                    rejection = exc
-                else:
-                    ingested += 1
-                    created += result.created_profile
-            if rejection is not None:
+        parsed = [(_parse(raw), raw) for raw in batch]
+        outcomes = iter(
+            ingest_batch(
+                tx,
+                domain_name=domain_name,
+                object_type_name=object_type_name,
+                records=[(source, raw) for source, raw in parsed if isinstance(source, dict)],
+                object_type=object_type,
+            )
+        )
+        for source, raw in parsed:
+            outcome = source if isinstance(source, IngestRejected) else next(outcomes)
+            if isinstance(outcome, IngestRejected):
                 dead_letter_in(
                     tx,
                     domain_name=domain_name,
                     object_type_name=object_type_name,
                     object_json=raw,
-                    reason=rejection.reason,
-                    category=rejection.category,
+                    reason=outcome.reason,
+                    category=outcome.category,
                 )
                 dead += 1
+            else:
+                ingested += 1
+                created += outcome.created_profile
     return ingested, created, dead
 
 

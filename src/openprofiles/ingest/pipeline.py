@@ -1,5 +1,6 @@
 """The one ingestion pipeline (spec §1.6–1.9): every record, whatever its way in
-(PutProfileObject, the bulk CLI, contact records, queues), goes through `ingest_object`.
+(PutProfileObject, the bulk CLI, contact records, queues), goes through `ingest_batch`;
+`ingest_object` is a batch of one.
 
 map (object type) → resolve the profile (PROFILE keys, then SECONDARY keys; a key matching more
 than one profile is ambiguous and skipped) → create an inferred profile when allowed → store the
@@ -8,17 +9,21 @@ resolves to another profile) → accumulate standard objects (`_profile` fields 
 protection and SourcePriority; `_asset`/`_case`/`_order`, ...) → persist keys (LOOKUP_ONLY never,
 NEW_ONLY only on a profile this ingestion created) → evict / expire.
 
-A record is applied completely or not at all: the work runs in a savepoint, and a record that
-cannot be applied raises `IngestRejected` with a reason and a category the dead-letter queue
-keeps. Concurrent ingestions of one new customer never create two profiles: on PostgreSQL every
-key used for lookup is locked (transaction-scoped advisory locks, taken in one global order
-before looking up); SQLite has a single writer, which serialises them already.
+A record is applied completely or not at all: in a batch, every rejection is decided before
+anything of the record is written (the few records applied on their own run in a savepoint),
+and a record that cannot be applied yields `IngestRejected` with a reason and a category the
+dead-letter queue keeps. Batching is what makes ingestion fast: statements per batch instead of
+per record (benchmarks/ingest.py).
+
+Concurrent ingestions of one new customer never create two profiles: on PostgreSQL every key
+of the batch is locked (transaction-scoped advisory locks, all taken up front in one global
+order before looking up); SQLite has a single writer, which serialises them already.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +31,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, text
 
 from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.service import get_domain
 from openprofiles.ingest.mapping import ComputedKey, MappedObject, MappingError, map_object
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import (
@@ -36,15 +43,22 @@ from openprofiles.object_types.service import (
 )
 from openprofiles.object_types.standard_objects import ROOT_IDENTIFIERS
 from openprofiles.objects import service as objects
+from openprofiles.profiles.keys import derived_key_values
 from openprofiles.profiles.models import PROFILE_FIELDS, WHOLE_VALUE_FIELDS, ProfileRecord
 from openprofiles.profiles.service import (
-    create_profile,
+    DERIVED_ORIGIN,
+    DerivedKeys,
+    derived_keys,
     get_profile,
+    get_profiles,
     index_profile_keys,
+    insert_key_rows,
+    new_profile_record,
     resolve_profile_id,
     save_profile,
+    write_profiles,
 )
-from openprofiles.store.schema import domain, profile, profile_key
+from openprofiles.store.schema import profile, profile_key
 
 CATEGORIES = ("no_profile", "missing_key", "ambiguous", "invalid_value", "transient")
 
@@ -76,48 +90,350 @@ def ingest_object(
     raw: str,
     object_type: ObjectType | None = None,
 ) -> IngestResult:
-    """Apply one record of `object_type_name` (its parsed `source` and submitted text `raw`).
+    """Apply one record of `object_type_name` (its parsed `source` and submitted text `raw`):
+    a batch of one.
 
-    `object_type` may be given by callers that resolved it already (bulk loads resolve it once
-    per batch). Raises NotFound for an unknown domain or object type (a request error, not a
-    record error) and IngestRejected when the record itself cannot be applied.
+    `object_type` may be given by callers that resolved it already. Raises NotFound for an
+    unknown domain or object type (a request error, not a record error) and IngestRejected when
+    the record itself cannot be applied (nothing of it is written then).
     """
+    (outcome,) = ingest_batch(
+        tx,
+        domain_name=domain_name,
+        object_type_name=object_type_name,
+        records=[(source, raw)],
+        object_type=object_type,
+    )
+    if isinstance(outcome, IngestRejected):
+        raise outcome
+    return outcome
+
+
+def ingest_batch(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    records: Sequence[tuple[Mapping[str, Any], str]],
+    object_type: ObjectType | None = None,
+) -> list[IngestResult | IngestRejected]:
+    """Apply records of one object type in order, each (parsed source, submitted text); the
+    outcome of each, in the same order. A rejected record writes nothing and does not stop
+    the others; a record sees what the records before it did.
+
+    The records are mapped and their key digests computed first; then, for runs of records,
+    every candidate profile, stored object and object count is read in a few IN-list queries,
+    the records are resolved in order against that state (kept up to date in memory as each
+    record applies: `_Run`), and everything is written with one executemany per statement.
+    A record that needs what `_Run` does not model (standard objects, a full profile that
+    needs an eviction) ends the run: what the run holds is written, and the record is applied
+    on its own in a savepoint by `_apply`, reading the database directly.
+    """
+    cipher = tx.cipher(domain_name)  # NotFound for an unknown domain first
     if object_type is None or object_type.name != object_type_name:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
-    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+    outcomes: list[IngestResult | IngestRejected | None] = [None] * len(records)
+    prepared: list[_Prepared] = []
+    for index, (source, raw) in enumerate(records):
+        try:
+            prepared.append(_prepare(object_type, cipher, index, source, raw, region))
+        except IngestRejected as exc:
+            outcomes[index] = exc
+    # Every lock of the batch is taken up front, in one global order (see _lock).
+    _lock(
+        tx,
+        domain_name,
+        [
+            item
+            for p in prepared
+            for item in (
+                ("object", object_type_name, p.unique_digest),
+                *(("key", name, digest) for (name, _), digest in p.digests.items()),
+            )
+        ],
+    )
+    expires_at = _expires_at(tx, object_type)
+    run: _Run | None = None
+    for position, item in enumerate(prepared):
+        outcome: IngestResult | IngestRejected | None = None
+        if not _touches_standard_objects(item.mapped):
+            if run is None:
+                run = _Run(tx, object_type, expires_at, prepared[position:])
+            outcome = run.apply(item)
+        if outcome is None:
+            if run is not None:
+                run.flush()
+                run = None
+            try:
+                with tx.conn.begin_nested():
+                    outcome = _apply(
+                        tx, object_type, item.mapped, item.digests, item.unique_digest, item.raw
+                    )
+            except IngestRejected as exc:
+                outcome = exc
+        outcomes[item.index] = outcome
+    if run is not None:
+        run.flush()
+    if object_type.implicit and any(isinstance(o, IngestResult) for o in outcomes):
+        note_implicit_type_used(tx, domain_name=domain_name, name=object_type_name)
+    return [o for o in outcomes if o is not None]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    raw: str
+    mapped: MappedObject
+    digests: dict[tuple[str, str], bytes]
+    unique_digest: bytes
+
+
+def _prepare(
+    object_type: ObjectType,
+    cipher: DomainCipher,
+    index: int,
+    source: Mapping[str, Any],
+    raw: str,
+    region: str,
+) -> _Prepared:
+    """Map the record and digest its keys; IngestRejected for what needs no database to tell."""
     try:
-        mapped = map_object(object_type, source, phone_region=tx.settings.default_phone_region)
+        mapped = map_object(object_type, source, phone_region=region)
     except MappingError as exc:
         raise IngestRejected(exc.message, "invalid_value") from exc
     unique = mapped.unique_key
     if unique is None:
         raise IngestRejected(
             f"Missing unique key: every field of the UNIQUE key of object type "
-            f"{object_type_name} must have a value.",
+            f"{object_type.name} must have a value.",
             "missing_key",
         )
-    profile_keys = [k for k in mapped.keys if "PROFILE" in k.identifiers]
-    if not profile_keys:
+    if not any("PROFILE" in k.identifiers for k in mapped.keys):
         raise IngestRejected(
-            f"Missing profile key: none of the PROFILE keys of object type {object_type_name} "
+            f"Missing profile key: none of the PROFILE keys of object type {object_type.name} "
             "has a value.",
             "missing_key",
         )
     digests = {(k.name, k.normalised): cipher.digest(k.name, k.normalised) for k in mapped.keys}
-    unique_digest = digests[(unique.name, unique.normalised)]
-    _lock(
-        tx,
-        domain_name,
-        [
-            ("object", object_type_name, unique_digest),
-            *(("key", k.name, digests[(k.name, k.normalised)]) for k in mapped.keys),
-        ],
+    return _Prepared(index, raw, mapped, digests, digests[(unique.name, unique.normalised)])
+
+
+_STANDARD_IDENTIFIERS = frozenset(ROOT_IDENTIFIERS.values())
+
+
+def _touches_standard_objects(mapped: MappedObject) -> bool:
+    return any(root in mapped.targets for root in ROOT_IDENTIFIERS) or any(
+        k.identifiers & _STANDARD_IDENTIFIERS for k in mapped.keys
     )
-    with tx.conn.begin_nested():
-        result = _apply(tx, object_type, mapped, digests, unique_digest, raw)
-        if object_type.implicit:
-            note_implicit_type_used(tx, domain_name=domain_name, name=object_type_name)
-    return result
+
+
+def _profile_key_order(mapped: MappedObject) -> list[ComputedKey]:
+    """PROFILE keys in resolution order: primary ones, then SECONDARY ones (spec §1.6)."""
+    profile_keys = [k for k in mapped.keys if "PROFILE" in k.identifiers]
+    return [
+        *(k for k in profile_keys if "SECONDARY" not in k.identifiers),
+        *(k for k in profile_keys if "SECONDARY" in k.identifiers),
+    ]
+
+
+def _persisted_keys(mapped: MappedObject, created: bool) -> list[ComputedKey]:
+    """Key persistence (spec §1.5 flowchart): LOOKUP_ONLY never; NEW_ONLY only when this
+    ingestion created the profile; everything else always."""
+    return [
+        k
+        for k in mapped.keys
+        if "LOOKUP_ONLY" not in k.identifiers and ("NEW_ONLY" not in k.identifiers or created)
+    ]
+
+
+def _no_profile(object_type: ObjectType) -> IngestRejected:
+    return IngestRejected(
+        f"No profile matched the object's profile keys, and object type "
+        f"{object_type.name} does not allow profile creation (AllowProfileCreation).",
+        "no_profile",
+    )
+
+
+class _Run:
+    """Consecutive records applied against state read once and kept current in memory.
+
+    `index` mirrors the `profile_key` rows of every key the run's records use: (key name,
+    digest) -> {row's profile id: origin}, updated as the sequential writes would update it
+    (derived keys of a changed profile replaced, ingested keys added), so a record sees the
+    profiles and keys the records before it created. `flush` writes the net result.
+    """
+
+    def __init__(
+        self,
+        tx: Tx,
+        object_type: ObjectType,
+        expires_at: datetime | None,
+        records: Sequence[_Prepared],
+    ) -> None:
+        self.tx = tx
+        self.object_type = object_type
+        self.domain_name = domain_name = object_type.domain_name
+        self.expires_at = expires_at
+        pairs = {pair for r in records for pair in _pairs(r)}
+        self.index: dict[tuple[str, bytes], dict[str, str]] = {}
+        # Row profile id -> the live profile it names (merges followed), None when gone.
+        self.live: dict[str, str | None] = {}
+        for row in candidate_key_rows(tx, domain_name=domain_name, pairs=pairs):
+            self.index.setdefault((row.key_name, bytes(row.digest)), {})[row.profile_id] = (
+                row.origin
+            )
+            if row.profile_id not in self.live:
+                self.live[row.profile_id] = (
+                    row.profile_id
+                    if row.merged_into is None
+                    else resolve_profile_id(tx, domain_name=domain_name, profile_id=row.profile_id)
+                )
+        live_ids = sorted({p for p in self.live.values() if p is not None})
+        self.profiles: dict[str, ProfileRecord] = (
+            get_profiles(tx, domain_name=domain_name, profile_ids=live_ids) if live_ids else {}
+        )
+        self.counts = dict.fromkeys(live_ids, 0)
+        self.counts.update(
+            objects.count_objects_by_profile(tx, domain_name=domain_name, profile_ids=live_ids)
+        )
+        self.stored = objects.stored_objects(
+            tx,
+            domain_name=domain_name,
+            object_type_name=object_type.name,
+            unique_digests=[r.unique_digest for r in records],
+        )
+        # UNIQUE digest -> (profile id, expires_at) as the run has left it.
+        self.current = dict(self.stored)
+        self.derived_before: dict[str, DerivedKeys] = {}
+        self.derived_now: dict[str, DerivedKeys] = {}
+        # What the derived keys were computed from, to skip recomputing them when it is unchanged.
+        self.derived_source: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.created: dict[str, ProfileRecord] = {}
+        self.changed: set[str] = set()
+        self.writes: dict[bytes, objects.ObjectWrite] = {}
+        self.key_rows: list[tuple[str, str, bytes, str, str]] = []
+
+    def apply(self, item: _Prepared) -> IngestResult | IngestRejected | None:
+        """The record's outcome, or None (nothing done) when it needs `_apply` instead."""
+        tx, object_type, mapped = self.tx, self.object_type, item.mapped
+        target = self._resolve(item)
+        created = target is None
+        existing = self.current.get(item.unique_digest)
+        if existing is not None and existing[1] is not None and existing[1] <= tx.now:
+            existing = None  # expired: gone for every read
+        if target is None:
+            if not object_type.allow_profile_creation:
+                return _no_profile(object_type)
+            record = _inferred_profile(tx, object_type, mapped)
+            target = record.profile_id
+            self.live[target] = target
+            self.profiles[target] = self.created[target] = record
+            self.counts[target] = 0
+            self.derived_source[target] = ()
+            self.derived_now[target] = {}
+            self._derive(record)
+        else:
+            if existing is None or existing[0] != target:
+                count = self.counts.get(target)
+                if count is None or count >= PROFILE_OBJECT_QUOTA:
+                    return None  # an eviction is needed (spec §1.9): _apply's rules
+            record = self.profiles[target]
+            if target not in self.derived_source:
+                self.derived_source[target] = tuple(derived_key_values(target, record.fields))
+            if apply_profile_fields(
+                record,
+                mapped.targets.get("_profile", {}),
+                object_type_name=object_type.name,
+                source_priority=object_type.source_priority,
+            ):
+                record.version += 1
+                record.updated_at = tx.now
+                self.changed.add(target)
+                self._derive(record)
+        if existing is None or existing[0] != target:
+            self.counts[target] += 1
+            if existing is not None and existing[0] in self.counts:
+                self.counts[existing[0]] -= 1
+        self.current[item.unique_digest] = (target, self.expires_at)
+        self.writes[item.unique_digest] = objects.ObjectWrite(
+            unique_digest=item.unique_digest,
+            profile_id=target,
+            object_json=item.raw,
+            expires_at=self.expires_at,
+            source_last_updated=mapped.source_last_updated,
+            key_digests=tuple((k.name, item.digests[(k.name, k.normalised)]) for k in mapped.keys),
+        )
+        for key in _persisted_keys(mapped, created):
+            digest = item.digests[(key.name, key.normalised)]
+            rows = self.index.setdefault((key.name, digest), {})
+            if target not in rows:  # else the row exists: INSERT .. ON CONFLICT DO NOTHING
+                rows[target] = object_type.name
+                self.key_rows.append((target, key.name, digest, key.value, object_type.name))
+        return IngestResult(
+            profile_id=target,
+            profile_object_unique_key=item.unique_digest.hex(),
+            created_profile=created,
+        )
+
+    def _resolve(self, item: _Prepared) -> str | None:
+        """The first PROFILE key (primary, then SECONDARY) finding exactly one live profile;
+        a key finding several is ambiguous and skipped (spec §1.6)."""
+        seen: set[tuple[str, bytes]] = set()
+        for key in _profile_key_order(item.mapped):
+            pair = (key.name, item.digests[(key.name, key.normalised)])
+            if pair in seen:
+                continue
+            seen.add(pair)
+            found = {self.live.get(p) for p in self.index.get(pair, ())} - {None}
+            if len(found) == 1:
+                return found.pop()
+        return None
+
+    def _derive(self, record: ProfileRecord) -> None:
+        """Replace the profile's derived keys in the index, as save_profile does in the table:
+        its rows of origin "profile" go, the current derived values are inserted."""
+        pid = record.profile_id
+        source = tuple(derived_key_values(pid, record.fields))
+        if self.derived_source[pid] == source:
+            return  # the fields keys derive from did not change
+        if pid not in self.derived_now:
+            self.derived_now[pid] = self.derived_before[pid] = derived_keys(
+                self.tx, domain_name=self.domain_name, values=self.derived_source[pid]
+            )
+        self.derived_source[pid] = source
+        now = derived_keys(self.tx, domain_name=self.domain_name, values=source)
+        for pair in self.derived_now[pid].keys() - now.keys():
+            rows = self.index.get(pair, {})
+            if rows.get(pid) == DERIVED_ORIGIN:
+                del rows[pid]
+        for pair in now:
+            self.index.setdefault(pair, {}).setdefault(pid, DERIVED_ORIGIN)
+        self.derived_now[pid] = now
+
+    def flush(self) -> None:
+        tx, domain_name = self.tx, self.domain_name
+        write_profiles(
+            tx,
+            domain_name=domain_name,
+            created=list(self.created.values()),
+            updated=[
+                (self.profiles[p], self.derived_before.get(p, {}), self.derived_now.get(p, {}))
+                for p in sorted(self.changed - self.created.keys())
+            ],
+        )
+        objects.write_objects(
+            tx,
+            domain_name=domain_name,
+            object_type_name=self.object_type.name,
+            writes=list(self.writes.values()),
+            stored=self.stored,
+        )
+        insert_key_rows(tx, domain_name=domain_name, rows=self.key_rows)
+
+
+def _pairs(item: _Prepared) -> list[tuple[str, bytes]]:
+    return [(name, digest) for (name, _), digest in item.digests.items()]
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -144,12 +460,9 @@ def _apply(
     created = target_id is None
     if target_id is None:
         if not object_type.allow_profile_creation:
-            raise IngestRejected(
-                f"No profile matched the object's profile keys, and object type "
-                f"{object_type.name} does not allow profile creation (AllowProfileCreation).",
-                "no_profile",
-            )
-        record = _create_inferred_profile(tx, object_type, mapped)
+            raise _no_profile(object_type)
+        record = _inferred_profile(tx, object_type, mapped)
+        write_profiles(tx, domain_name=domain_name, created=[record], updated=[])
         target_id = record.profile_id
     else:
         record = get_profile(tx, domain_name=domain_name, profile_id=target_id)
@@ -190,13 +503,7 @@ def _apply(
             key_digests=[(k.name, digest_of(k)) for k in keys],
         )
 
-    # Key persistence (spec §1.5 flowchart): LOOKUP_ONLY never; NEW_ONLY only when this
-    # ingestion created the profile; everything else always.
-    persisted = [
-        (k.name, k.normalised, k.value)
-        for k in mapped.keys
-        if "LOOKUP_ONLY" not in k.identifiers and ("NEW_ONLY" not in k.identifiers or created)
-    ]
+    persisted = [(k.name, k.normalised, k.value) for k in _persisted_keys(mapped, created)]
     index_profile_keys(
         tx, domain_name=domain_name, profile_id=target_id, keys=persisted, origin=object_type.name
     )
@@ -210,11 +517,8 @@ def _apply(
 def _resolve_profile(tx: Tx, domain_name: str, mapped: MappedObject, digest_of: Any) -> str | None:
     """Primary PROFILE keys first, then SECONDARY ones; the first key that finds exactly one
     profile wins; a key finding several is ambiguous and skipped (spec §1.6)."""
-    profile_keys = [k for k in mapped.keys if "PROFILE" in k.identifiers]
-    primary = [k for k in profile_keys if "SECONDARY" not in k.identifiers]
-    secondary = [k for k in profile_keys if "SECONDARY" in k.identifiers]
     seen: set[tuple[str, bytes]] = set()
-    for key in (*primary, *secondary):
+    for key in _profile_key_order(mapped):
         pair = (key.name, digest_of(key))
         if pair in seen:
             continue
@@ -241,7 +545,47 @@ _LOOKUP = (
         profile_key.c.digest == bindparam("g"),
     )
 )
-_DEFAULT_EXPIRATION = select(domain.c.config).where(domain.c.name == bindparam("d"))
+_CANDIDATES = (
+    select(
+        profile_key.c.key_name,
+        profile_key.c.digest,
+        profile_key.c.profile_id,
+        profile_key.c.origin,
+        profile.c.merged_into,
+    )
+    .join(
+        profile,
+        and_(
+            profile.c.domain_name == profile_key.c.domain_name,
+            profile.c.profile_id == profile_key.c.profile_id,
+        ),
+    )
+    .where(
+        profile_key.c.domain_name == bindparam("d"),
+        profile_key.c.key_name.in_(bindparam("ks", expanding=True)),
+        profile_key.c.digest.in_(bindparam("gs", expanding=True)),
+    )
+)
+
+
+def candidate_key_rows(
+    tx: Tx, *, domain_name: str, pairs: Iterable[tuple[str, bytes]]
+) -> list[Any]:
+    """The `profile_key` rows (key_name, digest, profile_id, origin, and the profile's
+    merged_into) of the given (key name, digest) pairs, in IN-list queries."""
+    wanted = set(pairs)
+    names = sorted({name for name, _ in wanted})
+    digests = sorted({digest for _, digest in wanted})
+    out: list[Any] = []
+    # key_name IN (..) AND digest IN (..) walks the (domain, key name, digest) primary key.
+    for i in range(0, len(digests), objects.IN_CHUNK):
+        params = {"d": domain_name, "ks": names, "gs": digests[i : i + objects.IN_CHUNK]}
+        out.extend(
+            r
+            for r in tx.conn.execute(_CANDIDATES, params)
+            if (r.key_name, bytes(r.digest)) in wanted
+        )
+    return out
 
 
 def lookup_profiles(tx: Tx, *, domain_name: str, key_name: str, digest: bytes) -> set[str]:
@@ -258,11 +602,10 @@ def lookup_profiles(tx: Tx, *, domain_name: str, key_name: str, digest: bytes) -
     return found
 
 
-def _create_inferred_profile(
-    tx: Tx, object_type: ObjectType, mapped: MappedObject
-) -> ProfileRecord:
-    """A new profile (spec §1.7): the first EMAIL_ADDRESS / PHONE_NUMBER typed fields fill
-    EmailAddress / PhoneNumber (only now, at creation), then the mapping's targets apply."""
+def _inferred_profile(tx: Tx, object_type: ObjectType, mapped: MappedObject) -> ProfileRecord:
+    """A new profile, not stored yet (spec §1.7): the first EMAIL_ADDRESS / PHONE_NUMBER typed
+    fields fill EmailAddress / PhoneNumber (only now, at creation), then the mapping's targets
+    apply."""
     seed = ProfileRecord(profile_id="", fields={}, version=0, created_at=tx.now, updated_at=tx.now)
     inferred: dict[str, Any] = {}
     if mapped.inferred_email:
@@ -276,12 +619,8 @@ def _create_inferred_profile(
             object_type_name=object_type.name,
             source_priority=object_type.source_priority,
         )
-    return create_profile(
-        tx,
-        domain_name=object_type.domain_name,
-        fields=seed.fields,
-        manual=False,
-        field_sources=seed.field_sources,
+    return new_profile_record(
+        tx, fields=seed.fields, manual=False, field_sources=seed.field_sources
     )
 
 
@@ -404,8 +743,8 @@ def _expires_at(tx: Tx, object_type: ObjectType) -> datetime | None:
     """Retention is fixed at ingestion time (spec §1.9)."""
     days = object_type.expiration_days
     if days is None:
-        config = tx.conn.execute(_DEFAULT_EXPIRATION, {"d": object_type.domain_name}).scalar()
-        configured = (config or {}).get("DefaultExpirationDays")
+        config = get_domain(tx, domain_name=object_type.domain_name).config
+        configured = config.get("DefaultExpirationDays")
         days = int(configured) if configured else None
     return tx.now + timedelta(days=days) if days else None
 
@@ -430,5 +769,9 @@ def _lock(tx: Tx, domain_name: str, items: Iterable[tuple[str, str, bytes]]) -> 
             for kind, name, digest in items
         }
     )
-    for lock_id in lock_ids:
-        tx.conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    if lock_ids:
+        # executemany runs the statements one after another, in this order.
+        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -89,13 +89,16 @@ def _from_row(row: Any) -> ObjectType | None:
     )
 
 
+# Built once: every PutProfileObject reads its type, and building a statement costs more than
+# running it on SQLite.
+_FIND_TYPE = select(object_type).where(
+    object_type.c.domain_name == bindparam("d"), object_type.c.name == bindparam("n")
+)
+
+
 def find_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType | None:
     """The explicit definition of `name`, else the implicit type when `name` is a TemplateId."""
-    row = tx.conn.execute(
-        select(object_type).where(
-            object_type.c.domain_name == domain_name, object_type.c.name == name
-        )
-    ).first()
+    row = tx.conn.execute(_FIND_TYPE, {"d": domain_name, "n": name}).first()
     if row is not None:
         return _from_row(row)
     template = find_template(name)

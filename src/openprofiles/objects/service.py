@@ -9,7 +9,8 @@ invisible to every read here and removed by `purge_expired`, which the server ru
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,12 +61,46 @@ def _pk(domain_name: Any, object_type_name: Any, unique_digest: Any) -> ColumnEl
 # than executing it on SQLite (benchmarks/ingest.py).
 _PK_PARAMS = _pk(bindparam("d"), bindparam("t"), bindparam("u"))
 _FIND = select(profile_object).where(_PK_PARAMS, _visible(bindparam("now")))
-_EXISTING = select(profile_object.c.expires_at).where(_PK_PARAMS)
-_UPDATE = update(profile_object).where(_PK_PARAMS)
+# SQLite allows 32766 bound parameters per statement (PostgreSQL 65535); IN-lists stay well
+# below that.
+IN_CHUNK = 900
+_STORED = select(
+    profile_object.c.unique_digest, profile_object.c.profile_id, profile_object.c.expires_at
+).where(
+    profile_object.c.domain_name == bindparam("d"),
+    profile_object.c.object_type_name == bindparam("t"),
+    profile_object.c.unique_digest.in_(bindparam("us", expanding=True)),
+)
+_INSERT = insert(profile_object)
+_INSERT_KEYS = insert(profile_object_key)
+_REPLACE = (
+    update(profile_object)
+    .where(_PK_PARAMS)
+    .values(
+        profile_id=bindparam("p"),
+        sealed=bindparam("s"),
+        size=bindparam("n"),
+        updated_at=bindparam("ua"),
+        expires_at=bindparam("ea"),
+        source_last_updated=bindparam("sl"),
+        created_at=func.coalesce(
+            bindparam("ca", type_=profile_object.c.created_at.type), profile_object.c.created_at
+        ),
+    )
+)
 _DELETE_KEYS = delete(profile_object_key).where(
     profile_object_key.c.domain_name == bindparam("d"),
     profile_object_key.c.object_type_name == bindparam("t"),
     profile_object_key.c.unique_digest == bindparam("u"),
+)
+_COUNT_BY_PROFILE = (
+    select(profile_object.c.profile_id, func.count())
+    .where(
+        profile_object.c.domain_name == bindparam("d"),
+        profile_object.c.profile_id.in_(bindparam("ps", expanding=True)),
+        _visible(bindparam("now")),
+    )
+    .group_by(profile_object.c.profile_id)
 )
 _COUNT_BY_TYPE = (
     select(profile_object.c.object_type_name, func.count())
@@ -107,6 +142,124 @@ def find_object(
     return _to_record(tx.cipher(domain_name), row) if row else None
 
 
+@dataclass(frozen=True)
+class ObjectWrite:
+    """One object to store: inserted, or replacing the row with the same UNIQUE digest."""
+
+    unique_digest: bytes
+    profile_id: str
+    object_json: str
+    expires_at: datetime | None
+    source_last_updated: datetime | None
+    key_digests: tuple[tuple[str, bytes], ...]
+
+
+def stored_objects(
+    tx: Tx, *, domain_name: str, object_type_name: str, unique_digests: Iterable[bytes]
+) -> dict[bytes, tuple[str, datetime | None]]:
+    """UNIQUE digest -> (profile id, expires_at) of the stored rows among `unique_digests`,
+    expired ones included (they are replaced in place, not inserted again)."""
+    out: dict[bytes, tuple[str, datetime | None]] = {}
+    wanted = sorted(set(unique_digests))
+    for i in range(0, len(wanted), IN_CHUNK):
+        rows = tx.conn.execute(
+            _STORED,
+            {"d": domain_name, "t": object_type_name, "us": wanted[i : i + IN_CHUNK]},
+        )
+        out.update({bytes(r.unique_digest): (r.profile_id, r.expires_at) for r in rows})
+    return out
+
+
+def count_objects_by_profile(
+    tx: Tx, *, domain_name: str, profile_ids: Iterable[str]
+) -> dict[str, int]:
+    """Live objects (all types) per profile, for the per-profile quota (spec §1.9)."""
+    out: dict[str, int] = {}
+    wanted = sorted(set(profile_ids))
+    for i in range(0, len(wanted), IN_CHUNK):
+        rows = tx.conn.execute(
+            _COUNT_BY_PROFILE, {"d": domain_name, "ps": wanted[i : i + IN_CHUNK], "now": tx.now}
+        )
+        out.update({r[0]: int(r[1]) for r in rows})
+    return out
+
+
+def write_objects(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    writes: Sequence[ObjectWrite],
+    stored: Mapping[bytes, tuple[str, datetime | None]],
+) -> None:
+    """Insert the objects, or replace the stored rows (`stored`, from `stored_objects`) with the
+    same UNIQUE digest wholesale (spec §1.5), moving them to their new profile; one executemany
+    per statement. An expired row not purged yet is replaced as a new object."""
+    if not writes:
+        return
+    cipher = tx.cipher(domain_name)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    for w in writes:
+        sealed = cipher.seal_record(
+            OBJECT_TABLE, record_id(object_type_name, w.unique_digest), {"object": w.object_json}
+        )
+        row = {
+            "profile_id": w.profile_id,
+            "sealed": sealed,
+            "size": len(w.object_json),
+            "updated_at": tx.now,
+            "expires_at": w.expires_at,
+            "source_last_updated": w.source_last_updated,
+        }
+        previous = stored.get(w.unique_digest)
+        if previous is None:
+            inserts.append(
+                {
+                    "domain_name": domain_name,
+                    "object_type_name": object_type_name,
+                    "unique_digest": w.unique_digest,
+                    "created_at": tx.now,
+                    **row,
+                }
+            )
+        else:
+            expired = previous[1] is not None and previous[1] <= tx.now
+            updates.append(
+                {
+                    "d": domain_name,
+                    "t": object_type_name,
+                    "u": w.unique_digest,
+                    "p": row["profile_id"],
+                    "s": sealed,
+                    "n": row["size"],
+                    "ua": tx.now,
+                    "ea": w.expires_at,
+                    "sl": w.source_last_updated,
+                    # An expired row not purged yet: the object starts a new life.
+                    "ca": tx.now if expired else None,
+                }
+            )
+        keys.extend(
+            {
+                "domain_name": domain_name,
+                "object_type_name": object_type_name,
+                "unique_digest": w.unique_digest,
+                "key_name": name,
+                "digest": digest,
+            }
+            for name, digest in dict.fromkeys(w.key_digests)
+        )
+    if inserts:
+        tx.conn.execute(_INSERT, inserts)
+    if updates:
+        tx.conn.execute(_REPLACE, updates)
+        tx.conn.execute(_DELETE_KEYS, [{"d": u["d"], "t": u["t"], "u": u["u"]} for u in updates])
+    if keys:
+        tx.conn.execute(_INSERT_KEYS, keys)
+
+
 def write_object(
     tx: Tx,
     *,
@@ -121,52 +274,30 @@ def write_object(
 ) -> bool:
     """Insert the object, or replace the one with the same UNIQUE digest wholesale (spec §1.5),
     moving it to `profile_id` if it now resolves elsewhere. Returns True when it is new."""
-    cipher = tx.cipher(domain_name)
-    sealed = cipher.seal_record(
-        OBJECT_TABLE, record_id(object_type_name, unique_digest), {"object": object_json}
+    stored = stored_objects(
+        tx,
+        domain_name=domain_name,
+        object_type_name=object_type_name,
+        unique_digests=[unique_digest],
     )
-    values = {
-        "profile_id": profile_id,
-        "sealed": sealed,
-        "size": len(object_json),
-        "updated_at": tx.now,
-        "expires_at": expires_at,
-        "source_last_updated": source_last_updated,
-    }
-    pk = {"d": domain_name, "t": object_type_name, "u": unique_digest}
-    existing = tx.conn.execute(_EXISTING, pk).first()
-    created = existing is None or (
-        existing.expires_at is not None and existing.expires_at <= tx.now
-    )
-    if existing is None:
-        tx.conn.execute(
-            insert(profile_object).values(
-                domain_name=domain_name,
-                object_type_name=object_type_name,
+    write_objects(
+        tx,
+        domain_name=domain_name,
+        object_type_name=object_type_name,
+        writes=[
+            ObjectWrite(
                 unique_digest=unique_digest,
-                created_at=tx.now,
-                **values,
+                profile_id=profile_id,
+                object_json=object_json,
+                expires_at=expires_at,
+                source_last_updated=source_last_updated,
+                key_digests=tuple(key_digests),
             )
-        )
-    else:
-        if created:
-            # An expired row not purged yet: the object starts a new life.
-            values["created_at"] = tx.now
-        tx.conn.execute(_UPDATE.values(**values), pk)
-        tx.conn.execute(_DELETE_KEYS, pk)
-    rows = [
-        {
-            "domain_name": domain_name,
-            "object_type_name": object_type_name,
-            "unique_digest": unique_digest,
-            "key_name": name,
-            "digest": digest,
-        }
-        for name, digest in dict.fromkeys(key_digests)
-    ]
-    if rows:
-        tx.conn.execute(insert(profile_object_key), rows)
-    return created
+        ],
+        stored=stored,
+    )
+    previous = stored.get(unique_digest)
+    return previous is None or (previous[1] is not None and previous[1] <= tx.now)
 
 
 def merge_standard_object(

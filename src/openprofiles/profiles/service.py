@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,10 @@ PROFILE_TABLE = "profile"
 KEY_TABLE = "profile_key"
 DERIVED_ORIGIN = "profile"
 EXPLICIT_ORIGIN = "explicit"
+
+# Called with (tx, domain name, record) after a profile is written (created, saved, or stored by
+# write_profiles), in the same transaction; identity resolution registers its rule matching here.
+on_profile_written: list[Callable[[Tx, str, ProfileRecord], None]] = []
 
 
 @dataclass(frozen=True)
@@ -177,15 +181,8 @@ def create_profile(
     """Store a new profile. `manual` marks its fields as set by a person (CreateProfile);
     `field_sources` records which object type wrote which field (ingestion)."""
     cipher = tx.cipher(domain_name)
-    clean = _without_empty(fields)
-    record = ProfileRecord(
-        profile_id=profile_id or new_profile_id(),
-        fields=clean,
-        version=1,
-        created_at=tx.now,
-        updated_at=tx.now,
-        manual_fields=set(_field_paths(clean)) if manual else set(),
-        field_sources=dict(field_sources or {}),
+    record = new_profile_record(
+        tx, fields=fields, manual=manual, profile_id=profile_id, field_sources=field_sources
     )
     tx.conn.execute(
         _INSERT_PROFILE,
@@ -200,7 +197,30 @@ def create_profile(
         ),
     )
     _replace_derived_keys(tx, cipher, domain_name, record, fresh=True)
+    _written(tx, domain_name, record)
     return record
+
+
+def new_profile_record(
+    tx: Tx,
+    *,
+    fields: dict[str, Any],
+    manual: bool,
+    profile_id: str | None = None,
+    field_sources: dict[str, dict[str, Any]] | None = None,
+) -> ProfileRecord:
+    """The record `create_profile` stores, built without storing it (batched ingestion
+    stores many with `write_profiles`)."""
+    clean = _without_empty(fields)
+    return ProfileRecord(
+        profile_id=profile_id or new_profile_id(),
+        fields=clean,
+        version=1,
+        created_at=tx.now,
+        updated_at=tx.now,
+        manual_fields=set(_field_paths(clean)) if manual else set(),
+        field_sources=dict(field_sources or {}),
+    )
 
 
 def update_profile(
@@ -240,7 +260,131 @@ def save_profile(tx: Tx, *, domain_name: str, record: ProfileRecord) -> ProfileR
         )
     )
     _replace_derived_keys(tx, cipher, domain_name, record)
+    _written(tx, domain_name, record)
     return record
+
+
+# ---------------------------------------------------------------------------- batched writing
+
+# Ingestion writes many profiles per transaction (openprofiles.ingest.pipeline): the same rows
+# create_profile / save_profile / index_profile_keys write, in one executemany per statement.
+_UPDATE_PROFILE = (
+    update(profile)
+    .where(profile.c.domain_name == bindparam("d"), profile.c.profile_id == bindparam("p"))
+    .values(sealed=bindparam("s"), version=bindparam("v"), updated_at=bindparam("u"))
+)
+_DELETE_DERIVED_KEY = delete(profile_key).where(
+    profile_key.c.domain_name == bindparam("d"),
+    profile_key.c.key_name == bindparam("k"),
+    profile_key.c.digest == bindparam("g"),
+    profile_key.c.profile_id == bindparam("p"),
+    profile_key.c.origin == DERIVED_ORIGIN,
+)
+
+DerivedKeys = dict[tuple[str, bytes], str]
+
+
+def derived_keys(tx: Tx, *, domain_name: str, values: Iterable[tuple[str, str]]) -> DerivedKeys:
+    """(key name, digest) -> raw value of derived keys, given `derived_key_values` output."""
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+    out: DerivedKeys = {}
+    for key_name, value in values:
+        normal = normalize(PREDEFINED_CONTENT_TYPES[key_name], value, phone_region=region)
+        if normal:
+            out[(key_name, cipher.digest(key_name, normal))] = value
+    return out
+
+
+def write_profiles(
+    tx: Tx,
+    *,
+    domain_name: str,
+    created: Sequence[ProfileRecord],
+    updated: Sequence[tuple[ProfileRecord, DerivedKeys, DerivedKeys]],
+) -> None:
+    """Store new profiles and changed ones ((record, derived keys before, after)) as
+    create_profile / save_profile would, the record's version and updated_at already set.
+    Derived keys that did not change are left as they are rather than rewritten."""
+    if not (created or updated):
+        return
+    cipher = tx.cipher(domain_name)
+    if created:
+        tx.conn.execute(
+            _INSERT_PROFILE,
+            [
+                dict(
+                    domain_name=domain_name,
+                    profile_id=r.profile_id,
+                    sealed=cipher.seal_record(PROFILE_TABLE, r.profile_id, r.sealed_payload()),
+                    version=r.version,
+                    merged_into=None,
+                    created_at=r.created_at,
+                    updated_at=r.updated_at,
+                )
+                for r in created
+            ],
+        )
+    if updated:
+        tx.conn.execute(
+            _UPDATE_PROFILE,
+            [
+                {
+                    "d": domain_name,
+                    "p": r.profile_id,
+                    "s": cipher.seal_record(PROFILE_TABLE, r.profile_id, r.sealed_payload()),
+                    "v": r.version,
+                    "u": r.updated_at,
+                }
+                for r, _, _ in updated
+            ],
+        )
+    removed = [
+        {"d": domain_name, "k": k, "g": g, "p": r.profile_id}
+        for r, before, after in updated
+        for (k, g), value in before.items()
+        if after.get((k, g)) != value
+    ]
+    if removed:
+        tx.conn.execute(_DELETE_DERIVED_KEY, removed)
+    added = [
+        (r.profile_id, k, g, value)
+        for r, before, after in (
+            *(
+                (r, {}, derived_keys(tx, domain_name=domain_name, values=_derived_of(r)))
+                for r in created
+            ),
+            *updated,
+        )
+        for (k, g), value in after.items()
+        if before.get((k, g)) != value
+    ]
+    insert_key_rows(
+        tx,
+        domain_name=domain_name,
+        rows=[(pid, k, g, value, DERIVED_ORIGIN) for pid, k, g, value in added],
+    )
+    for record in (*created, *(r for r, _, _ in updated)):
+        _written(tx, domain_name, record)
+
+
+def _derived_of(record: ProfileRecord) -> Iterable[tuple[str, str]]:
+    return derived_key_values(record.profile_id, record.fields)
+
+
+def insert_key_rows(
+    tx: Tx, *, domain_name: str, rows: Iterable[tuple[str, str, bytes, str, str]]
+) -> None:
+    """Index (profile id, key name, digest, raw value, origin) rows; a value already indexed
+    for the profile keeps its row."""
+    cipher = tx.cipher(domain_name)
+    _insert_keys(
+        tx,
+        [
+            _sealed_key_row(cipher, domain_name, pid, key_name, digest, value, origin)
+            for pid, key_name, digest, value, origin in rows
+        ],
+    )
 
 
 def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
@@ -461,6 +605,11 @@ def _field_paths(fields: dict[str, Any]) -> Iterable[str]:
             yield name
 
 
+def _written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
+    for hook in on_profile_written:
+        hook(tx, domain_name, record)
+
+
 def _key_record_id(profile_id: str, key_name: str, digest: bytes) -> str:
     return f"{profile_id}/{key_name}/{digest.hex()}"
 
@@ -474,7 +623,20 @@ def _key_row(
     value: str,
     origin: str,
 ) -> dict[str, Any]:
-    digest = cipher.digest(key_name, normal)
+    return _sealed_key_row(
+        cipher, domain_name, profile_id, key_name, cipher.digest(key_name, normal), value, origin
+    )
+
+
+def _sealed_key_row(
+    cipher: DomainCipher,
+    domain_name: str,
+    profile_id: str,
+    key_name: str,
+    digest: bytes,
+    value: str,
+    origin: str,
+) -> dict[str, Any]:
     return {
         "domain_name": domain_name,
         "key_name": key_name,
