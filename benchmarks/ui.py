@@ -2,10 +2,9 @@
 
 Loads PROFILES profiles into a fresh SQLite domain in-process (through profiles.service, in
 batches), then times the search results page and the profile page through Starlette's
-TestClient (rendering included, network excluded). When the objects feature is installed, one
-profile also gets CONTACTS contact records (through the PutProfileObject handler, as contact
-records arrive) and its profile page — the first page of 50 contacts — is timed against the
-150 ms target.
+TestClient (rendering included, network excluded). One profile also gets CONTACTS contact
+records (through the PutProfileObject handler, as contact records arrive) and its profile
+page — the first page of 50 contacts — is timed against the 150 ms target.
 
     .venv/bin/python benchmarks/ui.py --profiles 100000 --contacts 1000
 """
@@ -27,7 +26,6 @@ from openprofiles.app import create_app
 from openprofiles.context import RequestContext, Services
 from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
-from openprofiles.ui.features import objects_service
 from openprofiles.users.service import create_user
 
 DOMAIN = "bench"
@@ -132,7 +130,7 @@ def main() -> None:
         started = time.perf_counter()
         profile_id = load_profiles(services, args.profiles)
         print(f"loaded {args.profiles} profiles in {time.perf_counter() - started:.1f} s")
-        with_contacts = objects_service() is not None and args.contacts > 0
+        with_contacts = args.contacts > 0
         if with_contacts:
             started = time.perf_counter()
             load_contacts(app, "+12065550000", args.contacts)
