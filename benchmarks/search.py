@@ -103,6 +103,36 @@ def search_over_http(url: str, key: tuple[str, str], count: int, queries: int) -
     return timings
 
 
+def search_over_raw_http(url: str, key: tuple[str, str], count: int, queries: int) -> list[float]:
+    """SearchProfiles over one keep-alive connection with requests signed before the clock
+    starts: the server's latency without boto3's client-side cost."""
+    host, port = url.removeprefix("http://").split(":")
+    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
+    rng = random.Random(13)
+    prepared = []
+    for _ in range(queries):
+        i = rng.randrange(count)
+        body = json.dumps({"KeyName": "_phone", "Values": [phone(i)]}).encode()
+        request = AWSRequest(
+            method="POST",
+            url=f"{url}/domains/{DOMAIN}/profiles/search",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        signer.add_auth(request)
+        prepared.append((body, dict(request.headers.items())))
+    connection = http.client.HTTPConnection(host, int(port))
+    timings = []
+    for body, headers in prepared:
+        started = time.perf_counter()
+        connection.request("POST", f"/domains/{DOMAIN}/profiles/search", body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        timings.append(time.perf_counter() - started)
+        assert response.status == 200 and b"ProfileId" in payload
+    return timings
+
+
 def _create_worker(args: tuple[str, tuple[str, str], int, int]) -> int:
     url, key, requests, seed = args
     api = client(url, key)
@@ -194,6 +224,10 @@ def main() -> None:
     with server(args.data_dir, args.port) as url:
         over_http = search_over_http(url, key, args.profiles, args.queries)
         print(f"SearchProfiles _phone, HTTP (boto3): {summary_ms(over_http)}")
+        raw = search_over_raw_http(url, key, args.profiles, args.queries)
+        print(f"SearchProfiles _phone, HTTP (pre-signed): {summary_ms(raw)}")
+        if args.creates == 0:
+            return
         rate = create_over_http(url, key, args.clients, args.creates)
         print(f"CreateProfile, {args.clients} boto3 client processes: {rate:,.0f} requests/s")
         rate = raw_create_over_http(url, key, args.clients, args.creates)

@@ -42,8 +42,9 @@ from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
     KEY_TABLE,
     PROFILE_TABLE,
-    _key_record_id,
+    key_record_id,
     save_profile,
+    sealed_key_row,
 )
 from openprofiles.store.schema import merge_log, profile, profile_key, profile_object
 
@@ -292,28 +293,6 @@ def _key_pairs(tx: Tx, domain_name: str, profile_id: str) -> set[tuple[str, byte
     }
 
 
-def _key_row(
-    cipher: DomainCipher,
-    domain_name: str,
-    profile_id: str,
-    key_name: str,
-    digest: bytes,
-    origin: str,
-    value: str,
-) -> dict[str, Any]:
-    # A key's value is sealed bound to its profile, so a moved key is sealed again.
-    return {
-        "domain_name": domain_name,
-        "key_name": key_name,
-        "digest": digest,
-        "profile_id": profile_id,
-        "origin": origin,
-        "value_sealed": cipher.seal_record(
-            KEY_TABLE, _key_record_id(profile_id, key_name, digest), {"value": value}
-        ),
-    }
-
-
 def _move_keys(
     tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, merged_ids: list[str]
 ) -> list[dict[str, Any]]:
@@ -332,14 +311,14 @@ def _move_keys(
     for row in sorted(rows, key=lambda r: (merged_ids.index(r.profile_id), r.key_name)):
         digest = bytes(row.digest)
         value = cipher.open_record(
-            KEY_TABLE, _key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
+            KEY_TABLE, key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
         )["value"]
         origin = MERGED_ORIGIN if row.origin == DERIVED_ORIGIN else row.origin
         inserted = (row.key_name, digest) not in present
         if inserted:
             present.add((row.key_name, digest))
             inserts.append(
-                _key_row(cipher, domain_name, main_id, row.key_name, digest, origin, value)
+                sealed_key_row(cipher, domain_name, main_id, row.key_name, digest, value, origin)
             )
         moved.append(
             {
@@ -536,14 +515,14 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         keys_back += 1
         if key["origin"] != DERIVED_ORIGIN:
             restore.append(
-                _key_row(
+                sealed_key_row(
                     cipher,
                     domain_name,
                     key["from"],
                     key["key_name"],
                     digest,
-                    key["origin"],
                     key["value"],
+                    key["origin"],
                 )
             )
     if restore:
@@ -684,7 +663,7 @@ def _keys_added_since(
         if (row.key_name, digest) in known:
             continue
         value = cipher.open_record(
-            KEY_TABLE, _key_record_id(main_id, row.key_name, digest), bytes(row.value_sealed)
+            KEY_TABLE, key_record_id(main_id, row.key_name, digest), bytes(row.value_sealed)
         )["value"]
         kept.append(KeptKey(row.key_name, value))
     return sorted(kept, key=lambda k: (k.key_name, k.value))

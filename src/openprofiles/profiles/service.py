@@ -156,7 +156,7 @@ def profile_keys(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, list
     # (domain_name, key_name, ...) across the whole domain instead of the per-profile index.
     for row in sorted(rows, key=lambda r: (r.key_name, bytes(r.digest))):
         value = cipher.open_record(
-            KEY_TABLE, _key_record_id(profile_id, row.key_name, row.digest), bytes(row.value_sealed)
+            KEY_TABLE, key_record_id(profile_id, row.key_name, row.digest), bytes(row.value_sealed)
         )["value"]
         out.setdefault(row.key_name, []).append(value)
     return out
@@ -381,7 +381,7 @@ def insert_key_rows(
     _insert_keys(
         tx,
         [
-            _sealed_key_row(cipher, domain_name, pid, key_name, digest, value, origin)
+            sealed_key_row(cipher, domain_name, pid, key_name, digest, value, origin)
             for pid, key_name, digest, value, origin in rows
         ],
     )
@@ -610,7 +610,7 @@ def _written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
         hook(tx, domain_name, record)
 
 
-def _key_record_id(profile_id: str, key_name: str, digest: bytes) -> str:
+def key_record_id(profile_id: str, key_name: str, digest: bytes) -> str:
     return f"{profile_id}/{key_name}/{digest.hex()}"
 
 
@@ -623,12 +623,12 @@ def _key_row(
     value: str,
     origin: str,
 ) -> dict[str, Any]:
-    return _sealed_key_row(
+    return sealed_key_row(
         cipher, domain_name, profile_id, key_name, cipher.digest(key_name, normal), value, origin
     )
 
 
-def _sealed_key_row(
+def sealed_key_row(
     cipher: DomainCipher,
     domain_name: str,
     profile_id: str,
@@ -637,6 +637,8 @@ def _sealed_key_row(
     value: str,
     origin: str,
 ) -> dict[str, Any]:
+    """A profile_key row; the value is sealed bound to its profile, so a key that moves to
+    another profile (a merge, an undo) is sealed again through this."""
     return {
         "domain_name": domain_name,
         "key_name": key_name,
@@ -644,7 +646,7 @@ def _sealed_key_row(
         "profile_id": profile_id,
         "origin": origin,
         "value_sealed": cipher.seal_record(
-            KEY_TABLE, _key_record_id(profile_id, key_name, digest), {"value": value}
+            KEY_TABLE, key_record_id(profile_id, key_name, digest), {"value": value}
         ),
     }
 
