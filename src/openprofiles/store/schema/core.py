@@ -64,6 +64,8 @@ profile = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    # Counting a domain's live profiles (GetDomain Stats) from the index alone.
+    Index("ix_profile_live", "domain_name", "merged_into"),
 )
 
 profile_key = Table(

@@ -53,6 +53,8 @@ profile_object = Table(
         "ix_profile_object_profile", "domain_name", "profile_id", "object_type_name", "updated_at"
     ),
     Index("ix_profile_object_expires", "expires_at"),
+    # Counting and sizing a domain's live objects (GetDomain Stats) from the index alone.
+    Index("ix_profile_object_usage", "domain_name", "expires_at", "size"),
 )
 
 profile_object_key = Table(
