@@ -1,5 +1,6 @@
 """`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge;
-`openprofiles matches list|explain --domain NAME`: rule-based matches and why they matched."""
+`openprofiles matches list|explain --domain NAME`: rule-based matches and why they matched;
+`openprofiles matches run-job|explain-ml --domain NAME`: ML-based matching jobs (spec §5.2)."""
 
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def merges_undo(
 
 @click.group()
 def matches() -> None:
-    """Rule-based matches (spec §5.1): list them, explain one."""
+    """Matches: rule-based (spec §5.1) list and explain; ML-based (§5.2) run-job, explain-ml."""
 
 
 @matches.command("list")
@@ -270,3 +271,94 @@ def matches_explain(
         click.echo(f"  {pid}")
         for name, value in (values or {}).get(pid, {}).items():
             click.echo(f"    {name} = {value}")
+
+
+def _job_summary(job: Any) -> dict[str, Any]:
+    return {
+        "JobId": job.job_id,
+        "Status": job.status,
+        "Message": job.message,
+        "JobStartTime": job.started_at.isoformat() if job.started_at else None,
+        "JobEndTime": job.ended_at.isoformat() if job.ended_at else None,
+        "JobStats": {
+            "NumberOfProfilesReviewed": job.profiles_reviewed,
+            "NumberOfMatchesFound": job.matches_found,
+            "NumberOfMergesDone": job.merges_done,
+        },
+    }
+
+
+@matches.command("run-job")
+@storage_options
+@domain_option
+@json_option
+def matches_run_job(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
+) -> None:
+    """Run the domain's ML-based identity resolution job now (spec §5.2) and print its result."""
+    from openprofiles.errors import ServiceError
+    from openprofiles.identity.ml_jobs import FAILED, run_matching_job
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        job = run_matching_job(services, domain_name=domain_name)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
+    if as_json:
+        click.echo(json.dumps(_job_summary(job)))
+    else:
+        click.echo(
+            f"Job {job.job_id}: {job.status}; {job.profiles_reviewed} profiles reviewed, "
+            f"{job.matches_found} match groups, {job.merges_done} merges."
+        )
+        if job.message:
+            click.echo(f"  {job.message}")
+    if job.status == FAILED:
+        raise SystemExit(1)
+
+
+@matches.command("explain-ml")
+@storage_options
+@domain_option
+@json_option
+@click.argument("match_id")
+def matches_explain_ml(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool, match_id: str
+) -> None:
+    """Explain an ML-based match group: per linking pair of profiles, each attribute's Splink
+    comparison level and match weight (no values are shown)."""
+    from openprofiles.identity.ml_jobs import get_group
+
+    group = _run(
+        data_dir,
+        database_url,
+        lambda tx: get_group(tx, domain_name=domain_name, match_id=match_id),
+        write=False,
+    )
+    out = {
+        "MatchId": group.match_id,
+        "MatchType": "ML_BASED_MATCHING",
+        "ConfidenceScore": group.confidence,
+        "ProfileIds": list(group.profile_ids),
+        "Pairs": group.explanation,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(
+        f"Match {group.match_id}: {len(group.profile_ids)} profiles, "
+        f"confidence {group.confidence:.4f}"
+    )
+    for pair in group.explanation:
+        left, right = pair["ProfileIds"]
+        click.echo(
+            f"  {left} ~ {right}: probability {pair['MatchProbability']:.4f}, "
+            f"weight {pair['MatchWeight']:+.2f}"
+        )
+        for attribute in pair["Attributes"]:
+            click.echo(
+                f"    {attribute['Attribute']:<20} {attribute['MatchWeight']:+7.2f}  "
+                f"{attribute['Level']}"
+            )

@@ -1,5 +1,6 @@
 """AWS operations of identity resolution: MergeProfiles (spec §5.3), ListRuleBasedMatches and
-GetSimilarProfiles for rule-based matching (spec §5.1)."""
+GetSimilarProfiles for rule-based matching (spec §5.1), and for ML-based matching (spec §5.2)
+GetSimilarProfiles, GetMatches, ListIdentityResolutionJobs and GetIdentityResolutionJob."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from openprofiles.context import RequestContext
 from openprofiles.errors import BadRequest
-from openprofiles.identity import matching, service
+from openprofiles.identity import matching, ml_jobs, service
 
 # What the cloud service answers (spec §5.3, observed).
 MERGE_MESSAGE = "Success!"
@@ -52,11 +53,10 @@ def list_rule_based_matches(ctx: RequestContext, params: dict[str, Any]) -> dict
 
 def get_similar_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain_name = params["DomainName"]
+    if params["MatchType"] == ml_jobs.MATCH_TYPE:
+        return _similar_ml(ctx, params)
     if params["MatchType"] != matching.MATCH_TYPE:
-        raise BadRequest(
-            f"MatchType {params['MatchType']} is not available: only RULE_BASED_MATCHING "
-            "is supported by this server yet."
-        )
+        raise BadRequest(f"MatchType {params['MatchType']} is not a known match type.")
     with ctx.read() as tx:
         found = matching.similar_profiles(
             tx,
@@ -77,4 +77,117 @@ def get_similar_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         out["NextToken"] = ctx.services.tokens.encode(
             "GetSimilarProfiles", {"after": ids[limit - 1]}
         )
+    return out
+
+
+def _similar_ml(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.read() as tx:
+        group = ml_jobs.similar_profiles(
+            tx,
+            domain_name=params["DomainName"],
+            search_key=params["SearchKey"],
+            search_value=params["SearchValue"],
+        )
+    out: dict[str, Any] = {"MatchType": ml_jobs.MATCH_TYPE, "ProfileIds": []}
+    if group is None:
+        return out
+    limit = params.get("MaxResults") or DEFAULT_SIMILAR_PAGE
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode("GetSimilarProfiles", params["NextToken"])["after"]
+    ids = [p for p in group.profile_ids if after is None or p > after]
+    out.update(MatchId=group.match_id, ConfidenceScore=group.confidence, ProfileIds=ids[:limit])
+    if len(ids) > limit:
+        out["NextToken"] = ctx.services.tokens.encode(
+            "GetSimilarProfiles", {"after": ids[limit - 1]}
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- ML-based matching
+
+DEFAULT_JOB_PAGE = 100
+
+
+def get_matches(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode("GetMatches", params["NextToken"])["after"]
+    with ctx.read() as tx:
+        page = ml_jobs.list_groups(
+            tx,
+            domain_name=params["DomainName"],
+            limit=params.get("MaxResults") or DEFAULT_MATCH_PAGE,
+            after=after,
+        )
+    out: dict[str, Any] = {
+        "PotentialMatches": page.total,
+        "Matches": [
+            {
+                "MatchId": g.match_id,
+                "ProfileIds": list(g.profile_ids),
+                "ConfidenceScore": g.confidence,
+            }
+            for g in page.groups
+        ],
+    }
+    if page.generated_at is not None:
+        out["MatchGenerationDate"] = page.generated_at
+    if page.more and page.groups:
+        out["NextToken"] = ctx.services.tokens.encode(
+            "GetMatches", {"after": page.groups[-1].match_id}
+        )
+    return out
+
+
+def _job_stats(job: ml_jobs.JobRecord) -> dict[str, Any]:
+    return {
+        "NumberOfProfilesReviewed": job.profiles_reviewed,
+        "NumberOfMatchesFound": job.matches_found,
+        "NumberOfMergesDone": job.merges_done,
+    }
+
+
+def _job_summary(job: ml_jobs.JobRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "DomainName": job.domain_name,
+        "JobId": job.job_id,
+        "Status": job.status,
+        "JobStats": _job_stats(job),
+    }
+    if job.started_at is not None:
+        out["JobStartTime"] = job.started_at
+    if job.ended_at is not None:
+        out["JobEndTime"] = job.ended_at
+    if job.message:
+        out["Message"] = job.message
+    return out
+
+
+def list_identity_resolution_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    offset = 0
+    if params.get("NextToken"):
+        offset = ctx.services.tokens.decode("ListIdentityResolutionJobs", params["NextToken"])[
+            "offset"
+        ]
+    limit = params.get("MaxResults") or DEFAULT_JOB_PAGE
+    with ctx.read() as tx:
+        jobs, more = ml_jobs.list_jobs(
+            tx, domain_name=params["DomainName"], limit=limit, offset=offset
+        )
+    out: dict[str, Any] = {"IdentityResolutionJobsList": [_job_summary(j) for j in jobs]}
+    if more:
+        out["NextToken"] = ctx.services.tokens.encode(
+            "ListIdentityResolutionJobs", {"offset": offset + len(jobs)}
+        )
+    return out
+
+
+def get_identity_resolution_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.read() as tx:
+        job = ml_jobs.get_job(tx, domain_name=params["DomainName"], job_id=params["JobId"])
+    out = _job_summary(job)
+    out["LastUpdatedAt"] = job.updated_at
+    if job.auto_merging:
+        out["AutoMerging"] = job.auto_merging
     return out

@@ -15,7 +15,13 @@ from openprofiles.store.schema.core import (
     profile_key,
     resource_tag,
 )
-from openprofiles.store.schema.identity import merge_log, rule_match_digest
+from openprofiles.store.schema.identity import (
+    identity_job,
+    merge_log,
+    ml_match,
+    ml_match_profile,
+    rule_match_digest,
+)
 from openprofiles.store.schema.integrations import (
     contact_record,
     flow_item,
@@ -35,9 +41,12 @@ __all__ = [
     "domain",
     "flow_item",
     "flow_run",
+    "identity_job",
     "integration",
     "merge_log",
     "metadata",
+    "ml_match",
+    "ml_match_profile",
     "object_type",
     "profile",
     "profile_key",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -53,4 +54,51 @@ rule_match_digest = Table(
     Column("profile_id", String(32), primary_key=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_rule_match_digest_profile", "domain_name", "profile_id"),
+)
+
+# Probabilistic matching (spec §5.2). A job row holds its status and counts; a match group row
+# its confidence and, per scored pair, which attributes agreed at which Splink comparison level
+# with what match weight (labels and numbers only, never values); the member rows say which
+# profiles a group holds, so GetSimilarProfiles finds a profile's group by index. Registered for
+# DeleteDomain by openprofiles.identity.ml_jobs.
+identity_job = Table(
+    "identity_job",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("job_id", String(36), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("message", String(1000), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("profiles_reviewed", Integer, nullable=False, default=0),
+    Column("matches_found", Integer, nullable=False, default=0),
+    Column("merges_done", Integer, nullable=False, default=0),
+    # The domain's Matching.AutoMerging when the job ran (configuration, no personal data).
+    Column("auto_merging", JSON, nullable=True),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_identity_job_created", "domain_name", "created_at"),
+)
+
+ml_match = Table(
+    "ml_match",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("match_id", String(32), primary_key=True),
+    Column("job_id", String(36), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("explanation", JSON, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_ml_match_job", "domain_name", "job_id"),
+)
+
+ml_match_profile = Table(
+    "ml_match_profile",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("match_id", String(32), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_ml_match_profile_profile", "domain_name", "profile_id"),
 )

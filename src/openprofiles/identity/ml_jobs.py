@@ -1,0 +1,716 @@
+"""Probabilistic matching jobs (`Matching`, spec §5.2): Splink (Fellegi–Sunter) on an in-memory
+DuckDB over the domain's live profiles; the jobs, their match groups, GetMatches, GetSimilarProfiles
+for ML_BASED_MATCHING, and the explanation of a group.
+
+A job reads and opens the domain's live profiles in memory, normalises name, email, phone (E.164
+through openprofiles.normalize), city, postal code and birth date, and scores candidate pairs.
+Candidates come from blocking rules (same phone, same email, same postal code and last-name
+initial, same birth date), so cost grows with the block sizes, near-linearly in the profiles,
+not with all pairs. The DuckDB database lives in memory with spilling to disk turned off: nothing
+in clear reaches disk, and no value is ever logged (Splink's own logging is kept at ERROR).
+
+Model parameters: every comparison level starts from fixed m/u priors (below). On a domain of at
+least `MIN_TRAINING_PROFILES` profiles, u is estimated by random sampling and m by expectation
+maximisation over two blocking rules; a training step that cannot run (too few pairs in a block,
+a level never observed) keeps the priors for what it could not estimate. Small domains — a
+domain of 10 profiles — use the priors alone, which separate formatting variants and typos of
+one person from distinct people on the attributes above.
+
+Pairs scoring at least `MATCH_THRESHOLD` are clustered (connected components at that threshold)
+into match groups {MatchId, ProfileIds, ConfidenceScore}; a group's confidence is the lowest
+score among the pairs that link it (a conservative figure: MinAllowedConfidenceScoreForMerging
+compares with it). A completed job replaces the previous job's groups. Auto-merging
+(Matching.AutoMerging) merges, within groups at or above MinAllowedConfidenceScoreForMerging, the
+profiles whose values of every attribute of a Consolidation criterion are equal (criteria OR-ed,
+spec §5.2), through identity.service.merge_profiles: logged and undoable.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from openprofiles.context import Services, Tx
+from openprofiles.domains.service import find_domain, register_domain_table
+from openprofiles.errors import BadRequest, NotFound
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.profiles import service as profiles
+from openprofiles.store.schema import identity_job, ml_match, ml_match_profile, profile
+
+logger = logging.getLogger(__name__)
+
+MATCH_TYPE = "ML_BASED_MATCHING"
+MATCH_THRESHOLD = 0.9
+MIN_TRAINING_PROFILES = 1000
+MAX_U_PAIRS = 1e6
+
+PENDING = "PENDING"
+PREPROCESSING = "PREPROCESSING"
+FIND_MATCHING = "FIND_MATCHING"
+MERGING = "MERGING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+
+for _table in (identity_job, ml_match, ml_match_profile):
+    register_domain_table(_table)
+
+_EMAIL_FIELDS = ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress")
+_PHONE_FIELDS = ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber")
+_ADDRESS_FIELDS = ("Address", "ShippingAddress", "MailingAddress", "BillingAddress")
+COLUMNS = ("first_name", "last_name", "email", "phone", "postal_code", "city", "birth_date")
+# Comparison column -> the profile attribute an explanation names.
+ATTRIBUTES = {
+    "first_name": "FirstName",
+    "last_name": "LastName",
+    "email": "EmailAddress",
+    "phone": "PhoneNumber",
+    "postal_code": "Address.PostalCode",
+    "city": "Address.City",
+    "birth_date": "BirthDate",
+}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    domain_name: str
+    job_id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str | None = None
+    profiles_reviewed: int = 0
+    matches_found: int = 0
+    merges_done: int = 0
+    auto_merging: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MatchGroup:
+    match_id: str
+    profile_ids: tuple[str, ...]
+    confidence: float
+    # Per linking pair: {"ProfileIds", "MatchProbability", "MatchWeight", "Attributes": [...]}.
+    explanation: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+def matching_config(tx: Tx, domain_name: str) -> dict[str, Any]:
+    """The domain's `Matching`; NotFound for an unknown domain, BadRequest when it is off."""
+    tx.cipher(domain_name)
+    record = find_domain(tx, domain_name=domain_name)
+    config = (record.config if record else {}).get("Matching") or {}
+    if not config.get("Enabled"):
+        raise BadRequest(
+            f"Matching (ML-based identity resolution) is not enabled for domain {domain_name}."
+        )
+    return dict(config)
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def _first(fields: dict[str, Any], names: Sequence[str], kind: ContentType, region: str) -> str:
+    for name in names:
+        raw = fields.get(name)
+        if isinstance(raw, str) and (value := normalize(kind, raw, phone_region=region)):
+            return value
+    return ""
+
+
+def features(profile_id: str, fields: dict[str, Any], region: str) -> dict[str, Any]:
+    """The comparable values of a profile (in memory only); None where the profile has none."""
+    city = postal = ""
+    for name in _ADDRESS_FIELDS:
+        address = fields.get(name)
+        if isinstance(address, dict):
+            city = city or " ".join(str(address.get("City") or "").split()).casefold()
+            postal = postal or "".join(str(address.get("PostalCode") or "").split()).casefold()
+    first = normalize(ContentType.NAME, str(fields.get("FirstName") or ""), phone_region=region)
+    last = normalize(ContentType.NAME, str(fields.get("LastName") or ""), phone_region=region)
+    birth = str(fields.get("BirthDate") or "").strip()
+    row = {
+        "unique_id": profile_id,
+        "first_name": first,
+        "last_name": last,
+        "email": _first(fields, _EMAIL_FIELDS, ContentType.EMAIL_ADDRESS, region),
+        "phone": _first(fields, _PHONE_FIELDS, ContentType.PHONE_NUMBER, region),
+        "postal_code": postal,
+        "city": city,
+        "birth_date": birth,
+    }
+    return {k: (v or None) for k, v in row.items()}
+
+
+def _live_rows(tx: Tx, domain_name: str) -> list[dict[str, Any]]:
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+    out = []
+    for row in tx.conn.execute(
+        select(profile.c.profile_id, profile.c.sealed)
+        .where(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
+        .order_by(profile.c.profile_id)
+    ):
+        opened = cipher.open_record(profiles.PROFILE_TABLE, row.profile_id, bytes(row.sealed))
+        out.append(features(row.profile_id, opened["fields"], region))
+    return out
+
+
+# ---------------------------------------------------------------------------- the Splink model
+
+
+@contextmanager
+def _quiet_splink() -> Iterator[None]:
+    """Splink warns about untrained levels at WARNING; its messages carry no values, but a job
+    has nothing to say through them."""
+    splink_logger = logging.getLogger("splink")
+    level = splink_logger.level
+    splink_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        splink_logger.setLevel(level)
+
+
+def _comparisons() -> list[Any]:
+    import splink.comparison_library as cl
+
+    # Priors (m, u) per level, exact first, "anything else" last (Splink's order). m: how often
+    # one person's two records land at the level; u: how often two different people do.
+    name = ([0.75, 0.15, 0.05, 0.05], [0.005, 0.01, 0.03, 0.955])
+    return [
+        cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]).configure(
+            m_probabilities=name[0], u_probabilities=name[1]
+        ),
+        cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]).configure(
+            m_probabilities=name[0], u_probabilities=[0.002, 0.005, 0.02, 0.973]
+        ),
+        cl.LevenshteinAtThresholds("email", [2]).configure(
+            m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0001, 0.0009, 0.999]
+        ),
+        cl.LevenshteinAtThresholds("phone", [1]).configure(
+            m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0005, 0.002, 0.9975]
+        ),
+        cl.ExactMatch("postal_code").configure(
+            m_probabilities=[0.85, 0.15], u_probabilities=[0.01, 0.99]
+        ),
+        cl.ExactMatch("city").configure(m_probabilities=[0.85, 0.15], u_probabilities=[0.1, 0.9]),
+        cl.LevenshteinAtThresholds("birth_date", [1]).configure(
+            m_probabilities=[0.85, 0.1, 0.05], u_probabilities=[0.003, 0.03, 0.967]
+        ),
+    ]
+
+
+def _blocking_rules() -> list[Any]:
+    from splink import block_on
+
+    return [
+        block_on("phone"),
+        block_on("email"),
+        block_on("postal_code", "substr(last_name, 1, 1)"),
+        block_on("birth_date"),
+    ]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a Splink run found: groups of profile ids with their linking pairs."""
+
+    groups: list[MatchGroup]
+    trained: bool
+
+
+def score(
+    rows: list[dict[str, Any]],
+    *,
+    threshold: float = MATCH_THRESHOLD,
+    min_training_profiles: int = MIN_TRAINING_PROFILES,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> Scored:
+    """Score and cluster `rows` (dicts of `features`) with Splink on an in-memory DuckDB."""
+    if len(rows) < 2:
+        return Scored([], False)
+    import duckdb
+    from splink import DuckDBAPI, Linker, SettingsCreator
+
+    connection = duckdb.connect(":memory:")
+    # No spilling to a temporary directory: the opened values must not reach disk.
+    connection.execute("SET temp_directory = ''")
+    try:
+        with _quiet_splink():
+            db_api = DuckDBAPI(connection)
+            table = db_api.register([{c: r.get(c) for c in ("unique_id", *COLUMNS)} for r in rows])
+            n = len(rows)
+            settings = SettingsCreator(
+                link_type="dedupe_only",
+                comparisons=_comparisons(),
+                blocking_rules_to_generate_predictions=_blocking_rules(),
+                # Prior: about one duplicate pair per ten profiles.
+                probability_two_random_records_match=min(0.5, 0.2 / n),
+                retain_matching_columns=False,
+                retain_intermediate_calculation_columns=True,
+            )
+            linker = Linker(table, settings, log_level=None)
+            trained = n >= min_training_profiles and _train(linker, n)
+            predictions = linker.inference.predict(threshold_match_probability=threshold)
+            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+                predictions, threshold
+            )
+            pairs = predictions.as_record_list()
+            members = clusters.as_record_list()
+            labels = _level_labels(linker)
+    finally:
+        connection.close()
+    return Scored(_groups(pairs, members, labels, new_id), trained)
+
+
+def _train(linker: Any, n: int) -> bool:
+    """Estimate u by random sampling and m by EM; a step that cannot run keeps the priors."""
+    from splink import block_on
+
+    trained = False
+    try:
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=min(MAX_U_PAIRS, n * (n - 1) / 2), seed=1
+        )
+        trained = True
+    except Exception:  # any failure to estimate keeps the u priors
+        logger.info("u estimation could not run; keeping the priors")
+    for rule in (block_on("phone"), block_on("birth_date")):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+            trained = True
+        except Exception:  # EM on a sparse block keeps the m priors
+            logger.info("m estimation over a blocking rule could not run; keeping the priors")
+    return trained
+
+
+def _level_labels(linker: Any) -> dict[str, list[tuple[float, str]]]:
+    """Per comparison column, (match weight, label) of each Splink level. Splink 5's predictions
+    carry each comparison's match weight (`mw_<column>`) but not its level, so the level is the
+    one whose weight it is (a null level weighs 0)."""
+    out: dict[str, list[tuple[float, str]]] = {}
+    for comparison in linker._settings_obj.comparisons:
+        out[comparison.output_column_name] = [
+            (0.0 if level.is_null_level else float(level._match_weight), level.label_for_charts)
+            for level in comparison.comparison_levels
+        ]
+    return out
+
+
+def _level(levels: list[tuple[float, str]], weight: float) -> str:
+    closest = min(levels, key=lambda lv: abs(lv[0] - weight), default=(weight, ""))
+    return closest[1]
+
+
+def _groups(
+    pairs: list[dict[str, Any]],
+    members: list[dict[str, Any]],
+    labels: dict[str, list[tuple[float, str]]],
+    new_id: Callable[[], str],
+) -> list[MatchGroup]:
+    clusters: dict[str, list[str]] = {}
+    for m in members:
+        clusters.setdefault(str(m["cluster_id"]), []).append(str(m["unique_id"]))
+    cluster_of = {pid: cid for cid, ids in clusters.items() for pid in ids}
+    edges: dict[str, list[dict[str, Any]]] = {}
+    for p in pairs:
+        left, right = str(p["unique_id_l"]), str(p["unique_id_r"])
+        cluster = cluster_of.get(left)
+        if cluster is None or cluster != cluster_of.get(right):
+            continue
+        attributes = []
+        for column in COLUMNS:
+            weight = float(p[f"mw_{column}"])
+            attributes.append(
+                {
+                    "Attribute": ATTRIBUTES[column],
+                    "Level": _level(labels.get(column, []), weight),
+                    "MatchWeight": round(weight, 4),
+                }
+            )
+        edges.setdefault(cluster, []).append(
+            {
+                "ProfileIds": sorted([left, right]),
+                "MatchProbability": float(p["match_probability"]),
+                "MatchWeight": float(p["match_weight"]),
+                "Attributes": attributes,
+            }
+        )
+    out = []
+    for cluster, ids in clusters.items():
+        if len(ids) < 2 or cluster not in edges:
+            continue
+        linking = sorted(edges[cluster], key=lambda e: e["ProfileIds"])
+        confidence = min(e["MatchProbability"] for e in linking)
+        out.append(MatchGroup(new_id(), tuple(sorted(ids)), round(confidence, 6), linking))
+    return sorted(out, key=lambda g: g.profile_ids)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def _job(row: Any) -> JobRecord:
+    return JobRecord(
+        domain_name=row.domain_name,
+        job_id=row.job_id,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        message=row.message,
+        profiles_reviewed=row.profiles_reviewed,
+        matches_found=row.matches_found,
+        merges_done=row.merges_done,
+        auto_merging=row.auto_merging,
+    )
+
+
+def _set(tx: Tx, domain_name: str, job_id: str, **values: Any) -> None:
+    tx.conn.execute(
+        update(identity_job)
+        .where(identity_job.c.domain_name == domain_name, identity_job.c.job_id == job_id)
+        .values(updated_at=tx.now, **values)
+    )
+
+
+def create_job(tx: Tx, *, domain_name: str) -> JobRecord:
+    """A PENDING job for the domain (BadRequest when Matching is off)."""
+    config = matching_config(tx, domain_name)
+    job_id = uuid.uuid4().hex  # the model's JobId pattern: [a-f0-9]{32}
+    tx.conn.execute(
+        identity_job.insert().values(
+            domain_name=domain_name,
+            job_id=job_id,
+            status=PENDING,
+            created_at=tx.now,
+            updated_at=tx.now,
+            profiles_reviewed=0,
+            matches_found=0,
+            merges_done=0,
+            auto_merging=config.get("AutoMerging"),
+        )
+    )
+    return get_job(tx, domain_name=domain_name, job_id=job_id)
+
+
+def run_matching_job(
+    services: Services,
+    *,
+    domain_name: str,
+    threshold: float = MATCH_THRESHOLD,
+    min_training_profiles: int = MIN_TRAINING_PROFILES,
+) -> JobRecord:
+    """Run one job now: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
+    FAILED with a message naming the failing step. Each step commits its status, so a running
+    job shows where it is; Splink runs outside any database transaction."""
+    with services.write() as tx:
+        job = create_job(tx, domain_name=domain_name)
+    job_id = job.job_id
+    step = PREPROCESSING
+    try:
+        with services.write() as tx:
+            _set(tx, domain_name, job_id, status=PREPROCESSING, started_at=tx.now)
+            rows = _live_rows(tx, domain_name)
+            _set(tx, domain_name, job_id, status=FIND_MATCHING, profiles_reviewed=len(rows))
+        step = FIND_MATCHING
+        scored = score(rows, threshold=threshold, min_training_profiles=min_training_profiles)
+        del rows
+        step = MERGING
+        with services.write() as tx:
+            _store_groups(tx, domain_name, job_id, scored.groups)
+            merges = 0
+            auto = job.auto_merging or {}
+            if auto.get("Enabled"):
+                _set(tx, domain_name, job_id, status=MERGING)
+                merges = auto_merge(tx, domain_name=domain_name, groups=scored.groups, auto=auto)
+            _set(
+                tx,
+                domain_name,
+                job_id,
+                status=COMPLETED,
+                ended_at=tx.now,
+                matches_found=len(scored.groups),
+                merges_done=merges,
+                message=None
+                if scored.trained
+                else "Model parameters: fixed priors (small domain).",
+            )
+    except Exception as exc:  # a job records its failure instead of vanishing
+        # The exception's text could quote data; only its type is recorded and logged.
+        logger.error(
+            "identity resolution job %s failed at %s: %s", job_id, step, type(exc).__name__
+        )
+        with services.write() as tx:
+            _set(
+                tx,
+                domain_name,
+                job_id,
+                status=FAILED,
+                ended_at=tx.now,
+                message=f"The job failed at {step} ({type(exc).__name__}).",
+            )
+    with services.read() as tx:
+        return get_job(tx, domain_name=domain_name, job_id=job_id)
+
+
+def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchGroup]) -> None:
+    """Replace the domain's match groups with this job's."""
+    for table in (ml_match_profile, ml_match):
+        tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
+    if not groups:
+        return
+    tx.conn.execute(
+        ml_match.insert(),
+        [
+            {
+                "domain_name": domain_name,
+                "match_id": g.match_id,
+                "job_id": job_id,
+                "confidence": g.confidence,
+                "explanation": g.explanation,
+            }
+            for g in groups
+        ],
+    )
+    tx.conn.execute(
+        ml_match_profile.insert(),
+        [
+            {"domain_name": domain_name, "match_id": g.match_id, "profile_id": pid}
+            for g in groups
+            for pid in g.profile_ids
+        ],
+    )
+
+
+def get_job(tx: Tx, *, domain_name: str, job_id: str) -> JobRecord:
+    tx.cipher(domain_name)
+    row = tx.conn.execute(
+        select(identity_job).where(
+            identity_job.c.domain_name == domain_name, identity_job.c.job_id == job_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"The identity resolution job {job_id} does not exist in domain {domain_name}."
+        )
+    return _job(row)
+
+
+def list_jobs(
+    tx: Tx, *, domain_name: str, limit: int = 100, offset: int = 0
+) -> tuple[list[JobRecord], bool]:
+    """The domain's jobs, newest first; the flag says more follow."""
+    matching_config(tx, domain_name)
+    rows = tx.conn.execute(
+        select(identity_job)
+        .where(identity_job.c.domain_name == domain_name)
+        .order_by(identity_job.c.created_at.desc(), identity_job.c.job_id)
+        .offset(offset)
+        .limit(limit + 1)
+    ).all()
+    return [_job(r) for r in rows[:limit]], len(rows) > limit
+
+
+# ---------------------------------------------------------------------------- match groups
+
+
+def _members(tx: Tx, domain_name: str, match_ids: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {m: [] for m in match_ids}
+    if not match_ids:
+        return out
+    c = ml_match_profile.c
+    for row in tx.conn.execute(
+        select(c.match_id, c.profile_id)
+        .where(c.domain_name == domain_name, c.match_id.in_(list(match_ids)))
+        .order_by(c.match_id, c.profile_id)
+    ):
+        out[row.match_id].append(row.profile_id)
+    return out
+
+
+@dataclass(frozen=True)
+class MatchPage:
+    generated_at: datetime | None
+    total: int
+    groups: list[MatchGroup]
+    more: bool
+
+
+def list_groups(
+    tx: Tx, *, domain_name: str, limit: int = 100, after: str | None = None
+) -> MatchPage:
+    """GetMatches: the latest completed job's groups in MatchId order after `after`."""
+    matching_config(tx, domain_name)
+    c = ml_match.c
+    total = tx.conn.execute(
+        select(func.count()).select_from(ml_match).where(c.domain_name == domain_name)
+    ).scalar_one()
+    generated = tx.conn.execute(
+        select(func.max(identity_job.c.ended_at)).where(
+            identity_job.c.domain_name == domain_name, identity_job.c.status == COMPLETED
+        )
+    ).scalar_one_or_none()
+    query = select(c.match_id, c.confidence).where(c.domain_name == domain_name)
+    if after is not None:
+        query = query.where(c.match_id > after)
+    rows = tx.conn.execute(query.order_by(c.match_id).limit(limit + 1)).all()[: limit + 1]
+    members = _members(tx, domain_name, [r.match_id for r in rows[:limit]])
+    groups = [
+        MatchGroup(r.match_id, tuple(members[r.match_id]), float(r.confidence))
+        for r in rows[:limit]
+    ]
+    return MatchPage(generated, int(total), groups, len(rows) > limit)
+
+
+def get_group(tx: Tx, *, domain_name: str, match_id: str) -> MatchGroup:
+    """One group with its explanation (which attributes agreed, with what Splink weight)."""
+    matching_config(tx, domain_name)
+    row = tx.conn.execute(
+        select(ml_match).where(
+            ml_match.c.domain_name == domain_name, ml_match.c.match_id == match_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"The match {match_id} does not exist in domain {domain_name}.")
+    members = _members(tx, domain_name, [match_id])[match_id]
+    return MatchGroup(match_id, tuple(members), float(row.confidence), list(row.explanation))
+
+
+def similar_profiles(
+    tx: Tx, *, domain_name: str, search_key: str, search_value: str
+) -> MatchGroup | None:
+    """GetSimilarProfiles for ML_BASED_MATCHING: the group of a profile the key finds (the most
+    confident one when the key finds several); NotFound when the key finds no profile."""
+    matching_config(tx, domain_name)
+    page, _ = profiles.search_profiles(
+        tx,
+        domain_name=domain_name,
+        criteria=[profiles.SearchCriterion(search_key, (search_value,))],
+        limit=100,
+    )
+    if not page:
+        raise NotFound(f"No profile has the value given for key {search_key}.")
+    ids = [record.profile_id for record, _ in page]
+    c = ml_match_profile.c
+    match_ids = sorted(
+        {
+            r.match_id
+            for r in tx.conn.execute(
+                select(c.match_id).where(c.domain_name == domain_name, c.profile_id.in_(ids))
+            )
+        }
+    )
+    if not match_ids:
+        return None
+    groups = [get_group(tx, domain_name=domain_name, match_id=m) for m in match_ids]
+    return max(groups, key=lambda g: (g.confidence, g.match_id))
+
+
+# ---------------------------------------------------------------------------- auto-merging
+
+
+def _attribute_value(fields: dict[str, Any], attribute: str, region: str) -> str:
+    """The comparable value of a Consolidation attribute ("" when the profile has none)."""
+    if attribute.startswith("Attributes."):
+        raw = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
+        return str(raw).strip().casefold() if raw else ""
+    if "." in attribute:
+        kind, part = attribute.split(".", 1)
+        address = fields.get(kind)
+        raw = address.get(part) if isinstance(address, dict) else None
+        return " ".join(str(raw).split()).casefold() if raw else ""
+    raw = fields.get(attribute)
+    if not isinstance(raw, str) or not raw.strip():
+        return ""
+    if "Email" in attribute:
+        return normalize(ContentType.EMAIL_ADDRESS, raw, phone_region=region)
+    if "Phone" in attribute:
+        return normalize(ContentType.PHONE_NUMBER, raw, phone_region=region)
+    return normalize(ContentType.NAME, raw, phone_region=region)
+
+
+def merge_plan(
+    records: dict[str, Any], criteria: Sequence[Sequence[str]], region: str
+) -> list[list[str]]:
+    """Sets of profile ids to merge within one group: profiles equal on every attribute of a
+    criterion join (AND within, OR across criteria, each on the previous results, spec §5.2)."""
+    parent = {pid: pid for pid in records}
+
+    def root(pid: str) -> str:
+        while parent[pid] != pid:
+            parent[pid] = parent[parent[pid]]
+            pid = parent[pid]
+        return pid
+
+    for criterion in criteria:
+        seen: dict[tuple[str, ...], str] = {}
+        for pid in sorted(records):
+            values = tuple(_attribute_value(records[pid].fields, a, region) for a in criterion)
+            if not criterion or not all(values):
+                continue
+            if values in seen:
+                parent[root(pid)] = root(seen[values])
+            else:
+                seen[values] = pid
+    sets: dict[str, list[str]] = {}
+    for pid in records:
+        sets.setdefault(root(pid), []).append(pid)
+    return [sorted(s) for s in sets.values() if len(s) > 1]
+
+
+def auto_merge(
+    tx: Tx, *, domain_name: str, groups: Sequence[MatchGroup], auto: dict[str, Any]
+) -> int:
+    """Merge what Consolidation says within groups at or above the minimum confidence; returns
+    the number of merges (each logged and undoable)."""
+    from openprofiles.identity.matching import RuleConfig, no_auto_merge, resolve_conflicts
+    from openprofiles.identity.service import merge_profiles
+
+    criteria = (auto.get("Consolidation") or {}).get("MatchingAttributesList") or []
+    if not criteria:
+        return 0
+    minimum = float(auto.get("MinAllowedConfidenceScoreForMerging") or 0.0)
+    resolution = auto.get("ConflictResolution") or {}
+    rules = RuleConfig(
+        levels=(),
+        max_matching=0,
+        max_merging=0,
+        one_to_one=True,
+        sub_types={},
+        conflict=resolution.get("ConflictResolvingModel") or "RECENCY",
+        source_name=resolution.get("SourceName"),
+    )
+    region = tx.settings.default_phone_region
+    merges = 0
+    with no_auto_merge():
+        for group in groups:
+            if group.confidence < minimum:
+                continue
+            records = profiles.get_profiles(
+                tx, domain_name=domain_name, profile_ids=group.profile_ids
+            )
+            live = {pid: r for pid, r in records.items() if r.profile_id == pid}
+            for ids in merge_plan(live, criteria, region):
+                chosen = [live[p] for p in ids]
+                main = max(chosen, key=lambda r: (r.updated_at, r.profile_id))
+                merge_profiles(
+                    tx,
+                    domain_name=domain_name,
+                    main_profile_id=main.profile_id,
+                    profile_ids=[p for p in ids if p != main.profile_id][:20],
+                    field_sources=resolve_conflicts(chosen, main.profile_id, rules),
+                )
+                merges += 1
+    return merges
