@@ -15,6 +15,10 @@ address for chat and email).
   associated with no domain (or that names no instance) has no domain whose dead-letter queue
   could take it: it is kept, sealed under the system key, in `unrouted_contact_record`, and
   `replay_unrouted` sends it on once the instance is associated.
+* One intake for every way in (POST /contact-records, `openprofiles ingest contact-records`,
+  the Kinesis connector): `ingest_contact_items` parses and routes a batch, then sends each
+  (domain, object type) group through `ingest_batch` in the caller's transaction, with the
+  dedupe rows read in IN-list queries and written with one executemany.
 * A contact-start event (`apply_contact_event`) runs through the same pipeline as a partial
   record, so the profile is found or created by the template's rules at once and `_ctrContactId`
   is indexed on it; the full record that follows lands on the same profile and replaces the
@@ -26,12 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -47,7 +51,7 @@ from openprofiles.context import Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
-from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_object
+from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
 from openprofiles.integrations.service import (
     DEFAULT_INSTANCE_OBJECT_TYPE,
@@ -55,6 +59,9 @@ from openprofiles.integrations.service import (
     find_instance_integration,
 )
 from openprofiles.normalize import ContentType, normalize
+from openprofiles.object_types.models import ObjectType
+from openprofiles.object_types.service import get_object_type
+from openprofiles.objects.service import IN_CHUNK
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
 
@@ -98,67 +105,95 @@ class _Router:
         return self._cache[instance_arn]
 
 
-def ingest_contact_items(tx: Tx, items: Iterable[Item]) -> BatchOutcome:
-    """Apply every record of a batch; rejected ones are dead-lettered (or kept as unrouted)
-    and reported, and the rest of the batch is still applied."""
-    outcome = BatchOutcome()
+@dataclass(frozen=True)
+class _Failed:
+    """A record the pipeline (or its object type) could not take; it is dead-lettered.
+
+    `error` is the request error that caused it, when it was one (a deleted object type): a
+    single contact event reports it as such rather than as a rejected record."""
+
+    reason: str
+    category: str
+    error: ServiceError | None = None
+
+
+@dataclass(frozen=True)
+class _State:
+    """What is applied for a contact, as the batch has left it so far."""
+
+    last_update: datetime | None
+    partial: bool
+    profile_id: str | None
+
+
+def ingest_contact_items(tx: Tx, items: Sequence[Item]) -> BatchOutcome:
+    """Apply every record of a batch (the one intake of POST /contact-records, the file loader
+    and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
+    reported, and the rest of the batch is still applied.
+
+    The records are parsed and routed first, then applied per (domain, object type) through
+    `ingest_batch` (`apply_contact_records`); outcomes are reported in the batch's order.
+    """
     route = _Router(tx)
-    for raw, parsed in items:
-        rejection, applied = _ingest_one(tx, route, raw, parsed)
-        if rejection is not None:
-            outcome.rejected.append(rejection)
+    results: list[Applied | Rejection | None] = [None] * len(items)
+    groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
+    unrouted: list[tuple[str | None, str, str]] = []
+    for index, (raw, parsed) in enumerate(items):
+        try:
+            record = parse_contact_record(parsed, raw)
+        except ContactRecordInvalid as exc:
+            instance = parsed.get("InstanceARN") if isinstance(parsed, Mapping) else None
+            target = (
+                route(instance) if isinstance(instance, str) and is_instance_arn(instance) else None
+            )
+            if target is not None:
+                _dead_letter(tx, target, raw, exc.reason, "invalid_value")
+            else:
+                unrouted.append((instance if isinstance(instance, str) else None, raw, exc.reason))
+            results[index] = Rejection(exc.contact_id, exc.reason)
             continue
-        assert applied is not None
-        outcome.accepted += 1
-        outcome.unchanged += not applied.changed
-        outcome.created_profiles += applied.created_profile
+        target = route(record.instance_arn)
+        if target is None:
+            reason = (
+                f"The instance {record.instance_arn} is not associated with any domain; "
+                "associate it (PutIntegration with its ARN, or openprofiles instances associate)."
+            )
+            unrouted.append((record.instance_arn, raw, reason))
+            results[index] = Rejection(record.contact_id, reason)
+            continue
+        key = (target.domain_name, _type_name(target))
+        groups.setdefault(key, (target, []))[1].append((index, record))
+    _keep_unrouted_rows(tx, unrouted)
+    # Groups in one order for every batch, so concurrent batches take their locks alike.
+    for key in sorted(groups):
+        target, members = groups[key]
+        done = apply_contact_records(tx, target, [record for _, record in members])
+        for (index, record), done_one in zip(members, done, strict=True):
+            if isinstance(done_one, _Failed):
+                _dead_letter(tx, target, record.raw, done_one.reason, done_one.category)
+                results[index] = Rejection(record.contact_id, done_one.reason)
+            else:
+                results[index] = done_one
+    outcome = BatchOutcome()
+    for result in results:
+        if isinstance(result, Rejection):
+            outcome.rejected.append(result)
+        elif result is not None:
+            outcome.accepted += 1
+            outcome.unchanged += not result.changed
+            outcome.created_profiles += result.created_profile
     return outcome
 
 
-def _ingest_one(
-    tx: Tx, route: _Router, raw: str, parsed: Any
-) -> tuple[Rejection | None, Applied | None]:
-    try:
-        record = parse_contact_record(parsed, raw)
-    except ContactRecordInvalid as exc:
-        instance = parsed.get("InstanceARN") if isinstance(parsed, Mapping) else None
-        target = (
-            route(instance) if isinstance(instance, str) and is_instance_arn(instance) else None
-        )
-        if target is not None:
-            _dead_letter(tx, target, raw, exc.reason, "invalid_value")
-        else:
-            keep_unrouted(
-                tx,
-                instance_arn=instance if isinstance(instance, str) else None,
-                raw=raw,
-                reason=exc.reason,
-            )
-        return Rejection(exc.contact_id, exc.reason), None
-    target = route(record.instance_arn)
-    if target is None:
-        reason = (
-            f"The instance {record.instance_arn} is not associated with any domain; associate it "
-            "(PutIntegration with its ARN, or openprofiles instances associate)."
-        )
-        keep_unrouted(tx, instance_arn=record.instance_arn, raw=raw, reason=reason)
-        return Rejection(record.contact_id, reason), None
-    try:
-        return None, apply_contact_record(tx, target, record)
-    except IngestRejected as exc:
-        reason, category = exc.reason, exc.category
-    except ServiceError as exc:
-        # e.g. the integration's object type was deleted: the record waits in the DLQ.
-        reason, category = exc.message, "invalid_value"
-    _dead_letter(tx, target, raw, reason, category)
-    return Rejection(record.contact_id, reason), None
+def _type_name(target: Integration) -> str:
+    return target.object_type_name or "CTR"
 
 
 def _dead_letter(tx: Tx, target: Integration, raw: str, reason: str, category: str) -> None:
     dead_letter_in(
         tx,
         domain_name=target.domain_name,
-        object_type_name=target.object_type_name or "CTR",
+        object_type_name=_type_name(target),
         object_json=raw,
         reason=reason,
         category=category,
@@ -175,49 +210,150 @@ def apply_contact_record(
 ) -> Applied:
     """Ingest one record (or, `partial`, a contact-start event) into the target's domain.
 
-    Raises IngestRejected when the pipeline rejects it (the caller dead-letters it)."""
-    domain_name = target.domain_name
-    type_name = target.object_type_name or "CTR"
-    digest = contact_digest(tx, domain_name, record.contact_id)
-    _lock(tx, domain_name, digest)
-    seen = tx.conn.execute(_SEEN, {"domain_name": domain_name, "digest": digest}).first()
-    if seen is not None and not _supersedes(seen, record, partial):
-        return Applied(domain_name, seen.profile_id, changed=False, created_profile=False)
-    _honour_forced_link(tx, domain_name, digest)
-    result: IngestResult = ingest_object(
-        tx,
-        domain_name=domain_name,
-        object_type_name=type_name,
-        source=record.source,
-        raw=record.raw,
-    )
-    values = {
-        "last_update": record.last_update,
-        "partial": partial,
-        "object_type_name": type_name,
-        "profile_id": result.profile_id,
-        "received_at": tx.now,
-    }
-    if seen is None:
-        tx.conn.execute(
-            _UPSERT[tx.conn.dialect.name],
-            {"domain_name": domain_name, "contact_digest": digest, **values},
-        )
-    else:
-        tx.conn.execute(
-            update(contact_record)
-            .where(
-                contact_record.c.domain_name == domain_name,
-                contact_record.c.contact_digest == digest,
+    Raises IngestRejected when the pipeline rejects it (the caller dead-letters it), and the
+    request error when the target's object type is gone."""
+    (outcome,) = apply_contact_records(tx, target, [record], partial=partial, isolate=False)
+    if isinstance(outcome, _Failed):
+        if outcome.error is not None:
+            raise outcome.error
+        raise IngestRejected(outcome.reason, outcome.category)
+    return outcome
+
+
+def apply_contact_records(
+    tx: Tx,
+    target: Integration,
+    records: Sequence[ContactRecord],
+    *,
+    partial: bool = False,
+    isolate: bool = True,
+) -> list[Applied | _Failed]:
+    """Ingest records (or, `partial`, contact-start events) into the target's domain as one
+    `ingest_batch` per run; the outcome of each, in order.
+
+    Dedupe (spec §3.1) is decided against the `contact_record` rows read in one IN-list query
+    and kept current in memory, so a later version of a contact in the same batch replaces an
+    earlier one and an older or repeated one changes nothing. A run ends before a record whose
+    contact is already in it: the run is applied first, and the record is judged against what
+    the run actually did (a rejected version does not count as applied).
+
+    `isolate` runs each run in a savepoint, so a request error part-way fails only the record
+    that caused it; without it (a lone contact event) the error propagates to the caller.
+    """
+    domain_name, type_name = target.domain_name, _type_name(target)
+    cipher = tx.cipher(domain_name)
+    digests = [
+        cipher.digest(CONTACT_KEY, normalize(ContentType.STRING, r.contact_id)) for r in records
+    ]
+    outcomes: list[Applied | _Failed | None] = [None] * len(records)
+    try:
+        object_type = get_object_type(tx, domain_name=domain_name, name=type_name)
+    except ServiceError as exc:
+        # e.g. the integration's object type was deleted: the records wait in the DLQ.
+        return [_Failed(exc.message, "invalid_value", exc) for _ in records]
+    _lock(tx, domain_name, digests)
+    state = _applied_states(tx, domain_name, digests)
+    rows: dict[bytes, dict[str, Any]] = {}
+    run: list[int] = []
+    in_run: set[bytes] = set()
+
+    def flush() -> None:
+        if not run:
+            return
+        _honour_forced_links(tx, domain_name, [digests[i] for i in run])
+        done = _ingest_run(tx, object_type, [records[i] for i in run], isolate)
+        for i, result in zip(run, done, strict=True):
+            if isinstance(result, _Failed):
+                outcomes[i] = result
+                continue
+            digest = digests[i]
+            state[digest] = _State(records[i].last_update, partial, result.profile_id)
+            rows[digest] = {
+                "domain_name": domain_name,
+                "contact_digest": digest,
+                "last_update": records[i].last_update,
+                "partial": partial,
+                "object_type_name": type_name,
+                "profile_id": result.profile_id,
+                "received_at": tx.now,
+            }
+            outcomes[i] = Applied(
+                domain_name, result.profile_id, changed=True, created_profile=result.created_profile
             )
-            .values(**values)
-        )
-    return Applied(
-        domain_name, result.profile_id, changed=True, created_profile=result.created_profile
-    )
+        run.clear()
+        in_run.clear()
+
+    for i, (record, digest) in enumerate(zip(records, digests, strict=True)):
+        if digest in in_run:
+            flush()
+        seen = state.get(digest)
+        if seen is not None and not _supersedes(seen, record, partial):
+            outcomes[i] = Applied(
+                domain_name, seen.profile_id, changed=False, created_profile=False
+            )
+            continue
+        run.append(i)
+        in_run.add(digest)
+    flush()
+    if rows:
+        tx.conn.execute(_UPSERT[tx.conn.dialect.name], list(rows.values()))
+    return [o for o in outcomes if o is not None]
 
 
-def _supersedes(seen: Any, record: ContactRecord, partial: bool) -> bool:
+def _ingest_run(
+    tx: Tx, object_type: ObjectType, records: Sequence[ContactRecord], isolate: bool
+) -> list[IngestResult | _Failed]:
+    """The records through `ingest_batch`. Isolated, a request error part-way (rare) undoes the
+    run's savepoint and the records are applied one by one, so only the one that caused it
+    fails."""
+    batch = [(r.source, r.raw) for r in records]
+    if not isolate:
+        return [
+            _failed_or(r)
+            for r in ingest_batch(
+                tx,
+                domain_name=object_type.domain_name,
+                object_type_name=object_type.name,
+                records=batch,
+                object_type=object_type,
+            )
+        ]
+    try:
+        with tx.conn.begin_nested():
+            done = ingest_batch(
+                tx,
+                domain_name=object_type.domain_name,
+                object_type_name=object_type.name,
+                records=batch,
+                object_type=object_type,
+            )
+        return [_failed_or(r) for r in done]
+    except ServiceError:
+        pass
+    out: list[IngestResult | _Failed] = []
+    for one in batch:
+        try:
+            with tx.conn.begin_nested():
+                (result,) = ingest_batch(
+                    tx,
+                    domain_name=object_type.domain_name,
+                    object_type_name=object_type.name,
+                    records=[one],
+                    object_type=object_type,
+                )
+            out.append(_failed_or(result))
+        except ServiceError as exc:
+            out.append(_Failed(exc.message, "invalid_value", exc))
+    return out
+
+
+def _failed_or(result: IngestResult | IngestRejected) -> IngestResult | _Failed:
+    if isinstance(result, IngestRejected):
+        return _Failed(result.reason, result.category)
+    return result
+
+
+def _supersedes(seen: _State, record: ContactRecord, partial: bool) -> bool:
     """Whether `record` should replace what was applied for its contact (spec §3.1: at-least-once
     delivery, dedupe by ContactId + LastUpdateTimestamp)."""
     if partial:
@@ -228,6 +364,15 @@ def _supersedes(seen: Any, record: ContactRecord, partial: bool) -> bool:
     if record.last_update is None:
         return False
     return seen.last_update is None or record.last_update > seen.last_update
+
+
+def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[bytes, _State]:
+    wanted = sorted(set(digests))
+    out: dict[bytes, _State] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        for row in tx.conn.execute(_SEEN, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+            out[bytes(row.contact_digest)] = _State(row.last_update, row.partial, row.profile_id)
+    return out
 
 
 def _upsert(statement: Any) -> Any:
@@ -247,12 +392,17 @@ _UPSERT = {
     "sqlite": _upsert(sqlite_insert(contact_record)),
     "postgresql": _upsert(pg_insert(contact_record)),
 }
-_SEEN = select(contact_record).where(
-    contact_record.c.domain_name == bindparam("domain_name"),
-    contact_record.c.contact_digest == bindparam("digest"),
+_SEEN = select(
+    contact_record.c.contact_digest,
+    contact_record.c.last_update,
+    contact_record.c.partial,
+    contact_record.c.profile_id,
+).where(
+    contact_record.c.domain_name == bindparam("d"),
+    contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
 )
 _LINKED = (
-    select(profile_key.c.profile_id, profile_key.c.origin)
+    select(profile_key.c.digest, profile_key.c.profile_id, profile_key.c.origin)
     .join(
         profile,
         and_(
@@ -261,43 +411,61 @@ _LINKED = (
         ),
     )
     .where(
-        profile_key.c.domain_name == bindparam("domain_name"),
+        profile_key.c.domain_name == bindparam("d"),
         profile_key.c.key_name == CONTACT_KEY,
-        profile_key.c.digest == bindparam("digest"),
+        profile_key.c.digest.in_(bindparam("gs", expanding=True)),
         profile.c.merged_into.is_(None),
     )
 )
+_UNLINK = delete(profile_key).where(
+    profile_key.c.domain_name == bindparam("d"),
+    profile_key.c.key_name == CONTACT_KEY,
+    profile_key.c.digest == bindparam("g"),
+    profile_key.c.profile_id != bindparam("keep"),
+)
+_INSERT_UNROUTED = insert(unrouted_contact_record)
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 
 
-def _honour_forced_link(tx: Tx, domain_name: str, digest: bytes) -> None:
+def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
     """AddProfileKey(_ctrContactId) during a contact forces the profile (spec §3.2). When a
     contact-start event had already linked the contact to another profile, the key would match
     two profiles and be skipped as ambiguous; the agent's explicit link wins, so the key is
     removed from the profiles it was indexed on by ingestion."""
-    rows = list(tx.conn.execute(_LINKED, {"domain_name": domain_name, "digest": digest}))
-    explicit = {r.profile_id for r in rows if r.origin == EXPLICIT_ORIGIN}
-    if len(explicit) != 1 or len({r.profile_id for r in rows}) == 1:
-        return
-    tx.conn.execute(
-        delete(profile_key).where(
-            profile_key.c.domain_name == domain_name,
-            profile_key.c.key_name == CONTACT_KEY,
-            profile_key.c.digest == digest,
-            profile_key.c.profile_id.not_in(explicit),
-        )
-    )
+    wanted = sorted(set(digests))
+    linked: dict[bytes, list[Any]] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        for row in tx.conn.execute(_LINKED, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+            linked.setdefault(bytes(row.digest), []).append(row)
+    unlink = []
+    for digest, rows in linked.items():
+        explicit = {r.profile_id for r in rows if r.origin == EXPLICIT_ORIGIN}
+        if len(explicit) == 1 and len({r.profile_id for r in rows}) > 1:
+            unlink.append({"d": domain_name, "g": digest, "keep": explicit.pop()})
+    if unlink:
+        tx.conn.execute(_UNLINK, unlink)
 
 
-def _lock(tx: Tx, domain_name: str, digest: bytes) -> None:
-    """Serialise deliveries of one contact (PostgreSQL; SQLite has a single writer)."""
+def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
+    """Serialise deliveries of one contact (PostgreSQL; SQLite has a single writer). The locks
+    are taken in one global order (sorted ids), so overlapping batches cannot deadlock on them."""
     if tx.services.database.is_sqlite:
         return
-    lock_id = int.from_bytes(
-        hashlib.sha256(b"contact\x00" + domain_name.encode() + b"\x00" + digest).digest()[:8],
-        "big",
-        signed=True,
+    lock_ids = sorted(
+        {
+            int.from_bytes(
+                hashlib.sha256(b"contact\x00" + domain_name.encode() + b"\x00" + digest).digest()[
+                    :8
+                ],
+                "big",
+                signed=True,
+            )
+            for digest in digests
+        }
     )
-    tx.conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    if lock_ids:
+        # executemany runs the statements one after another, in this order.
+        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
 
 
 # ---------------------------------------------------------------------------- live contacts
@@ -338,19 +506,31 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
 
 
 def keep_unrouted(tx: Tx, *, instance_arn: str | None, raw: str, reason: str) -> str:
-    message_id = uuid.uuid4().hex
-    sealed = tx.services.keys.system_cipher().seal_record(
-        UNROUTED_TABLE, message_id, {"object": raw, "reason": reason}
-    )
-    tx.conn.execute(
-        insert(unrouted_contact_record).values(
-            message_id=message_id,
-            instance_arn=(instance_arn or None) and instance_arn[:255],
-            sealed=sealed,
-            created_at=tx.now,
+    """Keep one record no domain can take; its message id."""
+    return _keep_unrouted_rows(tx, [(instance_arn, raw, reason)])[0]
+
+
+def _keep_unrouted_rows(tx: Tx, records: Sequence[tuple[str | None, str, str]]) -> list[str]:
+    """Keep (instance ARN or None, raw record, reason) records, sealed under the system key, in
+    one executemany; their message ids."""
+    if not records:
+        return []
+    cipher = tx.services.keys.system_cipher()
+    rows: list[dict[str, Any]] = []
+    for instance_arn, raw, reason in records:
+        message_id = uuid.uuid4().hex
+        rows.append(
+            {
+                "message_id": message_id,
+                "instance_arn": (instance_arn or None) and instance_arn[:255],
+                "sealed": cipher.seal_record(
+                    UNROUTED_TABLE, message_id, {"object": raw, "reason": reason}
+                ),
+                "created_at": tx.now,
+            }
         )
-    )
-    return message_id
+    tx.conn.execute(_INSERT_UNROUTED, rows)
+    return [row["message_id"] for row in rows]
 
 
 def list_unrouted(tx: Tx, *, instance_arn: str | None = None) -> list[UnroutedRecord]:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from openprofiles.arns import child_arn
@@ -288,10 +288,12 @@ def instance_domain(tx: Tx, *, instance_arn: str) -> str | None:
 
 def find_instance_integration(tx: Tx, *, instance_arn: str) -> Integration | None:
     """The integration routing the instance's contact records, or None when unassociated."""
-    row = tx.conn.execute(
-        select(integration).where(integration.c.instance_arn == instance_arn)
-    ).first()
+    row = tx.conn.execute(_BY_INSTANCE, {"instance_arn": instance_arn}).first()
     return _record(row) if row else None
+
+
+# Built once: every contact-start event looks its instance up (building costs more than running).
+_BY_INSTANCE = select(integration).where(integration.c.instance_arn == bindparam("instance_arn"))
 
 
 def associate_instance(
