@@ -112,3 +112,29 @@ def test_errors(live_server: Any, domain: str) -> None:
         with pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == "BadRequestException"
+
+
+def test_auto_merging_preview_through_boto3(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    _populate(client, domain)
+    ml_jobs.run_matching_job(live_server.services, domain_name=domain)
+    preview = client.get_auto_merging_preview(
+        DomainName=domain,
+        # Margaret/Margret share birth date and last name; Grace/Hoper do not.
+        Consolidation={"MatchingAttributesList": [["BirthDate", "LastName"]]},
+        ConflictResolution={"ConflictResolvingModel": "RECENCY"},
+        MinAllowedConfidenceScoreForMerging=0.5,
+    )
+    assert preview["DomainName"] == domain
+    assert preview["NumberOfMatchesInSample"] == 2
+    assert preview["NumberOfProfilesInSample"] == 4
+    assert preview["NumberOfProfilesWillBeMerged"] == 1
+    # A preview merges nothing.
+    assert len(client.get_matches(DomainName=domain)["Matches"]) == 2
+    with pytest.raises(ClientError) as exc:
+        client.get_auto_merging_preview(
+            DomainName="no-such-domain",
+            Consolidation={"MatchingAttributesList": [["BirthDate"]]},
+            ConflictResolution={"ConflictResolvingModel": "RECENCY"},
+        )
+    assert _code(exc) == "ResourceNotFoundException"

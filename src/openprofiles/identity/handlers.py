@@ -109,6 +109,22 @@ def _similar_ml(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 DEFAULT_JOB_PAGE = 100
 
 
+def get_auto_merging_preview(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.read() as tx:
+        preview = ml_jobs.auto_merging_preview(
+            tx,
+            domain_name=params["DomainName"],
+            consolidation=params["Consolidation"],
+            min_confidence=params.get("MinAllowedConfidenceScoreForMerging"),
+        )
+    return {
+        "DomainName": params["DomainName"],
+        "NumberOfMatchesInSample": preview.matches_in_sample,
+        "NumberOfProfilesInSample": preview.profiles_in_sample,
+        "NumberOfProfilesWillBeMerged": preview.profiles_to_merge,
+    }
+
+
 def get_matches(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     after = None
     if params.get("NextToken"):

@@ -670,6 +670,49 @@ def merge_plan(
     return [sorted(s) for s in sets.values() if len(s) > 1]
 
 
+@dataclass(frozen=True)
+class MergePreview:
+    matches_in_sample: int
+    profiles_in_sample: int
+    profiles_to_merge: int
+
+
+# GetAutoMergingPreview looks at a sample of the latest job's groups (spec §5.2: "a random
+# sample of existing match groups"); this many at most.
+PREVIEW_SAMPLE = 1_000
+
+
+def auto_merging_preview(
+    tx: Tx,
+    *,
+    domain_name: str,
+    consolidation: dict[str, Any],
+    min_confidence: float | None,
+) -> MergePreview:
+    """What auto-merging with these settings would do to a sample of the current match
+    groups, without merging: the same plan `auto_merge` follows. `profiles_to_merge` counts
+    the profiles that would be merged into another (a set of n merges n - 1 of them)."""
+    matching_config(tx, domain_name)
+    criteria = consolidation.get("MatchingAttributesList") or []
+    minimum = float(min_confidence or 0.0)
+    region = tx.settings.default_phone_region
+    sample = [
+        g
+        for g in list_groups(tx, domain_name=domain_name, limit=PREVIEW_SAMPLE).groups
+        if g.confidence >= minimum
+    ]
+    to_merge = 0
+    for group in sample:
+        records = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=group.profile_ids)
+        live = {pid: r for pid, r in records.items() if r.profile_id == pid}
+        to_merge += sum(len(ids) - 1 for ids in merge_plan(live, criteria, region))
+    return MergePreview(
+        matches_in_sample=len(sample),
+        profiles_in_sample=sum(len(g.profile_ids) for g in sample),
+        profiles_to_merge=to_merge,
+    )
+
+
 def auto_merge(
     tx: Tx, *, domain_name: str, groups: Sequence[MatchGroup], auto: dict[str, Any]
 ) -> int:

@@ -223,6 +223,26 @@ def test_auto_merging_merges_by_consolidation_and_can_be_undone(
         service.undo_merge(tx, domain_name=DOMAIN, merge_id=merges[0].merge_id)
 
 
+def test_auto_merging_preview_counts_without_merging(services: Services, domain: str) -> None:
+    enable(services)
+    population(services)
+    ml_jobs.run_matching_job(services, domain_name=DOMAIN)
+    consolidation = {"MatchingAttributesList": [["BirthDate", "LastName"], ["EmailAddress"]]}
+    with services.read() as tx:
+        preview = ml_jobs.auto_merging_preview(
+            tx, domain_name=DOMAIN, consolidation=consolidation, min_confidence=0.5
+        )
+        # A threshold above every score leaves nothing in the sample.
+        empty = ml_jobs.auto_merging_preview(
+            tx, domain_name=DOMAIN, consolidation=consolidation, min_confidence=1.01
+        )
+    # The same plan the auto-merge test merges: two of the three pairs.
+    assert preview == ml_jobs.MergePreview(3, 6, 2)
+    assert empty == ml_jobs.MergePreview(0, 0, 0)
+    with services.read() as tx:
+        assert service.list_merges(tx, domain_name=DOMAIN) == []
+
+
 def test_errors(services: Services, domain: str) -> None:
     with pytest.raises(BadRequest, match="not enabled"):
         ml_jobs.run_matching_job(services, domain_name=DOMAIN)
