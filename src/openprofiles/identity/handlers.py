@@ -4,6 +4,7 @@ GetSimilarProfiles, GetMatches, ListIdentityResolutionJobs and GetIdentityResolu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from openprofiles.context import RequestContext
@@ -64,15 +65,26 @@ def get_similar_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             search_key=params["SearchKey"],
             search_value=params["SearchValue"],
         )
-    out: dict[str, Any] = {"MatchType": matching.MATCH_TYPE, "ProfileIds": []}
     if found is None:
-        return out
+        return {"MatchType": matching.MATCH_TYPE, "ProfileIds": []}
+    return {
+        "MatchType": matching.MATCH_TYPE,
+        "MatchId": found.match_id,
+        "RuleLevel": found.level,
+        **_page_of_ids(ctx, params, found.profile_ids),
+    }
+
+
+def _page_of_ids(
+    ctx: RequestContext, params: dict[str, Any], profile_ids: Sequence[str]
+) -> dict[str, Any]:
+    """ProfileIds (and NextToken) of one page of a match group, for either match type."""
     limit = params.get("MaxResults") or DEFAULT_SIMILAR_PAGE
     after = None
     if params.get("NextToken"):
         after = ctx.services.tokens.decode("GetSimilarProfiles", params["NextToken"])["after"]
-    ids = [p for p in found.profile_ids if after is None or p > after]
-    out.update(MatchId=found.match_id, RuleLevel=found.level, ProfileIds=ids[:limit])
+    ids = [p for p in profile_ids if after is None or p > after]
+    out: dict[str, Any] = {"ProfileIds": ids[:limit]}
     if len(ids) > limit:
         out["NextToken"] = ctx.services.tokens.encode(
             "GetSimilarProfiles", {"after": ids[limit - 1]}
@@ -88,20 +100,14 @@ def _similar_ml(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
             search_key=params["SearchKey"],
             search_value=params["SearchValue"],
         )
-    out: dict[str, Any] = {"MatchType": ml_jobs.MATCH_TYPE, "ProfileIds": []}
     if group is None:
-        return out
-    limit = params.get("MaxResults") or DEFAULT_SIMILAR_PAGE
-    after = None
-    if params.get("NextToken"):
-        after = ctx.services.tokens.decode("GetSimilarProfiles", params["NextToken"])["after"]
-    ids = [p for p in group.profile_ids if after is None or p > after]
-    out.update(MatchId=group.match_id, ConfidenceScore=group.confidence, ProfileIds=ids[:limit])
-    if len(ids) > limit:
-        out["NextToken"] = ctx.services.tokens.encode(
-            "GetSimilarProfiles", {"after": ids[limit - 1]}
-        )
-    return out
+        return {"MatchType": ml_jobs.MATCH_TYPE, "ProfileIds": []}
+    return {
+        "MatchType": ml_jobs.MATCH_TYPE,
+        "MatchId": group.match_id,
+        "ConfidenceScore": group.confidence,
+        **_page_of_ids(ctx, params, group.profile_ids),
+    }
 
 
 # ---------------------------------------------------------------------------- ML-based matching
