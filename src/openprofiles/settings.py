@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(".data")
@@ -35,7 +35,6 @@ class Settings:
     s3_endpoint_url: str | None = None
     # Credentials and region for the AWS adapters (KMS, SQS, ...); None uses boto3's chain.
     aws_region: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sqlite_path(self) -> Path:
