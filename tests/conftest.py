@@ -43,10 +43,13 @@ def services(settings: Settings) -> Iterator[Services]:
 def live_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """One live server per test module and backend."""
+    """One live server per test module and backend. Its matching scheduler is off, so no job
+    starts on its own while a test counts jobs (schedule tests pass the time themselves)."""
     tmp = tmp_path_factory.mktemp("server")
     with database_url_for(request.param, tmp) as url:
-        settings = Settings(data_dir=tmp / "data", database_url=url)
+        settings = Settings(
+            data_dir=tmp / "data", database_url=url, matching_schedule_check_seconds=0
+        )
         with run_server(settings) as server:
             yield server
 

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from openprofiles.auth.credentials import SecretCache, find_secret
 from openprofiles.auth.policy import authorize
+from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.domain_keys import KeyManager
@@ -26,10 +27,11 @@ from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.domains import handlers as domain_handlers
 from openprofiles.identity import handlers as identity_handlers
+from openprofiles.identity.schedule import run_due_now
 from openprofiles.integrations import handlers as integration_handlers
 from openprofiles.object_types import handlers as object_type_handlers
 from openprofiles.objects import handlers as object_handlers
-from openprofiles.objects.expiry import expiry_lifespan
+from openprofiles.objects.expiry import expiry_task
 from openprofiles.profiles import handlers as profile_handlers
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
@@ -63,6 +65,19 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     keys = KeyManager(ProviderResolver(settings, keyring))
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
+
+
+def background_tasks(services: Services) -> list[PeriodicTask]:
+    """What the server does in the background while it serves: purging expired profile objects
+    (spec §1.9) and starting scheduled probabilistic matching jobs (spec §5.2)."""
+    return [
+        expiry_task(services),
+        PeriodicTask(
+            "scheduled matching jobs",
+            lambda: run_due_now(services),
+            services.settings.matching_schedule_check_seconds,
+        ),
+    ]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -115,8 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             *contact_routes(services, authenticate),
             Mount("/", app=make_asgi_app(dispatcher, authenticate, invoke)),
         ],
-        # Background work while serving: purging expired profile objects (spec §1.9).
-        lifespan=expiry_lifespan(services),
+        lifespan=background_lifespan(background_tasks(services)),
     )
     app.state.services = services
     app.state.registry = registry

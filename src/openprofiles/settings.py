@@ -35,6 +35,9 @@ class Settings:
     s3_endpoint_url: str | None = None
     # Credentials and region for the AWS adapters (KMS, SQS, ...); None uses boto3's chain.
     aws_region: str | None = None
+    # How often the server looks for probabilistic matching jobs whose JobSchedule slot has come
+    # (identity.schedule); 0 turns the scheduler off in this process.
+    matching_schedule_check_seconds: float = 60.0
 
     @property
     def sqlite_path(self) -> Path:
@@ -81,4 +84,7 @@ class Settings:
             kinesis_endpoint_url=get("KINESIS_ENDPOINT_URL"),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
             aws_region=get("AWS_REGION"),
+            matching_schedule_check_seconds=(
+                float(c) if (c := get("MATCHING_SCHEDULE_CHECK_SECONDS")) else None
+            ),
         )

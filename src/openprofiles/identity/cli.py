@@ -1,6 +1,7 @@
 """`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge;
 `openprofiles matches list|explain --domain NAME`: rule-based matches and why they matched;
-`openprofiles matches run-job|explain-ml --domain NAME`: ML-based matching jobs (spec §5.2)."""
+`openprofiles matches run-job|explain-ml --domain NAME`: ML-based matching jobs (spec §5.2);
+`openprofiles matches run-due`: the jobs whose JobSchedule slot has come, in every domain."""
 
 from __future__ import annotations
 
@@ -189,7 +190,8 @@ def merges_undo(
 
 @click.group()
 def matches() -> None:
-    """Matches: rule-based (spec §5.1) list and explain; ML-based (§5.2) run-job, explain-ml."""
+    """Matches: rule-based (spec §5.1) list and explain; ML-based (§5.2) run-job, run-due,
+    explain-ml."""
 
 
 @matches.command("list")
@@ -316,6 +318,36 @@ def matches_run_job(
         if job.message:
             click.echo(f"  {job.message}")
     if job.status == FAILED:
+        raise SystemExit(1)
+
+
+@matches.command("run-due")
+@storage_options
+@json_option
+def matches_run_due(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Run the ML-based jobs of every domain whose JobSchedule slot has come and has no job yet
+    (what a running server does every minute; safe beside running servers)."""
+    from datetime import UTC, datetime
+
+    from openprofiles.identity.ml_jobs import FAILED
+    from openprofiles.identity.schedule import run_due_matching_jobs
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        jobs = run_due_matching_jobs(services, now=datetime.now(UTC))
+    finally:
+        services.database.dispose()
+    if as_json:
+        click.echo(json.dumps([{"DomainName": j.domain_name, **_job_summary(j)} for j in jobs]))
+    else:
+        for job in jobs:
+            click.echo(
+                f"{job.domain_name}: job {job.job_id} for {job.scheduled_for:%Y-%m-%d %H:%M} UTC: "
+                f"{job.status}; {job.matches_found} match groups, {job.merges_done} merges."
+            )
+        if not jobs:
+            click.echo("No matching job is due.")
+    if any(job.status == FAILED for job in jobs):
         raise SystemExit(1)
 
 

@@ -23,6 +23,9 @@ compares with it). A completed job replaces the previous job's groups. Auto-merg
 (Matching.AutoMerging) merges, within groups at or above MinAllowedConfidenceScoreForMerging, the
 profiles whose values of every attribute of a Consolidation criterion are equal (criteria OR-ed,
 spec §5.2), through identity.service.merge_profiles: logged and undoable.
+
+A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
+(openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import find_domain, register_domain_table
@@ -91,6 +96,8 @@ class JobRecord:
     matches_found: int = 0
     merges_done: int = 0
     auto_merging: dict[str, Any] | None = None
+    # The JobSchedule slot of a scheduled job (identity.schedule); None when run on demand.
+    scheduled_for: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +381,7 @@ def _job(row: Any) -> JobRecord:
         matches_found=row.matches_found,
         merges_done=row.merges_done,
         auto_merging=row.auto_merging,
+        scheduled_for=row.scheduled_for,
     )
 
 
@@ -385,12 +393,14 @@ def _set(tx: Tx, domain_name: str, job_id: str, **values: Any) -> None:
     )
 
 
-def create_job(tx: Tx, *, domain_name: str) -> JobRecord:
-    """A PENDING job for the domain (BadRequest when Matching is off)."""
+def _insert_job(tx: Tx, domain_name: str, scheduled_for: datetime | None) -> str | None:
+    """Insert a PENDING job row; None when a job already holds the slot `scheduled_for`."""
     config = matching_config(tx, domain_name)
     job_id = uuid.uuid4().hex  # the model's JobId pattern: [a-f0-9]{32}
-    tx.conn.execute(
-        identity_job.insert().values(
+    insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
+    inserted = tx.conn.execute(
+        insert(identity_job)
+        .values(
             domain_name=domain_name,
             job_id=job_id,
             status=PENDING,
@@ -400,9 +410,29 @@ def create_job(tx: Tx, *, domain_name: str) -> JobRecord:
             matches_found=0,
             merges_done=0,
             auto_merging=config.get("AutoMerging"),
+            scheduled_for=scheduled_for,
         )
-    )
+        # The unique (domain, slot) index makes the insert the claim of a scheduled slot:
+        # of several processes inserting the same slot, one row is written, atomically.
+        .on_conflict_do_nothing()
+        # RETURNING says whether the row was written (psycopg reports no rowcount here).
+        .returning(identity_job.c.job_id)
+    ).first()
+    return job_id if inserted is not None else None
+
+
+def create_job(tx: Tx, *, domain_name: str) -> JobRecord:
+    """A PENDING job for the domain, run on demand (BadRequest when Matching is off)."""
+    job_id = _insert_job(tx, domain_name, None)
+    assert job_id is not None  # a job without a slot has nothing to conflict with
     return get_job(tx, domain_name=domain_name, job_id=job_id)
+
+
+def claim_scheduled_job(tx: Tx, *, domain_name: str, slot: datetime) -> JobRecord | None:
+    """A PENDING job for the JobSchedule slot `slot`, or None when a job (of this or another
+    server process) already has that slot. BadRequest when Matching is off."""
+    job_id = _insert_job(tx, domain_name, slot)
+    return None if job_id is None else get_job(tx, domain_name=domain_name, job_id=job_id)
 
 
 def run_matching_job(
@@ -412,11 +442,23 @@ def run_matching_job(
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
 ) -> JobRecord:
-    """Run one job now: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
-    FAILED with a message naming the failing step. Each step commits its status, so a running
-    job shows where it is; Splink runs outside any database transaction."""
+    """Create a job and run it now (`run_job`)."""
     with services.write() as tx:
         job = create_job(tx, domain_name=domain_name)
+    return run_job(services, job, threshold=threshold, min_training_profiles=min_training_profiles)
+
+
+def run_job(
+    services: Services,
+    job: JobRecord,
+    *,
+    threshold: float = MATCH_THRESHOLD,
+    min_training_profiles: int = MIN_TRAINING_PROFILES,
+) -> JobRecord:
+    """Run a PENDING job: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
+    FAILED with a message naming the failing step. Each step commits its status, so a running
+    job shows where it is; Splink runs outside any database transaction."""
+    domain_name = job.domain_name
     job_id = job.job_id
     step = PREPROCESSING
     try:

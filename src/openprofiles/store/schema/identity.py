@@ -77,8 +77,12 @@ identity_job = Table(
     Column("merges_done", Integer, nullable=False, default=0),
     # The domain's Matching.AutoMerging when the job ran (configuration, no personal data).
     Column("auto_merging", JSON, nullable=True),
+    # The JobSchedule slot a scheduled job runs for (None for a job run on demand). Unique per
+    # domain: inserting the row is how one server process claims the slot (identity.schedule).
+    Column("scheduled_for", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_identity_job_created", "domain_name", "created_at"),
+    Index("ux_identity_job_slot", "domain_name", "scheduled_for", unique=True),
 )
 
 ml_match = Table(
