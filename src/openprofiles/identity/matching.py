@@ -34,7 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, tuple_
 
 from openprofiles.context import Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
@@ -276,15 +276,22 @@ def _forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
     )
 
 
-def _group_counts(tx: Tx, domain_name: str, digests: Iterable[bytes]) -> dict[bytes, int]:
-    wanted = sorted(set(digests))
+def _group_counts(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) -> dict[bytes, int]:
+    """Live profiles per digest of `pairs` ((level, digest)). The levels are in the filter so
+    the lookup seeks the primary key (domain, level, digest) instead of scanning every digest
+    of the domain, which it did on every write."""
+    wanted = set(pairs)
     if not wanted:
         return {}
     c = rule_match_digest.c
     rows = tx.conn.execute(
         select(c.digest, func.count())
         .select_from(_live())
-        .where(c.domain_name == domain_name, c.digest.in_(wanted))
+        .where(
+            c.domain_name == domain_name,
+            c.level.in_(sorted({lv for lv, _ in wanted})),
+            c.digest.in_(sorted({d for _, d in wanted})),
+        )
         .group_by(c.digest)
     )
     return {bytes(r[0]): int(r[1]) for r in rows}
@@ -327,7 +334,7 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
     pairs = profile_digests(cipher, rules, record.fields, tx.settings.default_phone_region)
     _forget(tx, domain_name, [record.profile_id])
     _store(tx, domain_name, ((record.profile_id, level, digest) for level, digest in pairs))
-    counts = _group_counts(tx, domain_name, (d for _, d in pairs))
+    counts = _group_counts(tx, domain_name, pairs)
     # The guard's message goes out once, when this write takes a group past the limit.
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
         _dead_letter_guard(tx, domain_name, level)
@@ -447,13 +454,91 @@ def _enabled(tx: Tx, domain_name: str) -> RuleConfig:
     return rules
 
 
+# Usable groups list_matches examines per query while it fills a page.
+_SCAN_GROUPS = 1000
+
+
 def list_matches(
     tx: Tx, *, domain_name: str, limit: int = 100, after: str | None = None
 ) -> tuple[list[str], bool]:
-    """The domain's rule-based MatchIds in order after `after`; the flag says more follow."""
+    """The domain's rule-based MatchIds in order after `after`; the flag says more follow.
+
+    MatchIds sort as the digest index does (level, then digest), so a page walks the usable
+    groups from `after` in index order and keeps those some member has as its own group (the
+    lowest usable one, as `_chosen_groups` decides for the whole domain): a page costs the
+    groups it passes, not every digest of the domain."""
     rules = _enabled(tx, domain_name)
-    ids = [m for m in _chosen_groups(tx, domain_name, rules) if after is None or m > after]
-    return ids[:limit], len(ids) > limit
+    bound = parse_match_id(after) if after else (0, b"")
+    c = rule_match_digest.c
+    found: list[str] = []
+    while len(found) <= limit:
+        scan = min(limit + 1, _SCAN_GROUPS)
+        usable = [
+            (int(r.level), bytes(r.digest))
+            for r in tx.conn.execute(
+                select(c.level, c.digest)
+                .select_from(_live())
+                .where(
+                    c.domain_name == domain_name,
+                    c.level <= rules.max_matching,
+                    tuple_(c.level, c.digest) > tuple_(*bound),
+                )
+                .group_by(c.level, c.digest)
+                .having(func.count().between(2, GUARD_LIMIT))
+                .order_by(c.level, c.digest)
+                .limit(scan)
+            )
+        ]
+        if not usable:
+            break
+        members = _members_between(tx, domain_name, bound, usable)
+        chosen = set(_best_groups(tx, domain_name, rules, sorted(members)).values())
+        found.extend(match_id(*g) for g in usable if g in chosen)
+        if len(usable) < scan:
+            break
+        bound = usable[-1]
+    return found[:limit], len(found) > limit
+
+
+def _members_between(
+    tx: Tx, domain_name: str, bound: tuple[int, bytes], groups: Sequence[tuple[int, bytes]]
+) -> set[str]:
+    """Live members of `groups`, which lie in index order after `bound`: one range read of
+    the index (the range the groups were found in), not a lookup per group."""
+    c = rule_match_digest.c
+    wanted = set(groups)
+    rows = tx.conn.execute(
+        select(c.level, c.digest, c.profile_id)
+        .select_from(_live())
+        .where(
+            c.domain_name == domain_name,
+            tuple_(c.level, c.digest) > tuple_(*bound),
+            tuple_(c.level, c.digest) <= tuple_(*groups[-1]),
+        )
+    )
+    return {r.profile_id for r in rows if (int(r.level), bytes(r.digest)) in wanted}
+
+
+def _best_groups(
+    tx: Tx, domain_name: str, rules: RuleConfig, profile_ids: Sequence[str]
+) -> dict[str, tuple[int, bytes]]:
+    """Per profile that has one, its own group: the lowest usable (level, digest) it holds."""
+    c = rule_match_digest.c
+    held: dict[str, set[tuple[int, bytes]]] = defaultdict(set)
+    for start in range(0, len(profile_ids), 500):
+        for r in tx.conn.execute(
+            select(c.profile_id, c.level, c.digest).where(
+                c.domain_name == domain_name,
+                c.profile_id.in_(profile_ids[start : start + 500]),
+                c.level <= rules.max_matching,
+            )
+        ):
+            held[r.profile_id].add((int(r.level), bytes(r.digest)))
+    pairs = sorted({p for ps in held.values() for p in ps})
+    counts: dict[bytes, int] = {}
+    for start in range(0, len(pairs), 500):
+        counts.update(_group_counts(tx, domain_name, pairs[start : start + 500]))
+    return {pid: best for pid, ps in held.items() if (best := _choose(ps, counts)) is not None}
 
 
 def get_match(tx: Tx, *, domain_name: str, match_id: str) -> RuleMatch:
@@ -468,18 +553,7 @@ def get_match(tx: Tx, *, domain_name: str, match_id: str) -> RuleMatch:
 def profile_match(tx: Tx, *, domain_name: str, profile_id: str) -> RuleMatch | None:
     """The match group of a live profile: the lowest usable level it shares a digest at."""
     rules = _enabled(tx, domain_name)
-    c = rule_match_digest.c
-    pairs = {
-        (int(r.level), bytes(r.digest))
-        for r in tx.conn.execute(
-            select(c.level, c.digest).where(
-                c.domain_name == domain_name,
-                c.profile_id == profile_id,
-                c.level <= rules.max_matching,
-            )
-        )
-    }
-    found = _choose(pairs, _group_counts(tx, domain_name, (d for _, d in pairs)))
+    found = _best_groups(tx, domain_name, rules, [profile_id]).get(profile_id)
     if found is None:
         return None
     level, digest = found

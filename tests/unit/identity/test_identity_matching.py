@@ -6,12 +6,14 @@ automatic merge."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from openprofiles.app import build_services
 from openprofiles.context import Services
 from openprofiles.dlq import service as dlq
 from openprofiles.domains.service import update_domain
@@ -22,7 +24,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
 from openprofiles.store.schema import rule_match_digest
 
-from .conftest import DOMAIN, fields_of, ingest, new_profile
+from .conftest import DOMAIN, fields_of, ingest, make_domain, new_profile
 
 EXAMPLE_RULES = [{"Rule": ["EmailAddress", "LastName", "FirstName"]}, {"Rule": ["AccountNumber"]}]
 
@@ -497,3 +499,113 @@ def test_cli_lists_and_explains_without_values_unless_asked(settings, services, 
     assert shown["Values"][a]["BusinessEmailAddress"] == "john@company.com"
     text = _cli(settings, "explain", "--domain", DOMAIN, "--show-values", mid)
     assert "EmailAddress = 1@email.com" in text
+
+
+# ---------------------------------------------------------------------------- cost of reads
+
+
+def _all_pages(services: Services, limit: int) -> list[str]:
+    out: list[str] = []
+    after = None
+    while True:
+        with services.read() as tx:
+            ids, more = matching.list_matches(tx, domain_name=DOMAIN, limit=limit, after=after)
+        out += ids
+        if not more:
+            return out
+        after = ids[-1]
+
+
+def test_pages_of_match_ids_agree_with_the_whole_domain(services, domain):
+    """ListRuleBasedMatches walks the groups in index order a page at a time; whatever the page
+    size, the pages hold exactly the groups the whole-domain computation chooses: merged-away
+    and deleted profiles out, a level-2 group left out when all its members have a level-1
+    group."""
+    enable(services)  # level 1: EmailAddress, LastName, FirstName; level 2: AccountNumber
+    rng = random.Random(5)
+    ids = []
+    for _ in range(90):
+        fields = {
+            "FirstName": rng.choice(["Ann", "Bob"]),
+            "LastName": "Doe",
+            "EmailAddress": f"{rng.randrange(30)}@x.com",
+        }
+        if rng.random() < 0.8:
+            fields["AccountNumber"] = f"acc{rng.randrange(25)}"
+        ids.append(new_profile(services, **fields))
+    with services.write() as tx:
+        identity.merge_profiles(
+            tx, domain_name=DOMAIN, main_profile_id=ids[0], profile_ids=ids[1:4]
+        )
+        profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=ids[5])
+        rules = matching.domain_rules(tx, DOMAIN)
+        assert rules is not None
+        expected = matching._chosen_groups(tx, DOMAIN, rules)
+        level_two = {
+            matching.match_id(2, bytes(r.digest))
+            for r in tx.conn.execute(
+                select(rule_match_digest.c.digest).where(rule_match_digest.c.level == 2)
+            )
+        }
+    assert {m[:2] for m in expected} == {"01", "02"}
+    listed_two = {m for m in expected if m.startswith("02")}
+    unlisted_two = [
+        m
+        for m in level_two - listed_two
+        if len(get_members(services, m)) >= 2  # a real group, left out: members have level 1
+    ]
+    assert unlisted_two
+    for limit in (1, 2, 7, 100):
+        assert _all_pages(services, limit) == expected
+
+
+def get_members(services: Services, match_id: str) -> tuple[str, ...]:
+    with services.read() as tx:
+        try:
+            return matching.get_match(tx, domain_name=DOMAIN, match_id=match_id).profile_ids
+        except NotFound:
+            return ()
+
+
+def test_writes_and_match_reads_seek_the_digest_index(sqlite_settings):
+    """Writing a profile, listing a page of matches and finding a profile's match read
+    rule_match_digest by (level, digest) or by profile, never every digest of the domain
+    (SQLite's query plans): their cost does not grow with the domain."""
+    services = build_services(sqlite_settings)
+    try:
+        make_domain(services)
+        enable(services)
+        for n in range(5):
+            new_profile(services, **{**PROFILE_A, "EmailAddress": f"{n}@email.com"})
+        statements: list[tuple[str, Any]] = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            if statement.lstrip().upper().startswith("SELECT") and "rule_match_digest" in statement:
+                statements.append((statement, parameters))
+
+        event.listen(services.database.engine, "before_cursor_execute", record)
+        try:
+            created = new_profile(services, **PROFILE_A)
+            with services.read() as tx:
+                matching.list_matches(tx, domain_name=DOMAIN, limit=1)
+                matching.profile_match(tx, domain_name=DOMAIN, profile_id=created)
+        finally:
+            event.remove(services.database.engine, "before_cursor_execute", record)
+        assert len(statements) >= 4
+        with services.read() as tx:
+            for statement, parameters in statements:
+                plan = [
+                    str(row[-1])
+                    for row in tx.conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters
+                    )
+                ]
+                on_digests = [p for p in plan if " rule_match_digest " in f"{p} "]
+                assert on_digests, plan
+                for line in on_digests:
+                    assert line.startswith("SEARCH") and not line.endswith("(domain_name=?)"), (
+                        statement,
+                        plan,
+                    )
+    finally:
+        services.database.dispose()
