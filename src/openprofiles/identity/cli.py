@@ -202,13 +202,14 @@ def matches_list(
     data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
 ) -> None:
     """List the domain's rule-based match groups with their level and size."""
-    from openprofiles.identity.matching import get_match, list_matches
+    from openprofiles.identity.explain import rule_matches
 
-    def work(tx: Any) -> list[Any]:
-        ids, _ = list_matches(tx, domain_name=domain_name, limit=1_000_000)
-        return [get_match(tx, domain_name=domain_name, match_id=m) for m in ids]
-
-    found = _run(data_dir, database_url, work, write=False)
+    found, _ = _run(
+        data_dir,
+        database_url,
+        lambda tx: rule_matches(tx, domain_name=domain_name, limit=1_000_000),
+        write=False,
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -245,26 +246,20 @@ def matches_explain(
 ) -> None:
     """Explain a match: the rule level and the attributes its profiles share. Values are not
     printed unless --show-values is given (this command has the operator's full access)."""
-    from openprofiles.identity.matching import get_match, matched_values
+    from openprofiles.identity.explain import explain_rule_match
 
-    def work(tx: Any) -> tuple[Any, dict[str, dict[str, str]] | None]:
-        match = get_match(tx, domain_name=domain_name, match_id=match_id)
-        values = matched_values(tx, domain_name=domain_name, match=match) if show_values else None
-        return match, values
-
-    match, values = _run(data_dir, database_url, work, write=False)
-    out: dict[str, Any] = {
-        "MatchId": match.match_id,
-        "MatchType": "RULE_BASED_MATCHING",
-        "RuleLevel": match.level,
-        "Attributes": list(match.attributes),
-        "ProfileIds": list(match.profile_ids),
-    }
-    if values is not None:
-        out["Values"] = values
+    explained = _run(
+        data_dir,
+        database_url,
+        lambda tx: explain_rule_match(
+            tx, domain_name=domain_name, match_id=match_id, with_values=show_values
+        ),
+        write=False,
+    )
     if as_json:
-        click.echo(json.dumps(out))
+        click.echo(json.dumps(explained.as_json()))
         return
+    match, values = explained.match, explained.values
     click.echo(
         f"Match {match.match_id}: rule level {match.level}, "
         f"{len(match.profile_ids)} profiles share {' AND '.join(match.attributes)}"
@@ -361,24 +356,18 @@ def matches_explain_ml(
 ) -> None:
     """Explain an ML-based match group: per linking pair of profiles, each attribute's Splink
     comparison level and match weight (no values are shown)."""
-    from openprofiles.identity.ml_jobs import get_group
+    from openprofiles.identity.explain import explain_ml_match
 
-    group = _run(
+    explained = _run(
         data_dir,
         database_url,
-        lambda tx: get_group(tx, domain_name=domain_name, match_id=match_id),
+        lambda tx: explain_ml_match(tx, domain_name=domain_name, match_id=match_id),
         write=False,
     )
-    out = {
-        "MatchId": group.match_id,
-        "MatchType": "ML_BASED_MATCHING",
-        "ConfidenceScore": group.confidence,
-        "ProfileIds": list(group.profile_ids),
-        "Pairs": group.explanation,
-    }
     if as_json:
-        click.echo(json.dumps(out))
+        click.echo(json.dumps(explained.as_json()))
         return
+    group = explained.group
     click.echo(
         f"Match {group.match_id}: {len(group.profile_ids)} profiles, "
         f"confidence {group.confidence:.4f}"

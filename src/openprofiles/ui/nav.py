@@ -14,4 +14,5 @@ def admin_nav() -> list[tuple[str, str]]:
         ("/admin/credentials", "API credentials"),
         ("/admin/users", "Users"),
         ("/admin/merges", "Merges"),
+        ("/admin/matches", "Matches"),
     ]

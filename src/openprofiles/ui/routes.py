@@ -14,6 +14,7 @@ from openprofiles.ui.auth_pages import routes as auth_routes
 from openprofiles.ui.dlq_pages import routes as dlq_routes
 from openprofiles.ui.enable_wizard import routes as enable_routes
 from openprofiles.ui.integration_pages import routes as integration_routes
+from openprofiles.ui.match_pages import routes as match_routes
 from openprofiles.ui.merge_pages import routes as merge_routes
 from openprofiles.ui.web import STATIC_DIR, UI
 
@@ -31,6 +32,7 @@ def ui_routes(services: Services) -> list[BaseRoute]:
         *admin_routes(ui),
         *enable_routes(ui),
         *merge_routes(ui),
+        *match_routes(ui),
         *dlq_routes(ui),
         *integration_routes(ui),
         *agent_routes(ui),
