@@ -4,7 +4,8 @@
 when the block ends and rolls back on error. SQLite runs in WAL mode with one writer: write
 transactions start with BEGIN IMMEDIATE (so two writers queue on the busy timeout instead of
 failing on lock upgrade) and, inside one process, also take a lock so threads do not spin on
-the database file.
+the database file. WAL checkpoints run on a background thread (`store.checkpoint`), not inside
+the commit of whichever request happens to fill the log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from openprofiles.settings import Settings
+from openprofiles.store.checkpoint import Checkpointer
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -41,6 +43,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints are the Checkpointer's job, off the commit path (store/checkpoint.py).
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -57,8 +61,10 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
+            self.checkpointer = Checkpointer(self._checkpoint_connection)
         else:
             self.engine = create_engine(
                 _psycopg_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -92,8 +98,20 @@ class Database:
                     yield conn
             finally:
                 conn.info["begin_mode"] = "DEFERRED"
+        assert self.checkpointer is not None
+        self.checkpointer.nudge()
+
+    def _checkpoint_connection(self) -> Any:
+        # A connection of its own, outside the pool: the checkpointer holds it for its lifetime.
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        connection = self.engine.dialect.connect(*cargs, **cparams)
+        connection.isolation_level = None
+        connection.execute("PRAGMA busy_timeout=30000")
+        return connection
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
 
 
