@@ -2,12 +2,14 @@
 
 `Services` is built once by `create_app(settings)` (database, key manager, token codec).
 `Tx` is one transaction: feature services take it as their first argument and never commit;
-the handler that opened it (through `RequestContext.read()`/`.write()`) owns it.
+the handler that opened it (through `RequestContext.read()`/`.write()`) owns it. Work that must
+not hold a transaction open (network calls) is queued with `Tx.after_commit` and runs once the
+transaction has committed; a rolled-back transaction drops it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,12 +35,18 @@ class Services:
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self.database.read() as conn:
-            yield Tx(conn=conn, services=self)
+            tx = Tx(conn=conn, services=self)
+            yield tx
+        tx.run_after_commit()
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
+        # An exception in the block rolls back and propagates out of the `with`, so the queued
+        # actions below run only after a successful commit.
         with self.database.write() as conn:
-            yield Tx(conn=conn, services=self)
+            tx = Tx(conn=conn, services=self)
+            yield tx
+        tx.run_after_commit()
 
 
 @dataclass
@@ -52,6 +60,8 @@ class Tx:
     # Domain records read in this transaction (domains.service keeps it current), so the many
     # services a request touches look the domain up once.
     domain_cache: dict[str, Any] = field(default_factory=dict)
+    # Run in order once the transaction has committed (see `after_commit`).
+    after_commit_actions: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -61,6 +71,20 @@ class Tx:
         """Drop what this transaction cached about a domain after its row changed."""
         self.domain_cache.pop(domain_name, None)
         self._ciphers.pop(domain_name, None)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` after this transaction commits, outside it; never if it rolls back.
+
+        For work that must not keep the transaction (on SQLite, the one writer) waiting, such as
+        a call to a remote queue. The action runs in the caller's thread and must not raise: the
+        transaction is already committed, and its caller would read an exception as failure.
+        """
+        self.after_commit_actions.append(action)
+
+    def run_after_commit(self) -> None:
+        actions, self.after_commit_actions = self.after_commit_actions, []
+        for action in actions:
+            action()
 
     def cipher(self, domain_name: str) -> DomainCipher:
         """The domain's cipher; raises NotFound when the domain does not exist."""

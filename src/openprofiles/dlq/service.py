@@ -3,6 +3,10 @@
 Every rejected record lands here (whether or not the domain also has an SQS queue), sealed:
 the object and the reason are personal data. `retry` runs a message through the ingestion
 pipeline again — after the object type or the data was fixed — and removes what now succeeds.
+
+A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
+sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
+it with why the send failed. A record still marked was never delivered to SQS.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -24,6 +28,11 @@ from openprofiles.store.schema import dlq_message
 DLQ_TABLE = "dlq_message"
 
 register_domain_table(dlq_message)
+
+# The sink error of a record whose SQS send has not happened yet (shown as "Not sent: ...").
+SQS_PENDING = (
+    "the send to SQS has not happened yet (it follows the commit of the record's transaction)"
+)
 
 
 def new_message_id() -> str:
@@ -178,12 +187,36 @@ def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     return _delete(tx, domain_name, message_ids)
 
 
-def note_sink_error(tx: Tx, *, domain_name: str, message_id: str, error: str) -> None:
-    tx.conn.execute(
-        update(dlq_message)
-        .where(dlq_message.c.domain_name == domain_name, dlq_message.c.message_id == message_id)
-        .values(sink_error=error)
+def awaiting_send(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> set[str]:
+    """Which of the messages are stored and still marked `SQS_PENDING` (not rolled back with a
+    savepoint, purged, or settled meanwhile)."""
+    rows = tx.conn.execute(
+        select(dlq_message.c.message_id).where(
+            dlq_message.c.domain_name == domain_name,
+            dlq_message.c.message_id.in_(list(message_ids)),
+            dlq_message.c.sink_error == SQS_PENDING,
+        )
     )
+    return {r.message_id for r in rows}
+
+
+def settle_sends(
+    tx: Tx, *, domain_name: str, sent: Sequence[str], failed: Mapping[str, Sequence[str]]
+) -> None:
+    """Record the SQS sends' outcomes: no sink error for the `sent` message ids; for `failed`
+    (why → message ids), why the send failed."""
+    outcomes: list[tuple[str | None, Sequence[str]]] = [(None, sent), *failed.items()]
+    for error, message_ids in outcomes:
+        if message_ids:
+            tx.conn.execute(
+                update(dlq_message)
+                .where(
+                    dlq_message.c.domain_name == domain_name,
+                    dlq_message.c.message_id.in_(list(message_ids)),
+                    dlq_message.c.sink_error == SQS_PENDING,
+                )
+                .values(sink_error=error)
+            )
 
 
 def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:

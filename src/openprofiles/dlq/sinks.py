@@ -5,14 +5,22 @@ The SQS message mirrors what AWS's own consumers expect (spec §6.1): the body i
 object JSON, and String message attributes `Message` (the reason), `DomainName` and
 `ObjectTypeName`. A failure to reach SQS never loses the record: it is kept in the local store
 with the failure noted, and can be replayed from there.
+
+The local record is written in the caller's transaction; the SQS send waits until that
+transaction has committed (`Tx.after_commit`), so a slow or unreachable queue never holds a
+transaction open — on SQLite that would stall every write of the server — and a rolled-back
+transaction sends nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import replace
+import logging
+from collections import defaultdict
 from typing import Any, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from openprofiles.context import Services, Tx
 from openprofiles.dlq import service
@@ -21,14 +29,22 @@ from openprofiles.domains.service import get_domain
 from openprofiles.settings import Settings
 
 TEST_MESSAGE = "OpenProfiles dead-letter queue test message"
+# Bounds on one SQS call, so an endpoint that accepts connections and never answers costs
+# seconds, not a worker forever (botocore's defaults are 60 s each).
+SQS_CONNECT_TIMEOUT_SECONDS = 5
+SQS_READ_TIMEOUT_SECONDS = 10
+
+logger = logging.getLogger(__name__)
 
 
 class SinkError(Exception):
-    """A sink could not take a message; `message` says why (no personal data)."""
+    """A sink could not take a message; `message` says why (no personal data). `unreachable`
+    when the endpoint did not answer at all (rather than refusing the message)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.unreachable = unreachable
 
 
 class DeadLetterSink(Protocol):
@@ -99,7 +115,9 @@ class SqsSink:
                 f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
             ) from exc
         except BotoCoreError as exc:
-            raise SinkError(f"SQS could not be reached at {self.queue_url}: {exc}") from exc
+            raise SinkError(
+                f"SQS could not be reached at {self.queue_url}: {exc}", unreachable=True
+            ) from exc
 
 
 def sqs_client(settings: Settings) -> Any:
@@ -117,7 +135,11 @@ def _sqs_client(endpoint_url: str | None, region: str) -> Any:
         "sqs",
         endpoint_url=endpoint_url,
         region_name=region,
-        config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=10),
+        config=Config(
+            retries={"max_attempts": 2},
+            connect_timeout=SQS_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=SQS_READ_TIMEOUT_SECONDS,
+        ),
     )
 
 
@@ -126,16 +148,84 @@ def check_queue(settings: Settings, queue_url: str, domain_name: str) -> None:
     SqsSink(settings, queue_url).check(domain_name)
 
 
-def forward(letter: DeadLetter, queue_url: str | None, settings: Settings) -> DeadLetter:
-    """Send to the domain's SQS queue when it has one; the letter comes back with the failure
-    noted when the send failed. Never raises for a sink failure."""
-    if not queue_url:
-        return letter
-    try:
-        SqsSink(settings, queue_url).send(letter)
-    except SinkError as exc:
-        return replace(letter, sink_error=exc.message)
-    return letter
+class _SqsOutbox:
+    """The dead letters of one transaction that wait for their SQS send; registered once per
+    transaction with `Tx.after_commit`."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.letters: list[tuple[DeadLetter, str]] = []
+
+    def __call__(self) -> None:
+        try:
+            self._flush()
+        except SQLAlchemyError as exc:
+            # The caller's transaction has committed: raising would read as its failure (and
+            # bulk ingestion would run the batch again). The records stay marked as not sent.
+            logger.warning(
+                "Could not settle the SQS sends of %d dead letters (%s); they stay marked "
+                "as not sent.",
+                len(self.letters),
+                type(exc).__name__,
+            )
+
+    def _flush(self) -> None:
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for letter, _ in self.letters:
+            by_domain[letter.domain_name].append(letter.message_id)
+        # Only records that were committed: a savepoint rolled back may have undone some.
+        with self._services.read() as tx:
+            stored = {
+                (domain_name, message_id)
+                for domain_name, ids in by_domain.items()
+                for message_id in service.awaiting_send(
+                    tx, domain_name=domain_name, message_ids=ids
+                )
+            }
+        sent: dict[str, list[str]] = defaultdict(list)
+        failed: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        # An endpoint that did not answer is not tried again for the rest of this transaction's
+        # letters: each try may cost the client's full timeouts.
+        unreachable: dict[str, str] = {}
+        sinks: dict[str, SqsSink] = {}
+        for letter, queue_url in self.letters:
+            if (letter.domain_name, letter.message_id) not in stored:
+                continue
+            error = unreachable.get(queue_url)
+            if error is None:
+                sink = sinks.get(queue_url)
+                if sink is None:
+                    sink = sinks[queue_url] = SqsSink(self._services.settings, queue_url)
+                try:
+                    sink.send(letter)
+                except SinkError as exc:
+                    error = exc.message
+                    if exc.unreachable:
+                        unreachable[queue_url] = error
+            if error is None:
+                sent[letter.domain_name].append(letter.message_id)
+            else:
+                failed[letter.domain_name][error].append(letter.message_id)
+        if not sent and not failed:
+            return
+        with self._services.write() as tx:
+            for domain_name in by_domain:
+                service.settle_sends(
+                    tx,
+                    domain_name=domain_name,
+                    sent=sent.get(domain_name, []),
+                    failed=failed.get(domain_name, {}),
+                )
+
+
+def _send_after_commit(tx: Tx, letter: DeadLetter, queue_url: str) -> None:
+    for action in tx.after_commit_actions:
+        if isinstance(action, _SqsOutbox):
+            action.letters.append((letter, queue_url))
+            return
+    outbox = _SqsOutbox(tx.services)
+    outbox.letters.append((letter, queue_url))
+    tx.after_commit(outbox)
 
 
 def dead_letter(
@@ -147,26 +237,18 @@ def dead_letter(
     reason: str,
     category: str,
 ) -> DeadLetter:
-    """Dead-letter a rejected record in its own transaction: SQS first (outside any database
-    transaction: it is a network call), then the local store, always."""
-    with services.read() as tx:
-        queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
-        now = tx.now
-    letter = DeadLetter(
-        message_id=service.new_message_id(),
-        domain_name=domain_name,
-        object_type_name=object_type_name,
-        object_json=object_json,
-        reason=reason,
-        category=category,
-        attempts=1,
-        created_at=now,
-        last_attempt_at=now,
-    )
-    letter = forward(letter, queue_url, services.settings)
+    """Dead-letter a rejected record in its own transaction (see `dead_letter_in`); the SQS
+    send, when the domain has a queue, has happened when this returns. The letter comes back as
+    it was first stored (its sink error is the pending mark, not the send's outcome)."""
     with services.write() as tx:
-        LocalStoreSink(tx).send(letter)
-    return letter
+        return dead_letter_in(
+            tx,
+            domain_name=domain_name,
+            object_type_name=object_type_name,
+            object_json=object_json,
+            reason=reason,
+            category=category,
+        )
 
 
 def dead_letter_in(
@@ -178,7 +260,10 @@ def dead_letter_in(
     reason: str,
     category: str,
 ) -> DeadLetter:
-    """Dead-letter inside an open transaction (bulk ingestion's batches)."""
+    """Dead-letter inside an open transaction: the local record now, marked `SQS_PENDING` when
+    the domain has a queue; the SQS send after the transaction commits (none if it rolls back).
+    """
+    queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
     letter = DeadLetter(
         message_id=service.new_message_id(),
         domain_name=domain_name,
@@ -189,8 +274,9 @@ def dead_letter_in(
         attempts=1,
         created_at=tx.now,
         last_attempt_at=tx.now,
+        sink_error=service.SQS_PENDING if queue_url else None,
     )
-    queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
-    letter = forward(letter, queue_url, tx.settings)
     LocalStoreSink(tx).send(letter)
+    if queue_url:
+        _send_after_commit(tx, letter, queue_url)
     return letter

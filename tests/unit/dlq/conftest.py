@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from tests.unit.ingest.conftest import make_domain
+
+from openprofiles.app import build_services
+from openprofiles.context import Services
+from openprofiles.settings import Settings
 
 REGION = "us-east-1"
 
@@ -20,6 +27,19 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
+def moto_services(settings: Settings, moto_url: str, aws_env: None) -> Iterator[Services]:
+    """Services (both databases) whose SQS endpoint is moto, with the ingestion tests' domain."""
+    built = build_services(
+        dataclasses.replace(settings, sqs_endpoint_url=moto_url, aws_region=REGION)
+    )
+    try:
+        make_domain(built)
+        yield built
+    finally:
+        built.database.dispose()
 
 
 def sqs(moto_url: str) -> Any:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from tests.support.server import run_server
-from tests.unit.ingest.conftest import DOMAIN, crm_type, make_domain
+from tests.unit.ingest.conftest import DOMAIN, crm_type
 
-from openprofiles.app import build_services
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
@@ -39,18 +38,6 @@ def letter(services: Services) -> DeadLetter:
         created_at=now,
         last_attempt_at=now,
     )
-
-
-@pytest.fixture
-def moto_services(settings: Settings, moto_url: str, aws_env: None) -> Iterator[Services]:
-    built = build_services(
-        dataclasses.replace(settings, sqs_endpoint_url=moto_url, aws_region=REGION)
-    )
-    try:
-        make_domain(built)
-        yield built
-    finally:
-        built.database.dispose()
 
 
 # ---------------------------------------------------------------------------- the contract

@@ -1,0 +1,204 @@
+"""The SQS send of a dead letter happens after its transaction commits (moto's server mode, both
+databases): the record is committed and the database free for other writers while SQS is called;
+a rolled-back transaction or savepoint sends nothing; an unreachable endpoint delays nothing
+and leaves the records marked as not sent."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from tests.unit.ingest.conftest import DOMAIN, make_domain
+
+from openprofiles.app import build_services
+from openprofiles.context import Services
+from openprofiles.dlq import service
+from openprofiles.dlq.models import DeadLetter
+from openprofiles.dlq.sinks import LocalStoreSink, dead_letter, dead_letter_in, sqs_client
+from openprofiles.domains.service import update_domain
+from openprofiles.settings import Settings
+
+from .conftest import REGION, receive_all, sqs
+
+pytestmark = pytest.mark.moto
+
+# Bounds a wait for a thread that should finish at once; not a synchronisation sleep.
+THREAD_DEADLINE_SECONDS = 20
+
+
+def new_queue(services: Services, moto_url: str) -> tuple[Any, str]:
+    client = sqs(moto_url)
+    url = client.create_queue(QueueName=f"dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    with services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"DeadLetterQueueUrl": url})
+    return client, url
+
+
+def reject(services_or_tx: Any, record_id: str) -> DeadLetter:
+    arguments: dict[str, Any] = {
+        "domain_name": DOMAIN,
+        "object_type_name": "Crm",
+        "object_json": json.dumps({"id": record_id}),
+        "reason": "No profile matched.",
+        "category": "no_profile",
+    }
+    if isinstance(services_or_tx, Services):
+        return dead_letter(services_or_tx, **arguments)
+    return dead_letter_in(services_or_tx, **arguments)
+
+
+@contextmanager
+def on_send(settings: Settings, handler: Callable[[Any], None]) -> Iterator[None]:
+    """Call `handler(request)` just before the SQS client sends a SendMessage request (botocore's
+    own event hook on the shared client the sinks use)."""
+    client = sqs_client(settings)
+
+    def hook(request: Any, **_: Any) -> None:
+        handler(request)
+
+    client.meta.events.register("before-send.sqs.SendMessage", hook)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("before-send.sqs.SendMessage", hook)
+
+
+def stored(services: Services, message_id: str) -> DeadLetter | None:
+    """The record as another connection sees it (committed data only)."""
+    with services.read() as tx:
+        found = [
+            x for x in service.list_messages(tx, domain_name=DOMAIN) if x.message_id == message_id
+        ]
+    return found[0] if found else None
+
+
+def write_from_another_thread(services: Services) -> bool:
+    """Whether another writer gets the database now (a real write, in its own thread)."""
+    done = threading.Event()
+
+    def write() -> None:
+        with services.write() as tx:
+            LocalStoreSink(tx).send(
+                DeadLetter(
+                    message_id=service.new_message_id(),
+                    domain_name=DOMAIN,
+                    object_type_name="Crm",
+                    object_json="{}",
+                    reason="another writer",
+                    category="invalid_value",
+                    attempts=1,
+                    created_at=tx.now,
+                    last_attempt_at=tx.now,
+                )
+            )
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    return done.wait(THREAD_DEADLINE_SECONDS)
+
+
+def test_the_record_is_committed_before_sqs_is_called(
+    moto_services: Services, moto_url: str
+) -> None:
+    client, url = new_queue(moto_services, moto_url)
+    seen: list[tuple[DeadLetter | None, bool]] = []
+    message_ids: list[str] = []
+
+    def check(request: Any) -> None:
+        seen.append(
+            (stored(moto_services, message_ids[0]), write_from_another_thread(moto_services))
+        )
+
+    with on_send(moto_services.settings, check), moto_services.write() as tx:
+        message_ids.append(reject(tx, "r1").message_id)
+        # Still inside the transaction: nothing has been sent.
+        assert seen == []
+    (during_send, other_writer_went_through) = seen[0]
+    assert during_send is not None and during_send.sink_error == service.SQS_PENDING
+    assert other_writer_went_through
+    (message,) = receive_all(client, url)
+    assert json.loads(message["Body"]) == {"id": "r1"}
+    after = stored(moto_services, message_ids[0])
+    assert after is not None and after.sink_error is None
+
+
+def test_a_rolled_back_transaction_sends_nothing(moto_services: Services, moto_url: str) -> None:
+    client, url = new_queue(moto_services, moto_url)
+    requests: list[Any] = []
+    with on_send(moto_services.settings, requests.append):
+        with pytest.raises(RuntimeError), moto_services.write() as tx:
+            rolled_back = reject(tx, "r1")
+            raise RuntimeError("the batch failed")
+        # A savepoint undone inside a committed transaction: its letter is not sent either.
+        with moto_services.write() as tx:
+            with pytest.raises(RuntimeError), tx.conn.begin_nested():
+                undone = reject(tx, "r2")
+                raise RuntimeError("the run failed")
+            kept = reject(tx, "r3")
+    assert len(requests) == 1
+    assert [json.loads(m["Body"]) for m in receive_all(client, url)] == [{"id": "r3"}]
+    assert stored(moto_services, rolled_back.message_id) is None
+    assert stored(moto_services, undone.message_id) is None
+    sent = stored(moto_services, kept.message_id)
+    assert sent is not None and sent.sink_error is None
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def unreachable_services(settings: Settings, aws_env: None) -> Iterator[Services]:
+    """Services whose SQS endpoint is a closed port on this machine."""
+    built = build_services(
+        dataclasses.replace(
+            settings,
+            sqs_endpoint_url=f"http://127.0.0.1:{closed_port()}",
+            aws_region=REGION,
+        )
+    )
+    try:
+        make_domain(built)
+        yield built
+    finally:
+        built.database.dispose()
+
+
+def test_an_unreachable_queue_keeps_the_records_marked_as_not_sent(
+    unreachable_services: Services,
+) -> None:
+    services = unreachable_services
+    url = f"{services.settings.sqs_endpoint_url}/123456789012/dlq"
+    with services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"DeadLetterQueueUrl": url})
+    bodies: set[bytes] = set()
+    committed: list[bool] = []
+
+    def check(request: Any) -> None:
+        bodies.add(bytes(request.body))
+        committed.append(stored(services, letters[0].message_id) is not None)
+
+    letters: list[DeadLetter] = []
+    with on_send(services.settings, check), services.write() as tx:
+        letters += [reject(tx, f"r{i}") for i in range(3)]
+    # The write committed before the (failing) send, and the endpoint was tried for one letter
+    # only: each further try could have cost the client's full timeouts.
+    assert committed and all(committed)
+    assert len(bodies) == 1
+    for letter in letters:
+        kept = stored(services, letter.message_id)
+        assert kept is not None and kept.object_json == letter.object_json
+        assert kept.sink_error is not None and "could not be reached" in kept.sink_error
+    # The synchronous path (PutProfileObject's) keeps the record just the same.
+    one = reject(services, "r9")
+    kept_one = stored(services, one.message_id)
+    assert kept_one is not None and "could not be reached" in (kept_one.sink_error or "")
