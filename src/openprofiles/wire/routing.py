@@ -112,14 +112,38 @@ class Router:
         for table in routes.values():
             table.sort(key=lambda route: route.specificity)
         self._routes = routes
+        # (method, segment count) -> the routes that can match a path of that many segments,
+        # still most specific first: a request tries a handful of routes, not all of them.
+        self._by_length: dict[tuple[str, int], list[Route]] = {}
+        self._longest = max((len(r.segments) for r in self.routes()), default=0)
 
     def routes(self) -> list[Route]:
         return [route for table in self._routes.values() for route in table]
 
     def match(self, method: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
         raw_segments = _split(raw_path)
-        for route in self._routes.get(method.upper(), ()):
+        for route in self._candidates(method.upper(), len(raw_segments)):
             params = route.match(raw_segments)
             if params is not None:
                 return route.operation, params
         return None
+
+    def _candidates(self, method: str, length: int) -> list[Route]:
+        # Paths longer than every template can only match greedy labels; they share one entry
+        # so a client cannot grow the cache with ever longer paths.
+        if method not in self._routes:
+            return []  # and no cache entry: the method is the client's to choose
+        length = min(length, self._longest + 1)
+        key = (method, length)
+        found = self._by_length.get(key)
+        if found is None:
+            found = [
+                route
+                for route in self._routes.get(method, ())
+                if len(route.segments) == length
+                or (
+                    any(s.kind == _GREEDY for s in route.segments) and len(route.segments) <= length
+                )
+            ]
+            self._by_length[key] = found
+        return found

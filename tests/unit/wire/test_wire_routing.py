@@ -67,3 +67,22 @@ def test_greedy_label_and_query_in_request_uri() -> None:
     assert router.match("GET", "/things/a/b%2Fc/view") == ("GetThing", {"Key": "a/b/c"})
     assert router.match("GET", "/things/special/view") == ("GetOther", {})
     assert router.match("GET", "/things/view") is None
+
+
+def test_greedy_label_matches_paths_longer_than_every_template() -> None:
+    router = Router(SYNTHETIC)
+    deep = "/things/" + "/".join(f"p{i}" for i in range(40)) + "/view"
+    assert router.match("GET", deep) == (
+        "GetThing",
+        {"Key": "/".join(f"p{i}" for i in range(40))},
+    )
+    # Both very long paths share one cached candidate list.
+    assert router.match("GET", deep.replace("/view", "/x/view")) is not None
+    assert len([key for key in router._by_length if key[0] == "GET"]) == 1
+
+
+def test_methods_without_routes_are_not_cached() -> None:
+    router = Router(load_service_model())
+    for n in range(50):
+        assert router.match(f"M{n}", "/domains/x") is None
+    assert router._by_length == {}
