@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -25,6 +26,7 @@ from openprofiles.errors import InvalidSignature, MissingAuthenticationToken, Un
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE_SHAPE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
@@ -77,7 +79,7 @@ def verify_request(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
             f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
         )
-    signed_at = datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=UTC)
+    signed_at = _parse_amz_date(amz_date)
     _check_time(signed_at, amz_date, now, max_skew_seconds, fields.get("Expires"))
 
     secret = find_secret(access_key)
@@ -225,14 +227,31 @@ def _credential(credential: str, service: str) -> tuple[str, str, str, str]:
     return access_key, scope_date, region, scope_service
 
 
+def _parse_amz_date(text: str) -> datetime:
+    """An X-Amz-Date (YYYYMMDD'T'HHMMSS'Z') as an aware UTC datetime; InvalidSignature else.
+
+    Parsed by hand: strptime was a tenth of the server's time for a SearchProfiles call."""
+    if _AMZ_DATE_SHAPE.fullmatch(text) is None:
+        raise InvalidSignature("X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'.")
+    try:
+        return datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
+            int(text[13:15]),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        raise InvalidSignature("X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'.") from None
+
+
 def _request_date(presigned_date: str | None, lowered: Mapping[str, str]) -> str:
     """The signing timestamp: X-Amz-Date (query or header), else the Date header."""
     text = presigned_date or lowered.get("x-amz-date")
     if text is not None:
-        try:
-            datetime.strptime(text, _AMZ_DATE)
-        except ValueError:
-            raise InvalidSignature("X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'.") from None
+        _parse_amz_date(text)
         return text
     if "date" in lowered:
         try:

@@ -176,6 +176,24 @@ def test_scope_date_must_match_request_date() -> None:
     assert "Date in Credential scope does not match" in _raises(InvalidSignature, bad)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda d: d[:8] + "T2561" + d[13:],  # hour 25
+        lambda d: d[:8] + "T" + d[10:],  # a digit short, which strptime would accept
+        lambda d: d[:9] + "\u0661" + d[10:],  # an Arabic-Indic digit
+        lambda d: d[:8] + " " + d[9:],
+        lambda d: d.rstrip("Z"),
+    ],
+)
+def test_malformed_request_date(shape: Callable[[str], str]) -> None:
+    request = _signed(CALLS["get-no-body"])
+    bad = dataclasses.replace(
+        request, headers={**request.headers, "X-Amz-Date": shape(request.headers["X-Amz-Date"])}
+    )
+    assert "X-Amz-Date must be in the form" in _raises(InvalidSignature, bad)
+
+
 def test_any_region_is_accepted() -> None:
     capture = Capture()
     client = boto3.client(
