@@ -7,6 +7,7 @@ OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the 
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def serve(
         for line in ensure_first_admin(app.state.services, endpoint):
             click.echo(line)
     click.echo(f"OpenProfiles listening on {endpoint}")
+    # Everything built so far (botocore's model, SQLAlchemy, templates) lives as long as the
+    # process: moving it out of the collector's reach keeps full collections, which would walk
+    # all of it while a request waits, short.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
