@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from openprofiles.crypto.encoding import length_prefixed
 
@@ -19,13 +20,18 @@ from openprofiles.crypto.encoding import length_prefixed
 DIGEST_SIZE = 16
 
 _LABEL = "openprofiles/blind-index/v1"
+# Key names come from object type definitions; past this many, digests start from scratch.
+_MAX_KEY_NAMES = 4096
 
 
 class BlindIndex:
     def __init__(self, index_key: bytes) -> None:
         if len(index_key) < 32:
             raise ValueError("a blind-index key must be at least 32 bytes")
-        self._key = index_key
+        # HMAC state after the key and the fixed part of the message, per key name: a digest
+        # copies it and adds only the value (what hmac.new would redo for every value).
+        self._keyed = hmac.new(index_key, digestmod=hashlib.sha256)
+        self._by_key_name: dict[str, Any] = {}
 
     def digest(self, key_name: str, normalised_value: str) -> bytes:
         """The 16-byte digest of one (key name, normalised value) pair.
@@ -33,5 +39,13 @@ class BlindIndex:
         The key name is part of the input so the same value under two key names (an account
         number that looks like a phone number) gives unrelated digests.
         """
-        message = length_prefixed(_LABEL, key_name, normalised_value)
-        return hmac.new(self._key, message, hashlib.sha256).digest()[:DIGEST_SIZE]
+        started = self._by_key_name.get(key_name)
+        if started is None:
+            started = self._keyed.copy()
+            started.update(length_prefixed(_LABEL, key_name))
+            if len(self._by_key_name) < _MAX_KEY_NAMES:
+                self._by_key_name[key_name] = started
+        mac = started.copy()
+        # Equal to HMAC(key, length_prefixed(label, key name, value)): parts are concatenated.
+        mac.update(length_prefixed(normalised_value))
+        return mac.digest()[:DIGEST_SIZE]

@@ -51,18 +51,22 @@ class DomainCipher:
         # Two subkeys, never one key for two jobs: AES-GCM and HMAC have no joint security proof
         # under a shared key, and the index key is the one that must stay stable for lookups
         # while the sealing key could later be rotated on its own.
-        self._seal_key = _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "seal", domain_name))
+        self._sealer = aead.Sealer(
+            _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "seal", domain_name))
+        )
+        # The associated data's fixed part per table (see _aad), encoded once.
+        self._aad_prefixes: dict[str, bytes] = {}
         self._index = BlindIndex(
             _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "index", domain_name))
         )
 
     def seal_record(self, table: str, record_id: str, payload: dict[str, Any]) -> bytes:
         plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return aead.seal(self._seal_key, plaintext, self._aad(table, record_id))
+        return self._sealer.seal(plaintext, self._aad(table, record_id))
 
     def open_record(self, table: str, record_id: str, blob: bytes) -> dict[str, Any]:
         """The payload sealed for exactly this (domain, table, record id); DecryptionError else."""
-        plaintext = aead.open_sealed(self._seal_key, blob, self._aad(table, record_id))
+        plaintext = self._sealer.open(blob, self._aad(table, record_id))
         payload = json.loads(plaintext)
         if not isinstance(payload, dict):
             raise DecryptionError(f"the sealed {table} record {record_id} is not a JSON object")
@@ -74,7 +78,12 @@ class DomainCipher:
     def _aad(self, table: str, record_id: str) -> bytes:
         # Binding the row's identity means a blob copied to another row, table or domain does not
         # open, so a database writer cannot swap customers' data around undetected.
-        return length_prefixed("openprofiles/record/v1", self.domain_name, table, record_id)
+        prefix = self._aad_prefixes.get(table)
+        if prefix is None:
+            prefix = length_prefixed("openprofiles/record/v1", self.domain_name, table)
+            self._aad_prefixes[table] = prefix
+        # Equal to length_prefixed(label, domain, table, record_id): parts are concatenated.
+        return prefix + length_prefixed(record_id)
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,22 @@ def test_different_keys_give_unrelated_digests() -> None:
 def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError):
         BlindIndex(b"short")
+
+
+def test_digest_is_the_documented_hmac() -> None:
+    """Stored digests must stay findable: the digest is HMAC-SHA256 over the length-prefixed
+    (label, key name, value), truncated, however it is computed (known answer, computed with
+    the standard library from the definition)."""
+    import hashlib
+    import hmac
+
+    key = bytes(range(32))
+    index = BlindIndex(key)
+    for key_name, value in [("_phone", "+12065550100"), ("_email", "a@b.c"), ("_phone", "")]:
+        message = b"".join(
+            len(part).to_bytes(4, "big") + part
+            for part in (b"openprofiles/blind-index/v1", key_name.encode(), value.encode())
+        )
+        expected = hmac.new(key, message, hashlib.sha256).digest()[:DIGEST_SIZE]
+        assert index.digest(key_name, value) == expected
+        assert index.digest(key_name, value) == expected  # from the cached per-name state

@@ -212,3 +212,21 @@ def test_rewrap_to_a_disabled_key_is_refused(resolver: CountingResolver) -> None
     resolver.keyring.disable(target.key_id)
     with pytest.raises(KeyUnusable, match="is disabled"):
         manager.rewrap_domain_key("sales", old.key_id, old.wrapped, resolver.local_arn(target))
+
+
+def test_sealed_records_keep_their_documented_associated_data() -> None:
+    """Records sealed before stay readable: the associated data is length_prefixed(label,
+    domain, table, record id) under the HKDF-derived sealing key, however it is computed."""
+    from openprofiles.crypto import aead
+    from openprofiles.crypto.domain_keys import _DOMAIN_INFO, _hkdf
+    from openprofiles.crypto.encoding import length_prefixed
+
+    data_key = bytes(range(32))
+    cipher = DomainCipher(data_key, "shop")
+    seal_key = _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "seal", "shop"))
+    for record_id in ("p-1", "p-2"):
+        blob = cipher.seal_record("profile", record_id, {"n": record_id})
+        aad = length_prefixed("openprofiles/record/v1", "shop", "profile", record_id)
+        assert aead.open_sealed(seal_key, blob, aad) == b'{"n":"%s"}' % record_id.encode()
+        old_style = aead.seal(seal_key, b'{"n":1}', aad)
+        assert cipher.open_record("profile", record_id, old_style) == {"n": 1}
