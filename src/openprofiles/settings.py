@@ -38,6 +38,10 @@ class Settings:
     # How often the server looks for probabilistic matching jobs whose JobSchedule slot has come
     # (identity.schedule); 0 turns the scheduler off in this process.
     matching_schedule_check_seconds: float = 60.0
+    # The folders flows with a local-folder source may read, and anything under them (symlinks
+    # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
+    # server read any directory it can access.
+    flow_folder_roots: tuple[Path, ...] | None = None
 
     @property
     def sqlite_path(self) -> Path:
@@ -46,6 +50,12 @@ class Settings:
     @property
     def keyring_path(self) -> Path:
         return self.data_dir / "keyring.json"
+
+    @property
+    def effective_flow_folder_roots(self) -> tuple[Path, ...]:
+        if self.flow_folder_roots is None:
+            return (self.data_dir / "flows",)
+        return self.flow_folder_roots
 
     @property
     def effective_database_url(self) -> str:
@@ -86,5 +96,11 @@ class Settings:
             aws_region=get("AWS_REGION"),
             matching_schedule_check_seconds=(
                 float(c) if (c := get("MATCHING_SCHEDULE_CHECK_SECONDS")) else None
+            ),
+            # Several folders are separated as in PATH (":" on POSIX).
+            flow_folder_roots=(
+                tuple(Path(r) for r in roots.split(os.pathsep) if r)
+                if (roots := get("FLOW_FOLDER_ROOTS"))
+                else None
             ),
         )

@@ -90,8 +90,10 @@ def test_validation_errors(live_server, domain):
     assert _code(exc) == "AccessDeniedException"
 
 
-def test_flow_integration_echoes_settings(live_server, domain, tmp_path):
+def test_flow_integration_echoes_settings(live_server, domain):
     client = live_server.client()
+    # Under DATA_DIR/flows, the folder flows may read when no OPENPROFILES_FLOW_FOLDER_ROOTS.
+    folder = live_server.settings.data_dir / "flows" / "zendesk"
     put = client.put_integration(
         DomainName=domain,
         ObjectTypeName="Zendesk-users",
@@ -103,7 +105,7 @@ def test_flow_integration_echoes_settings(live_server, domain, tmp_path):
             "SourceFlowConfig": {
                 "ConnectorType": "S3",
                 "SourceConnectorProperties": {
-                    "S3": {"BucketName": "file://", "BucketPrefix": str(tmp_path)}
+                    "S3": {"BucketName": "file://", "BucketPrefix": str(folder)}
                 },
             },
             "Tasks": [],
@@ -132,6 +134,28 @@ def test_flow_integration_echoes_settings(live_server, domain, tmp_path):
             },
         )
     assert _code(exc) == "BadRequestException"
+
+
+def test_flow_folder_outside_the_roots_is_refused(live_server, domain):
+    with pytest.raises(ClientError) as exc:
+        live_server.client().put_integration(
+            DomainName=domain,
+            ObjectTypeName="Zendesk-users",
+            FlowDefinition={
+                "FlowName": "etc",
+                "KmsArn": KMS,
+                "SourceFlowConfig": {
+                    "ConnectorType": "S3",
+                    "SourceConnectorProperties": {"S3": {"BucketName": "file:///etc"}},
+                },
+                "Tasks": [],
+                "TriggerConfig": {"TriggerType": "OnDemand"},
+            },
+        )
+    assert _code(exc) == "BadRequestException"
+    message = exc.value.response["Error"]["Message"]
+    assert "outside the folders flows may read" in message
+    assert str((live_server.settings.data_dir / "flows").resolve()) in message
 
 
 def test_list_integrations_pages(live_server, domain):

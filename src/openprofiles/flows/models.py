@@ -8,7 +8,8 @@ OpenProfiles serves two kinds of source, both declared as `ConnectorType: "S3"`:
 * a local folder of JSON-lines files: `BucketName` starting with `file://`; the folder is the
   path after `file://`, joined with `BucketPrefix` when one is given (so a long path can go in
   BucketPrefix, whose model limit is 512 characters instead of BucketName's 63). Example:
-  `{"BucketName": "file://", "BucketPrefix": "/srv/exports/crm"}`.
+  `{"BucketName": "file://", "BucketPrefix": "/srv/exports/crm"}`. The folder must lie under
+  one of `settings.flow_folder_roots` (flows.sources checks it).
 
 The SaaS connector types cannot be reached from a self-hosted server: export their records to a
 bucket or a folder (the built-in templates read those exports) and declare an S3 source.

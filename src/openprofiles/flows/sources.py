@@ -1,7 +1,12 @@
 """Where flows read from: the `FlowSource` seam with an S3 implementation (any S3-compatible
 endpoint, `settings.s3_endpoint_url`) and a local-folder one. Items are files or objects of
 JSON lines (or one JSON array); each has a version (ETag, or mtime and size) so a flow can tell
-new and changed items from the ones it has read."""
+new and changed items from the ones it has read.
+
+A folder source reads only under the configured roots (`settings.flow_folder_roots`, by default
+DATA_DIR/flows), checked with symlinks followed when the flow is defined and again at every
+listing and read: a link may have changed since, or the roots been narrowed.
+"""
 
 from __future__ import annotations
 
@@ -36,23 +41,40 @@ class FlowSource(Protocol):
         """The item's text."""
 
 
+def inside_folder_roots(settings: Settings, path: str | Path) -> Path:
+    """`path` with symlinks followed; SourceError naming the allowed roots unless it is one of
+    `settings`' flow folder roots or lies under one."""
+    resolved = Path(path).resolve()
+    roots = tuple(root.resolve() for root in settings.effective_flow_folder_roots)
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise SourceError(
+            f"The path {path} is outside the folders flows may read "
+            f"({', '.join(str(r) for r in roots)}); OPENPROFILES_FLOW_FOLDER_ROOTS sets them."
+        )
+    return resolved
+
+
 class FolderSource:
-    def __init__(self, folder: str) -> None:
+    def __init__(self, settings: Settings, folder: str) -> None:
         self.folder = Path(folder)
+        self._settings = settings
 
     def items(self) -> list[SourceItem]:
-        if not self.folder.is_dir():
+        folder = inside_folder_roots(self._settings, self.folder)
+        if not folder.is_dir():
             raise SourceError(f"The folder {self.folder} does not exist or is not a folder.")
         out = []
-        for path in sorted(self.folder.iterdir()):
+        for path in sorted(folder.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 stat = path.stat()
                 out.append(SourceItem(path.name, f"{stat.st_mtime_ns}-{stat.st_size}"))
         return out
 
     def read(self, key: str) -> str:
+        # A file of the folder may be a link to somewhere outside the roots.
+        path = inside_folder_roots(self._settings, self.folder / key)
         try:
-            return (self.folder / key).read_text(encoding="utf-8")
+            return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SourceError(f"Cannot read {self.folder / key}: {exc}") from exc
 
@@ -109,6 +131,6 @@ def _s3_client(endpoint_url: str | None, region: str) -> Any:
 def source_for(settings: Settings, flow: Flow) -> FlowSource:
     if flow.source_kind == "folder":
         assert flow.folder is not None
-        return FolderSource(flow.folder)
+        return FolderSource(settings, flow.folder)
     assert flow.bucket is not None
     return S3Source(settings, flow.bucket, flow.prefix)

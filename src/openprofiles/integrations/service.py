@@ -27,6 +27,7 @@ from openprofiles.context import Tx
 from openprofiles.domains.service import get_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.flows.models import parse_flow_definition
+from openprofiles.flows.sources import SourceError, inside_folder_roots
 from openprofiles.integrations.models import (
     DEFAULT_INSTANCE_OBJECT_TYPE,
     InstanceAssociation,
@@ -99,6 +100,11 @@ def put_integration(
     flow_name: str | None = None
     if flow_definition is not None:
         flow = parse_flow_definition(flow_definition)
+        if flow.folder is not None:
+            try:
+                inside_folder_roots(tx.settings, flow.folder)
+            except SourceError as exc:
+                raise BadRequest(exc.message) from exc
         flow_name = flow.name
         uri = uri or flow_arn(tx, flow.name)
     if not uri:

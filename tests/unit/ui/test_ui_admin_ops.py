@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -260,10 +259,13 @@ def test_instance_associate_and_move(admin: TestClient) -> None:
     assert 'name="move" value="yes" checked' in prefilled
 
 
-def test_integrations_list_run_now_and_delete(admin: TestClient, tmp_path: Path) -> None:
+def test_integrations_list_run_now_and_delete(admin: TestClient) -> None:
     services = services_of(admin)
     put_type(services, "Crm", crm_type(AllowProfileCreation=True))
-    (tmp_path / "customers.json").write_text(
+    # DATA_DIR/flows: the folder flows may read by default.
+    folder = services.settings.data_dir / "flows"
+    folder.mkdir(parents=True)
+    (folder / "customers.json").write_text(
         json.dumps([{"id": "7", "email": "f@x.com", "first": "Flo"}])
     )
     with services.write() as tx:
@@ -279,7 +281,7 @@ def test_integrations_list_run_now_and_delete(admin: TestClient, tmp_path: Path)
                 "SourceFlowConfig": {
                     "ConnectorType": "S3",
                     "SourceConnectorProperties": {
-                        "S3": {"BucketName": "file://", "BucketPrefix": str(tmp_path)}
+                        "S3": {"BucketName": "file://", "BucketPrefix": str(folder)}
                     },
                 },
                 "Tasks": [],
