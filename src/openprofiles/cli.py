@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from openprofiles import logging_setup
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
 from openprofiles.connectors.cli import connectors
 from openprofiles.contacts.cli import contact_records
@@ -27,6 +28,8 @@ from openprofiles.users.cli import users
 @click.group()
 def main() -> None:
     """OpenProfiles: customer profiles for contact centres, with the Customer Profiles API."""
+    # Before anything can log: no exception message or local variable reaches a log line.
+    logging_setup.install()
 
 
 @main.command()

@@ -41,6 +41,9 @@ class SinkError(Exception):
     """A sink could not take a message; `message` says why (no personal data). `unreachable`
     when the endpoint did not answer at all (rather than refusing the message)."""
 
+    # logging_setup prints the message with the exception.
+    message_has_no_personal_data = True
+
     def __init__(self, message: str, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.message = message

@@ -22,6 +22,9 @@ from openprofiles.settings import Settings
 class SourceError(Exception):
     """The source cannot be listed or read; `message` says why (no personal data)."""
 
+    # logging_setup prints the message with the exception.
+    message_has_no_personal_data = True
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

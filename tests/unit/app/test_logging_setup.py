@@ -1,0 +1,125 @@
+"""Logged exceptions carry no personal data (openprofiles.logging_setup): an internal error of
+the real server, whose SQLAlchemy error quotes the request's value among its parameters, is
+logged with its type and frames but without that value; the same for any logger and handler,
+for exceptions passed as arguments, and for uncaught exceptions of threads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner
+from tests.support.server import run_server
+
+from openprofiles import logging_setup
+from openprofiles.cli import main
+from openprofiles.dlq.sinks import SinkError
+from openprofiles.settings import Settings
+
+MARKER = "leakmarker7f3a"
+
+
+@pytest.fixture
+def safe_logging() -> Iterator[None]:
+    already = logging_setup.installed()
+    logging_setup.install()
+    yield
+    if not already:
+        logging_setup.uninstall()
+
+
+def failing_with_marker() -> BaseException:
+    """A realistic chain: a record's value fails to parse, and the handling of it fails too."""
+    try:
+        try:
+            json.loads('{"email": "' + MARKER)
+        except ValueError:
+            int(MARKER)
+    except ValueError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def test_internal_server_error_is_logged_without_the_sql_parameters(
+    sqlite_settings: Settings, safe_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with run_server(sqlite_settings) as server:
+        # The domain table disappears under the running server: the next GetDomain fails inside
+        # SQLAlchemy, whose error message lists the statement's parameters (the domain name).
+        with sqlite3.connect(sqlite_settings.sqlite_path) as db:
+            db.execute("ALTER TABLE domain RENAME TO domain_gone")
+        with caplog.at_level(logging.ERROR), pytest.raises(ClientError) as caught:
+            server.client().get_domain(DomainName=MARKER)
+    assert caught.value.response["Error"]["Code"] == "InternalServerException"
+    logged = caplog.text
+    assert "sqlalchemy.exc.OperationalError (sqlite3.OperationalError)" in logged
+    assert "Traceback (most recent call last)" in logged and "dispatch.py" in logged
+    assert logging_setup.WITHHELD in logged
+    assert MARKER not in logged
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_any_logger_and_handler_gets_the_exception_without_message_or_locals(
+    safe_logging: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "log.txt"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("some.library")
+    logger.addHandler(handler)
+    try:
+        error = failing_with_marker()
+        logger.error("parsing failed: %s", error, exc_info=error)
+        logger.warning("also as the message itself")
+        logger.warning(error)
+        logger.error("named %(error)s", {"error": error})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    logged = path.read_text()
+    assert MARKER not in logged
+    assert "parsing failed: ValueError: " + logging_setup.WITHHELD in logged
+    assert "json.decoder.JSONDecodeError" in logged
+    assert "During handling of the above exception" in logged
+    assert "failing_with_marker" in logged and "int(MARKER)" in logged
+    assert "named ValueError" in logged
+
+
+def test_safe_types_keep_their_message(safe_logging: None) -> None:
+    assert logging_setup.describe(SinkError("SQS refused the message: QueueDoesNotExist")) == (
+        "openprofiles.dlq.sinks.SinkError: SQS refused the message: QueueDoesNotExist"
+    )
+    assert logging_setup.describe(TimeoutError("timed out")) == "TimeoutError: timed out"
+
+
+def test_uncaught_exception_of_a_thread(
+    safe_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def work() -> None:
+        raise failing_with_marker()
+
+    thread = threading.Thread(target=work, name="worker")
+    thread.start()
+    thread.join()
+    printed = capsys.readouterr().err
+    assert "Exception in thread worker" in printed and "ValueError" in printed
+    assert MARKER not in printed
+
+
+def test_the_command_installs_it(tmp_path: Path) -> None:
+    already = logging_setup.installed()
+    try:
+        result = CliRunner().invoke(
+            main, ["dlq", "list", "--domain", "none", "--data-dir", str(tmp_path)]
+        )
+        assert result.exit_code != 0 and "none" in result.output
+        assert logging_setup.installed()
+    finally:
+        if not already:
+            logging_setup.uninstall()
