@@ -24,6 +24,7 @@ from openprofiles.errors import NotFound
 from openprofiles.object_types.service import on_object_type_deleted
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
+from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import profile_key, profile_object, profile_object_key
 
 OBJECT_TABLE = "profile_object"
@@ -93,6 +94,11 @@ _DELETE_KEYS = delete(profile_object_key).where(
     profile_object_key.c.object_type_name == bindparam("t"),
     profile_object_key.c.unique_digest == bindparam("u"),
 )
+# The batched writes of the pipeline (write_objects), without per-row SQLAlchemy work.
+_INSERT_MANY = ManyWriter(_INSERT)
+_INSERT_KEYS_MANY = ManyWriter(_INSERT_KEYS)
+_REPLACE_MANY = ManyWriter(_REPLACE)
+_DELETE_KEYS_MANY = ManyWriter(_DELETE_KEYS)
 _COUNT_BY_PROFILE = (
     select(profile_object.c.profile_id, func.count())
     .where(
@@ -252,12 +258,14 @@ def write_objects(
             for name, digest in dict.fromkeys(w.key_digests)
         )
     if inserts:
-        tx.conn.execute(_INSERT, inserts)
+        _INSERT_MANY.execute(tx.conn, inserts)
     if updates:
-        tx.conn.execute(_REPLACE, updates)
-        tx.conn.execute(_DELETE_KEYS, [{"d": u["d"], "t": u["t"], "u": u["u"]} for u in updates])
+        _REPLACE_MANY.execute(tx.conn, updates)
+        _DELETE_KEYS_MANY.execute(
+            tx.conn, [{"d": u["d"], "t": u["t"], "u": u["u"]} for u in updates]
+        )
     if keys:
-        tx.conn.execute(_INSERT_KEYS, keys)
+        _INSERT_KEYS_MANY.execute(tx.conn, keys)
 
 
 def write_object(

@@ -34,6 +34,7 @@ from openprofiles.profiles.models import (
     KeyMatch,
     ProfileRecord,
 )
+from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import profile, profile_key
 
 PROFILE_TABLE = "profile"
@@ -281,6 +282,12 @@ _DELETE_DERIVED_KEY = delete(profile_key).where(
     profile_key.c.origin == DERIVED_ORIGIN,
 )
 
+# The batched writes of write_profiles and insert_key_rows, without per-row SQLAlchemy work.
+_INSERT_PROFILE_MANY = ManyWriter(_INSERT_PROFILE)
+_UPDATE_PROFILE_MANY = ManyWriter(_UPDATE_PROFILE)
+_DELETE_DERIVED_KEY_MANY = ManyWriter(_DELETE_DERIVED_KEY)
+_INSERT_KEYS_MANY = {name: ManyWriter(statement) for name, statement in _INSERT_KEYS.items()}
+
 DerivedKeys = dict[tuple[str, bytes], str]
 
 
@@ -310,8 +317,8 @@ def write_profiles(
         return
     cipher = tx.cipher(domain_name)
     if created:
-        tx.conn.execute(
-            _INSERT_PROFILE,
+        _INSERT_PROFILE_MANY.execute(
+            tx.conn,
             [
                 dict(
                     domain_name=domain_name,
@@ -326,8 +333,8 @@ def write_profiles(
             ],
         )
     if updated:
-        tx.conn.execute(
-            _UPDATE_PROFILE,
+        _UPDATE_PROFILE_MANY.execute(
+            tx.conn,
             [
                 {
                     "d": domain_name,
@@ -346,7 +353,7 @@ def write_profiles(
         if after.get((k, g)) != value
     ]
     if removed:
-        tx.conn.execute(_DELETE_DERIVED_KEY, removed)
+        _DELETE_DERIVED_KEY_MANY.execute(tx.conn, removed)
     added = [
         (r.profile_id, k, g, value)
         for r, before, after in (
@@ -655,7 +662,7 @@ def _insert_keys(tx: Tx, rows: list[dict[str, Any]]) -> None:
     """Insert key rows, keeping the existing row where the same value is already indexed."""
     if not rows:
         return
-    tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], rows)
+    _INSERT_KEYS_MANY[tx.conn.dialect.name].execute(tx.conn, rows)
 
 
 def _replace_derived_keys(
