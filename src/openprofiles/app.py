@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from openprofiles import logging_setup
 from openprofiles.auth.credentials import SecretCache, find_secret
 from openprofiles.auth.policy import authorize
 from openprofiles.background import PeriodicTask, background_lifespan
@@ -81,6 +82,9 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
 
 
 def create_app(settings: Settings) -> Starlette:
+    # However the app is served (our command, plain uvicorn, a test), its logs stay free of
+    # exception messages and locals that could carry personal data (logging_setup).
+    logging_setup.install()
     services = build_services(settings)
     model = load_service_model()
     registry = build_registry(HANDLER_MODULES, model)

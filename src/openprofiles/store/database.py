@@ -26,6 +26,8 @@ from openprofiles.store.checkpoint import Checkpointer
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
+        # Statement parameters are customers' sealed data and digests: never in error texts.
+        hide_parameters=True,
         poolclass=QueuePool,
         pool_size=8,
         max_overflow=8,
@@ -71,7 +73,11 @@ class Database:
             self.checkpointer = Checkpointer(self._checkpoint_connection)
         else:
             self.engine = create_engine(
-                _psycopg_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True
+                _psycopg_url(url),
+                hide_parameters=True,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
             )
         self._writer_lock = threading.Lock() if self.is_sqlite else None
 

@@ -123,3 +123,34 @@ def test_the_command_installs_it(tmp_path: Path) -> None:
     finally:
         if not already:
             logging_setup.uninstall()
+
+
+def test_create_app_installs_it(sqlite_settings: Settings) -> None:
+    from openprofiles.app import create_app
+
+    already = logging_setup.installed()
+    try:
+        if already:
+            logging_setup.uninstall()
+        app = create_app(sqlite_settings)
+        assert logging_setup.installed()
+        app.state.services.database.dispose()
+    finally:
+        if not already:
+            logging_setup.uninstall()
+
+
+def test_database_errors_never_quote_their_parameters(sqlite_settings: Settings) -> None:
+    """Wherever a SQLAlchemy error's text ends up, the statement's values are not in it."""
+    from sqlalchemy import text
+
+    from openprofiles.store.database import Database
+
+    database = Database.from_settings(sqlite_settings)
+    try:
+        with pytest.raises(Exception) as caught, database.read() as conn:
+            conn.execute(text("SELECT * FROM no_such_table WHERE x = :v"), {"v": MARKER})
+        assert "no_such_table" in str(caught.value)
+        assert MARKER not in str(caught.value)
+    finally:
+        database.dispose()
