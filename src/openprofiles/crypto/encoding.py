@@ -13,8 +13,12 @@ from collections.abc import Mapping
 
 def length_prefixed(*parts: str | bytes) -> bytes:
     """Each part as a 4-byte big-endian length followed by its bytes (text as UTF-8)."""
-    encoded = [part.encode("utf-8") if isinstance(part, str) else part for part in parts]
-    return b"".join(len(data).to_bytes(4, "big") + data for data in encoded)
+    out = []
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        out.append(len(data).to_bytes(4, "big"))
+        out.append(data)
+    return b"".join(out)
 
 
 def canonical_context(context: Mapping[str, str]) -> bytes:

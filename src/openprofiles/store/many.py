@@ -45,19 +45,7 @@ class ManyWriter:
         if plan is None:
             conn.execute(self.statement, list(rows))
             return
-        parameters = plan.parameters
-        conn.exec_driver_sql(
-            plan.sql,
-            [
-                tuple(
-                    (fixed if key is None else row[key])
-                    if process is None
-                    else process(fixed if key is None else row[key])
-                    for key, fixed, process in parameters
-                )
-                for row in rows
-            ],
-        )
+        conn.exec_driver_sql(plan.sql, _tuples(plan, rows))
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
         if keys in self._plans:
@@ -66,6 +54,35 @@ class ManyWriter:
             if keys not in self._plans:
                 self._plans[keys] = _compile(self.statement, dialect, keys)
             return self._plans[keys]
+
+
+def _tuples(plan: _Plan, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The rows as the driver's positional tuples, each value through its type's processor.
+
+    A batch's rows mostly share their timestamps (the transaction's `now`): each processor
+    remembers its last input, so the same object is converted once, not once per row."""
+    out: list[list[Any]] = [[None] * len(plan.parameters) for _ in rows]
+    for position, (key, fixed, process) in enumerate(plan.parameters):
+        if key is None:
+            value = fixed if process is None else process(fixed)
+            for values in out:
+                values[position] = value
+            continue
+        if process is None:
+            for values, row in zip(out, rows, strict=True):
+                values[position] = row[key]
+            continue
+        last_in: Any = _NOTHING
+        last_out: Any = None
+        for values, row in zip(out, rows, strict=True):
+            value = row[key]
+            if value is not last_in:
+                last_in, last_out = value, process(value)
+            values[position] = last_out
+    return [tuple(values) for values in out]
+
+
+_NOTHING = object()
 
 
 def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
