@@ -603,7 +603,9 @@ def test_writes_and_match_reads_seek_the_digest_index(sqlite_settings):
                 on_digests = [p for p in plan if " rule_match_digest " in f"{p} "]
                 assert on_digests, plan
                 for line in on_digests:
-                    assert line.startswith("SEARCH") and not line.endswith("(domain_name=?)"), (
+                    # A seek by digest, by profile, or from a MatchId onwards (a page).
+                    seeks = ("digest=?", "profile_id=?", "(level,digest)>")
+                    assert line.startswith("SEARCH") and any(s in line for s in seeks), (
                         statement,
                         plan,
                     )

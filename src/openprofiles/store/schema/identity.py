@@ -53,7 +53,10 @@ rule_match_digest = Table(
     Column("digest", LargeBinary, primary_key=True),
     Column("profile_id", String(32), primary_key=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
-    Index("ix_rule_match_digest_profile", "domain_name", "profile_id"),
+    # Covering (level and digest too): a profile's digests are read by profile, and SQLite,
+    # without statistics, prefers any covering index -- the primary key, every digest of the
+    # domain -- to one that is not.
+    Index("ix_rule_match_digest_profile", "domain_name", "profile_id", "level", "digest"),
 )
 
 # Probabilistic matching (spec §5.2). A job row holds its status and counts; a match group row
