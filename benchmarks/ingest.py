@@ -3,8 +3,9 @@
 (a) in-process: the pipeline in batched transactions (`openprofiles ingest`'s code path);
 (b) HTTP: PutProfileObject from C concurrent boto3 clients (threads) against `openprofiles
     serve` in a subprocess;
-(c) raw SQLite: inserting the same rows (sealed object blob, key digests, the same indexes) with
-    executemany, sealing done beforehand — the physical limit of the storage layer.
+(c) raw SQLite: inserting the same rows (objects, object keys, profile keys, and the profiles
+    created and changed per batch; sealed and digested beforehand, the same indexes and
+    settings) with executemany — the physical limit of the storage layer.
 
     .venv/bin/python benchmarks/ingest.py                       # 200,000 objects, 20,000 customers
     .venv/bin/python benchmarks/ingest.py --objects 20000 --customers 2000 --http-objects 4000
@@ -141,32 +142,65 @@ def over_http(data_dir: Path, records: list[str], clients: int, port: int) -> No
 
 
 def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: int) -> None:
-    """The same rows the pipeline writes per object (object row, two object-key rows, and one
-    profile-key row per new key value), sealed and digested beforehand."""
+    """The rows the pipeline writes, sealed and digested beforehand, inserted with executemany
+    in the same batches: per object its row, two object-key rows and its `_ctrContactId`
+    profile-key row; per customer first seen, its profile row and the derived `_profileId`,
+    `_phone` and `_fullName` key rows; per batch, one update of every profile whose fields
+    changed in it (the pipeline writes a changed profile once per batch)."""
     from openprofiles.crypto.domain_keys import DomainCipher
+    from openprofiles.store.checkpoint import Checkpointer
 
     cipher = DomainCipher(b"k" * 32, "raw")
-    rows_objects, rows_keys, rows_profile_keys = [], [], []
+    now = "2026-11-28 10:00:00.000000"
+    batches = []
     profile_of: dict[str, str] = {}
-    for raw in records:
-        obj = json.loads(raw)
-        phone = obj["CustomerEndpoint"]["Address"]
-        pid = profile_of.setdefault(phone, uuid.uuid4().hex)
-        unique = cipher.digest("_ctrContactId", obj["ContactId"])
-        phone_digest = cipher.digest("_phone", phone)
-        sealed = cipher.seal_record("profile_object", unique.hex(), {"object": raw})
-        rows_objects.append(("raw", "Contacts", unique, pid, sealed, len(raw)))
-        rows_keys += [
-            ("raw", "Contacts", unique, "_ctrContactId", unique),
-            ("raw", "Contacts", unique, "_phone", phone_digest),
-        ]
-        sealed_key = cipher.seal_record("profile_key", unique.hex(), {"value": obj["ContactId"]})
-        rows_profile_keys.append(("raw", "_ctrContactId", unique, pid, "Contacts", sealed_key))
+    queue_of: dict[str, str] = {}
+    for first in range(0, len(records), batch_size):
+        objects, object_keys, profile_keys, new_profiles, changed = [], [], [], [], {}
+        for raw in records[first : first + batch_size]:
+            obj = json.loads(raw)
+            phone = obj["CustomerEndpoint"]["Address"]
+            name = obj["Attributes"]["CustomerName"]
+            queue = obj["Queue"]["Name"]
+            pid = profile_of.get(phone)
+            if pid is None:
+                pid = profile_of[phone] = uuid.uuid4().hex
+                new_profiles.append((pid, phone, name, queue))
+            elif queue_of[phone] != queue:
+                changed[pid] = (phone, name, queue)
+            queue_of[phone] = queue
+            unique = cipher.digest("_ctrContactId", obj["ContactId"])
+            sealed = cipher.seal_record("profile_object", unique.hex(), {"object": raw})
+            objects.append(("raw", "Contacts", unique, pid, sealed, len(raw), now, now))
+            object_keys += [
+                ("raw", "Contacts", unique, "_ctrContactId", unique),
+                ("raw", "Contacts", unique, "_phone", cipher.digest("_phone", phone)),
+            ]
+            sealed_key = cipher.seal_record(
+                "profile_key", unique.hex(), {"value": obj["ContactId"]}
+            )
+            profile_keys.append(("raw", "_ctrContactId", unique, pid, "Contacts", sealed_key))
+        profiles, updates = [], []
+        for pid, phone, name, queue in new_profiles:
+            profiles.append(("raw", pid, _sealed_profile(cipher, pid, phone, name, queue), now))
+            for key_name, value in (("_profileId", pid), ("_phone", phone), ("_fullName", name)):
+                digest = cipher.digest(key_name, value)
+                sealed_value = cipher.seal_record("profile_key", pid + key_name, {"value": value})
+                profile_keys.append(("raw", key_name, digest, pid, "profile", sealed_value))
+        for pid, (phone, name, queue) in changed.items():
+            updates.append((_sealed_profile(cipher, pid, phone, name, queue), now, "raw", pid))
+        batches.append((objects, object_keys, profile_keys, profiles, updates))
     path = data_dir / "raw.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
+    # The store's own settings (store/database.py): WAL, NORMAL sync, checkpoints off the
+    # commit path on the store's checkpointer thread.
     db.executescript(
         """
-        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;
+        CREATE TABLE profile (domain_name TEXT, profile_id TEXT, sealed BLOB, version INT,
+          merged_into TEXT, created_at TEXT, updated_at TEXT,
+          PRIMARY KEY (domain_name, profile_id));
+        CREATE INDEX ix_profile_live ON profile (domain_name, merged_into);
         CREATE TABLE profile_object (domain_name TEXT, object_type_name TEXT, unique_digest BLOB,
           profile_id TEXT, sealed BLOB, size INT, created_at TEXT, updated_at TEXT,
           expires_at TEXT, source_last_updated TEXT,
@@ -183,29 +217,41 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
         CREATE INDEX ix_pk ON profile_key (domain_name, profile_id);
         """
     )
-    now = "2026-11-28 10:00:00.000000"
+    checkpointer = Checkpointer(lambda: sqlite3.connect(path, isolation_level=None))
     started = time.perf_counter()
-    for i in range(0, len(rows_objects), batch_size):
+    for objects, object_keys, profile_keys, profiles, updates in batches:
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
-            "INSERT INTO profile_object VALUES (?,?,?,?,?,?,?,?,NULL,NULL)",
-            [(*r, now, now) for r in rows_objects[i : i + batch_size]],
+            "INSERT INTO profile VALUES (?,?,?,1,NULL,?,?)", [(*p, p[-1]) for p in profiles]
         )
         db.executemany(
-            "INSERT INTO profile_object_key VALUES (?,?,?,?,?)",
-            rows_keys[2 * i : 2 * (i + batch_size)],
+            "UPDATE profile SET sealed = ?, version = version + 1, updated_at = ? "
+            "WHERE domain_name = ? AND profile_id = ?",
+            updates,
         )
-        db.executemany(
-            "INSERT OR IGNORE INTO profile_key VALUES (?,?,?,?,?,?)",
-            rows_profile_keys[i : i + batch_size],
-        )
+        db.executemany("INSERT INTO profile_object VALUES (?,?,?,?,?,?,?,?,NULL,NULL)", objects)
+        db.executemany("INSERT INTO profile_object_key VALUES (?,?,?,?,?)", object_keys)
+        db.executemany("INSERT OR IGNORE INTO profile_key VALUES (?,?,?,?,?,?)", profile_keys)
         db.execute("COMMIT")
+        checkpointer.nudge()
     elapsed = time.perf_counter() - started
+    checkpointer.close()
     db.close()
     print(
         f"(c) raw SQLite inserts of the same rows: {len(records)} objects in {elapsed:.2f}s = "
         f"{len(records) / elapsed:,.0f} objects/s"
     )
+
+
+def _sealed_profile(cipher: Any, pid: str, phone: str, name: str, queue: str) -> bytes:
+    """A sealed profile shaped like the pipeline's (fields, and which object type set each)."""
+    source = {"type": "Contacts", "priority": None}
+    payload = {
+        "fields": {"PhoneNumber": phone, "FirstName": name, "Attributes": {"LastQueue": queue}},
+        "manual": [],
+        "sources": {"PhoneNumber": source, "FirstName": source, "Attributes.LastQueue": source},
+    }
+    return cipher.seal_record("profile", pid, payload)
 
 
 def main() -> None:
