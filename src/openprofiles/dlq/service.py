@@ -201,10 +201,16 @@ def awaiting_send(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> se
 
 
 def settle_sends(
-    tx: Tx, *, domain_name: str, sent: Sequence[str], failed: Mapping[str, Sequence[str]]
+    tx: Tx,
+    *,
+    domain_name: str,
+    sent: Sequence[str],
+    failed: Mapping[str, Sequence[str]],
+    marked: str = SQS_PENDING,
 ) -> None:
     """Record the SQS sends' outcomes: no sink error for the `sent` message ids; for `failed`
-    (why → message ids), why the send failed."""
+    (why → message ids), why the send failed. Only records still marked `marked` (what the
+    sender saw when it took them) change."""
     outcomes: list[tuple[str | None, Sequence[str]]] = [(None, sent), *failed.items()]
     for error, message_ids in outcomes:
         if message_ids:
@@ -213,7 +219,7 @@ def settle_sends(
                 .where(
                     dlq_message.c.domain_name == domain_name,
                     dlq_message.c.message_id.in_(list(message_ids)),
-                    dlq_message.c.sink_error == SQS_PENDING,
+                    dlq_message.c.sink_error == marked,
                 )
                 .values(sink_error=error)
             )

@@ -9,7 +9,8 @@ with the failure noted, and can be replayed from there.
 The local record is written in the caller's transaction; the SQS send waits until that
 transaction has committed (`Tx.after_commit`), so a slow or unreachable queue never holds a
 transaction open — on SQLite that would stall every write of the server — and a rolled-back
-transaction sends nothing.
+transaction sends nothing. Sends go in SendMessageBatch requests of up to 10 messages
+(`deliver`), the one way letters reach SQS.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import functools
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,6 +36,10 @@ TEST_MESSAGE = "OpenProfiles dead-letter queue test message"
 # seconds, not a worker forever (botocore's defaults are 60 s each).
 SQS_CONNECT_TIMEOUT_SECONDS = 5
 SQS_READ_TIMEOUT_SECONDS = 10
+# SendMessageBatch takes up to 10 messages; their total size is capped too. 256 KiB is the
+# smallest cap among SQS (1 MiB since 2025) and the SQS-compatible queues.
+SQS_BATCH_ENTRIES = 10
+SQS_BATCH_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +89,39 @@ class SqsSink:
         self._client = client or sqs_client(settings)
 
     def send(self, letter: DeadLetter) -> None:
-        self._send(
-            letter.object_json,
-            {
-                "Message": letter.reason,
-                "DomainName": letter.domain_name,
-                "ObjectTypeName": letter.object_type_name,
-            },
-        )
+        self._send(letter.object_json, _attributes(letter))
+
+    def send_batch(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
+        """Send up to `SQS_BATCH_ENTRIES` letters in one request; returns why, for the ones the
+        queue refused (by their index in `letters`). SinkError when the request as a whole
+        failed (none was sent)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {
+                        # Entry ids only need to be unique within the request.
+                        "Id": str(index),
+                        "MessageBody": letter.object_json,
+                        "MessageAttributes": _message_attributes(_attributes(letter)),
+                    }
+                    for index, letter in enumerate(letters)
+                ],
+            )
+        except ClientError as exc:
+            raise SinkError(self._refused(exc.response.get("Error", {}))) from exc
+        except BotoCoreError as exc:
+            raise SinkError(
+                f"SQS could not be reached at {self.queue_url}: {exc}", unreachable=True
+            ) from exc
+        refused = {int(entry["Id"]): self._refused(entry) for entry in response.get("Failed", [])}
+        answered = set(refused) | {int(entry["Id"]) for entry in response.get("Successful", [])}
+        for index in range(len(letters)):
+            if index not in answered:
+                refused[index] = f"SQS did not say whether it took the message ({self.queue_url})"
+        return refused
 
     def check(self, domain_name: str) -> None:
         """Send a test message, as Customer Profiles does on CreateDomain (spec §6.1)."""
@@ -105,22 +137,61 @@ class SqsSink:
             self._client.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=body,
-                MessageAttributes={
-                    name: {"DataType": "String", "StringValue": value}
-                    for name, value in attributes.items()
-                    if value
-                },
+                MessageAttributes=_message_attributes(attributes),
             )
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise SinkError(
-                f"SQS refused the message for {self.queue_url}: "
-                f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-            ) from exc
+            raise SinkError(self._refused(exc.response.get("Error", {}))) from exc
         except BotoCoreError as exc:
             raise SinkError(
                 f"SQS could not be reached at {self.queue_url}: {exc}", unreachable=True
             ) from exc
+
+    def _refused(self, error: dict[str, Any]) -> str:
+        """Why the queue refused, from an error (or a failed batch entry): its code and message."""
+        return (
+            f"SQS refused the message for {self.queue_url}: "
+            f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        )
+
+
+def _attributes(letter: DeadLetter) -> dict[str, str]:
+    """The message attributes of a dead letter (spec §6.1)."""
+    return {
+        "Message": letter.reason,
+        "DomainName": letter.domain_name,
+        "ObjectTypeName": letter.object_type_name,
+    }
+
+
+def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
+    # SQS refuses an attribute with an empty value.
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in attributes.items()
+        if value
+    }
+
+
+def _size(letter: DeadLetter) -> int:
+    """What the message counts towards SQS's size caps: body, attribute names, types, values."""
+    return len(letter.object_json.encode()) + sum(
+        len(name) + len("String") + len(value.encode())
+        for name, value in _attributes(letter).items()
+    )
+
+
+def _batches(letters: Sequence[DeadLetter]) -> list[list[DeadLetter]]:
+    """The letters in order, in batches within SQS's caps (a letter over the size cap alone)."""
+    batches: list[list[DeadLetter]] = []
+    size = 0
+    for letter in letters:
+        grows = _size(letter)
+        if not batches or len(batches[-1]) == SQS_BATCH_ENTRIES or size + grows > SQS_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(letter)
+        size += grows
+    return batches
 
 
 def sqs_client(settings: Settings) -> Any:
@@ -149,6 +220,69 @@ def _sqs_client(endpoint_url: str | None, region: str) -> Any:
 def check_queue(settings: Settings, queue_url: str, domain_name: str) -> None:
     """SinkError unless a test message can be written to the queue."""
     SqsSink(settings, queue_url).check(domain_name)
+
+
+@dataclass
+class Delivery:
+    """What became of some letters' SQS sends, by domain: the message ids sent, and the ids
+    not sent by why."""
+
+    sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    failed: dict[str, dict[str, list[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+
+
+def deliver(
+    settings: Settings,
+    letters: Sequence[tuple[DeadLetter, str]],
+    unreachable: dict[str, str] | None = None,
+) -> Delivery:
+    """Send letters to their queue URLs in batches. An endpoint that did not answer is not
+    tried again for the rest of the letters (each try may cost the client's full timeouts):
+    `unreachable` (queue URL → why) collects those, and may come filled from earlier calls."""
+    unreachable = {} if unreachable is None else unreachable
+    by_queue: dict[str, list[DeadLetter]] = defaultdict(list)
+    for letter, queue_url in letters:
+        by_queue[queue_url].append(letter)
+    delivery = Delivery()
+    for queue_url, queued in by_queue.items():
+        sink = SqsSink(settings, queue_url)
+        for batch in _batches(queued):
+            refused: dict[int, str]
+            error = unreachable.get(queue_url)
+            if error is not None:
+                refused = dict.fromkeys(range(len(batch)), error)
+            else:
+                try:
+                    refused = sink.send_batch(batch)
+                except SinkError as exc:
+                    refused = dict.fromkeys(range(len(batch)), exc.message)
+                    if exc.unreachable:
+                        unreachable[queue_url] = exc.message
+            for index, letter in enumerate(batch):
+                if index in refused:
+                    delivery.failed[letter.domain_name][refused[index]].append(letter.message_id)
+                else:
+                    delivery.sent[letter.domain_name].append(letter.message_id)
+    return delivery
+
+
+def settle(services: Services, delivery: Delivery, *, marked: str = service.SQS_PENDING) -> None:
+    """Record the outcomes in the local store, on the records still marked `marked` (the mark
+    the sender saw: a record settled, purged or taken over meanwhile is left as it is)."""
+    domains = set(delivery.sent) | set(delivery.failed)
+    if not domains:
+        return
+    with services.write() as tx:
+        for domain_name in sorted(domains):
+            service.settle_sends(
+                tx,
+                domain_name=domain_name,
+                sent=delivery.sent.get(domain_name, []),
+                failed=delivery.failed.get(domain_name, {}),
+                marked=marked,
+            )
 
 
 class _SqsOutbox:
@@ -185,40 +319,17 @@ class _SqsOutbox:
                     tx, domain_name=domain_name, message_ids=ids
                 )
             }
-        sent: dict[str, list[str]] = defaultdict(list)
-        failed: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        # An endpoint that did not answer is not tried again for the rest of this transaction's
-        # letters: each try may cost the client's full timeouts.
-        unreachable: dict[str, str] = {}
-        sinks: dict[str, SqsSink] = {}
-        for letter, queue_url in self.letters:
-            if (letter.domain_name, letter.message_id) not in stored:
-                continue
-            error = unreachable.get(queue_url)
-            if error is None:
-                sink = sinks.get(queue_url)
-                if sink is None:
-                    sink = sinks[queue_url] = SqsSink(self._services.settings, queue_url)
-                try:
-                    sink.send(letter)
-                except SinkError as exc:
-                    error = exc.message
-                    if exc.unreachable:
-                        unreachable[queue_url] = error
-            if error is None:
-                sent[letter.domain_name].append(letter.message_id)
-            else:
-                failed[letter.domain_name][error].append(letter.message_id)
-        if not sent and not failed:
-            return
-        with self._services.write() as tx:
-            for domain_name in by_domain:
-                service.settle_sends(
-                    tx,
-                    domain_name=domain_name,
-                    sent=sent.get(domain_name, []),
-                    failed=failed.get(domain_name, {}),
-                )
+        settle(
+            self._services,
+            deliver(
+                self._services.settings,
+                [
+                    (letter, queue_url)
+                    for letter, queue_url in self.letters
+                    if (letter.domain_name, letter.message_id) in stored
+                ],
+            ),
+        )
 
 
 def _send_after_commit(tx: Tx, letter: DeadLetter, queue_url: str) -> None:

@@ -21,7 +21,14 @@ from openprofiles.app import build_services
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
-from openprofiles.dlq.sinks import LocalStoreSink, dead_letter, dead_letter_in, sqs_client
+from openprofiles.dlq.sinks import (
+    SQS_BATCH_BYTES,
+    SQS_BATCH_ENTRIES,
+    LocalStoreSink,
+    dead_letter,
+    dead_letter_in,
+    sqs_client,
+)
 from openprofiles.domains.service import update_domain
 from openprofiles.settings import Settings
 
@@ -56,18 +63,18 @@ def reject(services_or_tx: Any, record_id: str) -> DeadLetter:
 
 @contextmanager
 def on_send(settings: Settings, handler: Callable[[Any], None]) -> Iterator[None]:
-    """Call `handler(request)` just before the SQS client sends a SendMessage request (botocore's
-    own event hook on the shared client the sinks use)."""
+    """Call `handler(request)` just before the SQS client sends a SendMessageBatch request
+    (botocore's own event hook on the shared client the sinks use)."""
     client = sqs_client(settings)
 
     def hook(request: Any, **_: Any) -> None:
         handler(request)
 
-    client.meta.events.register("before-send.sqs.SendMessage", hook)
+    client.meta.events.register("before-send.sqs.SendMessageBatch", hook)
     try:
         yield
     finally:
-        client.meta.events.unregister("before-send.sqs.SendMessage", hook)
+        client.meta.events.unregister("before-send.sqs.SendMessageBatch", hook)
 
 
 def stored(services: Services, message_id: str) -> DeadLetter | None:
@@ -189,8 +196,9 @@ def test_an_unreachable_queue_keeps_the_records_marked_as_not_sent(
 
     letters: list[DeadLetter] = []
     with on_send(services.settings, check), services.write() as tx:
-        letters += [reject(tx, f"r{i}") for i in range(3)]
-    # The write committed before the (failing) send, and the endpoint was tried for one letter
+        # More than one batch's worth.
+        letters += [reject(tx, f"r{i}") for i in range(12)]
+    # The write committed before the (failing) send, and the endpoint was tried for one batch
     # only: each further try could have cost the client's full timeouts.
     assert committed and all(committed)
     assert len(bodies) == 1
@@ -202,3 +210,31 @@ def test_an_unreachable_queue_keeps_the_records_marked_as_not_sent(
     one = reject(services, "r9")
     kept_one = stored(services, one.message_id)
     assert kept_one is not None and "could not be reached" in (kept_one.sink_error or "")
+
+
+def test_letters_go_in_batches_within_the_caps_of_sqs(
+    moto_services: Services, moto_url: str
+) -> None:
+    client, url = new_queue(moto_services, moto_url)
+    requests: list[list[dict[str, Any]]] = []
+
+    def record(request: Any) -> None:
+        requests.append(json.loads(request.body)["Entries"])
+
+    with on_send(moto_services.settings, record), moto_services.write() as tx:
+        letters = [reject(tx, f"r{i}") for i in range(12)]
+        # Over the batch size cap on its own: it goes alone.
+        letters.append(reject(tx, "big-" + "x" * SQS_BATCH_BYTES))
+        letters += [reject(tx, f"s{i}") for i in range(3)]
+    assert [len(entries) for entries in requests] == [10, 2, 1, 3]
+    assert all(len(e) <= SQS_BATCH_ENTRIES for e in requests)
+    received = receive_all(client, url)
+    assert sorted(m["Body"] for m in received) == sorted(x.object_json for x in letters)
+    for message in received:
+        attributes = message["MessageAttributes"]
+        assert attributes["Message"]["StringValue"] == "No profile matched."
+        assert attributes["DomainName"]["StringValue"] == DOMAIN
+        assert attributes["ObjectTypeName"]["StringValue"] == "Crm"
+    for letter in letters:
+        kept = stored(moto_services, letter.message_id)
+        assert kept is not None and kept.sink_error is None
