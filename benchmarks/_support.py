@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,3 +87,47 @@ def client(url: str, key: tuple[str, str]):
         aws_secret_access_key=key[1],
         config=Config(retries={"max_attempts": 1}, max_pool_connections=4),
     )
+
+
+def _presigned_worker(args: tuple[str, tuple[str, str], list[tuple[str, str, bytes]]]) -> float:
+    """Sign every request first, then send them over one keep-alive connection; the seconds
+    the sending took. Signing happens before the clock starts, so the figure is the server's,
+    not botocore's client-side cost (which on a small machine competes with the server)."""
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url, key, requests = args
+    host, port = url.removeprefix("http://").split(":")
+    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
+    prepared = []
+    for method, path, body in requests:
+        request = AWSRequest(
+            method=method,
+            url=f"{url}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        signer.add_auth(request)
+        prepared.append((method, path, body, dict(request.headers.items())))
+    connection = http.client.HTTPConnection(host, int(port))
+    started = time.perf_counter()
+    for method, path, body, headers in prepared:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status} {payload[:200]!r}")
+    return time.perf_counter() - started
+
+
+def presigned_rate(
+    url: str, key: tuple[str, str], clients: int, requests: list[tuple[str, str, bytes]]
+) -> float:
+    """Requests/s of `requests` (method, path, JSON body) sent by `clients` processes at once,
+    each pre-signing its share and sending it on one keep-alive connection; the slowest
+    client's time is the run's."""
+    shares = [requests[i::clients] for i in range(clients)]
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        seconds = max(pool.map(_presigned_worker, [(url, key, share) for share in shares]))
+    return len(requests) / seconds

@@ -26,7 +26,13 @@ import botocore.auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
-from _support import client, create_credential, server, summary_ms  # noqa: E402
+from _support import (  # noqa: E402
+    client,
+    create_credential,
+    presigned_rate,
+    server,
+    summary_ms,
+)
 from openprofiles.app import build_services  # noqa: E402
 from openprofiles.context import Principal, RequestContext  # noqa: E402
 from openprofiles.domains.handlers import create_domain  # noqa: E402
@@ -146,42 +152,6 @@ def _create_worker(args: tuple[str, tuple[str, str], int, int]) -> int:
     return requests
 
 
-def _raw_create_worker(args: tuple[str, tuple[str, str], int, int]) -> float:
-    """Send pre-signed CreateProfile requests over one keep-alive connection; return seconds.
-
-    Signing happens before the clock starts, so the figure is the server's, not botocore's
-    client-side cost (which on a 2-core machine competes with the server for CPU).
-    """
-    url, key, requests, seed = args
-    host, port = url.removeprefix("http://").split(":")
-    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
-    prepared = []
-    for n in range(requests):
-        body = json.dumps(
-            {
-                "FirstName": f"Raw{seed}-{n}",
-                "PhoneNumber": f"+4421{seed:02d}{n:06d}",
-                "EmailAddress": f"raw{seed}.{n}@example.com",
-            }
-        ).encode()
-        request = AWSRequest(
-            method="POST",
-            url=f"{url}/domains/{DOMAIN}/profiles",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        signer.add_auth(request)
-        prepared.append((body, dict(request.headers.items())))
-    connection = http.client.HTTPConnection(host, int(port))
-    started = time.perf_counter()
-    for body, headers in prepared:
-        connection.request("POST", f"/domains/{DOMAIN}/profiles", body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 200, response.status
-    return time.perf_counter() - started
-
-
 def create_over_http(url: str, key: tuple[str, str], clients: int, requests: int) -> float:
     per_client = requests // clients
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
@@ -193,12 +163,19 @@ def create_over_http(url: str, key: tuple[str, str], clients: int, requests: int
 
 
 def raw_create_over_http(url: str, key: tuple[str, str], clients: int, requests: int) -> float:
-    per_client = requests // clients
-    with multiprocessing.get_context("spawn").Pool(clients) as pool:
-        work = [(url, key, per_client, 60 + c) for c in range(clients)]
-        # Each worker times only its sending; the slowest worker's time is the run's.
-        seconds = max(pool.map(_raw_create_worker, work))
-    return per_client * clients / seconds
+    bodies = [
+        json.dumps(
+            {
+                "FirstName": f"Raw{n % clients}-{n}",
+                "PhoneNumber": f"+4421{n % clients:02d}{n:06d}",
+                "EmailAddress": f"raw{n}@example.com",
+            }
+        ).encode()
+        for n in range(requests // clients * clients)
+    ]
+    return presigned_rate(
+        url, key, clients, [("POST", f"/domains/{DOMAIN}/profiles", b) for b in bodies]
+    )
 
 
 def main() -> None:
