@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -89,45 +90,71 @@ def client(url: str, key: tuple[str, str]):
     )
 
 
-def _presigned_worker(args: tuple[str, tuple[str, str], list[tuple[str, str, bytes]]]) -> float:
-    """Sign every request first, then send them over one keep-alive connection; the seconds
-    the sending took. Signing happens before the clock starts, so the figure is the server's,
-    not botocore's client-side cost (which on a small machine competes with the server)."""
-    import botocore.auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
+def _presigned_worker(
+    url: str,
+    key: tuple[str, str],
+    requests: list[tuple[str, str, bytes]],
+    ready: Any,
+    results: Any,
+) -> None:
+    """Sign every request, wait until every client has, then send them over one keep-alive
+    connection; put the seconds the sending took on `results`. Signing happens before the
+    clock starts, so the figure is the server's, not botocore's client-side cost (which on a
+    small machine competes with the server for the same cores)."""
+    try:
+        import botocore.auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
 
-    url, key, requests = args
-    host, port = url.removeprefix("http://").split(":")
-    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
-    prepared = []
-    for method, path, body in requests:
-        request = AWSRequest(
-            method=method,
-            url=f"{url}{path}",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        signer.add_auth(request)
-        prepared.append((method, path, body, dict(request.headers.items())))
-    connection = http.client.HTTPConnection(host, int(port))
-    started = time.perf_counter()
-    for method, path, body, headers in prepared:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{path}: HTTP {response.status} {payload[:200]!r}")
-    return time.perf_counter() - started
+        host, port = url.removeprefix("http://").split(":")
+        signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
+        prepared = []
+        for method, path, body in requests:
+            request = AWSRequest(
+                method=method,
+                url=f"{url}{path}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            signer.add_auth(request)
+            prepared.append((method, path, body, dict(request.headers.items())))
+        connection = http.client.HTTPConnection(host, int(port))
+        # Nobody sends while another client is still starting up or signing.
+        ready.wait()
+        started = time.perf_counter()
+        for method, path, body, headers in prepared:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{path}: HTTP {response.status} {payload[:200]!r}")
+        results.put(time.perf_counter() - started)
+    except BaseException as exc:
+        ready.abort()
+        results.put(repr(exc))
 
 
 def presigned_rate(
     url: str, key: tuple[str, str], clients: int, requests: list[tuple[str, str, bytes]]
 ) -> float:
     """Requests/s of `requests` (method, path, JSON body) sent by `clients` processes at once,
-    each pre-signing its share and sending it on one keep-alive connection; the slowest
-    client's time is the run's."""
-    shares = [requests[i::clients] for i in range(clients)]
-    with multiprocessing.get_context("spawn").Pool(clients) as pool:
-        seconds = max(pool.map(_presigned_worker, [(url, key, share) for share in shares]))
-    return len(requests) / seconds
+    each pre-signing its share and sending it on one keep-alive connection, all starting
+    together; the slowest client's time is the run's."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(clients)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=_presigned_worker, args=(url, key, requests[i::clients], ready, results)
+        )
+        for i in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    failures = [o for o in outcomes if isinstance(o, str)]
+    if failures:
+        raise RuntimeError(f"a client failed: {failures[0]}")
+    return len(requests) / max(outcomes)
