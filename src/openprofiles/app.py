@@ -63,7 +63,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         upgrade_to_head(database)
     keyring = Keyring(settings.keyring_path)
-    keys = KeyManager(ProviderResolver(settings, keyring))
+    keys = KeyManager(
+        ProviderResolver(settings, keyring), cache_seconds=settings.data_key_cache_seconds
+    )
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
 

@@ -30,6 +30,9 @@ class Settings:
     # How far a request's signing time may be from the server's clock.
     max_clock_skew_seconds: int = 15 * 60
     kms_endpoint_url: str | None = None
+    # How long an unwrapped domain data key is used before its key provider (KMS) is asked
+    # again: disabling or revoking a key takes effect within this time.
+    data_key_cache_seconds: float = 300.0
     sqs_endpoint_url: str | None = None
     kinesis_endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
@@ -90,6 +93,7 @@ class Settings:
             account_id=get("ACCOUNT_ID"),
             default_phone_region=get("DEFAULT_PHONE_REGION"),
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
+            data_key_cache_seconds=(float(k) if (k := get("DATA_KEY_CACHE_SECONDS")) else None),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
             kinesis_endpoint_url=get("KINESIS_ENDPOINT_URL"),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),

@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +94,28 @@ class WrappedDomainKey:
     wrapped: bytes
 
 
+# How long an unwrapped data key is used before the key provider is asked again. Disabling
+# or revoking a key (in KMS, or `openprofiles keys disable`) takes effect within this time in
+# every process, as with the AWS Encryption SDK's caching; within it, KMS sees no call per
+# request.
+DEFAULT_CACHE_SECONDS = 300.0
+
+
 class KeyManager:
-    def __init__(self, resolver: ProviderResolver, cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        resolver: ProviderResolver,
+        cache_size: int = 1024,
+        *,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._resolver = resolver
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str, bytes], DomainCipher] = OrderedDict()
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        # cache key -> (cipher, when it must be unwrapped again)
+        self._cache: OrderedDict[tuple[str, str, bytes], tuple[DomainCipher, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._system_root: bytes | None = None
         self._system_lock = threading.Lock()
@@ -147,10 +166,10 @@ class KeyManager:
         """The cipher of a domain, unwrapping its data key only when not cached."""
         cache_key = (domain_name, key_id, _fingerprint(wrapped))
         with self._lock:
-            cipher = self._cache.get(cache_key)
-            if cipher is not None:
+            cached = self._cache.get(cache_key)
+            if cached is not None and cached[1] > self._clock():
                 self._cache.move_to_end(cache_key)
-                return cipher
+                return cached[0]
         # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may
         # both unwrap on a cold cache; that costs one extra call, not a wrong answer.
         provider = self._resolver.resolve(key_id)
@@ -201,7 +220,7 @@ class KeyManager:
 
     def _remember(self, cache_key: tuple[str, str, bytes], cipher: DomainCipher) -> None:
         with self._lock:
-            self._cache[cache_key] = cipher
+            self._cache[cache_key] = (cipher, self._clock() + self._cache_seconds)
             self._cache.move_to_end(cache_key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -230,3 +230,34 @@ def test_sealed_records_keep_their_documented_associated_data() -> None:
         assert aead.open_sealed(seal_key, blob, aad) == b'{"n":"%s"}' % record_id.encode()
         old_style = aead.seal(seal_key, b'{"n":1}', aad)
         assert cipher.open_record("profile", record_id, old_style) == {"n": 1}
+
+
+def test_a_disabled_key_stops_working_once_the_cache_expires(resolver: CountingResolver) -> None:
+    """Disabling a key (here a local one; KMS alike) reaches every process within the cache
+    time, without a restart; before that, requests cost no call to the key provider."""
+    key = resolver.keyring.create_key("sales-key")
+    key_id = resolver.local_arn(key)
+    wrapped = KeyManager(resolver).new_domain_key("sales", key_id)
+    now = [1000.0]
+    manager = KeyManager(resolver, cache_seconds=300, clock=lambda: now[0])
+    manager.cipher_for("sales", key_id, wrapped.wrapped)
+    calls = resolver.counter.decrypted
+
+    now[0] += 299
+    manager.cipher_for("sales", key_id, wrapped.wrapped)
+    assert resolver.counter.decrypted == calls
+
+    now[0] += 2  # expired: unwrapped again, which still works
+    manager.cipher_for("sales", key_id, wrapped.wrapped)
+    assert resolver.counter.decrypted == calls + 1
+
+    resolver.keyring.disable(key.key_id)
+    manager.cipher_for("sales", key_id, wrapped.wrapped)  # cached for another 300 s
+    now[0] += 301
+    with pytest.raises(KeyUnusable, match="is disabled"):
+        manager.cipher_for("sales", key_id, wrapped.wrapped)
+
+
+def test_the_cache_time_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENPROFILES_DATA_KEY_CACHE_SECONDS", "30")
+    assert Settings.from_env().data_key_cache_seconds == 30.0
