@@ -26,6 +26,7 @@ from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
+from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
 from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.schedule import run_due_now
@@ -72,7 +73,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 def background_tasks(services: Services) -> list[PeriodicTask]:
     """What the server does in the background while it serves: purging expired profile objects
-    (spec §1.9) and starting scheduled probabilistic matching jobs (spec §5.2)."""
+    (spec §1.9), starting scheduled probabilistic matching jobs (spec §5.2) and sending dead
+    letters that have not reached their SQS queue yet (spec §6.1)."""
     return [
         expiry_task(services),
         PeriodicTask(
@@ -80,6 +82,7 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
             lambda: run_due_now(services),
             services.settings.matching_schedule_check_seconds,
         ),
+        resend_task(services),
     ]
 
 

@@ -41,6 +41,9 @@ class Settings:
     # How often the server looks for probabilistic matching jobs whose JobSchedule slot has come
     # (identity.schedule); 0 turns the scheduler off in this process.
     matching_schedule_check_seconds: float = 60.0
+    # How often the server sends dead letters whose SQS send failed or never happened to their
+    # domain's queue again (dlq.resend); 0 turns it off in this process.
+    dlq_resend_interval_seconds: float = 300.0
     # The folders flows with a local-folder source may read, and anything under them (symlinks
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
@@ -100,6 +103,9 @@ class Settings:
             aws_region=get("AWS_REGION"),
             matching_schedule_check_seconds=(
                 float(c) if (c := get("MATCHING_SCHEDULE_CHECK_SECONDS")) else None
+            ),
+            dlq_resend_interval_seconds=(
+                float(r) if (r := get("DLQ_RESEND_INTERVAL_SECONDS")) else None
             ),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(

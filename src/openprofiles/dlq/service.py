@@ -6,7 +6,8 @@ pipeline again — after the object type or the data was fixed — and removes w
 
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
 sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
-it with why the send failed. A record still marked was never delivered to SQS.
+it with why the send failed. A record still marked was never delivered to SQS; dlq.resend sends
+it again (`due_sends`, `claim_sends`), marking it `SQS_RESENDING` while it does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -33,6 +36,9 @@ register_domain_table(dlq_message)
 SQS_PENDING = (
     "the send to SQS has not happened yet (it follows the commit of the record's transaction)"
 )
+# The sink error of a record dlq.resend is sending again, followed by when it began (ISO 8601):
+# unique to that run, so its outcome only lands on records it still holds.
+SQS_RESENDING = "a resend to SQS is under way, started at "
 
 
 def new_message_id() -> str:
@@ -223,6 +229,96 @@ def settle_sends(
                 )
                 .values(sink_error=error)
             )
+
+
+def resend_mark(now: datetime) -> str:
+    """The `SQS_RESENDING` mark of a resend run that starts at `now`."""
+    return f"{SQS_RESENDING}{now.astimezone(UTC).isoformat()}"
+
+
+def _resend_started(mark: str) -> datetime | None:
+    """When the resend marked `mark` started; None for other sink errors. A mark that cannot be
+    read counts as long ago, so its record is not stuck."""
+    if not mark.startswith(SQS_RESENDING):
+        return None
+    try:
+        return datetime.fromisoformat(mark[len(SQS_RESENDING) :])
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SendScan:
+    # Message id → its sink error as seen (the claim's expected value), oldest first.
+    due: dict[str, str]
+    # Records not delivered but not due yet: a send or resend may still be under way.
+    waiting: int
+    # The last message id looked at, to go on from; None when there are no more.
+    next_after: str | None
+
+
+def due_sends(
+    tx: Tx,
+    *,
+    domain_name: str,
+    pending_before: datetime,
+    resending_before: datetime,
+    after: str | None,
+    limit: int,
+) -> SendScan:
+    """Look at up to `limit` records not delivered to SQS (oldest first, after message id
+    `after`) and say which are due for a send: those whose send failed; those `SQS_PENDING`
+    since before `pending_before` (the send after their commit should be over by then); those
+    whose resend started before `resending_before` (its sender may have stopped)."""
+    rows = tx.conn.execute(
+        select(dlq_message.c.message_id, dlq_message.c.sink_error, dlq_message.c.created_at)
+        .where(
+            dlq_message.c.domain_name == domain_name,
+            dlq_message.c.sink_error.is_not(None),
+            *([dlq_message.c.message_id > after] if after is not None else []),
+        )
+        .order_by(dlq_message.c.message_id)
+        .limit(limit)
+    ).all()
+    due: dict[str, str] = {}
+    for row in rows:
+        started = _resend_started(row.sink_error)
+        if row.sink_error == SQS_PENDING:
+            is_due = row.created_at < pending_before
+        elif started is not None:
+            is_due = started < resending_before
+        else:
+            is_due = True
+        if is_due:
+            due[row.message_id] = row.sink_error
+    return SendScan(
+        due=due,
+        waiting=len(rows) - len(due),
+        next_after=rows[-1].message_id if len(rows) == limit else None,
+    )
+
+
+def claim_sends(
+    tx: Tx, *, domain_name: str, marks: Mapping[str, str], claim: str
+) -> list[DeadLetter]:
+    """Take records for a send: each whose sink error is still the one seen (`marks`: message
+    id → sink error) now carries `claim`. Returns those records, in `marks`' order. A record
+    another sender took, settled, retried away or purged meanwhile is left out — so two
+    processes resending at once never send one record twice."""
+    taken: list[DeadLetter] = []
+    for message_id, seen in marks.items():
+        result = tx.conn.execute(
+            update(dlq_message)
+            .where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id == message_id,
+                dlq_message.c.sink_error == seen,
+            )
+            .values(sink_error=claim)
+        )
+        if result.rowcount == 1:
+            taken.append(get(tx, domain_name=domain_name, message_id=message_id))
+    return taken
 
 
 def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:

@@ -10,7 +10,7 @@ The local record is written in the caller's transaction; the SQS send waits unti
 transaction has committed (`Tx.after_commit`), so a slow or unreachable queue never holds a
 transaction open — on SQLite that would stall every write of the server — and a rolled-back
 transaction sends nothing. Sends go in SendMessageBatch requests of up to 10 messages
-(`deliver`), the one way letters reach SQS.
+(`deliver`), the one way letters reach SQS, also when dlq.resend sends them again.
 """
 
 from __future__ import annotations
@@ -298,7 +298,8 @@ class _SqsOutbox:
             self._flush()
         except SQLAlchemyError as exc:
             # The caller's transaction has committed: raising would read as its failure (and
-            # bulk ingestion would run the batch again). The records stay marked as not sent.
+            # bulk ingestion would run the batch again). The records stay marked as not sent;
+            # dlq.resend sends them later.
             logger.warning(
                 "Could not settle the SQS sends of %d dead letters (%s); they stay marked "
                 "as not sent.",

@@ -1,0 +1,157 @@
+"""Sending dead letters to SQS again: records whose send after commit failed (the queue refused
+it, the endpoint did not answer) or never happened (the process stopped between the commit and
+the send) stay marked in their sink error; `resend_pending` sends them until they get through.
+
+It runs in the server every `Settings.dlq_resend_interval_seconds` (`resend_task`) and on demand
+(`openprofiles dlq resend`). Rules:
+
+* Only the mark changes: the local record is never removed or written twice, whatever the
+  outcome. Sends go through dlq.sinks (`deliver`, `settle`), with the message of spec §6.1.
+* A record `SQS_PENDING` for less than `SEND_GRACE_SECONDS` is left alone: the send after its
+  commit may still be under way, and sending it here too would put it in the queue twice.
+* A record is claimed before it is sent (its mark becomes `SQS_RESENDING` with the run's start,
+  compared and set in one UPDATE), so several server processes resending at once — on
+  PostgreSQL or SQLite — never send one record twice. A claim older than
+  `CLAIM_EXPIRY_SECONDS` belongs to a run that stopped, and is taken over.
+* A domain without a DeadLetterQueueUrl (never had one, or had it removed) is not looked at: its
+  undelivered records keep their mark. That mark stays true — they never reached a queue — and
+  if the administrator sets a queue again, they go to it then, which is what "reach SQS
+  eventually" means to whoever set it; one who does not want them purges them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from openprofiles.background import PeriodicTask
+from openprofiles.context import Services
+from openprofiles.dlq import service
+from openprofiles.dlq.sinks import deliver, settle
+from openprofiles.domains.service import get_domain, list_domains
+from openprofiles.errors import BadRequest
+
+# How long the send after a commit may take before its record counts as not sent. It sends one
+# batch request per 10 letters of the transaction, each bounded by the client's timeouts.
+SEND_GRACE_SECONDS = 60
+# How long a resend run may hold a record (up to `CHUNK` letters, 10 per request).
+CLAIM_EXPIRY_SECONDS = 600
+# Records looked at, claimed and sent at a time.
+CHUNK = 100
+# Records sent per call, by default: a large backlog goes over a few runs.
+DEFAULT_LIMIT = 1000
+DOMAIN_PAGE = 100
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResendOutcome:
+    # Message ids delivered to SQS, and those tried and still not delivered (the record says
+    # why), across the domains looked at.
+    sent: list[str]
+    failed: list[str]
+    # Records not delivered that were left alone: just committed (`SEND_GRACE_SECONDS`) or held
+    # by another resend run.
+    waiting: int
+    # Whether `limit` stopped the run with records due still to send.
+    more: bool
+
+
+def resend_pending(
+    services: Services,
+    *,
+    domain_name: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
+) -> ResendOutcome:
+    """Send the records of the domain (every domain with a queue when None) whose SQS delivery is
+    pending or failed, oldest first, up to `limit`; record each outcome. `now` is the clock
+    reading the grace period and claims are measured from."""
+    now = now or datetime.now(UTC)
+    pending_before = now - timedelta(seconds=SEND_GRACE_SECONDS)
+    resending_before = now - timedelta(seconds=CLAIM_EXPIRY_SECONDS)
+    mark = service.resend_mark(now)
+    sent: list[str] = []
+    failed: list[str] = []
+    waiting = 0
+    more = False
+    # An endpoint that did not answer is not tried again in this run (dlq.sinks.deliver).
+    unreachable: dict[str, str] = {}
+    for name, queue_url in _queues(services, domain_name):
+        after: str | None = None
+        while not more and queue_url not in unreachable:
+            with services.read() as tx:
+                scan = service.due_sends(
+                    tx,
+                    domain_name=name,
+                    pending_before=pending_before,
+                    resending_before=resending_before,
+                    after=after,
+                    limit=CHUNK,
+                )
+            waiting += scan.waiting
+            room = limit - len(sent) - len(failed)
+            due = dict(itertools.islice(scan.due.items(), room))
+            more = len(due) < len(scan.due)
+            if due:
+                with services.write() as tx:
+                    letters = service.claim_sends(tx, domain_name=name, marks=due, claim=mark)
+                delivery = deliver(
+                    services.settings, [(x, queue_url) for x in letters], unreachable
+                )
+                settle(services, delivery, marked=mark)
+                sent += delivery.sent.get(name, [])
+                failed += [m for ids in delivery.failed.get(name, {}).values() for m in ids]
+            if scan.next_after is None:
+                break
+            after = scan.next_after
+    return ResendOutcome(sent=sent, failed=failed, waiting=waiting, more=more)
+
+
+def _queues(services: Services, domain_name: str | None) -> list[tuple[str, str]]:
+    """(domain name, queue URL) of the domain, or of every domain that has a queue."""
+    with services.read() as tx:
+        if domain_name is not None:
+            url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
+            if not url:
+                raise BadRequest(
+                    f"Domain {domain_name} has no DeadLetterQueueUrl: its dead letters are kept "
+                    "in the local store only."
+                )
+            return [(domain_name, url)]
+        queues: list[tuple[str, str]] = []
+        after: str | None = None
+        while True:
+            page, has_more = list_domains(tx, after=after, limit=DOMAIN_PAGE)
+            queues += [(d.name, d.dead_letter_queue_url) for d in page if d.dead_letter_queue_url]
+            if not has_more:
+                return queues
+            after = page[-1].name
+
+
+def resend_once(services: Services, *, now: datetime | None = None) -> ResendOutcome:
+    """One run of the server's task: every domain, counts logged (no personal data)."""
+    outcome = resend_pending(services, now=now)
+    if outcome.sent or outcome.failed:
+        logger.info(
+            "resent %d dead letters to SQS; %d still not delivered",
+            len(outcome.sent),
+            len(outcome.failed),
+        )
+    return outcome
+
+
+def resend_task(
+    services: Services, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> PeriodicTask:
+    """The server's background task sending undelivered dead letters every
+    `Settings.dlq_resend_interval_seconds` (0 turns it off)."""
+    return PeriodicTask(
+        "resend dead letters to SQS",
+        lambda: resend_once(services, now=clock()),
+        services.settings.dlq_resend_interval_seconds,
+    )
