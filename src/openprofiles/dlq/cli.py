@@ -1,4 +1,5 @@
-"""`openprofiles dlq list|show|retry|purge --domain NAME`: the local dead-letter store."""
+"""`openprofiles dlq list|show|retry|resend|purge --domain NAME`: the local dead-letter store,
+and sending its records to the domain's SQS queue again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from openprofiles.cli_support import open_services, settings_from_options, stora
 from openprofiles.dlq.models import DeadLetter
 
 
-def _summary(letter: DeadLetter) -> dict[str, Any]:
+def _summary(letter: DeadLetter, queue_url: str | None) -> dict[str, Any]:
+    from openprofiles.dlq.service import delivery_status
+
     return {
         "MessageId": letter.message_id,
         "ObjectTypeName": letter.object_type_name,
@@ -22,7 +25,14 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
         "CreatedAt": letter.created_at.isoformat(),
         "LastAttemptAt": letter.last_attempt_at.isoformat(),
         "SinkError": letter.sink_error,
+        "Delivery": delivery_status(letter, queue_url),
     }
+
+
+def _queue_url(tx: Any, domain_name: str) -> str | None:
+    from openprofiles.domains.service import get_domain
+
+    return get_domain(tx, domain_name=domain_name).dead_letter_queue_url
 
 
 def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
@@ -57,19 +67,20 @@ def dlq_list(
     """List the domain's dead letters, oldest first."""
     from openprofiles.dlq.service import list_messages
 
-    letters = _run(
+    letters, queue_url = _run(
         data_dir,
         database_url,
-        lambda tx: list_messages(tx, domain_name=domain_name),
+        lambda tx: (list_messages(tx, domain_name=domain_name), _queue_url(tx, domain_name)),
         write=False,
     )
+    summaries = [_summary(x, queue_url) for x in letters]
     if as_json:
-        click.echo(json.dumps([_summary(x) for x in letters]))
+        click.echo(json.dumps(summaries))
         return
-    for x in letters:
+    for x, summary in zip(letters, summaries, strict=True):
         click.echo(
             f"{x.message_id}  {x.created_at:%Y-%m-%d %H:%M}  {x.object_type_name:<20} "
-            f"{x.category:<13} x{x.attempts}  {x.reason}"
+            f"{x.category:<13} x{x.attempts}  {x.reason}  [SQS: {summary['Delivery']}]"
         )
     if not letters:
         click.echo(f"No dead letters in domain {domain_name}.")
@@ -90,13 +101,16 @@ def dlq_show(
     """Show one dead letter with its object."""
     from openprofiles.dlq.service import get
 
-    letter = _run(
+    letter, queue_url = _run(
         data_dir,
         database_url,
-        lambda tx: get(tx, domain_name=domain_name, message_id=message_id),
+        lambda tx: (
+            get(tx, domain_name=domain_name, message_id=message_id),
+            _queue_url(tx, domain_name),
+        ),
         write=False,
     )
-    out = {**_summary(letter), "Object": letter.object_json}
+    out = {**_summary(letter, queue_url), "Object": letter.object_json}
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -129,6 +143,58 @@ def dlq_retry(
         click.echo(json.dumps({"Succeeded": outcome.succeeded, "Failed": outcome.failed}))
         return
     click.echo(f"{len(outcome.succeeded)} ingested, {len(outcome.failed)} still failing.")
+
+
+@dlq.command("resend")
+@storage_options
+@domain_option
+@json_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send at most this many records (default: dlq.resend.DEFAULT_LIMIT, 1000).",
+)
+def dlq_resend(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    limit: int | None,
+) -> None:
+    """Send the dead letters whose SQS send failed or never happened to the domain's queue."""
+    from openprofiles.dlq.resend import DEFAULT_LIMIT, resend_pending
+    from openprofiles.errors import ServiceError
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        outcome = resend_pending(services, domain_name=domain_name, limit=limit or DEFAULT_LIMIT)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "Sent": outcome.sent,
+                    "Failed": outcome.failed,
+                    "Waiting": outcome.waiting,
+                    "More": outcome.more,
+                }
+            )
+        )
+        return
+    click.echo(f"{len(outcome.sent)} sent to SQS, {len(outcome.failed)} still failing.")
+    if outcome.waiting:
+        click.echo(
+            f"{outcome.waiting} left for later: just dead-lettered (their send may still be "
+            "under way) or being sent by another process."
+        )
+    if outcome.more:
+        click.echo("More records wait: run the command again.")
+    if outcome.failed:
+        click.echo(f"Why: see `openprofiles dlq list --domain {domain_name}`.")
 
 
 @dlq.command("purge")

@@ -321,6 +321,17 @@ def claim_sends(
     return taken
 
 
+def delivery_status(letter: DeadLetter, queue_url: str | None) -> str:
+    """What became of the record's send to its domain's SQS queue (`queue_url`, the domain's
+    now), in words. A record without a sink error was sent, or dead-lettered while the domain
+    had no queue."""
+    if letter.sink_error:
+        return f"Not sent: {letter.sink_error}"
+    if queue_url:
+        return "Sent"
+    return "No queue (kept here only)"
+
+
 def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:
     statement = delete(dlq_message).where(dlq_message.c.domain_name == domain_name)
     if message_ids is not None:

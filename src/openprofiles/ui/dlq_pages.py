@@ -34,14 +34,6 @@ class Row:
     sqs_status: str
 
 
-def sqs_status(letter: DeadLetter, queue_url: str | None) -> str:
-    if letter.sink_error:
-        return f"Not sent: {letter.sink_error}"
-    if queue_url:
-        return "Sent"
-    return "No queue (kept here only)"
-
-
 def pretty(object_json: str) -> str:
     """The record as submitted, indented when it is JSON (shown as it came otherwise)."""
     try:
@@ -75,7 +67,9 @@ def routes(ui: UI) -> list[Route]:
         def load(tx: Tx) -> dict[str, Any]:
             record = domains.get_domain(tx, domain_name=name)
             letters = dlq.list_messages(tx, domain_name=name, limit=PAGE + 1, after=after)
-            rows = [Row(x, sqs_status(x, record.dead_letter_queue_url)) for x in letters[:PAGE]]
+            rows = [
+                Row(x, dlq.delivery_status(x, record.dead_letter_queue_url)) for x in letters[:PAGE]
+            ]
             return {
                 "record": record,
                 "rows": rows,
@@ -102,7 +96,7 @@ def routes(ui: UI) -> list[Route]:
             letter = dlq.get(tx, domain_name=name, message_id=message_id)
             return {
                 "letter": letter,
-                "sqs_status": sqs_status(letter, record.dead_letter_queue_url),
+                "sqs_status": dlq.delivery_status(letter, record.dead_letter_queue_url),
                 "pretty": pretty(letter.object_json),
             }
 

@@ -2,7 +2,7 @@
 moto's server mode and both databases: a record refused for a missing queue is delivered once
 the queue exists, in the message format of spec §6.1; a record just committed (its send may still
 be under way) or held by another run is not sent twice; an endpoint still down leaves the record
-with the new error; a domain without a queue is left alone; the server's task."""
+with the new error; a domain without a queue is left alone; the CLI and the server's task."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from tests.unit.ingest.conftest import DOMAIN, make_domain
 
 from openprofiles.app import background_tasks, build_services
+from openprofiles.cli import main
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
@@ -32,7 +34,7 @@ from openprofiles.domains.service import update_domain
 from openprofiles.errors import BadRequest
 from openprofiles.settings import Settings
 
-from .conftest import receive_all, sqs
+from .conftest import REGION, receive_all, sqs
 
 pytestmark = pytest.mark.moto
 
@@ -287,6 +289,49 @@ def test_the_limit_stops_a_run_and_the_next_run_goes_on(
     second = resend_pending(moto_services, limit=2)
     assert (second.sent, second.more) == ([x.message_id for x in letters[2:]], False)
     assert len(receive_all(client, url)) == 4
+
+
+def storage(settings: Settings) -> list[str]:
+    given = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        given += ["--database-url", settings.database_url]
+    return given
+
+
+def test_cli_resend_and_delivery_status(moto_services: Services, moto_url: str) -> None:
+    name, url = missing_queue(moto_url)
+    set_queue(moto_services, url)
+    letters = [reject(moto_services, f"r{i}") for i in range(2)]
+    runner = CliRunner(
+        env={"OPENPROFILES_SQS_ENDPOINT_URL": moto_url, "OPENPROFILES_AWS_REGION": REGION}
+    )
+    base = [*storage(moto_services.settings), "--domain", DOMAIN]
+    listed = runner.invoke(main, ["dlq", "list", *base])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("[SQS: Not sent: SQS refused the message") == 2
+    failing = runner.invoke(main, ["dlq", "resend", *base])
+    assert failing.exit_code == 0, failing.output
+    assert "0 sent to SQS, 2 still failing." in failing.output
+    client = sqs(moto_url)
+    client.create_queue(QueueName=name)
+    sent = runner.invoke(main, ["dlq", "resend", *base, "--json"])
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.output) == {
+        "Sent": [x.message_id for x in letters],
+        "Failed": [],
+        "Waiting": 0,
+        "More": False,
+    }
+    assert len(receive_all(client, url)) == 2
+    shown = runner.invoke(main, ["dlq", "show", *base, "--json", letters[0].message_id])
+    assert json.loads(shown.output)["Delivery"] == "Sent"
+    listed = runner.invoke(main, ["dlq", "list", *base, "--json"])
+    assert [x["Delivery"] for x in json.loads(listed.output)] == ["Sent", "Sent"]
+    set_queue(moto_services, "")
+    refused = runner.invoke(main, ["dlq", "resend", *base])
+    assert refused.exit_code != 0 and "has no DeadLetterQueueUrl" in refused.output
+    listed = runner.invoke(main, ["dlq", "list", *base])
+    assert listed.output.count("[SQS: No queue (kept here only)]") == 2
 
 
 def test_the_server_resends_in_the_background(
