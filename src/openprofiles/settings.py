@@ -44,6 +44,10 @@ class Settings:
     # How often the server sends dead letters whose SQS send failed or never happened to their
     # domain's queue again (dlq.resend); 0 turns it off in this process.
     dlq_resend_interval_seconds: float = 300.0
+    # A running matching job writes a heartbeat at each step and, while Splink runs, every fifth
+    # of this; a job whose heartbeat is older is taken for dead (its process stopped) by the
+    # scheduler's check, which marks it FAILED and lets its JobSchedule slot run again.
+    matching_job_lease_seconds: float = 600.0
     # The folders flows with a local-folder source may read, and anything under them (symlinks
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
@@ -106,6 +110,9 @@ class Settings:
             ),
             dlq_resend_interval_seconds=(
                 float(r) if (r := get("DLQ_RESEND_INTERVAL_SECONDS")) else None
+            ),
+            matching_job_lease_seconds=(
+                float(lease) if (lease := get("MATCHING_JOB_LEASE_SECONDS")) else None
             ),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(

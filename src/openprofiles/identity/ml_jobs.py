@@ -26,16 +26,27 @@ spec §5.2), through identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
 (openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`).
+
+Liveness: the process running a job writes the job's `heartbeat_at` at each step and, from a
+thread of its own (`Heartbeat`), every fifth of `Settings.matching_job_lease_seconds` while
+Splink runs. A job whose heartbeat is older than the lease is taken for dead — its process was
+killed, crashed or redeployed — and `expire_stale_jobs` (the scheduler's check) marks it FAILED,
+which also frees its JobSchedule slot. Every status change of a running job is conditional on the
+job being unfinished, so a process that was taken for dead but was only stalled finds out at its
+next step and drops its results instead of publishing them next to the slot's new job.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -62,6 +73,8 @@ FIND_MATCHING = "FIND_MATCHING"
 MERGING = "MERGING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
+# The statuses of a job that has not finished: its process is expected to be running it.
+UNFINISHED = (PENDING, PREPROCESSING, FIND_MATCHING, MERGING)
 
 for _table in (identity_job, ml_match, ml_match_profile):
     register_domain_table(_table)
@@ -98,6 +111,10 @@ class JobRecord:
     auto_merging: dict[str, Any] | None = None
     # The JobSchedule slot of a scheduled job (identity.schedule); None when run on demand.
     scheduled_for: datetime | None = None
+    # The last sign of life of the process running the job.
+    heartbeat_at: datetime | None = None
+    # Set when a check found the heartbeat older than the lease and marked the job FAILED.
+    lease_expired_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -382,19 +399,54 @@ def _job(row: Any) -> JobRecord:
         merges_done=row.merges_done,
         auto_merging=row.auto_merging,
         scheduled_for=row.scheduled_for,
+        heartbeat_at=row.heartbeat_at,
+        lease_expired_at=row.lease_expired_at,
     )
 
 
-def _set(tx: Tx, domain_name: str, job_id: str, **values: Any) -> None:
-    tx.conn.execute(
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def clock_from(start: datetime) -> Clock:
+    """A clock that reads `start` now and advances with the monotonic clock: the scheduler's
+    check at `now` runs its jobs on it, so their heartbeats are on the check's time line (the
+    current time in a server; the time a test chose in a test)."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+class JobStopped(Exception):
+    """The job is no longer unfinished: a check took its process for dead and marked it FAILED."""
+
+
+def _set(tx: Tx, domain_name: str, job_id: str, *, now: datetime, **values: Any) -> bool:
+    """Record a step (and a heartbeat) of an unfinished job; False when the job has finished,
+    or was marked FAILED by `expire_stale_jobs`, and so is no longer this process's to write."""
+    result = tx.conn.execute(
         update(identity_job)
-        .where(identity_job.c.domain_name == domain_name, identity_job.c.job_id == job_id)
-        .values(updated_at=tx.now, **values)
+        .where(
+            identity_job.c.domain_name == domain_name,
+            identity_job.c.job_id == job_id,
+            identity_job.c.status.in_(UNFINISHED),
+        )
+        .values(updated_at=now, heartbeat_at=now, **values)
     )
+    return bool(result.rowcount)
 
 
-def _insert_job(tx: Tx, domain_name: str, scheduled_for: datetime | None) -> str | None:
-    """Insert a PENDING job row; None when a job already holds the slot `scheduled_for`."""
+def _step(tx: Tx, job: JobRecord, *, now: datetime, **values: Any) -> None:
+    if not _set(tx, job.domain_name, job.job_id, now=now, **values):
+        raise JobStopped(job.job_id)
+
+
+def _insert_job(
+    tx: Tx, domain_name: str, scheduled_for: datetime | None, now: datetime
+) -> str | None:
+    """Insert a PENDING job row; None when a live job already holds the slot `scheduled_for`."""
     config = matching_config(tx, domain_name)
     job_id = uuid.uuid4().hex  # the model's JobId pattern: [a-f0-9]{32}
     insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
@@ -404,16 +456,18 @@ def _insert_job(tx: Tx, domain_name: str, scheduled_for: datetime | None) -> str
             domain_name=domain_name,
             job_id=job_id,
             status=PENDING,
-            created_at=tx.now,
-            updated_at=tx.now,
+            created_at=now,
+            updated_at=now,
+            heartbeat_at=now,
             profiles_reviewed=0,
             matches_found=0,
             merges_done=0,
             auto_merging=config.get("AutoMerging"),
             scheduled_for=scheduled_for,
         )
-        # The unique (domain, slot) index makes the insert the claim of a scheduled slot:
-        # of several processes inserting the same slot, one row is written, atomically.
+        # The unique (domain, slot) index of jobs whose lease has not expired makes the insert
+        # the claim of a scheduled slot: of several processes inserting the same slot, one row
+        # is written, atomically.
         .on_conflict_do_nothing()
         # RETURNING says whether the row was written (psycopg reports no rowcount here).
         .returning(identity_job.c.job_id)
@@ -421,17 +475,20 @@ def _insert_job(tx: Tx, domain_name: str, scheduled_for: datetime | None) -> str
     return job_id if inserted is not None else None
 
 
-def create_job(tx: Tx, *, domain_name: str) -> JobRecord:
+def create_job(tx: Tx, *, domain_name: str, now: datetime | None = None) -> JobRecord:
     """A PENDING job for the domain, run on demand (BadRequest when Matching is off)."""
-    job_id = _insert_job(tx, domain_name, None)
+    job_id = _insert_job(tx, domain_name, None, now or tx.now)
     assert job_id is not None  # a job without a slot has nothing to conflict with
     return get_job(tx, domain_name=domain_name, job_id=job_id)
 
 
-def claim_scheduled_job(tx: Tx, *, domain_name: str, slot: datetime) -> JobRecord | None:
+def claim_scheduled_job(
+    tx: Tx, *, domain_name: str, slot: datetime, now: datetime | None = None
+) -> JobRecord | None:
     """A PENDING job for the JobSchedule slot `slot`, or None when a job (of this or another
-    server process) already has that slot. BadRequest when Matching is off."""
-    job_id = _insert_job(tx, domain_name, slot)
+    server process) already has that slot and has not been taken for dead. BadRequest when
+    Matching is off."""
+    job_id = _insert_job(tx, domain_name, slot, now or tx.now)
     return None if job_id is None else get_job(tx, domain_name=domain_name, job_id=job_id)
 
 
@@ -448,63 +505,196 @@ def run_matching_job(
     return run_job(services, job, threshold=threshold, min_training_profiles=min_training_profiles)
 
 
+class Heartbeat:
+    """While a job runs, writes its heartbeat every `interval` seconds from a thread of its own,
+    so a long Splink run (outside any transaction) still shows its process alive. Stops when the
+    `with` block ends, or when the job is no longer unfinished (`alive` turns False)."""
+
+    def __init__(self, services: Services, job: JobRecord, clock: Clock, interval: float) -> None:
+        self.services = services
+        self.job = job
+        self.clock = clock
+        self.interval = interval
+        self.alive = True
+        self.beats = 0
+        self._done = threading.Event()
+        self._beaten = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{job.job_id}", daemon=True
+        )
+
+    def beat(self) -> bool:
+        """Write one heartbeat now; False when the job has finished or was taken for dead."""
+        with self.services.write() as tx:
+            return _set(tx, self.job.domain_name, self.job.job_id, now=self.clock())
+
+    def wait_for_beats(self, count: int, timeout: float) -> bool:
+        """Block until the thread has written `count` heartbeats (or stopped); for observers."""
+        with self._beaten:
+            return self._beaten.wait_for(
+                lambda: self.beats >= count or not self.alive, timeout=timeout
+            )
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                alive = self.beat()
+            except Exception as exc:  # a missed beat is retried at the next interval
+                logger.warning(
+                    "heartbeat of identity resolution job %s not written: %s",
+                    self.job.job_id,
+                    type(exc).__name__,
+                )
+                continue
+            with self._beaten:
+                self.beats += 1
+                self.alive = alive
+                self._beaten.notify_all()
+            if not alive:
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def run_job(
     services: Services,
     job: JobRecord,
     *,
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
+    clock: Clock = wall_clock,
 ) -> JobRecord:
     """Run a PENDING job: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
-    FAILED with a message naming the failing step. Each step commits its status, so a running
-    job shows where it is; Splink runs outside any database transaction."""
+    FAILED with a message naming the failing step. Each step commits its status and heartbeat,
+    so a running job shows where it is; Splink runs outside any database transaction, with
+    `Heartbeat` writing meanwhile. A job taken for dead while it ran (`JobStopped`) keeps the
+    FAILED status the check gave it, and its results are dropped."""
     domain_name = job.domain_name
     job_id = job.job_id
     step = PREPROCESSING
+    interval = max(services.settings.matching_job_lease_seconds / 5, 0.1)
     try:
-        with services.write() as tx:
-            _set(tx, domain_name, job_id, status=PREPROCESSING, started_at=tx.now)
-            rows = _live_rows(tx, domain_name)
-            _set(tx, domain_name, job_id, status=FIND_MATCHING, profiles_reviewed=len(rows))
-        step = FIND_MATCHING
-        scored = score(rows, threshold=threshold, min_training_profiles=min_training_profiles)
-        del rows
-        step = MERGING
-        with services.write() as tx:
-            _store_groups(tx, domain_name, job_id, scored.groups)
-            merges = 0
-            auto = job.auto_merging or {}
-            if auto.get("Enabled"):
-                _set(tx, domain_name, job_id, status=MERGING)
-                merges = auto_merge(tx, domain_name=domain_name, groups=scored.groups, auto=auto)
-            _set(
-                tx,
-                domain_name,
-                job_id,
-                status=COMPLETED,
-                ended_at=tx.now,
-                matches_found=len(scored.groups),
-                merges_done=merges,
-                message=None
-                if scored.trained
-                else "Model parameters: fixed priors (small domain).",
-            )
+        with Heartbeat(services, job, clock, interval):
+            with services.write() as tx:
+                now = clock()
+                _step(tx, job, now=now, status=PREPROCESSING, started_at=now)
+                rows = _live_rows(tx, domain_name)
+                _step(tx, job, now=clock(), status=FIND_MATCHING, profiles_reviewed=len(rows))
+            step = FIND_MATCHING
+            scored = score(rows, threshold=threshold, min_training_profiles=min_training_profiles)
+            del rows
+            step = MERGING
+            with services.write() as tx:
+                # Still this process's job? Checked before anything is replaced or merged; the
+                # row stays locked (PostgreSQL) or the writer held (SQLite) until the commit, so
+                # no check can take the job for dead in between.
+                _step(tx, job, now=clock())
+                _store_groups(tx, domain_name, job_id, scored.groups)
+                merges = 0
+                auto = job.auto_merging or {}
+                if auto.get("Enabled"):
+                    _step(tx, job, now=clock(), status=MERGING)
+                    merges = auto_merge(
+                        tx, domain_name=domain_name, groups=scored.groups, auto=auto
+                    )
+                now = clock()
+                _step(
+                    tx,
+                    job,
+                    now=now,
+                    status=COMPLETED,
+                    ended_at=now,
+                    matches_found=len(scored.groups),
+                    merges_done=merges,
+                    message=None
+                    if scored.trained
+                    else "Model parameters: fixed priors (small domain).",
+                )
+    except JobStopped:
+        logger.warning(
+            "identity resolution job %s was taken for dead while it ran; its results are dropped",
+            job_id,
+        )
     except Exception as exc:  # a job records its failure instead of vanishing
         # The exception's text could quote data; only its type is recorded and logged.
         logger.error(
             "identity resolution job %s failed at %s: %s", job_id, step, type(exc).__name__
         )
         with services.write() as tx:
+            now = clock()
             _set(
                 tx,
                 domain_name,
                 job_id,
+                now=now,
                 status=FAILED,
-                ended_at=tx.now,
+                ended_at=now,
                 message=f"The job failed at {step} ({type(exc).__name__}).",
             )
     with services.read() as tx:
         return get_job(tx, domain_name=domain_name, job_id=job_id)
+
+
+def stopped_message(heartbeat_at: datetime) -> str:
+    return (
+        "The process running the job stopped: no heartbeat since "
+        f"{heartbeat_at:%Y-%m-%d %H:%M:%S} UTC. The job did not finish."
+    )
+
+
+def expire_stale_jobs(services: Services, *, now: datetime) -> list[JobRecord]:
+    """Mark FAILED every unfinished job (of any domain) whose heartbeat is older at `now` than
+    `Settings.matching_job_lease_seconds`: the process running it stopped. Such a job lets go of
+    its JobSchedule slot. Safe beside other checks: each job is marked by one of them, and not at
+    all if it beat in between. Returns the jobs this call marked."""
+    c = identity_job.c
+    cutoff = now - timedelta(seconds=services.settings.matching_job_lease_seconds)
+    stale = c.status.in_(UNFINISHED) & (c.heartbeat_at < cutoff)
+    with services.read() as tx:
+        found = tx.conn.execute(select(c.domain_name, c.job_id, c.heartbeat_at).where(stale)).all()
+    if not found:
+        return []
+    expired = []
+    with services.write() as tx:
+        for row in found:
+            result = tx.conn.execute(
+                update(identity_job)
+                .where(c.domain_name == row.domain_name, c.job_id == row.job_id, stale)
+                .values(
+                    status=FAILED,
+                    ended_at=now,
+                    updated_at=now,
+                    lease_expired_at=now,
+                    message=stopped_message(row.heartbeat_at),
+                )
+            )
+            if result.rowcount:
+                expired.append((row.domain_name, row.job_id))
+        records = [
+            _job(r)
+            for domain_name, job_id in expired
+            for r in tx.conn.execute(
+                select(identity_job).where(c.domain_name == domain_name, c.job_id == job_id)
+            )
+        ]
+    for record in records:
+        logger.warning(
+            "identity resolution job %s of domain %s: its process stopped; marked FAILED",
+            record.job_id,
+            record.domain_name,
+        )
+    return records
 
 
 def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchGroup]) -> None:

@@ -17,8 +17,11 @@ when no job holds that slot yet:
   carries its slot, unique per domain, and only the process whose insert writes that row runs
   the job (`ml_jobs.claim_scheduled_job`); the others find the slot taken.
 
-A process that stops while its scheduled job runs leaves the job in its last status; the slot
-stays taken, and the next week's slot runs as usual.
+A process that stops while a job runs (killed, crashed, redeployed) stops writing the job's
+heartbeat. Each check first marks FAILED the jobs whose heartbeat is older than
+`Settings.matching_job_lease_seconds` (`ml_jobs.expire_stale_jobs`); a scheduled job so marked
+lets go of its slot, which runs again in the same check, once, however many processes check.
+A check at `now` runs its jobs on a clock that starts at `now` (`ml_jobs.clock_from`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ def due_jobs(tx: Tx, *, now: datetime) -> list[DueJob]:
                 .where(
                     identity_job.c.domain_name == record.name,
                     identity_job.c.scheduled_for == slot,
+                    # A job taken for dead no longer holds its slot.
+                    identity_job.c.lease_expired_at.is_(None),
                 )
                 .limit(1)
             ).first()
@@ -108,19 +113,24 @@ def due_jobs(tx: Tx, *, now: datetime) -> list[DueJob]:
 
 
 def run_due_matching_jobs(services: Services, *, now: datetime) -> list[ml_jobs.JobRecord]:
-    """Run a job for every domain whose latest slot at `now` is not taken; returns the jobs this
-    call ran (a slot another process claimed first is left to it)."""
+    """Mark FAILED the jobs whose process stopped, then run a job for every domain whose latest
+    slot at `now` is not taken; returns the jobs this call ran (a slot another process claimed
+    first is left to it)."""
+    clock = ml_jobs.clock_from(now)
+    ml_jobs.expire_stale_jobs(services, now=now)
     with services.read() as tx:
         due = due_jobs(tx, now=now)
     ran = []
     for item in due:
         try:
             with services.write() as tx:
-                job = ml_jobs.claim_scheduled_job(tx, domain_name=item.domain_name, slot=item.slot)
+                job = ml_jobs.claim_scheduled_job(
+                    tx, domain_name=item.domain_name, slot=item.slot, now=clock()
+                )
         except ServiceError:  # the domain was deleted, or Matching turned off, since the read
             continue
         if job is not None:
-            ran.append(ml_jobs.run_job(services, job))
+            ran.append(ml_jobs.run_job(services, job, clock=clock))
     return ran
 
 

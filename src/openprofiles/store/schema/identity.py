@@ -80,12 +80,29 @@ identity_job = Table(
     Column("merges_done", Integer, nullable=False, default=0),
     # The domain's Matching.AutoMerging when the job ran (configuration, no personal data).
     Column("auto_merging", JSON, nullable=True),
-    # The JobSchedule slot a scheduled job runs for (None for a job run on demand). Unique per
-    # domain: inserting the row is how one server process claims the slot (identity.schedule).
+    # The JobSchedule slot a scheduled job runs for (None for a job run on demand).
     Column("scheduled_for", UtcDateTime, nullable=True),
+    # Written by the process running the job at each step and, while Splink runs, by a thread;
+    # older than Settings.matching_job_lease_seconds, the job is taken for dead (ml_jobs).
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    # When a scheduler's check found the heartbeat too old and marked the job FAILED.
+    Column("lease_expired_at", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_identity_job_created", "domain_name", "created_at"),
-    Index("ux_identity_job_slot", "domain_name", "scheduled_for", unique=True),
+    # The check for dead jobs reads the few unfinished ones by status.
+    Index("ix_identity_job_status", "status", "heartbeat_at"),
+)
+
+# A slot is held by one job per domain: inserting the row is how one server process claims it
+# (identity.schedule). A job whose process stopped (lease expired) lets go of its slot, which
+# another job may then claim the same way; the dead job's row keeps the slot it was for.
+Index(
+    "ux_identity_job_slot",
+    identity_job.c.domain_name,
+    identity_job.c.scheduled_for,
+    unique=True,
+    sqlite_where=identity_job.c.lease_expired_at.is_(None),
+    postgresql_where=identity_job.c.lease_expired_at.is_(None),
 )
 
 ml_match = Table(
