@@ -25,7 +25,9 @@ profiles whose values of every attribute of a Consolidation criterion are equal 
 spec §5.2), through identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
-(openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`).
+(openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`). At most
+`MAX_JOBS_PER_WEEK` jobs of a domain start in any 7 days (spec §0 and §5.2: "max 3 jobs/week"):
+a job run on demand past that is refused with BadRequest, and a scheduled one waits.
 
 Liveness: the process running a job writes the job's `heartbeat_at` at each step and, from a
 thread of its own (`Heartbeat`), every fifth of `Settings.matching_job_lease_seconds` while
@@ -58,7 +60,7 @@ from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
-from openprofiles.store.schema import identity_job, ml_match, ml_match_profile, profile
+from openprofiles.store.schema import domain, identity_job, ml_match, ml_match_profile, profile
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,11 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 # The statuses of a job that has not finished: its process is expected to be running it.
 UNFINISHED = (PENDING, PREPROCESSING, FIND_MATCHING, MERGING)
+
+# Spec §0 (service quotas) and §5.2: at most 3 ML identity-resolution jobs a week, counted here
+# over any 7 days.
+MAX_JOBS_PER_WEEK = 3
+WEEK = timedelta(days=7)
 
 for _table in (identity_job, ml_match, ml_match_profile):
     register_domain_table(_table)
@@ -443,11 +450,44 @@ def _step(tx: Tx, job: JobRecord, *, now: datetime, **values: Any) -> None:
         raise JobStopped(job.job_id)
 
 
+def jobs_started_since(tx: Tx, *, domain_name: str, since: datetime) -> list[datetime]:
+    """When the domain's jobs created after `since` were created, newest first."""
+    c = identity_job.c
+    return list(
+        tx.conn.execute(
+            select(c.created_at)
+            .where(c.domain_name == domain_name, c.created_at > since)
+            .order_by(c.created_at.desc())
+        ).scalars()
+    )
+
+
+def _check_weekly_limit(tx: Tx, domain_name: str, now: datetime) -> None:
+    """BadRequest when MAX_JOBS_PER_WEEK jobs of the domain started in the 7 days before `now`.
+
+    On PostgreSQL the domain's row is locked first (FOR NO KEY UPDATE: inserts that reference the
+    domain are not held up), so two processes creating jobs at once count one after the other;
+    on SQLite the one writer already does that."""
+    tx.conn.execute(
+        select(domain.c.name).where(domain.c.name == domain_name).with_for_update(key_share=True)
+    )
+    started = jobs_started_since(tx, domain_name=domain_name, since=now - WEEK)
+    if len(started) >= MAX_JOBS_PER_WEEK:
+        free = started[MAX_JOBS_PER_WEEK - 1] + WEEK
+        raise BadRequest(
+            f"Domain {domain_name} has started {len(started)} identity resolution jobs in the "
+            f"last 7 days; at most {MAX_JOBS_PER_WEEK} jobs run a week. The next can start after "
+            f"{free:%Y-%m-%d %H:%M:%S} UTC."
+        )
+
+
 def _insert_job(
     tx: Tx, domain_name: str, scheduled_for: datetime | None, now: datetime
 ) -> str | None:
-    """Insert a PENDING job row; None when a live job already holds the slot `scheduled_for`."""
+    """Insert a PENDING job row; None when a live job already holds the slot `scheduled_for`.
+    BadRequest when Matching is off or the domain has had its jobs for the week."""
     config = matching_config(tx, domain_name)
+    _check_weekly_limit(tx, domain_name, now)
     job_id = uuid.uuid4().hex  # the model's JobId pattern: [a-f0-9]{32}
     insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
     inserted = tx.conn.execute(
@@ -476,7 +516,8 @@ def _insert_job(
 
 
 def create_job(tx: Tx, *, domain_name: str, now: datetime | None = None) -> JobRecord:
-    """A PENDING job for the domain, run on demand (BadRequest when Matching is off)."""
+    """A PENDING job for the domain, run on demand (BadRequest when Matching is off, or when the
+    domain has started MAX_JOBS_PER_WEEK jobs in the last 7 days)."""
     job_id = _insert_job(tx, domain_name, None, now or tx.now)
     assert job_id is not None  # a job without a slot has nothing to conflict with
     return get_job(tx, domain_name=domain_name, job_id=job_id)
@@ -487,7 +528,7 @@ def claim_scheduled_job(
 ) -> JobRecord | None:
     """A PENDING job for the JobSchedule slot `slot`, or None when a job (of this or another
     server process) already has that slot and has not been taken for dead. BadRequest when
-    Matching is off."""
+    Matching is off or the domain has had its jobs for the week."""
     job_id = _insert_job(tx, domain_name, slot, now or tx.now)
     return None if job_id is None else get_job(tx, domain_name=domain_name, job_id=job_id)
 

@@ -16,6 +16,8 @@ when no job holds that slot yet:
 * Several server processes may check at once, on PostgreSQL or SQLite: a scheduled job's row
   carries its slot, unique per domain, and only the process whose insert writes that row runs
   the job (`ml_jobs.claim_scheduled_job`); the others find the slot taken.
+* A domain that has started `ml_jobs.MAX_JOBS_PER_WEEK` jobs in the last 7 days (scheduled, on
+  demand, or a changed JobSchedule's) runs no more: its slot waits for a check where it may.
 
 A process that stops while a job runs (killed, crashed, redeployed) stops writing the job's
 heartbeat. Each check first marks FAILED the jobs whose heartbeat is older than
@@ -127,7 +129,10 @@ def run_due_matching_jobs(services: Services, *, now: datetime) -> list[ml_jobs.
                 job = ml_jobs.claim_scheduled_job(
                     tx, domain_name=item.domain_name, slot=item.slot, now=clock()
                 )
-        except ServiceError:  # the domain was deleted, or Matching turned off, since the read
+        except ServiceError as exc:
+            # The domain was deleted, or Matching turned off, since the read; or the domain has
+            # started its jobs for the week, and the slot waits for a later check.
+            logger.debug("slot of domain %s not claimed: %s", item.domain_name, exc.code)
             continue
         if job is not None:
             ran.append(ml_jobs.run_job(services, job, clock=clock))

@@ -1,22 +1,27 @@
-"""Liveness of probabilistic matching jobs (spec §5.2), on both backends: a job whose process
-stopped (heartbeat older than the lease) is marked FAILED by the scheduler's check and its slot
-runs again exactly once, even with concurrent checkers; a job with a fresh heartbeat is left
-alone; a process taken for dead drops its results; the heartbeat thread. Times are passed in,
-never waited for: a job "whose process stopped" is a job row left by a claim that nothing runs."""
+"""Liveness of probabilistic matching jobs and their weekly limit (spec §0, §5.2), on both
+backends: a job whose process stopped (heartbeat older than the lease) is marked FAILED by the
+scheduler's check and its slot runs again exactly once, even with concurrent checkers; a job
+with a fresh heartbeat is left alone; a process taken for dead drops its results; the heartbeat
+thread; at most three jobs start in any 7 days. Times are passed in, never waited for: a job
+"whose process stopped" is a job row left by a claim that nothing runs."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import update
 
 from openprofiles.app import build_services
+from openprofiles.cli import main
 from openprofiles.context import Services
 from openprofiles.domains.service import update_domain
+from openprofiles.errors import BadRequest
 from openprofiles.identity import ml_jobs
 from openprofiles.identity.schedule import run_due_matching_jobs
 from openprofiles.settings import Settings
@@ -202,6 +207,45 @@ def test_the_heartbeat_thread_beats_until_the_job_is_no_longer_its(
         assert heartbeat.wait_for_beats(10_000, timeout=30)
         assert not heartbeat.alive and heartbeat.beats == 1
     assert get(services, job.job_id).heartbeat_at == beaten
+
+
+def test_at_most_three_jobs_start_in_any_seven_days(
+    settings: Settings, services: Services, domain: str
+) -> None:
+    enable(services, JobSchedule=WEDNESDAY_1230)
+    (scheduled,) = run_due_matching_jobs(services, now=SLOT + timedelta(minutes=1))
+    for day in (1, 2):
+        with services.write() as tx:
+            ml_jobs.create_job(tx, domain_name=DOMAIN, now=SLOT + timedelta(days=day))
+    with services.write() as tx, pytest.raises(BadRequest) as refused:
+        ml_jobs.create_job(tx, domain_name=DOMAIN, now=SLOT + timedelta(days=3))
+    assert refused.value.message == (
+        f"Domain {DOMAIN} has started 3 identity resolution jobs in the last 7 days; at most 3 "
+        "jobs run a week. The next can start after 2030-01-09 12:31:00 UTC."
+    )
+    # A changed JobSchedule's slot waits too (the Friday's), until a job leaves the window.
+    enable(services, JobSchedule={"DayOfTheWeek": "FRIDAY", "Time": "12:30"})
+    friday = SLOT + timedelta(days=2)
+    assert run_due_matching_jobs(services, now=friday + timedelta(hours=1)) == []
+    (late,) = run_due_matching_jobs(services, now=scheduled.created_at + WEEK + SECOND)
+    assert late.scheduled_for == friday and late.status == ml_jobs.COMPLETED
+    assert len(jobs_of(services)) == 4
+
+
+def test_the_cli_refuses_a_fourth_job_in_a_week(
+    settings: Settings, services: Services, domain: str
+) -> None:
+    enable(services)
+    storage = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        storage += ["--database-url", settings.database_url]
+    command = ["matches", "run-job", *storage, "--domain", DOMAIN, "--json"]
+    for _ in range(3):
+        ran = CliRunner().invoke(main, command)
+        assert ran.exit_code == 0 and json.loads(ran.output)["Status"] == "COMPLETED", ran.output
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 1
+    assert "has started 3 identity resolution jobs in the last 7 days" in refused.output
 
 
 def test_settings_read_the_lease() -> None:
