@@ -48,6 +48,9 @@ class Settings:
     # of this; a job whose heartbeat is older is taken for dead (its process stopped) by the
     # scheduler's check, which marks it FAILED and lets its JobSchedule slot run again.
     matching_job_lease_seconds: float = 600.0
+    # How many matching jobs of a domain may start in any 7 days (scheduled or on demand): the
+    # cloud service's 3 (spec §0, §5.2); 0 means no limit, e.g. for a benchmark's repeated runs.
+    matching_jobs_per_week: int = 3
     # The folders flows with a local-folder source may read, and anything under them (symlinks
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
@@ -114,6 +117,7 @@ class Settings:
             matching_job_lease_seconds=(
                 float(lease) if (lease := get("MATCHING_JOB_LEASE_SECONDS")) else None
             ),
+            matching_jobs_per_week=(int(w) if (w := get("MATCHING_JOBS_PER_WEEK")) else None),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)

@@ -26,8 +26,8 @@ spec §5.2), through identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
 (openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`). At most
-`MAX_JOBS_PER_WEEK` jobs of a domain start in any 7 days (spec §0 and §5.2: "max 3 jobs/week"):
-a job run on demand past that is refused with BadRequest, and a scheduled one waits.
+`Settings.matching_jobs_per_week` jobs of a domain start in any 7 days (spec §0 and §5.2: "max 3
+jobs/week"): a job run on demand past that is refused with BadRequest, and a scheduled one waits.
 
 Liveness: the process running a job writes the job's `heartbeat_at` at each step and, from a
 thread of its own (`Heartbeat`), every fifth of `Settings.matching_job_lease_seconds` while
@@ -78,9 +78,7 @@ FAILED = "FAILED"
 # The statuses of a job that has not finished: its process is expected to be running it.
 UNFINISHED = (PENDING, PREPROCESSING, FIND_MATCHING, MERGING)
 
-# Spec §0 (service quotas) and §5.2: at most 3 ML identity-resolution jobs a week, counted here
-# over any 7 days.
-MAX_JOBS_PER_WEEK = 3
+# The window Settings.matching_jobs_per_week counts jobs in (spec §5.2: "max 3 jobs/week").
 WEEK = timedelta(days=7)
 
 for _table in (identity_job, ml_match, ml_match_profile):
@@ -463,20 +461,24 @@ def jobs_started_since(tx: Tx, *, domain_name: str, since: datetime) -> list[dat
 
 
 def _check_weekly_limit(tx: Tx, domain_name: str, now: datetime) -> None:
-    """BadRequest when MAX_JOBS_PER_WEEK jobs of the domain started in the 7 days before `now`.
+    """BadRequest when `Settings.matching_jobs_per_week` jobs of the domain started in the 7
+    days before `now` (0: no limit).
 
     On PostgreSQL the domain's row is locked first (FOR NO KEY UPDATE: inserts that reference the
     domain are not held up), so two processes creating jobs at once count one after the other;
     on SQLite the one writer already does that."""
+    limit = tx.settings.matching_jobs_per_week
+    if limit <= 0:
+        return
     tx.conn.execute(
         select(domain.c.name).where(domain.c.name == domain_name).with_for_update(key_share=True)
     )
     started = jobs_started_since(tx, domain_name=domain_name, since=now - WEEK)
-    if len(started) >= MAX_JOBS_PER_WEEK:
-        free = started[MAX_JOBS_PER_WEEK - 1] + WEEK
+    if len(started) >= limit:
+        free = started[limit - 1] + WEEK
         raise BadRequest(
             f"Domain {domain_name} has started {len(started)} identity resolution jobs in the "
-            f"last 7 days; at most {MAX_JOBS_PER_WEEK} jobs run a week. The next can start after "
+            f"last 7 days; at most {limit} jobs run a week. The next can start after "
             f"{free:%Y-%m-%d %H:%M:%S} UTC."
         )
 
@@ -517,7 +519,7 @@ def _insert_job(
 
 def create_job(tx: Tx, *, domain_name: str, now: datetime | None = None) -> JobRecord:
     """A PENDING job for the domain, run on demand (BadRequest when Matching is off, or when the
-    domain has started MAX_JOBS_PER_WEEK jobs in the last 7 days)."""
+    domain has started its `Settings.matching_jobs_per_week` jobs in the last 7 days)."""
     job_id = _insert_job(tx, domain_name, None, now or tx.now)
     assert job_id is not None  # a job without a slot has nothing to conflict with
     return get_job(tx, domain_name=domain_name, job_id=job_id)

@@ -16,8 +16,9 @@ when no job holds that slot yet:
 * Several server processes may check at once, on PostgreSQL or SQLite: a scheduled job's row
   carries its slot, unique per domain, and only the process whose insert writes that row runs
   the job (`ml_jobs.claim_scheduled_job`); the others find the slot taken.
-* A domain that has started `ml_jobs.MAX_JOBS_PER_WEEK` jobs in the last 7 days (scheduled, on
-  demand, or a changed JobSchedule's) runs no more: its slot waits for a check where it may.
+* A domain that has started `Settings.matching_jobs_per_week` (3) jobs in the last 7 days
+  (scheduled, on demand, or a changed JobSchedule's) runs no more: its slot waits for a later
+  check.
 
 A process that stops while a job runs (killed, crashed, redeployed) stops writing the job's
 heartbeat. Each check first marks FAILED the jobs whose heartbeat is older than

@@ -248,7 +248,23 @@ def test_the_cli_refuses_a_fourth_job_in_a_week(
     assert "has started 3 identity resolution jobs in the last 7 days" in refused.output
 
 
-def test_settings_read_the_lease() -> None:
-    env = {"OPENPROFILES_MATCHING_JOB_LEASE_SECONDS": "120"}
+def test_the_weekly_limit_is_a_setting(settings: Settings, domain: str) -> None:
+    unlimited = build_services(settings.with_overrides(matching_jobs_per_week=0), migrate=False)
+    try:
+        enable(unlimited)
+        for day in range(5):
+            with unlimited.write() as tx:
+                ml_jobs.create_job(tx, domain_name=DOMAIN, now=SLOT + timedelta(hours=day))
+    finally:
+        unlimited.database.dispose()
+
+
+def test_settings_read_the_lease_and_the_weekly_limit() -> None:
+    env = {
+        "OPENPROFILES_MATCHING_JOB_LEASE_SECONDS": "120",
+        "OPENPROFILES_MATCHING_JOBS_PER_WEEK": "0",
+    }
     assert Settings.from_env(env).matching_job_lease_seconds == 120.0
+    assert Settings.from_env(env).matching_jobs_per_week == 0
     assert Settings.from_env({}).matching_job_lease_seconds == 600.0
+    assert Settings.from_env({}).matching_jobs_per_week == 3
