@@ -19,7 +19,8 @@ import functools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,9 +96,7 @@ class SqsSink:
         """Send up to `SQS_BATCH_ENTRIES` letters in one request; returns why, for the ones the
         queue refused (by their index in `letters`). SinkError when the request as a whole
         failed (none was sent)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._translated_errors():
             response = self._client.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
@@ -110,12 +109,6 @@ class SqsSink:
                     for index, letter in enumerate(letters)
                 ],
             )
-        except ClientError as exc:
-            raise SinkError(self._refused(exc.response.get("Error", {}))) from exc
-        except BotoCoreError as exc:
-            raise SinkError(
-                f"SQS could not be reached at {self.queue_url}: {exc}", unreachable=True
-            ) from exc
         refused = {int(entry["Id"]): self._refused(entry) for entry in response.get("Failed", [])}
         answered = set(refused) | {int(entry["Id"]) for entry in response.get("Successful", [])}
         for index in range(len(letters)):
@@ -131,14 +124,20 @@ class SqsSink:
         )
 
     def _send(self, body: str, attributes: dict[str, str]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._translated_errors():
             self._client.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=body,
                 MessageAttributes=_message_attributes(attributes),
             )
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        """boto3's errors as SinkError: the queue's refusal, or an unreachable endpoint."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
         except ClientError as exc:
             raise SinkError(self._refused(exc.response.get("Error", {}))) from exc
         except BotoCoreError as exc:
