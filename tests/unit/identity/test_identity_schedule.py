@@ -251,7 +251,22 @@ def test_background_lifespan_runs_tasks_and_survives_failures() -> None:
                 assert await asyncio.to_thread(failures.acquire, True, 10)
             assert await asyncio.to_thread(ran.wait, 10)
 
-    asyncio.run(serve())
+    # On a thread of its own: a test before this one in the same worker (Playwright's sync API)
+    # may leave an event loop running on the main thread, where asyncio.run refuses to start.
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    if errors:
+        raise errors[0]
 
 
 def test_settings_read_the_check_interval() -> None:
