@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python benchmarks/ingest.py --objects 20000 --customers 2000 --http-objects 2000
 	$(BIN)/python benchmarks/contacts.py --records 10000 --customers 1500 --events 500
 	$(BIN)/python benchmarks/ui.py --profiles 100000 --contacts 1000
+	$(BIN)/python benchmarks/identity.py --profiles 10000
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info
