@@ -8,14 +8,14 @@ thread; at most three jobs start in any 7 days. Times are passed in, never waite
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
+from tests.support.concurrency import race
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
@@ -72,28 +72,6 @@ def others(settings: Settings) -> Iterator[list[Services]]:
     yield built
     for services in built:
         services.database.dispose()
-
-
-def race(callers: list[Callable[[], list[ml_jobs.JobRecord]]]) -> list[ml_jobs.JobRecord]:
-    """Run the callers in threads released together; every job they ran."""
-    start = threading.Barrier(len(callers))
-    results: list[list[ml_jobs.JobRecord]] = [[] for _ in callers]
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            results[i] = callers[i]()
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(callers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    return [job for ran in results for job in ran]
 
 
 def test_a_dead_job_is_failed_and_its_slot_runs_again_once(

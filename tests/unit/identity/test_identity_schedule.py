@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from tests.support.concurrency import race
 
 from openprofiles.app import background_tasks, build_services
 from openprofiles.background import PeriodicTask, background_lifespan
@@ -124,32 +124,10 @@ def test_disabled_or_missing_matching_runs_nothing(services: Services, domain: s
         assert tx.conn.execute(identity_job.select()).first() is None
 
 
-def _race(callers: list[Callable[[], list[ml_jobs.JobRecord]]]) -> list[ml_jobs.JobRecord]:
-    """Run the callers in threads released together; the jobs they ran, all of them."""
-    start = threading.Barrier(len(callers))
-    results: list[list[ml_jobs.JobRecord]] = [[] for _ in callers]
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            results[i] = callers[i]()
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(callers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    return [job for ran in results for job in ran]
-
-
 def test_concurrent_threads_run_one_job_per_slot(services: Services, domain: str) -> None:
     enable(services, JobSchedule=WEDNESDAY_1230)
     now = SLOT + timedelta(minutes=1)
-    ran = _race([lambda: run_due_matching_jobs(services, now=now) for _ in range(4)])
+    ran = race([lambda: run_due_matching_jobs(services, now=now) for _ in range(4)])
     assert len(ran) == 1 and ran[0].scheduled_for == SLOT
     assert len(jobs_of(services)) == 1
 
@@ -163,7 +141,7 @@ def test_separate_services_on_one_database_run_one_job_per_slot(
     others = [build_services(settings, migrate=False) for _ in range(3)]
     try:
         now = SLOT + timedelta(minutes=1)
-        ran = _race(
+        ran = race(
             [
                 (lambda s=s: run_due_matching_jobs(s, now=now))  # type: ignore[misc]
                 for s in [services, *others]
