@@ -1,8 +1,8 @@
 """Ingestion throughput: contact-record-like objects through the one pipeline.
 
 (a) in-process: the pipeline in batched transactions (`openprofiles ingest`'s code path);
-(b) HTTP: PutProfileObject from C concurrent boto3 clients (threads) against `openprofiles
-    serve` in a subprocess;
+(b) HTTP: PutProfileObject against `openprofiles serve` in a subprocess, half the objects from
+    C concurrent boto3 clients (threads), half from C pre-signed client processes;
 (c) raw SQLite: inserting the same rows (objects, object keys, profile keys, and the profiles
     created and changed per batch; sealed and digested beforehand, the same indexes and
     settings) with executemany — the physical limit of the storage layer.
