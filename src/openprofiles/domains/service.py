@@ -15,6 +15,7 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord, DomainStats
 from openprofiles.errors import BadRequest, NotFound
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import domain, profile, profile_key
 
 # Tables whose rows belong to a domain, children before parents, for DeleteDomain. Feature
@@ -41,14 +42,14 @@ def _record(row: Any) -> DomainRecord:
 
 # Built once: every API request looks its domain up, and building a statement costs more than
 # running it on SQLite.
-_FIND_DOMAIN = select(domain).where(domain.c.name == bindparam("name"))
+_FIND_DOMAIN = PreparedRead(select(domain).where(domain.c.name == bindparam("name")))
 
 
 def find_domain(tx: Tx, *, domain_name: str) -> DomainRecord | None:
     if domain_name in tx.domain_cache:
         cached: DomainRecord | None = tx.domain_cache[domain_name]
         return cached
-    row = tx.conn.execute(_FIND_DOMAIN, {"name": domain_name}).first()
+    row = _FIND_DOMAIN.first(tx.conn, {"name": domain_name})
     record = _record(row) if row else None
     tx.domain_cache[domain_name] = record
     return record

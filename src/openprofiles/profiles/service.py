@@ -35,6 +35,7 @@ from openprofiles.profiles.models import (
     ProfileRecord,
 )
 from openprofiles.store.many import ManyWriter
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
 PROFILE_TABLE = "profile"
@@ -54,17 +55,23 @@ class SearchCriterion:
 
 
 # Statements on the hot path are built once: building one costs more than running it.
-_MERGED_INTO = select(profile.c.merged_into).where(
-    profile.c.domain_name == bindparam("domain_name"),
-    profile.c.profile_id == bindparam("profile_id"),
+_MERGED_INTO = PreparedRead(
+    select(profile.c.merged_into).where(
+        profile.c.domain_name == bindparam("domain_name"),
+        profile.c.profile_id == bindparam("profile_id"),
+    )
 )
-_PROFILE_BY_ID = select(profile).where(
-    profile.c.domain_name == bindparam("domain_name"),
-    profile.c.profile_id == bindparam("profile_id"),
+_PROFILE_BY_ID = PreparedRead(
+    select(profile).where(
+        profile.c.domain_name == bindparam("domain_name"),
+        profile.c.profile_id == bindparam("profile_id"),
+    )
 )
-_PROFILES_BY_IDS = select(profile).where(
-    profile.c.domain_name == bindparam("domain_name"),
-    profile.c.profile_id.in_(bindparam("profile_ids", expanding=True)),
+_PROFILES_BY_IDS = PreparedRead(
+    select(profile).where(
+        profile.c.domain_name == bindparam("domain_name"),
+        profile.c.profile_id.in_(bindparam("profile_ids", expanding=True)),
+    )
 )
 _INSERT_PROFILE = insert(profile)
 _INSERT_KEYS = {
@@ -94,9 +101,7 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
     current = profile_id
     while current not in seen:
         seen.add(current)
-        row = tx.conn.execute(
-            _MERGED_INTO, {"domain_name": domain_name, "profile_id": current}
-        ).first()
+        row = _MERGED_INTO.first(tx.conn, {"domain_name": domain_name, "profile_id": current})
         if row is None:
             return None
         if row.merged_into is None:
@@ -110,7 +115,7 @@ def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord 
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         return None
-    row = tx.conn.execute(_PROFILE_BY_ID, {"domain_name": domain_name, "profile_id": live_id}).one()
+    row = _PROFILE_BY_ID.rows(tx.conn, {"domain_name": domain_name, "profile_id": live_id})[0]
     return _open(cipher, row)
 
 
@@ -128,8 +133,8 @@ def get_profiles(
     cipher = tx.cipher(domain_name)
     rows = {
         row.profile_id: row
-        for row in tx.conn.execute(
-            _PROFILES_BY_IDS, {"domain_name": domain_name, "profile_ids": sorted(set(profile_ids))}
+        for row in _PROFILES_BY_IDS.rows(
+            tx.conn, {"domain_name": domain_name, "profile_ids": sorted(set(profile_ids))}
         )
     }
     out: dict[str, ProfileRecord] = {}
@@ -524,7 +529,7 @@ def search_profiles(
     query = _search_statement(
         tuple(index for index, _ in pairs), logical_operator == "AND", after is not None
     )
-    rows = list(tx.conn.execute(query, params))
+    rows = query.rows(tx.conn, params)
     more = len(rows) > limit
     rows = rows[:limit]
     records = get_profiles(tx, domain_name=domain_name, profile_ids=[r.profile_id for r in rows])
@@ -541,7 +546,7 @@ def search_profiles(
 
 
 @functools.lru_cache(maxsize=256)
-def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bool) -> Any:
+def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bool) -> PreparedRead:
     """The search query for a shape of search (which criterion each value belongs to), built
     once per shape; values, digests, domain, cursor and limit are bound parameters."""
     conditions = [
@@ -566,7 +571,7 @@ def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bo
             query = query.having(
                 or_(*(flags[i] == 1 for i, c in enumerate(pair_criteria) if c == criterion))
             )
-    return query
+    return PreparedRead(query)
 
 
 def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType:
