@@ -14,6 +14,7 @@ The canonical request reproduces what botocore's `SigV4Auth` signs for a non-S3 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -297,6 +298,10 @@ def _check_time(
         )
 
 
+# A signing key is valid for its scope's day and derived with four HMACs (a tenth of the
+# verification); a client signs every request of the day with the same one. The cache holds no
+# more than the credential cache already does, and a revoked key fails its lookup before this.
+@functools.lru_cache(maxsize=256)
 def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
