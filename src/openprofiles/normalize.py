@@ -29,7 +29,7 @@ def normalize(content_type: ContentType | str, value: str, *, phone_region: str 
     if kind is ContentType.PHONE_NUMBER:
         return normalize_phone(value, phone_region)
     if kind is ContentType.EMAIL_ADDRESS:
-        return value.strip().casefold()
+        return normalize_email(value)
     if kind is ContentType.NAME:
         return normalize_name(value)
     if kind is ContentType.NUMBER:
@@ -55,6 +55,10 @@ def normalize_phone(value: str, region: str) -> str:
         digits = "".join(ch for ch in text if ch.isdigit())
         return ("+" + digits) if text.startswith("+") and digits else digits
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().casefold()
 
 
 def normalize_name(value: str) -> str:

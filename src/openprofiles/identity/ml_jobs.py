@@ -58,8 +58,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
-from openprofiles.normalize import ContentType, normalize
+from openprofiles.normalize import (
+    ContentType,
+    normalize,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+)
 from openprofiles.profiles import service as profiles
+from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import domain, identity_job, ml_match, ml_match_profile, profile
 
 logger = logging.getLogger(__name__)
@@ -149,50 +156,89 @@ def matching_config(tx: Tx, domain_name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- features
 
 
-def _first(fields: dict[str, Any], names: Sequence[str], kind: ContentType, region: str) -> str:
-    for name in names:
-        raw = fields.get(name)
-        if isinstance(raw, str) and (value := normalize(kind, raw, phone_region=region)):
-            return value
-    return ""
+class FeatureColumns:
+    """The comparable values of many profiles, column by column (in memory only): "unique_id"
+    and `COLUMNS`, None where a profile has no value.
+
+    Built one profile at a time as the job opens them, without a dict per profile: a job holds
+    a whole domain, and 100,000 live dicts made Python's cycle collector walk them again and
+    again while they were built. The columns go to DuckDB as one Arrow table."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.columns: dict[str, list[str | None]] = {c: [] for c in ("unique_id", *COLUMNS)}
+        # Raw value -> normal form, for this job: first names, surnames and a household's
+        # phone recur, and libphonenumber's parse is the costliest step. A dict of the job's
+        # own, not normalize_phone's bounded cache, which a whole domain would cycle through.
+        self._names: dict[str, str] = {}
+        self._phones: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.columns["unique_id"])
+
+    def add(self, profile_id: str, fields: dict[str, Any]) -> None:
+        city = postal = ""
+        for name in _ADDRESS_FIELDS:
+            address = fields.get(name)
+            if isinstance(address, dict):
+                city = city or " ".join(str(address.get("City") or "").split()).casefold()
+                postal = postal or "".join(str(address.get("PostalCode") or "").split()).casefold()
+        email = phone = ""
+        for name in _EMAIL_FIELDS:
+            raw = fields.get(name)
+            if isinstance(raw, str) and (email := normalize_email(raw)):
+                break
+        for name in _PHONE_FIELDS:
+            raw = fields.get(name)
+            if isinstance(raw, str) and (phone := self._phone(raw)):
+                break
+        columns = self.columns
+        columns["unique_id"].append(profile_id)
+        columns["first_name"].append(self._name(fields.get("FirstName")) or None)
+        columns["last_name"].append(self._name(fields.get("LastName")) or None)
+        columns["email"].append(email or None)
+        columns["phone"].append(phone or None)
+        columns["postal_code"].append(postal or None)
+        columns["city"].append(city or None)
+        columns["birth_date"].append(str(fields.get("BirthDate") or "").strip() or None)
+
+    def row(self, index: int) -> dict[str, str | None]:
+        """One profile's values by column name (for tests and explanations)."""
+        return {name: values[index] for name, values in self.columns.items()}
+
+    def _name(self, raw: Any) -> str:
+        text = str(raw or "")
+        normal = self._names.get(text)
+        if normal is None:
+            normal = self._names[text] = normalize_name(text)
+        return normal
+
+    def _phone(self, raw: str) -> str:
+        normal = self._phones.get(raw)
+        if normal is None:
+            normal = self._phones[raw] = normalize_phone(raw, self.region)
+        return normal
 
 
-def features(profile_id: str, fields: dict[str, Any], region: str) -> dict[str, Any]:
-    """The comparable values of a profile (in memory only); None where the profile has none."""
-    city = postal = ""
-    for name in _ADDRESS_FIELDS:
-        address = fields.get(name)
-        if isinstance(address, dict):
-            city = city or " ".join(str(address.get("City") or "").split()).casefold()
-            postal = postal or "".join(str(address.get("PostalCode") or "").split()).casefold()
-    first = normalize(ContentType.NAME, str(fields.get("FirstName") or ""), phone_region=region)
-    last = normalize(ContentType.NAME, str(fields.get("LastName") or ""), phone_region=region)
-    birth = str(fields.get("BirthDate") or "").strip()
-    row = {
-        "unique_id": profile_id,
-        "first_name": first,
-        "last_name": last,
-        "email": _first(fields, _EMAIL_FIELDS, ContentType.EMAIL_ADDRESS, region),
-        "phone": _first(fields, _PHONE_FIELDS, ContentType.PHONE_NUMBER, region),
-        "postal_code": postal,
-        "city": city,
-        "birth_date": birth,
-    }
-    return {k: (v or None) for k, v in row.items()}
+def features(profiles_fields: dict[str, dict[str, Any]], region: str) -> FeatureColumns:
+    """The comparable values of profiles given as {profile id: fields}."""
+    table = FeatureColumns(region)
+    for profile_id, fields in profiles_fields.items():
+        table.add(profile_id, fields)
+    return table
 
 
-def _live_rows(tx: Tx, domain_name: str) -> list[dict[str, Any]]:
+def _live_features(tx: Tx, domain_name: str) -> FeatureColumns:
     cipher = tx.cipher(domain_name)
-    region = tx.settings.default_phone_region
-    out = []
-    for row in tx.conn.execute(
+    table = FeatureColumns(tx.settings.default_phone_region)
+    for profile_id, sealed in tx.conn.execute(
         select(profile.c.profile_id, profile.c.sealed)
         .where(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
         .order_by(profile.c.profile_id)
     ):
-        opened = cipher.open_record(profiles.PROFILE_TABLE, row.profile_id, bytes(row.sealed))
-        out.append(features(row.profile_id, opened["fields"], region))
-    return out
+        opened = cipher.open_record(profiles.PROFILE_TABLE, profile_id, bytes(sealed))
+        table.add(profile_id, opened["fields"])
+    return table
 
 
 # ---------------------------------------------------------------------------- the Splink model
@@ -260,16 +306,18 @@ class Scored:
 
 
 def score(
-    rows: list[dict[str, Any]],
+    table: FeatureColumns,
     *,
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Scored:
-    """Score and cluster `rows` (dicts of `features`) with Splink on an in-memory DuckDB."""
-    if len(rows) < 2:
+    """Score and cluster the profiles of `table` with Splink on an in-memory DuckDB."""
+    n = len(table)
+    if n < 2:
         return Scored([], False)
     import duckdb
+    import pyarrow as pa
     from splink import DuckDBAPI, Linker, SettingsCreator
 
     connection = duckdb.connect(":memory:")
@@ -277,9 +325,15 @@ def score(
     connection.execute("SET temp_directory = ''")
     try:
         with _quiet_splink():
+            # A table of DuckDB's own, copied once from Arrow: Splink's queries then scan
+            # DuckDB's storage, not a Python object.
+            connection.register(
+                "openprofiles_input",
+                pa.table({c: pa.array(v, pa.string()) for c, v in table.columns.items()}),
+            )
+            connection.execute("CREATE TABLE openprofiles_profiles AS FROM openprofiles_input")
+            connection.unregister("openprofiles_input")
             db_api = DuckDBAPI(connection)
-            table = db_api.register([{c: r.get(c) for c in ("unique_id", *COLUMNS)} for r in rows])
-            n = len(rows)
             settings = SettingsCreator(
                 link_type="dedupe_only",
                 comparisons=_comparisons(),
@@ -289,18 +343,18 @@ def score(
                 retain_matching_columns=False,
                 retain_intermediate_calculation_columns=True,
             )
-            linker = Linker(table, settings, log_level=None)
+            linker = Linker(db_api.register("openprofiles_profiles"), settings, log_level=None)
             trained = n >= min_training_profiles and _train(linker, n)
             predictions = linker.inference.predict(threshold_match_probability=threshold)
             clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
                 predictions, threshold
             )
-            pairs = predictions.as_record_list()
-            members = clusters.as_record_list()
-            labels = _level_labels(linker)
+            groups = _groups(
+                connection, predictions.physical_name, clusters.physical_name, linker, new_id
+            )
     finally:
         connection.close()
-    return Scored(_groups(pairs, members, labels, new_id), trained)
+    return Scored(groups, trained)
 
 
 def _train(linker: Any, n: int) -> bool:
@@ -343,47 +397,75 @@ def _level(levels: list[tuple[float, str]], weight: float) -> str:
 
 
 def _groups(
-    pairs: list[dict[str, Any]],
-    members: list[dict[str, Any]],
-    labels: dict[str, list[tuple[float, str]]],
+    connection: Any,
+    predictions: str,
+    clusters: str,
+    linker: Any,
     new_id: Callable[[], str],
 ) -> list[MatchGroup]:
-    clusters: dict[str, list[str]] = {}
-    for m in members:
-        clusters.setdefault(str(m["cluster_id"]), []).append(str(m["unique_id"]))
-    cluster_of = {pid: cid for cid, ids in clusters.items() for pid in ids}
-    edges: dict[str, list[dict[str, Any]]] = {}
-    for p in pairs:
-        left, right = str(p["unique_id_l"]), str(p["unique_id_r"])
-        cluster = cluster_of.get(left)
-        if cluster is None or cluster != cluster_of.get(right):
-            continue
-        attributes = []
-        for column in COLUMNS:
-            weight = float(p[f"mw_{column}"])
-            attributes.append(
+    """The match groups of the clusters of two or more profiles, each with its linking pairs.
+
+    DuckDB joins the pairs to their clusters and orders them; Python only shapes the rows.
+    The attributes of a pair depend on its comparisons' weights alone, and pairs share a few
+    combinations of levels, so each combination's list is built once and shared."""
+    labels = _level_labels(linker)
+    weights = ", ".join(f"p.mw_{c}" for c in COLUMNS)
+    rows = connection.execute(
+        f"""
+        SELECT l.cluster_id, least(p.unique_id_l, p.unique_id_r),
+               greatest(p.unique_id_l, p.unique_id_r), p.match_probability, p.match_weight,
+               {weights}
+        FROM {predictions} AS p
+        JOIN {clusters} AS l ON l.unique_id = p.unique_id_l
+        JOIN {clusters} AS r ON r.unique_id = p.unique_id_r
+        WHERE l.cluster_id = r.cluster_id
+        ORDER BY 1, 2, 3
+        """
+    ).fetchall()
+    members = dict(
+        connection.execute(
+            f"""
+            SELECT cluster_id, list(unique_id ORDER BY unique_id)
+            FROM {clusters} GROUP BY cluster_id HAVING count(*) > 1
+            """
+        ).fetchall()
+    )
+    shared: dict[tuple[float, ...], list[dict[str, Any]]] = {}
+    edges: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        levels = row[5:]
+        attributes = shared.get(levels)
+        if attributes is None:
+            attributes = shared[levels] = [
                 {
                     "Attribute": ATTRIBUTES[column],
-                    "Level": _level(labels.get(column, []), weight),
-                    "MatchWeight": round(weight, 4),
+                    "Level": _level(labels.get(column, []), float(weight)),
+                    "MatchWeight": round(float(weight), 4),
                 }
-            )
-        edges.setdefault(cluster, []).append(
+                for column, weight in zip(COLUMNS, levels, strict=True)
+            ]
+        edges.setdefault(row[0], []).append(
             {
-                "ProfileIds": sorted([left, right]),
-                "MatchProbability": float(p["match_probability"]),
-                "MatchWeight": float(p["match_weight"]),
+                "ProfileIds": [row[1], row[2]],
+                "MatchProbability": float(row[3]),
+                "MatchWeight": float(row[4]),
                 "Attributes": attributes,
             }
         )
-    out = []
-    for cluster, ids in clusters.items():
-        if len(ids) < 2 or cluster not in edges:
-            continue
-        linking = sorted(edges[cluster], key=lambda e: e["ProfileIds"])
-        confidence = min(e["MatchProbability"] for e in linking)
-        out.append(MatchGroup(new_id(), tuple(sorted(ids)), round(confidence, 6), linking))
-    return sorted(out, key=lambda g: g.profile_ids)
+    found = sorted(
+        (tuple(members[cluster]), linking)
+        for cluster, linking in edges.items()
+        if len(members.get(cluster, ())) > 1
+    )
+    return [
+        MatchGroup(
+            new_id(),
+            ids,
+            round(min(e["MatchProbability"] for e in linking), 6),
+            linking,
+        )
+        for ids, linking in found
+    ]
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -632,11 +714,11 @@ def run_job(
             with services.write() as tx:
                 now = clock()
                 _step(tx, job, now=now, status=PREPROCESSING, started_at=now)
-                rows = _live_rows(tx, domain_name)
-                _step(tx, job, now=clock(), status=FIND_MATCHING, profiles_reviewed=len(rows))
+                table = _live_features(tx, domain_name)
+                _step(tx, job, now=clock(), status=FIND_MATCHING, profiles_reviewed=len(table))
             step = FIND_MATCHING
-            scored = score(rows, threshold=threshold, min_training_profiles=min_training_profiles)
-            del rows
+            scored = score(table, threshold=threshold, min_training_profiles=min_training_profiles)
+            del table
             step = MERGING
             with services.write() as tx:
                 # Still this process's job? Checked before anything is replaced or merged; the
@@ -740,14 +822,17 @@ def expire_stale_jobs(services: Services, *, now: datetime) -> list[JobRecord]:
     return records
 
 
+# Batched inserts of plain tuples on SQLite (store.many): a job stores every group at once.
+_INSERT_GROUPS = ManyWriter(ml_match.insert())
+_INSERT_MEMBERS = ManyWriter(ml_match_profile.insert())
+
+
 def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchGroup]) -> None:
     """Replace the domain's match groups with this job's."""
     for table in (ml_match_profile, ml_match):
         tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
-    if not groups:
-        return
-    tx.conn.execute(
-        ml_match.insert(),
+    _INSERT_GROUPS.execute(
+        tx.conn,
         [
             {
                 "domain_name": domain_name,
@@ -759,8 +844,8 @@ def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchG
             for g in groups
         ],
     )
-    tx.conn.execute(
-        ml_match_profile.insert(),
+    _INSERT_MEMBERS.execute(
+        tx.conn,
         [
             {"domain_name": domain_name, "match_id": g.match_id, "profile_id": pid}
             for g in groups

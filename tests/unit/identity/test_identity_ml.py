@@ -182,7 +182,7 @@ def test_training_path_runs_and_a_tiny_domain_does_not_crash(
     trained = ml_jobs.run_matching_job(services, domain_name=DOMAIN, min_training_profiles=2)
     assert trained.status == ml_jobs.COMPLETED
     assert trained.matches_found >= 2
-    one = ml_jobs.score([ml_jobs.features("p1", PEOPLE[0], "US")])
+    one = ml_jobs.score(ml_jobs.features({"p1": PEOPLE[0]}, "US"))
     assert one.groups == []
 
 
@@ -282,3 +282,43 @@ def test_cli_run_job_and_explain(settings: Any, services: Services, domain: str)
     assert "PhoneNumber" in shown.output and "confidence" in shown.output
     # No value is printed: the explanation holds levels and weights only.
     assert "hamilton" not in shown.output.casefold()
+
+
+def test_features_are_normalised_column_by_column() -> None:
+    table = ml_jobs.features(
+        {
+            "p1": {
+                "FirstName": "  Mary  Ann ",
+                "LastName": "O'Neil",
+                "EmailAddress": "   ",
+                "BusinessEmailAddress": " Mary@Work.Example ",
+                "PhoneNumber": "",
+                "MobilePhoneNumber": "(206) 555-0101",
+                "ShippingAddress": {"City": " New   York ", "PostalCode": "100 01"},
+                "BirthDate": " 1990-01-02 ",
+            },
+            "p2": {"FirstName": "Mary  ann", "PhoneNumber": "+1 206 555 0101"},
+        },
+        "US",
+    )
+    assert len(table) == 2
+    assert table.row(0) == {
+        "unique_id": "p1",
+        "first_name": "mary ann",
+        "last_name": "o'neil",
+        "email": "mary@work.example",
+        "phone": "+12065550101",
+        "postal_code": "10001",
+        "city": "new york",
+        "birth_date": "1990-01-02",
+    }
+    assert table.row(1) == {
+        "unique_id": "p2",
+        "first_name": "mary ann",
+        "last_name": None,
+        "email": None,
+        "phone": "+12065550101",
+        "postal_code": None,
+        "city": None,
+        "birth_date": None,
+    }
