@@ -47,11 +47,12 @@ def create_credential(data_dir: Path, role: str = "admin") -> tuple[str, str]:
             "--data-dir",
             str(data_dir),
         ],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    issued = json.loads(out)
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"openprofiles credentials create failed: {out.stderr.strip()}")
+    issued = json.loads(out.stdout)
     return issued["AccessKeyId"], issued["SecretAccessKey"]
 
 
