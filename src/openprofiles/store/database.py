@@ -2,25 +2,27 @@
 
 `Database.read()` and `Database.write()` yield a connection inside a transaction that commits
 when the block ends and rolls back on error. SQLite runs in WAL mode with one writer: write
-transactions start with BEGIN IMMEDIATE (so two writers queue on the busy timeout instead of
-failing on lock upgrade) and, inside one process, also take a lock so threads do not spin on
-the database file. WAL checkpoints run on a background thread (`store.checkpoint`), not inside
-the commit of whichever request happens to fill the log.
+transactions first take the writer lock (`store.writer_lock`), so writers in this process and
+in others queue in the kernel instead of sleeping on SQLite's busy handler, then start with
+BEGIN IMMEDIATE (so a writer outside that lock makes them wait on the busy timeout instead of
+failing on lock upgrade). WAL checkpoints run on a background thread (`store.checkpoint`), not
+inside the commit of whichever request happens to fill the log.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from openprofiles.settings import Settings
 from openprofiles.store.checkpoint import Checkpointer
+from openprofiles.store.writer_lock import WriterLock
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -79,7 +81,7 @@ class Database:
                 max_overflow=10,
                 pool_pre_ping=True,
             )
-        self._writer_lock = threading.Lock() if self.is_sqlite else None
+        self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -123,6 +125,16 @@ class Database:
         if self.checkpointer is not None:
             self.checkpointer.close()
         self.engine.dispose()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
+
+
+def _lock_path(url: str) -> Path | None:
+    """The writer lock's file beside the SQLite database; None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database).with_name(Path(database).name + "-writer.lock")
 
 
 def _psycopg_url(url: str) -> str:
