@@ -7,7 +7,6 @@ OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the 
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
@@ -37,6 +36,12 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Server processes sharing the port (default 1); one per core for a busy server.",
+)
+@click.option(
     "--first-run-admin",
     is_flag=True,
     help="Create an admin credential when none exists and write it to DATA_DIR/credentials.",
@@ -46,27 +51,16 @@ def serve(
     database_url: str | None,
     host: str | None,
     port: int | None,
+    workers: int | None,
     first_run_admin: bool,
 ) -> None:
     """Start the API server (and the web pages) after bringing the schema up to date."""
-    import uvicorn
+    from openprofiles import serving
 
-    from openprofiles.app import create_app
-    from openprofiles.first_run import ensure_first_admin
-
-    settings = settings_from_options(data_dir, database_url, host=host, port=port)
-    app = create_app(settings)
-    endpoint = f"http://{settings.host}:{settings.port}"
-    if first_run_admin:
-        for line in ensure_first_admin(app.state.services, endpoint):
-            click.echo(line)
-    click.echo(f"OpenProfiles listening on {endpoint}")
-    # Everything built so far (botocore's model, SQLAlchemy, templates) lives as long as the
-    # process: moving it out of the collector's reach keeps full collections, which would walk
-    # all of it while a request waits, short.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    settings = settings_from_options(data_dir, database_url, host=host, port=port, workers=workers)
+    for line in serving.prepare(settings, first_run_admin=first_run_admin):
+        click.echo(line)
+    serving.run(settings)
 
 
 @main.group()

@@ -2,7 +2,7 @@
 
 `Settings.from_env()` reads `OPENPROFILES_*` variables once; command-line options override them
 by building a new Settings with `dataclasses.replace`. Nothing else in the package looks at
-`os.environ`.
+`os.environ` (`command_line_environment` is what a process passes its workers).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes sharing the listening socket (`openprofiles serve --workers`): Python
+    # runs one request at a time per process, so a busy server on several cores wants several.
+    workers: int = 1
     # Region and account appear in ARNs (domains, local keys) and in the SigV4 credential scope.
     region: str = "us-east-1"
     account_id: str = "000000000000"
@@ -85,6 +88,19 @@ class Settings:
             given["data_dir"] = Path(str(given["data_dir"]))
         return replace(self, **given)  # type: ignore[arg-type]
 
+    def command_line_environment(self) -> dict[str, str]:
+        """The variables `from_env` reads for the settings a command line can override, set to
+        this object's values: how a process hands them to worker processes it starts."""
+        env = {
+            "OPENPROFILES_DATA_DIR": str(self.data_dir),
+            "OPENPROFILES_HOST": self.host,
+            "OPENPROFILES_PORT": str(self.port),
+            "OPENPROFILES_WORKERS": str(self.workers),
+        }
+        if self.database_url:
+            env["OPENPROFILES_DATABASE_URL"] = self.database_url
+        return env
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -99,6 +115,7 @@ class Settings:
             database_url=get("DATABASE_URL"),
             host=get("HOST"),
             port=int(p) if (p := get("PORT")) else None,
+            workers=int(n) if (n := get("WORKERS")) else None,
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
             default_phone_region=get("DEFAULT_PHONE_REGION"),

@@ -7,10 +7,14 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import httpx
+from botocore.config import Config
 from click.testing import CliRunner
+from tests.support.concurrency import race
 from tests.support.server import free_port
 
 from openprofiles.cli import main
@@ -102,3 +106,89 @@ def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_serve_with_two_workers_shares_the_port_and_the_database(tmp_path):
+    """`serve --workers 2` starts two server processes on one port; writes from both land in the
+    one SQLite database without 'database is locked', and both see each other's writes."""
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "openprofiles"),
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            "2",
+            "--first-run-admin",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        started = []
+        for line in process.stdout:
+            if "Application startup complete" in line:
+                started.append(line)
+                if len(started) == 2:
+                    break
+        assert len(started) == 2, "both workers start"
+        workers = [
+            pid
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _parent_of(int(pid)) == process.pid
+        ]
+        assert len(workers) >= 2
+
+        profile_text = (data_dir / "credentials").read_text()
+        key_id = profile_text.split("aws_access_key_id = ")[1].split()[0]
+        secret = profile_text.split("aws_secret_access_key = ")[1].split()[0]
+
+        def api():
+            return boto3.client(
+                "customer-profiles",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                config=Config(retries={"max_attempts": 1}),
+            )
+
+        api().create_domain(DomainName="shared", DefaultExpirationDays=30)
+
+        def writer(n: int) -> Callable[[], list[str]]:
+            client = api()
+            return lambda: [
+                client.create_profile(
+                    DomainName="shared", FirstName=f"W{n}", PhoneNumber=f"+1415555{n:02d}{i:02d}"
+                )["ProfileId"]
+                for i in range(10)
+            ]
+
+        created = race([writer(n) for n in range(8)])
+        assert len(set(created)) == 80
+        client = api()
+        for n in range(8):
+            found = client.search_profiles(
+                DomainName="shared", KeyName="_phone", Values=[f"+1415555{n:02d}07"]
+            )["Items"]
+            assert [p["FirstName"] for p in found] == [f"W{n}"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; the parent id follows.
+    return int(stat_line.rsplit(")", 1)[1].split()[1])

@@ -1,0 +1,71 @@
+"""Running the server: one process, or several sharing one listening socket.
+
+Python executes one request's code at a time per process, so on a machine with several cores a
+busy server runs several processes (`openprofiles serve --workers N`). uvicorn's supervisor binds
+the socket once, starts the workers, and restarts one that dies. Each worker builds its own
+application (`worker_app`): its own connection pool, caches and background tasks, which are
+written for several processes at once (the matching scheduler claims each slot, the dead-letter
+resend claims each record, the expiry purge is idempotent). On SQLite the workers' writes queue
+on the writer lock (store.writer_lock); on PostgreSQL on the database's own locks.
+
+The schema is brought up to date once, by the supervising process, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+from starlette.applications import Starlette
+
+from openprofiles.settings import Settings
+
+
+def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
+    """Bring the schema up to date and, when asked, create the first admin credential; yields
+    the lines to show the operator."""
+    from openprofiles.app import build_services
+    from openprofiles.first_run import ensure_first_admin
+
+    services = build_services(settings)
+    try:
+        endpoint = f"http://{settings.host}:{settings.port}"
+        if first_run_admin:
+            yield from ensure_first_admin(services, endpoint)
+        workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
+        yield f"OpenProfiles listening on {endpoint}{workers}"
+    finally:
+        services.database.dispose()
+
+
+def worker_app() -> Starlette:
+    """The application of one server process, with the settings `run` left in the environment."""
+    from openprofiles.app import create_app
+
+    app = create_app(Settings.from_env())
+    # Everything built so far (botocore's model, SQLAlchemy, templates) lives as long as the
+    # process: moving it out of the collector's reach keeps full collections, which would walk
+    # all of it while a request waits, short.
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM)."""
+    import uvicorn
+
+    # Workers are new processes (uvicorn starts them with the spawn method) that import the
+    # factory by name and read their settings from the environment: the command line's options
+    # are put there first, and the rest of the environment is what this process read.
+    os.environ.update(settings.command_line_environment())
+    uvicorn.run(
+        "openprofiles.serving:worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+        access_log=False,
+    )
