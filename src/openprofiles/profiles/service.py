@@ -190,17 +190,21 @@ def create_profile(
     record = new_profile_record(
         tx, fields=fields, manual=manual, profile_id=profile_id, field_sources=field_sources
     )
-    tx.conn.execute(
-        _INSERT_PROFILE,
-        dict(
-            domain_name=domain_name,
-            profile_id=record.profile_id,
-            sealed=cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload()),
-            version=record.version,
-            merged_into=None,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        ),
+    _INSERT_PROFILE_MANY.execute(
+        tx.conn,
+        [
+            dict(
+                domain_name=domain_name,
+                profile_id=record.profile_id,
+                sealed=cipher.seal_record(
+                    PROFILE_TABLE, record.profile_id, record.sealed_payload()
+                ),
+                version=record.version,
+                merged_into=None,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+        ],
     )
     _replace_derived_keys(tx, cipher, domain_name, record, fresh=True)
     _written(tx, domain_name, record)

@@ -5,7 +5,8 @@ parameter dict from the compiled statement and run each value's type processor t
 execution context: on SQLite that was a fifth of the ingestion pipeline's time, more than
 SQLite's own inserts. `ManyWriter` compiles its statement once per set of row keys, keeps the
 bind processors of the types involved, and hands the driver plain tuples — the same SQL, the
-same value conversions, the per-row bookkeeping done once.
+same value conversions, the per-row bookkeeping done once, straight on the driver's cursor (as
+`store.prepared` does for reads). One-row inserts on hot paths use it too.
 
 PostgreSQL keeps SQLAlchemy's path: there it batches rows into multi-VALUES statements
 ("insertmanyvalues"), which is better than a plain executemany.
@@ -20,6 +21,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.base import Executable
+
+from openprofiles.store.prepared import run_on_driver
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class ManyWriter:
         if plan is None:
             conn.execute(self.statement, list(rows))
             return
-        conn.exec_driver_sql(plan.sql, _tuples(plan, rows))
+        values = _tuples(plan, rows)
+        run_on_driver(conn, plan.sql, lambda cursor: cursor.executemany(plan.sql, values))
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
         if keys in self._plans:

@@ -18,7 +18,7 @@ import collections
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
@@ -26,6 +26,7 @@ from sqlalchemy.sql import Select
 
 _POSTCOMPILE = "__[POSTCOMPILE_{}]"
 _GIVEN = object()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,7 @@ class PreparedRead:
                 values.extend(items if process is None else [process(v) for v in items])
             else:
                 values.append(value if process is None else process(value))
-        driver = conn.connection.driver_connection
-        try:
-            fetched = driver.execute(sql, values).fetchall()  # type: ignore[union-attr]
-        except conn.dialect.loaded_dbapi.Error as error:
-            # Callers see what SQLAlchemy's path raises (OperationalError and kin), with the
-            # parameters kept out of the message like the engine's hide_parameters.
-            raise exc.DBAPIError.instance(
-                sql,
-                None,
-                error,
-                conn.dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                dialect=conn.dialect,
-            ) from error
+        fetched = run_on_driver(conn, sql, lambda cursor: cursor.execute(sql, values).fetchall())
         if plan.results:
             fetched = [_processed(row, plan.results) for row in fetched]
         make = plan.row_type._make
@@ -91,6 +79,26 @@ class PreparedRead:
             if self._plan is None:
                 self._plan = _compile(self.statement, dialect)
             return self._plan
+
+
+def run_on_driver(conn: Connection, sql: str, call: Callable[[Any], T]) -> T:
+    """`call(cursor)` on a cursor of the connection's driver connection, inside the transaction
+    SQLAlchemy began on it; driver errors come out as SQLAlchemy's (OperationalError and kin),
+    with the parameters kept out of the message like the engine's hide_parameters."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return call(cursor)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise exc.DBAPIError.instance(
+            sql,
+            None,
+            error,
+            conn.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=conn.dialect,
+        ) from error
+    finally:
+        cursor.close()
 
 
 def _processed(row: tuple[Any, ...], results: tuple[tuple[int, Callable[[Any], Any]], ...]) -> Any:
