@@ -13,6 +13,11 @@ from collections.abc import Mapping
 
 def length_prefixed(*parts: str | bytes) -> bytes:
     """Each part as a 4-byte big-endian length followed by its bytes (text as UTF-8)."""
+    if len(parts) == 1:
+        # The hot case (a record id appended to a cached prefix, a value for a blind index):
+        # called for every sealed record and digest, so without the general loop.
+        data = parts[0].encode("utf-8") if isinstance(parts[0], str) else parts[0]
+        return len(data).to_bytes(4, "big") + data
     out = []
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part

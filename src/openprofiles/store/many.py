@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.base import Executable
 
-from openprofiles.store.prepared import run_on_driver
+from openprofiles.store.prepared import bind_processor, run_on_driver
 
 
 @dataclass(frozen=True)
@@ -110,5 +110,5 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
             key, fixed = None, bind.effective_value
         else:
             return None
-        parameters.append((key, fixed, bind.type._cached_bind_processor(dialect)))
+        parameters.append((key, fixed, bind_processor(bind.type, dialect)))
     return _Plan(compiled.string, tuple(parameters))
