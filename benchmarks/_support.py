@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,22 +58,28 @@ def create_credential(data_dir: Path, role: str = "admin") -> tuple[str, str]:
 
 
 @contextmanager
-def server(data_dir: Path, port: int) -> Iterator[str]:
-    """`openprofiles serve` in a subprocess; yields its URL once uvicorn accepts connections."""
+def server(data_dir: Path, port: int, workers: int = 1) -> Iterator[str]:
+    """`openprofiles serve --workers N` in a subprocess; yields its URL once every worker has
+    started its application."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
+    command = [str(BIN / "openprofiles"), "serve", "--port", str(port), "--data-dir", str(data_dir)]
     process = subprocess.Popen(
-        [str(BIN / "openprofiles"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
     assert process.stdout is not None
+    started = 0
     for line in process.stdout:
-        if "Uvicorn running on" in line:
+        started += "Application startup complete" in line
+        if started == workers:
             break
     else:
         raise RuntimeError("server did not start")
+    # Keep reading what the server prints, so a full pipe never blocks it.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

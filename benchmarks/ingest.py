@@ -109,13 +109,13 @@ def in_process(data_dir: Path, records: list[str], batch_size: int) -> None:
     )
 
 
-def over_http(data_dir: Path, records: list[str], clients: int, port: int) -> None:
+def over_http(data_dir: Path, records: list[str], clients: int, port: int, workers: int) -> None:
     """Half the records from `clients` boto3 clients (threads of this process: boto3's own
     cost included), the other half pre-signed from `clients` processes (the server's rate)."""
     setup_domain(data_dir, "benchhttp")
     key = create_credential(data_dir)
     half = len(records) // 2
-    with server(data_dir, port) as url:
+    with server(data_dir, port, workers) as url:
         chunks = [records[:half][i::clients] for i in range(clients)]
         errors: list[BaseException] = []
 
@@ -149,7 +149,8 @@ def over_http(data_dir: Path, records: list[str], clients: int, port: int) -> No
             ],
         )
     print(
-        f"(b) PutProfileObject over HTTP, {clients} boto3 clients: {half} objects in "
+        f"(b) PutProfileObject over HTTP, {workers} server processes, {clients} boto3 clients:"
+        f" {half} objects in "
         f"{elapsed:.1f}s = {half / elapsed:,.0f} requests/s; {clients} pre-signed clients: "
         f"{len(records) - half} objects, {presigned:,.0f} requests/s"
     )
@@ -278,6 +279,7 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--workers", type=int, default=1, help="server processes for (b)")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     args = parser.parse_args()
@@ -291,7 +293,7 @@ def main() -> None:
             in_process(base / "inproc", records, args.batch_size)
         if "b" not in skip:
             http_records = records[: args.http_objects or args.objects]
-            over_http(base / "http", http_records, args.clients, args.port)
+            over_http(base / "http", http_records, args.clients, args.port, args.workers)
         if "c" not in skip:
             (base / "raw").mkdir(parents=True, exist_ok=True)
             raw_sqlite(base / "raw", records, args.customers, args.batch_size)

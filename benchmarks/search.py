@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--creates", type=int, default=8_000)
     parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/.work/search"))
     parser.add_argument("--reuse", action="store_true", help="keep an already loaded data dir")
     args = parser.parse_args()
@@ -198,7 +199,7 @@ def main() -> None:
     in_process = search_in_process(settings, args.profiles, args.queries)
     print(f"SearchProfiles _phone, in-process: {summary_ms(in_process)}")
     key = create_credential(args.data_dir)
-    with server(args.data_dir, args.port) as url:
+    with server(args.data_dir, args.port, args.workers) as url:
         over_http = search_over_http(url, key, args.profiles, args.queries)
         print(f"SearchProfiles _phone, HTTP (boto3): {summary_ms(over_http)}")
         raw = search_over_raw_http(url, key, args.profiles, args.queries)
@@ -206,10 +207,14 @@ def main() -> None:
         if args.creates == 0:
             return
         rate = create_over_http(url, key, args.clients, args.creates)
-        print(f"CreateProfile, {args.clients} boto3 client processes: {rate:,.0f} requests/s")
+        print(
+            f"CreateProfile, {args.clients} boto3 client processes, {args.workers} server"
+            f" processes: {rate:,.0f} requests/s"
+        )
         rate = raw_create_over_http(url, key, args.clients, args.creates)
         print(
-            f"CreateProfile, {args.clients} pre-signed keep-alive clients: {rate:,.0f} requests/s"
+            f"CreateProfile, {args.clients} pre-signed keep-alive clients, {args.workers} server"
+            f" processes: {rate:,.0f} requests/s"
         )
 
 
