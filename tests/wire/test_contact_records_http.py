@@ -130,3 +130,45 @@ def test_moving_instance(live_server, setup):
     assert search(live_server, domain, "_ctrContactId", "m2") == []
     assert len(search(live_server, new_domain, "_ctrContactId", "m2")) == 1
     assert search(live_server, domain, "_ctrContactId", "m1")[0]["ProfileId"] == old["ProfileId"]
+
+
+def test_contacts_are_listed_newest_contact_first_whatever_order_they_arrive_in(live_server, setup):
+    """ListProfileObjects of CTR lists by InitiationTimestamp, newest first: a record that
+    arrives late (a backfill) or is updated later does not move its contact to the top."""
+    domain, instance = setup
+    address = "+12065550177"
+    arrivals = [
+        ctr("middle", instance=instance, address=address, start="2022-04-08T10:00:00Z"),
+        ctr("newest", instance=instance, address=address, start="2022-04-09T10:00:00Z"),
+        # Backfilled after the newer ones, then updated after that.
+        ctr("oldest", instance=instance, address=address, start="2022-04-07T10:00:00Z"),
+        ctr(
+            "oldest",
+            instance=instance,
+            address=address,
+            start="2022-04-07T10:00:00Z",
+            last_update="2022-04-10T09:00:00Z",
+            agent="after-call-work",
+        ),
+    ]
+    for record in arrivals:  # one request each: each is written after the one before
+        assert post(live_server, "/contact-records", json.dumps(record)).json()["Accepted"] == 1
+    [profile] = search(live_server, domain, "_phone", address)
+    client = live_server.client()
+    args = {"DomainName": domain, "ObjectTypeName": "CTR", "ProfileId": profile["ProfileId"]}
+    seen: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.list_profile_objects(
+            MaxResults=1, **args, **({"NextToken": token} if token else {})
+        )
+        seen += [json.loads(item["Object"]) for item in page["Items"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert [r["ContactId"] for r in seen] == ["newest", "middle", "oldest"]
+    assert seen[-1]["Agent"]["Username"] == "after-call-work"
+    filtered = client.list_profile_objects(
+        **args, ObjectFilter={"KeyName": "_ctrContactId", "Values": ["middle"]}
+    )["Items"]
+    assert [json.loads(i["Object"])["ContactId"] for i in filtered] == ["middle"]

@@ -1,10 +1,16 @@
-"""Contact history of a profile for the agent pages: the profile's contact records (objects of
-the domain's contact-record object types), newest contact first."""
+"""Contact history of a profile: the profile's contact records (objects of the domain's
+contact-record object types), newest contact first — for the agent pages (`contact_history`)
+and for ListProfileObjects of a contact-record type (`list_contact_objects`).
+
+"Newest" is the contact's InitiationTimestamp, not when its record was written: records arrive
+late (a file of last month's contacts, a Kinesis stream catching up) and a contact's record is
+replaced when it is updated, and neither makes an old contact new.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +20,7 @@ from openprofiles.contacts.models import ContactRecordInvalid, ContactSummary
 from openprofiles.contacts.records import parse_timestamp
 from openprofiles.context import Tx
 from openprofiles.integrations.models import DEFAULT_INSTANCE_OBJECT_TYPE
+from openprofiles.objects.models import ProfileObject
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.store.schema import integration
 
@@ -35,6 +42,61 @@ def contact_object_types(tx: Tx, *, domain_name: str) -> list[str]:
     }
     names.add(DEFAULT_INSTANCE_OBJECT_TYPE)
     return sorted(names)
+
+
+# Where a listing of contact objects resumes: (0, -start seconds, unique key) for a record with
+# a start time, (1, 0.0, unique key) for one without (listed after every dated one).
+ContactCursor = tuple[int, float, str]
+
+
+def list_contact_objects(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None = None,
+    limit: int,
+    after: ContactCursor | None = None,
+) -> tuple[list[ProfileObject], bool]:
+    """A profile's objects of a contact-record type, newest contact first (ties and records
+    without a start time by unique key), from `after` on; the flag says whether more follow.
+
+    Every object of the type is read to order them (a profile holds at most 1,000 objects,
+    spec §0); NotFound when the profile does not exist.
+    """
+    records: list[ProfileObject] = []
+    page_after = None
+    while True:
+        batch, more = list_profile_objects(
+            tx,
+            domain_name=domain_name,
+            object_type_name=object_type_name,
+            profile_id=profile_id,
+            key_filter=key_filter,
+            limit=MAX_OBJECTS,
+            after=page_after,
+        )
+        records.extend(batch)
+        if not more or not batch:
+            break
+        page_after = (batch[-1].updated_at, bytes.fromhex(batch[-1].unique_key))
+    ordered = sorted(((contact_cursor(r), r) for r in records), key=lambda entry: entry[0])
+    if after is not None:
+        ordered = [entry for entry in ordered if entry[0] > after]
+    return [r for _, r in ordered[:limit]], len(ordered) > limit
+
+
+def contact_cursor(record: ProfileObject) -> ContactCursor:
+    """Where `record` sorts among contact objects, newest contact first."""
+    try:
+        parsed = json.loads(record.object_json)
+    except ValueError:
+        parsed = None
+    start = _time(parsed.get("InitiationTimestamp")) if isinstance(parsed, Mapping) else None
+    if start is None:
+        return (1, 0.0, record.unique_key)
+    return (0, -start.timestamp(), record.unique_key)
 
 
 def contact_history(

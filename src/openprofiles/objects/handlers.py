@@ -15,6 +15,12 @@ import json
 from datetime import datetime
 from typing import Any
 
+from openprofiles.contacts.history import (
+    ContactCursor,
+    contact_cursor,
+    contact_object_types,
+    list_contact_objects,
+)
 from openprofiles.context import RequestContext
 from openprofiles.dlq.sinks import dead_letter
 from openprofiles.errors import BadRequest, NotFound
@@ -81,10 +87,9 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     profile_id = params["ProfileId"]
     limit = params.get("MaxResults") or DEFAULT_PAGE
     scope = f"ListProfileObjects/{domain_name}/{type_name}/{profile_id}"
-    after = None
-    if params.get("NextToken"):
-        state = ctx.services.tokens.decode(scope, params["NextToken"])
-        after = (datetime.fromisoformat(state["u"]), bytes.fromhex(state["d"]))
+    state = (
+        ctx.services.tokens.decode(scope, params["NextToken"]) if params.get("NextToken") else None
+    )
     with ctx.read() as tx:
         cipher = tx.cipher(domain_name)
         if type_name not in LISTABLE_STANDARD_TYPES and (
@@ -107,15 +112,28 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
                     for v in params["ObjectFilter"]["Values"]
                 ],
             )
-        records, more = service.list_profile_objects(
-            tx,
-            domain_name=domain_name,
-            object_type_name=type_name,
-            profile_id=profile_id,
-            key_filter=key_filter,
-            limit=limit,
-            after=after,
-        )
+        # Contact records are listed newest contact first; other objects newest write first.
+        by_contact = type_name in contact_object_types(tx, domain_name=domain_name)
+        if by_contact:
+            records, more = list_contact_objects(
+                tx,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                profile_id=profile_id,
+                key_filter=key_filter,
+                limit=limit,
+                after=_contact_after(state),
+            )
+        else:
+            records, more = service.list_profile_objects(
+                tx,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                profile_id=profile_id,
+                key_filter=key_filter,
+                limit=limit,
+                after=_written_after(state),
+            )
     out: dict[str, Any] = {
         "Items": [
             {
@@ -128,10 +146,36 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     }
     if more and records:
         last = records[-1]
-        out["NextToken"] = ctx.services.tokens.encode(
-            scope, {"u": last.updated_at.isoformat(), "d": last.unique_key}
+        next_state = (
+            {"c": list(contact_cursor(last))}
+            if by_contact
+            else {"u": last.updated_at.isoformat(), "d": last.unique_key}
         )
+        out["NextToken"] = ctx.services.tokens.encode(scope, next_state)
     return out
+
+
+_INVALID_TOKEN = "The NextToken is not valid for this listing."
+
+
+def _written_after(state: dict[str, Any] | None) -> tuple[datetime, bytes] | None:
+    if state is None:
+        return None
+    try:
+        return datetime.fromisoformat(state["u"]), bytes.fromhex(state["d"])
+    except (KeyError, TypeError, ValueError):
+        # A token of the other ordering: the type became (or stopped being) a contact type.
+        raise BadRequest(_INVALID_TOKEN) from None
+
+
+def _contact_after(state: dict[str, Any] | None) -> ContactCursor | None:
+    if state is None:
+        return None
+    try:
+        flag, start, key = state["c"]
+        return (int(flag), float(start), str(key))
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest(_INVALID_TOKEN) from None
 
 
 def delete_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
