@@ -261,3 +261,20 @@ def test_a_disabled_key_stops_working_once_the_cache_expires(resolver: CountingR
 def test_the_cache_time_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENPROFILES_DATA_KEY_CACHE_SECONDS", "30")
     assert Settings.from_env().data_key_cache_seconds == 30.0
+
+
+def test_lists_open_together_and_stay_bound_to_their_records() -> None:
+    cipher = DomainCipher(os.urandom(32), "sales")
+    rows = [("p1", ["Ana", None, 3]), ("p2", []), ("p3", ["x,]y", {"k": "v"}])]
+    blobs = [(pid, cipher.seal_list("ml_feature", pid, values)) for pid, values in rows]
+    assert b"Ana" not in blobs[0][1]
+    assert cipher.open_lists("ml_feature", blobs) == [values for _, values in rows]
+    assert cipher.open_lists("ml_feature", []) == []
+    # A blob moved to another record, or read as another table's, does not open.
+    with pytest.raises(DecryptionError):
+        cipher.open_lists("ml_feature", [("p1", blobs[0][1]), ("p2", blobs[0][1])])
+    with pytest.raises(DecryptionError):
+        cipher.open_lists("profile", blobs[:1])
+    # A record sealed as an object is not a list.
+    with pytest.raises(DecryptionError):
+        cipher.open_lists("ml_feature", [("p4", cipher.seal_record("ml_feature", "p4", PAYLOAD))])
