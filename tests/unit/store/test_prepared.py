@@ -84,6 +84,17 @@ def test_converts_values_like_sqlalchemy(conn: Connection) -> None:
     assert bytes(found.blob) == bytes([10, 0, 255])
 
 
+def test_tuples_are_the_rows_as_plain_tuples(conn: Connection) -> None:
+    statement = select(item.c.id, item.c.doc).where(item.c.id <= bindparam("most"))
+    prepared = PreparedRead(statement)
+    got = prepared.tuples(conn, {"most": 2})
+    assert [tuple(row) for row in got] == [tuple(row) for row in prepared.rows(conn, {"most": 2})]
+    assert [tuple(row) for row in got] == [
+        (1, {"i": 1, "tags": ["a", "1"]}),
+        (2, {"i": 2, "tags": ["a", "2"]}),
+    ]
+
+
 def test_in_lists_of_any_length(conn: Connection) -> None:
     statement = select(item.c.id, item.c.name).where(
         item.c.id.in_(bindparam("ids", expanding=True)), item.c.name == bindparam("name")
