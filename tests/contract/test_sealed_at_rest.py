@@ -29,7 +29,10 @@ def _store_profiles(services, markers: dict[str, str]) -> None:
     from openprofiles.domains.handlers import create_domain
 
     ctx = RequestContext(services=services, principal=Principal("test", "admin"))
-    create_domain(ctx, {"DomainName": "sealed", "DefaultExpirationDays": 5})
+    # Matching enabled: the profile's match features (identity.ml_features) are stored too.
+    create_domain(
+        ctx, {"DomainName": "sealed", "DefaultExpirationDays": 5, "Matching": {"Enabled": True}}
+    )
     with services.write() as tx:
         record = profiles.create_profile(
             tx,
@@ -55,6 +58,16 @@ def _store_profiles(services, markers: dict[str, str]) -> None:
         )
 
 
+def _assert_features_stored(services) -> None:
+    """The checks below cover the match features only if some were written."""
+    from sqlalchemy import func, select
+
+    from openprofiles.store.schema import ml_feature
+
+    with services.read() as tx:
+        assert tx.conn.execute(select(func.count()).select_from(ml_feature)).scalar_one() == 1
+
+
 def _needles(markers: dict[str, str]) -> list[bytes]:
     values = [v for v in markers.values()]
     values += ["4155550199", "+14155550199", markers["EmailAddress"].lower()]
@@ -67,6 +80,7 @@ def test_sqlite_files_hold_no_marker(sqlite_settings):
     services = build_services(sqlite_settings)
     markers = _markers()
     _store_profiles(services, markers)
+    _assert_features_stored(services)
     # Read the database, WAL and shared-memory files raw while open, and again after the
     # last connection closed (which checkpoints the WAL into the database file).
     files = sqlite_settings.data_dir.glob("openprofiles.sqlite3*")
@@ -91,6 +105,7 @@ def test_postgres_tables_hold_no_marker(tmp_path):
         services = build_services(settings)
         markers = _markers()
         _store_profiles(services, markers)
+        _assert_features_stored(services)
         db: Database = services.database
         dump = []
         with db.engine.connect() as conn:

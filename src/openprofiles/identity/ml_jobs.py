@@ -2,8 +2,10 @@
 DuckDB over the domain's live profiles; the jobs, their match groups, GetMatches, GetSimilarProfiles
 for ML_BASED_MATCHING, and the explanation of a group.
 
-A job reads and opens the domain's live profiles in memory, normalises name, email, phone (E.164
-through openprofiles.normalize), city, postal code and birth date, and scores candidate pairs.
+A job reads the domain's live profiles' match features in memory — name, email, phone (E.164
+through openprofiles.normalize), city, postal code and birth date, normalised when each profile
+was written and stored sealed (openprofiles.identity.ml_features; a missing or stale row is
+recomputed from the profile) — and scores candidate pairs.
 Candidates come from blocking rules (same phone, same email, same postal code and last-name
 initial, same birth date), so cost grows with the block sizes, near-linearly in the profiles,
 not with all pairs. The DuckDB database lives in memory with spilling to disk turned off: nothing
@@ -19,10 +21,13 @@ one person from distinct people on the attributes above.
 Pairs scoring at least `MATCH_THRESHOLD` are clustered (connected components at that threshold)
 into match groups {MatchId, ProfileIds, ConfidenceScore}; a group's confidence is the lowest
 score among the pairs that link it (a conservative figure: MinAllowedConfidenceScoreForMerging
-compares with it). A completed job replaces the previous job's groups. Auto-merging
-(Matching.AutoMerging) merges, within groups at or above MinAllowedConfidenceScoreForMerging, the
-profiles whose values of every attribute of a Consolidation criterion are equal (criteria OR-ed,
-spec §5.2), through identity.service.merge_profiles: logged and undoable.
+compares with it). A group's explanation (per linking pair, each attribute's comparison level
+and weight) is stored compactly: the pairs name the job's few combinations of levels, stored
+once on the job's row, and get_group expands them. A completed job replaces the previous job's
+groups. Auto-merging (Matching.AutoMerging) merges, within groups at or above
+MinAllowedConfidenceScoreForMerging, the profiles whose values of every attribute of a
+Consolidation criterion are equal (criteria OR-ed, spec §5.2), through
+identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
 (openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`). At most
@@ -58,16 +63,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
-from openprofiles.normalize import (
-    ContentType,
-    normalize,
-    normalize_email,
-    normalize_name,
-    normalize_phone,
-)
+from openprofiles.gc_pause import paused_gc
+from openprofiles.identity.ml_features import COLUMNS, FeatureColumns, live_features
+from openprofiles.identity.ml_features import features as features  # re-exported for callers
+from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
 from openprofiles.store.many import ManyWriter
-from openprofiles.store.schema import domain, identity_job, ml_match, ml_match_profile, profile
+from openprofiles.store.schema import domain, identity_job, ml_match, ml_match_profile
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +93,6 @@ WEEK = timedelta(days=7)
 for _table in (identity_job, ml_match, ml_match_profile):
     register_domain_table(_table)
 
-_EMAIL_FIELDS = ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress")
-_PHONE_FIELDS = ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber")
-_ADDRESS_FIELDS = ("Address", "ShippingAddress", "MailingAddress", "BillingAddress")
-COLUMNS = ("first_name", "last_name", "email", "phone", "postal_code", "city", "birth_date")
 # Comparison column -> the profile attribute an explanation names.
 ATTRIBUTES = {
     "first_name": "FirstName",
@@ -129,13 +127,21 @@ class JobRecord:
     lease_expired_at: datetime | None = None
 
 
+Pair = tuple[int, int, float, float, int]
+
+
 @dataclass(frozen=True)
 class MatchGroup:
     match_id: str
     profile_ids: tuple[str, ...]
     confidence: float
-    # Per linking pair: {"ProfileIds", "MatchProbability", "MatchWeight", "Attributes": [...]}.
+    # Per linking pair: {"ProfileIds", "MatchProbability", "MatchWeight", "Attributes": [...]}
+    # (filled by get_group, from `pairs` and the job's levels).
     explanation: list[dict[str, Any]] = field(default_factory=list)
+    # The linking pairs as a job stores them: (position of each profile in `profile_ids`,
+    # match probability, match weight, position of the pair's attribute list in the job's
+    # levels, `Scored.levels`).
+    pairs: tuple[Pair, ...] = ()
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -151,94 +157,6 @@ def matching_config(tx: Tx, domain_name: str) -> dict[str, Any]:
             f"Matching (ML-based identity resolution) is not enabled for domain {domain_name}."
         )
     return dict(config)
-
-
-# ---------------------------------------------------------------------------- features
-
-
-class FeatureColumns:
-    """The comparable values of many profiles, column by column (in memory only): "unique_id"
-    and `COLUMNS`, None where a profile has no value.
-
-    Built one profile at a time as the job opens them, without a dict per profile: a job holds
-    a whole domain, and 100,000 live dicts made Python's cycle collector walk them again and
-    again while they were built. The columns go to DuckDB as one Arrow table."""
-
-    def __init__(self, region: str) -> None:
-        self.region = region
-        self.columns: dict[str, list[str | None]] = {c: [] for c in ("unique_id", *COLUMNS)}
-        # Raw value -> normal form, for this job: first names, surnames and a household's
-        # phone recur, and libphonenumber's parse is the costliest step. A dict of the job's
-        # own, not normalize_phone's bounded cache, which a whole domain would cycle through.
-        self._names: dict[str, str] = {}
-        self._phones: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.columns["unique_id"])
-
-    def add(self, profile_id: str, fields: dict[str, Any]) -> None:
-        city = postal = ""
-        for name in _ADDRESS_FIELDS:
-            address = fields.get(name)
-            if isinstance(address, dict):
-                city = city or " ".join(str(address.get("City") or "").split()).casefold()
-                postal = postal or "".join(str(address.get("PostalCode") or "").split()).casefold()
-        email = phone = ""
-        for name in _EMAIL_FIELDS:
-            raw = fields.get(name)
-            if isinstance(raw, str) and (email := normalize_email(raw)):
-                break
-        for name in _PHONE_FIELDS:
-            raw = fields.get(name)
-            if isinstance(raw, str) and (phone := self._phone(raw)):
-                break
-        columns = self.columns
-        columns["unique_id"].append(profile_id)
-        columns["first_name"].append(self._name(fields.get("FirstName")) or None)
-        columns["last_name"].append(self._name(fields.get("LastName")) or None)
-        columns["email"].append(email or None)
-        columns["phone"].append(phone or None)
-        columns["postal_code"].append(postal or None)
-        columns["city"].append(city or None)
-        columns["birth_date"].append(str(fields.get("BirthDate") or "").strip() or None)
-
-    def row(self, index: int) -> dict[str, str | None]:
-        """One profile's values by column name (for tests and explanations)."""
-        return {name: values[index] for name, values in self.columns.items()}
-
-    def _name(self, raw: Any) -> str:
-        text = str(raw or "")
-        normal = self._names.get(text)
-        if normal is None:
-            normal = self._names[text] = normalize_name(text)
-        return normal
-
-    def _phone(self, raw: str) -> str:
-        normal = self._phones.get(raw)
-        if normal is None:
-            normal = self._phones[raw] = normalize_phone(raw, self.region)
-        return normal
-
-
-def features(profiles_fields: dict[str, dict[str, Any]], region: str) -> FeatureColumns:
-    """The comparable values of profiles given as {profile id: fields}."""
-    table = FeatureColumns(region)
-    for profile_id, fields in profiles_fields.items():
-        table.add(profile_id, fields)
-    return table
-
-
-def _live_features(tx: Tx, domain_name: str) -> FeatureColumns:
-    cipher = tx.cipher(domain_name)
-    table = FeatureColumns(tx.settings.default_phone_region)
-    for profile_id, sealed in tx.conn.execute(
-        select(profile.c.profile_id, profile.c.sealed)
-        .where(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
-        .order_by(profile.c.profile_id)
-    ):
-        opened = cipher.open_record(profiles.PROFILE_TABLE, profile_id, bytes(sealed))
-        table.add(profile_id, opened["fields"])
-    return table
 
 
 # ---------------------------------------------------------------------------- the Splink model
@@ -299,10 +217,12 @@ def _blocking_rules() -> list[Any]:
 
 @dataclass(frozen=True)
 class Scored:
-    """What a Splink run found: groups of profile ids with their linking pairs."""
+    """What a Splink run found: groups of profile ids with their linking pairs, and the
+    attribute lists (one per combination of comparison levels) the pairs name by position."""
 
     groups: list[MatchGroup]
     trained: bool
+    levels: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 def score(
@@ -349,12 +269,12 @@ def score(
             clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
                 predictions, threshold
             )
-            groups = _groups(
+            groups, levels = _groups(
                 connection, predictions.physical_name, clusters.physical_name, linker, new_id
             )
     finally:
         connection.close()
-    return Scored(groups, trained)
+    return Scored(groups, trained, levels)
 
 
 def _train(linker: Any, n: int) -> bool:
@@ -396,32 +316,57 @@ def _level(levels: list[tuple[float, str]], weight: float) -> str:
     return closest[1]
 
 
+@paused_gc()  # a tuple per linking pair, all kept (openprofiles.gc_pause)
 def _groups(
     connection: Any,
     predictions: str,
     clusters: str,
     linker: Any,
     new_id: Callable[[], str],
-) -> list[MatchGroup]:
-    """The match groups of the clusters of two or more profiles, each with its linking pairs.
+) -> tuple[list[MatchGroup], list[list[dict[str, Any]]]]:
+    """The match groups of the clusters of two or more profiles, each with its linking pairs,
+    and the attribute lists those pairs name.
 
-    DuckDB joins the pairs to their clusters and orders them; Python only shapes the rows.
-    The attributes of a pair depend on its comparisons' weights alone, and pairs share a few
-    combinations of levels, so each combination's list is built once and shared."""
+    DuckDB joins the pairs to their clusters, numbers each cluster's profiles and orders the
+    pairs; Python only shapes the rows. The attributes of a pair depend on its comparisons'
+    weights alone, and pairs share a few combinations of levels, so each combination's list is
+    built once and a pair names it by position: a job's explanations are stored once per
+    combination, not once per pair (at 100,000 profiles 46 MB of JSON took a third of storing
+    the groups)."""
     labels = _level_labels(linker)
     weights = ", ".join(f"p.mw_{c}" for c in COLUMNS)
-    rows = connection.execute(
+    connection.execute(
         f"""
-        SELECT l.cluster_id, least(p.unique_id_l, p.unique_id_r),
-               greatest(p.unique_id_l, p.unique_id_r), p.match_probability, p.match_weight,
-               {weights}
+        CREATE TEMPORARY TABLE openprofiles_pairs AS
+        WITH members AS (
+            SELECT cluster_id, unique_id,
+                   row_number() OVER (PARTITION BY cluster_id ORDER BY unique_id) - 1 AS position
+            FROM {clusters}
+        )
+        SELECT l.cluster_id, least(l.position, r.position) AS a,
+               greatest(l.position, r.position) AS b, p.match_probability, p.match_weight,
+               dense_rank() OVER (ORDER BY {weights}) - 1 AS combination, {weights}
         FROM {predictions} AS p
-        JOIN {clusters} AS l ON l.unique_id = p.unique_id_l
-        JOIN {clusters} AS r ON r.unique_id = p.unique_id_r
+        JOIN members AS l ON l.unique_id = p.unique_id_l
+        JOIN members AS r ON r.unique_id = p.unique_id_r
         WHERE l.cluster_id = r.cluster_id
-        ORDER BY 1, 2, 3
         """
+    )
+    combinations = connection.execute(
+        "SELECT DISTINCT ON (combination) * EXCLUDE (cluster_id, a, b, match_probability, "
+        "match_weight) FROM openprofiles_pairs ORDER BY combination"
     ).fetchall()
+    levels = [
+        [
+            {
+                "Attribute": ATTRIBUTES[column],
+                "Level": _level(labels.get(column, []), float(weight)),
+                "MatchWeight": round(float(weight), 4),
+            }
+            for column, weight in zip(COLUMNS, row[1:], strict=True)
+        ]
+        for row in combinations
+    ]
     members = dict(
         connection.execute(
             f"""
@@ -430,41 +375,36 @@ def _groups(
             """
         ).fetchall()
     )
-    shared: dict[tuple[float, ...], list[dict[str, Any]]] = {}
-    edges: dict[Any, list[dict[str, Any]]] = {}
-    for row in rows:
-        levels = row[5:]
-        attributes = shared.get(levels)
-        if attributes is None:
-            attributes = shared[levels] = [
-                {
-                    "Attribute": ATTRIBUTES[column],
-                    "Level": _level(labels.get(column, []), float(weight)),
-                    "MatchWeight": round(float(weight), 4),
-                }
-                for column, weight in zip(COLUMNS, levels, strict=True)
-            ]
-        edges.setdefault(row[0], []).append(
-            {
-                "ProfileIds": [row[1], row[2]],
-                "MatchProbability": float(row[3]),
-                "MatchWeight": float(row[4]),
-                "Attributes": attributes,
-            }
-        )
+    edges: dict[Any, list[Pair]] = {}
+    for cluster, *pair in connection.execute(
+        "SELECT cluster_id, a, b, match_probability, match_weight, combination "
+        "FROM openprofiles_pairs ORDER BY 1, 2, 3"
+    ).fetchall():
+        edges.setdefault(cluster, []).append(tuple(pair))
     found = sorted(
-        (tuple(members[cluster]), linking)
+        (tuple(members[cluster]), tuple(linking))
         for cluster, linking in edges.items()
         if len(members.get(cluster, ())) > 1
     )
-    return [
-        MatchGroup(
-            new_id(),
-            ids,
-            round(min(e["MatchProbability"] for e in linking), 6),
-            linking,
-        )
+    groups = [
+        MatchGroup(new_id(), ids, round(min(e[2] for e in linking), 6), pairs=linking)
         for ids, linking in found
+    ]
+    return groups, levels
+
+
+def explanation(
+    pairs: Sequence[Sequence[Any]], profile_ids: Sequence[str], levels: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """A group's explanation from its stored pairs (`MatchGroup.pairs`) and its job's levels."""
+    return [
+        {
+            "ProfileIds": [profile_ids[a], profile_ids[b]],
+            "MatchProbability": probability,
+            "MatchWeight": weight,
+            "Attributes": [dict(attribute) for attribute in levels[position]],
+        }
+        for a, b, probability, weight, position in pairs
     ]
 
 
@@ -714,7 +654,7 @@ def run_job(
             with services.write() as tx:
                 now = clock()
                 _step(tx, job, now=now, status=PREPROCESSING, started_at=now)
-                table = _live_features(tx, domain_name)
+                table = live_features(tx, domain_name)
                 _step(tx, job, now=clock(), status=FIND_MATCHING, profiles_reviewed=len(table))
             step = FIND_MATCHING
             scored = score(table, threshold=threshold, min_training_profiles=min_training_profiles)
@@ -742,6 +682,7 @@ def run_job(
                     ended_at=now,
                     matches_found=len(scored.groups),
                     merges_done=merges,
+                    explanation_levels=scored.levels,
                     message=None
                     if scored.trained
                     else "Model parameters: fixed priors (small domain).",
@@ -827,10 +768,13 @@ _INSERT_GROUPS = ManyWriter(ml_match.insert())
 _INSERT_MEMBERS = ManyWriter(ml_match_profile.insert())
 
 
+@paused_gc()  # a row per group and per member, all kept until written
 def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchGroup]) -> None:
     """Replace the domain's match groups with this job's."""
     for table in (ml_match_profile, ml_match):
         tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
+    # In key order: each insert then lands at the end of the primary key's B-tree.
+    groups = sorted(groups, key=lambda g: g.match_id)
     _INSERT_GROUPS.execute(
         tx.conn,
         [
@@ -839,7 +783,8 @@ def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchG
                 "match_id": g.match_id,
                 "job_id": job_id,
                 "confidence": g.confidence,
-                "explanation": g.explanation,
+                # The compact form (a dict); groups stored before it hold the list itself.
+                "explanation": {"pairs": g.pairs},
             }
             for g in groups
         ],
@@ -945,7 +890,15 @@ def get_group(tx: Tx, *, domain_name: str, match_id: str) -> MatchGroup:
     if row is None:
         raise NotFound(f"The match {match_id} does not exist in domain {domain_name}.")
     members = _members(tx, domain_name, [match_id])[match_id]
-    return MatchGroup(match_id, tuple(members), float(row.confidence), list(row.explanation))
+    stored = row.explanation
+    if isinstance(stored, dict):
+        levels = tx.conn.execute(
+            select(identity_job.c.explanation_levels).where(
+                identity_job.c.domain_name == domain_name, identity_job.c.job_id == row.job_id
+            )
+        ).scalar_one()
+        stored = explanation(stored["pairs"], members, levels)
+    return MatchGroup(match_id, tuple(members), float(row.confidence), list(stored))
 
 
 def similar_profiles(

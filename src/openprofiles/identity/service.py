@@ -27,8 +27,11 @@ from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 
-# Imported for its effect: rule-based matching registers its hook on profile writes.
-from openprofiles.identity import matching  # noqa: F401
+# matching is imported for its effect: rule-based matching registers its hook on profile writes.
+from openprofiles.identity import (
+    matching,  # noqa: F401
+    ml_features,
+)
 from openprofiles.identity.models import (
     KeptKey,
     KeptObject,
@@ -101,6 +104,8 @@ def merge_profiles(
         .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(merged_ids))
         .values(merged_into=main_profile_id, updated_at=tx.now)
     )
+    # Their match features go with them; undoing the merge writes them again.
+    ml_features.forget(tx, domain_name, merged_ids)
 
     merge_id = uuid.uuid4().hex
     payload = {

@@ -18,6 +18,7 @@ from openprofiles.store.schema.core import (
 from openprofiles.store.schema.identity import (
     identity_job,
     merge_log,
+    ml_feature,
     ml_match,
     ml_match_profile,
     rule_match_digest,
@@ -45,6 +46,7 @@ __all__ = [
     "integration",
     "merge_log",
     "metadata",
+    "ml_feature",
     "ml_match",
     "ml_match_profile",
     "object_type",

@@ -61,7 +61,8 @@ rule_match_digest = Table(
 
 # Probabilistic matching (spec §5.2). A job row holds its status and counts; a match group row
 # its confidence and, per scored pair, which attributes agreed at which Splink comparison level
-# with what match weight (labels and numbers only, never values); the member rows say which
+# with what match weight (labels and numbers only, never values; in a compact form whose level
+# combinations are on the job's row); the member rows say which
 # profiles a group holds, so GetSimilarProfiles finds a profile's group by index. Registered for
 # DeleteDomain by openprofiles.identity.ml_jobs.
 identity_job = Table(
@@ -87,6 +88,10 @@ identity_job = Table(
     Column("heartbeat_at", UtcDateTime, nullable=False),
     # When a scheduler's check found the heartbeat too old and marked the job FAILED.
     Column("lease_expired_at", UtcDateTime, nullable=True),
+    # The attribute lists of a completed job's explanations, one per combination of comparison
+    # levels its linking pairs have (labels and weights, no values); a group's stored pairs
+    # name them by position (identity.ml_jobs). None for jobs stored before that form.
+    Column("explanation_levels", JSON, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_identity_job_created", "domain_name", "created_at"),
     # The check for dead jobs reads the few unfinished ones by status.
@@ -125,4 +130,22 @@ ml_match_profile = Table(
     Column("profile_id", String(32), primary_key=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_ml_match_profile_profile", "domain_name", "profile_id"),
+)
+
+# The match features of a live profile in a domain with Matching enabled (identity.ml_features):
+# the normalised values a job compares, sealed (bound to domain, table and profile id) with the
+# profile version and the basis they were computed for. Deleted with their profile.
+ml_feature = Table(
+    "ml_feature",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    ForeignKeyConstraint(
+        ["domain_name", "profile_id"],
+        ["profile.domain_name", "profile.profile_id"],
+        ondelete="CASCADE",
+    ),
+    # Clustered by its key on SQLite: a job reads a domain's rows in one range scan.
+    sqlite_with_rowid=False,
 )
