@@ -13,7 +13,7 @@ from openprofiles.cli_support import open_services, settings_from_options, stora
 from openprofiles.dlq.models import DeadLetter
 
 
-def _summary(letter: DeadLetter, queue_url: str | None) -> dict[str, Any]:
+def _summary(letter: DeadLetter) -> dict[str, Any]:
     from openprofiles.dlq.service import delivery_status
 
     return {
@@ -25,14 +25,15 @@ def _summary(letter: DeadLetter, queue_url: str | None) -> dict[str, Any]:
         "CreatedAt": letter.created_at.isoformat(),
         "LastAttemptAt": letter.last_attempt_at.isoformat(),
         "SinkError": letter.sink_error,
-        "Delivery": delivery_status(letter, queue_url),
+        "Delivery": delivery_status(letter),
     }
 
 
-def _queue_url(tx: Any, domain_name: str) -> str | None:
+def _existing_domain(tx: Any, domain_name: str) -> None:
+    """NotFound (an error message, not an empty list) for a domain that does not exist."""
     from openprofiles.domains.service import get_domain
 
-    return get_domain(tx, domain_name=domain_name).dead_letter_queue_url
+    get_domain(tx, domain_name=domain_name)
 
 
 def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
@@ -67,13 +68,12 @@ def dlq_list(
     """List the domain's dead letters, oldest first."""
     from openprofiles.dlq.service import list_messages
 
-    letters, queue_url = _run(
-        data_dir,
-        database_url,
-        lambda tx: (list_messages(tx, domain_name=domain_name), _queue_url(tx, domain_name)),
-        write=False,
-    )
-    summaries = [_summary(x, queue_url) for x in letters]
+    def load(tx: Any) -> list[DeadLetter]:
+        _existing_domain(tx, domain_name)
+        return list_messages(tx, domain_name=domain_name)
+
+    letters = _run(data_dir, database_url, load, write=False)
+    summaries = [_summary(x) for x in letters]
     if as_json:
         click.echo(json.dumps(summaries))
         return
@@ -101,16 +101,12 @@ def dlq_show(
     """Show one dead letter with its object."""
     from openprofiles.dlq.service import get
 
-    letter, queue_url = _run(
-        data_dir,
-        database_url,
-        lambda tx: (
-            get(tx, domain_name=domain_name, message_id=message_id),
-            _queue_url(tx, domain_name),
-        ),
-        write=False,
-    )
-    out = {**_summary(letter, queue_url), "Object": letter.object_json}
+    def load(tx: Any) -> DeadLetter:
+        _existing_domain(tx, domain_name)
+        return get(tx, domain_name=domain_name, message_id=message_id)
+
+    letter = _run(data_dir, database_url, load, write=False)
+    out = {**_summary(letter), "Object": letter.object_json}
     if as_json:
         click.echo(json.dumps(out))
         return

@@ -17,6 +17,8 @@ It runs in the server every `Settings.dlq_resend_interval_seconds` (`resend_task
   undelivered records keep their mark. That mark stays true — they never reached a queue — and
   if the administrator sets a queue again, they go to it then, which is what "reach SQS
   eventually" means to whoever set it; one who does not want them purges them.
+* A record dead-lettered while its domain had no queue (`NO_QUEUE`) was never bound for one and
+  is never sent, whatever queue the domain gets later.
 """
 
 from __future__ import annotations

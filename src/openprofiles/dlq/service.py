@@ -4,6 +4,7 @@ Every rejected record lands here (whether or not the domain also has an SQS queu
 the object and the reason are personal data. `retry` runs a message through the ingestion
 pipeline again — after the object type or the data was fixed — and removes what now succeeds.
 
+A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
 sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
 it with why the send failed. A record still marked was never delivered to SQS; dlq.resend sends
@@ -36,6 +37,9 @@ register_domain_table(dlq_message)
 SQS_PENDING = (
     "the send to SQS has not happened yet (it follows the commit of the record's transaction)"
 )
+# The sink error of a record dead-lettered while its domain had no queue: kept here only, and
+# not sent to a queue the domain gets later (it was never bound for one; dlq.resend skips it).
+NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettered"
 # The sink error of a record dlq.resend is sending again, followed by when it began (ISO 8601):
 # unique to that run, so its outcome only lands on records it still holds.
 SQS_RESENDING = "a resend to SQS is under way, started at "
@@ -275,6 +279,7 @@ def due_sends(
         .where(
             dlq_message.c.domain_name == domain_name,
             dlq_message.c.sink_error.is_not(None),
+            dlq_message.c.sink_error != NO_QUEUE,
             *([dlq_message.c.message_id > after] if after is not None else []),
         )
         .order_by(dlq_message.c.message_id)
@@ -321,15 +326,14 @@ def claim_sends(
     return taken
 
 
-def delivery_status(letter: DeadLetter, queue_url: str | None) -> str:
-    """What became of the record's send to its domain's SQS queue (`queue_url`, the domain's
-    now), in words. A record without a sink error was sent, or dead-lettered while the domain
-    had no queue."""
+def delivery_status(letter: DeadLetter) -> str:
+    """What became of the record's send to its domain's SQS queue, in words: its own history,
+    whatever the domain's queue is now. A record without a sink error was sent."""
+    if letter.sink_error == NO_QUEUE:
+        return "No queue (kept here only)"
     if letter.sink_error:
         return f"Not sent: {letter.sink_error}"
-    if queue_url:
-        return "Sent"
-    return "No queue (kept here only)"
+    return "Sent"
 
 
 def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:

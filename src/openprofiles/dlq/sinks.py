@@ -388,7 +388,7 @@ def dead_letter_in(
         attempts=1,
         created_at=tx.now,
         last_attempt_at=tx.now,
-        sink_error=service.SQS_PENDING if queue_url else None,
+        sink_error=service.SQS_PENDING if queue_url else service.NO_QUEUE,
     )
     LocalStoreSink(tx).send(letter)
     if queue_url:

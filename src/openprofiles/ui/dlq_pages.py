@@ -67,9 +67,7 @@ def routes(ui: UI) -> list[Route]:
         def load(tx: Tx) -> dict[str, Any]:
             record = domains.get_domain(tx, domain_name=name)
             letters = dlq.list_messages(tx, domain_name=name, limit=PAGE + 1, after=after)
-            rows = [
-                Row(x, dlq.delivery_status(x, record.dead_letter_queue_url)) for x in letters[:PAGE]
-            ]
+            rows = [Row(x, dlq.delivery_status(x)) for x in letters[:PAGE]]
             return {
                 "record": record,
                 "rows": rows,
@@ -92,11 +90,11 @@ def routes(ui: UI) -> list[Route]:
         request: Request, name: str, message_id: str, *, status: int = 200, **extra: Any
     ) -> Response:
         def load(tx: Tx) -> dict[str, Any]:
-            record = domains.get_domain(tx, domain_name=name)
+            domains.get_domain(tx, domain_name=name)  # an unknown domain is its own error
             letter = dlq.get(tx, domain_name=name, message_id=message_id)
             return {
                 "letter": letter,
-                "sqs_status": dlq.delivery_status(letter, record.dead_letter_queue_url),
+                "sqs_status": dlq.delivery_status(letter),
                 "pretty": pretty(letter.object_json),
             }
 

@@ -273,6 +273,29 @@ def test_a_domain_without_a_queue_is_left_alone(moto_services: Services, moto_ur
     assert len(receive_all(client, url)) == 1
 
 
+def test_a_record_dead_lettered_without_a_queue_is_never_sent_to_a_later_one(
+    moto_services: Services, moto_url: str
+) -> None:
+    """A record rejected while the domain had no queue was only ever for the local store: a
+    queue set afterwards does not get it, and it is never shown as sent."""
+    letter = reject(moto_services, "r1")
+    assert stored(moto_services, letter.message_id).sink_error == service.NO_QUEUE
+    assert service.delivery_status(letter) == "No queue (kept here only)"
+    name, url = missing_queue(moto_url)
+    client = sqs(moto_url)
+    client.create_queue(QueueName=name)
+    set_queue(moto_services, url)
+    outcome = resend_pending(moto_services, domain_name=DOMAIN)
+    assert (outcome.sent, outcome.failed, outcome.waiting) == ([], [], 0)
+    assert receive_all(client, url) == []
+    kept = kept_intact(moto_services, letter)
+    assert service.delivery_status(kept) == "No queue (kept here only)"
+    # A record rejected now that the queue exists is sent, and shown so.
+    sent = reject(moto_services, "r2")
+    assert service.delivery_status(stored(moto_services, sent.message_id)) == "Sent"
+    assert len(receive_all(client, url)) == 1
+
+
 def test_the_limit_stops_a_run_and_the_next_run_goes_on(
     moto_services: Services, moto_url: str
 ) -> None:
@@ -330,8 +353,9 @@ def test_cli_resend_and_delivery_status(moto_services: Services, moto_url: str) 
     set_queue(moto_services, "")
     refused = runner.invoke(main, ["dlq", "resend", *base])
     assert refused.exit_code != 0 and "has no DeadLetterQueueUrl" in refused.output
+    # The status is the record's own history: removing the queue does not unsend them.
     listed = runner.invoke(main, ["dlq", "list", *base])
-    assert listed.output.count("[SQS: No queue (kept here only)]") == 2
+    assert listed.output.count("[SQS: Sent]") == 2
 
 
 def test_the_server_resends_in_the_background(
