@@ -45,7 +45,9 @@ next step and drops its results instead of publishing them next to the slot's ne
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -53,10 +55,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -64,12 +67,15 @@ from openprofiles.context import Services, Tx
 from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.gc_pause import paused_gc
+from openprofiles.identity import ml_groups
 from openprofiles.identity.ml_features import COLUMNS, FeatureColumns, live_features
 from openprofiles.identity.ml_features import features as features  # re-exported for callers
+from openprofiles.identity.ml_groups import MatchGroup as MatchGroup  # re-exported
+from openprofiles.identity.ml_groups import MatchPage as MatchPage  # re-exported
+from openprofiles.identity.ml_groups import Pair
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
-from openprofiles.store.many import ManyWriter
-from openprofiles.store.schema import domain, identity_job, ml_match, ml_match_profile
+from openprofiles.store.schema import domain, identity_job
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +96,7 @@ UNFINISHED = (PENDING, PREPROCESSING, FIND_MATCHING, MERGING)
 # The window Settings.matching_jobs_per_week counts jobs in (spec §5.2: "max 3 jobs/week").
 WEEK = timedelta(days=7)
 
-for _table in (identity_job, ml_match, ml_match_profile):
-    register_domain_table(_table)
+register_domain_table(identity_job)
 
 # Comparison column -> the profile attribute an explanation names.
 ATTRIBUTES = {
@@ -125,23 +130,6 @@ class JobRecord:
     heartbeat_at: datetime | None = None
     # Set when a check found the heartbeat older than the lease and marked the job FAILED.
     lease_expired_at: datetime | None = None
-
-
-Pair = tuple[int, int, float, float, int]
-
-
-@dataclass(frozen=True)
-class MatchGroup:
-    match_id: str
-    profile_ids: tuple[str, ...]
-    confidence: float
-    # Per linking pair: {"ProfileIds", "MatchProbability", "MatchWeight", "Attributes": [...]}
-    # (filled by get_group, from `pairs` and the job's levels).
-    explanation: list[dict[str, Any]] = field(default_factory=list)
-    # The linking pairs as a job stores them: (position of each profile in `profile_ids`,
-    # match probability, match weight, position of the pair's attribute list in the job's
-    # levels, `Scored.levels`).
-    pairs: tuple[Pair, ...] = ()
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -230,7 +218,8 @@ def score(
     *,
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
-    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    # 32 random hex digits; os.urandom directly: uuid.uuid4() costs 4 us, 0.1 s a job.
+    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
 ) -> Scored:
     """Score and cluster the profiles of `table` with Splink on an in-memory DuckDB."""
     n = len(table)
@@ -375,37 +364,21 @@ def _groups(
             """
         ).fetchall()
     )
-    edges: dict[Any, list[Pair]] = {}
-    for cluster, *pair in connection.execute(
+    rows = connection.execute(
         "SELECT cluster_id, a, b, match_probability, match_weight, combination "
         "FROM openprofiles_pairs ORDER BY 1, 2, 3"
-    ).fetchall():
-        edges.setdefault(cluster, []).append(tuple(pair))
-    found = sorted(
-        (tuple(members[cluster]), tuple(linking))
-        for cluster, linking in edges.items()
-        if len(members.get(cluster, ())) > 1
+    ).fetchall()
+    # Rows come by cluster: a group's pairs are its rows without the cluster id.
+    found: list[tuple[tuple[str, ...], tuple[Pair, ...]]] = sorted(
+        (tuple(members[cluster]), tuple(row[1:] for row in linking))
+        for cluster, linking in itertools.groupby(rows, key=itemgetter(0))
+        if cluster in members
     )
     groups = [
-        MatchGroup(new_id(), ids, round(min(e[2] for e in linking), 6), pairs=linking)
+        MatchGroup(new_id(), ids, round(min(map(itemgetter(2), linking)), 6), pairs=linking)
         for ids, linking in found
     ]
     return groups, levels
-
-
-def explanation(
-    pairs: Sequence[Sequence[Any]], profile_ids: Sequence[str], levels: Sequence[Any]
-) -> list[dict[str, Any]]:
-    """A group's explanation from its stored pairs (`MatchGroup.pairs`) and its job's levels."""
-    return [
-        {
-            "ProfileIds": [profile_ids[a], profile_ids[b]],
-            "MatchProbability": probability,
-            "MatchWeight": weight,
-            "Attributes": [dict(attribute) for attribute in levels[position]],
-        }
-        for a, b, probability, weight, position in pairs
-    ]
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -665,7 +638,7 @@ def run_job(
                 # row stays locked (PostgreSQL) or the writer held (SQLite) until the commit, so
                 # no check can take the job for dead in between.
                 _step(tx, job, now=clock())
-                _store_groups(tx, domain_name, job_id, scored.groups)
+                ml_groups.store_groups(tx, domain_name, job_id, scored.groups)
                 merges = 0
                 auto = job.auto_merging or {}
                 if auto.get("Enabled"):
@@ -763,42 +736,6 @@ def expire_stale_jobs(services: Services, *, now: datetime) -> list[JobRecord]:
     return records
 
 
-# Batched inserts of plain tuples on SQLite (store.many): a job stores every group at once.
-_INSERT_GROUPS = ManyWriter(ml_match.insert())
-_INSERT_MEMBERS = ManyWriter(ml_match_profile.insert())
-
-
-@paused_gc()  # a row per group and per member, all kept until written
-def _store_groups(tx: Tx, domain_name: str, job_id: str, groups: Sequence[MatchGroup]) -> None:
-    """Replace the domain's match groups with this job's."""
-    for table in (ml_match_profile, ml_match):
-        tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
-    # In key order: each insert then lands at the end of the primary key's B-tree.
-    groups = sorted(groups, key=lambda g: g.match_id)
-    _INSERT_GROUPS.execute(
-        tx.conn,
-        [
-            {
-                "domain_name": domain_name,
-                "match_id": g.match_id,
-                "job_id": job_id,
-                "confidence": g.confidence,
-                # The compact form (a dict); groups stored before it hold the list itself.
-                "explanation": {"pairs": g.pairs},
-            }
-            for g in groups
-        ],
-    )
-    _INSERT_MEMBERS.execute(
-        tx.conn,
-        [
-            {"domain_name": domain_name, "match_id": g.match_id, "profile_id": pid}
-            for g in groups
-            for pid in g.profile_ids
-        ],
-    )
-
-
 def get_job(tx: Tx, *, domain_name: str, job_id: str) -> JobRecord:
     tx.cipher(domain_name)
     row = tx.conn.execute(
@@ -831,74 +768,25 @@ def list_jobs(
 # ---------------------------------------------------------------------------- match groups
 
 
-def _members(tx: Tx, domain_name: str, match_ids: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {m: [] for m in match_ids}
-    if not match_ids:
-        return out
-    c = ml_match_profile.c
-    for row in tx.conn.execute(
-        select(c.match_id, c.profile_id)
-        .where(c.domain_name == domain_name, c.match_id.in_(list(match_ids)))
-        .order_by(c.match_id, c.profile_id)
-    ):
-        out[row.match_id].append(row.profile_id)
-    return out
-
-
-@dataclass(frozen=True)
-class MatchPage:
-    generated_at: datetime | None
-    total: int
-    groups: list[MatchGroup]
-    more: bool
-
-
 def list_groups(
     tx: Tx, *, domain_name: str, limit: int = 100, after: str | None = None
 ) -> MatchPage:
     """GetMatches: the latest completed job's groups in MatchId order after `after`."""
     matching_config(tx, domain_name)
-    c = ml_match.c
-    total = tx.conn.execute(
-        select(func.count()).select_from(ml_match).where(c.domain_name == domain_name)
-    ).scalar_one()
     generated = tx.conn.execute(
         select(func.max(identity_job.c.ended_at)).where(
             identity_job.c.domain_name == domain_name, identity_job.c.status == COMPLETED
         )
     ).scalar_one_or_none()
-    query = select(c.match_id, c.confidence).where(c.domain_name == domain_name)
-    if after is not None:
-        query = query.where(c.match_id > after)
-    rows = tx.conn.execute(query.order_by(c.match_id).limit(limit + 1)).all()[: limit + 1]
-    members = _members(tx, domain_name, [r.match_id for r in rows[:limit]])
-    groups = [
-        MatchGroup(r.match_id, tuple(members[r.match_id]), float(r.confidence))
-        for r in rows[:limit]
-    ]
-    return MatchPage(generated, int(total), groups, len(rows) > limit)
+    return ml_groups.list_groups(
+        tx, domain_name=domain_name, limit=limit, after=after, generated_at=generated
+    )
 
 
 def get_group(tx: Tx, *, domain_name: str, match_id: str) -> MatchGroup:
     """One group with its explanation (which attributes agreed, with what Splink weight)."""
     matching_config(tx, domain_name)
-    row = tx.conn.execute(
-        select(ml_match).where(
-            ml_match.c.domain_name == domain_name, ml_match.c.match_id == match_id
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"The match {match_id} does not exist in domain {domain_name}.")
-    members = _members(tx, domain_name, [match_id])[match_id]
-    stored = row.explanation
-    if isinstance(stored, dict):
-        levels = tx.conn.execute(
-            select(identity_job.c.explanation_levels).where(
-                identity_job.c.domain_name == domain_name, identity_job.c.job_id == row.job_id
-            )
-        ).scalar_one()
-        stored = explanation(stored["pairs"], members, levels)
-    return MatchGroup(match_id, tuple(members), float(row.confidence), list(stored))
+    return ml_groups.get_group(tx, domain_name=domain_name, match_id=match_id)
 
 
 def similar_profiles(
@@ -916,15 +804,7 @@ def similar_profiles(
     if not page:
         raise NotFound(f"No profile has the value given for key {search_key}.")
     ids = [record.profile_id for record, _ in page]
-    c = ml_match_profile.c
-    match_ids = sorted(
-        {
-            r.match_id
-            for r in tx.conn.execute(
-                select(c.match_id).where(c.domain_name == domain_name, c.profile_id.in_(ids))
-            )
-        }
-    )
+    match_ids = sorted(ml_groups.match_ids_of(tx, domain_name=domain_name, profile_ids=ids))
     if not match_ids:
         return None
     groups = [get_group(tx, domain_name=domain_name, match_id=m) for m in match_ids]

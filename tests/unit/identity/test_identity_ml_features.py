@@ -16,7 +16,7 @@ from openprofiles.domains.service import delete_domain, update_domain
 from openprofiles.identity import ml_features, ml_jobs, service
 from openprofiles.ingest.pipeline import ingest_batch
 from openprofiles.profiles import service as profiles
-from openprofiles.store.schema import identity_job, ml_feature, ml_match, ml_match_profile
+from openprofiles.store.schema import ml_feature, ml_match_page
 
 from .conftest import DOMAIN, ingest, make_domain, new_profile
 
@@ -266,19 +266,14 @@ def test_groups_stored_before_the_compact_form_are_still_explained(
     ]
     with services.write() as tx:
         tx.conn.execute(
-            insert(ml_match).values(
+            insert(ml_match_page).values(
                 domain_name=DOMAIN,
-                match_id="m" * 32,
+                first_match_id="m" * 32,
                 job_id=job.job_id,
-                confidence=0.95,
-                explanation=old,
+                group_count=1,
+                groups=[["m" * 32, 0.95, ["p1", "p2"], old]],
             )
         )
-        tx.conn.execute(
-            insert(ml_match_profile),
-            [{"domain_name": DOMAIN, "match_id": "m" * 32, "profile_id": p} for p in ("p1", "p2")],
-        )
-        tx.conn.execute(update(identity_job).values(explanation_levels=None))
     with services.read() as tx:
         group = ml_jobs.get_group(tx, domain_name=DOMAIN, match_id="m" * 32)
     assert group.explanation == old and group.profile_ids == ("p1", "p2")

@@ -19,8 +19,8 @@ from openprofiles.store.schema.identity import (
     identity_job,
     merge_log,
     ml_feature,
-    ml_match,
-    ml_match_profile,
+    ml_match_member_page,
+    ml_match_page,
     rule_match_digest,
 )
 from openprofiles.store.schema.integrations import (
@@ -47,8 +47,8 @@ __all__ = [
     "merge_log",
     "metadata",
     "ml_feature",
-    "ml_match",
-    "ml_match_profile",
+    "ml_match_member_page",
+    "ml_match_page",
     "object_type",
     "profile",
     "profile_key",

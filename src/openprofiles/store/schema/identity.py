@@ -15,7 +15,6 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
-    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -59,12 +58,9 @@ rule_match_digest = Table(
     Index("ix_rule_match_digest_profile", "domain_name", "profile_id", "level", "digest"),
 )
 
-# Probabilistic matching (spec §5.2). A job row holds its status and counts; a match group row
-# its confidence and, per scored pair, which attributes agreed at which Splink comparison level
-# with what match weight (labels and numbers only, never values; in a compact form whose level
-# combinations are on the job's row); the member rows say which
-# profiles a group holds, so GetSimilarProfiles finds a profile's group by index. Registered for
-# DeleteDomain by openprofiles.identity.ml_jobs.
+# Probabilistic matching (spec §5.2). A job row holds its status and counts, and the attribute
+# lists its groups' explanations name. Registered for DeleteDomain by openprofiles.identity
+# (ml_jobs, ml_groups, ml_features).
 identity_job = Table(
     "identity_job",
     metadata,
@@ -110,26 +106,30 @@ Index(
     postgresql_where=identity_job.c.lease_expired_at.is_(None),
 )
 
-ml_match = Table(
-    "ml_match",
+# A job's match groups, in pages (identity.ml_groups): up to 256 consecutive groups in MatchId
+# order per row, keyed by the first MatchId ([MatchId, confidence, profile ids, linking pairs]
+# each; the pairs name the job's level combinations, `identity_job.explanation_levels`), and
+# up to 1,024 (profile id, MatchId) pairs in profile id order per row, keyed by the first
+# profile id, so GetSimilarProfiles finds a profile's group. Random ids, labels and numbers
+# only, never values.
+ml_match_page = Table(
+    "ml_match_page",
     metadata,
     Column("domain_name", String(64), primary_key=True),
-    Column("match_id", String(32), primary_key=True),
+    Column("first_match_id", String(32), primary_key=True),
     Column("job_id", String(36), nullable=False),
-    Column("confidence", Float, nullable=False),
-    Column("explanation", JSON, nullable=False),
+    Column("group_count", Integer, nullable=False),
+    Column("groups", JSON, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
-    Index("ix_ml_match_job", "domain_name", "job_id"),
 )
 
-ml_match_profile = Table(
-    "ml_match_profile",
+ml_match_member_page = Table(
+    "ml_match_member_page",
     metadata,
     Column("domain_name", String(64), primary_key=True),
-    Column("match_id", String(32), primary_key=True),
-    Column("profile_id", String(32), primary_key=True),
+    Column("first_profile_id", String(32), primary_key=True),
+    Column("members", JSON, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
-    Index("ix_ml_match_profile_profile", "domain_name", "profile_id"),
 )
 
 # The match features of a live profile in a domain with Matching enabled (identity.ml_features):
