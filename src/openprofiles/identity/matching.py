@@ -49,6 +49,7 @@ from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_PARTS, PROFILE_FIELDS, ProfileRecord
+from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import merge_log, profile, rule_match_digest
 
 MATCH_TYPE = "RULE_BASED_MATCHING"
@@ -172,30 +173,26 @@ def _address_part(address: dict[str, Any], part: str) -> str:
 
 
 def _choices(
-    attributes: Sequence[str], fields: dict[str, Any], rules: RuleConfig, region: str
+    attributes: Sequence[str],
+    fields: dict[str, Any],
+    rules: RuleConfig,
+    region: str,
+    seen: dict[str, list[tuple[str, tuple[str, ...]]]],
 ) -> list[list[tuple[str, tuple[str, ...]]]] | None:
     """Per component of the level (a plain attribute, EmailAddress, PhoneNumber, or all the
     level's Address.* parts together, taken from one address), the (sub-type, values) it can
-    take; None when the profile lacks a component, so the level yields no digest."""
+    take; None when the profile lacks a component, so the level yields no digest. `seen` holds
+    the profile's choices per attribute already worked out for another level (an attribute is
+    in several levels; normalising it, a phone number above all, is most of the work)."""
     components: list[list[tuple[str, tuple[str, ...]]]] = []
     address_parts = [a.split(".", 1)[1] for a in attributes if a.startswith("Address.")]
     address_done = False
     for attribute in attributes:
-        choices: list[tuple[str, tuple[str, ...]]] = []
-        if attribute in ("EmailAddress", "PhoneNumber"):
-            kind = (
-                ContentType.EMAIL_ADDRESS
-                if attribute == "EmailAddress"
-                else ContentType.PHONE_NUMBER
-            )
-            for sub_type in rules.sub_types[attribute]:
-                raw = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
-                if isinstance(raw, str) and (normal := normalize(kind, raw, phone_region=region)):
-                    choices.append((sub_type, (normal,)))
-        elif attribute.startswith("Address."):
+        if attribute.startswith("Address."):
             if address_done:
                 continue
             address_done = True
+            choices: list[tuple[str, tuple[str, ...]]] = []
             for sub_type in rules.sub_types["Address"]:
                 address = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
                 if not isinstance(address, dict):
@@ -203,8 +200,10 @@ def _choices(
                 values = tuple(_address_part(address, p) for p in address_parts)
                 if all(values):
                     choices.append((_SUB_TYPE_FIELDS[sub_type], values))
-        elif value := _plain_value(attribute, fields, region):
-            choices.append(("", (value,)))
+        elif attribute in seen:
+            choices = seen[attribute]
+        else:
+            choices = seen[attribute] = _attribute_choices(attribute, fields, rules, region)
         if not choices:
             return None
         # The same value under two sub-types is one comparison under MANY_TO_MANY.
@@ -214,13 +213,32 @@ def _choices(
     return components
 
 
+def _attribute_choices(
+    attribute: str, fields: dict[str, Any], rules: RuleConfig, region: str
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The (sub-type, values) one attribute other than Address.* can take in a profile."""
+    if attribute in ("EmailAddress", "PhoneNumber"):
+        kind = (
+            ContentType.EMAIL_ADDRESS if attribute == "EmailAddress" else ContentType.PHONE_NUMBER
+        )
+        choices: list[tuple[str, tuple[str, ...]]] = []
+        for sub_type in rules.sub_types[attribute]:
+            raw = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
+            if isinstance(raw, str) and (normal := normalize(kind, raw, phone_region=region)):
+                choices.append((sub_type, (normal,)))
+        return choices
+    value = _plain_value(attribute, fields, region)
+    return [("", (value,))] if value else []
+
+
 def profile_digests(
     cipher: DomainCipher, rules: RuleConfig, fields: dict[str, Any], region: str
 ) -> set[tuple[int, bytes]]:
     """(level, digest) pairs of a profile's fields under the domain's rules."""
     out: set[tuple[int, bytes]] = set()
+    seen: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for level, attributes in enumerate(rules.levels[: rules.max_matching], start=1):
-        components = _choices(attributes, fields, rules, region)
+        components = _choices(attributes, fields, rules, region, seen)
         if components is None:
             continue
         for combination in itertools.product(*components):
@@ -257,13 +275,16 @@ def _live() -> Any:
     )
 
 
+_INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
+
+
 def _store(tx: Tx, domain_name: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
     batch = [
         {"domain_name": domain_name, "level": level, "digest": digest, "profile_id": pid}
         for pid, level, digest in rows
     ]
     for start in range(0, len(batch), 1000):
-        tx.conn.execute(rule_match_digest.insert(), batch[start : start + 1000])
+        _INSERT_DIGESTS.execute(tx.conn, batch[start : start + 1000])
     return len(batch)
 
 
