@@ -69,11 +69,10 @@ def test_keys_create_prints_a_usable_identifier(tmp_path):
     assert duplicate.exit_code != 0
 
 
-def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
-    port = free_port()
-    data_dir = tmp_path / "data"
+def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
+    """`openprofiles serve --first-run-admin` in a subprocess, its output on a pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "openprofiles"),
             "serve",
@@ -82,12 +81,19 @@ def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
             "--data-dir",
             str(data_dir),
             "--first-run-admin",
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
+
+
+def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    process = _serve(data_dir, port)
     try:
         lines = []
         assert process.stdout is not None
@@ -113,24 +119,7 @@ def test_serve_with_two_workers_shares_the_port_and_the_database(tmp_path):
     one SQLite database without 'database is locked', and both see each other's writes."""
     port = free_port()
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "openprofiles"),
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--workers",
-            "2",
-            "--first-run-admin",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    process = _serve(data_dir, port, "--workers", "2")
     try:
         assert process.stdout is not None
         started = []

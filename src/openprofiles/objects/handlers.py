@@ -114,26 +114,17 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             )
         # Contact records are listed newest contact first; other objects newest write first.
         by_contact = type_name in contact_object_types(tx, domain_name=domain_name)
+        which = {
+            "domain_name": domain_name,
+            "object_type_name": type_name,
+            "profile_id": profile_id,
+            "key_filter": key_filter,
+            "limit": limit,
+        }
         if by_contact:
-            records, more = list_contact_objects(
-                tx,
-                domain_name=domain_name,
-                object_type_name=type_name,
-                profile_id=profile_id,
-                key_filter=key_filter,
-                limit=limit,
-                after=_contact_after(state),
-            )
+            records, more = list_contact_objects(tx, **which, after=_contact_after(state))
         else:
-            records, more = service.list_profile_objects(
-                tx,
-                domain_name=domain_name,
-                object_type_name=type_name,
-                profile_id=profile_id,
-                key_filter=key_filter,
-                limit=limit,
-                after=_written_after(state),
-            )
+            records, more = service.list_profile_objects(tx, **which, after=_written_after(state))
     out: dict[str, Any] = {
         "Items": [
             {
