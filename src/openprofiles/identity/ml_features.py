@@ -21,6 +21,7 @@ those of the profiles merged away (their undo writes them again).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.crypto.errors import DecryptionError
 from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.gc_pause import paused_gc
 from openprofiles.normalize import normalize_email, normalize_name, normalize_phone
@@ -38,6 +40,8 @@ from openprofiles.profiles.models import ProfileRecord
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import ml_feature, profile
+
+logger = logging.getLogger(__name__)
 
 FEATURE_TABLE = "ml_feature"
 # The format of the stored values: raise it when what `FeatureColumns.values` computes changes,
@@ -249,13 +253,26 @@ def live_features(tx: Tx, domain_name: str) -> FeatureColumns:
     params = {"domain_name": domain_name}
     versions: dict[str, int] = dict(_LIVE_VERSIONS.tuples(tx.conn, params))  # type: ignore[arg-type]
     stored = _STORED.tuples(tx.conn, params)
-    opened = cipher.open_lists(FEATURE_TABLE, [(p, bytes(s)) for p, s in stored])
+    blobs = [(p, bytes(s)) for p, s in stored]
+    opened: Sequence[list[Any] | None]
+    try:
+        opened = cipher.open_lists(FEATURE_TABLE, blobs)
+    except DecryptionError:
+        # A row that does not open (damaged, or of a format this version does not know) is
+        # recomputed from its profile like a stale one: the profile itself opens, or the job
+        # fails on it as it would have without stored features.
+        opened = [_open_one(cipher, p, blob) for p, blob in blobs]
+        logger.warning(
+            "%d match feature rows of domain %s did not open; recomputed from their profiles",
+            sum(payload is None for payload in opened),
+            domain_name,
+        )
     # [version, basis, *values]: used when it is the live profile's version's, on this basis;
     # in profile id order, as the rows are read.
     rows: dict[str, list[Any]] = {
         profile_id: payload
         for (profile_id, _), payload in zip(stored, opened, strict=True)
-        if payload[0] == versions.get(profile_id) and payload[1] == current
+        if payload is not None and payload[0] == versions.get(profile_id) and payload[1] == current
     }
     table = FeatureColumns(region)
     if len(rows) < len(versions):
@@ -268,6 +285,13 @@ def live_features(tx: Tx, domain_name: str) -> FeatureColumns:
     for name, column in zip(COLUMNS, columns[2:], strict=True):
         table.columns[name] = list(column)
     return table
+
+
+def _open_one(cipher: DomainCipher, profile_id: str, blob: bytes) -> list[Any] | None:
+    try:
+        return cipher.open_lists(FEATURE_TABLE, [(profile_id, blob)])[0]
+    except DecryptionError:
+        return None
 
 
 def _recompute(

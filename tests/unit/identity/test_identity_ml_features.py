@@ -110,6 +110,12 @@ def test_rows_are_sealed_and_bound_to_their_profile(services: Services, domain: 
             assert type(exc).__name__ == "DecryptionError"
         else:
             raise AssertionError("a row sealed for one profile opened as another's")
+    # A job takes such a row for a missing one: recomputed from the profile, and stored again.
+    with services.write() as tx:
+        table = ml_features.live_features(tx, DOMAIN)
+    by_id = {table.row(i)["unique_id"]: table.row(i) for i in range(len(table))}
+    assert by_id[second]["first_name"] == "grace" and by_id[first]["last_name"] == "hamilton"
+    assert stored(services)[second]["f"][0] == "grace"
 
 
 def test_merge_forgets_the_merged_away_and_undo_writes_them_again(
