@@ -236,9 +236,25 @@ def score(
         with _quiet_splink():
             # A table of DuckDB's own, copied once from Arrow: Splink's queries then scan
             # DuckDB's storage, not a Python object.
+            # DuckDB's unique_id is the profile's rank in profile id order, not the 32-character
+            # id: every join, sort and hash of Splink's (blocking, sampling, clustering) is on
+            # it, and an integer is cheaper there. Ranks keep the ids' order, so pairs
+            # (l < r) and orderings are the same; the ids come back in _groups.
+            ids = table.columns["unique_id"]
+            profile_ids = sorted(ids)  # type: ignore[type-var]
+            if profile_ids == ids:
+                ranks: Any = pa.array(range(n), pa.int64())
+            else:
+                rank = {profile_id: i for i, profile_id in enumerate(profile_ids)}
+                ranks = pa.array([rank[i] for i in ids], pa.int64())
             connection.register(
                 "openprofiles_input",
-                pa.table({c: pa.array(v, pa.string()) for c, v in table.columns.items()}),
+                pa.table(
+                    {
+                        "unique_id": ranks,
+                        **{c: pa.array(table.columns[c], pa.string()) for c in COLUMNS},
+                    }
+                ),
             )
             connection.execute("CREATE TABLE openprofiles_profiles AS FROM openprofiles_input")
             connection.unregister("openprofiles_input")
@@ -259,7 +275,12 @@ def score(
                 predictions, threshold
             )
             groups, levels = _groups(
-                connection, predictions.physical_name, clusters.physical_name, linker, new_id
+                connection,
+                predictions.physical_name,
+                clusters.physical_name,
+                linker,
+                profile_ids,  # type: ignore[arg-type]
+                new_id,
             )
     finally:
         connection.close()
@@ -311,6 +332,7 @@ def _groups(
     predictions: str,
     clusters: str,
     linker: Any,
+    profile_ids: Sequence[str],
     new_id: Callable[[], str],
 ) -> tuple[list[MatchGroup], list[list[dict[str, Any]]]]:
     """The match groups of the clusters of two or more profiles, each with its linking pairs,
@@ -370,7 +392,7 @@ def _groups(
     ).fetchall()
     # Rows come by cluster: a group's pairs are its rows without the cluster id.
     found: list[tuple[tuple[str, ...], tuple[Pair, ...]]] = sorted(
-        (tuple(members[cluster]), tuple(row[1:] for row in linking))
+        (tuple(map(profile_ids.__getitem__, members[cluster])), tuple(row[1:] for row in linking))
         for cluster, linking in itertools.groupby(rows, key=itemgetter(0))
         if cluster in members
     )
