@@ -24,10 +24,10 @@ score among the pairs that link it (a conservative figure: MinAllowedConfidenceS
 compares with it). A group's explanation (per linking pair, each attribute's comparison level
 and weight) is stored compactly: the pairs name the job's few combinations of levels, stored
 once on the job's row, and get_group expands them. A completed job replaces the previous job's
-groups. Auto-merging (Matching.AutoMerging) merges, within groups at or above
-MinAllowedConfidenceScoreForMerging, the profiles whose values of every attribute of a
-Consolidation criterion are equal (criteria OR-ed, spec §5.2), through
-identity.service.merge_profiles: logged and undoable.
+groups, which are stored in pages (openprofiles.identity.ml_groups). Auto-merging
+(Matching.AutoMerging) merges, within groups at or above MinAllowedConfidenceScoreForMerging,
+the profiles whose values of every attribute of a Consolidation criterion are equal (criteria
+OR-ed, spec §5.2), through identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
 (openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`). At most
@@ -343,7 +343,8 @@ def _groups(
     weights alone, and pairs share a few combinations of levels, so each combination's list is
     built once and a pair names it by position: a job's explanations are stored once per
     combination, not once per pair (at 100,000 profiles 46 MB of JSON took a third of storing
-    the groups)."""
+    the groups). DuckDB's unique_id is a profile's position in `profile_ids` (its rank in id
+    order, see score)."""
     labels = _level_labels(linker)
     weights = ", ".join(f"p.mw_{c}" for c in COLUMNS)
     connection.execute(
