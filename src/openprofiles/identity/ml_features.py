@@ -253,27 +253,43 @@ def live_features(tx: Tx, domain_name: str) -> FeatureColumns:
     params = {"domain_name": domain_name}
     versions: dict[str, int] = dict(_LIVE_VERSIONS.tuples(tx.conn, params))  # type: ignore[arg-type]
     stored = _STORED.tuples(tx.conn, params)
-    blobs = [(p, bytes(s)) for p, s in stored]
-    opened: Sequence[list[Any] | None]
+    # SQLite's driver gives bytes already; PostgreSQL's may give a memoryview.
+    blobs: Sequence[Any] = (
+        stored if tx.conn.dialect.name == "sqlite" else [(p, bytes(s)) for p, s in stored]
+    )
+    ids = [profile_id for profile_id, _ in stored]
+    opened: list[Any]  # the payloads; None for a row that does not open
     try:
         opened = cipher.open_lists(FEATURE_TABLE, blobs)
     except DecryptionError:
         # A row that does not open (damaged, or of a format this version does not know) is
         # recomputed from its profile like a stale one: the profile itself opens, or the job
         # fails on it as it would have without stored features.
-        opened = [_open_one(cipher, p, blob) for p, blob in blobs]
+        opened = [_open_one(cipher, p, bytes(blob)) for p, blob in blobs]
         logger.warning(
             "%d match feature rows of domain %s did not open; recomputed from their profiles",
             sum(payload is None for payload in opened),
             domain_name,
         )
     # [version, basis, *values]: used when it is the live profile's version's, on this basis;
-    # in profile id order, as the rows are read.
-    rows: dict[str, list[Any]] = {
-        profile_id: payload
-        for (profile_id, _), payload in zip(stored, opened, strict=True)
-        if payload is not None and payload[0] == versions.get(profile_id) and payload[1] == current
-    }
+    # in profile id order, as the rows are read. Usually every row is: that is checked on whole
+    # collections first (dict and set comparisons run in C), then row by row if not.
+    rows: dict[str, list[Any]]
+    if (
+        len(ids) == len(versions)
+        and all(opened)
+        and {payload[1] for payload in opened} == {current}
+        and dict(zip(ids, [payload[0] for payload in opened], strict=True)) == versions
+    ):
+        rows = dict(zip(ids, opened, strict=True))
+    else:
+        rows = {
+            profile_id: payload
+            for profile_id, payload in zip(ids, opened, strict=True)
+            if payload is not None
+            and payload[0] == versions.get(profile_id)
+            and payload[1] == current
+        }
     table = FeatureColumns(region)
     if len(rows) < len(versions):
         stale = [p for p in versions if p not in rows]
