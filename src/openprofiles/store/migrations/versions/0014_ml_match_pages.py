@@ -10,6 +10,8 @@ Revises: 0013
 Create Date: 2026-11-29
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -56,7 +58,7 @@ def _move_groups(pages: sa.Table, member_pages: sa.Table) -> None:
         )
     ):
         members.setdefault((domain_name, match_id), []).append(profile_id)
-    groups: dict[str, list[list[object]]] = {}
+    groups: dict[str, list[list[Any]]] = {}
     jobs: dict[str, str] = {}
     for row in conn.execute(sa.select(match).order_by(match.c.domain_name, match.c.match_id)):
         ids = members.get((row.domain_name, row.match_id), [])
