@@ -8,7 +8,9 @@ blind index (crypto/blind_index.py) stores digests of.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import re
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -63,6 +65,31 @@ def normalize_email(value: str) -> str:
 
 def normalize_name(value: str) -> str:
     return " ".join(value.split()).casefold()
+
+
+_YEAR_FIRST = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
+_YEAR_LAST = re.compile(r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+# Regions whose dates are written month first (03/02/2001 is March 2nd); elsewhere day first.
+_MONTH_FIRST_REGIONS = frozenset({"US", "PH", "FM", "MH", "PW", "AS", "GU", "MP", "PR", "VI", "UM"})
+
+
+def normalize_date(value: str, region: str) -> str:
+    """A calendar date (a birth date) as YYYY-MM-DD when it is written with the year first
+    (2001-03-02, 2001/03/02) or last in the region's order (03/02/2001: month first in the US,
+    day first in most of the world); any other text stripped, as written. Profiles' BirthDate
+    is free text, and the same person's date arrives in both forms from different sources."""
+    text = value.strip()
+    if found := _YEAR_FIRST.fullmatch(text):
+        year, month, day = (int(part) for part in found.groups())
+    elif found := _YEAR_LAST.fullmatch(text):
+        first, second, year = (int(part) for part in found.groups())
+        month, day = (first, second) if region.upper() in _MONTH_FIRST_REGIONS else (second, first)
+    else:
+        return text
+    try:
+        return datetime.date(year, month, day).isoformat()
+    except ValueError:  # 2001-02-30: not a date, so compared as written
+        return text
 
 
 def normalize_number(value: str) -> str:

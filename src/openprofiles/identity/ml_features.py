@@ -2,8 +2,9 @@
 job compares, computed when the profile is written and kept sealed in `ml_feature`.
 
 A job compares first and last name, email, phone (E.164 through libphonenumber), postal code,
-city and birth date. Normalising them for a whole domain at job time cost more than half of
-the job's own work (libphonenumber alone about 25 µs a number), so every write of a profile in a
+city and birth date (a calendar date, however it was written: `normalize_date`). Normalising
+them for a whole domain at job time cost more than half of the job's own work (libphonenumber
+alone about 25 µs a number), so every write of a profile in a
 domain with `Matching.Enabled` stores them, in the write's transaction, through the profiles
 service's batch hook (`profiles.service.on_profiles_written`): CreateProfile, UpdateProfile,
 merges and their undoing, and batched ingestion (one executemany per batch). Domains without
@@ -34,7 +35,7 @@ from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.crypto.errors import DecryptionError
 from openprofiles.domains.service import find_domain, register_domain_table
 from openprofiles.gc_pause import paused_gc
-from openprofiles.normalize import normalize_email, normalize_name, normalize_phone
+from openprofiles.normalize import normalize_date, normalize_email, normalize_name, normalize_phone
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
 from openprofiles.store.many import ManyWriter
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 FEATURE_TABLE = "ml_feature"
 # The format of the stored values: raise it when what `FeatureColumns.values` computes changes,
 # and every stored row is recomputed at the next job.
-FORMAT = 1
+FORMAT = 2  # 2: birth dates normalised (normalize_date)
 
 _EMAIL_FIELDS = ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress")
 _PHONE_FIELDS = ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber")
@@ -121,7 +122,7 @@ class FeatureColumns:
             phone or None,
             postal or None,
             city or None,
-            str(fields.get("BirthDate") or "").strip() or None,
+            normalize_date(str(fields.get("BirthDate") or ""), self.region) or None,
         ]
 
     def _name(self, raw: Any) -> str:

@@ -80,6 +80,16 @@ def test_create_and_update_keep_the_row_current(services: Services, domain: str)
     assert row["f"] == ["margaret", "smith", MARGARET_VALUES[2], None, *MARGARET_VALUES[4:]]
 
 
+def test_a_birth_date_written_month_first_is_the_same_date(services: Services, domain: str) -> None:
+    """Sources write birth dates both ways; the job compares calendar dates (default region
+    US: month first)."""
+    set_matching(services, True)
+    iso = new_profile(services, **MARGARET)
+    us = new_profile(services, **{**MARGARET, "BirthDate": "08/17/1936"})
+    rows = stored(services)
+    assert rows[iso]["f"][6] == rows[us]["f"][6] == "1936-08-17"
+
+
 def test_a_domain_without_matching_stores_none(services: Services, domain: str) -> None:
     pid = new_profile(services, **MARGARET)
     with services.write() as tx:

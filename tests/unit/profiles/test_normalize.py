@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openprofiles.normalize import ContentType, normalize
+from openprofiles.normalize import ContentType, normalize, normalize_date
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,21 @@ def test_numbers_compare_by_value(a, b):
 def test_unknown_content_type_is_refused():
     with pytest.raises(ValueError):
         normalize("COLOUR", "red")
+
+
+@pytest.mark.parametrize(
+    ("value", "region", "normal"),
+    [
+        ("2001-03-02", "US", "2001-03-02"),
+        (" 2001/3/2 ", "GB", "2001-03-02"),
+        ("03/02/2001", "US", "2001-03-02"),  # month first in the US
+        ("03/02/2001", "GB", "2001-02-03"),  # day first elsewhere
+        ("3.2.2001", "DE", "2001-02-03"),
+        ("2001-02-30", "US", "2001-02-30"),  # not a date: compared as written
+        ("13/13/2001", "US", "13/13/2001"),
+        ("1936", "US", "1936"),
+        ("  ", "US", ""),
+    ],
+)
+def test_dates_compare_as_calendar_dates(value, region, normal):
+    assert normalize_date(value, region) == normal
