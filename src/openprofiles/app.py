@@ -86,11 +86,13 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
+    """The application. `migrate=False` when the caller has already brought the schema up to
+    date (`openprofiles serve` does it once, before its worker processes start)."""
     # However the app is served (our command, plain uvicorn, a test), its logs stay free of
     # exception messages and locals that could carry personal data (logging_setup).
     logging_setup.install()
-    services = build_services(settings)
+    services = build_services(settings, migrate=migrate)
     model = load_service_model()
     registry = build_registry(HANDLER_MODULES, model)
     dispatcher = ApiDispatcher(model, registry, codec=services.tokens)

@@ -40,10 +40,13 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
 
 
 def worker_app() -> Starlette:
-    """The application of one server process, with the settings `run` left in the environment."""
+    """The application of one server process, with the settings `run` left in the environment;
+    the schema must already be current (`prepare`)."""
     from openprofiles.app import create_app
 
-    app = create_app(Settings.from_env())
+    # `prepare` migrated the schema before this process started; N workers running Alembic
+    # again at once would only repeat that check N times.
+    app = create_app(Settings.from_env(), migrate=False)
     # Everything built so far (botocore's model, SQLAlchemy, templates) lives as long as the
     # process: moving it out of the collector's reach keeps full collections, which would walk
     # all of it while a request waits, short.
