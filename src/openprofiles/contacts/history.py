@@ -24,7 +24,7 @@ from openprofiles.objects.models import ProfileObject
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.store.schema import integration
 
-# A profile holds at most 1,000 objects (spec §0), so one read covers every contact.
+# A profile holds at most 1,000 objects (spec §0): one read of this many covers its contacts.
 MAX_OBJECTS = 1000
 
 
@@ -65,8 +65,24 @@ def list_contact_objects(
     Every object of the type is read to order them (a profile holds at most 1,000 objects,
     spec §0); NotFound when the profile does not exist.
     """
+    records = _every_object(tx, domain_name, object_type_name, profile_id, key_filter)
+    ordered = sorted(((contact_cursor(r), r) for r in records), key=lambda entry: entry[0])
+    if after is not None:
+        ordered = [entry for entry in ordered if entry[0] > after]
+    return [r for _, r in ordered[:limit]], len(ordered) > limit
+
+
+def _every_object(
+    tx: Tx,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None = None,
+) -> list[ProfileObject]:
+    """Every live object of the type on the profile: ordering contacts by start time needs them
+    all, in pages of MAX_OBJECTS (one page unless the profile holds more than its quota)."""
     records: list[ProfileObject] = []
-    page_after = None
+    after = None
     while True:
         batch, more = list_profile_objects(
             tx,
@@ -75,16 +91,12 @@ def list_contact_objects(
             profile_id=profile_id,
             key_filter=key_filter,
             limit=MAX_OBJECTS,
-            after=page_after,
+            after=after,
         )
         records.extend(batch)
         if not more or not batch:
-            break
-        page_after = (batch[-1].updated_at, bytes.fromhex(batch[-1].unique_key))
-    ordered = sorted(((contact_cursor(r), r) for r in records), key=lambda entry: entry[0])
-    if after is not None:
-        ordered = [entry for entry in ordered if entry[0] > after]
-    return [r for _, r in ordered[:limit]], len(ordered) > limit
+            return records
+        after = (batch[-1].updated_at, bytes.fromhex(batch[-1].unique_key))
 
 
 def contact_cursor(record: ProfileObject) -> ContactCursor:
@@ -108,14 +120,7 @@ def contact_history(
     """
     summaries: dict[str, ContactSummary] = {}
     for type_name in contact_object_types(tx, domain_name=domain_name):
-        records, _more = list_profile_objects(
-            tx,
-            domain_name=domain_name,
-            object_type_name=type_name,
-            profile_id=profile_id,
-            limit=MAX_OBJECTS,
-        )
-        for record in records:
+        for record in _every_object(tx, domain_name, type_name, profile_id):
             try:
                 parsed = json.loads(record.object_json)
             except ValueError:
