@@ -118,6 +118,25 @@ def test_list_is_paged_newest_first_and_filtered(live_server: Any, domain: str) 
     assert sorted(json.loads(i["Object"])["id"] for i in filtered) == ["c1", "c3"]
 
 
+def test_a_token_of_the_other_ordering_is_refused(live_server: Any, domain: str) -> None:
+    """Objects of a contact-record type are listed by contact time, others by write time; a
+    NextToken taken before the type became a contact type cannot resume the new ordering."""
+    client = live_server.client()
+    for i in range(3):
+        _put(client, domain, {"id": f"c{i}", "email": "tok@example.com"})
+    pid = _profile_id(client, domain, "tok@example.com")
+    args = {"DomainName": domain, "ObjectTypeName": "Crm", "ProfileId": pid}
+    token = client.list_profile_objects(MaxResults=1, **args)["NextToken"]
+    instance = f"arn:aws:connect:us-east-1:111122223333:instance/{uuid.uuid4()}"
+    client.put_integration(DomainName=domain, Uri=instance, ObjectTypeName="Crm")
+    with pytest.raises(ClientError) as exc:
+        client.list_profile_objects(MaxResults=1, NextToken=token, **args)
+    assert _code(exc) == "BadRequestException"
+    assert "NextToken" in exc.value.response["Error"]["Message"]
+    # A fresh listing works in the new ordering.
+    assert len(client.list_profile_objects(**args)["Items"]) == 3
+
+
 def test_delete_profile_object(live_server: Any, domain: str) -> None:
     client = live_server.client()
     key = _put(client, domain, {"id": "c1", "email": "cy@example.com"})
