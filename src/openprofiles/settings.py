@@ -54,6 +54,9 @@ class Settings:
     # How many matching jobs of a domain may start in any 7 days (scheduled or on demand): the
     # cloud service's 3 (spec §0, §5.2); 0 means no limit, e.g. for a benchmark's repeated runs.
     matching_jobs_per_week: int = 3
+    # Processes that compute a domain's rule-match digests in a full rule pass (identity.rule_pass)
+    # besides the one writing them; None: one per core. 0 computes them in the writing process.
+    rule_pass_processes: int | None = None
     # The folders flows with a local-folder source may read, and anything under them (symlinks
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
@@ -135,6 +138,7 @@ class Settings:
                 float(lease) if (lease := get("MATCHING_JOB_LEASE_SECONDS")) else None
             ),
             matching_jobs_per_week=(int(w) if (w := get("MATCHING_JOBS_PER_WEEK")) else None),
+            rule_pass_processes=(int(r) if (r := get("RULE_PASS_PROCESSES")) else None),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)

@@ -50,6 +50,7 @@ class DomainCipher:
         if len(data_key) != aead.KEY_SIZE:
             raise ValueError(f"a data key is {aead.KEY_SIZE} bytes, not {len(data_key)}")
         self.domain_name = domain_name
+        self._data_key = data_key
         # Two subkeys, never one key for two jobs: AES-GCM and HMAC have no joint security proof
         # under a shared key, and the index key is the one that must stay stable for lookups
         # while the sealing key could later be rotated on its own.
@@ -61,6 +62,15 @@ class DomainCipher:
         self._index = BlindIndex(
             _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "index", domain_name))
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling is how a cipher reaches a worker process of this server (the full rule pass,
+        # identity.rule_pass): through the pipe to a process it started, as its data key. A
+        # pickled cipher is key material: never written to a file, a log or a queue.
+        return (DomainCipher, (self._data_key, self.domain_name))
+
+    def __repr__(self) -> str:
+        return f"DomainCipher(domain_name={self.domain_name!r})"
 
     def seal_record(self, table: str, record_id: str, payload: dict[str, Any]) -> bytes:
         plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -84,6 +94,15 @@ class DomainCipher:
         """The arrays sealed by seal_list for (record id, blob) pairs of one table, in order;
         DecryptionError as open_record. For reading many small records at once: the per-record
         work around AES-GCM (associated data, decoding) is most of opening one."""
+        return self._open_many(table, blobs, list, "a JSON array")
+
+    def open_records(self, table: str, blobs: Sequence[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """open_record for (record id, blob) pairs of one table, in order, in one pass."""
+        return self._open_many(table, blobs, dict, "a JSON object")
+
+    def _open_many(
+        self, table: str, blobs: Sequence[tuple[str, bytes]], kind: type, kind_name: str
+    ) -> list[Any]:
         prefix = self._aad_prefix(table)
         ids = [record_id for record_id, _ in blobs]
         # The associated data as _aad makes it (length_prefixed, inlined: it is per record).
@@ -92,12 +111,13 @@ class DomainCipher:
             (blob, prefix + len(e).to_bytes(4, "big") + e)
             for (_, blob), e in zip(blobs, encoded, strict=True)
         )
-        # One JSON text for all: each plaintext is an array this cipher sealed (authenticated),
-        # so the joined text is an array of them, decoded in one call instead of one per record.
+        # One JSON text for all: each plaintext is a JSON value this cipher sealed
+        # (authenticated), so the joined text is an array of them, decoded in one call instead
+        # of one per record.
         payloads = json.loads(b"[" + b",".join(texts) + b"]")
         for record_id, payload in zip(ids, payloads, strict=True):
-            if not isinstance(payload, list):
-                raise DecryptionError(f"the sealed {table} record {record_id} is not a JSON array")
+            if not isinstance(payload, kind):
+                raise DecryptionError(f"the sealed {table} record {record_id} is not {kind_name}")
         return payloads
 
     def digest(self, key_name: str, normalised_value: str) -> bytes:

@@ -2,11 +2,11 @@
 
 For every live profile and every rule level up to MaxAllowedRuleLevelForMatching, the profile
 gets one keyed HMAC digest per combination of its normalised values for the level's attributes
-(never the values themselves) in `rule_match_digest`. Profiles sharing a digest at a level match
-at that level. `AttributeTypesSelector` decides which sub-types (BusinessEmailAddress, ...) stand
-for EmailAddress, PhoneNumber and Address: ONE_TO_ONE tags each digest with the sub-types it was
-built from, so only the same sub-type compares; MANY_TO_MANY leaves the tag out, so any selected
-sub-type compares with any other.
+(never the values themselves): `rule_digests` computes them, `rule_store` keeps them. Profiles
+sharing a digest at a level match at that level. `AttributeTypesSelector` decides which
+sub-types (BusinessEmailAddress, ...) stand for EmailAddress, PhoneNumber and Address:
+ONE_TO_ONE tags each digest with the sub-types it was built from, so only the same sub-type
+compares; MANY_TO_MANY leaves the tag out, so any selected sub-type compares with any other.
 
 A profile's match group is the group of the lowest level at which it shares a digest with
 another live profile. Groups are computed when read, from the digests of live profiles, so a
@@ -15,8 +15,8 @@ level and the digest in hex: stable, and they carry no personal data.
 
 Digests are maintained in the transaction of the write (`profiles.service.on_profile_written`),
 and rebuilt for the whole domain when the rules change (CreateDomain/UpdateDomain carrying
-RuleBasedMatching) — in that same request for now, which is fine for domains of up to a few
-hundred thousand profiles; a background job is the next step past that. Unlike the cloud
+RuleBasedMatching), in that request: a large domain's profiles are digested by worker
+processes (`rule_pass`) and written in index order (`rule_store.BulkLoad`). Unlike the cloud
 service there is no PENDING hour: the rules are ACTIVE when the request returns.
 
 Auto-merge (MaxAllowedRuleLevelForMerging) goes through identity.service.merge_profiles, so every
@@ -25,8 +25,6 @@ automatic merge is logged and can be undone; profiles separated by an undo are n
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, tuple_
+from sqlalchemy import and_, func, select, tuple_
 
 from openprofiles.context import Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
@@ -46,11 +44,11 @@ from openprofiles.domains.service import (
     update_domain,
 )
 from openprofiles.errors import BadRequest, NotFound
-from openprofiles.normalize import ContentType, normalize
+from openprofiles.identity import rule_pass, rule_store
+from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, plan_for
 from openprofiles.profiles import service as profiles
-from openprofiles.profiles.models import ADDRESS_PARTS, PROFILE_FIELDS, ProfileRecord
-from openprofiles.store.many import ManyWriter
-from openprofiles.store.schema import merge_log, profile, rule_match_digest
+from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.store.schema import merge_log, profile, rule_match_digest, rule_match_profile
 
 MATCH_TYPE = "RULE_BASED_MATCHING"
 # The low-cardinality guard (spec §5.1): a digest shared by more profiles than this is not used.
@@ -61,28 +59,14 @@ GUARD_CATEGORY = "rule_matching"
 MAX_MERGE_CHUNK = 20
 
 register_domain_table(rule_match_digest)
+register_domain_table(rule_match_profile)
 
-# Sub-type names AttributeTypesSelector may list -> the profile field holding them. The model
-# spells the mailing address "MaillingAddress"; BusinessAddress has no standard profile field.
-_SUB_TYPE_FIELDS = {
-    "EmailAddress": "EmailAddress",
-    "BusinessEmailAddress": "BusinessEmailAddress",
-    "PersonalEmailAddress": "PersonalEmailAddress",
-    "PhoneNumber": "PhoneNumber",
-    "HomePhoneNumber": "HomePhoneNumber",
-    "MobilePhoneNumber": "MobilePhoneNumber",
-    "Address": "Address",
-    "ShippingAddress": "ShippingAddress",
-    "MailingAddress": "MailingAddress",
-    "MaillingAddress": "MailingAddress",
-}
 # A type the selector does not list stands for its same-named sub-type only.
 _DEFAULT_SUB_TYPES = {
     "EmailAddress": ("EmailAddress",),
     "PhoneNumber": ("PhoneNumber",),
     "Address": ("Address",),
 }
-_NAME_ATTRIBUTES = frozenset({"FirstName", "LastName", "MiddleName", "BusinessName"})
 
 # Set while an automatic merge runs: the writes it makes must not start another one.
 _merging: ContextVar[bool] = ContextVar("openprofiles_rule_merging", default=False)
@@ -150,103 +134,11 @@ def domain_rules(tx: Tx, domain_name: str) -> RuleConfig | None:
 # ---------------------------------------------------------------------------- digests
 
 
-def _plain_value(attribute: str, fields: dict[str, Any], region: str) -> str:
-    if attribute.startswith("Attributes."):
-        raw = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
-    else:
-        raw = fields.get(attribute)
-    if not isinstance(raw, str) or not raw.strip():
-        return ""
-    if attribute in _NAME_ATTRIBUTES:
-        return normalize(ContentType.NAME, raw, phone_region=region)
-    return raw.strip().casefold()
-
-
-def _address_part(address: dict[str, Any], part: str) -> str:
-    if part == "Address":
-        lines = [address.get(p) for p in ADDRESS_PARTS[:4]]
-        raw = " ".join(v.strip() for v in lines if isinstance(v, str) and v.strip())
-    else:
-        value = address.get(part)
-        raw = value if isinstance(value, str) else ""
-    return raw.strip().casefold()
-
-
-def _choices(
-    attributes: Sequence[str],
-    fields: dict[str, Any],
-    rules: RuleConfig,
-    region: str,
-    seen: dict[str, list[tuple[str, tuple[str, ...]]]],
-) -> list[list[tuple[str, tuple[str, ...]]]] | None:
-    """Per component of the level (a plain attribute, EmailAddress, PhoneNumber, or all the
-    level's Address.* parts together, taken from one address), the (sub-type, values) it can
-    take; None when the profile lacks a component, so the level yields no digest. `seen` holds
-    the profile's choices per attribute already worked out for another level (an attribute is
-    in several levels; normalising it, a phone number above all, is most of the work)."""
-    components: list[list[tuple[str, tuple[str, ...]]]] = []
-    address_parts = [a.split(".", 1)[1] for a in attributes if a.startswith("Address.")]
-    address_done = False
-    for attribute in attributes:
-        if attribute.startswith("Address."):
-            if address_done:
-                continue
-            address_done = True
-            choices: list[tuple[str, tuple[str, ...]]] = []
-            for sub_type in rules.sub_types["Address"]:
-                address = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
-                if not isinstance(address, dict):
-                    continue
-                values = tuple(_address_part(address, p) for p in address_parts)
-                if all(values):
-                    choices.append((_SUB_TYPE_FIELDS[sub_type], values))
-        elif attribute in seen:
-            choices = seen[attribute]
-        else:
-            choices = seen[attribute] = _attribute_choices(attribute, fields, rules, region)
-        if not choices:
-            return None
-        # The same value under two sub-types is one comparison under MANY_TO_MANY.
-        if not rules.one_to_one:
-            choices = list({values: ("", values) for _, values in choices}.values())
-        components.append(choices)
-    return components
-
-
-def _attribute_choices(
-    attribute: str, fields: dict[str, Any], rules: RuleConfig, region: str
-) -> list[tuple[str, tuple[str, ...]]]:
-    """The (sub-type, values) one attribute other than Address.* can take in a profile."""
-    if attribute in ("EmailAddress", "PhoneNumber"):
-        kind = (
-            ContentType.EMAIL_ADDRESS if attribute == "EmailAddress" else ContentType.PHONE_NUMBER
-        )
-        choices: list[tuple[str, tuple[str, ...]]] = []
-        for sub_type in rules.sub_types[attribute]:
-            raw = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
-            if isinstance(raw, str) and (normal := normalize(kind, raw, phone_region=region)):
-                choices.append((sub_type, (normal,)))
-        return choices
-    value = _plain_value(attribute, fields, region)
-    return [("", (value,))] if value else []
-
-
 def profile_digests(
     cipher: DomainCipher, rules: RuleConfig, fields: dict[str, Any], region: str
 ) -> set[tuple[int, bytes]]:
     """(level, digest) pairs of a profile's fields under the domain's rules."""
-    out: set[tuple[int, bytes]] = set()
-    seen: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    for level, attributes in enumerate(rules.levels[: rules.max_matching], start=1):
-        components = _choices(attributes, fields, rules, region, seen)
-        if components is None:
-            continue
-        for combination in itertools.product(*components):
-            tag = ",".join(s for s, _ in combination if s) if rules.one_to_one else "*"
-            values = [v for _, vs in combination for v in vs]
-            key_name = f"_match:L{level}:{tag}"
-            out.add((level, cipher.digest(key_name, json.dumps(values, ensure_ascii=False))))
-    return out
+    return plan_for(rules).digests(cipher.digest, fields, region)
 
 
 def match_id(level: int, digest: bytes) -> str:
@@ -272,28 +164,6 @@ def _live() -> Any:
             profile.c.profile_id == rule_match_digest.c.profile_id,
             profile.c.merged_into.is_(None),
         ),
-    )
-
-
-_INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
-
-
-def _store(tx: Tx, domain_name: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
-    batch = [
-        {"domain_name": domain_name, "level": level, "digest": digest, "profile_id": pid}
-        for pid, level, digest in rows
-    ]
-    for start in range(0, len(batch), 1000):
-        _INSERT_DIGESTS.execute(tx.conn, batch[start : start + 1000])
-    return len(batch)
-
-
-def _forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
-    tx.conn.execute(
-        delete(rule_match_digest).where(
-            rule_match_digest.c.domain_name == domain_name,
-            rule_match_digest.c.profile_id.in_(list(profile_ids)),
-        )
     )
 
 
@@ -353,8 +223,8 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
         return
     cipher = tx.cipher(domain_name)
     pairs = profile_digests(cipher, rules, record.fields, tx.settings.default_phone_region)
-    _forget(tx, domain_name, [record.profile_id])
-    _store(tx, domain_name, ((record.profile_id, level, digest) for level, digest in pairs))
+    rule_store.forget(tx, domain_name, [record.profile_id])
+    rule_store.store(tx, domain_name, record.profile_id, pairs)
     counts = _group_counts(tx, domain_name, pairs)
     # The guard's message goes out once, when this write takes a group past the limit.
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
@@ -385,27 +255,29 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     """Recompute every digest of the domain under its current rules, dead-letter the guard's
     message once per level it stops, auto-merge what the rules say, and mark the rules ACTIVE."""
     record = get_domain(tx, domain_name=domain_name)
-    tx.conn.execute(delete(rule_match_digest).where(rule_match_digest.c.domain_name == domain_name))
+    rule_store.clear(tx, domain_name)
     rules = rule_config(record.config)
     if rules is None:
         return RebuildResult(0, 0, 0, ())
     cipher = tx.cipher(domain_name)
+    count = _live_count(tx, domain_name)
+    load = rule_store.BulkLoad(tx, domain_name)
+    sealed = (
+        (row.profile_id, bytes(row.sealed))
+        for row in tx.conn.execute(
+            select(profile.c.profile_id, profile.c.sealed)
+            .where(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
+            # Streamed (PostgreSQL would otherwise fetch every sealed profile first).
+            .execution_options(yield_per=2000)
+        )
+    )
+    processes = rule_pass.processes_for(tx.settings.rule_pass_processes, count)
     region = tx.settings.default_phone_region
-    count = 0
-    rows: list[tuple[str, int, bytes]] = []
-    for row in tx.conn.execute(
-        select(profile.c.profile_id, profile.c.sealed).where(
-            profile.c.domain_name == domain_name, profile.c.merged_into.is_(None)
-        )
+    for profile_id, packed in rule_pass.digest_profiles(
+        cipher, plan_for(rules), region, sealed, processes
     ):
-        count += 1
-        fields = cipher.open_record(profiles.PROFILE_TABLE, row.profile_id, bytes(row.sealed))[
-            "fields"
-        ]
-        rows.extend(
-            (row.profile_id, lv, d) for lv, d in profile_digests(cipher, rules, fields, region)
-        )
-    stored = _store(tx, domain_name, rows)
+        load.add(profile_id, packed)
+    stored = load.finish()
     guarded = _guarded_levels(tx, domain_name)
     for level in guarded:
         _dead_letter_guard(tx, domain_name, level)
@@ -428,11 +300,23 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     return RebuildResult(count, stored, merges, tuple(guarded))
 
 
+def _live_count(tx: Tx, domain_name: str) -> int:
+    return int(
+        tx.conn.execute(
+            select(func.count()).where(
+                profile.c.domain_name == domain_name, profile.c.merged_into.is_(None)
+            )
+        ).scalar_one()
+    )
+
+
 def _guarded_levels(tx: Tx, domain_name: str) -> list[int]:
+    """Levels with a digest more than GUARD_LIMIT profiles share. Right after a full pass every
+    stored digest is a live profile's, so the digests are counted without looking each
+    profile up."""
     c = rule_match_digest.c
     rows = tx.conn.execute(
         select(c.level)
-        .select_from(_live())
         .where(c.domain_name == domain_name)
         .group_by(c.level, c.digest)
         .having(func.count() > GUARD_LIMIT)
@@ -544,17 +428,10 @@ def _best_groups(
     tx: Tx, domain_name: str, rules: RuleConfig, profile_ids: Sequence[str]
 ) -> dict[str, tuple[int, bytes]]:
     """Per profile that has one, its own group: the lowest usable (level, digest) it holds."""
-    c = rule_match_digest.c
-    held: dict[str, set[tuple[int, bytes]]] = defaultdict(set)
-    for start in range(0, len(profile_ids), 500):
-        for r in tx.conn.execute(
-            select(c.profile_id, c.level, c.digest).where(
-                c.domain_name == domain_name,
-                c.profile_id.in_(profile_ids[start : start + 500]),
-                c.level <= rules.max_matching,
-            )
-        ):
-            held[r.profile_id].add((int(r.level), bytes(r.digest)))
+    held = {
+        pid: [p for p in pairs if p[0] <= rules.max_matching]
+        for pid, pairs in rule_store.held(tx, domain_name, profile_ids).items()
+    }
     pairs = sorted({p for ps in held.values() for p in ps})
     counts: dict[bytes, int] = {}
     for start in range(0, len(pairs), 500):
@@ -675,7 +552,7 @@ def _merge_group(
                     [records[main_id], *(records[p] for p in chunk)], main_id, rules
                 ),
             )
-            _forget(tx, domain_name, chunk)
+            rule_store.forget(tx, domain_name, chunk)
             merges += 1
     if merges and caller is not None:
         fresh = profiles.get_profile(tx, domain_name=domain_name, profile_id=main_id)
@@ -751,14 +628,14 @@ def matched_values(tx: Tx, *, domain_name: str, match: RuleMatch) -> dict[str, d
         for attribute in match.attributes:
             if attribute in ("EmailAddress", "PhoneNumber"):
                 for sub_type in rules.sub_types[attribute]:
-                    if value := fields.get(_SUB_TYPE_FIELDS.get(sub_type, "")):
+                    if value := fields.get(SUB_TYPE_FIELDS.get(sub_type, "")):
                         shown[sub_type] = str(value)
             elif attribute.startswith("Address."):
                 part = attribute.split(".", 1)[1]
                 for sub_type in rules.sub_types["Address"]:
-                    address = fields.get(_SUB_TYPE_FIELDS.get(sub_type, ""))
-                    if isinstance(address, dict) and (value := _address_part(address, part)):
-                        shown[f"{_SUB_TYPE_FIELDS[sub_type]}.{part}"] = value
+                    address = fields.get(SUB_TYPE_FIELDS.get(sub_type, ""))
+                    if isinstance(address, dict) and (value := address_part(address, part)):
+                        shown[f"{SUB_TYPE_FIELDS[sub_type]}.{part}"] = value
             elif attribute.startswith("Attributes."):
                 value = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
                 if value:

@@ -297,6 +297,48 @@ def test_full_pass_when_rules_change(services, domain):
         assert list(tx.conn.execute(select(rule_match_digest))) == []
 
 
+def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain, monkeypatch):
+    """A large domain's full pass digests in worker processes (identity.rule_pass): what it
+    stores is what each profile's own write stored, and the groups are the same."""
+    from dataclasses import replace
+
+    from openprofiles.identity import rule_pass
+    from openprofiles.store.schema import rule_match_profile
+
+    enable(
+        services,
+        MatchingRules=[{"Rule": ["EmailAddress", "LastName"]}, {"Rule": ["PhoneNumber"]}],
+    )
+    rng = random.Random(7)
+    for i in range(60):
+        new_profile(
+            services,
+            EmailAddress=f"p{rng.randrange(20)}@x.com",
+            BusinessEmailAddress=f"b{rng.randrange(20)}@x.com",
+            LastName=rng.choice(["Doe", "Roe"]),
+            PhoneNumber=f"+1 206 555 {rng.randrange(30):04d}",
+            FirstName=f"n{i}",
+        )
+
+    def stored() -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]], list[str]]:
+        with services.read() as tx:
+            digests = {tuple(r) for r in tx.conn.execute(select(rule_match_digest))}
+            packed = {tuple(r) for r in tx.conn.execute(select(rule_match_profile))}
+        return digests, packed, match_ids(services)
+
+    written = stored()
+    assert written[2], "the population has matches"
+    monkeypatch.setattr(rule_pass, "PARALLEL_FROM", 0)
+    parallel = build_services(replace(services.settings, rule_pass_processes=2))
+    try:
+        with parallel.write() as tx:
+            result = matching.rebuild(tx, domain_name=DOMAIN)
+    finally:
+        parallel.database.dispose()
+    assert result.profiles == 60
+    assert stored() == written
+
+
 def test_get_match_and_similar_profiles(services, domain):
     enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
     a = new_profile(services, EmailAddress="a@x.com")

@@ -22,6 +22,7 @@ from openprofiles.store.schema.identity import (
     ml_match_member_page,
     ml_match_page,
     rule_match_digest,
+    rule_match_profile,
 )
 from openprofiles.store.schema.integrations import (
     contact_record,
@@ -56,6 +57,7 @@ __all__ = [
     "profile_object_key",
     "resource_tag",
     "rule_match_digest",
+    "rule_match_profile",
     "stream_checkpoint",
     "unrouted_contact_record",
     "web_session",

@@ -6,8 +6,9 @@ so merges can be listed without opening anything; what came from where — the b
 every profile involved, the keys and objects that moved — is sealed in `sealed`, bound to the
 merge id. `rule_match_digest` holds, per profile and rule level, keyed HMAC digests of the
 level's normalised attribute values (never the values): profiles sharing a digest match at that
-level. The tables are registered for DeleteDomain by openprofiles.identity.service, not here:
-importing domains.service from a schema module would make an import cycle.
+level; `rule_match_profile` the same digests per profile. The tables are registered for
+DeleteDomain by openprofiles.identity, not here: importing domains.service from a schema
+module would make an import cycle.
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ rule_match_digest = Table(
     Column("digest", LargeBinary, primary_key=True),
     Column("profile_id", String(32), primary_key=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
-    # Covering (level and digest too): a profile's digests are read by profile, and SQLite,
-    # without statistics, prefers any covering index -- the primary key, every digest of the
-    # domain -- to one that is not.
-    Index("ix_rule_match_digest_profile", "domain_name", "profile_id", "level", "digest"),
+)
+
+# A profile's own digests, packed in one value (openprofiles.identity.rule_store): how a write
+# finds the digest rows to replace, and a match group its members' other digests. One row per
+# profile instead of a second index on rule_match_digest, which every digest row paid for at a
+# random place: the full pass of a domain of a million profiles spent most of its writes there.
+rule_match_profile = Table(
+    "rule_match_profile",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("profile_id", String(32), primary_key=True),
+    Column("digests", LargeBinary, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
 )
 
 # Probabilistic matching (spec §5.2). A job row holds its status and counts, and the attribute

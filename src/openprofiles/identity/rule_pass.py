@@ -1,0 +1,112 @@
+"""The digests of a full rule pass: every live profile of a domain, opened and digested.
+
+Opening a profile and digesting it under the rules (rule_digests) is pure computation, about
+three quarters of a pass, and Python runs it on one core per process. A large domain's profiles
+are therefore digested by worker processes, in chunks, while this process reads the sealed
+profiles and writes what comes back (rule_store.BulkLoad); a small domain's in this process,
+where starting workers would cost more than it saves.
+
+Workers are forked from a fork server (`multiprocessing`'s "forkserver"): a fresh
+single-threaded process, not a copy of this multi-threaded server with its connections and locks.
+Each receives the domain's cipher (its data key) and the compiled rules once, through the pipe
+to the process that started it, and sealed profiles and packed digests after that; no value in
+clear leaves the worker. Workers end with the pass.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.identity.rule_digests import DigestPlan
+from openprofiles.identity.rule_store import pack
+from openprofiles.profiles.service import PROFILE_TABLE
+
+# Below this many profiles a pass digests in this process: a worker takes a few hundred
+# milliseconds to start, which a small domain's whole pass does not take.
+PARALLEL_FROM = 20_000
+_CHUNK = 2_000
+# Profiles opened together (DomainCipher.open_records): one JSON decoding for all of them.
+_OPEN_AT_ONCE = 200
+
+Sealed = tuple[str, bytes]  # (profile id, sealed profile)
+Packed = tuple[str, bytes]  # (profile id, its packed (level, digest) pairs)
+
+
+def processes_for(configured: int | None, profiles: int) -> int:
+    """Worker processes for a pass over `profiles` profiles (0: digest in this process)."""
+    if profiles < PARALLEL_FROM:
+        return 0
+    return (os.cpu_count() or 1) if configured is None else max(configured, 0)
+
+
+def digest_profiles(
+    cipher: DomainCipher,
+    plan: DigestPlan,
+    region: str,
+    sealed: Iterable[Sealed],
+    processes: int,
+) -> Iterator[Packed]:
+    """(profile id, packed pairs) of every sealed profile, in the order given, for profiles
+    with any pair."""
+    if processes <= 0:
+        yield from _digest_chunk_with(cipher, plan, region, sealed)
+        return
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(cipher, plan, region),
+    ) as pool:
+        # A few chunks in flight per worker keeps every worker busy while this process writes,
+        # without holding a large domain's sealed profiles in memory.
+        pending: deque[Future[list[Packed]]] = deque()
+        for chunk in _chunks(sealed, _CHUNK):
+            pending.append(pool.submit(_digest_chunk, chunk))
+            if len(pending) >= 2 * processes:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _chunks(rows: Iterable[Sealed], size: int) -> Iterator[list[Sealed]]:
+    chunk: list[Sealed] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _digest_chunk_with(
+    cipher: DomainCipher, plan: DigestPlan, region: str, sealed: Iterable[Sealed]
+) -> Iterator[Packed]:
+    digest: Callable[[str, str], bytes] = cipher.digest
+    for chunk in _chunks(sealed, _OPEN_AT_ONCE):
+        for (profile_id, _), record in zip(
+            chunk, cipher.open_records(PROFILE_TABLE, chunk), strict=True
+        ):
+            pairs = plan.digests(digest, record["fields"], region)
+            if pairs:
+                yield profile_id, pack(pairs)
+
+
+# A worker's cipher, plan and phone region, set once by _start_worker.
+_worker: tuple[DomainCipher, DigestPlan, str] | None = None
+
+
+def _start_worker(cipher: DomainCipher, plan: DigestPlan, region: str) -> None:
+    global _worker
+    _worker = (cipher, plan, region)
+
+
+def _digest_chunk(chunk: list[Sealed]) -> list[Packed]:
+    assert _worker is not None, "the worker was not started by digest_profiles"
+    return list(_digest_chunk_with(*_worker, chunk))

@@ -1,0 +1,183 @@
+"""Where rule-match digests are kept, and the bulk load of a full rule pass.
+
+Two tables hold the same (level, digest) pairs of a profile (openprofiles.identity.rule_digests)
+two ways: `rule_match_digest` a row per pair, keyed (domain, level, digest, profile), which finds
+a digest's profiles — a match group; `rule_match_profile` a row per profile with its pairs packed
+in one value (a level byte, then the digest, per pair), which finds a profile's own pairs to
+replace them when it is written and to choose its group. Digests are keyed HMACs, never values.
+
+A full pass (`BulkLoad`) writes the digest rows of a whole domain in key order: into a temporary
+table as they are computed, then into `rule_match_digest` sorted by the database, so every row
+lands next to the previous one instead of at a random place in a large index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    literal,
+    select,
+)
+
+from openprofiles.context import Tx
+from openprofiles.crypto.blind_index import DIGEST_SIZE
+from openprofiles.store.many import ManyWriter
+from openprofiles.store.schema import rule_match_digest, rule_match_profile
+
+Pair = tuple[int, bytes]
+
+_PAIR_SIZE = 1 + DIGEST_SIZE
+_CHUNK = 1000
+_digest = rule_match_digest.c
+_INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
+_INSERT_PROFILES = ManyWriter(rule_match_profile.insert())
+_DELETE_DIGESTS = ManyWriter(
+    delete(rule_match_digest).where(
+        _digest.domain_name == bindparam("domain_name"),
+        _digest.level == bindparam("level"),
+        _digest.digest == bindparam("digest"),
+        _digest.profile_id == bindparam("profile_id"),
+    )
+)
+
+# The pass's digest rows before they are sorted into rule_match_digest. Temporary: private to
+# the connection, gone with it, never in the main database file or its WAL.
+_load = Table(
+    "rule_match_load",
+    MetaData(),
+    Column("level", Integer, nullable=False),
+    Column("digest", LargeBinary, nullable=False),
+    Column("profile_id", String(32), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_INSERT_LOAD = ManyWriter(_load.insert())
+
+
+def pack(pairs: Iterable[Pair]) -> bytes:
+    return b"".join(bytes((level,)) + digest for level, digest in sorted(pairs))
+
+
+def unpack(packed: bytes) -> list[Pair]:
+    return [
+        (packed[i], bytes(packed[i + 1 : i + _PAIR_SIZE]))
+        for i in range(0, len(packed), _PAIR_SIZE)
+    ]
+
+
+def held(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list[Pair]]:
+    """The stored pairs of each of `profile_ids` that has any."""
+    c = rule_match_profile.c
+    out: dict[str, list[Pair]] = {}
+    for start in range(0, len(profile_ids), 500):
+        for row in tx.conn.execute(
+            select(c.profile_id, c.digests).where(
+                c.domain_name == domain_name,
+                c.profile_id.in_(list(profile_ids[start : start + 500])),
+            )
+        ):
+            out[row.profile_id] = unpack(bytes(row.digests))
+    return out
+
+
+def store(tx: Tx, domain_name: str, profile_id: str, pairs: Collection[Pair]) -> None:
+    """Record a profile's pairs (it has none stored: `forget` them first)."""
+    if not pairs:
+        return
+    _INSERT_DIGESTS.execute(
+        tx.conn,
+        [
+            {"domain_name": domain_name, "level": lv, "digest": d, "profile_id": profile_id}
+            for lv, d in pairs
+        ],
+    )
+    _INSERT_PROFILES.execute(
+        tx.conn, [{"domain_name": domain_name, "profile_id": profile_id, "digests": pack(pairs)}]
+    )
+
+
+def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
+    """Remove the stored pairs of `profile_ids`."""
+    rows = [
+        {"domain_name": domain_name, "level": lv, "digest": d, "profile_id": pid}
+        for pid, pairs in held(tx, domain_name, profile_ids).items()
+        for lv, d in pairs
+    ]
+    if not rows:
+        return
+    _DELETE_DIGESTS.execute(tx.conn, rows)
+    c = rule_match_profile.c
+    for start in range(0, len(profile_ids), 500):
+        tx.conn.execute(
+            delete(rule_match_profile).where(
+                c.domain_name == domain_name,
+                c.profile_id.in_(list(profile_ids[start : start + 500])),
+            )
+        )
+
+
+def clear(tx: Tx, domain_name: str) -> None:
+    """Remove every stored pair of the domain."""
+    tx.conn.execute(delete(rule_match_digest).where(_digest.domain_name == domain_name))
+    tx.conn.execute(
+        delete(rule_match_profile).where(rule_match_profile.c.domain_name == domain_name)
+    )
+
+
+class BulkLoad:
+    """The pairs of a whole domain, added profile by profile after `clear`, written by
+    `finish` (in the caller's transaction)."""
+
+    def __init__(self, tx: Tx, domain_name: str) -> None:
+        self._tx = tx
+        self._domain_name = domain_name
+        self._digests: list[dict[str, object]] = []
+        self._profiles: list[dict[str, object]] = []
+        self.stored = 0
+        _load.drop(tx.conn, checkfirst=True)
+        _load.create(tx.conn)
+
+    def add(self, profile_id: str, packed: bytes) -> None:
+        """Add a profile's pairs, packed (`pack`)."""
+        if not packed:
+            return
+        pairs = unpack(packed)
+        self._digests.extend(
+            {"level": lv, "digest": d, "profile_id": profile_id} for lv, d in pairs
+        )
+        self._profiles.append(
+            {"domain_name": self._domain_name, "profile_id": profile_id, "digests": packed}
+        )
+        self.stored += len(pairs)
+        if len(self._profiles) >= _CHUNK:
+            self._flush()
+
+    def finish(self) -> int:
+        """Write what was added; returns how many pairs."""
+        self._flush()
+        conn = self._tx.conn
+        load = _load.c
+        conn.execute(
+            rule_match_digest.insert().from_select(
+                ["domain_name", "level", "digest", "profile_id"],
+                select(
+                    literal(self._domain_name, String(64)), load.level, load.digest, load.profile_id
+                ).order_by(load.level, load.digest, load.profile_id),
+            )
+        )
+        _load.drop(conn)
+        return self.stored
+
+    def _flush(self) -> None:
+        _INSERT_LOAD.execute(self._tx.conn, self._digests)
+        _INSERT_PROFILES.execute(self._tx.conn, self._profiles)
+        self._digests.clear()
+        self._profiles.clear()
