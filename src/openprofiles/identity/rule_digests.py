@@ -16,10 +16,11 @@ the work) is normalised once per profile.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
+from openprofiles.crypto.blind_index import DIGEST_SIZE
 from openprofiles.normalize import normalize_email, normalize_name, normalize_phone
 from openprofiles.profiles.models import ADDRESS_PARTS
 
@@ -40,6 +41,9 @@ SUB_TYPE_FIELDS = {
     "MailingAddress": "MailingAddress",
     "MaillingAddress": "MailingAddress",
 }
+# A profile's digests: (level, 16-byte keyed digest) pairs.
+Pair = tuple[int, bytes]
+_PAIR_SIZE = 1 + DIGEST_SIZE
 _NAME_ATTRIBUTES = frozenset({"FirstName", "LastName", "MiddleName", "BusinessName"})
 
 # (sub-type tag, normalised values) a component can take in one profile.
@@ -189,3 +193,16 @@ def plan_for(rules: RuleConfig) -> DigestPlan:
             _plans.clear()
         plan = _plans[key] = DigestPlan(rules)
     return plan
+
+
+def pack(pairs: Iterable[Pair]) -> bytes:
+    """A profile's pairs as stored (rule_store) and passed between processes (rule_pass): per
+    pair, in order, a level byte and the digest."""
+    return b"".join(bytes((level,)) + digest for level, digest in sorted(pairs))
+
+
+def unpack(packed: bytes) -> list[Pair]:
+    return [
+        (packed[i], bytes(packed[i + 1 : i + _PAIR_SIZE]))
+        for i in range(0, len(packed), _PAIR_SIZE)
+    ]

@@ -15,16 +15,19 @@ clear leaves the worker. Workers end with the pass.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from openprofiles.crypto.domain_keys import DomainCipher
-from openprofiles.identity.rule_digests import DigestPlan
-from openprofiles.identity.rule_store import pack
-from openprofiles.profiles.service import PROFILE_TABLE
+from openprofiles.identity.rule_digests import DigestPlan, pack
+from openprofiles.profiles.models import PROFILE_TABLE
+
+logger = logging.getLogger(__name__)
 
 # Below this many profiles a pass digests in this process: a worker takes a few hundred
 # milliseconds to start, which a small domain's whole pass does not take.
@@ -57,21 +60,38 @@ def digest_profiles(
         yield from _digest_chunk_with(cipher, plan, region, sealed)
         return
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=context,
-        initializer=_start_worker,
-        initargs=(cipher, plan, region),
-    ) as pool:
-        # A few chunks in flight per worker keeps every worker busy while this process writes,
-        # without holding a large domain's sealed profiles in memory.
-        pending: deque[Future[list[Packed]]] = deque()
-        for chunk in _chunks(sealed, _CHUNK):
-            pending.append(pool.submit(_digest_chunk, chunk))
-            if len(pending) >= 2 * processes:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    # The fork server imports this module once (when it starts, at the first pass), so each
+    # worker forked from it starts with the digesting code loaded.
+    context.set_forkserver_preload([__name__])
+    chunks = _chunks(sealed, _CHUNK)
+    pending: deque[tuple[list[Sealed], Future[list[Packed]]]] = deque()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(cipher, plan, region),
+        ) as pool:
+            # A few chunks in flight per worker keeps every worker busy while this process
+            # writes, without holding a large domain's sealed profiles in memory.
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(_digest_chunk, chunk)))
+                if len(pending) >= 2 * processes:
+                    yield from pending[0][1].result()
+                    pending.popleft()
+            while pending:
+                yield from pending[0][1].result()
+                pending.popleft()
+    except BrokenProcessPool as exc:
+        # A worker that could not start or died (a program embedding the server whose main
+        # module cannot be imported again, memory exhausted) costs speed, not the pass.
+        logger.warning(
+            "rule pass worker processes stopped (%s); digesting in this process", type(exc).__name__
+        )
+        for chunk, _ in pending:
+            yield from _digest_chunk_with(cipher, plan, region, chunk)
+        for chunk in chunks:
+            yield from _digest_chunk_with(cipher, plan, region, chunk)
 
 
 def _chunks(rows: Iterable[Sealed], size: int) -> Iterator[list[Sealed]]:

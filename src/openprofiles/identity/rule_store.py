@@ -13,7 +13,7 @@ lands next to the previous one instead of at a random place in a large index.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import (
     Column,
@@ -29,13 +29,10 @@ from sqlalchemy import (
 )
 
 from openprofiles.context import Tx
-from openprofiles.crypto.blind_index import DIGEST_SIZE
+from openprofiles.identity.rule_digests import Pair, pack, unpack
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import rule_match_digest, rule_match_profile
 
-Pair = tuple[int, bytes]
-
-_PAIR_SIZE = 1 + DIGEST_SIZE
 _CHUNK = 1000
 _digest = rule_match_digest.c
 _INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
@@ -60,17 +57,6 @@ _load = Table(
     prefixes=["TEMPORARY"],
 )
 _INSERT_LOAD = ManyWriter(_load.insert())
-
-
-def pack(pairs: Iterable[Pair]) -> bytes:
-    return b"".join(bytes((level,)) + digest for level, digest in sorted(pairs))
-
-
-def unpack(packed: bytes) -> list[Pair]:
-    return [
-        (packed[i], bytes(packed[i + 1 : i + _PAIR_SIZE]))
-        for i in range(0, len(packed), _PAIR_SIZE)
-    ]
 
 
 def held(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list[Pair]]:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The table name sealed profiles are bound to (their associated data names it).
+PROFILE_TABLE = "profile"
+
 # Members of the standard profile that hold an address structure.
 ADDRESS_FIELDS = ("Address", "ShippingAddress", "MailingAddress", "BillingAddress")
 ADDRESS_PARTS = (

@@ -30,6 +30,7 @@ from openprofiles.profiles.keys import (
 from openprofiles.profiles.models import (
     ADDRESS_FIELDS,
     PROFILE_FIELDS,
+    PROFILE_TABLE,
     WHOLE_VALUE_FIELDS,
     KeyMatch,
     ProfileRecord,
@@ -38,7 +39,6 @@ from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
-PROFILE_TABLE = "profile"
 KEY_TABLE = "profile_key"
 DERIVED_ORIGIN = "profile"
 EXPLICIT_ORIGIN = "explicit"
