@@ -25,6 +25,8 @@ automatic merge is logged and can be undone; profiles separated by an undo are n
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +51,8 @@ from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, pl
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.store.schema import merge_log, profile, rule_match_digest, rule_match_profile
+
+logger = logging.getLogger(__name__)
 
 MATCH_TYPE = "RULE_BASED_MATCHING"
 # The low-cardinality guard (spec §5.1): a digest shared by more profiles than this is not used.
@@ -254,6 +258,7 @@ if on_profile_written not in profiles.on_profile_written:
 def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     """Recompute every digest of the domain under its current rules, dead-letter the guard's
     message once per level it stops, auto-merge what the rules say, and mark the rules ACTIVE."""
+    started = time.perf_counter()
     record = get_domain(tx, domain_name=domain_name)
     rule_store.clear(tx, domain_name)
     rules = rule_config(record.config)
@@ -273,14 +278,28 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     )
     processes = rule_pass.processes_for(tx.settings.rule_pass_processes, count)
     region = tx.settings.default_phone_region
-    for profile_id, packed in rule_pass.digest_profiles(
-        cipher, plan_for(rules), region, sealed, processes
-    ):
-        load.add(profile_id, packed)
+    cleared = time.perf_counter()
+    for chunk in rule_pass.digest_profiles(cipher, plan_for(rules), region, sealed, processes):
+        load.add(chunk.rows, chunk.packed)
+    digested = time.perf_counter()
     stored = load.finish()
+    written = time.perf_counter()
     guarded = _guarded_levels(tx, domain_name)
     for level in guarded:
         _dead_letter_guard(tx, domain_name, level)
+    # Where a pass's time went, for whoever runs a large domain (no personal data).
+    logger.info(
+        "rule pass of domain %s: %d profiles, %d digests, %d worker processes; cleared in "
+        "%.1f s, digested in %.1f s, written in %.1f s, guard checked in %.1f s",
+        domain_name,
+        count,
+        stored,
+        processes,
+        cleared - started,
+        digested - cleared,
+        written - digested,
+        time.perf_counter() - written,
+    )
     merges = 0
     if rules.max_merging:
         with no_auto_merge():

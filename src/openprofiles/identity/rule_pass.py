@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.identity.rule_digests import DigestPlan, pack
@@ -37,7 +38,15 @@ _CHUNK = 2_000
 _OPEN_AT_ONCE = 200
 
 Sealed = tuple[str, bytes]  # (profile id, sealed profile)
-Packed = tuple[str, bytes]  # (profile id, its packed (level, digest) pairs)
+
+
+@dataclass(frozen=True)
+class Digested:
+    """A chunk of profiles digested, as the rows the pass writes (rule_store.BulkLoad): built
+    where the digests are computed, so the writing process only hands them to the database."""
+
+    rows: list[tuple[int, bytes, str]]  # (level, digest, profile id) per pair
+    packed: list[tuple[str, bytes]]  # (profile id, its pairs packed) per profile with any
 
 
 def processes_for(configured: int | None, profiles: int) -> int:
@@ -53,18 +62,18 @@ def digest_profiles(
     region: str,
     sealed: Iterable[Sealed],
     processes: int,
-) -> Iterator[Packed]:
-    """(profile id, packed pairs) of every sealed profile, in the order given, for profiles
-    with any pair."""
+) -> Iterator[Digested]:
+    """The digests of every sealed profile, chunk by chunk in the order given."""
+    chunks = _chunks(sealed, _CHUNK)
     if processes <= 0:
-        yield from _digest_chunk_with(cipher, plan, region, sealed)
+        for chunk in chunks:
+            yield _digest_chunk_with(cipher, plan, region, chunk)
         return
     context = multiprocessing.get_context("forkserver")
     # The fork server imports this module once (when it starts, at the first pass), so each
     # worker forked from it starts with the digesting code loaded.
     context.set_forkserver_preload([__name__])
-    chunks = _chunks(sealed, _CHUNK)
-    pending: deque[tuple[list[Sealed], Future[list[Packed]]]] = deque()
+    pending: deque[tuple[list[Sealed], Future[Digested]]] = deque()
     try:
         with ProcessPoolExecutor(
             max_workers=processes,
@@ -77,10 +86,10 @@ def digest_profiles(
             for chunk in chunks:
                 pending.append((chunk, pool.submit(_digest_chunk, chunk)))
                 if len(pending) >= 2 * processes:
-                    yield from pending[0][1].result()
+                    yield pending[0][1].result()
                     pending.popleft()
             while pending:
-                yield from pending[0][1].result()
+                yield pending[0][1].result()
                 pending.popleft()
     except BrokenProcessPool as exc:
         # A worker that could not start or died (a program embedding the server whose main
@@ -89,9 +98,9 @@ def digest_profiles(
             "rule pass worker processes stopped (%s); digesting in this process", type(exc).__name__
         )
         for chunk, _ in pending:
-            yield from _digest_chunk_with(cipher, plan, region, chunk)
+            yield _digest_chunk_with(cipher, plan, region, chunk)
         for chunk in chunks:
-            yield from _digest_chunk_with(cipher, plan, region, chunk)
+            yield _digest_chunk_with(cipher, plan, region, chunk)
 
 
 def _chunks(rows: Iterable[Sealed], size: int) -> Iterator[list[Sealed]]:
@@ -106,16 +115,21 @@ def _chunks(rows: Iterable[Sealed], size: int) -> Iterator[list[Sealed]]:
 
 
 def _digest_chunk_with(
-    cipher: DomainCipher, plan: DigestPlan, region: str, sealed: Iterable[Sealed]
-) -> Iterator[Packed]:
+    cipher: DomainCipher, plan: DigestPlan, region: str, chunk: list[Sealed]
+) -> Digested:
     digest: Callable[[str, str], bytes] = cipher.digest
-    for chunk in _chunks(sealed, _OPEN_AT_ONCE):
+    out = Digested([], [])
+    for start in range(0, len(chunk), _OPEN_AT_ONCE):
+        opening = chunk[start : start + _OPEN_AT_ONCE]
         for (profile_id, _), record in zip(
-            chunk, cipher.open_records(PROFILE_TABLE, chunk), strict=True
+            opening, cipher.open_records(PROFILE_TABLE, opening), strict=True
         ):
-            pairs = plan.digests(digest, record["fields"], region)
+            # Sorted: a set's order differs between processes (bytes hash with a random seed).
+            pairs = sorted(plan.digests(digest, record["fields"], region))
             if pairs:
-                yield profile_id, pack(pairs)
+                out.rows.extend([(level, value, profile_id) for level, value in pairs])
+                out.packed.append((profile_id, pack(pairs)))
+    return out
 
 
 # A worker's cipher, plan and phone region, set once by _start_worker.
@@ -127,6 +141,6 @@ def _start_worker(cipher: DomainCipher, plan: DigestPlan, region: str) -> None:
     _worker = (cipher, plan, region)
 
 
-def _digest_chunk(chunk: list[Sealed]) -> list[Packed]:
+def _digest_chunk(chunk: list[Sealed]) -> Digested:
     assert _worker is not None, "the worker was not started by digest_profiles"
-    return list(_digest_chunk_with(*_worker, chunk))
+    return _digest_chunk_with(*_worker, chunk)

@@ -32,6 +32,12 @@ class _Plan:
     # fixed value; the type's bind processor, if any).
     parameters: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
 
+    def takes(self, keys: tuple[str, ...]) -> bool:
+        """Whether tuples of `keys`' values are already the driver's parameters."""
+        return tuple(k for k, _, _ in self.parameters) == keys and all(
+            process is None for _, _, process in self.parameters
+        )
+
 
 class ManyWriter:
     """One statement executed for many rows (dicts with the same keys)."""
@@ -50,6 +56,20 @@ class ManyWriter:
             return
         values = _tuples(plan, rows)
         run_on_driver(conn, plan.sql, lambda cursor: cursor.executemany(plan.sql, values))
+
+    def execute_tuples(
+        self, conn: Connection, keys: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """`execute` for rows given as tuples of the values of `keys`, in that order: when the
+        statement's parameters are those keys in that order and need no conversion, the tuples
+        go to the driver as they are, with no per-row work in Python at all."""
+        if not rows:
+            return
+        plan = self._plan(conn.dialect, keys) if conn.dialect.name == "sqlite" else None
+        if plan is None or not plan.takes(keys):
+            self.execute(conn, [dict(zip(keys, row, strict=True)) for row in rows])
+            return
+        run_on_driver(conn, plan.sql, lambda cursor: cursor.executemany(plan.sql, rows))
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
         if keys in self._plans:

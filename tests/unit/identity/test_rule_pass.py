@@ -42,7 +42,12 @@ def _die(chunk: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 def test_worker_processes_digest_as_this_process_does():
     profiles = sealed_profiles(4_500)  # three chunks: workers take them in turn
     here = list(rule_pass.digest_profiles(CIPHER, PLAN, "US", profiles, 0))
-    assert len(here) == 4_500 and all(unpack(packed) for _, packed in here)
+    packed = [p for chunk in here for p in chunk.packed]
+    assert [pid for pid, _ in packed] == [pid for pid, _ in profiles]
+    # The rows are the packed pairs, one per pair.
+    assert sorted(r for chunk in here for r in chunk.rows) == sorted(
+        (level, digest, pid) for pid, value in packed for level, digest in unpack(value)
+    )
     assert list(rule_pass.digest_profiles(CIPHER, PLAN, "US", profiles, 2)) == here
 
 

@@ -107,3 +107,25 @@ def test_what_it_cannot_plan_goes_through_sqlalchemy(conn: Connection) -> None:
 def test_no_rows_is_nothing(conn: Connection) -> None:
     ManyWriter(insert(thing)).execute(conn, [])
     assert conn.execute(select(thing)).all() == []
+
+
+def test_tuples_write_what_dicts_write(conn: Connection) -> None:
+    keys = ("id", "name", "blob", "at", "kind")
+    # Every key of the statement, no conversion (the timestamps' is one): passed as they are.
+    plain = ("id", "name", "blob", "kind")
+    writer = ManyWriter(insert(thing))
+    writer.execute_tuples(conn, plain, [tuple(r[k] for k in plain) for r in _rows(0)])
+    conn.execute(insert(thing), [{k: r[k] for k in plain} for r in _rows(100)])
+    assert _stored(conn, range(0, 5)) == _stored(conn, range(100, 105))
+    # Keys that need a conversion (UtcDateTime), or in another order than the statement's.
+    ManyWriter(insert(thing)).execute_tuples(
+        conn, keys, [tuple(r[k] for k in keys) for r in _rows(200)]
+    )
+    backwards = tuple(reversed(keys))
+    ManyWriter(insert(thing)).execute_tuples(
+        conn, backwards, [tuple(r[k] for k in backwards) for r in _rows(300)]
+    )
+    conn.execute(insert(thing), _rows(400))
+    assert _stored(conn, range(200, 205)) == _stored(conn, range(300, 305))
+    assert _stored(conn, range(200, 205)) == _stored(conn, range(400, 405))
+    assert _stored(conn, range(200, 205))[1][2] == T0 + timedelta(seconds=1)
