@@ -22,7 +22,7 @@ def test_migrations_match_the_declared_schema(settings):
     assert differences == [], "store/schema and the migrations disagree: add a migration"
 
 
-def test_0015_packs_each_profiles_rule_digests_into_one_row(settings):
+def test_0015_0016_keep_rule_digests_and_pack_them_per_profile(settings):
     """Digests stored before 0015 are found per profile afterwards (the by-profile index they
     were found through is dropped)."""
     from sqlalchemy import inspect, text
@@ -62,7 +62,15 @@ def test_0015_packs_each_profiles_rule_digests_into_one_row(settings):
                 text("SELECT profile_id, digests FROM rule_match_profile WHERE domain_name='d1'")
             ).all()
             indexes = {i["name"] for i in inspect(conn).get_indexes("rule_match_digest")}
+            kept = conn.execute(text("SELECT count(*) FROM rule_match_digest")).scalar_one()
+            if database.engine.dialect.name == "sqlite":  # 0016: clustered by their keys
+                for table in ("rule_match_digest", "rule_match_profile"):
+                    sql = conn.execute(
+                        text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}
+                    ).scalar_one()
+                    assert "WITHOUT ROWID" in sql
     finally:
         database.dispose()
     assert {pid: unpack(bytes(packed)) for pid, packed in rows} == digests
     assert "ix_rule_match_digest_profile" not in indexes
+    assert kept == 4

@@ -53,6 +53,9 @@ rule_match_digest = Table(
     Column("digest", LargeBinary, primary_key=True),
     Column("profile_id", String(32), primary_key=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    # Clustered by its key on SQLite: each row stored once, in key order (a full rule pass
+    # writes a domain's rows in that order).
+    sqlite_with_rowid=False,
 )
 
 # A profile's own digests, packed in one value (openprofiles.identity.rule_store): how a write
@@ -66,6 +69,7 @@ rule_match_profile = Table(
     Column("profile_id", String(32), primary_key=True),
     Column("digests", LargeBinary, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    sqlite_with_rowid=False,
 )
 
 # Probabilistic matching (spec §5.2). A job row holds its status and counts, and the attribute
