@@ -29,6 +29,7 @@ from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
 from openprofiles.identity import handlers as identity_handlers
+from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
 from openprofiles.integrations import handlers as integration_handlers
 from openprofiles.object_types import handlers as object_type_handlers
@@ -73,13 +74,19 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 def background_tasks(services: Services) -> list[PeriodicTask]:
     """What the server does in the background while it serves: purging expired profile objects
-    (spec §1.9), starting scheduled probabilistic matching jobs (spec §5.2) and sending dead
-    letters that have not reached their SQS queue yet (spec §6.1)."""
+    (spec §1.9), starting scheduled probabilistic matching jobs (spec §5.2), finishing rule
+    passes a stopped process left PENDING (identity.rule_activation) and sending dead letters
+    that have not reached their SQS queue yet (spec §6.1)."""
     return [
         expiry_task(services),
         PeriodicTask(
             "scheduled matching jobs",
             lambda: run_due_now(services),
+            services.settings.matching_schedule_check_seconds,
+        ),
+        PeriodicTask(
+            "pending rule passes",
+            lambda: run_pending_passes(services),
             services.settings.matching_schedule_check_seconds,
         ),
         resend_task(services),

@@ -11,7 +11,7 @@ from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import new_domain_key
 from openprofiles.errors import BadRequest
-from openprofiles.identity.matching import rebuild as rebuild_rule_matches
+from openprofiles.identity import rule_activation
 from openprofiles.identity.rules import validate_rule_based_matching
 from openprofiles.tags.service import get_tags, put_tags
 
@@ -55,13 +55,14 @@ def _check_dead_letter_queue(ctx: RequestContext, domain_name: str, queue_url: s
         ) from exc
 
 
-def _apply_rules(tx: Tx, params: dict[str, Any], record: DomainRecord) -> DomainRecord:
-    """New or changed RuleBasedMatching applies within the request: a full matching pass over
-    the domain's profiles (openprofiles.identity.matching.rebuild), then the rules are ACTIVE."""
+def _apply_rules(tx: Tx, params: dict[str, Any], record: DomainRecord) -> tuple[DomainRecord, bool]:
+    """New or changed RuleBasedMatching: a full matching pass over the domain's profiles, in
+    this request for a small domain, after it for a large one (the flag says to `start` it;
+    openprofiles.identity.rule_activation)."""
     if params.get("RuleBasedMatching") is None:
-        return record
-    rebuild_rule_matches(tx, domain_name=record.name)
-    return service.get_domain(tx, domain_name=record.name)
+        return record, False
+    later = rule_activation.apply_rules(tx, domain_name=record.name)
+    return service.get_domain(tx, domain_name=record.name), later
 
 
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             key_id=key[0],
             wrapped_key=key[1],
         )
-        record = _apply_rules(tx, params, record)
+        record, pass_later = _apply_rules(tx, params, record)
         if params.get("Tags"):
             put_tags(
                 tx,
@@ -86,7 +87,10 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
                 resource_arn=domain_arn(tx.settings, name),
                 tags=params["Tags"],
             )
-        return _to_wire(tx, record)
+        response = _to_wire(tx, record)
+    if pass_later:
+        rule_activation.start(ctx.services, domain_name=name)
+    return response
 
 
 def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             changes={k: params.get(k) for k in CONFIG_MEMBERS},
             new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
         )
-        record = _apply_rules(tx, params, record)
+        record, pass_later = _apply_rules(tx, params, record)
         if params.get("Tags"):
             put_tags(
                 tx,
@@ -129,7 +133,10 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
                 resource_arn=domain_arn(tx.settings, name),
                 tags=params["Tags"],
             )
-        return _to_wire(tx, record)
+        response = _to_wire(tx, record)
+    if pass_later:
+        rule_activation.start(ctx.services, domain_name=name)
+    return response
 
 
 def delete_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,10 @@ level and the digest in hex: stable, and they carry no personal data.
 
 Digests are maintained in the transaction of the write (`profiles.service.on_profile_written`),
 and rebuilt for the whole domain when the rules change (CreateDomain/UpdateDomain carrying
-RuleBasedMatching), in that request: a large domain's profiles are digested by worker
-processes (`rule_pass`) and written in index order (`rule_store.BulkLoad`). Unlike the cloud
-service there is no PENDING hour: the rules are ACTIVE when the request returns.
+RuleBasedMatching): in that request for a small domain, right after it for a large one
+(`rule_activation`); a large domain's profiles are digested by worker processes (`rule_pass`)
+and written in index order (`rule_store.BulkLoad`). Unlike the cloud service there is no
+PENDING hour: the rules are ACTIVE when the request returns, or seconds to a minute later.
 
 Auto-merge (MaxAllowedRuleLevelForMerging) goes through identity.service.merge_profiles, so every
 automatic merge is logged and can be undone; profiles separated by an undo are not merged again.
@@ -265,7 +266,7 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     if rules is None:
         return RebuildResult(0, 0, 0, ())
     cipher = tx.cipher(domain_name)
-    count = _live_count(tx, domain_name)
+    count = live_count(tx, domain_name)
     load = rule_store.BulkLoad(tx, domain_name)
     sealed = (
         (row.profile_id, bytes(row.sealed))
@@ -319,7 +320,8 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     return RebuildResult(count, stored, merges, tuple(guarded))
 
 
-def _live_count(tx: Tx, domain_name: str) -> int:
+def live_count(tx: Tx, domain_name: str) -> int:
+    """Profiles of the domain not merged away."""
     return int(
         tx.conn.execute(
             select(func.count()).where(
