@@ -48,6 +48,7 @@ from openprofiles.domains.service import (
 )
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import rule_pass, rule_store
+from openprofiles.identity.rule_digests import FORMAT as DIGEST_FORMAT
 from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, plan_for
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
@@ -316,6 +317,8 @@ def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
                 merges += _merge_group(tx, domain_name, rules, main.profile_id, members)
     rbm = dict(record.config["RuleBasedMatching"])
     rbm["Status"] = "ACTIVE"
+    # Not an API member (responses carry only the model's): what the digests were made from.
+    rbm["DigestFormat"] = DIGEST_FORMAT
     update_domain(tx, domain_name=domain_name, changes={"RuleBasedMatching": rbm})
     return RebuildResult(count, stored, merges, tuple(guarded))
 

@@ -10,7 +10,11 @@ pass then runs on a thread of this server process and leaves the rules ACTIVE. M
 already keep digests under the new rules, and ListRuleBasedMatches lists what is stored.
 
 A pass that did not finish (the process stopped, the pass failed) leaves the rules PENDING; the
-server's periodic check (`run_pending_passes`, with the matching schedule check) runs it again.
+server's periodic check (`run_pending_passes`, with the matching schedule check, and once at
+start-up) runs it again. The same check passes again a domain whose digests were made by an
+older version, one that compared some value otherwise (`rule_digests.FORMAT`, stored on the
+rules by each pass): after an upgrade, the first check brings every domain's digests up to
+date.
 Two processes that both find a domain PENDING take turns: a pass re-reads the status in its own
 write transaction (the domain row locked on PostgreSQL; SQLite has one writer), so the second
 finds the rules ACTIVE and does nothing.
@@ -27,6 +31,7 @@ from sqlalchemy import select
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import find_domain, list_domains, update_domain
 from openprofiles.identity import matching
+from openprofiles.identity.rule_digests import FORMAT
 from openprofiles.store.schema import domain
 
 logger = logging.getLogger(__name__)
@@ -82,8 +87,9 @@ def wait(domain_name: str, timeout: float | None = None) -> bool:
 
 
 def run_pending_pass(services: Services, *, domain_name: str) -> bool:
-    """Run the domain's full pass if its rules are still PENDING; True when it ran. A failure is
-    logged (its type only) and leaves the rules PENDING for the next check."""
+    """Run the domain's full pass if its rules are still PENDING (or their digests outdated);
+    True when it ran. A failure is logged (its type only) and leaves the rules as they were
+    for the next check."""
     try:
         with services.write() as tx:
             if not _pending(tx, domain_name):
@@ -100,25 +106,34 @@ def run_pending_pass(services: Services, *, domain_name: str) -> bool:
 
 
 def run_pending_passes(services: Services) -> list[str]:
-    """The server's periodic check: run the pass of every domain whose rules are PENDING
-    (a pass that did not finish). Returns the domains whose pass ran."""
-    pending: list[str] = []
+    """The server's periodic check: run the pass of every domain whose rules are PENDING (a pass
+    that did not finish) or whose digests are outdated. Returns the domains whose pass ran."""
+    due: list[str] = []
     after = None
     with services.read() as tx:
         while True:
             records, more = list_domains(tx, after=after, limit=100)
-            pending += [r.name for r in records if _status(r.config) == PENDING]
+            due += [r.name for r in records if _due(r.config)]
             if not more:
                 break
             after = records[-1].name
-    return [name for name in pending if run_pending_pass(services, domain_name=name)]
+    return [name for name in due if run_pending_pass(services, domain_name=name)]
 
 
 def _pending(tx: Tx, domain_name: str) -> bool:
     # Locks the domain row on PostgreSQL until the pass commits (SQLite has one writer anyway).
     tx.conn.execute(select(domain.c.name).where(domain.c.name == domain_name).with_for_update())
     record = find_domain(tx, domain_name=domain_name)
-    return record is not None and _status(record.config) == PENDING
+    return record is not None and _due(record.config)
+
+
+def _due(config: dict[str, Any]) -> bool:
+    """Rules PENDING, or ACTIVE on digests an older version made."""
+    status = _status(config)
+    if status == PENDING:
+        return True
+    rbm = config.get("RuleBasedMatching") or {}
+    return bool(rbm.get("Enabled")) and status == "ACTIVE" and rbm.get("DigestFormat") != FORMAT
 
 
 def _status(config: dict[str, Any]) -> str | None:

@@ -21,7 +21,7 @@ from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from openprofiles.crypto.blind_index import DIGEST_SIZE
-from openprofiles.normalize import normalize_email, normalize_name, normalize_phone
+from openprofiles.normalize import normalize_date, normalize_email, normalize_name, normalize_phone
 from openprofiles.profiles.models import ADDRESS_PARTS
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ SUB_TYPE_FIELDS = {
     "MailingAddress": "MailingAddress",
     "MaillingAddress": "MailingAddress",
 }
+# What the digests are computed from; stored on the domain's rules by each full pass. Raised
+# when a value is compared otherwise, so domains whose digests are older are passed again
+# (identity.rule_activation). 2: BirthDate as a calendar date (normalize_date).
+FORMAT = 2
+
 # A profile's digests: (level, 16-byte keyed digest) pairs.
 Pair = tuple[int, bytes]
 _PAIR_SIZE = 1 + DIGEST_SIZE
@@ -136,7 +141,7 @@ class DigestPlan:
         elif component == "EmailAddress" or component == "PhoneNumber":
             choices = self._contact_choices(component, fields, region)
         else:
-            value = _plain_value(component, fields)
+            value = _plain_value(component, fields, region)
             return [("", (value,))] if value else []
         # The same value under two sub-types is one comparison under MANY_TO_MANY.
         if not self._one_to_one and choices:
@@ -168,7 +173,7 @@ class DigestPlan:
         return choices
 
 
-def _plain_value(attribute: str, fields: dict[str, Any]) -> str:
+def _plain_value(attribute: str, fields: dict[str, Any], region: str) -> str:
     if attribute.startswith("Attributes."):
         raw = (fields.get("Attributes") or {}).get(attribute[len("Attributes.") :])
     else:
@@ -177,6 +182,10 @@ def _plain_value(attribute: str, fields: dict[str, Any]) -> str:
         return ""
     if attribute in _NAME_ATTRIBUTES:
         return normalize_name(raw)
+    if attribute == "BirthDate":
+        # A calendar date however it is written (2001-03-02, 03/02/2001 in the US), as the
+        # probabilistic job compares it; other text as written.
+        return normalize_date(raw, region).casefold()
     return raw.strip().casefold()
 
 

@@ -12,7 +12,8 @@ import pytest
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.domains import handlers
 from openprofiles.domains.service import get_domain
-from openprofiles.identity import matching, rule_activation
+from openprofiles.identity import matching, rule_activation, rule_store
+from openprofiles.identity.rule_digests import FORMAT
 
 from .conftest import DOMAIN, new_profile
 
@@ -80,3 +81,35 @@ def test_a_pass_left_pending_is_run_by_the_periodic_check(services, domain, larg
             b,
         }
     assert rule_activation.run_pending_pass(services, domain_name=DOMAIN) is False
+
+
+def test_digests_of_an_older_version_are_made_again_by_the_periodic_check(services, domain):
+    """After an upgrade that compares a value otherwise (birth dates as calendar dates), the
+    first check passes every domain with rules again."""
+    rules = {"Enabled": True, "MatchingRules": [{"Rule": ["LastName", "BirthDate"]}]}
+    a = new_profile(services, LastName="Doe", BirthDate="2001-03-02")
+    with services.write() as tx:
+        from openprofiles.domains.service import update_domain
+
+        update_domain(tx, domain_name=DOMAIN, changes={"RuleBasedMatching": rules})
+        matching.rebuild(tx, domain_name=DOMAIN)
+        current = get_domain(tx, domain_name=DOMAIN).config["RuleBasedMatching"]
+        assert current["DigestFormat"] == FORMAT
+        # As an earlier version left it: no format recorded, and digests that match nothing
+        # written now (here: none at all).
+        update_domain(
+            tx,
+            domain_name=DOMAIN,
+            changes={"RuleBasedMatching": {**rules, "Status": "ACTIVE"}},
+        )
+        rule_store.forget(tx, DOMAIN, [a])
+    assert rule_activation.run_pending_passes(services) == [DOMAIN]
+    b = new_profile(services, LastName="Doe", BirthDate="03/02/2001")
+    [found] = matches(services)
+    with services.read() as tx:
+        assert set(matching.get_match(tx, domain_name=DOMAIN, match_id=found).profile_ids) == {
+            a,
+            b,
+        }
+    assert status(services) == "ACTIVE"
+    assert rule_activation.run_pending_passes(services) == []

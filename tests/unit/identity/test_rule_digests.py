@@ -59,3 +59,16 @@ def test_one_to_one_digests_each_sub_type_and_many_to_many_each_distinct_value()
         expected(1, "*", ["+12065550100", "98101"]),
         expected(1, "*", ["+12065550199", "98101"]),
     }
+
+
+def test_birth_dates_compare_as_calendar_dates_however_written():
+    plan = DigestPlan(rules([["LastName", "BirthDate"]]))
+
+    def digests(birth_date: str, region: str = "US") -> set[tuple[int, bytes]]:
+        return plan.digests(CIPHER.digest, {"LastName": "Doe", "BirthDate": birth_date}, region)
+
+    assert digests("2001-03-02") == digests(" 03/02/2001") == digests("2001/3/2")
+    assert digests("02/03/2001", "GB") == digests("2001-03-02")
+    assert digests("02/03/2001") != digests("2001-03-02")  # February 3rd in the US
+    # Text that is no date is compared as written, case aside.
+    assert digests("Unknown") == digests("unknown") != digests("2001-03-02")
