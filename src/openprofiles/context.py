@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from openprofiles.settings import Settings
-from openprofiles.store.database import Database
+from openprofiles.store.database import Database, PinnedConnection
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
@@ -32,21 +32,42 @@ class Services:
     keys: KeyManager
     tokens: TokenCodec
 
-    @contextmanager
-    def read(self) -> Iterator[Tx]:
-        with self.database.read() as conn:
-            tx = Tx(conn=conn, services=self)
-            yield tx
-        tx.run_after_commit()
+    def read(self) -> AbstractContextManager[Tx]:
+        return _transaction(self, self.database.read())
+
+    def write(self) -> AbstractContextManager[Tx]:
+        return _transaction(self, self.database.write())
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        # An exception in the block rolls back and propagates out of the `with`, so the queued
-        # actions below run only after a successful commit.
-        with self.database.write() as conn:
-            tx = Tx(conn=conn, services=self)
-            yield tx
-        tx.run_after_commit()
+    def pinned(self) -> Iterator[PinnedServices]:
+        """Transactions on one connection (Database.pinned): read, then write what was staged
+        in temporary tables while reading."""
+        with self.database.pinned() as pinned:
+            yield PinnedServices(self, pinned)
+
+
+@dataclass
+class PinnedServices:
+    services: Services
+    connection: PinnedConnection
+
+    def read(self) -> AbstractContextManager[Tx]:
+        return _transaction(self.services, self.connection.read())
+
+    def write(self) -> AbstractContextManager[Tx]:
+        return _transaction(self.services, self.connection.write())
+
+
+@contextmanager
+def _transaction(
+    services: Services, connection: AbstractContextManager[Connection]
+) -> Iterator[Tx]:
+    # An exception in the block rolls back and propagates out of the `with`, so the queued
+    # actions below run only after a successful commit.
+    with connection as conn:
+        tx = Tx(conn=conn, services=services)
+        yield tx
+    tx.run_after_commit()
 
 
 @dataclass

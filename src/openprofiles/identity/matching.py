@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,9 +37,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, tuple_
 
-from openprofiles.context import Tx
+from openprofiles.context import PinnedServices, Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
 from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.domains.models import DomainRecord
 from openprofiles.domains.service import (
     find_domain,
     get_domain,
@@ -259,46 +260,161 @@ if on_profile_written not in profiles.on_profile_written:
 
 def rebuild(tx: Tx, *, domain_name: str) -> RebuildResult:
     """Recompute every digest of the domain under its current rules, dead-letter the guard's
-    message once per level it stops, auto-merge what the rules say, and mark the rules ACTIVE."""
+    message once per level it stops, auto-merge what the rules say, and mark the rules ACTIVE:
+    in one transaction (a small domain's pass, within the request)."""
     started = time.perf_counter()
     record = get_domain(tx, domain_name=domain_name)
     rule_store.clear(tx, domain_name)
     rules = rule_config(record.config)
     if rules is None:
         return RebuildResult(0, 0, 0, ())
-    cipher = tx.cipher(domain_name)
-    count = live_count(tx, domain_name)
     load = rule_store.BulkLoad(tx, domain_name)
-    sealed = (
-        (row.profile_id, bytes(row.sealed))
-        for row in tx.conn.execute(
-            select(profile.c.profile_id, profile.c.sealed)
-            .where(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
-            # Streamed (PostgreSQL would otherwise fetch every sealed profile first).
-            .execution_options(yield_per=2000)
+    count, processes = _digest(tx, domain_name, rules, load)
+    return _complete(tx, record, rules, load, count, processes, started, time.perf_counter())
+
+
+@dataclass
+class StagedPass:
+    """The first step of `rebuild_staged`: a snapshot's digests, waiting on the connection."""
+
+    domain_name: str
+    rules: RuleConfig
+    load: rule_store.BulkLoad
+    profiles: int
+    processes: int
+    started: float
+    staged: float
+
+
+def rebuild_staged(
+    pinned: PinnedServices, *, domain_name: str, due: Callable[[Tx], bool]
+) -> RebuildResult | None:
+    """`rebuild` in two transactions on one connection, so that other writes wait for the
+    writing only (on SQLite, one writer for all domains): the profiles are opened and digested
+    in a read transaction (`stage_pass`), then a write transaction digests again those written
+    meanwhile and writes (`finish_pass`). None, and nothing written, when `due` (checked in the
+    write transaction) says the pass is no longer wanted or the rules changed since it began."""
+    staged = stage_pass(pinned, domain_name=domain_name)
+    return None if staged is None else finish_pass(pinned, staged, due=due)
+
+
+def stage_pass(pinned: PinnedServices, *, domain_name: str) -> StagedPass | None:
+    """Digest the domain's live profiles as a read transaction sees them (None: no rules)."""
+    started = time.perf_counter()
+    with pinned.read() as tx:
+        rules = rule_config(get_domain(tx, domain_name=domain_name).config)
+        if rules is None:
+            return None
+        load = rule_store.BulkLoad(tx, domain_name)
+        count, processes = _digest(tx, domain_name, rules, load, versions=True)
+    return StagedPass(domain_name, rules, load, count, processes, started, time.perf_counter())
+
+
+def finish_pass(
+    pinned: PinnedServices, staged: StagedPass, *, due: Callable[[Tx], bool]
+) -> RebuildResult | None:
+    """Catch up with the profiles written since `stage_pass` and write, in one transaction."""
+    domain_name = staged.domain_name
+    writing = time.perf_counter()
+    with pinned.write() as tx:
+        current = get_domain(tx, domain_name=domain_name) if due(tx) else None
+        if current is None or rule_config(current.config) != staged.rules:
+            staged.load.discard(tx)
+            return None
+        changed = staged.load.catch_up(tx)
+        _digest(tx, domain_name, staged.rules, staged.load, only=changed)
+        rule_store.clear(tx, domain_name)
+        result = _complete(
+            tx,
+            current,
+            staged.rules,
+            staged.load,
+            live_count(tx, domain_name),
+            staged.processes,
+            staged.started,
+            staged.staged,
         )
+    logger.info(
+        "rule pass of domain %s: %d profiles digested while reading in %.1f s, %d written "
+        "meanwhile digested again; the writer held %.1f s",
+        domain_name,
+        staged.profiles,
+        staged.staged - staged.started,
+        len(changed),
+        time.perf_counter() - writing,
     )
+    return result
+
+
+def _digest(
+    tx: Tx,
+    domain_name: str,
+    rules: RuleConfig,
+    load: rule_store.BulkLoad,
+    *,
+    versions: bool = False,
+    only: Sequence[str] | None = None,
+) -> tuple[int, int]:
+    """Open and digest the domain's live profiles (or `only` these) into `load`, recording
+    their versions when asked; returns how many and the worker processes used."""
+    query = select(profile.c.profile_id, profile.c.version, profile.c.sealed).where(
+        profile.c.domain_name == domain_name, profile.c.merged_into.is_(None)
+    )
+    if only is not None:
+        if not only:
+            return 0, 0
+        query = query.where(profile.c.profile_id.in_(list(only)))
+    count = len(only) if only is not None else live_count(tx, domain_name)
+    seen: list[tuple[str, int]] = []
+
+    def sealed() -> Iterator[tuple[str, bytes]]:
+        # Streamed (PostgreSQL would otherwise fetch every sealed profile first).
+        for row in tx.conn.execute(query.execution_options(yield_per=2000)):
+            if versions:
+                seen.append((row.profile_id, row.version))
+                if len(seen) >= 2000:
+                    load.add_versions(tx, seen)
+                    seen.clear()
+            yield row.profile_id, bytes(row.sealed)
+
     processes = rule_pass.processes_for(tx.settings.rule_pass_processes, count)
     region = tx.settings.default_phone_region
-    cleared = time.perf_counter()
-    for chunk in rule_pass.digest_profiles(cipher, plan_for(rules), region, sealed, processes):
-        load.add(chunk.rows, chunk.packed)
-    digested = time.perf_counter()
-    stored = load.finish()
+    for chunk in rule_pass.digest_profiles(
+        tx.cipher(domain_name), plan_for(rules), region, sealed(), processes
+    ):
+        load.add(tx, chunk.rows, chunk.packed)
+    if seen:
+        load.add_versions(tx, seen)
+    return count, processes
+
+
+def _complete(
+    tx: Tx,
+    record: DomainRecord,
+    rules: RuleConfig,
+    load: rule_store.BulkLoad,
+    count: int,
+    processes: int,
+    started: float,
+    digested: float,
+) -> RebuildResult:
+    """Write the loaded digests (the domain's were cleared), check the low-cardinality guard,
+    auto-merge, and mark the rules ACTIVE."""
+    domain_name = record.name
+    stored = load.finish(tx)
     written = time.perf_counter()
     guarded = _guarded_levels(tx, domain_name)
     for level in guarded:
         _dead_letter_guard(tx, domain_name, level)
     # Where a pass's time went, for whoever runs a large domain (no personal data).
     logger.info(
-        "rule pass of domain %s: %d profiles, %d digests, %d worker processes; cleared in "
-        "%.1f s, digested in %.1f s, written in %.1f s, guard checked in %.1f s",
+        "rule pass of domain %s: %d profiles, %d digests, %d worker processes; digested in "
+        "%.1f s, written in %.1f s, guard checked in %.1f s",
         domain_name,
         count,
         stored,
         processes,
-        cleared - started,
-        digested - cleared,
+        digested - started,
         written - digested,
         time.perf_counter() - written,
     )

@@ -23,16 +23,19 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
     bindparam,
     delete,
+    exists,
     literal,
+    or_,
     select,
 )
 
 from openprofiles.context import Tx
 from openprofiles.identity.rule_digests import Pair, pack, unpack
 from openprofiles.store.many import ManyWriter
-from openprofiles.store.schema import rule_match_digest, rule_match_profile
+from openprofiles.store.schema import profile, rule_match_digest, rule_match_profile
 
 _CHUNK = 1000
 _digest = rule_match_digest.c
@@ -64,8 +67,18 @@ _load_packed = Table(
     Column("digests", LargeBinary, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# A staged pass's snapshot: the version of each profile it digested (BulkLoad.catch_up).
+_load_version = Table(
+    "rule_match_load_version",
+    MetaData(),
+    Column("profile_id", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_LOAD_TABLES = (_load, _load_packed, _load_version)
 _INSERT_LOAD = ManyWriter(_load.insert())
 _INSERT_LOAD_PACKED = ManyWriter(_load_packed.insert())
+_INSERT_LOAD_VERSION = ManyWriter(_load_version.insert())
 
 
 def held(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list[Pair]]:
@@ -128,29 +141,62 @@ def clear(tx: Tx, domain_name: str) -> None:
 
 
 class BulkLoad:
-    """The pairs of a whole domain, added chunk by chunk after `clear`, written by `finish`
-    (in the caller's transaction)."""
+    """The pairs of a whole domain, added chunk by chunk, written by `finish` after `clear`.
+
+    Its rows wait in temporary tables of the connection, so a pass may add them in one
+    transaction and finish in another on the same connection (Services.pinned): digest a
+    snapshot while only reading, then `catch_up` with the profiles written since and finish
+    in a short write transaction."""
 
     def __init__(self, tx: Tx, domain_name: str) -> None:
-        self._tx = tx
         self._domain_name = domain_name
-        self.stored = 0
-        for table in (_load, _load_packed):
+        for table in _LOAD_TABLES:
             table.drop(tx.conn, checkfirst=True)
             table.create(tx.conn)
 
     def add(
-        self, rows: Sequence[tuple[int, bytes, str]], packed: Sequence[tuple[str, bytes]]
+        self,
+        tx: Tx,
+        rows: Sequence[tuple[int, bytes, str]],
+        packed: Sequence[tuple[str, bytes]],
     ) -> None:
         """Add (level, digest, profile id) rows and the same pairs as (profile id, packed)."""
-        conn = self._tx.conn
-        _INSERT_LOAD.execute_tuples(conn, ("level", "digest", "profile_id"), rows)
-        _INSERT_LOAD_PACKED.execute_tuples(conn, ("profile_id", "digests"), packed)
-        self.stored += len(rows)
+        _INSERT_LOAD.execute_tuples(tx.conn, ("level", "digest", "profile_id"), rows)
+        _INSERT_LOAD_PACKED.execute_tuples(tx.conn, ("profile_id", "digests"), packed)
 
-    def finish(self) -> int:
-        """Write what was added; returns how many pairs."""
-        conn = self._tx.conn
+    def add_versions(self, tx: Tx, versions: Sequence[tuple[str, int]]) -> None:
+        """Record the versions of the profiles digested (for `catch_up`)."""
+        _INSERT_LOAD_VERSION.execute_tuples(tx.conn, ("profile_id", "version"), versions)
+
+    def catch_up(self, tx: Tx) -> list[str]:
+        """Drop what was added for profiles written since their version was recorded (changed,
+        merged away, deleted); returns the live profiles to digest again (changed or new)."""
+        p, v = profile.c, _load_version.c
+        live = and_(p.domain_name == self._domain_name, p.merged_into.is_(None))
+        changed = [
+            row.profile_id
+            for row in tx.conn.execute(
+                select(p.profile_id)
+                .select_from(profile.outerjoin(_load_version, v.profile_id == p.profile_id))
+                .where(live, or_(v.version.is_(None), v.version != p.version))
+            )
+        ]
+        gone = [
+            row.profile_id
+            for row in tx.conn.execute(
+                select(v.profile_id).where(~exists().where(live, p.profile_id == v.profile_id))
+            )
+        ]
+        stale = [*changed, *gone]
+        for start in range(0, len(stale), 500):
+            ids = stale[start : start + 500]
+            for table in _LOAD_TABLES:
+                tx.conn.execute(delete(table).where(table.c.profile_id.in_(ids)))
+        return changed
+
+    def finish(self, tx: Tx) -> int:
+        """Write what was added (after `clear`); returns how many pairs."""
+        conn = tx.conn
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # Helper threads for the sorts (4.6 million digest rows for a million profiles);
@@ -159,14 +205,14 @@ class BulkLoad:
         try:
             load, packed = _load.c, _load_packed.c
             domain = literal(self._domain_name, String(64))
-            conn.execute(
+            stored = conn.execute(
                 rule_match_digest.insert().from_select(
                     ["domain_name", "level", "digest", "profile_id"],
                     select(domain, load.level, load.digest, load.profile_id).order_by(
                         load.level, load.digest, load.profile_id
                     ),
                 )
-            )
+            ).rowcount
             conn.execute(
                 rule_match_profile.insert().from_select(
                     ["domain_name", "profile_id", "digests"],
@@ -176,6 +222,10 @@ class BulkLoad:
         finally:
             if sqlite:
                 conn.exec_driver_sql("PRAGMA threads = 0")
-        _load.drop(conn)
-        _load_packed.drop(conn)
-        return self.stored
+        self.discard(tx)
+        return int(stored)
+
+    def discard(self, tx: Tx) -> None:
+        """Drop what was added (the temporary tables)."""
+        for table in _LOAD_TABLES:
+            table.drop(tx.conn, checkfirst=True)

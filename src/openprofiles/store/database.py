@@ -103,15 +103,28 @@ class Database:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self._writer_lock, self.engine.connect() as conn:
-            conn.info["begin_mode"] = "IMMEDIATE"
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                conn.info["begin_mode"] = "DEFERRED"
+        with self._writer_lock, self.engine.connect() as conn, self._immediate(conn):
+            yield conn
+
+    @contextmanager
+    def _immediate(self, conn: Connection) -> Iterator[None]:
+        """A SQLite write transaction on `conn`; the caller holds the writer lock."""
+        conn.info["begin_mode"] = "IMMEDIATE"
+        try:
+            with conn.begin():
+                yield
+        finally:
+            conn.info["begin_mode"] = "DEFERRED"
         assert self.checkpointer is not None
         self.checkpointer.nudge()
+
+    @contextmanager
+    def pinned(self) -> Iterator[PinnedConnection]:
+        """One connection for several transactions, read and write: for work that stages data
+        in temporary tables (which belong to the connection) while it only reads, and writes
+        them in a short write transaction, so the writer is held for the write alone."""
+        with self.engine.connect() as conn:
+            yield PinnedConnection(self, conn)
 
     def _checkpoint_connection(self) -> Any:
         # A connection of its own, outside the pool: the checkpointer holds it for its lifetime.
@@ -144,3 +157,28 @@ def _psycopg_url(url: str) -> str:
     if url.startswith("postgres://"):
         return "postgresql+psycopg://" + url[len("postgres://") :]
     return url
+
+
+class PinnedConnection:
+    """Transactions on one connection (Database.pinned), one at a time."""
+
+    def __init__(self, database: Database, conn: Connection) -> None:
+        self._database = database
+        self._conn = conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        if self._database.is_sqlite:
+            self._conn.info["begin_mode"] = "DEFERRED"
+        with self._conn.begin():
+            yield self._conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        database = self._database
+        if database._writer_lock is None:
+            with self._conn.begin():
+                yield self._conn
+            return
+        with database._writer_lock, database._immediate(self._conn):
+            yield self._conn

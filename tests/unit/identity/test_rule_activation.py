@@ -113,3 +113,74 @@ def test_digests_of_an_older_version_are_made_again_by_the_periodic_check(servic
         }
     assert status(services) == "ACTIVE"
     assert rule_activation.run_pending_passes(services) == []
+
+
+def test_a_staged_pass_catches_up_with_writes_made_while_it_read(services, domain):
+    """The pass digests while only reading; profiles created, changed and deleted meanwhile are
+    digested again when it writes, so it stores what a pass in one transaction would."""
+    from sqlalchemy import select
+
+    from openprofiles.domains.service import update_domain
+    from openprofiles.profiles import service as profiles
+    from openprofiles.store.schema import rule_match_digest, rule_match_profile
+
+    a = new_profile(services, EmailAddress="x@x.com")
+    b = new_profile(services, EmailAddress="x@x.com")
+    c = new_profile(services, EmailAddress="y@x.com")
+    d = new_profile(services, EmailAddress="z@x.com")
+    with services.write() as tx:
+        update_domain(
+            tx, domain_name=DOMAIN, changes={"RuleBasedMatching": {**RULES, "Status": "PENDING"}}
+        )
+    with services.pinned() as pinned:
+        staged = matching.stage_pass(pinned, domain_name=DOMAIN)
+        assert staged is not None and staged.profiles == 4
+        # Meanwhile, on other connections: a new profile, a changed one, a deleted one.
+        e = new_profile(services, EmailAddress="y@x.com")
+        with services.write() as tx:
+            profiles.update_profile(
+                tx, domain_name=DOMAIN, profile_id=b, changes={"EmailAddress": "w@x.com"}
+            )
+            profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=d)
+        result = matching.finish_pass(pinned, staged, due=lambda tx: True)
+    assert result is not None and result.profiles == 4
+    assert status(services) == "ACTIVE"
+
+    def stored() -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+        with services.read() as tx:
+            return (
+                {tuple(r) for r in tx.conn.execute(select(rule_match_digest))},
+                {tuple(r) for r in tx.conn.execute(select(rule_match_profile))},
+            )
+
+    staged_rows = stored()
+    with services.write() as tx:
+        matching.rebuild(tx, domain_name=DOMAIN)
+    assert staged_rows == stored()
+    [found] = matches(services)
+    with services.read() as tx:
+        assert set(matching.get_match(tx, domain_name=DOMAIN, match_id=found).profile_ids) == {
+            c,
+            e,
+        }
+    with services.read() as tx:  # b, a's partner, has another email now
+        assert matching.profile_match(tx, domain_name=DOMAIN, profile_id=a) is None
+
+
+def test_a_staged_pass_writes_nothing_when_the_rules_changed_meanwhile(services, domain):
+    from openprofiles.domains.service import update_domain
+
+    new_profile(services, EmailAddress="x@x.com")
+    new_profile(services, EmailAddress="x@x.com")
+    with services.write() as tx:
+        update_domain(
+            tx, domain_name=DOMAIN, changes={"RuleBasedMatching": {**RULES, "Status": "PENDING"}}
+        )
+    other = {"Enabled": True, "MatchingRules": [{"Rule": ["LastName"]}], "Status": "PENDING"}
+    with services.pinned() as pinned:
+        staged = matching.stage_pass(pinned, domain_name=DOMAIN)
+        assert staged is not None
+        with services.write() as tx:
+            update_domain(tx, domain_name=DOMAIN, changes={"RuleBasedMatching": other})
+        assert matching.finish_pass(pinned, staged, due=lambda tx: True) is None
+    assert status(services) == "PENDING"  # the newer rules' own pass is still to run
