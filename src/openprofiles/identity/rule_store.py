@@ -37,7 +37,6 @@ from openprofiles.identity.rule_digests import Pair, pack, unpack
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import profile, rule_match_digest, rule_match_profile
 
-_CHUNK = 1000
 _digest = rule_match_digest.c
 _INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
 _INSERT_PROFILES = ManyWriter(rule_match_profile.insert())
