@@ -26,6 +26,7 @@ automatic merge is logged and can be undone; profiles separated by an undo are n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -295,7 +296,15 @@ def rebuild_staged(
     meanwhile and writes (`finish_pass`). None, and nothing written, when `due` (checked in the
     write transaction) says the pass is no longer wanted or the rules changed since it began."""
     staged = stage_pass(pinned, domain_name=domain_name)
-    return None if staged is None else finish_pass(pinned, staged, due=due)
+    if staged is None:
+        return None
+    try:
+        return finish_pass(pinned, staged, due=due)
+    except Exception:
+        # The staged rows would otherwise stay on the pooled connection until its next pass.
+        with contextlib.suppress(Exception), pinned.read() as tx:
+            staged.load.discard(tx)
+        raise
 
 
 def stage_pass(pinned: PinnedServices, *, domain_name: str) -> StagedPass | None:

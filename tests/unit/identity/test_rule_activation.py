@@ -184,3 +184,25 @@ def test_a_staged_pass_writes_nothing_when_the_rules_changed_meanwhile(services,
             update_domain(tx, domain_name=DOMAIN, changes={"RuleBasedMatching": other})
         assert matching.finish_pass(pinned, staged, due=lambda tx: True) is None
     assert status(services) == "PENDING"  # the newer rules' own pass is still to run
+
+
+def test_a_staged_pass_that_fails_drops_what_it_staged(services, domain):
+    from sqlalchemy import inspect
+
+    from openprofiles.domains.service import update_domain
+
+    new_profile(services, EmailAddress="x@x.com")
+    with services.write() as tx:
+        update_domain(
+            tx, domain_name=DOMAIN, changes={"RuleBasedMatching": {**RULES, "Status": "PENDING"}}
+        )
+
+    def failing(tx: Any) -> bool:
+        raise RuntimeError("the check failed")
+
+    with services.pinned() as pinned:
+        with pytest.raises(RuntimeError):
+            matching.rebuild_staged(pinned, domain_name=DOMAIN, due=failing)
+        with pinned.read() as tx:
+            assert not inspect(tx.conn).has_table("rule_match_load")
+    assert status(services) == "PENDING"
