@@ -224,11 +224,6 @@ def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
 
 # Two scans joined in Python rather than one join: each reads its table in storage order (the
 # features clustered by profile id), where a join looks every profile's row up in the other.
-_LIVE_VERSIONS = PreparedRead(
-    select(profile.c.profile_id, profile.c.version).where(
-        profile.c.domain_name == bindparam("domain_name"), profile.c.merged_into.is_(None)
-    )
-)
 _STORED = PreparedRead(
     select(ml_feature.c.profile_id, ml_feature.c.sealed)
     .where(ml_feature.c.domain_name == bindparam("domain_name"))
@@ -252,7 +247,7 @@ def live_features(tx: Tx, domain_name: str) -> FeatureColumns:
     region = tx.settings.default_phone_region
     current = basis(region)
     params = {"domain_name": domain_name}
-    versions: dict[str, int] = dict(_LIVE_VERSIONS.tuples(tx.conn, params))  # type: ignore[arg-type]
+    versions = profiles.live_versions(tx, domain_name=domain_name)
     stored = _STORED.tuples(tx.conn, params)
     # SQLite's driver gives bytes already; PostgreSQL's may give a memoryview.
     blobs: Sequence[Any] = (

@@ -23,19 +23,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
     bindparam,
     delete,
-    exists,
     literal,
-    or_,
     select,
 )
 
 from openprofiles.context import Tx
 from openprofiles.identity.rule_digests import Pair, pack, unpack
+from openprofiles.profiles import service as profiles
 from openprofiles.store.many import ManyWriter
-from openprofiles.store.schema import profile, rule_match_digest, rule_match_profile
+from openprofiles.store.schema import rule_match_digest, rule_match_profile
 
 _digest = rule_match_digest.c
 _INSERT_DIGESTS = ManyWriter(rule_match_digest.insert())
@@ -74,7 +72,15 @@ _load_version = Table(
     Column("version", Integer, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# The profiles whose staged rows catch_up drops.
+_load_stale = Table(
+    "rule_match_load_stale",
+    MetaData(),
+    Column("profile_id", String(32), primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 _LOAD_TABLES = (_load, _load_packed, _load_version)
+_INSERT_LOAD_STALE = ManyWriter(_load_stale.insert())
 _INSERT_LOAD = ManyWriter(_load.insert())
 _INSERT_LOAD_PACKED = ManyWriter(_load_packed.insert())
 _INSERT_LOAD_VERSION = ManyWriter(_load_version.insert())
@@ -170,27 +176,22 @@ class BulkLoad:
     def catch_up(self, tx: Tx) -> list[str]:
         """Drop what was added for profiles written since their version was recorded (changed,
         merged away, deleted); returns the live profiles to digest again (changed or new)."""
-        p, v = profile.c, _load_version.c
-        live = and_(p.domain_name == self._domain_name, p.merged_into.is_(None))
-        changed = [
-            row.profile_id
-            for row in tx.conn.execute(
-                select(p.profile_id)
-                .select_from(profile.outerjoin(_load_version, v.profile_id == p.profile_id))
-                .where(live, or_(v.version.is_(None), v.version != p.version))
-            )
-        ]
-        gone = [
-            row.profile_id
-            for row in tx.conn.execute(
-                select(v.profile_id).where(~exists().where(live, p.profile_id == v.profile_id))
-            )
-        ]
-        stale = [*changed, *gone]
-        for start in range(0, len(stale), 500):
-            ids = stale[start : start + 500]
+        live = profiles.live_versions(tx, domain_name=self._domain_name)
+        v = _load_version.c
+        seen: dict[str, int] = {
+            r[0]: r[1] for r in tx.conn.execute(select(v.profile_id, v.version))
+        }
+        changed = [pid for pid, version in live.items() if seen.get(pid) != version]
+        stale = [*changed, *(pid for pid in seen if pid not in live)]
+        if stale:
+            # One statement per table, each matching against all the stale ids at once: the
+            # staged rows have no index by profile, so a statement per id would scan them all.
+            _load_stale.create(tx.conn)
+            _INSERT_LOAD_STALE.execute_tuples(tx.conn, ("profile_id",), [(p,) for p in stale])
+            ids = select(_load_stale.c.profile_id)
             for table in _LOAD_TABLES:
                 tx.conn.execute(delete(table).where(table.c.profile_id.in_(ids)))
+            _load_stale.drop(tx.conn)
         return changed
 
     def finish(self, tx: Tx) -> int:

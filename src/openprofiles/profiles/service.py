@@ -77,6 +77,11 @@ _PROFILES_BY_IDS = PreparedRead(
         profile.c.profile_id.in_(bindparam("profile_ids", expanding=True)),
     )
 )
+_LIVE_VERSIONS = PreparedRead(
+    select(profile.c.profile_id, profile.c.version).where(
+        profile.c.domain_name == bindparam("domain_name"), profile.c.merged_into.is_(None)
+    )
+)
 _INSERT_PROFILE = insert(profile)
 _INSERT_KEYS = {
     "sqlite": sqlite_insert(profile_key).on_conflict_do_nothing(),
@@ -702,3 +707,9 @@ def _replace_derived_keys(
             )
             rows[(key_name, row["digest"])] = row
     _insert_keys(tx, list(rows.values()))
+
+
+def live_versions(tx: Tx, *, domain_name: str) -> dict[str, int]:
+    """The version of every live profile (not merged away) of the domain: what a whole-domain
+    job compares with what it computed before, to find the profiles written since."""
+    return dict(_LIVE_VERSIONS.tuples(tx.conn, {"domain_name": domain_name}))  # type: ignore[arg-type]
