@@ -166,6 +166,9 @@ def _quiet_splink() -> Iterator[None]:
 def _comparisons() -> list[Any]:
     import splink.comparison_library as cl
 
+    # Splink's Levenshtein comparison with the distance computed only where it can be close.
+    from openprofiles.identity.ml_levenshtein import LevenshteinAtThresholds
+
     # Priors (m, u) per level, exact first, "anything else" last (Splink's order). m: how often
     # one person's two records land at the level; u: how often two different people do.
     name = ([0.75, 0.15, 0.05, 0.05], [0.005, 0.01, 0.03, 0.955])
@@ -176,17 +179,17 @@ def _comparisons() -> list[Any]:
         cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]).configure(
             m_probabilities=name[0], u_probabilities=[0.002, 0.005, 0.02, 0.973]
         ),
-        cl.LevenshteinAtThresholds("email", [2]).configure(
+        LevenshteinAtThresholds("email", [2]).configure(
             m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0001, 0.0009, 0.999]
         ),
-        cl.LevenshteinAtThresholds("phone", [1]).configure(
+        LevenshteinAtThresholds("phone", [1]).configure(
             m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0005, 0.002, 0.9975]
         ),
         cl.ExactMatch("postal_code").configure(
             m_probabilities=[0.85, 0.15], u_probabilities=[0.01, 0.99]
         ),
         cl.ExactMatch("city").configure(m_probabilities=[0.85, 0.15], u_probabilities=[0.1, 0.9]),
-        cl.LevenshteinAtThresholds("birth_date", [1]).configure(
+        LevenshteinAtThresholds("birth_date", [1]).configure(
             m_probabilities=[0.85, 0.1, 0.05], u_probabilities=[0.003, 0.03, 0.967]
         ),
     ]
