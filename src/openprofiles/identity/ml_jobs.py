@@ -296,8 +296,12 @@ def _train(linker: Any, n: int) -> bool:
 
     trained = False
     try:
+        # All the pairs in one query per comparison (num_chunks=1): by default Splink splits
+        # them into ten chunks, stopping when every level has been seen 100 times, and the
+        # rare levels (a Levenshtein level of random pairs) never are, so most comparisons
+        # ran ten queries for the same pairs, each with its own planning and round trip.
         linker.training.estimate_u_using_random_sampling(
-            max_pairs=min(MAX_U_PAIRS, n * (n - 1) / 2), seed=1
+            max_pairs=min(MAX_U_PAIRS, n * (n - 1) / 2), seed=1, num_chunks=1
         )
         trained = True
     except Exception:  # any failure to estimate keeps the u priors
