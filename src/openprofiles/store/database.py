@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from openprofiles.settings import Settings
+from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import Checkpointer
 from openprofiles.store.writer_lock import WriterLock
 
@@ -30,6 +31,8 @@ def _sqlite_engine(url: str) -> Engine:
         url,
         # Statement parameters are customers' sealed data and digests: never in error texts.
         hide_parameters=True,
+        json_serializer=json_codec.dumps,
+        json_deserializer=json_codec.loads,
         poolclass=QueuePool,
         pool_size=8,
         max_overflow=8,
@@ -77,6 +80,8 @@ class Database:
             self.engine = create_engine(
                 _psycopg_url(url),
                 hide_parameters=True,
+                json_serializer=json_codec.dumps,
+                json_deserializer=json_codec.loads,
                 pool_size=10,
                 max_overflow=10,
                 pool_pre_ping=True,
