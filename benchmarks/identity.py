@@ -34,6 +34,7 @@ import logging
 import pstats
 import random
 import shutil
+import statistics
 import sys
 import time
 from collections import Counter
@@ -653,6 +654,13 @@ def main() -> None:
         type=int,
         help="worker processes of the full rule pass (default: one per core; 0: none)",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="run (b) and (c) this many times, alternated, and compare their medians: on a "
+        "shared machine one pair's ratio varies by a tenth or more",
+    )
     parser.add_argument("--cprofile", type=Path, help="profile (a), (b) and (c) into this dir")
     args = parser.parse_args()
     # The rule pass logs where its time went.
@@ -708,27 +716,39 @@ def main() -> None:
             f"    ListRuleBasedMatches, pages of 100, service function: {sum(pages):.2f} s for "
             f"all; a page {summary_ms(pages)}"
         )
-    if not args.skip_job:
-        job, seconds = timed(
-            "job", lambda: ml_jobs.run_matching_job(services, domain_name=DOMAIN), args.cprofile
-        )
-        assert job.status == ml_jobs.COMPLETED, (job.status, job.message)
-        groups = ml_groups(services)
-        quality = scored(groups)
-        figures.append(("(b) probabilistic job", seconds, quality))
-        print(f"(b) probabilistic matching job (run_matching_job): {seconds:.2f} s")
-        print(f"    {len(groups):,} match groups ({job.message or 'trained'}); {quality}")
-    if not args.skip_plain:
-        columns = plain_columns(pop)
-        clusters, seconds = timed(
-            "plain",
-            lambda: plain_splink(columns, ml_jobs.MATCH_THRESHOLD),
-            args.cprofile,
-        )
-        quality = pairwise(clusters, pop, true_pairs)
-        figures.append(("(c) plain Splink", seconds, quality))
-        print(f"(c) plain Splink 5, DuckDB, raw values cleaned in SQL: {seconds:.2f} s")
-        print(f"    {len(clusters):,} clusters; {quality}")
+    columns = plain_columns(pop) if not args.skip_plain else {}
+    job_seconds: list[float] = []
+    plain_seconds: list[float] = []
+    for round_ in range(max(args.pairs, 1)):
+        last = round_ == max(args.pairs, 1) - 1
+        if not args.skip_job:
+            job, seconds = timed(
+                "job",
+                lambda: ml_jobs.run_matching_job(services, domain_name=DOMAIN),
+                args.cprofile,
+            )
+            assert job.status == ml_jobs.COMPLETED, (job.status, job.message)
+            job_seconds.append(seconds)
+            print(f"(b) probabilistic matching job (run_matching_job): {seconds:.2f} s")
+            if last:  # every run finds the same groups
+                groups = ml_groups(services)
+                quality = scored(groups)
+                figures.append(("(b) probabilistic job", statistics.median(job_seconds), quality))
+                print(f"    {len(groups):,} match groups ({job.message or 'trained'}); {quality}")
+        if not args.skip_plain:
+            clusters, seconds = timed(
+                "plain",
+                lambda: plain_splink(columns, ml_jobs.MATCH_THRESHOLD),
+                args.cprofile,
+            )
+            plain_seconds.append(seconds)
+            print(f"(c) plain Splink 5, DuckDB, raw values cleaned in SQL: {seconds:.2f} s")
+            if last:
+                quality = pairwise(clusters, pop, true_pairs)
+                figures.append(("(c) plain Splink", statistics.median(plain_seconds), quality))
+                print(f"    {len(clusters):,} clusters; {quality}")
+        if job_seconds and plain_seconds:
+            print(f"    pair {round_ + 1}: job / plain {job_seconds[-1] / plain_seconds[-1]:.2f}x")
     if args.incremental:
         from_commit, from_write, written = incremental(
             services, pop, args.incremental, args.seed + 1
@@ -740,8 +760,10 @@ def main() -> None:
     plain = next((f for f in figures if f[0].startswith("(c)")), None)
     job_figure = next((f for f in figures if f[0].startswith("(b)")), None)
     if plain and job_figure and plain[2] and job_figure[2]:
+        ratios = sorted(j / p for j, p in zip(job_seconds, plain_seconds, strict=True))
+        spread = f" (pairs {ratios[0]:.2f}-{ratios[-1]:.2f}x)" if len(ratios) > 1 else ""
         print(
-            f"job / plain Splink: time {job_figure[1] / plain[1]:.2f}x, "
+            f"job / plain Splink: time {statistics.median(ratios):.2f}x{spread}, "
             f"F1 {job_figure[2].f1:.4f} vs {plain[2].f1:.4f}"
         )
     services.database.dispose()
