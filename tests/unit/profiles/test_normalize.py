@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
-from openprofiles.normalize import ContentType, normalize, normalize_date
+from openprofiles.normalize import (
+    _NORTH_AMERICAN,
+    ContentType,
+    _parsed_phone,
+    normalize,
+    normalize_date,
+    normalize_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +94,76 @@ def test_unknown_content_type_is_refused():
 )
 def test_dates_compare_as_calendar_dates(value, region, normal):
     assert normalize_date(value, region) == normal
+
+
+# ---------------------------------------------------------------------------- the fast path
+
+
+def _libphonenumber(text: str, region: str) -> str:
+    """The reference: what normalize_phone gives through libphonenumber alone."""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return "not a number"
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_FORMATS = [
+    "{a}{b}{c}",
+    "{a} {b} {c}",
+    "{a}-{b}-{c}",
+    "{a}.{b}.{c}",
+    "({a}) {b}-{c}",
+    "({a}){b}-{c}",
+    "({a}{b}{c}",
+    "{a}) {b}-{c}",
+    "+1{a}{b}{c}",
+    "+1 {a} {b} {c}",
+    "+1-{a}-{b}-{c}",
+    "+1.{a}.{b}.{c}",
+    "+1 ({a}) {b}-{c}",
+    "+1({a}){b}{c}",
+    "  +1 ({a}) {b}-{c}  ",
+]
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "CA"])
+def test_north_american_numbers_read_as_libphonenumber_reads_them(region: str) -> None:
+    rng = random.Random(11)
+    checked = fast = 0
+    for area in range(200, 1000):
+        # Exchanges and line numbers of every leading digit, 0 and 1 included.
+        for _ in range(3):
+            b, c = f"{rng.randrange(1000):03d}", f"{rng.randrange(10000):04d}"
+            for shape in _FORMATS:
+                text = shape.format(a=area, b=b, c=c)
+                expected = _libphonenumber(text.strip(), region)
+                assert normalize_phone(text, region) == expected, (text, region)
+                checked += 1
+                fast += normalize_phone_is_fast(text, region)
+    # All of them took the fast path in the US, those with +1 elsewhere: the comparison above
+    # is of the fast path's answers.
+    with_plus = sum(shape.strip().startswith("+") for shape in _FORMATS)
+    assert checked == 800 * 3 * len(_FORMATS)
+    assert fast == 800 * 3 * (len(_FORMATS) if region == "US" else with_plus)
+
+
+def normalize_phone_is_fast(text: str, region: str) -> bool:
+    stripped = text.strip()
+    return bool(_NORTH_AMERICAN.fullmatch(stripped)) and (stripped[0] == "+" or region == "US")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 (206) 345-7890",  # a national prefix: libphonenumber's
+        "(106) 345-7890",  # no area code starts with 1
+        "206 345 7890 x12",  # an extension
+        "٢٠٦٣٤٥٧٨٩٠",  # digits of another script
+        "+1 206--345-7890",
+        "+12 206 345 7890",
+    ],
+)
+def test_other_shapes_go_through_libphonenumber(text: str) -> None:
+    assert not normalize_phone_is_fast(text, "US")
+    assert normalize_phone(text, "US") == _parsed_phone(text.strip(), "US")
