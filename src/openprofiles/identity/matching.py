@@ -391,7 +391,7 @@ def _digest(
     for chunk in rule_pass.digest_profiles(
         tx.cipher(domain_name), plan_for(rules), region, sealed(), processes
     ):
-        load.add(tx, chunk.rows, chunk.packed)
+        load.add(tx, chunk.packed)
     if seen:
         load.add_versions(tx, seen)
     return count, processes

@@ -48,7 +48,7 @@ FORMAT = 2
 
 # A profile's digests: (level, 16-byte keyed digest) pairs.
 Pair = tuple[int, bytes]
-_PAIR_SIZE = 1 + DIGEST_SIZE
+PAIR_SIZE = 1 + DIGEST_SIZE
 _NAME_ATTRIBUTES = frozenset({"FirstName", "LastName", "MiddleName", "BusinessName"})
 
 # (sub-type tag, normalised values) a component can take in one profile.
@@ -212,6 +212,5 @@ def pack(pairs: Iterable[Pair]) -> bytes:
 
 def unpack(packed: bytes) -> list[Pair]:
     return [
-        (packed[i], bytes(packed[i + 1 : i + _PAIR_SIZE]))
-        for i in range(0, len(packed), _PAIR_SIZE)
+        (packed[i], bytes(packed[i + 1 : i + PAIR_SIZE])) for i in range(0, len(packed), PAIR_SIZE)
     ]

@@ -42,10 +42,9 @@ Sealed = tuple[str, bytes]  # (profile id, sealed profile)
 
 @dataclass(frozen=True)
 class Digested:
-    """A chunk of profiles digested, as the rows the pass writes (rule_store.BulkLoad): built
+    """A chunk of profiles digested, as the rows the pass stages (rule_store.BulkLoad): built
     where the digests are computed, so the writing process only hands them to the database."""
 
-    rows: list[tuple[int, bytes, str]]  # (level, digest, profile id) per pair
     packed: list[tuple[str, bytes]]  # (profile id, its pairs packed) per profile with any
 
 
@@ -118,7 +117,7 @@ def _digest_chunk_with(
     cipher: DomainCipher, plan: DigestPlan, region: str, chunk: list[Sealed]
 ) -> Digested:
     digest: Callable[[str, str], bytes] = cipher.digest
-    out = Digested([], [])
+    out = Digested([])
     for start in range(0, len(chunk), _OPEN_AT_ONCE):
         opening = chunk[start : start + _OPEN_AT_ONCE]
         for (profile_id, _), record in zip(
@@ -127,7 +126,6 @@ def _digest_chunk_with(
             # Sorted: a set's order differs between processes (bytes hash with a random seed).
             pairs = sorted(plan.digests(digest, record["fields"], region))
             if pairs:
-                out.rows.extend([(level, value, profile_id) for level, value in pairs])
                 out.packed.append((profile_id, pack(pairs)))
     return out
 

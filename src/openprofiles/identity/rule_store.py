@@ -6,10 +6,12 @@ a digest's profiles — a match group; `rule_match_profile` a row per profile wi
 in one value (a level byte, then the digest, per pair), which finds a profile's own pairs to
 replace them when it is written and to choose its group. Digests are keyed HMACs, never values.
 
-A full pass (`BulkLoad`) writes the rows of a whole domain in key order: into temporary tables
-as they are computed, then into `rule_match_digest` and `rule_match_profile` sorted by the
-database, so every row lands next to the previous one instead of at a random place in a large
-index (profiles are read in the order they were written, not by id).
+A full pass (`BulkLoad`) writes the rows of a whole domain in key order: the packed rows into a
+temporary table as they are computed, then into `rule_match_profile` and, unpacked by the
+database, into `rule_match_digest`, each sorted by the database, so every row lands next to the
+previous one instead of at a random place in a large index (profiles are read in the order they
+were written, not by id). Staging only the packed rows — one per profile instead of one per pair
+(4.6 per profile in the benchmark) — spares the pass's own process most of its statements.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    func,
     literal,
     select,
+    text,
 )
 
 from openprofiles.context import Tx
-from openprofiles.identity.rule_digests import Pair, pack, unpack
+from openprofiles.crypto.blind_index import DIGEST_SIZE
+from openprofiles.identity.rule_digests import PAIR_SIZE, Pair, pack, unpack
 from openprofiles.profiles import service as profiles
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import rule_match_digest, rule_match_profile
@@ -47,16 +52,9 @@ _DELETE_DIGESTS = ManyWriter(
     )
 )
 
-# The pass's digest rows before they are sorted into rule_match_digest. Temporary: private to
-# the connection, gone with it, never in the main database file or its WAL.
-_load = Table(
-    "rule_match_load",
-    MetaData(),
-    Column("level", Integer, nullable=False),
-    Column("digest", LargeBinary, nullable=False),
-    Column("profile_id", String(32), nullable=False),
-    prefixes=["TEMPORARY"],
-)
+# The pass's packed rows before they are sorted into rule_match_profile and unpacked into
+# rule_match_digest. Temporary: private to the connection, gone with it, never in the main
+# database file or its WAL.
 _load_packed = Table(
     "rule_match_load_packed",
     MetaData(),
@@ -79,9 +77,33 @@ _load_stale = Table(
     Column("profile_id", String(32), primary_key=True),
     prefixes=["TEMPORARY"],
 )
-_LOAD_TABLES = (_load, _load_packed, _load_version)
+_LOAD_TABLES = (_load_packed, _load_version)
+
+# The staged packed rows unpacked into rule_match_digest, in its key order: a pair every
+# PAIR_SIZE bytes, a level byte then the digest. SQLite has no function from a byte to an
+# integer, so the level is the byte's position in the string of bytes 1..15 (levels are 1-15,
+# rules.py); its offsets come from a recursive CTE up to the longest packed value.
+_LEVEL_BYTES = "x'" + "".join(f"{level:02x}" for level in range(1, 16)) + "'"
+# (The WITH inside the INSERT: a statement that starts with WITH reports no row count.)
+_UNPACK_SQLITE = f"""
+INSERT INTO rule_match_digest (domain_name, level, digest, profile_id)
+WITH RECURSIVE pair(at) AS (
+    SELECT 1 UNION ALL SELECT at + {PAIR_SIZE} FROM pair WHERE at + {PAIR_SIZE} <= :longest
+)
+SELECT :domain_name, instr({_LEVEL_BYTES}, substr(p.digests, pair.at, 1)),
+       substr(p.digests, pair.at + 1, {DIGEST_SIZE}), p.profile_id
+FROM rule_match_load_packed AS p JOIN pair ON pair.at < length(p.digests)
+ORDER BY 2, 3, 4
+"""
+_UNPACK_POSTGRESQL = f"""
+INSERT INTO rule_match_digest (domain_name, level, digest, profile_id)
+SELECT :domain_name, get_byte(p.digests, pair.at),
+       substring(p.digests FROM pair.at + 2 FOR {DIGEST_SIZE}), p.profile_id
+FROM rule_match_load_packed AS p
+CROSS JOIN LATERAL generate_series(0, length(p.digests) - 1, {PAIR_SIZE}) AS pair(at)
+ORDER BY 2, 3, 4
+"""
 _INSERT_LOAD_STALE = ManyWriter(_load_stale.insert())
-_INSERT_LOAD = ManyWriter(_load.insert())
 _INSERT_LOAD_PACKED = ManyWriter(_load_packed.insert())
 _INSERT_LOAD_VERSION = ManyWriter(_load_version.insert())
 
@@ -159,14 +181,8 @@ class BulkLoad:
             table.drop(tx.conn, checkfirst=True)
             table.create(tx.conn)
 
-    def add(
-        self,
-        tx: Tx,
-        rows: Sequence[tuple[int, bytes, str]],
-        packed: Sequence[tuple[str, bytes]],
-    ) -> None:
-        """Add (level, digest, profile id) rows and the same pairs as (profile id, packed)."""
-        _INSERT_LOAD.execute_tuples(tx.conn, ("level", "digest", "profile_id"), rows)
+    def add(self, tx: Tx, packed: Sequence[tuple[str, bytes]]) -> None:
+        """Add profiles' pairs as (profile id, packed pairs) rows (rule_digests.pack)."""
         _INSERT_LOAD_PACKED.execute_tuples(tx.conn, ("profile_id", "digests"), packed)
 
     def add_versions(self, tx: Tx, versions: Sequence[tuple[str, int]]) -> None:
@@ -203,15 +219,11 @@ class BulkLoad:
             # the connection goes back to the pool without them.
             conn.exec_driver_sql("PRAGMA threads = 4")
         try:
-            load, packed = _load.c, _load_packed.c
+            packed = _load_packed.c
             domain = literal(self._domain_name, String(64))
             stored = conn.execute(
-                rule_match_digest.insert().from_select(
-                    ["domain_name", "level", "digest", "profile_id"],
-                    select(domain, load.level, load.digest, load.profile_id).order_by(
-                        load.level, load.digest, load.profile_id
-                    ),
-                )
+                text(_UNPACK_SQLITE if sqlite else _UNPACK_POSTGRESQL),
+                {"domain_name": self._domain_name, "longest": self._longest(tx)},
             ).rowcount
             conn.execute(
                 rule_match_profile.insert().from_select(
@@ -224,6 +236,10 @@ class BulkLoad:
                 conn.exec_driver_sql("PRAGMA threads = 0")
         self.discard(tx)
         return int(stored)
+
+    def _longest(self, tx: Tx) -> int:
+        longest = tx.conn.execute(select(func.max(func.length(_load_packed.c.digests)))).scalar()
+        return int(longest or 0)
 
     def discard(self, tx: Tx) -> None:
         """Drop what was added (the temporary tables)."""

@@ -297,9 +297,24 @@ def test_full_pass_when_rules_change(services, domain):
         assert list(tx.conn.execute(select(rule_match_digest))) == []
 
 
-def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain, monkeypatch):
-    """A large domain's full pass digests in worker processes (identity.rule_pass): what it
-    stores is what each profile's own write stored, and the groups are the same."""
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"AttributeMatchingModel": "ONE_TO_ONE"},
+        # Several pairs of one level per profile (each email with each phone).
+        {
+            "AttributeMatchingModel": "MANY_TO_MANY",
+            "EmailAddress": ["EmailAddress", "BusinessEmailAddress"],
+            "PhoneNumber": ["PhoneNumber", "MobilePhoneNumber"],
+        },
+    ],
+)
+def test_full_pass_in_worker_processes_stores_what_writes_store(
+    services, domain, monkeypatch, selector
+):
+    """A large domain's full pass digests in worker processes (identity.rule_pass) and stages
+    packed rows that the database unpacks (rule_store.BulkLoad): what it stores is what each
+    profile's own write stored, and the groups are the same."""
     from dataclasses import replace
 
     from openprofiles.identity import rule_pass
@@ -308,6 +323,7 @@ def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain
     enable(
         services,
         MatchingRules=[{"Rule": ["EmailAddress", "LastName"]}, {"Rule": ["PhoneNumber"]}],
+        AttributeTypesSelector=selector,
     )
     rng = random.Random(7)
     for i in range(60):
@@ -317,6 +333,7 @@ def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain
             BusinessEmailAddress=f"b{rng.randrange(20)}@x.com",
             LastName=rng.choice(["Doe", "Roe"]),
             PhoneNumber=f"+1 206 555 {rng.randrange(30):04d}",
+            MobilePhoneNumber=f"(425) 555-{rng.randrange(30):04d}",
             FirstName=f"n{i}",
         )
 
@@ -328,6 +345,8 @@ def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain
 
     written = stored()
     assert written[2], "the population has matches"
+    if selector["AttributeMatchingModel"] == "MANY_TO_MANY":
+        assert len(written[0]) >= 4 * 60, "several pairs per profile at a level"
     monkeypatch.setattr(rule_pass, "PARALLEL_FROM", 0)
     parallel = build_services(replace(services.settings, rule_pass_processes=2))
     try:
@@ -336,6 +355,7 @@ def test_full_pass_in_worker_processes_stores_what_writes_store(services, domain
     finally:
         parallel.database.dispose()
     assert result.profiles == 60
+    assert result.digests == len(written[0])
     assert stored() == written
 
 

@@ -44,10 +44,10 @@ def test_worker_processes_digest_as_this_process_does():
     here = list(rule_pass.digest_profiles(CIPHER, PLAN, "US", profiles, 0))
     packed = [p for chunk in here for p in chunk.packed]
     assert [pid for pid, _ in packed] == [pid for pid, _ in profiles]
-    # The rows are the packed pairs, one per pair.
-    assert sorted(r for chunk in here for r in chunk.rows) == sorted(
-        (level, digest, pid) for pid, value in packed for level, digest in unpack(value)
-    )
+    # Each profile's pairs, packed in order.
+    for (pid, value), (_, sealed) in zip(packed, profiles, strict=True):
+        fields = CIPHER.open_record(PROFILE_TABLE, pid, sealed)["fields"]
+        assert unpack(value) == sorted(PLAN.digests(CIPHER.digest, fields, "US"))
     assert list(rule_pass.digest_profiles(CIPHER, PLAN, "US", profiles, 2)) == here
 
 
