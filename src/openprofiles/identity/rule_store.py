@@ -17,6 +17,7 @@ were written, not by id). Staging only the packed rows — one per profile inste
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from openprofiles.context import Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
 from openprofiles.identity.rule_digests import PAIR_SIZE, Pair, pack, unpack
+from openprofiles.identity.rules import MAX_LEVELS
 from openprofiles.profiles import service as profiles
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import rule_match_digest, rule_match_profile
@@ -81,25 +83,26 @@ _LOAD_TABLES = (_load_packed, _load_version)
 
 # The staged packed rows unpacked into rule_match_digest, in its key order: a pair every
 # PAIR_SIZE bytes, a level byte then the digest. SQLite has no function from a byte to an
-# integer, so the level is the byte's position in the string of bytes 1..15 (levels are 1-15,
-# rules.py); its offsets come from a recursive CTE up to the longest packed value.
-_LEVEL_BYTES = "x'" + "".join(f"{level:02x}" for level in range(1, 16)) + "'"
-# (The WITH inside the INSERT: a statement that starts with WITH reports no row count.)
+# integer, so the level is the byte's position in the string of the bytes 1 to MAX_LEVELS
+# (levels are numbered from 1, rules.py); its offsets come from a recursive CTE up to the
+# longest packed value. The WITH goes inside the INSERT: SQLite's driver reports no row count
+# for a statement that starts with WITH.
+_LEVEL_BYTES = "x'" + bytes(range(1, MAX_LEVELS + 1)).hex() + "'"
 _UNPACK_SQLITE = f"""
-INSERT INTO rule_match_digest (domain_name, level, digest, profile_id)
+INSERT INTO {rule_match_digest.name} (domain_name, level, digest, profile_id)
 WITH RECURSIVE pair(at) AS (
     SELECT 1 UNION ALL SELECT at + {PAIR_SIZE} FROM pair WHERE at + {PAIR_SIZE} <= :longest
 )
 SELECT :domain_name, instr({_LEVEL_BYTES}, substr(p.digests, pair.at, 1)),
        substr(p.digests, pair.at + 1, {DIGEST_SIZE}), p.profile_id
-FROM rule_match_load_packed AS p JOIN pair ON pair.at < length(p.digests)
+FROM {_load_packed.name} AS p JOIN pair ON pair.at < length(p.digests)
 ORDER BY 2, 3, 4
 """
 _UNPACK_POSTGRESQL = f"""
-INSERT INTO rule_match_digest (domain_name, level, digest, profile_id)
+INSERT INTO {rule_match_digest.name} (domain_name, level, digest, profile_id)
 SELECT :domain_name, get_byte(p.digests, pair.at),
        substring(p.digests FROM pair.at + 2 FOR {DIGEST_SIZE}), p.profile_id
-FROM rule_match_load_packed AS p
+FROM {_load_packed.name} AS p
 CROSS JOIN LATERAL generate_series(0, length(p.digests) - 1, {PAIR_SIZE}) AS pair(at)
 ORDER BY 2, 3, 4
 """
@@ -221,10 +224,11 @@ class BulkLoad:
         try:
             packed = _load_packed.c
             domain = literal(self._domain_name, String(64))
-            stored = conn.execute(
-                text(_UNPACK_SQLITE if sqlite else _UNPACK_POSTGRESQL),
-                {"domain_name": self._domain_name, "longest": self._longest(tx)},
-            ).rowcount
+            params: dict[str, Any] = {"domain_name": self._domain_name}
+            if sqlite:
+                params["longest"] = self._longest(tx)
+            unpack_sql = _UNPACK_SQLITE if sqlite else _UNPACK_POSTGRESQL
+            stored = conn.execute(text(unpack_sql), params).rowcount
             conn.execute(
                 rule_match_profile.insert().from_select(
                     ["domain_name", "profile_id", "digests"],
