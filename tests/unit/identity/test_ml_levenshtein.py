@@ -1,7 +1,8 @@
 """The guarded Levenshtein condition of matching jobs (identity.ml_levenshtein) is true exactly
 when DuckDB's levenshtein distance is within the threshold, on pairs built to sit at and around
-the thresholds (random edits of short strings over a small alphabet, non-ASCII included), and
-Splink's comparison built from it keeps Splink's levels and labels."""
+the thresholds (random edits of short strings over a small alphabet, with a combining mark and
+a character beyond the Basic Multilingual Plane), and Splink's comparison built from it keeps
+Splink's levels and labels."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import splink.comparison_library as splink_cl
 
 from openprofiles.identity.ml_levenshtein import LevenshteinAtThresholds, guarded_condition
 
-ALPHABET = "ab@.é1"
+ALPHABET = ["a", "b", "@", ".", "é", "1", "\u0301", "😀"]  # combining mark, astral
 
 
 def _edited(rng: random.Random, word: str, edits: int) -> str:
