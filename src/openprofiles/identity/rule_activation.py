@@ -24,6 +24,14 @@ date.
 Two processes that both find a domain PENDING take turns: a pass re-reads the status in its own
 write transaction (the domain row locked on PostgreSQL; SQLite has one writer), so the second
 finds the rules ACTIVE and does nothing.
+
+Turning a large domain's rules off is quick the same way: deleting its digests took 9.5 s at
+1,000,000 profiles (4.6 million rows), all of it holding the writer. The request marks the
+digests to clear (`CLEARING` on the rules, not an API member) and they are deleted after it,
+`CLEAR_CHUNK` rows a write transaction, each checking under the domain's row lock that the
+rules are still off: rules turned on again meanwhile replace the mark, and their pass clears
+what is left. Nothing reads digests while rules are off (ListRuleBasedMatches refuses, writes
+keep none), and the periodic check resumes a clearing a stopped process left.
 """
 
 from __future__ import annotations
@@ -35,8 +43,9 @@ from typing import Any
 from sqlalchemy import select
 
 from openprofiles.context import Services, Tx
+from openprofiles.domains.models import DomainRecord
 from openprofiles.domains.service import find_domain, list_domains, update_domain
-from openprofiles.identity import matching
+from openprofiles.identity import matching, rule_store
 from openprofiles.identity.rule_digests import FORMAT
 from openprofiles.store.schema import domain
 
@@ -45,24 +54,29 @@ logger = logging.getLogger(__name__)
 # Live profiles from which a pass runs after the request (about 2.5 s of pass).
 BACKGROUND_FROM = 50_000
 PENDING = "PENDING"
+# On rules turned off whose digests are still to delete (internal, not an API member).
+CLEARING = "DigestsToClear"
+# Stored rows deleted per write transaction while clearing: a fraction of a second each.
+CLEAR_CHUNK = 50_000
 
 _threads: dict[str, threading.Thread] = {}
 _threads_lock = threading.Lock()
 
 
 def apply_rules(tx: Tx, *, domain_name: str) -> bool:
-    """Apply the domain's new RuleBasedMatching in the request's transaction: the full pass
-    now, or the rules marked PENDING for a pass after the commit (then True: `start` it)."""
-    if (
-        matching.domain_rules(tx, domain_name) is None
-        or matching.live_count(tx, domain_name) < BACKGROUND_FROM
-    ):
+    """Apply the domain's new RuleBasedMatching in the request's transaction: the full pass (or,
+    rules off, the clearing of the digests) now, or marked for after the commit (then True:
+    `start` it): rules PENDING, digests CLEARING."""
+    if matching.live_count(tx, domain_name) < BACKGROUND_FROM:
         matching.rebuild(tx, domain_name=domain_name)
         return False
     record = find_domain(tx, domain_name=domain_name)
     assert record is not None
     rbm = dict(record.config["RuleBasedMatching"])
-    rbm["Status"] = PENDING
+    if matching.rule_config(record.config) is None:
+        rbm[CLEARING] = True
+    else:
+        rbm["Status"] = PENDING
     update_domain(tx, domain_name=domain_name, changes={"RuleBasedMatching": rbm})
     return True
 
@@ -101,6 +115,8 @@ def run_pending_pass(services: Services, *, domain_name: str) -> bool:
             record = find_domain(tx, domain_name=domain_name)
             if record is None or not _due(record.config):
                 return False
+        if _clearing(record.config):
+            return _clear(services, domain_name)
         # Digested while only reading; the writer is held for the writing (matching).
         with services.pinned() as pinned:
             result = matching.rebuild_staged(
@@ -131,15 +147,44 @@ def run_pending_passes(services: Services) -> list[str]:
     return [name for name in due if run_pending_pass(services, domain_name=name)]
 
 
-def _pending(tx: Tx, domain_name: str) -> bool:
-    # Locks the domain row on PostgreSQL until the pass commits (SQLite has one writer anyway).
+def _clear(services: Services, domain_name: str) -> bool:
+    """Delete the digests of rules turned off, a chunk per write transaction, while the rules
+    stay off; True when it ran to the end (the mark removed with the last rows)."""
+    while True:
+        with services.write() as tx:
+            record = _locked(tx, domain_name)
+            if record is None or not _clearing(record.config):
+                return False  # rules on again (their pass clears) or the domain deleted
+            if rule_store.clear_some(tx, domain_name, CLEAR_CHUNK):
+                continue
+            rbm = dict(record.config["RuleBasedMatching"])
+            del rbm[CLEARING]
+            update_domain(tx, domain_name=domain_name, changes={"RuleBasedMatching": rbm})
+            return True
+
+
+def _locked(tx: Tx, domain_name: str) -> DomainRecord | None:
+    # Locks the domain row on PostgreSQL until the transaction commits (SQLite has one writer
+    # anyway), so an UpdateDomain of the rules waits for it.
     tx.conn.execute(select(domain.c.name).where(domain.c.name == domain_name).with_for_update())
-    record = find_domain(tx, domain_name=domain_name)
-    return record is not None and _due(record.config)
+    return find_domain(tx, domain_name=domain_name)
+
+
+def _pending(tx: Tx, domain_name: str) -> bool:
+    record = _locked(tx, domain_name)
+    return record is not None and _due(record.config) and not _clearing(record.config)
+
+
+def _clearing(config: dict[str, Any]) -> bool:
+    """Rules off whose digests are still to delete."""
+    rbm = config.get("RuleBasedMatching") or {}
+    return bool(rbm.get(CLEARING)) and matching.rule_config(config) is None
 
 
 def _due(config: dict[str, Any]) -> bool:
-    """Rules PENDING, or ACTIVE on digests an older version made."""
+    """Rules PENDING, ACTIVE on digests an older version made, or off with digests to clear."""
+    if _clearing(config):
+        return True
     status = _status(config)
     if status == PENDING:
         return True

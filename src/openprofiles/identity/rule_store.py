@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    tuple_,
 )
 
 from openprofiles.context import Tx
@@ -168,6 +169,18 @@ def clear(tx: Tx, domain_name: str) -> None:
     tx.conn.execute(
         delete(rule_match_profile).where(rule_match_profile.c.domain_name == domain_name)
     )
+
+
+def clear_some(tx: Tx, domain_name: str, limit: int) -> int:
+    """Remove up to `limit` stored rows of the domain (digest rows first, then packed rows);
+    returns how many went, 0 when none was left."""
+    for table in (rule_match_digest, rule_match_profile):
+        key = [column for column in table.primary_key.columns]
+        some = select(*key).where(table.c.domain_name == domain_name).limit(limit)
+        removed = tx.conn.execute(delete(table).where(tuple_(*key).in_(some))).rowcount
+        if removed:
+            return int(removed)
+    return 0
 
 
 class BulkLoad:

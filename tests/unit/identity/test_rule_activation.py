@@ -206,3 +206,92 @@ def test_a_staged_pass_that_fails_drops_what_it_staged(services, domain):
         with pinned.read() as tx:
             assert not inspect(tx.conn).has_table("rule_match_load")
     assert status(services) == "PENDING"
+
+
+# ---------------------------------------------------------------------------- rules turned off
+
+
+def stored_rows(services: Services) -> int:
+    from sqlalchemy import func, select
+
+    from openprofiles.store.schema import rule_match_digest, rule_match_profile
+
+    with services.read() as tx:
+        return sum(
+            tx.conn.execute(
+                select(func.count()).select_from(t).where(t.c.domain_name == DOMAIN)
+            ).scalar_one()
+            for t in (rule_match_digest, rule_match_profile)
+        )
+
+
+def rules_off(services: Services) -> dict[str, Any]:
+    ctx = RequestContext(services=services, principal=Principal("test", "admin"))
+    return handlers.update_domain(
+        ctx, {"DomainName": DOMAIN, "RuleBasedMatching": {**RULES, "Enabled": False}}
+    )
+
+
+def test_a_large_domain_s_digests_go_after_the_request_in_chunks(
+    services, domain, large, monkeypatch
+):
+    for i in range(6):
+        new_profile(services, EmailAddress=f"p{i % 3}@x.com")
+    update(services)
+    assert rule_activation.wait(DOMAIN, timeout=60)
+    before = stored_rows(services)
+    assert before >= 12  # six digest rows and six packed rows
+    monkeypatch.setattr(rule_activation, "CLEAR_CHUNK", 4)  # several transactions
+    chunks: list[int] = []
+    clear_some = rule_store.clear_some
+
+    def counted(tx: Any, domain_name: str, limit: int) -> int:
+        chunks.append(stored_rows(services))  # what the previous transaction left
+        return clear_some(tx, domain_name, limit)
+
+    monkeypatch.setattr(rule_store, "clear_some", counted)
+    answer = rules_off(services)
+    assert answer["RuleBasedMatching"]["Enabled"] is False
+    assert rule_activation.wait(DOMAIN, timeout=60)
+    assert stored_rows(services) == 0
+    assert chunks[0] == before and len(chunks) >= before // 4
+    with services.read() as tx:
+        rbm = get_domain(tx, domain_name=DOMAIN).config["RuleBasedMatching"]
+    assert rule_activation.CLEARING not in rbm
+    assert rule_activation.run_pending_passes(services) == []
+
+
+def test_a_clearing_left_unfinished_is_resumed_and_stops_when_rules_return(
+    services, domain, large
+):
+    a = new_profile(services, EmailAddress="a@x.com")
+    b = new_profile(services, EmailAddress="a@x.com")
+    update(services)
+    assert rule_activation.wait(DOMAIN, timeout=60)
+    with services.write() as tx:  # the request's part, and then the process stopped
+        from openprofiles.domains.service import update_domain
+
+        update_domain(
+            tx, domain_name=DOMAIN, changes={"RuleBasedMatching": {**RULES, "Enabled": False}}
+        )
+        assert rule_activation.apply_rules(tx, domain_name=DOMAIN)
+    assert stored_rows(services) > 0
+    # Rules turned on again before any clearing ran: the mark is gone, the clearing does
+    # nothing, and the new pass's digests stand.
+    update(services)
+    assert rule_activation.wait(DOMAIN, timeout=60)
+    assert rule_activation.run_pending_pass(services, domain_name=DOMAIN) is False
+    [found] = matches(services)
+    with services.read() as tx:
+        assert set(matching.get_match(tx, domain_name=DOMAIN, match_id=found).profile_ids) == {
+            a,
+            b,
+        }
+    # Off again, the process stops before clearing: the periodic check clears.
+    with services.write() as tx:
+        update_domain(
+            tx, domain_name=DOMAIN, changes={"RuleBasedMatching": {**RULES, "Enabled": False}}
+        )
+        assert rule_activation.apply_rules(tx, domain_name=DOMAIN)
+    assert rule_activation.run_pending_passes(services) == [DOMAIN]
+    assert stored_rows(services) == 0
