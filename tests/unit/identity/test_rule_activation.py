@@ -261,9 +261,7 @@ def test_a_large_domain_s_digests_go_after_the_request_in_chunks(
     assert rule_activation.run_pending_passes(services) == []
 
 
-def test_a_clearing_left_unfinished_is_resumed_and_stops_when_rules_return(
-    services, domain, large
-):
+def test_a_clearing_left_unfinished_is_resumed_and_stops_when_rules_return(services, domain, large):
     a = new_profile(services, EmailAddress="a@x.com")
     b = new_profile(services, EmailAddress="a@x.com")
     update(services)
