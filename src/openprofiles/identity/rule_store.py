@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    func,
     literal,
     select,
     text,
@@ -193,6 +192,10 @@ class BulkLoad:
 
     def __init__(self, tx: Tx, domain_name: str) -> None:
         self._domain_name = domain_name
+        # The longest packed value added: how far finish's unpacking reaches (an upper bound:
+        # catch_up may drop the row it came from), kept here rather than read by a scan of the
+        # staged rows inside the write transaction.
+        self._longest = 0
         for table in _LOAD_TABLES:
             table.drop(tx.conn, checkfirst=True)
             table.create(tx.conn)
@@ -200,6 +203,7 @@ class BulkLoad:
     def add(self, tx: Tx, packed: Sequence[tuple[str, bytes]]) -> None:
         """Add profiles' pairs as (profile id, packed pairs) rows (rule_digests.pack)."""
         _INSERT_LOAD_PACKED.execute_tuples(tx.conn, ("profile_id", "digests"), packed)
+        self._longest = max(self._longest, *(len(value) for _, value in packed), 0)
 
     def add_versions(self, tx: Tx, versions: Sequence[tuple[str, int]]) -> None:
         """Record the versions of the profiles digested (for `catch_up`)."""
@@ -239,7 +243,7 @@ class BulkLoad:
             domain = literal(self._domain_name, String(64))
             params: dict[str, Any] = {"domain_name": self._domain_name}
             if sqlite:
-                params["longest"] = self._longest(tx)
+                params["longest"] = self._longest
             unpack_sql = _UNPACK_SQLITE if sqlite else _UNPACK_POSTGRESQL
             stored = conn.execute(text(unpack_sql), params).rowcount
             conn.execute(
@@ -253,10 +257,6 @@ class BulkLoad:
                 conn.exec_driver_sql("PRAGMA threads = 0")
         self.discard(tx)
         return int(stored)
-
-    def _longest(self, tx: Tx) -> int:
-        longest = tx.conn.execute(select(func.max(func.length(_load_packed.c.digests)))).scalar()
-        return int(longest or 0)
 
     def discard(self, tx: Tx) -> None:
         """Drop what was added (the temporary tables)."""
