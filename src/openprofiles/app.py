@@ -59,6 +59,26 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
 )
 
 
+# The hot data-plane operations, run on the event loop on SQLite (openprofiles.blocking): each
+# is a few reads and at most one short write transaction. On PostgreSQL a query can wait on
+# another process's row lock, which the loop cannot see coming, so every request there runs in
+# a worker thread.
+ON_THE_LOOP_OPERATIONS = frozenset(
+    {
+        "CreateProfile",
+        "UpdateProfile",
+        "DeleteProfile",
+        "SearchProfiles",
+        "BatchGetProfile",
+        "AddProfileKey",
+        "DeleteProfileKey",
+        "PutProfileObject",
+        "ListProfileObjects",
+        "DeleteProfileObject",
+    }
+)
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Open the database (bringing its schema up to date) and the key manager."""
     database = Database.from_settings(settings)
@@ -141,12 +161,20 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    api = make_asgi_app(
+        dispatcher,
+        authenticate,
+        invoke,
+        on_the_loop_operations=(
+            ON_THE_LOOP_OPERATIONS if services.database.is_sqlite else frozenset()
+        ),
+    )
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             *ui_routes(services),
             *contact_routes(services, authenticate),
-            Mount("/", app=make_asgi_app(dispatcher, authenticate, invoke)),
+            Mount("/", app=api),
         ],
         lifespan=background_lifespan(background_tasks(services)),
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from openprofiles.blocking import avoid_blocking
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database, PinnedConnection
 
@@ -100,6 +101,8 @@ class Tx:
         a call to a remote queue. The action runs in the caller's thread and must not raise: the
         transaction is already committed, and its caller would read an exception as failure.
         """
+        # Such actions wait on the network: a request on the event loop runs again in a thread.
+        avoid_blocking("an action after commit")
         self.after_commit_actions.append(action)
 
     def run_after_commit(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from openprofiles.blocking import avoid_blocking
 from openprofiles.crypto import aead
 from openprofiles.crypto.blind_index import BlindIndex
 from openprofiles.crypto.encoding import length_prefixed
@@ -219,6 +220,8 @@ class KeyManager:
             if cached is not None and cached[1] > self._clock():
                 self._cache.move_to_end(cache_key)
                 return cached[0]
+        # On the event loop a provider call (KMS: the network) must not run at all.
+        avoid_blocking("unwrapping a data key")
         # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may
         # both unwrap on a cold cache; that costs one extra call, not a wrong answer.
         provider = self._resolver.resolve(key_id)

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+from openprofiles.blocking import note_commit
 from openprofiles.settings import Settings
 from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import Checkpointer
@@ -110,6 +111,7 @@ class Database:
             return
         with self._writer_lock, self.engine.connect() as conn, self._immediate(conn):
             yield conn
+        note_commit()
 
     @contextmanager
     def _immediate(self, conn: Connection) -> Iterator[None]:
@@ -187,3 +189,4 @@ class PinnedConnection:
             return
         with database._writer_lock, database._immediate(self._conn):
             yield self._conn
+        note_commit()

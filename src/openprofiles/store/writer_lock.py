@@ -15,34 +15,90 @@ Every process that writes through `Database` takes this lock; a writer that does
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import threading
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from openprofiles.blocking import WouldBlock, must_not_block
+
+# What holds the lock, as the first byte of the lock file says: a request on an event loop
+# (short by construction: openprofiles.blocking's operations) or anything else — a request in a
+# worker thread, a rule pass, a bulk ingestion — which may hold it for seconds. Another
+# process's event loop waits for the first kind where it is and never for the second.
+_SHORT = b"s"
+_MAY_BE_LONG = b"l"
+
 
 class WriterLock:
-    """Held for the length of one write transaction."""
+    """Held for the length of one write transaction.
+
+    Threads wait for it where they are. Code on the event loop (openprofiles.blocking) never
+    waits: it takes the lock only when it is free, and otherwise raises WouldBlock with a way
+    to wait without blocking the loop — for a holder in this process, until it releases; for
+    another process, a worker thread that waits in the kernel and then keeps the lock reserved
+    for the loop's next try.
+    """
 
     def __init__(self, path: Path | None) -> None:
         # None: a database without a file (in memory), which no other process can open.
         self._thread_lock = threading.Lock()
+        # Event loops' futures waiting for the thread lock's release (see _released); the
+        # lock guards the check-then-wait against a release between the two.
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._waiters_lock = threading.Lock()
+        # Held (thread lock and flock) on behalf of the event loop's next writer; only the
+        # loop's thread reads or changes it.
+        self._reserved = False
         self._fd: int | None = None
         if path is not None:
             # Owner-only like the database itself; the file holds nothing, only the lock.
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def __enter__(self) -> WriterLock:
+        if must_not_block():
+            self._acquire_without_waiting()
+            return self
         self._thread_lock.acquire()
         if self._fd is not None:
             try:
                 # Blocks in the kernel (the GIL released) until the other process's write ends.
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._declare(_MAY_BE_LONG)
             except BaseException:
-                self._thread_lock.release()
+                self._release_thread_lock()
                 raise
         return self
+
+    def _acquire_without_waiting(self) -> None:
+        """Take the lock if it is free (or reserved for the loop); WouldBlock if another thread
+        or process holds it (openprofiles.blocking: the request then tries again)."""
+        if self._reserved:
+            self._reserved = False  # this write owns it now; __exit__ releases it
+            self._declare(_SHORT)
+            return
+        if not self._thread_lock.acquire(blocking=False):
+            raise WouldBlock("the SQLite writer lock is held in this process", self._released)
+        if self._fd is not None:
+            try:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if os.pread(self._fd, 1, 0) != _SHORT:
+                        raise WouldBlock(
+                            "the SQLite writer lock is held by another process", self._reserve
+                        ) from None
+                    # Another process's event loop holds it for one short request: waiting
+                    # here costs less than any way around it (a retry repeats the request).
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._declare(_SHORT)
+            except BaseException:
+                self._release_thread_lock()
+                raise
 
     def __exit__(
         self,
@@ -50,11 +106,91 @@ class WriterLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._release()
+
+    def _release(self) -> None:
         try:
             if self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
-            self._thread_lock.release()
+            self._release_thread_lock()
+
+    def _release_thread_lock(self) -> None:
+        self._thread_lock.release()
+        if self._waiters:  # read without the lock: a waiter added after this sees it free
+            self._wake_one()
+
+    async def _released(self) -> Callable[[], None] | None:
+        """Return once this process's holder has released the lock (at once if it is free):
+        what a request on the event loop awaits instead of blocking the loop on it.
+
+        Waiters are woken one at a time, in order: waking all of them made each run its
+        request again up to the lock, and all but one find it taken again. The returned
+        callable passes the turn on when the woken request's try did not take the lock."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            if not self._thread_lock.locked():
+                return self._pass_on
+            self._waiters.append((loop, future))
+        await future
+        return self._pass_on
+
+    def _wake_one(self) -> None:
+        with self._waiters_lock:
+            if not self._waiters:
+                return
+            loop, future = self._waiters.popleft()
+        loop.call_soon_threadsafe(self._resolve, future)
+
+    def _resolve(self, future: asyncio.Future[None]) -> None:
+        if future.done():  # its request was cancelled: the turn goes to the next waiter
+            self._pass_on()
+        else:
+            future.set_result(None)
+
+    def _pass_on(self) -> None:
+        if self._waiters and not self._thread_lock.locked():
+            self._wake_one()
+
+    async def _reserve(self) -> Callable[[], None] | None:
+        """Wait in a worker thread for another process to release the lock, and keep it for
+        the loop's next writer; returns what gives it back if that try did not use it.
+
+        Waiting for another process has no wake-up the loop could await, and trying again
+        blindly could lose to that process's next write every time; a thread parked in
+        `flock` costs nothing while it waits."""
+        if self._reserved or not self._thread_lock.acquire(blocking=False):
+            return None  # held in this process now: the next try waits for that
+        assert self._fd is not None
+        waiting = asyncio.get_running_loop().run_in_executor(
+            None, fcntl.flock, self._fd, fcntl.LOCK_EX
+        )
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The request is gone; the thread still gets the lock, and gives it back then.
+            waiting.add_done_callback(
+                lambda done: (
+                    self._release() if done.exception() is None else self._release_thread_lock()
+                )
+            )
+            raise
+        except BaseException:
+            self._release_thread_lock()
+            raise
+        self._reserved = True
+        return self._give_back_reservation
+
+    def _declare(self, kind: bytes) -> None:
+        """Say, in the lock file, what kind of writer holds the lock now (see _SHORT)."""
+        assert self._fd is not None
+        os.pwrite(self._fd, kind, 0)
+
+    def _give_back_reservation(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self._release()
 
     def close(self) -> None:
         if self._fd is not None:

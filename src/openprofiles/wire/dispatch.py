@@ -18,6 +18,7 @@ from botocore.model import ServiceModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from openprofiles.blocking import WouldBlock, on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.wire.errors import PayloadTooLarge, UnknownOperation, render_error
 from openprofiles.wire.pagination import TokenCodec
@@ -38,6 +39,13 @@ WireResponse = tuple[int, dict[str, str], bytes]
 # Far above any Customer Profiles payload (PutProfileObject allows 256,000 characters of
 # object; batch and layout requests stay well below this), low enough to bound memory.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+# Tries on the event loop of a request that keeps finding the writer lock taken by this
+# process (each try after a release); then it waits in a worker thread like any other. Generous
+# on purpose: a request moved to a thread holds the lock while the loop runs the next ones,
+# which then find it taken — a few low bounds turned into a steady stream of thread hand-overs
+# under load (benchmarks/search.py).
+_ATTEMPTS_ON_THE_LOOP = 50
 
 
 class ApiDispatcher:
@@ -147,13 +155,30 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def make_asgi_app(dispatcher: ApiDispatcher, authenticate: Authenticate, invoke: Invoke) -> ASGIApp:
+def make_asgi_app(
+    dispatcher: ApiDispatcher,
+    authenticate: Authenticate,
+    invoke: Invoke,
+    *,
+    on_the_loop_operations: frozenset[str] = frozenset(),
+) -> ASGIApp:
     """An ASGI app serving the AWS API at the root of its mount.
 
     It must see the path as the client sent it (`raw_path`): SigV4 signs the encoded path and
     labels may contain an encoded '/'. The dispatcher runs in a worker thread because handlers
-    do blocking database work.
+    do blocking database work, except for `on_the_loop_operations`: short requests that run on
+    the event loop's thread and move to a worker thread only when they would wait
+    (openprofiles.blocking).
     """
+
+    def run_here(method: str, raw_path: str) -> bool:
+        if not on_the_loop_operations:
+            return False
+        try:
+            found = dispatcher.router.match(method, raw_path)
+        except Exception:
+            return False  # the dispatcher reports it, in a thread like any other request
+        return found is not None and found[0] in on_the_loop_operations
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -178,16 +203,29 @@ def make_asgi_app(dispatcher: ApiDispatcher, authenticate: Authenticate, invoke:
             error = PayloadTooLarge(f"The request body exceeds {dispatcher.max_body_bytes} bytes.")
             status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
         else:
-            status, response_headers, response_body = await run_in_threadpool(
-                dispatcher.handle,
-                scope["method"],
-                raw_path,
-                raw_query,
-                headers,
-                body,
-                authenticate,
-                invoke,
-            )
+            request = (scope["method"], raw_path, raw_query, headers, body, authenticate, invoke)
+            answered: WireResponse | None = None
+            if run_here(scope["method"], raw_path):
+                give_back: Callable[[], None] | None = None
+                for attempt in range(_ATTEMPTS_ON_THE_LOOP):
+                    try:
+                        with on_the_loop():
+                            answered = dispatcher.handle(*request)
+                    except WouldBlock as blocked:
+                        # Nothing of the attempt was committed (openprofiles.blocking).
+                        retry_after = blocked.retry_after
+                    else:
+                        break
+                    finally:
+                        if give_back is not None:  # what was reserved for this attempt
+                            give_back()
+                            give_back = None
+                    if retry_after is None or attempt == _ATTEMPTS_ON_THE_LOOP - 1:
+                        break
+                    give_back = await retry_after()
+            if answered is None:
+                answered = await run_in_threadpool(dispatcher.handle, *request)
+            status, response_headers, response_body = answered
         response = Response(response_body, status_code=status, headers=response_headers)
         await response(scope, receive, send)
 

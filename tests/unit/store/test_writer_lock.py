@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import stat
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from openprofiles.blocking import WouldBlock, on_the_loop
 from openprofiles.store.database import Database
+from openprofiles.store.writer_lock import WriterLock
 
 
 def _try_lock(path: Path) -> bool:
@@ -94,3 +102,186 @@ def test_an_in_memory_database_needs_no_lock_file(tmp_path: Path) -> None:
     finally:
         database.dispose()
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- on the event loop
+
+_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, sys.argv[2].encode(), 0)
+print("held", flush=True)
+sys.stdin.readline()
+fcntl.flock(fd, fcntl.LOCK_UN)
+print("released", flush=True)
+"""
+
+
+@contextmanager
+def _other_process_holding(path: Path, kind: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the writer lock, declared as `kind` ("s": a short request on its
+    event loop; "l": anything else), until a line is written to its stdin."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        if holder.poll() is None:
+            holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "released"
+
+
+def _lock_file(tmp_path: Path) -> tuple[WriterLock, Path]:
+    path = tmp_path / "db.sqlite3-writer.lock"
+    return WriterLock(path), path
+
+
+def _take_on_the_loop(lock: WriterLock) -> None:
+    with on_the_loop():
+        lock.__enter__()
+
+
+def test_on_the_loop_a_free_lock_is_taken_and_declared_short(tmp_path: Path) -> None:
+    lock, path = _lock_file(tmp_path)
+    try:
+        _take_on_the_loop(lock)
+        assert not _try_lock(path)
+        assert path.read_bytes()[:1] == b"s"
+        lock.__exit__(None, None, None)
+        assert _try_lock(path)
+        # A writer in a thread may hold it long (a rule pass, a bulk load): declared so.
+        with lock:
+            assert path.read_bytes()[:1] == b"l"
+    finally:
+        lock.close()
+
+
+def test_on_the_loop_a_holder_in_this_process_is_awaited_not_waited_for(tmp_path: Path) -> None:
+    lock, path = _lock_file(tmp_path)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            holding.set()
+            release.wait(timeout=30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        with pytest.raises(WouldBlock) as raised:
+            _take_on_the_loop(lock)
+        retry_after = raised.value.retry_after
+        assert retry_after is not None
+
+        async def wait_then_take() -> bool:
+            waiting = asyncio.ensure_future(retry_after())
+            for _ in range(20):  # the loop keeps running while the holder holds the lock
+                await asyncio.sleep(0)
+            still_waiting = not waiting.done()
+            release.set()
+            give_back = await asyncio.wait_for(waiting, timeout=30)
+            _take_on_the_loop(lock)  # free now, without waiting
+            if give_back is not None:
+                give_back()  # the turn was used: passing it on changes nothing
+            return still_waiting
+
+        assert asyncio.run(wait_then_take())
+        assert not _try_lock(path)
+        lock.__exit__(None, None, None)
+        assert _try_lock(path)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+        lock.close()
+
+
+def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    lock, path = _lock_file(tmp_path)
+    try:
+        with _other_process_holding(path, "l") as holder:
+            with pytest.raises(WouldBlock) as raised:
+                _take_on_the_loop(lock)
+            retry_after = raised.value.retry_after
+            assert retry_after is not None
+
+            async def reserve() -> Any:
+                waiting = asyncio.ensure_future(retry_after())
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                assert not waiting.done()  # the other process still holds it
+                await asyncio.get_running_loop().run_in_executor(None, _release, holder)
+                return await asyncio.wait_for(waiting, timeout=30)
+
+            give_back = asyncio.run(reserve())
+        # Reserved for the loop's next writer: held already, taken without waiting.
+        assert give_back is not None
+        assert not _try_lock(path)
+        _take_on_the_loop(lock)
+        give_back()  # used by that writer: nothing to give back
+        assert not _try_lock(path)
+        lock.__exit__(None, None, None)
+        assert _try_lock(path)
+        # A reservation no try used is given back.
+        with _other_process_holding(path, "l") as holder:
+            with pytest.raises(WouldBlock) as raised:
+                _take_on_the_loop(lock)
+            retry_again = raised.value.retry_after
+            assert retry_again is not None
+
+            async def reserve_only() -> Any:
+                waiting = asyncio.ensure_future(retry_again())
+                await asyncio.get_running_loop().run_in_executor(None, _release, holder)
+                return await asyncio.wait_for(waiting, timeout=30)
+
+            give_back = asyncio.run(reserve_only())
+        assert give_back is not None and not _try_lock(path)
+        give_back()
+        assert _try_lock(path)
+    finally:
+        lock.close()
+
+
+def test_on_the_loop_another_process_s_short_request_is_waited_for_in_place(
+    tmp_path: Path,
+) -> None:
+    lock, path = _lock_file(tmp_path)
+    try:
+        with _other_process_holding(path, "s") as holder:
+            taken = threading.Event()
+            outcome: list[BaseException] = []
+
+            def take() -> None:
+                try:
+                    _take_on_the_loop(lock)
+                    taken.set()
+                except BaseException as error:  # reported below
+                    outcome.append(error)
+
+            thread = threading.Thread(target=take)
+            thread.start()
+            assert not taken.wait(timeout=0.2)  # bounded check that it waits, not a sync point
+            _release(holder)
+            thread.join(timeout=30)
+        assert outcome == [] and taken.is_set()
+        assert not _try_lock(path)
+        lock.__exit__(None, None, None)
+        assert _try_lock(path)
+    finally:
+        lock.close()

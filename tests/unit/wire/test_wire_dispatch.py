@@ -15,6 +15,7 @@ from botocore.awsrequest import HeadersDict
 from botocore.parsers import create_parser
 from tests.unit.wire.helpers import ACCESS_KEY, SECRET_KEY, Capture, CapturedRequest, make_client
 
+from openprofiles.blocking import WouldBlock
 from openprofiles.errors import NotFound
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
 from openprofiles.wire.model import load_service_model
@@ -299,3 +300,103 @@ def test_asgi_app_serves_signed_requests(app: App) -> None:
     too_large = CapturedRequest("POST", "/domains/d", "", {}, b"x" * 100)
     app.dispatcher.max_body_bytes = 10
     assert _asgi_call(asgi, too_large)[0] == 413
+
+
+# ------------------------------------------------- requests on the event loop (blocking.py)
+
+
+def _on_the_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class LoopApp(App):
+    """Records where each call ran; GetDomain's first `blocks` calls on the loop raise
+    WouldBlock with `retry_after`."""
+
+    def __init__(self, blocks: int = 0, retry_after: Any = None) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self.retry_after = retry_after
+        self.where: list[tuple[str, bool]] = []
+
+    def invoke(self, operation: str, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+        on_loop = _on_the_event_loop()
+        self.where.append((operation, on_loop))
+        if operation == "GetDomain" and on_loop and self.blocks:
+            self.blocks -= 1
+            raise WouldBlock("the writer lock is taken", self.retry_after)
+        return super().invoke(operation, principal, params)
+
+
+def _signed(*calls: str) -> list[CapturedRequest]:
+    capture = Capture()
+    client = make_client(capture)
+    for call in calls:
+        if call == "GetDomain":
+            client.get_domain(DomainName="d")
+        else:
+            client.create_domain(DomainName="d", DefaultExpirationDays=7)
+    return capture.requests
+
+
+def test_listed_operations_run_on_the_event_loop_the_rest_in_a_thread() -> None:
+    app = LoopApp()
+    asgi = make_asgi_app(
+        app.dispatcher, authenticate, app.invoke, on_the_loop_operations=frozenset({"GetDomain"})
+    )
+    get, create = _signed("GetDomain", "CreateDomain")
+    assert _asgi_call(asgi, get)[0] == 200
+    assert _asgi_call(asgi, create)[0] == 200
+    assert app.where == [("GetDomain", True), ("CreateDomain", False)]
+    # Without the list, everything runs in worker threads (PostgreSQL).
+    plain = make_asgi_app(app.dispatcher, authenticate, app.invoke)
+    assert _asgi_call(plain, get)[0] == 200
+    assert app.where[-1] == ("GetDomain", False)
+
+
+def test_a_request_that_would_block_runs_again_in_a_thread() -> None:
+    app = LoopApp(blocks=1)
+    asgi = make_asgi_app(
+        app.dispatcher, authenticate, app.invoke, on_the_loop_operations=frozenset({"GetDomain"})
+    )
+    (get,) = _signed("GetDomain")
+    status, _, body = _asgi_call(asgi, get)
+    assert status == 200, body
+    assert json.loads(body)["DomainName"] == "d"
+    assert app.where == [("GetDomain", True), ("GetDomain", False)]
+
+
+def test_a_request_told_what_to_await_tries_again_on_the_loop() -> None:
+    events: list[str] = []
+
+    async def retry_after() -> Any:
+        events.append("awaited")
+        return lambda: events.append("given back")
+
+    app = LoopApp(blocks=2, retry_after=retry_after)
+    asgi = make_asgi_app(
+        app.dispatcher, authenticate, app.invoke, on_the_loop_operations=frozenset({"GetDomain"})
+    )
+    (get,) = _signed("GetDomain")
+    assert _asgi_call(asgi, get)[0] == 200
+    assert app.where == [("GetDomain", True)] * 3
+    # What was reserved for a try is given back after that try, whatever its outcome.
+    assert events == ["awaited", "given back", "awaited", "given back"]
+
+
+def test_a_request_that_keeps_finding_the_lock_taken_ends_in_a_thread() -> None:
+    async def retry_after() -> None:
+        return None
+
+    app = LoopApp(blocks=10_000, retry_after=retry_after)
+    asgi = make_asgi_app(
+        app.dispatcher, authenticate, app.invoke, on_the_loop_operations=frozenset({"GetDomain"})
+    )
+    (get,) = _signed("GetDomain")
+    assert _asgi_call(asgi, get)[0] == 200
+    on_loop = [where for op, where in app.where]
+    assert on_loop[-1] is False and all(on_loop[:-1]) and len(on_loop) > 2

@@ -1,0 +1,84 @@
+"""Running a request on the event loop, and leaving it the moment the request would block.
+
+A request handed to a worker thread costs more than most requests themselves: the event loop's
+thread and the worker contend for the GIL at every hand-over, and on a small machine that
+contention was most of a CreateProfile's server CPU (benchmarks/search.py; docs/performance.md,
+sixth session). So the hot data-plane operations on SQLite run on the event loop's thread
+(`wire.dispatch.make_asgi_app`), where a request is a fraction of a millisecond of work.
+
+That is only acceptable while such a request cannot stall the loop, and with it every other
+connection of the process. The places that can wait on something outside the process call
+`avoid_blocking` first: taking the SQLite writer lock while another thread or process holds it
+(a rule pass can hold it for seconds), unwrapping a domain's data key (a KMS call on a cold
+cache), and queueing work to run after a commit (a call to a remote queue). On the loop,
+`avoid_blocking` raises `WouldBlock`; the adapter then runs the whole request again in a worker
+thread, where waiting is harmless.
+
+Running it again is safe because nothing of the first attempt has been committed: `WouldBlock`
+unwinds through the open transaction, which rolls back. Once a request has committed a write on
+the loop, it is no longer restartable, so from then on `avoid_blocking` lets it wait where it
+is (no data-plane operation writes twice on its success path; the dead-letter path writes after
+a rolled-back attempt, so it is still restartable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+RetryAfter = Callable[[], Awaitable[Callable[[], None] | None]]
+
+
+class WouldBlock(BaseException):  # noqa: N818 — a signal to the adapter, not an error
+    """The request, running on the event loop, reached something that may wait.
+
+    A BaseException, so handlers' `except Exception` clauses (which turn errors into API
+    errors) let it through to the adapter unchanged. `retry_after`, when given, is a coroutine
+    function that returns once trying again on the loop is worthwhile (the writer lock was
+    released, or is reserved for that try); what it returns, when not None, is called after
+    that try to give back what it reserved and the try did not use. Without `retry_after` the
+    request moves to a worker thread.
+    """
+
+    def __init__(self, what: str, retry_after: RetryAfter | None = None) -> None:
+        super().__init__(what)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _OnTheLoop:
+    committed: bool = False
+
+
+_current: ContextVar[_OnTheLoop | None] = ContextVar("openprofiles_on_the_loop", default=None)
+
+
+@contextmanager
+def on_the_loop() -> Iterator[None]:
+    """Mark the work in this block as running on the event loop (see the module docstring)."""
+    token = _current.set(_OnTheLoop())
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def must_not_block() -> bool:
+    """Whether the running code is on the event loop and may still be restarted elsewhere."""
+    state = _current.get()
+    return state is not None and not state.committed
+
+
+def avoid_blocking(what: str) -> None:
+    """Raise WouldBlock (naming `what` for debugging) when the running code must not block."""
+    if must_not_block():
+        raise WouldBlock(what)
+
+
+def note_commit() -> None:
+    """A write transaction of the running request has committed: it cannot be restarted now."""
+    state = _current.get()
+    if state is not None:
+        state.committed = True
