@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openprofiles import logging_setup
 from openprofiles.auth.credentials import SecretCache, find_secret
@@ -113,6 +114,28 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
     ]
 
 
+class _Application(Starlette):
+    """The Starlette application, with one shortcut: requests under /domains (every profile,
+    object and search operation of the API) go straight to the API adapter, past Starlette's
+    middleware and router, which cost more than a search itself (docs/performance.md, sixth
+    session). No other route of the application lies under /domains, and the API adapter
+    renders its own errors, so what those requests get is unchanged."""
+
+    def __init__(self, *, api: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(API_SHORTCUT):
+            scope["app"] = self
+            await self._api(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+API_SHORTCUT = "/domains"
+
+
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     """The application. `migrate=False` when the caller has already brought the schema up to
     date (`openprofiles serve` does it once, before its worker processes start)."""
@@ -169,7 +192,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             ON_THE_LOOP_OPERATIONS if services.database.is_sqlite else frozenset()
         ),
     )
-    app = Starlette(
+    app = _Application(
+        api=api,
         routes=[
             Route("/health", health, methods=["GET"]),
             *ui_routes(services),
