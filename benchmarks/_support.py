@@ -6,9 +6,12 @@ import http.client
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -166,3 +169,102 @@ def presigned_rate(
     if failures:
         raise RuntimeError(f"a client failed: {failures[0]}")
     return len(requests) / max(outcomes)
+
+
+# wrk's request script: replays pre-signed requests (one per line: method, path, headers,
+# body, tab-separated; headers as name\x02value pairs joined by \x01), each connection
+# starting at its own offset, and counts answers other than 200.
+_WRK_SCRIPT = r"""
+local requests = {}
+for line in io.lines(os.getenv("OPENPROFILES_WRK_REQUESTS")) do
+  local method, path, headers, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+  local h = {}
+  for pair in headers:gmatch("[^\1]+") do
+    local name, value = pair:match("^([^\2]*)\2(.*)$")
+    h[name] = value
+  end
+  requests[#requests + 1] = {method, path, h, body}
+end
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+local counter = 0
+function init(args)
+  counter = id * 7919
+end
+function request()
+  counter = counter + 1
+  local r = requests[(counter % #requests) + 1]
+  return wrk.format(r[1], r[2], r[3], r[4])
+end
+local failed = 0
+function response(status, headers, body)
+  if status ~= 200 then
+    failed = failed + 1
+    if failed == 1 then io.stderr:write("first failure: ", status, " ", body, "\n") end
+  end
+end
+function done(summary, latency, requests)
+  io.write(string.format("requests %d seconds %.3f\n", summary.requests, summary.duration / 1e6))
+end
+"""
+
+
+def wrk_rate(
+    url: str,
+    key: tuple[str, str],
+    requests: list[tuple[str, str, bytes]],
+    connections: int,
+    seconds: int,
+) -> float | None:
+    """Requests/s of `requests` (method, path, JSON body; pre-signed here, replayed in turn)
+    sent over `connections` keep-alive connections by wrk, a load generator written in C, for
+    `seconds`: the server's rate, with far less of the two cores spent on the clients than
+    Python clients take. None when wrk is not installed (`apt-get install wrk`)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
+    with tempfile.TemporaryDirectory(prefix="op-wrk-") as tmp:
+        lines = []
+        for method, path, body in requests:
+            request = AWSRequest(
+                method=method,
+                url=f"{url}{path}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            signer.add_auth(request)
+            headers = "\x01".join(
+                f"{name}\x02{value}"
+                for name, value in request.headers.items()
+                if name.lower() != "content-length"  # wrk sets it
+            )
+            text = body.decode()
+            if "\t" in text or "\n" in text:
+                raise ValueError("wrk_rate sends bodies without tabs or newlines")
+            lines.append(f"{method}\t{path}\t{headers}\t{text}\n")
+        requests_file = Path(tmp) / "requests.txt"
+        requests_file.write_text("".join(lines))
+        script = Path(tmp) / "replay.lua"
+        script.write_text(_WRK_SCRIPT)
+        threads = min(2, connections)
+        done = subprocess.run(
+            [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPENPROFILES_WRK_REQUESTS": str(requests_file)},
+            check=True,
+        )
+    if "first failure" in done.stderr or "Non-2xx" in done.stdout:
+        raise RuntimeError(f"wrk saw failed requests: {done.stderr.strip()[:300]}")
+    found = re.search(r"requests (\d+) seconds ([0-9.]+)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output: {done.stdout[-300:]}")
+    return int(found.group(1)) / float(found.group(2))

@@ -32,6 +32,7 @@ from _support import (  # noqa: E402
     presigned_rate,
     server,
     summary_ms,
+    wrk_rate,
 )
 from openprofiles.app import build_services  # noqa: E402
 from openprofiles.context import Principal, RequestContext  # noqa: E402
@@ -162,20 +163,23 @@ def create_over_http(url: str, key: tuple[str, str], clients: int, requests: int
         return done / (time.perf_counter() - started)
 
 
-def raw_create_over_http(url: str, key: tuple[str, str], clients: int, requests: int) -> float:
+def create_requests(clients: int, requests: int, tag: str) -> list[tuple[str, str, bytes]]:
+    """CreateProfile requests (method, path, body) with distinct names, phones and emails."""
     bodies = [
         json.dumps(
             {
-                "FirstName": f"Raw{n % clients}-{n}",
+                "FirstName": f"{tag}{n % clients}-{n}",
                 "PhoneNumber": f"+4421{n % clients:02d}{n:06d}",
-                "EmailAddress": f"raw{n}@example.com",
+                "EmailAddress": f"{tag.lower()}{n}@example.com",
             }
         ).encode()
         for n in range(requests // clients * clients)
     ]
-    return presigned_rate(
-        url, key, clients, [("POST", f"/domains/{DOMAIN}/profiles", b) for b in bodies]
-    )
+    return [("POST", f"/domains/{DOMAIN}/profiles", b) for b in bodies]
+
+
+def raw_create_over_http(url: str, key: tuple[str, str], clients: int, requests: int) -> float:
+    return presigned_rate(url, key, clients, create_requests(clients, requests, "Raw"))
 
 
 def main() -> None:
@@ -189,6 +193,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/.work/search"))
     parser.add_argument("--reuse", action="store_true", help="keep an already loaded data dir")
+    parser.add_argument(
+        "--wrk-seconds", type=int, default=10, help="length of the wrk CreateProfile run"
+    )
     args = parser.parse_args()
 
     settings = Settings(data_dir=args.data_dir)
@@ -215,6 +222,22 @@ def main() -> None:
         print(
             f"CreateProfile, {args.clients} pre-signed keep-alive clients, {args.workers} server"
             f" processes: {rate:,.0f} requests/s"
+        )
+        measured = wrk_rate(
+            url,
+            key,
+            create_requests(args.clients, args.creates, "Wrk"),
+            args.clients,
+            args.wrk_seconds,
+        )
+        print(
+            f"CreateProfile, wrk with {args.clients} keep-alive connections, {args.workers}"
+            f" server processes: "
+            + (
+                f"{measured:,.0f} requests/s"
+                if measured
+                else "wrk not installed (apt-get install wrk)"
+            )
         )
 
 
