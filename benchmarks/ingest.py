@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import client, create_credential, presigned_rate, server  # noqa: E402
+from _support import client, create_credential, presigned_rate, server, wrk_rate  # noqa: E402
 from openprofiles.app import build_services  # noqa: E402
 from openprofiles.domains.service import create_domain  # noqa: E402
 from openprofiles.ingest.bulk import ingest_records  # noqa: E402
@@ -109,9 +109,13 @@ def in_process(data_dir: Path, records: list[str], batch_size: int) -> None:
     )
 
 
-def over_http(data_dir: Path, records: list[str], clients: int, port: int, workers: int) -> None:
+def over_http(
+    data_dir: Path, records: list[str], clients: int, port: int, workers: int, wrk_seconds: int
+) -> None:
     """Half the records from `clients` boto3 clients (threads of this process: boto3's own
-    cost included), the other half pre-signed from `clients` processes (the server's rate)."""
+    cost included), the other half pre-signed from `clients` processes (the server's rate),
+    then that half replayed by wrk for `wrk_seconds` (the server's rate with the clients'
+    share of the cores mostly freed)."""
     setup_domain(data_dir, "benchhttp")
     key = create_credential(data_dir)
     half = len(records) // 2
@@ -139,20 +143,20 @@ def over_http(data_dir: Path, records: list[str], clients: int, port: int, worke
         if errors:
             raise errors[0]
         path = "/domains/benchhttp/profiles/objects"
-        presigned = presigned_rate(
-            url,
-            key,
-            clients,
-            [
-                ("PUT", path, json.dumps({"ObjectTypeName": "Contacts", "Object": body}).encode())
-                for body in records[half:]
-            ],
-        )
+        requests = [
+            ("PUT", path, json.dumps({"ObjectTypeName": "Contacts", "Object": body}).encode())
+            for body in records[half:]
+        ]
+        presigned = presigned_rate(url, key, clients, requests)
+        # The same objects again (updates of stored objects, as re-deliveries are).
+        measured = wrk_rate(url, key, requests, clients, wrk_seconds)
     print(
         f"(b) PutProfileObject over HTTP, {workers} server processes, {clients} boto3 clients:"
         f" {half} objects in "
         f"{elapsed:.1f}s = {half / elapsed:,.0f} requests/s; {clients} pre-signed clients: "
-        f"{len(records) - half} objects, {presigned:,.0f} requests/s"
+        f"{len(records) - half} objects, {presigned:,.0f} requests/s; wrk with {clients} "
+        "connections, the pre-signed objects replayed: "
+        + (f"{measured:,.0f} requests/s" if measured else "wrk not installed (apt-get install wrk)")
     )
 
 
@@ -281,6 +285,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=1, help="server processes for (b)")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--wrk-seconds", type=int, default=10, help="length of the wrk run")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     args = parser.parse_args()
     rng = random.Random(42)
@@ -293,7 +298,14 @@ def main() -> None:
             in_process(base / "inproc", records, args.batch_size)
         if "b" not in skip:
             http_records = records[: args.http_objects or args.objects]
-            over_http(base / "http", http_records, args.clients, args.port, args.workers)
+            over_http(
+                base / "http",
+                http_records,
+                args.clients,
+                args.port,
+                args.workers,
+                args.wrk_seconds,
+            )
         if "c" not in skip:
             (base / "raw").mkdir(parents=True, exist_ok=True)
             raw_sqlite(base / "raw", records, args.customers, args.batch_size)
