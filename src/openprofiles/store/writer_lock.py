@@ -88,6 +88,8 @@ class WriterLock:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
+                    # The holder writes its kind right after taking the lock; read in the
+                    # microseconds between the two, the previous holder's kind is seen.
                     if os.pread(self._fd, 1, 0) != _SHORT:
                         raise WouldBlock(
                             "the SQLite writer lock is held by another process", self._reserve
