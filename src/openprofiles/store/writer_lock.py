@@ -16,6 +16,7 @@ Every process that writes through `Database` takes this lock; a writer that does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import threading
@@ -139,11 +140,18 @@ class WriterLock:
         return self._pass_on
 
     def _wake_one(self) -> None:
-        with self._waiters_lock:
-            if not self._waiters:
+        while True:
+            with self._waiters_lock:
+                if not self._waiters:
+                    return
+                loop, future = self._waiters.popleft()
+            try:
+                loop.call_soon_threadsafe(self._resolve, future)
                 return
-            loop, future = self._waiters.popleft()
-        loop.call_soon_threadsafe(self._resolve, future)
+            except RuntimeError:
+                # That loop has closed (the server stopped): nobody awaits the future; the turn
+                # goes to the next waiter. Raising here would fail the write that released.
+                continue
 
     def _resolve(self, future: asyncio.Future[None]) -> None:
         if future.done():  # its request was cancelled: the turn goes to the next waiter
@@ -185,9 +193,14 @@ class WriterLock:
         return self._give_back_reservation
 
     def _declare(self, kind: bytes) -> None:
-        """Say, in the lock file, what kind of writer holds the lock now (see _SHORT)."""
+        """Say, in the lock file, what kind of writer holds the lock now (see _SHORT).
+
+        Advisory: if the byte cannot be written, another process's loop may wait in place for a
+        long writer, which is slow but correct — better than failing the write that holds the
+        lock (and leaving the lock taken)."""
         assert self._fd is not None
-        os.pwrite(self._fd, kind, 0)
+        with contextlib.suppress(OSError):
+            os.pwrite(self._fd, kind, 0)
 
     def _give_back_reservation(self) -> None:
         if self._reserved:

@@ -285,3 +285,22 @@ def test_on_the_loop_another_process_s_short_request_is_waited_for_in_place(
         assert _try_lock(path)
     finally:
         lock.close()
+
+
+def test_a_waiter_whose_event_loop_closed_does_not_fail_the_release(tmp_path: Path) -> None:
+    """A server that stopped while a request awaited the lock: the release skips its waiter and
+    wakes the next one."""
+    lock, _ = _lock_file(tmp_path)
+    closed, live = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        lock.__enter__()
+        gone = closed.create_future()
+        waiting = live.create_future()
+        lock._waiters.extend([(closed, gone), (live, waiting)])
+        closed.close()
+        lock.__exit__(None, None, None)  # no RuntimeError from the closed loop
+        live.run_until_complete(asyncio.wait_for(waiting, timeout=30))
+        assert waiting.done() and not lock._waiters
+    finally:
+        live.close()
+        lock.close()
