@@ -150,6 +150,26 @@ def _lock_file(tmp_path: Path) -> tuple[WriterLock, Path]:
     return WriterLock(path), path
 
 
+def _run(coroutine: Any) -> Any:
+    """asyncio.run in a fresh thread: the test's own thread may have an event loop running
+    (Playwright's sync API leaves one in an xdist worker's main thread)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("ok", asyncio.run(coroutine)))
+        except BaseException as error:  # re-raised in the test's thread
+            outcome.append(("error", error))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 def _take_on_the_loop(lock: WriterLock) -> None:
     with on_the_loop():
         lock.__enter__()
@@ -200,7 +220,7 @@ def test_on_the_loop_a_holder_in_this_process_is_awaited_not_waited_for(tmp_path
                 give_back()  # the turn was used: passing it on changes nothing
             return still_waiting
 
-        assert asyncio.run(wait_then_take())
+        assert _run(wait_then_take())
         assert not _try_lock(path)
         lock.__exit__(None, None, None)
         assert _try_lock(path)
@@ -229,7 +249,7 @@ def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
                 await asyncio.get_running_loop().run_in_executor(None, _release, holder)
                 return await asyncio.wait_for(waiting, timeout=30)
 
-            give_back = asyncio.run(reserve())
+            give_back = _run(reserve())
         # Reserved for the loop's next writer: held already, taken without waiting.
         assert give_back is not None
         assert not _try_lock(path)
@@ -250,7 +270,7 @@ def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
                 await asyncio.get_running_loop().run_in_executor(None, _release, holder)
                 return await asyncio.wait_for(waiting, timeout=30)
 
-            give_back = asyncio.run(reserve_only())
+            give_back = _run(reserve_only())
         assert give_back is not None and not _try_lock(path)
         give_back()
         assert _try_lock(path)
@@ -291,16 +311,24 @@ def test_a_waiter_whose_event_loop_closed_does_not_fail_the_release(tmp_path: Pa
     """A server that stopped while a request awaited the lock: the release skips its waiter and
     wakes the next one."""
     lock, _ = _lock_file(tmp_path)
-    closed, live = asyncio.new_event_loop(), asyncio.new_event_loop()
+    closed = asyncio.new_event_loop()
     try:
         lock.__enter__()
         gone = closed.create_future()
-        waiting = live.create_future()
-        lock._waiters.extend([(closed, gone), (live, waiting)])
+        lock._waiters.append((closed, gone))
         closed.close()
-        lock.__exit__(None, None, None)  # no RuntimeError from the closed loop
-        live.run_until_complete(asyncio.wait_for(waiting, timeout=30))
-        assert waiting.done() and not lock._waiters
+
+        async def wait_for_the_turn() -> bool:
+            waiting = asyncio.get_running_loop().create_future()
+            lock._waiters.append((asyncio.get_running_loop(), waiting))
+            # Released from another thread, as a write in a worker thread would be.
+            await asyncio.get_running_loop().run_in_executor(
+                None, lock.__exit__, None, None, None
+            )  # no RuntimeError from the closed loop
+            await asyncio.wait_for(waiting, timeout=30)
+            return waiting.done()
+
+        assert _run(wait_for_the_turn())
+        assert not lock._waiters
     finally:
-        live.close()
         lock.close()
