@@ -113,22 +113,13 @@ def _presigned_worker(
     clock starts, so the figure is the server's, not botocore's client-side cost (which on a
     small machine competes with the server for the same cores)."""
     try:
-        import botocore.auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.credentials import Credentials
-
         host, port = url.removeprefix("http://").split(":")
-        signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
-        prepared = []
-        for method, path, body in requests:
-            request = AWSRequest(
-                method=method,
-                url=f"{url}{path}",
-                data=body,
-                headers={"Content-Type": "application/json"},
+        prepared = [
+            (method, path, body, headers)
+            for (method, path, body), headers in zip(
+                requests, signed_headers(url, key, requests), strict=True
             )
-            signer.add_auth(request)
-            prepared.append((method, path, body, dict(request.headers.items())))
+        ]
         connection = http.client.HTTPConnection(host, int(port))
         # Nobody sends while another client is still starting up or signing.
         ready.wait()
@@ -143,6 +134,29 @@ def _presigned_worker(
     except BaseException as exc:
         ready.abort()
         results.put(repr(exc))
+
+
+def signed_headers(
+    url: str, key: tuple[str, str], requests: list[tuple[str, str, bytes]]
+) -> list[dict[str, str]]:
+    """The SigV4 headers (and Content-Type) of each request (method, path, JSON body), as
+    botocore signs them for the `profile` service."""
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
+    out = []
+    for method, path, body in requests:
+        request = AWSRequest(
+            method=method,
+            url=f"{url}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        signer.add_auth(request)
+        out.append(dict(request.headers.items()))
+    return out
 
 
 def presigned_rate(
@@ -226,24 +240,14 @@ def wrk_rate(
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
-    import botocore.auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    signer = botocore.auth.SigV4Auth(Credentials(*key), "profile", "us-east-1")
     with tempfile.TemporaryDirectory(prefix="op-wrk-") as tmp:
         lines = []
-        for method, path, body in requests:
-            request = AWSRequest(
-                method=method,
-                url=f"{url}{path}",
-                data=body,
-                headers={"Content-Type": "application/json"},
-            )
-            signer.add_auth(request)
+        for (method, path, body), signed in zip(
+            requests, signed_headers(url, key, requests), strict=True
+        ):
             headers = "\x01".join(
                 f"{name}\x02{value}"
-                for name, value in request.headers.items()
+                for name, value in signed.items()
                 if name.lower() != "content-length"  # wrk sets it
             )
             text = body.decode()

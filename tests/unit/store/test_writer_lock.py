@@ -230,26 +230,33 @@ def test_on_the_loop_a_holder_in_this_process_is_awaited_not_waited_for(tmp_path
         lock.close()
 
 
+def _reserved_after_a_long_holder(lock: WriterLock, path: Path) -> Any:
+    """Another process holds the lock long; a try on the loop is refused, awaits the wait in a
+    worker thread (still pending while the other process holds the lock), and gets the lock
+    reserved once that process releases it. Returns what gives the reservation back."""
+    with _other_process_holding(path, "l") as holder:
+        with pytest.raises(WouldBlock) as raised:
+            _take_on_the_loop(lock)
+        retry_after = raised.value.retry_after
+        assert retry_after is not None
+
+        async def reserve() -> Any:
+            waiting = asyncio.ensure_future(retry_after())
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not waiting.done()  # the other process still holds it
+            await asyncio.get_running_loop().run_in_executor(None, _release, holder)
+            return await asyncio.wait_for(waiting, timeout=30)
+
+        return _run(reserve())
+
+
 def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
     tmp_path: Path,
 ) -> None:
     lock, path = _lock_file(tmp_path)
     try:
-        with _other_process_holding(path, "l") as holder:
-            with pytest.raises(WouldBlock) as raised:
-                _take_on_the_loop(lock)
-            retry_after = raised.value.retry_after
-            assert retry_after is not None
-
-            async def reserve() -> Any:
-                waiting = asyncio.ensure_future(retry_after())
-                for _ in range(20):
-                    await asyncio.sleep(0)
-                assert not waiting.done()  # the other process still holds it
-                await asyncio.get_running_loop().run_in_executor(None, _release, holder)
-                return await asyncio.wait_for(waiting, timeout=30)
-
-            give_back = _run(reserve())
+        give_back = _reserved_after_a_long_holder(lock, path)
         # Reserved for the loop's next writer: held already, taken without waiting.
         assert give_back is not None
         assert not _try_lock(path)
@@ -259,18 +266,7 @@ def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
         lock.__exit__(None, None, None)
         assert _try_lock(path)
         # A reservation no try used is given back.
-        with _other_process_holding(path, "l") as holder:
-            with pytest.raises(WouldBlock) as raised:
-                _take_on_the_loop(lock)
-            retry_again = raised.value.retry_after
-            assert retry_again is not None
-
-            async def reserve_only() -> Any:
-                waiting = asyncio.ensure_future(retry_again())
-                await asyncio.get_running_loop().run_in_executor(None, _release, holder)
-                return await asyncio.wait_for(waiting, timeout=30)
-
-            give_back = _run(reserve_only())
+        give_back = _reserved_after_a_long_holder(lock, path)
         assert give_back is not None and not _try_lock(path)
         give_back()
         assert _try_lock(path)
