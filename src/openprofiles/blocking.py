@@ -10,9 +10,10 @@ That is only acceptable while such a request cannot stall the loop, and with it 
 connection of the process. The places that can wait on something outside the process call
 `avoid_blocking` first: taking the SQLite writer lock while another thread or process holds it
 (a rule pass can hold it for seconds), unwrapping a domain's data key (a KMS call on a cold
-cache), and queueing work to run after a commit (a call to a remote queue). On the loop,
-`avoid_blocking` raises `WouldBlock`; the adapter then runs the whole request again in a worker
-thread, where waiting is harmless.
+cache), and queueing work to run after a commit (a call to a remote queue). On the loop they
+raise `WouldBlock` instead; the adapter then runs the whole request again — on the loop once
+the writer lock is free or reserved for it (`store.writer_lock` says when), otherwise in a
+worker thread, where waiting is harmless.
 
 Running it again is safe because nothing of the first attempt has been committed: `WouldBlock`
 unwinds through the open transaction, which rolls back. Once a request has committed a write on

@@ -39,11 +39,11 @@ WireResponse = tuple[int, dict[str, str], bytes]
 # object; batch and layout requests stay well below this), low enough to bound memory.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
-# Tries on the event loop of a request that keeps finding the writer lock taken by this
-# process (each try after a release); then it waits in a worker thread like any other. Generous
-# on purpose: a request moved to a thread holds the lock while the loop runs the next ones,
-# which then find it taken — a few low bounds turned into a steady stream of thread hand-overs
-# under load (benchmarks/search.py).
+# Tries on the event loop of a request that keeps finding the writer lock taken (each try after
+# a release or a reservation); then it waits in a worker thread like any other. Generous on
+# purpose: a request moved to a thread holds the lock while the loop runs the next ones, which
+# then find it taken — a bound of three turned into a steady stream of thread hand-overs under
+# load (benchmarks/search.py).
 _ATTEMPTS_ON_THE_LOOP = 50
 
 
