@@ -50,3 +50,11 @@ def test_render_marks_implemented_operations():
     assert "| CreateDomain | `POST /domains/{DomainName}` | yes |" in text
     assert "| GetDomain | `GET /domains/{DomainName}` | no |" in text
     assert f"Implemented: 1 of {len(model.operation_names)} operations" in text
+
+
+def test_operations_run_on_the_event_loop_are_implemented_model_operations():
+    """A misspelt name would quietly send that operation back to worker threads."""
+    from openprofiles.app import ON_THE_LOOP_OPERATIONS
+
+    registry = build_registry(HANDLER_MODULES, load_service_model())
+    assert not ON_THE_LOOP_OPERATIONS - registry.keys()
