@@ -20,10 +20,15 @@ unwinds through the open transaction, which rolls back. Once a request has commi
 the loop, it is no longer restartable, so from then on `avoid_blocking` lets it wait where it
 is (no data-plane operation writes twice on its success path; the dead-letter path writes after
 a rolled-back attempt, so it is still restartable).
+
+A write on the loop may share its transaction with the writes of other requests the loop runs
+in the same turn (`store.group_commit`); it is "committed" for the purpose above once its part
+is in that transaction, and the request's answer waits for the shared commit (`reply_after`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -48,22 +53,36 @@ class WouldBlock(BaseException):  # noqa: N818 — a signal to the adapter, not 
         self.retry_after = retry_after
 
 
+# What a shared commit resolves to: None once committed, else the error that stopped it.
+CommitOutcome = asyncio.Future[BaseException | None]
+
+
 @dataclass
-class _OnTheLoop:
+class LoopRequest:
+    """The state of one attempt at a request on the event loop."""
+
     committed: bool = False
+    # Set when a write of the attempt joined a shared transaction: its answer must wait for it.
+    reply_after: CommitOutcome | None = None
 
 
-_current: ContextVar[_OnTheLoop | None] = ContextVar("openprofiles_on_the_loop", default=None)
+_current: ContextVar[LoopRequest | None] = ContextVar("openprofiles_on_the_loop", default=None)
 
 
 @contextmanager
-def on_the_loop() -> Iterator[None]:
+def on_the_loop() -> Iterator[LoopRequest]:
     """Mark the work in this block as running on the event loop (see the module docstring)."""
-    token = _current.set(_OnTheLoop())
+    state = LoopRequest()
+    token = _current.set(state)
     try:
-        yield
+        yield state
     finally:
         _current.reset(token)
+
+
+def loop_request() -> LoopRequest | None:
+    """The running request's state when it runs on the event loop, else None."""
+    return _current.get()
 
 
 def must_not_block() -> bool:
@@ -76,6 +95,13 @@ def avoid_blocking(what: str) -> None:
     """Raise WouldBlock (naming `what` for debugging) when the running code must not block."""
     if must_not_block():
         raise WouldBlock(what)
+
+
+def reply_after(outcome: CommitOutcome) -> None:
+    """The running request's answer must wait for `outcome` (a shared commit its write is in)."""
+    state = _current.get()
+    if state is not None:
+        state.reply_after = outcome
 
 
 def note_commit() -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from openprofiles.blocking import avoid_blocking
+from openprofiles.blocking import avoid_blocking, loop_request
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database, PinnedConnection
 
@@ -103,6 +103,11 @@ class Tx:
         """
         # Such actions wait on the network: a request on the event loop runs again in a thread.
         avoid_blocking("an action after commit")
+        if loop_request() is not None:
+            # Still on the loop, so this request already has a write in a shared transaction
+            # (store.group_commit), which commits after this one's block ends: an action run
+            # then would run before its data is committed. No operation on the loop does this.
+            raise RuntimeError("an action after commit, queued on the event loop after a write")
         self.after_commit_actions.append(action)
 
     def run_after_commit(self) -> None:

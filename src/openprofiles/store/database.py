@@ -5,12 +5,14 @@ when the block ends and rolls back on error. SQLite runs in WAL mode with one wr
 transactions first take the writer lock (`store.writer_lock`), so writers in this process and
 in others queue in the kernel instead of sleeping on SQLite's busy handler, then start with
 BEGIN IMMEDIATE (so a writer outside that lock makes them wait on the busy timeout instead of
-failing on lock upgrade). WAL checkpoints run on a background thread (`store.checkpoint`), not
-inside the commit of whichever request happens to fill the log.
+failing on lock upgrade). On the event loop, the writes of one turn of the loop share a
+transaction (`store.group_commit`). WAL checkpoints run on a background thread
+(`store.checkpoint`), not inside the commit of whichever request happens to fill the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +22,11 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-from openprofiles.blocking import note_commit
+from openprofiles.blocking import loop_request, note_commit
 from openprofiles.settings import Settings
 from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import Checkpointer
+from openprofiles.store.group_commit import CommitGroup
 from openprofiles.store.writer_lock import WriterLock
 
 
@@ -88,6 +91,8 @@ class Database:
                 pool_pre_ping=True,
             )
         self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
+        # The open shared write transaction of an event loop, if any (store.group_commit).
+        self._group: CommitGroup | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -109,9 +114,55 @@ class Database:
             with self.engine.begin() as conn:
                 yield conn
             return
+        group = self._group_to_join()
+        if group is not None:
+            with group.member() as conn:
+                yield conn
+            note_commit()
+            return
         with self._writer_lock, self.engine.connect() as conn, self._immediate(conn):
             yield conn
         note_commit()
+
+    def _group_to_join(self) -> CommitGroup | None:
+        """On an event loop, its open shared transaction, opened now if there is none; else
+        None (a worker thread, or no running loop: a transaction of the write's own)."""
+        if loop_request() is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        group = self._group
+        if group is not None and group.open and group.loop is loop:
+            return group
+        # The loop's way of taking the lock: WouldBlock rather than a wait, while nothing of
+        # the request is written (openprofiles.blocking).
+        assert self._writer_lock is not None
+        self._writer_lock.__enter__()
+        try:
+            conn = self.engine.connect()
+            try:
+                conn.info["begin_mode"] = "IMMEDIATE"
+                try:
+                    transaction = conn.begin()
+                finally:
+                    conn.info["begin_mode"] = "DEFERRED"
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            self._writer_lock.__exit__(None, None, None)
+            raise
+        group = self._group = CommitGroup(loop, conn, transaction, self._group_ended)
+        return group
+
+    def _group_ended(self, group: CommitGroup) -> None:
+        if self._group is group:
+            self._group = None
+        assert self._writer_lock is not None and self.checkpointer is not None
+        self._writer_lock.__exit__(None, None, None)
+        self.checkpointer.nudge()
 
     @contextmanager
     def _immediate(self, conn: Connection) -> Iterator[None]:
@@ -142,6 +193,10 @@ class Database:
         return connection
 
     def dispose(self) -> None:
+        group = self._group
+        if group is not None and group.open:
+            # Its loop stopped before the commit: none of its members was answered.
+            group.abandon()
         if self.checkpointer is not None:
             self.checkpointer.close()
         self.engine.dispose()

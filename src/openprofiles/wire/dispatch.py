@@ -8,6 +8,7 @@ transaction, handler call). `make_asgi_app` is the thin ASGI adapter around it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -17,7 +18,7 @@ from urllib.parse import quote, unquote
 from botocore.model import ServiceModel
 from starlette.concurrency import run_in_threadpool
 
-from openprofiles.blocking import WouldBlock, on_the_loop
+from openprofiles.blocking import CommitOutcome, WouldBlock, on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.wire.errors import PayloadTooLarge, UnknownOperation, render_error
 from openprofiles.wire.pagination import TokenCodec
@@ -206,14 +207,16 @@ def make_asgi_app(
             answered: WireResponse | None = None
             if run_here(scope["method"], raw_path):
                 give_back: Callable[[], None] | None = None
+                shared_commit: CommitOutcome | None = None
                 for attempt in range(_ATTEMPTS_ON_THE_LOOP):
                     try:
-                        with on_the_loop():
+                        with on_the_loop() as state:
                             answered = dispatcher.handle(*request)
                     except WouldBlock as blocked:
                         # Nothing of the attempt was committed (openprofiles.blocking).
                         retry_after = blocked.retry_after
                     else:
+                        shared_commit = state.reply_after
                         break
                     finally:
                         if give_back is not None:  # what was reserved for this attempt
@@ -222,12 +225,28 @@ def make_asgi_app(
                     if retry_after is None or attempt == _ATTEMPTS_ON_THE_LOOP - 1:
                         break
                     give_back = await retry_after()
+                if answered is not None and shared_commit is not None:
+                    answered = await _after_shared_commit(answered, shared_commit)
             if answered is None:
                 answered = await run_in_threadpool(dispatcher.handle, *request)
             status, response_headers, response_body = answered
         await _respond(send, status, response_headers, response_body)
 
     return app
+
+
+async def _after_shared_commit(answered: WireResponse, outcome: CommitOutcome) -> WireResponse:
+    """The answer of a request whose write is in a shared transaction (store.group_commit),
+    once that has committed; an internal error if it failed, for nothing of it was applied."""
+    # Shielded: a client that goes away must not cancel the other members' commit.
+    failure = await asyncio.shield(outcome)
+    if failure is None:
+        return answered
+    request_id = answered[1].get("x-amzn-RequestId") or str(uuid.uuid4())
+    internal = InternalServer(f"An internal error occurred; request id {request_id}")
+    status, headers, body = render_error(internal, request_id)
+    headers["x-amzn-RequestId"] = request_id
+    return status, headers, body
 
 
 async def _respond(send: Send, status: int, headers: Mapping[str, str], body: bytes) -> None:

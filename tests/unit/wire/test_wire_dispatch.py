@@ -15,7 +15,7 @@ from botocore.awsrequest import HeadersDict
 from botocore.parsers import create_parser
 from tests.unit.wire.helpers import ACCESS_KEY, SECRET_KEY, Capture, CapturedRequest, make_client
 
-from openprofiles.blocking import WouldBlock
+from openprofiles.blocking import WouldBlock, reply_after
 from openprofiles.errors import NotFound
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
 from openprofiles.wire.model import load_service_model
@@ -400,3 +400,47 @@ def test_a_request_that_keeps_finding_the_lock_taken_ends_in_a_thread() -> None:
     assert _asgi_call(asgi, get)[0] == 200
     on_loop = [where for op, where in app.where]
     assert on_loop[-1] is False and all(on_loop[:-1]) and len(on_loop) > 2
+
+
+class SharedCommitApp(LoopApp):
+    """GetDomain's write joins a shared transaction (store.group_commit) whose commit the
+    loop resolves in its next turn, with `failure`."""
+
+    def __init__(self, failure: BaseException | None) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def invoke(self, operation: str, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[BaseException | None] = loop.create_future()
+        loop.call_soon(outcome.set_result, self.failure)
+        reply_after(outcome)
+        return super().invoke(operation, principal, params)
+
+
+def test_an_answer_waits_for_the_shared_commit_and_fails_with_it() -> None:
+    committed = SharedCommitApp(failure=None)
+    asgi = make_asgi_app(
+        committed.dispatcher,
+        authenticate,
+        committed.invoke,
+        on_the_loop_operations=frozenset({"GetDomain"}),
+    )
+    (get,) = _signed("GetDomain")
+    status, _, body = _asgi_call(asgi, get)
+    assert status == 200, body
+    assert json.loads(body)["DomainName"] == "d"
+
+    failed = SharedCommitApp(failure=RuntimeError("disk I/O error"))
+    asgi = make_asgi_app(
+        failed.dispatcher,
+        authenticate,
+        failed.invoke,
+        on_the_loop_operations=frozenset({"GetDomain"}),
+    )
+    status, headers, body = _asgi_call(asgi, get)
+    # The handler succeeded, but nothing of it was applied: the client must not read success.
+    assert status == 500, body
+    assert headers["x-amzn-errortype"] == "InternalServerException"
+    assert headers["x-amzn-requestid"] in json.loads(body)["Message"]
+    assert "disk I/O" not in body.decode()
