@@ -31,6 +31,7 @@ from openprofiles.object_types.validation import (
     validate_definition,
     validate_object_type_name,
 )
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import object_type
 from openprofiles.tags.service import delete_tags
 
@@ -91,14 +92,17 @@ def _from_row(row: Any) -> ObjectType | None:
 
 # Built once: every PutProfileObject reads its type, and building a statement costs more than
 # running it on SQLite.
-_FIND_TYPE = select(object_type).where(
-    object_type.c.domain_name == bindparam("d"), object_type.c.name == bindparam("n")
+# Every PutProfileObject reads its type: straight on the driver (store.prepared).
+_FIND_TYPE = PreparedRead(
+    select(object_type).where(
+        object_type.c.domain_name == bindparam("d"), object_type.c.name == bindparam("n")
+    )
 )
 
 
 def find_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType | None:
     """The explicit definition of `name`, else the implicit type when `name` is a TemplateId."""
-    row = tx.conn.execute(_FIND_TYPE, {"d": domain_name, "n": name}).first()
+    row = _FIND_TYPE.first(tx.conn, {"d": domain_name, "n": name})
     if row is not None:
         return _from_row(row)
     template = find_template(name)

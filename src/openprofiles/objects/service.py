@@ -25,6 +25,7 @@ from openprofiles.object_types.service import on_object_type_deleted
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
 from openprofiles.store.many import ManyWriter
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile_key, profile_object, profile_object_key
 
 OBJECT_TABLE = "profile_object"
@@ -61,16 +62,18 @@ def _pk(domain_name: Any, object_type_name: Any, unique_digest: Any) -> ColumnEl
 # The statements every ingestion runs, built once: building a SQLAlchemy expression costs more
 # than executing it on SQLite (benchmarks/ingest.py).
 _PK_PARAMS = _pk(bindparam("d"), bindparam("t"), bindparam("u"))
-_FIND = select(profile_object).where(_PK_PARAMS, _visible(bindparam("now")))
+_FIND = PreparedRead(select(profile_object).where(_PK_PARAMS, _visible(bindparam("now"))))
 # SQLite allows 32766 bound parameters per statement (PostgreSQL 65535); IN-lists stay well
 # below that.
 IN_CHUNK = 900
-_STORED = select(
-    profile_object.c.unique_digest, profile_object.c.profile_id, profile_object.c.expires_at
-).where(
-    profile_object.c.domain_name == bindparam("d"),
-    profile_object.c.object_type_name == bindparam("t"),
-    profile_object.c.unique_digest.in_(bindparam("us", expanding=True)),
+_STORED = PreparedRead(
+    select(
+        profile_object.c.unique_digest, profile_object.c.profile_id, profile_object.c.expires_at
+    ).where(
+        profile_object.c.domain_name == bindparam("d"),
+        profile_object.c.object_type_name == bindparam("t"),
+        profile_object.c.unique_digest.in_(bindparam("us", expanding=True)),
+    )
 )
 _INSERT = insert(profile_object)
 _INSERT_KEYS = insert(profile_object_key)
@@ -99,7 +102,7 @@ _INSERT_MANY = ManyWriter(_INSERT)
 _INSERT_KEYS_MANY = ManyWriter(_INSERT_KEYS)
 _REPLACE_MANY = ManyWriter(_REPLACE)
 _DELETE_KEYS_MANY = ManyWriter(_DELETE_KEYS)
-_COUNT_BY_PROFILE = (
+_COUNT_BY_PROFILE = PreparedRead(
     select(profile_object.c.profile_id, func.count())
     .where(
         profile_object.c.domain_name == bindparam("d"),
@@ -108,7 +111,7 @@ _COUNT_BY_PROFILE = (
     )
     .group_by(profile_object.c.profile_id)
 )
-_COUNT_BY_TYPE = (
+_COUNT_BY_TYPE = PreparedRead(
     select(profile_object.c.object_type_name, func.count())
     .where(
         profile_object.c.domain_name == bindparam("d"),
@@ -142,9 +145,9 @@ def find_object(
     tx: Tx, *, domain_name: str, object_type_name: str, unique_digest: bytes
 ) -> ProfileObject | None:
     """The live (unexpired) object with this UNIQUE digest, or None."""
-    row = tx.conn.execute(
-        _FIND, {"d": domain_name, "t": object_type_name, "u": unique_digest, "now": tx.now}
-    ).first()
+    row = _FIND.first(
+        tx.conn, {"d": domain_name, "t": object_type_name, "u": unique_digest, "now": tx.now}
+    )
     return _to_record(tx.cipher(domain_name), row) if row else None
 
 
@@ -168,8 +171,8 @@ def stored_objects(
     out: dict[bytes, tuple[str, datetime | None]] = {}
     wanted = sorted(set(unique_digests))
     for i in range(0, len(wanted), IN_CHUNK):
-        rows = tx.conn.execute(
-            _STORED,
+        rows = _STORED.rows(
+            tx.conn,
             {"d": domain_name, "t": object_type_name, "us": wanted[i : i + IN_CHUNK]},
         )
         out.update({bytes(r.unique_digest): (r.profile_id, r.expires_at) for r in rows})
@@ -183,8 +186,8 @@ def count_objects_by_profile(
     out: dict[str, int] = {}
     wanted = sorted(set(profile_ids))
     for i in range(0, len(wanted), IN_CHUNK):
-        rows = tx.conn.execute(
-            _COUNT_BY_PROFILE, {"d": domain_name, "ps": wanted[i : i + IN_CHUNK], "now": tx.now}
+        rows = _COUNT_BY_PROFILE.tuples(
+            tx.conn, {"d": domain_name, "ps": wanted[i : i + IN_CHUNK], "now": tx.now}
         )
         out.update({r[0]: int(r[1]) for r in rows})
     return out
@@ -392,7 +395,7 @@ def find_objects_by_keys(
 
 
 def count_objects_by_type(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, int]:
-    rows = tx.conn.execute(_COUNT_BY_TYPE, {"d": domain_name, "p": profile_id, "now": tx.now})
+    rows = _COUNT_BY_TYPE.tuples(tx.conn, {"d": domain_name, "p": profile_id, "now": tx.now})
     return {r[0]: int(r[1]) for r in rows}
 
 
