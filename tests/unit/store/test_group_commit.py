@@ -183,15 +183,22 @@ def test_a_group_whose_loop_stopped_is_rolled_back_when_the_database_closes(
     db = Database(f"sqlite:///{path}")
     with db.write() as conn:
         conn.execute(text("CREATE TABLE t (n INTEGER PRIMARY KEY, parent INTEGER)"))
-    loop = asyncio.new_event_loop()
 
     async def write_and_stop_the_loop() -> None:
         _insert(db, 1)
         # The loop ends this turn and never runs the next, where the commit is scheduled.
         asyncio.get_running_loop().stop()
 
-    loop.run_until_complete(write_and_stop_the_loop())
-    loop.close()
+    def run_a_loop_that_stops() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(write_and_stop_the_loop())
+        loop.close()
+
+    # In a fresh thread, as _run: this thread may have a loop running (Playwright).
+    thread = threading.Thread(target=run_a_loop_that_stops)
+    thread.start()
+    thread.join()
+    assert db._group is not None and db._group.open
     db.dispose()
     assert _committed(path) == []
 
