@@ -154,6 +154,9 @@ class Database:
         except BaseException:
             self._writer_lock.__exit__(None, None, None)
             raise
+        # Requests of this loop waiting for the lock join this transaction instead: woken
+        # before the commit is scheduled, they run first.
+        self._writer_lock.wake_waiters_on(loop)
         group = self._group = CommitGroup(loop, conn, transaction, self._group_ended)
         return group
 

@@ -11,6 +11,14 @@ the database free.
 
 Every process that writes through `Database` takes this lock; a writer that does not (a plain
 `sqlite3` shell) is still handled by SQLite's busy timeout.
+
+`flock` does not queue: when the holder releases, whoever asks next may get it, and a writer
+that writes batch after batch (a bulk ingestion, a rule pass) asks again at once — a server's
+write waiting behind it could lose that race batch after batch (seconds, seen with
+`openprofiles ingest` running). So a second file is a turnstile: a writer that has to wait for
+the lock holds the turnstile shared while it waits, and a writer in a worker thread takes the
+turnstile exclusively (and lets it go) before it asks for the lock — it waits until every
+writer already waiting has had its turn. A server's write then waits for one batch at most.
 """
 
 from __future__ import annotations
@@ -56,9 +64,15 @@ class WriterLock:
         # loop's thread reads or changes it.
         self._reserved = False
         self._fd: int | None = None
+        self._turnstile_fd: int | None = None
         if path is not None:
             # Owner-only like the database itself; the file holds nothing, only the lock.
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._turnstile_fd = os.open(
+                path.with_name(path.name + ".turnstile"),
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                0o600,
+            )
 
     def __enter__(self) -> WriterLock:
         if must_not_block():
@@ -67,13 +81,33 @@ class WriterLock:
         self._thread_lock.acquire()
         if self._fd is not None:
             try:
-                # Blocks in the kernel (the GIL released) until the other process's write ends.
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._after_those_waiting()
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self._wait_in_line()
                 self._declare(_MAY_BE_LONG)
             except BaseException:
                 self._release_thread_lock()
                 raise
         return self
+
+    def _after_those_waiting(self) -> None:
+        """Return once every writer of another process that was waiting for the lock has had
+        it (they hold the turnstile shared until then)."""
+        assert self._turnstile_fd is not None
+        fcntl.flock(self._turnstile_fd, fcntl.LOCK_EX)
+        fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
+
+    def _wait_in_line(self) -> None:
+        """Wait for the other process's write to end, marked as waiting (the turnstile)."""
+        assert self._fd is not None and self._turnstile_fd is not None
+        fcntl.flock(self._turnstile_fd, fcntl.LOCK_SH)
+        try:
+            # Blocks in the kernel (the GIL released) until the other process's write ends.
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
 
     def _acquire_without_waiting(self) -> None:
         """Take the lock if it is free (or reserved for the loop); WouldBlock if another thread
@@ -153,6 +187,19 @@ class WriterLock:
                 # goes to the next waiter. Raising here would fail the write that released.
                 continue
 
+    def wake_waiters_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake every request of `loop` waiting for this process's holder to release (called on
+        that loop, as its shared transaction opens: they can join it, store.group_commit).
+
+        Woken one at a time instead, each would wait for a release — and behind another
+        process's long writer, each release is a batch of its writes away."""
+        with self._waiters_lock:
+            mine = [future for (owner, future) in self._waiters if owner is loop]
+            self._waiters = deque(item for item in self._waiters if item[0] is not loop)
+        for future in mine:
+            if not future.done():  # a cancelled request's
+                future.set_result(None)
+
     def _resolve(self, future: asyncio.Future[None]) -> None:
         if future.done():  # its request was cancelled: the turn goes to the next waiter
             self._pass_on()
@@ -173,9 +220,7 @@ class WriterLock:
         if self._reserved or not self._thread_lock.acquire(blocking=False):
             return None  # held in this process now: the next try waits for that
         assert self._fd is not None
-        waiting = asyncio.get_running_loop().run_in_executor(
-            None, fcntl.flock, self._fd, fcntl.LOCK_EX
-        )
+        waiting = asyncio.get_running_loop().run_in_executor(None, self._wait_in_line)
         try:
             await asyncio.shield(waiting)
         except asyncio.CancelledError:
@@ -211,3 +256,6 @@ class WriterLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._turnstile_fd is not None:
+            os.close(self._turnstile_fd)
+            self._turnstile_fd = None

@@ -328,3 +328,106 @@ def test_a_waiter_whose_event_loop_closed_does_not_fail_the_release(tmp_path: Pa
         assert not lock._waiters
     finally:
         lock.close()
+
+
+# ------------------------------------------------ a writer that writes batch after batch
+
+_BATCH_WRITER = """
+import os, sys, time
+from pathlib import Path
+from openprofiles.store.writer_lock import WriterLock
+lock = WriterLock(Path(sys.argv[1]))
+counter = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT)
+batches = 0
+print("started", flush=True)
+while not os.path.exists(sys.argv[3]):
+    with lock:
+        batches += 1
+        os.pwrite(counter, str(batches).encode().ljust(12), 0)
+        time.sleep(0.005)  # the batch's work, done while holding the lock
+    # and at once the next batch: no pause in which a waiting writer could slip in
+"""
+
+
+def _batches(counter: Path) -> int:
+    return int(counter.read_bytes() or b"0")
+
+
+@pytest.mark.parametrize("where", ["thread", "event loop"])
+def test_a_writer_waiting_behind_batch_after_batch_gets_the_next_turn(
+    tmp_path: Path, where: str
+) -> None:
+    """Another process takes the lock again the moment it releases it. A waiting writer (in a
+    worker thread, or the event loop's, through a reservation) must get it after that batch —
+    flock alone lets the releasing process win the race again, batch after batch."""
+    lock, path = _lock_file(tmp_path)
+    counter, stop = tmp_path / "batches", tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _BATCH_WRITER, str(path), str(counter), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    try:
+        assert writer.stdout.readline().strip() == "started"
+        turns_waited = []
+        for _ in range(20):
+            before = _batches(counter)
+            if where == "thread":
+                lock.__enter__()
+            else:
+                _run(_take_on_the_loop_when_reserved(lock))
+            # The other process cannot start a batch while this one holds the lock.
+            turns_waited.append(_batches(counter) - before)
+            lock.__exit__(None, None, None)
+        # The batch under way when it asked, and at most the one that had already asked.
+        assert max(turns_waited) <= 2, turns_waited
+    finally:
+        stop.touch()
+        writer.wait(timeout=30)
+        lock.close()
+
+
+async def _take_on_the_loop_when_reserved(lock: WriterLock) -> None:
+    """What the adapter does on the loop: try, and when refused await what the refusal says
+    (here a worker thread waiting for the other process), then try again."""
+    for _ in range(1000):
+        try:
+            _take_on_the_loop(lock)
+            return
+        except WouldBlock as blocked:
+            assert blocked.retry_after is not None
+            give_back = await blocked.retry_after()
+            try:
+                _take_on_the_loop(lock)
+                return
+            except WouldBlock:
+                if give_back is not None:
+                    give_back()
+    raise AssertionError("never got the lock")
+
+
+def test_requests_waiting_on_a_loop_are_woken_together_when_it_takes_the_lock(
+    tmp_path: Path,
+) -> None:
+    """When the loop's shared transaction opens (store.group_commit), the loop's requests
+    waiting for the lock are woken to join it, not one release at a time."""
+    lock, _ = _lock_file(tmp_path)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        lock._thread_lock.acquire()  # a writer of this process holds it
+        waiting = [asyncio.ensure_future(lock._released()) for _ in range(3)]
+        while len(lock._waiters) < 3:
+            await asyncio.sleep(0)  # let each waiter start and queue
+        lock.wake_waiters_on(loop)
+        # Woken without a release: the lock is still held (by the transaction they join).
+        await asyncio.gather(*waiting)
+        assert lock._thread_lock.locked()
+        assert not lock._waiters
+        lock._thread_lock.release()
+
+    try:
+        _run(scenario())
+    finally:
+        lock.close()
