@@ -25,9 +25,12 @@ from sqlalchemy.pool import QueuePool
 from openprofiles.blocking import loop_request, note_commit
 from openprofiles.settings import Settings
 from openprofiles.store import json_codec
-from openprofiles.store.checkpoint import Checkpointer
+from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
 from openprofiles.store.group_commit import CommitGroup
 from openprofiles.store.writer_lock import WriterLock
+
+# The log's restart point (store/checkpoint.py) in bytes, at SQLite's 4 KiB pages.
+JOURNAL_SIZE_LIMIT = DEFAULT_RESTART_AFTER_FRAMES * 4096
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -56,6 +59,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         # Checkpoints are the Checkpointer's job, off the commit path (store/checkpoint.py).
         cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # When a write starts the log over, a log file grown past this (a bulk load) is cut
+        # back to it, so the disk gets the space back (store/checkpoint.py).
+        cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -79,7 +85,11 @@ class Database:
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
-            self.checkpointer = Checkpointer(self._checkpoint_connection)
+            # A long log is cut short while writers wait (store.checkpoint); the lock is made
+            # below, and is the one every writer of this database takes.
+            self.checkpointer = Checkpointer(
+                self._checkpoint_connection, pause_writers=lambda: self._sqlite_writer_lock()
+            )
         else:
             self.engine = create_engine(
                 _psycopg_url(url),
@@ -159,6 +169,10 @@ class Database:
         self._writer_lock.wake_waiters_on(loop)
         group = self._group = CommitGroup(loop, conn, transaction, self._group_ended)
         return group
+
+    def _sqlite_writer_lock(self) -> WriterLock:
+        assert self._writer_lock is not None
+        return self._writer_lock
 
     def _group_ended(self, group: CommitGroup) -> None:
         if self._group is group:

@@ -58,3 +58,32 @@ def test_dispose_stops_the_thread(tmp_path: Path) -> None:
     assert checkpointer is not None and checkpointer._thread is not None
     database.dispose()
     assert not checkpointer._thread.is_alive()
+
+
+def test_a_steady_write_load_does_not_grow_the_log_without_bound(tmp_path: Path) -> None:
+    """Each passive checkpoint ends with newer frames behind it while writes never stop, so no
+    write can start the log over; past `restart_after_frames` the checkpointer holds writers
+    off for one checkpoint, and the log starts over."""
+    path = tmp_path / "db.sqlite3"
+    database = Database(f"sqlite:///{path}")
+    try:
+        checkpointer = database.checkpointer
+        assert checkpointer is not None
+        checkpointer.restart_after_frames = 1000
+        with database.write() as conn:
+            conn.execute(text("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)"))
+        commits = 10_000  # two to three pages each: about 25,000 frames in all
+        for _ in range(commits):
+            with database.write() as conn:
+                conn.execute(text("INSERT INTO t VALUES (randomblob(16), randomblob(300))"))
+        runs = checkpointer.runs
+        assert checkpointer.wait_for_run(runs, timeout=30)
+        assert checkpointer.paused >= 1
+        assert checkpointer.last_result is not None
+        _busy, logged, _copied = checkpointer.last_result
+        # What was written since the log last started over: a fraction of all the frames.
+        assert logged < 10_000, checkpointer.last_result
+    finally:
+        database.dispose()
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == commits
