@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from tests.support.event_loop import run_in_fresh_thread
 
 from openprofiles.blocking import LoopRequest, WouldBlock, note_commit, on_the_loop
 from openprofiles.context import Tx
@@ -31,26 +31,6 @@ def _committed(path: Path) -> list[int]:
     """The rows another connection sees: what has been committed."""
     with sqlite3.connect(path) as reader:
         return [n for (n,) in reader.execute("SELECT n FROM t ORDER BY n")]
-
-
-def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """asyncio.run in a fresh thread: the test's own thread may have an event loop running
-    (Playwright's sync API leaves one in an xdist worker's main thread)."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(("ok", asyncio.run(coroutine)))
-        except BaseException as error:  # re-raised in the test's thread
-            outcome.append(("error", error))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    kind, value = outcome[0]
-    if kind == "error":
-        raise value
-    return value
 
 
 def _insert(db: Database, *numbers: int, parent: int | None = None) -> LoopRequest:
@@ -78,7 +58,7 @@ def test_writes_of_one_turn_share_one_commit_and_are_answered_after_it(database:
         assert third.reply_after is not first.reply_after
         assert await third.reply_after is None
 
-    _run(scenario())
+    run_in_fresh_thread(scenario())
     assert _committed(path) == [1, 2, 3]
     # A write outside the loop afterwards takes the lock at once and commits by itself.
     with db.write() as conn:
@@ -105,7 +85,7 @@ def test_a_failing_write_is_rolled_back_alone_and_still_waits_for_the_commit(
         assert failed.reply_after is last.reply_after
         assert await last.reply_after is None
 
-    _run(scenario())
+    run_in_fresh_thread(scenario())
     assert _committed(path) == [1, 4]
 
 
@@ -123,7 +103,7 @@ def test_a_write_inside_a_write_nests_in_the_shared_transaction(database: Any) -
         assert state.reply_after is not None
         assert await state.reply_after is None
 
-    _run(scenario())
+    run_in_fresh_thread(scenario())
     assert _committed(path) == [1, 3]
 
 
@@ -144,7 +124,7 @@ def test_a_failed_commit_applies_nothing_and_fails_every_member(database: Any) -
         # The lock was given back: the next turn's writes commit.
         assert await _insert(db, 3).reply_after is None  # type: ignore[misc]
 
-    _run(scenario())
+    run_in_fresh_thread(scenario())
     assert _committed(path) == [3]
 
 
@@ -159,7 +139,7 @@ def test_the_writer_lock_is_held_from_the_first_member_to_the_commit(database: A
         await state.reply_after
         assert not lock._thread_lock.locked()
 
-    _run(scenario())
+    run_in_fresh_thread(scenario())
 
 
 def test_without_a_running_loop_a_write_commits_on_its_own(database: Any) -> None:

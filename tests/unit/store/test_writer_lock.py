@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from tests.support.event_loop import run_in_fresh_thread
 
 from openprofiles.blocking import WouldBlock, on_the_loop
 from openprofiles.store.database import Database
@@ -150,26 +151,6 @@ def _lock_file(tmp_path: Path) -> tuple[WriterLock, Path]:
     return WriterLock(path), path
 
 
-def _run(coroutine: Any) -> Any:
-    """asyncio.run in a fresh thread: the test's own thread may have an event loop running
-    (Playwright's sync API leaves one in an xdist worker's main thread)."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(("ok", asyncio.run(coroutine)))
-        except BaseException as error:  # re-raised in the test's thread
-            outcome.append(("error", error))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    kind, value = outcome[0]
-    if kind == "error":
-        raise value
-    return value
-
-
 def _take_on_the_loop(lock: WriterLock) -> None:
     with on_the_loop():
         lock.__enter__()
@@ -220,7 +201,7 @@ def test_on_the_loop_a_holder_in_this_process_is_awaited_not_waited_for(tmp_path
                 give_back()  # the turn was used: passing it on changes nothing
             return still_waiting
 
-        assert _run(wait_then_take())
+        assert run_in_fresh_thread(wait_then_take())
         assert not _try_lock(path)
         lock.__exit__(None, None, None)
         assert _try_lock(path)
@@ -248,7 +229,7 @@ def _reserved_after_a_long_holder(lock: WriterLock, path: Path) -> Any:
             await asyncio.get_running_loop().run_in_executor(None, _release, holder)
             return await asyncio.wait_for(waiting, timeout=30)
 
-        return _run(reserve())
+        return run_in_fresh_thread(reserve())
 
 
 def test_on_the_loop_another_process_holding_it_long_is_waited_for_in_a_thread(
@@ -324,7 +305,7 @@ def test_a_waiter_whose_event_loop_closed_does_not_fail_the_release(tmp_path: Pa
             await asyncio.wait_for(waiting, timeout=30)
             return waiting.done()
 
-        assert _run(wait_for_the_turn())
+        assert run_in_fresh_thread(wait_for_the_turn())
         assert not lock._waiters
     finally:
         lock.close()
@@ -376,7 +357,7 @@ def test_a_writer_waiting_behind_batch_after_batch_gets_the_next_turn(
             if where == "thread":
                 lock.__enter__()
             else:
-                _run(_take_on_the_loop_when_reserved(lock))
+                run_in_fresh_thread(_take_on_the_loop_when_reserved(lock))
             # The other process cannot start a batch while this one holds the lock.
             turns_waited.append(_batches(counter) - before)
             lock.__exit__(None, None, None)
@@ -428,6 +409,6 @@ def test_requests_waiting_on_a_loop_are_woken_together_when_it_takes_the_lock(
         lock._thread_lock.release()
 
     try:
-        _run(scenario())
+        run_in_fresh_thread(scenario())
     finally:
         lock.close()
