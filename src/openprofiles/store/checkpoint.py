@@ -18,7 +18,10 @@ newer frames behind it, and the log grew without bound — 97 MB in 10,000 small
 in a ten-second CreateProfile benchmark, slowing every read that has to search it. So once the
 log holds `restart_after_frames` frames, the checkpointer holds writers off (`pause_writers`:
 the writer lock) for one more passive checkpoint, which then copies everything back, and the
-next write starts the log over. Pages are 4 KiB, so the default lets the log reach 64 MiB.
+next write starts the log over. Pages are 4 KiB, so the default lets the log reach 256 MiB:
+that checkpoint holds writers off while it syncs the log and the database file (130–150 ms on
+a slow disk, measured), so it should come rarely — every few seconds at the most under the
+heaviest load measured, not every 64 MiB (which cost about a tenth of CreateProfile's rate).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ logger = logging.getLogger("openprofiles.store")
 # Often enough that the log stays a few MB under a steady write load, rarely enough that a
 # busy server does not fsync the database file hundreds of times a second.
 DEFAULT_MIN_INTERVAL = 0.2
-DEFAULT_RESTART_AFTER_FRAMES = 16_384
+DEFAULT_RESTART_AFTER_FRAMES = 65_536
 
 
 class Checkpointer:
