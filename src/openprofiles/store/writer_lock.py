@@ -92,6 +92,21 @@ class WriterLock:
                 raise
         return self
 
+    def _first_in_line(self) -> bool:
+        """Whether no other writer waits for the lock; if so, this one is marked as waiting
+        (the turnstile held shared, for the caller to let go). A writer already waiting may be
+        a bulk load, which could win the lock when the short holder lets go, and waiting in
+        place the loop would then stand still for one of its batches."""
+        assert self._turnstile_fd is not None
+        try:
+            fcntl.flock(self._turnstile_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # Not atomic (flock converts by unlocking first): a writer coming in between queues
+        # beside this one, as before there was a turnstile.
+        fcntl.flock(self._turnstile_fd, fcntl.LOCK_SH)
+        return True
+
     def _after_those_waiting(self) -> None:
         """Return once every writer of another process that was waiting for the lock has had
         it (they hold the turnstile shared until then)."""
@@ -125,13 +140,18 @@ class WriterLock:
                 except BlockingIOError:
                     # The holder writes its kind right after taking the lock; read in the
                     # microseconds between the two, the previous holder's kind is seen.
-                    if os.pread(self._fd, 1, 0) != _SHORT:
+                    if os.pread(self._fd, 1, 0) != _SHORT or not self._first_in_line():
                         raise WouldBlock(
                             "the SQLite writer lock is held by another process", self._reserve
                         ) from None
-                    # Another process's event loop holds it for one short request: waiting
-                    # here costs less than any way around it (a retry repeats the request).
-                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+                    # Another process's event loop holds it for one short request, and nobody
+                    # waits before this one: waiting here costs less than any way around it (a
+                    # retry repeats the request).
+                    try:
+                        fcntl.flock(self._fd, fcntl.LOCK_EX)
+                    finally:
+                        assert self._turnstile_fd is not None
+                        fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
                 self._declare(_SHORT)
             except BaseException:
                 self._release_thread_lock()

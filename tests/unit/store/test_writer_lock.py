@@ -412,3 +412,63 @@ def test_requests_waiting_on_a_loop_are_woken_together_when_it_takes_the_lock(
         run_in_fresh_thread(scenario())
     finally:
         lock.close()
+
+
+_IN_LINE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_SH)  # as a writer waiting for the lock holds the turnstile
+print("in line", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_on_the_loop_a_short_holder_is_not_waited_for_in_place_behind_another_waiter(
+    tmp_path: Path,
+) -> None:
+    """Another process's loop holds the lock for a short request, but a writer (perhaps a bulk
+    load) already waits for it: that one may take the lock next, and the loop would stand
+    still for its batch. So the loop waits off the loop, as for a long holder."""
+    lock, path = _lock_file(tmp_path)
+    try:
+        with _other_process_holding(path, "s") as holder:
+            waiter = subprocess.Popen(
+                [sys.executable, "-c", _IN_LINE, str(path) + ".turnstile"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert waiter.stdout is not None and waiter.stdin is not None
+            try:
+                assert waiter.stdout.readline().strip() == "in line"
+                outcome: list[Any] = []
+
+                def take() -> None:
+                    try:
+                        _take_on_the_loop(lock)
+                        outcome.append("waited in place and took it")
+                    except WouldBlock as refused:
+                        outcome.append(refused)
+
+                # In a thread, so that waiting in place fails the test instead of hanging it.
+                thread = threading.Thread(target=take)
+                thread.start()
+                thread.join(timeout=30)
+                if thread.is_alive():
+                    _release(holder)
+                    thread.join(timeout=30)
+                    lock.__exit__(None, None, None)
+                    pytest.fail("the loop waited in place behind another waiter")
+                (refused,) = outcome
+                assert isinstance(refused, WouldBlock), refused
+                assert refused.retry_after == lock._reserve
+                assert not lock._thread_lock.locked()
+            finally:
+                waiter.stdin.close()
+                waiter.wait(timeout=30)
+            _release(holder)
+        # With nobody in line, the lock is free and taken at once.
+        _take_on_the_loop(lock)
+        lock.__exit__(None, None, None)
+    finally:
+        lock.close()
