@@ -120,23 +120,29 @@ print("released", flush=True)
 
 
 @contextmanager
-def _other_process_holding(path: Path, kind: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the writer lock, declared as `kind` ("s": a short request on its
-    event loop; "l": anything else), until a line is written to its stdin."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(path), kind],
+def _other_process(script: str, *args: str, ready: str) -> Iterator[subprocess.Popen[str]]:
+    """`script` run by another Python process, once it has printed `ready`; its stdin closed
+    at the end (the scripts here end then)."""
+    other = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout is not None and holder.stdin is not None
+    assert other.stdout is not None and other.stdin is not None
     try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder
+        assert other.stdout.readline().strip() == ready
+        yield other
     finally:
-        if holder.poll() is None:
-            holder.stdin.close()
-        holder.wait(timeout=30)
+        if other.poll() is None:
+            other.stdin.close()
+        other.wait(timeout=30)
+
+
+def _other_process_holding(path: Path, kind: str) -> Any:
+    """Another process holding the writer lock, declared as `kind` ("s": a short request on its
+    event loop; "l": anything else), until a line is written to its stdin."""
+    return _other_process(_HOLDER, str(path), kind, ready="held")
 
 
 def _release(holder: subprocess.Popen[str]) -> None:
@@ -432,15 +438,7 @@ def test_on_the_loop_a_short_holder_is_not_waited_for_in_place_behind_another_wa
     lock, path = _lock_file(tmp_path)
     try:
         with _other_process_holding(path, "s") as holder:
-            waiter = subprocess.Popen(
-                [sys.executable, "-c", _IN_LINE, str(path) + ".turnstile"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert waiter.stdout is not None and waiter.stdin is not None
-            try:
-                assert waiter.stdout.readline().strip() == "in line"
+            with _other_process(_IN_LINE, str(path) + ".turnstile", ready="in line"):
                 outcome: list[Any] = []
 
                 def take() -> None:
@@ -463,9 +461,6 @@ def test_on_the_loop_a_short_holder_is_not_waited_for_in_place_behind_another_wa
                 assert isinstance(refused, WouldBlock), refused
                 assert refused.retry_after == lock._reserve
                 assert not lock._thread_lock.locked()
-            finally:
-                waiter.stdin.close()
-                waiter.wait(timeout=30)
             _release(holder)
         # With nobody in line, the lock is free and taken at once.
         _take_on_the_loop(lock)
