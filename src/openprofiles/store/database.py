@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +149,16 @@ class Database:
         # The loop's way of taking the lock: WouldBlock rather than a wait, while nothing of
         # the request is written (openprofiles.blocking).
         assert self._writer_lock is not None
-        self._writer_lock.__enter__()
-        try:
-            conn = self.engine.connect()
+        with ExitStack() as opening:
+            opening.enter_context(self._writer_lock)
+            conn = opening.enter_context(self.engine.connect())
+            conn.info["begin_mode"] = "IMMEDIATE"
             try:
-                conn.info["begin_mode"] = "IMMEDIATE"
-                try:
-                    transaction = conn.begin()
-                finally:
-                    conn.info["begin_mode"] = "DEFERRED"
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            self._writer_lock.__exit__(None, None, None)
-            raise
+                transaction = conn.begin()
+            finally:
+                conn.info["begin_mode"] = "DEFERRED"
+            # Opened: the lock and the connection are the group's now (it ends them).
+            opening.pop_all()
         # Requests of this loop waiting for the lock join this transaction instead: woken
         # before the commit is scheduled, they run first.
         self._writer_lock.wake_waiters_on(loop)
