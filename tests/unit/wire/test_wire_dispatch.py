@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -13,6 +12,7 @@ from urllib.parse import unquote
 import pytest
 from botocore.awsrequest import HeadersDict
 from botocore.parsers import create_parser
+from tests.support.event_loop import run_in_fresh_thread
 from tests.unit.wire.helpers import ACCESS_KEY, SECRET_KEY, Capture, CapturedRequest, make_client
 
 from openprofiles.blocking import WouldBlock, reply_after
@@ -261,11 +261,7 @@ def _asgi_call(asgi: Any, request: CapturedRequest) -> tuple[int, dict[str, str]
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    # A fresh thread has no running event loop even when another test (Playwright's sync API)
-    # left one running in this worker's main thread.
-    worker = threading.Thread(target=lambda: asyncio.run(asgi(scope, receive, send)))
-    worker.start()
-    worker.join()
+    run_in_fresh_thread(asgi(scope, receive, send))
     start, *bodies = sent
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
     return start["status"], headers, b"".join(m.get("body", b"") for m in bodies)
