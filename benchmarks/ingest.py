@@ -168,6 +168,7 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
     changed in it (the pipeline writes a changed profile once per batch)."""
     from openprofiles.crypto.domain_keys import DomainCipher
     from openprofiles.store.checkpoint import Checkpointer
+    from openprofiles.store.database import DEFAULT_SQLITE_CACHE_MIB
 
     cipher = DomainCipher(b"k" * 32, "raw")
     now = "2026-11-28 10:00:00.000000"
@@ -211,8 +212,9 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
         batches.append((objects, object_keys, profile_keys, profiles, updates))
     path = data_dir / "raw.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
-    # The store's own settings (store/database.py): WAL, NORMAL sync, checkpoints off the
-    # commit path on the store's checkpointer thread.
+    # The store's own settings (store/database.py): WAL, NORMAL sync, its page cache,
+    # checkpoints off the commit path on the store's checkpointer thread.
+    db.execute(f"PRAGMA cache_size={-DEFAULT_SQLITE_CACHE_MIB * 1024}")
     db.executescript(
         """
         PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;

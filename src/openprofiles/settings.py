@@ -25,6 +25,12 @@ class Settings:
     # Server processes sharing the listening socket (`openprofiles serve --workers`): Python
     # runs one request at a time per process, so a busy server on several cores wants several.
     workers: int = 1
+    # SQLite's page cache per connection, in MiB (SQLite's own default is 2). A bulk load's
+    # inserts land at random places of the key and object indexes; with the pages they touch in
+    # the cache instead of re-read from the OS, a batch costs far less (benchmarks/ingest.py).
+    # The cache fills only as pages are read, and a connection drops it when another one has
+    # written, so this is a bound, not an allocation.
+    sqlite_cache_mib: int = 64
     # Region and account appear in ARNs (domains, local keys) and in the SigV4 credential scope.
     region: str = "us-east-1"
     account_id: str = "000000000000"
@@ -119,6 +125,7 @@ class Settings:
             host=get("HOST"),
             port=int(p) if (p := get("PORT")) else None,
             workers=int(n) if (n := get("WORKERS")) else None,
+            sqlite_cache_mib=int(c) if (c := get("SQLITE_CACHE_MIB")) else None,
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
             default_phone_region=get("DEFAULT_PHONE_REGION"),

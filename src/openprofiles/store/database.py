@@ -31,9 +31,11 @@ from openprofiles.store.writer_lock import WriterLock
 
 # The log's restart point (store/checkpoint.py) in bytes, at SQLite's 4 KiB pages.
 JOURNAL_SIZE_LIMIT = DEFAULT_RESTART_AFTER_FRAMES * 4096
+# Settings.sqlite_cache_mib's default, for a Database made without Settings.
+DEFAULT_SQLITE_CACHE_MIB = Settings.sqlite_cache_mib
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, cache_mib: int) -> Engine:
     engine = create_engine(
         url,
         # Statement parameters are customers' sealed data and digests: never in error texts.
@@ -62,6 +64,8 @@ def _sqlite_engine(url: str) -> Engine:
         # When a write starts the log over, a log file grown past this (a bulk load) is cut
         # back to it, so the disk gets the space back (store/checkpoint.py).
         cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        # A negative size is in KiB (Settings.sqlite_cache_mib says why it is larger than 2 MiB).
+        cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -79,12 +83,12 @@ def _sqlite_engine(url: str) -> Engine:
 class Database:
     """The application's database: one engine, transactions for reading and for writing."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url)
+            self.engine = _sqlite_engine(url, sqlite_cache_mib)
             # A long log is cut short while writers wait (store.checkpoint); the lock is made
             # below, and is the one every writer of this database takes.
             self.checkpointer = Checkpointer(
@@ -108,7 +112,7 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         if settings.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return cls(settings.effective_database_url)
+        return cls(settings.effective_database_url, sqlite_cache_mib=settings.sqlite_cache_mib)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -1,0 +1,42 @@
+"""The SQLite connection settings a Database applies to every connection it opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openprofiles.settings import Settings
+from openprofiles.store.database import Database
+
+
+def _cache_kib(database: Database) -> int:
+    with database.read() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        return -int(driver.execute("PRAGMA cache_size").fetchone()[0])
+
+
+def test_every_connection_gets_the_configured_page_cache(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, sqlite_cache_mib=48)
+    database = Database.from_settings(settings)
+    try:
+        assert _cache_kib(database) == 48 * 1024
+        # A second connection of the pool (the first is still checked out) gets it too.
+        with database.read() as first:
+            assert first is not None
+            assert _cache_kib(database) == 48 * 1024
+    finally:
+        database.dispose()
+
+
+def test_the_default_cache_is_larger_than_sqlites_own(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        # SQLite's own default is 2 MiB (cache_size -2000).
+        assert _cache_kib(database) == Settings().sqlite_cache_mib * 1024 > 2000
+    finally:
+        database.dispose()
+
+
+def test_the_cache_size_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": "256"}).sqlite_cache_mib == 256
+    assert Settings.from_env({}).sqlite_cache_mib == Settings().sqlite_cache_mib
