@@ -40,3 +40,21 @@ def test_the_default_cache_is_larger_than_sqlites_own(tmp_path: Path) -> None:
 def test_the_cache_size_is_read_from_the_environment() -> None:
     assert Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": "256"}).sqlite_cache_mib == 256
     assert Settings.from_env({}).sqlite_cache_mib == Settings().sqlite_cache_mib
+
+
+def test_the_connection_used_last_is_handed_out_next(tmp_path: Path) -> None:
+    """Its page cache is the warm one (another connection's is dropped once someone wrote)."""
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    def driver_of(conn: object) -> object:
+        return conn.connection.driver_connection  # type: ignore[attr-defined]
+
+    try:
+        with database.read() as first, database.read() as second:
+            first_driver, second_driver = driver_of(first), driver_of(second)
+        # `second` went back first, `first` last.
+        assert first_driver is not second_driver
+        with database.write() as conn:
+            assert driver_of(conn) is first_driver
+    finally:
+        database.dispose()
