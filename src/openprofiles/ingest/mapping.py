@@ -19,6 +19,7 @@ Value rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -106,8 +107,9 @@ def map_object(
 def resolve_path(path: str, document: Mapping[str, Any]) -> Any:
     """The value at `_source.a.b` (array members by index, `_source.items.0.id`); None if absent."""
     current: Any = document
-    for segment in path.split(".")[1:]:
-        if isinstance(current, Mapping):
+    for segment in _segments(path):
+        # Parsed JSON is made of dicts: checked first, as the ABC check costs several times more.
+        if type(current) is dict or isinstance(current, Mapping):
             current = current.get(segment)
         elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
             current = current[int(segment)]
@@ -116,6 +118,12 @@ def resolve_path(path: str, document: Mapping[str, Any]) -> Any:
         if current is None:
             return None
     return current
+
+
+# An object type's paths recur in every record it maps: split once.
+@functools.lru_cache(maxsize=4096)
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(path.split(".")[1:])
 
 
 def _extract(name: str, field: FieldDefinition, source: Mapping[str, Any]) -> Any:
@@ -130,7 +138,7 @@ def _extract(name: str, field: FieldDefinition, source: Mapping[str, Any]) -> An
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -147,17 +155,38 @@ def _is_number(text: str) -> bool:
 # ---------------------------------------------------------------------------- targets
 
 
+# What a Target is, by the shape of its name: decided once per distinct Target, not per record.
+_ATTRIBUTE, _LIST, _PART, _WRITABLE, _SCALAR = range(5)
+
+
+@functools.lru_cache(maxsize=4096)
+def _target_plan(target: str) -> tuple[str, str, str, int]:
+    """(root, member, part, kind) of a Target such as `_profile.Address.City`."""
+    root, _, rest = target.partition(".")
+    member, _, part = rest.partition(".")
+    if member == "Attributes":
+        kind = _ATTRIBUTE
+    elif (root, member) in LIST_FIELDS:
+        kind = _LIST
+    elif part:
+        kind = _PART
+    elif WRITABLE_FIELDS.get(root, {}).get(member):
+        kind = _WRITABLE
+    else:
+        kind = _SCALAR
+    return root, member, part, kind
+
+
 def _write_target(
     targets: dict[str, dict[str, Any]], name: str, target: str, raw: Any, text: str
 ) -> None:
-    root, _, rest = target.partition(".")
-    member, _, part = rest.partition(".")
+    root, member, part, kind = _target_plan(target)
     out = targets.setdefault(root, {})
-    if member == "Attributes":
+    if kind == _ATTRIBUTE:
         _require_scalar(name, target, raw)
         if text:
             out.setdefault("Attributes", {})[part] = text
-    elif (root, member) in LIST_FIELDS:
+    elif kind == _LIST:
         if raw in (None, ""):
             pass
         elif not isinstance(raw, list) or not all(isinstance(i, Mapping) for i in raw):
@@ -165,11 +194,11 @@ def _write_target(
         else:
             items = [{k: _text(v) for k, v in i.items() if _scalar(v) and _text(v)} for i in raw]
             out[member] = [i for i in items if i]
-    elif part:
+    elif kind == _PART:
         _require_scalar(name, target, raw)
         if text:
             out.setdefault(member, {})[part] = text
-    elif WRITABLE_FIELDS.get(root, {}).get(member):
+    elif kind == _WRITABLE:
         parts = WRITABLE_FIELDS[root][member] or ()
         if raw in (None, ""):
             pass
@@ -195,7 +224,11 @@ def _write_target(
 
 
 def _scalar(value: Any) -> bool:
-    return not isinstance(value, Mapping | list)
+    # JSON's scalars first: the ABC check for Mapping costs several times more.
+    return type(value) in _JSON_SCALARS or not isinstance(value, Mapping | list)
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _kind(value: Any) -> str:
@@ -224,13 +257,19 @@ def _compute_keys(
     unique: ComputedKey | None = None
     for key_name, definitions in object_type.keys.items():
         for definition in definitions:
-            values = [field_values.get(f, "") for f in definition.field_names]
-            if not values or not all(values):
-                continue
+            names = definition.field_names
+            if len(names) == 1:  # the usual key, without the composite key's list and join
+                raw = field_values.get(names[0], "")
+                if not raw:
+                    continue
+            else:
+                values = [field_values.get(f, "") for f in names]
+                if not values or not all(values):
+                    continue
+                raw = "_".join(values)
             content_type = PREDEFINED_CONTENT_TYPES.get(key_name) or key_content_type_of(
-                tuple(object_type.fields[f].content_type for f in definition.field_names)
+                tuple(object_type.fields[f].content_type for f in names)
             )
-            raw = "_".join(values)
             normalised = normalize(content_type, raw, phone_region=phone_region)
             if not normalised:
                 continue
