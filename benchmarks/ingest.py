@@ -5,7 +5,7 @@
     C concurrent boto3 clients (threads), half from C pre-signed client processes;
 (c) raw SQLite: inserting the same rows (objects, object keys, profile keys, and the profiles
     created and changed per batch; sealed and digested beforehand, the same indexes and
-    settings) with executemany — the physical limit of the storage layer.
+    settings, no foreign-key checks) with executemany — the physical limit of the storage layer.
 
     .venv/bin/python benchmarks/ingest.py                       # 200,000 objects, 20,000 customers
     .venv/bin/python benchmarks/ingest.py --objects 20000 --customers 2000 --http-objects 4000
@@ -229,6 +229,7 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
         CREATE INDEX ix_po
           ON profile_object (domain_name, profile_id, object_type_name, updated_at);
         CREATE INDEX ix_pe ON profile_object (expires_at);
+        CREATE INDEX ix_pu ON profile_object (domain_name, expires_at, size);
         CREATE TABLE profile_object_key (domain_name TEXT, object_type_name TEXT,
           unique_digest BLOB, key_name TEXT, digest BLOB,
           PRIMARY KEY (domain_name, object_type_name, unique_digest, key_name, digest));
