@@ -294,9 +294,13 @@ class _Run:
         self.profiles: dict[str, ProfileRecord] = (
             get_profiles(tx, domain_name=domain_name, profile_ids=live_ids) if live_ids else {}
         )
+        # Objects per profile as an upper bound (expired rows not purged yet count), kept up to
+        # date as the run adds and moves objects: a record whose profile the bound puts at the
+        # quota goes to _apply, which counts exactly and evicts (spec §1.9); below the quota no
+        # eviction can be needed.
         self.counts = dict.fromkeys(live_ids, 0)
         self.counts.update(
-            objects.count_objects_by_profile(tx, domain_name=domain_name, profile_ids=live_ids)
+            objects.object_count_bounds(tx, domain_name=domain_name, profile_ids=live_ids)
         )
         self.stored = objects.stored_objects(
             tx,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -418,6 +418,46 @@ def test_eviction_of_type_over_its_limit_then_self_eviction(
     assert count("Small") == 2
     assert "b0" not in big_ids and "extra4" in big_ids
     assert len(big_ids) == PROFILE_OBJECT_QUOTA - 2
+
+
+def test_expired_objects_not_purged_yet_do_not_make_a_batch_evict(
+    services: Services, domain: str
+) -> None:
+    """A batch tells a profile far from the quota by a count that includes expired objects
+    not purged yet; at that bound it must count the live ones before evicting anything."""
+    from openprofiles.ingest.pipeline import ingest_batch
+    from openprofiles.object_types.service import PROFILE_OBJECT_QUOTA
+
+    put_type(services, "Short", crm_type(ExpirationDays=1))
+    put_type(services, "Crm", crm_type())
+    owner = ingest(services, "Crm", {"id": "c0", "email": "a@x.com"}).profile_id
+    with services.write() as tx:
+        for i in range(5):
+            obj = {"id": f"s{i}", "email": "a@x.com"}
+            ingest_object(
+                tx, domain_name=DOMAIN, object_type_name="Short", source=obj, raw=json.dumps(obj)
+            )
+        for i in range(1, PROFILE_OBJECT_QUOTA - 5):
+            obj = {"id": f"c{i}", "email": "a@x.com"}
+            ingest_object(
+                tx, domain_name=DOMAIN, object_type_name="Crm", source=obj, raw=json.dumps(obj)
+            )
+    # Two days on, the Short objects are expired and not purged: the profile stores
+    # PROFILE_OBJECT_QUOTA objects of which PROFILE_OBJECT_QUOTA - 5 are live.
+    with services.database.write() as conn:
+        later = Tx(conn=conn, services=services, now=datetime.now(UTC) + timedelta(days=2))
+        batch = [{"id": f"new{i}", "email": "a@x.com"} for i in range(3)]
+        outcomes = ingest_batch(
+            later,
+            domain_name=DOMAIN,
+            object_type_name="Crm",
+            records=[(obj, json.dumps(obj)) for obj in batch],
+        )
+    assert [getattr(o, "profile_id", o) for o in outcomes] == [owner] * 3
+    crm_ids = {o["id"] for o in objects_of_all(services, "Crm", owner)}
+    # Nothing live was evicted: the oldest Crm object is still there, beside the new ones.
+    assert len(crm_ids) == PROFILE_OBJECT_QUOTA - 5 + 3
+    assert {"c0", "new0", "new1", "new2"} <= crm_ids
 
 
 def objects_of_all(services: Services, type_name: str, profile_id: str) -> list[dict[str, Any]]:
