@@ -37,8 +37,15 @@ def storage_options(command: F) -> F:
 
 
 def settings_from_options(data_dir: Path | None, database_url: str | None, **more: Any) -> Settings:
-    """The environment's settings with the command line's options on top."""
-    return Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url, **more)
+    """The environment's settings with the command line's options on top; a setting that is
+    not valid stops the command with its message (not a traceback whose message the logs
+    withhold)."""
+    try:
+        return Settings.from_env().with_overrides(
+            data_dir=data_dir, database_url=database_url, **more
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def open_services(settings: Settings) -> Services:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA_DIR = Path(".data")
 
@@ -68,6 +69,14 @@ class Settings:
     # server read any directory it can access.
     flow_folder_roots: tuple[Path, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.sqlite_cache_mib < 1:
+            # SQLite would read a zero or negative size as a number of pages, not as "none".
+            raise ValueError(
+                "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
+                f"not {self.sqlite_cache_mib}"
+            )
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "openprofiles.sqlite3"
@@ -118,34 +127,34 @@ class Settings:
             value = env.get(f"OPENPROFILES_{name}")
             return value if value else None
 
+        def whole(name: str) -> int | None:
+            return _number(name, get(name), int)
+
+        def seconds(name: str) -> float | None:
+            return _number(name, get(name), float)
+
         base = cls()
         return base.with_overrides(
             data_dir=get("DATA_DIR"),
             database_url=get("DATABASE_URL"),
             host=get("HOST"),
-            port=int(p) if (p := get("PORT")) else None,
-            workers=int(n) if (n := get("WORKERS")) else None,
-            sqlite_cache_mib=int(c) if (c := get("SQLITE_CACHE_MIB")) else None,
+            port=whole("PORT"),
+            workers=whole("WORKERS"),
+            sqlite_cache_mib=whole("SQLITE_CACHE_MIB"),
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
             default_phone_region=get("DEFAULT_PHONE_REGION"),
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
-            data_key_cache_seconds=(float(k) if (k := get("DATA_KEY_CACHE_SECONDS")) else None),
+            data_key_cache_seconds=seconds("DATA_KEY_CACHE_SECONDS"),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
             kinesis_endpoint_url=get("KINESIS_ENDPOINT_URL"),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
             aws_region=get("AWS_REGION"),
-            matching_schedule_check_seconds=(
-                float(c) if (c := get("MATCHING_SCHEDULE_CHECK_SECONDS")) else None
-            ),
-            dlq_resend_interval_seconds=(
-                float(r) if (r := get("DLQ_RESEND_INTERVAL_SECONDS")) else None
-            ),
-            matching_job_lease_seconds=(
-                float(lease) if (lease := get("MATCHING_JOB_LEASE_SECONDS")) else None
-            ),
-            matching_jobs_per_week=(int(w) if (w := get("MATCHING_JOBS_PER_WEEK")) else None),
-            rule_pass_processes=(int(r) if (r := get("RULE_PASS_PROCESSES")) else None),
+            matching_schedule_check_seconds=seconds("MATCHING_SCHEDULE_CHECK_SECONDS"),
+            dlq_resend_interval_seconds=seconds("DLQ_RESEND_INTERVAL_SECONDS"),
+            matching_job_lease_seconds=seconds("MATCHING_JOB_LEASE_SECONDS"),
+            matching_jobs_per_week=whole("MATCHING_JOBS_PER_WEEK"),
+            rule_pass_processes=whole("RULE_PASS_PROCESSES"),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)
@@ -153,3 +162,15 @@ class Settings:
                 else None
             ),
         )
+
+
+def _number(name: str, text: str | None, kind: type[int] | type[float]) -> Any:
+    """The variable's value as a number, or None when unset; a ValueError that names the
+    variable (settings are not personal data, so the value is quoted) when it is not one."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"OPENPROFILES_{name} must be {what}, not {text!r}") from None

@@ -47,6 +47,19 @@ def test_credentials_create_refuses_an_unknown_role(tmp_path):
     assert "root" in result.output
 
 
+def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
+    for variable, value, message in (
+        ("OPENPROFILES_WORKERS", "two", "OPENPROFILES_WORKERS must be a whole number, not 'two'"),
+        ("OPENPROFILES_SQLITE_CACHE_MIB", "0", "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"),
+    ):
+        result = CliRunner().invoke(
+            main, ["credentials", "list", "--data-dir", str(tmp_path)], env={variable: value}
+        )
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
+
+
 def test_keys_create_prints_a_usable_identifier(tmp_path):
     data_dir = tmp_path / "data"
     out = json.loads(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
 
@@ -40,6 +42,12 @@ def test_the_default_cache_is_larger_than_sqlites_own(tmp_path: Path) -> None:
 def test_the_cache_size_is_read_from_the_environment() -> None:
     assert Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": "256"}).sqlite_cache_mib == 256
     assert Settings.from_env({}).sqlite_cache_mib == Settings().sqlite_cache_mib
+
+
+@pytest.mark.parametrize("size", ["0", "-64"])
+def test_a_cache_size_below_one_mib_is_refused_with_its_name(size: str) -> None:
+    with pytest.raises(ValueError, match="OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"):
+        Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": size})
 
 
 def test_the_connection_used_last_is_handed_out_next(tmp_path: Path) -> None:
