@@ -91,7 +91,8 @@ def setup_domain(data_dir: Path, name: str) -> None:
 
 def in_process(data_dir: Path, records: list[str], batch_size: int) -> None:
     setup_domain(data_dir, "bench")
-    services = build_services(Settings(data_dir=data_dir))
+    # The settings `openprofiles ingest` runs with.
+    services = build_services(Settings(data_dir=data_dir).for_bulk_load())
     try:
         summary = ingest_records(
             services,
@@ -167,8 +168,8 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
     `_phone` and `_fullName` key rows; per batch, one update of every profile whose fields
     changed in it (the pipeline writes a changed profile once per batch)."""
     from openprofiles.crypto.domain_keys import DomainCipher
+    from openprofiles.settings import BULK_SQLITE_CACHE_MIB
     from openprofiles.store.checkpoint import Checkpointer
-    from openprofiles.store.database import DEFAULT_SQLITE_CACHE_MIB
 
     cipher = DomainCipher(b"k" * 32, "raw")
     now = "2026-11-28 10:00:00.000000"
@@ -212,9 +213,9 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
         batches.append((objects, object_keys, profile_keys, profiles, updates))
     path = data_dir / "raw.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
-    # The store's own settings (store/database.py): WAL, NORMAL sync, its page cache,
-    # checkpoints off the commit path on the store's checkpointer thread.
-    db.execute(f"PRAGMA cache_size={-DEFAULT_SQLITE_CACHE_MIB * 1024}")
+    # The store's own settings (store/database.py) as the file loaders use them: WAL, NORMAL
+    # sync, their page cache, checkpoints off the commit path on the checkpointer's thread.
+    db.execute(f"PRAGMA cache_size={-BULK_SQLITE_CACHE_MIB * 1024}")
     db.executescript(
         """
         PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;

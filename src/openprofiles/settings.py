@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = Path(".data")
+# The page cache the file loaders give their SQLite connection (`Settings.for_bulk_load`).
+BULK_SQLITE_CACHE_MIB = 64
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,12 @@ class Settings:
     # Server processes sharing the listening socket (`openprofiles serve --workers`): Python
     # runs one request at a time per process, so a busy server on several cores wants several.
     workers: int = 1
-    # SQLite's page cache per connection, in MiB (SQLite's own default is 2). A bulk load's
-    # inserts land at random places of the key and object indexes; with the pages they touch in
-    # the cache instead of re-read from the OS, a batch costs far less (benchmarks/ingest.py).
-    # The cache fills only as pages are read, and a connection drops it when another one has
-    # written, so this is a bound, not an allocation.
-    sqlite_cache_mib: int = 64
+    # SQLite's page cache per connection, in MiB; None keeps SQLite's own (2 MiB). A bulk
+    # load's inserts land at random places of the key and object indexes, and with the pages
+    # they touch kept in a larger cache a batch costs far less, so the file loaders use
+    # BULK_SQLITE_CACHE_MIB unless this is set. The server keeps SQLite's default: with 64 MiB
+    # its CreateProfile rate was lower (benchmarks/search.py, alternated; docs/performance.md).
+    sqlite_cache_mib: int | None = None
     # Region and account appear in ARNs (domains, local keys) and in the SigV4 credential scope.
     region: str = "us-east-1"
     account_id: str = "000000000000"
@@ -70,12 +72,19 @@ class Settings:
     flow_folder_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.sqlite_cache_mib < 1:
+        if self.sqlite_cache_mib is not None and self.sqlite_cache_mib < 1:
             # SQLite would read a zero or negative size as a number of pages, not as "none".
             raise ValueError(
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
             )
+
+    def for_bulk_load(self) -> Settings:
+        """These settings for a process that loads records in large batches (the file
+        loaders): the larger SQLite page cache, unless OPENPROFILES_SQLITE_CACHE_MIB says."""
+        if self.sqlite_cache_mib is not None:
+            return self
+        return replace(self, sqlite_cache_mib=BULK_SQLITE_CACHE_MIB)
 
     @property
     def sqlite_path(self) -> Path:

@@ -38,7 +38,7 @@ def contact_records(
     from openprofiles.contacts.http import process_batch
     from openprofiles.contacts.records import split_body
 
-    services = open_services(settings_from_options(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
     items = split_body(file.read_text(encoding="utf-8"))
     accepted = rejected = 0
     started = time.perf_counter()

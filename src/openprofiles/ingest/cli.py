@@ -69,7 +69,7 @@ def ingest_objects(
     from openprofiles.errors import ServiceError
     from openprofiles.ingest.bulk import ingest_records, read_records
 
-    services = open_services(settings_from_options(data_dir, database_url))
+    services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
     try:
         total, records = read_records(file)
     except ValueError as exc:

@@ -31,11 +31,9 @@ from openprofiles.store.writer_lock import WriterLock
 
 # The log's restart point (store/checkpoint.py) in bytes, at SQLite's 4 KiB pages.
 JOURNAL_SIZE_LIMIT = DEFAULT_RESTART_AFTER_FRAMES * 4096
-# Settings.sqlite_cache_mib's default, for a Database made without Settings.
-DEFAULT_SQLITE_CACHE_MIB = Settings.sqlite_cache_mib
 
 
-def _sqlite_engine(url: str, cache_mib: int) -> Engine:
+def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
     engine = create_engine(
         url,
         # Statement parameters are customers' sealed data and digests: never in error texts.
@@ -48,7 +46,8 @@ def _sqlite_engine(url: str, cache_mib: int) -> Engine:
         # The connection used last is handed out next: in WAL mode a connection drops its page
         # cache when another one has written since its last transaction, so rotating through
         # the pool (FIFO) would start nearly every write with a cold cache. Sequential
-        # POST /contact-records batches: +7-15 % (benchmarks/contacts.py, alternated runs).
+        # POST /contact-records batches: +7-15 % (benchmarks/contacts.py, alternated runs, with
+        # a 64 MiB cache).
         pool_use_lifo=True,
         connect_args={"check_same_thread": False, "timeout": 30},
     )
@@ -69,8 +68,9 @@ def _sqlite_engine(url: str, cache_mib: int) -> Engine:
         # When a write starts the log over, a log file grown past this (a bulk load) is cut
         # back to it, so the disk gets the space back (store/checkpoint.py).
         cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-        # A negative size is in KiB (Settings.sqlite_cache_mib says why it is larger than 2 MiB).
-        cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
+        if cache_mib is not None:
+            # A negative size is in KiB (Settings.sqlite_cache_mib says who wants a larger one).
+            cursor.execute(f"PRAGMA cache_size={-cache_mib * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -88,7 +88,7 @@ def _sqlite_engine(url: str, cache_mib: int) -> Engine:
 class Database:
     """The application's database: one engine, transactions for reading and for writing."""
 
-    def __init__(self, url: str, *, sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB) -> None:
+    def __init__(self, url: str, *, sqlite_cache_mib: int | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.checkpointer: Checkpointer | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from openprofiles.settings import Settings
+from openprofiles.settings import BULK_SQLITE_CACHE_MIB, Settings
 from openprofiles.store.database import Database
 
 
@@ -30,18 +30,24 @@ def test_every_connection_gets_the_configured_page_cache(tmp_path: Path) -> None
         database.dispose()
 
 
-def test_the_default_cache_is_larger_than_sqlites_own(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+def test_the_server_keeps_sqlites_own_cache_and_the_file_loaders_get_a_larger_one(
+    tmp_path: Path,
+) -> None:
+    server = Database.from_settings(Settings(data_dir=tmp_path))
+    loader = Database.from_settings(Settings(data_dir=tmp_path).for_bulk_load())
     try:
-        # SQLite's own default is 2 MiB (cache_size -2000).
-        assert _cache_kib(database) == Settings().sqlite_cache_mib * 1024 > 2000
+        assert _cache_kib(server) == 2000  # SQLite's own default: -2000, i.e. 2,000 KiB
+        assert _cache_kib(loader) == BULK_SQLITE_CACHE_MIB * 1024
     finally:
-        database.dispose()
+        server.dispose()
+        loader.dispose()
 
 
-def test_the_cache_size_is_read_from_the_environment() -> None:
-    assert Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": "256"}).sqlite_cache_mib == 256
-    assert Settings.from_env({}).sqlite_cache_mib == Settings().sqlite_cache_mib
+def test_the_cache_size_is_read_from_the_environment_and_wins_over_the_loaders() -> None:
+    configured = Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": "256"})
+    assert configured.sqlite_cache_mib == 256
+    assert configured.for_bulk_load().sqlite_cache_mib == 256
+    assert Settings.from_env({}).sqlite_cache_mib is None
 
 
 @pytest.mark.parametrize("size", ["0", "-64"])
