@@ -43,12 +43,6 @@ def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
         poolclass=QueuePool,
         pool_size=8,
         max_overflow=8,
-        # The connection used last is handed out next: in WAL mode a connection drops its page
-        # cache when another one has written since its last transaction, so rotating through
-        # the pool (FIFO) would start nearly every write with a cold cache. Sequential
-        # POST /contact-records batches: +7-15 % (benchmarks/contacts.py, alternated runs, with
-        # a 64 MiB cache).
-        pool_use_lifo=True,
         connect_args={"check_same_thread": False, "timeout": 30},
     )
 

@@ -54,21 +54,3 @@ def test_the_cache_size_is_read_from_the_environment_and_wins_over_the_loaders()
 def test_a_cache_size_below_one_mib_is_refused_with_its_name(size: str) -> None:
     with pytest.raises(ValueError, match="OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"):
         Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": size})
-
-
-def test_the_connection_used_last_is_handed_out_next(tmp_path: Path) -> None:
-    """Its page cache is the warm one (another connection's is dropped once someone wrote)."""
-    database = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-
-    def driver_of(conn: object) -> object:
-        return conn.connection.driver_connection  # type: ignore[attr-defined]
-
-    try:
-        with database.read() as first, database.read() as second:
-            first_driver, second_driver = driver_of(first), driver_of(second)
-        # `second` went back first, `first` last.
-        assert first_driver is not second_driver
-        with database.write() as conn:
-            assert driver_of(conn) is first_driver
-    finally:
-        database.dispose()
