@@ -11,6 +11,8 @@ template fetched with GetProfileObjectTypeTemplate can be put back as an object 
 Values are data, not HTML, so `{{x}}` is rendered unescaped (it is rewritten to `{{{x}}}`).
 Outside `#each`/`#with` every path must start at `_source`, the only root AWS supports.
 Each distinct template is compiled once; pybars' compiler is not thread-safe, hence the lock.
+pybars is imported on the first compile, not with this module: building its grammar takes about
+half a second, which every CLI command and server start paid before, templates or not.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pybars import Compiler, PybarsError
+if TYPE_CHECKING:
+    from pybars import Compiler
 
 BLOCK_HELPERS = frozenset({"if", "unless", "each", "with", "removeExtraSpace", "ifEquals"})
 # Block helpers whose body sees a new context (paths in it are relative to that context).
@@ -139,7 +142,7 @@ def _rewrite(source: str) -> str:
 
 
 _lock = threading.Lock()
-_compiler = Compiler()
+_compiler: Compiler | None = None
 _cache: dict[str, Callable[..., Any]] = {}
 
 
@@ -149,7 +152,12 @@ def compile_template(source: str) -> Callable[..., Any]:
     if compiled is not None:
         return compiled
     rewritten = _rewrite(source)
+    global _compiler
     with _lock:
+        from pybars import Compiler, PybarsError
+
+        if _compiler is None:
+            _compiler = Compiler()
         try:
             compiled = _compiler.compile(rewritten)
         except PybarsError as exc:
@@ -161,6 +169,8 @@ def compile_template(source: str) -> Callable[..., Any]:
 def render(source: str, document: Mapping[str, Any]) -> str:
     """Render `source` against `{"_source": document}`; surrounding whitespace is dropped."""
     template = compile_template(source)
+    from pybars import PybarsError  # imported by compile_template already: a dict lookup
+
     try:
         return _text(template({"_source": document}, helpers=HELPERS)).strip()
     except PybarsError as exc:
