@@ -8,6 +8,7 @@ session must carry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -27,9 +28,15 @@ MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so a wrong username costs as much time as a
-# wrong password and does not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the username is unknown, so a wrong username costs as much time
+    as a wrong password and does not reveal which usernames exist. Made on first use (an
+    Argon2 hash takes ~0.1 s, which every CLI command paid at import); the sign-in routes make
+    it when they are built, so no sign-in pays for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def check_username(username: str) -> str | None:
@@ -95,7 +102,7 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
     Rehashes the password when argon2's parameters have been raised since it was stored.
     """
     row = tx.conn.execute(select(web_user).where(web_user.c.username == username)).first()
-    stored = row.password_hash if row else _DUMMY_HASH
+    stored = row.password_hash if row else dummy_hash()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
