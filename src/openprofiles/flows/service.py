@@ -13,10 +13,18 @@ Triggers (spec: PutIntegration FlowDefinition.TriggerConfig):
 `openprofiles flows watch` calls `run_due_flows` in a loop. A run's counts are written after
 every item, so a run in progress shows its progress; an item is checkpointed (flow_item) once
 its records are applied.
+
+An item that cannot be read, is not UTF-8 text, or is neither JSON nor JSON lines is a failed
+item: dead-lettered whole (one message, with the reason naming the file or object), counted as
+one record read and dead-lettered, and checkpointed as failed, and the run goes on. No automatic
+run reads it again until it changes — the dead-letter queue holds it; a run asked for (OnDemand)
+reads it again, for when the cause was fixed without changing it. A source that cannot be
+listed or read at all fails the run instead, leaving its items to the next run.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import uuid
 from collections.abc import Callable
@@ -32,8 +40,9 @@ from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
+from openprofiles.flows.json_text import NotJsonText, split_json_text
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
-from openprofiles.flows.sources import FlowSource, SourceError, SourceItem, source_for
+from openprofiles.flows.sources import FlowSource, ItemError, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
 from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
@@ -45,12 +54,25 @@ register_domain_table(flow_item)
 
 BATCH_SIZE = 500
 Progress = Callable[[FlowRun], None]
+# The checkpoint version of an item that failed starts with this, followed by the item's version:
+# read like any checkpoint by incremental runs, and told apart by complete ones.
+FAILED_MARK = "failed:"
 
 
 class _Terminated(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _ItemFailed(Exception):
+    """The item as a whole cannot be ingested: `reason` says why, `content` is what was read of
+    it (as text) for the dead letter."""
+
+    def __init__(self, reason: str, content: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.content = content
 
 
 def _run_record(row: Any) -> FlowRun:
@@ -115,7 +137,9 @@ def pending_items(
 ) -> list[SourceItem]:
     """Items new or changed since the flow's checkpoint."""
     done = _checkpoints(services, domain_name, flow.name)
-    return [i for i in source.items() if done.get(i.key) != i.version]
+    return [
+        i for i in source.items() if done.get(i.key) not in (i.version, FAILED_MARK + i.version)
+    ]
 
 
 def run_flow(
@@ -131,7 +155,8 @@ def run_flow(
     """Run the flow once and return the finished run (COMPLETED or FAILED).
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
-    otherwise only items new or changed since the checkpoint are read.
+    otherwise only items new or changed since the checkpoint are read. Only an OnDemand run
+    reads again an item that failed and has not changed since.
     """
     found, flow = _load(services, domain_name, flow_name)
     type_name = found.object_type_name or ""
@@ -158,16 +183,39 @@ def run_flow(
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
     try:
-        items = source.items() if read_all else pending_items(services, domain_name, flow, source)
+        if not read_all:
+            items = pending_items(services, domain_name, flow, source)
+        elif trigger == "OnDemand":
+            items = source.items()
+        else:
+            done = _checkpoints(services, domain_name, flow_name)
+            items = [i for i in source.items() if done.get(i.key) != FAILED_MARK + i.version]
         for item in items:
-            text = source.read(item.key)
-            records = iter(_split(text))
-            while batch := list(islice(records, BATCH_SIZE)):
-                with services.write() as tx:
-                    _apply_batch(tx, domain_name, type_name, flow, batch, counts)
+            failure: _ItemFailed | None = None
+            try:
+                records = iter(_item_records(source, item))
+            except _ItemFailed as exc:
+                failure = exc
+            else:
+                while batch := list(islice(records, BATCH_SIZE)):
+                    with services.write() as tx:
+                        _apply_batch(tx, domain_name, type_name, flow, batch, counts)
             counts["items_read"] += 1
             with services.write() as tx:
-                _checkpoint(tx, domain_name, flow_name, item)
+                if failure is not None:
+                    # One dead letter for the whole item, in the transaction that checkpoints
+                    # it: a crash in between can neither lose the item nor dead-letter it twice.
+                    dead_letter_in(
+                        tx,
+                        domain_name=domain_name,
+                        object_type_name=type_name,
+                        object_json=failure.content,
+                        reason=f"Flow {flow.name}: {failure.reason}",
+                        category="invalid_value",
+                    )
+                    counts["records_read"] += 1
+                    counts["records_dead_lettered"] += 1
+                _checkpoint(tx, domain_name, flow_name, item, failed=failure is not None)
                 _update_run(tx, domain_name, run_id, counts)
                 current = get_run(tx, domain_name=domain_name, run_id=run_id)
             if on_progress is not None:
@@ -189,16 +237,44 @@ def run_flow(
         return get_run(tx, domain_name=domain_name, run_id=run_id)
 
 
-def _split(text: str) -> list[str]:
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            items = json.loads(stripped)
-        except ValueError:
-            items = None
-        if isinstance(items, list):
-            return [json.dumps(i, ensure_ascii=False) for i in items]
-    return [line.strip() for line in stripped.splitlines() if line.strip()]
+def _item_records(source: FlowSource, item: SourceItem) -> list[str]:
+    """The raw records of the item; _ItemFailed when it cannot be read, is not UTF-8 text, or
+    is neither JSON nor JSON lines (SourceError when the source as a whole cannot be read)."""
+    unchanged = (
+        "Nothing of it was ingested; the flow reads it again when it changes, or when it is "
+        "run on demand."
+    )
+    try:
+        data = source.read(item.key)
+    except ItemError as exc:
+        raise _ItemFailed(f"{_capitalised(exc.message.rstrip('.'))}. {unchanged}", "") from exc
+    # A byte order mark is no part of the text (some exporters write one).
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = bom + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise _ItemFailed(
+            f"{_capitalised(source.describe(item.key))} is not UTF-8 text: the byte "
+            f"0x{data[offset]:02X} at offset {offset} (line {line}) is not valid UTF-8. "
+            f"{unchanged}",
+            # Shown as \xNN escapes, the bytes that are not UTF-8 keep their values (and make
+            # the letter invalid JSON, so a retry cannot ingest a garbled record).
+            data[bom:].decode("utf-8", errors="backslashreplace"),
+        ) from exc
+    try:
+        return split_json_text(text)
+    except NotJsonText as exc:
+        raise _ItemFailed(
+            f"{_capitalised(source.describe(item.key))} is neither JSON nor JSON lines: "
+            f"{exc.message}. {unchanged}",
+            text,
+        ) from exc
+
+
+def _capitalised(message: str) -> str:
+    return message[:1].upper() + message[1:]
 
 
 def _apply_batch(
@@ -247,7 +323,9 @@ def _apply_batch(
         counts["records_dead_lettered"] += 1
 
 
-def _checkpoint(tx: Tx, domain_name: str, flow_name: str, item: SourceItem) -> None:
+def _checkpoint(
+    tx: Tx, domain_name: str, flow_name: str, item: SourceItem, *, failed: bool = False
+) -> None:
     statement: Any = (
         sqlite_insert(flow_item) if tx.services.database.is_sqlite else pg_insert(flow_item)
     )
@@ -260,7 +338,7 @@ def _checkpoint(tx: Tx, domain_name: str, flow_name: str, item: SourceItem) -> N
             "domain_name": domain_name,
             "flow_name": flow_name,
             "item_key": item.key,
-            "version": item.version,
+            "version": FAILED_MARK + item.version if failed else item.version,
             "processed_at": tx.now,
         },
     )

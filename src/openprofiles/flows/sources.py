@@ -3,6 +3,12 @@ endpoint, `settings.s3_endpoint_url`) and a local-folder one. Items are files or
 JSON lines (or one JSON array); each has a version (ETag, or mtime and size) so a flow can tell
 new and changed items from the ones it has read.
 
+Two kinds of failure: `SourceError` when the source as a whole cannot be listed or read (folder
+missing, bucket missing, credentials refused, endpoint unreachable) — the run fails, and reads
+the items again when it next runs — and `ItemError` when one item cannot be read while the rest
+of the source can (a file that cannot be opened, an object deleted since it was listed) — the
+run dead-letters that item and goes on with the next.
+
 A folder source reads only under the configured roots (`settings.flow_folder_roots`, by default
 DATA_DIR/flows), checked with symlinks followed when the flow is defined and again at every
 listing and read: a link may have changed since, or the roots been narrowed.
@@ -30,6 +36,14 @@ class SourceError(Exception):
         self.message = message
 
 
+class ItemError(Exception):
+    """One item cannot be read, the rest of the source can; `message` says which and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class SourceItem:
     key: str
@@ -40,8 +54,11 @@ class FlowSource(Protocol):
     def items(self) -> list[SourceItem]:
         """Every item in the source, in key order."""
 
-    def read(self, key: str) -> str:
-        """The item's text."""
+    def read(self, key: str) -> bytes:
+        """The item's content (decoded by the caller, which can then keep what is not text)."""
+
+    def describe(self, key: str) -> str:
+        """The item for messages: "the file /path" or "the object s3://bucket/key"."""
 
 
 def inside_folder_roots(settings: Settings, path: str | Path) -> Path:
@@ -67,19 +84,46 @@ class FolderSource:
         if not folder.is_dir():
             raise SourceError(f"The folder {self.folder} does not exist or is not a folder.")
         out = []
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
+        try:
+            paths = sorted(folder.iterdir())
+        except OSError as exc:
+            raise SourceError(
+                f"Cannot list the folder {self.folder}: {exc.strerror or exc}"
+            ) from exc
+        for path in paths:
+            try:
+                if not path.is_file() or path.name.startswith("."):
+                    continue
                 stat = path.stat()
-                out.append(SourceItem(path.name, f"{stat.st_mtime_ns}-{stat.st_size}"))
+            except FileNotFoundError:
+                # Deleted since the folder was listed.
+                continue
+            out.append(SourceItem(path.name, f"{stat.st_mtime_ns}-{stat.st_size}"))
         return out
 
-    def read(self, key: str) -> str:
+    def read(self, key: str) -> bytes:
         # A file of the folder may be a link to somewhere outside the roots.
         path = inside_folder_roots(self._settings, self.folder / key)
         try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceError(f"Cannot read {self.folder / key}: {exc}") from exc
+            return path.read_bytes()
+        except OSError as exc:
+            # The folder gone (unmounted, removed) fails every file: the run stops, so that
+            # the files are read when it is back rather than dead-lettered one by one.
+            if not self.folder.is_dir():
+                raise SourceError(
+                    f"The folder {self.folder} does not exist or is not a folder."
+                ) from exc
+            raise ItemError(f"{self.describe(key)} cannot be read: {exc.strerror or exc}") from exc
+
+    def describe(self, key: str) -> str:
+        return f"the file {self.folder / key}"
+
+
+# Errors of GetObject about the one object (deleted since it was listed, archived): the others
+# can still be read. Any other error — bucket gone, credentials refused (AccessDenied included:
+# S3 says it for a missing permission as much as for one object), throttling, a server error —
+# fails the run, which reads the object again when it next runs.
+OBJECT_ERRORS = frozenset({"NoSuchKey", "InvalidObjectState"})
 
 
 class S3Source:
@@ -104,14 +148,20 @@ class S3Source:
             raise SourceError(f"Cannot list s3://{self.bucket}/{self.prefix}: {exc}") from exc
         return sorted(out, key=lambda i: i.key)
 
-    def read(self, key: str) -> str:
+    def read(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            return str(body.decode("utf-8"))
-        except (ClientError, BotoCoreError, UnicodeDecodeError) as exc:
+            return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in OBJECT_ERRORS:
+                raise ItemError(f"{self.describe(key)} cannot be read: {exc}") from exc
             raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
+    def describe(self, key: str) -> str:
+        return f"the object s3://{self.bucket}/{key}"
 
 
 def s3_client(settings: Settings) -> Any:

@@ -1,0 +1,219 @@
+"""A flow item (file or S3 object) that cannot be read, is not UTF-8, or is neither JSON nor
+JSON lines is a failed item: dead-lettered whole with a reason naming it, counted, checkpointed
+so that no automatic run fails on it again, and the run goes on with the next items. A source
+that cannot be read at all still fails the run, and leaves its items to the next one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.unit.integrations.integ_helpers import make_domain
+
+from openprofiles.context import Services
+from openprofiles.dlq.service import list_messages
+from openprofiles.flows.models import FlowRun
+from openprofiles.flows.service import run_due_flows, run_flow
+from openprofiles.profiles.service import SearchCriterion, search_profiles
+
+from .test_flows_templates import ZENDESK_USER, D, flow_definition, put_flow
+
+TYPE = "Zendesk-users"
+EVENT = {"TriggerType": "Event"}
+
+
+def user(n: int, **more: Any) -> dict[str, Any]:
+    return {**ZENDESK_USER, "id": n, "email": f"u{n}@example.com", **more}
+
+
+def jsonl(*records: dict[str, Any]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def ingested(services: Services, *ids: int) -> list[int]:
+    """Which of the Zendesk user ids have a profile."""
+    with services.read() as tx:
+        return [
+            n
+            for n in ids
+            if search_profiles(
+                tx, domain_name=D, criteria=[SearchCriterion("_zendeskUserId", (str(n),))]
+            )[0]
+        ]
+
+
+def counts(run: FlowRun) -> tuple[str, int, int, int, int]:
+    return (
+        run.status,
+        run.items_read,
+        run.records_read,
+        run.records_ingested,
+        run.records_dead_lettered,
+    )
+
+
+def letters(services: Services) -> list[Any]:
+    with services.read() as tx:
+        return list_messages(tx, domain_name=D)
+
+
+def test_a_file_not_utf8_is_dead_lettered_and_the_event_flow_goes_on(
+    services: Services, tmp_path: Path
+) -> None:
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1)))
+    (folder / "b.jsonl").write_bytes(jsonl(user(2, name="Zoë")).encode("latin-1"))
+    (folder / "c.jsonl").write_text(jsonl(user(3)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
+    now = datetime.now(UTC)
+
+    [run] = run_due_flows(services, now=now)
+    assert counts(run) == ("COMPLETED", 3, 3, 2, 1) and run.error is None
+    assert ingested(services, 1, 2, 3) == [1, 3]
+    [letter] = letters(services)
+    assert (letter.object_type_name, letter.category) == (TYPE, "invalid_value")
+    assert f"Flow crm: The file {folder / 'b.jsonl'} is not UTF-8 text" in letter.reason
+    assert "0xEB" in letter.reason and "(line 1)" in letter.reason
+    # The byte that is not UTF-8 is kept as an escape, the rest as it was.
+    assert '"name": "Zo\\xeb"' in letter.object_json
+
+    # The failed file is checkpointed: the next ticks have nothing to run.
+    assert run_due_flows(services, now=now + timedelta(minutes=1)) == []
+    # Once the file changes it is read again.
+    (folder / "b.jsonl").write_text(jsonl(user(2, name="Zoë")))
+    [run] = run_due_flows(services, now=now + timedelta(minutes=2))
+    assert counts(run) == ("COMPLETED", 1, 1, 1, 0)
+    assert ingested(services, 1, 2, 3) == [1, 2, 3]
+
+
+def test_a_failed_item_is_not_read_again_by_scheduled_complete_runs(
+    services: Services, tmp_path: Path
+) -> None:
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1)))
+    (folder / "b.jsonl").write_bytes(b'{"id": 2, "name": "\xff"}\n')
+    schedule = {"ScheduleExpression": "rate(1 hours)", "DataPullMode": "Complete"}
+    trigger = {"TriggerType": "Scheduled", "TriggerProperties": {"Scheduled": schedule}}
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=trigger))
+    now = datetime.now(UTC)
+    [run] = run_due_flows(services, now=now)
+    assert counts(run) == ("COMPLETED", 2, 2, 1, 1)
+    # The next scheduled run reads every item again, except the one that failed unchanged:
+    # the dead-letter queue already holds it.
+    [run] = run_due_flows(services, now=now + timedelta(hours=2))
+    assert counts(run) == ("COMPLETED", 1, 1, 1, 0)
+    assert len(letters(services)) == 1
+    # A run asked for reads it again (the cause may have been fixed without changing it).
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert counts(run) == ("COMPLETED", 2, 2, 1, 1)
+    assert len(letters(services)) == 2
+
+
+def test_a_broken_json_document_is_one_failed_item(services: Services, tmp_path: Path) -> None:
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    # A pretty-printed array with one missing comma (line 4).
+    broken = json.dumps([user(1), user(2)], indent=2).replace('"id": 1,', '"id": 1', 1)
+    (folder / "a.json").write_text(broken)
+    # JSON lines with one bad line: only that line fails.
+    (folder / "b.jsonl").write_text(jsonl(user(3)) + '{"id": 4, "email":\n' + jsonl(user(5)))
+    # A pretty-printed single record is one record, not one per line.
+    (folder / "c.json").write_text(json.dumps(user(6), indent=2))
+    # A UTF-8 byte order mark is no part of the text.
+    (folder / "d.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl(user(7)).encode())
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert counts(run) == ("COMPLETED", 4, 6, 4, 2)
+    assert ingested(services, 1, 2, 3, 4, 5, 6, 7) == [3, 5, 6, 7]
+    whole, line = letters(services)
+    assert whole.reason.startswith(
+        f"Flow crm: The file {folder / 'a.json'} is neither JSON nor JSON lines: "
+        "Expecting ',' delimiter at line 4 column 5."
+    )
+    assert whole.object_json == broken
+    assert "not a JSON object" in line.reason and line.object_json == '{"id": 4, "email":'
+
+
+def test_a_file_gone_during_the_run_fails_alone(services: Services, tmp_path: Path) -> None:
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for n in (1, 2, 3):
+        (folder / f"{n}.jsonl").write_text(jsonl(user(n)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
+
+    def remove_second(run: FlowRun) -> None:
+        if run.items_read == 1:
+            (folder / "2.jsonl").unlink()
+
+    run = run_flow(services, domain_name=D, flow_name="crm", on_progress=remove_second)
+    assert counts(run) == ("COMPLETED", 3, 3, 2, 1)
+    [letter] = letters(services)
+    assert f"The file {folder / '2.jsonl'} cannot be read: No such file" in letter.reason
+
+
+def test_the_folder_gone_during_the_run_fails_it(services: Services, tmp_path: Path) -> None:
+    make_domain(services, D)
+    folder, away = tmp_path / "export", tmp_path / "away"
+    folder.mkdir()
+    for n in (1, 2):
+        (folder / f"{n}.jsonl").write_text(jsonl(user(n)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
+
+    def unmount(run: FlowRun) -> None:
+        shutil.move(folder, away)
+
+    run = run_flow(services, domain_name=D, flow_name="crm", on_progress=unmount)
+    assert (run.status, run.items_read) == ("FAILED", 1)
+    assert f"The folder {folder} does not exist" in (run.error or "")
+    assert letters(services) == []
+    # Back again: the file the failed run did not read is read by the next one.
+    shutil.move(away, folder)
+    [run] = run_due_flows(services, now=datetime.now(UTC))
+    assert counts(run) == ("COMPLETED", 1, 1, 1, 0)
+    assert ingested(services, 1, 2) == [1, 2]
+
+
+def test_s3_objects_that_fail_and_a_bucket_that_is_missing(
+    services: Services, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    bucket = f"failed-{services.settings.data_dir.parent.name[-20:].lower().replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="x/a.jsonl", Body=jsonl(user(1)).encode())
+    s3.put_object(Bucket=bucket, Key="x/b.jsonl", Body=jsonl(user(2, name="Zoë")).encode("cp1252"))
+    s3.put_object(Bucket=bucket, Key="x/c.json", Body=b'[{"id": 3}, {"id": 4]')
+    s3.put_object(Bucket=bucket, Key="x/d.jsonl", Body=jsonl(user(5)).encode())
+    services.settings = replace(services.settings, s3_endpoint_url=moto_url)
+    make_domain(services, D)
+    put_flow(services, "s3", TYPE, flow_definition("s3", bucket, "x/", trigger=EVENT))
+    put_flow(services, "gone", TYPE, flow_definition("gone", f"{bucket}-gone", trigger=EVENT))
+    now = datetime.now(UTC)
+
+    [run] = run_due_flows(services, now=now)
+    assert run.flow_name == "s3" and counts(run) == ("COMPLETED", 4, 4, 2, 2)
+    assert ingested(services, 1, 2, 5) == [1, 5]
+    b, c = letters(services)
+    assert f"The object s3://{bucket}/x/b.jsonl is not UTF-8 text" in b.reason
+    assert f"The object s3://{bucket}/x/c.json is neither JSON nor JSON lines" in c.reason
+    assert "line 1 column 21" in c.reason
+    assert run_due_flows(services, now=now + timedelta(minutes=1)) == []
+
+    # A bucket that does not exist fails the run as a whole, saying so.
+    run = run_flow(services, domain_name=D, flow_name="gone")
+    assert run.status == "FAILED" and "NoSuchBucket" in (run.error or "")
+    assert run.items_read == 0

@@ -1,0 +1,62 @@
+"""Cutting a flow item's text into records (flows.json_text): one JSON value, a JSON array, or
+JSON lines; a text that is none of these is refused whole, with the parser's position, instead
+of being cut into per-line fragments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openprofiles.flows.json_text import NotJsonText, split_json_text
+
+A, B, C = {"id": "1", "name": "Zoë"}, {"id": "2"}, {"id": "3"}
+
+
+@pytest.mark.parametrize(
+    ("text", "records"),
+    [
+        ("", []),
+        ("\n  \n", []),
+        (json.dumps([A, B], indent=2), [A, B]),
+        (json.dumps(A, indent=2), [A]),
+        ("\n".join(json.dumps(r) for r in (A, B, C)) + "\n", [A, B, C]),
+        ("\r\n".join(json.dumps(r) for r in (A, B)), [A, B]),
+        # U+2028 may stand unescaped in a JSON string: it does not end the line.
+        (json.dumps({"note": "a\u2028b"}, ensure_ascii=False) + "\n" + json.dumps(B), None),
+    ],
+)
+def test_json_values_and_json_lines(text: str, records: list[dict[str, str]] | None) -> None:
+    got = [json.loads(raw) for raw in split_json_text(text)]
+    assert got == (records if records is not None else [{"note": "a\u2028b"}, B])
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+def test_a_bad_json_line_fails_alone(bad: int) -> None:
+    lines = [json.dumps(r) for r in (A, B, C)]
+    lines[bad] = '{"id": "x", "email":'
+    assert split_json_text("\n".join(lines)) == lines
+
+
+def test_half_the_lines_bad_is_still_json_lines() -> None:
+    lines = [json.dumps(A), "not json"]
+    assert split_json_text("\n".join(lines)) == lines
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        # A pretty-printed array with a missing comma: one failure at the parser's position,
+        # not a "line 1 column 2" for each of its lines.
+        ('[\n  {\n    "id": "1"\n    "email": "a@example.com"\n  },\n  {"id": "2"}\n]', "line 4"),
+        # A pretty-printed array of one-line objects, cut short.
+        ("[\n" + ",\n".join(json.dumps(r) for r in (A, B, C)) + ",\n", "line 5"),
+        ('{"id": "1",, "email": "a@example.com"}', "line 1 column 12"),
+        ("not json at all", "line 1 column 1"),
+    ],
+)
+def test_neither_json_nor_json_lines(text: str, where: str) -> None:
+    with pytest.raises(NotJsonText) as exc:
+        split_json_text(text)
+    assert where in exc.value.message
+    assert exc.value.message.startswith(("Expecting", "Illegal", "Extra"))
