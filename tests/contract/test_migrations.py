@@ -74,3 +74,59 @@ def test_0015_0016_keep_rule_digests_and_pack_them_per_profile(settings):
     assert {pid: unpack(bytes(packed)) for pid, packed in rows} == digests
     assert "ix_rule_match_digest_profile" not in indexes
     assert kept == 4
+
+
+def test_0017_keeps_every_key_row_renames_the_markers_and_lets_sources_share_a_value(settings):
+    """Rows written before 0017 stay, the origin markers gain their "@", and afterwards a
+    value can have a row per source (the primary key includes the origin)."""
+    from sqlalchemy import text
+
+    from openprofiles.store.migrate import upgrade_to
+
+    database = Database.from_settings(settings)
+    insert_key = text(
+        "INSERT INTO profile_key (domain_name, key_name, digest, profile_id, origin, "
+        "value_sealed) VALUES ('d1', :k, :g, 'p1', :o, :v)"
+    )
+    try:
+        upgrade_to(database, "0016")
+        with database.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO domain (name, key_id, wrapped_key, config, created_at, "
+                    "updated_at) VALUES ('d1', 'k', :w, '{}', :t, :t)"
+                ),
+                {"w": b"x", "t": "2026-11-29 00:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO profile (domain_name, profile_id, sealed, version, created_at, "
+                    "updated_at) VALUES ('d1', 'p1', :s, 1, :t, :t)"
+                ),
+                {"s": b"s", "t": "2026-11-29 00:00:00"},
+            )
+            conn.execute(
+                insert_key,
+                [
+                    {"k": "_email", "g": b"\x01" * 16, "o": "profile", "v": b"v1"},
+                    {"k": "_phone", "g": b"\x02" * 16, "o": "explicit", "v": b"v2"},
+                    {"k": "_profileId", "g": b"\x03" * 16, "o": "merge", "v": b"v3"},
+                    {"k": "custId", "g": b"\x04" * 16, "o": "Accounts", "v": b"v4"},
+                ],
+            )
+        upgrade_to_head(database)
+        with database.engine.begin() as conn:
+            # Another source backing the same value: a row of its own.
+            conn.execute(insert_key, {"k": "custId", "g": b"\x04" * 16, "o": "Tickets", "v": b"v"})
+            rows = conn.execute(
+                text("SELECT key_name, origin, value_sealed FROM profile_key ORDER BY 1, 2")
+            ).all()
+    finally:
+        database.dispose()
+    assert [(k, o, bytes(v)) for k, o, v in rows] == [
+        ("_email", "@profile", b"v1"),
+        ("_phone", "@explicit", b"v2"),
+        ("_profileId", "@merge", b"v3"),
+        ("custId", "Accounts", b"v4"),
+        ("custId", "Tickets", b"v"),
+    ]

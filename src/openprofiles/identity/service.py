@@ -43,6 +43,7 @@ from openprofiles.identity.models import (
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
+    EXPLICIT_ORIGIN,
     KEY_TABLE,
     PROFILE_TABLE,
     key_record_id,
@@ -53,9 +54,12 @@ from openprofiles.store.schema import merge_log, profile, profile_key, profile_o
 
 MERGE_TABLE = "merge_log"
 # Origin of a derived key (`_profileId`, `_email`, ...) of a merged profile once it sits on the
-# main profile: not "profile", or recomputing the main profile's derived keys would drop it and
-# the merged-away id would stop resolving.
-MERGED_ORIGIN = "merge"
+# main profile: not the derived marker, or recomputing the main profile's derived keys would
+# drop it and the merged-away id would stop resolving.
+MERGED_ORIGIN = "@merge"
+# Merge logs written before migration 0017 name origins with the old markers; from then on a
+# log says `"origins": 2`, and "profile" in it is an object type of that name.
+_LEGACY_ORIGINS = {"profile": DERIVED_ORIGIN, "explicit": EXPLICIT_ORIGIN, "merge": MERGED_ORIGIN}
 MAX_MERGED_PROFILES = 20
 
 register_domain_table(merge_log)
@@ -115,6 +119,7 @@ def merge_profiles(
         "main_keys": [[name, digest.hex()] for name, digest in sorted(main_keys_before)],
         "keys": moved_keys,
         "objects": moved_objects,
+        "origins": 2,  # origins named as from migration 0017 on (see _LEGACY_ORIGINS)
     }
     tx.conn.execute(
         merge_log.insert().values(
@@ -287,6 +292,11 @@ def _image(record: ProfileRecord) -> dict[str, Any]:
     }
 
 
+def _origin_on_main(origin: str) -> str:
+    """The origin a merged profile's key row takes on the main profile."""
+    return MERGED_ORIGIN if origin == DERIVED_ORIGIN else origin
+
+
 def _key_pairs(tx: Tx, domain_name: str, profile_id: str) -> set[tuple[str, bytes]]:
     return {
         (r.key_name, bytes(r.digest))
@@ -302,8 +312,16 @@ def _move_keys(
     tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, merged_ids: list[str]
 ) -> list[dict[str, Any]]:
     """Move every key row of the merged profiles to the main profile; returns what moved, and
-    for each whether the main profile got a new row (False: it had that value already)."""
-    present = _key_pairs(tx, domain_name, main_id)
+    for each whether the main profile got a new row (False: it had that value from the same
+    origin already)."""
+    present = {
+        (r.key_name, bytes(r.digest), r.origin)
+        for r in tx.conn.execute(
+            select(profile_key.c.key_name, profile_key.c.digest, profile_key.c.origin).where(
+                profile_key.c.domain_name == domain_name, profile_key.c.profile_id == main_id
+            )
+        )
+    }
     rows = list(
         tx.conn.execute(
             select(profile_key).where(
@@ -318,10 +336,10 @@ def _move_keys(
         value = cipher.open_record(
             KEY_TABLE, key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
         )["value"]
-        origin = MERGED_ORIGIN if row.origin == DERIVED_ORIGIN else row.origin
-        inserted = (row.key_name, digest) not in present
+        origin = _origin_on_main(row.origin)
+        inserted = (row.key_name, digest, origin) not in present
         if inserted:
-            present.add((row.key_name, digest))
+            present.add((row.key_name, digest, origin))
             inserts.append(
                 sealed_key_row(cipher, domain_name, main_id, row.key_name, digest, value, origin)
             )
@@ -503,11 +521,13 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             record=_from_image(pid, image, version=current[pid].version),
         )
 
-    # Keys go back to their profiles; those the merge added to the main profile leave it.
+    # Keys go back to their profiles; the rows the merge added to the main profile leave it.
     keys_back = 0
     restore: list[dict[str, Any]] = []
+    legacy = payload.get("origins") != 2
     for key in payload["keys"]:
         digest = bytes.fromhex(key["digest"])
+        origin = _LEGACY_ORIGINS.get(key["origin"], key["origin"]) if legacy else key["origin"]
         if key["inserted"]:
             tx.conn.execute(
                 delete(profile_key).where(
@@ -515,19 +535,14 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
                     profile_key.c.profile_id == main_id,
                     profile_key.c.key_name == key["key_name"],
                     profile_key.c.digest == digest,
+                    profile_key.c.origin == _origin_on_main(origin),
                 )
             )
         keys_back += 1
-        if key["origin"] != DERIVED_ORIGIN:
+        if origin != DERIVED_ORIGIN:
             restore.append(
                 sealed_key_row(
-                    cipher,
-                    domain_name,
-                    key["from"],
-                    key["key_name"],
-                    digest,
-                    key["value"],
-                    key["origin"],
+                    cipher, domain_name, key["from"], key["key_name"], digest, key["value"], origin
                 )
             )
     if restore:
@@ -667,6 +682,7 @@ def _keys_added_since(
         digest = bytes(row.digest)
         if (row.key_name, digest) in known:
             continue
+        known.add((row.key_name, digest))  # another source's row for the same value
         value = cipher.open_record(
             KEY_TABLE, key_record_id(main_id, row.key_name, digest), bytes(row.value_sealed)
         )["value"]

@@ -260,9 +260,9 @@ class _Run:
     """Consecutive records applied against state read once and kept current in memory.
 
     `index` mirrors the `profile_key` rows of every key the run's records use: (key name,
-    digest) -> {row's profile id: origin}, updated as the sequential writes would update it
-    (derived keys of a changed profile replaced, ingested keys added), so a record sees the
-    profiles and keys the records before it created. `flush` writes the net result.
+    digest) -> {row's profile id: its rows' origins}, updated as the sequential writes would
+    update it (derived keys of a changed profile replaced, ingested keys added), so a record
+    sees the profiles and keys the records before it created. `flush` writes the net result.
     """
 
     def __init__(
@@ -277,13 +277,12 @@ class _Run:
         self.domain_name = domain_name = object_type.domain_name
         self.expires_at = expires_at
         pairs = {pair for r in records for pair in _pairs(r)}
-        self.index: dict[tuple[str, bytes], dict[str, str]] = {}
+        self.index: dict[tuple[str, bytes], dict[str, set[str]]] = {}
         # Row profile id -> the live profile it names (merges followed), None when gone.
         self.live: dict[str, str | None] = {}
         for row in candidate_key_rows(tx, domain_name=domain_name, pairs=pairs):
-            self.index.setdefault((row.key_name, bytes(row.digest)), {})[row.profile_id] = (
-                row.origin
-            )
+            origins = self.index.setdefault((row.key_name, bytes(row.digest)), {})
+            origins.setdefault(row.profile_id, set()).add(row.origin)
             if row.profile_id not in self.live:
                 self.live[row.profile_id] = (
                     row.profile_id
@@ -371,9 +370,9 @@ class _Run:
         )
         for key in _persisted_keys(mapped, created):
             digest = item.digests[(key.name, key.normalised)]
-            rows = self.index.setdefault((key.name, digest), {})
-            if target not in rows:  # else the row exists: INSERT .. ON CONFLICT DO NOTHING
-                rows[target] = object_type.name
+            origins = self.index.setdefault((key.name, digest), {}).setdefault(target, set())
+            if object_type.name not in origins:  # else: INSERT .. ON CONFLICT DO NOTHING
+                origins.add(object_type.name)
                 self.key_rows.append((target, key.name, digest, key.value, object_type.name))
         return IngestResult(
             profile_id=target,
@@ -397,7 +396,8 @@ class _Run:
 
     def _derive(self, record: ProfileRecord) -> None:
         """Replace the profile's derived keys in the index, as save_profile does in the table:
-        its rows of origin "profile" go, the current derived values are inserted."""
+        its rows of the derived origin go, the current derived values are inserted (a value
+        another source backs as well keeps that source's row)."""
         pid = record.profile_id
         source = tuple(derived_key_values(pid, record.fields))
         if self.derived_source[pid] == source:
@@ -410,10 +410,13 @@ class _Run:
         now = derived_keys(self.tx, domain_name=self.domain_name, values=source)
         for pair in self.derived_now[pid].keys() - now.keys():
             rows = self.index.get(pair, {})
-            if rows.get(pid) == DERIVED_ORIGIN:
-                del rows[pid]
+            origins = rows.get(pid)
+            if origins is not None:
+                origins.discard(DERIVED_ORIGIN)
+                if not origins:
+                    del rows[pid]
         for pair in now:
-            self.index.setdefault(pair, {}).setdefault(pid, DERIVED_ORIGIN)
+            self.index.setdefault(pair, {}).setdefault(pid, set()).add(DERIVED_ORIGIN)
         self.derived_now[pid] = now
 
     def flush(self) -> None:

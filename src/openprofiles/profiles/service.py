@@ -40,8 +40,9 @@ from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
 KEY_TABLE = "profile_key"
-DERIVED_ORIGIN = "profile"
-EXPLICIT_ORIGIN = "explicit"
+# profile_key.origin markers (store/schema/core.py says why they start with "@").
+DERIVED_ORIGIN = "@profile"
+EXPLICIT_ORIGIN = "@explicit"
 
 # Called with (tx, domain name, record) after a profile is written (created, saved, or stored by
 # write_profiles), in the same transaction; identity resolution registers its rule matching here.
@@ -167,9 +168,13 @@ def profile_keys(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, list
         )
     )
     out: dict[str, list[str]] = {}
+    seen: set[tuple[str, bytes]] = set()
     # Sorted here rather than by ORDER BY key_name, which lets SQLite walk the primary key
     # (domain_name, key_name, ...) across the whole domain instead of the per-profile index.
     for row in sorted(rows, key=lambda r: (r.key_name, bytes(r.digest))):
+        if (row.key_name, bytes(row.digest)) in seen:
+            continue  # the same value backed by another source (one row per origin)
+        seen.add((row.key_name, bytes(row.digest)))
         value = cipher.open_record(
             KEY_TABLE, key_record_id(profile_id, row.key_name, row.digest), bytes(row.value_sealed)
         )["value"]
@@ -399,8 +404,8 @@ def _derived_of(record: ProfileRecord) -> Iterable[tuple[str, str]]:
 def insert_key_rows(
     tx: Tx, *, domain_name: str, rows: Iterable[tuple[str, str, bytes, str, str]]
 ) -> None:
-    """Index (profile id, key name, digest, raw value, origin) rows; a value already indexed
-    for the profile keeps its row."""
+    """Index (profile id, key name, digest, raw value, origin) rows; a value the same origin
+    already indexed for the profile keeps its row (other origins have rows of their own)."""
     cipher = tx.cipher(domain_name)
     _insert_keys(
         tx,
@@ -467,9 +472,10 @@ def index_profile_keys(
     keys: Iterable[tuple[str, str, str]],
     origin: str,
 ) -> None:
-    """Index (key name, normalised value, raw value) triples for a profile; values already
-    indexed for it are kept. Ingestion's variant of AddProfileKey: the values were normalised
-    by the object type's ContentTypes, and derived key names are allowed (origin is the type)."""
+    """Index (key name, normalised value, raw value) triples for a profile; values `origin`
+    already indexed for it are kept. Ingestion's variant of AddProfileKey: the values were
+    normalised by the object type's ContentTypes, and derived key names are allowed (origin is
+    the type)."""
     cipher = tx.cipher(domain_name)
     rows = {}
     for key_name, normal, value in keys:
@@ -496,6 +502,7 @@ def delete_profile_key(
         )
         for v in values
     ]
+    # Every source's row: DeleteProfileKey removes the value, whatever backs it.
     result = tx.conn.execute(
         delete(profile_key).where(
             profile_key.c.domain_name == domain_name,
@@ -679,7 +686,8 @@ def sealed_key_row(
 
 
 def _insert_keys(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    """Insert key rows, keeping the existing row where the same value is already indexed."""
+    """Insert key rows, keeping the existing row where the same origin already indexed the
+    same value for the profile."""
     if not rows:
         return
     _INSERT_KEYS_MANY[tx.conn.dialect.name].execute(tx.conn, rows)

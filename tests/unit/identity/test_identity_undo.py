@@ -191,3 +191,45 @@ def test_merges_are_listed_newest_first(services, domain):
     with services.read() as tx:
         listed = service.list_merges(tx, domain_name="ident")
     assert [m.merge_id for m in listed] == [two, one]
+
+
+def test_a_merge_logged_before_migration_0017_is_undone_the_same_way(services, domain):
+    """Logs written before 0017 name origins "profile", "explicit", "merge" and carry no
+    `"origins": 2`; the rows they describe were renamed by the migration."""
+    from sqlalchemy import update
+
+    from openprofiles.store.schema import merge_log
+
+    first = ingest(services, {"id": "c1", "email": "ada@example.com", "first": "Ada"})
+    second = ingest(services, {"id": "c2", "email": "ada@work.example"})
+    main, other = first.profile_id, second.profile_id
+    with services.write() as tx:
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=other, key_name="loyalty", values=["L-7"]
+        )
+    main_keys, other_keys = keys_of(services, main), keys_of(services, other)
+    merge_id = merge(services, main, [other])
+    old_names = {"@profile": "profile", "@explicit": "explicit", "@merge": "merge"}
+    with services.write() as tx:
+        cipher = tx.cipher("ident")
+        sealed = (
+            tx.conn.execute(merge_log.select().where(merge_log.c.merge_id == merge_id)).one().sealed
+        )
+        payload = cipher.open_record(service.MERGE_TABLE, merge_id, bytes(sealed))
+        assert payload.pop("origins") == 2
+        assert {k["origin"] for k in payload["keys"]} >= {"@profile", "@explicit"}
+        for key in payload["keys"]:
+            key["origin"] = old_names.get(key["origin"], key["origin"])
+        tx.conn.execute(
+            update(merge_log)
+            .where(merge_log.c.merge_id == merge_id)
+            .values(sealed=cipher.seal_record(service.MERGE_TABLE, merge_id, payload))
+        )
+
+    result = undo(services, merge_id)
+
+    assert result.kept_keys == ()
+    assert keys_of(services, main) == main_keys
+    assert keys_of(services, other) == other_keys
+    assert search(services, "_profileId", other) == [other]
+    assert search(services, "loyalty", "L-7") == [other]

@@ -75,9 +75,14 @@ profile_key = Table(
     Column("key_name", String(255), primary_key=True),
     Column("digest", LargeBinary(16), primary_key=True),
     Column("profile_id", String(32), primary_key=True),
-    # Where the key came from: "profile" (derived from standard fields, recomputed on every
-    # change), "explicit" (AddProfileKey) or an object type name (ingestion).
-    Column("origin", String(255), nullable=False),
+    # What backs the key: "@profile" (derived from standard fields, recomputed on every
+    # change), "@explicit" (AddProfileKey), "@merge" (a merged profile's derived key) or an
+    # object type name (ingestion). Part of the key: a value backed by several sources has a
+    # row for each, so removing one source (deleting an object type, changing a field) leaves
+    # the value searchable while another still backs it. The markers start with "@", which
+    # no object type name can (^[a-zA-Z_][a-zA-Z_0-9-]*$), so a type named "profile" cannot
+    # be taken for one (migration 0017).
+    Column("origin", String(255), primary_key=True),
     # The value itself, sealed, so an agent can see a profile's keys.
     Column("value_sealed", LargeBinary, nullable=False),
     ForeignKeyConstraint(
