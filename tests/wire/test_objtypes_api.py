@@ -91,7 +91,7 @@ def test_templates(live_server):
     items = client.list_profile_object_type_templates()["Items"]
     ids = {i["TemplateId"] for i in items}
     assert {"CTR", "CTR-NoInferred", "Salesforce-Account", "Shopify-Order"} <= ids
-    assert len(ids) == 15
+    assert len(ids) == 20
     page = client.list_profile_object_type_templates(MaxResults=5)
     assert len(page["Items"]) == 5 and page["NextToken"]
     template = client.get_profile_object_type_template(TemplateId="Zendesk-users")

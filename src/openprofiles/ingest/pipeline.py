@@ -508,7 +508,10 @@ def _apply(
             profile_id=target_id,
             values=dict(mapped.targets[root]),
             expires_at=expires_at,
-            key_digests=[(k.name, digest_of(k)) for k in keys],
+            # Every key of the record, as on the record's own object: AWS finds a Salesforce
+            # asset by `_salesforceAccountId` (AG: mapping-salesforce-objects-to-asset).
+            key_digests=[(k.name, digest_of(k)) for k in mapped.keys],
+            system_id=_system_id(root, keys),
         )
 
     persisted = [(k.name, k.normalised, k.value) for k in _persisted_keys(mapped, created)]
@@ -712,6 +715,21 @@ def _resolve_standard_objects(
         if writes:
             out[root] = (found.pop() if found else digest_of(keys[0]), keys)
     return out
+
+
+def _system_id(root: str, keys: Sequence[ComputedKey]) -> str:
+    """The AssetId/CaseId/OrderId a new standard object gets [INF: AWS assigns it, spec §7.9]:
+    the value of the record's `_assetId`/`_caseId`/`_orderId` key if it has one (so that key
+    finds the object later), else the value of the identifier key that names the new object
+    (`keys` are name-sorted; the first one's digest is its UNIQUE digest). An id that people
+    recognise (a serial number, a Shopify order id) rather than an opaque one; ids of objects
+    named by different key names could coincide, which only makes an `_assetId` lookup find
+    both."""
+    id_key = objects.SYSTEM_ID_KEYS.get(root)
+    for key in keys:
+        if key.name == id_key:
+            return key.value
+    return keys[0].value
 
 
 def _make_room(tx: Tx, object_type: ObjectType, profile_id: str) -> None:

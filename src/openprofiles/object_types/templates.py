@@ -12,6 +12,17 @@ documentation is silent:
   rather than the documented `.link` (a URL that would never equal a sys_user's sys_id).
 * Salesforce-Case is modelled on Zendesk-tickets: it writes `_case` and links the case to the
   contact's profile by `_salesforceContactId`, then the account's by `_salesforceAccountId`.
+* Salesforce-Asset links the asset the same way (contact first, account as SECONDARY: the
+  account id sits on every contact's profile, so it is the weaker identifier). Besides the
+  documented fields it maps Name to `AssetName` and PurchaseDate to `PurchaseDate`, so the
+  standard `_assetName` key finds Salesforce assets.
+* The Multi-...-Account-Link templates (Salesforce-Multi-Contact-Account-Link,
+  Salesforce-Multi-Asset-Account-Link, Marketo-Multi-Lead-Account-Link) are their siblings with
+  `_salesforceAccountId` as a search-only key: many people's profiles share one account, so
+  the account id is stored and searchable on each of them but never picks the profile.
+* Shopify-DraftOrder follows AWS's documented table (mapping-shopify-objects-standard-order):
+  draft orders write `_order` under `_shopifyOrderId` like orders; `invoice_url` is the
+  StatusUrl, and without an `order_status_url` the StatusCode is DRAFT.
 * Every template allows profile creation except CTR-AutoAssociateOnly, so a record that arrives
   before its customer's record creates the profile the later record then updates.
 """

@@ -21,7 +21,8 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound
-from openprofiles.object_types.service import on_object_type_deleted
+from openprofiles.normalize import ContentType, normalize
+from openprofiles.object_types.service import key_content_type, on_object_type_deleted
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
 from openprofiles.store.many import ManyWriter
@@ -313,6 +314,19 @@ def write_object(
     return previous is None or (previous[1] is not None and previous[1] <= tx.now)
 
 
+# The keys a standard object is indexed by, from its own fields (spec §1.11; AG:
+# standard-asset-definition, standard-case-definition, standard-order-definition; the model's
+# ObjectFilter.KeyName), besides the keys of the records that wrote it.
+STANDARD_OBJECT_KEYS: Mapping[str, Mapping[str, str]] = {
+    "_asset": {"_assetId": "AssetId", "_assetName": "AssetName", "_serialNumber": "SerialNumber"},
+    "_case": {"_caseId": "CaseId"},
+    "_order": {"_orderId": "OrderId"},
+}
+# The system id of each standard object (no mapping may target it, spec §1.3) and its key.
+SYSTEM_ID_FIELDS: Mapping[str, str] = {"_asset": "AssetId", "_case": "CaseId", "_order": "OrderId"}
+SYSTEM_ID_KEYS: Mapping[str, str] = {"_asset": "_assetId", "_case": "_caseId", "_order": "_orderId"}
+
+
 def merge_standard_object(
     tx: Tx,
     *,
@@ -323,13 +337,18 @@ def merge_standard_object(
     values: dict[str, Any],
     expires_at: datetime | None,
     key_digests: Iterable[tuple[str, bytes]],
+    system_id: str | None = None,
 ) -> None:
     """Accumulate `values` into a standard object (`_asset`, ...): each ingestion updates only
-    the fields it carries (spec §1.8); keys are added, never dropped."""
+    the fields it carries (spec §1.8). The ingested keys are added, never dropped; the standard
+    keys (STANDARD_OBJECT_KEYS) follow the fields they come from. `system_id` becomes the
+    object's AssetId/CaseId/OrderId unless it has one (it is set once, like a ProfileId)."""
     current = find_object(
         tx, domain_name=domain_name, object_type_name=root, unique_digest=unique_digest
     )
     fields: dict[str, Any] = json.loads(current.object_json) if current else {}
+    content_types: dict[str, ContentType] = {}
+    before = _standard_key_digests(tx, domain_name, root, fields, content_types)
     known: set[tuple[str, bytes]] = set()
     if current is not None:
         known = {
@@ -342,7 +361,11 @@ def merge_standard_object(
                 )
             )
         }
+    id_field = SYSTEM_ID_FIELDS.get(root)
+    if system_id and id_field and not fields.get(id_field):
+        fields = {id_field: system_id, **fields}
     _deep_merge(fields, values)
+    after = _standard_key_digests(tx, domain_name, root, fields, content_types)
     write_object(
         tx,
         domain_name=domain_name,
@@ -352,8 +375,38 @@ def merge_standard_object(
         object_json=json.dumps(fields, separators=(",", ":"), ensure_ascii=False),
         expires_at=expires_at,
         source_last_updated=None,
-        key_digests=[*known, *key_digests],
+        # A standard key whose field changed no longer finds the object (a renamed asset is
+        # not found by its old name).
+        key_digests=[*(known - before), *after, *key_digests],
     )
+
+
+def _standard_key_digests(
+    tx: Tx,
+    domain_name: str,
+    root: str,
+    fields: Mapping[str, Any],
+    content_types: dict[str, ContentType],
+) -> set[tuple[str, bytes]]:
+    """The standard keys' digests of a standard object's fields, normalised as
+    ListProfileObjects normalises an ObjectFilter on that key (`content_types` caches the
+    domain's answer for the call)."""
+    out: set[tuple[str, bytes]] = set()
+    for key_name, field in STANDARD_OBJECT_KEYS.get(root, {}).items():
+        value = fields.get(field)
+        if not isinstance(value, str) or not value:
+            continue
+        if key_name not in content_types:
+            content_types[key_name] = (
+                key_content_type(tx, domain_name=domain_name, key_name=key_name)
+                or ContentType.STRING
+            )
+        normalised = normalize(
+            content_types[key_name], value, phone_region=tx.settings.default_phone_region
+        )
+        if normalised:
+            out.add((key_name, tx.cipher(domain_name).digest(key_name, normalised)))
+    return out
 
 
 def _deep_merge(into: dict[str, Any], values: dict[str, Any]) -> None:

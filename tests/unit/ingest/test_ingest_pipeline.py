@@ -362,7 +362,9 @@ def test_standard_objects_accumulate_and_are_listed(services: Services, domain: 
     )
     ingest(services, "AssetStatus", {"serial": "SN1", "email": "a@x.com", "status": "Active"})
     assets = objects_of(services, "_asset", created.profile_id)
-    assert assets == [{"SerialNumber": "SN1", "AssetName": "Kettle", "Status": "Active"}]
+    assert assets == [
+        {"AssetId": "SN1", "SerialNumber": "SN1", "AssetName": "Kettle", "Status": "Active"}
+    ]
 
 
 def test_ambiguous_standard_object_identifier_is_rejected(services: Services, domain: str) -> None:

@@ -29,6 +29,11 @@ EXPECTED = {
     "Segment-Identify",
     "Shopify-Customer",
     "Shopify-Order",
+    "Salesforce-Asset",
+    "Salesforce-Multi-Contact-Account-Link",
+    "Salesforce-Multi-Asset-Account-Link",
+    "Marketo-Multi-Lead-Account-Link",
+    "Shopify-DraftOrder",
 }
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
