@@ -8,7 +8,13 @@ templates need it to take `CustomerEndpoint.Address` only when `CustomerEndpoint
 an email address or a phone number (spec §2.3). It is accepted in every definition so that a
 template fetched with GetProfileObjectTypeTemplate can be put back as an object type.
 
-Values are data, not HTML, so `{{x}}` is rendered unescaped (it is rewritten to `{{{x}}}`).
+Values are data, not HTML, so `{{x}}` is rendered unescaped. A value renders as the text a
+mapping user expects: a string as is, a number as written by JSON, a boolean as `true`/`false`,
+null or a missing path as nothing, and a JSON object or array as compact JSON (`{"q":1}`,
+`["p",{"q":1}]`, non-ASCII kept, as the mapping turns JSON values into text elsewhere), never
+Python's repr. pybars would use str(), so every `{{x}}` and `{{{x}}}` is rewritten to
+`{{{as@text x}}}`, a call of an internal helper whose name no path can take (`@` only starts a
+path).
 Outside `#each`/`#with` every path must start at `_source`, the only root AWS supports.
 Each distinct template is compiled once; pybars' compiler is not thread-safe, hence the lock.
 pybars is imported on the first compile, not with this module: building its grammar takes about
@@ -17,6 +23,7 @@ half a second, which every CLI command and server start paid before, templates o
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -44,15 +51,30 @@ def is_template(source: str) -> bool:
 
 
 def _text(value: Any) -> str:
+    """How a value from the document renders (see the module docstring)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
 
 
+def _as_text(this: Any, value: Any = None) -> str:
+    from pybars import Scope  # loaded by compile_template already: a dict lookup
+
+    # `{{../this}}` resolves to pybars' Scope around the parent value; render the value.
+    while isinstance(value, Scope):
+        value = value.context
+    return _text(value)
+
+
 def _remove_extra_space(this: Any, options: Mapping[str, Any]) -> str:
-    return " ".join(_text(options["fn"](this)).split())
+    # A block's output is pybars' strlist (a list subclass): str() joins it.
+    return " ".join(str(options["fn"](this)).split())
 
 
 def _if_equals(this: Any, options: Mapping[str, Any], left: Any, right: Any) -> Any:
@@ -60,15 +82,18 @@ def _if_equals(this: Any, options: Mapping[str, Any], left: Any, right: Any) -> 
     return options[branch](this)
 
 
+_AS_TEXT = "as@text"
 HELPERS: dict[str, Callable[..., Any]] = {
     "removeExtraSpace": _remove_extra_space,
     "ifEquals": _if_equals,
+    _AS_TEXT: _as_text,
 }
 
 
 def _check_path(path: str, rooted: bool, where: str) -> None:
     if not _PATH.match(path):
-        raise TemplateError(f"{where}: {path!r} is not a JSON path")
+        hint = "; index arrays with a dot, as in _source.items.0.id" if "[" in path else ""
+        raise TemplateError(f"{where}: {path!r} is not a JSON path{hint}")
     if rooted and path != "_source" and not path.startswith("_source."):
         raise TemplateError(f"{where}: the path {path} must start with _source")
 
@@ -90,7 +115,7 @@ def _rewrite(source: str) -> str:
         where = "{{" + body + "}}"
         if triple is not None:
             _check_path(body, rooted(), where)
-            out.append(match.group(0))
+            out.append("{{{" + _AS_TEXT + " " + body + "}}}")
             continue
         if body.startswith("!"):
             out.append(match.group(0))
@@ -129,7 +154,7 @@ def _rewrite(source: str) -> str:
                     f"helpers {', '.join(sorted(BLOCK_HELPERS))} are not supported"
                 )
             _check_path(body, rooted(), where)
-            out.append("{{{" + body + "}}}")
+            out.append("{{{" + _AS_TEXT + " " + body + "}}}")
             continue
         out.append(match.group(0))
     out.append(source[position:])
@@ -172,6 +197,6 @@ def render(source: str, document: Mapping[str, Any]) -> str:
     from pybars import PybarsError  # imported by compile_template already: a dict lookup
 
     try:
-        return _text(template({"_source": document}, helpers=HELPERS)).strip()
+        return str(template({"_source": document}, helpers=HELPERS)).strip()
     except PybarsError as exc:
         raise TemplateError(str(exc)) from None

@@ -9,6 +9,7 @@ keys, then how keys relate to other object types of the domain.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,10 @@ MAX_FIELDS = 250
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 SOURCE_PATH = re.compile(r"^_source(\.[^.\s{}]+)*$")
+# JSONPath/JavaScript-style indexing (`a[0]`, `a.[0]`, `a['b']`, `a[*]`): the mapping looks
+# `a[0]` up as a member named "a[0]", so such a field would silently stay empty.
+BRACKET_INDEX = re.compile(r"\[\s*(?:\d+|\*|'[^']*'|\"[^\"]*\")\s*\]")
+_BRACKET_TO_DOT = re.compile(r"\.?\[\s*(?:(\d+)|'([^']*)'|\"([^\"]*)\")\s*\]")
 FORBIDDEN_NAMES = frozenset({"Tags", "tags"})
 # Predefined key names a mapping may use (spec §1.11), plus the private keys of the built-in
 # templates (`_ctrPhone`, `_ctrEmail`, `_salesforceCaseId`), which exist in every domain.
@@ -152,11 +157,28 @@ def _check_source(name: str, source: str) -> None:
             compile_template(source)
         except TemplateError as exc:
             raise _fail(f"Field {name} has an invalid Handlebars Source: {exc}.") from None
+    elif (bracket := BRACKET_INDEX.search(source)) is not None:
+        raise _fail(_bracket_message(name, source, bracket.group(0)))
     elif not SOURCE_PATH.match(source):
         raise _fail(
             f"Field {name} has Source {source!r}: a Source must be a path starting with "
             "_source (such as _source.Address.City) or a Handlebars template over _source."
         )
+
+
+def _bracket_message(name: str, source: str, bracket: str) -> str:
+    if "*" in bracket:
+        how = (
+            "a Source path has no wildcard; to combine the members of an array use a "
+            "Handlebars template such as {{#each _source.items}}{{id}} {{/each}}"
+        )
+    else:
+        dotted = _BRACKET_TO_DOT.sub(lambda m: "." + next(g for g in m.groups() if g), source)
+        how = f"write {dotted}"
+    return (
+        f"Field {name} has Source {source!r}: a Source path addresses array elements and "
+        f"members with dots, not brackets (as in _source.items.0.id); {how}."
+    )
 
 
 def _check_target(name: str, target: str) -> None:
@@ -237,11 +259,7 @@ def _check_keys(
     flat = [(name, entry) for name, entries in keys.items() for entry in entries]
     unique = [name for name, entry in flat if "UNIQUE" in entry.standard_identifiers]
     if len(unique) != 1:
-        found = f"keys {', '.join(unique)} do" if unique else "none does"
-        raise _fail(
-            "Exactly one key must carry the UNIQUE standard identifier (it identifies the "
-            f"profile object); {found}."
-        )
+        raise _fail(_unique_message(unique))
     profile_keys = [(n, e) for n, e in flat if "PROFILE" in e.standard_identifiers]
     if not profile_keys:
         raise _fail("At least one key must carry the PROFILE standard identifier.")
@@ -263,6 +281,22 @@ def _check_keys(
                 f"identifier to find the {root} record."
             )
     _check_content_types(fields, keys, existing_keys)
+
+
+def _unique_message(unique: list[str]) -> str:
+    """Rule 1 broken: `unique` names the key of each definition that carries UNIQUE."""
+    rule = (
+        "Exactly one key must carry the UNIQUE standard identifier, in one definition (it "
+        "identifies the profile object; a composite unique key lists all its fields in that "
+        "definition's FieldNames)"
+    )
+    if not unique:
+        return f"{rule}; none does."
+    counts = Counter(unique)
+    if len(counts) == 1:
+        return f"{rule}; key {unique[0]} has {len(unique)} definitions that carry it."
+    names = [f"{n} ({c} definitions)" if c > 1 else n for n, c in counts.items()]
+    return f"{rule}; keys {', '.join(names[:-1])} and {names[-1]} carry it."
 
 
 def _check_content_types(

@@ -1,17 +1,16 @@
 """AWS operations on profile objects: PutProfileObject, ListProfileObjects, DeleteProfileObject.
 
-PutProfileObject answers synchronously only for request errors (the Object is not a JSON object,
-is too large, names a standard type, or the object type does not exist). AWS processes objects
-asynchronously (spec §0): a record the pipeline rejects (no profile matched, a missing or
-ambiguous key, a value the mapping cannot convert) is not a request error there, it shows up in
-the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that contract:
-the rejected record is dead-lettered in its own transaction (nothing of it is written) and the
-call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
+PutProfileObject answers synchronously only for request errors (the Object is not a JSON object
+in strict JSON, is too large, names a standard type, or the object type does not exist). AWS
+processes objects asynchronously (spec §0): a record the pipeline rejects (no profile matched, a
+missing or ambiguous key, a value the mapping cannot convert) is not a request error there, it
+shows up in the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that
+contract: the rejected record is dead-lettered in its own transaction (nothing of it is written)
+and the call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from openprofiles.object_types.service import find_object_type, key_content_type
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+from openprofiles.wire.parse import load_json
 
 MAX_OBJECT_CHARS = 256_000
 DEFAULT_PAGE = 20
@@ -43,10 +43,9 @@ def parse_object(raw: str) -> dict[str, Any]:
         raise BadRequest(
             f"The Object is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}."
         )
-    try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"The Object could not be parsed as JSON: {exc}.") from None
+    # Strictly, as the request body is: NaN, a lone surrogate in a key field or a record nested
+    # thousands deep would otherwise fail (500) or be stored as text that is not JSON.
+    parsed = load_json(raw, "The Object")
     if not isinstance(parsed, dict):
         raise BadRequest("The Object must be a JSON object ({...}), not a JSON array or value.")
     return parsed

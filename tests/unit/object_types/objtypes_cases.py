@@ -44,7 +44,23 @@ RULE_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "rule1-two-unique",
         _with(_key("other", [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["first"]}])),
-        "keys customerId, other do",
+        "keys customerId and other carry it",
+    ),
+    (
+        # One key, two definitions carrying UNIQUE: named once, with the rule it breaks.
+        "rule1-one-key-two-unique-definitions",
+        _with(
+            _key(
+                "customerId",
+                [
+                    {"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]},
+                    {"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["first"]},
+                ],
+            )
+        ),
+        "in one definition (it identifies the profile object; a composite unique key lists all "
+        "its fields in that definition's FieldNames); key customerId has 2 definitions that "
+        "carry it.",
     ),
     (
         "rule2-no-profile",
@@ -187,6 +203,22 @@ RULE_CASES: list[tuple[str, dict[str, Any], str]] = [
         "source-not-rooted",
         _with(_field("x", {"Source": "source.x"})),
         "a Source must be a path starting with _source",
+    ),
+    (
+        # The mapping looks `a[0]` up as a member named "a[0]": the field would stay empty.
+        "source-bracket-index",
+        _with(_field("x", {"Source": "_source.items[0].id"})),
+        "not brackets (as in _source.items.0.id); write _source.items.0.id.",
+    ),
+    (
+        "source-bracket-wildcard",
+        _with(_field("x", {"Source": "_source.items[*].id"})),
+        "a Source path has no wildcard",
+    ),
+    (
+        "handlebars-bracket-index",
+        _with(_field("x", {"Source": "{{_source.items[0].id}}"})),
+        "index arrays with a dot, as in _source.items.0.id",
     ),
     (
         "handlebars-unclosed-block",
