@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.unit.integrations.integ_helpers import ctr
+from tests.wire.test_contact_records_http import post, search
 
 KMS = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -169,3 +172,58 @@ def test_list_integrations_pages(live_server, domain):
     first = client.list_integrations(DomainName=domain, MaxResults=2)
     second = client.list_integrations(DomainName=domain, NextToken=first["NextToken"])
     assert len(first["Items"]) == 2 and len(second["Items"]) == 1 and "NextToken" not in second
+
+
+def test_put_integration_of_an_instance_replays_its_kept_records(live_server, domain):
+    """Records of an instance associated with no domain are kept; associating it through
+    PutIntegration delivers them, as `openprofiles instances associate` does."""
+    instance = _instance()
+    kept = post(live_server, "/contact-records", json.dumps(ctr("early", instance=instance)))
+    assert kept.json()["Accepted"] == 0
+    put = live_server.client().put_integration(DomainName=domain, Uri=instance)
+    assert put["ObjectTypeName"] == "CTR"
+    assert len(search(live_server, domain, "_ctrContactId", "early")) == 1
+    # Put again, nothing is replayed twice and the object type stays as given.
+    live_server.client().put_integration(
+        DomainName=domain, Uri=instance, ObjectTypeName="CTR-NoInferred"
+    )
+    assert len(search(live_server, domain, "_ctrContactId", "early")) == 1
+    got = live_server.client().get_integration(DomainName=domain, Uri=instance)
+    assert got["ObjectTypeName"] == "CTR-NoInferred"
+
+
+def test_an_instance_takes_object_type_name_not_object_type_names(live_server, domain):
+    client = live_server.client()
+    instance = _instance()
+    with pytest.raises(ClientError) as exc:
+        client.put_integration(
+            DomainName=domain, Uri=instance, ObjectTypeNames={"VOICE": "CTR-AutoAssociateOnly"}
+        )
+    assert _code(exc) == "BadRequestException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    message = exc.value.response["Error"]["Message"]
+    assert "takes ObjectTypeName" in message and "CTR-AutoAssociateOnly" in message
+    with pytest.raises(ClientError) as exc:
+        client.get_integration(DomainName=domain, Uri=instance)
+    assert _code(exc) == "ResourceNotFoundException"
+
+
+def test_an_instance_takes_no_flow_definition(live_server, domain):
+    with pytest.raises(ClientError) as exc:
+        live_server.client().put_integration(
+            DomainName=domain,
+            Uri=_instance(),
+            ObjectTypeName="CTR",
+            FlowDefinition={
+                "FlowName": "calls",
+                "KmsArn": KMS,
+                "SourceFlowConfig": {
+                    "ConnectorType": "S3",
+                    "SourceConnectorProperties": {"S3": {"BucketName": "calls"}},
+                },
+                "Tasks": [],
+                "TriggerConfig": {"TriggerType": "OnDemand"},
+            },
+        )
+    assert _code(exc) == "BadRequestException"
+    assert "takes no FlowDefinition" in exc.value.response["Error"]["Message"]

@@ -14,7 +14,9 @@ address for chat and email).
   instance, goes to that domain's dead-letter queue with its reason. A record whose instance is
   associated with no domain (or that names no instance) has no domain whose dead-letter queue
   could take it: it is kept, sealed under the system key, in `unrouted_contact_record`, and
-  `replay_unrouted` sends it on once the instance is associated.
+  `replay_unrouted` sends it on once the instance is associated (`connect_instance`, whatever
+  the way of associating). A dead-lettered record is retried by `retry_contact_record`, under
+  the same rules: checked again, and never applied over a newer version of its contact.
 * One intake for every way in (POST /contact-records, `openprofiles ingest contact-records`,
   the Kinesis connector): `ingest_contact_items` parses and routes a batch, then sends each
   (domain, object type) group through `ingest_batch` in the caller's transaction, with the
@@ -53,11 +55,7 @@ from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
-from openprofiles.integrations.service import (
-    DEFAULT_INSTANCE_OBJECT_TYPE,
-    associate_instance,
-    find_instance_integration,
-)
+from openprofiles.integrations.service import associate_instance, find_instance_integration
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type
@@ -240,7 +238,21 @@ def apply_contact_records(
     `isolate` runs each run in a savepoint, so a request error part-way fails only the record
     that caused it; without it (a lone contact event) the error propagates to the caller.
     """
-    domain_name, type_name = target.domain_name, _type_name(target)
+    return _apply_as(
+        tx, target.domain_name, _type_name(target), records, partial=partial, isolate=isolate
+    )
+
+
+def _apply_as(
+    tx: Tx,
+    domain_name: str,
+    type_name: str,
+    records: Sequence[ContactRecord],
+    *,
+    partial: bool = False,
+    isolate: bool = True,
+) -> list[Applied | _Failed]:
+    """`apply_contact_records` into `domain_name` as objects of `type_name`."""
     cipher = tx.cipher(domain_name)
     digests = [
         cipher.digest(CONTACT_KEY, normalize(ContentType.STRING, r.contact_id)) for r in records
@@ -468,6 +480,28 @@ def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
         tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
 
 
+def retry_contact_record(
+    tx: Tx, *, domain_name: str, object_type_name: str, raw: str
+) -> Applied | IngestRejected:
+    """Apply a dead-lettered contact record again (`openprofiles dlq retry`), in the domain and
+    as the object type it was dead-lettered in, by the rules of a delivery: it is checked again
+    (an invalid record is rejected with its reason), and a version of its contact older than or
+    the same as the one applied changes nothing (`changed` False, spec §3.1: dedupe by ContactId
+    + LastUpdateTimestamp). Nothing is dead-lettered here: the caller keeps the letter."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        return IngestRejected(f"The record is not valid JSON: {exc}.", "invalid_value")
+    try:
+        record = parse_contact_record(parsed, raw)
+    except ContactRecordInvalid as exc:
+        return IngestRejected(exc.reason, "invalid_value")
+    (outcome,) = _apply_as(tx, domain_name, object_type_name, [record])
+    if isinstance(outcome, _Failed):
+        return IngestRejected(outcome.reason, outcome.category)
+    return outcome
+
+
 # ---------------------------------------------------------------------------- live contacts
 
 EVENT_REQUIRED = ("ContactId", "InstanceARN", "Channel", "InitiationTimestamp")
@@ -562,16 +596,24 @@ def connect_instance(
     domain_name: str,
     instance_arn: str,
     move: bool,
-    object_type_name: str = DEFAULT_INSTANCE_OBJECT_TYPE,
+    object_type_name: str | None = None,
+    object_type_names: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[InstanceAssociation, BatchOutcome]:
     """Associate an instance with a domain and send it the contact records that were kept
-    while the instance had no domain (every way of associating must do both)."""
+    while the instance had no domain (every way of associating must do both: PutIntegration
+    with an instance ARN, `openprofiles instances associate`, the admin pages). The members are
+    `associate_instance`'s: not given, those of an existing association are kept."""
     association = associate_instance(
         tx,
         domain_name=domain_name,
         instance_arn=instance_arn,
         move=move,
         object_type_name=object_type_name,
+        object_type_names=object_type_names,
+        settings=settings,
+        tags=tags,
     )
     return association, replay_unrouted(tx, instance_arn=instance_arn)
 

@@ -126,7 +126,11 @@ def dlq_retry(
     as_json: bool,
     message_ids: tuple[str, ...],
 ) -> None:
-    """Run dead letters (all, or MESSAGE_IDS) through ingestion again; remove what succeeds."""
+    """Run dead letters (all, or MESSAGE_IDS) through ingestion again; remove what succeeds.
+
+    A contact record is applied only when it is newer than the version of its contact already
+    applied; an older one is removed as superseded. In --json, Succeeded lists every letter
+    removed, Superseded those of them that changed nothing."""
     from openprofiles.dlq.service import retry
 
     outcome = _run(
@@ -136,9 +140,23 @@ def dlq_retry(
         write=True,
     )
     if as_json:
-        click.echo(json.dumps({"Succeeded": outcome.succeeded, "Failed": outcome.failed}))
+        click.echo(
+            json.dumps(
+                {
+                    "Succeeded": outcome.succeeded,
+                    "Superseded": outcome.superseded,
+                    "Failed": outcome.failed,
+                }
+            )
+        )
         return
-    click.echo(f"{len(outcome.succeeded)} ingested, {len(outcome.failed)} still failing.")
+    ingested = len(outcome.succeeded) - len(outcome.superseded)
+    click.echo(f"{ingested} ingested, {len(outcome.failed)} still failing.")
+    if outcome.superseded:
+        click.echo(
+            f"{len(outcome.superseded)} removed as superseded: contact records older than, or "
+            "the same as, the version of their contact already applied (nothing was changed)."
+        )
 
 
 @dlq.command("resend")

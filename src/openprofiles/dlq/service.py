@@ -2,7 +2,9 @@
 
 Every rejected record lands here (whether or not the domain also has an SQS queue), sealed:
 the object and the reason are personal data. `retry` runs a message through the ingestion
-pipeline again — after the object type or the data was fixed — and removes what now succeeds.
+pipeline again — after the object type or the data was fixed — and removes what now succeeds;
+a contact record goes through the contact-record intake, so it is checked again and one older
+than the version of its contact already applied is removed as superseded, changing nothing.
 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
@@ -17,7 +19,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,9 +139,25 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
-def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> RetryOutcome:
-    """Run messages through the pipeline again; remove the ones that now succeed, count another
-    attempt (with the new reason) on the others."""
+@dataclass(frozen=True)
+class Retried(RetryOutcome):
+    """What `retry` did. `succeeded` holds every message removed from the store; `superseded`
+    those of them that were contact records older than, or the same as, the version of their
+    contact already applied: removed without changing anything (spec §3.1)."""
+
+    superseded: list[str] = field(default_factory=list)
+
+
+def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> Retried:
+    """Run messages through ingestion again; remove the ones that now succeed, count another
+    attempt (with the new reason) on the others.
+
+    A contact record goes through the contact-record intake (contacts.service), not the plain
+    pipeline: it is checked again, and applied only when it is newer than the version of its
+    contact already applied — otherwise a retry would put an old or invalid record back over
+    a newer one, and later deliveries of that newer one would count as repeats."""
+    from openprofiles.contacts.history import contact_object_types
+    from openprofiles.contacts.service import retry_contact_record
     from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 
     letters = (
@@ -147,26 +165,39 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
         if message_ids is not None
         else list_messages(tx, domain_name=domain_name)
     )
-    outcome = RetryOutcome(succeeded=[], failed=[])
+    contact_types = set(contact_object_types(tx, domain_name=domain_name))
+    outcome = Retried(succeeded=[], failed=[])
     for letter in letters:
         reason: str | None = None
         category = letter.category
-        try:
-            source = json.loads(letter.object_json)
-            ingest_object(
+        if _is_contact_record(letter, contact_types):
+            done = retry_contact_record(
                 tx,
                 domain_name=domain_name,
                 object_type_name=letter.object_type_name,
-                source=source if isinstance(source, dict) else {},
                 raw=letter.object_json,
             )
-        except IngestRejected as exc:
-            reason, category = exc.reason, exc.category
-        except ServiceError as exc:
-            # e.g. the object type no longer exists: the record stays for a later retry.
-            reason, category = exc.message, "invalid_value"
-        except ValueError as exc:
-            reason, category = f"The object is not valid JSON: {exc}", "invalid_value"
+            if isinstance(done, IngestRejected):
+                reason, category = done.reason, done.category
+            elif not done.changed:
+                outcome.superseded.append(letter.message_id)
+        else:
+            try:
+                source = json.loads(letter.object_json)
+                ingest_object(
+                    tx,
+                    domain_name=domain_name,
+                    object_type_name=letter.object_type_name,
+                    source=source if isinstance(source, dict) else {},
+                    raw=letter.object_json,
+                )
+            except IngestRejected as exc:
+                reason, category = exc.reason, exc.category
+            except ServiceError as exc:
+                # e.g. the object type no longer exists: the record stays for a later retry.
+                reason, category = exc.message, "invalid_value"
+            except ValueError as exc:
+                reason, category = f"The object is not valid JSON: {exc}", "invalid_value"
         if reason is None:
             _delete(tx, domain_name, [letter.message_id])
             outcome.succeeded.append(letter.message_id)
@@ -189,6 +220,20 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
         )
         outcome.failed.append(letter.message_id)
     return outcome
+
+
+def _is_contact_record(letter: DeadLetter, contact_types: set[str]) -> bool:
+    """Whether the letter is a contact record: of one of the domain's contact-record object
+    types (contacts.history.contact_object_types) and naming an InstanceARN, as every record
+    the contact intake dead-letters does (it routes records by it). Other objects of those
+    types (PutProfileObject) keep the plain pipeline."""
+    if letter.object_type_name not in contact_types:
+        return False
+    try:
+        parsed = json.loads(letter.object_json)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "InstanceARN" in parsed
 
 
 def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> int:

@@ -26,9 +26,9 @@ def instances() -> None:
 @click.option(
     "--object-type",
     "object_type_name",
-    default="CTR",
-    show_default=True,
-    help="The object type its contact records are ingested as.",
+    default=None,
+    help="The object type its contact records are ingested as. Default: the one it has when "
+    "it is associated with DOMAIN already, CTR otherwise.",
 )
 def instances_associate(
     data_dir: Path | None,
@@ -36,9 +36,11 @@ def instances_associate(
     instance_arn: str,
     domain_name: str,
     move: bool,
-    object_type_name: str,
+    object_type_name: str | None,
 ) -> None:
-    """Send the instance's contact records to DOMAIN from now on."""
+    """Send the instance's contact records to DOMAIN from now on, and the ones kept while it
+    was associated with no domain. Run again without --object-type, it replays those and
+    changes nothing else."""
     from openprofiles.contacts.service import connect_instance
     from openprofiles.errors import ServiceError
 
@@ -56,7 +58,10 @@ def instances_associate(
         raise click.ClickException(exc.message) from exc
     finally:
         services.database.dispose()
-    click.echo(f"Instance {instance_arn} is associated with domain {domain_name}.")
+    click.echo(
+        f"Instance {instance_arn} is associated with domain {domain_name}; its contact records "
+        f"are ingested as {done.integration.object_type_name}."
+    )
     if done.previous_domain:
         click.echo(
             f"It was moved from domain {done.previous_domain}. Its existing profiles and contact "

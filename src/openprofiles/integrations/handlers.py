@@ -3,14 +3,22 @@ DeleteIntegration, ListAccountIntegrations."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from openprofiles.contacts.service import connect_instance
 from openprofiles.context import RequestContext, Tx
 from openprofiles.integrations import service
-from openprofiles.integrations.models import Integration
+from openprofiles.integrations.models import (
+    DEFAULT_INSTANCE_OBJECT_TYPE,
+    Integration,
+    is_instance_arn,
+)
 from openprofiles.tags.service import get_tags
 
 DEFAULT_PAGE = 20
+
+logger = logging.getLogger(__name__)
 
 
 def _out(tx: Tx, record: Integration) -> dict[str, Any]:
@@ -35,17 +43,45 @@ def _out(tx: Tx, record: Integration) -> dict[str, Any]:
 
 
 def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    uri = params.get("Uri")
+    settings = {m: params.get(m) for m in service.SETTING_MEMBERS}
     with ctx.write() as tx:
-        done = service.put_integration(
-            tx,
-            domain_name=params["DomainName"],
-            uri=params.get("Uri"),
-            object_type_name=params.get("ObjectTypeName"),
-            object_type_names=params.get("ObjectTypeNames"),
-            flow_definition=params.get("FlowDefinition"),
-            settings={m: params.get(m) for m in service.SETTING_MEMBERS},
-            tags=params.get("Tags"),
-        )
+        if uri and is_instance_arn(uri) and params.get("FlowDefinition") is None:
+            # Associating an instance also replays the records kept while it had no domain: the
+            # one way to associate (contacts.service.connect_instance). PutIntegration replaces
+            # the integration, so its ObjectTypeName defaults to CTR rather than kept.
+            done, replayed = connect_instance(
+                tx,
+                domain_name=params["DomainName"],
+                instance_arn=uri,
+                move=False,
+                object_type_name=params.get("ObjectTypeName") or DEFAULT_INSTANCE_OBJECT_TYPE,
+                object_type_names=params.get("ObjectTypeNames"),
+                settings=settings,
+                tags=params.get("Tags"),
+            )
+            if replayed.accepted or replayed.rejected:
+                # The response shape is botocore's: the replay is told in the log only.
+                logger.info(
+                    "PutIntegration of instance %s in domain %s replayed %d kept contact "
+                    "records: %d accepted, %d rejected (in the domain's dead-letter queue)",
+                    uri,
+                    params["DomainName"],
+                    replayed.accepted + len(replayed.rejected),
+                    replayed.accepted,
+                    len(replayed.rejected),
+                )
+        else:
+            done = service.put_integration(
+                tx,
+                domain_name=params["DomainName"],
+                uri=uri,
+                object_type_name=params.get("ObjectTypeName"),
+                object_type_names=params.get("ObjectTypeNames"),
+                flow_definition=params.get("FlowDefinition"),
+                settings=settings,
+                tags=params.get("Tags"),
+            )
         return _out(tx, done.integration)
 
 

@@ -7,7 +7,9 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   (`CTR` by default, spec §3.2). An instance belongs to one domain at a time; putting it on
   another domain is refused, naming the domain it belongs to, unless it is moved
   (`associate_instance(move=True)`), which removes the old association. Profiles already built
-  in the old domain stay there.
+  in the old domain stay there. Every way of associating an instance (PutIntegration, the CLI,
+  the admin pages) goes through contacts.service.connect_instance, which also replays the
+  records kept while the instance had no domain.
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN.
 """
@@ -114,6 +116,19 @@ def put_integration(
         raise BadRequest(
             f"The Uri {uri} is not a contact-centre instance ARN "
             "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
+        )
+    if instance and object_type_names:
+        # ObjectTypeNames maps an application's event types (Segment, Shopify) to object types;
+        # an instance's records have one type. Accepting the map would ingest them as CTR.
+        raise BadRequest(
+            "ObjectTypeNames maps the event types of an application such as Segment or Shopify; "
+            f"a contact-centre instance ({uri}) takes ObjectTypeName instead: CTR, "
+            "CTR-NoInferred or CTR-AutoAssociateOnly, or an object type of your own."
+        )
+    if instance and flow_definition is not None:
+        raise BadRequest(
+            f"A contact-centre instance ({uri}) takes no FlowDefinition: its contact records "
+            "come from the instance. Give the flow its own Uri, or none."
         )
     if object_type_name and object_type_names:
         raise BadRequest("Give ObjectTypeName or ObjectTypeNames, not both.")
@@ -307,22 +322,41 @@ def associate_instance(
     *,
     domain_name: str,
     instance_arn: str,
-    move: bool,
-    object_type_name: str = DEFAULT_INSTANCE_OBJECT_TYPE,
+    move: bool = False,
+    object_type_name: str | None = None,
+    object_type_names: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> InstanceAssociation:
     """Associate a contact-centre instance with the domain (PutIntegration with the instance
-    ARN). With `move`, an association with another domain is removed first; without it, that
-    is refused with the domain's name. Existing profiles never move between domains."""
+    ARN, `openprofiles instances associate`, the admin pages; contacts.service.connect_instance
+    also replays the records kept meanwhile). With `move`, an association with another domain
+    is removed first; without it, that is refused with the domain's name. Existing profiles
+    never move between domains.
+
+    `object_type_name` and `settings` not given (None) keep those of the instance's association
+    with this domain, so associating it again (the way to replay its kept records) changes
+    nothing else; a new association gets CTR and no settings. PutIntegration gives both."""
     if not is_instance_arn(instance_arn):
         raise BadRequest(
             f"{instance_arn} is not a contact-centre instance ARN "
             "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
         )
+    existing = find_integration(tx, domain_name=domain_name, uri=instance_arn)
+    if object_type_name is None and not object_type_names:
+        object_type_name = (
+            existing.object_type_name if existing else None
+        ) or DEFAULT_INSTANCE_OBJECT_TYPE
+    if settings is None and existing is not None:
+        settings = {m: existing.settings.get(m) for m in SETTING_MEMBERS}
     return put_integration(
         tx,
         domain_name=domain_name,
         uri=instance_arn,
         object_type_name=object_type_name,
+        object_type_names=object_type_names,
+        settings=settings,
+        tags=tags,
         move=move,
     )
 
