@@ -36,10 +36,18 @@ def contact_records(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from openprofiles.contacts.http import process_batch
-    from openprofiles.contacts.records import split_body
+    from openprofiles.contacts.models import BodyInvalid
+    from openprofiles.contacts.records import split_records
 
+    # The file is read whole before anything is stored: one that is not records (a malformed
+    # pretty-printed array) is refused, not cut into line fragments.
+    try:
+        items = split_records(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text; nothing was loaded.") from None
+    except BodyInvalid as exc:
+        raise click.ClickException(f"{file} is {exc.what}. Nothing was loaded.") from None
     services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
-    items = split_body(file.read_text(encoding="utf-8"))
     accepted = rejected = 0
     started = time.perf_counter()
     progress = Progress(

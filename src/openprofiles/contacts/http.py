@@ -2,11 +2,13 @@
 
 Both are signed with SigV4 exactly like the API (signing name `profile`) and verified by the
 app's own `authenticate`; both are machine feeds from the contact centre, so they require an
-admin credential. Errors use the AWS error format of the API.
+admin credential. Errors use the AWS error format of the API; a body over the API's size limit
+is answered 413 as soon as the limit is passed, without reading the rest.
 
 * `/contact-records`: body one record, a JSON array of records, or JSON lines. Answers
   `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
-  not stop the rest of the batch, and is in a dead-letter store with its reason.
+  not stop the rest of the batch, and is in a dead-letter store with its reason. A body that is
+  none of the three is a BadRequestException, and nothing of it is applied or kept.
 * `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
   "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
 """
@@ -24,14 +26,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openprofiles.contacts.models import BatchOutcome
-from openprofiles.contacts.records import Item, split_body
+from openprofiles.contacts.models import BatchOutcome, BodyInvalid
+from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, ServiceError
-from openprofiles.wire.errors import render_error
+from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, _read_body
+from openprofiles.wire.errors import PayloadTooLarge, render_error
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+# The API's limit: a feed's batch is no larger than an API request.
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 # A batch rolled back by a PostgreSQL deadlock (concurrent feeds) is run again.
 BATCH_ATTEMPTS = 3
 
@@ -39,8 +43,13 @@ Authenticate = Callable[..., Principal]
 
 
 def process_body(services: Services, body: str) -> BatchOutcome:
-    """Apply every record of a body in one transaction."""
-    return process_batch(services, split_body(body))
+    """Apply every record of a body in one transaction; BadRequest, with nothing applied, for a
+    body that is neither a record, an array of records nor JSON lines."""
+    try:
+        items = split_records(body)
+    except BodyInvalid as exc:
+        raise BadRequest(f"The body is {exc.what}.") from None
+    return process_batch(services, items)
 
 
 def process_batch(services: Services, items: list[Item]) -> BatchOutcome:
@@ -65,9 +74,11 @@ def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
 
 def contact_routes(services: Services, authenticate: Authenticate) -> list[Route]:
     async def signed(request: Request) -> tuple[Principal, bytes]:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+        # Read no further than the limit, before the signature is checked: an unsigned
+        # oversized body must not cost the server its size in memory.
+        body, too_large = await _read_body(request.receive, MAX_BODY_BYTES)
+        if too_large:
+            raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         headers = {k.lower(): v for k, v in request.headers.items()}
         principal = await run_in_threadpool(
@@ -99,11 +110,11 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
         try:
             _principal, body = await signed(request)
             text = body.decode("utf-8")
+            outcome = await run_in_threadpool(process_body, services, text)
         except UnicodeDecodeError:
             return failed(BadRequest("The body must be UTF-8 JSON."))
         except ServiceError as exc:
             return failed(exc)
-        outcome = await run_in_threadpool(process_body, services, text)
         return respond(200, outcome_json(outcome))
 
     async def contact_events(request: Request) -> Response:

@@ -23,6 +23,16 @@ class ContactRecordInvalid(Exception):
         self.contact_id = contact_id
 
 
+class BodyInvalid(Exception):
+    """A body or file of contact records that is neither a JSON value, a JSON array nor JSON
+    lines. `what` completes "The body is ..." (or "FILE is ...") with the JSON parser's
+    position."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str

@@ -1,22 +1,31 @@
 """Reading contact records (spec §3.1): splitting a body or file into records and checking each
 one is a usable Amazon Connect contact record.
 
-A body is one record (a JSON object), a JSON array of records, or JSON lines. Each record must
-carry `ContactId` and `InstanceARN` (an instance ARN); `CustomerEndpoint`, when present, must be
-an `{Address, Type}` object whose address can be read as what its type says (a phone number
-for TELEPHONE_NUMBER, an email address for EMAIL_ADDRESS); timestamps must be ISO 8601.
+A body is one record (a JSON object), a JSON array of records, or JSON lines. A body that is
+none of these (a pretty-printed array with a stray comma, say) is invalid as a whole: it is
+never cut into line fragments. Each record must carry `ContactId` and `InstanceARN` (an
+instance ARN) as strings; `Channel`, when present, must be one of the channels;
+`CustomerEndpoint`, when present, must be an `{Address, Type}` object whose address can be read
+as what its type says (a possible phone number for TELEPHONE_NUMBER, an email address for
+EMAIL_ADDRESS); timestamps must be ISO 8601 strings; and no text of the record may hold a lone
+UTF-16 surrogate (digests and sealing encode it to UTF-8). A field of the wrong JSON type makes
+the record invalid like any other fault, never the batch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import phonenumbers
 
 from openprofiles.contacts.models import (
     CHANNELS,
     ENDPOINT_TYPES,
+    BodyInvalid,
     ContactRecord,
     ContactRecordInvalid,
     Endpoint,
@@ -28,33 +37,128 @@ MAX_RECORD_CHARS = 256_000
 
 Item = tuple[str, Any]
 
+LONE_SURROGATE = (
+    "The record holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), "
+    "which is not Unicode text."
+)
 
-def split_body(text: str) -> list[Item]:
-    """(raw text, parsed JSON or a ContactRecordInvalid) for every record of a body."""
+
+def split_records(text: str) -> list[Item]:
+    """(raw text, parsed JSON or a ContactRecordInvalid) for every record of a request body or
+    a file.
+
+    Raises BodyInvalid when the text is neither a JSON value, a JSON array nor JSON lines."""
     stripped = text.strip()
     if not stripped:
         return []
     try:
         whole = json.loads(stripped)
+    except ValueError as exc:
+        lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+        if not _json_lines_plausible(lines):
+            raise BodyInvalid(
+                "neither a JSON contact record, a JSON array of records nor JSON lines (one "
+                f"record a line): {exc}"
+            ) from None
+        items = [_json_line(line) for line in lines]
+    else:
+        if isinstance(whole, list):
+            items = [
+                (item if isinstance(item, str) else json.dumps(item, ensure_ascii=False), item)
+                for item in whole
+            ]
+        else:
+            items = [(stripped, whole)]
+    # Only a text with an escape (or one that is not UTF-8 itself) can hold a lone surrogate:
+    # the common body skips the per-record check.
+    if "\\u" in stripped or not _encodes(stripped):
+        return [_item(raw, parsed) for raw, parsed in items]
+    return items
+
+
+def split_body(text: str) -> list[Item]:
+    """`split_records` for a text that is kept whatever it holds (a stream record's data): one
+    that is neither JSON nor JSON lines is one invalid record, not an error."""
+    try:
+        return split_records(text)
+    except BodyInvalid as exc:
+        return [(_safe_text(text.strip()), ContactRecordInvalid(f"The record is {exc.what}."))]
+
+
+def _json_lines_plausible(lines: list[str]) -> bool:
+    """Whether lines that do not parse as one JSON text are JSON lines with some bad ones, rather
+    than one malformed JSON text spread over lines (whose lines would all be fragments)."""
+    if all(line.startswith("{") for line in lines):
+        return True
+    try:
+        json.loads(lines[0])
     except ValueError:
-        return list(_json_lines(stripped))
-    if isinstance(whole, list):
-        return [
-            (item if isinstance(item, str) else json.dumps(item, ensure_ascii=False), item)
-            for item in whole
-        ]
-    return [(stripped, whole)]
+        return False
+    return True
 
 
-def _json_lines(text: str) -> Iterator[Item]:
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            yield line, json.loads(line)
-        except ValueError as exc:
-            yield line, ContactRecordInvalid(f"The record is not valid JSON: {exc}.")
+def _json_line(line: str) -> Item:
+    try:
+        return line, json.loads(line)
+    except ValueError as exc:
+        return line, ContactRecordInvalid(f"The record is not valid JSON: {exc}.")
+
+
+def _item(raw: str, parsed: Any) -> Item:
+    """An item whose raw text can be stored (UTF-8) and whose parsed record, if it held lone
+    surrogates, has them replaced and is marked so that `parse_contact_record` rejects it: the
+    record can still be routed to its instance's dead-letter queue."""
+    raw = _safe_text(raw)
+    if isinstance(parsed, Mapping) and _has_lone_surrogate(parsed):
+        return raw, _LoneSurrogates(_without_surrogates(parsed))
+    return raw, parsed
+
+
+class _LoneSurrogates(dict[str, Any]):
+    """A record that held lone surrogates, with each replaced by U+FFFD."""
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _encodes(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _safe_text(text: str) -> str:
+    """`text` with each lone surrogate written as its JSON escape (`\\udXXX`): the same JSON,
+    and storable."""
+    if _encodes(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return not _encodes(value)
+    if isinstance(value, Mapping):
+        return any(
+            _has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
 
 
 def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
@@ -68,23 +172,32 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     if not isinstance(parsed, Mapping):
         raise ContactRecordInvalid("The record is not a contact record (a JSON object).")
     contact_id = parsed.get("ContactId")
-    if not isinstance(contact_id, str) or not contact_id.strip():
+    # A record not from split_records (a contact event, a replayed one) is checked here.
+    if isinstance(parsed, _LoneSurrogates) or (
+        ("\\u" in raw or not _encodes(raw)) and _has_lone_surrogate(parsed)
+    ):
+        clean_id = contact_id if isinstance(contact_id, str) and _encodes(contact_id) else None
+        raise ContactRecordInvalid(LONE_SURROGATE, clean_id)
+    if contact_id is None or contact_id == "":
         raise ContactRecordInvalid("The record has no ContactId; it is not a contact record.")
+    if not isinstance(contact_id, str) or not contact_id.strip():
+        raise ContactRecordInvalid("ContactId must be a non-blank string.")
     instance_arn = parsed.get("InstanceARN")
-    if not isinstance(instance_arn, str) or not instance_arn.strip():
+    if instance_arn is None or instance_arn == "":
         raise ContactRecordInvalid(
             "The record has no InstanceARN, so no domain can be chosen for it.", contact_id
         )
-    if not is_instance_arn(instance_arn.strip()):
+    if not isinstance(instance_arn, str) or not is_instance_arn(instance_arn.strip()):
         raise ContactRecordInvalid(
-            f"InstanceARN {instance_arn} is not a contact-centre instance ARN "
+            f"InstanceARN {_shown(instance_arn)} is not a contact-centre instance ARN "
             "(arn:aws:connect:REGION:ACCOUNT:instance/ID).",
             contact_id,
         )
     channel = parsed.get("Channel")
-    if channel is not None and channel not in CHANNELS:
+    # The type first: a list or an object is not hashable, so not even a set member test.
+    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         raise ContactRecordInvalid(
-            f"Channel {channel!r} is not one of {', '.join(sorted(CHANNELS))}.", contact_id
+            f"Channel {_shown(channel)} is not one of {', '.join(sorted(CHANNELS))}.", contact_id
         )
     return ContactRecord(
         contact_id=contact_id,
@@ -98,6 +211,12 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     )
 
 
+def _shown(value: Any) -> str:
+    """A field's value for a message: JSON, cut short (a wrong-typed field may be large)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
     if value is None:
         return None
@@ -108,11 +227,16 @@ def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
     address, kind = value.get("Address"), value.get("Type")
     if not isinstance(kind, str) or kind not in ENDPOINT_TYPES:
         raise ContactRecordInvalid(
-            f"CustomerEndpoint.Type {kind!r} is not one of {', '.join(sorted(ENDPOINT_TYPES))}.",
+            f"CustomerEndpoint.Type {_shown(kind)} is not one of "
+            f"{', '.join(sorted(ENDPOINT_TYPES))}.",
             contact_id,
         )
-    if not isinstance(address, str) or not address.strip():
+    if address is None or address == "":
         raise ContactRecordInvalid("CustomerEndpoint has no Address.", contact_id)
+    if not isinstance(address, str) or not address.strip():
+        raise ContactRecordInvalid(
+            "CustomerEndpoint.Address must be a non-blank string.", contact_id
+        )
     address = address.strip()
     if kind == "TELEPHONE_NUMBER" and not _is_phone(address):
         raise ContactRecordInvalid(
@@ -126,17 +250,46 @@ def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
     return Endpoint(address=address, type=kind)
 
 
+_PHONE_CHARACTERS = frozenset("0123456789+-() .")
+# What normalize_phone makes of a North American number, which it reads without libphonenumber:
+# country code 1 and ten digits, the area code's first 2-9 — a possible number.
+_NORTH_AMERICAN_E164 = re.compile(r"\+1[2-9][0-9]{9}")
+
+
 def _is_phone(address: str) -> bool:
-    digits = [ch for ch in address if ch.isdigit()]
-    allowed = set("0123456789+-() .")
-    return (
-        3 <= len(digits) <= 15 and set(address) <= allowed and bool(normalize_phone(address, "US"))
-    )
+    """Whether `address` is a possible phone number (libphonenumber: a known country code and a
+    length its numbers can have), written with digits, '+' first only, and separators; numbers
+    without a country code are read as the US's."""
+    if not set(address) <= _PHONE_CHARACTERS or "+" in address[1:]:
+        return False
+    # The common number skips a second libphonenumber parse, the costliest step of a record.
+    if _NORTH_AMERICAN_E164.fullmatch(normalize_phone(address, "US")):
+        return True
+    return _possible_phone(address)
+
+
+# Not memoised: a cache would keep customers' numbers in the process for its lifetime.
+def _possible_phone(address: str) -> bool:
+    try:
+        number = phonenumbers.parse(address, "US")
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_possible_number(number)
 
 
 def _is_email(address: str) -> bool:
-    local, at, host = address.rpartition("@")
-    return bool(at and local and "." in host and " " not in address)
+    """One '@' between a non-empty local part and a host name of dot-separated labels, none
+    empty, and no white space: strict enough to refuse what cannot be an address, not the
+    RFC 5322 grammar."""
+    local, at, host = address.partition("@")
+    labels = host.split(".")
+    return (
+        bool(at and local)
+        and "@" not in host
+        and len(labels) >= 2
+        and all(labels)
+        and not any(ch.isspace() for ch in address)
+    )
 
 
 def _timestamp(record: Mapping[str, Any], name: str, contact_id: str) -> datetime | None:
@@ -151,8 +304,10 @@ def _timestamp(record: Mapping[str, Any], name: str, contact_id: str) -> datetim
 def parse_timestamp(value: str, name: str, contact_id: str | None = None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # A time at the ends of the calendar may not exist in UTC (0001-01-01T00:00+01:00).
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ContactRecordInvalid(
-            f"{name} {value!r} is not an ISO 8601 timestamp (yyyy-mm-ddThh:mm:ssZ).", contact_id
+            f"{name} {_shown(value)} is not an ISO 8601 timestamp (yyyy-mm-ddThh:mm:ssZ).",
+            contact_id,
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

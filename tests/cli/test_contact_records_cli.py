@@ -1,0 +1,93 @@
+"""`openprofiles ingest contact-records FILE` with bad input, on SQLite and PostgreSQL: a record
+with a wrong-typed field is rejected and the rest of the file is loaded; a file that is neither
+JSON nor JSON lines is refused whole, with nothing loaded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
+
+from openprofiles.app import build_services
+from openprofiles.cli import main
+from openprofiles.contacts.service import list_unrouted
+from openprofiles.context import Services
+from openprofiles.dlq.service import list_messages
+from openprofiles.profiles.service import SearchCriterion, search_profiles
+from openprofiles.settings import Settings
+
+D = "loaded"
+
+
+@pytest.fixture
+def loaded(settings: Settings) -> Iterator[tuple[Services, list[str]]]:
+    """The services of a data dir with a domain for the instance, and the command's options."""
+    services = build_services(settings)
+    make_domain(services, D)
+    associate(services, D)
+    options = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        options += ["--database-url", settings.database_url]
+    try:
+        yield services, options
+    finally:
+        services.database.dispose()
+
+
+def found(services: Services, contact_id: str) -> int:
+    with services.read() as tx:
+        page, _ = search_profiles(
+            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
+        )
+    return len(page)
+
+
+def test_wrong_typed_record_is_rejected_and_the_rest_loaded(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    services, options = loaded
+    records = [ctr(f"file-{i}", address=f"+1206555010{i}") for i in range(6)]
+    records[3]["Channel"] = ["VOICE"]
+    records[4]["CustomerEndpoint"] = {"Address": "+999", "Type": "TELEPHONE_NUMBER"}
+    file = tmp_path / "records.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = CliRunner().invoke(
+        main,
+        ["ingest", "contact-records", *options, str(file), "--batch-size", "2", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["read"], summary["accepted"], summary["rejected"]) == (6, 4, 2)
+    assert [found(services, f"file-{i}") for i in range(6)] == [1, 1, 1, 0, 0, 1]
+    with services.read() as tx:
+        letters = list_messages(tx, domain_name=D)
+    assert sorted(json.loads(m.object_json)["ContactId"] for m in letters) == ["file-3", "file-4"]
+
+
+def test_malformed_file_is_refused_whole(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    services, options = loaded
+    pretty = json.dumps([ctr("p1"), ctr("p2")], indent=2)[:-2] + ",\n]"
+    file = tmp_path / "records.json"
+    file.write_text(pretty)
+    result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
+    assert result.exit_code == 1
+    assert "is neither a JSON contact record, a JSON array of records nor JSON lines" in (
+        result.output
+    )
+    assert f"line {pretty.count(chr(10)) + 1} column 1" in result.output
+    assert "Nothing was loaded" in result.output and "Traceback" not in result.output
+    assert found(services, "p1") == 0
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+        assert list_messages(tx, domain_name=D) == []
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps(ctr("café"), ensure_ascii=False).encode("latin-1"))
+    result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(latin)])
+    assert result.exit_code == 1 and "is not UTF-8 text" in result.output

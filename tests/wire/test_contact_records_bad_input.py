@@ -1,0 +1,178 @@
+"""Bad input to POST /contact-records and /contact-events, against a live server (both
+backends): a wrong-typed field or a lone surrogate rejects only its record (the rest of the
+batch is applied), a malformed multi-line body is one BadRequestException (nothing kept), and
+an oversized body is answered 413 once the limit is read, like the API's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from tests.unit.integrations.integ_helpers import ctr
+from tests.wire.test_contact_records_http import post, search
+
+from openprofiles.contacts.http import MAX_BODY_BYTES
+from openprofiles.contacts.service import list_unrouted
+from openprofiles.dlq.service import list_messages
+
+
+@pytest.fixture
+def setup(live_server) -> tuple[str, str]:
+    domain = f"d-{uuid.uuid4().hex[:10]}"
+    live_server.client().create_domain(DomainName=domain, DefaultExpirationDays=30)
+    instance = f"arn:aws:connect:us-east-1:111122223333:instance/{uuid.uuid4()}"
+    live_server.client().put_integration(DomainName=domain, Uri=instance)
+    return domain, instance
+
+
+def letters(live_server, domain: str) -> list[dict[str, Any]]:
+    with live_server.services.read() as tx:
+        return [json.loads(m.object_json) for m in list_messages(tx, domain_name=domain)]
+
+
+def unrouted_count(live_server) -> int:
+    with live_server.services.read() as tx:
+        return len(list_unrouted(tx))
+
+
+def test_wrong_typed_field_rejects_its_record_only(live_server, setup):
+    domain, instance = setup
+    as_array = [
+        ctr("good-1", instance=instance),
+        ctr("bad-1", instance=instance, Channel=["VOICE"]),
+        ctr("bad-2", instance=instance, LastUpdateTimestamp={"at": 1}),
+    ]
+    response = post(live_server, "/contact-records", json.dumps(as_array))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["Accepted"] == 1
+    assert [r["ContactId"] for r in body["Rejected"]] == ["bad-1", "bad-2"]
+    assert "Channel" in body["Rejected"][0]["Message"]
+    as_lines = [
+        ctr("bad-3", instance=instance, Channel={"Name": "VOICE"}),
+        ctr("good-2", instance=instance),
+    ]
+    response = post(live_server, "/contact-records", "\n".join(json.dumps(r) for r in as_lines))
+    assert response.json()["Accepted"] == 1
+    assert [r["ContactId"] for r in response.json()["Rejected"]] == ["bad-3"]
+    assert len(search(live_server, domain, "_ctrContactId", "good-1")) == 1
+    assert len(search(live_server, domain, "_ctrContactId", "good-2")) == 1
+    assert sorted(r["ContactId"] for r in letters(live_server, domain)) == [
+        "bad-1",
+        "bad-2",
+        "bad-3",
+    ]
+
+
+def test_contact_event_with_a_wrong_typed_field_is_a_bad_request(live_server, setup):
+    _domain, instance = setup
+    event = {
+        "ContactId": "ev-1",
+        "InstanceARN": instance,
+        "Channel": ["VOICE"],
+        "InitiationTimestamp": "2022-04-08T14:59:38Z",
+    }
+    for change in ({}, {"Channel": "VOICE", "CustomerEndpoint": {"Address": 1, "Type": "VOIP"}}):
+        response = post(live_server, "/contact-events", json.dumps({**event, **change}))
+        assert response.status_code == 400
+        assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
+        assert response.json()["Message"]
+
+
+def test_lone_surrogate_rejects_its_record_only(live_server, setup):
+    domain, instance = setup
+    records = [
+        ctr("s-good", instance=instance),
+        ctr("s-bad", instance=instance, Attributes={"note": "\ud800"}),
+    ]
+    body = json.dumps(records)
+    assert "\\ud800" in body
+    response = post(live_server, "/contact-records", body)
+    assert response.status_code == 200
+    assert response.json()["Accepted"] == 1
+    [rejected] = response.json()["Rejected"]
+    assert rejected["ContactId"] == "s-bad"
+    assert "lone UTF-16 surrogate" in rejected["Message"]
+    assert len(search(live_server, domain, "_ctrContactId", "s-good")) == 1
+    assert [r["ContactId"] for r in letters(live_server, domain)] == ["s-bad"]
+    event = {
+        "ContactId": "ev-\udc00",
+        "InstanceARN": instance,
+        "Channel": "VOICE",
+        "InitiationTimestamp": "2022-04-08T14:59:38Z",
+    }
+    response = post(live_server, "/contact-events", json.dumps(event))
+    assert response.status_code == 400
+    assert "lone UTF-16 surrogate" in response.json()["Message"]
+
+
+def test_malformed_multi_line_body_is_one_bad_request(live_server, setup):
+    domain, instance = setup
+    records = [ctr("p1", instance=instance), ctr("p2", instance=instance)]
+    # A pretty-printed array with a stray trailing comma.
+    pretty = json.dumps(records, indent=2)[:-2] + ",\n]"
+    kept_before = unrouted_count(live_server)
+    response = post(live_server, "/contact-records", pretty)
+    assert response.status_code == 400
+    assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
+    message = response.json()["Message"]
+    assert "neither a JSON contact record, a JSON array of records nor JSON lines" in message
+    assert f"line {pretty.count(chr(10)) + 1} column 1" in message
+    assert unrouted_count(live_server) == kept_before
+    assert letters(live_server, domain) == []
+    assert search(live_server, domain, "_ctrContactId", "p1") == []
+    # JSON lines with one bad line: that line is rejected, the rest applied.
+    lines = f"{json.dumps(records[0])}\n{{bad\n{json.dumps(records[1])}"
+    assert post(live_server, "/contact-records", lines).json()["Accepted"] == 2
+
+
+@pytest.mark.parametrize("path", ["/contact-records", "/contact-events"])
+def test_oversized_body_is_413_before_the_rest_is_read(live_server, path):
+    chunk = b"x" * (1 << 20)
+    chunks = MAX_BODY_BYTES // len(chunk) + 8
+    # Over HTTP, unsigned: the size is checked before the signature.
+    response = httpx.post(live_server.url + path, content=(chunk for _ in range(chunks)))
+    assert response.status_code == 413
+    assert response.headers["x-amzn-ErrorType"] == "RequestEntityTooLargeException"
+    assert str(MAX_BODY_BYTES) in response.json()["Message"]
+    # The app asks for no more of the body than the limit (the server drains the rest).
+    status, asked = asyncio.run(_asgi_post(live_server.app, path, chunk, chunks))
+    assert status == 413
+    assert asked == MAX_BODY_BYTES // len(chunk) + 1
+
+
+async def _asgi_post(app: Any, path: str, chunk: bytes, chunks: int) -> tuple[int, int]:
+    """POST `chunks` copies of `chunk` to the ASGI app; (status, chunks the app read)."""
+    asked = 0
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": chunk, "more_body": asked < chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return status, asked
