@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -25,5 +25,10 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class RetryOutcome:
+    """What `dlq.service.retry` did. `succeeded` holds every message removed from the store;
+    `superseded` those of them that were contact records older than, or the same as, the
+    version of their contact already applied: removed without changing anything (spec §3.1)."""
+
     succeeded: list[str]
     failed: list[str]
+    superseded: list[str] = field(default_factory=list)

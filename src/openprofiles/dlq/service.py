@@ -19,7 +19,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,16 +139,7 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
-@dataclass(frozen=True)
-class Retried(RetryOutcome):
-    """What `retry` did. `succeeded` holds every message removed from the store; `superseded`
-    those of them that were contact records older than, or the same as, the version of their
-    contact already applied: removed without changing anything (spec §3.1)."""
-
-    superseded: list[str] = field(default_factory=list)
-
-
-def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> Retried:
+def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> RetryOutcome:
     """Run messages through ingestion again; remove the ones that now succeed, count another
     attempt (with the new reason) on the others.
 
@@ -166,7 +157,7 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
         else list_messages(tx, domain_name=domain_name)
     )
     contact_types = set(contact_object_types(tx, domain_name=domain_name))
-    outcome = Retried(succeeded=[], failed=[])
+    outcome = RetryOutcome(succeeded=[], failed=[])
     for letter in letters:
         reason: str | None = None
         category = letter.category

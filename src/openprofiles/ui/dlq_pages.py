@@ -82,6 +82,7 @@ def routes(ui: UI) -> list[Route]:
             domain=name,
             retried=_int(query.get("retried")),
             failed=_int(query.get("failed")),
+            superseded=_int(query.get("superseded")),
             purged=_int(query.get("purged")),
             **(await ui.read(load)),
         )
@@ -121,6 +122,10 @@ def routes(ui: UI) -> list[Route]:
         outcome = await ui.write(
             lambda tx: dlq.retry(tx, domain_name=name, message_ids=[message_id])
         )
+        if outcome.superseded:
+            return RedirectResponse(
+                dlq_url(name, retried=0, failed=0, superseded=1), status_code=303
+            )
         if outcome.succeeded:
             return RedirectResponse(dlq_url(name, retried=1, failed=0), status_code=303)
         return RedirectResponse(dlq_url(name, message_id, retry="failed"), status_code=303)
@@ -129,8 +134,14 @@ def routes(ui: UI) -> list[Route]:
     async def retry_all(request: Request) -> Response:
         name = request.path_params["name"]
         outcome = await ui.write(lambda tx: dlq.retry(tx, domain_name=name, message_ids=None))
+        superseded = len(outcome.superseded)
         return RedirectResponse(
-            dlq_url(name, retried=len(outcome.succeeded), failed=len(outcome.failed)),
+            dlq_url(
+                name,
+                retried=len(outcome.succeeded) - superseded,
+                failed=len(outcome.failed),
+                superseded=superseded or None,
+            ),
             status_code=303,
         )
 

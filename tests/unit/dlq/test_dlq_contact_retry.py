@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from starlette.testclient import TestClient
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain, send
+from tests.unit.ui.test_ui_admin_ops import csrf_of
 
+from openprofiles.app import create_app
 from openprofiles.context import Services
 from openprofiles.dlq import service
-from openprofiles.dlq.models import DeadLetter
+from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.object_types.service import delete_object_type, put_object_type
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import SearchCriterion, search_profiles
+from openprofiles.settings import Settings
+from openprofiles.users import service as users
 
 D = "retry"
 TYPE = "Contacts"
@@ -64,7 +69,7 @@ def letters(services: Services) -> list[DeadLetter]:
         return service.list_messages(tx, domain_name=D)
 
 
-def retry(services: Services) -> service.Retried:
+def retry(services: Services) -> RetryOutcome:
     with services.write() as tx:
         return service.retry(tx, domain_name=D)
 
@@ -177,3 +182,31 @@ def test_other_objects_of_a_contact_type_keep_the_plain_pipeline(
     outcome = retry(services)
 
     assert outcome.succeeded == [letter.message_id] and outcome.superseded == []
+
+
+def test_the_admin_page_says_how_many_were_superseded(
+    settings: Settings, services: Services, domain: str
+) -> None:
+    drop_contacts_type(services)
+    assert send(services, ctr("B", last_update=OLD, Attributes={"v": "1"})).rejected
+    put_contacts_type(services)
+    assert send(services, ctr("B", last_update=NEW, Attributes={"v": "2"})).accepted == 1
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        app_services = client.app.state.services  # type: ignore[attr-defined]
+        with app_services.write() as tx:
+            users.create_user(tx, username="admin1", password="long enough password", role="admin")
+        page = client.get("/ui/sign-in")
+        client.post(
+            "/ui/sign-in",
+            data={
+                "username": "admin1",
+                "password": "long enough password",
+                "csrf_token": csrf_of(page.text),
+            },
+        )
+        token = csrf_of(client.get(f"/admin/domains/{D}/dlq").text)
+        done = client.post(f"/admin/domains/{D}/dlq/retry", data={"csrf_token": token})
+        shown = client.get(done.headers["location"]).text
+        app_services.database.dispose()
+    assert "Retried: 0 applied, 0 still failing, 1 removed as superseded" in shown
+    assert letters(services) == []

@@ -67,6 +67,7 @@ def test_ingest_json_array_with_text_summary_and_dlq_commands(tmp_path: Path) ->
     assert json.loads(retried.output) == {
         "Succeeded": [],
         "Failed": [x["MessageId"] for x in letters],
+        "Superseded": [],
     }
     refused = runner.invoke(main, ["dlq", "purge", *common])
     assert refused.exit_code != 0
