@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from openprofiles.wire.parse import MAX_JSON_DEPTH
+from openprofiles.json_text import MAX_JSON_DEPTH
 
 T: dict[str, Any] = {
     "Description": "records with a custom key",

@@ -31,6 +31,7 @@ from openprofiles.contacts.models import (
     Endpoint,
 )
 from openprofiles.integrations.models import is_instance_arn
+from openprofiles.json_text import JsonTextError, has_lone_surrogate, split_json_records
 from openprofiles.normalize import normalize_phone
 
 MAX_RECORD_CHARS = 256_000
@@ -52,23 +53,15 @@ def split_records(text: str) -> list[Item]:
     if not stripped:
         return []
     try:
-        whole = json.loads(stripped)
-    except ValueError as exc:
-        lines = [line.strip() for line in stripped.splitlines() if line.strip()]
-        if not _json_lines_plausible(lines):
-            raise BodyInvalid(
-                "neither a JSON contact record, a JSON array of records nor JSON lines (one "
-                f"record a line): {exc}"
-            ) from None
-        items = [_json_line(line) for line in lines]
-    else:
-        if isinstance(whole, list):
-            items = [
-                (item if isinstance(item, str) else json.dumps(item, ensure_ascii=False), item)
-                for item in whole
-            ]
-        else:
-            items = [(stripped, whole)]
+        items: list[Item] = [
+            (raw, _invalid_json(value) if isinstance(value, JsonTextError) else value)
+            for raw, value in split_json_records(stripped)
+        ]
+    except JsonTextError as exc:
+        raise BodyInvalid(
+            "neither a JSON contact record, a JSON array of records nor JSON lines (one "
+            f"record a line): {exc.message.rstrip('.')}"
+        ) from None
     # Only a text with an escape (or one that is not UTF-8 itself) can hold a lone surrogate:
     # the common body skips the per-record check.
     if "\\u" in stripped or not _encodes(stripped):
@@ -85,23 +78,8 @@ def split_body(text: str) -> list[Item]:
         return [(_safe_text(text.strip()), ContactRecordInvalid(f"The record is {exc.what}."))]
 
 
-def _json_lines_plausible(lines: list[str]) -> bool:
-    """Whether lines that do not parse as one JSON text are JSON lines with some bad ones, rather
-    than one malformed JSON text spread over lines (whose lines would all be fragments)."""
-    if all(line.startswith("{") for line in lines):
-        return True
-    try:
-        json.loads(lines[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _json_line(line: str) -> Item:
-    try:
-        return line, json.loads(line)
-    except ValueError as exc:
-        return line, ContactRecordInvalid(f"The record is not valid JSON: {exc}.")
+def _invalid_json(error: JsonTextError) -> ContactRecordInvalid:
+    return ContactRecordInvalid(error.message)
 
 
 def _item(raw: str, parsed: Any) -> Item:
@@ -122,13 +100,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _encodes(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return not has_lone_surrogate(text)
 
 
 def _safe_text(text: str) -> str:

@@ -40,13 +40,13 @@ from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
-from openprofiles.flows.json_text import NotJsonText, split_json_text
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemError, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
 from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
+from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.store.schema import flow_item, flow_run
 
 register_domain_table(flow_run)
@@ -265,10 +265,10 @@ def _item_records(source: FlowSource, item: SourceItem) -> list[str]:
         ) from exc
     try:
         return split_json_text(text)
-    except NotJsonText as exc:
+    except JsonTextError as exc:  # NotJsonText, or nested too deep to parse
         raise _ItemFailed(
             f"{_capitalised(source.describe(item.key))} is neither JSON nor JSON lines: "
-            f"{exc.message}. {unchanged}",
+            f"{exc.message.rstrip('.')}. {unchanged}",
             text,
         ) from exc
 
@@ -285,7 +285,7 @@ def _apply_batch(
         reason: str | None = None
         category = "invalid_value"
         try:
-            parsed = json.loads(raw)
+            parsed = load_json(raw, "The record")
             if not isinstance(parsed, dict):
                 raise ValueError("a record must be a JSON object")
             record = apply_tasks(flow.tasks, parsed)
@@ -302,6 +302,8 @@ def _apply_batch(
             )
             counts["records_ingested"] += 1
             continue
+        except JsonTextError as exc:
+            reason = exc.message
         except ValueError as exc:
             reason = f"The record is not a JSON object: {exc}."
         except RecordFailed as exc:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from openprofiles.context import Services
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
+from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.object_types.service import get_object_type
 
 DEFAULT_BATCH_SIZE = 500
@@ -153,9 +154,11 @@ def _parse(raw: str) -> dict[str, object] | IngestRejected:
             "invalid_value",
         )
     try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        return IngestRejected(f"The object could not be parsed as JSON: {exc}.", "invalid_value")
+        # Strictly, as PutProfileObject's Object: NaN, a lone surrogate or a record nested
+        # hundreds deep is a rejected record, not a crash further down.
+        parsed = load_json(raw, "The object")
+    except JsonTextError as exc:
+        return IngestRejected(exc.message, "invalid_value")
     if not isinstance(parsed, dict):
         return IngestRejected("The object must be a JSON object.", "invalid_value")
     return parsed

@@ -6,18 +6,15 @@ and headers are text; JSON timestamps are epoch seconds or ISO strings; blobs ar
 parser is lenient about types on purpose: a value of the wrong type is passed through as is, so
 that `validate.validate_input` reports it with the member's path.
 
-JSON text itself is parsed strictly (`load_json`, also used for PutProfileObject's Object):
-`NaN`/`Infinity` (which Python's json accepts but JSON does not have), a lone UTF-16 surrogate
-(`"\\ud800"`, which no UTF-8 encoder or database accepts further down) and arrays or objects
-nested more than MAX_JSON_DEPTH levels deep are a BadRequest, not a 500 from a later layer.
+JSON text itself is parsed strictly (`load_json`, also used for PutProfileObject's Object; the
+rules are openprofiles.json_text's): NaN/Infinity, a lone UTF-16 surrogate and nesting beyond
+MAX_JSON_DEPTH are a BadRequest, not a 500 from a later layer.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,126 +22,17 @@ from typing import Any
 
 from botocore.model import OperationModel, Shape, StructureShape
 
+from openprofiles import json_text
 from openprofiles.errors import BadRequest
-
-# Real records nest a few levels; a few hundred leaves room for any of them while staying well
-# inside Python's recursion limit for the code that walks parsed documents afterwards.
-MAX_JSON_DEPTH = 200
-# After parsing, every surrogate code point left in a string is unpaired (pairs become one
-# character). The text can only hold one as an escape (\\ud800) or raw (bytes decoded with
-# surrogatepass, as json.loads does): when the text has neither, no string needs checking.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_HINT = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
-
-
-class _NotJson(ValueError):
-    """A constant (NaN, Infinity, -Infinity) that Python's json accepts but JSON does not have."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON value (JSON numbers cannot be NaN or infinite)")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def load_json(text: str | bytes, what: str) -> Any:
-    """Parse strict JSON text; BadRequest naming `what` ("The request body") when it is not.
-
-    Rejects what json.loads lets through but is not JSON, or not storable: NaN and Infinity,
-    lone surrogates, and nesting deeper than MAX_JSON_DEPTH.
-    """
+    """Parse strict JSON text (openprofiles.json_text); BadRequest naming `what` ("The request
+    body") when it is not."""
     try:
-        # Bytes are decoded as json.loads decodes them (UTF-8, or UTF-16/32 by their BOM).
-        decoded = (
-            text.decode(json.detect_encoding(text), "surrogatepass")
-            if isinstance(text, bytes)
-            else text
-        )
-        document = _DECODER.decode(decoded)
-    except _NotJson as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}.") from None
-    except RecursionError:
-        raise BadRequest(_too_deep(what)) from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise BadRequest(f"{what} could not be parsed as JSON: {exc}.") from None
-    # Walking the whole document costs; skip it when the text rules both problems out.
-    deep = decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH
-    surrogates = _SURROGATE_HINT.search(decoded) is not None
-    if deep or surrogates:
-        _check_document(document, what, depth=deep, strings=surrogates)
-    return document
-
-
-def _too_deep(what: str) -> str:
-    return (
-        f"{what} is nested too deeply: JSON arrays and objects may be nested at most "
-        f"{MAX_JSON_DEPTH} levels deep."
-    )
-
-
-def _check_document(document: Any, what: str, *, depth: bool, strings: bool) -> None:
-    """BadRequest if `document` nests deeper than MAX_JSON_DEPTH or has a lone surrogate.
-
-    Level by level, with no recursion (the document may be as deep as json.loads allows) and,
-    as most documents pass, no paths: the strings are gathered and searched at once, and only a
-    failing document is walked again to say where.
-    """
-    level: list[Any] = [document]
-    texts: list[str] = [document] if isinstance(document, str) else []
-    nesting = 0
-    while level:
-        nesting += 1
-        if depth and nesting > MAX_JSON_DEPTH:
-            raise BadRequest(_too_deep(what))
-        below: list[Any] = []
-        for node in level:
-            if type(node) is dict:
-                if strings:
-                    texts.extend(node)
-                values: Any = node.values()
-            elif type(node) is list:
-                values = node
-            else:
-                continue
-            for value in values:
-                kind = type(value)
-                if kind is dict or kind is list:
-                    below.append(value)
-                elif strings and kind is str:
-                    texts.append(value)
-        level = below
-    if strings and _LONE_SURROGATE.search("".join(texts)):
-        raise BadRequest(_lone_surrogate(what, *_find_lone_surrogate(document)))
-
-
-def _find_lone_surrogate(document: Any) -> tuple[str, tuple[str | int, ...]]:
-    """(what holds it, path) of the first lone surrogate of a document known to have one."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, str):
-            if _LONE_SURROGATE.search(node):
-                return "the string", path
-            continue
-        children = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, child in children:
-            if isinstance(key, str) and _LONE_SURROGATE.search(key):
-                return "the member name", (*path, key)
-            if isinstance(child, dict | list | str):
-                stack.append((child, (*path, key)))
-    raise AssertionError("no lone surrogate found")
-
-
-def _lone_surrogate(what: str, where: str, path: tuple[str | int, ...]) -> str:
-    # The path names members, not values; a surrogate in it is shown escaped (\\udc80), as
-    # the error response must itself be valid UTF-8.
-    shown = ".".join(str(p) for p in path).encode("utf-8", "backslashreplace").decode("utf-8")
-    at = f"at {shown}" if path else "at the top level"
-    return (
-        f"{what} is not valid Unicode JSON text: {where} {at} contains a lone surrogate "
-        "(a \\uD800-\\uDFFF escape without its pair)."
-    )
+        return json_text.load_json(text, what)
+    except json_text.JsonTextError as exc:
+        raise BadRequest(exc.message) from None
 
 
 def parse_request(

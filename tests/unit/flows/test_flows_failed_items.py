@@ -141,7 +141,7 @@ def test_a_broken_json_document_is_one_failed_item(services: Services, tmp_path:
         "Expecting ',' delimiter at line 4 column 5."
     )
     assert whole.object_json == broken
-    assert "not a JSON object" in line.reason and line.object_json == '{"id": 4, "email":'
+    assert "could not be parsed as JSON" in line.reason and line.object_json == '{"id": 4, "email":'
 
 
 def test_a_file_gone_during_the_run_fails_alone(services: Services, tmp_path: Path) -> None:

@@ -368,7 +368,7 @@ def test_tasks_filter_map_validate_and_dead_letter(services: Services, tmp_path:
     assert found["EmailAddress"] == "a@example.com"
     with services.read() as tx:
         reasons = sorted(m.reason for m in list_messages(tx, domain_name=D))
-    assert "not a JSON object" in reasons[0]
+    assert "could not be parsed as JSON" in reasons[0]
     assert "VALIDATE_NON_NULL failed: field mail" in reasons[1]
 
 

@@ -10,8 +10,9 @@ import pytest
 from botocore.model import Shape
 
 from openprofiles.errors import BadRequest
+from openprofiles.json_text import MAX_JSON_DEPTH
 from openprofiles.wire.model import load_service_model
-from openprofiles.wire.parse import MAX_JSON_DEPTH, _from_header, load_json, parse_request
+from openprofiles.wire.parse import _from_header, load_json, parse_request
 
 MODEL = load_service_model()
 

@@ -1,6 +1,6 @@
-"""Cutting a flow item's text into records (flows.json_text): one JSON value, a JSON array, or
-JSON lines; a text that is none of these is refused whole, with the parser's position, instead
-of being cut into per-line fragments."""
+"""Cutting a text of records into records (openprofiles.json_text): one JSON value, a JSON
+array, or JSON lines; a text that is none of these is refused whole, with the parser's
+position, instead of being cut into per-line fragments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from openprofiles.flows.json_text import NotJsonText, split_json_text
+from openprofiles.json_text import JsonTextError, NotJsonText, split_json_records, split_json_text
 
 A, B, C = {"id": "1", "name": "Zoë"}, {"id": "2"}, {"id": "3"}
 
@@ -51,7 +51,6 @@ def test_half_the_lines_bad_is_still_json_lines() -> None:
         ('[\n  {\n    "id": "1"\n    "email": "a@example.com"\n  },\n  {"id": "2"}\n]', "line 4"),
         # A pretty-printed array of one-line objects, cut short.
         ("[\n" + ",\n".join(json.dumps(r) for r in (A, B, C)) + ",\n", "line 5"),
-        ('{"id": "1",, "email": "a@example.com"}', "line 1 column 12"),
         ("not json at all", "line 1 column 1"),
     ],
 )
@@ -60,3 +59,13 @@ def test_neither_json_nor_json_lines(text: str, where: str) -> None:
         split_json_text(text)
     assert where in exc.value.message
     assert exc.value.message.startswith(("Expecting", "Illegal", "Extra"))
+
+
+def test_lines_that_all_start_an_object_are_json_lines_however_broken() -> None:
+    # One broken record a line (a truncated export): each fails alone, with the parser's
+    # reason, rather than the whole text.
+    text = '{"id": "1",, "email": "a@example.com"}\n{"id": "2"'
+    [(first, error_1), (second, error_2)] = split_json_records(text)
+    assert (first, second) == tuple(text.split("\n"))
+    assert isinstance(error_1, JsonTextError) and "line 1 column 12" in error_1.message
+    assert isinstance(error_2, JsonTextError)

@@ -1,0 +1,205 @@
+"""JSON text from outside: parsing it strictly, and cutting a text of records into records.
+
+Every way records come in (the API, PutProfileObject's Object, contact-record bodies and files,
+flow items, object files) reads JSON through here, so they agree on what is JSON and on where
+one record ends.
+
+Strict parsing (`load_json`) refuses what Python's json accepts but JSON does not have, or what
+no later layer can store: `NaN`/`Infinity`, a lone UTF-16 surrogate (`"\\ud800"`, which no UTF-8
+encoder or database accepts), and arrays or objects nested more than MAX_JSON_DEPTH deep (which
+would overflow the recursion of code that walks the document). Its error says what and where
+(member names only, never values).
+
+Cutting (`split_json_records`): a text is one JSON value (an array gives its elements) or JSON
+lines (one value per line). A text that does not parse as a whole is JSON lines when every
+non-empty line starts an object, or when at least half of them parse on their own — then a bad
+line fails alone and the others are records. A JSON document broken somewhere never comes near
+that: its lines open or close values (`[`, `{`, `"id": 1,`, `},`), and at most the last element
+of an array stands alone on its line. Anything else is refused whole (`NotJsonText`) with the
+parser's message and position, rather than cut into meaningless per-line fragments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Real records nest a few levels; a few hundred leaves room for any of them while staying well
+# inside Python's recursion limit for the code that walks parsed documents afterwards.
+MAX_JSON_DEPTH = 200
+# After parsing, every surrogate code point left in a string is unpaired (pairs become one
+# character). The text can only hold one as an escape (\\ud800) or raw (bytes decoded with
+# surrogatepass, as json.loads does): when the text has neither, no string needs checking.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_HINT = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
+
+class JsonTextError(ValueError):
+    """Text that is not (strict, storable) JSON; `message` is a sentence saying why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotJsonText(JsonTextError):
+    """A text of records that is neither one JSON value nor JSON lines; `message` says where
+    parsing it as one JSON value stopped, and why (the parser's message, line and column)."""
+
+    def __init__(self, error: json.JSONDecodeError) -> None:
+        super().__init__(f"{error.msg} at line {error.lineno} column {error.colno}")
+
+
+class _NotJson(ValueError):
+    """A constant (NaN, Infinity, -Infinity) that Python's json accepts but JSON does not have."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value (JSON numbers cannot be NaN or infinite)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """Parse strict JSON text; JsonTextError naming `what` ("The request body") when it is not.
+
+    Rejects what json.loads lets through but is not JSON, or not storable: NaN and Infinity,
+    lone surrogates, and nesting deeper than MAX_JSON_DEPTH.
+    """
+    try:
+        # Bytes are decoded as json.loads decodes them (UTF-8, or UTF-16/32 by their BOM).
+        decoded = (
+            text.decode(json.detect_encoding(text), "surrogatepass")
+            if isinstance(text, bytes)
+            else text
+        )
+        document = _DECODER.decode(decoded)
+    except _NotJson as exc:
+        raise JsonTextError(f"{what} is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise JsonTextError(_too_deep(what)) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise JsonTextError(f"{what} could not be parsed as JSON: {exc}.") from None
+    # Walking the whole document costs; skip it when the text rules both problems out.
+    deep = decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH
+    surrogates = _SURROGATE_HINT.search(decoded) is not None
+    if deep or surrogates:
+        _check_document(document, what, depth=deep, strings=surrogates)
+    return document
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether a parsed string holds a lone surrogate (so cannot be encoded as UTF-8)."""
+    return not text.isascii() and _LONE_SURROGATE.search(text) is not None
+
+
+def split_json_records(text: str) -> list[tuple[str, Any]]:
+    """(raw JSON text, parsed value) of every record of `text`, in order: the elements of a JSON
+    array, a JSON value that is not an array, or the non-empty lines of JSON lines — where a
+    line that is not JSON has the JsonTextError saying so in place of its value. NotJsonText
+    when the text is none of these. Values are parsed without the NaN/Infinity constants but
+    not checked for surrogates or depth: each caller decides what such a record becomes."""
+    try:
+        whole = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        error = exc
+    else:
+        if isinstance(whole, list):
+            return [(json.dumps(item, ensure_ascii=False), item) for item in whole]
+        return [(text.strip(), whole)]
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028 and other characters that
+    # JSON strings may hold as they are.
+    lines = [stripped for line in text.split("\n") if (stripped := line.strip())]
+    parsed = [_line(line) for line in lines]
+    if all(line.startswith("{") for line in lines) or sum(
+        not isinstance(value, JsonTextError) for _, value in parsed
+    ) * 2 >= len(lines):
+        return parsed
+    if isinstance(error, json.JSONDecodeError):
+        raise NotJsonText(error)
+    raise JsonTextError(f"The text is not JSON: {error}.")
+
+
+def split_json_text(text: str) -> list[str]:
+    """The raw JSON text of every record of `text` (see split_json_records)."""
+    return [raw for raw, _ in split_json_records(text)]
+
+
+def _line(line: str) -> tuple[str, Any]:
+    try:
+        return line, _DECODER.decode(line)
+    except (ValueError, RecursionError) as exc:
+        return line, JsonTextError(f"The record is not valid JSON: {exc}.")
+
+
+def _too_deep(what: str) -> str:
+    return (
+        f"{what} is nested too deeply: JSON arrays and objects may be nested at most "
+        f"{MAX_JSON_DEPTH} levels deep."
+    )
+
+
+def _check_document(document: Any, what: str, *, depth: bool, strings: bool) -> None:
+    """JsonTextError if `document` nests deeper than MAX_JSON_DEPTH or has a lone surrogate.
+
+    Level by level, with no recursion (the document may be as deep as json.loads allows) and,
+    as most documents pass, no paths: the strings are gathered and searched at once, and only a
+    failing document is walked again to say where.
+    """
+    level: list[Any] = [document]
+    texts: list[str] = [document] if isinstance(document, str) else []
+    nesting = 0
+    while level:
+        nesting += 1
+        if depth and nesting > MAX_JSON_DEPTH:
+            raise JsonTextError(_too_deep(what))
+        below: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                if strings:
+                    texts.extend(node)
+                values: Any = node.values()
+            elif type(node) is list:
+                values = node
+            else:
+                continue
+            for value in values:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    below.append(value)
+                elif strings and kind is str:
+                    texts.append(value)
+        level = below
+    if strings and _LONE_SURROGATE.search("".join(texts)):
+        raise JsonTextError(_lone_surrogate(what, *_find_lone_surrogate(document)))
+
+
+def _find_lone_surrogate(document: Any) -> tuple[str, tuple[str | int, ...]]:
+    """(what holds it, path) of the first lone surrogate of a document known to have one."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _LONE_SURROGATE.search(node):
+                return "the string", path
+            continue
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in children:
+            if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                return "the member name", (*path, key)
+            if isinstance(child, dict | list | str):
+                stack.append((child, (*path, key)))
+    raise AssertionError("no lone surrogate found")
+
+
+def _lone_surrogate(what: str, where: str, path: tuple[str | int, ...]) -> str:
+    # The path names members, not values; a surrogate in it is shown escaped (\\udc80), as
+    # the error response must itself be valid UTF-8.
+    shown = ".".join(str(p) for p in path).encode("utf-8", "backslashreplace").decode("utf-8")
+    at = f"at {shown}" if path else "at the top level"
+    return (
+        f"{what} is not valid Unicode JSON text: {where} {at} contains a lone surrogate "
+        "(a \\uD800-\\uDFFF escape without its pair)."
+    )
