@@ -31,7 +31,7 @@ from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, ServiceError
-from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, _read_body
+from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
 # The API's limit: a feed's batch is no larger than an API request.
@@ -76,7 +76,7 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
     async def signed(request: Request) -> tuple[Principal, bytes]:
         # Read no further than the limit, before the signature is checked: an unsigned
         # oversized body must not cost the server its size in memory.
-        body, too_large = await _read_body(request.receive, MAX_BODY_BYTES)
+        body, too_large = await read_body(request.receive, MAX_BODY_BYTES)
         if too_large:
             raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         raw_path = request.scope.get("raw_path") or request.url.path.encode()

@@ -198,7 +198,7 @@ def make_asgi_app(
             name = name_bytes.decode("latin-1").lower()
             value = value_bytes.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        body, too_large = await _read_body(receive, dispatcher.max_body_bytes)
+        body, too_large = await read_body(receive, dispatcher.max_body_bytes)
         if too_large:
             error = PayloadTooLarge(f"The request body exceeds {dispatcher.max_body_bytes} bytes.")
             status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
@@ -260,7 +260,9 @@ async def _respond(send: Send, status: int, headers: Mapping[str, str], body: by
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body and whether it passed `limit` bytes (reading stops there: an oversized
+    body never costs its size in memory). Shared by the API and the contact feeds."""
     chunks: list[bytes] = []
     size = 0
     more = True
