@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 
 import phonenumbers
@@ -111,15 +111,25 @@ def normalize_date(value: str, region: str) -> str:
         return text
 
 
+# Beyond this decimal exponent a number is compared as written: spelling out 1e999999 would
+# make a megabyte of digits from eight characters.
+_MAX_NUMBER_EXPONENT = 64
+
+
 def normalize_number(value: str) -> str:
-    """Numbers compare by value: `1234`, `1234.0` and ` 1.234e3 ` are one number."""
+    """Numbers compare by value: `1234`, `1234.0` and ` 1.234e3 ` are one number, exactly,
+    however many digits they have."""
     text = value.strip()
     try:
         number = Decimal(text)
     except InvalidOperation:
         return text
-    if not number.is_finite():
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_NUMBER_EXPONENT:
         return text
-    if number == number.to_integral_value():
-        return str(number.to_integral_value().quantize(Decimal(1)))
-    return format(number.normalize(), "f")
+    # Enough precision for every digit: the default 28 would round a longer number (two
+    # different values would match) or refuse to quantize it (InvalidOperation, a 500).
+    with localcontext() as context:
+        context.prec = len(number.as_tuple().digits) + _MAX_NUMBER_EXPONENT + 2
+        if number == number.to_integral_value():
+            return str(number.to_integral_value().quantize(Decimal(1)))
+        return format(number.normalize(), "f")

@@ -46,7 +46,10 @@ def _check_dead_letter_queue(ctx: RequestContext, domain_name: str, queue_url: s
     """Like AWS, send a test message to a new DeadLetterQueueUrl (spec §6.1), before any write
     transaction: it is a network call."""
     from openprofiles.dlq.sinks import SinkError, check_queue
+    from openprofiles.domains.setup import parse_queue_url
 
+    # A URL that names no queue says so, rather than what calling it failed with.
+    parse_queue_url(ctx.services.settings, queue_url)
     try:
         check_queue(ctx.services.settings, queue_url, domain_name)
     except SinkError as exc:

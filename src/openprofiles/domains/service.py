@@ -72,7 +72,8 @@ def create_domain(
 ) -> DomainRecord:
     if find_domain(tx, domain_name=domain_name) is not None:
         raise BadRequest(f"A domain named {domain_name} already exists.")
-    stored = {k: v for k, v in config.items() if k in CONFIG_MEMBERS and v is not None}
+    # "" is no value, as UpdateDomain reads it (it removes the member).
+    stored = {k: v for k, v in config.items() if k in CONFIG_MEMBERS and v not in (None, "")}
     tx.conn.execute(
         insert(domain).values(
             name=domain_name,

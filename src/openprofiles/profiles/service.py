@@ -421,6 +421,13 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+    if live_id != profile_id:
+        # Reads follow a merge to the survivor; a delete must not: the id names a duplicate
+        # that the merge already removed, and the survivor is another customer record.
+        raise NotFound(
+            f"The profile {profile_id} no longer exists in domain {domain_name}: it was merged "
+            f"into {live_id}."
+        )
     tx.conn.execute(
         delete(profile_key).where(
             profile_key.c.domain_name == domain_name, profile_key.c.profile_id == live_id
@@ -449,6 +456,8 @@ def add_profile_key(
             f"The key {key_name} is derived from the profile's standard fields; "
             "update the profile instead of adding the key."
         )
+    if not values:
+        raise BadRequest("Values must list at least one value to add.")
     record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
@@ -493,6 +502,8 @@ def delete_profile_key(
             f"The key {key_name} is derived from the profile's standard fields; "
             "update the profile to change it."
         )
+    if not values:
+        raise BadRequest("Values must list at least one value to delete.")
     record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
@@ -518,6 +529,25 @@ def delete_profile_key(
 # ---------------------------------------------------------------------------- search
 
 
+# Values of one search, over all its keys. The model sets no bound; the query has a term per
+# value (SQLite refuses an expression of about a thousand), and AWS's own client library sends
+# one value at a time (spec §4).
+MAX_SEARCH_VALUES = 100
+
+
+def _check_search_values(criteria: Sequence[SearchCriterion]) -> None:
+    for criterion in criteria:
+        if not criterion.values:
+            # No condition would be no filter: every profile of the domain.
+            raise BadRequest(f"Values of key {criterion.key_name} must list at least one value.")
+    total = sum(len(c.values) for c in criteria)
+    if total > MAX_SEARCH_VALUES:
+        raise BadRequest(
+            f"A search may list at most {MAX_SEARCH_VALUES} values over all its keys; this one "
+            f"lists {total}."
+        )
+
+
 def search_profiles(
     tx: Tx,
     *,
@@ -533,6 +563,7 @@ def search_profiles(
     """
     cipher = tx.cipher(domain_name)
     region = tx.settings.default_phone_region
+    _check_search_values(criteria)
     # One (criterion index, value) pair per searched value; the query reports, per profile,
     # which pairs matched it (FoundByItems).
     pairs: list[tuple[int, str]] = []

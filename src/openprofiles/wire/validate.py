@@ -29,6 +29,16 @@ PATTERN_EXEMPT: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+# Enum members that also take "" (container shape, member): UpdateProfile documents that an
+# empty string removes a field's value, and the model's enum lists only the values themselves.
+CLEARABLE_ENUMS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("UpdateProfileRequest", "Gender"),
+        ("UpdateProfileRequest", "PartyType"),
+        ("UpdateProfileRequest", "ProfileType"),
+    }
+)
+
 _MAX_LISTED = 10
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
@@ -144,7 +154,7 @@ def _scalar(
             return
         yield from _length(shape, len(value), where)
         enum = shape.metadata.get("enum")
-        if enum and value not in enum:
+        if enum and value not in enum and not (value == "" and exempt_key in CLEARABLE_ENUMS):
             yield f"{where} must be one of: {', '.join(enum)}"
         pattern = shape.metadata.get("pattern")
         if pattern and exempt_key not in PATTERN_EXEMPT:

@@ -167,3 +167,13 @@ def normalize_phone_is_fast(text: str, region: str) -> bool:
 def test_other_shapes_go_through_libphonenumber(text: str) -> None:
     assert not normalize_phone_is_fast(text, "US")
     assert normalize_phone(text, "US") == _parsed_phone(text.strip(), "US")
+
+
+def test_long_numbers_compare_exactly_and_huge_exponents_as_written():
+    thirty = "123456789012345678901234567890"
+    assert normalize(ContentType.NUMBER, "1e30") == "1" + "0" * 30
+    assert normalize(ContentType.NUMBER, thirty + ".0") == thirty
+    # Differing only in the 30th digit: the default 28-digit precision would round them equal.
+    assert normalize(ContentType.NUMBER, thirty) != normalize(ContentType.NUMBER, thirty[:-1] + "1")
+    assert normalize(ContentType.NUMBER, "0." + "0" * 40 + "12") == "0." + "0" * 40 + "12"
+    assert normalize(ContentType.NUMBER, " 1e999999 ") == "1e999999"
