@@ -84,6 +84,9 @@ class Tx:
     domain_cache: dict[str, Any] = field(default_factory=dict)
     # Run in order once the transaction has committed (see `after_commit`).
     after_commit_actions: list[Callable[[], None]] = field(default_factory=list)
+    # Profiles written while profile-written hooks are held back (profiles.service.
+    # hooks_after), as (domain name, record) in write order; None when they run at once.
+    held_profile_writes: list[tuple[str, Any]] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -46,6 +46,7 @@ from openprofiles.profiles.service import (
     EXPLICIT_ORIGIN,
     KEY_TABLE,
     PROFILE_TABLE,
+    hooks_after,
     key_record_id,
     save_profile,
     sealed_key_row,
@@ -81,7 +82,29 @@ def merge_profiles(
     profile_ids: Sequence[str],
     field_sources: dict[str, Any] | None = None,
 ) -> MergeRecord:
-    """Merge `profile_ids` into `main_profile_id`; returns the merge-log record."""
+    """Merge `profile_ids` into `main_profile_id`; returns the merge-log record.
+
+    The profile-written hooks (rule matching) see the main profile once the merge is done: run
+    when its fields are saved, with the merged profiles still live, an auto-merge rule would
+    merge the same group again, inside this merge (a second log entry, an undo that fails)."""
+    with hooks_after(tx):
+        return _merge_profiles(
+            tx,
+            domain_name=domain_name,
+            main_profile_id=main_profile_id,
+            profile_ids=profile_ids,
+            field_sources=field_sources,
+        )
+
+
+def _merge_profiles(
+    tx: Tx,
+    *,
+    domain_name: str,
+    main_profile_id: str,
+    profile_ids: Sequence[str],
+    field_sources: dict[str, Any] | None = None,
+) -> MergeRecord:
     cipher = tx.cipher(domain_name)
     merged_ids = list(dict.fromkeys(profile_ids))
     if not 1 <= len(merged_ids) <= MAX_MERGED_PROFILES:

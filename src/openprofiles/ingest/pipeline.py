@@ -51,6 +51,7 @@ from openprofiles.profiles.service import (
     derived_keys,
     get_profile,
     get_profiles,
+    hooks_after,
     index_profile_keys,
     insert_key_rows,
     new_profile_record,
@@ -167,7 +168,8 @@ def ingest_batch(
                 run.flush()
                 run = None
             try:
-                with tx.conn.begin_nested():
+                # The profile-written hooks (auto-merge) run once the object is stored too.
+                with tx.conn.begin_nested(), hooks_after(tx):
                     outcome = _apply(
                         tx, object_type, item.mapped, item.digests, item.unique_digest, item.raw
                     )
@@ -420,6 +422,12 @@ class _Run:
         self.derived_now[pid] = now
 
     def flush(self) -> None:
+        # The profile-written hooks run after the objects and keys are written too: an
+        # auto-merge they start moves the profile's objects and keys, so all must be there.
+        with hooks_after(self.tx):
+            self._write()
+
+    def _write(self) -> None:
         tx, domain_name = self.tx, self.domain_name
         write_profiles(
             tx,

@@ -8,9 +8,10 @@ at the survivor, so old ids keep resolving.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -667,7 +668,38 @@ def _field_paths(fields: dict[str, Any]) -> Iterable[str]:
             yield name
 
 
+@contextlib.contextmanager
+def hooks_after(tx: Tx) -> Iterator[None]:
+    """Hold the profile-written hooks back until the block has done all its writes.
+
+    A hook may act on other data of the profile: identity resolution's auto-merge moves a
+    profile's objects and keys to the profile it merges into. Run in the middle of a write that
+    stores objects after its profile (ingestion), or that merges profiles (MergeProfiles), it
+    would move what is there so far and leave the rest on a merged-away profile, or merge the
+    profiles being merged a second time. The block's profiles are announced once, each in its
+    last state, when the block ends without an error. Nested blocks announce with the outer one.
+    """
+    if tx.held_profile_writes is not None:
+        yield
+        return
+    tx.held_profile_writes = []
+    try:
+        yield
+        held = tx.held_profile_writes
+    finally:
+        tx.held_profile_writes = None
+    latest: dict[tuple[str, str], ProfileRecord] = {}
+    for domain_name, record in held:
+        latest.pop((domain_name, record.profile_id), None)
+        latest[(domain_name, record.profile_id)] = record
+    for domain_name in dict.fromkeys(d for d, _ in latest):
+        _written(tx, domain_name, [r for (d, _), r in latest.items() if d == domain_name])
+
+
 def _written(tx: Tx, domain_name: str, records: Sequence[ProfileRecord]) -> None:
+    if tx.held_profile_writes is not None:
+        tx.held_profile_writes.extend((domain_name, r) for r in records)
+        return
     for batch_hook in on_profiles_written:
         batch_hook(tx, domain_name, records)
     for record in records:
