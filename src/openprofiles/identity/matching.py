@@ -241,7 +241,7 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
         found = _choose(pairs, counts)
         if found is not None and found[0] <= rules.max_merging:
             members = _members(tx, domain_name, *found)
-            _merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+            merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
 
 
 def _choose(
@@ -439,7 +439,7 @@ def _complete(
                     continue
                 current = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=members)
                 main = max(current.values(), key=lambda r: (r.updated_at, r.profile_id))
-                merges += _merge_group(tx, domain_name, rules, main.profile_id, members)
+                merges += merge_group(tx, domain_name, rules, main.profile_id, members)
     rbm = dict(record.config["RuleBasedMatching"])
     rbm["Status"] = "ACTIVE"
     # Not an API member (responses carry only the model's): what the digests were made from.
@@ -664,7 +664,7 @@ def _kept_apart(tx: Tx, domain_name: str, profile_id: str, members: Sequence[str
     return apart - {profile_id}
 
 
-def _merge_group(
+def merge_group(
     tx: Tx,
     domain_name: str,
     rules: RuleConfig,

@@ -941,8 +941,7 @@ def auto_merge(
 ) -> int:
     """Merge what Consolidation says within groups at or above the minimum confidence; returns
     the number of merges (each logged and undoable)."""
-    from openprofiles.identity.matching import RuleConfig, no_auto_merge, resolve_conflicts
-    from openprofiles.identity.service import merge_profiles
+    from openprofiles.identity.matching import RuleConfig, merge_group, no_auto_merge
 
     criteria = (auto.get("Consolidation") or {}).get("MatchingAttributesList") or []
     if not criteria:
@@ -969,14 +968,8 @@ def auto_merge(
             )
             live = {pid: r for pid, r in records.items() if r.profile_id == pid}
             for ids in merge_plan(live, criteria, region):
-                chosen = [live[p] for p in ids]
-                main = max(chosen, key=lambda r: (r.updated_at, r.profile_id))
-                merge_profiles(
-                    tx,
-                    domain_name=domain_name,
-                    main_profile_id=main.profile_id,
-                    profile_ids=[p for p in ids if p != main.profile_id][:20],
-                    field_sources=resolve_conflicts(chosen, main.profile_id, rules),
-                )
-                merges += 1
+                main = max((live[p] for p in ids), key=lambda r: (r.updated_at, r.profile_id))
+                # In chunks of the API's 20, each resolved against the main profile as the
+                # chunk before left it (as rule-based auto-merging does).
+                merges += merge_group(tx, domain_name, rules, main.profile_id, ids)
     return merges

@@ -12,6 +12,8 @@ from openprofiles.context import Services
 from openprofiles.domains.service import update_domain
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import ml_jobs, service
+from openprofiles.identity.ml_groups import MatchGroup
+from openprofiles.profiles import service as profiles
 
 from .conftest import DOMAIN, new_profile
 
@@ -322,3 +324,36 @@ def test_features_are_normalised_column_by_column() -> None:
         "city": None,
         "birth_date": None,
     }
+
+
+def test_auto_merging_a_group_larger_than_one_merge_merges_all_of_it(
+    services: Services, domain: str
+) -> None:
+    """MergeProfiles takes 20 ids; a larger group merges in chunks (it used to cut the list at
+    20 while resolving fields over all of it: BadRequest, and the whole job FAILED)."""
+    enable(
+        services,
+        AutoMerging={
+            "Enabled": True,
+            "Consolidation": {"MatchingAttributesList": [["EmailAddress"]]},
+        },
+    )
+    same = {"FirstName": "Maria", "LastName": "Garcia", "EmailAddress": "maria@example.com"}
+    ids = [new_profile(services, **same, Attributes={f"only{i}": "v"}) for i in range(23)]
+    group = MatchGroup(match_id="g", profile_ids=tuple(ids), confidence=0.99)
+    with services.write() as tx:
+        merges = ml_jobs.auto_merge(
+            tx,
+            domain_name=DOMAIN,
+            groups=[group],
+            auto={"Consolidation": {"MatchingAttributesList": [["EmailAddress"]]}},
+        )
+    assert merges == 2  # 22 others: 19 + 3 (each merge names the main profile and 19 more)
+    with services.read() as tx:
+        [survivor] = {
+            r.profile_id
+            for r in profiles.get_profiles(tx, domain_name=DOMAIN, profile_ids=ids).values()
+        }
+        fields = profiles.get_profile(tx, domain_name=DOMAIN, profile_id=survivor).fields
+    # Every profile's own attribute reached the survivor.
+    assert set(fields["Attributes"]) == {f"only{i}" for i in range(23)}
