@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,6 +31,7 @@ from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import (
     matching,  # noqa: F401
     ml_features,
+    rule_store,
 )
 from openprofiles.identity.models import (
     KeptKey,
@@ -40,6 +41,7 @@ from openprofiles.identity.models import (
     MovedObject,
     UndoResult,
 )
+from openprofiles.profiles import service as profiles_service
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
@@ -738,3 +740,36 @@ def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
         kept_fields=tuple(data["kept_fields"]),
         missing_objects=tuple(KeptObject(t, u) for t, u in data["missing_objects"]),
     )
+
+
+def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) -> None:
+    """DeleteProfile's part here (profiles.service.on_profiles_deleted): the profiles' match
+    digests and features, and every merge log that holds their personal data (a merge into
+    them, or an undone merge of them): an erased customer stays erased."""
+    rule_store.forget(tx, domain_name, profile_ids)
+    ml_features.forget(tx, domain_name, profile_ids)
+    gone = set(profile_ids)
+    logs = [
+        row.merge_id
+        for row in tx.conn.execute(
+            select(
+                merge_log.c.merge_id, merge_log.c.main_profile_id, merge_log.c.merged_profile_ids
+            ).where(
+                merge_log.c.domain_name == domain_name,
+                or_(
+                    merge_log.c.main_profile_id.in_(profile_ids), merge_log.c.undone_at.is_not(None)
+                ),
+            )
+        )
+        if row.main_profile_id in gone or gone.intersection(row.merged_profile_ids)
+    ]
+    if logs:
+        tx.conn.execute(
+            delete(merge_log).where(
+                merge_log.c.domain_name == domain_name, merge_log.c.merge_id.in_(logs)
+            )
+        )
+
+
+if forget_deleted_profiles not in profiles_service.on_profiles_deleted:
+    profiles_service.on_profiles_deleted.append(forget_deleted_profiles)

@@ -48,6 +48,10 @@ EXPLICIT_ORIGIN = "@explicit"
 # Called with (tx, domain name, record) after a profile is written (created, saved, or stored by
 # write_profiles), in the same transaction; identity resolution registers its rule matching here.
 on_profile_written: list[Callable[[Tx, str, ProfileRecord], None]] = []
+# Called with (tx, domain name, profile ids) before profiles are deleted (DeleteProfile: the
+# profile and the profiles merged into it), in the same transaction: what other packages keep
+# about a profile (match digests, merge logs with its before-image) goes with it.
+on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # Called with (tx, domain name, records) once per write of one or more profiles (a whole batch
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
 # derived rows that are cheaper written in bulk (identity resolution's match features).
@@ -429,6 +433,14 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
             f"The profile {profile_id} no longer exists in domain {domain_name}: it was merged "
             f"into {live_id}."
         )
+    merged_away = tx.conn.execute(
+        select(profile.c.profile_id).where(
+            profile.c.domain_name == domain_name, profile.c.merged_into == live_id
+        )
+    ).scalars()
+    deleted = [live_id, *merged_away]
+    for hook in on_profiles_deleted:
+        hook(tx, domain_name, deleted)
     tx.conn.execute(
         delete(profile_key).where(
             profile_key.c.domain_name == domain_name, profile_key.c.profile_id == live_id

@@ -673,3 +673,18 @@ def test_writes_and_match_reads_seek_the_digest_index(sqlite_settings):
                     )
     finally:
         services.database.dispose()
+
+
+def test_a_deleted_profile_keeps_no_digests(services, domain):
+    """Groups ignore deleted profiles anyway (test above); the digests, derived from the
+    customer's data, are erased with the profile."""
+    from openprofiles.identity import rule_store
+
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    a = create(services, EmailAddress="same@x.com", FirstName="A")
+    b = create(services, EmailAddress="same@x.com", FirstName="B")
+    with services.write() as tx:
+        profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=b)
+    with services.read() as tx:
+        held = rule_store.held(tx, DOMAIN, [a, b])
+    assert set(held) == {a}

@@ -175,12 +175,23 @@ def test_undo_waits_for_a_later_merge_of_the_main_profile(services, domain):
     assert search(services, "_profileId", c) == [c]
 
 
-def test_undo_after_the_main_profile_was_deleted_is_refused(services, domain):
-    main = new_profile(services, FirstName="Jane")
+def test_deleting_the_main_profile_deletes_its_merge_logs(services, domain):
+    """The logs hold the merged profiles' before-images: personal data an erasure must take
+    (an undo of them could only be refused anyway). Logs of other profiles stay."""
+    main = new_profile(services, FirstName="Jane", EmailAddress="jane@example.com")
     merge_id = merge(services, main, [new_profile(services, FirstName="Jorge")])
+    other = new_profile(services, FirstName="Kim")
+    kept = merge(services, other, [new_profile(services, FirstName="Kym")])
+    # An undone merge keeps its log; the profile it gave back is deleted later.
+    given_back = new_profile(services, FirstName="Lee")
+    undone = merge(services, other, [given_back])
+    undo(services, undone)
     with services.write() as tx:
         profiles.delete_profile(tx, domain_name="ident", profile_id=main)
-    with pytest.raises(BadRequest, match="deleted"):
+        profiles.delete_profile(tx, domain_name="ident", profile_id=given_back)
+    with services.read() as tx:
+        assert [m.merge_id for m in service.list_merges(tx, domain_name="ident")] == [kept]
+    with pytest.raises(NotFound):
         undo(services, merge_id)
 
 
