@@ -12,6 +12,7 @@ from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import new_domain_key
 from openprofiles.errors import BadRequest
 from openprofiles.identity import rule_activation
+from openprofiles.identity.ml_jobs import validate_consolidation
 from openprofiles.identity.rules import validate_rule_based_matching
 from openprofiles.tags.service import get_tags, put_tags
 
@@ -71,6 +72,9 @@ def _apply_rules(tx: Tx, params: dict[str, Any], record: DomainRecord) -> tuple[
 def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
     validate_rule_based_matching(params.get("RuleBasedMatching"))
+    validate_consolidation(
+        ((params.get("Matching") or {}).get("AutoMerging") or {}).get("Consolidation")
+    )
     if params.get("DeadLetterQueueUrl"):
         _check_dead_letter_queue(ctx, name, params["DeadLetterQueueUrl"])
     key = _new_key(ctx, name, params.get("DefaultEncryptionKey"))
@@ -105,6 +109,9 @@ def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params["DomainName"]
     validate_rule_based_matching(params.get("RuleBasedMatching"))
+    validate_consolidation(
+        ((params.get("Matching") or {}).get("AutoMerging") or {}).get("Consolidation")
+    )
     with ctx.read() as tx:
         current = service.get_domain(tx, domain_name=name)
     requested_queue = params.get("DeadLetterQueueUrl")

@@ -116,6 +116,7 @@ DEFAULT_JOB_PAGE = 100
 
 
 def get_auto_merging_preview(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ml_jobs.validate_consolidation(params["Consolidation"])
     with ctx.read() as tx:
         preview = ml_jobs.auto_merging_preview(
             tx,

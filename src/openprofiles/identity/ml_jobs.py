@@ -75,6 +75,7 @@ from openprofiles.identity.ml_groups import MatchPage as MatchPage  # re-exporte
 from openprofiles.identity.ml_groups import Pair
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
+from openprofiles.profiles.models import ADDRESS_FIELDS, ADDRESS_PARTS, STRING_FIELDS
 from openprofiles.store.schema import domain, identity_job
 
 logger = logging.getLogger(__name__)
@@ -842,6 +843,29 @@ def similar_profiles(
 
 
 # ---------------------------------------------------------------------------- auto-merging
+
+
+def validate_consolidation(consolidation: dict[str, Any] | None) -> None:
+    """BadRequest for a Consolidation attribute that names no profile attribute: such a
+    criterion could never hold, so nothing would ever merge, silently."""
+    for criterion in (consolidation or {}).get("MatchingAttributesList") or []:
+        for attribute in criterion:
+            if not _is_profile_attribute(attribute):
+                raise BadRequest(
+                    f"Consolidation.MatchingAttributesList names {attribute}, which is not a "
+                    "profile attribute: use a standard profile field (FirstName, EmailAddress, "
+                    "PhoneNumber, ...), an address part such as Address.City, or "
+                    "Attributes.<name>."
+                )
+
+
+def _is_profile_attribute(attribute: str) -> bool:
+    if attribute.startswith("Attributes."):
+        return len(attribute) > len("Attributes.")
+    if "." in attribute:
+        kind, part = attribute.split(".", 1)
+        return kind in ADDRESS_FIELDS and part in ADDRESS_PARTS
+    return attribute in STRING_FIELDS
 
 
 def _attribute_value(fields: dict[str, Any], attribute: str, region: str) -> str:
