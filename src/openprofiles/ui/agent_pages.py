@@ -202,6 +202,7 @@ def routes(ui: UI) -> list[Route]:
         values: dict[str, str],
         errors: dict[str, str],
         record: ProfileRecord | None = None,
+        shown: dict[str, str] | None = None,
     ) -> Response:
         return ui.render(
             request,
@@ -209,6 +210,8 @@ def routes(ui: UI) -> list[Route]:
             status=400 if errors else 200,
             domain_name=domain_name,
             values=values,
+            shown=shown or {},
+            shown_prefix=pf.SHOWN_PREFIX,
             errors=errors,
             record=record,
             name=display_name(record) if record else "",
@@ -230,7 +233,7 @@ def routes(ui: UI) -> list[Route]:
             elif keys and keys[0] == "_email":
                 values["EmailAddress"] = prefill
             return render_form(request, domain_name=name, values=values, errors={})
-        values = pf.values_from_form(request.state.form)
+        values = pf.values_from_form(request.state.form) or pf.values_from_profile({})
         errors = pf.validate(values, region)
         if not errors and not pf.creation_fields(values):
             errors["FirstName"] = "Fill in at least one field (for example the name)."
@@ -251,14 +254,20 @@ def routes(ui: UI) -> list[Route]:
         )
         if request.method == "GET":
             values = pf.values_from_profile(record.fields)
-            return render_form(request, domain_name=name, values=values, errors={}, record=record)
-        values = pf.values_from_form(request.state.form)
-        errors = pf.validate(values, region)
+            return render_form(
+                request, domain_name=name, values=values, errors={}, record=record, shown=values
+            )
+        form = request.state.form
+        values = pf.values_from_form(form) or pf.values_from_profile({})
+        # A form without the values it showed (sent by a script): compared with the profile.
+        shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
+        errors = pf.validate(values, region, only=pf.changed_fields(shown, values))
+        changes, conflicts = pf.update_changes(record.fields, shown, values)
+        errors = {**conflicts, **errors}
         if errors:
             return render_form(
-                request, domain_name=name, values=values, errors=errors, record=record
+                request, domain_name=name, values=values, errors=errors, record=record, shown=shown
             )
-        changes = pf.update_changes(record.fields, values)
         if changes:
             await ui.write(
                 lambda tx: profiles.update_profile(

@@ -160,8 +160,11 @@ def routes(ui: UI) -> list[Route]:
                 confirm_purge=True,
                 error=error,
             )
-        await ui.write(lambda tx: dlq.purge(tx, domain_name=name, message_ids=[message_id]))
-        return RedirectResponse(dlq_url(name, purged=1), status_code=303)
+        # 0 when it was gone already (another admin purged or retried it): say so, not "1".
+        purged = await ui.write(
+            lambda tx: dlq.purge(tx, domain_name=name, message_ids=[message_id])
+        )
+        return RedirectResponse(dlq_url(name, purged=purged), status_code=303)
 
     @ui.page("admin")
     async def purge_all(request: Request) -> Response:

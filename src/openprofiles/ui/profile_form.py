@@ -95,30 +95,55 @@ ADDRESS_FORM_PARTS = (
 )
 STRING_FORM_FIELDS = tuple(f.name for _, fields in SECTIONS for f in fields)
 ATTRIBUTES_FIELD = "Attributes"
+# The edit form carries the values it showed in hidden fields with this prefix. A save writes
+# only what the agent changed from those (a change made elsewhere meanwhile is kept, not undone
+# by stale values of the form), checks only what changed (a value the API accepted that this
+# form would refuse does not block saving another field), and refuses a change to a field that
+# someone else changed since the form was shown.
+SHOWN_PREFIX = "shown."
 
 
 def values_from_profile(fields: dict[str, Any]) -> dict[str, str]:
-    """The form's values for an existing profile."""
+    """The form's values for an existing profile, as the form would send them back."""
     values = {name: str(fields.get(name, "")) for name in STRING_FORM_FIELDS}
     address = fields.get("Address") or {}
     for part, _ in ADDRESS_FORM_PARTS:
         values[f"Address.{part}"] = str(address.get(part, ""))
     attributes = fields.get("Attributes") or {}
     values[ATTRIBUTES_FIELD] = "\n".join(f"{k} = {v}" for k, v in attributes.items())
-    return values
+    return {name: _as_sent(value) for name, value in values.items()}
 
 
-def values_from_form(form: FormData) -> dict[str, str]:
+def form_names() -> tuple[str, ...]:
+    return (
+        *STRING_FORM_FIELDS,
+        *(f"Address.{part}" for part, _ in ADDRESS_FORM_PARTS),
+        ATTRIBUTES_FIELD,
+    )
+
+
+def values_from_form(form: FormData, prefix: str = "") -> dict[str, str] | None:
+    """The form's values (with `prefix`, the values it showed); None when the form has none
+    of them (a form without the shown values)."""
+    if not any(prefix + name in form for name in form_names()):
+        return None
+
     def text(name: str) -> str:
-        value = form.get(name)
-        return value.strip() if isinstance(value, str) else ""
+        value = form.get(prefix + name)
+        return _as_sent(value) if isinstance(value, str) else ""
 
-    values = {name: text(name) for name in STRING_FORM_FIELDS}
-    for part, _ in ADDRESS_FORM_PARTS:
-        values[f"Address.{part}"] = text(f"Address.{part}")
-    raw = form.get(ATTRIBUTES_FIELD)
-    values[ATTRIBUTES_FIELD] = raw.strip() if isinstance(raw, str) else ""
-    return values
+    return {name: text(name) for name in form_names()}
+
+
+def _as_sent(value: str) -> str:
+    """A value as a form sends it back: browsers send a textarea's line breaks as CRLF (they
+    are LF as shown), and the form trims what is typed."""
+    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def changed_fields(shown: dict[str, str], values: dict[str, str]) -> set[str]:
+    """The form's fields the agent changed from what the form showed."""
+    return {name for name in form_names() if values.get(name, "") != shown.get(name, "")}
 
 
 def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
@@ -138,8 +163,16 @@ def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
     return attributes, None
 
 
-def validate(values: dict[str, str], phone_region: str) -> dict[str, str]:
-    """Field name → what is wrong with it and what to do; empty when the form is valid."""
+def validate(
+    values: dict[str, str], phone_region: str, only: set[str] | None = None
+) -> dict[str, str]:
+    """Field name → what is wrong with it and what to do; empty when the form is valid.
+    `only`: check just these fields (the ones an edit changed)."""
+    errors = _problems(values, phone_region)
+    return errors if only is None else {k: v for k, v in errors.items() if k in only}
+
+
+def _problems(values: dict[str, str], phone_region: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     for name in STRING_FORM_FIELDS:
         value = values.get(name, "")
@@ -193,27 +226,47 @@ def creation_fields(values: dict[str, str]) -> dict[str, Any]:
     return fields
 
 
-def update_changes(current: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
-    """UpdateProfile members for what the form changed: "" clears a value (API semantics)."""
-    changes: dict[str, Any] = {}
-    for name in STRING_FORM_FIELDS:
-        if values[name] != str(current.get(name, "")):
-            changes[name] = values[name]
-    old_address = current.get("Address") or {}
+CHANGED_MEANWHILE = (
+    "Someone else changed this field since you opened the form. Reload the page to see the "
+    "profile as it is now, then make your change again."
+)
+
+
+def update_changes(
+    current: dict[str, Any], shown: dict[str, str], values: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(UpdateProfile members for what the agent changed from what the form showed — "" clears
+    a value, API semantics —, field → CHANGED_MEANWHILE for a changed field whose stored value
+    is no longer the one shown)."""
+    now = values_from_profile(current)
+    changed = changed_fields(shown, values)
+    conflicts = {
+        name: CHANGED_MEANWHILE
+        for name in changed
+        if name != ATTRIBUTES_FIELD and now[name] != shown.get(name, "")
+    }
+    changes: dict[str, Any] = {name: values[name] for name in STRING_FORM_FIELDS if name in changed}
     address = {
         part: values[f"Address.{part}"]
         for part, _ in ADDRESS_FORM_PARTS
-        if values[f"Address.{part}"] != str(old_address.get(part, ""))
+        if f"Address.{part}" in changed
     }
     if address:
         changes["Address"] = address
-    old_attributes = current.get("Attributes") or {}
-    new_attributes, _ = parse_attributes(values[ATTRIBUTES_FIELD])
-    attribute_changes = {k: v for k, v in new_attributes.items() if old_attributes.get(k) != v}
-    attribute_changes.update({k: "" for k in old_attributes if k not in new_attributes})
-    if attribute_changes:
-        changes["Attributes"] = attribute_changes
-    return changes
+    if ATTRIBUTES_FIELD in changed:
+        # Line by line against what was shown, so a line the agent did not touch is not
+        # written back (its name may hold "=", its value a line break: the text form of
+        # attributes cannot carry every value exactly).
+        before, _ = parse_attributes(shown.get(ATTRIBUTES_FIELD, ""))
+        after, _ = parse_attributes(values[ATTRIBUTES_FIELD])
+        attribute_changes = {k: v for k, v in after.items() if before.get(k) != v}
+        attribute_changes.update({k: "" for k in before if k not in after})
+        stored = current.get("Attributes") or {}
+        if any(str(stored.get(k, "")) != before.get(k, "") for k in attribute_changes):
+            conflicts[ATTRIBUTES_FIELD] = CHANGED_MEANWHILE
+        if attribute_changes:
+            changes["Attributes"] = attribute_changes
+    return changes, conflicts
 
 
 # ---------------------------------------------------------------------------- search

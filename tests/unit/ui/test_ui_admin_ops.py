@@ -153,6 +153,12 @@ def test_dlq_purge_needs_confirmation(admin: TestClient, letters: list[str]) -> 
     )
     assert done.status_code == 303 and "purged=1" in done.headers["location"]
     assert count(services) == 1
+    # Purged already (by another admin): the page says none was, not "Purged 1 record".
+    again = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge",
+        data={"csrf_token": token, "confirm": "yes"},
+    )
+    assert "Purged 0 records." in admin.get(again.headers["location"]).text
 
     assert "Delete all 1 records" in admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
     refused = admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token})

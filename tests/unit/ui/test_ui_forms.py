@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from starlette.datastructures import FormData
 
 from openprofiles.domains.setup import parse_queue_url, queue_policy_statement
 from openprofiles.errors import BadRequest
@@ -72,17 +73,59 @@ def test_update_changes_clear_with_empty_strings() -> None:
         "Address": {"City": "Lyon"},
         "Attributes": {"tier": "gold", "segment": "smb"},
     }
-    values = pf.values_from_profile(current)
-    values.update(
-        {"EmailAddress": "", "LastName": "Diaz", "Address.City": "", "Attributes": "tier = gold"}
-    )
-    assert pf.update_changes(current, values) == {
+    shown = pf.values_from_profile(current)
+    values = {
+        **shown,
         "EmailAddress": "",
         "LastName": "Diaz",
-        "Address": {"City": ""},
-        "Attributes": {"segment": ""},
+        "Address.City": "",
+        "Attributes": "tier = gold",
     }
-    assert pf.update_changes(current, pf.values_from_profile(current)) == {}
+    assert pf.update_changes(current, shown, values) == (
+        {
+            "EmailAddress": "",
+            "LastName": "Diaz",
+            "Address": {"City": ""},
+            "Attributes": {"segment": ""},
+        },
+        {},
+    )
+    assert pf.update_changes(current, shown, shown) == ({}, {})
+
+
+def test_an_edit_writes_what_the_agent_changed_and_refuses_what_changed_meanwhile() -> None:
+    """Found by an audit: a save wrote back every stale value of the form (a concurrent change
+    undone), renamed attributes whose name holds "=", re-checked values the API had accepted
+    and turned textarea line breaks into CRLF."""
+    stored = {
+        "FirstName": "Ana",
+        "PhoneNumber": "call me",  # accepted by the API, refused by this form
+        "AdditionalInformation": "line one\nline two",
+        "Attributes": {"utm=source": "mail", "tier": "gold"},
+    }
+    shown = pf.values_from_profile(stored)
+    # Meanwhile, through the API:
+    current = {**stored, "LastName": "Changed elsewhere"}
+    # The browser sends textarea line breaks as CRLF; the agent changes the first name only.
+    sent = {**shown, "FirstName": "Anna"}
+    sent["AdditionalInformation"] = shown["AdditionalInformation"].replace("\n", "\r\n")
+    form = pf.values_from_form(
+        FormData([*sent.items(), *((pf.SHOWN_PREFIX + k, v) for k, v in shown.items())])
+    )
+    shown_back = pf.values_from_form(
+        FormData([(pf.SHOWN_PREFIX + k, v) for k, v in shown.items()]), pf.SHOWN_PREFIX
+    )
+    assert form is not None and shown_back == shown
+    changed = pf.changed_fields(shown, form)
+    assert changed == {"FirstName"}
+    assert pf.validate(form, "US", only=changed) == {}
+    assert pf.update_changes(current, shown, form) == ({"FirstName": "Anna"}, {})
+    # A field the agent changed that was changed elsewhere too: refused, not overwritten.
+    stale = {**shown, "LastName": "Mine"}
+    assert pf.update_changes(current, shown, stale)[1] == {"LastName": pf.CHANGED_MEANWHILE}
+    # One attribute line edited: only that attribute is written.
+    edited = {**shown, "Attributes": shown["Attributes"].replace("gold", "silver")}
+    assert pf.update_changes(current, shown, edited) == ({"Attributes": {"tier": "silver"}}, {})
 
 
 def test_queue_url_to_arn_and_policy() -> None:

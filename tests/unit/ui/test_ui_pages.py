@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from starlette.testclient import TestClient
@@ -180,3 +181,76 @@ def test_unknown_domain_and_profile_are_friendly_404s(admin: TestClient) -> None
     response = admin.get("/agent/domains/acme/profiles/" + "0" * 32)
     assert response.status_code == 404
     assert "does not exist" in response.text
+
+
+class _FormFields(HTMLParser):
+    """What a browser would submit from a page's first form: inputs and textareas by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        name = found.get("name")
+        if tag == "input" and name and found.get("type") != "submit":
+            self.fields[name] = found.get("value") or ""
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+        elif tag == "select" and name:
+            self.fields.setdefault(name, "")
+        elif tag == "option" and "selected" in found and self._last_select:
+            self.fields[self._last_select] = found.get("value") or ""
+        if tag == "select":
+            self._last_select = name
+
+    _last_select: str | None = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            # A browser sends a textarea's line breaks as CRLF.
+            self.fields[self._textarea] += data.lstrip("\n").replace("\n", "\r\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea":
+            self._textarea = None
+
+
+def test_saving_the_edit_form_writes_only_what_the_agent_changed(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    services = admin.app.state.services  # type: ignore[attr-defined]
+    with services.write() as tx:
+        record = profiles.create_profile(
+            tx,
+            domain_name="acme",
+            fields={
+                "FirstName": "Ana",
+                "PhoneNumber": "call me",
+                "AdditionalInformation": "line one\nline two",
+                "Attributes": {"utm=source": "mail", "tier": "gold"},
+            },
+        )
+    url = f"/agent/domains/acme/profiles/{record.profile_id}/edit"
+    parser = _FormFields()
+    parser.feed(admin.get(url).text)
+    # Meanwhile, someone else changes the last name.
+    with services.write() as tx:
+        profiles.update_profile(
+            tx, domain_name="acme", profile_id=record.profile_id, changes={"LastName": "Elsewhere"}
+        )
+
+    response = admin.post(url, data={**parser.fields, "FirstName": "Anna"})
+
+    assert response.status_code == 303
+    with services.read() as tx:
+        fields = profiles.get_profile(tx, domain_name="acme", profile_id=record.profile_id).fields
+    assert fields["FirstName"] == "Anna"
+    assert fields["LastName"] == "Elsewhere"
+    assert fields["AdditionalInformation"] == "line one\nline two"
+    assert fields["Attributes"] == {"utm=source": "mail", "tier": "gold"}
+    assert fields["PhoneNumber"] == "call me"
+    # Changing the field someone else changed is refused, and says why.
+    response = admin.post(url, data={**parser.fields, "LastName": "Mine"})
+    assert response.status_code == 400 and "Someone else changed this field" in response.text
