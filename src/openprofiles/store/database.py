@@ -13,6 +13,8 @@ transaction (`store.group_commit`). WAL checkpoints run on a background thread
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -28,6 +30,8 @@ from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
 from openprofiles.store.group_commit import CommitGroup
 from openprofiles.store.writer_lock import WriterLock
+
+logger = logging.getLogger("openprofiles.store")
 
 # The log's restart point (store/checkpoint.py) in bytes, at SQLite's 4 KiB pages.
 JOURNAL_SIZE_LIMIT = DEFAULT_RESTART_AFTER_FRAMES * 4096
@@ -109,9 +113,13 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
+        url = settings.effective_database_url
         if settings.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return cls(settings.effective_database_url, sqlite_cache_mib=settings.sqlite_cache_mib)
+            database = make_url(url).database
+            if database and database != ":memory:":
+                _owner_only(Path(database))
+        return cls(url, sqlite_cache_mib=settings.sqlite_cache_mib)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -217,6 +225,26 @@ class Database:
         self.engine.dispose()
         if self._writer_lock is not None:
             self._writer_lock.close()
+
+
+def _owner_only(path: Path) -> None:
+    """Create the SQLite file readable by its owner alone, or take others' access away.
+
+    The file holds web users' password hashes and session rows in clear (profiles are sealed).
+    A data dir made beforehand may be world-readable, and SQLite creates its file with the
+    umask's permissions; it gives the -wal and -shm files the database file's.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        logger.warning(
+            "The database file %s was readable by other users (mode %o); now owner-only.",
+            path,
+            mode,
+        )
+        os.chmod(path, mode & 0o700)
 
 
 def _lock_path(url: str) -> Path | None:

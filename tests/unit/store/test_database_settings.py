@@ -54,3 +54,24 @@ def test_the_cache_size_is_read_from_the_environment_and_wins_over_the_loaders()
 def test_a_cache_size_below_one_mib_is_refused_with_its_name(size: str) -> None:
     with pytest.raises(ValueError, match="OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"):
         Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": size})
+
+
+def test_the_sqlite_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """They hold web users' password hashes; found world-readable (0644) when the data dir
+    existed beforehand (an audit)."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    settings = Settings(data_dir=data)
+    database = Database.from_settings(settings)
+    try:
+        with database.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        files = [settings.sqlite_path, Path(f"{settings.sqlite_path}-wal")]
+        assert [f.stat().st_mode & 0o777 for f in files] == [0o600, 0o600]
+    finally:
+        database.dispose()
+    # A file made earlier with the umask's permissions loses others' access at the next start.
+    settings.sqlite_path.chmod(0o644)
+    Database.from_settings(settings).dispose()
+    assert settings.sqlite_path.stat().st_mode & 0o777 == 0o600
