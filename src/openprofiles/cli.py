@@ -34,7 +34,12 @@ def main() -> None:
 @main.command()
 @storage_options
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on (default 8000).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

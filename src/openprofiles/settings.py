@@ -72,6 +72,11 @@ class Settings:
     flow_folder_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
+        # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"OPENPROFILES_PORT must be between 1 and 65535, not {self.port}")
+        if self.workers < 1:
+            raise ValueError(f"OPENPROFILES_WORKERS must be at least 1, not {self.workers}")
         if self.sqlite_cache_mib is not None and self.sqlite_cache_mib < 1:
             # SQLite would read a zero or negative size as a number of pages, not as "none".
             raise ValueError(

@@ -51,6 +51,9 @@ def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
     for variable, value, message in (
         ("OPENPROFILES_WORKERS", "two", "OPENPROFILES_WORKERS must be a whole number, not 'two'"),
         ("OPENPROFILES_SQLITE_CACHE_MIB", "0", "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"),
+        # The socket layer took 99999 modulo 65536 and listened on 34463 (an audit).
+        ("OPENPROFILES_PORT", "99999", "OPENPROFILES_PORT must be between 1 and 65535"),
+        ("OPENPROFILES_WORKERS", "0", "OPENPROFILES_WORKERS must be at least 1"),
     ):
         result = CliRunner().invoke(
             main, ["credentials", "list", "--data-dir", str(tmp_path)], env={variable: value}
@@ -58,6 +61,11 @@ def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+def test_serve_refuses_a_port_outside_the_range(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in result.output
 
 
 def test_keys_create_prints_a_usable_identifier(tmp_path):
