@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
+from sqlalchemy import literal, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,6 +26,7 @@ from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.domain_keys import KeyManager
+from openprofiles.crypto.errors import KeyringError
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.dlq.resend import resend_task
@@ -40,6 +42,7 @@ from openprofiles.profiles import handlers as profile_handlers
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
 from openprofiles.store.migrate import upgrade_to_head
+from openprofiles.store.schema import credential, domain
 from openprofiles.tags import handlers as tag_handlers
 from openprofiles.ui import ui_routes
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
@@ -85,12 +88,38 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     database = Database.from_settings(settings)
     if migrate:
         upgrade_to_head(database)
+    try:
+        _check_keyring_belongs(settings, database)
+    except KeyringError:
+        database.dispose()
+        raise
     keyring = Keyring(settings.keyring_path)
     keys = KeyManager(
         ProviderResolver(settings, keyring), cache_seconds=settings.data_key_cache_seconds
     )
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
+
+
+def _check_keyring_belongs(settings: Settings, database: Database) -> None:
+    """Refuse to start on a database whose data was sealed under a keyring this data dir does
+    not have. The keyring would be created anew, silently, and every request would then fail
+    (500): a second server sharing a PostgreSQL database without a copy of keyring.json, or a
+    database copied or restored without it."""
+    if settings.keyring_path.exists():
+        return
+    with database.read() as conn:
+        sealed = any(
+            conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
+            for table in (credential, domain)
+        )
+    if sealed:
+        raise KeyringError(
+            f"The keyring {settings.keyring_path} does not exist, but the database already "
+            "holds data sealed under a keyring's keys. Copy keyring.json from the data dir of "
+            "the server that created this database (every server sharing a database needs the "
+            "same keyring), or restore it from a backup."
+        )
 
 
 def background_tasks(services: Services) -> list[PeriodicTask]:

@@ -49,7 +49,31 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
 
 
 def open_services(settings: Settings) -> Services:
-    """The application's services (database brought up to date, key manager) for a command."""
-    from openprofiles.app import build_services
+    """The application's services (database brought up to date, key manager) for a command; a
+    data dir, database or keyring that cannot be used stops it with a message saying which and
+    why (a traceback's message would be withheld by the logging rules)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
-    return build_services(settings)
+    from openprofiles.app import build_services
+    from openprofiles.crypto.errors import KeyringError, KeyUnusable
+
+    try:
+        return build_services(settings)
+    except (KeyringError, KeyUnusable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot use {exc.filename or settings.data_dir}: {exc.strerror or type(exc).__name__}."
+        ) from None
+    except (SQLAlchemyError, ModuleNotFoundError) as exc:
+        try:
+            where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        except SQLAlchemyError:
+            where = "(the database URL is not one: dialect://user@host/database)"
+        if isinstance(exc, ModuleNotFoundError):
+            reason = f"its driver is not installed (no module {exc.name})"
+        else:
+            # At start no statement carries data: the driver's first line says what failed.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"Cannot open the database {where}: {reason}") from None

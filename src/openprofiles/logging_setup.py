@@ -56,6 +56,9 @@ def describe(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     if isinstance(orig, BaseException):
         name += f" ({_type_name(type(orig))})"
+    if isinstance(exc, OSError) and exc.strerror and not message_is_safe(exc):
+        # The system's reason ("Address already in use") carries no data; the file name might.
+        return f"{name}: [Errno {exc.errno}] {exc.strerror} (file name, if any, withheld)"
     if not message_is_safe(exc):
         return f"{name}: {WITHHELD}"
     message = str(exc)

@@ -202,3 +202,22 @@ def _parent_of(pid: int) -> int | None:
         return None
     # The command name (field 2) is in parentheses and may hold spaces; the parent id follows.
     return int(stat_line.rsplit(")", 1)[1].split()[1])
+
+
+def test_a_database_without_its_keyring_is_refused_not_resealed(tmp_path):
+    """A second server on a shared database, or a copy without keyring.json, used to mint a
+    new keyring and then answer 500 to every request (an audit)."""
+    runner = CliRunner()
+    made = runner.invoke(
+        main, ["credentials", "create", "--role", "admin", "--data-dir", str(tmp_path)]
+    )
+    assert made.exit_code == 0, made.output
+    (tmp_path / "keyring.json").rename(tmp_path / "keyring.json.away")
+
+    refused = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])
+
+    assert refused.exit_code == 1
+    assert "keyring.json does not exist, but the database already holds data" in refused.output
+    assert not (tmp_path / "keyring.json").exists()
+    (tmp_path / "keyring.json.away").rename(tmp_path / "keyring.json")
+    assert runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)]).exit_code == 0

@@ -18,6 +18,9 @@ class DecryptionError(Exception):
 class KeyringError(Exception):
     """The local keyring file cannot be read or written (corrupt JSON, wrong format)."""
 
+    # Written for the operator (paths, what to restore): the logs may show it.
+    message_has_no_personal_data = True
+
 
 class KeyProblem(StrEnum):
     """Why a key cannot be used; the message says it in words, this says it to code."""
@@ -36,6 +39,9 @@ class KeyProblem(StrEnum):
 
 class KeyUnusable(Exception):
     """A key cannot be used to produce or unwrap a data key; `.message` says what to do."""
+
+    # Key identifiers and what to do about them: the logs may show it.
+    message_has_no_personal_data = True
 
     def __init__(self, message: str, problem: KeyProblem = KeyProblem.NOT_FOUND) -> None:
         super().__init__(message)

@@ -154,3 +154,34 @@ def test_database_errors_never_quote_their_parameters(sqlite_settings: Settings)
         assert MARKER not in str(caught.value)
     finally:
         database.dispose()
+
+
+def test_an_os_error_shows_the_system_reason_but_not_the_file_name() -> None:
+    """An operator whose port was taken read only "OSError: (message withheld ...)"."""
+    error = OSError(98, "Address already in use")
+    assert logging_setup.describe(error) == (
+        "OSError: [Errno 98] Address already in use (file name, if any, withheld)"
+    )
+    named = FileNotFoundError(2, "No such file or directory", "/data/alice@example.com.jsonl")
+    assert "alice" not in logging_setup.describe(named)
+    assert "No such file or directory" in logging_setup.describe(named)
+
+
+def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(
+        main,
+        [
+            "credentials",
+            "list",
+            "--database-url",
+            "postgresql://postgres:secret@127.0.0.1:1/test",
+        ],
+    )
+    assert refused.exit_code == 1
+    assert "Cannot open the database postgresql://postgres:***@127.0.0.1:1/test" in refused.output
+    assert "secret" not in refused.output and "Traceback" not in refused.output
+    (tmp_path / "keyring.json").write_text("")
+    (tmp_path / "keyring.json").chmod(0o600)
+    broken = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])
+    assert broken.exit_code == 1 and "restore it from a backup" in broken.output
