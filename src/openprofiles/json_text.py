@@ -119,6 +119,8 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
         return parsed
     if isinstance(error, json.JSONDecodeError):
         raise NotJsonText(error)
+    if isinstance(error, RecursionError):
+        raise JsonTextError("The text is not JSON that can be read: it is nested too deeply.")
     raise JsonTextError(f"The text is not JSON: {error}.")
 
 

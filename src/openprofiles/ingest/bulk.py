@@ -8,7 +8,7 @@ the UNIQUE key makes every record replace itself.
 
 from __future__ import annotations
 
-import json
+import codecs
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from openprofiles.context import Services
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
-from openprofiles.json_text import JsonTextError, load_json
+from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
 
 DEFAULT_BATCH_SIZE = 500
@@ -54,26 +54,32 @@ class BulkSummary:
 
 
 def read_records(path: Path) -> tuple[int, Iterator[str]]:
-    """(number of records, the records as JSON text): JSON lines, or one JSON array."""
+    """(number of records, the records as JSON text): JSON lines, or one JSON array (read
+    whole, cut by openprofiles.json_text; ValueError saying why when it is neither). JSON lines
+    are streamed: a line that is not UTF-8 becomes a record that is not JSON (its bytes as
+    \\xNN), dead-lettered with the rest of the file loaded, rather than a crash half-way."""
     with path.open("rb") as probe:
-        head = probe.read(4096).lstrip()
+        head = probe.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
     if head.startswith(b"["):
-        items = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(items, list):
-            raise ValueError(f"{path} starts with '[' but is not a JSON array")
-        texts = [
-            item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
-            for item in items
-        ]
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02X} at offset "
+                f"{exc.start}); nothing was loaded"
+            ) from None
+        texts = split_json_text(text)
         return len(texts), iter(texts)
     with path.open("rb") as counting:
         total = sum(1 for line in counting if line.strip())
 
     def lines() -> Iterator[str]:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle):
+                if number == 0:
+                    line = line.removeprefix(codecs.BOM_UTF8)
                 if line.strip():
-                    yield line.strip()
+                    yield line.decode("utf-8", "backslashreplace").strip()
 
     return total, lines()
 

@@ -4,11 +4,15 @@ record with its reason, and the good records around it are ingested (both backen
 
 from __future__ import annotations
 
+import codecs
 import json
+from pathlib import Path
+
+import pytest
 
 from openprofiles.context import Services
 from openprofiles.dlq import service as dlq
-from openprofiles.ingest.bulk import ingest_records
+from openprofiles.ingest.bulk import ingest_records, read_records
 
 from .conftest import DOMAIN, crm_type, put_type
 
@@ -39,3 +43,32 @@ def test_records_that_are_not_strict_json_are_dead_lettered_alone(
     assert "NaN is not a JSON value" in reasons
     assert "lone surrogate" in reasons
     assert "nested too deeply" in reasons
+
+
+def test_files_that_are_not_utf8_or_nest_too_deep_are_told_apart_from_records(
+    tmp_path: Path,
+) -> None:
+    """An audit: a Latin-1 line crashed 'openprofiles ingest' half-way (UnicodeDecodeError
+    after earlier batches were committed), a deeply nested array raised RecursionError, and an
+    array file with a byte order mark was read as JSON lines."""
+    lines = tmp_path / "latin1.jsonl"
+    lines.write_bytes(b'{"id": "1"}\n{"id": "caf\xe9"}\n{"id": "3"}\n')
+    total, records = read_records(lines)
+    texts = list(records)
+    assert total == 3 and texts[0] == '{"id": "1"}' and texts[2] == '{"id": "3"}'
+    assert "\\xe9" in texts[1]  # kept, as a record that is not JSON: dead-lettered, not a crash
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not JSON"):
+        read_records(deep)
+
+    latin_array = tmp_path / "latin1.json"
+    latin_array.write_bytes(b'[{"id": "caf\xe9"}]')
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        read_records(latin_array)
+
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(codecs.BOM_UTF8 + json.dumps([{"id": "1"}, {"id": "2"}]).encode())
+    total, records = read_records(bom)
+    assert total == 2 and [json.loads(r) for r in records] == [{"id": "1"}, {"id": "2"}]
