@@ -174,6 +174,36 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         click.echo(arn)
 
 
+def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool) -> None:
+    from openprofiles.crypto.keyring import Keyring
+
+    settings = settings_from_options(data_dir, None)
+    keyring = Keyring(settings.keyring_path)
+    try:
+        found = keyring.enable(key) if enabled else keyring.disable(key)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    state = "enabled" if enabled else "disabled"
+    click.echo(f"{found.arn(settings.region, settings.account_id)}  {found.alias}  {state}")
+
+
+@keys.command("disable")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.argument("key")
+def keys_disable(data_dir: Path | None, key: str) -> None:
+    """Disable a local key (key id, ARN or alias/NAME): the data of domains under it cannot be
+    read until it is enabled again (servers notice within the data-key cache time)."""
+    _set_key_enabled(data_dir, key, enabled=False)
+
+
+@keys.command("enable")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.argument("key")
+def keys_enable(data_dir: Path | None, key: str) -> None:
+    """Enable a local key again (key id, ARN or alias/NAME)."""
+    _set_key_enabled(data_dir, key, enabled=True)
+
+
 @keys.command("list")
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -88,6 +88,25 @@ def test_keys_create_prints_a_usable_identifier(tmp_path):
         main, ["keys", "create", "--alias", "billing", "--data-dir", str(data_dir)]
     )
     assert duplicate.exit_code != 0
+    services.database.dispose()
+
+
+def test_keys_disable_and_enable_as_the_error_messages_say(tmp_path):
+    """Messages about a disabled key say to run `openprofiles keys enable`; the command did
+    not exist (an audit)."""
+    data_dir = str(tmp_path / "data")
+    arn = _run("keys", "create", "--alias", "billing", "--data-dir", data_dir).strip()
+
+    def enabled() -> bool:
+        [key] = json.loads(_run("keys", "list", "--json", "--data-dir", data_dir))
+        return bool(key["Enabled"])
+
+    assert "disabled" in _run("keys", "disable", "alias/billing", "--data-dir", data_dir)
+    assert not enabled()
+    assert "enabled" in _run("keys", "enable", arn, "--data-dir", data_dir)
+    assert enabled()
+    unknown = CliRunner().invoke(main, ["keys", "enable", "nosuch", "--data-dir", data_dir])
+    assert unknown.exit_code == 1 and "There is no key nosuch" in unknown.output
 
 
 def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
