@@ -210,3 +210,17 @@ def test_the_admin_page_says_how_many_were_superseded(
         app_services.database.dispose()
     assert "Retried: 0 applied, 0 still failing, 1 removed as superseded" in shown
     assert letters(services) == []
+
+
+def test_a_retry_while_the_object_type_is_still_missing_keeps_the_letter(
+    services: Services, domain: str
+) -> None:
+    drop_contacts_type(services)
+    assert send(services, ctr("C", last_update=OLD, Attributes={"v": "1"})).rejected
+    [letter] = letters(services)
+
+    outcome = retry(services)
+
+    assert outcome.failed == [letter.message_id] and outcome.succeeded == []
+    [kept] = letters(services)
+    assert kept.attempts == letter.attempts + 1 and TYPE in kept.reason
