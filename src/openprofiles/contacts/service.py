@@ -56,6 +56,7 @@ from openprofiles.errors import BadRequest, ServiceError
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
 from openprofiles.integrations.service import associate_instance, find_instance_integration
+from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type
@@ -489,9 +490,9 @@ def retry_contact_record(
     the same as the one applied changes nothing (`changed` False, spec §3.1: dedupe by ContactId
     + LastUpdateTimestamp). Nothing is dead-lettered here: the caller keeps the letter."""
     try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        return IngestRejected(f"The record is not valid JSON: {exc}.", "invalid_value")
+        parsed = load_json(raw, "The record")
+    except JsonTextError as exc:
+        return IngestRejected(exc.message, "invalid_value")
     try:
         record = parse_contact_record(parsed, raw)
     except ContactRecordInvalid as exc:

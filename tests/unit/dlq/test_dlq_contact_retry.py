@@ -224,3 +224,27 @@ def test_a_retry_while_the_object_type_is_still_missing_keeps_the_letter(
     assert outcome.failed == [letter.message_id] and outcome.succeeded == []
     [kept] = letters(services)
     assert kept.attempts == letter.attempts + 1 and TYPE in kept.reason
+
+
+def test_a_contact_letter_that_is_not_strict_json_stays_with_the_reason(
+    services: Services, domain: str
+) -> None:
+    """Retried contact records are read as strictly as every other JSON from outside."""
+    record = json.dumps(ctr("N", last_update=OLD, Attributes={"v": "1"}))
+    with_nan = record[:-1] + ', "Score": NaN}'
+    with services.write() as tx:
+        letter = service.put(
+            tx,
+            domain_name=D,
+            object_type_name=TYPE,
+            object_json=with_nan,
+            reason="stored before",
+            category="invalid_value",
+        )
+
+    outcome = retry(services)
+
+    assert outcome.failed == [letter.message_id]
+    [kept] = letters(services)
+    assert "NaN is not a JSON value" in kept.reason
+    assert versions(services, "N") == []
