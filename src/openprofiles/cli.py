@@ -63,8 +63,11 @@ def serve(
     from openprofiles import serving
 
     settings = settings_from_options(data_dir, database_url, host=host, port=port, workers=workers)
-    for line in serving.prepare(settings, first_run_admin=first_run_admin):
-        click.echo(line)
+    try:
+        for line in serving.prepare(settings, first_run_admin=first_run_admin):
+            click.echo(line)
+    except serving.AddressUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     serving.run(settings)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from collections.abc import Iterator
 
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
     from openprofiles.app import build_services
     from openprofiles.first_run import ensure_first_admin
 
+    check_address(settings.host, settings.port)
     services = build_services(settings)
     try:
         endpoint = f"http://{settings.host}:{settings.port}"
@@ -37,6 +39,26 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         yield f"OpenProfiles listening on {endpoint}{workers}"
     finally:
         services.database.dispose()
+
+
+class AddressUnusable(Exception):
+    """The server cannot listen where it was told to; the message says where and why."""
+
+    message_has_no_personal_data = True
+
+
+def check_address(host: str, port: int) -> None:
+    """AddressUnusable unless `host:port` can be bound now, before anything says the server is
+    listening there (uvicorn binds later; a port in use used to show up only as its error).
+    SO_REUSEADDR as uvicorn sets it: a port whose last connections are closing is usable."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AddressUnusable(f"Cannot listen on {host}:{port}: {reason}.") from None
 
 
 def worker_app() -> Starlette:

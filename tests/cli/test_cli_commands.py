@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -240,3 +241,17 @@ def test_a_database_without_its_keyring_is_refused_not_resealed(tmp_path):
     assert not (tmp_path / "keyring.json").exists()
     (tmp_path / "keyring.json.away").rename(tmp_path / "keyring.json")
     assert runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)]).exit_code == 0
+
+
+def test_serve_says_when_its_port_is_taken_before_saying_it_listens(tmp_path):
+    """It printed "OpenProfiles listening on ..." and then "OSError: (message withheld)"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main, ["serve", "--port", str(port), "--data-dir", str(tmp_path)]
+        )
+    assert result.exit_code == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in result.output
+    assert "listening" not in result.output
