@@ -13,8 +13,9 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord, DomainStats
-from openprofiles.errors import BadRequest, NotFound
+from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import domain, profile, profile_key
 
@@ -63,8 +64,17 @@ def get_domain(tx: Tx, *, domain_name: str) -> DomainRecord:
 
 
 def domain_cipher(tx: Tx, *, domain_name: str) -> DomainCipher:
+    """The domain's cipher. A key that cannot unwrap its data key (disabled, scheduled for
+    deletion, access revoked) is AccessDeniedException with the key's message (spec §6.2: at
+    data time), not an internal error that says nothing; a KMS that cannot be reached now is
+    an InternalServerException saying so (clients retry those)."""
     record = get_domain(tx, domain_name=domain_name)
-    return tx.services.keys.cipher_for(record.name, record.key_id, record.wrapped_key)
+    try:
+        return tx.services.keys.cipher_for(record.name, record.key_id, record.wrapped_key)
+    except KeyUnusable as exc:
+        if exc.transient:
+            raise InternalServer(f"Domain {domain_name}: {exc.message}") from exc
+        raise AccessDenied(f"Domain {domain_name}: {exc.message}") from exc
 
 
 def create_domain(
