@@ -139,3 +139,15 @@ def test_create_domain_names_a_malformed_queue_url_and_drops_empty_members(live_
     )
     domain = client.get_domain(DomainName=name)
     assert "DeadLetterQueueUrl" not in domain and "DefaultEncryptionKey" not in domain
+
+
+def test_a_fifo_dead_letter_queue_is_refused_with_the_reason(live_server):
+    client = live_server.client()
+    with pytest.raises(ClientError) as exc:
+        client.create_domain(
+            DomainName=f"d-{uuid.uuid4().hex[:10]}",
+            DefaultExpirationDays=30,
+            DeadLetterQueueUrl="https://sqs.us-east-1.amazonaws.com/123456789012/letters.fifo",
+        )
+    code, message = _error(exc)
+    assert code == "BadRequestException" and "use a standard queue" in message

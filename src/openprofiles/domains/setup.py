@@ -68,6 +68,13 @@ def parse_queue_url(settings: Settings, url: str) -> QueueRef:
             "The dead-letter queue URL must end with /ACCOUNT-ID/QUEUE-NAME, as in "
             "https://sqs.us-east-1.amazonaws.com/123456789012/my-queue."
         )
+    if path[1].endswith(".fifo"):
+        # A FIFO queue takes only messages with a MessageGroupId; dead letters have no order
+        # to keep, so they are sent without one, and every send would be refused.
+        raise BadRequest(
+            f"The dead-letter queue {path[1]} is a FIFO queue; use a standard queue: dead "
+            "letters are sent without a message group."
+        )
     host = _AWS_QUEUE_HOST.match(parts.hostname)
     region = host["region"] if host else settings.region
     return QueueRef(url=url.strip(), region=region, account_id=path[0], name=path[1])

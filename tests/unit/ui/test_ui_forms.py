@@ -132,8 +132,11 @@ def test_queue_url_to_arn_and_policy() -> None:
     settings = Settings(account_id="111122223333", region="us-west-2")
     queue = parse_queue_url(settings, "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq")
     assert queue.arn == "arn:aws:sqs:eu-west-1:123456789012:dlq"
-    local = parse_queue_url(settings, "http://localhost:4566/000000000000/dlq.fifo")
-    assert local.arn == "arn:aws:sqs:us-west-2:000000000000:dlq.fifo"
+    local = parse_queue_url(settings, "http://localhost:4566/000000000000/dlq")
+    assert local.arn == "arn:aws:sqs:us-west-2:000000000000:dlq"
+    # A FIFO queue would refuse every dead letter (no MessageGroupId): refused up front.
+    with pytest.raises(BadRequest, match="use a standard queue"):
+        parse_queue_url(settings, "http://localhost:4566/000000000000/dlq.fifo")
     policy = queue_policy_statement(settings, queue, "acme")
     assert '"aws:SourceArn": "arn:aws:profile:us-west-2:111122223333:domains/acme"' in policy
     assert '"aws:SourceAccount": "111122223333"' in policy
