@@ -11,6 +11,7 @@ anyway: contact records are deduplicated by ContactId and LastUpdateTimestamp).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,11 @@ from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.records import Item, split_body
 from openprofiles.contacts.service import ingest_contact_items
 from openprofiles.context import Services, Tx
+from openprofiles.errors import ServiceError
 from openprofiles.settings import Settings
 from openprofiles.store.schema import stream_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,9 @@ class PollResult:
     stream_records: int = 0
     accepted: int = 0
     rejected: int = 0
+    # Stream records left for the next poll: their batch failed as a whole (a domain's key
+    # disabled, say); the shard's checkpoint stays, so nothing is lost or skipped.
+    deferred: int = 0
 
 
 def kinesis_client(settings: Settings) -> Any:
@@ -128,9 +135,22 @@ class KinesisContactRecords:
                 data = record["Data"]
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
                 items.extend(split_body(text))
-            with self.services.write() as tx:
-                outcome: BatchOutcome = ingest_contact_items(tx, items)
-                save_checkpoint(tx, self.stream_name, shard_id, records[-1]["SequenceNumber"])
+            try:
+                with self.services.write() as tx:
+                    outcome: BatchOutcome = ingest_contact_items(tx, items)
+                    save_checkpoint(tx, self.stream_name, shard_id, records[-1]["SequenceNumber"])
+            except ServiceError as exc:
+                # The other shards go on; this one is read again from its checkpoint next time.
+                logger.warning(
+                    "Kinesis stream %s, shard %s: %s; its %d records are read again at the next "
+                    "poll.",
+                    self.stream_name,
+                    shard_id,
+                    exc.message,
+                    len(records),
+                )
+                result.deferred += len(records)
+                continue
             result.stream_records += len(records)
             result.accepted += outcome.accepted
             result.rejected += len(outcome.rejected)

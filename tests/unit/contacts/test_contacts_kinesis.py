@@ -10,9 +10,13 @@ import boto3
 import pytest
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
 
+from openprofiles.app import build_services
 from openprofiles.connectors.kinesis import KinesisContactRecords
 from openprofiles.context import Services
+from openprofiles.crypto.keyring import Keyring
+from openprofiles.domains.service import create_domain
 from openprofiles.profiles.service import SearchCriterion, search_profiles
+from openprofiles.settings import Settings
 
 
 def test_stream_resumes_from_checkpoint(
@@ -43,3 +47,45 @@ def test_stream_resumes_from_checkpoint(
             tx, domain_name="stream", criteria=[SearchCriterion("_ctrContactId", ("k9",))]
         )
     assert len(page) == 1
+
+
+def test_a_batch_that_fails_whole_is_read_again_and_the_connector_goes_on(
+    settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain's key disabled: the connector used to die with a traceback (an audit). Its
+    records now wait at the checkpoint and are applied once the key is enabled again."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    services = build_services(settings.with_overrides(data_key_cache_seconds=0))
+    try:
+        kinesis = boto3.client("kinesis", endpoint_url=moto_url, region_name="us-east-1")
+        stream = f"ctr-{uuid.uuid4().hex[:12]}"
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        arn = key.arn(settings.region, settings.account_id)
+        wrapped = services.keys.new_domain_key("keyed", arn)
+        with services.write() as tx:
+            create_domain(
+                tx,
+                domain_name="keyed",
+                config={"DefaultExpirationDays": 30},
+                key_id=wrapped.key_id,
+                wrapped_key=wrapped.wrapped,
+            )
+        associate(services, "keyed")
+        for i in range(2):
+            kinesis.put_record(
+                StreamName=stream, Data=json.dumps(ctr(f"d{i}")).encode(), PartitionKey="p"
+            )
+        connector = KinesisContactRecords(services, stream, client=kinesis)
+        keyring.disable(key.key_id)
+
+        held = connector.poll_once()
+
+        assert (held.stream_records, held.deferred) == (0, 2)
+        keyring.enable(key.key_id)
+        done = connector.poll_once()
+        assert (done.stream_records, done.accepted, done.deferred) == (2, 2, 0)
+    finally:
+        services.database.dispose()
