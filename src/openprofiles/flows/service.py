@@ -224,6 +224,10 @@ def run_flow(
         error = exc.message
     except _Terminated as exc:
         error = exc.reason
+    except ServiceError as exc:
+        # A failure of the whole batch (the domain's key disabled meanwhile, say): the run
+        # ends FAILED with the reason instead of staying RUNNING; its item is read again next.
+        error = exc.message
     with services.write() as tx:
         _update_run(
             tx,

@@ -217,3 +217,47 @@ def test_s3_objects_that_fail_and_a_bucket_that_is_missing(
     run = run_flow(services, domain_name=D, flow_name="gone")
     assert run.status == "FAILED" and "NoSuchBucket" in (run.error or "")
     assert run.items_read == 0
+
+
+def test_a_run_whose_domain_key_is_disabled_midway_ends_failed_with_the_reason(
+    settings: Any, tmp_path: Path
+) -> None:
+    """It used to stay RUNNING forever, the error escaping the run (an audit)."""
+    from openprofiles.app import build_services
+    from openprofiles.crypto.keyring import Keyring
+    from openprofiles.domains.service import create_domain
+
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        wrapped = services.keys.new_domain_key(D, key.arn(settings.region, settings.account_id))
+        with services.write() as tx:
+            create_domain(
+                tx,
+                domain_name=D,
+                config={"DefaultExpirationDays": 30},
+                key_id=wrapped.key_id,
+                wrapped_key=wrapped.wrapped,
+            )
+        folder = tmp_path / "export"
+        folder.mkdir()
+        (folder / "a.jsonl").write_text(jsonl(user(1)))
+        (folder / "b.jsonl").write_text(jsonl(user(2)))
+        put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+
+        run = run_flow(
+            services,
+            domain_name=D,
+            flow_name="crm",
+            on_progress=lambda _: keyring.disable(key.key_id),
+        )
+
+        assert run.status == "FAILED" and run.error is not None and "disabled" in run.error
+        keyring.enable(key.key_id)
+        # The item the failure stopped at was not checkpointed: the next run reads it.
+        again = run_flow(services, domain_name=D, flow_name="crm")
+        assert again.status == "COMPLETED"
+        assert ingested(services, 1, 2) == [1, 2]
+    finally:
+        services.database.dispose()
