@@ -14,7 +14,6 @@ from openprofiles.app import build_services
 from openprofiles.connectors.kinesis import KinesisContactRecords
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
-from openprofiles.domains.service import create_domain
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 
@@ -63,16 +62,7 @@ def test_a_batch_that_fails_whole_is_read_again_and_the_connector_goes_on(
         kinesis.create_stream(StreamName=stream, ShardCount=1)
         keyring = Keyring(settings.keyring_path)
         key = keyring.create_key("tenant")
-        arn = key.arn(settings.region, settings.account_id)
-        wrapped = services.keys.new_domain_key("keyed", arn)
-        with services.write() as tx:
-            create_domain(
-                tx,
-                domain_name="keyed",
-                config={"DefaultExpirationDays": 30},
-                key_id=wrapped.key_id,
-                wrapped_key=wrapped.wrapped,
-            )
+        make_domain(services, "keyed", key.arn(settings.region, settings.account_id))
         associate(services, "keyed")
         for i in range(2):
             kinesis.put_record(

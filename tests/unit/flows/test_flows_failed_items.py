@@ -225,21 +225,12 @@ def test_a_run_whose_domain_key_is_disabled_midway_ends_failed_with_the_reason(
     """It used to stay RUNNING forever, the error escaping the run (an audit)."""
     from openprofiles.app import build_services
     from openprofiles.crypto.keyring import Keyring
-    from openprofiles.domains.service import create_domain
 
     services = build_services(replace(settings, data_key_cache_seconds=0))
     try:
         keyring = Keyring(settings.keyring_path)
         key = keyring.create_key("tenant")
-        wrapped = services.keys.new_domain_key(D, key.arn(settings.region, settings.account_id))
-        with services.write() as tx:
-            create_domain(
-                tx,
-                domain_name=D,
-                config={"DefaultExpirationDays": 30},
-                key_id=wrapped.key_id,
-                wrapped_key=wrapped.wrapped,
-            )
+        make_domain(services, D, key.arn(settings.region, settings.account_id))
         folder = tmp_path / "export"
         folder.mkdir()
         (folder / "a.jsonl").write_text(jsonl(user(1)))

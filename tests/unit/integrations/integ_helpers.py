@@ -18,8 +18,9 @@ OTHER_INSTANCE = (
 )
 
 
-def make_domain(services: Services, name: str) -> str:
-    wrapped = services.keys.new_domain_key(name, None)
+def make_domain(services: Services, name: str, key: str | None = None) -> str:
+    """A domain under `key` (a key identifier; the server's default key when None)."""
+    wrapped = services.keys.new_domain_key(name, key)
     with services.write() as tx:
         create_domain(
             tx,
