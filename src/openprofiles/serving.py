@@ -25,12 +25,13 @@ from openprofiles.settings import Settings
 
 def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
     """Bring the schema up to date and, when asked, create the first admin credential; yields
-    the lines to show the operator."""
-    from openprofiles.app import build_services
+    the lines to show the operator. A data dir, database or keyring that cannot be used stops
+    it as it stops every other command (cli_support.open_services says which and why)."""
+    from openprofiles.cli_support import open_services
     from openprofiles.first_run import ensure_first_admin
 
     check_address(settings.host, settings.port)
-    services = build_services(settings)
+    services = open_services(settings)
     try:
         endpoint = f"http://{settings.host}:{settings.port}"
         if first_run_admin:

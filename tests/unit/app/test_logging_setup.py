@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -181,6 +182,24 @@ def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path)
     assert refused.exit_code == 1
     assert "Cannot open the database postgresql://postgres:***@127.0.0.1:1/test" in refused.output
     assert "secret" not in refused.output and "Traceback" not in refused.output
+    # serve says it the same way (it opened the database on its own, with a traceback).
+    with socket.socket() as probe:  # a port free now, so the address check passes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    served = runner.invoke(
+        main,
+        [
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "serve"),
+            "--database-url",
+            "postgresql://postgres:secret@127.0.0.1:1/test",
+        ],
+    )
+    assert served.exit_code == 1
+    assert "Cannot open the database postgresql://postgres:***@127.0.0.1:1/test" in served.output
     (tmp_path / "keyring.json").write_text("")
     (tmp_path / "keyring.json").chmod(0o600)
     broken = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])
