@@ -184,12 +184,14 @@ def test_unknown_domain_and_profile_are_friendly_404s(admin: TestClient) -> None
 
 
 class _FormFields(HTMLParser):
-    """What a browser would submit from a page's first form: inputs and textareas by name."""
+    """What a browser would submit from a page's form: inputs, textareas and the selected
+    option of each select, by name."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fields: dict[str, str] = {}
         self._textarea: str | None = None
+        self._select: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
@@ -199,14 +201,12 @@ class _FormFields(HTMLParser):
         elif tag == "textarea" and name:
             self._textarea = name
             self.fields[name] = ""
-        elif tag == "select" and name:
-            self.fields.setdefault(name, "")
-        elif tag == "option" and "selected" in found and self._last_select:
-            self.fields[self._last_select] = found.get("value") or ""
-        if tag == "select":
-            self._last_select = name
-
-    _last_select: str | None = None
+        elif tag == "select":
+            self._select = name
+            if name:
+                self.fields.setdefault(name, "")
+        elif tag == "option" and "selected" in found and self._select:
+            self.fields[self._select] = found.get("value") or ""
 
     def handle_data(self, data: str) -> None:
         if self._textarea is not None:
