@@ -123,6 +123,19 @@ def test_unknown_path_is_an_aws_error_not_a_bare_404(live_server):
     assert response.json()["Message"]
 
 
+@pytest.mark.parametrize("path", ["/domains/d/profiles/keys", "/templates"])
+def test_a_known_path_with_another_method_is_405_not_404(live_server, path):
+    request = AWSRequest(method="PUT", url=f"{live_server.url}{path}", data=b"{}")
+    botocore.auth.SigV4Auth(Credentials(*live_server.admin_key), "profile", "us-east-1").add_auth(
+        request
+    )
+    response = httpx.put(request.url, headers=dict(request.headers.items()), content=request.body)
+    assert response.status_code == 405
+    assert response.headers["x-amzn-ErrorType"] == "MethodNotAllowedException"
+    assert response.headers["Allow"] in ("POST", "GET")
+    assert response.json()["Message"].startswith(f"PUT is not allowed on {path}; it accepts ")
+
+
 def test_not_implemented_operation_names_itself(live_server):
     with pytest.raises(ClientError) as exc:
         live_server.client().list_workflows(DomainName="any")

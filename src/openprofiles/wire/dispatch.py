@@ -20,7 +20,12 @@ from starlette.concurrency import run_in_threadpool
 
 from openprofiles.blocking import CommitOutcome, WouldBlock, on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
-from openprofiles.wire.errors import PayloadTooLarge, UnknownOperation, render_error
+from openprofiles.wire.errors import (
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnknownOperation,
+    render_error,
+)
 from openprofiles.wire.pagination import TokenCodec
 from openprofiles.wire.parse import parse_request
 from openprofiles.wire.registry import Handler
@@ -121,6 +126,9 @@ class ApiDispatcher:
     ) -> WireResponse:
         found = self.router.match(method, raw_path)
         if found is None:
+            accepted = self.router.operations_at(raw_path)
+            if accepted:
+                raise MethodNotAllowed(method.upper(), raw_path, accepted)
             raise UnknownOperation(f"No operation matches {method.upper()} {raw_path}.")
         operation, uri_params = found
         if len(body) > self.max_body_bytes:

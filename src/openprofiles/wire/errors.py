@@ -21,6 +21,22 @@ class UnknownOperation(ServiceError):
     status = 404
 
 
+class MethodNotAllowed(ServiceError):
+    """The path is one of the model's, but not for the request's method.
+
+    AWS's Smithy servers answer 405 here (with no body); the error name and the message,
+    which lists what the path accepts, are ours, and `Allow` is what HTTP asks of a 405.
+    """
+
+    code = "MethodNotAllowedException"
+    status = 405
+
+    def __init__(self, method: str, raw_path: str, accepted: list[tuple[str, str]]) -> None:
+        listed = ", ".join(f"{verb} ({operation})" for verb, operation in accepted)
+        super().__init__(f"{method} is not allowed on {raw_path}; it accepts {listed}.")
+        self.allowed = tuple(dict.fromkeys(verb for verb, _ in accepted))
+
+
 class PayloadTooLarge(ServiceError):
     """The request body exceeds the size the server accepts."""
 
@@ -35,5 +51,7 @@ def render_error(error: ServiceError, request_id: str) -> tuple[int, dict[str, s
         "x-amzn-ErrorType": error.code,
         "x-amzn-RequestId": request_id,
     }
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allowed)
     body = json.dumps({"Message": error.message}, separators=(",", ":")).encode()
     return error.status, headers, body

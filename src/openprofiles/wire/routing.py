@@ -128,6 +128,16 @@ class Router:
                 return route.operation, params
         return None
 
+    def operations_at(self, raw_path: str) -> list[tuple[str, str]]:
+        """(method, operation) of every route that matches `raw_path` under some method: what
+        a request with the wrong method on a known path is told it may use instead."""
+        found = []
+        for method in sorted(self._routes):
+            matched = self.match(method, raw_path)
+            if matched is not None:
+                found.append((method, matched[0]))
+        return found
+
     def _candidates(self, method: str, length: int) -> list[Route]:
         # Paths longer than every template can only match greedy labels; they share one entry
         # so a client cannot grow the cache with ever longer paths.

@@ -211,6 +211,29 @@ def test_unknown_route(app: App) -> None:
     }
 
 
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+def test_a_known_path_with_another_method(app: App, method: str) -> None:
+    # It used to answer 404 UnknownOperationException, as if the path did not exist.
+    path = "/domains/d/profiles/keys" if method != "PATCH" else "/domains/d"
+    status, headers, body = app.dispatcher.handle(
+        method, path, "", {}, b"", authenticate, app.invoke
+    )
+    error = _parse_error((status, headers, body))
+    assert error["status"] == 405 and error["Code"] == "MethodNotAllowedException"
+    if method == "PATCH":
+        assert error["Message"] == (
+            "PATCH is not allowed on /domains/d; it accepts DELETE (DeleteDomain), "
+            "GET (GetDomain), POST (CreateDomain), PUT (UpdateDomain)."
+        )
+        assert headers["Allow"] == "DELETE, GET, POST, PUT"
+    else:
+        assert error["Message"] == (
+            f"{method} is not allowed on /domains/d/profiles/keys; it accepts POST (AddProfileKey)."
+        )
+        assert headers["Allow"] == "POST"
+    assert app.calls == []
+
+
 def test_next_token_round_trip_and_tampering(app: App) -> None:
     client = _client(app)
     token = client.list_domains()["NextToken"]
