@@ -83,6 +83,14 @@ class Settings:
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
             )
+        # libphonenumber cannot read a number without a country code under a region it does not
+        # know: every such phone would be kept as written (never matching its +E.164 form) or
+        # refused later, with a reason that does not point here.
+        if not _is_phone_region(self.default_phone_region):
+            raise ValueError(
+                "OPENPROFILES_DEFAULT_PHONE_REGION must be a two-letter region code that "
+                f"libphonenumber knows, such as US or GB, not {self.default_phone_region!r}"
+            )
 
     def for_bulk_load(self) -> Settings:
         """These settings for a process that loads records in large batches (the file
@@ -157,7 +165,8 @@ class Settings:
             sqlite_cache_mib=whole("SQLITE_CACHE_MIB"),
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
-            default_phone_region=get("DEFAULT_PHONE_REGION"),
+            # ISO 3166 codes are upper case; "gb" means GB, as it would to any reader.
+            default_phone_region=(get("DEFAULT_PHONE_REGION") or "").upper() or None,
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
             data_key_cache_seconds=seconds("DATA_KEY_CACHE_SECONDS"),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
@@ -188,3 +197,10 @@ def _number(name: str, text: str | None, kind: type[int] | type[float]) -> Any:
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ValueError(f"OPENPROFILES_{name} must be {what}, not {text!r}") from None
+
+
+def _is_phone_region(code: str) -> bool:
+    # Imported here: most commands never read a phone number, and the import is not free.
+    import phonenumbers
+
+    return code in phonenumbers.SUPPORTED_REGIONS

@@ -19,6 +19,7 @@ from tests.support.concurrency import race
 from tests.support.server import free_port
 
 from openprofiles.cli import main
+from openprofiles.settings import Settings
 
 
 def _run(*args: str) -> str:
@@ -55,6 +56,13 @@ def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
         # The socket layer took 99999 modulo 65536 and listened on 34463 (an audit).
         ("OPENPROFILES_PORT", "99999", "OPENPROFILES_PORT must be between 1 and 65535"),
         ("OPENPROFILES_WORKERS", "0", "OPENPROFILES_WORKERS must be at least 1"),
+        # Accepted silently, then numbers without a country code were kept as written.
+        (
+            "OPENPROFILES_DEFAULT_PHONE_REGION",
+            "XX",
+            "OPENPROFILES_DEFAULT_PHONE_REGION must be a two-letter region code that "
+            "libphonenumber knows, such as US or GB, not 'XX'",
+        ),
     ):
         result = CliRunner().invoke(
             main, ["credentials", "list", "--data-dir", str(tmp_path)], env={variable: value}
@@ -62,6 +70,12 @@ def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+def test_the_default_phone_region_is_read_in_any_case():
+    settings = Settings.from_env({"OPENPROFILES_DEFAULT_PHONE_REGION": "gb"})
+    assert settings.default_phone_region == "GB"
+    assert Settings.from_env({}).default_phone_region == "US"
 
 
 def test_serve_refuses_a_port_outside_the_range(tmp_path):
@@ -108,6 +122,19 @@ def test_keys_disable_and_enable_as_the_error_messages_say(tmp_path):
     assert enabled()
     unknown = CliRunner().invoke(main, ["keys", "enable", "nosuch", "--data-dir", data_dir])
     assert unknown.exit_code == 1 and "There is no key nosuch" in unknown.output
+
+
+def test_a_disabled_default_key_stops_a_start_with_its_reason(tmp_path):
+    """The server's own secrets (credential secrets, sessions, page tokens) are derived from
+    the default local key, never from a KMS key, once per process when it starts: a process
+    started while that key is disabled refuses with what to do, not with a traceback."""
+    data_dir = str(tmp_path / "data")
+    _run("credentials", "create", "--role", "admin", "--data-dir", data_dir)
+    _run("keys", "disable", "alias/openprofiles-default", "--data-dir", data_dir)
+    result = CliRunner().invoke(main, ["credentials", "list", "--data-dir", data_dir])
+    assert result.exit_code == 1, result.output
+    assert "The default local key" in result.output and "is disabled" in result.output
+    assert "openprofiles keys enable" in result.output and "Traceback" not in result.output
 
 
 def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
