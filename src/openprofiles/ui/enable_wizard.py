@@ -56,13 +56,32 @@ class Plan:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+# The values each radio group of the page offers; the first is the page's default.
+CHOICES = {
+    "domain_choice": ("new", "existing"),
+    "dlq_choice": ("none", "queue"),
+    "key_choice": ("default", "local", "new_local", "kms"),
+}
+
+
 def _defaults() -> dict[str, str]:
     return {
-        "domain_choice": "new",
+        **{group: options[0] for group, options in CHOICES.items()},
         "retention_days": str(DEFAULT_RETENTION_DAYS),
-        "dlq_choice": "none",
-        "key_choice": "default",
     }
+
+
+def _unknown_choices(values: dict[str, str]) -> dict[str, str]:
+    """An error for each radio group whose value the page does not offer. A group left out
+    (a form posted by a script) means its default, as on the page; any other value used to be
+    read as the default too, so a mistyped `key_choice=KMS` set the domain up under the
+    server's local key without a word."""
+    errors = {}
+    for group, options in CHOICES.items():
+        value = values.get(group, "")
+        if value and value not in options:
+            errors[group] = f"Choose one of the options ({', '.join(options)}), not {value!r}."
+    return errors
 
 
 def routes(ui: UI) -> list[Route]:
@@ -104,7 +123,9 @@ def routes(ui: UI) -> list[Route]:
         return setup.queue_policy_statement(settings, queue, name or "")
 
     def validate(values: dict[str, str], known: set[str]) -> Plan:
-        errors: dict[str, str] = {}
+        errors = _unknown_choices(values)
+        if errors:
+            return Plan(domain_name=values.get("domain_name", ""), existing=False, errors=errors)
         existing = values.get("domain_choice") == "existing"
         if existing:
             name = values.get("existing_domain", "")

@@ -116,6 +116,10 @@ def test_wizard_with_a_new_local_key(admin: TestClient, settings: Settings) -> N
             "does not exist in the keyring",
         ),
         ({"domain_choice": "existing", "existing_domain": "ghost"}, "existing_domain", "Choose"),
+        # Values the page does not offer (a form posted by hand) used to mean the default.
+        ({"domain_name": "ok", "key_choice": "bogus"}, "key_choice", "new_local, kms), not"),
+        ({"domain_name": "ok", "dlq_choice": "sqs"}, "dlq_choice", "(none, queue)"),
+        ({"domain_name": "ok", "domain_choice": "create"}, "domain_choice", "(new, existing)"),
     ],
 )
 def test_wizard_errors_are_shown_at_the_field_and_nothing_is_stored(
