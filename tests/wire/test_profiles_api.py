@@ -274,3 +274,29 @@ def test_agent_may_work_with_profiles_but_not_domains(live_server, domain):
         assert _code(exc) == "AccessDeniedException"
         assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert live_server.client().batch_get_profile(DomainName=domain, ProfileIds=[pid])["Profiles"]
+
+
+def test_search_and_reports_every_requested_key_value(live_server, domain):
+    # The model's Profile.FoundByItems: with AND, "all of the key-value(s) pairs that were
+    # specified in the request"; with OR, only the pairs the profile was found by (spec §4).
+    client = live_server.client()
+    client.create_profile(DomainName=domain, FirstName="Ann", PhoneNumber="+14155550111")
+    bob = client.create_profile(DomainName=domain, FirstName="Bob", PhoneNumber="+14155550112")
+    extra = [{"KeyName": "_fullName", "Values": ["bob", "robert"]}]
+    phones = ("4155550111", "4155550112")
+    [both] = _search(
+        client, domain, "_phone", *phones, AdditionalSearchKeys=extra, LogicalOperator="AND"
+    )
+    assert both["ProfileId"] == bob["ProfileId"]
+    assert both["FoundByItems"] == [
+        {"KeyName": "_phone", "Values": list(phones)},
+        {"KeyName": "_fullName", "Values": ["bob", "robert"]},
+    ]
+    either = _search(
+        client, domain, "_phone", *phones, AdditionalSearchKeys=extra, LogicalOperator="OR"
+    )
+    found_by = {i["ProfileId"]: i["FoundByItems"] for i in either}
+    assert found_by[bob["ProfileId"]] == [
+        {"KeyName": "_phone", "Values": ["4155550112"]},
+        {"KeyName": "_fullName", "Values": ["bob"]},
+    ]

@@ -112,3 +112,92 @@ def test_shopify_draft_order_through_the_api(live_server: Any, domain: str) -> N
     [order] = _objects(client, domain, "_order", pid, "_orderId", "994118539")
     assert (order["StatusCode"], order["Status"], order["Name"]) == ("DRAFT", "open", "#D2")
     assert order["OrderItems"] == [{"title": "IPod Nano - 8gb", "price": "199.00", "quantity": "1"}]
+
+
+TICKETS: dict[str, Any] = {
+    "Description": "service tickets and orders",
+    "AllowProfileCreation": True,
+    "Fields": {
+        "ticket": {"Source": "_source.ticket", "Target": "_case.Title"},
+        "order": {"Source": "_source.order", "Target": "_order.Name"},
+        "email": {"Source": "_source.email", "ContentType": "EMAIL_ADDRESS"},
+    },
+    "Keys": {
+        "_caseId": [{"StandardIdentifiers": ["CASE", "LOOKUP_ONLY"], "FieldNames": ["ticket"]}],
+        "_orderId": [{"StandardIdentifiers": ["ORDER", "LOOKUP_ONLY"], "FieldNames": ["order"]}],
+        "ticketId": [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["ticket"]}],
+        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
+    },
+}
+
+
+def _found(client: Any, domain: str, key: str, value: str) -> list[tuple[str, Any]]:
+    items = client.search_profiles(DomainName=domain, KeyName=key, Values=[value])["Items"]
+    return [(i["ProfileId"], i["FoundByItems"]) for i in items]
+
+
+def test_search_profiles_by_standard_object_keys_finds_the_owner(
+    live_server: Any, domain: str
+) -> None:
+    # Spec §1.11/§4: `_assetId`, `_assetName`, `_serialNumber`, `_caseId` and `_orderId` are
+    # predefined search keys; they find the profile that owns the standard object.
+    client = live_server.client()
+    client.put_profile_object_type(DomainName=domain, ObjectTypeName="Reg", **REGISTRATIONS)
+    client.put_profile_object_type(DomainName=domain, ObjectTypeName="Tickets", **TICKETS)
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Reg",
+        Object=json.dumps({"sn": "SN-1", "name": "Drill", "email": "bob@x.com"}),
+    )
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Tickets",
+        Object=json.dumps({"ticket": "T-7", "order": "O-9", "email": "bob@x.com"}),
+    )
+    client.create_profile(DomainName=domain, FirstName="Someone else")
+    pid = _profile_id(client, domain, "_email", "bob@x.com")
+    for key, value in [
+        ("_assetName", "Drill"),
+        ("_serialNumber", "SN-1"),
+        ("_assetId", "SN-1"),
+        ("_caseId", "T-7"),
+        ("_orderId", "O-9"),
+    ]:
+        assert _found(client, domain, key, value) == [(pid, [{"KeyName": key, "Values": [value]}])]
+    assert _found(client, domain, "_assetName", "Saw") == []
+    # A standard key combines with the profile's own keys like any other key.
+    both = client.search_profiles(
+        DomainName=domain,
+        KeyName="_assetName",
+        Values=["Drill"],
+        AdditionalSearchKeys=[{"KeyName": "_email", "Values": ["bob@x.com"]}],
+        LogicalOperator="AND",
+    )["Items"]
+    assert [i["ProfileId"] for i in both] == [pid]
+    # Owners of two assets with one name, a page at a time.
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Reg",
+        Object=json.dumps({"sn": "SN-2", "name": "Drill", "email": "ann@x.com"}),
+    )
+    ann = _profile_id(client, domain, "_email", "ann@x.com")
+    first = client.search_profiles(
+        DomainName=domain, KeyName="_assetName", Values=["Drill"], MaxResults=1
+    )
+    second = client.search_profiles(
+        DomainName=domain,
+        KeyName="_assetName",
+        Values=["Drill"],
+        MaxResults=1,
+        NextToken=first["NextToken"],
+    )
+    assert "NextToken" not in second
+    assert sorted(i["ProfileId"] for i in first["Items"] + second["Items"]) == sorted([pid, ann])
+    # The asset renamed: its old name no longer finds the owner.
+    client.put_profile_object(
+        DomainName=domain,
+        ObjectTypeName="Reg",
+        Object=json.dumps({"sn": "SN-1", "name": "Hammer drill", "email": "bob@x.com"}),
+    )
+    assert [p for p, _ in _found(client, domain, "_assetName", "Drill")] == [ann]
+    assert [p for p, _ in _found(client, domain, "_assetName", "Hammer drill")] == [pid]

@@ -143,6 +143,20 @@ ROOT_IDENTIFIERS: Mapping[str, str] = {
     "_webAnalytics": "WEB_ANALYTICS",
 }
 
+# The keys a standard object is indexed by, from its own fields (spec §1.11; AG:
+# standard-asset-definition, standard-case-definition, standard-order-definition; the model's
+# ObjectFilter.KeyName), besides the keys of the records that wrote it. ListProfileObjects
+# filters by them, and SearchProfiles finds the profile that owns the object by them.
+STANDARD_OBJECT_KEYS: Mapping[str, Mapping[str, str]] = {
+    "_asset": {"_assetId": "AssetId", "_assetName": "AssetName", "_serialNumber": "SerialNumber"},
+    "_case": {"_caseId": "CaseId"},
+    "_order": {"_orderId": "OrderId"},
+}
+# Standard-object key name -> the standard object it finds.
+STANDARD_KEY_ROOTS: Mapping[str, str] = {
+    key_name: root for root, keys in STANDARD_OBJECT_KEYS.items() for key_name in keys
+}
+
 # Every standard object name; PutProfileObject on these is rejected (spec §1.6).
 STANDARD_OBJECT_TYPES: frozenset[str] = frozenset(
     {"_profile", "_contact", *ROOT_IDENTIFIERS, *WRITABLE_FIELDS}

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from openprofiles.context import Tx
@@ -23,6 +24,7 @@ from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import key_content_type, on_object_type_deleted
+from openprofiles.object_types.standard_objects import STANDARD_OBJECT_KEYS
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
 from openprofiles.store.many import ManyWriter
@@ -314,14 +316,6 @@ def write_object(
     return previous is None or (previous[1] is not None and previous[1] <= tx.now)
 
 
-# The keys a standard object is indexed by, from its own fields (spec §1.11; AG:
-# standard-asset-definition, standard-case-definition, standard-order-definition; the model's
-# ObjectFilter.KeyName), besides the keys of the records that wrote it.
-STANDARD_OBJECT_KEYS: Mapping[str, Mapping[str, str]] = {
-    "_asset": {"_assetId": "AssetId", "_assetName": "AssetName", "_serialNumber": "SerialNumber"},
-    "_case": {"_caseId": "CaseId"},
-    "_order": {"_orderId": "OrderId"},
-}
 # The system id of each standard object (no mapping may target it, spec §1.3) and its key.
 SYSTEM_ID_FIELDS: Mapping[str, str] = {"_asset": "AssetId", "_case": "CaseId", "_order": "OrderId"}
 SYSTEM_ID_KEYS: Mapping[str, str] = {"_asset": "_assetId", "_case": "_caseId", "_order": "_orderId"}
@@ -447,6 +441,40 @@ def find_objects_by_keys(
         .distinct()
     )
     return {bytes(r.unique_digest) for r in tx.conn.execute(query)}
+
+
+def standard_object_key_owners(object_pairs: Sequence[tuple[int, str]]) -> Select[Any]:
+    """(profile_id, key_name, digest) of the keys of the domain's live standard objects that
+    SearchProfiles (openprofiles.profiles.service) looks for: for each (i, standard object) of
+    `object_pairs`, the searched key and digest bound as k{i} and d{i}; `domain_name` and `now`
+    are bound too."""
+    return (
+        select(
+            profile_object.c.profile_id, profile_object_key.c.key_name, profile_object_key.c.digest
+        )
+        .join(
+            profile_object,
+            and_(
+                profile_object.c.domain_name == profile_object_key.c.domain_name,
+                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
+                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
+            ),
+        )
+        .where(
+            profile_object_key.c.domain_name == bindparam("domain_name"),
+            or_(
+                *(
+                    and_(
+                        profile_object_key.c.object_type_name == root,
+                        profile_object_key.c.key_name == bindparam(f"k{i}"),
+                        profile_object_key.c.digest == bindparam(f"d{i}"),
+                    )
+                    for i, root in object_pairs
+                )
+            ),
+            _visible(bindparam("now")),
+        )
+    )
 
 
 def count_objects_by_type(tx: Tx, *, domain_name: str, profile_id: str) -> dict[str, int]:

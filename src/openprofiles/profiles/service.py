@@ -15,7 +15,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -23,6 +34,7 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType, normalize
+from openprofiles.object_types.standard_objects import STANDARD_KEY_ROOTS
 from openprofiles.profiles.keys import (
     DERIVED_KEYS,
     PREDEFINED_CONTENT_TYPES,
@@ -572,7 +584,9 @@ def search_profiles(
 ) -> tuple[list[tuple[ProfileRecord, list[KeyMatch]]], str | None]:
     """Profiles matching the criteria in profile-id order, with what found each of them.
 
-    Returns the page and the last profile id of the page when more follow (the cursor).
+    A key of a standard object (`_assetName`, `_caseId`, ...: STANDARD_KEY_ROOTS) finds the
+    profile that owns a live object carrying it (spec §1.11). Returns the page and the last
+    profile id of the page when more follow (the cursor).
     """
     cipher = tx.cipher(domain_name)
     region = tx.settings.default_phone_region
@@ -589,45 +603,76 @@ def search_profiles(
                 criterion.key_name, normalize(content_type, value, phone_region=region)
             )
             pairs.append((index, value))
+    object_pairs = tuple(
+        (i, STANDARD_KEY_ROOTS[criteria[index].key_name])
+        for i, (index, _) in enumerate(pairs)
+        if criteria[index].key_name in STANDARD_KEY_ROOTS
+    )
+    if object_pairs:
+        params["now"] = tx.now
+    match_all = logical_operator == "AND"
     query = _search_statement(
-        tuple(index for index, _ in pairs), logical_operator == "AND", after is not None
+        tuple(index for index, _ in pairs), match_all, after is not None, object_pairs
     )
     rows = query.rows(tx.conn, params)
     more = len(rows) > limit
     rows = rows[:limit]
     records = get_profiles(tx, domain_name=domain_name, profile_ids=[r.profile_id for r in rows])
+    # With AND, FoundByItems is the whole request, every value of every key, as the model's
+    # Profile.FoundByItems says ("all of the key-value(s) pairs that were specified in the
+    # request"); with OR, each key with the values that found the profile.
+    requested = [KeyMatch(c.key_name, c.values) for c in criteria]
     page = []
     for row in rows:
         found: dict[int, list[str]] = {}
         for i, (index, value) in enumerate(pairs):
             if row[i + 1]:
                 found.setdefault(index, []).append(value)
-        matches = [KeyMatch(criteria[i].key_name, tuple(v)) for i, v in sorted(found.items())]
+        matches = (
+            requested
+            if match_all
+            else [KeyMatch(criteria[i].key_name, tuple(v)) for i, v in sorted(found.items())]
+        )
         if row.profile_id in records:
             page.append((records[row.profile_id], matches))
     return page, (rows[-1].profile_id if more and rows else None)
 
 
 @functools.lru_cache(maxsize=256)
-def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bool) -> PreparedRead:
-    """The search query for a shape of search (which criterion each value belongs to), built
-    once per shape; values, digests, domain, cursor and limit are bound parameters."""
-    conditions = [
-        and_(
-            profile_key.c.key_name == bindparam(f"k{i}"), profile_key.c.digest == bindparam(f"d{i}")
-        )
-        for i in range(len(pair_criteria))
-    ]
+def _search_statement(
+    pair_criteria: tuple[int, ...],
+    match_all: bool,
+    paged: bool,
+    object_pairs: tuple[tuple[int, str], ...] = (),
+) -> PreparedRead:
+    """The search query for a shape of search (which criterion each value belongs to, and which
+    values are keys of a standard object: (value index, standard object)), built once per
+    shape; values, digests, domain, cursor, limit and the time are bound parameters."""
+    conditions = [_pair_condition(profile_key, i) for i in range(len(pair_criteria))]
+    rows: Any = profile_key
+    if object_pairs:
+        from openprofiles.objects.service import standard_object_key_owners
+
+        # The profile's own keys, and the keys of the standard objects it owns.
+        rows = union_all(
+            select(profile_key.c.profile_id, profile_key.c.key_name, profile_key.c.digest).where(
+                profile_key.c.domain_name == bindparam("domain_name"), or_(*conditions)
+            ),
+            standard_object_key_owners(object_pairs),
+        ).subquery()
+        conditions = [_pair_condition(rows, i) for i in range(len(pair_criteria))]
     flags = [func.max(case((cond, 1), else_=0)) for cond in conditions]
     query = (
-        select(profile_key.c.profile_id, *flags)
-        .where(profile_key.c.domain_name == bindparam("domain_name"), or_(*conditions))
-        .group_by(profile_key.c.profile_id)
-        .order_by(profile_key.c.profile_id)
+        select(rows.c.profile_id, *flags)
+        .group_by(rows.c.profile_id)
+        .order_by(rows.c.profile_id)
         .limit(bindparam("limit"))
     )
+    if not object_pairs:
+        # (The union's branches select the domain's matching rows already.)
+        query = query.where(profile_key.c.domain_name == bindparam("domain_name"), or_(*conditions))
     if paged:
-        query = query.where(profile_key.c.profile_id > bindparam("after"))
+        query = query.where(rows.c.profile_id > bindparam("after"))
     if match_all:
         # Every criterion must have matched with at least one of its values.
         for criterion in sorted(set(pair_criteria)):
@@ -635,6 +680,11 @@ def _search_statement(pair_criteria: tuple[int, ...], match_all: bool, paged: bo
                 or_(*(flags[i] == 1 for i, c in enumerate(pair_criteria) if c == criterion))
             )
     return PreparedRead(query)
+
+
+def _pair_condition(rows: Any, i: int) -> Any:
+    """The searched value `i` (bound as k{i}, d{i}) on key rows (key_name, digest)."""
+    return and_(rows.c.key_name == bindparam(f"k{i}"), rows.c.digest == bindparam(f"d{i}"))
 
 
 def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType:
