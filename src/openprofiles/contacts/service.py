@@ -239,6 +239,10 @@ def apply_contact_records(
     `isolate` runs each run in a savepoint, so a request error part-way fails only the record
     that caused it; without it (a lone contact event) the error propagates to the caller.
     """
+    if target.disabled_reason is not None:
+        # DeleteProfileObjectType disabled the integration: the records wait in the DLQ.
+        error = BadRequest(target.disabled_reason)
+        return [_Failed(error.message, "invalid_value", error) for _ in records]
     return _apply_as(
         tx, target.domain_name, _type_name(target), records, partial=partial, isolate=isolate
     )

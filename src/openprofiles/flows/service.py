@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
-from openprofiles.errors import NotFound, ServiceError
+from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemError, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
@@ -119,6 +119,9 @@ def _load(services: Services, domain_name: str, flow_name: str) -> tuple[Integra
         found = find_flow_integration(tx, domain_name=domain_name, flow_name=flow_name)
     if found is None or found.flow_definition is None:
         raise NotFound(f"The flow {flow_name} does not exist in domain {domain_name}.")
+    if found.disabled_reason is not None:
+        # DeleteProfileObjectType disabled it: nothing is read, the items wait in the source.
+        raise BadRequest(found.disabled_reason)
     return found, parse_flow_definition(found.flow_definition)
 
 

@@ -31,6 +31,8 @@ class Integration:
     flow_name: str | None
     created_at: datetime
     updated_at: datetime
+    # Why the integration brings nothing in, when DeleteProfileObjectType disabled it.
+    disabled_reason: str | None = None
 
     @property
     def is_instance(self) -> bool:

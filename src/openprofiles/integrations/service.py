@@ -12,6 +12,20 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   records kept while the instance had no domain.
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN.
+
+DeleteProfileObjectType "disables integrations from this specific ProfileObjectType" (the
+model's doc): every integration of the domain that ingests as the deleted type (ObjectTypeName,
+or one of ObjectTypeNames) is kept, and GetIntegration and ListIntegrations answer it as it was
+put (the model has no member for a state), but it brings nothing in: a contact record of its
+instance goes to the domain's dead-letter queue with the reason, a live contact event and a run
+of its flow are refused with it (a scheduled or event flow is not started; its items wait in
+the source). This holds for an implicit type too (CTR): deleting it drops its data and stops
+the instance's records; PutProfileObject with that name still works, as implicit types do.
+AWS's admin guide says to go through the setup again to re-enable ingestion
+(delete-customer-profile-connection); here either step of it does: PutIntegration with the
+Uri (any association of the instance), or defining the deleted type again with
+PutProfileObjectType. The choice of re-enabling on the type's definition keeps a record
+flowing again once what it needs exists, as it did before a type could disable anything.
 """
 
 from __future__ import annotations
@@ -36,13 +50,20 @@ from openprofiles.integrations.models import (
     Integration,
     is_instance_arn,
 )
-from openprofiles.object_types.service import find_object_type
+from openprofiles.object_types.service import (
+    find_object_type,
+    on_object_type_deleted,
+    on_object_type_put,
+)
 from openprofiles.store.schema import integration
 from openprofiles.tags.service import delete_tags, put_tags
 
 register_domain_table(integration)
 
 SETTING_MEMBERS = ("RoleArn", "EventTriggerNames", "Scope", "WorkflowId", "IsUnstructured")
+# Kept in the settings of an integration DeleteProfileObjectType disabled: the deleted type's
+# name. Not an API member; putting the integration again writes its settings without it.
+DISABLED_BY = "DisabledByDeletedObjectType"
 
 
 def integration_arn(tx: Tx, domain_name: str, uri: str) -> str:
@@ -55,17 +76,62 @@ def flow_arn(tx: Tx, flow_name: str) -> str:
 
 
 def _record(row: Any) -> Integration:
+    settings = dict(row.settings or {})
+    deleted_type = settings.pop(DISABLED_BY, None)
     return Integration(
         domain_name=row.domain_name,
         uri=row.uri,
         object_type_name=row.object_type_name,
         object_type_names=dict(row.object_type_names) if row.object_type_names else None,
-        settings=dict(row.settings or {}),
+        settings=settings,
         instance_arn=row.instance_arn,
         flow_name=row.flow_name,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        disabled_reason=(
+            f"The integration {row.uri} is disabled: its object type {deleted_type} was deleted "
+            f"(DeleteProfileObjectType). Define {deleted_type} again (PutProfileObjectType) or "
+            "put the integration again (PutIntegration) to enable it."
+            if deleted_type
+            else None
+        ),
     )
+
+
+def _ingests_as(row: Any, object_type_name: str) -> bool:
+    return row.object_type_name == object_type_name or object_type_name in (
+        (row.object_type_names or {}).values()
+    )
+
+
+def _on_object_type_deleted(tx: Tx, domain_name: str, object_type_name: str) -> None:
+    """Disable the domain's integrations that ingest as the deleted type (module docstring)."""
+    rows = tx.conn.execute(select(integration).where(integration.c.domain_name == domain_name))
+    for row in rows:
+        if _ingests_as(row, object_type_name):
+            _set_settings(tx, row, {**(row.settings or {}), DISABLED_BY: object_type_name})
+
+
+def _on_object_type_put(tx: Tx, domain_name: str, object_type_name: str) -> None:
+    """Enable again the integrations the deletion of the type disabled (module docstring)."""
+    rows = tx.conn.execute(select(integration).where(integration.c.domain_name == domain_name))
+    for row in rows:
+        if (row.settings or {}).get(DISABLED_BY) == object_type_name:
+            _set_settings(tx, row, {k: v for k, v in row.settings.items() if k != DISABLED_BY})
+
+
+def _set_settings(tx: Tx, row: Any, settings: dict[str, Any]) -> None:
+    tx.conn.execute(
+        update(integration)
+        .where(integration.c.domain_name == row.domain_name, integration.c.uri == row.uri)
+        .values(settings=settings)
+    )
+
+
+if _on_object_type_deleted not in on_object_type_deleted:
+    on_object_type_deleted.append(_on_object_type_deleted)
+if _on_object_type_put not in on_object_type_put:
+    on_object_type_put.append(_on_object_type_put)
 
 
 def find_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration | None:
@@ -280,11 +346,13 @@ def list_account_integrations(
 
 
 def list_flow_integrations(tx: Tx, *, domain_name: str | None = None) -> list[Integration]:
-    """Integrations that have a flow (all domains when `domain_name` is None)."""
+    """Enabled integrations that have a flow (all domains when `domain_name` is None): the
+    flows the scheduler may start. A disabled one's items wait in its source."""
     query = select(integration).where(integration.c.flow_name.is_not(None))
     if domain_name is not None:
         query = query.where(integration.c.domain_name == domain_name)
-    return [_record(r) for r in tx.conn.execute(query.order_by(integration.c.domain_name))]
+    found = [_record(r) for r in tx.conn.execute(query.order_by(integration.c.domain_name))]
+    return [f for f in found if f.disabled_reason is None]
 
 
 def find_flow_integration(tx: Tx, *, domain_name: str, flow_name: str) -> Integration | None:

@@ -5,8 +5,9 @@ An object type is either explicit (defined with PutProfileObjectType, possibly f
 or implicit: any name that is a TemplateId works without a definition and behaves like the
 template (spec §2.1); once used it is recorded so it shows in ListProfileObjectTypes.
 DeleteProfileObjectType removes the definition; removing the type's objects and scrubbing the
-profile fields they populated belongs to the pipeline, which registers in
-`on_object_type_deleted`.
+profile fields they populated belongs to openprofiles.objects, and disabling the integrations
+that ingest as the type to openprofiles.integrations, which register in
+`on_object_type_deleted` (integrations also in `on_object_type_put`, to enable them again).
 """
 
 from __future__ import annotations
@@ -46,14 +47,18 @@ __all__ = [
     "note_implicit_type_used",
     "object_type_arn",
     "on_object_type_deleted",
+    "on_object_type_put",
     "put_object_type",
 ]
 
 register_domain_table(object_type)
 
 # Called as hook(tx, domain_name, type_name) when an object type is deleted, inside the same
-# transaction; the pipeline registers the removal of the type's objects here.
+# transaction (the removal of the type's objects, the disabling of its integrations).
 on_object_type_deleted: list[Callable[[Tx, str, str], None]] = []
+# Called as hook(tx, domain_name, type_name) when an object type is defined or replaced
+# (PutProfileObjectType), inside the same transaction.
+on_object_type_put: list[Callable[[Tx, str, str], None]] = []
 
 # Objects a profile may hold across all types (spec §1.9).
 PROFILE_OBJECT_QUOTA = 1000
@@ -230,6 +235,8 @@ def put_object_type(
                 domain_name=domain_name, name=name, created_at=tx.now, **values
             )
         )
+    for hook in on_object_type_put:
+        hook(tx, domain_name, name)
     found = find_object_type(tx, domain_name=domain_name, name=name)
     assert found is not None
     return found

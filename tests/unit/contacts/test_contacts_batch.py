@@ -187,7 +187,7 @@ def test_deleted_object_type_dead_letters_its_records_only(services: Services) -
     outcome = send(services, ctr("gone"), ctr("kept", instance=OTHER_INSTANCE))
     assert outcome.accepted == 1
     [rejection] = outcome.rejected
-    assert rejection.contact_id == "gone" and "MyCTR does not exist" in rejection.message
+    assert rejection.contact_id == "gone" and "object type MyCTR was deleted" in rejection.message
     assert len(search(services, "kept", "second")) == 1
     with services.read() as tx:
         [letter] = list_messages(tx, domain_name=D)
