@@ -1,6 +1,8 @@
 """`openprofiles ingest contact-records FILE` with bad input, on SQLite and PostgreSQL: a record
-with a wrong-typed field is rejected and the rest of the file is loaded; a file that is neither
-JSON nor JSON lines is refused whole, with nothing loaded."""
+with a wrong-typed field, an update that cannot be ordered (no LastUpdateTimestamp) or a
+ContactId padded with white space is rejected and the rest of the file is loaded; a file that is
+neither JSON nor JSON lines is refused whole, with nothing loaded; a domain that cannot take
+records stops the load with its reason and how far it got."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
+from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, associate, ctr, make_domain
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.contacts.service import list_unrouted
 from openprofiles.context import Services
+from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
@@ -67,6 +70,54 @@ def test_wrong_typed_record_is_rejected_and_the_rest_loaded(
     with services.read() as tx:
         letters = list_messages(tx, domain_name=D)
     assert sorted(json.loads(m.object_json)["ContactId"] for m in letters) == ["file-3", "file-4"]
+
+
+def test_updates_that_cannot_be_ordered_are_counted_as_rejected(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """The loader shares the intake: an update of a loaded contact without LastUpdateTimestamp
+    was counted as accepted while changing nothing (an audit)."""
+    services, options = loaded
+    first = ctr("f-1", agent="first")
+    unstamped = ctr("f-1", agent="unstamped")
+    del unstamped["LastUpdateTimestamp"]
+    file = tmp_path / "records.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in [first, unstamped, first, ctr("f-2 ")]) + "\n")
+    result = CliRunner().invoke(
+        main,
+        ["ingest", "contact-records", *options, str(file), "--batch-size", "1", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["read"], summary["accepted"], summary["rejected"]) == (4, 2, 2)
+    with services.read() as tx:
+        letters = list_messages(tx, domain_name=D)
+    reasons = {json.loads(m.object_json)["ContactId"]: m.reason for m in letters}
+    assert "has no LastUpdateTimestamp" in reasons["f-1"]
+    assert "white space" in reasons["f-2 "]
+
+
+def test_a_domain_that_cannot_take_records_stops_the_load_with_its_reason(
+    loaded: tuple[Services, list[str]], settings: Settings, tmp_path: Path
+) -> None:
+    """A domain whose key is disabled used to end the load in a traceback (an audit)."""
+    services, options = loaded
+    keyring = Keyring(settings.keyring_path)
+    key = keyring.create_key("tenant")
+    make_domain(services, "keyed", key.arn(settings.region, settings.account_id))
+    associate(services, "keyed", OTHER_INSTANCE)
+    keyring.disable(key.key_id)
+    file = tmp_path / "records.jsonl"
+    records = [ctr("s-1"), ctr("s-2", instance=OTHER_INSTANCE), ctr("s-3")]
+    file.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = CliRunner().invoke(
+        main, ["ingest", "contact-records", *options, str(file), "--batch-size", "1"]
+    )
+    assert result.exit_code == 1
+    assert "is disabled" in result.output and "Traceback" not in result.output
+    assert "Stopped after 1 of 3 records (1 accepted, 0 rejected)" in result.output
+    assert [found(services, c) for c in ("s-1", "s-3")] == [1, 0]
 
 
 def test_malformed_file_is_refused_whole(

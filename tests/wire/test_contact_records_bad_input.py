@@ -1,7 +1,9 @@
 """Bad input to POST /contact-records and /contact-events, against a live server (both
 backends): a wrong-typed field or a lone surrogate rejects only its record (the rest of the
-batch is applied), a malformed multi-line body is one BadRequestException (nothing kept), and
-an oversized body is answered 413 once the limit is read, like the API's routes."""
+batch is applied), a malformed multi-line body is one BadRequestException (nothing kept), an
+update that cannot be ordered (no or the same LastUpdateTimestamp) or a ContactId padded with
+white space is rejected rather than answered as accepted, and an oversized body is answered
+413 once the limit is read, like the API's routes."""
 
 from __future__ import annotations
 
@@ -65,6 +67,40 @@ def test_wrong_typed_field_rejects_its_record_only(live_server, setup):
         "bad-1",
         "bad-2",
         "bad-3",
+    ]
+
+
+def test_updates_that_cannot_be_ordered_and_padded_ids_are_rejected(live_server, setup):
+    domain, instance = setup
+    first = ctr("o-1", instance=instance, agent="first")
+    assert post(live_server, "/contact-records", json.dumps(first)).json()["Accepted"] == 1
+    unstamped = ctr("o-1", instance=instance, agent="unstamped")
+    del unstamped["LastUpdateTimestamp"]
+    body = [
+        unstamped,
+        ctr("o-1", instance=instance, agent="same time"),
+        first,
+        ctr(" o-1", instance=instance, agent="padded"),
+    ]
+    response = post(live_server, "/contact-records", json.dumps(body))
+    assert response.status_code == 200
+    answer = response.json()
+    # Only the repeat of the applied record is accepted.
+    assert answer["Accepted"] == 1
+    assert [r["ContactId"] for r in answer["Rejected"]] == ["o-1", "o-1", " o-1"]
+    no_time, same_time, padded = (r["Message"] for r in answer["Rejected"])
+    assert "has no LastUpdateTimestamp" in no_time and "later LastUpdateTimestamp" in no_time
+    assert "the same LastUpdateTimestamp but differs" in same_time
+    assert "white space" in padded
+    [profile] = search(live_server, domain, "_ctrContactId", "o-1")
+    [stored] = live_server.client().list_profile_objects(
+        DomainName=domain, ObjectTypeName="CTR", ProfileId=profile["ProfileId"]
+    )["Items"]
+    assert json.loads(stored["Object"])["Agent"]["Username"] == "first"
+    assert sorted(r["Agent"]["Username"] for r in letters(live_server, domain)) == [
+        "padded",
+        "same time",
+        "unstamped",
     ]
 
 

@@ -40,7 +40,8 @@ def connectors_kinesis(
             result = connector.poll_once()
             click.echo(
                 f"{result.stream_records} stream records: {result.accepted} contact records "
-                f"accepted, {result.rejected} rejected."
+                f"accepted, {result.rejected} rejected ({result.held} of them held until their "
+                f"domain can take them); {result.replayed} held records sent on."
             )
         else:
             click.echo(f"Reading contact records from {stream_name} (Ctrl-C stops).")

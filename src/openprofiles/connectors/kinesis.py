@@ -6,6 +6,14 @@ stream, TRIM_HORIZON, the first time). A polled batch is applied and its checkpo
 the same database transaction, so a restart resumes exactly after the last applied record and
 a crash between the two cannot skip or double-apply a batch (re-applying would be idempotent
 anyway: contact records are deduplicated by ContactId and LastUpdateTimestamp).
+
+A shard mixes the records of every domain, and its checkpoint is one position: a batch that
+waited whole for one domain that cannot take records (its key disabled, its KMS out of reach)
+would hold up every other domain's records behind it. So the records of such a domain are held
+(kept in the database, sealed under the system key, and counted by `openprofiles instances
+unrouted`) and the checkpoint moves on; each poll first sends held records on to the domains
+that can take them again, at most every `retry_held_seconds`. Order between versions of one
+contact does not depend on the stream's order: the newest LastUpdateTimestamp wins.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.records import Item, split_body
-from openprofiles.contacts.service import ingest_contact_items
+from openprofiles.contacts.service import held_instances, ingest_contact_items, replay_held
 from openprofiles.context import Services, Tx
 from openprofiles.errors import ServiceError
 from openprofiles.settings import Settings
@@ -36,9 +45,20 @@ class PollResult:
     stream_records: int = 0
     accepted: int = 0
     rejected: int = 0
-    # Stream records left for the next poll: their batch failed as a whole (a domain's key
-    # disabled, say); the shard's checkpoint stays, so nothing is lost or skipped.
+    # Contact records of this poll's stream records kept because their domain could not take
+    # them (counted in `rejected` too), and held records sent on to their domain at this poll
+    # (applied, or rejected into its dead-letter store; not counted in `accepted`/`rejected`).
+    held: int = 0
+    replayed: int = 0
+    # Stream records left for the next poll: their batch failed as a whole with a request
+    # error (a domain's unusable key holds back only its records); the shard's checkpoint
+    # stays, so nothing is lost or skipped.
     deferred: int = 0
+
+
+# How often held records are tried again: each try asks the key provider about their domains'
+# keys (a KMS call when its data key is not cached).
+RETRY_HELD_SECONDS = 30.0
 
 
 def kinesis_client(settings: Settings) -> Any:
@@ -91,12 +111,20 @@ class KinesisContactRecords:
     """Polls every shard of one stream and applies its contact records."""
 
     def __init__(
-        self, services: Services, stream_name: str, *, client: Any = None, limit: int = 500
+        self,
+        services: Services,
+        stream_name: str,
+        *,
+        client: Any = None,
+        limit: int = 500,
+        retry_held_seconds: float = RETRY_HELD_SECONDS,
     ) -> None:
         self.services = services
         self.stream_name = stream_name
         self.limit = limit
+        self.retry_held_seconds = retry_held_seconds
         self._client = client or kinesis_client(services.settings)
+        self._next_held_retry = 0.0
 
     def _shards(self) -> list[str]:
         shards: list[str] = []
@@ -110,8 +138,10 @@ class KinesisContactRecords:
             kwargs = {"NextToken": token}
 
     def poll_once(self) -> PollResult:
-        """One GetRecords per shard; returns what was read and applied."""
+        """Held records sent on (when due), then one GetRecords per shard; returns what was read
+        and applied."""
         result = PollResult()
+        self._send_held_on(result)
         with self.services.read() as tx:
             checkpoints = load_checkpoints(tx, self.stream_name)
         for shard_id in self._shards():
@@ -137,7 +167,7 @@ class KinesisContactRecords:
                 items.extend(split_body(text))
             try:
                 with self.services.write() as tx:
-                    outcome: BatchOutcome = ingest_contact_items(tx, items)
+                    outcome: BatchOutcome = ingest_contact_items(tx, items, hold_unavailable=True)
                     save_checkpoint(tx, self.stream_name, shard_id, records[-1]["SequenceNumber"])
             except ServiceError as exc:
                 # The other shards go on; this one is read again from its checkpoint next time.
@@ -154,7 +184,38 @@ class KinesisContactRecords:
             result.stream_records += len(records)
             result.accepted += outcome.accepted
             result.rejected += len(outcome.rejected)
+            result.held += outcome.held
         return result
+
+    def _send_held_on(self, result: PollResult) -> None:
+        """Send held records on to the domains that can take them now, oldest first, `limit` a
+        transaction; nothing (not even a look) before `retry_held_seconds` since the last try."""
+        now = time.monotonic()
+        if now < self._next_held_retry:
+            return
+        self._next_held_retry = now + self.retry_held_seconds
+        while True:
+            with self.services.read() as tx:
+                ready = held_instances(tx)
+            if not ready:
+                return
+            try:
+                with self.services.write() as tx:
+                    outcome = replay_held(tx, instance_arns=ready, limit=self.limit)
+            except ServiceError as exc:
+                logger.warning(
+                    "Kinesis stream %s: held contact records could not be sent on (%s); they are "
+                    "tried again in %s s.",
+                    self.stream_name,
+                    exc.message,
+                    self.retry_held_seconds,
+                )
+                return
+            sent = outcome.accepted + len(outcome.rejected)
+            result.replayed += sent - outcome.held
+            # Held again (the domain failed meanwhile), or the last of them: done for now.
+            if outcome.held or sent < self.limit:
+                return
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Poll until `stop` is set, waiting `idle_seconds` whenever the stream is drained."""

@@ -38,6 +38,7 @@ def contact_records(
     from openprofiles.contacts.http import process_batch
     from openprofiles.contacts.models import BodyInvalid
     from openprofiles.contacts.records import split_records
+    from openprofiles.errors import ServiceError
 
     # The file is read whole before anything is stored: one that is not records (a malformed
     # pretty-printed array) is refused, not cut into line fragments.
@@ -62,7 +63,17 @@ def contact_records(
             task = progress.add_task("contacts", total=len(items))
             iterator = iter(items)
             while batch := list(islice(iterator, batch_size)):
-                outcome = process_batch(services, batch)
+                try:
+                    outcome = process_batch(services, batch)
+                except ServiceError as exc:
+                    # A domain that cannot take records (its key disabled): the batch is rolled
+                    # back whole. Loading the file again after the fix is safe: the records
+                    # already applied are repeats, which change nothing.
+                    raise click.ClickException(
+                        f"{exc.message} Stopped after {accepted + rejected} of {len(items)} "
+                        f"records ({accepted} accepted, {rejected} rejected); the rest was not "
+                        "loaded."
+                    ) from None
                 accepted += outcome.accepted
                 rejected += len(outcome.rejected)
                 progress.advance(task, len(batch))

@@ -65,6 +65,9 @@ class BatchOutcome:
     # Of the accepted: repeated deliveries and older versions that changed nothing.
     unchanged: int = 0
     created_profiles: int = 0
+    # Of the rejected: kept because their domain could not take records then (its key
+    # unusable), to be sent on once it can (contacts.service.replay_held).
+    held: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ one is a usable Amazon Connect contact record.
 A body is one record (a JSON object), a JSON array of records, or JSON lines. A body that is
 none of these (a pretty-printed array with a stray comma, say) is invalid as a whole: it is
 never cut into line fragments. Each record must carry `ContactId` and `InstanceARN` (an
-instance ARN) as strings; `Channel`, when present, must be one of the channels;
+instance ARN) as strings, the ContactId at most 255 characters without white space at either
+end (it is matched exactly, never trimmed); `Channel`, when present, must be one of the channels;
 `CustomerEndpoint`, when present, must be an `{Address, Type}` object whose address can be read
 as what its type says (a possible phone number for TELEPHONE_NUMBER, an email address for
 EMAIL_ADDRESS); timestamps must be ISO 8601 strings; and no text of the record may hold a lone
@@ -35,6 +36,10 @@ from openprofiles.json_text import JsonTextError, has_lone_surrogate, split_json
 from openprofiles.normalize import normalize_phone
 
 MAX_RECORD_CHARS = 256_000
+# A ContactId is `_ctrContactId`'s value, and a profile key value is 1-255 characters in the
+# API (AddProfileKey, SearchProfiles): a longer one could never be searched or forced. Amazon
+# Connect's own ContactIds are UUIDs (its model allows 256).
+MAX_CONTACT_ID_CHARS = 255
 
 Item = tuple[str, Any]
 
@@ -154,6 +159,22 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
         raise ContactRecordInvalid("The record has no ContactId; it is not a contact record.")
     if not isinstance(contact_id, str) or not contact_id.strip():
         raise ContactRecordInvalid("ContactId must be a non-blank string.")
+    if len(contact_id) > MAX_CONTACT_ID_CHARS:
+        # Not echoed whole as the rejection's ContactId: the message shows its beginning.
+        raise ContactRecordInvalid(
+            f"ContactId {_shown(contact_id)} is {len(contact_id)} characters long; the limit is "
+            f"{MAX_CONTACT_ID_CHARS}, a profile key value's (SearchProfiles, AddProfileKey), so "
+            "that the contact can be searched and linked."
+        )
+    if contact_id != contact_id.strip():
+        # Rejected, not trimmed: ContactIds are compared exactly (the `_ctrContactId` key, the
+        # dedupe), so " abc" would silently be another contact than "abc", and trimming would
+        # store a record that says otherwise than its own ContactId.
+        raise ContactRecordInvalid(
+            f"ContactId {_shown(contact_id)} begins or ends with white space; a ContactId is "
+            "matched exactly, so send it without the white space.",
+            contact_id,
+        )
     instance_arn = parsed.get("InstanceARN")
     if instance_arn is None or instance_arn == "":
         raise ContactRecordInvalid(

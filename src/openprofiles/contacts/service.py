@@ -9,14 +9,19 @@ address for chat and email).
 * Idempotent deliveries: `contact_record` remembers, per domain and ContactId, the
   LastUpdateTimestamp applied. A repeated delivery, or an older version of a contact, changes
   nothing; a newer one replaces the stored record (the pipeline replaces objects by their
-  UNIQUE key, `_ctrContactId`).
+  UNIQUE key, `_ctrContactId`). A record that cannot be ordered against the applied one (the
+  same LastUpdateTimestamp, or none, and other content) is rejected with the reason, never
+  answered as accepted while changing nothing (`_verdict`).
 * Nothing is dropped: a record the pipeline rejects, or that is invalid but names an associated
   instance, goes to that domain's dead-letter queue with its reason. A record whose instance is
   associated with no domain (or that names no instance) has no domain whose dead-letter queue
   could take it: it is kept, sealed under the system key, in `unrouted_contact_record`, and
   `replay_unrouted` sends it on once the instance is associated (`connect_instance`, whatever
-  the way of associating). A dead-lettered record is retried by `retry_contact_record`, under
-  the same rules: checked again, and never applied over a newer version of its contact.
+  the way of associating). A stream's batch (`hold_unavailable`) keeps the records of a
+  domain that cannot take any now (its key unusable: its dead-letter store is sealed under that
+  key too) the same way, rather than waiting whole for it; `replay_held` sends them on once it
+  can. A dead-lettered record is retried by `retry_contact_record`, under the same rules:
+  checked again, and never applied over a newer version of its contact.
 * One intake for every way in (POST /contact-records, `openprofiles ingest contact-records`,
   the Kinesis connector): `ingest_contact_items` parses and routes a batch, then sends each
   (domain, object type) group through `ingest_batch` in the caller's transaction, with the
@@ -60,7 +65,7 @@ from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type
-from openprofiles.objects.service import IN_CHUNK
+from openprofiles.objects.service import IN_CHUNK, find_object
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
 
@@ -90,11 +95,13 @@ class UnroutedRecord:
 
 
 class _Router:
-    """Instance → integration, looked up once per batch."""
+    """Instance → integration, and whether a domain can take records now, looked up once per
+    batch."""
 
     def __init__(self, tx: Tx) -> None:
         self._tx = tx
         self._cache: dict[str, Integration | None] = {}
+        self._unavailable: dict[str, str | None] = {}
 
     def __call__(self, instance_arn: str) -> Integration | None:
         if instance_arn not in self._cache:
@@ -102,6 +109,21 @@ class _Router:
                 self._tx, instance_arn=instance_arn
             )
         return self._cache[instance_arn]
+
+    def unavailable(self, domain_name: str) -> str | None:
+        """Why the domain cannot take records now (its key disabled, revoked or its KMS out of
+        reach: nothing of it can be sealed, its dead-letter store included), or None."""
+        if domain_name not in self._unavailable:
+            try:
+                # Cached in the transaction once it succeeds: the batch uses this cipher.
+                self._tx.cipher(domain_name)
+                self._unavailable[domain_name] = None
+            except ServiceError as exc:
+                self._unavailable[domain_name] = (
+                    f"{exc.message.rstrip('.')}. The record is kept, and sent on to the domain "
+                    "once it can take it."
+                )
+        return self._unavailable[domain_name]
 
 
 @dataclass(frozen=True)
@@ -118,22 +140,34 @@ class _Failed:
 
 @dataclass(frozen=True)
 class _State:
-    """What is applied for a contact, as the batch has left it so far."""
+    """What is applied for a contact, as the batch has left it so far (`object_type_name`: the
+    type its record is stored as)."""
 
     last_update: datetime | None
     partial: bool
     profile_id: str | None
+    object_type_name: str
 
 
-def ingest_contact_items(tx: Tx, items: Sequence[Item]) -> BatchOutcome:
+def ingest_contact_items(
+    tx: Tx, items: Sequence[Item], *, hold_unavailable: bool = False
+) -> BatchOutcome:
     """Apply every record of a batch (the one intake of POST /contact-records, the file loader
     and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
     reported, and the rest of the batch is still applied.
 
     The records are parsed and routed first, then applied per (domain, object type) through
     `ingest_batch` (`apply_contact_records`); outcomes are reported in the batch's order.
+
+    A domain that cannot take records now (its key unusable) fails the batch with its error,
+    nothing applied, for a caller that answers it (a request, a file load). With
+    `hold_unavailable` (a stream, whose batch would otherwise wait whole for one domain) its
+    records are kept instead, sealed under the system key like unrouted ones — its own
+    dead-letter store is sealed under the key that fails — and reported as rejected and held;
+    `replay_held` sends them on once it can take them.
     """
     route = _Router(tx)
+    held = 0
     results: list[Applied | Rejection | None] = [None] * len(items)
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
     unrouted: list[tuple[str | None, str, str]] = []
@@ -145,6 +179,13 @@ def ingest_contact_items(tx: Tx, items: Sequence[Item]) -> BatchOutcome:
             target = (
                 route(instance) if isinstance(instance, str) and is_instance_arn(instance) else None
             )
+            # Dead-lettering needs the domain's key as much as applying does.
+            why = route.unavailable(target.domain_name) if hold_unavailable and target else None
+            if target is not None and why is not None:
+                unrouted.append((instance, raw, why))
+                results[index] = Rejection(exc.contact_id, why)
+                held += 1
+                continue
             if target is not None:
                 _dead_letter(tx, target, raw, exc.reason, "invalid_value")
             else:
@@ -160,6 +201,12 @@ def ingest_contact_items(tx: Tx, items: Sequence[Item]) -> BatchOutcome:
             unrouted.append((record.instance_arn, raw, reason))
             results[index] = Rejection(record.contact_id, reason)
             continue
+        why = route.unavailable(target.domain_name) if hold_unavailable else None
+        if why is not None:
+            unrouted.append((record.instance_arn, raw, why))
+            results[index] = Rejection(record.contact_id, why)
+            held += 1
+            continue
         key = (target.domain_name, _type_name(target))
         groups.setdefault(key, (target, []))[1].append((index, record))
     _keep_unrouted_rows(tx, unrouted)
@@ -173,7 +220,7 @@ def ingest_contact_items(tx: Tx, items: Sequence[Item]) -> BatchOutcome:
                 results[index] = Rejection(record.contact_id, done_one.reason)
             else:
                 results[index] = done_one
-    outcome = BatchOutcome()
+    outcome = BatchOutcome(held=held)
     for result in results:
         if isinstance(result, Rejection):
             outcome.rejected.append(result)
@@ -232,9 +279,10 @@ def apply_contact_records(
 
     Dedupe (spec §3.1) is decided against the `contact_record` rows read in one IN-list query
     and kept current in memory, so a later version of a contact in the same batch replaces an
-    earlier one and an older or repeated one changes nothing. A run ends before a record whose
-    contact is already in it: the run is applied first, and the record is judged against what
-    the run actually did (a rejected version does not count as applied).
+    earlier one, an older or repeated one changes nothing, and one that cannot be ordered is
+    rejected (`_verdict`). A run ends before a record whose contact is already in it: the run is
+    applied first, and the record is judged against what the run actually did (a rejected
+    version does not count as applied).
 
     `isolate` runs each run in a savepoint, so a request error part-way fails only the record
     that caused it; without it (a lone contact event) the error propagates to the caller.
@@ -284,7 +332,7 @@ def _apply_as(
                 outcomes[i] = result
                 continue
             digest = digests[i]
-            state[digest] = _State(records[i].last_update, partial, result.profile_id)
+            state[digest] = _State(records[i].last_update, partial, result.profile_id, type_name)
             rows[digest] = {
                 "domain_name": domain_name,
                 "contact_digest": digest,
@@ -304,11 +352,16 @@ def _apply_as(
         if digest in in_run:
             flush()
         seen = state.get(digest)
-        if seen is not None and not _supersedes(seen, record, partial):
-            outcomes[i] = Applied(
-                domain_name, seen.profile_id, changed=False, created_profile=False
-            )
-            continue
+        if seen is not None:
+            verdict = _verdict(tx, domain_name, digest, seen, record, partial)
+            if isinstance(verdict, _Failed):
+                outcomes[i] = verdict
+                continue
+            if not verdict:
+                outcomes[i] = Applied(
+                    domain_name, seen.profile_id, changed=False, created_profile=False
+                )
+                continue
         run.append(i)
         in_run.add(digest)
     flush()
@@ -370,17 +423,72 @@ def _failed_or(result: IngestResult | IngestRejected) -> IngestResult | _Failed:
     return result
 
 
-def _supersedes(seen: _State, record: ContactRecord, partial: bool) -> bool:
-    """Whether `record` should replace what was applied for its contact (spec §3.1: at-least-once
-    delivery, dedupe by ContactId + LastUpdateTimestamp)."""
+def _verdict(
+    tx: Tx, domain_name: str, digest: bytes, seen: _State, record: ContactRecord, partial: bool
+) -> bool | _Failed:
+    """Whether `record` replaces what was applied for its contact (True), is a repeat or an older
+    version that changes nothing (False), or is a version that cannot be ordered against the
+    applied one (rejected: it is dead-lettered with the reason, never answered as accepted).
+
+    Spec §3.1: records come at least once and are deduplicated by ContactId +
+    LastUpdateTimestamp. A later LastUpdateTimestamp replaces; an earlier one is an older
+    version delivered late. The same LastUpdateTimestamp, or none on the record, cannot order
+    it: it is a repeat only when it is the applied record itself. Otherwise the sender meant an
+    update that cannot be told from an older version — applying it could put an old version
+    back, ignoring it would drop an update while answering "Accepted" — so it is rejected,
+    saying that a later LastUpdateTimestamp is needed."""
     if partial:
         # A start event never replaces anything: the contact is already linked.
         return False
     if seen.partial:
         return True
-    if record.last_update is None:
+    if record.last_update is not None:
+        if seen.last_update is None or record.last_update > seen.last_update:
+            return True
+        if record.last_update < seen.last_update:
+            return False
+    same = _same_as_applied(tx, domain_name, digest, seen, record)
+    if same or (same is None and record.last_update is not None):
+        # A record applied and since expired or deleted (nothing to compare with) that carries
+        # the applied LastUpdateTimestamp is that version by the spec's dedupe key.
         return False
-    return seen.last_update is None or record.last_update > seen.last_update
+    applied = (
+        f"with LastUpdateTimestamp {seen.last_update.isoformat().replace('+00:00', 'Z')}"
+        if seen.last_update is not None
+        else "without a LastUpdateTimestamp"
+    )
+    if record.last_update is None:
+        problem = (
+            "this one has no LastUpdateTimestamp and "
+            + ("differs from it" if same is False else "that record is no longer stored")
+            + ", so it cannot be told whether it is a later version"
+        )
+    else:
+        problem = "this one has the same LastUpdateTimestamp but differs from it"
+    return _Failed(
+        f"A record of contact {record.contact_id} was already applied {applied}; {problem}. "
+        "Send an update with a later LastUpdateTimestamp to replace it.",
+        "invalid_value",
+    )
+
+
+def _same_as_applied(
+    tx: Tx, domain_name: str, digest: bytes, seen: _State, record: ContactRecord
+) -> bool | None:
+    """Whether `record` is the record applied for its contact (the same JSON, however it is
+    written); None when that record is no longer stored (expired or deleted). The stored object
+    has the contact's digest as its UNIQUE key (`_ctrContactId`, the templates' unique key)."""
+    stored = find_object(
+        tx, domain_name=domain_name, object_type_name=seen.object_type_name, unique_digest=digest
+    )
+    if stored is None:
+        return None
+    if stored.object_json == record.raw:
+        return True
+    try:
+        return bool(load_json(stored.object_json, "The applied record") == record.source)
+    except JsonTextError:
+        return False
 
 
 def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[bytes, _State]:
@@ -388,7 +496,9 @@ def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[
     out: dict[bytes, _State] = {}
     for i in range(0, len(wanted), IN_CHUNK):
         for row in tx.conn.execute(_SEEN, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
-            out[bytes(row.contact_digest)] = _State(row.last_update, row.partial, row.profile_id)
+            out[bytes(row.contact_digest)] = _State(
+                row.last_update, row.partial, row.profile_id, row.object_type_name
+            )
     return out
 
 
@@ -414,6 +524,7 @@ _SEEN = select(
     contact_record.c.last_update,
     contact_record.c.partial,
     contact_record.c.profile_id,
+    contact_record.c.object_type_name,
 ).where(
     contact_record.c.domain_name == bindparam("d"),
     contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
@@ -441,6 +552,11 @@ _UNLINK = delete(profile_key).where(
     profile_key.c.profile_id != bindparam("keep"),
 )
 _INSERT_UNROUTED = insert(unrouted_contact_record)
+_KEPT_INSTANCES = (
+    select(unrouted_contact_record.c.instance_arn)
+    .where(unrouted_contact_record.c.instance_arn.is_not(None))
+    .distinct()
+)
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 
 
@@ -490,9 +606,10 @@ def retry_contact_record(
 ) -> Applied | IngestRejected:
     """Apply a dead-lettered contact record again (`openprofiles dlq retry`), in the domain and
     as the object type it was dead-lettered in, by the rules of a delivery: it is checked again
-    (an invalid record is rejected with its reason), and a version of its contact older than or
+    (an invalid record is rejected with its reason), a version of its contact older than or
     the same as the one applied changes nothing (`changed` False, spec §3.1: dedupe by ContactId
-    + LastUpdateTimestamp). Nothing is dead-lettered here: the caller keeps the letter."""
+    + LastUpdateTimestamp), and one that cannot be ordered against it is rejected. Nothing is
+    dead-lettered here: the caller keeps the letter."""
     try:
         parsed = load_json(raw, "The record")
     except JsonTextError as exc:
@@ -572,10 +689,15 @@ def _keep_unrouted_rows(tx: Tx, records: Sequence[tuple[str | None, str, str]]) 
     return [row["message_id"] for row in rows]
 
 
-def list_unrouted(tx: Tx, *, instance_arn: str | None = None) -> list[UnroutedRecord]:
-    """Kept records, oldest first (all instances when `instance_arn` is None)."""
-    query = select(unrouted_contact_record).order_by(
-        unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id
+def list_unrouted(
+    tx: Tx, *, instance_arn: str | None = None, limit: int | None = None
+) -> list[UnroutedRecord]:
+    """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
+    when given)."""
+    query = (
+        select(unrouted_contact_record)
+        .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
+        .limit(limit)
     )
     if instance_arn is not None:
         query = query.where(unrouted_contact_record.c.instance_arn == instance_arn)
@@ -625,11 +747,44 @@ def connect_instance(
 
 def replay_unrouted(tx: Tx, *, instance_arn: str) -> BatchOutcome:
     """Send the instance's kept records through again (after it was associated)."""
-    kept = list_unrouted(tx, instance_arn=instance_arn)
-    if kept:
+    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn))
+
+
+def held_instances(tx: Tx) -> list[str]:
+    """The instances with kept records that a domain can take now: associated with a domain
+    whose key can be used. Those are the records held while their domain could not take them
+    (`ingest_contact_items(hold_unavailable=True)`); an instance's records kept while it had no
+    domain are sent on when it is associated (`connect_instance`)."""
+    route = _Router(tx)
+    ready = []
+    for instance_arn in tx.conn.execute(_KEPT_INSTANCES).scalars():
+        target = route(instance_arn)
+        if target is not None and route.unavailable(target.domain_name) is None:
+            ready.append(instance_arn)
+    return sorted(ready)
+
+
+def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOutcome:
+    """Send on the `limit` oldest kept records of these instances (`held_instances`), holding
+    again those whose domain cannot take them after all; a stream's connector calls it until
+    fewer than `limit` were sent (the outcome reports each one)."""
+    kept: list[UnroutedRecord] = []
+    for instance_arn in instance_arns:
+        kept.extend(list_unrouted(tx, instance_arn=instance_arn, limit=limit - len(kept)))
+        if len(kept) >= limit:
+            break
+    return _replay(tx, kept, hold_unavailable=True)
+
+
+def _replay(
+    tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool = False
+) -> BatchOutcome:
+    """Take kept records out of the store and through the intake again."""
+    ids = [k.message_id for k in kept]
+    for i in range(0, len(ids), IN_CHUNK):
         tx.conn.execute(
             delete(unrouted_contact_record).where(
-                unrouted_contact_record.c.message_id.in_([k.message_id for k in kept])
+                unrouted_contact_record.c.message_id.in_(ids[i : i + IN_CHUNK])
             )
         )
     items: list[Item] = []
@@ -640,4 +795,4 @@ def replay_unrouted(tx: Tx, *, instance_arn: str) -> BatchOutcome:
             items.append(
                 (k.object_json, ContactRecordInvalid(f"The record is not valid JSON: {exc}."))
             )
-    return ingest_contact_items(tx, items)
+    return ingest_contact_items(tx, items, hold_unavailable=hold_unavailable)

@@ -71,6 +71,23 @@ def test_contact_id_must_be_a_string(contact_id: Any) -> None:
         parse_contact_record(record, json.dumps(record))
 
 
+@pytest.mark.parametrize("contact_id", [" c1", "c1 ", "\tc1", "c1\n", "\u00a0c1"])
+def test_contact_id_with_white_space_at_an_end_is_rejected_not_trimmed(contact_id: str) -> None:
+    """A ContactId " c1" used to be taken as another contact than "c1" (an audit)."""
+    record = ctr("c1", ContactId=contact_id)
+    with pytest.raises(ContactRecordInvalid, match="begins or ends with white space") as caught:
+        parse_contact_record(record, json.dumps(record))
+    assert caught.value.contact_id == contact_id
+
+
+def test_contact_id_longer_than_a_key_value_is_rejected() -> None:
+    fits = ctr("c" * 255)
+    assert parse_contact_record(fits, json.dumps(fits)).contact_id == "c" * 255
+    record = ctr("c" * 5000)
+    with pytest.raises(ContactRecordInvalid, match="is 5000 characters long; the limit is 255"):
+        parse_contact_record(record, json.dumps(record))
+
+
 @pytest.mark.parametrize(
     "address", ["000", "+++0 0 0", "+999", "911", "+1 206 555 01", "+1+2065550100", "nope!"]
 )
@@ -203,6 +220,19 @@ def test_wrong_types_in_a_batch_reject_only_their_records(services: Services, do
     assert sorted(json.loads(k.object_json)["ContactId"] for k in kept) == sorted(
         r["ContactId"] for r in wrong if r["InstanceARN"] != INSTANCE
     )
+
+
+def test_a_padded_contact_id_is_dead_lettered_not_a_second_contact(
+    services: Services, domain: str
+) -> None:
+    outcome = send(services, ctr("c1", agent="plain"), ctr(" c1", agent="padded"))
+    assert outcome.accepted == 1
+    [rejection] = outcome.rejected
+    assert rejection.contact_id == " c1" and "white space" in rejection.message
+    assert found(services, "c1") == 1 and found(services, " c1") == 0
+    with services.read() as tx:
+        [letter] = list_messages(tx, domain_name=D)
+    assert json.loads(letter.object_json)["ContactId"] == " c1"
 
 
 def test_lone_surrogates_are_dead_lettered_or_kept(services: Services, domain: str) -> None:

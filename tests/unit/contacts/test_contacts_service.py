@@ -16,11 +16,11 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.contacts.history import contact_history
-from openprofiles.contacts.service import apply_contact_event, list_unrouted
+from openprofiles.contacts.service import apply_contact_event, contact_digest, list_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.errors import BadRequest
-from openprofiles.objects.service import list_profile_objects
+from openprofiles.objects.service import delete_profile_object, list_profile_objects
 from openprofiles.profiles.service import (
     SearchCriterion,
     add_profile_key,
@@ -87,6 +87,81 @@ def test_duplicates_newer_and_older_versions(services: Services, domain: str) ->
     [profile_id] = search(services, "_ctrContactId", "c1")
     [stored] = ctr_objects(services, profile_id)
     assert stored["Agent"]["Username"] == "newer"
+
+
+def test_an_update_without_timestamp_is_rejected_not_silently_ignored(
+    services: Services, domain: str
+) -> None:
+    """A record of a stored contact without LastUpdateTimestamp was answered as accepted and
+    changed nothing (an audit); now a differing one is rejected and dead-lettered with why."""
+    assert send(services, ctr("c1", agent="first")).accepted == 1
+    update = ctr("c1", agent="update")
+    del update["LastUpdateTimestamp"]
+
+    outcome = send(services, update)
+
+    assert outcome.accepted == 0
+    [rejection] = outcome.rejected
+    assert rejection.contact_id == "c1"
+    assert "has no LastUpdateTimestamp" in rejection.message
+    assert "later LastUpdateTimestamp" in rejection.message
+    with services.read() as tx:
+        [letter] = list_messages(tx, domain_name=D)
+    assert letter.object_json == json.dumps(update) and letter.category == "invalid_value"
+    [profile_id] = search(services, "_ctrContactId", "c1")
+    [stored] = ctr_objects(services, profile_id)
+    assert stored["Agent"]["Username"] == "first"
+    # The same update with a later timestamp replaces the record.
+    later = {**update, "LastUpdateTimestamp": "2022-04-08T16:00:00Z"}
+    assert send(services, later).unchanged == 0
+    assert ctr_objects(services, profile_id)[0]["Agent"]["Username"] == "update"
+
+
+def test_same_timestamp_is_a_repeat_only_when_the_record_is_the_same(
+    services: Services, domain: str
+) -> None:
+    record = ctr("c1", agent="first")
+    send(services, record)
+    # The same record written otherwise (indented) is a repeat delivery.
+    assert send(services, json.dumps(record, indent=2).replace("\n", "")).unchanged == 1
+    outcome = send(services, ctr("c1", agent="other"))
+    assert outcome.accepted == 0
+    assert "the same LastUpdateTimestamp but differs" in outcome.rejected[0].message
+
+
+def test_contact_without_timestamps_takes_repeats_only(services: Services, domain: str) -> None:
+    first = ctr("c1", agent="first")
+    del first["LastUpdateTimestamp"]
+    assert send(services, first).unchanged == 0
+    assert send(services, first).unchanged == 1
+    second = {**first, "Agent": {"Username": "second"}}
+    outcome = send(services, second)
+    assert outcome.accepted == 0 and "has no LastUpdateTimestamp" in outcome.rejected[0].message
+    [profile_id] = search(services, "_ctrContactId", "c1")
+    assert ctr_objects(services, profile_id)[0]["Agent"]["Username"] == "first"
+    # Once the applied record is deleted there is nothing to tell a repeat by: rejected too,
+    # while a record with the applied timestamp is that version (spec §3.1's dedupe key).
+    with services.write() as tx:
+        delete_profile_object(
+            tx,
+            domain_name=D,
+            object_type_name="CTR",
+            profile_id=profile_id,
+            unique_key=contact_digest(tx, D, "c1").hex(),
+        )
+    outcome = send(services, first)
+    assert outcome.accepted == 0 and "no longer stored" in outcome.rejected[0].message
+    send(services, ctr("c2"))
+    [profile_id] = search(services, "_ctrContactId", "c2")
+    with services.write() as tx:
+        delete_profile_object(
+            tx,
+            domain_name=D,
+            object_type_name="CTR",
+            profile_id=profile_id,
+            unique_key=contact_digest(tx, D, "c2").hex(),
+        )
+    assert send(services, ctr("c2", agent="other")).unchanged == 1
 
 
 def test_bad_records_are_rejected_with_reasons_and_kept(services: Services, domain: str) -> None:
