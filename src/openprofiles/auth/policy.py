@@ -16,6 +16,7 @@ AGENT_OPERATIONS = frozenset(
         # profile objects
         "ListProfileObjects",
         "PutProfileObject",
+        "BatchPutProfileObject",
         "BatchGetCalculatedAttributeForProfile",
         "GetCalculatedAttributeForProfile",
         "ListCalculatedAttributesForProfile",

@@ -1,4 +1,5 @@
-"""AWS operations on profile objects: PutProfileObject, ListProfileObjects, DeleteProfileObject.
+"""AWS operations on profile objects: PutProfileObject, BatchPutProfileObject, ListProfileObjects,
+DeleteProfileObject.
 
 PutProfileObject answers synchronously only for request errors (the Object is not a JSON object
 in strict JSON, is too large, names a standard type, or the object type does not exist). AWS
@@ -7,6 +8,15 @@ missing or ambiguous key, a value the mapping cannot convert) is not a request e
 shows up in the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that
 contract: the rejected record is dead-lettered in its own transaction (nothing of it is written)
 and the call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
+
+BatchPutProfileObject applies its items in order, in one transaction, through the same
+pipeline (`ingest_batch`): each item is applied whole or not at all, and a later item sees what
+the earlier ones did. Its answer has a `Failed` list, so unlike PutProfileObject it says which
+items did not apply: an Object that is not a JSON object (400, not dead-lettered: the caller
+has it and must fix it), and a record the pipeline rejected (400, with the reason and the id of
+its dead letter, where it waits to be retried). What concerns the whole request (an unknown
+domain or object type, a standard type, duplicate item Ids, the model's limits) is an error
+of the request, with nothing written.
 """
 
 from __future__ import annotations
@@ -23,15 +33,17 @@ from openprofiles.contacts.history import (
 from openprofiles.context import RequestContext
 from openprofiles.dlq.sinks import dead_letter
 from openprofiles.errors import BadRequest, NotFound
-from openprofiles.ingest.pipeline import IngestRejected, ingest_object
+from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
 from openprofiles.normalize import ContentType, normalize
-from openprofiles.object_types.service import find_object_type, key_content_type
+from openprofiles.object_types.service import find_object_type, get_object_type, key_content_type
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.wire.parse import load_json
 
 MAX_OBJECT_CHARS = 256_000
+# The model's limit for BatchPutProfileObjectErrorItem.Message.
+MAX_ERROR_MESSAGE_CHARS = 1000
 DEFAULT_PAGE = 20
 # Standard objects ingestion writes and ListProfileObjects can list (spec §1.3, §1.8).
 LISTABLE_STANDARD_TYPES = frozenset({"_asset", "_case", "_order"})
@@ -51,15 +63,19 @@ def parse_object(raw: str) -> dict[str, Any]:
     return parsed
 
 
+def _refuse_standard_type(type_name: str, operation: str) -> None:
+    if type_name in STANDARD_OBJECT_TYPES:
+        raise BadRequest(
+            f"{type_name} is a standard object type; objects are written to it through the "
+            f"Targets of an object type's mapping, not with {operation}."
+        )
+
+
 def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain_name = params["DomainName"]
     type_name = params["ObjectTypeName"]
     raw = params["Object"]
-    if type_name in STANDARD_OBJECT_TYPES:
-        raise BadRequest(
-            f"{type_name} is a standard object type; objects are written to it through the "
-            "Targets of an object type's mapping, not with PutProfileObject."
-        )
+    _refuse_standard_type(type_name, "PutProfileObject")
     source = parse_object(raw)
     try:
         with ctx.write() as tx:
@@ -78,6 +94,68 @@ def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         category=rejection.category,
     )
     return {"ProfileObjectUniqueKey": letter.message_id}
+
+
+def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    domain_name = params["DomainName"]
+    type_name = params["ObjectTypeName"]
+    items = params["Items"]
+    _refuse_standard_type(type_name, "BatchPutProfileObject")
+    ids = [item["Id"] for item in items]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        # An answer names items by Id: two items with one Id could not be told apart in it.
+        raise BadRequest(f"Each item needs its own Id; repeated: {', '.join(repeated)}.")
+    failed: dict[str, str] = {}
+    parsed: list[tuple[str, dict[str, Any], str]] = []
+    for item in items:
+        try:
+            parsed.append((item["Id"], parse_object(item["Object"]), item["Object"]))
+        except BadRequest as exc:
+            failed[item["Id"]] = exc.message
+    with ctx.write() as tx:
+        object_type = get_object_type(tx, domain_name=domain_name, name=type_name)
+        outcomes = (
+            ingest_batch(
+                tx,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                records=[(source, raw) for _, source, raw in parsed],
+                object_type=object_type,
+            )
+            if parsed
+            else []
+        )
+    keys: dict[str, str] = {}
+    for (item_id, _, raw), outcome in zip(parsed, outcomes, strict=True):
+        if isinstance(outcome, IngestRejected):
+            # Kept after the batch's transaction, as PutProfileObject keeps its rejected record.
+            letter = dead_letter(
+                ctx.services,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                object_json=raw,
+                reason=outcome.reason,
+                category=outcome.category,
+            )
+            failed[item_id] = (
+                f"{outcome.reason} The record is kept in the dead-letter queue as "
+                f"{letter.message_id}."
+            )
+        else:
+            keys[item_id] = outcome.profile_object_unique_key
+    return {
+        "Successful": [{"Id": i, "ProfileObjectUniqueKey": keys[i]} for i in ids if i in keys],
+        "Failed": [
+            {"Id": i, "Code": 400, "Message": _capped(failed[i])} for i in ids if i in failed
+        ],
+    }
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+        return message
+    return message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
 
 
 def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
