@@ -11,26 +11,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.wire.test_objects_api import CRM, _code
 
 from openprofiles.dlq.service import list_messages
-
-CRM: dict[str, Any] = {
-    "Description": "CRM customers",
-    "AllowProfileCreation": True,
-    "Fields": {
-        "id": {"Source": "_source.id"},
-        "email": {
-            "Source": "_source.email",
-            "Target": "_profile.EmailAddress",
-            "ContentType": "EMAIL_ADDRESS",
-        },
-        "first": {"Source": "_source.first", "Target": "_profile.FirstName"},
-    },
-    "Keys": {
-        "crmId": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]}],
-        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
-    },
-}
 
 
 @pytest.fixture
@@ -55,10 +38,6 @@ def _search(client: Any, domain: str, email: str) -> list[dict[str, Any]]:
     return list(
         client.search_profiles(DomainName=domain, KeyName="_email", Values=[email])["Items"]
     )
-
-
-def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def test_items_are_applied_and_their_keys_answered(live_server: Any, domain: str) -> None:

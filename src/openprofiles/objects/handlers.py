@@ -85,15 +85,22 @@ def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         return {"ProfileObjectUniqueKey": result.profile_object_unique_key}
     except IngestRejected as exc:
         rejection = exc
-    letter = dead_letter(
+    return {"ProfileObjectUniqueKey": _dead_letter(ctx, domain_name, type_name, raw, rejection)}
+
+
+def _dead_letter(
+    ctx: RequestContext, domain_name: str, type_name: str, raw: str, rejection: IngestRejected
+) -> str:
+    """Keep a rejected record in the dead-letter queue, in a transaction of its own after the
+    request's (nothing of the record was written); its letter's id."""
+    return dead_letter(
         ctx.services,
         domain_name=domain_name,
         object_type_name=type_name,
         object_json=raw,
         reason=rejection.reason,
         category=rejection.category,
-    )
-    return {"ProfileObjectUniqueKey": letter.message_id}
+    ).message_id
 
 
 def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,18 +136,9 @@ def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dic
     keys: dict[str, str] = {}
     for (item_id, _, raw), outcome in zip(parsed, outcomes, strict=True):
         if isinstance(outcome, IngestRejected):
-            # Kept after the batch's transaction, as PutProfileObject keeps its rejected record.
-            letter = dead_letter(
-                ctx.services,
-                domain_name=domain_name,
-                object_type_name=type_name,
-                object_json=raw,
-                reason=outcome.reason,
-                category=outcome.category,
-            )
+            letter_id = _dead_letter(ctx, domain_name, type_name, raw, outcome)
             failed[item_id] = (
-                f"{outcome.reason} The record is kept in the dead-letter queue as "
-                f"{letter.message_id}."
+                f"{outcome.reason} The record is kept in the dead-letter queue as {letter_id}."
             )
         else:
             keys[item_id] = outcome.profile_object_unique_key

@@ -411,6 +411,17 @@ def _deep_merge(into: dict[str, Any], values: dict[str, Any]) -> None:
             into[name] = value
 
 
+# An object key row joined to the object that carries it (the object decides liveness).
+_KEYS_WITH_THEIR_OBJECT = profile_object_key.join(
+    profile_object,
+    and_(
+        profile_object.c.domain_name == profile_object_key.c.domain_name,
+        profile_object.c.object_type_name == profile_object_key.c.object_type_name,
+        profile_object.c.unique_digest == profile_object_key.c.unique_digest,
+    ),
+)
+
+
 def find_objects_by_keys(
     tx: Tx, *, domain_name: str, object_type_name: str, key_digests: Sequence[tuple[str, bytes]]
 ) -> set[bytes]:
@@ -419,14 +430,7 @@ def find_objects_by_keys(
         return set()
     query = (
         select(profile_object_key.c.unique_digest)
-        .join(
-            profile_object,
-            and_(
-                profile_object.c.domain_name == profile_object_key.c.domain_name,
-                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
-                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
-            ),
-        )
+        .select_from(_KEYS_WITH_THEIR_OBJECT)
         .where(
             profile_object_key.c.domain_name == domain_name,
             profile_object_key.c.object_type_name == object_type_name,
@@ -452,14 +456,7 @@ def standard_object_key_owners(object_pairs: Sequence[tuple[int, str]]) -> Selec
         select(
             profile_object.c.profile_id, profile_object_key.c.key_name, profile_object_key.c.digest
         )
-        .join(
-            profile_object,
-            and_(
-                profile_object.c.domain_name == profile_object_key.c.domain_name,
-                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
-                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
-            ),
-        )
+        .select_from(_KEYS_WITH_THEIR_OBJECT)
         .where(
             profile_object_key.c.domain_name == bindparam("domain_name"),
             or_(
