@@ -107,6 +107,8 @@ def dlq_show(
 
     letter = _run(data_dir, database_url, load, write=False)
     out = {**_summary(letter), "Object": letter.object_json}
+    if letter.not_retryable is not None:
+        out["NotRetryable"] = letter.not_retryable
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -129,8 +131,11 @@ def dlq_retry(
     """Run dead letters (all, or MESSAGE_IDS) through ingestion again; remove what succeeds.
 
     A contact record is applied only when it is newer than the version of its contact already
-    applied; an older one is removed as superseded. In --json, Succeeded lists every letter
-    removed, Superseded those of them that changed nothing."""
+    applied; an older one is removed as superseded. A letter that holds no record a retry can
+    ingest (a flow file that could not be read as records, say) is left as it is, with why and
+    what to do instead. In --json, Succeeded lists every letter removed, Superseded those of
+    them that changed nothing, Failed every letter still here, NotRetried those of them not
+    tried (message id: why)."""
     from openprofiles.dlq.service import retry
 
     outcome = _run(
@@ -146,6 +151,7 @@ def dlq_retry(
                     "Succeeded": outcome.succeeded,
                     "Superseded": outcome.superseded,
                     "Failed": outcome.failed,
+                    "NotRetried": outcome.not_retried,
                 }
             )
         )
@@ -157,6 +163,10 @@ def dlq_retry(
             f"{len(outcome.superseded)} removed as superseded: contact records older than, or "
             "the same as, the version of their contact already applied (nothing was changed)."
         )
+    if outcome.not_retried:
+        click.echo(f"{len(outcome.not_retried)} of them cannot be retried from here:")
+        for message_id, why in outcome.not_retried.items():
+            click.echo(f"  {message_id}: {why}")
 
 
 @dlq.command("resend")
@@ -225,18 +235,30 @@ def dlq_purge(
     purge_all: bool,
     message_ids: tuple[str, ...],
 ) -> None:
-    """Delete dead letters: the given MESSAGE_IDS, or all of them with --all."""
-    from openprofiles.dlq.service import purge
+    """Delete dead letters: the given MESSAGE_IDS, or all of them with --all.
+
+    Exits with status 1 when a given MESSAGE_ID is not a dead letter of the domain (the others
+    are purged); --json then lists them in NotFound."""
+    from openprofiles.dlq.service import missing, purge
 
     if not message_ids and not purge_all:
         raise click.UsageError("Give MESSAGE_IDS, or --all to purge every dead letter.")
-    count = _run(
-        data_dir,
-        database_url,
-        lambda tx: purge(tx, domain_name=domain_name, message_ids=list(message_ids) or None),
-        write=True,
-    )
+    given = list(dict.fromkeys(message_ids)) or None
+
+    def work(tx: Any) -> tuple[int, list[str]]:
+        _existing_domain(tx, domain_name)
+        absent = missing(tx, domain_name=domain_name, message_ids=given or [])
+        return purge(tx, domain_name=domain_name, message_ids=given), absent
+
+    count, absent = _run(data_dir, database_url, work, write=True)
     if as_json:
-        click.echo(json.dumps({"Purged": count}))
-        return
-    click.echo(f"Purged {count} dead letters.")
+        click.echo(json.dumps({"Purged": count, "NotFound": absent}))
+    else:
+        click.echo(f"Purged {count} dead letters.")
+    if absent:
+        raise click.ClickException(
+            f"The dead-letter message {absent[0]} does not exist in domain {domain_name}."
+            if len(absent) == 1
+            else f"The dead-letter messages {', '.join(absent)} do not exist in domain "
+            f"{domain_name}."
+        )

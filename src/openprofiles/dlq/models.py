@@ -21,14 +21,20 @@ class DeadLetter:
     last_attempt_at: datetime
     # Why forwarding to the domain's SQS queue failed, when it did.
     sink_error: str | None = None
+    # Set when the letter holds no record a retry can ingest (a flow item that could not be read
+    # as records, say): why, and what to do instead. `retry` leaves such a letter alone.
+    not_retryable: str | None = None
 
 
 @dataclass(frozen=True)
 class RetryOutcome:
     """What `dlq.service.retry` did. `succeeded` holds every message removed from the store;
     `superseded` those of them that were contact records older than, or the same as, the
-    version of their contact already applied: removed without changing anything (spec §3.1)."""
+    version of their contact already applied: removed without changing anything (spec §3.1).
+    `failed` holds every message still in the store; `not_retried` those of them that were not
+    tried, being no record a retry can ingest (message id → why, and what to do instead)."""
 
     succeeded: list[str]
     failed: list[str]
     superseded: list[str] = field(default_factory=list)
+    not_retried: dict[str, str] = field(default_factory=dict)

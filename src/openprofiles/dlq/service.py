@@ -4,13 +4,18 @@ Every rejected record lands here (whether or not the domain also has an SQS queu
 the object and the reason are personal data. `retry` runs a message through the ingestion
 pipeline again — after the object type or the data was fixed — and removes what now succeeds;
 a contact record goes through the contact-record intake, so it is checked again and one older
-than the version of its contact already applied is removed as superseded, changing nothing.
+than the version of its contact already applied is removed as superseded, changing nothing. A
+message that holds no record a retry can ingest (`not_retryable`: a flow item that could not be
+read as records, say) is not tried: it keeps its reason, and the outcome says why and what to
+do instead.
 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
 sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
 it with why the send failed. A record still marked was never delivered to SQS; dlq.resend sends
-it again (`due_sends`, `claim_sends`), marking it `SQS_RESENDING` while it does.
+it again (`due_sends`, `claim_sends`), marking it `SQS_RESENDING` while it does. One whose
+message reached SQS with a note in place of an object SQS could not take is marked
+`SENT_WITHOUT_OBJECT`: delivered, it is never sent again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ SQS_PENDING = (
 # The sink error of a record dead-lettered while its domain had no queue: kept here only, and
 # not sent to a queue the domain gets later (it was never bound for one; dlq.resend skips it).
 NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettered"
+# The sink error of a record whose message reached SQS with a note in place of its object, which
+# SQS could not take (dlq.sinks), followed by why: delivered, so never sent again.
+SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
 # The sink error of a record dlq.resend is sending again, followed by when it began (ISO 8601):
 # unique to that run, so its outcome only lands on records it still holds.
 SQS_RESENDING = "a resend to SQS is under way, started at "
@@ -63,6 +71,7 @@ def put(
     category: str,
     sink_error: str | None = None,
     message_id: str | None = None,
+    not_retryable: str | None = None,
 ) -> DeadLetter:
     cipher = tx.cipher(domain_name)
     message_id = message_id or new_message_id()
@@ -72,7 +81,7 @@ def put(
             message_id=message_id,
             object_type_name=object_type_name,
             sealed=cipher.seal_record(
-                DLQ_TABLE, message_id, {"object": object_json, "reason": reason}
+                DLQ_TABLE, message_id, _payload(object_json, reason, not_retryable)
             ),
             reason_category=category,
             attempts=1,
@@ -82,6 +91,15 @@ def put(
         )
     )
     return get(tx, domain_name=domain_name, message_id=message_id)
+
+
+def _payload(object_json: str, reason: str, not_retryable: str | None) -> dict[str, str]:
+    """What is sealed of a record: the object, the reason, and why it cannot be retried when it
+    cannot (absent from records written before that was kept: they can all be retried)."""
+    payload = {"object": object_json, "reason": reason}
+    if not_retryable is not None:
+        payload["not_retryable"] = not_retryable
+    return payload
 
 
 def _record(tx: Tx, row: Any) -> DeadLetter:
@@ -97,6 +115,7 @@ def _record(tx: Tx, row: Any) -> DeadLetter:
         created_at=row.created_at,
         last_attempt_at=row.last_attempt_at,
         sink_error=row.sink_error,
+        not_retryable=payload.get("not_retryable"),
     )
 
 
@@ -159,6 +178,11 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     contact_types = set(contact_object_types(tx, domain_name=domain_name))
     outcome = RetryOutcome(succeeded=[], failed=[])
     for letter in letters:
+        if letter.not_retryable is not None:
+            # Not an attempt: its reason and attempts stay as they are.
+            outcome.failed.append(letter.message_id)
+            outcome.not_retried[letter.message_id] = letter.not_retryable
+            continue
         reason: str | None = None
         category = letter.category
         if _is_contact_record(letter, contact_types):
@@ -205,7 +229,7 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
                 last_attempt_at=tx.now,
                 reason_category=category,
                 sealed=cipher.seal_record(
-                    DLQ_TABLE, letter.message_id, {"object": letter.object_json, "reason": reason}
+                    DLQ_TABLE, letter.message_id, _payload(letter.object_json, reason, None)
                 ),
             )
         )
@@ -233,6 +257,20 @@ def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     return _delete(tx, domain_name, message_ids)
 
 
+def missing(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> list[str]:
+    """Those of the message ids that are not in the domain's store, in the order given."""
+    found = {
+        r.message_id
+        for r in tx.conn.execute(
+            select(dlq_message.c.message_id).where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id.in_(list(message_ids)),
+            )
+        )
+    }
+    return [m for m in message_ids if m not in found]
+
+
 def awaiting_send(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> set[str]:
     """Which of the messages are stored and still marked `SQS_PENDING` (not rolled back with a
     savepoint, purged, or settled meanwhile)."""
@@ -252,12 +290,19 @@ def settle_sends(
     domain_name: str,
     sent: Sequence[str],
     failed: Mapping[str, Sequence[str]],
+    without_object: Mapping[str, str] | None = None,
     marked: str = SQS_PENDING,
 ) -> None:
-    """Record the SQS sends' outcomes: no sink error for the `sent` message ids; for `failed`
+    """Record the SQS sends' outcomes: no sink error for the `sent` message ids, unless they
+    were sent `without_object` (message id → why: `SENT_WITHOUT_OBJECT` and why); for `failed`
     (why → message ids), why the send failed. Only records still marked `marked` (what the
     sender saw when it took them) change."""
-    outcomes: list[tuple[str | None, Sequence[str]]] = [(None, sent), *failed.items()]
+    without_object = without_object or {}
+    outcomes: list[tuple[str | None, Sequence[str]]] = [
+        (None, [m for m in sent if m not in without_object]),
+        *failed.items(),
+        *((SENT_WITHOUT_OBJECT + why, [m]) for m, why in without_object.items()),
+    ]
     for error, message_ids in outcomes:
         if message_ids:
             tx.conn.execute(
@@ -316,6 +361,7 @@ def due_sends(
             dlq_message.c.domain_name == domain_name,
             dlq_message.c.sink_error.is_not(None),
             dlq_message.c.sink_error != NO_QUEUE,
+            ~dlq_message.c.sink_error.startswith(SENT_WITHOUT_OBJECT, autoescape=True),
             *([dlq_message.c.message_id > after] if after is not None else []),
         )
         .order_by(dlq_message.c.message_id)
@@ -367,6 +413,8 @@ def delivery_status(letter: DeadLetter) -> str:
     whatever the domain's queue is now. A record without a sink error was sent."""
     if letter.sink_error == NO_QUEUE:
         return "No queue (kept here only)"
+    if letter.sink_error and letter.sink_error.startswith(SENT_WITHOUT_OBJECT):
+        return f"Sent without its object ({letter.sink_error[len(SENT_WITHOUT_OBJECT) :]})"
     if letter.sink_error:
         return f"Not sent: {letter.sink_error}"
     return "Sent"

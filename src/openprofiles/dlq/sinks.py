@@ -6,6 +6,16 @@ object JSON, and String message attributes `Message` (the reason), `DomainName` 
 `ObjectTypeName`. A failure to reach SQS never loses the record: it is kept in the local store
 with the failure noted, and can be replayed from there.
 
+An object SQS refuses on every send is not sent as the body: one that is empty, holds
+characters a message cannot carry, or makes the message larger than any queue takes
+(`SQS_MAX_MESSAGE_BYTES`); and one over `SQS_BATCH_BYTES` (the cap of many queues) that the
+queue refused. The message then goes with a JSON note in its place (`{"ObjectOmitted": why,
+"DeadLetterMessageId": id}`), the same note in a String attribute `ObjectOmitted`, and the usual
+attributes, so that the queue's consumer still learns of the failure and where the record is
+kept whole (the local store, which always holds it), instead of the send failing at every
+resend. The record's sink error says it was sent without its object
+(`service.SENT_WITHOUT_OBJECT`).
+
 The local record is written in the caller's transaction; the SQS send waits until that
 transaction has committed (`Tx.after_commit`), so a slow or unreachable queue never holds a
 transaction open — on SQLite that would stall every write of the server — and a rolled-back
@@ -18,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,10 +48,15 @@ TEST_MESSAGE = "OpenProfiles dead-letter queue test message"
 # seconds, not a worker forever (botocore's defaults are 60 s each).
 SQS_CONNECT_TIMEOUT_SECONDS = 5
 SQS_READ_TIMEOUT_SECONDS = 10
-# SendMessageBatch takes up to 10 messages; their total size is capped too. 256 KiB is the
-# smallest cap among SQS (1 MiB since 2025) and the SQS-compatible queues.
+# SendMessageBatch takes up to 10 messages; their total size is capped too, as is one message's
+# (body and attributes). 256 KiB is the smallest cap among SQS (1 MiB since 2025; a queue's
+# MaximumMessageSize may be lower) and the SQS-compatible queues; no queue takes over 1 MiB.
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 256 * 1024
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
+# What a message body may not hold: anything outside #x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD
+# and #x10000-#x10FFFF (SendMessage's documented character set), lone surrogates included.
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +95,7 @@ class LocalStoreSink:
             category=letter.category,
             sink_error=letter.sink_error,
             message_id=letter.message_id,
+            not_retryable=letter.not_retryable,
         )
 
 
@@ -90,12 +107,15 @@ class SqsSink:
         self._client = client or sqs_client(settings)
 
     def send(self, letter: DeadLetter) -> None:
-        self._send(letter.object_json, _attributes(letter))
+        self._send(*_message(letter))
 
-    def send_batch(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
-        """Send up to `SQS_BATCH_ENTRIES` letters in one request; returns why, for the ones the
-        queue refused (by their index in `letters`). SinkError when the request as a whole
-        failed (none was sent)."""
+    def send_batch(
+        self, letters: Sequence[DeadLetter], *, omitted: str | None = None
+    ) -> dict[int, str]:
+        """Send up to `SQS_BATCH_ENTRIES` letters in one request (with a note in place of their
+        objects, saying `omitted`, when given); returns why, for the ones the queue refused (by
+        their index in `letters`). SinkError when the request as a whole failed (none was
+        sent)."""
         with self._translated_errors():
             response = self._client.send_message_batch(
                 QueueUrl=self.queue_url,
@@ -103,10 +123,12 @@ class SqsSink:
                     {
                         # Entry ids only need to be unique within the request.
                         "Id": str(index),
-                        "MessageBody": letter.object_json,
-                        "MessageAttributes": _message_attributes(_attributes(letter)),
+                        "MessageBody": body,
+                        "MessageAttributes": _message_attributes(attributes),
                     }
-                    for index, letter in enumerate(letters)
+                    for index, (body, attributes) in enumerate(
+                        _message(letter, omitted) for letter in letters
+                    )
                 ],
             )
         refused = {int(entry["Id"]): self._refused(entry) for entry in response.get("Failed", [])}
@@ -171,12 +193,46 @@ def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]
     }
 
 
-def _size(letter: DeadLetter) -> int:
-    """What the message counts towards SQS's size caps: body, attribute names, types, values."""
-    return len(letter.object_json.encode()) + sum(
-        len(name) + len("String") + len(value.encode())
-        for name, value in _attributes(letter).items()
+def _omitted_object(letter: DeadLetter) -> str | None:
+    """Why the letter's object can never be the body of its SQS message, when it cannot: SQS
+    refuses an empty body, a message over every queue's cap, and characters outside its set."""
+    if not letter.object_json:
+        return "the object is empty"
+    size = _message_size(letter.object_json, _attributes(letter))
+    if size > SQS_MAX_MESSAGE_BYTES:
+        return (
+            f"with it the message would be {size} bytes, over the {SQS_MAX_MESSAGE_BYTES} an "
+            "SQS message may hold"
+        )
+    if _NOT_SQS_TEXT.search(letter.object_json):
+        return "the object holds characters an SQS message cannot carry"
+    return None
+
+
+def _message(letter: DeadLetter, omitted: str | None = None) -> tuple[str, dict[str, str]]:
+    """The body and attributes of the letter's SQS message: its object, or a note in its place
+    saying `omitted` or why SQS can never take it (see the module docstring)."""
+    attributes = _attributes(letter)
+    why = omitted or _omitted_object(letter)
+    if why is None:
+        return letter.object_json, attributes
+    note = (
+        f"The object was not sent: {why}. OpenProfiles keeps the whole record as dead letter "
+        f"{letter.message_id} of domain {letter.domain_name}."
     )
+    body = json.dumps({"ObjectOmitted": note, "DeadLetterMessageId": letter.message_id})
+    return body, {**attributes, "ObjectOmitted": note}
+
+
+def _message_size(body: str, attributes: dict[str, str]) -> int:
+    """What a message counts towards SQS's size caps: body, attribute names, types, values."""
+    return len(body.encode("utf-8", "surrogatepass")) + sum(
+        len(name) + len("String") + len(value.encode()) for name, value in attributes.items()
+    )
+
+
+def _size(letter: DeadLetter) -> int:
+    return _message_size(*_message(letter))
 
 
 def _batches(letters: Sequence[DeadLetter]) -> list[list[DeadLetter]]:
@@ -223,10 +279,12 @@ def check_queue(settings: Settings, queue_url: str, domain_name: str) -> None:
 
 @dataclass
 class Delivery:
-    """What became of some letters' SQS sends, by domain: the message ids sent, and the ids
-    not sent by why."""
+    """What became of some letters' SQS sends, by domain: the message ids sent, those of them
+    sent with a note in place of their object (message id → why), and the ids not sent by
+    why."""
 
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    without_object: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     failed: dict[str, dict[str, list[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
@@ -248,23 +306,40 @@ def deliver(
     for queue_url, queued in by_queue.items():
         sink = SqsSink(settings, queue_url)
         for batch in _batches(queued):
-            refused: dict[int, str]
-            error = unreachable.get(queue_url)
-            if error is not None:
-                refused = dict.fromkeys(range(len(batch)), error)
-            else:
-                try:
-                    refused = sink.send_batch(batch)
-                except SinkError as exc:
-                    refused = dict.fromkeys(range(len(batch)), exc.message)
-                    if exc.unreachable:
-                        unreachable[queue_url] = exc.message
+            refused = _send_batch(sink, batch, unreachable)
+            omitted = {i: why for i, x in enumerate(batch) if (why := _omitted_object(x))}
+            if refused and queue_url not in unreachable and _size(batch[0]) > SQS_BATCH_BYTES:
+                # Over the cap of many queues (and so alone in its batch): the queue may well
+                # have refused it for its size, and would at every resend. The note goes
+                # instead; if the queue refuses that too, the letter was not sent.
+                omitted[0] = f"the queue refused the message with it ({refused[0]})"
+                refused = _send_batch(sink, batch, unreachable, omitted=omitted[0])
             for index, letter in enumerate(batch):
                 if index in refused:
                     delivery.failed[letter.domain_name][refused[index]].append(letter.message_id)
                 else:
                     delivery.sent[letter.domain_name].append(letter.message_id)
+                    if index in omitted:
+                        delivery.without_object[letter.domain_name][letter.message_id] = omitted[
+                            index
+                        ]
     return delivery
+
+
+def _send_batch(
+    sink: SqsSink, batch: list[DeadLetter], unreachable: dict[str, str], omitted: str | None = None
+) -> dict[int, str]:
+    """`sink.send_batch`, with why for every letter when the request failed as a whole (and the
+    endpoint noted in `unreachable` when it did not answer, or is noted there already)."""
+    error = unreachable.get(sink.queue_url)
+    if error is None:
+        try:
+            return sink.send_batch(batch, omitted=omitted)
+        except SinkError as exc:
+            error = exc.message
+            if exc.unreachable:
+                unreachable[sink.queue_url] = exc.message
+    return dict.fromkeys(range(len(batch)), error)
 
 
 def settle(services: Services, delivery: Delivery, *, marked: str = service.SQS_PENDING) -> None:
@@ -280,6 +355,7 @@ def settle(services: Services, delivery: Delivery, *, marked: str = service.SQS_
                 domain_name=domain_name,
                 sent=delivery.sent.get(domain_name, []),
                 failed=delivery.failed.get(domain_name, {}),
+                without_object=delivery.without_object.get(domain_name, {}),
                 marked=marked,
             )
 
@@ -350,6 +426,7 @@ def dead_letter(
     object_json: str,
     reason: str,
     category: str,
+    not_retryable: str | None = None,
 ) -> DeadLetter:
     """Dead-letter a rejected record in its own transaction (see `dead_letter_in`); the SQS
     send, when the domain has a queue, has happened when this returns. The letter comes back as
@@ -362,6 +439,7 @@ def dead_letter(
             object_json=object_json,
             reason=reason,
             category=category,
+            not_retryable=not_retryable,
         )
 
 
@@ -373,9 +451,11 @@ def dead_letter_in(
     object_json: str,
     reason: str,
     category: str,
+    not_retryable: str | None = None,
 ) -> DeadLetter:
     """Dead-letter inside an open transaction: the local record now, marked `SQS_PENDING` when
     the domain has a queue; the SQS send after the transaction commits (none if it rolls back).
+    `not_retryable` says why a retry cannot ingest the letter, when it cannot (dlq.service).
     """
     queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
     letter = DeadLetter(
@@ -389,6 +469,7 @@ def dead_letter_in(
         created_at=tx.now,
         last_attempt_at=tx.now,
         sink_error=service.SQS_PENDING if queue_url else service.NO_QUEUE,
+        not_retryable=not_retryable,
     )
     LocalStoreSink(tx).send(letter)
     if queue_url:

@@ -14,22 +14,33 @@ Triggers (spec: PutIntegration FlowDefinition.TriggerConfig):
 every item, so a run in progress shows its progress; an item is checkpointed (flow_item) once
 its records are applied.
 
-An item that cannot be read, is not UTF-8 text, or is neither JSON nor JSON lines is a failed
-item: dead-lettered whole (one message, with the reason naming the file or object), counted as
-one record read and dead-lettered, and checkpointed as failed, and the run goes on. No automatic
-run reads it again until it changes — the dead-letter queue holds it; a run asked for (OnDemand)
-reads it again, for when the cause was fixed without changing it. A source that cannot be
-listed or read at all fails the run instead, leaving its items to the next run.
+Items are read as flows.items says: whole up to a size, streamed as JSON lines beyond it, in
+batches of at most `BATCH_SIZE` records and about `BATCH_BYTES`. An item is checkpointed under
+the version of the content read (which may be newer than the one listed).
+
+An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large
+to read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the
+reason naming the file or object), counted as one record read and dead-lettered, and
+checkpointed as failed, and the run goes on. No automatic run reads it again until it changes —
+the dead-letter queue holds it; a run asked for (OnDemand) reads it again, for when the cause
+was fixed without changing it. So is a streamed item whose rest could not be read (its records
+before that were ingested). A source that cannot be listed or read at all fails the run
+instead, leaving its items to the next run (which applies again the records of an item the run
+had begun: applying a record twice changes nothing).
+
+A dead letter that holds no record the object type can take as it is — a failed item, a part of
+an item that is not a record, a record that failed a Validate task — says so (its
+`not_retryable`): `dlq retry` leaves it alone, and points at running the flow again. A record
+that the pipeline rejected is dead-lettered as the flow's tasks made it, so a retry ingests
+what the flow would have.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from itertools import islice
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -40,19 +51,22 @@ from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
+from openprofiles.flows.items import BadRecord, ItemFailed, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
-from openprofiles.flows.sources import FlowSource, ItemError, SourceError, SourceItem, source_for
+from openprofiles.flows.sources import FlowSource, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
 from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
-from openprofiles.json_text import JsonTextError, load_json, split_json_text
+from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.schema import flow_item, flow_run
 
 register_domain_table(flow_run)
 register_domain_table(flow_item)
 
 BATCH_SIZE = 500
+# Records of a streamed item can be long: a batch also ends once its records hold this much text.
+BATCH_BYTES = 8 * 1024 * 1024
 Progress = Callable[[FlowRun], None]
 # The checkpoint version of an item that failed starts with this, followed by the item's version:
 # read like any checkpoint by incremental runs, and told apart by complete ones.
@@ -63,16 +77,6 @@ class _Terminated(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class _ItemFailed(Exception):
-    """The item as a whole cannot be ingested: `reason` says why, `content` is what was read of
-    it (as text) for the dead letter."""
-
-    def __init__(self, reason: str, content: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.content = content
 
 
 def _run_record(row: Any) -> FlowRun:
@@ -194,15 +198,18 @@ def run_flow(
             done = _checkpoints(services, domain_name, flow_name)
             items = [i for i in source.items() if done.get(i.key) != FAILED_MARK + i.version]
         for item in items:
-            failure: _ItemFailed | None = None
+            failure: ItemFailed | None = None
+            version, failed = item.version, False
             try:
-                records = iter(_item_records(source, item))
-            except _ItemFailed as exc:
-                failure = exc
-            else:
-                while batch := list(islice(records, BATCH_SIZE)):
-                    with services.write() as tx:
-                        _apply_batch(tx, domain_name, type_name, flow, batch, counts)
+                with item_records(source, item) as read:
+                    version = read.version
+                    for batch in _batches(read.records):
+                        with services.write() as tx:
+                            _apply_batch(tx, domain_name, type_name, flow, batch, counts)
+                    failed = read.failed
+            except ItemFailed as exc:
+                failure, failed = exc, True
+                version = exc.version or item.version
             counts["items_read"] += 1
             with services.write() as tx:
                 if failure is not None:
@@ -215,10 +222,13 @@ def run_flow(
                         object_json=failure.content,
                         reason=f"Flow {flow.name}: {failure.reason}",
                         category="invalid_value",
+                        not_retryable=_not_retryable(
+                            domain_name, flow, f"{source.describe(item.key)}, not a record"
+                        ),
                     )
                     counts["records_read"] += 1
                     counts["records_dead_lettered"] += 1
-                _checkpoint(tx, domain_name, flow_name, item, failed=failure is not None)
+                _checkpoint(tx, domain_name, flow_name, item.key, version, failed=failed)
                 _update_run(tx, domain_name, run_id, counts)
                 current = get_run(tx, domain_name=domain_name, run_id=run_id)
             if on_progress is not None:
@@ -244,53 +254,56 @@ def run_flow(
         return get_run(tx, domain_name=domain_name, run_id=run_id)
 
 
-def _item_records(source: FlowSource, item: SourceItem) -> list[str]:
-    """The raw records of the item; _ItemFailed when it cannot be read, is not UTF-8 text, or
-    is neither JSON nor JSON lines (SourceError when the source as a whole cannot be read)."""
-    unchanged = (
-        "Nothing of it was ingested; the flow reads it again when it changes, or when it is "
-        "run on demand."
+def _batches(records: Iterator[str | BadRecord]) -> Iterator[list[str | BadRecord]]:
+    """The records in batches of up to BATCH_SIZE records and about BATCH_BYTES of text, read
+    as the batches are taken (a streamed item is never held whole)."""
+    batch: list[str | BadRecord] = []
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record if isinstance(record, str) else record.content)
+        if len(batch) == BATCH_SIZE or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _not_retryable(domain_name: str, flow: Flow, what: str) -> str:
+    """Why `dlq retry` cannot ingest a dead letter of the flow that is not a record as the
+    object type takes it, and what to do instead."""
+    return (
+        f"This dead letter holds {what} (flow {flow.name}): a retry cannot ingest it. Fix the "
+        f"source and run the flow on demand (openprofiles flows run {flow.name} --domain "
+        f"{domain_name}), which reads it again; then purge this dead letter."
     )
-    try:
-        data = source.read(item.key)
-    except ItemError as exc:
-        raise _ItemFailed(f"{_capitalised(exc.message.rstrip('.'))}. {unchanged}", "") from exc
-    # A byte order mark is no part of the text (some exporters write one).
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        text = data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = bom + exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        raise _ItemFailed(
-            f"{_capitalised(source.describe(item.key))} is not UTF-8 text: the byte "
-            f"0x{data[offset]:02X} at offset {offset} (line {line}) is not valid UTF-8. "
-            f"{unchanged}",
-            # Shown as \xNN escapes, the bytes that are not UTF-8 keep their values (and make
-            # the letter invalid JSON, so a retry cannot ingest a garbled record).
-            data[bom:].decode("utf-8", errors="backslashreplace"),
-        ) from exc
-    try:
-        return split_json_text(text)
-    except JsonTextError as exc:  # NotJsonText, or nested too deep to parse
-        raise _ItemFailed(
-            f"{_capitalised(source.describe(item.key))} is neither JSON nor JSON lines: "
-            f"{exc.message.rstrip('.')}. {unchanged}",
-            text,
-        ) from exc
-
-
-def _capitalised(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _apply_batch(
-    tx: Tx, domain_name: str, type_name: str, flow: Flow, batch: list[str], counts: dict[str, int]
+    tx: Tx,
+    domain_name: str,
+    type_name: str,
+    flow: Flow,
+    batch: list[str | BadRecord],
+    counts: dict[str, int],
 ) -> None:
     for raw in batch:
         counts["records_read"] += 1
+        if isinstance(raw, BadRecord):
+            dead_letter_in(
+                tx,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                object_json=raw.content,
+                reason=f"Flow {flow.name}: {raw.reason}",
+                category="invalid_value",
+                not_retryable=_not_retryable(domain_name, flow, "a part of an item, not a record"),
+            )
+            counts["records_dead_lettered"] += 1
+            continue
         reason: str | None = None
         category = "invalid_value"
+        not_retryable: str | None = None
         try:
             parsed = load_json(raw, "The record")
             if not isinstance(parsed, dict):
@@ -300,6 +313,9 @@ def _apply_batch(
                 counts["records_filtered"] += 1
                 continue
             mapped_raw = raw if record == parsed else json.dumps(record, ensure_ascii=False)
+            # From here on the record is what the object type takes (PutProfileObject's
+            # Object): a dead letter holds it so, and a retry ingests what the flow would have.
+            raw = mapped_raw
             ingest_object(
                 tx,
                 domain_name=domain_name,
@@ -317,6 +333,10 @@ def _apply_batch(
             if exc.terminate:
                 raise _Terminated(f"{exc.reason} The flow was terminated (TerminateFlow).") from exc
             reason = exc.reason
+            # A retry would ingest it without the flow's tasks, its Validate task included.
+            not_retryable = _not_retryable(
+                domain_name, flow, "a record that failed a Validate task, which a retry skips"
+            )
         except IngestRejected as exc:
             reason, category = exc.reason, exc.category
         except ServiceError as exc:
@@ -328,12 +348,13 @@ def _apply_batch(
             object_json=raw,
             reason=f"Flow {flow.name}: {reason}",
             category=category,
+            not_retryable=not_retryable,
         )
         counts["records_dead_lettered"] += 1
 
 
 def _checkpoint(
-    tx: Tx, domain_name: str, flow_name: str, item: SourceItem, *, failed: bool = False
+    tx: Tx, domain_name: str, flow_name: str, key: str, version: str, *, failed: bool
 ) -> None:
     statement: Any = (
         sqlite_insert(flow_item) if tx.services.database.is_sqlite else pg_insert(flow_item)
@@ -346,8 +367,8 @@ def _checkpoint(
         {
             "domain_name": domain_name,
             "flow_name": flow_name,
-            "item_key": item.key,
-            "version": FAILED_MARK + item.version if failed else item.version,
+            "item_key": key,
+            "version": FAILED_MARK + version if failed else version,
             "processed_at": tx.now,
         },
     )

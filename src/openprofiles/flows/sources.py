@@ -3,6 +3,12 @@ endpoint, `settings.s3_endpoint_url`) and a local-folder one. Items are files or
 JSON lines (or one JSON array); each has a version (ETag, or mtime and size) so a flow can tell
 new and changed items from the ones it has read.
 
+An item is read as a stream (`open`), never whole: flows.items decides how much of it to hold.
+The stream carries the version of the content it reads — GetObject's ETag, the open file's
+mtime and size — which is what the flow checkpoints: an item replaced between the listing and
+the read is checkpointed under the version that was read, so the next run neither skips a
+newer version nor reads the same one again.
+
 Two kinds of failure: `SourceError` when the source as a whole cannot be listed or read (folder
 missing, bucket missing, credentials refused, endpoint unreachable) — the run fails, and reads
 the items again when it next runs — and `ItemError` when one item cannot be read while the rest
@@ -17,6 +23,7 @@ listing and read: a link may have changed since, or the roots been narrowed.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,12 +57,29 @@ class SourceItem:
     version: str
 
 
+class ItemStream(Protocol):
+    """An item opened for reading (a context manager that closes it)."""
+
+    # The version of the content this stream reads (compare SourceItem.version).
+    version: str
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes of the content, b"" at its end. SourceError when the source as a
+        whole failed meanwhile (an S3 connection broken off, the folder gone), ItemError when
+        this item cannot be read further."""
+
+    def __enter__(self) -> ItemStream: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
 class FlowSource(Protocol):
     def items(self) -> list[SourceItem]:
         """Every item in the source, in key order."""
 
-    def read(self, key: str) -> bytes:
-        """The item's content (decoded by the caller, which can then keep what is not text)."""
+    def open(self, key: str) -> ItemStream:
+        """The item's content as bytes, to be decoded by the caller (which can then keep what
+        is not text); ItemError when this item cannot be opened."""
 
     def describe(self, key: str) -> str:
         """The item for messages: "the file /path" or "the object s3://bucket/key"."""
@@ -98,25 +122,56 @@ class FolderSource:
             except FileNotFoundError:
                 # Deleted since the folder was listed.
                 continue
-            out.append(SourceItem(path.name, f"{stat.st_mtime_ns}-{stat.st_size}"))
+            out.append(SourceItem(path.name, _file_version(stat)))
         return out
 
-    def read(self, key: str) -> bytes:
+    def open(self, key: str) -> ItemStream:
         # A file of the folder may be a link to somewhere outside the roots.
         path = inside_folder_roots(self._settings, self.folder / key)
         try:
-            return path.read_bytes()
+            handle = path.open("rb")
         except OSError as exc:
-            # The folder gone (unmounted, removed) fails every file: the run stops, so that
-            # the files are read when it is back rather than dead-lettered one by one.
-            if not self.folder.is_dir():
-                raise SourceError(
-                    f"The folder {self.folder} does not exist or is not a folder."
-                ) from exc
-            raise ItemError(f"{self.describe(key)} cannot be read: {exc.strerror or exc}") from exc
+            raise self._error(key, exc) from exc
+        try:
+            # The version of the file opened, which may have changed since it was listed.
+            return _FileStream(self, key, handle, _file_version(os.fstat(handle.fileno())))
+        except OSError as exc:
+            handle.close()
+            raise self._error(key, exc) from exc
 
     def describe(self, key: str) -> str:
         return f"the file {self.folder / key}"
+
+    def _error(self, key: str, exc: OSError) -> SourceError | ItemError:
+        # The folder gone (unmounted, removed) fails every file: the run stops, so that the
+        # files are read when it is back rather than dead-lettered one by one.
+        if not self.folder.is_dir():
+            return SourceError(f"The folder {self.folder} does not exist or is not a folder.")
+        return ItemError(f"{self.describe(key)} cannot be read: {exc.strerror or exc}")
+
+
+def _file_version(stat: os.stat_result) -> str:
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
+class _FileStream:
+    def __init__(self, source: FolderSource, key: str, handle: Any, version: str) -> None:
+        self.version = version
+        self._source = source
+        self._key = key
+        self._handle = handle
+
+    def read(self, size: int) -> bytes:
+        try:
+            return bytes(self._handle.read(size))
+        except OSError as exc:
+            raise self._source._error(self._key, exc) from exc
+
+    def __enter__(self) -> _FileStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
 
 
 # Errors of GetObject about the one object (deleted since it was listed, archived): the others
@@ -143,25 +198,55 @@ class S3Source:
             for page in pages:
                 for obj in page.get("Contents", []):
                     if not obj["Key"].endswith("/"):
-                        out.append(SourceItem(obj["Key"], str(obj.get("ETag", "")).strip('"')))
+                        out.append(SourceItem(obj["Key"], _object_version(obj)))
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"Cannot list s3://{self.bucket}/{self.prefix}: {exc}") from exc
         return sorted(out, key=lambda i: i.key)
 
-    def read(self, key: str) -> bytes:
+    def open(self, key: str) -> ItemStream:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in OBJECT_ERRORS:
                 raise ItemError(f"{self.describe(key)} cannot be read: {exc}") from exc
             raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
         except BotoCoreError as exc:
             raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        # The version of the object GetObject returned, which may have replaced the one listed.
+        return _S3Stream(f"s3://{self.bucket}/{key}", response["Body"], _object_version(response))
 
     def describe(self, key: str) -> str:
         return f"the object s3://{self.bucket}/{key}"
+
+
+def _object_version(found: dict[str, Any]) -> str:
+    """An object's version, from ListObjectsV2 or GetObject: its ETag, without the quotes."""
+    return str(found.get("ETag", "")).strip('"')
+
+
+class _S3Stream:
+    def __init__(self, where: str, body: Any, version: str) -> None:
+        self.version = version
+        self._where = where
+        self._body = body
+
+    def read(self, size: int) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return bytes(self._body.read(size))
+        except BotoCoreError as exc:
+            # The connection broke off or timed out: the run stops and reads the object again
+            # next time, like an object that could not be fetched at all.
+            raise SourceError(f"Cannot read {self._where}: {exc}") from exc
+
+    def __enter__(self) -> _S3Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._body.close()
 
 
 def s3_client(settings: Settings) -> Any:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.unit.ingest.conftest import DOMAIN, crm_type
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
+from openprofiles.dlq.resend import resend_pending
 from openprofiles.dlq.sinks import LocalStoreSink, SqsSink, dead_letter
 from openprofiles.domains.service import update_domain
 from openprofiles.settings import Settings
@@ -175,3 +177,67 @@ def test_domain_dead_letter_queue_must_be_writable(
             client.update_domain(DomainName="good", DeadLetterQueueUrl="").get("DeadLetterQueueUrl")
             is None
         )
+
+
+# ---------------------------------------------------------------------------- what SQS refuses
+
+
+def omitted_note(message: dict[str, Any], sent: DeadLetter) -> str:
+    """The note a message carries in place of an object SQS cannot take, checked to be in the
+    body (JSON) and in the ObjectOmitted attribute alike, with the usual attributes."""
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    body = json.loads(message["Body"])
+    assert body["DeadLetterMessageId"] == sent.message_id
+    assert body["ObjectOmitted"] == attributes["ObjectOmitted"]
+    assert (attributes["Message"], attributes["DomainName"]) == (sent.reason, DOMAIN)
+    assert attributes["ObjectTypeName"] == "Crm"
+    assert sent.message_id in body["ObjectOmitted"]
+    return str(body["ObjectOmitted"])
+
+
+@pytest.mark.moto
+def test_objects_sqs_cannot_take_are_announced_and_kept_whole(
+    moto_services: Services, moto_url: str
+) -> None:
+    """SQS refuses a message over the queue's size cap, an empty body, and characters outside
+    its set, on every send: such a letter used to be refused at every resend, its queue never
+    told."""
+    client = sqs(moto_url)
+    # The cap of SQS queues made before 2025 (moto's default is the newer 1 MiB).
+    url = client.create_queue(
+        QueueName=f"dlq-{uuid.uuid4().hex[:8]}", Attributes={"MaximumMessageSize": "262144"}
+    )["QueueUrl"]
+    with moto_services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"DeadLetterQueueUrl": url})
+    large = json.dumps({"id": "1", "notes": "x" * 300_000})
+    fits = json.dumps({"id": "2", "notes": "y" * 200_000})
+    cases = [
+        (large, "Reason: Message must be shorter than 262144 bytes."),
+        (json.dumps({"id": "4", "notes": "z" * 1_100_000}), "over the 1048576 an SQS message"),
+        (fits, None),
+        ("", "the object is empty"),
+        ('{"id": "3", "note": "a\x00b"}', "characters an SQS message cannot carry"),
+    ]
+    for body, omitted in cases:
+        sent = dead_letter(
+            moto_services,
+            domain_name=DOMAIN,
+            object_type_name="Crm",
+            object_json=body,
+            reason="No profile matched.",
+            category="no_profile",
+        )
+        (message,) = receive_all(client, url)
+        with moto_services.read() as tx:
+            kept = service.get(tx, domain_name=DOMAIN, message_id=sent.message_id)
+        # The local store keeps the record whole, saying what reached the queue.
+        assert kept.object_json == body
+        status = service.delivery_status(kept)
+        if omitted is None:
+            assert message["Body"] == body
+            assert (status, kept.sink_error) == ("Sent", None)
+        else:
+            assert omitted in omitted_note(message, sent)
+            assert status.startswith("Sent without its object (") and omitted in status
+    # Delivered, none of them is due for a resend.
+    assert resend_pending(moto_services, now=datetime.now(UTC) + timedelta(hours=1)).sent == []

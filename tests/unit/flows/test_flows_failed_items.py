@@ -252,3 +252,128 @@ def test_a_run_whose_domain_key_is_disabled_midway_ends_failed_with_the_reason(
         assert ingested(services, 1, 2) == [1, 2]
     finally:
         services.database.dispose()
+
+
+def cli_storage(services: Services) -> list[str]:
+    given = ["--data-dir", str(services.settings.data_dir)]
+    if services.settings.database_url:
+        given += ["--database-url", services.settings.database_url]
+    return [*given, "--domain", D]
+
+
+def test_dlq_retry_leaves_a_failed_item_alone_and_says_what_to_do(
+    services: Services, tmp_path: Path
+) -> None:
+    """It used to try the file's text as one object, fail, and replace the reason (naming the
+    file) with a JSON parse error."""
+    from click.testing import CliRunner
+
+    from openprofiles.cli import main
+
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.json").write_text('[{"id": 1}, {"id": 2]')
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    run_flow(services, domain_name=D, flow_name="crm")
+    [letter] = letters(services)
+    runner = CliRunner()
+
+    retried = runner.invoke(main, ["dlq", "retry", *cli_storage(services), "--json"])
+    assert retried.exit_code == 0, retried.output
+    why = (
+        f"This dead letter holds the file {folder / 'a.json'}, not a record (flow crm): a retry "
+        f"cannot ingest it. Fix the source and run the flow on demand (openprofiles flows run "
+        f"crm --domain {D}), which reads it again; then purge this dead letter."
+    )
+    assert json.loads(retried.output) == {
+        "Succeeded": [],
+        "Superseded": [],
+        "Failed": [letter.message_id],
+        "NotRetried": {letter.message_id: why},
+    }
+    [kept] = letters(services)
+    assert (kept.reason, kept.attempts, kept.object_json) == (letter.reason, 1, letter.object_json)
+    said = runner.invoke(main, ["dlq", "retry", *cli_storage(services)])
+    assert said.output == (
+        f"0 ingested, 1 still failing.\n1 of them cannot be retried from here:\n"
+        f"  {letter.message_id}: {why}\n"
+    )
+    shown = runner.invoke(
+        main, ["dlq", "show", *cli_storage(services), letter.message_id, "--json"]
+    )
+    assert json.loads(shown.output)["NotRetryable"] == why
+
+
+def test_dlq_retry_of_flow_records_keeps_the_flows_tasks(
+    services: Services, tmp_path: Path
+) -> None:
+    """A record the pipeline rejected is dead-lettered as the flow's Map tasks made it, so that a
+    retry ingests what the flow would have (it used to hold the source record, which a retry
+    ingested unmapped); one that failed a Validate task is not retried past it."""
+    from openprofiles.dlq.service import retry
+    from openprofiles.object_types.service import put_object_type
+
+    make_domain(services, D)
+
+    def lead_type(allow: bool) -> None:
+        fields = {
+            "id": {"Source": "_source.LeadId"},
+            "email": {
+                "Source": "_source.Email",
+                "Target": "_profile.EmailAddress",
+                "ContentType": "EMAIL_ADDRESS",
+            },
+        }
+        keys = {"leadId": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]}]}
+        with services.write() as tx:
+            put_object_type(
+                tx,
+                domain_name=D,
+                name="Lead",
+                params={
+                    "Description": "leads",
+                    "AllowProfileCreation": allow,
+                    "Fields": fields,
+                    "Keys": keys,
+                },
+            )
+
+    lead_type(allow=False)
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(
+        jsonl({"cid": "1", "mail": "a@example.com"}, {"cid": "2", "mail": ""})
+    )
+    tasks = [
+        {
+            "TaskType": "Validate",
+            "SourceFields": ["mail"],
+            "ConnectorOperator": {"S3": "VALIDATE_NON_NULL"},
+        },
+        *(
+            {
+                "TaskType": "Map",
+                "SourceFields": [source],
+                "DestinationField": target,
+                "ConnectorOperator": {"S3": "NO_OP"},
+            }
+            for source, target in (("cid", "LeadId"), ("mail", "Email"))
+        ),
+    ]
+    put_flow(services, "crm", "Lead", flow_definition("crm", "file://", str(folder), tasks=tasks))
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert counts(run) == ("COMPLETED", 1, 2, 0, 2)
+    rejected, invalid = letters(services)
+    assert json.loads(rejected.object_json) == {"LeadId": "1", "Email": "a@example.com"}
+    assert rejected.category == "no_profile" and rejected.not_retryable is None
+    assert "VALIDATE_NON_NULL failed" in invalid.reason and invalid.not_retryable is not None
+
+    lead_type(allow=True)
+    with services.write() as tx:
+        outcome = retry(tx, domain_name=D)
+    assert (outcome.succeeded, outcome.failed) == ([rejected.message_id], [invalid.message_id])
+    assert list(outcome.not_retried) == [invalid.message_id]
+    with services.read() as tx:
+        found, _ = search_profiles(tx, domain_name=D, criteria=[SearchCriterion("leadId", ("1",))])
+    assert [record.fields["EmailAddress"] for record, _ in found] == ["a@example.com"]

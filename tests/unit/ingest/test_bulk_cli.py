@@ -68,13 +68,14 @@ def test_ingest_json_array_with_text_summary_and_dlq_commands(tmp_path: Path) ->
         "Succeeded": [],
         "Failed": [x["MessageId"] for x in letters],
         "Superseded": [],
+        "NotRetried": {},
     }
     refused = runner.invoke(main, ["dlq", "purge", *common])
     assert refused.exit_code != 0
     purged = runner.invoke(main, ["dlq", "purge", letters[0]["MessageId"], *common, "--json"])
-    assert json.loads(purged.output) == {"Purged": 1}
+    assert json.loads(purged.output) == {"Purged": 1, "NotFound": []}
     purged = runner.invoke(main, ["dlq", "purge", "--all", *common, "--json"])
-    assert json.loads(purged.output) == {"Purged": 1}
+    assert json.loads(purged.output) == {"Purged": 1, "NotFound": []}
 
 
 def test_unknown_object_type_is_an_error(tmp_path: Path) -> None:
