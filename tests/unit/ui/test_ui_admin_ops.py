@@ -114,6 +114,28 @@ def test_dlq_list_and_message(admin: TestClient, letters: list[str]) -> None:
     assert admin.get("/admin/domains/ghost/dlq").status_code == 404
 
 
+def test_a_letter_retry_cannot_ingest_says_what_to_do_instead(admin: TestClient) -> None:
+    services = services_of(admin)
+    put_type(services, "Crm", crm_type())
+    why = "The file could not be read as records: fix it in its source, then run the flow."
+    letter = dead_letter(
+        services,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json="not json at all",
+        reason="The item is not JSON.",
+        category="invalid_value",
+        not_retryable=why,
+    ).message_id
+    page = admin.get(f"/admin/domains/{DOMAIN}/dlq/{letter}")
+    assert why in page.text and "Retry record" not in page.text and "Purge" in page.text
+    token = csrf_of(page.text)
+    # A retry posted anyway (an old page) is answered with why, not "failed again".
+    still = admin.post(f"/admin/domains/{DOMAIN}/dlq/{letter}/retry", data={"csrf_token": token})
+    shown = admin.get(still.headers["location"]).text
+    assert f"Not retried: {why}" in shown and "The retry failed again" not in shown
+
+
 def test_dlq_retry_one_and_all(admin: TestClient, letters: list[str]) -> None:
     services = services_of(admin)
     token = csrf_of(admin.get(f"/admin/domains/{DOMAIN}/dlq").text)
