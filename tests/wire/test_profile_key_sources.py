@@ -2,7 +2,8 @@
 migration 0017): deleting one object type, or the field a derived key came from, must not take
 a value another object type, the profile's own fields or AddProfileKey still give. And object
 types named like the internal origin markers ("profile", "explicit", "merge") are ordinary
-types. Through boto3 against a live server, on both backends."""
+types. DeleteProfileKey removes a value whatever gave it, except one of the profile's own
+fields. Through boto3 against a live server, on both backends."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 
 @pytest.fixture
@@ -132,3 +134,62 @@ def test_a_type_named_like_an_origin_marker_is_an_ordinary_type(live_server, dom
     assert _found(client, domain, "_profileId", merged) == [other]
     assert _found(client, domain, "_email", "fay@example.com") == [other]
     assert _found(client, domain, "custId", "C8") == []
+
+
+def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
+    error = exc.value.response["Error"]
+    return str(error["Code"]), str(error["Message"])
+
+
+def test_delete_profile_key_removes_values_a_merge_moved(live_server, domain):
+    client = live_server.client()
+    main = client.create_profile(DomainName=domain, EmailAddress="gus@example.com")["ProfileId"]
+    merged = client.create_profile(DomainName=domain, EmailAddress="gil@example.com")["ProfileId"]
+    client.add_profile_key(DomainName=domain, ProfileId=merged, KeyName="custId", Values=["G1"])
+    client.merge_profiles(DomainName=domain, MainProfileId=main, ProfileIdsToBeMerged=[merged])
+    assert _found(client, domain, "_email", "gil@example.com") == [main]
+
+    for key, value in (("_email", "gil@example.com"), ("custId", "G1"), ("_profileId", merged)):
+        client.delete_profile_key(DomainName=domain, ProfileId=main, KeyName=key, Values=[value])
+        assert _found(client, domain, key, value) == []
+
+    # A value of the profile's own fields (or its id) would come back with its next write.
+    for key, value in (("_email", "gus@example.com"), ("_profileId", main)):
+        with pytest.raises(ClientError) as refused:
+            client.delete_profile_key(
+                DomainName=domain, ProfileId=main, KeyName=key, Values=[value]
+            )
+        code, message = _error(refused)
+        assert code == "BadRequestException"
+        assert f"{value} of key {key}" in message and "update the profile" in message
+        assert _found(client, domain, key, value) == [main]
+    with pytest.raises(ClientError) as missing:
+        client.delete_profile_key(
+            DomainName=domain, ProfileId=main, KeyName="_email", Values=["gil@example.com"]
+        )
+    assert _error(missing)[0] == "ResourceNotFoundException"
+
+
+def test_delete_profile_key_removes_values_an_object_type_gave(live_server, domain):
+    client = live_server.client()
+    _put_type(client, domain, "TypeA")
+    profile_id = client.create_profile(DomainName=domain, FirstName="Hal")["ProfileId"]
+    client.add_profile_key(DomainName=domain, ProfileId=profile_id, KeyName="custId", Values=["H1"])
+    _put(client, domain, "TypeA", id="a1", cust="H1", email="hal@example.com")
+    assert _found(client, domain, "_email", "hal@example.com") == [profile_id]
+
+    client.delete_profile_key(
+        DomainName=domain, ProfileId=profile_id, KeyName="_email", Values=["hal@example.com"]
+    )
+    # Both the agent's and the type's row of the value go.
+    client.delete_profile_key(
+        DomainName=domain, ProfileId=profile_id, KeyName="custId", Values=["H1"]
+    )
+
+    assert _found(client, domain, "_email", "hal@example.com") == []
+    assert _found(client, domain, "custId", "H1") == []
+    # The object stays on the profile; only its values left the index.
+    objects = client.list_profile_objects(
+        DomainName=domain, ObjectTypeName="TypeA", ProfileId=profile_id
+    )["Items"]
+    assert len(objects) == 1

@@ -25,7 +25,8 @@ PREDEFINED_CONTENT_TYPES: dict[str, ContentType] = {
     "_profileId": ContentType.STRING,
 }
 
-# Keys that are derived from the standard profile and so cannot be added or deleted by hand.
+# Keys that are derived from the standard profile and so cannot be added by hand, nor deleted
+# where the profile's own fields give the value (other sources' values of them can be).
 DERIVED_KEYS = frozenset(PREDEFINED_CONTENT_TYPES)
 
 

@@ -522,31 +522,37 @@ def index_profile_keys(
 def delete_profile_key(
     tx: Tx, *, domain_name: str, profile_id: str, key_name: str, values: Sequence[str]
 ) -> None:
-    if key_name in DERIVED_KEYS:
-        raise BadRequest(
-            f"The key {key_name} is derived from the profile's standard fields; "
-            "update the profile to change it."
-        )
+    """Remove the values from the profile's index, every source's row of them (AddProfileKey,
+    object types, a merge): the caller asks for the value to be gone. Except a value of a
+    derived key that the profile's own fields or id give: it would come back with the
+    profile's next write, so the call is refused, naming it, and changes nothing."""
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
     record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
-    digests = [
+    digests = {
         cipher.digest(
             key_name, normalize(content_type, v, phone_region=tx.settings.default_phone_region)
-        )
+        ): v
         for v in values
-    ]
-    # Every source's row: DeleteProfileKey removes the value, whatever backs it.
-    result = tx.conn.execute(
-        delete(profile_key).where(
-            profile_key.c.domain_name == domain_name,
-            profile_key.c.profile_id == record.profile_id,
-            profile_key.c.key_name == key_name,
-            profile_key.c.digest.in_(digests),
-        )
+    }
+    rows = and_(
+        profile_key.c.domain_name == domain_name,
+        profile_key.c.profile_id == record.profile_id,
+        profile_key.c.key_name == key_name,
+        profile_key.c.digest.in_(list(digests)),
     )
+    if key_name in DERIVED_KEYS:
+        own = tx.conn.execute(
+            select(profile_key.c.digest).where(rows, profile_key.c.origin == DERIVED_ORIGIN)
+        ).first()
+        if own is not None:
+            raise BadRequest(
+                f"The value {digests[bytes(own.digest)]} of key {key_name} comes from the "
+                "profile's own standard fields or id; update the profile to change it."
+            )
+    result = tx.conn.execute(delete(profile_key).where(rows))
     if result.rowcount == 0:
         raise NotFound(f"The profile {profile_id} has no such value for key {key_name}.")
 

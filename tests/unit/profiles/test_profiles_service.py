@@ -146,7 +146,9 @@ def test_merged_away_ids_resolve_to_the_survivor(services, domain):
 
 def test_derived_keys_cannot_be_added_or_deleted_by_hand(services, domain):
     with services.write() as tx:
-        record = service.create_profile(tx, domain_name=domain, fields={"FirstName": "A"})
+        record = service.create_profile(
+            tx, domain_name=domain, fields={"FirstName": "A", "EmailAddress": "a@b.c"}
+        )
     for call in (service.add_profile_key, service.delete_profile_key):
         with pytest.raises(BadRequest), services.write() as tx:
             call(
