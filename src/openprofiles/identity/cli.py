@@ -51,6 +51,8 @@ def undo_summary(result: UndoResult) -> dict[str, Any]:
         ],
         "KeptKeys": [{"KeyName": k.key_name, "Value": k.value} for k in result.kept_keys],
         "KeptFields": list(result.kept_fields),
+        "RevertedFields": list(result.reverted_fields),
+        "MainWrittenSinceMerge": result.main_written_since,
         "MissingObjects": [
             {"ObjectTypeName": o.object_type_name, "ProfileObjectUniqueKey": o.unique_key}
             for o in result.missing_objects
@@ -74,7 +76,15 @@ def _echo_undo(result: UndoResult) -> None:
             f"key {k.key_name}={k.value}"
         )
     for name in result.kept_fields:
-        click.echo(f"  changed after the merge, kept on {result.main_profile_id}: field {name}")
+        click.echo(f"  written after the merge, kept on {result.main_profile_id}: field {name}")
+    for name in result.reverted_fields:
+        click.echo(f"  put back as before the merge on {result.main_profile_id}: field {name}")
+    if result.reverted_fields and result.main_written_since:
+        click.echo(
+            f"  note: {result.main_profile_id} was written after the merge; a write that set a "
+            "field above to the value the merge gave it cannot be told from no write, so it "
+            "was put back too"
+        )
     for o in result.missing_objects:
         click.echo(f"  deleted since the merge: object {o.object_type_name}/{o.unique_key}")
 

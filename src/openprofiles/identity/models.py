@@ -26,7 +26,8 @@ class MovedObject:
 
 @dataclass(frozen=True)
 class KeptKey:
-    """A key value indexed on the main profile after the merge; an undo leaves it there."""
+    """A key value indexed on the main profile after the merge (one it lacked before); an
+    undo leaves it there."""
 
     key_name: str
     value: str
@@ -50,10 +51,16 @@ class UndoResult:
     # Data that arrived after the merge and so stays on the main profile.
     kept_objects: tuple[KeptObject, ...] = ()
     kept_keys: tuple[KeptKey, ...] = ()
-    # Main-profile fields changed after the merge: their later value is kept, not reverted.
+    # Main-profile field paths ("LastName", "Address.City", "Attributes.Tier") the merge
+    # changed and that were written after it: their later value is kept, not reverted.
     kept_fields: tuple[str, ...] = ()
     # Objects that moved in the merge but no longer exist (deleted or expired since).
     missing_objects: tuple[KeptObject, ...] = ()
+    # Main-profile field paths put back to their value from before the merge.
+    reverted_fields: tuple[str, ...] = ()
+    # Whether the main profile was written after the merge: a write that set a reverted path
+    # to the very value the merge gave it, by the same setter, cannot be told from no write.
+    main_written_since: bool = False
 
 
 @dataclass

@@ -7,7 +7,8 @@ with `merged_into` set, so its id keeps resolving (search `_profileId`, PutProfi
 BatchGetProfile — spec §1.6 "After a merge"). Unlike the cloud service a merge can be undone:
 every merge writes a `merge_log` row holding, sealed, the before-images of every profile involved
 and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
-main profile after the merge, which stays there and is listed in the result.
+main profile after the merge, which stays there and is listed in the result (for the main
+profile's fields, the rule is at `_restore_main_fields`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +44,12 @@ from openprofiles.identity.models import (
     UndoResult,
 )
 from openprofiles.profiles import service as profiles_service
-from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.profiles.models import (
+    ADDRESS_FIELDS,
+    PROFILE_FIELDS,
+    WHOLE_VALUE_FIELDS,
+    ProfileRecord,
+)
 from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
     EXPLICIT_ORIGIN,
@@ -141,6 +148,8 @@ def _merge_profiles(
         "field_sources": sources,
         "profiles": before,
         "main_after": main.sealed_payload(),
+        # Whether anything wrote the main profile after the merge (see _restore_main_fields).
+        "main_version": main.version,
         "main_keys": [[name, digest.hex()] for name, digest in sorted(main_keys_before)],
         "keys": moved_keys,
         "objects": moved_objects,
@@ -265,11 +274,11 @@ def _merge_fields(
     for key in keys:
         chosen = attribute_sources.get(key)
         if chosen is not None:
-            _take_attribute(main, records[chosen], key)
+            _take_part(main, records[chosen], "Attributes", key)
         elif key not in main.fields.get("Attributes", {}):
             donor = next((o for o in others if key in o.fields.get("Attributes", {})), None)
             if donor is not None:
-                _take_attribute(main, donor, key)
+                _take_part(main, donor, "Attributes", key)
 
 
 def _take(main: ProfileRecord, donor: ProfileRecord, name: str) -> None:
@@ -283,20 +292,21 @@ def _take(main: ProfileRecord, donor: ProfileRecord, name: str) -> None:
     _take_paths(main, donor, lambda path: path == name or path.startswith(name + "."))
 
 
-def _take_attribute(main: ProfileRecord, donor: ProfileRecord, key: str) -> None:
+def _take_part(main: ProfileRecord, donor: ProfileRecord, name: str, part: str) -> None:
+    """Take one member of a structured field (an Attributes key, an address part)."""
     if donor is main:
         return
-    attributes = dict(main.fields.get("Attributes", {}))
-    value = donor.fields.get("Attributes", {}).get(key)
+    container = dict(main.fields.get(name, {}))
+    value = donor.fields.get(name, {}).get(part)
     if value in (None, ""):
-        attributes.pop(key, None)
+        container.pop(part, None)
     else:
-        attributes[key] = value
-    if attributes:
-        main.fields["Attributes"] = attributes
+        container[part] = value
+    if container:
+        main.fields[name] = container
     else:
-        main.fields.pop("Attributes", None)
-    path = f"Attributes.{key}"
+        main.fields.pop(name, None)
+    path = f"{name}.{part}"
     _take_paths(main, donor, lambda p: p == path)
 
 
@@ -496,7 +506,8 @@ def _details(
 def undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     """Restore the merged profiles, their fields, keys and objects as they were before the
     merge. Data that arrived on the main profile after the merge stays there (listed in the
-    result), and main-profile fields changed since the merge keep their later value."""
+    result), and main-profile fields written since the merge keep their later value (the rule:
+    `_restore_main_fields`)."""
     from openprofiles.identity.matching import no_auto_merge
 
     with no_auto_merge():
@@ -606,7 +617,7 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         )
     ]
 
-    kept_fields = _restore_main_fields(tx, cipher, domain_name, main_row, payload)
+    main_fields = _restore_main_fields(tx, cipher, domain_name, main_row, payload, row.created_at)
     kept_keys = _keys_added_since(tx, cipher, domain_name, main_id, payload)
 
     result = UndoResult(
@@ -617,8 +628,10 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         keys_moved_back=keys_back,
         kept_objects=tuple(kept_objects),
         kept_keys=tuple(kept_keys),
-        kept_fields=tuple(kept_fields),
+        kept_fields=tuple(main_fields.kept),
         missing_objects=tuple(missing),
+        reverted_fields=tuple(main_fields.reverted),
+        main_written_since=main_fields.written_since,
     )
     tx.conn.execute(
         update(merge_log)
@@ -644,11 +657,37 @@ def _from_image(profile_id: str, image: dict[str, Any], *, version: int) -> Prof
     )
 
 
+@dataclass(frozen=True)
+class _MainFields:
+    """What undoing a merge did to the main profile's fields (paths as in `_field_paths`)."""
+
+    kept: list[str]
+    reverted: list[str]
+    written_since: bool
+
+
 def _restore_main_fields(
-    tx: Tx, cipher: DomainCipher, domain_name: str, main_row: Any, payload: dict[str, Any]
-) -> list[str]:
-    """Revert what the merge changed on the main profile, field by field (Attributes key by
-    key), unless the field changed again after the merge; returns those kept fields."""
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    main_row: Any,
+    payload: dict[str, Any],
+    merged_at: datetime,
+) -> _MainFields:
+    """Revert what the merge changed on the main profile, path by path: a plain field whole,
+    an address part by part and Attributes key by key, as UpdateProfile and ingestion write
+    them (a later write of one address part must not keep the rest of an address the merge
+    brought, nor lose that part).
+
+    The rule: a later write wins over the before-image. A path the merge changed is kept when
+    it was written after the merge, as far as the profile shows it: its value, or who set it
+    (a person, or which object type: a write by another setter), differs from what the merge
+    left; otherwise it is put back as it was before the merge. A later write that set the
+    very value the merge left, by the same setter (UpdateProfile sending back the merged value
+    of a field a person had set), leaves no trace the profile keeps, so it is reverted too;
+    the value is not lost, it goes back with the profile it came from. So as not to hide that,
+    the result says whether the main profile was written at all since the merge, next to the
+    paths it reverted."""
     main_id = main_row.profile_id
     before = _from_image(main_id, payload["profiles"][main_id], version=0)
     after = _from_image(
@@ -664,38 +703,76 @@ def _restore_main_fields(
         },
         version=main_row.version,
     )
+    if "main_version" in payload:
+        written_since = main_row.version != payload["main_version"]
+    else:  # logged before the version was: the merge's own save stamped it with its time
+        written_since = main_row.updated_at > merged_at
     kept: list[str] = []
-    for name in PROFILE_FIELDS:
-        if name == "Attributes":
+    reverted: list[str] = []
+    for path in _field_paths(before, after):
+        if _path_state(before, path) == _path_state(after, path):
             continue
-        if before.fields.get(name) == after.fields.get(name):
+        if _path_state(now, path) != _path_state(after, path):
+            kept.append(path)
             continue
-        if now.fields.get(name) != after.fields.get(name):
-            kept.append(name)
-            continue
-        _take(now, before, name)
-    attribute_keys = dict.fromkeys(
-        [*before.fields.get("Attributes", {}), *after.fields.get("Attributes", {})]
-    )
-    for key in attribute_keys:
-        was = before.fields.get("Attributes", {}).get(key)
-        merged = after.fields.get("Attributes", {}).get(key)
-        if was == merged:
-            continue
-        if now.fields.get("Attributes", {}).get(key) != merged:
-            kept.append(f"Attributes.{key}")
-            continue
-        _take_attribute(now, before, key)
+        if _path_value(before, path) != _path_value(after, path):
+            reverted.append(path)
+        name, _, part = path.partition(".")
+        if part:
+            _take_part(now, before, name, part)
+        else:
+            _take(now, before, name)
     save_profile(tx, domain_name=domain_name, record=now)
-    return kept
+    return _MainFields(kept, reverted, written_since)
+
+
+def _field_paths(*records: ProfileRecord) -> list[str]:
+    """Field paths in PROFILE_FIELDS order: every plain field by name, and the address and
+    Attributes members any of the records has a value or a setter for ("Address.City",
+    "Attributes.Tier")."""
+    paths: dict[str, None] = {}
+    for name in PROFILE_FIELDS:
+        if name in WHOLE_VALUE_FIELDS or name not in ("Attributes", *ADDRESS_FIELDS):
+            paths[name] = None
+            continue
+        prefix = name + "."
+        members: set[str] = set()
+        for record in records:
+            members.update(record.fields.get(name, {}))
+            members.update(
+                p[len(prefix) :]
+                for p in (*record.manual_fields, *record.field_sources)
+                if p.startswith(prefix)
+            )
+        paths.update(dict.fromkeys(prefix + m for m in sorted(members)))
+    return list(paths)
+
+
+def _path_value(record: ProfileRecord, path: str) -> Any:
+    name, _, part = path.partition(".")
+    value = record.fields.get(name)
+    return value.get(part) if part and isinstance(value, dict) else value
+
+
+def _path_state(record: ProfileRecord, path: str) -> tuple[Any, bool, Any]:
+    """A path's value and who set it (a person; else which object type, at what priority)."""
+    return (
+        _path_value(record, path),
+        path in record.manual_fields,
+        record.field_sources.get(path),
+    )
 
 
 def _keys_added_since(
     tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, payload: dict[str, Any]
 ) -> list[KeptKey]:
-    """Key values on the main profile that it had neither before the merge nor from it."""
+    """Key values the main profile did not have before the merge and keeps after the undo.
+
+    Called once the undo took away the rows the merge added, so any other row of a value the
+    main profile lacked before was indexed after the merge, even for a value that also moved in
+    the merge (another object type's row for it: it stays, and is listed). Derived rows follow
+    the fields, which `_restore_main_fields` reports."""
     known = {(name, bytes.fromhex(d)) for name, d in payload["main_keys"]}
-    known |= {(k["key_name"], bytes.fromhex(k["digest"])) for k in payload["keys"]}
     kept: list[KeptKey] = []
     for row in tx.conn.execute(
         select(profile_key).where(
@@ -725,6 +802,8 @@ def _undo_to_dict(result: UndoResult) -> dict[str, Any]:
         "kept_keys": [[k.key_name, k.value] for k in result.kept_keys],
         "kept_fields": list(result.kept_fields),
         "missing_objects": [[o.object_type_name, o.unique_key] for o in result.missing_objects],
+        "reverted_fields": list(result.reverted_fields),
+        "written_since": result.main_written_since,
     }
 
 
@@ -739,6 +818,9 @@ def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
         kept_keys=tuple(KeptKey(n, v) for n, v in data["kept_keys"]),
         kept_fields=tuple(data["kept_fields"]),
         missing_objects=tuple(KeptObject(t, u) for t, u in data["missing_objects"]),
+        # Undone before these were recorded: unknown, shown as none.
+        reverted_fields=tuple(data.get("reverted_fields", ())),
+        main_written_since=data.get("written_since", False),
     )
 
 

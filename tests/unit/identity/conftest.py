@@ -59,10 +59,26 @@ def new_profile(services: Services, domain: str = DOMAIN, **fields: Any) -> str:
         return profiles.create_profile(tx, domain_name=domain, fields=fields).profile_id
 
 
-def ingest(services: Services, obj: dict[str, Any], domain: str = DOMAIN) -> IngestResult:
+def ingest(
+    services: Services, obj: dict[str, Any], domain: str = DOMAIN, *, object_type: str = "Crm"
+) -> IngestResult:
     with services.write() as tx:
         return ingest_object(
-            tx, domain_name=domain, object_type_name="Crm", source=obj, raw=json.dumps(obj)
+            tx, domain_name=domain, object_type_name=object_type, source=obj, raw=json.dumps(obj)
+        )
+
+
+def put_billing_type(services: Services, domain: str = DOMAIN) -> None:
+    """A second type writing the same fields as Crm, with a SourcePriority (so it may write
+    over a field a person set) and a unique key of its own."""
+    keys = {**CRM["Keys"], "billId": CRM["Keys"]["crmId"]}
+    del keys["crmId"]
+    with services.write() as tx:
+        put_object_type(
+            tx,
+            domain_name=domain,
+            name="Billing",
+            params={**CRM, "Keys": keys, "SourcePriority": 1},
         )
 
 

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from openprofiles.app import create_app
 from openprofiles.identity import service
+from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.users import service as users
 
@@ -98,6 +99,27 @@ def test_list_detail_and_undo(app: Any) -> None:
         assert again.status_code == 400
         assert "already undone" in again.text
         assert client.get("/admin/merges/ident/" + "0" * 32).status_code == 404
+
+
+def test_the_undo_shows_the_fields_it_put_back(app: Any) -> None:
+    services = app.state.services
+    main = new_profile(services, FirstName="Jane")
+    other = new_profile(services, LastName="Doe")
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main, profile_ids=[other]
+        ).merge_id
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"LastName": "Doe"}
+        )
+    with signed_in(app, "boss", "admin") as client:
+        token = csrf_of(client.get(f"/admin/merges/ident/{merge_id}").text)
+        done = client.post(
+            f"/admin/merges/ident/{merge_id}/undo", data={"csrf_token": token, "confirm": "yes"}
+        )
+    assert done.status_code == 200
+    assert "Put back as before the merge" in done.text and "field LastName" in done.text
+    assert "The profile was written after the merge" in done.text
 
 
 def test_agents_cannot_see_or_undo_merges(app: Any) -> None:

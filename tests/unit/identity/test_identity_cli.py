@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from openprofiles.cli import main
 from openprofiles.identity import service
+from openprofiles.profiles import service as profiles
 
 from .conftest import fields_of, ingest, new_profile
 
@@ -55,6 +56,29 @@ def test_list_show_and_undo(settings, services, domain):
     assert shown["Undo"]["KeptObjects"] == [
         {"ObjectTypeName": "Crm", "ProfileObjectUniqueKey": later.profile_object_unique_key}
     ]
+
+
+def test_undo_lists_the_fields_it_put_back(settings, services, domain):
+    main_id = new_profile(services, FirstName="Jane")
+    other = new_profile(services, LastName="Doe", MiddleName="Q")
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main_id, profile_ids=[other]
+        ).merge_id
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main_id, changes={"MiddleName": "R"}
+        )
+
+    undone = run(settings, "undo", "--domain", "ident", merge_id)
+
+    assert undone.exit_code == 0, undone.output
+    assert f"written after the merge, kept on {main_id}: field MiddleName" in undone.output
+    assert f"put back as before the merge on {main_id}: field LastName" in undone.output
+    assert f"note: {main_id} was written after the merge" in undone.output
+    shown = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
+    assert shown["Undo"]["KeptFields"] == ["MiddleName"]
+    assert shown["Undo"]["RevertedFields"] == ["LastName"]
+    assert shown["Undo"]["MainWrittenSinceMerge"] is True
 
 
 def test_unknown_merge_and_domain(settings, services, domain):

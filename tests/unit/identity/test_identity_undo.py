@@ -13,7 +13,7 @@ from openprofiles.identity import service
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles import service as profiles
 
-from .conftest import fields_of, ingest, new_profile, search
+from .conftest import fields_of, ingest, new_profile, put_billing_type, search
 
 
 def merge(services: Any, main: str, ids: list[str], sources: Any = None) -> str:
@@ -129,6 +129,114 @@ def test_a_main_field_changed_after_the_merge_keeps_its_later_value(services, do
     assert fields_of(services, other) == {"LastName": "Doe", "MiddleName": "Q"}
 
 
+def test_a_later_write_of_one_address_part_keeps_that_part_only(services, domain):
+    """The merge takes an address whole, but writes come part by part: the part written since
+    stays, the rest of the merged address goes, and the main profile's own part comes back."""
+    main = new_profile(services, FirstName="Jane", Address={"City": "Paris"})
+    other = new_profile(services, LastName="Doe", Address={"City": "Rome", "Address1": "Via 1"})
+    merge_id = merge(services, main, [other], {"Address": other})
+    with services.write() as tx:
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"Address": {"PostalCode": "75001"}}
+        )
+
+    result = undo(services, merge_id)
+
+    assert fields_of(services, main) == {
+        "FirstName": "Jane",
+        "Address": {"City": "Paris", "PostalCode": "75001"},
+    }
+    assert result.kept_fields == ()
+    assert result.reverted_fields == ("LastName", "Address.Address1", "Address.City")
+    assert fields_of(services, other) == {
+        "LastName": "Doe",
+        "Address": {"City": "Rome", "Address1": "Via 1"},
+    }
+
+
+def test_a_person_writing_the_merged_value_again_keeps_it(services, domain):
+    """The merge brought a value an object type had set; a person writes that same value after
+    the merge: the later write wins, and is reported."""
+    main = new_profile(services, FirstName="Jane")
+    other = ingest(services, {"id": "c2", "email": "bob@example.com"}).profile_id
+    merge_id = merge(services, main, [other])
+    with services.write() as tx:
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"EmailAddress": "bob@example.com"}
+        )
+
+    result = undo(services, merge_id)
+
+    assert result.kept_fields == ("EmailAddress",)
+    assert result.reverted_fields == ()
+    assert fields_of(services, main) == {"FirstName": "Jane", "EmailAddress": "bob@example.com"}
+    assert fields_of(services, other) == {"EmailAddress": "bob@example.com"}
+
+
+def test_an_object_writing_the_merged_value_again_keeps_it(services, domain):
+    """The merge brought values a person had set; an object type with a SourcePriority writes
+    one of them again after the merge: that one stays, the other goes."""
+    put_billing_type(services)
+    main = new_profile(services, EmailAddress="jane@example.com")
+    other = new_profile(services, FirstName="Bob", LastName="Doe")
+    merge_id = merge(services, main, [other])
+    billed = ingest(
+        services, {"id": "b1", "email": "jane@example.com", "first": "Bob"}, object_type="Billing"
+    )
+    assert billed.profile_id == main
+
+    result = undo(services, merge_id)
+
+    assert result.kept_fields == ("FirstName",)
+    assert result.reverted_fields == ("LastName",)
+    assert fields_of(services, main) == {"FirstName": "Bob", "EmailAddress": "jane@example.com"}
+
+
+def test_undo_says_what_it_put_back_and_whether_the_main_profile_was_written_since(
+    services, domain
+):
+    main = new_profile(services, FirstName="Jane")
+    first = merge(services, main, [new_profile(services, LastName="Doe", MiddleName="Q")])
+
+    untouched = undo(services, first)
+
+    assert untouched.reverted_fields == ("MiddleName", "LastName")
+    assert not untouched.main_written_since
+    second = merge(services, main, [new_profile(services, LastName="Roe")])
+    with services.write() as tx:
+        # The same value the merge gave, by the same setter (a person): no trace of it stays.
+        profiles.update_profile(
+            tx, domain_name="ident", profile_id=main, changes={"LastName": "Roe"}
+        )
+
+    rewritten = undo(services, second)
+
+    assert rewritten.reverted_fields == ("LastName",)
+    assert rewritten.main_written_since
+    assert fields_of(services, main) == {"FirstName": "Jane"}
+    with services.read() as tx:
+        shown = service.get_merge(tx, domain_name="ident", merge_id=second).undo
+    assert shown is not None
+    assert shown.reverted_fields == ("LastName",) and shown.main_written_since
+
+
+def test_a_moved_key_value_another_source_gave_since_stays_and_is_listed(services, domain):
+    put_billing_type(services)
+    main = ingest(services, {"id": "c1", "email": "ada@example.com"}).profile_id
+    other = ingest(services, {"id": "c2", "email": "ada@work.example"}).profile_id
+    merge_id = merge(services, main, [other])
+    later = ingest(services, {"id": "b1", "email": "ada@work.example"}, object_type="Billing")
+    assert later.profile_id == main
+
+    result = undo(services, merge_id)
+
+    assert {(k.key_name, k.value) for k in result.kept_keys} == {
+        ("_email", "ada@work.example"),
+        ("billId", "b1"),
+    }
+    assert sorted(search(services, "_email", "ada@work.example")) == sorted([main, other])
+
+
 def test_an_object_deleted_since_is_reported_missing(services, domain):
     first = ingest(services, {"id": "c1", "email": "ada@example.com"})
     second = ingest(services, {"id": "c2", "email": "ada@work.example"})
@@ -228,6 +336,7 @@ def test_a_merge_logged_before_migration_0017_is_undone_the_same_way(services, d
         )
         payload = cipher.open_record(service.MERGE_TABLE, merge_id, bytes(sealed))
         assert payload.pop("origins") == 2
+        del payload["main_version"]  # nor the main profile's version after the merge
         assert {k["origin"] for k in payload["keys"]} >= {"@profile", "@explicit"}
         for key in payload["keys"]:
             key["origin"] = old_names.get(key["origin"], key["origin"])
@@ -240,6 +349,7 @@ def test_a_merge_logged_before_migration_0017_is_undone_the_same_way(services, d
     result = undo(services, merge_id)
 
     assert result.kept_keys == ()
+    assert not result.main_written_since
     assert keys_of(services, main) == main_keys
     assert keys_of(services, other) == other_keys
     assert search(services, "_profileId", other) == [other]
