@@ -40,6 +40,7 @@ from openprofiles.objects import handlers as object_handlers
 from openprofiles.objects.expiry import expiry_task
 from openprofiles.profiles import handlers as profile_handlers
 from openprofiles.settings import Settings
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.database import Database
 from openprofiles.store.migrate import upgrade_to_head
 from openprofiles.store.schema import credential, domain
@@ -208,7 +209,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     def invoke(operation: str, principal: Principal, params: dict[str, Any]) -> dict[str, Any]:
         authorize(principal.role, operation)
         handler = registry[operation]
-        return handler(RequestContext(services=services, principal=principal), params)
+        ctx = RequestContext(services=services, principal=principal)
+
+        def attempt() -> dict[str, Any]:
+            ctx.committed_writes = 0
+            return handler(ctx, params)
+
+        # A request that lost a race with another process (PostgreSQL) runs again, as long as
+        # none of its writes has committed: the caller sees the outcome, never the race.
+        return retrying(attempt, may_retry=lambda: ctx.committed_writes == 0)
 
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -138,9 +138,15 @@ class Principal:
 class RequestContext:
     services: Services
     principal: Principal
+    # Write transactions of this request that have committed: while there are none, a request
+    # that lost a race (store.conflicts) can simply run again.
+    committed_writes: int = 0
 
     def read(self) -> AbstractContextManager[Tx]:
         return self.services.read()
 
-    def write(self) -> AbstractContextManager[Tx]:
-        return self.services.write()
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.services.write() as tx:
+            yield tx
+        self.committed_writes += 1

@@ -16,11 +16,11 @@ is answered 413 as soon as the limit is passed, without reading the rest.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,16 +30,16 @@ from openprofiles.contacts.models import BatchOutcome, BodyInvalid
 from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
-from openprofiles.errors import AccessDenied, BadRequest, ServiceError
+from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
+from openprofiles.store.conflicts import retrying
 from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
 # The API's limit: a feed's batch is no larger than an API request.
 MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
-# A batch rolled back by a PostgreSQL deadlock (concurrent feeds) is run again.
-BATCH_ATTEMPTS = 3
 
 Authenticate = Callable[..., Principal]
+logger = logging.getLogger(__name__)
 
 
 def process_body(services: Services, body: str) -> BatchOutcome:
@@ -55,14 +55,13 @@ def process_body(services: Services, body: str) -> BatchOutcome:
 def process_batch(services: Services, items: list[Item]) -> BatchOutcome:
     """Apply a batch of records in one write transaction (each record applied whole or not at
     all by the pipeline)."""
-    for attempt in range(BATCH_ATTEMPTS):
-        try:
-            with services.write() as tx:
-                return ingest_contact_items(tx, items)
-        except OperationalError:
-            if attempt == BATCH_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+
+    def attempt() -> BatchOutcome:
+        with services.write() as tx:
+            return ingest_contact_items(tx, items)
+
+    # A batch rolled back by a race with another process (PostgreSQL) runs again.
+    return retrying(attempt)
 
 
 def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
@@ -102,9 +101,25 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
             media_type="application/json",
         )
 
-    def failed(error: ServiceError) -> Response:
-        status, headers, body = render_error(error, str(uuid.uuid4()))
+    def failed(error: ServiceError, request_id: str | None = None) -> Response:
+        status, headers, body = render_error(error, request_id or str(uuid.uuid4()))
         return Response(body, status_code=status, headers=headers)
+
+    def internal_error(feed: str, error: Exception) -> Response:
+        """An AWS-format 500 for what no ServiceError describes (the database out of reach,
+        say), as the API answers it, instead of the framework's plain-text 500."""
+        request_id = str(uuid.uuid4())
+        # Never the body or the error's message: they carry personal data.
+        logger.error(
+            "unhandled %s in %s (request id %s)",
+            type(error).__name__,
+            feed,
+            request_id,
+            exc_info=True,
+        )
+        return failed(
+            InternalServer(f"An internal error occurred; request id {request_id}"), request_id
+        )
 
     async def contact_records(request: Request) -> Response:
         try:
@@ -115,6 +130,8 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
             return failed(BadRequest("The body must be UTF-8 JSON."))
         except ServiceError as exc:
             return failed(exc)
+        except Exception as exc:
+            return internal_error("POST /contact-records", exc)
         return respond(200, outcome_json(outcome))
 
     async def contact_events(request: Request) -> Response:
@@ -138,9 +155,11 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
                     out["Message"] = done.reason
                 return out
 
-            return respond(200, await run_in_threadpool(link))
+            return respond(200, await run_in_threadpool(retrying, link))
         except ServiceError as exc:
             return failed(exc)
+        except Exception as exc:
+            return internal_error("POST /contact-events", exc)
 
     return [
         Route("/contact-records", contact_records, methods=["POST"]),

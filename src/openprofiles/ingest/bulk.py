@@ -12,22 +12,19 @@ import codecs
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
-
-from sqlalchemy.exc import OperationalError
 
 from openprofiles.context import Services
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
+from openprofiles.store.conflicts import retrying
 
 DEFAULT_BATCH_SIZE = 500
 MAX_OBJECT_CHARS = 256_000
-# A batch that hit a PostgreSQL deadlock or serialisation failure (concurrent loaders) was
-# rolled back whole; it is run again this many times before giving up.
-BATCH_ATTEMPTS = 3
 
 
 @dataclass
@@ -100,13 +97,8 @@ def ingest_records(
     started = time.perf_counter()
     iterator = iter(records)
     while batch := list(islice(iterator, batch_size)):
-        for attempt in range(BATCH_ATTEMPTS):
-            try:
-                counts = _run_batch(services, domain_name, object_type_name, batch)
-                break
-            except OperationalError:
-                if attempt == BATCH_ATTEMPTS - 1:
-                    raise
+        # A batch rolled back by a race with a server's writes (PostgreSQL) runs again.
+        counts = retrying(partial(_run_batch, services, domain_name, object_type_name, batch))
         summary.read += len(batch)
         summary.ingested += counts[0]
         summary.created_profiles += counts[1]
