@@ -41,6 +41,7 @@ CLEARABLE_ENUMS: frozenset[tuple[str, str]] = frozenset(
 
 _MAX_LISTED = 10
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_INT_BITS = {"integer": 32, "long": 64}
 
 
 def validate_input(shape: Shape | None, params: dict[str, Any]) -> None:
@@ -168,7 +169,7 @@ def _scalar(
             return
         low, high = _INT_RANGE[kind]
         if not low <= value <= high:
-            yield f"{where} is out of range for a {kind}"
+            yield f"{where} is out of range for a {_INT_BITS[kind]}-bit integer"
             return
         yield from _range(shape, value, where)
         return

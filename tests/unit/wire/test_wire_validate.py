@@ -58,6 +58,14 @@ def test_numeric_range() -> None:
     assert "out of range" in _error("CreateDomain", _domain(DefaultExpirationDays=2**40))
 
 
+def test_integer_overflow_names_the_width() -> None:
+    # SDKs that validate nothing before sending (the JS SDK v3) show this message to the user.
+    message = _error("ListDomains", {"MaxResults": 10**10})
+    assert message.endswith("MaxResults is out of range for a 32-bit integer")
+    message = _error("CreateDomain", _domain(DefaultExpirationDays=2**64))
+    assert message.endswith("DefaultExpirationDays is out of range for a 32-bit integer")
+
+
 def test_enum() -> None:
     message = _error("CreateProfile", {"DomainName": "d", "PartyType": "ALIEN"})
     assert "PartyType must be one of: INDIVIDUAL, BUSINESS, OTHER" in message
