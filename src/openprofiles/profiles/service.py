@@ -137,6 +137,48 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
     return None
 
 
+# Ids per locking statement: PostgreSQL takes many, but a bound keeps one statement small.
+_LOCK_CHUNK = 500
+
+
+def lock_profiles(tx: Tx, *, domain_name: str, profile_ids: Iterable[str]) -> None:
+    """Hold the profiles' rows until the transaction ends, so no other writer changes them in
+    between (PostgreSQL, several processes: `SELECT ... FOR UPDATE`). Call it before reading a
+    profile that will be written back, merged, or have keys or objects moved to or from it; a
+    read after it sees the latest committed state. Rows are locked in id order, so two writers
+    of overlapping sets queue rather than deadlock (a deadlock left by another order is run
+    again: store.conflicts). On SQLite the one writer already serialises every write."""
+    if tx.services.database.is_sqlite:
+        return
+    ids = sorted(set(profile_ids))
+    for start in range(0, len(ids), _LOCK_CHUNK):
+        tx.conn.execute(
+            select(profile.c.profile_id)
+            .where(
+                profile.c.domain_name == domain_name,
+                profile.c.profile_id.in_(ids[start : start + _LOCK_CHUNK]),
+            )
+            .order_by(profile.c.profile_id)
+            .with_for_update()
+        )
+
+
+def lock_live_profile(tx: Tx, *, domain_name: str, profile_id: str) -> str | None:
+    """The id of the live profile `profile_id` names (merges followed), its row locked as by
+    `lock_profiles`; None when there is none. A profile merged away between finding and locking
+    it leads on to the survivor, which is locked then."""
+    locked: set[str] = set()
+    while True:
+        live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+        if live_id is None or live_id in locked:
+            # Locked and still live: resolving again after the lock saw its latest state.
+            return live_id
+        lock_profiles(tx, domain_name=domain_name, profile_ids=[live_id])
+        locked.add(live_id)
+        if tx.services.database.is_sqlite:
+            return live_id
+
+
 def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord | None:
     cipher = tx.cipher(domain_name)
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
