@@ -42,6 +42,18 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _why_not_done(exc: Exception) -> str:
+    if isinstance(exc, ConcurrentChange) or (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _CONFLICT_SQLSTATES
+    ):
+        return (
+            "The request conflicted with concurrent changes to the same data and was not "
+            "completed; send it again."
+        )
+    # A connection lost, a database out of reach or out of space: nothing to do with races.
+    return "The database could not complete the request; send it again."
+
+
 def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: True) -> T:
     """`run()`, run again (at most ATTEMPTS times in all) while it fails with a lost race and
     `may_retry()` says nothing of it is committed yet. A race lost every time, or after a
@@ -54,8 +66,5 @@ def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: Tr
                 raise
             if attempt < ATTEMPTS and may_retry():
                 continue
-            raise InternalServer(
-                "The request conflicted with concurrent changes to the same data and was not "
-                "completed; send it again."
-            ) from exc
+            raise InternalServer(_why_not_done(exc)) from exc
     raise AssertionError("unreachable")

@@ -92,6 +92,24 @@ def test_a_race_lost_every_time_is_an_internal_error_that_says_so() -> None:
     assert len(runs) == ATTEMPTS
 
 
+def test_a_database_that_keeps_failing_is_not_called_a_conflict(tmp_path: Path) -> None:
+    # A directory where the database file should be: every connection fails.
+    (tmp_path / "db.sqlite3").mkdir()
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    runs = []
+
+    def read() -> None:
+        runs.append(1)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    with pytest.raises(InternalServer) as exc:
+        retrying(read)
+    assert exc.value.message == "The database could not complete the request; send it again."
+    assert len(runs) == ATTEMPTS
+    engine.dispose()
+
+
 def test_nothing_runs_again_once_part_of_it_committed() -> None:
     runs = []
 
