@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from tests.support.backends import postgres_schema_url
 
 from openprofiles.errors import InternalServer
@@ -92,21 +92,40 @@ def test_a_race_lost_every_time_is_an_internal_error_that_says_so() -> None:
     assert len(runs) == ATTEMPTS
 
 
-def test_a_database_that_keeps_failing_is_not_called_a_conflict(tmp_path: Path) -> None:
-    # A directory where the database file should be: every connection fails.
-    (tmp_path / "db.sqlite3").mkdir()
+def test_a_database_error_that_is_no_race_is_not_run_again(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     runs = []
 
     def read() -> None:
         runs.append(1)
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT * FROM no_such_table"))
 
-    with pytest.raises(InternalServer) as exc:
+    with pytest.raises(OperationalError):
         retrying(read)
-    assert exc.value.message == "The database could not complete the request; send it again."
-    assert len(runs) == ATTEMPTS
+    assert len(runs) == 1
+    engine.dispose()
+
+
+def test_a_busy_sqlite_database_is_waited_out(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n int)"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    runs = []
+
+    def write() -> None:
+        runs.append(1)
+        if len(runs) == 2:
+            holder.execute("COMMIT")  # the other writer finishes before the second attempt
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+
+    retrying(write)
+    assert len(runs) == 2
+    holder.close()
     engine.dispose()
 
 
