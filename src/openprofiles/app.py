@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import literal, select
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -166,6 +167,28 @@ class _Application(Starlette):
 API_SHORTCUT = "/domains"
 
 
+def _cross_origin(api: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
+    """The API, answering browsers' CORS checks for the configured origins (none: unchanged).
+
+    Preflights are answered before authentication, as they must be (a browser sends no
+    signature with them); the request that follows is signed and verified as any other. No
+    cookies are allowed across origins: the API authenticates by signature alone, and the web
+    pages' session cookie must never ride along on another site's request."""
+    if not origins:
+        return api
+    return CORSMiddleware(
+        api,
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        # An SDK signs with authorization, x-amz-date, x-amz-content-sha256, x-amz-user-agent,
+        # amz-sdk-* and x-amz-security-token: whatever it asks for may be sent.
+        allow_headers=["*"],
+        allow_credentials=False,
+        expose_headers=["x-amzn-RequestId", "x-amzn-ErrorType", "Date"],
+        max_age=600,
+    )
+
+
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     """The application. `migrate=False` when the caller has already brought the schema up to
     date (`openprofiles serve` does it once, before its worker processes start)."""
@@ -230,6 +253,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             ON_THE_LOOP_OPERATIONS if services.database.is_sqlite else frozenset()
         ),
     )
+    # Browsers of the configured origins may call the API (CORS); the same app serves the
+    # /domains shortcut and the mount, so both answer their checks.
+    api = _cross_origin(api, settings.cors_origins)
     app = _Application(
         api=api,
         routes=[

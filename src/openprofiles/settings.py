@@ -8,6 +8,7 @@ by building a new Settings with `dataclasses.replace`. Nothing else in the packa
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,6 +71,10 @@ class Settings:
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
     flow_folder_roots: tuple[Path, ...] | None = None
+    # Web origins (scheme://host[:port]) whose pages may call the API from a browser with an
+    # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
+    # other site's page read an answer. "*" allows every origin.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
@@ -83,6 +88,12 @@ class Settings:
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
             )
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    "OPENPROFILES_CORS_ORIGINS must list origins such as "
+                    f"https://desk.example.com or http://localhost:3000 (or *), not {origin!r}"
+                )
         # libphonenumber cannot read a number without a country code under a region it does not
         # know: every such phone would be kept as written (never matching its +E.164 form) or
         # refused later, with a reason that does not point here.
@@ -178,6 +189,11 @@ class Settings:
             matching_job_lease_seconds=seconds("MATCHING_JOB_LEASE_SECONDS"),
             matching_jobs_per_week=whole("MATCHING_JOBS_PER_WEEK"),
             rule_pass_processes=whole("RULE_PASS_PROCESSES"),
+            cors_origins=(
+                tuple(o.strip() for o in origins.split(",") if o.strip())
+                if (origins := get("CORS_ORIGINS"))
+                else None
+            ),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)
@@ -185,6 +201,10 @@ class Settings:
                 else None
             ),
         )
+
+
+# What a browser sends as Origin: a scheme, a host and maybe a port, nothing after them.
+_ORIGIN = re.compile(r"https?://[^/\s:?#]+(:[0-9]{1,5})?")
 
 
 def _number(name: str, text: str | None, kind: type[int] | type[float]) -> Any:
