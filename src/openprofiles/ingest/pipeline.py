@@ -17,16 +17,21 @@ per record (benchmarks/ingest.py).
 
 Concurrent ingestions of one new customer never create two profiles: on PostgreSQL every key
 of the batch is locked (transaction-scoped advisory locks, all taken up front in one global
-order before looking up); SQLite has a single writer, which serialises them already.
+order before looking up); SQLite has a single writer, which serialises them already. On
+PostgreSQL too, the object type is held (shared) for the whole ingestion, so a concurrent
+DeleteProfileObjectType either removes what the ingestion stored or is seen by it; and the
+profiles found by the keys are locked (`_resolve_locked`) before they are read, so no
+concurrent writer of one (another ingestion that found it by another key, UpdateProfile, a
+merge, DeleteProfile) loses its change or has one written over its deletion.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, select, text
 
@@ -39,6 +44,7 @@ from openprofiles.object_types.service import (
     PROFILE_OBJECT_QUOTA,
     find_object_type,
     get_object_type,
+    lock_object_type,
     note_implicit_type_used,
 )
 from openprofiles.object_types.standard_objects import ROOT_IDENTIFIERS
@@ -54,11 +60,13 @@ from openprofiles.profiles.service import (
     hooks_after,
     index_profile_keys,
     insert_key_rows,
+    lock_profiles,
     new_profile_record,
     resolve_profile_id,
     save_profile,
     write_profiles,
 )
+from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
@@ -132,6 +140,11 @@ def ingest_batch(
     on its own in a savepoint by `_apply`, reading the database directly.
     """
     cipher = tx.cipher(domain_name)  # NotFound for an unknown domain first
+    if not tx.services.database.is_sqlite:
+        lock_object_type(tx, domain_name=domain_name, name=object_type_name, shared=True)
+        # Read after the lock: a DeleteProfileObjectType it waited for has committed, and the
+        # type the caller resolved before may be gone.
+        object_type = None
     if object_type is None or object_type.name != object_type_name:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
     region = tx.settings.default_phone_region
@@ -282,16 +295,7 @@ class _Run:
         self.index: dict[tuple[str, bytes], dict[str, set[str]]] = {}
         # Row profile id -> the live profile it names (merges followed), None when gone.
         self.live: dict[str, str | None] = {}
-        for row in candidate_key_rows(tx, domain_name=domain_name, pairs=pairs):
-            origins = self.index.setdefault((row.key_name, bytes(row.digest)), {})
-            origins.setdefault(row.profile_id, set()).add(row.origin)
-            if row.profile_id not in self.live:
-                self.live[row.profile_id] = (
-                    row.profile_id
-                    if row.merged_into is None
-                    else resolve_profile_id(tx, domain_name=domain_name, profile_id=row.profile_id)
-                )
-        live_ids = sorted({p for p in self.live.values() if p is not None})
+        live_ids = sorted(_resolve_locked(tx, domain_name, lambda: self._read_index(pairs)))
         self.profiles: dict[str, ProfileRecord] = (
             get_profiles(tx, domain_name=domain_name, profile_ids=live_ids) if live_ids else {}
         )
@@ -319,6 +323,24 @@ class _Run:
         self.changed: set[str] = set()
         self.writes: dict[bytes, objects.ObjectWrite] = {}
         self.key_rows: list[tuple[str, str, bytes, str, str]] = []
+
+    def _read_index(self, pairs: set[tuple[str, bytes]]) -> tuple[set[str], set[str]]:
+        """Fill `index` and `live` from the key rows of `pairs`; the live profiles they name,
+        twice (`_resolve_locked`'s outcome and the profiles to lock)."""
+        self.index.clear()
+        self.live.clear()
+        tx, domain_name = self.tx, self.domain_name
+        for row in candidate_key_rows(tx, domain_name=domain_name, pairs=pairs):
+            origins = self.index.setdefault((row.key_name, bytes(row.digest)), {})
+            origins.setdefault(row.profile_id, set()).add(row.origin)
+            if row.profile_id not in self.live:
+                self.live[row.profile_id] = (
+                    row.profile_id
+                    if row.merged_into is None
+                    else resolve_profile_id(tx, domain_name=domain_name, profile_id=row.profile_id)
+                )
+        found = {p for p in self.live.values() if p is not None}
+        return found, found
 
     def apply(self, item: _Prepared) -> IngestResult | IngestRejected | None:
         """The record's outcome, or None (nothing done) when it needs `_apply` instead."""
@@ -472,7 +494,11 @@ def _apply(
     # before anything is written.
     standard = _resolve_standard_objects(tx, object_type, mapped, digest_of)
 
-    target_id = _resolve_profile(tx, domain_name, mapped, digest_of)
+    def resolve() -> tuple[str | None, set[str]]:
+        found = _resolve_profile(tx, domain_name, mapped, digest_of)
+        return found, set() if found is None else {found}
+
+    target_id = _resolve_locked(tx, domain_name, resolve)
     created = target_id is None
     if target_id is None:
         if not object_type.allow_profile_creation:
@@ -546,6 +572,37 @@ def _resolve_profile(tx: Tx, domain_name: str, mapped: MappedObject, digest_of: 
         if len(found) == 1:
             return found.pop()
     return None
+
+
+T = TypeVar("T")
+# Rounds of resolving and locking before giving up (`ConcurrentChange`: the request runs again):
+# each round finds profiles that changed while the one before waited for its locks.
+_LOCK_ROUNDS = 4
+
+
+def _resolve_locked(tx: Tx, domain_name: str, resolve: Callable[[], tuple[T, set[str]]]) -> T:
+    """`resolve()`'s outcome, given with the live profiles it found, whose rows it locks first
+    (PostgreSQL; profiles.service.lock_profiles) so the caller reads and writes them back with
+    nothing changing them in between.
+
+    A profile may change while its lock is awaited: merged away (its keys now lead to the
+    survivor) or deleted (they lead nowhere). So `resolve` runs again after each lock, until it
+    finds only profiles locked before it ran: it read their latest state then, and no other
+    writer changes them before the commit. SQLite's single writer needs neither the lock nor
+    the second look."""
+    outcome, found = resolve()
+    if tx.services.database.is_sqlite:
+        return outcome
+    locked: set[str] = set()
+    rounds = 0
+    while not found <= locked:
+        if rounds == _LOCK_ROUNDS:
+            raise ConcurrentChange("the profiles the records' keys find kept changing")
+        rounds += 1
+        lock_profiles(tx, domain_name=domain_name, profile_ids=found - locked)
+        locked |= found
+        outcome, found = resolve()
+    return outcome
 
 
 # Built once, run straight on the driver (store.prepared): building the expression costs more

@@ -8,14 +8,19 @@ DeleteProfileObjectType removes the definition; removing the type's objects and 
 profile fields they populated belongs to openprofiles.objects, and disabling the integrations
 that ingest as the type to openprofiles.integrations, which register in
 `on_object_type_deleted` (integrations also in `on_object_type_put`, to enable them again).
+
+On PostgreSQL a deletion and the ingestions of the type serialise on the type's lock
+(`lock_object_type`): ingestion holds it shared, the deletion exclusive, so nothing an
+ingestion stores outlives a deletion it raced with.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -43,6 +48,7 @@ __all__ = [
     "get_object_type",
     "key_content_type",
     "list_object_types",
+    "lock_object_type",
     "max_available_profile_object_count",
     "note_implicit_type_used",
     "object_type_arn",
@@ -261,9 +267,33 @@ def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
     )
 
 
+_TYPE_LOCKS = {
+    True: text("SELECT pg_advisory_xact_lock_shared(:id)"),
+    False: text("SELECT pg_advisory_xact_lock(:id)"),
+}
+
+
+def lock_object_type(tx: Tx, *, domain_name: str, name: str, shared: bool) -> None:
+    """Hold the object type `name` until the transaction ends (PostgreSQL; SQLite's one writer
+    serialises already): `shared` by an ingestion of it, exclusively by its deletion, so the
+    deletion waits for the ingestions in flight and removes what they stored, and an ingestion
+    that waited reads the type after the deletion. Take it before reading the type, and before
+    the ingestion's key locks and any profile lock (the one order every writer keeps).
+
+    A transaction-scoped advisory lock rather than the `object_type` row's: an implicit type
+    has no row until it is first used, and many concurrent ingestions sharing a row lock would
+    each write to the row."""
+    if tx.services.database.is_sqlite:
+        return
+    digest = hashlib.sha256(b"\x00".join((b"object_type", domain_name.encode(), name.encode())))
+    lock_id = int.from_bytes(digest.digest()[:8], "big", signed=True)
+    tx.conn.execute(_TYPE_LOCKS[shared], {"id": lock_id})
+
+
 def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
     """Remove the definition (or forget an implicit type) and let the pipeline drop its data."""
     get_domain(tx, domain_name=domain_name)
+    lock_object_type(tx, domain_name=domain_name, name=name, shared=False)
     result = tx.conn.execute(
         delete(object_type).where(
             object_type.c.domain_name == domain_name, object_type.c.name == name

@@ -26,7 +26,12 @@ from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import key_content_type, on_object_type_deleted
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_KEYS
 from openprofiles.objects.models import ProfileObject
-from openprofiles.profiles.service import find_profile, resolve_profile_id, save_profile
+from openprofiles.profiles.service import (
+    find_profile,
+    lock_profiles,
+    resolve_profile_id,
+    save_profile,
+)
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile_key, profile_object, profile_object_key
@@ -618,6 +623,8 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
             .distinct()
         )
     }
+    # Locked before they are read to be scrubbed, so a concurrent change to one is kept.
+    lock_profiles(tx, domain_name=domain_name, profile_ids=affected)
     deleted = _delete_rows(
         tx,
         and_(

@@ -184,15 +184,45 @@ def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord 
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         return None
-    row = _PROFILE_BY_ID.rows(tx.conn, {"domain_name": domain_name, "profile_id": live_id})[0]
-    return _open(cipher, row)
+    return _read_live(tx, cipher, domain_name, live_id)
+
+
+def _read_live(
+    tx: Tx, cipher: DomainCipher, domain_name: str, live_id: str
+) -> ProfileRecord | None:
+    row = _PROFILE_BY_ID.first(tx.conn, {"domain_name": domain_name, "profile_id": live_id})
+    # None when another process deleted it since it was resolved (PostgreSQL, unlocked reads).
+    return None if row is None else _open(cipher, row)
 
 
 def get_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord:
     found = find_profile(tx, domain_name=domain_name, profile_id=profile_id)
     if found is None:
-        raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+        raise _no_such_profile(domain_name, profile_id)
     return found
+
+
+def get_locked_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord:
+    """`get_profile` for a read that is written back: the live profile's row is locked first
+    (`lock_live_profile`), so no concurrent writer's change is lost in between."""
+    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
+    found = _read_live(tx, tx.cipher(domain_name), domain_name, live_id)
+    if found is None:
+        raise _no_such_profile(domain_name, profile_id)
+    return found
+
+
+def _locked_live_id(tx: Tx, *, domain_name: str, profile_id: str) -> str:
+    """The live profile's id, its row locked as by `get_locked_profile`, without reading it."""
+    tx.cipher(domain_name)  # NotFound for an unknown domain first
+    live_id = lock_live_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    if live_id is None:
+        raise _no_such_profile(domain_name, profile_id)
+    return live_id
+
+
+def _no_such_profile(domain_name: str, profile_id: str) -> NotFound:
+    return NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
 
 
 def get_profiles(
@@ -310,7 +340,7 @@ def update_profile(
     tx: Tx, *, domain_name: str, profile_id: str, changes: dict[str, Any], manual: bool = True
 ) -> ProfileRecord:
     """Apply UpdateProfile semantics: an omitted member is kept, "" removes the value."""
-    record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    record = get_locked_profile(tx, domain_name=domain_name, profile_id=profile_id)
     fields = record.fields
     for name, value in changes.items():
         if name not in PROFILE_FIELDS or value is None:
@@ -329,7 +359,8 @@ def update_profile(
 
 
 def save_profile(tx: Tx, *, domain_name: str, record: ProfileRecord) -> ProfileRecord:
-    """Write back a changed profile and recompute its derived keys."""
+    """Write back a changed profile and recompute its derived keys. The caller read it with
+    its row locked (`get_locked_profile`, `lock_profiles`), or a concurrent change is lost."""
     cipher = tx.cipher(domain_name)
     record.version += 1
     record.updated_at = tx.now
@@ -476,10 +507,10 @@ def insert_key_rows(
 
 
 def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
-    tx.cipher(domain_name)  # NotFound for an unknown domain before anything else
-    live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
-    if live_id is None:
-        raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+    # Locked first: a concurrent writer of the profile (an ingestion that found it by a key)
+    # either finishes before, and its objects and keys go with the profile, or waits and then
+    # finds it gone.
+    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id != profile_id:
         # Reads follow a merge to the survivor; a delete must not: the id names a duplicate
         # that the merge already removed, and the survivor is another customer record.
@@ -525,7 +556,9 @@ def add_profile_key(
         )
     if not values:
         raise BadRequest("Values must list at least one value to add.")
-    record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    # Locked, so the key lands on the live profile: one being merged away meanwhile leads on
+    # to the survivor rather than getting a key after the merge moved its keys.
+    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
     rows = []
@@ -533,11 +566,9 @@ def add_profile_key(
         normal = normalize(content_type, value, phone_region=tx.settings.default_phone_region)
         if not normal:
             raise BadRequest(f"The value given for key {key_name} is empty once normalised.")
-        rows.append(
-            _key_row(cipher, domain_name, record.profile_id, key_name, normal, value, origin)
-        )
+        rows.append(_key_row(cipher, domain_name, live_id, key_name, normal, value, origin))
     _insert_keys(tx, rows)
-    return record.profile_id
+    return live_id
 
 
 def index_profile_keys(
@@ -570,7 +601,8 @@ def delete_profile_key(
     profile's next write, so the call is refused, naming it, and changes nothing."""
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
-    record = get_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    # Locked, as in add_profile_key: the values are removed from where a merge put them.
+    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
     digests = {
@@ -581,7 +613,7 @@ def delete_profile_key(
     }
     rows = and_(
         profile_key.c.domain_name == domain_name,
-        profile_key.c.profile_id == record.profile_id,
+        profile_key.c.profile_id == live_id,
         profile_key.c.key_name == key_name,
         profile_key.c.digest.in_(list(digests)),
     )

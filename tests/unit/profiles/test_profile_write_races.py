@@ -1,0 +1,105 @@
+"""Profile writes racing other writers of the same profile on PostgreSQL (several server
+processes): the second writer waits for the first and works from what the first committed. Each
+test keeps the first writer's transaction open until the second waits for one of its locks (or
+finishes without waiting, which is how each race went wrong before the writers locked)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.backends import postgres_schema_url
+from tests.support.lock_waits import second_writer_meets_first
+
+from openprofiles.app import build_services
+from openprofiles.context import Principal, RequestContext, Services, Tx
+from openprofiles.domains.handlers import create_domain
+from openprofiles.identity.service import merge_profiles
+from openprofiles.profiles import service
+from openprofiles.settings import Settings
+
+pytestmark = pytest.mark.postgres
+
+D = "races"
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Services]:
+    with postgres_schema_url() as url:
+        services = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
+        try:
+            create_domain(
+                RequestContext(services=services, principal=Principal("t", "admin")),
+                {"DomainName": D, "DefaultExpirationDays": 5},
+            )
+            yield services
+        finally:
+            services.database.dispose()
+
+
+def _create(services: Services, **fields: str) -> str:
+    with services.write() as tx:
+        return service.create_profile(tx, domain_name=D, fields=dict(fields)).profile_id
+
+
+def _update(services: Services, profile_id: str, **changes: str) -> None:
+    with services.write() as tx:
+        service.update_profile(tx, domain_name=D, profile_id=profile_id, changes=changes)
+
+
+def _merge(main: str, merged: str) -> Callable[[Tx], object]:
+    return lambda tx: merge_profiles(tx, domain_name=D, main_profile_id=main, profile_ids=[merged])
+
+
+def _keys(services: Services, profile_id: str) -> dict[str, list[str]]:
+    with services.read() as tx:
+        return service.profile_keys(tx, domain_name=D, profile_id=profile_id)
+
+
+def test_two_updates_of_one_profile_both_count(pg: Services) -> None:
+    ada = _create(pg, EmailAddress="ada@example.com")
+
+    def first(tx: Tx) -> None:
+        service.update_profile(tx, domain_name=D, profile_id=ada, changes={"FirstName": "Ada"})
+
+    outcome = second_writer_meets_first(pg, first, lambda: _update(pg, ada, LastName="Lovelace"))
+    assert outcome is None
+    with pg.read() as tx:
+        fields = service.get_profile(tx, domain_name=D, profile_id=ada).fields
+    assert (fields.get("FirstName"), fields.get("LastName")) == ("Ada", "Lovelace")
+
+
+def test_a_key_added_to_a_profile_being_merged_away_lands_on_the_survivor(pg: Services) -> None:
+    main, dup = _create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")
+
+    def add() -> str:
+        with pg.write() as tx:
+            return service.add_profile_key(
+                tx, domain_name=D, profile_id=dup, key_name="loyaltyId", values=["L-1"]
+            )
+
+    outcome = second_writer_meets_first(pg, _merge(main, dup), add)
+    assert outcome == main
+    assert _keys(pg, main).get("loyaltyId") == ["L-1"]
+    assert "loyaltyId" not in _keys(pg, dup)
+
+
+def test_a_key_deleted_from_a_profile_being_merged_away_goes_from_the_survivor(
+    pg: Services,
+) -> None:
+    main, dup = _create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")
+    with pg.write() as tx:
+        service.add_profile_key(
+            tx, domain_name=D, profile_id=dup, key_name="loyaltyId", values=["L-1"]
+        )
+
+    def delete() -> None:
+        with pg.write() as tx:
+            service.delete_profile_key(
+                tx, domain_name=D, profile_id=dup, key_name="loyaltyId", values=["L-1"]
+            )
+
+    outcome = second_writer_meets_first(pg, _merge(main, dup), delete)
+    assert outcome is None
+    assert "loyaltyId" not in _keys(pg, main)
