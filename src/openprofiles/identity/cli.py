@@ -17,11 +17,19 @@ from openprofiles.identity.models import MergeRecord, UndoResult
 
 def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
     from openprofiles.errors import ServiceError
+    from openprofiles.store.conflicts import retrying
 
     services = open_services(settings_from_options(data_dir, database_url))
-    try:
+
+    def attempt() -> Any:
         with services.write() if write else services.read() as tx:
             return work(tx)
+
+    try:
+        # A write that lost a race to another process (PostgreSQL) runs again, as an API
+        # request does (store.conflicts): it then sees the winner's work, e.g. a merge already
+        # undone.
+        return retrying(attempt) if write else attempt()
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:

@@ -22,11 +22,16 @@ PENDING hour: the rules are ACTIVE when the request returns, or seconds to a min
 
 Auto-merge (MaxAllowedRuleLevelForMerging) goes through identity.service.merge_profiles, so every
 automatic merge is logged and can be undone; profiles separated by an undo are not merged again.
+On PostgreSQL a write that may auto-merge locks the digests of the merging levels it adds
+(`_lock_digests`) before it counts their groups: a transaction sees only committed digests, so
+two profiles given the same values at once would each find itself alone; the second now waits
+for the first, sees its digest, and merges.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -36,7 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import and_, func, select, text, tuple_
 
 from openprofiles.context import PinnedServices, Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
@@ -231,17 +236,52 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
         return
     cipher = tx.cipher(domain_name)
     pairs = profile_digests(cipher, rules, record.fields, tx.settings.default_phone_region)
-    rule_store.forget(tx, domain_name, [record.profile_id])
+    had = set(rule_store.forget(tx, domain_name, [record.profile_id]).get(record.profile_id, ()))
     rule_store.store(tx, domain_name, record.profile_id, pairs)
+    merging = bool(rules.max_merging) and not _merging.get()
+    if merging:
+        _lock_digests(
+            tx, domain_name, [p for p in pairs if p[0] <= rules.max_merging and p not in had]
+        )
     counts = _group_counts(tx, domain_name, pairs)
     # The guard's message goes out once, when this write takes a group past the limit.
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
         _dead_letter_guard(tx, domain_name, level)
-    if rules.max_merging and not _merging.get():
+    if merging:
         found = _choose(pairs, counts)
         if found is not None and found[0] <= rules.max_merging:
             members = _members(tx, domain_name, *found)
             merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+
+
+def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) -> None:
+    """Serialise the writes that give profiles a merging digest they did not have, until they
+    commit (PostgreSQL; SQLite has a single writer): the second counts the group once the first
+    committed, so it sees the first profile and merges. A write that keeps a digest the profile
+    had committed takes no lock: any writer adding it sees that profile. (Locking those too
+    would make such a write deadlock with an auto-merge that waits for its profile.) Taken after
+    the profile row locks the write holds, in one global order (sorted ids); released at
+    commit."""
+    if tx.services.database.is_sqlite:
+        return
+    lock_ids = sorted(
+        {
+            int.from_bytes(
+                hashlib.sha256(
+                    b"\x00".join((b"match", domain_name.encode(), str(level).encode(), digest))
+                ).digest()[:8],
+                "big",
+                signed=True,
+            )
+            for level, digest in pairs
+        }
+    )
+    if lock_ids:
+        # executemany runs the statements one after another, in this order.
+        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
 
 
 def _choose(
@@ -686,9 +726,16 @@ def merge_group(
     with no_auto_merge():
         for start in range(0, len(others), MAX_MERGE_CHUNK - 1):
             chunk = others[start : start + MAX_MERGE_CHUNK - 1]
+            # Locked before they are read (PostgreSQL): a member merged or deleted by another
+            # writer since the group was read is left out here instead of refused by the merge.
+            profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *chunk])
             records = profiles.get_profiles(
                 tx, domain_name=domain_name, profile_ids=[main_id, *chunk]
             )
+            if main_id not in records or records[main_id].profile_id != main_id:
+                # A pass's chosen main profile, merged or deleted by another writer meanwhile:
+                # the rest of the group waits for its next write or the next pass.
+                break
             chunk = [pid for pid in chunk if pid in records and records[pid].profile_id == pid]
             if not chunk:
                 continue

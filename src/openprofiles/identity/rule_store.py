@@ -142,15 +142,16 @@ def store(tx: Tx, domain_name: str, profile_id: str, pairs: Collection[Pair]) ->
     )
 
 
-def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
-    """Remove the stored pairs of `profile_ids`."""
+def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list[Pair]]:
+    """Remove the stored pairs of `profile_ids`; returns them (as `held`)."""
+    removed = held(tx, domain_name, profile_ids)
     rows = [
         {"domain_name": domain_name, "level": lv, "digest": d, "profile_id": pid}
-        for pid, pairs in held(tx, domain_name, profile_ids).items()
+        for pid, pairs in removed.items()
         for lv, d in pairs
     ]
     if not rows:
-        return
+        return removed
     _DELETE_DIGESTS.execute(tx.conn, rows)
     c = rule_match_profile.c
     for start in range(0, len(profile_ids), 500):
@@ -160,6 +161,7 @@ def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
                 c.profile_id.in_(list(profile_ids[start : start + 500])),
             )
         )
+    return removed
 
 
 def clear(tx: Tx, domain_name: str) -> None:

@@ -9,6 +9,14 @@ every merge writes a `merge_log` row holding, sealed, the before-images of every
 and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
 main profile after the merge, which stays there and is listed in the result (for the main
 profile's fields, the rule is at `_restore_main_fields`).
+
+Concurrent writers (PostgreSQL, several server processes): a merge and an undo lock every profile
+they involve (`profiles.service.lock_profiles`, in id order) before reading them, and check after
+the lock that each is still as the operation needs it (live; still merged into the main profile).
+So of two crossed or overlapping merges, or two undos of one merge, the second waits for the first
+and is then refused; an update, key or object written meanwhile to a profile being merged is
+either in what the merge reads or, written after it, follows the merge to the main profile
+(`profiles.service.lock_live_profile`).
 """
 
 from __future__ import annotations
@@ -57,9 +65,11 @@ from openprofiles.profiles.service import (
     PROFILE_TABLE,
     hooks_after,
     key_record_id,
+    lock_profiles,
     save_profile,
     sealed_key_row,
 )
+from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.schema import merge_log, profile, profile_key, profile_object
 
 MERGE_TABLE = "merge_log"
@@ -123,6 +133,9 @@ def _merge_profiles(
         )
     if main_profile_id in merged_ids:
         raise BadRequest(f"The profile {main_profile_id} cannot be merged into itself.")
+    # Locked before they are read: a concurrent merge of any of them (A <- B against B <- A, or
+    # A <- B against C <- B) waits for this one, then finds the profile merged and is refused.
+    lock_profiles(tx, domain_name=domain_name, profile_ids=[main_profile_id, *merged_ids])
     records = _live_profiles(tx, cipher, domain_name, [main_profile_id, *merged_ids])
     sources = _check_field_sources(field_sources or {}, main_profile_id, merged_ids)
     main = records[main_profile_id]
@@ -135,11 +148,19 @@ def _merge_profiles(
 
     moved_keys = _move_keys(tx, cipher, domain_name, main_profile_id, merged_ids)
     moved_objects = _move_objects(tx, domain_name, main_profile_id, merged_ids)
-    tx.conn.execute(
+    merged = tx.conn.execute(
         update(profile)
-        .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(merged_ids))
+        .where(
+            profile.c.domain_name == domain_name,
+            profile.c.profile_id.in_(merged_ids),
+            # Never a second merge of a merged profile, whatever the locks above missed: it would
+            # make a cycle (A into B, B into A) and both customers would vanish from every read.
+            profile.c.merged_into.is_(None),
+        )
         .values(merged_into=main_profile_id, updated_at=tx.now)
     )
+    if merged.rowcount != len(merged_ids):
+        raise ConcurrentChange("a profile being merged was merged or deleted meanwhile")
     # Their match features go with them; undoing the merge writes them again.
     ml_features.forget(tx, domain_name, merged_ids)
 
@@ -357,16 +378,25 @@ def _move_keys(
             )
         )
     }
+    # Taken off the merged profiles in one statement, so the rows that move are exactly those
+    # logged: a key written between a read and a delete would otherwise be lost.
     rows = list(
         tx.conn.execute(
-            select(profile_key).where(
+            delete(profile_key)
+            .where(
                 profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(merged_ids)
             )
+            .returning(*profile_key.c)
         )
     )
     moved: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
-    for row in sorted(rows, key=lambda r: (merged_ids.index(r.profile_id), r.key_name)):
+    # In a set order (a DELETE returns its rows in none), so the log reads the same every time.
+    ordered = sorted(
+        rows,
+        key=lambda r: (merged_ids.index(r.profile_id), r.key_name, bytes(r.digest), r.origin),
+    )
+    for row in ordered:
         digest = bytes(row.digest)
         value = cipher.open_record(
             KEY_TABLE, key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
@@ -390,11 +420,6 @@ def _move_keys(
         )
     if inserts:
         tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], inserts)
-    tx.conn.execute(
-        delete(profile_key).where(
-            profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(merged_ids)
-        )
-    )
     return moved
 
 
@@ -453,12 +478,11 @@ def get_merge(tx: Tx, *, domain_name: str, merge_id: str) -> MergeRecord:
     return _details(_record(row), _open_log(cipher, row), undo)
 
 
-def _log_row(tx: Tx, domain_name: str, merge_id: str) -> Any:
-    row = tx.conn.execute(
-        select(merge_log).where(
-            merge_log.c.domain_name == domain_name, merge_log.c.merge_id == merge_id
-        )
-    ).first()
+def _log_row(tx: Tx, domain_name: str, merge_id: str, *, for_update: bool = False) -> Any:
+    query = select(merge_log).where(
+        merge_log.c.domain_name == domain_name, merge_log.c.merge_id == merge_id
+    )
+    row = tx.conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
         raise NotFound(f"The merge {merge_id} does not exist in domain {domain_name}.")
     return row
@@ -517,11 +541,17 @@ def undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
 def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     cipher = tx.cipher(domain_name)
     row = _log_row(tx, domain_name, merge_id)
+    main_id: str = row.main_profile_id
+    merged_ids: list[str] = list(row.merged_profile_ids)
+    if not tx.services.database.is_sqlite:
+        # The profiles first (the order every profile writer locks in), then the log row,
+        # read again: a concurrent undo of this merge, or a merge or delete of these profiles,
+        # has committed by then, and what is checked below is its result.
+        lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *merged_ids])
+        row = _log_row(tx, domain_name, merge_id, for_update=True)
     if row.undone_at is not None:
         raise BadRequest(f"The merge {merge_id} was already undone.")
     payload = _open_log(cipher, row)
-    main_id: str = row.main_profile_id
-    merged_ids: list[str] = list(row.merged_profile_ids)
     current = {
         r.profile_id: r
         for r in tx.conn.execute(

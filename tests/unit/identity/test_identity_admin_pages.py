@@ -1,5 +1,6 @@
 """The admin merge pages through Starlette's TestClient (both backends): listing, detail, the
-undo form with its CSRF and role checks, and what the undo kept on the main profile."""
+undo form with its CSRF and role checks, what the undo kept on the main profile, and an undo
+that lost a race running again."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.users import service as users
 
-from .conftest import fields_of, ingest, make_domain, new_profile
+from .conftest import attempts, deadlock_once_on, fields_of, ingest, make_domain, new_profile
 
 PASSWORD = "long enough password"
 
@@ -120,6 +121,22 @@ def test_the_undo_shows_the_fields_it_put_back(app: Any) -> None:
     assert done.status_code == 200
     assert "Put back as before the merge" in done.text and "field LastName" in done.text
     assert "The profile was written after the merge" in done.text
+
+
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_an_undo_that_lost_a_race_runs_again(app: Any) -> None:
+    services = app.state.services
+    merge_id, main, other, _ = _merge(services)
+    deadlock_once_on(services, "merge_log")
+    with signed_in(app, "boss", "admin") as client:
+        token = csrf_of(client.get(f"/admin/merges/ident/{merge_id}").text)
+        done = client.post(
+            f"/admin/merges/ident/{merge_id}/undo", data={"csrf_token": token, "confirm": "yes"}
+        )
+    assert done.status_code == 200
+    assert "Undone" in done.text
+    assert attempts(services) == 2
+    assert fields_of(services, other) == {"EmailAddress": "ada@work.example"}
 
 
 def test_agents_cannot_see_or_undo_merges(app: Any) -> None:

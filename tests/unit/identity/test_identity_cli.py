@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from openprofiles.cli import main
 from openprofiles.identity import service
 from openprofiles.profiles import service as profiles
 
-from .conftest import fields_of, ingest, new_profile
+from .conftest import attempts, deadlock_once_on, fields_of, ingest, new_profile
 
 
 def run(settings: Any, *args: str) -> Any:
@@ -87,3 +88,21 @@ def test_unknown_merge_and_domain(settings, services, domain):
     assert missing.exit_code != 0 and "does not exist" in missing.output
     nodomain = run(settings, "list", "--domain", "nowhere")
     assert nodomain.exit_code != 0
+
+
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_an_undo_that_lost_a_race_runs_again(settings, services, domain):
+    main_id = new_profile(services, FirstName="Ada")
+    other = new_profile(services, FirstName="Bob")
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main_id, profile_ids=[other]
+        ).merge_id
+    deadlock_once_on(services, "merge_log")
+
+    undone = run(settings, "undo", "--domain", "ident", merge_id)
+    assert undone.exit_code == 0, undone.output
+    assert f"Restored {other}" in undone.output
+    assert attempts(services) == 2
+    with services.read() as tx:
+        assert profiles.resolve_profile_id(tx, domain_name="ident", profile_id=other) == other
