@@ -34,7 +34,6 @@ address for chat and email).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, text
+from sqlalchemy import and_, bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -67,6 +66,7 @@ from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type
 from openprofiles.objects.service import IN_CHUNK, find_object
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
 
 register_domain_table(contact_record)
@@ -557,7 +557,6 @@ _KEPT_INSTANCES = (
     .where(unrouted_contact_record.c.instance_arn.is_not(None))
     .distinct()
 )
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 
 
 def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
@@ -580,25 +579,9 @@ def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> 
 
 
 def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
-    """Serialise deliveries of one contact (PostgreSQL; SQLite has a single writer). The locks
-    are taken in one global order (sorted ids), so overlapping batches cannot deadlock on them."""
-    if tx.services.database.is_sqlite:
-        return
-    lock_ids = sorted(
-        {
-            int.from_bytes(
-                hashlib.sha256(b"contact\x00" + domain_name.encode() + b"\x00" + digest).digest()[
-                    :8
-                ],
-                "big",
-                signed=True,
-            )
-            for digest in digests
-        }
-    )
-    if lock_ids:
-        # executemany runs the statements one after another, in this order.
-        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
+    """Serialise deliveries of one contact (PostgreSQL; SQLite has a single writer), in one
+    global order, so overlapping batches cannot deadlock on them."""
+    take_locks(tx, (("contact", domain_name, digest) for digest in digests))
 
 
 def retry_contact_record(

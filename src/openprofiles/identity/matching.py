@@ -31,7 +31,6 @@ for the first, sees its digest, and merges.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -41,7 +40,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, tuple_
+from sqlalchemy import and_, func, select, tuple_
 
 from openprofiles.context import PinnedServices, Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
@@ -59,6 +58,7 @@ from openprofiles.identity.rule_digests import FORMAT as DIGEST_FORMAT
 from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, plan_for
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import merge_log, profile, rule_match_digest, rule_match_profile
 
 logger = logging.getLogger(__name__)
@@ -254,9 +254,6 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
             merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
 
 
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
-
-
 def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) -> None:
     """Serialise the writes that give profiles a merging digest they did not have, until they
     commit (PostgreSQL; SQLite has a single writer): the second counts the group once the first
@@ -265,23 +262,7 @@ def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) 
     would make such a write deadlock with an auto-merge that waits for its profile.) Taken after
     the profile row locks the write holds, in one global order (sorted ids); released at
     commit."""
-    if tx.services.database.is_sqlite:
-        return
-    lock_ids = sorted(
-        {
-            int.from_bytes(
-                hashlib.sha256(
-                    b"\x00".join((b"match", domain_name.encode(), str(level).encode(), digest))
-                ).digest()[:8],
-                "big",
-                signed=True,
-            )
-            for level, digest in pairs
-        }
-    )
-    if lock_ids:
-        # executemany runs the statements one after another, in this order.
-        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
+    take_locks(tx, (("match", domain_name, str(level), digest) for level, digest in pairs))
 
 
 def _choose(

@@ -27,13 +27,12 @@ merge, DeleteProfile) loses its change or has one written over its deletion.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, select, text
+from sqlalchemy import and_, bindparam, select
 
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
@@ -66,6 +65,7 @@ from openprofiles.profiles.service import (
     save_profile,
     write_profiles,
 )
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
@@ -840,28 +840,6 @@ def _expires_at(tx: Tx, object_type: ObjectType) -> datetime | None:
 
 
 def _lock(tx: Tx, domain_name: str, items: Iterable[tuple[str, str, bytes]]) -> None:
-    """Serialise concurrent ingestions that share a key or a UNIQUE value (PostgreSQL).
-
-    The locks are taken in one global order (sorted lock ids), so two transactions needing
-    overlapping sets cannot deadlock on them; they are released at commit.
-    """
-    if tx.services.database.is_sqlite:
-        return
-    lock_ids = sorted(
-        {
-            int.from_bytes(
-                hashlib.sha256(
-                    b"\x00".join((kind.encode(), domain_name.encode(), name.encode(), digest))
-                ).digest()[:8],
-                "big",
-                signed=True,
-            )
-            for kind, name, digest in items
-        }
-    )
-    if lock_ids:
-        # executemany runs the statements one after another, in this order.
-        tx.conn.execute(_ADVISORY_LOCK, [{"id": lock_id} for lock_id in lock_ids])
-
-
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+    """Serialise concurrent ingestions that share a key or a UNIQUE value (PostgreSQL): one
+    advisory lock per (kind, name, digest), in one global order, released at commit."""
+    take_locks(tx, ((kind, domain_name, name, digest) for kind, name, digest in items))

@@ -16,11 +16,10 @@ ingestion stores outlives a deletion it raced with.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,6 +36,7 @@ from openprofiles.object_types.validation import (
     validate_definition,
     validate_object_type_name,
 )
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import object_type
 from openprofiles.tags.service import delete_tags
@@ -267,12 +267,6 @@ def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
     )
 
 
-_TYPE_LOCKS = {
-    True: text("SELECT pg_advisory_xact_lock_shared(:id)"),
-    False: text("SELECT pg_advisory_xact_lock(:id)"),
-}
-
-
 def lock_object_type(tx: Tx, *, domain_name: str, name: str, shared: bool) -> None:
     """Hold the object type `name` until the transaction ends (PostgreSQL; SQLite's one writer
     serialises already): `shared` by an ingestion of it, exclusively by its deletion, so the
@@ -283,11 +277,7 @@ def lock_object_type(tx: Tx, *, domain_name: str, name: str, shared: bool) -> No
     A transaction-scoped advisory lock rather than the `object_type` row's: an implicit type
     has no row until it is first used, and many concurrent ingestions sharing a row lock would
     each write to the row."""
-    if tx.services.database.is_sqlite:
-        return
-    digest = hashlib.sha256(b"\x00".join((b"object_type", domain_name.encode(), name.encode())))
-    lock_id = int.from_bytes(digest.digest()[:8], "big", signed=True)
-    tx.conn.execute(_TYPE_LOCKS[shared], {"id": lock_id})
+    take_locks(tx, [("object_type", domain_name, name)], shared=shared)
 
 
 def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
