@@ -12,7 +12,6 @@ from starlette.routing import Route
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.identity import service as identity
-from openprofiles.store.conflicts import retrying
 from openprofiles.ui.web import UI, form_text
 
 DOMAIN_CHOICES = 100
@@ -56,14 +55,7 @@ def routes(ui: UI) -> list[Route]:
                 error="Tick the box to confirm the undo.",
                 status=400,
             )
-
-        def undo() -> None:
-            with ui.services.write() as tx:
-                identity.undo_merge(tx, domain_name=domain, merge_id=merge_id)
-
-        # An undo that lost a race with another process (PostgreSQL) runs again, as an API
-        # request would (store.conflicts), and then sees the winner's work.
-        await ui.run(lambda: retrying(undo))
+        await ui.write(lambda tx: identity.undo_merge(tx, domain_name=domain, merge_id=merge_id))
         merge = await ui.read(
             lambda tx: identity.get_merge(tx, domain_name=domain, merge_id=merge_id)
         )

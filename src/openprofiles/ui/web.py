@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openprofiles.context import Services, Tx
 from openprofiles.errors import AccessDenied, BadRequest, NotFound
+from openprofiles.store.conflicts import retrying
 from openprofiles.users import service as users
 from openprofiles.users.models import WebSession
 
@@ -82,11 +83,15 @@ class UI:
         return await run_in_threadpool(run)
 
     async def write(self, work: Callable[[Tx], T]) -> T:
+        """`work` in a write transaction, run again when it lost a race with another process
+        (PostgreSQL; store.conflicts), as an API request would be: it is one transaction, and
+        what it leaves for after the commit is dropped with a rollback."""
+
         def run() -> T:
             with self.services.write() as tx:
                 return work(tx)
 
-        return await run_in_threadpool(run)
+        return await run_in_threadpool(retrying, run)
 
     def render(
         self, request: Request, template: str, *, status: int = 200, **context: Any
