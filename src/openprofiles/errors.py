@@ -7,6 +7,19 @@ without knowing anything about HTTP.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+# The most of a value an error message quotes: enough to recognise it, never a whole record
+# (a message is shown in listings and sent on as an SQS attribute).
+SHOWN_VALUE_CHARS = 80
+
+
+def shown_value(value: Any) -> str:
+    """A value as an error message quotes it: JSON, cut short."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
 
 class ServiceError(Exception):
     """Base of every error rendered to a caller in the AWS error format."""

@@ -15,7 +15,6 @@ the record invalid like any other fault, never the batch.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from openprofiles.contacts.models import (
     ContactRecordInvalid,
     Endpoint,
 )
+from openprofiles.errors import shown_value
 from openprofiles.integrations.models import is_instance_arn
 from openprofiles.json_text import JsonTextError, has_lone_surrogate, split_json_records
 from openprofiles.normalize import normalize_phone
@@ -162,16 +162,16 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     if len(contact_id) > MAX_CONTACT_ID_CHARS:
         # Not echoed whole as the rejection's ContactId: the message shows its beginning.
         raise ContactRecordInvalid(
-            f"ContactId {_shown(contact_id)} is {len(contact_id)} characters long; the limit is "
-            f"{MAX_CONTACT_ID_CHARS}, a profile key value's (SearchProfiles, AddProfileKey), so "
-            "that the contact can be searched and linked."
+            f"ContactId {shown_value(contact_id)} is {len(contact_id)} characters long; the "
+            f"limit is {MAX_CONTACT_ID_CHARS}, a profile key value's (SearchProfiles, "
+            "AddProfileKey), so that the contact can be searched and linked."
         )
     if contact_id != contact_id.strip():
         # Rejected, not trimmed: ContactIds are compared exactly (the `_ctrContactId` key, the
         # dedupe), so " abc" would silently be another contact than "abc", and trimming would
         # store a record that says otherwise than its own ContactId.
         raise ContactRecordInvalid(
-            f"ContactId {_shown(contact_id)} begins or ends with white space; a ContactId is "
+            f"ContactId {shown_value(contact_id)} begins or ends with white space; a ContactId is "
             "matched exactly, so send it without the white space.",
             contact_id,
         )
@@ -182,7 +182,7 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
         )
     if not isinstance(instance_arn, str) or not is_instance_arn(instance_arn.strip()):
         raise ContactRecordInvalid(
-            f"InstanceARN {_shown(instance_arn)} is not a contact-centre instance ARN "
+            f"InstanceARN {shown_value(instance_arn)} is not a contact-centre instance ARN "
             "(arn:aws:connect:REGION:ACCOUNT:instance/ID).",
             contact_id,
         )
@@ -190,7 +190,8 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     # The type first: a list or an object is not hashable, so not even a set member test.
     if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         raise ContactRecordInvalid(
-            f"Channel {_shown(channel)} is not one of {', '.join(sorted(CHANNELS))}.", contact_id
+            f"Channel {shown_value(channel)} is not one of {', '.join(sorted(CHANNELS))}.",
+            contact_id,
         )
     return ContactRecord(
         contact_id=contact_id,
@@ -204,12 +205,6 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     )
 
 
-def _shown(value: Any) -> str:
-    """A field's value for a message: JSON, cut short (a wrong-typed field may be large)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
     if value is None:
         return None
@@ -220,7 +215,7 @@ def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
     address, kind = value.get("Address"), value.get("Type")
     if not isinstance(kind, str) or kind not in ENDPOINT_TYPES:
         raise ContactRecordInvalid(
-            f"CustomerEndpoint.Type {_shown(kind)} is not one of "
+            f"CustomerEndpoint.Type {shown_value(kind)} is not one of "
             f"{', '.join(sorted(ENDPOINT_TYPES))}.",
             contact_id,
         )
@@ -301,6 +296,6 @@ def parse_timestamp(value: str, name: str, contact_id: str | None = None) -> dat
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ContactRecordInvalid(
-            f"{name} {_shown(value)} is not an ISO 8601 timestamp (yyyy-mm-ddThh:mm:ssZ).",
+            f"{name} {shown_value(value)} is not an ISO 8601 timestamp (yyyy-mm-ddThh:mm:ssZ).",
             contact_id,
         ) from None

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from openprofiles.errors import shown_value
 from openprofiles.ingest.handlebars import TemplateError, is_template, render
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import FieldDefinition, ObjectType, key_content_type_of
@@ -81,7 +82,9 @@ def map_object(
         text = _text(raw)
         field_values[name] = text
         if field.content_type is ContentType.NUMBER and text and not _is_number(text):
-            raise MappingError(f"Field {name}: {text!r} is not a number (ContentType NUMBER).")
+            raise MappingError(
+                f"Field {name}: {shown_value(text)} is not a number (ContentType NUMBER)."
+            )
         if field.target == SOURCE_LAST_UPDATED_TARGET:
             if text:
                 source_last_updated = parse_source_timestamp(
@@ -356,12 +359,13 @@ def parse_source_timestamp(value: str, fmt: str, *, field_name: str = "") -> dat
             return datetime.fromtimestamp(float(millis / 1000), UTC)
         except (InvalidOperation, ValueError, OverflowError):
             raise MappingError(
-                f"{label}{value!r} is not a time in milliseconds since the epoch (EpochMilli)."
+                f"{label}{shown_value(value)} is not a time in milliseconds since the epoch "
+                "(EpochMilli)."
             ) from None
     try:
         parsed = datetime.strptime(value.strip(), java_format_to_strptime(fmt))
     except ValueError:
         raise MappingError(
-            f"{label}{value!r} does not match SourceLastUpdatedTimestampFormat {fmt!r}."
+            f"{label}{shown_value(value)} does not match SourceLastUpdatedTimestampFormat {fmt!r}."
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -216,6 +216,10 @@ def test_number_fields_must_hold_numbers():
     assert map_object(object_type, {"id": "1234.0"}, phone_region="US").keys[0].normalised == "1234"
     with pytest.raises(MappingError, match="is not a number"):
         map_object(object_type, {"id": "abc"}, phone_region="US")
+    # A reason is listed (dlq list) and sent on (SQS): it quotes the value's beginning only.
+    with pytest.raises(MappingError) as exc:
+        map_object(object_type, {"id": "x" * 250_000}, phone_region="US")
+    assert exc.value.message == f'Field id: "{"x" * 76}... is not a number (ContentType NUMBER).'
 
 
 def test_standard_objects_and_predefined_key_types():
