@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from tests.support.backends import postgres_schema_url
 from tests.support.lock_waits import second_writer_meets_first
 
@@ -18,6 +19,7 @@ from openprofiles.domains.handlers import create_domain
 from openprofiles.identity.service import merge_profiles
 from openprofiles.profiles import service
 from openprofiles.settings import Settings
+from openprofiles.store.schema import profile
 
 pytestmark = pytest.mark.postgres
 
@@ -103,3 +105,40 @@ def test_a_key_deleted_from_a_profile_being_merged_away_goes_from_the_survivor(
     outcome = second_writer_meets_first(pg, _merge(main, dup), delete)
     assert outcome is None
     assert "loyaltyId" not in _keys(pg, main)
+
+
+def test_a_writer_that_locked_a_profile_second_reads_what_the_first_wrote(pg: Services) -> None:
+    ada = _create(pg, FirstName="Ada")
+
+    def first(tx: Tx) -> None:
+        service.lock_profiles(tx, domain_name=D, profile_ids=[ada])
+        record = service.get_profile(tx, domain_name=D, profile_id=ada)
+        record.fields["FirstName"] = "Augusta"
+        service.save_profile(tx, domain_name=D, record=record)
+
+    def second() -> str:
+        with pg.write() as tx:
+            service.lock_profiles(tx, domain_name=D, profile_ids=[ada])
+            return str(service.get_profile(tx, domain_name=D, profile_id=ada).fields["FirstName"])
+
+    assert second_writer_meets_first(pg, first, second) == "Augusta"
+
+
+def test_a_profile_merged_away_while_its_lock_was_awaited_leads_to_the_survivor(
+    pg: Services,
+) -> None:
+    ada, augusta = _create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")
+
+    def first(tx: Tx) -> None:
+        service.lock_profiles(tx, domain_name=D, profile_ids=[ada, augusta])
+        tx.conn.execute(
+            update(profile)
+            .where(profile.c.domain_name == D, profile.c.profile_id == ada)
+            .values(merged_into=augusta)
+        )
+
+    def second() -> str | None:
+        with pg.write() as tx:
+            return service.lock_live_profile(tx, domain_name=D, profile_id=ada)
+
+    assert second_writer_meets_first(pg, first, second) == augusta
