@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import unquote_plus
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -263,12 +264,83 @@ def test_customer_data_is_escaped(
     page.goto(f"{live_server.url}/agent/domains/{agent_domain}/profiles/{profile_id}")
     expect(page.get_by_role("heading", level=1)).to_have_text(hostile)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.content()
-    page.goto(f"{live_server.url}/agent/domains/{agent_domain}?q=XSS-1&key=_account")
+    page.goto(f"{live_server.url}/agent/domains/{agent_domain}")
+    page.get_by_label("Search customers").fill("XSS-1")
+    page.get_by_label("Search by").select_option("_account")
+    page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("link", name=hostile)).to_be_visible()
     page.goto(f"{live_server.url}/agent/domains/{agent_domain}/profiles/{profile_id}/edit")
     expect(page.get_by_label("First name")).to_have_value(hostile)
-    page.goto(f"{live_server.url}/agent/domains/{agent_domain}?q={hostile}")
+    page.goto(f"{live_server.url}/agent/domains/{agent_domain}")
+    page.get_by_label("Search customers").fill(hostile)
+    page.get_by_role("button", name="Search").click()
+    expect(
+        page.get_by_role("heading", name=re.compile("result|No customer found"))
+    ).to_contain_text(hostile)
     assert dialogs == []
+
+
+def _shows(address: str, value: str) -> bool:
+    """Whether an address holds the value, as written or encoded (once or more)."""
+    seen = address
+    while True:
+        if value.lower() in seen.lower():
+            return True
+        plain = unquote_plus(seen)
+        if plain == seen:
+            return False
+        seen = plain
+
+
+def test_searched_email_stays_out_of_addresses_and_history(
+    page: Page, live_server: LiveServer, web_users: WebUsers, agent_domain: str
+) -> None:
+    found_email = f"ines.{uuid.uuid4().hex[:6]}@example.com"
+    missing_email = f"nadia.{uuid.uuid4().hex[:6]}@example.com"
+    live_server.client().create_profile(
+        DomainName=agent_domain, FirstName="Ines", LastName="Moreau", EmailAddress=found_email
+    )
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    sign_in(page, live_server, web_users.agent)
+    page.goto(f"{live_server.url}/agent/domains/{agent_domain}")
+
+    page.get_by_label("Search customers").fill(found_email)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("link", name="Ines Moreau")).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("1 result"))).to_contain_text("_email")
+    assert not _shows(page.url, found_email), page.url
+    # The search box still shows what was searched.
+    expect(page.get_by_label("Search customers")).to_have_value(found_email)
+
+    page.get_by_label("Search customers").fill(missing_email)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+    assert not _shows(page.url, missing_email), page.url
+    page.get_by_role("link", name="create a profile").click()
+    expect(page.get_by_label("Email address", exact=True)).to_have_value(missing_email)
+    assert not _shows(page.url, missing_email), page.url
+
+    # Back and forward show the results again, without resending a form.
+    page.go_back()
+    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+    page.go_back()
+    expect(page.get_by_role("link", name="Ines Moreau")).to_be_visible()
+    page.go_forward()
+    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+
+    history = page.context.new_cdp_session(page).send("Page.getNavigationHistory")
+    entries = history["entries"]
+    assert len(entries) >= 4
+    for entry in entries:
+        for email in (found_email, missing_email):
+            assert not _shows(entry["url"], email), entry["url"]
+            assert email not in entry["title"], entry["title"]
+    # Nor in any address the browser asked for (what an access log or a proxy records).
+    assert requested
+    for url in requested:
+        for email in (found_email, missing_email):
+            assert not _shows(url, email), url
 
 
 def test_screen_pop_opens_the_linked_profile(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -18,6 +17,7 @@ from openprofiles.users import service as users
 from openprofiles.users.models import ROLES
 
 DOMAIN_PAGE = 100
+CREATED_USER_SCOPE = "ui/user-created"
 
 
 def routes(ui: UI) -> list[Route]:
@@ -104,7 +104,12 @@ def routes(ui: UI) -> list[Route]:
 
     @ui.page("admin")
     async def user_list(request: Request) -> Response:
-        return await render_users(request, created=request.query_params.get("created", ""))
+        token = request.query_params.get("created", "")
+        try:
+            created = ui.services.tokens.decode(CREATED_USER_SCOPE, token)["u"] if token else ""
+        except BadRequest:
+            created = ""  # only a notice: a changed or old address shows the list without it
+        return await render_users(request, created=created)
 
     @ui.page("admin")
     async def user_create(request: Request) -> Response:
@@ -133,9 +138,9 @@ def routes(ui: UI) -> list[Route]:
                 errors["username"] = exc.message
         if errors:
             return await render_users(request, values=values, errors=errors)
-        return RedirectResponse(
-            f"/admin/users?created={quote(values['username'], safe='')}", status_code=303
-        )
+        # A username may be a person's name or email: the address carries it sealed.
+        token = ui.services.tokens.encode(CREATED_USER_SCOPE, {"u": values["username"]})
+        return RedirectResponse(f"/admin/users?created={token}", status_code=303)
 
     return [
         Route("/admin/", admin_home, methods=["GET"]),

@@ -1,11 +1,18 @@
 """The agent workspace: choose a domain, search profiles, read a profile (with its contact
 history and other objects), create and edit profiles,
-and the screen-pop address that opens the profile linked to a live contact."""
+and the screen-pop address that opens the profile linked to a live contact.
+
+What an agent searches for (a phone number, an email, a name) never appears in an address:
+access logs, proxies and the browser's history keep addresses. The search form is posted,
+and its results, their pages and the "create a profile" link that follows a search carry the
+search sealed (services.tokens, scoped to the page and the domain), like API NextTokens.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,17 +20,109 @@ from starlette.routing import Route
 
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
-from openprofiles.errors import NotFound
+from openprofiles.errors import BadRequest, NotFound
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import history
 from openprofiles.ui import profile_form as pf
-from openprofiles.ui.web import UI
+from openprofiles.ui.web import UI, form_text
 
 SEARCH_PAGE = 20
 CONTACT_KEY = "_ctrContactId"
 MAX_SEARCH_TEXT = 255
 KEY_VALUES_SHOWN = 5
+SEARCH_SCOPE = "ui/agent-search"
+INVALID_SEARCH = (
+    "This search address is not valid: it was changed, is for another domain, or is more than "
+    "a day old. Search again."
+)
+# Profile ids (the search's cursor) are 32 hex digits.
+LONGEST_CURSOR = "f" * 32
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search as the agent typed it, and the page of its results (after a profile id)."""
+
+    text: str = ""
+    key: str = "auto"
+    custom_key: str = ""
+    after: str | None = None
+
+    def problem(self) -> str:
+        """What is wrong with the search, or ""."""
+        if len(self.text) > MAX_SEARCH_TEXT:
+            return f"Search for at most {MAX_SEARCH_TEXT} characters."
+        if self.key == "custom" and not self.custom_key:
+            return "Enter the name of the key to search, e.g. _ctrContactId."
+        return ""
+
+    def keys(self) -> list[str]:
+        """The keys to try, in order."""
+        if self.key == "custom":
+            return [self.custom_key] if self.custom_key else []
+        if self.key == "auto":
+            return pf.search_keys_for(self.text)
+        return [self.key]
+
+    def first_page(self) -> SearchRequest:
+        return replace(self, after=None)
+
+    def page_after(self, cursor: str | None) -> SearchRequest:
+        return replace(self, after=cursor)
+
+    def state(self) -> dict[str, str]:
+        state = {"q": self.text, "k": self.key, "c": self.custom_key, "a": self.after or ""}
+        return {k: v for k, v in state.items() if v}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SearchRequest:
+        values = {k: state.get(k, "") for k in ("q", "k", "c", "a")}
+        if not all(isinstance(v, str) for v in values.values()):
+            raise BadRequest(INVALID_SEARCH)
+        return cls(values["q"], values["k"] or "auto", values["c"], values["a"] or None)
+
+
+def _search_scope(domain_name: str) -> str:
+    # The domain is part of the scope: a token of one domain's search opens no other's.
+    return f"{SEARCH_SCOPE}\x00{domain_name}"
+
+
+def seal_search(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
+    return ui.services.tokens.encode(_search_scope(domain_name), wanted.state())
+
+
+def open_search(ui: UI, domain_name: str, token: str) -> SearchRequest:
+    """The search a token carries; BadRequest when it was changed, is another domain's (or
+    not a search's), or is older than the codec accepts."""
+    try:
+        state = ui.services.tokens.decode(_search_scope(domain_name), token)
+    except BadRequest:
+        raise BadRequest(INVALID_SEARCH) from None
+    return SearchRequest.from_state(state)
+
+
+def search_fits(ui: UI, domain_name: str, wanted: SearchRequest) -> bool:
+    """Whether the search, on any of its pages, fits in a token (a token is at most 1024
+    characters; text in some scripts takes 6 bytes a character once sealed)."""
+    try:
+        seal_search(ui, domain_name, wanted.page_after(LONGEST_CURSOR))
+    except ValueError:
+        return False
+    return True
+
+
+def search_url(ui: UI, domain_name: str, wanted: SearchRequest | None = None) -> str:
+    url = f"/agent/domains/{quote(domain_name, safe='')}"
+    return url + ("?s=" + seal_search(ui, domain_name, wanted) if wanted else "")
+
+
+def new_profile_url(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
+    """The creation form, filled in with what was searched for."""
+    return (
+        f"/agent/domains/{quote(domain_name, safe='')}/profiles/new"
+        f"?s={seal_search(ui, domain_name, wanted.first_page())}"
+    )
 
 
 def profile_url(domain_name: str, profile_id: str) -> str:
@@ -53,67 +152,110 @@ def routes(ui: UI) -> list[Route]:
             return RedirectResponse(f"/agent/domains/{quote(names[0], safe='')}", 303)
         return ui.render(request, "agent/home.html", domains=names)
 
-    @ui.page("agent")
-    async def search(request: Request) -> Response:
-        name = request.path_params["domain"]
-        await require_domain(name)
-        params = request.query_params
-        text = (params.get("q") or "").strip()
-        key = (params.get("key") or "auto").strip()
-        custom_key = (params.get("custom_key") or "").strip()
-        after = params.get("after") or None
-        error = ""
-        results: list[tuple[ProfileRecord, list[KeyMatch]]] = []
-        cursor: str | None = None
-        used_key = ""
-        searched = bool(text)
-        if searched:
-            if len(text) > MAX_SEARCH_TEXT:
-                error = f"Search for at most {MAX_SEARCH_TEXT} characters."
-                keys: list[str] = []
-            elif key == "custom":
-                keys = [custom_key] if custom_key else []
-                if not custom_key:
-                    error = "Enter the name of the key to search, e.g. _ctrContactId."
-            elif key == "auto":
-                keys = pf.search_keys_for(text)
-            else:
-                keys = [key]
-            for key_name in keys:
-                value = text.lower() if key_name == "_profileId" else text
-
-                def run(tx: Tx, key_name: str = key_name, value: str = value) -> Any:
-                    return profiles.search_profiles(
-                        tx,
-                        domain_name=name,
-                        criteria=[profiles.SearchCriterion(key_name, (value,))],
-                        limit=SEARCH_PAGE,
-                        after=after,
-                    )
-
-                results, cursor = await ui.read(run)
-                used_key = key_name
-                if results:
-                    break
-        next_url = ""
-        if cursor:
-            next_url = "?" + urlencode(
-                {"q": text, "key": key, "custom_key": custom_key, "after": cursor}
-            )
+    def render_search(
+        request: Request,
+        name: str,
+        wanted: SearchRequest,
+        *,
+        error: str = "",
+        results: list[tuple[ProfileRecord, list[KeyMatch]]] | None = None,
+        used_key: str = "",
+        cursor: str | None = None,
+    ) -> Response:
+        searched = bool(wanted.text) and not error
+        first = wanted.first_page()
         return ui.render(
             request,
             "agent/search.html",
+            status=400 if error else 200,
             domain_name=name,
-            q=text,
-            key=key,
-            custom_key=custom_key,
+            q=wanted.text,
+            key=wanted.key,
+            custom_key=wanted.custom_key,
             keys=pf.PREDEFINED_SEARCH_KEYS,
             searched=searched,
             error=error,
             used_key=used_key,
-            results=[(rec, matches, display_name(rec)) for rec, matches in results],
-            next_url=next_url,
-            paged=after is not None,
+            results=[(rec, matches, display_name(rec)) for rec, matches in results or []],
+            first_url=search_url(ui, name, first) if searched and wanted.after else "",
+            next_url=search_url(ui, name, first.page_after(cursor)) if searched and cursor else "",
+            new_url=new_profile_url(ui, name, first) if searched else "",
+        )
+
+    def submit(request: Request, name: str, wanted: SearchRequest) -> Response:
+        """A search as typed: its results are at an address that carries it sealed."""
+        if not wanted.text:
+            return RedirectResponse(search_url(ui, name), 303)
+        if error := wanted.problem():
+            return render_search(request, name, wanted, error=error)
+        if not search_fits(ui, name, wanted):
+            return render_search(
+                request, name, wanted, error="This search is too long; shorten it and try again."
+            )
+        return RedirectResponse(search_url(ui, name, wanted), 303)
+
+    @ui.page("agent")
+    async def search(request: Request) -> Response:
+        name = request.path_params["domain"]
+        await require_domain(name)
+        if request.method == "POST":
+            form = request.state.form
+            return submit(
+                request,
+                name,
+                SearchRequest(
+                    form_text(form, "q"),
+                    form_text(form, "key") or "auto",
+                    form_text(form, "custom_key"),
+                ),
+            )
+        params = request.query_params
+        if "q" in params:
+            # An address from before searches were sealed: the value is in this one request
+            # only, not in the results' address, their pages or the history.
+            return submit(
+                request,
+                name,
+                SearchRequest(
+                    (params.get("q") or "").strip(),
+                    (params.get("key") or "auto").strip(),
+                    (params.get("custom_key") or "").strip(),
+                ),
+            )
+        if "s" not in params:
+            return render_search(request, name, SearchRequest())
+        try:
+            wanted = open_search(ui, name, params["s"])
+        except BadRequest as exc:
+            return render_search(request, name, SearchRequest(), error=exc.message)
+        results: list[tuple[ProfileRecord, list[KeyMatch]]] = []
+        cursor: str | None = None
+        used_key = ""
+        error = wanted.problem()
+        for key_name in [] if error else wanted.keys():
+            value = wanted.text.lower() if key_name == "_profileId" else wanted.text
+
+            def run(tx: Tx, key_name: str = key_name, value: str = value) -> Any:
+                return profiles.search_profiles(
+                    tx,
+                    domain_name=name,
+                    criteria=[profiles.SearchCriterion(key_name, (value,))],
+                    limit=SEARCH_PAGE,
+                    after=wanted.after,
+                )
+
+            results, cursor = await ui.read(run)
+            used_key = key_name
+            if results:
+                break
+        return render_search(
+            request,
+            name,
+            wanted,
+            error=error,
+            results=results,
+            used_key=used_key,
+            cursor=cursor,
         )
 
     @ui.page("agent")
@@ -226,7 +368,8 @@ def routes(ui: UI) -> list[Route]:
         if request.method == "GET":
             values = pf.values_from_profile({})
             # Coming from a search with no result: start with what was searched for.
-            prefill = request.query_params.get("q", "").strip()
+            token = request.query_params.get("s")
+            prefill = open_search(ui, name, token).text if token is not None else ""
             keys = pf.search_keys_for(prefill) if prefill else []
             if keys and keys[0] == "_phone":
                 values["PhoneNumber"] = prefill
@@ -313,7 +456,7 @@ def routes(ui: UI) -> list[Route]:
     return [
         Route("/agent/", agent_home, methods=["GET"]),
         Route("/agent/contacts/{contact_id}", contact_pop, methods=["GET"]),
-        Route("/agent/domains/{domain}", search, methods=["GET"]),
+        Route("/agent/domains/{domain}", search, methods=["GET", "POST"]),
         Route("/agent/domains/{domain}/profiles/new", create_profile, methods=["GET", "POST"]),
         Route(
             "/agent/domains/{domain}/profiles/{profile_id}/edit",

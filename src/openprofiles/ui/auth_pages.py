@@ -14,7 +14,6 @@ from openprofiles.ui.web import (
     csrf_ok,
     form_text,
     new_signin_token,
-    safe_next,
     set_cookie,
 )
 from openprofiles.users import service as users
@@ -46,6 +45,7 @@ def routes(ui: UI) -> list[Route]:
             username=username,
             error=error,
             next=request.query_params.get("next", ""),
+            next_query=request.query_params.get("next_query", ""),
         )
         set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
         return response
@@ -81,7 +81,8 @@ def routes(ui: UI) -> list[Route]:
             )
         default = "/admin/" if created.session.role == "admin" else "/agent/"
         response = RedirectResponse(
-            safe_next(form_text(form, "next") or None, default), status_code=303
+            ui.after_sign_in(form_text(form, "next"), form_text(form, "next_query"), default),
+            status_code=303,
         )
         set_cookie(
             request,

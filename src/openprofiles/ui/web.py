@@ -5,6 +5,10 @@ Sessions live on the server (users.service); the browser keeps only a random tok
 HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https. Every form of a
 session carries the session's CSRF token in a hidden field; a POST without the right one is
 refused before the page's code runs.
+
+Addresses end up in access logs and the browser's history, so no page puts a personal value in
+one: a page that needs one in its address carries it sealed (services.tokens), and the sign-in
+page keeps only the path of the page to return to, its query sealed to that path.
 """
 
 from __future__ import annotations
@@ -120,6 +124,33 @@ class UI:
             return None
         return await self.read(lambda tx: users.get_session(tx, token=token))
 
+    def sign_in_url(self, request: Request) -> str:
+        """The sign-in page, to come back to `request` after. The path is kept as it is; the
+        query, which may hold personal values (e.g. an old search address), only sealed to
+        that path (in `next_query`)."""
+        path = request.url.path
+        url = f"/ui/sign-in?next={quote(path, safe='')}"
+        if request.url.query:
+            try:
+                sealed = self.services.tokens.encode(_next_scope(path), {"q": request.url.query})
+            except ValueError:
+                return url  # too long to seal: back to the page without its query
+            url += f"&next_query={sealed}"
+        return url
+
+    def after_sign_in(self, next_path: str, next_query: str, default: str) -> str:
+        """Where sign-in leads: the local path `next_path` (any query of its own dropped) with
+        the query sealed to it by sign_in_url, else `default`."""
+        path = safe_next(next_path or None, default).partition("?")[0].partition("#")[0]
+        if not next_query:
+            return path
+        try:
+            state = self.services.tokens.decode(_next_scope(path), next_query)
+        except BadRequest:
+            return path  # changed, too old, or another page's: the page without its query
+        query = state.get("q")
+        return f"{path}?{query}" if isinstance(query, str) and query else path
+
     def page(self, role: str = "agent") -> Callable[[Endpoint], Endpoint]:
         """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
         on POST (the parsed form is then in request.state.form), and service errors shown as
@@ -129,12 +160,7 @@ class UI:
             async def guarded(request: Request) -> Response:
                 session = await self.load_session(request)
                 if session is None:
-                    target = request.url.path
-                    if request.url.query:
-                        target += "?" + request.url.query
-                    return RedirectResponse(
-                        f"/ui/sign-in?next={quote(target, safe='')}", status_code=303
-                    )
+                    return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
                 if role == "admin" and session.role != "admin":
                     return self.error_page(
@@ -168,6 +194,10 @@ class UI:
             return guarded
 
         return wrap
+
+
+def _next_scope(path: str) -> str:
+    return f"ui/sign-in-next\x00{path}"
 
 
 def csrf_ok(form: FormData, expected: str) -> bool:

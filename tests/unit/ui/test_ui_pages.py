@@ -175,8 +175,15 @@ def test_profile_form_validates_and_escapes(admin: TestClient) -> None:
     profile_page = admin.get(response.headers["location"])
     assert hostile not in profile_page.text
     assert "default-src 'none'" in profile_page.headers["content-security-policy"]
-    search = admin.get("/agent/domains/acme", params={"q": hostile})
+    search_page = admin.get("/agent/domains/acme")
+    found = admin.post(
+        "/agent/domains/acme", data={"csrf_token": csrf_of(search_page.text), "q": hostile}
+    )
+    assert found.status_code == 303
+    search = admin.get(found.headers["location"])
+    assert search.status_code == 200
     assert hostile not in search.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in search.text
 
 
 def test_unknown_domain_and_profile_are_friendly_404s(admin: TestClient) -> None:
