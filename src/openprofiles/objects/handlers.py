@@ -21,6 +21,7 @@ of the request, with nothing written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ from openprofiles.contacts.history import (
     list_contact_objects,
 )
 from openprofiles.context import RequestContext
-from openprofiles.dlq.sinks import dead_letter
+from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
 from openprofiles.normalize import ContentType, normalize
@@ -85,22 +86,31 @@ def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         return {"ProfileObjectUniqueKey": result.profile_object_unique_key}
     except IngestRejected as exc:
         rejection = exc
-    return {"ProfileObjectUniqueKey": _dead_letter(ctx, domain_name, type_name, raw, rejection)}
+    (letter_id,) = _dead_letters(ctx, domain_name, type_name, [(raw, rejection)])
+    return {"ProfileObjectUniqueKey": letter_id}
 
 
-def _dead_letter(
-    ctx: RequestContext, domain_name: str, type_name: str, raw: str, rejection: IngestRejected
-) -> str:
-    """Keep a rejected record in the dead-letter queue, in a transaction of its own after the
-    request's (nothing of the record was written); its letter's id."""
-    return dead_letter(
-        ctx.services,
-        domain_name=domain_name,
-        object_type_name=type_name,
-        object_json=raw,
-        reason=rejection.reason,
-        category=rejection.category,
-    ).message_id
+def _dead_letters(
+    ctx: RequestContext,
+    domain_name: str,
+    type_name: str,
+    rejected: Sequence[tuple[str, IngestRejected]],
+) -> list[str]:
+    """Keep rejected records (submitted text, why) in the dead-letter queue, in one transaction
+    after the request's (nothing of them was written), so their SQS sends go in batches and an
+    unreachable queue costs its timeouts once; their letters' ids."""
+    with ctx.write() as tx:
+        return [
+            dead_letter_in(
+                tx,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                object_json=raw,
+                reason=rejection.reason,
+                category=rejection.category,
+            ).message_id
+            for raw, rejection in rejected
+        ]
 
 
 def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -134,14 +144,18 @@ def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dic
             else []
         )
     keys: dict[str, str] = {}
+    rejected: list[tuple[str, str, IngestRejected]] = []
     for (item_id, _, raw), outcome in zip(parsed, outcomes, strict=True):
         if isinstance(outcome, IngestRejected):
-            letter_id = _dead_letter(ctx, domain_name, type_name, raw, outcome)
+            rejected.append((item_id, raw, outcome))
+        else:
+            keys[item_id] = outcome.profile_object_unique_key
+    if rejected:
+        letter_ids = _dead_letters(ctx, domain_name, type_name, [(r, o) for _, r, o in rejected])
+        for (item_id, _, outcome), letter_id in zip(rejected, letter_ids, strict=True):
             failed[item_id] = (
                 f"{outcome.reason} The record is kept in the dead-letter queue as {letter_id}."
             )
-        else:
-            keys[item_id] = outcome.profile_object_unique_key
     return {
         "Successful": [{"Id": i, "ProfileObjectUniqueKey": keys[i]} for i in ids if i in keys],
         "Failed": [
