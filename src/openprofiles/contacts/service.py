@@ -63,7 +63,7 @@ from openprofiles.integrations.service import associate_instance, find_instance_
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
-from openprofiles.object_types.service import get_object_type
+from openprofiles.object_types.service import get_object_type, on_object_type_deleted
 from openprofiles.objects.service import IN_CHUNK, find_object
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
 from openprofiles.store.advisory import take_locks
@@ -584,6 +584,22 @@ def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
     take_locks(tx, (("contact", domain_name, digest) for digest in digests))
 
 
+def _forget_deliveries(tx: Tx, domain_name: str, object_type_name: str) -> None:
+    """A deleted object type's contact records are gone: forget which versions were applied,
+    or a contact delivered again (a stream replayed after the type is set up again) would be
+    taken for a repeat and answered Accepted while nothing is stored."""
+    tx.conn.execute(
+        delete(contact_record).where(
+            contact_record.c.domain_name == domain_name,
+            contact_record.c.object_type_name == object_type_name,
+        )
+    )
+
+
+if _forget_deliveries not in on_object_type_deleted:
+    on_object_type_deleted.append(_forget_deliveries)
+
+
 def retry_contact_record(
     tx: Tx, *, domain_name: str, object_type_name: str, raw: str
 ) -> Applied | IngestRejected:
@@ -601,6 +617,11 @@ def retry_contact_record(
         record = parse_contact_record(parsed, raw)
     except ContactRecordInvalid as exc:
         return IngestRejected(exc.reason, "invalid_value")
+    target = find_instance_integration(tx, instance_arn=record.instance_arn)
+    if target is not None and target.domain_name == domain_name and target.disabled_reason:
+        # Still disabled (DeleteProfileObjectType): a retry would bring in, and define again
+        # as an implicit type, what the deletion stopped. The letter waits for the setup.
+        return IngestRejected(target.disabled_reason, "invalid_value")
     (outcome,) = _apply_as(tx, domain_name, object_type_name, [record])
     if isinstance(outcome, _Failed):
         return IngestRejected(outcome.reason, outcome.category)

@@ -55,6 +55,7 @@ from openprofiles.object_types.service import (
     on_object_type_deleted,
     on_object_type_put,
 )
+from openprofiles.object_types.templates import find_template
 from openprofiles.store.schema import integration
 from openprofiles.tags.service import delete_tags, put_tags
 
@@ -88,13 +89,23 @@ def _record(row: Any) -> Integration:
         flow_name=row.flow_name,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        disabled_reason=(
-            f"The integration {row.uri} is disabled: its object type {deleted_type} was deleted "
-            f"(DeleteProfileObjectType). Define {deleted_type} again (PutProfileObjectType) or "
-            "put the integration again (PutIntegration) to enable it."
-            if deleted_type
-            else None
-        ),
+        disabled_reason=_disabled_reason(row.uri, deleted_type) if deleted_type else None,
+    )
+
+
+def _disabled_reason(uri: str, deleted_type: str) -> str:
+    # Putting the integration again enables it only where the type exists without a
+    # definition (an implicit, template-named type such as CTR); PutIntegration refuses a
+    # custom type that is not defined.
+    again = (
+        " or put the integration again (PutIntegration)"
+        if find_template(deleted_type) is not None
+        else ""
+    )
+    return (
+        f"The integration {uri} is disabled: its object type {deleted_type} was deleted "
+        f"(DeleteProfileObjectType). Define {deleted_type} again (PutProfileObjectType){again} "
+        "to enable it."
     )
 
 

@@ -148,7 +148,8 @@ def test_a_contact_record_whose_type_is_still_gone_stays(services: Services, dom
 
     [letter] = letters(services)
     assert outcome.failed == [letter.message_id]
-    assert "does not exist" in letter.reason and letter.attempts == 2
+    # The integration is disabled until the type is defined again, and the reason says so.
+    assert "object type Contacts was deleted" in letter.reason and letter.attempts == 2
 
 
 def test_a_record_without_contact_id_stays_dead_lettered(services: Services, domain: str) -> None:
