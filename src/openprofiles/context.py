@@ -9,6 +9,7 @@ transaction has committed; a rolled-back transaction drops it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -16,10 +17,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from openprofiles.blocking import avoid_blocking, loop_request
+from openprofiles.errors import InternalServer
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database, PinnedConnection
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
@@ -59,15 +64,36 @@ class PinnedServices:
         return _transaction(self.services, self.connection.write())
 
 
+class CommitOutcomeUnknown(InternalServer):
+    """The connection to the database was lost while the transaction committed: it may have
+    been applied or not. Never run again on its own (store.conflicts): a repeat could apply it
+    twice."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The connection to the database was lost while the request was being committed; it "
+            "may or may not have been applied. Check before sending it again."
+        )
+
+
 @contextmanager
 def _transaction(
     services: Services, connection: AbstractContextManager[Connection]
 ) -> Iterator[Tx]:
     # An exception in the block rolls back and propagates out of the `with`, so the queued
     # actions below run only after a successful commit.
-    with connection as conn:
-        tx = Tx(conn=conn, services=services)
-        yield tx
+    committing = False
+    try:
+        with connection as conn:
+            tx = Tx(conn=conn, services=services)
+            yield tx
+            committing = True
+    except DBAPIError as exc:
+        if committing and exc.connection_invalidated:
+            # The type and traceback for the operator (logging_setup withholds the message).
+            logger.error("connection lost while committing: %s", type(exc).__name__, exc_info=exc)
+            raise CommitOutcomeUnknown() from exc
+        raise
     tx.run_after_commit()
 
 

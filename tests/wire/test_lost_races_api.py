@@ -162,3 +162,31 @@ def test_the_contact_feeds_answer_a_database_failure_in_the_aws_format(
         assert response.headers["x-amzn-ErrorType"] == "InternalServerException"
         assert response.json()["Message"].startswith("An internal error occurred")
         assert response.headers["x-amzn-RequestId"] in response.json()["Message"]
+
+
+@pytest.mark.parametrize("live_server", ["postgres"], indirect=True)
+def test_a_connection_lost_while_committing_is_not_run_again(live_server: Any, domain: str) -> None:
+    """The commit may have been applied: running the request again could apply it twice
+    (a second profile). A deferred trigger ends the server's own connection during COMMIT."""
+    _ddl(
+        live_server,
+        "CREATE SEQUENCE commit_attempts",
+        "CREATE FUNCTION drop_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM nextval('commit_attempts'); PERFORM pg_terminate_backend(pg_backend_pid()); "
+        "RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER drop_at_commit AFTER INSERT ON profile "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_at_commit()",
+    )
+    try:
+        with pytest.raises(ClientError) as exc:
+            _client(live_server).create_profile(DomainName=domain, FirstName="Ada")
+        assert exc.value.response["Error"]["Code"] == "InternalServerException"
+        assert "may or may not have been applied" in exc.value.response["Error"]["Message"]
+        assert _scalar(live_server, "SELECT last_value FROM commit_attempts") == 1
+    finally:
+        _ddl(
+            live_server,
+            "DROP TRIGGER drop_at_commit ON profile",
+            "DROP FUNCTION drop_at_commit()",
+            "DROP SEQUENCE commit_attempts",
+        )

@@ -3,15 +3,17 @@
 On PostgreSQL (READ COMMITTED, several server processes) a write can fail because of another
 transaction: a deadlock (SQLSTATE 40P01), a serialization failure (40001), a row it relied on
 deleted meanwhile (a foreign key, 23503) or inserted meanwhile (a unique key, 23505); or its
-connection was dropped (the pool invalidates it). Run again, it starts from the other's
-committed work and decides afresh, so the caller never sees the race. Code that notices such a
-race itself (a profile it locked is gone or merged since it was found) raises
-`ConcurrentChange`.
+connection was dropped (the pool invalidates it) before it committed. Run again, it starts from
+the other's committed work and decides afresh, so the caller never sees the race. Code that
+notices such a race itself (a profile it locked is gone or merged since it was found) raises
+`ConcurrentChange`. A connection lost during the COMMIT leaves the outcome unknown: that is
+context.CommitOutcomeUnknown, never run again.
 
-SQLite has one writer, so none of the races happen there: only BUSY/LOCKED (a writer outside
-the writer lock, past the busy timeout) is run again. Any other database error (a missing
-table, a full disk, an integrity error on SQLite) is no race: it propagates as it is, to be
-logged with its traceback.
+SQLite has one writer, so none of the races happen there: only a statement that found the
+database BUSY/LOCKED (a writer outside the writer lock) is run again; the server's own writes
+wait on the writer lock and the busy timeout instead (their BEGIN IMMEDIATE fails raw). Any
+other database error (a missing table, a full disk, an integrity error on SQLite) is no race:
+it propagates as it is, to be logged with its traceback.
 """
 
 from __future__ import annotations
