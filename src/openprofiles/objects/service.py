@@ -28,6 +28,7 @@ from openprofiles.object_types.standard_objects import STANDARD_OBJECT_KEYS
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import (
     find_profile,
+    lock_live_profile,
     lock_profiles,
     resolve_profile_id,
     save_profile,
@@ -569,7 +570,9 @@ def delete_profile_object(
         unique_digest = bytes.fromhex(unique_key)
     except ValueError:
         raise missing from None
-    live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+    # Locked (PostgreSQL) so a merge moving the profile's objects cannot commit in between and
+    # leave the object on the survivor, stripped of its keys, while this answers success.
+    live_id = lock_live_profile(tx, domain_name=domain_name, profile_id=profile_id)
     condition = and_(
         _pk(domain_name, object_type_name, unique_digest),
         profile_object.c.profile_id == live_id,

@@ -274,3 +274,39 @@ def test_a_deletion_of_a_type_keeps_a_concurrent_change_to_a_profile_it_scrubs(
     )
     assert outcome is None
     assert fields_of(pg, ada) == {"LastName": "Lovelace"}
+
+
+def test_an_object_deleted_while_a_merge_moves_it_is_gone_from_the_survivor(
+    pg: Services,
+) -> None:
+    """DeleteProfileObject by the merged-away profile's id, waiting behind the merge that moves
+    the object: it deletes it from the survivor. It used to match nothing once the merge had
+    committed, answer success, and leave the object on the survivor."""
+    from openprofiles.identity.service import merge_profiles
+    from openprofiles.objects.service import delete_profile_object
+
+    main = put_now(pg, "Crm", id="crm-main", email="main@example.com").profile_id
+    moved = put_now(pg, "Crm", id="crm-moved", email="moved@example.com")
+
+    def merge(tx: Tx) -> None:
+        merge_profiles(tx, domain_name=DOMAIN, main_profile_id=main, profile_ids=[moved.profile_id])
+
+    def delete() -> None:
+        with pg.write() as tx:
+            delete_profile_object(
+                tx,
+                domain_name=DOMAIN,
+                object_type_name="Crm",
+                profile_id=moved.profile_id,
+                unique_key=moved.profile_object_unique_key,
+            )
+
+    assert second_writer_meets_first(pg, merge, delete) is None
+    with pg.read() as tx:
+        left = tx.conn.execute(
+            select(func.count()).where(
+                profile_object.c.domain_name == DOMAIN,
+                profile_object.c.unique_digest == bytes.fromhex(moved.profile_object_unique_key),
+            )
+        ).scalar()
+    assert left == 0
