@@ -35,6 +35,7 @@ from openprofiles.contacts.service import held_instances, ingest_contact_items, 
 from openprofiles.context import Services, Tx
 from openprofiles.errors import ServiceError
 from openprofiles.settings import Settings
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import stream_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -165,10 +166,20 @@ class KinesisContactRecords:
                 data = record["Data"]
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
                 items.extend(split_body(text))
-            try:
+
+            def apply(
+                shard_id: str = shard_id,
+                items: list[Item] = items,
+                last: str = records[-1]["SequenceNumber"],
+            ) -> BatchOutcome:
                 with self.services.write() as tx:
-                    outcome: BatchOutcome = ingest_contact_items(tx, items, hold_unavailable=True)
-                    save_checkpoint(tx, self.stream_name, shard_id, records[-1]["SequenceNumber"])
+                    done = ingest_contact_items(tx, items, hold_unavailable=True)
+                    save_checkpoint(tx, self.stream_name, shard_id, last)
+                return done
+
+            try:
+                # A batch that lost a race with a server's writes (PostgreSQL) runs again.
+                outcome = retrying(apply)
             except ServiceError as exc:
                 # The other shards go on; this one is read again from its checkpoint next time.
                 logger.warning(
@@ -199,9 +210,13 @@ class KinesisContactRecords:
                 ready = held_instances(tx)
             if not ready:
                 return
-            try:
+
+            def replay(ready: list[str] = ready) -> BatchOutcome:
                 with self.services.write() as tx:
-                    outcome = replay_held(tx, instance_arns=ready, limit=self.limit)
+                    return replay_held(tx, instance_arns=ready, limit=self.limit)
+
+            try:
+                outcome = retrying(replay)
             except ServiceError as exc:
                 logger.warning(
                     "Kinesis stream %s: held contact records could not be sent on (%s); they are "

@@ -38,11 +38,17 @@ def _existing_domain(tx: Any, domain_name: str) -> None:
 
 def _run(data_dir: Path | None, database_url: str | None, work: Any, *, write: bool) -> Any:
     from openprofiles.errors import ServiceError
+    from openprofiles.store.conflicts import retrying
 
     services = open_services(settings_from_options(data_dir, database_url))
-    try:
+
+    def attempt() -> Any:
         with services.write() if write else services.read() as tx:
             return work(tx)
+
+    try:
+        # A write that lost a race with a server's writes (PostgreSQL) runs again.
+        return retrying(attempt)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:

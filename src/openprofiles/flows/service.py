@@ -59,6 +59,7 @@ from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
 from openprofiles.json_text import JsonTextError, load_json
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import flow_item, flow_run
 
 register_domain_table(flow_run)
@@ -204,8 +205,9 @@ def run_flow(
                 with item_records(source, item) as read:
                     version = read.version
                     for batch in _batches(read.records):
-                        with services.write() as tx:
-                            _apply_batch(tx, domain_name, type_name, flow, batch, counts)
+                        counts = _apply_retrying(
+                            services, domain_name, type_name, flow, batch, counts
+                        )
                     failed = read.failed
             except ItemFailed as exc:
                 failure, failed = exc, True
@@ -241,6 +243,17 @@ def run_flow(
         # A failure of the whole batch (the domain's key disabled meanwhile, say): the run
         # ends FAILED with the reason instead of staying RUNNING; its item is read again next.
         error = exc.message
+    except Exception:
+        # No reason to show (a database error, a bug): the run still ends FAILED, not RUNNING
+        # for ever, and the error goes on to the caller's log with its traceback.
+        _finish_run(services, domain_name, run_id, counts, "An internal error stopped the run.")
+        raise
+    return _finish_run(services, domain_name, run_id, counts, error)
+
+
+def _finish_run(
+    services: Services, domain_name: str, run_id: str, counts: dict[str, int], error: str | None
+) -> FlowRun:
     with services.write() as tx:
         _update_run(
             tx,
@@ -252,6 +265,27 @@ def run_flow(
             finished_at=tx.now,
         )
         return get_run(tx, domain_name=domain_name, run_id=run_id)
+
+
+def _apply_retrying(
+    services: Services,
+    domain_name: str,
+    type_name: str,
+    flow: Flow,
+    batch: list[str | BadRecord],
+    counts: dict[str, int],
+) -> dict[str, int]:
+    """Apply a batch in a transaction of its own, run again if it lost a race with another
+    process (store.conflicts); the counts with the batch's added (counted on a copy, so an
+    attempt rolled back counts nothing)."""
+
+    def attempt() -> dict[str, int]:
+        counted = dict(counts)
+        with services.write() as tx:
+            _apply_batch(tx, domain_name, type_name, flow, batch, counted)
+        return counted
+
+    return retrying(attempt)
 
 
 def _batches(records: Iterator[str | BadRecord]) -> Iterator[list[str | BadRecord]]:

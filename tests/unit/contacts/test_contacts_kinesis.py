@@ -122,3 +122,26 @@ def test_a_domain_that_cannot_take_records_does_not_hold_up_the_others(
         assert "cannot be read as a telephone number" in letter.reason
     finally:
         services.database.dispose()
+
+
+# A lost race needs PostgreSQL's concurrency (SQLite has one writer).
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_a_batch_that_lost_a_race_is_applied_again_and_the_connector_goes_on(
+    services: Services, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a deadlock with a server's writes rolled the batch back; it used to escape
+    poll_once and stop the connector. Its transaction runs again (store.conflicts)."""
+    from tests.support.lost_races import attempts, deadlock_once_on
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    make_domain(services, "raced")
+    associate(services, "raced")
+    kinesis, stream = stream_with(moto_url, ctr("r1"), ctr("r2"))
+    deadlock_once_on(services, "profile", "INSERT")
+
+    result = KinesisContactRecords(services, stream, client=kinesis).poll_once()
+
+    assert (result.stream_records, result.accepted, result.deferred) == (2, 2, 0)
+    assert found(services, "raced", "r1") == 1 and found(services, "raced", "r2") == 1
+    assert attempts(services) > 1

@@ -377,3 +377,66 @@ def test_dlq_retry_of_flow_records_keeps_the_flows_tasks(
     with services.read() as tx:
         found, _ = search_profiles(tx, domain_name=D, criteria=[SearchCriterion("leadId", ("1",))])
     assert [record.fields["EmailAddress"] for record, _ in found] == ["a@example.com"]
+
+
+# A lost race needs PostgreSQL's concurrency (SQLite has one writer).
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_a_batch_that_lost_a_race_is_applied_again(services: Services, tmp_path: Path) -> None:
+    """PostgreSQL: a deadlock with a server's writes used to escape the run and leave it
+    RUNNING for ever; the batch's transaction runs again, and counts once."""
+    from tests.support.lost_races import attempts, deadlock_once_on
+
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1), user(2)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    deadlock_once_on(services, "profile", "INSERT")
+
+    run = run_flow(services, domain_name=D, flow_name="crm")
+
+    assert counts(run) == ("COMPLETED", 1, 2, 2, 0)
+    assert ingested(services, 1, 2) == [1, 2] and attempts(services) > 1
+
+
+def test_a_run_stopped_by_an_internal_error_ends_failed(services: Services, tmp_path: Path) -> None:
+    """An error with no reason for the user (here the database refusing every profile) still
+    ends the run FAILED, not RUNNING for ever; the error goes on to the caller's log."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from openprofiles.flows.service import get_run
+
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    with services.write() as tx:
+        if services.database.is_sqlite:
+            tx.conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON profile "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            tx.conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused' USING ERRCODE = 'XX000'; END $$"
+                )
+            )
+            tx.conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON profile "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
+    with pytest.raises(DBAPIError):
+        run_flow(services, domain_name=D, flow_name="crm")
+
+    with services.read() as tx:
+        [run_id] = tx.conn.execute(text("SELECT run_id FROM flow_run")).scalars().all()
+        run = get_run(tx, domain_name=D, run_id=run_id)
+    assert run.status == "FAILED" and run.error == "An internal error stopped the run."

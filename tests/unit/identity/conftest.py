@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from openprofiles.context import Services
 from openprofiles.domains.service import create_domain
@@ -95,26 +94,3 @@ def search(services: Services, key: str, value: str, domain: str = DOMAIN) -> li
             tx, domain_name=domain, criteria=[profiles.SearchCriterion(key, (value,))]
         )
     return [record.profile_id for record, _ in page]
-
-
-def deadlock_once_on(services: Services, table: str) -> None:
-    """The first update of `table` fails as a lost race would (PostgreSQL: a trigger raises the
-    deadlock's SQLSTATE; `attempts` counts the tries, outside the rolled-back transactions). The
-    test's schema goes with the test, and the trigger with it."""
-    with services.write() as tx:
-        for statement in (
-            "CREATE SEQUENCE attempts",
-            "CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF nextval('attempts') = 1 THEN "
-            "RAISE EXCEPTION 'deadlock detected (made by the test)' USING ERRCODE = '40P01'; "
-            "END IF; RETURN NEW; END $$",
-            f"CREATE TRIGGER deadlock_once BEFORE UPDATE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION deadlock_once()",
-        ):
-            tx.conn.execute(text(statement))
-
-
-def attempts(services: Services) -> int:
-    """How many times the table `deadlock_once_on` set up was updated (the first one failed)."""
-    with services.read() as tx:
-        return int(tx.conn.execute(text("SELECT last_value FROM attempts")).scalar_one())

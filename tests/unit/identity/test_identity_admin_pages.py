@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from tests.support.lost_races import attempts, deadlock_once_on
 
 from openprofiles.app import create_app
 from openprofiles.identity import service
@@ -17,7 +18,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.users import service as users
 
-from .conftest import attempts, deadlock_once_on, fields_of, ingest, make_domain, new_profile
+from .conftest import fields_of, ingest, make_domain, new_profile
 
 PASSWORD = "long enough password"
 

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from tests.support.lost_races import attempts, deadlock_once_on
 
 from openprofiles.cli import main
 from openprofiles.identity import service
 from openprofiles.profiles import service as profiles
 
-from .conftest import attempts, deadlock_once_on, fields_of, ingest, new_profile
+from .conftest import fields_of, ingest, new_profile
 
 
 def run(settings: Any, *args: str) -> Any:
