@@ -185,9 +185,11 @@ def _attributes(letter: DeadLetter) -> dict[str, str]:
 
 
 def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
-    # SQS refuses an attribute with an empty value.
+    # SQS refuses an attribute with an empty value, and one with a character outside its set
+    # (a reason quoting the refused value may hold one): such a character is replaced, or
+    # every send of the letter would fail.
     return {
-        name: {"DataType": "String", "StringValue": value}
+        name: {"DataType": "String", "StringValue": _NOT_SQS_TEXT.sub("\ufffd", value)}
         for name, value in attributes.items()
         if value
     }

@@ -241,3 +241,28 @@ def test_objects_sqs_cannot_take_are_announced_and_kept_whole(
             assert status.startswith("Sent without its object (") and omitted in status
     # Delivered, none of them is due for a resend.
     assert resend_pending(moto_services, now=datetime.now(UTC) + timedelta(hours=1)).sent == []
+
+
+@pytest.mark.moto
+def test_a_reason_quoting_characters_sqs_refuses_is_sent_with_them_replaced(
+    moto_services: Services, moto_url: str
+) -> None:
+    """A reason quotes the refused value, which may hold a character SQS does not allow in an
+    attribute (U+FFFF here): it is replaced, so the letter is not refused at every send."""
+    client = sqs(moto_url)
+    url = client.create_queue(QueueName=f"dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    with moto_services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"DeadLetterQueueUrl": url})
+    reason = 'Field amount: "12\uffff" is not a number (ContentType NUMBER).'
+    dead_letter(
+        moto_services,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json='{"amount": "12"}',
+        reason=reason,
+        category="invalid_value",
+    )
+    (message,) = receive_all(client, url)
+    assert message["MessageAttributes"]["Message"]["StringValue"] == reason.replace(
+        "\uffff", "\ufffd"
+    )
