@@ -31,6 +31,7 @@ from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
+from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.conflicts import retrying
 from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
@@ -138,9 +139,12 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
         try:
             _principal, body = await signed(request)
             try:
-                event = json.loads(body)
-            except ValueError as exc:
-                raise BadRequest(f"The contact event is not valid JSON: {exc}.") from None
+                # Strictly, as every body is (no NaN, no lone surrogates, bounded depth).
+                event = load_json(body.decode("utf-8"), "The contact event")
+            except UnicodeDecodeError:
+                raise BadRequest("The body must be UTF-8 JSON.") from None
+            except JsonTextError as exc:
+                raise BadRequest(exc.message) from None
 
             def link() -> dict[str, Any]:
                 with services.write() as tx:
