@@ -7,6 +7,7 @@ NextToken codec and the handler registry into one Starlette application serving 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import ModuleType
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import literal, select
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -165,6 +167,9 @@ class _Application(Starlette):
 
 
 API_SHORTCUT = "/domains"
+# What the health check asks of the database: a read of a table every request needs.
+_HEALTH_QUERY = select(literal(1)).select_from(domain).limit(1)
+logger = logging.getLogger(__name__)
 
 
 def _cross_origin(api: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
@@ -242,8 +247,24 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
         # none of its writes has committed: the caller sees the outcome, never the race.
         return retrying(attempt, may_retry=lambda: ctx.committed_writes == 0)
 
+    def database_answers() -> bool:
+        try:
+            with services.read() as tx:
+                tx.conn.execute(_HEALTH_QUERY).first()
+        except Exception as exc:
+            # The type only (logging_setup withholds messages): a URL may hold a password.
+            logger.warning("health check: the database did not answer (%s)", type(exc).__name__)
+            return False
+        return True
+
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        """200 while the database answers, 503 when it does not: a load balancer then sends
+        requests to another process, as this one could serve none of them."""
+        if await run_in_threadpool(database_answers):
+            return JSONResponse({"status": "ok"})
+        return JSONResponse(
+            {"status": "unavailable", "reason": "The database does not answer."}, status_code=503
+        )
 
     api = make_asgi_app(
         dispatcher,
