@@ -168,6 +168,7 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     a newer one, and later deliveries of that newer one would count as repeats."""
     from openprofiles.contacts.history import contact_object_types
     from openprofiles.contacts.service import retry_contact_record
+    from openprofiles.ingest.bulk import parse_record
     from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 
     letters = (
@@ -197,13 +198,17 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
             elif not done.changed:
                 outcome.superseded.append(letter.message_id)
         else:
+            # Strictly, as it was first read: a record that is not a JSON object stays with
+            # that reason (it used to be retried as {} and get a misleading one).
+            source = parse_record(letter.object_json)
             try:
-                source = json.loads(letter.object_json)
+                if isinstance(source, IngestRejected):
+                    raise source
                 ingest_object(
                     tx,
                     domain_name=domain_name,
                     object_type_name=letter.object_type_name,
-                    source=source if isinstance(source, dict) else {},
+                    source=source,
                     raw=letter.object_json,
                 )
             except IngestRejected as exc:
@@ -211,8 +216,6 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
             except ServiceError as exc:
                 # e.g. the object type no longer exists: the record stays for a later retry.
                 reason, category = exc.message, "invalid_value"
-            except ValueError as exc:
-                reason, category = f"The object is not valid JSON: {exc}", "invalid_value"
         if reason is None:
             _delete(tx, domain_name, [letter.message_id])
             outcome.succeeded.append(letter.message_id)

@@ -115,7 +115,7 @@ def _run_batch(
     ingested = created = dead = 0
     with services.write() as tx:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
-        parsed = [(_parse(raw), raw) for raw in batch]
+        parsed = [(parse_record(raw), raw) for raw in batch]
         outcomes = iter(
             ingest_batch(
                 tx,
@@ -143,9 +143,10 @@ def _run_batch(
     return ingested, created, dead
 
 
-def _parse(raw: str) -> dict[str, object] | IngestRejected:
+def parse_record(raw: str) -> dict[str, object] | IngestRejected:
     """The record as a JSON object; what PutProfileObject refuses synchronously is a rejected
-    record here (there is no caller to answer)."""
+    record here (there is no caller to answer). A file load and a dead letter's retry read
+    records this one way."""
     if len(raw) > MAX_OBJECT_CHARS:
         return IngestRejected(
             f"The object is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}.",

@@ -90,3 +90,29 @@ def test_retry_keeps_records_whose_type_is_gone(services: Services, domain: str)
     with services.read() as tx:
         letter = service.get(tx, domain_name=DOMAIN, message_id=message_id)
     assert "does not exist" in letter.reason
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [("[1, 2, 3]", "must be a JSON object"), ('{"id": NaN}', "NaN")],
+)
+def test_retry_reads_a_letter_as_strictly_as_a_load(
+    services: Services, domain: str, stored: str, why: str
+) -> None:
+    """A letter that is JSON but no object (a flow's line) was retried as {} and got a
+    misleading 'Missing unique key'; one with NaN was read leniently."""
+    put_type(services, "Crm", crm_type())
+    letter = dead_letter(
+        services,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json=stored,
+        reason="Flow crm: the record is not a JSON object.",
+        category="invalid_value",
+    )
+    with services.write() as tx:
+        outcome = service.retry(tx, domain_name=DOMAIN)
+    assert outcome.failed == [letter.message_id]
+    with services.read() as tx:
+        kept = service.get(tx, domain_name=DOMAIN, message_id=letter.message_id)
+    assert why in kept.reason and "unique key" not in kept.reason
