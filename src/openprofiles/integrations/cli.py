@@ -80,7 +80,7 @@ def instances_associate(
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def instances_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Every associated instance with its domain and object type."""
+    """Every associated instance with its domain, object type, and why it is disabled if it is."""
     from openprofiles.integrations.service import list_instances
 
     services = open_services(settings_from_options(data_dir, database_url))
@@ -89,8 +89,15 @@ def instances_list(data_dir: Path | None, database_url: str | None, as_json: boo
             items = list_instances(tx)
     finally:
         services.database.dispose()
+    # DisabledReason: set while DeleteProfileObjectType has disabled the instance's integration
+    # (its records go to the dead-letter queue); the API has no member for it.
     rows = [
-        {"InstanceArn": i.uri, "DomainName": i.domain_name, "ObjectTypeName": i.object_type_name}
+        {
+            "InstanceArn": i.uri,
+            "DomainName": i.domain_name,
+            "ObjectTypeName": i.object_type_name,
+            "DisabledReason": i.disabled_reason,
+        }
         for i in items
     ]
     if as_json:
@@ -99,7 +106,10 @@ def instances_list(data_dir: Path | None, database_url: str | None, as_json: boo
     if not rows:
         click.echo("No instance is associated with a domain.")
     for row in rows:
-        click.echo(f"{row['InstanceArn']}  {row['DomainName']}  {row['ObjectTypeName']}")
+        line = f"{row['InstanceArn']}  {row['DomainName']}  {row['ObjectTypeName']}"
+        if row["DisabledReason"]:
+            line += f"  disabled: {row['DisabledReason']}"
+        click.echo(line)
 
 
 @instances.command("unrouted")

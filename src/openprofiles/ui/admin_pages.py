@@ -1,4 +1,5 @@
-"""Administrator pages: domains (settings and statistics), API credentials and web users."""
+"""Administrator pages: domains (settings, statistics, and the integrations a deleted object type
+disabled), API credentials and web users."""
 
 from __future__ import annotations
 
@@ -12,12 +13,29 @@ from openprofiles.auth import credentials as creds
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest
+from openprofiles.integrations import service as integrations
+from openprofiles.integrations.models import Integration
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES
 
 DOMAIN_PAGE = 100
 CREATED_USER_SCOPE = "ui/user-created"
+
+
+def disabled_integrations(tx: Tx, domain_name: str) -> list[Integration]:
+    """The domain's integrations DeleteProfileObjectType disabled: they bring nothing in (their
+    records go to the dead-letter queue), and the API has no member that says so."""
+    found: list[Integration] = []
+    after: str | None = None
+    while True:
+        items, more = integrations.list_integrations(
+            tx, domain_name=domain_name, after=after, limit=DOMAIN_PAGE
+        )
+        found += [i for i in items if i.disabled_reason]
+        if not more or not items:
+            return found
+        after = items[-1].uri
 
 
 def routes(ui: UI) -> list[Route]:
@@ -46,7 +64,11 @@ def routes(ui: UI) -> list[Route]:
 
         def load(tx: Tx) -> dict[str, Any]:
             record = domains.get_domain(tx, domain_name=name)
-            return {"record": record, "stats": domains.domain_stats(tx, domain_name=name)}
+            return {
+                "record": record,
+                "stats": domains.domain_stats(tx, domain_name=name),
+                "disabled": disabled_integrations(tx, name),
+            }
 
         return ui.render(request, "admin/domain.html", **(await ui.read(load)))
 

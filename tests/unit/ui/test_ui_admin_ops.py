@@ -19,6 +19,7 @@ from openprofiles.dlq.sinks import dead_letter
 from openprofiles.flows import service as flows
 from openprofiles.ingest.pipeline import IngestRejected
 from openprofiles.integrations import service as integrations
+from openprofiles.object_types.service import delete_object_type
 from openprofiles.settings import Settings
 from openprofiles.users import service as users
 
@@ -352,3 +353,42 @@ def test_integrations_list_run_now_and_delete(admin: TestClient) -> None:
     assert done.status_code == 303
     assert owner(admin) is None
     assert "Deleted the integration" in admin.get(done.headers["location"]).text
+
+
+def test_integrations_disabled_by_a_deleted_type_show_it_with_the_reason(
+    admin: TestClient,
+) -> None:
+    # DeleteProfileObjectType disables the integrations ingesting as the type; the API has no
+    # member for it, so the admin pages are where an operator sees it (with the reason, escaped).
+    services = services_of(admin)
+    put_type(services, "Crm", crm_type(AllowProfileCreation=True))
+    with services.write() as tx:
+        integrations.associate_instance(tx, domain_name=DOMAIN, instance_arn=INSTANCE, move=False)
+        integrations.put_integration(
+            tx, domain_name=DOMAIN, uri="<b>crm</b>", object_type_name="Crm"
+        )
+    before = admin.get(f"/admin/domains/{DOMAIN}/integrations").text
+    assert "Disabled" not in before
+    assert "Disabled" not in admin.get("/admin/instances").text
+    assert "Disabled" not in admin.get(f"/admin/domains/{DOMAIN}").text
+    with services.write() as tx:
+        delete_object_type(tx, domain_name=DOMAIN, name="CTR")
+        delete_object_type(tx, domain_name=DOMAIN, name="Crm")
+
+    listing = admin.get(f"/admin/domains/{DOMAIN}/integrations").text
+    assert listing.count("Disabled") == 2
+    assert "its object type CTR was deleted" in listing
+    assert "its object type Crm was deleted" in listing
+    assert "&lt;b&gt;crm&lt;/b&gt;" in listing and "<b>crm</b>" not in listing
+    instances = admin.get("/admin/instances").text
+    assert "Disabled" in instances and "its object type CTR was deleted" in instances
+    domain = admin.get(f"/admin/domains/{DOMAIN}").text
+    assert "2 integrations are disabled" in domain
+    assert f'href="/admin/domains/{DOMAIN}/integrations"' in domain
+    assert "<b>crm</b>" not in domain
+
+    # Defining the type again enables its integrations: the status goes back to normal.
+    put_type(services, "Crm", crm_type(AllowProfileCreation=True))
+    listing = admin.get(f"/admin/domains/{DOMAIN}/integrations").text
+    assert listing.count("Disabled") == 1 and "its object type Crm was deleted" not in listing
+    assert "1 integration is disabled" in admin.get(f"/admin/domains/{DOMAIN}").text
