@@ -65,6 +65,11 @@ def undo_summary(result: UndoResult) -> dict[str, Any]:
             {"ObjectTypeName": o.object_type_name, "ProfileObjectUniqueKey": o.unique_key}
             for o in result.missing_objects
         ],
+        "MissingKeys": [{"KeyName": k.key_name, "Value": k.value} for k in result.missing_keys],
+        "DroppedFields": [
+            {"ProfileId": d.profile_id, "Field": d.path, "ObjectTypeName": d.object_type_name}
+            for d in result.dropped_fields
+        ],
     }
 
 
@@ -95,6 +100,13 @@ def _echo_undo(result: UndoResult) -> None:
         )
     for o in result.missing_objects:
         click.echo(f"  deleted since the merge: object {o.object_type_name}/{o.unique_key}")
+    for k in result.missing_keys:
+        click.echo(f"  deleted since the merge: key {k.key_name}={k.value}")
+    for d in result.dropped_fields:
+        click.echo(
+            f"  its object type {d.object_type_name} was deleted since the merge: "
+            f"field {d.path} of {d.profile_id} not put back"
+        )
 
 
 domain_option = click.option("--domain", "domain_name", required=True, help="The domain.")

@@ -42,6 +42,16 @@ class KeptObject:
 
 
 @dataclass(frozen=True)
+class DroppedField:
+    """A field path of a profile's before-image that an undo did not put back: the object type
+    that wrote it was deleted since the merge (DeleteProfileObjectType scrubbed it)."""
+
+    profile_id: str
+    path: str
+    object_type_name: str
+
+
+@dataclass(frozen=True)
 class UndoResult:
     merge_id: str
     main_profile_id: str
@@ -61,6 +71,11 @@ class UndoResult:
     # Whether the main profile was written after the merge: a write that set a reverted path
     # to the very value the merge gave it, by the same setter, cannot be told from no write.
     main_written_since: bool = False
+    # Keys that moved in the merge but were no longer on the main profile (deleted since, with
+    # DeleteProfileKey or with their object type): not put back.
+    missing_keys: tuple[KeptKey, ...] = ()
+    # Before-image fields not put back: their object type was deleted since the merge.
+    dropped_fields: tuple[DroppedField, ...] = ()
 
 
 @dataclass

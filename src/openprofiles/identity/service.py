@@ -8,7 +8,9 @@ BatchGetProfile — spec §1.6 "After a merge"). Unlike the cloud service a merg
 every merge writes a `merge_log` row holding, sealed, the before-images of every profile involved
 and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
 main profile after the merge, which stays there and is listed in the result (for the main
-profile's fields, the rule is at `_restore_main_fields`).
+profile's fields, the rule is at `_restore_main_fields`), and data deleted since the merge, which
+stays deleted and is listed too: an object or key no longer on the main profile, and a field or
+key whose object type was deleted (DeleteProfileObjectType, spec §1.8).
 
 Concurrent writers (PostgreSQL, several server processes): a merge and an undo lock every profile
 they involve (`profiles.service.lock_profiles`, in id order) before reading them, and check after
@@ -44,6 +46,7 @@ from openprofiles.identity import (
     rule_store,
 )
 from openprofiles.identity.models import (
+    DroppedField,
     KeptKey,
     KeptObject,
     MergeRecord,
@@ -70,7 +73,13 @@ from openprofiles.profiles.service import (
     sealed_key_row,
 )
 from openprofiles.store.conflicts import ConcurrentChange
-from openprofiles.store.schema import merge_log, profile, profile_key, profile_object
+from openprofiles.store.schema import (
+    merge_log,
+    object_type,
+    profile,
+    profile_key,
+    profile_object,
+)
 
 MERGE_TABLE = "merge_log"
 # Origin of a derived key (`_profileId`, `_email`, ...) of a merged profile once it sits on the
@@ -573,6 +582,15 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         if pid not in current or current[pid].merged_into != main_id:
             raise BadRequest(f"The profile {pid} is no longer merged into {main_id}.")
 
+    # Object types deleted since the merge: what they wrote stays deleted (spec §1.8).
+    legacy = payload.get("origins") != 2
+    origins = [
+        _LEGACY_ORIGINS.get(k["origin"], k["origin"]) if legacy else k["origin"]
+        for k in payload["keys"]
+    ]
+    gone = _types_deleted_since(tx, domain_name, payload, origins, row.created_at)
+    dropped: list[DroppedField] = []
+
     # The merged profiles come back as they were, with their derived keys recomputed.
     tx.conn.execute(
         update(profile)
@@ -580,37 +598,47 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         .values(merged_into=None)
     )
     for pid in merged_ids:
-        image = payload["profiles"][pid]
-        save_profile(
-            tx,
-            domain_name=domain_name,
-            record=_from_image(pid, image, version=current[pid].version),
-        )
+        record = _from_image(pid, payload["profiles"][pid], version=current[pid].version)
+        dropped += _drop_deleted_sources(record, gone)
+        save_profile(tx, domain_name=domain_name, record=record)
 
-    # Keys go back to their profiles; the rows the merge added to the main profile leave it.
+    # Keys go back to their profiles; the rows the merge added to the main profile leave it. A
+    # key whose row is no longer on the main profile was deleted since (DeleteProfileKey, or
+    # with its object type): it stays deleted, as an object deleted since does.
     keys_back = 0
     restore: list[dict[str, Any]] = []
-    legacy = payload.get("origins") != 2
-    for key in payload["keys"]:
+    missing_keys: set[tuple[str, str]] = set()
+    for key, origin in zip(payload["keys"], origins, strict=True):
         digest = bytes.fromhex(key["digest"])
-        origin = _LEGACY_ORIGINS.get(key["origin"], key["origin"]) if legacy else key["origin"]
+        if origin in gone:
+            # Its rows went with the type; a row of that name on the main profile now was
+            # indexed after the deletion, and stays (listed as kept if the main lacked it).
+            missing_keys.add((key["key_name"], key["value"]))
+            continue
+        on_main = and_(
+            profile_key.c.domain_name == domain_name,
+            profile_key.c.profile_id == main_id,
+            profile_key.c.key_name == key["key_name"],
+            profile_key.c.digest == digest,
+            profile_key.c.origin == _origin_on_main(origin),
+        )
         if key["inserted"]:
-            tx.conn.execute(
-                delete(profile_key).where(
-                    profile_key.c.domain_name == domain_name,
-                    profile_key.c.profile_id == main_id,
-                    profile_key.c.key_name == key["key_name"],
-                    profile_key.c.digest == digest,
-                    profile_key.c.origin == _origin_on_main(origin),
-                )
-            )
+            still_there = bool(tx.conn.execute(delete(profile_key).where(on_main)).rowcount)
+        else:
+            found = tx.conn.execute(select(profile_key.c.key_name).where(on_main)).first()
+            still_there = found is not None
+        if origin == DERIVED_ORIGIN:
+            keys_back += 1  # recomputed from the restored profile's fields
+            continue
+        if not still_there:
+            missing_keys.add((key["key_name"], key["value"]))
+            continue
         keys_back += 1
-        if origin != DERIVED_ORIGIN:
-            restore.append(
-                sealed_key_row(
-                    cipher, domain_name, key["from"], key["key_name"], digest, key["value"], origin
-                )
+        restore.append(
+            sealed_key_row(
+                cipher, domain_name, key["from"], key["key_name"], digest, key["value"], origin
             )
+        )
     if restore:
         tx.conn.execute(_INSERT_KEYS[tx.conn.dialect.name], restore)
 
@@ -647,7 +675,10 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         )
     ]
 
-    main_fields = _restore_main_fields(tx, cipher, domain_name, main_row, payload, row.created_at)
+    main_fields = _restore_main_fields(
+        tx, cipher, domain_name, main_row, payload, row.created_at, gone
+    )
+    dropped += main_fields.dropped
     kept_keys = _keys_added_since(tx, cipher, domain_name, main_id, payload)
 
     result = UndoResult(
@@ -662,6 +693,8 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         missing_objects=tuple(missing),
         reverted_fields=tuple(main_fields.reverted),
         main_written_since=main_fields.written_since,
+        missing_keys=tuple(KeptKey(n, v) for n, v in sorted(missing_keys)),
+        dropped_fields=tuple(dropped),
     )
     tx.conn.execute(
         update(merge_log)
@@ -687,6 +720,58 @@ def _from_image(profile_id: str, image: dict[str, Any], *, version: int) -> Prof
     )
 
 
+def _types_deleted_since(
+    tx: Tx, domain_name: str, payload: dict[str, Any], origins: list[str], merged_at: datetime
+) -> set[str]:
+    """The object types that wrote a field of a logged before-image, or a logged key, and were
+    deleted since the merge: they have no row now, or one created after the merge (deleted and
+    defined again; what the old one wrote went with it). Markers ('@...') and standard object
+    types ('_...', never deleted) are not types that can be."""
+    names = {
+        source.get("type")
+        for image in payload["profiles"].values()
+        for source in image["payload"].get("sources", {}).values()
+    }
+    names.update(origins)
+    names = {n for n in names if isinstance(n, str) and n and n[0] not in "@_"}
+    if not names:
+        return set()
+    existing = {
+        r.name
+        for r in tx.conn.execute(
+            select(object_type.c.name).where(
+                object_type.c.domain_name == domain_name,
+                object_type.c.name.in_(names),
+                object_type.c.created_at <= merged_at,
+            )
+        )
+    }
+    return names - existing
+
+
+def _drop_deleted_sources(record: ProfileRecord, gone: set[str]) -> list[DroppedField]:
+    """Scrub from `record` what the deleted object types `gone` wrote, as DeleteProfileObjectType
+    does (objects.service.delete_objects_of_type): the source goes, and the value unless a person
+    set it. Returns the paths whose value went."""
+    dropped: list[DroppedField] = []
+    for path, source in list(record.field_sources.items()):
+        if source.get("type") not in gone:
+            continue
+        del record.field_sources[path]
+        if path in record.manual_fields:
+            continue
+        name, _, part = path.partition(".")
+        inner = record.fields.get(name)
+        if part and isinstance(inner, dict):
+            inner.pop(part, None)
+            if not inner:
+                record.fields.pop(name, None)
+        else:
+            record.fields.pop(name, None)
+        dropped.append(DroppedField(record.profile_id, path, source["type"]))
+    return dropped
+
+
 @dataclass(frozen=True)
 class _MainFields:
     """What undoing a merge did to the main profile's fields (paths as in `_field_paths`)."""
@@ -694,6 +779,8 @@ class _MainFields:
     kept: list[str]
     reverted: list[str]
     written_since: bool
+    # Paths that would have been put back, but their object type was deleted since the merge.
+    dropped: list[DroppedField]
 
 
 def _restore_main_fields(
@@ -703,6 +790,7 @@ def _restore_main_fields(
     main_row: Any,
     payload: dict[str, Any],
     merged_at: datetime,
+    gone: set[str],
 ) -> _MainFields:
     """Revert what the merge changed on the main profile, path by path: a plain field whole,
     an address part by part and Attributes key by key, as UpdateProfile and ingestion write
@@ -717,9 +805,14 @@ def _restore_main_fields(
     of a field a person had set), leaves no trace the profile keeps, so it is reverted too;
     the value is not lost, it goes back with the profile it came from. So as not to hide that,
     the result says whether the main profile was written at all since the merge, next to the
-    paths it reverted."""
+    paths it reverted.
+
+    What an object type deleted since the merge (`gone`) wrote is not put back: a path it set
+    before the merge is reverted to nothing, as its deletion scrubbed it, and listed as dropped."""
     main_id = main_row.profile_id
     before = _from_image(main_id, payload["profiles"][main_id], version=0)
+    restored = _from_image(main_id, copy.deepcopy(payload["profiles"][main_id]), version=0)
+    scrubbed = {d.path: d for d in _drop_deleted_sources(restored, gone)}
     after = _from_image(
         main_id, {**payload["profiles"][main_id], "payload": payload["main_after"]}, version=0
     )
@@ -739,21 +832,24 @@ def _restore_main_fields(
         written_since = main_row.updated_at > merged_at
     kept: list[str] = []
     reverted: list[str] = []
+    dropped: list[DroppedField] = []
     for path in _field_paths(before, after):
         if _path_state(before, path) == _path_state(after, path):
             continue
         if _path_state(now, path) != _path_state(after, path):
             kept.append(path)
             continue
-        if _path_value(before, path) != _path_value(after, path):
+        if path in scrubbed:
+            dropped.append(scrubbed[path])
+        elif _path_value(before, path) != _path_value(after, path):
             reverted.append(path)
         name, _, part = path.partition(".")
         if part:
-            _take_part(now, before, name, part)
+            _take_part(now, restored, name, part)
         else:
-            _take(now, before, name)
+            _take(now, restored, name)
     save_profile(tx, domain_name=domain_name, record=now)
-    return _MainFields(kept, reverted, written_since)
+    return _MainFields(kept, reverted, written_since, dropped)
 
 
 def _field_paths(*records: ProfileRecord) -> list[str]:
@@ -834,6 +930,10 @@ def _undo_to_dict(result: UndoResult) -> dict[str, Any]:
         "missing_objects": [[o.object_type_name, o.unique_key] for o in result.missing_objects],
         "reverted_fields": list(result.reverted_fields),
         "written_since": result.main_written_since,
+        "missing_keys": [[k.key_name, k.value] for k in result.missing_keys],
+        "dropped_fields": [
+            [d.profile_id, d.path, d.object_type_name] for d in result.dropped_fields
+        ],
     }
 
 
@@ -851,6 +951,8 @@ def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
         # Undone before these were recorded: unknown, shown as none.
         reverted_fields=tuple(data.get("reverted_fields", ())),
         main_written_since=data.get("written_since", False),
+        missing_keys=tuple(KeptKey(n, v) for n, v in data.get("missing_keys", ())),
+        dropped_fields=tuple(DroppedField(p, f, t) for p, f, t in data.get("dropped_fields", ())),
     )
 
 

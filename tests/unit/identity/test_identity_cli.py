@@ -83,6 +83,38 @@ def test_undo_lists_the_fields_it_put_back(settings, services, domain):
     assert shown["Undo"]["MainWrittenSinceMerge"] is True
 
 
+def test_undo_lists_what_was_deleted_since(settings, services, domain):
+    from openprofiles.object_types.service import delete_object_type
+
+    main_id = new_profile(services, LastName="Main")
+    other = ingest(services, {"id": "c5", "first": "FromCrm"}).profile_id
+    with services.write() as tx:
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=other, key_name="loyalty", values=["L-5"]
+        )
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main_id, profile_ids=[other]
+        ).merge_id
+        profiles.delete_profile_key(
+            tx, domain_name="ident", profile_id=main_id, key_name="loyalty", values=["L-5"]
+        )
+        delete_object_type(tx, domain_name="ident", name="Crm")
+
+    undone = run(settings, "undo", "--domain", "ident", merge_id)
+
+    assert undone.exit_code == 0, undone.output
+    assert "deleted since the merge: key loyalty=L-5" in undone.output
+    assert f"field FirstName of {other} not put back" in undone.output
+    shown = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
+    assert shown["Undo"]["MissingKeys"] == [
+        {"KeyName": "crmId", "Value": "c5"},
+        {"KeyName": "loyalty", "Value": "L-5"},
+    ]
+    assert shown["Undo"]["DroppedFields"] == [
+        {"ProfileId": other, "Field": "FirstName", "ObjectTypeName": "Crm"}
+    ]
+
+
 def test_unknown_merge_and_domain(settings, services, domain):
     new_profile(services, FirstName="Jane")
     missing = run(settings, "undo", "--domain", "ident", "0" * 32)

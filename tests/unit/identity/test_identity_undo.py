@@ -354,3 +354,73 @@ def test_a_merge_logged_before_migration_0017_is_undone_the_same_way(services, d
     assert keys_of(services, other) == other_keys
     assert search(services, "_profileId", other) == [other]
     assert search(services, "loyalty", "L-7") == [other]
+
+
+def test_a_key_deleted_from_the_main_profile_since_stays_deleted(services, domain):
+    main = new_profile(services, FirstName="Main")
+    other = new_profile(services, FirstName="Donor")
+    with services.write() as tx:
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=other, key_name="loyalty", values=["WRONG-LINK"]
+        )
+        profiles.add_profile_key(
+            tx, domain_name="ident", profile_id=other, key_name="loyalty", values=["L-1"]
+        )
+    merge_id = merge(services, main, [other])
+    with services.write() as tx:
+        profiles.delete_profile_key(
+            tx, domain_name="ident", profile_id=main, key_name="loyalty", values=["WRONG-LINK"]
+        )
+
+    result = undo(services, merge_id)
+
+    assert search(services, "loyalty", "WRONG-LINK") == []
+    assert search(services, "loyalty", "L-1") == [other]
+    assert [(k.key_name, k.value) for k in result.missing_keys] == [("loyalty", "WRONG-LINK")]
+    assert ("loyalty", "WRONG-LINK") not in {(k.key_name, k.value) for k in result.kept_keys}
+    with services.read() as tx:
+        logged = service.get_merge(tx, domain_name="ident", merge_id=merge_id).undo
+    assert logged is not None and logged.missing_keys == result.missing_keys
+
+
+def test_what_an_object_type_deleted_since_wrote_stays_deleted(services, domain):
+    from openprofiles.object_types.service import delete_object_type
+
+    main = new_profile(services, LastName="Main")
+    crm = ingest(services, {"id": "c9", "email": "only-crm@example.com", "first": "FromCrm"})
+    other = crm.profile_id
+    merge_id = merge(services, main, [other], {"FirstName": other, "EmailAddress": other})
+    with services.write() as tx:
+        delete_object_type(tx, domain_name="ident", name="Crm")
+
+    result = undo(services, merge_id)
+
+    assert "FirstName" not in fields_of(services, other)
+    assert "EmailAddress" not in fields_of(services, other)
+    assert fields_of(services, main) == {"LastName": "Main"}
+    assert search(services, "_email", "only-crm@example.com") == []
+    assert search(services, "crmId", "c9") == []
+    assert ("crmId", "c9") in {(k.key_name, k.value) for k in result.missing_keys}
+    assert {(d.profile_id, d.path, d.object_type_name) for d in result.dropped_fields} == {
+        (other, "FirstName", "Crm"),
+        (other, "EmailAddress", "Crm"),
+    }
+    assert result.reverted_fields == ()
+
+
+def test_a_main_field_an_object_type_deleted_since_wrote_is_not_put_back(services, domain):
+    from openprofiles.object_types.service import delete_object_type
+
+    main = ingest(services, {"id": "c8", "first": "FromCrm"}).profile_id
+    other = new_profile(services, FirstName="Typed")
+    merge_id = merge(services, main, [other], {"FirstName": other})
+    with services.write() as tx:
+        delete_object_type(tx, domain_name="ident", name="Crm")
+    assert fields_of(services, main)["FirstName"] == "Typed"
+
+    result = undo(services, merge_id)
+
+    assert "FirstName" not in fields_of(services, main)
+    assert fields_of(services, other) == {"FirstName": "Typed"}
+    assert [(d.profile_id, d.path) for d in result.dropped_fields] == [(main, "FirstName")]
+    assert result.reverted_fields == ()
