@@ -604,30 +604,16 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
     """DeleteProfileObjectType's clean-up (spec §1.8): the type's objects, the keys it indexed
     on profiles, and the standard-profile fields it populated (unless a person set them since).
     Returns how many objects were deleted."""
-    affected = {
-        r.profile_id
-        for r in tx.conn.execute(
-            select(profile_object.c.profile_id)
-            .where(
-                profile_object.c.domain_name == domain_name,
-                profile_object.c.object_type_name == object_type_name,
-            )
-            .distinct()
-        )
-    }
-    affected |= {
-        r.profile_id
-        for r in tx.conn.execute(
-            select(profile_key.c.profile_id)
-            .where(
-                profile_key.c.domain_name == domain_name,
-                profile_key.c.origin == object_type_name,
-            )
-            .distinct()
-        )
-    }
-    # Locked before they are read to be scrubbed, so a concurrent change to one is kept.
-    lock_profiles(tx, domain_name=domain_name, profile_ids=affected)
+    # Locked before they are read to be scrubbed, so a concurrent change to one is kept; looked
+    # up again after each lock until no new one appears, as a write it waited for (a merge
+    # undone, objects moved back) may have put the type's data on another profile meanwhile.
+    affected = _profiles_with_type(tx, domain_name, object_type_name)
+    if not tx.services.database.is_sqlite:
+        locked: set[str] = set()
+        while not affected <= locked:
+            lock_profiles(tx, domain_name=domain_name, profile_ids=affected - locked)
+            locked |= affected
+            affected = locked | _profiles_with_type(tx, domain_name, object_type_name)
     deleted = _delete_rows(
         tx,
         and_(
@@ -652,6 +638,18 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
         if paths:
             save_profile(tx, domain_name=domain_name, record=record)
     return deleted
+
+
+def _profiles_with_type(tx: Tx, domain_name: str, object_type_name: str) -> set[str]:
+    """The profiles holding objects of the type or keys it indexed."""
+    holding = select(profile_object.c.profile_id).where(
+        profile_object.c.domain_name == domain_name,
+        profile_object.c.object_type_name == object_type_name,
+    )
+    indexed = select(profile_key.c.profile_id).where(
+        profile_key.c.domain_name == domain_name, profile_key.c.origin == object_type_name
+    )
+    return set(tx.conn.execute(holding.union(indexed)).scalars())
 
 
 def _remove_path(fields: dict[str, Any], path: str) -> None:

@@ -308,3 +308,28 @@ def _until_blocked_by(services: Services, pid: int) -> None:
             if blocked:
                 return
     raise AssertionError("the auto-merge never waited for the profile")
+
+
+def test_a_type_deleted_while_a_merge_is_undone_is_scrubbed_from_the_restored_profile(
+    pg: Services,
+) -> None:
+    """DeleteProfileObjectType waiting behind an undo that moves the type's objects back to
+    the restored profile: it looks for the type's profiles again after each lock, so it scrubs
+    the restored one too. It used to pick its profiles before waiting, and the restored profile
+    kept the fields the deleted type had written."""
+    from openprofiles.object_types.service import delete_object_type
+
+    main = new_profile(pg, LastName="Main")
+    other = ingest(pg, {"id": "c9", "email": "only-crm@example.com", "first": "FromCrm"})
+    with pg.write() as tx:
+        merge_id = _merge(main, other.profile_id)(tx).merge_id
+
+    def delete_crm(tx: Tx) -> None:
+        delete_object_type(tx, domain_name=DOMAIN, name="Crm")
+
+    _then(pg, lambda tx: identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id), delete_crm)
+
+    assert _live(pg, other.profile_id) == other.profile_id
+    restored = fields_of(pg, other.profile_id)
+    assert "FirstName" not in restored and "EmailAddress" not in restored
+    assert search(pg, "_email", "only-crm@example.com") == []
