@@ -20,17 +20,17 @@ of the batch is locked (transaction-scoped advisory locks, all taken up front in
 order before looking up); SQLite has a single writer, which serialises them already. On
 PostgreSQL too, the object type is held (shared) for the whole ingestion, so a concurrent
 DeleteProfileObjectType either removes what the ingestion stored or is seen by it; and the
-profiles found by the keys are locked (`_resolve_locked`) before they are read, so no
-concurrent writer of one (another ingestion that found it by another key, UpdateProfile, a
-merge, DeleteProfile) loses its change or has one written over its deletion.
+profiles found by the keys are locked (`profiles.service.resolve_locked`) before they are
+read, so no concurrent writer of one (another ingestion that found it by another key,
+UpdateProfile, a merge, DeleteProfile) loses its change or has one written over its deletion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import and_, bindparam, select
 
@@ -59,14 +59,13 @@ from openprofiles.profiles.service import (
     hooks_after,
     index_profile_keys,
     insert_key_rows,
-    lock_profiles,
     new_profile_record,
+    resolve_locked,
     resolve_profile_id,
     save_profile,
     write_profiles,
 )
 from openprofiles.store.advisory import take_locks
-from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
@@ -295,7 +294,7 @@ class _Run:
         self.index: dict[tuple[str, bytes], dict[str, set[str]]] = {}
         # Row profile id -> the live profile it names (merges followed), None when gone.
         self.live: dict[str, str | None] = {}
-        live_ids = sorted(_resolve_locked(tx, domain_name, lambda: self._read_index(pairs)))
+        live_ids = sorted(resolve_locked(tx, domain_name, lambda: self._read_index(pairs)))
         self.profiles: dict[str, ProfileRecord] = (
             get_profiles(tx, domain_name=domain_name, profile_ids=live_ids) if live_ids else {}
         )
@@ -326,7 +325,7 @@ class _Run:
 
     def _read_index(self, pairs: set[tuple[str, bytes]]) -> tuple[set[str], set[str]]:
         """Fill `index` and `live` from the key rows of `pairs`; the live profiles they name,
-        twice (`_resolve_locked`'s outcome and the profiles to lock)."""
+        twice (`profiles.service.resolve_locked`'s outcome and the profiles to lock)."""
         self.index.clear()
         self.live.clear()
         tx, domain_name = self.tx, self.domain_name
@@ -498,7 +497,7 @@ def _apply(
         found = _resolve_profile(tx, domain_name, mapped, digest_of)
         return found, set() if found is None else {found}
 
-    target_id = _resolve_locked(tx, domain_name, resolve)
+    target_id = resolve_locked(tx, domain_name, resolve)
     created = target_id is None
     if target_id is None:
         if not object_type.allow_profile_creation:
@@ -572,37 +571,6 @@ def _resolve_profile(tx: Tx, domain_name: str, mapped: MappedObject, digest_of: 
         if len(found) == 1:
             return found.pop()
     return None
-
-
-T = TypeVar("T")
-# Rounds of resolving and locking before giving up (`ConcurrentChange`: the request runs again):
-# each round finds profiles that changed while the one before waited for its locks.
-_LOCK_ROUNDS = 4
-
-
-def _resolve_locked(tx: Tx, domain_name: str, resolve: Callable[[], tuple[T, set[str]]]) -> T:
-    """`resolve()`'s outcome, given with the live profiles it found, whose rows it locks first
-    (PostgreSQL; profiles.service.lock_profiles) so the caller reads and writes them back with
-    nothing changing them in between.
-
-    A profile may change while its lock is awaited: merged away (its keys now lead to the
-    survivor) or deleted (they lead nowhere). So `resolve` runs again after each lock, until it
-    finds only profiles locked before it ran: it read their latest state then, and no other
-    writer changes them before the commit. SQLite's single writer needs neither the lock nor
-    the second look."""
-    outcome, found = resolve()
-    if tx.services.database.is_sqlite:
-        return outcome
-    locked: set[str] = set()
-    rounds = 0
-    while not found <= locked:
-        if rounds == _LOCK_ROUNDS:
-            raise ConcurrentChange("the profiles the records' keys find kept changing")
-        rounds += 1
-        lock_profiles(tx, domain_name=domain_name, profile_ids=found - locked)
-        locked |= found
-        outcome, found = resolve()
-    return outcome
 
 
 # Built once, run straight on the driver (store.prepared): building the expression costs more

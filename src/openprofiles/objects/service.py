@@ -29,7 +29,7 @@ from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import (
     find_profile,
     lock_live_profile,
-    lock_profiles,
+    resolve_locked,
     resolve_profile_id,
     save_profile,
 )
@@ -604,16 +604,15 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
     """DeleteProfileObjectType's clean-up (spec §1.8): the type's objects, the keys it indexed
     on profiles, and the standard-profile fields it populated (unless a person set them since).
     Returns how many objects were deleted."""
+
     # Locked before they are read to be scrubbed, so a concurrent change to one is kept; looked
-    # up again after each lock until no new one appears, as a write it waited for (a merge
-    # undone, objects moved back) may have put the type's data on another profile meanwhile.
-    affected = _profiles_with_type(tx, domain_name, object_type_name)
-    if not tx.services.database.is_sqlite:
-        locked: set[str] = set()
-        while not affected <= locked:
-            lock_profiles(tx, domain_name=domain_name, profile_ids=affected - locked)
-            locked |= affected
-            affected = locked | _profiles_with_type(tx, domain_name, object_type_name)
+    # up again after each lock, as a write it waited for (a merge undone, objects moved back)
+    # may have put the type's data on another profile meanwhile.
+    def holding() -> tuple[set[str], set[str]]:
+        found = _profiles_with_type(tx, domain_name, object_type_name)
+        return found, found
+
+    affected = resolve_locked(tx, domain_name, holding)
     deleted = _delete_rows(
         tx,
         and_(

@@ -13,7 +13,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     and_,
@@ -48,6 +48,7 @@ from openprofiles.profiles.models import (
     KeyMatch,
     ProfileRecord,
 )
+from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
@@ -177,6 +178,37 @@ def lock_live_profile(tx: Tx, *, domain_name: str, profile_id: str) -> str | Non
         locked.add(live_id)
         if tx.services.database.is_sqlite:
             return live_id
+
+
+T = TypeVar("T")
+# Rounds of resolving and locking before giving up (`ConcurrentChange`: the request runs again):
+# each round finds profiles that changed while the one before waited for its locks.
+_LOCK_ROUNDS = 4
+
+
+def resolve_locked(tx: Tx, domain_name: str, resolve: Callable[[], tuple[T, set[str]]]) -> T:
+    """`resolve()`'s outcome, given with the live profiles it found, whose rows it locks first
+    (PostgreSQL; `lock_profiles`) so the caller reads and writes them back with nothing
+    changing them in between (ingestion's key lookups, a type deletion's scrub).
+
+    A profile may change while its lock is awaited: merged away (its keys now lead to the
+    survivor) or deleted (they lead nowhere). So `resolve` runs again after each lock, until it
+    finds only profiles locked before it ran: it read their latest state then, and no other
+    writer changes them before the commit. SQLite's single writer needs neither the lock nor
+    the second look."""
+    outcome, found = resolve()
+    if tx.services.database.is_sqlite:
+        return outcome
+    locked: set[str] = set()
+    rounds = 0
+    while not found <= locked:
+        if rounds == _LOCK_ROUNDS:
+            raise ConcurrentChange("the profiles looked up kept changing while they were locked")
+        rounds += 1
+        lock_profiles(tx, domain_name=domain_name, profile_ids=found - locked)
+        locked |= found
+        outcome, found = resolve()
+    return outcome
 
 
 def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord | None:
