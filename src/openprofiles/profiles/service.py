@@ -167,17 +167,13 @@ def lock_profiles(tx: Tx, *, domain_name: str, profile_ids: Iterable[str]) -> No
 def lock_live_profile(tx: Tx, *, domain_name: str, profile_id: str) -> str | None:
     """The id of the live profile `profile_id` names (merges followed), its row locked as by
     `lock_profiles`; None when there is none. A profile merged away between finding and locking
-    it leads on to the survivor, which is locked then."""
-    locked: set[str] = set()
-    while True:
-        live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
-        if live_id is None or live_id in locked:
-            # Locked and still live: resolving again after the lock saw its latest state.
-            return live_id
-        lock_profiles(tx, domain_name=domain_name, profile_ids=[live_id])
-        locked.add(live_id)
-        if tx.services.database.is_sqlite:
-            return live_id
+    it leads on to the survivor, which is locked then (`resolve_locked`)."""
+
+    def live() -> tuple[str | None, set[str]]:
+        found = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+        return found, set() if found is None else {found}
+
+    return resolve_locked(tx, domain_name, live)
 
 
 T = TypeVar("T")
