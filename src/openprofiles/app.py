@@ -49,10 +49,11 @@ from openprofiles.store.migrate import upgrade_to_head
 from openprofiles.store.schema import credential, domain
 from openprofiles.tags import handlers as tag_handlers
 from openprofiles.ui import ui_routes
-from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app
+from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app, raw_path_of
 from openprofiles.wire.model import load_service_model
 from openprofiles.wire.pagination import TokenCodec
 from openprofiles.wire.registry import build_registry
+from openprofiles.wire.routing import Router
 from openprofiles.wire.sigv4 import verify_request
 
 # One module per feature package; each defines handlers named after AWS operations.
@@ -172,16 +173,21 @@ _HEALTH_QUERY = select(literal(1)).select_from(domain).limit(1)
 logger = logging.getLogger(__name__)
 
 
-def _cross_origin(api: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
+def _cross_origin(api: ASGIApp, origins: tuple[str, ...], router: Router) -> ASGIApp:
     """The API, answering browsers' CORS checks for the configured origins (none: unchanged).
 
-    Preflights are answered before authentication, as they must be (a browser sends no
-    signature with them); the request that follows is signed and verified as any other. No
-    cookies are allowed across origins: the API authenticates by signature alone, and the web
-    pages' session cookie must never ride along on another site's request."""
+    Only the API's own paths (the model's routes, `router`) grant CORS: the API is mounted at
+    the root and so also receives what no other route takes, such as `OPTIONS /ui/sign-in` (a
+    page route with another method) or `/contact-records` (a signed machine feed, not for
+    browsers); those get the API's plain error, with no CORS header, so a browser refuses the
+    cross-origin call. Preflights are answered before authentication, as they must be (a
+    browser sends no signature with them); the request that follows is signed and verified as
+    any other. No cookies are allowed across origins: the API authenticates by signature
+    alone, and the web pages' session cookie must never ride along on another site's
+    request."""
     if not origins:
         return api
-    return CORSMiddleware(
+    cors = CORSMiddleware(
         api,
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
@@ -192,6 +198,18 @@ def _cross_origin(api: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
         expose_headers=["x-amzn-RequestId", "x-amzn-ErrorType", "Date"],
         max_age=600,
     )
+
+    async def only_api_paths(scope: Scope, receive: Receive, send: Send) -> None:
+        # A request without an Origin header is no CORS request: no need to look at its path.
+        cross_origin = scope["type"] == "http" and any(
+            name == b"origin" for name, _ in scope.get("headers", ())
+        )
+        if cross_origin and router.operations_at(raw_path_of(scope)):
+            await cors(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    return only_api_paths
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
@@ -276,7 +294,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     )
     # Browsers of the configured origins may call the API (CORS); the same app serves the
     # /domains shortcut and the mount, so both answer their checks.
-    api = _cross_origin(api, settings.cors_origins)
+    api = _cross_origin(api, settings.cors_origins, dispatcher.router)
     app = _Application(
         api=api,
         routes=[

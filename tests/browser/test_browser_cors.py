@@ -18,6 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from playwright.sync_api import Browser
 from tests.support.server import LiveServer, run_server
+from tests.unit.integrations.integ_helpers import ctr
 
 from openprofiles.settings import Settings
 
@@ -115,6 +116,47 @@ def test_without_the_origin_allowed_the_browser_blocks_the_page(browser: Browser
             assert "blocked" in listed and "blocked" in created
             # The preflight stopped the write before it was sent.
             assert server.client().list_domains()["Items"] == []
+
+
+def _signed_contact_record(
+    server: LiveServer, record: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """URL and fetch() options of a header-signed POST /contact-records (preflighted)."""
+    url = f"{server.url}/contact-records"
+    body = json.dumps(record)
+    request = AWSRequest(
+        method="POST", url=url, data=body, headers={"Content-Type": "application/json"}
+    )
+    SigV4Auth(Credentials(*server.admin_key), "profile", server.settings.region).add_auth(request)
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+    return url, {"method": "POST", "headers": headers, "body": body}
+
+
+def test_an_allowed_origin_may_call_the_api_only_not_the_contact_feed(
+    browser: Browser, tmp_path
+) -> None:
+    """The contact feed is a machine feed: the API's CORS grant must not reach it (the API is
+    mounted at the root, behind the feed's POST-only routes). Had the preflight passed, the
+    signed record would have been sent and applied, even with its answer hidden from the page."""
+    instance = "arn:aws:connect:us-east-1:111122223333:instance/cors-feed"
+    with desk_origin() as desk:
+        settings = Settings(data_dir=tmp_path / "data", cors_origins=(desk,))
+        with run_server(settings) as server:
+            client = server.client()
+            client.create_domain(DomainName="desk", DefaultExpirationDays=30)
+            client.put_integration(DomainName="desk", Uri=instance)
+            record = ctr("from-the-desk", instance=instance)
+            page = browser.new_page()
+            try:
+                page.goto(desk)
+                sent = page.evaluate(FETCH, list(_signed_contact_record(server, record)))
+            finally:
+                page.close()
+            assert "blocked" in sent
+            found = client.search_profiles(
+                DomainName="desk", KeyName="_ctrContactId", Values=["from-the-desk"]
+            )["Items"]
+            assert found == []
 
 
 @pytest.mark.parametrize(

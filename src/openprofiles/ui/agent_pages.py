@@ -423,6 +423,10 @@ def routes(ui: UI) -> list[Route]:
     async def contact_pop(request: Request) -> Response:
         contact_id = request.path_params["contact_id"]
         wanted = request.query_params.get("domain")
+        if wanted:
+            # A mistyped domain in the contact centre's screen-pop address is a 404 saying
+            # so, not a search box for a domain that does not exist.
+            await require_domain(wanted)
         names = [wanted] if wanted else await domain_names()
 
         def find(tx: Tx) -> list[tuple[str, ProfileRecord]]:

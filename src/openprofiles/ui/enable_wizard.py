@@ -123,17 +123,32 @@ def routes(ui: UI) -> list[Route]:
         return setup.queue_policy_statement(settings, queue, name or "")
 
     def validate(values: dict[str, str], known: set[str]) -> Plan:
+        """Every field's error at once: a radio group with a value the page does not offer
+        gets its own error and leaves its sub-fields unchecked (which of them apply is
+        unknown), while every other section is still checked, so one bad choice hides
+        nothing else the user has to correct."""
         errors = _unknown_choices(values)
-        if errors:
-            return Plan(domain_name=values.get("domain_name", ""), existing=False, errors=errors)
-        existing = values.get("domain_choice") == "existing"
-        if existing:
+        domain_choice = values.get("domain_choice", "")
+        if domain_choice == "existing":
             name = values.get("existing_domain", "")
             if name not in known:
                 errors["existing_domain"] = "Choose one of the existing domains."
+            # An existing domain keeps its queue and key: the other sections do not apply.
             return Plan(domain_name=name, existing=True, errors=errors)
         name = values.get("domain_name", "")
         plan = Plan(domain_name=name, existing=False, errors=errors)
+        if "domain_choice" not in errors:
+            check_new_domain(plan, values, known)
+        if values.get("dlq_choice") == "queue":
+            try:
+                plan.queue = setup.parse_queue_url(settings, values.get("dlq_url", ""))
+            except BadRequest as exc:
+                errors["dlq_url"] = exc.message
+        check_key(plan, values)
+        return plan
+
+    def check_new_domain(plan: Plan, values: dict[str, str], known: set[str]) -> None:
+        name, errors = plan.domain_name, plan.errors
         if not name:
             errors["domain_name"] = "Enter a name for the new domain."
         elif not DOMAIN_NAME.match(name):
@@ -153,11 +168,9 @@ def routes(ui: UI) -> list[Route]:
             errors["retention_days"] = (
                 f"Enter a whole number of days from 1 to {MAX_RETENTION_DAYS}."
             )
-        if values.get("dlq_choice") == "queue":
-            try:
-                plan.queue = setup.parse_queue_url(settings, values.get("dlq_url", ""))
-            except BadRequest as exc:
-                errors["dlq_url"] = exc.message
+
+    def check_key(plan: Plan, values: dict[str, str]) -> None:
+        errors = plan.errors
         choice = values.get("key_choice", "default")
         if choice == "local":
             key = keyring.lookup(values.get("local_key", ""))
@@ -185,7 +198,6 @@ def routes(ui: UI) -> list[Route]:
                     "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab."
                 )
             plan.key_id = arn
-        return plan
 
     @ui.page("admin")
     async def wizard(request: Request) -> Response:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openprofiles.blocking import CommitOutcome, WouldBlock, on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.wire.body_size import largest_bodies
 from openprofiles.wire.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
@@ -41,8 +42,9 @@ Authenticate = Callable[[str, str, str, Mapping[str, str], bytes], Any]
 Invoke = Callable[[str, Any, dict[str, Any]], dict[str, Any] | None]
 WireResponse = tuple[int, dict[str, str], bytes]
 
-# Far above any Customer Profiles payload (PutProfileObject allows 256,000 characters of
-# object; batch and layout requests stay well below this), low enough to bound memory.
+# The body limit of a request the model does not bound (and of an unknown path), and the least
+# of any operation: an operation whose largest model-valid body is larger gets that instead
+# (wire.body_size; BatchPutProfileObject's is about 30.7 MB). Low enough to bound memory.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 # Tries on the event loop of a request that keeps finding the writer lock taken (each try after
@@ -57,7 +59,8 @@ class ApiDispatcher:
     """Runs one AWS API request through the wire pipeline.
 
     `codec` is the NextToken codec of this server; the dispatcher does not use it itself but
-    holds it so the app hands one instance to the handlers.
+    holds it so the app hands one instance to the handlers. `max_body_bytes` is the body limit
+    of what the model does not bound, and the least of any operation (`body_limit`).
     """
 
     def __init__(
@@ -74,6 +77,22 @@ class ApiDispatcher:
         self.router = router if router is not None else Router(service_model)
         self.codec = codec
         self.max_body_bytes = max_body_bytes
+        self._largest_bodies = largest_bodies(service_model)
+
+    def operation_at(self, method: str, raw_path: str) -> str | None:
+        """The operation `method` and `raw_path` call, or None (no route, or a path the router
+        cannot read: `handle` reports that)."""
+        try:
+            found = self.router.match(method, raw_path)
+        except Exception:
+            return None
+        return found[0] if found else None
+
+    def body_limit(self, operation: str | None) -> int:
+        """The most bytes of body a request of `operation` may have: never less than the
+        largest body a model-valid request of it can have."""
+        largest = self._largest_bodies.get(operation, 0) if operation else 0
+        return max(self.max_body_bytes, largest)
 
     def handle(
         self,
@@ -108,11 +127,7 @@ class ApiDispatcher:
         return status, response_headers, response_body
 
     def _operation_name(self, method: str, raw_path: str) -> str:
-        try:
-            found = self.router.match(method, raw_path)
-        except Exception:
-            return "-"
-        return found[0] if found else "-"
+        return self.operation_at(method, raw_path) or "-"
 
     def _run(
         self,
@@ -131,8 +146,9 @@ class ApiDispatcher:
                 raise MethodNotAllowed(method.upper(), raw_path, accepted)
             raise UnknownOperation(f"No operation matches {method.upper()} {raw_path}.")
         operation, uri_params = found
-        if len(body) > self.max_body_bytes:
-            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
+        limit = self.body_limit(operation)
+        if len(body) > limit:
+            raise PayloadTooLarge.over(limit)
         principal = authenticate(method, raw_path, raw_query, headers, body)
         operation_model = self.service_model.operation_model(operation)
         params = parse_request(operation_model, uri_params, parse_query(raw_query), headers, body)
@@ -179,41 +195,31 @@ def make_asgi_app(
     (openprofiles.blocking).
     """
 
-    def run_here(method: str, raw_path: str) -> bool:
-        if not on_the_loop_operations:
-            return False
-        try:
-            found = dispatcher.router.match(method, raw_path)
-        except Exception:
-            return False  # the dispatcher reports it, in a thread like any other request
-        return found is not None and found[0] in on_the_loop_operations
-
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        raw_path_bytes = scope.get("raw_path")
-        raw_path = (
-            raw_path_bytes.decode("latin-1")
-            if raw_path_bytes
-            else quote(scope["path"], safe="/~!$&'()*+,;=:@")
-        )
+        raw_path = raw_path_of(scope)
         raw_query = scope.get("query_string", b"").decode("latin-1")
         headers: dict[str, str] = {}
         for name_bytes, value_bytes in scope.get("headers", []):
             name = name_bytes.decode("latin-1").lower()
             value = value_bytes.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        body, too_large = await read_body(receive, dispatcher.max_body_bytes)
+        # An unknown path or one the router cannot read is reported by the dispatcher, in a
+        # thread like any other request.
+        operation = dispatcher.operation_at(scope["method"], raw_path)
+        limit = dispatcher.body_limit(operation)
+        body, too_large = await read_body(receive, limit)
         if too_large:
-            error = PayloadTooLarge(f"The request body exceeds {dispatcher.max_body_bytes} bytes.")
+            error = PayloadTooLarge.over(limit)
             status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
         else:
             request = (scope["method"], raw_path, raw_query, headers, body, authenticate, invoke)
             answered: WireResponse | None = None
-            if run_here(scope["method"], raw_path):
+            if operation in on_the_loop_operations:
                 give_back: Callable[[], None] | None = None
                 shared_commit: CommitOutcome | None = None
                 for attempt in range(_ATTEMPTS_ON_THE_LOOP):
@@ -241,6 +247,15 @@ def make_asgi_app(
         await _respond(send, status, response_headers, response_body)
 
     return app
+
+
+def raw_path_of(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded: what SigV4 signs and what the
+    router matches (a label may hold an encoded '/')."""
+    raw_path_bytes = scope.get("raw_path")
+    if raw_path_bytes:
+        return str(raw_path_bytes.decode("latin-1"))
+    return quote(scope["path"], safe="/~!$&'()*+,;=:@")
 
 
 async def _after_shared_commit(answered: WireResponse, outcome: CommitOutcome) -> WireResponse:

@@ -43,6 +43,10 @@ class PayloadTooLarge(ServiceError):
     code = "RequestEntityTooLargeException"
     status = 413
 
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        return cls(f"The request body exceeds {limit} bytes.")
+
 
 def render_error(error: ServiceError, request_id: str) -> tuple[int, dict[str, str], bytes]:
     """Return (status, headers, body) of the AWS-format error response for `error`."""

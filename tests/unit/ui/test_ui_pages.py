@@ -133,6 +133,46 @@ def test_wizard_errors_are_shown_at_the_field_and_nothing_is_stored(
     assert stored_domains(admin) == []
 
 
+def field_errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="error" id="([a-z_]+)-error">([^<]*)<', html))
+
+
+def test_an_unknown_choice_shows_every_other_field_error_and_keeps_the_entries(
+    admin: TestClient,
+) -> None:
+    status, html = wizard(
+        admin,
+        domain_name="a b",
+        retention_days="0",
+        dlq_choice="queue",
+        dlq_url="https://x.example/q",
+        key_choice="KMS",
+    )
+    assert status == 400
+    errors = field_errors(html)
+    assert set(errors) == {"key_choice", "domain_name", "retention_days", "dlq_url"}, html
+    assert "not &#39;KMS&#39;" in errors["key_choice"]
+    assert 'value="a b"' in html
+    assert 'value="https://x.example/q"' in html
+    assert stored_domains(admin) == []
+
+
+def test_an_unknown_domain_choice_still_checks_the_queue_and_the_key(admin: TestClient) -> None:
+    status, html = wizard(
+        admin,
+        domain_choice="create",
+        domain_name="acme",
+        dlq_choice="queue",
+        dlq_url="https://x.example/q",
+        key_choice="new_local",
+        new_key_alias="bad alias!",
+    )
+    assert status == 400
+    assert set(field_errors(html)) == {"domain_choice", "dlq_url", "new_key_alias"}, html
+    assert 'value="acme"' in html
+    assert stored_domains(admin) == []
+
+
 def test_wizard_refuses_an_existing_name(admin: TestClient) -> None:
     assert wizard(admin, domain_name="acme")[0] == 303
     status, html = wizard(admin, domain_name="acme")
@@ -192,6 +232,17 @@ def test_unknown_domain_and_profile_are_friendly_404s(admin: TestClient) -> None
     response = admin.get("/agent/domains/acme/profiles/" + "0" * 32)
     assert response.status_code == 404
     assert "does not exist" in response.text
+
+
+def test_screen_pop_for_an_unknown_domain_is_a_404_that_says_so(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    hostile = "<b>ghost</b>"
+    response = admin.get("/agent/contacts/c-1", params={"domain": hostile})
+    assert response.status_code == 404
+    assert "The domain &lt;b&gt;ghost&lt;/b&gt; does not exist." in response.text
+    assert hostile not in response.text
+    assert "<form" not in response.text.split("</header>")[-1]
+    assert stored_domains(admin) == ["acme"]
 
 
 class _FormFields(HTMLParser):
