@@ -601,18 +601,15 @@ if _forget_deliveries not in on_object_type_deleted:
 
 
 def retry_contact_record(
-    tx: Tx, *, domain_name: str, object_type_name: str, raw: str
+    tx: Tx, *, domain_name: str, object_type_name: str, parsed: Mapping[str, Any], raw: str
 ) -> Applied | IngestRejected:
     """Apply a dead-lettered contact record again (`openprofiles dlq retry`), in the domain and
     as the object type it was dead-lettered in, by the rules of a delivery: it is checked again
     (an invalid record is rejected with its reason), a version of its contact older than or
     the same as the one applied changes nothing (`changed` False, spec §3.1: dedupe by ContactId
     + LastUpdateTimestamp), and one that cannot be ordered against it is rejected. Nothing is
-    dead-lettered here: the caller keeps the letter."""
-    try:
-        parsed = load_json(raw, "The record")
-    except JsonTextError as exc:
-        return IngestRejected(exc.message, "invalid_value")
+    dead-lettered here: the caller keeps the letter. `parsed` is `raw` as the caller parsed it,
+    strictly (json_text.load_json): it is not parsed again."""
     try:
         record = parse_contact_record(parsed, raw)
     except ContactRecordInvalid as exc:

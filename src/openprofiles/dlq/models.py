@@ -24,6 +24,9 @@ class DeadLetter:
     # Set when the letter holds no record a retry can ingest (a flow item that could not be read
     # as records, say): why, and what to do instead. `retry` leaves such a letter alone.
     not_retryable: str | None = None
+    # Where the record came from, when its reason names it first ("Flow crm" in "Flow crm: why",
+    # dlq.service.origin_reason): a retry that fails again names it first in the new reason too.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)

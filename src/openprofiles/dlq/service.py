@@ -7,7 +7,8 @@ a contact record goes through the contact-record intake, so it is checked again 
 than the version of its contact already applied is removed as superseded, changing nothing. A
 message that holds no record a retry can ingest (`not_retryable`: a flow item that could not be
 read as records, say) is not tried: it keeps its reason, and the outcome says why and what to
-do instead.
+do instead. A record whose reason names where it came from first (its `origin`: "Flow crm" in
+"Flow crm: why") keeps that name first in the reason of a retry that fails again.
 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
@@ -20,7 +21,7 @@ message reached SQS with a note in place of an object SQS could not take is mark
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,9 @@ SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
 # The sink error of a record dlq.resend is sending again, followed by when it began (ISO 8601):
 # unique to that run, so its outcome only lands on records it still holds.
 SQS_RESENDING = "a resend to SQS is under way, started at "
+# The origin of a flow's record as its reason named it before the origin was kept on its own:
+# "Flow NAME: " first, NAME as the model's FlowName pattern allows.
+_LEGACY_FLOW_ORIGIN = re.compile(r"(Flow [a-zA-Z0-9][\w!@#.-]+): ")
 
 
 def new_message_id() -> str:
@@ -72,7 +76,9 @@ def put(
     sink_error: str | None = None,
     message_id: str | None = None,
     not_retryable: str | None = None,
+    origin: str | None = None,
 ) -> DeadLetter:
+    """Store a dead letter; `reason` is the whole reason, its `origin` (when given) first."""
     cipher = tx.cipher(domain_name)
     message_id = message_id or new_message_id()
     tx.conn.execute(
@@ -81,7 +87,7 @@ def put(
             message_id=message_id,
             object_type_name=object_type_name,
             sealed=cipher.seal_record(
-                DLQ_TABLE, message_id, _payload(object_json, reason, not_retryable)
+                DLQ_TABLE, message_id, _payload(object_json, reason, not_retryable, origin)
             ),
             reason_category=category,
             attempts=1,
@@ -93,13 +99,32 @@ def put(
     return get(tx, domain_name=domain_name, message_id=message_id)
 
 
-def _payload(object_json: str, reason: str, not_retryable: str | None) -> dict[str, str]:
-    """What is sealed of a record: the object, the reason, and why it cannot be retried when it
-    cannot (absent from records written before that was kept: they can all be retried)."""
+def origin_reason(origin: str | None, reason: str) -> str:
+    """The reason of a dead letter from `origin` ("Flow crm: why"); `reason` alone without one."""
+    return f"{origin}: {reason}" if origin else reason
+
+
+def _payload(
+    object_json: str, reason: str, not_retryable: str | None, origin: str | None
+) -> dict[str, str]:
+    """What is sealed of a record: the object, the reason, why it cannot be retried when it
+    cannot (absent from records written before that was kept: they can all be retried), and its
+    origin when it has one."""
     payload = {"object": object_json, "reason": reason}
     if not_retryable is not None:
         payload["not_retryable"] = not_retryable
+    if origin is not None:
+        payload["origin"] = origin
     return payload
+
+
+def _origin(payload: Mapping[str, str]) -> str | None:
+    """The letter's origin: kept on its own, or read from the reason of a flow's record written
+    before it was."""
+    if "origin" in payload:
+        return payload["origin"]
+    legacy = _LEGACY_FLOW_ORIGIN.match(payload["reason"])
+    return legacy.group(1) if legacy else None
 
 
 def _record(tx: Tx, row: Any) -> DeadLetter:
@@ -116,6 +141,7 @@ def _record(tx: Tx, row: Any) -> DeadLetter:
         last_attempt_at=row.last_attempt_at,
         sink_error=row.sink_error,
         not_retryable=payload.get("not_retryable"),
+        origin=_origin(payload),
     )
 
 
@@ -160,12 +186,15 @@ def count(tx: Tx, *, domain_name: str) -> int:
 
 def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> RetryOutcome:
     """Run messages through ingestion again; remove the ones that now succeed, count another
-    attempt (with the new reason) on the others.
+    attempt (with the new reason, after the letter's origin) on the others.
 
-    A contact record goes through the contact-record intake (contacts.service), not the plain
-    pipeline: it is checked again, and applied only when it is newer than the version of its
-    contact already applied — otherwise a retry would put an old or invalid record back over
-    a newer one, and later deliveries of that newer one would count as repeats."""
+    Each object is parsed once, strictly, as it was first read (ingest.bulk.parse_record): one
+    that is not a JSON object stays with that reason (it used to be retried as {} and get a
+    misleading one). A contact record goes through the contact-record intake (contacts.service),
+    not the plain pipeline: it is checked again, and applied only when it is newer than the
+    version of its contact already applied — otherwise a retry would put an old or invalid
+    record back over a newer one, and later deliveries of that newer one would count as
+    repeats."""
     from openprofiles.contacts.history import contact_object_types
     from openprofiles.contacts.service import retry_contact_record
     from openprofiles.ingest.bulk import parse_record
@@ -186,11 +215,15 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
             continue
         reason: str | None = None
         category = letter.category
-        if _is_contact_record(letter, contact_types):
+        source = parse_record(letter.object_json)
+        if isinstance(source, IngestRejected):
+            reason, category = source.reason, source.category
+        elif _is_contact_record(letter.object_type_name, source, contact_types):
             done = retry_contact_record(
                 tx,
                 domain_name=domain_name,
                 object_type_name=letter.object_type_name,
+                parsed=source,
                 raw=letter.object_json,
             )
             if isinstance(done, IngestRejected):
@@ -198,12 +231,7 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
             elif not done.changed:
                 outcome.superseded.append(letter.message_id)
         else:
-            # Strictly, as it was first read: a record that is not a JSON object stays with
-            # that reason (it used to be retried as {} and get a misleading one).
-            source = parse_record(letter.object_json)
             try:
-                if isinstance(source, IngestRejected):
-                    raise source
                 ingest_object(
                     tx,
                     domain_name=domain_name,
@@ -232,7 +260,14 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
                 last_attempt_at=tx.now,
                 reason_category=category,
                 sealed=cipher.seal_record(
-                    DLQ_TABLE, letter.message_id, _payload(letter.object_json, reason, None)
+                    DLQ_TABLE,
+                    letter.message_id,
+                    _payload(
+                        letter.object_json,
+                        origin_reason(letter.origin, reason),
+                        None,
+                        letter.origin,
+                    ),
                 ),
             )
         )
@@ -240,18 +275,14 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     return outcome
 
 
-def _is_contact_record(letter: DeadLetter, contact_types: set[str]) -> bool:
-    """Whether the letter is a contact record: of one of the domain's contact-record object
-    types (contacts.history.contact_object_types) and naming an InstanceARN, as every record
-    the contact intake dead-letters does (it routes records by it). Other objects of those
-    types (PutProfileObject) keep the plain pipeline."""
-    if letter.object_type_name not in contact_types:
-        return False
-    try:
-        parsed = json.loads(letter.object_json)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and "InstanceARN" in parsed
+def _is_contact_record(
+    object_type_name: str, record: Mapping[str, object], contact_types: set[str]
+) -> bool:
+    """Whether a letter's record is a contact record: of one of the domain's contact-record
+    object types (contacts.history.contact_object_types) and naming an InstanceARN, as every
+    record the contact intake dead-letters does (it routes records by it). Other objects of
+    those types (PutProfileObject) keep the plain pipeline."""
+    return object_type_name in contact_types and "InstanceARN" in record
 
 
 def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> int:

@@ -11,9 +11,11 @@ characters a message cannot carry, or makes the message larger than any queue ta
 (`SQS_MAX_MESSAGE_BYTES`); and one over `SQS_BATCH_BYTES` (the cap of many queues) that the
 queue refused. The message then goes with a JSON note in its place (`{"ObjectOmitted": why,
 "DeadLetterMessageId": id}`), the same note in a String attribute `ObjectOmitted`, and the usual
-attributes, so that the queue's consumer still learns of the failure and where the record is
-kept whole (the local store, which always holds it), instead of the send failing at every
-resend. The record's sink error says it was sent without its object
+attributes, so that the queue's consumer still learns of the failure and where the object is
+kept whole (the local store, which always holds it) — or, for an empty one, that nothing was left
+out — instead of the send failing at every resend. The note says what is kept, not "the record":
+a dead letter need not hold one (a flow item that could not be read as records holds what was
+read of it, or nothing). The record's sink error says it was sent without its object
 (`service.SENT_WITHOUT_OBJECT`).
 
 The local record is written in the caller's transaction; the SQS send waits until that
@@ -96,6 +98,7 @@ class LocalStoreSink:
             sink_error=letter.sink_error,
             message_id=letter.message_id,
             not_retryable=letter.not_retryable,
+            origin=letter.origin,
         )
 
 
@@ -218,10 +221,14 @@ def _message(letter: DeadLetter, omitted: str | None = None) -> tuple[str, dict[
     why = omitted or _omitted_object(letter)
     if why is None:
         return letter.object_json, attributes
-    note = (
-        f"The object was not sent: {why}. OpenProfiles keeps the whole record as dead letter "
-        f"{letter.message_id} of domain {letter.domain_name}."
-    )
+    where = f"dead letter {letter.message_id} of domain {letter.domain_name}"
+    if letter.object_json:
+        note = f"The object was not sent: {why}. OpenProfiles keeps it whole in {where}."
+    else:
+        note = (
+            f"Nothing was left out: {why}, and SQS takes no empty message. OpenProfiles keeps "
+            f"{where}, with its reason."
+        )
     body = json.dumps({"ObjectOmitted": note, "DeadLetterMessageId": letter.message_id})
     return body, {**attributes, "ObjectOmitted": note}
 
@@ -429,6 +436,7 @@ def dead_letter(
     reason: str,
     category: str,
     not_retryable: str | None = None,
+    origin: str | None = None,
 ) -> DeadLetter:
     """Dead-letter a rejected record in its own transaction (see `dead_letter_in`); the SQS
     send, when the domain has a queue, has happened when this returns. The letter comes back as
@@ -442,6 +450,7 @@ def dead_letter(
             reason=reason,
             category=category,
             not_retryable=not_retryable,
+            origin=origin,
         )
 
 
@@ -454,10 +463,13 @@ def dead_letter_in(
     reason: str,
     category: str,
     not_retryable: str | None = None,
+    origin: str | None = None,
 ) -> DeadLetter:
     """Dead-letter inside an open transaction: the local record now, marked `SQS_PENDING` when
     the domain has a queue; the SQS send after the transaction commits (none if it rolls back).
-    `not_retryable` says why a retry cannot ingest the letter, when it cannot (dlq.service).
+    `not_retryable` says why a retry cannot ingest the letter, when it cannot; `origin` names
+    where the record came from ("Flow crm"), first in the letter's reason and in the reason of
+    a retry that fails again (dlq.service).
     """
     queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
     letter = DeadLetter(
@@ -465,13 +477,14 @@ def dead_letter_in(
         domain_name=domain_name,
         object_type_name=object_type_name,
         object_json=object_json,
-        reason=reason,
+        reason=service.origin_reason(origin, reason),
         category=category,
         attempts=1,
         created_at=tx.now,
         last_attempt_at=tx.now,
         sink_error=service.SQS_PENDING if queue_url else service.NO_QUEUE,
         not_retryable=not_retryable,
+        origin=origin,
     )
     LocalStoreSink(tx).send(letter)
     if queue_url:

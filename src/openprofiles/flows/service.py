@@ -222,11 +222,12 @@ def run_flow(
                         domain_name=domain_name,
                         object_type_name=type_name,
                         object_json=failure.content,
-                        reason=f"Flow {flow.name}: {failure.reason}",
+                        reason=failure.reason,
                         category="invalid_value",
                         not_retryable=_not_retryable(
                             domain_name, flow, f"{source.describe(item.key)}, not a record"
                         ),
+                        origin=_origin(flow),
                     )
                     counts["records_read"] += 1
                     counts["records_dead_lettered"] += 1
@@ -303,6 +304,12 @@ def _batches(records: Iterator[str | BadRecord]) -> Iterator[list[str | BadRecor
         yield batch
 
 
+def _origin(flow: Flow) -> str:
+    """The origin of the flow's dead letters, named first in their reasons ("Flow crm: why") and
+    in those of their retries (dlq.service)."""
+    return f"Flow {flow.name}"
+
+
 def _not_retryable(domain_name: str, flow: Flow, what: str) -> str:
     """Why `dlq retry` cannot ingest a dead letter of the flow that is not a record as the
     object type takes it, and what to do instead."""
@@ -329,9 +336,10 @@ def _apply_batch(
                 domain_name=domain_name,
                 object_type_name=type_name,
                 object_json=raw.content,
-                reason=f"Flow {flow.name}: {raw.reason}",
+                reason=raw.reason,
                 category="invalid_value",
                 not_retryable=_not_retryable(domain_name, flow, "a part of an item, not a record"),
+                origin=_origin(flow),
             )
             counts["records_dead_lettered"] += 1
             continue
@@ -380,9 +388,10 @@ def _apply_batch(
             domain_name=domain_name,
             object_type_name=type_name,
             object_json=raw,
-            reason=f"Flow {flow.name}: {reason}",
+            reason=reason,
             category=category,
             not_retryable=not_retryable,
+            origin=_origin(flow),
         )
         counts["records_dead_lettered"] += 1
 

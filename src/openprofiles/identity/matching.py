@@ -69,6 +69,13 @@ GUARD_LIMIT = 500
 GUARD_MESSAGE = "All attributes at rule level {level} are associated with more than 500 records."
 GUARD_OBJECT_TYPE = "RuleBasedMatching"
 GUARD_CATEGORY = "rule_matching"
+# The guard's dead letter is a notice, not a record: `dlq retry` leaves it alone, saying this.
+GUARD_NOT_RETRYABLE = (
+    "This dead letter is a notice of rule-based matching (its low-cardinality guard), not a "
+    "record: a retry cannot ingest it. Rules on attributes that many profiles share match "
+    "nothing at that level; change the domain's MatchingRules if need be, then purge this dead "
+    "letter."
+)
 MAX_MERGE_CHUNK = 20
 
 register_domain_table(rule_match_digest)
@@ -222,6 +229,7 @@ def _dead_letter_guard(tx: Tx, domain_name: str, level: int) -> None:
         object_json="{}",
         reason=GUARD_MESSAGE.format(level=level),
         category=GUARD_CATEGORY,
+        not_retryable=GUARD_NOT_RETRYABLE,
     )
 
 

@@ -15,6 +15,7 @@ from openprofiles.app import create_app
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter, RetryOutcome
+from openprofiles.ingest.pipeline import IngestRejected
 from openprofiles.object_types.service import delete_object_type, put_object_type
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import SearchCriterion, search_profiles
@@ -249,3 +250,41 @@ def test_a_contact_letter_that_is_not_strict_json_stays_with_the_reason(
     [kept] = letters(services)
     assert "NaN is not a JSON value" in kept.reason
     assert versions(services, "N") == []
+
+
+def test_a_contact_letter_nested_too_deep_for_python_stays_with_the_reason(
+    services: Services, domain: str
+) -> None:
+    """A file loaded as the contact type dead-letters a record nested too deep as it came. The
+    retry read each contact-type letter twice, the first time with Python's json, whose
+    RecursionError stopped the whole retry; read once, strictly, the letter keeps its reason."""
+    from openprofiles.ingest.bulk import ingest_records
+
+    depth = 100_000
+    record = json.dumps(ctr("Z", last_update=OLD))[:-1] + ', "Deep": ' + "[" * depth + "]" * depth
+    summary = ingest_records(services, domain_name=D, object_type_name=TYPE, records=[record + "}"])
+    assert summary.dead_lettered == 1
+    [letter] = letters(services)
+
+    outcome = retry(services)
+
+    assert outcome.failed == [letter.message_id]
+    [kept] = letters(services)
+    assert (kept.reason, kept.category, kept.attempts) == (letter.reason, "invalid_value", 2)
+    assert "nested" in kept.reason
+    assert versions(services, "Z") == []
+
+
+def test_a_contact_record_is_retried_as_parsed_by_the_caller(
+    services: Services, domain: str
+) -> None:
+    """`retry_contact_record` takes the record the retry parsed (once) with its text."""
+    from openprofiles.contacts.service import retry_contact_record
+
+    parsed = ctr("P", last_update=NEW, Attributes={"v": "2"})
+    with services.write() as tx:
+        done = retry_contact_record(
+            tx, domain_name=D, object_type_name=TYPE, parsed=parsed, raw=json.dumps(parsed)
+        )
+    assert not isinstance(done, IngestRejected) and done.changed
+    assert versions(services, "P") == [(NEW, "2")]

@@ -116,3 +116,39 @@ def test_retry_reads_a_letter_as_strictly_as_a_load(
     with services.read() as tx:
         kept = service.get(tx, domain_name=DOMAIN, message_id=letter.message_id)
     assert why in kept.reason and "unique key" not in kept.reason
+
+
+def test_a_rule_matching_notice_is_not_retried(services: Services, domain: str) -> None:
+    """The low-cardinality guard's notice (spec §5.1) is a dead letter with no record: a retry
+    tried to ingest its {} as an object type RuleBasedMatching, and replaced the notice with why
+    that failed (the type does not exist) under another category."""
+    from openprofiles.domains.service import update_domain
+    from openprofiles.identity import matching
+    from openprofiles.profiles.service import create_profile
+
+    rules = {
+        "Enabled": True,
+        "MatchingRules": [{"Rule": ["LastName"]}],
+        "AttributeTypesSelector": {"AttributeMatchingModel": "ONE_TO_ONE"},
+    }
+    with services.write() as tx:
+        for _ in range(matching.GUARD_LIMIT + 1):
+            create_profile(tx, domain_name=DOMAIN, fields={"LastName": "Smith"})
+        update_domain(tx, domain_name=DOMAIN, changes={"RuleBasedMatching": rules})
+        matching.rebuild(tx, domain_name=DOMAIN)
+    with services.read() as tx:
+        [notice] = service.list_messages(tx, domain_name=DOMAIN)
+    assert notice.reason == matching.GUARD_MESSAGE.format(level=1)
+
+    with services.write() as tx:
+        outcome = service.retry(tx, domain_name=DOMAIN)
+
+    assert outcome.failed == [notice.message_id] and list(outcome.not_retried) == outcome.failed
+    assert "notice" in outcome.not_retried[notice.message_id]
+    with services.read() as tx:
+        [kept] = service.list_messages(tx, domain_name=DOMAIN)
+    assert (kept.reason, kept.category, kept.attempts) == (
+        notice.reason,
+        matching.GUARD_CATEGORY,
+        1,
+    )
