@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import inspect, literal, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
@@ -91,9 +91,8 @@ ON_THE_LOOP_OPERATIONS = frozenset(
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Open the database (bringing its schema up to date) and the key manager."""
     database = Database.from_settings(settings)
-    if migrate:
-        upgrade_to_head(database)
     try:
+        # Before migrating: a migration may unwrap the domains' keys (store.migrate).
         _check_keyring_belongs(settings, database)
     except KeyringError:
         database.dispose()
@@ -102,6 +101,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     keys = KeyManager(
         ProviderResolver(settings, keyring), cache_seconds=settings.data_key_cache_seconds
     )
+    if migrate:
+        upgrade_to_head(database, keys)
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
 
@@ -114,8 +115,10 @@ def _check_keyring_belongs(settings: Settings, database: Database) -> None:
     if settings.keyring_path.exists():
         return
     with database.read() as conn:
+        # A database not migrated yet may not have the tables: then it holds nothing sealed.
         sealed = any(
-            conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
+            inspect(conn).has_table(table.name)
+            and conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
             for table in (credential, domain)
         )
     if sealed:

@@ -49,7 +49,10 @@ def main() -> None:
 @click.option(
     "--first-run-admin",
     is_flag=True,
-    help="Create an admin credential when none exists and write it to DATA_DIR/credentials.",
+    help=(
+        "Create an admin credential when none exists and write it to DATA_DIR/credentials, and "
+        "the web user admin, its password written to DATA_DIR/admin-password (never printed)."
+    ),
 )
 def serve(
     data_dir: Path | None,

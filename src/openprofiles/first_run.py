@@ -1,7 +1,11 @@
 """First start of `make run`: an admin credential and instructions a newcomer can follow.
 
 The credential is written to DATA_DIR/credentials in the AWS shared-credentials format (owner-only
-permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FILE.
+permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FILE. The web user
+`admin`'s first password is written to DATA_DIR/admin-password (owner-only too). Neither secret
+is ever printed: what `serve` prints ends up in logs (a terminal's scrollback, journald, a
+container's log), which anyone reading them could then sign in with. The lines say where the
+files are instead.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(password + "\n")
-        yield f"Created the web user {WEB_ADMIN} with the password {password} (saved in {path})."
+        yield f"Created the web user {WEB_ADMIN}; its password is saved in {path}."
     yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
     if path.exists():
-        yield f"  (the first password is in {path.resolve()})."
+        yield f"  (the first password is in {path.resolve()}: cat it to see it)."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -130,3 +132,192 @@ def test_0017_keeps_every_key_row_renames_the_markers_and_lets_sources_share_a_v
         ("custId", "Accounts", b"v4"),
         ("custId", "Tickets", b"v"),
     ]
+
+
+_FLOW_EMAIL = "dana.whitfield@example.org"
+
+
+def _pre_0018_flow(settings, folder):
+    """A database at 0017 holding a flow's data as it was stored then (in clear), and the
+    keys it was stored under."""
+    import json
+
+    from sqlalchemy import text
+
+    from openprofiles.crypto.domain_keys import KeyManager
+    from openprofiles.crypto.keyring import Keyring
+    from openprofiles.crypto.providers import ProviderResolver
+    from openprofiles.store.migrate import upgrade_to
+
+    keys = KeyManager(ProviderResolver(settings, Keyring(settings.keyring_path)))
+    wrapped = keys.new_domain_key("d1")
+    item = folder / f"{_FLOW_EMAIL}.jsonl"
+    item.write_text("{}\n")
+    version = f"{item.stat().st_mtime_ns}-{item.stat().st_size}"
+    definition = {
+        "FlowName": "crm",
+        "SourceFlowConfig": {
+            "ConnectorType": "S3",
+            "SourceConnectorProperties": {
+                "S3": {"BucketName": "file://", "BucketPrefix": str(folder)}
+            },
+        },
+        "Tasks": [
+            {
+                "TaskType": "Filter",
+                "SourceFields": ["email"],
+                "ConnectorOperator": {"S3": "EQUAL_TO"},
+                "TaskProperties": {"VALUE": _FLOW_EMAIL},
+            }
+        ],
+        "TriggerConfig": {"TriggerType": "OnDemand"},
+    }
+    error = f"Cannot read the file {item}: Permission denied"
+    database = Database.from_settings(settings)
+    stamp = {"t": "2026-11-29 00:00:00"}
+    upgrade_to(database, "0017")
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO domain (name, key_id, wrapped_key, config, created_at, updated_at) "
+                "VALUES ('d1', :k, :w, '{}', :t, :t)"
+            ),
+            {"k": wrapped.key_id, "w": wrapped.wrapped, **stamp},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO integration (domain_name, uri, object_type_name, settings, "
+                "flow_name, created_at, updated_at) VALUES ('d1', 'arn:flow/crm', "
+                "'Zendesk-users', :s, 'crm', :t, :t)"
+            ),
+            {"s": json.dumps({"RoleArn": "arn:role", "FlowDefinition": definition}), **stamp},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO flow_run (domain_name, run_id, flow_name, trigger, status, "
+                "items_read, records_read, records_ingested, records_filtered, "
+                "records_dead_lettered, error, started_at, finished_at) VALUES ('d1', :r, "
+                "'crm', 'OnDemand', :status, 1, 0, 0, 0, 0, :e, :t, :t)"
+            ),
+            [
+                {"r": "r1", "status": "FAILED", "e": error, **stamp},
+                {"r": "r2", "status": "COMPLETED", "e": None, **stamp},
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO flow_item (domain_name, flow_name, item_key, version, processed_at) "
+                "VALUES ('d1', 'crm', :k, :v, :t)"
+            ),
+            {"k": item.name, "v": version, **stamp},
+        )
+    return database, keys, definition, error
+
+
+def _stored_text(database) -> bytes:
+    """Every stored byte: the SQLite files (once the last connection closed), or a dump of
+    every PostgreSQL table."""
+    from sqlalchemy import inspect, text
+
+    if database.engine.dialect.name == "sqlite":
+        path = database.engine.url.database
+        database.dispose()
+        from pathlib import Path
+
+        return b"".join(p.read_bytes() for p in Path(path).parent.glob(Path(path).name + "*"))
+    with database.engine.connect() as conn:
+        return b"\n".join(
+            repr(tuple(row)).encode()
+            for table in inspect(conn).get_table_names()
+            for row in conn.execute(text(f'SELECT * FROM "{table}"'))
+        )
+
+
+def test_0018_seals_flow_definitions_and_run_errors_and_digests_item_keys(settings, tmp_path):
+    """A flow's definition, run errors and checkpoints stored in clear before 0018 are sealed
+    (or digested) by it, and read as before: the flow, its runs and which items it read."""
+    from openprofiles.app import build_services
+    from openprofiles.flows.models import parse_flow_definition
+    from openprofiles.flows.service import get_run, pending_items
+    from openprofiles.flows.sources import FolderSource
+    from openprofiles.integrations.service import find_flow_integration
+    from openprofiles.store.migrate import upgrade_to_head
+
+    settings = replace(settings, flow_folder_roots=(tmp_path,))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    database, keys, definition, error = _pre_0018_flow(settings, folder)
+    upgrade_to_head(database, keys)
+    stored = _stored_text(database)
+    database.dispose()
+    for clear in (_FLOW_EMAIL, "Permission denied"):
+        assert clear.encode() not in stored, f"{clear!r} still stored in clear"
+
+    services = build_services(settings)
+    try:
+        with services.read() as tx:
+            found = find_flow_integration(tx, domain_name="d1", flow_name="crm")
+            failed = get_run(tx, domain_name="d1", run_id="r1")
+            completed = get_run(tx, domain_name="d1", run_id="r2")
+        assert found is not None and found.flow_definition == definition
+        assert found.settings["RoleArn"] == "arn:role"
+        assert (failed.error, completed.error) == (error, None)
+        source = FolderSource(settings, str(folder))
+        flow = parse_flow_definition(definition)
+        # The item read before is still known as read; a new one is not.
+        assert pending_items(services, "d1", flow, source) == []
+        (folder / "new.jsonl").write_text("{}\n")
+        assert [i.key for i in pending_items(services, "d1", flow, source)] == ["new.jsonl"]
+    finally:
+        services.database.dispose()
+
+
+def test_0018_downgrade_opens_what_it_sealed(settings, tmp_path):
+    from sqlalchemy import text
+
+    from openprofiles.store.migrate import downgrade_to, upgrade_to_head
+
+    settings = replace(settings, flow_folder_roots=(tmp_path,))
+    database, keys, definition, error = _pre_0018_flow(settings, tmp_path)
+    try:
+        upgrade_to_head(database, keys)
+        downgrade_to(database, "0017", keys)
+        with database.engine.connect() as conn:
+            stored = conn.execute(text("SELECT settings FROM integration")).scalar_one()
+            errors = conn.execute(text("SELECT error FROM flow_run ORDER BY run_id")).scalars()
+            assert list(errors) == [error, None]
+            # A digest cannot give its key back: the checkpoints go, the items are read again.
+            assert conn.execute(text("SELECT count(*) FROM flow_item")).scalar_one() == 0
+    finally:
+        database.dispose()
+    if isinstance(stored, str):
+        import json
+
+        stored = json.loads(stored)
+    assert stored == {"RoleArn": "arn:role", "FlowDefinition": definition}
+
+
+def test_0018_with_a_disabled_key_stops_naming_the_domain_and_changes_nothing(settings, tmp_path):
+    import pytest
+    from sqlalchemy import text
+
+    from openprofiles.crypto.errors import KeyUnusable
+    from openprofiles.crypto.keyring import Keyring
+    from openprofiles.store.migrate import upgrade_to_head
+
+    settings = replace(settings, flow_folder_roots=(tmp_path,))
+    database, keys, _, _ = _pre_0018_flow(settings, tmp_path)
+    keyring = Keyring(settings.keyring_path)
+    keyring.disable(keyring.default_key().key_id)
+    keys.forget("d1")
+    try:
+        with pytest.raises(KeyUnusable, match="domain d1") as raised:
+            upgrade_to_head(database, keys)
+        assert "disabled" in raised.value.message
+        with database.engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            assert revision == "0017"
+        keyring.enable(keyring.default_key().key_id)
+        upgrade_to_head(database, keys)
+    finally:
+        database.dispose()

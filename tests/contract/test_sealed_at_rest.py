@@ -1,8 +1,12 @@
 """No personal value appears in clear anywhere in the stored data: not in the SQLite files
-(database, WAL, shared memory) and not in any PostgreSQL table."""
+(database, WAL, shared memory) and not in any PostgreSQL table. Profiles, their keys and match
+features, and a flow's stored traces: its definition (a Filter task comparing a field with an
+email), the items it read (a file named after a customer) and a run's error (naming them)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 
 import pytest
@@ -58,6 +62,52 @@ def _store_profiles(services, markers: dict[str, str]) -> None:
         )
 
 
+def _store_flow(services, markers: dict[str, str]) -> None:
+    """A flow whose Filter compares the email with a customer's, reading a folder named after
+    one (in the default flow root, DATA_DIR/flows) that holds a file named after their email;
+    a second run fails because the folder is gone, its error naming the folder."""
+    from openprofiles.flows.service import run_flow
+    from openprofiles.integrations.service import put_integration
+
+    folder = services.settings.data_dir / "flows" / markers["LastName"]
+    folder.mkdir(parents=True)
+    record = {"id": 1, "email": markers["EmailAddress"], "name": markers["FirstName"]}
+    (folder / f"{markers['EmailAddress']}.jsonl").write_text(json.dumps(record) + "\n")
+    definition = {
+        "FlowName": "crm",
+        "KmsArn": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "SourceFlowConfig": {
+            "ConnectorType": "S3",
+            "SourceConnectorProperties": {
+                "S3": {"BucketName": "file://", "BucketPrefix": str(folder)}
+            },
+        },
+        "Tasks": [
+            {
+                "TaskType": "Filter",
+                "SourceFields": ["email"],
+                "ConnectorOperator": {"S3": "NOT_EQUAL_TO"},
+                "TaskProperties": {"VALUE": markers["EmailAddress"]},
+            }
+        ],
+        "TriggerConfig": {"TriggerType": "OnDemand"},
+    }
+    with services.write() as tx:
+        put_integration(
+            tx,
+            domain_name="sealed",
+            uri=None,
+            object_type_name="Zendesk-users",
+            flow_definition=definition,
+        )
+    read = run_flow(services, domain_name="sealed", flow_name="crm", complete=False)
+    # The file was read (and checkpointed), its record filtered out.
+    assert (read.status, read.items_read, read.records_filtered) == ("COMPLETED", 1, 1)
+    shutil.rmtree(folder)
+    failed = run_flow(services, domain_name="sealed", flow_name="crm")
+    assert failed.status == "FAILED" and markers["LastName"] in (failed.error or "")
+
+
 def _assert_features_stored(services) -> None:
     """The checks below cover the match features only if some were written."""
     from sqlalchemy import func, select
@@ -80,6 +130,7 @@ def test_sqlite_files_hold_no_marker(sqlite_settings):
     services = build_services(sqlite_settings)
     markers = _markers()
     _store_profiles(services, markers)
+    _store_flow(services, markers)
     _assert_features_stored(services)
     # Read the database, WAL and shared-memory files raw while open, and again after the
     # last connection closed (which checkpoints the WAL into the database file).
@@ -105,6 +156,7 @@ def test_postgres_tables_hold_no_marker(tmp_path):
         services = build_services(settings)
         markers = _markers()
         _store_profiles(services, markers)
+        _store_flow(services, markers)
         _assert_features_stored(services)
         db: Database = services.database
         dump = []

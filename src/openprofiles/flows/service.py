@@ -28,6 +28,11 @@ before that were ingested). A source that cannot be listed or read at all fails 
 instead, leaving its items to the next run (which applies again the records of an item the run
 had begun: applying a record twice changes nothing).
 
+A run's error is stored sealed with the domain's key (a source's message can name an object key,
+a task's or the pipeline's quote a value), and a checkpointed item is known by a blind-index
+digest of its key (`ITEM_KEY_NAME`): an object key or file name can carry a customer's name or
+email, and the checkpoint only has to tell whether a listed key was read, and in which version.
+
 A dead letter that holds no record the object type can take as it is — a failed item, a part of
 an item that is not a record, a record that failed a Validate task — says so (its
 `not_retryable`): `dlq retry` leaves it alone, and points at running the flow again. A record
@@ -37,9 +42,11 @@ what the flow would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +55,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.context import Services, Tx
+from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
@@ -72,6 +80,15 @@ Progress = Callable[[FlowRun], None]
 # The checkpoint version of an item that failed starts with this, followed by the item's version:
 # read like any checkpoint by incremental runs, and told apart by complete ones.
 FAILED_MARK = "failed:"
+# The key name of the blind-index digests of item keys (flow_item.item_digest); "@" keeps it
+# apart from any key name an object type can define.
+ITEM_KEY_NAME = "@flowItem"
+# The table a run's sealed error is bound to, with the run id.
+RUN_TABLE = "flow_run"
+# The error of a failed run whose reason could not be sealed (the domain's key was unusable).
+UNSEALED_ERROR = (
+    "The run failed while the domain's key could not be used, so its reason could not be stored."
+)
 
 
 class _Terminated(Exception):
@@ -80,7 +97,11 @@ class _Terminated(Exception):
         self.reason = reason
 
 
-def _run_record(row: Any) -> FlowRun:
+def _run_record(tx: Tx, row: Any) -> FlowRun:
+    error = UNSEALED_ERROR if row.status == "FAILED" else None
+    if row.error_sealed is not None:
+        sealed = bytes(row.error_sealed)
+        error = tx.cipher(row.domain_name).open_record(RUN_TABLE, row.run_id, sealed)["error"]
     return FlowRun(
         domain_name=row.domain_name,
         run_id=row.run_id,
@@ -92,7 +113,7 @@ def _run_record(row: Any) -> FlowRun:
         records_ingested=row.records_ingested,
         records_filtered=row.records_filtered,
         records_dead_lettered=row.records_dead_lettered,
-        error=row.error,
+        error=error,
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
@@ -104,7 +125,7 @@ def get_run(tx: Tx, *, domain_name: str, run_id: str) -> FlowRun:
     ).first()
     if row is None:
         raise NotFound(f"The flow run {run_id} does not exist in domain {domain_name}.")
-    return _run_record(row)
+    return _run_record(tx, row)
 
 
 def list_runs(tx: Tx, *, domain_name: str, flow_name: str, limit: int = 20) -> list[FlowRun]:
@@ -115,7 +136,7 @@ def list_runs(tx: Tx, *, domain_name: str, flow_name: str, limit: int = 20) -> l
         .order_by(flow_run.c.started_at.desc(), flow_run.c.run_id.desc())
         .limit(limit)
     )
-    return [_run_record(r) for r in rows]
+    return [_run_record(tx, r) for r in rows]
 
 
 def _load(services: Services, domain_name: str, flow_name: str) -> tuple[Integration, Flow]:
@@ -130,14 +151,24 @@ def _load(services: Services, domain_name: str, flow_name: str) -> tuple[Integra
     return found, parse_flow_definition(found.flow_definition)
 
 
-def _checkpoints(services: Services, domain_name: str, flow_name: str) -> dict[str, str]:
+def _item_digest(cipher: DomainCipher, key: str) -> bytes:
+    """How flow_item knows the item of `key` (see the module docstring)."""
+    return cipher.digest(ITEM_KEY_NAME, key)
+
+
+def _checkpoints(
+    services: Services, domain_name: str, flow_name: str
+) -> Callable[[SourceItem], str | None]:
+    """The version each item was checkpointed under (None for an item never read)."""
     with services.read() as tx:
+        cipher = tx.cipher(domain_name)
         rows = tx.conn.execute(
-            select(flow_item.c.item_key, flow_item.c.version).where(
+            select(flow_item.c.item_digest, flow_item.c.version).where(
                 flow_item.c.domain_name == domain_name, flow_item.c.flow_name == flow_name
             )
         )
-        return {r.item_key: r.version for r in rows}
+        done = {bytes(r.item_digest): r.version for r in rows}
+    return lambda item: done.get(_item_digest(cipher, item.key))
 
 
 def pending_items(
@@ -145,9 +176,7 @@ def pending_items(
 ) -> list[SourceItem]:
     """Items new or changed since the flow's checkpoint."""
     done = _checkpoints(services, domain_name, flow.name)
-    return [
-        i for i in source.items() if done.get(i.key) not in (i.version, FAILED_MARK + i.version)
-    ]
+    return [i for i in source.items() if done(i) not in (i.version, FAILED_MARK + i.version)]
 
 
 def run_flow(
@@ -197,7 +226,7 @@ def run_flow(
             items = source.items()
         else:
             done = _checkpoints(services, domain_name, flow_name)
-            items = [i for i in source.items() if done.get(i.key) != FAILED_MARK + i.version]
+            items = [i for i in source.items() if done(i) != FAILED_MARK + i.version]
         for item in items:
             failure: ItemFailed | None = None
             version, failed = item.version, False
@@ -256,16 +285,23 @@ def _finish_run(
     services: Services, domain_name: str, run_id: str, counts: dict[str, int], error: str | None
 ) -> FlowRun:
     with services.write() as tx:
+        sealed = None
+        # The domain's key may be unusable (often why the run failed): the run still ends
+        # FAILED, its reason told to the caller only, as nothing can seal it.
+        with contextlib.suppress(ServiceError):
+            if error:
+                sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
         _update_run(
             tx,
             domain_name,
             run_id,
             counts,
             status="FAILED" if error else "COMPLETED",
-            error=error,
+            error_sealed=sealed,
             finished_at=tx.now,
         )
-        return get_run(tx, domain_name=domain_name, run_id=run_id)
+        run = get_run(tx, domain_name=domain_name, run_id=run_id)
+    return run if sealed is not None or error is None else replace(run, error=error)
 
 
 def _apply_retrying(
@@ -404,13 +440,13 @@ def _checkpoint(
     )
     tx.conn.execute(
         statement.on_conflict_do_update(
-            index_elements=["domain_name", "flow_name", "item_key"],
+            index_elements=["domain_name", "flow_name", "item_digest"],
             set_={"version": statement.excluded.version, "processed_at": tx.now},
         ),
         {
             "domain_name": domain_name,
             "flow_name": flow_name,
-            "item_key": key,
+            "item_digest": _item_digest(tx.cipher(domain_name), key),
             "version": FAILED_MARK + version if failed else version,
             "processed_at": tx.now,
         },

@@ -11,7 +11,9 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   the admin pages) goes through contacts.service.connect_instance, which also replays the
   records kept while the instance had no domain.
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
-  openprofiles.flows). Its Uri defaults to the flow's ARN.
+  openprofiles.flows). Its Uri defaults to the flow's ARN. The definition is stored sealed with
+  the domain's key (`flow_sealed`), apart from the other settings: its tasks can hold a
+  customer's value, its source a customer's file name.
 
 DeleteProfileObjectType "disables integrations from this specific ProfileObjectType" (the
 model's doc): every integration of the domain that ingests as the deleted type (ObjectTypeName,
@@ -65,6 +67,9 @@ SETTING_MEMBERS = ("RoleArn", "EventTriggerNames", "Scope", "WorkflowId", "IsUns
 # Kept in the settings of an integration DeleteProfileObjectType disabled: the deleted type's
 # name. Not an API member; putting the integration again writes its settings without it.
 DISABLED_BY = "DisabledByDeletedObjectType"
+# The FlowDefinition is stored sealed (integration.flow_sealed), bound to this table and the Uri:
+# a Filter task can compare a field with a customer's value, a source name a customer's file.
+SEALED_TABLE = "integration"
 
 
 def integration_arn(tx: Tx, domain_name: str, uri: str) -> str:
@@ -76,9 +81,13 @@ def flow_arn(tx: Tx, flow_name: str) -> str:
     return f"arn:aws:appflow:{tx.settings.region}:{tx.settings.account_id}:flow/{flow_name}"
 
 
-def _record(row: Any) -> Integration:
+def _record(tx: Tx, row: Any) -> Integration:
     settings = dict(row.settings or {})
     deleted_type = settings.pop(DISABLED_BY, None)
+    if row.flow_sealed is not None:
+        settings["FlowDefinition"] = tx.cipher(row.domain_name).open_record(
+            SEALED_TABLE, row.uri, bytes(row.flow_sealed)
+        )
     return Integration(
         domain_name=row.domain_name,
         uri=row.uri,
@@ -151,7 +160,7 @@ def find_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration | Non
             integration.c.domain_name == domain_name, integration.c.uri == uri
         )
     ).first()
-    return _record(row) if row else None
+    return _record(tx, row) if row else None
 
 
 def get_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration:
@@ -241,13 +250,15 @@ def put_integration(
             delete_tags(tx, resource_arn=integration_arn(tx, owner, uri))
             previous_domain = owner
 
-    stored_settings = {k: v for k, v in (settings or {}).items() if v is not None}
-    if flow_definition is not None:
-        stored_settings["FlowDefinition"] = _jsonable(flow_definition)
     values = {
         "object_type_name": object_type_name or None,
         "object_type_names": dict(object_type_names) if object_type_names else None,
-        "settings": stored_settings,
+        "settings": {k: v for k, v in (settings or {}).items() if v is not None},
+        "flow_sealed": (
+            None
+            if flow_definition is None
+            else tx.cipher(domain_name).seal_record(SEALED_TABLE, uri, _jsonable(flow_definition))
+        ),
         "instance_arn": uri if instance else None,
         "flow_name": flow_name,
         "updated_at": tx.now,
@@ -336,7 +347,7 @@ def list_integrations(
     )
     if after is not None:
         query = query.where(integration.c.uri > after)
-    rows = [_record(r) for r in tx.conn.execute(query)]
+    rows = [_record(tx, r) for r in tx.conn.execute(query)]
     return rows[:limit], len(rows) > limit
 
 
@@ -352,7 +363,7 @@ def list_account_integrations(
     )
     if after is not None:
         query = query.where(integration.c.domain_name > after)
-    rows = [_record(r) for r in tx.conn.execute(query)]
+    rows = [_record(tx, r) for r in tx.conn.execute(query)]
     return rows[:limit], len(rows) > limit
 
 
@@ -362,7 +373,7 @@ def list_flow_integrations(tx: Tx, *, domain_name: str | None = None) -> list[In
     query = select(integration).where(integration.c.flow_name.is_not(None))
     if domain_name is not None:
         query = query.where(integration.c.domain_name == domain_name)
-    found = [_record(r) for r in tx.conn.execute(query.order_by(integration.c.domain_name))]
+    found = [_record(tx, r) for r in tx.conn.execute(query.order_by(integration.c.domain_name))]
     return [f for f in found if f.disabled_reason is None]
 
 
@@ -372,7 +383,7 @@ def find_flow_integration(tx: Tx, *, domain_name: str, flow_name: str) -> Integr
             integration.c.domain_name == domain_name, integration.c.flow_name == flow_name
         )
     ).first()
-    return _record(row) if row else None
+    return _record(tx, row) if row else None
 
 
 # ---------------------------------------------------------------------------- instances
@@ -389,7 +400,7 @@ def instance_domain(tx: Tx, *, instance_arn: str) -> str | None:
 def find_instance_integration(tx: Tx, *, instance_arn: str) -> Integration | None:
     """The integration routing the instance's contact records, or None when unassociated."""
     row = tx.conn.execute(_BY_INSTANCE, {"instance_arn": instance_arn}).first()
-    return _record(row) if row else None
+    return _record(tx, row) if row else None
 
 
 # Built once: every contact-start event looks its instance up (building costs more than running).
@@ -447,4 +458,4 @@ def list_instances(tx: Tx) -> list[Integration]:
         .where(integration.c.instance_arn.is_not(None))
         .order_by(integration.c.instance_arn)
     )
-    return [_record(r) for r in rows]
+    return [_record(tx, r) for r in rows]

@@ -5,12 +5,17 @@ and the screen-pop address that opens the profile linked to a live contact.
 What an agent searches for (a phone number, an email, a name) never appears in an address:
 access logs, proxies and the browser's history keep addresses. The search form is posted,
 and its results, their pages and the "create a profile" link that follows a search carry the
-search sealed (services.tokens, scoped to the page and the domain), like API NextTokens.
+search sealed (services.tokens, scoped to the page and the domain), like API NextTokens. So do
+the links to a profile's records and to their older pages: a record is known by a digest of its
+unique key, a stable stand-in for the customer's value (an email, an account number), so it is
+sealed too (scoped to the domain, the profile and the record type). Page titles name no
+customer either: the browser's history keeps them with the addresses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +43,12 @@ INVALID_SEARCH = (
 )
 # Profile ids (the search's cursor) are 32 hex digits.
 LONGEST_CURSOR = "f" * 32
+OBJECT_SCOPE = "ui/agent-object"
+HISTORY_SCOPE = "ui/agent-history"
+INVALID_OBJECT_LINK = (
+    "This link to a record is not valid: it was changed, is for another profile, or is more "
+    "than a day old. Open the record again from the profile."
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,60 @@ def new_profile_url(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
 
 def profile_url(domain_name: str, profile_id: str) -> str:
     return f"/agent/domains/{quote(domain_name, safe='')}/profiles/{profile_id}"
+
+
+def _records_scope(kind: str, domain_name: str, profile_id: str, object_type: str) -> str:
+    # A token opens only what it was made for: this domain's profile and record type.
+    return "\x00".join((kind, domain_name, profile_id, object_type))
+
+
+def object_url(ui: UI, domain_name: str, profile_id: str, object_type: str, unique_key: str) -> str:
+    """The page of one record of the profile, its unique key's digest (hex) sealed."""
+    token = ui.services.tokens.encode(
+        _records_scope(OBJECT_SCOPE, domain_name, profile_id, object_type), {"k": unique_key}
+    )
+    return f"{profile_url(domain_name, profile_id)}/objects/{quote(object_type, safe='')}/{token}"
+
+
+def open_object_link(
+    ui: UI, domain_name: str, profile_id: str, object_type: str, token: str
+) -> bytes:
+    """The unique key's digest an object_url carries; BadRequest when it was changed, is for
+    another profile or type, or is older than the codec accepts."""
+    try:
+        state = ui.services.tokens.decode(
+            _records_scope(OBJECT_SCOPE, domain_name, profile_id, object_type), token
+        )
+        return bytes.fromhex(state["k"])
+    except (BadRequest, KeyError, TypeError, ValueError):
+        raise BadRequest(INVALID_OBJECT_LINK) from None
+
+
+def older_records_url(
+    ui: UI, domain_name: str, profile_id: str, object_type: str, after: tuple[datetime, str]
+) -> str:
+    """The profile page's next page of records of the type, its cursor sealed."""
+    token = ui.services.tokens.encode(
+        _records_scope(HISTORY_SCOPE, domain_name, profile_id, object_type),
+        {"t": after[0].isoformat(), "k": after[1]},
+    )
+    return f"?type={quote(object_type, safe='')}&after={token}"
+
+
+def open_records_cursor(
+    ui: UI, domain_name: str, profile_id: str, object_type: str | None, token: str | None
+) -> tuple[datetime, bytes] | None:
+    """Where the page of records an older_records_url asks for starts; None (the first page)
+    for no cursor, or one that is not valid (changed, another type's, too old)."""
+    if not token or object_type is None:
+        return None
+    try:
+        state = ui.services.tokens.decode(
+            _records_scope(HISTORY_SCOPE, domain_name, profile_id, object_type), token
+        )
+        return datetime.fromisoformat(state["t"]), bytes.fromhex(state["k"])
+    except (BadRequest, KeyError, TypeError, ValueError):
+        return None
 
 
 def display_name(record: ProfileRecord) -> str:
@@ -265,6 +330,8 @@ def routes(ui: UI) -> list[Route]:
         after = request.query_params.get("after") or None
         object_type = request.query_params.get("type") or None
 
+        cursor = open_records_cursor(ui, name, profile_id, object_type, after)
+
         def load(tx: Tx) -> dict[str, Any]:
             record = profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
             return {
@@ -275,7 +342,7 @@ def routes(ui: UI) -> list[Route]:
                     domain_name=name,
                     profile_id=record.profile_id,
                     object_type=object_type,
-                    after=after,
+                    after=cursor,
                 ),
             }
 
@@ -285,6 +352,8 @@ def routes(ui: UI) -> list[Route]:
             # A merged-away id: show the surviving profile under its own address.
             return RedirectResponse(profile_url(name, record.profile_id), status_code=303)
         fields = record.fields
+        shown: history.ObjectsView = loaded["objects"]
+        shown_type = shown.object_type or ""
         return ui.render(
             request,
             "agent/profile.html",
@@ -299,7 +368,16 @@ def routes(ui: UI) -> list[Route]:
                 (k, sorted(vs)[:KEY_VALUES_SHOWN], max(0, len(vs) - KEY_VALUES_SHOWN))
                 for k, vs in sorted(loaded["keys"].items())
             ],
-            objects=loaded["objects"],
+            objects=shown,
+            object_links=[
+                object_url(ui, name, record.profile_id, shown_type, row.unique_key)
+                for row in shown.rows
+            ],
+            older_url=(
+                older_records_url(ui, name, record.profile_id, shown_type, shown.next_after)
+                if shown.next_after
+                else ""
+            ),
             saved=request.query_params.get("saved") == "1",
             paged=after is not None,
         )
@@ -309,7 +387,9 @@ def routes(ui: UI) -> list[Route]:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
         object_type = request.path_params["object_type"]
-        unique_key = request.path_params["unique_key"]
+        digest = open_object_link(
+            ui, name, profile_id, object_type, request.path_params["object_link"]
+        )
 
         def load(tx: Tx) -> tuple[ProfileRecord, str | None]:
             record = profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
@@ -318,15 +398,13 @@ def routes(ui: UI) -> list[Route]:
                 domain_name=name,
                 profile_id=record.profile_id,
                 object_type=object_type,
-                unique_key=unique_key,
+                digest=digest,
             )
             return record, text
 
         record, text = await ui.read(load)
         if text is None:
-            raise NotFound(
-                f"The profile has no {object_type} record {unique_key}; it may have expired."
-            )
+            raise NotFound(f"The profile has no such {object_type} record; it may have expired.")
         return ui.render(
             request,
             "agent/object.html",
@@ -469,7 +547,7 @@ def routes(ui: UI) -> list[Route]:
         ),
         Route("/agent/domains/{domain}/profiles/{profile_id}", profile_page, methods=["GET"]),
         Route(
-            "/agent/domains/{domain}/profiles/{profile_id}/objects/{object_type}/{unique_key}",
+            "/agent/domains/{domain}/profiles/{profile_id}/objects/{object_type}/{object_link}",
             object_page,
             methods=["GET"],
         ),

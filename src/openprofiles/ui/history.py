@@ -2,6 +2,10 @@
 with counts, the current type's objects newest first, 50 to a page, and one object's full
 record.
 
+An object is known by the digest of its unique key (`ObjectRow.unique_key`, hex), which the
+pages never put in an address as it is: agent_pages seals it into the links (the digest is a
+stable stand-in for the customer's key value).
+
 Contact records are the `CTR` object type (spec §3.2: contact history is ListProfileObjects of
 CTR); each row shows channel, start, duration, agent, queue and disconnect reason.
 """
@@ -36,24 +40,11 @@ class ObjectsView:
     is_contacts: bool
     headings: list[str]
     rows: list[ObjectRow]
-    next_after: str | None
+    # Where the next page starts: (updated_at, unique key digest in hex) of this page's last.
+    next_after: tuple[datetime, str] | None
 
 
 CONTACT_HEADINGS = ["Channel", "Start", "Duration", "Agent", "Queue", "Disconnect reason"]
-
-
-def encode_cursor(updated_at: datetime, unique_key: str) -> str:
-    return f"{updated_at.isoformat()}~{unique_key}"
-
-
-def decode_cursor(raw: str | None) -> tuple[datetime, bytes] | None:
-    if not raw or "~" not in raw:
-        return None
-    stamp, _, key = raw.rpartition("~")
-    try:
-        return datetime.fromisoformat(stamp), bytes.fromhex(key)
-    except ValueError:
-        return None
 
 
 def load(
@@ -62,7 +53,7 @@ def load(
     domain_name: str,
     profile_id: str,
     object_type: str | None,
-    after: str | None,
+    after: tuple[datetime, bytes] | None,
 ) -> ObjectsView:
     counts: dict[str, int] = dict(
         sorted(
@@ -81,7 +72,7 @@ def load(
         object_type_name=object_type,
         profile_id=profile_id,
         limit=PAGE_SIZE,
-        after=decode_cursor(after),
+        after=after,
     )
     is_contacts = object_type == CONTACT_TYPE
     rows = []
@@ -97,18 +88,14 @@ def load(
                 ]
             columns = [_text(data.get(h)) for h in headings]
         rows.append(ObjectRow(item.unique_key, item.updated_at, columns))
-    next_after = encode_cursor(items[-1].updated_at, items[-1].unique_key) if more else None
+    next_after = (items[-1].updated_at, items[-1].unique_key) if more else None
     return ObjectsView(counts, object_type, is_contacts, headings, rows, next_after)
 
 
 def load_one(
-    tx: Tx, *, domain_name: str, profile_id: str, object_type: str, unique_key: str
+    tx: Tx, *, domain_name: str, profile_id: str, object_type: str, digest: bytes
 ) -> str | None:
     """The object's full record as indented JSON, or None (unknown, or another profile's)."""
-    try:
-        digest = bytes.fromhex(unique_key)
-    except ValueError:
-        return None
     tx.cipher(domain_name)
     found = objects.find_object(
         tx, domain_name=domain_name, object_type_name=object_type, unique_digest=digest

@@ -1,11 +1,14 @@
 """Page addresses carry no customer's personal values: access logs, proxies and the browser's
 history keep addresses. A search is posted and its results, pages and "create a profile" link
-carry only a sealed token; the sign-in page carries no query of the page it returns to."""
+carry only a sealed token; the sign-in page carries no query of the page it returns to. Links to
+a profile's records carry their key's digest only sealed, and page titles (kept in the
+history too) name no customer."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
@@ -368,3 +371,141 @@ def test_created_user_notice_carries_no_username_in_the_address(app_client: Test
     location = response.headers["location"]
     assert_clean(location, username)
     assert f"Created the user {username}" in app_client.get(location).text
+
+
+CUSTOMER = {"FirstName": "Kwame", "LastName": "Asante", "EmailAddress": "kwame.asante@example.net"}
+ORDERS = {
+    "Description": "Orders",
+    "AllowProfileCreation": True,
+    "Fields": {
+        "ref": {"Source": "_source.ref"},
+        "email": {
+            "Source": "_source.email",
+            "Target": "_profile.EmailAddress",
+            "ContentType": "EMAIL_ADDRESS",
+        },
+    },
+    "Keys": {
+        "orderRef": [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["ref"]}],
+        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
+    },
+}
+# One more than a page of the profile page's records (history.PAGE_SIZE is 50).
+ORDER_COUNT = 51
+
+
+def order_ref(n: int) -> str:
+    # A unique key that is personal data: the customer's email in the order's reference.
+    return f"{CUSTOMER['EmailAddress']}/order-{n}"
+
+
+@pytest.fixture
+def customer(agent: TestClient) -> tuple[str, list[str]]:
+    """A profile of acme with ORDER_COUNT orders: its id and the hex digests of the orders'
+    unique keys (how the pages used to name a record in its address)."""
+    import json
+
+    from openprofiles.ingest.pipeline import ingest_object
+    from openprofiles.object_types.service import put_object_type
+    from openprofiles.objects.service import list_profile_objects
+
+    services = agent.app.state.services  # type: ignore[attr-defined]
+    with services.write() as tx:
+        record = profiles.create_profile(tx, domain_name="acme", fields=CUSTOMER)
+        put_object_type(tx, domain_name="acme", name="Orders", params=ORDERS)
+        for n in range(ORDER_COUNT):
+            order = {"ref": order_ref(n), "email": CUSTOMER["EmailAddress"]}
+            ingest_object(
+                tx,
+                domain_name="acme",
+                object_type_name="Orders",
+                source=order,
+                raw=json.dumps(order),
+            )
+    with services.read() as tx:
+        stored, _ = list_profile_objects(
+            tx,
+            domain_name="acme",
+            object_type_name="Orders",
+            profile_id=record.profile_id,
+            limit=100,
+        )
+    assert len(stored) == ORDER_COUNT
+    return record.profile_id, [o.unique_key for o in stored]
+
+
+def title_of(html: str) -> str:
+    match = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert match
+    return match.group(1)
+
+
+def assert_links_clean(html: str, digests: list[str]) -> None:
+    values = [*CUSTOMER.values(), order_ref(0)]
+    for url in links_of(html):
+        assert_clean(url, *values)
+        for digest in digests:
+            assert digest not in url.lower(), f"a record's key digest in {url!r}"
+
+
+def test_agent_page_titles_name_no_customer(
+    agent: TestClient, customer: tuple[str, list[str]]
+) -> None:
+    """The browser's history keeps titles with the addresses: no name or email in them."""
+    profile_id, _ = customer
+    profile_page = f"/agent/domains/acme/profiles/{profile_id}"
+    page = agent.get(profile_page)
+    assert page.status_code == 200 and "Kwame Asante" in page.text
+    record = agent.get(link_named(page.text, 'Open<span class="visually-hidden"> record 1</span>'))
+    titles = {
+        title_of(page.text),
+        title_of(agent.get(profile_page + "/edit").text),
+        title_of(record.text),
+    }
+    assert titles == {
+        "Profile · OpenProfiles",
+        "Edit profile · OpenProfiles",
+        "Orders record · OpenProfiles",
+    }
+
+
+def test_record_links_carry_no_key_value_or_digest(
+    agent: TestClient, customer: tuple[str, list[str]]
+) -> None:
+    profile_id, digests = customer
+    page = agent.get(f"/agent/domains/acme/profiles/{profile_id}")
+    assert page.text.count(">Open<") == 50
+    assert_links_clean(page.text, digests)
+
+    older = agent.get(f"/agent/domains/acme/profiles/{profile_id}" + link_named(page.text, "Older"))
+    assert older.status_code == 200 and older.text.count(">Open<") == ORDER_COUNT - 50
+    assert_links_clean(older.text, digests)
+
+    link = link_named(older.text, 'Open<span class="visually-hidden"> record 1</span>')
+    record = agent.get(link)
+    assert record.status_code == 200
+    # The last page's order, opened through its sealed link.
+    assert f'"ref": "{CUSTOMER["EmailAddress"]}/order-' in unescape(record.text)
+    assert_links_clean(record.text, digests)
+
+
+def test_a_changed_or_foreign_record_link_is_a_clear_400(
+    agent: TestClient, customer: tuple[str, list[str]]
+) -> None:
+    profile_id, _ = customer
+    page = agent.get(f"/agent/domains/acme/profiles/{profile_id}")
+    link = link_named(page.text, 'Open<span class="visually-hidden"> record 1</span>')
+    token = link.rsplit("/", 1)[1]
+    services = agent.app.state.services  # type: ignore[attr-defined]
+    with services.write() as tx:
+        other = profiles.create_profile(tx, domain_name="acme", fields={"FirstName": "Ama"})
+    for url in (
+        link.replace(token, tampered(token)),
+        # A link opens only the record of the profile and type it was made for.
+        link.replace(profile_id, other.profile_id),
+        link.replace("/objects/Orders/", "/objects/CTR/"),
+    ):
+        response = agent.get(url)
+        assert response.status_code == 400, url
+        assert "Open the record again from the profile" in response.text
+        assert CUSTOMER["EmailAddress"] not in response.text

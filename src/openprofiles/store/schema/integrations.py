@@ -12,6 +12,9 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   is dropped; they can be replayed once the instance is associated.
 * `flow_run` / `flow_item` record flow runs (progress and counts) and which source files or
   objects a flow has already read (its checkpoint for Event and incremental Scheduled runs).
+  A run's error is sealed (it can quote a record's value), and an item is known by a
+  blind-index digest of its key (an object key or file name can carry a customer's name or
+  email; the checkpoint only needs to tell whether a listed key was read).
 * `stream_checkpoint` is the last sequence number applied per stream shard (Kinesis connector).
 
 integrations/service.py, contacts/service.py and flows/service.py register the domain tables
@@ -30,7 +33,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
 
@@ -44,9 +46,12 @@ integration = Table(
     Column("uri", String(255), primary_key=True),
     Column("object_type_name", String(255), nullable=True),
     Column("object_type_names", JSON, nullable=True),
-    # Configuration as the API names it (RoleArn, EventTriggerNames, Scope, FlowDefinition,
-    # WorkflowId, IsUnstructured): no personal data.
+    # Configuration as the API names it (RoleArn, EventTriggerNames, Scope, WorkflowId,
+    # IsUnstructured): no personal data.
     Column("settings", JSON, nullable=False),
+    # The FlowDefinition, sealed with the domain's key and bound to (domain, table, Uri): its
+    # Filter tasks may compare a field with a customer's value, its source name a file of one.
+    Column("flow_sealed", LargeBinary, nullable=True),
     # The Uri again when it is a contact-centre instance ARN (see the module docstring).
     Column("instance_arn", String(255), nullable=True),
     # The flow's name when the integration has a FlowDefinition.
@@ -100,8 +105,9 @@ flow_run = Table(
     Column("records_ingested", Integer, nullable=False),
     Column("records_filtered", Integer, nullable=False),
     Column("records_dead_lettered", Integer, nullable=False),
-    # Why the run failed (no personal data: connector errors only).
-    Column("error", Text, nullable=True),
+    # Why the run failed, sealed with the domain's key and bound to (domain, table, run id): a
+    # source's message can name an object key, a task's or the pipeline's can quote a value.
+    Column("error_sealed", LargeBinary, nullable=True),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
@@ -113,8 +119,9 @@ flow_item = Table(
     metadata,
     Column("domain_name", String(64), primary_key=True),
     Column("flow_name", String(256), primary_key=True),
-    # The S3 object key or the file name inside the folder.
-    Column("item_key", String(1024), primary_key=True),
+    # Blind-index digest (key name flows.service.ITEM_KEY_NAME) of the S3 object key or the
+    # file name inside the folder.
+    Column("item_digest", LargeBinary(16), primary_key=True),
     # ETag (S3) or modification time and size (folder): a changed item is read again.
     Column("version", String(255), nullable=False),
     Column("processed_at", UtcDateTime, nullable=False),
