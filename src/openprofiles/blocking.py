@@ -24,6 +24,11 @@ a rolled-back attempt, so it is still restartable).
 A write on the loop may share its transaction with the writes of other requests the loop runs
 in the same turn (`store.group_commit`); it is "committed" for the purpose above once its part
 is in that transaction, and the request's answer waits for the shared commit (`reply_after`).
+
+A handler the API adapter allows to (`may_defer`) may also answer later: it queues its work to
+be done after the turn's requests have run, together with theirs (`objects.coalesce`), and
+returns a `Deferred` answer that the adapter awaits. The queued work runs as requests do, by
+`run_on_the_loop`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
 RetryAfter = Callable[[], Awaitable[Callable[[], None] | None]]
 
 
@@ -64,6 +73,17 @@ class LoopRequest:
     committed: bool = False
     # Set when a write of the attempt joined a shared transaction: its answer must wait for it.
     reply_after: CommitOutcome | None = None
+    # Set by the API adapter: the request's handler may answer with a `Deferred`.
+    may_defer: bool = False
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A handler's answer that is not known yet: the handler queued its work to run with other
+    requests' (only where `may_defer()`), and the API adapter awaits `answer` (the handler's
+    result, or the API error it raises) before it serializes it."""
+
+    answer: Awaitable[dict[str, Any]]
 
 
 _current: ContextVar[LoopRequest | None] = ContextVar("openprofiles_on_the_loop", default=None)
@@ -91,6 +111,13 @@ def must_not_block() -> bool:
     return state is not None and not state.committed
 
 
+def may_defer() -> bool:
+    """Whether the running handler may answer with a `Deferred`: it runs on the event loop for
+    the API adapter, and nothing of it is written yet."""
+    state = _current.get()
+    return state is not None and state.may_defer and not state.committed
+
+
 def avoid_blocking(what: str) -> None:
     """Raise WouldBlock (naming `what` for debugging) when the running code must not block."""
     if must_not_block():
@@ -109,3 +136,40 @@ def note_commit() -> None:
     state = _current.get()
     if state is not None:
         state.committed = True
+
+
+# Tries on the event loop of work that keeps finding the writer lock taken (each try after a
+# release or a reservation); then it waits in a worker thread like any other. Generous on
+# purpose: a request moved to a thread holds the lock while the loop runs the next ones, which
+# then find it taken — a bound of three turned into a steady stream of thread hand-overs under
+# load (benchmarks/search.py).
+ATTEMPTS_ON_THE_LOOP = 50
+
+
+async def run_on_the_loop(
+    work: Callable[[], T], *, may_defer: bool = False
+) -> tuple[T, CommitOutcome | None]:
+    """Run `work` (a request, or work queued by requests) on the event loop: again on the loop
+    when it would block and is told when trying again is worthwhile, otherwise in a worker
+    thread (see the module docstring). Its result, and the shared commit its outcome must wait
+    for: None when it ran in a thread, or joined no shared transaction. `may_defer` lets the
+    handler it runs answer with a `Deferred` (on the loop only)."""
+    give_back: Callable[[], None] | None = None
+    for attempt in range(ATTEMPTS_ON_THE_LOOP):
+        try:
+            with on_the_loop() as state:
+                state.may_defer = may_defer
+                result = work()
+        except WouldBlock as blocked:
+            # Nothing of the attempt was committed.
+            retry_after = blocked.retry_after
+        else:
+            return result, state.reply_after
+        finally:
+            if give_back is not None:  # what was reserved for this attempt
+                give_back()
+                give_back = None
+        if retry_after is None or attempt == ATTEMPTS_ON_THE_LOOP - 1:
+            break
+        give_back = await retry_after()
+    return await run_in_threadpool(work), None

@@ -8,6 +8,8 @@ missing or ambiguous key, a value the mapping cannot convert) is not a request e
 shows up in the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that
 contract: the rejected record is dead-lettered in its own transaction (nothing of it is written)
 and the call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
+On the event loop (SQLite) the PutProfileObject calls of one turn are applied as one pipeline
+batch (objects.coalesce), each still with its own answer.
 
 BatchPutProfileObject applies its items in order, in one transaction, through the same
 pipeline (`ingest_batch`): each item is applied whole or not at all, and a later item sees what
@@ -21,10 +23,10 @@ of the request, with nothing written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from openprofiles.blocking import Deferred, may_defer
 from openprofiles.contacts.history import (
     ContactCursor,
     contact_cursor,
@@ -32,13 +34,14 @@ from openprofiles.contacts.history import (
     list_contact_objects,
 )
 from openprofiles.context import RequestContext
-from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import find_object_type, get_object_type, key_content_type
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
+from openprofiles.objects.coalesce import queue_put
+from openprofiles.objects.rejections import dead_letter_rejected
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.wire.parse import load_json
 
@@ -72,12 +75,16 @@ def _refuse_standard_type(type_name: str, operation: str) -> None:
         )
 
 
-def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any] | Deferred:
     domain_name = params["DomainName"]
     type_name = params["ObjectTypeName"]
     raw = params["Object"]
     _refuse_standard_type(type_name, "PutProfileObject")
     source = parse_object(raw)
+    if may_defer():
+        # On the event loop: applied with the other PutProfileObject calls of this turn, in one
+        # pipeline batch (objects.coalesce).
+        return queue_put(ctx, domain_name, type_name, source, raw)
     try:
         with ctx.write() as tx:
             result = ingest_object(
@@ -86,31 +93,8 @@ def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         return {"ProfileObjectUniqueKey": result.profile_object_unique_key}
     except IngestRejected as exc:
         rejection = exc
-    (letter_id,) = _dead_letters(ctx, domain_name, type_name, [(raw, rejection)])
+    (letter_id,) = dead_letter_rejected(ctx, domain_name, type_name, [(raw, rejection)])
     return {"ProfileObjectUniqueKey": letter_id}
-
-
-def _dead_letters(
-    ctx: RequestContext,
-    domain_name: str,
-    type_name: str,
-    rejected: Sequence[tuple[str, IngestRejected]],
-) -> list[str]:
-    """Keep rejected records (submitted text, why) in the dead-letter queue, in one transaction
-    after the request's (nothing of them was written), so their SQS sends go in batches and an
-    unreachable queue costs its timeouts once; their letters' ids."""
-    with ctx.write() as tx:
-        return [
-            dead_letter_in(
-                tx,
-                domain_name=domain_name,
-                object_type_name=type_name,
-                object_json=raw,
-                reason=rejection.reason,
-                category=rejection.category,
-            ).message_id
-            for raw, rejection in rejected
-        ]
 
 
 def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +135,9 @@ def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dic
         else:
             keys[item_id] = outcome.profile_object_unique_key
     if rejected:
-        letter_ids = _dead_letters(ctx, domain_name, type_name, [(r, o) for _, r, o in rejected])
+        letter_ids = dead_letter_rejected(
+            ctx, domain_name, type_name, [(r, o) for _, r, o in rejected]
+        )
         for (item_id, _, outcome), letter_id in zip(rejected, letter_ids, strict=True):
             failed[item_id] = (
                 f"{outcome.reason} The record is kept in the dead-letter queue as {letter_id}."

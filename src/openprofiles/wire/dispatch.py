@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from botocore.model import ServiceModel
+from botocore.model import OperationModel, ServiceModel
 from starlette.concurrency import run_in_threadpool
 
-from openprofiles.blocking import CommitOutcome, WouldBlock, on_the_loop
+from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.wire.body_size import largest_bodies
 from openprofiles.wire.errors import (
@@ -46,13 +46,6 @@ WireResponse = tuple[int, dict[str, str], bytes]
 # of any operation: an operation whose largest model-valid body is larger gets that instead
 # (wire.body_size; BatchPutProfileObject's is about 30.7 MB). Low enough to bound memory.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-
-# Tries on the event loop of a request that keeps finding the writer lock taken (each try after
-# a release or a reservation); then it waits in a worker thread like any other. Generous on
-# purpose: a request moved to a thread holds the lock while the loop runs the next ones, which
-# then find it taken — a bound of three turned into a steady stream of thread hand-overs under
-# load (benchmarks/search.py).
-_ATTEMPTS_ON_THE_LOOP = 50
 
 
 class ApiDispatcher:
@@ -104,27 +97,34 @@ class ApiDispatcher:
         authenticate: Authenticate,
         invoke: Invoke,
     ) -> WireResponse:
+        """The answer to one request. Its handler never defers here: it may only where the API
+        adapter allows it, on the event loop (`start`)."""
+        answered = self.start(method, raw_path, raw_query, headers, body, authenticate, invoke)
+        if isinstance(answered, PendingAnswer):
+            raise RuntimeError("a handler deferred its answer where it may not")
+        return answered
+
+    def start(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        authenticate: Authenticate,
+        invoke: Invoke,
+    ) -> WireResponse | PendingAnswer:
+        """The answer to one request, or, when its handler deferred it (blocking.Deferred), the
+        answer to await."""
         request_id = str(uuid.uuid4())
         try:
-            status, response_headers, response_body = self._run(
-                method, raw_path, raw_query, headers, body, authenticate, invoke
-            )
-        except ServiceError as error:
-            status, response_headers, response_body = render_error(error, request_id)
+            answered = self._run(method, raw_path, raw_query, headers, body, authenticate, invoke)
         except Exception as error:
-            operation = self._operation_name(method, raw_path)
-            # Never log the body or the parsed params: they carry personal data.
-            logger.error(
-                "unhandled %s in %s (request id %s)",
-                type(error).__name__,
-                operation,
-                request_id,
-                exc_info=True,
-            )
-            internal = InternalServer(f"An internal error occurred; request id {request_id}")
-            status, response_headers, response_body = render_error(internal, request_id)
-        response_headers["x-amzn-RequestId"] = request_id
-        return status, response_headers, response_body
+            answered = _render_failure(error, self._operation_name(method, raw_path), request_id)
+        if isinstance(answered, _Later):
+            return PendingAnswer(answered, self._operation_name(method, raw_path), request_id)
+        answered[1]["x-amzn-RequestId"] = request_id
+        return answered
 
     def _operation_name(self, method: str, raw_path: str) -> str:
         return self.operation_at(method, raw_path) or "-"
@@ -156,7 +156,51 @@ class ApiDispatcher:
         if operation not in self.registry:
             raise NotImplementedOperation(operation)
         result = invoke(operation, principal, params)
+        if isinstance(result, Deferred):
+            return _Later(operation_model, result)
         return serialize_output(operation_model, result or {})
+
+
+class _Later:
+    """A deferred result and how to serialize it."""
+
+    def __init__(self, operation_model: OperationModel, deferred: Deferred) -> None:
+        self.operation_model = operation_model
+        self.deferred = deferred
+
+
+class PendingAnswer:
+    """The answer to a request whose handler deferred it: `wait()` for it."""
+
+    def __init__(self, later: _Later, operation: str, request_id: str) -> None:
+        self._later = later
+        self._operation = operation
+        self._request_id = request_id
+
+    async def wait(self) -> WireResponse:
+        try:
+            result = await self._later.deferred.answer
+            answered = serialize_output(self._later.operation_model, result or {})
+        except Exception as error:
+            answered = _render_failure(error, self._operation, self._request_id)
+        answered[1]["x-amzn-RequestId"] = self._request_id
+        return answered
+
+
+def _render_failure(error: Exception, operation: str, request_id: str) -> WireResponse:
+    """An API error as the client gets it; any other error as an internal error, logged."""
+    if isinstance(error, ServiceError):
+        return render_error(error, request_id)
+    # Never log the body or the parsed params: they carry personal data.
+    logger.error(
+        "unhandled %s in %s (request id %s)",
+        type(error).__name__,
+        operation,
+        request_id,
+        exc_info=error,
+    )
+    internal = InternalServer(f"An internal error occurred; request id {request_id}")
+    return render_error(internal, request_id)
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
@@ -218,30 +262,18 @@ def make_asgi_app(
             status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
         else:
             request = (scope["method"], raw_path, raw_query, headers, body, authenticate, invoke)
-            answered: WireResponse | None = None
+            answered: WireResponse
             if operation in on_the_loop_operations:
-                give_back: Callable[[], None] | None = None
-                shared_commit: CommitOutcome | None = None
-                for attempt in range(_ATTEMPTS_ON_THE_LOOP):
-                    try:
-                        with on_the_loop() as state:
-                            answered = dispatcher.handle(*request)
-                    except WouldBlock as blocked:
-                        # Nothing of the attempt was committed (openprofiles.blocking).
-                        retry_after = blocked.retry_after
-                    else:
-                        shared_commit = state.reply_after
-                        break
-                    finally:
-                        if give_back is not None:  # what was reserved for this attempt
-                            give_back()
-                            give_back = None
-                    if retry_after is None or attempt == _ATTEMPTS_ON_THE_LOOP - 1:
-                        break
-                    give_back = await retry_after()
-                if answered is not None and shared_commit is not None:
-                    answered = await _after_shared_commit(answered, shared_commit)
-            if answered is None:
+                started, shared_commit = await run_on_the_loop(
+                    lambda: dispatcher.start(*request), may_defer=True
+                )
+                if isinstance(started, PendingAnswer):
+                    answered = await started.wait()
+                elif shared_commit is not None:
+                    answered = await _after_shared_commit(started, shared_commit)
+                else:
+                    answered = started
+            else:
                 answered = await run_in_threadpool(dispatcher.handle, *request)
             status, response_headers, response_body = answered
         await _respond(send, status, response_headers, response_body)
