@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.parsers import RestJSONParser
 from tests.support.event_loop import run_in_fresh_thread
 from tests.unit.integrations.integ_helpers import ctr
 from tests.wire.test_contact_records_http import post, search
@@ -193,8 +194,21 @@ def test_oversized_body_is_413_before_the_rest_is_read(live_server, path):
     # Over HTTP, unsigned: the size is checked before the signature.
     response = httpx.post(live_server.url + path, content=(chunk for _ in range(chunks)))
     assert response.status_code == 413
-    assert response.headers["x-amzn-ErrorType"] == "RequestEntityTooLargeException"
-    assert str(MAX_BODY_BYTES) in response.json()["Message"]
+    # In the AWS error format, as an AWS SDK reads it (botocore's REST-JSON error parser).
+    parsed = RestJSONParser().parse(
+        {
+            "status_code": response.status_code,
+            "headers": response.headers,
+            "body": response.content,
+        },
+        None,
+    )
+    assert parsed["Error"] == {
+        "Code": "RequestEntityTooLargeException",
+        "Message": f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+    }
+    assert parsed["ResponseMetadata"]["RequestId"]
+    assert response.headers["Content-Type"] == "application/json"
     # The app asks for no more of the body than the limit (the server drains the rest).
     status, asked = run_in_fresh_thread(_asgi_post(live_server.app, path, chunk, chunks))
     assert status == 413

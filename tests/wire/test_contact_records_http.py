@@ -19,7 +19,9 @@ def _instance() -> str:
     return f"arn:aws:connect:us-east-1:111122223333:instance/{uuid.uuid4()}"
 
 
-def post(live_server, path: str, body: str, role: str = "admin") -> httpx.Response:
+def post(
+    live_server, path: str, body: str, role: str = "admin", timeout: float = 5.0
+) -> httpx.Response:
     key = live_server.admin_key if role == "admin" else live_server.agent_key
     request = AWSRequest(
         method="POST",
@@ -29,7 +31,10 @@ def post(live_server, path: str, body: str, role: str = "admin") -> httpx.Respon
     )
     SigV4Auth(Credentials(*key), "profile", live_server.settings.region).add_auth(request)
     return httpx.post(
-        live_server.url + path, content=body.encode(), headers=dict(request.headers.items())
+        live_server.url + path,
+        content=body.encode(),
+        headers=dict(request.headers.items()),
+        timeout=timeout,
     )
 
 
@@ -172,3 +177,28 @@ def test_contacts_are_listed_newest_contact_first_whatever_order_they_arrive_in(
         **args, ObjectFilter={"KeyName": "_ctrContactId", "Values": ["middle"]}
     )["Items"]
     assert [json.loads(i["Object"])["ContactId"] for i in filtered] == ["middle"]
+
+
+def test_a_transaction_of_large_records_is_one_request(live_server, setup):
+    """A body is applied in one transaction, so it may hold what a file loader writes in one:
+    500 records, here each of 64 KiB (Amazon Connect's 32 KB of contact attributes and as much
+    again), 31 MiB in all: more than the API's 16 MiB for a request the model does not bound."""
+    domain, instance = setup
+    records, record_bytes = 500, 64 * 1024
+    lines = []
+    for n in range(records):
+        record = ctr(f"large-{n}", instance=instance, address=f"+1206555{n:04d}")
+        frame = json.dumps({**record, "Attributes": {"notes": ""}})
+        # Each line with its newline (the last has none) is `record_bytes` long.
+        record["Attributes"] = {"notes": "n" * (record_bytes - 1 - len(frame))}
+        lines.append(json.dumps(record))
+    body = "\n".join(lines)
+    assert len(body.encode()) == records * record_bytes - 1 > 31 * 1024 * 1024
+    response = post(live_server, "/contact-records", body, timeout=120)
+    assert response.status_code == 200, response.text[:500]
+    assert response.json() == {"Accepted": records, "Rejected": []}
+    [profile] = search(live_server, domain, "_ctrContactId", f"large-{records - 1}")
+    [stored] = live_server.client().list_profile_objects(
+        DomainName=domain, ObjectTypeName="CTR", ProfileId=profile["ProfileId"]
+    )["Items"]
+    assert json.loads(stored["Object"]) == json.loads(lines[-1])

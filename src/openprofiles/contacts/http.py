@@ -2,8 +2,9 @@
 
 Both are signed with SigV4 exactly like the API (signing name `profile`) and verified by the
 app's own `authenticate`; both are machine feeds from the contact centre, so they require an
-admin credential. Errors use the AWS error format of the API; a body over the API's size limit
-is answered 413 as soon as the limit is passed, without reading the rest.
+admin credential. Errors use the AWS error format of the API; a body over the feeds' own size
+limit (`MAX_BODY_BYTES`, a batch of large records) is answered 413 as soon as the limit is passed,
+without reading the rest.
 
 * `/contact-records`: body one record, a JSON array of records, or JSON lines. Answers
   `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
@@ -31,13 +32,22 @@ from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
+from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.conflicts import retrying
-from openprofiles.wire.dispatch import DEFAULT_MAX_BODY_BYTES, read_body
+from openprofiles.wire.dispatch import read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
-# The API's limit: a feed's batch is no larger than an API request.
-MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
+# A large contact record with its separator in the body: Amazon Connect allows a contact 32 KB
+# of user-defined attributes, the bulk of a large record, and this as much again for the rest
+# (agent, queue, endpoints, references, segment attributes; a plain record is 2-4 KB).
+LARGE_RECORD_BYTES = 64 * 1024
+# A body is applied in one write transaction, so it holds as many records as one transaction of
+# the file loaders (DEFAULT_BATCH_SIZE, 500), each of them large: 31.25 MiB, about the API's
+# largest request (BatchPutProfileObject's, wire.body_size), so a feed costs no more memory than
+# the API. A single record at the pipeline's own limit (contacts.records.MAX_RECORD_CHARS) fits
+# many times over.
+MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
 
 Authenticate = Callable[..., Principal]
 logger = logging.getLogger(__name__)
@@ -78,7 +88,7 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
         # oversized body must not cost the server its size in memory.
         body, too_large = await read_body(request.receive, MAX_BODY_BYTES)
         if too_large:
-            raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+            raise PayloadTooLarge.over(MAX_BODY_BYTES)
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         headers = {k.lower(): v for k, v in request.headers.items()}
         principal = await run_in_threadpool(

@@ -33,10 +33,12 @@ from openprofiles.settings import Settings
 
 
 class SourceError(Exception):
-    """The source cannot be listed or read; `message` says why (no personal data)."""
+    """The source cannot be listed or read; `message` says which and why.
 
-    # logging_setup prints the message with the exception.
-    message_has_no_personal_data = True
+    The message names a folder, a file or an S3 object key, and such a name can be personal
+    data (an export named after a customer's e-mail address): it is the failed run's error,
+    sealed like the run and shown to the domain's admins, and logging_setup withholds it from
+    every log line, as it does any exception message not known to be free of personal data."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
