@@ -67,6 +67,8 @@ from openprofiles.object_types.service import get_object_type, on_object_type_de
 from openprofiles.objects.service import IN_CHUNK, find_object
 from openprofiles.profiles.service import EXPLICIT_ORIGIN
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.many import ManyWriter
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
 
 register_domain_table(contact_record)
@@ -366,7 +368,7 @@ def _apply_as(
         in_run.add(digest)
     flush()
     if rows:
-        tx.conn.execute(_UPSERT[tx.conn.dialect.name], list(rows.values()))
+        _UPSERT[tx.conn.dialect.name].execute(tx.conn, list(rows.values()))
     return [o for o in outcomes if o is not None]
 
 
@@ -495,7 +497,7 @@ def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[
     wanted = sorted(set(digests))
     out: dict[bytes, _State] = {}
     for i in range(0, len(wanted), IN_CHUNK):
-        for row in tx.conn.execute(_SEEN, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+        for row in _SEEN.rows(tx.conn, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
             out[bytes(row.contact_digest)] = _State(
                 row.last_update, row.partial, row.profile_id, row.object_type_name
             )
@@ -516,20 +518,24 @@ def _upsert(statement: Any) -> Any:
 
 # Statements on the hot path are built once: building one costs more than running it.
 _UPSERT = {
-    "sqlite": _upsert(sqlite_insert(contact_record)),
-    "postgresql": _upsert(pg_insert(contact_record)),
+    "sqlite": ManyWriter(_upsert(sqlite_insert(contact_record))),
+    "postgresql": ManyWriter(_upsert(pg_insert(contact_record))),
 }
-_SEEN = select(
-    contact_record.c.contact_digest,
-    contact_record.c.last_update,
-    contact_record.c.partial,
-    contact_record.c.profile_id,
-    contact_record.c.object_type_name,
-).where(
-    contact_record.c.domain_name == bindparam("d"),
-    contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
+# Per batch of records, on the driver (store.prepared, store.many): through SQLAlchemy's
+# execution path these three were a tenth of the contact-record loader's time.
+_SEEN = PreparedRead(
+    select(
+        contact_record.c.contact_digest,
+        contact_record.c.last_update,
+        contact_record.c.partial,
+        contact_record.c.profile_id,
+        contact_record.c.object_type_name,
+    ).where(
+        contact_record.c.domain_name == bindparam("d"),
+        contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
+    )
 )
-_LINKED = (
+_LINKED = PreparedRead(
     select(profile_key.c.digest, profile_key.c.profile_id, profile_key.c.origin)
     .join(
         profile,
@@ -567,7 +573,7 @@ def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> 
     wanted = sorted(set(digests))
     linked: dict[bytes, list[Any]] = {}
     for i in range(0, len(wanted), IN_CHUNK):
-        for row in tx.conn.execute(_LINKED, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+        for row in _LINKED.rows(tx.conn, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
             linked.setdefault(bytes(row.digest), []).append(row)
     unlink = []
     for digest, rows in linked.items():
