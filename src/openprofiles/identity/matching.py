@@ -25,7 +25,10 @@ automatic merge is logged and can be undone; profiles separated by an undo are n
 On PostgreSQL a write that may auto-merge locks the digests of the merging levels it adds
 (`_lock_digests`) before it counts their groups: a transaction sees only committed digests, so
 two profiles given the same values at once would each find itself alone; the second now waits
-for the first, sees its digest, and merges.
+for the first, sees its digest, and merges. It locks the rows of its group before the digests
+(the order store.advisory sets), and decides on the group as it is once everything is locked
+(`_lock_group`): a member that left the group, or was merged or deleted, while the write
+waited is not merged.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy.exc import DBAPIError
 
 from openprofiles.context import PinnedServices, Tx
 from openprofiles.crypto.blind_index import DIGEST_SIZE
@@ -59,6 +63,7 @@ from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, pl
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.conflicts import ConcurrentChange, is_lock_unavailable
 from openprofiles.store.schema import merge_log, profile, rule_match_digest, rule_match_profile
 
 logger = logging.getLogger(__name__)
@@ -219,6 +224,17 @@ def _members(tx: Tx, domain_name: str, level: int, digest: bytes) -> tuple[str, 
     return tuple(r.profile_id for r in rows)
 
 
+def _locked_members(tx: Tx, domain_name: str, level: int, digest: bytes) -> tuple[str, ...]:
+    """`_members`, each of them locked (PostgreSQL), as they are once locked: a profile that
+    left the group while its lock was awaited is not among them (`resolve_locked`)."""
+
+    def group() -> tuple[tuple[str, ...], set[str]]:
+        members = _members(tx, domain_name, level, digest)
+        return members, set(members)
+
+    return profiles.resolve_locked(tx, domain_name, group)
+
+
 def _dead_letter_guard(tx: Tx, domain_name: str, level: int) -> None:
     from openprofiles.dlq.sinks import dead_letter_in
 
@@ -247,19 +263,85 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
     had = set(rule_store.forget(tx, domain_name, [record.profile_id]).get(record.profile_id, ()))
     rule_store.store(tx, domain_name, record.profile_id, pairs)
     merging = bool(rules.max_merging) and not _merging.get()
-    if merging:
-        _lock_digests(
-            tx, domain_name, [p for p in pairs if p[0] <= rules.max_merging and p not in had]
-        )
-    counts = _group_counts(tx, domain_name, pairs)
+    if merging and not tx.services.database.is_sqlite:
+        adding = [p for p in pairs if p[0] <= rules.max_merging and p not in had]
+        counts, members = _lock_group(tx, domain_name, rules, pairs, adding)
+    else:
+        # SQLite's one writer: nothing changes between the reads, and there is nothing to lock.
+        counts = _group_counts(tx, domain_name, pairs)
+        members = _merging_group(tx, domain_name, rules, pairs, counts) if merging else ()
     # The guard's message goes out once, when this write takes a group past the limit.
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
         _dead_letter_guard(tx, domain_name, level)
-    if merging:
-        found = _choose(pairs, counts)
-        if found is not None and found[0] <= rules.max_merging:
-            members = _members(tx, domain_name, *found)
-            merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+    if members:
+        merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+
+
+def _lock_group(
+    tx: Tx,
+    domain_name: str,
+    rules: RuleConfig,
+    pairs: Collection[tuple[int, bytes]],
+    adding: Collection[tuple[int, bytes]],
+) -> tuple[dict[bytes, int], tuple[str, ...]]:
+    """PostgreSQL: the group a write of a profile with `pairs` merges, decided once its
+    members' rows and the merging digests the write adds (`adding`: `_lock_digests`) are
+    locked, with the group counts it was decided on. A member that left the group, was merged
+    away or was deleted while its lock was awaited is not in it; a profile that joined it
+    meanwhile is.
+
+    The rows come before the digests (the order store.advisory sets): the group as committed is
+    locked first, so that the write, holding a digest another writer waits for, never waits for
+    a row that writer holds. A profile that joined the group while the write waited for a digest
+    (its writer held it) is locked without waiting; if another writer holds it, the write steps
+    back (a savepoint: the digest locks go with it), waits for the row holding rows only, and
+    takes the digests again. A write that adds no merging digest takes none, and waits for
+    the rows of its group as any look-up does."""
+    # The counts the group was last decided on.
+    counts: dict[bytes, int] = {}
+
+    def current_group() -> tuple[tuple[str, ...], set[str]]:
+        counts.clear()
+        counts.update(_group_counts(tx, domain_name, pairs))
+        members = _merging_group(tx, domain_name, rules, pairs, counts)
+        return members, set(members)
+
+    if not adding:
+        # No digest to take: the group's rows are waited for as in any look-up.
+        members = profiles.resolve_locked(tx, domain_name, current_group)
+        return counts, members
+    locked: set[str] = set()
+    for _ in range(profiles.LOCK_ROUNDS):
+        committed, _ = current_group()
+        profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=set(committed) - locked)
+        locked.update(committed)
+        try:
+            with tx.conn.begin_nested():
+                _lock_digests(tx, domain_name, adding)
+                members = profiles.resolve_locked(
+                    tx, domain_name, current_group, locked=locked, wait=False
+                )
+        except DBAPIError as exc:
+            if not is_lock_unavailable(exc):
+                raise
+            continue
+        return counts, members
+    raise ConcurrentChange("the match group kept changing while its profiles were locked")
+
+
+def _merging_group(
+    tx: Tx,
+    domain_name: str,
+    rules: RuleConfig,
+    pairs: Iterable[tuple[int, bytes]],
+    counts: dict[bytes, int],
+) -> tuple[str, ...]:
+    """The live members of the group a profile with `pairs` merges with (its lowest usable
+    level, given the groups' `counts`, at or under the merging level); () when there is none."""
+    found = _choose(pairs, counts)
+    if found is None or found[0] > rules.max_merging:
+        return ()
+    return _members(tx, domain_name, *found)
 
 
 def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) -> None:
@@ -268,8 +350,8 @@ def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) 
     committed, so it sees the first profile and merges. A write that keeps a digest the profile
     had committed takes no lock: any writer adding it sees that profile. (Locking those too
     would make such a write deadlock with an auto-merge that waits for its profile.) Taken after
-    the profile row locks the write holds, in one global order (sorted ids); released at
-    commit."""
+    the rows of the profile and of its group as committed before (store.advisory's order), in
+    one global order (sorted ids); released at commit."""
     take_locks(tx, (("match", domain_name, str(level), digest) for level, digest in pairs))
 
 
@@ -463,7 +545,7 @@ def _complete(
                 level, digest = parse_match_id(group)
                 if level > rules.max_merging:
                     continue
-                members = _members(tx, domain_name, level, digest)
+                members = _locked_members(tx, domain_name, level, digest)
                 if len(members) < 2:
                     continue
                 current = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=members)
@@ -706,18 +788,18 @@ def merge_group(
     still holds it (ingestion) writes on top of the merged fields."""
     from openprofiles.identity.service import merge_profiles
 
-    others = [
-        m
-        for m in members
-        if m != main_id and m not in _kept_apart(tx, domain_name, main_id, members)
-    ]
+    candidates = [m for m in dict.fromkeys(members) if m != main_id]
+    # Every row locked before anything is read, in one statement (PostgreSQL; the order
+    # store.advisory sets): a member merged or deleted by another writer since the group was
+    # read is left out below instead of refused by the merge, and an undo that separated two of
+    # them meanwhile is seen.
+    profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *candidates])
+    apart = _kept_apart(tx, domain_name, main_id, candidates)
+    others = [m for m in candidates if m not in apart]
     merges = 0
     with no_auto_merge():
         for start in range(0, len(others), MAX_MERGE_CHUNK - 1):
             chunk = others[start : start + MAX_MERGE_CHUNK - 1]
-            # Locked before they are read (PostgreSQL): a member merged or deleted by another
-            # writer since the group was read is left out here instead of refused by the merge.
-            profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *chunk])
             records = profiles.get_profiles(
                 tx, domain_name=domain_name, profile_ids=[main_id, *chunk]
             )

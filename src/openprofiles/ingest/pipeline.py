@@ -17,12 +17,13 @@ per record (benchmarks/ingest.py).
 
 Concurrent ingestions of one new customer never create two profiles: on PostgreSQL every key
 of the batch is locked (transaction-scoped advisory locks, all taken up front in one global
-order before looking up); SQLite has a single writer, which serialises them already. On
-PostgreSQL too, the object type is held (shared) for the whole ingestion, so a concurrent
-DeleteProfileObjectType either removes what the ingestion stored or is seen by it; and the
-profiles found by the keys are locked (`profiles.service.resolve_locked`) before they are
-read, so no concurrent writer of one (another ingestion that found it by another key,
-UpdateProfile, a merge, DeleteProfile) loses its change or has one written over its deletion.
+order before looking up, as store.advisory says every writer does); SQLite has a single
+writer, which serialises them already. On PostgreSQL too, the object type is held (shared) for
+the whole ingestion, so a concurrent DeleteProfileObjectType either removes what the ingestion
+stored or is seen by it; and the profiles found by the keys are locked
+(`profiles.service.resolve_locked`) before they are read, so no concurrent writer of one
+(another ingestion that found it by another key, UpdateProfile, a merge, DeleteProfile) loses
+its change or has one written over its deletion.
 """
 
 from __future__ import annotations

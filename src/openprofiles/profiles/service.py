@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -142,13 +142,18 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
 _LOCK_CHUNK = 500
 
 
-def lock_profiles(tx: Tx, *, domain_name: str, profile_ids: Iterable[str]) -> None:
+def lock_profiles(
+    tx: Tx, *, domain_name: str, profile_ids: Iterable[str], wait: bool = True
+) -> None:
     """Hold the profiles' rows until the transaction ends, so no other writer changes them in
     between (PostgreSQL, several processes: `SELECT ... FOR UPDATE`). Call it before reading a
     profile that will be written back, merged, or have keys or objects moved to or from it; a
     read after it sees the latest committed state. Rows are locked in id order, so two writers
     of overlapping sets queue rather than deadlock (a deadlock left by another order is run
-    again: store.conflicts). On SQLite the one writer already serialises every write."""
+    again: store.conflicts). Not `wait`ing, a row another transaction holds fails the statement
+    at once (`store.conflicts.is_lock_unavailable`): for a transaction holding locks that the
+    other may be waiting for (store.advisory). On SQLite the one writer already serialises
+    every write."""
     if tx.services.database.is_sqlite:
         return
     ids = sorted(set(profile_ids))
@@ -160,7 +165,7 @@ def lock_profiles(tx: Tx, *, domain_name: str, profile_ids: Iterable[str]) -> No
                 profile.c.profile_id.in_(ids[start : start + _LOCK_CHUNK]),
             )
             .order_by(profile.c.profile_id)
-            .with_for_update()
+            .with_for_update(nowait=not wait)
         )
 
 
@@ -179,30 +184,39 @@ def lock_live_profile(tx: Tx, *, domain_name: str, profile_id: str) -> str | Non
 T = TypeVar("T")
 # Rounds of resolving and locking before giving up (`ConcurrentChange`: the request runs again):
 # each round finds profiles that changed while the one before waited for its locks.
-_LOCK_ROUNDS = 4
+LOCK_ROUNDS = 4
 
 
-def resolve_locked(tx: Tx, domain_name: str, resolve: Callable[[], tuple[T, set[str]]]) -> T:
+def resolve_locked(
+    tx: Tx,
+    domain_name: str,
+    resolve: Callable[[], tuple[T, set[str]]],
+    *,
+    locked: Collection[str] = (),
+    wait: bool = True,
+) -> T:
     """`resolve()`'s outcome, given with the live profiles it found, whose rows it locks first
     (PostgreSQL; `lock_profiles`) so the caller reads and writes them back with nothing
-    changing them in between (ingestion's key lookups, a type deletion's scrub).
+    changing them in between (ingestion's key lookups, a type deletion's scrub, an
+    auto-merge's group). `locked`: profiles the transaction holds already; `wait`: as for
+    `lock_profiles`.
 
     A profile may change while its lock is awaited: merged away (its keys now lead to the
-    survivor) or deleted (they lead nowhere). So `resolve` runs again after each lock, until it
-    finds only profiles locked before it ran: it read their latest state then, and no other
-    writer changes them before the commit. SQLite's single writer needs neither the lock nor
-    the second look."""
+    survivor), deleted (they lead nowhere), or changed so that `resolve` no longer finds it.
+    So `resolve` runs again after each lock, until it finds only profiles locked before it ran:
+    it read their latest state then, and no other writer changes them before the commit.
+    SQLite's single writer needs neither the lock nor the second look."""
     outcome, found = resolve()
     if tx.services.database.is_sqlite:
         return outcome
-    locked: set[str] = set()
+    held = set(locked)
     rounds = 0
-    while not found <= locked:
-        if rounds == _LOCK_ROUNDS:
+    while not found <= held:
+        if rounds == LOCK_ROUNDS:
             raise ConcurrentChange("the profiles looked up kept changing while they were locked")
         rounds += 1
-        lock_profiles(tx, domain_name=domain_name, profile_ids=found - locked)
-        locked |= found
+        lock_profiles(tx, domain_name=domain_name, profile_ids=found - held, wait=wait)
+        held |= found
         outcome, found = resolve()
     return outcome
 

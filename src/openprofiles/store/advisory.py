@@ -1,4 +1,5 @@
-"""Transaction-scoped advisory locks on PostgreSQL, named by what they serialise.
+"""Transaction-scoped advisory locks on PostgreSQL, named by what they serialise, and the one
+order in which a transaction takes all its locks.
 
 A lock is named by its parts: a kind, the domain, then what identifies the thing (a key name
 and digest, a contact's digest, a match level and digest, an object type's name). Its id is the
@@ -6,6 +7,26 @@ first 8 bytes of the SHA-256 of the parts joined by NUL. `take_locks` takes a se
 global order (sorted ids), so two transactions that need overlapping sets queue rather than
 deadlock; PostgreSQL releases them at commit or rollback. SQLite has a single writer, which
 serialises every write already: there is nothing to take.
+
+Two transactions deadlock when each waits for a lock the other holds; locks taken in one global
+order queue instead. Every writer takes its locks in this order:
+
+1. Advisory locks on what the request writes, by name: a contact (contacts), the object type
+   (shared by an ingestion, exclusive by its deletion: object_types.lock_object_type), the
+   keys and UNIQUE values of the records (ingest.pipeline); each set in one `take_locks`.
+2. Profile rows (`profiles.service.lock_profiles`: FOR UPDATE, sorted by id in one statement):
+   the profiles the request found, then those they lead to (a merge's survivor:
+   `profiles.service.resolve_locked` looks up, locks, and looks again), then the match group
+   that an auto-merge may merge with the profile it writes (identity.matching).
+3. The match digests that auto-merge adds (`identity.matching._lock_digests`). Holding them, a
+   transaction waits for no row: a profile that joined the group meanwhile is locked without
+   waiting, and if another writer holds it, the auto-merge steps back to before its digests
+   (a savepoint releases them), waits for the row, and takes the digests again.
+
+Step 2 runs several statements, so two writers can still meet in opposite orders there (what
+one found is in the other's group); PostgreSQL then ends one of them, which store.conflicts
+runs again. A transaction that writes several profiles (a batch of records) takes steps 2 and
+3 once per profile.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # immediate retry will get through, and the caller (an SDK retries a 500) waits instead.
 ATTEMPTS = 4
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "23503", "23505"})
+# A lock the statement would not wait for (FOR UPDATE NOWAIT) is held by another transaction.
+_LOCK_UNAVAILABLE = "55P03"
 # SQLite's primary result codes for "another connection holds the lock".
 _SQLITE_BUSY_OR_LOCKED = (5, 6)
 
@@ -59,6 +61,12 @@ def is_transient(exc: BaseException) -> bool:
         and code is not None
         and (code & 0xFF in _SQLITE_BUSY_OR_LOCKED)
     )
+
+
+def is_lock_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL refusing a lock that the statement would not wait for
+    (`profiles.service.lock_profiles(wait=False)`): the caller decides what to do instead."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _LOCK_UNAVAILABLE
 
 
 def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: True) -> T:

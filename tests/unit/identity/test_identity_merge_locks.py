@@ -7,7 +7,9 @@ A merge locks its profiles before reading them, so the second of two crossed or 
 merges is refused, and a write to a profile being merged is either seen by the merge or
 follows it; an undo locks too, so the second undo of a merge is refused; a write that gives a
 profile a merging match digest locks the digest, so of two profiles given the same values at
-once the second sees the first and merges. (SQLite's one writer serialises all of these.)"""
+once the second sees the first and merges. An auto-merge locks its group's rows before its
+digests (store.advisory's order) and merges the group as it is once all are locked. (SQLite's
+one writer serialises all of these.)"""
 
 from __future__ import annotations
 
@@ -256,6 +258,162 @@ def test_a_match_deleted_meanwhile_is_left_out_of_the_auto_merge(pg):
     assert search(pg, "_email", "gone@example.com") == []
     with pg.read() as tx:
         assert identity.list_merges(tx, domain_name=DOMAIN) == []
+
+
+def test_a_member_that_left_the_group_while_its_lock_was_awaited_is_not_merged(pg):
+    """Bob's account is being changed (his row locked) when a new profile with his old account
+    auto-merges its group, read as committed: Bob. The merge waits for Bob's row, then decides
+    on the group as it is: Bob has left it. It used to merge him on what it read before."""
+    _merge_by_account(pg)
+    bob = new_profile(pg, LastName="Bobson", AccountNumber="A-1")
+
+    def create_ada(tx: Tx) -> str:
+        return profiles.create_profile(
+            tx, domain_name=DOMAIN, fields={"FirstName": "Ada", "AccountNumber": "A-1"}
+        ).profile_id
+
+    ada = _then(pg, _update(bob, AccountNumber="B-2"), create_ada)
+    assert isinstance(ada, str), ada
+    assert _live(pg, bob) == bob
+    assert fields_of(pg, bob) == {"LastName": "Bobson", "AccountNumber": "B-2"}
+    assert fields_of(pg, ada) == {"FirstName": "Ada", "AccountNumber": "A-1"}
+    with pg.read() as tx:
+        assert identity.list_merges(tx, domain_name=DOMAIN) == []
+
+
+def test_an_auto_merge_that_waited_merges_the_group_as_it_is_then(pg):
+    """A new profile, Lovelace, shares an account with Pat (level 1) and an email with Quinn
+    (level 2). Pat is leaving the account (a write holds his row), so Lovelace's merge waits for
+    him; once he has left, her group is Quinn's. Quinn is held by another writer, whom she
+    waits for in turn (not holding her match digests then: store.advisory's order), and she
+    merges Quinn as that writer left her. She used to merge Pat, on the group read before."""
+    _merge_by_account_then_email(pg)
+    pat = new_profile(pg, LastName="Pat", AccountNumber="A-1")
+    quinn = new_profile(pg, LastName="Quinn", EmailAddress="q@example.com")
+    out: list[Any] = []
+
+    def create_lovelace() -> None:
+        try:
+            with pg.write() as tx:
+                out.append(
+                    profiles.create_profile(
+                        tx,
+                        domain_name=DOMAIN,
+                        fields={
+                            "FirstName": "Ada",
+                            "AccountNumber": "A-1",
+                            "EmailAddress": "q@example.com",
+                        },
+                    ).profile_id
+                )
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    lovelace = threading.Thread(target=create_lovelace)
+    with pg.write() as holding_quinn:
+        profiles.lock_live_profile(holding_quinn, domain_name=DOMAIN, profile_id=quinn)
+        with pg.write() as moving_pat:
+            _update(pat, AccountNumber="B-2")(moving_pat)
+            lovelace.start()
+            _until_blocked_by(pg, _pid(moving_pat))
+        _until_blocked_by(pg, _pid(holding_quinn))
+        # Waiting for a row, she holds no match digest another writer could be waiting for.
+        assert _advisory_locks_of_waiters(pg, _pid(holding_quinn)) == 0
+        _update(quinn, MiddleName="Q")(holding_quinn)
+    lovelace.join(WAIT_BOUND_SECONDS)
+    [ada] = out
+    assert isinstance(ada, str), ada
+    assert _live(pg, pat) == pat
+    assert fields_of(pg, pat) == {"LastName": "Pat", "AccountNumber": "B-2"}
+    assert _live(pg, quinn) == ada
+    assert fields_of(pg, ada) == {
+        "FirstName": "Ada",
+        "MiddleName": "Q",
+        "LastName": "Quinn",
+        "AccountNumber": "A-1",
+        "EmailAddress": "q@example.com",
+    }
+
+
+def test_an_auto_merge_and_a_write_of_its_member_adding_a_digest_do_not_deadlock(pg):
+    """Bob is being updated (his row locked) when a new profile with his account and an email
+    auto-merges him; then Bob's write gives him that email. The auto-merge waited for Bob's row
+    before taking the digests it adds (store.advisory's order), so Bob's write takes the email's
+    digest and finishes, and the merge goes on. It used to hold the email's digest while it
+    waited for Bob: a deadlock, which PostgreSQL ended after a second by failing one of them."""
+    _merge_by_account_then_email(pg)
+    bob = new_profile(pg, LastName="Bobson", AccountNumber="A-1")
+    out: list[Any] = []
+
+    def create_ada() -> None:
+        try:
+            with pg.write() as tx:
+                out.append(
+                    profiles.create_profile(
+                        tx,
+                        domain_name=DOMAIN,
+                        fields={
+                            "FirstName": "Ada",
+                            "AccountNumber": "A-1",
+                            "EmailAddress": "ada@example.com",
+                        },
+                    ).profile_id
+                )
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    merging = threading.Thread(target=create_ada)
+    with pg.write() as tx:
+        profiles.lock_live_profile(tx, domain_name=DOMAIN, profile_id=bob)
+        merging.start()
+        _until_blocked_by(pg, _pid(tx))
+        _update(bob, EmailAddress="ada@example.com")(tx)
+    merging.join(WAIT_BOUND_SECONDS)
+    [ada] = out
+    assert isinstance(ada, str), ada
+    assert _live(pg, bob) == ada
+    assert fields_of(pg, ada) == {
+        "FirstName": "Ada",
+        "LastName": "Bobson",
+        "AccountNumber": "A-1",
+        "EmailAddress": "ada@example.com",
+    }
+
+
+def _merge_by_account_then_email(services: Services) -> None:
+    with services.write() as tx:
+        update_domain(
+            tx,
+            domain_name=DOMAIN,
+            changes={
+                "RuleBasedMatching": {
+                    "Enabled": True,
+                    "MatchingRules": [{"Rule": ["AccountNumber"]}, {"Rule": ["EmailAddress"]}],
+                    "MaxAllowedRuleLevelForMatching": 2,
+                    "MaxAllowedRuleLevelForMerging": 2,
+                }
+            },
+        )
+        matching.rebuild(tx, domain_name=DOMAIN)
+
+
+def _advisory_locks_of_waiters(services: Services, pid: int) -> int:
+    """The advisory locks held by the transactions waiting for one that `pid` holds."""
+    with services.database.engine.connect() as watcher:
+        return int(
+            watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid IN (SELECT pid FROM pg_stat_activity "
+                    "WHERE :pid = ANY(pg_blocking_pids(pid)))"
+                ),
+                {"pid": pid},
+            ).scalar_one()
+        )
+
+
+def _pid(tx: Tx) -> int:
+    return int(tx.conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
 def test_a_write_that_keeps_its_match_waits_for_no_auto_merge(pg):
