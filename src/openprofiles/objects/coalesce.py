@@ -7,14 +7,19 @@ eleventh session). A busy server process has several PutProfileObject requests r
 so on the event loop (SQLite; `blocking.may_defer`) the handler queues its object here and
 answers with a `Deferred`. Once the turn's requests have run, each domain and object type's
 queue is applied by one `ingest_batch`, in the order the requests came, so each record sees
-what the ones before it did, as it would one request after the other.
+what the ones before it did, as it would one request after the other. What runs once a profile
+is written (auto-merge, `profiles.service.hooks_after`) runs once for the batch, as for a
+BatchPutProfileObject: its records share one write time, so a RECENCY rule sees them as written
+together — as they were, concurrently.
 
 Each request still gets its own answer: its object's unique key, or, for a record the pipeline
 rejected, the id of its dead letter (the turn's rejected records are dead-lettered together, as
-PutProfileObject does for one: objects.handlers). An error of the whole batch (an unknown domain
-or object type, a domain key that is disabled) is every request's answer. A batch that fails in
-any other way is applied again one record at a time, so that a record that breaks something
-fails alone. As for every write on the loop, the answers wait for the commit, and if it fails,
+PutProfileObject does for one: objects.handlers). Accepted records are answered as soon as their
+write has committed, without waiting for those dead letters (an SQS queue may take its time).
+An API error of the batch (an unknown domain or object type, a domain key that is disabled or
+cannot be reached, a write that kept losing races) is every request's answer. A batch that fails
+in any other way (a fault no rejection covers) is applied again one record at a time, so that
+a record that breaks something fails alone. As for every write on the loop, the answers wait for the commit, and if it fails,
 every request of the batch gets an internal error (store.group_commit).
 """
 
@@ -133,6 +138,11 @@ async def _apply(batch: _Batch) -> None:
     except Exception as error:  # noqa: BLE001 — each request is told (logged when internal)
         if len(batch.puts) > 1 and _may_be_one_records(error):
             # Applied again one record at a time, so that a record that breaks fails alone.
+            logger.warning(
+                "a batch of %d objects failed (%s); applying them one at a time",
+                len(batch.puts),
+                type(error).__name__,
+            )
             for put in batch.puts:
                 one = [put]
                 await _apply(
@@ -145,10 +155,11 @@ async def _apply(batch: _Batch) -> None:
 
 
 def _may_be_one_records(error: Exception) -> bool:
-    """Whether a batch's failure may come from one of its records: anything but an error of
-    the request itself (4xx: its domain or object type, the domain's key), which every
-    request of the batch shares."""
-    return not (isinstance(error, ServiceError) and error.status < 500)
+    """Whether a batch's failure may come from one of its records: anything but an API error,
+    which is about what every request of the batch shares (its domain or object type, the
+    domain's key, a KMS that cannot be reached, races lost until `retrying` gave up). Applying
+    such a batch again record by record would only pay for the failure once per record."""
+    return not isinstance(error, ServiceError)
 
 
 async def _answer(batch: _Batch, outcomes: list[IngestResult | IngestRejected]) -> None:
@@ -158,6 +169,11 @@ async def _answer(batch: _Batch, outcomes: list[IngestResult | IngestRejected]) 
         for put, outcome in zip(batch.puts, outcomes, strict=True)
         if isinstance(outcome, IngestRejected)
     ]
+    # Accepted records are answered now: their write has committed, and the dead letters of
+    # the others may wait on SQS (timeouts of up to half a minute).
+    for put, outcome in zip(batch.puts, outcomes, strict=True):
+        if isinstance(outcome, IngestResult) and not put.answer.done():
+            put.answer.set_result({"ProfileObjectUniqueKey": outcome.profile_object_unique_key})
     letter_ids: dict[int, str] = {}
     if rejected:
         try:

@@ -121,13 +121,15 @@ def record(contact: str, phone: str | None, note: str = "") -> dict[str, Any]:
 def test_the_puts_of_one_turn_are_one_batch_and_each_gets_its_own_answer(api: Api) -> None:
     async def scenario() -> tuple[list[tuple[int, Any]], int, int]:
         queue = turn_queue(asyncio.get_running_loop())
-        answers = await asyncio.gather(
-            api.put(record("c-1", "+12065550101", "first")),
-            api.put(record("c-2", "+12065550101", "second")),
-            api.put(record("c-3", "+12065550102")),
-            # No profile key: rejected, kept as a dead letter.
-            api.put({"Note": "no keys at all"}),
-            api.put(record("c-4", "+12065550101", "third")),
+        answers = list(
+            await asyncio.gather(
+                api.put(record("c-1", "+12065550101", "first")),
+                api.put(record("c-2", "+12065550101", "second")),
+                api.put(record("c-3", "+12065550102")),
+                # No profile key: rejected, kept as a dead letter.
+                api.put({"Note": "no keys at all"}),
+                api.put(record("c-4", "+12065550101", "third")),
+            )
         )
         applied = queue.applied
         status, found = await api.call(
@@ -160,10 +162,12 @@ def test_the_puts_of_one_turn_are_one_batch_and_each_gets_its_own_answer(api: Ap
 
 def test_an_unknown_object_type_fails_its_own_requests_only(api: Api) -> None:
     async def scenario() -> list[tuple[int, Any]]:
-        return await asyncio.gather(
-            api.put(record("c-1", "+12065550101"), type_name="Nope"),
-            api.put(record("c-2", "+12065550102")),
-            api.put(record("c-3", "+12065550103"), type_name="Nope"),
+        return list(
+            await asyncio.gather(
+                api.put(record("c-1", "+12065550101"), type_name="Nope"),
+                api.put(record("c-2", "+12065550102")),
+                api.put(record("c-3", "+12065550103"), type_name="Nope"),
+            )
         )
 
     (first, good, third) = run_in_fresh_thread(scenario())
@@ -187,10 +191,12 @@ def test_a_record_that_breaks_its_batch_fails_alone(api: Api) -> None:
         )
 
     async def scenario() -> list[tuple[int, Any]]:
-        return await asyncio.gather(
-            api.put(record("c-1", "+12065550101")),
-            api.put(json.loads(broken)),
-            api.put(record("c-3", "+12065550103")),
+        return list(
+            await asyncio.gather(
+                api.put(record("c-1", "+12065550101")),
+                api.put(json.loads(broken)),
+                api.put(record("c-3", "+12065550103")),
+            )
         )
 
     first, bad, third = run_in_fresh_thread(scenario())
