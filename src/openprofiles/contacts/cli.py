@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.ingest import DEFAULT_BATCH_SIZE
 
 
 @click.command("contact-records")
@@ -19,7 +20,7 @@ from openprofiles.cli_support import open_services, settings_from_options, stora
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=500,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records per transaction.",
 )

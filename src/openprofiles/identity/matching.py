@@ -21,7 +21,9 @@ and written in index order (`rule_store.BulkLoad`). Unlike the cloud service the
 PENDING hour: the rules are ACTIVE when the request returns, or seconds to a minute later.
 
 Auto-merge (MaxAllowedRuleLevelForMerging) goes through identity.service.merge_profiles, so every
-automatic merge is logged and can be undone; profiles separated by an undo are not merged again.
+automatic merge is logged and can be undone. Profiles separated by an undo are never put in one
+profile again by an automatic merge (`merge_group`, which rule passes and matching jobs use too),
+whichever profile it merges into and however many merges apart; an operator's MergeProfiles may.
 On PostgreSQL a write that may auto-merge locks the digests of the merging levels it adds
 (`_lock_digests`) before it counts their groups: a transaction sees only committed digests, so
 two profiles given the same values at once would each find itself alone; the second now waits
@@ -759,20 +761,91 @@ def no_auto_merge() -> Iterator[None]:
         _merging.reset(token)
 
 
-def _kept_apart(tx: Tx, domain_name: str, profile_id: str, members: Sequence[str]) -> set[str]:
-    """Profiles an undone merge separated from `profile_id`: they are not merged again."""
-    apart: set[str] = set()
-    for row in tx.conn.execute(
-        select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
-            merge_log.c.domain_name == domain_name,
-            merge_log.c.undone_at.is_not(None),
-            merge_log.c.main_profile_id.in_([profile_id, *members]),
-        )
-    ):
-        ids = {row.main_profile_id, *row.merged_profile_ids}
-        if profile_id in ids:
-            apart |= ids
-    return apart - {profile_id}
+# Ids per `IN` list of the kept-apart reads (as profiles.service bounds its locking statements).
+_APART_CHUNK = 500
+
+
+def _absorbed(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[str, set[str]]:
+    """Per profile, itself and every profile merged into it, directly or through a profile
+    merged into it (a merged profile keeps `merged_into` pointing at the profile it was merged
+    into, even after that one is merged in turn): the customers its record already holds."""
+    root = {pid: pid for pid in profile_ids}
+    frontier = sorted(root)
+    while frontier:
+        found: list[str] = []
+        for start in range(0, len(frontier), _APART_CHUNK):
+            for row in tx.conn.execute(
+                select(profile.c.profile_id, profile.c.merged_into).where(
+                    profile.c.domain_name == domain_name,
+                    profile.c.merged_into.in_(frontier[start : start + _APART_CHUNK]),
+                )
+            ):
+                if row.profile_id not in root:
+                    root[row.profile_id] = root[row.merged_into]
+                    found.append(row.profile_id)
+        frontier = sorted(found)
+    held: dict[str, set[str]] = {pid: set() for pid in profile_ids}
+    for pid, owner in root.items():
+        held[owner].add(pid)
+    return held
+
+
+def _separated(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[str, set[str]]:
+    """Per profile, the profiles an undone merge that involved it separated it from (every
+    profile of that merge, its main and those it merged, is kept apart from every other). The
+    merges are found by their main profile (the index merge_log has), among `profile_ids`."""
+    ids = sorted(profile_ids)
+    apart: dict[str, set[str]] = defaultdict(set)
+    for start in range(0, len(ids), _APART_CHUNK):
+        for row in tx.conn.execute(
+            select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
+                merge_log.c.domain_name == domain_name,
+                merge_log.c.undone_at.is_not(None),
+                merge_log.c.main_profile_id.in_(ids[start : start + _APART_CHUNK]),
+            )
+        ):
+            involved = {row.main_profile_id, *row.merged_profile_ids}
+            for pid in involved:
+                apart[pid] |= involved - {pid}
+    return apart
+
+
+def _joinable(tx: Tx, domain_name: str, main_id: str, candidates: Sequence[str]) -> list[str]:
+    """The candidates an automatic merge into `main_id` may take, in their order: one is left
+    out when it, or a profile merged into it, was separated by an undone merge from the main
+    profile, from a profile merged into the main profile, or from a candidate taken before it
+    (or a profile merged into that one). So no automatic merge, into whichever profile, puts
+    together again customers an undo told apart; an operator's MergeProfiles still may."""
+    if not candidates:
+        return []
+    live = set(
+        tx.conn.execute(
+            select(profile.c.profile_id).where(
+                profile.c.domain_name == domain_name,
+                profile.c.profile_id.in_(list(candidates)),
+                profile.c.merged_into.is_(None),
+            )
+        ).scalars()
+    )
+    # A candidate merged or deleted by another writer is left out later (merge_group): it must
+    # not keep another one out meanwhile.
+    candidates = [pid for pid in candidates if pid in live]
+    held = _absorbed(tx, domain_name, [main_id, *candidates])
+    apart = _separated(tx, domain_name, set().union(*held.values()))
+    if not apart:
+        return candidates
+
+    def separated_from(members: set[str]) -> set[str]:
+        return set().union(*(apart.get(pid, set()) for pid in members))
+
+    barred = separated_from(held[main_id])
+    taken: list[str] = []
+    for pid in candidates:
+        if held[pid] & barred:
+            continue
+        taken.append(pid)
+        barred |= separated_from(held[pid])
+    return taken
 
 
 def merge_group(
@@ -783,9 +856,10 @@ def merge_group(
     members: Sequence[str],
     caller: ProfileRecord | None = None,
 ) -> int:
-    """Merge the group's other live members into `main_id` (chunks of 20, the API's limit);
-    returns how many merges were made. The caller's record is refreshed in place, so code that
-    still holds it (ingestion) writes on top of the merged fields."""
+    """Merge the group's other live members into `main_id` (chunks of 20, the API's limit),
+    but none that an undone merge separated from the main profile or from another member taken
+    (`_joinable`); returns how many merges were made. The caller's record is refreshed in place,
+    so code that still holds it (ingestion) writes on top of the merged fields."""
     from openprofiles.identity.service import merge_profiles
 
     candidates = [m for m in dict.fromkeys(members) if m != main_id]
@@ -794,8 +868,7 @@ def merge_group(
     # read is left out below instead of refused by the merge, and an undo that separated two of
     # them meanwhile is seen.
     profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *candidates])
-    apart = _kept_apart(tx, domain_name, main_id, candidates)
-    others = [m for m in candidates if m not in apart]
+    others = _joinable(tx, domain_name, main_id, candidates)
     merges = 0
     with no_auto_merge():
         for start in range(0, len(others), MAX_MERGE_CHUNK - 1):

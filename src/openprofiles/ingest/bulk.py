@@ -18,12 +18,12 @@ from pathlib import Path
 
 from openprofiles.context import Services
 from openprofiles.dlq.sinks import dead_letter_in
+from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
 from openprofiles.store.conflicts import retrying
 
-DEFAULT_BATCH_SIZE = 500
 MAX_OBJECT_CHARS = 256_000
 
 

@@ -525,6 +525,80 @@ def test_undo_an_auto_merge_and_it_stays_undone(services, domain):
     assert len(merges) == 2 and merges[0].main_profile_id == c
 
 
+def live_id(services: Services, profile_id: str) -> str | None:
+    with services.read() as tx:
+        return profiles.resolve_profile_id(tx, domain_name=DOMAIN, profile_id=profile_id)
+
+
+def undo_all(services: Services) -> None:
+    with services.write() as tx:
+        for merge in identity.list_merges(tx, domain_name=DOMAIN):
+            if merge.undone_at is None:
+                identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge.merge_id)
+
+
+def test_an_undo_keeps_two_profiles_apart_whatever_profile_they_merge_into(services, domain):
+    """A and B merged, the merge undone: a third profile matching both takes one of them (the
+    first in id order), never both; nor does a later write or a full pass join the other to it."""
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    a = create(services, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, EmailAddress="a@x.com", LastName="Lee")
+    undo_all(services)
+    c = create(services, EmailAddress="a@x.com")
+    first, second = sorted([a, b])
+    assert (live_id(services, first), live_id(services, second)) == (c, second)
+    # The one left out, written again, matches the profile that now holds the other: still apart.
+    with services.write() as tx:
+        profiles.update_profile(
+            tx, domain_name=DOMAIN, profile_id=second, changes={"MiddleName": "Q"}
+        )
+    assert (live_id(services, first), live_id(services, second)) == (c, second)
+    # Nor does a full pass (it merges each group into its most recently written profile).
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    assert (live_id(services, first), live_id(services, second)) == (c, second)
+    with services.read() as tx:
+        assert len(identity.list_merges(tx, domain_name=DOMAIN)) == 2
+    # An operator may still merge them: MergeProfiles is not an automatic merge.
+    with services.write() as tx:
+        identity.merge_profiles(tx, domain_name=DOMAIN, main_profile_id=c, profile_ids=[second])
+    assert live_id(services, second) == c
+
+
+def test_a_full_pass_does_not_join_profiles_an_undo_separated(services, domain):
+    a = create(services, manual=False, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, manual=False, EmailAddress="a@x.com", LastName="Lee")
+    c = create(services, manual=False, EmailAddress="a@x.com")
+    with services.write() as tx:
+        identity.merge_profiles(tx, domain_name=DOMAIN, main_profile_id=a, profile_ids=[b])
+    undo_all(services)
+    # C, written last, is the pass's main profile for the group {A, B, C}.
+    with services.write() as tx:
+        profiles.update_profile(tx, domain_name=DOMAIN, profile_id=c, changes={"MiddleName": "Q"})
+    result = enable(
+        services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1
+    )
+    first, second = sorted([a, b])
+    assert result.merges == 1
+    assert (live_id(services, first), live_id(services, second)) == (c, second)
+
+
+def test_every_profile_of_an_undone_merge_is_kept_apart_from_the_others(services, domain):
+    a = create(services, manual=False, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, manual=False, EmailAddress="a@x.com", LastName="Lee")
+    c = create(services, manual=False, EmailAddress="a@x.com")
+    result = enable(
+        services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1
+    )
+    assert result.merges == 1
+    undo_all(services)
+    for pid in (a, b, c):
+        with services.write() as tx:
+            profiles.update_profile(
+                tx, domain_name=DOMAIN, profile_id=pid, changes={"MiddleName": "Q"}
+            )
+    assert [live_id(services, pid) for pid in (a, b, c)] == [a, b, c]
+
+
 # ---------------------------------------------------------------------------- the CLI
 
 
