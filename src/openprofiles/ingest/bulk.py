@@ -17,9 +17,9 @@ from itertools import islice
 from pathlib import Path
 
 from openprofiles.context import Services
-from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
+from openprofiles.ingest.rejections import dead_letter_all
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
 from openprofiles.store.conflicts import retrying
@@ -112,7 +112,7 @@ def ingest_records(
 def _run_batch(
     services: Services, domain_name: str, object_type_name: str, batch: list[str]
 ) -> tuple[int, int, int]:
-    ingested = created = dead = 0
+    ingested = created = 0
     with services.write() as tx:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
         parsed = [(parse_record(raw), raw) for raw in batch]
@@ -125,21 +125,15 @@ def _run_batch(
                 object_type=object_type,
             )
         )
+        rejected: list[tuple[str, IngestRejected]] = []
         for source, raw in parsed:
             outcome = source if isinstance(source, IngestRejected) else next(outcomes)
             if isinstance(outcome, IngestRejected):
-                dead_letter_in(
-                    tx,
-                    domain_name=domain_name,
-                    object_type_name=object_type_name,
-                    object_json=raw,
-                    reason=outcome.reason,
-                    category=outcome.category,
-                )
-                dead += 1
+                rejected.append((raw, outcome))
             else:
                 ingested += 1
                 created += outcome.created_profile
+        dead = len(dead_letter_all(tx, domain_name, object_type_name, rejected))
     return ingested, created, dead
 
 

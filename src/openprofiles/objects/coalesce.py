@@ -19,8 +19,9 @@ write has committed, without waiting for those dead letters (an SQS queue may ta
 An API error of the batch (an unknown domain or object type, a domain key that is disabled or
 cannot be reached, a write that kept losing races) is every request's answer. A batch that fails
 in any other way (a fault no rejection covers) is applied again one record at a time, so that
-a record that breaks something fails alone. As for every write on the loop, the answers wait for the commit, and if it fails,
-every request of the batch gets an internal error (store.group_commit).
+a record that breaks something fails alone. As for every write on the loop, the answers wait
+for the commit, and if it fails, every request of the batch gets an internal error
+(store.group_commit).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from openprofiles.blocking import Deferred, run_on_the_loop
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
-from openprofiles.objects.rejections import dead_letter_rejected
+from openprofiles.ingest.rejections import dead_letter_rejected
 from openprofiles.store.conflicts import retrying
 
 T = TypeVar("T")

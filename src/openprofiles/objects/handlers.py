@@ -36,12 +36,12 @@ from openprofiles.contacts.history import (
 from openprofiles.context import RequestContext
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
+from openprofiles.ingest.rejections import dead_letter_rejected
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import find_object_type, get_object_type, key_content_type
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
 from openprofiles.objects.coalesce import queue_put
-from openprofiles.objects.rejections import dead_letter_rejected
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.wire.parse import load_json
 
