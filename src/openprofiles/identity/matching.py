@@ -765,31 +765,6 @@ def no_auto_merge() -> Iterator[None]:
 _APART_CHUNK = 500
 
 
-def _absorbed(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[str, set[str]]:
-    """Per profile, itself and every profile merged into it, directly or through a profile
-    merged into it (a merged profile keeps `merged_into` pointing at the profile it was merged
-    into, even after that one is merged in turn): the customers its record already holds."""
-    root = {pid: pid for pid in profile_ids}
-    frontier = sorted(root)
-    while frontier:
-        found: list[str] = []
-        for start in range(0, len(frontier), _APART_CHUNK):
-            for row in tx.conn.execute(
-                select(profile.c.profile_id, profile.c.merged_into).where(
-                    profile.c.domain_name == domain_name,
-                    profile.c.merged_into.in_(frontier[start : start + _APART_CHUNK]),
-                )
-            ):
-                if row.profile_id not in root:
-                    root[row.profile_id] = root[row.merged_into]
-                    found.append(row.profile_id)
-        frontier = sorted(found)
-    held: dict[str, set[str]] = {pid: set() for pid in profile_ids}
-    for pid, owner in root.items():
-        held[owner].add(pid)
-    return held
-
-
 def _separated(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[str, set[str]]:
     """Per profile, the profiles an undone merge that involved it separated it from (every
     profile of that merge, its main and those it merged, is kept apart from every other). The
@@ -830,7 +805,9 @@ def _joinable(tx: Tx, domain_name: str, main_id: str, candidates: Sequence[str])
     # A candidate merged or deleted by another writer is left out later (merge_group): it must
     # not keep another one out meanwhile.
     candidates = [pid for pid in candidates if pid in live]
-    held = _absorbed(tx, domain_name, [main_id, *candidates])
+    held = profiles.absorbed_profiles(
+        tx, domain_name=domain_name, profile_ids=[main_id, *candidates]
+    )
     apart = _separated(tx, domain_name, set().union(*held.values()))
     if not apart:
         return candidates

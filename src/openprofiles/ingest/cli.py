@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.ingest import DEFAULT_BATCH_SIZE
 
 
 class _DefaultObjectsGroup(click.Group):
@@ -38,7 +39,7 @@ def ingest() -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=500,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records per transaction.",
 )

@@ -62,8 +62,8 @@ EXPLICIT_ORIGIN = "@explicit"
 # write_profiles), in the same transaction; identity resolution registers its rule matching here.
 on_profile_written: list[Callable[[Tx, str, ProfileRecord], None]] = []
 # Called with (tx, domain name, profile ids) before profiles are deleted (DeleteProfile: the
-# profile and the profiles merged into it), in the same transaction: what other packages keep
-# about a profile (match digests, merge logs with its before-image) goes with it.
+# profile and every profile merged into it, however deep), in the same transaction: what other
+# packages keep about a profile (match digests, merge logs with its before-image) goes with it.
 on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # Called with (tx, domain name, records) once per write of one or more profiles (a whole batch
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
@@ -138,8 +138,36 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
     return None
 
 
-# Ids per locking statement: PostgreSQL takes many, but a bound keeps one statement small.
-_LOCK_CHUNK = 500
+# Ids per statement naming profiles (locking, walking merges, deleting): PostgreSQL takes many,
+# but a bound keeps one statement small (and SQLite under its limit of bound values).
+_IDS_PER_STATEMENT = 500
+
+
+def absorbed_profiles(
+    tx: Tx, *, domain_name: str, profile_ids: Collection[str]
+) -> dict[str, set[str]]:
+    """Per profile, itself and every profile merged into it, directly or through a profile
+    merged into it (a merged profile keeps `merged_into` pointing at the profile it was merged
+    into, even after that one is merged in turn): the customers its record already holds."""
+    root = {pid: pid for pid in profile_ids}
+    frontier = sorted(root)
+    while frontier:
+        found: list[str] = []
+        for start in range(0, len(frontier), _IDS_PER_STATEMENT):
+            for row in tx.conn.execute(
+                select(profile.c.profile_id, profile.c.merged_into).where(
+                    profile.c.domain_name == domain_name,
+                    profile.c.merged_into.in_(frontier[start : start + _IDS_PER_STATEMENT]),
+                )
+            ):
+                if row.profile_id not in root:
+                    root[row.profile_id] = root[row.merged_into]
+                    found.append(row.profile_id)
+        frontier = sorted(found)
+    held: dict[str, set[str]] = {pid: set() for pid in profile_ids}
+    for pid, owner in root.items():
+        held[owner].add(pid)
+    return held
 
 
 def lock_profiles(
@@ -157,12 +185,12 @@ def lock_profiles(
     if tx.services.database.is_sqlite:
         return
     ids = sorted(set(profile_ids))
-    for start in range(0, len(ids), _LOCK_CHUNK):
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
         tx.conn.execute(
             select(profile.c.profile_id)
             .where(
                 profile.c.domain_name == domain_name,
-                profile.c.profile_id.in_(ids[start : start + _LOCK_CHUNK]),
+                profile.c.profile_id.in_(ids[start : start + _IDS_PER_STATEMENT]),
             )
             .order_by(profile.c.profile_id)
             .with_for_update(nowait=not wait)
@@ -560,25 +588,32 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
             f"The profile {profile_id} no longer exists in domain {domain_name}: it was merged "
             f"into {live_id}."
         )
-    merged_away = tx.conn.execute(
-        select(profile.c.profile_id).where(
-            profile.c.domain_name == domain_name, profile.c.merged_into == live_id
-        )
-    ).scalars()
-    deleted = [live_id, *merged_away]
+
+    # Every profile merged into it goes too, however deep (A merged into C, then C into D):
+    # each is a customer record the deleted one holds. Their rows are locked after the live
+    # one's, in id order (store.advisory's lock order). Nothing changes them meanwhile: a merge
+    # or an undo refuses a profile that is merged away, and one into the live profile waits
+    # for its lock; resolve_locked would look again if one did.
+    def absorbed() -> tuple[list[str], set[str]]:
+        held = absorbed_profiles(tx, domain_name=domain_name, profile_ids=[live_id])[live_id]
+        return [live_id, *sorted(held - {live_id})], held
+
+    deleted = resolve_locked(tx, domain_name, absorbed, locked={live_id})
     for hook in on_profiles_deleted:
         hook(tx, domain_name, deleted)
-    tx.conn.execute(
-        delete(profile_key).where(
-            profile_key.c.domain_name == domain_name, profile_key.c.profile_id == live_id
+    # Their objects go with their rows (ON DELETE CASCADE).
+    for start in range(0, len(deleted), _IDS_PER_STATEMENT):
+        ids = deleted[start : start + _IDS_PER_STATEMENT]
+        tx.conn.execute(
+            delete(profile_key).where(
+                profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(ids)
+            )
         )
-    )
-    tx.conn.execute(
-        delete(profile).where(
-            profile.c.domain_name == domain_name,
-            or_(profile.c.profile_id == live_id, profile.c.merged_into == live_id),
+        tx.conn.execute(
+            delete(profile).where(
+                profile.c.domain_name == domain_name, profile.c.profile_id.in_(ids)
+            )
         )
-    )
 
 
 def add_profile_key(

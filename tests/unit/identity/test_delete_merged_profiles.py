@@ -1,0 +1,98 @@
+"""DeleteProfile erases every profile merged into the deleted one, however deep the merges go
+(B into A, A into C, C into D: deleting D takes all four), with their keys, objects, match rows
+and the merge logs holding their before-images; another customer's data stays. Both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, or_, select
+
+from openprofiles.context import Services
+from openprofiles.domains.service import update_domain
+from openprofiles.errors import NotFound
+from openprofiles.identity import service
+from openprofiles.profiles import service as profiles
+from openprofiles.store.schema import merge_log, metadata, profile, profile_object
+
+from .conftest import DOMAIN, ingest
+
+
+def merge(services: Services, main: str, merged: list[str]) -> str:
+    with services.write() as tx:
+        return service.merge_profiles(
+            tx, domain_name=DOMAIN, main_profile_id=main, profile_ids=merged
+        ).merge_id
+
+
+def rows_naming(services: Services, profile_ids: set[str]) -> dict[str, int]:
+    """Per table, the domain's rows that name one of the profiles: every table with a
+    `profile_id` column, a profile merged into one of them, and merge logs involving them."""
+    ids = sorted(profile_ids)
+    counts: dict[str, int] = {}
+    with services.read() as tx:
+        for table in metadata.sorted_tables:
+            if "profile_id" not in table.c:
+                continue
+            condition = table.c.profile_id.in_(ids)
+            if table is profile:
+                condition = or_(condition, profile.c.merged_into.in_(ids))
+            counts[table.name] = tx.conn.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.domain_name == DOMAIN, condition)
+            ).scalar_one()
+        counts["merge_log"] = sum(
+            1
+            for row in tx.conn.execute(
+                select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
+                    merge_log.c.domain_name == DOMAIN
+                )
+            )
+            if profile_ids.intersection([row.main_profile_id, *row.merged_profile_ids])
+        )
+    return counts
+
+
+def crm(services: Services, number: int, first: str) -> Any:
+    return ingest(
+        services, {"id": f"c{number}", "email": f"{first.lower()}@example.com", "first": first}
+    )
+
+
+def test_deleting_a_profile_deletes_every_profile_merged_into_it_however_deep(
+    services: Services, domain: str
+) -> None:
+    with services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"Matching": {"Enabled": True}})
+    b, a, c, d = (crm(services, n, name).profile_id for n, name in enumerate("BACD", 1))
+    merge(services, a, [b])
+    merge(services, c, [a])
+    merge(services, d, [c])
+    # Another customer, with a merge of its own: none of it goes.
+    u, v = (crm(services, n, name).profile_id for n, name in ((8, "Uma"), (9, "Vic")))
+    kept_merge = merge(services, u, [v])
+    kept_before = rows_naming(services, {u, v})
+    assert kept_before["profile"] == 2 and kept_before["profile_object"] == 2
+    assert kept_before["profile_key"] > 0 and kept_before["merge_log"] == 1
+    assert rows_naming(services, {a, b})["profile"] == 2  # still there, merged away
+
+    with services.write() as tx:
+        profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=d)
+
+    left = rows_naming(services, {a, b, c, d})
+    assert left == dict.fromkeys(left, 0)
+    for gone in (a, b, c, d):
+        with services.read() as tx, pytest.raises(NotFound):
+            profiles.get_profile(tx, domain_name=DOMAIN, profile_id=gone)
+    assert rows_naming(services, {u, v}) == kept_before
+    with services.read() as tx:
+        assert profiles.resolve_profile_id(tx, domain_name=DOMAIN, profile_id=v) == u
+        assert [m.merge_id for m in service.list_merges(tx, domain_name=DOMAIN)] == [kept_merge]
+        objects = tx.conn.execute(
+            select(func.count())
+            .select_from(profile_object)
+            .where(profile_object.c.domain_name == DOMAIN)
+        ).scalar_one()
+    assert objects == 2
