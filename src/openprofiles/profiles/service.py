@@ -148,25 +148,28 @@ def absorbed_profiles(
 ) -> dict[str, set[str]]:
     """Per profile, itself and every profile merged into it, directly or through a profile
     merged into it (a merged profile keeps `merged_into` pointing at the profile it was merged
-    into, even after that one is merged in turn): the customers its record already holds."""
-    root = {pid: pid for pid in profile_ids}
-    frontier = sorted(root)
-    while frontier:
-        found: list[str] = []
-        for start in range(0, len(frontier), _IDS_PER_STATEMENT):
-            for row in tx.conn.execute(
-                select(profile.c.profile_id, profile.c.merged_into).where(
-                    profile.c.domain_name == domain_name,
-                    profile.c.merged_into.in_(frontier[start : start + _IDS_PER_STATEMENT]),
-                )
-            ):
-                if row.profile_id not in root:
-                    root[row.profile_id] = root[row.merged_into]
-                    found.append(row.profile_id)
-        frontier = sorted(found)
-    held: dict[str, set[str]] = {pid: set() for pid in profile_ids}
-    for pid, owner in root.items():
-        held[owner].add(pid)
+    into, even after that one is merged in turn): the customers its record already holds.
+
+    One recursive query per chunk of ids, whatever the depth: auto-merges make chains (the
+    profile just written becomes the main one), and a walk of one query per level cost every
+    later auto-merge of a customer one statement more than the last. UNION, not UNION ALL, so
+    the walk ends even on a cycle, which merges never make."""
+    ids = sorted(set(profile_ids))
+    held: dict[str, set[str]] = {pid: {pid} for pid in ids}
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        seeds = ids[start : start + _IDS_PER_STATEMENT]
+        tree = (
+            select(profile.c.profile_id.label("root"), profile.c.profile_id.label("member"))
+            .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(seeds))
+            .cte("absorbed", recursive=True)
+        )
+        tree = tree.union(
+            select(tree.c.root, profile.c.profile_id).where(
+                profile.c.domain_name == domain_name, profile.c.merged_into == tree.c.member
+            )
+        )
+        for row in tx.conn.execute(select(tree.c.root, tree.c.member)):
+            held[row.root].add(row.member)
     return held
 
 
@@ -591,9 +594,11 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
 
     # Every profile merged into it goes too, however deep (A merged into C, then C into D):
     # each is a customer record the deleted one holds. Their rows are locked after the live
-    # one's, in id order (store.advisory's lock order). Nothing changes them meanwhile: a merge
-    # or an undo refuses a profile that is merged away, and one into the live profile waits
-    # for its lock; resolve_locked would look again if one did.
+    # one's, in id order (store.advisory's lock order), and resolve_locked looks again if the
+    # set changed meanwhile. A merge refuses a profile that is merged away, and one into the
+    # live profile waits for its lock; an undo of a merge into the live profile locks its
+    # profiles in id order, so on PostgreSQL it can deadlock with this delete: the loser runs
+    # again (store.conflicts), and an undo then finds the merge's profiles gone.
     def absorbed() -> tuple[list[str], set[str]]:
         held = absorbed_profiles(tx, domain_name=domain_name, profile_ids=[live_id])[live_id]
         return [live_id, *sorted(held - {live_id})], held

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, or_, select
+from sqlalchemy import event, func, or_, select
 
 from openprofiles.context import Services
 from openprofiles.domains.service import update_domain
@@ -96,3 +96,27 @@ def test_deleting_a_profile_deletes_every_profile_merged_into_it_however_deep(
             .where(profile_object.c.domain_name == DOMAIN)
         ).scalar_one()
     assert objects == 2
+
+
+def test_the_profiles_merged_into_one_are_found_in_one_statement_however_deep(
+    services: Services, domain: str
+) -> None:
+    """Auto-merges make chains (the profile just written becomes the main one); a walk of one
+    query per level made every later auto-merge of a customer cost one statement more."""
+    chain = [crm(services, n, f"P{n}").profile_id for n in range(1, 13)]
+    for merged, main in zip(chain, chain[1:], strict=False):
+        merge(services, main, [merged])
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = services.database.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with services.read() as tx:
+            held = profiles.absorbed_profiles(tx, domain_name=DOMAIN, profile_ids=[chain[-1]])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert held == {chain[-1]: set(chain)}
+    assert len(statements) == 1
