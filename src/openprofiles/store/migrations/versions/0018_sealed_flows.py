@@ -20,7 +20,7 @@ values do not linger in the database file's free pages.
 
 Revision ID: 0018
 Revises: 0017
-Create Date: 2026-12-01
+Create Date: 2026-11-29
 """
 
 from __future__ import annotations
