@@ -191,12 +191,8 @@ async def _answer(batch: _Batch, outcomes: list[IngestResult | IngestRejected]) 
             _fail_all([put for put, _ in rejected], error)
         else:
             letter_ids = {id(put): letter for (put, _), letter in zip(rejected, ids, strict=True)}
-    for put, outcome in zip(batch.puts, outcomes, strict=True):
-        if put.answer.done():
-            continue
-        if isinstance(outcome, IngestResult):
-            put.answer.set_result({"ProfileObjectUniqueKey": outcome.profile_object_unique_key})
-        else:
+    for put, _ in rejected:
+        if not put.answer.done():
             put.answer.set_result({"ProfileObjectUniqueKey": letter_ids[id(put)]})
 
 
