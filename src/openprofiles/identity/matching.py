@@ -761,27 +761,22 @@ def no_auto_merge() -> Iterator[None]:
         _merging.reset(token)
 
 
-# Ids per `IN` list of the kept-apart reads (as profiles.service bounds its locking statements).
-_APART_CHUNK = 500
-
-
 def _separated(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[str, set[str]]:
-    """Per profile, the profiles an undone merge that involved it separated it from (every
-    profile of that merge, its main and those it merged, is kept apart from every other). The
-    merges are found by their main profile (the index merge_log has), among `profile_ids`."""
-    ids = sorted(profile_ids)
+    """Per profile of `profile_ids`, the profiles an undone merge that involved it separated it
+    from (every profile of that merge, its main and those it merged, is kept apart from every
+    other). Every undone merge of the domain is read (few merges are undone; ix_merge_log_undone
+    finds them), so one is seen whichever of its profiles is among `profile_ids`, not only its
+    main profile."""
+    wanted = set(profile_ids)
     apart: dict[str, set[str]] = defaultdict(set)
-    for start in range(0, len(ids), _APART_CHUNK):
-        for row in tx.conn.execute(
-            select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
-                merge_log.c.domain_name == domain_name,
-                merge_log.c.undone_at.is_not(None),
-                merge_log.c.main_profile_id.in_(ids[start : start + _APART_CHUNK]),
-            )
-        ):
-            involved = {row.main_profile_id, *row.merged_profile_ids}
-            for pid in involved:
-                apart[pid] |= involved - {pid}
+    for row in tx.conn.execute(
+        select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
+            merge_log.c.domain_name == domain_name, merge_log.c.undone_at.is_not(None)
+        )
+    ):
+        involved = {row.main_profile_id, *row.merged_profile_ids}
+        for pid in involved & wanted:
+            apart[pid] |= involved - {pid}
     return apart
 
 

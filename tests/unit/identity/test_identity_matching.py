@@ -762,3 +762,23 @@ def test_a_deleted_profile_keeps_no_digests(services, domain):
     with services.read() as tx:
         held = rule_store.held(tx, DOMAIN, [a, b])
     assert set(held) == {a}
+
+
+def test_an_undone_merge_keeps_its_profiles_apart_when_its_main_profile_is_not_met(
+    services, domain
+):
+    """X took A and B by hand; the merge was undone. X does not match them, so no merge meets
+    it again, but A and B still must not be joined, by a full pass or by a later write."""
+    x = create(services, manual=False, EmailAddress="x@x.com")
+    a = create(services, manual=False, EmailAddress="a@x.com", FirstName="Ann")
+    b = create(services, manual=False, EmailAddress="a@x.com", LastName="Lee")
+    with services.write() as tx:
+        identity.merge_profiles(tx, domain_name=DOMAIN, main_profile_id=x, profile_ids=[a, b])
+    undo_all(services)
+    result = enable(
+        services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1
+    )
+    assert result.merges == 0
+    with services.write() as tx:
+        profiles.update_profile(tx, domain_name=DOMAIN, profile_id=b, changes={"MiddleName": "Q"})
+    assert [live_id(services, pid) for pid in (x, a, b)] == [x, a, b]

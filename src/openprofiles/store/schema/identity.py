@@ -43,6 +43,8 @@ merge_log = Table(
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_merge_log_created", "domain_name", "created_at"),
     Index("ix_merge_log_main", "domain_name", "main_profile_id"),
+    # The few undone merges of a domain, which keep their profiles apart (identity.matching).
+    Index("ix_merge_log_undone", "domain_name", "undone_at"),
 )
 
 rule_match_digest = Table(
