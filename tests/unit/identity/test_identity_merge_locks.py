@@ -73,6 +73,30 @@ def _update(profile_id: str, **changes: str) -> Callable[[Tx], Any]:
     )
 
 
+def _create(**fields: str) -> Callable[[Tx], str]:
+    def run(tx: Tx) -> str:
+        return profiles.create_profile(tx, domain_name=DOMAIN, fields=fields).profile_id
+
+    return run
+
+
+def _writing_in_a_thread(
+    services: Services, work: Callable[[Tx], Any]
+) -> tuple[threading.Thread, list[Any]]:
+    """A thread (not started) that runs `work` in a write transaction of its own, and the list
+    that receives its result, or the exception it raised."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            with services.write() as tx:
+                out.append(work(tx))
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    return threading.Thread(target=run), out
+
+
 def _live(services: Services, profile_id: str) -> str | None:
     with services.read() as tx:
         return profiles.resolve_profile_id(tx, domain_name=DOMAIN, profile_id=profile_id)
@@ -290,26 +314,10 @@ def test_an_auto_merge_that_waited_merges_the_group_as_it_is_then(pg):
     _merge_by_account_then_email(pg)
     pat = new_profile(pg, LastName="Pat", AccountNumber="A-1")
     quinn = new_profile(pg, LastName="Quinn", EmailAddress="q@example.com")
-    out: list[Any] = []
-
-    def create_lovelace() -> None:
-        try:
-            with pg.write() as tx:
-                out.append(
-                    profiles.create_profile(
-                        tx,
-                        domain_name=DOMAIN,
-                        fields={
-                            "FirstName": "Ada",
-                            "AccountNumber": "A-1",
-                            "EmailAddress": "q@example.com",
-                        },
-                    ).profile_id
-                )
-        except BaseException as exc:  # handed to the test
-            out.append(exc)
-
-    lovelace = threading.Thread(target=create_lovelace)
+    lovelace, out = _writing_in_a_thread(
+        pg,
+        _create(FirstName="Ada", AccountNumber="A-1", EmailAddress="q@example.com"),
+    )
     with pg.write() as holding_quinn:
         profiles.lock_live_profile(holding_quinn, domain_name=DOMAIN, profile_id=quinn)
         with pg.write() as moving_pat:
@@ -343,26 +351,10 @@ def test_an_auto_merge_and_a_write_of_its_member_adding_a_digest_do_not_deadlock
     waited for Bob: a deadlock, which PostgreSQL ended after a second by failing one of them."""
     _merge_by_account_then_email(pg)
     bob = new_profile(pg, LastName="Bobson", AccountNumber="A-1")
-    out: list[Any] = []
-
-    def create_ada() -> None:
-        try:
-            with pg.write() as tx:
-                out.append(
-                    profiles.create_profile(
-                        tx,
-                        domain_name=DOMAIN,
-                        fields={
-                            "FirstName": "Ada",
-                            "AccountNumber": "A-1",
-                            "EmailAddress": "ada@example.com",
-                        },
-                    ).profile_id
-                )
-        except BaseException as exc:  # handed to the test
-            out.append(exc)
-
-    merging = threading.Thread(target=create_ada)
+    merging, out = _writing_in_a_thread(
+        pg,
+        _create(FirstName="Ada", AccountNumber="A-1", EmailAddress="ada@example.com"),
+    )
     with pg.write() as tx:
         profiles.lock_live_profile(tx, domain_name=DOMAIN, profile_id=bob)
         merging.start()
@@ -425,16 +417,7 @@ def test_a_write_that_keeps_its_match_waits_for_no_auto_merge(pg):
     _merge_by_account(pg)
     ada = new_profile(pg, FirstName="Ada", AccountNumber="A-1")
     bob = new_profile(pg, LastName="Bobson", AccountNumber="B-1")
-    out: list[Any] = []
-
-    def join_ada() -> None:
-        try:
-            with pg.write() as tx:
-                out.append(_update(bob, AccountNumber="A-1")(tx))
-        except BaseException as exc:  # handed to the test
-            out.append(exc)
-
-    joining = threading.Thread(target=join_ada)
+    joining, out = _writing_in_a_thread(pg, _update(bob, AccountNumber="A-1"))
     with pg.write() as tx:
         profiles.lock_live_profile(tx, domain_name=DOMAIN, profile_id=ada)
         pid = tx.conn.execute(text("SELECT pg_backend_pid()")).scalar()
