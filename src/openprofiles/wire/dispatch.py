@@ -118,11 +118,13 @@ class ApiDispatcher:
         answer to await."""
         request_id = str(uuid.uuid4())
         try:
-            answered = self._run(method, raw_path, raw_query, headers, body, authenticate, invoke)
+            answered = self._run(
+                method, raw_path, raw_query, headers, body, authenticate, invoke, request_id
+            )
         except Exception as error:
             answered = _render_failure(error, self._operation_name(method, raw_path), request_id)
-        if isinstance(answered, _Later):
-            return PendingAnswer(answered, self._operation_name(method, raw_path), request_id)
+        if isinstance(answered, PendingAnswer):
+            return answered
         answered[1]["x-amzn-RequestId"] = request_id
         return answered
 
@@ -138,7 +140,8 @@ class ApiDispatcher:
         body: bytes,
         authenticate: Authenticate,
         invoke: Invoke,
-    ) -> WireResponse:
+        request_id: str,
+    ) -> WireResponse | PendingAnswer:
         found = self.router.match(method, raw_path)
         if found is None:
             accepted = self.router.operations_at(raw_path)
@@ -157,32 +160,26 @@ class ApiDispatcher:
             raise NotImplementedOperation(operation)
         result = invoke(operation, principal, params)
         if isinstance(result, Deferred):
-            return _Later(operation_model, result)
+            return PendingAnswer(operation_model, result, request_id)
         return serialize_output(operation_model, result or {})
-
-
-class _Later:
-    """A deferred result and how to serialize it."""
-
-    def __init__(self, operation_model: OperationModel, deferred: Deferred) -> None:
-        self.operation_model = operation_model
-        self.deferred = deferred
 
 
 class PendingAnswer:
     """The answer to a request whose handler deferred it: `wait()` for it."""
 
-    def __init__(self, later: _Later, operation: str, request_id: str) -> None:
-        self._later = later
-        self._operation = operation
+    def __init__(
+        self, operation_model: OperationModel, deferred: Deferred, request_id: str
+    ) -> None:
+        self._operation_model = operation_model
+        self._deferred = deferred
         self._request_id = request_id
 
     async def wait(self) -> WireResponse:
         try:
-            result = await self._later.deferred.answer
-            answered = serialize_output(self._later.operation_model, result or {})
+            result = await self._deferred.answer
+            answered = serialize_output(self._operation_model, result or {})
         except Exception as error:
-            answered = _render_failure(error, self._operation, self._request_id)
+            answered = _render_failure(error, self._operation_model.name, self._request_id)
         answered[1]["x-amzn-RequestId"] = self._request_id
         return answered
 
