@@ -40,8 +40,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
 T = TypeVar("T")
 RetryAfter = Callable[[], Awaitable[Callable[[], None] | None]]
 
@@ -172,4 +170,8 @@ async def run_on_the_loop(
         if retry_after is None or attempt == ATTEMPTS_ON_THE_LOOP - 1:
             break
         give_back = await retry_after()
+    # Imported here: every CLI command imports this module (through the store), and anyio,
+    # which starlette's thread pool brings, takes about 20 ms to import.
+    from starlette.concurrency import run_in_threadpool
+
     return await run_in_threadpool(work), None
