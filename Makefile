@@ -37,6 +37,8 @@ bench: venv
 	$(BIN)/python benchmarks/contacts.py --records 10000 --customers 1500 --events 500
 	$(BIN)/python benchmarks/ui.py --profiles 100000 --contacts 1000
 	$(BIN)/python benchmarks/identity.py --profiles 10000
+	$(BIN)/python benchmarks/put_object_cpu.py --clients 8 --objects 3000
+	$(BIN)/python benchmarks/contention.py --database-url $(OPENPROFILES_TEST_DATABASE_URL) --seconds 20
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info
