@@ -42,7 +42,7 @@ class Services:
         return _transaction(self, self.database.read())
 
     def write(self) -> AbstractContextManager[Tx]:
-        return _transaction(self, self.database.write())
+        return _transaction(self, self.database.write(), writing=True)
 
     @contextmanager
     def pinned(self) -> Iterator[PinnedServices]:
@@ -61,7 +61,7 @@ class PinnedServices:
         return _transaction(self.services, self.connection.read())
 
     def write(self) -> AbstractContextManager[Tx]:
-        return _transaction(self.services, self.connection.write())
+        return _transaction(self.services, self.connection.write(), writing=True)
 
 
 class CommitOutcomeUnknown(InternalServer):
@@ -78,14 +78,14 @@ class CommitOutcomeUnknown(InternalServer):
 
 @contextmanager
 def _transaction(
-    services: Services, connection: AbstractContextManager[Connection]
+    services: Services, connection: AbstractContextManager[Connection], *, writing: bool = False
 ) -> Iterator[Tx]:
     # An exception in the block rolls back and propagates out of the `with`, so the queued
     # actions below run only after a successful commit.
     committing = False
     try:
         with connection as conn:
-            tx = Tx(conn=conn, services=services)
+            tx = Tx(conn=conn, services=services, writing=writing)
             yield tx
             committing = True
     except DBAPIError as exc:
@@ -104,6 +104,9 @@ class Tx:
     conn: Connection
     services: Services
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # A write transaction: on SQLite it holds the one writer lock, on PostgreSQL row locks, so
+    # nothing slow may happen in it that could happen before it (domains.service.domain_cipher).
+    writing: bool = False
     _ciphers: dict[str, DomainCipher] = field(default_factory=dict)
     # Domain records read in this transaction (domains.service keeps it current), so the many
     # services a request touches look the domain up once.

@@ -212,14 +212,23 @@ class KeyManager:
         )
         return WrappedDomainKey(new_key_id, rewrapped)
 
-    def cipher_for(self, domain_name: str, key_id: str, wrapped: bytes) -> DomainCipher:
-        """The cipher of a domain, unwrapping its data key only when not cached."""
+    def cached_cipher(self, domain_name: str, key_id: str, wrapped: bytes) -> DomainCipher | None:
+        """The domain's cipher if its data key is unwrapped and not expired, else None (the
+        caller then knows `cipher_for` would call the key provider)."""
         cache_key = (domain_name, key_id, _fingerprint(wrapped))
         with self._lock:
             cached = self._cache.get(cache_key)
             if cached is not None and cached[1] > self._clock():
                 self._cache.move_to_end(cache_key)
                 return cached[0]
+        return None
+
+    def cipher_for(self, domain_name: str, key_id: str, wrapped: bytes) -> DomainCipher:
+        """The cipher of a domain, unwrapping its data key only when not cached."""
+        cached = self.cached_cipher(domain_name, key_id, wrapped)
+        if cached is not None:
+            return cached
+        cache_key = (domain_name, key_id, _fingerprint(wrapped))
         # On the event loop a provider call (KMS: the network) must not run at all.
         avoid_blocking("unwrapping a data key")
         # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may

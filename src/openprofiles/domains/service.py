@@ -1,21 +1,25 @@
 """Rules for domains: create, read, update, delete, list, statistics and the domain's cipher.
 
 Obtaining a domain key (which may call KMS) happens before the write transaction, in the
-handler, through `crypto.KeyManager.new_domain_key`; this module only stores the result.
+handler, through `crypto.KeyManager.new_domain_key`; this module only stores the result. An
+existing domain's data key is unwrapped outside write transactions too (`domain_cipher`).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 
+from openprofiles.blocking import loop_request
 from openprofiles.context import Tx
-from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord, DomainStats
-from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound
+from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
+from openprofiles.store.conflicts import RestartOutside, prepared, restartable
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import domain, profile, profile_key
 
@@ -69,12 +73,40 @@ def domain_cipher(tx: Tx, *, domain_name: str) -> DomainCipher:
     data time), not an internal error that says nothing; a KMS that cannot be reached now is
     an InternalServerException saying so (clients retry those)."""
     record = get_domain(tx, domain_name=domain_name)
+    keys = tx.services.keys
+    cipher = keys.cached_cipher(record.name, record.key_id, record.wrapped_key)
+    if cipher is not None:
+        return cipher
+    prepared_key = ("data key", record.name, record.key_id, record.wrapped_key)
+    outcome = prepared(prepared_key)
+    if outcome is None and tx.writing and loop_request() is None and restartable():
+        # Not with the transaction's locks held: a KMS call takes as long as KMS does (a minute
+        # of retries when it is down), and on SQLite every write of every process would queue
+        # behind it. `retrying` rolls back, unwraps, and runs the transaction again. (On the
+        # event loop `cipher_for` moves the request to a thread first, where this applies.)
+        raise RestartOutside(
+            "unwrapping a data key", prepared_key, partial(_unwrap_or_error, keys, record)
+        )
+    if outcome is None:
+        outcome = _unwrap_or_error(keys, record)
+    if isinstance(outcome, ServiceError):
+        # Raised in the transaction, where the caller may handle it (the Kinesis connector
+        # holds that domain's records and applies the others').
+        raise outcome.with_traceback(None)
+    return cast(DomainCipher, outcome)
+
+
+def _unwrap_or_error(keys: KeyManager, record: DomainRecord) -> DomainCipher | ServiceError:
     try:
-        return tx.services.keys.cipher_for(record.name, record.key_id, record.wrapped_key)
+        return keys.cipher_for(record.name, record.key_id, record.wrapped_key)
     except KeyUnusable as exc:
+        error: ServiceError
         if exc.transient:
-            raise InternalServer(f"Domain {domain_name}: {exc.message}") from exc
-        raise AccessDenied(f"Domain {domain_name}: {exc.message}") from exc
+            error = InternalServer(f"Domain {record.name}: {exc.message}")
+        else:
+            error = AccessDenied(f"Domain {record.name}: {exc.message}")
+        error.__cause__ = exc
+        return error
 
 
 def create_domain(

@@ -14,13 +14,21 @@ database BUSY/LOCKED (a writer outside the writer lock) is run again; the server
 wait on the writer lock and the busy timeout instead (their BEGIN IMMEDIATE fails raw). Any
 other database error (a missing table, a full disk, an integrity error on SQLite) is no race:
 it propagates as it is, to be logged with its traceback.
+
+A transaction can also be run again for a reason of its own: it reached something slow that
+must not happen while it holds locks (unwrapping a domain's data key, a call to KMS, with the
+SQLite writer lock held would stop every write of every process for as long as KMS takes). It
+raises `RestartOutside`; `retrying` lets it roll back, does the slow part with no transaction
+open, keeps the result for the run's next attempts (`prepared`), and runs it again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Hashable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -42,6 +50,47 @@ _SQLITE_BUSY_OR_LOCKED = (5, 6)
 class ConcurrentChange(Exception):
     """What this transaction read was changed by a concurrent one before it could lock it: run
     the transaction again. The message says what changed (for the log, never the caller)."""
+
+
+class RestartOutside(BaseException):  # noqa: N818 — a signal to `retrying`, not an error
+    """The transaction needs `prepare()` done first, with no transaction open: roll it back,
+    prepare, and run it again, with what `prepare` returned kept under `key` (`prepared`).
+
+    Raise it only where `restartable()` says so. A BaseException, so that the handlers'
+    `except Exception` clauses (which dead-letter a record, or turn an error into an API error)
+    let it through to `retrying` unchanged.
+    """
+
+    def __init__(self, what: str, key: Hashable, prepare: Callable[[], Any]) -> None:
+        super().__init__(what)
+        self.key = key
+        self.prepare = prepare
+
+
+@dataclass
+class _Run:
+    """One `retrying` call: whether it may still run again, and what was prepared for it."""
+
+    may_retry: Callable[[], bool]
+    prepared: dict[Hashable, Any] = field(default_factory=dict)
+
+
+_current_run: ContextVar[_Run | None] = ContextVar("openprofiles_retrying", default=None)
+
+
+def restartable() -> bool:
+    """Whether the running code is inside `retrying`, which may still run it again."""
+    run = _current_run.get()
+    return run is not None and run.may_retry()
+
+
+def prepared(key: Hashable) -> Any | None:
+    """What a `RestartOutside` with this key prepared for the running `retrying` call, if any.
+
+    It lives as long as that call (one request, one batch), never longer: a data key unwrapped
+    for it is not a cache that outlives the key manager's own expiry."""
+    run = _current_run.get()
+    return None if run is None else run.prepared.get(key)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -72,21 +121,34 @@ def is_lock_unavailable(exc: BaseException) -> bool:
 def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: True) -> T:
     """`run()`, run again (at most ATTEMPTS times in all) while it fails transiently and
     `may_retry()` says nothing of it is committed yet. One that keeps failing, or fails after a
-    commit, is an InternalServerException that says why, with the error logged."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return run()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if attempt < ATTEMPTS and may_retry():
-                continue
-            # The type and traceback for the operator (logging_setup withholds the message).
-            logger.error(
-                "gave up after %d attempt(s): %s", attempt, type(exc).__name__, exc_info=exc
-            )
-            raise InternalServer(_why_not_done(exc)) from exc
-    raise AssertionError("unreachable")
+    commit, is an InternalServerException that says why, with the error logged.
+
+    A `RestartOutside` is no failure and counts no attempt: each key is prepared once, and
+    from then on `prepared` has it, so it cannot come back."""
+    state = _Run(may_retry)
+    token = _current_run.set(state)
+    try:
+        attempt = 1
+        while True:
+            try:
+                return run()
+            except RestartOutside as outside:
+                if outside.key in state.prepared:
+                    raise AssertionError(f"prepared twice: {outside}") from None
+                state.prepared[outside.key] = outside.prepare()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt < ATTEMPTS and may_retry():
+                    attempt += 1
+                    continue
+                # The type and traceback for the operator (logging_setup withholds the message).
+                logger.error(
+                    "gave up after %d attempt(s): %s", attempt, type(exc).__name__, exc_info=exc
+                )
+                raise InternalServer(_why_not_done(exc)) from exc
+    finally:
+        _current_run.reset(token)
 
 
 def _why_not_done(exc: Exception) -> str:
