@@ -246,3 +246,27 @@ async def _asgi_post(app: Any, path: str, chunk: bytes, chunks: int) -> tuple[in
     }
     await app(scope, receive, send)
     return status, asked
+
+
+def test_an_instance_that_is_no_arn_rejects_its_record_only_and_is_not_kept_in_clear(
+    live_server, setup
+):
+    """A NUL in InstanceARN used to fail the whole batch on PostgreSQL (a text column refuses
+    it), and any string given as InstanceARN was kept in clear in the unrouted record's column:
+    only a real instance ARN is (the sealed record keeps what was sent)."""
+    domain, instance = setup
+    marker = "someone@example.org +14155550199"
+    records = [
+        ctr("n-good", instance=instance),
+        {"ContactId": "n-nul", "InstanceARN": "x\u0000"},
+        ctr("n-text", instance=marker),
+    ]
+    response = post(live_server, "/contact-records", json.dumps(records))
+    assert response.status_code == 200
+    assert response.json()["Accepted"] == 1
+    assert [r["ContactId"] for r in response.json()["Rejected"]] == ["n-nul", "n-text"]
+    assert len(search(live_server, domain, "_ctrContactId", "n-good")) == 1
+    with live_server.services.read() as tx:
+        kept = list_unrouted(tx)
+    assert sorted(json.loads(k.object_json)["ContactId"] for k in kept) == ["n-nul", "n-text"]
+    assert [k.instance_arn for k in kept] == [None, None]

@@ -685,7 +685,12 @@ def _keep_unrouted_rows(tx: Tx, records: Sequence[tuple[str | None, str, str]]) 
         rows.append(
             {
                 "message_id": message_id,
-                "instance_arn": (instance_arn or None) and instance_arn[:255],
+                # Only an instance ARN is kept in the column, to route the record once its
+                # instance is associated. Anything else (it can be any text a sender put
+                # there, even a NUL that PostgreSQL refuses) is kept in the sealed record only.
+                "instance_arn": instance_arn
+                if instance_arn and is_instance_arn(instance_arn)
+                else None,
                 "sealed": cipher.seal_record(
                     UNROUTED_TABLE, message_id, {"object": raw, "reason": reason}
                 ),

@@ -16,7 +16,8 @@ DEFAULT_INSTANCE_OBJECT_TYPE = "CTR"
 
 
 def is_instance_arn(uri: str) -> bool:
-    return INSTANCE_ARN.match(uri) is not None
+    # fullmatch: `$` alone would let a trailing newline through.
+    return INSTANCE_ARN.fullmatch(uri) is not None
 
 
 @dataclass(frozen=True)

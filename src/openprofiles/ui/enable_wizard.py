@@ -22,12 +22,12 @@ from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains
 from openprofiles.domains import setup
 from openprofiles.errors import BadRequest
+from openprofiles.integrations.models import is_instance_arn
 from openprofiles.ui.web import UI, form_text
 
 DEFAULT_RETENTION_DAYS = 366
 MAX_RETENTION_DAYS = 1098
 DOMAIN_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-INSTANCE_ARN = re.compile(r"^arn:aws[a-z-]*:connect:[a-z0-9-]+:[0-9]{12}:instance/[A-Za-z0-9-]+$")
 
 WIZARD_FIELDS = (
     "domain_choice",
@@ -273,7 +273,7 @@ def routes(ui: UI) -> list[Route]:
                 "move": form_text(form, "move"),
             }
             arn = values["instance_arn"]
-            if not INSTANCE_ARN.match(arn):
+            if not is_instance_arn(arn):
                 errors["instance_arn"] = (
                     "Enter the instance ARN of your contact centre, such as "
                     "arn:aws:connect:us-east-1:123456789012:instance/"
@@ -323,7 +323,7 @@ def routes(ui: UI) -> list[Route]:
             request,
             "enable/done.html",
             policy=policy,
-            instance=instance if INSTANCE_ARN.match(instance) else "",
+            instance=instance if is_instance_arn(instance) else "",
             **loaded,
         )
 

@@ -23,7 +23,7 @@ from openprofiles.errors import BadRequest, NotFound
 from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.integrations import service as integrations
-from openprofiles.integrations.models import INSTANCE_ARN, Integration
+from openprofiles.integrations.models import Integration, is_instance_arn
 from openprofiles.ui.web import UI, form_text
 
 PAGE = 100
@@ -190,7 +190,7 @@ def routes(ui: UI) -> list[Route]:
     @ui.page("admin")
     async def instance_list(request: Request) -> Response:
         instance = request.query_params.get("instance", "")
-        values = {"instance_arn": instance if INSTANCE_ARN.match(instance) else "", "move": ""}
+        values = {"instance_arn": instance if is_instance_arn(instance) else "", "move": ""}
         if values["instance_arn"]:
             # "Change domain" from a row: the move box starts ticked, with its warning beside it.
             values["move"] = "yes"
@@ -206,7 +206,7 @@ def routes(ui: UI) -> list[Route]:
         }
         arn, target, move = values["instance_arn"], values["domain_name"], values["move"] == "yes"
         errors: dict[str, str] = {}
-        if not INSTANCE_ARN.match(arn):
+        if not is_instance_arn(arn):
             errors["instance_arn"] = (
                 f"Enter the instance ARN of your contact centre, such as {ARN_EXAMPLE}."
             )

@@ -9,6 +9,7 @@ import pytest
 from openprofiles.contacts.service import connect_instance, list_unrouted
 from openprofiles.context import Services
 from openprofiles.errors import BadRequest
+from openprofiles.integrations.models import is_instance_arn
 from openprofiles.integrations.service import get_integration, put_integration
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 
@@ -103,3 +104,17 @@ def test_kept_records_are_replayed_whatever_the_way_of_associating(services: Ser
             tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", ("early",))]
         )
     assert len(found) == 1
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"{INSTANCE}\n",  # `$` with re.match let a trailing newline through
+        f"{INSTANCE}\u0000",
+        f" {INSTANCE}",
+        "arn:aws:connect:us-east-1:111122223333:instance/" + "a" * 129,
+    ],
+)
+def test_only_a_whole_instance_arn_is_one(uri: str) -> None:
+    assert is_instance_arn(INSTANCE)
+    assert not is_instance_arn(uri)
