@@ -227,3 +227,38 @@ def test_an_instance_takes_no_flow_definition(live_server, domain):
         )
     assert _code(exc) == "BadRequestException"
     assert "takes no FlowDefinition" in exc.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "kwargs", "member"),
+    [
+        ("put_integration", {"Uri": "arn:aws:sqs:us-east-1:000000000000:q\u0000"}, "Uri"),
+        ("get_integration", {"Uri": "arn:aws:sqs:us-east-1:000000000000:q\u0000"}, "Uri"),
+        ("delete_integration", {"Uri": "arn:aws:sqs:us-east-1:000000000000:q\u0000"}, "Uri"),
+        ("create_profile", {"FirstName": "Ada\u0000"}, "FirstName"),
+    ],
+)
+def test_a_nul_character_is_a_bad_request_on_both_backends(
+    live_server, domain, operation, kwargs, member
+):
+    """PostgreSQL refuses a NUL in text: it was a 500 there (and accepted on SQLite)."""
+    client = live_server.client(parameter_validation=False)
+    if operation == "put_integration":
+        kwargs = {**kwargs, "ObjectTypeName": "CTR"}
+    with pytest.raises(ClientError) as exc:
+        getattr(client, operation)(DomainName=domain, **kwargs)
+    assert _code(exc) == "BadRequestException"
+    message = exc.value.response["Error"]["Message"]
+    assert member in message and "NUL character" in message
+    assert client.list_integrations(DomainName=domain)["Items"] == []
+    assert client.get_domain(DomainName=domain)["Stats"]["ProfileCount"] == 0
+
+
+def test_a_nul_character_in_a_resource_arn_is_a_bad_request(live_server, domain):
+    client = live_server.client(parameter_validation=False)
+    arn = live_server.client().get_domain(DomainName=domain)["DomainName"]
+    resource = f"arn:aws:profile:us-east-1:123456789012:domains/{arn}/object-types/n\u0000"
+    with pytest.raises(ClientError) as exc:
+        client.list_tags_for_resource(resourceArn=resource)
+    assert _code(exc) == "BadRequestException"
+    assert "NUL character" in exc.value.response["Error"]["Message"]

@@ -153,6 +153,12 @@ def _scalar(
         if not isinstance(value, str):
             yield f"{where} must be a string"
             return
+        if "\x00" in value:
+            # No field of a customer record holds one, and PostgreSQL's text columns and
+            # parameters refuse it: a name, ARN or URI with one would be a 500 there (and
+            # accepted on SQLite), so it is refused here, the same on both.
+            yield f"{where} must not contain the NUL character (U+0000)"
+            return
         yield from _length(shape, len(value), where)
         enum = shape.metadata.get("enum")
         if enum and value not in enum and not (value == "" and exempt_key in CLEARABLE_ENUMS):
