@@ -151,3 +151,44 @@ def test_a_fifo_dead_letter_queue_is_refused_with_the_reason(live_server):
         )
     code, message = _error(exc)
     assert code == "BadRequestException" and "use a standard queue" in message
+
+
+def test_value_lists_the_model_leaves_unbounded_have_a_bound(live_server, domain):
+    """70,000 values used to be a 500 on PostgreSQL (its parameter limit), after four tries."""
+    client = live_server.client()
+    pid = client.create_profile(DomainName=domain, AccountNumber="acct1")["ProfileId"]
+    many = [f"v{i}" for i in range(70_000)]
+    with pytest.raises(ClientError) as exc:
+        client.list_profile_objects(
+            DomainName=domain,
+            ObjectTypeName="_asset",
+            ProfileId=pid,
+            ObjectFilter={"KeyName": "_assetId", "Values": many},
+        )
+    assert _error(exc) == (
+        "BadRequestException",
+        "1 validation error detected: ObjectFilter.Values must have length at most 100",
+    )
+    for call in (client.add_profile_key, client.delete_profile_key):
+        with pytest.raises(ClientError) as exc:
+            call(DomainName=domain, ProfileId=pid, KeyName="loyalty", Values=many)
+        assert _error(exc) == (
+            "BadRequestException",
+            "1 validation error detected: Values must have length at most 1000",
+        )
+    # At the bounds the lists are served.
+    listed = client.list_profile_objects(
+        DomainName=domain,
+        ObjectTypeName="_asset",
+        ProfileId=pid,
+        ObjectFilter={"KeyName": "_assetId", "Values": many[:100]},
+    )
+    assert listed["Items"] == []
+    client.add_profile_key(DomainName=domain, ProfileId=pid, KeyName="loyalty", Values=many[:1000])
+    found = client.search_profiles(DomainName=domain, KeyName="loyalty", Values=[many[999]])
+    assert [p["ProfileId"] for p in found["Items"]] == [pid]
+    client.delete_profile_key(
+        DomainName=domain, ProfileId=pid, KeyName="loyalty", Values=many[:1000]
+    )
+    found = client.search_profiles(DomainName=domain, KeyName="loyalty", Values=[many[999]])
+    assert found["Items"] == []

@@ -39,6 +39,16 @@ CLEARABLE_ENUMS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+# Lists the model sets no bound on, but whose values each become a term of one statement, as
+# (container shape, member) → most items. Without a bound, tens of thousands of values broke
+# the database's parameter limit (PostgreSQL 65,535) with a 500 after four tries. SearchProfiles'
+# own bound is over all its keys (profiles.service.MAX_SEARCH_VALUES).
+LIST_BOUNDS: dict[tuple[str, str], int] = {
+    ("ObjectFilter", "Values"): 100,
+    ("AddProfileKeyRequest", "Values"): 1000,
+    ("DeleteProfileKeyRequest", "Values"): 1000,
+}
+
 _MAX_LISTED = 10
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _INT_BITS = {"integer": 32, "long": 64}
@@ -108,6 +118,10 @@ def _check(
             yield f"{where} must be a list"
             return
         yield from _length(shape, len(value), where)
+        bound = LIST_BOUNDS.get(exempt_key) if exempt_key else None
+        if bound is not None and len(value) > bound:
+            yield f"{where} must have length at most {bound}"
+            return
         for index, item in enumerate(value, start=1):
             item_path = f"{where}.{index}"
             if item is None:
