@@ -142,7 +142,7 @@ def test_delete_profile_object(live_server: Any, domain: str) -> None:
     key = _put(client, domain, {"id": "c1", "email": "cy@example.com"})
     pid = _profile_id(client, domain, "cy@example.com")
     args = {"DomainName": domain, "ObjectTypeName": "Crm", "ProfileId": pid}
-    assert client.delete_profile_object(ProfileObjectUniqueKey=key, **args)["Message"]
+    assert client.delete_profile_object(ProfileObjectUniqueKey=key, **args)["Message"] == "OK"
     assert client.list_profile_objects(**args)["Items"] == []
     with pytest.raises(ClientError) as exc:
         client.delete_profile_object(ProfileObjectUniqueKey=key, **args)

@@ -253,4 +253,5 @@ def delete_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[s
             profile_id=params["ProfileId"],
             unique_key=params["ProfileObjectUniqueKey"],
         )
-    return {"Message": "Profile object deleted."}
+    # The cloud service's own words (spec §4: AWS's solutions check for exactly "OK").
+    return {"Message": "OK"}
