@@ -8,6 +8,7 @@ connection until the test opens it, so "a KMS call is in flight" is a state the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import threading
@@ -63,17 +64,13 @@ class GatedProxy:
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
+    # A closed or reset socket ends the pipe; so does the other side's end.
+    with contextlib.suppress(OSError):
         while data := source.recv(65536):
             sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
