@@ -68,7 +68,7 @@ def open_services(settings: Settings) -> Services:
         ) from None
     except (SQLAlchemyError, ModuleNotFoundError) as exc:
         try:
-            where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+            where = _shown_url(make_url(settings.effective_database_url))
         except SQLAlchemyError:
             where = "(the database URL is not one: dialect://user@host/database)"
         if isinstance(exc, ModuleNotFoundError):
@@ -77,3 +77,21 @@ def open_services(settings: Settings) -> Services:
             # At start no statement carries data: the driver's first line says what failed.
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise click.ClickException(f"Cannot open the database {where}: {reason}") from None
+
+
+# Query parameters of a database URL that carry a secret (libpq's password and sslpassword,
+# drivers' tokens and keys); matched by part of the name, so a new one is hidden too.
+_SECRET_QUERY_WORDS = ("pass", "secret", "token", "key")
+
+
+def _shown_url(url: Any) -> str:
+    """A database URL fit to print: its password hidden, in the user part or the query."""
+    from urllib.parse import urlencode
+
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [
+        (name, "***" if any(word in name.lower() for word in _SECRET_QUERY_WORDS) else value)
+        for name, values in url.query.items()
+        for value in (values if isinstance(values, tuple) else (values,))
+    ]
+    return f"{shown}?{urlencode(pairs, safe='*')}" if pairs else str(shown)

@@ -182,6 +182,22 @@ def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path)
     assert refused.exit_code == 1
     assert "Cannot open the database postgresql://postgres:***@127.0.0.1:1/test" in refused.output
     assert "secret" not in refused.output and "Traceback" not in refused.output
+    # libpq also takes the password as a query parameter.
+    in_query = runner.invoke(
+        main,
+        [
+            "credentials",
+            "list",
+            "--database-url",
+            "postgresql://postgres@127.0.0.1:1/test?password=secret&sslmode=disable",
+        ],
+    )
+    assert in_query.exit_code == 1
+    assert (
+        "Cannot open the database "
+        "postgresql://postgres@127.0.0.1:1/test?password=***&sslmode=disable"
+    ) in in_query.output
+    assert "secret" not in in_query.output
     # serve says it the same way (it opened the database on its own, with a traceback).
     with socket.socket() as probe:  # a port free now, so the address check passes
         probe.bind(("127.0.0.1", 0))
