@@ -35,7 +35,8 @@ class Settings:
     # BULK_SQLITE_CACHE_MIB unless this is set. The server keeps SQLite's default: with 64 MiB
     # its CreateProfile rate was lower (benchmarks/search.py, alternated; docs/performance.md).
     sqlite_cache_mib: int | None = None
-    # Region and account appear in ARNs (domains, local keys) and in the SigV4 credential scope.
+    # Region and account appear in ARNs (domains, local keys). A request's SigV4 credential
+    # scope may name any region (wire.sigv4._credential says why).
     region: str = "us-east-1"
     account_id: str = "000000000000"
     # Phone numbers without a country code are read as numbers of this region (ISO 3166 code).

@@ -225,6 +225,10 @@ def _credential(credential: str, service: str) -> tuple[str, str, str, str]:
         )
     if len(scope_date) != 8 or not scope_date.isdigit():
         raise InvalidSignature("Credential should be scoped to a date in the form YYYYMMDD.")
+    # The region is signed (it is part of the signing key) but deliberately not compared with
+    # the server's `Settings.region`, unlike AWS's endpoints: a client's region is whatever its
+    # SDK configuration says (often the operator's everyday AWS region), and one OpenProfiles
+    # server is one region whatever a client calls it. The server's region only names its ARNs.
     return access_key, scope_date, region, scope_service
 
 
