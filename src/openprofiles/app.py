@@ -46,7 +46,7 @@ from openprofiles.settings import Settings
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.database import Database
 from openprofiles.store.migrate import upgrade_to_head
-from openprofiles.store.schema import credential, domain
+from openprofiles.store.schema import credential, domain, web_user
 from openprofiles.tags import handlers as tag_handlers
 from openprofiles.ui import ui_routes
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app, raw_path_of
@@ -119,7 +119,8 @@ def _check_keyring_belongs(settings: Settings, database: Database) -> None:
         sealed = any(
             inspect(conn).has_table(table.name)
             and conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
-            for table in (credential, domain)
+            # web_user: a user is found by a digest under the system key (users.service).
+            for table in (credential, domain, web_user)
         )
     if sealed:
         raise KeyringError(

@@ -321,3 +321,178 @@ def test_0018_with_a_disabled_key_stops_naming_the_domain_and_changes_nothing(se
         upgrade_to_head(database, keys)
     finally:
         database.dispose()
+
+
+_STAFF_EMAIL = "priya.raman@example.org"
+_STAFF_TOKEN = "a-session-cookie-value"
+# Why dead letters' sends failed, as stored before 0020: a queue's refusal quoting a value, a
+# note of an object sent without, and the fixed marks (which stay as they are).
+_REFUSAL = "SQS refused the message: Value omar.k@example.org for Message is invalid"
+_SINK_ERRORS = {
+    "m1": _REFUSAL,
+    "m2": "sent to SQS with a note in place of its object: the queue refused (omar.k@example.org)",
+    "m3": "the domain had no dead-letter queue when the record was dead-lettered",
+    "m4": None,
+}
+
+
+def _pre_0020_users(settings):
+    """A database at 0019 holding two web users (one named by an e-mail address) and a session
+    of that one, as they were stored then (names in clear), and dead letters with their sink
+    errors in clear; and the key manager."""
+    import hashlib
+
+    from argon2 import PasswordHasher
+    from sqlalchemy import text
+
+    from openprofiles.crypto.domain_keys import KeyManager
+    from openprofiles.crypto.keyring import Keyring
+    from openprofiles.crypto.providers import ProviderResolver
+    from openprofiles.store.migrate import upgrade_to
+
+    keys = KeyManager(ProviderResolver(settings, Keyring(settings.keyring_path)))
+    wrapped = keys.new_domain_key("d1")
+    cipher = keys.cipher_for("d1", wrapped.key_id, wrapped.wrapped)
+    database = Database.from_settings(settings)
+    upgrade_to(database, "0019")
+    stamp = "2026-11-29 00:00:00"
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO domain (name, key_id, wrapped_key, config, created_at, updated_at) "
+                "VALUES ('d1', :k, :w, '{}', :t, :t)"
+            ),
+            {"k": wrapped.key_id, "w": wrapped.wrapped, "t": stamp},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO dlq_message (domain_name, message_id, object_type_name, sealed, "
+                "reason_category, attempts, sink_error, created_at, last_attempt_at) VALUES "
+                "('d1', :m, 'Crm', :s, 'no_profile', 1, :e, :t, :t)"
+            ),
+            [
+                {
+                    "m": m,
+                    "s": cipher.seal_record("dlq_message", m, {"object": "{}", "reason": "r"}),
+                    "e": error,
+                    "t": stamp,
+                }
+                for m, error in _SINK_ERRORS.items()
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO web_user (username, password_hash, role, created_at) "
+                "VALUES (:u, :h, :r, '2026-11-29 00:00:00')"
+            ),
+            [
+                {"u": _STAFF_EMAIL, "h": PasswordHasher().hash("correct horse"), "r": "admin"},
+                {"u": "bob", "h": PasswordHasher().hash("battery staple"), "r": "agent"},
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO web_session (id_digest, username, csrf_token, expires_at) "
+                "VALUES (:d, :u, 'csrf', '2099-01-01 00:00:00')"
+            ),
+            {"d": hashlib.sha256(_STAFF_TOKEN.encode()).digest(), "u": _STAFF_EMAIL},
+        )
+    return database, keys
+
+
+def test_0020_seals_usernames_and_users_still_sign_in_and_are_listed(settings):
+    """Names stored in clear before 0020 are stored only sealed and digested after it; the users
+    sign in with them, are listed by them, and a session signed in before stays signed in.
+    Dead letters' sink errors are sealed but for their fixed marks, and read whole."""
+    from sqlalchemy import text
+
+    from openprofiles.app import build_services
+    from openprofiles.dlq import service as dlq
+    from openprofiles.store.migrate import upgrade_to_head
+    from openprofiles.users import service as users
+
+    database, keys = _pre_0020_users(settings)
+    upgrade_to_head(database, keys)
+    with database.engine.connect() as conn:
+        marks = dict(conn.execute(text("SELECT message_id, sink_error FROM dlq_message")).all())
+    stored = _stored_text(database)
+    database.dispose()
+    for clear in (_STAFF_EMAIL, "omar.k"):
+        assert clear.encode() not in stored, f"{clear!r} still stored in clear"
+    assert marks == {
+        "m1": dlq.SQS_FAILED,
+        "m2": dlq.SENT_WITHOUT_OBJECT,
+        "m3": dlq.NO_QUEUE,
+        "m4": None,
+    }
+
+    services = build_services(settings)
+    try:
+        with services.write() as tx:
+            assert [(u.username, u.role) for u in users.list_users(tx)] == [
+                ("bob", "agent"),
+                (_STAFF_EMAIL, "admin"),
+            ]
+            signed_in = users.verify_password(tx, username=_STAFF_EMAIL, password="correct horse")
+            assert signed_in is not None and signed_in.username == _STAFF_EMAIL
+            assert users.verify_password(tx, username="bob", password="correct horse") is None
+            session = users.get_session(tx, token=_STAFF_TOKEN)
+            assert session is not None and (session.username, session.role) == (
+                _STAFF_EMAIL,
+                "admin",
+            )
+            assert users.create_session(tx, username="bob").session.username == "bob"
+            letters = dlq.list_messages(tx, domain_name="d1")
+        assert {x.message_id: x.sink_error for x in letters} == _SINK_ERRORS
+    finally:
+        services.database.dispose()
+
+
+def test_0020_downgrade_opens_the_names(settings):
+    import hashlib
+
+    from sqlalchemy import text
+
+    from openprofiles.store.migrate import downgrade_to, upgrade_to_head
+
+    database, keys = _pre_0020_users(settings)
+    try:
+        upgrade_to_head(database, keys)
+        downgrade_to(database, "0019", keys)
+        with database.engine.connect() as conn:
+            names = conn.execute(text("SELECT username, role FROM web_user ORDER BY 1")).all()
+            session = conn.execute(text("SELECT id_digest, username FROM web_session")).one()
+            errors = dict(
+                conn.execute(text("SELECT message_id, sink_error FROM dlq_message")).all()
+            )
+    finally:
+        database.dispose()
+    assert [tuple(r) for r in names] == [("bob", "agent"), (_STAFF_EMAIL, "admin")]
+    assert (bytes(session.id_digest), session.username) == (
+        hashlib.sha256(_STAFF_TOKEN.encode()).digest(),
+        _STAFF_EMAIL,
+    )
+    assert errors == _SINK_ERRORS
+
+
+def test_0020_with_a_disabled_default_key_stops_and_changes_nothing(settings):
+    import pytest
+    from sqlalchemy import text
+
+    from openprofiles.crypto.errors import KeyUnusable
+    from openprofiles.crypto.keyring import Keyring
+    from openprofiles.store.migrate import upgrade_to_head
+
+    database, keys = _pre_0020_users(settings)
+    keyring = Keyring(settings.keyring_path)
+    keyring.disable(keyring.default_key().key_id)
+    try:
+        with pytest.raises(KeyUnusable, match="web users' names") as raised:
+            upgrade_to_head(database, keys)
+        assert "disabled" in raised.value.message
+        with database.engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            name = conn.execute(text("SELECT username FROM web_session")).scalar_one()
+        assert (revision, name) == ("0019", _STAFF_EMAIL)
+    finally:
+        database.dispose()

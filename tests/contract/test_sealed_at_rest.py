@@ -1,7 +1,9 @@
 """No personal value appears in clear anywhere in the stored data: not in the SQLite files
 (database, WAL, shared memory) and not in any PostgreSQL table. Profiles, their keys and match
 features, and a flow's stored traces: its definition (a Filter task comparing a field with an
-email), the items it read (a file named after a customer) and a run's error (naming them)."""
+email), the items it read (a file named after a customer) and a run's error (naming them). A
+member of staff's username (an e-mail address) and their session, and why a dead letter's send
+to its queue failed (a queue's refusal quoting a value)."""
 
 from __future__ import annotations
 
@@ -108,6 +110,36 @@ def _store_flow(services, markers: dict[str, str]) -> None:
     assert failed.status == "FAILED" and markers["LastName"] in (failed.error or "")
 
 
+def _store_staff_and_send_failure(services, markers: dict[str, str]) -> None:
+    """A web user named by an e-mail address, signed in; a dead letter whose send to SQS the
+    queue refused, quoting the reason's value (the e-mail address)."""
+    from openprofiles.dlq import service as dlq
+    from openprofiles.users import service as users
+
+    with services.write() as tx:
+        users.create_user(tx, username=_staff(markers), password="long enough", role="admin")
+        users.create_session(tx, username=_staff(markers))
+        letter = dlq.put(
+            tx,
+            domain_name="sealed",
+            object_type_name="Crm",
+            object_json="{}",
+            reason="no profile",
+            category="no_profile",
+            sink_error=dlq.SQS_PENDING,
+        )
+        refusal = f"SQS refused the message: Value {markers['EmailAddress']} is invalid"
+        dlq.settle_sends(tx, domain_name="sealed", sent=[], failed={refusal: [letter.message_id]})
+        assert dlq.get(tx, domain_name="sealed", message_id=letter.message_id).sink_error == (
+            refusal
+        )
+        assert [u.username for u in users.list_users(tx)] == [_staff(markers)]
+
+
+def _staff(markers: dict[str, str]) -> str:
+    return f"staff.{markers['LastName']}@example.net"
+
+
 def _assert_features_stored(services) -> None:
     """The checks below cover the match features only if some were written."""
     from sqlalchemy import func, select
@@ -120,7 +152,7 @@ def _assert_features_stored(services) -> None:
 
 def _needles(markers: dict[str, str]) -> list[bytes]:
     values = [v for v in markers.values()]
-    values += ["4155550199", "+14155550199", markers["EmailAddress"].lower()]
+    values += ["4155550199", "+14155550199", markers["EmailAddress"].lower(), _staff(markers)]
     return [v.encode() for v in values] + [v.lower().encode() for v in values]
 
 
@@ -131,6 +163,7 @@ def test_sqlite_files_hold_no_marker(sqlite_settings):
     markers = _markers()
     _store_profiles(services, markers)
     _store_flow(services, markers)
+    _store_staff_and_send_failure(services, markers)
     _assert_features_stored(services)
     # Read the database, WAL and shared-memory files raw while open, and again after the
     # last connection closed (which checkpoints the WAL into the database file).
@@ -157,6 +190,7 @@ def test_postgres_tables_hold_no_marker(tmp_path):
         markers = _markers()
         _store_profiles(services, markers)
         _store_flow(services, markers)
+        _store_staff_and_send_failure(services, markers)
         _assert_features_stored(services)
         db: Database = services.database
         dump = []

@@ -17,6 +17,12 @@ it with why the send failed. A record still marked was never delivered to SQS; d
 it again (`due_sends`, `claim_sends`), marking it `SQS_RESENDING` while it does. One whose
 message reached SQS with a note in place of an object SQS could not take is marked
 `SENT_WITHOUT_OBJECT`: delivered, it is never sent again.
+
+Only those fixed marks are stored in clear (`sink_error`), `SQS_FAILED` standing for any failure:
+the text saying why a send failed, or why the object went without, is sealed with the domain's
+key beside it (`sink_sealed`). That text names the queue and quotes the queue's or the network's
+own error message, which this server does not control and which may echo what was sent, such as
+the reason quoting a record's value. A `DeadLetter`'s `sink_error` is the whole text again.
 """
 
 from __future__ import annotations
@@ -29,15 +35,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
 from openprofiles.store.schema import dlq_message
 
 DLQ_TABLE = "dlq_message"
+# What a sealed sink error is bound to (with the domain and message id): not DLQ_TABLE, so it
+# cannot stand in for the record's own sealed payload.
+SINK_TABLE = "dlq_message_sink"
 
 register_domain_table(dlq_message)
 
@@ -45,6 +55,8 @@ register_domain_table(dlq_message)
 SQS_PENDING = (
     "the send to SQS has not happened yet (it follows the commit of the record's transaction)"
 )
+# The stored sink error of a record whose send failed; why is sealed beside it.
+SQS_FAILED = "the send to SQS failed"
 # The sink error of a record dead-lettered while its domain had no queue: kept here only, and
 # not sent to a queue the domain gets later (it was never bound for one; dlq.resend skips it).
 NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettered"
@@ -91,7 +103,7 @@ def put(
             ),
             reason_category=category,
             attempts=1,
-            sink_error=sink_error,
+            **_stored_sink(cipher, message_id, sink_error),
             created_at=tx.now,
             last_attempt_at=tx.now,
         )
@@ -127,8 +139,35 @@ def _origin(payload: Mapping[str, str]) -> str | None:
     return legacy.group(1) if legacy else None
 
 
+def _stored_sink(cipher: DomainCipher, message_id: str, sink_error: str | None) -> dict[str, Any]:
+    """The stored columns of a record's sink error: its fixed mark in clear, and any text beyond
+    the marks sealed (see the module docstring)."""
+    if sink_error is None or sink_error in (SQS_PENDING, NO_QUEUE, SQS_FAILED):
+        return {"sink_error": sink_error, "sink_sealed": None}
+    if sink_error.startswith(SQS_RESENDING):
+        # The rest is when the resend began: a time, no data.
+        return {"sink_error": sink_error, "sink_sealed": None}
+    if sink_error.startswith(SENT_WITHOUT_OBJECT):
+        mark, detail = SENT_WITHOUT_OBJECT, sink_error[len(SENT_WITHOUT_OBJECT) :]
+    else:
+        mark, detail = SQS_FAILED, sink_error
+    return {
+        "sink_error": mark,
+        "sink_sealed": cipher.seal_record(SINK_TABLE, message_id, {"detail": detail}),
+    }
+
+
+def _sink_error(cipher: DomainCipher, row: Any) -> str | None:
+    """The whole sink error of a stored record (its mark, and the sealed text opened)."""
+    if row.sink_sealed is None:
+        return row.sink_error
+    detail = cipher.open_record(SINK_TABLE, row.message_id, bytes(row.sink_sealed))["detail"]
+    return f"{SENT_WITHOUT_OBJECT}{detail}" if row.sink_error == SENT_WITHOUT_OBJECT else detail
+
+
 def _record(tx: Tx, row: Any) -> DeadLetter:
-    payload = tx.cipher(row.domain_name).open_record(DLQ_TABLE, row.message_id, bytes(row.sealed))
+    cipher = tx.cipher(row.domain_name)
+    payload = cipher.open_record(DLQ_TABLE, row.message_id, bytes(row.sealed))
     return DeadLetter(
         message_id=row.message_id,
         domain_name=row.domain_name,
@@ -139,7 +178,7 @@ def _record(tx: Tx, row: Any) -> DeadLetter:
         attempts=row.attempts,
         created_at=row.created_at,
         last_attempt_at=row.last_attempt_at,
-        sink_error=row.sink_error,
+        sink_error=_sink_error(cipher, row),
         not_retryable=payload.get("not_retryable"),
         origin=_origin(payload),
     )
@@ -332,22 +371,38 @@ def settle_sends(
     (why → message ids), why the send failed. Only records still marked `marked` (what the
     sender saw when it took them) change."""
     without_object = without_object or {}
-    outcomes: list[tuple[str | None, Sequence[str]]] = [
-        (None, [m for m in sent if m not in without_object]),
-        *failed.items(),
-        *((SENT_WITHOUT_OBJECT + why, [m]) for m, why in without_object.items()),
-    ]
-    for error, message_ids in outcomes:
-        if message_ids:
-            tx.conn.execute(
-                update(dlq_message)
-                .where(
-                    dlq_message.c.domain_name == domain_name,
-                    dlq_message.c.message_id.in_(list(message_ids)),
-                    dlq_message.c.sink_error == marked,
-                )
-                .values(sink_error=error)
+    delivered = [m for m in sent if m not in without_object]
+    if delivered:
+        tx.conn.execute(
+            update(dlq_message)
+            .where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id.in_(delivered),
+                dlq_message.c.sink_error == marked,
             )
+            .values(sink_error=None, sink_sealed=None)
+        )
+    cipher = tx.cipher(domain_name)
+    # Sealed per record (bound to its message id): one executemany.
+    noted = [
+        {"m": message_id, **_stored_sink(cipher, message_id, error)}
+        for error, message_ids in (
+            *failed.items(),
+            *((SENT_WITHOUT_OBJECT + why, [m]) for m, why in without_object.items()),
+        )
+        for message_id in message_ids
+    ]
+    if noted:
+        tx.conn.execute(
+            update(dlq_message)
+            .where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id == bindparam("m"),
+                dlq_message.c.sink_error == marked,
+            )
+            .values(sink_error=bindparam("e"), sink_sealed=bindparam("s")),
+            [{"m": n["m"], "e": n["sink_error"], "s": n["sink_sealed"]} for n in noted],
+        )
 
 
 def resend_mark(now: datetime) -> str:
@@ -394,8 +449,7 @@ def due_sends(
         .where(
             dlq_message.c.domain_name == domain_name,
             dlq_message.c.sink_error.is_not(None),
-            dlq_message.c.sink_error != NO_QUEUE,
-            ~dlq_message.c.sink_error.startswith(SENT_WITHOUT_OBJECT, autoescape=True),
+            dlq_message.c.sink_error.not_in([NO_QUEUE, SENT_WITHOUT_OBJECT]),
             *([dlq_message.c.message_id > after] if after is not None else []),
         )
         .order_by(dlq_message.c.message_id)
@@ -425,7 +479,9 @@ def claim_sends(
     """Take records for a send: each whose sink error is still the one seen (`marks`: message
     id → sink error) now carries `claim`. Returns those records, in `marks`' order. A record
     another sender took, settled, retried away or purged meanwhile is left out — so two
-    processes resending at once never send one record twice."""
+    processes resending at once never send one record twice. (A failed send's mark is
+    `SQS_FAILED` whatever the failure: a record whose send failed again meanwhile is taken, and
+    that sends nothing twice, as it was not delivered.)"""
     taken: list[DeadLetter] = []
     for message_id, seen in marks.items():
         result = tx.conn.execute(
@@ -435,7 +491,7 @@ def claim_sends(
                 dlq_message.c.message_id == message_id,
                 dlq_message.c.sink_error == seen,
             )
-            .values(sink_error=claim)
+            .values(sink_error=claim, sink_sealed=None)
         )
         if result.rowcount == 1:
             taken.append(get(tx, domain_name=domain_name, message_id=message_id))

@@ -4,6 +4,14 @@ read and end sign-in sessions.
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A session is a random token kept by
 the browser in a cookie; only its SHA-256 digest is stored, with the CSRF token every form of the
 session must carry.
+
+A username is personal data of a member of staff (often an e-mail address), sealed at rest like
+customers' data: a user is found by the blind-index digest of the exact name under the system
+cipher (the name typed at sign-in gives the same digest; without the key a copy of the database
+cannot confirm a guess), sessions refer to the user by that digest, and the name is stored only
+sealed under the system cipher, opened to show it (the pages' header, the users list, the CLI).
+The system cipher, not a domain's: users belong to no domain, and every process derives the same
+one from the default local key (crypto.domain_keys).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import hashlib
 import re
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,9 +32,17 @@ from openprofiles.errors import BadRequest
 from openprofiles.store.schema import web_session, web_user
 from openprofiles.users.models import ROLES, NewSession, WebSession, WebUser
 
+if TYPE_CHECKING:
+    from openprofiles.crypto.domain_keys import DomainCipher
+
 SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+# The key name of usernames' digests and the table their sealed names are bound to (migration
+# 0020 keeps its own copy of both).
+USERNAME_KEY_NAME = "@webUser"
+USER_TABLE = "web_user"
 
 _hasher = PasswordHasher()
 
@@ -63,9 +80,12 @@ def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
         raise BadRequest(f"The password is too weak: {problem}")
     if find_user(tx, username=username) is not None:
         raise BadRequest(f"A user named {username} already exists.")
+    cipher = _cipher(tx)
+    digest = _name_digest(cipher, username)
     tx.conn.execute(
         insert(web_user).values(
-            username=username,
+            username_digest=digest,
+            username_sealed=cipher.seal_record(USER_TABLE, digest.hex(), {"username": username}),
             password_hash=_hasher.hash(password),
             role=role,
             created_at=tx.now,
@@ -74,22 +94,50 @@ def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
     return WebUser(username=username, role=role, created_at=tx.now)
 
 
+def _cipher(tx: Tx) -> DomainCipher:
+    return tx.services.keys.system_cipher()
+
+
+def _name_digest(cipher: DomainCipher, username: str) -> bytes:
+    """How a user is known in the tables: the digest of the exact name (names differing only in
+    case are different users, as they always were)."""
+    return cipher.digest(USERNAME_KEY_NAME, username)
+
+
+def _user_digest(tx: Tx, username: str) -> bytes:
+    return _name_digest(_cipher(tx), username)
+
+
 def find_user(tx: Tx, *, username: str) -> WebUser | None:
     row = tx.conn.execute(
-        select(web_user.c.username, web_user.c.role, web_user.c.created_at).where(
-            web_user.c.username == username
+        select(web_user.c.role, web_user.c.created_at).where(
+            web_user.c.username_digest == _user_digest(tx, username)
         )
     ).first()
-    return WebUser(row.username, row.role, row.created_at) if row else None
+    # The digest is of this very name: nothing needs opening.
+    return WebUser(username, row.role, row.created_at) if row else None
 
 
 def list_users(tx: Tx) -> list[WebUser]:
+    """Every user, by name (the names are opened here, so they are sorted here)."""
     rows = tx.conn.execute(
-        select(web_user.c.username, web_user.c.role, web_user.c.created_at).order_by(
-            web_user.c.username
+        select(
+            web_user.c.username_digest,
+            web_user.c.username_sealed,
+            web_user.c.role,
+            web_user.c.created_at,
         )
+    ).all()
+    names = _cipher(tx).open_records(
+        USER_TABLE, [(bytes(r.username_digest).hex(), bytes(r.username_sealed)) for r in rows]
     )
-    return [WebUser(r.username, r.role, r.created_at) for r in rows]
+    return sorted(
+        (
+            WebUser(name["username"], r.role, r.created_at)
+            for name, r in zip(names, rows, strict=True)
+        ),
+        key=lambda user: user.username,
+    )
 
 
 def count_users(tx: Tx, *, role: str) -> int:
@@ -101,7 +149,8 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
 
     Rehashes the password when argon2's parameters have been raised since it was stored.
     """
-    row = tx.conn.execute(select(web_user).where(web_user.c.username == username)).first()
+    digest = _user_digest(tx, username)
+    row = tx.conn.execute(select(web_user).where(web_user.c.username_digest == digest)).first()
     stored = row.password_hash if row else dummy_hash()
     try:
         _hasher.verify(stored, password)
@@ -112,10 +161,10 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
     if _hasher.check_needs_rehash(stored):
         tx.conn.execute(
             update(web_user)
-            .where(web_user.c.username == username)
+            .where(web_user.c.username_digest == digest)
             .values(password_hash=_hasher.hash(password))
         )
-    return WebUser(row.username, row.role, row.created_at)
+    return WebUser(username, row.role, row.created_at)
 
 
 def _digest(token: str) -> bytes:
@@ -134,7 +183,7 @@ def create_session(tx: Tx, *, username: str) -> NewSession:
     tx.conn.execute(
         insert(web_session).values(
             id_digest=_digest(token),
-            username=username,
+            username_digest=_user_digest(tx, username),
             csrf_token=csrf_token,
             expires_at=expires_at,
         )
@@ -151,18 +200,25 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
     """The live session the cookie value names, or None (unknown, ended or expired)."""
     row = tx.conn.execute(
         select(
-            web_session.c.username,
+            web_session.c.username_digest,
             web_session.c.csrf_token,
             web_session.c.expires_at,
+            web_user.c.username_sealed,
             web_user.c.role,
         )
-        .join(web_user, web_user.c.username == web_session.c.username)
+        .join(web_user, web_user.c.username_digest == web_session.c.username_digest)
         .where(web_session.c.id_digest == _digest(token))
     ).first()
     if row is None or row.expires_at <= tx.now:
         return None
+    name = _cipher(tx).open_record(
+        USER_TABLE, bytes(row.username_digest).hex(), bytes(row.username_sealed)
+    )
     return WebSession(
-        username=row.username, role=row.role, csrf_token=row.csrf_token, expires_at=row.expires_at
+        username=name["username"],
+        role=row.role,
+        csrf_token=row.csrf_token,
+        expires_at=row.expires_at,
     )
 
 

@@ -152,3 +152,69 @@ def test_a_rule_matching_notice_is_not_retried(services: Services, domain: str) 
         matching.GUARD_CATEGORY,
         1,
     )
+
+
+def test_why_a_send_failed_is_stored_sealed_and_read_whole(services: Services, domain: str) -> None:
+    """A queue's refusal may quote what was sent (the reason, and a value in it): the stored
+    sink error is only the fixed mark, the text is sealed beside it; reading the letter gives
+    the whole text back, and a resend still finds and takes the record."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from openprofiles.store.schema import dlq_message
+
+    refusal = "SQS refused the message: Value jane.roe@example.org for Message is invalid"
+    omitted = "the queue refused the message with it (Value jane.roe@example.org is too long)"
+    with services.write() as tx:
+        failed, sent = (
+            service.put(
+                tx,
+                domain_name=DOMAIN,
+                object_type_name="Crm",
+                object_json="{}",
+                reason="r",
+                category="no_profile",
+                sink_error=service.SQS_PENDING,
+            ).message_id
+            for _ in range(2)
+        )
+        service.settle_sends(
+            tx,
+            domain_name=DOMAIN,
+            sent=[sent],
+            failed={refusal: [failed]},
+            without_object={sent: omitted},
+        )
+    with services.read() as tx:
+        rows = {
+            r.message_id: r
+            for r in tx.conn.execute(
+                select(
+                    dlq_message.c.message_id, dlq_message.c.sink_error, dlq_message.c.sink_sealed
+                )
+            )
+        }
+        letters = {x.message_id: x for x in service.list_messages(tx, domain_name=DOMAIN)}
+    assert rows[failed].sink_error == service.SQS_FAILED
+    assert rows[sent].sink_error == service.SENT_WITHOUT_OBJECT
+    for row in rows.values():
+        assert b"jane.roe" not in bytes(row.sink_sealed)
+    assert letters[failed].sink_error == refusal
+    assert letters[sent].sink_error == service.SENT_WITHOUT_OBJECT + omitted
+    assert service.delivery_status(letters[failed]) == f"Not sent: {refusal}"
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with services.write() as tx:
+        scan = service.due_sends(
+            tx,
+            domain_name=DOMAIN,
+            pending_before=later,
+            resending_before=later,
+            after=None,
+            limit=10,
+        )
+        assert scan.due == {failed: service.SQS_FAILED}
+        mark = service.resend_mark(later)
+        (taken,) = service.claim_sends(tx, domain_name=DOMAIN, marks=scan.due, claim=mark)
+    assert (taken.message_id, taken.sink_error) == (failed, mark)

@@ -83,3 +83,45 @@ def test_expired_session_is_not_returned(services: Services) -> None:
     with services.read() as tx:
         tx.now = tx.now + users.SESSION_LIFETIME + timedelta(seconds=1)
         assert users.get_session(tx, token=created.token) is None
+
+
+def test_usernames_are_stored_only_sealed_and_listed_opened(services: Services) -> None:
+    """A username (often an e-mail address) is personal data: the rows hold its digest and the
+    name sealed, never the name; users are still listed by name, and a session knows its user."""
+    with services.write() as tx:
+        users.create_user(tx, username="zoe.hart@example.org", password="long enough", role="admin")
+        users.create_user(tx, username="Ana", password="long enough", role="agent")
+        created = users.create_session(tx, username="zoe.hart@example.org")
+    with services.read() as tx:
+        stored = [
+            *tx.conn.execute(web_user.select()).all(),
+            *tx.conn.execute(web_session.select()).all(),
+        ]
+        listed = [(u.username, u.role) for u in users.list_users(tx)]
+        session = users.get_session(tx, token=created.token)
+    dump = repr(stored).encode()
+    for name in (b"zoe.hart", b"Ana"):
+        assert name not in dump
+    assert listed == [("Ana", "agent"), ("zoe.hart@example.org", "admin")]
+    assert session is not None and session.username == "zoe.hart@example.org"
+    with services.write() as tx:
+        # The exact name signs in; the digest is of the name as typed.
+        assert users.verify_password(tx, username="Ana", password="long enough") is not None
+        assert users.verify_password(tx, username="ana", password="long enough") is None
+
+
+def test_a_database_with_web_users_needs_its_keyring(settings) -> None:
+    """Users are found by digests under the system key: a server must not start with a new
+    keyring (where nobody could sign in any more) on a database that has users."""
+    from openprofiles.app import build_services
+    from openprofiles.crypto.errors import KeyringError
+
+    built = build_services(settings)
+    try:
+        with built.write() as tx:
+            users.create_user(tx, username="ana", password="long enough", role="admin")
+    finally:
+        built.database.dispose()
+    settings.keyring_path.unlink()
+    with pytest.raises(KeyringError, match="does not exist"):
+        build_services(settings)

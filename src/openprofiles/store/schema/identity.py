@@ -83,6 +83,9 @@ identity_job = Table(
     Column("domain_name", String(64), primary_key=True),
     Column("job_id", String(36), primary_key=True),
     Column("status", String(16), nullable=False),
+    # Kept in clear: only identity.ml_jobs writes it, from fixed texts that carry no record
+    # value — the failing step and the exception's type name (never its text, which could quote
+    # data), the time of the last heartbeat, or that fixed priors were used.
     Column("message", String(1000), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("started_at", UtcDateTime, nullable=True),

@@ -88,8 +88,14 @@ dlq_message = Table(
     # no_profile | missing_key | ambiguous | invalid_value | transient
     Column("reason_category", String(32), nullable=False),
     Column("attempts", Integer, nullable=False),
-    # Why forwarding to the domain's SQS dead-letter queue failed, when it did (no personal data).
+    # Where the record's SQS send stands, as one of dlq.service's fixed marks (pending, no queue,
+    # failed, resending since, sent without its object; None once sent): no personal data.
     Column("sink_error", Text, nullable=True),
+    # Why the send failed, or why the object went without: {"detail": text} sealed with the
+    # domain's key, bound to (domain, "dlq_message_sink", message id). It names the queue and
+    # quotes the queue's or the network's own error text, which this server does not control and
+    # which may echo what was sent (the reason, quoting a record's value).
+    Column("sink_sealed", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_attempt_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),

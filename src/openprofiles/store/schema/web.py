@@ -1,7 +1,12 @@
 """Tables of the web pages' sign-in: web users (admins and agents) and their sessions.
 
-Neither holds customer data. A password is stored only as an Argon2 hash; a session is stored
-under a digest of its cookie value, so a copy of the database cannot be replayed as a cookie.
+Neither holds customer data, but a username is personal data of a member of staff (often their
+e-mail address), so it is never stored in clear: a user is known by the blind-index digest of
+the username under the system cipher (users.service), which sign-in computes from the name typed,
+and the name itself is kept sealed under the system cipher, opened only to show it. A session
+refers to its user by that digest. A password is stored only as an Argon2 hash; a session is
+stored under a digest of its cookie value, so a copy of the database cannot be replayed as a
+cookie.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from openprofiles.store.types import UtcDateTime
 web_user = Table(
     "web_user",
     metadata,
-    Column("username", String(64), primary_key=True),
+    # DomainCipher.digest("@webUser", username) of the system cipher.
+    Column("username_digest", LargeBinary(16), primary_key=True),
+    # {"username": ...} sealed by the system cipher, bound to ("web_user", the digest in hex).
+    Column("username_sealed", LargeBinary, nullable=False),
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -25,9 +33,9 @@ web_session = Table(
     metadata,
     # SHA-256 of the cookie value.
     Column("id_digest", LargeBinary(32), primary_key=True),
-    Column("username", String(64), nullable=False),
+    Column("username_digest", LargeBinary(16), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
-    ForeignKeyConstraint(["username"], ["web_user.username"], ondelete="CASCADE"),
-    Index("ix_web_session_username", "username"),
+    ForeignKeyConstraint(["username_digest"], ["web_user.username_digest"], ondelete="CASCADE"),
+    Index("ix_web_session_username_digest", "username_digest"),
 )
