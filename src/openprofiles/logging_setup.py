@@ -26,7 +26,7 @@ from typing import Any
 
 WITHHELD = "(message withheld: it may carry personal data)"
 # Types whose messages never quote data. Other types can declare the same by setting the class
-# attribute `message_has_no_personal_data = True` (dlq.sinks.SinkError does).
+# attribute `message_has_no_personal_data = True`.
 SAFE_TYPES: tuple[type[BaseException], ...] = (
     ConnectionError,
     KeyboardInterrupt,

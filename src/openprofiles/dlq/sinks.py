@@ -64,11 +64,12 @@ logger = logging.getLogger(__name__)
 
 
 class SinkError(Exception):
-    """A sink could not take a message; `message` says why (no personal data). `unreachable`
-    when the endpoint did not answer at all (rather than refusing the message)."""
+    """A sink could not take a message; `message` says why. `unreachable` when the endpoint did
+    not answer at all (rather than refusing the message).
 
-    # logging_setup prints the message with the exception.
-    message_has_no_personal_data = True
+    The message quotes the queue's or the network's own error text, which this server does not
+    control and which may echo what was sent (the reason quotes a record's value): it is sealed
+    where it is stored (dlq.service), and logging_setup withholds it like any other message."""
 
     def __init__(self, message: str, *, unreachable: bool = False) -> None:
         super().__init__(message)

@@ -93,10 +93,20 @@ def test_any_logger_and_handler_gets_the_exception_without_message_or_locals(
 
 
 def test_safe_types_keep_their_message(safe_logging: None) -> None:
-    assert logging_setup.describe(SinkError("SQS refused the message: QueueDoesNotExist")) == (
-        "openprofiles.dlq.sinks.SinkError: SQS refused the message: QueueDoesNotExist"
-    )
     assert logging_setup.describe(TimeoutError("timed out")) == "TimeoutError: timed out"
+
+    class Declared(Exception):
+        message_has_no_personal_data = True
+
+    assert logging_setup.describe(Declared("fixed text")).endswith("Declared: fixed text")
+
+
+def test_a_queue_refusal_is_withheld(safe_logging: None) -> None:
+    """SQS's error text may echo the message attributes sent: the reason, quoting a value."""
+    refused = SinkError(f"SQS refused the message: InvalidParameterValue: {MARKER}")
+    assert logging_setup.describe(refused) == (
+        "openprofiles.dlq.sinks.SinkError: " + logging_setup.WITHHELD
+    )
 
 
 def test_uncaught_exception_of_a_thread(
