@@ -6,6 +6,7 @@ records stops the load with its reason and how far it got."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,60 @@ def test_malformed_file_is_refused_whole(
     latin.write_bytes(json.dumps(ctr("café"), ensure_ascii=False).encode("latin-1"))
     result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(latin)])
     assert result.exit_code == 1 and "is not UTF-8 text" in result.output
+
+
+def test_dead_letters_name_their_file_and_line_or_array_index(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """A letter of a loaded file did not say which file, nor where in it, its record was."""
+    services, options = loaded
+    records = [ctr(f"o-{i}") for i in range(3)]
+    records[1]["Channel"] = ["VOICE"]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    lines = folder / "records.jsonl"
+    # Blank lines count, as an editor counts them: the bad record is on line 4.
+    lines.write_text("\n" + json.dumps(records[0]) + "\n\n" + json.dumps(records[1]) + "\n")
+    array = folder / "records.json"
+    array.write_text(json.dumps(records, indent=2))
+    for file in (lines, array):
+        result = CliRunner().invoke(
+            main, ["ingest", "contact-records", *options, str(file), "--batch-size", "1"]
+        )
+        assert result.exit_code == 0, result.output
+    with services.read() as tx:
+        letters = list_messages(tx, domain_name=D)
+    assert [x.origin for x in letters] == [
+        "File records.jsonl, line 4",
+        "File records.json, array index 1",
+    ]
+    assert all(x.reason.startswith(f"{x.origin}: Channel") for x in letters)
+
+    listed = CliRunner().invoke(main, ["dlq", "list", *options, "--domain", D, "--json"])
+    assert [x["Origin"] for x in json.loads(listed.output)] == [x.origin for x in letters]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """The first record of a file with a BOM (as Windows tools write it) was rejected as not
+    JSON, and kept as unrouted."""
+    services, options = loaded
+    file = tmp_path / "records.jsonl"
+    text = "\n".join(json.dumps(ctr(f"b-{i}")) for i in range(2)) + "\n"
+    file.write_bytes(codecs.BOM_UTF8 + text.encode())
+    result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["accepted"] == 2
+    assert [found(services, f"b-{i}") for i in range(2)] == [1, 1]
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+
+
+def test_an_empty_file_says_so(loaded: tuple[Services, list[str]], tmp_path: Path) -> None:
+    _, options = loaded
+    file = tmp_path / "empty.jsonl"
+    file.write_text("\n")
+    result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
+    assert result.exit_code == 0
+    assert result.output.endswith(f"{file} holds no contact records: nothing was loaded.\n")

@@ -63,13 +63,15 @@ def process_body(services: Services, body: str) -> BatchOutcome:
     return process_batch(services, items)
 
 
-def process_batch(services: Services, items: list[Item]) -> BatchOutcome:
+def process_batch(
+    services: Services, items: list[Item], origins: list[str | None] | None = None
+) -> BatchOutcome:
     """Apply a batch of records in one write transaction (each record applied whole or not at
-    all by the pipeline)."""
+    all by the pipeline); `origins` says where each came from, for its dead letter."""
 
     def attempt() -> BatchOutcome:
         with services.write() as tx:
-            return ingest_contact_items(tx, items)
+            return ingest_contact_items(tx, items, origins=origins)
 
     # A batch rolled back by a race with another process (PostgreSQL) runs again.
     return retrying(attempt)

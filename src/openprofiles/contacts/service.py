@@ -152,7 +152,11 @@ class _State:
 
 
 def ingest_contact_items(
-    tx: Tx, items: Sequence[Item], *, hold_unavailable: bool = False
+    tx: Tx,
+    items: Sequence[Item],
+    *,
+    hold_unavailable: bool = False,
+    origins: Sequence[str | None] | None = None,
 ) -> BatchOutcome:
     """Apply every record of a batch (the one intake of POST /contact-records, the file loader
     and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
@@ -167,6 +171,8 @@ def ingest_contact_items(
     records are kept instead, sealed under the system key like unrouted ones — its own
     dead-letter store is sealed under the key that fails — and reported as rejected and held;
     `replay_held` sends them on once it can take them.
+
+    `origins` says where each item came from ("File ctr.jsonl, line 3"), for its dead letter.
     """
     route = _Router(tx)
     held = 0
@@ -189,7 +195,8 @@ def ingest_contact_items(
                 held += 1
                 continue
             if target is not None:
-                _dead_letter(tx, target, raw, exc.reason, "invalid_value")
+                origin = origins[index] if origins else None
+                _dead_letter(tx, target, raw, exc.reason, "invalid_value", origin)
             else:
                 unrouted.append((instance if isinstance(instance, str) else None, raw, exc.reason))
             results[index] = Rejection(exc.contact_id, exc.reason)
@@ -218,7 +225,8 @@ def ingest_contact_items(
         done = apply_contact_records(tx, target, [record for _, record in members])
         for (index, record), done_one in zip(members, done, strict=True):
             if isinstance(done_one, _Failed):
-                _dead_letter(tx, target, record.raw, done_one.reason, done_one.category)
+                origin = origins[index] if origins else None
+                _dead_letter(tx, target, record.raw, done_one.reason, done_one.category, origin)
                 results[index] = Rejection(record.contact_id, done_one.reason)
             else:
                 results[index] = done_one
@@ -237,7 +245,9 @@ def _type_name(target: Integration) -> str:
     return target.object_type_name or "CTR"
 
 
-def _dead_letter(tx: Tx, target: Integration, raw: str, reason: str, category: str) -> None:
+def _dead_letter(
+    tx: Tx, target: Integration, raw: str, reason: str, category: str, origin: str | None
+) -> None:
     dead_letter_in(
         tx,
         domain_name=target.domain_name,
@@ -245,6 +255,7 @@ def _dead_letter(tx: Tx, target: Integration, raw: str, reason: str, category: s
         object_json=raw,
         reason=reason,
         category=category,
+        origin=origin,
     )
 
 

@@ -14,11 +14,14 @@ from openprofiles.dlq.models import DeadLetter
 
 
 def _summary(letter: DeadLetter) -> dict[str, Any]:
+    """A letter as listed. Its origin (where its record came from: "Flow crm", "File
+    customers.jsonl, line 3") is also the start of its reason, so the text listing shows it."""
     from openprofiles.dlq.service import delivery_status
 
     return {
         "MessageId": letter.message_id,
         "ObjectTypeName": letter.object_type_name,
+        "Origin": letter.origin,
         "Category": letter.category,
         "Reason": letter.reason,
         "Attempts": letter.attempts,

@@ -24,12 +24,22 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from openprofiles.flows.models import Flow
 from openprofiles.settings import Settings
+
+# The user-info part of a URL ("user:secret@" in http://user:secret@host/): botocore's
+# connection errors quote the request's URL, the endpoint's credentials included.
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"']*@")
+
+
+def _botocore_said(exc: Exception) -> str:
+    """What botocore's error says, without credentials an endpoint URL may carry."""
+    return _URL_USERINFO.sub("", str(exc))
 
 
 class SourceError(Exception):
@@ -202,7 +212,9 @@ class S3Source:
                     if not obj["Key"].endswith("/"):
                         out.append(SourceItem(obj["Key"], _object_version(obj)))
         except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"Cannot list s3://{self.bucket}/{self.prefix}: {exc}") from exc
+            raise SourceError(
+                f"Cannot list s3://{self.bucket}/{self.prefix}: {_botocore_said(exc)}"
+            ) from exc
         return sorted(out, key=lambda i: i.key)
 
     def open(self, key: str) -> ItemStream:
@@ -212,10 +224,16 @@ class S3Source:
             response = self._client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in OBJECT_ERRORS:
-                raise ItemError(f"{self.describe(key)} cannot be read: {exc}") from exc
-            raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+                raise ItemError(
+                    f"{self.describe(key)} cannot be read: {_botocore_said(exc)}"
+                ) from exc
+            raise SourceError(
+                f"Cannot read s3://{self.bucket}/{key}: {_botocore_said(exc)}"
+            ) from exc
         except BotoCoreError as exc:
-            raise SourceError(f"Cannot read s3://{self.bucket}/{key}: {exc}") from exc
+            raise SourceError(
+                f"Cannot read s3://{self.bucket}/{key}: {_botocore_said(exc)}"
+            ) from exc
         # The version of the object GetObject returned, which may have replaced the one listed.
         return _S3Stream(f"s3://{self.bucket}/{key}", response["Body"], _object_version(response))
 
@@ -242,7 +260,7 @@ class _S3Stream:
         except BotoCoreError as exc:
             # The connection broke off or timed out: the run stops and reads the object again
             # next time, like an object that could not be fetched at all.
-            raise SourceError(f"Cannot read {self._where}: {exc}") from exc
+            raise SourceError(f"Cannot read {self._where}: {_botocore_said(exc)}") from exc
 
     def __enter__(self) -> _S3Stream:
         return self

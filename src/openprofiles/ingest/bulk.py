@@ -1,30 +1,55 @@
 """Bulk ingestion of a file of objects through the one pipeline (`openprofiles ingest FILE`).
 
-The file holds JSON lines (one object per line) or one JSON array of objects. Records are
-applied in batches through `ingest_batch`, one write transaction per batch; a rejected record
-writes nothing and is dead-lettered without undoing its neighbours. Re-running a file is safe:
-the UNIQUE key makes every record replace itself.
+The file holds JSON lines (one object per line), one JSON array of objects, or one JSON object.
+Records are applied in batches through `ingest_batch`, one write transaction per batch; a
+rejected record writes nothing and is dead-lettered without undoing its neighbours. Re-running a
+file is safe: the UNIQUE key makes every record replace itself.
+
+Each record knows where it is in its file (`FileRecord.origin`: "File customers.jsonl, line 3",
+"File customers.json, array index 2"), and its dead letter keeps that as its origin, named first
+in its reason (dlq.service). The file is named by its base name, not by the path given: the
+reason goes on to the domain's SQS queue and is shown to the domain's admins, to whom the
+operator's folders (a home directory names its user) mean nothing, and a relative path would
+mislead once read from another working directory.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 from openprofiles.context import Services
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
-from openprofiles.ingest.rejections import dead_letter_all
+from openprofiles.ingest.rejections import Rejected, dead_letter_all
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
 from openprofiles.store.conflicts import retrying
 
 MAX_OBJECT_CHARS = 256_000
+# A line longer than this (in UTF-8 bytes, at most 4 a character) holds more characters than an
+# object may: it is not read into memory, nor kept in its dead letter.
+MAX_LINE_BYTES = 4 * MAX_OBJECT_CHARS
+# The most of a file that is not JSON lines read and parsed at once, as flows.items reads an
+# item; a larger file is read as JSON lines, a line at a time.
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+
+
+class FileRecord(NamedTuple):
+    """A record of a file: its JSON text; where it came from (the dead letter's origin); for a
+    line too long to keep, its length in bytes (its text is then empty)."""
+
+    text: str
+    origin: str | None = None
+    dropped: int | None = None
 
 
 @dataclass
@@ -50,35 +75,121 @@ class BulkSummary:
         }
 
 
-def read_records(path: Path) -> tuple[int, Iterator[str]]:
-    """(number of records, the records as JSON text): JSON lines, or one JSON array (read
-    whole, cut by openprofiles.json_text; ValueError saying why when it is neither). JSON lines
-    are streamed: a line that is not UTF-8 becomes a record that is not JSON (its bytes as
-    \\xNN), dead-lettered with the rest of the file loaded, rather than a crash half-way."""
+def file_origin(path: Path, place: str | None) -> str:
+    """The origin of a record of the file at `path` (see the module docstring)."""
+    return f"File {path.name}, {place}" if place else f"File {path.name}"
+
+
+def places(text: str, raws: Sequence[str]) -> list[str | None]:
+    """Where each record that openprofiles.json_text cut from `text` is in it: "line N" for
+    JSON lines (numbered as an editor numbers them, blank lines included), "array index I" for
+    an array's elements, None for a text that is one record.
+
+    Told apart by the records themselves: JSON lines' records are their lines as they stand
+    (stripped), which an array's element never is (json_text writes each element anew, and
+    the line of an element also holds the array's brackets or commas); a text that is one
+    record on one line is line N of it, which it is."""
+    lines = [(n, s) for n, line in enumerate(text.split("\n"), 1) if (s := line.strip())]
+    if len(lines) == len(raws) and all(r == s for r, (_, s) in zip(raws, lines, strict=True)):
+        return [f"line {n}" for n, _ in lines]
+    if text.lstrip().startswith("["):
+        return [f"array index {i}" for i in range(len(raws))]
+    return [None] * len(raws)
+
+
+def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:
+    """(number of records, the records): JSON lines, or one JSON document — an array of records
+    or one record — read whole and cut by openprofiles.json_text (ValueError saying why when it
+    is neither).
+
+    JSON lines are streamed: a line that is not UTF-8 becomes a record that is not JSON (its
+    bytes as \\xNN), dead-lettered with the rest of the file loaded, rather than a crash
+    half-way; a line longer than MAX_LINE_BYTES is a record dead-lettered without its text. A
+    file that is not an array and whose first line is not a JSON object on its own (a
+    pretty-printed object) is read whole when it is at most MAX_DOCUMENT_BYTES: one record,
+    rather than one rejected fragment a line."""
     with path.open("rb") as probe:
         head = probe.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
+        probe.seek(0)
+        first = _first_line(probe)
     if head.startswith(b"["):
         try:
-            text = path.read_bytes().decode("utf-8-sig")
+            return _document(path, path.read_bytes().decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
             raise ValueError(
-                f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02X} at offset "
-                f"{exc.start}); nothing was loaded"
+                f"is not UTF-8 text (the byte 0x{exc.object[exc.start]:02X} at offset "
+                f"{exc.start} is not valid UTF-8)"
             ) from None
-        texts = split_json_text(text)
-        return len(texts), iter(texts)
+    if not _is_object(first) and path.stat().st_size <= MAX_DOCUMENT_BYTES:
+        # A file not UTF-8 throughout is read below as JSON lines: a line that is not UTF-8 is
+        # a rejected record, and the others are loaded.
+        with contextlib.suppress(UnicodeDecodeError):
+            return _document(path, path.read_bytes().decode("utf-8-sig"))
     with path.open("rb") as counting:
-        total = sum(1 for line in counting if line.strip())
+        total = sum(
+            size > MAX_LINE_BYTES or bool(line.strip()) for _, line, size in _lines(counting)
+        )
 
-    def lines() -> Iterator[str]:
+    def lines() -> Iterator[FileRecord]:
         with path.open("rb") as handle:
-            for number, line in enumerate(handle):
-                if number == 0:
-                    line = line.removeprefix(codecs.BOM_UTF8)
-                if line.strip():
-                    yield line.decode("utf-8", "backslashreplace").strip()
+            for number, line, size in _lines(handle):
+                origin = file_origin(path, f"line {number}")
+                if size > MAX_LINE_BYTES:
+                    yield FileRecord("", origin, size)
+                elif line.strip():
+                    text = line.decode("utf-8", "backslashreplace").strip()
+                    yield FileRecord(text, origin)
 
     return total, lines()
+
+
+def _document(path: Path, text: str) -> tuple[int, Iterator[FileRecord]]:
+    """The records of the file at `path`, `text` read whole."""
+    try:
+        texts = split_json_text(text)
+    except JsonTextError as exc:
+        raise ValueError(
+            "is neither JSON lines, a JSON array nor one JSON object: "
+            f"{exc.message[:1].lower()}{exc.message[1:].rstrip('.')}"
+        ) from None
+    return len(texts), iter(
+        [
+            FileRecord(raw, file_origin(path, place))
+            for raw, place in zip(texts, places(text, texts), strict=True)
+        ]
+    )
+
+
+def _first_line(handle: BinaryIO) -> bytes:
+    """The first non-empty line (at most MAX_LINE_BYTES of it), without its BOM."""
+    for _, line, size in _lines(handle):
+        if size > MAX_LINE_BYTES or line.strip():
+            return line
+    return b""
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        return False
+
+
+def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
+    """(number, line, its length in bytes without its end) of every line, the first without its
+    BOM. A line longer than MAX_LINE_BYTES is not held (b""): it is skipped a part at a time,
+    its length counted."""
+    number = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if number == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)
+        part, size = line, len(line)
+        while len(part) > MAX_LINE_BYTES and not part.endswith(b"\n"):
+            line = b""
+            part = handle.readline(MAX_LINE_BYTES + 1)
+            size += len(part)
+        yield number, line, size - part.endswith(b"\n")
 
 
 def ingest_records(
@@ -86,13 +197,13 @@ def ingest_records(
     *,
     domain_name: str,
     object_type_name: str,
-    records: Iterable[str],
+    records: Iterable[str | FileRecord],
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int], None] | None = None,
 ) -> BulkSummary:
-    """Apply every record; raises NotFound up front for an unknown domain or object type."""
-    with services.read() as tx:
-        get_object_type(tx, domain_name=domain_name, name=object_type_name)
+    """Apply every record (its JSON text, or a FileRecord); raises NotFound up front for an
+    unknown domain or object type."""
+    check_target(services, domain_name=domain_name, object_type_name=object_type_name)
     summary = BulkSummary()
     started = time.perf_counter()
     iterator = iter(records)
@@ -109,32 +220,63 @@ def ingest_records(
     return summary
 
 
+def check_target(services: Services, *, domain_name: str, object_type_name: str) -> None:
+    """NotFound unless the domain and its object type exist."""
+    with services.read() as tx:
+        get_object_type(tx, domain_name=domain_name, name=object_type_name)
+
+
 def _run_batch(
-    services: Services, domain_name: str, object_type_name: str, batch: list[str]
+    services: Services, domain_name: str, object_type_name: str, batch: list[str | FileRecord]
 ) -> tuple[int, int, int]:
     ingested = created = 0
+    records = [FileRecord(r) if isinstance(r, str) else r for r in batch]
     with services.write() as tx:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
-        parsed = [(parse_record(raw), raw) for raw in batch]
+        parsed = [(_parse(record), record) for record in records]
         outcomes = iter(
             ingest_batch(
                 tx,
                 domain_name=domain_name,
                 object_type_name=object_type_name,
-                records=[(source, raw) for source, raw in parsed if isinstance(source, dict)],
+                records=[(source, r.text) for source, r in parsed if isinstance(source, dict)],
                 object_type=object_type,
             )
         )
-        rejected: list[tuple[str, IngestRejected]] = []
-        for source, raw in parsed:
+        rejected: list[Rejected] = []
+        for source, record in parsed:
             outcome = source if isinstance(source, IngestRejected) else next(outcomes)
             if isinstance(outcome, IngestRejected):
-                rejected.append((raw, outcome))
+                rejected.append(
+                    Rejected(record.text, outcome, record.origin, _not_retryable(record))
+                )
             else:
                 ingested += 1
                 created += outcome.created_profile
         dead = len(dead_letter_all(tx, domain_name, object_type_name, rejected))
     return ingested, created, dead
+
+
+def _parse(record: FileRecord) -> dict[str, object] | IngestRejected:
+    if record.dropped is not None:
+        return IngestRejected(
+            f"The line is {record.dropped} bytes long, more than an object of at most "
+            f"{MAX_OBJECT_CHARS} characters can be; it was not kept.",
+            "invalid_value",
+        )
+    return parse_record(record.text)
+
+
+def _not_retryable(record: FileRecord) -> str | None:
+    """Why `dlq retry` cannot ingest the dead letter of a line too long to keep (None for
+    another record), and what to do instead."""
+    if record.dropped is None:
+        return None
+    return (
+        "This dead letter holds nothing of its record, a line too long to keep: a retry cannot "
+        "ingest it. Fix the file and load it again (openprofiles ingest), then purge this dead "
+        "letter."
+    )
 
 
 def parse_record(raw: str) -> dict[str, object] | IngestRejected:

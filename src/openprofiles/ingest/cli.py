@@ -53,10 +53,12 @@ def ingest_objects(
     batch_size: int,
     as_json: bool,
 ) -> None:
-    """Ingest FILE (JSON lines, or a JSON array of objects) as objects of one object type.
+    """Ingest FILE (JSON lines, a JSON array of objects, or one JSON object) as objects of one
+    object type.
 
-    Records the pipeline rejects go to the domain's dead-letter queue (`openprofiles dlq`).
-    Safe to run again: a record with the same UNIQUE key replaces itself.
+    Records the pipeline rejects go to the domain's dead-letter queue (`openprofiles dlq`),
+    each saying which line (or array index) of which file it came from. Safe to run again: a
+    record with the same UNIQUE key replaces itself.
     """
     from rich.console import Console
     from rich.progress import (
@@ -68,13 +70,23 @@ def ingest_objects(
     )
 
     from openprofiles.errors import ServiceError
-    from openprofiles.ingest.bulk import ingest_records, read_records
+    from openprofiles.ingest.bulk import check_target, ingest_records, read_records
 
-    services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
+    # The file is looked at before anything is opened: one that cannot be loaded changes
+    # nothing (not even a new data dir's database).
     try:
         total, records = read_records(file)
     except ValueError as exc:
-        raise click.ClickException(f"{file} is not JSON lines or a JSON array: {exc}") from exc
+        raise click.ClickException(f"{file} {exc}. Nothing was loaded.") from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}.") from None
+    services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
+    try:
+        # Before the progress bar: an unknown domain or type is the command's one line.
+        check_target(services, domain_name=domain_name, object_type_name=object_type_name)
+    except ServiceError as exc:
+        services.database.dispose()
+        raise click.ClickException(exc.message) from None
     progress = Progress(
         TextColumn("[bold]ingest"),
         BarColumn(),
@@ -82,7 +94,7 @@ def ingest_objects(
         TextColumn("{task.fields[rate]:>8.0f} records/s"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
-        disable=as_json,
+        disable=as_json or not total,
     )
     try:
         with progress:
@@ -109,6 +121,9 @@ def ingest_objects(
     out: dict[str, Any] = summary.as_dict()
     if as_json:
         click.echo(json.dumps(out))
+        return
+    if not summary.read:
+        click.echo(f"{file} holds no records: nothing was loaded.")
         return
     click.echo(
         f"Read {summary.read} records in {summary.seconds:.1f}s "

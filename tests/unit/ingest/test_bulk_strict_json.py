@@ -54,7 +54,7 @@ def test_files_that_are_not_utf8_or_nest_too_deep_are_told_apart_from_records(
     lines = tmp_path / "latin1.jsonl"
     lines.write_bytes(b'{"id": "1"}\n{"id": "caf\xe9"}\n{"id": "3"}\n')
     total, records = read_records(lines)
-    texts = list(records)
+    texts = [record.text for record in records]
     assert total == 3 and texts[0] == '{"id": "1"}' and texts[2] == '{"id": "3"}'
     assert "\\xe9" in texts[1]  # kept, as a record that is not JSON: dead-lettered, not a crash
 
@@ -71,4 +71,4 @@ def test_files_that_are_not_utf8_or_nest_too_deep_are_told_apart_from_records(
     bom = tmp_path / "bom.json"
     bom.write_bytes(codecs.BOM_UTF8 + json.dumps([{"id": "1"}, {"id": "2"}]).encode())
     total, records = read_records(bom)
-    assert total == 2 and [json.loads(r) for r in records] == [{"id": "1"}, {"id": "2"}]
+    assert total == 2 and [json.loads(r.text) for r in records] == [{"id": "1"}, {"id": "2"}]
