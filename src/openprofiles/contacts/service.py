@@ -65,7 +65,7 @@ from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type, on_object_type_deleted
 from openprofiles.objects.service import IN_CHUNK, find_object
-from openprofiles.profiles.service import EXPLICIT_ORIGIN
+from openprofiles.profiles.service import EXPLICIT_ORIGIN, id_chunks, on_profiles_deleted
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
@@ -615,6 +615,30 @@ def _forget_deliveries(tx: Tx, domain_name: str, object_type_name: str) -> None:
 
 if _forget_deliveries not in on_object_type_deleted:
     on_object_type_deleted.append(_forget_deliveries)
+
+
+def _forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) -> None:
+    """DeleteProfile's part here (profiles.service.on_profiles_deleted): the deliveries applied
+    to the deleted profiles are forgotten, their rows deleted rather than unlinked.
+
+    A row kept with its profile cleared would still say which version was applied: that
+    version delivered again (at least once, spec §3.1) would be answered as a repeat with its
+    record gone and no profile, and a contact-start event of the contact again would link it
+    to no profile (a start event never replaces an applied one). Deleted, a delivery after the
+    erasure goes through the pipeline as a first one, to the profile the template's rules find
+    or create now; and the row (the contact's digest, when it was updated) is itself a trace of
+    the erased customer. The same as a deleted object type's deliveries (`_forget_deliveries`)."""
+    for chunk in id_chunks(profile_ids):
+        tx.conn.execute(
+            delete(contact_record).where(
+                contact_record.c.domain_name == domain_name,
+                contact_record.c.profile_id.in_(chunk),
+            )
+        )
+
+
+if _forget_deleted_profiles not in on_profiles_deleted:
+    on_profiles_deleted.append(_forget_deleted_profiles)
 
 
 def retry_contact_record(

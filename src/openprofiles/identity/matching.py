@@ -66,7 +66,13 @@ from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange, is_lock_unavailable
-from openprofiles.store.schema import merge_log, profile, rule_match_digest, rule_match_profile
+from openprofiles.store.schema import (
+    kept_apart,
+    merge_log,
+    profile,
+    rule_match_digest,
+    rule_match_profile,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -766,15 +772,25 @@ def _separated(tx: Tx, domain_name: str, profile_ids: Collection[str]) -> dict[s
     from (every profile of that merge, its main and those it merged, is kept apart from every
     other). Every undone merge of the domain is read (few merges are undone; ix_merge_log_undone
     finds them), so one is seen whichever of its profiles is among `profile_ids`, not only its
-    main profile."""
+    main profile. An undone merge whose log DeleteProfile erased keeps its other profiles apart
+    through `kept_apart` (identity.service.forget_deleted_profiles)."""
     wanted = set(profile_ids)
     apart: dict[str, set[str]] = defaultdict(set)
-    for row in tx.conn.execute(
-        select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
-            merge_log.c.domain_name == domain_name, merge_log.c.undone_at.is_not(None)
+    groups = [
+        {row.main_profile_id, *row.merged_profile_ids}
+        for row in tx.conn.execute(
+            select(merge_log.c.main_profile_id, merge_log.c.merged_profile_ids).where(
+                merge_log.c.domain_name == domain_name, merge_log.c.undone_at.is_not(None)
+            )
         )
-    ):
-        involved = {row.main_profile_id, *row.merged_profile_ids}
+    ]
+    groups += [
+        set(ids)
+        for ids in tx.conn.execute(
+            select(kept_apart.c.profile_ids).where(kept_apart.c.domain_name == domain_name)
+        ).scalars()
+    ]
+    for involved in groups:
         for pid in involved & wanted:
             apart[pid] |= involved - {pid}
     return apart

@@ -213,13 +213,13 @@ if on_profiles_written not in profiles.on_profiles_written:
 
 
 def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
-    """Delete the features of profiles that are no longer live (merged away)."""
-    tx.conn.execute(
-        delete(ml_feature).where(
-            ml_feature.c.domain_name == domain_name,
-            ml_feature.c.profile_id.in_(list(profile_ids)),
+    """Delete the features of profiles that are no longer live (merged away, deleted)."""
+    for chunk in profiles.id_chunks(profile_ids):
+        tx.conn.execute(
+            delete(ml_feature).where(
+                ml_feature.c.domain_name == domain_name, ml_feature.c.profile_id.in_(chunk)
+            )
         )
-    )
 
 
 # Two scans joined in Python rather than one join: each reads its table in storage order (the

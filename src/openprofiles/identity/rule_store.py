@@ -115,11 +115,10 @@ def held(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list
     """The stored pairs of each of `profile_ids` that has any."""
     c = rule_match_profile.c
     out: dict[str, list[Pair]] = {}
-    for start in range(0, len(profile_ids), 500):
+    for chunk in profiles.id_chunks(profile_ids):
         for row in tx.conn.execute(
             select(c.profile_id, c.digests).where(
-                c.domain_name == domain_name,
-                c.profile_id.in_(list(profile_ids[start : start + 500])),
+                c.domain_name == domain_name, c.profile_id.in_(chunk)
             )
         ):
             out[row.profile_id] = unpack(bytes(row.digests))
@@ -154,12 +153,9 @@ def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, li
         return removed
     _DELETE_DIGESTS.execute(tx.conn, rows)
     c = rule_match_profile.c
-    for start in range(0, len(profile_ids), 500):
+    for chunk in profiles.id_chunks(profile_ids):
         tx.conn.execute(
-            delete(rule_match_profile).where(
-                c.domain_name == domain_name,
-                c.profile_id.in_(list(profile_ids[start : start + 500])),
-            )
+            delete(rule_match_profile).where(c.domain_name == domain_name, c.profile_id.in_(chunk))
         )
     return removed
 

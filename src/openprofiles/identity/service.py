@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -67,6 +67,7 @@ from openprofiles.profiles.service import (
     KEY_TABLE,
     PROFILE_TABLE,
     hooks_after,
+    id_chunks,
     key_record_id,
     lock_profiles,
     save_profile,
@@ -74,6 +75,7 @@ from openprofiles.profiles.service import (
 )
 from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.schema import (
+    kept_apart,
     merge_log,
     object_type,
     profile,
@@ -92,6 +94,7 @@ _LEGACY_ORIGINS = {"profile": DERIVED_ORIGIN, "explicit": EXPLICIT_ORIGIN, "merg
 MAX_MERGED_PROFILES = 20
 
 register_domain_table(merge_log)
+register_domain_table(kept_apart)
 
 _INSERT_KEYS = {
     "sqlite": sqlite_insert(profile_key).on_conflict_do_nothing(),
@@ -959,30 +962,66 @@ def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
 def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) -> None:
     """DeleteProfile's part here (profiles.service.on_profiles_deleted): the profiles' match
     digests and features, and every merge log that holds their personal data (a merge into
-    them, or an undone merge of them): an erased customer stays erased."""
+    them, or an undone merge of them): an erased customer stays erased.
+
+    An undone merge kept all its profiles apart from each other (identity.matching._separated);
+    its log erased, the others would lose that, and an automatic merge could join two customers
+    an operator told apart. So their ids, and only those, stay in `kept_apart`, where a later
+    deletion takes its own ids out again."""
     rule_store.forget(tx, domain_name, profile_ids)
     ml_features.forget(tx, domain_name, profile_ids)
     gone = set(profile_ids)
-    logs = [
-        row.merge_id
-        for row in tx.conn.execute(
-            select(
-                merge_log.c.merge_id, merge_log.c.main_profile_id, merge_log.c.merged_profile_ids
-            ).where(
-                merge_log.c.domain_name == domain_name,
-                or_(
-                    merge_log.c.main_profile_id.in_(profile_ids), merge_log.c.undone_at.is_not(None)
-                ),
-            )
+    logs: set[str] = set()
+    for chunk in id_chunks(profile_ids):
+        logs.update(
+            tx.conn.execute(
+                select(merge_log.c.merge_id).where(
+                    merge_log.c.domain_name == domain_name,
+                    merge_log.c.main_profile_id.in_(chunk),
+                )
+            ).scalars()
         )
-        if row.main_profile_id in gone or gone.intersection(row.merged_profile_ids)
-    ]
-    if logs:
+    # Locked (PostgreSQL), so two deletions of profiles of one undone merge take turns: the
+    # second finds the log gone and the ids kept apart by the first, and rewrites those.
+    survivors: dict[str, list[str]] = {}
+    for row in tx.conn.execute(
+        select(merge_log.c.merge_id, merge_log.c.main_profile_id, merge_log.c.merged_profile_ids)
+        .where(merge_log.c.domain_name == domain_name, merge_log.c.undone_at.is_not(None))
+        .order_by(merge_log.c.merge_id)
+        .with_for_update()
+    ):
+        involved = {row.main_profile_id, *row.merged_profile_ids}
+        if involved & gone:
+            logs.add(row.merge_id)
+            survivors[row.merge_id] = sorted(involved - gone)
+    for row in tx.conn.execute(
+        select(kept_apart)
+        .where(kept_apart.c.domain_name == domain_name)
+        .order_by(kept_apart.c.merge_id)
+        .with_for_update()
+    ):
+        if gone.intersection(row.profile_ids):
+            survivors[row.merge_id] = sorted(set(row.profile_ids) - gone)
+            tx.conn.execute(
+                delete(kept_apart).where(
+                    kept_apart.c.domain_name == domain_name,
+                    kept_apart.c.merge_id == row.merge_id,
+                )
+            )
+    for chunk in id_chunks(sorted(logs)):
         tx.conn.execute(
             delete(merge_log).where(
-                merge_log.c.domain_name == domain_name, merge_log.c.merge_id.in_(logs)
+                merge_log.c.domain_name == domain_name, merge_log.c.merge_id.in_(chunk)
             )
         )
+    # One profile left alone is kept apart from nothing.
+    rows = [
+        {"domain_name": domain_name, "merge_id": merge_id, "profile_ids": ids}
+        for merge_id, ids in survivors.items()
+        if len(ids) > 1
+    ]
+    if rows:
+        tx.conn.execute(kept_apart.insert(), rows)
 
 
 if forget_deleted_profiles not in profiles_service.on_profiles_deleted:

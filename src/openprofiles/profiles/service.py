@@ -64,6 +64,8 @@ on_profile_written: list[Callable[[Tx, str, ProfileRecord], None]] = []
 # Called with (tx, domain name, profile ids) before profiles are deleted (DeleteProfile: the
 # profile and every profile merged into it, however deep), in the same transaction: what other
 # packages keep about a profile (match digests, merge logs with its before-image) goes with it.
+# The ids are not bounded (a profile can hold any number merged into it): a hook names them in
+# statements of `id_chunks`.
 on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # Called with (tx, domain name, records) once per write of one or more profiles (a whole batch
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
@@ -143,6 +145,14 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
 _IDS_PER_STATEMENT = 500
 
 
+def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """`ids` in lists short enough for one statement's IN list. DeleteProfile names every
+    profile merged into the deleted one, however many: an unbounded list would pass SQLite's
+    limit of bound values (32,766) and PostgreSQL's (65,535) and fail the statement."""
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        yield list(ids[start : start + _IDS_PER_STATEMENT])
+
+
 def absorbed_profiles(
     tx: Tx, *, domain_name: str, profile_ids: Collection[str]
 ) -> dict[str, set[str]]:
@@ -156,8 +166,7 @@ def absorbed_profiles(
     the walk ends even on a cycle, which merges never make."""
     ids = sorted(set(profile_ids))
     held: dict[str, set[str]] = {pid: {pid} for pid in ids}
-    for start in range(0, len(ids), _IDS_PER_STATEMENT):
-        seeds = ids[start : start + _IDS_PER_STATEMENT]
+    for seeds in id_chunks(ids):
         tree = (
             select(profile.c.profile_id.label("root"), profile.c.profile_id.label("member"))
             .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(seeds))
@@ -188,13 +197,10 @@ def lock_profiles(
     if tx.services.database.is_sqlite:
         return
     ids = sorted(set(profile_ids))
-    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+    for chunk in id_chunks(ids):
         tx.conn.execute(
             select(profile.c.profile_id)
-            .where(
-                profile.c.domain_name == domain_name,
-                profile.c.profile_id.in_(ids[start : start + _IDS_PER_STATEMENT]),
-            )
+            .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(chunk))
             .order_by(profile.c.profile_id)
             .with_for_update(nowait=not wait)
         )
@@ -580,10 +586,27 @@ def insert_key_rows(
 
 
 def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
-    # Locked first: a concurrent writer of the profile (an ingestion that found it by a key)
-    # either finishes before, and its objects and keys go with the profile, or waits and then
-    # finds it gone.
-    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
+    tx.cipher(domain_name)  # NotFound for an unknown domain first
+
+    # Every profile merged into it goes too, however deep (A merged into C, then C into D):
+    # each is a customer record the deleted one holds. Its row and theirs are locked before
+    # anything is deleted: a concurrent writer of the profile (an ingestion that found it by a
+    # key) either finishes before, and its objects and keys go with the profile, or waits and
+    # then finds it gone. They are locked in one statement, in id order (store.advisory's lock
+    # order), as an undo of a merge into the profile locks that merge's profiles: the two
+    # queue, where locking the live row before the others deadlocked with such an undo (each
+    # holding a row the other waited for). resolve_locked looks again after the lock, and locks
+    # what changed meanwhile (a merge into it that committed first).
+    def absorbed() -> tuple[tuple[str | None, list[str]], set[str]]:
+        live = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
+        if live != profile_id:
+            return (live, []), set()
+        held = absorbed_profiles(tx, domain_name=domain_name, profile_ids=[profile_id])[profile_id]
+        return (live, [profile_id, *sorted(held - {profile_id})]), held
+
+    live_id, deleted = resolve_locked(tx, domain_name, absorbed)
+    if live_id is None:
+        raise _no_such_profile(domain_name, profile_id)
     if live_id != profile_id:
         # Reads follow a merge to the survivor; a delete must not: the id names a duplicate
         # that the merge already removed, and the survivor is another customer record.
@@ -591,24 +614,10 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
             f"The profile {profile_id} no longer exists in domain {domain_name}: it was merged "
             f"into {live_id}."
         )
-
-    # Every profile merged into it goes too, however deep (A merged into C, then C into D):
-    # each is a customer record the deleted one holds. Their rows are locked after the live
-    # one's, in id order (store.advisory's lock order), and resolve_locked looks again if the
-    # set changed meanwhile. A merge refuses a profile that is merged away, and one into the
-    # live profile waits for its lock; an undo of a merge into the live profile locks its
-    # profiles in id order, so on PostgreSQL it can deadlock with this delete: the loser runs
-    # again (store.conflicts), and an undo then finds the merge's profiles gone.
-    def absorbed() -> tuple[list[str], set[str]]:
-        held = absorbed_profiles(tx, domain_name=domain_name, profile_ids=[live_id])[live_id]
-        return [live_id, *sorted(held - {live_id})], held
-
-    deleted = resolve_locked(tx, domain_name, absorbed, locked={live_id})
     for hook in on_profiles_deleted:
         hook(tx, domain_name, deleted)
     # Their objects go with their rows (ON DELETE CASCADE).
-    for start in range(0, len(deleted), _IDS_PER_STATEMENT):
-        ids = deleted[start : start + _IDS_PER_STATEMENT]
+    for ids in id_chunks(deleted):
         tx.conn.execute(
             delete(profile_key).where(
                 profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(ids)

@@ -5,13 +5,15 @@ finishes without waiting, which is how each race went wrong before the writers l
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from tests.support.backends import postgres_schema_url
-from tests.support.lock_waits import second_writer_meets_first
+from tests.support.lock_waits import WAIT_BOUND_SECONDS, second_writer_meets_first
 
 from openprofiles.app import build_services
 from openprofiles.context import Principal, RequestContext, Services, Tx
@@ -142,3 +144,53 @@ def test_a_profile_merged_away_while_its_lock_was_awaited_leads_to_the_survivor(
             return service.lock_live_profile(tx, domain_name=D, profile_id=ada)
 
     assert second_writer_meets_first(pg, first, second) == augusta
+
+
+def test_a_delete_locks_the_profiles_merged_into_it_in_id_order(pg: Services) -> None:
+    """DeleteProfile of L, X merged into L, locks both; so does an undo of that merge, in id
+    order (store.advisory). The delete locked L first, then X: holding L while it waited for X,
+    it deadlocked with an undo holding X and waiting for L (PostgreSQL then failed one of
+    them). Now it locks them in id order too: with the first of them held by another
+    transaction, the delete waits for it holding neither, and the other can still be taken."""
+    low, high = sorted([_create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")])
+    with pg.write() as tx:
+        merge_profiles(tx, domain_name=D, main_profile_id=high, profile_ids=[low])
+    out: list[BaseException | None] = []
+
+    def delete() -> None:
+        try:
+            with pg.write() as tx:
+                service.delete_profile(tx, domain_name=D, profile_id=high)
+            out.append(None)
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    deleting = threading.Thread(target=delete)
+    with pg.write() as tx:
+        service.lock_profiles(tx, domain_name=D, profile_ids=[low])
+        pid = tx.conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        deleting.start()
+        _until_blocked_by(pg, pid)
+        with pg.write() as other:
+            # Would fail at once (lock unavailable) if the waiting delete held it.
+            service.lock_profiles(other, domain_name=D, profile_ids=[high], wait=False)
+    deleting.join(WAIT_BOUND_SECONDS)
+    assert out == [None]
+    with pg.read() as tx:
+        assert service.get_profiles(tx, domain_name=D, profile_ids=[low, high]) == {}
+
+
+def _until_blocked_by(services: Services, pid: int) -> None:
+    deadline = time.monotonic() + WAIT_BOUND_SECONDS
+    with services.database.engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            blocked = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+                ),
+                {"pid": pid},
+            ).scalar()
+            watcher.rollback()
+            if blocked:
+                return
+    raise AssertionError("the delete never waited for the profile")

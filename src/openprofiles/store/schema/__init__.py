@@ -17,6 +17,7 @@ from openprofiles.store.schema.core import (
 )
 from openprofiles.store.schema.identity import (
     identity_job,
+    kept_apart,
     merge_log,
     ml_feature,
     ml_match_member_page,
@@ -45,6 +46,7 @@ __all__ = [
     "flow_run",
     "identity_job",
     "integration",
+    "kept_apart",
     "merge_log",
     "metadata",
     "ml_feature",

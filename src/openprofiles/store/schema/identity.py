@@ -4,11 +4,12 @@ and the rule-match digests (rule-based matching, spec §5.1).
 A merge-log row names the main profile and the merged ids in clear (random ids, no personal data)
 so merges can be listed without opening anything; what came from where — the before-images of
 every profile involved, the keys and objects that moved — is sealed in `sealed`, bound to the
-merge id. `rule_match_digest` holds, per profile and rule level, keyed HMAC digests of the
-level's normalised attribute values (never the values): profiles sharing a digest match at that
-level; `rule_match_profile` the same digests per profile. The tables are registered for
-DeleteDomain by openprofiles.identity, not here: importing domains.service from a schema
-module would make an import cycle.
+merge id. `kept_apart` keeps, by id only, the profiles of an undone merge whose log was erased
+with a deleted profile. `rule_match_digest` holds, per profile and rule level, keyed HMAC
+digests of the level's normalised attribute values (never the values): profiles sharing a
+digest match at that level; `rule_match_profile` the same digests per profile. The tables are
+registered for DeleteDomain by openprofiles.identity, not here: importing domains.service from
+a schema module would make an import cycle.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ merge_log = Table(
     Index("ix_merge_log_main", "domain_name", "main_profile_id"),
     # The few undone merges of a domain, which keep their profiles apart (identity.matching).
     Index("ix_merge_log_undone", "domain_name", "undone_at"),
+)
+
+# What stays of an undone merge once DeleteProfile erased its log (the log holds the erased
+# customer's before-image): the ids of its other profiles, which no automatic merge may put
+# together again (identity.matching._separated), as the log kept them apart while it existed.
+# Ids only (random, no personal data), at least two; DeleteProfile takes its own ids out again.
+kept_apart = Table(
+    "kept_apart",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    # The undone merge's id.
+    Column("merge_id", String(32), primary_key=True),
+    Column("profile_ids", JSON, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
 )
 
 rule_match_digest = Table(

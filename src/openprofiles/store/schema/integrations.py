@@ -6,7 +6,8 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   time (spec §3.2), enforced by the database even against concurrent writers.
 * `contact_record` remembers, per domain and ContactId (as a blind-index digest), the
   LastUpdateTimestamp of the record applied, so duplicate deliveries are idempotent and an
-  older record never overwrites a newer one (spec §3.1: delivered at least once).
+  older record never overwrites a newer one (spec §3.1: delivered at least once), and the
+  profile it was applied to: DeleteProfile deletes the row with the profile.
 * `unrouted_contact_record` keeps records that could not be given to any domain (their instance
   is associated with none, or they name no instance), sealed under the system key, so nothing
   is dropped; they can be replayed once the instance is associated.
@@ -76,6 +77,8 @@ contact_record = Table(
     Column("profile_id", String(32), nullable=True),
     Column("received_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    # DeleteProfile finds the deleted profiles' records by it (contacts.service).
+    Index("ix_contact_record_profile", "domain_name", "profile_id"),
 )
 
 unrouted_contact_record = Table(
