@@ -181,15 +181,27 @@ class KeyManager:
         time, that the key can also be used for reading later: a key that can encrypt but not
         decrypt would otherwise accept data nobody can read back.
         """
+        key_id, data_key, wrapped = self._proven_data_key(domain_name, key_id)
+        self._remember(
+            (domain_name, key_id, _fingerprint(wrapped)), DomainCipher(data_key, domain_name)
+        )
+        return WrappedDomainKey(key_id, wrapped)
+
+    def check_key(self, domain_name: str, key_id: str) -> None:
+        """KeyUnusable unless `key_id` could protect the domain's data: the proof
+        `new_domain_key` makes, with the data key thrown away (an object type's EncryptionKey,
+        which is checked and kept but seals nothing)."""
+        self._proven_data_key(domain_name, key_id)
+
+    def _proven_data_key(self, domain_name: str, key_id: str | None) -> tuple[str, bytes, bytes]:
+        """(key id, data key, wrapped data key): a new data key under `key_id` or the default,
+        unwrapped again to prove the key works both ways."""
         key_id = key_id or self._resolver.default_key_id()
         provider = self._resolver.resolve(key_id)
         context = encryption_context(domain_name)
         data_key, wrapped = provider.generate_data_key(key_id, context)
         self._prove(key_id, provider.decrypt_data_key(key_id, wrapped, context), data_key)
-        self._remember(
-            (domain_name, key_id, _fingerprint(wrapped)), DomainCipher(data_key, domain_name)
-        )
-        return WrappedDomainKey(key_id, wrapped)
+        return key_id, data_key, wrapped
 
     def rewrap_domain_key(
         self, domain_name: str, key_id: str, wrapped: bytes, new_key_id: str | None

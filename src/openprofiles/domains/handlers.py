@@ -6,10 +6,9 @@ from typing import Any
 
 from openprofiles.arns import domain_arn
 from openprofiles.context import RequestContext, Tx
-from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
-from openprofiles.domains.setup import new_domain_key
+from openprofiles.domains.setup import key_refusal, new_domain_key
 from openprofiles.errors import BadRequest
 from openprofiles.identity import rule_activation
 from openprofiles.identity.ml_jobs import validate_consolidation
@@ -122,12 +121,10 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     if requested_key is not None and requested_key != current.config.get("DefaultEncryptionKey"):
         # The domain's data key stays the same; only the key that wraps it changes, so no
         # record has to be sealed again.
-        try:
+        with key_refusal("DefaultEncryptionKey"):
             new_key = ctx.services.keys.rewrap_domain_key(
                 name, current.key_id, current.wrapped_key, requested_key or None
             )
-        except KeyUnusable as exc:
-            raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
     with ctx.write() as tx:
         record = service.update_domain(
             tx,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,11 +33,28 @@ def new_domain_key(services: Services, domain_name: str, key_id: str | None) -> 
     Returns (the key id it is wrapped under, the wrapped data key); BadRequest when the key
     cannot be used, with the provider's explanation of what to do.
     """
-    try:
+    with key_refusal("DefaultEncryptionKey"):
         wrapped = services.keys.new_domain_key(domain_name, key_id)
-    except KeyUnusable as exc:
-        raise BadRequest(f"DefaultEncryptionKey cannot be used: {exc.message}") from exc
     return wrapped.key_id, wrapped.wrapped
+
+
+def check_encryption_key(services: Services, domain_name: str, key_id: str, member: str) -> None:
+    """BadRequest, as for a domain's DefaultEncryptionKey, unless `key_id` could protect the
+    domain's data (the same resolver and proof: a data key generated and unwrapped again).
+    For a key given where it is kept but seals nothing (PutProfileObjectType's EncryptionKey):
+    a key the domain itself would refuse must not be accepted there either."""
+    with key_refusal(member):
+        services.keys.check_key(domain_name, key_id)
+
+
+@contextmanager
+def key_refusal(member: str) -> Iterator[None]:
+    """A key that cannot be used, as the request's error: BadRequest naming the member, with
+    the key provider's explanation of what to do."""
+    try:
+        yield
+    except KeyUnusable as exc:
+        raise BadRequest(f"{member} cannot be used: {exc.message}") from exc
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from openprofiles.context import RequestContext, Tx
+from openprofiles.domains.setup import check_encryption_key
 from openprofiles.object_types import service, templates
 from openprofiles.object_types.models import ObjectType, Template
 from openprofiles.tags.service import get_tags, put_tags
@@ -45,6 +46,11 @@ def _tags(tx: Tx, found: ObjectType) -> dict[str, str]:
 
 def put_profile_object_type(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain_name, name = params["DomainName"], params["ObjectTypeName"]
+    if params.get("EncryptionKey"):
+        # Checked as CreateDomain checks DefaultEncryptionKey, and kept and echoed; the type's
+        # objects are sealed under the domain's data key all the same (README, "What is
+        # implemented"). Before the transaction: the check may call KMS.
+        check_encryption_key(ctx.services, domain_name, params["EncryptionKey"], "EncryptionKey")
     with ctx.write() as tx:
         found = service.put_object_type(tx, domain_name=domain_name, name=name, params=params)
         if params.get("Tags"):

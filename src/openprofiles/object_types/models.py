@@ -110,6 +110,10 @@ class Template:
     source_name: str
     source_object: str
     definition: Mapping[str, Any]  # AllowProfileCreation, Fields, Keys, ... as the API names them
+    # What an implicit type of the template says of itself: GetProfileObjectType and
+    # ListProfileObjectTypes must give a Description (required in the model's output shapes),
+    # which the template's own operations do not carry.
+    description: str = ""
 
 
 def parse_fields(raw: Mapping[str, Any]) -> dict[str, FieldDefinition]:

@@ -28,7 +28,12 @@ from openprofiles.context import Tx
 from openprofiles.domains.service import get_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType
-from openprofiles.object_types.models import DEFINITION_MEMBERS, ObjectType, key_content_type_of
+from openprofiles.object_types.models import (
+    DEFINITION_MEMBERS,
+    ObjectType,
+    Template,
+    key_content_type_of,
+)
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.object_types.templates import find_template
 from openprofiles.object_types.validation import (
@@ -92,13 +97,23 @@ def _from_row(row: Any) -> ObjectType | None:
     if template is None:
         return None
     return ObjectType.from_definition(
-        {**template.definition, "TemplateId": template.template_id},
+        _implicit_definition(template),
         domain_name=row.domain_name,
         name=row.name,
         created_at=row.created_at,
         updated_at=row.updated_at,
         implicit=True,
     )
+
+
+def _implicit_definition(template: Template) -> dict[str, Any]:
+    """The definition an implicit type of `template` has: the template's, with its id and its
+    description (required in GetProfileObjectType's and ListProfileObjectTypes' output)."""
+    return {
+        **template.definition,
+        "Description": template.description,
+        "TemplateId": template.template_id,
+    }
 
 
 # Built once: every PutProfileObject reads its type, and building a statement costs more than
@@ -120,7 +135,7 @@ def find_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType | Non
     if template is None:
         return None
     return ObjectType.from_definition(
-        {**template.definition, "TemplateId": template.template_id},
+        _implicit_definition(template),
         domain_name=domain_name,
         name=name,
         created_at=tx.now,

@@ -55,6 +55,7 @@ def _load() -> dict[str, Template]:
                     template_id=template_id,
                     source_name=body.pop("SourceName"),
                     source_object=body.pop("SourceObject"),
+                    description=body.pop("Description"),
                     definition=body,
                 )
             _templates = loaded

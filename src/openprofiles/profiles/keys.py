@@ -3,7 +3,9 @@ normalised (spec §1.11, §4).
 
 `_phone` spans the four phone fields, `_email` the three email fields, `_account` is the account
 number, `_fullName` is "FirstName MiddleName LastName", `_profileId` the profile's own id. They
-are recomputed whenever the standard profile changes.
+are recomputed whenever the standard profile changes. AddProfileKey may give a profile more
+values of them (a second phone number, a maiden name); those rows are the caller's, which the
+recomputation leaves alone (profile_key.origin, migration 0017).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ PREDEFINED_CONTENT_TYPES: dict[str, ContentType] = {
     "_profileId": ContentType.STRING,
 }
 
-# Keys that are derived from the standard profile and so cannot be added by hand, nor deleted
-# where the profile's own fields give the value (other sources' values of them can be).
+# Keys that are derived from the standard profile: a value the profile's own fields give cannot
+# be deleted by hand (it would come back with the next write); other sources' values of them,
+# AddProfileKey's among them, can.
 DERIVED_KEYS = frozenset(PREDEFINED_CONTENT_TYPES)
 
 

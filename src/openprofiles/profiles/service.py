@@ -639,17 +639,21 @@ def add_profile_key(
     values: Sequence[str],
     origin: str = EXPLICIT_ORIGIN,
 ) -> str:
-    """Index `values` under `key_name` for the profile; returns the live profile id."""
-    if key_name in DERIVED_KEYS:
-        raise BadRequest(
-            f"The key {key_name} is derived from the profile's standard fields; "
-            "update the profile instead of adding the key."
-        )
+    """Index `values` under `key_name` for the profile; returns the live profile id.
+
+    The predefined keys the profile's own fields give (`_phone`, `_email`, `_account`,
+    `_fullName`, `_profileId`: profiles.keys) may be added too, as the model's KeyName lists
+    them: a second phone number or email of the customer is the usual case. The values are
+    normalised by the key's content type, as search does, and their rows are the caller's
+    (`origin`), so the recomputation of the derived rows on the profile's next write keeps them,
+    DeleteProfileKey removes them and a merge carries them."""
     if not values:
         raise BadRequest("Values must list at least one value to add.")
-    # Locked, so the key lands on the live profile: one being merged away meanwhile leads on
-    # to the survivor rather than getting a key after the merge moved its keys.
+    # Locked, so a merge cannot move the profile's keys in between and leave this one behind;
+    # a profile merged away meanwhile is NotFound.
     live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
+    if key_name == "_profileId":
+        _refuse_other_profiles_ids(tx, domain_name, live_id, values)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
     rows = []
@@ -660,6 +664,29 @@ def add_profile_key(
         rows.append(_key_row(cipher, domain_name, live_id, key_name, normal, value, origin))
     _insert_keys(tx, rows)
     return live_id
+
+
+def _refuse_other_profiles_ids(
+    tx: Tx, domain_name: str, live_id: str, values: Sequence[str]
+) -> None:
+    """An added `_profileId` value is another id the profile is found by, as the id of a
+    profile merged into it is: SearchProfiles finds it, and so does an object type's
+    `_profileId` key when a record is ingested (a former id from the system the customer came
+    from, say). AWS lists the key name as usable without saying more; the id of another profile
+    of the domain (live, or merged into another) is refused: the key would name two customers.
+    """
+    for ids in id_chunks(sorted(set(values))):
+        for row in tx.conn.execute(
+            select(profile.c.profile_id).where(
+                profile.c.domain_name == domain_name, profile.c.profile_id.in_(ids)
+            )
+        ):
+            owner = resolve_profile_id(tx, domain_name=domain_name, profile_id=row.profile_id)
+            if owner != live_id:
+                raise BadRequest(
+                    f"The value {row.profile_id} of key _profileId is the id of another profile "
+                    f"of domain {domain_name}; a profile id names one profile."
+                )
 
 
 def index_profile_keys(
@@ -692,7 +719,7 @@ def delete_profile_key(
     profile's next write, so the call is refused, naming it, and changes nothing."""
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
-    # Locked, as in add_profile_key: the values are removed from where a merge put them.
+    # Locked, as in add_profile_key.
     live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
