@@ -1,31 +1,38 @@
-"""Contact history of a profile: the profile's contact records (objects of the domain's
-contact-record object types), newest contact first — for the agent pages (`contact_history`)
-and for ListProfileObjects of a contact-record type (`list_contact_objects`).
+"""Contact history of a profile: its contact records (objects of the domain's contact-record
+object types), newest contact first — for the agent pages (`contact_history`, a page of
+summaries) and for ListProfileObjects of a contact-record type (objects.handlers, through
+`objects.service.list_profile_contacts`).
 
-"Newest" is the contact's InitiationTimestamp, not when its record was written: records arrive
-late (a file of last month's contacts, a Kinesis stream catching up) and a contact's record is
-replaced when it is updated, and neither makes an old contact new.
+"Newest" is the contact's start, its InitiationTimestamp, not when its record was written:
+records arrive late (a file of last month's contacts, a Kinesis stream catching up), a batch
+writes all its records at one time, and a contact's record is replaced when it is updated;
+none of these makes an old contact new. Ties (two contacts started in the same microsecond)
+go by the record's UNIQUE key digest, so the order is the same on every page. A record without
+a start (no InitiationTimestamp, or one that cannot be read: only PutProfileObject can store
+one) is listed after every contact with a start, as the oldest, in the same fixed order: when
+it happened is unknown, and the newest contacts are the ones an agent opens the history for.
+
+The start is kept in clear on the object's row (`profile_object.contact_start`, set at
+ingestion), so a page is read from an index and only its records are opened.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from openprofiles.contacts.models import ContactRecordInvalid, ContactSummary
-from openprofiles.contacts.records import parse_timestamp
+from openprofiles.contacts.records import contact_start, parse_timestamp
 from openprofiles.context import Tx
 from openprofiles.integrations.models import DEFAULT_INSTANCE_OBJECT_TYPE
 from openprofiles.objects.models import ProfileObject
-from openprofiles.objects.service import list_profile_objects
+from openprofiles.objects.service import ContactAfter, list_profile_contacts
 from openprofiles.store.schema import integration
-
-# A profile holds at most 1,000 objects (spec §0): one read of this many covers its contacts.
-MAX_OBJECTS = 1000
 
 
 def contact_object_types(tx: Tx, *, domain_name: str) -> list[str]:
@@ -44,107 +51,75 @@ def contact_object_types(tx: Tx, *, domain_name: str) -> list[str]:
     return sorted(names)
 
 
-# Where a listing of contact objects resumes: (0, -start seconds, unique key) for a record with
-# a start time, (1, 0.0, unique key) for one without (listed after every dated one).
-ContactCursor = tuple[int, float, str]
+def contact_after(record: ProfileObject) -> ContactAfter:
+    """Where a listing of contact records resumes after `record`."""
+    return (record.contact_start, bytes.fromhex(record.unique_key))
 
 
-def list_contact_objects(
-    tx: Tx,
-    *,
-    domain_name: str,
-    object_type_name: str,
-    profile_id: str,
-    key_filter: tuple[str, Sequence[bytes]] | None = None,
-    limit: int,
-    after: ContactCursor | None = None,
-) -> tuple[list[ProfileObject], bool]:
-    """A profile's objects of a contact-record type, newest contact first (ties and records
-    without a start time by unique key), from `after` on; the flag says whether more follow.
-
-    Every object of the type is read to order them (a profile holds at most 1,000 objects,
-    spec §0); NotFound when the profile does not exist.
-    """
-    records = _every_object(tx, domain_name, object_type_name, profile_id, key_filter)
-    ordered = sorted(((contact_cursor(r), r) for r in records), key=lambda entry: entry[0])
-    if after is not None:
-        ordered = [entry for entry in ordered if entry[0] > after]
-    return [r for _, r in ordered[:limit]], len(ordered) > limit
+def cursor_state(after: ContactAfter) -> dict[str, str | None]:
+    """`after` as a page token carries it (JSON)."""
+    start, digest = after
+    return {"s": start.isoformat() if start else None, "k": digest.hex()}
 
 
-def _every_object(
-    tx: Tx,
-    domain_name: str,
-    object_type_name: str,
-    profile_id: str,
-    key_filter: tuple[str, Sequence[bytes]] | None = None,
-) -> list[ProfileObject]:
-    """Every live object of the type on the profile: ordering contacts by start time needs them
-    all, in pages of MAX_OBJECTS (one page unless the profile holds more than its quota)."""
-    records: list[ProfileObject] = []
-    after = None
-    while True:
-        batch, more = list_profile_objects(
-            tx,
-            domain_name=domain_name,
-            object_type_name=object_type_name,
-            profile_id=profile_id,
-            key_filter=key_filter,
-            limit=MAX_OBJECTS,
-            after=after,
-        )
-        records.extend(batch)
-        if not more or not batch:
-            return records
-        after = (batch[-1].updated_at, bytes.fromhex(batch[-1].unique_key))
-
-
-def contact_cursor(record: ProfileObject) -> ContactCursor:
-    """Where `record` sorts among contact objects, newest contact first."""
+def cursor_from_state(state: Any) -> ContactAfter:
+    """The cursor `cursor_state` gave `state`; ValueError for anything else (a token of the
+    other ordering: the type became, or stopped being, a contact-record type)."""
     try:
-        parsed = json.loads(record.object_json)
-    except ValueError:
-        parsed = None
-    start = _time(parsed.get("InitiationTimestamp")) if isinstance(parsed, Mapping) else None
-    if start is None:
-        return (1, 0.0, record.unique_key)
-    return (0, -start.timestamp(), record.unique_key)
+        start, key = state["s"], state["k"]
+        return (None if start is None else datetime.fromisoformat(start), bytes.fromhex(key))
+    except (KeyError, TypeError) as exc:
+        raise ValueError("not a contact-history cursor") from exc
+
+
+@dataclass(frozen=True)
+class ContactHistory:
+    """A page of a profile's contact history, newest contact first."""
+
+    contacts: list[ContactSummary]
+    # Where the next page starts; None on the last page.
+    next_after: ContactAfter | None
 
 
 def contact_history(
-    tx: Tx, *, domain_name: str, profile_id: str, limit: int = 20, offset: int = 0
-) -> list[ContactSummary]:
-    """The profile's contacts, newest first (by InitiationTimestamp, then LastUpdateTimestamp).
+    tx: Tx,
+    *,
+    domain_name: str,
+    profile_id: str,
+    object_type_name: str = DEFAULT_INSTANCE_OBJECT_TYPE,
+    limit: int = 20,
+    after: ContactAfter | None = None,
+) -> ContactHistory:
+    """A page of the profile's contacts recorded as `object_type_name`, newest first, from
+    `after` on (the previous page's `next_after`). NotFound when the profile does not exist."""
+    records, more = list_profile_contacts(
+        tx,
+        domain_name=domain_name,
+        object_type_name=object_type_name,
+        profile_id=profile_id,
+        limit=limit,
+        after=after,
+    )
+    contacts = []
+    for record in records:
+        try:
+            parsed = json.loads(record.object_json)
+        except ValueError:
+            parsed = None
+        contacts.append(summarise(parsed if isinstance(parsed, Mapping) else {}, record))
+    return ContactHistory(contacts, contact_after(records[-1]) if more and records else None)
 
-    NotFound when the profile does not exist.
-    """
-    summaries: dict[str, ContactSummary] = {}
-    for type_name in contact_object_types(tx, domain_name=domain_name):
-        for record in _every_object(tx, domain_name, type_name, profile_id):
-            try:
-                parsed = json.loads(record.object_json)
-            except ValueError:
-                continue
-            if isinstance(parsed, Mapping) and parsed.get("ContactId"):
-                summary = summarise(parsed)
-                summaries.setdefault(summary.contact_id, summary)
-    ordered = sorted(summaries.values(), key=_newest_first)
-    return ordered[offset : offset + limit]
 
-
-def _newest_first(summary: ContactSummary) -> tuple[float, str]:
-    start = summary.start.timestamp() if summary.start else float("-inf")
-    return (-start, summary.contact_id)
-
-
-def summarise(record: Mapping[str, Any]) -> ContactSummary:
-    """The summary of one contact record (missing or unreadable parts are None)."""
-    start = _time(record.get("InitiationTimestamp"))
+def summarise(record: Mapping[str, Any], stored: ProfileObject | None = None) -> ContactSummary:
+    """The summary of one contact record (missing or unreadable parts are None); `stored` is the
+    object it was read from, if any."""
+    start = contact_start(record)
     end = _time(record.get("DisconnectTimestamp"))
     agent = record.get("Agent")
     queue = record.get("Queue")
+    contact_id = record.get("ContactId")
     return ContactSummary(
-        contact_id=str(record.get("ContactId")),
+        contact_id=str(contact_id) if contact_id is not None else "",
         channel=record.get("Channel"),
         start=start,
         end=end,
@@ -153,6 +128,8 @@ def summarise(record: Mapping[str, Any]) -> ContactSummary:
         queue=queue.get("Name") if isinstance(queue, Mapping) else None,
         disconnect_reason=record.get("DisconnectReason"),
         raw=record,
+        unique_key=stored.unique_key if stored else None,
+        updated_at=stored.updated_at if stored else None,
     )
 
 

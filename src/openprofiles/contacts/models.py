@@ -93,3 +93,7 @@ class ContactSummary:
     queue: str | None
     disconnect_reason: str | None
     raw: Mapping[str, Any]
+    # The stored object's UNIQUE key digest (hex) and when it was last written, when the
+    # summary is of a stored record.
+    unique_key: str | None = None
+    updated_at: datetime | None = None

@@ -289,6 +289,18 @@ def _timestamp(record: Mapping[str, Any], name: str, contact_id: str) -> datetim
     return parse_timestamp(value, name, contact_id)
 
 
+def contact_start(record: Mapping[str, Any]) -> datetime | None:
+    """When the contact started: the record's InitiationTimestamp in UTC; None when it has none
+    or it cannot be read (an object of another kind, written through PutProfileObject)."""
+    value = record.get("InitiationTimestamp")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_timestamp(value, "InitiationTimestamp")
+    except ContactRecordInvalid:
+        return None
+
+
 def parse_timestamp(value: str, name: str, contact_id: str | None = None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())

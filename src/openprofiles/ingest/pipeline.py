@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, select
 
+from openprofiles.contacts.records import contact_start
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import get_domain
@@ -183,9 +184,7 @@ def ingest_batch(
             try:
                 # The profile-written hooks (auto-merge) run once the object is stored too.
                 with tx.conn.begin_nested(), hooks_after(tx):
-                    outcome = _apply(
-                        tx, object_type, item.mapped, item.digests, item.unique_digest, item.raw
-                    )
+                    outcome = _apply(tx, object_type, item)
             except IngestRejected as exc:
                 outcome = exc
         outcomes[item.index] = outcome
@@ -203,6 +202,8 @@ class _Prepared:
     mapped: MappedObject
     digests: dict[tuple[str, str], bytes]
     unique_digest: bytes
+    # The InitiationTimestamp of a contact record: contact history is ordered by it.
+    contact_start: datetime | None
 
 
 def _prepare(
@@ -232,7 +233,14 @@ def _prepare(
             "missing_key",
         )
     digests = {(k.name, k.normalised): cipher.digest(k.name, k.normalised) for k in mapped.keys}
-    return _Prepared(index, raw, mapped, digests, digests[(unique.name, unique.normalised)])
+    return _Prepared(
+        index,
+        raw,
+        mapped,
+        digests,
+        digests[(unique.name, unique.normalised)],
+        contact_start(source),
+    )
 
 
 _STANDARD_IDENTIFIERS = frozenset(ROOT_IDENTIFIERS.values())
@@ -391,6 +399,7 @@ class _Run:
             expires_at=self.expires_at,
             source_last_updated=mapped.source_last_updated,
             key_digests=tuple((k.name, item.digests[(k.name, k.normalised)]) for k in mapped.keys),
+            contact_start=item.contact_start,
         )
         for key in _persisted_keys(mapped, created):
             digest = item.digests[(key.name, key.normalised)]
@@ -477,15 +486,9 @@ def _pairs(item: _Prepared) -> list[tuple[str, bytes]]:
 # ---------------------------------------------------------------------------- the rules
 
 
-def _apply(
-    tx: Tx,
-    object_type: ObjectType,
-    mapped: MappedObject,
-    digests: Mapping[tuple[str, str], bytes],
-    unique_digest: bytes,
-    raw: str,
-) -> IngestResult:
+def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
     domain_name = object_type.domain_name
+    mapped, digests, unique_digest = item.mapped, item.digests, item.unique_digest
 
     def digest_of(key: ComputedKey) -> bytes:
         return digests[(key.name, key.normalised)]
@@ -528,10 +531,11 @@ def _apply(
         object_type_name=object_type.name,
         unique_digest=unique_digest,
         profile_id=target_id,
-        object_json=raw,
+        object_json=item.raw,
         expires_at=expires_at,
         source_last_updated=mapped.source_last_updated,
         key_digests=[(k.name, digest_of(k)) for k in mapped.keys],
+        contact_start=item.contact_start,
     )
     for root, (record_digest, keys) in standard.items():
         objects.merge_standard_object(

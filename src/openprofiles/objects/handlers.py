@@ -28,10 +28,10 @@ from typing import Any
 
 from openprofiles.blocking import Deferred, may_defer
 from openprofiles.contacts.history import (
-    ContactCursor,
-    contact_cursor,
+    contact_after,
     contact_object_types,
-    list_contact_objects,
+    cursor_from_state,
+    cursor_state,
 )
 from openprofiles.context import RequestContext
 from openprofiles.errors import BadRequest, NotFound
@@ -197,7 +197,7 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             "limit": limit,
         }
         if by_contact:
-            records, more = list_contact_objects(tx, **which, after=_contact_after(state))
+            records, more = service.list_profile_contacts(tx, **which, after=_contact_after(state))
         else:
             records, more = service.list_profile_objects(tx, **which, after=_written_after(state))
     out: dict[str, Any] = {
@@ -213,7 +213,7 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     if more and records:
         last = records[-1]
         next_state = (
-            {"c": list(contact_cursor(last))}
+            {"c": cursor_state(contact_after(last))}
             if by_contact
             else {"u": last.updated_at.isoformat(), "d": last.unique_key}
         )
@@ -234,13 +234,12 @@ def _written_after(state: dict[str, Any] | None) -> tuple[datetime, bytes] | Non
         raise BadRequest(_INVALID_TOKEN) from None
 
 
-def _contact_after(state: dict[str, Any] | None) -> ContactCursor | None:
+def _contact_after(state: dict[str, Any] | None) -> service.ContactAfter | None:
     if state is None:
         return None
     try:
-        flag, start, key = state["c"]
-        return (int(flag), float(start), str(key))
-    except (KeyError, TypeError, ValueError):
+        return cursor_from_state(state["c"])
+    except (KeyError, ValueError):
         raise BadRequest(_INVALID_TOKEN) from None
 
 

@@ -17,3 +17,5 @@ class ProfileObject:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    # When the contact started, for an object carrying an InitiationTimestamp (a contact record).
+    contact_start: datetime | None = None

@@ -96,6 +96,7 @@ _REPLACE = (
         updated_at=bindparam("ua"),
         expires_at=bindparam("ea"),
         source_last_updated=bindparam("sl"),
+        contact_start=bindparam("cs"),
         created_at=func.coalesce(
             bindparam("ca", type_=profile_object.c.created_at.type), profile_object.c.created_at
         ),
@@ -149,6 +150,7 @@ def _to_record(cipher: DomainCipher, row: Any) -> ProfileObject:
         created_at=row.created_at,
         updated_at=row.updated_at,
         expires_at=row.expires_at,
+        contact_start=row.contact_start,
     )
 
 
@@ -172,6 +174,8 @@ class ObjectWrite:
     expires_at: datetime | None
     source_last_updated: datetime | None
     key_digests: tuple[tuple[str, bytes], ...]
+    # The InitiationTimestamp of a contact record (contacts.records.contact_start).
+    contact_start: datetime | None = None
 
 
 def stored_objects(
@@ -232,6 +236,7 @@ def write_objects(
             "updated_at": tx.now,
             "expires_at": w.expires_at,
             "source_last_updated": w.source_last_updated,
+            "contact_start": w.contact_start,
         }
         previous = stored.get(w.unique_digest)
         if previous is None:
@@ -257,6 +262,7 @@ def write_objects(
                     "ua": tx.now,
                     "ea": w.expires_at,
                     "sl": w.source_last_updated,
+                    "cs": w.contact_start,
                     # An expired row not purged yet: the object starts a new life.
                     "ca": tx.now if expired else None,
                 }
@@ -293,6 +299,7 @@ def write_object(
     expires_at: datetime | None,
     source_last_updated: datetime | None,
     key_digests: Iterable[tuple[str, bytes]],
+    contact_start: datetime | None = None,
 ) -> bool:
     """Insert the object, or replace the one with the same UNIQUE digest wholesale (spec §1.5),
     moving it to `profile_id` if it now resolves elsewhere. Returns True when it is new."""
@@ -314,6 +321,7 @@ def write_object(
                 expires_at=expires_at,
                 source_last_updated=source_last_updated,
                 key_digests=tuple(key_digests),
+                contact_start=contact_start,
             )
         ],
         stored=stored,
@@ -516,19 +524,85 @@ def list_profile_objects(
 ) -> tuple[list[ProfileObject], bool]:
     """A profile's live objects of a type, newest first; the flag says whether more follow."""
     cipher = tx.cipher(domain_name)
+    query = (
+        _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
+        .order_by(profile_object.c.updated_at.desc(), profile_object.c.unique_digest.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        updated, digest = after
+        query = query.where(
+            or_(
+                profile_object.c.updated_at < updated,
+                and_(
+                    profile_object.c.updated_at == updated,
+                    profile_object.c.unique_digest < digest,
+                ),
+            )
+        )
+    rows = list(tx.conn.execute(query))
+    return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+
+
+# Where a listing of contact records resumes: the last one's (contact start, UNIQUE digest).
+ContactAfter = tuple[datetime | None, bytes]
+
+
+def list_profile_contacts(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None = None,
+    limit: int,
+    after: ContactAfter | None = None,
+) -> tuple[list[ProfileObject], bool]:
+    """A profile's live objects of a contact-record type, newest contact first: by contact start
+    descending, then UNIQUE digest descending (a fixed order, so pages neither repeat nor skip a
+    record); those without a start after all the others, by UNIQUE digest descending. The flag
+    says whether more follow. Only the page's objects are opened.
+
+    Two queries rather than one ordering with NULLS LAST: each is a plain range of an index on
+    both databases (ix_profile_object_contact for the dated ones), which SQLite's indexes, having
+    no NULLS LAST, could not give in one.
+    """
+    cipher = tx.cipher(domain_name)
+    base = _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
+    start, digest = profile_object.c.contact_start, profile_object.c.unique_digest
+    rows: list[Any] = []
+    if after is None or after[0] is not None:
+        dated = (
+            base.where(start.is_not(None)).order_by(start.desc(), digest.desc()).limit(limit + 1)
+        )
+        if after is not None:
+            dated = dated.where(or_(start < after[0], and_(start == after[0], digest < after[1])))
+        rows = list(tx.conn.execute(dated))
+    if len(rows) <= limit:
+        undated = base.where(start.is_(None)).order_by(digest.desc()).limit(limit + 1 - len(rows))
+        if after is not None and after[0] is None:
+            undated = undated.where(digest < after[1])
+        rows.extend(tx.conn.execute(undated))
+    return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+
+
+def _profile_listing(
+    tx: Tx,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None,
+) -> Select[Any]:
+    """The profile's live objects of the type (carrying one of the key's digests, given a
+    filter), unordered; NotFound when the profile does not exist."""
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
-    query = (
-        select(profile_object)
-        .where(
-            profile_object.c.domain_name == domain_name,
-            profile_object.c.profile_id == live_id,
-            profile_object.c.object_type_name == object_type_name,
-            _visible(tx.now),
-        )
-        .order_by(profile_object.c.updated_at.desc(), profile_object.c.unique_digest.desc())
-        .limit(limit + 1)
+    query = select(profile_object).where(
+        profile_object.c.domain_name == domain_name,
+        profile_object.c.profile_id == live_id,
+        profile_object.c.object_type_name == object_type_name,
+        _visible(tx.now),
     )
     if key_filter is not None:
         key_name, digests = key_filter
@@ -543,19 +617,7 @@ def list_profile_objects(
             )
             .exists()
         )
-    if after is not None:
-        updated, digest = after
-        query = query.where(
-            or_(
-                profile_object.c.updated_at < updated,
-                and_(
-                    profile_object.c.updated_at == updated,
-                    profile_object.c.unique_digest < digest,
-                ),
-            )
-        )
-    rows = list(tx.conn.execute(query))
-    return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+    return query
 
 
 def delete_profile_object(

@@ -15,7 +15,6 @@ customer either: the browser's history keeps them with the addresses.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -25,12 +24,12 @@ from starlette.routing import Route
 
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
-from openprofiles.errors import BadRequest, NotFound
+from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import history
 from openprofiles.ui import profile_form as pf
-from openprofiles.ui.web import UI, form_text
+from openprofiles.ui.web import UI, form_text, unreadable_domain
 
 SEARCH_PAGE = 20
 CONTACT_KEY = "_ctrContactId"
@@ -168,29 +167,29 @@ def open_object_link(
 
 
 def older_records_url(
-    ui: UI, domain_name: str, profile_id: str, object_type: str, after: tuple[datetime, str]
+    ui: UI, domain_name: str, profile_id: str, object_type: str, after: dict[str, Any]
 ) -> str:
-    """The profile page's next page of records of the type, its cursor sealed."""
+    """The profile page's next page of records of the type, its cursor (history.ObjectsView's
+    next_after: it names a record by its key digest) sealed."""
     token = ui.services.tokens.encode(
-        _records_scope(HISTORY_SCOPE, domain_name, profile_id, object_type),
-        {"t": after[0].isoformat(), "k": after[1]},
+        _records_scope(HISTORY_SCOPE, domain_name, profile_id, object_type), after
     )
     return f"?type={quote(object_type, safe='')}&after={token}"
 
 
 def open_records_cursor(
     ui: UI, domain_name: str, profile_id: str, object_type: str | None, token: str | None
-) -> tuple[datetime, bytes] | None:
-    """Where the page of records an older_records_url asks for starts; None (the first page)
-    for no cursor, or one that is not valid (changed, another type's, too old)."""
+) -> dict[str, Any] | None:
+    """Where the page of records an older_records_url asks for starts (history.load reads it);
+    None (the first page) for no cursor, or one that is not valid (changed, another type's,
+    too old)."""
     if not token or object_type is None:
         return None
     try:
-        state = ui.services.tokens.decode(
+        return ui.services.tokens.decode(
             _records_scope(HISTORY_SCOPE, domain_name, profile_id, object_type), token
         )
-        return datetime.fromisoformat(state["t"]), bytes.fromhex(state["k"])
-    except (BadRequest, KeyError, TypeError, ValueError):
+    except BadRequest:
         return None
 
 
@@ -507,8 +506,9 @@ def routes(ui: UI) -> list[Route]:
             await require_domain(wanted)
         names = [wanted] if wanted else await domain_names()
 
-        def find(tx: Tx) -> list[tuple[str, ProfileRecord]]:
+        def find(tx: Tx) -> tuple[list[tuple[str, ProfileRecord]], list[str]]:
             found: list[tuple[str, ProfileRecord]] = []
+            unreadable: list[str] = []
             for domain_name in names:
                 try:
                     page, _ = profiles.search_profiles(
@@ -519,10 +519,17 @@ def routes(ui: UI) -> list[Route]:
                     )
                 except NotFound:
                     continue
+                except ServiceError as exc:
+                    # One domain whose key cannot be used (disabled, KMS unreachable) must not
+                    # hide the contact in the others: it is skipped, and the page says so.
+                    if not unreadable_domain(exc):
+                        raise
+                    unreadable.append(domain_name)
+                    continue
                 found.extend((domain_name, rec) for rec, _ in page)
-            return found
+            return found, unreadable
 
-        found = await ui.read(find) if len(contact_id) <= MAX_SEARCH_TEXT else []
+        found, unreadable = await ui.read(find) if len(contact_id) <= MAX_SEARCH_TEXT else ([], [])
         if len(found) == 1:
             domain_name, record = found[0]
             return RedirectResponse(profile_url(domain_name, record.profile_id), 303)
@@ -531,7 +538,8 @@ def routes(ui: UI) -> list[Route]:
             "agent/contact.html",
             contact_id=contact_id,
             matches=[(d, rec, display_name(rec)) for d, rec in found],
-            domains=names,
+            domains=[d for d in names if d not in unreadable],
+            unreadable=unreadable,
             keys=pf.PREDEFINED_SEARCH_KEYS,
         )
 

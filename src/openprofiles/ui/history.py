@@ -4,31 +4,43 @@ record.
 
 An object is known by the digest of its unique key (`ObjectRow.unique_key`, hex), which the
 pages never put in an address as it is: agent_pages seals it into the links (the digest is a
-stable stand-in for the customer's key value).
+stable stand-in for the customer's key value), and the cursor of the next page with it.
 
-Contact records are the `CTR` object type (spec §3.2: contact history is ListProfileObjects of
-CTR); each row shows channel, start, duration, agent, queue and disconnect reason.
+Contact records are the objects of the domain's contact-record types (CTR, and those of its
+instance integrations; spec §3.2: contact history is ListProfileObjects of CTR). Their tab is
+the contact-history query of contacts.history, newest contact first (by when the contact
+started, not when its record was stored); each row shows channel, start, duration, agent, queue
+and disconnect reason. Other objects are listed newest write first.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from openprofiles.contacts.history import (
+    contact_history,
+    contact_object_types,
+    cursor_from_state,
+    cursor_state,
+)
+from openprofiles.contacts.models import ContactSummary
 from openprofiles.context import Tx
 from openprofiles.objects import service as objects
 
 CONTACT_TYPE = "CTR"
 PAGE_SIZE = 50
 SUMMARY_FIELDS = 4
+T = TypeVar("T")
 
 
 @dataclass
 class ObjectRow:
     unique_key: str
-    updated_at: datetime
+    updated_at: datetime | None
     # For contacts: channel, start, duration, agent, queue, disconnect reason.
     columns: list[str] = field(default_factory=list)
 
@@ -40,8 +52,8 @@ class ObjectsView:
     is_contacts: bool
     headings: list[str]
     rows: list[ObjectRow]
-    # Where the next page starts: (updated_at, unique key digest in hex) of this page's last.
-    next_after: tuple[datetime, str] | None
+    # Where the next page starts, as its (sealed) link carries it; None on the last page.
+    next_after: dict[str, Any] | None
 
 
 CONTACT_HEADINGS = ["Channel", "Start", "Duration", "Agent", "Queue", "Disconnect reason"]
@@ -53,8 +65,11 @@ def load(
     domain_name: str,
     profile_id: str,
     object_type: str | None,
-    after: tuple[datetime, bytes] | None,
+    after: Mapping[str, Any] | None,
 ) -> ObjectsView:
+    """The tab of `object_type` (the contacts, or else the first type, when it is None or the
+    profile has none of it), from `after` (a `next_after`; one that is not valid for the type's
+    ordering starts at the first page)."""
     counts: dict[str, int] = dict(
         sorted(
             objects.count_objects_by_type(
@@ -66,30 +81,63 @@ def load(
         object_type = CONTACT_TYPE if CONTACT_TYPE in counts else next(iter(counts), None)
     if object_type is None:
         return ObjectsView(counts, None, False, [], [], None)
+    if object_type in contact_object_types(tx, domain_name=domain_name):
+        history = contact_history(
+            tx,
+            domain_name=domain_name,
+            profile_id=profile_id,
+            object_type_name=object_type,
+            limit=PAGE_SIZE,
+            after=_cursor(cursor_from_state, after),
+        )
+        contact_rows = [
+            ObjectRow(c.unique_key or "", c.updated_at, contact_columns(c))
+            for c in history.contacts
+        ]
+        next_contact = cursor_state(history.next_after) if history.next_after else None
+        return ObjectsView(
+            counts, object_type, True, list(CONTACT_HEADINGS), contact_rows, next_contact
+        )
     items, more = objects.list_profile_objects(
         tx,
         domain_name=domain_name,
         object_type_name=object_type,
         profile_id=profile_id,
         limit=PAGE_SIZE,
-        after=after,
+        after=_cursor(_written_after, after),
     )
-    is_contacts = object_type == CONTACT_TYPE
     rows = []
-    headings: list[str] = list(CONTACT_HEADINGS) if is_contacts else []
+    headings: list[str] = []
     for item in items:
         data = _parse(item.object_json)
-        if is_contacts:
-            columns = contact_columns(data)
-        else:
-            if not headings:
-                headings = [k for k, v in data.items() if not isinstance(v, dict | list)][
-                    :SUMMARY_FIELDS
-                ]
-            columns = [_text(data.get(h)) for h in headings]
-        rows.append(ObjectRow(item.unique_key, item.updated_at, columns))
-    next_after = (items[-1].updated_at, items[-1].unique_key) if more else None
-    return ObjectsView(counts, object_type, is_contacts, headings, rows, next_after)
+        if not headings:
+            headings = [k for k, v in data.items() if not isinstance(v, dict | list)][
+                :SUMMARY_FIELDS
+            ]
+        rows.append(
+            ObjectRow(item.unique_key, item.updated_at, [_text(data.get(h)) for h in headings])
+        )
+    next_after = (
+        {"t": items[-1].updated_at.isoformat(), "k": items[-1].unique_key} if more else None
+    )
+    return ObjectsView(counts, object_type, False, headings, rows, next_after)
+
+
+def _written_after(state: Mapping[str, Any]) -> tuple[datetime, bytes]:
+    try:
+        return datetime.fromisoformat(state["t"]), bytes.fromhex(state["k"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError("not a cursor of objects listed by write") from exc
+
+
+def _cursor(parse: Callable[[Mapping[str, Any]], T], state: Mapping[str, Any] | None) -> T | None:
+    """`state` read by `parse`; None (the first page) when there is none or it is not valid."""
+    if state is None:
+        return None
+    try:
+        return parse(state)
+    except ValueError:
+        return None
 
 
 def load_one(
@@ -106,33 +154,18 @@ def load_one(
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-def contact_columns(record: dict[str, Any]) -> list[str]:
-    agent = record.get("Agent") or {}
-    queue = record.get("Queue") or {}
-    start = record.get("InitiationTimestamp") or record.get("ConnectedToSystemTimestamp")
+def contact_columns(contact: ContactSummary) -> list[str]:
+    start = contact.start.strftime("%Y-%m-%d %H:%M:%S UTC") if contact.start else ""
+    seconds = contact.duration_seconds
+    duration = "" if seconds is None or seconds < 0 else f"{seconds // 60}:{seconds % 60:02d}"
     return [
-        _text(record.get("Channel")),
-        _text(start).replace("T", " ").replace("Z", " UTC"),
-        _duration(start, record.get("DisconnectTimestamp")),
-        _text(agent.get("Username") if isinstance(agent, dict) else ""),
-        _text(queue.get("Name") if isinstance(queue, dict) else ""),
-        _text(record.get("DisconnectReason")),
+        _text(contact.channel),
+        start,
+        duration,
+        _text(contact.agent),
+        _text(contact.queue),
+        _text(contact.disconnect_reason),
     ]
-
-
-def _duration(start: Any, end: Any) -> str:
-    try:
-        seconds = int(
-            (
-                datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-                - datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-            ).total_seconds()
-        )
-    except (TypeError, ValueError):
-        return ""
-    if seconds < 0:
-        return ""
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _parse(text: str) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openprofiles.context import Services, Tx
-from openprofiles.errors import AccessDenied, BadRequest, NotFound
+from openprofiles.crypto.errors import KeyUnusable
+from openprofiles.errors import AccessDenied, BadRequest, NotFound, ServiceError
 from openprofiles.store.conflicts import retrying
 from openprofiles.users import service as users
 from openprofiles.users.models import WebSession
@@ -186,7 +187,12 @@ class UI:
                 except NotFound as exc:
                     return self.error_page(request, 404, "Not found", exc.message)
                 except AccessDenied as exc:
-                    return self.error_page(request, 403, "Not allowed", exc.message)
+                    message = exc.message
+                    if session.role != "admin" and unreadable_domain(exc):
+                        # The key's own message tells an operator what to run; an agent can
+                        # only ask one.
+                        message = UNREADABLE_FOR_AGENTS
+                    return self.error_page(request, 403, "Not allowed", message)
                 except BadRequest as exc:
                     return self.error_page(request, 400, "That did not work", exc.message)
 
@@ -194,6 +200,18 @@ class UI:
             return guarded
 
         return wrap
+
+
+UNREADABLE_FOR_AGENTS = (
+    "This domain's customer data cannot be read at the moment: the encryption key that "
+    "protects it cannot be used. Ask an administrator to make the key usable again."
+)
+
+
+def unreadable_domain(error: ServiceError) -> bool:
+    """Whether `error` says a domain's data cannot be read because its key cannot be used
+    (disabled, deleted, access revoked, KMS unreachable: domains.service.domain_cipher)."""
+    return isinstance(error.__cause__, KeyUnusable)
 
 
 def _next_scope(path: str) -> str:

@@ -310,8 +310,11 @@ def test_contact_history_newest_first(services: Services, domain: str) -> None:
     )
     [profile_id] = search(services, "_ctrContactId", "mid")
     with services.read() as tx:
-        history = contact_history(tx, domain_name=D, profile_id=profile_id, limit=10, offset=0)
-        page = contact_history(tx, domain_name=D, profile_id=profile_id, limit=1, offset=1)
+        history = contact_history(tx, domain_name=D, profile_id=profile_id, limit=10).contacts
+        first = contact_history(tx, domain_name=D, profile_id=profile_id, limit=1)
+        page = contact_history(
+            tx, domain_name=D, profile_id=profile_id, limit=1, after=first.next_after
+        ).contacts
     assert [h.contact_id for h in history] == ["new", "mid", "old"]
     assert history[1].duration_seconds == 330
     assert history[1].channel == "VOICE"

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from openprofiles.store.schema.core import metadata
@@ -43,6 +44,11 @@ profile_object = Table(
     # Fixed at ingestion from ExpirationDays / DefaultExpirationDays (spec §1.9).
     Column("expires_at", UtcDateTime, nullable=True),
     Column("source_last_updated", UtcDateTime, nullable=True),
+    # When the contact started (its InitiationTimestamp), for an object carrying one: contact
+    # records are listed newest contact first (contacts.history). Kept in clear, like the row's
+    # other times: a time, not a value of the customer's (no name, number, address or content),
+    # and no more than updated_at already tells of a record delivered as its contact happens.
+    Column("contact_start", UtcDateTime, nullable=True),
     ForeignKeyConstraint(
         ["domain_name", "profile_id"],
         ["profile.domain_name", "profile.profile_id"],
@@ -51,6 +57,18 @@ profile_object = Table(
     # Listing a profile's objects of a type newest first, counting them, evicting the oldest.
     Index(
         "ix_profile_object_profile", "domain_name", "profile_id", "object_type_name", "updated_at"
+    ),
+    # A profile's contact records of a type, newest contact first, a page at a time; only the
+    # rows with a start (records without one are few, and listed after the others).
+    Index(
+        "ix_profile_object_contact",
+        "domain_name",
+        "profile_id",
+        "object_type_name",
+        "contact_start",
+        "unique_digest",
+        sqlite_where=text("contact_start IS NOT NULL"),
+        postgresql_where=text("contact_start IS NOT NULL"),
     ),
     Index("ix_profile_object_expires", "expires_at"),
     # Counting and sizing a domain's live objects (GetDomain Stats) from the index alone.
