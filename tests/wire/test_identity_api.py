@@ -1,6 +1,7 @@
 """MergeProfiles through a real boto3 client against a live server (both backends): the merge,
-merged-away ids resolving through SearchProfiles, PutProfileObject and BatchGetProfile (spec
-§1.6 "After a merge", §5.3), and the error codes of every refusal."""
+the merged-away profiles' keys resolving through SearchProfiles and PutProfileObject (spec §1.6
+"After a merge", §5.3) while their ids are gone (test_merged_ids_api), and the error codes of
+every refusal."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def test_spec_example(live_server: Any, domain: str) -> None:
     )
     assert out["Message"] == "Success!"
     got = client.batch_get_profile(DomainName=domain, ProfileIds=[main, p1, p2])
-    assert got["Errors"] == []
-    assert [p["ProfileId"] for p in got["Profiles"]] == [main, main, main]
+    # The merged profiles are deleted (spec §5.3).
+    assert [e["ProfileId"] for e in got["Errors"]] == [p1, p2]
+    assert [p["ProfileId"] for p in got["Profiles"]] == [main]
     assert got["Profiles"][0]["FirstName"] == "Jorge"
     assert got["Profiles"][0]["LastName"] == "Doe"
 
@@ -98,8 +100,8 @@ def test_merged_ids_and_keys_resolve_to_the_main_profile(live_server: Any, domai
     )
     assert find("crmId", "c3") == [main]
     assert len(find("_profileId", main)) == 1
-    got = client.batch_get_profile(DomainName=domain, ProfileIds=[other])["Profiles"]
-    assert [p["ProfileId"] for p in got] == [main]
+    got = client.batch_get_profile(DomainName=domain, ProfileIds=[other])
+    assert got["Profiles"] == [] and [e["ProfileId"] for e in got["Errors"]] == [other]
 
 
 def test_refusals(live_server: Any, domain: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from openprofiles.context import RequestContext
 from openprofiles.errors import BadRequest
 from openprofiles.identity import matching, ml_jobs, service
+from openprofiles.wire.pagination import token_scope
 
 # What the cloud service answers (spec §5.3, observed).
 MERGE_MESSAGE = "Success!"
@@ -35,10 +36,10 @@ DEFAULT_SIMILAR_PAGE = 20
 
 def list_rule_based_matches(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain_name = params["DomainName"]
+    scope = token_scope("ListRuleBasedMatches", domain_name)
     after = None
     if params.get("NextToken"):
-        state = ctx.services.tokens.decode("ListRuleBasedMatches", params["NextToken"])
-        after = state["after"]
+        after = ctx.services.tokens.decode(scope, params["NextToken"])["after"]
     with ctx.read() as tx:
         ids, more = matching.list_matches(
             tx,
@@ -48,14 +49,18 @@ def list_rule_based_matches(ctx: RequestContext, params: dict[str, Any]) -> dict
         )
     out: dict[str, Any] = {"MatchIds": ids}
     if more and ids:
-        out["NextToken"] = ctx.services.tokens.encode("ListRuleBasedMatches", {"after": ids[-1]})
+        out["NextToken"] = ctx.services.tokens.encode(scope, {"after": ids[-1]})
     return out
 
 
 def get_similar_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain_name = params["DomainName"]
+    # The token is read before the search, so a foreign one is refused whatever the search finds.
+    after = None
+    if params.get("NextToken"):
+        after = ctx.services.tokens.decode(_similar_scope(params), params["NextToken"])["after"]
     if params["MatchType"] == ml_jobs.MATCH_TYPE:
-        return _similar_ml(ctx, params)
+        return _similar_ml(ctx, params, after)
     if params["MatchType"] != matching.MATCH_TYPE:
         raise BadRequest(f"MatchType {params['MatchType']} is not a known match type.")
     with ctx.read() as tx:
@@ -71,28 +76,37 @@ def get_similar_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         "MatchType": matching.MATCH_TYPE,
         "MatchId": found.match_id,
         "RuleLevel": found.level,
-        **_page_of_ids(ctx, params, found.profile_ids),
+        **_page_of_ids(ctx, params, found.profile_ids, after),
     }
 
 
+def _similar_scope(params: dict[str, Any]) -> str:
+    """GetSimilarProfiles' token resumes only the search it came from: the domain, the match
+    type, the search key and value."""
+    return token_scope(
+        "GetSimilarProfiles",
+        params["DomainName"],
+        params["MatchType"],
+        params["SearchKey"],
+        params["SearchValue"],
+    )
+
+
 def _page_of_ids(
-    ctx: RequestContext, params: dict[str, Any], profile_ids: Sequence[str]
+    ctx: RequestContext, params: dict[str, Any], profile_ids: Sequence[str], after: str | None
 ) -> dict[str, Any]:
     """ProfileIds (and NextToken) of one page of a match group, for either match type."""
     limit = params.get("MaxResults") or DEFAULT_SIMILAR_PAGE
-    after = None
-    if params.get("NextToken"):
-        after = ctx.services.tokens.decode("GetSimilarProfiles", params["NextToken"])["after"]
     ids = [p for p in profile_ids if after is None or p > after]
     out: dict[str, Any] = {"ProfileIds": ids[:limit]}
     if len(ids) > limit:
         out["NextToken"] = ctx.services.tokens.encode(
-            "GetSimilarProfiles", {"after": ids[limit - 1]}
+            _similar_scope(params), {"after": ids[limit - 1]}
         )
     return out
 
 
-def _similar_ml(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+def _similar_ml(ctx: RequestContext, params: dict[str, Any], after: str | None) -> dict[str, Any]:
     with ctx.read() as tx:
         group = ml_jobs.similar_profiles(
             tx,
@@ -106,7 +120,7 @@ def _similar_ml(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         "MatchType": ml_jobs.MATCH_TYPE,
         "MatchId": group.match_id,
         "ConfidenceScore": group.confidence,
-        **_page_of_ids(ctx, params, group.profile_ids),
+        **_page_of_ids(ctx, params, group.profile_ids, after),
     }
 
 
@@ -133,9 +147,10 @@ def get_auto_merging_preview(ctx: RequestContext, params: dict[str, Any]) -> dic
 
 
 def get_matches(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    scope = token_scope("GetMatches", params["DomainName"])
     after = None
     if params.get("NextToken"):
-        after = ctx.services.tokens.decode("GetMatches", params["NextToken"])["after"]
+        after = ctx.services.tokens.decode(scope, params["NextToken"])["after"]
     with ctx.read() as tx:
         page = ml_jobs.list_groups(
             tx,
@@ -157,9 +172,7 @@ def get_matches(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if page.generated_at is not None:
         out["MatchGenerationDate"] = page.generated_at
     if page.more and page.groups:
-        out["NextToken"] = ctx.services.tokens.encode(
-            "GetMatches", {"after": page.groups[-1].match_id}
-        )
+        out["NextToken"] = ctx.services.tokens.encode(scope, {"after": page.groups[-1].match_id})
     return out
 
 
@@ -188,11 +201,10 @@ def _job_summary(job: ml_jobs.JobRecord) -> dict[str, Any]:
 
 
 def list_identity_resolution_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    scope = token_scope("ListIdentityResolutionJobs", params["DomainName"])
     offset = 0
     if params.get("NextToken"):
-        offset = ctx.services.tokens.decode("ListIdentityResolutionJobs", params["NextToken"])[
-            "offset"
-        ]
+        offset = ctx.services.tokens.decode(scope, params["NextToken"])["offset"]
     limit = params.get("MaxResults") or DEFAULT_JOB_PAGE
     with ctx.read() as tx:
         jobs, more = ml_jobs.list_jobs(
@@ -200,9 +212,7 @@ def list_identity_resolution_jobs(ctx: RequestContext, params: dict[str, Any]) -
         )
     out: dict[str, Any] = {"IdentityResolutionJobsList": [_job_summary(j) for j in jobs]}
     if more:
-        out["NextToken"] = ctx.services.tokens.encode(
-            "ListIdentityResolutionJobs", {"offset": offset + len(jobs)}
-        )
+        out["NextToken"] = ctx.services.tokens.encode(scope, {"offset": offset + len(jobs)})
     return out
 
 

@@ -3,8 +3,9 @@
 A merge unions the standard fields into the main profile (main wins on conflict unless
 FieldSourceProfileIds names a profile, whose value is taken even if empty), moves every key and
 object of the merged profiles to the main profile and leaves each merged profile's row in place
-with `merged_into` set, so its id keeps resolving (search `_profileId`, PutProfileObject keys,
-BatchGetProfile — spec §1.6 "After a merge"). Unlike the cloud service a merge can be undone:
+with `merged_into` set: its key values (`_profileId` among them) now find the main profile (spec
+§1.6 "After a merge"), while operations naming it by id answer ResourceNotFound, as for a
+deleted profile (profiles.service docstring). Unlike the cloud service a merge can be undone:
 every merge writes a `merge_log` row holding, sealed, the before-images of every profile involved
 and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
 main profile after the merge, which stays there and is listed in the result (for the main
@@ -17,8 +18,9 @@ they involve (`profiles.service.lock_profiles`, in id order) before reading them
 the lock that each is still as the operation needs it (live; still merged into the main profile).
 So of two crossed or overlapping merges, or two undos of one merge, the second waits for the first
 and is then refused; an update, key or object written meanwhile to a profile being merged is
-either in what the merge reads or, written after it, follows the merge to the main profile
-(`profiles.service.lock_live_profile`).
+either in what the merge reads or, written after it, follows the merge to the main profile when
+it found the profile by a key (ingestion, `profiles.service.lock_live_profile`), and is refused as
+NotFound when it named the profile by id (UpdateProfile, AddProfileKey, DeleteProfileObject).
 """
 
 from __future__ import annotations
@@ -230,10 +232,8 @@ def _live_profiles(
         if row is None:
             raise NotFound(f"The profile {pid} does not exist in domain {domain_name}.")
         if row.merged_into is not None:
-            raise BadRequest(
-                f"The profile {pid} was already merged into {row.merged_into}; "
-                "use that profile's id instead."
-            )
+            # Gone, as for every operation naming a merged-away id (profiles.service docstring).
+            raise profiles_service.merged_away(domain_name, pid, row.merged_into)
         payload = cipher.open_record(PROFILE_TABLE, pid, bytes(row.sealed))
         out[pid] = ProfileRecord(
             profile_id=pid,

@@ -29,6 +29,7 @@ from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import (
     find_profile,
     lock_live_profile,
+    merged_away,
     resolve_locked,
     resolve_profile_id,
     save_profile,
@@ -598,6 +599,10 @@ def _profile_listing(
     live_id = resolve_profile_id(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         raise NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+    if live_id != profile_id:
+        # Its objects are the survivor's now; a merged-away id names no profile
+        # (profiles.service docstring). The agent pages pass the survivor's id.
+        raise merged_away(domain_name, profile_id, live_id)
     query = select(profile_object).where(
         profile_object.c.domain_name == domain_name,
         profile_object.c.profile_id == live_id,
@@ -633,8 +638,12 @@ def delete_profile_object(
     except ValueError:
         raise missing from None
     # Locked (PostgreSQL) so a merge moving the profile's objects cannot commit in between and
-    # leave the object on the survivor, stripped of its keys, while this answers success.
+    # leave the object on the survivor, stripped of its keys, while this answers success. A
+    # merged-away id names no profile (profiles.service docstring), also when the merge
+    # committed while the lock was awaited.
     live_id = lock_live_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    if live_id is not None and live_id != profile_id:
+        raise merged_away(domain_name, profile_id, live_id)
     condition = and_(
         _pk(domain_name, object_type_name, unique_digest),
         profile_object.c.profile_id == live_id,

@@ -3,13 +3,13 @@ SearchProfiles, AddProfileKey, DeleteProfileKey."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from openprofiles.context import RequestContext
+from openprofiles.errors import NotFound, ServiceError
 from openprofiles.profiles import service
 from openprofiles.profiles.models import PROFILE_FIELDS, KeyMatch, ProfileRecord
+from openprofiles.wire.pagination import token_scope
 
 SEARCH_DEFAULT_PAGE = 20
 
@@ -53,21 +53,34 @@ def delete_profile(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
 
 
 def batch_get_profile(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Each requested id is answered once, by a profile of that id or by an Errors entry of that
+    id: the output has no mapping from requested ids to profiles, so a merged-away id is an error
+    (its profile was deleted by the merge, as on AWS; profiles.service docstring), not the
+    survivor under another id that a client could not tell from an answer to its own request."""
+    domain_name = params["DomainName"]
     requested = list(dict.fromkeys(params["ProfileIds"]))
     with ctx.read() as tx:
-        found = service.get_profiles(tx, domain_name=params["DomainName"], profile_ids=requested)
+        found = service.get_profiles(tx, domain_name=domain_name, profile_ids=requested)
+    errors = []
+    for pid in requested:
+        if pid not in found:
+            errors.append(_batch_error(pid, NotFound("Profile not found.")))
+        elif found[pid].profile_id != pid:
+            errors.append(
+                _batch_error(pid, service.merged_away(domain_name, pid, found[pid].profile_id))
+            )
     return {
-        "Profiles": [profile_to_wire(found[pid]) for pid in requested if pid in found],
-        "Errors": [
-            {
-                "Code": "ResourceNotFoundException",
-                "Message": "Profile not found.",
-                "ProfileId": pid,
-            }
+        "Profiles": [
+            profile_to_wire(found[pid])
             for pid in requested
-            if pid not in found
+            if pid in found and found[pid].profile_id == pid
         ],
+        "Errors": errors,
     }
+
+
+def _batch_error(profile_id: str, error: ServiceError) -> dict[str, str]:
+    return {"Code": error.code, "Message": error.message, "ProfileId": profile_id}
 
 
 def search_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -79,13 +92,11 @@ def search_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[str, An
     operator = params.get("LogicalOperator") or "OR"
     limit = params.get("MaxResults") or SEARCH_DEFAULT_PAGE
     # The token is bound to the exact search, so it cannot page through another one.
-    scope = (
-        "SearchProfiles:"
-        + hashlib.sha256(
-            json.dumps(
-                [params["DomainName"], operator, [(c.key_name, c.values) for c in criteria]]
-            ).encode()
-        ).hexdigest()
+    scope = token_scope(
+        "SearchProfiles",
+        params["DomainName"],
+        operator,
+        [(c.key_name, c.values) for c in criteria],
     )
     after = None
     if params.get("NextToken"):

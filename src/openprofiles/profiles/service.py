@@ -3,7 +3,17 @@
 A profile is stored as one sealed blob (its standard fields) plus rows in `profile_key`: for every
 key value, a keyed digest of the normalised value (what search looks up) and the value sealed
 (what an agent may see). A profile merged into another keeps a row whose `merged_into` points
-at the survivor, so old ids keep resolving.
+at the survivor (so a merge can be undone), and its keys move to the survivor.
+
+What a merged-away id names: for the AWS operations that take a ProfileId (UpdateProfile,
+DeleteProfile, AddProfileKey, DeleteProfileKey, BatchGetProfile, ListProfileObjects,
+DeleteProfileObject, MergeProfiles) nothing, as on AWS, where MergeProfiles deletes the merged
+profiles (spec §5.3): they answer ResourceNotFoundException naming the survivor
+(`merged_away`), and BatchGetProfile an Errors entry, so no answer is about a profile other
+than the one asked for. Key values follow the merge instead (spec §1.6 "After a merge"):
+SearchProfiles by `_profileId` or any key of the merged profile finds the survivor, and an
+ingested record carrying them lands on it. Internal readers (`find_profile`, `get_profiles`)
+follow merges, as do the agent pages, so an agent's old link opens the survivor.
 """
 
 from __future__ import annotations
@@ -282,8 +292,9 @@ def get_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord:
 
 
 def get_locked_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord:
-    """`get_profile` for a read that is written back: the live profile's row is locked first
-    (`lock_live_profile`), so no concurrent writer's change is lost in between."""
+    """`get_profile` for a read that is written back: the profile's row is locked first
+    (`lock_live_profile`), so no concurrent writer's change is lost in between. NotFound for a
+    merged-away id, as `_locked_live_id`."""
     live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     found = _read_live(tx, tx.cipher(domain_name), domain_name, live_id)
     if found is None:
@@ -292,16 +303,28 @@ def get_locked_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileR
 
 
 def _locked_live_id(tx: Tx, *, domain_name: str, profile_id: str) -> str:
-    """The live profile's id, its row locked as by `get_locked_profile`, without reading it."""
+    """`profile_id`, its row locked as by `get_locked_profile`, without reading it. A
+    merged-away id is NotFound (`merged_away`), also when the merge commits while the lock is
+    awaited: the write would otherwise land on the survivor, another profile than the caller's."""
     tx.cipher(domain_name)  # NotFound for an unknown domain first
     live_id = lock_live_profile(tx, domain_name=domain_name, profile_id=profile_id)
     if live_id is None:
         raise _no_such_profile(domain_name, profile_id)
+    if live_id != profile_id:
+        raise merged_away(domain_name, profile_id, live_id)
     return live_id
 
 
 def _no_such_profile(domain_name: str, profile_id: str) -> NotFound:
     return NotFound(f"The profile {profile_id} does not exist in domain {domain_name}.")
+
+
+def merged_away(domain_name: str, profile_id: str, survivor: str) -> NotFound:
+    """What an AWS operation naming a merged-away profile by its id answers (module docstring)."""
+    return NotFound(
+        f"The profile {profile_id} no longer exists in domain {domain_name}: it was merged "
+        f"into {survivor}."
+    )
 
 
 def get_profiles(

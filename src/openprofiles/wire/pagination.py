@@ -83,5 +83,14 @@ class TokenCodec:
         return state
 
 
+def token_scope(operation: str, *query: Any) -> str:
+    """The scope of a NextToken of `operation` listing what `query` selects (the domain, and the
+    search values or match type that pick the items): a token then only resumes the listing it
+    came from, and any other answers BadRequest. Hashed because the query may be long, and a
+    JSON list because its parts must not run into one another ("a/b" + "c" vs "a" + "b/c")."""
+    digest = hashlib.sha256(json.dumps(list(query)).encode()).hexdigest()
+    return f"{operation}:{digest}"
+
+
 def _aad(scope: str) -> bytes:
     return b"openprofiles/next-token\x00" + scope.encode()

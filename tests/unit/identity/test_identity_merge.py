@@ -1,6 +1,6 @@
 """MergeProfiles on real databases (SQLite and PostgreSQL): field union and FieldSourceProfileIds
-(spec §5.3), keys and objects moving, merged-away ids resolving (spec §1.6), refusals, and the
-sealed merge log."""
+(spec §5.3), keys and objects moving, merged-away profiles' keys resolving (spec §1.6),
+refusals, and the sealed merge log."""
 
 from __future__ import annotations
 
@@ -150,8 +150,11 @@ def test_a_merged_away_profile_cannot_be_merged_again(services, domain):
     other = new_profile(services, FirstName="Jorge")
     third = new_profile(services, FirstName="Jo")
     merge(services, main, [other])
-    with pytest.raises(BadRequest, match="already merged"):
+    # Gone, as MergeProfiles deletes the merged profiles (spec §5.3); the survivor is named.
+    with pytest.raises(NotFound, match=f"it was merged into {main}"):
         merge(services, third, [other])
+    with pytest.raises(NotFound, match=f"it was merged into {main}"):
+        merge(services, other, [third])
 
 
 def test_field_sources_must_name_a_profile_of_the_merge(services, domain):

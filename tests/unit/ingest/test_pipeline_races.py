@@ -276,12 +276,12 @@ def test_a_deletion_of_a_type_keeps_a_concurrent_change_to_a_profile_it_scrubs(
     assert fields_of(pg, ada) == {"LastName": "Lovelace"}
 
 
-def test_an_object_deleted_while_a_merge_moves_it_is_gone_from_the_survivor(
-    pg: Services,
-) -> None:
+def test_an_object_deleted_while_a_merge_moves_it_is_refused_and_kept(pg: Services) -> None:
     """DeleteProfileObject by the merged-away profile's id, waiting behind the merge that moves
-    the object: it deletes it from the survivor. It used to match nothing once the merge had
-    committed, answer success, and leave the object on the survivor."""
+    the object: the id is merged away once the merge commits, so NotFound naming the survivor
+    (profiles.service docstring), and the object stays on the survivor. It used to match nothing,
+    answer success, and leave the object on the survivor; then to delete it from the survivor,
+    acting on another profile than the one named."""
     from openprofiles.identity.service import merge_profiles
     from openprofiles.objects.service import delete_profile_object
 
@@ -301,12 +301,13 @@ def test_an_object_deleted_while_a_merge_moves_it_is_gone_from_the_survivor(
                 unique_key=moved.profile_object_unique_key,
             )
 
-    assert second_writer_meets_first(pg, merge, delete) is None
+    outcome = second_writer_meets_first(pg, merge, delete)
+    assert isinstance(outcome, NotFound) and f"merged into {main}" in outcome.message
     with pg.read() as tx:
         left = tx.conn.execute(
-            select(func.count()).where(
+            select(profile_object.c.profile_id).where(
                 profile_object.c.domain_name == DOMAIN,
                 profile_object.c.unique_digest == bytes.fromhex(moved.profile_object_unique_key),
             )
-        ).scalar()
-    assert left == 0
+        ).all()
+    assert [row.profile_id for row in left] == [main]

@@ -18,6 +18,7 @@ from tests.support.lock_waits import WAIT_BOUND_SECONDS, second_writer_meets_fir
 from openprofiles.app import build_services
 from openprofiles.context import Principal, RequestContext, Services, Tx
 from openprofiles.domains.handlers import create_domain
+from openprofiles.errors import NotFound
 from openprofiles.identity.service import merge_profiles
 from openprofiles.profiles import service
 from openprofiles.settings import Settings
@@ -74,7 +75,9 @@ def test_two_updates_of_one_profile_both_count(pg: Services) -> None:
     assert (fields.get("FirstName"), fields.get("LastName")) == ("Ada", "Lovelace")
 
 
-def test_a_key_added_to_a_profile_being_merged_away_lands_on_the_survivor(pg: Services) -> None:
+def test_a_key_added_to_a_profile_being_merged_away_is_refused(pg: Services) -> None:
+    """AddProfileKey waits for the merge, then finds the id merged away: NotFound, as for any
+    merged-away id (profiles.service docstring), and the key is on neither profile."""
     main, dup = _create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")
 
     def add() -> str:
@@ -84,14 +87,14 @@ def test_a_key_added_to_a_profile_being_merged_away_lands_on_the_survivor(pg: Se
             )
 
     outcome = second_writer_meets_first(pg, _merge(main, dup), add)
-    assert outcome == main
-    assert _keys(pg, main).get("loyaltyId") == ["L-1"]
+    assert isinstance(outcome, NotFound) and f"merged into {main}" in outcome.message
+    assert "loyaltyId" not in _keys(pg, main)
     assert "loyaltyId" not in _keys(pg, dup)
 
 
-def test_a_key_deleted_from_a_profile_being_merged_away_goes_from_the_survivor(
-    pg: Services,
-) -> None:
+def test_a_key_deleted_from_a_profile_being_merged_away_is_refused(pg: Services) -> None:
+    """DeleteProfileKey waits for the merge, then finds the id merged away: NotFound, and the
+    key the merge moved stays on the survivor."""
     main, dup = _create(pg, FirstName="Ada"), _create(pg, FirstName="Augusta")
     with pg.write() as tx:
         service.add_profile_key(
@@ -105,8 +108,8 @@ def test_a_key_deleted_from_a_profile_being_merged_away_goes_from_the_survivor(
             )
 
     outcome = second_writer_meets_first(pg, _merge(main, dup), delete)
-    assert outcome is None
-    assert "loyaltyId" not in _keys(pg, main)
+    assert isinstance(outcome, NotFound) and f"merged into {main}" in outcome.message
+    assert _keys(pg, main).get("loyaltyId") == ["L-1"]
 
 
 def test_a_writer_that_locked_a_profile_second_reads_what_the_first_wrote(pg: Services) -> None:
