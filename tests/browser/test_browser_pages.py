@@ -127,7 +127,14 @@ def test_admin_credentials_and_users(
         aws_secret_access_key=secret,
     )
     agent_client.list_domains()
-    page.get_by_role("button", name=f"Delete credential {key_id}").click()
+    # Deleted after a confirmation step: the box unticked, nothing is deleted.
+    page.get_by_role("link", name=f"Delete credential {key_id}").click()
+    page.get_by_role("button", name="Delete credential").click()
+    assert "Tick the box" in field_error(page, "confirm")
+    agent_client.list_domains()
+    page.get_by_label("Delete this credential for good").check()
+    page.get_by_role("button", name="Delete credential").click()
+    expect(page.get_by_role("heading", name="API credentials")).to_be_visible()
     expect(page.get_by_text(key_id)).to_have_count(0)
 
     page.goto(f"{live_server.url}/admin/users")

@@ -1,5 +1,6 @@
 """Administrator pages: domains (settings, statistics, and the integrations a deleted object type
-disabled), API credentials and web users."""
+disabled), API credentials (deleted after a confirmation step, as a DLQ purge and a merge undo
+are); web users' pages are in ui.user_pages."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from starlette.routing import Route
 from openprofiles.auth import credentials as creds
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
-from openprofiles.errors import BadRequest
+from openprofiles.errors import NotFound
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration
 from openprofiles.ui.web import UI, form_text
-from openprofiles.users import service as users
 from openprofiles.users.models import ROLES
 
 DOMAIN_PAGE = 100
-CREATED_USER_SCOPE = "ui/user-created"
+CONFIRM_DELETE = (
+    "Tick the box to confirm: a deleted credential cannot be brought back, and programs that "
+    "sign with it are refused."
+)
 
 
 def disabled_integrations(tx: Tx, domain_name: str) -> list[Integration]:
@@ -102,67 +105,22 @@ def routes(ui: UI) -> list[Route]:
     @ui.page("admin")
     async def credential_delete(request: Request) -> Response:
         key_id = request.path_params["access_key_id"]
+        if request.method == "GET" or form_text(request.state.form, "confirm") != "yes":
+            # The confirmation step: the credential is shown with the box to tick.
+            error = CONFIRM_DELETE if request.method == "POST" else ""
+            items = await ui.read(creds.list_credentials)
+            found = next((c for c in items if c.access_key_id == key_id), None)
+            if found is None:
+                raise NotFound(f"No credential has the access key id {key_id}.")
+            return ui.render(
+                request,
+                "admin/credential_delete.html",
+                status=400 if error else 200,
+                credential=found,
+                error=error,
+            )
         await ui.write(lambda tx: creds.delete_credential(tx, access_key_id=key_id))
         return RedirectResponse("/admin/credentials", status_code=303)
-
-    async def render_users(
-        request: Request,
-        *,
-        values: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        created: str = "",
-    ) -> Response:
-        items = await ui.read(users.list_users)
-        return ui.render(
-            request,
-            "admin/users.html",
-            items=items,
-            values=values or {"role": "agent"},
-            errors=errors or {},
-            created=created,
-            roles=ROLES,
-            status=400 if errors else 200,
-        )
-
-    @ui.page("admin")
-    async def user_list(request: Request) -> Response:
-        token = request.query_params.get("created", "")
-        try:
-            created = ui.services.tokens.decode(CREATED_USER_SCOPE, token)["u"] if token else ""
-        except BadRequest:
-            created = ""  # only a notice: a changed or old address shows the list without it
-        return await render_users(request, created=created)
-
-    @ui.page("admin")
-    async def user_create(request: Request) -> Response:
-        form = request.state.form
-        values = {"username": form_text(form, "username"), "role": form_text(form, "role")}
-        password = form.get("password")
-        password = password if isinstance(password, str) else ""
-        confirm = form.get("password_confirm")
-        errors: dict[str, str] = {}
-        if (problem := users.check_username(values["username"])) is not None:
-            errors["username"] = problem
-        if values["role"] not in ROLES:
-            errors["role"] = "Choose admin or agent."
-        if (problem := users.check_password(password)) is not None:
-            errors["password"] = problem
-        elif confirm != password:
-            errors["password_confirm"] = "The two passwords differ; type the same one twice."
-        if not errors:
-            try:
-                await ui.write(
-                    lambda tx: users.create_user(
-                        tx, username=values["username"], password=password, role=values["role"]
-                    )
-                )
-            except BadRequest as exc:
-                errors["username"] = exc.message
-        if errors:
-            return await render_users(request, values=values, errors=errors)
-        # A username may be a person's name or email: the address carries it sealed.
-        token = ui.services.tokens.encode(CREATED_USER_SCOPE, {"u": values["username"]})
-        return RedirectResponse(f"/admin/users?created={token}", status_code=303)
 
     return [
         Route("/admin/", admin_home, methods=["GET"]),
@@ -170,7 +128,9 @@ def routes(ui: UI) -> list[Route]:
         Route("/admin/domains/{name}", domain_detail, methods=["GET"]),
         Route("/admin/credentials", credential_list, methods=["GET"]),
         Route("/admin/credentials", credential_create, methods=["POST"]),
-        Route("/admin/credentials/{access_key_id}/delete", credential_delete, methods=["POST"]),
-        Route("/admin/users", user_list, methods=["GET"]),
-        Route("/admin/users", user_create, methods=["POST"]),
+        Route(
+            "/admin/credentials/{access_key_id}/delete",
+            credential_delete,
+            methods=["GET", "POST"],
+        ),
     ]

@@ -481,18 +481,21 @@ def routes(ui: UI) -> list[Route]:
         values = pf.values_from_form(form) or pf.values_from_profile({})
         # A form without the values it showed (sent by a script): compared with the profile.
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
-        errors = pf.validate(values, region, only=pf.changed_fields(shown, values))
-        changes, conflicts = pf.update_changes(record.fields, shown, values)
-        errors = {**conflicts, **errors}
+        changed = pf.changed_fields(shown, values)
+        errors = pf.validate(values, region, only=changed)
+        live_id = record.profile_id
+        if errors:
+            # Shown with any field changed meanwhile, so the agent sees everything at once.
+            errors = {**pf.update_changes(record.fields, shown, values)[1], **errors}
+        elif changed:
+            record, errors = await ui.write(
+                lambda tx: pf.save_edit(
+                    tx, domain_name=name, profile_id=live_id, shown=shown, values=values
+                )
+            )
         if errors:
             return render_form(
                 request, domain_name=name, values=values, errors=errors, record=record, shown=shown
-            )
-        if changes:
-            await ui.write(
-                lambda tx: profiles.update_profile(
-                    tx, domain_name=name, profile_id=record.profile_id, changes=changes
-                )
             )
         return RedirectResponse(profile_url(name, record.profile_id) + "?saved=1", 303)
 

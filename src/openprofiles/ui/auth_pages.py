@@ -1,4 +1,5 @@
-"""Sign-in, sign-out and the landing page that sends each role to its workspace."""
+"""Sign-in (throttled: users.throttle), sign-out and the landing page that sends each role to its
+workspace."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from openprofiles.context import Tx
+from openprofiles.errors import Throttling
+from openprofiles.ui.user_pages import form_password
 from openprofiles.ui.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
@@ -17,7 +19,6 @@ from openprofiles.ui.web import (
     set_cookie,
 )
 from openprofiles.users import service as users
-from openprofiles.users.models import NewSession
 
 SIGNIN_TOKEN_AGE = 3600
 
@@ -63,15 +64,14 @@ def routes(ui: UI) -> list[Route]:
                 error="The sign-in form had expired; please sign in again.",
                 status=403,
             )
-        password = form.get("password")
-        password = password if isinstance(password, str) else ""
-
-        def attempt(tx: Tx) -> NewSession | None:
-            if users.verify_password(tx, username=username, password=password) is None:
-                return None
-            return users.create_session(tx, username=username)
-
-        created = await ui.write(attempt)
+        password = form_password(form, "password")
+        address = request.client.host if request.client else None
+        try:
+            created = await ui.write(
+                lambda tx: users.sign_in(tx, username=username, password=password, address=address)
+            )
+        except Throttling as exc:
+            return sign_in_form(request, username=username, error=exc.message, status=429)
         if created is None:
             return sign_in_form(
                 request,

@@ -22,7 +22,9 @@ from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains
 from openprofiles.domains import setup
 from openprofiles.errors import BadRequest
+from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import is_instance_arn
+from openprofiles.ui.integration_pages import move_needed
 from openprofiles.ui.web import UI, form_text
 
 DEFAULT_RETENTION_DAYS = 366
@@ -280,12 +282,19 @@ def routes(ui: UI) -> list[Route]:
                     "1d908e11-3d5f-4cfb-b34d-1e7e0f216898."
                 )
             else:
+                move = values["move"] == "yes"
+
+                def associate(tx: Tx) -> dict[str, str]:
+                    owner = integrations.instance_domain(tx, instance_arn=arn)
+                    if owner is not None and owner != name and not move:
+                        # Checked here, not left to the service, whose message names the
+                        # command-line option where this page has its own box.
+                        return {"move": move_needed(owner, name)}
+                    connect_instance(tx, domain_name=name, instance_arn=arn, move=move)
+                    return {}
+
                 try:
-                    await ui.write(
-                        lambda tx: connect_instance(
-                            tx, domain_name=name, instance_arn=arn, move=values["move"] == "yes"
-                        )
-                    )
+                    errors = await ui.write(associate)
                 except BadRequest as exc:
                     errors["instance_arn"] = exc.message
             if not errors:

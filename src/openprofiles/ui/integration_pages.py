@@ -40,6 +40,15 @@ class FieldError(Exception):
         self.message = message
 
 
+def move_needed(owner: str, target: str) -> str:
+    """What to do about an instance that another domain holds: the pages' own "Move" box (the
+    service's message names the command-line option instead)."""
+    return (
+        f"The instance is associated with domain {owner} now. Tick the box to move it to "
+        f"{target}; its existing profiles and contact history stay in {owner}."
+    )
+
+
 @dataclass(frozen=True)
 class IntegrationRow:
     integration: Integration
@@ -227,11 +236,7 @@ def routes(ui: UI) -> list[Route]:
                     "domain_name", f"The instance is already associated with {target}."
                 )
             if owner is not None and not move:
-                raise FieldError(
-                    "move",
-                    f"The instance is associated with domain {owner} now. Tick the box to move "
-                    f"it to {target}; its existing profiles and contact history stay in {owner}.",
-                )
+                raise FieldError("move", move_needed(owner, target))
             try:
                 done, replayed = contacts.connect_instance(
                     tx, domain_name=target, instance_arn=arn, move=move

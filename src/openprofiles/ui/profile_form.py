@@ -1,6 +1,7 @@
 """The agent's profile form and search box: which fields the form has, how each is checked on
-the server, how a filled form becomes CreateProfile/UpdateProfile changes, and how a search
-text is read (a phone number, an email, a name, an account number or a profile id).
+the server, how a filled form becomes CreateProfile/UpdateProfile changes (and an edit is saved
+only if nothing it changes was changed meanwhile), and how a search text is read (a phone
+number, an email, a name, an account number or a profile id).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from openprofiles.context import Tx
 from openprofiles.normalize import ContentType, normalize
+from openprofiles.profiles import service as profiles
 from openprofiles.profiles.keys import EMAIL_FIELDS, PHONE_FIELDS
+from openprofiles.profiles.models import ProfileRecord
 
 # Limits from the botocore model of CreateProfile/UpdateProfile (1-255; 1-1000 for
 # AdditionalInformation).
@@ -267,6 +271,27 @@ def update_changes(
         if attribute_changes:
             changes["Attributes"] = attribute_changes
     return changes, conflicts
+
+
+def save_edit(
+    tx: Tx, *, domain_name: str, profile_id: str, shown: dict[str, str], values: dict[str, str]
+) -> tuple[ProfileRecord, dict[str, str]]:
+    """Save an edit form in `tx`, a write transaction: (the profile as saved, {}), or (the
+    profile as it is, field → CHANGED_MEANWHILE) with nothing written.
+
+    The check and the write are one step: the profile is read with its row locked (PostgreSQL:
+    another writer's save waits for this one's commit; SQLite: the write transaction holds the
+    single writer already), so no save commits between the check and the write. Checked in a
+    transaction of its own, two agents saving the same field at once both passed the check and
+    the last write won."""
+    record = profiles.get_locked_profile(tx, domain_name=domain_name, profile_id=profile_id)
+    changes, conflicts = update_changes(record.fields, shown, values)
+    if conflicts or not changes:
+        return record, conflicts
+    saved = profiles.update_profile(
+        tx, domain_name=domain_name, profile_id=record.profile_id, changes=changes
+    )
+    return saved, {}
 
 
 # ---------------------------------------------------------------------------- search

@@ -1,4 +1,9 @@
-"""The route table of the web pages."""
+"""The route table of the web pages, ending with the pages' own "not found": an address under
+the pages' prefixes that no page takes (a mistyped link, a page's address with a method it does
+not take, like GET /ui/sign-out) gets an HTML page, not the API's JSON error that the API,
+mounted at the root, gives every other unknown address. No API path lies under these prefixes
+(the model's paths start with /domains, /integrations, /tags, /templates and
+/recommender-recipes)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,11 @@ from openprofiles.ui.enable_wizard import routes as enable_routes
 from openprofiles.ui.integration_pages import routes as integration_routes
 from openprofiles.ui.match_pages import routes as match_routes
 from openprofiles.ui.merge_pages import routes as merge_routes
+from openprofiles.ui.user_pages import routes as user_routes
 from openprofiles.ui.web import STATIC_DIR, UI
+
+UI_PREFIXES = ("/ui", "/agent", "/admin")
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def ui_routes(services: Services) -> list[BaseRoute]:
@@ -25,15 +34,35 @@ def ui_routes(services: Services) -> list[BaseRoute]:
     async def root(_request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=303)
 
+    async def not_found(request: Request) -> Response:
+        # Signed in or not: the page's header shows the session's navigation when there is one.
+        request.state.session = await ui.load_session(request)
+        return ui.error_page(
+            request,
+            404,
+            "Page not found",
+            "There is no page at this address. Check the address, or go to your start page "
+            "and find the page from there.",
+        )
+
     return [
         Route("/", root, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         *auth_routes(ui),
         *admin_routes(ui),
+        *user_routes(ui),
         *enable_routes(ui),
         *merge_routes(ui),
         *match_routes(ui),
         *dlq_routes(ui),
         *integration_routes(ui),
         *agent_routes(ui),
+        # Last, so each page above keeps its address for the methods it takes (Starlette's
+        # router takes the first full match; a page's address with another method is a
+        # partial match, which this full match overrides).
+        *(
+            Route(path, not_found, methods=ANY_METHOD)
+            for prefix in UI_PREFIXES
+            for path in (prefix, f"{prefix}/{{rest:path}}")
+        ),
     ]

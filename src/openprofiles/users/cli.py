@@ -1,13 +1,23 @@
-"""The `openprofiles users` commands: web users who sign in to the admin and agent pages."""
+"""The `openprofiles users` commands: web users who sign in to the admin and agent pages.
+
+A password is never an argument (argv shows in `ps` and the shell's history): it is prompted
+for, without echo, or read from the first line of standard input."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
+
+if TYPE_CHECKING:
+    from openprofiles.context import Tx
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -15,15 +25,36 @@ def users() -> None:
     """Web users: administrators and agents who sign in to the web pages."""
 
 
-@users.command("create")
-@storage_options
-@click.option("--username", required=True)
-@click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
-@click.option(
+PASSWORD_STDIN = click.option(
     "--password-stdin",
     is_flag=True,
     help="Read the password from the first line of standard input instead of prompting.",
 )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _write(data_dir: Path | None, database_url: str | None, work: Callable[[Tx], T]) -> T:
+    """`work` in one write transaction; a service error becomes the command's error."""
+    from openprofiles.errors import ServiceError
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        with services.write() as tx:
+            return work(tx)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@users.command("create")
+@storage_options
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
+@PASSWORD_STDIN
 def users_create(
     data_dir: Path | None,
     database_url: str | None,
@@ -32,19 +63,14 @@ def users_create(
     password_stdin: bool,
 ) -> None:
     """Create a web user; the password is prompted for twice (or read from stdin)."""
-    from openprofiles.errors import ServiceError
     from openprofiles.users.service import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    services = open_services(settings_from_options(data_dir, database_url))
-    try:
-        with services.write() as tx:
-            user = create_user(tx, username=username, password=password, role=role)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from exc
+    password = _read_password(password_stdin)
+    user = _write(
+        data_dir,
+        database_url,
+        lambda tx: create_user(tx, username=username, password=password, role=role),
+    )
     click.echo(f"Created the {user.role} user {user.username}.")
 
 
@@ -58,3 +84,51 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
     with services.read() as tx:
         for user in list_users(tx):
             click.echo(f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}")
+
+
+@users.command("set-password")
+@storage_options
+@click.argument("username")
+@PASSWORD_STDIN
+def users_set_password(
+    data_dir: Path | None, database_url: str | None, username: str, password_stdin: bool
+) -> None:
+    """Give a web user a new password (prompted for twice, or read from stdin); every session
+    of theirs ends."""
+    from openprofiles.users.service import set_password
+
+    password = _read_password(password_stdin)
+    ended = _write(
+        data_dir,
+        database_url,
+        lambda tx: set_password(tx, username=username, password=password),
+    )
+    click.echo(f"Set a new password for {username}; ended {ended} session(s).")
+
+
+@users.command("set-role")
+@storage_options
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "agent"]))
+def users_set_role(
+    data_dir: Path | None, database_url: str | None, username: str, role: str
+) -> None:
+    """Make a web user an admin or an agent (never the last admin an agent)."""
+    from openprofiles.users.service import set_role
+
+    _write(data_dir, database_url, lambda tx: set_role(tx, username=username, role=role))
+    click.echo(f"{username} is now an {role}.")
+
+
+@users.command("delete")
+@storage_options
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def users_delete(data_dir: Path | None, database_url: str | None, username: str, yes: bool) -> None:
+    """Delete a web user and end their sessions at once (never the last admin)."""
+    from openprofiles.users.service import delete_user
+
+    if not yes:
+        click.confirm(f"Delete the web user {username} and end their sessions?", abort=True)
+    _write(data_dir, database_url, lambda tx: delete_user(tx, username=username))
+    click.echo(f"Deleted the user {username}; their sessions have ended.")

@@ -1,5 +1,10 @@
-"""Rules for web users and sessions: create and list users, check a password, and create,
-read and end sign-in sessions.
+"""Rules for web users and sessions: create, list and delete users, change their password or
+role, check a password (sign-in, throttled by users.throttle), and create, read and end sign-in
+sessions.
+
+There is always an administrator left: the last one can be neither deleted nor made an agent.
+Deleting a user ends their sessions at once; a new password ends every session of the user but
+the one that set it (the user's own), so a departing agent or a leaked password is locked out.
 
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A session is a random token kept by
 the browser in a cookie; only its SHA-256 digest is stored, with the CSRF token every form of the
@@ -21,6 +26,7 @@ import hashlib
 import re
 import secrets
 from datetime import timedelta
+from math import ceil
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
@@ -28,8 +34,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 
 from openprofiles.context import Tx
-from openprofiles.errors import BadRequest
+from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.store.schema import web_session, web_user
+from openprofiles.users import throttle
 from openprofiles.users.models import ROLES, NewSession, WebSession, WebUser
 
 if TYPE_CHECKING:
@@ -68,16 +75,26 @@ def check_password(password: str) -> str | None:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
     if len(password) > 1024:
         return "Use at most 1024 characters."
+    if not password.strip():
+        return "Use a password that is not only spaces."
     return None
 
 
-def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
+def _check_role(role: str) -> None:
     if role not in ROLES:
         raise BadRequest(f"The role must be one of {', '.join(ROLES)}.")
-    if (problem := check_username(username)) is not None:
-        raise BadRequest(f"The username is not valid: {problem}")
+
+
+def _check_new_password(password: str) -> None:
     if (problem := check_password(password)) is not None:
         raise BadRequest(f"The password is too weak: {problem}")
+
+
+def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
+    _check_role(role)
+    if (problem := check_username(username)) is not None:
+        raise BadRequest(f"The username is not valid: {problem}")
+    _check_new_password(password)
     if find_user(tx, username=username) is not None:
         raise BadRequest(f"A user named {username} already exists.")
     cipher = _cipher(tx)
@@ -138,6 +155,122 @@ def list_users(tx: Tx) -> list[WebUser]:
         ),
         key=lambda user: user.username,
     )
+
+
+def _locked_role(tx: Tx, username: str) -> tuple[bytes, str]:
+    """The user's digest and role, the user's row locked until the transaction ends; NotFound
+    when there is no such user."""
+    digest = _user_digest(tx, username)
+    role = tx.conn.execute(
+        select(web_user.c.role).where(web_user.c.username_digest == digest).with_for_update()
+    ).scalar_one_or_none()
+    if role is None:
+        raise NotFound(f"There is no user named {username}.")
+    return digest, role
+
+
+def _locked_with_admins(tx: Tx, username: str) -> tuple[bytes, str, set[bytes]]:
+    """`_locked_role`, and the administrators' digests, every admin row locked first and in one
+    order: on PostgreSQL two administrators deleting each other at once then go one after the
+    other (and never wait on each other), and the second sees that only they are left."""
+    admins = {
+        bytes(d)
+        for d in tx.conn.execute(
+            select(web_user.c.username_digest)
+            .where(web_user.c.role == "admin")
+            .order_by(web_user.c.username_digest)
+            .with_for_update()
+        ).scalars()
+    }
+    return (*_locked_role(tx, username), admins)
+
+
+def _keep_an_admin(admins: set[bytes], digest: bytes, username: str, change: str) -> None:
+    """Refuse `change` (to the admin `digest`) when no other administrator would be left."""
+    if not admins - {digest}:
+        raise BadRequest(
+            f"{username} is the last administrator and cannot be {change}: make another user "
+            "an administrator first, so that someone can still manage these pages."
+        )
+
+
+def delete_user(tx: Tx, *, username: str) -> None:
+    """Delete the user and end their sessions (their next page asks them to sign in)."""
+    digest, role, admins = _locked_with_admins(tx, username)
+    if role == "admin":
+        _keep_an_admin(admins, digest, username, "deleted")
+    tx.conn.execute(delete(web_session).where(web_session.c.username_digest == digest))
+    tx.conn.execute(delete(web_user).where(web_user.c.username_digest == digest))
+
+
+def set_role(tx: Tx, *, username: str, role: str) -> WebUser:
+    """Give the user another role; it applies to their open sessions at once."""
+    _check_role(role)
+    digest, former, admins = _locked_with_admins(tx, username)
+    if former == "admin" and role != "admin":
+        _keep_an_admin(admins, digest, username, f"made an {role}")
+    tx.conn.execute(update(web_user).where(web_user.c.username_digest == digest).values(role=role))
+    user = find_user(tx, username=username)
+    assert user is not None  # locked above
+    return user
+
+
+def set_password(tx: Tx, *, username: str, password: str, keep_session: str | None = None) -> int:
+    """Give the user a new password and end their sessions, but the one whose cookie value is
+    `keep_session` (the user changing their own password stays signed in there); the number of
+    sessions ended. Failed sign-ins counted against the name are forgotten: a user locked out
+    by someone guessing can sign in with the new password at once."""
+    _check_new_password(password)
+    hashed = _hasher.hash(password)  # before the row is locked: hashing takes ~0.1 s
+    digest, _role = _locked_role(tx, username)
+    tx.conn.execute(
+        update(web_user).where(web_user.c.username_digest == digest).values(password_hash=hashed)
+    )
+    ending = delete(web_session).where(web_session.c.username_digest == digest)
+    if keep_session is not None:
+        ending = ending.where(web_session.c.id_digest != _digest(keep_session))
+    ended = tx.conn.execute(ending).rowcount
+    throttle.forget_user(tx, user_digest=digest)
+    return int(ended)
+
+
+def change_own_password(
+    tx: Tx, *, username: str, current: str, new: str, session: str, address: str | None
+) -> bool:
+    """The signed-in user's new password, when `current` is their password (False otherwise,
+    counted as a failed sign-in: a stolen session must not become a way to guess it). Their
+    other sessions end; `session` (this browser's cookie value) stays."""
+    _check_new_password(new)
+    if _attempt(tx, username=username, password=current, address=address) is None:
+        return False
+    set_password(tx, username=username, password=new, keep_session=session)
+    return True
+
+
+def sign_in(tx: Tx, *, username: str, password: str, address: str | None) -> NewSession | None:
+    """A new session when the password is the user's; None otherwise (counted against the name
+    and the client `address`). Throttling when either has failed too often lately: the
+    password is then not even checked, for an unknown name as for a user's."""
+    user = _attempt(tx, username=username, password=password, address=address)
+    return create_session(tx, username=user.username) if user is not None else None
+
+
+def _attempt(tx: Tx, *, username: str, password: str, address: str | None) -> WebUser | None:
+    digest = _user_digest(tx, username)
+    address_digest = throttle.address_digest(tx, address) if address else None
+    wait = throttle.wait_needed(tx, user_digest=digest, address=address_digest)
+    if wait is not None:
+        minutes = max(1, ceil(wait.total_seconds() / 60))
+        raise Throttling(
+            "Too many sign-ins with this username or from this computer have failed. "
+            f"Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
+        )
+    user = verify_password(tx, username=username, password=password)
+    if user is None:
+        throttle.record_failure(tx, user_digest=digest, address=address_digest)
+    else:
+        throttle.forget_user(tx, user_digest=digest)
+    return user
 
 
 def count_users(tx: Tx, *, role: str) -> int:

@@ -35,7 +35,7 @@ from openprofiles.store.schema.integrations import (
 )
 from openprofiles.store.schema.object_types import object_type
 from openprofiles.store.schema.objects import dlq_message, profile_object, profile_object_key
-from openprofiles.store.schema.web import web_session, web_user
+from openprofiles.store.schema.web import signin_throttle, web_session, web_user
 
 __all__ = [
     "contact_record",
@@ -60,6 +60,7 @@ __all__ = [
     "resource_tag",
     "rule_match_digest",
     "rule_match_profile",
+    "signin_throttle",
     "stream_checkpoint",
     "unrouted_contact_record",
     "web_session",

@@ -6,12 +6,21 @@ the username under the system cipher (users.service), which sign-in computes fro
 and the name itself is kept sealed under the system cipher, opened only to show it. A session
 refers to its user by that digest. A password is stored only as an Argon2 hash; a session is
 stored under a digest of its cookie value, so a copy of the database cannot be replayed as a
-cookie.
+cookie. Failed sign-ins are counted per username and per client address (users.throttle), each
+known only by its blind-index digest too.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, LargeBinary, String, Table
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+)
 
 from openprofiles.store.schema.core import metadata
 from openprofiles.store.types import UtcDateTime
@@ -38,4 +47,23 @@ web_session = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["username_digest"], ["web_user.username_digest"], ondelete="CASCADE"),
     Index("ix_web_session_username_digest", "username_digest"),
+)
+
+signin_throttle = Table(
+    "signin_throttle",
+    metadata,
+    # "user" or "address": what subject_digest is the digest of.
+    Column("kind", String(8), primary_key=True),
+    # DomainCipher.digest of the username ("@webUser", as web_user's) or of the client address
+    # ("@signInAddress") under the system cipher; the same for a name that is no user's.
+    Column("subject_digest", LargeBinary(16), primary_key=True),
+    # Failures since window_start; a failure after the window starts a new one.
+    Column("failures", Integer, nullable=False),
+    Column("window_start", UtcDateTime, nullable=False),
+    # How many times in a row the subject was locked: each lock lasts twice the one before.
+    Column("lockouts", Integer, nullable=False),
+    Column("locked_until", UtcDateTime),
+    # The last failure: a row untouched for a day is forgotten.
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_signin_throttle_updated_at", "updated_at"),
 )

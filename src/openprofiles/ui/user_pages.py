@@ -1,0 +1,248 @@
+"""Web users' pages: the administrator's users list (create a user; open one to give them a new
+password or another role, or to delete them after a confirmation step, as a credential delete
+and a DLQ purge are), and every signed-in user's own password page.
+
+A username may be a person's name or e-mail address, so no address carries it in clear (ui.web):
+a user's pages are addressed by a reference that seals the name (services.tokens), and the
+notice shown after a change travels sealed too.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from openprofiles.errors import BadRequest, NotFound, Throttling
+from openprofiles.ui.web import SESSION_COOKIE, UI, form_text
+from openprofiles.users import service as users
+from openprofiles.users.models import ROLES, WebSession
+
+USER_SCOPE = "ui/user"
+NOTICE_SCOPE = "ui/user-notice"
+CONFIRM_DELETE = (
+    "Tick the box to confirm: a deleted user cannot be brought back, and their sessions end "
+    "at once."
+)
+
+
+def form_password(form: FormData, name: str) -> str:
+    """A password field as typed (never trimmed: spaces may be part of it); "" when missing."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def new_password_errors(password: str, confirm: str, field: str = "password") -> dict[str, str]:
+    """What is wrong with a new password typed twice, by field."""
+    if (problem := users.check_password(password)) is not None:
+        return {field: problem}
+    if confirm != password:
+        return {f"{field}_confirm": "The two passwords differ; type the same one twice."}
+    return {}
+
+
+def routes(ui: UI) -> list[Route]:
+    def user_ref(username: str) -> str:
+        return ui.services.tokens.encode(USER_SCOPE, {"u": username})
+
+    def username_of(request: Request) -> str:
+        try:
+            name = ui.services.tokens.decode(USER_SCOPE, request.path_params["ref"])["u"]
+        except BadRequest:
+            raise NotFound(
+                "This address of a user has expired or was changed. Go back to the users list "
+                "and open the user from there."
+            ) from None
+        return str(name)
+
+    def to_list(notice: str) -> Response:
+        token = ui.services.tokens.encode(NOTICE_SCOPE, {"n": notice})
+        return RedirectResponse(f"/admin/users?notice={token}", status_code=303)
+
+    async def render_list(
+        request: Request,
+        *,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        notice: str = "",
+    ) -> Response:
+        items = await ui.read(users.list_users)
+        return ui.render(
+            request,
+            "admin/users.html",
+            items=[(u, user_ref(u.username)) for u in items],
+            values=values or {"role": "agent"},
+            errors=errors or {},
+            notice=notice,
+            roles=ROLES,
+            status=400 if errors else 200,
+        )
+
+    @ui.page("admin")
+    async def user_list(request: Request) -> Response:
+        token = request.query_params.get("notice", "")
+        try:
+            notice = ui.services.tokens.decode(NOTICE_SCOPE, token)["n"] if token else ""
+        except BadRequest:
+            notice = ""  # only a notice: a changed or old address shows the list without it
+        return await render_list(request, notice=notice)
+
+    @ui.page("admin")
+    async def user_create(request: Request) -> Response:
+        form = request.state.form
+        values = {"username": form_text(form, "username"), "role": form_text(form, "role")}
+        password = form_password(form, "password")
+        errors: dict[str, str] = {}
+        if (problem := users.check_username(values["username"])) is not None:
+            errors["username"] = problem
+        if values["role"] not in ROLES:
+            errors["role"] = "Choose admin or agent."
+        errors.update(new_password_errors(password, form_password(form, "password_confirm")))
+        if not errors:
+            try:
+                await ui.write(
+                    lambda tx: users.create_user(
+                        tx, username=values["username"], password=password, role=values["role"]
+                    )
+                )
+            except BadRequest as exc:
+                errors["username"] = exc.message
+        if errors:
+            return await render_list(request, values=values, errors=errors)
+        return to_list(f"Created the user {values['username']}.")
+
+    async def render_user(
+        request: Request, username: str, *, errors: dict[str, str] | None = None, status: int = 200
+    ) -> Response:
+        found = await ui.read(lambda tx: users.find_user(tx, username=username))
+        if found is None:
+            raise NotFound(f"There is no user named {username}.")
+        return ui.render(
+            request,
+            "admin/user.html",
+            status=status,
+            user=found,
+            ref=request.path_params["ref"],
+            roles=ROLES,
+            errors=errors or {},
+        )
+
+    @ui.page("admin")
+    async def user_detail(request: Request) -> Response:
+        return await render_user(request, username_of(request))
+
+    @ui.page("admin")
+    async def user_password(request: Request) -> Response:
+        username = username_of(request)
+        form = request.state.form
+        password = form_password(form, "new_password")
+        errors = new_password_errors(
+            password, form_password(form, "new_password_confirm"), "new_password"
+        )
+        if errors:
+            return await render_user(request, username, errors=errors, status=400)
+        session: WebSession = request.state.session
+        # An administrator setting their own password stays signed in here.
+        keep = request.cookies.get(SESSION_COOKIE) if username == session.username else None
+        ended = await ui.write(
+            lambda tx: users.set_password(
+                tx, username=username, password=password, keep_session=keep
+            )
+        )
+        sessions = f"{ended} session{'s' if ended != 1 else ''}"
+        return to_list(f"Set a new password for {username}; ended {sessions}.")
+
+    @ui.page("admin")
+    async def user_role(request: Request) -> Response:
+        username = username_of(request)
+        role = form_text(request.state.form, "role")
+        if role not in ROLES:
+            return await render_user(
+                request, username, errors={"role": "Choose admin or agent."}, status=400
+            )
+        try:
+            await ui.write(lambda tx: users.set_role(tx, username=username, role=role))
+        except BadRequest as exc:
+            return await render_user(request, username, errors={"role": exc.message}, status=400)
+        return to_list(f"{username} is now an {role}.")
+
+    @ui.page("admin")
+    async def user_delete(request: Request) -> Response:
+        username = username_of(request)
+        error = ""
+        if request.method == "POST":
+            if form_text(request.state.form, "confirm") == "yes":
+                try:
+                    await ui.write(lambda tx: users.delete_user(tx, username=username))
+                except BadRequest as exc:
+                    error = exc.message
+                else:
+                    return to_list(f"Deleted the user {username}; their sessions have ended.")
+            else:
+                error = CONFIRM_DELETE
+        # The confirmation step: the user is shown with the box to tick.
+        found = await ui.read(lambda tx: users.find_user(tx, username=username))
+        if found is None:
+            raise NotFound(f"There is no user named {username}.")
+        return ui.render(
+            request,
+            "admin/user_delete.html",
+            status=400 if error else 200,
+            user=found,
+            ref=request.path_params["ref"],
+            error=error,
+        )
+
+    def own_page(request: Request, errors: dict[str, str], status: int = 200) -> Response:
+        return ui.render(
+            request,
+            "password.html",
+            status=status,
+            errors=errors,
+            changed=request.query_params.get("changed") == "1",
+        )
+
+    @ui.page("agent")
+    async def own_password(request: Request) -> Response:
+        if request.method == "GET":
+            return own_page(request, {})
+        form = request.state.form
+        session: WebSession = request.state.session
+        new = form_password(form, "new_password")
+        errors = new_password_errors(
+            new, form_password(form, "new_password_confirm"), "new_password"
+        )
+        if errors:
+            return own_page(request, errors, 400)
+        token = request.cookies.get(SESSION_COOKIE, "")
+        address = request.client.host if request.client else None
+        current = form_password(form, "current_password")
+        try:
+            changed = await ui.write(
+                lambda tx: users.change_own_password(
+                    tx,
+                    username=session.username,
+                    current=current,
+                    new=new,
+                    session=token,
+                    address=address,
+                )
+            )
+        except Throttling as exc:
+            return own_page(request, {"current_password": exc.message}, 429)
+        if not changed:
+            return own_page(
+                request, {"current_password": "This is not your current password."}, 400
+            )
+        return RedirectResponse("/ui/password?changed=1", status_code=303)
+
+    return [
+        Route("/admin/users", user_list, methods=["GET"]),
+        Route("/admin/users", user_create, methods=["POST"]),
+        Route("/admin/users/{ref}", user_detail, methods=["GET"]),
+        Route("/admin/users/{ref}/password", user_password, methods=["POST"]),
+        Route("/admin/users/{ref}/role", user_role, methods=["POST"]),
+        Route("/admin/users/{ref}/delete", user_delete, methods=["GET", "POST"]),
+        Route("/ui/password", own_password, methods=["GET", "POST"]),
+    ]

@@ -1,0 +1,110 @@
+"""`openprofiles users set-password | set-role | delete`, on a real data dir and database (both
+backends): passwords only from a prompt or stdin, sessions ended, the last admin kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from openprofiles.app import build_services
+from openprofiles.cli import main
+from openprofiles.context import Services
+from openprofiles.settings import Settings
+from openprofiles.users import service as users
+
+PASSWORD = "long enough"
+NEW_PASSWORD = "a new long password"
+
+
+@pytest.fixture
+def built(settings: Settings) -> Iterator[Services]:
+    services = build_services(settings)
+    with services.write() as tx:
+        users.create_user(tx, username="boss", password=PASSWORD, role="admin")
+        users.create_user(tx, username="ana", password=PASSWORD, role="agent")
+    try:
+        yield services
+    finally:
+        services.database.dispose()
+
+
+def run(settings: Settings, *args: str, stdin: str | None = None) -> Result:
+    common = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        common += ["--database-url", settings.database_url]
+    return CliRunner().invoke(main, ["users", *args, *common], input=stdin)
+
+
+def session(services: Services, username: str) -> str:
+    with services.write() as tx:
+        return users.create_session(tx, username=username).token
+
+
+def alive(services: Services, token: str) -> bool:
+    with services.read() as tx:
+        return users.get_session(tx, token=token) is not None
+
+
+def signs_in(services: Services, username: str, password: str) -> bool:
+    with services.write() as tx:
+        return users.verify_password(tx, username=username, password=password) is not None
+
+
+def test_set_password_from_stdin_ends_the_users_sessions(
+    settings: Settings, built: Services
+) -> None:
+    token = session(built, "ana")
+    result = run(settings, "set-password", "ana", "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert "Set a new password for ana; ended 1 session(s)." in result.output
+    assert not alive(built, token)
+    assert signs_in(built, "ana", NEW_PASSWORD)
+    assert not signs_in(built, "ana", PASSWORD)
+
+
+def test_set_password_prompts_twice_without_echo(settings: Settings, built: Services) -> None:
+    result = run(settings, "set-password", "boss", stdin=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    # Prompted for, and not echoed back.
+    assert "Password" in result.output and NEW_PASSWORD not in result.output
+    assert signs_in(built, "boss", NEW_PASSWORD)
+
+
+def test_set_password_refuses_spaces_an_unknown_user_and_argv(
+    settings: Settings, built: Services
+) -> None:
+    spaces = run(settings, "set-password", "ana", "--password-stdin", stdin=" " * 8 + "\n")
+    assert spaces.exit_code != 0 and "not only spaces" in spaces.output
+    unknown = run(settings, "set-password", "nobody", "--password-stdin", stdin=NEW_PASSWORD)
+    assert unknown.exit_code != 0 and "There is no user named nobody" in unknown.output
+    on_argv = run(settings, "set-password", "ana", "--password", NEW_PASSWORD)
+    assert on_argv.exit_code != 0 and "No such option" in on_argv.output
+    assert signs_in(built, "ana", PASSWORD)
+
+
+def test_delete_ends_the_sessions_and_never_removes_the_last_admin(
+    settings: Settings, built: Services
+) -> None:
+    token = session(built, "ana")
+    declined = run(settings, "delete", "ana", stdin="n\n")
+    assert declined.exit_code != 0 and alive(built, token)
+    result = run(settings, "delete", "ana", "--yes")
+    assert result.exit_code == 0, result.output
+    assert not alive(built, token)
+    assert not signs_in(built, "ana", PASSWORD)
+    last = run(settings, "delete", "boss", "--yes")
+    assert last.exit_code != 0 and "boss is the last administrator" in last.output
+    demote = run(settings, "set-role", "boss", "agent")
+    assert demote.exit_code != 0 and "last administrator" in demote.output
+    with built.read() as tx:
+        assert [(u.username, u.role) for u in users.list_users(tx)] == [("boss", "admin")]
+
+
+def test_set_role(settings: Settings, built: Services) -> None:
+    result = run(settings, "set-role", "ana", "admin")
+    assert result.exit_code == 0, result.output
+    assert "ana is now an admin." in result.output
+    with built.read() as tx:
+        assert users.find_user(tx, username="ana").role == "admin"  # type: ignore[union-attr]

@@ -1,0 +1,55 @@
+"""Deleting an API credential from the admin pages takes a confirmation step, as a DLQ purge and
+a merge undo do: the list links to a page that shows the credential with a box to tick, and
+nothing is deleted until the box is ticked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+from tests.unit.ui.test_ui_admin_ops import csrf_of, error_at, services_of, signed_in
+
+from openprofiles.auth import credentials as creds
+from openprofiles.settings import Settings
+
+
+@pytest.fixture
+def admin(sqlite_settings: Settings) -> Iterator[TestClient]:
+    yield from signed_in(sqlite_settings, "admin")
+
+
+def _key_ids(client: TestClient) -> set[str]:
+    with services_of(client).read() as tx:
+        return {c.access_key_id for c in creds.list_credentials(tx)}
+
+
+def test_a_credential_is_deleted_only_once_confirmed(admin: TestClient) -> None:
+    with services_of(admin).write() as tx:
+        key_id = creds.create_credential(tx, role="agent").access_key_id
+    url = f"/admin/credentials/{key_id}/delete"
+    listing = admin.get("/admin/credentials").text
+    # The list links to the confirmation step; it has no form that deletes at once.
+    assert f'href="{url}"' in listing
+    assert f'action="{url}"' not in listing
+
+    confirm = admin.get(url)
+    assert confirm.status_code == 200
+    assert key_id in confirm.text and 'name="confirm"' in confirm.text
+    assert key_id in _key_ids(admin)
+
+    token = csrf_of(confirm.text)
+    refused = admin.post(url, data={"csrf_token": token})
+    assert refused.status_code == 400
+    assert "Tick the box" in error_at(refused.text, "confirm")
+    assert key_id in _key_ids(admin)
+
+    done = admin.post(url, data={"csrf_token": token, "confirm": "yes"})
+    assert done.status_code == 303 and done.headers["location"] == "/admin/credentials"
+    assert key_id not in _key_ids(admin)
+
+
+def test_the_confirmation_of_an_unknown_credential_is_a_404(admin: TestClient) -> None:
+    response = admin.get("/admin/credentials/AKIDNOSUCHKEY/delete")
+    assert response.status_code == 404
+    assert "No credential has the access key id AKIDNOSUCHKEY" in response.text

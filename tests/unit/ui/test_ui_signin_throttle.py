@@ -1,0 +1,182 @@
+"""Sign-in throttling (users.throttle through users.sign_in): per username, per client address,
+growing locks, the same answer for unknown names, nothing in clear. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timedelta
+
+import pytest
+from argon2 import PasswordHasher
+
+from openprofiles.context import Services
+from openprofiles.errors import Throttling
+from openprofiles.store.schema import signin_throttle
+from openprofiles.users import service as users
+from openprofiles.users import throttle
+from openprofiles.users.models import NewSession
+
+PASSWORD = "long enough"
+WRONG = "not the password"
+OFFICE = "198.51.100.7"
+
+
+def attempt(
+    services: Services,
+    username: str,
+    password: str,
+    *,
+    address: str | None = OFFICE,
+    at: datetime | None = None,
+) -> NewSession | None:
+    with services.write() as tx:
+        if at is not None:
+            tx.now = at
+        return users.sign_in(tx, username=username, password=password, address=address)
+
+
+def refusal(services: Services, username: str, password: str, **kwargs: object) -> str:
+    with pytest.raises(Throttling) as refused:
+        attempt(services, username, password, **kwargs)  # type: ignore[arg-type]
+    return refused.value.message
+
+
+def now(services: Services) -> datetime:
+    with services.read() as tx:
+        return tx.now
+
+
+@pytest.fixture
+def ana(services: Services) -> Services:
+    with services.write() as tx:
+        users.create_user(tx, username="ana", password=PASSWORD, role="agent")
+    return services
+
+
+def test_a_username_is_locked_after_five_failures_even_for_its_password(ana: Services) -> None:
+    for _ in range(throttle.USER_LIMIT):
+        assert attempt(ana, "ana", WRONG) is None
+    message = refusal(ana, "ana", PASSWORD)
+    assert message == (
+        "Too many sign-ins with this username or from this computer have failed. "
+        "Wait 1 minute and try again."
+    )
+    # Another user from the same address is not affected (the address is below its limit).
+    with ana.write() as tx:
+        users.create_user(tx, username="bo", password=PASSWORD, role="agent")
+    assert attempt(ana, "bo", PASSWORD) is not None
+
+
+def test_an_unknown_name_gets_the_same_answers(ana: Services) -> None:
+    """Counted and refused alike, so the answer never tells whether the user exists."""
+    for _ in range(throttle.USER_LIMIT):
+        assert attempt(ana, "nobody", WRONG) is None
+    unknown = refusal(ana, "nobody", WRONG)
+    for _ in range(throttle.USER_LIMIT):
+        attempt(ana, "ana", WRONG)
+    assert refusal(ana, "ana", WRONG) == unknown
+
+
+def test_the_lock_ends_then_grows_and_a_success_forgets_the_failures(ana: Services) -> None:
+    start = now(ana)
+    # No address: only the username is counted (the address would reach its own limit here).
+    for _ in range(throttle.USER_LIMIT):
+        attempt(ana, "ana", WRONG, address=None, at=start)
+    refusal(ana, "ana", PASSWORD, address=None, at=start + timedelta(seconds=59))
+    assert attempt(ana, "ana", PASSWORD, address=None, at=start + timedelta(seconds=61)) is not None
+    # The success forgot the failures: four more do not lock.
+    later = start + timedelta(minutes=2)
+    for _ in range(throttle.USER_LIMIT - 1):
+        attempt(ana, "ana", WRONG, address=None, at=later)
+    assert attempt(ana, "ana", PASSWORD, address=None, at=later) is not None
+    # Locked again with no success between: each lock lasts twice the one before.
+    for lock in (1, 2, 4):
+        for _ in range(throttle.USER_LIMIT):
+            attempt(ana, "ana", WRONG, address=None, at=later)
+        assert f"Wait {lock} minute" in refusal(ana, "ana", PASSWORD, address=None, at=later)
+        later += timedelta(minutes=lock, seconds=1)
+    assert throttle.lock_length(30) == throttle.LONGEST_LOCK
+
+
+def test_failures_outside_the_window_start_a_new_count(ana: Services) -> None:
+    start = now(ana)
+    for _ in range(throttle.USER_LIMIT - 1):
+        attempt(ana, "ana", WRONG, at=start)
+    after = start + throttle.WINDOW + timedelta(seconds=1)
+    attempt(ana, "ana", WRONG, at=after)
+    assert attempt(ana, "ana", PASSWORD, at=after) is not None
+
+
+def test_one_address_is_locked_after_its_limit_across_usernames(ana: Services) -> None:
+    for n in range(throttle.ADDRESS_LIMIT):
+        assert attempt(ana, f"guess-{n}", WRONG) is None
+    assert "Wait 1 minute" in refusal(ana, "ana", PASSWORD)
+    # From another address, ana signs in.
+    assert attempt(ana, "ana", PASSWORD, address="203.0.113.9") is not None
+
+
+def test_a_refused_attempt_does_not_check_the_password(
+    ana: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(throttle.USER_LIMIT):
+        attempt(ana, "ana", WRONG)
+    verified: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, stored: str, password: str) -> bool:
+        verified.append(password)
+        return real_verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    refusal(ana, "ana", PASSWORD)
+    assert verified == []
+    # An unknown name, not locked, costs an Argon2 verification as a user's wrong password does.
+    assert attempt(ana, "nobody-here", WRONG) is None
+    assert verified == [WRONG]
+
+
+def test_neither_names_nor_addresses_are_stored_in_clear(ana: Services) -> None:
+    attempt(ana, "zoe.hart@example.org", WRONG, address="192.0.2.44")
+    with ana.read() as tx:
+        rows = tx.conn.execute(signin_throttle.select()).all()
+    assert sorted(r.kind for r in rows) == ["address", "user"]
+    dump = repr(rows).encode()
+    for clear in (b"zoe.hart", b"192.0.2.44"):
+        assert clear not in dump
+    packed = socket.inet_aton("192.0.2.44")
+    assert all(packed not in bytes(r.subject_digest) for r in rows)
+
+
+def test_an_admin_setting_a_new_password_lifts_the_lock(ana: Services) -> None:
+    for _ in range(throttle.USER_LIMIT):
+        attempt(ana, "ana", WRONG)
+    with ana.write() as tx:
+        users.set_password(tx, username="ana", password="a fresh password")
+    assert attempt(ana, "ana", "a fresh password") is not None
+
+
+def test_a_wrong_current_password_counts_as_a_failed_sign_in(ana: Services) -> None:
+    token = attempt(ana, "ana", PASSWORD)
+    assert token is not None
+    for _ in range(throttle.USER_LIMIT):
+        with ana.write() as tx:
+            assert not users.change_own_password(
+                tx,
+                username="ana",
+                current=WRONG,
+                new="a fresh password",
+                session=token.token,
+                address=OFFICE,
+            )
+    refusal(ana, "ana", PASSWORD)
+
+
+def test_rows_untouched_for_a_day_are_forgotten(ana: Services) -> None:
+    start = now(ana)
+    attempt(ana, "ana", WRONG, at=start)
+    attempt(ana, "bo", WRONG, at=start + throttle.FORGET_AFTER + timedelta(seconds=1))
+    with ana.read() as tx:
+        rows = tx.conn.execute(signin_throttle.select()).all()
+    # Only bo's attempt's rows: ana's was forgotten; the address's row is bo's attempt's.
+    assert len(rows) == 2
+    assert all(r.updated_at > start + throttle.FORGET_AFTER for r in rows)
