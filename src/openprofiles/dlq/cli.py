@@ -122,7 +122,9 @@ def dlq_show(
         click.echo(json.dumps(out))
         return
     for name, value in out.items():
-        click.echo(f"{name + ':':<15} {value}")
+        # A member it does not have (no origin, sent to SQS) is left out, not shown as None.
+        if value is not None:
+            click.echo(f"{name + ':':<15} {value}")
 
 
 @dlq.command("retry")

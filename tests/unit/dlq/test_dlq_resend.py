@@ -348,6 +348,12 @@ def test_cli_resend_and_delivery_status(moto_services: Services, moto_url: str) 
     assert len(receive_all(client, url)) == 2
     shown = runner.invoke(main, ["dlq", "show", *base, "--json", letters[0].message_id])
     assert json.loads(shown.output)["Delivery"] == "Sent"
+    # As text, what a sent letter of no file or flow lacks is left out, not shown as None.
+    assert json.loads(shown.output)["SinkError"] is None
+    assert json.loads(shown.output)["Origin"] is None
+    as_text = runner.invoke(main, ["dlq", "show", *base, letters[0].message_id]).output
+    assert "Delivery:       Sent" in as_text
+    assert "None" not in as_text and "Origin:" not in as_text and "SinkError:" not in as_text
     listed = runner.invoke(main, ["dlq", "list", *base, "--json"])
     assert [x["Delivery"] for x in json.loads(listed.output)] == ["Sent", "Sent"]
     set_queue(moto_services, "")
