@@ -294,7 +294,7 @@ def routes(ui: UI) -> list[Route]:
             return render_search(request, name, SearchRequest(), error=exc.message)
         results: list[tuple[ProfileRecord, list[KeyMatch]]] = []
         cursor: str | None = None
-        used_key = ""
+        tried: list[str] = []
         error = wanted.problem()
         for key_name in [] if error else wanted.keys():
             value = wanted.text.lower() if key_name == "_profileId" else wanted.text
@@ -309,9 +309,12 @@ def routes(ui: UI) -> list[Route]:
                 )
 
             results, cursor = await ui.read(run)
-            used_key = key_name
+            tried.append(key_name)
             if results:
                 break
+        # Found: by the key that found them. Not found: by every key tried ("Ada" by full name
+        # and then account number), not only the last.
+        used_key = tried[-1] if results else " or ".join(tried)
         return render_search(
             request,
             name,

@@ -204,6 +204,9 @@ def test_no_result_offers_a_prefilled_creation_without_the_value_in_its_address(
     email = "kofi.mensah@example.com"
     found = agent.get(post_search(agent, "acme", email))
     assert "No customer found" in found.text
+    # Not found says every key it tried, not only the last.
+    nobody = agent.get(post_search(agent, "acme", "Nobody Atall"))
+    assert "by _fullName or _account" in nobody.text
     for url in links_of(found.text):
         assert_clean(url, email)
     form = agent.get(link_named(found.text, "create a profile"))
