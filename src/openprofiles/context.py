@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from openprofiles.blocking import avoid_blocking, loop_request
 from openprofiles.errors import InternalServer
 from openprofiles.settings import Settings
+from openprofiles.store.conflicts import not_restartable
 from openprofiles.store.database import Database, PinnedConnection
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ def _transaction(
             logger.error("connection lost while committing: %s", type(exc).__name__, exc_info=exc)
             raise CommitOutcomeUnknown() from exc
         raise
-    tx.run_after_commit()
+    # Committed: an action that writes (settling SQS sends) may meet a cold data key, and must
+    # unwrap it where it is rather than have `retrying` run the committed request again.
+    with not_restartable():
+        tx.run_after_commit()
 
 
 @dataclass

@@ -25,7 +25,8 @@ open, keeps the result for the run's next attempts (`prepared`), and runs it aga
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -82,6 +83,18 @@ def restartable() -> bool:
     """Whether the running code is inside `retrying`, which may still run it again."""
     run = _current_run.get()
     return run is not None and run.may_retry()
+
+
+@contextmanager
+def not_restartable() -> Iterator[None]:
+    """Run the block as no `retrying` call may run it again: what runs after a transaction
+    committed (its after-commit actions) must not restart the request that committed it, or
+    the request would be applied twice."""
+    token = _current_run.set(None)
+    try:
+        yield
+    finally:
+        _current_run.reset(token)
 
 
 def prepared(key: Hashable) -> Any | None:

@@ -21,6 +21,10 @@ import boto3
 import pytest
 from tests.support.server import run_server
 
+from openprofiles.context import Services
+from openprofiles.domains.service import create_domain
+from openprofiles.domains.setup import new_domain_key
+from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.store.conflicts import RestartOutside, prepared, restartable, retrying
 
@@ -175,3 +179,41 @@ def test_a_restart_prepares_once_and_counts_no_attempt() -> None:
 
 def test_no_restart_once_the_run_may_not_run_again() -> None:
     assert retrying(restartable, may_retry=lambda: False) is False
+
+
+def test_an_action_after_the_commit_never_runs_the_committed_request_again(
+    services: Services,
+) -> None:
+    """A cold data key in an after-commit action's write (the SQS outbox settling its sends,
+    when the key expired during the send) was a RestartOutside that `retrying` took for the
+    request's: the committed request ran twice (two dead letters, two sends)."""
+    domain = "after-commit"
+    key_id, wrapped = new_domain_key(services, domain, None)
+    with services.write() as tx:
+        create_domain(
+            tx,
+            domain_name=domain,
+            config={"DefaultExpirationDays": 30},
+            key_id=key_id,
+            wrapped_key=wrapped,
+        )
+    runs: list[str] = []
+
+    def settle() -> None:
+        services.keys.forget(domain)  # the cache expired meanwhile
+        with services.write() as tx:
+            tx.cipher(domain)
+
+    def request() -> None:
+        runs.append("run")
+        with services.write() as tx:
+            profiles.create_profile(tx, domain_name=domain, fields={"FirstName": "Ada"})
+            tx.after_commit(settle)
+
+    retrying(request)
+    assert runs == ["run"]
+    with services.read() as tx:
+        found, _ = profiles.search_profiles(
+            tx, domain_name=domain, criteria=[profiles.SearchCriterion("_fullName", ("Ada",))]
+        )
+    assert len(found) == 1
