@@ -69,3 +69,24 @@ def test_0022_with_a_disabled_key_stops_naming_the_domain_and_changes_nothing(
     finally:
         services.database.dispose()
     assert "contact_start" not in columns and version == "0021"
+
+
+def test_0022_downgrade_keeps_every_objects_keys(settings: Settings) -> None:
+    """On SQLite the downgrade rebuilt profile_object, and dropping the old table with foreign
+    keys on deleted every profile_object_key row (ON DELETE CASCADE)."""
+    services = build_services(settings)
+    count = text("SELECT count(*) FROM profile_object_key")
+    try:
+        make_domain(services, "d1")
+        associate(services, "d1")
+        send(services, ctr("c1", start="2026-01-01T09:00:00Z"))
+        with services.read() as tx:
+            before = tx.conn.execute(count).scalar_one()
+        downgrade_to(services.database, "0021", services.keys)
+        with services.database.engine.connect() as conn:
+            after = conn.execute(count).scalar_one()
+            columns = {c["name"] for c in inspect(conn).get_columns("profile_object")}
+    finally:
+        services.database.dispose()
+    assert before > 0 and after == before
+    assert "contact_start" not in columns

@@ -181,5 +181,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(CONTACT_INDEX, table_name="profile_object")
-    with op.batch_alter_table("profile_object") as batch:
-        batch.drop_column("contact_start")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite's own DROP COLUMN (3.35 and later), not a batch rebuild: the rebuild drops the
+        # old table, and with foreign keys on that deletes every profile_object_key row (ON
+        # DELETE CASCADE), leaving objects no key finds.
+        op.execute("ALTER TABLE profile_object DROP COLUMN contact_start")
+    else:
+        op.drop_column("profile_object", "contact_start")
