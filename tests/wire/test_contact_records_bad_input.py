@@ -267,6 +267,8 @@ def test_an_instance_that_is_no_arn_rejects_its_record_only_and_is_not_kept_in_c
     assert [r["ContactId"] for r in response.json()["Rejected"]] == ["n-nul", "n-text"]
     assert len(search(live_server, domain, "_ctrContactId", "n-good")) == 1
     with live_server.services.read() as tx:
-        kept = list_unrouted(tx)
+        # The module's server keeps other tests' records too (some not JSON at all).
+        ours = ('"n-nul"', '"n-text"')
+        kept = [k for k in list_unrouted(tx) if any(i in k.object_json for i in ours)]
     assert sorted(json.loads(k.object_json)["ContactId"] for k in kept) == ["n-nul", "n-text"]
     assert [k.instance_arn for k in kept] == [None, None]
