@@ -94,4 +94,9 @@ def run(settings: Settings) -> None:
         workers=settings.workers,
         log_level="info",
         access_log=False,
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and this server's clients
+        # connect from there unless told otherwise: any of them could choose the address the
+        # sign-in throttle counts. Trusted only from the proxies named (Settings).
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

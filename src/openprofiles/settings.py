@@ -43,6 +43,11 @@ class Settings:
     default_phone_region: str = "US"
     # How far a request's signing time may be from the server's clock.
     max_clock_skew_seconds: int = 15 * 60
+    # The addresses of reverse proxies whose X-Forwarded-For header names the client (uvicorn's
+    # --forwarded-allow-ips: comma-separated, or "*"); None trusts no such header. Sign-in's
+    # throttle counts failures per client address, and a header anyone may send would let a
+    # guesser name a new address for every guess.
+    forwarded_allow_ips: str | None = None
     kms_endpoint_url: str | None = None
     # How long an unwrapped domain data key is used before its key provider (KMS) is asked
     # again: disabling or revoking a key takes effect within this time.
@@ -179,6 +184,7 @@ class Settings:
             account_id=get("ACCOUNT_ID"),
             # ISO 3166 codes are upper case; "gb" means GB, as it would to any reader.
             default_phone_region=(get("DEFAULT_PHONE_REGION") or "").upper() or None,
+            forwarded_allow_ips=get("FORWARDED_ALLOW_IPS"),
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
             data_key_cache_seconds=seconds("DATA_KEY_CACHE_SECONDS"),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -282,3 +283,44 @@ def test_serve_says_when_its_port_is_taken_before_saying_it_listens(tmp_path):
     assert result.exit_code == 1
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in result.output
     assert "listening" not in result.output
+
+
+def _started(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Uvicorn running on" in line:
+            return
+    raise AssertionError("the server did not start")
+
+
+def test_serve_trusts_no_forwarded_address_unless_told(tmp_path):
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, where this server's clients
+    connect from: a guesser could name a new address for each failed sign-in and never reach
+    the per-address limit."""
+    from openprofiles.users import throttle
+
+    port = free_port()
+    process = _serve(tmp_path / "data", port)
+    try:
+        _started(process)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            statuses = []
+            for n in range(throttle.ADDRESS_LIMIT + 1):
+                form = client.get("/ui/sign-in").text
+                token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+                assert token is not None
+                answer = client.post(
+                    "/ui/sign-in",
+                    data={
+                        "csrf_token": token.group(1),
+                        "username": f"guess-{n}",
+                        "password": "not the password",
+                    },
+                    headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                )
+                statuses.append(answer.status_code)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    # Every failure counted against the one real address: the last attempt is refused.
+    assert statuses == [401] * throttle.ADDRESS_LIMIT + [429]

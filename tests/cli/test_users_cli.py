@@ -108,3 +108,29 @@ def test_set_role(settings: Settings, built: Services) -> None:
     assert "ana is now an admin." in result.output
     with built.read() as tx:
         assert users.find_user(tx, username="ana").role == "admin"  # type: ignore[union-attr]
+
+
+def test_unlock_ends_a_users_sign_in_locks_or_all(settings: Settings, built: Services) -> None:
+    """How an administrator locked out by someone guessing gets back in (README)."""
+    from openprofiles.errors import Throttling
+    from openprofiles.users import throttle
+
+    def sign_in(password: str, address: str, username: str = "boss") -> object:
+        with built.write() as tx:
+            return users.sign_in(tx, username=username, password=password, address=address)
+
+    for n in range(throttle.USER_GLOBAL_LIMIT):
+        sign_in("not the password", f"198.51.100.{n}")
+    with pytest.raises(Throttling):
+        sign_in(PASSWORD, "203.0.113.1")
+    result = run(settings, "unlock", "boss")
+    assert result.exit_code == 0, result.output
+    assert sign_in(PASSWORD, "203.0.113.1") is not None
+    for n in range(throttle.ADDRESS_LIMIT):
+        sign_in("not the password", "192.0.2.9", username=f"guess-{n}")
+    with pytest.raises(Throttling):
+        sign_in(PASSWORD, "192.0.2.9")
+    assert run(settings, "unlock", "--all").exit_code == 0
+    assert sign_in(PASSWORD, "192.0.2.9") is not None
+    refused = run(settings, "unlock")
+    assert refused.exit_code != 0 and "Give a USERNAME or --all" in refused.output

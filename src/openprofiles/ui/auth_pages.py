@@ -3,6 +3,7 @@ workspace."""
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -67,8 +68,18 @@ def routes(ui: UI) -> list[Route]:
         password = form_password(form, "password")
         address = request.client.host if request.client else None
         try:
+            # Argon2 first, with no write transaction open (users.verify_before_writing says why).
+            checked = await run_in_threadpool(
+                users.verify_before_writing,
+                ui.services,
+                username=username,
+                password=password,
+                address=address,
+            )
             created = await ui.write(
-                lambda tx: users.sign_in(tx, username=username, password=password, address=address)
+                lambda tx: users.sign_in(
+                    tx, username=username, password=password, address=address, checked=checked
+                )
             )
         except Throttling as exc:
             return sign_in_form(request, username=username, error=exc.message, status=429)

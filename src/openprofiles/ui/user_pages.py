@@ -9,6 +9,7 @@ notice shown after a change travels sealed too.
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -219,6 +220,14 @@ def routes(ui: UI) -> list[Route]:
         address = request.client.host if request.client else None
         current = form_password(form, "current_password")
         try:
+            # Argon2 first, with no write transaction open (users.verify_before_writing says why).
+            checked = await run_in_threadpool(
+                users.verify_before_writing,
+                ui.services,
+                username=session.username,
+                password=current,
+                address=address,
+            )
             changed = await ui.write(
                 lambda tx: users.change_own_password(
                     tx,
@@ -227,6 +236,7 @@ def routes(ui: UI) -> list[Route]:
                     new=new,
                     session=token,
                     address=address,
+                    checked=checked,
                 )
             )
         except Throttling as exc:

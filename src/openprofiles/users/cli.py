@@ -132,3 +132,26 @@ def users_delete(data_dir: Path | None, database_url: str | None, username: str,
         click.confirm(f"Delete the web user {username} and end their sessions?", abort=True)
     _write(data_dir, database_url, lambda tx: delete_user(tx, username=username))
     click.echo(f"Deleted the user {username}; their sessions have ended.")
+
+
+@users.command("unlock")
+@storage_options
+@click.argument("username", required=False)
+@click.option("--all", "everything", is_flag=True, help="Forget every count: names and addresses.")
+def users_unlock(
+    data_dir: Path | None, database_url: str | None, username: str | None, everything: bool
+) -> None:
+    """End the sign-in locks of USERNAME (failures from every address), or with --all of every
+    name and client address: how an administrator locked out by someone guessing gets back in.
+    """
+    from openprofiles.users.service import unlock_user
+    from openprofiles.users.throttle import forget_all
+
+    if everything == (username is not None):
+        raise click.UsageError("Give a USERNAME or --all (not both).")
+    if username is not None:
+        _write(data_dir, database_url, lambda tx: unlock_user(tx, username=username))
+        click.echo(f"Forgot the failed sign-ins of {username}; it may sign in again.")
+        return
+    forgot = _write(data_dir, database_url, forget_all)
+    click.echo(f"Forgot every failed sign-in ({forgot} counts and locks).")

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from math import ceil
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ from openprofiles.users import throttle
 from openprofiles.users.models import ROLES, NewSession, WebSession, WebUser
 
 if TYPE_CHECKING:
+    from openprofiles.context import Services
     from openprofiles.crypto.domain_keys import DomainCipher
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -234,30 +236,101 @@ def set_password(tx: Tx, *, username: str, password: str, keep_session: str | No
     return int(ended)
 
 
+def unlock_user(tx: Tx, *, username: str) -> None:
+    """Forget the failed sign-ins counted against `username`, from every address (the
+    throttle's locks of it end); for a name that is no user's too, as sign-in counts those."""
+    throttle.forget_user(tx, user_digest=_user_digest(tx, username))
+
+
 def change_own_password(
-    tx: Tx, *, username: str, current: str, new: str, session: str, address: str | None
+    tx: Tx,
+    *,
+    username: str,
+    current: str,
+    new: str,
+    session: str,
+    address: str | None,
+    checked: PasswordCheck | None = None,
 ) -> bool:
     """The signed-in user's new password, when `current` is their password (False otherwise,
     counted as a failed sign-in: a stolen session must not become a way to guess it). Their
-    other sessions end; `session` (this browser's cookie value) stays."""
+    other sessions end; `session` (this browser's cookie value) stays. `checked`: `current`
+    verified before this transaction (`verify_before_writing`)."""
     _check_new_password(new)
-    if _attempt(tx, username=username, password=current, address=address) is None:
+    attempt = _attempt(tx, username=username, password=current, address=address, checked=checked)
+    if attempt is None:
         return False
     set_password(tx, username=username, password=new, keep_session=session)
     return True
 
 
-def sign_in(tx: Tx, *, username: str, password: str, address: str | None) -> NewSession | None:
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A password verified before the write transaction of its sign-in (`verify_before_writing`):
+    against which stored hash (None: no such user), and whether it matched; `skipped` when the
+    name or address was locked then, so Argon2 was not run at all."""
+
+    stored_hash: str | None
+    matches: bool
+    skipped: bool = False
+
+
+def verify_before_writing(
+    services: Services, *, username: str, password: str, address: str | None
+) -> PasswordCheck:
+    """Verify `password` with no write transaction open. Argon2 takes about 0.1 s of CPU on
+    purpose; in the sign-in's write transaction it held SQLite's one writer lock, and a flood
+    of sign-ins (nobody needs an account for that) stalled every API write behind it. The
+    sign-in's transaction then counts the outcome under the throttle's locks (`sign_in`)."""
+    with services.read() as tx:
+        digest = _user_digest(tx, username)
+        address_digest = throttle.address_digest(tx, address) if address else None
+        if throttle.wait_needed(tx, user_digest=digest, address=address_digest) is not None:
+            # Refused anyway: an attacker who is locked out costs no Argon2.
+            return PasswordCheck(None, False, skipped=True)
+        row = tx.conn.execute(
+            select(web_user.c.password_hash).where(web_user.c.username_digest == digest)
+        ).first()
+    stored = row.password_hash if row else None
+    return PasswordCheck(stored, _matches(stored or dummy_hash(), password) and row is not None)
+
+
+def _matches(stored: str, password: str) -> bool:
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return True
+
+
+def sign_in(
+    tx: Tx,
+    *,
+    username: str,
+    password: str,
+    address: str | None,
+    checked: PasswordCheck | None = None,
+) -> NewSession | None:
     """A new session when the password is the user's; None otherwise (counted against the name
     and the client `address`). Throttling when either has failed too often lately: the
-    password is then not even checked, for an unknown name as for a user's."""
-    user = _attempt(tx, username=username, password=password, address=address)
+    password is then not even checked, for an unknown name as for a user's. With `checked`
+    (`verify_before_writing`, before this transaction) the password is not verified again here."""
+    user = _attempt(tx, username=username, password=password, address=address, checked=checked)
     return create_session(tx, username=user.username) if user is not None else None
 
 
-def _attempt(tx: Tx, *, username: str, password: str, address: str | None) -> WebUser | None:
+def _attempt(
+    tx: Tx,
+    *,
+    username: str,
+    password: str,
+    address: str | None,
+    checked: PasswordCheck | None = None,
+) -> WebUser | None:
     digest = _user_digest(tx, username)
     address_digest = throttle.address_digest(tx, address) if address else None
+    # Held until the commit: concurrent attempts are counted one after another.
+    throttle.hold(tx, user_digest=digest, address=address_digest)
     wait = throttle.wait_needed(tx, user_digest=digest, address=address_digest)
     if wait is not None:
         minutes = max(1, ceil(wait.total_seconds() / 60))
@@ -265,12 +338,28 @@ def _attempt(tx: Tx, *, username: str, password: str, address: str | None) -> We
             "Too many sign-ins with this username or from this computer have failed. "
             f"Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
         )
-    user = verify_password(tx, username=username, password=password)
+    if checked is None or checked.skipped:
+        # Not checked before (or refused then, and the lock has ended since): here.
+        user = verify_password(tx, username=username, password=password)
+    else:
+        user = _checked_user(tx, digest, username, password, checked)
     if user is None:
         throttle.record_failure(tx, user_digest=digest, address=address_digest)
     else:
-        throttle.forget_user(tx, user_digest=digest)
+        throttle.forget_user(tx, user_digest=digest, address=address_digest)
     return user
+
+
+def _checked_user(
+    tx: Tx, digest: bytes, username: str, password: str, checked: PasswordCheck
+) -> WebUser | None:
+    """The user a password checked before this transaction signs in: only if it matched the
+    hash that is still stored (a password changed in between fails the attempt)."""
+    row = tx.conn.execute(select(web_user).where(web_user.c.username_digest == digest)).first()
+    if row is None or not checked.matches or row.password_hash != checked.stored_hash:
+        return None
+    _rehash_if_needed(tx, digest, row.password_hash, password)
+    return WebUser(username, row.role, row.created_at)
 
 
 def count_users(tx: Tx, *, role: str) -> int:
@@ -285,19 +374,19 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
     digest = _user_digest(tx, username)
     row = tx.conn.execute(select(web_user).where(web_user.c.username_digest == digest)).first()
     stored = row.password_hash if row else dummy_hash()
-    try:
-        _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
+    if not _matches(stored, password) or row is None:
         return None
-    if row is None:
-        return None
+    _rehash_if_needed(tx, digest, stored, password)
+    return WebUser(username, row.role, row.created_at)
+
+
+def _rehash_if_needed(tx: Tx, digest: bytes, stored: str, password: str) -> None:
     if _hasher.check_needs_rehash(stored):
         tx.conn.execute(
             update(web_user)
             .where(web_user.c.username_digest == digest)
             .values(password_hash=_hasher.hash(password))
         )
-    return WebUser(username, row.role, row.created_at)
 
 
 def _digest(token: str) -> bytes:

@@ -1,14 +1,26 @@
-"""How many sign-ins may fail before the web pages stop trying: per username and per client
-address, kept in the database (table `signin_throttle`) so every server process on it counts the
-same failures.
+"""How many sign-ins may fail before the web pages stop trying: per username from one client
+address, and per client address, kept in the database (table `signin_throttle`) so every server
+process on it counts the same failures.
 
-After USER_LIMIT failures for one username within WINDOW (ADDRESS_LIMIT from one client
-address), further attempts for it are refused, without checking the password, for FIRST_LOCK;
-each lock that follows lasts twice the one before, up to LONGEST_LOCK, until a day passes with
-no failure (or, for a username, until a sign-in succeeds). A username is counted whether or not
-it is a user's, under the digest sign-in computes anyway: the answer never says whether a user
-exists. Neither the name nor the address is stored in clear: both are blind-index digests under
-the system cipher (an unkeyed hash of an IPv4 address is reversed by trying all 2^32).
+After USER_LIMIT failures for one username from one address within WINDOW (ADDRESS_LIMIT from
+one address, whatever the names; USER_GLOBAL_LIMIT for one username from all addresses
+together), further attempts are refused, without checking the password, for FIRST_LOCK; each
+lock that follows lasts twice the one before, up to LONGEST_LOCK, until a day passes with no
+failure (or, for a username from one address, until a sign-in from there succeeds; or an
+administrator sets a new password, or runs `openprofiles users unlock`). The username is
+counted per address first so that a few guesses from elsewhere cannot lock its owner out:
+anyone who knew an administrator's name could otherwise keep them out with five guesses an
+hour. Its count over all addresses, ten times higher, still bounds guessing spread over many
+addresses.
+
+A username is counted whether or not it is a user's, under the digest sign-in computes anyway:
+the answer never says whether a user exists. Neither the name nor the address is stored in
+clear: both are blind-index digests under the system cipher (an unkeyed hash of an IPv4 address
+is reversed by trying all 2^32), and a pair's digest is a hash of the two.
+
+An attempt first takes its subjects' locks (`hold`: advisory locks on PostgreSQL; SQLite's one
+writer already serialises sign-ins), so concurrent attempts are counted one after another: each
+sees the failures before it, and no burst of parallel guesses passes the limit.
 
 A shared address (a proxy, an office's NAT) counts its users' failures together, hence its
 higher limit.
@@ -16,14 +28,18 @@ higher limit.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
 from openprofiles.context import Tx
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import signin_throttle
 
 USER_LIMIT = 5
+# A username's failures from every address together: guessing spread over many addresses.
+USER_GLOBAL_LIMIT = 50
 ADDRESS_LIMIT = 20
 WINDOW = timedelta(minutes=15)
 FIRST_LOCK = timedelta(minutes=1)
@@ -32,6 +48,8 @@ LONGEST_LOCK = timedelta(hours=1)
 FORGET_AFTER = timedelta(days=1)
 
 USER = "user"
+# A username from one client address.
+PAIR = "pair"
 ADDRESS = "address"
 ADDRESS_KEY_NAME = "@signInAddress"
 
@@ -40,16 +58,31 @@ def address_digest(tx: Tx, address: str) -> bytes:
     return tx.services.keys.system_cipher().digest(ADDRESS_KEY_NAME, address)
 
 
+def _pair_digest(user_digest: bytes, address: bytes) -> bytes:
+    # Both parts are keyed digests already: a plain hash of them reveals neither.
+    return hashlib.sha256(b"signin-pair\x00" + user_digest + address).digest()[:16]
+
+
 def _subjects(user_digest: bytes, address: bytes | None) -> list[tuple[str, bytes]]:
-    subjects = [(USER, user_digest)]
+    """(kind, subject digest) of what an attempt is counted against."""
+    subjects = [(PAIR, _pair_digest(user_digest, address or b"")), (USER, user_digest)]
     if address is not None:
         subjects.append((ADDRESS, address))
     return subjects
 
 
+def _limit(kind: str) -> int:
+    return {PAIR: USER_LIMIT, USER: USER_GLOBAL_LIMIT, ADDRESS: ADDRESS_LIMIT}[kind]
+
+
+def hold(tx: Tx, *, user_digest: bytes, address: bytes | None) -> None:
+    """Take the attempt's subjects' locks until the transaction ends, before `wait_needed`."""
+    take_locks(tx, [("signin", kind, digest) for kind, digest in _subjects(user_digest, address)])
+
+
 def wait_needed(tx: Tx, *, user_digest: bytes, address: bytes | None) -> timedelta | None:
-    """How long the username (or the address) must wait before it may try again; None when it
-    may try now."""
+    """How long the username (from this address) or the address must wait before it may try
+    again; None when it may try now."""
     keys = _subjects(user_digest, address)
     ends = tx.conn.execute(
         select(signin_throttle.c.locked_until).where(
@@ -76,20 +109,32 @@ def record_failure(tx: Tx, *, user_digest: bytes, address: bytes | None) -> None
         )
     )
     for kind, digest in _subjects(user_digest, address):
-        _count(tx, kind, digest, USER_LIMIT if kind == USER else ADDRESS_LIMIT)
+        _count(tx, kind, digest, _limit(kind), None if kind == ADDRESS else user_digest)
 
 
-def forget_user(tx: Tx, *, user_digest: bytes) -> None:
-    """A sign-in succeeded: the username's failures are forgotten (the address's are not, or
-    one account of an attacker's own would let them guess others' passwords unhindered)."""
-    tx.conn.execute(
-        delete(signin_throttle).where(
-            signin_throttle.c.kind == USER, signin_throttle.c.subject_digest == user_digest
+def forget_all(tx: Tx) -> int:
+    """Forget every count and lock (`openprofiles users unlock --all`); how many were kept."""
+    return int(tx.conn.execute(delete(signin_throttle)).rowcount)
+
+
+def forget_user(tx: Tx, *, user_digest: bytes, address: bytes | None = None) -> None:
+    """Forget the username's failures: from `address` when a sign-in from there succeeded
+    (the address's own are not forgotten, or one account of an attacker's own would let them
+    guess others' passwords unhindered); from everywhere when `address` is None (an
+    administrator set a new password)."""
+    if address is not None:
+        # The username's count over all addresses stays: a sign-in of its owner does not end a
+        # guessing spread over many addresses.
+        condition = and_(
+            signin_throttle.c.kind == PAIR,
+            signin_throttle.c.subject_digest == _pair_digest(user_digest, address),
         )
-    )
+    else:
+        condition = signin_throttle.c.user_digest == user_digest
+    tx.conn.execute(delete(signin_throttle).where(condition))
 
 
-def _count(tx: Tx, kind: str, digest: bytes, limit: int) -> None:
+def _count(tx: Tx, kind: str, digest: bytes, limit: int, user_digest: bytes | None) -> None:
     where = (signin_throttle.c.kind == kind, signin_throttle.c.subject_digest == digest)
     # FOR UPDATE (PostgreSQL): concurrent failures are counted one after another, none lost. Two
     # first failures both inserting: one loses on the primary key and runs again
@@ -100,6 +145,7 @@ def _count(tx: Tx, kind: str, digest: bytes, limit: int) -> None:
             insert(signin_throttle).values(
                 kind=kind,
                 subject_digest=digest,
+                user_digest=user_digest,
                 failures=1,
                 window_start=tx.now,
                 lockouts=0,

@@ -4,10 +4,13 @@ growing locks, the same answer for unknown names, nothing in clear. On SQLite an
 from __future__ import annotations
 
 import socket
+import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from tests.support.concurrency import race
 
 from openprofiles.context import Services
 from openprofiles.errors import Throttling
@@ -139,7 +142,7 @@ def test_neither_names_nor_addresses_are_stored_in_clear(ana: Services) -> None:
     attempt(ana, "zoe.hart@example.org", WRONG, address="192.0.2.44")
     with ana.read() as tx:
         rows = tx.conn.execute(signin_throttle.select()).all()
-    assert sorted(r.kind for r in rows) == ["address", "user"]
+    assert sorted(r.kind for r in rows) == ["address", "pair", "user"]
     dump = repr(rows).encode()
     for clear in (b"zoe.hart", b"192.0.2.44"):
         assert clear not in dump
@@ -177,6 +180,109 @@ def test_rows_untouched_for_a_day_are_forgotten(ana: Services) -> None:
     attempt(ana, "bo", WRONG, at=start + throttle.FORGET_AFTER + timedelta(seconds=1))
     with ana.read() as tx:
         rows = tx.conn.execute(signin_throttle.select()).all()
-    # Only bo's attempt's rows: ana's was forgotten; the address's row is bo's attempt's.
-    assert len(rows) == 2
+    # Only bo's attempt's rows (its name from the address, its name, the address): ana's were
+    # forgotten; the address's row is bo's attempt's.
+    assert len(rows) == 3
     assert all(r.updated_at > start + throttle.FORGET_AFTER for r in rows)
+
+
+def test_guesses_from_elsewhere_do_not_lock_the_user_out(ana: Services) -> None:
+    """A username is counted per address: anyone who knew an administrator's name could
+    otherwise keep them out for good, five guesses an hour."""
+    attacker = "203.0.113.66"
+    for _ in range(throttle.USER_LIMIT):
+        assert attempt(ana, "ana", WRONG, address=attacker) is None
+    refusal(ana, "ana", PASSWORD, address=attacker)
+    assert attempt(ana, "ana", PASSWORD, address=OFFICE) is not None
+    # Her success from the office does not lift the lock of the guesses from elsewhere.
+    refusal(ana, "ana", PASSWORD, address=attacker)
+
+
+# PostgreSQL only: SQLite's one writer runs sign-ins one after another anyway.
+@pytest.mark.postgres
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_parallel_guesses_are_counted_one_after_another(ana: Services) -> None:
+    """The lock was read before the password was checked and counted after: parallel guesses
+    all passed the check before any was counted (16 of 16 checked, against a limit of 5)."""
+    guesses = 3 * throttle.USER_LIMIT
+
+    def guess() -> list[Any]:
+        try:
+            return [attempt(ana, "ana", WRONG)]
+        except Throttling:
+            return ["refused"]
+
+    outcomes = race([guess] * guesses)
+    assert outcomes.count(None) == throttle.USER_LIMIT
+    assert outcomes.count("refused") == guesses - throttle.USER_LIMIT
+
+
+def test_guessing_spread_over_many_addresses_locks_the_name(ana: Services) -> None:
+    for n in range(throttle.USER_GLOBAL_LIMIT):
+        assert attempt(ana, "ana", WRONG, address=f"198.51.100.{n}") is None
+    refusal(ana, "ana", PASSWORD, address="203.0.113.200")
+    # An administrator's new password lifts it.
+    with ana.write() as tx:
+        users.set_password(tx, username="ana", password="a fresh password")
+    assert attempt(ana, "ana", "a fresh password", address="203.0.113.200") is not None
+
+
+def test_the_password_is_verified_with_no_write_transaction_open(ana: Services) -> None:
+    """Argon2 in the sign-in's write transaction held SQLite's one writer lock: a flood of
+    sign-ins stalled every API write. It runs before, and the transaction counts its outcome."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def writer() -> None:
+        with ana.write():
+            held.set()
+            release.wait(30)
+
+    other = threading.Thread(target=writer)
+    other.start()
+    try:
+        assert held.wait(30)
+        # While another write holds the database, the password is still verified.
+        checked = users.verify_before_writing(
+            ana, username="ana", password=PASSWORD, address=OFFICE
+        )
+        wrong = users.verify_before_writing(ana, username="ana", password=WRONG, address=OFFICE)
+    finally:
+        release.set()
+        other.join(30)
+    assert checked.matches and not wrong.matches
+    with ana.write() as tx:
+        assert (
+            users.sign_in(tx, username="ana", password=WRONG, address=OFFICE, checked=wrong) is None
+        )
+    with ana.write() as tx:
+        assert (
+            users.sign_in(tx, username="ana", password=PASSWORD, address=OFFICE, checked=checked)
+            is not None
+        )
+    # A check made before the password changed does not sign in with the old one.
+    stale = users.verify_before_writing(ana, username="ana", password=PASSWORD, address=OFFICE)
+    with ana.write() as tx:
+        users.set_password(tx, username="ana", password="a fresh password")
+    with ana.write() as tx:
+        assert (
+            users.sign_in(tx, username="ana", password=PASSWORD, address=OFFICE, checked=stale)
+            is None
+        )
+
+
+def test_a_locked_name_costs_no_argon2_before_the_transaction(
+    ana: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(throttle.USER_LIMIT):
+        attempt(ana, "ana", WRONG)
+    verified: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, stored: str, password: str) -> bool:
+        verified.append(password)
+        return real_verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    checked = users.verify_before_writing(ana, username="ana", password=PASSWORD, address=OFFICE)
+    assert checked.skipped and verified == []

@@ -57,6 +57,9 @@ signin_throttle = Table(
     # DomainCipher.digest of the username ("@webUser", as web_user's) or of the client address
     # ("@signInAddress") under the system cipher; the same for a name that is no user's.
     Column("subject_digest", LargeBinary(16), primary_key=True),
+    # The username's digest, for a username's rows ("user", "pair"): an administrator's new
+    # password lifts them all.
+    Column("user_digest", LargeBinary(16), nullable=True),
     # Failures since window_start; a failure after the window starts a new one.
     Column("failures", Integer, nullable=False),
     Column("window_start", UtcDateTime, nullable=False),
@@ -66,4 +69,5 @@ signin_throttle = Table(
     # The last failure: a row untouched for a day is forgotten.
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_signin_throttle_updated_at", "updated_at"),
+    Index("ix_signin_throttle_user", "user_digest"),
 )

@@ -3,8 +3,9 @@
 The web pages' sign-in refuses further attempts for a while after too many failures for one
 username, or from one client address (users.throttle). The counts live in the database, not in a
 process, so several server processes on one PostgreSQL database share them. A row is keyed by
-the kind of subject ("user" or "address") and the subject's blind-index digest under the system
-cipher: neither the username nor the address is stored in clear.
+the kind of subject ("user", "pair" of a username and an address, or "address") and the
+subject's blind-index digest under the system cipher, with the username's digest for a
+username's rows: neither the username nor the address is stored in clear.
 
 Revision ID: 0023
 Revises: 0022
@@ -25,6 +26,7 @@ def upgrade() -> None:
         "signin_throttle",
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("subject_digest", sa.LargeBinary(length=16), nullable=False),
+        sa.Column("user_digest", sa.LargeBinary(length=16), nullable=True),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lockouts", sa.Integer(), nullable=False),
@@ -33,8 +35,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("kind", "subject_digest"),
     )
     op.create_index("ix_signin_throttle_updated_at", "signin_throttle", ["updated_at"])
+    op.create_index("ix_signin_throttle_user", "signin_throttle", ["user_digest"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_signin_throttle_user", table_name="signin_throttle")
     op.drop_index("ix_signin_throttle_updated_at", table_name="signin_throttle")
     op.drop_table("signin_throttle")
