@@ -99,7 +99,7 @@ def test_a_domain_with_a_disabled_key_does_not_stop_the_screen_pop(
 
         page.goto(f"{live_server.url}/agent/contacts/{uuid.uuid4()}")
         expect(page.get_by_text(f"Not searched: {keyed}.")).to_be_visible()
-        expect(page.get_by_text("No profile is linked to this contact yet")).to_be_visible()
+        expect(page.get_by_text("No profile in the domains searched is linked")).to_be_visible()
         # The one domain left to search in: its search box.
         expect(page.get_by_label("Search customers")).to_be_visible()
         screenshot(page, "agent-screen-pop-unreadable-domain", live_server)
