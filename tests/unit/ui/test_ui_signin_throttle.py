@@ -133,6 +133,9 @@ def test_a_refused_attempt_does_not_check_the_password(
     monkeypatch.setattr(PasswordHasher, "verify", counting)
     refusal(ana, "ana", PASSWORD)
     assert verified == []
+    # Nor before the sign-in's transaction, where the pages verify it (verify_before_writing).
+    checked = users.verify_before_writing(ana, username="ana", password=PASSWORD, address=OFFICE)
+    assert checked.skipped and verified == []
     # An unknown name, not locked, costs an Argon2 verification as a user's wrong password does.
     assert attempt(ana, "nobody-here", WRONG) is None
     assert verified == [WRONG]
@@ -269,20 +272,3 @@ def test_the_password_is_verified_with_no_write_transaction_open(ana: Services) 
             users.sign_in(tx, username="ana", password=PASSWORD, address=OFFICE, checked=stale)
             is None
         )
-
-
-def test_a_locked_name_costs_no_argon2_before_the_transaction(
-    ana: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for _ in range(throttle.USER_LIMIT):
-        attempt(ana, "ana", WRONG)
-    verified: list[str] = []
-    real_verify = PasswordHasher.verify
-
-    def counting(self: PasswordHasher, stored: str, password: str) -> bool:
-        verified.append(password)
-        return real_verify(self, stored, password)
-
-    monkeypatch.setattr(PasswordHasher, "verify", counting)
-    checked = users.verify_before_writing(ana, username="ana", password=PASSWORD, address=OFFICE)
-    assert checked.skipped and verified == []
