@@ -564,9 +564,10 @@ def list_profile_contacts(
     record); those without a start after all the others, by UNIQUE digest descending. The flag
     says whether more follow. Only the page's objects are opened.
 
-    Two queries rather than one ordering with NULLS LAST: each is a plain range of an index on
-    both databases (ix_profile_object_contact for the dated ones), which SQLite's indexes, having
-    no NULLS LAST, could not give in one.
+    Two queries rather than one ordering with NULLS LAST, which SQLite lacks. Each reads the
+    profile's objects of the type from ix_profile_object_profile and sorts them: at most
+    MaxProfileObjectCount rows, where an index in contact order cost every ingested record
+    more (migration 0024).
     """
     cipher = tx.cipher(domain_name)
     base = _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain, send
 
 from openprofiles.contacts.history import contact_history, cursor_from_state, cursor_state
@@ -139,11 +139,12 @@ def statements(services: Services) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", note)
 
 
-def test_a_page_is_read_from_the_contact_index_without_sorting(
+def test_a_page_reads_only_the_profiles_records_and_opens_only_its_own(
     services: Services, domain: str, statements: list[tuple[str, Any]]
 ) -> None:
-    """Each page reads its records in index order (ix_profile_object_contact): no sort of the
-    profile's contacts, and only the page's records are opened."""
+    """Each page reads the profile's records of the type by ix_profile_object_profile (at most
+    MaxProfileObjectCount of them to sort; no index in contact order, which cost every
+    ingested record: migration 0024), and only the page's records are opened."""
     send(
         services,
         *(
@@ -160,21 +161,13 @@ def test_a_page_is_read_from_the_contact_index_without_sorting(
     assert more and [json.loads(p.object_json)["ContactId"] for p in page] == [
         f"i-{n}" for n in range(29, 24, -1)
     ]
+    if not services.settings.is_sqlite:
+        # PostgreSQL's planner picks among indexes by the statistics of this tiny table, which
+        # say nothing of a large one: its plan is not asserted.
+        return
     [(query, parameters)] = [s for s in statements if "contact_start IS NOT NULL" in s[0]]
     with services.database.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            plan = " ".join(
-                str(row[-1])
-                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query, parameters)
-            )
-            assert "ix_profile_object_contact" in plan, plan
-            assert "TEMP B-TREE" not in plan, plan
-        else:
-            # A few rows make a scan cheaper than any index: the plan is asked what the index
-            # gives when the table is large, i.e. with scans priced out.
-            conn.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = " ".join(
-                str(row[0]) for row in conn.exec_driver_sql("EXPLAIN " + query, parameters)
-            )
-            assert "ix_profile_object_contact" in plan, plan
-            assert "Sort" not in plan, plan
+        plan = " ".join(
+            str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query, parameters)
+        )
+    assert "ix_profile_object_profile" in plan, plan
