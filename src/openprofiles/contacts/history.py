@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from openprofiles.contacts.models import ContactRecordInvalid, ContactSummary
-from openprofiles.contacts.records import contact_start, parse_timestamp
+from openprofiles.contacts.models import ContactSummary
+from openprofiles.contacts.records import contact_start, timestamp_or_none
 from openprofiles.context import Tx
 from openprofiles.integrations.models import DEFAULT_INSTANCE_OBJECT_TYPE
 from openprofiles.objects.models import ProfileObject
@@ -114,7 +114,7 @@ def summarise(record: Mapping[str, Any], stored: ProfileObject | None = None) ->
     """The summary of one contact record (missing or unreadable parts are None); `stored` is the
     object it was read from, if any."""
     start = contact_start(record)
-    end = _time(record.get("DisconnectTimestamp"))
+    end = timestamp_or_none(record.get("DisconnectTimestamp"))
     agent = record.get("Agent")
     queue = record.get("Queue")
     contact_id = record.get("ContactId")
@@ -131,12 +131,3 @@ def summarise(record: Mapping[str, Any], stored: ProfileObject | None = None) ->
         unique_key=stored.unique_key if stored else None,
         updated_at=stored.updated_at if stored else None,
     )
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_timestamp(value, "timestamp")
-    except ContactRecordInvalid:
-        return None

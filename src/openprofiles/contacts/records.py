@@ -292,11 +292,15 @@ def _timestamp(record: Mapping[str, Any], name: str, contact_id: str) -> datetim
 def contact_start(record: Mapping[str, Any]) -> datetime | None:
     """When the contact started: the record's InitiationTimestamp in UTC; None when it has none
     or it cannot be read (an object of another kind, written through PutProfileObject)."""
-    value = record.get("InitiationTimestamp")
+    return timestamp_or_none(record.get("InitiationTimestamp"))
+
+
+def timestamp_or_none(value: Any) -> datetime | None:
+    """`value` read as a timestamp in UTC; None when it is not a non-empty string or not one."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return parse_timestamp(value, "InitiationTimestamp")
+        return parse_timestamp(value, "timestamp")
     except ContactRecordInvalid:
         return None
 
