@@ -55,3 +55,16 @@ def _blocked(watcher: Any, pid: int) -> bool:
     waiting = watcher.execute(_BLOCKED_BY, {"pid": pid}).scalar()
     watcher.rollback()
     return bool(waiting)
+
+
+def until_blocked_by(services: Services, pid: int, waiter: str) -> None:
+    """Return once a transaction waits for a lock the backend `pid` holds (polled within
+    WAIT_BOUND_SECONDS, a bound, not a delay); AssertionError naming the `waiter` else."""
+    deadline = time.monotonic() + WAIT_BOUND_SECONDS
+    with services.database.engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            blocked = watcher.execute(_BLOCKED_BY, {"pid": pid}).scalar()
+            watcher.rollback()
+            if blocked:
+                return
+    raise AssertionError(f"{waiter} never waited for the profile")

@@ -11,23 +11,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-CRM: dict[str, Any] = {
-    "Description": "CRM customers",
-    "AllowProfileCreation": True,
-    "Fields": {
-        "id": {"Source": "_source.id"},
-        "email": {
-            "Source": "_source.email",
-            "Target": "_profile.EmailAddress",
-            "ContentType": "EMAIL_ADDRESS",
-        },
-    },
-    "Keys": {
-        "crmId": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]}],
-        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
-    },
-}
+from tests.wire.test_identity_api import CRM
 
 
 @pytest.fixture

@@ -14,14 +14,17 @@ one writer serialises all of these.)"""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 from tests.support.backends import database_url_for
-from tests.support.lock_waits import WAIT_BOUND_SECONDS, second_writer_meets_first
+from tests.support.lock_waits import (
+    WAIT_BOUND_SECONDS,
+    second_writer_meets_first,
+    until_blocked_by,
+)
 
 from openprofiles.app import build_services
 from openprofiles.context import Services, Tx
@@ -323,8 +326,8 @@ def test_an_auto_merge_that_waited_merges_the_group_as_it_is_then(pg):
         with pg.write() as moving_pat:
             _update(pat, AccountNumber="B-2")(moving_pat)
             lovelace.start()
-            _until_blocked_by(pg, _pid(moving_pat))
-        _until_blocked_by(pg, _pid(holding_quinn))
+            until_blocked_by(pg, _pid(moving_pat), "the auto-merge")
+        until_blocked_by(pg, _pid(holding_quinn), "the auto-merge")
         # Waiting for a row, she holds no match digest another writer could be waiting for.
         assert _advisory_locks_of_waiters(pg, _pid(holding_quinn)) == 0
         _update(quinn, MiddleName="Q")(holding_quinn)
@@ -358,7 +361,7 @@ def test_an_auto_merge_and_a_write_of_its_member_adding_a_digest_do_not_deadlock
     with pg.write() as tx:
         profiles.lock_live_profile(tx, domain_name=DOMAIN, profile_id=bob)
         merging.start()
-        _until_blocked_by(pg, _pid(tx))
+        until_blocked_by(pg, _pid(tx), "the auto-merge")
         _update(bob, EmailAddress="ada@example.com")(tx)
     merging.join(WAIT_BOUND_SECONDS)
     [ada] = out
@@ -422,7 +425,7 @@ def test_a_write_that_keeps_its_match_waits_for_no_auto_merge(pg):
         profiles.lock_live_profile(tx, domain_name=DOMAIN, profile_id=ada)
         pid = tx.conn.execute(text("SELECT pg_backend_pid()")).scalar()
         joining.start()
-        _until_blocked_by(pg, pid)
+        until_blocked_by(pg, pid, "the auto-merge")
         _update(ada, MiddleName="King")(tx)
     joining.join(WAIT_BOUND_SECONDS)
     assert not isinstance(out[0], BaseException), out[0]
@@ -433,22 +436,6 @@ def test_a_write_that_keeps_its_match_waits_for_no_auto_merge(pg):
         "LastName": "Bobson",
         "AccountNumber": "A-1",
     }
-
-
-def _until_blocked_by(services: Services, pid: int) -> None:
-    deadline = time.monotonic() + WAIT_BOUND_SECONDS
-    with services.database.engine.connect() as watcher:
-        while time.monotonic() < deadline:
-            blocked = watcher.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-                ),
-                {"pid": pid},
-            ).scalar()
-            watcher.rollback()
-            if blocked:
-                return
-    raise AssertionError("the auto-merge never waited for the profile")
 
 
 def test_a_type_deleted_while_a_merge_is_undone_is_scrubbed_from_the_restored_profile(

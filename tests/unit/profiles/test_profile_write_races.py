@@ -6,14 +6,17 @@ finishes without waiting, which is how each race went wrong before the writers l
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
 from tests.support.backends import postgres_schema_url
-from tests.support.lock_waits import WAIT_BOUND_SECONDS, second_writer_meets_first
+from tests.support.lock_waits import (
+    WAIT_BOUND_SECONDS,
+    second_writer_meets_first,
+    until_blocked_by,
+)
 
 from openprofiles.app import build_services
 from openprofiles.context import Principal, RequestContext, Services, Tx
@@ -173,7 +176,7 @@ def test_a_delete_locks_the_profiles_merged_into_it_in_id_order(pg: Services) ->
         service.lock_profiles(tx, domain_name=D, profile_ids=[low])
         pid = tx.conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         deleting.start()
-        _until_blocked_by(pg, pid)
+        until_blocked_by(pg, pid, "the delete")
         with pg.write() as other:
             # Would fail at once (lock unavailable) if the waiting delete held it.
             service.lock_profiles(other, domain_name=D, profile_ids=[high], wait=False)
@@ -181,19 +184,3 @@ def test_a_delete_locks_the_profiles_merged_into_it_in_id_order(pg: Services) ->
     assert out == [None]
     with pg.read() as tx:
         assert service.get_profiles(tx, domain_name=D, profile_ids=[low, high]) == {}
-
-
-def _until_blocked_by(services: Services, pid: int) -> None:
-    deadline = time.monotonic() + WAIT_BOUND_SECONDS
-    with services.database.engine.connect() as watcher:
-        while time.monotonic() < deadline:
-            blocked = watcher.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-                ),
-                {"pid": pid},
-            ).scalar()
-            watcher.rollback()
-            if blocked:
-                return
-    raise AssertionError("the delete never waited for the profile")
