@@ -64,9 +64,10 @@ from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import get_object_type, on_object_type_deleted
-from openprofiles.objects.service import IN_CHUNK, find_object
-from openprofiles.profiles.service import EXPLICIT_ORIGIN, id_chunks, on_profiles_deleted
+from openprofiles.objects.service import find_object
+from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_profiles_deleted
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
@@ -507,8 +508,8 @@ def _same_as_applied(
 def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[bytes, _State]:
     wanted = sorted(set(digests))
     out: dict[bytes, _State] = {}
-    for i in range(0, len(wanted), IN_CHUNK):
-        for row in _SEEN.rows(tx.conn, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+    for chunk in in_chunks(wanted):
+        for row in _SEEN.rows(tx.conn, {"d": domain_name, "gs": chunk}):
             out[bytes(row.contact_digest)] = _State(
                 row.last_update, row.partial, row.profile_id, row.object_type_name
             )
@@ -583,8 +584,8 @@ def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> 
     removed from the profiles it was indexed on by ingestion."""
     wanted = sorted(set(digests))
     linked: dict[bytes, list[Any]] = {}
-    for i in range(0, len(wanted), IN_CHUNK):
-        for row in _LINKED.rows(tx.conn, {"d": domain_name, "gs": wanted[i : i + IN_CHUNK]}):
+    for chunk in in_chunks(wanted):
+        for row in _LINKED.rows(tx.conn, {"d": domain_name, "gs": chunk}):
             linked.setdefault(bytes(row.digest), []).append(row)
     unlink = []
     for digest, rows in linked.items():
@@ -628,7 +629,7 @@ def _forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) -
     erasure goes through the pipeline as a first one, to the profile the template's rules find
     or create now; and the row (the contact's digest, when it was updated) is itself a trace of
     the erased customer. The same as a deleted object type's deliveries (`_forget_deliveries`)."""
-    for chunk in id_chunks(profile_ids):
+    for chunk in in_chunks(profile_ids):
         tx.conn.execute(
             delete(contact_record).where(
                 contact_record.c.domain_name == domain_name,
@@ -828,11 +829,9 @@ def _replay(
 ) -> BatchOutcome:
     """Take kept records out of the store and through the intake again."""
     ids = [k.message_id for k in kept]
-    for i in range(0, len(ids), IN_CHUNK):
+    for chunk in in_chunks(ids):
         tx.conn.execute(
-            delete(unrouted_contact_record).where(
-                unrouted_contact_record.c.message_id.in_(ids[i : i + IN_CHUNK])
-            )
+            delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(chunk))
         )
     items: list[Item] = []
     for k in kept:

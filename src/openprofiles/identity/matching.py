@@ -66,6 +66,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange, is_lock_unavailable
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import (
     kept_apart,
     merge_log,
@@ -804,15 +805,17 @@ def _joinable(tx: Tx, domain_name: str, main_id: str, candidates: Sequence[str])
     together again customers an undo told apart; an operator's MergeProfiles still may."""
     if not candidates:
         return []
-    live = set(
-        tx.conn.execute(
-            select(profile.c.profile_id).where(
-                profile.c.domain_name == domain_name,
-                profile.c.profile_id.in_(list(candidates)),
-                profile.c.merged_into.is_(None),
-            )
-        ).scalars()
-    )
+    live: set[str] = set()
+    for chunk in in_chunks(candidates):
+        live.update(
+            tx.conn.execute(
+                select(profile.c.profile_id).where(
+                    profile.c.domain_name == domain_name,
+                    profile.c.profile_id.in_(chunk),
+                    profile.c.merged_into.is_(None),
+                )
+            ).scalars()
+        )
     # A candidate merged or deleted by another writer is left out later (merge_group): it must
     # not keep another one out meanwhile.
     candidates = [pid for pid in candidates if pid in live]

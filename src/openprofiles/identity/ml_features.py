@@ -38,6 +38,7 @@ from openprofiles.gc_pause import paused_gc
 from openprofiles.normalize import normalize_date, normalize_email, normalize_name, normalize_phone
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import ml_feature, profile
@@ -214,7 +215,7 @@ if on_profiles_written not in profiles.on_profiles_written:
 
 def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> None:
     """Delete the features of profiles that are no longer live (merged away, deleted)."""
-    for chunk in profiles.id_chunks(profile_ids):
+    for chunk in in_chunks(profile_ids):
         tx.conn.execute(
             delete(ml_feature).where(
                 ml_feature.c.domain_name == domain_name, ml_feature.c.profile_id.in_(chunk)

@@ -39,6 +39,7 @@ from openprofiles.crypto.blind_index import DIGEST_SIZE
 from openprofiles.identity.rule_digests import PAIR_SIZE, Pair, pack, unpack
 from openprofiles.identity.rules import MAX_LEVELS
 from openprofiles.profiles import service as profiles
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.schema import rule_match_digest, rule_match_profile
 
@@ -115,7 +116,7 @@ def held(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, list
     """The stored pairs of each of `profile_ids` that has any."""
     c = rule_match_profile.c
     out: dict[str, list[Pair]] = {}
-    for chunk in profiles.id_chunks(profile_ids):
+    for chunk in in_chunks(profile_ids):
         for row in tx.conn.execute(
             select(c.profile_id, c.digests).where(
                 c.domain_name == domain_name, c.profile_id.in_(chunk)
@@ -153,7 +154,7 @@ def forget(tx: Tx, domain_name: str, profile_ids: Sequence[str]) -> dict[str, li
         return removed
     _DELETE_DIGESTS.execute(tx.conn, rows)
     c = rule_match_profile.c
-    for chunk in profiles.id_chunks(profile_ids):
+    for chunk in in_chunks(profile_ids):
         tx.conn.execute(
             delete(rule_match_profile).where(c.domain_name == domain_name, c.profile_id.in_(chunk))
         )

@@ -69,13 +69,13 @@ from openprofiles.profiles.service import (
     KEY_TABLE,
     PROFILE_TABLE,
     hooks_after,
-    id_chunks,
     key_record_id,
     lock_profiles,
     save_profile,
     sealed_key_row,
 )
 from openprofiles.store.conflicts import ConcurrentChange
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import (
     kept_apart,
     merge_log,
@@ -972,7 +972,7 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
     ml_features.forget(tx, domain_name, profile_ids)
     gone = set(profile_ids)
     logs: set[str] = set()
-    for chunk in id_chunks(profile_ids):
+    for chunk in in_chunks(profile_ids):
         logs.update(
             tx.conn.execute(
                 select(merge_log.c.merge_id).where(
@@ -1008,7 +1008,7 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
                     kept_apart.c.merge_id == row.merge_id,
                 )
             )
-    for chunk in id_chunks(sorted(logs)):
+    for chunk in in_chunks(sorted(logs)):
         tx.conn.execute(
             delete(merge_log).where(
                 merge_log.c.domain_name == domain_name, merge_log.c.merge_id.in_(chunk)

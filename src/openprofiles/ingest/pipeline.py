@@ -68,6 +68,7 @@ from openprofiles.profiles.service import (
     write_profiles,
 )
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
 
@@ -628,8 +629,8 @@ def candidate_key_rows(
     digests = sorted({digest for _, digest in wanted})
     out: list[Any] = []
     # key_name IN (..) AND digest IN (..) walks the (domain, key name, digest) primary key.
-    for i in range(0, len(digests), objects.IN_CHUNK):
-        params = {"d": domain_name, "ks": names, "gs": digests[i : i + objects.IN_CHUNK]}
+    for chunk in in_chunks(digests):
+        params = {"d": domain_name, "ks": names, "gs": chunk}
         out.extend(
             r for r in _CANDIDATES.rows(tx.conn, params) if (r.key_name, bytes(r.digest)) in wanted
         )

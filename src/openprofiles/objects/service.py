@@ -34,6 +34,7 @@ from openprofiles.profiles.service import (
     resolve_profile_id,
     save_profile,
 )
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile_key, profile_object, profile_object_key
@@ -73,9 +74,6 @@ def _pk(domain_name: Any, object_type_name: Any, unique_digest: Any) -> ColumnEl
 # than executing it on SQLite (benchmarks/ingest.py).
 _PK_PARAMS = _pk(bindparam("d"), bindparam("t"), bindparam("u"))
 _FIND = PreparedRead(select(profile_object).where(_PK_PARAMS, _visible(bindparam("now"))))
-# SQLite allows 32766 bound parameters per statement (PostgreSQL 65535); IN-lists stay well
-# below that.
-IN_CHUNK = 900
 _STORED = PreparedRead(
     select(
         profile_object.c.unique_digest, profile_object.c.profile_id, profile_object.c.expires_at
@@ -186,11 +184,8 @@ def stored_objects(
     expired ones included (they are replaced in place, not inserted again)."""
     out: dict[bytes, tuple[str, datetime | None]] = {}
     wanted = sorted(set(unique_digests))
-    for i in range(0, len(wanted), IN_CHUNK):
-        rows = _STORED.rows(
-            tx.conn,
-            {"d": domain_name, "t": object_type_name, "us": wanted[i : i + IN_CHUNK]},
-        )
+    for chunk in in_chunks(wanted):
+        rows = _STORED.rows(tx.conn, {"d": domain_name, "t": object_type_name, "us": chunk})
         out.update({bytes(r.unique_digest): (r.profile_id, r.expires_at) for r in rows})
     return out
 
@@ -201,10 +196,8 @@ def object_count_bounds(tx: Tx, *, domain_name: str, profile_ids: Iterable[str])
     quota (spec §1.9). Near it, count exactly (`count_objects_by_type`)."""
     out: dict[str, int] = {}
     wanted = sorted(set(profile_ids))
-    for i in range(0, len(wanted), IN_CHUNK):
-        rows = _COUNT_BOUND_BY_PROFILE.tuples(
-            tx.conn, {"d": domain_name, "ps": wanted[i : i + IN_CHUNK]}
-        )
+    for chunk in in_chunks(wanted):
+        rows = _COUNT_BOUND_BY_PROFILE.tuples(tx.conn, {"d": domain_name, "ps": chunk})
         out.update({r[0]: int(r[1]) for r in rows})
     return out
 

@@ -59,6 +59,7 @@ from openprofiles.profiles.models import (
     ProfileRecord,
 )
 from openprofiles.store.conflicts import ConcurrentChange
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import profile, profile_key
@@ -75,7 +76,7 @@ on_profile_written: list[Callable[[Tx, str, ProfileRecord], None]] = []
 # profile and every profile merged into it, however deep), in the same transaction: what other
 # packages keep about a profile (match digests, merge logs with its before-image) goes with it.
 # The ids are not bounded (a profile can hold any number merged into it): a hook names them in
-# statements of `id_chunks`.
+# statements of `store.in_lists.in_chunks`.
 on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # Called with (tx, domain name, records) once per write of one or more profiles (a whole batch
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
@@ -150,19 +151,6 @@ def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | No
     return None
 
 
-# Ids per statement naming profiles (locking, walking merges, deleting): PostgreSQL takes many,
-# but a bound keeps one statement small (and SQLite under its limit of bound values).
-_IDS_PER_STATEMENT = 500
-
-
-def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
-    """`ids` in lists short enough for one statement's IN list. DeleteProfile names every
-    profile merged into the deleted one, however many: an unbounded list would pass SQLite's
-    limit of bound values (32,766) and PostgreSQL's (65,535) and fail the statement."""
-    for start in range(0, len(ids), _IDS_PER_STATEMENT):
-        yield list(ids[start : start + _IDS_PER_STATEMENT])
-
-
 def absorbed_profiles(
     tx: Tx, *, domain_name: str, profile_ids: Collection[str]
 ) -> dict[str, set[str]]:
@@ -176,7 +164,7 @@ def absorbed_profiles(
     the walk ends even on a cycle, which merges never make."""
     ids = sorted(set(profile_ids))
     held: dict[str, set[str]] = {pid: {pid} for pid in ids}
-    for seeds in id_chunks(ids):
+    for seeds in in_chunks(ids):
         tree = (
             select(profile.c.profile_id.label("root"), profile.c.profile_id.label("member"))
             .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(seeds))
@@ -207,7 +195,7 @@ def lock_profiles(
     if tx.services.database.is_sqlite:
         return
     ids = sorted(set(profile_ids))
-    for chunk in id_chunks(ids):
+    for chunk in in_chunks(ids):
         tx.conn.execute(
             select(profile.c.profile_id)
             .where(profile.c.domain_name == domain_name, profile.c.profile_id.in_(chunk))
@@ -640,7 +628,7 @@ def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
     for hook in on_profiles_deleted:
         hook(tx, domain_name, deleted)
     # Their objects go with their rows (ON DELETE CASCADE).
-    for ids in id_chunks(deleted):
+    for ids in in_chunks(deleted):
         tx.conn.execute(
             delete(profile_key).where(
                 profile_key.c.domain_name == domain_name, profile_key.c.profile_id.in_(ids)
@@ -698,7 +686,7 @@ def _refuse_other_profiles_ids(
     from, say). AWS lists the key name as usable without saying more; the id of another profile
     of the domain (live, or merged into another) is refused: the key would name two customers.
     """
-    for ids in id_chunks(sorted(set(values))):
+    for ids in in_chunks(sorted(set(values))):
         for row in tx.conn.execute(
             select(profile.c.profile_id).where(
                 profile.c.domain_name == domain_name, profile.c.profile_id.in_(ids)

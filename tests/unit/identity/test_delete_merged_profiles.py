@@ -16,6 +16,7 @@ from openprofiles.domains.service import update_domain
 from openprofiles.errors import NotFound
 from openprofiles.identity import matching, service
 from openprofiles.profiles import service as profiles
+from openprofiles.store import in_lists
 from openprofiles.store.schema import kept_apart, merge_log, metadata, profile, profile_object
 
 from .conftest import DOMAIN, ingest
@@ -150,7 +151,7 @@ def test_no_statement_of_a_delete_names_more_profiles_than_a_chunk(
             values = row.values() if isinstance(row, dict) else row
             named.append(sum(1 for v in values if v in ids))
 
-    monkeypatch.setattr(profiles, "_IDS_PER_STATEMENT", 2)
+    monkeypatch.setattr(in_lists, "VALUES_PER_STATEMENT", 2)
     engine = services.database.engine
     event.listen(engine, "before_cursor_execute", count)
     try:
