@@ -101,10 +101,12 @@ def routes(ui: UI) -> list[Route]:
             errors["role"] = "Choose admin or agent."
         errors.update(new_password_errors(password, form_password(form, "password_confirm")))
         if not errors:
+            # Argon2 before the write transaction (users.NewPassword says why).
+            hashed = await run_in_threadpool(users.new_password, password)
             try:
                 await ui.write(
                     lambda tx: users.create_user(
-                        tx, username=values["username"], password=password, role=values["role"]
+                        tx, username=values["username"], password=hashed, role=values["role"]
                     )
                 )
             except BadRequest as exc:
@@ -146,10 +148,9 @@ def routes(ui: UI) -> list[Route]:
         session: WebSession = request.state.session
         # An administrator setting their own password stays signed in here.
         keep = request.cookies.get(SESSION_COOKIE) if username == session.username else None
+        hashed = await run_in_threadpool(users.new_password, password)
         ended = await ui.write(
-            lambda tx: users.set_password(
-                tx, username=username, password=password, keep_session=keep
-            )
+            lambda tx: users.set_password(tx, username=username, password=hashed, keep_session=keep)
         )
         sessions = f"{ended} session{'s' if ended != 1 else ''}"
         return to_list(f"Set a new password for {username}; ended {sessions}.")
@@ -228,12 +229,14 @@ def routes(ui: UI) -> list[Route]:
                 password=current,
                 address=address,
             )
+            # The new one is hashed likewise, once the current one is known to be right.
+            fresh = await run_in_threadpool(users.new_password, new) if checked.matches else new
             changed = await ui.write(
                 lambda tx: users.change_own_password(
                     tx,
                     username=session.username,
                     current=current,
-                    new=new,
+                    new=fresh,
                     session=token,
                     address=address,
                     checked=checked,

@@ -92,11 +92,32 @@ def _check_new_password(password: str) -> None:
         raise BadRequest(f"The password is too weak: {problem}")
 
 
-def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
+@dataclass(frozen=True)
+class NewPassword:
+    """A new password checked and hashed before the write transaction that stores it
+    (`new_password`). Argon2 takes ~0.1 s: inside the transaction it would hold SQLite's one
+    writer lock, and every API write of every process would wait behind the pages."""
+
+    hashed: str
+
+
+def new_password(password: str) -> NewPassword:
+    """`password` checked (BadRequest when too weak) and hashed, outside any transaction."""
+    _check_new_password(password)
+    return NewPassword(_hasher.hash(password))
+
+
+def _hashed(password: str | NewPassword) -> str:
+    # A plain string is hashed here, inside the caller's transaction: fine for the CLI's one
+    # write; the pages pass a NewPassword.
+    return (password if isinstance(password, NewPassword) else new_password(password)).hashed
+
+
+def create_user(tx: Tx, *, username: str, password: str | NewPassword, role: str) -> WebUser:
     _check_role(role)
     if (problem := check_username(username)) is not None:
         raise BadRequest(f"The username is not valid: {problem}")
-    _check_new_password(password)
+    hashed = _hashed(password)
     if find_user(tx, username=username) is not None:
         raise BadRequest(f"A user named {username} already exists.")
     cipher = _cipher(tx)
@@ -105,7 +126,7 @@ def create_user(tx: Tx, *, username: str, password: str, role: str) -> WebUser:
         insert(web_user).values(
             username_digest=digest,
             username_sealed=cipher.seal_record(USER_TABLE, digest.hex(), {"username": username}),
-            password_hash=_hasher.hash(password),
+            password_hash=hashed,
             role=role,
             created_at=tx.now,
         )
@@ -217,13 +238,14 @@ def set_role(tx: Tx, *, username: str, role: str) -> WebUser:
     return user
 
 
-def set_password(tx: Tx, *, username: str, password: str, keep_session: str | None = None) -> int:
+def set_password(
+    tx: Tx, *, username: str, password: str | NewPassword, keep_session: str | None = None
+) -> int:
     """Give the user a new password and end their sessions, but the one whose cookie value is
     `keep_session` (the user changing their own password stays signed in there); the number of
     sessions ended. Failed sign-ins counted against the name are forgotten: a user locked out
     by someone guessing can sign in with the new password at once."""
-    _check_new_password(password)
-    hashed = _hasher.hash(password)  # before the row is locked: hashing takes ~0.1 s
+    hashed = _hashed(password)  # before the row is locked
     digest, _role = _locked_role(tx, username)
     tx.conn.execute(
         update(web_user).where(web_user.c.username_digest == digest).values(password_hash=hashed)
@@ -247,7 +269,7 @@ def change_own_password(
     *,
     username: str,
     current: str,
-    new: str,
+    new: str | NewPassword,
     session: str,
     address: str | None,
     checked: PasswordCheck | None = None,
@@ -256,7 +278,8 @@ def change_own_password(
     counted as a failed sign-in: a stolen session must not become a way to guess it). Their
     other sessions end; `session` (this browser's cookie value) stays. `checked`: `current`
     verified before this transaction (`verify_before_writing`)."""
-    _check_new_password(new)
+    if not isinstance(new, NewPassword):
+        _check_new_password(new)
     attempt = _attempt(tx, username=username, password=current, address=address, checked=checked)
     if attempt is None:
         return False

@@ -172,3 +172,47 @@ def test_sign_in_refuses_after_too_many_failures_the_same_for_unknown_names(app:
     assert answers[0] and answers[1]
     assert answers[0].group(1) == answers[1].group(1)
     assert "Wait 1 minute and try again" in answers[0].group(1)
+
+
+def test_the_pages_hash_new_passwords_with_no_transaction_open(
+    app: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Argon2 (~0.1 s) inside a write transaction held SQLite's one writer lock, so every API
+    write waited behind an administrator setting a password (users.NewPassword)."""
+    engine = app.state.services.database.engine  # type: ignore[attr-defined]
+    open_while_hashing: list[int] = []
+    real = users._hasher
+
+    class Watching:
+        def hash(self, password: str) -> str:
+            open_while_hashing.append(engine.pool.checkedout())
+            return real.hash(password)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    boss = signed_in(app, "boss")
+    manage = user_link(boss, AGENT, "Manage")
+    token = csrf_of(boss.get(manage).text)
+    monkeypatch.setattr(users, "_hasher", Watching())
+    twice = {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD}
+    assert boss.post(f"{manage}/password", data={"csrf_token": token, **twice}).status_code == 303
+    created = boss.post(
+        "/admin/users",
+        data={
+            "csrf_token": token,
+            "username": "newcomer",
+            "role": "agent",
+            "password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+        },
+    )
+    assert created.status_code == 303
+    own = boss.post(
+        "/ui/password",
+        data={"csrf_token": token, "current_password": PASSWORD, **twice},
+    )
+    assert own.status_code == 303
+    assert open_while_hashing == [0, 0, 0]
+    for name in (AGENT, "newcomer", "boss"):
+        assert try_sign_in(client_of(app), name, NEW_PASSWORD) == 303
