@@ -45,7 +45,7 @@ LARGE_RECORD_BYTES = 64 * 1024
 # A body is applied in one write transaction, so it holds as many records as one transaction of
 # the file loaders (DEFAULT_BATCH_SIZE, 500), each of them large: 31.25 MiB, about the API's
 # largest request (BatchPutProfileObject's, wire.body_size), so a feed costs no more memory than
-# the API. A single record at the pipeline's own limit (contacts.records.MAX_RECORD_CHARS) fits
+# the API. A single record at the pipeline's own limit (ingest.MAX_OBJECT_CHARS) fits
 # many times over.
 MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
 

@@ -31,11 +31,11 @@ from openprofiles.contacts.models import (
     Endpoint,
 )
 from openprofiles.errors import shown_value
+from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.integrations.models import is_instance_arn
 from openprofiles.json_text import JsonTextError, has_lone_surrogate, split_json_records
 from openprofiles.normalize import normalize_phone
 
-MAX_RECORD_CHARS = 256_000
 # A ContactId is `_ctrContactId`'s value, and a profile key value is 1-255 characters in the
 # API (AddProfileKey, SearchProfiles): a longer one could never be searched or forced. Amazon
 # Connect's own ContactIds are UUIDs (its model allows 256).
@@ -142,9 +142,9 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     """The contact record, or ContactRecordInvalid saying what is wrong with it."""
     if isinstance(parsed, ContactRecordInvalid):
         raise parsed
-    if len(raw) > MAX_RECORD_CHARS:
+    if len(raw) > MAX_OBJECT_CHARS:
         raise ContactRecordInvalid(
-            f"The record is {len(raw)} characters long; the limit is {MAX_RECORD_CHARS}."
+            f"The record is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}."
         )
     if not isinstance(parsed, Mapping):
         raise ContactRecordInvalid("The record is not a contact record (a JSON object).")

@@ -24,8 +24,10 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from openprofiles.flows.sources import FlowSource, ItemError, ItemStream, SourceItem
+from openprofiles.ingest.bulk import places
 from openprofiles.json_text import JsonTextError, split_json_text
 
 MIB = 1024 * 1024
@@ -60,12 +62,20 @@ class BadRecord:
     content: str
 
 
+class ItemRecord(NamedTuple):
+    """A record of an item: its JSON text, and where it is in the item ("line 3", "array index
+    2"; None for an item that is one record), for its dead letter's origin."""
+
+    text: str
+    place: str | None
+
+
 @dataclass
 class ItemRecords:
     # The version of the content read (flows.sources.ItemStream.version).
     version: str
-    # The records' JSON text, or BadRecord for a part that is not a record.
-    records: Iterator[str | BadRecord]
+    # The records, or BadRecord for a part that is not a record.
+    records: Iterator[ItemRecord | BadRecord]
     # Set once the rest of the item could not be read (its last record is a BadRecord).
     failed: bool = False
 
@@ -108,7 +118,9 @@ def _read(stream: ItemStream, size: int) -> bytearray:
     return data
 
 
-def _document(source: FlowSource, item: SourceItem, version: str, data: bytearray) -> list[str]:
+def _document(
+    source: FlowSource, item: SourceItem, version: str, data: bytearray
+) -> list[ItemRecord]:
     """The raw records of an item read whole; ItemFailed when it is not UTF-8 text or is
     neither JSON nor JSON lines."""
     # A byte order mark is no part of the text (some exporters write one).
@@ -128,7 +140,7 @@ def _document(source: FlowSource, item: SourceItem, version: str, data: bytearra
             version,
         ) from exc
     try:
-        return split_json_text(text)
+        raws = split_json_text(text)
     except JsonTextError as exc:  # NotJsonText, or nested too deep to parse
         raise ItemFailed(
             f"{_capitalised(source.describe(item.key))} is neither JSON nor JSON lines: "
@@ -136,6 +148,7 @@ def _document(source: FlowSource, item: SourceItem, version: str, data: bytearra
             text,
             version,
         ) from exc
+    return [ItemRecord(raw, place) for raw, place in zip(raws, places(text, raws), strict=True)]
 
 
 def _check_json_lines(source: FlowSource, item: SourceItem, version: str, head: bytearray) -> None:
@@ -167,7 +180,7 @@ def _lines(
     stream: ItemStream,
     buffer: bytearray,
     read: ItemRecords,
-) -> Iterator[str | BadRecord]:
+) -> Iterator[ItemRecord | BadRecord]:
     """The records of JSON lines read from `buffer` (the item's start, consumed) and then the
     stream, a chunk at a time; a line longer than MAX_DOCUMENT_BYTES is not kept, only said (a
     BadRecord)."""
@@ -212,13 +225,15 @@ def _lines(
         yield record
 
 
-def _line(source: FlowSource, item: SourceItem, number: int, line: bytes) -> str | BadRecord | None:
+def _line(
+    source: FlowSource, item: SourceItem, number: int, line: bytes
+) -> ItemRecord | BadRecord | None:
     """The record of one line of JSON lines (None for a blank line)."""
     line = line.strip()
     if not line:
         return None
     try:
-        return line.decode("utf-8")
+        return ItemRecord(line.decode("utf-8"), f"line {number}")
     except UnicodeDecodeError as exc:
         return BadRecord(
             f"Line {number} of {source.describe(item.key)} is not UTF-8 text: the byte "

@@ -59,10 +59,11 @@ from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
-from openprofiles.flows.items import BadRecord, ItemFailed, item_records
+from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
+from openprofiles.ingest.bulk import over_the_limit
 from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
@@ -235,7 +236,7 @@ def run_flow(
                     version = read.version
                     for batch in _batches(read.records):
                         counts = _apply_retrying(
-                            services, domain_name, type_name, flow, batch, counts
+                            services, domain_name, type_name, (flow, item.key), batch, counts
                         )
                     failed = read.failed
             except ItemFailed as exc:
@@ -308,8 +309,8 @@ def _apply_retrying(
     services: Services,
     domain_name: str,
     type_name: str,
-    flow: Flow,
-    batch: list[str | BadRecord],
+    read: tuple[Flow, str],
+    batch: list[ItemRecord | BadRecord],
     counts: dict[str, int],
 ) -> dict[str, int]:
     """Apply a batch in a transaction of its own, run again if it lost a race with another
@@ -319,20 +320,22 @@ def _apply_retrying(
     def attempt() -> dict[str, int]:
         counted = dict(counts)
         with services.write() as tx:
-            _apply_batch(tx, domain_name, type_name, flow, batch, counted)
+            _apply_batch(tx, domain_name, type_name, read, batch, counted)
         return counted
 
     return retrying(attempt)
 
 
-def _batches(records: Iterator[str | BadRecord]) -> Iterator[list[str | BadRecord]]:
+def _batches(
+    records: Iterator[ItemRecord | BadRecord],
+) -> Iterator[list[ItemRecord | BadRecord]]:
     """The records in batches of up to BATCH_SIZE records and about BATCH_BYTES of text, read
     as the batches are taken (a streamed item is never held whole)."""
-    batch: list[str | BadRecord] = []
+    batch: list[ItemRecord | BadRecord] = []
     size = 0
     for record in records:
         batch.append(record)
-        size += len(record if isinstance(record, str) else record.content)
+        size += len(record.text if isinstance(record, ItemRecord) else record.content)
         if len(batch) == BATCH_SIZE or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
@@ -340,10 +343,13 @@ def _batches(records: Iterator[str | BadRecord]) -> Iterator[list[str | BadRecor
         yield batch
 
 
-def _origin(flow: Flow) -> str:
-    """The origin of the flow's dead letters, named first in their reasons ("Flow crm: why") and
-    in those of their retries (dlq.service)."""
-    return f"Flow {flow.name}"
+def _origin(flow: Flow, key: str | None = None, place: str | None = None) -> str:
+    """The origin of the flow's dead letters, named first in their reasons and in those of
+    their retries (dlq.service): "Flow crm" for an item, "Flow crm, exports/contacts.jsonl, line
+    3" for a record of one. The item is named by its key in the source (the file's name in the
+    folder, the object's key in the bucket), as `ingest FILE` names a file by its base name."""
+    where = ", ".join(part for part in (key, place) if part)
+    return f"Flow {flow.name}, {where}" if where else f"Flow {flow.name}"
 
 
 def _not_retryable(domain_name: str, flow: Flow, what: str) -> str:
@@ -360,25 +366,28 @@ def _apply_batch(
     tx: Tx,
     domain_name: str,
     type_name: str,
-    flow: Flow,
-    batch: list[str | BadRecord],
+    read: tuple[Flow, str],
+    batch: list[ItemRecord | BadRecord],
     counts: dict[str, int],
 ) -> None:
-    for raw in batch:
+    flow, key = read
+    for item_record in batch:
         counts["records_read"] += 1
-        if isinstance(raw, BadRecord):
+        if isinstance(item_record, BadRecord):
+            # Its reason names the item and the line already.
             dead_letter_in(
                 tx,
                 domain_name=domain_name,
                 object_type_name=type_name,
-                object_json=raw.content,
-                reason=raw.reason,
+                object_json=item_record.content,
+                reason=item_record.reason,
                 category="invalid_value",
                 not_retryable=_not_retryable(domain_name, flow, "a part of an item, not a record"),
                 origin=_origin(flow),
             )
             counts["records_dead_lettered"] += 1
             continue
+        raw = item_record.text
         reason: str | None = None
         category = "invalid_value"
         not_retryable: str | None = None
@@ -394,6 +403,10 @@ def _apply_batch(
             # From here on the record is what the object type takes (PutProfileObject's
             # Object): a dead letter holds it so, and a retry ingests what the flow would have.
             raw = mapped_raw
+            # The limit applies to what the object type takes, as AppFlow maps a record before
+            # Customer Profiles sees it: a Map task may shorten a long export's record.
+            if (too_long := over_the_limit(mapped_raw)) is not None:
+                raise too_long
             ingest_object(
                 tx,
                 domain_name=domain_name,
@@ -427,7 +440,7 @@ def _apply_batch(
             reason=reason,
             category=category,
             not_retryable=not_retryable,
-            origin=_origin(flow),
+            origin=_origin(flow, key, item_record.place),
         )
         counts["records_dead_lettered"] += 1
 

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from openprofiles.context import Services
-from openprofiles.ingest import DEFAULT_BATCH_SIZE
+from openprofiles.ingest import DEFAULT_BATCH_SIZE, MAX_OBJECT_CHARS
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
 from openprofiles.ingest.rejections import Rejected, dead_letter_all
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
 from openprofiles.store.conflicts import retrying
 
-MAX_OBJECT_CHARS = 256_000
 # A line longer than this (in UTF-8 bytes, at most 4 a character) holds more characters than an
 # object may: it is not read into memory, nor kept in its dead letter.
 MAX_LINE_BYTES = 4 * MAX_OBJECT_CHARS
@@ -279,15 +278,22 @@ def _not_retryable(record: FileRecord) -> str | None:
     )
 
 
+def over_the_limit(raw: str) -> IngestRejected | None:
+    """The rejection of an object longer than PutProfileObject takes (None when it is not)."""
+    if len(raw) <= MAX_OBJECT_CHARS:
+        return None
+    return IngestRejected(
+        f"The object is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}.",
+        "invalid_value",
+    )
+
+
 def parse_record(raw: str) -> dict[str, object] | IngestRejected:
     """The record as a JSON object; what PutProfileObject refuses synchronously is a rejected
     record here (there is no caller to answer). A file load and a dead letter's retry read
     records this one way."""
-    if len(raw) > MAX_OBJECT_CHARS:
-        return IngestRejected(
-            f"The object is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}.",
-            "invalid_value",
-        )
+    if (too_long := over_the_limit(raw)) is not None:
+        return too_long
     try:
         # Strictly, as PutProfileObject's Object: NaN, a lone surrogate or a record nested
         # hundreds deep is a rejected record, not a crash further down.

@@ -35,6 +35,7 @@ from openprofiles.contacts.history import (
 )
 from openprofiles.context import RequestContext
 from openprofiles.errors import BadRequest, NotFound
+from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
 from openprofiles.ingest.rejections import dead_letter_rejected
 from openprofiles.normalize import ContentType, normalize
@@ -45,7 +46,6 @@ from openprofiles.objects.coalesce import queue_put
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.wire.parse import load_json
 
-MAX_OBJECT_CHARS = 256_000
 # The model's limit for BatchPutProfileObjectErrorItem.Message.
 MAX_ERROR_MESSAGE_CHARS = 1000
 DEFAULT_PAGE = 20

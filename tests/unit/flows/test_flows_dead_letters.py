@@ -1,6 +1,6 @@
-"""A flow's dead letters: their reasons name the flow, also after a retry that fails again, and
-the SQS note sent in place of an object SQS cannot take says what is kept — on SQLite and
-PostgreSQL."""
+"""A flow's dead letters: their reasons name the flow, the item and the record's place in it,
+also after a retry that fails again; a record over the object limit is one; the SQS note sent
+in place of an object SQS cannot take says what is kept — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from openprofiles.dlq.models import RetryOutcome
 from openprofiles.domains.service import update_domain
 from openprofiles.flows.models import FlowRun
 from openprofiles.flows.service import run_flow
+from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.object_types.service import delete_object_type, put_object_type
 
 from .test_flows_failed_items import TYPE, jsonl, letters, user
@@ -69,7 +70,9 @@ def test_a_retry_that_fails_again_still_names_the_flow(services: Services, tmp_p
     put_flow(services, "crm", "Lead", flow_definition("crm", "file://", str(folder)))
     run_flow(services, domain_name=D, flow_name="crm")
     [letter] = letters(services)
-    assert letter.category == "no_profile" and letter.reason.startswith("Flow crm: No profile")
+    origin = "Flow crm, a.jsonl, line 1"
+    assert letter.origin == origin
+    assert letter.category == "no_profile" and letter.reason.startswith(f"{origin}: No profile")
 
     # Rejected again by the pipeline, twice: the flow is named once, first.
     for attempts in (2, 3):
@@ -86,7 +89,7 @@ def test_a_retry_that_fails_again_still_names_the_flow(services: Services, tmp_p
         delete_object_type(tx, domain_name=D, name="Lead")
     retry(services)
     [again] = letters(services)
-    assert again.reason.startswith("Flow crm: ") and again.reason.count("Flow crm") == 1
+    assert again.reason.startswith(f"{origin}: ") and again.reason.count("Flow crm") == 1
     assert "Lead" in again.reason and "No profile" not in again.reason
     assert (again.category, again.attempts) == ("invalid_value", 4)
 
@@ -185,3 +188,41 @@ def test_the_sqs_note_of_a_failed_flow_item_says_what_is_kept(
         note = notes[letter.message_id]
         assert note["body"]["ObjectOmitted"] == note["ObjectOmitted"]
         assert note["Message"] == letter.reason and letter.reason.startswith("Flow crm: ")
+
+
+def test_a_record_over_the_object_limit_is_dead_lettered_with_its_place(
+    services: Services, tmp_path: Path
+) -> None:
+    """A flow handed the pipeline records of any length, where PutProfileObject, `ingest FILE`
+    and a retry refuse one over 256,000 characters; and its letters named only the flow."""
+    make_domain(services, D)
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    notes = "x" * MAX_OBJECT_CHARS
+    (folder / "a.jsonl").write_text(jsonl(user(1), user(2, notes=notes), user(3)))
+    (folder / "b.json").write_text(json.dumps([user(4), "not a record"]))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert (run.records_ingested, run.records_dead_lettered) == (3, 2)
+    long, not_record = letters(services)
+    assert long.origin == "Flow crm, a.jsonl, line 2"
+    assert long.reason.startswith(
+        f"Flow crm, a.jsonl, line 2: The object is {len(jsonl(user(2, notes=notes))) - 1} "
+        f"characters long; the limit is {MAX_OBJECT_CHARS}."
+    )
+    assert json.loads(long.object_json)["id"] == 2
+    assert not_record.origin == "Flow crm, b.json, array index 1"
+    assert "not a JSON object" in not_record.reason
+
+    # What the object type takes is measured: a task that leaves the long field out lets the
+    # record in.
+    project = [
+        {
+            "TaskType": "Filter",
+            "SourceFields": list(user(2)),
+            "ConnectorOperator": {"S3": "PROJECTION"},
+        }
+    ]
+    put_flow(services, "slim", TYPE, flow_definition("slim", "file://", str(folder), tasks=project))
+    slim = run_flow(services, domain_name=D, flow_name="slim")
+    assert (slim.records_ingested, slim.records_dead_lettered) == (4, 1)

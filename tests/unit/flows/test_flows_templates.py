@@ -368,8 +368,11 @@ def test_tasks_filter_map_validate_and_dead_letter(services: Services, tmp_path:
     assert found["EmailAddress"] == "a@example.com"
     with services.read() as tx:
         reasons = sorted(m.reason for m in list_messages(tx, domain_name=D))
-    assert "could not be parsed as JSON" in reasons[0]
-    assert "VALIDATE_NON_NULL failed: field mail" in reasons[1]
+    # Named by their lines: the record without a mail is line 3, the text that is no JSON 4.
+    assert reasons[0].startswith("Flow crm, a.jsonl, line 3: ")
+    assert "VALIDATE_NON_NULL failed: field mail" in reasons[0]
+    assert reasons[1].startswith("Flow crm, a.jsonl, line 4: ")
+    assert "could not be parsed as JSON" in reasons[1]
 
 
 def test_event_and_scheduled_triggers(services: Services, tmp_path: Path) -> None:
