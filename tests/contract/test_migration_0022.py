@@ -90,3 +90,46 @@ def test_0022_downgrade_keeps_every_objects_keys(settings: Settings) -> None:
         services.database.dispose()
     assert before > 0 and after == before
     assert "contact_start" not in columns
+
+
+def test_0022_fills_every_batch(settings: Settings) -> None:
+    """The start is filled a batch of 500 objects at a time, in digest order: every stored
+    contact record gets it, however many batches they take."""
+    services = build_services(settings)
+    callers = [f"+1720840{n:04d}" for n in range(25)]
+    try:
+        make_domain(services, "d1")
+        associate(services, "d1")
+        send(
+            services,
+            *(
+                ctr(
+                    f"c-{n}",
+                    address=callers[n % 25],
+                    start=f"2026-01-01T{n // 60 % 24:02d}:{n % 60:02d}:00Z",
+                )
+                for n in range(1234)
+            ),
+        )
+        downgrade_to(services.database, "0021", services.keys)
+    finally:
+        services.database.dispose()
+    services = build_services(settings)
+    try:
+        with services.read() as tx:
+            starts = (
+                tx.conn.execute(
+                    text("SELECT contact_start FROM profile_object WHERE object_type_name = 'CTR'")
+                )
+                .scalars()
+                .all()
+            )
+            [(found, _)] = search_profiles(
+                tx, domain_name="d1", criteria=[SearchCriterion("_phone", (callers[0],))]
+            )[0]
+            history = contact_history(tx, domain_name="d1", profile_id=found.profile_id)
+    finally:
+        services.database.dispose()
+    assert len(starts) == 1234 and all(s is not None for s in starts)
+    expected = [f"c-{n}" for n in range(1234) if n % 25 == 0][::-1]
+    assert [c.contact_id for c in history.contacts] == expected[: len(history.contacts)]

@@ -336,10 +336,10 @@ _SINK_ERRORS = {
 }
 
 
-def _pre_0020_users(settings):
+def _pre_0020_users(settings, sink_errors=_SINK_ERRORS):
     """A database at 0019 holding two web users (one named by an e-mail address) and a session
     of that one, as they were stored then (names in clear), and dead letters with their sink
-    errors in clear; and the key manager."""
+    errors in clear (`sink_errors`: message id -> error); and the key manager."""
     import hashlib
 
     from argon2 import PasswordHasher
@@ -377,7 +377,7 @@ def _pre_0020_users(settings):
                     "e": error,
                     "t": stamp,
                 }
-                for m, error in _SINK_ERRORS.items()
+                for m, error in sink_errors.items()
             ],
         )
         conn.execute(
@@ -473,6 +473,35 @@ def test_0020_downgrade_opens_the_names(settings):
         _STAFF_EMAIL,
     )
     assert errors == _SINK_ERRORS
+
+
+def test_0020_converts_dead_letters_beyond_one_batch_both_ways(settings):
+    """The sink errors are read a batch at a time, in key order: every one is sealed, and
+    opened again by the downgrade, however many batches they take."""
+    from sqlalchemy import text
+
+    from openprofiles.dlq import service as dlq
+    from openprofiles.store.migrate import downgrade_to, upgrade_to_head
+
+    many = {
+        **_SINK_ERRORS,
+        **{f"n{i:05d}": f"{_REFUSAL} ({i})" for i in range(1234)},
+        **{f"s{i:05d}": f"{dlq.SENT_WITHOUT_OBJECT}refused ({i})" for i in range(600)},
+    }
+    query = text("SELECT message_id, sink_error FROM dlq_message")
+    database, keys = _pre_0020_users(settings, many)
+    try:
+        upgrade_to_head(database, keys)
+        with database.engine.connect() as conn:
+            sealed = dict(conn.execute(query).all())
+        downgrade_to(database, "0019", keys)
+        with database.engine.connect() as conn:
+            opened = dict(conn.execute(query).all())
+    finally:
+        database.dispose()
+    assert sum(v == dlq.SQS_FAILED for v in sealed.values()) == 1235
+    assert sum(v == dlq.SENT_WITHOUT_OBJECT for v in sealed.values()) == 601
+    assert opened == many
 
 
 def test_0020_with_a_disabled_default_key_stops_and_changes_nothing(settings):

@@ -29,7 +29,7 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +53,9 @@ NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettere
 SQS_FAILED = "the send to SQS failed"
 SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
 SQS_RESENDING = "a resend to SQS is under way, started at "
+
+# Dead letters read at a time.
+BATCH = 500
 
 _USER_COLUMNS = ("password_hash", "role", "created_at")
 _SESSION_COLUMNS = ("id_digest", "csrf_token", "expires_at")
@@ -241,14 +244,12 @@ def _seal_sink_errors(conn: sa.Connection) -> None:
         batch.add_column(sa.Column("sink_sealed", sa.LargeBinary(), nullable=True))
     cipher = _domain_ciphers(conn)
     marks = _dlq.c.sink_error.in_([SQS_PENDING, NO_QUEUE, SQS_FAILED])
-    rows = conn.execute(
-        sa.select(_dlq).where(
-            _dlq.c.sink_error.is_not(None),
-            ~marks,
-            ~_dlq.c.sink_error.startswith(SQS_RESENDING, autoescape=True),
-        )
-    ).all()
-    for row in rows:
+    for row in _dlq_rows(
+        conn,
+        _dlq.c.sink_error.is_not(None),
+        ~marks,
+        ~_dlq.c.sink_error.startswith(SQS_RESENDING, autoescape=True),
+    ):
         error: str = row.sink_error
         if error.startswith(SENT_WITHOUT_OBJECT):
             mark, detail = SENT_WITHOUT_OBJECT, error[len(SENT_WITHOUT_OBJECT) :]
@@ -262,10 +263,27 @@ def _seal_sink_errors(conn: sa.Connection) -> None:
         )
 
 
+def _dlq_rows(conn: sa.Connection, *where: Any) -> Iterator[Any]:
+    """The dead letters matching `where`, read BATCH at a time in key order (a domain's dead
+    letters need not fit in memory at once); rows updated meanwhile are not read again."""
+    after: tuple[str, str] = ("", "")
+    while True:
+        rows = conn.execute(
+            sa.select(_dlq)
+            .where(*where, sa.tuple_(_dlq.c.domain_name, _dlq.c.message_id) > after)
+            .order_by(_dlq.c.domain_name, _dlq.c.message_id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return
+        after = (rows[-1].domain_name, rows[-1].message_id)
+        yield from rows
+
+
 def downgrade() -> None:
     conn = op.get_bind()
     cipher_of = _domain_ciphers(conn)
-    for row in conn.execute(sa.select(_dlq).where(_dlq.c.sink_sealed.is_not(None))).all():
+    for row in _dlq_rows(conn, _dlq.c.sink_sealed.is_not(None)):
         opened = cipher_of(row.domain_name).open_record(
             SINK_TABLE, row.message_id, bytes(row.sink_sealed)
         )
