@@ -200,3 +200,37 @@ def test_an_empty_file_says_so(loaded: tuple[Services, list[str]], tmp_path: Pat
     result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
     assert result.exit_code == 0
     assert result.output.endswith(f"{file} holds no contact records: nothing was loaded.\n")
+
+
+def test_a_record_kept_for_its_instance_keeps_its_place_through_the_replay(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """A record of an instance with no domain is kept until the instance is associated; when
+    the replay then dead-lettered it, its letter no longer said which file and line."""
+    services, options = loaded
+    records = [ctr(f"k-{i}", instance=OTHER_INSTANCE) for i in range(2)]
+    records[1]["Channel"] = ["VOICE"]
+    file = tmp_path / "later.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
+    assert result.exit_code == 0, result.output
+    with services.read() as tx:
+        kept = list_unrouted(tx)
+    assert sorted(k.origin or "" for k in kept) == [
+        "File later.jsonl, line 1",
+        "File later.jsonl, line 2",
+    ]
+    waiting = CliRunner().invoke(main, ["instances", "unrouted", *options])
+    assert waiting.output == f"{OTHER_INSTANCE}  2\n"
+    associated = CliRunner().invoke(
+        main, ["instances", "associate", *options, "--instance", OTHER_INSTANCE, "--domain", D]
+    )
+    assert associated.exit_code == 0, associated.output
+    assert found(services, "k-0") == 1
+    with services.read() as tx:
+        [letter] = list_messages(tx, domain_name=D)
+        assert list_unrouted(tx) == []
+    assert letter.origin == "File later.jsonl, line 2"
+    waiting = CliRunner().invoke(main, ["instances", "unrouted", *options])
+    assert waiting.output == "No contact records are waiting for an instance association.\n"
+    assert letter.reason.startswith("File later.jsonl, line 2: Channel")

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select
+from sqlalchemy import and_, bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -95,6 +95,8 @@ class UnroutedRecord:
     object_json: str
     reason: str
     created_at: datetime
+    # Where it came from ("File ctr.jsonl, line 3"), for the dead letter of a replay that fails.
+    origin: str | None = None
 
 
 class _Router:
@@ -179,8 +181,9 @@ def ingest_contact_items(
     held = 0
     results: list[Applied | Rejection | None] = [None] * len(items)
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
-    unrouted: list[tuple[str | None, str, str]] = []
+    unrouted: list[tuple[str | None, str, str, str | None]] = []
     for index, (raw, parsed) in enumerate(items):
+        origin = origins[index] if origins else None
         try:
             record = parse_contact_record(parsed, raw)
         except ContactRecordInvalid as exc:
@@ -191,15 +194,16 @@ def ingest_contact_items(
             # Dead-lettering needs the domain's key as much as applying does.
             why = route.unavailable(target.domain_name) if hold_unavailable and target else None
             if target is not None and why is not None:
-                unrouted.append((instance, raw, why))
+                unrouted.append((instance, raw, why, origin))
                 results[index] = Rejection(exc.contact_id, why)
                 held += 1
                 continue
             if target is not None:
-                origin = origins[index] if origins else None
                 _dead_letter(tx, target, raw, exc.reason, "invalid_value", origin)
             else:
-                unrouted.append((instance if isinstance(instance, str) else None, raw, exc.reason))
+                unrouted.append(
+                    (instance if isinstance(instance, str) else None, raw, exc.reason, origin)
+                )
             results[index] = Rejection(exc.contact_id, exc.reason)
             continue
         target = route(record.instance_arn)
@@ -208,12 +212,12 @@ def ingest_contact_items(
                 f"The instance {record.instance_arn} is not associated with any domain; "
                 "associate it (PutIntegration with its ARN, or openprofiles instances associate)."
             )
-            unrouted.append((record.instance_arn, raw, reason))
+            unrouted.append((record.instance_arn, raw, reason, origin))
             results[index] = Rejection(record.contact_id, reason)
             continue
         why = route.unavailable(target.domain_name) if hold_unavailable else None
         if why is not None:
-            unrouted.append((record.instance_arn, raw, why))
+            unrouted.append((record.instance_arn, raw, why, origin))
             results[index] = Rejection(record.contact_id, why)
             held += 1
             continue
@@ -706,18 +710,23 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
 
 def keep_unrouted(tx: Tx, *, instance_arn: str | None, raw: str, reason: str) -> str:
     """Keep one record no domain can take; its message id."""
-    return _keep_unrouted_rows(tx, [(instance_arn, raw, reason)])[0]
+    return _keep_unrouted_rows(tx, [(instance_arn, raw, reason, None)])[0]
 
 
-def _keep_unrouted_rows(tx: Tx, records: Sequence[tuple[str | None, str, str]]) -> list[str]:
-    """Keep (instance ARN or None, raw record, reason) records, sealed under the system key, in
-    one executemany; their message ids."""
+def _keep_unrouted_rows(
+    tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
+) -> list[str]:
+    """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
+    key, in one executemany; their message ids."""
     if not records:
         return []
     cipher = tx.services.keys.system_cipher()
     rows: list[dict[str, Any]] = []
-    for instance_arn, raw, reason in records:
+    for instance_arn, raw, reason, origin in records:
         message_id = uuid.uuid4().hex
+        payload = {"object": raw, "reason": reason}
+        if origin is not None:
+            payload["origin"] = origin
         rows.append(
             {
                 "message_id": message_id,
@@ -727,9 +736,7 @@ def _keep_unrouted_rows(tx: Tx, records: Sequence[tuple[str | None, str, str]]) 
                 "instance_arn": instance_arn
                 if instance_arn and is_instance_arn(instance_arn)
                 else None,
-                "sealed": cipher.seal_record(
-                    UNROUTED_TABLE, message_id, {"object": raw, "reason": reason}
-                ),
+                "sealed": cipher.seal_record(UNROUTED_TABLE, message_id, payload),
                 "created_at": tx.now,
             }
         )
@@ -760,9 +767,19 @@ def list_unrouted(
                 object_json=payload["object"],
                 reason=payload["reason"],
                 created_at=row.created_at,
+                origin=payload.get("origin"),
             )
         )
     return out
+
+
+def count_unrouted(tx: Tx, *, instance_arn: str | None = None) -> dict[str | None, int]:
+    """Kept records per instance ARN (None: kept without one), counted without opening them."""
+    arn = unrouted_contact_record.c.instance_arn
+    query = select(arn, func.count()).group_by(arn)
+    if instance_arn is not None:
+        query = query.where(arn == instance_arn)
+    return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
 
 
 def connect_instance(
@@ -841,4 +858,6 @@ def _replay(
             items.append(
                 (k.object_json, ContactRecordInvalid(f"The record is not valid JSON: {exc}."))
             )
-    return ingest_contact_items(tx, items, hold_unavailable=hold_unavailable)
+    return ingest_contact_items(
+        tx, items, hold_unavailable=hold_unavailable, origins=[k.origin for k in kept]
+    )

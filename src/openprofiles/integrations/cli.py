@@ -119,19 +119,15 @@ def instances_unrouted(
     data_dir: Path | None, database_url: str | None, instance_arn: str | None
 ) -> None:
     """Count contact records kept because no domain could take them."""
-    from openprofiles.contacts.service import list_unrouted
+    from openprofiles.contacts.service import count_unrouted
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.read() as tx:
-            kept = list_unrouted(tx, instance_arn=instance_arn)
+            kept = count_unrouted(tx, instance_arn=instance_arn)
     finally:
         services.database.dispose()
-    counts: dict[str, int] = {}
-    for k in kept:
-        counts[k.instance_arn or "(no instance)"] = (
-            counts.get(k.instance_arn or "(no instance)", 0) + 1
-        )
+    counts = {arn or "(no instance)": count for arn, count in kept.items()}
     if not counts:
         click.echo("No contact records are waiting for an instance association.")
     for arn, count in sorted(counts.items()):
