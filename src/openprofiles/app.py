@@ -23,11 +23,12 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openprofiles import logging_setup
-from openprofiles.auth.credentials import SecretCache, find_secret
+from openprofiles.auth.credentials import SecretCache, find_secret, secret_opens
 from openprofiles.auth.policy import authorize
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
 from openprofiles.context import Principal, RequestContext, Services
+from openprofiles.crypto.arns import is_local_key_arn
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import KeyringError
 from openprofiles.crypto.keyring import Keyring
@@ -101,6 +102,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     keys = KeyManager(
         ProviderResolver(settings, keyring), cache_seconds=settings.data_key_cache_seconds
     )
+    try:
+        _check_keyring_opens(settings, database, keyring, keys)
+    except KeyringError:
+        database.dispose()
+        raise
     if migrate:
         upgrade_to_head(database, keys)
     tokens = TokenCodec(keys.system_secret("pagination"))
@@ -129,6 +135,49 @@ def _check_keyring_belongs(settings: Settings, database: Database) -> None:
             "the server that created this database (every server sharing a database needs the "
             "same keyring), or restore it from a backup."
         )
+
+
+def _check_keyring_opens(
+    settings: Settings, database: Database, keyring: Keyring, keys: KeyManager
+) -> None:
+    """Refuse to start when keyring.json exists but is not the one the database's data was
+    sealed under: a keyring made anew after the file was lost, or copied from another
+    installation. The server used to start on it; every signed request then failed (500) and
+    /health said ok. Two proofs, neither calling KMS: a stored API secret opens under the
+    system cipher (derived from the default local key), and every local key a domain's data
+    key is wrapped under is in the keyring."""
+    with database.read() as conn:
+        tables = inspect(conn)
+        secret = (
+            conn.execute(
+                select(credential.c.access_key_id, credential.c.secret_sealed).limit(1)
+            ).first()
+            if tables.has_table(credential.name)
+            else None
+        )
+        key_ids = (
+            set(conn.execute(select(domain.c.key_id).distinct()).scalars())
+            if tables.has_table(domain.name)
+            else set()
+        )
+    missing = sorted(k for k in key_ids if is_local_key_arn(k) and keyring.lookup(k) is None)
+    opens = secret is None or secret_opens(
+        keys, access_key_id=secret.access_key_id, secret_sealed=bytes(secret.secret_sealed)
+    )
+    if opens and not missing:
+        return
+    problem = (
+        f"it does not hold the local key{'s' if len(missing) > 1 else ''} "
+        f"{', '.join(missing)} that domains' data keys are wrapped under"
+        if missing
+        else "its default key does not open the API credentials stored in the database"
+    )
+    raise KeyringError(
+        f"The keyring {settings.keyring_path} is not the one this database's data was sealed "
+        f"under: {problem}. It was made anew or copied from another installation. Put back "
+        "keyring.json from the data dir of the server that created this database (every "
+        "server sharing a database needs the same keyring), or restore it from a backup."
+    )
 
 
 def background_tasks(services: Services) -> list[PeriodicTask]:

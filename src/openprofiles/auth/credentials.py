@@ -16,6 +16,8 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 
 from openprofiles.context import Tx
+from openprofiles.crypto.domain_keys import KeyManager
+from openprofiles.crypto.errors import DecryptionError
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.store.schema import credential
 
@@ -51,6 +53,16 @@ def create_credential(tx: Tx, *, role: str) -> IssuedCredential:
         )
     )
     return IssuedCredential(access_key_id, secret, role)
+
+
+def secret_opens(keys: KeyManager, *, access_key_id: str, secret_sealed: bytes) -> bool:
+    """Whether the server's system cipher opens a stored secret: False when the keyring is not
+    the one the secret was sealed under (replaced, made anew, or another installation's)."""
+    try:
+        keys.system_cipher().open_record(_TABLE, access_key_id, secret_sealed)
+    except DecryptionError:
+        return False
+    return True
 
 
 def find_secret(tx: Tx, *, access_key_id: str) -> tuple[str, str] | None:

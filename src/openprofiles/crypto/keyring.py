@@ -182,8 +182,13 @@ class Keyring:
     def _snapshot(self) -> dict[str, LocalKey]:
         signature = self._stat()
         if signature is None:
-            self._mutate(lambda keys: (None, False))  # first use: creates the empty keyring
-            signature = self._stat()
+            # Reading never creates the keyring: `keys list` in the wrong data dir, or after the
+            # file was lost, would otherwise leave an empty one behind, and the server would
+            # then start on it and make new keys that open none of the data. Only a change
+            # (a key created, the default key made on first start) writes it.
+            with self._mutex:
+                self._signature, self._keys = None, {}
+            return {}
         with self._mutex:
             if signature != self._signature:
                 signature, keys = self._read()

@@ -21,11 +21,15 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_created_on_first_use_owner_only(tmp_path: Path) -> None:
+def test_created_on_first_change_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / "data" / "keyring.json"
     keyring = Keyring(path)
     assert not path.exists()
+    # Reading does not make it (a lost keyring is not replaced by an empty one).
     assert keyring.list_keys() == []
+    assert keyring.lookup("alias/openprofiles-default") is None
+    assert not path.exists()
+    keyring.default_key()
     assert path.exists()
     assert mode(path) == 0o600
     assert mode(path.parent) == 0o700

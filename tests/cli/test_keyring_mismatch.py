@@ -1,0 +1,75 @@
+"""A keyring that is not the database's is refused at start, and reading keys never makes one.
+
+An operator review: `keys list` in a data dir whose keyring.json was lost wrote an empty
+keyring, and the server then started on it, made a new default key, and answered every signed
+request with a 500 (and /health with ok); a keyring copied from another installation did the
+same. On SQLite (the data dir's database) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+from tests.unit.integrations.integ_helpers import make_domain
+
+from openprofiles.app import build_services
+from openprofiles.cli import main
+from openprofiles.settings import Settings
+
+
+def _options(settings: Settings) -> list[str]:
+    options = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        options += ["--database-url", settings.database_url]
+    return options
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_listing_keys_does_not_make_a_keyring(settings: Settings) -> None:
+    code, output = _run("keys", "list", *_options(settings))
+    assert code == 0, output
+    assert not settings.keyring_path.exists()
+
+
+def test_a_keyring_from_another_installation_is_refused(settings: Settings, tmp_path: Path) -> None:
+    options = _options(settings)
+    assert _run("credentials", "create", "--role", "admin", *options)[0] == 0
+    ours = settings.keyring_path.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    assert _run("keys", "create", "--alias", "x", "--data-dir", str(elsewhere))[0] == 0
+    shutil.copy(elsewhere / "keyring.json", settings.keyring_path)
+
+    code, output = _run("credentials", "list", *options)
+    assert code == 1
+    assert "is not the one this database's data was sealed under" in output
+    assert "default key does not open the API credentials" in output
+    settings.keyring_path.write_bytes(ours)
+    assert _run("credentials", "list", *options)[0] == 0
+
+
+def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Settings) -> None:
+    options = _options(settings)
+    code, created = _run("keys", "create", "--alias", "crm-data", *options)
+    assert code == 0, created
+    services = build_services(settings)
+    try:
+        resolver = services.keys.resolver
+        arn = resolver.local_arn(
+            resolver.keyring.find_by_alias("crm-data")
+        )
+        make_domain(services, "crm", arn)
+    finally:
+        services.database.dispose()
+    document = json.loads(settings.keyring_path.read_text())
+    document["keys"] = [k for k in document["keys"] if "crm-data" not in json.dumps(k)]
+    settings.keyring_path.write_text(json.dumps(document))
+
+    code, output = _run("credentials", "list", *options)
+    assert code == 1
+    assert f"does not hold the local key {arn}" in output
