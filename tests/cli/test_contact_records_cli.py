@@ -234,3 +234,31 @@ def test_a_record_kept_for_its_instance_keeps_its_place_through_the_replay(
     waiting = CliRunner().invoke(main, ["instances", "unrouted", *options])
     assert waiting.output == "No contact records are waiting for an instance association.\n"
     assert letter.reason.startswith("File later.jsonl, line 2: Channel")
+
+
+def test_kept_records_can_be_purged_by_instance_or_without_one(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """Records kept for an instance no one will associate, or without any instance ARN, were
+    kept for ever: personal data with no way to remove it."""
+    services, options = loaded
+    anonymous = ctr("n-0")
+    del anonymous["InstanceARN"]
+    records = [ctr(f"p-{i}", instance=OTHER_INSTANCE) for i in range(2)] + [anonymous]
+    file = tmp_path / "stray.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert (
+        CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)]).exit_code == 0
+    )
+    purge = ["instances", "purge-unrouted", *options]
+
+    refused = CliRunner().invoke(main, purge)
+    assert refused.exit_code == 2 and "--instance ARN or --without-instance" in refused.output
+    done = CliRunner().invoke(main, [*purge, "--without-instance"])
+    assert done.output == "Deleted 1 contact record kept without an instance.\n"
+    with services.read() as tx:
+        assert sorted(k.instance_arn or "" for k in list_unrouted(tx)) == [OTHER_INSTANCE] * 2
+    done = CliRunner().invoke(main, [*purge, "--instance", OTHER_INSTANCE])
+    assert done.output == f"Deleted 2 contact records kept for {OTHER_INSTANCE}.\n"
+    with services.read() as tx:
+        assert list_unrouted(tx) == []

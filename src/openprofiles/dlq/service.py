@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -42,7 +42,7 @@ from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
-from openprofiles.store.schema import dlq_message
+from openprofiles.store.schema import dlq_message, domain
 
 DLQ_TABLE = "dlq_message"
 # What a sealed sink error is bound to (with the domain and message id): not DLQ_TABLE, so it
@@ -328,6 +328,26 @@ def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     """Delete the given messages (all of the domain's when None); returns how many."""
     tx.cipher(domain_name)
     return _delete(tx, domain_name, message_ids)
+
+
+def purge_expired(tx: Tx, now: datetime) -> int:
+    """Delete the dead letters (all domains) older than their domain's DefaultExpirationDays;
+    how many. A dead letter holds a whole record, personal data a domain keeps no longer than
+    it keeps its objects. Counted from when the record was first dead-lettered, as an object's
+    retention is fixed when it is ingested (spec §1.9): a retry does not extend it."""
+    purged = 0
+    for name, config in tx.conn.execute(select(domain.c.name, domain.c.config)).all():
+        days = config.get("DefaultExpirationDays") if isinstance(config, Mapping) else None
+        if not isinstance(days, int) or days <= 0:
+            continue
+        result = tx.conn.execute(
+            delete(dlq_message).where(
+                dlq_message.c.domain_name == name,
+                dlq_message.c.created_at <= now - timedelta(days=days),
+            )
+        )
+        purged += int(result.rowcount or 0)
+    return purged
 
 
 def missing(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> list[str]:

@@ -132,3 +132,33 @@ def instances_unrouted(
         click.echo("No contact records are waiting for an instance association.")
     for arn, count in sorted(counts.items()):
         click.echo(f"{arn}  {count}")
+
+
+@instances.command("purge-unrouted")
+@storage_options
+@click.option("--instance", "instance_arn", default=None, help="Delete this instance's records.")
+@click.option(
+    "--without-instance",
+    is_flag=True,
+    help="Delete the records kept without an instance ARN (no association can route them).",
+)
+def instances_purge_unrouted(
+    data_dir: Path | None,
+    database_url: str | None,
+    instance_arn: str | None,
+    without_instance: bool,
+) -> None:
+    """Delete contact records kept because no domain could take them (they are personal data
+    kept until their instance is associated; see `instances unrouted`)."""
+    from openprofiles.contacts.service import purge_unrouted
+
+    if (instance_arn is None) == (not without_instance):
+        raise click.UsageError("Give either --instance ARN or --without-instance.")
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        with services.write() as tx:
+            purged = purge_unrouted(tx, instance_arn=instance_arn)
+    finally:
+        services.database.dispose()
+    whose = f"for {instance_arn}" if instance_arn else "without an instance"
+    click.echo(f"Deleted {purged} contact record{'s' if purged != 1 else ''} kept {whose}.")

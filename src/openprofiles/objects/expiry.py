@@ -1,17 +1,19 @@
-"""The server's periodic purge of expired profile objects (spec §1.9).
+"""The server's periodic purge of expired profile objects (spec §1.9) and dead letters.
 
-Expired objects are already invisible to every read; this only reclaims their rows. It runs as a
-background task of the server (openprofiles.background), every few minutes. Several server
-processes on one PostgreSQL database may all run it: deleting expired rows twice is harmless.
+Expired objects are already invisible to every read; this only reclaims their rows. Dead
+letters hold whole records, so they go once older than their domain's DefaultExpirationDays
+(dlq.service.purge_expired). It runs as a background task of the server
+(openprofiles.background), every few minutes. Several server processes on one PostgreSQL
+database may all run it: deleting expired rows twice is harmless.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from openprofiles.background import PeriodicTask
 from openprofiles.context import Services
+from openprofiles.dlq import service as dead_letters
 from openprofiles.objects.service import purge_expired
 
 PURGE_INTERVAL_SECONDS = 300.0
@@ -20,11 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def purge_once(services: Services) -> int:
+    """Purge what has expired; how many objects and dead letters."""
     with services.write() as tx:
-        purged = purge_expired(tx, datetime.now(UTC))
-    if purged:
-        log.info("purged %d expired profile objects", purged)
-    return purged
+        objects = purge_expired(tx, tx.now)
+        letters = dead_letters.purge_expired(tx, tx.now)
+    if objects:
+        log.info("purged %d expired profile objects", objects)
+    if letters:
+        log.info("purged %d dead letters older than their domain's retention", letters)
+    return objects + letters
 
 
 def expiry_task(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from tests.unit.ingest.conftest import DOMAIN, crm_type, ingest, make_domain, put_type
 
 from openprofiles.context import Services
@@ -12,7 +14,9 @@ from openprofiles.dlq import service
 from openprofiles.dlq.sinks import dead_letter
 from openprofiles.errors import NotFound
 from openprofiles.ingest.pipeline import IngestRejected
+from openprofiles.objects.expiry import purge_once
 from openprofiles.profiles.service import SearchCriterion, search_profiles
+from openprofiles.store.schema import dlq_message
 
 
 @pytest.fixture
@@ -218,3 +222,28 @@ def test_why_a_send_failed_is_stored_sealed_and_read_whole(services: Services, d
         mark = service.resend_mark(later)
         (taken,) = service.claim_sends(tx, domain_name=DOMAIN, marks=scan.due, claim=mark)
     assert (taken.message_id, taken.sink_error) == (failed, mark)
+
+
+def test_dead_letters_are_purged_after_their_domains_retention(
+    services: Services, domain: str
+) -> None:
+    """A dead letter holds a whole record; it was kept for ever, past the retention the domain
+    sets for everything else it holds (DefaultExpirationDays, 30 here)."""
+    put_type(services, "Crm", crm_type(AllowProfileCreation=False))
+    old = reject(services, {"id": "1", "email": "a@x.com"})
+    recent = reject(services, {"id": "2", "email": "b@x.com"})
+    with services.write() as tx:
+        tx.conn.execute(
+            update(dlq_message)
+            .where(dlq_message.c.message_id == old)
+            .values(created_at=tx.now - timedelta(days=30, seconds=1))
+        )
+        tx.conn.execute(
+            update(dlq_message)
+            .where(dlq_message.c.message_id == recent)
+            .values(created_at=tx.now - timedelta(days=29))
+        )
+    assert purge_once(services) == 1
+    with services.read() as tx:
+        assert [x.message_id for x in service.list_messages(tx, domain_name=DOMAIN)] == [recent]
+    assert purge_once(services) == 0
