@@ -28,6 +28,8 @@ def test_enter_in_the_wizard_sets_up_the_domain(
     expect(page.locator("#queue-policy")).to_contain_text("arn:aws:sqs:eu-west-1")
 
     name = f"enter-{uuid.uuid4().hex[:8]}"
+    # A URL left in its field with "No queue" chosen is refused, not silently dropped.
+    page.get_by_label("SQS queue URL").fill("")
     page.get_by_label("No queue").check()
     page.get_by_label("Friendly name of the new domain").fill(name)
     page.get_by_label("Friendly name of the new domain").press("Enter")

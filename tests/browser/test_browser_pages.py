@@ -78,7 +78,9 @@ def test_enable_wizard(page: Page, live_server: LiveServer, web_users: WebUsers)
     )
     assert {d["DomainName"] for d in client.list_domains()["Items"]} == before
 
-    # Now a valid set-up: no queue, a new local key created right there.
+    # Now a valid set-up: no queue (its URL cleared: one left there is refused, not
+    # ignored), a new local key created right there.
+    page.get_by_label("SQS queue URL").fill("")
     page.get_by_label("No queue").check()
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(

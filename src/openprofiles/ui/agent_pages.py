@@ -362,8 +362,12 @@ def routes(ui: UI) -> list[Route]:
             domain_name=name,
             record=record,
             name=display_name(record),
-            sections=pf.SECTIONS,
-            addresses=[(a, fields[a]) for a in ADDRESS_FIELDS if fields.get(a)],
+            sections=pf.profile_view(fields),
+            addresses=[
+                (a, lines)
+                for a in ADDRESS_FIELDS
+                if isinstance(fields.get(a), dict) and (lines := pf.address_lines(fields[a]))
+            ],
             attributes=sorted((fields.get("Attributes") or {}).items()),
             # A profile linked to many contacts has a _ctrContactId value per contact: show a few.
             keys=[
@@ -435,10 +439,12 @@ def routes(ui: UI) -> list[Route]:
             shown=shown or {},
             shown_prefix=pf.SHOWN_PREFIX,
             errors=errors,
+            labels=pf.form_labels(),
             record=record,
             name=display_name(record) if record else "",
             sections=pf.SECTIONS,
             address_parts=pf.ADDRESS_FORM_PARTS,
+            attributes_hint=pf.ATTRIBUTES_HINT,
         )
 
     @ui.page("agent")

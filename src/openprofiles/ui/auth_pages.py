@@ -4,6 +4,7 @@ workspace."""
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -17,6 +18,7 @@ from openprofiles.ui.web import (
     csrf_ok,
     form_text,
     new_signin_token,
+    safe_next,
     set_cookie,
 )
 from openprofiles.users import service as users
@@ -34,11 +36,27 @@ def routes(ui: UI) -> list[Route]:
         return RedirectResponse("/admin/" if session.role == "admin" else "/agent/", 303)
 
     def sign_in_form(
-        request: Request, *, username: str = "", error: str = "", status: int = 200
+        request: Request,
+        *,
+        username: str = "",
+        error: str = "",
+        status: int = 200,
+        form: FormData | None = None,
     ) -> Response:
+        """The sign-in page; after a failed POST (`form`), the page to return to is the one
+        the form carried (the POST's own address has no query), so a mistyped password does
+        not lose the screen-pop address the agent came from."""
         # Before sign-in there is no session to hold a CSRF token, so the form's token is also
         # set in a cookie and both must match (a forged form cannot read or set the cookie).
         token = new_signin_token()
+        if form is None:
+            next_path = request.query_params.get("next", "").strip()
+            next_query = request.query_params.get("next_query", "").strip()
+        else:
+            next_path, next_query = form_text(form, "next"), form_text(form, "next_query")
+        if safe_next(next_path, "") != next_path:
+            # Only a local path is kept (after_sign_in would drop any other anyway).
+            next_path, next_query = "", ""
         response = ui.render(
             request,
             "sign_in.html",
@@ -46,8 +64,8 @@ def routes(ui: UI) -> list[Route]:
             signin_token=token,
             username=username,
             error=error,
-            next=request.query_params.get("next", ""),
-            next_query=request.query_params.get("next_query", ""),
+            next=next_path,
+            next_query=next_query,
         )
         set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
         return response
@@ -64,6 +82,7 @@ def routes(ui: UI) -> list[Route]:
                 username=username,
                 error="The sign-in form had expired; please sign in again.",
                 status=403,
+                form=form,
             )
         password = form_password(form, "password")
         address = request.client.host if request.client else None
@@ -82,13 +101,16 @@ def routes(ui: UI) -> list[Route]:
                 )
             )
         except Throttling as exc:
-            return sign_in_form(request, username=username, error=exc.message, status=429)
+            return sign_in_form(
+                request, username=username, error=exc.message, status=429, form=form
+            )
         if created is None:
             return sign_in_form(
                 request,
                 username=username,
                 error="The username or password is not right. Check them and try again.",
                 status=401,
+                form=form,
             )
         default = "/admin/" if created.session.role == "admin" else "/agent/"
         response = RedirectResponse(

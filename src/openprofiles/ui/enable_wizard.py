@@ -86,6 +86,69 @@ def _unknown_choices(values: dict[str, str]) -> dict[str, str]:
     return errors
 
 
+# A text field of the page that only one option of its radio group uses: (group, option, what
+# to say when the field is filled in but another option is chosen).
+CHOSEN_BY = {
+    "dlq_url": (
+        "dlq_choice",
+        "queue",
+        "You entered an SQS queue URL but chose 'No queue': choose 'Send failed records to an "
+        "SQS queue' to use it, or clear the field.",
+    ),
+    "kms_arn": (
+        "key_choice",
+        "kms",
+        "You entered a KMS key ARN but chose {choice}: choose 'Use an AWS KMS key' to use it, "
+        "or clear the field.",
+    ),
+    "local_key": (
+        "key_choice",
+        "local",
+        "You picked a local key in the list but chose {choice}: choose 'Use an existing local "
+        "key' to use it, or set the list back to 'Choose a key'.",
+    ),
+    "new_key_alias": (
+        "key_choice",
+        "new_local",
+        "You entered an alias for a new key but chose {choice}: choose 'Create a new local "
+        "key' to create it, or clear the field.",
+    ),
+}
+KEY_CHOICE_NAMES = {
+    "default": "the server's default key",
+    "local": "an existing local key",
+    "new_local": "a new local key",
+    "kms": "a KMS key",
+}
+
+
+def _unchosen_entries(values: dict[str, str]) -> dict[str, str]:
+    """An error for each text field filled in while its radio group has another option chosen:
+    such an entry used to be ignored without a word (a KMS key ARN typed in, the domain set up
+    under the server's local key; a queue URL typed in, no queue)."""
+    errors = {}
+    for name, (group, option, message) in CHOSEN_BY.items():
+        choice = values.get(group) or CHOICES[group][0]
+        if values.get(name) and choice != option:
+            errors[name] = message.format(choice=KEY_CHOICE_NAMES.get(choice, choice))
+    return errors
+
+
+# How the page's error summary names each field, in the order of the page (the summary's).
+LABELS = {
+    "domain_choice": "Domain",
+    "domain_name": "Friendly name of the new domain",
+    "retention_days": "Keep data for (days)",
+    "existing_domain": "Existing domain",
+    "dlq_choice": "Dead-letter queue",
+    "dlq_url": "SQS queue URL",
+    "key_choice": "Encryption key",
+    "local_key": "Local key",
+    "new_key_alias": "Alias of the new key",
+    "kms_arn": "KMS key ARN",
+}
+
+
 def routes(ui: UI) -> list[Route]:
     settings = ui.services.settings
     keyring = Keyring(settings.keyring_path)
@@ -104,6 +167,7 @@ def routes(ui: UI) -> list[Route]:
             status=400 if errors else 200,
             values=values,
             errors=errors,
+            labels=LABELS,
             policy=policy,
             domains=[d.name for d in existing],
             local_keys=local_keys,
@@ -147,6 +211,9 @@ def routes(ui: UI) -> list[Route]:
             except BadRequest as exc:
                 errors["dlq_url"] = exc.message
         check_key(plan, values)
+        if "dlq_choice" not in errors and "key_choice" not in errors:
+            # Checked after the groups' own fields, so it does not hide their errors.
+            errors.update(_unchosen_entries(values))
         return plan
 
     def check_new_domain(plan: Plan, values: dict[str, str], known: set[str]) -> None:
@@ -298,9 +365,7 @@ def routes(ui: UI) -> list[Route]:
                 except BadRequest as exc:
                     errors["instance_arn"] = exc.message
             if not errors:
-                return RedirectResponse(
-                    _step_url(name, "done") + "?instance=" + quote(arn, safe=""), status_code=303
-                )
+                return RedirectResponse(_step_url(name, "done"), status_code=303)
         return ui.render(
             request,
             "enable/instance.html",
@@ -316,7 +381,17 @@ def routes(ui: UI) -> list[Route]:
 
         def load(tx: Tx) -> dict[str, Any]:
             record = domains.get_domain(tx, domain_name=name)
-            return {"record": record, "stats": domains.domain_stats(tx, domain_name=name)}
+            # From the store, not the address: the domain's instances as they are.
+            instances = [
+                i.instance_arn
+                for i in integrations.list_instances(tx)
+                if i.domain_name == record.name and i.instance_arn
+            ]
+            return {
+                "record": record,
+                "stats": domains.domain_stats(tx, domain_name=name),
+                "instances": instances,
+            }
 
         loaded = await ui.read(load)
         record = loaded["record"]
@@ -327,14 +402,7 @@ def routes(ui: UI) -> list[Route]:
                 policy = setup.queue_policy_statement(settings, queue, name)
             except BadRequest:
                 policy = ""
-        instance = request.query_params.get("instance", "")
-        return ui.render(
-            request,
-            "enable/done.html",
-            policy=policy,
-            instance=instance if is_instance_arn(instance) else "",
-            **loaded,
-        )
+        return ui.render(request, "enable/done.html", policy=policy, **loaded)
 
     return [
         Route("/admin/enable", wizard, methods=["GET", "POST"]),

@@ -87,6 +87,87 @@ SECTIONS: tuple[tuple[str, tuple[Field, ...]], ...] = (
         ),
     ),
 )
+# What the profile page shows besides the form's fields: values the API and ingestion set that
+# the form does not edit. A free-text gender or party type (GenderString, PartyTypeString: what a
+# source sent outside the enums) says more than the code, so it is shown instead of it.
+SHOWN_INSTEAD = {"Gender": "GenderString", "PartyType": "PartyTypeString"}
+EXTRA_SHOWN = {"About": (("ProfileType", "Profile type"),)}
+ENGAGEMENT_PREFERENCES = "EngagementPreferences"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One value of the profile page: its label, its text, whether its line breaks count."""
+
+    label: str
+    text: str
+    lines: bool = False
+
+
+def profile_view(fields: dict[str, Any]) -> list[tuple[str, list[Shown]]]:
+    """The profile page's sections (title, values), without the empty ones: the form's fields
+    in its order, each select's code as its label, plus what SHOWN_INSTEAD and EXTRA_SHOWN
+    name and the engagement preferences."""
+    view: list[tuple[str, list[Shown]]] = []
+    for title, section in SECTIONS:
+        rows = []
+        for f in section:
+            text = _text(fields.get(SHOWN_INSTEAD.get(f.name, ""))) or _text(fields.get(f.name))
+            if text and f.choices and not _text(fields.get(SHOWN_INSTEAD.get(f.name, ""))):
+                text = dict(f.choices).get(text, text)
+            if text:
+                rows.append(Shown(f.label, text, f.kind == "textarea"))
+        for name, label in EXTRA_SHOWN.get(title, ()):
+            if text := _text(fields.get(name)):
+                rows.append(Shown(label, text))
+        if rows:
+            view.append((title, rows))
+    preferences = _engagement_preferences(fields.get(ENGAGEMENT_PREFERENCES))
+    if preferences:
+        view.append(("Engagement preferences", preferences))
+    return view
+
+
+def address_lines(address: dict[str, Any]) -> list[str]:
+    """An address as its lines, the empty ones left out: street lines, "postal code city",
+    county, state, province, country."""
+    parts = [
+        _text(address.get(p)).strip() for p in ("Address1", "Address2", "Address3", "Address4")
+    ]
+    parts.append(" ".join(_text(address.get(p)).strip() for p in ("PostalCode", "City")).strip())
+    parts += [_text(address.get(p)).strip() for p in ("County", "State", "Province", "Country")]
+    return [line for line in parts if line]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _engagement_preferences(value: Any) -> list[Shown]:
+    """EngagementPreferences ({"Phone": [{"KeyName", "KeyValue", "ProfileId"}], "Email": [...]})
+    as one value a channel, a line a preference: "KeyValue (KeyName)"."""
+    if not isinstance(value, dict):
+        return [Shown("Preferences", _text(value))] if value else []
+    rows = []
+    for channel, items in value.items():
+        lines = []
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, dict):
+                key_value, key_name = _text(item.get("KeyValue")), _text(item.get("KeyName"))
+                line = f"{key_value} ({key_name})" if key_value and key_name else key_value
+                line = line or ", ".join(f"{k}: {_text(v)}" for k, v in item.items())
+                profile_id = _text(item.get("ProfileId"))
+                if profile_id:
+                    line += f", profile {profile_id}"
+            else:
+                line = _text(item)
+            if line:
+                lines.append(line)
+        if lines:
+            rows.append(Shown(str(channel), "\n".join(lines), lines=True))
+    return rows
+
+
 ADDRESS_FORM_PARTS = (
     ("Address1", "Address line 1"),
     ("Address2", "Address line 2"),
@@ -114,7 +195,7 @@ def values_from_profile(fields: dict[str, Any]) -> dict[str, str]:
     for part, _ in ADDRESS_FORM_PARTS:
         values[f"Address.{part}"] = str(address.get(part, ""))
     attributes = fields.get("Attributes") or {}
-    values[ATTRIBUTES_FIELD] = "\n".join(f"{k} = {v}" for k, v in attributes.items())
+    values[ATTRIBUTES_FIELD] = format_attributes(attributes)
     return {name: _as_sent(value) for name, value in values.items()}
 
 
@@ -124,6 +205,14 @@ def form_names() -> tuple[str, ...]:
         *(f"Address.{part}" for part, _ in ADDRESS_FORM_PARTS),
         ATTRIBUTES_FIELD,
     )
+
+
+def form_labels() -> dict[str, str]:
+    """Each form field's label, as the error summary names the field, in the form's order."""
+    labels = {f.name: f.label for _, fields in SECTIONS for f in fields}
+    labels.update({f"Address.{part}": f"Address: {label}" for part, label in ADDRESS_FORM_PARTS})
+    labels[ATTRIBUTES_FIELD] = "Attributes"
+    return labels
 
 
 def values_from_form(form: FormData, prefix: str = "") -> dict[str, str] | None:
@@ -150,13 +239,99 @@ def changed_fields(shown: dict[str, str], values: dict[str, str]) -> set[str]:
     return {name for name in form_names() if values.get(name, "") != shown.get(name, "")}
 
 
+# Attributes in the form's text area: one a line, as `name = value`. Any attribute the API
+# stored goes through the text area unchanged, with backslash escapes for what the text would
+# lose otherwise:
+#   \n       a line break (in a name or a value),
+#   \=       an "=" in a name (the first "=" not escaped ends the name),
+#   \\       a backslash,
+#   \uXXXX   any other character, by its code: used for other line-breaking characters and for
+#            white space at the start or end of a name or value (the form trims those).
+# A backslash followed by anything else is kept as typed (C:\Users stays C:\Users).
+ATTRIBUTES_HINT = (
+    "One per line, as name = value. Remove a line to remove the attribute. Write a line break "
+    'in a value as \\n, a backslash as \\\\ and an "=" in a name as \\=.'
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _breaks_line(ch: str) -> bool:
+    return len(f"a{ch}b".splitlines()) > 1
+
+
+def _escape(text: str, *, name: bool) -> str:
+    out = []
+    last = len(text) - 1
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "=" and name:
+            out.append("\\=")
+        elif _breaks_line(ch) or (ch.isspace() and i in (0, last)):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def format_attributes(attributes: dict[str, Any]) -> str:
+    """Attributes as the form's text area shows them; parse_attributes reads them back
+    exactly."""
+    return "\n".join(
+        f"{_escape(str(k), name=True)} = {_escape(str(v), name=False)}"
+        for k, v in attributes.items()
+    )
+
+
+def _split_line(line: str) -> tuple[str, str, bool]:
+    """(name, value, whether the line has an unescaped "="), both still escaped."""
+    i = 0
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+        elif line[i] == "=":
+            return line[:i], line[i + 1 :], True
+        else:
+            i += 1
+    return line, "", False
+
+
+def _unescape(text: str) -> str:
+    out = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            code = text[i + 2 : i + 6]
+            if nxt in "\\=":
+                out.append(nxt)
+                i += 2
+                continue
+            if nxt == "n":
+                out.append("\n")
+                i += 2
+                continue
+            if nxt == "u" and len(code) == 4 and set(code) <= _HEX:
+                out.append(chr(int(code, 16)))
+                i += 6
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
+    """The attributes of the form's text area (format_attributes); ({}, what is wrong) when
+    a line cannot be read."""
     attributes: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        name, sep, value = line.partition("=")
-        name, value = name.strip(), value.strip()
+        raw_name, raw_value, sep = _split_line(line)
+        name, value = _unescape(raw_name.strip()), _unescape(raw_value.strip())
         if not sep or not name or not value:
             return {}, f"Line {number}: write each attribute as name = value."
         if len(name) > MAX_LENGTH or len(value) > MAX_LENGTH:
@@ -259,8 +434,7 @@ def update_changes(
         changes["Address"] = address
     if ATTRIBUTES_FIELD in changed:
         # Line by line against what was shown, so a line the agent did not touch is not
-        # written back (its name may hold "=", its value a line break: the text form of
-        # attributes cannot carry every value exactly).
+        # written back (nor checked against the stored value: changed meanwhile, it is kept).
         before, _ = parse_attributes(shown.get(ATTRIBUTES_FIELD, ""))
         after, _ = parse_attributes(values[ATTRIBUTES_FIELD])
         attribute_changes = {k: v for k, v in after.items() if before.get(k) != v}

@@ -112,7 +112,7 @@ class UI:
             path=request.url.path,
             **context,
         )
-        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        return HTMLResponse(focus_first_invalid(body), status_code=status, headers=SECURITY_HEADERS)
 
     def error_page(self, request: Request, status: int, title: str, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status=status, title=title, message=message)
@@ -216,6 +216,19 @@ def unreadable_domain(error: ServiceError) -> bool:
 
 def _next_scope(path: str) -> str:
     return f"ui/sign-in-next\x00{path}"
+
+
+def focus_first_invalid(body: str) -> str:
+    """The page with `autofocus` on its first invalid field (the first control the
+    `describedby` macro marked aria-invalid), so that after a refused form the focus is at the
+    first field to correct, not on the page's body; unchanged when the page has no invalid
+    field. Done here because the pages run no script, and only here can the first one in the
+    page's order be known. The marker is only ever written by the templates: a value shown on
+    the page has its quotes escaped."""
+    return body.replace(_INVALID, _INVALID + " autofocus", 1)
+
+
+_INVALID = ' aria-invalid="true"'
 
 
 def csrf_ok(form: FormData, expected: str) -> bool:
