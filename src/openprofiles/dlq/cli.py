@@ -147,14 +147,21 @@ def dlq_retry(
     what to do instead. In --json, Succeeded lists every letter removed, Superseded those of
     them that changed nothing, Failed every letter still here, NotRetried those of them not
     tried (message id: why)."""
-    from openprofiles.dlq.service import retry
+    from openprofiles.dlq.service import retry_in_batches
+    from openprofiles.errors import ServiceError
 
-    outcome = _run(
-        data_dir,
-        database_url,
-        lambda tx: retry(tx, domain_name=domain_name, message_ids=list(message_ids) or None),
-        write=True,
-    )
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        with services.read() as tx:
+            _existing_domain(tx, domain_name)
+        # A batch per transaction: a server on the same SQLite database writes in between.
+        outcome = retry_in_batches(
+            services, domain_name=domain_name, message_ids=list(message_ids) or None
+        )
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.database.dispose()
     if as_json:
         click.echo(
             json.dumps(

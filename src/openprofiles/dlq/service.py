@@ -33,15 +33,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 
-from openprofiles.context import Tx
+from openprofiles.context import Services, Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import dlq_message, domain
 
 DLQ_TABLE = "dlq_message"
@@ -223,7 +225,13 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
-def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> RetryOutcome:
+def retry(
+    tx: Tx,
+    *,
+    domain_name: str,
+    message_ids: Sequence[str] | None = None,
+    gone_ok: bool = False,
+) -> RetryOutcome:
     """Run messages through ingestion again; remove the ones that now succeed, count another
     attempt (with the new reason, after the letter's origin) on the others.
 
@@ -233,17 +241,16 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     not the plain pipeline: it is checked again, and applied only when it is newer than the
     version of its contact already applied — otherwise a retry would put an old or invalid
     record back over a newer one, and later deliveries of that newer one would count as
-    repeats."""
+    repeats.
+
+    `gone_ok`: a message id given that is no longer in the store (another retry removed it
+    meanwhile) is skipped instead of NotFound."""
     from openprofiles.contacts.history import contact_object_types
     from openprofiles.contacts.service import retry_contact_record
     from openprofiles.ingest.bulk import parse_record
     from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 
-    letters = (
-        [get(tx, domain_name=domain_name, message_id=m) for m in message_ids]
-        if message_ids is not None
-        else list_messages(tx, domain_name=domain_name)
-    )
+    letters = _claim(tx, domain_name, message_ids, gone_ok=gone_ok)
     contact_types = set(contact_object_types(tx, domain_name=domain_name))
     outcome = RetryOutcome(succeeded=[], failed=[])
     for letter in letters:
@@ -312,6 +319,106 @@ def retry(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
         )
         outcome.failed.append(letter.message_id)
     return outcome
+
+
+def _claim(
+    tx: Tx, domain_name: str, message_ids: Sequence[str] | None, *, gone_ok: bool = False
+) -> list[DeadLetter]:
+    """The letters to retry, oldest first, their rows locked until the transaction ends
+    (PostgreSQL; SQLite's one writer serialises retries already). Two retries of one queue at
+    once used to both apply every letter: the second now waits for the first, and then finds
+    the letters it removed gone. NotFound names a message id given that is not (or no longer)
+    in the store, unless `gone_ok`."""
+    tx.cipher(domain_name)
+    query = (
+        select(dlq_message)
+        .where(dlq_message.c.domain_name == domain_name)
+        .order_by(dlq_message.c.created_at, dlq_message.c.message_id)
+        .with_for_update()
+    )
+    if message_ids is None:
+        return [_record(tx, r) for r in tx.conn.execute(query)]
+    found = {
+        r.message_id: r
+        for chunk in in_chunks(list(dict.fromkeys(message_ids)))
+        for r in tx.conn.execute(query.where(dlq_message.c.message_id.in_(chunk)))
+    }
+    for message_id in message_ids:
+        if message_id not in found and not gone_ok:
+            raise NotFound(
+                f"The dead-letter message {message_id} does not exist in domain {domain_name}."
+            )
+    rows = sorted(found.values(), key=lambda r: (r.created_at, r.message_id))
+    return [_record(tx, r) for r in rows]
+
+
+# Letters retried per write transaction by `retry_in_batches`: on SQLite a retry holds the one
+# writer lock, and 10,000 letters in one transaction held every API write for seconds.
+RETRY_BATCH = 200
+
+
+def retry_in_batches(
+    services: Services, *, domain_name: str, message_ids: Sequence[str] | None = None
+) -> RetryOutcome:
+    """`retry` the letters (all, or `message_ids`) RETRY_BATCH at a time, oldest first, each
+    batch in a write transaction of its own (run again when it lost a race, store.conflicts):
+    other writes go between batches, and what a batch did stays done if a later one fails."""
+    from openprofiles.store.conflicts import retrying
+
+    total = RetryOutcome(succeeded=[], failed=[])
+    if message_ids is not None:
+        wanted = list(dict.fromkeys(message_ids))
+        for start in range(0, len(wanted), RETRY_BATCH):
+            batch = wanted[start : start + RETRY_BATCH]
+            _add(total, retrying(partial(_retry_batch, services, domain_name, batch)))
+        return total
+    after: tuple[datetime, str] | None = None
+    while True:
+
+        def attempt(after: tuple[datetime, str] | None = after) -> tuple[RetryOutcome, Any]:
+            with services.write() as tx:
+                ids = _next_batch(tx, domain_name, after)
+                if not ids:
+                    return RetryOutcome(succeeded=[], failed=[]), None
+                # Another retry may have removed some meanwhile: they are done, not missing.
+                outcome = retry(
+                    tx, domain_name=domain_name, message_ids=[i for _, i in ids], gone_ok=True
+                )
+                return outcome, ids[-1]
+
+        outcome, last = retrying(attempt)
+        if last is None:
+            return total
+        _add(total, outcome)
+        after = last
+
+
+def _retry_batch(services: Services, domain_name: str, message_ids: list[str]) -> RetryOutcome:
+    with services.write() as tx:
+        return retry(tx, domain_name=domain_name, message_ids=message_ids)
+
+
+def _next_batch(
+    tx: Tx, domain_name: str, after: tuple[datetime, str] | None
+) -> list[tuple[datetime, str]]:
+    """(created_at, message id) of the next RETRY_BATCH letters after `after`, oldest first: the
+    letters that still fail stay, so the batches walk past them."""
+    query = (
+        select(dlq_message.c.created_at, dlq_message.c.message_id)
+        .where(dlq_message.c.domain_name == domain_name)
+        .order_by(dlq_message.c.created_at, dlq_message.c.message_id)
+        .limit(RETRY_BATCH)
+    )
+    if after is not None:
+        query = query.where(tuple_(dlq_message.c.created_at, dlq_message.c.message_id) > after)
+    return [(r.created_at, r.message_id) for r in tx.conn.execute(query)]
+
+
+def _add(total: RetryOutcome, outcome: RetryOutcome) -> None:
+    total.succeeded.extend(outcome.succeeded)
+    total.failed.extend(outcome.failed)
+    total.superseded.extend(outcome.superseded)
+    total.not_retried.update(outcome.not_retried)
 
 
 def _is_contact_record(
