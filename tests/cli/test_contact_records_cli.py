@@ -262,3 +262,25 @@ def test_kept_records_can_be_purged_by_instance_or_without_one(
     assert done.output == f"Deleted 2 contact records kept for {OTHER_INSTANCE}.\n"
     with services.read() as tx:
         assert list_unrouted(tx) == []
+
+
+def test_a_file_loaded_twice_keeps_each_rejected_record_once(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """A re-run (after a crash, say) used to keep a second copy of every record no domain took
+    and write a second letter for every rejected one."""
+    services, options = loaded
+    wrong = ctr("w-0")
+    wrong["Channel"] = ["VOICE"]
+    records = [ctr("w-1"), wrong, ctr("w-2", instance=OTHER_INSTANCE)]
+    file = tmp_path / "twice.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
+        assert result.exit_code == 0, result.output
+    with services.read() as tx:
+        [letter] = list_messages(tx, domain_name=D)
+        kept = list_unrouted(tx)
+    assert (letter.origin, letter.attempts) == ("File twice.jsonl, line 2", 2)
+    assert [k.origin for k in kept] == ["File twice.jsonl, line 3"]
+    assert found(services, "w-1") == 1

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -573,7 +573,8 @@ _UNLINK = delete(profile_key).where(
     profile_key.c.digest == bindparam("g"),
     profile_key.c.profile_id != bindparam("keep"),
 )
-_INSERT_UNROUTED = insert(unrouted_contact_record)
+# The blind-index key name of kept records' content digests (never a profile key's name).
+UNROUTED_KEY_NAME = "@unroutedRecord"
 _KEPT_INSTANCES = (
     select(unrouted_contact_record.c.instance_arn)
     .where(unrouted_contact_record.c.instance_arn.is_not(None))
@@ -708,16 +709,13 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
 # ---------------------------------------------------------------------------- unrouted records
 
 
-def keep_unrouted(tx: Tx, *, instance_arn: str | None, raw: str, reason: str) -> str:
-    """Keep one record no domain can take; its message id."""
-    return _keep_unrouted_rows(tx, [(instance_arn, raw, reason, None)])[0]
-
-
 def _keep_unrouted_rows(
     tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
 ) -> list[str]:
     """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
-    key, in one executemany; their message ids."""
+    key, in one executemany; their message ids. A record already kept (the same text: a file
+    read again, a stream's redelivery) is not kept twice: the store's unique content digest
+    turns the second insert into nothing."""
     if not records:
         return []
     cipher = tx.services.keys.system_cipher()
@@ -730,6 +728,7 @@ def _keep_unrouted_rows(
         rows.append(
             {
                 "message_id": message_id,
+                "content_digest": cipher.digest(UNROUTED_KEY_NAME, raw),
                 # Only an instance ARN is kept in the column, to route the record once its
                 # instance is associated. Anything else (it can be any text a sender put
                 # there, even a NUL that PostgreSQL refuses) is kept in the sealed record only.
@@ -740,7 +739,12 @@ def _keep_unrouted_rows(
                 "created_at": tx.now,
             }
         )
-    tx.conn.execute(_INSERT_UNROUTED, rows)
+    statement: Any = (
+        sqlite_insert(unrouted_contact_record)
+        if tx.services.database.is_sqlite
+        else pg_insert(unrouted_contact_record)
+    )
+    tx.conn.execute(statement.on_conflict_do_nothing(index_elements=["content_digest"]), rows)
     return [row["message_id"] for row in rows]
 
 

@@ -92,9 +92,15 @@ def put(
     not_retryable: str | None = None,
     origin: str | None = None,
 ) -> DeadLetter:
-    """Store a dead letter; `reason` is the whole reason, its `origin` (when given) first."""
+    """Store a dead letter; `reason` is the whole reason, its `origin` (when given) first. A
+    letter with an origin carries its `repeat_digest`: a second one of the same record from the
+    same place is refused by the store's unique index (dead_letter_in counts an attempt on the
+    first instead, `attempt_again`)."""
     cipher = tx.cipher(domain_name)
     message_id = message_id or new_message_id()
+    repeat = (
+        None if origin is None else repeat_digest(cipher, object_type_name, origin, object_json)
+    )
     tx.conn.execute(
         insert(dlq_message).values(
             domain_name=domain_name,
@@ -108,9 +114,71 @@ def put(
             **_stored_sink(cipher, message_id, sink_error),
             created_at=tx.now,
             last_attempt_at=tx.now,
+            repeat_digest=repeat,
         )
     )
     return get(tx, domain_name=domain_name, message_id=message_id)
+
+
+# The blind-index key name of dead letters' repeat digests (never a profile key's name).
+REPEAT_KEY_NAME = "@deadLetterRepeat"
+
+
+def repeat_digest(
+    cipher: DomainCipher, object_type_name: str, origin: str, object_json: str
+) -> bytes:
+    """Keyed digest of a record from a place ("File a.jsonl, line 3"): reading the same file or
+    flow item again gives the same digest; nothing of the record can be read from it."""
+    return cipher.digest(REPEAT_KEY_NAME, "\x00".join((object_type_name, origin, object_json)))
+
+
+def attempt_again(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    object_json: str,
+    reason: str,
+    category: str,
+    not_retryable: str | None,
+    origin: str,
+) -> DeadLetter | None:
+    """When the record from `origin` already has a letter (the file or flow item was read
+    again), count another attempt on it, with this reason, and return it; None otherwise. Its
+    SQS message is not sent again: the queue has it."""
+    cipher = tx.cipher(domain_name)
+    digest = repeat_digest(cipher, object_type_name, origin, object_json)
+    message_id = tx.conn.execute(
+        select(dlq_message.c.message_id).where(
+            dlq_message.c.domain_name == domain_name, dlq_message.c.repeat_digest == digest
+        )
+    ).scalar()
+    if message_id is None:
+        return None
+    _record_attempt(
+        tx,
+        domain_name,
+        message_id,
+        category,
+        _payload(object_json, origin_reason(origin, reason), not_retryable, origin),
+    )
+    return get(tx, domain_name=domain_name, message_id=message_id)
+
+
+def _record_attempt(
+    tx: Tx, domain_name: str, message_id: str, category: str, payload: dict[str, str]
+) -> None:
+    """Another failed attempt on a stored letter: its count, when, and the new reason."""
+    tx.conn.execute(
+        update(dlq_message)
+        .where(dlq_message.c.domain_name == domain_name, dlq_message.c.message_id == message_id)
+        .values(
+            attempts=dlq_message.c.attempts + 1,
+            last_attempt_at=tx.now,
+            reason_category=category,
+            sealed=tx.cipher(domain_name).seal_record(DLQ_TABLE, message_id, payload),
+        )
+    )
 
 
 def origin_reason(origin: str | None, reason: str) -> str:
@@ -294,28 +362,12 @@ def retry(
             _delete(tx, domain_name, [letter.message_id])
             outcome.succeeded.append(letter.message_id)
             continue
-        cipher = tx.cipher(domain_name)
-        tx.conn.execute(
-            update(dlq_message)
-            .where(
-                dlq_message.c.domain_name == domain_name,
-                dlq_message.c.message_id == letter.message_id,
-            )
-            .values(
-                attempts=dlq_message.c.attempts + 1,
-                last_attempt_at=tx.now,
-                reason_category=category,
-                sealed=cipher.seal_record(
-                    DLQ_TABLE,
-                    letter.message_id,
-                    _payload(
-                        letter.object_json,
-                        origin_reason(letter.origin, reason),
-                        None,
-                        letter.origin,
-                    ),
-                ),
-            )
+        _record_attempt(
+            tx,
+            domain_name,
+            letter.message_id,
+            category,
+            _payload(letter.object_json, origin_reason(letter.origin, reason), None, letter.origin),
         )
         outcome.failed.append(letter.message_id)
     return outcome

@@ -472,6 +472,20 @@ def dead_letter_in(
     where the record came from ("Flow crm"), first in the letter's reason and in the reason of
     a retry that fails again (dlq.service).
     """
+    if origin is not None:
+        # The same record from the same place (a file or flow item read again): one letter.
+        again = service.attempt_again(
+            tx,
+            domain_name=domain_name,
+            object_type_name=object_type_name,
+            object_json=object_json,
+            reason=reason,
+            category=category,
+            not_retryable=not_retryable,
+            origin=origin,
+        )
+        if again is not None:
+            return again
     queue_url = get_domain(tx, domain_name=domain_name).dead_letter_queue_url
     letter = DeadLetter(
         message_id=service.new_message_id(),

@@ -56,10 +56,11 @@ class ItemFailed(Exception):
 @dataclass(frozen=True)
 class BadRecord:
     """A part of a streamed item that cannot be read as a record: `reason` says which and why,
-    `content` is what can be kept of it."""
+    `content` is what can be kept of it, `place` where it is ("line 3", "from line 9")."""
 
     reason: str
     content: str
+    place: str
 
 
 class ItemRecord(NamedTuple):
@@ -214,6 +215,7 @@ def _lines(
                 "was not read "
                 "(the records before it were).",
                 "",
+                f"from line {number}",
             )
             return
         if not chunk:
@@ -239,6 +241,7 @@ def _line(
             f"Line {number} of {source.describe(item.key)} is not UTF-8 text: the byte "
             f"0x{line[exc.start]:02X} at offset {exc.start} of the line is not valid UTF-8.",
             line.decode("utf-8", errors="backslashreplace"),
+            f"line {number}",
         )
 
 
@@ -247,6 +250,7 @@ def _overlong(source: FlowSource, item: SourceItem, number: int, size: int) -> B
         f"Line {number} of {source.describe(item.key)} is {size} bytes long, more than the "
         f"{_bytes(MAX_DOCUMENT_BYTES)} a flow reads of one record; it was not read.",
         "",
+        f"line {number}",
     )
 
 

@@ -257,7 +257,7 @@ def run_flow(
                         not_retryable=_not_retryable(
                             domain_name, flow, f"{source.describe(item.key)}, not a record"
                         ),
-                        origin=_origin(flow),
+                        origin=_origin(flow, item.key),
                     )
                     counts["records_read"] += 1
                     counts["records_dead_lettered"] += 1
@@ -374,7 +374,6 @@ def _apply_batch(
     for item_record in batch:
         counts["records_read"] += 1
         if isinstance(item_record, BadRecord):
-            # Its reason names the item and the line already.
             dead_letter_in(
                 tx,
                 domain_name=domain_name,
@@ -383,7 +382,7 @@ def _apply_batch(
                 reason=item_record.reason,
                 category="invalid_value",
                 not_retryable=_not_retryable(domain_name, flow, "a part of an item, not a record"),
-                origin=_origin(flow),
+                origin=_origin(flow, key, item_record.place),
             )
             counts["records_dead_lettered"] += 1
             continue

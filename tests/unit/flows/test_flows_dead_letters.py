@@ -187,7 +187,8 @@ def test_the_sqs_note_of_a_failed_flow_item_says_what_is_kept(
     for letter in (unreadable, gone):
         note = notes[letter.message_id]
         assert note["body"]["ObjectOmitted"] == note["ObjectOmitted"]
-        assert note["Message"] == letter.reason and letter.reason.startswith("Flow crm: ")
+        assert note["Message"] == letter.reason and letter.reason.startswith(f"{letter.origin}: ")
+        assert letter.origin in ("Flow crm, 1.txt", "Flow crm, 2.jsonl")
 
 
 def test_a_record_over_the_object_limit_is_dead_lettered_with_its_place(
@@ -226,3 +227,25 @@ def test_a_record_over_the_object_limit_is_dead_lettered_with_its_place(
     put_flow(services, "slim", TYPE, flow_definition("slim", "file://", str(folder), tasks=project))
     slim = run_flow(services, domain_name=D, flow_name="slim")
     assert (slim.records_ingested, slim.records_dead_lettered) == (4, 1)
+
+
+def test_an_item_read_again_keeps_one_letter_per_bad_line(
+    services: Services, tmp_path: Path
+) -> None:
+    """A file that grows is read again whole: each of its bad lines got another letter on every
+    read (and another SQS message), for a log-style export without end."""
+    make_domain(services, D)
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    file = folder / "a.jsonl"
+    file.write_text(jsonl(user(1)) + "not json\n")
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    run_flow(services, domain_name=D, flow_name="crm")
+    with file.open("a") as more:
+        more.write(jsonl(user(2)) + "not json either\n")
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert (run.records_ingested, run.records_dead_lettered) == (2, 2)
+    assert sorted((x.origin, x.attempts) for x in letters(services)) == [
+        ("Flow crm, a.jsonl, line 2", 2),
+        ("Flow crm, a.jsonl, line 4", 1),
+    ]

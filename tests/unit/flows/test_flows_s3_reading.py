@@ -106,19 +106,22 @@ def test_a_large_object_that_is_not_json_lines_fails_whole(
     assert ingested(services, 0, 199, 1000, 1001, 1002, 1003) == [0, 1000, 1003]
     whole, not_utf8, too_long = letters(services)
     assert whole.reason == (
-        f"Flow s3: The object s3://{bucket}/x/a.json is larger than 65536 bytes, the most a "
+        f"Flow s3, x/a.json: The object s3://{bucket}/x/a.json is larger than 65536 bytes, "
+        "the most a "
         "flow reads as one JSON document, and is not JSON lines (its first line is not a JSON "
         "object on its own). Nothing of it was ingested; export it as JSON lines (one record "
         "per line), or in parts of at most 65536 bytes."
     )
     assert whole.object_json == ""
     assert not_utf8.reason == (
-        f"Flow s3: Line 152 of the object s3://{bucket}/x/b.jsonl is not UTF-8 text: the "
+        f"Flow s3, x/b.jsonl, line 152: Line 152 of the object s3://{bucket}/x/b.jsonl is not "
+        "UTF-8 text: the "
         "byte 0xFF at offset 22 of the line is not valid UTF-8."
     )
     assert not_utf8.object_json == '{"id": 1001, "name": "\\xff"}'
     assert too_long.reason == (
-        f"Flow s3: Line 153 of the object s3://{bucket}/x/b.jsonl is {len(long_line) - 1} "
+        f"Flow s3, x/b.jsonl, line 153: Line 153 of the object s3://{bucket}/x/b.jsonl is "
+        f"{len(long_line) - 1} "
         "bytes long, more than the 65536 bytes a flow reads of one record; it was not read."
     )
     # None of them holds a record a retry could ingest, and each says what to do instead.

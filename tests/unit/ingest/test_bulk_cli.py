@@ -48,7 +48,10 @@ def test_ingest_json_lines_twice_is_idempotent(tmp_path: Path) -> None:
     assert json.loads(again.output)["created_profiles"] == 0
     listed = runner.invoke(main, ["dlq", "list", *common, "--json"])
     assert listed.exit_code == 0, listed.output
-    assert [x["Category"] for x in json.loads(listed.output)] == ["invalid_value"] * 2
+    # The line rejected twice has one letter, with two attempts.
+    assert [(x["Category"], x["Attempts"]) for x in json.loads(listed.output)] == [
+        ("invalid_value", 2)
+    ]
 
 
 def test_ingest_json_array_with_text_summary_and_dlq_commands(tmp_path: Path) -> None:

@@ -90,7 +90,12 @@ unrouted_contact_record = Table(
     # {"object": the record as received, "reason": why no domain took it}, system-sealed.
     Column("sealed", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # A keyed digest of the record under the system key: a record delivered again while it is
+    # kept (a re-read file, a stream's redelivery) is kept once (contacts.service). NULL for
+    # records kept before 0025.
+    Column("content_digest", LargeBinary(16), nullable=True),
     Index("ix_unrouted_contact_record_instance", "instance_arn", "created_at"),
+    Index("ux_unrouted_contact_record_content", "content_digest", unique=True),
 )
 
 flow_run = Table(

@@ -107,6 +107,11 @@ dlq_message = Table(
     Column("sink_sealed", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_attempt_at", UtcDateTime, nullable=False),
+    # For a record read from a file or a flow: a keyed digest of (object type, origin, record)
+    # under the domain's key, so reading the same file again counts another attempt on its
+    # letter instead of a second letter (dlq.sinks.dead_letter_in). NULL for the API's.
+    Column("repeat_digest", LargeBinary(16), nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_dlq_message_created", "domain_name", "created_at"),
+    Index("ux_dlq_message_repeat", "domain_name", "repeat_digest", unique=True),
 )
