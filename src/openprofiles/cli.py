@@ -13,7 +13,12 @@ from pathlib import Path
 import click
 
 from openprofiles import logging_setup
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    open_services,
+    settings_from_options,
+    storage_options,
+    warn_about_unknown_variables,
+)
 from openprofiles.connectors.cli import connectors
 from openprofiles.contacts.cli import contact_records
 from openprofiles.dlq.cli import dlq
@@ -25,10 +30,13 @@ from openprofiles.users.cli import users
 
 
 @click.group()
+@click.version_option(package_name="openprofiles", prog_name="openprofiles")
 def main() -> None:
     """OpenProfiles: customer profiles for contact centres, with the Customer Profiles API."""
     # Before anything can log: no exception message or local variable reaches a log line.
     logging_setup.install()
+    logging_setup.log_to_stderr()
+    warn_about_unknown_variables()
 
 
 @main.command()
@@ -66,6 +74,8 @@ def serve(
     from openprofiles import serving
 
     settings = settings_from_options(data_dir, database_url, host=host, port=port, workers=workers)
+    # What the server does is logged from INFO, from the start (the schema, the keyring).
+    logging_setup.log_to_stderr(serving=True)
     try:
         for line in serving.prepare(settings, first_run_admin=first_run_admin):
             click.echo(line)

@@ -6,6 +6,7 @@ build on these helpers; cli.py assembles the groups into the `openprofiles` comm
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,16 +49,32 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
         raise click.UsageError(str(exc)) from None
 
 
+def warn_about_unknown_variables() -> None:
+    """A warning on stderr for each OPENPROFILES_* variable no setting reads, with the name it
+    is probably a misspelling of: ignored silently, OPENPROFILES_DATABSE_URL left the server on
+    a new, empty database in the data dir."""
+    from openprofiles.settings import unknown_variables
+
+    for name, close in unknown_variables():
+        meant = f" (did you mean {close}?)" if close else ""
+        click.echo(
+            f"Warning: {name} is not a setting of OpenProfiles{meant}; it is ignored.", err=True
+        )
+
+
 def open_services(settings: Settings) -> Services:
     """The application's services (database brought up to date, key manager) for a command; a
     data dir, database or keyring that cannot be used stops it with a message saying which and
     why (a traceback's message would be withheld by the logging rules)."""
-    from sqlalchemy import make_url
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from openprofiles.app import build_services
     from openprofiles.crypto.errors import KeyringError, KeyUnusable
 
+    where = shown_database(settings)
+    if where == _NOT_A_URL:
+        raise click.ClickException(f"Cannot open the database {where}.")
     try:
         return build_services(settings)
     except (KeyringError, KeyUnusable) as exc:
@@ -66,32 +83,97 @@ def open_services(settings: Settings) -> Services:
         raise click.ClickException(
             f"Cannot use {exc.filename or settings.data_dir}: {exc.strerror or type(exc).__name__}."
         ) from None
+    except CommandError as exc:
+        raise click.ClickException(_schema_not_updated(exc, where)) from None
     except (SQLAlchemyError, ModuleNotFoundError) as exc:
-        try:
-            where = _shown_url(make_url(settings.effective_database_url))
-        except SQLAlchemyError:
-            where = "(the database URL is not one: dialect://user@host/database)"
         if isinstance(exc, ModuleNotFoundError):
             reason = f"its driver is not installed (no module {exc.name})"
         else:
             # At start no statement carries data: the driver's first line says what failed.
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = _without_misread_password(reason, settings.effective_database_url)
         raise click.ClickException(f"Cannot open the database {where}: {reason}") from None
+
+
+def _without_misread_password(reason: str, url: str) -> str:
+    """The driver's reason without the part of the password SQLAlchemy took for the host.
+    SQLAlchemy ends a password at its first '@' and reads the rest as the host name, so the
+    driver's "failed to resolve host 'PW@127.0.0.1'" quoted the password's tail."""
+    from sqlalchemy import make_url
+
+    host = make_url(url).host
+    if not host or "@" not in host:
+        return reason
+    tail = host.rsplit("@", 1)[0] + "@"
+    return (
+        reason.replace(tail, "***@") + " (the password has an '@' in it, which a URL writes as %40)"
+    )
+
+
+def _schema_not_updated(exc: Exception, where: str) -> str:
+    """Why Alembic could not bring the schema up to date. Its messages name revisions and the
+    version table, never stored data, so they are quoted (the logging rules would withhold
+    them)."""
+    from alembic.script.revision import ResolutionError
+
+    from openprofiles import __version__
+
+    cause = exc.__cause__
+    if isinstance(cause, ResolutionError):
+        # The database's revision is not among this build's migrations.
+        return (
+            f"The database {where} is at schema revision {cause.argument}, which this version "
+            f"of OpenProfiles ({__version__}) does not know: a newer version upgraded it. Run "
+            "that version, or restore the backup taken before the upgrade."
+        )
+    return (
+        f"Cannot bring the schema of the database {where} up to date: {exc}. If another "
+        "OpenProfiles process was starting on the same database, start this one again once "
+        "that one is running."
+    )
+
+
+def shown_database(settings: Settings) -> str:
+    """The database the settings name, fit to print (its password hidden)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = settings.effective_database_url
+    try:
+        make_url(url)
+    except (SQLAlchemyError, ValueError):  # ValueError: a port that is not a number
+        return _NOT_A_URL
+    return shown_url(url)
+
+
+_NOT_A_URL = "(the database URL is not one: dialect://user@host/database)"
 
 
 # Query parameters of a database URL that carry a secret (libpq's password and sslpassword,
 # drivers' tokens and keys); matched by part of the name, so a new one is hidden too.
-_SECRET_QUERY_WORDS = ("pass", "secret", "token", "key")
+_SECRET_QUERY_VALUE = re.compile(r"[?&][^=&]*(?:pass|secret|token|key)[^=&]*=([^&]*)", re.I)
 
 
-def _shown_url(url: Any) -> str:
-    """A database URL fit to print: its password hidden, in the user part or the query."""
-    from urllib.parse import urlencode
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password hidden, in the user part or the query.
 
-    shown = url.set(query={}).render_as_string(hide_password=True)
-    pairs = [
-        (name, "***" if any(word in name.lower() for word in _SECRET_QUERY_WORDS) else value)
-        for name, values in url.query.items()
-        for value in (values if isinstance(values, tuple) else (values,))
-    ]
-    return f"{shown}?{urlencode(pairs, safe='*')}" if pairs else str(shown)
+    Worked on the text as written, not on SQLAlchemy's reading of it: SQLAlchemy ends the
+    password at its first '@' and reads the rest as the host, so a password with an '@' that
+    is not percent-encoded showed its tail (bob:***@PW@127.0.0.1). Hidden: everything from the
+    user name's ':' to the last '@', and the values of the query's secret parameters, both found
+    in the text as given; where an '@' or a '?' makes them overlap, more is hidden, never less."""
+    hidden = [False] * len(url)
+    start = url.find("://") + 3 if "://" in url else len(url)
+    at = url.rfind("@", start)
+    colon = url.find(":", start, at) if at != -1 else -1
+    if colon != -1:
+        hidden[colon + 1 : at] = [True] * (at - colon - 1)
+    for match in _SECRET_QUERY_VALUE.finditer(url):
+        hidden[match.start(1) : match.end(1)] = [True] * (match.end(1) - match.start(1))
+    shown = []
+    for position, char in enumerate(url):
+        if not hidden[position]:
+            shown.append(char)
+        elif position == 0 or not hidden[position - 1]:
+            shown.append("***")
+    return "".join(shown)

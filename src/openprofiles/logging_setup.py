@@ -12,6 +12,11 @@ factory, so every record is made safe once, where it is created:
 * an exception passed as the message or as one of its arguments becomes its description.
 
 Uncaught exceptions, of the main thread and of other threads, are printed the same way.
+
+Where records go: `log_to_stderr` (every command) and `serving_log_config` (`serve`, for uvicorn,
+which applies it in each of its processes) print them on stderr with their time, level and
+logger name, from WARNING; a server prints OpenProfiles' and uvicorn's INFO records too (what
+the background tasks did, uvicorn's start and stop), not other libraries' (unvetted text).
 """
 
 from __future__ import annotations
@@ -158,3 +163,80 @@ def uninstall() -> None:
     logging.setLogRecordFactory(_previous.pop("factory"))
     sys.excepthook = _previous.pop("excepthook")
     threading.excepthook = _previous.pop("threading_excepthook")
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever `sys.stderr` is when a record comes (as logging's own last
+    resort does): a test runner that replaces stderr for a while is never left with a handler
+    holding its closed stream."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The stream is always the current stderr."""
+
+
+# The loggers a server prints from INFO (uvicorn sets its own); every other one prints from
+# WARNING, the root's level.
+SERVING_LEVELS = {"openprofiles": "INFO"}
+
+
+def log_to_stderr(*, serving: bool = False) -> None:
+    """Print records on stderr with their time, level and logger name (without a handler,
+    Python printed a WARNING's message alone and dropped every INFO). From WARNING, or, for a
+    server (`serving`), OpenProfiles' records from INFO: a one-off command says what it did on
+    stdout, where scripts read it. Idempotent; other handlers (a test runner's) are left
+    alone."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, StderrHandler)), None)
+    if handler is None:
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    # The handler's own level, not only the loggers': whoever lowers the root's level (a test
+    # runner capturing DEBUG) must not turn a command's stderr into other libraries' INFO. Set
+    # either way: a command run after a server in one process must not go on printing INFO.
+    handler.setLevel(logging.INFO if serving else logging.WARNING)
+    for existing in list(handler.filters):
+        handler.removeFilter(existing)
+    if serving:
+        handler.addFilter(_from_info_only_for_vetted_loggers)
+    for name, level in SERVING_LEVELS.items():
+        logging.getLogger(name).setLevel(level if serving else logging.NOTSET)
+
+
+def _from_info_only_for_vetted_loggers(record: logging.LogRecord) -> bool:
+    """A server's INFO records are printed from OpenProfiles' and uvicorn's loggers only."""
+    if record.levelno >= logging.WARNING:
+        return True
+    return record.name.split(".")[0] in {*SERVING_LEVELS, "uvicorn"}
+
+
+def serving_log_config() -> dict[str, Any]:
+    """`log_to_stderr(serving=True)` as uvicorn's `log_config`, which uvicorn applies in the
+    supervising process and in each worker it starts: one stderr handler, one format, for
+    OpenProfiles' records, uvicorn's (from INFO: start, stop, failed requests) and other
+    libraries' (from WARNING: their INFO messages are text nobody has checked for data)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"openprofiles": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": {"class": f"{__name__}.StderrHandler", "formatter": "openprofiles"}},
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+        "loggers": {
+            **{name: {"level": level} for name, level in SERVING_LEVELS.items()},
+            # Through the root's handler; "uvicorn.error" is uvicorn's general logger.
+            "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"level": "INFO"},
+        },
+    }

@@ -27,19 +27,29 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
     """Bring the schema up to date and, when asked, create the first admin credential; yields
     the lines to show the operator. A data dir, database or keyring that cannot be used stops
     it as it stops every other command (cli_support.open_services says which and why)."""
-    from openprofiles.cli_support import open_services
+    from openprofiles.cli_support import open_services, shown_database
     from openprofiles.first_run import ensure_first_admin
 
     check_address(settings.host, settings.port)
     services = open_services(settings)
     try:
-        endpoint = f"http://{settings.host}:{settings.port}"
+        endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:
             yield from ensure_first_admin(services, endpoint)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
+        # Which data a server serves is not left to be guessed from the environment: a
+        # misspelled variable or a wrong working directory used to go unnoticed (an empty
+        # database answers like a full one).
+        yield f"Data dir: {settings.data_dir.absolute()}"
+        yield f"Database: {shown_database(settings)}"
     finally:
         services.database.dispose()
+
+
+def url_host(host: str) -> str:
+    """The host as it is written in a URL: an IPv6 address in brackets (http://[::1]:8000)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class AddressUnusable(Exception):
@@ -59,7 +69,7 @@ def check_address(host: str, port: int) -> None:
             probe.bind(address)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise AddressUnusable(f"Cannot listen on {host}:{port}: {reason}.") from None
+        raise AddressUnusable(f"Cannot listen on {url_host(host)}:{port}: {reason}.") from None
 
 
 def worker_app() -> Starlette:
@@ -82,6 +92,8 @@ def run(settings: Settings) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM)."""
     import uvicorn
 
+    from openprofiles.logging_setup import serving_log_config
+
     # Workers are new processes (uvicorn starts them with the spawn method) that import the
     # factory by name and read their settings from the environment: the command line's options
     # are put there first, and the rest of the environment is what this process read.
@@ -93,6 +105,9 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level="info",
+        # Time, level and logger name on every line, OpenProfiles' INFO records included
+        # (uvicorn's own configuration prints only its loggers, without a time).
+        log_config=serving_log_config(),
         access_log=False,
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and this server's clients
         # connect from there unless told otherwise: any of them could choose the address the

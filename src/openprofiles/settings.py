@@ -7,6 +7,7 @@ by building a new Settings with `dataclasses.replace`. Nothing else in the packa
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -100,6 +101,14 @@ class Settings:
                     "OPENPROFILES_CORS_ORIGINS must list origins such as "
                     f"https://desk.example.com or http://localhost:3000 (or *), not {origin!r}"
                 )
+        for field, (low, high) in _NUMBER_RANGES.items():
+            value = getattr(self, field)
+            # NaN fails every comparison, so `not low <= value <= high` refuses it too.
+            if value is not None and not low <= value <= high:
+                raise ValueError(
+                    f"OPENPROFILES_{field.upper()} must be {_describe_range(field, low, high)}, "
+                    f"not {value if isinstance(value, int) else format(value, 'g')}"
+                )
         # libphonenumber cannot read a number without a country code under a region it does not
         # know: every such phone would be kept as written (never matching its +E.164 form) or
         # refused later, with a reason that does not point here.
@@ -163,7 +172,7 @@ class Settings:
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
-            value = env.get(f"OPENPROFILES_{name}")
+            value = env.get(PREFIX + name)
             return value if value else None
 
         def whole(name: str) -> int | None:
@@ -208,6 +217,93 @@ class Settings:
                 else None
             ),
         )
+
+
+PREFIX = "OPENPROFILES_"
+# The OPENPROFILES_* variables `Settings.from_env` reads (without the prefix). A name that is
+# not here, such as a misspelling, would be ignored silently: `unknown_variables` names them.
+VARIABLES = (
+    "DATA_DIR",
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "WORKERS",
+    "SQLITE_CACHE_MIB",
+    "REGION",
+    "ACCOUNT_ID",
+    "DEFAULT_PHONE_REGION",
+    "FORWARDED_ALLOW_IPS",
+    "KMS_ENDPOINT_URL",
+    "DATA_KEY_CACHE_SECONDS",
+    "SQS_ENDPOINT_URL",
+    "KINESIS_ENDPOINT_URL",
+    "S3_ENDPOINT_URL",
+    "AWS_REGION",
+    "MATCHING_SCHEDULE_CHECK_SECONDS",
+    "DLQ_RESEND_INTERVAL_SECONDS",
+    "MATCHING_JOB_LEASE_SECONDS",
+    "MATCHING_JOBS_PER_WEEK",
+    "RULE_PASS_PROCESSES",
+    "CORS_ORIGINS",
+    "FLOW_FOLDER_ROOTS",
+)
+# OPENPROFILES_* variables that the project's other tools read, not the server: the test suite's
+# database, the JavaScript SDK scenario's keys and endpoint (tests/sdk/js) and the benchmarks'.
+OTHER_TOOLS_VARIABLES = frozenset(
+    {
+        "TEST_DATABASE_URL",
+        "ACCESS_KEY_ID",
+        "SECRET_ACCESS_KEY",
+        "AGENT_ACCESS_KEY_ID",
+        "AGENT_SECRET_ACCESS_KEY",
+        "MATCHES_DOMAIN",
+        "ENDPOINT",
+        "WRK_REQUESTS",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """The environment's OPENPROFILES_* variables that no setting reads (in any case: the
+    variables are read in upper case), each with the known name closest to it, if any is close:
+    a misspelled OPENPROFILES_DATABSE_URL would otherwise leave the server on a new, empty
+    SQLite database without a word."""
+    env = os.environ if environ is None else environ
+    found = []
+    for name in sorted(env):
+        if not name.upper().startswith(PREFIX):
+            continue
+        suffix = name[len(PREFIX) :]
+        if name.startswith(PREFIX) and (suffix in VARIABLES or suffix in OTHER_TOOLS_VARIABLES):
+            continue
+        close = difflib.get_close_matches(suffix.upper(), VARIABLES, n=1)
+        found.append((name, PREFIX + close[0] if close else None))
+    return found
+
+
+SECONDS_PER_YEAR = 365 * 24 * 3600
+# The allowed values of the numeric settings, bounds included (None, where allowed, means the
+# default). A year bounds the times: a larger one is a mistake, and would overflow the
+# timedelta or the thread wait it becomes.
+_NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    # 0: every read of a domain's data asks its key provider again.
+    "data_key_cache_seconds": (0, SECONDS_PER_YEAR),
+    # 0 turns the task off.
+    "matching_schedule_check_seconds": (0, SECONDS_PER_YEAR),
+    "dlq_resend_interval_seconds": (0, SECONDS_PER_YEAR),
+    # A shorter lease would take running jobs for dead between two heartbeats.
+    "matching_job_lease_seconds": (1, SECONDS_PER_YEAR),
+    # 0: no limit.
+    "matching_jobs_per_week": (0, 1_000_000),
+    # 0: digests computed in the writing process.
+    "rule_pass_processes": (0, 1024),
+}
+
+
+def _describe_range(field: str, low: int, high: int) -> str:
+    if field.endswith("_seconds"):
+        return f"a number of seconds from {low} to {high} ({high // 86400} days)"
+    return f"a whole number from {low} to {high}"
 
 
 # What a browser sends as Origin: a scheme, a host and maybe a port, nothing after them.
