@@ -91,6 +91,9 @@ GUARD_NOT_RETRYABLE = (
     "letter."
 )
 MAX_MERGE_CHUNK = 20
+# Match groups an automatic merge on write merges one after the other (`_merge_until_settled`):
+# each takes the survivor's lowest group, so more than one per rule level is rare.
+MAX_SETTLE_ROUNDS = 30
 
 register_domain_table(rule_match_digest)
 register_domain_table(rule_match_profile)
@@ -283,7 +286,42 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
         _dead_letter_guard(tx, domain_name, level)
     if members:
-        merge_group(tx, domain_name, rules, record.profile_id, members, caller=record)
+        _merge_until_settled(tx, domain_name, rules, record, members, pairs)
+
+
+def _merge_until_settled(
+    tx: Tx,
+    domain_name: str,
+    rules: RuleConfig,
+    record: ProfileRecord,
+    members: Sequence[str],
+    pairs: Collection[tuple[int, bytes]],
+) -> None:
+    """Merge the written profile's match group into it, then the survivor's match group, and
+    so on until it has none left at or under the merging level (at most MAX_SETTLE_ROUNDS).
+
+    The survivor has the merged profiles' values as well as its own (and their digests: the
+    merge's save digested it again), so it may now match profiles at another level that none
+    of them matched alone (P3 joining P1 by email now shares P2's phone): a full pass
+    (`_complete`) merges those groups too, and so must the write. Stops when a round merges
+    nothing (every member was kept apart by an undo, or merged or deleted meanwhile). On
+    PostgreSQL each round decides its group as the first did (`_lock_group`), locking the
+    merging digests the survivor gained from the merge, which nothing locked before."""
+    profile_id = record.profile_id
+    locked = set(pairs)
+    for _ in range(MAX_SETTLE_ROUNDS):
+        if not merge_group(tx, domain_name, rules, profile_id, members, caller=record):
+            return
+        pairs = rule_store.held(tx, domain_name, [profile_id]).get(profile_id, [])
+        if tx.services.database.is_sqlite:
+            counts = _group_counts(tx, domain_name, pairs)
+            members = _merging_group(tx, domain_name, rules, pairs, counts)
+        else:
+            adding = [p for p in pairs if p[0] <= rules.max_merging and p not in locked]
+            _, members = _lock_group(tx, domain_name, rules, pairs, adding)
+            locked.update(adding)
+        if not members:
+            return
 
 
 def _lock_group(

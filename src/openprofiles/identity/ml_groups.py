@@ -199,3 +199,98 @@ def match_ids_of(tx: Tx, *, domain_name: str, profile_ids: Iterable[str]) -> set
             out.add(members[index][1])
             index += 1
     return out
+
+
+# ---------------------------------------------------------------------------- erasing
+
+
+def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> None:
+    """Take erased profiles (DeleteProfile: identity.service.forget_deleted_profiles) out of
+    the stored groups, so GetMatches, a group and GetSimilarProfiles stop naming them before
+    the next job: each leaves its groups, with the linking pairs it is in, and a group left
+    with fewer than two profiles goes, its last member's entry too. Only the pages holding
+    them are rewritten (a page left empty goes)."""
+    gone = set(profile_ids)
+    match_ids = match_ids_of(tx, domain_name=domain_name, profile_ids=gone)
+    if not match_ids:
+        return
+    c = ml_match_page.c
+    pages: dict[str, list[Any]] = {}  # first MatchId -> its groups, being rewritten
+    unlisted: set[tuple[str, str]] = set()  # (profile id, MatchId) to take off member pages
+    for match_id in sorted(match_ids):
+        page = _page_holding(tx, c.first_match_id, domain_name, match_id, c.first_match_id)
+        if page is None:
+            continue
+        if page.first_match_id not in pages:
+            pages[page.first_match_id] = list(
+                tx.conn.execute(
+                    select(c.groups).where(
+                        c.domain_name == domain_name, c.first_match_id == page.first_match_id
+                    )
+                ).scalar_one()
+            )
+        entries = pages[page.first_match_id]
+        index = bisect.bisect_left(entries, match_id, key=lambda entry: entry[0])
+        if index == len(entries) or entries[index][0] != match_id:
+            continue
+        _, confidence, ids, stored = entries[index]
+        kept = [pid for pid in ids if pid not in gone]
+        if len(kept) < 2:
+            del entries[index]
+            unlisted.update((pid, match_id) for pid in ids)
+            continue
+        unlisted.update((pid, match_id) for pid in ids if pid in gone)
+        entries[index] = [match_id, confidence, kept, _stored_without(stored, ids, gone)]
+    for first, entries in pages.items():
+        where = (c.domain_name == domain_name, c.first_match_id == first)
+        if entries:
+            tx.conn.execute(
+                ml_match_page.update()
+                .where(*where)
+                .values(groups=entries, group_count=len(entries))
+            )
+        else:
+            tx.conn.execute(delete(ml_match_page).where(*where))
+    _unlist_members(tx, domain_name, unlisted)
+
+
+def _stored_without(stored: Any, ids: Sequence[str], gone: set[str]) -> Any:
+    """A group's linking pairs (`MatchGroup.pairs`, or explanation dicts stored before that
+    form) without those naming an erased profile, positions renumbered for the kept ids."""
+    if not isinstance(stored, dict):
+        return [e for e in stored if not gone.intersection(e.get("ProfileIds") or ())]
+    position: dict[int, int] = {}
+    for old, pid in enumerate(ids):
+        if pid not in gone:
+            position[old] = len(position)
+    pairs = [
+        [position[a], position[b], *rest]
+        for a, b, *rest in stored.get("pairs") or ()
+        if a in position and b in position
+    ]
+    return {**stored, "pairs": pairs}
+
+
+def _unlist_members(tx: Tx, domain_name: str, unlisted: set[tuple[str, str]]) -> None:
+    """Take (profile id, MatchId) entries off the member pages holding them."""
+    c = ml_match_member_page.c
+    pages: dict[str, list[Any]] = {}
+    for profile_id in sorted({pid for pid, _ in unlisted}):
+        page = _page_holding(tx, c.first_profile_id, domain_name, profile_id, c.first_profile_id)
+        if page is not None and page.first_profile_id not in pages:
+            pages[page.first_profile_id] = list(
+                tx.conn.execute(
+                    select(c.members).where(
+                        c.domain_name == domain_name, c.first_profile_id == page.first_profile_id
+                    )
+                ).scalar_one()
+            )
+    for first, members in pages.items():
+        left = [m for m in members if (m[0], m[1]) not in unlisted]
+        if len(left) == len(members):
+            continue
+        where = (c.domain_name == domain_name, c.first_profile_id == first)
+        if left:
+            tx.conn.execute(ml_match_member_page.update().where(*where).values(members=left))
+        else:
+            tx.conn.execute(delete(ml_match_member_page).where(*where))

@@ -62,11 +62,14 @@ class UndoResult:
     kept_objects: tuple[KeptObject, ...] = ()
     kept_keys: tuple[KeptKey, ...] = ()
     # Main-profile field paths ("LastName", "Address.City", "Attributes.Tier") the merge
-    # changed and that were written after it: their later value is kept, not reverted.
+    # changed and that were written after it: their later value is kept, not reverted; and
+    # those a later merge still standing gives the same value (identity.service
+    # `_replay_later_merges`).
     kept_fields: tuple[str, ...] = ()
     # Objects that moved in the merge but no longer exist (deleted or expired since).
     missing_objects: tuple[KeptObject, ...] = ()
-    # Main-profile field paths put back to their value from before the merge.
+    # Main-profile field paths put back to their value from before the merge, or to the value
+    # a later merge still standing gives them without this one.
     reverted_fields: tuple[str, ...] = ()
     # Whether the main profile was written after the merge: a write that set a reverted path
     # to the very value the merge gave it, by the same setter, cannot be told from no write.

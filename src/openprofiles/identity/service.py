@@ -11,7 +11,10 @@ and which keys and objects moved; `undo_merge` puts them back, except data that 
 main profile after the merge, which stays there and is listed in the result (for the main
 profile's fields, the rule is at `_restore_main_fields`), and data deleted since the merge, which
 stays deleted and is listed too: an object or key no longer on the main profile, and a field or
-key whose object type was deleted (DeleteProfileObjectType, spec §1.8).
+key whose object type was deleted (DeleteProfileObjectType, spec §1.8). A later merge into the
+same main profile that still stands keeps what it relies on (a key row it found there, the
+fields it would have brought): its log is rewritten as if the undone merge had never been
+(`_StandingMerge`), so that undoing it in turn leaves the main profile as before both.
 
 Concurrent writers (PostgreSQL, several server processes): a merge and an undo lock every profile
 they involve (`profiles.service.lock_profiles`, in id order) before reading them, and check after
@@ -45,6 +48,7 @@ from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import (
     matching,  # noqa: F401
     ml_features,
+    ml_groups,
     rule_store,
 )
 from openprofiles.identity.models import (
@@ -586,12 +590,11 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             raise BadRequest(f"The profile {pid} is no longer merged into {main_id}.")
 
     # Object types deleted since the merge: what they wrote stays deleted (spec §1.8).
-    legacy = payload.get("origins") != 2
-    origins = [
-        _LEGACY_ORIGINS.get(k["origin"], k["origin"]) if legacy else k["origin"]
-        for k in payload["keys"]
-    ]
+    origins = _log_origins(payload)
     gone = _types_deleted_since(tx, domain_name, payload, origins, row.created_at)
+    # Later merges into the same main profile that still stand: what they rely on stays, and
+    # their logs are rewritten as if this merge had never been (see `_StandingMerge`).
+    later = _later_standing_merges(tx, cipher, domain_name, main_id, row, payload)
     dropped: list[DroppedField] = []
 
     # The merged profiles come back as they were, with their derived keys recomputed.
@@ -611,6 +614,9 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     keys_back = 0
     restore: list[dict[str, Any]] = []
     missing_keys: set[tuple[str, str]] = set()
+    # Rows this undo took off the main profile: one merged profile's row of a value another
+    # merged profile of this merge also had (logged after it, as not inserted) was there.
+    taken: set[tuple[str, str, str]] = set()
     for key, origin in zip(payload["keys"], origins, strict=True):
         digest = bytes.fromhex(key["digest"])
         if origin in gone:
@@ -625,8 +631,16 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             profile_key.c.digest == digest,
             profile_key.c.origin == _origin_on_main(origin),
         )
-        if key["inserted"]:
+        # A row this merge added stays when a later merge still standing logged it too (it
+        # relies on it: finding it there, that merge did not insert it); `_pass_key_on` makes
+        # that merge's undo the one that takes it away.
+        row_on_main = (key["key_name"], key["digest"], _origin_on_main(origin))
+        if key["inserted"] and not _pass_key_on(later, *row_on_main):
             still_there = bool(tx.conn.execute(delete(profile_key).where(on_main)).rowcount)
+            if still_there:
+                taken.add(row_on_main)
+        elif row_on_main in taken:
+            still_there = True
         else:
             found = tx.conn.execute(select(profile_key.c.key_name).where(on_main)).first()
             still_there = found is not None
@@ -679,8 +693,20 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     ]
 
     main_fields = _restore_main_fields(
-        tx, cipher, domain_name, main_row, payload, row.created_at, gone
+        tx, cipher, domain_name, main_row, payload, row.created_at, gone, later
     )
+    for standing in later:
+        if standing.changed:
+            tx.conn.execute(
+                update(merge_log)
+                .where(
+                    merge_log.c.domain_name == domain_name,
+                    merge_log.c.merge_id == standing.row.merge_id,
+                )
+                .values(
+                    sealed=cipher.seal_record(MERGE_TABLE, standing.row.merge_id, standing.payload)
+                )
+            )
     dropped += main_fields.dropped
     kept_keys = _keys_added_since(tx, cipher, domain_name, main_id, payload)
 
@@ -708,6 +734,94 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         )
     )
     return result
+
+
+def _log_origins(payload: dict[str, Any]) -> list[str]:
+    """The origin of each key a merge log lists, named as from migration 0017 on."""
+    legacy = payload.get("origins") != 2
+    return [
+        _LEGACY_ORIGINS.get(k["origin"], k["origin"]) if legacy else k["origin"]
+        for k in payload["keys"]
+    ]
+
+
+@dataclass
+class _StandingMerge:
+    """A merge into the main profile of a merge being undone, made after it and not undone.
+
+    Its log was written on top of the undone merge: a key row the undone merge had added was
+    found on the main profile and logged as not inserted (the undo of this merge would leave
+    it), and the main profile's before-image holds the fields the undone merge gave, where
+    this merge's own profiles then lost to the main profile (the main wins on conflict). An
+    undo keeps what such a merge relies on, and rewrites its log as if the undone merge had
+    never been (`changed`: the log is sealed again), so that undoing it later in turn takes
+    away what it then brought and leaves the main profile as it was before both."""
+
+    row: Any
+    payload: dict[str, Any]
+    changed: bool = False
+
+
+def _later_standing_merges(
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    main_id: str,
+    row: Any,
+    payload: dict[str, Any],
+) -> list[_StandingMerge]:
+    """The merges into `main_id` made after the merge `row` and still standing, oldest first.
+
+    Ordered by the main profile's version each merge left (every merge saves the main profile,
+    so it grows with each; merges of one transaction share a time), logs written before the
+    version was recorded first, by time. The undo holds the main profile's lock, which an undo
+    of any of them takes too: none changes meanwhile."""
+
+    def made(log_row: Any, log: dict[str, Any]) -> tuple[bool, int, datetime]:
+        return ("main_version" in log, log.get("main_version", 0), log_row.created_at)
+
+    mine = made(row, payload)
+    later: list[_StandingMerge] = []
+    for other in tx.conn.execute(
+        select(merge_log)
+        .where(
+            merge_log.c.domain_name == domain_name,
+            merge_log.c.main_profile_id == main_id,
+            merge_log.c.undone_at.is_(None),
+            merge_log.c.merge_id != row.merge_id,
+        )
+        .with_for_update()
+    ):
+        log = _open_log(cipher, other)
+        if made(other, log) > mine:
+            later.append(_StandingMerge(other, log))
+    return sorted(later, key=lambda s: made(s.row, s.payload))
+
+
+def _pass_key_on(
+    later: list[_StandingMerge], key_name: str, digest_hex: str, origin_on_main: str
+) -> bool:
+    """Whether a later standing merge logged the main profile's key row (`key_name`, digest,
+    origin on the main profile), so that it must stay; if so, the first of them that logged it
+    as not inserted (all of them, when none inserted it) now owns it: its undo removes it,
+    unless another merge then standing relies on it in turn."""
+    logged = [
+        (standing, key)
+        for standing in later
+        for key, origin in zip(
+            standing.payload["keys"], _log_origins(standing.payload), strict=True
+        )
+        if key["key_name"] == key_name
+        and key["digest"] == digest_hex
+        and _origin_on_main(origin) == origin_on_main
+    ]
+    if not logged:
+        return False
+    if not any(key["inserted"] for _, key in logged):
+        standing, key = logged[0]
+        key["inserted"] = True
+        standing.changed = True
+    return True
 
 
 def _from_image(profile_id: str, image: dict[str, Any], *, version: int) -> ProfileRecord:
@@ -794,6 +908,7 @@ def _restore_main_fields(
     payload: dict[str, Any],
     merged_at: datetime,
     gone: set[str],
+    later: list[_StandingMerge],
 ) -> _MainFields:
     """Revert what the merge changed on the main profile, path by path: a plain field whole,
     an address part by part and Attributes key by key, as UpdateProfile and ingestion write
@@ -809,6 +924,11 @@ def _restore_main_fields(
     the value is not lost, it goes back with the profile it came from. So as not to hide that,
     the result says whether the main profile was written at all since the merge, next to the
     paths it reverted.
+
+    A later merge still standing (`later`) that found the merge's value is no later write: it
+    is replayed on what is put back (`_replay_later_merges`), and a path takes the value the
+    main profile would have had without this merge (that merge's profile's value, where the
+    main profile lacked one), listed as reverted if its value changes and kept if not.
 
     What an object type deleted since the merge (`gone`) wrote is not put back: a path it set
     before the merge is reverted to nothing, as its deletion scrubbed it, and listed as dropped."""
@@ -833,26 +953,144 @@ def _restore_main_fields(
         written_since = main_row.version != payload["main_version"]
     else:  # logged before the version was: the merge's own save stamped it with its time
         written_since = main_row.updated_at > merged_at
+    changed = {
+        _merge_unit(path)
+        for path in _field_paths(before, after)
+        if _path_state(before, path) != _path_state(after, path)
+    }
+    # Per unit the merge changed: the state the main profile is expected to have now, as the
+    # last merge that found the undone merge's value left it, and the one to put in its place.
+    # Without a later merge on it, that is what this merge left, and the before-image.
+    expected = dict.fromkeys(changed, after)
+    replaced = dict.fromkeys(changed, restored)
+    replayed = _replay_later_merges(tx, domain_name, main_id, later, expected, replaced)
     kept: list[str] = []
     reverted: list[str] = []
     dropped: list[DroppedField] = []
-    for path in _field_paths(before, after):
-        if _path_state(before, path) == _path_state(after, path):
+    records = {id(r): r for r in (before, after, *expected.values(), *replaced.values())}
+    for path in _field_paths(*records.values()):
+        unit = _merge_unit(path)
+        if unit not in changed:
             continue
-        if _path_state(now, path) != _path_state(after, path):
+        old, new = expected[unit], replaced[unit]
+        if unit not in replayed:
+            if _path_state(before, path) == _path_state(after, path):
+                continue
+        elif _path_state(old, path) == _path_state(new, path) and _path_state(
+            before, path
+        ) == _path_state(after, path):
+            continue
+        if _path_state(now, path) != _path_state(old, path):
             kept.append(path)
             continue
-        if path in scrubbed:
+        if new is restored and path in scrubbed:
             dropped.append(scrubbed[path])
-        elif _path_value(before, path) != _path_value(after, path):
+        elif _path_value(new, path) != _path_value(old, path):
             reverted.append(path)
+        elif unit in replayed:
+            kept.append(path)  # a later merge gives it the same value
         name, _, part = path.partition(".")
         if part:
-            _take_part(now, restored, name, part)
+            _take_part(now, new, name, part)
         else:
-            _take(now, restored, name)
+            _take(now, new, name)
     save_profile(tx, domain_name=domain_name, record=now)
     return _MainFields(kept, reverted, written_since, dropped)
+
+
+def _merge_unit(path: str) -> str:
+    """What `_merge_fields` takes as a whole that holds a field path: an Attributes key; any
+    other field whole, an address with all its parts."""
+    name, _, _ = path.partition(".")
+    return path if name == "Attributes" else name
+
+
+def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
+    """A merge unit's value and who set each part of it (see `_path_state`)."""
+    if "." in unit:
+        return _path_state(record, unit)
+
+    def covers(path: str) -> bool:
+        return path == unit or path.startswith(unit + ".")
+
+    return (
+        record.fields.get(unit),
+        sorted(p for p in record.manual_fields if covers(p)),
+        sorted((p, s) for p, s in record.field_sources.items() if covers(p)),
+    )
+
+
+def _take_unit(target: ProfileRecord, donor: ProfileRecord, unit: str) -> None:
+    name, _, part = unit.partition(".")
+    if part:
+        _take_part(target, donor, name, part)
+    else:
+        _take(target, donor, name)
+
+
+def _replay_later_merges(
+    tx: Tx,
+    domain_name: str,
+    main_id: str,
+    later: list[_StandingMerge],
+    expected: dict[str, ProfileRecord],
+    replaced: dict[str, ProfileRecord],
+) -> set[str]:
+    """Replay the later standing merges on what the undo puts back, unit by unit (in
+    `expected`/`replaced`, updated in place); returns the units a later merge was replayed on.
+
+    A later merge whose before-image of the main profile holds, for a unit, the state the
+    main profile is expected to have (the undone merge's, or what the previous replayed merge
+    left) found the undone merge's value there: its before-image takes the replacement
+    instead, and its fields are merged again from its logged profiles (`_merge_fields`, less
+    what object types deleted since wrote) to give the unit's new replacement. A merge that
+    found something else (a write in between) ends the replay of that unit. The rewritten
+    before-image and result go into that merge's log, so undoing it later reverts to the main
+    profile without the undone merge."""
+    active = set(expected)
+    replayed: set[str] = set()
+    for standing in later:
+        log = standing.payload
+        image = log["profiles"][main_id]
+        seen = _from_image(main_id, copy.deepcopy(image), version=0)
+        left = _from_image(
+            main_id, {**image, "payload": copy.deepcopy(log["main_after"])}, version=0
+        )
+        active = {u for u in active if _unit_state(seen, u) == _unit_state(expected[u], u)}
+        if not active:
+            break
+        for unit in active:
+            _take_unit(seen, replaced[unit], unit)
+        merged_ids = list(standing.row.merged_profile_ids)
+        gone = _types_deleted_since(
+            tx, domain_name, log, _log_origins(log), standing.row.created_at
+        )
+        donors = {
+            pid: _from_image(pid, copy.deepcopy(log["profiles"][pid]), version=0)
+            for pid in merged_ids
+        }
+        for donor in donors.values():
+            _drop_deleted_sources(donor, gone)
+        remade = _from_image(
+            main_id, {**image, "payload": copy.deepcopy(seen.sealed_payload())}, version=0
+        )
+        _merge_fields(
+            remade,
+            [donors[pid] for pid in merged_ids],
+            log["field_sources"],
+            {main_id: remade, **donors},
+        )
+        rewritten = _from_image(
+            main_id, {**image, "payload": copy.deepcopy(log["main_after"])}, version=0
+        )
+        for unit in active:
+            _take_unit(rewritten, remade, unit)
+            expected[unit], replaced[unit] = left, remade
+        image["payload"] = copy.deepcopy(seen.sealed_payload())
+        log["main_after"] = rewritten.sealed_payload()
+        standing.changed = True
+        replayed |= active
+    return replayed
 
 
 def _field_paths(*records: ProfileRecord) -> list[str]:
@@ -961,8 +1199,9 @@ def _undo_from_dict(merge_id: str, data: dict[str, Any]) -> UndoResult:
 
 def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) -> None:
     """DeleteProfile's part here (profiles.service.on_profiles_deleted): the profiles' match
-    digests and features, and every merge log that holds their personal data (a merge into
-    them, or an undone merge of them): an erased customer stays erased.
+    digests and features, their places in the last matching job's groups, and every merge log
+    that holds their personal data (a merge into them, or an undone merge of them): an erased
+    customer stays erased.
 
     An undone merge kept all its profiles apart from each other (identity.matching._separated);
     its log erased, the others would lose that, and an automatic merge could join two customers
@@ -970,6 +1209,7 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
     deletion takes its own ids out again."""
     rule_store.forget(tx, domain_name, profile_ids)
     ml_features.forget(tx, domain_name, profile_ids)
+    ml_groups.forget_profiles(tx, domain_name, profile_ids)
     gone = set(profile_ids)
     logs: set[str] = set()
     for chunk in in_chunks(profile_ids):
