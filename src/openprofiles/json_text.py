@@ -83,11 +83,23 @@ def load_json(text: str | bytes, what: str) -> Any:
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise JsonTextError(f"{what} could not be parsed as JSON: {exc}.") from None
     # Walking the whole document costs; skip it when the text rules both problems out.
-    deep = decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH
+    deep = may_nest_too_deep(decoded)
     surrogates = _SURROGATE_HINT.search(decoded) is not None
     if deep or surrogates:
         _check_document(document, what, depth=deep, strings=surrogates)
     return document
+
+
+def may_nest_too_deep(text: str) -> bool:
+    """Whether the JSON `text` has enough brackets to nest deeper than MAX_JSON_DEPTH: when it
+    has not, its value need not be walked (`check_depth`)."""
+    return text.count("[") + text.count("{") > MAX_JSON_DEPTH
+
+
+def check_depth(document: Any, what: str) -> None:
+    """JsonTextError ("`what` is nested too deeply ...", as load_json says it) when the parsed
+    `document` nests arrays and objects deeper than MAX_JSON_DEPTH; walked without recursion."""
+    _check_document(document, what, depth=True, strings=False)
 
 
 def has_lone_surrogate(text: str) -> bool:
@@ -131,9 +143,21 @@ def split_json_text(text: str) -> list[str]:
 
 def _line(line: str) -> tuple[str, Any]:
     try:
-        return line, _DECODER.decode(line)
-    except (ValueError, RecursionError) as exc:
-        return line, JsonTextError(f"The record is not valid JSON: {exc}.")
+        return line, parse_record(line)
+    except JsonTextError as exc:
+        return line, exc
+
+
+def parse_record(text: str) -> Any:
+    """One record's JSON text (a line of JSON lines, an array's element) parsed as
+    split_json_records parses each: without the NaN/Infinity constants, not checked for
+    surrogates or depth. JsonTextError saying why when it is not JSON."""
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise JsonTextError(_too_deep("The record")) from None
+    except ValueError as exc:
+        raise JsonTextError(f"The record is not valid JSON: {exc}.") from None
 
 
 def _too_deep(what: str) -> str:

@@ -1,18 +1,29 @@
 """`openprofiles ingest contact-records FILE`: load a file of contact records (JSON lines or a
-JSON array) into the domains their instances are associated with, with a progress bar. A
-rejected record's dead letter says which line (or array index) of which file it came from, as
-`openprofiles ingest FILE`'s do (ingest.bulk)."""
+JSON array) into the domains their instances are associated with, with a progress bar. The
+file is read as `openprofiles ingest FILE` reads one (ingest.bulk.read_records): JSON lines a
+batch at a time, so a file of any size loads in the memory of a batch. A rejected record's dead
+letter says which line (or array index) of which file it came from, as that command's do."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import time
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
-from openprofiles.ingest import DEFAULT_BATCH_SIZE
+from openprofiles.ingest import DEFAULT_BATCH_SIZE, MAX_OBJECT_CHARS
+
+if TYPE_CHECKING:
+    from openprofiles.contacts.records import Item
+
+# How much of a file is decoded at once to check it is UTF-8 before anything is loaded.
+_UTF8_CHUNK_BYTES = 1024 * 1024
 
 
 @click.command("contact-records")
@@ -39,26 +50,14 @@ def contact_records(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from openprofiles.contacts.http import process_batch
-    from openprofiles.contacts.models import BodyInvalid
-    from openprofiles.contacts.records import split_records
     from openprofiles.errors import ServiceError
-    from openprofiles.ingest.bulk import file_origin, places
 
-    # The file is read whole before anything is stored: one that is not records (a malformed
-    # pretty-printed array) is refused, not cut into line fragments. A byte order mark (as
-    # Windows tools write) is not part of the first record.
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-        items = split_records(text)
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{file} is not UTF-8 text; nothing was loaded.") from None
-    except OSError as exc:
-        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}.") from None
-    except BodyInvalid as exc:
-        raise click.ClickException(f"{file} is {exc.what}. Nothing was loaded.") from None
-    origins = [file_origin(file, place) for place in places(text, [raw for raw, _ in items])]
+    # The file is looked at before anything is stored or opened: one that is not records (a
+    # malformed pretty-printed array) is refused whole, not cut into line fragments, as is one
+    # that is not UTF-8 throughout.
+    total, items = read_contact_records(file)
     services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
-    accepted = rejected = 0
+    read = accepted = rejected = 0
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]contact records"),
@@ -69,22 +68,22 @@ def contact_records(
     )
     try:
         with progress:
-            task = progress.add_task("contacts", total=len(items))
-            for start in range(0, len(items), batch_size):
-                batch = items[start : start + batch_size]
+            task = progress.add_task("contacts", total=total)
+            # A batch at a time: the file is never held whole (ingest.bulk.read_records).
+            while batch := list(islice(items, batch_size)):
                 try:
                     outcome = process_batch(
-                        services, batch, list(origins[start : start + batch_size])
+                        services, [item for item, _ in batch], [origin for _, origin in batch]
                     )
                 except ServiceError as exc:
                     # A domain that cannot take records (its key disabled): the batch is rolled
                     # back whole. Loading the file again after the fix is safe: the records
                     # already applied are repeats, which change nothing.
                     raise click.ClickException(
-                        f"{exc.message} Stopped after {accepted + rejected} of {len(items)} "
-                        f"records ({accepted} accepted, {rejected} rejected); the rest was not "
-                        "loaded."
+                        f"{exc.message} Stopped after {read} of {total} records ({accepted} "
+                        f"accepted, {rejected} rejected); the rest was not loaded."
                     ) from None
+                read += len(batch)
                 accepted += outcome.accepted
                 rejected += len(outcome.rejected)
                 progress.advance(task, len(batch))
@@ -92,19 +91,76 @@ def contact_records(
         services.database.dispose()
     seconds = time.perf_counter() - started
     summary = {
-        "read": len(items),
+        "read": read,
         "accepted": accepted,
         "rejected": rejected,
         "seconds": round(seconds, 3),
-        "records_per_second": round(len(items) / seconds, 1) if seconds else 0.0,
+        "records_per_second": round(read / seconds, 1) if seconds else 0.0,
     }
     if as_json:
         click.echo(json.dumps(summary))
         return
-    if not items:
+    if not read:
         click.echo(f"{file} holds no contact records: nothing was loaded.")
         return
     click.echo(
-        f"Read {len(items)} contact records in {seconds:.1f}s: {accepted} accepted, "
-        f"{rejected} rejected."
+        f"Read {read} contact records in {seconds:.1f}s: {accepted} accepted, {rejected} rejected."
+    )
+
+
+def read_contact_records(file: Path) -> tuple[int, Iterator[tuple[Item, str | None]]]:
+    """(number of records, each record as the intake takes it with its origin, "File x.jsonl,
+    line 3"), read by the one file reader, ingest.bulk.read_records: JSON lines a line at a
+    time, a line too long to be a record not read into memory; a JSON array, or a small file
+    that is not JSON lines (one pretty-printed record), whole. ClickException, saying why, for
+    a file that cannot be loaded: nothing of it is then loaded."""
+    from openprofiles.contacts.models import ContactRecordInvalid
+    from openprofiles.contacts.records import read_record
+    from openprofiles.ingest.bulk import read_records
+
+    try:
+        _check_utf8(file)
+        total, records = read_records(file)
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text; nothing was loaded.") from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}.") from None
+    except ValueError as exc:
+        problem = _not_records(str(exc))
+        raise click.ClickException(f"{file} {problem}. Nothing was loaded.") from None
+
+    def items() -> Iterator[tuple[Item, str | None]]:
+        for record in records:
+            if record.dropped is None:
+                yield read_record(record.text), record.origin
+                continue
+            # Its text was not read: neither its ContactId nor its instance is known.
+            too_long = ContactRecordInvalid(
+                f"The line is {record.dropped} bytes long, more than a record of at most "
+                f"{MAX_OBJECT_CHARS} characters can be; it was not kept."
+            )
+            yield ("", too_long), record.origin
+
+    return total, items()
+
+
+def _check_utf8(file: Path) -> None:
+    """UnicodeDecodeError unless the file is UTF-8 throughout, read a chunk at a time: a file
+    that is not is refused whole (ingest.bulk.read_records would load its other lines)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with file.open("rb") as handle:
+        while chunk := handle.read(_UTF8_CHUNK_BYTES):
+            decoder.decode(chunk)
+    decoder.decode(b"", final=True)
+
+
+def _not_records(problem: str) -> str:
+    """The reason ingest.bulk.read_records gives for a file that is neither JSON lines, an array
+    nor one JSON value, said of contact records (what a body of them is told, contacts.http)."""
+    _, colon, where = problem.partition(": ")
+    if not (problem.startswith("is neither") and colon):
+        return problem
+    return (
+        "is neither a JSON contact record, a JSON array of records nor JSON lines (one record a "
+        f"line): {where[:1].upper()}{where[1:]}"
     )

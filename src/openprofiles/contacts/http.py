@@ -6,7 +6,8 @@ admin credential. Errors use the AWS error format of the API; a body over the fe
 limit (`MAX_BODY_BYTES`, a batch of large records) is answered 413 as soon as the limit is passed,
 without reading the rest.
 
-* `/contact-records`: body one record, a JSON array of records, or JSON lines. Answers
+* `/contact-records`: body one record, a JSON array of records, or JSON lines (UTF-8, a byte
+  order mark before it ignored). Answers
   `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
   not stop the rest of the batch, and is in a dead-letter store with its reason. A body that is
   none of the three is a BadRequestException, and nothing of it is applied or kept.
@@ -137,7 +138,9 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
     async def contact_records(request: Request) -> Response:
         try:
             _principal, body = await signed(request)
-            text = body.decode("utf-8")
+            # A byte order mark (as Windows tools write one) is not part of the first record,
+            # as in a file of contact records (openprofiles ingest contact-records).
+            text = body.decode("utf-8-sig")
             outcome = await run_in_threadpool(process_body, services, text)
         except UnicodeDecodeError:
             return failed(BadRequest("The body must be UTF-8 JSON."))
@@ -152,7 +155,8 @@ def contact_routes(services: Services, authenticate: Authenticate) -> list[Route
             _principal, body = await signed(request)
             try:
                 # Strictly, as every body is (no NaN, no lone surrogates, bounded depth).
-                event = load_json(body.decode("utf-8"), "The contact event")
+                # A byte order mark before it is ignored, as /contact-records ignores one.
+                event = load_json(body.decode("utf-8-sig"), "The contact event")
             except UnicodeDecodeError:
                 raise BadRequest("The body must be UTF-8 JSON.") from None
             except JsonTextError as exc:

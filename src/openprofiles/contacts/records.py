@@ -8,9 +8,14 @@ instance ARN) as strings, the ContactId at most 255 characters without white spa
 end (it is matched exactly, never trimmed); `Channel`, when present, must be one of the channels;
 `CustomerEndpoint`, when present, must be an `{Address, Type}` object whose address can be read
 as what its type says (a possible phone number for TELEPHONE_NUMBER, an email address for
-EMAIL_ADDRESS); timestamps must be ISO 8601 strings; and no text of the record may hold a lone
-UTF-16 surrogate (digests and sealing encode it to UTF-8). A field of the wrong JSON type makes
-the record invalid like any other fault, never the batch.
+EMAIL_ADDRESS); timestamps must be ISO 8601 strings; no text of the record may hold a lone
+UTF-16 surrogate (digests and sealing encode it to UTF-8); and, as PutProfileObject's Object,
+the record may be at most MAX_OBJECT_CHARS long and nest arrays and objects at most
+MAX_JSON_DEPTH deep. A field of the wrong JSON type makes the record invalid like any other
+fault, never the batch. A rejected record names its ContactId whenever it can be read.
+
+A file is read a record at a time (`read_record`, over ingest.bulk.read_records' records), a
+body or a stream record's data whole (`split_records`): both check each record alike.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from openprofiles.contacts.models import (
 from openprofiles.errors import shown_value
 from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.integrations.models import is_instance_arn
-from openprofiles.json_text import JsonTextError, has_lone_surrogate, split_json_records
+from openprofiles.json_text import (
+    JsonTextError,
+    check_depth,
+    has_lone_surrogate,
+    may_nest_too_deep,
+    parse_record,
+    split_json_records,
+)
 from openprofiles.normalize import normalize_phone
 
 # A ContactId is `_ctrContactId`'s value, and a profile key value is 1-255 characters in the
@@ -67,11 +79,24 @@ def split_records(text: str) -> list[Item]:
             "neither a JSON contact record, a JSON array of records nor JSON lines (one "
             f"record a line): {exc.message.rstrip('.')}"
         ) from None
-    # Only a text with an escape (or one that is not UTF-8 itself) can hold a lone surrogate:
-    # the common body skips the per-record check.
-    if "\\u" in stripped or not _encodes(stripped):
-        return [_item(raw, parsed) for raw, parsed in items]
+    # Only a text with an escape (or one that is not UTF-8 itself) can hold a lone surrogate,
+    # and only one with more brackets than MAX_JSON_DEPTH can nest too deeply: the common body
+    # skips the per-record checks.
+    surrogates = "\\u" in stripped or not _encodes(stripped)
+    if surrogates or may_nest_too_deep(stripped):
+        return [_item(raw, parsed, surrogates=surrogates) for raw, parsed in items]
     return items
+
+
+def read_record(text: str) -> Item:
+    """(raw text, parsed JSON or a ContactRecordInvalid) of one record's JSON text: a line of a
+    file of JSON lines, an element of an array (as ingest.bulk.read_records gives them). A text
+    that is not JSON is an invalid record; checked as `split_records` checks each record."""
+    try:
+        parsed = parse_record(text)
+    except JsonTextError as exc:
+        return _safe_text(text), _invalid_json(exc)
+    return _item(text, parsed, surrogates="\\u" in text or not _encodes(text))
 
 
 def split_body(text: str) -> list[Item]:
@@ -87,18 +112,59 @@ def _invalid_json(error: JsonTextError) -> ContactRecordInvalid:
     return ContactRecordInvalid(error.message)
 
 
-def _item(raw: str, parsed: Any) -> Item:
-    """An item whose raw text can be stored (UTF-8) and whose parsed record, if it held lone
-    surrogates, has them replaced and is marked so that `parse_contact_record` rejects it: the
-    record can still be routed to its instance's dead-letter queue."""
+def _item(raw: str, parsed: Any, *, surrogates: bool = True) -> Item:
+    """An item whose raw text can be stored (UTF-8) and whose parsed record, if it nests too
+    deeply or (when `surrogates` says its text may) held lone surrogates, is replaced by a
+    marked one that `parse_contact_record` rejects: the record can still be routed to its
+    instance's dead-letter queue, and its rejection names its ContactId.
+
+    Depth first: the surrogate walk recurses, which a record nested hundreds deep would
+    overflow."""
     raw = _safe_text(raw)
-    if isinstance(parsed, Mapping) and _has_lone_surrogate(parsed):
+    if isinstance(parsed, Mapping) and may_nest_too_deep(raw):
+        try:
+            check_depth(parsed, "The record")
+        except JsonTextError as exc:
+            return raw, _Refused(exc.message, parsed)
+    if surrogates and isinstance(parsed, Mapping) and _has_lone_surrogate(parsed):
         return raw, _LoneSurrogates(_without_surrogates(parsed))
     return raw, parsed
 
 
 class _LoneSurrogates(dict[str, Any]):
     """A record that held lone surrogates, with each replaced by U+FFFD."""
+
+
+class _Refused(dict[str, str]):
+    """A record refused as a whole (`reason`), of which only what routes it and names it is
+    kept: its InstanceARN and ContactId, when they are text without lone surrogates. Nothing
+    else of it is walked again."""
+
+    def __init__(self, reason: str, record: Mapping[str, Any]) -> None:
+        super().__init__(
+            (name, value)
+            for name in ("ContactId", "InstanceARN")
+            if isinstance(value := record.get(name), str) and _encodes(value)
+        )
+        self.reason = reason
+
+
+def _readable_id(record: Any) -> str | None:
+    """The ContactId of a record being rejected, when it has one that can be shown as its
+    rejection's ContactId: text, not blank, at most MAX_CONTACT_ID_CHARS long, and storable —
+    not one whose lone surrogates were replaced (it is not the record's)."""
+    if not isinstance(record, Mapping):
+        return None
+    contact_id = record.get("ContactId")
+    if (
+        isinstance(contact_id, str)
+        and contact_id.strip()
+        and len(contact_id) <= MAX_CONTACT_ID_CHARS
+        and _encodes(contact_id)
+        and not (isinstance(record, _LoneSurrogates) and "\ufffd" in contact_id)
+    ):
+        return contact_id
+    return None
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -144,17 +210,25 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
         raise parsed
     if len(raw) > MAX_OBJECT_CHARS:
         raise ContactRecordInvalid(
-            f"The record is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}."
+            f"The record is {len(raw)} characters long; the limit is {MAX_OBJECT_CHARS}.",
+            _readable_id(parsed),
         )
+    if isinstance(parsed, _Refused):
+        raise ContactRecordInvalid(parsed.reason, _readable_id(parsed))
     if not isinstance(parsed, Mapping):
         raise ContactRecordInvalid("The record is not a contact record (a JSON object).")
     contact_id = parsed.get("ContactId")
-    # A record not from split_records (a contact event, a replayed one) is checked here.
+    # A record not from split_records or read_record (a contact event, a replayed one) is
+    # checked here: its depth first, as the surrogate walk recurses.
+    if not isinstance(parsed, _LoneSurrogates) and may_nest_too_deep(raw):
+        try:
+            check_depth(parsed, "The record")
+        except JsonTextError as exc:
+            raise ContactRecordInvalid(exc.message, _readable_id(parsed)) from None
     if isinstance(parsed, _LoneSurrogates) or (
         ("\\u" in raw or not _encodes(raw)) and _has_lone_surrogate(parsed)
     ):
-        clean_id = contact_id if isinstance(contact_id, str) and _encodes(contact_id) else None
-        raise ContactRecordInvalid(LONE_SURROGATE, clean_id)
+        raise ContactRecordInvalid(LONE_SURROGATE, _readable_id(parsed))
     if contact_id is None or contact_id == "":
         raise ContactRecordInvalid("The record has no ContactId; it is not a contact record.")
     if not isinstance(contact_id, str) or not contact_id.strip():
