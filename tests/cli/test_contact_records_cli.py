@@ -21,6 +21,7 @@ from openprofiles.contacts.service import list_unrouted
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages
+from openprofiles.ingest.bulk import MAX_LINE_BYTES
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 
@@ -284,3 +285,25 @@ def test_a_file_loaded_twice_keeps_each_rejected_record_once(
     assert (letter.origin, letter.attempts) == ("File twice.jsonl, line 2", 2)
     assert [k.origin for k in kept] == ["File twice.jsonl, line 3"]
     assert found(services, "w-1") == 1
+
+
+def test_lines_too_long_to_read_are_each_kept_with_their_line(
+    loaded: tuple[Services, list[str]], tmp_path: Path
+) -> None:
+    """Kept records are told apart by their text and where they came from: lines too long to
+    read are all kept with empty text, and were folded into one, losing the others' lines."""
+    services, options = loaded
+    long_line = json.dumps(ctr("l-0", notes="x" * MAX_LINE_BYTES))
+    file = tmp_path / "long.jsonl"
+    # A first line that is a record on its own: the file is read a line at a time.
+    file.write_text(f"{json.dumps(ctr('l-1'))}\n{long_line}\n{long_line}\n")
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file)])
+        assert result.exit_code == 0, result.output
+    with services.read() as tx:
+        kept = list_unrouted(tx)
+    assert sorted((k.origin, k.object_json) for k in kept) == [
+        ("File long.jsonl, line 2", ""),
+        ("File long.jsonl, line 3", ""),
+    ]
+    assert found(services, "l-1") == 1

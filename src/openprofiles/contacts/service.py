@@ -52,7 +52,7 @@ from openprofiles.contacts.models import (
     ContactRecordInvalid,
     Rejection,
 )
-from openprofiles.contacts.records import Item, parse_contact_record
+from openprofiles.contacts.records import Item, parse_contact_record, read_record
 from openprofiles.context import Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
@@ -713,9 +713,10 @@ def _keep_unrouted_rows(
     tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
 ) -> list[str]:
     """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
-    key, in one executemany; their message ids. A record already kept (the same text: a file
-    read again, a stream's redelivery) is not kept twice: the store's unique content digest
-    turns the second insert into nothing."""
+    key, in one executemany; their message ids. A record already kept (the same text from the
+    same place: a file read again, a stream's redelivery) is not kept twice: the store's unique
+    content digest turns the second insert into nothing. The place counts: lines too long to
+    read are all kept with empty text, each with its own line."""
     if not records:
         return []
     cipher = tx.services.keys.system_cipher()
@@ -728,7 +729,7 @@ def _keep_unrouted_rows(
         rows.append(
             {
                 "message_id": message_id,
-                "content_digest": cipher.digest(UNROUTED_KEY_NAME, raw),
+                "content_digest": cipher.digest(UNROUTED_KEY_NAME, f"{origin or ''}\x00{raw}"),
                 # Only an instance ARN is kept in the column, to route the record once its
                 # instance is associated. Anything else (it can be any text a sender put
                 # there, even a NUL that PostgreSQL refuses) is kept in the sealed record only.
@@ -863,14 +864,8 @@ def _replay(
         tx.conn.execute(
             delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(chunk))
         )
-    items: list[Item] = []
-    for k in kept:
-        try:
-            items.append((k.object_json, json.loads(k.object_json)))
-        except ValueError as exc:
-            items.append(
-                (k.object_json, ContactRecordInvalid(f"The record is not valid JSON: {exc}."))
-            )
+    # Read as the intake reads a record (strict JSON, depth, lone surrogates).
+    items: list[Item] = [read_record(k.object_json) for k in kept]
     return ingest_contact_items(
         tx, items, hold_unavailable=hold_unavailable, origins=[k.origin for k in kept]
     )
