@@ -152,22 +152,37 @@ def _document(
     return [ItemRecord(raw, place) for raw, place in zip(raws, places(text, raws), strict=True)]
 
 
+# Lines of an item too large to read whole looked at to tell JSON lines from one document.
+LINES_LOOKED_AT = 100
+
+
 def _check_json_lines(source: FlowSource, item: SourceItem, version: str, head: bytearray) -> None:
-    """ItemFailed unless the first non-empty line of an item too large to read whole is a JSON
-    object on its own (so the item can be read as JSON lines)."""
-    start = 0
-    while (end := head.find(b"\n", start)) != -1 and not head[start:end].strip():
-        start = end + 1
-    # A first line without its end in `head` is longer than any record may be.
-    try:
-        is_record = end != -1 and isinstance(json.loads(head[start:end].decode("utf-8")), dict)
-    except (ValueError, RecursionError):  # not UTF-8, not JSON
-        is_record = False
-    if not is_record:
+    """ItemFailed unless an item too large to read whole is JSON lines: it does not start with
+    a JSON array, and one of its first LINES_LOOKED_AT non-empty lines is a JSON object on its
+    own. Not the first line alone: an export whose first record is broken is still JSON lines,
+    and that record fails alone (a pretty-printed document has no line that is an object on
+    its own)."""
+    if head.lstrip().startswith(b"["):
+        is_lines = False
+    else:
+        is_lines, start, looked = False, 0, 0
+        # A line without its end in `head` is longer than any record may be.
+        while not is_lines and looked < LINES_LOOKED_AT and (end := head.find(b"\n", start)) != -1:
+            line = head[start:end].strip()
+            start = end + 1
+            if not line:
+                continue
+            looked += 1
+            try:
+                is_lines = line.startswith(b"{") and isinstance(json.loads(line), dict)
+            except (ValueError, RecursionError):  # not UTF-8, not JSON
+                continue
+    if not is_lines:
         raise ItemFailed(
             f"{_capitalised(source.describe(item.key))} is larger than {_bytes(MAX_DOCUMENT_BYTES)}"
-            ", the most a flow reads as one JSON document, and is not JSON lines (its first "
-            "line is not a JSON object on its own). Nothing of it was ingested; export it as "
+            ", the most a flow reads as one JSON document, and is not JSON lines (a JSON array, "
+            f"or none of its first {LINES_LOOKED_AT} lines is a JSON object on its own). Nothing "
+            "of it was ingested; export it as "
             f"JSON lines (one record per line), or in parts of at most "
             f"{_bytes(MAX_DOCUMENT_BYTES)}.",
             "",

@@ -108,9 +108,9 @@ def test_a_large_object_that_is_not_json_lines_fails_whole(
     assert whole.reason == (
         f"Flow s3, x/a.json: The object s3://{bucket}/x/a.json is larger than 65536 bytes, "
         "the most a "
-        "flow reads as one JSON document, and is not JSON lines (its first line is not a JSON "
-        "object on its own). Nothing of it was ingested; export it as JSON lines (one record "
-        "per line), or in parts of at most 65536 bytes."
+        "flow reads as one JSON document, and is not JSON lines (a JSON array, or none of its "
+        "first 100 lines is a JSON object on its own). Nothing of it was ingested; export it as "
+        "JSON lines (one record per line), or in parts of at most 65536 bytes."
     )
     assert whole.object_json == ""
     assert not_utf8.reason == (
@@ -149,3 +149,28 @@ def test_an_object_replaced_after_the_listing_is_checkpointed_as_read(
     # The new version was read: the flow has nothing new to read, rather than reading it again
     # (it used to be checkpointed under the ETag of the listing, the version it replaced).
     assert run_due_flows(services, now=datetime.now(UTC)) == []
+
+
+def test_a_large_object_of_json_lines_whose_first_line_is_broken_is_read_line_by_line(
+    services: Services, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judged by its first line alone, such an export was refused whole, nothing ingested,
+    where `openprofiles ingest` loads the same file and dead-letters the broken line. A
+    pretty-printed document, with no line that is an object on its own, is still refused."""
+    monkeypatch.setattr(items, "MAX_DOCUMENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(items, "CHUNK_BYTES", 4096)
+    bulk = [user(n, notes="n" * 500) for n in range(150)]
+    s3.put_object(
+        Bucket=bucket, Key="x/a.jsonl", Body=('{"id": 2000, "name": \n' + jsonl(*bulk)).encode()
+    )
+    s3.put_object(
+        Bucket=bucket, Key="x/b.json", Body=json.dumps({"users": bulk}, indent=1).encode()
+    )
+    put_flow(services, "s3", TYPE, flow_definition("s3", bucket, "x/", trigger=EVENT))
+
+    [run] = run_due_flows(services, now=datetime.now(UTC))
+
+    assert counts(run) == ("COMPLETED", 2, 152, 150, 2)
+    broken, pretty = letters(services)
+    assert broken.origin == "Flow s3, x/a.jsonl, line 1"
+    assert pretty.origin == "Flow s3, x/b.json" and "is not JSON lines" in pretty.reason
