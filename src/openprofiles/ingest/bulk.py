@@ -112,6 +112,14 @@ def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:
         probe.seek(0)
         first = _first_line(probe)
     if head.startswith(b"["):
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            # An array can only be parsed whole: a multi-GB export would exhaust memory.
+            raise ValueError(
+                f"is a JSON array of {size} bytes, more than the {MAX_DOCUMENT_BYTES} bytes read "
+                "at once; export it as JSON lines (one record per line), which are read a line "
+                "at a time, or in parts"
+            )
         try:
             return _document(path, path.read_bytes().decode("utf-8-sig"))
         except UnicodeDecodeError as exc:

@@ -152,3 +152,26 @@ def test_places_tell_json_lines_from_an_array_and_from_one_record() -> None:
     }
     for text, expected in cases.items():
         assert places(text, split_json_text(text)) == expected, text
+
+
+def test_an_array_too_large_to_read_at_once_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An array can only be parsed whole, and was, whatever its size: a multi-GB export ran
+    out of memory before anything was loaded."""
+    from openprofiles.ingest import bulk
+
+    monkeypatch.setattr(bulk, "MAX_DOCUMENT_BYTES", 1024)
+    common = setup(tmp_path)
+    array = tmp_path / "big.json"
+    array.write_text(json.dumps([{"id": str(n), "email": f"c{n}@x.com"} for n in range(40)]))
+    result = run("ingest", str(array), *common, "--object-type", "Crm")
+    assert result.exit_code == 1
+    assert f"{array} is a JSON array of {array.stat().st_size} bytes, more than the 1024" in (
+        result.output
+    )
+    assert "export it as JSON lines" in result.output and "Nothing was loaded." in result.output
+    # The same records as JSON lines load.
+    lines = tmp_path / "big.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in json.loads(array.read_text())))
+    assert run("ingest", str(lines), *common, "--object-type", "Crm").exit_code == 0
