@@ -123,7 +123,11 @@ class UI:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             return None
-        return await self.read(lambda tx: users.get_session(tx, token=token))
+        session = await self.read(lambda tx: users.get_session(tx, token=token))
+        if session is not None and session.touch_due:
+            # At most once a minute a session: its idle time starts again (users.SESSION_IDLE).
+            await self.write(lambda tx: users.touch_session(tx, token=token))
+        return session
 
     def sign_in_url(self, request: Request) -> str:
         """The sign-in page, to come back to `request` after. The path is kept as it is; the

@@ -27,6 +27,8 @@ class WebSession:
     role: str
     csrf_token: str
     expires_at: datetime
+    # Whether its last activity should be recorded now (users.service.touch_session).
+    touch_due: bool = False
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import DomainCipher
 
 SESSION_LIFETIME = timedelta(hours=12)
+# A session nobody used for this long ends: an agent's desk left unattended does not keep
+# customers' data open until the end of the shift.
+SESSION_IDLE = timedelta(hours=1)
+# How stale the recorded last activity may get before a request records it again (a write).
+TOUCH_EVERY = timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -431,6 +436,7 @@ def create_session(tx: Tx, *, username: str) -> NewSession:
             username_digest=_user_digest(tx, username),
             csrf_token=csrf_token,
             expires_at=expires_at,
+            last_seen_at=tx.now,
         )
     )
     return NewSession(
@@ -448,6 +454,7 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
             web_session.c.username_digest,
             web_session.c.csrf_token,
             web_session.c.expires_at,
+            web_session.c.last_seen_at,
             web_user.c.username_sealed,
             web_user.c.role,
         )
@@ -455,6 +462,9 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
         .where(web_session.c.id_digest == _digest(token))
     ).first()
     if row is None or row.expires_at <= tx.now:
+        return None
+    seen = row.last_seen_at or row.expires_at - SESSION_LIFETIME
+    if seen <= tx.now - SESSION_IDLE:
         return None
     name = _cipher(tx).open_record(
         USER_TABLE, bytes(row.username_digest).hex(), bytes(row.username_sealed)
@@ -464,6 +474,16 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
         role=row.role,
         csrf_token=row.csrf_token,
         expires_at=row.expires_at,
+        touch_due=seen <= tx.now - TOUCH_EVERY,
+    )
+
+
+def touch_session(tx: Tx, *, token: str) -> None:
+    """Record that the session's browser was seen now (it was used within SESSION_IDLE)."""
+    tx.conn.execute(
+        update(web_session)
+        .where(web_session.c.id_digest == _digest(token))
+        .values(last_seen_at=tx.now)
     )
 
 

@@ -45,6 +45,9 @@ web_session = Table(
     Column("username_digest", LargeBinary(16), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # When the browser was last seen (to the minute): a session unused for SESSION_IDLE ends.
+    # NULL for sessions made before 0026: their start (expires_at - SESSION_LIFETIME) counts.
+    Column("last_seen_at", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["username_digest"], ["web_user.username_digest"], ondelete="CASCADE"),
     Index("ix_web_session_username_digest", "username_digest"),
 )
