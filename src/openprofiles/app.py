@@ -31,7 +31,7 @@ from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.arns import is_local_key_arn
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import KeyringError
-from openprofiles.crypto.keyring import Keyring
+from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 from openprofiles.crypto.providers import ProviderResolver
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
@@ -104,7 +104,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
     try:
         _check_keyring_opens(settings, database, keyring, keys)
-    except KeyringError:
+    except Exception:  # a keyring that is not the data's, or a disabled default key
         database.dispose()
         raise
     if migrate:
@@ -161,22 +161,32 @@ def _check_keyring_opens(
             else set()
         )
     missing = sorted(k for k in key_ids if is_local_key_arn(k) and keyring.lookup(k) is None)
-    opens = secret is None or secret_opens(
-        keys, access_key_id=secret.access_key_id, secret_sealed=bytes(secret.secret_sealed)
+    # Looked up, not made: a check that refuses must leave the keyring as it found it.
+    has_default = keyring.find_by_alias(DEFAULT_ALIAS) is not None
+    opens = secret is None or (
+        has_default
+        and secret_opens(
+            keys, access_key_id=secret.access_key_id, secret_sealed=bytes(secret.secret_sealed)
+        )
     )
     if opens and not missing:
         return
-    problem = (
-        f"it does not hold the local key{'s' if len(missing) > 1 else ''} "
-        f"{', '.join(missing)} that domains' data keys are wrapped under"
-        if missing
-        else "its default key does not open the API credentials stored in the database"
-    )
+    if missing:
+        problem = (
+            f"it does not hold the local key{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} that domains' data keys are wrapped under"
+        )
+    elif not has_default:
+        problem = "it has no default key, under which the stored API credentials are sealed"
+    else:
+        problem = "its default key does not open the API credentials stored in the database"
     raise KeyringError(
         f"The keyring {settings.keyring_path} is not the one this database's data was sealed "
-        f"under: {problem}. It was made anew or copied from another installation. Put back "
-        "keyring.json from the data dir of the server that created this database (every "
-        "server sharing a database needs the same keyring), or restore it from a backup."
+        f"under: {problem}. It was made anew, copied from another installation, or is an older "
+        "copy than the keys made since (openprofiles keys create). Put back keyring.json from "
+        "the data dir of the server that created this database (every server sharing a "
+        "database needs the same keyring, copied again after a key is created), or restore it "
+        "from a backup."
     )
 
 

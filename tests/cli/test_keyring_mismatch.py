@@ -42,7 +42,8 @@ def test_a_keyring_from_another_installation_is_refused(settings: Settings, tmp_
     assert _run("credentials", "create", "--role", "admin", *options)[0] == 0
     ours = settings.keyring_path.read_bytes()
     elsewhere = tmp_path / "elsewhere"
-    assert _run("keys", "create", "--alias", "x", "--data-dir", str(elsewhere))[0] == 0
+    # Another installation's keyring, with a default key of its own.
+    assert _run("credentials", "create", "--role", "admin", "--data-dir", str(elsewhere))[0] == 0
     shutil.copy(elsewhere / "keyring.json", settings.keyring_path)
 
     code, output = _run("credentials", "list", *options)
@@ -60,9 +61,7 @@ def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Se
     services = build_services(settings)
     try:
         resolver = services.keys.resolver
-        arn = resolver.local_arn(
-            resolver.keyring.find_by_alias("crm-data")
-        )
+        arn = resolver.local_arn(resolver.keyring.find_by_alias("crm-data"))
         make_domain(services, "crm", arn)
     finally:
         services.database.dispose()
@@ -73,3 +72,18 @@ def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Se
     code, output = _run("credentials", "list", *options)
     assert code == 1
     assert f"does not hold the local key {arn}" in output
+
+
+def test_a_refused_keyring_is_left_as_it_was(settings: Settings) -> None:
+    """The check made a default key in a keyring that had none (`keys create` after the file
+    was lost), and then refused it: a check must change nothing."""
+    options = _options(settings)
+    assert _run("credentials", "create", "--role", "admin", *options)[0] == 0
+    settings.keyring_path.unlink()
+    assert _run("keys", "create", "--alias", "extra", *options)[0] == 0
+    before = settings.keyring_path.read_bytes()
+
+    code, output = _run("credentials", "list", *options)
+    assert code == 1
+    assert "it has no default key, under which the stored API credentials are sealed" in output
+    assert settings.keyring_path.read_bytes() == before

@@ -155,21 +155,24 @@ def attempt_again(
     ).scalar()
     if message_id is None:
         return None
-    _record_attempt(
+    if not _record_attempt(
         tx,
         domain_name,
         message_id,
         category,
         _payload(object_json, origin_reason(origin, reason), not_retryable, origin),
-    )
+    ):
+        # Deleted since it was found (purged, retried away, expired): a new letter then.
+        return None
     return get(tx, domain_name=domain_name, message_id=message_id)
 
 
 def _record_attempt(
     tx: Tx, domain_name: str, message_id: str, category: str, payload: dict[str, str]
-) -> None:
-    """Another failed attempt on a stored letter: its count, when, and the new reason."""
-    tx.conn.execute(
+) -> bool:
+    """Another failed attempt on a stored letter: its count, when, and the new reason; False
+    when the letter is no longer stored."""
+    result = tx.conn.execute(
         update(dlq_message)
         .where(dlq_message.c.domain_name == domain_name, dlq_message.c.message_id == message_id)
         .values(
@@ -179,6 +182,7 @@ def _record_attempt(
             sealed=tx.cipher(domain_name).seal_record(DLQ_TABLE, message_id, payload),
         )
     )
+    return bool(result.rowcount)
 
 
 def origin_reason(origin: str | None, reason: str) -> str:
@@ -420,6 +424,15 @@ def retry_in_batches(
     total = RetryOutcome(succeeded=[], failed=[])
     if message_ids is not None:
         wanted = list(dict.fromkeys(message_ids))
+        # Every id checked before any batch commits: an unknown one fails the whole command,
+        # as it did when the retry was one transaction, rather than after some were applied.
+        with services.read() as tx:
+            tx.cipher(domain_name)
+            unknown = missing(tx, domain_name=domain_name, message_ids=wanted)
+        if unknown:
+            raise NotFound(
+                f"The dead-letter message {unknown[0]} does not exist in domain {domain_name}."
+            )
         for start in range(0, len(wanted), RETRY_BATCH):
             batch = wanted[start : start + RETRY_BATCH]
             _add(total, retrying(partial(_retry_batch, services, domain_name, batch)))
@@ -447,7 +460,8 @@ def retry_in_batches(
 
 def _retry_batch(services: Services, domain_name: str, message_ids: list[str]) -> RetryOutcome:
     with services.write() as tx:
-        return retry(tx, domain_name=domain_name, message_ids=message_ids)
+        # Removed since the ids were checked (another retry, a purge): done, not missing.
+        return retry(tx, domain_name=domain_name, message_ids=message_ids, gone_ok=True)
 
 
 def _next_batch(
@@ -489,23 +503,34 @@ def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     return _delete(tx, domain_name, message_ids)
 
 
-def purge_expired(tx: Tx, now: datetime) -> int:
-    """Delete the dead letters (all domains) older than their domain's DefaultExpirationDays;
-    how many. A dead letter holds a whole record, personal data a domain keeps no longer than
-    it keeps its objects. Counted from when the record was first dead-lettered, as an object's
-    retention is fixed when it is ingested (spec §1.9): a retry does not extend it."""
+# Expired dead letters deleted per transaction: the first purge after an upgrade may find every
+# letter ever kept past retention, and on SQLite API writes wait while a transaction deletes.
+PURGE_BATCH = 1000
+
+
+def purge_expired(tx: Tx, now: datetime, *, limit: int | None = None) -> int:
+    """Delete up to `limit` dead letters (all domains) older than their domain's
+    DefaultExpirationDays; how many (fewer than `limit`: none is left). A dead letter holds a
+    whole record, personal data a domain keeps no longer than it keeps its objects. Counted
+    from when the record was first dead-lettered, as an object's retention is fixed when it is
+    ingested (spec §1.9): a retry does not extend it. `limit` defaults to PURGE_BATCH."""
+    limit = PURGE_BATCH if limit is None else limit
     purged = 0
     for name, config in tx.conn.execute(select(domain.c.name, domain.c.config)).all():
         days = config.get("DefaultExpirationDays") if isinstance(config, Mapping) else None
-        if not isinstance(days, int) or days <= 0:
+        if not isinstance(days, int) or days <= 0 or purged >= limit:
             continue
-        result = tx.conn.execute(
-            delete(dlq_message).where(
+        expired = (
+            select(dlq_message.c.message_id)
+            .where(
                 dlq_message.c.domain_name == name,
                 dlq_message.c.created_at <= now - timedelta(days=days),
             )
+            .limit(limit - purged)
         )
-        purged += int(result.rowcount or 0)
+        ids = list(tx.conn.execute(expired).scalars())
+        if ids:
+            purged += _delete(tx, name, ids)
     return purged
 
 
@@ -513,10 +538,10 @@ def missing(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> list[str
     """Those of the message ids that are not in the domain's store, in the order given."""
     found = {
         r.message_id
+        for chunk in in_chunks(list(message_ids))
         for r in tx.conn.execute(
             select(dlq_message.c.message_id).where(
-                dlq_message.c.domain_name == domain_name,
-                dlq_message.c.message_id.in_(list(message_ids)),
+                dlq_message.c.domain_name == domain_name, dlq_message.c.message_id.in_(chunk)
             )
         )
     }
@@ -691,6 +716,9 @@ def delivery_status(letter: DeadLetter) -> str:
 
 def _delete(tx: Tx, domain_name: str, message_ids: Sequence[str] | None) -> int:
     statement = delete(dlq_message).where(dlq_message.c.domain_name == domain_name)
-    if message_ids is not None:
-        statement = statement.where(dlq_message.c.message_id.in_(list(message_ids)))
-    return int(tx.conn.execute(statement).rowcount or 0)
+    if message_ids is None:
+        return int(tx.conn.execute(statement).rowcount or 0)
+    return sum(
+        int(tx.conn.execute(statement.where(dlq_message.c.message_id.in_(chunk))).rowcount or 0)
+        for chunk in in_chunks(list(message_ids))
+    )

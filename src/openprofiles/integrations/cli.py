@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,17 +44,23 @@ def instances_associate(
     changes nothing else."""
     from openprofiles.contacts.service import connect_instance
     from openprofiles.errors import ServiceError
+    from openprofiles.store.conflicts import retrying
 
     services = open_services(settings_from_options(data_dir, database_url))
-    try:
+
+    def attempt() -> Any:
         with services.write() as tx:
-            done, replayed = connect_instance(
+            return connect_instance(
                 tx,
                 domain_name=domain_name,
                 instance_arn=instance_arn,
                 move=move,
                 object_type_name=object_type_name,
             )
+
+    try:
+        # The replay may lose a race with another writer (PostgreSQL): it runs again.
+        done, replayed = retrying(attempt)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:

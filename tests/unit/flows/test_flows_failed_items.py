@@ -442,3 +442,33 @@ def test_a_run_stopped_by_an_internal_error_ends_failed(services: Services, tmp_
         [run_id] = tx.conn.execute(text("SELECT run_id FROM flow_run")).scalars().all()
         run = get_run(tx, domain_name=D, run_id=run_id)
     assert run.status == "FAILED" and run.error == "An internal error stopped the run."
+
+
+def test_a_failed_items_letter_and_checkpoint_run_again_after_a_lost_race(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one flow reading a failing item at once both dead-letter it; the second's
+    insert meets the first's on the letter's repeat digest. That transaction was not run
+    again (store.conflicts), so the run ended FAILED, "An internal error stopped the run"."""
+    from openprofiles.flows import service as flows
+    from openprofiles.store.conflicts import ConcurrentChange
+
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "b.jsonl").write_bytes(b'{"id": 2, "name": "\xff"}\n')
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+    real = flows._checkpoint
+    lost: list[bool] = []
+
+    def loses_once(*args: Any, **kwargs: Any) -> None:
+        if not lost:
+            lost.append(True)
+            raise ConcurrentChange()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(flows, "_checkpoint", loses_once)
+    run = run_flow(services, domain_name=D, flow_name="crm")
+    assert lost and run.status == "COMPLETED"
+    [letter] = letters(services)
+    assert letter.attempts == 1 and letter.origin == "Flow crm, b.jsonl"
