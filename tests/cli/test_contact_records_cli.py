@@ -13,42 +13,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.support.contact_loader import D, found, loaded_data_dir
 from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, associate, ctr, make_domain
 
-from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.contacts.service import list_unrouted
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages
 from openprofiles.ingest.bulk import MAX_LINE_BYTES
-from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
-
-D = "loaded"
 
 
 @pytest.fixture
 def loaded(settings: Settings) -> Iterator[tuple[Services, list[str]]]:
-    """The services of a data dir with a domain for the instance, and the command's options."""
-    services = build_services(settings)
-    make_domain(services, D)
-    associate(services, D)
-    options = ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-    try:
-        yield services, options
-    finally:
-        services.database.dispose()
-
-
-def found(services: Services, contact_id: str) -> int:
-    with services.read() as tx:
-        page, _ = search_profiles(
-            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
-        )
-    return len(page)
+    with loaded_data_dir(settings) as made:
+        yield made
 
 
 def test_wrong_typed_record_is_rejected_and_the_rest_loaded(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
+from tests.support.contact_loader import D, found, loaded_data_dir
+from tests.unit.integrations.integ_helpers import ctr
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
@@ -26,32 +27,13 @@ from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.json_text import MAX_JSON_DEPTH
-from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
-
-D = "streamed"
 
 
 @pytest.fixture
 def loaded(settings: Settings) -> Iterator[tuple[Services, list[str]]]:
-    services = build_services(settings)
-    make_domain(services, D)
-    associate(services, D)
-    options = ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-    try:
-        yield services, options
-    finally:
-        services.database.dispose()
-
-
-def found(services: Services, contact_id: str) -> int:
-    with services.read() as tx:
-        page, _ = search_profiles(
-            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
-        )
-    return len(page)
+    with loaded_data_dir(settings) as made:
+        yield made
 
 
 def load(options: list[str], file: Path, *more: str) -> dict[str, Any]:
