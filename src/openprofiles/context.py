@@ -146,6 +146,13 @@ class Tx:
             raise RuntimeError("an action after commit, queued on the event loop after a write")
         self.after_commit_actions.append(action)
 
+    def erased(self) -> None:
+        """Say that this transaction deletes personal data: on SQLite the write-ahead log,
+        which keeps the page images from before the delete, is emptied once it has committed
+        (store.database.Database.request_truncate: the truncation waits for the writer lock
+        this transaction holds). Cheap, and harmless if the transaction rolls back."""
+        self.services.database.request_truncate()
+
     def run_after_commit(self) -> None:
         actions, self.after_commit_actions = self.after_commit_actions, []
         for action in actions:

@@ -90,6 +90,7 @@ def list_credentials(tx: Tx) -> list[CredentialInfo]:
 
 
 def delete_credential(tx: Tx, *, access_key_id: str) -> None:
+    tx.erased()
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:
         raise NotFound(f"No credential has the access key id {access_key_id}.")

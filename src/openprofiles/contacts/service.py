@@ -791,6 +791,7 @@ def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
     """Delete kept records: the instance's, or (None) those kept without an instance ARN,
     which no association can ever route; how many. For the operator who will not associate
     the instance (`openprofiles instances purge-unrouted`): the records are personal data."""
+    tx.erased()
     arn = unrouted_contact_record.c.instance_arn
     condition = arn.is_(None) if instance_arn is None else arn == instance_arn
     return int(tx.conn.execute(delete(unrouted_contact_record).where(condition)).rowcount or 0)

@@ -499,6 +499,7 @@ def _is_contact_record(
 
 def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> int:
     """Delete the given messages (all of the domain's when None); returns how many."""
+    tx.erased()
     tx.cipher(domain_name)
     return _delete(tx, domain_name, message_ids)
 
@@ -531,6 +532,8 @@ def purge_expired(tx: Tx, now: datetime, *, limit: int | None = None) -> int:
         ids = list(tx.conn.execute(expired).scalars())
         if ids:
             purged += _delete(tx, name, ids)
+    if purged:
+        tx.erased()
     return purged
 
 

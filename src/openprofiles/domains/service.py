@@ -157,6 +157,7 @@ def update_domain(
 
 def delete_domain(tx: Tx, *, domain_name: str) -> None:
     """Remove the domain, every row of its data and its wrapped key."""
+    tx.erased()
     from openprofiles.tags.service import delete_domain_tags
 
     get_domain(tx, domain_name=domain_name)

@@ -297,6 +297,7 @@ def lock_object_type(tx: Tx, *, domain_name: str, name: str, shared: bool) -> No
 
 def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
     """Remove the definition (or forget an implicit type) and let the pipeline drop its data."""
+    tx.erased()
     get_domain(tx, domain_name=domain_name)
     lock_object_type(tx, domain_name=domain_name, name=name, shared=False)
     result = tx.conn.execute(

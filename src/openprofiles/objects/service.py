@@ -622,6 +622,7 @@ def _profile_listing(
 def delete_profile_object(
     tx: Tx, *, domain_name: str, object_type_name: str, profile_id: str, unique_key: str
 ) -> None:
+    tx.erased()
     tx.cipher(domain_name)  # NotFound for an unknown domain first
     missing = NotFound(
         f"The profile object {unique_key} of type {object_type_name} does not exist "
@@ -650,9 +651,12 @@ def delete_profile_object(
 
 def purge_expired(tx: Tx, now: datetime) -> int:
     """Remove every object (all domains) whose retention ended at or before `now`."""
-    return _delete_rows(
+    purged = _delete_rows(
         tx, and_(profile_object.c.expires_at.is_not(None), profile_object.c.expires_at <= now)
     )
+    if purged:
+        tx.erased()
+    return purged
 
 
 def object_totals(tx: Tx, *, domain_name: str) -> tuple[int, int]:

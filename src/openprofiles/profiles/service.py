@@ -597,6 +597,7 @@ def insert_key_rows(
 
 
 def delete_profile(tx: Tx, *, domain_name: str, profile_id: str) -> None:
+    tx.erased()
     tx.cipher(domain_name)  # NotFound for an unknown domain first
 
     # Every profile merged into it goes too, however deep (A merged into C, then C into D):
@@ -728,6 +729,7 @@ def delete_profile_key(
     object types, a merge): the caller asks for the value to be gone. Except a value of a
     derived key that the profile's own fields or id give: it would come back with the
     profile's next write, so the call is refused, naming it, and changes nothing."""
+    tx.erased()
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
     # Locked, as in add_profile_key.

@@ -60,6 +60,11 @@ def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
         # the last transactions, which is the usual trade for a single-node database.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed in the page, not just marked free: an
+        # erased profile's sealed blob or domain's wrapped key must not stay readable in the
+        # file (builds without SECURE_DELETE compiled in have it off). The log may still hold
+        # the pages from before the erasure: Database.request_truncate empties it.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         # Checkpoints are the Checkpointer's job, off the commit path (store/checkpoint.py).
         cursor.execute("PRAGMA wal_autocheckpoint=0")
@@ -106,6 +111,7 @@ class Database:
                 pool_size=10,
                 max_overflow=10,
                 pool_pre_ping=True,
+                connect_args=_postgres_connect_args(url),
             )
         self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
         # The open shared write transaction of an event loop, if any (store.group_commit).
@@ -213,7 +219,18 @@ class Database:
         connection = self.engine.dialect.connect(*cargs, **cparams)
         connection.isolation_level = None
         connection.execute("PRAGMA busy_timeout=30000")
+        connection.execute("PRAGMA secure_delete=ON")  # as every connection (_sqlite_engine)
         return connection
+
+    def request_truncate(self) -> None:
+        """Call after a transaction that erased data (a profile, a domain and its key, purged
+        objects) has committed: on SQLite, the write-ahead log — which still holds the page
+        images from before the erasure — is emptied shortly after, on the checkpointer's thread
+        (store.checkpoint). Returns at once; safe on the event loop, and after a write that
+        joined a shared transaction still open (the truncation waits for the writer lock, so
+        for that commit). Nothing to do on PostgreSQL."""
+        if self.checkpointer is not None:
+            self.checkpointer.request_truncate()
 
     def dispose(self) -> None:
         group = self._group
@@ -253,6 +270,32 @@ def _lock_path(url: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
     return Path(database).with_name(Path(database).name + "-writer.lock")
+
+
+# libpq's settings for every PostgreSQL connection, unless the URL sets them itself
+# (`?connect_timeout=30&keepalives_idle=10`). Without them a server that stopped answering —
+# a network partition, a listener that accepts and never replies — held a connection attempt,
+# and a query waiting for its result, for as long as the operating system's TCP defaults: many
+# minutes, with requests and /health hanging. A connection attempt now gives up after
+# `connect_timeout` seconds; an open connection whose peer has gone is dropped after
+# idle + interval * count = 30 + 10 * 3 s of silence (keepalive probes unanswered).
+POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def _postgres_connect_args(url: str) -> dict[str, int]:
+    """POSTGRES_CONNECT_DEFAULTS less what the URL's query sets (SQLAlchemy passes the query
+    on to libpq, and `connect_args` would win over it); the connect timeout also yields to
+    libpq's own PGCONNECT_TIMEOUT."""
+    given = set(make_url(_psycopg_url(url)).query)
+    if "PGCONNECT_TIMEOUT" in os.environ:
+        given.add("connect_timeout")
+    return {name: value for name, value in POSTGRES_CONNECT_DEFAULTS.items() if name not in given}
 
 
 def _psycopg_url(url: str) -> str:

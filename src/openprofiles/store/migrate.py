@@ -3,21 +3,38 @@
 A migration that seals data already stored (0018) needs the domains' keys: the key manager is
 handed to it in the Alembic config's attributes (`keys`). Without one, such a migration runs as
 long as it has nothing to seal (an empty database), and stops saying so otherwise.
+
+Several processes may start at once on one database (`serve --workers N`, a CLI command beside
+a server, containers starting together). Each brings the schema up to date, and on a fresh
+database they all found it empty and ran the same migrations together: on PostgreSQL all but
+one failed (`duplicate key value violates unique constraint "pg_type_typname_nsp_index"`: two
+CREATE TABLEs of one name), on SQLite with "database is locked". So the upgrade runs alone: on
+PostgreSQL under a session advisory lock held for the whole run by the migrating connection
+(one per schema: the migrations create their tables in the connection's current schema); on
+SQLite under the writer lock (store.writer_lock, taken by every writer) in a BEGIN IMMEDIATE
+transaction. The next process waits, then finds the schema already at its revision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
+from openprofiles.store.advisory import lock_id
 from openprofiles.store.database import Database
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import KeyManager
+
+logger = logging.getLogger("openprofiles.store")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -40,6 +57,42 @@ def _run(database: Database, keys: KeyManager | None, action: Callable[[Config],
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["keys"] = keys
-    with database.engine.begin() as conn:
+    with _migrating(database) as conn:
         config.attributes["connection"] = conn
         action(config)
+
+
+@contextmanager
+def _migrating(database: Database) -> Iterator[Connection]:
+    """A connection in a transaction that commits when the block ends, held by this migration
+    alone among the processes that migrate the same database (the module docstring)."""
+    if database.is_sqlite:
+        # Outside a request, a write of its own: the writer lock, then BEGIN IMMEDIATE.
+        with database.write() as conn:
+            yield conn
+        return
+    with database.engine.connect() as conn:
+        key = lock_id(("migrate", conn.execute(text("SELECT current_schema()")).scalar() or ""))
+        # A session lock, taken and kept outside the migration's transaction: it is held until
+        # that transaction has committed (or rolled back) and is released below, or when the
+        # connection closes if the release cannot be sent.
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            _unlock(conn, key)
+
+
+def _unlock(conn: Connection, key: int) -> None:
+    if conn.invalidated or conn.closed:
+        return  # the session is over, and its locks with it
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        conn.commit()
+    except Exception:
+        # The lock must not go back to the pool with the connection: closing the session
+        # releases it. (Not raised: it would hide the migration's own error, if any.)
+        logger.warning("releasing the migration lock failed; closing its connection")
+        conn.invalidate()

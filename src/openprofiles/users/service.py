@@ -224,6 +224,7 @@ def _keep_an_admin(admins: set[bytes], digest: bytes, username: str, change: str
 
 def delete_user(tx: Tx, *, username: str) -> None:
     """Delete the user and end their sessions (their next page asks them to sign in)."""
+    tx.erased()
     digest, role, admins = _locked_with_admins(tx, username)
     if role == "admin":
         _keep_an_admin(admins, digest, username, "deleted")
