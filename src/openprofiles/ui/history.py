@@ -154,14 +154,25 @@ def load_one(
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def shown_duration(seconds: int | None) -> str:
+    """A contact's length as a clock shows it: "4:05", "2:30:05" from an hour on (a 2.5-hour
+    call read "150:05"); empty when unknown, "—" when its end is before its start (a record
+    with inconsistent timestamps, said rather than hidden)."""
+    if seconds is None:
+        return ""
+    if seconds < 0:
+        return "—"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def contact_columns(contact: ContactSummary) -> list[str]:
     start = contact.start.strftime("%Y-%m-%d %H:%M:%S UTC") if contact.start else ""
-    seconds = contact.duration_seconds
-    duration = "" if seconds is None or seconds < 0 else f"{seconds // 60}:{seconds % 60:02d}"
     return [
         _text(contact.channel),
         start,
-        duration,
+        shown_duration(contact.duration_seconds),
         _text(contact.agent),
         _text(contact.queue),
         _text(contact.disconnect_reason),
