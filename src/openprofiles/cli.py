@@ -190,11 +190,19 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         click.echo(arn)
 
 
-def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool) -> None:
-    from openprofiles.crypto.keyring import Keyring
+def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool, force: bool = False) -> None:
+    from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 
     settings = settings_from_options(data_dir, None)
     keyring = Keyring(settings.keyring_path)
+    default = keyring.find_by_alias(DEFAULT_ALIAS)
+    chosen = keyring.lookup(key)
+    if not enabled and not force and default is not None and chosen == default:
+        raise click.ClickException(
+            f"{key} is the default local key: the server's own secrets (API credentials, web "
+            "users' sign-in, page tokens) come from it, so disabling it stops every request "
+            "and sign-in, not only the domains under it. Give --force to disable it anyway."
+        )
     try:
         found = keyring.enable(key) if enabled else keyring.disable(key)
     except LookupError as exc:
@@ -205,11 +213,12 @@ def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool) -> None:
 
 @keys.command("disable")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.option("--force", is_flag=True, help="Disable the default key too (stops every request).")
 @click.argument("key")
-def keys_disable(data_dir: Path | None, key: str) -> None:
+def keys_disable(data_dir: Path | None, key: str, force: bool) -> None:
     """Disable a local key (key id, ARN or alias/NAME): the data of domains under it cannot be
     read until it is enabled again (servers notice within the data-key cache time)."""
-    _set_key_enabled(data_dir, key, enabled=False)
+    _set_key_enabled(data_dir, key, enabled=False, force=force)
 
 
 @keys.command("enable")

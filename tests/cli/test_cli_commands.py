@@ -131,7 +131,14 @@ def test_a_disabled_default_key_stops_a_start_with_its_reason(tmp_path):
     started while that key is disabled refuses with what to do, not with a traceback."""
     data_dir = str(tmp_path / "data")
     _run("credentials", "create", "--role", "admin", "--data-dir", data_dir)
-    _run("keys", "disable", "alias/openprofiles-default", "--data-dir", data_dir)
+    # Not without --force: it stops everything, not only the domains under it.
+    refused = CliRunner().invoke(
+        main, ["keys", "disable", "alias/openprofiles-default", "--data-dir", data_dir]
+    )
+    assert refused.exit_code == 1 and "Give --force to disable it anyway" in refused.output
+    # Refused, it changed nothing: the server's secrets still open.
+    _run("credentials", "list", "--data-dir", data_dir)
+    _run("keys", "disable", "alias/openprofiles-default", "--force", "--data-dir", data_dir)
     result = CliRunner().invoke(main, ["credentials", "list", "--data-dir", data_dir])
     assert result.exit_code == 1, result.output
     assert "The default local key" in result.output and "is disabled" in result.output
