@@ -770,26 +770,43 @@ def profile_match(tx: Tx, *, domain_name: str, profile_id: str) -> RuleMatch | N
     )
 
 
+# Profiles GetSimilarProfiles reads a time, of those its key finds.
+SIMILAR_PAGE = 100
+
+
 def similar_profiles(
     tx: Tx, *, domain_name: str, search_key: str, search_value: str
 ) -> RuleMatch | None:
     """GetSimilarProfiles for RULE_BASED_MATCHING: the match group of the profile the key finds
-    (the lowest-level one when it finds several); NotFound when the key finds no profile."""
+    (the lowest-level one when it finds several); NotFound when the key finds no profile.
+    Every profile the key finds is looked at, a page at a time (only the first 100 were), until
+    a group of level 1 is found: none can be lower, and a key shared by many profiles costs no
+    more than it must (of several level-1 groups, the first met in profile-id order is
+    answered; below that level, the lowest group id)."""
     _enabled(tx, domain_name)
-    page, _ = profiles.search_profiles(
-        tx,
-        domain_name=domain_name,
-        criteria=[profiles.SearchCriterion(search_key, (search_value,))],
-        limit=100,
-    )
-    if not page:
+    best: RuleMatch | None = None
+    after: str | None = None
+    any_found = False
+    while True:
+        page, after = profiles.search_profiles(
+            tx,
+            domain_name=domain_name,
+            criteria=[profiles.SearchCriterion(search_key, (search_value,))],
+            limit=SIMILAR_PAGE,
+            after=after,
+        )
+        any_found = any_found or bool(page)
+        for record, _ in page:
+            match = profile_match(tx, domain_name=domain_name, profile_id=record.profile_id)
+            if match is not None and (
+                best is None or (match.level, match.match_id) < (best.level, best.match_id)
+            ):
+                best = match
+        if after is None or (best is not None and best.level == 1):
+            break
+    if not any_found:
         raise NotFound(f"No profile has the value given for key {search_key}.")
-    found = [
-        m
-        for record, _ in page
-        if (m := profile_match(tx, domain_name=domain_name, profile_id=record.profile_id))
-    ]
-    return min(found, key=lambda m: (m.level, m.match_id)) if found else None
+    return best
 
 
 # ---------------------------------------------------------------------------- auto-merge

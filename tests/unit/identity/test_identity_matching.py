@@ -388,6 +388,32 @@ def test_get_match_and_similar_profiles(services, domain):
             matching.get_match(tx, domain_name=DOMAIN, match_id="nonsense")
 
 
+def test_similar_profiles_looks_past_the_first_page_of_what_the_key_finds(
+    services, domain, monkeypatch
+):
+    """Only the first 100 profiles a key found were looked at: a group among the others was
+    answered as none."""
+    monkeypatch.setattr(matching, "SIMILAR_PAGE", 2)
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}])
+    ids = sorted(
+        new_profile(services, PhoneNumber="+12065550100", EmailAddress=f"p{n}@x.com")
+        for n in range(6)
+    )
+    # The two last in profile-id order share an email: a group, beyond the first page.
+    for pid in ids[-2:]:
+        with services.write() as tx:
+            profiles.update_profile(
+                tx, domain_name=DOMAIN, profile_id=pid, changes={"EmailAddress": "pair@x.com"}
+            )
+    [mid] = match_ids(services)
+    with services.read() as tx:
+        similar = matching.similar_profiles(
+            tx, domain_name=DOMAIN, search_key="_phone", search_value="+12065550100"
+        )
+    assert similar is not None and similar.match_id == mid
+    assert set(similar.profile_ids) == set(ids[-2:])
+
+
 # ---------------------------------------------------------------------------- auto-merge
 
 
