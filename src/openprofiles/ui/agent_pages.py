@@ -27,9 +27,12 @@ from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
-from openprofiles.ui import history
+from openprofiles.ui import history, submissions
 from openprofiles.ui import profile_form as pf
 from openprofiles.ui.web import UI, form_text, unreadable_domain
+
+# The create form's one-time token (ui.submissions).
+SUBMISSION_FIELD = "submission"
 
 SEARCH_PAGE = 20
 CONTACT_KEY = "_ctrContactId"
@@ -429,6 +432,7 @@ def routes(ui: UI) -> list[Route]:
         errors: dict[str, str],
         record: ProfileRecord | None = None,
         shown: dict[str, str] | None = None,
+        submission: str | None = None,
     ) -> Response:
         return ui.render(
             request,
@@ -445,6 +449,7 @@ def routes(ui: UI) -> list[Route]:
             sections=pf.SECTIONS,
             address_parts=pf.ADDRESS_FORM_PARTS,
             attributes_hint=pf.ATTRIBUTES_HINT,
+            submission=submission,
         )
 
     @ui.page("agent")
@@ -461,18 +466,44 @@ def routes(ui: UI) -> list[Route]:
                 values["PhoneNumber"] = prefill
             elif keys and keys[0] == "_email":
                 values["EmailAddress"] = prefill
-            return render_form(request, domain_name=name, values=values, errors={})
-        values = pf.values_from_form(request.state.form) or pf.values_from_profile({})
+            return render_form(
+                request,
+                domain_name=name,
+                values=values,
+                errors={},
+                submission=submissions.new_token(),
+            )
+        form = request.state.form
+        token = submissions.usable(form_text(form, SUBMISSION_FIELD))
+        values = pf.values_from_form(form) or pf.values_from_profile({})
         errors = pf.validate(values, region)
         if not errors and not pf.creation_fields(values):
             errors["FirstName"] = "Fill in at least one field (for example the name)."
         if errors:
-            return render_form(request, domain_name=name, values=values, errors=errors)
+            return render_form(
+                request,
+                domain_name=name,
+                values=values,
+                errors=errors,
+                submission=token or submissions.new_token(),
+            )
         fields = pf.creation_fields(values)
-        record = await ui.write(
-            lambda tx: profiles.create_profile(tx, domain_name=name, fields=fields)
+
+        def create(tx: Tx) -> tuple[str, bool]:
+            # The same form sent again shows the profile it created (ui.submissions).
+            if token is not None:
+                earlier = submissions.created_by(tx, domain_name=name, token=token)
+                if earlier is not None:
+                    return earlier, False
+            created = profiles.create_profile(tx, domain_name=name, fields=fields)
+            if token is not None:
+                submissions.record(tx, domain_name=name, token=token, profile_id=created.profile_id)
+            return created.profile_id, True
+
+        profile_id, created = await ui.write(create)
+        return RedirectResponse(
+            profile_url(name, profile_id) + ("?saved=1" if created else ""), 303
         )
-        return RedirectResponse(profile_url(name, record.profile_id) + "?saved=1", 303)
 
     @ui.page("agent")
     async def edit_profile(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 
 import pytest
@@ -26,8 +27,9 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-@pytest.fixture
-def admin(settings: Settings) -> Iterator[TestClient]:
+@contextmanager
+def signed_in_admin(settings: Settings) -> Iterator[TestClient]:
+    """A TestClient of a new app, signed in as the admin `boss`."""
     app = create_app(settings)
     with app.state.services.write() as tx:
         users.create_user(tx, username="boss", password=PASSWORD, role="admin")
@@ -39,6 +41,12 @@ def admin(settings: Settings) -> Iterator[TestClient]:
         )
         yield client
     app.state.services.database.dispose()
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[TestClient]:
+    with signed_in_admin(settings) as client:
+        yield client
 
 
 def wizard(client: TestClient, **fields: str) -> tuple[int, str]:

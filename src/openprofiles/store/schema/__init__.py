@@ -35,7 +35,12 @@ from openprofiles.store.schema.integrations import (
 )
 from openprofiles.store.schema.object_types import object_type
 from openprofiles.store.schema.objects import dlq_message, profile_object, profile_object_key
-from openprofiles.store.schema.web import signin_throttle, web_session, web_user
+from openprofiles.store.schema.web import (
+    signin_throttle,
+    web_form_submission,
+    web_session,
+    web_user,
+)
 
 __all__ = [
     "contact_record",
@@ -63,6 +68,7 @@ __all__ = [
     "signin_throttle",
     "stream_checkpoint",
     "unrouted_contact_record",
+    "web_form_submission",
     "web_session",
     "web_user",
 ]

@@ -74,3 +74,18 @@ signin_throttle = Table(
     Index("ix_signin_throttle_updated_at", "updated_at"),
     Index("ix_signin_throttle_user", "user_digest"),
 )
+
+# A profile-creation form of the agent pages, submitted once (ui.submissions): the form's one-time
+# token (its SHA-256) and the profile it created, so that the same form sent again (a double
+# click, Back and resend) answers with that profile instead of creating a second one. Rows older
+# than a day are deleted when new ones are written. No personal data: ids only.
+web_form_submission = Table(
+    "web_form_submission",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("submission_digest", LargeBinary(32), primary_key=True),
+    Column("profile_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_web_form_submission_created", "created_at"),
+)

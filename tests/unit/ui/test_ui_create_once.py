@@ -1,0 +1,82 @@
+"""The agent pages' create form creates one profile however often it is sent (ui.submissions):
+a double click, Back and resend, two sends at once. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+from tests.support.concurrency import race
+from tests.unit.ui.test_ui_pages import csrf_of, signed_in_admin, wizard
+
+from openprofiles.profiles import service as profiles
+from openprofiles.settings import Settings
+
+NEW = "/agent/domains/acme/profiles/new"
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[TestClient]:
+    with signed_in_admin(settings) as client:
+        yield client
+
+
+def form(client: TestClient) -> dict[str, str]:
+    page = client.get(NEW)
+    token = re.search(r'name="submission" value="([^"]+)"', page.text)
+    assert token, "the create form has no one-time token"
+    return {"csrf_token": csrf_of(page.text), "submission": token.group(1)}
+
+
+def named(client: TestClient, first_name: str) -> list[str]:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.read() as tx:
+        found, _ = profiles.search_profiles(
+            tx,
+            domain_name="acme",
+            criteria=[profiles.SearchCriterion("_fullName", (f"{first_name} Twice",))],
+        )
+    return [record.profile_id for record, _ in found]
+
+
+def test_a_form_sent_twice_creates_one_profile(admin: TestClient) -> None:
+    """It created two profiles of one customer ("Twice Posted" twice)."""
+    assert wizard(admin, domain_name="acme")[0] == 303
+    data = {**form(admin), "FirstName": "Ana", "LastName": "Twice"}
+    first = admin.post(NEW, data=data)
+    again = admin.post(NEW, data=data)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"].endswith("?saved=1")
+    # The second send shows the profile the first created.
+    assert again.headers["location"] == first.headers["location"].removesuffix("?saved=1")
+    assert len(named(admin, "Ana")) == 1
+    # A new form is a new profile (two customers of one name).
+    assert admin.post(NEW, data={**form(admin), "FirstName": "Ana", "LastName": "Twice"})
+    assert len(named(admin, "Ana")) == 2
+
+
+def test_a_refused_form_keeps_its_token(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    data = form(admin)
+    refused = admin.post(NEW, data={**data, "FirstName": "Bo", "EmailAddress": "not an email"})
+    assert refused.status_code == 400
+    assert f'name="submission" value="{data["submission"]}"' in refused.text
+    done = admin.post(NEW, data={**data, "FirstName": "Bo", "LastName": "Twice"})
+    assert admin.post(NEW, data={**data, "FirstName": "Bo", "LastName": "Twice"}).headers[
+        "location"
+    ] == done.headers["location"].removesuffix("?saved=1")
+    assert len(named(admin, "Bo")) == 1
+
+
+def test_two_sends_at_once_create_one_profile(admin: TestClient) -> None:
+    assert wizard(admin, domain_name="acme")[0] == 303
+    data = {**form(admin), "FirstName": "Cy", "LastName": "Twice"}
+
+    def send() -> list[str]:
+        return [admin.post(NEW, data=data).headers["location"].removesuffix("?saved=1")]
+
+    places = race([send, send])
+    assert places[0] == places[1]
+    assert len(named(admin, "Cy")) == 1
