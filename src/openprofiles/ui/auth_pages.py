@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
@@ -73,7 +73,10 @@ def routes(ui: UI) -> list[Route]:
     async def sign_in(request: Request) -> Response:
         if request.method == "GET":
             return sign_in_form(request)
-        form = await request.form()
+        try:
+            form = await request.form()
+        except ClientDisconnect:  # the browser left mid-send: nobody to answer
+            return Response(status_code=400)
         expected = request.cookies.get(SIGNIN_COOKIE, "")
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openprofiles.context import Services, Tx
@@ -176,7 +176,13 @@ class UI:
                         "something changed here, or go back to the agent workspace.",
                     )
                 if request.method == "POST":
-                    form = await request.form()
+                    try:
+                        form = await request.form()
+                    except ClientDisconnect:
+                        # The browser left before sending the whole form (a second click
+                        # of a submit button aborts the first request): nothing to do, and
+                        # nobody to answer. It used to be logged as an application error.
+                        return Response(status_code=400)
                     if not csrf_ok(form, session.csrf_token):
                         return self.error_page(
                             request,
