@@ -3,6 +3,8 @@ workspace."""
 
 from __future__ import annotations
 
+import re
+
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import ClientDisconnect, Request
@@ -24,6 +26,8 @@ from openprofiles.ui.web import (
 from openprofiles.users import service as users
 
 SIGNIN_TOKEN_AGE = 3600
+# What new_signin_token makes (secrets.token_urlsafe(32)): a cookie's value is reused only so.
+SIGNIN_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def routes(ui: UI) -> list[Route]:
@@ -48,7 +52,11 @@ def routes(ui: UI) -> list[Route]:
         not lose the screen-pop address the agent came from."""
         # Before sign-in there is no session to hold a CSRF token, so the form's token is also
         # set in a cookie and both must match (a forged form cannot read or set the cookie).
-        token = new_signin_token()
+        # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
+        # while another tab shows the sign-in page) used to replace it, and the first tab's
+        # sign-in then failed as an expired form, losing where it was going.
+        held = request.cookies.get(SIGNIN_COOKIE, "")
+        token = held if SIGNIN_TOKEN_PATTERN.fullmatch(held) else new_signin_token()
         if form is None:
             next_path = request.query_params.get("next", "").strip()
             next_query = request.query_params.get("next_query", "").strip()

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from openprofiles.app import create_app
 from openprofiles.settings import Settings
-from openprofiles.ui.web import SESSION_COOKIE
+from openprofiles.ui.web import SESSION_COOKIE, SIGNIN_COOKIE
 from openprofiles.users import service as users
 
 PASSWORD = "long enough password"
@@ -172,3 +172,27 @@ def test_api_still_answers_at_the_root(client: TestClient) -> None:
     response = client.get("/domains")
     assert response.status_code == 403
     assert response.headers.get("x-amzn-ErrorType", "").startswith("MissingAuthenticationToken")
+
+
+def test_a_second_sign_in_tab_does_not_expire_the_first(client: TestClient) -> None:
+    """A screen pop opening while another tab shows the sign-in page replaced the sign-in
+    token's cookie: the first tab's sign-in failed as an expired form, losing its address."""
+    first = client.get("/ui/sign-in?next=%2Fagent%2Fcontacts%2Flive-1")
+    client.get("/ui/sign-in")  # the second tab
+    response = client.post(
+        "/ui/sign-in",
+        data={
+            "username": "ana",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(first.text),
+            "next": "/agent/contacts/live-1",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/agent/contacts/live-1"
+
+
+def test_a_sign_in_cookie_that_is_not_a_token_is_not_reused(client: TestClient) -> None:
+    client.cookies.set(SIGNIN_COOKIE, '"><script>')
+    page = client.get("/ui/sign-in")
+    assert "<script>" not in page.text and len(csrf_of(page.text)) == 43
