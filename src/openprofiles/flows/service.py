@@ -98,17 +98,30 @@ class _Terminated(Exception):
         self.reason = reason
 
 
+# A RUNNING run that committed nothing for this long was stopped without finishing (its process
+# was killed): a run commits its counts after every batch of records, which takes seconds.
+STALE_AFTER = timedelta(minutes=15)
+STOPPED = (
+    "The run stopped without finishing: its process ended (no progress since {since}). What "
+    "it applied stays applied; run the flow again to read the rest."
+)
+
+
 def _run_record(tx: Tx, row: Any) -> FlowRun:
     error = UNSEALED_ERROR if row.status == "FAILED" else None
     if row.error_sealed is not None:
         sealed = bytes(row.error_sealed)
         error = tx.cipher(row.domain_name).open_record(RUN_TABLE, row.run_id, sealed)["error"]
+    status = row.status
+    last = row.progress_at or row.started_at
+    if status == "RUNNING" and last <= tx.now - STALE_AFTER:
+        status, error = "FAILED", STOPPED.format(since=last.isoformat(timespec="seconds"))
     return FlowRun(
         domain_name=row.domain_name,
         run_id=row.run_id,
         flow_name=row.flow_name,
         trigger=row.trigger,
-        status=row.status,
+        status=status,
         items_read=row.items_read,
         records_read=row.records_read,
         records_ingested=row.records_ingested,
@@ -208,6 +221,7 @@ def run_flow(
                 flow_name=flow_name,
                 trigger=trigger,
                 status="RUNNING",
+                progress_at=tx.now,
                 items_read=0,
                 records_read=0,
                 records_ingested=0,
@@ -236,7 +250,12 @@ def run_flow(
                     version = read.version
                     for batch in _batches(read.records):
                         counts = _apply_retrying(
-                            services, domain_name, type_name, (flow, item.key), batch, counts
+                            services,
+                            domain_name,
+                            type_name,
+                            (flow, item.key, run_id),
+                            batch,
+                            counts,
                         )
                     failed = read.failed
             except ItemFailed as exc:
@@ -272,7 +291,7 @@ def run_flow(
                             origin=_origin(flow, item.key),
                         )
                     _checkpoint(tx, domain_name, flow_name, item.key, version, failed=failed)
-                    _update_run(tx, domain_name, run_id, counts)
+                    _update_run(tx, domain_name, run_id, counts, progress_at=tx.now)
                     return get_run(tx, domain_name=domain_name, run_id=run_id)
 
             # Run again when it lost a race (store.conflicts): another run of the flow reading
@@ -324,18 +343,21 @@ def _apply_retrying(
     services: Services,
     domain_name: str,
     type_name: str,
-    read: tuple[Flow, str],
+    read: tuple[Flow, str, str],
     batch: list[ItemRecord | BadRecord],
     counts: dict[str, int],
 ) -> dict[str, int]:
     """Apply a batch in a transaction of its own, run again if it lost a race with another
     process (store.conflicts); the counts with the batch's added (counted on a copy, so an
-    attempt rolled back counts nothing)."""
+    attempt rolled back counts nothing). The run's counts are stored with the batch: a run
+    over one large item shows its progress, and a run that stops is told apart (STALE_AFTER)."""
+    flow, key, run_id = read
 
     def attempt() -> dict[str, int]:
         counted = dict(counts)
         with services.write() as tx:
-            _apply_batch(tx, domain_name, type_name, read, batch, counted)
+            _apply_batch(tx, domain_name, type_name, (flow, key), batch, counted)
+            _update_run(tx, domain_name, run_id, counted, progress_at=tx.now)
         return counted
 
     return retrying(attempt)

@@ -118,6 +118,10 @@ flow_run = Table(
     Column("error_sealed", LargeBinary, nullable=True),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
+    # When a RUNNING run last committed a batch or an item: one silent for longer than
+    # flows.service.STALE_AFTER was stopped (its process killed) and is shown FAILED. NULL for
+    # runs started before 0028 (their start counts).
+    Column("progress_at", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_flow_run_flow", "domain_name", "flow_name", "started_at"),
 )
