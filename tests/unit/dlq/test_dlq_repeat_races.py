@@ -4,19 +4,24 @@ first — from the review of the session that made letters of re-read records on
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, update
+from tests.support.backends import database_url_for
 from tests.support.between_statements import before_statement
 from tests.unit.ingest.conftest import DOMAIN, crm_type, make_domain, put_type
 
+from openprofiles.app import build_services
 from openprofiles.context import Services
 from openprofiles.dlq import service
 from openprofiles.dlq.sinks import dead_letter, dead_letter_in
 from openprofiles.errors import NotFound
 from openprofiles.objects.expiry import purge_once
+from openprofiles.settings import Settings
 from openprofiles.store.schema import dlq_message
 
 ORIGIN = "File a.jsonl, line 2"
@@ -35,14 +40,26 @@ def letter_from_file(services: Services) -> str:
     ).message_id
 
 
+@pytest.fixture
+def pg_services(tmp_path: Path) -> Iterator[Services]:
+    """Services on PostgreSQL only: on SQLite the one writer serialises the two transactions
+    this race needs."""
+    with database_url_for("postgres", tmp_path) as url:
+        built = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
+        try:
+            yield built
+        finally:
+            built.database.dispose()
+
+
+@pytest.mark.postgres
 def test_a_letter_deleted_while_its_record_is_read_again_gets_a_new_one(
-    services: Services,
+    pg_services: Services,
 ) -> None:
     """The second reading found the letter, another writer (the expiry purge, dlq purge, a
     retry) deleted it, and the attempt it counted on nothing ended in NotFound: the file load
-    stopped and the flow run failed. PostgreSQL (SQLite's one writer cannot interleave)."""
-    if services.database.is_sqlite:
-        pytest.skip("SQLite's one writer serialises the two transactions")
+    stopped and the flow run failed."""
+    services = pg_services
     make_domain(services)
     first = letter_from_file(services)
     other = create_engine(services.settings.database_url or "")
