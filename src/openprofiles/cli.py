@@ -14,7 +14,7 @@ import click
 
 from openprofiles import logging_setup
 from openprofiles.cli_support import (
-    open_services,
+    services_open,
     settings_from_options,
     storage_options,
     warn_about_unknown_variables,
@@ -99,8 +99,10 @@ def credentials_create(
     """Create an access key and print its secret (shown only this once)."""
     from openprofiles.auth.credentials import create_credential
 
-    services = open_services(settings_from_options(data_dir, database_url))
-    with services.write() as tx:
+    with (
+        services_open(settings_from_options(data_dir, database_url)) as services,
+        services.write() as tx,
+    ):
         issued = create_credential(tx, role=role)
     if as_json:
         click.echo(
@@ -126,8 +128,10 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
     """List access key ids and their roles (never the secrets)."""
     from openprofiles.auth.credentials import list_credentials
 
-    services = open_services(settings_from_options(data_dir, database_url))
-    with services.read() as tx:
+    with (
+        services_open(settings_from_options(data_dir, database_url)) as services,
+        services.read() as tx,
+    ):
         items = list_credentials(tx)
     if as_json:
         click.echo(
@@ -155,9 +159,11 @@ def credentials_delete(data_dir: Path | None, database_url: str | None, access_k
     from openprofiles.auth.credentials import delete_credential
     from openprofiles.errors import ServiceError
 
-    services = open_services(settings_from_options(data_dir, database_url))
     try:
-        with services.write() as tx:
+        with (
+            services_open(settings_from_options(data_dir, database_url)) as services,
+            services.write() as tx,
+        ):
             delete_credential(tx, access_key_id=access_key_id)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc

@@ -7,7 +7,8 @@ build on these helpers; cli.py assembles the groups into the `openprofiles` comm
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,18 @@ def warn_about_unknown_variables() -> None:
         click.echo(
             f"Warning: {name} is not a setting of OpenProfiles{meant}; it is ignored.", err=True
         )
+
+
+@contextmanager
+def services_open(settings: Settings) -> Iterator[Services]:
+    """`open_services`, disposed of when the block ends. Disposing closes the SQLite
+    checkpointer too, which then empties the write-ahead log that an erasure asked to empty
+    (Tx.erased): its thread, a daemon, would otherwise die with the command before it could."""
+    services = open_services(settings)
+    try:
+        yield services
+    finally:
+        services.database.dispose()
 
 
 def open_services(settings: Settings) -> Services:

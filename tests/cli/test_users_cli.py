@@ -134,3 +134,36 @@ def test_unlock_ends_a_users_sign_in_locks_or_all(settings: Settings, built: Ser
     assert sign_in(PASSWORD, "192.0.2.9") is not None
     refused = run(settings, "unlock")
     assert refused.exit_code != 0 and "Give a USERNAME or --all" in refused.output
+
+
+def test_a_deleted_users_sealed_name_leaves_the_sqlite_log(sqlite_settings: Settings) -> None:
+    """`users delete` (and `credentials delete`) never disposed of their services, so the
+    log truncation their erasure asked for died with the command while a server (here: other
+    services) held the database open: the sealed name stayed in the -wal file."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from openprofiles.store.schema import web_user
+
+    server = build_services(sqlite_settings)
+    try:
+        with server.write() as tx:
+            users.create_user(tx, username="boss", password=PASSWORD, role="admin")
+            users.create_user(tx, username="bob.jones@example.org", password=PASSWORD, role="agent")
+        with server.read() as tx:
+            sealed = {
+                bytes(b) for b in tx.conn.execute(select(web_user.c.username_sealed)).scalars()
+            }
+        wal = Path(f"{sqlite_settings.sqlite_path}-wal")
+        assert any(blob in wal.read_bytes() for blob in sealed)
+        result = run(sqlite_settings, "delete", "bob.jones@example.org", "--yes")
+        assert result.exit_code == 0, result.output
+        with server.read() as tx:
+            left = {bytes(b) for b in tx.conn.execute(select(web_user.c.username_sealed)).scalars()}
+        gone = sealed - left
+        assert len(gone) == 1
+        files = wal.read_bytes() + sqlite_settings.sqlite_path.read_bytes()
+        assert not any(blob in files for blob in gone)
+    finally:
+        server.database.dispose()

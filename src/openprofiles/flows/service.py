@@ -242,6 +242,9 @@ def run_flow(
         else:
             done = _checkpoints(services, domain_name, flow_name)
             items = [i for i in source.items() if done(i) != FAILED_MARK + i.version]
+        # Listing a large source commits nothing: say the run is alive (STALE_AFTER).
+        with services.write() as tx:
+            _update_run(tx, domain_name, run_id, counts, progress_at=tx.now)
         for item in items:
             failure: ItemFailed | None = None
             version, failed = item.version, False

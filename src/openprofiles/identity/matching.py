@@ -770,8 +770,11 @@ def profile_match(tx: Tx, *, domain_name: str, profile_id: str) -> RuleMatch | N
     )
 
 
-# Profiles GetSimilarProfiles reads a time, of those its key finds.
+# Profiles GetSimilarProfiles reads a time, of those its key finds, and at most in all: a key
+# shared by very many profiles (a placeholder phone number) would otherwise cost a query for
+# each, in one read transaction.
 SIMILAR_PAGE = 100
+SIMILAR_SCAN_LIMIT = 1000
 
 
 def similar_profiles(
@@ -780,13 +783,14 @@ def similar_profiles(
     """GetSimilarProfiles for RULE_BASED_MATCHING: the match group of the profile the key finds
     (the lowest-level one when it finds several); NotFound when the key finds no profile.
     Every profile the key finds is looked at, a page at a time (only the first 100 were), until
-    a group of level 1 is found: none can be lower, and a key shared by many profiles costs no
-    more than it must (of several level-1 groups, the first met in profile-id order is
-    answered; below that level, the lowest group id)."""
+    a group of level 1 is found (none can be lower) or SIMILAR_SCAN_LIMIT profiles were looked
+    at (of several level-1 groups, the first met in profile-id order is answered; below that
+    level, the lowest group id)."""
     _enabled(tx, domain_name)
     best: RuleMatch | None = None
     after: str | None = None
     any_found = False
+    scanned = 0
     while True:
         page, after = profiles.search_profiles(
             tx,
@@ -796,13 +800,14 @@ def similar_profiles(
             after=after,
         )
         any_found = any_found or bool(page)
+        scanned += len(page)
         for record, _ in page:
             match = profile_match(tx, domain_name=domain_name, profile_id=record.profile_id)
             if match is not None and (
                 best is None or (match.level, match.match_id) < (best.level, best.match_id)
             ):
                 best = match
-        if after is None or (best is not None and best.level == 1):
+        if after is None or scanned >= SIMILAR_SCAN_LIMIT or (best is not None and best.level == 1):
             break
     if not any_found:
         raise NotFound(f"No profile has the value given for key {search_key}.")

@@ -115,10 +115,11 @@ class Checkpointer:
         self._wake.set()
 
     def request_truncate(self) -> None:
-        """Note that a committed transaction erased data: the log, which still holds the erased
-        rows' page images, is to be emptied soon (the module docstring), and at the latest when
-        the checkpointer closes. Returns at once (it never waits for a lock or the disk: safe on
-        the event loop); call it after the commit."""
+        """Note that a transaction erased data: the log, which still holds the erased rows'
+        page images, is to be emptied soon (the module docstring), and at the latest when the
+        checkpointer closes. Returns at once (it never waits for a lock or the disk: safe on
+        the event loop). Called inside the erasing transaction (Tx.erased), which holds the
+        writer lock: the truncation, which takes that lock, comes after its commit."""
         if self._stop.is_set():
             return
         with self._done:
@@ -220,8 +221,9 @@ class Checkpointer:
             self._note_run(self._checkpoint(connection))
             pause = self._pause_writers() if self._pause_writers is not None else nullcontext()
             with pause:
-                # Every erasure that asked before now has committed (its writer lock was let
-                # go before it asked), and none can commit until the writers are let go.
+                # Every erasure that asked before now has committed or rolled back (it asked
+                # holding the writer lock, which this pause has taken since), and none can
+                # commit until the writers are let go.
                 with self._done:
                     self._truncate_pending = False
                 result = self._checkpoint_truncate(connection)

@@ -277,8 +277,12 @@ def _lock_path(url: str) -> Path | None:
 # a network partition, a listener that accepts and never replies — held a connection attempt,
 # and a query waiting for its result, for as long as the operating system's TCP defaults: many
 # minutes, with requests and /health hanging. A connection attempt now gives up after
-# `connect_timeout` seconds; an open connection whose peer has gone is dropped after
-# idle + interval * count = 30 + 10 * 3 s of silence (keepalive probes unanswered).
+# `connect_timeout` seconds; an idle open connection whose peer has gone is dropped after
+# idle + interval * count = 30 + 10 * 3 s of silence (keepalive probes unanswered). A query
+# whose packets are still unacknowledged when the network goes is left to TCP's
+# retransmissions (about 15 minutes on Linux): bounding that needs libpq's tcp_user_timeout,
+# which is not set by default (it can also drop a healthy connection that reads slowly); a URL
+# may set it (`?tcp_user_timeout=60000`).
 POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
     "connect_timeout": 10,
     "keepalives": 1,

@@ -493,8 +493,14 @@ def routes(ui: UI) -> list[Route]:
             # The same form sent again shows the profile it created (ui.submissions).
             if token is not None:
                 earlier = submissions.created_by(tx, domain_name=name, token=token)
+                live = earlier and profiles.resolve_profile_id(
+                    tx, domain_name=name, profile_id=earlier
+                )
+                if live:
+                    return live, False
                 if earlier is not None:
-                    return earlier, False
+                    # Its profile was deleted since: the form makes a profile again.
+                    submissions.forget(tx, domain_name=name, token=token)
             created = profiles.create_profile(tx, domain_name=name, fields=fields)
             if token is not None:
                 submissions.record(tx, domain_name=name, token=token, profile_id=created.profile_id)

@@ -3,7 +3,8 @@
 The create form carries a one-time token (`new_token`, a hidden field). The transaction that
 creates the profile records the token's digest with the profile's id (`record`); the same form
 sent again (a double click, Back and resend, a second tab) finds it (`created_by`) and shows
-that profile instead of creating a second one of the same customer. Two sends at once: both
+that profile (the one it was merged into, if it was) instead of creating a second one of the
+same customer; a form whose profile was deleted since makes one again. Two sends at once: both
 insert the same primary key; the loser's transaction fails on it and runs again
 (store.conflicts), and then finds the winner's. Rows are kept a day.
 """
@@ -50,6 +51,16 @@ def created_by(tx: Tx, *, domain_name: str, token: str) -> str | None:
             web_form_submission.c.submission_digest == _digest(token),
         )
     ).scalar()
+
+
+def forget(tx: Tx, *, domain_name: str, token: str) -> None:
+    """Forget the form's profile (it was deleted since)."""
+    tx.conn.execute(
+        delete(web_form_submission).where(
+            web_form_submission.c.domain_name == domain_name,
+            web_form_submission.c.submission_digest == _digest(token),
+        )
+    )
 
 
 def record(tx: Tx, *, domain_name: str, token: str, profile_id: str) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import services_open, settings_from_options, storage_options
 
 if TYPE_CHECKING:
     from openprofiles.context import Tx
@@ -42,9 +42,11 @@ def _write(data_dir: Path | None, database_url: str | None, work: Callable[[Tx],
     """`work` in one write transaction; a service error becomes the command's error."""
     from openprofiles.errors import ServiceError
 
-    services = open_services(settings_from_options(data_dir, database_url))
     try:
-        with services.write() as tx:
+        with (
+            services_open(settings_from_options(data_dir, database_url)) as services,
+            services.write() as tx,
+        ):
             return work(tx)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
@@ -80,10 +82,13 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
     """List web users and their roles."""
     from openprofiles.users.service import list_users
 
-    services = open_services(settings_from_options(data_dir, database_url))
-    with services.read() as tx:
-        for user in list_users(tx):
-            click.echo(f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}")
+    with (
+        services_open(settings_from_options(data_dir, database_url)) as services,
+        services.read() as tx,
+    ):
+        listed = list_users(tx)
+    for user in listed:
+        click.echo(f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}")
 
 
 @users.command("set-password")

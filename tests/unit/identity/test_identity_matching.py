@@ -412,6 +412,16 @@ def test_similar_profiles_looks_past_the_first_page_of_what_the_key_finds(
         )
     assert similar is not None and similar.match_id == mid
     assert set(similar.profile_ids) == set(ids[-2:])
+    # At most SIMILAR_SCAN_LIMIT profiles are looked at: a key shared by very many costs no
+    # more (the group, after the first four, is then not seen).
+    monkeypatch.setattr(matching, "SIMILAR_SCAN_LIMIT", 4)
+    with services.read() as tx:
+        assert (
+            matching.similar_profiles(
+                tx, domain_name=DOMAIN, search_key="_phone", search_value="+12065550100"
+            )
+            is None
+        )
 
 
 # ---------------------------------------------------------------------------- auto-merge

@@ -53,8 +53,25 @@ def test_a_form_sent_twice_creates_one_profile(admin: TestClient) -> None:
     assert again.headers["location"] == first.headers["location"].removesuffix("?saved=1")
     assert len(named(admin, "Ana")) == 1
     # A new form is a new profile (two customers of one name).
-    assert admin.post(NEW, data={**form(admin), "FirstName": "Ana", "LastName": "Twice"})
+    fresh = admin.post(NEW, data={**form(admin), "FirstName": "Ana", "LastName": "Twice"})
+    assert fresh.status_code == 303 and fresh.headers["location"].endswith("?saved=1")
     assert len(named(admin, "Ana")) == 2
+
+
+def test_a_form_whose_profile_was_deleted_makes_one_again(admin: TestClient) -> None:
+    """Sent again after its profile was deleted, it answered with the deleted profile's page
+    (a 404), and the customer typed in was lost."""
+    assert wizard(admin, domain_name="acme")[0] == 303
+    data = {**form(admin), "FirstName": "Di", "LastName": "Twice"}
+    first = admin.post(NEW, data=data).headers["location"].removesuffix("?saved=1")
+    [deleted] = named(admin, "Di")
+    services = admin.app.state.services  # type: ignore[attr-defined]
+    with services.write() as tx:
+        profiles.delete_profile(tx, domain_name="acme", profile_id=deleted)
+    again = admin.post(NEW, data=data)
+    assert again.status_code == 303 and again.headers["location"] != first
+    assert admin.get(again.headers["location"]).status_code == 200
+    assert len(named(admin, "Di")) == 1
 
 
 def test_a_refused_form_keeps_its_token(admin: TestClient) -> None:
