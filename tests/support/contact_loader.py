@@ -31,10 +31,12 @@ def loaded_data_dir(settings: Settings) -> Iterator[tuple[Services, list[str]]]:
         services.database.dispose()
 
 
-def found(services: Services, contact_id: str) -> int:
-    """How many profiles of D the contact's `_ctrContactId` finds."""
+def found(services: Services, contact_id: str, domain_name: str = D) -> int:
+    """How many profiles of the domain (D) the contact's `_ctrContactId` finds."""
     with services.read() as tx:
         page, _ = search_profiles(
-            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
+            tx,
+            domain_name=domain_name,
+            criteria=[SearchCriterion("_ctrContactId", (contact_id,))],
         )
     return len(page)

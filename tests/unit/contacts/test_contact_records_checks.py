@@ -7,9 +7,11 @@ whole, never cut into line fragments."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
+from tests.support import contact_loader
 from tests.unit.integrations.integ_helpers import (
     INSTANCE,
     OTHER_INSTANCE,
@@ -25,7 +27,6 @@ from openprofiles.contacts.records import parse_contact_record, split_body, spli
 from openprofiles.contacts.service import ingest_contact_items, list_unrouted, replay_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
-from openprofiles.profiles.service import SearchCriterion, search_profiles
 
 D = "checked"
 
@@ -192,12 +193,8 @@ def domain(services: Services) -> str:
     return D
 
 
-def found(services: Services, contact_id: str) -> int:
-    with services.read() as tx:
-        page, _ = search_profiles(
-            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
-        )
-    return len(page)
+# Profiles of D a contact's `_ctrContactId` finds.
+found = partial(contact_loader.found, domain_name=D)
 
 
 def test_wrong_types_in_a_batch_reject_only_their_records(services: Services, domain: str) -> None:

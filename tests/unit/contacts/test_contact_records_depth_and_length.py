@@ -6,9 +6,11 @@ over the length limit names its ContactId when it has one that can be read."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
+from tests.support import contact_loader
 from tests.unit.integrations.integ_helpers import (
     OTHER_INSTANCE,
     associate,
@@ -25,7 +27,6 @@ from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.json_text import MAX_JSON_DEPTH
-from openprofiles.profiles.service import SearchCriterion, search_profiles
 
 D = "strict"
 TOO_DEEP = f"nested at most {MAX_JSON_DEPTH} levels deep"
@@ -38,12 +39,8 @@ def domain(services: Services) -> str:
     return D
 
 
-def found(services: Services, contact_id: str) -> int:
-    with services.read() as tx:
-        page, _ = search_profiles(
-            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
-        )
-    return len(page)
+# Profiles of D a contact's `_ctrContactId` finds.
+found = partial(contact_loader.found, domain_name=D)
 
 
 def nested(record: dict[str, Any], levels: int) -> str:
