@@ -53,8 +53,10 @@ def test_a_deadlock_victim_runs_again_and_both_complete() -> None:
             for thread in threads:
                 thread.join()
             assert errors == []
-            # PostgreSQL aborted one of the two; it ran again after the other committed.
-            assert len(runs) == 3
+            # PostgreSQL aborted one of the two, which ran again. Its retry can win the row the
+            # survivor was waking up for and deadlock once more (a woken waiter re-takes the
+            # tuple lock in a race), so it may take more than one more run: seen once in CI.
+            assert len(runs) >= 3 and sorted(set(runs)) == [1, 2]
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT sum(n) FROM counter")).scalar() == 4
         finally:
