@@ -143,12 +143,12 @@ def split_json_text(text: str) -> list[str]:
 
 def _line(line: str) -> tuple[str, Any]:
     try:
-        return line, parse_record(line)
+        return line, decode_record(line)
     except JsonTextError as exc:
         return line, exc
 
 
-def parse_record(text: str) -> Any:
+def decode_record(text: str) -> Any:
     """One record's JSON text (a line of JSON lines, an array's element) parsed as
     split_json_records parses each: without the NaN/Infinity constants, not checked for
     surrogates or depth. JsonTextError saying why when it is not JSON."""

@@ -41,9 +41,9 @@ from openprofiles.integrations.models import is_instance_arn
 from openprofiles.json_text import (
     JsonTextError,
     check_depth,
+    decode_record,
     has_lone_surrogate,
     may_nest_too_deep,
-    parse_record,
     split_json_records,
 )
 from openprofiles.normalize import normalize_phone
@@ -93,7 +93,7 @@ def read_record(text: str) -> Item:
     file of JSON lines, an element of an array (as ingest.bulk.read_records gives them). A text
     that is not JSON is an invalid record; checked as `split_records` checks each record."""
     try:
-        parsed = parse_record(text)
+        parsed = decode_record(text)
     except JsonTextError as exc:
         return _safe_text(text), _invalid_json(exc)
     return _item(text, parsed, surrogates="\\u" in text or not _encodes(text))
