@@ -8,7 +8,6 @@ password with an '@' that is not percent-encoded showed its tail (postgresql://b
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,7 @@ MISSPELLED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def logging_as_it_was() -> Iterator[None]:
-    """`serve` sets OpenProfiles' loggers to INFO and adds a stderr handler: undone after."""
-    logger = logging.getLogger("openprofiles")
-    level, handlers = logger.level, list(logging.getLogger().handlers)
-    yield
-    logger.setLevel(level)
-    for handler in logging.getLogger().handlers:
-        if handler not in handlers:
-            logging.getLogger().removeHandler(handler)
+pytestmark = pytest.mark.usefixtures("logging_as_it_was")
 
 
 def _warnings(stderr: str) -> list[str]:

@@ -6,9 +6,7 @@ sign-in page's address)."""
 
 from __future__ import annotations
 
-import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +26,10 @@ def _ipv6_loopback() -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
-
-
-@pytest.fixture(autouse=True)
-def logging_as_it_was() -> Iterator[None]:
-    """`serve` sets OpenProfiles' loggers to INFO and adds a stderr handler: undone after."""
-    logger = logging.getLogger("openprofiles")
-    level, handlers = logger.level, list(logging.getLogger().handlers)
-    yield
-    logger.setLevel(level)
-    for handler in logging.getLogger().handlers:
-        if handler not in handlers:
-            logging.getLogger().removeHandler(handler)
+pytestmark = [
+    pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here"),
+    pytest.mark.usefixtures("logging_as_it_was"),
+]
 
 
 def test_serve_on_an_ipv6_address_prints_it_in_brackets(
