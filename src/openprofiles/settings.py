@@ -78,6 +78,9 @@ class Settings:
     # followed); None means DATA_DIR/flows only. Without a bound, an API caller could make the
     # server read any directory it can access.
     flow_folder_roots: tuple[Path, ...] | None = None
+    # Scheduled and Event runs leave a file of a folder changed within this many seconds for a
+    # later run: it may still be being written (flows.sources). OnDemand runs read it anyway.
+    flow_folder_settle_seconds: float = 5.0
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser with an
     # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
     # other site's page read an answer. "*" allows every origin.
@@ -205,6 +208,7 @@ class Settings:
             matching_job_lease_seconds=seconds("MATCHING_JOB_LEASE_SECONDS"),
             matching_jobs_per_week=whole("MATCHING_JOBS_PER_WEEK"),
             rule_pass_processes=whole("RULE_PASS_PROCESSES"),
+            flow_folder_settle_seconds=seconds("FLOW_FOLDER_SETTLE_SECONDS"),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if (origins := get("CORS_ORIGINS"))
@@ -246,6 +250,7 @@ VARIABLES = (
     "RULE_PASS_PROCESSES",
     "CORS_ORIGINS",
     "FLOW_FOLDER_ROOTS",
+    "FLOW_FOLDER_SETTLE_SECONDS",
 )
 # OPENPROFILES_* variables that the project's other tools read, not the server: the test suite's
 # database, the JavaScript SDK scenario's keys and endpoint (tests/sdk/js) and the benchmarks'.
@@ -297,6 +302,8 @@ _NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "matching_jobs_per_week": (0, 1_000_000),
     # 0: digests computed in the writing process.
     "rule_pass_processes": (0, 1024),
+    # 0: automatic runs read a file however recently it changed.
+    "flow_folder_settle_seconds": (0, 3600),
 }
 
 

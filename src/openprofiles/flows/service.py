@@ -10,6 +10,11 @@ Triggers (spec: PutIntegration FlowDefinition.TriggerConfig):
 * `Event`: `run_due_flows` starts a run whenever the source lists an item that is new or changed
   since the last checkpoint (new file in the folder / new object in the bucket).
 
+Scheduled and Event runs read only settled items (`settled`): a file of a folder changed within
+`settings.flow_folder_settle_seconds` may still be being written, and is left, unread and not
+checkpointed, for a later run, which finds it new. An OnDemand run reads it anyway: whoever asks
+for the run says the source is ready.
+
 `openprofiles flows watch` calls `run_due_flows` in a loop. A run's counts are written after
 every item, so a run in progress shows its progress; an item is checkpointed (flow_item) once
 its records are applied.
@@ -44,10 +49,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -70,6 +76,8 @@ from openprofiles.integrations.service import find_flow_integration, list_flow_i
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import flow_item, flow_run
+
+logger = logging.getLogger(__name__)
 
 register_domain_table(flow_run)
 register_domain_table(flow_item)
@@ -185,12 +193,39 @@ def _checkpoints(
     return lambda item: done.get(_item_digest(cipher, item.key))
 
 
+def settled(services: Services, items: list[SourceItem], now: datetime) -> list[SourceItem]:
+    """The items not changed within the settings' settle time before `now` (see the module
+    docstring); an item with no modification time (an S3 object) is settled. A time ahead of
+    `now` (another host's clock, on a network folder) counts as a change just made, as long as
+    it is within the settle time: one further ahead would hold the file back for hours."""
+    settle = services.settings.flow_folder_settle_seconds
+    at = now.timestamp()
+    ready = [i for i in items if i.modified_at is None or abs(at - i.modified_at) >= settle]
+    if len(ready) < len(items):
+        # Counts only: a file's name can be personal data (logging_setup).
+        logger.info(
+            "A flow left %d of %d items for a later run: changed in the last %g s, they may "
+            "still be being written.",
+            len(items) - len(ready),
+            len(items),
+            settle,
+        )
+    return ready
+
+
 def pending_items(
-    services: Services, domain_name: str, flow: Flow, source: FlowSource
+    services: Services,
+    domain_name: str,
+    flow: Flow,
+    source: FlowSource,
+    *,
+    now: datetime | None = None,
 ) -> list[SourceItem]:
-    """Items new or changed since the flow's checkpoint."""
+    """Items new or changed since the flow's checkpoint; with `now`, only those settled then
+    (an automatic run's)."""
     done = _checkpoints(services, domain_name, flow.name)
-    return [i for i in source.items() if done(i) not in (i.version, FAILED_MARK + i.version)]
+    items = source.items() if now is None else settled(services, source.items(), now)
+    return [i for i in items if done(i) not in (i.version, FAILED_MARK + i.version)]
 
 
 def run_flow(
@@ -202,12 +237,14 @@ def run_flow(
     complete: bool | None = None,
     on_progress: Progress | None = None,
     source: FlowSource | None = None,
+    now: datetime | None = None,
 ) -> FlowRun:
     """Run the flow once and return the finished run (COMPLETED or FAILED).
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
     otherwise only items new or changed since the checkpoint are read. Only an OnDemand run
-    reads again an item that failed and has not changed since.
+    reads again an item that failed and has not changed since, and only an OnDemand run reads
+    an item that has not settled by `now` (default: the current time).
     """
     found, flow = _load(services, domain_name, flow_name)
     type_name = found.object_type_name or ""
@@ -234,14 +271,19 @@ def run_flow(
     counts |= {"records_filtered": 0, "records_dead_lettered": 0}
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
+    settle_at = None if trigger == "OnDemand" else (now or datetime.now(UTC))
     try:
         if not read_all:
-            items = pending_items(services, domain_name, flow, source)
-        elif trigger == "OnDemand":
+            items = pending_items(services, domain_name, flow, source, now=settle_at)
+        elif settle_at is None:
             items = source.items()
         else:
             done = _checkpoints(services, domain_name, flow_name)
-            items = [i for i in source.items() if done(i) != FAILED_MARK + i.version]
+            items = [
+                i
+                for i in settled(services, source.items(), settle_at)
+                if done(i) != FAILED_MARK + i.version
+            ]
         # Listing a large source commits nothing: say the run is alive (STALE_AFTER).
         with services.write() as tx:
             _update_run(tx, domain_name, run_id, counts, progress_at=tx.now)
@@ -529,12 +571,13 @@ def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
                     domain_name=found.domain_name,
                     flow_name=flow.name,
                     trigger="Scheduled",
+                    now=now,
                 )
             )
         elif flow.trigger_type == "Event":
             source = source_for(services.settings, flow)
             try:
-                has_new = bool(pending_items(services, found.domain_name, flow, source))
+                has_new = bool(pending_items(services, found.domain_name, flow, source, now=now))
             except SourceError:
                 has_new = False
             if has_new:
@@ -545,6 +588,7 @@ def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
                         flow_name=flow.name,
                         trigger="Event",
                         source=source,
+                        now=now,
                     )
                 )
     return runs

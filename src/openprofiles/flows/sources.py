@@ -15,6 +15,14 @@ the items again when it next runs — and `ItemError` when one item cannot be re
 of the source can (a file that cannot be opened, an object deleted since it was listed) — the
 run dead-letters that item and goes on with the next.
 
+A file being written is not yet a whole item: a file copied into the folder (an export, an
+upload) grows for a while, and read meanwhile its last line is cut off and a JSON array is
+unterminated, so the part read would be dead-lettered, and that letter would stay after the
+file, complete, was read again. A folder's items therefore carry their modification time
+(`modified_at`), and automatic runs leave a file changed within the last
+`settings.flow_folder_settle_seconds` for a later run (flows.service.settled). S3 objects appear
+whole when their upload completes, so theirs is None.
+
 A folder source reads only under the configured roots (`settings.flow_folder_roots`, by default
 DATA_DIR/flows), checked with symlinks followed when the flow is defined and again at every
 listing and read: a link may have changed since, or the roots been narrowed.
@@ -67,6 +75,9 @@ class ItemError(Exception):
 class SourceItem:
     key: str
     version: str
+    # When a file of a folder was last changed (POSIX seconds), to leave one still being
+    # written for a later run; None for an S3 object, which appears whole.
+    modified_at: float | None = None
 
 
 class ItemStream(Protocol):
@@ -134,7 +145,7 @@ class FolderSource:
             except FileNotFoundError:
                 # Deleted since the folder was listed.
                 continue
-            out.append(SourceItem(path.name, _file_version(stat)))
+            out.append(SourceItem(path.name, _file_version(stat), stat.st_mtime))
         return out
 
     def open(self, key: str) -> ItemStream:

@@ -31,8 +31,11 @@ D = "disabled"
 
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
-    """Flows may read folders under the test's temporary directory."""
-    return dataclasses.replace(settings, flow_folder_roots=(tmp_path,))
+    """Flows may read folders under the test's temporary directory, files written just now
+    included."""
+    return dataclasses.replace(
+        settings, flow_folder_roots=(tmp_path,), flow_folder_settle_seconds=0
+    )
 
 
 def found(services: Services, key: str, value: str) -> int:
