@@ -227,6 +227,19 @@ def test_valid_rules_are_accepted(live_server: Any) -> None:
             "4",
         ),
         ({"MaxAllowedRuleLevelForMatching": 16}, "MaxAllowedRuleLevelForMatching"),
+        # Levels past the rules are refused, not clamped (identity.rules).
+        (
+            {"MatchingRules": [{"Rule": ["EmailAddress"]}], "MaxAllowedRuleLevelForMatching": 2},
+            "MaxAllowedRuleLevelForMatching must be between 1 and 1 (MatchingRules has 1 level)",
+        ),
+        (
+            {
+                "MatchingRules": [{"Rule": ["EmailAddress"]}, {"Rule": ["PhoneNumber"]}],
+                "MaxAllowedRuleLevelForMatching": 1,
+                "MaxAllowedRuleLevelForMerging": 2,
+            },
+            "MaxAllowedRuleLevelForMerging must be between 1 and 1",
+        ),
     ],
 )
 def test_invalid_rules_are_refused_by_the_server(

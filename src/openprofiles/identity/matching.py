@@ -146,6 +146,9 @@ def rule_config(config: dict[str, Any]) -> RuleConfig | None:
     levels = tuple(tuple((r or {}).get("Rule") or ()) for r in rbm.get("MatchingRules") or ())
     if not rbm.get("Enabled") or not levels:
         return None
+    # CreateDomain/UpdateDomain refuse levels past the rules (rules.validate_rule_based_matching);
+    # the bounds here only keep a configuration stored before that check from naming a level
+    # that does not exist.
     max_matching = min(rbm.get("MaxAllowedRuleLevelForMatching") or len(levels), len(levels))
     selector = rbm.get("AttributeTypesSelector") or {}
     resolution = rbm.get("ConflictResolution") or {}

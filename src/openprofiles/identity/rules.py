@@ -85,15 +85,41 @@ def validate_rule_based_matching(config: dict[str, Any] | None) -> None:
         repeated = sorted({a for a in attributes if attributes.count(a) > 1})
         if repeated:
             raise BadRequest(f"{where} names {', '.join(repeated)} more than once.")
-    for name in ("MaxAllowedRuleLevelForMatching", "MaxAllowedRuleLevelForMerging"):
-        value = config.get(name)
-        if value is not None and not 1 <= value <= MAX_LEVELS:
-            raise BadRequest(f"RuleBasedMatching.{name} must be between 1 and {MAX_LEVELS}.")
+    _validate_max_levels(config, len(rules))
     _validate_selector(config.get("AttributeTypesSelector"))
     resolution = config.get("ConflictResolution")
     if resolution is not None and resolution.get("ConflictResolvingModel") not in CONFLICT_MODELS:
         raise BadRequest(
             "RuleBasedMatching.ConflictResolution.ConflictResolvingModel must be RECENCY or SOURCE."
+        )
+
+
+def _validate_max_levels(config: dict[str, Any], levels: int) -> None:
+    """The two maximum rule levels name levels that exist: MaxAllowedRuleLevelForMatching one
+    of MatchingRules' levels, MaxAllowedRuleLevelForMerging one of the levels matched.
+
+    A value out of range is refused, never clamped: neither the model (which documents only
+    1-15) nor the admin guide (spec §5.1) says the service lowers it, and a lowered value would
+    silently match or auto-merge (irreversibly) other than the request said. Without
+    MatchingRules the cloud service's default rule set applies, whose number of levels is
+    undocumented (spec §5.1): only the model's 1-15 is checked then."""
+    limit, why = MAX_LEVELS, ""
+    if levels:
+        limit, why = levels, f" (MatchingRules has {levels} level{'s' if levels > 1 else ''})"
+    matching = config.get("MaxAllowedRuleLevelForMatching")
+    _check_level("MaxAllowedRuleLevelForMatching", matching, limit, why)
+    if matching is not None and matching < limit:
+        # Only groups found at a level up to the matching level exist to be merged.
+        limit, why = matching, f" (MaxAllowedRuleLevelForMatching is {matching})"
+    _check_level(
+        "MaxAllowedRuleLevelForMerging", config.get("MaxAllowedRuleLevelForMerging"), limit, why
+    )
+
+
+def _check_level(name: str, value: int | None, limit: int, why: str) -> None:
+    if value is not None and not 1 <= value <= limit:
+        raise BadRequest(
+            f"RuleBasedMatching.{name} must be between 1 and {limit}{why}; got {value}."
         )
 
 
