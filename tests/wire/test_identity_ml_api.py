@@ -138,3 +138,30 @@ def test_auto_merging_preview_through_boto3(live_server: Any, domain: str) -> No
             ConflictResolution={"ConflictResolvingModel": "RECENCY"},
         )
     assert _code(exc) == "ResourceNotFoundException"
+
+
+def test_get_identity_resolution_job_with_matching_off(live_server: Any, domain: str) -> None:
+    """Turning Matching off keeps the jobs that ran (the model deletes only PENDING ones):
+    GetIdentityResolutionJob still answers for them, and an id the domain has no job by is
+    ResourceNotFoundException naming the job and the domain, Matching on or off."""
+    client = live_server.client()
+    _populate(client, domain)
+    job = ml_jobs.run_matching_job(live_server.services, domain_name=domain)
+    unknown = uuid.uuid4().hex
+    client.update_domain(DomainName=domain, Matching={"Enabled": False})
+
+    got = client.get_identity_resolution_job(DomainName=domain, JobId=job.job_id)
+    assert (got["JobId"], got["Status"]) == (job.job_id, "COMPLETED")
+    assert got["JobStats"]["NumberOfMatchesFound"] == 2
+
+    for enabled in (False, True):
+        client.update_domain(DomainName=domain, Matching={"Enabled": enabled})
+        with pytest.raises(ClientError) as exc:
+            client.get_identity_resolution_job(DomainName=domain, JobId=unknown)
+        assert _code(exc) == "ResourceNotFoundException"
+        assert exc.value.response["Error"]["Message"] == (
+            f"The identity resolution job {unknown} does not exist in domain {domain}."
+        )
+    with pytest.raises(ClientError) as exc:
+        client.get_identity_resolution_job(DomainName="no-such-domain", JobId=unknown)
+    assert _code(exc) == "ResourceNotFoundException"

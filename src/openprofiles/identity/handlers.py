@@ -217,6 +217,8 @@ def list_identity_resolution_jobs(ctx: RequestContext, params: dict[str, Any]) -
 
 
 def get_identity_resolution_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    # A past job answers even with Matching off now; an unknown id is ResourceNotFound
+    # (ml_jobs.get_job says why).
     with ctx.read() as tx:
         job = ml_jobs.get_job(tx, domain_name=params["DomainName"], job_id=params["JobId"])
     out = _job_summary(job)

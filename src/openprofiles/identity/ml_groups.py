@@ -15,6 +15,16 @@ The pairs are stored compactly: (position of each profile in the group, match pr
 weight, position of the pair's attribute list in the job's `explanation_levels`), expanded by
 `explanation`. Groups stored before that form (a list of explanation dicts) are read as they are.
 Profile ids and MatchIds are random; the pages hold no personal value.
+
+A job saves only profiles that still exist (`without_profiles`), and DeleteProfile takes the
+profiles it erases out (`forget_profiles`). The two take the domain's groups lock (`lock_groups`):
+the save exclusively, deletions shared with each other. So on PostgreSQL, where a deletion
+committing between the save's look at the profiles and its commit would otherwise find the
+previous job's groups and leave the erased id in the new ones, one waits for the other and
+then sees its outcome. The lock is the last a transaction takes (store.advisory's order, like
+the match digests there): a job's save takes it after its auto-merge has locked what it
+merges, and holding it waits for no row, so a deletion holding its profiles' rows while it
+waits for the lock closes no cycle.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from openprofiles.context import Tx
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound
 from openprofiles.gc_pause import paused_gc
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import identity_job, ml_match_member_page, ml_match_page
 
 GROUPS_PER_PAGE = 256
@@ -80,6 +91,12 @@ def explanation(
 
 
 # ---------------------------------------------------------------------------- writing
+
+
+def lock_groups(tx: Tx, domain_name: str, *, shared: bool = False) -> None:
+    """Hold the domain's groups lock until the transaction ends: exclusively for a job's save,
+    `shared` for a deletion's `forget_profiles` (see the module's docstring)."""
+    take_locks(tx, [("ml_groups", domain_name)], shared=shared)
 
 
 def _pages(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -211,6 +228,8 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
     with fewer than two profiles goes, its last member's entry too. Only the pages holding
     them are rewritten (a page left empty goes)."""
     gone = set(profile_ids)
+    # Before the groups are read: a job saving meanwhile commits first, and its groups are read.
+    lock_groups(tx, domain_name, shared=True)
     match_ids = match_ids_of(tx, domain_name=domain_name, profile_ids=gone)
     if not match_ids:
         return
@@ -234,13 +253,13 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
         if index == len(entries) or entries[index][0] != match_id:
             continue
         _, confidence, ids, stored = entries[index]
-        kept = [pid for pid in ids if pid not in gone]
-        if len(kept) < 2:
+        left = _group_without(ids, stored, gone)
+        if left is None:
             del entries[index]
             unlisted.update((pid, match_id) for pid in ids)
             continue
         unlisted.update((pid, match_id) for pid in ids if pid in gone)
-        entries[index] = [match_id, confidence, kept, _stored_without(stored, ids, gone)]
+        entries[index] = [match_id, confidence, *left]
     for first, entries in pages.items():
         where = (c.domain_name == domain_name, c.first_match_id == first)
         if entries:
@@ -252,6 +271,33 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
         else:
             tx.conn.execute(delete(ml_match_page).where(*where))
     _unlist_members(tx, domain_name, unlisted)
+
+
+def without_profiles(groups: Iterable[MatchGroup], gone: set[str]) -> list[MatchGroup]:
+    """A job's groups without the `gone` profiles (erased since the job read them), before
+    `store_groups`: each group as `forget_profiles` would leave it had the deletion come just
+    after the save, so an erased profile is never stored and the outcome does not depend on
+    which came first."""
+    out: list[MatchGroup] = []
+    for group in groups:
+        if gone.isdisjoint(group.profile_ids):
+            out.append(group)
+            continue
+        left = _group_without(group.profile_ids, {"pairs": group.pairs}, gone)
+        if left is not None:
+            kept, stored = left
+            pairs = tuple((a, b, p, w, level) for a, b, p, w, level in stored["pairs"])
+            out.append(MatchGroup(group.match_id, tuple(kept), group.confidence, pairs=pairs))
+    return out
+
+
+def _group_without(ids: Sequence[str], stored: Any, gone: set[str]) -> tuple[list[str], Any] | None:
+    """A group's profile ids and linking pairs without the `gone` profiles; None when fewer
+    than two profiles are left, and the group goes."""
+    kept = [pid for pid in ids if pid not in gone]
+    if len(kept) < 2:
+        return None
+    return kept, _stored_without(stored, ids, gone)
 
 
 def _stored_without(stored: Any, ids: Sequence[str], gone: set[str]) -> Any:

@@ -24,10 +24,11 @@ score among the pairs that link it (a conservative figure: MinAllowedConfidenceS
 compares with it). A group's explanation (per linking pair, each attribute's comparison level
 and weight) is stored compactly: the pairs name the job's few combinations of levels, stored
 once on the job's row, and get_group expands them. A completed job replaces the previous job's
-groups, which are stored in pages (openprofiles.identity.ml_groups). Auto-merging
-(Matching.AutoMerging) merges, within groups at or above MinAllowedConfidenceScoreForMerging,
-the profiles whose values of every attribute of a Consolidation criterion are equal (criteria
-OR-ed, spec §5.2), through identity.service.merge_profiles: logged and undoable.
+groups, which are stored in pages (openprofiles.identity.ml_groups), without the profiles
+erased while it ran. Auto-merging (Matching.AutoMerging) merges, within groups at or above
+MinAllowedConfidenceScoreForMerging, the profiles whose values of every attribute of a
+Consolidation criterion are equal (criteria OR-ed, spec §5.2), through
+identity.service.merge_profiles: logged and undoable.
 
 A job runs on demand (`openprofiles matches run-job`) or on the domain's JobSchedule
 (openprofiles.identity.schedule, which claims each slot with `claim_scheduled_job`). At most
@@ -76,7 +77,8 @@ from openprofiles.identity.ml_groups import Pair
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ADDRESS_FIELDS, ADDRESS_PARTS, STRING_FIELDS
-from openprofiles.store.schema import domain, identity_job
+from openprofiles.store.in_lists import in_chunks
+from openprofiles.store.schema import domain, identity_job, profile
 
 logger = logging.getLogger(__name__)
 
@@ -643,12 +645,18 @@ def run_job(
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
     clock: Clock = wall_clock,
+    after_scoring: Callable[[], None] | None = None,
 ) -> JobRecord:
     """Run a PENDING job: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
     FAILED with a message naming the failing step. Each step commits its status and heartbeat,
     so a running job shows where it is; Splink runs outside any database transaction, with
     `Heartbeat` writing meanwhile. A job taken for dead while it ran (`JobStopped`) keeps the
-    FAILED status the check gave it, and its results are dropped."""
+    FAILED status the check gave it, and its results are dropped.
+
+    The job reads the profiles in one transaction and saves its groups in another, and profiles
+    change in between: the save leaves out those erased meanwhile (`_existing_groups`).
+    `after_scoring`, when given, is called between the two, outside any transaction: a fixed
+    point for what a concurrent request does there in a real run (tests erase a profile)."""
     domain_name = job.domain_name
     job_id = job.job_id
     step = PREPROCESSING
@@ -663,20 +671,25 @@ def run_job(
             step = FIND_MATCHING
             scored = score(table, threshold=threshold, min_training_profiles=min_training_profiles)
             del table
+            if after_scoring is not None:
+                after_scoring()
             step = MERGING
             with services.write() as tx:
                 # Still this process's job? Checked before anything is replaced or merged; the
                 # row stays locked (PostgreSQL) or the writer held (SQLite) until the commit, so
                 # no check can take the job for dead in between.
                 _step(tx, job, now=clock())
-                ml_groups.store_groups(tx, domain_name, job_id, scored.groups)
                 merges = 0
                 auto = job.auto_merging or {}
                 if auto.get("Enabled"):
                     _step(tx, job, now=clock(), status=MERGING)
+                    # Before the groups are saved: their lock is taken after every profile row
+                    # the merges lock (ml_groups' docstring).
                     merges = auto_merge(
                         tx, domain_name=domain_name, groups=scored.groups, auto=auto
                     )
+                groups = _existing_groups(tx, domain_name, scored.groups)
+                ml_groups.store_groups(tx, domain_name, job_id, groups)
                 now = clock()
                 _step(
                     tx,
@@ -684,7 +697,7 @@ def run_job(
                     now=now,
                     status=COMPLETED,
                     ended_at=now,
-                    matches_found=len(scored.groups),
+                    matches_found=len(groups),
                     merges_done=merges,
                     explanation_levels=scored.levels,
                     message=None
@@ -714,6 +727,25 @@ def run_job(
             )
     with services.read() as tx:
         return get_job(tx, domain_name=domain_name, job_id=job_id)
+
+
+def _existing_groups(tx: Tx, domain_name: str, groups: Sequence[MatchGroup]) -> list[MatchGroup]:
+    """The job's groups without the profiles erased (DeleteProfile) since the job read them, in
+    the transaction that saves them: a deletion that committed before is seen here, one that
+    commits after finds these groups (ml_groups.lock_groups orders the two on PostgreSQL).
+    Merged-away profiles exist still, and stay, as after a merge following a job."""
+    ml_groups.lock_groups(tx, domain_name)
+    members = sorted({pid for group in groups for pid in group.profile_ids})
+    existing: set[str] = set()
+    for chunk in in_chunks(members):
+        existing.update(
+            tx.conn.execute(
+                select(profile.c.profile_id).where(
+                    profile.c.domain_name == domain_name, profile.c.profile_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return ml_groups.without_profiles(groups, set(members) - existing)
 
 
 def stopped_message(heartbeat_at: datetime) -> str:
@@ -768,6 +800,14 @@ def expire_stale_jobs(services: Services, *, now: datetime) -> list[JobRecord]:
 
 
 def get_job(tx: Tx, *, domain_name: str, job_id: str) -> JobRecord:
+    """GetIdentityResolutionJob: a job of the domain, whether or not Matching is on now;
+    NotFound naming the job and the domain for an id the domain has no job by (and for an
+    unknown domain, first).
+
+    Unlike GetMatches and the other ML operations, it does not refuse a domain whose Matching
+    is off, on purpose: the model's IdentityResolutionJobStatus doc says only that turning the
+    feature off deletes PENDING jobs, so the jobs that ran outlive it, and their record (when,
+    what it found and merged) is what an operator looks up after turning matching off."""
     tx.cipher(domain_name)
     row = tx.conn.execute(
         select(identity_job).where(
