@@ -27,6 +27,7 @@ from starlette.datastructures import FormData
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from openprofiles import audit
 from openprofiles.context import Services, Tx
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import AccessDenied, BadRequest, NotFound, ServiceError
@@ -167,6 +168,19 @@ class UI:
                 if session is None:
                     return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
+                if request.method != "POST":
+                    return await signed_in(request, session)
+                # Every change a signed-in user makes is a POST through here: the audit log
+                # says who, where and how it ended, refusals included (openprofiles.audit).
+                status = 500  # unless an answer comes: the error propagates to Starlette
+                try:
+                    response = await signed_in(request, session)
+                    status = response.status_code
+                    return response
+                finally:
+                    audit.page_post(username=session.username, path=request.url.path, status=status)
+
+            async def signed_in(request: Request, session: WebSession) -> Response:
                 if role == "admin" and session.role != "admin":
                     return self.error_page(
                         request,

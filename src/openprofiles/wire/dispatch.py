@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 from botocore.model import OperationModel, ServiceModel
 from starlette.concurrency import run_in_threadpool
 
+from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.wire.body_size import largest_bodies
@@ -75,11 +76,15 @@ class ApiDispatcher:
     def operation_at(self, method: str, raw_path: str) -> str | None:
         """The operation `method` and `raw_path` call, or None (no route, or a path the router
         cannot read: `handle` reports that)."""
+        found = self.route_at(method, raw_path)
+        return found[0] if found else None
+
+    def route_at(self, method: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
+        """The operation `method` and `raw_path` call with the path's labels, or None."""
         try:
-            found = self.router.match(method, raw_path)
+            return self.router.match(method, raw_path)
         except Exception:
             return None
-        return found[0] if found else None
 
     def body_limit(self, operation: str | None) -> int:
         """The most bytes of body a request of `operation` may have: never less than the
@@ -251,14 +256,26 @@ def make_asgi_app(
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         # An unknown path or one the router cannot read is reported by the dispatcher, in a
         # thread like any other request.
-        operation = dispatcher.operation_at(scope["method"], raw_path)
+        route = dispatcher.route_at(scope["method"], raw_path)
+        operation = route[0] if route else None
+        # A request that may change state is followed through authentication and its handler,
+        # to say in the audit log who asked and what it named (openprofiles.audit).
+        seen = _AuditTrail(authenticate, invoke) if audit.audited(operation) else None
         limit = dispatcher.body_limit(operation)
         body, too_large = await read_body(receive, limit)
         if too_large:
             error = PayloadTooLarge.over(limit)
             status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
         else:
-            request = (scope["method"], raw_path, raw_query, headers, body, authenticate, invoke)
+            request = (
+                scope["method"],
+                raw_path,
+                raw_query,
+                headers,
+                body,
+                seen.authenticate if seen else authenticate,
+                seen.invoke if seen else invoke,
+            )
             answered: WireResponse
             if operation in on_the_loop_operations:
                 started, shared_commit = await run_on_the_loop(
@@ -273,9 +290,49 @@ def make_asgi_app(
             else:
                 answered = await run_in_threadpool(dispatcher.handle, *request)
             status, response_headers, response_body = answered
+        if seen is not None and route is not None:
+            # Here, once: the status is final (a shared commit that failed has turned it into
+            # an internal error), and a request run again elsewhere (blocking.WouldBlock) has
+            # not been logged by its first attempt.
+            audit.api_request(
+                route[0],
+                domain_name=route[1].get("DomainName"),
+                access_key_id=seen.access_key_id,
+                status=status,
+                error=response_headers.get("x-amzn-ErrorType"),
+                profile_id=seen.profile_id,
+            )
         await _respond(send, status, response_headers, response_body)
 
     return app
+
+
+class _AuditTrail:
+    """What the audit log says of one request beyond its route and answer: the access key id
+    that signed it (None until verified) and the profile it named or created. It wraps the
+    app's `authenticate` and `invoke`, which see the principal and the parsed input."""
+
+    __slots__ = ("_authenticate", "_invoke", "access_key_id", "profile_id")
+
+    def __init__(self, authenticate: Authenticate, invoke: Invoke) -> None:
+        self._authenticate = authenticate
+        self._invoke = invoke
+        self.access_key_id: str | None = None
+        self.profile_id: str | None = None
+
+    def authenticate(
+        self, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
+    ) -> Any:
+        principal = self._authenticate(method, raw_path, raw_query, headers, body)
+        self.access_key_id = getattr(principal, "access_key_id", None)
+        return principal
+
+    def invoke(self, operation: str, principal: Any, params: dict[str, Any]) -> Any:
+        self.profile_id = audit.profile_named(params)
+        result = self._invoke(operation, principal, params)
+        if self.profile_id is None and isinstance(result, Mapping):
+            self.profile_id = audit.profile_named(result)  # the one CreateProfile made
+        return result
 
 
 def raw_path_of(scope: Scope) -> str:

@@ -1,0 +1,101 @@
+"""The audit log: one line for each state-changing request, saying who did what and how it ended.
+
+Lines go to the logger `openprofiles.audit` at INFO, so a server prints them on stderr with
+its other records (logging_setup); an operator can route that logger elsewhere. Two sources
+write them, each from the one place its requests pass through:
+
+* the AWS API (wire.dispatch.make_asgi_app): the operation, the domain, the caller's access key
+  id and the HTTP status (with the error's type when it failed), and the profile the request
+  named or created. Read-only operations (`READ_ONLY_PREFIXES`) are not logged, nor is
+  PutProfileObject (`FEED_OPERATIONS`): like the contact feeds, it is how applications stream
+  records in (thousands a second), which the dead-letter queue and the domain's counts account
+  for; a line for each would bury the changes people make.
+* the web pages (ui.web.UI.page): every POST of a signed-in user, with the username, the
+  page's path and the status.
+
+A line never carries a request body nor a parameter's value beyond those: keys, names, phone
+numbers and emails stay out. The domain name and the profile id are taken from the request, so
+they are written only when they have their model's form (a name, a 32-digit hex id): a request
+that fails validation could put any text there.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+logger = logging.getLogger("openprofiles.audit")
+
+# Operations that change nothing (Customer Profiles names them so: GetMatches, ListDomains,
+# SearchProfiles, BatchGetProfile, DetectProfileObjectType).
+READ_ONLY_PREFIXES = ("Get", "List", "Search", "BatchGet", "Detect")
+# Record feeds: not logged one request at a time (see the module docstring).
+FEED_OPERATIONS = frozenset({"PutProfileObject"})
+
+# The model's patterns of a domain name and of a profile id (botocore: `name`, `uuid`).
+_DOMAIN_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_PROFILE_ID = re.compile(r"[a-f0-9]{32}")
+# The inputs that name the profile a request changes (MergeProfiles: the one kept).
+_PROFILE_MEMBERS = ("ProfileId", "MainProfileId")
+NONE = "-"
+# What a path keeps as it is when written (RFC 3986 pchar and "/"): no space, no control.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+def audited(operation: str | None) -> bool:
+    """Whether requests of `operation` are logged: every operation that may change state but
+    the record feeds."""
+    return (
+        operation is not None
+        and not operation.startswith(READ_ONLY_PREFIXES)
+        and operation not in FEED_OPERATIONS
+        and logger.isEnabledFor(logging.INFO)
+    )
+
+
+def _shown(value: Any, form: re.Pattern[str]) -> str:
+    if isinstance(value, str) and form.fullmatch(value):
+        return value
+    return NONE if value is None else "(not valid)"
+
+
+def profile_named(members: Mapping[str, Any]) -> str | None:
+    """The profile id a request's input names, or its result reports (CreateProfile's); None
+    when it has none."""
+    for member in _PROFILE_MEMBERS:
+        value = members.get(member)
+        if value is not None:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def api_request(
+    operation: str,
+    *,
+    domain_name: str | None,
+    access_key_id: str | None,
+    status: int,
+    error: str | None,
+    profile_id: str | None,
+) -> None:
+    """Log one API request (call only for `audited` operations). `access_key_id` is None when
+    the request was not authenticated; `error` is the AWS error type of a failed request."""
+    logger.info(
+        "api %s domain=%s caller=%s status=%d%s profile=%s",
+        operation,
+        _shown(domain_name, _DOMAIN_NAME),
+        access_key_id or NONE,
+        status,
+        f" error={error}" if error else "",
+        _shown(profile_id, _PROFILE_ID),
+    )
+
+
+def page_post(*, username: str, path: str, status: int) -> None:
+    """Log one POST of a signed-in web user. The page's path holds no personal value (no page
+    puts one in its address: ui.web); it is written percent-encoded, as a request could put a
+    line break in it. A username is 1 to 64 letters, digits and `._@-` (users.service)."""
+    logger.info("ui POST %s user=%s status=%d", quote(path, safe=_PATH_SAFE), username, status)
