@@ -13,29 +13,42 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 from openprofiles.auth.credentials import create_credential, list_credentials
 from openprofiles.context import Services
 
 PROFILE_NAME = "openprofiles"
 WEB_ADMIN = "admin"
+# The files of DATA_DIR this module writes secrets to (serving checks their modes at start).
+CREDENTIALS_FILE = "credentials"
+ADMIN_PASSWORD_FILE = "admin-password"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only: a file created now is made so, and
+    one left from before (restored from a backup, say) is made so again, as O_CREAT's mode
+    applies only to a file it creates."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write(text)
 
 
 def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
     """Create an admin credential if there is none; yield lines that say how to connect."""
-    path = services.settings.data_dir / "credentials"
+    path = services.settings.data_dir / CREDENTIALS_FILE
     with services.write() as tx:
         has_admin = any(c.role == "admin" for c in list_credentials(tx))
         issued = None if has_admin else create_credential(tx, role="admin")
     if issued is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(
-                f"[{PROFILE_NAME}]\n"
-                f"aws_access_key_id = {issued.access_key_id}\n"
-                f"aws_secret_access_key = {issued.secret_access_key}\n"
-            )
+        _write_secret(
+            path,
+            f"[{PROFILE_NAME}]\n"
+            f"aws_access_key_id = {issued.access_key_id}\n"
+            f"aws_secret_access_key = {issued.secret_access_key}\n",
+        )
         yield f"Created an admin credential {issued.access_key_id}; saved in {path}."
     if path.exists():
         yield "Use it from a shell with:"
@@ -56,17 +69,14 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
     from openprofiles.users.service import count_users, create_user, find_user
 
-    path = services.settings.data_dir / "admin-password"
+    path = services.settings.data_dir / ADMIN_PASSWORD_FILE
     password = secrets.token_urlsafe(15)
     with services.write() as tx:
         created = count_users(tx, role="admin") == 0 and find_user(tx, username=WEB_ADMIN) is None
         if created:
             create_user(tx, username=WEB_ADMIN, password=password, role="admin")
     if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        _write_secret(path, password + "\n")
         yield f"Created the web user {WEB_ADMIN}; its password is saved in {path}."
     yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
     if path.exists():

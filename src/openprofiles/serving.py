@@ -14,13 +14,18 @@ The schema is brought up to date once, by the supervising process, before any wo
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 
+from openprofiles.first_run import ADMIN_PASSWORD_FILE, CREDENTIALS_FILE
 from openprofiles.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
@@ -36,6 +41,8 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:
             yield from ensure_first_admin(services, endpoint)
+        # Once, here, rather than in each worker; after the first run wrote its files.
+        warn_about_loose_permissions(settings)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -45,6 +52,48 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         yield f"Database: {shown_database(settings)}"
     finally:
         services.database.dispose()
+
+
+# The data dir's files that hold a secret, besides the keyring (crypto.keyring warns about its
+# own mode whenever it reads it) and the SQLite file (store.database makes it owner-only): the
+# first run's credential and password (first_run), and SQLite's log and shared-memory files,
+# which hold the database's pages.
+SECRET_FILES = (CREDENTIALS_FILE, ADMIN_PASSWORD_FILE)
+SQLITE_SIDE_FILES = ("-wal", "-shm")
+
+
+def loose_permissions(settings: Settings) -> list[str]:
+    """A warning for the data dir, and for each file of it that holds a secret, that other
+    users (its group, or everyone) may use: naming it, its mode, and the chmod that fixes it.
+    The service creates all of them owner-only (0700, 0600), but not a data dir made beforehand
+    nor a file copied in or restored from a backup."""
+    from sqlalchemy import make_url
+
+    files = [settings.data_dir / name for name in SECRET_FILES]
+    database = make_url(settings.effective_database_url).database if settings.is_sqlite else None
+    if database and database != ":memory:":
+        files += [Path(database + side) for side in SQLITE_SIDE_FILES]
+    checked = [("The data dir", settings.data_dir, 0o700)]
+    checked += [("The file", path, 0o600) for path in files]
+    found = []
+    for what, path, owner_only in checked:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            shown = path.absolute()
+            found.append(
+                f"{what} {shown} is open to other users (mode {mode:o}), and it holds secrets. "
+                f"Make it the owner's only: chmod {owner_only:o} {shown}"
+            )
+    return found
+
+
+def warn_about_loose_permissions(settings: Settings) -> None:
+    """Log `loose_permissions` on stderr, one warning each."""
+    for warning in loose_permissions(settings):
+        logger.warning("%s", warning)
 
 
 def url_host(host: str) -> str:
