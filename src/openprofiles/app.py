@@ -328,24 +328,29 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
         # none of its writes has committed: the caller sees the outcome, never the race.
         return retrying(attempt, may_retry=lambda: ctx.committed_writes == 0)
 
-    def database_answers() -> bool:
+    def database_problem() -> str | None:
         try:
             with services.read() as tx:
                 tx.conn.execute(_HEALTH_QUERY).first()
         except Exception as exc:
             # The type only (logging_setup withholds messages): a URL may hold a password.
             logger.warning("health check: the database did not answer (%s)", type(exc).__name__)
-            return False
-        return True
+            return "The database does not answer."
+        # What the store saw of its latest writes, rather than a write of the check's own: a
+        # probe every few seconds would take the one SQLite writer each time.
+        failing = services.database.write_problem()
+        if failing is not None:
+            return f"Writes to the database are failing: {failing}."
+        return None
 
     async def health(_request: Request) -> JSONResponse:
-        """200 while the database answers, 503 when it does not: a load balancer then sends
-        requests to another process, as this one could serve none of them."""
-        if await run_in_threadpool(database_answers):
+        """200 while the database answers and takes writes, 503 when it does not answer or a
+        write failed lately for want of a writable database (disk full, read-only file): a load
+        balancer then sends requests to another process, as this one could serve few of them."""
+        problem = await run_in_threadpool(database_problem)
+        if problem is None:
             return JSONResponse({"status": "ok"})
-        return JSONResponse(
-            {"status": "unavailable", "reason": "The database does not answer."}, status_code=503
-        )
+        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
 
     api = make_asgi_app(
         dispatcher,

@@ -8,6 +8,9 @@ BEGIN IMMEDIATE (so a writer outside that lock makes them wait on the busy timeo
 failing on lock upgrade). On the event loop, the writes of one turn of the loop share a
 transaction (`store.group_commit`). WAL checkpoints run on a background thread
 (`store.checkpoint`), not inside the commit of whichever request happens to fill the log.
+
+A write that fails because the database cannot be written (disk full, read-only, I/O error:
+`storage_failure`) is remembered for a while (`Database.write_problem`), for /health to report.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,7 +28,7 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-from openprofiles.blocking import loop_request, note_commit
+from openprofiles.blocking import CommitOutcome, loop_request, note_commit
 from openprofiles.settings import Settings
 from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
@@ -35,6 +39,41 @@ logger = logging.getLogger("openprofiles.store")
 
 # The log's restart point (store/checkpoint.py) in bytes, at SQLite's 4 KiB pages.
 JOURNAL_SIZE_LIMIT = DEFAULT_RESTART_AFTER_FRAMES * 4096
+
+# How long a write that failed for want of a writable database is reported (write_problem):
+# a few of a load balancer's health checks. A write that succeeds meanwhile does not end it: on
+# a full disk, a write that needs no new page still succeeds while every insert fails.
+WRITE_PROBLEM_SECONDS = 60.0
+
+# Why a write failed, by the driver's error code, when the database itself cannot be written;
+# other failures (a constraint, a lock timeout, a request's own error) say nothing of its health.
+# SQLite: the primary result code (the low byte of the extended one).
+_SQLITE_FAILURES = {
+    8: "the database is read-only",  # SQLITE_READONLY
+    10: "disk I/O error",  # SQLITE_IOERR
+    11: "the database file is corrupt",  # SQLITE_CORRUPT
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the database file cannot be opened",  # SQLITE_CANTOPEN
+}
+# PostgreSQL: the SQLSTATE.
+_POSTGRES_FAILURES = {
+    "53100": "the database server's disk is full",  # disk_full
+    "25006": "the database is read-only (a standby?)",  # read_only_sql_transaction
+    "58030": "I/O error on the database server",  # io_error
+}
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """Why `error` says the database cannot be written, or None when it says nothing of that.
+    A fixed text per error code: the driver's message may quote a statement's data."""
+    # SQLAlchemy wraps the driver's exception (in `orig`); a statement sent to the driver
+    # directly (BEGIN, SAVEPOINT) raises the driver's own.
+    driver_error = getattr(error, "orig", None) or error
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _SQLITE_FAILURES.get(code & 0xFF)
+    state = getattr(driver_error, "sqlstate", None)
+    return _POSTGRES_FAILURES.get(state) if isinstance(state, str) else None
 
 
 def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
@@ -116,6 +155,8 @@ class Database:
         self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
         # The open shared write transaction of an event loop, if any (store.group_commit).
         self._group: CommitGroup | None = None
+        # (time.monotonic(), reason) of the latest write the database refused (write_problem).
+        self._write_failure: tuple[float, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -137,19 +178,40 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        if self._writer_lock is None:
-            with self.engine.begin() as conn:
+        try:
+            if self._writer_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            group = self._group_to_join()
+            if group is not None:
+                with group.member() as conn:
+                    yield conn
+                note_commit()
+                return
+            with self._writer_lock, self.engine.connect() as conn, self._immediate(conn):
                 yield conn
-            return
-        group = self._group_to_join()
-        if group is not None:
-            with group.member() as conn:
-                yield conn
-            note_commit()
-            return
-        with self._writer_lock, self.engine.connect() as conn, self._immediate(conn):
-            yield conn
+        except Exception as error:
+            self.note_write_failure(error)
+            raise
         note_commit()
+
+    def note_write_failure(self, error: BaseException) -> None:
+        """Remember `error` for `write_problem` when it says the database cannot be written."""
+        reason = storage_failure(error)
+        if reason is not None:
+            self._write_failure = (time.monotonic(), reason)
+
+    def write_problem(self, *, now: float | None = None) -> str | None:
+        """Why writes to the database fail, when one of this process's failed for want of a
+        writable database (disk full, read-only, I/O error) in the WRITE_PROBLEM_SECONDS before
+        `now` (time.monotonic()); else None. Costs no query: a health check may ask it as often
+        as it likes."""
+        failure = self._write_failure
+        now = time.monotonic() if now is None else now
+        if failure is None or now - failure[0] > WRITE_PROBLEM_SECONDS:
+            return None
+        return failure[1]
 
     def _group_to_join(self) -> CommitGroup | None:
         """On an event loop, its open shared transaction, opened now if there is none; else
@@ -180,7 +242,14 @@ class Database:
         # before the commit is scheduled, they run first.
         self._writer_lock.wake_waiters_on(loop)
         group = self._group = CommitGroup(loop, conn, transaction, self._group_ended)
+        # Its commit fails after every member's block has ended, out of `write`'s sight.
+        group.outcome.add_done_callback(self._group_outcome)
         return group
+
+    def _group_outcome(self, outcome: CommitOutcome) -> None:
+        failure = None if outcome.cancelled() else outcome.result()
+        if failure is not None:
+            self.note_write_failure(failure)
 
     def _sqlite_writer_lock(self) -> WriterLock:
         assert self._writer_lock is not None
@@ -278,17 +347,25 @@ def _lock_path(url: str) -> Path | None:
 # and a query waiting for its result, for as long as the operating system's TCP defaults: many
 # minutes, with requests and /health hanging. A connection attempt now gives up after
 # `connect_timeout` seconds; an idle open connection whose peer has gone is dropped after
-# idle + interval * count = 30 + 10 * 3 s of silence (keepalive probes unanswered). A query
-# whose packets are still unacknowledged when the network goes is left to TCP's
-# retransmissions (about 15 minutes on Linux): bounding that needs libpq's tcp_user_timeout,
-# which is not set by default (it can also drop a healthy connection that reads slowly); a URL
-# may set it (`?tcp_user_timeout=60000`).
+# idle + interval * count = 30 + 10 * 3 s of silence (keepalive probes unanswered).
+_KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+# A connection with a statement or a commit still unacknowledged when the network goes is not
+# idle, so keepalives never probe it: it was left to TCP's retransmissions (about 15 minutes on
+# Linux), the request waiting all that time. `tcp_user_timeout` (milliseconds) bounds how long
+# sent data may stay unacknowledged. It is the keepalives' own bound, idle + interval * count,
+# as is usual: Linux applies it to keepalive probes too, so a smaller one would cut them short.
+# A dead peer is then given up on after the same minute, idle or writing. It concerns only what
+# this side sends (a server busy with a long query still acknowledges the bytes it received),
+# so a slow query or a result read slowly is unaffected.
+_DEAD_PEER_SECONDS = (
+    _KEEPALIVES["keepalives_idle"]
+    + _KEEPALIVES["keepalives_interval"] * _KEEPALIVES["keepalives_count"]
+)
 POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
     "connect_timeout": 10,
     "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
+    **_KEEPALIVES,
+    "tcp_user_timeout": _DEAD_PEER_SECONDS * 1000,
 }
 
 
@@ -328,10 +405,14 @@ class PinnedConnection:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         database = self._database
-        if database._writer_lock is None:
-            with self._conn.begin():
+        try:
+            if database._writer_lock is None:
+                with self._conn.begin():
+                    yield self._conn
+                return
+            with database._writer_lock, database._immediate(self._conn):
                 yield self._conn
-            return
-        with database._writer_lock, database._immediate(self._conn):
-            yield self._conn
+        except Exception as error:
+            database.note_write_failure(error)
+            raise
         note_commit()

@@ -1,10 +1,11 @@
-"""PostgreSQL connections give up on a server that does not answer: libpq's connect timeout and
-TCP keepalives are set on every connection (store.database.POSTGRES_CONNECT_DEFAULTS), and the
-URL's own query parameters win over them."""
+"""PostgreSQL connections give up on a server that does not answer: libpq's connect timeout, TCP
+keepalives and TCP user timeout are set on every connection
+(store.database.POSTGRES_CONNECT_DEFAULTS), and the URL's own query parameters win over them."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -56,17 +57,22 @@ def test_every_connection_has_a_connect_timeout_and_keepalives() -> None:
         int(params[k]) for k in ("keepalives_idle", "keepalives_interval", "keepalives_count")
     )
     assert idle + interval * count <= 60
+    # Data sent and never acknowledged (a write when the peer went) is given up on after the
+    # same bound, in milliseconds: keepalives never probe a connection that is not idle.
+    assert int(params["tcp_user_timeout"]) == (idle + interval * count) * 1000
 
 
 def test_the_urls_own_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
     params = _connect_params(
         "postgres://app@db.example/profiles?connect_timeout=3&keepalives_idle=5&sslmode=require"
+        "&tcp_user_timeout=5000"
     )
     assert params["connect_timeout"] == "3"
     assert params["keepalives_idle"] == "5"
     assert params["sslmode"] == "require"
     assert int(params["keepalives_count"]) == 3  # not given: the default
+    assert params["tcp_user_timeout"] == "5000"
     # libpq's own variable for the timeout is honoured too.
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "4")
     assert "connect_timeout" not in _connect_params("postgresql://app@db.example/profiles")
@@ -156,3 +162,24 @@ def test_libpq_gets_the_keepalives() -> None:
         database.dispose()
     assert dsn["keepalives"] == "1" and dsn["keepalives_count"] == "3"
     assert dsn["connect_timeout"] == "10"
+    assert dsn["tcp_user_timeout"] == "60000"
+
+
+@pytest.mark.postgres
+def test_the_servers_socket_has_the_tcp_user_timeout() -> None:
+    """libpq accepts the setting and applies it to the connection's TCP socket (the test
+    server is reached over TCP, at 127.0.0.1)."""
+    from tests.support.backends import postgres_base_url
+
+    database = Database(postgres_base_url())
+    try:
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            with socket.socket(fileno=os.dup(driver.fileno())) as sock:
+                assert sock.family in (socket.AF_INET, socket.AF_INET6)
+                applied = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+    finally:
+        database.dispose()
+    assert applied == 60000
