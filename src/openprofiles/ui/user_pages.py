@@ -215,11 +215,14 @@ def routes(ui: UI) -> list[Route]:
         errors = new_password_errors(
             new, form_password(form, "new_password_confirm"), "new_password"
         )
+        current = form_password(form, "current_password")
+        if not errors and (same := users.check_password_change(current, new)) is not None:
+            # Said before the current password is checked: it compares two fields as typed.
+            errors = {"new_password": same}
         if errors:
             return own_page(request, errors, 400)
         token = request.cookies.get(SESSION_COOKIE, "")
         address = request.client.host if request.client else None
-        current = form_password(form, "current_password")
         try:
             # Argon2 first, with no write transaction open (users.verify_before_writing says why).
             checked = await run_in_threadpool(

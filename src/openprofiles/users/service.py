@@ -87,6 +87,15 @@ def check_password(password: str) -> str | None:
     return None
 
 
+def check_password_change(current: str, new: str) -> str | None:
+    """What is wrong with changing `current` to `new` (both as typed), or None: a "change" to
+    the same password would end the user's other sessions and leave the password as it was,
+    which is never what was meant (the password is usually being changed because it leaked)."""
+    if new == current:
+        return "Choose a new password that differs from your current one."
+    return None
+
+
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise BadRequest(f"The role must be one of {', '.join(ROLES)}.")
@@ -283,9 +292,12 @@ def change_own_password(
     """The signed-in user's new password, when `current` is their password (False otherwise,
     counted as a failed sign-in: a stolen session must not become a way to guess it). Their
     other sessions end; `session` (this browser's cookie value) stays. `checked`: `current`
-    verified before this transaction (`verify_before_writing`)."""
+    verified before this transaction (`verify_before_writing`). A `new` already hashed
+    (NewPassword) was compared with `current` before it was hashed (`check_password_change`)."""
     if not isinstance(new, NewPassword):
         _check_new_password(new)
+        if (problem := check_password_change(current, new)) is not None:
+            raise BadRequest(problem)
     attempt = _attempt(tx, username=username, password=current, address=address, checked=checked)
     if attempt is None:
         return False
