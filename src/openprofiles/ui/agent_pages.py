@@ -5,7 +5,8 @@ and the screen-pop address that opens the profile linked to a live contact.
 What an agent searches for (a phone number, an email, a name) never appears in an address:
 access logs, proxies and the browser's history keep addresses. The search form is posted,
 and its results, their pages and the "create a profile" link that follows a search carry the
-search sealed (services.tokens, scoped to the page and the domain), like API NextTokens. So do
+search sealed (services.tokens, scoped to the page and the domain), like API NextTokens: one
+token, or several when the search is longer than a token holds (seal_search). So do
 the links to a profile's records and to their older pages: a record is known by a digest of its
 unique key, a stable stand-in for the customer's value (an email, an account number), so it is
 sealed too (scoped to the domain, the profile and the record type). Page titles name no
@@ -14,6 +15,10 @@ customer either: the browser's history keeps them with the addresses.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +31,7 @@ from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.profiles import service as profiles
+from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import history, submissions
 from openprofiles.ui import profile_form as pf
@@ -35,7 +41,11 @@ from openprofiles.ui.web import UI, form_text, unreadable_domain
 SUBMISSION_FIELD = "submission"
 
 SEARCH_PAGE = 20
+# Pages an agent can go through, one after another (1000 results): each one's cursor is in the
+# address of the next, which must stay well within what a server accepts.
+MAX_SEARCH_PAGES = 50
 CONTACT_KEY = "_ctrContactId"
+# SearchProfiles' KeyValues items: 1 to 255 characters (the API counts them as len() does).
 MAX_SEARCH_TEXT = 255
 KEY_VALUES_SHOWN = 5
 SEARCH_SCOPE = "ui/agent-search"
@@ -43,8 +53,17 @@ INVALID_SEARCH = (
     "This search address is not valid: it was changed, is for another domain, or is more than "
     "a day old. Search again."
 )
-# Profile ids (the search's cursor) are 32 hex digits.
-LONGEST_CURSOR = "f" * 32
+# The cursors of the pages before a page: profile ids, 32 hex digits each, one after another.
+CURSORS = re.compile(r"(?:[0-9a-f]{32})*")
+CURSOR_LENGTH = 32
+# A token (TokenCodec) holds at most 1024 characters, and sealing makes a search longer: the
+# token's JSON writes a non-ASCII character as \uXXXX (12 characters for an emoji), then comes
+# AES-GCM's nonce and tag and base64. A search of 255 characters in any script, with the cursors
+# of the pages before it, does not fit in one: its JSON's UTF-8 is cut into parts of
+# SEALED_PART_BYTES, each sealed in a token of its own (as base64: 480 bytes make a token of
+# about 980 characters), the tokens joined by "." (not in a token's alphabet).
+SEALED_PART_BYTES = 480
+SEARCH_PARTS = "."
 OBJECT_SCOPE = "ui/agent-object"
 HISTORY_SCOPE = "ui/agent-history"
 INVALID_OBJECT_LINK = (
@@ -55,12 +74,23 @@ INVALID_OBJECT_LINK = (
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A search as the agent typed it, and the page of its results (after a profile id)."""
+    """A search as the agent typed it, and the page of its results: `cursors` are where the
+    pages after the first start (the last profile id of the page before), so page N has N-1,
+    and its "Previous page" is the same search with its last cursor dropped."""
 
     text: str = ""
     key: str = "auto"
     custom_key: str = ""
-    after: str | None = None
+    cursors: tuple[str, ...] = ()
+
+    @property
+    def page(self) -> int:
+        return len(self.cursors) + 1
+
+    @property
+    def after(self) -> str | None:
+        """The profile id this page starts after (None: the first page)."""
+        return self.cursors[-1] if self.cursors else None
 
     def problem(self) -> str:
         """What is wrong with the search, or ""."""
@@ -79,21 +109,28 @@ class SearchRequest:
         return [self.key]
 
     def first_page(self) -> SearchRequest:
-        return replace(self, after=None)
+        return replace(self, cursors=())
 
-    def page_after(self, cursor: str | None) -> SearchRequest:
-        return replace(self, after=cursor)
+    def previous_page(self) -> SearchRequest:
+        return replace(self, cursors=self.cursors[:-1])
+
+    def next_page(self, cursor: str) -> SearchRequest:
+        return replace(self, cursors=(*self.cursors, cursor))
 
     def state(self) -> dict[str, str]:
-        state = {"q": self.text, "k": self.key, "c": self.custom_key, "a": self.after or ""}
+        state = {"q": self.text, "k": self.key, "c": self.custom_key, "a": "".join(self.cursors)}
         return {k: v for k, v in state.items() if v}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SearchRequest:
         values = {k: state.get(k, "") for k in ("q", "k", "c", "a")}
-        if not all(isinstance(v, str) for v in values.values()):
+        if not all(isinstance(v, str) for v in values.values()) or not CURSORS.fullmatch(
+            values["a"]
+        ):
             raise BadRequest(INVALID_SEARCH)
-        return cls(values["q"], values["k"] or "auto", values["c"], values["a"] or None)
+        joined = values["a"]
+        cursors = tuple(joined[i : i + CURSOR_LENGTH] for i in range(0, len(joined), CURSOR_LENGTH))
+        return cls(values["q"], values["k"] or "auto", values["c"], cursors)
 
 
 def _search_scope(domain_name: str) -> str:
@@ -102,27 +139,43 @@ def _search_scope(domain_name: str) -> str:
 
 
 def seal_search(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
-    return ui.services.tokens.encode(_search_scope(domain_name), wanted.state())
+    """The search sealed in tokens joined by SEARCH_PARTS (one for most searches). Its parts
+    share a random id: parts of two searches do not make a third."""
+    plain = json.dumps(wanted.state(), ensure_ascii=False, separators=(",", ":")).encode()
+    parts = [plain[i : i + SEALED_PART_BYTES] for i in range(0, len(plain), SEALED_PART_BYTES)]
+    together = secrets.token_hex(8)
+    return SEARCH_PARTS.join(
+        ui.services.tokens.encode(
+            _search_scope(domain_name),
+            {"d": base64.b64encode(part).decode(), "i": i, "n": len(parts), "r": together},
+        )
+        for i, part in enumerate(parts)
+    )
 
 
-def open_search(ui: UI, domain_name: str, token: str) -> SearchRequest:
-    """The search a token carries; BadRequest when it was changed, is another domain's (or
-    not a search's), or is older than the codec accepts."""
+def open_search(ui: UI, domain_name: str, sealed: str) -> SearchRequest:
+    """The search a seal_search value carries; BadRequest when it was changed, is another
+    domain's (or not a search's), is missing a part or has another search's, or is older than
+    the codec accepts."""
+    tokens = sealed.split(SEARCH_PARTS)
     try:
-        state = ui.services.tokens.decode(_search_scope(domain_name), token)
-    except BadRequest:
+        parts = [ui.services.tokens.decode(_search_scope(domain_name), t) for t in tokens]
+        if len(parts) == 1 and "d" not in parts[0]:
+            # Sealed whole, by the version before searches could take several tokens: good
+            # for the day such a token lives.
+            return SearchRequest.from_state(parts[0])
+        expected = {"i": 0, "n": len(parts), "r": parts[0].get("r")}
+        plain = b""
+        for index, part in enumerate(parts):
+            if {k: part.get(k) for k in expected} != {**expected, "i": index}:
+                raise BadRequest(INVALID_SEARCH)
+            plain += base64.b64decode(part["d"], validate=True)
+        state = json.loads(plain)
+    except (BadRequest, KeyError, TypeError, ValueError):
         raise BadRequest(INVALID_SEARCH) from None
+    if not isinstance(state, dict):
+        raise BadRequest(INVALID_SEARCH)
     return SearchRequest.from_state(state)
-
-
-def search_fits(ui: UI, domain_name: str, wanted: SearchRequest) -> bool:
-    """Whether the search, on any of its pages, fits in a token (a token is at most 1024
-    characters; text in some scripts takes 6 bytes a character once sealed)."""
-    try:
-        seal_search(ui, domain_name, wanted.page_after(LONGEST_CURSOR))
-    except ValueError:
-        return False
-    return True
 
 
 def search_url(ui: UI, domain_name: str, wanted: SearchRequest | None = None) -> str:
@@ -198,7 +251,7 @@ def open_records_cursor(
 
 def display_name(record: ProfileRecord) -> str:
     fields = record.fields
-    name = " ".join(fields[n] for n in ("FirstName", "MiddleName", "LastName") if fields.get(n))
+    name = " ".join(fields[n] for n in NAME_FIELDS if fields.get(n))
     return name or fields.get("BusinessName") or "(no name)"
 
 
@@ -231,6 +284,8 @@ def routes(ui: UI) -> list[Route]:
     ) -> Response:
         searched = bool(wanted.text) and not error
         first = wanted.first_page()
+        paged = searched and wanted.page > 1
+        more = searched and cursor is not None and wanted.page < MAX_SEARCH_PAGES
         return ui.render(
             request,
             "agent/search.html",
@@ -244,8 +299,13 @@ def routes(ui: UI) -> list[Route]:
             error=error,
             used_key=used_key,
             results=[(rec, matches, display_name(rec)) for rec, matches in results or []],
-            first_url=search_url(ui, name, first) if searched and wanted.after else "",
-            next_url=search_url(ui, name, first.page_after(cursor)) if searched and cursor else "",
+            page=wanted.page,
+            # The results before this page's (the page-number heading counts from there).
+            offset=(wanted.page - 1) * SEARCH_PAGE,
+            capped=searched and cursor is not None and not more,
+            first_url=search_url(ui, name, first) if paged else "",
+            previous_url=search_url(ui, name, wanted.previous_page()) if paged else "",
+            next_url=search_url(ui, name, wanted.next_page(cursor)) if more and cursor else "",
             new_url=new_profile_url(ui, name, first) if searched else "",
         )
 
@@ -255,10 +315,6 @@ def routes(ui: UI) -> list[Route]:
             return RedirectResponse(search_url(ui, name), 303)
         if error := wanted.problem():
             return render_search(request, name, wanted, error=error)
-        if not search_fits(ui, name, wanted):
-            return render_search(
-                request, name, wanted, error="This search is too long; shorten it and try again."
-            )
         return RedirectResponse(search_url(ui, name, wanted), 303)
 
     @ui.page("agent")

@@ -271,18 +271,8 @@ def test_a_search_form_error_is_shown_without_redirect(agent: TestClient) -> Non
     assert response.headers["location"] == "/agent/domains/acme"
 
 
-def test_a_search_too_long_to_seal_is_a_form_error_not_a_crash(agent: TestClient) -> None:
-    page = agent.get("/agent/domains/acme")
-    longest = {"q": "x" * 255, "key": "custom", "custom_key": "k" * 255}
-    response = agent.post("/agent/domains/acme", data={"csrf_token": csrf_of(page.text), **longest})
-    assert response.status_code == 303
-    assert agent.get(response.headers["location"]).status_code == 200
-    for text in ("é" * 255, "😀" * 200):
-        response = agent.post(
-            "/agent/domains/acme", data={"csrf_token": csrf_of(page.text), "q": text}
-        )
-        assert response.status_code == 400
-        assert "too long" in response.text
+# A search of 255 characters in any script is sealed (in several tokens if need be), not refused
+# as too long: test_ui_agent_search_review.
 
 
 def test_an_old_search_address_is_sent_to_the_sealed_one(agent: TestClient) -> None:
