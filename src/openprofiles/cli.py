@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,6 +28,11 @@ from openprofiles.identity.cli import matches, merges
 from openprofiles.ingest.cli import ingest
 from openprofiles.integrations.cli import instances
 from openprofiles.users.cli import users
+
+if TYPE_CHECKING:
+    from openprofiles.context import Services
+    from openprofiles.crypto.keyring import Keyring, LocalKey
+    from openprofiles.settings import Settings
 
 
 @click.group()
@@ -235,12 +241,107 @@ def keys_enable(data_dir: Path | None, key: str) -> None:
     _set_key_enabled(data_dir, key, enabled=True)
 
 
+@keys.command("rotate")
+@storage_options
+@click.option(
+    "--no-rewrap",
+    is_flag=True,
+    help="Only add the new version to the keyring (servers on other machines need the keyring "
+    "copied before domains are re-wrapped); re-wrap later with --rewrap-only.",
+)
+@click.option(
+    "--rewrap-only",
+    is_flag=True,
+    help="Make no new version: re-wrap the domains still under an older one (finishes an "
+    "interrupted rotation, or one made with --no-rewrap).",
+)
+@click.argument("key")
+def keys_rotate(
+    data_dir: Path | None, database_url: str | None, key: str, no_rewrap: bool, rewrap_only: bool
+) -> None:
+    """Rotate a local key (key id, ARN or alias/NAME): give it new key material, then re-wrap
+    under it the data key of every domain under the key, one domain at a time.
+
+    The earlier material is kept (data keys not re-wrapped yet, and those in database backups,
+    are unwrapped with it). The domains' data keys stay the same: customer data is not
+    re-encrypted. Running servers go on without a restart. Run it again with --rewrap-only if
+    it was interrupted. AWS KMS keys are rotated by KMS itself (EnableKeyRotation).
+    """
+    from openprofiles.crypto.arns import is_aws_kms_arn
+    from openprofiles.crypto.keyring import Keyring
+
+    if no_rewrap and rewrap_only:
+        raise click.UsageError("Give --no-rewrap or --rewrap-only, not both.")
+    if is_aws_kms_arn(key):
+        raise click.ClickException(
+            f"{key} is an AWS KMS key: AWS KMS rotates its own key material (turn on automatic "
+            "rotation with EnableKeyRotation, or use RotateKeyOnDemand) and unwraps data keys "
+            "wrapped under earlier material itself, so nothing needs re-wrapping. `openprofiles "
+            "keys rotate` is for local keys."
+        )
+    settings = settings_from_options(data_dir, database_url)
+    if no_rewrap:
+        _rotate_local_key(Keyring(settings.keyring_path), key, settings)
+        click.echo(
+            f"Domains' data keys were not re-wrapped: copy keyring.json to every server, then "
+            f"run `openprofiles keys rotate {key} --rewrap-only`."
+        )
+        return
+    # The database is opened (and checked against the keyring) before the keyring changes.
+    with services_open(settings) as services:
+        keyring = services.keys.resolver.keyring
+        target = keyring.lookup(key) if rewrap_only else _rotate_local_key(keyring, key, settings)
+        if target is None:
+            raise click.ClickException(f"There is no key {key} in the keyring {keyring.path}.")
+        _rewrap_domains(services, target, key)
+
+
+def _rotate_local_key(keyring: Keyring, key: str, settings: Settings) -> LocalKey:
+    try:
+        rotated = keyring.rotate(key)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Rotated {rotated.arn(settings.region, settings.account_id)} ({rotated.alias}) to "
+        f"version {rotated.current.number}; the earlier versions are kept."
+    )
+    return rotated
+
+
+def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
+    """Re-wrap the data keys of the domains under `target`, saying how many it re-wrapped."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from openprofiles.crypto.errors import KeyUnusable
+    from openprofiles.domains.key_rotation import domains_under_key, rewrap_domain
+    from openprofiles.errors import ServiceError
+
+    names = domains_under_key(services, target)
+    done = 0
+    try:
+        for name in names:
+            done += rewrap_domain(services, name, target)
+    except (KeyUnusable, ServiceError, SQLAlchemyError) as exc:
+        # A database error's text may quote the statement's parameters: its type only.
+        reason = exc.message if isinstance(exc, KeyUnusable | ServiceError) else type(exc).__name__
+        raise click.ClickException(
+            f"Re-wrapping stopped after {done} domain(s): {reason} Run `openprofiles keys rotate "
+            f"{key} --rewrap-only` to finish; it makes no new version."
+        ) from None
+    click.echo(
+        f"Re-wrapped the data keys of {done} domain(s) under version {target.current.number} "
+        f"({len(names) - done} already were). Customer data was not re-encrypted: each domain "
+        "keeps its data key."
+    )
+
+
 @keys.command("list")
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """List local keys (identifiers and aliases, never key material)."""
-    from openprofiles.crypto.keyring import Keyring
+    """List local keys (identifiers, aliases, versions; never key material). A key's version
+    count and its current version's date show when it was last rotated."""
+    from openprofiles.crypto.keyring import Keyring, format_timestamp
 
     settings = settings_from_options(data_dir, database_url)
     items = [
@@ -249,6 +350,8 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
             "Arn": k.arn(settings.region, settings.account_id),
             "Alias": k.alias,
             "Enabled": k.enabled,
+            "Versions": len(k.versions),
+            "CurrentVersionCreatedAt": format_timestamp(k.current.created_at),
         }
         for k in Keyring(settings.keyring_path).list_keys()
     ]
@@ -257,7 +360,10 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
         return
     for item in items:
         state = "" if item["Enabled"] else "  (disabled)"
-        click.echo(f"{item['Arn']}  {item['Alias']}{state}")
+        click.echo(
+            f"{item['Arn']}  {item['Alias']}  version {item['Versions']} since "
+            f"{item['CurrentVersionCreatedAt']}{state}"
+        )
 
 
 # Feature packages define their command groups next to their services.

@@ -279,7 +279,9 @@ class KeyManager:
                         "secrets are derived from it; enable it with `openprofiles keys enable`.",
                         KeyProblem.DISABLED,
                     )
-                self._system_root = _hkdf(key.material, SYSTEM_INFO)
+                # Always from the first version: the secrets are sealed under it and stay so,
+                # since `keys rotate` re-wraps domains' data keys, not the server's secrets.
+                self._system_root = _hkdf(key.versions[0].material, SYSTEM_INFO)
             return self._system_root
 
     @staticmethod

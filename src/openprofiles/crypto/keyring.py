@@ -5,9 +5,19 @@ The file is shared by every process using one data dir (N API servers, the CLI),
 - every change re-reads the file and rewrites it atomically (temp file + os.replace) while
   holding an fcntl lock on a sibling lock file, so concurrent writers never lose each other's keys;
 - reads never lock (os.replace makes every read see a whole file) and reload when the file's
-  identity changed, so a key created by the CLI is seen by a running server.
+  identity changed, so a key created or rotated by the CLI is seen by a running server.
 
-File format: {"version": 1, "keys": [{"id", "alias", "created_at", "enabled", "material"}]}.
+A key has numbered versions of material (`openprofiles keys rotate` adds one); new wraps use the
+newest, and every version is kept, since data keys wrapped under an older one (not re-wrapped yet,
+or in a backup of the database) are unwrapped with it.
+
+File format 1, written while no key has been rotated (as before keys had versions):
+{"version": 1, "keys": [{"id", "alias", "created_at", "enabled", "material"}]}.
+File format 2, written once a key has more than one version:
+{"version": 2, "keys": [{"id", "alias", "created_at", "enabled",
+                         "versions": [{"version", "created_at", "material"}, ...]}]}.
+An OpenProfiles from before versions refuses format 2 rather than reading only the first
+material and rewriting the file without the others.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "openprofiles-default"
 MATERIAL_SIZE = 32
-FILE_VERSION = 1
+UNROTATED_FORMAT = 1
+VERSIONED_FORMAT = 2
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
 
 T = TypeVar("T")
@@ -46,38 +57,100 @@ _Signature = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
+class KeyVersion:
+    """One generation of a local key's material, numbered from 1."""
+
+    number: int
+    created_at: datetime
+    # Never in repr: a key in a log line or a traceback is a leaked key.
+    material: bytes = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.number,
+            "created_at": format_timestamp(self.created_at),
+            "material": base64.b64encode(self.material).decode("ascii"),
+        }
+
+
+@dataclass(frozen=True)
 class LocalKey:
     key_id: str
     alias: str
     created_at: datetime
     enabled: bool
-    # Never in repr: a key in a log line or a traceback is a leaked key.
-    material: bytes = field(repr=False)
+    # Oldest first, numbered 1, 2, ...; never empty.
+    versions: tuple[KeyVersion, ...]
+
+    @property
+    def current(self) -> KeyVersion:
+        """The version new wraps use: the newest."""
+        return self.versions[-1]
+
+    def version(self, number: int) -> KeyVersion | None:
+        return self.versions[number - 1] if 1 <= number <= len(self.versions) else None
 
     def arn(self, region: str, account_id: str) -> str:
         return local_key_arn(region, account_id, self.key_id)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, file_format: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
             "id": self.key_id,
             "alias": self.alias,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": format_timestamp(self.created_at),
             "enabled": self.enabled,
-            "material": base64.b64encode(self.material).decode("ascii"),
         }
+        if file_format == UNROTATED_FORMAT:
+            (only,) = self.versions
+            item["material"] = base64.b64encode(only.material).decode("ascii")
+        else:
+            item["versions"] = [v.to_json() for v in self.versions]
+        return item
 
     @classmethod
-    def from_json(cls, item: dict[str, Any]) -> LocalKey:
-        material = base64.b64decode(item["material"], validate=True)
-        if len(material) != MATERIAL_SIZE:
-            raise ValueError(f"key {item['id']} has {len(material)} bytes of material")
+    def from_json(cls, item: dict[str, Any], file_format: int) -> LocalKey:
+        key_id = str(item["id"])
+        created_at = _parse_timestamp(item["created_at"])
+        if file_format == UNROTATED_FORMAT:
+            versions: tuple[KeyVersion, ...] = (
+                KeyVersion(1, created_at, _material(item["material"], key_id)),
+            )
+        else:
+            versions = tuple(
+                KeyVersion(
+                    int(v["version"]),
+                    _parse_timestamp(v["created_at"]),
+                    _material(v["material"], key_id),
+                )
+                for v in item["versions"]
+            )
+            # Unwrapping finds a version by its number, so a gap or a repeat is a damaged file.
+            numbers = [v.number for v in versions]
+            if not numbers or numbers != list(range(1, len(numbers) + 1)):
+                raise ValueError(f"key {key_id} has versions {numbers}")
         return cls(
-            key_id=str(item["id"]),
+            key_id=key_id,
             alias=str(item["alias"]),
-            created_at=datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00")),
+            created_at=created_at,
             enabled=bool(item["enabled"]),
-            material=material,
+            versions=versions,
         )
+
+
+def format_timestamp(value: datetime) -> str:
+    """A time as the keyring stores it (and `keys list` shows it): ISO 8601, UTC as Z."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _material(encoded: Any, key_id: str) -> bytes:
+    material = base64.b64decode(encoded, validate=True)
+    if len(material) != MATERIAL_SIZE:
+        raise ValueError(f"key {key_id} has {len(material)} bytes of material")
+    return material
 
 
 def normalise_alias(alias: str) -> str:
@@ -165,17 +238,51 @@ class Keyring:
     def enable(self, key_id: str) -> LocalKey:
         return self._set_enabled(key_id, True)
 
+    def rotate(self, identifier: str) -> LocalKey:
+        """Give the key new material as its next version, which new wraps then use.
+
+        The earlier versions stay: data keys wrapped under them (until they are re-wrapped, and
+        for good in backups of the database) are unwrapped with them. Re-wrapping the domains'
+        data keys is the caller's next step (domains.key_rotation).
+        """
+
+        def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
+            key = self._existing(keys, identifier)
+            if not key.enabled:
+                # Its domains' data keys could not be re-wrapped, nor new ones made.
+                raise ValueError(
+                    f"The local key {identifier} is disabled; enable it with "
+                    "`openprofiles keys enable` before rotating it."
+                )
+            new = KeyVersion(len(key.versions) + 1, datetime.now(UTC), os.urandom(MATERIAL_SIZE))
+            keys[key.key_id] = replace(key, versions=(*key.versions, new))
+            return keys[key.key_id], True
+
+        key = self._mutate(change)
+        log.info(
+            "rotated local key %s (alias %s) to version %d in %s",
+            key.key_id,
+            key.alias,
+            key.current.number,
+            self._path,
+        )
+        return key
+
     def _set_enabled(self, identifier: str, enabled: bool) -> LocalKey:
         def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
-            key = _find(keys, identifier)
-            if key is None:
-                raise LookupError(f"There is no key {identifier} in the keyring {self._path}.")
+            key = self._existing(keys, identifier)
             if key.enabled == enabled:
                 return key, False
             keys[key.key_id] = replace(key, enabled=enabled)
             return keys[key.key_id], True
 
         return self._mutate(change)
+
+    def _existing(self, keys: dict[str, LocalKey], identifier: str) -> LocalKey:
+        key = _find(keys, identifier)
+        if key is None:
+            raise LookupError(f"There is no key {identifier} in the keyring {self._path}.")
+        return key
 
     # -- file handling ---------------------------------------------------------------------
 
@@ -229,9 +336,10 @@ class Keyring:
             )
         try:
             document = json.loads(raw)
-            if document.get("version") != FILE_VERSION:
-                raise ValueError(f"unknown keyring version {document.get('version')!r}")
-            keys = [LocalKey.from_json(item) for item in document["keys"]]
+            file_format = document.get("version")
+            if file_format not in (UNROTATED_FORMAT, VERSIONED_FORMAT):
+                raise ValueError(f"unknown keyring version {file_format!r}")
+            keys = [LocalKey.from_json(item, file_format) for item in document["keys"]]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise KeyringError(
                 f"The keyring {self._path} cannot be read ({exc}); restore it from a backup. "
@@ -240,7 +348,11 @@ class Keyring:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), {k.key_id: k for k in keys}
 
     def _write(self, keys: dict[str, LocalKey]) -> None:
-        document = {"version": FILE_VERSION, "keys": [k.to_json() for k in keys.values()]}
+        # Format 1 until a key is rotated: a keyring never rotated stays readable by the versions
+        # of OpenProfiles from before rotation (a downgrade restoring an older release).
+        rotated = any(len(k.versions) > 1 for k in keys.values())
+        file_format = VERSIONED_FORMAT if rotated else UNROTATED_FORMAT
+        document = {"version": file_format, "keys": [k.to_json(file_format) for k in keys.values()]}
         data = json.dumps(document, indent=2).encode("utf-8") + b"\n"
         directory = self._path.parent
         # mkstemp creates the file 0600, so the keys are never readable by others, even briefly.
@@ -287,12 +399,13 @@ class Keyring:
 
 
 def _new_key(alias: str) -> LocalKey:
+    now = datetime.now(UTC)
     return LocalKey(
         key_id=str(uuid.uuid4()),
         alias=alias,
-        created_at=datetime.now(UTC),
+        created_at=now,
         enabled=True,
-        material=os.urandom(MATERIAL_SIZE),
+        versions=(KeyVersion(1, now, os.urandom(MATERIAL_SIZE)),),
     )
 
 

@@ -31,7 +31,7 @@ from openprofiles.crypto import aead
 from openprofiles.crypto.arns import alias_name, is_aws_kms_arn, is_local_key_arn
 from openprofiles.crypto.encoding import canonical_context, length_prefixed
 from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
-from openprofiles.crypto.keyring import Keyring, LocalKey
+from openprofiles.crypto.keyring import Keyring, KeyVersion, LocalKey
 from openprofiles.settings import Settings
 
 DATA_KEY_SIZE = 32
@@ -57,6 +57,30 @@ class KeyProvider(Protocol):
         ...
 
 
+# A data key wrapped under version 1 of a local key is the bare AES-GCM blob, exactly as before
+# keys had versions: data keys wrapped then are version 1, and a keyring never rotated stays
+# readable by those releases. Under a later version it is this marker, the version number (4
+# bytes, big-endian), then the blob. The marker is never an `aead` format byte (those count up
+# from 1), so the two forms cannot be mistaken for each other.
+_VERSIONED_WRAP = b"\xfe"
+_VERSION_HEADER_SIZE = 5
+
+
+def _split_wrapped(wrapped: bytes) -> tuple[int, bytes]:
+    if wrapped[:1] != _VERSIONED_WRAP:
+        return 1, wrapped
+    number = int.from_bytes(wrapped[1:_VERSION_HEADER_SIZE], "big")
+    if len(wrapped) < _VERSION_HEADER_SIZE or number < 2:
+        return 0, b""  # version 1 never has the header, and no version is 0: damaged
+    return number, wrapped[_VERSION_HEADER_SIZE:]
+
+
+def local_wrap_version(wrapped: bytes) -> int:
+    """The version of its local key a wrapped data key was made with, read without unwrapping
+    it (1 for data keys wrapped before keys had versions)."""
+    return _split_wrapped(wrapped)[0]
+
+
 class LocalKeyProvider:
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
@@ -64,22 +88,31 @@ class LocalKeyProvider:
     def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
         master = self._usable_key(key_id)
         data_key = os.urandom(DATA_KEY_SIZE)
-        return data_key, aead.seal(master.material, data_key, _wrap_aad(master, context))
+        return data_key, _wrap(master, data_key, context)
 
     def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         master = self._usable_key(key_id)
-        try:
-            return aead.open_sealed(master.material, wrapped, _wrap_aad(master, context))
-        except DecryptionError:
+        number, blob = _split_wrapped(wrapped)
+        version = master.version(number)
+        if version is None and number > len(master.versions):
+            # A keyring copied before the key was rotated (a second server, a restore).
             raise KeyUnusable(
-                f"The data key could not be unwrapped with the local key {key_id}: it was wrapped "
-                "under another key or another encryption context, or it is damaged.",
-                KeyProblem.INVALID_CIPHERTEXT,
-            ) from None
+                f"The data key was wrapped under version {number} of the local key {key_id}, "
+                f"but the keyring {self._keyring.path} holds only versions 1 to "
+                f"{len(master.versions)} of it: it is older than the rotation "
+                "(`openprofiles keys rotate`). Copy keyring.json from the data dir where the key "
+                "was rotated, or restore it from a backup.",
+                KeyProblem.NOT_FOUND,
+            )
+        if version is None:
+            raise _not_unwrappable(key_id)
+        try:
+            return aead.open_sealed(version.material, blob, _wrap_aad(master, version, context))
+        except DecryptionError:
+            raise _not_unwrappable(key_id) from None
 
     def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
-        master = self._usable_key(key_id)
-        return aead.seal(master.material, data_key, _wrap_aad(master, context))
+        return _wrap(self._usable_key(key_id), data_key, context)
 
     def _usable_key(self, key_id: str) -> LocalKey:
         key = self._keyring.lookup(key_id)
@@ -98,8 +131,36 @@ class LocalKeyProvider:
         return key
 
 
-def _wrap_aad(master: LocalKey, context: Mapping[str, str]) -> bytes:
-    return length_prefixed("openprofiles/local-wrap/v1", master.key_id, canonical_context(context))
+def _not_unwrappable(key_id: str) -> KeyUnusable:
+    return KeyUnusable(
+        f"The data key could not be unwrapped with the local key {key_id}: it was wrapped "
+        "under another key or another encryption context, or it is damaged.",
+        KeyProblem.INVALID_CIPHERTEXT,
+    )
+
+
+def _wrap(master: LocalKey, data_key: bytes, context: Mapping[str, str]) -> bytes:
+    """`data_key` wrapped under the key's newest version, in that version's form."""
+    version = master.current
+    blob = aead.seal(version.material, data_key, _wrap_aad(master, version, context))
+    if version.number == 1:
+        return blob
+    return _VERSIONED_WRAP + version.number.to_bytes(4, "big") + blob
+
+
+def _wrap_aad(master: LocalKey, version: KeyVersion, context: Mapping[str, str]) -> bytes:
+    if version.number == 1:
+        # Unchanged since before keys had versions: the data keys wrapped then must still open.
+        return length_prefixed(
+            "openprofiles/local-wrap/v1", master.key_id, canonical_context(context)
+        )
+    # The version is authenticated too: a header changed to name another version does not open.
+    return length_prefixed(
+        "openprofiles/local-wrap/v2",
+        master.key_id,
+        str(version.number),
+        canonical_context(context),
+    )
 
 
 # KMS error codes → (problem, message template). `{key}` is the key identifier.

@@ -54,7 +54,8 @@ def test_create_and_find(tmp_path: Path) -> None:
     keyring = Keyring(tmp_path / "keyring.json")
     key = keyring.create_key("billing")
     assert uuid.UUID(key.key_id).version == 4
-    assert len(key.material) == 32
+    assert [v.number for v in key.versions] == [1]
+    assert len(key.current.material) == 32
     assert key.enabled
     assert keyring.get(key.key_id) == key
     assert keyring.find_by_alias("billing") == key
@@ -69,7 +70,7 @@ def test_create_and_find(tmp_path: Path) -> None:
 def test_material_never_in_repr(tmp_path: Path) -> None:
     key = Keyring(tmp_path / "keyring.json").create_key("secret")
     assert "material" not in repr(key)
-    assert key.material.hex() not in repr(key)
+    assert key.current.material.hex() not in repr(key)
 
 
 def test_aliases_are_unique(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Re-wrapping domains' data keys under the newest version of a rotated local key.
+
+`openprofiles keys rotate` gives a local key new material (`Keyring.rotate`), then re-wraps here
+the data key of each domain under that key. The data key itself stays the same, so no record is
+sealed again, and a running server's cached cipher stays right (its cache is keyed by the
+wrapped key, so it unwraps the new one once, after reading the keyring file again).
+
+Each domain is re-wrapped in its own short transaction, stored only if the domain's wrapped key
+is still the one that was re-wrapped (a concurrent UpdateDomain that changed the key wins), and
+skipped when it already is under the newest version: running it again after an interruption
+finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+
+from openprofiles.context import Services
+from openprofiles.crypto.keyring import LocalKey
+from openprofiles.crypto.providers import local_wrap_version
+from openprofiles.domains.service import find_domain
+from openprofiles.store.schema import domain
+
+log = logging.getLogger(__name__)
+
+
+def domains_under_key(services: Services, key: LocalKey) -> list[str]:
+    """The names of the domains whose data key is wrapped under `key`, whichever identifier of
+    it they were given (its ARN in any region or account, or alias/NAME)."""
+    keyring = services.keys.resolver.keyring
+    with services.read() as tx:
+        # Few distinct identifiers, however many domains: matched here, not in SQL.
+        key_ids = tx.conn.execute(select(domain.c.key_id).distinct()).scalars()
+        ours = [k for k in key_ids if _names(keyring.lookup(k), key)]
+        if not ours:
+            return []
+        query = select(domain.c.name).where(domain.c.key_id.in_(ours)).order_by(domain.c.name)
+        return list(tx.conn.execute(query).scalars())
+
+
+def rewrap_domain(services: Services, domain_name: str, key: LocalKey) -> bool:
+    """Re-wrap the domain's data key under the newest version of `key`. False when there was
+    nothing to do: it already is under that version, or the domain was deleted or moved to
+    another key since it was listed."""
+    keyring = services.keys.resolver.keyring
+    while True:
+        with services.read() as tx:
+            record = find_domain(tx, domain_name=domain_name)
+        current = keyring.get(key.key_id)
+        if record is None or current is None or not _names(keyring.lookup(record.key_id), key):
+            return False
+        if local_wrap_version(record.wrapped_key) >= current.current.number:
+            return False
+        # Outside any transaction: unwrapping and the proof of the new wrapping take the time.
+        rewrapped = services.keys.rewrap_domain_key(
+            domain_name, record.key_id, record.wrapped_key, record.key_id
+        )
+        with services.write() as tx:
+            stored = tx.conn.execute(
+                update(domain)
+                .where(
+                    domain.c.name == domain_name,
+                    domain.c.key_id == record.key_id,
+                    domain.c.wrapped_key == record.wrapped_key,
+                )
+                .values(wrapped_key=rewrapped.wrapped)
+            ).rowcount
+            tx.forget_domain(domain_name)
+        if stored:
+            log.info(
+                "re-wrapped the data key of domain %s under version %d of local key %s",
+                domain_name,
+                local_wrap_version(rewrapped.wrapped),
+                key.key_id,
+            )
+            return True
+        # Its key changed since it was read (UpdateDomain, another re-wrap): look again.
+
+
+def _names(found: LocalKey | None, key: LocalKey) -> bool:
+    return found is not None and found.key_id == key.key_id

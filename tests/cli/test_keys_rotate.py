@@ -1,0 +1,306 @@
+"""`openprofiles keys rotate`: a local key gets new material, and the data key of every domain
+under it is re-wrapped under the new version, one domain at a time, so a run that stopped is
+finished by running it again; the data keys (and so the sealed records) stay the same. On
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+from tests.unit.integrations.integ_helpers import make_domain
+
+from openprofiles.app import build_services
+from openprofiles.cli import main
+from openprofiles.context import Services
+from openprofiles.crypto.domain_keys import KeyManager, encryption_context
+from openprofiles.crypto.keyring import Keyring
+from openprofiles.crypto.providers import (
+    KeyProvider,
+    LocalKeyProvider,
+    ProviderResolver,
+    local_wrap_version,
+)
+from openprofiles.domains.key_rotation import domains_under_key, rewrap_domain
+from openprofiles.domains.service import update_domain
+from openprofiles.profiles.service import create_profile, get_profile
+from openprofiles.settings import Settings
+from openprofiles.store.schema import domain, profile
+
+FIELDS = {"FirstName": "Ana", "LastName": "Lima", "PhoneNumber": "+14155550100"}
+
+
+def _options(settings: Settings) -> list[str]:
+    options = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        options += ["--database-url", settings.database_url]
+    return options
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def _ok(*args: str) -> str:
+    code, output = _run(*args)
+    assert code == 0, output
+    return output
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Services]:
+    """The services of a server running while the command runs (its own keyring object and
+    data-key cache)."""
+    built = build_services(settings)
+    try:
+        yield built
+    finally:
+        built.database.dispose()
+
+
+def _wrapped_keys(services: Services) -> dict[str, tuple[str, bytes]]:
+    with services.read() as tx:
+        rows = tx.conn.execute(select(domain.c.name, domain.c.key_id, domain.c.wrapped_key))
+        return {r.name: (r.key_id, bytes(r.wrapped_key)) for r in rows}
+
+
+def _sealed_profiles(services: Services) -> dict[str, bytes]:
+    with services.read() as tx:
+        rows = tx.conn.execute(select(profile.c.profile_id, profile.c.sealed))
+        return {r.profile_id: bytes(r.sealed) for r in rows}
+
+
+def _new_profile(services: Services, domain_name: str) -> str:
+    with services.write() as tx:
+        return create_profile(tx, domain_name=domain_name, fields=dict(FIELDS)).profile_id
+
+
+def _read_profile(services: Services, domain_name: str, profile_id: str) -> dict[str, object]:
+    with services.read() as tx:
+        return get_profile(tx, domain_name=domain_name, profile_id=profile_id).fields
+
+
+def test_rotate_rewraps_the_domains_under_the_key_and_profiles_still_read(
+    settings: Settings, server: Services
+) -> None:
+    options = _options(settings)
+    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    make_domain(server, "by-alias", "alias/billing")
+    make_domain(server, "by-arn", arn)
+    make_domain(server, "by-default")
+    ids = {name: _new_profile(server, name) for name in ("by-alias", "by-arn", "by-default")}
+    for name, profile_id in ids.items():  # the server's data-key cache now holds each domain
+        assert _read_profile(server, name, profile_id) == FIELDS
+    wrapped_before = _wrapped_keys(server)
+    sealed_before = _sealed_profiles(server)
+    started = datetime.now(UTC)
+
+    output = _ok("keys", "rotate", "alias/billing", *options)
+    assert "to version 2" in output
+    assert "Re-wrapped the data keys of 2 domain(s) under version 2 (0 already were)" in output
+    assert "Customer data was not re-encrypted" in output
+
+    wrapped_after = _wrapped_keys(server)
+    for name in ("by-alias", "by-arn"):
+        key_id, wrapped = wrapped_after[name]
+        assert key_id == wrapped_before[name][0]
+        assert wrapped != wrapped_before[name][1]
+        assert local_wrap_version(wrapped) == 2
+    assert wrapped_after["by-default"] == wrapped_before["by-default"]
+    # The data keys did not change, so no record was sealed again.
+    assert _sealed_profiles(server) == sealed_before
+    # The running server reads them (its cache is keyed by the wrapped key: it unwraps the new
+    # one with the keyring it reads again), and so does a process started afterwards.
+    later = build_services(settings)
+    try:
+        for name, profile_id in ids.items():
+            assert _read_profile(server, name, profile_id) == FIELDS
+            assert _read_profile(later, name, profile_id) == FIELDS
+    finally:
+        later.database.dispose()
+    # New profiles in a re-wrapped domain, on the running server.
+    fresh = _new_profile(server, "by-arn")
+    assert _read_profile(server, "by-arn", fresh) == FIELDS
+
+    listed = {k["Alias"]: k for k in json.loads(_ok("keys", "list", "--json", *options))}
+    assert listed["billing"]["Versions"] == 2
+    rotated_at = datetime.fromisoformat(listed["billing"]["CurrentVersionCreatedAt"])
+    assert rotated_at >= started
+    assert listed["openprofiles-default"]["Versions"] == 1
+    text = _ok("keys", "list", *options)
+    assert f"{arn}  billing  version 2 since {listed['billing']['CurrentVersionCreatedAt']}" in text
+
+
+def test_rotating_the_default_key_keeps_credentials_working(
+    settings: Settings, server: Services
+) -> None:
+    options = _options(settings)
+    issued = json.loads(_ok("credentials", "create", "--role", "admin", "--json", *options))
+    make_domain(server, "sales")
+    profile_id = _new_profile(server, "sales")
+
+    output = _ok("keys", "rotate", "alias/openprofiles-default", *options)
+    assert "Re-wrapped the data keys of 1 domain(s) under version 2" in output
+    assert local_wrap_version(_wrapped_keys(server)["sales"][1]) == 2
+    # The server's own secrets come from the key's first version: the stored credential still
+    # opens (a process starting checks that it does), and so do the domain's profiles.
+    listed = _ok("credentials", "list", "--json", *options)
+    assert issued["AccessKeyId"] in listed
+    assert _read_profile(server, "sales", profile_id) == FIELDS
+
+
+def test_a_kms_key_is_refused(settings: Settings) -> None:
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    keyring_before = settings.keyring_path.read_bytes()
+    code, output = _run(
+        "keys",
+        "rotate",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        *options,
+    )
+    assert code == 1
+    assert "AWS KMS rotates its own key material" in output
+    assert "EnableKeyRotation" in output and "nothing needs re-wrapping" in output
+    assert settings.keyring_path.read_bytes() == keyring_before
+
+
+def test_an_unknown_or_disabled_key_is_refused(settings: Settings) -> None:
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    code, output = _run("keys", "rotate", "alias/nope", *options)
+    assert code == 1 and "There is no key alias/nope" in output
+    _ok("keys", "disable", "alias/billing", "--data-dir", str(settings.data_dir))
+    code, output = _run("keys", "rotate", "alias/billing", *options)
+    assert code == 1 and "is disabled; enable it" in output
+    code, output = _run("keys", "rotate", "alias/billing", "--no-rewrap", "--rewrap-only")
+    assert code == 2 and "not both" in output
+    [billing] = [k for k in Keyring(settings.keyring_path).list_keys() if k.alias == "billing"]
+    assert len(billing.versions) == 1
+
+
+def test_an_interrupted_rewrap_is_finished_by_running_it_again(
+    settings: Settings, server: Services
+) -> None:
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    for name in ("one", "two", "three"):
+        make_domain(server, name, "alias/billing")
+    ids = {name: _new_profile(server, name) for name in ("one", "two", "three")}
+
+    # The keyring step only, as a run stopped before re-wrapping would leave it ...
+    output = _ok("keys", "rotate", "alias/billing", "--no-rewrap", *options)
+    assert "to version 2" in output and "--rewrap-only" in output
+    assert {local_wrap_version(w) for _, w in _wrapped_keys(server).values()} == {1}
+    # ... or stopped after the first domain.
+    key = server.keys.resolver.keyring.lookup("alias/billing")
+    assert key is not None
+    assert domains_under_key(server, key) == ["one", "three", "two"]
+    assert rewrap_domain(server, "one", key)
+
+    output = _ok("keys", "rotate", "alias/billing", "--rewrap-only", *options)
+    assert "Re-wrapped the data keys of 2 domain(s) under version 2 (1 already were)" in output
+    assert {local_wrap_version(w) for _, w in _wrapped_keys(server).values()} == {2}
+    wrapped = _wrapped_keys(server)
+    # Again: nothing left to do, nothing changed, and no new version was made.
+    output = _ok("keys", "rotate", "alias/billing", "--rewrap-only", *options)
+    assert "Re-wrapped the data keys of 0 domain(s) under version 2 (3 already were)" in output
+    assert _wrapped_keys(server) == wrapped
+    assert len(Keyring(settings.keyring_path).lookup("alias/billing").versions) == 2  # type: ignore[union-attr]
+    for name, profile_id in ids.items():
+        assert _read_profile(server, name, profile_id) == FIELDS
+
+
+class _ChangesTheKeyFirst:
+    """A real local provider that, on its first wrap, has another writer move the domain
+    `moved` to another key first (an UpdateDomain committing while the re-wrap runs)."""
+
+    def __init__(self, inner: KeyProvider, other: Services, moved: str, to_key: str) -> None:
+        self.inner, self.other, self.moved, self.to_key = inner, other, moved, to_key
+        self.done = False
+
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        return self.inner.generate_data_key(key_id, context)
+
+    def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        return self.inner.decrypt_data_key(key_id, wrapped, context)
+
+    def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        if not self.done:
+            self.done = True
+            moved = self.other.keys.new_domain_key(self.moved, self.to_key)
+            with self.other.write() as tx:
+                update_domain(
+                    tx,
+                    domain_name=self.moved,
+                    changes={},
+                    new_key=(moved.key_id, moved.wrapped),
+                )
+        return self.inner.wrap_data_key(key_id, data_key, context)
+
+
+class _Resolver(ProviderResolver):
+    def __init__(self, settings: Settings, keyring: Keyring, provider: KeyProvider) -> None:
+        super().__init__(settings, keyring)
+        self.provider = provider
+
+    def resolve(self, key_id: str) -> KeyProvider:
+        super().resolve(key_id)  # the real identifier checks
+        return self.provider
+
+
+def test_a_key_changed_during_the_rewrap_is_not_overwritten(
+    settings: Settings, server: Services
+) -> None:
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    make_domain(server, "sales", "alias/billing")
+    keyring = Keyring(settings.keyring_path)
+    key = keyring.rotate("alias/billing")
+    default_arn = server.keys.resolver.default_key_id()
+    provider = _ChangesTheKeyFirst(LocalKeyProvider(keyring), server, "sales", default_arn)
+    rotating = dataclasses.replace(server, keys=KeyManager(_Resolver(settings, keyring, provider)))
+
+    assert not rewrap_domain(rotating, "sales", key)
+    key_id, wrapped = _wrapped_keys(server)["sales"]
+    assert key_id == default_arn  # the other writer's change stands
+    assert server.keys.resolver.resolve(key_id).decrypt_data_key(
+        key_id, wrapped, encryption_context("sales")
+    )
+
+
+def test_no_key_material_in_output_or_logs(
+    settings: Settings, server: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = _options(settings)
+    caplog.set_level(logging.DEBUG)
+    outputs = [_ok("keys", "create", "--alias", "billing", *options)]
+    make_domain(server, "sales", "alias/billing")
+    _new_profile(server, "sales")
+    outputs.append(_ok("keys", "rotate", "alias/billing", "--no-rewrap", *options))
+    outputs.append(_ok("keys", "rotate", "alias/billing", "--rewrap-only", *options))
+    outputs.append(_ok("keys", "rotate", "alias/billing", *options))
+    outputs.append(_ok("keys", "list", *options))
+    outputs.append(_ok("keys", "list", "--json", *options))
+    assert "re-wrapped the data key of domain sales under version 2" in caplog.text
+
+    keyring = Keyring(settings.keyring_path)
+    key = keyring.lookup("alias/billing")
+    assert key is not None and len(key.versions) == 3
+    key_id, wrapped = _wrapped_keys(server)["sales"]
+    data_key = LocalKeyProvider(keyring).decrypt_data_key(
+        key_id, wrapped, encryption_context("sales")
+    )
+    secrets = [v.material for v in key.versions] + [data_key]
+    shown = "\n".join(outputs) + caplog.text
+    for secret in secrets:
+        for form in (secret.hex(), base64.b64encode(secret).decode(), repr(secret)):
+            assert form not in shown
