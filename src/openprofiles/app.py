@@ -32,7 +32,7 @@ from openprofiles.crypto.arns import is_local_key_arn
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import KeyringError
 from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
-from openprofiles.crypto.providers import ProviderResolver
+from openprofiles.crypto.providers import ProviderResolver, local_wrap_version
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
 from openprofiles.identity import handlers as identity_handlers
@@ -155,12 +155,25 @@ def _check_keyring_opens(
             if tables.has_table(credential.name)
             else None
         )
-        key_ids = (
-            set(conn.execute(select(domain.c.key_id).distinct()).scalars())
+        # Every domain's (few rows): its wrapped data key says which version of a local key
+        # it needs.
+        wrapped_keys = (
+            conn.execute(select(domain.c.key_id, domain.c.wrapped_key)).all()
             if tables.has_table(domain.name)
-            else set()
+            else []
         )
+    key_ids = {row.key_id for row in wrapped_keys}
     missing = sorted(k for k in key_ids if is_local_key_arn(k) and keyring.lookup(k) is None)
+    # A keyring copied before `keys rotate`: the key is there, the domain's version is not.
+    behind = sorted(
+        {
+            f"{found.key_id} (version {needed} is needed, it holds 1 to {len(found.versions)})"
+            for row in wrapped_keys
+            if is_local_key_arn(row.key_id)
+            and (found := keyring.lookup(row.key_id)) is not None
+            and (needed := local_wrap_version(bytes(row.wrapped_key))) > len(found.versions)
+        }
+    )
     # Looked up, not made: a check that refuses must leave the keyring as it found it.
     has_default = keyring.find_by_alias(DEFAULT_ALIAS) is not None
     opens = secret is None or (
@@ -169,12 +182,17 @@ def _check_keyring_opens(
             keys, access_key_id=secret.access_key_id, secret_sealed=bytes(secret.secret_sealed)
         )
     )
-    if opens and not missing:
+    if opens and not missing and not behind:
         return
     if missing:
         problem = (
             f"it does not hold the local key{'s' if len(missing) > 1 else ''} "
             f"{', '.join(missing)} that domains' data keys are wrapped under"
+        )
+    elif behind:
+        problem = (
+            "it does not hold the version of a local key that domains' data keys are wrapped "
+            f"under since the key was rotated: {', '.join(behind)}"
         )
     elif not has_default:
         problem = "it has no default key, under which the stored API credentials are sealed"
@@ -183,10 +201,10 @@ def _check_keyring_opens(
     raise KeyringError(
         f"The keyring {settings.keyring_path} is not the one this database's data was sealed "
         f"under: {problem}. It was made anew, copied from another installation, or is an older "
-        "copy than the keys made since (openprofiles keys create). Put back keyring.json from "
-        "the data dir of the server that created this database (every server sharing a "
-        "database needs the same keyring, copied again after a key is created), or restore it "
-        "from a backup."
+        "copy than the keys made or rotated since (openprofiles keys create, keys rotate). Put "
+        "back keyring.json from the data dir of the server that created this database (every "
+        "server sharing a database needs the same keyring, copied again after a key is created "
+        "or rotated), or restore it from a backup."
     )
 
 

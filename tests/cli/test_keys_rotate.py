@@ -304,3 +304,21 @@ def test_no_key_material_in_output_or_logs(
     for secret in secrets:
         for form in (secret.hex(), base64.b64encode(secret).decode(), repr(secret)):
             assert form not in shown
+
+
+def test_a_server_with_a_keyring_older_than_the_rotation_refuses_to_start(
+    settings: Settings, server: Services
+) -> None:
+    """A second server (or a restore) with keyring.json copied before `keys rotate` would start,
+    then fail every request of the re-wrapped domains: it refuses to start instead, naming the
+    key and the version it lacks."""
+    from openprofiles.crypto.errors import KeyringError
+
+    options = _options(settings)
+    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    make_domain(server, "billed", arn)
+    before_rotation = settings.keyring_path.read_bytes()
+    _ok("keys", "rotate", "alias/billing", *options)
+    settings.keyring_path.write_bytes(before_rotation)
+    with pytest.raises(KeyringError, match=r"version 2 is needed, it holds 1 to 1"):
+        build_services(settings)
