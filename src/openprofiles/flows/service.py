@@ -50,10 +50,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -193,13 +194,15 @@ def _checkpoints(
     return lambda item: done.get(_item_digest(cipher, item.key))
 
 
-def settled(services: Services, items: list[SourceItem], now: datetime) -> list[SourceItem]:
-    """The items not changed within the settings' settle time before `now` (see the module
-    docstring); an item with no modification time (an S3 object) is settled. A time ahead of
-    `now` (another host's clock, on a network folder) counts as a change just made, as long as
-    it is within the settle time: one further ahead would hold the file back for hours."""
+def settled(services: Services, items: list[SourceItem]) -> list[SourceItem]:
+    """The items not changed within the settings' settle time before now (see the module
+    docstring); an item with no modification time (an S3 object) is settled. Now is the clock
+    when the items were just listed, never a time given for the pass (`run_due_flows`' `now`,
+    taken before the flows before this one ran). A time ahead of it (another host's clock, on a
+    network folder) counts as a change just made, as long as it is within the settle time: one
+    further ahead would hold the file back for hours."""
     settle = services.settings.flow_folder_settle_seconds
-    at = now.timestamp()
+    at = time.time()
     ready = [i for i in items if i.modified_at is None or abs(at - i.modified_at) >= settle]
     if len(ready) < len(items):
         # Counts only: a file's name can be personal data (logging_setup).
@@ -219,12 +222,12 @@ def pending_items(
     flow: Flow,
     source: FlowSource,
     *,
-    now: datetime | None = None,
+    settled_only: bool = False,
 ) -> list[SourceItem]:
-    """Items new or changed since the flow's checkpoint; with `now`, only those settled then
-    (an automatic run's)."""
+    """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
+    have settled (an automatic run's)."""
     done = _checkpoints(services, domain_name, flow.name)
-    items = source.items() if now is None else settled(services, source.items(), now)
+    items = settled(services, source.items()) if settled_only else source.items()
     return [i for i in items if done(i) not in (i.version, FAILED_MARK + i.version)]
 
 
@@ -237,14 +240,13 @@ def run_flow(
     complete: bool | None = None,
     on_progress: Progress | None = None,
     source: FlowSource | None = None,
-    now: datetime | None = None,
 ) -> FlowRun:
     """Run the flow once and return the finished run (COMPLETED or FAILED).
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
     otherwise only items new or changed since the checkpoint are read. Only an OnDemand run
     reads again an item that failed and has not changed since, and only an OnDemand run reads
-    an item that has not settled by `now` (default: the current time).
+    an item that has not settled.
     """
     found, flow = _load(services, domain_name, flow_name)
     type_name = found.object_type_name or ""
@@ -271,18 +273,16 @@ def run_flow(
     counts |= {"records_filtered": 0, "records_dead_lettered": 0}
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
-    settle_at = None if trigger == "OnDemand" else (now or datetime.now(UTC))
+    automatic = trigger != "OnDemand"
     try:
         if not read_all:
-            items = pending_items(services, domain_name, flow, source, now=settle_at)
-        elif settle_at is None:
+            items = pending_items(services, domain_name, flow, source, settled_only=automatic)
+        elif not automatic:
             items = source.items()
         else:
             done = _checkpoints(services, domain_name, flow_name)
             items = [
-                i
-                for i in settled(services, source.items(), settle_at)
-                if done(i) != FAILED_MARK + i.version
+                i for i in settled(services, source.items()) if done(i) != FAILED_MARK + i.version
             ]
         # Listing a large source commits nothing: say the run is alive (STALE_AFTER).
         with services.write() as tx:
@@ -571,13 +571,14 @@ def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
                     domain_name=found.domain_name,
                     flow_name=flow.name,
                     trigger="Scheduled",
-                    now=now,
                 )
             )
         elif flow.trigger_type == "Event":
             source = source_for(services.settings, flow)
             try:
-                has_new = bool(pending_items(services, found.domain_name, flow, source, now=now))
+                has_new = bool(
+                    pending_items(services, found.domain_name, flow, source, settled_only=True)
+                )
             except SourceError:
                 has_new = False
             if has_new:
@@ -588,7 +589,6 @@ def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
                         flow_name=flow.name,
                         trigger="Event",
                         source=source,
-                        now=now,
                     )
                 )
     return runs
