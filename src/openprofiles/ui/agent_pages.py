@@ -47,6 +47,10 @@ MAX_SEARCH_PAGES = 50
 CONTACT_KEY = "_ctrContactId"
 # SearchProfiles' KeyValues items: 1 to 255 characters (the API counts them as len() does).
 MAX_SEARCH_TEXT = 255
+# SearchProfiles' KeyName (the model's `name`): what a custom key may be. Bounded here as the
+# search is sealed into the results' addresses, which must stay short.
+KEY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+SEARCH_KEY_CHOICES = frozenset({"auto", "custom", *(key for key, _ in pf.PREDEFINED_SEARCH_KEYS)})
 KEY_VALUES_SHOWN = 5
 SEARCH_SCOPE = "ui/agent-search"
 INVALID_SEARCH = (
@@ -98,6 +102,13 @@ class SearchRequest:
             return f"Search for at most {MAX_SEARCH_TEXT} characters."
         if self.key == "custom" and not self.custom_key:
             return "Enter the name of the key to search, e.g. _ctrContactId."
+        if self.key == "custom" and not KEY_NAME.fullmatch(self.custom_key):
+            return (
+                "A key name is 1 to 64 letters, digits, '_' and '-', e.g. _ctrContactId "
+                "(as the API's KeyName)."
+            )
+        if self.key not in SEARCH_KEY_CHOICES:
+            return "Choose a key to search from the list."
         return ""
 
     def keys(self) -> list[str]:

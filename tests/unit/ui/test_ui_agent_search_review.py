@@ -322,3 +322,31 @@ def test_a_search_address_sealed_before_the_parts_still_opens(agent: TestClient)
     assert current_page(page.text) == "Page 2"
     assert result_count(page.text) == NAMESAKES - 20
     assert profile_ids(agent.get(link_named(page.text, "Previous page")).text) == profile_ids(first)
+
+
+@pytest.mark.parametrize(
+    ("key", "custom_key", "message"),
+    [
+        ("custom", "x" * 65, "A key name is 1 to 64 letters"),
+        ("custom", "_email OR 1", "A key name is 1 to 64 letters"),
+        ("no-such-choice", "", "Choose a key to search from the list."),
+    ],
+)
+def test_a_custom_key_or_key_choice_the_api_would_refuse_is_a_form_error(
+    agent: TestClient,  # noqa: F811
+    key: str,
+    custom_key: str,
+    message: str,
+) -> None:
+    """The custom key was bounded by nothing but the form's size: a 20,000-character key was
+    sealed into a 41 KB results address, which proxies refuse (review)."""
+    page = agent.get("/agent/domains/acme")
+    response = agent.post(
+        "/agent/domains/acme",
+        data={"csrf_token": csrf_of(page.text), "q": NAME, "key": key, "custom_key": custom_key},
+    )
+    assert response.status_code == 400
+    assert message in response.text
+    # A key name the API takes still searches.
+    location = post_search(agent, "acme", NAME, key="_fullName")
+    assert len(location) < 2048
