@@ -28,11 +28,11 @@ from openprofiles.auth.policy import authorize
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
 from openprofiles.context import Principal, RequestContext, Services
-from openprofiles.crypto.arns import is_local_key_arn
+from openprofiles.crypto.arns import is_aws_kms_arn
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import KeyringError
 from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
-from openprofiles.crypto.providers import ProviderResolver, local_wrap_version
+from openprofiles.crypto.providers import ProviderResolver, local_wrap_header, other_material
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
 from openprofiles.identity import handlers as identity_handlers
@@ -145,7 +145,8 @@ def _check_keyring_opens(
     installation. The server used to start on it; every signed request then failed (500) and
     /health said ok. Two proofs, neither calling KMS: a stored API secret opens under the
     system cipher (derived from the default local key), and every local key a domain's data
-    key is wrapped under is in the keyring."""
+    key is wrapped under is in the keyring, with the version (and that version's material, by
+    its fingerprint) the wrapped data key was made with."""
     with database.read() as conn:
         tables = inspect(conn)
         secret = (
@@ -162,18 +163,24 @@ def _check_keyring_opens(
             if tables.has_table(domain.name)
             else []
         )
-    key_ids = {row.key_id for row in wrapped_keys}
-    missing = sorted(k for k in key_ids if is_local_key_arn(k) and keyring.lookup(k) is None)
-    # A keyring copied before `keys rotate`: the key is there, the domain's version is not.
-    behind = sorted(
-        {
-            f"{found.key_id} (version {needed} is needed, it holds 1 to {len(found.versions)})"
-            for row in wrapped_keys
-            if is_local_key_arn(row.key_id)
-            and (found := keyring.lookup(row.key_id)) is not None
-            and (needed := local_wrap_version(bytes(row.wrapped_key))) > len(found.versions)
-        }
-    )
+    # Every identifier that is not an AWS KMS ARN names a local key: its ARN, or alias/NAME
+    # (CreateDomain with DefaultEncryptionKey="alias/billing" stores that).
+    local = [row for row in wrapped_keys if not is_aws_kms_arn(row.key_id)]
+    missing = sorted({row.key_id for row in local if keyring.lookup(row.key_id) is None})
+    behind: set[str] = set()  # a keyring copied before `keys rotate`: the version is not there
+    differ: set[str] = set()  # the version is there, but made by another rotation
+    for row in local:
+        found = keyring.lookup(row.key_id)
+        if found is None:
+            continue
+        header = local_wrap_header(bytes(row.wrapped_key))
+        if header.version > len(found.versions):
+            behind.add(
+                f"{found.key_id} (version {header.version} is needed, it holds 1 to "
+                f"{len(found.versions)})"
+            )
+        elif other_material(header, found):
+            differ.add(f"{found.key_id} version {header.version}")
     # Looked up, not made: a check that refuses must leave the keyring as it found it.
     has_default = keyring.find_by_alias(DEFAULT_ALIAS) is not None
     opens = secret is None or (
@@ -182,7 +189,7 @@ def _check_keyring_opens(
             keys, access_key_id=secret.access_key_id, secret_sealed=bytes(secret.secret_sealed)
         )
     )
-    if opens and not missing and not behind:
+    if opens and not missing and not behind and not differ:
         return
     if missing:
         problem = (
@@ -192,7 +199,13 @@ def _check_keyring_opens(
     elif behind:
         problem = (
             "it does not hold the version of a local key that domains' data keys are wrapped "
-            f"under since the key was rotated: {', '.join(behind)}"
+            f"under since the key was rotated: {', '.join(sorted(behind))}"
+        )
+    elif differ:
+        problem = (
+            "its material for a version of a local key is not the material domains' data keys "
+            f"are wrapped under: {', '.join(sorted(differ))} differs (the key was rotated "
+            "separately in two keyrings, e.g. on two servers, or in a restored keyring)"
         )
     elif not has_default:
         problem = "it has no default key, under which the stored API credentials are sealed"

@@ -246,14 +246,14 @@ def keys_enable(data_dir: Path | None, key: str) -> None:
 @click.option(
     "--no-rewrap",
     is_flag=True,
-    help="Only add the new version to the keyring (servers on other machines need the keyring "
-    "copied before domains are re-wrapped); re-wrap later with --rewrap-only.",
+    help="Only add the new version to the keyring, pending: it unwraps but wraps nothing, so "
+    "keyring.json can be copied to the servers on other machines first; then run --rewrap-only.",
 )
 @click.option(
     "--rewrap-only",
     is_flag=True,
-    help="Make no new version: re-wrap the domains still under an older one (finishes an "
-    "interrupted rotation, or one made with --no-rewrap).",
+    help="Make no new version: activate a pending one (from --no-rewrap) and re-wrap the "
+    "domains still under an older one (also finishes an interrupted rotation).",
 )
 @click.argument("key")
 def keys_rotate(
@@ -265,7 +265,8 @@ def keys_rotate(
     The earlier material is kept (data keys not re-wrapped yet, and those in database backups,
     are unwrapped with it). The domains' data keys stay the same: customer data is not
     re-encrypted. Running servers go on without a restart. Run it again with --rewrap-only if
-    it was interrupted. AWS KMS keys are rotated by KMS itself (EnableKeyRotation).
+    it was interrupted. With servers on several machines: --no-rewrap, copy keyring.json to
+    every one, then --rewrap-only. AWS KMS keys are rotated by KMS itself (EnableKeyRotation).
     """
     from openprofiles.crypto.arns import is_aws_kms_arn
     from openprofiles.crypto.keyring import Keyring
@@ -281,31 +282,54 @@ def keys_rotate(
         )
     settings = settings_from_options(data_dir, database_url)
     if no_rewrap:
-        _rotate_local_key(Keyring(settings.keyring_path), key, settings)
+        # Pending: until --rewrap-only activates it, no server wraps a data key under it, so a
+        # server whose keyring.json has not been copied yet still opens every domain.
+        _rotate_local_key(Keyring(settings.keyring_path), key, settings, activate=False)
         click.echo(
-            f"Domains' data keys were not re-wrapped: copy keyring.json to every server, then "
-            f"run `openprofiles keys rotate {key} --rewrap-only`."
+            "It is pending: servers unwrap with it but wrap nothing under it yet, and domains' "
+            "data keys were not re-wrapped. Copy keyring.json to every server, then run "
+            f"`openprofiles keys rotate {key} --rewrap-only` to activate it and re-wrap them."
         )
         return
     # The database is opened (and checked against the keyring) before the keyring changes.
     with services_open(settings) as services:
         keyring = services.keys.resolver.keyring
-        target = keyring.lookup(key) if rewrap_only else _rotate_local_key(keyring, key, settings)
-        if target is None:
-            raise click.ClickException(f"There is no key {key} in the keyring {keyring.path}.")
+        if rewrap_only:
+            target = _activate_local_key(keyring, key, settings)
+        else:
+            target = _rotate_local_key(keyring, key, settings, activate=True)
         _rewrap_domains(services, target, key)
 
 
-def _rotate_local_key(keyring: Keyring, key: str, settings: Settings) -> LocalKey:
+def _rotate_local_key(
+    keyring: Keyring, key: str, settings: Settings, *, activate: bool
+) -> LocalKey:
     try:
-        rotated = keyring.rotate(key)
+        rotated = keyring.rotate(key, activate=activate)
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    newest = rotated.versions[-1].number
     click.echo(
         f"Rotated {rotated.arn(settings.region, settings.account_id)} ({rotated.alias}) to "
-        f"version {rotated.current.number}; the earlier versions are kept."
+        f"version {newest}; the earlier versions are kept."
     )
     return rotated
+
+
+def _activate_local_key(keyring: Keyring, key: str, settings: Settings) -> LocalKey:
+    """The key with its pending version (if any) made the one new wraps use, saying so."""
+    try:
+        pending = keyring.lookup(key)
+        activated = keyring.activate(key)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if pending is not None and pending.pending is not None:
+        click.echo(
+            f"Activated version {activated.current.number} of "
+            f"{activated.arn(settings.region, settings.account_id)} ({activated.alias}): new "
+            "data keys are wrapped under it."
+        )
+    return activated
 
 
 def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
@@ -339,8 +363,9 @@ def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """List local keys (identifiers, aliases, versions; never key material). A key's version
-    count and its current version's date show when it was last rotated."""
+    """List local keys (identifiers, aliases, versions; never key material). A key's active
+    version and its date show when it was last rotated; a version added by `keys rotate
+    --no-rewrap` and not activated yet is shown as pending."""
     from openprofiles.crypto.keyring import Keyring, format_timestamp
 
     settings = settings_from_options(data_dir, database_url)
@@ -351,7 +376,9 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
             "Alias": k.alias,
             "Enabled": k.enabled,
             "Versions": len(k.versions),
+            "ActiveVersion": k.current.number,
             "CurrentVersionCreatedAt": format_timestamp(k.current.created_at),
+            "PendingVersion": k.pending.number if k.pending else None,
         }
         for k in Keyring(settings.keyring_path).list_keys()
     ]
@@ -360,8 +387,13 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
         return
     for item in items:
         state = "" if item["Enabled"] else "  (disabled)"
+        if item["PendingVersion"] is not None:
+            state += (
+                f"  (version {item['PendingVersion']} pending: activate it with "
+                "`keys rotate --rewrap-only`)"
+            )
         click.echo(
-            f"{item['Arn']}  {item['Alias']}  version {item['Versions']} since "
+            f"{item['Arn']}  {item['Alias']}  version {item['ActiveVersion']} since "
             f"{item['CurrentVersionCreatedAt']}{state}"
         )
 

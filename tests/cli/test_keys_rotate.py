@@ -197,11 +197,9 @@ def test_an_interrupted_rewrap_is_finished_by_running_it_again(
     ids = {name: _new_profile(server, name) for name in ("one", "two", "three")}
 
     # The keyring step only, as a run stopped before re-wrapping would leave it ...
-    output = _ok("keys", "rotate", "alias/billing", "--no-rewrap", *options)
-    assert "to version 2" in output and "--rewrap-only" in output
+    key = Keyring(settings.keyring_path).rotate("alias/billing")
     assert {local_wrap_version(w) for _, w in _wrapped_keys(server).values()} == {1}
     # ... or stopped after the first domain.
-    key = server.keys.resolver.keyring.lookup("alias/billing")
     assert key is not None
     assert domains_under_key(server, key) == ["one", "three", "two"]
     assert rewrap_domain(server, "one", key)
@@ -321,4 +319,113 @@ def test_a_server_with_a_keyring_older_than_the_rotation_refuses_to_start(
     _ok("keys", "rotate", "alias/billing", *options)
     settings.keyring_path.write_bytes(before_rotation)
     with pytest.raises(KeyringError, match=r"version 2 is needed, it holds 1 to 1"):
+        build_services(settings)
+
+
+def test_a_domain_created_by_alias_is_checked_at_start(
+    settings: Settings, server: Services
+) -> None:
+    """CreateDomain with DefaultEncryptionKey="alias/billing" stores the alias as the key id:
+    the start-up check still finds the key and the version its data key needs."""
+    from openprofiles.crypto.errors import KeyringError
+
+    options = _options(settings)
+    without_billing = settings.keyring_path.read_bytes()
+    _ok("keys", "create", "--alias", "billing", *options)
+    make_domain(server, "billed", "alias/billing")
+    assert _wrapped_keys(server)["billed"][0] == "alias/billing"
+    before_rotation = settings.keyring_path.read_bytes()
+    _ok("keys", "rotate", "alias/billing", *options)
+    rotated = settings.keyring_path.read_bytes()
+
+    settings.keyring_path.write_bytes(before_rotation)
+    with pytest.raises(KeyringError, match=r"version 2 is needed, it holds 1 to 1"):
+        build_services(settings)
+    settings.keyring_path.write_bytes(without_billing)
+    with pytest.raises(KeyringError, match=r"does not hold the local key alias/billing "):
+        build_services(settings)
+    settings.keyring_path.write_bytes(rotated)
+    build_services(settings).database.dispose()
+
+
+def test_a_staged_rotation_wraps_nothing_under_the_new_version_until_activated(
+    settings: Settings, server: Services
+) -> None:
+    """`--no-rewrap` adds the version pending: a server on this host goes on wrapping new data
+    keys under the active version, so a server elsewhere whose keyring.json was not copied yet
+    still opens every domain; `--rewrap-only` activates it and re-wraps."""
+    options = _options(settings)
+    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    make_domain(server, "old", "alias/billing")
+    elsewhere = settings.keyring_path.read_bytes()  # another host's copy, not updated yet
+
+    output = _ok("keys", "rotate", "alias/billing", "--no-rewrap", *options)
+    assert "to version 2" in output and "pending" in output
+    assert "--rewrap-only" in output
+    listed = {k["Alias"]: k for k in json.loads(_ok("keys", "list", "--json", *options))}
+    assert listed["billing"]["ActiveVersion"] == 1
+    assert listed["billing"]["PendingVersion"] == 2
+    assert listed["billing"]["Versions"] == 2
+    assert f"{arn}  billing  version 1 since" in _ok("keys", "list", *options)
+    assert "(version 2 pending" in _ok("keys", "list", *options)
+    # Another rotation on top of a pending one is refused: the hosts have only the pending one.
+    code, output = _run("keys", "rotate", "alias/billing", *options)
+    assert code == 1 and "is pending" in output
+
+    # The running server (it reads the keyring file again) makes and changes domains' keys.
+    make_domain(server, "new", "alias/billing")
+    make_domain(server, "moved")
+    moved = server.keys.new_domain_key("moved", arn)
+    with server.write() as tx:
+        update_domain(tx, domain_name="moved", changes={}, new_key=(moved.key_id, moved.wrapped))
+    ids = {name: _new_profile(server, name) for name in ("old", "new", "moved")}
+    assert {local_wrap_version(w) for _, w in _wrapped_keys(server).values()} == {1}
+    # The other host, its keyring not copied yet, starts and reads all of them.
+    other = dataclasses.replace(
+        settings,
+        data_dir=settings.data_dir.parent / "other-host",
+        database_url=settings.effective_database_url,
+    )
+    other.keyring_path.parent.mkdir(mode=0o700)
+    other.keyring_path.write_bytes(elsewhere)
+    other.keyring_path.chmod(0o600)
+    other_server = build_services(other)
+    try:
+        for name, profile_id in ids.items():
+            assert _read_profile(other_server, name, profile_id) == FIELDS
+    finally:
+        other_server.database.dispose()
+
+    output = _ok("keys", "rotate", "alias/billing", "--rewrap-only", *options)
+    assert "Activated version 2" in output
+    assert "Re-wrapped the data keys of 3 domain(s) under version 2 (0 already were)" in output
+    assert {local_wrap_version(w) for _, w in _wrapped_keys(server).values()} == {2}
+    make_domain(server, "newer", "alias/billing")
+    assert local_wrap_version(_wrapped_keys(server)["newer"][1]) == 2
+    listed = {k["Alias"]: k for k in json.loads(_ok("keys", "list", "--json", *options))}
+    assert (listed["billing"]["ActiveVersion"], listed["billing"]["PendingVersion"]) == (2, None)
+    assert "pending" not in _ok("keys", "list", *options)
+    for name, profile_id in ids.items():
+        assert _read_profile(server, name, profile_id) == FIELDS
+
+
+def test_a_keyring_rotated_separately_refuses_to_start(
+    settings: Settings, server: Services
+) -> None:
+    """Two keyrings that each rotated the key to version 2 (two hosts, or a restored keyring
+    rotated again) hold different material under one number: the server refuses to start,
+    naming the key and version, instead of failing every request of the domain."""
+    from openprofiles.crypto.errors import KeyringError
+
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    make_domain(server, "billed", "alias/billing")
+    elsewhere = settings.keyring_path.parent / "elsewhere.json"
+    elsewhere.write_bytes(settings.keyring_path.read_bytes())
+    _ok("keys", "rotate", "alias/billing", *options)
+    assert local_wrap_version(_wrapped_keys(server)["billed"][1]) == 2
+    key = Keyring(elsewhere).rotate("alias/billing")  # the other host's own rotation
+
+    settings.keyring_path.write_bytes(elsewhere.read_bytes())
+    with pytest.raises(KeyringError, match=rf"{key.key_id} version 2 differs"):
         build_services(settings)

@@ -8,13 +8,16 @@ The file is shared by every process using one data dir (N API servers, the CLI),
   identity changed, so a key created or rotated by the CLI is seen by a running server.
 
 A key has numbered versions of material (`openprofiles keys rotate` adds one); new wraps use the
-newest, and every version is kept, since data keys wrapped under an older one (not re-wrapped yet,
-or in a backup of the database) are unwrapped with it.
+active one, and every version is kept, since data keys wrapped under an older one (not re-wrapped
+yet, or in a backup of the database) are unwrapped with it. A version added by
+`keys rotate --no-rewrap` is pending (newer than the active one): it unwraps but does not wrap
+until `keys rotate --rewrap-only` activates it, so the keyring can be copied to every host
+before any data key needs it.
 
 File format 1, written while no key has been rotated (as before keys had versions):
 {"version": 1, "keys": [{"id", "alias", "created_at", "enabled", "material"}]}.
 File format 2, written once a key has more than one version:
-{"version": 2, "keys": [{"id", "alias", "created_at", "enabled",
+{"version": 2, "keys": [{"id", "alias", "created_at", "enabled", "active_version",
                          "versions": [{"version", "created_at", "material"}, ...]}]}.
 An OpenProfiles from before versions refuses format 2 rather than reading only the first
 material and rewriting the file without the others.
@@ -26,6 +29,8 @@ import base64
 import binascii
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -49,6 +54,8 @@ MATERIAL_SIZE = 32
 UNROTATED_FORMAT = 1
 VERSIONED_FORMAT = 2
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
+FINGERPRINT_SIZE = 8
+_FINGERPRINT_INFO = b"openprofiles/key-fingerprint"
 
 T = TypeVar("T")
 # (device, inode, size, mtime_ns): os.replace gives the file a new inode, so even two writes within
@@ -64,6 +71,15 @@ class KeyVersion:
     created_at: datetime
     # Never in repr: a key in a log line or a traceback is a leaked key.
     material: bytes = field(repr=False)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """A short public name for this material: two keyrings whose version N differs (each
+        rotated on its own host, or one restored) are told apart without unwrapping anything.
+        A MAC of a constant under the material, so it reveals nothing of it."""
+        return hmac.new(self.material, _FINGERPRINT_INFO, hashlib.sha256).digest()[
+            :FINGERPRINT_SIZE
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,11 +97,20 @@ class LocalKey:
     enabled: bool
     # Oldest first, numbered 1, 2, ...; never empty.
     versions: tuple[KeyVersion, ...]
+    # The number of the version new wraps use; versions after it are pending (see the module
+    # docstring).
+    active_number: int
 
     @property
     def current(self) -> KeyVersion:
-        """The version new wraps use: the newest."""
-        return self.versions[-1]
+        """The version new wraps use: the active one."""
+        return self.versions[self.active_number - 1]
+
+    @property
+    def pending(self) -> KeyVersion | None:
+        """The newest version when it is not active yet (`keys rotate --no-rewrap`), else None."""
+        newest = self.versions[-1]
+        return newest if newest.number > self.current.number else None
 
     def version(self, number: int) -> KeyVersion | None:
         return self.versions[number - 1] if 1 <= number <= len(self.versions) else None
@@ -104,6 +129,7 @@ class LocalKey:
             (only,) = self.versions
             item["material"] = base64.b64encode(only.material).decode("ascii")
         else:
+            item["active_version"] = self.current.number
             item["versions"] = [v.to_json() for v in self.versions]
         return item
 
@@ -111,6 +137,7 @@ class LocalKey:
     def from_json(cls, item: dict[str, Any], file_format: int) -> LocalKey:
         key_id = str(item["id"])
         created_at = _parse_timestamp(item["created_at"])
+        active = 1
         if file_format == UNROTATED_FORMAT:
             versions: tuple[KeyVersion, ...] = (
                 KeyVersion(1, created_at, _material(item["material"], key_id)),
@@ -128,12 +155,16 @@ class LocalKey:
             numbers = [v.number for v in versions]
             if not numbers or numbers != list(range(1, len(numbers) + 1)):
                 raise ValueError(f"key {key_id} has versions {numbers}")
+            active = int(item["active_version"])
+            if not 1 <= active <= len(numbers):
+                raise ValueError(f"key {key_id} has active version {active} of {numbers}")
         return cls(
             key_id=key_id,
             alias=str(item["alias"]),
             created_at=created_at,
             enabled=bool(item["enabled"]),
             versions=versions,
+            active_number=active,
         )
 
 
@@ -238,8 +269,9 @@ class Keyring:
     def enable(self, key_id: str) -> LocalKey:
         return self._set_enabled(key_id, True)
 
-    def rotate(self, identifier: str) -> LocalKey:
-        """Give the key new material as its next version, which new wraps then use.
+    def rotate(self, identifier: str, *, activate: bool = True) -> LocalKey:
+        """Give the key new material as its next version: active (new wraps use it) or, with
+        `activate=False`, pending until `activate` (a keyring to copy to other hosts first).
 
         The earlier versions stay: data keys wrapped under them (until they are re-wrapped, and
         for good in backups of the database) are unwrapped with them. Re-wrapping the domains'
@@ -254,18 +286,46 @@ class Keyring:
                     f"The local key {identifier} is disabled; enable it with "
                     "`openprofiles keys enable` before rotating it."
                 )
+            if key.pending is not None:
+                # Another version on top would not be on the hosts the pending one was copied
+                # to; the staged rotation must be finished first.
+                raise ValueError(
+                    f"Version {key.pending.number} of the local key {identifier} is pending (made "
+                    "by `keys rotate --no-rewrap`); copy keyring.json to every server, then run "
+                    f"`openprofiles keys rotate {identifier} --rewrap-only` to activate it."
+                )
             new = KeyVersion(len(key.versions) + 1, datetime.now(UTC), os.urandom(MATERIAL_SIZE))
-            keys[key.key_id] = replace(key, versions=(*key.versions, new))
+            keys[key.key_id] = replace(
+                key,
+                versions=(*key.versions, new),
+                active_number=new.number if activate else key.current.number,
+            )
             return keys[key.key_id], True
 
         key = self._mutate(change)
         log.info(
-            "rotated local key %s (alias %s) to version %d in %s",
+            "rotated local key %s (alias %s) to version %d (%s) in %s",
             key.key_id,
             key.alias,
-            key.current.number,
+            len(key.versions),
+            "active" if activate else "pending",
             self._path,
         )
+        return key
+
+    def activate(self, identifier: str) -> LocalKey:
+        """Make the key's newest version the one new wraps use (ends a staged rotation); a key
+        with no pending version is returned unchanged."""
+
+        def change(keys: dict[str, LocalKey]) -> tuple[LocalKey, bool]:
+            key = self._existing(keys, identifier)
+            if key.pending is None:
+                return key, False
+            keys[key.key_id] = replace(key, active_number=key.pending.number)
+            return keys[key.key_id], True
+
+        key = self._mutate(change)
+        log.info("local key %s uses version %d", key.key_id, key.current.number)
         return key
 
     def _set_enabled(self, identifier: str, enabled: bool) -> LocalKey:
@@ -406,6 +466,7 @@ def _new_key(alias: str) -> LocalKey:
         created_at=now,
         enabled=True,
         versions=(KeyVersion(1, now, os.urandom(MATERIAL_SIZE)),),
+        active_number=1,
     )
 
 

@@ -8,9 +8,11 @@ or plaintext.
 
 from __future__ import annotations
 
+import hmac
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
@@ -31,7 +33,7 @@ from openprofiles.crypto import aead
 from openprofiles.crypto.arns import alias_name, is_aws_kms_arn, is_local_key_arn
 from openprofiles.crypto.encoding import canonical_context, length_prefixed
 from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
-from openprofiles.crypto.keyring import Keyring, KeyVersion, LocalKey
+from openprofiles.crypto.keyring import FINGERPRINT_SIZE, Keyring, KeyVersion, LocalKey
 from openprofiles.settings import Settings
 
 DATA_KEY_SIZE = 32
@@ -60,25 +62,56 @@ class KeyProvider(Protocol):
 # A data key wrapped under version 1 of a local key is the bare AES-GCM blob, exactly as before
 # keys had versions: data keys wrapped then are version 1, and a keyring never rotated stays
 # readable by those releases. Under a later version it is this marker, the version number (4
-# bytes, big-endian), then the blob. The marker is never an `aead` format byte (those count up
-# from 1), so the two forms cannot be mistaken for each other.
+# bytes, big-endian), the version's fingerprint (KeyVersion.fingerprint, 8 bytes), then the
+# blob. The marker is never an `aead` format byte (those count up from 1), so the two forms
+# cannot be mistaken for each other. The fingerprint tells a keyring whose version N is other
+# material (rotated on another host too, restored) from one that lacks the data key's material.
 _VERSIONED_WRAP = b"\xfe"
-_VERSION_HEADER_SIZE = 5
+_VERSION_HEADER_SIZE = 1 + 4 + FINGERPRINT_SIZE
 
 
-def _split_wrapped(wrapped: bytes) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class LocalWrapHeader:
+    """What a wrapped data key says of the key version it needs, read without unwrapping it."""
+
+    version: int  # 0: damaged (version 1 never has a header, and no version is 0)
+    # The fingerprint of that version's material; None for version 1 (no header).
+    fingerprint: bytes | None
+
+
+def _split_wrapped(wrapped: bytes) -> tuple[LocalWrapHeader, bytes]:
     if wrapped[:1] != _VERSIONED_WRAP:
-        return 1, wrapped
-    number = int.from_bytes(wrapped[1:_VERSION_HEADER_SIZE], "big")
+        return LocalWrapHeader(1, None), wrapped
+    number = int.from_bytes(wrapped[1:5], "big")
     if len(wrapped) < _VERSION_HEADER_SIZE or number < 2:
-        return 0, b""  # version 1 never has the header, and no version is 0: damaged
-    return number, wrapped[_VERSION_HEADER_SIZE:]
+        return LocalWrapHeader(0, None), b""
+    return (
+        LocalWrapHeader(number, wrapped[5:_VERSION_HEADER_SIZE]),
+        wrapped[_VERSION_HEADER_SIZE:],
+    )
+
+
+def local_wrap_header(wrapped: bytes) -> LocalWrapHeader:
+    """The version of its local key (and that version's fingerprint) a wrapped data key was
+    made with."""
+    return _split_wrapped(wrapped)[0]
 
 
 def local_wrap_version(wrapped: bytes) -> int:
     """The version of its local key a wrapped data key was made with, read without unwrapping
     it (1 for data keys wrapped before keys had versions)."""
-    return _split_wrapped(wrapped)[0]
+    return local_wrap_header(wrapped).version
+
+
+def other_material(header: LocalWrapHeader, key: LocalKey) -> bool:
+    """Whether the key's version `header.version` is not the material the data key was wrapped
+    under (its fingerprint differs): the keyring's version N was made by another rotation."""
+    version = key.version(header.version)
+    return (
+        version is not None
+        and header.fingerprint is not None
+        and not hmac.compare_digest(header.fingerprint, version.fingerprint)
+    )
 
 
 class LocalKeyProvider:
@@ -92,7 +125,8 @@ class LocalKeyProvider:
 
     def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         master = self._usable_key(key_id)
-        number, blob = _split_wrapped(wrapped)
+        header, blob = _split_wrapped(wrapped)
+        number = header.version
         version = master.version(number)
         if version is None and number > len(master.versions):
             # A keyring copied before the key was rotated (a second server, a restore).
@@ -106,6 +140,15 @@ class LocalKeyProvider:
             )
         if version is None:
             raise _not_unwrappable(key_id)
+        if other_material(header, master):
+            raise KeyUnusable(
+                f"The data key was wrapped under version {number} of the local key {key_id}, "
+                f"but version {number} in the keyring {self._keyring.path} is other key "
+                "material: the key was rotated separately in two keyrings (on two servers, or "
+                "in a keyring restored from before the rotation and rotated again). Put back "
+                "keyring.json from the data dir where the domains were re-wrapped.",
+                KeyProblem.NOT_FOUND,
+            )
         try:
             return aead.open_sealed(version.material, blob, _wrap_aad(master, version, context))
         except DecryptionError:
@@ -140,12 +183,13 @@ def _not_unwrappable(key_id: str) -> KeyUnusable:
 
 
 def _wrap(master: LocalKey, data_key: bytes, context: Mapping[str, str]) -> bytes:
-    """`data_key` wrapped under the key's newest version, in that version's form."""
+    """`data_key` wrapped under the key's active version (never a pending one, which other
+    servers' keyrings may not hold yet), in that version's form."""
     version = master.current
     blob = aead.seal(version.material, data_key, _wrap_aad(master, version, context))
     if version.number == 1:
         return blob
-    return _VERSIONED_WRAP + version.number.to_bytes(4, "big") + blob
+    return _VERSIONED_WRAP + version.number.to_bytes(4, "big") + version.fingerprint + blob
 
 
 def _wrap_aad(master: LocalKey, version: KeyVersion, context: Mapping[str, str]) -> bytes:
@@ -154,11 +198,13 @@ def _wrap_aad(master: LocalKey, version: KeyVersion, context: Mapping[str, str])
         return length_prefixed(
             "openprofiles/local-wrap/v1", master.key_id, canonical_context(context)
         )
-    # The version is authenticated too: a header changed to name another version does not open.
+    # The header is authenticated too: one changed to name another version or fingerprint does
+    # not open.
     return length_prefixed(
         "openprofiles/local-wrap/v2",
         master.key_id,
         str(version.number),
+        version.fingerprint,
         canonical_context(context),
     )
 

@@ -1,14 +1,15 @@
-"""Re-wrapping domains' data keys under the newest version of a rotated local key.
+"""Re-wrapping domains' data keys under the active version of a rotated local key.
 
-`openprofiles keys rotate` gives a local key new material (`Keyring.rotate`), then re-wraps here
+`openprofiles keys rotate` gives a local key new material (`Keyring.rotate`, or
+`Keyring.activate` for a version added pending by `--no-rewrap`), then re-wraps here
 the data key of each domain under that key. The data key itself stays the same, so no record is
 sealed again, and a running server's cached cipher stays right (its cache is keyed by the
 wrapped key, so it unwraps the new one once, after reading the keyring file again).
 
 Each domain is re-wrapped in its own short transaction, stored only if the domain's wrapped key
 is still the one that was re-wrapped (a concurrent UpdateDomain that changed the key wins), and
-skipped when it already is under the newest version: running it again after an interruption
-finishes the job.
+skipped when it already is under the active version: running it again after an interruption
+finishes the job. A pending version is never used here (it is not active yet).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def domains_under_key(services: Services, key: LocalKey) -> list[str]:
 
 
 def rewrap_domain(services: Services, domain_name: str, key: LocalKey) -> bool:
-    """Re-wrap the domain's data key under the newest version of `key`. False when there was
+    """Re-wrap the domain's data key under the active version of `key`. False when there was
     nothing to do: it already is under that version, or the domain was deleted or moved to
     another key since it was listed."""
     keyring = services.keys.resolver.keyring

@@ -7,6 +7,8 @@ The re-wrapping of domains' data keys in the database is tested in tests/cli/tes
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import multiprocessing
 import os
@@ -132,10 +134,14 @@ def test_a_changed_version_number_does_not_open(tmp_path: Path) -> None:
     provider = LocalKeyProvider(keyring)
     keyring.rotate(key.key_id)
     _, wrapped = provider.generate_data_key(key.key_id, CONTEXT)
-    keyring.rotate(key.key_id)
+    rotated = keyring.rotate(key.key_id)
     assert local_wrap_version(wrapped) == 2
     for number in (0, 1, 3):
-        relabelled = wrapped[:1] + number.to_bytes(4, "big") + wrapped[5:]
+        # The header names the version and its fingerprint consistently: only the
+        # authenticated header (the associated data) tells that the blob was not made so.
+        version = rotated.version(number)
+        fingerprint = version.fingerprint if version is not None else wrapped[5:13]
+        relabelled = wrapped[:1] + number.to_bytes(4, "big") + fingerprint + wrapped[13:]
         with pytest.raises(KeyUnusable, match="could not be unwrapped") as raised:
             provider.decrypt_data_key(key.key_id, relabelled, CONTEXT)
         assert raised.value.problem is KeyProblem.INVALID_CIPHERTEXT
@@ -210,3 +216,69 @@ def test_concurrent_rotations_lose_no_version(tmp_path: Path) -> None:
     assert key.versions[0] == first.current
     assert len({v.material for v in key.versions}) == 16
     assert len(keyring.list_keys()) == 16
+
+
+def test_a_pending_version_unwraps_but_does_not_wrap(tmp_path: Path) -> None:
+    """`keys rotate --no-rewrap`: the new version is stored pending; it opens data keys wrapped
+    under it (by a host that activated it already) but wraps none until it is activated."""
+    keyring = Keyring(tmp_path / "keyring.json")
+    key = keyring.create_key("billing")
+    provider = LocalKeyProvider(keyring)
+    data_key, _ = provider.generate_data_key(key.key_id, CONTEXT)
+
+    staged = keyring.rotate(key.key_id, activate=False)
+    assert staged.current.number == 1
+    assert staged.pending is not None and staged.pending.number == 2
+    reread = Keyring(keyring.path).get(key.key_id)
+    assert reread is not None and reread.pending == staged.pending and reread == staged
+    assert json.loads(keyring.path.read_text())["keys"][0]["active_version"] == 1
+    assert local_wrap_version(provider.wrap_data_key(key.key_id, data_key, CONTEXT)) == 1
+    assert local_wrap_version(provider.generate_data_key(key.key_id, CONTEXT)[1]) == 1
+    # No version on top of a pending one: the hosts it was copied to would lack it.
+    with pytest.raises(ValueError, match="Version 2 of the local key alias/billing is pending"):
+        keyring.rotate("alias/billing")
+
+    elsewhere = tmp_path / "activated.json"
+    shutil.copy(keyring.path, elsewhere)
+    activated = Keyring(elsewhere).activate(key.key_id)
+    assert (activated.current.number, activated.pending) == (2, None)
+    wrapped_v2 = LocalKeyProvider(Keyring(elsewhere)).wrap_data_key(key.key_id, data_key, CONTEXT)
+    assert local_wrap_version(wrapped_v2) == 2
+    assert provider.decrypt_data_key(key.key_id, wrapped_v2, CONTEXT) == data_key
+    # Activating again changes nothing.
+    assert Keyring(elsewhere).activate(key.key_id) == activated
+
+
+def test_the_v2_header_carries_the_version_fingerprint_authenticated(tmp_path: Path) -> None:
+    """The wrapped form under version 2 and later, built here by hand: marker, version,
+    fingerprint (HMAC-SHA256 of a constant under the material, 8 bytes), then the blob whose
+    associated data names all three."""
+    keyring = Keyring(tmp_path / "keyring.json")
+    key = keyring.create_key("billing")
+    rotated = keyring.rotate(key.key_id)
+    material = rotated.current.material
+    fingerprint = hmac.new(material, b"openprofiles/key-fingerprint", hashlib.sha256).digest()[:8]
+    assert rotated.current.fingerprint == fingerprint
+    assert rotated.versions[0].fingerprint != fingerprint
+
+    wrapped = LocalKeyProvider(keyring).wrap_data_key(key.key_id, b"D" * 32, CONTEXT)
+    assert wrapped[:5] == b"\xfe" + (2).to_bytes(4, "big")
+    assert wrapped[5:13] == fingerprint
+    aad = length_prefixed(
+        "openprofiles/local-wrap/v2", key.key_id, "2", fingerprint, canonical_context(CONTEXT)
+    )
+    assert aead.open_sealed(material, wrapped[13:], aad) == b"D" * 32
+
+
+def test_a_version_made_by_another_rotation_is_named(tmp_path: Path) -> None:
+    """Two keyrings that each rotated the key to version 2 hold different material under one
+    number: unwrapping says so (not merely that the data key is damaged)."""
+    keyring = Keyring(tmp_path / "keyring.json")
+    key = keyring.create_key("billing")
+    other_path = tmp_path / "other.json"
+    shutil.copy(keyring.path, other_path)
+    keyring.rotate(key.key_id)
+    Keyring(other_path).rotate(key.key_id)
+    _, wrapped = LocalKeyProvider(keyring).generate_data_key(key.key_id, CONTEXT)
+    with pytest.raises(KeyUnusable, match="version 2 in the keyring .* is other key material"):
+        LocalKeyProvider(Keyring(other_path)).decrypt_data_key(key.key_id, wrapped, CONTEXT)
