@@ -9,14 +9,22 @@ resend claims each record, the expiry purge is idempotent). On SQLite the worker
 on the writer lock (store.writer_lock); on PostgreSQL on the database's own locks.
 
 The schema is brought up to date once, by the supervising process, before any worker starts.
+
+A worker stops when its supervisor is gone (`stop_when_orphaned`): killed alone (`kill -9` of
+the parent outside a service manager, which would have ended the whole group), it left its
+workers serving the port with no one to restart them, and a new server could not bind it.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
+import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,12 +137,39 @@ def worker_app() -> Starlette:
     # `prepare` migrated the schema before this process started; N workers running Alembic
     # again at once would only repeat that check N times.
     app = create_app(Settings.from_env(), migrate=False)
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None and supervisor.pid is not None:
+        # A worker of `serve --workers N` (uvicorn starts them with multiprocessing); a single
+        # server process has no supervisor to outlive.
+        stop_when_orphaned(supervisor.pid)
     # Everything built so far (botocore's model, SQLAlchemy, templates) lives as long as the
     # process: moving it out of the collector's reach keeps full collections, which would walk
     # all of it while a request waits, short.
     gc.collect()
     gc.freeze()
     return app
+
+
+# How often a worker looks whether its supervisor is still there: a syscall a second.
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def stop_when_orphaned(supervisor_pid: int, every: float = ORPHAN_CHECK_SECONDS) -> None:
+    """Send this process SIGTERM (uvicorn's graceful stop: requests in flight finish) once its
+    parent is no longer `supervisor_pid`, i.e. the supervisor died and the process was
+    re-parented. A thread polling getppid() rather than Linux's parent-death signal, which
+    fires when the thread that started the process ends, not the process."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(every)
+        logger.warning(
+            "The supervising server process %d is gone: this worker process stops.",
+            supervisor_pid,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def run(settings: Settings) -> None:

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -248,6 +249,51 @@ def test_serve_with_two_workers_shares_the_port_and_the_database(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+    """`kill -9` of the supervising process alone (outside a service manager, which ends the
+    whole group) left its workers serving the port, unsupervised, and a new server could not
+    bind it (a stress review). The workers now notice and stop, and the port is free again."""
+    port = free_port()
+    process = _serve(tmp_path / "data", port, "--workers", "2")
+    try:
+        assert process.stdout is not None
+        started = 0
+        for line in process.stdout:
+            started += "Application startup complete" in line
+            if started == 2:
+                break
+        assert started == 2, "both workers start"
+        workers = [
+            int(pid)
+            for pid in os.listdir("/proc")
+            if pid.isdigit()
+            and _parent_of(int(pid)) == process.pid
+            and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2
+    finally:
+        process.kill()
+        process.wait(timeout=20)
+    # Waiting for the workers' own exit (an event), bounded.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.1)
+    assert [pid for pid in workers if _running(pid)] == []
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
+def _running(pid: int) -> bool:
+    """Whether the process is there and not a zombie waiting to be reaped (by an init that may
+    never reap it, in a container)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _parent_of(pid: int) -> int | None:
