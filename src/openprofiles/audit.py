@@ -10,8 +10,9 @@ write them, each from the one place its requests pass through:
   PutProfileObject (`FEED_OPERATIONS`): like the contact feeds, it is how applications stream
   records in (thousands a second), which the dead-letter queue and the domain's counts account
   for; a line for each would bury the changes people make.
-* the web pages (ui.web.UI.page): every POST of a signed-in user, with the username, the
-  page's path and the status.
+* the web pages (ui.web.UI.page): every POST of a signed-in user, with the user's audit name
+  (users.service.audit_name: a keyed digest, as usernames are personal data; `openprofiles
+  users list` shows whose), the page's path and the status.
 
 A line never carries a request body nor a parameter's value beyond those: keys, names, phone
 numbers and emails stay out. The domain name and the profile id are taken from the request, so
@@ -94,8 +95,8 @@ def api_request(
     )
 
 
-def page_post(*, username: str, path: str, status: int) -> None:
-    """Log one POST of a signed-in web user. The page's path holds no personal value (no page
-    puts one in its address: ui.web); it is written percent-encoded, as a request could put a
-    line break in it. A username is 1 to 64 letters, digits and `._@-` (users.service)."""
-    logger.info("ui POST %s user=%s status=%d", quote(path, safe=_PATH_SAFE), username, status)
+def page_post(*, user: str, path: str, status: int) -> None:
+    """Log one POST of a signed-in web user, named by `user`, their audit name. The page's path
+    holds no personal value (no page puts one in its address: ui.web); it is written
+    percent-encoded, as a request could put a line break in it."""
+    logger.info("ui POST %s user=%s status=%d", quote(path, safe=_PATH_SAFE), user, status)

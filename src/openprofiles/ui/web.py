@@ -178,7 +178,11 @@ class UI:
                     status = response.status_code
                     return response
                 finally:
-                    audit.page_post(username=session.username, path=request.url.path, status=status)
+                    audit.page_post(
+                        user=users.audit_name(self.services.keys.system_cipher(), session.username),
+                        path=request.url.path,
+                        status=status,
+                    )
 
             async def signed_in(request: Request, session: WebSession) -> Response:
                 if role == "admin" and session.role != "admin":

@@ -79,16 +79,20 @@ def users_create(
 @users.command("list")
 @storage_options
 def users_list(data_dir: Path | None, database_url: str | None) -> None:
-    """List web users and their roles."""
-    from openprofiles.users.service import list_users
+    """List web users, their roles and the names the audit log gives them."""
+    from openprofiles.users.service import audit_name, list_users
 
     with (
         services_open(settings_from_options(data_dir, database_url)) as services,
         services.read() as tx,
     ):
         listed = list_users(tx)
-    for user in listed:
-        click.echo(f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}")
+        cipher = services.keys.system_cipher()
+        for user in listed:
+            click.echo(
+                f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}  "
+                f"{audit_name(cipher, user.username)}"
+            )
 
 
 @users.command("set-password")

@@ -56,6 +56,9 @@ USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 # The key name of usernames' digests and the table their sealed names are bound to (migration
 # 0020 keeps its own copy of both).
 USERNAME_KEY_NAME = "@webUser"
+# The key name of audit_name's digests: apart from the tables' own (a log line's name is not a
+# table's digest).
+AUDIT_KEY_NAME = "@auditUser"
 USER_TABLE = "web_user"
 
 _hasher = PasswordHasher()
@@ -160,6 +163,14 @@ def _name_digest(cipher: DomainCipher, username: str) -> bytes:
 
 def _user_digest(tx: Tx, username: str) -> bytes:
     return _name_digest(_cipher(tx), username)
+
+
+def audit_name(cipher: DomainCipher, username: str) -> str:
+    """How the audit log names a web user (openprofiles.audit): usernames are staff's personal
+    data (often an email address), sealed at rest, so the log carries a keyed digest of the
+    name instead — stable, and unreadable without the keyring. `openprofiles users list` shows
+    each user's, to tell who acted. `cipher` is the system cipher."""
+    return "user-" + cipher.digest(AUDIT_KEY_NAME, username)[:6].hex()
 
 
 def find_user(tx: Tx, *, username: str) -> WebUser | None:

@@ -5,6 +5,7 @@ included — and none for the pages they only look at."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -54,12 +55,17 @@ def test_signed_in_posts_are_logged_with_user_path_and_status(
     )
     assert refused.status_code == 403
 
+    cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
+    boss, ana = users.audit_name(cipher, "boss"), users.audit_name(cipher, "ana")
     assert audit_lines() == [
-        "ui POST /admin/credentials user=boss status=200",
-        "ui POST /admin/credentials user=boss status=403",
-        "ui POST /ui/sign-out user=boss status=303",
-        "ui POST /admin/credentials user=ana status=403",
+        f"ui POST /admin/credentials user={boss} status=200",
+        f"ui POST /admin/credentials user={boss} status=403",
+        f"ui POST /ui/sign-out user={boss} status=303",
+        f"ui POST /admin/credentials user={ana} status=403",
     ]
+    # Usernames are personal data: the log names users by a keyed digest, stable per user.
+    assert boss != ana and re.fullmatch(r"user-[0-9a-f]{12}", boss)
+    assert "boss" not in "\n".join(audit_lines()) and "ana" not in "\n".join(audit_lines())
 
 
 def test_a_line_break_in_the_path_stays_out_of_the_log(
@@ -67,7 +73,21 @@ def test_a_line_break_in_the_path_stays_out_of_the_log(
 ) -> None:
     """A path is written percent-encoded (an HTTP client may send a decoded line break that
     Starlette passes on as it is; httpx would not send one, hence the direct call)."""
-    audit.page_post(username="boss", path="/admin/domains/x\nforged line/dlq/retry", status=303)
+    audit.page_post(user="user-0a1b", path="/admin/domains/x\nforged line/dlq/retry", status=303)
     assert audit_lines() == [
-        "ui POST /admin/domains/x%0Aforged%20line/dlq/retry user=boss status=303"
+        "ui POST /admin/domains/x%0Aforged%20line/dlq/retry user=user-0a1b status=303"
     ]
+
+
+def test_users_list_shows_each_users_audit_name(client: TestClient) -> None:
+    """The audit log names users by a keyed digest: the operator finds whose it is here."""
+    from click.testing import CliRunner
+
+    from openprofiles.cli import main
+
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+    listed = CliRunner().invoke(main, ["users", "list", "--data-dir", str(settings.data_dir)])
+    assert listed.exit_code == 0, listed.output
+    cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
+    rows = {line.split()[0]: line.split()[-1] for line in listed.output.splitlines()}
+    assert rows == {name: users.audit_name(cipher, name) for name in ("ana", "boss")}
