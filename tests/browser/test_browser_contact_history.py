@@ -1,7 +1,8 @@
 """What the reviewer saw in Chromium, on a live server (both backends): contacts posted to
 /contact-records one request at a time are shown newest contact first on the page the screen
-pop opens, and a domain whose key is disabled neither breaks the screen pop for the others nor
-tells an agent to run an administrator's command."""
+pop opens, in the browser's time zone (in UTC without script), and a domain whose key is
+disabled neither breaks the screen pop for the others nor tells an agent to run an
+administrator's command."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import WebUsers, screenshot, sign_in
 from tests.support.backends import database_url_for
 from tests.support.server import LiveServer, run_server
@@ -110,3 +111,43 @@ def test_a_domain_with_a_disabled_key_does_not_stop_the_screen_pop(
         assert "openprofiles keys" not in page.content()
     finally:
         keyring.enable(key.key_id)
+
+
+@pytest.mark.parametrize(
+    ("script", "starts"),
+    [
+        # The browser's zone, with its short name; 09:00 UTC is 04:00 in New York in January.
+        (True, ["2026-01-03 04:00:00 EST", "2026-01-02 04:00:00 EST", "2026-01-01 04:00:00 EST"]),
+        # Without script, the page's own UTC text, which says it is UTC.
+        (False, ["2026-01-03 09:00:00 UTC", "2026-01-02 09:00:00 UTC", "2026-01-01 09:00:00 UTC"]),
+    ],
+)
+def test_contact_times_read_in_the_browsers_time_zone(
+    browser: Browser,
+    live_server: LiveServer,
+    web_users: WebUsers,
+    contacts: dict[str, str],
+    script: bool,
+    starts: list[str],
+) -> None:
+    context = browser.new_context(
+        timezone_id="America/New_York", locale="en-US", java_script_enabled=script
+    )
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, web_users.agent)
+        page.goto(f"{live_server.url}/agent/contacts/{contacts['jan1']}")
+        expect(page.get_by_role("heading", name="Contact history and records")).to_be_visible()
+        if script:
+            expect(page.locator(".history time").first).to_have_text(starts[0])
+            # The UTC reading stays at hand, for comparing with other systems' logs.
+            expect(page.locator(".history time").first).to_have_attribute(
+                "title", "2026-01-03 09:00:00 UTC"
+            )
+        assert history_starts(page) == starts
+        assert page.locator(".history time").first.get_attribute("datetime") == (
+            "2026-01-03T09:00:00Z"
+        )
+        screenshot(page, f"agent-contact-times-{'local' if script else 'utc'}", live_server)
+    finally:
+        context.close()

@@ -11,6 +11,11 @@ the links to a profile's records and to their older pages: a record is known by 
 unique key, a stable stand-in for the customer's value (an email, an account number), so it is
 sealed too (scoped to the domain, the profile and the record type). Page titles name no
 customer either: the browser's history keeps them with the addresses.
+
+A live contact with no profile linked (or the wrong one) is linked by the agent: its id goes,
+as a plain `contact` parameter (a contact id is not a customer's value), from the contact's
+page through the search, its pages and the creation form to the profile, whose button adds the
+`_ctrContactId` key (link_here).
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ SEARCH_PAGE = 20
 # address of the next, which must stay well within what a server accepts.
 MAX_SEARCH_PAGES = 50
 CONTACT_KEY = "_ctrContactId"
+# The live contact an agent is finding the profile of, carried from the contact's page through
+# the search to the profile, where it can be linked. A contact id is the contact centre's
+# identifier of a call or chat, not a customer's value: it may be in an address as it is.
+CONTACT_PARAM = "contact"
+INVALID_CONTACT = (
+    "This contact id is not valid: a contact id has 1 to 255 characters, none of them a control "
+    "character. Open the contact again from the contact centre."
+)
 # SearchProfiles' KeyValues items: 1 to 255 characters (the API counts them as len() does).
 MAX_SEARCH_TEXT = 255
 # SearchProfiles' KeyName (the model's `name`): what a custom key may be. Bounded here as the
@@ -189,21 +202,71 @@ def open_search(ui: UI, domain_name: str, sealed: str) -> SearchRequest:
     return SearchRequest.from_state(state)
 
 
-def search_url(ui: UI, domain_name: str, wanted: SearchRequest | None = None) -> str:
+def search_url(
+    ui: UI, domain_name: str, wanted: SearchRequest | None = None, contact_id: str | None = None
+) -> str:
     url = f"/agent/domains/{quote(domain_name, safe='')}"
-    return url + ("?s=" + seal_search(ui, domain_name, wanted) if wanted else "")
+    url += "?s=" + seal_search(ui, domain_name, wanted) if wanted else ""
+    return with_contact(url, contact_id)
 
 
-def new_profile_url(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
+def new_profile_url(
+    ui: UI, domain_name: str, wanted: SearchRequest, contact_id: str | None = None
+) -> str:
     """The creation form, filled in with what was searched for."""
-    return (
+    return with_contact(
         f"/agent/domains/{quote(domain_name, safe='')}/profiles/new"
-        f"?s={seal_search(ui, domain_name, wanted.first_page())}"
+        f"?s={seal_search(ui, domain_name, wanted.first_page())}",
+        contact_id,
     )
 
 
 def profile_url(domain_name: str, profile_id: str) -> str:
     return f"/agent/domains/{quote(domain_name, safe='')}/profiles/{profile_id}"
+
+
+def checked_contact_id(value: str) -> str:
+    """`value` as a contact id; BadRequest when it cannot be one: AddProfileKey's values have 1
+    to 255 characters (the model), and the id is shown and carried in addresses."""
+    if not value.strip() or len(value) > MAX_SEARCH_TEXT or not value.isprintable():
+        raise BadRequest(INVALID_CONTACT)
+    return value
+
+
+def carried_contact(request: Request) -> str | None:
+    """The contact the page is carried for (`?contact=`), or None; BadRequest when not valid."""
+    value = request.query_params.get(CONTACT_PARAM)
+    return checked_contact_id(value) if value else None
+
+
+def contact_query(contact_id: str | None) -> str:
+    """The query parameter that carries the contact being linked; "" for none."""
+    return f"{CONTACT_PARAM}={quote(contact_id, safe='')}" if contact_id else ""
+
+
+def with_contact(url: str, contact_id: str | None) -> str:
+    """`url` carrying the contact being linked, if any."""
+    if not contact_id:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{contact_query(contact_id)}"
+
+
+def contact_url(contact_id: str) -> str:
+    """The screen-pop address of a contact (its id may hold "/", "?" or "%")."""
+    return f"/agent/contacts/{quote(contact_id, safe='')}"
+
+
+def linked_profiles(
+    tx: Tx, *, domain_name: str, contact_id: str, limit: int = SEARCH_PAGE
+) -> list[ProfileRecord]:
+    """The profiles of the domain linked to the contact (its `_ctrContactId` key)."""
+    page, _ = profiles.search_profiles(
+        tx,
+        domain_name=domain_name,
+        criteria=[profiles.SearchCriterion(CONTACT_KEY, (contact_id,))],
+        limit=limit,
+    )
+    return [rec for rec, _ in page]
 
 
 def _records_scope(kind: str, domain_name: str, profile_id: str, object_type: str) -> str:
@@ -292,6 +355,7 @@ def routes(ui: UI) -> list[Route]:
         results: list[tuple[ProfileRecord, list[KeyMatch]]] | None = None,
         used_key: str = "",
         cursor: str | None = None,
+        contact_id: str | None = None,
     ) -> Response:
         searched = bool(wanted.text) and not error
         first = wanted.first_page()
@@ -314,19 +378,32 @@ def routes(ui: UI) -> list[Route]:
             # The results before this page's (the page-number heading counts from there).
             offset=(wanted.page - 1) * SEARCH_PAGE,
             capped=searched and cursor is not None and not more,
-            first_url=search_url(ui, name, first) if paged else "",
-            previous_url=search_url(ui, name, wanted.previous_page()) if paged else "",
-            next_url=search_url(ui, name, wanted.next_page(cursor)) if more and cursor else "",
-            new_url=new_profile_url(ui, name, first) if searched else "",
+            first_url=search_url(ui, name, first, contact_id) if paged else "",
+            previous_url=(
+                search_url(ui, name, wanted.previous_page(), contact_id) if paged else ""
+            ),
+            next_url=(
+                search_url(ui, name, wanted.next_page(cursor), contact_id)
+                if more and cursor
+                else ""
+            ),
+            new_url=new_profile_url(ui, name, first, contact_id) if searched else "",
+            # Searching for the caller of a live contact: every way on (a result, a page, a
+            # new profile) keeps the contact, for the profile page to link it.
+            contact_id=contact_id,
+            contact_query=contact_query(contact_id),
+            contact_page=contact_url(contact_id) if contact_id else "",
         )
 
-    def submit(request: Request, name: str, wanted: SearchRequest) -> Response:
+    def submit(
+        request: Request, name: str, wanted: SearchRequest, contact_id: str | None
+    ) -> Response:
         """A search as typed: its results are at an address that carries it sealed."""
         if not wanted.text:
-            return RedirectResponse(search_url(ui, name), 303)
+            return RedirectResponse(search_url(ui, name, None, contact_id), 303)
         if error := wanted.problem():
-            return render_search(request, name, wanted, error=error)
-        return RedirectResponse(search_url(ui, name, wanted), 303)
+            return render_search(request, name, wanted, error=error, contact_id=contact_id)
+        return RedirectResponse(search_url(ui, name, wanted, contact_id), 303)
 
     @ui.page("agent")
     async def search(request: Request) -> Response:
@@ -334,6 +411,7 @@ def routes(ui: UI) -> list[Route]:
         await require_domain(name)
         if request.method == "POST":
             form = request.state.form
+            contact = form_text(form, CONTACT_PARAM)
             return submit(
                 request,
                 name,
@@ -342,8 +420,10 @@ def routes(ui: UI) -> list[Route]:
                     form_text(form, "key") or "auto",
                     form_text(form, "custom_key"),
                 ),
+                checked_contact_id(contact) if contact else None,
             )
         params = request.query_params
+        contact_id = carried_contact(request)
         if "q" in params:
             # An address from before searches were sealed: the value is in this one request
             # only, not in the results' address, their pages or the history.
@@ -355,13 +435,16 @@ def routes(ui: UI) -> list[Route]:
                     (params.get("key") or "auto").strip(),
                     (params.get("custom_key") or "").strip(),
                 ),
+                contact_id,
             )
         if "s" not in params:
-            return render_search(request, name, SearchRequest())
+            return render_search(request, name, SearchRequest(), contact_id=contact_id)
         try:
             wanted = open_search(ui, name, params["s"])
         except BadRequest as exc:
-            return render_search(request, name, SearchRequest(), error=exc.message)
+            return render_search(
+                request, name, SearchRequest(), error=exc.message, contact_id=contact_id
+            )
         results: list[tuple[ProfileRecord, list[KeyMatch]]] = []
         cursor: str | None = None
         tried: list[str] = []
@@ -393,6 +476,7 @@ def routes(ui: UI) -> list[Route]:
             results=results,
             used_key=used_key,
             cursor=cursor,
+            contact_id=contact_id,
         )
 
     @ui.page("agent")
@@ -401,6 +485,7 @@ def routes(ui: UI) -> list[Route]:
         profile_id = request.path_params["profile_id"]
         after = request.query_params.get("after") or None
         object_type = request.query_params.get("type") or None
+        contact_id = carried_contact(request)
 
         cursor = open_records_cursor(ui, name, profile_id, object_type, after)
 
@@ -408,6 +493,11 @@ def routes(ui: UI) -> list[Route]:
             record = profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
             return {
                 "record": record,
+                "linked": (
+                    linked_profiles(tx, domain_name=name, contact_id=contact_id)
+                    if contact_id
+                    else []
+                ),
                 "keys": profiles.profile_keys(tx, domain_name=name, profile_id=record.profile_id),
                 "objects": history.load(
                     tx,
@@ -422,16 +512,33 @@ def routes(ui: UI) -> list[Route]:
         record = loaded["record"]
         if record.profile_id != profile_id:
             # A merged-away id: show the surviving profile under its own address.
-            return RedirectResponse(profile_url(name, record.profile_id), status_code=303)
+            return RedirectResponse(
+                with_contact(profile_url(name, record.profile_id), contact_id), status_code=303
+            )
         fields = record.fields
         shown: history.ObjectsView = loaded["objects"]
         shown_type = shown.object_type or ""
+        linked: list[ProfileRecord] = loaded["linked"]
+        linked_here = any(rec.profile_id == profile_id for rec in linked)
         return ui.render(
             request,
             "agent/profile.html",
             domain_name=name,
             record=record,
             name=display_name(record),
+            updated=history.shown_time(record.updated_at),
+            contact_id=contact_id,
+            # Links within the page (its record tabs and pages) keep the contact.
+            contact_query=contact_query(contact_id),
+            linked_here=linked_here,
+            just_linked=linked_here and request.query_params.get("linked") == "1",
+            linked_elsewhere=[
+                (with_contact(profile_url(name, rec.profile_id), contact_id), display_name(rec))
+                for rec in linked
+                if rec.profile_id != profile_id
+            ],
+            contact_search=search_url(ui, name, None, contact_id) if contact_id else "",
+            contact_page=contact_url(contact_id) if contact_id else "",
             sections=pf.profile_view(fields),
             addresses=[
                 (a, lines)
@@ -457,6 +564,65 @@ def routes(ui: UI) -> list[Route]:
             saved=request.query_params.get("saved") == "1",
             paged=after is not None,
         )
+
+    def link_here(
+        tx: Tx, *, domain_name: str, profile_id: str, contact_id: str, move: bool
+    ) -> bool:
+        """Link the contact to the profile (AddProfileKey(_ctrContactId, [contact id]), as the
+        contact centre's flow does, spec §3.2); whether it was linked.
+
+        AWS's AddProfileKey adds a value without looking at other profiles, so one contact id
+        can be on several. But the contact's record, which arrives when the contact ends, is
+        put on the profile its `_ctrContactId` finds, and a key that finds more than one profile
+        is discarded as ambiguous (spec §1.6): linked to two profiles, the contact's record
+        would go to neither. So when another profile of the domain already has the contact,
+        nothing is linked unless the agent chose to `move` the link, which takes the contact
+        off the others (DeleteProfileKey) in the same transaction. Records of the contact
+        already stored stay where they are: moving those is what a merge does."""
+        others = [
+            rec.profile_id
+            for rec in linked_profiles(tx, domain_name=domain_name, contact_id=contact_id)
+            if rec.profile_id != profile_id
+        ]
+        if others and not move:
+            return False
+        for other in others:
+            profiles.delete_profile_key(
+                tx,
+                domain_name=domain_name,
+                profile_id=other,
+                key_name=CONTACT_KEY,
+                values=[contact_id],
+            )
+        profiles.add_profile_key(
+            tx,
+            domain_name=domain_name,
+            profile_id=profile_id,
+            key_name=CONTACT_KEY,
+            values=[contact_id],
+        )
+        return True
+
+    @ui.page("agent")
+    async def link_contact(request: Request) -> Response:
+        """The profile page's "Link contact ... to this profile" (and "... instead") button."""
+        name = request.path_params["domain"]
+        profile_id = request.path_params["profile_id"]
+        form = request.state.form
+        contact_id = checked_contact_id(form_text(form, CONTACT_PARAM))
+        move = form_text(form, "move") == "1"
+
+        def link(tx: Tx) -> tuple[str, bool]:
+            live_id = profiles.get_profile(tx, domain_name=name, profile_id=profile_id).profile_id
+            return live_id, link_here(
+                tx, domain_name=name, profile_id=live_id, contact_id=contact_id, move=move
+            )
+
+        live_id, linked = await ui.write(link)
+        # Not linked: another profile got the contact since the page was shown; the profile
+        # page shows which, and the choice.
+        url = with_contact(profile_url(name, live_id), contact_id)
+        return RedirectResponse(url + ("&linked=1" if linked else ""), 303)
 
     @ui.page("agent")
     async def object_page(request: Request) -> Response:
@@ -500,6 +666,8 @@ def routes(ui: UI) -> list[Route]:
         record: ProfileRecord | None = None,
         shown: dict[str, str] | None = None,
         submission: str | None = None,
+        now_saved: dict[str, pf.NowSaved] | None = None,
+        notice: str = "",
     ) -> Response:
         return ui.render(
             request,
@@ -510,6 +678,8 @@ def routes(ui: UI) -> list[Route]:
             shown=shown or {},
             shown_prefix=pf.SHOWN_PREFIX,
             errors=errors,
+            now_saved=now_saved or {},
+            notice=notice,
             labels=pf.form_labels(),
             record=record,
             name=display_name(record) if record else "",
@@ -519,10 +689,15 @@ def routes(ui: UI) -> list[Route]:
             submission=submission,
         )
 
-    @ui.page("agent")
+    # A form sent after the session ended comes back after sign-in (web.UI.keep_form).
+    @ui.page("agent", keep_form=True)
     async def create_profile(request: Request) -> Response:
         name = request.path_params["domain"]
         await require_domain(name)
+        # Created for a live contact (from its page, or a search for its caller): the new
+        # profile is linked to it. The form is posted to its own address (it names no other),
+        # so the contact comes back with it.
+        contact_id = carried_contact(request)
         if request.method == "GET":
             values = pf.values_from_profile({})
             # Coming from a search with no result: start with what was searched for.
@@ -541,8 +716,22 @@ def routes(ui: UI) -> list[Route]:
                 submission=submissions.new_token(),
             )
         form = request.state.form
+        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+        if kept:
+            form = submissions.reopened_form(ui.services, request, kept)
         token = submissions.usable(form_text(form, SUBMISSION_FIELD))
         values = pf.values_from_form(form) or pf.values_from_profile({})
+        if kept:
+            # Back after sign-in with what was typed before the session ended: shown to
+            # review, not saved; its one-time token still guards against a second profile.
+            return render_form(
+                request,
+                domain_name=name,
+                values=values,
+                errors={},
+                submission=token or submissions.new_token(),
+                notice=submissions.KEPT_FORM_NOTICE,
+            )
         errors = pf.validate(values, region)
         if not errors and not pf.creation_fields(values):
             errors["FirstName"] = "Fill in at least one field (for example the name)."
@@ -556,7 +745,7 @@ def routes(ui: UI) -> list[Route]:
             )
         fields = pf.creation_fields(values)
 
-        def create(tx: Tx) -> tuple[str, bool]:
+        def create(tx: Tx) -> tuple[str, bool, bool]:
             # The same form sent again shows the profile it created (ui.submissions).
             if token is not None:
                 earlier = submissions.created_by(tx, domain_name=name, token=token)
@@ -564,21 +753,30 @@ def routes(ui: UI) -> list[Route]:
                     tx, domain_name=name, profile_id=earlier
                 )
                 if live:
-                    return live, False
+                    return live, False, False
                 if earlier is not None:
                     # Its profile was deleted since: the form makes a profile again.
                     submissions.forget(tx, domain_name=name, token=token)
             created = profiles.create_profile(tx, domain_name=name, fields=fields)
             if token is not None:
                 submissions.record(tx, domain_name=name, token=token, profile_id=created.profile_id)
-            return created.profile_id, True
+            # A contact another profile has meanwhile is not moved: the new profile's page
+            # shows which has it, and the agent chooses (link_here).
+            linked = contact_id is not None and link_here(
+                tx,
+                domain_name=name,
+                profile_id=created.profile_id,
+                contact_id=contact_id,
+                move=False,
+            )
+            return created.profile_id, True, linked
 
-        profile_id, created = await ui.write(create)
-        return RedirectResponse(
-            profile_url(name, profile_id) + ("?saved=1" if created else ""), 303
-        )
+        profile_id, created, linked = await ui.write(create)
+        url = profile_url(name, profile_id) + ("?saved=1" if created else "")
+        url = with_contact(url, contact_id)
+        return RedirectResponse(url + ("&linked=1" if linked else ""), 303)
 
-    @ui.page("agent")
+    @ui.page("agent", keep_form=True)
     async def edit_profile(request: Request) -> Response:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
@@ -591,9 +789,25 @@ def routes(ui: UI) -> list[Route]:
                 request, domain_name=name, values=values, errors={}, record=record, shown=values
             )
         form = request.state.form
+        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+        if kept:
+            form = submissions.reopened_form(ui.services, request, kept)
         values = pf.values_from_form(form) or pf.values_from_profile({})
         # A form without the values it showed (sent by a script): compared with the profile.
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
+        if kept:
+            # Back after sign-in with what was typed before the session ended: shown to review,
+            # not saved. Its values as shown stay the baseline: the save that follows still
+            # refuses what someone else changed meanwhile.
+            return render_form(
+                request,
+                domain_name=name,
+                values=values,
+                errors={},
+                record=record,
+                shown=shown,
+                notice=submissions.KEPT_FORM_NOTICE,
+            )
         changed = pf.changed_fields(shown, values)
         errors = pf.validate(values, region, only=changed)
         live_id = record.profile_id
@@ -607,14 +821,23 @@ def routes(ui: UI) -> list[Route]:
                 )
             )
         if errors:
+            # The typed values stay; each field changed meanwhile shows what is saved now, and
+            # saving again replaces it knowingly (pf.refused_edit).
+            baseline, now_saved = pf.refused_edit(record.fields, shown, values)
             return render_form(
-                request, domain_name=name, values=values, errors=errors, record=record, shown=shown
+                request,
+                domain_name=name,
+                values=values,
+                errors=errors,
+                record=record,
+                shown=baseline,
+                now_saved=now_saved,
             )
         return RedirectResponse(profile_url(name, record.profile_id) + "?saved=1", 303)
 
     @ui.page("agent")
     async def contact_pop(request: Request) -> Response:
-        contact_id = request.path_params["contact_id"]
+        contact_id = checked_contact_id(request.path_params["contact_id"])
         wanted = request.query_params.get("domain")
         if wanted:
             # A mistyped domain in the contact centre's screen-pop address is a 404 saying
@@ -627,11 +850,8 @@ def routes(ui: UI) -> list[Route]:
             unreadable: list[str] = []
             for domain_name in names:
                 try:
-                    page, _ = profiles.search_profiles(
-                        tx,
-                        domain_name=domain_name,
-                        criteria=[profiles.SearchCriterion(CONTACT_KEY, (contact_id,))],
-                        limit=5,
+                    page = linked_profiles(
+                        tx, domain_name=domain_name, contact_id=contact_id, limit=5
                     )
                 except NotFound:
                     continue
@@ -642,17 +862,22 @@ def routes(ui: UI) -> list[Route]:
                         raise
                     unreadable.append(domain_name)
                     continue
-                found.extend((domain_name, rec) for rec, _ in page)
+                found.extend((domain_name, rec) for rec in page)
             return found, unreadable
 
-        found, unreadable = await ui.read(find) if len(contact_id) <= MAX_SEARCH_TEXT else ([], [])
+        found, unreadable = await ui.read(find)
         if len(found) == 1:
+            # The profile page carries the contact too: if it is not the caller's profile,
+            # the agent searches from there and links the contact to the right one.
             domain_name, record = found[0]
-            return RedirectResponse(profile_url(domain_name, record.profile_id), 303)
+            return RedirectResponse(
+                with_contact(profile_url(domain_name, record.profile_id), contact_id), 303
+            )
         return ui.render(
             request,
             "agent/contact.html",
             contact_id=contact_id,
+            contact_query=contact_query(contact_id),
             matches=[(d, rec, display_name(rec)) for d, rec in found],
             domains=[d for d in names if d not in unreadable],
             unreadable=unreadable,
@@ -661,7 +886,9 @@ def routes(ui: UI) -> list[Route]:
 
     return [
         Route("/agent/", agent_home, methods=["GET"]),
-        Route("/agent/contacts/{contact_id}", contact_pop, methods=["GET"]),
+        # :path, so that a contact id with "/" in it (sent as %2F, which the server decodes)
+        # still opens its contact.
+        Route("/agent/contacts/{contact_id:path}", contact_pop, methods=["GET"]),
         Route("/agent/domains/{domain}", search, methods=["GET", "POST"]),
         Route("/agent/domains/{domain}/profiles/new", create_profile, methods=["GET", "POST"]),
         Route(
@@ -670,6 +897,11 @@ def routes(ui: UI) -> list[Route]:
             methods=["GET", "POST"],
         ),
         Route("/agent/domains/{domain}/profiles/{profile_id}", profile_page, methods=["GET"]),
+        Route(
+            "/agent/domains/{domain}/profiles/{profile_id}/link-contact",
+            link_contact,
+            methods=["POST"],
+        ),
         Route(
             "/agent/domains/{domain}/profiles/{profile_id}/objects/{object_type}/{object_link}",
             object_page,

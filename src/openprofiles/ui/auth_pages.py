@@ -4,6 +4,7 @@ workspace."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -12,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.errors import Throttling
+from openprofiles.ui import submissions
 from openprofiles.ui.user_pages import form_password
 from openprofiles.ui.web import (
     SESSION_COOKIE,
@@ -24,6 +26,7 @@ from openprofiles.ui.web import (
     set_cookie,
 )
 from openprofiles.users import service as users
+from openprofiles.users.models import WebSession
 
 SIGNIN_TOKEN_AGE = 3600
 # What new_signin_token makes (secrets.token_urlsafe(32)): a cookie's value is reused only so.
@@ -39,48 +42,9 @@ def routes(ui: UI) -> list[Route]:
             return RedirectResponse("/ui/sign-in", status_code=303)
         return RedirectResponse("/admin/" if session.role == "admin" else "/agent/", 303)
 
-    def sign_in_form(
-        request: Request,
-        *,
-        username: str = "",
-        error: str = "",
-        status: int = 200,
-        form: FormData | None = None,
-    ) -> Response:
-        """The sign-in page; after a failed POST (`form`), the page to return to is the one
-        the form carried (the POST's own address has no query), so a mistyped password does
-        not lose the screen-pop address the agent came from."""
-        # Before sign-in there is no session to hold a CSRF token, so the form's token is also
-        # set in a cookie and both must match (a forged form cannot read or set the cookie).
-        # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
-        # while another tab shows the sign-in page) used to replace it, and the first tab's
-        # sign-in then failed as an expired form, losing where it was going.
-        held = request.cookies.get(SIGNIN_COOKIE, "")
-        token = held if SIGNIN_TOKEN_PATTERN.fullmatch(held) else new_signin_token()
-        if form is None:
-            next_path = request.query_params.get("next", "").strip()
-            next_query = request.query_params.get("next_query", "").strip()
-        else:
-            next_path, next_query = form_text(form, "next"), form_text(form, "next_query")
-        if safe_next(next_path, "") != next_path:
-            # Only a local path is kept (after_sign_in would drop any other anyway).
-            next_path, next_query = "", ""
-        response = ui.render(
-            request,
-            "sign_in.html",
-            status=status,
-            signin_token=token,
-            username=username,
-            error=error,
-            next=next_path,
-            next_query=next_query,
-        )
-        set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
-        return response
-
     async def sign_in(request: Request) -> Response:
         if request.method == "GET":
-            return sign_in_form(request)
+            return sign_in_page(ui, request)
         try:
             form = await request.form()
         except ClientDisconnect:  # the browser left mid-send: nobody to answer
@@ -88,7 +52,8 @@ def routes(ui: UI) -> list[Route]:
         expected = request.cookies.get(SIGNIN_COOKIE, "")
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):
-            return sign_in_form(
+            return sign_in_page(
+                ui,
                 request,
                 username=username,
                 error="The sign-in form had expired; please sign in again.",
@@ -112,11 +77,12 @@ def routes(ui: UI) -> list[Route]:
                 )
             )
         except Throttling as exc:
-            return sign_in_form(
-                request, username=username, error=exc.message, status=429, form=form
+            return sign_in_page(
+                ui, request, username=username, error=exc.message, status=429, form=form
             )
         if created is None:
-            return sign_in_form(
+            return sign_in_page(
+                ui,
                 request,
                 username=username,
                 error="The username or password is not right. Check them and try again.",
@@ -124,9 +90,9 @@ def routes(ui: UI) -> list[Route]:
                 form=form,
             )
         default = "/admin/" if created.session.role == "admin" else "/agent/"
-        response = RedirectResponse(
-            ui.after_sign_in(form_text(form, "next"), form_text(form, "next_query"), default),
-            status_code=303,
+        target = ui.after_sign_in(form_text(form, "next"), form_text(form, "next_query"), default)
+        response = back_to_kept_form(request, form, target, created.session) or RedirectResponse(
+            target, status_code=303
         )
         set_cookie(
             request,
@@ -137,6 +103,28 @@ def routes(ui: UI) -> list[Route]:
         )
         response.delete_cookie(SIGNIN_COOKIE, path="/")
         return response
+
+    def back_to_kept_form(
+        request: Request, form: FormData, target: str, session: WebSession
+    ) -> Response | None:
+        """After sign-in, when the sign-in page held a form sent after its session ended
+        (web.UI.keep_form) that this user may have back: a page with one button that takes it
+        back to its page (submissions.reopen_form), with this session's CSRF token. A button
+        because only a POST can carry the form there, and the pages work without scripts."""
+        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+        if not kept:
+            return None
+        reopened = submissions.reopen_form(
+            ui.services,
+            path=target.partition("?")[0],
+            sealed=kept,
+            username=session.username,
+            now=datetime.now(UTC),
+        )
+        if reopened is None:  # too old, or another user's: the page as it is now
+            return None
+        request.state.session = session  # the page is the new session's
+        return ui.render(request, "sign_in.html", kept=kept, back_to=target)
 
     @ui.page("agent")
     async def sign_out(request: Request) -> Response:
@@ -151,3 +139,51 @@ def routes(ui: UI) -> list[Route]:
         Route("/ui/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/ui/sign-out", sign_out, methods=["POST"]),
     ]
+
+
+def sign_in_page(
+    ui: UI,
+    request: Request,
+    *,
+    username: str = "",
+    error: str = "",
+    status: int = 200,
+    form: FormData | None = None,
+    next_path: str | None = None,
+    next_query: str = "",
+    kept: str = "",
+) -> Response:
+    """The sign-in page; after a failed POST (`form`), the page to return to is the one
+    the form carried (the POST's own address has no query), so a mistyped password does
+    not lose the screen-pop address the agent came from. `next_path`, `next_query` and
+    `kept`: the page whose form was sent after its session ended, and that form sealed
+    (web.UI.keep_form); a failed sign-in carries them on."""
+    # Before sign-in there is no session to hold a CSRF token, so the form's token is also
+    # set in a cookie and both must match (a forged form cannot read or set the cookie).
+    # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
+    # while another tab shows the sign-in page) used to replace it, and the first tab's
+    # sign-in then failed as an expired form, losing where it was going.
+    held = request.cookies.get(SIGNIN_COOKIE, "")
+    token = held if SIGNIN_TOKEN_PATTERN.fullmatch(held) else new_signin_token()
+    if next_path is None and form is None:
+        next_path = request.query_params.get("next", "").strip()
+        next_query = request.query_params.get("next_query", "").strip()
+    elif next_path is None and form is not None:
+        next_path, next_query = form_text(form, "next"), form_text(form, "next_query")
+        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+    if safe_next(next_path, "") != next_path:
+        # Only a local path is kept (after_sign_in would drop any other anyway).
+        next_path, next_query, kept = "", "", ""
+    response = ui.render(
+        request,
+        "sign_in.html",
+        status=status,
+        signin_token=token,
+        username=username,
+        error=error,
+        next=next_path,
+        next_query=next_query,
+        kept=kept,
+    )
+    set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
+    return response

@@ -11,6 +11,10 @@ instance integrations; spec §3.2: contact history is ListProfileObjects of CTR)
 the contact-history query of contacts.history, newest contact first (by when the contact
 started, not when its record was stored); each row shows channel, start, duration, agent, queue
 and disconnect reason. Other objects are listed newest write first.
+
+Times (a contact's start, when a record was written) are ShownTime values: the page writes them
+in UTC inside `<time datetime="...">`, which static/local-time.js rewrites to the browser's own
+time zone; without script, the UTC text stays, and says it is UTC.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from openprofiles.contacts.history import (
@@ -37,12 +41,39 @@ SUMMARY_FIELDS = 4
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class ShownTime:
+    """A moment as a page shows it: `iso` for a `<time datetime>` (UTC, to the second), `text`
+    the UTC reading shown until the browser's script (or without one) puts it in local time."""
+
+    iso: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def shown_time(value: datetime | None, *, seconds: bool = False) -> ShownTime | None:
+    """`value` for a `<time>` element; None when unknown. A time without a zone is UTC, as the
+    store keeps every time. `seconds`: shown to the second (a contact's start), else to the
+    minute (as the pages' `time` filter shows times)."""
+    if value is None:
+        return None
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+    return ShownTime(utc.isoformat(timespec="seconds").replace("+00:00", "Z"), text)
+
+
 @dataclass
 class ObjectRow:
     unique_key: str
     updated_at: datetime | None
     # For contacts: channel, start, duration, agent, queue, disconnect reason.
-    columns: list[str] = field(default_factory=list)
+    columns: list[str | ShownTime] = field(default_factory=list)
+
+    @property
+    def updated(self) -> ShownTime | None:
+        return shown_time(self.updated_at)
 
 
 @dataclass
@@ -167,11 +198,10 @@ def shown_duration(seconds: int | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def contact_columns(contact: ContactSummary) -> list[str]:
-    start = contact.start.strftime("%Y-%m-%d %H:%M:%S UTC") if contact.start else ""
+def contact_columns(contact: ContactSummary) -> list[str | ShownTime]:
     return [
         _text(contact.channel),
-        start,
+        shown_time(contact.start, seconds=True) or "",
         shown_duration(contact.duration_seconds),
         _text(contact.agent),
         _text(contact.queue),

@@ -406,9 +406,63 @@ def creation_fields(values: dict[str, str]) -> dict[str, Any]:
 
 
 CHANGED_MEANWHILE = (
-    "Someone else changed this field since you opened the form. Reload the page to see the "
-    "profile as it is now, then make your change again."
+    "Someone else changed this field since you opened the form. What is saved now is shown "
+    "under it: save again to replace it with your value."
 )
+
+
+@dataclass(frozen=True)
+class NowSaved:
+    """What is stored now in a field the agent changed and someone else changed meanwhile:
+    a field's value (`text`, "" when it was cleared); for the attributes, the conflicting ones
+    as the text area writes them (`lines`) and the names of those no longer stored
+    (`removed`)."""
+
+    text: str = ""
+    lines: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def _attribute_edit(
+    shown: dict[str, str], values: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(the attributes as shown, what the agent changed in them: name -> new value, "" for a
+    removed one), line by line, so a line the agent did not touch is neither written back nor
+    checked against the stored value (changed meanwhile, it is kept)."""
+    before, _ = parse_attributes(shown.get(ATTRIBUTES_FIELD, ""))
+    after, _ = parse_attributes(values.get(ATTRIBUTES_FIELD, ""))
+    changes = {k: v for k, v in after.items() if before.get(k) != v}
+    changes.update({k: "" for k in before if k not in after})
+    return before, changes
+
+
+def _conflicts(
+    current: dict[str, Any], shown: dict[str, str], values: dict[str, str]
+) -> tuple[set[str], set[str]]:
+    """(the form's fields, the attribute names) the agent changed from what was shown whose
+    stored value is no longer the one shown. A field both set to the same value is no
+    conflict: saving it overwrites nothing."""
+    now = values_from_profile(current)
+    changed = changed_fields(shown, values)
+    fields = {
+        name
+        for name in changed
+        if name != ATTRIBUTES_FIELD
+        and now[name] != shown.get(name, "")
+        and now[name] != values[name]
+    }
+    attributes: set[str] = set()
+    if ATTRIBUTES_FIELD in changed:
+        stored = {str(k): str(v) for k, v in (current.get("Attributes") or {}).items()}
+        before, changes = _attribute_edit(shown, values)
+        attributes = {
+            k
+            for k, v in changes.items()
+            if stored.get(k, "") != before.get(k, "") and stored.get(k, "") != v
+        }
+        if attributes:
+            fields.add(ATTRIBUTES_FIELD)
+    return fields, attributes
 
 
 def update_changes(
@@ -417,13 +471,9 @@ def update_changes(
     """(UpdateProfile members for what the agent changed from what the form showed — "" clears
     a value, API semantics —, field → CHANGED_MEANWHILE for a changed field whose stored value
     is no longer the one shown)."""
-    now = values_from_profile(current)
     changed = changed_fields(shown, values)
-    conflicts = {
-        name: CHANGED_MEANWHILE
-        for name in changed
-        if name != ATTRIBUTES_FIELD and now[name] != shown.get(name, "")
-    }
+    conflicting, _ = _conflicts(current, shown, values)
+    conflicts = dict.fromkeys(sorted(conflicting), CHANGED_MEANWHILE)
     changes: dict[str, Any] = {name: values[name] for name in STRING_FORM_FIELDS if name in changed}
     address = {
         part: values[f"Address.{part}"]
@@ -433,18 +483,39 @@ def update_changes(
     if address:
         changes["Address"] = address
     if ATTRIBUTES_FIELD in changed:
-        # Line by line against what was shown, so a line the agent did not touch is not
-        # written back (nor checked against the stored value: changed meanwhile, it is kept).
-        before, _ = parse_attributes(shown.get(ATTRIBUTES_FIELD, ""))
-        after, _ = parse_attributes(values[ATTRIBUTES_FIELD])
-        attribute_changes = {k: v for k, v in after.items() if before.get(k) != v}
-        attribute_changes.update({k: "" for k in before if k not in after})
-        stored = current.get("Attributes") or {}
-        if any(str(stored.get(k, "")) != before.get(k, "") for k in attribute_changes):
-            conflicts[ATTRIBUTES_FIELD] = CHANGED_MEANWHILE
+        _, attribute_changes = _attribute_edit(shown, values)
         if attribute_changes:
             changes["Attributes"] = attribute_changes
     return changes, conflicts
+
+
+def refused_edit(
+    current: dict[str, Any], shown: dict[str, str], values: dict[str, str]
+) -> tuple[dict[str, str], dict[str, NowSaved]]:
+    """After a save refused for fields changed meanwhile (or not yet tried, the form having
+    errors): (the values the form shows as its baseline next, field → what is stored now).
+
+    The agent's typed values stay in the form. The baseline of each conflicting field (of each
+    conflicting attribute) becomes the value stored now, so saving again replaces it knowingly,
+    and a change a third agent makes after this is refused in turn. The other fields keep the
+    baseline they had: a change made meanwhile to a field the agent did not touch stays saved."""
+    conflicting, attributes = _conflicts(current, shown, values)
+    now = values_from_profile(current)
+    baseline = {**shown, **{name: now[name] for name in conflicting if name != ATTRIBUTES_FIELD}}
+    saved = {name: NowSaved(text=now[name]) for name in conflicting if name != ATTRIBUTES_FIELD}
+    if attributes:
+        stored = {str(k): str(v) for k, v in (current.get("Attributes") or {}).items()}
+        before, _ = _attribute_edit(shown, values)
+        rebased = {k: v for k, v in before.items() if k not in attributes}
+        rebased.update({k: stored[k] for k in stored if k in attributes})
+        baseline[ATTRIBUTES_FIELD] = format_attributes(rebased)
+        saved[ATTRIBUTES_FIELD] = NowSaved(
+            lines=tuple(
+                format_attributes({k: stored[k]}) for k in sorted(attributes) if k in stored
+            ),
+            removed=tuple(_escape(k, name=True) for k in sorted(attributes) if k not in stored),
+        )
+    return baseline, saved
 
 
 def save_edit(

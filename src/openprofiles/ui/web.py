@@ -32,6 +32,7 @@ from openprofiles.context import Services, Tx
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import AccessDenied, BadRequest, NotFound, ServiceError
 from openprofiles.store.conflicts import retrying
+from openprofiles.ui import submissions
 from openprofiles.users import service as users
 from openprofiles.users.models import WebSession
 
@@ -43,7 +44,9 @@ STATIC_DIR = Path(__file__).with_name("static")
 T = TypeVar("T")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-# Pages hold personal data: never cached, never framed, no scripts at all.
+# Pages hold personal data: never cached, never framed, and no script but the application's own
+# static files (static/local-time.js, which only rewrites times into the browser's time zone):
+# no inline script, nothing from elsewhere. Every page works without it.
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -51,7 +54,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "frame-ancestors 'none'; base-uri 'none'; script-src 'self'"
     ),
 }
 
@@ -134,15 +137,21 @@ class UI:
         """The sign-in page, to come back to `request` after. The path is kept as it is; the
         query, which may hold personal values (e.g. an old search address), only sealed to
         that path (in `next_query`)."""
-        path = request.url.path
-        url = f"/ui/sign-in?next={quote(path, safe='')}"
-        if request.url.query:
-            try:
-                sealed = self.services.tokens.encode(_next_scope(path), {"q": request.url.query})
-            except ValueError:
-                return url  # too long to seal: back to the page without its query
-            url += f"&next_query={sealed}"
-        return url
+        url = f"/ui/sign-in?next={quote(request.url.path, safe='')}"
+        sealed = self.sealed_query(request)
+        return url + (f"&next_query={sealed}" if sealed else "")
+
+    def sealed_query(self, request: Request) -> str:
+        """The query of `request` sealed to its path, for after sign-in (after_sign_in); ""
+        when it has none, or one too long to seal (back to the page without its query)."""
+        if not request.url.query:
+            return ""
+        try:
+            return self.services.tokens.encode(
+                _next_scope(request.url.path), {"q": request.url.query}
+            )
+        except ValueError:
+            return ""
 
     def after_sign_in(self, next_path: str, next_query: str, default: str) -> str:
         """Where sign-in leads: the local path `next_path` (any query of its own dropped) with
@@ -157,15 +166,52 @@ class UI:
         query = state.get("q")
         return f"{path}?{query}" if isinstance(query, str) and query else path
 
-    def page(self, role: str = "agent") -> Callable[[Endpoint], Endpoint]:
+    async def keep_form(self, request: Request) -> Response:
+        """The answer to a form sent after its session ended (an hour idle, or 12 hours): the
+        sign-in page, with the form sealed in it (submissions.keep_form), so that signing in
+        brings the agent back to what they typed instead of losing it.
+
+        Only a form the browser says was sent from one of this site's pages (Sec-Fetch-Site,
+        which a page cannot set): with no session there is no CSRF token to check, and a form
+        another site posts must not come back as the agent's own to save. Other browsers, and a
+        form too large to keep, are sent to sign in as before."""
+        if request.headers.get("sec-fetch-site") != "same-origin":
+            return RedirectResponse(self.sign_in_url(request), status_code=303)
+        try:
+            form = await request.form()
+        except ClientDisconnect:  # the browser left mid-send: nobody to answer
+            return Response(status_code=400)
+        token = request.cookies.get(SESSION_COOKIE)
+        # Whose session it was, while its row is there: the form goes back to that user only.
+        owner = (
+            await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
+        )
+        path = request.url.path
+        kept = submissions.keep_form(
+            self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
+        )
+        if kept is None:
+            return RedirectResponse(self.sign_in_url(request), status_code=303)
+        from openprofiles.ui.auth_pages import sign_in_page  # it imports this module
+
+        return sign_in_page(
+            self, request, next_path=path, next_query=self.sealed_query(request), kept=kept
+        )
+
+    def page(
+        self, role: str = "agent", *, keep_form: bool = False
+    ) -> Callable[[Endpoint], Endpoint]:
         """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
         on POST (the parsed form is then in request.state.form), and service errors shown as
-        friendly pages."""
+        friendly pages. `keep_form`: a POST whose session has ended is kept for after sign-in
+        (keep_form); the endpoint then gets it back in a POST with submissions.KEPT_FORM_FIELD."""
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def guarded(request: Request) -> Response:
                 session = await self.load_session(request)
                 if session is None:
+                    if keep_form and request.method == "POST":
+                        return await self.keep_form(request)
                     return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
                 if request.method != "POST":
@@ -250,7 +296,7 @@ def focus_first_invalid(body: str) -> str:
     """The page with `autofocus` on its first invalid field (the first control the
     `describedby` macro marked aria-invalid), so that after a refused form the focus is at the
     first field to correct, not on the page's body; unchanged when the page has no invalid
-    field. Done here because the pages run no script, and only here can the first one in the
+    field. Done here because the pages work without scripts, and only here can the first one in the
     page's order be known. The marker is only ever written by the templates: a value shown on
     the page has its quotes escaped."""
     return body.replace(_INVALID, _INVALID + " autofocus", 1)

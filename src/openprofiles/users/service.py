@@ -490,16 +490,30 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
     seen = row.last_seen_at or row.expires_at - SESSION_LIFETIME
     if seen <= tx.now - SESSION_IDLE:
         return None
-    name = _cipher(tx).open_record(
-        USER_TABLE, bytes(row.username_digest).hex(), bytes(row.username_sealed)
-    )
     return WebSession(
-        username=name["username"],
+        username=_session_username(tx, row.username_digest, row.username_sealed),
         role=row.role,
         csrf_token=row.csrf_token,
         expires_at=row.expires_at,
         touch_due=seen <= tx.now - TOUCH_EVERY,
     )
+
+
+def session_username(tx: Tx, *, token: str) -> str | None:
+    """The user the cookie value's session is or was for, live or ended; None once its row is
+    gone (signed out, or cleared by a later sign-in). A form sent after its session ended is
+    given back only to this user after sign-in (ui.submissions.keep_form)."""
+    row = tx.conn.execute(
+        select(web_user.c.username_digest, web_user.c.username_sealed)
+        .join(web_session, web_user.c.username_digest == web_session.c.username_digest)
+        .where(web_session.c.id_digest == _digest(token))
+    ).first()
+    return None if row is None else _session_username(tx, row.username_digest, row.username_sealed)
+
+
+def _session_username(tx: Tx, digest: bytes, sealed: bytes) -> str:
+    name = _cipher(tx).open_record(USER_TABLE, bytes(digest).hex(), bytes(sealed))
+    return str(name["username"])
 
 
 def touch_session(tx: Tx, *, token: str) -> None:
