@@ -13,10 +13,11 @@ in clear reaches disk, and no value is ever logged (Splink's own logging is kept
 
 Model parameters: every comparison level starts from fixed m/u priors (below). On a domain of at
 least `MIN_TRAINING_PROFILES` profiles, u is estimated by random sampling and m by expectation
-maximisation over two blocking rules; a training step that cannot run (too few pairs in a block,
-a level never observed) keeps the priors for what it could not estimate. Small domains — a
-domain of 10 profiles — use the priors alone, which separate formatting variants and typos of
-one person from distinct people on the attributes above.
+maximisation over two blocking rules; a training step that cannot run (no pair in a block, an
+estimate that underflows) leaves the model as it was before the step, and a level never
+observed keeps its prior. Small domains — a domain of 10 profiles — use the priors alone,
+which separate formatting variants and typos of one person from distinct people on the
+attributes above.
 
 Pairs scoring at least `MATCH_THRESHOLD` are clustered (connected components at that threshold)
 into match groups {MatchId, ProfileIds, ConfidenceScore}; a group's confidence is the lowest
@@ -56,6 +57,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from operator import itemgetter
 from types import TracebackType
 from typing import Any
@@ -294,11 +296,11 @@ def score(
 
 
 def _train(linker: Any, n: int) -> bool:
-    """Estimate u by random sampling and m by EM; a step that cannot run keeps the priors."""
+    """Estimate u by random sampling and m by EM; a step that cannot run keeps the model as it
+    was before the step (`_kept_on_failure`), priors included. True when a step ran."""
     from splink import block_on
 
-    trained = False
-    try:
+    def estimate_u() -> None:
         # All the pairs in one query per comparison (num_chunks=1): by default Splink splits
         # them into ten chunks, stopping when every level has been seen 100 times, and the
         # rare levels (a Levenshtein level of random pairs) never are, so most comparisons
@@ -306,16 +308,44 @@ def _train(linker: Any, n: int) -> bool:
         linker.training.estimate_u_using_random_sampling(
             max_pairs=min(MAX_U_PAIRS, n * (n - 1) / 2), seed=1, num_chunks=1
         )
-        trained = True
-    except Exception:  # any failure to estimate keeps the u priors
-        logger.info("u estimation could not run; keeping the priors")
-    for rule in (block_on("phone"), block_on("birth_date")):
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(rule)
-            trained = True
-        except Exception:  # EM on a sparse block keeps the m priors
-            logger.info("m estimation over a blocking rule could not run; keeping the priors")
+
+    trained = _kept_on_failure(linker, "u estimation", estimate_u)
+    em = linker.training.estimate_parameters_using_expectation_maximisation
+    for column in ("phone", "birth_date"):
+        ran = _kept_on_failure(
+            linker, f"m estimation blocked on {column}", partial(em, block_on(column))
+        )
+        trained = trained or ran
     return trained
+
+
+def _kept_on_failure(linker: Any, name: str, step: Callable[[], object]) -> bool:
+    """Run one training step of `linker`; when it raises, put the model back as it was before
+    the step and return False.
+
+    Splink does not: an EM session takes the comparisons its blocking rule uses out of the
+    linker's model (pairs that agree on them cannot estimate them) and sets a blocking-adjusted
+    prior match probability there before it looks at any pair, and puts them back only when
+    it completes. An EM step that raised — "resulted in no record pairs" when no two profiles
+    share a birth date (usual in contact-centre data), a ValueError when an m probability
+    underflows to 0.0 — left that comparison out: the predictions lacked its `mw_` column,
+    which `_groups` reads, and the job failed. The whole model is restored rather than
+    `_groups` tolerating a missing comparison or the rule checked for pairs beforehand: every
+    comparison keeps scoring, with what the steps before estimated or its priors (a birth date
+    still counts for the profiles that have one), whatever way a step fails, partway through
+    included (u estimation records its estimates one comparison at a time)."""
+    settings = linker._settings_obj
+    before = settings.core_model_settings.copy()  # a deep copy: levels are updated in place
+    sessions = len(linker._em_training_sessions)
+    try:
+        step()
+    except Exception as exc:  # any failure to estimate keeps the model as it was
+        settings.core_model_settings = before
+        del linker._em_training_sessions[sessions:]
+        # The exception's type only, as run_job does for a failed job.
+        logger.info("%s could not run (%s); keeping the parameters", name, type(exc).__name__)
+        return False
+    return True
 
 
 def _level_labels(linker: Any) -> dict[str, list[tuple[float, str]]]:
