@@ -58,7 +58,10 @@ def routes(ui: UI) -> list[Route]:
                 username=username,
                 error="The sign-in form had expired; please sign in again.",
                 status=403,
+                # Where it was going, but not a kept form: a form another site posted (its
+                # token cannot match) must not put its values in front of the agent.
                 form=form,
+                carry_kept=False,
             )
         password = form_password(form, "password")
         address = request.client.host if request.client else None
@@ -152,12 +155,14 @@ def sign_in_page(
     next_path: str | None = None,
     next_query: str = "",
     kept: str = "",
+    carry_kept: bool = True,
 ) -> Response:
     """The sign-in page; after a failed POST (`form`), the page to return to is the one
     the form carried (the POST's own address has no query), so a mistyped password does
     not lose the screen-pop address the agent came from. `next_path`, `next_query` and
     `kept`: the page whose form was sent after its session ended, and that form sealed
-    (web.UI.keep_form); a failed sign-in carries them on."""
+    (web.UI.keep_form); a failed sign-in carries them on, unless `carry_kept` is False (a
+    sign-in form whose own CSRF token failed, which anyone could have sent)."""
     # Before sign-in there is no session to hold a CSRF token, so the form's token is also
     # set in a cookie and both must match (a forged form cannot read or set the cookie).
     # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
@@ -170,7 +175,7 @@ def sign_in_page(
         next_query = request.query_params.get("next_query", "").strip()
     elif next_path is None and form is not None:
         next_path, next_query = form_text(form, "next"), form_text(form, "next_query")
-        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+        kept = form_text(form, submissions.KEPT_FORM_FIELD) if carry_kept else ""
     if safe_next(next_path, "") != next_path:
         # Only a local path is kept (after_sign_in would drop any other anyway).
         next_path, next_query, kept = "", "", ""

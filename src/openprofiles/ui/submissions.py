@@ -110,10 +110,14 @@ _NOT_KEPT = frozenset({"csrf_token", KEPT_FORM_FIELD})
 
 
 def keep_form(
-    services: Services, *, path: str, username: str | None, form: FormData, now: datetime
+    services: Services, *, path: str, username: str, form: FormData, now: datetime
 ) -> str | None:
     """The text fields of `form`, sent to `path` after its session ended, sealed (base64) for
-    `username` (None: whoever signs in and may use the page); None when it is too large."""
+    `username`, the user whose session it was; None when it is too large.
+
+    Only for a known user: a form kept for whoever signs in next could be made by anyone (an
+    HTTP client can send any Sec-Fetch-Site), planted in an agent's sign-in page, and saved
+    by the agent as their own (found in review)."""
     fields = [
         [name, value]
         for name, value in form.multi_items()
@@ -142,7 +146,7 @@ def reopen_form(
         return None
     if not 0 <= now.timestamp() - kept_at <= KEPT_FORM_FOR.total_seconds():
         return None
-    if owner is not None and owner != username:
+    if owner != username:
         return None
     return FormData([(str(name), str(value)) for name, value in fields])
 

@@ -171,10 +171,12 @@ class UI:
         sign-in page, with the form sealed in it (submissions.keep_form), so that signing in
         brings the agent back to what they typed instead of losing it.
 
-        Only a form the browser says was sent from one of this site's pages (Sec-Fetch-Site,
-        which a page cannot set): with no session there is no CSRF token to check, and a form
-        another site posts must not come back as the agent's own to save. Other browsers, and a
-        form too large to keep, are sent to sign in as before."""
+        Only a form of a session whose user is known (its row is still there; not after
+        sign-out, nor once cleared), kept for that user alone: with no session there is no CSRF
+        token to check, so what comes back must be what that user's browser sent. And only a
+        form a browser says was sent from one of this site's pages (Sec-Fetch-Site, which a
+        page cannot set; any HTTP client can, hence the owner). Other requests, and a form too
+        large to keep, are sent to sign in as before."""
         if request.headers.get("sec-fetch-site") != "same-origin":
             return RedirectResponse(self.sign_in_url(request), status_code=303)
         try:
@@ -187,8 +189,12 @@ class UI:
             await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
         )
         path = request.url.path
-        kept = submissions.keep_form(
-            self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
+        kept = (
+            submissions.keep_form(
+                self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
+            )
+            if owner is not None
+            else None
         )
         if kept is None:
             return RedirectResponse(self.sign_in_url(request), status_code=303)

@@ -152,7 +152,7 @@ def test_a_kept_form_opens_for_its_page_and_half_an_hour_only(client: TestClient
     path = "/agent/domains/x/profiles/p/edit"
     now = datetime.now(UTC)
     sealed = submissions.keep_form(
-        services, path=path, username=None, form=FormData([("FirstName", "Bea")]), now=now
+        services, path=path, username="ana", form=FormData([("FirstName", "Bea")]), now=now
     )
     assert sealed is not None
 
@@ -163,6 +163,7 @@ def test_a_kept_form_opens_for_its_page_and_half_an_hour_only(client: TestClient
     assert opened is not None and opened.get("FirstName") == "Bea"
     assert reopen(now + submissions.KEPT_FORM_FOR + timedelta(seconds=1)) is None
     assert reopen(now, where="/agent/domains/x/profiles/q/edit") is None
+    assert reopen(now, who="bob") is None
     tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
     assert (
         submissions.reopen_form(services, path=path, sealed=tampered, username="ana", now=now)
@@ -181,6 +182,42 @@ def test_a_form_another_site_sends_is_not_kept(client: TestClient) -> None:
         answer = client.post(url, data={**form, "FirstName": TYPED}, headers=headers)
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/ui/sign-in?next=")
+
+
+def test_a_form_of_no_known_session_is_not_kept(client: TestClient) -> None:
+    """Anyone can send Sec-Fetch-Site: same-origin from an HTTP client. A form kept with no known
+    owner would open for whoever signs in next: planted in an agent's sign-in page, it came back
+    as the agent's own typing, and the agent saved an attacker's values (review)."""
+    _, url = _profile(client)
+    form = {"FirstName": "Mallory", "EmailAddress": "attacker@evil.example"}
+    for cookies in ({}, {"op_session": "not-a-session"}):
+        client.cookies.clear()
+        for name, value in cookies.items():
+            client.cookies.set(name, value)
+        answer = client.post(url, data=form, headers=SAME_ORIGIN)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/ui/sign-in?next=")
+
+
+def test_a_sign_in_form_that_fails_its_csrf_check_carries_no_kept_form(
+    client: TestClient,
+) -> None:
+    """A sign-in form another site posts cannot carry its token: what it carries (a kept form)
+    is dropped, so it cannot put values in front of the agent who then signs in (review)."""
+    _, page = _sent_after_the_session_ended(client)
+    planted = _fields(page)["kept_form"]
+    client.cookies.clear()
+    forged = client.post(
+        "/ui/sign-in",
+        data={
+            "csrf_token": "forged",
+            "username": "ana",
+            "password": PASSWORD,
+            "kept_form": planted,
+        },
+    )
+    assert forged.status_code == 403
+    assert "kept_form" not in _fields(forged.text)
 
 
 def test_a_create_form_sent_after_the_session_ended_comes_back_with_its_token(
