@@ -227,8 +227,10 @@ def profile_url(domain_name: str, profile_id: str) -> str:
 
 def checked_contact_id(value: str) -> str:
     """`value` as a contact id; BadRequest when it cannot be one: AddProfileKey's values have 1
-    to 255 characters (the model), and the id is shown and carried in addresses."""
-    if not value.strip() or len(value) > MAX_SEARCH_TEXT or not value.isprintable():
+    to 255 characters (the model), and the id is shown and carried in addresses. Spaces around
+    it are dropped, as the forms drop them (form_text): one id, however it arrives."""
+    value = value.strip()
+    if not value or len(value) > MAX_SEARCH_TEXT or not value.isprintable():
         raise BadRequest(INVALID_CONTACT)
     return value
 
@@ -833,7 +835,9 @@ def routes(ui: UI) -> list[Route]:
                 shown=baseline,
                 now_saved=now_saved,
             )
-        return RedirectResponse(profile_url(name, record.profile_id) + "?saved=1", 303)
+        # Edited while linking a live contact: back to the profile with the contact.
+        saved = profile_url(name, record.profile_id) + "?saved=1"
+        return RedirectResponse(with_contact(saved, carried_contact(request)), 303)
 
     @ui.page("agent")
     async def contact_pop(request: Request) -> Response:

@@ -261,3 +261,33 @@ def test_a_contact_id_that_needs_percent_encoding_screen_pops(
     # The contact's own link on the profile page leads back to its screen pop.
     shown = agent.get(location).text
     assert f'<a href="{address}"><code>' in shown
+
+
+def test_editing_the_profile_keeps_the_live_contact(agent: TestClient) -> None:  # noqa: F811
+    """An agent who corrects the caller's profile before linking the contact came back to it
+    without the contact, and lost the way to link it (review)."""
+    profile_id = new_profile(agent, FirstName="Ana", LastName="Lima")
+    page = agent.get(f"/agent/domains/acme/profiles/{profile_id}", params={"contact": CONTACT})
+    found = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Edit profile</a>', page.text)
+    assert found, "no Edit profile link"
+    edit_url = found.group(1)
+    assert carried(edit_url) == CONTACT
+    form = agent.get(unescape(edit_url))
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.text))
+    fields = {name: unescape(value) for name, value in fields.items()}
+    saved = agent.post(unescape(edit_url), data={**fields, "FirstName": "Ana Maria"})
+    assert saved.status_code == 303
+    assert carried(saved.headers["location"]) == CONTACT
+    _, link_fields, _ = link_form(agent.get(saved.headers["location"]).text)
+    assert link_fields["contact"] == CONTACT
+
+
+def test_spaces_around_a_carried_contact_id_are_dropped(agent: TestClient) -> None:  # noqa: F811
+    """The page read `?contact= c-1` with its spaces, the link form's POST without them: the
+    profile that has the contact offered to link it again (review)."""
+    profile_id = new_profile(agent, FirstName="Ana", LastName="Lima")
+    link(agent, profile_id, CONTACT)
+    page = agent.get(
+        f"/agent/domains/acme/profiles/{profile_id}", params={"contact": f" {CONTACT} "}
+    ).text
+    assert "is linked to this profile" in page
