@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -691,6 +692,15 @@ def routes(ui: UI) -> list[Route]:
             submission=submission,
         )
 
+    def posted_form(request: Request) -> tuple[FormData, bool]:
+        """The profile form posted, or the one it brings back after sign-in (a form sent after
+        its session ended: web.UI.keep_form), and whether it brings one back."""
+        form: FormData = request.state.form
+        kept = form_text(form, submissions.KEPT_FORM_FIELD)
+        if not kept:
+            return form, False
+        return submissions.reopened_form(ui.services, request, kept), True
+
     # A form sent after the session ended comes back after sign-in (web.UI.keep_form).
     @ui.page("agent", keep_form=True)
     async def create_profile(request: Request) -> Response:
@@ -717,10 +727,7 @@ def routes(ui: UI) -> list[Route]:
                 errors={},
                 submission=submissions.new_token(),
             )
-        form = request.state.form
-        kept = form_text(form, submissions.KEPT_FORM_FIELD)
-        if kept:
-            form = submissions.reopened_form(ui.services, request, kept)
+        form, kept = posted_form(request)
         token = submissions.usable(form_text(form, SUBMISSION_FIELD))
         values = pf.values_from_form(form) or pf.values_from_profile({})
         if kept:
@@ -790,10 +797,7 @@ def routes(ui: UI) -> list[Route]:
             return render_form(
                 request, domain_name=name, values=values, errors={}, record=record, shown=values
             )
-        form = request.state.form
-        kept = form_text(form, submissions.KEPT_FORM_FIELD)
-        if kept:
-            form = submissions.reopened_form(ui.services, request, kept)
+        form, kept = posted_form(request)
         values = pf.values_from_form(form) or pf.values_from_profile({})
         # A form without the values it showed (sent by a script): compared with the profile.
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
