@@ -682,6 +682,8 @@ def routes(ui: UI) -> list[Route]:
             shown_prefix=pf.SHOWN_PREFIX,
             errors=errors,
             now_saved=now_saved or {},
+            # The ids a field's aria-describedby adds for its "Now saved" line, if it has one.
+            now_ids=lambda field: [f"{field}-now"] if now_saved and field in now_saved else [],
             notice=notice,
             labels=pf.form_labels(),
             record=record,

@@ -159,3 +159,21 @@ def test_a_field_both_agents_set_to_the_same_value_is_no_conflict() -> None:
     shown = pf.values_from_profile({"FirstName": "Ada"})
     values = {**shown, "FirstName": "Ann"}
     assert pf.update_changes({"FirstName": "Ann"}, shown, values) == ({"FirstName": "Ann"}, {})
+
+
+def test_a_field_names_its_now_saved_note_for_screen_readers(agent: TestClient) -> None:
+    """The note sat under the field unlinked: a screen reader on the field heard the conflict
+    but not the value saved now (review)."""
+    profile_id, url, form = _profile(agent, {"FirstName": "Ada", "Gender": "MALE"})
+    _someone_saves(agent, profile_id, {"FirstName": "Ann", "Gender": "FEMALE"})
+    refused = agent.post(url, data={**form, "FirstName": "Bea", "Gender": "OTHER"}).text
+
+    def described_by(field: str) -> list[str]:
+        tag = re.search(rf'<(?:input|select|textarea) id="{re.escape(field)}"[^>]*>', refused)
+        assert tag, f"no control {field}"
+        ids = re.search(r'aria-describedby="([^"]*)"', tag.group(0))
+        return ids.group(1).split() if ids else []
+
+    assert "FirstName-now" in described_by("FirstName")
+    assert "Gender-now" in described_by("Gender")
+    assert not any(i.endswith("-now") for i in described_by("LastName"))
