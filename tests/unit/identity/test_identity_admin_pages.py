@@ -74,6 +74,8 @@ def test_list_detail_and_undo(app: Any) -> None:
         detail = client.get(f"/admin/merges/ident/{merge_id}")
         assert detail.status_code == 200
         assert "ada@work.example" in detail.text
+        # Customers' values isolated from the text around them (right-to-left ones).
+        assert '<td dir="auto">ada@work.example</td>' in detail.text
         token = csrf_of(detail.text)
 
         unconfirmed = client.post(

@@ -78,9 +78,10 @@ def test_list_and_explain_both_kinds(app: Any) -> None:
         assert "hamilton" not in rule.text.casefold()
         assert "Show the matched values" in rule.text
         shown = client.get(f"/admin/matches/{DOMAIN}/rule/{rule_id}?values=1")
-        assert "EmailAddress = margaret.hamilton@example.com" in shown.text
-        assert "EmailAddress = Margaret.Hamilton@Example.com" in shown.text
-        assert "LastName = Hamilton" in shown.text
+        # Each value isolated from the text around it (a right-to-left one would reorder it).
+        assert "EmailAddress = <bdi>margaret.hamilton@example.com</bdi>" in shown.text
+        assert "EmailAddress = <bdi>Margaret.Hamilton@Example.com</bdi>" in shown.text
+        assert "LastName = <bdi>Hamilton</bdi>" in shown.text
 
         ml = client.get(f"/admin/matches/{DOMAIN}/ml/{ml_id}")
         assert ml.status_code == 200
