@@ -33,6 +33,7 @@ from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import AccessDenied, BadRequest, NotFound, ServiceError
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
+from openprofiles.ui.history import shown_time
 from openprofiles.users import service as users
 from openprofiles.users.models import WebSession
 
@@ -60,9 +61,10 @@ SECURITY_HEADERS = {
 
 
 def _format_time(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """The pages' `time` filter: a time to the minute in UTC, read as history.shown_time reads
+    it (one format for every time a page shows)."""
+    shown = shown_time(value)
+    return shown.text if shown is not None else ""
 
 
 class UI:
