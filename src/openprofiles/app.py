@@ -165,13 +165,15 @@ def _check_keyring_opens(
         )
     # Every identifier that is not an AWS KMS ARN names a local key: its ARN, or alias/NAME
     # (CreateDomain with DefaultEncryptionKey="alias/billing" stores that).
-    local = [row for row in wrapped_keys if not is_aws_kms_arn(row.key_id)]
-    missing = sorted({row.key_id for row in local if keyring.lookup(row.key_id) is None})
+    absent: set[str] = set()  # the key is not in the keyring at all
     behind: set[str] = set()  # a keyring copied before `keys rotate`: the version is not there
     differ: set[str] = set()  # the version is there, but made by another rotation
-    for row in local:
+    for row in wrapped_keys:
+        if is_aws_kms_arn(row.key_id):
+            continue
         found = keyring.lookup(row.key_id)
         if found is None:
+            absent.add(row.key_id)
             continue
         header = local_wrap_header(bytes(row.wrapped_key))
         if header.version > len(found.versions):
@@ -181,6 +183,7 @@ def _check_keyring_opens(
             )
         elif other_material(header, found):
             differ.add(f"{found.key_id} version {header.version}")
+    missing = sorted(absent)
     # Looked up, not made: a check that refuses must leave the keyring as it found it.
     has_default = keyring.find_by_alias(DEFAULT_ALIAS) is not None
     opens = secret is None or (
