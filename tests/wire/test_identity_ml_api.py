@@ -102,9 +102,13 @@ def test_errors(live_server: Any, domain: str) -> None:
     assert _code(exc) == "ResourceNotFoundException"
     off = f"ml-{uuid.uuid4().hex[:10]}"
     client.create_domain(DomainName=off, DefaultExpirationDays=30)
+    # Jobs are listed, like one is got, whether or not Matching is on now: none here.
+    assert client.list_identity_resolution_jobs(DomainName=off)["IdentityResolutionJobsList"] == []
+    with pytest.raises(ClientError) as exc:
+        client.list_identity_resolution_jobs(DomainName="nosuch-domain")
+    assert _code(exc) == "ResourceNotFoundException"
     for call in (
         lambda: client.get_matches(DomainName=off),
-        lambda: client.list_identity_resolution_jobs(DomainName=off),
         lambda: client.get_similar_profiles(
             DomainName=off, MatchType="ML_BASED_MATCHING", SearchKey="_profileId", SearchValue="x"
         ),
@@ -112,6 +116,43 @@ def test_errors(live_server: Any, domain: str) -> None:
         with pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == "BadRequestException"
+
+
+def test_turning_matching_off_deletes_pending_jobs_only(live_server: Any, domain: str) -> None:
+    """The model's IdentityResolutionJobStatus: turning the feature off deletes PENDING jobs;
+    the jobs that ran stay listed and readable."""
+    client = live_server.client()
+    _populate(client, domain)
+    ran = ml_jobs.run_matching_job(live_server.services, domain_name=domain)
+    assert ran is not None and ran.status == "COMPLETED"
+    with live_server.services.write() as tx:
+        pending = ml_jobs.create_job(tx, domain_name=domain)
+    listed = client.list_identity_resolution_jobs(DomainName=domain)["IdentityResolutionJobsList"]
+    assert {j["JobId"]: j["Status"] for j in listed} == {
+        ran.job_id: "COMPLETED",
+        pending.job_id: "PENDING",
+    }
+
+    client.update_domain(DomainName=domain, Matching={"Enabled": False})
+
+    listed = client.list_identity_resolution_jobs(DomainName=domain)["IdentityResolutionJobsList"]
+    assert [j["JobId"] for j in listed] == [ran.job_id]
+    with pytest.raises(ClientError) as exc:
+        client.get_identity_resolution_job(DomainName=domain, JobId=pending.job_id)
+    assert _code(exc) == "ResourceNotFoundException"
+    assert client.get_identity_resolution_job(DomainName=domain, JobId=ran.job_id)["Status"] == (
+        "COMPLETED"
+    )
+    # The process that created the deleted job finds it gone when it starts, and runs nothing.
+    assert ml_jobs.run_job(live_server.services, pending) is None
+    # An update that leaves Matching out does not touch the jobs.
+    client.update_domain(DomainName=domain, Matching={"Enabled": True})
+    with live_server.services.write() as tx:
+        kept = ml_jobs.create_job(tx, domain_name=domain)
+    client.update_domain(DomainName=domain, DefaultExpirationDays=40)
+    assert client.get_identity_resolution_job(DomainName=domain, JobId=kept.job_id)["Status"] == (
+        "PENDING"
+    )
 
 
 def test_auto_merging_preview_through_boto3(live_server: Any, domain: str) -> None:

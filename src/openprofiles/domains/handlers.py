@@ -10,7 +10,7 @@ from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import key_refusal, new_domain_key
 from openprofiles.errors import BadRequest
-from openprofiles.identity import rule_activation
+from openprofiles.identity import ml_jobs, rule_activation
 from openprofiles.identity.ml_jobs import validate_consolidation
 from openprofiles.identity.rules import validate_rule_based_matching
 from openprofiles.tags.service import get_tags, put_tags
@@ -86,6 +86,8 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             wrapped_key=key[1],
         )
         record, pass_later = _apply_rules(tx, params, record)
+        if params.get("Matching") is not None and not record.config["Matching"].get("Enabled"):
+            ml_jobs.delete_pending_jobs(tx, domain_name=name)
         if params.get("Tags"):
             put_tags(
                 tx,
@@ -133,6 +135,8 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
         )
         record, pass_later = _apply_rules(tx, params, record)
+        if params.get("Matching") is not None and not record.config["Matching"].get("Enabled"):
+            ml_jobs.delete_pending_jobs(tx, domain_name=name)
         if params.get("Tags"):
             put_tags(
                 tx,

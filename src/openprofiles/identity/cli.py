@@ -333,6 +333,11 @@ def matches_run_job(
         raise click.ClickException(exc.message) from exc
     finally:
         services.database.dispose()
+    if job is None:
+        raise click.ClickException(
+            f"Matching was turned off for domain {domain_name} before the job started; "
+            "the job was deleted and nothing ran."
+        )
     if as_json:
         click.echo(json.dumps(_job_summary(job)))
     else:

@@ -62,7 +62,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -575,6 +575,19 @@ def _insert_job(
     return job_id if inserted is not None else None
 
 
+def delete_pending_jobs(tx: Tx, *, domain_name: str) -> int:
+    """Delete the domain's PENDING jobs, as turning Matching off does (the model's
+    IdentityResolutionJobStatus: "If you turn off the Identity Resolution feature in your
+    domain, jobs in the PENDING state are deleted"); returns how many. A job already past
+    PENDING runs to its end: its first step finds its row gone only if it was still PENDING."""
+    result = tx.conn.execute(
+        delete(identity_job).where(
+            identity_job.c.domain_name == domain_name, identity_job.c.status == PENDING
+        )
+    )
+    return int(result.rowcount or 0)
+
+
 def create_job(tx: Tx, *, domain_name: str, now: datetime | None = None) -> JobRecord:
     """A PENDING job for the domain, run on demand (BadRequest when Matching is off, or when the
     domain has started its `Settings.matching_jobs_per_week` jobs in the last 7 days)."""
@@ -599,8 +612,9 @@ def run_matching_job(
     domain_name: str,
     threshold: float = MATCH_THRESHOLD,
     min_training_profiles: int = MIN_TRAINING_PROFILES,
-) -> JobRecord:
-    """Create a job and run it now (`run_job`)."""
+) -> JobRecord | None:
+    """Create a job and run it now (`run_job`; None when Matching was turned off before it
+    started)."""
     with services.write() as tx:
         job = create_job(tx, domain_name=domain_name)
     return run_job(services, job, threshold=threshold, min_training_profiles=min_training_profiles)
@@ -668,6 +682,18 @@ class Heartbeat:
         self._thread.join()
 
 
+def _deleted(services: Services, domain_name: str, job_id: str) -> bool:
+    with services.read() as tx:
+        return (
+            tx.conn.execute(
+                select(identity_job.c.job_id).where(
+                    identity_job.c.domain_name == domain_name, identity_job.c.job_id == job_id
+                )
+            ).first()
+            is None
+        )
+
+
 def run_job(
     services: Services,
     job: JobRecord,
@@ -676,12 +702,14 @@ def run_job(
     min_training_profiles: int = MIN_TRAINING_PROFILES,
     clock: Clock = wall_clock,
     after_scoring: Callable[[], None] | None = None,
-) -> JobRecord:
+) -> JobRecord | None:
     """Run a PENDING job: PENDING → PREPROCESSING → FIND_MATCHING → (MERGING) → COMPLETED, or
     FAILED with a message naming the failing step. Each step commits its status and heartbeat,
     so a running job shows where it is; Splink runs outside any database transaction, with
     `Heartbeat` writing meanwhile. A job taken for dead while it ran (`JobStopped`) keeps the
-    FAILED status the check gave it, and its results are dropped.
+    FAILED status the check gave it, and its results are dropped. None when the job was
+    deleted before it started: Matching was turned off while it was PENDING
+    (`delete_pending_jobs`).
 
     The job reads the profiles in one transaction and saves its groups in another, and profiles
     change in between: the save leaves out those erased meanwhile (`_existing_groups`).
@@ -735,6 +763,12 @@ def run_job(
                     else "Model parameters: fixed priors (small domain).",
                 )
     except JobStopped:
+        if step == PREPROCESSING and _deleted(services, domain_name, job_id):
+            logger.info(
+                "identity resolution job %s was deleted before it started (Matching turned off)",
+                job_id,
+            )
+            return None
         logger.warning(
             "identity resolution job %s was taken for dead while it ran; its results are dropped",
             job_id,
@@ -854,8 +888,10 @@ def get_job(tx: Tx, *, domain_name: str, job_id: str) -> JobRecord:
 def list_jobs(
     tx: Tx, *, domain_name: str, limit: int = 100, offset: int = 0
 ) -> tuple[list[JobRecord], bool]:
-    """The domain's jobs, newest first; the flag says more follow."""
-    matching_config(tx, domain_name)
+    """ListIdentityResolutionJobs: the domain's jobs, newest first; the flag says more follow.
+    Like `get_job`, it answers whether or not Matching is on now (NotFound for an unknown
+    domain): the two must agree on which jobs exist."""
+    tx.cipher(domain_name)  # NotFound for an unknown domain
     rows = tx.conn.execute(
         select(identity_job)
         .where(identity_job.c.domain_name == domain_name)

@@ -136,7 +136,9 @@ def run_due_matching_jobs(services: Services, *, now: datetime) -> list[ml_jobs.
             logger.debug("slot of domain %s not claimed: %s", item.domain_name, exc.code)
             continue
         if job is not None:
-            ran.append(ml_jobs.run_job(services, job, clock=clock))
+            result = ml_jobs.run_job(services, job, clock=clock)
+            if result is not None:  # None: Matching turned off before it started
+                ran.append(result)
     return ran
 
 
