@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -253,7 +253,8 @@ def keys_enable(data_dir: Path | None, key: str) -> None:
     "--rewrap-only",
     is_flag=True,
     help="Make no new version: activate a pending one (from --no-rewrap) and re-wrap the "
-    "domains still under an older one (also finishes an interrupted rotation).",
+    "domains still under an older one, or wrapped before versions (without a fingerprint); "
+    "also finishes an interrupted rotation.",
 )
 @click.argument("key")
 def keys_rotate(
@@ -365,11 +366,12 @@ def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
 def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """List local keys (identifiers, aliases, versions; never key material). A key's active
     version and its date show when it was last rotated; a version added by `keys rotate
-    --no-rewrap` and not activated yet is shown as pending."""
-    from openprofiles.crypto.keyring import Keyring, format_timestamp
+    --no-rewrap` and not activated yet is shown as pending. Each version's fingerprint (the one
+    wrapped data keys record) tells whether two hosts' keyrings hold the same material."""
+    from openprofiles.crypto.keyring import Keyring, format_timestamp, material_state
 
     settings = settings_from_options(data_dir, database_url)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "KeyId": k.key_id,
             "Arn": k.arn(settings.region, settings.account_id),
@@ -379,6 +381,15 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
             "ActiveVersion": k.current.number,
             "CurrentVersionCreatedAt": format_timestamp(k.current.created_at),
             "PendingVersion": k.pending.number if k.pending else None,
+            "KeyVersions": [
+                {
+                    "Version": v.number,
+                    "CreatedAt": format_timestamp(v.created_at),
+                    "Fingerprint": v.fingerprint.hex(),
+                    "KeyMaterialState": material_state(k, v),
+                }
+                for v in k.versions
+            ],
         }
         for k in Keyring(settings.keyring_path).list_keys()
     ]
@@ -396,6 +407,20 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
             f"{item['Arn']}  {item['Alias']}  version {item['ActiveVersion']} since "
             f"{item['CurrentVersionCreatedAt']}{state}"
         )
+        for version in item["KeyVersions"]:
+            shown_state = _SHOWN_MATERIAL_STATES[version["KeyMaterialState"]]
+            click.echo(
+                f"  version {version['Version']}  fingerprint {version['Fingerprint']}  "
+                f"{shown_state}  made {version['CreatedAt']}"
+            )
+
+
+# How `keys list` names a version's state (KeyMaterialState, as AWS KMS's ListKeyRotations).
+_SHOWN_MATERIAL_STATES = {
+    "CURRENT": "active",
+    "PENDING_ROTATION": "pending",
+    "NON_CURRENT": "earlier",
+}
 
 
 # Feature packages define their command groups next to their services.

@@ -168,6 +168,15 @@ class LocalKey:
         )
 
 
+def material_state(key: LocalKey, version: KeyVersion) -> str:
+    """A version's state in AWS KMS's words (ListKeyRotations' KeyMaterialState): CURRENT (the
+    active one, new wraps use it), PENDING_ROTATION (added by `keys rotate --no-rewrap`, not
+    active yet) or NON_CURRENT (earlier, kept to unwrap data keys wrapped under it)."""
+    if version.number == key.current.number:
+        return "CURRENT"
+    return "PENDING_ROTATION" if version.number > key.current.number else "NON_CURRENT"
+
+
 def format_timestamp(value: datetime) -> str:
     """A time as the keyring stores it (and `keys list` shows it): ISO 8601, UTC as Z."""
     return value.isoformat().replace("+00:00", "Z")

@@ -59,13 +59,16 @@ class KeyProvider(Protocol):
         ...
 
 
-# A data key wrapped under version 1 of a local key is the bare AES-GCM blob, exactly as before
-# keys had versions: data keys wrapped then are version 1, and a keyring never rotated stays
-# readable by those releases. Under a later version it is this marker, the version number (4
-# bytes, big-endian), the version's fingerprint (KeyVersion.fingerprint, 8 bytes), then the
-# blob. The marker is never an `aead` format byte (those count up from 1), so the two forms
-# cannot be mistaken for each other. The fingerprint tells a keyring whose version N is other
-# material (rotated on another host too, restored) from one that lacks the data key's material.
+# A new domain's data key wrapped under version 1 of a local key is the bare AES-GCM blob,
+# exactly as before keys had versions: data keys wrapped then are version 1, and a database whose
+# keys were never rotated nor re-wrapped stays readable by those releases. Every other wrap (under
+# a later version, and every re-wrap: `keys rotate`, `--rewrap-only`, a change of a domain's key)
+# is this marker, the version number (4 bytes, big-endian), the version's fingerprint
+# (KeyVersion.fingerprint, 8 bytes), then the blob. The marker is never an `aead` format byte
+# (those count up from 1), so the two forms cannot be mistaken for each other, and each has its
+# own associated data, so one cannot be turned into the other. The fingerprint tells a keyring
+# whose version N is other material (rotated on another host too, restored) from one that lacks
+# the data key's material; a re-wrap gives it to bare data keys (domains.key_rotation).
 _VERSIONED_WRAP = b"\xfe"
 _VERSION_HEADER_SIZE = 1 + 4 + FINGERPRINT_SIZE
 
@@ -74,8 +77,8 @@ _VERSION_HEADER_SIZE = 1 + 4 + FINGERPRINT_SIZE
 class LocalWrapHeader:
     """What a wrapped data key says of the key version it needs, read without unwrapping it."""
 
-    version: int  # 0: damaged (version 1 never has a header, and no version is 0)
-    # The fingerprint of that version's material; None for version 1 (no header).
+    version: int  # 0: damaged (no version is 0)
+    # The fingerprint of that version's material; None for a bare wrap (version 1, no header).
     fingerprint: bytes | None
 
 
@@ -83,7 +86,7 @@ def _split_wrapped(wrapped: bytes) -> tuple[LocalWrapHeader, bytes]:
     if wrapped[:1] != _VERSIONED_WRAP:
         return LocalWrapHeader(1, None), wrapped
     number = int.from_bytes(wrapped[1:5], "big")
-    if len(wrapped) < _VERSION_HEADER_SIZE or number < 2:
+    if len(wrapped) < _VERSION_HEADER_SIZE or number < 1:
         return LocalWrapHeader(0, None), b""
     return (
         LocalWrapHeader(number, wrapped[5:_VERSION_HEADER_SIZE]),
@@ -121,7 +124,7 @@ class LocalKeyProvider:
     def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
         master = self._usable_key(key_id)
         data_key = os.urandom(DATA_KEY_SIZE)
-        return data_key, _wrap(master, data_key, context)
+        return data_key, _wrap(master, data_key, context, headed=False)
 
     def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         master = self._usable_key(key_id)
@@ -140,22 +143,29 @@ class LocalKeyProvider:
             )
         if version is None:
             raise _not_unwrappable(key_id)
-        if other_material(header, master):
+        if header.fingerprint is not None and other_material(header, master):
+            # Both fingerprints: `openprofiles keys list` on each host shows which keyring holds
+            # the material the data key needs.
             raise KeyUnusable(
                 f"The data key was wrapped under version {number} of the local key {key_id}, "
                 f"but version {number} in the keyring {self._keyring.path} is other key "
-                "material: the key was rotated separately in two keyrings (on two servers, or "
-                "in a keyring restored from before the rotation and rotated again). Put back "
-                "keyring.json from the data dir where the domains were re-wrapped.",
+                f"material (fingerprint {version.fingerprint.hex()}, not "
+                f"{header.fingerprint.hex()}): the key was rotated separately in two keyrings "
+                "(on two servers, or in a keyring restored from before the rotation and rotated "
+                "again). Put back keyring.json from the data dir where the domains were "
+                "re-wrapped (`openprofiles keys list` shows each version's fingerprint).",
                 KeyProblem.NOT_FOUND,
             )
         try:
-            return aead.open_sealed(version.material, blob, _wrap_aad(master, version, context))
+            aad = _wrap_aad(master, version, context, headed=header.fingerprint is not None)
+            return aead.open_sealed(version.material, blob, aad)
         except DecryptionError:
             raise _not_unwrappable(key_id) from None
 
     def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
-        return _wrap(self._usable_key(key_id), data_key, context)
+        # Always with the header, under version 1 too: a re-wrap is how a data key wrapped
+        # before versions gets the fingerprint the start-up check compares.
+        return _wrap(self._usable_key(key_id), data_key, context, headed=True)
 
     def _usable_key(self, key_id: str) -> LocalKey:
         key = self._keyring.lookup(key_id)
@@ -182,18 +192,22 @@ def _not_unwrappable(key_id: str) -> KeyUnusable:
     )
 
 
-def _wrap(master: LocalKey, data_key: bytes, context: Mapping[str, str]) -> bytes:
+def _wrap(master: LocalKey, data_key: bytes, context: Mapping[str, str], *, headed: bool) -> bytes:
     """`data_key` wrapped under the key's active version (never a pending one, which other
-    servers' keyrings may not hold yet), in that version's form."""
+    servers' keyrings may not hold yet): with the version header, or, under version 1 and
+    not `headed`, bare as before keys had versions."""
     version = master.current
-    blob = aead.seal(version.material, data_key, _wrap_aad(master, version, context))
-    if version.number == 1:
+    headed = headed or version.number > 1
+    blob = aead.seal(version.material, data_key, _wrap_aad(master, version, context, headed=headed))
+    if not headed:
         return blob
     return _VERSIONED_WRAP + version.number.to_bytes(4, "big") + version.fingerprint + blob
 
 
-def _wrap_aad(master: LocalKey, version: KeyVersion, context: Mapping[str, str]) -> bytes:
-    if version.number == 1:
+def _wrap_aad(
+    master: LocalKey, version: KeyVersion, context: Mapping[str, str], *, headed: bool
+) -> bytes:
+    if not headed:
         # Unchanged since before keys had versions: the data keys wrapped then must still open.
         return length_prefixed(
             "openprofiles/local-wrap/v1", master.key_id, canonical_context(context)

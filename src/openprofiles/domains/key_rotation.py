@@ -8,8 +8,13 @@ wrapped key, so it unwraps the new one once, after reading the keyring file agai
 
 Each domain is re-wrapped in its own short transaction, stored only if the domain's wrapped key
 is still the one that was re-wrapped (a concurrent UpdateDomain that changed the key wins), and
-skipped when it already is under the active version: running it again after an interruption
-finishes the job. A pending version is never used here (it is not active yet).
+skipped when it already is under the active version with that version's fingerprint: running it
+again after an interruption finishes the job. A pending version is never used here (it is not
+active yet). A data key wrapped before versions (bare, no fingerprint) is re-wrapped even when
+the active version is still 1, so that afterwards the start-up check can compare every domain's
+fingerprint with the keyring. A data key whose header names a version the keyring lacks, or
+holds other material for, is not skipped as done: it cannot be unwrapped here, and re-wrapping
+stops with an error naming the domain and what to do.
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ import logging
 from sqlalchemy import select, update
 
 from openprofiles.context import Services
+from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.crypto.keyring import LocalKey
-from openprofiles.crypto.providers import local_wrap_version
+from openprofiles.crypto.providers import (
+    LocalWrapHeader,
+    local_wrap_header,
+    local_wrap_version,
+    other_material,
+)
 from openprofiles.domains.service import find_domain
 from openprofiles.store.schema import domain
 
@@ -43,8 +54,10 @@ def domains_under_key(services: Services, key: LocalKey) -> list[str]:
 
 def rewrap_domain(services: Services, domain_name: str, key: LocalKey) -> bool:
     """Re-wrap the domain's data key under the active version of `key`. False when there was
-    nothing to do: it already is under that version, or the domain was deleted or moved to
-    another key since it was listed."""
+    nothing to do: it already is under that version (with its fingerprint), or the domain was
+    deleted or moved to another key since it was listed. KeyUnusable when its data key cannot
+    be unwrapped (wrapped under a version this keyring lacks or holds other material for, a
+    disabled key, a damaged data key), the domain named."""
     keyring = services.keys.resolver.keyring
     while True:
         with services.read() as tx:
@@ -52,12 +65,20 @@ def rewrap_domain(services: Services, domain_name: str, key: LocalKey) -> bool:
         current = keyring.get(key.key_id)
         if record is None or current is None or not _names(keyring.lookup(record.key_id), key):
             return False
-        if local_wrap_version(record.wrapped_key) >= current.current.number:
+        if _rewrapped_already(local_wrap_header(record.wrapped_key), current):
             return False
-        # Outside any transaction: unwrapping and the proof of the new wrapping take the time.
-        rewrapped = services.keys.rewrap_domain_key(
-            domain_name, record.key_id, record.wrapped_key, record.key_id
-        )
+        try:
+            # Outside any transaction: unwrapping and the proof of the new wrapping take the time.
+            rewrapped = services.keys.rewrap_domain_key(
+                domain_name, record.key_id, record.wrapped_key, record.key_id
+            )
+        except KeyUnusable as exc:
+            # The provider's message says what is wrong with the key and what to do; which
+            # domain it was is known only here.
+            raise KeyUnusable(
+                f"The data key of the domain {domain_name} was not re-wrapped: {exc.message}",
+                exc.problem,
+            ) from None
         with services.write() as tx:
             stored = tx.conn.execute(
                 update(domain)
@@ -78,6 +99,19 @@ def rewrap_domain(services: Services, domain_name: str, key: LocalKey) -> bool:
             )
             return True
         # Its key changed since it was read (UpdateDomain, another re-wrap): look again.
+
+
+def _rewrapped_already(header: LocalWrapHeader, key: LocalKey) -> bool:
+    """Whether a data key with this header is under the key's active version (or a newer, pending
+    one that a host which activated it wrapped under), its fingerprint that of this keyring's
+    material. Not so for a bare data key (no fingerprint), nor for one under a version this
+    keyring lacks or whose material differs: skipping those would report them re-wrapped."""
+    return (
+        header.version >= key.current.number
+        and header.fingerprint is not None
+        and key.version(header.version) is not None
+        and not other_material(header, key)
+    )
 
 
 def _names(found: LocalKey | None, key: LocalKey) -> bool:
