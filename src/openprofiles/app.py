@@ -182,7 +182,14 @@ def _check_keyring_opens(
                 f"{len(found.versions)})"
             )
         elif other_material(header, found):
-            differ.add(f"{found.key_id} version {header.version}")
+            here = found.version(header.version)
+            assert here is not None and header.fingerprint is not None  # other_material's terms
+            # Both fingerprints, as `openprofiles keys list` shows them on each host: they tell
+            # which host's keyring holds the material the data keys need.
+            differ.add(
+                f"{found.key_id} version {header.version} (fingerprint {here.fingerprint.hex()} "
+                f"in this keyring, {header.fingerprint.hex()} in the data keys)"
+            )
     missing = sorted(absent)
     # Looked up, not made: a check that refuses must leave the keyring as it found it.
     has_default = keyring.find_by_alias(DEFAULT_ALIAS) is not None

@@ -26,6 +26,7 @@ from openprofiles.crypto.providers import (
     KeyProvider,
     LocalKeyProvider,
     ProviderResolver,
+    local_wrap_header,
     local_wrap_version,
 )
 from openprofiles.domains.key_rotation import domains_under_key, rewrap_domain
@@ -426,6 +427,15 @@ def test_a_keyring_rotated_separately_refuses_to_start(
     assert local_wrap_version(_wrapped_keys(server)["billed"][1]) == 2
     key = Keyring(elsewhere).rotate("alias/billing")  # the other host's own rotation
 
+    wrapped_under = local_wrap_header(_wrapped_keys(server)["billed"][1]).fingerprint
+    assert wrapped_under is not None
     settings.keyring_path.write_bytes(elsewhere.read_bytes())
-    with pytest.raises(KeyringError, match=rf"{key.key_id} version 2 differs"):
+    # Both fingerprints, as `keys list` shows them on each host.
+    here = key.version(2)
+    assert here is not None and here.fingerprint != wrapped_under
+    with pytest.raises(
+        KeyringError,
+        match=rf"{key.key_id} version 2 \(fingerprint {here.fingerprint.hex()} in this "
+        rf"keyring, {wrapped_under.hex()} in the data keys\) differs",
+    ):
         build_services(settings)
