@@ -1,5 +1,5 @@
 """The `openprofiles` command: serve, credentials and keys here; the feature packages' groups
-(users, dlq, ingest, instances, flows, connectors, merges, matches) are attached below.
+(users, dlq, domains, ingest, instances, flows, connectors, merges, matches) are attached below.
 
 Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
 OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default.
@@ -23,6 +23,7 @@ from openprofiles.cli_support import (
 from openprofiles.connectors.cli import connectors
 from openprofiles.contacts.cli import contact_records
 from openprofiles.dlq.cli import dlq
+from openprofiles.domains.cli import domains
 from openprofiles.flows.cli import flows
 from openprofiles.identity.cli import matches, merges
 from openprofiles.ingest.cli import ingest
@@ -424,7 +425,7 @@ _SHOWN_MATERIAL_STATES = {
 
 
 # Feature packages define their command groups next to their services.
-for group in (users, dlq, ingest, instances, flows, connectors, merges, matches):
+for group in (users, dlq, domains, ingest, instances, flows, connectors, merges, matches):
     main.add_command(group)
 ingest.add_command(contact_records)
 

@@ -13,6 +13,10 @@ PostgreSQL under a session advisory lock held for the whole run by the migrating
 (one per schema: the migrations create their tables in the connection's current schema); on
 SQLite under the writer lock (store.writer_lock, taken by every writer) in a BEGIN IMMEDIATE
 transaction. The next process waits, then finds the schema already at its revision.
+
+`migrating` is that same lock and transaction for a change made outside Alembic on a database
+that may not be upgraded yet (domains.unreadable drops a domain whose key is gone, so that the
+upgrade can go on): it runs alone too, and commits whole or not at all.
 """
 
 from __future__ import annotations
@@ -57,13 +61,13 @@ def _run(database: Database, keys: KeyManager | None, action: Callable[[Config],
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["keys"] = keys
-    with _migrating(database) as conn:
+    with migrating(database) as conn:
         config.attributes["connection"] = conn
         action(config)
 
 
 @contextmanager
-def _migrating(database: Database) -> Iterator[Connection]:
+def migrating(database: Database) -> Iterator[Connection]:
     """A connection in a transaction that commits when the block ends, held by this migration
     alone among the processes that migrate the same database (the module docstring)."""
     if database.is_sqlite:

@@ -14,9 +14,10 @@ Three columns held personal data in clear:
 
 Sealing needs the domains' data keys: `store.migrate` hands the key manager over in the Alembic
 config's attributes (`keys`). Only domains with rows to convert are unwrapped; a key that cannot
-be used (disabled, KMS unreachable) stops the upgrade with its message, and nothing changes
-until it can be. On SQLite, `secure_delete` is on while the rows are rewritten, so the clear
-values do not linger in the database file's free pages.
+be used (disabled, KMS unreachable) stops the upgrade, and nothing changes until it can be or
+the domain is dropped: the message (domains.unreadable.refusal) names every domain whose key
+cannot be used and the command that drops one. On SQLite, `secure_delete` is on while the rows
+are rewritten, so the clear values do not linger in the database file's free pages.
 
 Revision ID: 0018
 Revises: 0017
@@ -74,6 +75,7 @@ def _ciphers(conn: sa.Connection) -> Callable[[str], Any]:
                     "openprofiles.store.migrate with the key manager (keys=...)."
                 )
             from openprofiles.crypto.errors import KeyUnusable
+            from openprofiles.domains.unreadable import refusal
 
             row = conn.execute(
                 sa.select(_domain.c.key_id, _domain.c.wrapped_key).where(
@@ -85,11 +87,12 @@ def _ciphers(conn: sa.Connection) -> Callable[[str], Any]:
                     domain_name, row.key_id, bytes(row.wrapped_key)
                 )
             except KeyUnusable as exc:
-                raise KeyUnusable(
-                    f"Upgrading the database seals the flow data of domain {domain_name} with "
-                    f"its key, which cannot be used: {exc.message} Make the key usable again "
-                    "(or delete the domain) and start again; nothing was changed.",
-                    exc.problem,
+                raise refusal(
+                    conn,
+                    keys,
+                    needs=f"seals the flow data of domain {domain_name} with its key",
+                    domain_name=domain_name,
+                    error=exc,
                 ) from exc
         return cache[domain_name]
 

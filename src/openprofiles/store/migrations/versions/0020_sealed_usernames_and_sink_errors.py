@@ -19,8 +19,10 @@ the text is sealed in `sink_sealed` with the domain's key as `{"detail": text}`,
 The system cipher and the domains' ciphers come from the key manager `store.migrate` hands over
 (`keys`); only what has rows to convert is unwrapped. A key that cannot be used (a disabled
 default key, KMS unreachable) stops the upgrade with its message, and nothing changes until it
-can be. On SQLite, `secure_delete` is on while the rows are rewritten, so the clear values do not
-linger in the database file's free pages.
+can be; a domain's key that is gone for good, until the domain is dropped (the message,
+domains.unreadable.refusal, names every such domain and the command). On SQLite,
+`secure_delete` is on while the rows are rewritten, so the clear values do not linger in the
+database file's free pages.
 
 Revision ID: 0020
 Revises: 0019
@@ -89,6 +91,7 @@ def _domain_ciphers(conn: sa.Connection) -> Callable[[str], Any]:
     def cipher(domain_name: str) -> Any:
         if domain_name not in cache:
             from openprofiles.crypto.errors import KeyUnusable
+            from openprofiles.domains.unreadable import refusal
 
             keys = _keys()
             row = conn.execute(
@@ -101,12 +104,14 @@ def _domain_ciphers(conn: sa.Connection) -> Callable[[str], Any]:
                     domain_name, row.key_id, bytes(row.wrapped_key)
                 )
             except KeyUnusable as exc:
-                raise KeyUnusable(
-                    f"Upgrading the database seals the dead letters' sink errors of domain "
-                    f"{domain_name} with its key, which cannot be used: {exc.message} Make the "
-                    "key usable again (or delete the domain) and start again; nothing was "
-                    "changed.",
-                    exc.problem,
+                raise refusal(
+                    conn,
+                    keys,
+                    needs=(
+                        f"seals the dead letters' sink errors of domain {domain_name} with its key"
+                    ),
+                    domain_name=domain_name,
+                    error=exc,
                 ) from exc
         return cache[domain_name]
 

@@ -10,8 +10,9 @@ a type newest first, a page at a time, without opening any.
 The column is filled for the stored objects of the domains' contact-record types (CTR and the
 object types of instance integrations, as contacts.history.contact_object_types says) that carry
 an InitiationTimestamp: reading it needs the domains' data keys, handed over by store.migrate
-(`keys`), as for 0018. A key that cannot be used stops the upgrade with its message, and nothing
-changes until it can be (or the domain is deleted).
+(`keys`), as for 0018. A key that cannot be used stops the upgrade, and nothing changes until it
+can be, or the domain is dropped (`openprofiles domains drop-unreadable`: the message,
+domains.unreadable.refusal, names every domain whose key cannot be used).
 
 Revision ID: 0022
 Revises: 0021
@@ -78,6 +79,7 @@ def _ciphers(conn: sa.Connection) -> Callable[[str], Any]:
                     "(keys=...)."
                 )
             from openprofiles.crypto.errors import KeyUnusable
+            from openprofiles.domains.unreadable import refusal
 
             row = conn.execute(
                 sa.select(_domain.c.key_id, _domain.c.wrapped_key).where(
@@ -89,12 +91,15 @@ def _ciphers(conn: sa.Connection) -> Callable[[str], Any]:
                     domain_name, row.key_id, bytes(row.wrapped_key)
                 )
             except KeyUnusable as exc:
-                raise KeyUnusable(
-                    f"Upgrading the database reads the start of the contact records of domain "
-                    f"{domain_name} with its key, which cannot be used: {exc.message} Make the "
-                    "key usable again (or delete the domain) and start again; nothing was "
-                    "changed.",
-                    exc.problem,
+                raise refusal(
+                    conn,
+                    keys,
+                    needs=(
+                        "reads the start of the contact records of domain "
+                        f"{domain_name} with its key"
+                    ),
+                    domain_name=domain_name,
+                    error=exc,
                 ) from exc
         return cache[domain_name]
 

@@ -1,0 +1,65 @@
+"""`openprofiles domains drop-unreadable NAME`: delete a domain whose key is gone for good, at
+whatever schema revision the database is at, so that an upgrade that needs the domain's key can
+go on without it (domains.unreadable says why and how)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from openprofiles.cli_support import settings_from_options, shown_database, storage_options
+
+
+@click.group()
+def domains() -> None:
+    """Domains, beyond what the API does with them."""
+
+
+@domains.command("drop-unreadable")
+@storage_options
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Delete it. Without it, only say what would be deleted.",
+)
+@click.argument("name")
+def drop_unreadable_command(
+    data_dir: Path | None, database_url: str | None, name: str, confirm: bool
+) -> None:
+    """Delete the domain NAME and every row of its data, when its key cannot be used (disabled,
+    deleted, or missing from the keyring); without --confirm, say what would be deleted.
+
+    For an upgrade that stops because a domain's key cannot be used, when the key is gone for
+    good: it works before the upgrade, at the schema the database is at. It cannot be undone,
+    though without its key the domain's data cannot be read anyway. A domain whose key works is
+    not dropped (DeleteDomain deletes it), nor one whose key cannot be reached only for now."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from openprofiles.crypto.errors import KeyringError
+    from openprofiles.domains.unreadable import DropRefused, drop_unreadable
+
+    settings = settings_from_options(data_dir, database_url)
+    click.echo(f"Database: {shown_database(settings)}")
+    try:
+        dropped = drop_unreadable(settings, name, confirm=confirm)
+    except (DropRefused, KeyringError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        # The driver's first line says what failed; the statements carry no customer's value.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"The domain {name} was not dropped: {reason}") from None
+    click.echo(f"The key of domain {name} cannot be used: {dropped.problem}")
+    total = sum(dropped.rows.values())
+    tables = ", ".join(f"{table} {count}" for table, count in sorted(dropped.rows.items()))
+    held = f"{total} row(s) of data ({tables})" if total else "no row of data"
+    if dropped.deleted:
+        click.echo(
+            f"Dropped the domain {name} and its {held}. Start OpenProfiles again: an upgrade "
+            "that stopped for the domain's key goes on without it."
+        )
+    else:
+        click.echo(
+            f"The domain {name} holds {held}. Nothing was deleted: give --confirm to delete the "
+            "domain and all of it, which cannot be undone."
+        )
