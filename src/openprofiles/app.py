@@ -35,6 +35,7 @@ from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 from openprofiles.crypto.providers import ProviderResolver, local_wrap_header, other_material
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
+from openprofiles.domains.unreadable import DROP_COMMAND
 from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
@@ -159,13 +160,14 @@ def _check_keyring_opens(
         # Every domain's (few rows): its wrapped data key says which version of a local key
         # it needs.
         wrapped_keys = (
-            conn.execute(select(domain.c.key_id, domain.c.wrapped_key)).all()
+            conn.execute(select(domain.c.name, domain.c.key_id, domain.c.wrapped_key)).all()
             if tables.has_table(domain.name)
             else []
         )
     # Every identifier that is not an AWS KMS ARN names a local key: its ARN, or alias/NAME
     # (CreateDomain with DefaultEncryptionKey="alias/billing" stores that).
     absent: set[str] = set()  # the key is not in the keyring at all
+    absent_domains: set[str] = set()  # the domains under such keys
     behind: set[str] = set()  # a keyring copied before `keys rotate`: the version is not there
     differ: set[str] = set()  # the version is there, but made by another rotation
     for row in wrapped_keys:
@@ -174,6 +176,7 @@ def _check_keyring_opens(
         found = keyring.lookup(row.key_id)
         if found is None:
             absent.add(row.key_id)
+            absent_domains.add(row.name)
             continue
         header = local_wrap_header(bytes(row.wrapped_key))
         if header.version > len(found.versions):
@@ -221,13 +224,21 @@ def _check_keyring_opens(
         problem = "it has no default key, under which the stored API credentials are sealed"
     else:
         problem = "its default key does not open the API credentials stored in the database"
+    gone = ""
+    if missing:
+        # The way forward when no copy of the key is left (domains.unreadable).
+        commands = ", ".join(f"`{DROP_COMMAND.format(name=n)}`" for n in sorted(absent_domains))
+        gone = (
+            " If no copy of a missing key is left, the data of the domains under it cannot be "
+            f"read again: drop them with {commands}."
+        )
     raise KeyringError(
         f"The keyring {settings.keyring_path} is not the one this database's data was sealed "
         f"under: {problem}. It was made anew, copied from another installation, or is an older "
         "copy than the keys made or rotated since (openprofiles keys create, keys rotate). Put "
         "back keyring.json from the data dir of the server that created this database (every "
         "server sharing a database needs the same keyring, copied again after a key is created "
-        "or rotated), or restore it from a backup."
+        f"or rotated), or restore it from a backup.{gone}"
     )
 
 

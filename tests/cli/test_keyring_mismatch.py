@@ -72,6 +72,11 @@ def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Se
     code, output = _run("credentials", "list", *options)
     assert code == 1
     assert f"does not hold the local key {arn}" in output
+    # The way forward when the key is gone for good is named, and works.
+    assert "`openprofiles domains drop-unreadable crm --confirm`" in output
+    code, dropped = _run("domains", "drop-unreadable", "crm", "--confirm", *options)
+    assert code == 0, dropped
+    assert _run("credentials", "list", *options)[0] == 0
 
 
 def test_a_refused_keyring_is_left_as_it_was(settings: Settings) -> None:
