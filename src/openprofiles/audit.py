@@ -12,7 +12,11 @@ write them, each from the one place its requests pass through:
   for; a line for each would bury the changes people make.
 * the web pages (ui.web.UI.page): every POST of a signed-in user, with the user's audit name
   (users.service.audit_name: a keyed digest, as usernames are personal data; `openprofiles
-  users list` shows whose), the page's path and the status.
+  users list` shows whose), the page's path and the status; signing out is one of them. And
+  every sign-in attempt whose password was checked or refused by the throttle (ui.auth_pages),
+  in the same form with its result (`sign_in`): the audit name is the digest of the name
+  typed, a user's or not, so a failure reads the same for an unknown name as for a wrong
+  password.
 
 A line never carries a request body nor a parameter's value beyond those: keys, names, phone
 numbers and emails stay out. The domain name and the profile id are taken from the request, so
@@ -95,8 +99,32 @@ def api_request(
     )
 
 
-def page_post(*, user: str, path: str, status: int) -> None:
-    """Log one POST of a signed-in web user, named by `user`, their audit name. The page's path
-    holds no personal value (no page puts one in its address: ui.web); it is written
-    percent-encoded, as a request could put a line break in it."""
-    logger.info("ui POST %s user=%s status=%d", quote(path, safe=_PATH_SAFE), user, status)
+def page_post(*, user: str, path: str, status: int, result: str | None = None) -> None:
+    """Log one POST of a signed-in web user, named by `user`, their audit name (`result`: what
+    came of it, when the status alone does not say). The page's path holds no personal value
+    (no page puts one in its address: ui.web); it is written percent-encoded, as a request
+    could put a line break in it."""
+    logger.info(
+        "ui POST %s user=%s status=%d%s",
+        quote(path, safe=_PATH_SAFE),
+        user,
+        status,
+        f" result={result}" if result else "",
+    )
+
+
+# What came of a sign-in attempt (`sign_in`).
+SIGNED_IN = "signed-in"
+# A wrong password or a name that is no user's: one result, so the line does not say which.
+SIGN_IN_FAILED = "failed"
+# Refused by the throttle (users.throttle) before the password was checked.
+SIGN_IN_LOCKED = "locked"
+SIGN_IN_PATH = "/ui/sign-in"
+
+
+def sign_in(*, user: str, status: int, result: str) -> None:
+    """Log one sign-in attempt: `user` is the audit name of the name typed (users.service
+    .audit_name, keyed: the name itself never), whether or not a user has it; `result` is
+    SIGNED_IN, SIGN_IN_FAILED or SIGN_IN_LOCKED. No password, nor the client's address (no
+    audit line carries one)."""
+    page_post(user=user, path=SIGN_IN_PATH, status=status, result=result)

@@ -39,7 +39,7 @@ from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
-from openprofiles.ui import history, submissions
+from openprofiles.ui import flash, history, submissions
 from openprofiles.ui import profile_form as pf
 from openprofiles.ui.web import UI, form_text, unreadable_domain
 
@@ -523,7 +523,9 @@ def routes(ui: UI) -> list[Route]:
         shown_type = shown.object_type or ""
         linked: list[ProfileRecord] = loaded["linked"]
         linked_here = any(rec.profile_id == profile_id for rec in linked)
-        return ui.render(
+        # What the change this page was redirected from did (ui.flash); never from the address.
+        done = flash.take(ui, request, page=profile_url(name, profile_id))
+        page = ui.render(
             request,
             "agent/profile.html",
             domain_name=name,
@@ -534,7 +536,7 @@ def routes(ui: UI) -> list[Route]:
             # Links within the page (its record tabs and pages) keep the contact.
             contact_query=contact_query(contact_id),
             linked_here=linked_here,
-            just_linked=linked_here and request.query_params.get("linked") == "1",
+            just_linked=linked_here and flash.LINKED in done,
             linked_elsewhere=[
                 (with_contact(profile_url(name, rec.profile_id), contact_id), display_name(rec))
                 for rec in linked
@@ -564,9 +566,27 @@ def routes(ui: UI) -> list[Route]:
                 if shown.next_after
                 else ""
             ),
-            saved=request.query_params.get("saved") == "1",
+            saved=flash.SAVED in done,
             paged=after is not None,
         )
+        if done:
+            flash.clear(request, page)
+        return page
+
+    def confirmed(
+        request: Request,
+        domain_name: str,
+        profile_id: str,
+        contact_id: str | None,
+        *,
+        done: list[str],
+    ) -> Response:
+        """The redirect from a change to the profile's page (with the contact being linked, if
+        any), which confirms `done` once (ui.flash)."""
+        page = profile_url(domain_name, profile_id)
+        response = RedirectResponse(with_contact(page, contact_id), 303)
+        flash.confirm(ui, request, response, page=page, done=done)
+        return response
 
     def link_here(
         tx: Tx, *, domain_name: str, profile_id: str, contact_id: str, move: bool
@@ -624,8 +644,7 @@ def routes(ui: UI) -> list[Route]:
         live_id, linked = await ui.write(link)
         # Not linked: another profile got the contact since the page was shown; the profile
         # page shows which, and the choice.
-        url = with_contact(profile_url(name, live_id), contact_id)
-        return RedirectResponse(url + ("&linked=1" if linked else ""), 303)
+        return confirmed(request, name, live_id, contact_id, done=[flash.LINKED] if linked else [])
 
     @ui.page("agent")
     async def object_page(request: Request) -> Response:
@@ -694,14 +713,15 @@ def routes(ui: UI) -> list[Route]:
             submission=submission,
         )
 
-    def posted_form(request: Request) -> tuple[FormData, bool]:
+    async def posted_form(request: Request) -> tuple[FormData, bool]:
         """The profile form posted, or the one it brings back after sign-in (a form sent after
-        its session ended: web.UI.keep_form), and whether it brings one back."""
+        its session ended: web.UI.keep_form), and whether it brings one back (once only: a
+        write, submissions.reopened_form)."""
         form: FormData = request.state.form
         kept = form_text(form, submissions.KEPT_FORM_FIELD)
         if not kept:
             return form, False
-        return submissions.reopened_form(ui.services, request, kept), True
+        return await ui.write(lambda tx: submissions.reopened_form(tx, request, kept)), True
 
     # A form sent after the session ended comes back after sign-in (web.UI.keep_form).
     @ui.page("agent", keep_form=True)
@@ -729,7 +749,7 @@ def routes(ui: UI) -> list[Route]:
                 errors={},
                 submission=submissions.new_token(),
             )
-        form, kept = posted_form(request)
+        form, kept = await posted_form(request)
         token = submissions.usable(form_text(form, SUBMISSION_FIELD))
         values = pf.values_from_form(form) or pf.values_from_profile({})
         if kept:
@@ -783,9 +803,10 @@ def routes(ui: UI) -> list[Route]:
             return created.profile_id, True, linked
 
         profile_id, created, linked = await ui.write(create)
-        url = profile_url(name, profile_id) + ("?saved=1" if created else "")
-        url = with_contact(url, contact_id)
-        return RedirectResponse(url + ("&linked=1" if linked else ""), 303)
+        done = [flash.SAVED] if created else []
+        return confirmed(
+            request, name, profile_id, contact_id, done=done + ([flash.LINKED] if linked else [])
+        )
 
     @ui.page("agent", keep_form=True)
     async def edit_profile(request: Request) -> Response:
@@ -799,7 +820,7 @@ def routes(ui: UI) -> list[Route]:
             return render_form(
                 request, domain_name=name, values=values, errors={}, record=record, shown=values
             )
-        form, kept = posted_form(request)
+        form, kept = await posted_form(request)
         values = pf.values_from_form(form) or pf.values_from_profile({})
         # A form without the values it showed (sent by a script): compared with the profile.
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
@@ -842,8 +863,9 @@ def routes(ui: UI) -> list[Route]:
                 now_saved=now_saved,
             )
         # Edited while linking a live contact: back to the profile with the contact.
-        saved = profile_url(name, record.profile_id) + "?saved=1"
-        return RedirectResponse(with_contact(saved, carried_contact(request)), 303)
+        return confirmed(
+            request, name, record.profile_id, carried_contact(request), done=[flash.SAVED]
+        )
 
     @ui.page("agent")
     async def contact_pop(request: Request) -> Response:

@@ -1,5 +1,6 @@
 """Sign-in (throttled: users.throttle), sign-out and the landing page that sends each role to its
-workspace."""
+workspace. Every sign-in attempt is audit-logged (openprofiles.audit.sign_in); a sign-out is a
+signed-in user's POST, logged as each is (ui.web.UI.page)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles import audit
 from openprofiles.errors import Throttling
 from openprofiles.ui import submissions
 from openprofiles.ui.user_pages import form_password
@@ -80,11 +82,12 @@ def routes(ui: UI) -> list[Route]:
                 )
             )
         except Throttling as exc:
-            return sign_in_page(
+            refused = sign_in_page(
                 ui, request, username=username, error=exc.message, status=429, form=form
             )
+            return audited(username, refused, audit.SIGN_IN_LOCKED)
         if created is None:
-            return sign_in_page(
+            failed = sign_in_page(
                 ui,
                 request,
                 username=username,
@@ -92,6 +95,7 @@ def routes(ui: UI) -> list[Route]:
                 status=401,
                 form=form,
             )
+            return audited(username, failed, audit.SIGN_IN_FAILED)
         default = "/admin/" if created.session.role == "admin" else "/agent/"
         target = ui.after_sign_in(form_text(form, "next"), form_text(form, "next_query"), default)
         response = back_to_kept_form(request, form, target, created.session) or RedirectResponse(
@@ -105,6 +109,14 @@ def routes(ui: UI) -> list[Route]:
             int(users.SESSION_LIFETIME.total_seconds()),
         )
         response.delete_cookie(SIGNIN_COOKIE, path="/")
+        return audited(created.session.username, response, audit.SIGNED_IN)
+
+    def audited(username: str, response: Response, result: str) -> Response:
+        """`response` to a sign-in attempt, logged (openprofiles.audit) under the audit name of
+        the name typed: a keyed digest, the same for a user's name as for any other, so the
+        line says neither the name nor whether it is a user's."""
+        user = users.audit_name(ui.services.keys.system_cipher(), username)
+        audit.sign_in(user=user, status=response.status_code, result=result)
         return response
 
     def back_to_kept_form(

@@ -13,7 +13,11 @@ the agent typed, sealed with the system cipher to the form's address and, when t
 session's row still says whose it was, to that user. It is never stored in clear nor put in an
 address or a log: it travels in the sign-in page that answers the form (a hidden field) and, once
 signed in, in the form that brings the agent back to their page (`reopen_form`), for
-KEPT_FORM_FOR. It is shown there to review, never saved by itself.
+KEPT_FORM_FOR. It is shown there to review, never saved by itself, and once only
+(`reopened_form`): each kept form has a random id, sealed with it, and the transaction that gives
+it back records that id in this same table (a row whose token is KEPT_FORM_TOKEN and the id), so
+sending the kept form again (Back and resend, a second tab, both at once) finds it used, as a
+create form sent twice finds its profile.
 """
 
 from __future__ import annotations
@@ -125,9 +129,8 @@ def keep_form(
     ]
     if sum(len(name) + len(value) for name, value in fields) > MAX_KEPT_FORM_CHARS:
         return None
-    blob = services.keys.system_cipher().seal_record(
-        _KEPT_FORM_TABLE, path, {"t": now.timestamp(), "u": username, "f": fields}
-    )
+    payload = {"t": now.timestamp(), "u": username, "f": fields, "n": new_token()}
+    blob = services.keys.system_cipher().seal_record(_KEPT_FORM_TABLE, path, payload)
     return base64.urlsafe_b64encode(blob).decode("ascii")
 
 
@@ -135,32 +138,67 @@ def reopen_form(
     services: Services, *, path: str, sealed: str, username: str, now: datetime
 ) -> FormData | None:
     """The form `keep_form` sealed, for `username` signed in at `path`; None when it was changed,
-    is another page's or another user's, or is older than KEPT_FORM_FOR."""
+    is another page's or another user's, or is older than KEPT_FORM_FOR. Whether it was given
+    back already is not looked at here: `reopened_form` gives it back, once."""
+    opened = _opened(services, path=path, sealed=sealed, username=username, now=now)
+    return opened[1] if opened is not None else None
+
+
+def _opened(
+    services: Services, *, path: str, sealed: str, username: str, now: datetime
+) -> tuple[str, FormData] | None:
+    """`reopen_form`, with the kept form's id."""
     try:
         blob = base64.urlsafe_b64decode(sealed.encode("ascii"))
         payload = services.keys.system_cipher().open_record(_KEPT_FORM_TABLE, path, blob)
     except (ValueError, binascii.Error, DecryptionError):
         return None
     kept_at, owner, fields = payload.get("t"), payload.get("u"), payload.get("f")
+    kept_id = payload.get("n")
     if not isinstance(kept_at, (int, float)) or not isinstance(fields, list):
+        return None
+    # A form kept before kept forms had an id (at most KEPT_FORM_FOR before the upgrade) could
+    # not be given back only once: it is not given back.
+    if not isinstance(kept_id, str) or not kept_id:
         return None
     if not 0 <= now.timestamp() - kept_at <= KEPT_FORM_FOR.total_seconds():
         return None
     if owner != username:
         return None
-    return FormData([(str(name), str(value)) for name, value in fields])
+    return kept_id, FormData([(str(name), str(value)) for name, value in fields])
 
 
-def reopened_form(services: Services, request: Request, sealed: str) -> FormData:
+# The token under which a kept form's id is recorded once given back (`reopened_form`). A create
+# form's own tokens (new_token) have no ":", and this one holds an id only the sealed form
+# carries: neither can be taken for the other.
+KEPT_FORM_TOKEN = "kept-form:{}"
+# The row's profile id: a kept form given back created no profile.
+_REOPENED = ""
+
+
+def reopened_form(tx: Tx, request: Request, sealed: str) -> FormData:
     """The form `keep_form` sealed, for the page `request` (a POST of the signed-in user that
-    brings it back) is at; BadRequest (KEPT_FORM_GONE) when reopen_form cannot open it."""
-    form = reopen_form(
-        services,
-        path=request.url.path,
+    brings it back, on a domain's page) is at, given back once: `tx` records it as given back,
+    and a second time (a second tab, Back and resend, or both at once: the loser's insert of
+    the same key is run again by store.conflicts and then finds the winner's row) it is gone.
+    BadRequest (KEPT_FORM_GONE) when it cannot be opened, or was given back already."""
+    from openprofiles.ui.web import address_path  # it imports this module
+
+    opened = _opened(
+        tx.services,
+        # The address the form was sealed to (web.UI.keep_form) and brought back to.
+        path=address_path(request),
         sealed=sealed,
         username=request.state.session.username,
         now=datetime.now(UTC),
     )
-    if form is None:
+    if opened is None:
         raise BadRequest(KEPT_FORM_GONE)
+    kept_id, form = opened
+    domain_name = request.path_params["domain"]
+    token = KEPT_FORM_TOKEN.format(kept_id)
+    if created_by(tx, domain_name=domain_name, token=token) is not None:
+        raise BadRequest(KEPT_FORM_GONE)
+    # Kept a day, as the create forms' rows (the form itself opens for half an hour only).
+    record(tx, domain_name=domain_name, token=token, profile_id=_REOPENED)
     return form

@@ -16,12 +16,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.errors import BadRequest, NotFound, Throttling
+from openprofiles.ui import flash
 from openprofiles.ui.web import SESSION_COOKIE, UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES, WebSession
 
 USER_SCOPE = "ui/user"
 NOTICE_SCOPE = "ui/user-notice"
+# Every user's own page: change their password.
+OWN_PASSWORD = "/ui/password"
 CONFIRM_DELETE = (
     "Tick the box to confirm: a deleted user cannot be brought back, and their sessions end "
     "at once."
@@ -196,19 +199,21 @@ def routes(ui: UI) -> list[Route]:
             error=error,
         )
 
-    def own_page(request: Request, errors: dict[str, str], status: int = 200) -> Response:
-        return ui.render(
-            request,
-            "password.html",
-            status=status,
-            errors=errors,
-            changed=request.query_params.get("changed") == "1",
-        )
+    def own_page(
+        request: Request, errors: dict[str, str], status: int = 200, *, changed: bool = False
+    ) -> Response:
+        return ui.render(request, "password.html", status=status, errors=errors, changed=changed)
 
     @ui.page("agent")
     async def own_password(request: Request) -> Response:
         if request.method == "GET":
-            return own_page(request, {})
+            # "Your password has been changed" after the change only, once (ui.flash): never
+            # from a link, which could tell a user it was changed when it was not.
+            done = flash.take(ui, request, page=OWN_PASSWORD)
+            page = own_page(request, {}, changed=flash.PASSWORD_CHANGED in done)
+            if done:
+                flash.clear(request, page)
+            return page
         form = request.state.form
         session: WebSession = request.state.session
         new = form_password(form, "new_password")
@@ -251,7 +256,9 @@ def routes(ui: UI) -> list[Route]:
             return own_page(
                 request, {"current_password": "This is not your current password."}, 400
             )
-        return RedirectResponse("/ui/password?changed=1", status_code=303)
+        response = RedirectResponse(OWN_PASSWORD, status_code=303)
+        flash.confirm(ui, request, response, page=OWN_PASSWORD, done=[flash.PASSWORD_CHANGED])
+        return response
 
     return [
         Route("/admin/users", user_list, methods=["GET"]),
@@ -260,5 +267,5 @@ def routes(ui: UI) -> list[Route]:
         Route("/admin/users/{ref}/password", user_password, methods=["POST"]),
         Route("/admin/users/{ref}/role", user_role, methods=["POST"]),
         Route("/admin/users/{ref}/delete", user_delete, methods=["GET", "POST"]),
-        Route("/ui/password", own_password, methods=["GET", "POST"]),
+        Route(OWN_PASSWORD, own_password, methods=["GET", "POST"]),
     ]

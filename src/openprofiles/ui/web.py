@@ -14,6 +14,7 @@ page keeps only the path of the page to return to, its query sealed to that path
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from openprofiles import audit
 from openprofiles.context import Services, Tx
 from openprofiles.crypto.errors import KeyUnusable
-from openprofiles.errors import AccessDenied, BadRequest, NotFound, ServiceError
+from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
 from openprofiles.ui.history import shown_time
@@ -43,6 +44,7 @@ TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 # Pages hold personal data: never cached, never framed, and no script but the application's own
@@ -123,6 +125,26 @@ class UI:
     def error_page(self, request: Request, status: int, title: str, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status=status, title=title, message=message)
 
+    def unreadable_page(
+        self, request: Request, session: WebSession, error: ServiceError
+    ) -> HTMLResponse:
+        """The page for a domain whose data cannot be read because its key cannot be used
+        (unreadable_domain): 403 while the key is refused (disabled, deleted, access revoked),
+        503 while its KMS does not answer (it may come back by itself). The key provider's
+        message names the key, the KMS endpoint and what to run or change: an administrator
+        gets it to act on; an agent, who can only ask one, gets what failed in plain words."""
+        transient = isinstance(error, InternalServer)
+        # For the operator, whoever saw it: the provider's message (KeyUnusable carries no
+        # personal value; logging_setup prints it) and the page, not the request's query.
+        logger.warning("%s: a domain's key cannot be used: %s", request.url.path, error.__cause__)
+        if session.role == "admin":
+            message = error.message
+        else:
+            message = UNREACHABLE_FOR_AGENTS if transient else UNREADABLE_FOR_AGENTS
+        return self.error_page(
+            request, 503 if transient else 403, "Customer data cannot be read", message
+        )
+
     # ---------------------------------------------------------------- sessions
 
     async def load_session(self, request: Request) -> WebSession | None:
@@ -136,10 +158,11 @@ class UI:
         return session
 
     def sign_in_url(self, request: Request) -> str:
-        """The sign-in page, to come back to `request` after. The path is kept as it is; the
-        query, which may hold personal values (e.g. an old search address), only sealed to
-        that path (in `next_query`)."""
-        url = f"/ui/sign-in?next={quote(request.url.path, safe='')}"
+        """The sign-in page, to come back to `request` after. The path is kept as it is
+        (address_path: as sent, so a contact id's "%2F" stays one); the query, which may hold
+        personal values (e.g. an old search address), only sealed to that path (in
+        `next_query`)."""
+        url = f"/ui/sign-in?next={quote(address_path(request), safe='')}"
         sealed = self.sealed_query(request)
         return url + (f"&next_query={sealed}" if sealed else "")
 
@@ -150,7 +173,7 @@ class UI:
             return ""
         try:
             return self.services.tokens.encode(
-                _next_scope(request.url.path), {"q": request.url.query}
+                _next_scope(address_path(request)), {"q": request.url.query}
             )
         except ValueError:
             return ""
@@ -190,7 +213,7 @@ class UI:
         owner = (
             await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
         )
-        path = request.url.path
+        path = address_path(request)
         kept = (
             submissions.keep_form(
                 self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
@@ -268,13 +291,12 @@ class UI:
                     return await endpoint(request)
                 except NotFound as exc:
                     return self.error_page(request, 404, "Not found", exc.message)
-                except AccessDenied as exc:
-                    message = exc.message
-                    if session.role != "admin" and unreadable_domain(exc):
-                        # The key's own message tells an operator what to run; an agent can
-                        # only ask one.
-                        message = UNREADABLE_FOR_AGENTS
-                    return self.error_page(request, 403, "Not allowed", message)
+                except (AccessDenied, InternalServer) as exc:
+                    if unreadable_domain(exc):
+                        return self.unreadable_page(request, session, exc)
+                    if isinstance(exc, InternalServer):
+                        raise
+                    return self.error_page(request, 403, "Not allowed", exc.message)
                 except BadRequest as exc:
                     return self.error_page(request, 400, "That did not work", exc.message)
 
@@ -287,6 +309,11 @@ class UI:
 UNREADABLE_FOR_AGENTS = (
     "This domain's customer data cannot be read at the moment: the encryption key that "
     "protects it cannot be used. Ask an administrator to make the key usable again."
+)
+UNREACHABLE_FOR_AGENTS = (
+    "This domain's customer data cannot be read right now: the service that keeps its "
+    "encryption key does not answer. Try again in a few minutes; if this goes on, ask an "
+    "administrator."
 )
 
 
@@ -340,6 +367,15 @@ def form_text(form: FormData, name: str) -> str:
     """A text field of a form, trimmed; "" when missing or not text."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def address_path(request: Request) -> str:
+    """The path of `request` as the browser sent it, percent-encoded: the address to come back
+    to after sign-in, and the one a kept form is sealed to. Starlette's request.url.path is
+    decoded, and a contact id's "%2F" (agent_pages.contact_url) made from it came back as "/",
+    another contact's address."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -58,9 +58,12 @@ def test_signed_in_posts_are_logged_with_user_path_and_status(
     cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
     boss, ana = users.audit_name(cipher, "boss"), users.audit_name(cipher, "ana")
     assert audit_lines() == [
+        # Sign-ins are logged too (test_ui_signin_audit).
+        f"ui POST /ui/sign-in user={boss} status=303 result=signed-in",
         f"ui POST /admin/credentials user={boss} status=200",
         f"ui POST /admin/credentials user={boss} status=403",
         f"ui POST /ui/sign-out user={boss} status=303",
+        f"ui POST /ui/sign-in user={ana} status=303 result=signed-in",
         f"ui POST /admin/credentials user={ana} status=403",
     ]
     # Usernames are personal data: the log names users by a keyed digest, stable per user.
