@@ -4,7 +4,9 @@ What moto 5.2.5 enforces, and so what the KMS case proves: encryption context an
 on Decrypt, unknown keys, key policies with Deny statements (on DescribeKey only), key state as
 reported by DescribeKey. It does not refuse GenerateDataKey or Decrypt under a disabled key, so
 the KMS provider checks DescribeKey before making a data key (real KMS refuses both anyway), and
-"a disabled key cannot unwrap" is checked for KMS by the Stubber test in the unit tier.
+the contract's KMS backend goes through tests.support.kms_proxy, which refuses them as KMS does
+(DisabledException, KMSInvalidStateException): without it, "a disabled key cannot unwrap" would
+fail for KMS, and a test relying on it elsewhere would prove nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+from tests.support.kms_proxy import kms_proxy
 
 from openprofiles.crypto.domain_keys import KeyManager, encryption_context
 from openprofiles.crypto.errors import KeyProblem, KeyUnusable
@@ -58,8 +61,11 @@ def local_backend(tmp_path: Path) -> Backend:
     )
 
 
-def kms_backend(tmp_path: Path, moto_url: str) -> Backend:
-    settings = Settings(data_dir=tmp_path, kms_endpoint_url=moto_url, aws_region=REGION)
+def kms_backend(tmp_path: Path, moto_url: str, endpoint_url: str | None = None) -> Backend:
+    """Keys made and disabled in moto, used through `endpoint_url` (default: moto itself)."""
+    settings = Settings(
+        data_dir=tmp_path, kms_endpoint_url=endpoint_url or moto_url, aws_region=REGION
+    )
     resolver = ProviderResolver(settings, Keyring(settings.keyring_path))
     kms = kms_client(moto_url)
 
@@ -97,7 +103,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield local_backend(tmp_path)
     else:
         request.getfixturevalue("aws_env")
-        yield kms_backend(tmp_path, request.getfixturevalue("moto_url"))
+        moto_url = request.getfixturevalue("moto_url")
+        with kms_proxy(moto_url) as proxy:
+            yield kms_backend(tmp_path, moto_url, proxy.url)
 
 
 def test_round_trip(backend: Backend) -> None:
@@ -152,6 +160,18 @@ def test_disabled_key_cannot_make_data_keys(backend: Backend) -> None:
         backend.provider(key_id).generate_data_key(key_id, CONTEXT)
     assert raised.value.problem is KeyProblem.DISABLED
     assert key_id in raised.value.message
+
+
+def test_disabled_key_cannot_unwrap(backend: Backend) -> None:
+    """What makes a domain unusable once its key is disabled (after its cached data key
+    expires): the wrapped data key no longer unwraps."""
+    key_id = backend.new_key()
+    provider = backend.provider(key_id)
+    _, wrapped = provider.generate_data_key(key_id, CONTEXT)
+    backend.disable(key_id)
+    with pytest.raises(KeyUnusable, match="disabled") as raised:
+        provider.decrypt_data_key(key_id, wrapped, CONTEXT)
+    assert raised.value.problem is KeyProblem.DISABLED
 
 
 def test_unknown_key(backend: Backend) -> None:
@@ -228,6 +248,20 @@ def test_kms_key_pending_deletion(tmp_path: Path, moto_url: str) -> None:
     backend = kms_backend(tmp_path, moto_url)
     with pytest.raises(KeyUnusable, match="PendingDeletion") as raised:
         KeyManager(backend.resolver).new_domain_key("sales", metadata["Arn"])
+    assert raised.value.problem is KeyProblem.INVALID_STATE
+
+
+@pytest.mark.moto
+@pytest.mark.usefixtures("aws_env")
+def test_kms_key_pending_deletion_cannot_unwrap(tmp_path: Path, moto_url: str) -> None:
+    kms = kms_client(moto_url)
+    key_arn = str(kms.create_key()["KeyMetadata"]["Arn"])
+    with kms_proxy(moto_url) as proxy:
+        provider = kms_backend(tmp_path, moto_url, proxy.url).provider(key_arn)
+        _, wrapped = provider.generate_data_key(key_arn, CONTEXT)
+        kms.schedule_key_deletion(KeyId=key_arn.rsplit("/", 1)[1], PendingWindowInDays=7)
+        with pytest.raises(KeyUnusable, match="current state") as raised:
+            provider.decrypt_data_key(key_arn, wrapped, CONTEXT)
     assert raised.value.problem is KeyProblem.INVALID_STATE
 
 

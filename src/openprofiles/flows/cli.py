@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import click
 
 from openprofiles.cli_support import open_services, settings_from_options, storage_options
+
+logger = logging.getLogger(__name__)
 
 
 @click.group()
@@ -100,7 +103,19 @@ def flows_watch(data_dir: Path | None, database_url: str | None, every: float) -
     stop = threading.Event()
     try:
         while not stop.is_set():
-            for run in run_due_flows(services, now=datetime.now(UTC)):
+            try:
+                runs = run_due_flows(services, now=datetime.now(UTC))
+            except Exception as exc:
+                # A pass that fails as a whole (the database unreachable for a moment) ends
+                # no watch: the next pass tries again. Its type and frames only (logging_setup).
+                logger.error(
+                    "A pass over the due flows failed: %s; the next starts in %g s.",
+                    type(exc).__name__,
+                    every,
+                    exc_info=exc,
+                )
+                runs = []
+            for run in runs:
                 click.echo(
                     f"{run.domain_name}/{run.flow_name} ({run.trigger}): {run.status}, "
                     f"{run.records_ingested} ingested, {run.records_dead_lettered} dead-lettered"

@@ -19,6 +19,14 @@ for the run says the source is ready.
 every item, so a run in progress shows its progress; an item is checkpointed (flow_item) once
 its records are applied.
 
+`run_due_flows` takes each domain's flows, and each flow, on their own: every tenant's flows
+share the loop, and one domain whose key cannot be used (disabled, KMS throttling) must not stop
+the others'. A domain whose flows cannot be listed (their definitions are sealed with its key)
+is logged and passed over: nothing tells which of its flows are due. A flow that cannot start
+(its domain's key, its source's settings) is logged with its error code and recorded as a
+FAILED run, so its runs show it: a Scheduled flow once per interval, as any scheduled run; an
+Event flow, checked every pass, once, and not again while that failed run is its newest.
+
 Items are read as flows.items says: whole up to a size, streamed as JSON lines beyond it, in
 batches of at most `BATCH_SIZE` records and about `BATCH_BYTES`. An item is checkpointed under
 the version of the content read (which may be newer than the one listed).
@@ -63,6 +71,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.context import Services, Tx
 from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
@@ -76,7 +85,7 @@ from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.conflicts import retrying
-from openprofiles.store.schema import flow_item, flow_run
+from openprofiles.store.schema import flow_item, flow_run, integration
 
 logger = logging.getLogger(__name__)
 
@@ -251,26 +260,9 @@ def run_flow(
     found, flow = _load(services, domain_name, flow_name)
     type_name = found.object_type_name or ""
     source = source or source_for(services.settings, flow)
-    run_id = uuid.uuid4().hex
     with services.write() as tx:
-        tx.conn.execute(
-            insert(flow_run).values(
-                domain_name=domain_name,
-                run_id=run_id,
-                flow_name=flow_name,
-                trigger=trigger,
-                status="RUNNING",
-                progress_at=tx.now,
-                items_read=0,
-                records_read=0,
-                records_ingested=0,
-                records_filtered=0,
-                records_dead_lettered=0,
-                started_at=tx.now,
-            )
-        )
-    counts = {"items_read": 0, "records_read": 0, "records_ingested": 0}
-    counts |= {"records_filtered": 0, "records_dead_lettered": 0}
+        run_id = _insert_run(tx, domain_name, flow_name, trigger)
+    counts = _no_counts()
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
     automatic = trigger != "OnDemand"
@@ -361,15 +353,51 @@ def run_flow(
     return _finish_run(services, domain_name, run_id, counts, error)
 
 
+def _no_counts() -> dict[str, int]:
+    return {
+        "items_read": 0,
+        "records_read": 0,
+        "records_ingested": 0,
+        "records_filtered": 0,
+        "records_dead_lettered": 0,
+    }
+
+
+def _insert_run(tx: Tx, domain_name: str, flow_name: str, trigger: str) -> str:
+    """A new RUNNING run of the flow, with nothing counted; its id."""
+    run_id = uuid.uuid4().hex
+    tx.conn.execute(
+        insert(flow_run).values(
+            domain_name=domain_name,
+            run_id=run_id,
+            flow_name=flow_name,
+            trigger=trigger,
+            status="RUNNING",
+            progress_at=tx.now,
+            started_at=tx.now,
+            **_no_counts(),
+        )
+    )
+    return run_id
+
+
 def _finish_run(
-    services: Services, domain_name: str, run_id: str, counts: dict[str, int], error: str | None
+    services: Services,
+    domain_name: str,
+    run_id: str,
+    counts: dict[str, int],
+    error: str | None,
+    *,
+    seal: bool = True,
 ) -> FlowRun:
+    """End the run, FAILED with `error` or COMPLETED. `seal` False: the error came from the
+    domain's key, which is not asked again to seal it (a KMS call, here with the writer held)."""
     with services.write() as tx:
         sealed = None
         # The domain's key may be unusable (often why the run failed): the run still ends
         # FAILED, its reason told to the caller only, as nothing can seal it.
         with contextlib.suppress(ServiceError):
-            if error:
+            if error and seal:
                 sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
         _update_run(
             tx,
@@ -557,41 +585,114 @@ def _update_run(tx: Tx, domain_name: str, run_id: str, counts: dict[str, int], *
 
 def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
     """Start every Scheduled flow whose interval has passed and every Event flow whose source
-    has new items; returns the runs made."""
-    with services.read() as tx:
-        flows = list_flow_integrations(tx)
+    has new items; returns the runs made, the failed starts recorded among them. A domain or a
+    flow that fails is logged and passed over; the other flows run (the module docstring)."""
     runs = []
-    for found in flows:
-        assert found.flow_definition is not None and found.flow_name is not None
+    for domain_name in _flow_domains(services):
+        try:
+            with services.read() as tx:
+                flows = list_flow_integrations(tx, domain_name=domain_name)
+        except Exception as exc:
+            _log_failure("The flows of domain %s were not checked", (domain_name,), exc)
+            continue
+        for found in flows:
+            run = _run_if_due(services, found, now)
+            if run is not None:
+                runs.append(run)
+    return runs
+
+
+def _flow_domains(services: Services) -> list[str]:
+    """The domains that have flows, read without their keys (each domain's flows are then
+    listed on their own, with its key)."""
+    with services.read() as tx:
+        return list(
+            tx.conn.execute(
+                select(integration.c.domain_name)
+                .where(integration.c.flow_name.is_not(None))
+                .distinct()
+                .order_by(integration.c.domain_name)
+            ).scalars()
+        )
+
+
+def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRun | None:
+    """The flow's run when it is due (or its failed start, `_failed_start`), else None."""
+    assert found.flow_definition is not None and found.flow_name is not None
+    trigger: str | None = None
+    try:
         flow = parse_flow_definition(found.flow_definition)
         if flow.trigger_type == "Scheduled" and _schedule_due(services, found, flow, now):
-            runs.append(
-                run_flow(
-                    services,
-                    domain_name=found.domain_name,
-                    flow_name=flow.name,
-                    trigger="Scheduled",
-                )
+            trigger = "Scheduled"
+            return run_flow(
+                services, domain_name=found.domain_name, flow_name=flow.name, trigger=trigger
             )
-        elif flow.trigger_type == "Event":
-            source = source_for(services.settings, flow)
-            try:
-                has_new = bool(
-                    pending_items(services, found.domain_name, flow, source, settled_only=True)
-                )
-            except SourceError:
-                has_new = False
-            if has_new:
-                runs.append(
-                    run_flow(
-                        services,
-                        domain_name=found.domain_name,
-                        flow_name=flow.name,
-                        trigger="Event",
-                        source=source,
-                    )
-                )
-    return runs
+        if flow.trigger_type != "Event":
+            return None
+        trigger = "Event"
+        source = source_for(services.settings, flow)
+        try:
+            pending = pending_items(services, found.domain_name, flow, source, settled_only=True)
+        except SourceError:
+            return None
+        if not pending:
+            return None
+        return run_flow(
+            services,
+            domain_name=found.domain_name,
+            flow_name=flow.name,
+            trigger=trigger,
+            source=source,
+        )
+    except Exception as exc:
+        where = (found.flow_name, found.domain_name)
+        _log_failure("Flow %s of domain %s could not run", where, exc)
+        if trigger is None or not isinstance(exc, ServiceError):
+            # Not known to be due, or no reason to show (a database error, a bug): a run it
+            # stopped ended FAILED already (run_flow).
+            return None
+        return _failed_start(services, found, trigger, exc)
+
+
+def _log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:
+    """Log a domain or flow that failed in `run_due_flows`: a ServiceError by its code (its
+    message can quote a value: a source's object key, a task's field), anything else by its
+    type with its traceback (logging_setup withholds its message)."""
+    if isinstance(exc, ServiceError):
+        logger.warning(what + " (%s); the other flows go on.", *args, exc.code)
+    else:
+        logger.error(what + ": %s; the other flows go on.", *args, type(exc).__name__, exc_info=exc)
+
+
+def _failed_start(
+    services: Services, found: Integration, trigger: str, exc: ServiceError
+) -> FlowRun | None:
+    """Record a run of the flow that could not start, FAILED with `exc`'s message (the module
+    docstring); None when none is recorded: the flow was deleted meanwhile, or it is an Event
+    flow whose newest run failed already."""
+    domain_name, flow_name = found.domain_name, found.flow_name
+    assert flow_name is not None
+    with services.write() as tx:
+        exists = tx.conn.execute(
+            select(integration.c.uri).where(
+                integration.c.domain_name == domain_name, integration.c.flow_name == flow_name
+            )
+        ).first()
+        if exists is None:
+            return None
+        if trigger == "Event":
+            newest = tx.conn.execute(
+                select(flow_run.c.status)
+                .where(flow_run.c.domain_name == domain_name, flow_run.c.flow_name == flow_name)
+                .order_by(flow_run.c.started_at.desc(), flow_run.c.run_id.desc())
+                .limit(1)
+            ).first()
+            if newest is not None and newest.status == "FAILED":
+                return None
+        run_id = _insert_run(tx, domain_name, flow_name, trigger)
+    # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
+    from_key = isinstance(exc.__cause__, KeyUnusable)
+    return _finish_run(services, domain_name, run_id, _no_counts(), exc.message, seal=not from_key)
 
 
 def _schedule_due(services: Services, found: Integration, flow: Flow, now: datetime) -> bool:

@@ -1,0 +1,147 @@
+"""A KMS endpoint that enforces key state as AWS KMS does, in front of moto's server.
+
+moto 5 keeps a key's state (DisableKey, ScheduleKeyDeletion) and reports it on DescribeKey, but
+still answers Decrypt, Encrypt and GenerateDataKey under a disabled or pending-deletion key. A
+test that disables a key in moto and expects a domain's data key to stop unwrapping would pass
+only because of something else (a cached data key, another path failing), or fail. This proxy
+forwards every request to moto and, for the operations that use a key, answers what KMS answers
+when the key named in moto's reply is not enabled: `DisabledException` (disabled) or
+`KMSInvalidStateException` (pending deletion, pending import).
+
+`refuse(op, code, after=N, times=M)` also answers the next M calls of an operation, after N that
+go through, with an AWS error: KMS throttling, or a key disabled between two calls of one pass,
+at a chosen call (moto never throttles).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+
+HOST = "127.0.0.1"
+# The operations whose reply names the key used (KeyId), and which KMS refuses under a key that
+# is not enabled.
+KEY_OPERATIONS = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext"}
+_NOT_ENABLED = {
+    "Disabled": ("DisabledException", "{key} is disabled."),
+    "PendingDeletion": ("KMSInvalidStateException", "{key} is pending deletion."),
+    "PendingImport": ("KMSInvalidStateException", "{key} is pending import."),
+}
+
+
+@dataclass
+class _Fault:
+    code: str
+    after: int
+    times: int
+
+
+class KmsProxy:
+    """The proxy's URL (`url`) and its controls; made by `kms_proxy`."""
+
+    def __init__(self, moto_url: str) -> None:
+        self.moto_url = moto_url
+        self.url = ""
+        self._faults: dict[str, _Fault] = {}
+        self._lock = threading.Lock()
+        # moto's own client per region, to read a key's state.
+        self._clients: dict[str, Any] = {}
+
+    def refuse(self, op: str, code: str, *, after: int = 0, times: int = 1) -> None:
+        """Answer `code` to `times` calls of `op`, after `after` calls that go through."""
+        with self._lock:
+            self._faults[op] = _Fault(code, after, times)
+
+    def _fault(self, op: str) -> str | None:
+        with self._lock:
+            fault = self._faults.get(op)
+            if fault is None or fault.times == 0:
+                return None
+            if fault.after > 0:
+                fault.after -= 1
+                return None
+            fault.times -= 1
+            return fault.code
+
+    def _key_state(self, key_id: str) -> str:
+        region = key_id.split(":")[3] if key_id.startswith("arn:") else "us-east-1"
+        with self._lock:
+            kms = self._clients.get(region)
+            if kms is None:
+                kms = self._clients[region] = boto3.client(
+                    "kms",
+                    endpoint_url=self.moto_url,
+                    region_name=region,
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )
+        return str(kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"])
+
+    def answer(self, op: str | None, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """What the endpoint answers a POST of `op` with `body` (status, JSON body)."""
+        if op is not None and (code := self._fault(op)) is not None:
+            return 400, json.dumps({"__type": code, "message": "refused by the test"}).encode()
+        status, reply = self._forward(body, headers)
+        if status == 200 and op in KEY_OPERATIONS:
+            key_id = json.loads(reply).get("KeyId")
+            state = self._key_state(key_id) if key_id else "Enabled"
+            if state in _NOT_ENABLED:
+                code, message = _NOT_ENABLED[state]
+                return 400, json.dumps(
+                    {"__type": code, "message": message.format(key=key_id)}
+                ).encode()
+        return status, reply
+
+    def _forward(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        target = urlsplit(self.moto_url)
+        connection = http.client.HTTPConnection(target.hostname or HOST, target.port, timeout=30)
+        try:
+            sent = {k: v for k, v in headers.items() if k.lower() != "host"}
+            connection.request("POST", "/", body=body, headers=sent)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+@contextmanager
+def kms_proxy(moto_url: str) -> Iterator[KmsProxy]:
+    """A KmsProxy in front of `moto_url`, listening on a free port while the block runs."""
+    proxy = KmsProxy(moto_url)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            """Quiet: the test's output is the test's."""
+
+        def do_POST(self) -> None:  # noqa: N802 — http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            target = self.headers.get("X-Amz-Target", "")
+            op = target.rsplit(".", 1)[-1] if target else None
+            status, reply = proxy.answer(op, body, dict(self.headers.items()))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    proxy.url = f"http://{HOST}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="kms-proxy")
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
