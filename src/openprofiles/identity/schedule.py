@@ -39,7 +39,7 @@ from sqlalchemy import select
 
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import list_domains
-from openprofiles.errors import ServiceError
+from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.identity import ml_jobs
 from openprofiles.store.schema import identity_job
 
@@ -130,10 +130,19 @@ def run_due_matching_jobs(services: Services, *, now: datetime) -> list[ml_jobs.
                 job = ml_jobs.claim_scheduled_job(
                     tx, domain_name=item.domain_name, slot=item.slot, now=clock()
                 )
-        except ServiceError as exc:
+        except (BadRequest, NotFound) as exc:
             # The domain was deleted, or Matching turned off, since the read; or the domain has
             # started its jobs for the week, and the slot waits for a later check.
             logger.debug("slot of domain %s not claimed: %s", item.domain_name, exc.code)
+            continue
+        except ServiceError as exc:
+            # Its key cannot be used (disabled, KMS unreachable): the operator must see why the
+            # domain's scheduled jobs do not run. The code only: the message may name the key.
+            logger.warning(
+                "scheduled identity resolution job of domain %s not started: %s",
+                item.domain_name,
+                exc.code,
+            )
             continue
         if job is not None:
             result = ml_jobs.run_job(services, job, clock=clock)

@@ -7,6 +7,7 @@ time is passed in, never waited for."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -262,3 +263,47 @@ def test_an_unreadable_schedule_skips_that_domain_only(
     enable(services, other, JobSchedule=WEDNESDAY_1230)
     ran = run_due_matching_jobs(services, now=SLOT + timedelta(minutes=1))
     assert [j.domain_name for j in ran] == [other]
+
+
+def test_a_domain_whose_key_cannot_be_used_is_reported_and_stops_no_other(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduled job that cannot start because its domain's key is disabled was skipped with
+    a DEBUG line only: the operator never learned why the domain's jobs did not run."""
+    from dataclasses import replace
+
+    from openprofiles.crypto.keyring import Keyring
+
+    # No cache: the disabled key is felt at once, as it is once a cached data key expires.
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant-a")
+        wrapped = services.keys.new_domain_key(
+            "keyless", key.arn(settings.region, settings.account_id)
+        )
+        from openprofiles.domains.service import create_domain
+
+        with services.write() as tx:
+            create_domain(
+                tx,
+                domain_name="keyless",
+                config={"DefaultExpirationDays": 30},
+                key_id=wrapped.key_id,
+                wrapped_key=wrapped.wrapped,
+            )
+        make_domain(services)
+        for name in ("keyless", DOMAIN):
+            enable(services, name, JobSchedule=WEDNESDAY_1230)
+        new_profile(services, FirstName="Ada")
+        keyring.disable(key.key_id)
+
+        with caplog.at_level(logging.WARNING, logger="openprofiles.identity"):
+            ran = run_due_matching_jobs(services, now=SLOT + timedelta(minutes=1))
+
+        assert [job.domain_name for job in ran] == [DOMAIN]
+        [line] = [r for r in caplog.records if "keyless" in r.getMessage()]
+        assert line.levelno == logging.WARNING
+        assert "AccessDeniedException" in line.getMessage()
+    finally:
+        services.database.dispose()
