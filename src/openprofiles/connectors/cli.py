@@ -19,7 +19,11 @@ def connectors() -> None:
 @storage_options
 @click.option("--stream", "stream_name", required=True, help="The Kinesis stream's name.")
 @click.option("--endpoint-url", default=None, help="Kinesis endpoint (default: settings).")
-@click.option("--once", is_flag=True, help="Poll every shard once and exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Poll every shard once and exit (status 1 if a Kinesis call failed).",
+)
 def connectors_kinesis(
     data_dir: Path | None,
     database_url: str | None,
@@ -27,7 +31,10 @@ def connectors_kinesis(
     endpoint_url: str | None,
     once: bool,
 ) -> None:
-    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C."""
+    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C.
+
+    A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
+    waits, longer with each failure in a row, and the others go on."""
     from openprofiles.connectors.kinesis import KinesisContactRecords
 
     services = open_services(
@@ -43,6 +50,12 @@ def connectors_kinesis(
                 f"accepted, {result.rejected} rejected ({result.held} of them held until their "
                 f"domain can take them); {result.replayed} held records sent on."
             )
+            if result.failed:
+                # Each failure was logged (the call and AWS's error code) as it happened.
+                raise click.ClickException(
+                    f"{result.failed} Kinesis calls failed (see the warnings above); what they "
+                    "would have read is read at the next run."
+                )
         else:
             click.echo(f"Reading contact records from {stream_name} (Ctrl-C stops).")
             connector.run(stop)

@@ -2,10 +2,34 @@
 them: each stream record's data is one contact record (or JSON lines of them).
 
 Every shard is read from the sequence number after its checkpoint (or from the start of the
-stream, TRIM_HORIZON, the first time). A polled batch is applied and its checkpoint saved in
-the same database transaction, so a restart resumes exactly after the last applied record and
-a crash between the two cannot skip or double-apply a batch (re-applying would be idempotent
-anyway: contact records are deduplicated by ContactId and LastUpdateTimestamp).
+stream, TRIM_HORIZON, the first time), then by following each page's NextShardIterator, kept
+between polls (an expired one is made again from the checkpoint). A polled batch is applied and
+its checkpoint saved in the same database transaction, so a restart resumes exactly after the
+last applied record and a crash between the two cannot skip or double-apply a batch
+(re-applying would be idempotent anyway: contact records are deduplicated by ContactId and
+LastUpdateTimestamp).
+
+Kinesis answers a read with an error now and then (ProvisionedThroughputExceededException above
+5 reads a second per shard, a network error, an iterator that expired): the shard that failed
+waits, doubling its wait with each failure in a row up to BACKOFF_MAX_SECONDS, jittered so that
+connectors throttled together do not come back together, and the other shards go on. A page may
+be empty while its shard still has records further on (MillisBehindLatest > 0: a stretch of the
+shard without records); its NextShardIterator is followed, up to MAX_EMPTY_PAGES a poll. `run`
+spaces its polls to stay under a shard's 5 reads a second (READ_INTERVAL_SECONDS).
+
+A checkpoint belongs to one stream: a stream deleted and created again under the same name is
+another stream, whose sequence numbers do not follow on from the old one's. Checkpoints are
+saved with the stream's ARN and creation time (DescribeStreamSummary); those of another stream
+are dropped, with a warning, and its shards are read from the start. A checkpoint only moves
+forward (sequence numbers compared as the integers they are), even when two connectors read one
+stream: a slower one never moves it back, skips what the other applied, and a record both read
+has one dead letter (its origin, the stream record's position, makes the second an attempt on
+the first).
+
+A stream record's data must be UTF-8 (a byte order mark before it is ignored, as
+`POST /contact-records` ignores one). One that is not, or holds nothing but white space, is a
+rejected record, kept (unrouted, sealed) as it came: data that is not UTF-8 kept base64-encoded,
+byte for byte, never decoded with replacement characters.
 
 A shard mixes the records of every domain, and its checkpoint is one position: a batch that
 waited whole for one domain that cannot take records (its key disabled, its KMS out of reach)
@@ -18,18 +42,24 @@ contact does not depend on the stream's order: the newest LastUpdateTimestamp wi
 
 from __future__ import annotations
 
+import base64
+import codecs
 import functools
 import logging
+import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Numeric, and_, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnElement
 
-from openprofiles.contacts.models import BatchOutcome
+from openprofiles.contacts.models import BatchOutcome, ContactRecordInvalid
 from openprofiles.contacts.records import Item, split_body
 from openprofiles.contacts.service import held_instances, ingest_contact_items, replay_held
 from openprofiles.context import Services, Tx
@@ -55,11 +85,45 @@ class PollResult:
     # error (a domain's unusable key holds back only its records); the shard's checkpoint
     # stays, so nothing is lost or skipped.
     deferred: int = 0
+    # Kinesis calls that failed at this poll (a throttled shard, the stream out of reach); each
+    # is logged, and what failed waits (backs off) before it is tried again.
+    failed: int = 0
 
 
 # How often held records are tried again: each try asks the key provider about their domains'
 # keys (a KMS call when its data key is not cached).
 RETRY_HELD_SECONDS = 30.0
+# The wait after a failed call: BACKOFF_FIRST_SECONDS after the first failure in a row, doubled
+# after each further one up to BACKOFF_MAX_SECONDS (Kinesis' own advice for throughput errors
+# is to back off exponentially); between half of that and all of it, at random.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+# Empty pages followed on one shard in one poll while it is behind (MillisBehindLatest > 0). A
+# shard allows 5 GetRecords a second; the next poll goes on from where this one stopped.
+MAX_EMPTY_PAGES = 4
+# `run` spaces its polls so that each shard gets at most one GetRecords call per this many
+# seconds (Kinesis allows 5 a second a shard, for all its readers together): a stream with
+# records arriving all the time is read 4 times a second, not as fast as the loop turns.
+READ_INTERVAL_SECONDS = 0.25
+# How often the stream's identity and its shards are looked up again when nothing else asks
+# for it (a shard that ended, a stream that is gone): picks up shards added by a reshard.
+REFRESH_SECONDS = 60.0
+
+# Kinesis error codes that may mean the stream was deleted, or created again (AWS refuses a
+# sequence number of the stream before with InvalidArgumentException): its identity and shards
+# are looked up again at the next poll.
+_LOOK_AGAIN = frozenset(
+    {"ResourceNotFoundException", "ResourceInUseException", "InvalidArgumentException"}
+)
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """Which stream a name stood for: DescribeStreamSummary's StreamARN and
+    StreamCreationTimestamp (a stream created again under its name has a new one)."""
+
+    arn: str
+    created_at: datetime
 
 
 def kinesis_client(settings: Settings) -> Any:
@@ -79,37 +143,178 @@ def _kinesis_client(endpoint_url: str | None, region: str) -> Any:
     )
 
 
-def load_checkpoints(tx: Tx, stream_name: str) -> dict[str, str]:
-    rows = tx.conn.execute(
-        select(stream_checkpoint.c.shard_id, stream_checkpoint.c.sequence_number).where(
-            stream_checkpoint.c.stream_name == stream_name
+def describe_identity(client: Any, stream_name: str) -> StreamIdentity:
+    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    return StreamIdentity(summary["StreamARN"], summary["StreamCreationTimestamp"].astimezone(UTC))
+
+
+def _of(identity: StreamIdentity) -> ColumnElement[bool]:
+    """The checkpoints saved for the stream `identity`."""
+    return and_(
+        stream_checkpoint.c.stream_arn == identity.arn,
+        stream_checkpoint.c.stream_created_at == identity.created_at,
+    )
+
+
+def load_checkpoints(
+    tx: Tx, stream_name: str, identity: StreamIdentity | None = None
+) -> dict[str, str]:
+    """The stream's checkpoints, shard id → sequence number (only the stream `identity`'s, when
+    given)."""
+    query = select(stream_checkpoint.c.shard_id, stream_checkpoint.c.sequence_number).where(
+        stream_checkpoint.c.stream_name == stream_name
+    )
+    if identity is not None:
+        query = query.where(_of(identity))
+    return {r.shard_id: r.sequence_number for r in tx.conn.execute(query)}
+
+
+def _checkpoint(tx: Tx, stream_name: str, shard_id: str, identity: StreamIdentity) -> str | None:
+    """One shard's checkpoint (None: read from the start)."""
+    return tx.conn.execute(
+        select(stream_checkpoint.c.sequence_number).where(
+            stream_checkpoint.c.stream_name == stream_name,
+            stream_checkpoint.c.shard_id == shard_id,
+            _of(identity),
         )
-    )
-    return {r.shard_id: r.sequence_number for r in rows}
+    ).scalar()
 
 
-def save_checkpoint(tx: Tx, stream_name: str, shard_id: str, sequence_number: str) -> None:
-    statement: Any = (
-        sqlite_insert(stream_checkpoint)
-        if tx.services.database.is_sqlite
-        else pg_insert(stream_checkpoint)
+def claim_checkpoints(tx: Tx, stream_name: str, identity: StreamIdentity) -> int:
+    """Make the stream's checkpoints the stream `identity`'s: those of another stream of that
+    name are deleted (how many is returned), and those saved before checkpoints knew their
+    stream (migration 0029) are taken as this one's — unless saved before it was created, when
+    they can only be another's."""
+    table = stream_checkpoint
+    legacy = table.c.stream_arn.is_(None)
+    other = or_(
+        and_(legacy, table.c.updated_at < identity.created_at),
+        and_(~legacy, ~_of(identity)),
     )
+    dropped = tx.conn.execute(
+        delete(table).where(table.c.stream_name == stream_name, other)
+    ).rowcount
     tx.conn.execute(
+        update(table)
+        .where(table.c.stream_name == stream_name, legacy)
+        .values(stream_arn=identity.arn, stream_created_at=identity.created_at)
+    )
+    return int(dropped or 0)
+
+
+def _later(new: ColumnElement[Any], old: ColumnElement[Any], *, sqlite: bool) -> Any:
+    """SQL for "sequence number `new` is greater than `old`". They are decimal strings of up to
+    128 digits: PostgreSQL compares them as NUMERIC; SQLite's integers stop at 19 digits, so it
+    compares them as digit strings without leading zeros, the longer the greater."""
+    if not sqlite:
+        return cast(new, Numeric) > cast(old, Numeric)
+    new_digits, old_digits = func.ltrim(new, "0"), func.ltrim(old, "0")
+    new_length, old_length = func.length(new_digits), func.length(old_digits)
+    return or_(
+        new_length > old_length,
+        and_(new_length == old_length, new_digits > old_digits),
+    )
+
+
+def save_checkpoint(
+    tx: Tx, stream_name: str, shard_id: str, sequence_number: str, identity: StreamIdentity
+) -> bool:
+    """Record that the shard was applied up to `sequence_number`, unless its checkpoint is
+    already there or further (another connector on the stream got further): a checkpoint only
+    moves forward, in one statement (atomic on both databases). A checkpoint of another stream
+    of that name is replaced. Whether it moved."""
+    sqlite = tx.services.database.is_sqlite
+    statement: Any = sqlite_insert(stream_checkpoint) if sqlite else pg_insert(stream_checkpoint)
+    table, excluded = stream_checkpoint, statement.excluded
+    result = tx.conn.execute(
         statement.on_conflict_do_update(
             index_elements=["stream_name", "shard_id"],
-            set_={"sequence_number": statement.excluded.sequence_number, "updated_at": tx.now},
-        ),
+            set_={
+                "sequence_number": excluded.sequence_number,
+                "updated_at": excluded.updated_at,
+                "stream_arn": excluded.stream_arn,
+                "stream_created_at": excluded.stream_created_at,
+            },
+            where=or_(
+                table.c.stream_arn.is_distinct_from(excluded.stream_arn),
+                table.c.stream_created_at.is_distinct_from(excluded.stream_created_at),
+                _later(excluded.sequence_number, table.c.sequence_number, sqlite=sqlite),
+            ),
+        )
+        # A row comes back when it was written (psycopg's rowcount for an upsert is -1).
+        .returning(table.c.shard_id),
         {
             "stream_name": stream_name,
             "shard_id": shard_id,
             "sequence_number": sequence_number,
             "updated_at": tx.now,
+            "stream_arn": identity.arn,
+            "stream_created_at": identity.created_at,
         },
     )
+    return result.first() is not None
+
+
+# The reasons of stream records that hold no contact record to read (they are rejected, kept).
+NOT_UTF8 = (
+    "The stream record's data is not UTF-8 text; it is kept unchanged, base64-encoded (decode "
+    "the base64 to get its bytes)."
+)
+BLANK = "The stream record's data is empty or only white space: it holds no contact record."
+
+
+def stream_record_items(data: bytes) -> list[Item]:
+    """The records of a stream record's data, as the intake takes them: its contact records
+    (a byte order mark before them ignored), or one invalid record when it holds none that can
+    be read (not UTF-8: kept as base64 of its bytes; nothing but white space: kept as it is)."""
+    try:
+        text = codecs.decode(data, "utf-8-sig")
+    except UnicodeDecodeError:
+        return [(base64.b64encode(data).decode("ascii"), ContactRecordInvalid(NOT_UTF8))]
+    if not text.strip():
+        return [(text, ContactRecordInvalid(BLANK))]
+    return split_body(text)
+
+
+def _error_code(exc: Exception) -> str:
+    """What a failed Kinesis call says, without its message (which can quote what was sent):
+    the AWS error code, or the botocore error's type (a network error, a timeout)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+class _Backoff:
+    """Failures in a row of one shard (or of the stream's own calls), and when it may be tried
+    again."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.due = 0.0
+
+    def failed(self, now: float, jitter: float) -> float:
+        self.failures += 1
+        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(self.failures - 1, 16))
+        wait = ceiling / 2 * (1 + jitter)
+        self.due = now + wait
+        return wait
+
+
+class _Shard(_Backoff):
+    def __init__(self) -> None:
+        super().__init__()
+        # The NextShardIterator of the last page read; None: made from the checkpoint.
+        self.iterator: str | None = None
+        # The shard ended (a reshard closed it) and all of it was read.
+        self.ended = False
 
 
 class KinesisContactRecords:
-    """Polls every shard of one stream and applies its contact records."""
+    """Polls every shard of one stream and applies its contact records.
+
+    `clock` (monotonic seconds) and `jitter` (a number in [0, 1)) are what back-off and the held
+    records' retry go by; tests pass their own."""
 
     def __init__(
         self,
@@ -119,15 +324,122 @@ class KinesisContactRecords:
         client: Any = None,
         limit: int = 500,
         retry_held_seconds: float = RETRY_HELD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        max_empty_pages: int = MAX_EMPTY_PAGES,
     ) -> None:
         self.services = services
         self.stream_name = stream_name
         self.limit = limit
         self.retry_held_seconds = retry_held_seconds
+        self.max_empty_pages = max_empty_pages
         self._client = client or kinesis_client(services.settings)
-        self._next_held_retry = 0.0
+        self._clock = clock
+        self._jitter = jitter
+        self._next_held_retry: float | None = None
+        self._identity: StreamIdentity | None = None
+        self._shards: dict[str, _Shard] = {}
+        self._refresh_due: float | None = None
+        self._stream = _Backoff()
+        # The most GetRecords calls made on one shard at the last poll (`run`'s pace).
+        self._reads = 0
 
-    def _shards(self) -> list[str]:
+    def poll_once(self) -> PollResult:
+        """Held records sent on (when due), then each shard not backing off read once (its
+        empty pages followed while it is behind); returns what was read and applied."""
+        result = PollResult()
+        self._reads = 0
+        self._send_held_on(result)
+        self._refresh(result)
+        checkpoints: dict[str, str] | None = None
+        for shard_id, shard in list(self._shards.items()):
+            if shard.ended or self._clock() < shard.due:
+                continue
+            try:
+                if shard.iterator is None:
+                    if checkpoints is None:
+                        checkpoints = self._checkpoints()
+                    shard.iterator = self._iterator(shard_id, checkpoints.get(shard_id))
+                try:
+                    self._read(shard_id, shard, result)
+                except Exception as exc:
+                    if not (_is_aws_error(exc) and _error_code(exc) == "ExpiredIteratorException"):
+                        raise
+                    # Kept too long (an iterator lasts 5 minutes): made again from the
+                    # checkpoint, and read at once.
+                    shard.iterator = self._iterator(shard_id, self._checkpoints().get(shard_id))
+                    self._read(shard_id, shard, result)
+                shard.failures = 0
+            except Exception as exc:
+                if not _is_aws_error(exc):
+                    raise
+                shard.iterator = None
+                if _error_code(exc) in _LOOK_AGAIN:
+                    self._refresh_due = None
+                wait = shard.failed(self._clock(), self._jitter())
+                result.failed += 1
+                logger.warning(
+                    "Kinesis stream %s, shard %s: %s failed (%s); the shard is read again in "
+                    "%.1f s, from its checkpoint.",
+                    self.stream_name,
+                    shard_id,
+                    getattr(exc, "operation_name", "a call"),
+                    _error_code(exc),
+                    wait,
+                )
+        return result
+
+    def _refresh(self, result: PollResult) -> None:
+        """The stream's identity and shards looked up again when due (the first poll, every
+        REFRESH_SECONDS, after a shard ended or the stream was gone); on a failure, the stream's
+        own calls back off and the shards known go on being read."""
+        now = self._clock()
+        if (self._refresh_due is not None and now < self._refresh_due) or now < self._stream.due:
+            return
+        try:
+            identity = describe_identity(self._client, self.stream_name)
+            if identity != self._identity:
+                self._claim(identity)
+            listed = self._list_shards()
+        except Exception as exc:
+            if not _is_aws_error(exc):
+                raise
+            wait = self._stream.failed(now, self._jitter())
+            result.failed += 1
+            logger.warning(
+                "Kinesis stream %s: %s failed (%s); tried again in %.1f s.",
+                self.stream_name,
+                getattr(exc, "operation_name", "a call"),
+                _error_code(exc),
+                wait,
+            )
+            return
+        self._stream.failures = 0
+        self._shards = {shard_id: self._shards.get(shard_id) or _Shard() for shard_id in listed}
+        self._refresh_due = now + REFRESH_SECONDS
+
+    def _claim(self, identity: StreamIdentity) -> None:
+        """Take on a stream identity (the first poll, or the stream was created again): its
+        checkpoints, the shards read from them."""
+
+        def claim() -> int:
+            with self.services.write() as tx:
+                return claim_checkpoints(tx, self.stream_name, identity)
+
+        dropped = retrying(claim)
+        if dropped:
+            logger.warning(
+                "Kinesis stream %s was deleted and created again (now created at %s): %d "
+                "checkpoints of the stream it was before were dropped; its shards are read from "
+                "the start (TRIM_HORIZON).",
+                self.stream_name,
+                identity.created_at.isoformat(),
+                dropped,
+            )
+        self._identity = identity
+        self._shards = {}
+
+    def _list_shards(self) -> list[str]:
         shards: list[str] = []
         kwargs: dict[str, Any] = {"StreamName": self.stream_name}
         while True:
@@ -138,71 +450,116 @@ class KinesisContactRecords:
                 return shards
             kwargs = {"NextToken": token}
 
-    def poll_once(self) -> PollResult:
-        """Held records sent on (when due), then one GetRecords per shard; returns what was read
-        and applied."""
-        result = PollResult()
-        self._send_held_on(result)
+    def _checkpoints(self) -> dict[str, str]:
         with self.services.read() as tx:
-            checkpoints = load_checkpoints(tx, self.stream_name)
-        for shard_id in self._shards():
-            after = checkpoints.get(shard_id)
-            if after:
-                iterator = self._client.get_shard_iterator(
-                    StreamName=self.stream_name,
-                    ShardId=shard_id,
-                    ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                    StartingSequenceNumber=after,
-                )["ShardIterator"]
+            return load_checkpoints(tx, self.stream_name, self._identity)
+
+    def _iterator(self, shard_id: str, after: str | None) -> str:
+        if after:
+            answer = self._client.get_shard_iterator(
+                StreamName=self.stream_name,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=after,
+            )
+        else:
+            answer = self._client.get_shard_iterator(
+                StreamName=self.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )
+        return str(answer["ShardIterator"])
+
+    def _read(self, shard_id: str, shard: _Shard, result: PollResult) -> None:
+        """One page of the shard applied, after at most `max_empty_pages` empty ones while the
+        shard is behind."""
+        empty = calls = 0
+        while True:
+            calls += 1
+            self._reads = max(self._reads, calls)
+            page = self._client.get_records(ShardIterator=shard.iterator, Limit=self.limit)
+            records = page.get("Records", [])
+            behind = int(page.get("MillisBehindLatest") or 0) > 0
+            next_iterator = page.get("NextShardIterator")
+            if records and not self._apply(shard_id, records, result):
+                # Read again from the checkpoint: the batch was deferred, or another connector
+                # on the stream is further on.
+                shard.iterator = None
+                return
+            shard.iterator = next_iterator
+            if next_iterator is None:
+                # The shard ended (a reshard): its children are listed now.
+                shard.ended = True
+                self._refresh_due = None
+                return
+            if records or not behind:
+                return
+            empty += 1
+            if empty >= self.max_empty_pages:
+                # The next poll goes on from here (a shard allows 5 GetRecords a second).
+                return
+
+    def _apply(self, shard_id: str, records: Sequence[dict[str, Any]], result: PollResult) -> bool:
+        """Apply a page's records and save the shard's checkpoint after them, in one
+        transaction; False when the batch was deferred (a request error) or another connector
+        had got further (the records it had applied are skipped)."""
+        identity = self._identity
+        assert identity is not None  # shards are only read once the stream was described
+        last = records[-1]["SequenceNumber"]
+
+        def apply() -> tuple[BatchOutcome, int, bool]:
+            with self.services.write() as tx:
+                done = _checkpoint(tx, self.stream_name, shard_id, identity)
+                fresh = [r for r in records if done is None or int(r["SequenceNumber"]) > int(done)]
+                items, origins = self._items(shard_id, fresh)
+                outcome = ingest_contact_items(tx, items, hold_unavailable=True, origins=origins)
+                moved = save_checkpoint(tx, self.stream_name, shard_id, last, identity)
+            return outcome, len(fresh), moved
+
+        try:
+            # A batch that lost a race with a server's writes (PostgreSQL) runs again.
+            outcome, applied, moved = retrying(apply)
+        except ServiceError as exc:
+            # The other shards go on; this one is read again from its checkpoint next time.
+            logger.warning(
+                "Kinesis stream %s, shard %s: %s; its %d records are read again at the next poll.",
+                self.stream_name,
+                shard_id,
+                exc.message,
+                len(records),
+            )
+            result.deferred += len(records)
+            return False
+        result.stream_records += applied
+        result.accepted += outcome.accepted
+        result.rejected += len(outcome.rejected)
+        result.held += outcome.held
+        return moved
+
+    def _items(
+        self, shard_id: str, records: Sequence[dict[str, Any]]
+    ) -> tuple[list[Item], list[str | None]]:
+        """The contact records of stream records, each with its origin (the stream record's
+        position, and which of its records when it holds several): read twice, by a second
+        connector or after a checkpoint was reset, a rejected one has one dead letter."""
+        items: list[Item] = []
+        origins: list[str | None] = []
+        for record in records:
+            origin = (
+                f"Kinesis stream {self.stream_name}, shard {shard_id}, sequence number "
+                f"{record['SequenceNumber']}"
+            )
+            found = stream_record_items(record["Data"])
+            items.extend(found)
+            if len(found) == 1:
+                origins.append(origin)
             else:
-                iterator = self._client.get_shard_iterator(
-                    StreamName=self.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-            records = self._client.get_records(ShardIterator=iterator, Limit=self.limit)["Records"]
-            if not records:
-                continue
-            items: list[Item] = []
-            for record in records:
-                data = record["Data"]
-                text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-                items.extend(split_body(text))
-
-            def apply(
-                shard_id: str = shard_id,
-                items: list[Item] = items,
-                last: str = records[-1]["SequenceNumber"],
-            ) -> BatchOutcome:
-                with self.services.write() as tx:
-                    done = ingest_contact_items(tx, items, hold_unavailable=True)
-                    save_checkpoint(tx, self.stream_name, shard_id, last)
-                return done
-
-            try:
-                # A batch that lost a race with a server's writes (PostgreSQL) runs again.
-                outcome = retrying(apply)
-            except ServiceError as exc:
-                # The other shards go on; this one is read again from its checkpoint next time.
-                logger.warning(
-                    "Kinesis stream %s, shard %s: %s; its %d records are read again at the next "
-                    "poll.",
-                    self.stream_name,
-                    shard_id,
-                    exc.message,
-                    len(records),
-                )
-                result.deferred += len(records)
-                continue
-            result.stream_records += len(records)
-            result.accepted += outcome.accepted
-            result.rejected += len(outcome.rejected)
-            result.held += outcome.held
-        return result
+                origins.extend(f"{origin}, record {n}" for n in range(1, len(found) + 1))
+        return items, origins
 
     def _send_held_on(self, result: PollResult) -> None:
         """Send held records on to the domains that can take them now, oldest first, `limit` a
         transaction; nothing (not even a look) before `retry_held_seconds` since the last try."""
-        now = time.monotonic()
-        if now < self._next_held_retry:
+        now = self._clock()
+        if self._next_held_retry is not None and now < self._next_held_retry:
             return
         self._next_held_retry = now + self.retry_held_seconds
         while True:
@@ -232,8 +589,29 @@ class KinesisContactRecords:
             if outcome.held or sent < self.limit:
                 return
 
+    def _idle(self, idle_seconds: float) -> float:
+        """How long `run` waits after a poll that read nothing: `idle_seconds`, or less when a
+        shard backing off may be read again before."""
+        now = self._clock()
+        dues = [s.due - now for s in self._shards.values() if not s.ended and s.due > now]
+        return min([idle_seconds, *dues])
+
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
-        """Poll until `stop` is set, waiting `idle_seconds` whenever the stream is drained."""
+        """Poll until `stop` is set, waiting `idle_seconds` whenever the stream is drained, and
+        between polls as long as READ_INTERVAL_SECONDS asks (a failed Kinesis call does not stop
+        it: what failed backs off)."""
         while not stop.is_set():
-            if self.poll_once().stream_records == 0:
-                stop.wait(idle_seconds)
+            started = self._clock()
+            drained = self.poll_once().stream_records == 0
+            pace = self._reads * READ_INTERVAL_SECONDS - (self._clock() - started)
+            wait = max(self._idle(idle_seconds) if drained else 0.0, pace)
+            if wait > 0:
+                stop.wait(wait)
+
+
+def _is_aws_error(exc: Exception) -> bool:
+    """A failed Kinesis call: an error AWS answered (ClientError) or one of botocore's own (the
+    network, a timeout, a response it could not read)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(exc, ClientError | BotoCoreError)

@@ -16,7 +16,10 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   A run's error is sealed (it can quote a record's value), and an item is known by a
   blind-index digest of its key (an object key or file name can carry a customer's name or
   email; the checkpoint only needs to tell whether a listed key was read).
-* `stream_checkpoint` is the last sequence number applied per stream shard (Kinesis connector).
+* `stream_checkpoint` is the last sequence number applied per stream shard (Kinesis connector),
+  with the identity of the stream it belongs to (its ARN and creation time): a stream deleted and
+  created again under the same name is another stream, whose sequence numbers do not follow on.
+  Checkpoints saved before 0029 have none; the connector fills it in on first use.
 
 integrations/service.py, contacts/service.py and flows/service.py register the domain tables
 for DeleteDomain (importing domains.service here would make an import cycle).
@@ -147,4 +150,7 @@ stream_checkpoint = Table(
     Column("shard_id", String(255), primary_key=True),
     Column("sequence_number", String(128), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # DescribeStreamSummary's StreamARN and StreamCreationTimestamp of the stream read.
+    Column("stream_arn", String(2048), nullable=True),
+    Column("stream_created_at", UtcDateTime, nullable=True),
 )
