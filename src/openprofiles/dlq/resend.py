@@ -19,6 +19,12 @@ It runs in the server every `Settings.dlq_resend_interval_seconds` (`resend_task
   eventually" means to whoever set it; one who does not want them purges them.
 * A record dead-lettered while its domain had no queue (`NO_QUEUE`) was never bound for one and
   is never sent, whatever queue the domain gets later.
+* A run tries the SQS endpoint even when the send after a commit leaves it alone for not
+  answering lately (dlq.sinks): it is what finds the endpoint back. One that does not answer is
+  not tried again in the run.
+* A domain whose key cannot be used now (disabled, KMS out of reach) cannot open its records:
+  a run over every domain logs it with how many of its records wait, and goes on with the next
+  domain (`ResendOutcome.skipped`); a run of that domain alone raises its error.
 """
 
 from __future__ import annotations
@@ -26,15 +32,15 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from openprofiles.background import PeriodicTask
 from openprofiles.context import Services
 from openprofiles.dlq import service
-from openprofiles.dlq.sinks import deliver, settle
+from openprofiles.dlq.sinks import deliver, settle, sqs_endpoint
 from openprofiles.domains.service import get_domain, list_domains
-from openprofiles.errors import BadRequest
+from openprofiles.errors import BadRequest, ServiceError
 
 # How long the send after a commit may take before its record counts as not sent. It sends one
 # batch request per 10 letters of the transaction, each bounded by the client's timeouts.
@@ -61,6 +67,8 @@ class ResendOutcome:
     waiting: int
     # Whether `limit` stopped the run with records due still to send.
     more: bool
+    # Domains not resent, their key unusable now: domain name → the error's code.
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def resend_pending(
@@ -74,44 +82,86 @@ def resend_pending(
     pending or failed, oldest first, up to `limit`; record each outcome. `now` is the clock
     reading the grace period and claims are measured from."""
     now = now or datetime.now(UTC)
-    pending_before = now - timedelta(seconds=SEND_GRACE_SECONDS)
-    resending_before = now - timedelta(seconds=CLAIM_EXPIRY_SECONDS)
-    mark = service.resend_mark(now)
-    sent: list[str] = []
-    failed: list[str] = []
-    waiting = 0
-    more = False
-    # An endpoint that did not answer is not tried again in this run (dlq.sinks.deliver).
-    unreachable: dict[str, str] = {}
+    run = _Run(
+        services,
+        pending_before=now - timedelta(seconds=SEND_GRACE_SECONDS),
+        resending_before=now - timedelta(seconds=CLAIM_EXPIRY_SECONDS),
+        mark=service.resend_mark(now),
+        limit=limit,
+    )
     for name, queue_url in _queues(services, domain_name):
+        try:
+            run.resend(name, queue_url)
+        except ServiceError as exc:
+            if domain_name is not None:
+                raise
+            # Its key cannot be used now: the domains after it are not held up. Its name and
+            # a count, never what the error quotes.
+            with services.read() as tx:
+                waiting = service.count_undelivered(tx, domain_name=name)
+            logger.warning(
+                "Domain %s: %d dead letters not resent to SQS (%s); the next run tries again.",
+                name,
+                waiting,
+                exc.code,
+            )
+            run.skipped[name] = exc.code
+    return ResendOutcome(
+        sent=run.sent, failed=run.failed, waiting=run.waiting, more=run.more, skipped=run.skipped
+    )
+
+
+@dataclass
+class _Run:
+    """One `resend_pending` call: its bounds, and what it did so far."""
+
+    services: Services
+    pending_before: datetime
+    resending_before: datetime
+    mark: str
+    limit: int
+    sent: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    waiting: int = 0
+    more: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+    # An endpoint that did not answer is not tried again in this run (dlq.sinks.deliver).
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    def resend(self, name: str, queue_url: str) -> None:
+        """Send the domain's due records to its queue, CHUNK at a time."""
+        services = self.services
+        endpoint = sqs_endpoint(services.settings)
         after: str | None = None
-        while not more and queue_url not in unreachable:
+        while not self.more and endpoint not in self.unreachable:
             with services.read() as tx:
                 scan = service.due_sends(
                     tx,
                     domain_name=name,
-                    pending_before=pending_before,
-                    resending_before=resending_before,
+                    pending_before=self.pending_before,
+                    resending_before=self.resending_before,
                     after=after,
                     limit=CHUNK,
                 )
-            waiting += scan.waiting
-            room = limit - len(sent) - len(failed)
+            self.waiting += scan.waiting
+            room = self.limit - len(self.sent) - len(self.failed)
             due = dict(itertools.islice(scan.due.items(), room))
-            more = len(due) < len(scan.due)
+            self.more = len(due) < len(scan.due)
             if due:
                 with services.write() as tx:
-                    letters = service.claim_sends(tx, domain_name=name, marks=due, claim=mark)
+                    letters = service.claim_sends(tx, domain_name=name, marks=due, claim=self.mark)
                 delivery = deliver(
-                    services.settings, [(x, queue_url) for x in letters], unreachable
+                    services.settings, [(x, queue_url) for x in letters], self.unreachable
                 )
-                settle(services, delivery, marked=mark)
-                sent += delivery.sent.get(name, [])
-                failed += [m for ids in delivery.failed.get(name, {}).values() for m in ids]
+                unsettled = settle(services, delivery, marked=self.mark)
+                self.sent += delivery.sent.get(name, [])
+                self.failed += [m for ids in delivery.failed.get(name, {}).values() for m in ids]
+                if name in unsettled:
+                    # Sent or not, its records keep the claim until it expires: taken again.
+                    raise unsettled[name]
             if scan.next_after is None:
                 break
             after = scan.next_after
-    return ResendOutcome(sent=sent, failed=failed, waiting=waiting, more=more)
 
 
 def _queues(services: Services, domain_name: str | None) -> list[tuple[str, str]]:

@@ -589,17 +589,19 @@ def settle_sends(
             )
             .values(sink_error=None, sink_sealed=None)
         )
-    cipher = tx.cipher(domain_name)
-    # Sealed per record (bound to its message id): one executemany.
-    noted = [
-        {"m": message_id, **_stored_sink(cipher, message_id, error)}
+    # Sealed per record (bound to its message id): one executemany. Only these need the key:
+    # records that were sent are marked so even when it cannot be used now.
+    to_note = [
+        (message_id, error)
         for error, message_ids in (
             *failed.items(),
             *((SENT_WITHOUT_OBJECT + why, [m]) for m, why in without_object.items()),
         )
         for message_id in message_ids
     ]
-    if noted:
+    if to_note:
+        cipher = tx.cipher(domain_name)
+        noted = [{"m": m, **_stored_sink(cipher, m, error)} for m, error in to_note]
         tx.conn.execute(
             update(dlq_message)
             .where(
@@ -654,9 +656,7 @@ def due_sends(
     rows = tx.conn.execute(
         select(dlq_message.c.message_id, dlq_message.c.sink_error, dlq_message.c.created_at)
         .where(
-            dlq_message.c.domain_name == domain_name,
-            dlq_message.c.sink_error.is_not(None),
-            dlq_message.c.sink_error.not_in([NO_QUEUE, SENT_WITHOUT_OBJECT]),
+            *_undelivered(domain_name),
             *([dlq_message.c.message_id > after] if after is not None else []),
         )
         .order_by(dlq_message.c.message_id)
@@ -678,6 +678,20 @@ def due_sends(
         waiting=len(rows) - len(due),
         next_after=rows[-1].message_id if len(rows) == limit else None,
     )
+
+
+def _undelivered(domain_name: str) -> tuple[Any, ...]:
+    """The conditions of the domain's records bound for its queue and not delivered to it."""
+    return (
+        dlq_message.c.domain_name == domain_name,
+        dlq_message.c.sink_error.is_not(None),
+        dlq_message.c.sink_error.not_in([NO_QUEUE, SENT_WITHOUT_OBJECT]),
+    )
+
+
+def count_undelivered(tx: Tx, *, domain_name: str) -> int:
+    """How many of the domain's records bound for its queue were not delivered to it yet."""
+    return int(tx.conn.execute(select(func.count()).where(*_undelivered(domain_name))).scalar_one())
 
 
 def claim_sends(

@@ -18,11 +18,23 @@ a dead letter need not hold one (a flow item that could not be read as records h
 read of it, or nothing). The record's sink error says it was sent without its object
 (`service.SENT_WITHOUT_OBJECT`).
 
+A queue's own MaximumMessageSize (1 KiB to 1 MiB) may be below those caps. It is read
+(GetQueueAttributes, `_QueueLimits`) when the queue first refuses a send, and from then on caps
+that queue's batches and messages: a letter over it goes with the note up front. A batch the
+queue refuses as a whole is sent again one letter at a time, so that one letter the queue will
+not take does not keep its batch mates out of the queue at every resend.
+
 The local record is written in the caller's transaction; the SQS send waits until that
 transaction has committed (`Tx.after_commit`), so a slow or unreachable queue never holds a
 transaction open — on SQLite that would stall every write of the server — and a rolled-back
 transaction sends nothing. Sends go in SendMessageBatch requests of up to 10 messages
 (`deliver`), the one way letters reach SQS, also when dlq.resend sends them again.
+
+The send after a commit runs in the thread that ingested (a Kinesis poll, POST
+/contact-records, PutProfileObject), so it must not hold ingestion up: one attempt with short
+timeouts, and an endpoint that did not answer (`_EndpointHealth`) is not tried by it again for
+`SQS_ENDPOINT_DOWN_SECONDS` — its letters are marked failed at once, still kept, and dlq.resend
+(which tries every endpoint once per run, and so finds it back) sends them.
 """
 
 from __future__ import annotations
@@ -31,10 +43,13 @@ import functools
 import json
 import logging
 import re
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,13 +58,21 @@ from openprofiles.context import Services, Tx
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
 from openprofiles.domains.service import get_domain
+from openprofiles.errors import ServiceError
 from openprofiles.settings import Settings
 
 TEST_MESSAGE = "OpenProfiles dead-letter queue test message"
-# Bounds on one SQS call, so an endpoint that accepts connections and never answers costs
-# seconds, not a worker forever (botocore's defaults are 60 s each).
-SQS_CONNECT_TIMEOUT_SECONDS = 5
-SQS_READ_TIMEOUT_SECONDS = 10
+# Bounds on one SQS call, made once (no retry: what fails is sent again by dlq.resend, and a
+# retry would only hold the caller longer). The send after a commit runs in the thread that
+# ingested: an endpoint that accepts connections and never answers costs it these, once
+# (`_EndpointHealth`), not botocore's 60 s each. SQS answers a send in milliseconds.
+SQS_CONNECT_TIMEOUT_SECONDS = 3
+SQS_READ_TIMEOUT_SECONDS = 5
+# How long the send after a commit leaves an endpoint that did not answer alone (dlq.resend's
+# default interval: it tries the endpoint at each run, and marks it up when it answers).
+SQS_ENDPOINT_DOWN_SECONDS = 300
+# How long a queue's MaximumMessageSize, once read, is trusted (an administrator may change it).
+QUEUE_LIMIT_CACHE_SECONDS = 600
 # SendMessageBatch takes up to 10 messages; their total size is capped too, as is one message's
 # (body and attributes). 256 KiB is the smallest cap among SQS (1 MiB since 2025; a queue's
 # MaximumMessageSize may be lower) and the SQS-compatible queues; no queue takes over 1 MiB.
@@ -59,6 +82,13 @@ SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 # What a message body may not hold: anything outside #x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD
 # and #x10000-#x10FFFF (SendMessage's documented character set), lone surrogates included.
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Error codes that refuse a request for the queue or the caller, whatever its messages hold:
+# sending its letters one by one, or reading the queue's size, would be refused the same way.
+_QUEUE_WIDE_ERRORS = re.compile(
+    "NonExistentQueue|QueueDoesNotExist|QueueDeletedRecently|AccessDenied|Throttl|OverLimit|Kms"
+    "|InvalidClientTokenId|UnrecognizedClient|SignatureDoesNotMatch|InvalidSecurity|Expired"
+    "|InternalError|InternalFailure|ServiceUnavailable"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +101,26 @@ class SinkError(Exception):
     control and which may echo what was sent (the reason quotes a record's value): it is sealed
     where it is stored (dlq.service), and logging_setup withholds it like any other message."""
 
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        unreachable: bool = False,
+        code: str | None = None,
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.unreachable = unreachable
+        # The queue's error code, when it refused; the network's error, when unreachable.
+        self.code = code
+        self.detail = detail
+
+    @property
+    def queue_wide(self) -> bool:
+        """Whether the refusal is of the queue or the caller, not of what the messages hold
+        (so also when SQS was not called at all)."""
+        return self.code is None or bool(_QUEUE_WIDE_ERRORS.search(self.code))
 
 
 class DeadLetterSink(Protocol):
@@ -113,13 +159,23 @@ class SqsSink:
     def send(self, letter: DeadLetter) -> None:
         self._send(*_message(letter))
 
+    @property
+    def endpoint(self) -> str:
+        """Where the client sends its requests (whatever host the queue URL names)."""
+        return str(self._client.meta.endpoint_url)
+
     def send_batch(
-        self, letters: Sequence[DeadLetter], *, omitted: str | None = None
-    ) -> dict[int, str]:
-        """Send up to `SQS_BATCH_ENTRIES` letters in one request (with a note in place of their
-        objects, saying `omitted`, when given); returns why, for the ones the queue refused (by
-        their index in `letters`). SinkError when the request as a whole failed (none was
-        sent)."""
+        self,
+        letters: Sequence[DeadLetter],
+        *,
+        omitted: Mapping[int, str] | None = None,
+        limit: int | None = None,
+    ) -> dict[int, SinkError]:
+        """Send up to `SQS_BATCH_ENTRIES` letters in one request (a note in place of the objects
+        of those in `omitted`, by index, saying why; and of those over `limit`, the queue's
+        MaximumMessageSize); returns why, for the ones the queue refused (by their index in
+        `letters`). SinkError when the request as a whole failed (none was sent)."""
+        omitted = omitted or {}
         with self._translated_errors():
             response = self._client.send_message_batch(
                 QueueUrl=self.queue_url,
@@ -131,16 +187,39 @@ class SqsSink:
                         "MessageAttributes": _message_attributes(attributes),
                     }
                     for index, (body, attributes) in enumerate(
-                        _message(letter, omitted) for letter in letters
+                        _message(letter, omitted.get(index), limit)
+                        for index, letter in enumerate(letters)
                     )
                 ],
             )
-        refused = {int(entry["Id"]): self._refused(entry) for entry in response.get("Failed", [])}
+        refused = {
+            int(entry["Id"]): SinkError(self._refused(entry), code=entry.get("Code"))
+            for entry in response.get("Failed", [])
+        }
         answered = set(refused) | {int(entry["Id"]) for entry in response.get("Successful", [])}
         for index in range(len(letters)):
             if index not in answered:
-                refused[index] = f"SQS did not say whether it took the message ({self.queue_url})"
+                refused[index] = SinkError(
+                    f"SQS did not say whether it took the message ({self.queue_url})"
+                )
         return refused
+
+    def maximum_message_size(self) -> int | None:
+        """The queue's MaximumMessageSize; None when it would not say (a queue policy may allow
+        sqs:SendMessage only). SinkError when the endpoint did not answer."""
+        try:
+            with self._translated_errors():
+                answer = self._client.get_queue_attributes(
+                    QueueUrl=self.queue_url, AttributeNames=["MaximumMessageSize"]
+                )
+        except SinkError as exc:
+            if exc.unreachable:
+                raise
+            return None
+        try:
+            return int(answer["Attributes"]["MaximumMessageSize"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def check(self, domain_name: str) -> None:
         """Send a test message, as Customer Profiles does on CreateDomain (spec §6.1)."""
@@ -160,16 +239,24 @@ class SqsSink:
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         """boto3's errors as SinkError: the queue's refusal, or an unreachable endpoint."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as EndpointNotAnswering
 
         try:
             yield
         except ClientError as exc:
-            raise SinkError(self._refused(exc.response.get("Error", {}))) from exc
-        except BotoCoreError as exc:
+            error = exc.response.get("Error", {})
+            raise SinkError(self._refused(error), code=error.get("Code") or "error") from exc
+        except (EndpointNotAnswering, HTTPClientError) as exc:
+            # Refused or timed-out connection, read timeout, connection dropped.
             raise SinkError(
-                f"SQS could not be reached at {self.queue_url}: {exc}", unreachable=True
+                f"SQS could not be reached at {self.queue_url}: {exc}",
+                unreachable=True,
+                detail=str(exc),
             ) from exc
+        except BotoCoreError as exc:
+            # Not sent at all (no credentials, say): the endpoint was not tried.
+            raise SinkError(f"SQS could not be called for {self.queue_url}: {exc}") from exc
 
     def _refused(self, error: dict[str, Any]) -> str:
         """Why the queue refused, from an error (or a failed batch entry): its code and message."""
@@ -199,9 +286,10 @@ def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]
     }
 
 
-def _omitted_object(letter: DeadLetter) -> str | None:
+def _omitted_object(letter: DeadLetter, limit: int | None = None) -> str | None:
     """Why the letter's object can never be the body of its SQS message, when it cannot: SQS
-    refuses an empty body, a message over every queue's cap, and characters outside its set."""
+    refuses an empty body, a message over every queue's cap or over `limit` (its queue's
+    MaximumMessageSize, when known), and characters outside its set."""
     if not letter.object_json:
         return "the object is empty"
     size = _message_size(letter.object_json, _attributes(letter))
@@ -210,16 +298,23 @@ def _omitted_object(letter: DeadLetter) -> str | None:
             f"with it the message would be {size} bytes, over the {SQS_MAX_MESSAGE_BYTES} an "
             "SQS message may hold"
         )
+    if limit is not None and size > limit:
+        return (
+            f"with it the message would be {size} bytes, over the {limit} its queue takes "
+            "(the queue's MaximumMessageSize)"
+        )
     if _NOT_SQS_TEXT.search(letter.object_json):
         return "the object holds characters an SQS message cannot carry"
     return None
 
 
-def _message(letter: DeadLetter, omitted: str | None = None) -> tuple[str, dict[str, str]]:
+def _message(
+    letter: DeadLetter, omitted: str | None = None, limit: int | None = None
+) -> tuple[str, dict[str, str]]:
     """The body and attributes of the letter's SQS message: its object, or a note in its place
     saying `omitted` or why SQS can never take it (see the module docstring)."""
     attributes = _attributes(letter)
-    why = omitted or _omitted_object(letter)
+    why = omitted or _omitted_object(letter, limit)
     if why is None:
         return letter.object_json, attributes
     where = f"dead letter {letter.message_id} of domain {letter.domain_name}"
@@ -241,28 +336,32 @@ def _message_size(body: str, attributes: dict[str, str]) -> int:
     )
 
 
-def _size(letter: DeadLetter) -> int:
-    return _message_size(*_message(letter))
+def _size(letter: DeadLetter, limit: int | None = None) -> int:
+    return _message_size(*_message(letter, None, limit))
 
 
-def _batches(letters: Sequence[DeadLetter]) -> list[list[DeadLetter]]:
-    """The letters in order, in batches within SQS's caps (a letter over the size cap alone)."""
-    batches: list[list[DeadLetter]] = []
+def _batch_length(letters: Sequence[DeadLetter], limit: int | None = None) -> int:
+    """How many of the letters, from the first, go in the next batch: up to SQS_BATCH_ENTRIES,
+    within the size cap — SQS_BATCH_BYTES, or the queue's MaximumMessageSize `limit` when lower
+    (SQS may hold a batch's total to it) — a letter over it alone."""
+    cap = min(SQS_BATCH_BYTES, limit or SQS_BATCH_BYTES)
     size = 0
-    for letter in letters:
-        grows = _size(letter)
-        if not batches or len(batches[-1]) == SQS_BATCH_ENTRIES or size + grows > SQS_BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(letter)
-        size += grows
-    return batches
+    for count, letter in enumerate(letters[:SQS_BATCH_ENTRIES]):
+        size += _size(letter, limit)
+        if count and size > cap:
+            return count
+    return min(len(letters), SQS_BATCH_ENTRIES)
 
 
 def sqs_client(settings: Settings) -> Any:
     """A boto3 SQS client for the settings' endpoint and region (shared: clients are
     thread-safe, and making one costs more than sending a message)."""
     return _sqs_client(settings.sqs_endpoint_url, settings.aws_region or settings.region)
+
+
+def sqs_endpoint(settings: Settings) -> str:
+    """The endpoint the settings' SQS requests go to, whatever queue they name."""
+    return str(sqs_client(settings).meta.endpoint_url)
 
 
 @functools.lru_cache(maxsize=8)
@@ -275,7 +374,7 @@ def _sqs_client(endpoint_url: str | None, region: str) -> Any:
         endpoint_url=endpoint_url,
         region_name=region,
         config=Config(
-            retries={"max_attempts": 2},
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=SQS_CONNECT_TIMEOUT_SECONDS,
             read_timeout=SQS_READ_TIMEOUT_SECONDS,
         ),
@@ -285,6 +384,75 @@ def _sqs_client(endpoint_url: str | None, region: str) -> Any:
 def check_queue(settings: Settings, queue_url: str, domain_name: str) -> None:
     """SinkError unless a test message can be written to the queue."""
     SqsSink(settings, queue_url).check(domain_name)
+
+
+class _EndpointHealth:
+    """The SQS endpoints this process saw not answering (a refused or timed-out connection, a
+    read timeout), and since when. The send after a commit leaves such an endpoint alone for
+    `SQS_ENDPOINT_DOWN_SECONDS`, so that it costs one caller the client's timeouts, not every
+    ingest call. Then the first send to ask tries it again (the others still see it down until
+    that try ends); a send it answers — or dlq.resend's, which tries it at every run — marks it
+    up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Endpoint → (monotonic time until which it is left alone, why it is down).
+        self._down: dict[str, tuple[float, str]] = {}
+
+    def down(self, endpoint: str) -> str | None:
+        """Why the endpoint is not to be tried now; None when it is to be tried."""
+        with self._lock:
+            entry = self._down.get(endpoint)
+            if entry is None:
+                return None
+            until, why = entry
+            now = time.monotonic()
+            if now < until:
+                return why
+            # This caller tries it; the others wait for its outcome (`failed`, `answered`).
+            self._down[endpoint] = (now + SQS_ENDPOINT_DOWN_SECONDS, why)
+            return None
+
+    def failed(self, endpoint: str, why: str) -> None:
+        with self._lock:
+            self._down[endpoint] = (time.monotonic() + SQS_ENDPOINT_DOWN_SECONDS, why)
+
+    def answered(self, endpoint: str) -> None:
+        with self._lock:
+            self._down.pop(endpoint, None)
+
+
+_ENDPOINTS = _EndpointHealth()
+
+
+class _QueueLimits:
+    """Queues' MaximumMessageSize by URL, read once a queue refused a send (none is read while
+    every send gets through) and trusted for `QUEUE_LIMIT_CACHE_SECONDS`; None for a queue that
+    would not say, whose sends keep SQS's own caps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Queue URL → (monotonic time until which it holds, the size or None).
+        self._limits: dict[str, tuple[float, int | None]] = {}
+
+    def known(self, queue_url: str) -> tuple[bool, int | None]:
+        """Whether the queue's size is known now, and what it is."""
+        with self._lock:
+            until, limit = self._limits.get(queue_url, (0.0, None))
+        return time.monotonic() < until, limit
+
+    def read(self, sink: SqsSink) -> int | None:
+        """The queue's size, asked of SQS unless known (SinkError when it did not answer)."""
+        fresh, limit = self.known(sink.queue_url)
+        if fresh:
+            return limit
+        limit = sink.maximum_message_size()
+        with self._lock:
+            self._limits[sink.queue_url] = (time.monotonic() + QUEUE_LIMIT_CACHE_SECONDS, limit)
+        return limit
+
+
+_LIMITS = _QueueLimits()
 
 
 @dataclass
@@ -305,69 +473,159 @@ def deliver(
     letters: Sequence[tuple[DeadLetter, str]],
     unreachable: dict[str, str] | None = None,
 ) -> Delivery:
-    """Send letters to their queue URLs in batches. An endpoint that did not answer is not
-    tried again for the rest of the letters (each try may cost the client's full timeouts):
-    `unreachable` (queue URL → why) collects those, and may come filled from earlier calls."""
-    unreachable = {} if unreachable is None else unreachable
+    """Send letters to their queue URLs in batches.
+
+    The send after a commit passes no `unreachable`: an endpoint the process saw not answering
+    lately (`_EndpointHealth`) is not tried, its letters failed at once. A resend passes its
+    run's `unreachable` (endpoint → why): it tries every endpoint once per run whatever the
+    process saw, and an endpoint that did not answer no more in that run (each try may cost
+    the client's timeouts)."""
     by_queue: dict[str, list[DeadLetter]] = defaultdict(list)
     for letter, queue_url in letters:
         by_queue[queue_url].append(letter)
     delivery = Delivery()
     for queue_url, queued in by_queue.items():
-        sink = SqsSink(settings, queue_url)
-        for batch in _batches(queued):
-            refused = _send_batch(sink, batch, unreachable)
-            omitted = {i: why for i, x in enumerate(batch) if (why := _omitted_object(x))}
-            if refused and queue_url not in unreachable and _size(batch[0]) > SQS_BATCH_BYTES:
-                # Over the cap of many queues (and so alone in its batch): the queue may well
-                # have refused it for its size, and would at every resend. The note goes
-                # instead; if the queue refuses that too, the letter was not sent.
-                omitted[0] = f"the queue refused the message with it ({refused[0]})"
-                refused = _send_batch(sink, batch, unreachable, omitted=omitted[0])
-            for index, letter in enumerate(batch):
-                if index in refused:
-                    delivery.failed[letter.domain_name][refused[index]].append(letter.message_id)
-                else:
-                    delivery.sent[letter.domain_name].append(letter.message_id)
-                    if index in omitted:
-                        delivery.without_object[letter.domain_name][letter.message_id] = omitted[
-                            index
-                        ]
+        _ToQueue(SqsSink(settings, queue_url), delivery, unreachable).send(queued)
     return delivery
 
 
-def _send_batch(
-    sink: SqsSink, batch: list[DeadLetter], unreachable: dict[str, str], omitted: str | None = None
-) -> dict[int, str]:
-    """`sink.send_batch`, with why for every letter when the request failed as a whole (and the
-    endpoint noted in `unreachable` when it did not answer, or is noted there already)."""
-    error = unreachable.get(sink.queue_url)
-    if error is None:
+class _ToQueue:
+    """The sends of one `deliver` call to one queue, their outcomes noted in `delivery`."""
+
+    def __init__(
+        self, sink: SqsSink, delivery: Delivery, unreachable: dict[str, str] | None
+    ) -> None:
+        self._sink = sink
+        self._delivery = delivery
+        self._run = unreachable
+        fresh, limit = _LIMITS.known(sink.queue_url)
+        self._limit = limit if fresh else None
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        while letters:
+            # Batch by batch: a size learnt from a refusal caps the batches after it.
+            length = _batch_length(letters, self._limit)
+            self._send(letters[:length])
+            letters = letters[length:]
+
+    def _send(self, batch: Sequence[DeadLetter], note: str | None = None) -> None:
+        """Send the batch (with a note saying `note` in place of its one letter's object, when
+        given), and what it refused again in another form when that may get through."""
+        down = self._down()
+        if down is not None:
+            self._failed(batch, down)
+            return
+        omitted = {
+            index: why
+            for index, letter in enumerate(batch)
+            if (why := note or _omitted_object(letter, self._limit))
+        }
         try:
-            return sink.send_batch(batch, omitted=omitted)
+            refused = self._sink.send_batch(batch, omitted=omitted, limit=self._limit)
         except SinkError as exc:
-            error = exc.message
             if exc.unreachable:
-                unreachable[sink.queue_url] = exc.message
-    return dict.fromkeys(range(len(batch)), error)
+                self._not_answering(exc)
+                self._failed(batch, exc.message)
+                return
+            _ENDPOINTS.answered(self._sink.endpoint)
+            if len(batch) > 1 and not exc.queue_wide:
+                # One letter the queue will not take (over its MaximumMessageSize, say) fails
+                # the whole request, and would at every resend: one by one, the others get
+                # through.
+                self._learn_limit()
+                for letter in batch:
+                    self._send([letter])
+                return
+            refused = dict.fromkeys(range(len(batch)), exc)
+        else:
+            _ENDPOINTS.answered(self._sink.endpoint)
+        for index, letter in enumerate(batch):
+            error = refused.get(index)
+            if error is None:
+                self._delivery.sent[letter.domain_name].append(letter.message_id)
+                if index in omitted:
+                    self._delivery.without_object[letter.domain_name][letter.message_id] = omitted[
+                        index
+                    ]
+            elif index not in omitted and self._too_large(letter, error):
+                # The queue may well have refused it for its size, and would at every resend:
+                # the note goes instead. If the queue refuses that too, the letter was not sent.
+                self._send([letter], f"the queue refused the message with it ({error.message})")
+            else:
+                self._failed([letter], error.message)
+
+    def _too_large(self, letter: DeadLetter, error: SinkError) -> bool:
+        """Whether a letter the queue refused is over its size: its MaximumMessageSize, or,
+        when the queue would not say, the cap of many queues (SQS_BATCH_BYTES)."""
+        if error.queue_wide:
+            return False
+        self._learn_limit()
+        return _size(letter) > (self._limit or SQS_BATCH_BYTES)
+
+    def _learn_limit(self) -> None:
+        try:
+            self._limit = _LIMITS.read(self._sink)
+        except SinkError as exc:
+            self._not_answering(exc)
+
+    def _down(self) -> str | None:
+        """Why the queue's endpoint is not to be tried now, in the words of a letter's sink
+        error; None when it is to be tried."""
+        endpoint = self._sink.endpoint
+        detail = _ENDPOINTS.down(endpoint) if self._run is None else self._run.get(endpoint)
+        if detail is None:
+            return None
+        return (
+            f"SQS could not be reached at {self._sink.queue_url}: not tried, as its endpoint "
+            f"did not answer lately ({detail})"
+        )
+
+    def _not_answering(self, exc: SinkError) -> None:
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        detail = f"{exc.detail}, at {when}"
+        _ENDPOINTS.failed(self._sink.endpoint, detail)
+        if self._run is not None:
+            self._run[self._sink.endpoint] = detail
+
+    def _failed(self, letters: Sequence[DeadLetter], why: str) -> None:
+        for letter in letters:
+            self._delivery.failed[letter.domain_name][why].append(letter.message_id)
 
 
-def settle(services: Services, delivery: Delivery, *, marked: str = service.SQS_PENDING) -> None:
+def settle(
+    services: Services, delivery: Delivery, *, marked: str = service.SQS_PENDING
+) -> dict[str, ServiceError]:
     """Record the outcomes in the local store, on the records still marked `marked` (the mark
-    the sender saw: a record settled, purged or taken over meanwhile is left as it is)."""
-    domains = set(delivery.sent) | set(delivery.failed)
-    if not domains:
-        return
-    with services.write() as tx:
-        for domain_name in sorted(domains):
-            service.settle_sends(
-                tx,
-                domain_name=domain_name,
-                sent=delivery.sent.get(domain_name, []),
-                failed=delivery.failed.get(domain_name, {}),
-                without_object=delivery.without_object.get(domain_name, {}),
-                marked=marked,
-            )
+    the sender saw: a record settled, purged or taken over meanwhile is left as it is).
+
+    Each domain in a transaction of its own. Why a send failed is sealed with the domain's key:
+    a domain whose key cannot be used now (disabled, KMS unreachable) keeps the mark `marked`
+    on those records, for a later resend, and is returned with the error; its records that
+    were sent are still marked so, which needs no key."""
+    unsettled: dict[str, ServiceError] = {}
+    for domain_name in sorted(set(delivery.sent) | set(delivery.failed)):
+        sent = delivery.sent.get(domain_name, [])
+        without_object = delivery.without_object.get(domain_name, {})
+        try:
+            with services.write() as tx:
+                service.settle_sends(
+                    tx,
+                    domain_name=domain_name,
+                    sent=sent,
+                    failed=delivery.failed.get(domain_name, {}),
+                    without_object=without_object,
+                    marked=marked,
+                )
+        except ServiceError as exc:
+            unsettled[domain_name] = exc
+            delivered = [m for m in sent if m not in without_object]
+            if delivered:
+                # Sent again at a resend otherwise: a second message in the queue.
+                with services.write() as tx:
+                    service.settle_sends(
+                        tx, domain_name=domain_name, sent=delivered, failed={}, marked=marked
+                    )
+    return unsettled
 
 
 class _SqsOutbox:
@@ -380,10 +638,11 @@ class _SqsOutbox:
 
     def __call__(self) -> None:
         try:
-            self._flush()
-        except SQLAlchemyError as exc:
-            # The caller's transaction has committed: raising would read as its failure (and
-            # bulk ingestion would run the batch again). The records stay marked as not sent;
+            unsettled = self._flush()
+        except (SQLAlchemyError, ServiceError) as exc:
+            # The caller's transaction has committed: raising would read as its failure (the
+            # Kinesis connector would read its batch again, an HTTP client would retry what was
+            # applied, each time with new letters). The records stay marked as not sent;
             # dlq.resend sends them later.
             logger.warning(
                 "Could not settle the SQS sends of %d dead letters (%s); they stay marked "
@@ -391,8 +650,18 @@ class _SqsOutbox:
                 len(self.letters),
                 type(exc).__name__,
             )
+            return
+        for domain_name, error in unsettled.items():
+            # A key unusable since the commit (disabled, KMS out of reach) cannot seal why a
+            # send failed: those records keep the pending mark, and dlq.resend takes them.
+            logger.warning(
+                "Domain %s: could not record the failed SQS sends of its dead letters (%s); "
+                "they stay marked as not sent.",
+                domain_name,
+                error.code,
+            )
 
-    def _flush(self) -> None:
+    def _flush(self) -> dict[str, ServiceError]:
         by_domain: dict[str, list[str]] = defaultdict(list)
         for letter, _ in self.letters:
             by_domain[letter.domain_name].append(letter.message_id)
@@ -405,7 +674,7 @@ class _SqsOutbox:
                     tx, domain_name=domain_name, message_ids=ids
                 )
             }
-        settle(
+        return settle(
             self._services,
             deliver(
                 self._services.settings,
@@ -440,8 +709,9 @@ def dead_letter(
     origin: str | None = None,
 ) -> DeadLetter:
     """Dead-letter a rejected record in its own transaction (see `dead_letter_in`); the SQS
-    send, when the domain has a queue, has happened when this returns. The letter comes back as
-    it was first stored (its sink error is the pending mark, not the send's outcome)."""
+    send, when the domain has a queue, has been tried (or not, its endpoint down) when this
+    returns. The letter comes back as it was first stored (its sink error is the pending mark,
+    not the send's outcome)."""
     with services.write() as tx:
         return dead_letter_in(
             tx,
