@@ -826,8 +826,10 @@ def routes(ui: UI) -> list[Route]:
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)
         if kept:
             # Back after sign-in with what was typed before the session ended: shown to review,
-            # not saved. Its values as shown stay the baseline: the save that follows still
-            # refuses what someone else changed meanwhile.
+            # not saved. The fields the agent changed keep their values as shown as the
+            # baseline: the save that follows still refuses what someone else changed
+            # meanwhile. The others show what is saved now (pf.refreshed).
+            values, shown = pf.refreshed(record.fields, shown, values)
             return render_form(
                 request,
                 domain_name=name,
@@ -851,7 +853,9 @@ def routes(ui: UI) -> list[Route]:
             )
         if errors:
             # The typed values stay; each field changed meanwhile shows what is saved now, and
-            # saving again replaces it knowingly (pf.refused_edit).
+            # saving again replaces it knowingly (pf.refused_edit); the fields the agent did not
+            # change show what is saved now (pf.refreshed).
+            values, shown = pf.refreshed(record.fields, shown, values)
             baseline, now_saved = pf.refused_edit(record.fields, shown, values)
             return render_form(
                 request,

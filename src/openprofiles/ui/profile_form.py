@@ -498,7 +498,8 @@ def refused_edit(
     The agent's typed values stay in the form. The baseline of each conflicting field (of each
     conflicting attribute) becomes the value stored now, so saving again replaces it knowingly,
     and a change a third agent makes after this is refused in turn. The other fields keep the
-    baseline they had: a change made meanwhile to a field the agent did not touch stays saved."""
+    baseline they had: a change made meanwhile to a field the agent did not touch stays saved
+    (and `refreshed` shows it)."""
     conflicting, attributes = _conflicts(current, shown, values)
     now = values_from_profile(current)
     baseline = {**shown, **{name: now[name] for name in conflicting if name != ATTRIBUTES_FIELD}}
@@ -516,6 +517,26 @@ def refused_edit(
             removed=tuple(_escape(k, name=True) for k in sorted(attributes) if k not in stored),
         )
     return baseline, saved
+
+
+def refreshed(
+    current: dict[str, Any], shown: dict[str, str], values: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(values, values as shown) of an edit form shown again (refused, or kept when the session
+    ended) with each field the agent did not change from what was shown set to what is stored
+    now, in the field and as shown; the fields the agent changed are left as they are.
+
+    Left as first shown, an untouched field showed a value no longer stored (saving did not
+    write it back, but the agent read it as the customer's), and a change the agent then made
+    to it was checked against that stale value. Refreshing it writes nothing either: it stays
+    unchanged from what the form shows. The attributes are one field here: once the agent
+    changed any line, the text area keeps what they typed, and a line they left that was
+    changed meanwhile keeps its value as shown, so saving does not undo that change
+    (`_attribute_edit` writes only the lines the agent changed)."""
+    now = values_from_profile(current)
+    untouched = set(form_names()) - changed_fields(shown, values)
+    fresh = {name: now[name] for name in untouched}
+    return {**values, **fresh}, {**shown, **fresh}
 
 
 def save_edit(
