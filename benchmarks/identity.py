@@ -12,8 +12,8 @@ service's batched writes into a domain with `Matching` enabled, then the benchma
       ListRuleBasedMatches then lists;
   (b) a probabilistic matching job (identity.ml_jobs.run_matching_job);
   (c) a plain Splink 5 run on DuckDB over the raw values of the same population (cleaned in
-      SQL, same comparisons and blocking rules as the job, trained the usual Splink way) --
-      the baseline;
+      SQL, Splink's standard comparisons of the same attributes and the job's blocking rules,
+      trained the usual Splink way) -- the baseline;
   (d) incremental matching: duplicates of existing people written with CreateProfile through
       the profiles service, and the time from the write's commit until ListRuleBasedMatches
       lists the new match.
@@ -193,12 +193,29 @@ def _fields(rng: random.Random, p: Person, duplicate: bool) -> dict[str, Any]:
     return out
 
 
-def make_population(count: int, dup_rate: float, household_rate: float, seed: int) -> Population:
+def make_population(
+    count: int,
+    dup_rate: float,
+    household_rate: float,
+    seed: int,
+    *,
+    first_names: int = 3000,
+    last_names: int = 30000,
+    birth_dates: int | None = None,
+) -> Population:
     """`count` profiles: one per person plus `dup_rate` of them duplicates of earlier people;
-    `household_rate` of the people live in households of 2-4 sharing a phone and address."""
+    `household_rate` of the people live in households of 2-4 sharing a phone and address.
+    Names come from pools of `first_names` and `last_names`; birth dates from 1940-2006, or
+    from `birth_dates` dates of it (many unrelated people then share one)."""
     rng = random.Random(seed)
-    firsts = _pool(rng, 3000, (2, 2, 3))
-    lasts = _pool(rng, 30000, (2, 3, 3, 4))
+    firsts = _pool(rng, first_names, (2, 2, 3))
+    lasts = _pool(rng, last_names, (2, 3, 3, 4))
+    # From a generator of its own: the default population stays the one the figures are of.
+    dates = random.Random(seed + 1)
+    few_dates = [
+        (dates.randrange(1940, 2007), dates.randrange(1, 13), dates.randrange(1, 29))
+        for _ in range(birth_dates or 0)
+    ]
     streets = _pool(rng, 2000, (2, 3))
     cities = _pool(rng, 1500, (2, 3))
     postals = {
@@ -240,6 +257,8 @@ def make_population(count: int, dup_rate: float, household_rate: float, seed: in
     def birth() -> tuple[int, int, int] | None:
         if rng.random() < 0.2:
             return None
+        if few_dates:
+            return rng.choice(few_dates)
         return (rng.randrange(1940, 2007), rng.randrange(1, 13), rng.randrange(1, 29))
 
     average = 3.0  # of households of 2, 3 or 4
@@ -457,9 +476,11 @@ def ml_groups(services: Services) -> list[tuple[str, ...]]:
 
 # ---------------------------------------------------------------------------- (c) plain Splink
 
-# What a Splink user would write: clean the raw values in SQL, then the same comparisons and
-# blocking rules as the job, with parameters trained the usual way (lambda from deterministic
-# rules, u by random sampling, m by EM).
+# What a Splink user would write: clean the raw values in SQL, then Splink's standard
+# comparisons of the job's attributes (each on its own: the job compares the address only where
+# the phones differ and adjusts the phone for its frequency) and the job's blocking rules, with
+# parameters trained the usual way (lambda from deterministic rules, u by random sampling, m by
+# EM).
 _CLEAN_SQL = """
 CREATE TABLE people AS SELECT
     unique_id,
@@ -645,6 +666,11 @@ def main() -> None:
         "--household-rate", type=float, default=0.15, help="share of people sharing a phone"
     )
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--first-names", type=int, default=3000, help="first-name pool size")
+    parser.add_argument("--last-names", type=int, default=30000, help="last-name pool size")
+    parser.add_argument(
+        "--birth-dates", type=int, help="draw birth dates from this many (default: any date)"
+    )
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--incremental", type=int, default=200, help="writes timed in (d)")
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/.work/identity"))
@@ -676,7 +702,15 @@ def main() -> None:
     logging.getLogger("openprofiles.identity.matching").setLevel(logging.INFO)
 
     started = time.perf_counter()
-    pop = make_population(args.profiles, args.dup_rate, args.household_rate, args.seed)
+    pop = make_population(
+        args.profiles,
+        args.dup_rate,
+        args.household_rate,
+        args.seed,
+        first_names=args.first_names,
+        last_names=args.last_names,
+        birth_dates=args.birth_dates,
+    )
     true_pairs = pop.true_pairs()
     index = {pid: i for i, pid in enumerate(pop.ids)}
     print(

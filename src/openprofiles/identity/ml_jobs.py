@@ -11,13 +11,19 @@ initial, same birth date), so cost grows with the block sizes, near-linearly in 
 not with all pairs. The DuckDB database lives in memory with spilling to disk turned off: nothing
 in clear reaches disk, and no value is ever logged (Splink's own logging is kept at ERROR).
 
-Model parameters: every comparison level starts from fixed m/u priors (below). On a domain of at
-least `MIN_TRAINING_PROFILES` profiles, u is estimated by random sampling and m by expectation
-maximisation over two blocking rules; a training step that cannot run (no pair in a block, an
-estimate that underflows) leaves the model as it was before the step, and a level never
-observed keeps its prior. Small domains — a domain of 10 profiles — use the priors alone,
-which separate formatting variants and typos of one person from distinct people on the
-attributes above.
+Model parameters: every comparison level starts from fixed m/u priors (`PRIORS`). On a domain of
+at least `MIN_TRAINING_PROFILES` profiles, u is estimated by random sampling and m by expectation
+maximisation over two blocking rules (same email, same birth date); a training step that cannot
+run (no pair in a block, an estimate that underflows) leaves the model as it was before the
+step, a level never observed keeps its prior, and estimates out of bounds are corrected
+(`_bounded`). Small domains — a domain of 10 profiles — use the priors alone, which separate
+formatting variants and typos of one person from distinct people on the attributes above.
+
+Households (people sharing a phone and an address, often a surname) are what the model must
+not group: the address is compared only where the phones differ, an equal phone weighs less the
+more profiles share it, and EM never learns from the pairs sharing a phone (`_comparisons`,
+`_train`). On the identity benchmark that took the share of wrong pairs among those found from
+40 % to about 1 % (docs/performance.md).
 
 Pairs scoring at least `MATCH_THRESHOLD` are clustered (connected components at that threshold)
 into match groups {MatchId, ProfileIds, ConfidenceScore}; a group's confidence is the lowest
@@ -168,36 +174,90 @@ def _quiet_splink() -> Iterator[None]:
         splink_logger.setLevel(level)
 
 
-def _comparisons() -> list[Any]:
+# Priors (m, u) per comparison and level, exact first, "anything else" last (Splink's order; a
+# level for a missing value has none). m: how often one person's two records land at the level;
+# u: how often two different people do. The m of "anything else" is small for the attributes
+# that tell relatives apart (first name, email, birth date; trained on the identity benchmark it
+# came out 0.03, below 1e-6 and 0.0015): with 0.05-0.1 a small domain grouped a household whose
+# members differed in first name and email.
+PRIORS: dict[str, tuple[list[float], list[float]]] = {
+    "first_name": ([0.75, 0.12, 0.1, 0.03], [0.005, 0.01, 0.03, 0.955]),
+    "last_name": ([0.8, 0.1, 0.07, 0.03], [0.002, 0.005, 0.02, 0.973]),
+    "email": ([0.85, 0.13, 0.02], [0.0001, 0.0009, 0.999]),
+    "phone": ([0.85, 0.1, 0.05], [0.0005, 0.002, 0.9975]),
+    "postal_code": ([0.9, 0.1], [0.01, 0.99]),
+    "city": ([0.9, 0.1], [0.1, 0.9]),
+    "birth_date": ([0.9, 0.08, 0.02], [0.003, 0.03, 0.967]),
+}
+# The least m a trained level keeps (`_bounded`): EM on clean data learns that one person's
+# records never differ on a phone, city or email (m of "anything else" about 1e-7, a weight of
+# -38 that no agreement outweighs), which would keep apart the records of a person who moved
+# or changed number. With 0.01 a disagreement weighs at most about -6.6.
+MIN_M = 0.01
+
+
+def _comparisons(*, term_frequencies: bool = True) -> list[Any]:
+    """The comparisons, in `COLUMNS` order, each configured with its `PRIORS`; with
+    `term_frequencies`, an equal phone weighs less the more profiles have it.
+
+    A household — people sharing a phone and an address, often a surname — is what Splink's
+    independence assumption gets most wrong: two of its members agree on the phone, the postal
+    code and the city, and the model added the three weights as if they were independent
+    evidence (about +35), which outweighed a different first name, email and birth date; 40 %
+    of the pairs the job found were two members of one household (issue 6). Agreement on the
+    phone already says what the address would, for one person's records and for a household's,
+    so the postal code is compared only where the phones are not equal, and the city only where
+    neither the phones nor the postal codes are (a postal code says the city): the shared
+    contact details count once, and the personal attributes (first name, email, birth date)
+    decide between a duplicate and a relative.
+
+    A household's members are also more profiles with one phone than one person's records: the
+    term-frequency adjustment takes an equal phone's u from how many profiles have that number,
+    not from all pairs (at 100,000 profiles it took the relatives among the pairs found from
+    11 % to 1 %). It is left off in a domain too small to train (`MIN_TRAINING_PROFILES`), whose
+    frequencies say little: in 10 profiles a phone two have is a fifth of them."""
     import splink.comparison_library as cl
 
     # Splink's Levenshtein comparison with the distance computed only where it can be close.
     from openprofiles.identity.ml_levenshtein import LevenshteinAtThresholds
 
-    # Priors (m, u) per level, exact first, "anything else" last (Splink's order). m: how often
-    # one person's two records land at the level; u: how often two different people do.
-    name = ([0.75, 0.15, 0.05, 0.05], [0.005, 0.01, 0.03, 0.955])
-    return [
-        cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]).configure(
-            m_probabilities=name[0], u_probabilities=name[1]
-        ),
-        cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]).configure(
-            m_probabilities=name[0], u_probabilities=[0.002, 0.005, 0.02, 0.973]
-        ),
-        LevenshteinAtThresholds("email", [2]).configure(
-            m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0001, 0.0009, 0.999]
-        ),
+    comparisons = [
+        cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]),
+        cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]),
+        LevenshteinAtThresholds("email", [2]),
         LevenshteinAtThresholds("phone", [1]).configure(
-            m_probabilities=[0.8, 0.1, 0.1], u_probabilities=[0.0005, 0.002, 0.9975]
+            term_frequency_adjustments=term_frequencies
         ),
-        cl.ExactMatch("postal_code").configure(
-            m_probabilities=[0.85, 0.15], u_probabilities=[0.01, 0.99]
+        _exact_unless_equal("postal_code", ["phone"], "the phone numbers are equal"),
+        _exact_unless_equal(
+            "city", ["phone", "postal_code"], "the phone numbers or postal codes are equal"
         ),
-        cl.ExactMatch("city").configure(m_probabilities=[0.85, 0.15], u_probabilities=[0.1, 0.9]),
-        LevenshteinAtThresholds("birth_date", [1]).configure(
-            m_probabilities=[0.85, 0.1, 0.05], u_probabilities=[0.003, 0.03, 0.967]
-        ),
+        LevenshteinAtThresholds("birth_date", [1]),
     ]
+    return [
+        comparison.configure(m_probabilities=PRIORS[column][0], u_probabilities=PRIORS[column][1])
+        for comparison, column in zip(comparisons, COLUMNS, strict=True)
+    ]
+
+
+def _exact_unless_equal(column: str, said_by: list[str], said: str) -> Any:
+    """An exact-match comparison of `column` that is not compared (weight 0, like a missing
+    value) when the pair's values of any of `said_by` are equal: they already count it."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    equal = " OR ".join(f"{other}_l = {other}_r" for other in said_by)
+    return cl.CustomComparison(
+        [
+            cll.CustomLevel(
+                f"{column}_l IS NULL OR {column}_r IS NULL OR {equal}",
+                f"Not compared: a value is missing, or {said}",
+            ).configure(is_null_level=True),
+            cll.ExactMatchLevel(column),
+            cll.ElseLevel(),
+        ],
+        output_column_name=column,
+    )
 
 
 def _blocking_rules() -> list[Any]:
@@ -269,7 +329,7 @@ def score(
             db_api = DuckDBAPI(connection)
             settings = SettingsCreator(
                 link_type="dedupe_only",
-                comparisons=_comparisons(),
+                comparisons=_comparisons(term_frequencies=n >= min_training_profiles),
                 blocking_rules_to_generate_predictions=_blocking_rules(),
                 # Prior: about one duplicate pair per ten profiles.
                 probability_two_random_records_match=min(0.5, 0.2 / n),
@@ -297,7 +357,16 @@ def score(
 
 def _train(linker: Any, n: int) -> bool:
     """Estimate u by random sampling and m by EM; a step that cannot run keeps the model as it
-    was before the step (`_kept_on_failure`), priors included. True when a step ran."""
+    was before the step (`_kept_on_failure`), priors included; then `_bounded`. True when a
+    step ran.
+
+    EM is blocked on the email and on the birth date, attributes of one person, never on the
+    phone: the pairs sharing a phone are duplicates and household members in about equal
+    parts, and EM, which has no labels, took the households for matches there — it learned
+    that one person's records differ on the first name a quarter of the time and on the birth
+    date nearly half of it (m of "anything else" 0.24 and 0.44 on the 10,000-profile identity
+    benchmark; 0.03 and 0.001 blocked on the email), so a relative's different name and birth
+    date weighed almost nothing."""
     from splink import block_on
 
     def estimate_u() -> None:
@@ -311,12 +380,30 @@ def _train(linker: Any, n: int) -> bool:
 
     trained = _kept_on_failure(linker, "u estimation", estimate_u)
     em = linker.training.estimate_parameters_using_expectation_maximisation
-    for column in ("phone", "birth_date"):
+    for column in ("email", "birth_date"):
         ran = _kept_on_failure(
             linker, f"m estimation blocked on {column}", partial(em, block_on(column))
         )
         trained = trained or ran
+    if trained:
+        _bounded(linker)
     return trained
+
+
+def _bounded(linker: Any) -> None:
+    """Keep trained m probabilities in bounds: a comparison whose closest level came out less
+    likely for one person's records than for two people's (m below u: EM's "match" class
+    settled on something else, such as the households sharing an attribute) gets its `PRIORS`
+    m back, and no level's m stays below `MIN_M`."""
+    for comparison in linker._settings_obj.comparisons:
+        levels = [level for level in comparison.comparison_levels if not level.is_null_level]
+        column = comparison.output_column_name
+        if levels[0].m_probability < levels[0].u_probability:
+            logger.info("m estimates of %s are degenerate; keeping its priors", column)
+            for level, prior in zip(levels, PRIORS[column][0], strict=True):
+                level.m_probability = prior
+        for level in levels:
+            level.m_probability = max(level.m_probability, MIN_M)
 
 
 def _kept_on_failure(linker: Any, name: str, step: Callable[[], object]) -> bool:
@@ -384,9 +471,22 @@ def _groups(
     built once and a pair names it by position: a job's explanations are stored once per
     combination, not once per pair (at 100,000 profiles 46 MB of JSON took a third of storing
     the groups). DuckDB's unique_id is a profile's position in `profile_ids` (its rank in id
-    order, see score)."""
+    order, see score).
+
+    An attribute's weight is its level's plus, for a comparison with a term-frequency
+    adjustment (the phone), the pair's adjustment (`mw_tf_adj_<column>`): the attribute weights
+    add up to the pair's. The level is the one of the level's weight alone."""
     labels = _level_labels(linker)
-    weights = ", ".join(f"p.mw_{c}" for c in COLUMNS)
+    adjusted = {
+        comparison.output_column_name
+        for comparison in linker._settings_obj.comparisons
+        if comparison._has_tf_adjustments
+    }
+    expressions = [f"p.mw_{c}" for c in COLUMNS] + [
+        f"coalesce(p.mw_tf_adj_{c}, 0.0)" if c in adjusted else "0.0" for c in COLUMNS
+    ]
+    weights = ", ".join(expressions)
+    named = ", ".join(f"{e} AS w{i}" for i, e in enumerate(expressions))
     connection.execute(
         f"""
         CREATE TEMPORARY TABLE openprofiles_pairs AS
@@ -397,7 +497,7 @@ def _groups(
         )
         SELECT l.cluster_id, least(l.position, r.position) AS a,
                greatest(l.position, r.position) AS b, p.match_probability, p.match_weight,
-               dense_rank() OVER (ORDER BY {weights}) - 1 AS combination, {weights}
+               dense_rank() OVER (ORDER BY {weights}) - 1 AS combination, {named}
         FROM {predictions} AS p
         JOIN members AS l ON l.unique_id = p.unique_id_l
         JOIN members AS r ON r.unique_id = p.unique_id_r
@@ -413,9 +513,11 @@ def _groups(
             {
                 "Attribute": ATTRIBUTES[column],
                 "Level": _level(labels.get(column, []), float(weight)),
-                "MatchWeight": round(float(weight), 4),
+                "MatchWeight": round(float(weight) + float(adjustment), 4),
             }
-            for column, weight in zip(COLUMNS, row[1:], strict=True)
+            for column, weight, adjustment in zip(
+                COLUMNS, row[1 : 1 + len(COLUMNS)], row[1 + len(COLUMNS) :], strict=True
+            )
         ]
         for row in combinations
     ]

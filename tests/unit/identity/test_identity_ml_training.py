@@ -8,7 +8,7 @@ EM step failed stopped at FIND_MATCHING (BinderException: the predictions lacked
 comparison's weight). Two ways a step fails, each on a population generated from a fixed seed:
 no two profiles share a birth date (contact-centre data without birth dates), and an EM run
 whose estimates underflow (Splink's ValueError "m_probability value 0.0 is below the
-minimum"), here after EM on pairs that share a phone but are mostly different people.
+minimum"), here after EM on pairs that share a birth date but are mostly different people.
 
 The populations have names from small pools (so many unrelated people share a name), unique
 emails and phones, and duplicates (the same person with the email in capitals and the phone
@@ -131,9 +131,8 @@ def test_a_domain_without_birth_dates_trains_and_finds_the_duplicates(
     assert job.matches_found == DUPLICATES
 
 
-@pytest.mark.parametrize(
-    ("seed", "failed_step"), [(2, "birth_date"), (1, "phone")], ids=["birth-date", "phone"]
-)
+# EM is no longer blocked on the phone (ml_jobs._train), whose step seed 1 made fail.
+@pytest.mark.parametrize(("seed", "failed_step"), [(9, "birth_date")], ids=["birth-date"])
 def test_an_em_step_whose_estimates_underflow_keeps_the_model(
     services: Services, caplog: pytest.LogCaptureFixture, seed: int, failed_step: str
 ) -> None:
