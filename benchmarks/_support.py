@@ -40,6 +40,12 @@ def summary_ms(values: list[float]) -> str:
 
 
 def create_credential(data_dir: Path, role: str = "admin") -> tuple[str, str]:
+    from openprofiles.app import build_services
+    from openprofiles.settings import Settings
+
+    # Only `serve` makes an installation (cli_support.require_installation): made here as its
+    # first start would, for the credential to be made before the server starts.
+    build_services(Settings(data_dir=data_dir)).database.dispose()
     out = subprocess.run(
         [
             str(BIN / "openprofiles"),

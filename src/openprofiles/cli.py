@@ -2,7 +2,9 @@
 (users, dlq, domains, ingest, instances, flows, connectors, merges, matches) are attached below.
 
 Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
-OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default.
+OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default. Only
+`serve` makes a new installation; the others refuse a data dir or database that holds none
+(cli_support.require_installation).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 
 from openprofiles import logging_setup
 from openprofiles.cli_support import (
+    require_installation,
     services_open,
     settings_from_options,
     storage_options,
@@ -191,6 +194,8 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
     from openprofiles.crypto.keyring import Keyring
 
     settings = settings_from_options(data_dir, database_url)
+    # Into the installation's keyring only: a keyring made here would be no server's.
+    require_installation(settings, keyring_only=True)
     keyring = Keyring(settings.keyring_path)
     try:
         key = keyring.create_key(alias)
@@ -207,6 +212,7 @@ def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool, force: bool
     from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 
     settings = settings_from_options(data_dir, None)
+    require_installation(settings, keyring_only=True)
     keyring = Keyring(settings.keyring_path)
     default = keyring.find_by_alias(DEFAULT_ALIAS)
     chosen = keyring.lookup(key)
@@ -284,6 +290,7 @@ def keys_rotate(
         )
     settings = settings_from_options(data_dir, database_url)
     if no_rewrap:
+        require_installation(settings, keyring_only=True)
         # Pending: until --rewrap-only activates it, no server wraps a data key under it, so a
         # server whose keyring.json has not been copied yet still opens every domain.
         _rotate_local_key(Keyring(settings.keyring_path), key, settings, activate=False)
@@ -372,6 +379,8 @@ def keys_list(data_dir: Path | None, database_url: str | None, as_json: bool) ->
     from openprofiles.crypto.keyring import Keyring, format_timestamp, material_state
 
     settings = settings_from_options(data_dir, database_url)
+    # An empty list for a data dir with no keyring would look like an installation's.
+    require_installation(settings, keyring_only=True)
     items: list[dict[str, Any]] = [
         {
             "KeyId": k.key_id,

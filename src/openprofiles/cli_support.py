@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -50,6 +50,14 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
         raise click.UsageError(str(exc)) from None
 
 
+def interrupted(message: str) -> NoReturn:
+    """End a loader stopped by Ctrl-C with `message` (what it had committed, and whether loading
+    again is safe) on stderr and exit status 130 (128 + SIGINT, as a shell reports it), instead
+    of click's bare "Aborted!", which left the operator to guess both."""
+    click.echo(message, err=True)
+    raise click.exceptions.Exit(130)
+
+
 def warn_about_unknown_variables() -> None:
     """A warning on stderr for each OPENPROFILES_* variable no setting reads, with the name it
     is probably a misspelling of: ignored silently, OPENPROFILES_DATABSE_URL left the server on
@@ -61,6 +69,98 @@ def warn_about_unknown_variables() -> None:
         click.echo(
             f"Warning: {name} is not a setting of OpenProfiles{meant}; it is ignored.", err=True
         )
+
+
+def require_installation(settings: Settings, *, keyring_only: bool = False) -> None:
+    """Stop the command, creating nothing, unless the settings name an installation: its
+    database (on SQLite a file, elsewhere one holding the schema) and the keyring in the data
+    dir. `keyring_only`: the keyring commands, which need no more (`keys disable` must work
+    while the database is out of reach).
+
+    Every command but `serve` works on an installation `serve` made. Opening the services makes
+    whatever is missing, so a command run from another directory (the data dir defaults to
+    .data there) used to make a new, empty installation, exit 0 and print an access key no
+    server knew. A database error (PostgreSQL out of reach) is raised as it is, for the caller
+    to say which and why (`open_services`)."""
+    keyring = settings.keyring_path.absolute()
+    if keyring_only:
+        if not keyring.exists():
+            raise click.ClickException(
+                f"There is no OpenProfiles installation in the data dir "
+                f"{_shown_data_dir(settings)}: {keyring} does not exist. {_POINT_AT_IT}"
+            )
+        return
+    where = shown_database(settings)
+    sqlite_file = _sqlite_file(settings)
+    if sqlite_file is not None and not sqlite_file.exists():
+        nor = "" if keyring.exists() else f", nor does {keyring}"
+        raise click.ClickException(
+            f"There is no OpenProfiles installation in the data dir {_shown_data_dir(settings)}: "
+            f"{sqlite_file.absolute()} does not exist{nor}. {_POINT_AT_IT}"
+        )
+    if not settings.is_sqlite and not _holds_schema(settings):
+        raise click.ClickException(
+            f"The database {where} holds no OpenProfiles installation (none of its tables). "
+            f"{_POINT_AT_IT}"
+        )
+    if not keyring.exists():
+        # `serve` makes the keyring with the database: the database is there, the keyring was
+        # lost or this data dir is not the server's. A new one would not open its data.
+        raise click.ClickException(
+            f"The keyring {keyring} does not exist, but the database {where} does. Give the data "
+            "dir of the server that uses this database with --data-dir DIR or "
+            "OPENPROFILES_DATA_DIR; or copy keyring.json from it (every server sharing a "
+            "database needs the same keyring), or restore it from a backup."
+        )
+
+
+_POINT_AT_IT = (
+    "Commands other than `openprofiles serve` create none: give the data dir the server uses "
+    "with --data-dir DIR or OPENPROFILES_DATA_DIR (and its database with --database-url or "
+    "OPENPROFILES_DATABASE_URL when it is not the SQLite file in the data dir). `openprofiles "
+    "serve --first-run-admin` creates a new installation."
+)
+
+
+def _shown_data_dir(settings: Settings) -> str:
+    """The data dir's absolute path, saying when it is only the default (.data in the current
+    directory): the usual way to reach the wrong one."""
+    import os
+
+    from openprofiles.settings import DEFAULT_DATA_DIR
+
+    shown = str(settings.data_dir.absolute())
+    if settings.data_dir == DEFAULT_DATA_DIR and not os.environ.get("OPENPROFILES_DATA_DIR"):
+        shown += " (the default: .data in the current directory)"
+    return shown
+
+
+def _sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite database's file, or None on PostgreSQL (or SQLite in memory)."""
+    from sqlalchemy import make_url
+
+    if not settings.is_sqlite:
+        return None
+    path = make_url(settings.effective_database_url).database
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _holds_schema(settings: Settings) -> bool:
+    """Whether the (PostgreSQL) database holds OpenProfiles' schema: a --database-url naming an
+    empty database (its server's `postgres` one, say) would otherwise get a new schema, and the
+    command's data. Alembic's version table alone could be another application's; `domain` is
+    made by the first migration."""
+    from sqlalchemy import inspect
+
+    from openprofiles.store.database import Database
+
+    database = Database(settings.effective_database_url)
+    try:
+        with database.read() as conn:
+            tables = inspect(conn)
+            return tables.has_table("alembic_version") and tables.has_table("domain")
+    finally:
+        database.dispose()
 
 
 @contextmanager
@@ -75,10 +175,12 @@ def services_open(settings: Settings) -> Iterator[Services]:
         services.database.dispose()
 
 
-def open_services(settings: Settings) -> Services:
+def open_services(settings: Settings, *, create: bool = False) -> Services:
     """The application's services (database brought up to date, key manager) for a command; a
     data dir, database or keyring that cannot be used stops it with a message saying which and
-    why (a traceback's message would be withheld by the logging rules)."""
+    why (a traceback's message would be withheld by the logging rules). Only with `create`
+    (`serve`) are a data dir, keyring and database that do not exist yet made
+    (`require_installation`)."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -89,6 +191,8 @@ def open_services(settings: Settings) -> Services:
     if where == _NOT_A_URL:
         raise click.ClickException(f"Cannot open the database {where}.")
     try:
+        if not create:
+            require_installation(settings)
         return build_services(settings)
     except (KeyringError, KeyUnusable) as exc:
         raise click.ClickException(str(exc)) from None

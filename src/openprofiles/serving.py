@@ -44,7 +44,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
     from openprofiles.first_run import ensure_first_admin
 
     check_address(settings.host, settings.port)
-    services = open_services(settings)
+    services = open_services(settings, create=True)
     try:
         endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:

@@ -18,6 +18,7 @@ import httpx
 from botocore.config import Config
 from click.testing import CliRunner
 from tests.support.concurrency import race
+from tests.support.installation import install
 from tests.support.server import free_port
 
 from openprofiles.cli import main
@@ -31,6 +32,7 @@ def _run(*args: str) -> str:
 
 
 def test_credentials_create_and_list(settings):
+    install(settings)
     common = ["--data-dir", str(settings.data_dir)]
     if settings.database_url:
         common += ["--database-url", settings.database_url]
@@ -87,6 +89,7 @@ def test_serve_refuses_a_port_outside_the_range(tmp_path):
 
 def test_keys_create_prints_a_usable_identifier(tmp_path):
     data_dir = tmp_path / "data"
+    install(Settings(data_dir=data_dir))
     out = json.loads(
         _run("keys", "create", "--alias", "billing", "--json", "--data-dir", str(data_dir))
     )
@@ -96,7 +99,6 @@ def test_keys_create_prints_a_usable_identifier(tmp_path):
     assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
     # The identifier is accepted as a DefaultEncryptionKey.
     from openprofiles.app import build_services
-    from openprofiles.settings import Settings
 
     services = build_services(Settings(data_dir=data_dir))
     wrapped = services.keys.new_domain_key("d", out["Arn"])
@@ -111,11 +113,15 @@ def test_keys_create_prints_a_usable_identifier(tmp_path):
 def test_keys_disable_and_enable_as_the_error_messages_say(tmp_path):
     """Messages about a disabled key say to run `openprofiles keys enable`; the command did
     not exist (an audit)."""
-    data_dir = str(tmp_path / "data")
+    data_dir = str(install(Settings(data_dir=tmp_path / "data")).data_dir)
     arn = _run("keys", "create", "--alias", "billing", "--data-dir", data_dir).strip()
 
     def enabled() -> bool:
-        [key] = json.loads(_run("keys", "list", "--json", "--data-dir", data_dir))
+        [key] = [
+            k
+            for k in json.loads(_run("keys", "list", "--json", "--data-dir", data_dir))
+            if k["Alias"] == "billing"
+        ]
         return bool(key["Enabled"])
 
     assert "disabled" in _run("keys", "disable", "alias/billing", "--data-dir", data_dir)
@@ -130,7 +136,7 @@ def test_a_disabled_default_key_stops_a_start_with_its_reason(tmp_path):
     """The server's own secrets (credential secrets, sessions, page tokens) are derived from
     the default local key, never from a KMS key, once per process when it starts: a process
     started while that key is disabled refuses with what to do, not with a traceback."""
-    data_dir = str(tmp_path / "data")
+    data_dir = str(install(Settings(data_dir=tmp_path / "data")).data_dir)
     _run("credentials", "create", "--role", "admin", "--data-dir", data_dir)
     # Not without --force: it stops everything, not only the domains under it.
     refused = CliRunner().invoke(
@@ -309,6 +315,7 @@ def test_a_database_without_its_keyring_is_refused_not_resealed(tmp_path):
     """A second server on a shared database, or a copy without keyring.json, used to mint a
     new keyring and then answer 500 to every request (an audit)."""
     runner = CliRunner()
+    install(Settings(data_dir=tmp_path))
     made = runner.invoke(
         main, ["credentials", "create", "--role", "admin", "--data-dir", str(tmp_path)]
     )
@@ -318,7 +325,7 @@ def test_a_database_without_its_keyring_is_refused_not_resealed(tmp_path):
     refused = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])
 
     assert refused.exit_code == 1
-    assert "keyring.json does not exist, but the database already holds data" in refused.output
+    assert "keyring.json does not exist, but the database" in refused.output
     assert not (tmp_path / "keyring.json").exists()
     (tmp_path / "keyring.json.away").rename(tmp_path / "keyring.json")
     assert runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)]).exit_code == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from tests.support.installation import install
 from tests.support.server import free_port
 
 from openprofiles import serving
@@ -36,6 +37,7 @@ def _warnings(stderr: str) -> list[str]:
 
 
 def test_a_command_warns_about_misspelled_variables_with_the_name_meant(tmp_path: Path) -> None:
+    install(Settings(data_dir=tmp_path))
     result = CliRunner().invoke(
         main, ["credentials", "list", "--data-dir", str(tmp_path)], env=MISSPELLED
     )

@@ -12,10 +12,12 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
+from tests.support.installation import install
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
+from openprofiles.crypto.keyring import Keyring
 from openprofiles.settings import Settings
 
 
@@ -33,15 +35,16 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_listing_keys_does_not_make_a_keyring(settings: Settings) -> None:
     code, output = _run("keys", "list", *_options(settings))
-    assert code == 0, output
+    # Nor lists an empty one as if it were an installation's (cli_support.require_installation).
+    assert code == 1 and "keyring.json does not exist" in output
     assert not settings.keyring_path.exists()
 
 
 def test_a_keyring_from_another_installation_is_refused(settings: Settings, tmp_path: Path) -> None:
-    options = _options(settings)
+    options = _options(install(settings))
     assert _run("credentials", "create", "--role", "admin", *options)[0] == 0
     ours = settings.keyring_path.read_bytes()
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere = install(Settings(data_dir=tmp_path / "elsewhere")).data_dir
     # Another installation's keyring, with a default key of its own.
     assert _run("credentials", "create", "--role", "admin", "--data-dir", str(elsewhere))[0] == 0
     shutil.copy(elsewhere / "keyring.json", settings.keyring_path)
@@ -55,7 +58,7 @@ def test_a_keyring_from_another_installation_is_refused(settings: Settings, tmp_
 
 
 def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Settings) -> None:
-    options = _options(settings)
+    options = _options(install(settings))
     code, created = _run("keys", "create", "--alias", "crm-data", *options)
     assert code == 0, created
     services = build_services(settings)
@@ -82,10 +85,11 @@ def test_a_keyring_without_a_domains_local_key_is_refused_naming_it(settings: Se
 def test_a_refused_keyring_is_left_as_it_was(settings: Settings) -> None:
     """The check made a default key in a keyring that had none (`keys create` after the file
     was lost), and then refused it: a check must change nothing."""
-    options = _options(settings)
+    options = _options(install(settings))
     assert _run("credentials", "create", "--role", "admin", *options)[0] == 0
     settings.keyring_path.unlink()
-    assert _run("keys", "create", "--alias", "extra", *options)[0] == 0
+    # As `keys create` made it before it refused a data dir without a keyring.
+    Keyring(settings.keyring_path).create_key("extra")
     before = settings.keyring_path.read_bytes()
 
     code, output = _run("credentials", "list", *options)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from tests.support.installation import install
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
@@ -132,7 +133,7 @@ def test_keys_list_shows_each_versions_fingerprint_and_state(
 def test_keys_list_tells_keyrings_rotated_separately_apart(settings: Settings) -> None:
     """The operator's check before copying keyring.json around: the same version number with
     another fingerprint on another host is other material."""
-    options = _options(settings)
+    options = _options(install(settings))
     _ok("keys", "create", "--alias", "billing", *options)
     other = settings.data_dir.parent / "other-host"
     other.mkdir(mode=0o700)

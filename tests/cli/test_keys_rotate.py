@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from tests.support.installation import install
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
@@ -159,7 +160,7 @@ def test_rotating_the_default_key_keeps_credentials_working(
 
 
 def test_a_kms_key_is_refused(settings: Settings) -> None:
-    options = _options(settings)
+    options = _options(install(settings))
     _ok("keys", "create", "--alias", "billing", *options)
     keyring_before = settings.keyring_path.read_bytes()
     code, output = _run(
@@ -175,7 +176,7 @@ def test_a_kms_key_is_refused(settings: Settings) -> None:
 
 
 def test_an_unknown_or_disabled_key_is_refused(settings: Settings) -> None:
-    options = _options(settings)
+    options = _options(install(settings))
     _ok("keys", "create", "--alias", "billing", *options)
     code, output = _run("keys", "rotate", "alias/nope", *options)
     assert code == 1 and "There is no key alias/nope" in output

@@ -9,14 +9,20 @@ from __future__ import annotations
 import codecs
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    interrupted,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 from openprofiles.ingest import DEFAULT_BATCH_SIZE, MAX_OBJECT_CHARS
 
 if TYPE_CHECKING:
@@ -58,6 +64,9 @@ def contact_records(
     total, items = read_contact_records(file)
     services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
     read = accepted = rejected = 0
+    # Where the rejected went (BatchOutcome.dead_lettered, .unrouted), summed over the batches.
+    dead_lettered: Counter[str] = Counter()
+    unrouted: Counter[str | None] = Counter()
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]contact records"),
@@ -86,14 +95,27 @@ def contact_records(
                 read += len(batch)
                 accepted += outcome.accepted
                 rejected += len(outcome.rejected)
+                dead_lettered.update(outcome.dead_lettered)
+                unrouted.update(outcome.unrouted)
                 progress.advance(task, len(batch))
+    except KeyboardInterrupt:
+        # The batch under way was rolled back; the ones before it are committed.
+        interrupted(
+            f"Interrupted: {read} of {total} contact records of {file} were loaded ({accepted} "
+            f"accepted, {rejected} rejected); the batch under way was not. Loading {file} again "
+            "is safe: a record already applied is a repeat, which changes nothing, and a "
+            "rejected one is not dead-lettered or kept twice."
+        )
     finally:
         services.database.dispose()
     seconds = time.perf_counter() - started
+    where = _where_rejected(dead_lettered, unrouted)
     summary = {
         "read": read,
         "accepted": accepted,
         "rejected": rejected,
+        # The rejected by where they are: each kind with its count and the command to see it.
+        "rejected_to": [{k: v for k, v in w.items() if k != "text"} for w in where],
         "seconds": round(seconds, 3),
         "records_per_second": round(read / seconds, 1) if seconds else 0.0,
     }
@@ -104,8 +126,57 @@ def contact_records(
         click.echo(f"{file} holds no contact records: nothing was loaded.")
         return
     click.echo(
-        f"Read {read} contact records in {seconds:.1f}s: {accepted} accepted, {rejected} rejected."
+        f"Read {read} contact records in {seconds:.1f}s: {accepted} accepted, {rejected} rejected"
+        + (":" if where else ".")
     )
+    for kind in where:
+        click.echo(f"  {kind['text']}")
+
+
+def _where_rejected(
+    dead_lettered: Counter[str], unrouted: Counter[str | None]
+) -> list[dict[str, Any]]:
+    """The rejected records by where they are kept, each with its count, the command that
+    shows them and (for "text") a line that says it: a domain's dead-letter queue, kept for an
+    instance associated with no domain yet (ingested once it is), kept without an instance."""
+    where: list[dict[str, Any]] = []
+    for domain_name, count in sorted(dead_lettered.items()):
+        see = f"openprofiles dlq list --domain {domain_name}"
+        where.append(
+            {
+                "kept_in": "dead_letter_queue",
+                "domain": domain_name,
+                "count": count,
+                "see": see,
+                "text": f"{count} in the dead-letter queue of domain {domain_name}: see them with "
+                f"`{see}`.",
+            }
+        )
+    for instance_arn, count in sorted(unrouted.items(), key=lambda kept: kept[0] or ""):
+        if instance_arn is None:
+            see = "openprofiles instances unrouted"
+            text = (
+                f"{count} kept without an instance (no InstanceARN could be read, so no "
+                f"association can route them): count them with `{see}`, delete them with "
+                "`openprofiles instances purge-unrouted --without-instance`."
+            )
+        else:
+            see = f"openprofiles instances unrouted --instance {instance_arn}"
+            text = (
+                f"{count} kept for instance {instance_arn}, which is associated with no domain "
+                f"yet: `openprofiles instances associate --instance {instance_arn} --domain D` "
+                f"sends them to domain D; count them with `{see}`."
+            )
+        where.append(
+            {
+                "kept_in": "unrouted",
+                "instance": instance_arn,
+                "count": count,
+                "see": see,
+                "text": text,
+            }
+        )
+    return where
 
 
 def read_contact_records(file: Path) -> tuple[int, Iterator[tuple[Item, str | None]]]:

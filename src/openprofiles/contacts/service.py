@@ -179,6 +179,7 @@ def ingest_contact_items(
     """
     route = _Router(tx)
     held = 0
+    lettered: list[str] = []  # the domain of each record dead-lettered
     results: list[Applied | Rejection | None] = [None] * len(items)
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
     unrouted: list[tuple[str | None, str, str, str | None]] = []
@@ -200,6 +201,7 @@ def ingest_contact_items(
                 continue
             if target is not None:
                 _dead_letter(tx, target, raw, exc.reason, "invalid_value", origin)
+                lettered.append(target.domain_name)
             else:
                 unrouted.append(
                     (instance if isinstance(instance, str) else None, raw, exc.reason, origin)
@@ -232,10 +234,17 @@ def ingest_contact_items(
             if isinstance(done_one, _Failed):
                 origin = origins[index] if origins else None
                 _dead_letter(tx, target, record.raw, done_one.reason, done_one.category, origin)
+                lettered.append(target.domain_name)
                 results[index] = Rejection(record.contact_id, done_one.reason)
             else:
                 results[index] = done_one
     outcome = BatchOutcome(held=held)
+    for domain_name in lettered:
+        outcome.dead_lettered[domain_name] = outcome.dead_lettered.get(domain_name, 0) + 1
+    for instance_arn, *_ in unrouted:
+        # As _keep_unrouted_rows keeps it: only an instance ARN counts as one.
+        kept_for = instance_arn if instance_arn and is_instance_arn(instance_arn) else None
+        outcome.unrouted[kept_for] = outcome.unrouted.get(kept_for, 0) + 1
     for result in results:
         if isinstance(result, Rejection):
             outcome.rejected.append(result)

@@ -67,32 +67,80 @@ def dlq() -> None:
     """The dead-letter queue: records ingestion could not apply, with the reason."""
 
 
+# Dead letters `dlq list` shows at once: a bulk load may leave tens of thousands.
+LIST_LIMIT = 100
+
+
 @dlq.command("list")
 @storage_options
 @domain_option
 @json_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=LIST_LIMIT,
+    show_default=True,
+    help="Show at most this many (--json too).",
+)
+@click.option(
+    "--after",
+    "after",
+    default=None,
+    metavar="MESSAGE_ID",
+    help="Start after this dead letter: the last one a previous page showed.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every one (no --limit).")
 def dlq_list(
-    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    as_json: bool,
+    limit: int,
+    after: str | None,
+    show_all: bool,
 ) -> None:
-    """List the domain's dead letters, oldest first."""
-    from openprofiles.dlq.service import list_messages
+    """List the domain's dead letters, oldest first, --limit at a time (100): the next ones
+    with --after the last one shown, every one with --all. With --json the list is paged alike,
+    and what follows is said on stderr."""
+    from openprofiles.dlq.service import count, list_messages
 
-    def load(tx: Any) -> list[DeadLetter]:
+    def load(tx: Any) -> tuple[list[DeadLetter], int]:
         _existing_domain(tx, domain_name)
-        return list_messages(tx, domain_name=domain_name)
+        # One more than shown, to know whether more follow.
+        page = None if show_all else limit + 1
+        letters = list_messages(tx, domain_name=domain_name, limit=page, after=after)
+        return letters, count(tx, domain_name=domain_name)
 
-    letters = _run(data_dir, database_url, load, write=False)
+    letters, total = _run(data_dir, database_url, load, write=False)
+    more = not show_all and len(letters) > limit
+    letters = letters if show_all else letters[:limit]
     summaries = [_summary(x) for x in letters]
     if as_json:
         click.echo(json.dumps(summaries))
-        return
-    for x, summary in zip(letters, summaries, strict=True):
+    else:
+        for x, summary in zip(letters, summaries, strict=True):
+            click.echo(
+                f"{x.message_id}  {x.created_at:%Y-%m-%d %H:%M}  {x.object_type_name:<20} "
+                f"{x.category:<13} x{x.attempts}  {x.reason}  [SQS: {summary['Delivery']}]"
+            )
+        if not letters:
+            click.echo(
+                f"No dead letters in domain {domain_name}{' after ' + after if after else ''}."
+            )
+    if more:
+        # On stderr with --json, whose stdout a script parses.
+        following = f"{total - len(letters)} more" if after is None else "more"
         click.echo(
-            f"{x.message_id}  {x.created_at:%Y-%m-%d %H:%M}  {x.object_type_name:<20} "
-            f"{x.category:<13} x{x.attempts}  {x.reason}  [SQS: {summary['Delivery']}]"
+            f"{_count(len(letters), 'dead letter')} shown of {total} in domain {domain_name}; "
+            f"{following} follow. Next page: openprofiles dlq list --domain {domain_name} "
+            f"--after {letters[-1].message_id}; every one: --all.",
+            err=as_json,
         )
-    if not letters:
-        click.echo(f"No dead letters in domain {domain_name}.")
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 dead letter', '2 dead letters'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @dlq.command("show")
@@ -272,7 +320,7 @@ def dlq_purge(
     if as_json:
         click.echo(json.dumps({"Purged": count, "NotFound": absent}))
     else:
-        click.echo(f"Purged {count} dead letters.")
+        click.echo(f"Purged {_count(count, 'dead letter')}.")
     if absent:
         raise click.ClickException(
             f"The dead-letter message {absent[0]} does not exist in domain {domain_name}."

@@ -13,7 +13,12 @@ from typing import Any
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    interrupted,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 
 
@@ -96,11 +101,14 @@ def ingest_objects(
         console=Console(stderr=True),
         disable=as_json or not total,
     )
+    committed = 0  # records of the batches committed so far, for an interrupted load
     try:
         with progress:
             task = progress.add_task("ingest", total=total, rate=0.0)
 
             def advance(count: int) -> None:
+                nonlocal committed
+                committed += count
                 progress.advance(task, count)
                 elapsed = progress.tasks[task].elapsed or 0.0
                 done = progress.tasks[task].completed
@@ -116,6 +124,14 @@ def ingest_objects(
             )
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
+    except KeyboardInterrupt:
+        # A batch is committed whole before it is counted; the one under way was rolled back.
+        interrupted(
+            f"Interrupted: {committed} of {total} records of {file} were loaded (ingested or "
+            f"dead-lettered); the batch under way was not. Loading {file} again is safe: a "
+            "record with the same UNIQUE key replaces itself, and a rejected one counts another "
+            "attempt on its dead letter instead of adding one."
+        )
     finally:
         services.database.dispose()
     out: dict[str, Any] = summary.as_dict()

@@ -135,9 +135,17 @@ def users_set_role(
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def users_delete(data_dir: Path | None, database_url: str | None, username: str, yes: bool) -> None:
     """Delete a web user and end their sessions at once (never the last admin)."""
-    from openprofiles.users.service import delete_user
+    from openprofiles.users.service import delete_user, find_user
 
     if not yes:
+        # Before asking: a name that is no user's (a typo) was asked about, then refused.
+        with (
+            services_open(settings_from_options(data_dir, database_url)) as services,
+            services.read() as tx,
+        ):
+            found = find_user(tx, username=username)
+        if found is None:
+            raise click.ClickException(f"There is no user named {username}; nothing was deleted.")
         click.confirm(f"Delete the web user {username} and end their sessions?", abort=True)
     _write(data_dir, database_url, lambda tx: delete_user(tx, username=username))
     click.echo(f"Deleted the user {username}; their sessions have ended.")

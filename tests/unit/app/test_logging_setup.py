@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
+from tests.support.installation import install
 from tests.support.server import run_server
 
 from openprofiles import logging_setup
@@ -226,6 +227,7 @@ def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path)
     )
     assert served.exit_code == 1
     assert "Cannot open the database postgresql://postgres:***@127.0.0.1:1/test" in served.output
+    install(Settings(data_dir=tmp_path))
     (tmp_path / "keyring.json").write_text("")
     (tmp_path / "keyring.json").chmod(0o600)
     broken = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])

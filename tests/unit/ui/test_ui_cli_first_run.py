@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 
 from click.testing import CliRunner
+from tests.support.installation import install
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
@@ -14,6 +15,7 @@ from openprofiles.users import service as users
 
 
 def test_users_create_with_password_stdin(sqlite_settings: Settings) -> None:
+    install(sqlite_settings)
     data_dir = str(sqlite_settings.data_dir)
     runner = CliRunner()
     result = runner.invoke(
@@ -56,6 +58,7 @@ def test_users_create_with_password_stdin(sqlite_settings: Settings) -> None:
 
 
 def test_users_create_prompts_twice(sqlite_settings: Settings) -> None:
+    install(sqlite_settings)
     result = CliRunner().invoke(
         main,
         [
