@@ -120,6 +120,9 @@ class Tx:
     # Profiles written while profile-written hooks are held back (profiles.service.
     # hooks_after), as (domain name, record) in write order; None when they run at once.
     held_profile_writes: list[tuple[str, Any]] | None = None
+    # Profile objects written so far: each row gets the next number as its write_order, as the
+    # rows of one transaction share `now` (objects.service.write_objects).
+    objects_written: int = 0
 
     @property
     def settings(self) -> Settings:

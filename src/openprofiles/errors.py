@@ -27,9 +27,13 @@ class ServiceError(Exception):
     code = "InternalServerException"
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, caller_message: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # What the API answers (wire.errors.render_error), when `message` holds what only the
+        # server's operator may read (a file path, a KMS endpoint, a command to run): the CLI
+        # and the logs show `message`.
+        self.caller_message = message if caller_message is None else caller_message
 
 
 class BadRequest(ServiceError):

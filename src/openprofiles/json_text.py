@@ -11,12 +11,14 @@ would overflow the recursion of code that walks the document). Its error says wh
 (member names only, never values).
 
 Cutting (`split_json_records`): a text is one JSON value (an array gives its elements) or JSON
-lines (one value per line). A text that does not parse as a whole is JSON lines when every
-non-empty line starts an object, or when at least half of them parse on their own — then a bad
-line fails alone and the others are records. A JSON document broken somewhere never comes near
-that: its lines open or close values (`[`, `{`, `"id": 1,`, `},`), and at most the last element
-of an array stands alone on its line. Anything else is refused whole (`NotJsonText`) with the
-parser's message and position, rather than cut into meaningless per-line fragments.
+lines (one value per line). A text that does not parse as a whole is JSON lines when at least
+one of its non-empty lines parses on its own and every one starts an object, or when at least
+half of them parse on their own — then a bad line fails alone and the others are records. (A
+text of one line that does not parse, a truncated record say, is not JSON lines.) A JSON
+document broken somewhere never comes near that: its lines open or close values (`[`, `{`,
+`"id": 1,`, `},`), and at most the last element of an array stands alone on its line. Anything
+else is refused whole (`NotJsonText`) with the parser's message and position, rather than cut
+into meaningless per-line fragments.
 """
 
 from __future__ import annotations
@@ -125,9 +127,12 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
     # JSON strings may hold as they are.
     lines = [stripped for line in text.split("\n") if (stripped := line.strip())]
     parsed = [_line(line) for line in lines]
-    if all(line.startswith("{") for line in lines) or sum(
-        not isinstance(value, JsonTextError) for _, value in parsed
-    ) * 2 >= len(lines):
+    records = sum(not isinstance(value, JsonTextError) for _, value in parsed)
+    # No line JSON (one line that is not, say, a truncated record): nothing says it is JSON
+    # lines, and nothing of it is a record.
+    if not lines or (
+        records and (all(line.startswith("{") for line in lines) or records * 2 >= len(lines))
+    ):
         return parsed
     if isinstance(error, json.JSONDecodeError):
         raise NotJsonText(error)

@@ -62,10 +62,19 @@ def test_neither_json_nor_json_lines(text: str, where: str) -> None:
 
 
 def test_lines_that_all_start_an_object_are_json_lines_however_broken() -> None:
-    # One broken record a line (a truncated export): each fails alone, with the parser's
-    # reason, rather than the whole text.
-    text = '{"id": "1",, "email": "a@example.com"}\n{"id": "2"'
-    [(first, error_1), (second, error_2)] = split_json_records(text)
-    assert (first, second) == tuple(text.split("\n"))
+    # Broken records among good ones, one a line (a truncated export): each fails alone, with
+    # the parser's reason, rather than the whole text.
+    text = '{"id": "1",, "email": "a@example.com"}\n{"id": "2"\n{"id": "3"}'
+    [(first, error_1), (second, error_2), (_, good)] = split_json_records(text)
+    assert (first, second) == tuple(text.split("\n")[:2])
     assert isinstance(error_1, JsonTextError) and "line 1 column 12" in error_1.message
     assert isinstance(error_2, JsonTextError)
+    assert good == {"id": "3"}
+
+
+def test_lines_none_of_which_is_json_are_refused_whole() -> None:
+    """Nothing in them says JSON lines (one truncated record was one record that failed, and
+    POST /contact-records kept it): refused whole, with where parsing stopped."""
+    for text in ('{"id": "2"', "{bad", '{"id": "1",, "x": 1}\n{"id": "2"'):
+        with pytest.raises(NotJsonText, match="at line 1 column"):
+            split_json_records(text)

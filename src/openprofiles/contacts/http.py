@@ -9,8 +9,11 @@ without reading the rest.
 * `/contact-records`: body one record, a JSON array of records, or JSON lines (UTF-8, a byte
   order mark before it ignored). Answers
   `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
-  not stop the rest of the batch, and is in a dead-letter store with its reason. A body that is
-  none of the three is a BadRequestException, and nothing of it is applied or kept.
+  not stop the rest of the batch, and is in a dead-letter store with its reason (so is an
+  element of the array, or a line of JSON lines, that is not a JSON object). A body that is
+  none of the three — not JSON at all, a truncated record or array, a JSON value that is not an
+  object (`null`, `42`) — is a BadRequestException saying where parsing stopped, and nothing of
+  it is applied or kept (contacts.records.split_records).
 * `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
   "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
 """

@@ -2,17 +2,21 @@
 one is a usable Amazon Connect contact record.
 
 A body is one record (a JSON object), a JSON array of records, or JSON lines. A body that is
-none of these (a pretty-printed array with a stray comma, say) is invalid as a whole: it is
-never cut into line fragments. Each record must carry `ContactId` and `InstanceARN` (an
-instance ARN) as strings, the ContactId at most 255 characters without white space at either
-end (it is matched exactly, never trimmed); `Channel`, when present, must be one of the channels;
-`CustomerEndpoint`, when present, must be an `{Address, Type}` object whose address can be read
-as what its type says (a possible phone number for TELEPHONE_NUMBER, an email address for
-EMAIL_ADDRESS); timestamps must be ISO 8601 strings; no text of the record may hold a lone
-UTF-16 surrogate (digests and sealing encode it to UTF-8); and, as PutProfileObject's Object,
-the record may be at most MAX_OBJECT_CHARS long and nest arrays and objects at most
-MAX_JSON_DEPTH deep. A field of the wrong JSON type makes the record invalid like any other
-fault, never the batch. A rejected record names its ContactId whenever it can be read.
+none of these (a pretty-printed array with a stray comma, a truncated record, `null` or `42`,
+lines none of which is JSON) is invalid as a whole: it is never cut into line fragments, and
+nothing of it is kept. In an array or in JSON lines, an element or a line that is not a record
+(not JSON, or JSON that is not an object) is a record rejected alone, and the others apply.
+
+Each record must carry `ContactId` and `InstanceARN` (an instance ARN) as strings, the ContactId
+at most 255 characters without white space at either end (it is matched exactly, never trimmed);
+`Channel`, when present, must be one of the channels; `CustomerEndpoint`, when present, must be
+an `{Address, Type}` object whose address can be read as what its type says (a possible phone
+number for TELEPHONE_NUMBER, an email address for EMAIL_ADDRESS); timestamps must be ISO 8601
+strings; no text of the record may hold a lone UTF-16 surrogate (digests and sealing encode it
+to UTF-8); and, as PutProfileObject's Object, the record may be at most MAX_OBJECT_CHARS long
+and nest arrays and objects at most MAX_JSON_DEPTH deep. A field of the wrong JSON type makes
+the record invalid like any other fault, never the batch. A rejected record names its ContactId
+whenever it can be read.
 
 A file is read a record at a time (`read_record`, over ingest.bulk.read_records' records), a
 body or a stream record's data whole (`split_records`): both check each record alike.
@@ -75,10 +79,12 @@ def split_records(text: str) -> list[Item]:
             for raw, value in split_json_records(stripped)
         ]
     except JsonTextError as exc:
-        raise BodyInvalid(
-            "neither a JSON contact record, a JSON array of records nor JSON lines (one "
-            f"record a line): {exc.message.rstrip('.')}"
-        ) from None
+        raise BodyInvalid(f"{_NEITHER}: {exc.message.rstrip('.')}") from None
+    if len(items) == 1 and not stripped.startswith("[") and not isinstance(items[0][1], Mapping):
+        # One JSON value that is no record (null, 42, "text"): not a body of records, refused
+        # whole like text that is not JSON. (An array's element or a line of JSON lines that
+        # is not an object is a record rejected alone: the others apply.)
+        raise BodyInvalid(f"{_NEITHER}: it is {_json_kind(items[0][1])}")
     # Only a text with an escape (or one that is not UTF-8 itself) can hold a lone surrogate,
     # and only one with more brackets than MAX_JSON_DEPTH can nest too deeply: the common body
     # skips the per-record checks.
@@ -86,6 +92,22 @@ def split_records(text: str) -> list[Item]:
     if surrogates or may_nest_too_deep(stripped):
         return [_item(raw, parsed, surrogates=surrogates) for raw, parsed in items]
     return items
+
+
+_NEITHER = (
+    "neither a JSON contact record, a JSON array of records nor JSON lines (one record a line)"
+)
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value that is not an object is, for a message (never the value itself)."""
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, str):
+        return "a JSON string"
+    return "a JSON number"
 
 
 def read_record(text: str) -> Item:

@@ -278,6 +278,7 @@ class KeyManager:
                         f"The default local key {key.key_id} is disabled, and the server's own "
                         "secrets are derived from it; enable it with `openprofiles keys enable`.",
                         KeyProblem.DISABLED,
+                        caller_message="The server's default key is disabled.",
                     )
                 # Always from the first version: the secrets are sealed under it and stay so,
                 # since `keys rotate` re-wraps domains' data keys, not the server's secrets.

@@ -38,15 +38,27 @@ class KeyProblem(StrEnum):
 
 
 class KeyUnusable(Exception):
-    """A key cannot be used to produce or unwrap a data key; `.message` says what to do."""
+    """A key cannot be used to produce or unwrap a data key; `.message` says what to do.
+
+    `.message` is for the operator: it may name the keyring's path, the KMS endpoint, a
+    setting or an `openprofiles` command. `.caller_message` says what is wrong with the key
+    without any of those, for an API caller, who must not learn the server's layout.
+    """
 
     # Key identifiers and what to do about them: the logs may show it.
     message_has_no_personal_data = True
 
-    def __init__(self, message: str, problem: KeyProblem = KeyProblem.NOT_FOUND) -> None:
+    def __init__(
+        self,
+        message: str,
+        problem: KeyProblem = KeyProblem.NOT_FOUND,
+        *,
+        caller_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.problem = problem
+        self.caller_message = message if caller_message is None else caller_message
 
     @property
     def transient(self) -> bool:

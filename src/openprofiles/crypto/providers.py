@@ -140,6 +140,7 @@ class LocalKeyProvider:
                 "(`openprofiles keys rotate`). Copy keyring.json from the data dir where the key "
                 "was rotated, or restore it from a backup.",
                 KeyProblem.NOT_FOUND,
+                caller_message=_missing_version(key_id, number),
             )
         if version is None:
             raise _not_unwrappable(key_id)
@@ -155,6 +156,7 @@ class LocalKeyProvider:
                 "again). Put back keyring.json from the data dir where the domains were "
                 "re-wrapped (`openprofiles keys list` shows each version's fingerprint).",
                 KeyProblem.NOT_FOUND,
+                caller_message=_missing_version(key_id, number),
             )
         try:
             aad = _wrap_aad(master, version, context, headed=header.fingerprint is not None)
@@ -174,14 +176,33 @@ class LocalKeyProvider:
                 f"The local key {key_id} does not exist in the keyring {self._keyring.path}; "
                 "list the keys with `openprofiles keys list` or create one.",
                 KeyProblem.NOT_FOUND,
+                caller_message=f"The local key {key_id} does not exist.",
             )
         if not key.enabled:
             raise KeyUnusable(
                 f"The local key {key_id} is disabled; enable it with `openprofiles keys enable` "
                 "or choose another key.",
                 KeyProblem.DISABLED,
+                caller_message=f"The local key {key_id} is disabled.",
             )
         return key
+
+
+def _missing_version(key_id: str, number: int) -> str:
+    """What an API caller is told of a keyring that lacks the version a data key needs."""
+    return (
+        f"The data key was wrapped under version {number} of the local key {key_id}, which "
+        "the server's keyring does not hold."
+    )
+
+
+# What an API caller is told when the server cannot use KMS at all: the operator's message
+# names the endpoint and the settings to fix, which are the server's own.
+_KMS_NOT_SET_UP = "The server is not set up to use AWS KMS keys."
+
+
+def _kms_unavailable(key_id: str) -> str:
+    return f"KMS could not be reached to use key {key_id}; try again later."
 
 
 def _not_unwrappable(key_id: str) -> KeyUnusable:
@@ -384,6 +405,7 @@ class KmsKeyProvider:
                         "No AWS region is configured for KMS; set OPENPROFILES_AWS_REGION "
                         "(or AWS_REGION).",
                         KeyProblem.CREDENTIALS,
+                        caller_message=_KMS_NOT_SET_UP,
                     ) from None
             return self._client
 
@@ -406,12 +428,14 @@ class KmsKeyProvider:
                     f"KMS at {self._endpoint()} rejected OpenProfiles' AWS credentials ({code}); "
                     "check the access key, secret and session token it runs with.",
                     KeyProblem.CREDENTIALS,
+                    caller_message=_KMS_NOT_SET_UP,
                 )
             if code in _KMS_TRANSIENT:
                 return KeyUnusable(
                     f"KMS at {self._endpoint()} could not serve the request for key {key_id} "
                     f"({code}); try again later.",
                     KeyProblem.UNAVAILABLE,
+                    caller_message=_kms_unavailable(key_id),
                 )
             return KeyUnusable(
                 f"KMS refused to use key {key_id} ({code}: {error.get('Message', '')}).",
@@ -422,6 +446,7 @@ class KmsKeyProvider:
                 "No AWS credentials were found for the KMS key provider; set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, an AWS profile, or an instance role.",
                 KeyProblem.CREDENTIALS,
+                caller_message=_KMS_NOT_SET_UP,
             )
         if isinstance(
             exc,
@@ -434,10 +459,12 @@ class KmsKeyProvider:
                 f"OpenProfiles could not reach the KMS endpoint {self._endpoint()}; check "
                 "OPENPROFILES_KMS_ENDPOINT_URL and that the service is running and reachable.",
                 KeyProblem.UNAVAILABLE,
+                caller_message=_kms_unavailable(key_id),
             )
         return KeyUnusable(
             f"Calling KMS at {self._endpoint()} for key {key_id} failed: {type(exc).__name__}.",
             KeyProblem.UNAVAILABLE,
+            caller_message=_kms_unavailable(key_id),
         )
 
 
@@ -464,6 +491,7 @@ class ProviderResolver:
                     f"{self.keyring.path}; create it with `openprofiles keys create`, or give a "
                     "full AWS KMS key ARN.",
                     KeyProblem.NOT_FOUND,
+                    caller_message=f"There is no local key with the alias {key_id}.",
                 )
             return self._local
         raise KeyUnusable(

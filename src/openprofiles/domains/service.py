@@ -7,7 +7,7 @@ existing domain's data key is unwrapped outside write transactions too (`domain_
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from functools import partial
 from typing import Any, cast
 
@@ -100,11 +100,11 @@ def _unwrap_or_error(keys: KeyManager, record: DomainRecord) -> DomainCipher | S
     try:
         return keys.cipher_for(record.name, record.key_id, record.wrapped_key)
     except KeyUnusable as exc:
-        error: ServiceError
-        if exc.transient:
-            error = InternalServer(f"Domain {record.name}: {exc.message}")
-        else:
-            error = AccessDenied(f"Domain {record.name}: {exc.message}")
+        kind = InternalServer if exc.transient else AccessDenied
+        error: ServiceError = kind(
+            f"Domain {record.name}: {exc.message}",
+            caller_message=f"Domain {record.name}: {exc.caller_message}",
+        )
         error.__cause__ = exc
         return error
 
@@ -177,14 +177,17 @@ def list_domains(tx: Tx, *, after: str | None, limit: int) -> tuple[list[DomainR
     return rows[:limit], len(rows) > limit
 
 
-# Up to this many profiles TotalSize is summed exactly; above it, it is estimated from a
-# sample, because summing every sealed blob of a million-profile domain takes seconds and
-# GetDomain is an ordinary, frequent call.
+# Up to this many profiles TotalSize is summed exactly; above it, the profiles' part is
+# estimated from a sample, because summing every sealed blob of a million-profile domain takes
+# seconds and GetDomain is an ordinary, frequent call. (The objects' part is always exact: their
+# sizes are in an index.)
 EXACT_SIZE_LIMIT = 10_000
 SIZE_SAMPLE = 1_000
 
 
 def domain_stats(tx: Tx, *, domain_name: str) -> DomainStats:
+    from openprofiles.objects.service import object_usage
+
     live = and_(profile.c.domain_name == domain_name, profile.c.merged_into.is_(None))
     count = int(tx.conn.execute(select(func.count()).where(live)).scalar_one())
     if count <= EXACT_SIZE_LIMIT:
@@ -194,31 +197,32 @@ def domain_stats(tx: Tx, *, domain_name: str) -> DomainStats:
             ).scalar_one()
         )
     else:
-        # Profile ids are random, so the ids after a random point (wrapping around to the
-        # first ids) are a fair sample.
-        start = secrets.token_hex(16)
-        lengths = select(func.length(profile.c.sealed)).order_by(profile.c.profile_id)
-        sizes = list(
-            tx.conn.execute(
-                lengths.where(live, profile.c.profile_id >= start).limit(SIZE_SAMPLE)
-            ).scalars()
-        )
-        if len(sizes) < SIZE_SAMPLE:
-            sizes += tx.conn.execute(
-                lengths.where(live, profile.c.profile_id < start).limit(SIZE_SAMPLE - len(sizes))
-            ).scalars()
-        size = round(sum(sizes) / len(sizes) * count) if sizes else 0
-    object_count, object_size = _object_totals(tx, domain_name)
+        size = _estimated_profiles_size(tx, domain_name, live, count)
+    objects = object_usage(tx, domain_name=domain_name)
     return DomainStats(
         profile_count=count,
-        metering_profile_count=count,
-        object_count=object_count,
-        total_size=size + object_size,
+        # Each profile once, and once more per full hundred objects past its first hundred.
+        metering_profile_count=count + objects.extra_metered_profiles,
+        object_count=objects.count,
+        total_size=size + objects.size,
     )
 
 
-def _object_totals(tx: Tx, domain_name: str) -> tuple[int, int]:
-    """Count and size of the domain's live profile objects."""
-    from openprofiles.objects.service import object_totals
-
-    return object_totals(tx, domain_name=domain_name)
+def _estimated_profiles_size(tx: Tx, domain_name: str, live: Any, count: int) -> int:
+    """The sealed size of the domain's `count` live profiles, from SIZE_SAMPLE of them: the
+    first ids from a point fixed for the domain, wrapping around to the first ids. Profile ids
+    are random, so they are a fair sample; the point is fixed so that two GetDomain calls on
+    unchanged data answer the same (a random point per call made TotalSize wander, and drop
+    after objects were added). The sample changes only as profiles in it change or are added."""
+    start = hashlib.sha256(f"openprofiles/size-sample/{domain_name}".encode()).hexdigest()[:32]
+    lengths = select(func.length(profile.c.sealed)).order_by(profile.c.profile_id)
+    sizes = list(
+        tx.conn.execute(
+            lengths.where(live, profile.c.profile_id >= start).limit(SIZE_SAMPLE)
+        ).scalars()
+    )
+    if len(sizes) < SIZE_SAMPLE:
+        sizes += tx.conn.execute(
+            lengths.where(live, profile.c.profile_id < start).limit(SIZE_SAMPLE - len(sizes))
+        ).scalars()
+    return round(sum(sizes) / len(sizes) * count) if sizes else 0

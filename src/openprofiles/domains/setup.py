@@ -50,11 +50,15 @@ def check_encryption_key(services: Services, domain_name: str, key_id: str, memb
 @contextmanager
 def key_refusal(member: str) -> Iterator[None]:
     """A key that cannot be used, as the request's error: BadRequest naming the member, with
-    the key provider's explanation of what to do."""
+    the key provider's explanation of what to do for the operator (the CLI, the pages, the
+    logs) and what is wrong with the key for an API caller (no server path or command)."""
     try:
         yield
     except KeyUnusable as exc:
-        raise BadRequest(f"{member} cannot be used: {exc.message}") from exc
+        raise BadRequest(
+            f"{member} cannot be used: {exc.message}",
+            caller_message=f"{member} cannot be used: {exc.caller_message}",
+        ) from exc
 
 
 @dataclass(frozen=True)

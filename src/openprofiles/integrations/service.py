@@ -192,7 +192,14 @@ def put_integration(
             try:
                 inside_folder_roots(tx.settings, flow.folder)
             except SourceError as exc:
-                raise BadRequest(exc.message) from exc
+                # The roots are the server's folders and setting: the operator's to know.
+                raise BadRequest(
+                    exc.message,
+                    caller_message=(
+                        f"The path {flow.folder} is outside the folders flows may read on "
+                        "this server."
+                    ),
+                ) from exc
         flow_name = flow.name
         uri = uri or flow_arn(tx, flow.name)
     if not uri:

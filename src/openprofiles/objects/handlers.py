@@ -113,7 +113,7 @@ def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dic
         try:
             parsed.append((item["Id"], parse_object(item["Object"]), item["Object"]))
         except BadRequest as exc:
-            failed[item["Id"]] = exc.message
+            failed[item["Id"]] = exc.caller_message
     with ctx.write() as tx:
         object_type = get_object_type(tx, domain_name=domain_name, name=type_name)
         outcomes = (
@@ -215,7 +215,7 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         next_state = (
             {"c": cursor_state(contact_after(last))}
             if by_contact
-            else {"u": last.updated_at.isoformat(), "d": last.unique_key}
+            else {"u": last.updated_at.isoformat(), "w": last.write_order, "d": last.unique_key}
         )
         out["NextToken"] = ctx.services.tokens.encode(scope, next_state)
     return out
@@ -224,11 +224,11 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
 _INVALID_TOKEN = "The NextToken is not valid for this listing."
 
 
-def _written_after(state: dict[str, Any] | None) -> tuple[datetime, bytes] | None:
+def _written_after(state: dict[str, Any] | None) -> service.WrittenAfter | None:
     if state is None:
         return None
     try:
-        return datetime.fromisoformat(state["u"]), bytes.fromhex(state["d"])
+        return datetime.fromisoformat(state["u"]), int(state["w"]), bytes.fromhex(state["d"])
     except (KeyError, TypeError, ValueError):
         # A token of the other ordering: the type became (or stopped being) a contact type.
         raise BadRequest(_INVALID_TOKEN) from None

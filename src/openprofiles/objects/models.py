@@ -19,3 +19,6 @@ class ProfileObject:
     expires_at: datetime | None
     # When the contact started, for an object carrying an InitiationTimestamp (a contact record).
     contact_start: datetime | None = None
+    # Its place among the objects its transaction wrote (they share updated_at): with
+    # updated_at, the order objects were written in (objects.service.WrittenAfter).
+    write_order: int = 0

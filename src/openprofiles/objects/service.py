@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -96,6 +96,7 @@ _REPLACE = (
         expires_at=bindparam("ea"),
         source_last_updated=bindparam("sl"),
         contact_start=bindparam("cs"),
+        write_order=bindparam("wo"),
         created_at=func.coalesce(
             bindparam("ca", type_=profile_object.c.created_at.type), profile_object.c.created_at
         ),
@@ -150,6 +151,7 @@ def _to_record(cipher: DomainCipher, row: Any) -> ProfileObject:
         updated_at=row.updated_at,
         expires_at=row.expires_at,
         contact_start=row.contact_start,
+        write_order=row.write_order,
     )
 
 
@@ -212,7 +214,8 @@ def write_objects(
 ) -> None:
     """Insert the objects, or replace the stored rows (`stored`, from `stored_objects`) with the
     same UNIQUE digest wholesale (spec §1.5), moving them to their new profile; one executemany
-    per statement. An expired row not purged yet is replaced as a new object."""
+    per statement. An expired row not purged yet is replaced as a new object. `writes` are in
+    the order they were made: each row's write_order follows the transaction's previous ones."""
     if not writes:
         return
     cipher = tx.cipher(domain_name)
@@ -223,6 +226,7 @@ def write_objects(
         sealed = cipher.seal_record(
             OBJECT_TABLE, record_id(object_type_name, w.unique_digest), {"object": w.object_json}
         )
+        tx.objects_written += 1
         row = {
             "profile_id": w.profile_id,
             "sealed": sealed,
@@ -231,6 +235,7 @@ def write_objects(
             "expires_at": w.expires_at,
             "source_last_updated": w.source_last_updated,
             "contact_start": w.contact_start,
+            "write_order": tx.objects_written,
         }
         previous = stored.get(w.unique_digest)
         if previous is None:
@@ -257,6 +262,7 @@ def write_objects(
                     "ea": w.expires_at,
                     "sl": w.source_last_updated,
                     "cs": w.contact_start,
+                    "wo": row["write_order"],
                     # An expired row not purged yet: the object starts a new life.
                     "ca": tx.now if expired else None,
                 }
@@ -487,8 +493,22 @@ def count_objects_by_type(tx: Tx, *, domain_name: str, profile_id: str) -> dict[
     return {r[0]: int(r[1]) for r in rows}
 
 
+# The order objects were written in: by time, then, for the rows one transaction wrote (they
+# share its time), in the order it wrote them; the random UNIQUE digest only breaks the ties of
+# rows written before write_order was kept (migration 0030).
+_WRITTEN = (
+    profile_object.c.updated_at,
+    profile_object.c.write_order,
+    profile_object.c.unique_digest,
+)
+
+# Where a listing newest first resumes: the last object's (updated_at, write_order, digest).
+WrittenAfter = tuple[datetime, int, bytes]
+
+
 def evict_oldest(tx: Tx, *, domain_name: str, profile_id: str, object_type_name: str) -> bool:
-    """Delete the profile's least recently written object of the type; False if it has none."""
+    """Delete the profile's least recently written object of the type (of those written in one
+    transaction, the first written); False if it has none."""
     row = tx.conn.execute(
         select(profile_object.c.unique_digest)
         .where(
@@ -497,7 +517,7 @@ def evict_oldest(tx: Tx, *, domain_name: str, profile_id: str, object_type_name:
             profile_object.c.object_type_name == object_type_name,
             _visible(tx.now),
         )
-        .order_by(profile_object.c.updated_at, profile_object.c.unique_digest)
+        .order_by(*_WRITTEN)
         .limit(1)
     ).first()
     if row is None:
@@ -514,23 +534,26 @@ def list_profile_objects(
     profile_id: str,
     key_filter: tuple[str, Sequence[bytes]] | None = None,
     limit: int,
-    after: tuple[datetime, bytes] | None = None,
+    after: WrittenAfter | None = None,
 ) -> tuple[list[ProfileObject], bool]:
-    """A profile's live objects of a type, newest first; the flag says whether more follow."""
+    """A profile's live objects of a type, newest first (the reverse of the order eviction
+    takes them in); the flag says whether more follow."""
     cipher = tx.cipher(domain_name)
     query = (
         _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
-        .order_by(profile_object.c.updated_at.desc(), profile_object.c.unique_digest.desc())
+        .order_by(*(column.desc() for column in _WRITTEN))
         .limit(limit + 1)
     )
     if after is not None:
-        updated, digest = after
+        # Each column compared on its own (not as a row value), so each value is bound with
+        # its column's type (UtcDateTime).
+        (updated, order, digest), (by_time, by_order, by_digest) = after, _WRITTEN
         query = query.where(
             or_(
-                profile_object.c.updated_at < updated,
+                by_time < updated,
                 and_(
-                    profile_object.c.updated_at == updated,
-                    profile_object.c.unique_digest < digest,
+                    by_time == updated,
+                    or_(by_order < order, and_(by_order == order, by_digest < digest)),
                 ),
             )
         )
@@ -659,14 +682,44 @@ def purge_expired(tx: Tx, now: datetime) -> int:
     return purged
 
 
-def object_totals(tx: Tx, *, domain_name: str) -> tuple[int, int]:
-    """Count and total submitted size of the domain's live objects (DomainStats)."""
+# MeteringProfileCount (model): "If you have more than 100 objects associated with a single
+# profile, that profile counts as two profiles. If you have more than 200 objects, that profile
+# counts as three, and so on."
+METERED_OBJECTS_PER_PROFILE = 100
+
+
+@dataclass(frozen=True)
+class ObjectUsage:
+    """The domain's live objects, for DomainStats."""
+
+    count: int
+    # Total submitted size.
+    size: int
+    # How many more profiles than it has the domain is metered for: a profile with n live
+    # objects counts (n - 1) // METERED_OBJECTS_PER_PROFILE times more than once.
+    extra_metered_profiles: int
+
+
+def object_usage(tx: Tx, *, domain_name: str) -> ObjectUsage:
+    """Count, size and extra metered profiles of the domain's live objects, in one pass over
+    ix_profile_object_usage (domain, profile, expires_at, size) that reads no table row: the
+    objects are counted per profile in index order, and the counts summed."""
+    per_profile = (
+        select(func.count().label("n"), func.sum(profile_object.c.size).label("size"))
+        .where(profile_object.c.domain_name == domain_name, _visible(tx.now))
+        .group_by(profile_object.c.profile_id)
+        .subquery()
+    )
+    n = per_profile.c.n
+    extra = case((n > METERED_OBJECTS_PER_PROFILE, (n - 1) // METERED_OBJECTS_PER_PROFILE), else_=0)
     row = tx.conn.execute(
-        select(func.count(), func.coalesce(func.sum(profile_object.c.size), 0)).where(
-            profile_object.c.domain_name == domain_name, _visible(tx.now)
+        select(
+            func.coalesce(func.sum(n), 0),
+            func.coalesce(func.sum(per_profile.c.size), 0),
+            func.coalesce(func.sum(extra), 0),
         )
     ).one()
-    return int(row[0]), int(row[1])
+    return ObjectUsage(count=int(row[0]), size=int(row[1]), extra_metered_profiles=int(row[2]))
 
 
 def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -> int:

@@ -80,7 +80,7 @@ def batch_get_profile(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
 
 
 def _batch_error(profile_id: str, error: ServiceError) -> dict[str, str]:
-    return {"Code": error.code, "Message": error.message, "ProfileId": profile_id}
+    return {"Code": error.code, "Message": error.caller_message, "ProfileId": profile_id}
 
 
 def search_profiles(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -149,14 +149,20 @@ def load(
             ObjectRow(item.unique_key, item.updated_at, [_text(data.get(h)) for h in headings])
         )
     next_after = (
-        {"t": items[-1].updated_at.isoformat(), "k": items[-1].unique_key} if more else None
+        {
+            "t": items[-1].updated_at.isoformat(),
+            "w": items[-1].write_order,
+            "k": items[-1].unique_key,
+        }
+        if more
+        else None
     )
     return ObjectsView(counts, object_type, False, headings, rows, next_after)
 
 
-def _written_after(state: Mapping[str, Any]) -> tuple[datetime, bytes]:
+def _written_after(state: Mapping[str, Any]) -> objects.WrittenAfter:
     try:
-        return datetime.fromisoformat(state["t"]), bytes.fromhex(state["k"])
+        return datetime.fromisoformat(state["t"]), int(state["w"]), bytes.fromhex(state["k"])
     except (KeyError, TypeError) as exc:
         raise ValueError("not a cursor of objects listed by write") from exc
 

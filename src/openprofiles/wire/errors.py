@@ -57,5 +57,5 @@ def render_error(error: ServiceError, request_id: str) -> tuple[int, dict[str, s
     }
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
-    body = json.dumps({"Message": error.message}, separators=(",", ":")).encode()
+    body = json.dumps({"Message": error.caller_message}, separators=(",", ":")).encode()
     return error.status, headers, body

@@ -183,7 +183,9 @@ def test_json_lines_with_a_bad_line_still_split() -> None:
     assert len(split_records("\n".join(lines[1:]))) == 2
     # A line that is a JSON value of another kind: still JSON lines, that line rejected.
     assert len(split_records('[1]\n{"x":\n' + lines[0])) == 3
-    assert len(split_records("{truncated")) == 1
+    # One line that is not JSON is not JSON lines: the body is refused whole.
+    with pytest.raises(BodyInvalid, match=r"neither a JSON contact record.*line 1 column 2"):
+        split_records("{truncated")
 
 
 @pytest.fixture

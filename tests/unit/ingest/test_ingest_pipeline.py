@@ -478,7 +478,8 @@ def objects_of_all(services: Services, type_name: str, profile_id: str) -> list[
             out += [json.loads(r.object_json) for r in records]
             if not more:
                 return out
-            after = (records[-1].updated_at, bytes.fromhex(records[-1].unique_key))
+            last = records[-1]
+            after = (last.updated_at, last.write_order, bytes.fromhex(last.unique_key))
 
 
 def test_expiration_hides_then_purge_removes(services: Services, domain: str) -> None:

@@ -48,6 +48,11 @@ profile_object = Table(
     # other times: a time, not a value of the customer's (no name, number, address or content),
     # and no more than updated_at already tells of a record delivered as its contact happens.
     Column("contact_start", UtcDateTime, nullable=True),
+    # The rows one transaction writes share updated_at (its clock reading): this numbers them in
+    # the order they were written within it, so that the oldest object is the first written
+    # (eviction, spec §1.9; ListProfileObjects newest first). Not a global sequence: ties on
+    # updated_at come from one transaction.
+    Column("write_order", Integer, nullable=False, server_default="0"),
     ForeignKeyConstraint(
         ["domain_name", "profile_id"],
         ["profile.domain_name", "profile.profile_id"],
@@ -62,8 +67,9 @@ profile_object = Table(
     # (migration 0024), while a page sorts at most the profile's own records of the type
     # (MaxProfileObjectCount), found by ix_profile_object_profile.
     Index("ix_profile_object_expires", "expires_at"),
-    # Counting and sizing a domain's live objects (GetDomain Stats) from the index alone.
-    Index("ix_profile_object_usage", "domain_name", "expires_at", "size"),
+    # Counting and sizing a domain's live objects, and counting them per profile for
+    # MeteringProfileCount (GetDomain Stats), in one pass over the index alone (migration 0030).
+    Index("ix_profile_object_usage", "domain_name", "profile_id", "expires_at", "size"),
 )
 
 profile_object_key = Table(
