@@ -8,11 +8,15 @@ It runs in the server every `Settings.dlq_resend_interval_seconds` (`resend_task
 * Only the mark changes: the local record is never removed or written twice, whatever the
   outcome. Sends go through dlq.sinks (`deliver`, `settle`), with the message of spec §6.1.
 * A record `SQS_PENDING` for less than `SEND_GRACE_SECONDS` is left alone: the send after its
-  commit may still be under way, and sending it here too would put it in the queue twice.
+  commit is about to claim it.
 * A record is claimed before it is sent (its mark becomes `SQS_RESENDING` with the run's start,
   compared and set in one UPDATE), so several server processes resending at once — on
-  PostgreSQL or SQLite — never send one record twice. A claim older than
-  `CLAIM_EXPIRY_SECONDS` belongs to a run that stopped, and is taken over.
+  PostgreSQL or SQLite — never send one record twice; the send after a commit claims its
+  records the same way (`SQS_SENDING`), so a slow one and a resend never send a record both. A
+  claim older than `CLAIM_EXPIRY_SECONDS` belongs to a sender that stopped, and is taken over:
+  no sender starts a request after half that time (the send after a commit, after
+  dlq.sinks.SEND_AFTER_COMMIT_SECONDS), and what it did not try is pending again, so a claim
+  never expires under a sender still at work.
 * A domain without a DeadLetterQueueUrl (never had one, or had it removed) is not looked at: its
   undelivered records keep their mark. That mark stays true — they never reached a queue — and
   if the administrator sets a queue again, they go to it then, which is what "reach SQS
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,15 +43,19 @@ from datetime import UTC, datetime, timedelta
 from openprofiles.background import PeriodicTask
 from openprofiles.context import Services
 from openprofiles.dlq import service
-from openprofiles.dlq.sinks import deliver, settle, sqs_endpoint
+from openprofiles.dlq.sinks import Deadline, deliver, settle, sqs_endpoint
 from openprofiles.domains.service import get_domain, list_domains
 from openprofiles.errors import BadRequest, ServiceError
 
-# How long the send after a commit may take before its record counts as not sent. It sends one
-# batch request per 10 letters of the transaction, each bounded by the client's timeouts.
+# How long a record may stay `SQS_PENDING` before a resend takes it: the send after its commit
+# claims it within moments, unless its process stopped first.
 SEND_GRACE_SECONDS = 60
-# How long a resend run may hold a record (up to `CHUNK` letters, 10 per request).
+# How long a claim holds a record: the send after a commit's, or a resend run's.
 CLAIM_EXPIRY_SECONDS = 600
+# How long a run may go on starting SQS requests: what is not tried then is pending again (for
+# the next run), so its claims, dated from its start, never expire while it sends. (The send
+# after a commit stops far sooner: dlq.sinks.SEND_AFTER_COMMIT_SECONDS.)
+RUN_SEND_SECONDS = CLAIM_EXPIRY_SECONDS // 2
 # Records looked at, claimed and sent at a time.
 CHUNK = 100
 # Records sent per call, by default: a large backlog goes over a few runs.
@@ -65,7 +74,7 @@ class ResendOutcome:
     # Records not delivered that were left alone: just committed (`SEND_GRACE_SECONDS`) or held
     # by another resend run.
     waiting: int
-    # Whether `limit` stopped the run with records due still to send.
+    # Whether `limit` (or `RUN_SEND_SECONDS`) stopped the run with records due still to send.
     more: bool
     # Domains not resent, their key unusable now: domain name → the error's code.
     skipped: dict[str, str] = field(default_factory=dict)
@@ -77,13 +86,16 @@ def resend_pending(
     domain_name: str | None = None,
     limit: int = DEFAULT_LIMIT,
     now: datetime | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ResendOutcome:
     """Send the records of the domain (every domain with a queue when None) whose SQS delivery is
     pending or failed, oldest first, up to `limit`; record each outcome. `now` is the clock
-    reading the grace period and claims are measured from."""
+    reading the grace period and claims are measured from; `clock` the one `RUN_SEND_SECONDS`
+    is."""
     now = now or datetime.now(UTC)
     run = _Run(
         services,
+        deadline=Deadline.after(RUN_SEND_SECONDS, clock),
         pending_before=now - timedelta(seconds=SEND_GRACE_SECONDS),
         resending_before=now - timedelta(seconds=CLAIM_EXPIRY_SECONDS),
         mark=service.resend_mark(now),
@@ -116,6 +128,8 @@ class _Run:
     """One `resend_pending` call: its bounds, and what it did so far."""
 
     services: Services
+    # After which the run starts no SQS request.
+    deadline: Deadline
     pending_before: datetime
     resending_before: datetime
     mark: str
@@ -134,6 +148,10 @@ class _Run:
         endpoint = sqs_endpoint(services.settings)
         after: str | None = None
         while not self.more and endpoint not in self.unreachable:
+            if self.deadline.passed():
+                # Out of time: what is due waits for the next run.
+                self.more = True
+                break
             with services.read() as tx:
                 scan = service.due_sends(
                     tx,
@@ -151,14 +169,20 @@ class _Run:
                 with services.write() as tx:
                     letters = service.claim_sends(tx, domain_name=name, marks=due, claim=self.mark)
                 delivery = deliver(
-                    services.settings, [(x, queue_url) for x in letters], self.unreachable
+                    services.settings,
+                    [(x, queue_url) for x in letters],
+                    self.unreachable,
+                    self.deadline,
                 )
                 unsettled = settle(services, delivery, marked=self.mark)
                 self.sent += delivery.sent.get(name, [])
                 self.failed += [m for ids in delivery.failed.get(name, {}).values() for m in ids]
                 if name in unsettled:
-                    # Sent or not, its records keep the claim until it expires: taken again.
+                    # Its key became unusable: those sent are marked so, the others pending.
                     raise unsettled[name]
+                if delivery.left:
+                    # Out of time: those not tried are pending again, for the next run.
+                    self.more = True
             if scan.next_after is None:
                 break
             after = scan.next_after

@@ -13,16 +13,20 @@ do instead. A record whose reason names where it came from first (its `origin`: 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
 sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
-it with why the send failed. A record still marked was never delivered to SQS; dlq.resend sends
-it again (`due_sends`, `claim_sends`), marking it `SQS_RESENDING` while it does. One whose
-message reached SQS with a note in place of an object SQS could not take is marked
-`SENT_WITHOUT_OBJECT`: delivered, it is never sent again.
+it with why the send failed. The send after the commit first claims the record (`claim_pending`:
+`SQS_SENDING`, with when it began), as dlq.resend does (`due_sends`, `claim_sends`:
+`SQS_RESENDING`), so that the two never send one record both; a record still marked was never
+delivered to SQS, and dlq.resend sends it again. One whose message reached SQS with a note in
+place of an object SQS could not take is marked `SENT_WITHOUT_OBJECT`: delivered, it is never
+sent again.
 
 Only those fixed marks are stored in clear (`sink_error`), `SQS_FAILED` standing for any failure:
 the text saying why a send failed, or why the object went without, is sealed with the domain's
 key beside it (`sink_sealed`). That text names the queue and quotes the queue's or the network's
 own error message, which this server does not control and which may echo what was sent, such as
-the reason quoting a record's value. A `DeadLetter`'s `sink_error` is the whole text again.
+the reason quoting a record's value. A `DeadLetter`'s `sink_error` is the whole text again. What
+needs no key is recorded even when the domain's key cannot be used (`settle_unsealed`): a
+delivered record is marked so, never left to be sent twice.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -65,6 +69,13 @@ NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettere
 # The sink error of a record whose message reached SQS with a note in place of its object, which
 # SQS could not take (dlq.sinks), followed by why: delivered, so never sent again.
 SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
+# What follows SENT_WITHOUT_OBJECT when why could not be sealed (the domain's key was unusable
+# when the send was recorded): stored as the mark alone.
+WHY_NOT_RECORDED = "why was not recorded (the domain's key could not be used then)"
+# The sink error of a record the send after its commit is sending, followed by when it began
+# (ISO 8601): a claim, as SQS_RESENDING is, so that dlq.resend leaves the record alone until the
+# claim expires (the send after a commit is over long before: dlq.sinks.SEND_AFTER_COMMIT_SECONDS).
+SQS_SENDING = "the send to SQS after the commit is under way, started at "
 # The sink error of a record dlq.resend is sending again, followed by when it began (ISO 8601):
 # unique to that run, so its outcome only lands on records it still holds.
 SQS_RESENDING = "a resend to SQS is under way, started at "
@@ -218,8 +229,8 @@ def _stored_sink(cipher: DomainCipher, message_id: str, sink_error: str | None) 
     the marks sealed (see the module docstring)."""
     if sink_error is None or sink_error in (SQS_PENDING, NO_QUEUE, SQS_FAILED):
         return {"sink_error": sink_error, "sink_sealed": None}
-    if sink_error.startswith(SQS_RESENDING):
-        # The rest is when the resend began: a time, no data.
+    if sink_error.startswith((SQS_RESENDING, SQS_SENDING)):
+        # The rest is when the send began: a time, no data.
         return {"sink_error": sink_error, "sink_sealed": None}
     if sink_error.startswith(SENT_WITHOUT_OBJECT):
         mark, detail = SENT_WITHOUT_OBJECT, sink_error[len(SENT_WITHOUT_OBJECT) :]
@@ -234,6 +245,8 @@ def _stored_sink(cipher: DomainCipher, message_id: str, sink_error: str | None) 
 def _sink_error(cipher: DomainCipher, row: Any) -> str | None:
     """The whole sink error of a stored record (its mark, and the sealed text opened)."""
     if row.sink_sealed is None:
+        if row.sink_error == SENT_WITHOUT_OBJECT:
+            return SENT_WITHOUT_OBJECT + WHY_NOT_RECORDED
         return row.sink_error
     detail = cipher.open_record(SINK_TABLE, row.message_id, bytes(row.sink_sealed))["detail"]
     return f"{SENT_WITHOUT_OBJECT}{detail}" if row.sink_error == SENT_WITHOUT_OBJECT else detail
@@ -551,17 +564,38 @@ def missing(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> list[str
     return [m for m in message_ids if m not in found]
 
 
-def awaiting_send(tx: Tx, *, domain_name: str, message_ids: Sequence[str]) -> set[str]:
-    """Which of the messages are stored and still marked `SQS_PENDING` (not rolled back with a
-    savepoint, purged, or settled meanwhile)."""
-    rows = tx.conn.execute(
-        select(dlq_message.c.message_id).where(
-            dlq_message.c.domain_name == domain_name,
-            dlq_message.c.message_id.in_(list(message_ids)),
-            dlq_message.c.sink_error == SQS_PENDING,
+def claim_pending(tx: Tx, *, domain_name: str, message_ids: Sequence[str], claim: str) -> set[str]:
+    """Take for the send after their commit those of the messages stored and still marked
+    `SQS_PENDING` (not rolled back with a savepoint, purged, or taken by dlq.resend meanwhile):
+    they carry `claim` (`sending_mark`) now. Returns their message ids."""
+    _remark(tx, domain_name, message_ids, SQS_PENDING, claim)
+    return {
+        r.message_id
+        for chunk in in_chunks(list(message_ids))
+        for r in tx.conn.execute(
+            select(dlq_message.c.message_id).where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id.in_(chunk),
+                dlq_message.c.sink_error == claim,
+            )
         )
-    )
-    return {r.message_id for r in rows}
+    }
+
+
+def _remark(
+    tx: Tx, domain_name: str, message_ids: Sequence[str], marked: str, mark: str | None
+) -> None:
+    """Give the records still marked `marked` the sink error `mark` (a fixed one, not sealed)."""
+    for chunk in in_chunks(list(message_ids)):
+        tx.conn.execute(
+            update(dlq_message)
+            .where(
+                dlq_message.c.domain_name == domain_name,
+                dlq_message.c.message_id.in_(chunk),
+                dlq_message.c.sink_error == marked,
+            )
+            .values(sink_error=mark, sink_sealed=None)
+        )
 
 
 def settle_sends(
@@ -571,26 +605,19 @@ def settle_sends(
     sent: Sequence[str],
     failed: Mapping[str, Sequence[str]],
     without_object: Mapping[str, str] | None = None,
+    released: Sequence[str] = (),
     marked: str = SQS_PENDING,
 ) -> None:
     """Record the SQS sends' outcomes: no sink error for the `sent` message ids, unless they
     were sent `without_object` (message id → why: `SENT_WITHOUT_OBJECT` and why); for `failed`
-    (why → message ids), why the send failed. Only records still marked `marked` (what the
-    sender saw when it took them) change."""
+    (why → message ids), why the send failed; `SQS_PENDING` again for those `released` (not
+    tried: dlq.resend sends them). Only records still marked `marked` (what the sender saw when
+    it took them, or its claim) change."""
     without_object = without_object or {}
-    delivered = [m for m in sent if m not in without_object]
-    if delivered:
-        tx.conn.execute(
-            update(dlq_message)
-            .where(
-                dlq_message.c.domain_name == domain_name,
-                dlq_message.c.message_id.in_(delivered),
-                dlq_message.c.sink_error == marked,
-            )
-            .values(sink_error=None, sink_sealed=None)
-        )
-    # Sealed per record (bound to its message id): one executemany. Only these need the key:
-    # records that were sent are marked so even when it cannot be used now.
+    _remark(tx, domain_name, [m for m in sent if m not in without_object], marked, None)
+    _remark(tx, domain_name, released, marked, SQS_PENDING)
+    # Sealed per record (bound to its message id): one executemany. Only these need the key;
+    # `settle_unsealed` records the rest when it cannot be used.
     to_note = [
         (message_id, error)
         for error, message_ids in (
@@ -614,18 +641,43 @@ def settle_sends(
         )
 
 
+def settle_unsealed(
+    tx: Tx,
+    *,
+    domain_name: str,
+    sent: Sequence[str],
+    without_object: Collection[str],
+    not_sent: Sequence[str],
+    marked: str,
+) -> None:
+    """Record what needs no key of the SQS sends' outcomes, when the domain's key cannot be used
+    (`settle_sends` could not seal why): the `sent` message ids delivered — those sent
+    `without_object` marked `SENT_WITHOUT_OBJECT` alone, why not kept — so that no resend sends
+    them again; and those `not_sent` (failed or not tried) `SQS_PENDING` again, for dlq.resend,
+    why they failed being lost. Only records still marked `marked` change."""
+    _remark(tx, domain_name, [m for m in sent if m not in without_object], marked, None)
+    _remark(tx, domain_name, [m for m in sent if m in without_object], marked, SENT_WITHOUT_OBJECT)
+    _remark(tx, domain_name, not_sent, marked, SQS_PENDING)
+
+
 def resend_mark(now: datetime) -> str:
     """The `SQS_RESENDING` mark of a resend run that starts at `now`."""
     return f"{SQS_RESENDING}{now.astimezone(UTC).isoformat()}"
 
 
-def _resend_started(mark: str) -> datetime | None:
-    """When the resend marked `mark` started; None for other sink errors. A mark that cannot be
-    read counts as long ago, so its record is not stuck."""
-    if not mark.startswith(SQS_RESENDING):
+def sending_mark(now: datetime) -> str:
+    """The `SQS_SENDING` mark of a send after a commit that starts at `now`."""
+    return f"{SQS_SENDING}{now.astimezone(UTC).isoformat()}"
+
+
+def _claim_started(mark: str) -> datetime | None:
+    """When the send or resend that claimed a record with `mark` started; None for other sink
+    errors. A mark that cannot be read counts as long ago, so its record is not stuck."""
+    prefix = next((p for p in (SQS_RESENDING, SQS_SENDING) if mark.startswith(p)), None)
+    if prefix is None:
         return None
     try:
-        return datetime.fromisoformat(mark[len(SQS_RESENDING) :])
+        return datetime.fromisoformat(mark[len(prefix) :])
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
 
@@ -651,8 +703,10 @@ def due_sends(
 ) -> SendScan:
     """Look at up to `limit` records not delivered to SQS (oldest first, after message id
     `after`) and say which are due for a send: those whose send failed; those `SQS_PENDING`
-    since before `pending_before` (the send after their commit should be over by then); those
-    whose resend started before `resending_before` (its sender may have stopped)."""
+    since before `pending_before` (the send after their commit would have claimed them by then,
+    unless its process stopped, or it left them for a resend); those claimed (by a resend, or
+    by the send after their commit) before `resending_before` (their sender may have
+    stopped)."""
     rows = tx.conn.execute(
         select(dlq_message.c.message_id, dlq_message.c.sink_error, dlq_message.c.created_at)
         .where(
@@ -664,7 +718,7 @@ def due_sends(
     ).all()
     due: dict[str, str] = {}
     for row in rows:
-        started = _resend_started(row.sink_error)
+        started = _claim_started(row.sink_error)
         if row.sink_error == SQS_PENDING:
             is_due = row.created_at < pending_before
         elif started is not None:

@@ -31,10 +31,18 @@ transaction sends nothing. Sends go in SendMessageBatch requests of up to 10 mes
 (`deliver`), the one way letters reach SQS, also when dlq.resend sends them again.
 
 The send after a commit runs in the thread that ingested (a Kinesis poll, POST
-/contact-records, PutProfileObject), so it must not hold ingestion up: one attempt with short
-timeouts, and an endpoint that did not answer (`_EndpointHealth`) is not tried by it again for
-`SQS_ENDPOINT_DOWN_SECONDS` — its letters are marked failed at once, still kept, and dlq.resend
-(which tries every endpoint once per run, and so finds it back) sends them.
+/contact-records, PutProfileObject), so it must not hold ingestion up: one attempt per request
+with short timeouts, and an endpoint that did not answer (`_EndpointHealth`) is not tried by it
+again for `SQS_ENDPOINT_DOWN_SECONDS` — its letters are marked failed at once, still kept, and
+dlq.resend (which tries every endpoint once per run, and so finds it back) sends them. A slow
+endpoint that does answer is bounded too: one send after a commit may make many requests (a
+batch per 10 letters; for a batch refused whole, the queue's size read and each letter alone,
+some again with the note), and starts none once `SEND_AFTER_COMMIT_SECONDS` have passed
+(`Deadline`): the letters not tried are marked pending again, for dlq.resend.
+
+The send after a commit claims its records first (`service.claim_pending`), as dlq.resend does:
+neither sends a record the other holds, so a slow send after a commit and a resend never put one
+letter in the queue twice. Its outcome lands only on the records it still holds (`settle`).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +79,10 @@ SQS_READ_TIMEOUT_SECONDS = 5
 # How long the send after a commit leaves an endpoint that did not answer alone (dlq.resend's
 # default interval: it tries the endpoint at each run, and marks it up when it answers).
 SQS_ENDPOINT_DOWN_SECONDS = 300
+# How long the send after a commit may go on starting SQS requests (a request started just
+# before may still take the timeouts above): about 30 s at most in all, far within the claim's
+# expiry (dlq.resend.CLAIM_EXPIRY_SECONDS). The letters not tried by then wait for dlq.resend.
+SEND_AFTER_COMMIT_SECONDS = 20
 # How long a queue's MaximumMessageSize, once read, is trusted (an administrator may change it).
 QUEUE_LIMIT_CACHE_SECONDS = 600
 # SendMessageBatch takes up to 10 messages; their total size is capped too, as is one message's
@@ -455,25 +467,44 @@ class _QueueLimits:
 _LIMITS = _QueueLimits()
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """A time after which a delivery starts no SQS request, read on `clock` (seconds, as
+    time.monotonic counts them)."""
+
+    until: float
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
+
+    def passed(self) -> bool:
+        return self.clock() >= self.until
+
+
 @dataclass
 class Delivery:
     """What became of some letters' SQS sends, by domain: the message ids sent, those of them
-    sent with a note in place of their object (message id → why), and the ids not sent by
-    why."""
+    sent with a note in place of their object (message id → why), the ids not sent by why, and
+    those not tried, the deadline passed."""
 
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     without_object: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     failed: dict[str, dict[str, list[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
+    left: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 def deliver(
     settings: Settings,
     letters: Sequence[tuple[DeadLetter, str]],
     unreachable: dict[str, str] | None = None,
+    deadline: Deadline | None = None,
 ) -> Delivery:
-    """Send letters to their queue URLs in batches.
+    """Send letters to their queue URLs in batches; none once `deadline` has passed (they are
+    `left`).
 
     The send after a commit passes no `unreachable`: an endpoint the process saw not answering
     lately (`_EndpointHealth`) is not tried, its letters failed at once. A resend passes its
@@ -485,7 +516,7 @@ def deliver(
         by_queue[queue_url].append(letter)
     delivery = Delivery()
     for queue_url, queued in by_queue.items():
-        _ToQueue(SqsSink(settings, queue_url), delivery, unreachable).send(queued)
+        _ToQueue(SqsSink(settings, queue_url), delivery, unreachable, deadline).send(queued)
     return delivery
 
 
@@ -493,11 +524,16 @@ class _ToQueue:
     """The sends of one `deliver` call to one queue, their outcomes noted in `delivery`."""
 
     def __init__(
-        self, sink: SqsSink, delivery: Delivery, unreachable: dict[str, str] | None
+        self,
+        sink: SqsSink,
+        delivery: Delivery,
+        unreachable: dict[str, str] | None,
+        deadline: Deadline | None,
     ) -> None:
         self._sink = sink
         self._delivery = delivery
         self._run = unreachable
+        self._deadline = deadline
         fresh, limit = _LIMITS.known(sink.queue_url)
         self._limit = limit if fresh else None
 
@@ -511,6 +547,10 @@ class _ToQueue:
     def _send(self, batch: Sequence[DeadLetter], note: str | None = None) -> None:
         """Send the batch (with a note saying `note` in place of its one letter's object, when
         given), and what it refused again in another form when that may get through."""
+        if self._out_of_time():
+            for letter in batch:
+                self._delivery.left[letter.domain_name].append(letter.message_id)
+            return
         down = self._down()
         if down is not None:
             self._failed(batch, down)
@@ -563,10 +603,16 @@ class _ToQueue:
         return _size(letter) > (self._limit or SQS_BATCH_BYTES)
 
     def _learn_limit(self) -> None:
+        if self._out_of_time():
+            # Not worth the request: the letters after it would not be sent anyway.
+            return
         try:
             self._limit = _LIMITS.read(self._sink)
         except SinkError as exc:
             self._not_answering(exc)
+
+    def _out_of_time(self) -> bool:
+        return self._deadline is not None and self._deadline.passed()
 
     def _down(self) -> str | None:
         """Why the queue's endpoint is not to be tried now, in the words of a letter's sink
@@ -596,41 +642,52 @@ def settle(
     services: Services, delivery: Delivery, *, marked: str = service.SQS_PENDING
 ) -> dict[str, ServiceError]:
     """Record the outcomes in the local store, on the records still marked `marked` (the mark
-    the sender saw: a record settled, purged or taken over meanwhile is left as it is).
+    the sender saw, or its claim: a record settled, purged or taken over meanwhile is left as
+    it is). Letters `left` (not tried) are marked `SQS_PENDING` again, for dlq.resend.
 
-    Each domain in a transaction of its own. Why a send failed is sealed with the domain's key:
-    a domain whose key cannot be used now (disabled, KMS unreachable) keeps the mark `marked`
-    on those records, for a later resend, and is returned with the error; its records that
-    were sent are still marked so, which needs no key."""
+    Each domain in a transaction of its own. Why a send failed, or why a letter went without
+    its object, is sealed with the domain's key. A domain whose key cannot be used now
+    (disabled, KMS unreachable) is returned with the error, and what needs no key is recorded
+    (`service.settle_unsealed`): every letter delivered — with its object or with the note — is
+    marked so, or a resend would send it again (a second message in the queue); the others are
+    `SQS_PENDING` again, for a resend."""
     unsettled: dict[str, ServiceError] = {}
-    for domain_name in sorted(set(delivery.sent) | set(delivery.failed)):
+    for domain_name in sorted(set(delivery.sent) | set(delivery.failed) | set(delivery.left)):
         sent = delivery.sent.get(domain_name, [])
         without_object = delivery.without_object.get(domain_name, {})
+        failed = delivery.failed.get(domain_name, {})
+        left = delivery.left.get(domain_name, [])
         try:
             with services.write() as tx:
                 service.settle_sends(
                     tx,
                     domain_name=domain_name,
                     sent=sent,
-                    failed=delivery.failed.get(domain_name, {}),
+                    failed=failed,
                     without_object=without_object,
+                    released=left,
                     marked=marked,
                 )
         except ServiceError as exc:
             unsettled[domain_name] = exc
-            delivered = [m for m in sent if m not in without_object]
-            if delivered:
-                # Sent again at a resend otherwise: a second message in the queue.
-                with services.write() as tx:
-                    service.settle_sends(
-                        tx, domain_name=domain_name, sent=delivered, failed={}, marked=marked
-                    )
+            with services.write() as tx:
+                service.settle_unsealed(
+                    tx,
+                    domain_name=domain_name,
+                    sent=sent,
+                    without_object=set(without_object),
+                    not_sent=[*(m for ids in failed.values() for m in ids), *left],
+                    marked=marked,
+                )
     return unsettled
 
 
 class _SqsOutbox:
     """The dead letters of one transaction that wait for their SQS send; registered once per
     transaction with `Tx.after_commit`."""
+
+    # What the send's deadline (`SEND_AFTER_COMMIT_SECONDS`) is measured on; tests set theirs.
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -653,25 +710,31 @@ class _SqsOutbox:
             return
         for domain_name, error in unsettled.items():
             # A key unusable since the commit (disabled, KMS out of reach) cannot seal why a
-            # send failed: those records keep the pending mark, and dlq.resend takes them.
+            # send failed or went without its object: the letters delivered are marked so all
+            # the same, and the others pending again, for dlq.resend.
             logger.warning(
-                "Domain %s: could not record the failed SQS sends of its dead letters (%s); "
-                "they stay marked as not sent.",
+                "Domain %s: could not record why SQS sends of its dead letters failed or went "
+                "without their object (%s); those delivered are marked so, the others stay "
+                "marked as not sent.",
                 domain_name,
                 error.code,
             )
 
     def _flush(self) -> dict[str, ServiceError]:
+        deadline = Deadline.after(SEND_AFTER_COMMIT_SECONDS, self.clock)
         by_domain: dict[str, list[str]] = defaultdict(list)
         for letter, _ in self.letters:
             by_domain[letter.domain_name].append(letter.message_id)
-        # Only records that were committed: a savepoint rolled back may have undone some.
-        with self._services.read() as tx:
-            stored = {
+        # Only records that were committed (a savepoint rolled back may have undone some), and
+        # not taken by a resend meanwhile (one that committed long ago, say); claimed, so that
+        # no resend takes them while they are sent.
+        claim = service.sending_mark(datetime.now(UTC))
+        with self._services.write() as tx:
+            claimed = {
                 (domain_name, message_id)
                 for domain_name, ids in by_domain.items()
-                for message_id in service.awaiting_send(
-                    tx, domain_name=domain_name, message_ids=ids
+                for message_id in service.claim_pending(
+                    tx, domain_name=domain_name, message_ids=ids, claim=claim
                 )
             }
         return settle(
@@ -681,9 +744,11 @@ class _SqsOutbox:
                 [
                     (letter, queue_url)
                     for letter, queue_url in self.letters
-                    if (letter.domain_name, letter.message_id) in stored
+                    if (letter.domain_name, letter.message_id) in claimed
                 ],
+                deadline=deadline,
             ),
+            marked=claim,
         )
 
 
