@@ -35,7 +35,7 @@ from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 from openprofiles.crypto.providers import ProviderResolver, local_wrap_header, other_material
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
-from openprofiles.domains.unreadable import DROP_COMMAND
+from openprofiles.domains.unreadable import DROP_COMMAND, keyring_problem
 from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
@@ -226,12 +226,21 @@ def _check_keyring_opens(
         problem = "its default key does not open the API credentials stored in the database"
     gone = ""
     if missing:
-        # The way forward when no copy of the key is left (domains.unreadable).
-        commands = ", ".join(f"`{DROP_COMMAND.format(name=n)}`" for n in sorted(absent_domains))
-        gone = (
-            " If no copy of a missing key is left, the data of the domains under it cannot be "
-            f"read again: drop them with {commands}."
-        )
+        # The way forward when no copy of the key is left (domains.unreadable), only when the
+        # keyring is proven the database's: with another data dir's, every key looks missing.
+        with database.read() as conn:
+            unproven = keyring_problem(conn, keys)
+        if unproven is None:
+            commands = ", ".join(f"`{DROP_COMMAND.format(name=n)}`" for n in sorted(absent_domains))
+            gone = (
+                " If no copy of a missing key is left, the data of the domains under it cannot "
+                f"be read again: drop them with {commands}."
+            )
+        else:
+            gone = (
+                f" A lost key cannot be told from a keyring that is not the database's here "
+                f"({unproven}), so no domain can be dropped for it either."
+            )
     raise KeyringError(
         f"The keyring {settings.keyring_path} is not the one this database's data was sealed "
         f"under: {problem}. It was made anew, copied from another installation, or is an older "

@@ -7,11 +7,18 @@ The operator's problem (a session's note): the refusal said "Make the key usable
 delete the domain) and start again", but deleting the domain needed the old release, as the
 new one does not start until the upgrade succeeds; with a KMS key deleted, there was no way
 forward with the new release. And it named one domain, so the next was found at the next start.
+
+Then a review: the drop took any failure but an outage for a key gone for good, and dropped
+domains whose key was only disabled or pending deletion, or that the operator's shell could not
+use (no AWS credentials, another region); with no API credential stored it had no proof the
+keyring was the database's, and dropped with another data dir's; and it asked KMS while holding
+the migrations' transaction, stalling a running server's writes. Each has its test here.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,17 +27,27 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import inspect, text
-from tests.unit.integrations.integ_helpers import INSTANCE, OTHER_INSTANCE, associate, ctr, send
+from tests.support.kms_proxy import kms_proxy
+from tests.unit.integrations.integ_helpers import (
+    INSTANCE,
+    OTHER_INSTANCE,
+    associate,
+    ctr,
+    make_domain,
+    send,
+)
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.contacts.history import contact_history
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import create_domain
+from openprofiles.domains.unreadable import Dropped, drop_unreadable
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
 from openprofiles.store.migrate import downgrade_to
+from openprofiles.users.service import create_user
 
 THIRD_INSTANCE = (
     "arn:aws:connect:us-east-1:111122223333:instance/3a908e11-dddd-eeee-ffff-1e7e0f2168aa"
@@ -166,67 +183,6 @@ def _drop_command(name: str) -> str:
     return f"`openprofiles domains drop-unreadable {name} --confirm`"
 
 
-@pytest.mark.parametrize("before", ["0017", "0019", "0021"])
-def test_an_upgrade_names_every_unusable_domain_and_dropping_them_lets_it_go_on(
-    settings: Settings, before: str
-) -> None:
-    """Stopped at 0018, 0020 or 0022: the message names both domains whose keys are disabled,
-    with the command that drops each; the drop works with this release at that revision, and
-    the upgrade then finishes, the other domain's data intact."""
-    keyring = Keyring(settings.keyring_path)
-    k1 = keyring.create_key("k1").arn(settings.region, settings.account_id)
-    k2 = keyring.create_key("k2").arn(settings.region, settings.account_id)
-    _domains_with_contacts(settings, {"d1": k1, "d2": k2, "d3": None})
-    _back_to(settings, before)
-    keyring.disable(k1)
-    keyring.disable(k2)
-
-    stopped = _cli(settings, "credentials", "list")
-    assert stopped.exit_code == 1, stopped.output
-    message = " ".join(stopped.output.split())
-    assert "domain d1 with its key, which cannot be used" in message
-    assert f"The local key {k1} is disabled" in message
-    assert "Other domains whose key cannot be used either: d2 (The local key" in message
-    assert _drop_command("d1") in message and _drop_command("d2") in message
-    assert "d3 " not in message and "d3)" not in message
-    assert "cannot be undone" in message and "Traceback" not in stopped.output
-    assert _revision(settings) == before
-
-    dry = _cli(settings, "domains", "drop-unreadable", "d1")
-    assert dry.exit_code == 0, dry.output
-    assert "Nothing was deleted: give --confirm" in dry.output
-    assert "contact_record 1" in dry.output and "profile 1" in dry.output
-    assert _rows_of(settings, "d1")["domain"] == 1
-
-    for name in ("d1", "d2"):
-        dropped = _cli(settings, "domains", "drop-unreadable", name, "--confirm")
-        assert dropped.exit_code == 0, dropped.output
-        assert f"Dropped the domain {name} and its" in dropped.output
-        assert "Start OpenProfiles again: an upgrade that stopped" in dropped.output
-        assert _rows_of(settings, name) == {}
-        assert _revision(settings) == before
-
-    assert _cli(settings, "credentials", "list").exit_code == 0
-    assert _revision(settings) != before
-    assert _contacts_of(settings, "d3") == ["c-d3"]
-
-
-def test_the_message_after_one_drop_names_only_the_domain_left(settings: Settings) -> None:
-    keyring = Keyring(settings.keyring_path)
-    k1 = keyring.create_key("k1").arn(settings.region, settings.account_id)
-    k2 = keyring.create_key("k2").arn(settings.region, settings.account_id)
-    _domains_with_contacts(settings, {"d1": k1, "d2": k2})
-    _back_to(settings, "0021")
-    keyring.disable(k1)
-    keyring.disable(k2)
-    assert _cli(settings, "domains", "drop-unreadable", "d1", "--confirm").exit_code == 0
-    stopped = _cli(settings, "credentials", "list")
-    message = " ".join(stopped.output.split())
-    assert stopped.exit_code == 1
-    assert "domain d2 with its key" in message and _drop_command("d2") in message
-    assert "d1 " not in message and "either" not in message
-
-
 def test_a_domain_whose_local_key_is_lost_from_the_keyring_is_dropped(settings: Settings) -> None:
     """A local key gone from keyring.json (a keyring restored from before the key was made):
     the start-up check refuses the database before any migration; dropping the domain is the way
@@ -307,37 +263,6 @@ def _domains_with_contacts_on_kms(
 
 
 @pytest.mark.moto
-def test_a_domain_under_a_deleted_kms_key_named_by_its_alias_is_dropped(
-    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The case with no way back: the KMS key the domain names by an alias ARN is deleted. The
-    message names the alias and the drop; the drop goes through."""
-    settings = replace(settings, kms_endpoint_url=moto_url, aws_region="us-east-1")
-    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
-    key = kms.create_key()["KeyMetadata"]
-    kms.create_alias(AliasName="alias/op-billing", TargetKeyId=key["KeyId"])
-    alias = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:alias/op-billing"
-    _domains_with_contacts_on_kms(settings, monkeypatch, moto_url, {"d1": alias, "d3": None})
-    _back_to(settings, "0021")
-    # As AWS does once the key is deleted (moto's Decrypt ignores a key's state, not its alias).
-    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
-    kms.delete_alias(AliasName="alias/op-billing")
-
-    stopped = _cli(settings, "credentials", "list")
-    message = " ".join(stopped.output.split())
-    assert stopped.exit_code == 1, stopped.output
-    assert f"The KMS key {alias} does not exist in region us-east-1" in message
-    assert _drop_command("d1") in message
-
-    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
-    assert dropped.exit_code == 0, dropped.output
-    assert f"The key of domain d1 cannot be used: The KMS key {alias}" in dropped.output
-    assert _cli(settings, "credentials", "list").exit_code == 0
-    assert _rows_of(settings, "d1") == {}
-    assert _contacts_of(settings, "d3") == ["c-d3"]
-
-
-@pytest.mark.moto
 def test_a_kms_key_that_cannot_be_reached_now_is_no_reason_to_drop(
     settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -361,3 +286,269 @@ def test_a_kms_key_that_cannot_be_reached_now_is_no_reason_to_drop(
     assert refused.exit_code == 1, refused.output
     assert "cannot be used now, but that may pass" in refused.output
     assert _rows_of(settings, "d1")["profile"] == 1
+
+
+@pytest.mark.moto
+@pytest.mark.parametrize("before", ["0017", "0019", "0021"])
+def test_an_upgrade_names_every_unusable_domain_with_its_way_forward(
+    settings: Settings,
+    before: str,
+    moto_url: str,
+    aws_env: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stopped at 0018, 0020 or 0022: the message names both domains whose keys cannot be used,
+    each with its way forward: the drop for d1, whose KMS key is deleted; `keys enable` for d2,
+    whose local key is only disabled, which the drop refuses (it used to drop it: the data was
+    gone when the key was enabled again). The drop works at that revision; once d2's key is
+    enabled, the upgrade finishes, the other domains' data intact."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        deleted = kms.create_key()["KeyMetadata"]["Arn"]
+        keyring = Keyring(settings.keyring_path)
+        k2 = keyring.create_key("k2").arn(settings.region, settings.account_id)
+        _domains_with_contacts_on_kms(
+            settings, monkeypatch, proxy.url, {"d1": deleted, "d2": k2, "d3": None}
+        )
+        _back_to(settings, before)
+        proxy.delete(deleted)
+        keyring.disable(k2)
+
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1, stopped.output
+        assert "with its key, which cannot be used" in message
+        assert "The domains whose key cannot be used (2), each with its way forward" in message
+        assert f"The KMS key {deleted} does not exist" in message
+        assert "d1: its key is gone for good" in message
+        assert _drop_command("d1") in message and "drop-unreadable d2" not in message
+        assert f"The local key {k2} is disabled" in message and "d2: " in message
+        assert f"enable it (`openprofiles keys enable {k2}`)" in message
+        assert "d3:" not in message and "domain d3" not in message
+        assert "cannot be undone" in message and "Traceback" not in stopped.output
+        assert _revision(settings) == before
+
+        refused = _cli(settings, "domains", "drop-unreadable", "d2", "--confirm")
+        assert refused.exit_code == 1, refused.output
+        assert "is not gone for good" in refused.output and "Nothing was deleted" in refused.output
+        assert _rows_of(settings, "d2")["profile"] == 1
+
+        dry = _cli(settings, "domains", "drop-unreadable", "d1")
+        assert dry.exit_code == 0, dry.output
+        assert "Nothing was deleted: give --confirm" in dry.output
+        assert "contact_record 1" in dry.output and "profile 1" in dry.output
+        assert _rows_of(settings, "d1")["domain"] == 1
+        dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert dropped.exit_code == 0, dropped.output
+        assert "Dropped the domain d1 and its" in dropped.output
+        assert _rows_of(settings, "d1") == {}
+        assert _revision(settings) == before
+
+        # Only the domain left is named now, with its own way forward.
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1
+        assert "domain d2 with its key" in message
+        assert "d1:" not in message and "domain d1" not in message
+        assert "drop-unreadable" not in message and "each with its way" not in message
+        keyring.enable(k2)
+        assert _cli(settings, "credentials", "list").exit_code == 0
+        assert _revision(settings) != before
+        assert _contacts_of(settings, "d2") == ["c-d2"]
+        assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+@pytest.mark.moto
+def test_a_kms_key_disabled_pending_deletion_or_out_of_the_shell_s_reach_is_not_dropped(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drop took any KMS failure but an outage for a key gone: it dropped a domain whose key
+    was disabled or pending deletion (undone in KMS, too late), or that the operator's shell
+    could not use (another region, no AWS credentials) while the server could. Each is refused
+    now with its recovery step, and the domain is there when the key works again."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        created = kms.create_key()["KeyMetadata"]
+        key, key_id = created["Arn"], created["KeyId"]  # moto changes a key's state by its id
+        _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": key})
+        _back_to(settings, "0021")
+
+        def refused(expected: str) -> None:
+            result = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+            text = " ".join(result.output.split())
+            assert result.exit_code == 1, result.output
+            assert "is not gone for good" in text and expected in text, text
+            assert _rows_of(settings, "d1")["profile"] == 1
+
+        kms.disable_key(KeyId=key_id)
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1
+        assert "enable it (in KMS: aws kms enable-key)" in message
+        assert "drop-unreadable" not in message
+        refused("enable it (in KMS: aws kms enable-key)")
+
+        kms.enable_key(KeyId=key_id)
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        refused("cancel its deletion (aws kms cancel-key-deletion")
+        kms.cancel_key_deletion(KeyId=key_id)
+        kms.enable_key(KeyId=key_id)
+
+        monkeypatch.setenv("OPENPROFILES_AWS_REGION", "eu-west-1")
+        refused(f"The KMS key {key} is in region us-east-1, but KMS is called in region eu-west-1")
+        monkeypatch.setenv("OPENPROFILES_AWS_REGION", "us-east-1")
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        refused("No AWS credentials were found")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+        assert _cli(settings, "credentials", "list").exit_code == 0
+        assert _contacts_of(settings, "d1") == ["c-d1"]
+
+
+@pytest.mark.moto
+def test_a_deleted_kms_key_is_dropped_only_on_kms_s_proof(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The domain names its KMS key by an alias ARN. The alias deleted, the key not: KMS still
+    unwraps the data key, so nothing is dropped. The key deleted too: a NotFound is proof only
+    from a client another call shows working (here ListKeys, refused first); then the message
+    names the drop, which goes through."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        key = kms.create_key()["KeyMetadata"]
+        kms.create_alias(AliasName="alias/op-billing", TargetKeyId=key["KeyId"])
+        alias = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:alias/op-billing"
+        _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": alias, "d3": None})
+        _back_to(settings, "0021")
+        kms.delete_alias(AliasName="alias/op-billing")
+
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1, stopped.output
+        assert f"still holds the key {key['Arn']} the data key was wrapped under" in message
+        assert "drop-unreadable" not in message
+        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert refused.exit_code == 1 and "still holds the key" in refused.output
+
+        proxy.delete(key["Arn"])
+        proxy.refuse("ListKeys", "AccessDeniedException")
+        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        text = " ".join(refused.output.split())
+        assert refused.exit_code == 1, refused.output
+        assert "no other call to it succeeded" in text and "ListKeys failed" in text
+        assert _rows_of(settings, "d1")["profile"] == 1
+
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1, stopped.output
+        assert f"The KMS key {alias} does not exist in region us-east-1" in message
+        assert _drop_command("d1") in message
+        dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert dropped.exit_code == 0, dropped.output
+        assert f"The key of domain d1 cannot be used: The KMS key {alias}" in dropped.output
+        assert _cli(settings, "credentials", "list").exit_code == 0
+        assert _rows_of(settings, "d1") == {}
+        assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+def test_without_proof_of_the_keyring_no_domain_is_dropped(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With no API credential stored, the drop had no proof the keyring was the database's: with
+    another data dir's keyring it dropped a domain whose key is fine in the server's, and the
+    start-up check told the operator to. Now: nothing sealed under the default key and no
+    domain's key in the keyring is no proof, and refused; a web user's sealed name is proof
+    (and disproof), as a domain whose key unwraps is."""
+    keyring = Keyring(settings.keyring_path)
+    k1 = keyring.create_key("k1").arn(settings.region, settings.account_id)
+    services = build_services(settings)
+    try:
+        make_domain(services, "d1", k1)
+    finally:
+        services.database.dispose()
+    elsewhere = replace(
+        settings, data_dir=tmp_path / "elsewhere", database_url=settings.effective_database_url
+    )
+    Keyring(elsewhere.keyring_path).default_key()  # another installation's keyring
+
+    started = _cli(elsewhere, "credentials", "list")
+    text = " ".join(started.output.split())
+    assert started.exit_code == 1, started.output
+    assert f"does not hold the local key {k1}" in text
+    assert "A lost key cannot be told from a keyring that is not the database's" in text
+    assert "drop-unreadable" not in text
+    refused = _cli(elsewhere, "domains", "drop-unreadable", "d1", "--confirm")
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "nothing in the database proves the keyring" in text
+    assert _rows_of(settings, "d1")["domain"] == 1
+
+    services = build_services(settings)
+    try:
+        with services.write() as tx:
+            create_user(tx, username="ops@example.com", password="a long pass phrase", role="admin")
+    finally:
+        services.database.dispose()
+    refused = _cli(elsewhere, "domains", "drop-unreadable", "d1", "--confirm")
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "its default key does not open the web users' names" in text
+    assert _rows_of(settings, "d1")["domain"] == 1
+
+    # The server's own keyring, the key lost from it: the sealed name proves it the database's.
+    document = json.loads(settings.keyring_path.read_text())
+    document["keys"] = [k for k in document["keys"] if k["alias"] != "k1"]
+    settings.keyring_path.write_text(json.dumps(document))
+    started = _cli(settings, "credentials", "list")
+    assert started.exit_code == 1 and _drop_command("d1") in " ".join(started.output.split())
+    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    assert dropped.exit_code == 0, dropped.output
+    assert _rows_of(settings, "d1") == {}
+
+
+@pytest.mark.moto
+def test_the_drop_asks_kms_without_holding_the_database(
+    sqlite_settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drop asked KMS about the key inside the migrations' transaction (on SQLite, BEGIN
+    IMMEDIATE under the writer lock): a KMS taking its timeouts and retries held every write of
+    a server on the database as long (59 s in review). Now a write goes through while the drop
+    waits on KMS, and the drop then finishes."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(sqlite_settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": key, "d3": None})
+        proxy.delete(key)
+        held = proxy.hold("Decrypt")
+        dropped: list[Dropped] = []
+        drop = threading.Thread(
+            target=lambda: dropped.append(drop_unreadable(settings, "d1", confirm=True))
+        )
+        drop.start()
+        database = Database.from_settings(settings)
+
+        def write() -> None:
+            with database.write() as conn:
+                conn.execute(text("DELETE FROM credential WHERE access_key_id = 'none'"))
+
+        writer = threading.Thread(target=write)
+        try:
+            assert held.reached.wait(timeout=60)
+            writer.start()
+            writer.join(timeout=10)
+            assert not writer.is_alive(), "a write waited on the drop's call to KMS"
+        finally:
+            held.release.set()
+            drop.join(timeout=120)
+            if writer.ident is not None:
+                writer.join(timeout=60)
+            database.dispose()
+        assert dropped and dropped[0].deleted
+        assert _rows_of(settings, "d1") == {}

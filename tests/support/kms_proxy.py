@@ -8,6 +8,13 @@ forwards every request to moto and, for the operations that use a key, answers w
 when the key named in moto's reply is not enabled: `DisabledException` (disabled) or
 `KMSInvalidStateException` (pending deletion, pending import).
 
+`delete(key_arn)` makes the key deleted, as AWS KMS has it once the waiting period is over and moto
+never does: every operation naming the key, or whose reply names it (Decrypt of a data key
+wrapped under it, without KeyId), answers `NotFoundException`.
+
+`hold(op)` keeps the next call of an operation waiting, once it has arrived, until the test
+releases it: what a caller does meanwhile (a KMS call that takes its timeouts) is then seen.
+
 `refuse(op, code, after=N, times=M)` also answers the next M calls of an operation, after N that
 go through, with an AWS error: KMS throttling, or a key disabled between two calls of one pass,
 at a chosen call (moto never throttles).
@@ -39,6 +46,15 @@ _NOT_ENABLED = {
 
 
 @dataclass
+class Held:
+    """A call kept waiting by `KmsProxy.hold`: `reached` is set when it arrives; it goes on to
+    moto when `release` is set."""
+
+    reached: threading.Event
+    release: threading.Event
+
+
+@dataclass
 class _Fault:
     code: str
     after: int
@@ -52,6 +68,8 @@ class KmsProxy:
         self.moto_url = moto_url
         self.url = ""
         self._faults: dict[str, _Fault] = {}
+        self._deleted: set[str] = set()
+        self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
         # moto's own client per region, to read a key's state.
         self._clients: dict[str, Any] = {}
@@ -60,6 +78,24 @@ class KmsProxy:
         """Answer `code` to `times` calls of `op`, after `after` calls that go through."""
         with self._lock:
             self._faults[op] = _Fault(code, after, times)
+
+    def hold(self, op: str) -> Held:
+        """Keep the next call of `op` waiting until the returned Held is released."""
+        held = Held(threading.Event(), threading.Event())
+        with self._lock:
+            self._held[op] = held
+        return held
+
+    def delete(self, key_arn: str) -> None:
+        """From now on, answer for the key `key_arn` as KMS does for a deleted key."""
+        with self._lock:
+            self._deleted.add(key_arn)
+
+    def _names_deleted(self, reply: bytes) -> str | None:
+        found = json.loads(reply) if reply else {}
+        named = {found.get("KeyId"), found.get("KeyMetadata", {}).get("Arn")}
+        with self._lock:
+            return next((k for k in named if k in self._deleted), None)
 
     def _fault(self, op: str) -> str | None:
         with self._lock:
@@ -88,9 +124,17 @@ class KmsProxy:
 
     def answer(self, op: str | None, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """What the endpoint answers a POST of `op` with `body` (status, JSON body)."""
+        with self._lock:
+            held = self._held.pop(op, None) if op is not None else None
+        if held is not None:
+            held.reached.set()
+            held.release.wait(timeout=120)
         if op is not None and (code := self._fault(op)) is not None:
             return 400, json.dumps({"__type": code, "message": "refused by the test"}).encode()
         status, reply = self._forward(body, headers)
+        if status == 200 and (gone := self._names_deleted(reply)) is not None:
+            message = f"Key '{gone}' does not exist"
+            return 400, json.dumps({"__type": "NotFoundException", "message": message}).encode()
         if status == 200 and op in KEY_OPERATIONS:
             key_id = json.loads(reply).get("KeyId")
             state = self._key_state(key_id) if key_id else "Enabled"

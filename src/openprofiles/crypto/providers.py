@@ -384,6 +384,78 @@ class KmsKeyProvider:
                 KeyProblem.WRONG_KEY_TYPE,
             )
 
+    def confirm_deleted(
+        self, key_id: str, wrapped: bytes, context: Mapping[str, str], witnesses: list[str]
+    ) -> None:
+        """Return only when KMS proves the key `key_id` (a key or alias ARN) deleted, and the
+        data key `wrapped` under no key it holds; else KeyUnusable says what KMS answered (the
+        key disabled, pending deletion, not allowed) or why its answer proves nothing. A
+        NotFound from the wrong region, or from an endpoint that is not the server's, is no
+        proof: the client must call KMS in the ARN's region, and succeed in another call there,
+        on one of `witnesses` (other domains' KMS keys) or, failing those, ListKeys."""
+        client = self._kms()
+        region = str(self._region or client.meta.region_name)
+        named = key_id.split(":")[3]
+        if named != region:
+            raise KeyUnusable(
+                f"The KMS key {key_id} is in region {named}, but KMS is called in region "
+                f"{region}, where it cannot be found whether or not it exists; set "
+                f"OPENPROFILES_AWS_REGION={named}, as the server runs with.",
+                KeyProblem.CREDENTIALS,
+            )
+        try:
+            self._check_key(client, key_id)  # disabled, pending deletion: KeyUnusable
+            found = True
+        except ClientError as exc:
+            problem = self._unusable(key_id, exc)
+            if problem.problem is not KeyProblem.NOT_FOUND:
+                raise problem from None
+            found = False
+        except BotoCoreError as exc:
+            raise self._unusable(key_id, exc) from None
+        if found:
+            raise KeyUnusable(
+                f"KMS describes the key {key_id} as enabled: it is not deleted.",
+                KeyProblem.INVALID_CIPHERTEXT,
+            )
+        try:
+            # Without KeyId: the key the data key was wrapped under, even when the alias naming
+            # it is gone (deleted or moved) and the key itself is not.
+            response = client.decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(context))
+        except (ClientError, BotoCoreError) as exc:
+            problem = self._unusable(key_id, exc)
+            if problem.problem not in (KeyProblem.NOT_FOUND, KeyProblem.INVALID_CIPHERTEXT):
+                raise problem from None
+        else:
+            raise KeyUnusable(
+                f"KMS does not find {key_id}, but it still holds the key "
+                f"{response.get('KeyId', '?')} the data key was wrapped under: give that key "
+                "back the alias (aws kms create-alias), or change the domain's key to it.",
+                KeyProblem.NOT_FOUND,
+            )
+        for other in witnesses:
+            try:
+                client.describe_key(KeyId=other)
+                return
+            except (ClientError, BotoCoreError):
+                continue
+        try:
+            client.list_keys(Limit=1)
+        except (ClientError, BotoCoreError) as exc:
+            failed = (
+                exc.response.get("Error", {}).get("Code", "Unknown")
+                if isinstance(exc, ClientError)
+                else type(exc).__name__
+            )
+            raise KeyUnusable(
+                f"KMS at {self._endpoint()} answers that the key {key_id} does not exist, but no "
+                "other call to it succeeded (no other domain's KMS key could be described, and "
+                f"ListKeys failed: {failed}), so its answer cannot "
+                "be told from that of an endpoint or account the key never was in. Run with the "
+                "AWS credentials and KMS endpoint the server runs with, allowed kms:ListKeys.",
+                KeyProblem.CREDENTIALS,
+            ) from None
+
     def _kms(self) -> Any:
         # One client per provider, made on first use: creating it reads credentials and the
         # region, which must not happen at import or startup when no KMS key is used.

@@ -27,13 +27,16 @@ def domains() -> None:
 def drop_unreadable_command(
     data_dir: Path | None, database_url: str | None, name: str, confirm: bool
 ) -> None:
-    """Delete the domain NAME and every row of its data, when its key cannot be used (disabled,
-    deleted, or missing from the keyring); without --confirm, say what would be deleted.
+    """Delete the domain NAME and every row of its data, when its key is gone for good (a KMS
+    key deleted, a local key missing from the data dir's keyring); without --confirm, say what
+    would be deleted.
 
     For an upgrade that stops because a domain's key cannot be used, when the key is gone for
     good: it works before the upgrade, at the schema the database is at. It cannot be undone,
     though without its key the domain's data cannot be read anyway. A domain whose key works is
-    not dropped (DeleteDomain deletes it), nor one whose key cannot be reached only for now."""
+    not dropped (DeleteDomain deletes it), nor one whose key is disabled, pending deletion,
+    cannot be reached for now, or cannot be used with this shell's AWS set-up, nor any domain
+    when the keyring cannot be proven to be the database's: the refusal says what to do."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from openprofiles.crypto.errors import KeyringError
