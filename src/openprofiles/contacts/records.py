@@ -226,8 +226,12 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
-def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
-    """The contact record, or ContactRecordInvalid saying what is wrong with it."""
+def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> ContactRecord:
+    """The contact record, or ContactRecordInvalid saying what is wrong with it.
+
+    `phone_region` reads a telephone number without a country code, as ingestion normalises
+    it (settings.default_phone_region, OPENPROFILES_DEFAULT_PHONE_REGION): a national number is
+    a possible number of that region's."""
     if isinstance(parsed, ContactRecordInvalid):
         raise parsed
     if len(raw) > MAX_OBJECT_CHARS:
@@ -293,7 +297,7 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
         contact_id=contact_id,
         instance_arn=instance_arn.strip(),
         channel=channel,
-        customer_endpoint=_endpoint(parsed.get("CustomerEndpoint"), contact_id),
+        customer_endpoint=_endpoint(parsed.get("CustomerEndpoint"), contact_id, phone_region),
         initiation=_timestamp(parsed, "InitiationTimestamp", contact_id),
         last_update=_timestamp(parsed, "LastUpdateTimestamp", contact_id),
         source=parsed,
@@ -301,7 +305,7 @@ def parse_contact_record(parsed: Any, raw: str) -> ContactRecord:
     )
 
 
-def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
+def _endpoint(value: Any, contact_id: str, phone_region: str) -> Endpoint | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -322,7 +326,7 @@ def _endpoint(value: Any, contact_id: str) -> Endpoint | None:
             "CustomerEndpoint.Address must be a non-blank string.", contact_id
         )
     address = address.strip()
-    if kind == "TELEPHONE_NUMBER" and not _is_phone(address):
+    if kind == "TELEPHONE_NUMBER" and not _is_phone(address, phone_region):
         raise ContactRecordInvalid(
             f"CustomerEndpoint.Address cannot be read as a telephone number ({kind}).",
             contact_id,
@@ -340,22 +344,22 @@ _PHONE_CHARACTERS = frozenset("0123456789+-() .")
 _NORTH_AMERICAN_E164 = re.compile(r"\+1[2-9][0-9]{9}")
 
 
-def _is_phone(address: str) -> bool:
+def _is_phone(address: str, region: str) -> bool:
     """Whether `address` is a possible phone number (libphonenumber: a known country code and a
     length its numbers can have), written with digits, '+' first only, and separators; numbers
-    without a country code are read as the US's."""
+    without a country code are read as `region`'s, as normalize_phone reads them."""
     if not set(address) <= _PHONE_CHARACTERS or "+" in address[1:]:
         return False
     # The common number skips a second libphonenumber parse, the costliest step of a record.
-    if _NORTH_AMERICAN_E164.fullmatch(normalize_phone(address, "US")):
+    if _NORTH_AMERICAN_E164.fullmatch(normalize_phone(address, region)):
         return True
-    return _possible_phone(address)
+    return _possible_phone(address, region)
 
 
 # Not memoised: a cache would keep customers' numbers in the process for its lifetime.
-def _possible_phone(address: str) -> bool:
+def _possible_phone(address: str, region: str) -> bool:
     try:
-        number = phonenumbers.parse(address, "US")
+        number = phonenumbers.parse(address, region)
     except phonenumbers.NumberParseException:
         return False
     return phonenumbers.is_possible_number(number)

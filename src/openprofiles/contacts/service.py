@@ -9,9 +9,10 @@ address for chat and email).
 * Idempotent deliveries: `contact_record` remembers, per domain and ContactId, the
   LastUpdateTimestamp applied. A repeated delivery, or an older version of a contact, changes
   nothing; a newer one replaces the stored record (the pipeline replaces objects by their
-  UNIQUE key, `_ctrContactId`). A record that cannot be ordered against the applied one (the
-  same LastUpdateTimestamp, or none, and other content) is rejected with the reason, never
-  answered as accepted while changing nothing (`_verdict`).
+  UNIQUE key: `_ctrContactId` in the templates, the type's own in a type of one's own). A
+  record that cannot be ordered against the applied one (the same LastUpdateTimestamp, or
+  none, and other content) is rejected with the reason, never answered as accepted while
+  changing nothing (`_verdict`).
 * Nothing is dropped: a record the pipeline rejects, or that is invalid but names an associated
   instance, goes to that domain's dead-letter queue with its reason. A record whose instance is
   associated with no domain (or that names no instance) has no domain whose dead-letter queue
@@ -29,19 +30,21 @@ address for chat and email).
 * A contact-start event (`apply_contact_event`) runs through the same pipeline as a partial
   record, so the profile is found or created by the template's rules at once and `_ctrContactId`
   is indexed on it; the full record that follows lands on the same profile and replaces the
-  partial one.
+  partial one — unless an agent linked the contact elsewhere (AddProfileKey `_ctrContactId`):
+  the latest link wins (`_honour_forced_links`), and a profile the event created that is left
+  holding nothing else is deleted (`_drop_event_profile`).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -57,20 +60,42 @@ from openprofiles.context import Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
+from openprofiles.ingest.mapping import MappingError, map_object
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
-from openprofiles.integrations.service import associate_instance, find_instance_integration
+from openprofiles.integrations.service import (
+    associate_instance,
+    find_instance_integration,
+    lock_instances,
+)
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
-from openprofiles.object_types.service import get_object_type, on_object_type_deleted
+from openprofiles.object_types.service import (
+    find_object_type,
+    get_object_type,
+    on_object_type_deleted,
+)
 from openprofiles.objects.service import find_object
-from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_profiles_deleted
+from openprofiles.profiles.service import (
+    DERIVED_ORIGIN,
+    EXPLICIT_ORIGIN,
+    delete_profile,
+    index_profile_keys,
+    on_profiles_deleted,
+    resolve_profile_id,
+)
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
-from openprofiles.store.schema import contact_record, profile, profile_key, unrouted_contact_record
+from openprofiles.store.schema import (
+    contact_record,
+    profile,
+    profile_key,
+    profile_object,
+    unrouted_contact_record,
+)
 
 register_domain_table(contact_record)
 
@@ -101,19 +126,34 @@ class UnroutedRecord:
 
 class _Router:
     """Instance → integration, and whether a domain can take records now, looked up once per
-    batch."""
+    batch. `keeping`: for the intake, which keeps the records of an instance it finds
+    associated with no domain (`look_up`)."""
 
-    def __init__(self, tx: Tx) -> None:
+    def __init__(self, tx: Tx, *, keeping: bool = False) -> None:
         self._tx = tx
+        self._keeping = keeping
         self._cache: dict[str, Integration | None] = {}
         self._unavailable: dict[str, str | None] = {}
 
     def __call__(self, instance_arn: str) -> Integration | None:
         if instance_arn not in self._cache:
-            self._cache[instance_arn] = find_instance_integration(
-                self._tx, instance_arn=instance_arn
-            )
+            self.look_up([instance_arn])
         return self._cache[instance_arn]
+
+    def look_up(self, instance_arns: Iterable[str]) -> None:
+        """Look up the instances not looked up yet. When `keeping`, those found associated with
+        no domain are looked up again under their association locks, taken shared in one go
+        (integrations.service.lock_instances): an association under way when they were first
+        read is committed by then, and one not yet begun waits to replay until the records
+        kept here are committed."""
+        new = [arn for arn in dict.fromkeys(instance_arns) if arn not in self._cache]
+        for arn in new:
+            self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
+        missing = [arn for arn in new if self._cache[arn] is None]
+        if self._keeping and missing and not self._tx.services.database.is_sqlite:
+            lock_instances(self._tx, missing, shared=True)
+            for arn in missing:
+                self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
 
     def unavailable(self, domain_name: str) -> str | None:
         """Why the domain cannot take records now (its key disabled, revoked or its KMS out of
@@ -152,6 +192,9 @@ class _State:
     partial: bool
     profile_id: str | None
     object_type_name: str
+    # When it was applied: a start event's profile created at that instant is the event's own
+    # (`_drop_event_profile`).
+    received_at: datetime | None = None
 
 
 def ingest_contact_items(
@@ -177,7 +220,10 @@ def ingest_contact_items(
 
     `origins` says where each item came from ("File ctr.jsonl, line 3"), for its dead letter.
     """
-    route = _Router(tx)
+    route = _Router(tx, keeping=True)
+    # Every instance of the batch is looked up before the batch writes anything, so the locks
+    # of those associated with no domain come first in the transaction (store.advisory).
+    route.look_up(_instances_named(items))
     held = 0
     lettered: list[str] = []  # the domain of each record dead-lettered
     results: list[Applied | Rejection | None] = [None] * len(items)
@@ -186,7 +232,9 @@ def ingest_contact_items(
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
         try:
-            record = parse_contact_record(parsed, raw)
+            record = parse_contact_record(
+                parsed, raw, phone_region=tx.settings.default_phone_region
+            )
         except ContactRecordInvalid as exc:
             instance = parsed.get("InstanceARN") if isinstance(parsed, Mapping) else None
             target = (
@@ -253,6 +301,12 @@ def ingest_contact_items(
             outcome.unchanged += not result.changed
             outcome.created_profiles += result.created_profile
     return outcome
+
+
+def _instances_named(items: Sequence[Item]) -> list[str]:
+    """The instance ARNs the items name, as the intake routes them (parse_contact_record)."""
+    named = (parsed.get("InstanceARN") for _, parsed in items if isinstance(parsed, Mapping))
+    return [arn.strip() for arn in named if isinstance(arn, str) and is_instance_arn(arn.strip())]
 
 
 def _type_name(target: Integration) -> str:
@@ -352,14 +406,40 @@ def _apply_as(
     def flush() -> None:
         if not run:
             return
-        _honour_forced_links(tx, domain_name, [digests[i] for i in run])
-        done = _ingest_run(tx, object_type, [records[i] for i in run], isolate)
-        for i, result in zip(run, done, strict=True):
+        refused = _honour_forced_links(
+            tx, domain_name, {digests[i]: state.get(digests[i]) for i in run}
+        )
+        for i in run:
+            if digests[i] in refused:
+                outcomes[i] = _Failed(
+                    f"Contact {records[i].contact_id} was linked to {refused[digests[i]]} "
+                    "profiles by AddProfileKey (_ctrContactId) since its record was last "
+                    "applied, and which link is the latest cannot be told, so the record is "
+                    "applied to none. Remove the wrong links (DeleteProfileKey), then retry "
+                    "the record.",
+                    "ambiguous",
+                )
+        todo = [i for i in run if digests[i] not in refused]
+        done = _ingest_run(tx, object_type, [records[i] for i in todo], isolate)
+        for i, result in zip(todo, done, strict=True):
             if isinstance(result, _Failed):
                 outcomes[i] = result
                 continue
             digest = digests[i]
-            state[digest] = _State(records[i].last_update, partial, result.profile_id, type_name)
+            before = state.get(digest)
+            if CONTACT_KEY not in object_type.keys:
+                _link_live_contact(tx, object_type, records[i], result.profile_id, partial)
+            if (
+                before is not None
+                and before.partial
+                and before.profile_id is not None
+                and before.profile_id != result.profile_id
+            ):
+                # The contact left the profile its start event linked it to (an agent's link).
+                _drop_event_profile(tx, domain_name, digest, before)
+            state[digest] = _State(
+                records[i].last_update, partial, result.profile_id, type_name, tx.now
+            )
             rows[digest] = {
                 "domain_name": domain_name,
                 "contact_digest": digest,
@@ -503,10 +583,18 @@ def _same_as_applied(
     tx: Tx, domain_name: str, digest: bytes, seen: _State, record: ContactRecord
 ) -> bool | None:
     """Whether `record` is the record applied for its contact (the same JSON, however it is
-    written); None when that record is no longer stored (expired or deleted). The stored object
-    has the contact's digest as its UNIQUE key (`_ctrContactId`, the templates' unique key)."""
+    written); None when that record is no longer stored (expired or deleted, or its object type
+    gone). The stored object is found by the UNIQUE key of the type it was stored as: the
+    templates' is `_ctrContactId` (the contact's digest), a type of one's own may name another
+    (`_unique_digest`)."""
+    object_type = find_object_type(tx, domain_name=domain_name, name=seen.object_type_name)
+    if object_type is None:
+        return None
     stored = find_object(
-        tx, domain_name=domain_name, object_type_name=seen.object_type_name, unique_digest=digest
+        tx,
+        domain_name=domain_name,
+        object_type_name=seen.object_type_name,
+        unique_digest=_unique_digest(tx, object_type, record) or digest,
     )
     if stored is None:
         return None
@@ -518,13 +606,32 @@ def _same_as_applied(
         return False
 
 
+def _unique_digest(tx: Tx, object_type: ObjectType, record: ContactRecord) -> bytes | None:
+    """The digest of the record's UNIQUE key as `object_type` maps it (as the pipeline stores
+    it); None when it is the contact's `_ctrContactId` digest (the contact-record templates':
+    nothing to map, on the path of every repeated delivery) or the record does not map or lacks
+    the key (the pipeline rejects it)."""
+    if object_type.template_id is not None and object_type.template_id.startswith("CTR"):
+        return None
+    try:
+        mapped = map_object(
+            object_type, record.source, phone_region=tx.settings.default_phone_region
+        )
+    except MappingError:
+        return None
+    unique = mapped.unique_key
+    if unique is None:
+        return None
+    return tx.cipher(object_type.domain_name).digest(unique.name, unique.normalised)
+
+
 def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[bytes, _State]:
     wanted = sorted(set(digests))
     out: dict[bytes, _State] = {}
     for chunk in in_chunks(wanted):
         for row in _SEEN.rows(tx.conn, {"d": domain_name, "gs": chunk}):
             out[bytes(row.contact_digest)] = _State(
-                row.last_update, row.partial, row.profile_id, row.object_type_name
+                row.last_update, row.partial, row.profile_id, row.object_type_name, row.received_at
             )
     return out
 
@@ -555,6 +662,7 @@ _SEEN = PreparedRead(
         contact_record.c.partial,
         contact_record.c.profile_id,
         contact_record.c.object_type_name,
+        contact_record.c.received_at,
     ).where(
         contact_record.c.domain_name == bindparam("d"),
         contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
@@ -591,23 +699,139 @@ _KEPT_INSTANCES = (
 )
 
 
-def _honour_forced_links(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
-    """AddProfileKey(_ctrContactId) during a contact forces the profile (spec §3.2). When a
-    contact-start event had already linked the contact to another profile, the key would match
-    two profiles and be skipped as ambiguous; the agent's explicit link wins, so the key is
-    removed from the profiles it was indexed on by ingestion."""
-    wanted = sorted(set(digests))
+def _honour_forced_links(
+    tx: Tx, domain_name: str, contacts: Mapping[bytes, _State | None]
+) -> dict[bytes, int]:
+    """AddProfileKey(_ctrContactId) forces the profile (spec §3.2), and the agent's latest
+    link wins. When the key is on several profiles (a start event's or an earlier record's
+    profile, and the agent's link) it would be skipped as ambiguous and the record would go
+    by the phone number or email — perhaps back to a profile the agent moved the contact away
+    from — so it is removed from all but the one the agent chose, which is found thus:
+
+    `profile_key` rows carry no time, but what the contact's last application left is known:
+    after it, the key is on one profile only (the one `contact_record` names: this function
+    leaves the key on the kept profile alone, and the pipeline finds that one). So an explicit
+    link on any other profile was made since, and is newer: with one such, it wins (a first
+    re-link, and a second one after a record followed the first). With none, an explicit link
+    on the applied profile itself keeps it. With several made since (AddProfileKey on two
+    profiles before the record came), their order cannot be told: the digest is returned with
+    how many, and the caller rejects the record as ambiguous rather than guess or fall back on
+    the phone number. `contacts` maps each digest to its applied state (None: never applied).
+    """
+    wanted = sorted(contacts)
     linked: dict[bytes, list[Any]] = {}
     for chunk in in_chunks(wanted):
         for row in _LINKED.rows(tx.conn, {"d": domain_name, "gs": chunk}):
             linked.setdefault(bytes(row.digest), []).append(row)
     unlink = []
+    undecided: dict[bytes, int] = {}
     for digest, rows in linked.items():
+        if len({r.profile_id for r in rows}) < 2:
+            continue
         explicit = {r.profile_id for r in rows if r.origin == EXPLICIT_ORIGIN}
-        if len(explicit) == 1 and len({r.profile_id for r in rows}) > 1:
-            unlink.append({"d": domain_name, "g": digest, "keep": explicit.pop()})
+        seen = contacts.get(digest)
+        applied = (
+            resolve_profile_id(tx, domain_name=domain_name, profile_id=seen.profile_id)
+            if seen is not None and seen.profile_id is not None
+            else None
+        )
+        newer = explicit - {applied}
+        if len(newer) > 1:
+            undecided[digest] = len(newer)
+            continue
+        keep = newer.pop() if newer else applied if applied in explicit else None
+        if keep is not None:
+            unlink.append({"d": domain_name, "g": digest, "keep": keep})
     if unlink:
         tx.conn.execute(_UNLINK, unlink)
+    return undecided
+
+
+def _link_live_contact(
+    tx: Tx, object_type: ObjectType, record: ContactRecord, profile_id: str, partial: bool
+) -> None:
+    """For a type of one's own without a `_ctrContactId` key: a live contact is still found by
+    it (what a start event promises, the agent pages search it), so its start event indexes it
+    on the profile, under the type (DeleteProfileObjectType removes it). The full record takes
+    it off again, wherever it lands: after the contact, the type's own keys say what finds it,
+    as in Customer Profiles, and a stale link could name a profile the record is not on."""
+    if partial:
+        index_profile_keys(
+            tx,
+            domain_name=object_type.domain_name,
+            profile_id=profile_id,
+            keys=[(CONTACT_KEY, record.contact_id, record.contact_id)],
+            origin=object_type.name,
+        )
+        return
+    tx.conn.execute(
+        delete(profile_key).where(
+            profile_key.c.domain_name == object_type.domain_name,
+            profile_key.c.key_name == CONTACT_KEY,
+            profile_key.c.digest == contact_digest(tx, object_type.domain_name, record.contact_id),
+            profile_key.c.origin == object_type.name,
+        )
+    )
+
+
+def _drop_event_profile(tx: Tx, domain_name: str, digest: bytes, seen: _State) -> None:
+    """Delete the profile a contact-start event created, now that the contact's record went to
+    another profile (the agent linked it there), when it holds nothing but what the event put
+    there. Left, it would keep the caller's number (its PhoneNumber, or EmailAddress, and their
+    keys): with CTR-NoInferred every later contact from that number would match it and the
+    agent's profile and be rejected as ambiguous; with CTR it would take them all.
+
+    Deleted only when all of these hold, and otherwise left whole (a profile with anything
+    else on it is a customer's; removing the number from it could be wrong, and it is the
+    agent's to merge or delete):
+    * it was created by the event: its creation time is the event's application time (one
+      transaction applies one event), and it was never written since (updated = created: no
+      UpdateProfile, no field another record brought);
+    * it is live (not merged away) and no profile was merged into it;
+    * it holds no object of any type (the event's record has just moved off it) and no other
+      contact's delivery names it;
+    * its keys are only those its own fields give and those the event's object type indexed,
+      no contact id among them: no AddProfileKey, no other type's record, no other contact.
+    It is deleted as DeleteProfile deletes (its keys, its deliveries, every hook)."""
+    profile_id = seen.profile_id
+    if profile_id is None or seen.received_at is None:
+        return
+    row = tx.conn.execute(
+        select(profile.c.created_at, profile.c.updated_at, profile.c.merged_into).where(
+            profile.c.domain_name == domain_name, profile.c.profile_id == profile_id
+        )
+    ).first()
+    if (
+        row is None
+        or row.merged_into is not None
+        or row.created_at != seen.received_at
+        or row.updated_at != row.created_at
+    ):
+        return
+    absorbed = select(profile.c.profile_id).where(
+        profile.c.domain_name == domain_name, profile.c.merged_into == profile_id
+    )
+    holds = select(profile_object.c.profile_id).where(
+        profile_object.c.domain_name == domain_name, profile_object.c.profile_id == profile_id
+    )
+    # The contact's own delivery row names it until the batch writes the new one.
+    named = select(contact_record.c.profile_id).where(
+        contact_record.c.domain_name == domain_name,
+        contact_record.c.profile_id == profile_id,
+        contact_record.c.contact_digest != digest,
+    )
+    keyed = select(profile_key.c.origin).where(
+        profile_key.c.domain_name == domain_name,
+        profile_key.c.profile_id == profile_id,
+        or_(
+            profile_key.c.origin.not_in([DERIVED_ORIGIN, seen.object_type_name]),
+            profile_key.c.key_name == CONTACT_KEY,
+        ),
+    )
+    for query in (absorbed, holds, named, keyed):
+        if tx.conn.execute(query.limit(1)).first() is not None:
+            return
+    delete_profile(tx, domain_name=domain_name, profile_id=profile_id)
 
 
 def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
@@ -667,7 +891,7 @@ def retry_contact_record(
     dead-lettered here: the caller keeps the letter. `parsed` is `raw` as the caller parsed it,
     strictly (json_text.load_json): it is not parsed again."""
     try:
-        record = parse_contact_record(parsed, raw)
+        record = parse_contact_record(parsed, raw, phone_region=tx.settings.default_phone_region)
     except ContactRecordInvalid as exc:
         return IngestRejected(exc.reason, "invalid_value")
     target = find_instance_integration(tx, instance_arn=record.instance_arn)
@@ -700,7 +924,7 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
         raise BadRequest(f"The contact event lacks {', '.join(missing)}.")
     raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     try:
-        record = parse_contact_record(event, raw)
+        record = parse_contact_record(event, raw, phone_region=tx.settings.default_phone_region)
     except ContactRecordInvalid as exc:
         raise BadRequest(exc.reason) from None
     target = find_instance_integration(tx, instance_arn=record.instance_arn)
@@ -857,6 +1081,10 @@ def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOut
     """Send on the `limit` oldest kept records of these instances (`held_instances`), holding
     again those whose domain cannot take them after all; a stream's connector calls it until
     fewer than `limit` were sent (the outcome reports each one)."""
+    # Shared, before their records are taken out: an instance dissociated since
+    # `held_instances` keeps its records again under this lock (_Router.look_up), and taken
+    # after the deletes it would wait for an association whose replay waits for those rows.
+    lock_instances(tx, instance_arns, shared=True)
     kept: list[UnroutedRecord] = []
     for instance_arn in instance_arns:
         kept.extend(list_unrouted(tx, instance_arn=instance_arn, limit=limit - len(kept)))
@@ -868,12 +1096,20 @@ def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOut
 def _replay(
     tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool = False
 ) -> BatchOutcome:
-    """Take kept records out of the store and through the intake again."""
-    ids = [k.message_id for k in kept]
-    for chunk in in_chunks(ids):
-        tx.conn.execute(
-            delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(chunk))
+    """Take kept records out of the store and through the intake again: those this
+    transaction took out. Two replays of one record at once (the connector's `replay_held`
+    and an association's) both read it; the second's delete waits for the first and then
+    finds it gone, and it is not sent on twice (two dead letters of one record)."""
+    taken: set[str] = set()
+    for chunk in in_chunks([k.message_id for k in kept]):
+        taken.update(
+            tx.conn.execute(
+                delete(unrouted_contact_record)
+                .where(unrouted_contact_record.c.message_id.in_(chunk))
+                .returning(unrouted_contact_record.c.message_id)
+            ).scalars()
         )
+    kept = [k for k in kept if k.message_id in taken]
     # Read as the intake reads a record (strict JSON, depth, lone surrogates).
     items: list[Item] = [read_record(k.object_json) for k in kept]
     return ingest_contact_items(

@@ -3,7 +3,9 @@
 `ingest_object` is a batch of one.
 
 map (object type) → resolve the profile (PROFILE keys, then SECONDARY keys; a key matching more
-than one profile is ambiguous and skipped) → create an inferred profile when allowed → store the
+than one profile is ambiguous and skipped, except that the CTR-NoInferred and
+CTR-AutoAssociateOnly templates reject a record no key resolved when one was ambiguous:
+`_unresolved`) → create an inferred profile when allowed → store the
 object under its UNIQUE value (replacing the previous one wholesale, moving it if it now
 resolves to another profile) → accumulate standard objects (`_profile` fields with manual
 protection and SourcePriority; `_asset`/`_case`/`_order`, ...) → persist keys (LOOKUP_ONLY never,
@@ -280,6 +282,35 @@ def _no_profile(object_type: ObjectType) -> IngestRejected:
     )
 
 
+# The contact-record templates that associate a contact by the customer's phone number or
+# email (`_phone`/`_email`) only when it finds exactly one profile: "if more than one profile
+# matches, the request will be rejected" (spec §3.2, AWS's auto-associate-profile-using-phone-
+# profile-key). A type made from them has exactly their keys (TemplateId excludes Keys).
+# Every other type follows the generic rule: an ambiguous key is skipped (spec §1.6).
+_AMBIGUITY_REJECTS = frozenset({"CTR-NoInferred", "CTR-AutoAssociateOnly"})
+
+
+def _unresolved(
+    object_type: ObjectType, ambiguous: tuple[str, int] | None
+) -> IngestRejected | None:
+    """Why a record that no key resolved is rejected, or None when an inferred profile is to
+    be created for it. `ambiguous` is the first key that found several profiles (its name and
+    how many; never its value, a customer's number or address)."""
+    if ambiguous is not None and object_type.template_id in _AMBIGUITY_REJECTS:
+        name, count = ambiguous
+        return IngestRejected(
+            f"The object's {name} key matches more than one profile ({count} profiles share "
+            f"its value), so object type {object_type.name} (template "
+            f"{object_type.template_id}) associates it with none and creates none. Merge the "
+            "profiles that are one customer (MergeProfiles), or link the contact to the right "
+            "profile (AddProfileKey _ctrContactId), then retry the record.",
+            "ambiguous",
+        )
+    if not object_type.allow_profile_creation:
+        return _no_profile(object_type)
+    return None
+
+
 class _Run:
     """Consecutive records applied against state read once and kept current in memory.
 
@@ -354,14 +385,15 @@ class _Run:
     def apply(self, item: _Prepared) -> IngestResult | IngestRejected | None:
         """The record's outcome, or None (nothing done) when it needs `_apply` instead."""
         tx, object_type, mapped = self.tx, self.object_type, item.mapped
-        target = self._resolve(item)
+        target, ambiguous = self._resolve(item)
         created = target is None
         existing = self.current.get(item.unique_digest)
         if existing is not None and existing[1] is not None and existing[1] <= tx.now:
             existing = None  # expired: gone for every read
         if target is None:
-            if not object_type.allow_profile_creation:
-                return _no_profile(object_type)
+            refused = _unresolved(object_type, ambiguous)
+            if refused is not None:
+                return refused
             record = _inferred_profile(tx, object_type, mapped)
             target = record.profile_id
             self.live[target] = target
@@ -416,10 +448,12 @@ class _Run:
             created_profile=created,
         )
 
-    def _resolve(self, item: _Prepared) -> str | None:
+    def _resolve(self, item: _Prepared) -> tuple[str | None, tuple[str, int] | None]:
         """The first PROFILE key (primary, then SECONDARY) finding exactly one live profile;
-        a key finding several is ambiguous and skipped (spec §1.6)."""
+        a key finding several is ambiguous and skipped (spec §1.6): the first such key and how
+        many profiles it found come second, for `_unresolved`."""
         seen: set[tuple[str, bytes]] = set()
+        ambiguous: tuple[str, int] | None = None
         for key in _profile_key_order(item.mapped):
             pair = (key.name, item.digests[(key.name, key.normalised)])
             if pair in seen:
@@ -427,8 +461,10 @@ class _Run:
             seen.add(pair)
             found = {self.live.get(p) for p in self.index.get(pair, ())} - {None}
             if len(found) == 1:
-                return found.pop()
-        return None
+                return found.pop(), None
+            if len(found) > 1 and ambiguous is None:
+                ambiguous = (key.name, len(found))
+        return None, ambiguous
 
     def _derive(self, record: ProfileRecord) -> None:
         """Replace the profile's derived keys in the index, as save_profile does in the table:
@@ -500,15 +536,18 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
     # before anything is written.
     standard = _resolve_standard_objects(tx, object_type, mapped, digest_of)
 
+    ambiguous: list[tuple[str, int] | None] = [None]
+
     def resolve() -> tuple[str | None, set[str]]:
-        found = _resolve_profile(tx, domain_name, mapped, digest_of)
+        found, ambiguous[0] = _resolve_profile(tx, domain_name, mapped, digest_of)
         return found, set() if found is None else {found}
 
     target_id = resolve_locked(tx, domain_name, resolve)
     created = target_id is None
     if target_id is None:
-        if not object_type.allow_profile_creation:
-            raise _no_profile(object_type)
+        refused = _unresolved(object_type, ambiguous[0])
+        if refused is not None:
+            raise refused
         record = _inferred_profile(tx, object_type, mapped)
         write_profiles(tx, domain_name=domain_name, created=[record], updated=[])
         target_id = record.profile_id
@@ -566,10 +605,14 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
     )
 
 
-def _resolve_profile(tx: Tx, domain_name: str, mapped: MappedObject, digest_of: Any) -> str | None:
+def _resolve_profile(
+    tx: Tx, domain_name: str, mapped: MappedObject, digest_of: Any
+) -> tuple[str | None, tuple[str, int] | None]:
     """Primary PROFILE keys first, then SECONDARY ones; the first key that finds exactly one
-    profile wins; a key finding several is ambiguous and skipped (spec §1.6)."""
+    profile wins; a key finding several is ambiguous and skipped (spec §1.6): as `_Run._resolve`,
+    the first ambiguous key and its count come second."""
     seen: set[tuple[str, bytes]] = set()
+    ambiguous: tuple[str, int] | None = None
     for key in _profile_key_order(mapped):
         pair = (key.name, digest_of(key))
         if pair in seen:
@@ -577,8 +620,10 @@ def _resolve_profile(tx: Tx, domain_name: str, mapped: MappedObject, digest_of: 
         seen.add(pair)
         found = lookup_profiles(tx, domain_name=domain_name, key_name=pair[0], digest=pair[1])
         if len(found) == 1:
-            return found.pop()
-    return None
+            return found.pop(), None
+        if len(found) > 1 and ambiguous is None:
+            ambiguous = (key.name, len(found))
+    return None, ambiguous
 
 
 # Built once, run straight on the driver (store.prepared): building the expression costs more

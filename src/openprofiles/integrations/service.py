@@ -9,7 +9,8 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   (`associate_instance(move=True)`), which removes the old association. Profiles already built
   in the old domain stay there. Every way of associating an instance (PutIntegration, the CLI,
   the admin pages) goes through contacts.service.connect_instance, which also replays the
-  records kept while the instance had no domain.
+  records kept while the instance had no domain, under the instance's association lock
+  (`lock_instances`), so that no record kept meanwhile by another process is left behind.
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN. The definition is stored sealed with
   the domain's key (`flow_sealed`), apart from the other settings: its tasks can hold a
@@ -32,7 +33,7 @@ flowing again once what it needs exists, as it did before a type could disable a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -58,6 +59,7 @@ from openprofiles.object_types.service import (
     on_object_type_put,
 )
 from openprofiles.object_types.templates import find_template
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import integration
 from openprofiles.tags.service import delete_tags, put_tags
 
@@ -241,6 +243,9 @@ def put_integration(
 
     previous_domain = None
     if instance:
+        # Held to the commit: the caller's replay of the kept records (connect_instance) runs
+        # under it, so a record kept meanwhile is either seen by the replay or routed here.
+        lock_instances(tx, [uri])
         owner = instance_domain(tx, instance_arn=uri)
         if owner is not None and owner != domain_name:
             if not move:
@@ -394,6 +399,23 @@ def find_flow_integration(tx: Tx, *, domain_name: str, flow_name: str) -> Integr
 
 
 # ---------------------------------------------------------------------------- instances
+
+
+def lock_instances(tx: Tx, instance_arns: Iterable[str], *, shared: bool = False) -> None:
+    """Take the instances' association locks (PostgreSQL; SQLite's one writer serialises
+    already), first of the transaction's locks (store.advisory).
+
+    An association takes its instance's exclusively, before it reads the owner and writes the
+    integration, and holds it through the replay of the kept records. The intake takes the
+    lock shared only for an instance it found associated with no domain, and looks again under
+    it before it keeps the instance's records (contacts.service._Router.look_up); so does the
+    connector's replay of held records, before it takes them out (replay_held). Without it,
+    a record read "no integration" while an association was uncommitted, and was kept after the
+    association's replay had read the kept records: it stayed kept, its instance associated.
+    With it, either the association commits first (the second look finds it, and the record is
+    routed), or the kept record commits first (the association waits, and its replay sends it
+    on). An instance already associated (the common path) is never locked by the intake."""
+    take_locks(tx, (("instance", arn) for arn in instance_arns), shared=shared)
 
 
 def instance_domain(tx: Tx, *, instance_arn: str) -> str | None:
