@@ -27,6 +27,7 @@ from openprofiles.auth.credentials import SecretCache, find_secret, secret_opens
 from openprofiles.auth.policy import authorize
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
+from openprofiles.contacts.service import kept_records_task
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.arns import is_aws_kms_arn
 from openprofiles.crypto.domain_keys import KeyManager
@@ -254,8 +255,9 @@ def _check_keyring_opens(
 def background_tasks(services: Services) -> list[PeriodicTask]:
     """What the server does in the background while it serves: purging expired profile objects
     (spec §1.9), starting scheduled probabilistic matching jobs (spec §5.2), finishing rule
-    passes a stopped process left PENDING (identity.rule_activation) and sending dead letters
-    that have not reached their SQS queue yet (spec §6.1)."""
+    passes a stopped process left PENDING (identity.rule_activation), sending dead letters
+    that have not reached their SQS queue yet (spec §6.1) and sending on kept contact records
+    a domain can take now (contacts.service.kept_records_task)."""
     return [
         expiry_task(services),
         PeriodicTask(
@@ -269,6 +271,7 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
             services.settings.matching_schedule_check_seconds,
         ),
         resend_task(services),
+        kept_records_task(services),
     ]
 
 

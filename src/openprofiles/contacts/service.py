@@ -18,11 +18,13 @@ address for chat and email).
   associated with no domain (or that names no instance) has no domain whose dead-letter queue
   could take it: it is kept, sealed under the system key, in `unrouted_contact_record`, and
   `replay_unrouted` sends it on once the instance is associated (`connect_instance`, whatever
-  the way of associating). A stream's batch (`hold_unavailable`) keeps the records of a
-  domain that cannot take any now (its key unusable: its dead-letter store is sealed under that
-  key too) the same way, rather than waiting whole for it; `replay_held` sends them on once it
-  can. A dead-lettered record is retried by `retry_contact_record`, under the same rules:
-  checked again, and never applied over a newer version of its contact.
+  the way of associating; a chunk in the association's transaction, the rest after its commit by
+  `send_kept_on`, or by the server's sweep if the process stopped before). A stream's batch
+  (`hold_unavailable`) keeps the records of a domain that cannot take any now (its key unusable:
+  its dead-letter store is sealed under that key too) the same way, rather than waiting whole
+  for it; `replay_held` sends them on once it can. A dead-lettered record is retried by
+  `retry_contact_record`, under the same rules: checked again, and never applied over a newer
+  version of its contact.
 * One intake for every way in (POST /contact-records, `openprofiles ingest contact-records`,
   the Kinesis connector): `ingest_contact_items` parses and routes a batch, then sends each
   (domain, object type) group through `ingest_batch` in the caller's transaction, with the
@@ -38,6 +40,7 @@ address for chat and email).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from openprofiles.background import PeriodicTask
 from openprofiles.contacts.models import (
     BatchOutcome,
     ContactLink,
@@ -56,10 +60,11 @@ from openprofiles.contacts.models import (
     Rejection,
 )
 from openprofiles.contacts.records import Item, parse_contact_record, read_record
-from openprofiles.context import Tx
+from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
+from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.mapping import MappingError, map_object
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
@@ -86,6 +91,7 @@ from openprofiles.profiles.service import (
     resolve_profile_id,
 )
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
@@ -101,6 +107,13 @@ register_domain_table(contact_record)
 
 CONTACT_KEY = "_ctrContactId"
 UNROUTED_TABLE = "unrouted_contact_record"
+# Kept records replayed in one transaction (`connect_instance`, `send_kept_on`): an ordinary
+# batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the server's lock
+# table with room to spare, where an instance's thousands of kept records would not.
+REPLAY_CHUNK = DEFAULT_BATCH_SIZE
+# How often the server's sweep sends on kept records a domain can take now (kept_records_task).
+KEPT_SWEEP_SECONDS = 60.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -1044,7 +1057,15 @@ def connect_instance(
     """Associate an instance with a domain and send it the contact records that were kept
     while the instance had no domain (every way of associating must do both: PutIntegration
     with an instance ARN, `openprofiles instances associate`, the admin pages). The members are
-    `associate_instance`'s: not given, those of an existing association are kept."""
+    `associate_instance`'s: not given, those of an existing association are kept.
+
+    Only the `REPLAY_CHUNK` oldest kept records are replayed in the caller's transaction: on
+    PostgreSQL each record takes advisory locks to the commit, and thousands in one
+    transaction would exhaust the server's lock table ("out of shared memory"), rolling the
+    association back for good. After the commit the caller sends the rest on
+    (`send_kept_on(services, instance_arns=[instance_arn])`), a transaction per chunk; if the
+    process stops before, the server's sweep (`kept_records_task`) or `openprofiles instances
+    send-kept` finishes them."""
     association = associate_instance(
         tx,
         domain_name=domain_name,
@@ -1055,19 +1076,20 @@ def connect_instance(
         settings=settings,
         tags=tags,
     )
-    return association, replay_unrouted(tx, instance_arn=instance_arn)
+    return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
 
 
-def replay_unrouted(tx: Tx, *, instance_arn: str) -> BatchOutcome:
-    """Send the instance's kept records through again (after it was associated)."""
-    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn))
+def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> BatchOutcome:
+    """Send the instance's kept records (the `limit` oldest, when given) through again (after
+    it was associated)."""
+    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit))
 
 
 def held_instances(tx: Tx) -> list[str]:
     """The instances with kept records that a domain can take now: associated with a domain
     whose key can be used. Those are the records held while their domain could not take them
-    (`ingest_contact_items(hold_unavailable=True)`); an instance's records kept while it had no
-    domain are sent on when it is associated (`connect_instance`)."""
+    (`ingest_contact_items(hold_unavailable=True)`), and those of an association that had more
+    than its transaction replays (`connect_instance`) and not sent all the rest yet."""
     route = _Router(tx)
     ready = []
     for instance_arn in tx.conn.execute(_KEPT_INSTANCES).scalars():
@@ -1091,6 +1113,76 @@ def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOut
         if len(kept) >= limit:
             break
     return _replay(tx, kept, hold_unavailable=True)
+
+
+def send_kept_on(
+    services: Services,
+    *,
+    instance_arns: Sequence[str] | None = None,
+    sent: BatchOutcome | None = None,
+) -> BatchOutcome:
+    """Send on the kept records that a domain can take now (`held_instances`; only those of
+    `instance_arns` when given), `REPLAY_CHUNK` a transaction, oldest first, until none is
+    left; what was sent, in all. The one driver of every chunk after the first: an association
+    once it committed (`connect_instance`), the server's sweep and `openprofiles instances
+    send-kept` for an association whose process stopped before its records were all sent.
+
+    Several drivers at once are safe: each chunk takes its rows out before it sends them
+    (`_replay`), so a record goes to one of them only. A chunk that keeps some of its records
+    again (their domain's key failed meanwhile, or the instance was dissociated) stops the run:
+    those are kept as new rows, and would come round again at once. A chunk that fails is
+    logged and stops the run too (the association, if any, stays committed): the next sweep
+    tries again.
+
+    `sent`: what the association's own transaction replayed, counted into the result."""
+    wanted = None if instance_arns is None else set(instance_arns)
+    total = BatchOutcome()
+    if sent is not None:
+        _add_outcome(total, sent)
+    while True:
+        with services.read() as tx:
+            ready = [arn for arn in held_instances(tx) if wanted is None or arn in wanted]
+        if not ready:
+            return total
+
+        def chunk(ready: list[str] = ready) -> BatchOutcome:
+            with services.write() as tx:
+                return replay_held(tx, instance_arns=ready, limit=REPLAY_CHUNK)
+
+        try:
+            outcome = retrying(chunk)
+        except ServiceError as exc:
+            logger.warning(
+                "Kept contact records could not be sent on (%s); the next sweep tries again.",
+                type(exc).__name__,
+            )
+            return total
+        _add_outcome(total, outcome)
+        if outcome.held or outcome.unrouted or not (outcome.accepted or outcome.rejected):
+            return total
+
+
+def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
+    """Count `more` into `total` (one run of `send_kept_on`, chunk after chunk)."""
+    total.accepted += more.accepted
+    total.rejected.extend(more.rejected)
+    total.unchanged += more.unchanged
+    total.created_profiles += more.created_profiles
+    total.held += more.held
+    for domain_name, n in more.dead_lettered.items():
+        total.dead_lettered[domain_name] = total.dead_lettered.get(domain_name, 0) + n
+    for instance_arn, n in more.unrouted.items():
+        total.unrouted[instance_arn] = total.unrouted.get(instance_arn, 0) + n
+
+
+def kept_records_task(services: Services) -> PeriodicTask:
+    """The server's background sweep (every `KEPT_SWEEP_SECONDS`): sends on the kept records of
+    instances a domain can take now, those an association could not send on before its process
+    stopped among them. Several server processes may run it at once: `send_kept_on` is safe
+    so."""
+    return PeriodicTask(
+        "send kept contact records on", lambda: send_kept_on(services), KEPT_SWEEP_SECONDS
+    )
 
 
 def _replay(

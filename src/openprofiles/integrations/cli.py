@@ -42,7 +42,7 @@ def instances_associate(
     """Send the instance's contact records to DOMAIN from now on, and the ones kept while it
     was associated with no domain. Run again without --object-type, it replays those and
     changes nothing else."""
-    from openprofiles.contacts.service import connect_instance
+    from openprofiles.contacts.service import connect_instance, send_kept_on
     from openprofiles.errors import ServiceError
     from openprofiles.store.conflicts import retrying
 
@@ -61,6 +61,8 @@ def instances_associate(
     try:
         # The replay may lose a race with another writer (PostgreSQL): it runs again.
         done, replayed = retrying(attempt)
+        # The association committed with the first chunk of the kept records: the rest now.
+        replayed = send_kept_on(services, instance_arns=[instance_arn], sent=replayed)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
@@ -139,6 +141,25 @@ def instances_unrouted(
         click.echo("No contact records are waiting for an instance association.")
     for arn, count in sorted(counts.items()):
         click.echo(f"{arn}  {count}")
+
+
+@instances.command("send-kept")
+@storage_options
+def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None:
+    """Send on the kept contact records that a domain can take now: those of an association
+    whose process stopped before it sent them all, and those held while their domain's key
+    could not be used. The server does it every minute as well."""
+    from openprofiles.contacts.service import send_kept_on
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        sent = send_kept_on(services)
+    finally:
+        services.database.dispose()
+    click.echo(
+        f"Sent on {sent.accepted + len(sent.rejected)} kept contact records: {sent.accepted} "
+        f"accepted, {len(sent.rejected)} rejected, {sent.held} kept again."
+    )
 
 
 @instances.command("purge-unrouted")

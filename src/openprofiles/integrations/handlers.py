@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openprofiles.contacts.service import connect_instance
+from openprofiles.contacts.service import connect_instance, send_kept_on
 from openprofiles.context import RequestContext, Tx
 from openprofiles.integrations import service
 from openprofiles.integrations.models import (
@@ -45,8 +45,8 @@ def _out(tx: Tx, record: Integration) -> dict[str, Any]:
 def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     uri = params.get("Uri")
     settings = {m: params.get(m) for m in service.SETTING_MEMBERS}
-    with ctx.write() as tx:
-        if uri and is_instance_arn(uri) and params.get("FlowDefinition") is None:
+    if uri and is_instance_arn(uri) and params.get("FlowDefinition") is None:
+        with ctx.write() as tx:
             # Associating an instance also replays the records kept while it had no domain: the
             # one way to associate (contacts.service.connect_instance). PutIntegration replaces
             # the integration, so its ObjectTypeName defaults to CTR rather than kept.
@@ -60,28 +60,34 @@ def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, An
                 settings=settings,
                 tags=params.get("Tags"),
             )
-            if replayed.accepted or replayed.rejected:
-                # The response shape is botocore's: the replay is told in the log only.
-                logger.info(
-                    "PutIntegration of instance %s in domain %s replayed %d kept contact "
-                    "records: %d accepted, %d rejected (in the domain's dead-letter queue)",
-                    uri,
-                    params["DomainName"],
-                    replayed.accepted + len(replayed.rejected),
-                    replayed.accepted,
-                    len(replayed.rejected),
-                )
-        else:
-            done = service.put_integration(
-                tx,
-                domain_name=params["DomainName"],
-                uri=uri,
-                object_type_name=params.get("ObjectTypeName"),
-                object_type_names=params.get("ObjectTypeNames"),
-                flow_definition=params.get("FlowDefinition"),
-                settings=settings,
-                tags=params.get("Tags"),
+            out = _out(tx, done.integration)
+        # The association committed with the first chunk of the kept records; the rest are sent
+        # on here, a transaction per chunk, before the answer (a stop among them leaves them to
+        # the server's sweep).
+        replayed = send_kept_on(ctx.services, instance_arns=[uri], sent=replayed)
+        if replayed.accepted or replayed.rejected:
+            # The response shape is botocore's: the replay is told in the log only.
+            logger.info(
+                "PutIntegration of instance %s in domain %s replayed %d kept contact "
+                "records: %d accepted, %d rejected (in the domain's dead-letter queue)",
+                uri,
+                params["DomainName"],
+                replayed.accepted + len(replayed.rejected),
+                replayed.accepted,
+                len(replayed.rejected),
             )
+        return out
+    with ctx.write() as tx:
+        done = service.put_integration(
+            tx,
+            domain_name=params["DomainName"],
+            uri=uri,
+            object_type_name=params.get("ObjectTypeName"),
+            object_type_names=params.get("ObjectTypeNames"),
+            flow_definition=params.get("FlowDefinition"),
+            settings=settings,
+            tags=params.get("Tags"),
+        )
         return _out(tx, done.integration)
 
 

@@ -10,7 +10,10 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   in the old domain stay there. Every way of associating an instance (PutIntegration, the CLI,
   the admin pages) goes through contacts.service.connect_instance, which also replays the
   records kept while the instance had no domain, under the instance's association lock
-  (`lock_instances`), so that no record kept meanwhile by another process is left behind.
+  (`lock_instances`), so that no record kept meanwhile by another process is left behind: the
+  first `REPLAY_CHUNK` of them in the association's transaction, the rest after its commit,
+  a transaction per chunk (contacts.service.send_kept_on: every record kept before the commit
+  is in the store by then, and none is kept for the instance after it).
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN. The definition is stored sealed with
   the domain's key (`flow_sealed`), apart from the other settings: its tasks can hold a

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from openprofiles.contacts.service import connect_instance
+from openprofiles.contacts.service import connect_instance, send_kept_on
 from openprofiles.context import Tx
 from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains
@@ -364,6 +364,9 @@ def routes(ui: UI) -> list[Route]:
                     errors = await ui.write(associate)
                 except BadRequest as exc:
                     errors["instance_arn"] = exc.message
+                if not errors:
+                    # Associated, with the first chunk of the kept records: the rest now.
+                    await ui.run(lambda: send_kept_on(ui.services, instance_arns=[arn]))
             if not errors:
                 return RedirectResponse(_step_url(name, "done"), status_code=303)
         return ui.render(

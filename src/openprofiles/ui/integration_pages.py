@@ -255,6 +255,10 @@ def routes(ui: UI) -> list[Route]:
             outcome = await ui.write(associate)
         except FieldError as exc:
             return await render_instances(request, values=values, errors={exc.field: exc.message})
+        # The association committed with the first chunk of the kept records: the rest now.
+        rest = await ui.run(lambda: contacts.send_kept_on(ui.services, instance_arns=[arn]))
+        outcome["replayed"] += rest.accepted + len(rest.rejected)
+        outcome["replay_rejected"] += len(rest.rejected)
         return await render_instances(
             request, values={"instance_arn": "", "move": ""}, done=outcome
         )
