@@ -34,7 +34,8 @@ def connectors_kinesis(
     """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C.
 
     A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
-    waits, longer with each failure in a row, and the others go on."""
+    waits, longer with each failure in a row, and the others go on. Nor does the database
+    failing a poll: the next one waits, and reads on from the checkpoints."""
     from openprofiles.connectors.kinesis import KinesisContactRecords
 
     services = open_services(

@@ -15,7 +15,9 @@ waits, doubling its wait with each failure in a row up to BACKOFF_MAX_SECONDS, j
 connectors throttled together do not come back together, and the other shards go on. A page may
 be empty while its shard still has records further on (MillisBehindLatest > 0: a stretch of the
 shard without records); its NextShardIterator is followed, up to MAX_EMPTY_PAGES a poll. `run`
-spaces its polls to stay under a shard's 5 reads a second (READ_INTERVAL_SECONDS).
+spaces its polls to stay under a shard's 5 reads a second (READ_INTERVAL_SECONDS). The database
+failing a poll (out of reach for a moment) does not stop `run` either: it waits the same way, and
+every shard is read again from its checkpoint, which never passed a batch that was not applied.
 
 A checkpoint belongs to one stream: a stream deleted and created again under the same name is
 another stream, whose sequence numbers do not follow on from the old one's. Checkpoints are
@@ -57,13 +59,15 @@ from typing import Any
 from sqlalchemy import Numeric, and_, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.sql.elements import ColumnElement
 
 from openprofiles.contacts.models import BatchOutcome, ContactRecordInvalid
 from openprofiles.contacts.records import Item, split_body
-from openprofiles.contacts.service import held_instances, ingest_contact_items, replay_held
+from openprofiles.contacts.service import ingest_contact_items, send_kept_on
 from openprofiles.context import Services, Tx
-from openprofiles.errors import ServiceError
+from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import stream_checkpoint
@@ -341,6 +345,8 @@ class KinesisContactRecords:
         self._shards: dict[str, _Shard] = {}
         self._refresh_due: float | None = None
         self._stream = _Backoff()
+        # Polls in a row that the database failed (`run`).
+        self._database = _Backoff()
         # The most GetRecords calls made on one shard at the last poll (`run`'s pace).
         self._reads = 0
 
@@ -557,37 +563,15 @@ class KinesisContactRecords:
 
     def _send_held_on(self, result: PollResult) -> None:
         """Send held records on to the domains that can take them now, oldest first, `limit` a
-        transaction; nothing (not even a look) before `retry_held_seconds` since the last try."""
+        transaction (contacts.service.send_kept_on); nothing (not even a look) before
+        `retry_held_seconds` since the last try."""
         now = self._clock()
         if self._next_held_retry is not None and now < self._next_held_retry:
             return
         self._next_held_retry = now + self.retry_held_seconds
-        while True:
-            with self.services.read() as tx:
-                ready = held_instances(tx)
-            if not ready:
-                return
-
-            def replay(ready: list[str] = ready) -> BatchOutcome:
-                with self.services.write() as tx:
-                    return replay_held(tx, instance_arns=ready, limit=self.limit)
-
-            try:
-                outcome = retrying(replay)
-            except ServiceError as exc:
-                logger.warning(
-                    "Kinesis stream %s: held contact records could not be sent on (%s); they are "
-                    "tried again in %s s.",
-                    self.stream_name,
-                    exc.message,
-                    self.retry_held_seconds,
-                )
-                return
-            sent = outcome.accepted + len(outcome.rejected)
-            result.replayed += sent - outcome.held
-            # Held again (the domain failed meanwhile), or the last of them: done for now.
-            if outcome.held or sent < self.limit:
-                return
+        outcome = send_kept_on(self.services, limit=self.limit)
+        # Those held again (their domain failed meanwhile) are no record sent on.
+        result.replayed += outcome.accepted + len(outcome.rejected) - outcome.held
 
     def _idle(self, idle_seconds: float) -> float:
         """How long `run` waits after a poll that read nothing: `idle_seconds`, or less when a
@@ -599,14 +583,53 @@ class KinesisContactRecords:
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Poll until `stop` is set, waiting `idle_seconds` whenever the stream is drained, and
         between polls as long as READ_INTERVAL_SECONDS asks (a failed Kinesis call does not stop
-        it: what failed backs off)."""
+        it: what failed backs off).
+
+        Nor does the database failing a poll (out of reach for a moment, a commit whose outcome
+        is unknown: `DATABASE_ERRORS`): the poll ends there, its type is logged, and the next
+        one waits as a failed Kinesis call does, longer with each such poll in a row. What it
+        had not applied is read again: a batch and its checkpoint are one transaction, so the
+        checkpoint stays before it, and every shard is read from its checkpoint again (its
+        iterator may stand past the batch that failed). Any other error is a bug in this code,
+        which waiting would not mend: it stops `run`, with its traceback."""
         while not stop.is_set():
             started = self._clock()
-            drained = self.poll_once().stream_records == 0
+            try:
+                drained = self.poll_once().stream_records == 0
+            except DATABASE_ERRORS as exc:
+                for shard in self._shards.values():
+                    shard.iterator = None
+                wait = self._database.failed(self._clock(), self._jitter())
+                # The types only: a database error's message can quote the values it was sent.
+                logger.warning(
+                    "Kinesis stream %s: a poll failed in the database (%s); polled again in "
+                    "%.1f s, each shard from its checkpoint.",
+                    self.stream_name,
+                    _database_error(exc),
+                    wait,
+                )
+                stop.wait(wait)
+                continue
+            self._database.failures = 0
             pace = self._reads * READ_INTERVAL_SECONDS - (self._clock() - started)
             wait = max(self._idle(idle_seconds) if drained else 0.0, pace)
             if wait > 0:
                 stop.wait(wait)
+
+
+# What the database raises when it fails a poll rather than the code: an error of the
+# database or its driver (unreachable, a connection dropped, a table missing), the pool waiting
+# too long for a connection, a transaction that kept failing (store.conflicts) or whose commit
+# was cut off (context.CommitOutcomeUnknown).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, SQLAlchemyTimeoutError, InternalServer)
+
+
+def _database_error(exc: Exception) -> str:
+    """A database error's type, and its driver's (psycopg's UndefinedTable, SQLite's
+    OperationalError); never its message."""
+    orig = getattr(exc, "orig", None)
+    name = type(exc).__name__
+    return name if orig is None else f"{name}, {type(orig).__name__}"
 
 
 def _is_aws_error(exc: Exception) -> bool:

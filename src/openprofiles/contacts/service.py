@@ -1101,8 +1101,8 @@ def held_instances(tx: Tx) -> list[str]:
 
 def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOutcome:
     """Send on the `limit` oldest kept records of these instances (`held_instances`), holding
-    again those whose domain cannot take them after all; a stream's connector calls it until
-    fewer than `limit` were sent (the outcome reports each one)."""
+    again those whose domain cannot take them after all (the outcome reports each one);
+    `send_kept_on` calls it chunk after chunk."""
     # Shared, before their records are taken out: an instance dissociated since
     # `held_instances` keeps its records again under this lock (_Router.look_up), and taken
     # after the deletes it would wait for an association whose replay waits for those rows.
@@ -1120,12 +1120,14 @@ def send_kept_on(
     *,
     instance_arns: Sequence[str] | None = None,
     sent: BatchOutcome | None = None,
+    limit: int = REPLAY_CHUNK,
 ) -> BatchOutcome:
     """Send on the kept records that a domain can take now (`held_instances`; only those of
-    `instance_arns` when given), `REPLAY_CHUNK` a transaction, oldest first, until none is
-    left; what was sent, in all. The one driver of every chunk after the first: an association
-    once it committed (`connect_instance`), the server's sweep and `openprofiles instances
-    send-kept` for an association whose process stopped before its records were all sent.
+    `instance_arns` when given), `limit` a transaction, oldest first, until none is left; what
+    was sent, in all. The one driver of every chunk after the first: an association once it
+    committed (`connect_instance`), the server's sweep and `openprofiles instances send-kept`
+    for an association whose process stopped before its records were all sent, and a stream's
+    connector for the records it held (connectors.kinesis, `limit` its batch size).
 
     Several drivers at once are safe: each chunk takes its rows out before it sends them
     (`_replay`), so a record goes to one of them only. A chunk that keeps some of its records
@@ -1147,13 +1149,13 @@ def send_kept_on(
 
         def chunk(ready: list[str] = ready) -> BatchOutcome:
             with services.write() as tx:
-                return replay_held(tx, instance_arns=ready, limit=REPLAY_CHUNK)
+                return replay_held(tx, instance_arns=ready, limit=limit)
 
         try:
             outcome = retrying(chunk)
         except ServiceError as exc:
             logger.warning(
-                "Kept contact records could not be sent on (%s); the next sweep tries again.",
+                "Kept contact records could not be sent on (%s); they are tried again later.",
                 type(exc).__name__,
             )
             return total
