@@ -18,6 +18,11 @@ and nest arrays and objects at most MAX_JSON_DEPTH deep. A field of the wrong JS
 the record invalid like any other fault, never the batch. A rejected record names its ContactId
 whenever it can be read.
 
+A contact-start event may carry the contact's attributes (`Attributes`, text to text, as the
+contact record's); `profileSearchKey` and `profileSearchValue` among them (both or neither) say
+what the agent's screen pop searches for instead of the caller's phone number or email
+(`screen_pop_search`, checked as SearchProfiles checks its KeyName and Values).
+
 A file is read a record at a time (`read_record`, over ingest.bulk.read_records' records), a
 body or a stream record's data whole (`split_records`): both check each record alike.
 """
@@ -58,6 +63,14 @@ from openprofiles.normalize import normalize_phone
 MAX_CONTACT_ID_CHARS = 255
 
 Item = tuple[str, Any]
+
+# The contact attributes that override the agent application's automatic search (Amazon
+# Connect's screen pop): a key SearchProfiles can search (its KeyName: the model's `name`
+# pattern, at most 64 characters) and a value as one of its Values (1-255 characters).
+SEARCH_KEY_ATTRIBUTE = "profileSearchKey"
+SEARCH_VALUE_ATTRIBUTE = "profileSearchValue"
+SEARCH_KEY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+MAX_SEARCH_VALUE_CHARS = MAX_CONTACT_ID_CHARS
 
 LONE_SURROGATE = (
     "The record holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), "
@@ -303,6 +316,54 @@ def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> 
         source=parsed,
         raw=raw,
     )
+
+
+def screen_pop_search(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (key name, value) the record's contact attributes ask the screen pop to search by
+    (`profileSearchKey`, `profileSearchValue`), or None when they ask for none: an attribute
+    set to "" is not set (as a flow clears one). ContactRecordInvalid saying what is wrong —
+    never the value, a customer's — when the attributes are not text to text, only one of the
+    two is set, or they are not a key and a value SearchProfiles takes."""
+    contact_id = _readable_id(record)
+    attributes = record.get("Attributes")
+    if attributes is None:
+        return None
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(v, str) for v in attributes.values()
+    ):
+        raise ContactRecordInvalid(
+            "Attributes must be an object whose values are strings (the contact's attributes).",
+            contact_id,
+        )
+    key = attributes.get(SEARCH_KEY_ATTRIBUTE) or ""
+    value = attributes.get(SEARCH_VALUE_ATTRIBUTE) or ""
+    if not key and not value:
+        return None
+    if not key or not value:
+        given, missing = (
+            (SEARCH_KEY_ATTRIBUTE, SEARCH_VALUE_ATTRIBUTE)
+            if key
+            else (SEARCH_VALUE_ATTRIBUTE, SEARCH_KEY_ATTRIBUTE)
+        )
+        raise ContactRecordInvalid(
+            f"Attributes.{given} is set without Attributes.{missing}; the screen pop searches "
+            "by a key and a value, so set both or neither.",
+            contact_id,
+        )
+    if not SEARCH_KEY_NAME.fullmatch(key):
+        raise ContactRecordInvalid(
+            # Not echoed: a misconfigured flow may have put the customer's value there.
+            f"Attributes.{SEARCH_KEY_ATTRIBUTE} is not a key name: 1 to 64 letters, digits, '_' "
+            "and '-', as SearchProfiles' KeyName (e.g. _phone, _account).",
+            contact_id,
+        )
+    if len(value) > MAX_SEARCH_VALUE_CHARS:
+        raise ContactRecordInvalid(
+            f"Attributes.{SEARCH_VALUE_ATTRIBUTE} is {len(value)} characters long; the limit is "
+            f"{MAX_SEARCH_VALUE_CHARS}, as a SearchProfiles value's.",
+            contact_id,
+        )
+    return key, value
 
 
 def _endpoint(value: Any, contact_id: str, phone_region: str) -> Endpoint | None:

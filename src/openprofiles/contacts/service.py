@@ -59,7 +59,12 @@ from openprofiles.contacts.models import (
     ContactRecordInvalid,
     Rejection,
 )
-from openprofiles.contacts.records import Item, parse_contact_record, read_record
+from openprofiles.contacts.records import (
+    Item,
+    parse_contact_record,
+    read_record,
+    screen_pop_search,
+)
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
@@ -938,6 +943,9 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     try:
         record = parse_contact_record(event, raw, phone_region=tx.settings.default_phone_region)
+        # Checked here, not in every record: a flow's bad profileSearchKey must not cost the
+        # contact's record, which is stored whatever its attributes say.
+        screen_pop_search(event)
     except ContactRecordInvalid as exc:
         raise BadRequest(exc.reason) from None
     target = find_instance_integration(tx, instance_arn=record.instance_arn)
@@ -950,6 +958,32 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     return ContactLink(
         record.contact_id, target.domain_name, applied.profile_id, applied.created_profile
     )
+
+
+def contact_screen_pop_search(
+    tx: Tx, *, domain_name: str, contact_id: str
+) -> tuple[str, str] | None:
+    """What the contact's attributes ask the agent's screen pop to search the domain by
+    (records.screen_pop_search), read from the contact's start event or record as stored —
+    sealed, as every object — or None. Found by the contact's `_ctrContactId` digest, the
+    UNIQUE key of the contact-record templates' types; a type of one's own (another UNIQUE
+    key) or a contact never stored (CTR-AutoAssociateOnly without a match) gives None, and
+    the screen pop searches as it would without the attributes."""
+    digest = contact_digest(tx, domain_name, contact_id)
+    seen = _applied_states(tx, domain_name, [digest]).get(digest)
+    if seen is None:
+        return None
+    stored = find_object(
+        tx, domain_name=domain_name, object_type_name=seen.object_type_name, unique_digest=digest
+    )
+    if stored is None:
+        return None
+    try:
+        source = json.loads(stored.object_json)
+        return screen_pop_search(source) if isinstance(source, Mapping) else None
+    except (ValueError, ContactRecordInvalid):
+        # A full record whose attributes ask for no usable search: the usual screen pop.
+        return None
 
 
 # ---------------------------------------------------------------------------- unrouted records

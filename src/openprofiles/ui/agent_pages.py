@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles.contacts.records import SEARCH_KEY_NAME
+from openprofiles.contacts.service import contact_screen_pop_search
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound, ServiceError
@@ -63,8 +65,9 @@ INVALID_CONTACT = (
 MAX_SEARCH_TEXT = 255
 # SearchProfiles' KeyName (the model's `name`): what a custom key may be. Bounded here as the
 # search is sealed into the results' addresses, which must stay short.
-KEY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-SEARCH_KEY_CHOICES = frozenset({"auto", "custom", *(key for key, _ in pf.PREDEFINED_SEARCH_KEYS)})
+KEY_NAME = SEARCH_KEY_NAME
+PREDEFINED_KEYS = frozenset(key for key, _ in pf.PREDEFINED_SEARCH_KEYS)
+SEARCH_KEY_CHOICES = frozenset({"auto", "custom", *PREDEFINED_KEYS})
 KEY_VALUES_SHOWN = 5
 SEARCH_SCOPE = "ui/agent-search"
 INVALID_SEARCH = (
@@ -259,6 +262,36 @@ def contact_url(contact_id: str) -> str:
     return f"/agent/contacts/{quote(contact_id, safe='')}"
 
 
+def search_by_key(
+    tx: Tx,
+    *,
+    domain_name: str,
+    key_name: str,
+    text: str,
+    after: str | None = None,
+    limit: int = SEARCH_PAGE,
+) -> tuple[list[tuple[ProfileRecord, list[KeyMatch]]], str | None]:
+    """SearchProfiles by one key and value, as the agent's search runs it (a profile id is
+    found whatever its case, as the API's ids are lower-case hex); the service normalises the
+    value as the key's content type says."""
+    value = text.lower() if key_name == "_profileId" else text
+    return profiles.search_profiles(
+        tx,
+        domain_name=domain_name,
+        criteria=[profiles.SearchCriterion(key_name, (value,))],
+        limit=limit,
+        after=after,
+    )
+
+
+def searched_as(key_name: str, text: str) -> SearchRequest:
+    """The agent search that searches `key_name` for `text`: a predefined key chosen from the
+    list, any other as "Another key…"."""
+    if key_name in PREDEFINED_KEYS:
+        return SearchRequest(text, key_name)
+    return SearchRequest(text, "custom", key_name)
+
+
 def linked_profiles(
     tx: Tx, *, domain_name: str, contact_id: str, limit: int = SEARCH_PAGE
 ) -> list[ProfileRecord]:
@@ -330,6 +363,34 @@ def display_name(record: ProfileRecord) -> str:
     fields = record.fields
     name = " ".join(fields[n] for n in NAME_FIELDS if fields.get(n))
     return name or fields.get("BusinessName") or "(no name)"
+
+
+@dataclass(frozen=True)
+class PopSearch:
+    """A screen pop's search of a domain by the contact's `profileSearchKey` and
+    `profileSearchValue` attributes (contacts.records.screen_pop_search); `more`: more
+    profiles match than the screen pop shows."""
+
+    domain_name: str
+    key_name: str
+    text: str
+    more: bool
+
+    def request(self) -> SearchRequest:
+        return searched_as(self.key_name, self.text)
+
+    def prefill(self, ui: UI, contact_id: str) -> dict[str, str]:
+        """The search box and the creation link of a search that found no profile, filled in
+        with what was searched for."""
+        wanted = self.request()
+        return {
+            "domain": self.domain_name,
+            "key_name": self.key_name,
+            "q": wanted.text,
+            "key": wanted.key,
+            "custom_key": wanted.custom_key,
+            "new_url": new_profile_url(ui, self.domain_name, wanted, contact_id),
+        }
 
 
 def routes(ui: UI) -> list[Route]:
@@ -453,15 +514,10 @@ def routes(ui: UI) -> list[Route]:
         tried: list[str] = []
         error = wanted.problem()
         for key_name in [] if error else wanted.keys():
-            value = wanted.text.lower() if key_name == "_profileId" else wanted.text
 
-            def run(tx: Tx, key_name: str = key_name, value: str = value) -> Any:
-                return profiles.search_profiles(
-                    tx,
-                    domain_name=name,
-                    criteria=[profiles.SearchCriterion(key_name, (value,))],
-                    limit=SEARCH_PAGE,
-                    after=wanted.after,
+            def run(tx: Tx, key_name: str = key_name) -> Any:
+                return search_by_key(
+                    tx, domain_name=name, key_name=key_name, text=wanted.text, after=wanted.after
                 )
 
             results, cursor = await ui.read(run)
@@ -881,14 +937,28 @@ def routes(ui: UI) -> list[Route]:
             await require_domain(wanted)
         names = [wanted] if wanted else await domain_names()
 
-        def find(tx: Tx) -> tuple[list[tuple[str, ProfileRecord]], list[str]]:
+        def find(tx: Tx) -> tuple[list[tuple[str, ProfileRecord]], list[str], list[PopSearch]]:
             found: list[tuple[str, ProfileRecord]] = []
             unreadable: list[str] = []
+            searches: list[PopSearch] = []
             for domain_name in names:
                 try:
-                    page = linked_profiles(
-                        tx, domain_name=domain_name, contact_id=contact_id, limit=5
+                    # The contact's attributes may name what to search for instead of the
+                    # profile the contact was linked to by its phone number or email.
+                    asked = contact_screen_pop_search(
+                        tx, domain_name=domain_name, contact_id=contact_id
                     )
+                    if asked is not None:
+                        key_name, text = asked
+                        hits, cursor = search_by_key(
+                            tx, domain_name=domain_name, key_name=key_name, text=text
+                        )
+                        searches.append(PopSearch(domain_name, key_name, text, cursor is not None))
+                        page = [rec for rec, _ in hits]
+                    else:
+                        page = linked_profiles(
+                            tx, domain_name=domain_name, contact_id=contact_id, limit=5
+                        )
                 except NotFound:
                     continue
                 except ServiceError as exc:
@@ -899,10 +969,10 @@ def routes(ui: UI) -> list[Route]:
                     unreadable.append(domain_name)
                     continue
                 found.extend((domain_name, rec) for rec in page)
-            return found, unreadable
+            return found, unreadable, searches
 
-        found, unreadable = await ui.read(find)
-        if len(found) == 1:
+        found, unreadable, searches = await ui.read(find)
+        if len(found) == 1 and not any(s.more for s in searches):
             # The profile page carries the contact too: if it is not the caller's profile,
             # the agent searches from there and links the contact to the right one.
             domain_name, record = found[0]
@@ -918,6 +988,18 @@ def routes(ui: UI) -> list[Route]:
             domains=[d for d in names if d not in unreadable],
             unreadable=unreadable,
             keys=pf.PREDEFINED_SEARCH_KEYS,
+            # Searched as the contact's attributes asked: the key names (never the value) say
+            # why these profiles; the whole search and the creation form open with the value
+            # sealed in their addresses, and the search box (posted) shows it to change.
+            search_keys=" or ".join(sorted({s.key_name for s in searches})),
+            more_urls=[
+                (s.domain_name, search_url(ui, s.domain_name, s.request(), contact_id))
+                for s in searches
+                if s.more
+            ],
+            prefill=(
+                searches[0].prefill(ui, contact_id) if len(searches) == 1 and not found else None
+            ),
         )
 
     return [
