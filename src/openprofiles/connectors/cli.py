@@ -36,7 +36,11 @@ def connectors_kinesis(
     A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
     waits, longer with each failure in a row, and the others go on. Nor does the database
     failing a poll: the next one waits, and reads on from the checkpoints."""
-    from openprofiles.connectors.kinesis import KinesisContactRecords
+    from openprofiles.connectors.kinesis import (
+        DATABASE_ERRORS,
+        KinesisContactRecords,
+        database_error_name,
+    )
 
     services = open_services(
         settings_from_options(data_dir, database_url, kinesis_endpoint_url=endpoint_url)
@@ -45,7 +49,14 @@ def connectors_kinesis(
     stop = threading.Event()
     try:
         if once:
-            result = connector.poll_once()
+            try:
+                result = connector.poll_once()
+            except DATABASE_ERRORS as exc:
+                # The type only, as `run` logs it: the message can quote the values sent.
+                raise click.ClickException(
+                    f"The poll failed in the database ({database_error_name(exc)}); nothing past "
+                    "the last checkpoint was applied, and the next run reads on from there."
+                ) from None
             click.echo(
                 f"{result.stream_records} stream records: {result.accepted} contact records "
                 f"accepted, {result.rejected} rejected ({result.held} of them held until their "

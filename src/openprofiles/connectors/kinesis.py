@@ -605,7 +605,7 @@ class KinesisContactRecords:
                     "Kinesis stream %s: a poll failed in the database (%s); polled again in "
                     "%.1f s, each shard from its checkpoint.",
                     self.stream_name,
-                    _database_error(exc),
+                    database_error_name(exc),
                     wait,
                 )
                 stop.wait(wait)
@@ -624,7 +624,7 @@ class KinesisContactRecords:
 DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, SQLAlchemyTimeoutError, InternalServer)
 
 
-def _database_error(exc: Exception) -> str:
+def database_error_name(exc: Exception) -> str:
     """A database error's type, and its driver's (psycopg's UndefinedTable, SQLite's
     OperationalError); never its message."""
     orig = getattr(exc, "orig", None)

@@ -688,3 +688,35 @@ def test_run_goes_on_when_the_database_fails_a_poll(
     assert ("OperationalError" in warning) or ("ProgrammingError, UndefinedTable" in warning)
     # The type only: the database's message (the statement, its parameters) is not logged.
     assert "stream_checkpoint" not in warning and "SELECT" not in warning
+
+
+def test_the_command_reports_a_database_failure_without_a_traceback(
+    settings: Settings, services: Services, domain: str, moto_url: str
+) -> None:
+    """`--once` ended in a traceback when the database failed the poll (`run` survives it;
+    the single poll did not say what happened): now a one-line error with the error's type
+    only, exit status 1, and the next run applies the record."""
+    from click.testing import CliRunner
+
+    from openprofiles.cli import main
+
+    kinesis, stream = new_stream(moto_url)
+    put(kinesis, stream, ctr("y0"))
+    storage = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        storage += ["--database-url", settings.database_url]
+    command = ["connectors", "kinesis", *storage, "--stream", stream, "--once"]
+    command += ["--endpoint-url", moto_url]
+    rename_table(services, "stream_checkpoint", "stream_checkpoint_away")
+    try:
+        failed = CliRunner().invoke(main, command)
+    finally:
+        rename_table(services, "stream_checkpoint_away", "stream_checkpoint")
+
+    assert failed.exit_code == 1, failed.output
+    assert "The poll failed in the database (" in failed.output
+    assert "Traceback" not in failed.output and "stream_checkpoint" not in failed.output
+    assert found(services, "y0") == 0
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0, again.output
+    assert found(services, "y0") == 1
