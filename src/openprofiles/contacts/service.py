@@ -814,10 +814,13 @@ def _drop_event_profile(tx: Tx, domain_name: str, digest: bytes, seen: _State) -
     profile_id = seen.profile_id
     if profile_id is None or seen.received_at is None:
         return
+    # The profile's row locked (PostgreSQL) before anything is checked: every writer that puts
+    # something on a profile (UpdateProfile, AddProfileKey, the pipeline, a merge) locks it
+    # first, so nothing can land on it between the checks below and the delete.
     row = tx.conn.execute(
-        select(profile.c.created_at, profile.c.updated_at, profile.c.merged_into).where(
-            profile.c.domain_name == domain_name, profile.c.profile_id == profile_id
-        )
+        select(profile.c.created_at, profile.c.updated_at, profile.c.merged_into)
+        .where(profile.c.domain_name == domain_name, profile.c.profile_id == profile_id)
+        .with_for_update()
     ).first()
     if (
         row is None
