@@ -206,6 +206,24 @@ def test_a_domain_whose_local_key_is_lost_from_the_keyring_is_dropped(settings: 
     assert _contacts_of(settings, "d3") == ["c-d3"]
 
 
+def test_a_keyring_from_before_a_rotation_drops_nothing(settings: Settings) -> None:
+    """A keyring copied before `keys rotate` lacks the version the domain's data key is now
+    wrapped under; the key itself is there, so the newer copy exists somewhere (it wrapped the
+    data key): the domain is not dropped, and the message says which copy to put back."""
+    keyring = Keyring(settings.keyring_path)
+    rotated = keyring.create_key("rotated")
+    arn = rotated.arn(settings.region, settings.account_id)
+    _domains_with_contacts(settings, {"d1": arn})
+    before = settings.keyring_path.read_bytes()
+    assert _cli(settings, "keys", "rotate", "alias/rotated").exit_code == 0
+    settings.keyring_path.write_bytes(before)
+
+    refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    assert refused.exit_code == 1, refused.output
+    assert "The keyring holds this key, but not the version" in refused.output
+    assert _rows_of(settings, "d1")["profile"] == 1
+
+
 def test_a_domain_whose_key_works_is_not_dropped(settings: Settings) -> None:
     _domains_with_contacts(settings, {"d1": None})
     _back_to(settings, "0021")

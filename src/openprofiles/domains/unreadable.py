@@ -161,6 +161,16 @@ def assess(
                 "only in the keyring of the data dir the server runs with, so no domain is "
                 "dropped for it. Give the --data-dir of the server that uses this database.",
             )
+        if keys.resolver.keyring.lookup(domain.key_id) is not None:
+            # The key is there, but not the version (or the material) its data key was wrapped
+            # under: the key was rotated with another copy of keyring.json, which holds it.
+            return Verdict(
+                False,
+                error.message,
+                "The keyring holds this key, but not the version its data key was wrapped "
+                "under: the copy of keyring.json of the server that rotated the key holds it. "
+                "Put that copy back; a domain is not dropped for a key its keyring still holds.",
+            )
         return Verdict(True, error.message)
     if error.problem is KeyProblem.NOT_FOUND:
         provider = keys.resolver.resolve(domain.key_id)
