@@ -91,7 +91,7 @@ def require_installation(settings: Settings, *, keyring_only: bool = False) -> N
             )
         return
     where = shown_database(settings)
-    sqlite_file = _sqlite_file(settings)
+    sqlite_file = settings.sqlite_file
     if sqlite_file is not None and not sqlite_file.exists():
         nor = "" if keyring.exists() else f", nor does {keyring}"
         raise click.ClickException(
@@ -133,16 +133,6 @@ def _shown_data_dir(settings: Settings) -> str:
     if settings.data_dir == DEFAULT_DATA_DIR and not os.environ.get("OPENPROFILES_DATA_DIR"):
         shown += " (the default: .data in the current directory)"
     return shown
-
-
-def _sqlite_file(settings: Settings) -> Path | None:
-    """The SQLite database's file, or None on PostgreSQL (or SQLite in memory)."""
-    from sqlalchemy import make_url
-
-    if not settings.is_sqlite:
-        return None
-    path = make_url(settings.effective_database_url).database
-    return Path(path) if path and path != ":memory:" else None
 
 
 def _holds_schema(settings: Settings) -> bool:

@@ -75,12 +75,10 @@ def loose_permissions(settings: Settings) -> list[str]:
     users (its group, or everyone) may use: naming it, its mode, and the chmod that fixes it.
     The service creates all of them owner-only (0700, 0600), but not a data dir made beforehand
     nor a file copied in or restored from a backup."""
-    from sqlalchemy import make_url
-
     files = [settings.data_dir / name for name in SECRET_FILES]
-    database = make_url(settings.effective_database_url).database if settings.is_sqlite else None
-    if database and database != ":memory:":
-        files += [Path(database + side) for side in SQLITE_SIDE_FILES]
+    database = settings.sqlite_file
+    if database is not None:
+        files += [Path(f"{database}{side}") for side in SQLITE_SIDE_FILES]
     checked = [("The data dir", settings.data_dir, 0o700)]
     checked += [("The file", path, 0o600) for path in files]
     found = []

@@ -147,6 +147,17 @@ class Settings:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
 
     @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file (the data dir's, or the one --database-url names); None on
+        PostgreSQL or for an in-memory SQLite database."""
+        if not self.is_sqlite:
+            return None
+        from sqlalchemy import make_url
+
+        path = make_url(self.effective_database_url).database
+        return Path(path) if path and path != ":memory:" else None
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 

@@ -357,7 +357,7 @@ def drop_unreadable(settings: Settings, domain_name: str, *, confirm: bool) -> D
     from openprofiles.store.database import Database
     from openprofiles.store.migrate import migrating
 
-    if settings.is_sqlite and not _sqlite_file_exists(settings):
+    if settings.sqlite_file is not None and not settings.sqlite_file.exists():
         raise DropRefused(
             f"There is no database in the data dir {settings.data_dir}; give the --data-dir (or "
             "--database-url) the server uses."
@@ -412,15 +412,6 @@ def drop_unreadable(settings: Settings, domain_name: str, *, confirm: bool) -> D
     finally:
         database.dispose()
     return dropped
-
-
-def _sqlite_file_exists(settings: Settings) -> bool:
-    from pathlib import Path
-
-    from sqlalchemy import make_url
-
-    path = make_url(settings.effective_database_url).database
-    return bool(path) and (path == ":memory:" or Path(str(path)).exists())
 
 
 def _domain_row(conn: Connection, domain_name: str) -> Any:
