@@ -338,13 +338,36 @@ def _message(
             f"{where}, with its reason."
         )
     body = json.dumps({"ObjectOmitted": note, "DeadLetterMessageId": letter.message_id})
-    return body, {**attributes, "ObjectOmitted": note}
+    noted = {**attributes, "ObjectOmitted": note}
+    if limit is not None and _message_size(body, noted) > limit:
+        # A small queue (MaximumMessageSize down to 1 KiB) may refuse even the note, at every
+        # resend: the letter would never reach it. A shorter note, and the reason cut to what
+        # fits — the whole of both stays in the local store, which the note points to.
+        return _compact_note(letter, attributes, where, limit)
+    return body, noted
+
+
+def _compact_note(
+    letter: DeadLetter, attributes: dict[str, str], where: str, limit: int
+) -> tuple[str, dict[str, str]]:
+    """The note within `limit` bytes: why left out, and the reason (`Message`) cut to fit."""
+    note = f"The object was not sent. OpenProfiles keeps it in {where}."
+    body = json.dumps({"ObjectOmitted": note, "DeadLetterMessageId": letter.message_id})
+    noted = {**attributes, "ObjectOmitted": note}
+    over = _message_size(body, noted) - limit
+    if over > 0:
+        reason = noted["Message"].encode("utf-8", "surrogatepass")
+        cut = "\u2026"  # SQS refuses an empty attribute value: at least the ellipsis goes
+        keep = max(0, len(reason) - over - len(cut.encode()))
+        noted["Message"] = reason[:keep].decode("utf-8", "ignore") + cut
+    return body, noted
 
 
 def _message_size(body: str, attributes: dict[str, str]) -> int:
     """What a message counts towards SQS's size caps: body, attribute names, types, values."""
     return len(body.encode("utf-8", "surrogatepass")) + sum(
-        len(name) + len("String") + len(value.encode()) for name, value in attributes.items()
+        len(name) + len("String") + len(value.encode("utf-8", "surrogatepass"))
+        for name, value in attributes.items()
     )
 
 

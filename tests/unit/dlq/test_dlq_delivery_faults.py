@@ -186,6 +186,51 @@ def test_a_queue_with_a_small_maximum_message_size_traps_no_letter(
     assert resend_pending(services, now=later).sent == []
 
 
+def test_on_the_smallest_queue_a_long_reason_still_gets_the_note_through(
+    moto_services: Services, moto_url: str
+) -> None:
+    """On a 1 KiB queue (SQS's smallest MaximumMessageSize), the note about a large object was
+    itself over the queue's size once the reason was long — SQS counts the attributes too (moto
+    counts only the body, so the size is checked here): refused at every resend, the letter
+    never reached the queue. The note goes shorter, with the reason cut to fit."""
+    services = moto_services
+    client = sqs(moto_url)
+    url = client.create_queue(
+        QueueName=f"dlq-{uuid.uuid4().hex[:8]}", Attributes={"MaximumMessageSize": "1024"}
+    )["QueueUrl"]
+    set_queue(services, url)
+    reason = "The value 'é' of field Notes could not be converted. " * 12  # 648 characters
+    letter = dead_letter(
+        services,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json=json.dumps({"id": "big", "notes": "x" * 3000}),
+        reason=reason,
+        category="no_profile",
+    )
+    (message,) = receive_all(client, url)
+    body = json.loads(message["Body"])
+    assert body["DeadLetterMessageId"] == letter.message_id
+    assert letter.message_id in body["ObjectOmitted"]
+    attributes = {
+        name: value["StringValue"] for name, value in message["MessageAttributes"].items()
+    }
+    # What SQS holds to MaximumMessageSize: the body, and each attribute's name, type and value.
+    size = len(message["Body"].encode()) + sum(
+        len(name) + len("String") + len(value.encode()) for name, value in attributes.items()
+    )
+    assert size <= 1024, size
+    assert attributes["DomainName"] == DOMAIN and attributes["ObjectTypeName"] == "Crm"
+    sent_reason = attributes["Message"]
+    assert sent_reason.endswith("\u2026") and reason.startswith(sent_reason[:-1])
+    assert len(sent_reason) > 100  # cut to what fits, not dropped
+    kept = stored(services, letter.message_id)
+    assert kept.object_json == letter.object_json and kept.reason == reason
+    assert service.delivery_status(kept).startswith("Sent without its object")
+    later = datetime.now(UTC) + timedelta(seconds=SEND_GRACE_SECONDS + 1)
+    assert resend_pending(services, now=later).sent == []
+
+
 # ---------------------------------------------------------------------------- unusable keys
 
 
