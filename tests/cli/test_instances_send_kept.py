@@ -4,13 +4,20 @@ among its chunks (both backends, a real data dir and database)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
 import pytest
 from click.testing import CliRunner
-from tests.unit.integrations.integ_helpers import INSTANCE, ctr, make_domain, send
+from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make_domain, send
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
+from openprofiles.contacts import service as contacts
+from openprofiles.contacts.records import split_body
 from openprofiles.contacts.service import REPLAY_CHUNK, connect_instance, count_unrouted
+from openprofiles.crypto.keyring import Keyring
 from openprofiles.settings import Settings
 
 D = "cli-kept"
@@ -66,9 +73,52 @@ def test_send_kept_finishes_an_association_that_stopped_between_chunks(
 
         out = _run(settings, "instances", "send-kept")
 
-        assert "Sent on 30 kept contact records: 30 accepted, 0 rejected, 0 kept again." in out
+        assert "Sent on 30 kept contact records: 30 accepted, 0 rejected; 0 kept again" in out
         with services.read() as tx:
             assert count_unrouted(tx, instance_arn=INSTANCE) == {}
         assert "Sent on 0 kept contact records" in _run(settings, "instances", "send-kept")
+    finally:
+        services.database.dispose()
+
+
+def test_send_kept_counts_records_held_again_as_neither_sent_nor_rejected(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The domain's key fails between choosing the instances whose domain can take records
+    and sending them on: the records are kept again. They were counted as sent on and as
+    rejected ("Sent on 3 ...: 0 accepted, 3 rejected, 3 kept again"), though none went
+    anywhere."""
+    settings = dataclasses.replace(settings, data_key_cache_seconds=0)
+    keyring = Keyring(settings.keyring_path)
+    services = build_services(settings)
+    try:
+        key = keyring.create_key("send-kept").arn(settings.region, settings.account_id)
+        make_domain(services, D, key)
+        associate(services, D)
+        keyring.disable(key)
+        body = "\n".join(json.dumps(ctr(f"held-{n}")) for n in range(3))
+        with services.write() as tx:
+            held = contacts.ingest_contact_items(tx, split_body(body), hold_unavailable=True)
+        assert held.held == 3
+        keyring.enable(key)
+    finally:
+        services.database.dispose()
+    replay = contacts.replay_held
+
+    def key_fails_meanwhile(tx: Any, **arguments: Any) -> Any:
+        keyring.disable(key)
+        return replay(tx, **arguments)
+
+    monkeypatch.setattr(contacts, "replay_held", key_fails_meanwhile)
+    # The command's own settings, read from the environment: no data key kept in memory.
+    monkeypatch.setenv("OPENPROFILES_DATA_KEY_CACHE_SECONDS", "0")
+
+    out = _run(settings, "instances", "send-kept")
+
+    assert "Sent on 0 kept contact records: 0 accepted, 0 rejected; 3 kept again" in out, out
+    services = build_services(settings, migrate=False)
+    try:
+        with services.read() as tx:
+            assert count_unrouted(tx, instance_arn=INSTANCE) == {INSTANCE: 3}
     finally:
         services.database.dispose()

@@ -74,6 +74,16 @@ class BatchOutcome:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     unrouted: dict[str | None, int] = field(default_factory=dict)
 
+    @property
+    def sent_on(self) -> int:
+        """Records that went somewhere: accepted, or rejected for good (not kept again)."""
+        return self.accepted + self.rejected_for_good
+
+    @property
+    def rejected_for_good(self) -> int:
+        """Rejected and not held: dead-lettered, or kept unrouted for want of an association."""
+        return len(self.rejected) - self.held
+
 
 @dataclass(frozen=True)
 class ContactLink:

@@ -77,11 +77,15 @@ def instances_associate(
             f"history stay in {done.previous_domain}; only new contact records go to "
             f"{domain_name}."
         )
-    total = replayed.accepted + len(replayed.rejected)
-    if total:
+    if replayed.sent_on:
         click.echo(
-            f"Replayed {total} contact records kept while it was unassociated: "
-            f"{replayed.accepted} accepted, {len(replayed.rejected)} rejected."
+            f"Replayed {replayed.sent_on} contact records kept while it was unassociated: "
+            f"{replayed.accepted} accepted, {replayed.rejected_for_good} rejected."
+        )
+    if replayed.held:
+        click.echo(
+            f"{replayed.held} kept contact records wait for the domain's key to be usable; "
+            "`openprofiles instances send-kept` (or the server, every minute) sends them on."
         )
 
 
@@ -157,8 +161,9 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     finally:
         services.database.dispose()
     click.echo(
-        f"Sent on {sent.accepted + len(sent.rejected)} kept contact records: {sent.accepted} "
-        f"accepted, {len(sent.rejected)} rejected, {sent.held} kept again."
+        f"Sent on {sent.sent_on} kept contact records: {sent.accepted} accepted, "
+        f"{sent.rejected_for_good} rejected; {sent.held} kept again (their domain's key cannot "
+        "be used now)."
     )
 
 

@@ -65,16 +65,16 @@ def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, An
         # on here, a transaction per chunk, before the answer (a stop among them leaves them to
         # the server's sweep).
         replayed = send_kept_on(ctx.services, instance_arns=[uri], sent=replayed)
-        if replayed.accepted or replayed.rejected:
+        if replayed.sent_on:
             # The response shape is botocore's: the replay is told in the log only.
             logger.info(
                 "PutIntegration of instance %s in domain %s replayed %d kept contact "
                 "records: %d accepted, %d rejected (in the domain's dead-letter queue)",
                 uri,
                 params["DomainName"],
-                replayed.accepted + len(replayed.rejected),
+                replayed.sent_on,
                 replayed.accepted,
-                len(replayed.rejected),
+                replayed.rejected_for_good,
             )
         return out
     with ctx.write() as tx:

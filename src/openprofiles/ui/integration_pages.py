@@ -247,8 +247,8 @@ def routes(ui: UI) -> list[Route]:
                 "instance_arn": arn,
                 "domain_name": target,
                 "previous_domain": done.previous_domain,
-                "replayed": replayed.accepted + len(replayed.rejected),
-                "replay_rejected": len(replayed.rejected),
+                "replayed": replayed.sent_on,
+                "replay_rejected": replayed.rejected_for_good,
             }
 
         try:
@@ -257,8 +257,8 @@ def routes(ui: UI) -> list[Route]:
             return await render_instances(request, values=values, errors={exc.field: exc.message})
         # The association committed with the first chunk of the kept records: the rest now.
         rest = await ui.run(lambda: contacts.send_kept_on(ui.services, instance_arns=[arn]))
-        outcome["replayed"] += rest.accepted + len(rest.rejected)
-        outcome["replay_rejected"] += len(rest.rejected)
+        outcome["replayed"] += rest.sent_on
+        outcome["replay_rejected"] += rest.rejected_for_good
         return await render_instances(
             request, values={"instance_arn": "", "move": ""}, done=outcome
         )
