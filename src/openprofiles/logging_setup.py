@@ -143,17 +143,32 @@ def installed() -> bool:
     return getattr(logging.getLogRecordFactory(), "openprofiles_safe", False) is True
 
 
+# The AWS SDK logs whole requests and responses at DEBUG: a KMS data key in clear (Decrypt's
+# and GenerateDataKey's Plaintext), every dead letter sent to SQS, every record read from
+# Kinesis or S3. Its loggers are held at WARNING, whatever the root's level: an application
+# that embeds create_app under logging.basicConfig(level=DEBUG) must not print the keys that
+# seal its customers' data. (A level set on them after `install` is the setter's own call.)
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer")
+
+
 def install() -> None:
     """Make every log record and every uncaught exception printed from now on safe (see the
-    module's docstring). Idempotent."""
+    module's docstring), and keep the AWS SDK's DEBUG records (`SDK_LOGGERS`) out. Idempotent."""
     if installed():
         return
     _previous["factory"] = logging.getLogRecordFactory()
     _previous["excepthook"] = sys.excepthook
     _previous["threading_excepthook"] = threading.excepthook
+    _previous["sdk_levels"] = {name: logging.getLogger(name).level for name in SDK_LOGGERS}
     logging.setLogRecordFactory(_safe_factory(_previous["factory"]))
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
+    for name in SDK_LOGGERS:
+        sdk = logging.getLogger(name)
+        # Its own level, not the effective one: NOTSET follows the root, which may be lowered
+        # later (a test runner capturing DEBUG, an application's basicConfig).
+        if sdk.level < logging.WARNING:
+            sdk.setLevel(logging.WARNING)
 
 
 def uninstall() -> None:
@@ -163,6 +178,8 @@ def uninstall() -> None:
     logging.setLogRecordFactory(_previous.pop("factory"))
     sys.excepthook = _previous.pop("excepthook")
     threading.excepthook = _previous.pop("threading_excepthook")
+    for name, level in _previous.pop("sdk_levels").items():
+        logging.getLogger(name).setLevel(level)
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -232,3 +232,29 @@ def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path)
     (tmp_path / "keyring.json").chmod(0o600)
     broken = runner.invoke(main, ["credentials", "list", "--data-dir", str(tmp_path)])
     assert broken.exit_code == 1 and "restore it from a backup" in broken.output
+
+
+@pytest.mark.moto
+def test_the_aws_sdk_logs_no_data_key_under_a_debug_root(
+    safe_logging: None, moto_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An application embedding the server with its root logger at DEBUG: botocore logged each
+    response body, a KMS data key's Plaintext among them, and each SQS message sent."""
+    import base64
+
+    import boto3
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    with caplog.at_level(logging.DEBUG):
+        data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["Plaintext"]
+        logging.getLogger("openprofiles.test").debug("our own DEBUG records still go")
+    assert base64.b64encode(data_key).decode() not in caplog.text
+    assert "GenerateDataKey" not in caplog.text
+    assert "our own DEBUG records still go" in caplog.text
