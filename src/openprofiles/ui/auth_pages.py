@@ -45,7 +45,7 @@ def routes(ui: UI) -> list[Route]:
         return RedirectResponse("/admin/" if session.role == "admin" else "/agent/", 303)
 
     async def sign_in(request: Request) -> Response:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # Starlette routes HEAD here too
             return sign_in_page(ui, request)
         try:
             form = await request.form()

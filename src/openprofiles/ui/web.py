@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openprofiles import audit
 from openprofiles.context import Services, Tx
-from openprofiles.crypto.errors import KeyUnusable
+from openprofiles.domains.service import told_to_agents, unreadable_domain
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
@@ -137,10 +137,7 @@ class UI:
         # For the operator, whoever saw it: the provider's message (KeyUnusable carries no
         # personal value; logging_setup prints it) and the page, not the request's query.
         logger.warning("%s: a domain's key cannot be used: %s", request.url.path, error.__cause__)
-        if session.role == "admin":
-            message = error.message
-        else:
-            message = UNREACHABLE_FOR_AGENTS if transient else UNREADABLE_FOR_AGENTS
+        message = error.message if session.role == "admin" else told_to_agents(error)
         return self.error_page(
             request, 503 if transient else 403, "Customer data cannot be read", message
         )
@@ -245,6 +242,11 @@ class UI:
                         return await self.keep_form(request)
                     return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
+                if request.method == "HEAD":
+                    # Starlette routes HEAD to every GET endpoint; a page that also takes POST
+                    # tells the two apart by the method, and took HEAD for a POST without its
+                    # form (500). Answered as the GET is (the server leaves out the body).
+                    request = Request({**request.scope, "method": "GET"}, request.receive)
                 if request.method != "POST":
                     return await signed_in(request, session)
                 # Every change a signed-in user makes is a POST through here: the audit log
@@ -304,23 +306,6 @@ class UI:
             return guarded
 
         return wrap
-
-
-UNREADABLE_FOR_AGENTS = (
-    "This domain's customer data cannot be read at the moment: the encryption key that "
-    "protects it cannot be used. Ask an administrator to make the key usable again."
-)
-UNREACHABLE_FOR_AGENTS = (
-    "This domain's customer data cannot be read right now: the service that keeps its "
-    "encryption key does not answer. Try again in a few minutes; if this goes on, ask an "
-    "administrator."
-)
-
-
-def unreadable_domain(error: ServiceError) -> bool:
-    """Whether `error` says a domain's data cannot be read because its key cannot be used
-    (disabled, deleted, access revoked, KMS unreachable: domains.service.domain_cipher)."""
-    return isinstance(error.__cause__, KeyUnusable)
 
 
 def _next_scope(path: str) -> str:
