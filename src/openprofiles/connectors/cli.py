@@ -35,11 +35,13 @@ def connectors_kinesis(
 
     A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
     waits, longer with each failure in a row, and the others go on. Nor does the database
-    failing a poll: the next one waits, and reads on from the checkpoints."""
+    failing a poll for a while (out of reach, locked): the next one waits, and reads on from
+    the checkpoints. A database error that waiting will not mend (a missing table) stops it,
+    saying so, with exit status 1."""
     from openprofiles.connectors.kinesis import (
         DATABASE_ERRORS,
         KinesisContactRecords,
-        database_error_name,
+        database_failure,
     )
 
     services = open_services(
@@ -52,11 +54,8 @@ def connectors_kinesis(
             try:
                 result = connector.poll_once()
             except DATABASE_ERRORS as exc:
-                # The type only, as `run` logs it: the message can quote the values sent.
-                raise click.ClickException(
-                    f"The poll failed in the database ({database_error_name(exc)}); nothing past "
-                    "the last checkpoint was applied, and the next run reads on from there."
-                ) from None
+                # The types only, as `run` logs them: the message can quote the values sent.
+                raise click.ClickException(database_failure(exc)) from None
             click.echo(
                 f"{result.stream_records} stream records: {result.accepted} contact records "
                 f"accepted, {result.rejected} rejected ({result.held} of them held until their "
@@ -70,7 +69,12 @@ def connectors_kinesis(
                 )
         else:
             click.echo(f"Reading contact records from {stream_name} (Ctrl-C stops).")
-            connector.run(stop)
+            try:
+                connector.run(stop)
+            except DATABASE_ERRORS as exc:
+                # Only what waiting will not mend gets here (`run` waits out the rest), logged
+                # with its traceback; the command says why it stopped.
+                raise click.ClickException(f"Stopped. {database_failure(exc)}") from None
     except KeyboardInterrupt:
         stop.set()
     finally:

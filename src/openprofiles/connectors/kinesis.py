@@ -16,8 +16,21 @@ connectors throttled together do not come back together, and the other shards go
 be empty while its shard still has records further on (MillisBehindLatest > 0: a stretch of the
 shard without records); its NextShardIterator is followed, up to MAX_EMPTY_PAGES a poll. `run`
 spaces its polls to stay under a shard's 5 reads a second (READ_INTERVAL_SECONDS). The database
-failing a poll (out of reach for a moment) does not stop `run` either: it waits the same way, and
-every shard is read again from its checkpoint, which never passed a batch that was not applied.
+failing a poll (out of reach for a moment, locked, read-only, a lost race) does not stop `run`
+either: it waits the same way, and every shard is read again from its checkpoint, which never
+passed a batch that was not applied. An error that waiting cannot mend (a statement or schema at
+fault: a missing table, a syntax error) stops it, saying so (`database_may_recover`).
+
+A reshard closes shards and opens their children (a split: one parent, two children; a merge:
+two parents, one child). A record of a contact written before the reshard is in a parent, the
+next one after it in a child: a child is read only once each of its parents is read to its end
+(Kinesis' NextShardIterator None), or has gone from the stream (expired), as the KCL does.
+Reading them side by side would apply them out of order: the newest LastUpdateTimestamp orders
+the versions of one contact, but not records it cannot order (none, or the same one), of which
+the first applied is kept and the other rejected, nor what several contacts do to one profile
+(its fields, last written; which objects a full profile evicts first). A shard read to its end
+has the checkpoint SHARD_END (the KCL's sentinel, past every sequence number): it is never read
+again, after a restart either, and no connector on the stream moves it back.
 
 A checkpoint belongs to one stream: a stream deleted and created again under the same name is
 another stream, whose sequence numbers do not follow on from the old one's. Checkpoints are
@@ -49,6 +62,7 @@ import codecs
 import functools
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,10 +70,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Numeric, and_, cast, delete, func, or_, select, update
+from sqlalchemy import Numeric, and_, case, cast, delete, false, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -69,7 +83,8 @@ from openprofiles.contacts.service import ingest_contact_items, send_kept_on
 from openprofiles.context import Services, Tx
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
-from openprofiles.store.conflicts import retrying
+from openprofiles.store.conflicts import _SQLITE_BUSY_OR_LOCKED, is_transient, retrying
+from openprofiles.store.database import storage_failure
 from openprofiles.store.schema import stream_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -112,6 +127,10 @@ READ_INTERVAL_SECONDS = 0.25
 # How often the stream's identity and its shards are looked up again when nothing else asks
 # for it (a shard that ended, a stream that is gone): picks up shards added by a reshard.
 REFRESH_SECONDS = 60.0
+
+# The checkpoint of a shard read to its end (the KCL's own sentinel): after every sequence
+# number of the shard, so no save moves it back, and the shard is never read again.
+SHARD_END = "SHARD_END"
 
 # Kinesis error codes that may mean the stream was deleted, or created again (AWS refuses a
 # sequence number of the stream before with InvalidArgumentException): its identity and shards
@@ -163,8 +182,8 @@ def _of(identity: StreamIdentity) -> ColumnElement[bool]:
 def load_checkpoints(
     tx: Tx, stream_name: str, identity: StreamIdentity | None = None
 ) -> dict[str, str]:
-    """The stream's checkpoints, shard id → sequence number (only the stream `identity`'s, when
-    given)."""
+    """The stream's checkpoints, shard id → sequence number, or SHARD_END for a shard read to
+    its end (only the stream `identity`'s, when given)."""
     query = select(stream_checkpoint.c.shard_id, stream_checkpoint.c.sequence_number).where(
         stream_checkpoint.c.stream_name == stream_name
     )
@@ -207,26 +226,36 @@ def claim_checkpoints(tx: Tx, stream_name: str, identity: StreamIdentity) -> int
 
 
 def _later(new: ColumnElement[Any], old: ColumnElement[Any], *, sqlite: bool) -> Any:
-    """SQL for "sequence number `new` is greater than `old`". They are decimal strings of up to
+    """SQL for "checkpoint `new` is past `old`". Sequence numbers are decimal strings of up to
     128 digits: PostgreSQL compares them as NUMERIC; SQLite's integers stop at 19 digits, so it
-    compares them as digit strings without leading zeros, the longer the greater."""
+    compares them as digit strings without leading zeros, the longer the greater. SHARD_END is
+    past every one (and never cast: CASE decides before the comparison runs)."""
     if not sqlite:
-        return cast(new, Numeric) > cast(old, Numeric)
-    new_digits, old_digits = func.ltrim(new, "0"), func.ltrim(old, "0")
-    new_length, old_length = func.length(new_digits), func.length(old_digits)
-    return or_(
-        new_length > old_length,
-        and_(new_length == old_length, new_digits > old_digits),
-    )
+        numbers: Any = cast(new, Numeric) > cast(old, Numeric)
+    else:
+        new_digits, old_digits = func.ltrim(new, "0"), func.ltrim(old, "0")
+        new_length, old_length = func.length(new_digits), func.length(old_digits)
+        numbers = or_(
+            new_length > old_length,
+            and_(new_length == old_length, new_digits > old_digits),
+        )
+    return case((old == SHARD_END, false()), (new == SHARD_END, true()), else_=numbers)
+
+
+def _past(sequence_number: str, checkpoint: str | None) -> bool:
+    """Whether a stream record is after the shard's checkpoint (not applied yet)."""
+    if checkpoint is None:
+        return True
+    return checkpoint != SHARD_END and int(sequence_number) > int(checkpoint)
 
 
 def save_checkpoint(
     tx: Tx, stream_name: str, shard_id: str, sequence_number: str, identity: StreamIdentity
 ) -> bool:
-    """Record that the shard was applied up to `sequence_number`, unless its checkpoint is
-    already there or further (another connector on the stream got further): a checkpoint only
-    moves forward, in one statement (atomic on both databases). A checkpoint of another stream
-    of that name is replaced. Whether it moved."""
+    """Record that the shard was applied up to `sequence_number` (SHARD_END: all of it, to its
+    end), unless its checkpoint is already there or further (another connector on the stream
+    got further): a checkpoint only moves forward, in one statement (atomic on both databases).
+    A checkpoint of another stream of that name is replaced. Whether it moved."""
     sqlite = tx.services.database.is_sqlite
     statement: Any = sqlite_insert(stream_checkpoint) if sqlite else pg_insert(stream_checkpoint)
     table, excluded = stream_checkpoint, statement.excluded
@@ -306,11 +335,15 @@ class _Backoff:
 
 
 class _Shard(_Backoff):
-    def __init__(self) -> None:
+    def __init__(self, parents: tuple[str, ...] = ()) -> None:
         super().__init__()
+        # ListShards' ParentShardId and AdjacentParentShardId: the shards a reshard closed to
+        # open this one, read to their end before it.
+        self.parents = parents
         # The NextShardIterator of the last page read; None: made from the checkpoint.
         self.iterator: str | None = None
-        # The shard ended (a reshard closed it) and all of it was read.
+        # The shard ended (a reshard closed it) and all of it was read: its checkpoint is
+        # SHARD_END.
         self.ended = False
 
 
@@ -351,21 +384,25 @@ class KinesisContactRecords:
         self._reads = 0
 
     def poll_once(self) -> PollResult:
-        """Held records sent on (when due), then each shard not backing off read once (its
-        empty pages followed while it is behind); returns what was read and applied."""
+        """Held records sent on (when due), then each shard not backing off, nor read to its
+        end, nor waiting for a parent to be, read once (its empty pages followed while it is
+        behind); returns what was read and applied."""
         result = PollResult()
         self._reads = 0
         self._send_held_on(result)
         self._refresh(result)
         checkpoints: dict[str, str] | None = None
+        # ListShards lists a parent before its children (a child's id is the greater), so a
+        # parent read to its end in this loop lets its children be read in the same poll.
         for shard_id, shard in list(self._shards.items()):
-            if shard.ended or self._clock() < shard.due:
+            if shard.ended or self._clock() < shard.due or self._waits_for_parent(shard):
                 continue
             try:
                 if shard.iterator is None:
                     if checkpoints is None:
                         checkpoints = self._checkpoints()
-                    shard.iterator = self._iterator(shard_id, checkpoints.get(shard_id))
+                    if not self._start(shard_id, shard, checkpoints.get(shard_id)):
+                        continue
                 try:
                     self._read(shard_id, shard, result)
                 except Exception as exc:
@@ -373,8 +410,8 @@ class KinesisContactRecords:
                         raise
                     # Kept too long (an iterator lasts 5 minutes): made again from the
                     # checkpoint, and read at once.
-                    shard.iterator = self._iterator(shard_id, self._checkpoints().get(shard_id))
-                    self._read(shard_id, shard, result)
+                    if self._start(shard_id, shard, self._checkpoints().get(shard_id)):
+                        self._read(shard_id, shard, result)
                 shard.failures = 0
             except Exception as exc:
                 if not _is_aws_error(exc):
@@ -421,7 +458,10 @@ class KinesisContactRecords:
             )
             return
         self._stream.failures = 0
-        self._shards = {shard_id: self._shards.get(shard_id) or _Shard() for shard_id in listed}
+        self._shards = {
+            shard_id: self._shards.get(shard_id) or _Shard(parents)
+            for shard_id, parents in listed.items()
+        }
         self._refresh_due = now + REFRESH_SECONDS
 
     def _claim(self, identity: StreamIdentity) -> None:
@@ -445,12 +485,15 @@ class KinesisContactRecords:
         self._identity = identity
         self._shards = {}
 
-    def _list_shards(self) -> list[str]:
-        shards: list[str] = []
+    def _list_shards(self) -> dict[str, tuple[str, ...]]:
+        """The stream's shards, each with its parents, in ListShards' order."""
+        shards: dict[str, tuple[str, ...]] = {}
         kwargs: dict[str, Any] = {"StreamName": self.stream_name}
         while True:
             page = self._client.list_shards(**kwargs)
-            shards.extend(s["ShardId"] for s in page.get("Shards", []))
+            for listed in page.get("Shards", []):
+                parents = (listed.get("ParentShardId"), listed.get("AdjacentParentShardId"))
+                shards[listed["ShardId"]] = tuple(p for p in parents if p)
             token = page.get("NextToken")
             if not token:
                 return shards
@@ -459,6 +502,21 @@ class KinesisContactRecords:
     def _checkpoints(self) -> dict[str, str]:
         with self.services.read() as tx:
             return load_checkpoints(tx, self.stream_name, self._identity)
+
+    def _waits_for_parent(self, shard: _Shard) -> bool:
+        """Whether a parent of the shard is still to be read to its end. A parent no longer
+        listed (past the stream's retention) has nothing left to read."""
+        return any(p in self._shards and not self._shards[p].ended for p in shard.parents)
+
+    def _start(self, shard_id: str, shard: _Shard, checkpoint: str | None) -> bool:
+        """Make the shard's iterator from its checkpoint; False when the checkpoint says it was
+        read to its end (before a restart, or by another connector on the stream): it is done
+        with, and never read again."""
+        if checkpoint == SHARD_END:
+            shard.ended = True
+            return False
+        shard.iterator = self._iterator(shard_id, checkpoint)
+        return True
 
     def _iterator(self, shard_id: str, after: str | None) -> str:
         if after:
@@ -476,7 +534,7 @@ class KinesisContactRecords:
 
     def _read(self, shard_id: str, shard: _Shard, result: PollResult) -> None:
         """One page of the shard applied, after at most `max_empty_pages` empty ones while the
-        shard is behind."""
+        shard is behind; at the shard's end (a reshard closed it), its checkpoint SHARD_END."""
         empty = calls = 0
         while True:
             calls += 1
@@ -485,16 +543,22 @@ class KinesisContactRecords:
             records = page.get("Records", [])
             behind = int(page.get("MillisBehindLatest") or 0) > 0
             next_iterator = page.get("NextShardIterator")
-            if records and not self._apply(shard_id, records, result):
+            ended = next_iterator is None
+            if (records or ended) and not self._apply(shard_id, records, result, ended=ended):
                 # Read again from the checkpoint: the batch was deferred, or another connector
-                # on the stream is further on.
+                # on the stream is further on (or read the shard to its end: SHARD_END).
                 shard.iterator = None
                 return
             shard.iterator = next_iterator
-            if next_iterator is None:
-                # The shard ended (a reshard): its children are listed now.
+            if ended:
+                # Its children may be read now; they are listed at the next poll.
                 shard.ended = True
                 self._refresh_due = None
+                logger.info(
+                    "Kinesis stream %s, shard %s: read to its end (a reshard closed it).",
+                    self.stream_name,
+                    shard_id,
+                )
                 return
             if records or not behind:
                 return
@@ -503,20 +567,32 @@ class KinesisContactRecords:
                 # The next poll goes on from here (a shard allows 5 GetRecords a second).
                 return
 
-    def _apply(self, shard_id: str, records: Sequence[dict[str, Any]], result: PollResult) -> bool:
-        """Apply a page's records and save the shard's checkpoint after them, in one
-        transaction; False when the batch was deferred (a request error) or another connector
-        had got further (the records it had applied are skipped)."""
+    def _apply(
+        self,
+        shard_id: str,
+        records: Sequence[dict[str, Any]],
+        result: PollResult,
+        *,
+        ended: bool = False,
+    ) -> bool:
+        """Apply a page's records and save the shard's checkpoint after them (SHARD_END when
+        the page `ended` the shard), in one transaction; False when the batch was deferred (a
+        request error) or another connector had got further (the records it had applied are
+        skipped)."""
         identity = self._identity
         assert identity is not None  # shards are only read once the stream was described
-        last = records[-1]["SequenceNumber"]
+        last = SHARD_END if ended else records[-1]["SequenceNumber"]
 
         def apply() -> tuple[BatchOutcome, int, bool]:
             with self.services.write() as tx:
                 done = _checkpoint(tx, self.stream_name, shard_id, identity)
-                fresh = [r for r in records if done is None or int(r["SequenceNumber"]) > int(done)]
+                fresh = [r for r in records if _past(r["SequenceNumber"], done)]
                 items, origins = self._items(shard_id, fresh)
-                outcome = ingest_contact_items(tx, items, hold_unavailable=True, origins=origins)
+                outcome = (
+                    ingest_contact_items(tx, items, hold_unavailable=True, origins=origins)
+                    if items
+                    else BatchOutcome()
+                )
                 moved = save_checkpoint(tx, self.stream_name, shard_id, last, identity)
             return outcome, len(fresh), moved
 
@@ -585,18 +661,30 @@ class KinesisContactRecords:
         between polls as long as READ_INTERVAL_SECONDS asks (a failed Kinesis call does not stop
         it: what failed backs off).
 
-        Nor does the database failing a poll (out of reach for a moment, a commit whose outcome
-        is unknown: `DATABASE_ERRORS`): the poll ends there, its type is logged, and the next
-        one waits as a failed Kinesis call does, longer with each such poll in a row. What it
-        had not applied is read again: a batch and its checkpoint are one transaction, so the
-        checkpoint stays before it, and every shard is read from its checkpoint again (its
-        iterator may stand past the batch that failed). Any other error is a bug in this code,
-        which waiting would not mend: it stops `run`, with its traceback."""
+        Nor does the database failing a poll (out of reach for a moment, locked, read-only, a
+        commit whose outcome is unknown: `database_may_recover`): the poll ends there, its type
+        is logged, and the next one waits as a failed Kinesis call does, longer with each such
+        poll in a row. What it had not applied is read again: a batch and its checkpoint are
+        one transaction, so the checkpoint stays before it, and every shard is read from its
+        checkpoint again (its iterator may stand past the batch that failed). Any other error,
+        a database error that waiting would not mend (a missing table, a statement the database
+        refuses) as much as a bug in this code, stops `run`: it is logged with its traceback and
+        raised (`openprofiles connectors kinesis` says so, and exits with status 1)."""
         while not stop.is_set():
             started = self._clock()
             try:
                 drained = self.poll_once().stream_records == 0
             except DATABASE_ERRORS as exc:
+                if not database_may_recover(exc):
+                    # Polling again would fail the same way forever: the operator must know.
+                    logger.error(
+                        "Kinesis stream %s: a poll failed in the database (%s), which waiting "
+                        "will not mend; the connector stops.",
+                        self.stream_name,
+                        database_error_name(exc),
+                        exc_info=exc,
+                    )
+                    raise
                 for shard in self._shards.values():
                     shard.iterator = None
                 wait = self._database.failed(self._clock(), self._jitter())
@@ -617,11 +705,55 @@ class KinesisContactRecords:
                 stop.wait(wait)
 
 
-# What the database raises when it fails a poll rather than the code: an error of the
-# database or its driver (unreachable, a connection dropped, a table missing), the pool waiting
-# too long for a connection, a transaction that kept failing (store.conflicts) or whose commit
-# was cut off (context.CommitOutcomeUnknown).
-DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, SQLAlchemyTimeoutError, InternalServer)
+# What a poll raises when the database failed it: an error of the database or its driver (the
+# driver's own, unwrapped, where a statement goes to it directly: SQLite's BEGIN IMMEDIATE,
+# store.database), the pool waiting too long for a connection, a transaction that kept failing
+# (store.conflicts) or whose commit was cut off (context.CommitOutcomeUnknown).
+# `database_may_recover` tells the failures that waiting may mend from those it never will.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    sqlite3.Error,
+    SQLAlchemyTimeoutError,
+    InternalServer,
+)
+
+
+def database_may_recover(exc: Exception) -> bool:
+    """Whether a poll's database error is the database failing for a while, so that polling
+    again later may get through: a lost race or a connection dropped (store.conflicts), the
+    database locked, read-only, full or failing I/O (store.database.storage_failure), the pool
+    out of connections, and on PostgreSQL any OperationalError (the server unreachable, shut
+    down, out of resources, a statement cancelled). Not an error of the statement or the schema
+    (a missing table or column, a syntax error, a constraint or a value the database refuses):
+    SQLite reports a missing table as an OperationalError too, so its result code decides
+    there (SQLITE_ERROR is the statement's)."""
+    if isinstance(exc, SQLAlchemyTimeoutError | InternalServer):
+        # InternalServer: `retrying` gave up on transient failures, or a commit was cut off.
+        return True
+    if isinstance(exc, DBAPIError) and is_transient(exc):
+        return True
+    if storage_failure(exc) is not None:
+        return True
+    sqlite_code = getattr(getattr(exc, "orig", None) or exc, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        # Locked, as store.conflicts judges it, also when the driver raised it unwrapped.
+        return sqlite_code & 0xFF in _SQLITE_BUSY_OR_LOCKED
+    return isinstance(exc, OperationalError)
+
+
+def database_failure(exc: Exception) -> str:
+    """What to tell the operator of a poll the database failed (the error's types only: its
+    message can quote the values it was sent)."""
+    said = f"The poll failed in the database ({database_error_name(exc)})"
+    if not database_may_recover(exc):
+        said += (
+            ", with an error that trying again will not mend (the statement or the database's "
+            "schema is at fault, not its availability)"
+        )
+    return (
+        said
+        + "; nothing past the last checkpoint was applied, and the next run reads on from there."
+    )
 
 
 def database_error_name(exc: Exception) -> str:

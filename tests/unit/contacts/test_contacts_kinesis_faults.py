@@ -642,54 +642,6 @@ def rename_table(services: Services, old: str, new: str) -> None:
         tx.conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
 
 
-def test_run_goes_on_when_the_database_fails_a_poll(
-    services: Services, domain: str, moto_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The reviewer's note: a non-AWS error, such as the database being unreachable, still
-    stopped `run` (the error escaped it). The checkpoints' table gone for a moment (renamed,
-    one fault at the database's boundary): the batch read meanwhile fails whole, `run` logs the
-    error's type, waits its first backoff, and at the next poll applies that batch, read again
-    from the checkpoint, which moves on after it."""
-    kinesis, stream = new_stream(moto_url)
-    put(kinesis, stream, ctr("d0"))
-    clock = Clock()
-    conn = connector(services, stream, kinesis, clock=clock)
-    assert conn.poll_once().accepted == 1  # the stream described, the shard's iterator kept
-    put(kinesis, stream, ctr("d1"), ctr("d2"))
-    rename_table(services, "stream_checkpoint", "stream_checkpoint_away")
-    waits: list[float] = []
-
-    class Restoring(StopAfter):
-        """The table is back once `run` waits after the failed poll."""
-
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(timeout or 0)
-            if len(waits) == 1:
-                rename_table(services, "stream_checkpoint_away", "stream_checkpoint")
-            clock.now += timeout or 0
-            return False
-
-    with caplog.at_level(logging.WARNING, logger="openprofiles.connectors.kinesis"):
-        conn.run(Restoring(polls=3), idle_seconds=1.0)
-
-    # The backoff (its first wait: jitter 0.5, three quarters of 1 s), then the batch read
-    # again and applied (one GetRecords: 0.25 s), then the stream drained (idle).
-    assert waits == [0.75, 0.25, 1.0]
-    assert [found(services, f"d{n}") for n in range(3)] == [1, 1, 1]
-    with services.read() as tx:
-        checkpoint = load_checkpoints(tx, stream)
-    [*_, last] = kinesis.get_records(
-        ShardIterator=kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=SHARD0, ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-    )["Records"]
-    assert checkpoint == {SHARD0: last["SequenceNumber"]}
-    [warning] = [r.getMessage() for r in caplog.records if "in the database" in r.getMessage()]
-    assert ("OperationalError" in warning) or ("ProgrammingError, UndefinedTable" in warning)
-    # The type only: the database's message (the statement, its parameters) is not logged.
-    assert "stream_checkpoint" not in warning and "SELECT" not in warning
-
-
 def test_the_command_reports_a_database_failure_without_a_traceback(
     settings: Settings, services: Services, domain: str, moto_url: str
 ) -> None:
