@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openprofiles import logging_setup
 from openprofiles.auth.credentials import SecretCache, find_secret, secret_opens
-from openprofiles.auth.policy import authorize
+from openprofiles.auth.policy import answer_shown_to, authorize, errors_shown_to
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
 from openprofiles.contacts.service import kept_records_task
@@ -389,8 +389,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             return handler(ctx, params)
 
         # A request that lost a race with another process (PostgreSQL) runs again, as long as
-        # none of its writes has committed: the caller sees the outcome, never the race.
-        return retrying(attempt, may_retry=lambda: ctx.committed_writes == 0)
+        # none of its writes has committed: the caller sees the outcome, never the race. Its
+        # errors are told as the caller's role may be told them (auth.policy).
+        with errors_shown_to(principal.role):
+            answer = retrying(attempt, may_retry=lambda: ctx.committed_writes == 0)
+        return answer_shown_to(principal.role, answer)
 
     def database_problem() -> str | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from openprofiles.arns import domain_arn
+from openprofiles.auth.policy import domain_shown_to
 from openprofiles.context import RequestContext, Tx
 from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
@@ -104,7 +105,7 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
 def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     with ctx.read() as tx:
         record = service.get_domain(tx, domain_name=params["DomainName"])
-        return _to_wire(tx, record, with_stats=True)
+        return domain_shown_to(ctx.principal.role, _to_wire(tx, record, with_stats=True))
 
 
 def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,33 @@ def _unwrap_or_error(keys: KeyManager, record: DomainRecord) -> DomainCipher | S
         return error
 
 
+# What an agent is told of a domain whose key cannot be used, by the API (auth.policy) and by the
+# pages (ui.web). The key provider's message names the key (a KMS key's ARN holds the account
+# id), the KMS endpoint and what to change: an administrator's to act on; an agent can only ask
+# one.
+UNREADABLE_FOR_AGENTS = (
+    "This domain's customer data cannot be read at the moment: the encryption key that "
+    "protects it cannot be used. Ask an administrator to make the key usable again."
+)
+UNREACHABLE_FOR_AGENTS = (
+    "This domain's customer data cannot be read right now: the service that keeps its "
+    "encryption key does not answer. Try again in a few minutes; if this goes on, ask an "
+    "administrator."
+)
+
+
+def unreadable_domain(error: ServiceError) -> bool:
+    """Whether `error` says a domain's data cannot be read because its key cannot be used
+    (disabled, deleted, access revoked, KMS unreachable: `domain_cipher`)."""
+    return isinstance(error.__cause__, KeyUnusable)
+
+
+def told_to_agents(error: ServiceError) -> str:
+    """What an agent is told of an `unreadable_domain` error: that the key cannot be used, or
+    that its KMS does not answer now (an InternalServerException: it may come back by itself)."""
+    return UNREACHABLE_FOR_AGENTS if isinstance(error, InternalServer) else UNREADABLE_FOR_AGENTS
+
+
 def create_domain(
     tx: Tx, *, domain_name: str, config: dict[str, Any], key_id: str, wrapped_key: bytes
 ) -> DomainRecord:

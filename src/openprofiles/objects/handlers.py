@@ -19,6 +19,12 @@ has it and must fix it), and a record the pipeline rejected (400, with the reaso
 its dead letter, where it waits to be retried). What concerns the whole request (an unknown
 domain or object type, a standard type, duplicate item Ids, the model's limits) is an error
 of the request, with nothing written.
+
+An agent may not write objects of a type an integration feeds (auth.policy): contact records
+(`CTR`, any type built on a contact-record template, an instance integration's type) and the
+type of any other integration of the domain, such as a flow's. Both operations name one type
+for all their records, so a refused BatchPutProfileObject is refused whole, before any of it
+is applied.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
+from openprofiles.auth.policy import authorize_object_write, writes_fed_object_types
 from openprofiles.blocking import Deferred, may_defer
 from openprofiles.contacts.history import (
     contact_after,
@@ -33,7 +42,7 @@ from openprofiles.contacts.history import (
     cursor_from_state,
     cursor_state,
 )
-from openprofiles.context import RequestContext
+from openprofiles.context import RequestContext, Tx
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.ingest import MAX_OBJECT_CHARS
 from openprofiles.ingest.pipeline import IngestRejected, ingest_batch, ingest_object
@@ -44,6 +53,7 @@ from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
 from openprofiles.objects.coalesce import queue_put
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+from openprofiles.store.schema import integration
 from openprofiles.wire.parse import load_json
 
 # The model's limit for BatchPutProfileObjectErrorItem.Message.
@@ -51,6 +61,9 @@ MAX_ERROR_MESSAGE_CHARS = 1000
 DEFAULT_PAGE = 20
 # Standard objects ingestion writes and ListProfileObjects can list (spec §1.3, §1.8).
 LISTABLE_STANDARD_TYPES = frozenset({"_asset", "_case", "_order"})
+# The templates of contact records (spec §3.2): a type built on one holds contact records, fed
+# by the contact feeds, whichever instance (if any) is associated with it yet.
+CONTACT_RECORD_TEMPLATES = frozenset({"CTR", "CTR-NoInferred", "CTR-AutoAssociateOnly"})
 
 
 def parse_object(raw: str) -> dict[str, Any]:
@@ -75,11 +88,43 @@ def _refuse_standard_type(type_name: str, operation: str) -> None:
         )
 
 
+def _authorize_write(ctx: RequestContext, domain_name: str, type_name: str, operation: str) -> None:
+    """AccessDenied when the caller's role may not write objects of the type (auth.policy).
+    Looked up only for such a role: an admin's write costs no extra read."""
+    if writes_fed_object_types(ctx.principal.role):
+        return
+    with ctx.read() as tx:
+        fed = fed_by_integration(tx, domain_name=domain_name, type_name=type_name)
+    authorize_object_write(ctx.principal.role, operation, type_name, fed=fed)
+
+
+def fed_by_integration(tx: Tx, *, domain_name: str, type_name: str) -> bool:
+    """Whether an integration feeds `type_name` in the domain: it holds contact records (CTR,
+    the default type of an instance's records, or a type built on a contact-record template),
+    or an integration of the domain (an instance, a flow, any other Uri) ingests as it, even
+    one that DeleteProfileObjectType disabled (it is enabled again by defining the type)."""
+    if type_name in CONTACT_RECORD_TEMPLATES:
+        return True
+    found = find_object_type(tx, domain_name=domain_name, name=type_name)
+    if found is not None and found.template_id in CONTACT_RECORD_TEMPLATES:
+        return True
+    rows = tx.conn.execute(
+        select(integration.c.object_type_name, integration.c.object_type_names).where(
+            integration.c.domain_name == domain_name
+        )
+    )
+    return any(
+        row.object_type_name == type_name or type_name in (row.object_type_names or {}).values()
+        for row in rows
+    )
+
+
 def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any] | Deferred:
     domain_name = params["DomainName"]
     type_name = params["ObjectTypeName"]
     raw = params["Object"]
     _refuse_standard_type(type_name, "PutProfileObject")
+    _authorize_write(ctx, domain_name, type_name, "PutProfileObject")
     source = parse_object(raw)
     if may_defer():
         # On the event loop: applied with the other PutProfileObject calls of this turn, in one
@@ -102,6 +147,8 @@ def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dic
     type_name = params["ObjectTypeName"]
     items = params["Items"]
     _refuse_standard_type(type_name, "BatchPutProfileObject")
+    # Every item is of the one type: refused, the request is refused whole, nothing applied.
+    _authorize_write(ctx, domain_name, type_name, "BatchPutProfileObject")
     ids = [item["Id"] for item in items]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
