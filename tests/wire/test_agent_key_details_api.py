@@ -153,3 +153,22 @@ def test_get_domain_leaves_the_key_and_the_queue_out_for_an_agent(
         assert seen_by_agent[member] == seen_by_admin[member], member
     assert [d["DomainName"] for d in listed] == [domain]
     assert not {"DefaultEncryptionKey", "DeadLetterQueueUrl"} & set(listed[0])
+
+
+def test_get_profile_object_type_leaves_its_key_out_for_an_agent(settings: Settings) -> None:
+    with run_server(settings) as server:
+        key = Keyring(server.settings.keyring_path).create_key("type-key")
+        arn = key.arn(server.settings.region, server.settings.account_id)
+        domain, _ = _domain_with_profile(server.client(), arn)
+        server.client().put_profile_object_type(
+            DomainName=domain, ObjectTypeName="Sealed", EncryptionKey=arn, **CRM
+        )
+        seen_by_admin = server.client().get_profile_object_type(
+            DomainName=domain, ObjectTypeName="Sealed"
+        )
+        seen_by_agent = server.client("agent").get_profile_object_type(
+            DomainName=domain, ObjectTypeName="Sealed"
+        )
+    assert seen_by_admin["EncryptionKey"] == arn
+    assert "EncryptionKey" not in seen_by_agent
+    assert seen_by_agent["Keys"] == seen_by_admin["Keys"]

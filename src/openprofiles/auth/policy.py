@@ -48,6 +48,8 @@ AGENT_OPERATIONS = frozenset(
 # account and the key that protects every record, the queue's URL where rejected records go.
 # Neither is needed to show a profile.
 DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS = ("DefaultEncryptionKey", "DeadLetterQueueUrl")
+# The same of an object type: its own EncryptionKey (a KMS key's ARN) when it has one.
+OBJECT_TYPE_MEMBERS_HIDDEN_FROM_AGENTS = ("EncryptionKey",)
 
 
 def authorize(role: str, operation: str) -> None:
@@ -76,9 +78,18 @@ def authorize_object_write(role: str, operation: str, type_name: str, *, fed: bo
 
 def domain_shown_to(role: str, domain: dict[str, Any]) -> dict[str, Any]:
     """A domain's GetDomain answer as a caller of `role` sees it."""
+    return _without(role, domain, DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS)
+
+
+def object_type_shown_to(role: str, object_type: dict[str, Any]) -> dict[str, Any]:
+    """An object type's GetProfileObjectType answer as a caller of `role` sees it."""
+    return _without(role, object_type, OBJECT_TYPE_MEMBERS_HIDDEN_FROM_AGENTS)
+
+
+def _without(role: str, answer: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, Any]:
     if role == "admin":
-        return domain
-    return {k: v for k, v in domain.items() if k not in DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS}
+        return answer
+    return {k: v for k, v in answer.items() if k not in hidden}
 
 
 def error_shown_to(role: str, error: ServiceError) -> ServiceError:

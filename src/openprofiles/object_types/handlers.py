@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from openprofiles.auth.policy import object_type_shown_to
 from openprofiles.context import RequestContext, Tx
 from openprofiles.domains.setup import check_encryption_key
 from openprofiles.object_types import service, templates
@@ -68,7 +69,7 @@ def get_profile_object_type(ctx: RequestContext, params: dict[str, Any]) -> dict
         found = service.get_object_type(
             tx, domain_name=params["DomainName"], name=params["ObjectTypeName"]
         )
-        return _to_wire(tx, found)
+        return object_type_shown_to(ctx.principal.role, _to_wire(tx, found))
 
 
 def list_profile_object_types(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
