@@ -36,7 +36,7 @@ from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 from openprofiles.crypto.providers import ProviderResolver, local_wrap_header, other_material
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
-from openprofiles.domains.unreadable import DROP_COMMAND, keyring_problem
+from openprofiles.domains.unreadable import LOST_KEY_DROP_COMMAND, keyring_behind, keyring_problem
 from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
@@ -228,14 +228,27 @@ def _check_keyring_opens(
     gone = ""
     if missing:
         # The way forward when no copy of the key is left (domains.unreadable), only when the
-        # keyring is proven the database's: with another data dir's, every key looks missing.
+        # keyring is proven the database's (with another data dir's, every key looks missing)
+        # and not older than it (a copy from before `keys create` lacks the later keys): then
+        # on the operator's word, --key-lost, as no keyring proves a key lost.
         with database.read() as conn:
             unproven = keyring_problem(conn, keys)
-        if unproven is None:
-            commands = ", ".join(f"`{DROP_COMMAND.format(name=n)}`" for n in sorted(absent_domains))
+            older = keyring_behind(conn, keyring)
+        if unproven is None and older is not None:
             gone = (
-                " If no copy of a missing key is left, the data of the domains under it cannot "
-                f"be read again: drop them with {commands}."
+                f" This keyring is older than the database ({older}): copy the current "
+                "keyring.json; no domain is dropped for a key an older copy lacks."
+            )
+        elif unproven is None:
+            commands = ", ".join(
+                f"`{LOST_KEY_DROP_COMMAND.format(name=r.name, key=r.key_id)}`"
+                for r in sorted(wrapped_keys, key=lambda r: str(r.name))
+                if r.name in absent_domains
+            )
+            gone = (
+                " Only if no copy of keyring.json holding a missing key is left anywhere (every "
+                "server's data dir, every backup) can the data of the domains under it not be "
+                f"read again: then drop them with {commands}."
             )
         else:
             gone = (

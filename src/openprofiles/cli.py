@@ -191,16 +191,37 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_json: bool) -> None:
     """Create a local key and print its identifier (usable as DefaultEncryptionKey)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from openprofiles.crypto.keyring import Keyring
+    from openprofiles.domains.unreadable import record_local_key
+    from openprofiles.store.database import Database
 
     settings = settings_from_options(data_dir, database_url)
     # Into the installation's keyring only: a keyring made here would be no server's.
     require_installation(settings, keyring_only=True)
+    # And recorded in its database (domains.unreadable.record_local_key): a copy of keyring.json
+    # from before the key is then told from one that lost it. The database is checked first
+    # (reached, on PostgreSQL), so that a key is seldom made where it cannot be recorded.
+    require_installation(settings)
     keyring = Keyring(settings.keyring_path)
     try:
         key = keyring.create_key(alias)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    database = Database.from_settings(settings)
+    try:
+        record_local_key(database, key)
+    except SQLAlchemyError as exc:
+        # Unrecorded, the key is no worse off than one made before the record: a keyring copy
+        # without it is only not shown to be older. The statement's text has no personal data,
+        # but its type is enough.
+        raise click.ClickException(
+            f"Created the local key {key.arn(settings.region, settings.account_id)}, but could "
+            f"not record it in the database ({type(exc).__name__})."
+        ) from None
+    finally:
+        database.dispose()
     arn = key.arn(settings.region, settings.account_id)
     if as_json:
         click.echo(json.dumps({"KeyId": key.key_id, "Arn": arn, "Alias": key.alias}))
@@ -278,6 +299,7 @@ def keys_rotate(
     """
     from openprofiles.crypto.arns import is_aws_kms_arn
     from openprofiles.crypto.keyring import Keyring
+    from openprofiles.domains.unreadable import record_local_key
 
     if no_rewrap and rewrap_only:
         raise click.UsageError("Give --no-rewrap or --rewrap-only, not both.")
@@ -307,6 +329,9 @@ def keys_rotate(
             target = _activate_local_key(keyring, key, settings)
         else:
             target = _rotate_local_key(keyring, key, settings, activate=True)
+        # Its versions, recorded: a keyring copy with fewer is older than the database
+        # (domains.unreadable.record_local_key).
+        record_local_key(services.database, target)
         _rewrap_domains(services, target, key)
 
 

@@ -28,6 +28,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import inspect, text
 from tests.support.kms_proxy import kms_proxy
+from tests.support.moto_server import start_moto_server
 from tests.unit.integrations.integ_helpers import (
     INSTANCE,
     OTHER_INSTANCE,
@@ -183,10 +184,15 @@ def _drop_command(name: str) -> str:
     return f"`openprofiles domains drop-unreadable {name} --confirm`"
 
 
+def _lost_key_drop_command(name: str, key: str) -> str:
+    return f"`openprofiles domains drop-unreadable {name} --key-lost {key} --confirm`"
+
+
 def test_a_domain_whose_local_key_is_lost_from_the_keyring_is_dropped(settings: Settings) -> None:
     """A local key gone from keyring.json (a keyring restored from before the key was made):
     the start-up check refuses the database before any migration; dropping the domain is the way
-    forward there too, and the start then goes on, the upgrade with it."""
+    forward there too, on the operator's word that no copy of the key is left (--key-lost: no
+    keyring can prove it), and the start then goes on, the upgrade with it."""
     keyring = Keyring(settings.keyring_path)
     lost = keyring.create_key("lost")
     arn = lost.arn(settings.region, settings.account_id)
@@ -196,8 +202,18 @@ def test_a_domain_whose_local_key_is_lost_from_the_keyring_is_dropped(settings: 
     document["keys"] = [k for k in document["keys"] if k["id"] != lost.key_id]
     settings.keyring_path.write_text(json.dumps(document))
 
-    assert _cli(settings, "credentials", "list").exit_code == 1
-    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    stopped = _cli(settings, "credentials", "list")
+    assert stopped.exit_code == 1
+    assert _lost_key_drop_command("d1", arn) in " ".join(stopped.output.split())
+    refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    assert refused.exit_code == 1, refused.output
+    assert "no keyring can tell from a lost key" in " ".join(refused.output.split())
+    other = _cli(
+        settings, "domains", "drop-unreadable", "d1", "--key-lost", "alias/k9", "--confirm"
+    )
+    assert other.exit_code == 1 and "does not name this key" in other.output
+    assert _rows_of(settings, "d1")["profile"] == 1
+    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--key-lost", arn, "--confirm")
     assert dropped.exit_code == 0, dropped.output
     assert f"The local key {arn} does not exist in the keyring" in dropped.output
     assert _cli(settings, "credentials", "list").exit_code == 0
@@ -222,6 +238,49 @@ def test_a_keyring_from_before_a_rotation_drops_nothing(settings: Settings) -> N
     assert refused.exit_code == 1, refused.output
     assert "The keyring holds this key, but not the version" in refused.output
     assert _rows_of(settings, "d1")["profile"] == 1
+
+
+def test_an_older_copy_of_the_keyring_drops_nothing(settings: Settings, tmp_path: Path) -> None:
+    """A copy of keyring.json taken before `keys create` (a staging clone, a second server's not
+    copied again, a restored backup) holds the default key, so it opens the database's sealed
+    rows, and lacks the later key: the drop took that for a lost key and deleted a domain whose
+    key the server's keyring holds, and the start-up check told the operator to. The database
+    records the keys `keys create` made and the versions `keys rotate` gave them: such a copy is
+    shown older, the start-up check says to copy the current keyring.json, and the drop refuses,
+    deleting nothing."""
+    options = _options(settings)
+    _domains_with_contacts(settings, {"d1": None})
+    created = _cli(settings, "keys", "create", "--alias", "k4")
+    assert created.exit_code == 0, created.output
+    k4 = created.output.strip()
+    clone = replace(
+        settings, data_dir=tmp_path / "staging", database_url=settings.effective_database_url
+    )
+    clone.data_dir.mkdir()
+    clone.keyring_path.write_bytes(settings.keyring_path.read_bytes())
+    # Later, on the server: a key of its own for a new domain, and k4 rotated.
+    made = CliRunner().invoke(main, ["keys", "create", "--alias", "k2", "--json", *options])
+    assert made.exit_code == 0, made.output
+    k2 = json.loads(made.output)
+    _domains_with_contacts(settings, {"d2": k2["Arn"]})
+    assert _cli(settings, "keys", "rotate", k4).exit_code == 0
+
+    started = _cli(clone, "credentials", "list")
+    text = " ".join(started.output.split())
+    assert started.exit_code == 1, started.output
+    assert f"does not hold the local key {k2['Arn']}" in text
+    assert "This keyring is older than the database" in text
+    assert f"it lacks the local key {k2['KeyId']}" in text
+    assert "drop-unreadable" not in text
+    refused = _cli(clone, "domains", "drop-unreadable", "d2", "--confirm")
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "looks older than the database" in text and "Nothing was deleted" in text
+    assert f"it lacks the local key {k2['KeyId']}" in text
+    assert f"it holds 1 version(s) of the local key {k4.rsplit('/', 1)[1]}, not the 2" in text
+    assert "Copy the current keyring.json" in text
+    assert _rows_of(settings, "d2")["profile"] == 1
+    assert _contacts_of(settings, "d2") == ["c-d2"]
 
 
 def test_a_domain_whose_key_works_is_not_dropped(settings: Settings) -> None:
@@ -324,6 +383,7 @@ def test_an_upgrade_names_every_unusable_domain_with_its_way_forward(
         settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
         kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
         deleted = kms.create_key()["KeyMetadata"]["Arn"]
+        kms.create_key()  # ListKeys lists a key of the account: KMS's NotFound is proof
         keyring = Keyring(settings.keyring_path)
         k2 = keyring.create_key("k2").arn(settings.region, settings.account_id)
         _domains_with_contacts_on_kms(
@@ -433,13 +493,16 @@ def test_a_deleted_kms_key_is_dropped_only_on_kms_s_proof(
     settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The domain names its KMS key by an alias ARN. The alias deleted, the key not: KMS still
-    unwraps the data key, so nothing is dropped. The key deleted too: a NotFound is proof only
-    from a client another call shows working (here ListKeys, refused first); then the message
-    names the drop, which goes through."""
+    unwraps the data key, so nothing is dropped. The key deleted too: KMS no longer says which
+    key the alias named (a Decrypt of the data key answers AccessDenied, as for a key these
+    credentials may not use), so the operator names it (--key-lost); a key that exists is
+    refused, and the deleted one's NotFound is proof only from a client another call shows in
+    the key's account (here ListKeys, refused first); then the drop goes through."""
     with kms_proxy(moto_url) as proxy:
         settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
         kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
         key = kms.create_key()["KeyMetadata"]
+        alive = kms.create_key()["KeyMetadata"]["Arn"]  # ListKeys lists it
         kms.create_alias(AliasName="alias/op-billing", TargetKeyId=key["KeyId"])
         alias = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:alias/op-billing"
         _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": alias, "d3": None})
@@ -455,24 +518,108 @@ def test_a_deleted_kms_key_is_dropped_only_on_kms_s_proof(
         assert refused.exit_code == 1 and "still holds the key" in refused.output
 
         proxy.delete(key["Arn"])
-        proxy.refuse("ListKeys", "AccessDeniedException")
-        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
-        text = " ".join(refused.output.split())
-        assert refused.exit_code == 1, refused.output
-        assert "no other call to it succeeded" in text and "ListKeys failed" in text
-        assert _rows_of(settings, "d1")["profile"] == 1
-
         stopped = _cli(settings, "credentials", "list")
         message = " ".join(stopped.output.split())
         assert stopped.exit_code == 1, stopped.output
         assert f"The KMS key {alias} does not exist in region us-east-1" in message
-        assert _drop_command("d1") in message
-        dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert "KMS does not say which key it named" in message
+        assert "answers AccessDeniedException" in message
+        assert f"--key-lost arn:aws:kms:us-east-1:{key['AWSAccountId']}:key/KEY_ID" in message
+        assert _drop_command("d1") not in message
+        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert refused.exit_code == 1 and "KMS does not say which key it named" in refused.output
+
+        def drop(named: str) -> Result:
+            return _cli(
+                settings, "domains", "drop-unreadable", "d1", "--key-lost", named, "--confirm"
+            )
+
+        refused = drop(alive)
+        assert refused.exit_code == 1, refused.output
+        assert f"KMS describes the key {alive}" in " ".join(refused.output.split())
+        refused = drop("arn:aws:kms:eu-west-1:111122223333:key/1234")
+        assert refused.exit_code == 1, refused.output
+        assert "is not a key ARN of the alias" in " ".join(refused.output.split())
+        proxy.refuse("ListKeys", "AccessDeniedException")
+        refused = drop(key["Arn"])
+        text = " ".join(refused.output.split())
+        assert refused.exit_code == 1, refused.output
+        assert "no other call shows it to be the KMS of account" in text
+        assert "ListKeys failed: AccessDeniedException" in text
+        assert _rows_of(settings, "d1")["profile"] == 1
+
+        dropped = drop(key["Arn"])
         assert dropped.exit_code == 0, dropped.output
         assert f"The key of domain d1 cannot be used: The KMS key {alias}" in dropped.output
         assert _cli(settings, "credentials", "list").exit_code == 0
         assert _rows_of(settings, "d1") == {}
         assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+@pytest.mark.moto
+def test_a_deleted_kms_key_is_dropped_though_kms_denies_its_ciphertext(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KMS answers a Decrypt (without KeyId) of a data key wrapped under a key it deleted with
+    AccessDenied, never NotFound: the drop took only NotFound or InvalidCiphertext from that
+    Decrypt as proof, so a domain whose key really is deleted could never be dropped. DescribeKey
+    is the proof now, from a client that describes another domain's key of the account."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        witness = kms.create_key()["KeyMetadata"]["Arn"]
+        _domains_with_contacts_on_kms(
+            settings, monkeypatch, proxy.url, {"d1": key, "d2": witness, "d3": None}
+        )
+        _back_to(settings, "0021")
+        proxy.delete(key)
+        # The proxy answers a deleted key as KMS does.
+        through = boto3.client("kms", endpoint_url=proxy.url, region_name="us-east-1")
+        probe = kms.create_key()["KeyMetadata"]["Arn"]
+        blob = through.encrypt(KeyId=probe, Plaintext=b"x")["CiphertextBlob"]
+        proxy.delete(probe)
+        with pytest.raises(through.exceptions.ClientError) as denied:
+            through.decrypt(CiphertextBlob=blob)
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        with pytest.raises(through.exceptions.NotFoundException):
+            through.describe_key(KeyId=probe)
+
+        stopped = _cli(settings, "credentials", "list")
+        message = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1, stopped.output
+        assert "d1: its key is gone for good" in message and _drop_command("d1") in message
+        dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        assert dropped.exit_code == 0, dropped.output
+        assert _rows_of(settings, "d1") == {}
+        assert _cli(settings, "credentials", "list").exit_code == 0
+        assert _contacts_of(settings, "d2") == ["c-d2"]
+
+
+@pytest.mark.moto
+def test_a_not_found_from_another_kms_endpoint_drops_nothing(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's shell points at another KMS endpoint than the server's (another emulator,
+    a proxy): every key is NotFound there, and ListKeys succeeded, which the drop took for a
+    working client: it dropped a domain whose key is enabled in the server's KMS. A ListKeys
+    that lists no key of the key's account and region proves nothing now."""
+    settings = replace(settings, kms_endpoint_url=moto_url, aws_region="us-east-1")
+    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    _domains_with_contacts_on_kms(settings, monkeypatch, moto_url, {"d1": key, "d3": None})
+    other_url, stop = start_moto_server()
+    try:
+        monkeypatch.setenv("OPENPROFILES_KMS_ENDPOINT_URL", other_url)
+        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+        text = " ".join(refused.output.split())
+        assert refused.exit_code == 1, refused.output
+        assert f"KMS at {other_url} answers that the key {key} does not exist" in text
+        assert "ListKeys lists no key of account" in text and "Nothing was deleted" in text
+    finally:
+        stop()
+    monkeypatch.setenv("OPENPROFILES_KMS_ENDPOINT_URL", moto_url)
+    assert _contacts_of(settings, "d1") == ["c-d1"]
 
 
 def test_without_proof_of_the_keyring_no_domain_is_dropped(
@@ -524,8 +671,11 @@ def test_without_proof_of_the_keyring_no_domain_is_dropped(
     document["keys"] = [k for k in document["keys"] if k["alias"] != "k1"]
     settings.keyring_path.write_text(json.dumps(document))
     started = _cli(settings, "credentials", "list")
-    assert started.exit_code == 1 and _drop_command("d1") in " ".join(started.output.split())
-    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    text = " ".join(started.output.split())
+    assert started.exit_code == 1 and _lost_key_drop_command("d1", k1) in text
+    # The key id alone names it too.
+    key_id = k1.rsplit("/", 1)[1]
+    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--key-lost", key_id, "--confirm")
     assert dropped.exit_code == 0, dropped.output
     assert _rows_of(settings, "d1") == {}
 
@@ -542,6 +692,7 @@ def test_the_drop_asks_kms_without_holding_the_database(
         settings = replace(sqlite_settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
         kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
         key = kms.create_key()["KeyMetadata"]["Arn"]
+        kms.create_key()  # ListKeys lists a key of the account: KMS's NotFound is proof
         _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": key, "d3": None})
         proxy.delete(key)
         held = proxy.hold("Decrypt")

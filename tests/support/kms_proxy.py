@@ -9,8 +9,11 @@ when the key named in moto's reply is not enabled: `DisabledException` (disabled
 `KMSInvalidStateException` (pending deletion, pending import).
 
 `delete(key_arn)` makes the key deleted, as AWS KMS has it once the waiting period is over and moto
-never does: every operation naming the key, or whose reply names it (Decrypt of a data key
-wrapped under it, without KeyId), answers `NotFoundException`.
+never does, answering as KMS (and moto, for a key it never had) answers then: an operation that
+names the key (KeyId: DescribeKey, Decrypt with KeyId, ...) or an alias of it (KMS deletes a key's
+aliases with it) answers `NotFoundException`; a Decrypt without KeyId of a data key wrapped under
+it answers `AccessDeniedException` ("The ciphertext refers to a customer master key that does not
+exist, ..."), which KMS answers for a key the caller may not use too; ListKeys leaves it out.
 
 `hold(op)` keeps the next call of an operation waiting, once it has arrived, until the test
 releases it: what a caller does meanwhile (a KMS call that takes its timeouts) is then seen.
@@ -35,6 +38,11 @@ from urllib.parse import urlsplit
 import boto3
 
 HOST = "127.0.0.1"
+# What KMS answers a Decrypt (without KeyId) of a data key wrapped under a key it deleted.
+_CIPHERTEXT_OF_NO_KEY = (
+    "The ciphertext refers to a customer master key that does not exist, does not exist in this "
+    "region, or you are not allowed to access."
+)
 # The operations whose reply names the key used (KeyId), and which KMS refuses under a key that
 # is not enabled.
 KEY_OPERATIONS = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext"}
@@ -97,6 +105,14 @@ class KmsProxy:
         with self._lock:
             return next((k for k in named if k in self._deleted), None)
 
+    def _without_deleted(self, reply: bytes) -> bytes:
+        found = json.loads(reply)
+        with self._lock:
+            found["Keys"] = [
+                k for k in found.get("Keys", []) if k.get("KeyArn") not in self._deleted
+            ]
+        return json.dumps(found).encode()
+
     def _fault(self, op: str) -> str | None:
         with self._lock:
             fault = self._faults.get(op)
@@ -133,8 +149,14 @@ class KmsProxy:
             return 400, json.dumps({"__type": code, "message": "refused by the test"}).encode()
         status, reply = self._forward(body, headers)
         if status == 200 and (gone := self._names_deleted(reply)) is not None:
+            if op == "Decrypt" and "KeyId" not in json.loads(body or b"{}"):
+                return 400, json.dumps(
+                    {"__type": "AccessDeniedException", "message": _CIPHERTEXT_OF_NO_KEY}
+                ).encode()
             message = f"Key '{gone}' does not exist"
             return 400, json.dumps({"__type": "NotFoundException", "message": message}).encode()
+        if status == 200 and op == "ListKeys":
+            return status, self._without_deleted(reply)
         if status == 200 and op in KEY_OPERATIONS:
             key_id = json.loads(reply).get("KeyId")
             state = self._key_state(key_id) if key_id else "Enabled"

@@ -385,14 +385,30 @@ class KmsKeyProvider:
             )
 
     def confirm_deleted(
-        self, key_id: str, wrapped: bytes, context: Mapping[str, str], witnesses: list[str]
+        self,
+        key_id: str,
+        wrapped: bytes,
+        context: Mapping[str, str],
+        witnesses: list[str],
+        *,
+        named_key: str | None = None,
     ) -> None:
-        """Return only when KMS proves the key `key_id` (a key or alias ARN) deleted, and the
-        data key `wrapped` under no key it holds; else KeyUnusable says what KMS answered (the
-        key disabled, pending deletion, not allowed) or why its answer proves nothing. A
-        NotFound from the wrong region, or from an endpoint that is not the server's, is no
-        proof: the client must call KMS in the ARN's region, and succeed in another call there,
-        on one of `witnesses` (other domains' KMS keys) or, failing those, ListKeys."""
+        """Return only when KMS proves deleted the key `key_id` (a key ARN), or the key an alias
+        ARN `key_id` named; else KeyUnusable says what KMS answered (the key disabled, pending
+        deletion, not allowed) or why its answer proves nothing.
+
+        The proof is DescribeKey answering NotFound for the key ARN, never a Decrypt: KMS
+        answers a Decrypt of a deleted key's data key (without KeyId) with AccessDenied, as it
+        does for a key these credentials may not use, so a Decrypt cannot tell the two apart.
+        A NotFound proves something only from a client that reaches the server's KMS, in the
+        key's account and region (`_prove_client`): the wrong region, another endpoint or
+        another account's credentials answer NotFound for every key.
+
+        An alias ARN says nothing once the alias is gone (KMS deletes a key's aliases with it,
+        and an alias may be deleted or moved alone): a Decrypt without KeyId that still unwraps
+        the data key names the key, not deleted; otherwise the operator names the key the alias
+        named (`named_key`, a key ARN in the alias's account and region), and that key must be
+        proven deleted."""
         client = self._kms()
         region = str(self._region or client.meta.region_name)
         named = key_id.split(":")[3]
@@ -403,58 +419,123 @@ class KmsKeyProvider:
                 f"OPENPROFILES_AWS_REGION={named}, as the server runs with.",
                 KeyProblem.CREDENTIALS,
             )
-        try:
-            self._check_key(client, key_id)  # disabled, pending deletion: KeyUnusable
-            found = True
-        except ClientError as exc:
-            problem = self._unusable(key_id, exc)
-            if problem.problem is not KeyProblem.NOT_FOUND:
-                raise problem from None
-            found = False
-        except BotoCoreError as exc:
-            raise self._unusable(key_id, exc) from None
-        if found:
+        if not self._not_found(client, key_id):
             raise KeyUnusable(
                 f"KMS describes the key {key_id} as enabled: it is not deleted.",
                 KeyProblem.INVALID_CIPHERTEXT,
             )
+        target = key_id
+        if _is_alias_arn(key_id):
+            target = self._aliased_key(client, key_id, wrapped, context, named_key)
+            if not self._not_found(client, target):
+                raise KeyUnusable(
+                    f"KMS describes the key {target} (named with --key-lost for the alias "
+                    f"{key_id}) as enabled: it is not deleted.",
+                    KeyProblem.INVALID_CIPHERTEXT,
+                )
+        elif named_key is not None and named_key != key_id:
+            raise KeyUnusable(
+                f"--key-lost {named_key} is not the domain's key {key_id}.",
+                KeyProblem.INVALID_IDENTIFIER,
+            )
+        self._prove_client(client, target, [k for k in witnesses if k != target])
+
+    def _not_found(self, client: Any, key_id: str) -> bool:
+        """Whether DescribeKey answers NotFound for `key_id`; False when the key is enabled,
+        KeyUnusable when it is disabled or pending deletion, or KMS answers anything else."""
         try:
-            # Without KeyId: the key the data key was wrapped under, even when the alias naming
-            # it is gone (deleted or moved) and the key itself is not.
+            self._check_key(client, key_id)  # disabled, pending deletion: KeyUnusable
+        except ClientError as exc:
+            problem = self._unusable(key_id, exc)
+            if problem.problem is not KeyProblem.NOT_FOUND:
+                raise problem from None
+            return True
+        except BotoCoreError as exc:
+            raise self._unusable(key_id, exc) from None
+        return False
+
+    def _aliased_key(
+        self,
+        client: Any,
+        alias: str,
+        wrapped: bytes,
+        context: Mapping[str, str],
+        named_key: str | None,
+    ) -> str:
+        """The key ARN the gone alias `alias` named: the operator's `named_key`, checked to be a
+        key ARN of the alias's account and region. A Decrypt without KeyId that still unwraps
+        the data key refuses first, naming the key that is still there."""
+        try:
+            # Without KeyId: the key the data key was wrapped under, whatever alias named it.
             response = client.decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(context))
         except (ClientError, BotoCoreError) as exc:
-            problem = self._unusable(key_id, exc)
-            if problem.problem not in (KeyProblem.NOT_FOUND, KeyProblem.INVALID_CIPHERTEXT):
-                raise problem from None
+            answered = (
+                exc.response.get("Error", {}).get("Code", "Unknown")
+                if isinstance(exc, ClientError)
+                else type(exc).__name__
+            )
         else:
             raise KeyUnusable(
-                f"KMS does not find {key_id}, but it still holds the key "
+                f"KMS does not find {alias}, but it still holds the key "
                 f"{response.get('KeyId', '?')} the data key was wrapped under: give that key "
                 "back the alias (aws kms create-alias), or change the domain's key to it.",
                 KeyProblem.NOT_FOUND,
             )
+        prefix = alias.split(":alias/", 1)[0] + ":key/"
+        if named_key is None:
+            raise KeyUnusable(
+                f"The alias {alias} does not exist, and KMS does not say which key it named: "
+                f"a Decrypt of the data key answers {answered}, which KMS answers for a deleted "
+                "key and for one these credentials may not use alike. Find the key the alias "
+                "named (CloudTrail's CreateAlias and UpdateAlias events for it) and, if KMS "
+                f"deleted that key, give it to the drop: --key-lost {prefix}KEY_ID.",
+                KeyProblem.NOT_FOUND,
+            )
+        if not named_key.startswith(prefix) or not is_aws_kms_arn(named_key):
+            raise KeyUnusable(
+                f"--key-lost {named_key} is not a key ARN of the alias {alias}'s account and "
+                f"region ({prefix}KEY_ID).",
+                KeyProblem.INVALID_IDENTIFIER,
+            )
+        return named_key
+
+    def _prove_client(self, client: Any, key_id: str, witnesses: list[str]) -> None:
+        """Return when a call other than the one that answered NotFound shows this client
+        reaching KMS in the account and region of `key_id`: DescribeKey of another domain's
+        key there (the server's own KMS holds it), or else ListKeys listing a key of that
+        account. ListKeys succeeding alone proves nothing: any endpoint or account answers it,
+        and one the key never was in answers NotFound for it too."""
+        account, region = key_id.split(":")[4], key_id.split(":")[3]
+        home = f":kms:{region}:{account}:"
         for other in witnesses:
+            if home not in other:
+                continue  # another account's key proves nothing of this one's
             try:
                 client.describe_key(KeyId=other)
                 return
             except (ClientError, BotoCoreError):
                 continue
         try:
-            client.list_keys(Limit=1)
+            listed = client.list_keys(Limit=100).get("Keys", [])
         except (ClientError, BotoCoreError) as exc:
             failed = (
                 exc.response.get("Error", {}).get("Code", "Unknown")
                 if isinstance(exc, ClientError)
                 else type(exc).__name__
             )
-            raise KeyUnusable(
-                f"KMS at {self._endpoint()} answers that the key {key_id} does not exist, but no "
-                "other call to it succeeded (no other domain's KMS key could be described, and "
-                f"ListKeys failed: {failed}), so its answer cannot "
-                "be told from that of an endpoint or account the key never was in. Run with the "
-                "AWS credentials and KMS endpoint the server runs with, allowed kms:ListKeys.",
-                KeyProblem.CREDENTIALS,
-            ) from None
+            found = f"ListKeys failed: {failed}"
+        else:
+            if any(home in str(k.get("KeyArn", "")) for k in listed):
+                return
+            found = f"ListKeys lists no key of account {account} in region {region}"
+        raise KeyUnusable(
+            f"KMS at {self._endpoint()} answers that the key {key_id} does not exist, but no "
+            f"other call shows it to be the KMS of account {account} in region {region} (no "
+            f"other domain's KMS key there could be described, and {found}), so its answer "
+            "cannot be told from that of an endpoint or account the key never was in. Run with "
+            "the AWS credentials and KMS endpoint the server runs with, allowed kms:ListKeys.",
+            KeyProblem.CREDENTIALS,
+        )
 
     def _kms(self) -> Any:
         # One client per provider, made on first use: creating it reads credentials and the
@@ -538,6 +619,10 @@ class KmsKeyProvider:
             KeyProblem.UNAVAILABLE,
             caller_message=_kms_unavailable(key_id),
         )
+
+
+def _is_alias_arn(key_id: str) -> bool:
+    return ":alias/" in key_id
 
 
 class ProviderResolver:

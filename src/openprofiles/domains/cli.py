@@ -23,13 +23,22 @@ def domains() -> None:
     is_flag=True,
     help="Delete it. Without it, only say what would be deleted.",
 )
+@click.option(
+    "--key-lost",
+    metavar="KEY",
+    default=None,
+    help="The key you know to be lost for good. A local key (its ARN, id or alias/NAME): no "
+    "copy of keyring.json holding it is left, on any server or in any backup; no keyring can "
+    "prove that, since an older copy lacks every key made after it. A KMS alias that is gone: "
+    "the ARN of the key it named, which KMS must answer does not exist.",
+)
 @click.argument("name")
 def drop_unreadable_command(
-    data_dir: Path | None, database_url: str | None, name: str, confirm: bool
+    data_dir: Path | None, database_url: str | None, name: str, confirm: bool, key_lost: str | None
 ) -> None:
     """Delete the domain NAME and every row of its data, when its key is gone for good (a KMS
-    key deleted, a local key missing from the data dir's keyring); without --confirm, say what
-    would be deleted.
+    key deleted; a local key missing from the data dir's keyring, which --key-lost names);
+    without --confirm, say what would be deleted.
 
     For an upgrade that stops because a domain's key cannot be used, when the key is gone for
     good: it works before the upgrade, at the schema the database is at. It cannot be undone,
@@ -45,7 +54,7 @@ def drop_unreadable_command(
     settings = settings_from_options(data_dir, database_url)
     click.echo(f"Database: {shown_database(settings)}")
     try:
-        dropped = drop_unreadable(settings, name, confirm=confirm)
+        dropped = drop_unreadable(settings, name, confirm=confirm, key_lost=key_lost)
     except (DropRefused, KeyringError) as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:

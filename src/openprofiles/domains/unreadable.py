@@ -12,14 +12,29 @@ used, not only the first one met (so the operator does not find them one start a
 for each the way forward: the drop command when its key is gone for good, else what makes the
 key usable again.
 
-Gone for good (`assess`), and nothing else, since a drop cannot be undone: a local key (or the
-version of it the data key needs) absent from a keyring proven to be the database's
-(`keyring_problem`: something the database holds, sealed under the keyring's default key or
-wrapped under one of its keys, opens; another data dir's keyring, or a new one, would make every
-local key look lost); or a KMS key KMS answers does not exist, asked in the key's region by a
-client that another call proves to work (KmsKeyProvider.confirm_deleted). A key that is
-disabled, pending deletion, or that the operator's shell cannot use (no AWS credentials, another
-region, access denied) is not gone: the refusal says how to make it usable.
+Gone for good (`assess`), and nothing else, since a drop cannot be undone:
+
+- A KMS key that DescribeKey answers does not exist, asked in the key's region by a client that
+  another call shows to reach KMS in the key's account (KmsKeyProvider.confirm_deleted); for a
+  domain named by an alias that is gone, the key the alias named, which the operator gives
+  (`--key-lost KEY_ARN`: KMS does not say which key a gone alias named).
+- A local key absent from a keyring proven to be the database's (`keyring_problem`: something
+  the database holds, sealed under the keyring's default key or wrapped under one of its keys,
+  opens; another data dir's keyring, or a new one, would make every local key look lost), on the
+  operator's word that no copy holding it is left: `--key-lost KEY` naming that key. No keyring
+  can prove a key lost: a copy of keyring.json older than the key (a second server's not copied
+  again after `keys create`, a staging clone, a restored backup) holds the default key and every
+  key before, and lacks the key the server's own keyring still holds. There is no command that
+  deletes a local key, so the database cannot record one deliberately deleted either. What the
+  database does record (`record_local_key`, table local_key_record since 0031) is every key
+  `keys create` made and the versions `keys rotate` gave it: a keyring lacking one is shown to
+  be older than the database (`keyring_behind`), and the refusal says to copy the current
+  keyring.json rather than to drop. Databases from before 0031, and keys made before it, have
+  no record: the safe side, the same --key-lost, is all there is for them.
+
+A key that is disabled, pending deletion, or that the operator's shell cannot use (no AWS
+credentials, another region or account, access denied) is not gone: the refusal says how to
+make it usable.
 
 The drop finds the domain's rows by reflecting the database, not from store.schema: the
 database may be at an older revision than this code declares (tables of its own, columns that
@@ -38,17 +53,25 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from openprofiles.crypto.arns import is_aws_kms_arn
+from openprofiles.crypto.arns import is_aws_kms_arn, parse_local_key_arn
 from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import KeyManager
+    from openprofiles.crypto.keyring import Keyring, LocalKey
     from openprofiles.settings import Settings
+    from openprofiles.store.database import Database
 
 # The columns of `domain` every revision has (0001 on).
 _domain = sa.table("domain", sa.column("name"), sa.column("key_id"), sa.column("wrapped_key"))
 
 DROP_COMMAND = "openprofiles domains drop-unreadable {name} --confirm"
+# A local key: only the operator knows no copy of keyring.json holding it is left.
+LOST_KEY_DROP_COMMAND = "openprofiles domains drop-unreadable {name} --key-lost {key} --confirm"
+# The local keys `keys create` made and the versions `keys rotate` gave them (0031).
+_record = sa.table(
+    "local_key_record", sa.column("key_id"), sa.column("versions"), sa.column("recorded_at")
+)
 
 
 class DropRefused(Exception):
@@ -102,10 +125,34 @@ class Verdict:
     gone: bool
     problem: str
     way: str = ""
+    # `way` names the drop with --key-lost, for the operator who knows no copy of the key is left.
+    offers_drop: bool = False
 
     @property
     def reason(self) -> str:
         return f"{self.problem} {self.way}".strip()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What `assess` judges a key by, gathered once per database read: `keyring_problem`'s and
+    `keyring_behind`'s answers, the other domains' KMS keys (a KMS answer proves something only
+    from a client that reaches the database's KMS), and the key the operator says is lost
+    (--key-lost), if any."""
+
+    keyring_problem: str | None
+    keyring_behind: str | None
+    kms_witnesses: list[str]
+    key_lost: str | None = None
+
+
+def evidence(conn: Connection, keys: KeyManager, *, key_lost: str | None = None) -> Evidence:
+    """The Evidence this database and keyring give (no KMS call), with the operator's
+    --key-lost."""
+    keyring = keys.resolver.keyring
+    return Evidence(
+        keyring_problem(conn, keys), keyring_behind(conn, keyring), _kms_witnesses(conn), key_lost
+    )
 
 
 # What makes a key usable again, by what is wrong with it, said after the provider's message
@@ -127,6 +174,10 @@ _RECOVERY = {
         "endpoint the server runs with (OPENPROFILES_AWS_REGION, OPENPROFILES_KMS_ENDPOINT_URL, "
         "AWS_PROFILE or AWS_ACCESS_KEY_ID)."
     ),
+    # A KMS key (or the one a gone alias named) not proven deleted, or a --key-lost that names
+    # another key: the provider's message says why and what to give.
+    KeyProblem.NOT_FOUND: "Nothing is dropped for it.",
+    KeyProblem.INVALID_IDENTIFIER: "Nothing is dropped for it.",
 }
 _NOT_GONE = (
     "The key is not gone: it exists but does not unwrap this domain's data key (or cannot be "
@@ -134,17 +185,8 @@ _NOT_GONE = (
 )
 
 
-def assess(
-    keys: KeyManager,
-    domain: Unusable,
-    wrapped: bytes,
-    *,
-    keyring_problem: str | None,
-    kms_witnesses: list[str],
-) -> Verdict:
-    """Whether the key of `domain` (which failed with `domain.error`) is gone for good.
-    `keyring_problem` is `keyring_problem`'s answer; `kms_witnesses`, other domains' KMS keys
-    (a KMS answer proves something only from a client that reaches the database's KMS)."""
+def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) -> Verdict:
+    """Whether the key of `domain` (which failed with `domain.error`) is gone for good."""
     from openprofiles.crypto.domain_keys import encryption_context
     from openprofiles.crypto.providers import KmsKeyProvider
 
@@ -153,26 +195,10 @@ def assess(
         return Verdict(False, error.message, "That may pass: start again once it can be used.")
     kms = is_aws_kms_arn(domain.key_id)
     if error.problem is KeyProblem.NOT_FOUND and not kms:
-        if keyring_problem is not None:
-            return Verdict(
-                False,
-                error.message,
-                f"But {keyring_problem}: a local key missing from it may be "
-                "only in the keyring of the data dir the server runs with, so no domain is "
-                "dropped for it. Give the --data-dir of the server that uses this database.",
-            )
-        if keys.resolver.keyring.lookup(domain.key_id) is not None:
-            # The key is there, but not the version (or the material) its data key was wrapped
-            # under: the key was rotated with another copy of keyring.json, which holds it.
-            return Verdict(
-                False,
-                error.message,
-                "The keyring holds this key, but not the version its data key was wrapped "
-                "under: the copy of keyring.json of the server that rotated the key holds it. "
-                "Put that copy back; a domain is not dropped for a key its keyring still holds.",
-            )
-        return Verdict(True, error.message)
-    if error.problem is KeyProblem.NOT_FOUND:
+        return _assess_local(keys, domain, proof)
+    # KMS answers a Decrypt under a deleted key NotFound (KeyId given) or AccessDenied (as for a
+    # key these credentials may not use): DescribeKey tells them apart.
+    if kms and error.problem in (KeyProblem.NOT_FOUND, KeyProblem.ACCESS_DENIED):
         provider = keys.resolver.resolve(domain.key_id)
         assert isinstance(provider, KmsKeyProvider)  # is_aws_kms_arn
         try:
@@ -180,10 +206,16 @@ def assess(
                 domain.key_id,
                 wrapped,
                 encryption_context(domain.domain_name),
-                [k for k in kms_witnesses if k != domain.key_id],
+                [k for k in proof.kms_witnesses if k != domain.key_id],
+                named_key=proof.key_lost,
             )
         except KeyUnusable as exc:
-            error = exc
+            if not (
+                error.problem is KeyProblem.ACCESS_DENIED
+                and exc.problem is KeyProblem.INVALID_CIPHERTEXT
+            ):
+                # (The key described as enabled after AccessDenied: the denial's own advice.)
+                error = exc
         else:
             return Verdict(True, domain.error.message)
     recovery = _RECOVERY.get(error.problem)
@@ -191,6 +223,116 @@ def assess(
         return Verdict(False, error.message, _NOT_GONE)
     how = "in KMS: aws kms enable-key" if kms else f"`openprofiles keys enable {domain.key_id}`"
     return Verdict(False, error.message, recovery.format(how=how))
+
+
+def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdict:
+    """A local key (or the version of it the data key needs) missing from the keyring: gone for
+    good only in a keyring proven the database's, on the operator's --key-lost naming it (the
+    module docstring says why no keyring proves it)."""
+    error = domain.error
+    if proof.keyring_problem is not None:
+        return Verdict(
+            False,
+            error.message,
+            f"But {proof.keyring_problem}: a local key missing from it may be "
+            "only in the keyring of the data dir the server runs with, so no domain is "
+            "dropped for it. Give the --data-dir of the server that uses this database.",
+        )
+    if keys.resolver.keyring.lookup(domain.key_id) is not None:
+        # The key is there, but not the version (or the material) its data key was wrapped
+        # under: the key was rotated with another copy of keyring.json, which holds it.
+        return Verdict(
+            False,
+            error.message,
+            "The keyring holds this key, but not the version its data key was wrapped "
+            "under: the copy of keyring.json of the server that rotated the key holds it. "
+            "Put that copy back; a domain is not dropped for a key its keyring still holds.",
+        )
+    if proof.key_lost is not None and _names_key(proof.key_lost, domain.key_id):
+        return Verdict(True, error.message)
+    command = LOST_KEY_DROP_COMMAND.format(name=domain.domain_name, key=domain.key_id)
+    if proof.key_lost is not None:
+        way = f"--key-lost {proof.key_lost} does not name this key, so nothing is dropped for it."
+    elif proof.keyring_behind is not None:
+        way = (
+            f"The keyring {keys.resolver.keyring.path} looks older than the database: "
+            f"{proof.keyring_behind}. Copy the current keyring.json from the server that made "
+            "them (every server sharing the database needs it, copied again after `keys "
+            "create` or `keys rotate`); no domain is dropped for a key such a copy lacks. Only "
+            "if every copy of keyring.json holding the key is lost (every server's data dir, "
+            f"every backup): `{command}`."
+        )
+    else:
+        way = (
+            "A key missing from this keyring may be only missing from this copy of keyring.json "
+            "(a second server's not copied again after `keys create`, a staging clone, a "
+            "restored backup), which no keyring can tell from a lost key: nothing is dropped "
+            "for it on the keyring's word. Copy the current keyring.json from the server that "
+            "uses the key. Only if no copy holding it is left (every server's data dir, every "
+            f"backup), say so: `{command}`."
+        )
+    return Verdict(False, error.message, way, offers_drop=proof.key_lost is None)
+
+
+def _names_key(given: str, key_id: str) -> bool:
+    """Whether the operator's `given` (an ARN, a key id or alias/NAME) names the local key
+    `key_id` (as the domain stores it: an ARN or alias/NAME)."""
+    if given == key_id:
+        return True
+    arn = parse_local_key_arn(key_id)
+    given_arn = parse_local_key_arn(given)
+    return arn is not None and (given_arn.key_id if given_arn else given) == arn.key_id
+
+
+def keyring_behind(conn: Connection, keyring: Keyring) -> str | None:
+    """Why the keyring is older than the database, when it is: it lacks a local key the database
+    records (`record_local_key`), or holds fewer versions of one than recorded. None when it
+    holds every recorded key, or the database records none (before 0031)."""
+    if not sa.inspect(conn).has_table("local_key_record"):
+        return None
+    lacking: list[str] = []
+    for row in conn.execute(sa.select(_record.c.key_id, _record.c.versions).order_by("key_id")):
+        key = keyring.get(row.key_id)
+        if key is None:
+            lacking.append(f"it lacks the local key {row.key_id}")
+        elif len(key.versions) < row.versions:
+            lacking.append(
+                f"it holds {len(key.versions)} version(s) of the local key {row.key_id}, not "
+                f"the {row.versions} it had"
+            )
+    if not lacking:
+        return None
+    return (
+        "; ".join(lacking) + ", as `openprofiles keys create` and `keys rotate` recorded in the "
+        "database"
+    )
+
+
+def record_local_key(database: Database, key: LocalKey) -> None:
+    """Record in the database that its keyring holds `key` with as many versions (`keys create`,
+    `keys rotate`): a keyring copy without them is then shown to be older (`keyring_behind`).
+    Nothing is recorded in a database from before the record (0031): a server of this release
+    upgrades it."""
+    from datetime import UTC, datetime
+
+    with database.write() as conn:
+        if not sa.inspect(conn).has_table("local_key_record"):
+            return
+        versions = len(key.versions)
+        now = datetime.now(UTC)
+        known = conn.execute(
+            sa.select(_record.c.versions).where(_record.c.key_id == key.key_id)
+        ).scalar_one_or_none()
+        if known is None:
+            conn.execute(
+                sa.insert(_record).values(key_id=key.key_id, versions=versions, recorded_at=now)
+            )
+        elif known < versions:
+            conn.execute(
+                sa.update(_record)
+                .where(_record.c.key_id == key.key_id)
+                .values(versions=versions, recorded_at=now)
+            )
 
 
 def keyring_problem(conn: Connection, keys: KeyManager) -> str | None:
@@ -306,12 +448,8 @@ def refusal(
             if u.domain_name != domain_name and not u.error.transient
         ),
     ]
-    problem = keyring_problem(conn, keys)
-    witnesses = _kms_witnesses(conn)
-    verdicts = [
-        (u, assess(keys, u, wrapped, keyring_problem=problem, kms_witnesses=witnesses))
-        for u, wrapped in failed
-    ]
+    proof = evidence(conn, keys)
+    verdicts = [(u, assess(keys, u, wrapped, proof)) for u, wrapped in failed]
     gone = [u.domain_name for u, v in verdicts if v.gone]
     ways = " ".join(_way(u.domain_name, v, said=error.message) for u, v in verdicts)
     many = f" The domains whose key cannot be used ({len(verdicts)}), each with its way forward"
@@ -320,7 +458,7 @@ def refusal(
         + (f"{many}: {ways}" if len(verdicts) > 1 else f" {ways}")
         + " Then start again."
     )
-    if gone:
+    if gone or any(v.offers_drop for _, v in verdicts):
         message += (
             " Run a drop command with the --data-dir and --database-url this server runs with. "
             "Dropping a domain deletes every row of its data and cannot be undone; without its "
@@ -347,10 +485,12 @@ def _wrapped_key(conn: Connection, domain_name: str) -> bytes:
     )
 
 
-def drop_unreadable(settings: Settings, domain_name: str, *, confirm: bool) -> Dropped:
+def drop_unreadable(
+    settings: Settings, domain_name: str, *, confirm: bool, key_lost: str | None = None
+) -> Dropped:
     """Delete the domain `domain_name` and every row of its data, provided its key is gone for
-    good (`assess`); with `confirm` False, only say what would be deleted. DropRefused says why
-    not, when not."""
+    good (`assess`; `key_lost`, the operator's --key-lost); with `confirm` False, only say what
+    would be deleted. DropRefused says why not, when not."""
     from openprofiles.crypto.domain_keys import KeyManager
     from openprofiles.crypto.keyring import Keyring
     from openprofiles.crypto.providers import ProviderResolver
@@ -370,8 +510,7 @@ def drop_unreadable(settings: Settings, domain_name: str, *, confirm: bool) -> D
         # wait on KMS's timeouts and retries for this.
         with database.read() as conn:
             row = _domain_row(conn, domain_name)
-            problem = keyring_problem(conn, keys)
-            witnesses = _kms_witnesses(conn)
+            proof = evidence(conn, keys, key_lost=key_lost)
         key_id, wrapped = row.key_id, bytes(row.wrapped_key)
         try:
             keys.cipher_for(domain_name, key_id, wrapped)
@@ -381,13 +520,7 @@ def drop_unreadable(settings: Settings, domain_name: str, *, confirm: bool) -> D
                     f"The key {key_id} of domain {domain_name} cannot be used now, but that may "
                     f"pass: {exc.message} Nothing was deleted: start again once it can be used."
                 ) from None
-            verdict = assess(
-                keys,
-                Unusable(domain_name, key_id, exc),
-                wrapped,
-                keyring_problem=problem,
-                kms_witnesses=witnesses,
-            )
+            verdict = assess(keys, Unusable(domain_name, key_id, exc), wrapped, proof)
         else:
             raise DropRefused(
                 f"The key {key_id} of domain {domain_name} can be used: its data can be read, "

@@ -21,6 +21,7 @@ from openprofiles.context import Tx
 from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains
 from openprofiles.domains import setup
+from openprofiles.domains.unreadable import record_local_key
 from openprofiles.errors import BadRequest
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import is_instance_arn
@@ -298,9 +299,13 @@ def routes(ui: UI) -> list[Route]:
         if plan.new_key_alias is not None:
             # Only now, with every other field valid, so a refused form creates no key.
             try:
-                plan.key_id = key_arn(keyring.create_key(plan.new_key_alias))
+                created = keyring.create_key(plan.new_key_alias)
             except ValueError as exc:
                 return await render(request, values, {"new_key_alias": str(exc)})
+            plan.key_id = key_arn(created)
+            # Recorded as `keys create` records it: a keyring copy from before it is then told
+            # from one that lost it (domains.unreadable.record_local_key).
+            await ui.run(lambda: record_local_key(ui.services.database, created))
         key_field = {"local": "local_key", "new_local": "new_key_alias", "kms": "kms_arn"}.get(
             values["key_choice"], "key_choice"
         )

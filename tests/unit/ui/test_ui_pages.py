@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from html.parser import HTMLParser
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from openprofiles.app import create_app
@@ -16,6 +17,7 @@ from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains import service as domains
 from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
+from openprofiles.store.schema.core import local_key_record
 from openprofiles.users import service as users
 
 PASSWORD = "long enough password"
@@ -90,6 +92,12 @@ def test_wizard_with_a_new_local_key(admin: TestClient, settings: Settings) -> N
     with services.read() as tx:
         record = domains.get_domain(tx, domain_name="acme")
     assert record.config["DefaultEncryptionKey"].endswith(key.key_id)
+    # Recorded as `keys create` records it: a keyring copy without it is older than the data.
+    with services.read() as tx:
+        recorded = tx.conn.execute(
+            select(local_key_record.c.key_id, local_key_record.c.versions)
+        ).all()
+    assert [(r.key_id, r.versions) for r in recorded] == [(key.key_id, len(key.versions))]
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,17 @@ domain = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# The local keys `openprofiles keys create` made and the versions `keys rotate` gave them (ids
+# and counts, no key material): a keyring lacking one is older than the database, which
+# `domains drop-unreadable` must never take for a lost key (domains.unreadable).
+local_key_record = Table(
+    "local_key_record",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("versions", Integer, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+
 resource_tag = Table(
     "resource_tag",
     metadata,
