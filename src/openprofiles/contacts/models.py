@@ -93,7 +93,8 @@ class ContactLink:
     domain_name: str
     profile_id: str | None
     created_profile: bool
-    # Why the contact is not linked to a profile (CTR-AutoAssociateOnly found none).
+    # Why the contact is not linked to a profile (CTR-AutoAssociateOnly found none, or the
+    # contact has no customer endpoint and nothing links it: contacts.links).
     reason: str | None = None
 
 

@@ -35,6 +35,9 @@ address for chat and email).
   partial one — unless an agent linked the contact elsewhere (AddProfileKey `_ctrContactId`):
   the latest link wins (`_honour_forced_links`), and a profile the event created that is left
   holding nothing else is deleted (`_drop_event_profile`).
+* A contact without a customer endpoint (a task, a chat without an email address) never
+  creates a profile: it goes where its `_ctrContactId` or the contact it continues (a transfer
+  leg) places it, or to the dead-letter queue saying why (contacts.links).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.background import PeriodicTask
+from openprofiles.contacts.links import (
+    CONTACT_KEY,
+    continued_contact_ids,
+    needs_link,
+    no_profile_reason,
+)
 from openprofiles.contacts.models import (
     BatchOutcome,
     ContactLink,
@@ -92,6 +101,7 @@ from openprofiles.profiles.service import (
     EXPLICIT_ORIGIN,
     delete_profile,
     index_profile_keys,
+    insert_key_rows,
     on_profiles_deleted,
     resolve_profile_id,
 )
@@ -110,7 +120,6 @@ from openprofiles.store.schema import (
 
 register_domain_table(contact_record)
 
-CONTACT_KEY = "_ctrContactId"
 UNROUTED_TABLE = "unrouted_contact_record"
 # Kept records replayed in one transaction (`connect_instance`, `send_kept_on`): an ordinary
 # batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the server's lock
@@ -406,17 +415,28 @@ def _apply_as(
 ) -> list[Applied | _Failed]:
     """`apply_contact_records` into `domain_name` as objects of `type_name`."""
     cipher = tx.cipher(domain_name)
-    digests = [
-        cipher.digest(CONTACT_KEY, normalize(ContentType.STRING, r.contact_id)) for r in records
-    ]
+
+    def digest_of(contact_id: str) -> bytes:
+        return cipher.digest(CONTACT_KEY, normalize(ContentType.STRING, contact_id))
+
+    digests = [digest_of(r.contact_id) for r in records]
     outcomes: list[Applied | _Failed | None] = [None] * len(records)
     try:
         object_type = get_object_type(tx, domain_name=domain_name, name=type_name)
     except ServiceError as exc:
         # e.g. the integration's object type was deleted: the records wait in the DLQ.
         return [_Failed(exc.message, "invalid_value", exc) for _ in records]
-    _lock(tx, domain_name, digests)
-    state = _applied_states(tx, domain_name, digests)
+    # A record without a customer endpoint goes only where a link places it (contacts.links):
+    # its own `_ctrContactId`, or the contact it continues, whose digests are read and locked
+    # with the batch's own (no query of their own).
+    linkless = [needs_link(object_type, r) for r in records]
+    continued = [
+        [digest_of(c) for c in continued_contact_ids(r)] if needs else []
+        for r, needs in zip(records, linkless, strict=True)
+    ]
+    earlier = [d for ds in continued for d in ds]
+    _lock(tx, domain_name, [*digests, *earlier])
+    state = _applied_states(tx, domain_name, [*digests, *earlier])
     rows: dict[bytes, dict[str, Any]] = {}
     run: list[int] = []
     in_run: set[bytes] = set()
@@ -424,20 +444,46 @@ def _apply_as(
     def flush() -> None:
         if not run:
             return
-        refused = _honour_forced_links(
-            tx, domain_name, {digests[i]: state.get(digests[i]) for i in run}
+        links = _honour_forced_links(
+            tx,
+            domain_name,
+            {digests[i]: state.get(digests[i]) for i in run},
+            also={d: state.get(d) for i in run for d in continued[i]},
         )
         for i in run:
-            if digests[i] in refused:
+            if digests[i] in links.undecided:
                 outcomes[i] = _Failed(
-                    f"Contact {records[i].contact_id} was linked to {refused[digests[i]]} "
-                    "profiles by AddProfileKey (_ctrContactId) since its record was last "
-                    "applied, and which link is the latest cannot be told, so the record is "
-                    "applied to none. Remove the wrong links (DeleteProfileKey), then retry "
-                    "the record.",
+                    f"Contact {records[i].contact_id} was linked to "
+                    f"{links.undecided[digests[i]]} profiles by AddProfileKey (_ctrContactId) "
+                    "since its record was last applied, and which link is the latest cannot "
+                    "be told, so the record is applied to none. Remove the wrong links "
+                    "(DeleteProfileKey), then retry the record.",
                     "ambiguous",
                 )
-        todo = [i for i in run if digests[i] not in refused]
+        joins = []
+        for i in run:
+            if outcomes[i] is not None or not linkless[i] or digests[i] in links.linked:
+                continue
+            if digests[i] in links.several:
+                # Skipped as ambiguous, the key would leave the pipeline nothing to place it
+                # by but a new empty profile.
+                outcomes[i] = _Failed(
+                    f"Contact {records[i].contact_id} has no customer endpoint, and its "
+                    "_ctrContactId is on several profiles, so it is placed on none. Remove the "
+                    "wrong links (DeleteProfileKey), then retry the record.",
+                    "ambiguous",
+                )
+                continue
+            joined = _continued_profile(tx, domain_name, continued[i], links.linked, state)
+            if joined is None:
+                outcomes[i] = _Failed(no_profile_reason(records[i]), "no_profile")
+            else:
+                # Linked as its start event would link it: the pipeline then finds it there.
+                contact_id = records[i].contact_id
+                joins.append((joined, CONTACT_KEY, digests[i], contact_id, type_name))
+        if joins:
+            insert_key_rows(tx, domain_name=domain_name, rows=joins)
+        todo = [i for i in run if outcomes[i] is None]
         done = _ingest_run(tx, object_type, [records[i] for i in todo], isolate)
         for i, result in zip(todo, done, strict=True):
             if isinstance(result, _Failed):
@@ -474,7 +520,9 @@ def _apply_as(
         in_run.clear()
 
     for i, (record, digest) in enumerate(zip(records, digests, strict=True)):
-        if digest in in_run:
+        # A transfer leg after the contact it continues: that one is applied first, so the leg
+        # finds the profile it went to.
+        if digest in in_run or not in_run.isdisjoint(continued[i]):
             flush()
         seen = state.get(digest)
         if seen is not None:
@@ -717,9 +765,44 @@ _KEPT_INSTANCES = (
 )
 
 
+@dataclass(frozen=True)
+class _Links:
+    """What `_honour_forced_links` found: the one live profile each contact's `_ctrContactId`
+    finds now (`linked`), the contacts whose latest link cannot be told, with how many
+    profiles they are linked to (`undecided`), and those whose key is on several profiles
+    none of which it chose (`several`: the pipeline skips such a key as ambiguous)."""
+
+    linked: dict[bytes, str]
+    undecided: dict[bytes, int]
+    several: set[bytes]
+
+
+def _continued_profile(
+    tx: Tx,
+    domain_name: str,
+    continued: Sequence[bytes],
+    linked: Mapping[bytes, str],
+    state: Mapping[bytes, _State],
+) -> str | None:
+    """The live profile of the first of the `continued` contacts that is on one: the profile
+    its `_ctrContactId` finds, or else the one its record was applied to (merges followed)."""
+    for digest in continued:
+        if digest in linked:
+            return linked[digest]
+        seen = state.get(digest)
+        if seen is not None and seen.profile_id is not None:
+            live = resolve_profile_id(tx, domain_name=domain_name, profile_id=seen.profile_id)
+            if live is not None:
+                return live
+    return None
+
+
 def _honour_forced_links(
-    tx: Tx, domain_name: str, contacts: Mapping[bytes, _State | None]
-) -> dict[bytes, int]:
+    tx: Tx,
+    domain_name: str,
+    contacts: Mapping[bytes, _State | None],
+    also: Mapping[bytes, _State | None] | None = None,
+) -> _Links:
     """AddProfileKey(_ctrContactId) forces the profile (spec §3.2), and the agent's latest
     link wins. When the key is on several profiles (a start event's or an earlier record's
     profile, and the agent's link) it would be skipped as ambiguous and the record would go
@@ -731,23 +814,35 @@ def _honour_forced_links(
     leaves the key on the kept profile alone, and the pipeline finds that one). So an explicit
     link on any other profile was made since, and is newer: with one such, it wins (a first
     re-link, and a second one after a record followed the first). With none, an explicit link
-    on the applied profile itself keeps it. With several made since (AddProfileKey on two
-    profiles before the record came), their order cannot be told: the digest is returned with
-    how many, and the caller rejects the record as ambiguous rather than guess or fall back on
-    the phone number. `contacts` maps each digest to its applied state (None: never applied).
+    on the applied profile itself keeps it. AddProfileKey on two profiles leaves one explicit
+    link, the latest: it marks the earlier one (contacts.links.mark_earlier_links). Several
+    explicit links made since are left only by links made before it did so; their order
+    cannot be told: the digest is returned with how many, and the caller rejects the record as
+    ambiguous rather than guess or fall back on the phone number. `contacts` maps each digest
+    to its applied state (None: never applied).
+
+    `also`: contacts (digest -> applied state) whose profile is wanted too (the contacts that
+    records without an endpoint continue), judged alike but with no link removed: their own
+    records decide that.
     """
-    wanted = sorted(contacts)
+    also = also or {}
+    judged = {**also, **contacts}
+    wanted = sorted(judged)
     linked: dict[bytes, list[Any]] = {}
     for chunk in in_chunks(wanted):
         for row in _LINKED.rows(tx.conn, {"d": domain_name, "gs": chunk}):
             linked.setdefault(bytes(row.digest), []).append(row)
     unlink = []
     undecided: dict[bytes, int] = {}
+    found: dict[bytes, str] = {}
+    several: set[bytes] = set()
     for digest, rows in linked.items():
-        if len({r.profile_id for r in rows}) < 2:
+        profiles = {r.profile_id for r in rows}
+        if len(profiles) < 2:
+            found[digest] = profiles.pop()
             continue
         explicit = {r.profile_id for r in rows if r.origin == EXPLICIT_ORIGIN}
-        seen = contacts.get(digest)
+        seen = judged.get(digest)
         applied = (
             resolve_profile_id(tx, domain_name=domain_name, profile_id=seen.profile_id)
             if seen is not None and seen.profile_id is not None
@@ -755,14 +850,19 @@ def _honour_forced_links(
         )
         newer = explicit - {applied}
         if len(newer) > 1:
-            undecided[digest] = len(newer)
+            if digest in contacts:
+                undecided[digest] = len(newer)
             continue
         keep = newer.pop() if newer else applied if applied in explicit else None
-        if keep is not None:
+        if keep is None:
+            several.add(digest)
+            continue
+        found[digest] = keep
+        if digest in contacts:
             unlink.append({"d": domain_name, "g": digest, "keep": keep})
     if unlink:
         tx.conn.execute(_UNLINK, unlink)
-    return undecided
+    return _Links(found, undecided, several)
 
 
 def _link_live_contact(
@@ -936,7 +1036,8 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     integration's template rules) by indexing `_ctrContactId` on it at once.
 
     BadRequest for an invalid event or an instance associated with no domain; with
-    CTR-AutoAssociateOnly and no matching profile the contact stays unlinked (reason given).
+    CTR-AutoAssociateOnly and no matching profile, or for a contact without a customer endpoint
+    that nothing links (contacts.links), the contact stays unlinked (reason given).
     """
     if not isinstance(event, Mapping):
         raise BadRequest("The contact event must be a JSON object.")

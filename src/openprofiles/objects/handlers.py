@@ -42,6 +42,7 @@ from openprofiles.contacts.history import (
     cursor_from_state,
     cursor_state,
 )
+from openprofiles.contacts.links import CONTACT_TEMPLATES
 from openprofiles.context import RequestContext, Tx
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.ingest import MAX_OBJECT_CHARS
@@ -61,9 +62,6 @@ MAX_ERROR_MESSAGE_CHARS = 1000
 DEFAULT_PAGE = 20
 # Standard objects ingestion writes and ListProfileObjects can list (spec §1.3, §1.8).
 LISTABLE_STANDARD_TYPES = frozenset({"_asset", "_case", "_order"})
-# The templates of contact records (spec §3.2): a type built on one holds contact records, fed
-# by the contact feeds, whichever instance (if any) is associated with it yet.
-CONTACT_RECORD_TEMPLATES = frozenset({"CTR", "CTR-NoInferred", "CTR-AutoAssociateOnly"})
 
 
 def parse_object(raw: str) -> dict[str, Any]:
@@ -103,10 +101,10 @@ def fed_by_integration(tx: Tx, *, domain_name: str, type_name: str) -> bool:
     the default type of an instance's records, or a type built on a contact-record template),
     or an integration of the domain (an instance, a flow, any other Uri) ingests as it, even
     one that DeleteProfileObjectType disabled (it is enabled again by defining the type)."""
-    if type_name in CONTACT_RECORD_TEMPLATES:
+    if type_name in CONTACT_TEMPLATES:
         return True
     found = find_object_type(tx, domain_name=domain_name, name=type_name)
-    if found is not None and found.template_id in CONTACT_RECORD_TEMPLATES:
+    if found is not None and found.template_id in CONTACT_TEMPLATES:
         return True
     rows = tx.conn.execute(
         select(integration.c.object_type_name, integration.c.object_type_names).where(

@@ -82,6 +82,10 @@ on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
 # derived rows that are cheaper written in bulk (identity resolution's match features).
 on_profiles_written: list[Callable[[Tx, str, Sequence[ProfileRecord]], None]] = []
+# Called with (tx, domain name, live profile id, key name, digests) after AddProfileKey indexed
+# values for a profile, in the same transaction: contacts makes an agent's latest
+# `_ctrContactId` link the one that counts.
+on_keys_added: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
 
 
 @dataclass(frozen=True)
@@ -675,6 +679,8 @@ def add_profile_key(
             raise BadRequest(f"The value given for key {key_name} is empty once normalised.")
         rows.append(_key_row(cipher, domain_name, live_id, key_name, normal, value, origin))
     _insert_keys(tx, rows)
+    for hook in on_keys_added:
+        hook(tx, domain_name, live_id, key_name, [row["digest"] for row in rows])
     return live_id
 
 

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make_domain, send
 
 from openprofiles.app import build_services
+from openprofiles.contacts.links import RELINKED_ORIGIN
 from openprofiles.contacts.service import apply_contact_event
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
@@ -22,6 +24,7 @@ from openprofiles.errors import NotFound
 from openprofiles.object_types.service import put_object_type
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import (
+    EXPLICIT_ORIGIN,
     SearchCriterion,
     add_profile_key,
     create_profile,
@@ -31,6 +34,7 @@ from openprofiles.profiles.service import (
     update_profile,
 )
 from openprofiles.settings import Settings
+from openprofiles.store.schema import profile_key
 
 D = "links"
 NUMBER = "+13035550000"
@@ -196,15 +200,22 @@ def test_the_agents_latest_link_wins(services: Services) -> None:
 
 
 def test_links_whose_order_cannot_be_told_reject_the_record(services: Services) -> None:
-    """Two profiles linked since the record was applied: neither is known to be the latest,
-    and the record must not fall back on the number and go back to the profile the agent moved
-    the contact away from."""
+    """Two profiles linked since the record was applied, by links made before their order was
+    kept (contacts.links.mark_earlier_links; both rows still the agent's): neither is known to
+    be the latest, and the record must not fall back on the number and go back to the profile
+    the agent moved the contact away from."""
     with_template(services, "CTR")
     send(services, ctr("c1", last_update="2026-11-01T10:10:00Z", agent="v1"))
     [auto] = search(services, "_ctrContactId", "c1")
     first, second = profile(services, FirstName="First"), profile(services, FirstName="Second")
     link(services, first, "c1")
     link(services, second, "c1")
+    with services.write() as tx:  # as a release that did not keep their order left them
+        tx.conn.execute(
+            update(profile_key)
+            .where(profile_key.c.origin == RELINKED_ORIGIN)
+            .values(origin=EXPLICIT_ORIGIN)
+        )
 
     outcome = send(services, ctr("c1", last_update="2026-11-01T11:00:00Z", agent="v2"))
 

@@ -87,7 +87,8 @@ profile_key = Table(
     Column("digest", LargeBinary(16), primary_key=True),
     Column("profile_id", String(32), primary_key=True),
     # What backs the key: "@profile" (derived from standard fields, recomputed on every
-    # change), "@explicit" (AddProfileKey), "@merge" (a merged profile's derived key) or an
+    # change), "@explicit" (AddProfileKey), "@relinked" (an agent's `_ctrContactId` link that
+    # a later one superseded: contacts.links), "@merge" (a merged profile's derived key) or an
     # object type name (ingestion). Part of the key: a value backed by several sources has a
     # row for each, so removing one source (deleting an object type, changing a field) leaves
     # the value searchable while another still backs it. The markers start with "@", which

@@ -1,0 +1,145 @@
+"""How a contact record finds its profile besides its customer's phone number or email address:
+contacts without a usable customer endpoint, transfer legs, and the agent's latest link.
+
+Contacts without a customer endpoint (a TASK, a web chat that gave no email address, a VOIP or
+CONTACT_FLOW endpoint): the contact-record templates (CTR, CTR-NoInferred,
+CTR-AutoAssociateOnly) find a profile by `_ctrContactId` and then by the customer's phone
+number or email address (spec §2.2, §3.2). Such a contact has nothing but its ContactId, which
+no profile holds unless someone linked it, so the templates' "no match: create an inferred
+profile" would give each task its own empty profile: a profile of nobody, that no later contact
+can ever join, and that an agent searching the customer never finds. Amazon Connect links
+tasks to profiles through the flow's or the agent's association (AddProfileKey
+`_ctrContactId`, the "Customer profiles" flow block), not by an endpoint. So the choice here:
+
+* such a contact never creates a profile;
+* it is stored on the profile it is linked to when there is one: its `_ctrContactId` on one
+  live profile (a contact-start event's link, an agent's AddProfileKey, an earlier version of
+  its record), or else the profile of the contact it continues (`continued_contact_ids`:
+  PreviousContactId, then InitialContactId — a transfer leg, a task created from a call), whose
+  `_ctrContactId` is then indexed on that profile as a start event's would be;
+* otherwise it is rejected with the reason (`no_profile_reason`) and, as every record the
+  pipeline cannot place, kept in the domain's dead-letter queue (category `no_profile`), from
+  which `openprofiles dlq retry` applies it once an agent has linked the contact. A start event
+  of such a contact links nothing and says why, as CTR-AutoAssociateOnly's unmatched event.
+
+Types of one's own are left to their own keys: what they key on is theirs to say.
+
+The agent's latest link (AddProfileKey `_ctrContactId`) wins: `profile_key` rows carry no
+time, so the order of two links made before the record arrives could not be told afterwards,
+and the record was dead-lettered as ambiguous. The order is kept at link time instead
+(`mark_earlier_links`, a profiles.service.on_keys_added hook): an agent's new link turns the
+agent's earlier links of that contact on other profiles into `RELINKED_ORIGIN` rows. They stay
+(AddProfileKey adds a value without taking it off other profiles, as in Customer Profiles, and
+SearchProfiles and the agent pages still find the contact on both until its record comes), but
+no longer count as the agent's choice: when the record comes, the one explicit link left wins
+and the others are removed (contacts.service `_honour_forced_links`), as a single re-link
+already did.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, delete, exists, update
+
+from openprofiles.contacts.models import ContactRecord
+from openprofiles.contacts.records import MAX_CONTACT_ID_CHARS
+from openprofiles.context import Tx
+from openprofiles.object_types.models import ObjectType
+from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_keys_added
+from openprofiles.store.in_lists import in_chunks
+from openprofiles.store.schema import profile_key
+
+CONTACT_KEY = "_ctrContactId"
+# The templates whose keys are exactly `_ctrContactId` and the customer's phone number and
+# email address (a type made from one has its keys: TemplateId excludes Keys).
+CONTACT_TEMPLATES = frozenset({"CTR", "CTR-NoInferred", "CTR-AutoAssociateOnly"})
+# The endpoint types the templates read a phone number or an email address from.
+CUSTOMER_ENDPOINT_TYPES = frozenset({"TELEPHONE_NUMBER", "EMAIL_ADDRESS"})
+# The origin of an agent's `_ctrContactId` link that a later link of the contact to another
+# profile superseded (a marker: "@" as profiles.service's, store/schema/core.py).
+RELINKED_ORIGIN = "@relinked"
+# Where a contact record names the contact it continues, the closest first.
+CONTINUED_FIELDS = ("PreviousContactId", "InitialContactId")
+
+
+def needs_link(object_type: ObjectType, record: ContactRecord) -> bool:
+    """Whether the record, of a contact-record template's type, has no customer endpoint the
+    template can find or create a profile by: only a link can place it."""
+    if object_type.template_id not in CONTACT_TEMPLATES:
+        return False
+    endpoint = record.customer_endpoint
+    return endpoint is None or endpoint.type not in CUSTOMER_ENDPOINT_TYPES
+
+
+def continued_contact_ids(record: ContactRecord) -> list[str]:
+    """The ContactIds of the contacts the record continues (PreviousContactId, then
+    InitialContactId), those that can be ContactIds; never its own."""
+    out: list[str] = []
+    for name in CONTINUED_FIELDS:
+        value = record.source.get(name)
+        if (
+            isinstance(value, str)
+            and value.strip() == value
+            and 0 < len(value) <= MAX_CONTACT_ID_CHARS
+            and value != record.contact_id
+            and value not in out
+        ):
+            out.append(value)
+    return out
+
+
+def no_profile_reason(record: ContactRecord) -> str:
+    """Why a contact without a customer endpoint is placed on no profile, and what to do."""
+    endpoint = record.customer_endpoint
+    has = (
+        "has no CustomerEndpoint"
+        if endpoint is None
+        else f"has a {endpoint.type} CustomerEndpoint, neither a telephone number nor an email "
+        "address"
+    )
+    continued = continued_contact_ids(record)
+    if continued:
+        earlier = (
+            f"the contact it continues ({', '.join(continued)}) is on no profile of the domain"
+        )
+    else:
+        earlier = "it continues no earlier contact (PreviousContactId, InitialContactId)"
+    kind = f"{record.channel} contact" if record.channel else "contact"
+    return (
+        f"The {kind} {record.contact_id} {has}, so no profile can be found by its customer's "
+        f"phone number or email address; it is not linked to a profile ({CONTACT_KEY}), and "
+        f"{earlier}. No empty profile is created for it: link the contact to its customer's "
+        f"profile (AddProfileKey {CONTACT_KEY}), then retry the record."
+    )
+
+
+def mark_earlier_links(
+    tx: Tx, domain_name: str, profile_id: str, key_name: str, digests: list[bytes]
+) -> None:
+    """An agent's AddProfileKey(`_ctrContactId`) on `profile_id` makes the agent's earlier
+    links of those contacts on other profiles earlier ones (`RELINKED_ORIGIN`; see the
+    module). A profile that already has such a row for the contact (linked, superseded, linked
+    again) keeps that one."""
+    if key_name != CONTACT_KEY or not digests:
+        return
+    twin = profile_key.alias("twin")
+    has_twin = exists().where(
+        twin.c.domain_name == profile_key.c.domain_name,
+        twin.c.key_name == profile_key.c.key_name,
+        twin.c.digest == profile_key.c.digest,
+        twin.c.profile_id == profile_key.c.profile_id,
+        twin.c.origin == RELINKED_ORIGIN,
+    )
+    for chunk in in_chunks(sorted(set(digests))):
+        earlier = and_(
+            profile_key.c.domain_name == domain_name,
+            profile_key.c.key_name == CONTACT_KEY,
+            profile_key.c.digest.in_(chunk),
+            profile_key.c.profile_id != profile_id,
+            profile_key.c.origin == EXPLICIT_ORIGIN,
+        )
+        tx.conn.execute(delete(profile_key).where(earlier, has_twin))
+        tx.conn.execute(update(profile_key).where(earlier).values(origin=RELINKED_ORIGIN))
+
+
+if mark_earlier_links not in on_keys_added:
+    on_keys_added.append(mark_earlier_links)
