@@ -93,8 +93,10 @@ class ContactLink:
     domain_name: str
     profile_id: str | None
     created_profile: bool
-    # Why the contact is not linked to a profile (CTR-AutoAssociateOnly found none, or the
-    # contact has no customer endpoint and nothing links it: contacts.links).
+    # What the caller is told besides the link (POST /contact-events' Message): why the contact
+    # is not linked to a profile (CTR-AutoAssociateOnly found none, or the contact has no
+    # customer endpoint and nothing links it: contacts.links), or, for a linked contact, what of
+    # the event was ignored (screen-pop attributes that ask for no search SearchProfiles takes).
     reason: str | None = None
 
 

@@ -1047,20 +1047,31 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     try:
         record = parse_contact_record(event, raw, phone_region=tx.settings.default_phone_region)
-        # Checked here, not in every record: a flow's bad profileSearchKey must not cost the
-        # contact's record, which is stored whatever its attributes say.
-        screen_pop_search(event)
     except ContactRecordInvalid as exc:
         raise BadRequest(exc.reason) from None
+    # The screen pop's search attributes are optional: a flow that sets profileSearchKey and
+    # fills profileSearchValue from an attribute empty for this caller must not cost the contact
+    # its live link. The contact is linked as without them, and the caller told what was
+    # ignored (the screen pop then searches as usual: contact_screen_pop_search).
+    try:
+        screen_pop_search(event)
+        ignored = None
+    except ContactRecordInvalid as exc:
+        ignored = f"{exc.reason} They were ignored: the screen pop searches as without them."
     target = find_instance_integration(tx, instance_arn=record.instance_arn)
     if target is None:
         raise BadRequest(f"The instance {record.instance_arn} is not associated with any domain.")
     try:
         applied = apply_contact_record(tx, target, record, partial=True)
     except IngestRejected as exc:
-        return ContactLink(record.contact_id, target.domain_name, None, False, exc.reason)
+        said = exc.reason if ignored is None else f"{exc.reason} {ignored}"
+        return ContactLink(record.contact_id, target.domain_name, None, False, said)
     return ContactLink(
-        record.contact_id, target.domain_name, applied.profile_id, applied.created_profile
+        record.contact_id,
+        target.domain_name,
+        applied.profile_id,
+        applied.created_profile,
+        ignored,
     )
 
 
