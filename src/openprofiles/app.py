@@ -8,8 +8,6 @@ NextToken codec and the handler registry into one Starlette application serving 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +21,8 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openprofiles import logging_setup
-from openprofiles.auth.credentials import SecretCache, find_secret, secret_opens
+from openprofiles.auth.authenticator import Authenticator
+from openprofiles.auth.credentials import secret_opens
 from openprofiles.auth.policy import answer_shown_to, authorize, errors_shown_to
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
@@ -57,7 +56,6 @@ from openprofiles.wire.model import load_service_model
 from openprofiles.wire.pagination import TokenCodec
 from openprofiles.wire.registry import build_registry
 from openprofiles.wire.routing import Router
-from openprofiles.wire.sigv4 import verify_request
 
 # One module per feature package; each defines handlers named after AWS operations.
 HANDLER_MODULES: tuple[ModuleType, ...] = (
@@ -362,35 +360,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     model = load_service_model()
     registry = build_registry(HANDLER_MODULES, model)
     dispatcher = ApiDispatcher(model, registry, codec=services.tokens)
-    secrets = SecretCache()
-
-    def load_secret(access_key_id: str) -> tuple[str, str] | None:
-        with services.read() as tx:
-            return find_secret(tx, access_key_id=access_key_id)
-
-    def authenticate(
-        method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
-    ) -> Principal:
-        roles: dict[str, str] = {}
-
-        def lookup(access_key_id: str) -> str | None:
-            found = secrets.get(access_key_id, lambda: load_secret(access_key_id))
-            if found is None:
-                return None
-            roles[access_key_id] = found[1]
-            return found[0]
-
-        access_key_id = verify_request(
-            method,
-            raw_path,
-            raw_query,
-            headers,
-            body,
-            find_secret=lookup,
-            now=datetime.now(UTC),
-            max_skew_seconds=settings.max_clock_skew_seconds,
-        )
-        return Principal(access_key_id=access_key_id, role=roles[access_key_id])
+    # Checks a request's headers before its body is read, then the body (auth.authenticator).
+    authenticate = Authenticator(services, settings.max_clock_skew_seconds)
 
     def invoke(operation: str, principal: Principal, params: dict[str, Any]) -> dict[str, Any]:
         authorize(principal.role, operation)
@@ -439,6 +410,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
         on_the_loop_operations=(
             ON_THE_LOOP_OPERATIONS if services.database.is_sqlite else frozenset()
         ),
+        check_headers=authenticate.check_headers,
     )
     # Browsers of the configured origins may call the API (CORS); the same app serves the
     # /domains shortcut and the mount, so both answer their checks.

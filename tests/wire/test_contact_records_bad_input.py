@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.parsers import RestJSONParser
 from tests.support.event_loop import run_in_fresh_thread
 from tests.unit.integrations.integ_helpers import ctr
@@ -191,8 +194,13 @@ def test_malformed_multi_line_body_is_one_bad_request(live_server, setup):
 def test_oversized_body_is_413_before_the_rest_is_read(live_server, path):
     chunk = b"x" * (1 << 20)
     chunks = MAX_BODY_BYTES // len(chunk) + 8
-    # Over HTTP, unsigned: the size is checked before the signature.
-    response = httpx.post(live_server.url + path, content=(chunk for _ in range(chunks)))
+    # Over HTTP, chunked (no declared size), with headers of a known key that pass the
+    # signature's header check: the size is checked before the body's part of the signature
+    # (an unsigned request is refused before any of its body is read: test_unsigned_bodies).
+    headers = _headers_signed_by_a_known_key(live_server, path)
+    response = httpx.post(
+        live_server.url + path, content=(chunk for _ in range(chunks)), headers=headers
+    )
     assert response.status_code == 413
     # In the AWS error format, as an AWS SDK reads it (botocore's REST-JSON error parser).
     parsed = RestJSONParser().parse(
@@ -210,12 +218,22 @@ def test_oversized_body_is_413_before_the_rest_is_read(live_server, path):
     assert parsed["ResponseMetadata"]["RequestId"]
     assert response.headers["Content-Type"] == "application/json"
     # The app asks for no more of the body than the limit (the server drains the rest).
-    status, asked = run_in_fresh_thread(_asgi_post(live_server.app, path, chunk, chunks))
+    status, asked = run_in_fresh_thread(_asgi_post(live_server.app, path, chunk, chunks, headers))
     assert status == 413
     assert asked == MAX_BODY_BYTES // len(chunk) + 1
 
 
-async def _asgi_post(app: Any, path: str, chunk: bytes, chunks: int) -> tuple[int, int]:
+def _headers_signed_by_a_known_key(live_server, path: str) -> dict[str, str]:
+    """The headers of an empty POST to `path` signed by the admin key (host included)."""
+    request = AWSRequest(method="POST", url=live_server.url + path, data=b"")
+    key = Credentials(*live_server.admin_key)
+    SigV4Auth(key, "profile", live_server.settings.region).add_auth(request)
+    return {**dict(request.headers.items()), "host": live_server.url.split("//", 1)[1]}
+
+
+async def _asgi_post(
+    app: Any, path: str, chunk: bytes, chunks: int, headers: dict[str, str]
+) -> tuple[int, int]:
     """POST `chunks` copies of `chunk` to the ASGI app; (status, chunks the app read)."""
     asked = 0
     status = 0
@@ -240,7 +258,8 @@ async def _asgi_post(app: Any, path: str, chunk: bytes, chunks: int) -> tuple[in
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [(b"content-type", b"application/json")]
+        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }

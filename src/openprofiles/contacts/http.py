@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from openprofiles.auth.authenticator import Authenticator
 from openprofiles.contacts.models import BatchOutcome, BodyInvalid
 from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
@@ -39,7 +39,7 @@ from openprofiles.errors import AccessDenied, BadRequest, InternalServer, Servic
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.store.conflicts import retrying
-from openprofiles.wire.dispatch import read_body
+from openprofiles.wire.dispatch import check_before_body, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
 # A large contact record with its separator in the body: Amazon Connect allows a contact 32 KB
@@ -53,7 +53,6 @@ LARGE_RECORD_BYTES = 64 * 1024
 # many times over.
 MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
 
-Authenticate = Callable[..., Principal]
 logger = logging.getLogger(__name__)
 
 
@@ -88,23 +87,24 @@ def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
     }
 
 
-def contact_routes(services: Services, authenticate: Authenticate) -> list[Route]:
+def contact_routes(services: Services, authenticate: Authenticator) -> list[Route]:
     async def signed(request: Request) -> tuple[Principal, bytes]:
-        # Read no further than the limit, before the signature is checked: an unsigned
-        # oversized body must not cost the server its size in memory.
-        body, too_large = await read_body(request.receive, MAX_BODY_BYTES)
-        if too_large:
-            raise PayloadTooLarge.over(MAX_BODY_BYTES)
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        principal = await run_in_threadpool(
-            authenticate,
+        # Refused before any of the body is read when the headers show it unauthenticated,
+        # then read no further than the limit: an unsigned body costs the server no memory.
+        checked = await check_before_body(
+            authenticate.check_headers,
             request.method,
             raw_path.decode("latin-1"),
             request.scope.get("query_string", b"").decode("latin-1"),
             headers,
-            body,
+            MAX_BODY_BYTES,
         )
+        body, too_large = await read_body(request.receive, MAX_BODY_BYTES)
+        if too_large:
+            raise PayloadTooLarge.over(MAX_BODY_BYTES)
+        principal = await run_in_threadpool(checked.principal, body)
         if principal.role != "admin":
             raise AccessDenied(
                 f"The role {principal.role} is not allowed to send contact records or events."

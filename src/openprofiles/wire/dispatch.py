@@ -4,6 +4,11 @@
 returns (status, headers, body). The app supplies two callables: `authenticate` (verifies
 SigV4 against its credential store and returns a principal) and `invoke` (role check,
 transaction, handler call). `make_asgi_app` is the thin ASGI adapter around it.
+
+The adapter refuses what the request line and headers alone condemn before it reads the body
+(`check_before_body`): a declared body over the limit, then the header part of the signature
+(`check_headers`, auth.authenticator). A request the router cannot route is answered without
+its body, which nothing would read. An anonymous client cannot make the server hold a body.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from botocore.model import OperationModel, ServiceModel
@@ -20,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
-from openprofiles.errors import InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.wire.body_size import largest_bodies
 from openprofiles.wire.errors import (
     MethodNotAllowed,
@@ -42,6 +47,19 @@ Authenticate = Callable[[str, str, str, Mapping[str, str], bytes], Any]
 # invoke(operation_name, principal, params) -> result dict (None is taken as {})
 Invoke = Callable[[str, Any, dict[str, Any]], dict[str, Any] | None]
 WireResponse = tuple[int, dict[str, str], bytes]
+
+
+class HeadersChecked(Protocol):
+    """A request whose headers passed authentication's first step; the body decides the rest."""
+
+    def principal(self, body: bytes) -> Any:
+        """The caller, once `body` proves the signature; the API error else."""
+        ...
+
+
+# check_headers(method, raw_path, raw_query, headers) -> HeadersChecked, or the API error of
+# a request its headers show to be unauthenticated (auth.authenticator.Authenticator)
+CheckHeaders = Callable[[str, str, str, Mapping[str, str]], HeadersChecked]
 
 # The body limit of a request the model does not bound (and of an unknown path), and the least
 # of any operation: an operation whose largest model-valid body is larger gets that instead
@@ -82,6 +100,7 @@ class ApiDispatcher:
     def route_at(self, method: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
         """The operation `method` and `raw_path` call with the path's labels, or None."""
         try:
+            refuse_dot_segments(raw_path)
             return self.router.match(method, raw_path)
         except Exception:
             return None
@@ -147,6 +166,7 @@ class ApiDispatcher:
         invoke: Invoke,
         request_id: str,
     ) -> WireResponse | PendingAnswer:
+        refuse_dot_segments(raw_path)
         found = self.router.match(method, raw_path)
         if found is None:
             accepted = self.router.operations_at(raw_path)
@@ -205,6 +225,28 @@ def _render_failure(error: Exception, operation: str, request_id: str) -> WireRe
     return render_error(internal, request_id)
 
 
+def refuse_dot_segments(raw_path: str) -> None:
+    """BadRequest for a path with a '.' or '..' segment (as sent or percent-encoded).
+
+    SigV4 signs the path with dot segments removed (wire.sigv4.canonical_path), while the
+    router matches it as sent: `DELETE /domains/d/workflows/..` would be checked against the
+    signature of `DELETE /domains/d`, a DeleteDomain. No operation's path has such a segment,
+    and botocore sends a label that is '.' or '..' (a model-valid WorkflowId or AttributeName)
+    unencoded and signs it removed, so routing on the normalised path instead would turn
+    DeleteWorkflow(WorkflowId='..') into DeleteDomain: refusing it is the only safe answer.
+    An empty segment needs nothing here: the router matches none (routing._split), so no such
+    path reaches an operation other than the one it names.
+    """
+    path = raw_path.split("?", 1)[0]
+    if "." not in path and "%2" not in path:  # the common case, at the cost of a scan
+        return
+    if any(unquote(part) in (".", "..") for part in path.split("/")):
+        raise BadRequest(
+            f"The path {path} has a '.' or '..' segment, which no operation accepts: "
+            "SigV4 signs the path without it, so it would not name what was signed."
+        )
+
+
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
     """Split a raw query string into decoded (name, value) pairs, keeping repeats and order.
 
@@ -231,6 +273,7 @@ def make_asgi_app(
     invoke: Invoke,
     *,
     on_the_loop_operations: frozenset[str] = frozenset(),
+    check_headers: CheckHeaders | None = None,
 ) -> ASGIApp:
     """An ASGI app serving the AWS API at the root of its mount.
 
@@ -239,7 +282,12 @@ def make_asgi_app(
     do blocking database work, except for `on_the_loop_operations`: short requests that run on
     the event loop's thread and move to a worker thread only when they would wait
     (openprofiles.blocking).
+
+    `check_headers` is the first step of `authenticate`, run before the body is read (the
+    module docstring says why); without it, as for an app that authenticates only whole
+    requests, every request's body is read before it is authenticated.
     """
+    first_step = check_headers if check_headers is not None else _whole_requests(authenticate)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -247,6 +295,7 @@ def make_asgi_app(
             return
         if scope["type"] != "http":
             return
+        method = scope["method"]
         raw_path = raw_path_of(scope)
         raw_query = scope.get("query_string", b"").decode("latin-1")
         headers: dict[str, str] = {}
@@ -255,41 +304,56 @@ def make_asgi_app(
             value = value_bytes.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         # An unknown path or one the router cannot read is reported by the dispatcher, in a
-        # thread like any other request.
-        route = dispatcher.route_at(scope["method"], raw_path)
+        # thread like any other request, and before authentication: without the body.
+        route = dispatcher.route_at(method, raw_path)
         operation = route[0] if route else None
         # A request that may change state is followed through authentication and its handler,
         # to say in the audit log who asked and what it named (openprofiles.audit).
-        seen = _AuditTrail(authenticate, invoke) if audit.audited(operation) else None
-        limit = dispatcher.body_limit(operation)
-        body, too_large = await read_body(receive, limit)
-        if too_large:
-            error = PayloadTooLarge.over(limit)
-            status, response_headers, response_body = render_error(error, str(uuid.uuid4()))
+        seen = _AuditTrail(invoke) if audit.audited(operation) else None
+        answered: WireResponse
+        if route is None:
+            request = (method, raw_path, raw_query, headers, b"", authenticate, invoke)
+            answered = await run_in_threadpool(dispatcher.handle, *request)
         else:
-            request = (
-                scope["method"],
-                raw_path,
-                raw_query,
-                headers,
-                body,
-                seen.authenticate if seen else authenticate,
-                seen.invoke if seen else invoke,
-            )
-            answered: WireResponse
-            if operation in on_the_loop_operations:
-                started, shared_commit = await run_on_the_loop(
-                    lambda: dispatcher.start(*request), may_defer=True
+            limit = dispatcher.body_limit(operation)
+            try:
+                checked = await check_before_body(
+                    first_step, method, raw_path, raw_query, headers, limit
                 )
-                if isinstance(started, PendingAnswer):
-                    answered = await started.wait()
-                elif shared_commit is not None:
-                    answered = await _after_shared_commit(started, shared_commit)
-                else:
-                    answered = started
+                body, too_large = await read_body(receive, limit)
+                if too_large:
+                    raise PayloadTooLarge.over(limit)
+            except Exception as error:
+                answered = _render_failure(error, route[0], str(uuid.uuid4()))
             else:
-                answered = await run_in_threadpool(dispatcher.handle, *request)
-            status, response_headers, response_body = answered
+
+                def finish(_m: str, _p: str, _q: str, _h: Mapping[str, str], body: bytes) -> Any:
+                    # The request's own authentication, its headers checked: only the body's
+                    # part is left.
+                    return checked.principal(body)
+
+                request = (
+                    method,
+                    raw_path,
+                    raw_query,
+                    headers,
+                    body,
+                    seen.authenticating(finish) if seen else finish,
+                    seen.invoke if seen else invoke,
+                )
+                if operation in on_the_loop_operations:
+                    started, shared_commit = await run_on_the_loop(
+                        lambda: dispatcher.start(*request), may_defer=True
+                    )
+                    if isinstance(started, PendingAnswer):
+                        answered = await started.wait()
+                    elif shared_commit is not None:
+                        answered = await _after_shared_commit(started, shared_commit)
+                    else:
+                        answered = started
+                else:
+                    answered = await run_in_threadpool(dispatcher.handle, *request)
+        status, response_headers, response_body = answered
         if seen is not None and route is not None:
             # Here, once: the status is final (a shared commit that failed has turned it into
             # an internal error), and a request run again elsewhere (blocking.WouldBlock) has
@@ -307,25 +371,91 @@ def make_asgi_app(
     return app
 
 
+async def check_before_body(
+    check_headers: CheckHeaders,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    limit: int,
+) -> HeadersChecked:
+    """What can be refused of a request before its body is read, in the order the whole
+    request would be refused: a declared body over `limit` bytes (PayloadTooLarge), then its
+    signature as far as the headers show (`check_headers`). Shared by the API and the contact
+    feeds; `headers` has lower-case names.
+
+    The check runs on the event loop, leaving it for a worker thread only when it would wait
+    (a credential not cached yet: auth.authenticator).
+
+    The bytes that requests past this check hold while their bodies arrive are not bounded
+    in total, on purpose. Such a request names an existing access key and a current date, so
+    only a client that knows a key id can send one: key ids are not secret, but they are not
+    public either (an admin's listing, the audit log), and a key's own holder may send bodies
+    of the operation's limit anyway. A process-wide budget could not tell that holder from
+    someone who only knows the id until the body is read, so whoever filled it would refuse
+    every large batch of every caller: a denial of service traded for another, and a shared
+    counter on every request. Connections are what bounds such a client; limit them where the
+    server is exposed (a proxy, `uvicorn --limit-concurrency`).
+    """
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge.over(limit)
+    checked, _ = await run_on_the_loop(lambda: check_headers(method, raw_path, raw_query, headers))
+    return checked
+
+
+class _WholeRequest:
+    """The first step of an `authenticate` that checks only whole requests: it checks nothing
+    before the body, and all of it with the body."""
+
+    __slots__ = ("_authenticate", "_request")
+
+    def __init__(
+        self, authenticate: Authenticate, request: tuple[str, str, str, Mapping[str, str]]
+    ) -> None:
+        self._authenticate = authenticate
+        self._request = request
+
+    def principal(self, body: bytes) -> Any:
+        return self._authenticate(*self._request, body)
+
+
+def _whole_requests(authenticate: Authenticate) -> CheckHeaders:
+    def check(
+        method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]
+    ) -> HeadersChecked:
+        return _WholeRequest(authenticate, (method, raw_path, raw_query, headers))
+
+    return check
+
+
 class _AuditTrail:
     """What the audit log says of one request beyond its route and answer: the access key id
     that signed it (None until verified) and the profile it named or created. It wraps the
-    app's `authenticate` and `invoke`, which see the principal and the parsed input."""
+    app's authentication and `invoke`, which see the principal and the parsed input."""
 
-    __slots__ = ("_authenticate", "_invoke", "access_key_id", "profile_id")
+    __slots__ = ("_invoke", "access_key_id", "profile_id")
 
-    def __init__(self, authenticate: Authenticate, invoke: Invoke) -> None:
-        self._authenticate = authenticate
+    def __init__(self, invoke: Invoke) -> None:
         self._invoke = invoke
         self.access_key_id: str | None = None
         self.profile_id: str | None = None
 
-    def authenticate(
-        self, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
-    ) -> Any:
-        principal = self._authenticate(method, raw_path, raw_query, headers, body)
-        self.access_key_id = getattr(principal, "access_key_id", None)
-        return principal
+    def authenticating(self, authenticate: Authenticate) -> Authenticate:
+        """`authenticate`, noting the access key id of the principal it returns."""
+
+        def noted(
+            method: str,
+            raw_path: str,
+            raw_query: str,
+            headers: Mapping[str, str],
+            body: bytes,
+        ) -> Any:
+            principal = authenticate(method, raw_path, raw_query, headers, body)
+            self.access_key_id = getattr(principal, "access_key_id", None)
+            return principal
+
+        return noted
 
     def invoke(self, operation: str, principal: Any, params: dict[str, Any]) -> Any:
         self.profile_id = audit.profile_named(params)

@@ -10,6 +10,10 @@ The canonical request reproduces what botocore's `SigV4Auth` signs for a non-S3 
 - headers: lower-cased names, values with runs of whitespace folded to one space, repeated
   headers joined with ','.
 - payload: hex SHA-256 of the body (botocore always signs the payload for this service).
+
+Verification is in two steps, so that a server refuses an unsigned request, or one by an unknown
+key, before it reads the body: `check_headers` (all that the request line and headers show),
+then `HeaderCheck.verify_body`. `verify_request` is both at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
@@ -34,6 +39,8 @@ _MISMATCH = (
     "Check your AWS Secret Access Key and signing method. "
     "Consult the service documentation for details."
 )
+_PAYLOAD_MISMATCH = "The provided 'x-amz-content-sha256' header does not match what was computed."
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 
 
@@ -51,8 +58,59 @@ def verify_request(
     """Verify the request's SigV4 signature and return the caller's access key id.
 
     `headers` may be any mapping; names are compared case-insensitively and repeated names
-    (as yielded by `items()`) are joined with ',' as SigV4 requires.
+    (as yielded by `items()`) are joined with ',' as SigV4 requires. The same as
+    `check_headers(...).verify_body(body)`, for a caller that has the body already.
     """
+    checked = check_headers(
+        method, raw_path, raw_query, headers, find_secret, now, max_skew_seconds, service
+    )
+    return checked.verify_body(body)
+
+
+@dataclass(slots=True)  # not frozen: that costs microseconds a request
+class HeaderCheck:
+    """A request whose signature has been checked as far as its headers allow: well-formed, by
+    a known access key, within the clock skew. `verify_body` does the rest, once the body has
+    been read: the payload hash and the signature itself."""
+
+    access_key: str
+    # The canonical request but its last line (the payload hash), and what is signed with it.
+    canonical_head: str
+    amz_date: str
+    scope: str
+    signing_key: bytes
+    signature: str
+    declared_payload_hash: str | None
+
+    def verify_body(self, body: bytes) -> str:
+        """Finish the verification with the request's body; the caller's access key id."""
+        payload_hash = hashlib.sha256(body).hexdigest()
+        declared = self.declared_payload_hash
+        if declared is not None and declared != payload_hash:
+            raise InvalidSignature(_PAYLOAD_MISMATCH)
+        canonical = f"{self.canonical_head}\n{payload_hash}"
+        string_to_sign = "\n".join(
+            [ALGORITHM, self.amz_date, self.scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        expected = hmac.new(self.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, self.signature):
+            raise InvalidSignature(_MISMATCH)
+        return self.access_key
+
+
+def check_headers(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    find_secret: Callable[[str], str | None],
+    now: datetime,
+    max_skew_seconds: int,
+    service: str = "profile",
+) -> HeaderCheck:
+    """Check what the request line and headers alone show of its signature, before its body is
+    read: each fault found here is refused with the error `verify_request` gives it, in the
+    same order (an unsigned request, or one by an unknown key, costs no body)."""
     lowered = _lower_headers(headers)
     query = _parse_query(raw_query)
     query_keys = {key for key, _ in query}
@@ -87,37 +145,34 @@ def verify_request(
     if secret is None:
         raise UnrecognizedClient("The security token included in the request is invalid.")
 
-    payload_hash = hashlib.sha256(body).hexdigest()
     declared = lowered.get("x-amz-content-sha256")
-    if declared is not None and declared != payload_hash:
-        if declared == _UNSIGNED:
-            raise InvalidSignature("Unsigned payloads are not accepted by this service.")
-        raise InvalidSignature(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-        )
+    if declared == _UNSIGNED:
+        raise InvalidSignature("Unsigned payloads are not accepted by this service.")
+    if declared is not None and _SHA256_HEX.fullmatch(declared) is None:
+        # No body's hash (lower-case hex, as SigV4 writes it) looks like this: it cannot match.
+        raise InvalidSignature(_PAYLOAD_MISMATCH)
 
     canonical_query = _canonical_query(
         [(k, v) for k, v in query if not (presigned and k == "X-Amz-Signature")]
     )
-    canonical = "\n".join(
+    canonical_head = "\n".join(
         [
             method.upper(),
             canonical_path(raw_path),
             canonical_query,
             "".join(f"{name}:{_fold(lowered[name])}\n" for name in signed_headers),
             ";".join(signed_headers),
-            payload_hash,
         ]
     )
-    scope = f"{scope_date}/{region}/{scope_service}/aws4_request"
-    string_to_sign = "\n".join(
-        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    return HeaderCheck(
+        access_key=access_key,
+        canonical_head=canonical_head,
+        amz_date=amz_date,
+        scope=f"{scope_date}/{region}/{scope_service}/aws4_request",
+        signing_key=_signing_key(secret, scope_date, region, scope_service),
+        signature=fields["Signature"],
+        declared_payload_hash=declared,
     )
-    key = _signing_key(secret, scope_date, region, scope_service)
-    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, fields["Signature"]):
-        raise InvalidSignature(_MISMATCH)
-    return access_key
 
 
 def canonical_path(raw_path: str) -> str:

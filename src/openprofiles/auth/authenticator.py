@@ -1,0 +1,86 @@
+"""SigV4 authentication of the API's and the contact feeds' requests against the credential
+store, in the two steps of `wire.sigv4`: the headers, before the body is read, then the body.
+
+`Authenticator.check_headers` refuses at once what the headers show to be unauthenticated (no
+signature, an unknown access key, a date out of the allowed skew...), so an anonymous client
+cannot make the server read and hold a body (up to about 31 MB for the API) first. What it
+returns finishes the check with the body, reusing what the first step looked up: a request
+reads its credential once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from openprofiles.auth.credentials import SecretCache, find_secret
+from openprofiles.blocking import avoid_blocking
+from openprofiles.context import Principal, Services
+from openprofiles.wire.sigv4 import HeaderCheck, check_headers
+
+
+@dataclass(slots=True)  # not frozen: that costs microseconds a request
+class CheckedHeaders:
+    """A request whose headers passed the signature check; `principal` finishes it."""
+
+    signature: HeaderCheck
+    role: str
+
+    def principal(self, body: bytes) -> Principal:
+        """The caller, once the body proves the signature; InvalidSignature else."""
+        return Principal(access_key_id=self.signature.verify_body(body), role=self.role)
+
+
+class Authenticator:
+    """Authenticates requests signed with the server's API credentials (auth.credentials).
+
+    Calling it checks a whole request (method, raw path, raw query, headers, body) and returns
+    its `Principal`; `check_headers` is the first half, for a server that has not read the body
+    yet. Credentials are cached for a short time (SecretCache).
+    """
+
+    def __init__(
+        self, services: Services, max_skew_seconds: int, secrets: SecretCache | None = None
+    ) -> None:
+        self._services = services
+        self._max_skew_seconds = max_skew_seconds
+        self._secrets = secrets if secrets is not None else SecretCache()
+
+    def __call__(
+        self, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], body: bytes
+    ) -> Principal:
+        return self.check_headers(method, raw_path, raw_query, headers).principal(body)
+
+    def check_headers(
+        self, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]
+    ) -> CheckedHeaders:
+        """Check the request's signature as far as its headers allow (wire.sigv4.check_headers);
+        the AWS error of the first fault found, as the whole check gives it."""
+        roles: dict[str, str] = {}
+
+        def lookup(access_key_id: str) -> str | None:
+            found = self._secrets.get(access_key_id, lambda: self._load(access_key_id))
+            if found is None:
+                return None
+            roles[access_key_id] = found[1]
+            return found[0]
+
+        signature = check_headers(
+            method,
+            raw_path,
+            raw_query,
+            headers,
+            find_secret=lookup,
+            now=datetime.now(UTC),
+            max_skew_seconds=self._max_skew_seconds,
+        )
+        return CheckedHeaders(signature, roles[signature.access_key])
+
+    def _load(self, access_key_id: str) -> tuple[str, str] | None:
+        # A credential not in the cache is read from the database: on the event loop (where
+        # the API checks headers) that may wait, so the check moves to a worker thread
+        # (openprofiles.blocking); a cached one, nearly every request's, costs no read.
+        avoid_blocking("reading a credential")
+        with self._services.read() as tx:
+            return find_secret(tx, access_key_id=access_key_id)
