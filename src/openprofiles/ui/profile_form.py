@@ -529,14 +529,43 @@ def refreshed(
     Left as first shown, an untouched field showed a value no longer stored (saving did not
     write it back, but the agent read it as the customer's), and a change the agent then made
     to it was checked against that stale value. Refreshing it writes nothing either: it stays
-    unchanged from what the form shows. The attributes are one field here: once the agent
-    changed any line, the text area keeps what they typed, and a line they left that was
-    changed meanwhile keeps its value as shown, so saving does not undo that change
-    (`_attribute_edit` writes only the lines the agent changed)."""
+    unchanged from what the form shows. The attributes are refreshed line by line once the
+    agent changed any (`_refreshed_attributes`)."""
     now = values_from_profile(current)
     untouched = set(form_names()) - changed_fields(shown, values)
     fresh = {name: now[name] for name in untouched}
+    if ATTRIBUTES_FIELD not in untouched:
+        attributes = _refreshed_attributes(current, shown, values)
+        if attributes is not None:
+            values = {**values, ATTRIBUTES_FIELD: attributes[0]}
+            shown = {**shown, ATTRIBUTES_FIELD: attributes[1]}
     return {**values, **fresh}, {**shown, **fresh}
+
+
+def _refreshed_attributes(
+    current: dict[str, Any], shown: dict[str, str], values: dict[str, str]
+) -> tuple[str, str] | None:
+    """(the text area, the attributes as shown) of an attributes field the agent changed, with
+    each line they did not change as it is stored now — changed, added or removed meanwhile —
+    and the lines they changed as they typed them (and as first shown). None when what they
+    typed cannot be read: it stays as typed, for them to correct.
+
+    A line left as first shown once showed a value no longer stored; saving did not write it
+    back (`_attribute_edit` writes only the lines the agent changed), but the agent read it as
+    the customer's."""
+    typed, problem = parse_attributes(values.get(ATTRIBUTES_FIELD, ""))
+    if problem is not None:
+        return None
+    before, changes = _attribute_edit(shown, values)
+    stored = {str(k): str(v) for k, v in (current.get("Attributes") or {}).items()}
+    # The agent's order first, then the lines others added meanwhile.
+    names = [*typed, *(k for k in stored if k not in typed and k not in changes)]
+    as_typed = {
+        k: typed[k] if k in changes else stored[k] for k in names if k in changes or k in stored
+    }
+    as_shown = {k: v for k, v in as_typed.items() if k not in changes}
+    as_shown.update({k: before[k] for k in changes if k in before})
+    return format_attributes(as_typed), format_attributes(as_shown)
 
 
 def save_edit(

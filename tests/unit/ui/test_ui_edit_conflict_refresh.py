@@ -96,6 +96,44 @@ def test_a_refused_edit_shows_what_is_saved_now_in_the_fields_the_agent_left(
     assert stored["Attributes"] == {"tier": "platinum"} and not stored.get("BusinessName")
 
 
+def test_a_refused_edit_refreshes_the_attribute_lines_the_agent_left(
+    agent: TestClient,
+) -> None:
+    """The agent changed one attribute line: the text area kept every other line as first
+    shown, one changed meanwhile among them, though saving never wrote it back."""
+    profile_id, url, form = _profile(
+        agent,
+        {"LastName": "Orig", "Attributes": {"tier": "gold", "region": "north", "old": "x"}},
+    )
+    _someone_saves(
+        agent,
+        profile_id,
+        {"LastName": "ApiLast", "Attributes": {"region": "south", "old": "", "new": "y"}},
+    )
+    typed = form["Attributes"].replace("tier = gold", "tier = silver")
+
+    refused = agent.post(url, data={**form, "LastName": "Typed", "Attributes": typed})
+
+    assert refused.status_code == 400 and REFUSED in refused.text
+    again = _form_of(refused.text)
+    # The agent's line as typed; the others as saved now (changed, added, removed meanwhile).
+    assert again["Attributes"].splitlines() == ["tier = silver", "region = south", "new = y"]
+    # As shown: the agent's line as first shown (still their change), the others as saved.
+    assert again[SHOWN + "Attributes"].splitlines() == [
+        "region = south",
+        "new = y",
+        "tier = gold",
+    ]
+    assert "Attributes-now" not in refused.text, "no conflict on the attributes"
+
+    saved = agent.post(url, data=again)
+
+    assert saved.status_code == 303
+    stored = _stored(agent, profile_id)
+    assert stored["LastName"] == "Typed"
+    assert stored["Attributes"] == {"tier": "silver", "region": "south", "new": "y"}
+
+
 def test_a_form_refused_for_an_error_shows_what_is_saved_now_in_the_fields_left(
     agent: TestClient,
 ) -> None:

@@ -131,7 +131,8 @@ def test_conflicting_attributes_show_the_stored_lines_and_save_on_request(
 
     assert refused.status_code == 400 and REFUSED in refused.text
     again = _form_of(refused.text)
-    assert again["Attributes"].replace("\r\n", "\n") == typed
+    # What the agent typed, and the line another added meanwhile (test_ui_edit_conflict_refresh).
+    assert again["Attributes"].replace("\r\n", "\n") == typed + "\nadded = elsewhere"
     # "gone" was removed by both: no conflict; "colour" was not changed meanwhile.
     assert _now_saved(refused.text, "Attributes") == "Now saved: tier = platinum"
 
