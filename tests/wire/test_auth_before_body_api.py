@@ -158,3 +158,16 @@ def test_a_whole_signed_request_is_still_accepted(live_server):
     client = live_server.client()
     assert "Items" in client.list_domains()
     assert "Items" in live_server.client("agent").list_domains()
+
+
+@pytest.mark.parametrize("signature", ["\u00e9" * 64, "0" * 63, "F" * 64])
+def test_a_signature_no_hmac_can_be_is_refused_before_the_body(live_server, signature):
+    """A non-ASCII signature by a known key made hmac.compare_digest raise TypeError: a 500,
+    logged as an error, for anyone who knows a key id."""
+    headers = _authorization(live_server.admin_key[0], datetime.now(UTC))
+    authorization = headers["Authorization"]
+    headers["Authorization"] = authorization[: authorization.rindex("=") + 1] + signature
+    answer = _send_headers_only(live_server, "PUT", API_PATH, headers)
+    status, code, message = _error(answer)
+    assert (status, code) == (403, "InvalidSignatureException")
+    assert message.startswith("The request signature we calculated does not match")

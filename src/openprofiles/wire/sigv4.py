@@ -152,6 +152,11 @@ def check_headers(
         # No body's hash (lower-case hex, as SigV4 writes it) looks like this: it cannot match.
         raise InvalidSignature(_PAYLOAD_MISMATCH)
 
+    if _SHA256_HEX.fullmatch(fields["Signature"]) is None:
+        # No HMAC-SHA256 (lower-case hex) looks like this: it cannot match. Checked here, as
+        # hmac.compare_digest raises TypeError on a non-ASCII string (a 500, logged as an error).
+        raise InvalidSignature(_MISMATCH)
+
     canonical_query = _canonical_query(
         [(k, v) for k, v in query if not (presigned and k == "X-Amz-Signature")]
     )
