@@ -31,3 +31,20 @@ def test_exporting_config_is_kept_and_echoed(live_server: Any) -> None:
     )
     assert updated["Matching"]["ExportingConfig"] == _exporting("second")
     assert client.get_domain(DomainName=name)["Matching"]["ExportingConfig"] == _exporting("second")
+
+
+def test_an_agent_is_not_shown_where_matches_are_exported(live_server: Any) -> None:
+    """An administrator's set-up, like the dead-letter queue's URL (auth.policy)."""
+    name = f"d-{uuid.uuid4().hex[:10]}"
+    live_server.client().create_domain(
+        DomainName=name,
+        DefaultExpirationDays=30,
+        Matching={"Enabled": True, "ExportingConfig": _exporting("first-bucket")},
+        RuleBasedMatching={"Enabled": True, "ExportingConfig": _exporting("rules-bucket")},
+    )
+    seen = live_server.client("agent").get_domain(DomainName=name)
+    assert seen["Matching"]["Enabled"] is True and seen["RuleBasedMatching"]["Enabled"] is True
+    assert "ExportingConfig" not in seen["Matching"]
+    assert "ExportingConfig" not in seen["RuleBasedMatching"]
+    admin = live_server.client().get_domain(DomainName=name)
+    assert admin["Matching"]["ExportingConfig"] == _exporting("first-bucket")

@@ -48,6 +48,9 @@ AGENT_OPERATIONS = frozenset(
 # account and the key that protects every record, the queue's URL where rejected records go.
 # Neither is needed to show a profile.
 DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS = ("DefaultEncryptionKey", "DeadLetterQueueUrl")
+# And where the matching results are exported (the S3 bucket and key of Matching's and
+# RuleBasedMatching's ExportingConfig): an administrator's set-up, as the queue is.
+MATCHING_MEMBERS_WITHOUT_EXPORT_FOR_AGENTS = ("Matching", "RuleBasedMatching")
 # The same of an object type: its own EncryptionKey (a KMS key's ARN) when it has one.
 OBJECT_TYPE_MEMBERS_HIDDEN_FROM_AGENTS = ("EncryptionKey",)
 
@@ -78,7 +81,11 @@ def authorize_object_write(role: str, operation: str, type_name: str, *, fed: bo
 
 def domain_shown_to(role: str, domain: dict[str, Any]) -> dict[str, Any]:
     """A domain's GetDomain answer as a caller of `role` sees it."""
-    return _without(role, domain, DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS)
+    shown = _without(role, domain, DOMAIN_MEMBERS_HIDDEN_FROM_AGENTS)
+    for matching in MATCHING_MEMBERS_WITHOUT_EXPORT_FOR_AGENTS:
+        if shown is not domain and isinstance(shown.get(matching), dict):
+            shown[matching] = _without(role, shown[matching], ("ExportingConfig",))
+    return shown
 
 
 def object_type_shown_to(role: str, object_type: dict[str, Any]) -> dict[str, Any]:
