@@ -279,11 +279,16 @@ class SqsSink:
 
 
 def _attributes(letter: DeadLetter) -> dict[str, str]:
-    """The message attributes of a dead letter (spec §6.1)."""
+    """The message attributes of a dead letter (spec §6.1), as they are sent: a character SQS
+    refuses already replaced (`_message_attributes`), so that what is measured against the
+    queue's size is what goes (U+FFFD takes three bytes where a control character took one)."""
     return {
-        "Message": letter.reason,
-        "DomainName": letter.domain_name,
-        "ObjectTypeName": letter.object_type_name,
+        name: _NOT_SQS_TEXT.sub("\ufffd", value)
+        for name, value in (
+            ("Message", letter.reason),
+            ("DomainName", letter.domain_name),
+            ("ObjectTypeName", letter.object_type_name),
+        )
     }
 
 

@@ -186,8 +186,18 @@ def test_a_queue_with_a_small_maximum_message_size_traps_no_letter(
     assert resend_pending(services, now=later).sent == []
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "The value 'é' of field Notes could not be converted. " * 12,  # 648 characters
+        # SQS refuses control characters: each goes as U+FFFD, three bytes for one, which the
+        # size was measured before.
+        "Control characters: " + "\x01" * 300,
+    ],
+    ids=["long", "control characters"],
+)
 def test_on_the_smallest_queue_a_long_reason_still_gets_the_note_through(
-    moto_services: Services, moto_url: str
+    moto_services: Services, moto_url: str, reason: str
 ) -> None:
     """On a 1 KiB queue (SQS's smallest MaximumMessageSize), the note about a large object was
     itself over the queue's size once the reason was long — SQS counts the attributes too (moto
@@ -199,7 +209,6 @@ def test_on_the_smallest_queue_a_long_reason_still_gets_the_note_through(
         QueueName=f"dlq-{uuid.uuid4().hex[:8]}", Attributes={"MaximumMessageSize": "1024"}
     )["QueueUrl"]
     set_queue(services, url)
-    reason = "The value 'é' of field Notes could not be converted. " * 12  # 648 characters
     letter = dead_letter(
         services,
         domain_name=DOMAIN,
@@ -222,7 +231,8 @@ def test_on_the_smallest_queue_a_long_reason_still_gets_the_note_through(
     assert size <= 1024, size
     assert attributes["DomainName"] == DOMAIN and attributes["ObjectTypeName"] == "Crm"
     sent_reason = attributes["Message"]
-    assert sent_reason.endswith("\u2026") and reason.startswith(sent_reason[:-1])
+    sent_as = reason.replace("\x01", "\ufffd")
+    assert sent_reason.endswith("\u2026") and sent_as.startswith(sent_reason[:-1])
     assert len(sent_reason) > 100  # cut to what fits, not dropped
     kept = stored(services, letter.message_id)
     assert kept.object_json == letter.object_json and kept.reason == reason
