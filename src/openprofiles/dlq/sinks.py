@@ -279,15 +279,21 @@ class SqsSink:
 
 
 def _attributes(letter: DeadLetter) -> dict[str, str]:
-    """The message attributes of a dead letter (spec §6.1), as they are sent: a character SQS
-    refuses already replaced (`_message_attributes`), so that what is measured against the
-    queue's size is what goes (U+FFFD takes three bytes where a control character took one)."""
+    """The message attributes of a dead letter (spec §6.1), and `DeadLetterMessageId`, as they
+    are sent: a character SQS refuses already replaced (`_message_attributes`), so that what is
+    measured against the queue's size is what goes (U+FFFD takes three bytes where a control
+    character took one).
+
+    Delivery is at least once: a send whose answer never came (a read timeout, the server
+    killed between SQS's receipt and the mark) is sent again by dlq.resend, as the message may
+    not have arrived. The dead letter's id lets the queue's consumer drop a repeat."""
     return {
         name: _NOT_SQS_TEXT.sub("\ufffd", value)
         for name, value in (
             ("Message", letter.reason),
             ("DomainName", letter.domain_name),
             ("ObjectTypeName", letter.object_type_name),
+            ("DeadLetterMessageId", letter.message_id),
         )
     }
 

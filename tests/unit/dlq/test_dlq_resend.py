@@ -105,7 +105,8 @@ def kept_intact(services: Services, letter: DeadLetter) -> DeadLetter:
 
 def assert_message_of(message: dict[str, Any], letter: DeadLetter) -> None:
     """The SQS message of a dead letter (spec §6.1): the object as submitted, and String
-    attributes Message, DomainName, ObjectTypeName."""
+    attributes Message, DomainName, ObjectTypeName, and the dead letter's id (for the consumer
+    to drop a repeat: delivery is at least once)."""
     assert message["Body"] == letter.object_json
     assert {
         name: (value["DataType"], value["StringValue"])
@@ -114,6 +115,7 @@ def assert_message_of(message: dict[str, Any], letter: DeadLetter) -> None:
         "Message": ("String", letter.reason),
         "DomainName": ("String", letter.domain_name),
         "ObjectTypeName": ("String", letter.object_type_name),
+        "DeadLetterMessageId": ("String", letter.message_id),
     }
 
 

@@ -113,6 +113,14 @@ def test_rejected_record_goes_to_sqs_and_the_local_store(
     )
     (message,) = receive_all(client, url)
     assert message["Body"] == '{"id": "1"}'
+    # Delivery is at least once: the dead letter's id lets the consumer drop a repeat.
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {
+        "Message": "No profile matched.",
+        "DomainName": DOMAIN,
+        "ObjectTypeName": "Crm",
+        "DeadLetterMessageId": sent.message_id,
+    }
     with moto_services.read() as tx:
         kept = service.get(tx, domain_name=DOMAIN, message_id=sent.message_id)
     assert kept.sink_error is None
