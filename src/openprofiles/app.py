@@ -35,7 +35,12 @@ from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 from openprofiles.crypto.providers import ProviderResolver, local_wrap_header, other_material
 from openprofiles.dlq.resend import resend_task
 from openprofiles.domains import handlers as domain_handlers
-from openprofiles.domains.unreadable import LOST_KEY_DROP_COMMAND, keyring_behind, keyring_problem
+from openprofiles.domains.unreadable import (
+    LOST_KEY_DROP_COMMAND,
+    keyring_behind,
+    keyring_problem,
+    record_aliased_keys,
+)
 from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
@@ -109,6 +114,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         raise
     if migrate:
         upgrade_to_head(database, keys)
+        # The keys the domains' KMS aliases named, as the upgrade's unwraps learnt them: a
+        # database whose alias domains' keys worked once since this release can drop one whose
+        # key is deleted later (domains.unreadable).
+        record_aliased_keys(database, keys)
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
 
@@ -169,6 +178,7 @@ def _check_keyring_opens(
     absent_domains: set[str] = set()  # the domains under such keys
     behind: set[str] = set()  # a keyring copied before `keys rotate`: the version is not there
     differ: set[str] = set()  # the version is there, but made by another rotation
+    unreadable: set[str] = set()  # the domains under any of these
     for row in wrapped_keys:
         if is_aws_kms_arn(row.key_id):
             continue
@@ -178,6 +188,8 @@ def _check_keyring_opens(
             absent_domains.add(row.name)
             continue
         header = local_wrap_header(bytes(row.wrapped_key))
+        if header.version > len(found.versions) or other_material(header, found):
+            unreadable.add(row.name)
         if header.version > len(found.versions):
             behind.add(
                 f"{found.key_id} (version {header.version} is needed, it holds 1 to "
@@ -224,29 +236,34 @@ def _check_keyring_opens(
     else:
         problem = "its default key does not open the API credentials stored in the database"
     gone = ""
-    if missing:
-        # The way forward when no copy of the key is left (domains.unreadable), only when the
-        # keyring is proven the database's (with another data dir's, every key looks missing)
-        # and not older than it (a copy from before `keys create` lacks the later keys): then
-        # on the operator's word, --key-lost, as no keyring proves a key lost.
+    unreadable |= absent_domains
+    if unreadable:
+        # The way forward when no copy of a key (or of the version a data key needs) is left
+        # (domains.unreadable), only when the keyring is proven the database's (with another
+        # data dir's, every key looks missing), on the operator's word, --key-lost, as no
+        # keyring proves a key lost. A keyring older than the database (a copy from before
+        # `keys create` or `keys rotate`) is said first: copying the current one is the way,
+        # and the drop the last resort, as the drop itself says (the record cannot tell an
+        # older copy from the loss of every newer one).
         with database.read() as conn:
             unproven = keyring_problem(conn, keys)
             older = keyring_behind(conn, keyring)
-        if unproven is None and older is not None:
-            gone = (
-                f" This keyring is older than the database ({older}): copy the current "
-                "keyring.json; no domain is dropped for a key an older copy lacks."
-            )
-        elif unproven is None:
+        if unproven is None:
             commands = ", ".join(
                 f"`{LOST_KEY_DROP_COMMAND.format(name=r.name, key=r.key_id)}`"
                 for r in sorted(wrapped_keys, key=lambda r: str(r.name))
-                if r.name in absent_domains
+                if r.name in unreadable
             )
-            gone = (
-                " Only if no copy of keyring.json holding a missing key is left anywhere (every "
-                "server's data dir, every backup) can the data of the domains under it not be "
-                f"read again: then drop them with {commands}."
+            if older is not None:
+                gone = (
+                    f" This keyring is older than the database ({older}): copy the current "
+                    "keyring.json; no domain is dropped for a key an older copy lacks on that "
+                    "copy's word."
+                )
+            gone += (
+                " Only if no copy of keyring.json holding a missing key (or version) is left "
+                "anywhere (every server's data dir, every backup) can the data of the domains "
+                f"under it not be read again: then drop them with {commands}."
             )
         else:
             gone = (
@@ -261,6 +278,11 @@ def _check_keyring_opens(
         "server sharing a database needs the same keyring, copied again after a key is created "
         f"or rotated), or restore it from a backup.{gone}"
     )
+
+
+# How often the server records the keys domains' KMS aliases named (domains.unreadable
+# .record_aliased_keys): a run with nothing learnt costs no database call.
+ALIASED_KEYS_RECORD_SECONDS = 30.0
 
 
 def background_tasks(services: Services) -> list[PeriodicTask]:
@@ -283,6 +305,12 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
         ),
         resend_task(services),
         kept_records_task(services),
+        # Off the requests' path: the keys domains' KMS aliases named, learnt by unwrapping.
+        PeriodicTask(
+            "recording the keys KMS aliases name",
+            lambda: record_aliased_keys(services.database, services.keys),
+            ALIASED_KEYS_RECORD_SECONDS,
+        ),
     ]
 
 

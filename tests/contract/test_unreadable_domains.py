@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,13 @@ from tests.unit.integrations.integ_helpers import (
     send,
 )
 
-from openprofiles.app import build_services
+from openprofiles.app import background_tasks, build_services
 from openprofiles.cli import main
 from openprofiles.contacts.history import contact_history
+from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
-from openprofiles.domains.service import create_domain
-from openprofiles.domains.unreadable import Dropped, drop_unreadable
+from openprofiles.domains.service import create_domain, update_domain
+from openprofiles.domains.unreadable import Dropped, aliased_keys, drop_unreadable
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
@@ -86,9 +88,26 @@ def _domains_with_contacts(settings: Settings, keys: dict[str, str | None]) -> N
                 )
             associate(services, name, INSTANCES[name])
             send(services, ctr(f"c-{name}", instance=INSTANCES[name]))
+        _record_aliased_keys(services)
     finally:
         services.database.dispose()
     assert _cli(settings, "credentials", "create", "--role", "admin").exit_code == 0
+
+
+def _record_aliased_keys(services: Services) -> None:
+    """A run of the server's background task that records the keys domains' KMS aliases named
+    (learnt by its key manager wrapping and unwrapping their data keys)."""
+    [task] = [t for t in background_tasks(services) if t.name.startswith("recording the keys")]
+    task.run()
+
+
+def _aliased_keys(settings: Settings) -> dict[str, str]:
+    database = Database.from_settings(settings)
+    try:
+        with database.read() as conn:
+            return aliased_keys(conn)
+    finally:
+        database.dispose()
 
 
 def _back_to(settings: Settings, revision: str) -> None:
@@ -240,6 +259,109 @@ def test_a_keyring_from_before_a_rotation_drops_nothing(settings: Settings) -> N
     assert _rows_of(settings, "d1")["profile"] == 1
 
 
+def _recorded_versions(settings: Settings) -> dict[str, int]:
+    """local_key_record: key id -> the versions recorded."""
+    database = Database.from_settings(settings)
+    try:
+        with database.read() as conn:
+            rows = conn.execute(text("SELECT key_id, versions FROM local_key_record"))
+            return {str(k): int(v) for k, v in rows}
+    finally:
+        database.dispose()
+
+
+def _without_key(settings: Settings, key_id: str) -> None:
+    """keyring.json without the local key `key_id` (every copy of it lost)."""
+    document = json.loads(settings.keyring_path.read_text())
+    document["keys"] = [k for k in document["keys"] if k["id"] != key_id]
+    settings.keyring_path.write_text(json.dumps(document))
+
+
+def test_a_lost_version_of_a_local_key_is_dropped_on_the_operator_s_word(
+    settings: Settings,
+) -> None:
+    """A review: the key rotated, and then the only keyring holding its new version lost. The
+    drop refused even with --key-lost naming the key (it returned before looking), so the
+    domain could never be dropped. The operator's word counts for a version as for a key, with
+    the same safeguards: the keyring proven the database's, and, as the record of `keys rotate`
+    shows the keyring older, copying the current keyring.json said first. After the drop the
+    record holds the versions the keyring holds: no domain needs more, and the keyring is not
+    called older for a version no copy holds."""
+    keyring = Keyring(settings.keyring_path)
+    rotated = keyring.create_key("rotated")
+    arn = rotated.arn(settings.region, settings.account_id)
+    _domains_with_contacts(settings, {"d1": arn, "d3": None})
+    before = settings.keyring_path.read_bytes()
+    assert _cli(settings, "keys", "rotate", "alias/rotated").exit_code == 0
+    settings.keyring_path.write_bytes(before)  # the only copy with version 2 is lost
+    assert _recorded_versions(settings)[rotated.key_id] == 2
+
+    started = _cli(settings, "credentials", "list")
+    message = " ".join(started.output.split())
+    assert started.exit_code == 1, started.output
+    assert "does not hold the version of a local key" in message
+    assert "This keyring is older than the database" in message
+    assert message.index("copy the current keyring.json") < message.index("drop-unreadable")
+    assert _lost_key_drop_command("d1", arn) in message
+    refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "The keyring holds this key, but not the version" in message
+    assert f"it holds 1 version(s) of the local key {rotated.key_id}, not the 2" in message
+    assert "holding that version of the key is lost" in message
+    assert _lost_key_drop_command("d1", arn) in message
+    other = _cli(
+        settings, "domains", "drop-unreadable", "d1", "--key-lost", "alias/k9", "--confirm"
+    )
+    assert other.exit_code == 1 and "does not name this key" in other.output
+    assert _rows_of(settings, "d1")["profile"] == 1
+
+    dropped = _cli(settings, "domains", "drop-unreadable", "d1", "--key-lost", arn, "--confirm")
+    assert dropped.exit_code == 0, dropped.output
+    assert "holds only versions 1 to 1 of it" in " ".join(dropped.output.split())
+    assert _rows_of(settings, "d1") == {}
+    assert _recorded_versions(settings)[rotated.key_id] == 1
+    assert _cli(settings, "credentials", "list").exit_code == 0
+    assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+def test_a_key_dropped_as_lost_is_not_taken_for_an_older_keyring_later(
+    settings: Settings,
+) -> None:
+    """The record of a key kept after its domain was dropped on --key-lost said the keyring was
+    older than the database from then on: every later missing key was blamed on an older copy,
+    and the operator sent after a keyring.json no server has. A drop on --key-lost removes the
+    record of a key no domain left is under."""
+    # A key made before the record (0031): nothing says a keyring lacking it is older.
+    k9 = Keyring(settings.keyring_path).create_key("k9")
+    k9_arn = k9.arn(settings.region, settings.account_id)
+    _domains_with_contacts(settings, {"d2": k9_arn})
+    made = _cli(settings, "keys", "create", "--alias", "k1", "--json")
+    assert made.exit_code == 0, made.output
+    k1 = json.loads(made.output)
+    _domains_with_contacts(settings, {"d1": k1["Arn"]})
+    _without_key(settings, k1["KeyId"])
+    dropped = _cli(
+        settings, "domains", "drop-unreadable", "d1", "--key-lost", k1["Arn"], "--confirm"
+    )
+    assert dropped.exit_code == 0, dropped.output
+    assert k1["KeyId"] not in _recorded_versions(settings)
+    assert _cli(settings, "credentials", "list").exit_code == 0
+
+    _without_key(settings, k9.key_id)
+    started = _cli(settings, "credentials", "list")
+    message = " ".join(started.output.split())
+    assert started.exit_code == 1, started.output
+    assert "older than the database" not in message
+    assert _lost_key_drop_command("d2", k9_arn) in message
+    refused = _cli(settings, "domains", "drop-unreadable", "d2", "--confirm")
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "older than the database" not in message
+    assert "no keyring can tell from a lost key" in message
+    assert _rows_of(settings, "d2")["profile"] == 1
+
+
 def test_an_older_copy_of_the_keyring_drops_nothing(settings: Settings, tmp_path: Path) -> None:
     """A copy of keyring.json taken before `keys create` (a staging clone, a second server's not
     copied again, a restored backup) holds the default key, so it opens the database's sealed
@@ -271,7 +393,11 @@ def test_an_older_copy_of_the_keyring_drops_nothing(settings: Settings, tmp_path
     assert f"does not hold the local key {k2['Arn']}" in text
     assert "This keyring is older than the database" in text
     assert f"it lacks the local key {k2['KeyId']}" in text
-    assert "drop-unreadable" not in text
+    # Copying the current keyring is the way; the drop, which takes --key-lost here too (the
+    # record cannot tell an older copy from the loss of every newer one), only the last resort.
+    assert text.index("copy the current keyring.json") < text.index("drop-unreadable")
+    assert "Only if no copy of keyring.json holding a missing key (or version) is left" in text
+    assert _lost_key_drop_command("d2", k2["Arn"]) in text
     refused = _cli(clone, "domains", "drop-unreadable", "d2", "--confirm")
     text = " ".join(refused.output.split())
     assert refused.exit_code == 1, refused.output
@@ -495,14 +621,14 @@ def test_a_deleted_kms_key_is_dropped_only_on_kms_s_proof(
     """The domain names its KMS key by an alias ARN. The alias deleted, the key not: KMS still
     unwraps the data key, so nothing is dropped. The key deleted too: KMS no longer says which
     key the alias named (a Decrypt of the data key answers AccessDenied, as for a key these
-    credentials may not use), so the operator names it (--key-lost); a key that exists is
-    refused, and the deleted one's NotFound is proof only from a client another call shows in
-    the key's account (here ListKeys, refused first); then the drop goes through."""
+    credentials may not use). At a revision from before the server recorded which key an alias
+    named (0032; here 0021, the upgrade stopped), nothing proves it: a key ARN the operator
+    gives is refused, since DescribeKey answers NotFound for one that never existed too."""
     with kms_proxy(moto_url) as proxy:
         settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
         kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
         key = kms.create_key()["KeyMetadata"]
-        alive = kms.create_key()["KeyMetadata"]["Arn"]  # ListKeys lists it
+        kms.create_key()  # ListKeys lists it
         kms.create_alias(AliasName="alias/op-billing", TargetKeyId=key["KeyId"])
         alias = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:alias/op-billing"
         _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": alias, "d3": None})
@@ -524,36 +650,128 @@ def test_a_deleted_kms_key_is_dropped_only_on_kms_s_proof(
         assert f"The KMS key {alias} does not exist in region us-east-1" in message
         assert "KMS does not say which key it named" in message
         assert "answers AccessDeniedException" in message
-        assert f"--key-lost arn:aws:kms:us-east-1:{key['AWSAccountId']}:key/KEY_ID" in message
-        assert _drop_command("d1") not in message
-        refused = _cli(settings, "domains", "drop-unreadable", "d1", "--confirm")
-        assert refused.exit_code == 1 and "KMS does not say which key it named" in refused.output
-
-        def drop(named: str) -> Result:
-            return _cli(
-                settings, "domains", "drop-unreadable", "d1", "--key-lost", named, "--confirm"
-            )
-
-        refused = drop(alive)
-        assert refused.exit_code == 1, refused.output
-        assert f"KMS describes the key {alive}" in " ".join(refused.output.split())
-        refused = drop("arn:aws:kms:eu-west-1:111122223333:key/1234")
-        assert refused.exit_code == 1, refused.output
-        assert "is not a key ARN of the alias" in " ".join(refused.output.split())
-        proxy.refuse("ListKeys", "AccessDeniedException")
-        refused = drop(key["Arn"])
+        assert "OpenProfiles never learnt which key the alias named" in message
+        assert "drop-unreadable" not in message
+        refused = _cli(
+            settings, "domains", "drop-unreadable", "d1", "--key-lost", key["Arn"], "--confirm"
+        )
         text = " ".join(refused.output.split())
         assert refused.exit_code == 1, refused.output
+        assert "OpenProfiles never learnt which key the alias named" in text
+        assert "Nothing was deleted" in text
+        assert _rows_of(settings, "d1")["profile"] == 1
+
+
+@pytest.mark.moto
+def test_a_gone_alias_s_domain_is_dropped_only_for_the_key_the_alias_named(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: the alias deleted, its key alive and the operator's shell denied Decrypt, the
+    drop took any key ARN of the alias's account and region that DescribeKey answered NotFound
+    for, a made-up one too, and dropped a domain whose key was alive. The server records the
+    key an alias named (here at CreateDomain, by its background task); the drop takes that key
+    only, and only once KMS proves it deleted from a client shown to reach the account."""
+    with kms_proxy(moto_url) as proxy:
+        settings = replace(settings, kms_endpoint_url=proxy.url, aws_region="us-east-1")
+        kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+        key = kms.create_key()["KeyMetadata"]
+        alive = kms.create_key()["KeyMetadata"]["Arn"]  # ListKeys lists it
+        kms.create_alias(AliasName="alias/op-named", TargetKeyId=key["KeyId"])
+        alias = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:alias/op-named"
+        _domains_with_contacts_on_kms(settings, monkeypatch, proxy.url, {"d1": alias, "d3": None})
+        assert _aliased_keys(settings) == {"d1": key["Arn"]}
+        kms.delete_alias(AliasName="alias/op-named")
+        proxy.refuse("Decrypt", "AccessDeniedException", times=1000)
+
+        def refused(*named: str) -> str:
+            args = ("--key-lost", named[0]) if named else ()
+            result = _cli(settings, "domains", "drop-unreadable", "d1", *args, "--confirm")
+            text = " ".join(result.output.split())
+            assert result.exit_code == 1, text
+            return text
+
+        made_up = f"arn:aws:kms:us-east-1:{key['AWSAccountId']}:key/" + "0" * 8 + "-0000" * 3
+        made_up += "-" + "0" * 12
+        text = refused(made_up)
+        assert f"--key-lost {made_up} is not the key the alias {alias} named" in text
+        assert f"({key['Arn']})" in text and "Nothing was deleted" in text
+        text = refused(alive)
+        assert "is not the key the alias" in text
+        text = refused()
+        assert f"the alias named the key {key['Arn']}" in text
+        assert f"--key-lost {key['Arn']}" in text
+        # The key is alive: the shell's denial is what to mend.
+        text = refused(key["Arn"])
+        assert "is not gone for good" in text and "allowed to use the key" in text
+        assert _rows_of(settings, "d1")["profile"] == 1
+
+        proxy.delete(key["Arn"])
+        proxy.refuse("ListKeys", "AccessDeniedException")
+        text = refused(key["Arn"])
         assert "no other call shows it to be the KMS of account" in text
         assert "ListKeys failed: AccessDeniedException" in text
         assert _rows_of(settings, "d1")["profile"] == 1
 
-        dropped = drop(key["Arn"])
+        dropped = _cli(
+            settings, "domains", "drop-unreadable", "d1", "--key-lost", key["Arn"], "--confirm"
+        )
         assert dropped.exit_code == 0, dropped.output
-        assert f"The key of domain d1 cannot be used: The KMS key {alias}" in dropped.output
-        assert _cli(settings, "credentials", "list").exit_code == 0
+        assert "Dropped the domain d1 and its" in dropped.output
         assert _rows_of(settings, "d1") == {}
         assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+@pytest.mark.moto
+def test_the_key_an_alias_names_is_recorded_when_it_works_and_follows_the_data_key(
+    settings: Settings, moto_url: str, aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain made before the record (here: the database taken back to 0021) gets it when the
+    server next unwraps its data key (here the upgrade's 0022). A record names only the data
+    key it was made with: after a change of the domain's key it names nothing until the server
+    records the new key's."""
+    settings = replace(settings, kms_endpoint_url=moto_url, aws_region="us-east-1")
+    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+    first = kms.create_key()["KeyMetadata"]
+    second = kms.create_key()["KeyMetadata"]
+    run = uuid.uuid4().hex[:8]  # one moto for the session: an alias of this run's own
+    kms.create_alias(AliasName=f"alias/op-first-{run}", TargetKeyId=first["KeyId"])
+    kms.create_alias(AliasName=f"alias/op-second-{run}", TargetKeyId=second["KeyId"])
+    prefix = f"arn:aws:kms:us-east-1:{first['AWSAccountId']}:alias/"
+    _domains_with_contacts_on_kms(
+        settings, monkeypatch, moto_url, {"d1": f"{prefix}op-first-{run}", "d3": None}
+    )
+    _back_to(settings, "0021")
+    assert _aliased_keys(settings) == {}
+    assert _cli(settings, "credentials", "list").exit_code == 0  # the upgrade unwraps d1's key
+    assert _aliased_keys(settings) == {"d1": first["Arn"]}
+
+    services = build_services(settings)
+    try:
+        with services.read() as tx:
+            row = tx.conn.execute(text("SELECT key_id, wrapped_key FROM domain WHERE name='d1'"))
+            key_id, wrapped = row.one()
+        changed = services.keys.rewrap_domain_key(
+            "d1", key_id, bytes(wrapped), f"{prefix}op-second-{run}"
+        )
+        with services.write() as tx:
+            update_domain(
+                tx, domain_name="d1", changes={}, new_key=(changed.key_id, changed.wrapped)
+            )
+        assert _aliased_keys(settings) == {}  # the record is of the data key wrapped before
+        _record_aliased_keys(services)
+        assert _aliased_keys(settings) == {"d1": second["Arn"]}
+        # Recorded once: unwrapped again (the data key's cache emptied), the key is what this
+        # process recorded, so nothing is left to record and no write is made for it.
+        assert services.keys.aliased_keys_to_record() == []
+        services.keys.forget("d1")
+        with services.read() as tx:
+            wrapped = tx.conn.execute(
+                text("SELECT wrapped_key FROM domain WHERE name = 'd1'")
+            ).scalar_one()
+        services.keys.cipher_for("d1", changed.key_id, bytes(wrapped))
+        assert services.keys.aliased_keys_to_record() == []
+    finally:
+        services.database.dispose()
 
 
 @pytest.mark.moto

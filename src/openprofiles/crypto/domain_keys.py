@@ -26,7 +26,7 @@ from openprofiles.crypto import aead
 from openprofiles.crypto.blind_index import BlindIndex
 from openprofiles.crypto.encoding import length_prefixed
 from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
-from openprofiles.crypto.providers import ProviderResolver
+from openprofiles.crypto.providers import KeyProvider, KmsKeyProvider, ProviderResolver
 
 CONTEXT_KEY = "openprofiles:domain"
 SYSTEM_INFO = b"openprofiles/system/v1"
@@ -144,6 +144,25 @@ class WrappedDomainKey:
     wrapped: bytes
 
 
+@dataclass(frozen=True)
+class AliasedKey:
+    """The KMS key (`key_arn`, KMS's KeyId) that the alias ARN `key_id` of a domain named when
+    it unwrapped the domain's data key `wrapped`. Once the alias is gone KMS no longer says
+    which key it named, and a drop must be sure which key it proves deleted
+    (domains.unreadable.record_aliased_keys keeps it in the database)."""
+
+    domain_name: str
+    key_id: str
+    wrapped: bytes
+    key_arn: str
+
+
+# How many times an AliasedKey whose domain row does not (yet) hold its wrapped data key is
+# offered to be recorded: CreateDomain and UpdateDomain learn it before their transaction
+# commits; one that never commits (refused, or the key changed again) is then let go.
+ALIASED_KEY_OFFERS = 3
+
+
 # How long an unwrapped data key is used before the key provider is asked again. Disabling
 # or revoking a key (in KMS, or `openprofiles keys disable`) takes effect within this time in
 # every process, as with the AWS Encryption SDK's caching; within it, KMS sees no call per
@@ -169,6 +188,12 @@ class KeyManager:
         self._lock = threading.Lock()
         self._system_root: bytes | None = None
         self._system_lock = threading.Lock()
+        # The keys domains' KMS aliases named (AliasedKey), by domain: learnt and not recorded
+        # yet (with the times offered), and recorded by this process. Compared in memory, so an
+        # unwrap costs no database write unless what the alias named changed.
+        self._aliased_lock = threading.Lock()
+        self._aliased_pending: dict[str, tuple[AliasedKey, int]] = {}
+        self._aliased_recorded: dict[str, AliasedKey] = {}
 
     @property
     def resolver(self) -> ProviderResolver:
@@ -181,7 +206,7 @@ class KeyManager:
         time, that the key can also be used for reading later: a key that can encrypt but not
         decrypt would otherwise accept data nobody can read back.
         """
-        key_id, data_key, wrapped = self._proven_data_key(domain_name, key_id)
+        key_id, data_key, wrapped = self._proven_data_key(domain_name, key_id, learn=True)
         self._remember(
             (domain_name, key_id, _fingerprint(wrapped)), DomainCipher(data_key, domain_name)
         )
@@ -191,16 +216,24 @@ class KeyManager:
         """KeyUnusable unless `key_id` could protect the domain's data: the proof
         `new_domain_key` makes, with the data key thrown away (an object type's EncryptionKey,
         which is checked and kept but seals nothing)."""
-        self._proven_data_key(domain_name, key_id)
+        self._proven_data_key(domain_name, key_id, learn=False)
 
-    def _proven_data_key(self, domain_name: str, key_id: str | None) -> tuple[str, bytes, bytes]:
+    def _proven_data_key(
+        self, domain_name: str, key_id: str | None, *, learn: bool
+    ) -> tuple[str, bytes, bytes]:
         """(key id, data key, wrapped data key): a new data key under `key_id` or the default,
-        unwrapped again to prove the key works both ways."""
+        unwrapped again to prove the key works both ways; with `learn`, the domain's own (what
+        a KMS alias named is learnt from it)."""
         key_id = key_id or self._resolver.default_key_id()
         provider = self._resolver.resolve(key_id)
         context = encryption_context(domain_name)
         data_key, wrapped = provider.generate_data_key(key_id, context)
-        self._prove(key_id, provider.decrypt_data_key(key_id, wrapped, context), data_key)
+        unwrapped = (
+            self._unwrap(provider, domain_name, key_id, wrapped)
+            if learn
+            else provider.decrypt_data_key(key_id, wrapped, context)
+        )
+        self._prove(key_id, unwrapped, data_key)
         return key_id, data_key, wrapped
 
     def rewrap_domain_key(
@@ -217,7 +250,9 @@ class KeyManager:
         data_key = self._resolver.resolve(key_id).decrypt_data_key(key_id, wrapped, context)
         provider = self._resolver.resolve(new_key_id)
         rewrapped = provider.wrap_data_key(new_key_id, data_key, context)
-        self._prove(new_key_id, provider.decrypt_data_key(new_key_id, rewrapped, context), data_key)
+        self._prove(
+            new_key_id, self._unwrap(provider, domain_name, new_key_id, rewrapped), data_key
+        )
         self.forget(domain_name)
         self._remember(
             (domain_name, new_key_id, _fingerprint(rewrapped)), DomainCipher(data_key, domain_name)
@@ -246,10 +281,46 @@ class KeyManager:
         # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may
         # both unwrap on a cold cache; that costs one extra call, not a wrong answer.
         provider = self._resolver.resolve(key_id)
-        data_key = provider.decrypt_data_key(key_id, wrapped, encryption_context(domain_name))
-        cipher = DomainCipher(data_key, domain_name)
+        cipher = DomainCipher(self._unwrap(provider, domain_name, key_id, wrapped), domain_name)
         self._remember(cache_key, cipher)
         return cipher
+
+    def _unwrap(
+        self, provider: KeyProvider, domain_name: str, key_id: str, wrapped: bytes
+    ) -> bytes:
+        """The domain's data key `wrapped` unwrapped; under a KMS alias, the key the alias named
+        is learnt (AliasedKey) for `aliased_keys_to_record`."""
+        context = encryption_context(domain_name)
+        if not (isinstance(provider, KmsKeyProvider) and ":alias/" in key_id):
+            return provider.decrypt_data_key(key_id, wrapped, context)
+        data_key, key_arn = provider.unwrap_naming_key(key_id, wrapped, context)
+        if key_arn is not None:
+            learnt = AliasedKey(domain_name, key_id, wrapped, key_arn)
+            with self._aliased_lock:
+                if self._aliased_recorded.get(domain_name) != learnt:
+                    self._aliased_pending[domain_name] = (learnt, 0)
+        return data_key
+
+    def aliased_keys_to_record(self) -> list[AliasedKey]:
+        """The AliasedKeys learnt since they were last recorded (none, as a rule: one per
+        domain under a KMS alias per process, and one per change of its key)."""
+        with self._aliased_lock:
+            return [learnt for learnt, _ in self._aliased_pending.values()]
+
+    def aliased_key_offered(self, learnt: AliasedKey, *, recorded: bool) -> None:
+        """`learnt` was offered to the database: `recorded`, or its domain row does not hold
+        its wrapped data key (not yet, or no more): offered again, ALIASED_KEY_OFFERS times in
+        all, unless learnt anew since."""
+        with self._aliased_lock:
+            pending = self._aliased_pending.get(learnt.domain_name)
+            if pending is None or pending[0] != learnt:
+                return
+            if recorded:
+                self._aliased_recorded[learnt.domain_name] = learnt
+            if recorded or pending[1] + 1 >= ALIASED_KEY_OFFERS:
+                del self._aliased_pending[learnt.domain_name]
+            else:
+                self._aliased_pending[learnt.domain_name] = (learnt, pending[1] + 1)
 
     def forget(self, domain_name: str) -> None:
         """Drop a domain's cached ciphers (after DeleteDomain or a change of its key)."""

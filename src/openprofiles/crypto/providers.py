@@ -332,6 +332,14 @@ class KmsKeyProvider:
         return plaintext, bytes(response["CiphertextBlob"])
 
     def decrypt_data_key(self, key_id: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        return self.unwrap_naming_key(key_id, wrapped, context)[0]
+
+    def unwrap_naming_key(
+        self, key_id: str, wrapped: bytes, context: Mapping[str, str]
+    ) -> tuple[bytes, str | None]:
+        """`decrypt_data_key`, with the ARN of the key that unwrapped it (KMS's KeyId; None if
+        the endpoint does not say): for an alias ARN `key_id`, the key the alias named, which
+        KMS no longer says once the alias is gone (domains.unreadable records it)."""
         client = self._kms()
         try:
             response = client.decrypt(
@@ -349,7 +357,8 @@ class KmsKeyProvider:
             raise self._unusable(key_id, exc) from None
         except BotoCoreError as exc:
             raise self._unusable(key_id, exc) from None
-        return bytes(response["Plaintext"])
+        named = response.get("KeyId")
+        return bytes(response["Plaintext"]), str(named) if named else None
 
     def wrap_data_key(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes:
         client = self._kms()
@@ -392,6 +401,7 @@ class KmsKeyProvider:
         witnesses: list[str],
         *,
         named_key: str | None = None,
+        aliased_key: str | None = None,
     ) -> None:
         """Return only when KMS proves deleted the key `key_id` (a key ARN), or the key an alias
         ARN `key_id` named; else KeyUnusable says what KMS answered (the key disabled, pending
@@ -407,8 +417,10 @@ class KmsKeyProvider:
         An alias ARN says nothing once the alias is gone (KMS deletes a key's aliases with it,
         and an alias may be deleted or moved alone): a Decrypt without KeyId that still unwraps
         the data key names the key, not deleted; otherwise the operator names the key the alias
-        named (`named_key`, a key ARN in the alias's account and region), and that key must be
-        proven deleted."""
+        named (`named_key`), which must be the key OpenProfiles saw the alias name when the key
+        still worked (`aliased_key`, KMS's KeyId then, as domains.unreadable records it), and
+        that key must be proven deleted. DescribeKey answers NotFound for a key that never
+        existed as for a deleted one, so a key ARN the operator gives proves nothing alone."""
         client = self._kms()
         region = str(self._region or client.meta.region_name)
         named = key_id.split(":")[3]
@@ -426,7 +438,7 @@ class KmsKeyProvider:
             )
         target = key_id
         if _is_alias_arn(key_id):
-            target = self._aliased_key(client, key_id, wrapped, context, named_key)
+            target = self._aliased_key(client, key_id, wrapped, context, named_key, aliased_key)
             if not self._not_found(client, target):
                 raise KeyUnusable(
                     f"KMS describes the key {target} (named with --key-lost for the alias "
@@ -461,10 +473,11 @@ class KmsKeyProvider:
         wrapped: bytes,
         context: Mapping[str, str],
         named_key: str | None,
+        aliased_key: str | None,
     ) -> str:
-        """The key ARN the gone alias `alias` named: the operator's `named_key`, checked to be a
-        key ARN of the alias's account and region. A Decrypt without KeyId that still unwraps
-        the data key refuses first, naming the key that is still there."""
+        """The key ARN the gone alias `alias` named: `aliased_key`, the one recorded when it
+        worked, which the operator's `named_key` must be. A Decrypt without KeyId that still
+        unwraps the data key refuses first, naming the key that is still there."""
         try:
             # Without KeyId: the key the data key was wrapped under, whatever alias named it.
             response = client.decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(context))
@@ -481,23 +494,40 @@ class KmsKeyProvider:
                 "back the alias (aws kms create-alias), or change the domain's key to it.",
                 KeyProblem.NOT_FOUND,
             )
+        unsaid = (
+            f"The alias {alias} does not exist, and KMS does not say which key it named: a "
+            f"Decrypt of the data key answers {answered}, which KMS answers for a deleted key "
+            "and for one these credentials may not use alike."
+        )
         prefix = alias.split(":alias/", 1)[0] + ":key/"
-        if named_key is None:
+        if aliased_key is not None and not (
+            aliased_key.startswith(prefix) and is_aws_kms_arn(aliased_key)
+        ):
+            aliased_key = None  # an alias names a key of its own account and region, no other
+        if aliased_key is None:
+            # A key ARN the operator gives cannot stand in: DescribeKey answers NotFound for a
+            # made-up one too, and the alias's key may be alive.
             raise KeyUnusable(
-                f"The alias {alias} does not exist, and KMS does not say which key it named: "
-                f"a Decrypt of the data key answers {answered}, which KMS answers for a deleted "
-                "key and for one these credentials may not use alike. Find the key the alias "
-                "named (CloudTrail's CreateAlias and UpdateAlias events for it) and, if KMS "
-                f"deleted that key, give it to the drop: --key-lost {prefix}KEY_ID.",
+                f"{unsaid} OpenProfiles never learnt which key the alias named (it records it "
+                "when the key unwraps the domain's data key, since this release), so it cannot "
+                "prove that key deleted. Give the key back the alias (aws kms create-alias) if "
+                "it exists; else delete the domain with DeleteDomain on a server of the release "
+                "the database was last run with.",
                 KeyProblem.NOT_FOUND,
             )
-        if not named_key.startswith(prefix) or not is_aws_kms_arn(named_key):
+        if named_key is None:
             raise KeyUnusable(
-                f"--key-lost {named_key} is not a key ARN of the alias {alias}'s account and "
-                f"region ({prefix}KEY_ID).",
+                f"{unsaid} When it worked, the alias named the key {aliased_key}: if KMS "
+                f"deleted that key, give it to the drop: --key-lost {aliased_key}.",
+                KeyProblem.NOT_FOUND,
+            )
+        if named_key != aliased_key:
+            raise KeyUnusable(
+                f"--key-lost {named_key} is not the key the alias {alias} named when it worked "
+                f"({aliased_key}).",
                 KeyProblem.INVALID_IDENTIFIER,
             )
-        return named_key
+        return aliased_key
 
     def _prove_client(self, client: Any, key_id: str, witnesses: list[str]) -> None:
         """Return when a call other than the one that answered NotFound shows this client

@@ -28,9 +28,11 @@ def domains() -> None:
     metavar="KEY",
     default=None,
     help="The key you know to be lost for good. A local key (its ARN, id or alias/NAME): no "
-    "copy of keyring.json holding it is left, on any server or in any backup; no keyring can "
-    "prove that, since an older copy lacks every key made after it. A KMS alias that is gone: "
-    "the ARN of the key it named, which KMS must answer does not exist.",
+    "copy of keyring.json holding it (or the version of it the domain's data key needs) is "
+    "left, on any server or in any backup; no keyring can prove that, since an older copy "
+    "lacks every key made or rotated after it. A KMS alias that is gone: the ARN of the key it "
+    "named, which must be the one the server saw it name, and which KMS must answer does not "
+    "exist.",
 )
 @click.argument("name")
 def drop_unreadable_command(

@@ -17,8 +17,14 @@ Gone for good (`assess`), and nothing else, since a drop cannot be undone:
 - A KMS key that DescribeKey answers does not exist, asked in the key's region by a client that
   another call shows to reach KMS in the key's account (KmsKeyProvider.confirm_deleted); for a
   domain named by an alias that is gone, the key the alias named, which the operator gives
-  (`--key-lost KEY_ARN`: KMS does not say which key a gone alias named).
-- A local key absent from a keyring proven to be the database's (`keyring_problem`: something
+  (`--key-lost KEY_ARN`: KMS does not say which key a gone alias named). DescribeKey answers
+  NotFound for a key that never existed as for a deleted one, so the key given must be the one
+  the server saw the alias name (KMS's KeyId) when it wrapped or unwrapped the domain's data
+  key: `record_aliased_keys` keeps it in the domain's row (since 0032) with the digest of that
+  data key. With none recorded for the data key the domain holds (a key that has not worked
+  since this release), nothing proves which key the alias named, and nothing is dropped.
+- A local key (or the version of it, or that version's material, the data key was wrapped
+  under) absent from a keyring proven to be the database's (`keyring_problem`: something
   the database holds, sealed under the keyring's default key or wrapped under one of its keys,
   opens; another data dir's keyring, or a new one, would make every local key look lost), on the
   operator's word that no copy holding it is left: `--key-lost KEY` naming that key. No keyring
@@ -29,8 +35,15 @@ Gone for good (`assess`), and nothing else, since a drop cannot be undone:
   database does record (`record_local_key`, table local_key_record since 0031) is every key
   `keys create` made and the versions `keys rotate` gave it: a keyring lacking one is shown to
   be older than the database (`keyring_behind`), and the refusal says to copy the current
-  keyring.json rather than to drop. Databases from before 0031, and keys made before it, have
-  no record: the safe side, the same --key-lost, is all there is for them.
+  keyring.json first, the drop only if every copy holding the key is lost: the record cannot
+  tell an older copy from the loss of every newer one, and a key made since 0031 and lost for
+  good must not make its domains impossible to drop. Databases from before 0031, and keys made
+  before it, have no record: the same --key-lost is all there is for them. A drop on --key-lost
+  brings the record down to what the keyring holds once no domain left needs more
+  (`_settle_record`): the operator has said no copy holding more is left, and a record that
+  still claimed one would blame every later missing key on an older keyring. (A key a domain
+  names by alias/NAME cannot be told from the record once gone from the keyring: its record
+  stays.)
 
 A key that is disabled, pending deletion, or that the operator's shell cannot use (no AWS
 credentials, another region or account, access denied) is not gone: the refusal says how to
@@ -46,8 +59,9 @@ assessed and the rows are deleted, whole or not at all, never beside a server's 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -68,6 +82,15 @@ _domain = sa.table("domain", sa.column("name"), sa.column("key_id"), sa.column("
 DROP_COMMAND = "openprofiles domains drop-unreadable {name} --confirm"
 # A local key: only the operator knows no copy of keyring.json holding it is left.
 LOST_KEY_DROP_COMMAND = "openprofiles domains drop-unreadable {name} --key-lost {key} --confirm"
+# `domain` from 0032 on: the key a KMS alias named, for the data key of that digest.
+_aliased_domain = sa.table(
+    "domain",
+    sa.column("name"),
+    sa.column("key_id"),
+    sa.column("wrapped_key"),
+    sa.column("aliased_key_arn"),
+    sa.column("aliased_key_digest"),
+)
 # The local keys `keys create` made and the versions `keys rotate` gave them (0031).
 _record = sa.table(
     "local_key_record", sa.column("key_id"), sa.column("versions"), sa.column("recorded_at")
@@ -144,6 +167,8 @@ class Evidence:
     keyring_behind: str | None
     kms_witnesses: list[str]
     key_lost: str | None = None
+    # Domain -> the KMS key its alias ARN named for the data key it holds (`aliased_keys`).
+    aliased_keys: dict[str, str] = field(default_factory=dict)
 
 
 def evidence(conn: Connection, keys: KeyManager, *, key_lost: str | None = None) -> Evidence:
@@ -151,8 +176,70 @@ def evidence(conn: Connection, keys: KeyManager, *, key_lost: str | None = None)
     --key-lost."""
     keyring = keys.resolver.keyring
     return Evidence(
-        keyring_problem(conn, keys), keyring_behind(conn, keyring), _kms_witnesses(conn), key_lost
+        keyring_problem(conn, keys),
+        keyring_behind(conn, keyring),
+        _kms_witnesses(conn),
+        key_lost,
+        aliased_keys(conn),
     )
+
+
+_ALIASED = ("aliased_key_arn", "aliased_key_digest")
+
+
+def aliased_keys(conn: Connection) -> dict[str, str]:
+    """Domain -> the KMS key its alias ARN named when it last unwrapped the data key the domain
+    holds now (`record_aliased_keys`); a record made for another data key (before a change of
+    the domain's key) names nothing. Empty before 0032."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("domain")}
+    if not set(_ALIASED) <= columns:
+        return {}
+    t = _aliased_domain
+    rows = conn.execute(
+        sa.select(t.c.name, t.c.wrapped_key, t.c.aliased_key_arn, t.c.aliased_key_digest).where(
+            t.c.aliased_key_arn.is_not(None)
+        )
+    )
+    return {
+        row.name: str(row.aliased_key_arn)
+        for row in rows
+        if row.aliased_key_digest is not None
+        and bytes(row.aliased_key_digest) == _digest(bytes(row.wrapped_key))
+    }
+
+
+def _digest(wrapped: bytes) -> bytes:
+    return hashlib.sha256(wrapped).digest()
+
+
+def record_aliased_keys(database: Database, keys: KeyManager) -> None:
+    """Record in the domains' rows the KMS keys their alias ARNs named, as `keys` learnt them
+    wrapping or unwrapping their data keys since they were last recorded (KeyManager
+    .aliased_keys_to_record): one UPDATE per domain per process, and one per change of its key;
+    none at all, not even a connection, when nothing was learnt. Each only where the row still
+    holds the alias and the data key it was learnt for. The server runs it in the background
+    (app.background_tasks) and after its upgrade, never in a request."""
+    learnt = keys.aliased_keys_to_record()
+    if not learnt:
+        return
+    with database.write() as conn:
+        if not set(_ALIASED) <= {c["name"] for c in sa.inspect(conn).get_columns("domain")}:
+            return  # before 0032
+        done = []
+        for one in learnt:
+            t = _aliased_domain
+            updated = conn.execute(
+                sa.update(t)
+                .where(
+                    t.c.name == one.domain_name,
+                    t.c.key_id == one.key_id,
+                    t.c.wrapped_key == one.wrapped,
+                )
+                .values(aliased_key_arn=one.key_arn, aliased_key_digest=_digest(one.wrapped))
+            ).rowcount
+            done.append((one, bool(updated)))
+    for one, recorded in done:
+        keys.aliased_key_offered(one, recorded=recorded)
 
 
 # What makes a key usable again, by what is wrong with it, said after the provider's message
@@ -208,6 +295,7 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
                 encryption_context(domain.domain_name),
                 [k for k in proof.kms_witnesses if k != domain.key_id],
                 named_key=proof.key_lost,
+                aliased_key=proof.aliased_keys.get(domain.domain_name),
             )
         except KeyUnusable as exc:
             if not (
@@ -226,9 +314,9 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
 
 
 def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdict:
-    """A local key (or the version of it the data key needs) missing from the keyring: gone for
-    good only in a keyring proven the database's, on the operator's --key-lost naming it (the
-    module docstring says why no keyring proves it)."""
+    """A local key (or the version of it, or that version's material, the data key needs)
+    missing from the keyring: gone for good only in a keyring proven the database's, on the
+    operator's --key-lost naming it (the module docstring says why no keyring proves it)."""
     error = domain.error
     if proof.keyring_problem is not None:
         return Verdict(
@@ -238,40 +326,52 @@ def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdic
             "only in the keyring of the data dir the server runs with, so no domain is "
             "dropped for it. Give the --data-dir of the server that uses this database.",
         )
-    if keys.resolver.keyring.lookup(domain.key_id) is not None:
-        # The key is there, but not the version (or the material) its data key was wrapped
-        # under: the key was rotated with another copy of keyring.json, which holds it.
-        return Verdict(
-            False,
-            error.message,
-            "The keyring holds this key, but not the version its data key was wrapped "
-            "under: the copy of keyring.json of the server that rotated the key holds it. "
-            "Put that copy back; a domain is not dropped for a key its keyring still holds.",
-        )
-    if proof.key_lost is not None and _names_key(proof.key_lost, domain.key_id):
+    keyring = keys.resolver.keyring
+    found = keyring.lookup(domain.key_id)
+    held = found is not None
+    if proof.key_lost is not None and (
+        _names_key(proof.key_lost, domain.key_id)
+        # A key the domain names by alias/NAME, held without the version: its ARN or id too.
+        or (found is not None and _names_key(proof.key_lost, keys.resolver.local_arn(found)))
+    ):
         return Verdict(True, error.message)
-    command = LOST_KEY_DROP_COMMAND.format(name=domain.domain_name, key=domain.key_id)
     if proof.key_lost is not None:
         way = f"--key-lost {proof.key_lost} does not name this key, so nothing is dropped for it."
-    elif proof.keyring_behind is not None:
-        way = (
-            f"The keyring {keys.resolver.keyring.path} looks older than the database: "
+        return Verdict(False, error.message, way)
+    command = LOST_KEY_DROP_COMMAND.format(name=domain.domain_name, key=domain.key_id)
+    said: list[str] = []
+    if held:
+        # The key is there, but not the version (or the material) its data key was wrapped
+        # under: the key was rotated with another copy of keyring.json, which holds it.
+        said.append(
+            "The keyring holds this key, but not the version its data key was wrapped "
+            "under: the copy of keyring.json of the server that rotated the key holds it. "
+            "Put that copy back; a domain is not dropped for a key its keyring still holds "
+            "on the keyring's word."
+        )
+    if proof.keyring_behind is not None:
+        said.append(
+            f"The keyring {keyring.path} looks older than the database: "
             f"{proof.keyring_behind}. Copy the current keyring.json from the server that made "
             "them (every server sharing the database needs it, copied again after `keys "
-            "create` or `keys rotate`); no domain is dropped for a key such a copy lacks. Only "
-            "if every copy of keyring.json holding the key is lost (every server's data dir, "
-            f"every backup): `{command}`."
+            "create` or `keys rotate`); no domain is dropped for a key such a copy lacks on "
+            "the copy's word."
         )
-    else:
-        way = (
+    elif not held:
+        said.append(
             "A key missing from this keyring may be only missing from this copy of keyring.json "
             "(a second server's not copied again after `keys create`, a staging clone, a "
             "restored backup), which no keyring can tell from a lost key: nothing is dropped "
             "for it on the keyring's word. Copy the current keyring.json from the server that "
-            "uses the key. Only if no copy holding it is left (every server's data dir, every "
-            f"backup), say so: `{command}`."
+            "uses the key."
         )
-    return Verdict(False, error.message, way, offers_drop=proof.key_lost is None)
+    lost = "that version of the key" if held else "the key"
+    said.append(
+        f"Only if every copy of keyring.json holding {lost} is lost (every server's data dir, "
+        f"every backup), say so: `{command}`."
+    )
+    way = " ".join(said)
+    return Verdict(False, error.message, way, offers_drop=True)
 
 
 def _names_key(given: str, key_id: str) -> bool:
@@ -539,12 +639,52 @@ def drop_unreadable(
                     "nothing was deleted. Run the command again."
                 )
             dropped = _drop(conn, domain_name, key_id, verdict.reason, confirm=confirm)
+            if confirm and key_lost is not None and not is_aws_kms_arn(key_id):
+                _settle_record(conn, keyring, key_id)
         if dropped.deleted:
             # On SQLite the write-ahead log still holds the pages from before the delete.
             database.request_truncate()
     finally:
         database.dispose()
     return dropped
+
+
+def _settle_record(conn: Connection, keyring: Keyring, key_id: str) -> None:
+    """After a drop on --key-lost for the local key `key_id` (the operator's word that no copy
+    of keyring.json holding it, or the version its data key needed, is left): its record in
+    local_key_record brought down to what the keyring holds, once no domain left needs more.
+    Kept, it would say the keyring is older than the database for every key missing later
+    (`keyring_behind`), sending the operator after a copy that is not there. A key the domain
+    named by alias/NAME and that is gone from the keyring cannot be found in the record (it
+    is by key id): its record stays."""
+    from openprofiles.crypto.providers import local_wrap_version
+
+    if not sa.inspect(conn).has_table("local_key_record"):
+        return
+    held = keyring.lookup(key_id)
+    named = parse_local_key_arn(key_id)
+    record_id = held.key_id if held is not None else named.key_id if named else None
+    if record_id is None:
+        return
+    needed = 0  # the highest version a domain left needs (0: none is under the key)
+    for row in conn.execute(sa.select(_domain.c.key_id, _domain.c.wrapped_key)):
+        if is_aws_kms_arn(row.key_id):
+            continue
+        arn = parse_local_key_arn(row.key_id)
+        found = keyring.lookup(row.key_id) if arn is None else None
+        if arn is None and found is None:
+            return  # an alias/NAME gone from the keyring: it may be this key's
+        if (arn.key_id if arn is not None else found.key_id if found else None) == record_id:
+            needed = max(needed, local_wrap_version(bytes(row.wrapped_key)))
+    where = _record.c.key_id == record_id
+    if held is None and needed == 0:
+        conn.execute(sa.delete(_record).where(where))
+    elif held is not None and needed <= len(held.versions):
+        conn.execute(
+            sa.update(_record)
+            .where(where, _record.c.versions > len(held.versions))
+            .values(versions=len(held.versions))
+        )
 
 
 def _domain_row(conn: Connection, domain_name: str) -> Any:

@@ -36,6 +36,11 @@ domain = Table(
     # The key that wraps the domain's data key, and the wrapped data key itself.
     Column("key_id", String(2048), nullable=False),
     Column("wrapped_key", LargeBinary, nullable=False),
+    # For a key that is a KMS alias ARN: the key it named when it last unwrapped the data key
+    # whose SHA-256 is `aliased_key_digest` (KMS does not say once the alias is gone, and
+    # `domains drop-unreadable` must know which key to prove deleted; domains.unreadable).
+    Column("aliased_key_arn", String(2048), nullable=True),
+    Column("aliased_key_digest", LargeBinary, nullable=True),
     # The domain's settings as the API names them (no personal data): DefaultExpirationDays,
     # DefaultEncryptionKey, DeadLetterQueueUrl, Matching, RuleBasedMatching, DataStore.
     Column("config", JSON, nullable=False),
