@@ -67,6 +67,7 @@ def contact_records(
     # Where the rejected went (BatchOutcome.dead_lettered, .unrouted), summed over the batches.
     dead_lettered: Counter[str] = Counter()
     unrouted: Counter[str | None] = Counter()
+    waiting = 0
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]contact records"),
@@ -97,6 +98,7 @@ def contact_records(
                 rejected += len(outcome.rejected)
                 dead_lettered.update(outcome.dead_lettered)
                 unrouted.update(outcome.unrouted)
+                waiting += outcome.waiting
                 progress.advance(task, len(batch))
     except KeyboardInterrupt:
         # The batch under way was rolled back; the ones before it are committed.
@@ -109,7 +111,7 @@ def contact_records(
     finally:
         services.database.dispose()
     seconds = time.perf_counter() - started
-    where = _where_rejected(dead_lettered, unrouted)
+    where = _where_rejected(dead_lettered, unrouted, waiting)
     summary = {
         "read": read,
         "accepted": accepted,
@@ -134,11 +136,14 @@ def contact_records(
 
 
 def _where_rejected(
-    dead_lettered: Counter[str], unrouted: Counter[str | None]
+    dead_lettered: Counter[str], unrouted: Counter[str | None], waiting: int = 0
 ) -> list[dict[str, Any]]:
     """The rejected records by where they are kept, each with its count, the command that
     shows them and (for "text") a line that says it: a domain's dead-letter queue, kept for an
-    instance associated with no domain yet (ingested once it is), kept without an instance."""
+    instance associated with no domain yet (ingested once it is), kept without an instance,
+    kept waiting for the contact they continue (contacts.links)."""
+    from openprofiles.contacts.links import WAIT_SECONDS
+
     where: list[dict[str, Any]] = []
     for domain_name, count in sorted(dead_lettered.items()):
         see = f"openprofiles dlq list --domain {domain_name}"
@@ -174,6 +179,19 @@ def _where_rejected(
                 "count": count,
                 "see": see,
                 "text": text,
+            }
+        )
+    if waiting:
+        see = "openprofiles instances unrouted"
+        where.append(
+            {
+                "kept_in": "waiting",
+                "count": waiting,
+                "see": see,
+                "text": f"{waiting} kept waiting for the contact they continue, whose record has "
+                "not come yet: each is applied once it does (the server's sweep, or "
+                f"`openprofiles instances send-kept`), or dead-lettered after "
+                f"{WAIT_SECONDS // 60} minutes without; count them with `{see}`.",
             }
         )
     return where

@@ -15,12 +15,40 @@ tasks to profiles through the flow's or the agent's association (AddProfileKey
 * it is stored on the profile it is linked to when there is one: its `_ctrContactId` on one
   live profile (a contact-start event's link, an agent's AddProfileKey, an earlier version of
   its record), or else the profile of the contact it continues (`continued_contact_ids`:
-  PreviousContactId, then InitialContactId — a transfer leg, a task created from a call), whose
-  `_ctrContactId` is then indexed on that profile as a start event's would be;
+  PreviousContactId, then InitialContactId — a transfer leg, a task created from a call —
+  then RelatedContactId: the contact a task, chat or call was started for with
+  StartTaskContact and the like, whose attributes it copies), whose `_ctrContactId` is then
+  indexed on that profile as a start event's would be;
 * otherwise it is rejected with the reason (`no_profile_reason`) and, as every record the
   pipeline cannot place, kept in the domain's dead-letter queue (category `no_profile`), from
   which `openprofiles dlq retry` applies it once an agent has linked the contact. A start event
   of such a contact links nothing and says why, as CTR-AutoAssociateOnly's unmatched event.
+
+Contact records come in no order: a transfer leg or a task can come before the contact it
+continues — in the same batch, in another request, on another Kinesis shard. So:
+
+* in a batch, a record without an endpoint is applied after the records of the contacts it
+  continues that come later in the batch (contacts.service `_continued_first`); the batch's
+  order is kept otherwise, and a batch in which no record continues another (the hot path:
+  records with endpoints) is not even looked at;
+* across batches, a record that continues a contact of which nothing is applied yet does not
+  go to the dead-letter queue at once, with a reason that would be false a moment later: it
+  waits. It is kept, as the records no domain can take now are (contacts.service: the
+  unrouted store, sealed under the system key, counted by `openprofiles instances
+  unrouted`, its reason `waiting_reason`), with a `contact_awaited` row per contact
+  that would place it (the blind-index digests of the contacts it continues and of its own
+  ContactId: an agent's link of it places it too). The kept-records sweep (`send_kept_on`
+  without instances: the server's `kept_records_task`, `openprofiles instances send-kept`,
+  the Kinesis connector) sends on each waiting record once one of those contacts is applied
+  to a profile or linked to one, and applies it in the same transaction that takes it out of
+  the store, by the rules of any delivery. A record waits at most `WAIT_SECONDS`: then the
+  sweep sends it on all the same, and if it still finds no profile it goes to the dead-letter
+  queue (`no_profile`), its reason saying how long it waited. Sent on by a sweep, a record
+  never waits again, so every record ends applied or dead-lettered, and none is lost: it
+  leaves the store only in the transaction that applies or dead-letters it (several sweeping
+  processes take disjoint rows: each deletes its rows before sending them, as for held ones).
+  Dead letters are not re-driven (they are sealed, with nothing to find them by), and the
+  sweep looks the waiting records up in its own queries: a batch pays nothing for it.
 
 Types of one's own are left to their own keys: what they key on is theirs to say.
 
@@ -33,7 +61,9 @@ agent's earlier links of that contact on other profiles into `RELINKED_ORIGIN` r
 SearchProfiles and the agent pages still find the contact on both until its record comes), but
 no longer count as the agent's choice: when the record comes, the one explicit link left wins
 and the others are removed (contacts.service `_honour_forced_links`), as a single re-link
-already did.
+already did. A merge moves such a row with its profile; undone, it gives it back as it is
+then (identity.service: an explicit link superseded since goes back `RELINKED_ORIGIN`), so
+the later link still wins.
 """
 
 from __future__ import annotations
@@ -58,7 +88,11 @@ CUSTOMER_ENDPOINT_TYPES = frozenset({"TELEPHONE_NUMBER", "EMAIL_ADDRESS"})
 # profile superseded (a marker: "@" as profiles.service's, store/schema/core.py).
 RELINKED_ORIGIN = "@relinked"
 # Where a contact record names the contact it continues, the closest first.
-CONTINUED_FIELDS = ("PreviousContactId", "InitialContactId")
+CONTINUED_FIELDS = ("PreviousContactId", "InitialContactId", "RelatedContactId")
+# How long a record waits for the contact it continues before it is dead-lettered (see the
+# module): records of one customer's contacts come within minutes of each other, and an
+# operator sees what waits meanwhile (the unrouted store).
+WAIT_SECONDS = 3600
 
 
 def needs_link(object_type: ObjectType, record: ContactRecord) -> bool:
@@ -71,8 +105,8 @@ def needs_link(object_type: ObjectType, record: ContactRecord) -> bool:
 
 
 def continued_contact_ids(record: ContactRecord) -> list[str]:
-    """The ContactIds of the contacts the record continues (PreviousContactId, then
-    InitialContactId), those that can be ContactIds; never its own."""
+    """The ContactIds of the contacts the record continues (`CONTINUED_FIELDS`, in order),
+    those that can be ContactIds; never its own."""
     out: list[str] = []
     for name in CONTINUED_FIELDS:
         value = record.source.get(name)
@@ -87,8 +121,41 @@ def continued_contact_ids(record: ContactRecord) -> list[str]:
     return out
 
 
-def no_profile_reason(record: ContactRecord) -> str:
-    """Why a contact without a customer endpoint is placed on no profile, and what to do."""
+def no_profile_reason(record: ContactRecord, *, waited: bool = False) -> str:
+    """Why a contact without a customer endpoint is placed on no profile, and what to do;
+    `waited`: after it waited `WAIT_SECONDS` for the contact it continues."""
+    continued = continued_contact_ids(record)
+    if continued:
+        earlier = (
+            f"the contact it continues ({', '.join(continued)}) is on no profile of the domain"
+        )
+        if waited:
+            earlier += f" (the record was kept {WAIT_SECONDS // 60} minutes waiting for it)"
+    else:
+        earlier = (
+            "it continues no earlier contact (PreviousContactId, InitialContactId, "
+            "RelatedContactId)"
+        )
+    return (
+        f"{_no_endpoint(record)}; it is not linked to a profile ({CONTACT_KEY}), and "
+        f"{earlier}. No empty profile is created for it: link the contact to its customer's "
+        f"profile (AddProfileKey {CONTACT_KEY}), then retry the record."
+    )
+
+
+def waiting_reason(record: ContactRecord) -> str:
+    """Why a record that continues a contact of which nothing is applied yet is kept, and for
+    how long (see the module)."""
+    continued = ", ".join(continued_contact_ids(record))
+    return (
+        f"{_no_endpoint(record)}, and nothing of the contact it continues ({continued}) is "
+        f"applied yet. The record is kept, and applied once that contact's record or start "
+        f"event comes or either contact is linked to a profile (AddProfileKey {CONTACT_KEY}); "
+        f"after {WAIT_SECONDS // 60} minutes without, it is dead-lettered."
+    )
+
+
+def _no_endpoint(record: ContactRecord) -> str:
     endpoint = record.customer_endpoint
     has = (
         "has no CustomerEndpoint"
@@ -96,19 +163,10 @@ def no_profile_reason(record: ContactRecord) -> str:
         else f"has a {endpoint.type} CustomerEndpoint, neither a telephone number nor an email "
         "address"
     )
-    continued = continued_contact_ids(record)
-    if continued:
-        earlier = (
-            f"the contact it continues ({', '.join(continued)}) is on no profile of the domain"
-        )
-    else:
-        earlier = "it continues no earlier contact (PreviousContactId, InitialContactId)"
     kind = f"{record.channel} contact" if record.channel else "contact"
     return (
         f"The {kind} {record.contact_id} {has}, so no profile can be found by its customer's "
-        f"phone number or email address; it is not linked to a profile ({CONTACT_KEY}), and "
-        f"{earlier}. No empty profile is created for it: link the contact to its customer's "
-        f"profile (AddProfileKey {CONTACT_KEY}), then retry the record."
+        "phone number or email address"
     )
 
 

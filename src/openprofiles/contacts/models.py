@@ -68,9 +68,13 @@ class BatchOutcome:
     # Of the rejected: kept because their domain could not take records then (its key
     # unusable), to be sent on once it can (contacts.service.replay_held).
     held: int = 0
+    # Of the held: kept waiting for a contact they continue, whose record has not come yet
+    # (contacts.links), to be applied once it does. Not among the unrouted below.
+    waiting: int = 0
     # Where the rejected went, for the file loader to say how to see each kind: the domains'
     # dead-letter stores (by domain), and the unrouted store (by instance ARN; None: kept
-    # without one, as no InstanceARN could be read). The held are among the unrouted.
+    # without one, as no InstanceARN could be read). The held are among the unrouted, but
+    # for the waiting.
     dead_lettered: dict[str, int] = field(default_factory=dict)
     unrouted: dict[str | None, int] = field(default_factory=dict)
 

@@ -37,7 +37,9 @@ address for chat and email).
   holding nothing else is deleted (`_drop_event_profile`).
 * A contact without a customer endpoint (a task, a chat without an email address) never
   creates a profile: it goes where its `_ctrContactId` or the contact it continues (a transfer
-  leg) places it, or to the dead-letter queue saying why (contacts.links).
+  leg) places it, or to the dead-letter queue saying why (contacts.links). One that comes
+  before the contact it continues is applied after it in a batch (`_continued_first`), and
+  across batches waits for it in the kept-records store (`_keep_waiting`, `send_waiting_on`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select
@@ -57,9 +59,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from openprofiles.background import PeriodicTask
 from openprofiles.contacts.links import (
     CONTACT_KEY,
+    WAIT_SECONDS,
     continued_contact_ids,
     needs_link,
     no_profile_reason,
+    waiting_reason,
 )
 from openprofiles.contacts.models import (
     BatchOutcome,
@@ -111,6 +115,7 @@ from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import (
+    contact_awaited,
     contact_record,
     profile,
     profile_key,
@@ -119,6 +124,7 @@ from openprofiles.store.schema import (
 )
 
 register_domain_table(contact_record)
+register_domain_table(contact_awaited)
 
 UNROUTED_TABLE = "unrouted_contact_record"
 # Kept records replayed in one transaction (`connect_instance`, `send_kept_on`): an ordinary
@@ -208,6 +214,10 @@ class _Failed:
     reason: str
     category: str
     error: ServiceError | None = None
+    # A record placed on no profile that continues a contact of which nothing is applied yet:
+    # the digests of the contacts that would place it (its own first), for the intake to keep
+    # it waiting rather than dead-letter it (contacts.links).
+    awaits: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,7 @@ def ingest_contact_items(
     *,
     hold_unavailable: bool = False,
     origins: Sequence[str | None] | None = None,
+    wait: bool = True,
 ) -> BatchOutcome:
     """Apply every record of a batch (the one intake of POST /contact-records, the file loader
     and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
@@ -246,6 +257,11 @@ def ingest_contact_items(
     `replay_held` sends them on once it can take them.
 
     `origins` says where each item came from ("File ctr.jsonl, line 3"), for its dead letter.
+
+    A record without a customer endpoint that continues a contact of which nothing is applied
+    yet is kept waiting for it (`_keep_waiting`, contacts.links), reported as rejected and held
+    (`waiting`). Not with `wait` False (the sweep that sends waiting records on: they never
+    wait twice): it is dead-lettered, saying how long it waited.
     """
     route = _Router(tx, keeping=True)
     # Every instance of the batch is looked up before the batch writes anything, so the locks
@@ -256,6 +272,7 @@ def ingest_contact_items(
     results: list[Applied | Rejection | None] = [None] * len(items)
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
     unrouted: list[tuple[str | None, str, str, str | None]] = []
+    waiting: list[tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = []
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
         try:
@@ -306,14 +323,22 @@ def ingest_contact_items(
         target, members = groups[key]
         done = apply_contact_records(tx, target, [record for _, record in members])
         for (index, record), done_one in zip(members, done, strict=True):
-            if isinstance(done_one, _Failed):
+            if isinstance(done_one, _Failed) and done_one.awaits and wait:
                 origin = origins[index] if origins else None
-                _dead_letter(tx, target, record.raw, done_one.reason, done_one.category, origin)
+                waiting.append((target.domain_name, record, done_one.awaits, origin))
+                results[index] = Rejection(record.contact_id, waiting_reason(record))
+            elif isinstance(done_one, _Failed):
+                origin = origins[index] if origins else None
+                reason = (
+                    no_profile_reason(record, waited=True) if done_one.awaits else done_one.reason
+                )
+                _dead_letter(tx, target, record.raw, reason, done_one.category, origin)
                 lettered.append(target.domain_name)
-                results[index] = Rejection(record.contact_id, done_one.reason)
+                results[index] = Rejection(record.contact_id, reason)
             else:
                 results[index] = done_one
-    outcome = BatchOutcome(held=held)
+    _keep_waiting(tx, waiting)
+    outcome = BatchOutcome(held=held + len(waiting), waiting=len(waiting))
     for domain_name in lettered:
         outcome.dead_lettered[domain_name] = outcome.dead_lettered.get(domain_name, 0) + 1
     for instance_arn, *_ in unrouted:
@@ -476,7 +501,14 @@ def _apply_as(
                 continue
             joined = _continued_profile(tx, domain_name, continued[i], links.linked, state)
             if joined is None:
-                outcomes[i] = _Failed(no_profile_reason(records[i]), "no_profile")
+                # Nothing of the contact it continues is applied (or linked) yet: its record
+                # may still come (contacts.links), so the intake may keep this one waiting.
+                awaited = [d for d in continued[i] if state.get(d) is None]
+                outcomes[i] = _Failed(
+                    no_profile_reason(records[i]),
+                    "no_profile",
+                    awaits=(digests[i], *awaited) if awaited else (),
+                )
             else:
                 # Linked as its start event would link it: the pipeline then finds it there.
                 contact_id = records[i].contact_id
@@ -519,7 +551,8 @@ def _apply_as(
         run.clear()
         in_run.clear()
 
-    for i, (record, digest) in enumerate(zip(records, digests, strict=True)):
+    for i in _continued_first(digests, continued):
+        record, digest = records[i], digests[i]
         # A transfer leg after the contact it continues: that one is applied first, so the leg
         # finds the profile it went to.
         if digest in in_run or not in_run.isdisjoint(continued[i]):
@@ -541,6 +574,42 @@ def _apply_as(
     if rows:
         _UPSERT[tx.conn.dialect.name].execute(tx.conn, list(rows.values()))
     return [o for o in outcomes if o is not None]
+
+
+def _continued_first(digests: Sequence[bytes], continued: Sequence[Sequence[bytes]]) -> list[int]:
+    """The order to apply a batch's records in (indexes): the batch's, except that a record
+    that continues contacts whose records come later in the batch comes right after the last
+    of those (contacts.links). A record only waits for later ones, so every record has its
+    place; a batch in which no record continues another is not looked at further."""
+    if not any(continued):
+        return list(range(len(digests)))
+    where: dict[bytes, list[int]] = {}
+    for i, digest in enumerate(digests):
+        where.setdefault(digest, []).append(i)
+    waits = {
+        i: later
+        for i, ds in enumerate(continued)
+        if (later := {j for d in ds for j in where.get(d, ()) if j > i})
+    }
+    waiters: dict[int, list[int]] = {}
+    for i in sorted(waits):
+        for j in waits[i]:
+            waiters.setdefault(j, []).append(i)
+    order: list[int] = []
+    for first in range(len(digests)):
+        if first in waits:
+            continue
+        todo = [first]
+        while todo:
+            j = todo.pop()
+            order.append(j)
+            freed = []
+            for i in waiters.get(j, ()):
+                waits[i].discard(j)
+                if not waits[i]:
+                    freed.append(i)
+            todo.extend(reversed(freed))
+    return order
 
 
 def _ingest_run(
@@ -758,9 +827,16 @@ _UNLINK = delete(profile_key).where(
 )
 # The blind-index key name of kept records' content digests (never a profile key's name).
 UNROUTED_KEY_NAME = "@unroutedRecord"
+# A kept record that waits for a contact it continues (contacts.links): sent on by
+# `send_waiting_on`, not with the held ones.
+_WAITING = (
+    select(contact_awaited.c.message_id)
+    .where(contact_awaited.c.message_id == unrouted_contact_record.c.message_id)
+    .exists()
+)
 _KEPT_INSTANCES = (
     select(unrouted_contact_record.c.instance_arn)
-    .where(unrouted_contact_record.c.instance_arn.is_not(None))
+    .where(unrouted_contact_record.c.instance_arn.is_not(None), ~_WAITING)
     .distinct()
 )
 
@@ -1144,11 +1220,46 @@ def _keep_unrouted_rows(
     return [row["message_id"] for row in rows]
 
 
+def _keep_waiting(
+    tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None]]
+) -> None:
+    """Keep (domain, record, awaited contact digests, origin) records waiting for a contact
+    they continue (contacts.links): in the unrouted store, with their reason, and a
+    `contact_awaited` row per digest. A record already kept (delivered again while it waits)
+    is kept once: its row is the one that waits."""
+    if not waiting:
+        return
+    ids = _keep_unrouted_rows(
+        tx, [(r.instance_arn, r.raw, waiting_reason(r), origin) for _, r, _, origin in waiting]
+    )
+    new = set(
+        tx.conn.execute(
+            select(unrouted_contact_record.c.message_id).where(
+                unrouted_contact_record.c.message_id.in_(ids)
+            )
+        ).scalars()
+    )
+    rows = [
+        {"domain_name": domain_name, "contact_digest": digest, "message_id": message_id}
+        for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
+        if message_id in new
+        for digest in dict.fromkeys(digests)
+    ]
+    if rows:
+        tx.conn.execute(contact_awaited.insert(), rows)
+
+
 def list_unrouted(
-    tx: Tx, *, instance_arn: str | None = None, limit: int | None = None
+    tx: Tx,
+    *,
+    instance_arn: str | None = None,
+    limit: int | None = None,
+    waiting: bool | None = None,
+    message_ids: Sequence[str] | None = None,
 ) -> list[UnroutedRecord]:
     """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
-    when given)."""
+    when given; only those waiting for a contact they continue, or only the others, when
+    `waiting` says; only those of `message_ids` when given)."""
     query = (
         select(unrouted_contact_record)
         .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
@@ -1156,6 +1267,10 @@ def list_unrouted(
     )
     if instance_arn is not None:
         query = query.where(unrouted_contact_record.c.instance_arn == instance_arn)
+    if waiting is not None:
+        query = query.where(_WAITING if waiting else ~_WAITING)
+    if message_ids is not None:
+        query = query.where(unrouted_contact_record.c.message_id.in_(message_ids))
     cipher = tx.services.keys.system_cipher()
     out = []
     for row in tx.conn.execute(query):
@@ -1231,7 +1346,7 @@ def connect_instance(
 def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> BatchOutcome:
     """Send the instance's kept records (the `limit` oldest, when given) through again (after
     it was associated)."""
-    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit))
+    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit, waiting=False))
 
 
 def held_instances(tx: Tx) -> list[str]:
@@ -1258,7 +1373,9 @@ def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOut
     lock_instances(tx, instance_arns, shared=True)
     kept: list[UnroutedRecord] = []
     for instance_arn in instance_arns:
-        kept.extend(list_unrouted(tx, instance_arn=instance_arn, limit=limit - len(kept)))
+        kept.extend(
+            list_unrouted(tx, instance_arn=instance_arn, limit=limit - len(kept), waiting=False)
+        )
         if len(kept) >= limit:
             break
     return _replay(tx, kept, hold_unavailable=True)
@@ -1285,16 +1402,30 @@ def send_kept_on(
     logged and stops the run too (the association, if any, stays committed): the next sweep
     tries again.
 
-    `sent`: what the association's own transaction replayed, counted into the result."""
-    wanted = None if instance_arns is None else set(instance_arns)
+    `sent`: what the association's own transaction replayed, counted into the result.
+
+    Without `instance_arns` (the sweep, `openprofiles instances send-kept`, a stream's
+    connector) it then sends on the records waiting for a contact they continue whose contact
+    came, or that waited long enough (`send_waiting_on`)."""
     total = BatchOutcome()
     if sent is not None:
         _add_outcome(total, sent)
+    _send_held_on(services, instance_arns, limit, total)
+    if instance_arns is None:
+        send_waiting_on(services, limit=limit, total=total)
+    return total
+
+
+def _send_held_on(
+    services: Services, instance_arns: Sequence[str] | None, limit: int, total: BatchOutcome
+) -> None:
+    """`send_kept_on`'s held and unrouted records, counted into `total`."""
+    wanted = None if instance_arns is None else set(instance_arns)
     while True:
         with services.read() as tx:
             ready = [arn for arn in held_instances(tx) if wanted is None or arn in wanted]
         if not ready:
-            return total
+            return
 
         def chunk(ready: list[str] = ready) -> BatchOutcome:
             with services.write() as tx:
@@ -1307,10 +1438,88 @@ def send_kept_on(
                 "Kept contact records could not be sent on (%s); they are tried again later.",
                 type(exc).__name__,
             )
+            return
+        _add_outcome(total, outcome)
+        # Kept again, those would come round at once; waiting ones wait in their own way.
+        again = outcome.held > outcome.waiting or outcome.unrouted
+        if again or not (outcome.accepted or outcome.rejected):
+            return
+
+
+def send_waiting_on(
+    services: Services,
+    *,
+    limit: int = REPLAY_CHUNK,
+    total: BatchOutcome | None = None,
+    now: datetime | None = None,
+) -> BatchOutcome:
+    """Send on the records waiting for a contact they continue (contacts.links): those one of
+    whose awaited contacts is now applied to a profile or linked to one, and those kept
+    `WAIT_SECONDS` (before `now`, when given), `limit` a transaction, until none is left;
+    what was sent (counted into `total`, when given). Sent on, a record is applied or
+    dead-lettered, never kept waiting again (`ingest_contact_items(wait=False)`); a record
+    that waits for one sent on in the same run comes in a later chunk, its contact applied
+    by then. Safe with several drivers at once, as `send_kept_on`."""
+    total = total if total is not None else BatchOutcome()
+    while True:
+
+        def chunk() -> BatchOutcome | None:
+            with services.write() as tx:
+                ids = _waiting_to_send(tx, limit, now or tx.now)
+                if not ids:
+                    return None
+                # A domain whose key fails meanwhile holds them, as any kept records.
+                kept = list_unrouted(tx, message_ids=ids)
+                return _replay(tx, kept, hold_unavailable=True, wait=False)
+
+        try:
+            outcome = retrying(chunk)
+        except ServiceError as exc:
+            logger.warning(
+                "Waiting contact records could not be sent on (%s); they are tried again later.",
+                type(exc).__name__,
+            )
+            return total
+        if outcome is None:
             return total
         _add_outcome(total, outcome)
-        if outcome.held or outcome.unrouted or not (outcome.accepted or outcome.rejected):
+        if outcome.held:
+            # Their domain's key failed meanwhile: kept as held records, sent on with those.
             return total
+
+
+def _waiting_to_send(tx: Tx, limit: int, now: datetime) -> list[str]:
+    """The message ids of (at most `limit`) waiting records to send on now (`send_waiting_on`),
+    oldest first."""
+    waited = contact_awaited.alias("waited")
+    applied = select(contact_record.c.contact_digest).where(
+        contact_record.c.domain_name == waited.c.domain_name,
+        contact_record.c.contact_digest == waited.c.contact_digest,
+        contact_record.c.profile_id.is_not(None),
+    )
+    linked = select(profile_key.c.digest).where(
+        profile_key.c.domain_name == waited.c.domain_name,
+        profile_key.c.key_name == CONTACT_KEY,
+        profile_key.c.digest == waited.c.contact_digest,
+    )
+    came = select(waited.c.message_id).where(
+        waited.c.message_id == unrouted_contact_record.c.message_id,
+        or_(applied.exists(), linked.exists()),
+    )
+    due = and_(
+        _WAITING,
+        or_(
+            unrouted_contact_record.c.created_at <= now - timedelta(seconds=WAIT_SECONDS),
+            came.exists(),
+        ),
+    )
+    query = (
+        select(unrouted_contact_record.c.message_id)
+        .where(due)
+        .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
+        .limit(limit)
+    )
+    return list(tx.conn.execute(query).scalars())
 
 
 def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
@@ -1320,6 +1529,7 @@ def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
     total.unchanged += more.unchanged
     total.created_profiles += more.created_profiles
     total.held += more.held
+    total.waiting += more.waiting
     for domain_name, n in more.dead_lettered.items():
         total.dead_lettered[domain_name] = total.dead_lettered.get(domain_name, 0) + n
     for instance_arn, n in more.unrouted.items():
@@ -1329,15 +1539,16 @@ def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
 def kept_records_task(services: Services) -> PeriodicTask:
     """The server's background sweep (every `KEPT_SWEEP_SECONDS`): sends on the kept records of
     instances a domain can take now, those an association could not send on before its process
-    stopped among them. Several server processes may run it at once: `send_kept_on` is safe
-    so."""
+    stopped among them, and the records waiting for a contact they continue whose contact came
+    or that waited long enough (`send_waiting_on`). Several server processes may run it at
+    once: `send_kept_on` is safe so."""
     return PeriodicTask(
         "send kept contact records on", lambda: send_kept_on(services), KEPT_SWEEP_SECONDS
     )
 
 
 def _replay(
-    tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool = False
+    tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool = False, wait: bool = True
 ) -> BatchOutcome:
     """Take kept records out of the store and through the intake again: those this
     transaction took out. Two replays of one record at once (the connector's `replay_held`
@@ -1356,5 +1567,9 @@ def _replay(
     # Read as the intake reads a record (strict JSON, depth, lone surrogates).
     items: list[Item] = [read_record(k.object_json) for k in kept]
     return ingest_contact_items(
-        tx, items, hold_unavailable=hold_unavailable, origins=[k.origin for k in kept]
+        tx,
+        items,
+        hold_unavailable=hold_unavailable,
+        origins=[k.origin for k in kept],
+        wait=wait,
     )

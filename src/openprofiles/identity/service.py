@@ -39,6 +39,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from openprofiles.contacts.links import CONTACT_KEY, RELINKED_ORIGIN
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import register_domain_table
@@ -624,17 +625,20 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             # indexed after the deletion, and stays (listed as kept if the main lacked it).
             missing_keys.add((key["key_name"], key["value"]))
             continue
+        main_origin = _origin_on_main(origin)
+        if (key["key_name"], origin) == (CONTACT_KEY, EXPLICIT_ORIGIN):
+            main_origin = _contact_link_origin(tx, domain_name, main_id, digest)
         on_main = and_(
             profile_key.c.domain_name == domain_name,
             profile_key.c.profile_id == main_id,
             profile_key.c.key_name == key["key_name"],
             profile_key.c.digest == digest,
-            profile_key.c.origin == _origin_on_main(origin),
+            profile_key.c.origin == main_origin,
         )
         # A row this merge added stays when a later merge still standing logged it too (it
         # relies on it: finding it there, that merge did not insert it); `_pass_key_on` makes
         # that merge's undo the one that takes it away.
-        row_on_main = (key["key_name"], key["digest"], _origin_on_main(origin))
+        row_on_main = (key["key_name"], key["digest"], main_origin)
         if key["inserted"] and not _pass_key_on(later, *row_on_main):
             still_there = bool(tx.conn.execute(delete(profile_key).where(on_main)).rowcount)
             if still_there:
@@ -651,9 +655,10 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             missing_keys.add((key["key_name"], key["value"]))
             continue
         keys_back += 1
+        back_as = RELINKED_ORIGIN if main_origin == RELINKED_ORIGIN else origin
         restore.append(
             sealed_key_row(
-                cipher, domain_name, key["from"], key["key_name"], digest, key["value"], origin
+                cipher, domain_name, key["from"], key["key_name"], digest, key["value"], back_as
             )
         )
     if restore:
@@ -734,6 +739,26 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
         )
     )
     return result
+
+
+def _contact_link_origin(tx: Tx, domain_name: str, main_id: str, digest: bytes) -> str:
+    """The origin of an agent's contact link (`_ctrContactId`, explicit) that a merge moved to
+    the main profile, as it is there now: a link of the contact to another profile since marks
+    it `RELINKED_ORIGIN` (contacts.links), the same row, which an undo gives back marked so
+    that the later link still wins."""
+    origins = set(
+        tx.conn.execute(
+            select(profile_key.c.origin).where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.profile_id == main_id,
+                profile_key.c.key_name == CONTACT_KEY,
+                profile_key.c.digest == digest,
+            )
+        ).scalars()
+    )
+    if EXPLICIT_ORIGIN not in origins and RELINKED_ORIGIN in origins:
+        return RELINKED_ORIGIN
+    return EXPLICIT_ORIGIN
 
 
 def _log_origins(payload: dict[str, Any]) -> list[str]:

@@ -261,14 +261,17 @@ def test_a_leg_of_a_live_contact_joins_its_start_events_profile(services: Servic
     assert profile_count(services) == 1
 
 
-def test_a_leg_whose_initial_contact_is_unknown_is_dead_lettered(services: Services) -> None:
+def test_a_leg_whose_initial_contact_is_unknown_waits_for_it(services: Services) -> None:
+    """Kept waiting for its contact's record rather than dead-lettered at once; after
+    contacts.links.WAIT_SECONDS it is (test_contacts_out_of_order)."""
     with_template(services, "CTR")
 
     outcome = send(services, ctr("leg", address=None, InitialContactId="never-seen"))
 
     [rejection] = outcome.rejected
-    assert "(never-seen) is on no profile" in rejection.message
-    assert [c for c, _ in letters(services)] == ["no_profile"]
+    assert outcome.waiting == 1
+    assert "nothing of the contact it continues (never-seen) is applied yet" in rejection.message
+    assert letters(services) == []
     assert profile_count(services) == 0
 
 

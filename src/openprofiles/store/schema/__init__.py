@@ -26,6 +26,7 @@ from openprofiles.store.schema.identity import (
     rule_match_profile,
 )
 from openprofiles.store.schema.integrations import (
+    contact_awaited,
     contact_record,
     flow_item,
     flow_run,
@@ -43,6 +44,7 @@ from openprofiles.store.schema.web import (
 )
 
 __all__ = [
+    "contact_awaited",
     "contact_record",
     "credential",
     "dlq_message",

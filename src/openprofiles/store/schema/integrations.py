@@ -10,7 +10,9 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   profile it was applied to: DeleteProfile deletes the row with the profile.
 * `unrouted_contact_record` keeps records that could not be given to any domain (their instance
   is associated with none, or they name no instance), sealed under the system key, so nothing
-  is dropped; they can be replayed once the instance is associated.
+  is dropped; they can be replayed once the instance is associated. It also keeps, for a
+  while, the records that wait for a contact they continue: `contact_awaited` says which
+  (contacts.links).
 * `flow_run` / `flow_item` record flow runs (progress and counts) and which source files or
   objects a flow has already read (its checkpoint for Event and incremental Scheduled runs).
   A run's error is sealed (it can quote a record's value), and an item is known by a
@@ -99,6 +101,23 @@ unrouted_contact_record = Table(
     Column("content_digest", LargeBinary(16), nullable=True),
     Index("ix_unrouted_contact_record_instance", "instance_arn", "created_at"),
     Index("ux_unrouted_contact_record_content", "content_digest", unique=True),
+)
+
+# A kept record waiting for a contact it continues (contacts.links): one row per contact
+# that would place it, by the contact's blind-index digest in the domain it was routed to.
+# The kept-records sweep finds by it the waiting records whose contact came; a record kept
+# without such rows is an ordinary held or unrouted one.
+contact_awaited = Table(
+    "contact_awaited",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("contact_digest", LargeBinary(16), primary_key=True),
+    Column("message_id", String(32), primary_key=True),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["message_id"], ["unrouted_contact_record.message_id"], ondelete="CASCADE"
+    ),
+    Index("ix_contact_awaited_message", "message_id"),
 )
 
 flow_run = Table(

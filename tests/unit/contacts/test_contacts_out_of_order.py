@@ -1,0 +1,183 @@
+"""Records without a customer endpoint that come before the contact they continue (contacts.links):
+in one batch they are applied after it; across batches they wait for it in the kept-records
+store and the sweep applies them once it comes, or dead-letters them after `WAIT_SECONDS` —
+on SQLite and PostgreSQL, through the real service functions."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from tests.unit.contacts.test_contacts_without_endpoint import (
+    CALLER,
+    contacts_of,
+    letters,
+    link,
+    linked_to,
+    new_profile,
+    profile_count,
+    task,
+    with_template,
+)
+from tests.unit.integrations.integ_helpers import ctr, send
+
+from openprofiles.contacts.links import WAIT_SECONDS
+from openprofiles.contacts.models import BatchOutcome
+from openprofiles.contacts.service import (
+    count_unrouted,
+    held_instances,
+    list_unrouted,
+    send_kept_on,
+    send_waiting_on,
+)
+from openprofiles.context import Services
+
+
+def kept(services: Services) -> list[str]:
+    """The reasons of the records kept (waiting ones among them)."""
+    with services.read() as tx:
+        return [k.reason for k in list_unrouted(tx)]
+
+
+# ---------------------------------------------------------------- one batch
+
+
+@pytest.mark.parametrize("template", ["CTR", "CTR-NoInferred"])
+def test_a_leg_before_its_initial_contact_in_a_batch_joins_it(
+    services: Services, template: str
+) -> None:
+    """The leg was dead-lettered `no_profile` ("the contact it continues is on no profile")
+    though its initial contact created the profile in the same batch."""
+    with_template(services, template)
+    follow_up = task("task-1", PreviousContactId="call-1-leg", InitialContactId="call-1")
+    leg = ctr("call-1-leg", address=None, PreviousContactId="call-1", InitialContactId="call-1")
+    other = ctr("call-2", address="+13035550199")
+
+    outcome = send(services, follow_up, other, leg, ctr("call-1", address=CALLER))
+
+    assert outcome.accepted == 4 and not outcome.rejected, outcome.rejected
+    assert outcome.created_profiles == 2
+    [customer] = linked_to(services, "call-1")
+    assert contacts_of(services, customer, template) == ["call-1", "call-1-leg", "task-1"]
+    assert letters(services) == [] and kept(services) == []
+
+
+def test_a_task_related_to_a_contact_joins_its_profile(services: Services) -> None:
+    """RelatedContactId: a task started for a contact (StartTaskContact) is that customer's."""
+    with_template(services, "CTR")
+
+    related = task("task-1", RelatedContactId="call-1")
+
+    outcome = send(services, related, ctr("call-1", address=CALLER))
+
+    assert outcome.accepted == 2, outcome.rejected
+    [customer] = linked_to(services, "call-1")
+    assert contacts_of(services, customer, "CTR") == ["call-1", "task-1"]
+
+
+# ---------------------------------------------------------------- across batches
+
+
+def test_a_leg_before_its_initial_contact_waits_and_lands_when_it_comes(
+    services: Services,
+) -> None:
+    """Across batches (requests, shards) the leg was dead-lettered, and nothing retried it."""
+    with_template(services, "CTR")
+
+    first = send(services, task("task-1", PreviousContactId="call-1"))
+
+    [rejection] = first.rejected
+    assert first.held == first.waiting == 1 and first.rejected_for_good == 0
+    assert "nothing of the contact it continues (call-1) is applied yet" in rejection.message
+    assert kept(services) == [rejection.message] and letters(services) == []
+    # Waiting, it is no held record for the held-records replay to send on again and again.
+    with services.read() as tx:
+        assert held_instances(tx) == []
+    # Delivered again while it waits: kept once.
+    assert send(services, task("task-1", PreviousContactId="call-1")).waiting == 1
+    assert len(kept(services)) == 1
+    # Nothing of call-1 yet: the sweep leaves it waiting.
+    assert send_kept_on(services).accepted == 0 and len(kept(services)) == 1
+
+    assert send(services, ctr("call-1", address=CALLER)).accepted == 1
+    swept = send_kept_on(services)
+
+    assert swept.accepted == 1 and not swept.rejected, swept.rejected
+    [customer] = linked_to(services, "call-1")
+    assert contacts_of(services, customer, "CTR") == ["call-1", "task-1"]
+    assert linked_to(services, "task-1") == [customer]
+    assert kept(services) == [] and letters(services) == [] and profile_count(services) == 1
+
+
+def test_a_chain_of_waiting_records_lands_in_one_sweep(services: Services) -> None:
+    """A task waiting for a leg that waits for the initial contact."""
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="leg"))
+    send(services, ctr("leg", address=None, PreviousContactId="call-1"))
+    send(services, ctr("call-1", address=CALLER))
+
+    swept = send_waiting_on(services)
+
+    assert swept.accepted == 2 and not swept.rejected, swept.rejected
+    [customer] = linked_to(services, "call-1")
+    assert contacts_of(services, customer, "CTR") == ["call-1", "leg", "task-1"]
+    assert kept(services) == []
+
+
+def test_a_waiting_record_lands_once_an_agent_links_its_contact(services: Services) -> None:
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="never-seen"))
+    maria = new_profile(services, FirstName="Maria")
+    link(services, maria, "task-1")
+
+    assert send_waiting_on(services).accepted == 1
+
+    assert contacts_of(services, maria, "CTR") == ["task-1"]
+    assert kept(services) == [] and letters(services) == []
+
+
+def test_a_record_waits_a_bounded_time_then_is_dead_lettered(services: Services) -> None:
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="never-seen"))
+    with services.read() as tx:
+        arn = next(iter(count_unrouted(tx)))
+        [waiting] = list_unrouted(tx)
+
+    # Not yet due.
+    early = send_waiting_on(services, now=waiting.created_at + timedelta(seconds=WAIT_SECONDS - 1))
+    assert early.accepted == 0 and not early.rejected and len(kept(services)) == 1
+
+    late = send_waiting_on(services, now=waiting.created_at + timedelta(seconds=WAIT_SECONDS))
+
+    [rejection] = late.rejected
+    assert late.held == 0 and late.dead_lettered == {"noendpoint": 1}
+    [(category, reason)] = letters(services)
+    assert category == "no_profile" and reason == rejection.message
+    assert "(never-seen) is on no profile" in reason and "waiting for it" in reason
+    assert kept(services) == []
+    with services.read() as tx:
+        assert count_unrouted(tx, instance_arn=arn) == {}
+
+
+def test_sweeps_in_several_processes_apply_a_waiting_record_once(services: Services) -> None:
+    """Each sweep takes the rows it sends on out of the store first: two at once (server
+    processes, a stream's connector) apply and count a waiting record once."""
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="call-1"))
+    send(services, task("task-2", PreviousContactId="call-1"))
+    send(services, ctr("call-1", address=CALLER))
+    start = threading.Barrier(2)
+
+    def sweep() -> BatchOutcome:
+        start.wait()
+        return send_waiting_on(services)
+
+    with ThreadPoolExecutor(2) as pool:
+        swept = [f.result() for f in [pool.submit(sweep), pool.submit(sweep)]]
+
+    assert sum(s.accepted for s in swept) == 2 and not any(s.rejected for s in swept)
+    [customer] = linked_to(services, "call-1")
+    assert contacts_of(services, customer, "CTR") == ["call-1", "task-1", "task-2"]
+    assert kept(services) == [] and letters(services) == []
