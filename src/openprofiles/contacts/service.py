@@ -80,7 +80,7 @@ from openprofiles.contacts.records import (
 )
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
-from openprofiles.domains.service import register_domain_table
+from openprofiles.domains.service import register_domain_deleter, register_domain_table
 from openprofiles.errors import BadRequest, ServiceError
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.mapping import MappingError, map_object
@@ -125,6 +125,21 @@ from openprofiles.store.schema import (
 
 register_domain_table(contact_record)
 register_domain_table(contact_awaited)
+
+
+def _delete_waiting_records(tx: Tx, domain_name: str) -> None:
+    """DeleteDomain: the kept records waiting for a contact of the domain go with it. They were
+    routed to it; left behind, a record would flow into the next domain its instance is
+    associated with, a deleted domain's data outliving it."""
+    waiting = select(contact_awaited.c.message_id).where(
+        contact_awaited.c.domain_name == domain_name
+    )
+    tx.conn.execute(
+        delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(waiting))
+    )
+
+
+register_domain_deleter(_delete_waiting_records)
 
 UNROUTED_TABLE = "unrouted_contact_record"
 # Kept records replayed in one transaction (`connect_instance`, `send_kept_on`): an ordinary
@@ -1507,7 +1522,9 @@ def _waiting_to_send(tx: Tx, limit: int, now: datetime) -> list[str]:
         or_(applied.exists(), linked.exists()),
     )
     due = and_(
-        _WAITING,
+        # Driven from contact_awaited (IN, not _WAITING's correlated EXISTS): SQLite otherwise
+        # scans the whole kept-records store, under the write lock, at every sweep.
+        unrouted_contact_record.c.message_id.in_(select(contact_awaited.c.message_id)),
         or_(
             unrouted_contact_record.c.created_at <= now - timedelta(seconds=WAIT_SECONDS),
             came.exists(),

@@ -8,6 +8,7 @@ existing domain's data key is unwrapped outside write transactions too (`domain_
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
@@ -28,10 +29,21 @@ from openprofiles.store.schema import domain, profile, profile_key
 _DOMAIN_TABLES: list[Any] = [profile_key, profile]
 
 
+# Run first by DeleteDomain, with (tx, domain name): for rows that belong to the domain only
+# through another domain table, found by it before its rows go.
+_DOMAIN_DELETERS: list[Callable[[Tx, str], None]] = []
+
+
 def register_domain_table(table: Any) -> None:
     """Have DeleteDomain remove `table`'s rows (it must have a `domain_name` column)."""
     if table not in _DOMAIN_TABLES:
         _DOMAIN_TABLES.insert(0, table)
+
+
+def register_domain_deleter(deleter: Callable[[Tx, str], None]) -> None:
+    """Have DeleteDomain call `deleter(tx, domain_name)` before it removes the domain's tables."""
+    if deleter not in _DOMAIN_DELETERS:
+        _DOMAIN_DELETERS.append(deleter)
 
 
 def _record(row: Any) -> DomainRecord:
@@ -188,6 +200,8 @@ def delete_domain(tx: Tx, *, domain_name: str) -> None:
     from openprofiles.tags.service import delete_domain_tags
 
     get_domain(tx, domain_name=domain_name)
+    for deleter in _DOMAIN_DELETERS:
+        deleter(tx, domain_name)
     for table in _DOMAIN_TABLES:
         tx.conn.execute(delete(table).where(table.c.domain_name == domain_name))
     delete_domain_tags(tx, domain_name=domain_name)

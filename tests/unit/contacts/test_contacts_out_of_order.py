@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
+    D,
     contacts_of,
     letters,
     link,
@@ -33,6 +34,7 @@ from openprofiles.contacts.service import (
     send_waiting_on,
 )
 from openprofiles.context import Services
+from openprofiles.domains.service import delete_domain
 
 
 def kept(services: Services) -> list[str]:
@@ -181,3 +183,17 @@ def test_sweeps_in_several_processes_apply_a_waiting_record_once(services: Servi
     [customer] = linked_to(services, "call-1")
     assert contacts_of(services, customer, "CTR") == ["call-1", "task-1", "task-2"]
     assert kept(services) == [] and letters(services) == []
+
+
+def test_a_deleted_domain_s_waiting_records_go_with_it(services: Services) -> None:
+    """DeleteDomain took the domain's contact_awaited rows but not the kept records they
+    belonged to: a plain kept record of the instance then, its customer's data outlived the
+    domain and flowed into the next domain the instance was associated with."""
+    with_template(services, "CTR")
+    assert send(services, task("task-1", PreviousContactId="call-1")).waiting == 1
+    assert len(kept(services)) == 1
+
+    with services.write() as tx:
+        delete_domain(tx, domain_name=D)
+
+    assert kept(services) == []
