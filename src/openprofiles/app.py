@@ -238,32 +238,38 @@ def _check_keyring_opens(
     gone = ""
     unreadable |= absent_domains
     if unreadable:
-        # The way forward when no copy of a key (or of the version a data key needs) is left
-        # (domains.unreadable), only when the keyring is proven the database's (with another
-        # data dir's, every key looks missing), on the operator's word, --key-lost, as no
-        # keyring proves a key lost. A keyring older than the database (a copy from before
-        # `keys create` or `keys rotate`) is said first: copying the current one is the way,
-        # and the drop the last resort, as the drop itself says (the record cannot tell an
-        # older copy from the loss of every newer one).
+        # The way forward when no copy of a key is left (domains.unreadable), only when the
+        # keyring is proven the database's (with another data dir's, every key looks missing),
+        # on the operator's word, --key-lost, as no keyring proves a key lost. Named here only
+        # for a key missing whole from a keyring not shown to be older than the database: a
+        # copy from before `keys create` or `keys rotate` (a server restarted after another
+        # rotated), or a missing version, is first of all a keyring to put back, and a
+        # copy-pasteable irreversible command would invite the mistake. The drop itself still
+        # takes --key-lost there, saying the same first (docs/operations.md).
         with database.read() as conn:
             unproven = keyring_problem(conn, keys)
             older = keyring_behind(conn, keyring)
-        if unproven is None:
+        if unproven is None and older is not None:
+            gone = (
+                f" This keyring is older than the database ({older}): copy the current "
+                "keyring.json. Only if no newer copy is left anywhere, see `openprofiles "
+                "domains drop-unreadable --help`."
+            )
+        elif unproven is None and absent_domains:
             commands = ", ".join(
                 f"`{LOST_KEY_DROP_COMMAND.format(name=r.name, key=r.key_id)}`"
                 for r in sorted(wrapped_keys, key=lambda r: str(r.name))
-                if r.name in unreadable
+                if r.name in absent_domains
             )
-            if older is not None:
-                gone = (
-                    f" This keyring is older than the database ({older}): copy the current "
-                    "keyring.json; no domain is dropped for a key an older copy lacks on that "
-                    "copy's word."
-                )
-            gone += (
-                " Only if no copy of keyring.json holding a missing key (or version) is left "
-                "anywhere (every server's data dir, every backup) can the data of the domains "
-                f"under it not be read again: then drop them with {commands}."
+            gone = (
+                " Only if no copy of keyring.json holding a missing key is left anywhere (every "
+                "server's data dir, every backup) can the data of the domains under it not be "
+                f"read again: then drop them with {commands}."
+            )
+        elif unproven is None:
+            gone = (
+                " Only if no copy of keyring.json holding the version is left anywhere, see "
+                "`openprofiles domains drop-unreadable --help`."
             )
         else:
             gone = (
