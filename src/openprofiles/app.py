@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import inspect, literal, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
@@ -116,8 +117,16 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade_to_head(database, keys)
         # The keys the domains' KMS aliases named, as the upgrade's unwraps learnt them: a
         # database whose alias domains' keys worked once since this release can drop one whose
-        # key is deleted later (domains.unreadable).
-        record_aliased_keys(database, keys)
+        # key is deleted later (domains.unreadable). Not worth failing a start (or a command)
+        # for: the server's background task records them at its next run.
+        try:
+            record_aliased_keys(database, keys)
+        except SQLAlchemyError as exc:
+            logger.warning(
+                "The keys of domains named by KMS aliases could not be recorded yet (%s); the "
+                "server records them later.",
+                type(exc).__name__,
+            )
     tokens = TokenCodec(keys.system_secret("pagination"))
     return Services(settings=settings, database=database, keys=keys, tokens=tokens)
 
