@@ -44,6 +44,8 @@ address for chat and email).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import uuid
@@ -592,38 +594,46 @@ def _apply_as(
 
 
 def _continued_first(digests: Sequence[bytes], continued: Sequence[Sequence[bytes]]) -> list[int]:
-    """The order to apply a batch's records in (indexes): the batch's, except that a record
-    that continues contacts whose records come later in the batch comes right after the last
-    of those (contacts.links). A record only waits for later ones, so every record has its
-    place; a batch in which no record continues another is not looked at further."""
+    """The order to apply a batch's records in (indexes): each after the records in the batch
+    of the contacts it continues, wherever they stand (contacts.links), and the versions of one
+    contact in the batch's order; otherwise the batch's order (the earliest record ready goes
+    first). A cycle (two records that continue each other) is broken by the earliest record
+    left, so every record has its place. A batch in which no record continues another is not
+    looked at further.
+
+    Only later records used to be waited for: in [leg → call-1, task → leg, call-1] the leg
+    moved after call-1 but the task, which continues the leg, stayed before it."""
     if not any(continued):
         return list(range(len(digests)))
+    count = len(digests)
     where: dict[bytes, list[int]] = {}
     for i, digest in enumerate(digests):
         where.setdefault(digest, []).append(i)
-    waits = {
-        i: later
-        for i, ds in enumerate(continued)
-        if (later := {j for d in ds for j in where.get(d, ()) if j > i})
-    }
-    waiters: dict[int, list[int]] = {}
-    for i in sorted(waits):
-        for j in waits[i]:
-            waiters.setdefault(j, []).append(i)
+    after: list[set[int]] = [set() for _ in range(count)]  # what each record must follow
+    for i, ds in enumerate(continued):
+        after[i].update(j for d in ds for j in where.get(d, ()) if j != i)
+    for versions in where.values():
+        for earlier, later in itertools.pairwise(versions):
+            after[later].add(earlier)
+    followers: list[list[int]] = [[] for _ in range(count)]
+    for i, before in enumerate(after):
+        for j in before:
+            followers[j].append(i)
+    pending = [len(before) for before in after]
+    ready = [i for i in range(count) if not pending[i]]
+    placed = [False] * count
     order: list[int] = []
-    for first in range(len(digests)):
-        if first in waits:
+    while len(order) < count:
+        # With none ready, the rest wait on each other: the earliest of them goes first.
+        i = heapq.heappop(ready) if ready else placed.index(False)
+        if placed[i]:
             continue
-        todo = [first]
-        while todo:
-            j = todo.pop()
-            order.append(j)
-            freed = []
-            for i in waiters.get(j, ()):
-                waits[i].discard(j)
-                if not waits[i]:
-                    freed.append(i)
-            todo.extend(reversed(freed))
+        placed[i] = True
+        order.append(i)
+        for follower in followers[i]:
+            pending[follower] -= 1
+            if not pending[follower] and not placed[follower]:
+                heapq.heappush(ready, follower)
     return order
 
 

@@ -66,6 +66,24 @@ def test_a_leg_before_its_initial_contact_in_a_batch_joins_it(
     assert letters(services) == [] and kept(services) == []
 
 
+def test_a_task_continuing_a_leg_that_waits_for_a_later_contact_follows_the_leg(
+    services: Services,
+) -> None:
+    """[leg → call-1, task → leg, call-1]: the leg moved after call-1, but the task, which
+    continues the leg (earlier in the batch), stayed before it, found nothing and waited for
+    the next sweep (review of 68e7bab)."""
+    with_template(services, "CTR")
+    leg = ctr("call-1-leg", address=None, PreviousContactId="call-1")
+    follow_up = task("task-1", PreviousContactId="call-1-leg")
+
+    outcome = send(services, leg, follow_up, ctr("call-1", address=CALLER))
+
+    assert outcome.accepted == 3 and not outcome.rejected and outcome.waiting == 0
+    [customer] = linked_to(services, "call-1")
+    assert sorted(contacts_of(services, customer, "CTR")) == ["call-1", "call-1-leg", "task-1"]
+    assert letters(services) == [] and kept(services) == []
+
+
 def test_a_task_related_to_a_contact_joins_its_profile(services: Services) -> None:
     """RelatedContactId: a task started for a contact (StartTaskContact) is that customer's."""
     with_template(services, "CTR")
