@@ -83,7 +83,7 @@ from openprofiles.contacts.service import ingest_contact_items, send_kept_on
 from openprofiles.context import Services, Tx
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
-from openprofiles.store.conflicts import _SQLITE_BUSY_OR_LOCKED, is_transient, retrying
+from openprofiles.store.conflicts import is_transient, retrying, sqlite_locked
 from openprofiles.store.database import storage_failure
 from openprofiles.store.schema import stream_checkpoint
 
@@ -737,7 +737,7 @@ def database_may_recover(exc: Exception) -> bool:
     sqlite_code = getattr(getattr(exc, "orig", None) or exc, "sqlite_errorcode", None)
     if sqlite_code is not None:
         # Locked, as store.conflicts judges it, also when the driver raised it unwrapped.
-        return sqlite_code & 0xFF in _SQLITE_BUSY_OR_LOCKED
+        return sqlite_locked(sqlite_code)
     return isinstance(exc, OperationalError)
 
 

@@ -118,11 +118,13 @@ def is_transient(exc: BaseException) -> bool:
     if getattr(exc.orig, "sqlstate", None) in _CONFLICT_SQLSTATES:
         return True
     code = getattr(exc.orig, "sqlite_errorcode", None)
-    return (
-        isinstance(exc, OperationalError)
-        and code is not None
-        and (code & 0xFF in _SQLITE_BUSY_OR_LOCKED)
-    )
+    return isinstance(exc, OperationalError) and sqlite_locked(code)
+
+
+def sqlite_locked(code: int | None) -> bool:
+    """Whether a SQLite result code (extended or primary) says another connection holds the
+    lock: what waiting mends."""
+    return code is not None and code & 0xFF in _SQLITE_BUSY_OR_LOCKED
 
 
 def is_lock_unavailable(exc: BaseException) -> bool:
