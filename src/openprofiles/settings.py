@@ -36,6 +36,13 @@ class Settings:
     # BULK_SQLITE_CACHE_MIB unless this is set. The server keeps SQLite's default: with 64 MiB
     # its CreateProfile rate was lower (benchmarks/search.py, alternated; docs/performance.md).
     sqlite_cache_mib: int | None = None
+    # When SQLite makes a commit durable (PRAGMA synchronous). "normal" (SQLite's advice for
+    # WAL mode) syncs the write-ahead log at checkpoints: an answered write survives a crash of
+    # the process, but the last ones may be lost when the machine loses power or its OS
+    # crashes. "full" syncs the log at every commit, as PostgreSQL does, so nothing answered
+    # is lost to that either; it costs the API's per-request writes about half their rate,
+    # the sync being on the commit path (docs/performance.md, seventeenth session).
+    sqlite_synchronous: str = "normal"
     # Region and account appear in ARNs (domains, local keys). A request's SigV4 credential
     # scope may name any region (wire.sigv4._credential says why).
     region: str = "us-east-1"
@@ -97,6 +104,11 @@ class Settings:
             raise ValueError(
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
+            )
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
+            raise ValueError(
+                "OPENPROFILES_SQLITE_SYNCHRONOUS must be one of "
+                f"{', '.join(SQLITE_SYNCHRONOUS_MODES)}, not {self.sqlite_synchronous!r}"
             )
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -203,6 +215,8 @@ class Settings:
             port=whole("PORT"),
             workers=whole("WORKERS"),
             sqlite_cache_mib=whole("SQLITE_CACHE_MIB"),
+            # PRAGMA values are case-insensitive; "FULL" means full.
+            sqlite_synchronous=(get("SQLITE_SYNCHRONOUS") or "").lower() or None,
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
             # ISO 3166 codes are upper case; "gb" means GB, as it would to any reader.
@@ -301,6 +315,8 @@ SECONDS_PER_YEAR = 365 * 24 * 3600
 # The allowed values of the numeric settings, bounds included (None, where allowed, means the
 # default). A year bounds the times: a larger one is a mistake, and would overflow the
 # timedelta or the thread wait it becomes.
+SQLITE_SYNCHRONOUS_MODES = ("full", "normal")
+
 _NUMBER_RANGES: dict[str, tuple[int, int]] = {
     # 0: every read of a domain's data asks its key provider again.
     "data_key_cache_seconds": (0, SECONDS_PER_YEAR),

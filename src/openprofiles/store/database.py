@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from openprofiles.blocking import CommitOutcome, loop_request, note_commit
-from openprofiles.settings import Settings
+from openprofiles.settings import SQLITE_SYNCHRONOUS_MODES, Settings
 from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
 from openprofiles.store.group_commit import CommitGroup
@@ -76,7 +76,7 @@ def storage_failure(error: BaseException) -> str | None:
     return _POSTGRES_FAILURES.get(state) if isinstance(state, str) else None
 
 
-def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
+def _sqlite_engine(url: str, cache_mib: int | None, synchronous: str) -> Engine:
     engine = create_engine(
         url,
         # Statement parameters are customers' sealed data and digests: never in error texts.
@@ -95,9 +95,10 @@ def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across application crashes in WAL mode; only an OS crash may lose
-        # the last transactions, which is the usual trade for a single-node database.
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL (the default) is durable across crashes of the process; FULL, when the
+        # operator chooses it, across power loss too (Settings.sqlite_synchronous says the
+        # cost). The value is one of a fixed set, checked by Database.
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Deleted and overwritten content is zeroed in the page, not just marked free: an
         # erased profile's sealed blob or domain's wrapped key must not stay readable in the
@@ -130,12 +131,16 @@ def _sqlite_engine(url: str, cache_mib: int | None) -> Engine:
 class Database:
     """The application's database: one engine, transactions for reading and for writing."""
 
-    def __init__(self, url: str, *, sqlite_cache_mib: int | None = None) -> None:
+    def __init__(
+        self, url: str, *, sqlite_cache_mib: int | None = None, sqlite_synchronous: str = "normal"
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url, sqlite_cache_mib)
+            if sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
+                raise ValueError(f"Unknown SQLite synchronous mode {sqlite_synchronous!r}")
+            self.engine = _sqlite_engine(url, sqlite_cache_mib, sqlite_synchronous)
             # A long log is cut short while writers wait (store.checkpoint); the lock is made
             # below, and is the one every writer of this database takes.
             self.checkpointer = Checkpointer(
@@ -166,7 +171,11 @@ class Database:
             database = make_url(url).database
             if database and database != ":memory:":
                 _owner_only(Path(database))
-        return cls(url, sqlite_cache_mib=settings.sqlite_cache_mib)
+        return cls(
+            url,
+            sqlite_cache_mib=settings.sqlite_cache_mib,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -56,6 +56,44 @@ def test_a_cache_size_below_one_mib_is_refused_with_its_name(size: str) -> None:
         Settings.from_env({"OPENPROFILES_SQLITE_CACHE_MIB": size})
 
 
+def _synchronous(database: Database) -> int:
+    with database.read() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        return int(driver.execute("PRAGMA synchronous").fetchone()[0])
+
+
+@pytest.mark.parametrize(("given", "pragma"), [(None, 1), ("full", 2), ("FULL", 2), ("normal", 1)])
+def test_every_connection_syncs_commits_as_configured(
+    tmp_path: Path, given: str | None, pragma: int
+) -> None:
+    """NORMAL (1) unless the operator asks for FULL (2): a commit synced at once survives a
+    power loss (Settings.sqlite_synchronous); the file loaders keep the server's choice."""
+    environ = {"OPENPROFILES_DATA_DIR": str(tmp_path)}
+    if given is not None:
+        environ["OPENPROFILES_SQLITE_SYNCHRONOUS"] = given
+    settings = Settings.from_env(environ)
+    for database in (
+        Database.from_settings(settings),
+        Database.from_settings(settings.for_bulk_load()),
+    ):
+        try:
+            assert _synchronous(database) == pragma
+            with database.read() as first:  # a second connection of the pool too
+                assert first is not None
+                assert _synchronous(database) == pragma
+        finally:
+            database.dispose()
+
+
+@pytest.mark.parametrize("mode", ["off", "extra", "2", "full;"])
+def test_an_unknown_synchronous_mode_is_refused_with_its_name(mode: str) -> None:
+    with pytest.raises(
+        ValueError, match="OPENPROFILES_SQLITE_SYNCHRONOUS must be one of full, normal"
+    ):
+        Settings.from_env({"OPENPROFILES_SQLITE_SYNCHRONOUS": mode})
+
+
 def test_the_sqlite_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     """They hold web users' password hashes; found world-readable (0644) when the data dir
     existed beforehand (an audit)."""
