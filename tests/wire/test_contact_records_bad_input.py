@@ -74,6 +74,31 @@ def test_wrong_typed_field_rejects_its_record_only(live_server, setup):
     ]
 
 
+def test_a_batch_sent_again_counts_another_attempt_on_its_letters(live_server, setup):
+    """A feed whose answer was lost (a killed server, a timeout) sends the batch again: its
+    rejected records were stored as new letters each time (and sent to SQS again). Now the
+    same record from the feed is one letter with its attempts counted, its reason naming the
+    feed; a different record is a letter of its own."""
+    domain, instance = setup
+    batch = json.dumps(
+        [ctr("again-ok", instance=instance), ctr("again-bad", instance=instance, Channel=[1])]
+    )
+    for _ in range(2):
+        response = post(live_server, "/contact-records", batch)
+        assert response.status_code == 200
+        assert [r["ContactId"] for r in response.json()["Rejected"]] == ["again-bad"]
+    other = ctr("again-bad", instance=instance, Channel=[2])
+    assert post(live_server, "/contact-records", json.dumps(other)).status_code == 200
+    with live_server.services.read() as tx:
+        stored = list_messages(tx, domain_name=domain)
+    by_channel = {json.loads(m.object_json)["Channel"][0]: m for m in stored}
+    assert sorted(by_channel) == [1, 2]
+    assert [by_channel[1].attempts, by_channel[2].attempts] == [2, 1]
+    assert by_channel[1].reason.startswith("POST /contact-records: ")
+    assert "Channel" in by_channel[1].reason
+    assert len(search(live_server, domain, "_ctrContactId", "again-ok")) == 1
+
+
 def test_updates_that_cannot_be_ordered_and_padded_ids_are_rejected(live_server, setup):
     domain, instance = setup
     first = ctr("o-1", instance=instance, agent="first")

@@ -53,6 +53,12 @@ LARGE_RECORD_BYTES = 64 * 1024
 # many times over.
 MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
 
+# Where a record rejected by the feed came from, first in its dead letter's reason. It is also
+# what makes a resent record one letter (dlq.sinks.dead_letter_in): a feed that sends a batch
+# again because its answer was lost (a killed server, a timeout) counts another attempt on the
+# letters the first sending made, and sends no second SQS message, as a file read again does.
+FEED_ORIGIN = "POST /contact-records"
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,7 +69,7 @@ def process_body(services: Services, body: str) -> BatchOutcome:
         items = split_records(body)
     except BodyInvalid as exc:
         raise BadRequest(f"The body is {exc.what}.") from None
-    return process_batch(services, items)
+    return process_batch(services, items, [FEED_ORIGIN] * len(items))
 
 
 def process_batch(
