@@ -312,11 +312,13 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[st
 
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
+# The values OPENPROFILES_SQLITE_SYNCHRONOUS takes (Settings.sqlite_synchronous); never "off",
+# which would let a power loss corrupt the database, not just lose its last commits.
+SQLITE_SYNCHRONOUS_MODES = ("full", "normal")
+
 # The allowed values of the numeric settings, bounds included (None, where allowed, means the
 # default). A year bounds the times: a larger one is a mistake, and would overflow the
 # timedelta or the thread wait it becomes.
-SQLITE_SYNCHRONOUS_MODES = ("full", "normal")
-
 _NUMBER_RANGES: dict[str, tuple[int, int]] = {
     # 0: every read of a domain's data asks its key provider again.
     "data_key_cache_seconds": (0, SECONDS_PER_YEAR),
