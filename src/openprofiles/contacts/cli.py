@@ -68,6 +68,9 @@ def contact_records(
     dead_lettered: Counter[str] = Counter()
     unrouted: Counter[str | None] = Counter()
     waiting = 0
+    # Records kept waiting (by an earlier batch of the file, or before) that a batch sent on
+    # because it brought the contact they continue (BatchOutcome.woken): accepted, rejected.
+    woken: Counter[str] = Counter()
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]contact records"),
@@ -99,6 +102,10 @@ def contact_records(
                 dead_lettered.update(outcome.dead_lettered)
                 unrouted.update(outcome.unrouted)
                 waiting += outcome.waiting
+                if outcome.woken is not None:
+                    woken.update(
+                        accepted=outcome.woken.accepted, rejected=len(outcome.woken.rejected)
+                    )
                 progress.advance(task, len(batch))
     except KeyboardInterrupt:
         # The batch under way was rolled back; the ones before it are committed.
@@ -118,6 +125,11 @@ def contact_records(
         "rejected": rejected,
         # The rejected by where they are: each kind with its count and the command to see it.
         "rejected_to": [{k: v for k, v in w.items() if k != "text"} for w in where],
+        "waiting_sent_on": {
+            "count": woken.total(),
+            "accepted": woken["accepted"],
+            "rejected": woken["rejected"],
+        },
         "seconds": round(seconds, 3),
         "records_per_second": round(read / seconds, 1) if seconds else 0.0,
     }
@@ -133,6 +145,12 @@ def contact_records(
     )
     for kind in where:
         click.echo(f"  {kind['text']}")
+    if woken.total():
+        click.echo(
+            f"Sent on {woken.total()} records kept waiting (by this load or before) when the "
+            f"contact they continue came: {woken['accepted']} accepted, {woken['rejected']} "
+            "rejected."
+        )
 
 
 def _where_rejected(
@@ -188,10 +206,10 @@ def _where_rejected(
                 "kept_in": "waiting",
                 "count": waiting,
                 "see": see,
-                "text": f"{waiting} kept waiting for the contact they continue, whose record has "
-                "not come yet: each is applied once it does (the server's sweep, or "
-                f"`openprofiles instances send-kept`), or dead-lettered after "
-                f"{WAIT_SECONDS // 60} minutes without; count them with `{see}`.",
+                "text": f"{waiting} kept waiting for the contact they continue, whose record had "
+                "not come: each is applied once it comes (with the batch that brings it, later "
+                f"in this file or in another), or dead-lettered after {WAIT_SECONDS // 60} "
+                f"minutes without; count them with `{see}`.",
             }
         )
     return where

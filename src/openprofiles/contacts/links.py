@@ -37,18 +37,20 @@ continues — in the same batch, in another request, on another Kinesis shard. S
   unrouted store, sealed under the system key, counted by `openprofiles instances
   unrouted`, its reason `waiting_reason`), with a `contact_awaited` row per contact
   that would place it (the blind-index digests of the contacts it continues and of its own
-  ContactId: an agent's link of it places it too). The kept-records sweep (`send_kept_on`
-  without instances: the server's `kept_records_task`, `openprofiles instances send-kept`,
-  the Kinesis connector) sends on each waiting record once one of those contacts is applied
-  to a profile or linked to one, and applies it in the same transaction that takes it out of
-  the store, by the rules of any delivery. A record waits at most `WAIT_SECONDS`: then the
-  sweep sends it on all the same, and if it still finds no profile it goes to the dead-letter
-  queue (`no_profile`), its reason saying how long it waited. Sent on by a sweep, a record
-  never waits again, so every record ends applied or dead-lettered, and none is lost: it
-  leaves the store only in the transaction that applies or dead-letters it (several sweeping
-  processes take disjoint rows: each deletes its rows before sending them, as for held ones).
-  Dead letters are not re-driven (they are sealed, with nothing to find them by), and the
-  sweep looks the waiting records up in its own queries: a batch pays nothing for it.
+  ContactId: an agent's link of it places it too). The batch (or start event) that applies
+  one of those contacts to a profile sends the records waiting for it on in its own
+  transaction, and those waiting for them in turn (contacts.waiting); the kept-records sweep
+  (`send_kept_on` without instances: the server's `kept_records_task`, `openprofiles
+  instances send-kept`, the Kinesis connector) sends on those whose contact an agent linked
+  to a profile. Either applies it in the same transaction that takes it out of the store, by
+  the rules of any delivery. A record waits at most `WAIT_SECONDS`: then the sweep sends it on
+  all the same, and if it still finds no profile it goes to the dead-letter queue
+  (`no_profile`), its reason saying how long it waited. Sent on, a record never waits again,
+  so every record ends applied or dead-lettered, and none is lost: it leaves the store only in
+  the transaction that applies or dead-letters it (several senders take disjoint rows: each
+  deletes, or locks, its rows before sending them, as for held ones). Dead letters are not
+  re-driven (they are sealed, with nothing to find them by). A batch pays one indexed query
+  (per domain) for the records waiting for its contacts.
 
 Types of one's own are left to their own keys: what they key on is theirs to say.
 
@@ -67,6 +69,8 @@ the later link still wins.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy import and_, delete, exists, update
 
@@ -121,16 +125,16 @@ def continued_contact_ids(record: ContactRecord) -> list[str]:
     return out
 
 
-def no_profile_reason(record: ContactRecord, *, waited: bool = False) -> str:
+def no_profile_reason(record: ContactRecord, *, waited: timedelta | None = None) -> str:
     """Why a contact without a customer endpoint is placed on no profile, and what to do;
-    `waited`: after it waited `WAIT_SECONDS` for the contact it continues."""
+    `waited`: after it waited that long for the contact it continues."""
     continued = continued_contact_ids(record)
     if continued:
         earlier = (
             f"the contact it continues ({', '.join(continued)}) is on no profile of the domain"
         )
-        if waited:
-            earlier += f" (the record was kept {WAIT_SECONDS // 60} minutes waiting for it)"
+        if waited is not None:
+            earlier += f" (the record was kept {_how_long(waited)} waiting for it)"
     else:
         earlier = (
             "it continues no earlier contact (PreviousContactId, InitialContactId, "
@@ -153,6 +157,16 @@ def waiting_reason(record: ContactRecord) -> str:
         f"event comes or either contact is linked to a profile (AddProfileKey {CONTACT_KEY}); "
         f"after {WAIT_SECONDS // 60} minutes without, it is dead-lettered."
     )
+
+
+def _how_long(waited: timedelta) -> str:
+    """A wait in whole minutes (hours past two), as it is said in a reason."""
+    minutes = int(waited.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 120:
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return f"{minutes // 60} hours"
 
 
 def _no_endpoint(record: ContactRecord) -> str:

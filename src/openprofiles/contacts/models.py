@@ -77,6 +77,9 @@ class BatchOutcome:
     # for the waiting.
     dead_lettered: dict[str, int] = field(default_factory=dict)
     unrouted: dict[str | None, int] = field(default_factory=dict)
+    # Not of the batch: the records kept waiting for a contact it applied, which it sent on
+    # (contacts.waiting); None when there were none.
+    woken: BatchOutcome | None = None
 
     @property
     def sent_on(self) -> int:

@@ -39,7 +39,9 @@ address for chat and email).
   creates a profile: it goes where its `_ctrContactId` or the contact it continues (a transfer
   leg) places it, or to the dead-letter queue saying why (contacts.links). One that comes
   before the contact it continues is applied after it in a batch (`_continued_first`), and
-  across batches waits for it in the kept-records store (`_keep_waiting`, `send_waiting_on`).
+  across batches waits for it in the kept-records store (`_keep_waiting`) until the batch that
+  applies that contact sends it on (`_wake`, contacts.waiting), or the sweep does
+  (`send_waiting_on`: an agent's link, or an hour without).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from openprofiles.contacts.records import (
     read_record,
     screen_pop_search,
 )
+from openprofiles.contacts.waiting import wait_in, waiting_for, waiting_of_instance
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_deleter, register_domain_table
@@ -257,7 +260,7 @@ def ingest_contact_items(
     *,
     hold_unavailable: bool = False,
     origins: Sequence[str | None] | None = None,
-    wait: bool = True,
+    waited: Sequence[timedelta] | None = None,
 ) -> BatchOutcome:
     """Apply every record of a batch (the one intake of POST /contact-records, the file loader
     and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
@@ -277,9 +280,25 @@ def ingest_contact_items(
 
     A record without a customer endpoint that continues a contact of which nothing is applied
     yet is kept waiting for it (`_keep_waiting`, contacts.links), reported as rejected and held
-    (`waiting`). Not with `wait` False (the sweep that sends waiting records on: they never
-    wait twice): it is dead-lettered, saying how long it waited.
+    (`waiting`). Not with `waited` (records sent on after waiting that long: they never wait
+    twice): it is dead-lettered, saying how long it waited. Then the records kept waiting
+    for the contacts the batch applied are sent on in its transaction (`_wake`), reported in
+    the outcome's `woken`, not among the batch's own.
     """
+    outcome, applied = _intake(tx, items, hold_unavailable, origins, waited)
+    _wake(tx, applied, outcome)
+    return outcome
+
+
+def _intake(
+    tx: Tx,
+    items: Sequence[Item],
+    hold_unavailable: bool,
+    origins: Sequence[str | None] | None,
+    waited: Sequence[timedelta] | None,
+) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
+    """`ingest_contact_items` but for the waiting records it wakes; also the digests of the
+    contacts it applied to a profile, by domain (the contacts records may wait for)."""
     route = _Router(tx, keeping=True)
     # Every instance of the batch is looked up before the batch writes anything, so the locks
     # of those associated with no domain come first in the transaction (store.advisory).
@@ -290,6 +309,7 @@ def ingest_contact_items(
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
     unrouted: list[tuple[str | None, str, str, str | None]] = []
     waiting: list[tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = []
+    applied: dict[str, set[bytes]] = {}
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
         try:
@@ -340,20 +360,23 @@ def ingest_contact_items(
         target, members = groups[key]
         done = apply_contact_records(tx, target, [record for _, record in members])
         for (index, record), done_one in zip(members, done, strict=True):
-            if isinstance(done_one, _Failed) and done_one.awaits and wait:
+            if isinstance(done_one, _Failed) and done_one.awaits and waited is None:
                 origin = origins[index] if origins else None
                 waiting.append((target.domain_name, record, done_one.awaits, origin))
                 results[index] = Rejection(record.contact_id, waiting_reason(record))
             elif isinstance(done_one, _Failed):
                 origin = origins[index] if origins else None
-                reason = (
-                    no_profile_reason(record, waited=True) if done_one.awaits else done_one.reason
-                )
+                reason = done_one.reason
+                if done_one.awaits and waited is not None:
+                    reason = no_profile_reason(record, waited=waited[index])
                 _dead_letter(tx, target, record.raw, reason, done_one.category, origin)
                 lettered.append(target.domain_name)
                 results[index] = Rejection(record.contact_id, reason)
             else:
                 results[index] = done_one
+                if done_one.profile_id is not None:
+                    digest = contact_digest(tx, target.domain_name, record.contact_id)
+                    applied.setdefault(target.domain_name, set()).add(digest)
     _keep_waiting(tx, waiting)
     outcome = BatchOutcome(held=held + len(waiting), waiting=len(waiting))
     for domain_name in lettered:
@@ -369,7 +392,23 @@ def ingest_contact_items(
             outcome.accepted += 1
             outcome.unchanged += not result.changed
             outcome.created_profiles += result.created_profile
-    return outcome
+    return outcome, applied
+
+
+def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> None:
+    """Send on, in the caller's transaction, the records kept waiting for the `applied`
+    contacts (domain → digests; contacts.waiting), then those waiting for the ones that sends
+    on, until none is left (a task waiting for a leg waiting for a call): counted in
+    `outcome.woken`. Each is taken out of the store as it is sent (`_resend`), and sent on as
+    the sweep sends a waiting record: it never waits again."""
+    woken = BatchOutcome()
+    while message_ids := waiting_for(tx, applied):
+        kept = [k for chunk in in_chunks(message_ids) for k in list_unrouted(tx, message_ids=chunk)]
+        # A domain whose key fails meanwhile holds them, as any kept records.
+        more, applied = _resend(tx, kept, hold_unavailable=True, waited_until=tx.now)
+        _add_outcome(woken, more)
+    if woken.accepted or woken.rejected:
+        outcome.woken = woken
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:
@@ -1124,7 +1163,16 @@ def retry_contact_record(
     (outcome,) = _apply_as(tx, domain_name, object_type_name, [record])
     if isinstance(outcome, _Failed):
         return IngestRejected(outcome.reason, outcome.category)
+    _wake_for(tx, domain_name, record, outcome)
     return outcome
+
+
+def _wake_for(tx: Tx, domain_name: str, record: ContactRecord, applied: Applied) -> None:
+    """A contact applied alone (a start event, a retried dead letter) sends on the records
+    waiting for it, as a batch does (`_wake`)."""
+    if applied.profile_id is not None:
+        digest = contact_digest(tx, domain_name, record.contact_id)
+        _wake(tx, {domain_name: {digest}}, BatchOutcome())
 
 
 # ---------------------------------------------------------------------------- live contacts
@@ -1167,6 +1215,7 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     except IngestRejected as exc:
         said = exc.reason if ignored is None else f"{exc.reason} {ignored}"
         return ContactLink(record.contact_id, target.domain_name, None, False, said)
+    _wake_for(tx, target.domain_name, record, applied)
     return ContactLink(
         record.contact_id,
         target.domain_name,
@@ -1264,14 +1313,14 @@ def _keep_waiting(
             )
         ).scalars()
     )
-    rows = [
-        {"domain_name": domain_name, "contact_digest": digest, "message_id": message_id}
-        for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
-        if message_id in new
-        for digest in dict.fromkeys(digests)
-    ]
-    if rows:
-        tx.conn.execute(contact_awaited.insert(), rows)
+    wait_in(
+        tx,
+        [
+            (message_id, domain_name, digests)
+            for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
+            if message_id in new
+        ],
+    )
 
 
 def list_unrouted(
@@ -1313,23 +1362,31 @@ def list_unrouted(
     return out
 
 
-def count_unrouted(tx: Tx, *, instance_arn: str | None = None) -> dict[str | None, int]:
-    """Kept records per instance ARN (None: kept without one), counted without opening them."""
+def count_unrouted(
+    tx: Tx, *, instance_arn: str | None = None, waiting: bool | None = None
+) -> dict[str | None, int]:
+    """Kept records per instance ARN (None: kept without one), counted without opening them;
+    only those waiting for a contact they continue, or only the others, when `waiting` says."""
     arn = unrouted_contact_record.c.instance_arn
     query = select(arn, func.count()).group_by(arn)
     if instance_arn is not None:
         query = query.where(arn == instance_arn)
+    if waiting is not None:
+        query = query.where(_WAITING if waiting else ~_WAITING)
     return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
 
 
 def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
     """Delete kept records: the instance's, or (None) those kept without an instance ARN,
     which no association can ever route; how many. For the operator who will not associate
-    the instance (`openprofiles instances purge-unrouted`): the records are personal data."""
+    the instance (`openprofiles instances purge-unrouted`): the records are personal data.
+    Records waiting for a contact they continue are left: their domain takes them, applied
+    or dead-lettered, within `WAIT_SECONDS`."""
     tx.erased()
     arn = unrouted_contact_record.c.instance_arn
     condition = arn.is_(None) if instance_arn is None else arn == instance_arn
-    return int(tx.conn.execute(delete(unrouted_contact_record).where(condition)).rowcount or 0)
+    purged = tx.conn.execute(delete(unrouted_contact_record).where(condition, ~_WAITING))
+    return int(purged.rowcount or 0)
 
 
 def connect_instance(
@@ -1365,7 +1422,35 @@ def connect_instance(
         settings=settings,
         tags=tags,
     )
+    if association.previous_domain is not None:
+        _follow_instance(
+            tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name
+        )
     return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
+
+
+def _follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
+    """A moved instance's records waiting in its old domain wait in the new one, where their
+    contacts now come (contacts.waiting), by the digests of the contacts that would place them
+    there: their own and those they continue. Their time counts on from when they were kept."""
+    message_ids = waiting_of_instance(tx, instance_arn=instance_arn, domain_name=from_domain)
+    moved: list[tuple[str, str, list[bytes]]] = []
+    for chunk in in_chunks(message_ids):
+        for kept in list_unrouted(tx, message_ids=chunk):
+            raw, parsed = read_record(kept.object_json)
+            try:
+                record = parse_contact_record(
+                    parsed, raw, phone_region=tx.settings.default_phone_region
+                )
+            except ContactRecordInvalid:
+                # Not a record now (kept by an older version): it waits no more, and the
+                # replay below dead-letters it with the reason.
+                moved.append((kept.message_id, to_domain, []))
+                continue
+            contact_ids = [record.contact_id, *continued_contact_ids(record)]
+            digests = [contact_digest(tx, to_domain, c) for c in contact_ids]
+            moved.append((kept.message_id, to_domain, digests))
+    wait_in(tx, moved)
 
 
 def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> BatchOutcome:
@@ -1482,9 +1567,11 @@ def send_waiting_on(
     whose awaited contacts is now applied to a profile or linked to one, and those kept
     `WAIT_SECONDS` (before `now`, when given), `limit` a transaction, until none is left;
     what was sent (counted into `total`, when given). Sent on, a record is applied or
-    dead-lettered, never kept waiting again (`ingest_contact_items(wait=False)`); a record
-    that waits for one sent on in the same run comes in a later chunk, its contact applied
-    by then. Safe with several drivers at once, as `send_kept_on`."""
+    dead-lettered, never kept waiting again (`ingest_contact_items(waited=...)`), and
+    the records waiting for one it applies are sent on with it (`_wake`). A record whose
+    contact a batch applies is sent on by that batch: what is left here is those an agent's
+    link places and those that waited long enough. Safe with several drivers at once, as
+    `send_kept_on`."""
     total = total if total is not None else BatchOutcome()
     while True:
 
@@ -1495,7 +1582,7 @@ def send_waiting_on(
                     return None
                 # A domain whose key fails meanwhile holds them, as any kept records.
                 kept = list_unrouted(tx, message_ids=ids)
-                return _replay(tx, kept, hold_unavailable=True, wait=False)
+                return _replay(tx, kept, hold_unavailable=True, waited_until=now or tx.now)
 
         try:
             outcome = retrying(chunk)
@@ -1561,6 +1648,9 @@ def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
         total.dead_lettered[domain_name] = total.dead_lettered.get(domain_name, 0) + n
     for instance_arn, n in more.unrouted.items():
         total.unrouted[instance_arn] = total.unrouted.get(instance_arn, 0) + n
+    if more.woken is not None:
+        # Kept records too, sent on in the same run.
+        _add_outcome(total, more.woken)
 
 
 def kept_records_task(services: Services) -> PeriodicTask:
@@ -1575,12 +1665,29 @@ def kept_records_task(services: Services) -> PeriodicTask:
 
 
 def _replay(
-    tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool = False, wait: bool = True
+    tx: Tx,
+    kept: Sequence[UnroutedRecord],
+    *,
+    hold_unavailable: bool = False,
+    waited_until: datetime | None = None,
 ) -> BatchOutcome:
-    """Take kept records out of the store and through the intake again: those this
-    transaction took out. Two replays of one record at once (the connector's `replay_held`
-    and an association's) both read it; the second's delete waits for the first and then
-    finds it gone, and it is not sent on twice (two dead letters of one record)."""
+    """Take kept records out of the store and through the intake again (`ingest_contact_items`,
+    the records waiting for the contacts they apply woken): those this transaction took out.
+    With `waited_until`: records that waited from when they were kept until then (the time a
+    sweep judges them by), which never wait again."""
+    outcome, applied = _resend(
+        tx, kept, hold_unavailable=hold_unavailable, waited_until=waited_until
+    )
+    _wake(tx, applied, outcome)
+    return outcome
+
+
+def _resend(
+    tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool, waited_until: datetime | None
+) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
+    """`_replay` without the wake. Two replays of one record at once (the connector's
+    `replay_held` and an association's) both read it; the second's delete waits for the first
+    and then finds it gone, and it is not sent on twice (two dead letters of one record)."""
     taken: set[str] = set()
     for chunk in in_chunks([k.message_id for k in kept]):
         taken.update(
@@ -1593,10 +1700,10 @@ def _replay(
     kept = [k for k in kept if k.message_id in taken]
     # Read as the intake reads a record (strict JSON, depth, lone surrogates).
     items: list[Item] = [read_record(k.object_json) for k in kept]
-    return ingest_contact_items(
+    return _intake(
         tx,
         items,
-        hold_unavailable=hold_unavailable,
-        origins=[k.origin for k in kept],
-        wait=wait,
+        hold_unavailable,
+        [k.origin for k in kept],
+        None if waited_until is None else [waited_until - k.created_at for k in kept],
     )

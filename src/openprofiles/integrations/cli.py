@@ -82,11 +82,24 @@ def instances_associate(
             f"Replayed {replayed.sent_on} contact records kept while it was unassociated: "
             f"{replayed.accepted} accepted, {replayed.rejected_for_good} rejected."
         )
-    if replayed.held:
+    if replayed.held > replayed.waiting:
         click.echo(
-            f"{replayed.held} kept contact records wait for the domain's key to be usable; "
-            "`openprofiles instances send-kept` (or the server, every minute) sends them on."
+            f"{replayed.held - replayed.waiting} kept contact records wait for the domain's key "
+            "to be usable; `openprofiles instances send-kept` (or the server, every minute) "
+            "sends them on."
         )
+    if replayed.waiting:
+        click.echo(_waiting_text(f"{replayed.waiting} of them"))
+
+
+def _waiting_text(who: str) -> str:
+    """`who` (records) wait for the contact they continue, and what then (contacts.links)."""
+    from openprofiles.contacts.links import WAIT_SECONDS
+
+    return (
+        f"{who} wait for the contact they continue, whose record has not come; each is applied "
+        f"when it comes, or dead-lettered after {WAIT_SECONDS // 60} minutes without."
+    )
 
 
 @instances.command("list")
@@ -131,20 +144,25 @@ def instances_list(data_dir: Path | None, database_url: str | None, as_json: boo
 def instances_unrouted(
     data_dir: Path | None, database_url: str | None, instance_arn: str | None
 ) -> None:
-    """Count contact records kept because no domain could take them."""
+    """Count contact records kept because no domain could take them, and apart, those kept
+    waiting for the contact they continue (their domain takes them once it comes)."""
     from openprofiles.contacts.service import count_unrouted
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.read() as tx:
-            kept = count_unrouted(tx, instance_arn=instance_arn)
+            kept = count_unrouted(tx, instance_arn=instance_arn, waiting=False)
+            waiting = count_unrouted(tx, instance_arn=instance_arn, waiting=True)
     finally:
         services.database.dispose()
     counts = {arn or "(no instance)": count for arn, count in kept.items()}
-    if not counts:
+    if not counts and not waiting:
         click.echo("No contact records are waiting for an instance association.")
     for arn, count in sorted(counts.items()):
         click.echo(f"{arn}  {count}")
+    # A waiting record was routed: it always has its instance's ARN.
+    for arn, count in sorted((str(arn), count) for arn, count in waiting.items()):
+        click.echo(f"{arn}  {count} waiting for the contact they continue")
 
 
 @instances.command("send-kept")
@@ -162,9 +180,11 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
         services.database.dispose()
     click.echo(
         f"Sent on {sent.sent_on} kept contact records: {sent.accepted} accepted, "
-        f"{sent.rejected_for_good} rejected; {sent.held} kept again (their domain's key cannot "
-        "be used now)."
+        f"{sent.rejected_for_good} rejected; {sent.held - sent.waiting} kept again (their "
+        "domain's key cannot be used now)."
     )
+    if sent.waiting:
+        click.echo(_waiting_text(f"{sent.waiting} now"))
 
 
 @instances.command("purge-unrouted")
@@ -182,8 +202,9 @@ def instances_purge_unrouted(
     without_instance: bool,
 ) -> None:
     """Delete contact records kept because no domain could take them (they are personal data
-    kept until their instance is associated; see `instances unrouted`)."""
-    from openprofiles.contacts.service import purge_unrouted
+    kept until their instance is associated; see `instances unrouted`). Records kept waiting
+    for the contact they continue are left: their domain takes them within the hour."""
+    from openprofiles.contacts.service import count_unrouted, purge_unrouted
 
     if (instance_arn is None) == (not without_instance):
         raise click.UsageError("Give either --instance ARN or --without-instance.")
@@ -191,7 +212,15 @@ def instances_purge_unrouted(
     try:
         with services.write() as tx:
             purged = purge_unrouted(tx, instance_arn=instance_arn)
+            left = (
+                count_unrouted(tx, instance_arn=instance_arn, waiting=True).get(instance_arn)
+                if instance_arn
+                else None
+            )
     finally:
         services.database.dispose()
     whose = f"for {instance_arn}" if instance_arn else "without an instance"
     click.echo(f"Deleted {purged} contact record{'s' if purged != 1 else ''} kept {whose}.")
+    if left:
+        # Routed to the instance's domain: not the operator's to drop here (see the help).
+        click.echo(_waiting_text(f"{left} kept for it were left in place: they"))

@@ -5,6 +5,7 @@ on SQLite and PostgreSQL, through the real service functions."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -22,14 +23,17 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
     task,
     with_template,
 )
-from tests.unit.integrations.integ_helpers import ctr, send
+from tests.unit.integrations.integ_helpers import INSTANCE, ctr, send
 
 from openprofiles.contacts.links import WAIT_SECONDS
 from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.service import (
+    Applied,
+    apply_contact_event,
     count_unrouted,
     held_instances,
     list_unrouted,
+    retry_contact_record,
     send_kept_on,
     send_waiting_on,
 )
@@ -121,28 +125,106 @@ def test_a_leg_before_its_initial_contact_waits_and_lands_when_it_comes(
     # Nothing of call-1 yet: the sweep leaves it waiting.
     assert send_kept_on(services).accepted == 0 and len(kept(services)) == 1
 
-    assert send(services, ctr("call-1", address=CALLER)).accepted == 1
-    swept = send_kept_on(services)
+    came = send(services, ctr("call-1", address=CALLER))
 
-    assert swept.accepted == 1 and not swept.rejected, swept.rejected
+    # Sent on by the batch that applied call-1, in its transaction: no sweep in between (it
+    # waited up to a minute for the next one, and a loaded file for the server's).
     [customer] = linked_to(services, "call-1")
     assert contacts_of(services, customer, "CTR") == ["call-1", "task-1"]
+    assert came.accepted == 1 and [r.contact_id for r in came.rejected] == []
+    assert came.woken is not None
+    assert came.woken.accepted == 1 and not came.woken.rejected, came.woken.rejected
     assert linked_to(services, "task-1") == [customer]
     assert kept(services) == [] and letters(services) == [] and profile_count(services) == 1
+    assert send_kept_on(services).sent_on == 0
 
 
-def test_a_chain_of_waiting_records_lands_in_one_sweep(services: Services) -> None:
-    """A task waiting for a leg that waits for the initial contact."""
+def test_a_chain_of_waiting_records_lands_with_its_initial_contact(services: Services) -> None:
+    """A task waiting for a leg that waits for the initial contact: the batch that applies the
+    contact sends the leg on, and that the task."""
     with_template(services, "CTR")
     send(services, task("task-1", PreviousContactId="leg"))
     send(services, ctr("leg", address=None, PreviousContactId="call-1"))
-    send(services, ctr("call-1", address=CALLER))
 
-    swept = send_waiting_on(services)
+    came = send(services, ctr("call-1", address=CALLER))
 
-    assert swept.accepted == 2 and not swept.rejected, swept.rejected
     [customer] = linked_to(services, "call-1")
     assert contacts_of(services, customer, "CTR") == ["call-1", "leg", "task-1"]
+    assert came.woken is not None
+    assert came.woken.accepted == 2 and not came.woken.rejected, came.woken.rejected
+    assert kept(services) == [] and send_waiting_on(services).sent_on == 0
+
+
+def test_a_start_event_sends_the_records_waiting_for_its_contact_on(services: Services) -> None:
+    """The waiting reason promises it: applied once that contact's record or start event
+    comes."""
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="call-1"))
+
+    with services.write() as tx:
+        live = apply_contact_event(
+            tx,
+            {
+                "ContactId": "call-1",
+                "InstanceARN": INSTANCE,
+                "Channel": "VOICE",
+                "InitiationTimestamp": "2026-11-03T09:00:00Z",
+                "CustomerEndpoint": {"Address": CALLER, "Type": "TELEPHONE_NUMBER"},
+            },
+        )
+
+    assert live.profile_id is not None
+    assert contacts_of(services, live.profile_id, "CTR") == ["call-1", "task-1"]
+    assert kept(services) == []
+
+
+def test_a_retried_dead_letter_sends_the_records_waiting_for_its_contact_on(
+    services: Services,
+) -> None:
+    """`openprofiles dlq retry` applies a contact as a batch does: what waits for it follows."""
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="call-1"))
+    call = ctr("call-1", address=CALLER)
+
+    with services.write() as tx:
+        retried = retry_contact_record(
+            tx, domain_name=D, object_type_name="CTR", parsed=call, raw=json.dumps(call)
+        )
+
+    assert isinstance(retried, Applied) and retried.profile_id is not None
+    assert contacts_of(services, retried.profile_id, "CTR") == ["call-1", "task-1"]
+    assert kept(services) == []
+
+
+def test_a_record_delivered_while_its_contact_s_batch_wakes_it_is_applied_once(
+    services: Services,
+) -> None:
+    """The batch that applies call-1 and a sweep that finds task-1 due, at once: each takes
+    the rows it sends on (the batch skips those a sweep holds, on PostgreSQL), so the task is
+    applied or dead-lettered once, never both or twice."""
+    with_template(services, "CTR")
+    send(services, task("task-1", PreviousContactId="call-1"))
+    with services.read() as tx:
+        [waiting] = list_unrouted(tx)
+    due = waiting.created_at + timedelta(seconds=WAIT_SECONDS)
+    start = threading.Barrier(2)
+
+    def batch() -> BatchOutcome:
+        start.wait()
+        return send(services, ctr("call-1", address=CALLER))
+
+    def sweep() -> BatchOutcome:
+        start.wait()
+        return send_waiting_on(services, now=due)
+
+    with ThreadPoolExecutor(2) as pool:
+        came, swept = [f.result() for f in [pool.submit(batch), pool.submit(sweep)]]
+
+    woken = came.woken or BatchOutcome()
+    assert woken.sent_on + swept.sent_on == 1
+    [customer] = linked_to(services, "call-1")
+    placed = contacts_of(services, customer, "CTR")
+    assert len(placed) + len(letters(services)) == 2  # call-1, and task-1 placed or lettered
     assert kept(services) == []
 
 
@@ -187,7 +269,9 @@ def test_sweeps_in_several_processes_apply_a_waiting_record_once(services: Servi
     with_template(services, "CTR")
     send(services, task("task-1", PreviousContactId="call-1"))
     send(services, task("task-2", PreviousContactId="call-1"))
-    send(services, ctr("call-1", address=CALLER))
+    # An agent's link, which no batch applies: the sweep sends the tasks on.
+    customer = new_profile(services, FirstName="Maria")
+    link(services, customer, "call-1")
     start = threading.Barrier(2)
 
     def sweep() -> BatchOutcome:
@@ -198,8 +282,7 @@ def test_sweeps_in_several_processes_apply_a_waiting_record_once(services: Servi
         swept = [f.result() for f in [pool.submit(sweep), pool.submit(sweep)]]
 
     assert sum(s.accepted for s in swept) == 2 and not any(s.rejected for s in swept)
-    [customer] = linked_to(services, "call-1")
-    assert contacts_of(services, customer, "CTR") == ["call-1", "task-1", "task-2"]
+    assert contacts_of(services, customer, "CTR") == ["task-1", "task-2"]
     assert kept(services) == [] and letters(services) == []
 
 
