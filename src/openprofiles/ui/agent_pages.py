@@ -91,6 +91,12 @@ INVALID_OBJECT_LINK = (
     "This link to a record is not valid: it was changed, is for another profile, or is more "
     "than a day old. Open the record again from the profile."
 )
+# Above a profile form sent while its domain's key could not be used, given back filled in
+# (unsaved_form); `reason` is web.UI.unreadable_reason's, in plain words for an agent.
+NOT_SAVED = (
+    "Nothing was saved. {reason} What you typed is still in the form below: send it again once "
+    "the customer data can be read."
+)
 
 
 @dataclass(frozen=True)
@@ -360,7 +366,11 @@ def open_records_cursor(
 
 
 def display_name(record: ProfileRecord) -> str:
-    fields = record.fields
+    return name_of(record.fields)
+
+
+def name_of(fields: dict[str, Any]) -> str:
+    """The name a profile with `fields` (or a profile form's values) is shown by."""
     name = " ".join(fields[n] for n in NAME_FIELDS if fields.get(n))
     return name or fields.get("BusinessName") or "(no name)"
 
@@ -626,7 +636,7 @@ def routes(ui: UI) -> list[Route]:
             paged=after is not None,
         )
         if done:
-            flash.clear(request, page)
+            flash.clear(ui, request, page)
         return page
 
     def confirmed(
@@ -746,12 +756,18 @@ def routes(ui: UI) -> list[Route]:
         submission: str | None = None,
         now_saved: dict[str, pf.NowSaved] | None = None,
         notice: str = "",
+        problem: str = "",
+        status: int | None = None,
+        profile_id: str | None = None,
     ) -> Response:
+        """The create form, or the edit form of `record` (of `profile_id` when the profile
+        could not be read: unsaved_form)."""
         return ui.render(
             request,
             "agent/profile_form.html",
-            status=400 if errors else 200,
+            status=status or (400 if errors else 200),
             domain_name=domain_name,
+            profile_id=record.profile_id if record else profile_id,
             values=values,
             shown=shown or {},
             shown_prefix=pf.SHOWN_PREFIX,
@@ -760,9 +776,9 @@ def routes(ui: UI) -> list[Route]:
             # The ids a field's aria-describedby adds for its "Now saved" line, if it has one.
             now_ids=lambda field: [f"{field}-now"] if now_saved and field in now_saved else [],
             notice=notice,
+            problem=problem,
             labels=pf.form_labels(),
-            record=record,
-            name=display_name(record) if record else "",
+            name=display_name(record) if record else name_of(shown or values),
             sections=pf.SECTIONS,
             address_parts=pf.ADDRESS_FORM_PARTS,
             attributes_hint=pf.ATTRIBUTES_HINT,
@@ -778,6 +794,36 @@ def routes(ui: UI) -> list[Route]:
         if not kept:
             return form, False
         return await ui.write(lambda tx: submissions.reopened_form(tx, request, kept)), True
+
+    async def unsaved_form(
+        request: Request, error: ServiceError, *, domain_name: str, profile_id: str | None = None
+    ) -> Response:
+        """The profile form posted (or kept across sign-in: posted_form) while the domain's key
+        could not be used (`error`, unreadable_domain: a KMS that does not answer, a key
+        disabled), given back as it was sent, with what the agent typed, its one-time token
+        (create) and the values it showed (edit), and why nothing was saved, so that the agent
+        sends it again once the key works. It used to be the page that says the data cannot be
+        read, and what was typed was lost. The profile is not read (it cannot be): the edit
+        form's values as shown stay those it was sent with, and the save that follows checks
+        them against the profile then."""
+        if not unreadable_domain(error):
+            raise error
+        status, reason = ui.unreadable_reason(request, request.state.session, error)
+        form, kept = await posted_form(request)
+        token = submissions.usable(form_text(form, SUBMISSION_FIELD))
+        return render_form(
+            request,
+            domain_name=domain_name,
+            values=pf.values_from_form(form) or pf.values_from_profile({}),
+            errors={},
+            shown=pf.values_from_form(form, pf.SHOWN_PREFIX) if profile_id else None,
+            # The create form's token as sent: sent again, it still creates one profile.
+            submission=None if profile_id else token or submissions.new_token(),
+            notice=submissions.KEPT_FORM_NOTICE if kept else "",
+            problem=NOT_SAVED.format(reason=reason),
+            status=status,
+            profile_id=profile_id,
+        )
 
     # A form sent after the session ended comes back after sign-in (web.UI.keep_form).
     @ui.page("agent", keep_form=True)
@@ -858,7 +904,10 @@ def routes(ui: UI) -> list[Route]:
             )
             return created.profile_id, True, linked
 
-        profile_id, created, linked = await ui.write(create)
+        try:
+            profile_id, created, linked = await ui.write(create)
+        except ServiceError as exc:
+            return await unsaved_form(request, exc, domain_name=name)
         done = [flash.SAVED] if created else []
         return confirmed(
             request, name, profile_id, contact_id, done=done + ([flash.LINKED] if linked else [])
@@ -868,9 +917,14 @@ def routes(ui: UI) -> list[Route]:
     async def edit_profile(request: Request) -> Response:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
-        record = await ui.read(
-            lambda tx: profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
-        )
+        try:
+            record = await ui.read(
+                lambda tx: profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
+            )
+        except ServiceError as exc:
+            if request.method == "GET":
+                raise
+            return await unsaved_form(request, exc, domain_name=name, profile_id=profile_id)
         if request.method == "GET":
             values = pf.values_from_profile(record.fields)
             return render_form(
@@ -902,11 +956,14 @@ def routes(ui: UI) -> list[Route]:
             # Shown with any field changed meanwhile, so the agent sees everything at once.
             errors = {**pf.update_changes(record.fields, shown, values)[1], **errors}
         elif changed:
-            record, errors = await ui.write(
-                lambda tx: pf.save_edit(
-                    tx, domain_name=name, profile_id=live_id, shown=shown, values=values
+            try:
+                record, errors = await ui.write(
+                    lambda tx: pf.save_edit(
+                        tx, domain_name=name, profile_id=live_id, shown=shown, values=values
+                    )
                 )
-            )
+            except ServiceError as exc:
+                return await unsaved_form(request, exc, domain_name=name, profile_id=live_id)
         if errors:
             # The typed values stay; each field changed meanwhile shows what is saved now, and
             # saving again replaces it knowingly (pf.refused_edit); the fields the agent did not

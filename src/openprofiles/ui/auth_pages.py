@@ -21,6 +21,7 @@ from openprofiles.ui.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     UI,
+    clear_cookie,
     csrf_ok,
     form_text,
     new_signin_token,
@@ -51,7 +52,7 @@ def routes(ui: UI) -> list[Route]:
             form = await request.form()
         except ClientDisconnect:  # the browser left mid-send: nobody to answer
             return Response(status_code=400)
-        expected = request.cookies.get(SIGNIN_COOKIE, "")
+        expected = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):
             return sign_in_page(
@@ -104,11 +105,11 @@ def routes(ui: UI) -> list[Route]:
         set_cookie(
             request,
             response,
-            SESSION_COOKIE,
+            ui.cookie(SESSION_COOKIE),
             created.token,
             int(users.SESSION_LIFETIME.total_seconds()),
         )
-        response.delete_cookie(SIGNIN_COOKIE, path="/")
+        clear_cookie(request, response, ui.cookie(SIGNIN_COOKIE))
         return audited(created.session.username, response, audit.SIGNED_IN)
 
     def audited(username: str, response: Response, result: str) -> Response:
@@ -143,10 +144,11 @@ def routes(ui: UI) -> list[Route]:
 
     @ui.page("agent")
     async def sign_out(request: Request) -> Response:
-        token = request.cookies.get(SESSION_COOKIE, "")
+        token = ui.session_token(request)
         await ui.write(lambda tx: users.delete_session(tx, token=token))
         response = RedirectResponse("/ui/sign-in", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        # This installation's cookie only: another server's on this host stays signed in.
+        clear_cookie(request, response, ui.cookie(SESSION_COOKIE))
         return response
 
     return [
@@ -180,7 +182,7 @@ def sign_in_page(
     # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
     # while another tab shows the sign-in page) used to replace it, and the first tab's
     # sign-in then failed as an expired form, losing where it was going.
-    held = request.cookies.get(SIGNIN_COOKIE, "")
+    held = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
     token = held if SIGNIN_TOKEN_PATTERN.fullmatch(held) else new_signin_token()
     if next_path is None and form is None:
         next_path = request.query_params.get("next", "").strip()
@@ -202,5 +204,5 @@ def sign_in_page(
         next_query=next_query,
         kept=kept,
     )
-    set_cookie(request, response, SIGNIN_COOKIE, token, SIGNIN_TOKEN_AGE)
+    set_cookie(request, response, ui.cookie(SIGNIN_COOKIE), token, SIGNIN_TOKEN_AGE)
     return response

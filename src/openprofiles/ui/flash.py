@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from openprofiles.errors import BadRequest
-from openprofiles.ui.web import UI, set_cookie
+from openprofiles.ui.web import UI, clear_cookie, set_cookie
 from openprofiles.users.models import WebSession
 
+# The start of the cookie's name (UI.cookie: each installation's has a suffix of its own).
 FLASH_COOKIE = "op_flash"
 # Long enough for the browser to follow the redirect; a confirmation not shown by then is moot.
 FLASH_SECONDS = 60
@@ -49,7 +50,7 @@ def confirm(
         return
     session: WebSession = request.state.session
     token = ui.services.tokens.encode(_scope(session, page), {"k": kinds})
-    set_cookie(request, response, FLASH_COOKIE, token, FLASH_SECONDS)
+    set_cookie(request, response, ui.cookie(FLASH_COOKIE), token, FLASH_SECONDS)
 
 
 def take(ui: UI, request: Request, *, page: str) -> frozenset[str]:
@@ -57,7 +58,7 @@ def take(ui: UI, request: Request, *, page: str) -> frozenset[str]:
     or when the cookie is another page's, another session's, or not one this server sealed).
     The caller clears them with `clear` on the page's response when it got any: a cookie left
     for another page (opened in another tab meanwhile) stays for it."""
-    token = request.cookies.get(FLASH_COOKIE)
+    token = request.cookies.get(ui.cookie(FLASH_COOKIE))
     if not token:
         return frozenset()
     session: WebSession = request.state.session
@@ -71,6 +72,6 @@ def take(ui: UI, request: Request, *, page: str) -> frozenset[str]:
     return frozenset(k for k in kinds if isinstance(k, str))
 
 
-def clear(request: Request, response: Response) -> None:
+def clear(ui: UI, request: Request, response: Response) -> None:
     """Forget the confirmations once shown: a reload shows the page without them."""
-    set_cookie(request, response, FLASH_COOKIE, "", 0)
+    clear_cookie(request, response, ui.cookie(FLASH_COOKIE))

@@ -13,11 +13,13 @@ the agent typed, sealed with the system cipher to the form's address and, when t
 session's row still says whose it was, to that user. It is never stored in clear nor put in an
 address or a log: it travels in the sign-in page that answers the form (a hidden field) and, once
 signed in, in the form that brings the agent back to their page (`reopen_form`), for
-KEPT_FORM_FOR. It is shown there to review, never saved by itself, and once only
+KEPT_FORM_FOR. It is shown there to review, never saved by itself, and in one session only
 (`reopened_form`): each kept form has a random id, sealed with it, and the transaction that gives
-it back records that id in this same table (a row whose token is KEPT_FORM_TOKEN and the id), so
-sending the kept form again (Back and resend, a second tab, both at once) finds it used, as a
-create form sent twice finds its profile.
+it back records that id in this same table (a row whose token is KEPT_FORM_TOKEN and the id) with
+the session it was given to. The same session sending it again (a double click on "Back to the
+form", Back and resend, both at once) gets the same form back: it used to find it gone, and the
+agent lost what they typed after all. Another session (signing in again with the same sign-in
+page) finds it used, as a create form sent twice finds its profile.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from openprofiles.crypto.errors import DecryptionError
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest
 from openprofiles.store.schema import web_form_submission
+from openprofiles.users.models import WebSession
 
 register_domain_table(web_form_submission)
 
@@ -102,7 +105,8 @@ KEPT_FORM_FOR = timedelta(minutes=30)
 KEPT_FORM_NOTICE = "Your session had ended; your changes were kept — review them and save."
 KEPT_FORM_GONE = (
     "The changes kept when your session ended are no longer available: they are kept for 30 "
-    "minutes, for the user who typed them. Open the form again."
+    "minutes, for the user who typed them, and come back in the first session that asks for "
+    "them. Open the form again."
 )
 # The sealed form's record id is the page's address: it reopens only there.
 _KEPT_FORM_TABLE = "ui/kept-form"
@@ -139,7 +143,7 @@ def reopen_form(
 ) -> FormData | None:
     """The form `keep_form` sealed, for `username` signed in at `path`; None when it was changed,
     is another page's or another user's, or is older than KEPT_FORM_FOR. Whether it was given
-    back already is not looked at here: `reopened_form` gives it back, once."""
+    back already is not looked at here: `reopened_form` gives it back, to one session."""
     opened = _opened(services, path=path, sealed=sealed, username=username, now=now)
     return opened[1] if opened is not None else None
 
@@ -172,16 +176,22 @@ def _opened(
 # form's own tokens (new_token) have no ":", and this one holds an id only the sealed form
 # carries: neither can be taken for the other.
 KEPT_FORM_TOKEN = "kept-form:{}"
-# The row's profile id: a kept form given back created no profile.
-_REOPENED = ""
+
+
+def _given_to(session: WebSession) -> str:
+    """The row's profile id (a kept form given back created no profile): the session it was
+    given back to, by a digest of the session's CSRF token, which no other session has. Rows
+    recorded before (they hold "") are no session's."""
+    return "session:" + hashlib.sha256(session.csrf_token.encode("utf-8")).hexdigest()[:40]
 
 
 def reopened_form(tx: Tx, request: Request, sealed: str) -> FormData:
     """The form `keep_form` sealed, for the page `request` (a POST of the signed-in user that
-    brings it back, on a domain's page) is at, given back once: `tx` records it as given back,
-    and a second time (a second tab, Back and resend, or both at once: the loser's insert of
-    the same key is run again by store.conflicts and then finds the winner's row) it is gone.
-    BadRequest (KEPT_FORM_GONE) when it cannot be opened, or was given back already."""
+    brings it back, on a domain's page) is at, given back to one session: `tx` records it as
+    given back to the request's session, which gets it back as often as it sends it (a double
+    click, Back and resend, or both at once: the loser's insert of the same key is run again by
+    store.conflicts and then finds the winner's row, its own session's). BadRequest
+    (KEPT_FORM_GONE) when it cannot be opened, or was given back to another session."""
     from openprofiles.ui.web import address_path  # it imports this module
 
     opened = _opened(
@@ -197,8 +207,11 @@ def reopened_form(tx: Tx, request: Request, sealed: str) -> FormData:
     kept_id, form = opened
     domain_name = request.path_params["domain"]
     token = KEPT_FORM_TOKEN.format(kept_id)
-    if created_by(tx, domain_name=domain_name, token=token) is not None:
+    given_to = _given_to(request.state.session)
+    earlier = created_by(tx, domain_name=domain_name, token=token)
+    if earlier is None:
+        # Kept a day, as the create forms' rows (the form itself opens for half an hour only).
+        record(tx, domain_name=domain_name, token=token, profile_id=given_to)
+    elif earlier != given_to:
         raise BadRequest(KEPT_FORM_GONE)
-    # Kept a day, as the create forms' rows (the form itself opens for half an hour only).
-    record(tx, domain_name=domain_name, token=token, profile_id=_REOPENED)
     return form

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.ui import flash
-from openprofiles.ui.web import SESSION_COOKIE, UI, form_text
+from openprofiles.ui.web import UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES, WebSession
 
@@ -150,7 +150,7 @@ def routes(ui: UI) -> list[Route]:
             return await render_user(request, username, errors=errors, status=400)
         session: WebSession = request.state.session
         # An administrator setting their own password stays signed in here.
-        keep = request.cookies.get(SESSION_COOKIE) if username == session.username else None
+        keep = (ui.session_token(request) or None) if username == session.username else None
         hashed = await run_in_threadpool(users.new_password, password)
         ended = await ui.write(
             lambda tx: users.set_password(tx, username=username, password=hashed, keep_session=keep)
@@ -212,7 +212,7 @@ def routes(ui: UI) -> list[Route]:
             done = flash.take(ui, request, page=OWN_PASSWORD)
             page = own_page(request, {}, changed=flash.PASSWORD_CHANGED in done)
             if done:
-                flash.clear(request, page)
+                flash.clear(ui, request, page)
             return page
         form = request.state.form
         session: WebSession = request.state.session
@@ -226,7 +226,7 @@ def routes(ui: UI) -> list[Route]:
             errors = {"new_password": same}
         if errors:
             return own_page(request, errors, 400)
-        token = request.cookies.get(SESSION_COOKIE, "")
+        token = ui.session_token(request)
         address = request.client.host if request.client else None
         try:
             # Argon2 first, with no write transaction open (users.verify_before_writing says why).

@@ -4,7 +4,8 @@ checks, friendly error pages and running service calls off the event loop.
 Sessions live on the server (users.service); the browser keeps only a random token in an
 HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https. Every form of a
 session carries the session's CSRF token in a hidden field; a POST without the right one is
-refused before the page's code runs.
+refused before the page's code runs. Cookies ignore ports, so each installation's cookies have
+names of their own (cookie_name).
 
 Addresses end up in access logs and the browser's history, so no page puts a personal value in
 one: a page that needs one in its address carries it sealed (services.tokens), and the sign-in
@@ -38,6 +39,8 @@ from openprofiles.ui.history import shown_time
 from openprofiles.users import service as users
 from openprofiles.users.models import WebSession
 
+# The start of the cookies' names; each installation's names go on with a suffix of its own
+# (cookie_name).
 SESSION_COOKIE = "op_session"
 SIGNIN_COOKIE = "op_signin"
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -83,6 +86,15 @@ class UI:
         )
         self.env.filters["time"] = _format_time
         self.env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+        self._cookie_suffix = _cookie_suffix(services)
+
+    def cookie(self, name: str) -> str:
+        """This installation's name of the cookie `name` (SESSION_COOKIE, ...): cookie_name."""
+        return f"{name}-{self._cookie_suffix}"
+
+    def session_token(self, request: Request) -> str:
+        """The session cookie's value; "" when the browser sent none."""
+        return request.cookies.get(self.cookie(SESSION_COOKIE), "")
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run blocking work (a KMS or SQS call) off the event loop."""
@@ -129,23 +141,30 @@ class UI:
         self, request: Request, session: WebSession, error: ServiceError
     ) -> HTMLResponse:
         """The page for a domain whose data cannot be read because its key cannot be used
-        (unreadable_domain): 403 while the key is refused (disabled, deleted, access revoked),
-        503 while its KMS does not answer (it may come back by itself). The key provider's
-        message names the key, the KMS endpoint and what to run or change: an administrator
-        gets it to act on; an agent, who can only ask one, gets what failed in plain words."""
+        (unreadable_domain), with `unreadable_reason`'s status and message."""
+        status, message = self.unreadable_reason(request, session, error)
+        return self.error_page(request, status, "Customer data cannot be read", message)
+
+    def unreadable_reason(
+        self, request: Request, session: WebSession, error: ServiceError
+    ) -> tuple[int, str]:
+        """(status, what `session`'s user is told) of an error that says a domain's data cannot
+        be read because its key cannot be used (unreadable_domain): 403 while the key is refused
+        (disabled, deleted, access revoked), 503 while its KMS does not answer (it may come back
+        by itself). The key provider's message names the key, the KMS endpoint and what to run
+        or change: an administrator gets it to act on; an agent, who can only ask one, gets what
+        failed in plain words."""
         transient = isinstance(error, InternalServer)
         # For the operator, whoever saw it: the provider's message (KeyUnusable carries no
         # personal value; logging_setup prints it) and the page, not the request's query.
         logger.warning("%s: a domain's key cannot be used: %s", request.url.path, error.__cause__)
         message = error.message if session.role == "admin" else told_to_agents(error)
-        return self.error_page(
-            request, 503 if transient else 403, "Customer data cannot be read", message
-        )
+        return 503 if transient else 403, message
 
     # ---------------------------------------------------------------- sessions
 
     async def load_session(self, request: Request) -> WebSession | None:
-        token = request.cookies.get(SESSION_COOKIE)
+        token = self.session_token(request)
         if not token:
             return None
         session = await self.read(lambda tx: users.get_session(tx, token=token))
@@ -205,7 +224,7 @@ class UI:
             form = await request.form()
         except ClientDisconnect:  # the browser left mid-send: nobody to answer
             return Response(status_code=400)
-        token = request.cookies.get(SESSION_COOKIE)
+        token = self.session_token(request)
         # Whose session it was, while its row is there: the form goes back to that user only.
         owner = (
             await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
@@ -334,6 +353,25 @@ def new_signin_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def cookie_name(services: Services, name: str) -> str:
+    """This installation's name of the cookie `name` (SESSION_COOKIE, ...), as UI.cookie has it,
+    e.g. "op_session-3f0c9a51d2"."""
+    return f"{name}-{_cookie_suffix(services)}"
+
+
+def _cookie_suffix(services: Services) -> str:
+    """The end of this installation's cookie names.
+
+    Cookies ignore ports: every server on one host (two OpenProfiles on 127.0.0.1, a test
+    server beside a working one) gets the same cookies, and with one name for all, signing in to
+    one replaced the other's session (signed its agent out) and sent each one's cookie to the
+    other. The suffix comes from the installation's keyring (a system secret, so it says nothing
+    of the key): every process that shares the keyring, the processes of one installation behind
+    a load balancer included, uses the same names and so the same sessions; another
+    installation, whatever its port, has names of its own."""
+    return services.keys.system_secret("ui/cookie-names")[:5].hex()
+
+
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
     # A Secure cookie is not sent back over plain http (e.g. http://127.0.0.1 in development),
     # so the flag follows the scheme the page was served with.
@@ -346,6 +384,12 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
         httponly=True,
         samesite="lax",
     )
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    """Make the browser forget the cookie `name` (set with set_cookie: the same path and
+    flags)."""
+    set_cookie(request, response, name, "", 0)
 
 
 def form_text(form: FormData, name: str) -> str:

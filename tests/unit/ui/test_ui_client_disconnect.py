@@ -13,7 +13,7 @@ import pytest
 from tests.unit.ui.test_ui_pages import signed_in_admin
 
 from openprofiles.settings import Settings
-from openprofiles.ui.web import SESSION_COOKIE
+from openprofiles.ui.web import SESSION_COOKIE, cookie_name
 
 
 def _post_then_leave(app: Any, path: str, cookie: str) -> list[dict[str, Any]]:
@@ -61,7 +61,8 @@ def test_a_form_cut_short_is_dropped_without_an_error_logged(
     sqlite_settings: Settings, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with signed_in_admin(sqlite_settings) as client:
-        cookie = f"{SESSION_COOKIE}={client.cookies.get(SESSION_COOKIE)}"
+        name = cookie_name(client.app.state.services, SESSION_COOKIE)  # type: ignore[attr-defined]
+        cookie = f"{name}={client.cookies.get(name)}"
         app = client.app
         caplog.set_level(logging.ERROR)
         sent = _post_then_leave(app, path, cookie)

@@ -35,7 +35,9 @@ def form(client: TestClient) -> dict[str, str]:
 def confirms(response: Response) -> bool:
     """Whether the redirect leaves the profile page its one-shot "Profile saved." (ui.flash)."""
     return any(
-        cookie.startswith(f"{FLASH_COOKIE}=") for cookie in response.headers.get_list("set-cookie")
+        # The server's flash cookie: its name goes on with the installation's suffix.
+        cookie.startswith(f"{FLASH_COOKIE}-")
+        for cookie in response.headers.get_list("set-cookie")
     )
 
 

@@ -22,6 +22,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.store.schema import web_session
 from openprofiles.ui import submissions
+from openprofiles.ui.web import SESSION_COOKIE, cookie_name
 from openprofiles.users import service as users
 
 # What a browser says of a form sent from one of the site's own pages.
@@ -190,7 +191,8 @@ def test_a_form_of_no_known_session_is_not_kept(client: TestClient) -> None:
     as the agent's own typing, and the agent saved an attacker's values (review)."""
     _, url = _profile(client)
     form = {"FirstName": "Mallory", "EmailAddress": "attacker@evil.example"}
-    for cookies in ({}, {"op_session": "not-a-session"}):
+    session_cookie = cookie_name(services_of(client), SESSION_COOKIE)
+    for cookies in ({}, {session_cookie: "not-a-session"}):
         client.cookies.clear()
         for name, value in cookies.items():
             client.cookies.set(name, value)

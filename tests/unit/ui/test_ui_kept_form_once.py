@@ -1,6 +1,9 @@
-"""A form kept when its session ended is given back once (ui.submissions.reopened_form): sent
-again — Back and resend, a second sign-in with the same page, two sends at once — it is gone.
-It used to open as often as it was sent within its 30 minutes. On SQLite and PostgreSQL."""
+"""A form kept when its session ended is given back to one session (ui.submissions.reopened_form):
+sent again in that session — a double click on "Back to the form", Back and resend, two sends at
+once — it comes back the same; from another session (a second sign-in with the same sign-in page)
+it is gone. It used to open as often as it was sent within its 30 minutes, and then only once, so
+that a double click lost it: the page the browser showed was the second send's. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -59,13 +62,15 @@ def _given_back(answer: Response) -> bool:
     return answer.status_code == 200 and _fields(answer.text).get("FirstName") == TYPED
 
 
-def test_a_kept_form_is_given_back_once(client: TestClient) -> None:
+def test_a_kept_form_is_given_back_to_one_session(client: TestClient) -> None:
     url, carried, page = _kept_back(client)
 
-    assert _given_back(client.post(url, data=carried))
-    # Sent again (Back and resend): gone.
-    assert _gone(client.post(url, data=carried))
-    # Signed in again with what the same sign-in page carried: no way back to it either.
+    first = client.post(url, data=carried)
+    assert _given_back(first)
+    # Sent again in the same session (a double click, Back and resend): the same form again.
+    again = client.post(url, data=carried)
+    assert _given_back(again) and _fields(again.text) == _fields(first.text)
+    # Signed in again with what the same sign-in page carried: another session, no way back.
     token = _fields(client.get("/ui/sign-in").text)["csrf_token"]
     again = client.post(
         "/ui/sign-in",
@@ -75,23 +80,24 @@ def test_a_kept_form_is_given_back_once(client: TestClient) -> None:
     assert _gone(client.post(url, data=_fields(again.text)))
 
 
-def test_two_sends_at_once_give_the_kept_form_back_once(client: TestClient) -> None:
+def test_two_sends_at_once_both_give_the_kept_form_back(client: TestClient) -> None:
+    """A double click sends it twice at once; the browser shows the second answer."""
     url, carried, _ = _kept_back(client)
 
     def send() -> list[Response]:
         return [client.post(url, data=carried)]
 
     answers = race([send, send])
-    assert sorted(a.status_code for a in answers) == [200, 400]
-    assert sum(_given_back(a) for a in answers) == 1 and sum(_gone(a) for a in answers) == 1
+    assert all(_given_back(a) for a in answers), [a.status_code for a in answers]
 
 
 @pytest.mark.parametrize(
     "settings", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-def test_a_send_that_meets_the_first_one_finds_the_form_gone(client: TestClient) -> None:
+def test_a_send_that_meets_the_first_one_gets_the_form_back_too(client: TestClient) -> None:
     """PostgreSQL: the second send's transaction waits on the first's record of the form given
-    back, loses on its key once the first commits, and, run again, finds the form gone."""
+    back, loses on its key once the first commits, and, run again, finds it given back to its
+    own session: the same form again (a double click; it used to find the form gone)."""
     url, carried, _ = _kept_back(client)
     session = WebSession("ana", "agent", carried["csrf_token"], datetime.now(UTC))
     request = Request(
@@ -114,4 +120,4 @@ def test_a_send_that_meets_the_first_one_finds_the_form_gone(client: TestClient)
     second = second_writer_meets_first(
         services_of(client), first, lambda: client.post(url, data=carried)
     )
-    assert _gone(second)
+    assert _given_back(second)

@@ -18,6 +18,7 @@ from openprofiles.app import create_app
 from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.ui.flash import FLASH_COOKIE
+from openprofiles.ui.web import cookie_name
 from openprofiles.users import service as users
 
 SAVED = "Profile saved."
@@ -104,16 +105,17 @@ def test_a_save_is_confirmed_once_on_the_page_it_leads_to(setup: Setup) -> None:
 
 def test_a_confirmation_is_shown_only_for_its_profile_and_session(setup: Setup) -> None:
     location = edit(setup.agent, setup.profile, "Kwame")
-    flash = setup.agent.cookies.get(FLASH_COOKIE)
+    name = cookie_name(setup.agent.app.state.services, FLASH_COOKIE)  # type: ignore[attr-defined]
+    flash = setup.agent.cookies.get(name)
     assert flash
     # Another agent given the cookie (another session): no confirmation of someone else's save.
-    setup.other_agent.cookies.set(FLASH_COOKIE, flash)
+    setup.other_agent.cookies.set(name, flash)
     assert SAVED not in setup.other_agent.get(location).text
     # Another profile opened first (another tab) neither shows nor spends it.
     assert SAVED not in setup.agent.get(profile_url(setup.second)).text
     assert SAVED in setup.agent.get(location).text
     # A cookie written by hand is no confirmation either.
-    setup.agent.cookies.set(FLASH_COOKIE, "saved")
+    setup.agent.cookies.set(name, "saved")
     assert SAVED not in setup.agent.get(location).text
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from openprofiles.app import create_app
 from openprofiles.settings import Settings
-from openprofiles.ui.web import SESSION_COOKIE, SIGNIN_COOKIE
+from openprofiles.ui.web import SESSION_COOKIE, SIGNIN_COOKIE, cookie_name
 from openprofiles.users import service as users
 
 PASSWORD = "long enough password"
@@ -25,6 +26,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
     app.state.services.database.dispose()
+
+
+def cookie_of(client: TestClient, name: str) -> str:
+    """The client's server's name of the cookie `name` (SESSION_COOKIE, ...)."""
+    return cookie_name(client.app.state.services, name)  # type: ignore[attr-defined]
 
 
 def csrf_of(html: str) -> str:
@@ -57,7 +63,9 @@ def test_session_cookie_flags(client: TestClient) -> None:
         data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
     )
     cookie = next(
-        h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
+        h
+        for h in response.headers.get_list("set-cookie")
+        if h.startswith(f"{cookie_of(client, SESSION_COOKIE)}=")
     )
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
@@ -76,7 +84,9 @@ def test_session_cookie_is_secure_over_https(settings: Settings) -> None:
             data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
         )
         cookie = next(
-            h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
+            h
+            for h in response.headers.get_list("set-cookie")
+            if h.startswith(f"{cookie_of(client, SESSION_COOKIE)}=")
         )
         assert "Secure" in cookie
     app.state.services.database.dispose()
@@ -111,7 +121,7 @@ def test_wrong_password_keeps_username_and_says_what_to_do(client: TestClient) -
     assert response.status_code == 401
     assert "username or password is not right" in response.text
     assert 'value="ana"' in response.text
-    assert SESSION_COOKIE not in client.cookies
+    assert cookie_of(client, SESSION_COOKIE) not in client.cookies
 
 
 def test_sign_in_form_needs_its_token(client: TestClient) -> None:
@@ -120,7 +130,7 @@ def test_sign_in_form_needs_its_token(client: TestClient) -> None:
         "/ui/sign-in", data={"username": "ana", "password": PASSWORD, "csrf_token": "forged"}
     )
     assert response.status_code == 403
-    assert SESSION_COOKIE not in client.cookies
+    assert cookie_of(client, SESSION_COOKIE) not in client.cookies
 
 
 def test_post_without_csrf_token_is_refused(client: TestClient) -> None:
@@ -157,13 +167,13 @@ def test_agent_gets_a_friendly_403_on_admin_pages(client: TestClient) -> None:
 
 def test_sign_out_ends_the_session(client: TestClient) -> None:
     sign_in(client, "ana")
-    token = client.cookies[SESSION_COOKIE]
+    token = client.cookies[cookie_of(client, SESSION_COOKIE)]
     page = client.get("/agent/")
     response = client.post("/ui/sign-out", data={"csrf_token": csrf_of(page.text)})
     assert response.status_code == 303
     with client.app.state.services.read() as tx:  # type: ignore[attr-defined]
         assert users.get_session(tx, token=token) is None
-    client.cookies.set(SESSION_COOKIE, token)
+    client.cookies.set(cookie_of(client, SESSION_COOKIE), token)
     assert client.get("/agent/").status_code == 303
 
 
@@ -193,6 +203,43 @@ def test_a_second_sign_in_tab_does_not_expire_the_first(client: TestClient) -> N
 
 
 def test_a_sign_in_cookie_that_is_not_a_token_is_not_reused(client: TestClient) -> None:
-    client.cookies.set(SIGNIN_COOKIE, '"><script>')
+    client.cookies.set(cookie_of(client, SIGNIN_COOKIE), '"><script>')
     page = client.get("/ui/sign-in")
     assert "<script>" not in page.text and len(csrf_of(page.text)) == 43
+
+
+def test_sign_out_clears_this_servers_session_cookie_with_its_flags(client: TestClient) -> None:
+    sign_in(client, "ana")
+    name = cookie_of(client, SESSION_COOKIE)
+    assert name in client.cookies
+    page = client.get("/agent/")
+    response = client.post("/ui/sign-out", data={"csrf_token": csrf_of(page.text)})
+    cleared = next(h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}="))
+    for flag in ("Max-Age=0", "Path=/", "HttpOnly", "SameSite=lax"):
+        assert flag in cleared, cleared
+    assert name not in client.cookies
+
+
+def test_cookie_names_are_the_installations_own(settings: Settings, tmp_path: Path) -> None:
+    """Cookies ignore ports: two servers on one host share a browser's cookies. Each
+    installation's names are its own; the processes of one (sharing its keyring and database,
+    behind one address) use the same, so a session goes on from one process to the next."""
+    one, same = create_app(settings), create_app(settings)
+    other = create_app(Settings(data_dir=tmp_path / "another"))
+    try:
+        names = {
+            app: [cookie_name(app.state.services, n) for n in (SESSION_COOKIE, SIGNIN_COOKIE)]
+            for app in (one, same, other)
+        }
+        assert names[one] == names[same]
+        assert not set(names[one]) & set(names[other])
+        assert all(n.startswith(("op_session-", "op_signin-")) for n in names[one] + names[other])
+        with one.state.services.write() as tx:
+            users.create_user(tx, username="ana", password=PASSWORD, role="agent")
+        with TestClient(one, follow_redirects=False) as first:
+            sign_in(first, "ana")
+            with TestClient(same, follow_redirects=False, cookies=first.cookies) as second:
+                assert second.get("/agent/").status_code == 200
+    finally:
+        for app in (one, same, other):
+            app.state.services.database.dispose()
