@@ -4,8 +4,9 @@
 (b) HTTP: PutProfileObject against `openprofiles serve` in a subprocess, half the objects from
     C concurrent boto3 clients (threads), half from C pre-signed client processes;
 (c) raw SQLite: inserting the same rows (objects, object keys, profile keys, and the profiles
-    created and changed per batch; sealed and digested beforehand, the same indexes and
-    settings, no foreign-key checks) with executemany — the physical limit of the storage layer.
+    created and changed per batch; sealed and digested beforehand, the store's tables and
+    indexes as its schema declares them, its settings, no foreign-key checks) with executemany
+    — the physical limit of the storage layer.
 
     .venv/bin/python benchmarks/ingest.py                       # 200,000 objects, 20,000 customers
     .venv/bin/python benchmarks/ingest.py --objects 20000 --customers 2000 --http-objects 4000
@@ -167,12 +168,19 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
     profile-key row; per customer first seen, its profile row and the derived `_profileId`,
     `_phone` and `_fullName` key rows; per batch, one update of every profile whose fields
     changed in it (the pipeline writes a changed profile once per batch)."""
+    from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
     from openprofiles.crypto.domain_keys import DomainCipher
     from openprofiles.settings import BULK_SQLITE_CACHE_MIB
     from openprofiles.store.checkpoint import Checkpointer
+    from openprofiles.store.schema import profile, profile_key, profile_object, profile_object_key
 
     cipher = DomainCipher(b"k" * 32, "raw")
     now = "2026-11-28 10:00:00.000000"
+    # As the pipeline fills them: the domain's DefaultExpirationDays (setup_domain), the
+    # record's InitiationTimestamp, and the order of the row in its batch's transaction.
+    expires = "2027-11-29 10:00:00.000000"
     batches = []
     profile_of: dict[str, str] = {}
     queue_of: dict[str, str] = {}
@@ -192,7 +200,10 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
             queue_of[phone] = queue
             unique = cipher.digest("_ctrContactId", obj["ContactId"])
             sealed = cipher.seal_record("profile_object", unique.hex(), {"object": raw})
-            objects.append(("raw", "Contacts", unique, pid, sealed, len(raw), now, now))
+            objects.append(
+                ("raw", "Contacts", unique, pid, sealed, len(raw), now, now, expires, now)
+                + (len(objects) + 1,)
+            )
             object_keys += [
                 ("raw", "Contacts", unique, "_ctrContactId", unique),
                 ("raw", "Contacts", unique, "_phone", cipher.digest("_phone", phone)),
@@ -217,44 +228,44 @@ def raw_sqlite(data_dir: Path, records: list[str], customers: int, batch_size: i
     # sync, their page cache, checkpoints off the commit path on the checkpointer's thread.
     db.execute(f"PRAGMA cache_size={-BULK_SQLITE_CACHE_MIB * 1024}")
     db.executescript(
-        """
-        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;
-        CREATE TABLE profile (domain_name TEXT, profile_id TEXT, sealed BLOB, version INT,
-          merged_into TEXT, created_at TEXT, updated_at TEXT,
-          PRIMARY KEY (domain_name, profile_id));
-        CREATE INDEX ix_profile_live ON profile (domain_name, merged_into);
-        CREATE TABLE profile_object (domain_name TEXT, object_type_name TEXT, unique_digest BLOB,
-          profile_id TEXT, sealed BLOB, size INT, created_at TEXT, updated_at TEXT,
-          expires_at TEXT, source_last_updated TEXT,
-          PRIMARY KEY (domain_name, object_type_name, unique_digest));
-        CREATE INDEX ix_po
-          ON profile_object (domain_name, profile_id, object_type_name, updated_at);
-        CREATE INDEX ix_pe ON profile_object (expires_at);
-        CREATE INDEX ix_pu ON profile_object (domain_name, expires_at, size);
-        CREATE TABLE profile_object_key (domain_name TEXT, object_type_name TEXT,
-          unique_digest BLOB, key_name TEXT, digest BLOB,
-          PRIMARY KEY (domain_name, object_type_name, unique_digest, key_name, digest));
-        CREATE INDEX ix_pok ON profile_object_key (domain_name, object_type_name, key_name, digest);
-        CREATE TABLE profile_key (domain_name TEXT, key_name TEXT, digest BLOB, profile_id TEXT,
-          origin TEXT, value_sealed BLOB, PRIMARY KEY (domain_name, key_name, digest, profile_id));
-        CREATE INDEX ix_pk ON profile_key (domain_name, profile_id);
-        """
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
     )
+    # The tables and indexes from the store's schema, so that (c) pays for the same B-trees as
+    # the pipeline (and an old checkout's, run with PYTHONPATH, for its own).
+    for table in (profile, profile_object, profile_object_key, profile_key):
+        db.execute(str(CreateTable(table).compile(dialect=sqlite_dialect())))
+        for index in table.indexes:
+            db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
     checkpointer = Checkpointer(lambda: sqlite3.connect(path, isolation_level=None))
     started = time.perf_counter()
     for objects, object_keys, profile_keys, profiles, updates in batches:
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
-            "INSERT INTO profile VALUES (?,?,?,1,NULL,?,?)", [(*p, p[-1]) for p in profiles]
+            "INSERT INTO profile (domain_name, profile_id, sealed, version, merged_into, "
+            "created_at, updated_at) VALUES (?,?,?,1,NULL,?,?)",
+            [(*p, p[-1]) for p in profiles],
         )
         db.executemany(
             "UPDATE profile SET sealed = ?, version = version + 1, updated_at = ? "
             "WHERE domain_name = ? AND profile_id = ?",
             updates,
         )
-        db.executemany("INSERT INTO profile_object VALUES (?,?,?,?,?,?,?,?,NULL,NULL)", objects)
-        db.executemany("INSERT INTO profile_object_key VALUES (?,?,?,?,?)", object_keys)
-        db.executemany("INSERT OR IGNORE INTO profile_key VALUES (?,?,?,?,?,?)", profile_keys)
+        db.executemany(
+            "INSERT INTO profile_object (domain_name, object_type_name, unique_digest, "
+            "profile_id, sealed, size, created_at, updated_at, expires_at, contact_start, "
+            "write_order) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            objects,
+        )
+        db.executemany(
+            "INSERT INTO profile_object_key (domain_name, object_type_name, unique_digest, "
+            "key_name, digest) VALUES (?,?,?,?,?)",
+            object_keys,
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO profile_key (domain_name, key_name, digest, profile_id, "
+            "origin, value_sealed) VALUES (?,?,?,?,?,?)",
+            profile_keys,
+        )
         db.execute("COMMIT")
         checkpointer.nudge()
     elapsed = time.perf_counter() - started

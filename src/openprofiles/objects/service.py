@@ -112,9 +112,10 @@ _INSERT_MANY = ManyWriter(_INSERT)
 _INSERT_KEYS_MANY = ManyWriter(_INSERT_KEYS)
 _REPLACE_MANY = ManyWriter(_REPLACE)
 _DELETE_KEYS_MANY = ManyWriter(_DELETE_KEYS)
-# No expiry condition: the count then comes from ix_profile_object_profile alone, where
-# checking expires_at would read every object's table row (10 random row reads per ingested
-# object in benchmarks/ingest.py).
+# No expiry condition: an upper bound is all the check needs, counted from
+# ix_profile_object_profile alone. (Before migration 0034 that index lacked expires_at, and
+# checking it read every object's table row: 10 random row reads per ingested object in
+# benchmarks/ingest.py.)
 _COUNT_BOUND_BY_PROFILE = PreparedRead(
     select(profile_object.c.profile_id, func.count())
     .where(
@@ -702,8 +703,8 @@ class ObjectUsage:
 
 def object_usage(tx: Tx, *, domain_name: str) -> ObjectUsage:
     """Count, size and extra metered profiles of the domain's live objects, in one pass over
-    ix_profile_object_usage (domain, profile, expires_at, size) that reads no table row: the
-    objects are counted per profile in index order, and the counts summed."""
+    ix_profile_object_profile (domain, profile, ..., expires_at, size) that reads no table row:
+    the objects are counted per profile in index order, and the counts summed."""
     per_profile = (
         select(func.count().label("n"), func.sum(profile_object.c.size).label("size"))
         .where(profile_object.c.domain_name == domain_name, _visible(tx.now))
