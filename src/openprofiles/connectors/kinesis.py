@@ -96,8 +96,9 @@ class PollResult:
     accepted: int = 0
     rejected: int = 0
     # Contact records of this poll's stream records kept because their domain could not take
-    # them (counted in `rejected` too), and held records sent on to their domain at this poll
-    # (applied, or rejected into its dead-letter store; not counted in `accepted`/`rejected`).
+    # them (counted in `rejected` too), and kept records sent on to their domain at this poll
+    # (applied, or rejected into its dead-letter store; not counted in `accepted`/`rejected`):
+    # held ones, and those kept waiting for a contact this poll's batches applied (woken).
     held: int = 0
     replayed: int = 0
     # Stream records left for the next poll: their batch failed as a whole with a request
@@ -614,6 +615,9 @@ class KinesisContactRecords:
         result.accepted += outcome.accepted
         result.rejected += len(outcome.rejected)
         result.held += outcome.held
+        if outcome.woken is not None:
+            # Kept records the batch sent on with the contact they continue (contacts.waiting).
+            result.replayed += outcome.woken.sent_on
         return moved
 
     def _items(

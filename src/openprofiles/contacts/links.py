@@ -38,19 +38,20 @@ continues — in the same batch, in another request, on another Kinesis shard. S
   unrouted`, its reason `waiting_reason`), with a `contact_awaited` row per contact
   that would place it (the blind-index digests of the contacts it continues and of its own
   ContactId: an agent's link of it places it too). The batch (or start event) that applies
-  one of those contacts to a profile sends the records waiting for it on in its own
-  transaction, and those waiting for them in turn (contacts.waiting); the kept-records sweep
-  (`send_kept_on` without instances: the server's `kept_records_task`, `openprofiles
-  instances send-kept`, the Kinesis connector) sends on those whose contact an agent linked
-  to a profile. Either applies it in the same transaction that takes it out of the store, by
-  the rules of any delivery. A record waits at most `WAIT_SECONDS`: then the sweep sends it on
-  all the same, and if it still finds no profile it goes to the dead-letter queue
-  (`no_profile`), its reason saying how long it waited. Sent on, a record never waits again,
-  so every record ends applied or dead-lettered, and none is lost: it leaves the store only in
-  the transaction that applies or dead-letters it (several senders take disjoint rows: each
-  deletes, or locks, its rows before sending them, as for held ones). Dead letters are not
-  re-driven (they are sealed, with nothing to find them by). A batch pays one indexed query
-  (per domain) for the records waiting for its contacts.
+  one of those contacts to a profile, or the agent's AddProfileKey that links one, sends the
+  records waiting for it on in its own transaction, and those waiting for them in turn
+  (contacts.waiting); the kept-records sweep (`send_kept_on` without instances: the server's
+  `kept_records_task`, `openprofiles instances send-kept`, the Kinesis connector) is left
+  with those a sender skipped (another held them). Either applies it in the same transaction
+  that takes it out of the store, by the rules of any delivery. A record waits at most
+  `WAIT_SECONDS`: then the sweep sends it on all the same, and if it still finds no profile
+  it goes to the dead-letter queue (`no_profile`), its reason saying how long it waited.
+  Sent on, a record never waits again, so every record ends applied or dead-lettered, and
+  none is lost: it leaves the store only in the transaction that applies or dead-letters it
+  (several senders take disjoint rows: each deletes, or locks, its rows before sending them,
+  as for held ones). Dead letters are not re-driven (they are sealed, with nothing to find
+  them by). A batch, or a link, pays one indexed query (per domain) for the records waiting
+  for its contacts.
 
 Types of one's own are left to their own keys: what they key on is theirs to say.
 

@@ -40,8 +40,11 @@ address for chat and email).
   leg) places it, or to the dead-letter queue saying why (contacts.links). One that comes
   before the contact it continues is applied after it in a batch (`_continued_first`), and
   across batches waits for it in the kept-records store (`_keep_waiting`) until the batch that
-  applies that contact sends it on (`_wake`, contacts.waiting), or the sweep does
-  (`send_waiting_on`: an agent's link, or an hour without).
+  applies that contact, or an agent's link of either (`_wake_linked`), sends it on (`_wake`,
+  contacts.waiting), or the sweep does (`send_waiting_on`: an hour without).
+* A moved instance's contacts go to its new domain, but for updates of those applied in a
+  domain it was moved away from: they go there, where their profile and history are
+  (`_applied_where_moved_from`, `instance_moved_from`).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,7 +85,7 @@ from openprofiles.contacts.records import (
     read_record,
     screen_pop_search,
 )
-from openprofiles.contacts.waiting import wait_in, waiting_for, waiting_of_instance
+from openprofiles.contacts.waiting import strays, wait_in, waiting_for, waiting_of_instance
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_deleter, register_domain_table
@@ -111,6 +114,7 @@ from openprofiles.profiles.service import (
     delete_profile,
     index_profile_keys,
     insert_key_rows,
+    on_keys_added,
     on_profiles_deleted,
     resolve_profile_id,
 )
@@ -122,6 +126,7 @@ from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import (
     contact_awaited,
     contact_record,
+    instance_moved_from,
     profile,
     profile_key,
     profile_object,
@@ -130,6 +135,7 @@ from openprofiles.store.schema import (
 
 register_domain_table(contact_record)
 register_domain_table(contact_awaited)
+register_domain_table(instance_moved_from)
 
 
 def _delete_waiting_records(tx: Tx, domain_name: str) -> None:
@@ -306,7 +312,7 @@ def _intake(
     held = 0
     lettered: list[str] = []  # the domain of each record dead-lettered
     results: list[Applied | Rejection | None] = [None] * len(items)
-    groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
+    routed: list[tuple[int, ContactRecord, Integration]] = []
     unrouted: list[tuple[str | None, str, str, str | None]] = []
     waiting: list[tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = []
     applied: dict[str, set[bytes]] = {}
@@ -352,9 +358,24 @@ def _intake(
             results[index] = Rejection(record.contact_id, why)
             held += 1
             continue
+        routed.append((index, record, target))
+    _keep_unrouted_rows(tx, unrouted)
+    back = _applied_where_moved_from(tx, route, routed)
+    groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
+    for index, record, target in routed:
+        if index in back:
+            # The instance's integration as it was in the domain it left (deleted by the move),
+            # the record's type the one its contact is stored as there.
+            domain_name, type_name = back[index]
+            target = replace(
+                target,
+                domain_name=domain_name,
+                object_type_name=type_name,
+                object_type_names=None,
+                disabled_reason=None,
+            )
         key = (target.domain_name, _type_name(target))
         groups.setdefault(key, (target, []))[1].append((index, record))
-    _keep_unrouted_rows(tx, unrouted)
     # Groups in one order for every batch, so concurrent batches take their locks alike.
     for key in sorted(groups):
         target, members = groups[key]
@@ -409,6 +430,48 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
         _add_outcome(woken, more)
     if woken.accepted or woken.rejected:
         outcome.woken = woken
+
+
+def _applied_where_moved_from(
+    tx: Tx, route: _Router, routed: Sequence[tuple[int, ContactRecord, Integration]]
+) -> dict[int, tuple[str, str]]:
+    """The routed records (index, record, target) whose contact is applied in a domain their
+    instance was moved away from (`instance_moved_from`, the latest move first): index → (that
+    domain, the object type its contact is stored as there). A move moves no profiles, and
+    what comes next goes to the new domain, but an update of a contact applied before the move
+    belongs where its profile and history are: sent to the new domain, it would be a second,
+    new contact there, the stale copy left in the old one. One query a batch looks the moves
+    up; only the records of instances that moved cost more (a query per domain they left).
+
+    A domain left whose key cannot be used now is not looked in: whether it holds the contact
+    cannot be told, and a domain given up (its key disabled for good) must not hold up the
+    instance's records. They go to the new domain."""
+    if not routed:
+        return {}
+    moved = instance_moved_from.c
+    left: dict[str, set[str]] = {}  # domain → the batch's instances that left it, latest first
+    for chunk in in_chunks(sorted({target.uri for _, _, target in routed})):
+        query = (
+            select(moved.domain_name, moved.instance_arn)
+            .where(moved.instance_arn.in_(chunk))
+            .order_by(moved.moved_at.desc())
+        )
+        for row in tx.conn.execute(query):
+            left.setdefault(row.domain_name, set()).add(row.instance_arn)
+    back: dict[int, tuple[str, str]] = {}
+    for domain_name, instances in left.items():
+        if route.unavailable(domain_name) is not None:
+            continue
+        digests = {
+            index: contact_digest(tx, domain_name, record.contact_id)
+            for index, record, target in routed
+            if target.uri in instances and index not in back
+        }
+        seen = _applied_states(tx, domain_name, list(digests.values()))
+        for index, digest in digests.items():
+            if digest in seen:
+                back[index] = (domain_name, seen[digest].object_type_name)
+    return back
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:
@@ -1175,6 +1238,25 @@ def _wake_for(tx: Tx, domain_name: str, record: ContactRecord, applied: Applied)
         _wake(tx, {domain_name: {digest}}, BatchOutcome())
 
 
+def _wake_linked(
+    tx: Tx, domain_name: str, profile_id: str, key_name: str, digests: list[bytes]
+) -> None:
+    """An agent's (or a flow's) AddProfileKey(`_ctrContactId`) sends on, in its transaction,
+    the records waiting for the contacts it linked, as a batch that applies a contact does
+    (`_wake`): the agent sees the transfer leg or task on the profile at once, not a sweep
+    later. Registered after contacts.links' `mark_earlier_links` (imported above), so the
+    link they find is already the latest. The wake takes contact locks after AddProfileKey
+    locked the profile, against the house order (store.advisory): it does only when records
+    wait for the contact (rare), and a deadlock with a batch of that contact is run again
+    (store.conflicts)."""
+    if key_name == CONTACT_KEY:
+        _wake(tx, {domain_name: set(digests)}, BatchOutcome())
+
+
+if _wake_linked not in on_keys_added:
+    on_keys_added.append(_wake_linked)
+
+
 # ---------------------------------------------------------------------------- live contacts
 
 EVENT_REQUIRED = ("ContactId", "InstanceARN", "Channel", "InitiationTimestamp")
@@ -1422,11 +1504,32 @@ def connect_instance(
         settings=settings,
         tags=tags,
     )
+    _note_move(tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name)
     if association.previous_domain is not None:
         _follow_instance(
             tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name
         )
     return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
+
+
+def _note_move(tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain: str) -> None:
+    """Remember the domain the instance was moved away from, if any (`instance_moved_from`:
+    updates of its contacts applied there still go there, `_applied_where_moved_from`), and
+    forget `to_domain` as one it left: it is the instance's own again. Under the instance's
+    association lock (`associate_instance`)."""
+    moved = instance_moved_from.c
+    left = [to_domain] if from_domain is None else [to_domain, from_domain]
+    tx.conn.execute(
+        delete(instance_moved_from).where(
+            moved.instance_arn == instance_arn, moved.domain_name.in_(left)
+        )
+    )
+    if from_domain is not None:
+        tx.conn.execute(
+            instance_moved_from.insert().values(
+                domain_name=from_domain, instance_arn=instance_arn, moved_at=tx.now
+            )
+        )
 
 
 def _follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
@@ -1570,9 +1673,12 @@ def send_waiting_on(
     dead-lettered, never kept waiting again (`ingest_contact_items(waited=...)`), and
     the records waiting for one it applies are sent on with it (`_wake`). A record whose
     contact a batch applies is sent on by that batch: what is left here is those an agent's
-    link places and those that waited long enough. Safe with several drivers at once, as
-    `send_kept_on`."""
+    link places (when the link's own wake skipped it) and those that waited long enough.
+    Safe with several drivers at once, as
+    `send_kept_on`. Records left waiting in a domain their instance was moved away from are
+    first made to wait in its domain now (`_follow_strays`)."""
     total = total if total is not None else BatchOutcome()
+    _follow_strays(services)
     while True:
 
         def chunk() -> BatchOutcome | None:
@@ -1598,6 +1704,32 @@ def send_waiting_on(
         if outcome.held:
             # Their domain's key failed meanwhile: kept as held records, sent on with those.
             return total
+
+
+def _follow_strays(services: Services) -> None:
+    """Records waiting in a domain their instance has left wait in its domain now, as a move
+    makes them (`_follow_instance`): those a batch that routed them to the old domain kept
+    there after the move had moved the others (contacts.waiting). Looked for in a read first:
+    there are none but after such a race, and a write every minute would take SQLite's writer
+    lock for nothing."""
+    with services.read() as tx:
+        if not strays(tx):
+            return
+
+    def follow() -> None:
+        with services.write() as tx:
+            for instance_arn, from_domain, to_domain in strays(tx):
+                _follow_instance(tx, instance_arn, from_domain=from_domain, to_domain=to_domain)
+
+    try:
+        retrying(follow)
+    except ServiceError as exc:
+        # Their new domain's key fails: they wait where they are, and are tried next sweep.
+        logger.warning(
+            "Waiting contact records of a moved instance could not follow it (%s); they are "
+            "tried again later.",
+            type(exc).__name__,
+        )
 
 
 def _waiting_to_send(tx: Tx, limit: int, now: datetime) -> list[str]:

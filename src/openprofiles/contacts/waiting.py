@@ -4,9 +4,10 @@ wakes, and where they wait when their instance moves to another domain.
 A batch that applies a contact to a profile sends on, in its own transaction, the records that
 wait for it (contacts.service `_wake`), so a transfer leg or a task is on the profile as soon as
 its contact is, not up to a sweep later, and a file loaded out of order resolves within the
-load. They are found by `contact_awaited`'s primary key (domain, contact digest), never by a
-scan of the kept-records store. The sweep (`send_waiting_on`) is left with what no batch
-applies: an agent's link (AddProfileKey `_ctrContactId`) and records that waited long enough.
+load; so does an agent's link of the contact (AddProfileKey `_ctrContactId`: `_wake_linked`).
+They are found by `contact_awaited`'s primary key (domain, contact digest), never by a scan of
+the kept-records store. The sweep (`send_waiting_on`) is left with records that waited long
+enough and those a sender skipped because another held them.
 
 A record waits in the domain it was routed to, by the digests of that domain's key. When its
 instance moves to another domain (contacts.service.connect_instance with `move`), its
@@ -14,7 +15,10 @@ contacts come to the new domain (a move moves no profiles: only what comes next 
 and so will it when it is sent on (by its instance): it waits there from then on, by the new
 domain's digests (`waiting_of_instance`, `wait_in`), for the rest of its time, counted from
 when it was first kept. Left waiting in the old domain, no contact would ever send it on, and
-the sweep would dead-letter it in the new domain after the hour.
+the sweep would dead-letter it in the new domain after the hour. A batch that routed a record
+to the old domain just before the move committed keeps it waiting there after the move
+moved the others: the sweep moves such strays (`strays`) before it looks for records to send
+on, so they wait a minute at most where no contact comes, with no cost to any batch.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlalchemy import delete, select
 
 from openprofiles.context import Tx
 from openprofiles.store.in_lists import in_chunks
-from openprofiles.store.schema import contact_awaited, unrouted_contact_record
+from openprofiles.store.schema import contact_awaited, integration, unrouted_contact_record
 
 
 def waiting_for(tx: Tx, applied: Mapping[str, Iterable[bytes]]) -> list[str]:
@@ -66,6 +70,22 @@ def waiting_of_instance(tx: Tx, *, instance_arn: str, domain_name: str) -> list[
         .with_for_update(skip_locked=True)
     )
     return list(tx.conn.execute(query).scalars())
+
+
+def strays(tx: Tx) -> list[tuple[str, str, str]]:
+    """(instance ARN, the domain its records wait in, the instance's domain now) for each
+    instance with kept records waiting in a domain it is no longer associated with (one it was
+    moved away from: see the module); those of an instance associated with none are left."""
+    kept = unrouted_contact_record.c
+    query = (
+        select(kept.instance_arn, contact_awaited.c.domain_name, integration.c.domain_name)
+        .distinct()
+        .select_from(contact_awaited)
+        .join(unrouted_contact_record, kept.message_id == contact_awaited.c.message_id)
+        .join(integration, integration.c.instance_arn == kept.instance_arn)
+        .where(integration.c.domain_name != contact_awaited.c.domain_name)
+    )
+    return [(row[0], row[1], row[2]) for row in tx.conn.execute(query)]
 
 
 def wait_in(tx: Tx, waiting: Sequence[tuple[str, str, Sequence[bytes]]]) -> None:

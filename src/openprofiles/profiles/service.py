@@ -84,7 +84,7 @@ on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 on_profiles_written: list[Callable[[Tx, str, Sequence[ProfileRecord]], None]] = []
 # Called with (tx, domain name, live profile id, key name, digests) after AddProfileKey indexed
 # values for a profile, in the same transaction: contacts makes an agent's latest
-# `_ctrContactId` link the one that counts.
+# `_ctrContactId` link the one that counts, then sends on the records waiting for the contact.
 on_keys_added: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
 
 

@@ -145,3 +145,28 @@ def test_a_batch_that_lost_a_race_is_applied_again_and_the_connector_goes_on(
     assert (result.stream_records, result.accepted, result.deferred) == (2, 2, 0)
     assert found(services, "raced", "r1") == 1 and found(services, "raced", "r2") == 1
     assert attempts(services) > 1
+
+
+def test_records_a_batch_sends_on_with_their_contact_are_counted_as_sent_on(
+    services: Services, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task kept waiting by one poll's batch for the call it continues, sent on by the next
+    poll's batch that applies the call (BatchOutcome.woken): the poll said nothing of it."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    make_domain(services, "stream")
+    associate(services, "stream")
+    task = ctr("task-1", channel="TASK", address=None, PreviousContactId="call-1")
+    kinesis, stream = stream_with(moto_url, task)
+    # The held records' sweep only at the first poll: the batch, not it, sends the task on.
+    connector = KinesisContactRecords(services, stream, client=kinesis, retry_held_seconds=3600)
+    first = connector.poll_once()
+    assert (first.stream_records, first.held, first.replayed) == (1, 1, 0)
+    kinesis.put_record(StreamName=stream, Data=json.dumps(ctr("call-1")).encode(), PartitionKey="p")
+
+    second = connector.poll_once()
+
+    assert (second.stream_records, second.accepted, second.replayed) == (1, 1, 1)
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+    assert found(services, "stream", "task-1") == 1

@@ -17,6 +17,7 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
     contacts_of,
     letters,
     link,
+    link_waking_nothing,
     linked_to,
     new_profile,
     profile_count,
@@ -234,9 +235,10 @@ def test_a_waiting_record_lands_once_an_agent_links_its_contact(services: Servic
     maria = new_profile(services, FirstName="Maria")
     link(services, maria, "task-1")
 
-    assert send_waiting_on(services).accepted == 1
-
+    # The link sent it on in its transaction (contacts.service `_wake_linked`): the agent sees
+    # it at once, and the sweep finds nothing left.
     assert contacts_of(services, maria, "CTR") == ["task-1"]
+    assert send_waiting_on(services).sent_on == 0
     assert kept(services) == [] and letters(services) == []
 
 
@@ -269,9 +271,9 @@ def test_sweeps_in_several_processes_apply_a_waiting_record_once(services: Servi
     with_template(services, "CTR")
     send(services, task("task-1", PreviousContactId="call-1"))
     send(services, task("task-2", PreviousContactId="call-1"))
-    # An agent's link, which no batch applies: the sweep sends the tasks on.
+    # An agent's link whose own wake sent nothing on: the sweep sends the tasks on.
     customer = new_profile(services, FirstName="Maria")
-    link(services, customer, "call-1")
+    link_waking_nothing(services, customer, "call-1")
     start = threading.Barrier(2)
 
     def sweep() -> BatchOutcome:

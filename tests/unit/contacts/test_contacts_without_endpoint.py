@@ -19,6 +19,7 @@ from openprofiles.dlq import service as dlq
 from openprofiles.errors import NotFound
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import (
+    EXPLICIT_ORIGIN,
     SearchCriterion,
     add_profile_key,
     create_profile,
@@ -58,6 +59,19 @@ def link(services: Services, profile_id: str, contact_id: str) -> None:
     with services.write() as tx:
         add_profile_key(
             tx, domain_name=D, profile_id=profile_id, key_name="_ctrContactId", values=[contact_id]
+        )
+
+
+def link_waking_nothing(services: Services, profile_id: str, contact_id: str) -> None:
+    """An agent's link as the sweep finds it when the link's own wake sent nothing on (another
+    sender held the waiting records then): the key row alone, without AddProfileKey's hooks."""
+    with services.write() as tx:
+        index_profile_keys(
+            tx,
+            domain_name=D,
+            profile_id=profile_id,
+            keys=[("_ctrContactId", contact_id, contact_id)],
+            origin=EXPLICIT_ORIGIN,
         )
 
 

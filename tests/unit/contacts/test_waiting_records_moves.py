@@ -12,7 +12,7 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
     D,
     contacts_of,
-    link,
+    link_waking_nothing,
     new_profile,
     task,
     with_template,
@@ -112,7 +112,7 @@ def test_a_sweep_chunk_applies_a_task_after_the_leg_it_continues(services: Servi
     send(services, task("task-1", PreviousContactId="leg"))
     send(services, ctr("leg", address=None, PreviousContactId="call-1"))
     maria = new_profile(services, FirstName="Maria")
-    link(services, maria, "call-1")
+    link_waking_nothing(services, maria, "call-1")
     with services.read() as tx:
         kept = list_unrouted(tx)
     assert [json.loads(k.object_json)["ContactId"] for k in kept] == ["task-1", "leg"]

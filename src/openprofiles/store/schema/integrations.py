@@ -120,6 +120,19 @@ contact_awaited = Table(
     Index("ix_contact_awaited_message", "message_id"),
 )
 
+# The domains a contact-centre instance was moved away from (contacts.service
+# connect_instance): an update of a contact applied there before the move goes there, where
+# its profile is, not to the new domain as a new contact. Gone when the instance comes back.
+instance_moved_from = Table(
+    "instance_moved_from",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("instance_arn", String(255), primary_key=True),
+    Column("moved_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    Index("ix_instance_moved_from_instance", "instance_arn"),
+)
+
 flow_run = Table(
     "flow_run",
     metadata,
