@@ -26,11 +26,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from openprofiles.context import Tx
 from openprofiles.store.in_lists import in_chunks
+from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import contact_awaited, integration, unrouted_contact_record
+
+# Whether any record waits for some of the contacts. Asked by every batch, start event and link,
+# and almost always answered "none": so it runs prepared (store.prepared), and the query that
+# locks the records is built only when some wait. Built each time, that query made a start
+# event 0.35 ms (a third) slower.
+_ANY_AWAITED = PreparedRead(
+    select(contact_awaited.c.message_id)
+    .where(
+        contact_awaited.c.domain_name == bindparam("domain_name"),
+        contact_awaited.c.contact_digest.in_(bindparam("digests", expanding=True)),
+    )
+    .limit(1)
+)
 
 
 def waiting_for(tx: Tx, applied: Mapping[str, Iterable[bytes]]) -> list[str]:
@@ -43,6 +57,8 @@ def waiting_for(tx: Tx, applied: Mapping[str, Iterable[bytes]]) -> list[str]:
     found: dict[str, datetime] = {}
     for domain_name, digests in applied.items():
         for chunk in in_chunks(sorted(set(digests))):
+            if not _ANY_AWAITED.tuples(tx.conn, {"domain_name": domain_name, "digests": chunk}):
+                continue
             awaited = select(contact_awaited.c.message_id).where(
                 contact_awaited.c.domain_name == domain_name,
                 contact_awaited.c.contact_digest.in_(chunk),
