@@ -43,8 +43,9 @@ address for chat and email).
   applies that contact, or an agent's link of either (`_wake_linked`), sends it on (`_wake`,
   contacts.waiting), or the sweep does (`send_waiting_on`: an hour without).
 * A moved instance's contacts go to its new domain, but for updates of those applied in a
-  domain it was moved away from: they go there, where their profile and history are
-  (`_applied_where_moved_from`, `instance_moved_from`).
+  domain it was moved away from, and records that continue them (a transfer leg, a task):
+  they go there, where their profile and history are (`_applied_where_moved_from`,
+  `instance_moved_from`); while that domain's KMS does not answer, they are not routed at all.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ from openprofiles.contacts.waiting import strays, wait_in, waiting_for, waiting_
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_deleter, register_domain_table
-from openprofiles.errors import BadRequest, ServiceError
+from openprofiles.errors import BadRequest, InternalServer, ServiceError
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.mapping import MappingError, map_object
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
@@ -193,6 +194,7 @@ class _Router:
         self._keeping = keeping
         self._cache: dict[str, Integration | None] = {}
         self._unavailable: dict[str, str | None] = {}
+        self._errors: dict[str, ServiceError] = {}
 
     def __call__(self, instance_arn: str) -> Integration | None:
         if instance_arn not in self._cache:
@@ -227,7 +229,17 @@ class _Router:
                     f"{exc.message.rstrip('.')}. The record is kept, and sent on to the domain "
                     "once it can take it."
                 )
+                self._errors[domain_name] = exc
         return self._unavailable[domain_name]
+
+    def out_for_now(self, domain_name: str) -> ServiceError | None:
+        """The error of a domain whose key cannot be used only for now (its KMS does not
+        answer: an InternalServerException, domains.service.domain_cipher; it may come back by
+        itself), or None: its key can be used, or is refused (disabled, deleted, access
+        revoked)."""
+        self.unavailable(domain_name)
+        error = self._errors.get(domain_name)
+        return error if isinstance(error, InternalServer) else None
 
 
 @dataclass(frozen=True)
@@ -359,11 +371,22 @@ def _intake(
             held += 1
             continue
         routed.append((index, record, target))
+    back, held_back = _applied_where_moved_from(tx, route, routed, hold=hold_unavailable)
+    for index, record, _ in routed:
+        if index in held_back:
+            origin = origins[index] if origins else None
+            unrouted.append((record.instance_arn, record.raw, held_back[index], origin))
+            results[index] = Rejection(record.contact_id, held_back[index])
+            held += 1
     _keep_unrouted_rows(tx, unrouted)
-    back = _applied_where_moved_from(tx, route, routed)
+    # Of the records sent back to a domain their instance left: the instance's domain now.
+    came_back: dict[int, str] = {}
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
     for index, record, target in routed:
+        if index in held_back:
+            continue
         if index in back:
+            came_back[index] = target.domain_name
             # The instance's integration as it was in the domain it left (deleted by the move),
             # the record's type the one its contact is stored as there.
             domain_name, type_name = back[index]
@@ -398,6 +421,13 @@ def _intake(
                 if done_one.profile_id is not None:
                     digest = contact_digest(tx, target.domain_name, record.contact_id)
                     applied.setdefault(target.domain_name, set()).add(digest)
+                if done_one.profile_id is not None and index in came_back:
+                    # Records waiting for it in the instance's domain now (the move made
+                    # them wait there, `_follow_instance`) are sent on too, and go where it
+                    # is (`_applied_where_moved_from`: the contact they continue).
+                    domain_now = came_back[index]
+                    digest = contact_digest(tx, domain_now, record.contact_id)
+                    applied.setdefault(domain_now, set()).add(digest)
     _keep_waiting(tx, waiting)
     outcome = BatchOutcome(held=held + len(waiting), waiting=len(waiting))
     for domain_name in lettered:
@@ -433,21 +463,34 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
 
 
 def _applied_where_moved_from(
-    tx: Tx, route: _Router, routed: Sequence[tuple[int, ContactRecord, Integration]]
-) -> dict[int, tuple[str, str]]:
-    """The routed records (index, record, target) whose contact is applied in a domain their
-    instance was moved away from (`instance_moved_from`, the latest move first): index → (that
-    domain, the object type its contact is stored as there). A move moves no profiles, and
-    what comes next goes to the new domain, but an update of a contact applied before the move
-    belongs where its profile and history are: sent to the new domain, it would be a second,
-    new contact there, the stale copy left in the old one. One query a batch looks the moves
-    up; only the records of instances that moved cost more (a query per domain they left).
+    tx: Tx,
+    route: _Router,
+    routed: Sequence[tuple[int, ContactRecord, Integration]],
+    *,
+    hold: bool,
+) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:
+    """The routed records (index, record, target) whose contact, or a contact they continue
+    (`continued_contact_ids`: a transfer leg, a task made from a call), is applied in a domain
+    their instance was moved away from (`instance_moved_from`, the latest move first): index →
+    (that domain, the object type that contact is stored as there); a domain that holds the
+    record's own contact comes before one that holds only a contact it continues. A move moves
+    no profiles, and what comes next goes to the new domain, but an update of a contact
+    applied before the move, or a leg of it, belongs where its profile and history are: sent
+    to the new domain, an update would be a second, new contact there, the stale copy left in
+    the old one, and a leg would wait there for a contact that never comes. One query a batch
+    looks the moves up; only the records of instances that moved cost more (a query per
+    domain they left, for their own and continued contacts together).
 
-    A domain left whose key cannot be used now is not looked in: whether it holds the contact
-    cannot be told, and a domain given up (its key disabled for good) must not hold up the
-    instance's records. They go to the new domain."""
+    A domain left whose key is refused (disabled, deleted, access revoked) is not looked in: a
+    domain given up must not hold up the instance's records, which go to the new domain. One
+    whose KMS does not answer now may hold their contacts, which cannot be told: sent to the
+    new domain, they would split a contact over two domains. So, as when the instance's own
+    domain cannot take them (`ingest_contact_items`), the batch fails with its error (a
+    request: InternalServerException, retried), or with `hold` (a stream) the records of the
+    instances that left it, but those already placed, are held: the second mapping, index →
+    why."""
     if not routed:
-        return {}
+        return {}, {}
     moved = instance_moved_from.c
     left: dict[str, set[str]] = {}  # domain → the batch's instances that left it, latest first
     for chunk in in_chunks(sorted({target.uri for _, _, target in routed})):
@@ -459,19 +502,46 @@ def _applied_where_moved_from(
         for row in tx.conn.execute(query):
             left.setdefault(row.domain_name, set()).add(row.instance_arn)
     back: dict[int, tuple[str, str]] = {}
+    by_own: set[int] = set()  # placed by their own contact: looked for no further
+    held: dict[int, str] = {}
     for domain_name, instances in left.items():
+        theirs = [
+            (index, record)
+            for index, record, target in routed
+            if target.uri in instances and index not in by_own and index not in held
+        ]
+        if not theirs:
+            continue
+        error = route.out_for_now(domain_name)
+        if error is not None and not hold:
+            raise error.with_traceback(None)
+        if error is not None:
+            why = route.unavailable(domain_name) or error.message
+            held.update((index, why) for index, _ in theirs if index not in back)
+            continue
         if route.unavailable(domain_name) is not None:
             continue
-        digests = {
-            index: contact_digest(tx, domain_name, record.contact_id)
-            for index, record, target in routed
-            if target.uri in instances and index not in back
+        # Own contact first; for one placed by a contact it continues, only its own is left.
+        asked = {
+            index: [
+                contact_digest(tx, domain_name, contact_id)
+                for contact_id in [
+                    record.contact_id,
+                    *([] if index in back else continued_contact_ids(record)),
+                ]
+            ]
+            for index, record in theirs
         }
-        seen = _applied_states(tx, domain_name, list(digests.values()))
-        for index, digest in digests.items():
-            if digest in seen:
-                back[index] = (domain_name, seen[digest].object_type_name)
-    return back
+        seen = _applied_states(tx, domain_name, [d for ds in asked.values() for d in ds])
+        for index, (own, *continued) in asked.items():
+            if own in seen:
+                back[index] = (domain_name, seen[own].object_type_name)
+                by_own.add(index)
+                continue
+            found = next((d for d in continued if d in seen), None)
+            if found is not None:
+                back[index] = (domain_name, seen[found].object_type_name)
+    return back, held
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:
@@ -1535,7 +1605,11 @@ def _note_move(tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain:
 def _follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
     """A moved instance's records waiting in its old domain wait in the new one, where their
     contacts now come (contacts.waiting), by the digests of the contacts that would place them
-    there: their own and those they continue. Their time counts on from when they were kept."""
+    there: their own and those they continue. Their time counts on from when they were kept.
+    One whose contact comes back to the old domain after all (a leg of a contact applied
+    there, `_applied_where_moved_from`) is sent on from here by the batch that applies it
+    there (`_intake` wakes that contact's records in the instance's domain too), and follows
+    it to the old domain."""
     message_ids = waiting_of_instance(tx, instance_arn=instance_arn, domain_name=from_domain)
     moved: list[tuple[str, str, list[bytes]]] = []
     for chunk in in_chunks(message_ids):

@@ -1,14 +1,20 @@
 """Records kept waiting for the contact they continue, sent on by an agent's link at once
 (AddProfileKey `_ctrContactId`: contacts.service `_wake_linked`); and an instance moved to
 another domain: an update of a contact applied in the domain it left goes there
-(`_applied_where_moved_from`), and a record a batch left waiting in the old domain as the move
+(`_applied_where_moved_from`), and so does a leg of it (a transfer, a task), and a record a
+batch left waiting in the old domain as the move
 committed follows it at the next sweep (`_follow_strays`) — on SQLite and PostgreSQL, through
 the real service functions."""
 
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
+import boto3
 import pytest
 from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
@@ -27,6 +33,7 @@ from tests.unit.contacts.test_waiting_records_moves import (
 )
 from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make_domain, send
 
+from openprofiles.app import build_services
 from openprofiles.contacts.records import split_body
 from openprofiles.contacts.service import (
     connect_instance,
@@ -35,9 +42,12 @@ from openprofiles.contacts.service import (
     send_kept_on,
 )
 from openprofiles.context import Services
+from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import delete_domain
+from openprofiles.errors import InternalServer
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import SearchCriterion, search_profiles
+from openprofiles.settings import Settings
 
 LATER = "2022-04-08T16:00:00Z"
 
@@ -184,3 +194,128 @@ def test_the_race_itself_a_batch_keeping_a_record_as_the_instance_moves(
     assert on_profile_in_new(services, "call-1") == ["call-1", "task-1"]
     with services.read() as tx:
         assert list_unrouted(tx) == []
+
+
+def test_a_leg_of_a_contact_applied_before_a_move_goes_where_the_contact_is(
+    services: Services,
+) -> None:
+    """The task went to the new domain, where its call never comes: it waited there the hour
+    and was dead-lettered, the call's profile in the old domain never showing it."""
+    with_template(services, "CTR")
+    send(services, ctr("call-1", address=CALLER))
+    move_instance(services)
+
+    outcome = send(services, task("task-1", PreviousContactId="call-1"))
+
+    assert outcome.accepted == 1 and not outcome.rejected and outcome.waiting == 0
+    assert sorted(r["ContactId"] for r in stored(services, D, "call-1")) == ["call-1", "task-1"]
+    assert stored(services, NEW, "task-1") == []
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+
+
+def test_a_record_waiting_for_a_leg_that_goes_where_its_call_is_goes_there_too(
+    services: Services,
+) -> None:
+    """The task waited for the transfer leg; the move made it wait in the new domain; the leg,
+    a leg of a call applied before the move, goes to the old domain: the task must be sent on
+    by it and follow it there, not wait the hour in the new domain."""
+    with_template(services, "CTR")
+    assert send(services, task("task-1", PreviousContactId="leg-1")).waiting == 1
+    send(services, ctr("call-1", address=CALLER))
+    move_instance(services)
+
+    outcome = send(services, task("leg-1", PreviousContactId="call-1"))
+
+    assert outcome.accepted == 1 and outcome.woken is not None and outcome.woken.accepted == 1
+    contacts = sorted(r["ContactId"] for r in stored(services, D, "call-1"))
+    assert contacts == ["call-1", "leg-1", "task-1"]
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+    assert letters_of(services, D) == [] and letters_of(services, NEW) == []
+
+
+def test_an_update_goes_to_the_new_domain_when_the_old_domains_key_is_refused(
+    settings: Settings,
+) -> None:
+    """A domain given up (its key disabled) does not hold up the instance's records."""
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        make_domain(services, D, key.arn(settings.region, settings.account_id))
+        associate(services, D, object_type_name="CTR")
+        send(services, ctr("call-1", address=CALLER))
+        move_instance(services)
+        keyring.disable(key.key_id)
+
+        outcome = send(services, ctr("call-1", address=CALLER, last_update=LATER))
+
+        assert outcome.accepted == 1 and not outcome.rejected
+        assert on_profile_in_new(services, "call-1") == ["call-1"]
+    finally:
+        services.database.dispose()
+
+
+@contextmanager
+def kms_down(settings: Settings) -> Iterator[Services]:
+    """The services with their KMS endpoint at a port bound and held but never listening: a
+    connection to it is refused at once, as when the KMS is down or out of reach."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        services = build_services(replace(settings, kms_endpoint_url=endpoint))
+        try:
+            yield services
+        finally:
+            services.database.dispose()
+
+
+@pytest.mark.moto
+def test_an_update_waits_out_an_outage_of_the_old_domains_kms(
+    settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the old domain's KMS did not answer, the update went to the new domain as a new
+    contact, and the next one, the KMS back, to the old domain: one contact split over two
+    domains. A request now fails with InternalServerException (clients retry those), nothing
+    applied; a stream holds the instance's records (the new contact too: where its contacts
+    are cannot be told) and sends them on once the KMS answers."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    working = replace(
+        settings, kms_endpoint_url=moto_url, aws_region="us-east-1", data_key_cache_seconds=0
+    )
+    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    services = build_services(working)
+    try:
+        make_domain(services, D, key_arn)
+        associate(services, D, object_type_name="CTR")
+        send(services, ctr("call-1", address=CALLER))
+        move_instance(services)  # NEW under the local keyring's default key
+    finally:
+        services.database.dispose()
+    update = ctr("call-1", address=CALLER, last_update=LATER, Attributes={"outcome": "sold"})
+    body = "\n".join(json.dumps(r) for r in (update, ctr("call-2", address=CALLER)))
+
+    with kms_down(working) as down:
+        with pytest.raises(InternalServer), down.write() as tx:
+            ingest_contact_items(tx, split_body(body))
+        with down.write() as tx:
+            held = ingest_contact_items(tx, split_body(body), hold_unavailable=True)
+        assert (held.accepted, held.held, len(held.rejected)) == (0, 2, 2)
+        assert stored(down, NEW, "call-1") == stored(down, NEW, "call-2") == []
+
+    services = build_services(working)
+    try:
+        sent = send_kept_on(services)
+
+        assert sent.accepted == 2 and not sent.rejected
+        [record] = stored(services, D, "call-1")
+        assert (record["LastUpdateTimestamp"], record["Attributes"]) == (LATER, {"outcome": "sold"})
+        assert stored(services, NEW, "call-1") == []
+        assert on_profile_in_new(services, "call-2") == ["call-2"]
+        with services.read() as tx:
+            assert list_unrouted(tx) == []
+    finally:
+        services.database.dispose()
