@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,10 +91,20 @@ def list_credentials(tx: Tx) -> list[CredentialInfo]:
 
 
 def delete_credential(tx: Tx, *, access_key_id: str) -> None:
+    """Revoke a credential. This process's caches stop using it at once (`SecretCache.forget`);
+    other processes (a server's other workers, a server the CLI revoked it beside) within their
+    cache's time."""
     tx.erased()
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:
         raise NotFound(f"No credential has the access key id {access_key_id}.")
+    for cache in list(_CACHES):
+        cache.forget(access_key_id)
+
+
+# Every SecretCache of this process, for delete_credential to reach (the app's authenticator's,
+# which the web pages that delete credentials cannot see).
+_CACHES: weakref.WeakSet[SecretCache] = weakref.WeakSet()
 
 
 class SecretCache:
@@ -101,18 +112,36 @@ class SecretCache:
 
     Looking a secret up (a read transaction and an AES-GCM open) would otherwise be the largest
     cost of a small API request. Only found keys are cached, so a new credential works at once;
-    a revoked one stops working within `ttl_seconds` in every server process.
+    a revoked one stops working at once in the process that revoked it (`forget`), and within
+    `ttl_seconds` in every other server process.
     """
 
     def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000) -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._entries: dict[str, tuple[float, str, str]] = {}
+        # Keys revoked in this process: until when each is looked up at every use, uncached.
+        self._forgotten: dict[str, float] = {}
+        _CACHES.add(self)
+
+    def forget(self, access_key_id: str) -> None:
+        """Stop using a cached credential now (it is being revoked). For `ttl_seconds` the key
+        is looked up at every use and not cached: a request that looks it up while the revoking
+        transaction has not committed yet finds it still there, and must not cache it again
+        for the cache's time."""
+        self._forgotten[access_key_id] = time.monotonic() + self._ttl
+        self._entries.pop(access_key_id, None)
 
     def get(
         self, access_key_id: str, load: Callable[[], tuple[str, str] | None]
     ) -> tuple[str, str] | None:
         now = time.monotonic()
+        if self._forgotten:
+            until = self._forgotten.get(access_key_id)
+            if until is not None and until > now:
+                return load()
+            if until is not None:
+                self._forgotten.pop(access_key_id, None)
         entry = self._entries.get(access_key_id)
         if entry is not None and entry[0] > now:
             return entry[1], entry[2]
