@@ -46,6 +46,8 @@ address for chat and email).
   domain it was moved away from, and records that continue them (a transfer leg, a task):
   they go there, where their profile and history are (`_applied_where_moved_from`,
   `instance_moved_from`); while that domain's KMS does not answer, they are not routed at all.
+  DeleteIntegration of the instance's integration counts as a move away from its domain
+  (`_note_dissociation`): a move in two steps routes so too.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ from openprofiles.integrations.service import (
     associate_instance,
     find_instance_integration,
     lock_instances,
+    on_instance_dissociated,
 )
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
@@ -158,6 +161,11 @@ UNROUTED_TABLE = "unrouted_contact_record"
 # batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the server's lock
 # table with room to spare, where an instance's thousands of kept records would not.
 REPLAY_CHUNK = DEFAULT_BATCH_SIZE
+# Waiting records a batch (or a start event, a link, a sweep's chunk) sends on in its own
+# transaction (`_wake`), all rounds together: a contact with thousands waiting would hold
+# SQLite's writer, and on PostgreSQL exhaust the lock table, as a replay would (REPLAY_CHUNK).
+# The rest wait on; their contact applied, the sweep sends them on within a minute.
+WAKE_CHUNK = REPLAY_CHUNK
 # How often the server's sweep sends on kept records a domain can take now (kept_records_task).
 KEPT_SWEEP_SECONDS = 60.0
 logger = logging.getLogger(__name__)
@@ -314,9 +322,14 @@ def _intake(
     hold_unavailable: bool,
     origins: Sequence[str | None] | None,
     waited: Sequence[timedelta] | None,
+    *,
+    hold_left: bool = False,
 ) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
     """`ingest_contact_items` but for the waiting records it wakes; also the digests of the
-    contacts it applied to a profile, by domain (the contacts records may wait for)."""
+    contacts it applied to a profile, by domain (the contacts records may wait for).
+    `hold_left`: kept records sent on (`_resend`) are held again while a domain their
+    instance left does not answer, even where the instance's own domain's outage would fail
+    the caller (an association's replay: the move away from that domain must not fail)."""
     route = _Router(tx, keeping=True)
     # Every instance of the batch is looked up before the batch writes anything, so the locks
     # of those associated with no domain come first in the transaction (store.advisory).
@@ -371,7 +384,9 @@ def _intake(
             held += 1
             continue
         routed.append((index, record, target))
-    back, held_back = _applied_where_moved_from(tx, route, routed, hold=hold_unavailable)
+    back, held_back = _applied_where_moved_from(
+        tx, route, routed, hold=hold_unavailable or hold_left
+    )
     for index, record, _ in routed:
         if index in held_back:
             origin = origins[index] if origins else None
@@ -421,11 +436,18 @@ def _intake(
                 if done_one.profile_id is not None:
                     digest = contact_digest(tx, target.domain_name, record.contact_id)
                     applied.setdefault(target.domain_name, set()).add(digest)
-                if done_one.profile_id is not None and index in came_back:
+                domain_now = came_back.get(index)
+                if (
+                    done_one.profile_id is not None
+                    and domain_now is not None
+                    and route.unavailable(domain_now) is None
+                ):
                     # Records waiting for it in the instance's domain now (the move made
                     # them wait there, `_follow_instance`) are sent on too, and go where it
-                    # is (`_applied_where_moved_from`: the contact they continue).
-                    domain_now = came_back[index]
+                    # is (`_applied_where_moved_from`: the contact they continue). Not while
+                    # that domain's key fails: its digests cannot be made, and the record,
+                    # applied where its contact is, must not fail with it; the sweep sends
+                    # them on later.
                     digest = contact_digest(tx, domain_now, record.contact_id)
                     applied.setdefault(domain_now, set()).add(digest)
     _keep_waiting(tx, waiting)
@@ -451,10 +473,16 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
     contacts (domain → digests; contacts.waiting), then those waiting for the ones that sends
     on, until none is left (a task waiting for a leg waiting for a call): counted in
     `outcome.woken`. Each is taken out of the store as it is sent (`_resend`), and sent on as
-    the sweep sends a waiting record: it never waits again."""
+    the sweep sends a waiting record: it never waits again.
+
+    At most `WAKE_CHUNK` records in all, the oldest of each round first: the others are left
+    waiting, untouched, and the sweep sends them on (`send_waiting_on`: their contact is
+    applied). Taken out of the store as they are sent, none is sent twice."""
     woken = BatchOutcome()
-    while message_ids := waiting_for(tx, applied):
+    budget = WAKE_CHUNK
+    while budget > 0 and (message_ids := waiting_for(tx, applied, limit=budget)):
         kept = [k for chunk in in_chunks(message_ids) for k in list_unrouted(tx, message_ids=chunk)]
+        budget -= len(message_ids)
         # A domain whose key fails meanwhile holds them, as any kept records.
         more, applied = _resend(tx, kept, hold_unavailable=True, waited_until=tx.now)
         _add_outcome(woken, more)
@@ -486,9 +514,11 @@ def _applied_where_moved_from(
     whose KMS does not answer now may hold their contacts, which cannot be told: sent to the
     new domain, they would split a contact over two domains. So, as when the instance's own
     domain cannot take them (`ingest_contact_items`), the batch fails with its error (a
-    request: InternalServerException, retried), or with `hold` (a stream) the records of the
+    request: InternalServerException, retried), or with `hold` (a stream, kept records sent on:
+    an association's replay must not fail the move away from that domain) the records of the
     instances that left it, but those already placed, are held: the second mapping, index →
-    why."""
+    why. An instance's integration deleted (DeleteIntegration) counts as a move away from its
+    domain (`_note_dissociation`): associated with another, it is such a domain left."""
     if not routed:
         return {}, {}
     moved = instance_moved_from.c
@@ -1582,13 +1612,16 @@ def connect_instance(
     return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
 
 
-def _note_move(tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain: str) -> None:
+def _note_move(
+    tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain: str | None
+) -> None:
     """Remember the domain the instance was moved away from, if any (`instance_moved_from`:
     updates of its contacts applied there still go there, `_applied_where_moved_from`), and
-    forget `to_domain` as one it left: it is the instance's own again. Under the instance's
-    association lock (`associate_instance`)."""
+    forget `to_domain` as one it left: it is the instance's own again. `to_domain` None: a
+    dissociation (`_note_dissociation`). Under the instance's association lock
+    (`associate_instance`, `delete_integration`)."""
     moved = instance_moved_from.c
-    left = [to_domain] if from_domain is None else [to_domain, from_domain]
+    left = [d for d in (to_domain, from_domain) if d is not None]
     tx.conn.execute(
         delete(instance_moved_from).where(
             moved.instance_arn == instance_arn, moved.domain_name.in_(left)
@@ -1600,6 +1633,18 @@ def _note_move(tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain:
                 domain_name=from_domain, instance_arn=instance_arn, moved_at=tx.now
             )
         )
+
+
+def _note_dissociation(tx: Tx, instance_arn: str, domain_name: str) -> None:
+    """DeleteIntegration of an instance's integration: the first step of a move done in two
+    (then an association with another domain). The domain is remembered as one it left, so
+    updates of the contacts applied there go there whatever domain the instance is associated
+    with next, as after a move (`_note_move`); associated with it again, it is its own."""
+    _note_move(tx, instance_arn, from_domain=domain_name, to_domain=None)
+
+
+if _note_dissociation not in on_instance_dissociated:
+    on_instance_dissociated.append(_note_dissociation)
 
 
 def _follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
@@ -1912,4 +1957,5 @@ def _resend(
         hold_unavailable,
         [k.origin for k in kept],
         None if waited_until is None else [waited_until - k.created_at for k in kept],
+        hold_left=True,
     )

@@ -50,12 +50,16 @@ _ANY_AWAITED = PreparedRead(
 )
 
 
-def waiting_for(tx: Tx, applied: Mapping[str, Iterable[bytes]]) -> list[str]:
+def waiting_for(
+    tx: Tx, applied: Mapping[str, Iterable[bytes]], *, limit: int | None = None
+) -> list[str]:
     """The message ids of the kept records waiting for any of the `applied` contacts (domain →
-    contact digests), oldest first. Their rows are locked to the end of the transaction, and on
-    PostgreSQL those another transaction holds are skipped: that one (a sweep, another batch)
-    is sending them on, so no record is sent on twice, and a batch never waits for a sweep that
-    waits for the batch's contacts (its intake takes their locks)."""
+    contact digests), oldest first (the `limit` oldest, when given). Their rows are locked to
+    the end of the transaction, and on PostgreSQL those another transaction holds are skipped:
+    that one (a sweep, another batch) is sending them on, so no record is sent on twice, and a
+    batch never waits for a sweep that waits for the batch's contacts (its intake takes their
+    locks). With `limit`, a query's rows past it are neither read nor locked (a few of another
+    query's, its oldest, may be locked and left)."""
     kept = unrouted_contact_record.c
     found: dict[str, datetime] = {}
     for domain_name, digests in applied.items():
@@ -69,10 +73,12 @@ def waiting_for(tx: Tx, applied: Mapping[str, Iterable[bytes]]) -> list[str]:
             query = (
                 select(kept.message_id, kept.created_at)
                 .where(kept.message_id.in_(awaited))
+                .order_by(kept.created_at, kept.message_id)
+                .limit(limit)
                 .with_for_update(skip_locked=True)
             )
             found.update((row.message_id, row.created_at) for row in tx.conn.execute(query))
-    return sorted(found, key=lambda message_id: (found[message_id], message_id))
+    return sorted(found, key=lambda message_id: (found[message_id], message_id))[:limit]
 
 
 def waiting_of_instance(tx: Tx, *, instance_arn: str, domain_name: str) -> list[str]:

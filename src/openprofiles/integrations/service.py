@@ -36,7 +36,7 @@ flowing again once what it needs exists, as it did before a type could disable a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -339,7 +339,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Called as hook(tx, instance_arn, domain_name) when an instance's integration is deleted (its
+# dissociation), inside the same transaction and under the instance's association lock:
+# contacts.service remembers the domain it left, as a move does.
+on_instance_dissociated: list[Callable[[Tx, str, str], None]] = []
+
+
 def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
+    if is_instance_arn(uri):
+        # As an association takes it (`put_integration`): a replay or a move under way
+        # commits first, and the dissociation's note of the domain left is not raced.
+        lock_instances(tx, [uri])
     get_integration(tx, domain_name=domain_name, uri=uri)
     tx.conn.execute(
         delete(integration).where(
@@ -347,6 +357,9 @@ def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
         )
     )
     delete_tags(tx, resource_arn=integration_arn(tx, domain_name, uri))
+    if is_instance_arn(uri):
+        for hook in on_instance_dissociated:
+            hook(tx, uri, domain_name)
 
 
 def list_integrations(

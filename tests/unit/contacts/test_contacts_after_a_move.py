@@ -3,8 +3,9 @@
 another domain: an update of a contact applied in the domain it left goes there
 (`_applied_where_moved_from`), and so does a leg of it (a transfer, a task), and a record a
 batch left waiting in the old domain as the move
-committed follows it at the next sweep (`_follow_strays`) — on SQLite and PostgreSQL, through
-the real service functions."""
+committed follows it at the next sweep (`_follow_strays`); a move in two steps (DeleteIntegration,
+then an association elsewhere) routes so too — on SQLite and PostgreSQL, through the real
+service functions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import replace
 
 import boto3
 import pytest
+from sqlalchemy import select
 from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
     D,
@@ -45,9 +47,11 @@ from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import delete_domain
 from openprofiles.errors import InternalServer
+from openprofiles.integrations.service import delete_integration
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
+from openprofiles.store.schema import instance_moved_from
 
 LATER = "2022-04-08T16:00:00Z"
 
@@ -317,5 +321,142 @@ def test_an_update_waits_out_an_outage_of_the_old_domains_kms(
         assert on_profile_in_new(services, "call-2") == ["call-2"]
         with services.read() as tx:
             assert list_unrouted(tx) == []
+    finally:
+        services.database.dispose()
+
+
+def dissociate(services: Services, domain_name: str) -> None:
+    """DeleteIntegration of the instance's integration (the first step of a move in two)."""
+    with services.write() as tx:
+        delete_integration(tx, domain_name=domain_name, uri=INSTANCE)
+
+
+def connect(services: Services, domain_name: str) -> None:
+    """PutIntegration / `openprofiles instances associate` (no move: none is associated)."""
+    with services.write() as tx:
+        done, _ = connect_instance(tx, domain_name=domain_name, instance_arn=INSTANCE, move=False)
+    assert done.previous_domain is None
+
+
+def test_after_a_move_in_two_steps_an_update_goes_where_the_contact_is(
+    services: Services,
+) -> None:
+    """Dissociated (DeleteIntegration), then associated with another domain: no move was
+    noted, and the update went to the new domain as a new contact, the old copy left stale.
+    The update sent while the instance had no domain is kept and goes there too."""
+    with_template(services, "CTR")
+    send(services, ctr("call-1", address=CALLER), ctr("call-3", address=CALLER))
+    dissociate(services, D)
+    kept = send(services, ctr("call-3", address=CALLER, last_update=LATER))
+    assert kept.unrouted == {INSTANCE: 1}
+    make_domain(services, NEW)
+    connect(services, NEW)
+
+    update = ctr("call-1", address=CALLER, last_update=LATER, Attributes={"outcome": "sold"})
+    outcome = send(services, update, ctr("call-2", address=CALLER))
+
+    assert outcome.accepted == 2 and not outcome.rejected
+    in_d = {r["ContactId"]: r for r in stored(services, D, "call-1")}
+    assert sorted(in_d) == ["call-1", "call-3"]
+    assert in_d["call-1"]["Attributes"] == {"outcome": "sold"}
+    assert in_d["call-1"]["LastUpdateTimestamp"] == in_d["call-3"]["LastUpdateTimestamp"] == LATER
+    assert stored(services, NEW, "call-1") == stored(services, NEW, "call-3") == []
+    assert on_profile_in_new(services, "call-2") == ["call-2"]
+
+
+def test_associated_again_with_the_domain_it_left_the_domain_is_its_own(
+    services: Services,
+) -> None:
+    """Back in D after two steps each way, D is the instance's own again (nothing noted of
+    it), and NEW, left in turn, keeps the updates of the contacts applied there meanwhile."""
+    with_template(services, "CTR")
+    send(services, ctr("call-1", address=CALLER))
+    dissociate(services, D)
+    make_domain(services, NEW)
+    connect(services, NEW)
+    send(services, ctr("call-2", address=CALLER))
+    dissociate(services, NEW)
+    connect(services, D)
+
+    send(
+        services,
+        ctr("call-1", address=CALLER, last_update=LATER),
+        ctr("call-2", address=CALLER, last_update=LATER),
+    )
+
+    assert [r["LastUpdateTimestamp"] for r in stored(services, D, "call-1")] == [LATER]
+    assert [r["LastUpdateTimestamp"] for r in stored(services, NEW, "call-2")] == [LATER]
+    assert stored(services, D, "call-2") == stored(services, NEW, "call-1") == []
+    with services.read() as tx:
+        left = tx.conn.execute(select(instance_moved_from.c.domain_name)).scalars().all()
+    assert left == [NEW]
+
+
+def test_an_update_sent_back_is_applied_while_the_new_domains_key_is_refused(
+    settings: Settings,
+) -> None:
+    """The update goes to the old domain, whose key works: looking for records waiting for
+    it in the new domain (whose key is disabled) failed the whole request."""
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        with_template(services, "CTR")
+        send(services, ctr("call-1", address=CALLER))
+        make_domain(services, NEW, key.arn(settings.region, settings.account_id))
+        with services.write() as tx:
+            connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        keyring.disable(key.key_id)
+
+        outcome = send(services, ctr("call-1", address=CALLER, last_update=LATER))
+
+        assert outcome.accepted == 1 and not outcome.rejected
+        assert [r["LastUpdateTimestamp"] for r in stored(services, D, "call-1")] == [LATER]
+    finally:
+        services.database.dispose()
+
+
+@pytest.mark.moto
+def test_an_instance_moves_away_from_a_domain_whose_kms_does_not_answer(
+    settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator moves the instance away from the domain whose KMS is out, a stream's
+    record of it held meanwhile: the association's replay of that record failed on the left
+    domain's outage (InternalServerException), and with it the move. The record is held
+    again instead, and goes where its contact is once the KMS answers."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    working = replace(
+        settings, kms_endpoint_url=moto_url, aws_region="us-east-1", data_key_cache_seconds=0
+    )
+    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    services = build_services(working)
+    try:
+        make_domain(services, D, key_arn)
+        associate(services, D, object_type_name="CTR")
+        send(services, ctr("call-1", address=CALLER))
+    finally:
+        services.database.dispose()
+    update = ctr("call-1", address=CALLER, last_update=LATER, Attributes={"outcome": "sold"})
+
+    with kms_down(working) as down:
+        with down.write() as tx:
+            body = json.dumps(update)
+            assert ingest_contact_items(tx, split_body(body), hold_unavailable=True).held == 1
+        make_domain(down, NEW)  # under the local keyring's default key
+        with down.write() as tx:
+            _, replayed = connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        assert (replayed.accepted, replayed.held) == (0, 1)
+        assert stored(down, NEW, "call-1") == []
+
+    services = build_services(working)
+    try:
+        sent = send_kept_on(services)
+
+        assert sent.accepted == 1 and not sent.rejected
+        [record] = stored(services, D, "call-1")
+        assert (record["LastUpdateTimestamp"], record["Attributes"]) == (LATER, {"outcome": "sold"})
+        assert stored(services, NEW, "call-1") == []
     finally:
         services.database.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
     D,
@@ -19,6 +20,7 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
 )
 from tests.unit.integrations.integ_helpers import INSTANCE, ctr, make_domain, send
 
+from openprofiles.contacts import service as contacts_service
 from openprofiles.contacts.links import WAIT_SECONDS
 from openprofiles.contacts.service import (
     connect_instance,
@@ -123,3 +125,62 @@ def test_a_sweep_chunk_applies_a_task_after_the_leg_it_continues(services: Servi
     assert swept.accepted == 2 and not swept.rejected, swept.rejected
     assert contacts_of(services, maria, "CTR") == ["leg", "task-1"]
     assert letters_of(services, D) == []
+
+
+def test_a_contact_wakes_at_most_a_chunk_and_the_sweep_sends_the_rest(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call woke every task waiting for it in its own transaction, however many. Capped,
+    it wakes the oldest two; the rest wait on, and the sweep sends each on once."""
+    monkeypatch.setattr(contacts_service, "WAKE_CHUNK", 2)
+    with_template(services, "CTR")
+    for n in range(5):
+        assert send(services, task(f"task-{n}", PreviousContactId="call-1")).waiting == 1
+
+    outcome = send(services, ctr("call-1", address=CALLER))
+
+    assert outcome.woken is not None and outcome.woken.accepted == 2
+    with services.read() as tx:
+        assert len(list_unrouted(tx, waiting=True)) == 3
+    profile_id = profile_of(services, "call-1")
+    assert contacts_of(services, profile_id, "CTR") == ["call-1", "task-0", "task-1"]
+
+    assert send_kept_on(services).accepted == 3  # the server's sweep
+
+    expected = ["call-1", *(f"task-{n}" for n in range(5))]
+    assert contacts_of(services, profile_id, "CTR") == expected
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+    assert letters_of(services, D) == []
+
+
+def test_the_cap_counts_every_round_of_a_wake(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call wakes the leg, and the leg the tasks waiting for it: two of three records in
+    the transaction; the task left waits for a leg now applied, and the sweep sends it on."""
+    monkeypatch.setattr(contacts_service, "WAKE_CHUNK", 2)
+    with_template(services, "CTR")
+    send(services, task("leg-1", PreviousContactId="call-1"))
+    send(services, task("task-1", PreviousContactId="leg-1"))
+    send(services, task("task-2", PreviousContactId="leg-1"))
+
+    outcome = send(services, ctr("call-1", address=CALLER))
+
+    assert outcome.woken is not None and outcome.woken.accepted == 2
+    profile_id = profile_of(services, "call-1")
+    assert contacts_of(services, profile_id, "CTR") == ["call-1", "leg-1", "task-1"]
+    assert send_kept_on(services).accepted == 1
+    assert contacts_of(services, profile_id, "CTR") == ["call-1", "leg-1", "task-1", "task-2"]
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+    assert letters_of(services, D) == []
+
+
+def profile_of(services: Services, contact_id: str) -> str:
+    with services.read() as tx:
+        page, _ = search_profiles(
+            tx, domain_name=D, criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
+        )
+    [(found, _)] = page
+    return found.profile_id
