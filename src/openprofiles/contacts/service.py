@@ -45,7 +45,9 @@ address for chat and email).
 * A moved instance's contacts go to its new domain, but for updates of those applied in a
   domain it was moved away from, and records that continue them (a transfer leg, a task):
   they go there, where their profile and history are (`_applied_where_moved_from`,
-  `instance_moved_from`); while that domain's KMS does not answer, they are not routed at all.
+  `instance_moved_from`), unless their own contact is applied in the new domain already (its
+  start event); while that domain's KMS does not answer, they are not routed at all, and a
+  stream holds for the new domain's unusable key only those that do not go back.
   DeleteIntegration of the instance's integration counts as a move away from its domain
   (`_note_dissociation`): a move in two steps routes so too.
 """
@@ -377,17 +379,18 @@ def _intake(
             unrouted.append((record.instance_arn, raw, reason, origin))
             results[index] = Rejection(record.contact_id, reason)
             continue
-        why = route.unavailable(target.domain_name) if hold_unavailable else None
-        if why is not None:
-            unrouted.append((record.instance_arn, raw, why, origin))
-            results[index] = Rejection(record.contact_id, why)
-            held += 1
-            continue
         routed.append((index, record, target))
     back, held_back = _applied_where_moved_from(
         tx, route, routed, hold=hold_unavailable or hold_left
     )
-    for index, record, _ in routed:
+    for index, record, target in routed:
+        if index not in held_back and index not in back and hold_unavailable:
+            # Held for its instance's own domain only once it is known not to go back to a
+            # domain the instance left (which took it above, its key working): held for the
+            # new domain, it would wait on that domain's key, a request sending it there.
+            why = route.unavailable(target.domain_name)
+            if why is not None:
+                held_back[index] = why
         if index in held_back:
             origin = origins[index] if origins else None
             unrouted.append((record.instance_arn, record.raw, held_back[index], origin))
@@ -501,13 +504,15 @@ def _applied_where_moved_from(
     (`continued_contact_ids`: a transfer leg, a task made from a call), is applied in a domain
     their instance was moved away from (`instance_moved_from`, the latest move first): index →
     (that domain, the object type that contact is stored as there); a domain that holds the
-    record's own contact comes before one that holds only a contact it continues. A move moves
-    no profiles, and what comes next goes to the new domain, but an update of a contact
+    record's own contact comes before one that holds only a contact it continues, and the
+    instance's domain now, where its own contact is applied (`_applied_here`), before any. A
+    move moves no profiles, and what comes next goes to the new domain, but an update of a contact
     applied before the move, or a leg of it, belongs where its profile and history are: sent
     to the new domain, an update would be a second, new contact there, the stale copy left in
     the old one, and a leg would wait there for a contact that never comes. One query a batch
-    looks the moves up; only the records of instances that moved cost more (a query per
-    domain they left, for their own and continued contacts together).
+    looks the moves up; only the records of instances that moved cost more (a query for their
+    own contacts in their domain now, and one per domain they left, for their own and
+    continued contacts together).
 
     A domain left whose key is refused (disabled, deleted, access revoked) is not looked in: a
     domain given up must not hold up the instance's records, which go to the new domain. One
@@ -532,7 +537,12 @@ def _applied_where_moved_from(
         for row in tx.conn.execute(query):
             left.setdefault(row.domain_name, set()).add(row.instance_arn)
     back: dict[int, tuple[str, str]] = {}
-    by_own: set[int] = set()  # placed by their own contact: looked for no further
+    # Placed by their own contact: looked for no further. First those whose own contact is
+    # applied in their instance's domain now (a contact-start event after the move,
+    # `apply_contact_event`): sent back for a contact they continue, a contact would be split
+    # over two domains. Not where that domain's key cannot be used: its digests cannot be made.
+    movers: set[str] = set().union(*left.values())
+    by_own = _applied_here(tx, route, [r for r in routed if r[2].uri in movers])
     held: dict[int, str] = {}
     for domain_name, instances in left.items():
         theirs = [
@@ -572,6 +582,24 @@ def _applied_where_moved_from(
             if found is not None:
                 back[index] = (domain_name, seen[found].object_type_name)
     return back, held
+
+
+def _applied_here(
+    tx: Tx, route: _Router, routed: Sequence[tuple[int, ContactRecord, Integration]]
+) -> set[int]:
+    """The routed records (index, record, target) whose own contact is applied in their
+    target's domain, one query a domain; those of a domain whose key cannot be used now are
+    taken as not applied there."""
+    asked: dict[str, list[tuple[int, bytes]]] = {}
+    for index, record, target in routed:
+        if route.unavailable(target.domain_name) is None:
+            digest = contact_digest(tx, target.domain_name, record.contact_id)
+            asked.setdefault(target.domain_name, []).append((index, digest))
+    found: set[int] = set()
+    for domain_name, digests in asked.items():
+        seen = _applied_states(tx, domain_name, [digest for _, digest in digests])
+        found.update(index for index, digest in digests if digest in seen)
+    return found
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:

@@ -5,7 +5,8 @@ another domain: an update of a contact applied in the domain it left goes there
 batch left waiting in the old domain as the move
 committed follows it at the next sweep (`_follow_strays`); a move in two steps (DeleteIntegration,
 then an association elsewhere) routes so too — on SQLite and PostgreSQL, through the real
-service functions."""
+service functions. A record whose own contact the new domain holds (its start event) stays
+there, and a stream holds for the new domain's unusable key only what does not go back."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -24,6 +26,7 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
     contacts_of,
     link,
     new_profile,
+    start_event,
     task,
     with_template,
 )
@@ -38,10 +41,12 @@ from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make
 from openprofiles.app import build_services
 from openprofiles.contacts.records import split_body
 from openprofiles.contacts.service import (
+    apply_contact_event,
     connect_instance,
     ingest_contact_items,
     list_unrouted,
     send_kept_on,
+    send_waiting_on,
 )
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
@@ -458,5 +463,101 @@ def test_an_instance_moves_away_from_a_domain_whose_kms_does_not_answer(
         [record] = stored(services, D, "call-1")
         assert (record["LastUpdateTimestamp"], record["Attributes"]) == (LATER, {"outcome": "sold"})
         assert stored(services, NEW, "call-1") == []
+    finally:
+        services.database.dispose()
+
+
+def test_a_leg_whose_start_event_came_after_the_move_stays_in_the_new_domain(
+    services: Services,
+) -> None:
+    """The leg's start event, after the move, applied it in the new domain (a contact event
+    goes to the instance's domain now); its record went back to the old domain, where the
+    call it continues is: one contact in two domains, two profiles showing it."""
+    with_template(services, "CTR")
+    send(services, ctr("call-1", address=CALLER))
+    move_instance(services)
+    endpoint = {"Address": CALLER, "Type": "TELEPHONE_NUMBER"}
+    with services.write() as tx:
+        live = apply_contact_event(
+            tx,
+            start_event(
+                "leg-1", Channel="VOICE", PreviousContactId="call-1", CustomerEndpoint=endpoint
+            ),
+        )
+    assert live.domain_name == NEW
+
+    outcome = send(services, ctr("leg-1", address=CALLER, PreviousContactId="call-1"))
+
+    assert outcome.accepted == 1 and not outcome.rejected
+    assert [r["ContactId"] for r in stored(services, NEW, "leg-1")] == ["leg-1"]
+    assert [r["ContactId"] for r in stored(services, D, "call-1")] == ["call-1"]
+    assert stored(services, D, "leg-1") == []
+
+
+def test_a_stream_sends_an_update_back_while_the_new_domains_key_is_refused(
+    settings: Settings,
+) -> None:
+    """A stream held the update for the new domain, whose key is refused, though it goes to
+    the old one, whose key works (as a request sends it): held until the new domain's key
+    works, maybe for ever. A new contact, which does go to the new domain, is held."""
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        with_template(services, "CTR")
+        send(services, ctr("call-1", address=CALLER))
+        make_domain(services, NEW, key.arn(settings.region, settings.account_id))
+        with services.write() as tx:
+            connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        keyring.disable(key.key_id)
+        body = "\n".join(
+            json.dumps(r)
+            for r in [
+                ctr("call-1", address=CALLER, last_update=LATER),
+                ctr("call-2", address=CALLER),
+            ]
+        )
+
+        with services.write() as tx:
+            outcome = ingest_contact_items(tx, split_body(body), hold_unavailable=True)
+
+        assert (outcome.accepted, outcome.held) == (1, 1)
+        assert [r.contact_id for r in outcome.rejected] == ["call-2"]
+        assert [r["LastUpdateTimestamp"] for r in stored(services, D, "call-1")] == [LATER]
+        assert stored(services, D, "call-2") == []
+        with services.read() as tx:
+            assert [k.instance_arn for k in list_unrouted(tx)] == [INSTANCE]
+    finally:
+        services.database.dispose()
+
+
+def test_a_record_left_waiting_for_a_leg_sent_back_follows_it_while_the_new_key_is_refused(
+    settings: Settings,
+) -> None:
+    """The leg went back to the old domain while the new domain's key was refused, the task
+    waiting for it in the new domain left for the sweep; the sweep, after the hour, held the
+    task for the new domain's key instead of sending it where its leg is."""
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        with_template(services, "CTR")
+        assert send(services, task("task-1", PreviousContactId="leg-1")).waiting == 1
+        send(services, ctr("call-1", address=CALLER))
+        make_domain(services, NEW, key.arn(settings.region, settings.account_id))
+        with services.write() as tx:
+            connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        keyring.disable(key.key_id)
+        assert send(services, task("leg-1", PreviousContactId="call-1")).accepted == 1
+        with services.read() as tx:
+            now = tx.now
+
+        swept = send_waiting_on(services, now=now + timedelta(hours=2))
+
+        assert swept.accepted == 1 and not swept.rejected
+        contacts = sorted(r["ContactId"] for r in stored(services, D, "call-1"))
+        assert contacts == ["call-1", "leg-1", "task-1"]
+        with services.read() as tx:
+            assert list_unrouted(tx) == []
     finally:
         services.database.dispose()
