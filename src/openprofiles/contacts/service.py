@@ -71,6 +71,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from openprofiles.background import PeriodicTask
 from openprofiles.contacts.links import (
     CONTACT_KEY,
+    CUSTOMER_ENDPOINT_TYPES,
     WAIT_SECONDS,
     continued_contact_ids,
     needs_link,
@@ -543,6 +544,20 @@ def _applied_where_moved_from(
     # over two domains. Not where that domain's key cannot be used: its digests cannot be made.
     movers: set[str] = set().union(*left.values())
     by_own = _applied_here(tx, route, [r for r in routed if r[2].uri in movers])
+    # Those whose instance's domain now cannot be checked (its key cannot be used): whether
+    # their own contact is there already cannot be told. One with a customer endpoint may be
+    # (its start event, applied there before the key failed): it goes back by its own contact
+    # only, not by one it continues, or the contact could split; it is held or fails with its
+    # domain, as a new contact there. One without (a task, which a start event places on no
+    # profile) still follows the contact it continues.
+    unchecked = {
+        index
+        for index, record, target in routed
+        if target.uri in movers
+        and route.unavailable(target.domain_name) is not None
+        and record.customer_endpoint is not None
+        and record.customer_endpoint.type in CUSTOMER_ENDPOINT_TYPES
+    }
     held: dict[int, str] = {}
     for domain_name, instances in left.items():
         theirs = [
@@ -567,7 +582,7 @@ def _applied_where_moved_from(
                 contact_digest(tx, domain_name, contact_id)
                 for contact_id in [
                     record.contact_id,
-                    *([] if index in back else continued_contact_ids(record)),
+                    *([] if index in back or index in unchecked else continued_contact_ids(record)),
                 ]
             ]
             for index, record in theirs

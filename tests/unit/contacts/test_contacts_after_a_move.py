@@ -531,6 +531,42 @@ def test_a_stream_sends_an_update_back_while_the_new_domains_key_is_refused(
         services.database.dispose()
 
 
+def test_a_leg_whose_start_event_is_in_the_new_domain_is_held_while_its_key_is_refused(
+    settings: Settings,
+) -> None:
+    """The leg's start event placed it in the new domain; that domain's key then failed, so
+    whether the leg is there could not be checked, and its record went back to the old domain
+    by the call it continues: the leg in two domains. A record with a customer endpoint goes
+    back by its own contact only then; this one is held with its domain."""
+    services = build_services(replace(settings, data_key_cache_seconds=0))
+    try:
+        keyring = Keyring(settings.keyring_path)
+        key = keyring.create_key("tenant")
+        with_template(services, "CTR")
+        send(services, ctr("call-1", address=CALLER))
+        make_domain(services, NEW, key.arn(settings.region, settings.account_id))
+        with services.write() as tx:
+            connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        endpoint = {"Address": CALLER, "Type": "TELEPHONE_NUMBER"}
+        leg_event = start_event(
+            "leg-1", Channel="VOICE", PreviousContactId="call-1", CustomerEndpoint=endpoint
+        )
+        with services.write() as tx:
+            assert apply_contact_event(tx, leg_event).domain_name == NEW
+        keyring.disable(key.key_id)
+        body = json.dumps(ctr("leg-1", address=CALLER, PreviousContactId="call-1"))
+
+        with services.write() as tx:
+            outcome = ingest_contact_items(tx, split_body(body), hold_unavailable=True)
+
+        assert (outcome.accepted, outcome.held) == (0, 1)
+        assert stored(services, D, "leg-1") == []
+        with services.read() as tx:
+            assert [k.instance_arn for k in list_unrouted(tx)] == [INSTANCE]
+    finally:
+        services.database.dispose()
+
+
 def test_a_record_left_waiting_for_a_leg_sent_back_follows_it_while_the_new_key_is_refused(
     settings: Settings,
 ) -> None:
