@@ -58,6 +58,20 @@ def interrupted(message: str) -> NoReturn:
     raise click.exceptions.Exit(130)
 
 
+def caused_by_ctrl_c(error: BaseException) -> bool:
+    """Whether `error` is Ctrl-C (KeyboardInterrupt) or an error it caused. The interrupt can
+    come inside a database driver's call (the pool's ping of a PostgreSQL connection), which
+    then refuses the half-used connection with an error of its own that reaches the command
+    instead, the interrupt only its cause: the loader showed a traceback and exit status 1
+    rather than what it had loaded (`interrupted`)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def warn_about_unknown_variables() -> None:
     """A warning on stderr for each OPENPROFILES_* variable no setting reads, with the name it
     is probably a misspelling of: ignored silently, OPENPROFILES_DATABSE_URL left the server on

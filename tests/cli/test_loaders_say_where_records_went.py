@@ -189,3 +189,37 @@ def test_ctrl_c_during_ingest_contact_records_says_what_was_loaded(
         f"({committed} accepted, 0 rejected)" in message
     )
     assert f"Loading {file} again is safe" in message
+
+
+def test_ctrl_c_inside_a_database_call_still_says_what_was_loaded(
+    loaded: tuple[Services, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the pool's ping of a PostgreSQL connection made psycopg refuse the
+    half-used connection (a ProgrammingError caused by the KeyboardInterrupt): the loader
+    printed a traceback and exited 1 instead of saying what it had loaded (seen in CI). The
+    second batch here fails that way."""
+    from openprofiles.contacts import http
+
+    _, options = loaded
+    file = tmp_path / "ctr.jsonl"
+    file.write_text("".join(json.dumps(ctr(f"i-{i}")) + "\n" for i in range(4)))
+    real = http.process_batch
+    calls = 0
+
+    def interrupted_in_the_driver(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as cause:
+            raise RuntimeError("the connection is in a transaction") from cause
+
+    monkeypatch.setattr(http, "process_batch", interrupted_in_the_driver)
+    result = CliRunner().invoke(
+        main, ["ingest", "contact-records", *options, str(file), "--batch-size", "2"]
+    )
+    assert result.exit_code == 130, result.output
+    assert "Interrupted: 2 of 4 contact records" in result.output
+    assert "Traceback" not in result.output

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from openprofiles.cli_support import (
+    caused_by_ctrl_c,
     interrupted,
     open_services,
     settings_from_options,
@@ -107,7 +108,9 @@ def contact_records(
                         accepted=outcome.woken.accepted, rejected=len(outcome.woken.rejected)
                     )
                 progress.advance(task, len(batch))
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not caused_by_ctrl_c(exc):
+            raise
         # The batch under way was rolled back; the ones before it are committed.
         interrupted(
             f"Interrupted: {read} of {total} contact records of {file} were loaded ({accepted} "

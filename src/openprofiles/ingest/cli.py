@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import (
+    caused_by_ctrl_c,
     interrupted,
     open_services,
     settings_from_options,
@@ -124,7 +125,9 @@ def ingest_objects(
             )
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not caused_by_ctrl_c(exc):
+            raise
         # A batch is committed whole before it is counted; the one under way was rolled back.
         interrupted(
             f"Interrupted: {committed} of {total} records of {file} were loaded (ingested or "
