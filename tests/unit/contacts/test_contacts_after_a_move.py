@@ -280,6 +280,20 @@ def kms_down(settings: Settings) -> Iterator[Services]:
             services.database.dispose()
 
 
+def _on_a_kms_key(
+    settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Settings, str]:
+    """Settings whose KMS is moto's (data keys never cached, so an outage shows at once), and
+    a key made there for the old domain."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    working = replace(
+        settings, kms_endpoint_url=moto_url, aws_region="us-east-1", data_key_cache_seconds=0
+    )
+    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
+    return working, kms.create_key()["KeyMetadata"]["Arn"]
+
+
 @pytest.mark.moto
 def test_an_update_waits_out_an_outage_of_the_old_domains_kms(
     settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
@@ -289,13 +303,7 @@ def test_an_update_waits_out_an_outage_of_the_old_domains_kms(
     domains. A request now fails with InternalServerException (clients retry those), nothing
     applied; a stream holds the instance's records (the new contact too: where its contacts
     are cannot be told) and sends them on once the KMS answers."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    working = replace(
-        settings, kms_endpoint_url=moto_url, aws_region="us-east-1", data_key_cache_seconds=0
-    )
-    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
-    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    working, key_arn = _on_a_kms_key(settings, moto_url, monkeypatch)
     services = build_services(working)
     try:
         make_domain(services, D, key_arn)
@@ -429,13 +437,7 @@ def test_an_instance_moves_away_from_a_domain_whose_kms_does_not_answer(
     record of it held meanwhile: the association's replay of that record failed on the left
     domain's outage (InternalServerException), and with it the move. The record is held
     again instead, and goes where its contact is once the KMS answers."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    working = replace(
-        settings, kms_endpoint_url=moto_url, aws_region="us-east-1", data_key_cache_seconds=0
-    )
-    kms = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-1")
-    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    working, key_arn = _on_a_kms_key(settings, moto_url, monkeypatch)
     services = build_services(working)
     try:
         make_domain(services, D, key_arn)
