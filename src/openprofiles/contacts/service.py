@@ -61,7 +61,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select
@@ -1104,11 +1104,6 @@ _WAITING = (
     .where(contact_awaited.c.message_id == unrouted_contact_record.c.message_id)
     .exists()
 )
-_KEPT_INSTANCES = (
-    select(unrouted_contact_record.c.instance_arn)
-    .where(unrouted_contact_record.c.instance_arn.is_not(None), ~_WAITING)
-    .distinct()
-)
 
 
 @dataclass(frozen=True)
@@ -1555,10 +1550,12 @@ def list_unrouted(
     limit: int | None = None,
     waiting: bool | None = None,
     message_ids: Sequence[str] | None = None,
+    kept_before: datetime | None = None,
 ) -> list[UnroutedRecord]:
     """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
     when given; only those waiting for a contact they continue, or only the others, when
-    `waiting` says; only those of `message_ids` when given)."""
+    `waiting` says; only those of `message_ids` when given; only those kept before
+    `kept_before` when given)."""
     query = (
         select(unrouted_contact_record)
         .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
@@ -1570,6 +1567,8 @@ def list_unrouted(
         query = query.where(_WAITING if waiting else ~_WAITING)
     if message_ids is not None:
         query = query.where(unrouted_contact_record.c.message_id.in_(message_ids))
+    if kept_before is not None:
+        query = query.where(unrouted_contact_record.c.created_at < kept_before)
     cipher = tx.services.keys.system_cipher()
     out = []
     for row in tx.conn.execute(query):
@@ -1724,24 +1723,31 @@ def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> B
     return _replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit, waiting=False))
 
 
-def held_instances(tx: Tx) -> list[str]:
+def held_instances(tx: Tx, *, kept_before: datetime | None = None) -> list[str]:
     """The instances with kept records that a domain can take now: associated with a domain
     whose key can be used. Those are the records held while their domain could not take them
     (`ingest_contact_items(hold_unavailable=True)`), and those of an association that had more
-    than its transaction replays (`connect_instance`) and not sent all the rest yet."""
+    than its transaction replays (`connect_instance`) and not sent all the rest yet. Only those
+    with records kept before `kept_before`, when given (`send_kept_on`'s run)."""
     route = _Router(tx)
     ready = []
-    for instance_arn in tx.conn.execute(_KEPT_INSTANCES).scalars():
+    kept = unrouted_contact_record.c
+    query = select(kept.instance_arn).where(kept.instance_arn.is_not(None), ~_WAITING)
+    if kept_before is not None:
+        query = query.where(kept.created_at < kept_before)
+    for instance_arn in tx.conn.execute(query.distinct()).scalars():
         target = route(instance_arn)
         if target is not None and route.unavailable(target.domain_name) is None:
             ready.append(instance_arn)
     return sorted(ready)
 
 
-def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOutcome:
-    """Send on the `limit` oldest kept records of these instances (`held_instances`), holding
-    again those whose domain cannot take them after all (the outcome reports each one);
-    `send_kept_on` calls it chunk after chunk."""
+def replay_held(
+    tx: Tx, *, instance_arns: Sequence[str], limit: int, kept_before: datetime | None = None
+) -> BatchOutcome:
+    """Send on the `limit` oldest kept records of these instances (`held_instances`; only those
+    kept before `kept_before`, when given), holding again those whose domain cannot take them
+    after all (the outcome reports each one); `send_kept_on` calls it chunk after chunk."""
     # Shared, before their records are taken out: an instance dissociated since
     # `held_instances` keeps its records again under this lock (_Router.look_up), and taken
     # after the deletes it would wait for an association whose replay waits for those rows.
@@ -1749,7 +1755,13 @@ def replay_held(tx: Tx, *, instance_arns: Sequence[str], limit: int) -> BatchOut
     kept: list[UnroutedRecord] = []
     for instance_arn in instance_arns:
         kept.extend(
-            list_unrouted(tx, instance_arn=instance_arn, limit=limit - len(kept), waiting=False)
+            list_unrouted(
+                tx,
+                instance_arn=instance_arn,
+                limit=limit - len(kept),
+                waiting=False,
+                kept_before=kept_before,
+            )
         )
         if len(kept) >= limit:
             break
@@ -1771,11 +1783,13 @@ def send_kept_on(
     connector for the records it held (connectors.kinesis, `limit` its batch size).
 
     Several drivers at once are safe: each chunk takes its rows out before it sends them
-    (`_replay`), so a record goes to one of them only. A chunk that keeps some of its records
-    again (their domain's key failed meanwhile, or the instance was dissociated) stops the run:
-    those are kept as new rows, and would come round again at once. A chunk that fails is
-    logged and stops the run too (the association, if any, stays committed): the next sweep
-    tries again.
+    (`_replay`), so a record goes to one of them only. A run sends on the records kept before
+    it began, each once: one a chunk keeps again (its domain's key failed meanwhile, a domain
+    its instance left does not answer, or the instance was dissociated) is kept as a new row,
+    left to the next run, and the run goes on to the others — it stopped there once, and an
+    instance whose records could not go now held back every other instance's after it. A
+    chunk that fails is logged and stops the run (the association, if any, stays committed):
+    the next sweep tries again.
 
     `sent`: what the association's own transaction replayed, counted into the result.
 
@@ -1796,15 +1810,22 @@ def _send_held_on(
 ) -> None:
     """`send_kept_on`'s held and unrouted records, counted into `total`."""
     wanted = None if instance_arns is None else set(instance_arns)
+    # Records kept again by a chunk of this run are kept as new rows, after this: left to the
+    # next run, they cannot come round again and again in this one.
+    began = datetime.now(UTC)
     while True:
         with services.read() as tx:
-            ready = [arn for arn in held_instances(tx) if wanted is None or arn in wanted]
+            ready = [
+                arn
+                for arn in held_instances(tx, kept_before=began)
+                if wanted is None or arn in wanted
+            ]
         if not ready:
             return
 
         def chunk(ready: list[str] = ready) -> BatchOutcome:
             with services.write() as tx:
-                return replay_held(tx, instance_arns=ready, limit=limit)
+                return replay_held(tx, instance_arns=ready, limit=limit, kept_before=began)
 
         try:
             outcome = retrying(chunk)
@@ -1815,9 +1836,8 @@ def _send_held_on(
             )
             return
         _add_outcome(total, outcome)
-        # Kept again, those would come round at once; waiting ones wait in their own way.
-        again = outcome.held > outcome.waiting or outcome.unrouted
-        if again or not (outcome.accepted or outcome.rejected):
+        if not (outcome.accepted or outcome.rejected):
+            # Another driver took the rows first.
             return
 
 

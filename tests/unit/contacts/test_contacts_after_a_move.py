@@ -36,7 +36,14 @@ from tests.unit.contacts.test_waiting_records_moves import (
     move_instance,
     on_profile_in_new,
 )
-from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make_domain, send
+from tests.unit.integrations.integ_helpers import (
+    INSTANCE,
+    OTHER_INSTANCE,
+    associate,
+    ctr,
+    make_domain,
+    send,
+)
 
 from openprofiles.app import build_services
 from openprofiles.contacts.records import split_body
@@ -334,6 +341,52 @@ def test_an_update_waits_out_an_outage_of_the_old_domains_kms(
         assert on_profile_in_new(services, "call-2") == ["call-2"]
         with services.read() as tx:
             assert list_unrouted(tx) == []
+    finally:
+        services.database.dispose()
+
+
+@pytest.mark.moto
+def test_held_records_that_cannot_go_yet_hold_back_no_other_instances_records(
+    settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moved instance's held updates go back to the domain it left, whose KMS does not
+    answer: each chunk of them was held again and stopped the run, so the kept records of an
+    instance listed after it, which its domain could take, were never sent on while the
+    outage lasted. Now a run sends on every record kept before it began, once."""
+    working, key_arn = _on_a_kms_key(settings, moto_url, monkeypatch)
+    services = build_services(working)
+    try:
+        make_domain(services, D, key_arn)
+        associate(services, D, object_type_name="CTR")
+        calls = [f"call-{n}" for n in range(3)]
+        send(services, *(ctr(c, address=CALLER) for c in calls))
+        move_instance(services)  # NEW under the local keyring's default key
+        # Kept while associated with no domain, then associated without a replay: the state
+        # of an association whose process stopped before it sent them all on.
+        other = ctr("other-1", address="+17208401099", instance=OTHER_INSTANCE)
+        assert send(services, other).unrouted == {OTHER_INSTANCE: 1}
+        associate(services, NEW, OTHER_INSTANCE)
+    finally:
+        services.database.dispose()
+    assert sorted([INSTANCE, OTHER_INSTANCE])[0] == INSTANCE  # the moved one is sent first
+    updates = "\n".join(json.dumps(ctr(c, address=CALLER, last_update=LATER)) for c in calls)
+
+    with kms_down(working) as down:
+        with down.write() as tx:
+            assert ingest_contact_items(tx, split_body(updates), hold_unavailable=True).held == 3
+
+        sent = send_kept_on(down, limit=2)
+
+        assert sent.accepted == 1 and sent.held == 3
+        assert on_profile_in_new(down, "other-1") == ["other-1"]
+        with down.read() as tx:
+            assert sorted(k.instance_arn for k in list_unrouted(tx)) == [INSTANCE] * 3
+
+    services = build_services(working)
+    try:
+        assert send_kept_on(services, limit=2).accepted == 3
+        updated = {r["ContactId"]: r["LastUpdateTimestamp"] for r in stored(services, D, calls[0])}
+        assert updated == dict.fromkeys(calls, LATER)
     finally:
         services.database.dispose()
 
