@@ -182,6 +182,9 @@ class Applied:
     profile_id: str | None
     changed: bool
     created_profile: bool
+    # Its ContactId's blind-index digest in `domain_name` (contact_digest), made once for the
+    # dedupe and used again by the wake (the contacts records may wait for).
+    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -438,8 +441,7 @@ def _intake(
             else:
                 results[index] = done_one
                 if done_one.profile_id is not None:
-                    digest = contact_digest(tx, target.domain_name, record.contact_id)
-                    applied.setdefault(target.domain_name, set()).add(digest)
+                    applied.setdefault(target.domain_name, set()).add(done_one.digest)
                 domain_now = came_back.get(index)
                 if (
                     done_one.profile_id is not None
@@ -808,7 +810,11 @@ def _apply_as(
                 "received_at": tx.now,
             }
             outcomes[i] = Applied(
-                domain_name, result.profile_id, changed=True, created_profile=result.created_profile
+                domain_name,
+                result.profile_id,
+                changed=True,
+                created_profile=result.created_profile,
+                digest=digest,
             )
         run.clear()
         in_run.clear()
@@ -827,7 +833,11 @@ def _apply_as(
                 continue
             if not verdict:
                 outcomes[i] = Applied(
-                    domain_name, seen.profile_id, changed=False, created_profile=False
+                    domain_name,
+                    seen.profile_id,
+                    changed=False,
+                    created_profile=False,
+                    digest=digest,
                 )
                 continue
         run.append(i)
