@@ -1,8 +1,8 @@
 """The audit log: one line for each state-changing request, saying who did what and how it ended.
 
 Lines go to the logger `openprofiles.audit` at INFO, so a server prints them on stderr with
-its other records (logging_setup); an operator can route that logger elsewhere. Two sources
-write them, each from the one place its requests pass through:
+its other records (logging_setup); an operator can route that logger elsewhere. Three sources
+write them, each from the one place its requests or commands pass through:
 
 * the AWS API (wire.dispatch.make_asgi_app): the operation, the domain, the caller's access key
   id and the HTTP status (with the error's type when it failed), and the profile the request
@@ -17,9 +17,18 @@ write them, each from the one place its requests pass through:
   in the same form with its result (`sign_in`): the audit name is the digest of the name
   typed, a user's or not, so a failure reads the same for an unknown name as for a wrong
   password.
+* the `openprofiles` command (cli_support.audit_commands, which wraps the commands it lists in
+  cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
+  personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid,
+  the command's path (`dlq purge`), the domain it was given, and how it ended (`cli_command`).
+  Listings of names and counts are not logged. A command's own process writes the line, and a
+  command prints records from WARNING only (logging_setup.log_to_stderr: its stdout is what it
+  did), so on a terminal the line is not shown: it reaches whatever handles the logger when the
+  command runs inside another program's logging (a test's, an application's).
 
 A line never carries a request body nor a parameter's value beyond those: keys, names, phone
-numbers and emails stay out. The domain name and the profile id are taken from the request, so
+numbers and emails stay out (nor a command's other arguments: file paths, usernames, keys,
+passwords). The domain name and the profile id are taken from the request, so
 they are written only when they have their model's form (a name, a 32-digit hex id): a request
 that fails validation could put any text there.
 """
@@ -110,6 +119,31 @@ def page_post(*, user: str, path: str, status: int, result: str | None = None) -
         user,
         status,
         f" result={result}" if result else "",
+    )
+
+
+# How a command ended (`cli_command`): it returned (or exited with status 0), it failed (an
+# error, a refusal, a non-zero exit status), or Ctrl-C stopped it.
+CLI_OK = "ok"
+CLI_FAILED = "failed"
+CLI_INTERRUPTED = "interrupted"
+
+
+def cli_command(
+    path: str, *, uid: int | None, domain_name: str | None, result: str, error: str | None
+) -> None:
+    """Log one run of an `openprofiles` command: `path` is its place in the command tree ("dlq
+    purge": names from the code, never from the command line), `uid` the acting OS user's
+    numeric id (None where the system has none), `domain_name` the domain it was given (None:
+    it takes none), `result` CLI_OK, CLI_FAILED or CLI_INTERRUPTED and `error` the failure's
+    type (the AWS error type of a service's error)."""
+    logger.info(
+        "cli %s uid=%s domain=%s result=%s%s",
+        path,
+        NONE if uid is None else uid,
+        _shown(domain_name, _DOMAIN_NAME),
+        result,
+        f" error={error}" if error else "",
     )
 
 

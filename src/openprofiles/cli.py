@@ -4,7 +4,8 @@
 Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
 OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default. Only
 `serve` makes a new installation; the others refuse a data dir or database that holds none
-(cli_support.require_installation).
+(cli_support.require_installation). The commands that change state or print stored personal
+data write an audit line when they end (cli_support.AUDITED_COMMANDS, openprofiles.audit).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 
 from openprofiles import logging_setup
 from openprofiles.cli_support import (
+    audit_commands,
     require_installation,
     services_open,
     settings_from_options,
@@ -462,6 +464,9 @@ _SHOWN_MATERIAL_STATES = {
 for group in (users, dlq, domains, ingest, instances, flows, connectors, merges, matches):
     main.add_command(group)
 ingest.add_command(contact_records)
+# Once the tree is whole: the commands that change state or print personal data write their
+# audit line (openprofiles.audit), whichever group they are in.
+audit_commands(main)
 
 if __name__ == "__main__":
     main()

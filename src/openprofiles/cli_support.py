@@ -1,4 +1,5 @@
-"""What every `openprofiles` subcommand shares: the storage options and opening the services.
+"""What every `openprofiles` subcommand shares: the storage options, opening the services, and
+the audit line of each command that changes state or prints personal data (`audit_commands`).
 
 Feature packages define their command groups next to their services (e.g. dlq/cli.py) and
 build on these helpers; cli.py assembles the groups into the `openprofiles` command.
@@ -6,9 +7,12 @@ build on these helpers; cli.py assembles the groups into the `openprofiles` comm
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -50,12 +54,16 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
         raise click.UsageError(str(exc)) from None
 
 
+# The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED_STATUS = 130
+
+
 def interrupted(message: str) -> NoReturn:
     """End a loader stopped by Ctrl-C with `message` (what it had committed, and whether loading
     again is safe) on stderr and exit status 130 (128 + SIGINT, as a shell reports it), instead
     of click's bare "Aborted!", which left the operator to guess both."""
     click.echo(message, err=True)
-    raise click.exceptions.Exit(130)
+    raise click.exceptions.Exit(INTERRUPTED_STATUS)
 
 
 def caused_by_ctrl_c(error: BaseException) -> bool:
@@ -70,6 +78,153 @@ def caused_by_ctrl_c(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+@dataclass(frozen=True)
+class Audited:
+    """How a command is audit-logged: `domain` names its parameter that holds the domain;
+    `only_with` a flag without which a run is not logged (it then changes nothing and prints no
+    personal data)."""
+
+    domain: str = "domain_name"
+    only_with: str | None = None
+
+
+# The commands whose runs are audit-logged (audit.cli_command), by their path in the command
+# tree: each that changes stored state (the database, the keyring) or sends records on, and
+# each that prints stored personal data. Every other command is in NOT_AUDITED_COMMANDS; a test
+# (tests/cli/test_cli_audit_log) checks that each command of the tree is in one of the two.
+AUDITED_COMMANDS: dict[str, Audited] = {
+    # Changing state.
+    "credentials create": Audited(),
+    "credentials delete": Audited(),
+    "keys create": Audited(),
+    "keys disable": Audited(),
+    "keys enable": Audited(),
+    "keys rotate": Audited(),
+    "users create": Audited(),
+    "users set-password": Audited(),
+    "users set-role": Audited(),
+    "users delete": Audited(),
+    "users unlock": Audited(),
+    "dlq retry": Audited(),
+    # Sends the domain's dead letters, records and all, to its SQS queue.
+    "dlq resend": Audited(),
+    "dlq purge": Audited(),
+    # Without --confirm it only counts the rows it would delete.
+    "domains drop-unreadable": Audited(domain="name", only_with="confirm"),
+    "ingest objects": Audited(),
+    "ingest contact-records": Audited(),
+    "instances associate": Audited(),
+    "instances send-kept": Audited(),
+    "instances purge-unrouted": Audited(),
+    "flows run": Audited(),
+    # The long-running loaders: one line when they stop.
+    "flows watch": Audited(),
+    "connectors kinesis": Audited(),
+    "merges undo": Audited(),
+    "matches run-job": Audited(),
+    "matches run-due": Audited(),
+    # Printing stored personal data.
+    # A dead letter's reason quotes the record's values (errors.shown_value), sealed at rest.
+    "dlq list": Audited(),
+    # The record itself.
+    "dlq show": Audited(),
+    # The values of the profile keys that moved (phone numbers, emails).
+    "merges show": Audited(),
+    # Only --show-values prints the matched values; otherwise profile ids and attribute names.
+    "matches explain": Audited(only_with="show_values"),
+    # Usernames are staff's personal data (often emails), sealed at rest (users.service).
+    "users list": Audited(),
+}
+# The commands not audit-logged: they change nothing and print no personal data, only names,
+# ids and counts (access key ids and roles, key ids, instance ARNs, profile and match ids,
+# Splink's weights with no value). And `serve`: the server audit-logs every request it answers
+# itself; what it does before (the schema brought up to date, --first-run-admin's first admin
+# credential and user, made once, their secrets written to owner-only files) is on its output.
+NOT_AUDITED_COMMANDS = frozenset(
+    {
+        "serve",
+        "credentials list",
+        "keys list",
+        "instances list",
+        "instances unrouted",
+        "merges list",
+        "matches list",
+        "matches explain-ml",
+    }
+)
+
+
+def commands_of(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    """Every command under `group` that is not a group itself, with its path ("dlq purge")."""
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            yield from commands_of(command, f"{path} ")
+        else:
+            yield path, command
+
+
+def audit_commands(root: click.Group) -> None:
+    """Make each command of AUDITED_COMMANDS under `root` write its audit line when it ends: its
+    callback wrapped, once, as every run of it passes through its callback. A run refused before
+    (its options not valid) did nothing and is not logged. Idempotent."""
+    for path, command in commands_of(root):
+        how = AUDITED_COMMANDS.get(path)
+        callback = command.callback
+        if how is None or callback is None or getattr(callback, "audited_as", None) == path:
+            continue
+        command.callback = _audited(callback, path, how)
+
+
+def _audited(callback: Callable[..., Any], path: str, how: Audited) -> Callable[..., Any]:
+    from openprofiles import audit
+
+    @functools.wraps(callback)
+    def run(*args: Any, **params: Any) -> Any:
+        if how.only_with is not None and not params.get(how.only_with):
+            return callback(*args, **params)
+        result, error = audit.CLI_OK, None
+        try:
+            return callback(*args, **params)
+        except BaseException as exc:
+            result, error = _how_it_ended(exc)
+            raise
+        finally:
+            # Only the domain of the parameters: the others may be file paths, usernames, keys.
+            audit.cli_command(
+                path,
+                uid=os.getuid() if hasattr(os, "getuid") else None,
+                domain_name=params.get(how.domain),
+                result=result,
+                error=error,
+            )
+
+    run.audited_as = path  # type: ignore[attr-defined]
+    return run
+
+
+def _how_it_ended(exc: BaseException) -> tuple[str, str | None]:
+    """(audit.CLI_*, the error's type) of a command that raised `exc`. Its type only: a message
+    may quote what the command was given (a username, a file's line)."""
+    from openprofiles import audit
+    from openprofiles.errors import ServiceError
+
+    if isinstance(exc, SystemExit | click.exceptions.Exit):
+        status = exc.code if isinstance(exc, SystemExit) else exc.exit_code
+        if not status:
+            return audit.CLI_OK, None
+        if status == INTERRUPTED_STATUS:
+            return audit.CLI_INTERRUPTED, None
+        return audit.CLI_FAILED, type(exc).__name__
+    if caused_by_ctrl_c(exc):
+        return audit.CLI_INTERRUPTED, None
+    # A service's refusal, said by the command as its message: the AWS error type it has.
+    cause = exc.__cause__ if isinstance(exc, click.ClickException) else exc
+    if isinstance(cause, ServiceError):
+        return audit.CLI_FAILED, cause.code
+    return audit.CLI_FAILED, type(exc).__name__
 
 
 def warn_about_unknown_variables() -> None:
