@@ -1,8 +1,11 @@
 """The audit log: one line for each state-changing request, saying who did what and how it ended.
 
 Lines go to the logger `openprofiles.audit` at INFO, so a server prints them on stderr with
-its other records (logging_setup); an operator can route that logger elsewhere. Three sources
-write them, each from the one place its requests or commands pass through:
+its other records (logging_setup); an operator can route that logger elsewhere. The server's
+processes and the commands also append them to the audit log's file (OPENPROFILES_AUDIT_LOG,
+default DATA_DIR/audit.log; logging_setup.AuditFileHandler): the one place every line of an
+installation ends up, the commands' included. Three sources write them, each from the one place
+its requests or commands pass through:
 
 * the AWS API (wire.dispatch.make_asgi_app): the operation, the domain, the caller's access key
   id and the HTTP status (with the error's type when it failed), and the profile the request
@@ -21,10 +24,10 @@ write them, each from the one place its requests or commands pass through:
   cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
   personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid,
   the command's path (`dlq purge`), the domain it was given, and how it ended (`cli_command`).
-  Listings of names and counts are not logged. A command's own process writes the line, and a
-  command prints records from WARNING only (logging_setup.log_to_stderr: its stdout is what it
-  did), so on a terminal the line is not shown: it reaches whatever handles the logger when the
-  command runs inside another program's logging (a test's, an application's).
+  Listings of names and counts are not logged. A command's own process writes the line, to the
+  audit log's file, which the wrapper opens for the run (and a command whose file cannot be
+  opened is refused); a command prints records from WARNING only (logging_setup.log_to_stderr:
+  its stdout is what it did), so on a terminal the line is not shown.
 
 A line never carries a request body nor a parameter's value beyond those: keys, names, phone
 numbers and emails stay out (nor a command's other arguments: file paths, usernames, keys,

@@ -5,7 +5,8 @@ Every command takes --data-dir and --database-url (or OPENPROFILES_DATA_DIR /
 OPENPROFILES_DATABASE_URL); the embedded SQLite database in the data dir is the default. Only
 `serve` makes a new installation; the others refuse a data dir or database that holds none
 (cli_support.require_installation). The commands that change state or print stored personal
-data write an audit line when they end (cli_support.AUDITED_COMMANDS, openprofiles.audit).
+data write an audit line when they end (cli_support.AUDITED_COMMANDS, openprofiles.audit), to
+the audit log's file (OPENPROFILES_AUDIT_LOG, default DATA_DIR/audit.log).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What every `openprofiles` subcommand shares: the storage options, opening the services, and
-the audit line of each command that changes state or prints personal data (`audit_commands`).
+the audit line of each command that changes state or prints personal data (`audit_commands`),
+appended to the audit log's file (OPENPROFILES_AUDIT_LOG) while the command runs.
 
 Feature packages define their command groups next to their services (e.g. dlq/cli.py) and
 build on these helpers; cli.py assembles the groups into the `openprofiles` command.
@@ -21,6 +22,7 @@ import click
 from openprofiles.settings import Settings
 
 if TYPE_CHECKING:
+    from openprofiles import logging_setup
     from openprofiles.context import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -185,24 +187,69 @@ def _audited(callback: Callable[..., Any], path: str, how: Audited) -> Callable[
     def run(*args: Any, **params: Any) -> Any:
         if how.only_with is not None and not params.get(how.only_with):
             return callback(*args, **params)
-        result, error = audit.CLI_OK, None
-        try:
-            return callback(*args, **params)
-        except BaseException as exc:
-            result, error = _how_it_ended(exc)
-            raise
-        finally:
-            # Only the domain of the parameters: the others may be file paths, usernames, keys.
-            audit.cli_command(
-                path,
-                uid=os.getuid() if hasattr(os, "getuid") else None,
-                domain_name=params.get(how.domain),
-                result=result,
-                error=error,
-            )
+        # The data dir as the command reads it (its option, else the environment): where the
+        # audit log is by default. Settings that are not valid refuse the run here, as the
+        # command itself would, before it did anything.
+        settings = settings_from_options(params.get("data_dir"), None)
+        with _audit_file(settings):
+            result, error = audit.CLI_OK, None
+            try:
+                return callback(*args, **params)
+            except BaseException as exc:
+                result, error = _how_it_ended(exc)
+                raise
+            finally:
+                # Only the domain of the parameters: the others may be file paths, usernames,
+                # keys.
+                audit.cli_command(
+                    path,
+                    uid=os.getuid() if hasattr(os, "getuid") else None,
+                    domain_name=params.get(how.domain),
+                    result=result,
+                    error=error,
+                )
 
     run.audited_as = path  # type: ignore[attr-defined]
     return run
+
+
+@contextmanager
+def _audit_file(settings: Settings) -> Iterator[None]:
+    """The audit log's file (Settings.audit_log_file) appended to while an audited command
+    runs; nothing when it is off.
+
+    A file that cannot be opened refuses the command, before it does anything, with the reason
+    and the setting: an audited command is one whose run must leave a line in the trail, and a
+    warning scrolled past on a terminal would let a purge or a `dlq show` go unrecorded. Who
+    must run without it says so with OPENPROFILES_AUDIT_LOG=off, a choice made in the open.
+
+    Without its data dir there is no installation, and every audited command refuses it having
+    done nothing (require_installation): nothing is created for it here either (a command
+    creates no data dir)."""
+    from openprofiles import logging_setup
+
+    path = settings.audit_log_file
+    if path is None or not settings.data_dir.is_dir():
+        yield
+        return
+    with logging_setup.audit_to(open_audit_file(path)):
+        yield
+
+
+def open_audit_file(path: Path) -> logging_setup.AuditFileHandler:
+    """A handler appending to the audit log `path` (created owner-only when it does not exist),
+    or a ClickException naming the file, the reason and the setting."""
+    from openprofiles import logging_setup
+
+    try:
+        return logging_setup.AuditFileHandler(path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot append to the audit log {path.absolute()}: "
+            f"{exc.strerror or type(exc).__name__}. Set OPENPROFILES_AUDIT_LOG to a file this "
+            "user may create or append to (in a directory that exists), or to off to keep no "
+            "audit log file."
+        ) from None
 
 
 def _how_it_ended(exc: BaseException) -> tuple[str, str | None]:

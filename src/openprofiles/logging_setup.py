@@ -17,15 +17,27 @@ Where records go: `log_to_stderr` (every command) and `serving_log_config` (`ser
 which applies it in each of its processes) print them on stderr with their time, level and
 logger name, from WARNING; a server prints OpenProfiles' and uvicorn's INFO records too (what
 the background tasks did, uvicorn's start and stop), not other libraries' (unvetted text).
+
+The audit lines (logger `openprofiles.audit`, INFO) are appended to a file as well, the
+audit log (OPENPROFILES_AUDIT_LOG, default DATA_DIR/audit.log): `serving_log_config` gives the
+server's every process its `AuditFileHandler`, and `audit_to` gives one to a command while it
+runs (cli_support.audit_commands), whose stderr shows none (WARNING and up only). The file is
+created owner-only, each line appended with one write (O_APPEND: the server's processes and
+the commands write to it at once), and opened again when logrotate moves it away; a line is the
+UTC time (ISO 8601), the process id and the audit text.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -238,22 +250,134 @@ def _from_info_only_for_vetted_loggers(record: logging.LogRecord) -> bool:
     return record.name.split(".")[0] in {*SERVING_LEVELS, "uvicorn"}
 
 
-def serving_log_config() -> dict[str, Any]:
+def serving_log_config(audit_log: os.PathLike[str] | str | None = None) -> dict[str, Any]:
     """`log_to_stderr(serving=True)` as uvicorn's `log_config`, which uvicorn applies in the
     supervising process and in each worker it starts: one stderr handler, one format, for
     OpenProfiles' records, uvicorn's (from INFO: start, stop, failed requests) and other
-    libraries' (from WARNING: their INFO messages are text nobody has checked for data)."""
+    libraries' (from WARNING: their INFO messages are text nobody has checked for data). With
+    `audit_log`, the audit lines are appended to that file too (`AuditFileHandler`), and still
+    printed on stderr; the caller checks first that it can be opened (a handler that fails
+    here stops a worker with a traceback)."""
+    handlers: dict[str, Any] = {
+        "stderr": {"class": f"{__name__}.StderrHandler", "formatter": "openprofiles"}
+    }
+    loggers: dict[str, Any] = {
+        **{name: {"level": level} for name, level in SERVING_LEVELS.items()},
+        # Through the root's handler; "uvicorn.error" is uvicorn's general logger.
+        "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"level": "INFO"},
+    }
+    if audit_log is not None:
+        # An absolute path: the file the supervisor checked, whatever a worker's directory.
+        handlers["audit"] = {
+            "class": f"{__name__}.AuditFileHandler",
+            "filename": os.path.abspath(audit_log),
+        }
+        # Its records still propagate to the root's stderr handler.
+        loggers[AUDIT_LOGGER] = {"level": "INFO", "handlers": ["audit"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"openprofiles": {"format": LOG_FORMAT}},
-        "handlers": {"stderr": {"class": f"{__name__}.StderrHandler", "formatter": "openprofiles"}},
+        "handlers": handlers,
         "root": {"handlers": ["stderr"], "level": "WARNING"},
-        "loggers": {
-            **{name: {"level": level} for name, level in SERVING_LEVELS.items()},
-            # Through the root's handler; "uvicorn.error" is uvicorn's general logger.
-            "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": "INFO"},
-            "uvicorn.access": {"level": "INFO"},
-        },
+        "loggers": loggers,
     }
+
+
+AUDIT_LOGGER = "openprofiles.audit"
+
+
+class AuditFormatter(logging.Formatter):
+    """An audit line as the audit log holds it: the UTC time in ISO 8601 (to the microsecond:
+    several processes write, and the lines of one second keep their order), the id of the
+    process that wrote it, and the audit text (`2026-11-30T15:32:18.123456Z pid=4242 api
+    CreateDomain domain=acme ...`). No level or logger name: the file holds audit lines only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{when} pid={record.process} {record.getMessage()}"
+
+
+def _audit_records_only(record: logging.LogRecord) -> bool:
+    return record.name == AUDIT_LOGGER or record.name.startswith(AUDIT_LOGGER + ".")
+
+
+class AuditFileHandler(logging.handlers.WatchedFileHandler):
+    """Appends the audit lines (and nothing else, wherever it is attached) to `filename`.
+
+    The file is created owner-only (0600): the trail says which access keys and users changed
+    which domains and profiles. Each line is one write(2) to a descriptor opened with O_APPEND,
+    so the lines of the server's worker processes and of the commands run beside it land whole,
+    one after another, never one inside another. Opened again when the file was moved or
+    removed (logrotate without copytruncate: WatchedFileHandler). Opening it raises OSError
+    (the caller says which file and which setting); a line that cannot be written later (a
+    full disk) is printed on stderr with the reason, and the process goes on."""
+
+    def __init__(self, filename: os.PathLike[str] | str) -> None:
+        super().__init__(filename, mode="ab")
+        self.setFormatter(AuditFormatter())
+        self.setLevel(logging.INFO)
+        self.addFilter(_audit_records_only)
+
+    def _open(self) -> Any:
+        # Unbuffered bytes: every line reaches the file in the one write of `emit`.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(self.baseFilename, flags, 0o600)
+        return os.fdopen(descriptor, "ab", buffering=0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            self.reopenIfNeeded()
+            if self.stream is None:
+                # A reopen that failed earlier: tried again for each line.
+                self.stream = self._open()
+                self._statstream()
+            written = os.write(self.stream.fileno(), line)
+            if written != len(line):
+                raise OSError(0, f"only {written} of the line's {len(line)} bytes were written")
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Say on stderr that the line could not be written, why, and the line itself (audit
+        text, no personal value): a trail with a hole in it must not go unnoticed, and a server
+        goes on serving (its stderr has the line too)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = describe(exc) if exc is not None else "unknown"
+        try:
+            line = record.getMessage()
+        except Exception:  # the line is what failed
+            line = "(it could not be formatted)"
+        sys.stderr.write(
+            f"Warning: could not append an audit line to {self.baseFilename}: {reason}. "
+            f"The line: {line}\n"
+        )
+
+
+@contextmanager
+def audit_to(handler: AuditFileHandler) -> Iterator[None]:
+    """Write the audit lines to `handler` too while the block runs, and close it after (a
+    command's run). The audit logger is made to pass INFO records on for that time: a command's
+    root logger stops at WARNING, where the lines were dropped before any handler saw them; its
+    stderr handler still prints from WARNING only."""
+    audit_logger = logging.getLogger(AUDIT_LOGGER)
+    level = audit_logger.level
+    raised = not audit_logger.isEnabledFor(logging.INFO)
+    if raised:
+        audit_logger.setLevel(logging.INFO)
+    audit_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        audit_logger.removeHandler(handler)
+        handler.close()
+        if raised:
+            audit_logger.setLevel(level)

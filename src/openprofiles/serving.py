@@ -10,6 +10,9 @@ on the writer lock (store.writer_lock); on PostgreSQL on the database's own lock
 
 The schema is brought up to date once, by the supervising process, before any worker starts.
 
+Every process appends its audit lines to the audit log (OPENPROFILES_AUDIT_LOG), besides
+printing them on stderr: `prepare` opens it first, so one that cannot be opened stops the server.
+
 A worker stops when its supervisor is gone (`stop_when_orphaned`): killed alone (`kill -9` of
 the parent outside a service manager, which would have ended the whole group), it left its
 workers serving the port with no one to restart them, and a new server could not bind it.
@@ -40,12 +43,19 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
     """Bring the schema up to date and, when asked, create the first admin credential; yields
     the lines to show the operator. A data dir, database or keyring that cannot be used stops
     it as it stops every other command (cli_support.open_services says which and why)."""
-    from openprofiles.cli_support import open_services, shown_database
+    from openprofiles.cli_support import open_audit_file, open_services, shown_database
     from openprofiles.first_run import ensure_first_admin
 
     check_address(settings.host, settings.port)
     services = open_services(settings, create=True)
     try:
+        audit_log = settings.audit_log_file
+        if audit_log is not None:
+            # Opened (made, owner-only) here, once the data dir exists, so that a file that
+            # cannot be opened stops the server with its reason and the setting to change
+            # (cli_support.open_audit_file), before anything is served: a server whose requests
+            # leave no trail is not one to start. Each process opens it again (run).
+            open_audit_file(audit_log).close()
         endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:
             yield from ensure_first_admin(services, endpoint)
@@ -58,6 +68,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         # database answers like a full one).
         yield f"Data dir: {settings.data_dir.absolute()}"
         yield f"Database: {shown_database(settings)}"
+        yield f"Audit log: {audit_log.absolute() if audit_log is not None else 'off'}"
     finally:
         services.database.dispose()
 
@@ -79,10 +90,15 @@ def loose_permissions(settings: Settings) -> list[str]:
     database = settings.sqlite_file
     if database is not None:
         files += [Path(f"{database}{side}") for side in SQLITE_SIDE_FILES]
-    checked = [("The data dir", settings.data_dir, 0o700)]
-    checked += [("The file", path, 0o600) for path in files]
+    secrets = "it holds secrets"
+    checked = [("The data dir", settings.data_dir, 0o700, secrets)]
+    checked += [("The file", path, 0o600, secrets) for path in files]
+    if settings.audit_log_file is not None:
+        # Made owner-only (logging_setup.AuditFileHandler), but one restored, or made by a
+        # logrotate `create` with a looser mode, is not.
+        checked.append(("The audit log", settings.audit_log_file, 0o600, _AUDIT_LOG_HOLDS))
     found = []
-    for what, path, owner_only in checked:
+    for what, path, owner_only, holds in checked:
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
@@ -90,10 +106,13 @@ def loose_permissions(settings: Settings) -> list[str]:
         if mode & 0o077:
             shown = path.absolute()
             found.append(
-                f"{what} {shown} is open to other users (mode {mode:o}), and it holds secrets. "
+                f"{what} {shown} is open to other users (mode {mode:o}), and {holds}. "
                 f"Make it the owner's only: chmod {owner_only:o} {shown}"
             )
     return found
+
+
+_AUDIT_LOG_HOLDS = "it says which access keys and users changed which domains and profiles"
 
 
 def warn_about_loose_permissions(settings: Settings) -> None:
@@ -189,7 +208,9 @@ def run(settings: Settings) -> None:
         log_level="info",
         # Time, level and logger name on every line, OpenProfiles' INFO records included
         # (uvicorn's own configuration prints only its loggers, without a time).
-        log_config=serving_log_config(),
+        # The audit lines are appended to the audit log too, by each process (`prepare`
+        # checked that it opens).
+        log_config=serving_log_config(settings.audit_log_file),
         access_log=False,
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and this server's clients
         # connect from there unless told otherwise: any of them could choose the address the

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = Path(".data")
+# The audit log's file in the data dir (Settings.audit_log), and the value that turns it off.
+AUDIT_LOG_NAME = "audit.log"
+AUDIT_LOG_OFF = "off"
 # The page cache the file loaders give their SQLite connection (`Settings.for_bulk_load`).
 BULK_SQLITE_CACHE_MIB = 64
 
@@ -92,6 +95,12 @@ class Settings:
     # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
     # other site's page read an answer. "*" allows every origin.
     cors_origins: tuple[str, ...] = ()
+    # The file the audit lines (openprofiles.audit) are appended to, by the server and by every
+    # command: None means AUDIT_LOG_NAME in data_dir, AUDIT_LOG_OFF writes none (a relative
+    # path is read from the current directory, as data_dir is). A server also prints them on
+    # stderr; a command does not (its stderr is for warnings), so without the file a command's
+    # lines reached no one.
+    audit_log: str | None = None
 
     def __post_init__(self) -> None:
         # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
@@ -147,6 +156,15 @@ class Settings:
     @property
     def keyring_path(self) -> Path:
         return self.data_dir / "keyring.json"
+
+    @property
+    def audit_log_file(self) -> Path | None:
+        """The audit log's file (`audit_log`), or None when it is off."""
+        if self.audit_log is None:
+            return self.data_dir / AUDIT_LOG_NAME
+        if self.audit_log == AUDIT_LOG_OFF:
+            return None
+        return Path(self.audit_log)
 
     @property
     def effective_flow_folder_roots(self) -> tuple[Path, ...]:
@@ -239,6 +257,12 @@ class Settings:
                 if (origins := get("CORS_ORIGINS"))
                 else None
             ),
+            # "OFF" means off, as it would to any reader; a path is taken as written.
+            audit_log=(
+                AUDIT_LOG_OFF
+                if (audit_log := get("AUDIT_LOG")) and audit_log.lower() == AUDIT_LOG_OFF
+                else audit_log
+            ),
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)
@@ -277,6 +301,7 @@ VARIABLES = (
     "CORS_ORIGINS",
     "FLOW_FOLDER_ROOTS",
     "FLOW_FOLDER_SETTLE_SECONDS",
+    "AUDIT_LOG",
 )
 # OPENPROFILES_* variables that the project's other tools read, not the server: the test suite's
 # database, the JavaScript SDK scenario's keys and endpoint (tests/sdk/js) and the benchmarks'.

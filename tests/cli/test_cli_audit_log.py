@@ -92,8 +92,12 @@ def test_a_state_change_writes_one_line_with_no_argument_value(
         assert value not in text
     if services.settings.database_url:
         assert services.settings.database_url not in text
-    # A command prints from WARNING (logging_setup): the line is not on the terminal.
+    # A command prints from WARNING (logging_setup): the line is not on the terminal, but in
+    # the data dir's audit log (tests/cli/test_audit_log_file.py runs the real command).
     assert AUDIT_LOGGER not in created.stderr and AUDIT_LOGGER not in deleted.stderr
+    in_file = (services.settings.data_dir / "audit.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in in_file] == audit_lines()
+    assert not any(value in "\n".join(in_file) for value in (USERNAME, PASSWORD))
 
 
 def test_a_failed_command_writes_its_error_type(
