@@ -12,7 +12,8 @@ of it than one JSON document.
   that fails alone (`BadRecord`), as a line that is not JSON does.
 
 An item that cannot be opened, is not UTF-8 text, or is neither JSON nor JSON lines fails whole
-(`ItemFailed`) before any of its records is handed out. A read that breaks off later is either
+(`ItemFailed`) before any of its records is handed out; one deleted since it was listed is no
+item (flows.sources.ItemGone, raised as it is). A read that breaks off later is either
 the source failing (SourceError: the run stops, and reads the item again next time) or this
 item (ItemError: the rest of it is one `BadRecord`, and the item counts as failed).
 """

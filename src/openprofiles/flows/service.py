@@ -16,8 +16,30 @@ checkpointed, for a later run, which finds it new. An OnDemand run reads it anyw
 for the run says the source is ready.
 
 `openprofiles flows watch` calls `run_due_flows` in a loop. A run's counts are written after
-every item, so a run in progress shows its progress; an item is checkpointed (flow_item) once
+every batch, so a run in progress shows its progress; an item is checkpointed (flow_item) once
 its records are applied.
+
+A flow runs once at a time, across every process (several `flows watch` workers, servers whose
+admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
+transaction that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises
+the claims already) and finds no other RUNNING run of the flow holding it. A run holds its flow
+for as long as it makes progress: every batch and every item renews its claim (its
+`progress_at`), and one silent for `STALE_AFTER` was stopped with its process — the next run to
+claim the flow closes it FAILED, saying so. An automatic trigger passes a flow held by a run
+over; a run asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused
+with `RunInProgress`. A Scheduled flow is found due (`_schedule_due`) under the claim, so two
+watchers do not both start its run; an Event run lists its source again once it holds the flow,
+and is dropped, unrecorded, when another run read the new items meanwhile.
+
+Every transaction of a run that applies a batch or checkpoints an item first checks that the
+run still holds its flow (`_hold`), taking the object type's lock as the pipeline does, then
+the integration's row (shared, on PostgreSQL: DeleteIntegration waits for the transaction, and
+it for DeleteIntegration). The run ends FAILED, without checkpointing the item it was reading,
+when its flow was deleted (DeleteIntegration deletes the flow's runs and checkpoints with it:
+a flow put again under the same name starts afresh), when the flow was disabled (its object
+type deleted: the item waits in the source until the type is defined again), or when it lost
+its claim (silent for STALE_AFTER, another run took the flow over). A checkpoint is therefore
+only ever written by the one run that holds the flow, after the records it read.
 
 `run_due_flows` takes each domain's flows, and each flow, on their own: every tenant's flows
 share the loop, and one domain whose key cannot be used (disabled, KMS throttling) must not stop
@@ -31,6 +53,10 @@ Items are read as flows.items says: whole up to a size, streamed as JSON lines b
 batches of at most `BATCH_SIZE` records and about `BATCH_BYTES`. An item is checkpointed under
 the version of the content read (which may be newer than the one listed).
 
+An item gone since it was listed (a file deleted, an object deleted or being replaced by a
+delete and a put: `ItemGone`) is no item of the run: it is neither dead-lettered nor
+checkpointed, and a run that lists it again reads it.
+
 An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large
 to read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the
 reason naming the file or object), counted as one record read and dead-lettered, and
@@ -39,7 +65,7 @@ the dead-letter queue holds it; a run asked for (OnDemand) reads it again, for w
 was fixed without changing it. So is a streamed item whose rest could not be read (its records
 before that were ingested). A source that cannot be listed or read at all fails the run
 instead, leaving its items to the next run (which applies again the records of an item the run
-had begun: applying a record twice changes nothing).
+had begun: applying a record twice changes nothing), as does a run that stopped holding its flow.
 
 A run's error is stored sealed with the domain's key (a source's message can name an object key,
 a task's or the pipeline's quote a value), and a checkpointed item is known by a blind-index
@@ -61,11 +87,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -77,13 +103,14 @@ from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
 from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
-from openprofiles.flows.sources import FlowSource, SourceError, SourceItem, source_for
+from openprofiles.flows.sources import FlowSource, ItemGone, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
 from openprofiles.ingest.bulk import over_the_limit
 from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
 from openprofiles.json_text import JsonTextError, load_json
+from openprofiles.object_types.service import lock_object_type
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import flow_item, flow_run, integration
 
@@ -117,12 +144,41 @@ class _Terminated(Exception):
 
 
 # A RUNNING run that committed nothing for this long was stopped without finishing (its process
-# was killed): a run commits its counts after every batch of records, which takes seconds.
+# was killed): a run commits its counts after every batch of records, which takes seconds. It
+# no longer holds its flow: the next run to claim the flow closes it FAILED (module docstring).
 STALE_AFTER = timedelta(minutes=15)
 STOPPED = (
     "The run stopped without finishing: its process ended (no progress since {since}). What "
     "it applied stays applied; run the flow again to read the rest."
 )
+FLOW_DELETED = (
+    "The flow was deleted (DeleteIntegration) while the run was going: the run stopped. What it "
+    "had applied stays applied."
+)
+TAKEN_OVER = (
+    "The run stopped: it made no progress for {stale}, so it no longer held its flow, and "
+    "another run took the flow over. What it had applied stays applied."
+)
+
+
+class RunInProgress(BadRequest):
+    """A run of the flow is in progress (it holds the flow): a run asked for is refused."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A run that claimed its flow (`_claim`): what each of its transactions checks it still
+    holds (`_hold`), and what its record is made of should the flow be deleted with it."""
+
+    domain_name: str
+    flow_name: str
+    run_id: str
+    trigger: str
+    started_at: datetime
+    # The integration claimed: one deleted and put again under the same name is another flow.
+    uri: str
+    created_at: datetime
+    type_name: str
 
 
 def _run_record(tx: Tx, row: Any) -> FlowRun:
@@ -250,7 +306,8 @@ def run_flow(
     on_progress: Progress | None = None,
     source: FlowSource | None = None,
 ) -> FlowRun:
-    """Run the flow once and return the finished run (COMPLETED or FAILED).
+    """Run the flow once and return the finished run (COMPLETED or FAILED); RunInProgress when
+    a run of the flow is in progress (the module docstring).
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
     otherwise only items new or changed since the checkpoint are read. Only an OnDemand run
@@ -258,14 +315,152 @@ def run_flow(
     an item that has not settled.
     """
     found, flow = _load(services, domain_name, flow_name)
-    type_name = found.object_type_name or ""
     source = source or source_for(services.settings, flow)
+    held = retrying(lambda: _claim_in(services, found, trigger))
+    assert held is not None
+    run = _run(services, held, flow, source, complete=complete, on_progress=on_progress)
+    assert run is not None
+    return run
+
+
+def _claim_in(
+    services: Services,
+    found: Integration,
+    trigger: str,
+    due: Callable[[Tx], bool] | None = None,
+) -> _Held | None:
     with services.write() as tx:
-        run_id = _insert_run(tx, domain_name, flow_name, trigger)
+        return _claim(tx, found, trigger, due)
+
+
+def _claim(
+    tx: Tx, found: Integration, trigger: str, due: Callable[[Tx], bool] | None = None
+) -> _Held | None:
+    """Claim the flow for a new run and insert the run, RUNNING (the module docstring); the
+    claim, or None when `due` says the flow is not due. RunInProgress when a run of the flow
+    holds it, NotFound when the flow is gone. A RUNNING run that stopped holding it (silent for
+    STALE_AFTER: its process ended) is closed FAILED."""
+    domain_name, flow_name = found.domain_name, found.flow_name
+    assert flow_name is not None
+    # Claims of the flow queue on its integration's row (PostgreSQL): each finds the run the
+    # one before it inserted. DeleteIntegration deletes the row, so it and a claim queue too.
+    row = tx.conn.execute(
+        select(integration.c.uri, integration.c.created_at)
+        .where(integration.c.domain_name == domain_name, integration.c.flow_name == flow_name)
+        .with_for_update()
+    ).first()
+    if row is None or (row.uri, row.created_at) != (found.uri, found.created_at):
+        raise NotFound(f"The flow {flow_name} does not exist in domain {domain_name}.")
+    running = tx.conn.execute(
+        select(flow_run.c.run_id, flow_run.c.started_at, flow_run.c.progress_at).where(
+            flow_run.c.domain_name == domain_name,
+            flow_run.c.flow_name == flow_name,
+            flow_run.c.status == "RUNNING",
+        )
+    ).all()
+    for other in running:
+        last = other.progress_at or other.started_at
+        if last > tx.now - STALE_AFTER:
+            raise RunInProgress(
+                f"A run of the flow {flow_name} is in progress in domain {domain_name} (run "
+                f"{other.run_id}, started {other.started_at.isoformat(timespec='seconds')}, "
+                f"last progress {last.isoformat(timespec='seconds')}): a flow runs once at a "
+                "time. Run it again when that run has ended; a run whose process was stopped "
+                f"is closed once it has made no progress for {_duration(STALE_AFTER)}."
+            )
+        _close_stopped(tx, domain_name, other.run_id, last)
+    if due is not None and not due(tx):
+        return None
+    run_id = _insert_run(tx, domain_name, flow_name, trigger)
+    return _Held(
+        domain_name=domain_name,
+        flow_name=flow_name,
+        run_id=run_id,
+        trigger=trigger,
+        started_at=tx.now,
+        uri=found.uri,
+        created_at=found.created_at,
+        type_name=found.object_type_name or "",
+    )
+
+
+def _close_stopped(tx: Tx, domain_name: str, run_id: str, last: datetime) -> None:
+    """End FAILED a RUNNING run that stopped holding its flow (STOPPED). Its reason is sealed
+    when the domain's key can be used (else it shows UNSEALED_ERROR): the claim goes on."""
+    sealed = None
+    with contextlib.suppress(ServiceError):
+        error = STOPPED.format(since=last.isoformat(timespec="seconds"))
+        sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
+    # Only while it is still silent: a run that made progress meanwhile renewed its claim
+    # (on PostgreSQL this waits for that transaction, then looks again).
+    tx.conn.execute(
+        update(flow_run)
+        .where(
+            flow_run.c.domain_name == domain_name,
+            flow_run.c.run_id == run_id,
+            flow_run.c.status == "RUNNING",
+            flow_run.c.progress_at.is_(None) | (flow_run.c.progress_at <= tx.now - STALE_AFTER),
+        )
+        .values(status="FAILED", error_sealed=sealed, finished_at=tx.now)
+    )
+
+
+def _hold(tx: Tx, held: _Held) -> None:
+    """Go on only if the run still holds its flow, renewing its claim; _Terminated with the
+    reason otherwise: the flow was deleted, disabled, or the run lost its claim (the module
+    docstring). First in every transaction of the run that applies or checkpoints."""
+    domain_name = held.domain_name
+    if held.type_name:
+        # Before the integration is read, as the pipeline takes it before reading the type: a
+        # DeleteProfileObjectType waited for has committed, and disabled the integration.
+        lock_object_type(tx, domain_name=domain_name, name=held.type_name, shared=True)
+    # Shared: DeleteIntegration, which deletes the row, waits for this transaction to end.
+    tx.conn.execute(
+        select(integration.c.uri)
+        .where(integration.c.domain_name == domain_name, integration.c.flow_name == held.flow_name)
+        .with_for_update(read=True)
+    )
+    found = find_flow_integration(tx, domain_name=domain_name, flow_name=held.flow_name)
+    if found is None or (found.uri, found.created_at) != (held.uri, held.created_at):
+        raise _Terminated(FLOW_DELETED)
+    if found.disabled_reason is not None:
+        raise _Terminated(found.disabled_reason)
+    renewed = tx.conn.execute(
+        update(flow_run)
+        .where(
+            flow_run.c.domain_name == domain_name,
+            flow_run.c.run_id == held.run_id,
+            flow_run.c.status == "RUNNING",
+        )
+        .values(progress_at=tx.now)
+    )
+    if renewed.rowcount == 0:
+        raise _Terminated(TAKEN_OVER.format(stale=_duration(STALE_AFTER)))
+
+
+def _duration(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes} minutes" if minutes else f"{span.total_seconds():g} seconds"
+
+
+def _run(
+    services: Services,
+    held: _Held,
+    flow: Flow,
+    source: FlowSource,
+    *,
+    complete: bool | None = None,
+    on_progress: Progress | None = None,
+    drop_if_empty: bool = False,
+) -> FlowRun | None:
+    """Run the claimed flow (`run_flow`); `drop_if_empty`: None, the run dropped, when it finds
+    no item to read (an Event run that another process's run read the new items for)."""
+    domain_name, flow_name, run_id = held.domain_name, held.flow_name, held.run_id
+    type_name = held.type_name
     counts = _no_counts()
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
-    automatic = trigger != "OnDemand"
+    automatic = held.trigger != "OnDemand"
     try:
         if not read_all:
             items = pending_items(services, domain_name, flow, source, settled_only=automatic)
@@ -276,9 +471,20 @@ def run_flow(
             items = [
                 i for i in settled(services, source.items()) if done(i) != FAILED_MARK + i.version
             ]
+        if drop_if_empty and not items:
+            with services.write() as tx:
+                tx.conn.execute(
+                    delete(flow_run).where(
+                        flow_run.c.domain_name == domain_name,
+                        flow_run.c.run_id == run_id,
+                        flow_run.c.status == "RUNNING",
+                    )
+                )
+            return None
         # Listing a large source commits nothing: say the run is alive (STALE_AFTER).
         with services.write() as tx:
-            _update_run(tx, domain_name, run_id, counts, progress_at=tx.now)
+            _hold(tx, held)
+            _update_run(tx, domain_name, run_id, counts)
         for item in items:
             failure: ItemFailed | None = None
             version, failed = item.version, False
@@ -286,15 +492,11 @@ def run_flow(
                 with item_records(source, item) as read:
                     version = read.version
                     for batch in _batches(read.records):
-                        counts = _apply_retrying(
-                            services,
-                            domain_name,
-                            type_name,
-                            (flow, item.key, run_id),
-                            batch,
-                            counts,
-                        )
+                        counts = _apply_retrying(services, held, (flow, item.key), batch, counts)
                     failed = read.failed
+            except ItemGone:
+                # Deleted since it was listed: no item of this run (the module docstring).
+                continue
             except ItemFailed as exc:
                 failure, failed = exc, True
                 version = exc.version or item.version
@@ -311,6 +513,7 @@ def run_flow(
                 counts: dict[str, int] = counts,
             ) -> FlowRun:
                 with services.write() as tx:
+                    _hold(tx, held)
                     if failure is not None:
                         # One dead letter for the whole item, in the transaction that
                         # checkpoints it: a crash in between can neither lose the item nor
@@ -328,12 +531,10 @@ def run_flow(
                             origin=_origin(flow, item.key),
                         )
                     _checkpoint(tx, domain_name, flow_name, item.key, version, failed=failed)
-                    _update_run(tx, domain_name, run_id, counts, progress_at=tx.now)
+                    _update_run(tx, domain_name, run_id, counts)
                     return get_run(tx, domain_name=domain_name, run_id=run_id)
 
-            # Run again when it lost a race (store.conflicts): another run of the flow reading
-            # the same item at once dead-letters it too, and one of the two letters' inserts
-            # meets the other's on the repeat digest; the second then counts an attempt.
+            # Run again when it lost a race (store.conflicts).
             current = retrying(finish_item)
             if on_progress is not None:
                 on_progress(current)
@@ -348,9 +549,9 @@ def run_flow(
     except Exception:
         # No reason to show (a database error, a bug): the run still ends FAILED, not RUNNING
         # for ever, and the error goes on to the caller's log with its traceback.
-        _finish_run(services, domain_name, run_id, counts, "An internal error stopped the run.")
+        _finish_run(services, held, counts, "An internal error stopped the run.")
         raise
-    return _finish_run(services, domain_name, run_id, counts, error)
+    return _finish_run(services, held, counts, error)
 
 
 def _no_counts() -> dict[str, int]:
@@ -383,15 +584,17 @@ def _insert_run(tx: Tx, domain_name: str, flow_name: str, trigger: str) -> str:
 
 def _finish_run(
     services: Services,
-    domain_name: str,
-    run_id: str,
+    held: _Held,
     counts: dict[str, int],
     error: str | None,
     *,
     seal: bool = True,
 ) -> FlowRun:
     """End the run, FAILED with `error` or COMPLETED. `seal` False: the error came from the
-    domain's key, which is not asked again to seal it (a KMS call, here with the writer held)."""
+    domain's key, which is not asked again to seal it (a KMS call, here with the writer held).
+    A run that no longer holds its flow is not changed: closed FAILED by the run that took the
+    flow over, or deleted with its flow (then the run returned is made here, FAILED)."""
+    domain_name, run_id = held.domain_name, held.run_id
     with services.write() as tx:
         sealed = None
         # The domain's key may be unusable (often why the run failed): the run still ends
@@ -399,38 +602,57 @@ def _finish_run(
         with contextlib.suppress(ServiceError):
             if error and seal:
                 sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
-        _update_run(
-            tx,
-            domain_name,
-            run_id,
-            counts,
-            status="FAILED" if error else "COMPLETED",
-            error_sealed=sealed,
-            finished_at=tx.now,
+        tx.conn.execute(
+            update(flow_run)
+            .where(
+                flow_run.c.domain_name == domain_name,
+                flow_run.c.run_id == run_id,
+                flow_run.c.status == "RUNNING",
+            )
+            .values(
+                **counts,
+                status="FAILED" if error else "COMPLETED",
+                error_sealed=sealed,
+                finished_at=tx.now,
+            )
         )
-        run = get_run(tx, domain_name=domain_name, run_id=run_id)
-    return run if sealed is not None or error is None else replace(run, error=error)
+        try:
+            run = get_run(tx, domain_name=domain_name, run_id=run_id)
+        except NotFound:
+            return FlowRun(
+                domain_name=domain_name,
+                run_id=run_id,
+                flow_name=held.flow_name,
+                trigger=held.trigger,
+                status="FAILED",
+                **counts,
+                error=error or FLOW_DELETED,
+                started_at=held.started_at,
+                finished_at=tx.now,
+            )
+    if error is not None and (sealed is None or run.error != error):
+        return replace(run, status="FAILED", error=error)
+    return run
 
 
 def _apply_retrying(
     services: Services,
-    domain_name: str,
-    type_name: str,
-    read: tuple[Flow, str, str],
+    held: _Held,
+    read: tuple[Flow, str],
     batch: list[ItemRecord | BadRecord],
     counts: dict[str, int],
 ) -> dict[str, int]:
     """Apply a batch in a transaction of its own, run again if it lost a race with another
     process (store.conflicts); the counts with the batch's added (counted on a copy, so an
     attempt rolled back counts nothing). The run's counts are stored with the batch: a run
-    over one large item shows its progress, and a run that stops is told apart (STALE_AFTER)."""
-    flow, key, run_id = read
+    over one large item shows its progress, and renews its claim on the flow (STALE_AFTER)."""
 
     def attempt() -> dict[str, int]:
         counted = dict(counts)
         with services.write() as tx:
-            _apply_batch(tx, domain_name, type_name, (flow, key), batch, counted)
-            _update_run(tx, domain_name, run_id, counted, progress_at=tx.now)
+            _hold(tx, held)
+            _apply_batch(tx, held.domain_name, held.type_name, read, batch, counted)
+            _update_run(tx, held.domain_name, held.run_id, counted)
         return counted
 
     return retrying(attempt)
@@ -539,6 +761,10 @@ def _apply_batch(
             )
         except IngestRejected as exc:
             reason, category = exc.reason, exc.category
+        except NotFound as exc:
+            # The domain or the object type is gone (a request error, not the record's): the
+            # run ends FAILED, and the item waits in the source (the module docstring).
+            raise _Terminated(exc.message) from exc
         except ServiceError as exc:
             reason = exc.message
         dead_letter_in(
@@ -617,16 +843,25 @@ def _flow_domains(services: Services) -> list[str]:
 
 
 def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRun | None:
-    """The flow's run when it is due (or its failed start, `_failed_start`), else None."""
+    """The flow's run when it is due (or its failed start, `_failed_start`), else None: also
+    when a run of the flow holds it (the module docstring)."""
     assert found.flow_definition is not None and found.flow_name is not None
     trigger: str | None = None
+    due: Callable[[Tx], bool] | None = None
     try:
         flow = parse_flow_definition(found.flow_definition)
-        if flow.trigger_type == "Scheduled" and _schedule_due(services, found, flow, now):
+        if flow.trigger_type == "Scheduled":
+            if not _in_schedule(flow, now):
+                return None
             trigger = "Scheduled"
-            return run_flow(
-                services, domain_name=found.domain_name, flow_name=flow.name, trigger=trigger
-            )
+            listed = flow
+            due = lambda tx: _schedule_due(tx, found.domain_name, listed, now)  # noqa: E731
+            loaded, flow = _load(services, found.domain_name, flow.name)
+            source = source_for(services.settings, flow)
+            held = retrying(lambda: _claim_in(services, loaded, "Scheduled", due))
+            if held is None:
+                return None
+            return _run(services, held, flow, source)
         if flow.trigger_type != "Event":
             return None
         trigger = "Event"
@@ -637,13 +872,13 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
             return None
         if not pending:
             return None
-        return run_flow(
-            services,
-            domain_name=found.domain_name,
-            flow_name=flow.name,
-            trigger=trigger,
-            source=source,
-        )
+        loaded, flow = _load(services, found.domain_name, flow.name)
+        held = retrying(lambda: _claim_in(services, loaded, "Event"))
+        assert held is not None
+        # Listed again under the claim: a run that held the flow meanwhile may have read them.
+        return _run(services, held, flow, source, drop_if_empty=True)
+    except RunInProgress:
+        return None
     except Exception as exc:
         where = (found.flow_name, found.domain_name)
         _log_failure("Flow %s of domain %s could not run", where, exc)
@@ -651,7 +886,7 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
             # Not known to be due, or no reason to show (a database error, a bug): a run it
             # stopped ended FAILED already (run_flow).
             return None
-        return _failed_start(services, found, trigger, exc)
+        return _failed_start(services, found, trigger, exc, due)
 
 
 def _log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:
@@ -665,51 +900,64 @@ def _log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:
 
 
 def _failed_start(
-    services: Services, found: Integration, trigger: str, exc: ServiceError
+    services: Services,
+    found: Integration,
+    trigger: str,
+    exc: ServiceError,
+    due: Callable[[Tx], bool] | None,
 ) -> FlowRun | None:
     """Record a run of the flow that could not start, FAILED with `exc`'s message (the module
-    docstring); None when none is recorded: the flow was deleted meanwhile, or it is an Event
-    flow whose newest run failed already."""
+    docstring), under a claim of the flow, when `due` (a Scheduled flow's) says it is due; None
+    when none is recorded: not due, the flow was deleted meanwhile, a run of it holds it, or it
+    is an Event flow whose newest run failed already."""
     domain_name, flow_name = found.domain_name, found.flow_name
     assert flow_name is not None
-    with services.write() as tx:
-        exists = tx.conn.execute(
-            select(integration.c.uri).where(
-                integration.c.domain_name == domain_name, integration.c.flow_name == flow_name
-            )
-        ).first()
-        if exists is None:
-            return None
-        if trigger == "Event":
-            newest = tx.conn.execute(
-                select(flow_run.c.status)
-                .where(flow_run.c.domain_name == domain_name, flow_run.c.flow_name == flow_name)
-                .order_by(flow_run.c.started_at.desc(), flow_run.c.run_id.desc())
-                .limit(1)
-            ).first()
-            if newest is not None and newest.status == "FAILED":
-                return None
-        run_id = _insert_run(tx, domain_name, flow_name, trigger)
-    # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
-    from_key = isinstance(exc.__cause__, KeyUnusable)
-    return _finish_run(services, domain_name, run_id, _no_counts(), exc.message, seal=not from_key)
 
-
-def _schedule_due(services: Services, found: Integration, flow: Flow, now: datetime) -> bool:
-    if flow.schedule_start is not None and now < flow.schedule_start:
-        return False
-    if flow.schedule_end is not None and now > flow.schedule_end:
-        return False
-    with services.read() as tx:
-        last = tx.conn.execute(
-            select(flow_run.c.started_at)
-            .where(
-                flow_run.c.domain_name == found.domain_name,
-                flow_run.c.flow_name == flow.name,
-                flow_run.c.trigger == "Scheduled",
-            )
-            .order_by(flow_run.c.started_at.desc())
+    def not_failed_before(tx: Tx) -> bool:
+        newest = tx.conn.execute(
+            select(flow_run.c.status)
+            .where(flow_run.c.domain_name == domain_name, flow_run.c.flow_name == flow_name)
+            .order_by(flow_run.c.started_at.desc(), flow_run.c.run_id.desc())
             .limit(1)
         ).first()
+        return newest is None or newest.status != "FAILED"
+
+    try:
+        held = retrying(
+            lambda: _claim_in(
+                services, found, trigger, not_failed_before if trigger == "Event" else due
+            )
+        )
+    except (NotFound, RunInProgress):
+        return None
+    if held is None:
+        return None
+    # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
+    from_key = isinstance(exc.__cause__, KeyUnusable)
+    return _finish_run(services, held, _no_counts(), exc.message, seal=not from_key)
+
+
+def _in_schedule(flow: Flow, now: datetime) -> bool:
+    """Whether `now` is inside the flow's ScheduleStartTime/EndTime."""
+    if flow.schedule_start is not None and now < flow.schedule_start:
+        return False
+    return flow.schedule_end is None or now <= flow.schedule_end
+
+
+def _schedule_due(tx: Tx, domain_name: str, flow: Flow, now: datetime) -> bool:
+    """Whether the Scheduled flow's interval has passed since its previous scheduled run:
+    asked under the claim (`_claim`), so that of two watchers only one starts the run."""
+    if not _in_schedule(flow, now):
+        return False
+    last = tx.conn.execute(
+        select(flow_run.c.started_at)
+        .where(
+            flow_run.c.domain_name == domain_name,
+            flow_run.c.flow_name == flow.name,
+            flow_run.c.trigger == "Scheduled",
+        )
+        .order_by(flow_run.c.started_at.desc())
+        .limit(1)
+    ).first()
     assert flow.interval_seconds is not None
     return last is None or now >= last.started_at + timedelta(seconds=flow.interval_seconds)

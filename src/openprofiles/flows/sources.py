@@ -12,8 +12,10 @@ newer version nor reads the same one again.
 Two kinds of failure: `SourceError` when the source as a whole cannot be listed or read (folder
 missing, bucket missing, credentials refused, endpoint unreachable) — the run fails, and reads
 the items again when it next runs — and `ItemError` when one item cannot be read while the rest
-of the source can (a file that cannot be opened, an object deleted since it was listed) — the
-run dead-letters that item and goes on with the next.
+of the source can (a file that cannot be opened, an archived object) — the run dead-letters
+that item and goes on with the next. An item deleted since it was listed is neither: `ItemGone`
+says it is no longer there (a file deleted, an object deleted, or being replaced by a delete
+and a put), and the run passes it over without a trace, so a run that lists it again reads it.
 
 A file being written is not yet a whole item: a file copied into the folder (an export, an
 upload) grows for a while, and read meanwhile its last line is cut off and a JSON array is
@@ -71,6 +73,10 @@ class ItemError(Exception):
         self.message = message
 
 
+class ItemGone(Exception):
+    """The item was deleted since it was listed (FileNotFoundError, S3 NoSuchKey): no item."""
+
+
 @dataclass(frozen=True)
 class SourceItem:
     key: str
@@ -102,7 +108,8 @@ class FlowSource(Protocol):
 
     def open(self, key: str) -> ItemStream:
         """The item's content as bytes, to be decoded by the caller (which can then keep what
-        is not text); ItemError when this item cannot be opened."""
+        is not text); ItemError when this item cannot be opened, ItemGone when it was deleted
+        since it was listed."""
 
     def describe(self, key: str) -> str:
         """The item for messages: "the file /path" or "the object s3://bucket/key"."""
@@ -165,11 +172,13 @@ class FolderSource:
     def describe(self, key: str) -> str:
         return f"the file {self.folder / key}"
 
-    def _error(self, key: str, exc: OSError) -> SourceError | ItemError:
+    def _error(self, key: str, exc: OSError) -> SourceError | ItemError | ItemGone:
         # The folder gone (unmounted, removed) fails every file: the run stops, so that the
         # files are read when it is back rather than dead-lettered one by one.
         if not self.folder.is_dir():
             return SourceError(f"The folder {self.folder} does not exist or is not a folder.")
+        if isinstance(exc, FileNotFoundError):
+            return ItemGone(key)
         return ItemError(f"{self.describe(key)} cannot be read: {exc.strerror or exc}")
 
 
@@ -197,11 +206,12 @@ class _FileStream:
         self._handle.close()
 
 
-# Errors of GetObject about the one object (deleted since it was listed, archived): the others
-# can still be read. Any other error — bucket gone, credentials refused (AccessDenied included:
-# S3 says it for a missing permission as much as for one object), throttling, a server error —
-# fails the run, which reads the object again when it next runs.
-OBJECT_ERRORS = frozenset({"NoSuchKey", "InvalidObjectState"})
+# Errors of GetObject about the one object (archived): the others can still be read. An object
+# deleted since it was listed (NoSuchKey) is gone (ItemGone). Any other error — bucket gone,
+# credentials refused (AccessDenied included: S3 says it for a missing permission as much as for
+# one object), throttling, a server error — fails the run, which reads the object again when it
+# next runs.
+OBJECT_ERRORS = frozenset({"InvalidObjectState"})
 
 
 class S3Source:
@@ -234,6 +244,8 @@ class S3Source:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise ItemGone(key) from exc
             if exc.response.get("Error", {}).get("Code") in OBJECT_ERRORS:
                 raise ItemError(
                     f"{self.describe(key)} cannot be read: {_botocore_said(exc)}"

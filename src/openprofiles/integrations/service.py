@@ -356,6 +356,18 @@ def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
             integration.c.domain_name == domain_name, integration.c.uri == uri
         )
     )
+    if found.flow_name is not None:
+        # A flow's runs and checkpoints go with it: a flow put again under its name reads its
+        # source afresh, and a run of it in progress stops (flows.service: after the row
+        # above, which the run's transactions hold shared).
+        from openprofiles.store.schema import flow_item, flow_run
+
+        for table in (flow_item, flow_run):
+            tx.conn.execute(
+                delete(table).where(
+                    table.c.domain_name == domain_name, table.c.flow_name == found.flow_name
+                )
+            )
     delete_tags(tx, resource_arn=integration_arn(tx, domain_name, uri))
     if is_instance_arn(uri):
         for hook in on_instance_dissociated:

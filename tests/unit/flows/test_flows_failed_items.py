@@ -146,7 +146,9 @@ def test_a_broken_json_document_is_one_failed_item(services: Services, tmp_path:
     assert "could not be parsed as JSON" in line.reason and line.object_json == '{"id": 4, "email":'
 
 
-def test_a_file_gone_during_the_run_fails_alone(services: Services, tmp_path: Path) -> None:
+def test_a_file_that_cannot_be_opened_during_the_run_fails_alone(
+    services: Services, tmp_path: Path
+) -> None:
     make_domain(services, D)
     folder = tmp_path / "export"
     folder.mkdir()
@@ -154,14 +156,16 @@ def test_a_file_gone_during_the_run_fails_alone(services: Services, tmp_path: Pa
         (folder / f"{n}.jsonl").write_text(jsonl(user(n)))
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
 
-    def remove_second(run: FlowRun) -> None:
+    def replace_second(run: FlowRun) -> None:
+        # Listed as a file, a folder by the time it is read: it cannot be opened.
         if run.items_read == 1:
             (folder / "2.jsonl").unlink()
+            (folder / "2.jsonl").mkdir()
 
-    run = run_flow(services, domain_name=D, flow_name="crm", on_progress=remove_second)
+    run = run_flow(services, domain_name=D, flow_name="crm", on_progress=replace_second)
     assert counts(run) == ("COMPLETED", 3, 3, 2, 1)
     [letter] = letters(services)
-    assert f"The file {folder / '2.jsonl'} cannot be read: No such file" in letter.reason
+    assert f"The file {folder / '2.jsonl'} cannot be read: Is a directory" in letter.reason
 
 
 def test_the_folder_gone_during_the_run_fails_it(services: Services, tmp_path: Path) -> None:
