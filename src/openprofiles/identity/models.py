@@ -74,8 +74,9 @@ class UndoResult:
     # Whether the main profile was written after the merge: a write that set a reverted path
     # to the very value the merge gave it, by the same setter, cannot be told from no write.
     main_written_since: bool = False
-    # Keys that moved in the merge but were no longer on the main profile (deleted since, with
-    # DeleteProfileKey or with their object type): not put back.
+    # Keys that moved in the merge but were no longer on the main profile (deleted since): not
+    # put back. Values DeleteProfileKey or DeleteProfileObjectType erased are not among them:
+    # those leave the merge log (identity.service `forget_deleted_keys`, `forget_deleted_type`).
     missing_keys: tuple[KeptKey, ...] = ()
     # Before-image fields not put back: their object type was deleted since the merge.
     dropped_fields: tuple[DroppedField, ...] = ()

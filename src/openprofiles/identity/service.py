@@ -3,15 +3,19 @@
 A merge unions the standard fields into the main profile (main wins on conflict unless
 FieldSourceProfileIds names a profile, whose value is taken even if empty), moves every key and
 object of the merged profiles to the main profile and leaves each merged profile's row in place
-with `merged_into` set: its key values (`_profileId` among them) now find the main profile (spec
-§1.6 "After a merge"), while operations naming it by id answer ResourceNotFound, as for a
+with `merged_into` set and no fields (the log holds them): its key values (`_profileId` among
+them) now find the main profile (spec §1.6 "After a merge"), a derived one (`_email`, from a
+field) under the object type that wrote the field, so that deleting the type unfinds it
+(`_derived_origin`), while operations naming it by id answer ResourceNotFound, as for a
 deleted profile (profiles.service docstring). Unlike the cloud service a merge can be undone:
 every merge writes a `merge_log` row holding, sealed, the before-images of every profile involved
 and which keys and objects moved; `undo_merge` puts them back, except data that arrived on the
 main profile after the merge, which stays there and is listed in the result (for the main
 profile's fields, the rule is at `_restore_main_fields`), and data deleted since the merge, which
-stays deleted and is listed too: an object or key no longer on the main profile, and a field or
-key whose object type was deleted (DeleteProfileObjectType, spec §1.8). A later merge into the
+stays deleted and is listed too: an object or key no longer on the main profile, and a field
+whose object type was deleted (DeleteProfileObjectType, spec §1.8). The values DeleteProfileKey
+and DeleteProfileObjectType erase leave the merge logs as well (`forget_deleted_keys`,
+`forget_deleted_type`): such a key is neither shown nor listed by an undo. A later merge into the
 same main profile that still stands keeps what it relies on (a key row it found there, the
 fields it would have brought): its log is rewritten as if the undone merge had never been
 (`_StandingMerge`), so that undoing it in turn leaves the main profile as before both.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +65,15 @@ from openprofiles.identity.models import (
     MovedObject,
     UndoResult,
 )
+from openprofiles.normalize import normalize
+from openprofiles.object_types.service import on_object_type_deleted
 from openprofiles.profiles import service as profiles_service
+from openprofiles.profiles.keys import (
+    EMAIL_FIELDS,
+    NAME_FIELDS,
+    PHONE_FIELDS,
+    PREDEFINED_CONTENT_TYPES,
+)
 from openprofiles.profiles.models import (
     ADDRESS_FIELDS,
     PROFILE_FIELDS,
@@ -92,13 +104,16 @@ from openprofiles.store.schema import (
 
 MERGE_TABLE = "merge_log"
 # Origin of a derived key (`_profileId`, `_email`, ...) of a merged profile once it sits on the
-# main profile: not the derived marker, or recomputing the main profile's derived keys would
-# drop it and the merged-away id would stop resolving.
+# main profile, unless an object type wrote the field it comes from (`_derived_origin`): not the
+# derived marker, or recomputing the main profile's derived keys would drop it and the
+# merged-away id would stop resolving.
 MERGED_ORIGIN = "@merge"
 # Merge logs written before migration 0017 name origins with the old markers; from then on a
 # log says `"origins": 2`, and "profile" in it is an object type of that name.
 _LEGACY_ORIGINS = {"profile": DERIVED_ORIGIN, "explicit": EXPLICIT_ORIGIN, "merge": MERGED_ORIGIN}
 MAX_MERGED_PROFILES = 20
+# What a merged-away profile's row holds sealed (no fields: see `_merge_profiles`).
+_EMPTY_PROFILE: dict[str, Any] = {"fields": {}, "manual": []}
 
 register_domain_table(merge_log)
 register_domain_table(kept_apart)
@@ -165,23 +180,36 @@ def _merge_profiles(
     _merge_fields(main, others, sources, records)
     save_profile(tx, domain_name=domain_name, record=main)
 
-    moved_keys = _move_keys(tx, cipher, domain_name, main_profile_id, merged_ids)
-    moved_objects = _move_objects(tx, domain_name, main_profile_id, merged_ids)
-    merged = tx.conn.execute(
-        update(profile)
-        .where(
-            profile.c.domain_name == domain_name,
-            profile.c.profile_id.in_(merged_ids),
-            # Never a second merge of a merged profile, whatever the locks above missed: it would
-            # make a cycle (A into B, B into A) and both customers would vanish from every read.
-            profile.c.merged_into.is_(None),
-        )
-        .values(merged_into=main_profile_id, updated_at=tx.now)
+    moved_keys = _move_keys(
+        tx, cipher, domain_name, main_profile_id, {pid: records[pid] for pid in merged_ids}
     )
-    if merged.rowcount != len(merged_ids):
+    moved_objects = _move_objects(tx, domain_name, main_profile_id, merged_ids)
+    merged = 0
+    for pid in merged_ids:
+        merged += tx.conn.execute(
+            update(profile)
+            .where(
+                profile.c.domain_name == domain_name,
+                profile.c.profile_id == pid,
+                # Never a second merge of a merged profile, whatever the locks above missed: it
+                # would make a cycle (A into B, B into A) and both customers would vanish from
+                # every read.
+                profile.c.merged_into.is_(None),
+            )
+            # The row keeps no copy of the fields: they are in the log's before-image, which
+            # an undo restores and an erasure scrubs (DeleteProfile, `forget_deleted_profiles`).
+            .values(
+                merged_into=main_profile_id,
+                updated_at=tx.now,
+                sealed=cipher.seal_record(PROFILE_TABLE, pid, _EMPTY_PROFILE),
+            )
+        ).rowcount
+    if merged != len(merged_ids):
         raise ConcurrentChange("a profile being merged was merged or deleted meanwhile")
-    # Their match features go with them; undoing the merge writes them again.
+    # Their match features and rule-match digests go with them; undoing the merge writes them
+    # again (the profile-written hooks, when the restored profiles are saved).
     ml_features.forget(tx, domain_name, merged_ids)
+    rule_store.forget(tx, domain_name, merged_ids)
 
     merge_id = uuid.uuid4().hex
     payload = {
@@ -284,6 +312,22 @@ def _check_field_sources(
     return out
 
 
+# Fields merged as one: a gender or party type is held either in the enum field or, for a
+# value outside the enum, in its free-text twin (ingest.mapping; a mapping may target only one
+# of them), and FieldSourceProfileIds names only the enum field. The first name is the unit's.
+_FIELD_UNITS: dict[str, tuple[str, ...]] = {
+    "Gender": ("Gender", "GenderString"),
+    "GenderString": ("Gender", "GenderString"),
+    "PartyType": ("PartyType", "PartyTypeString"),
+    "PartyTypeString": ("PartyType", "PartyTypeString"),
+}
+
+
+def _unit_members(name: str) -> tuple[str, ...]:
+    """The fields `_merge_fields` takes together with the top-level field `name`."""
+    return _FIELD_UNITS.get(name, (name,))
+
+
 def _merge_fields(
     main: ProfileRecord,
     others: list[ProfileRecord],
@@ -293,17 +337,25 @@ def _merge_fields(
     """Union the standard fields into `main` in place (spec §5.3): a field the main profile
     lacks comes from the first merged profile that has it; on conflict the main value stays,
     unless FieldSourceProfileIds names a profile, whose value is taken even when empty.
-    Attributes are merged key by key; addresses as a whole (the API names them as a whole)."""
+    Attributes are merged key by key; addresses as a whole (the API names them as a whole);
+    Gender with GenderString and PartyType with PartyTypeString as one (`_FIELD_UNITS`): the
+    profile FieldSourceProfileIds.Gender names gives its gender whichever of the two holds it,
+    and a main profile with either keeps its own."""
     for name in PROFILE_FIELDS:
         if name == "Attributes":
             continue
-        chosen = sources.get(name)
+        members = _unit_members(name)
+        if name != members[0]:
+            continue  # taken with its unit
+        chosen = next((sources[m] for m in members if sources.get(m) is not None), None)
         if chosen is not None:
-            _take(main, records[chosen], name)
-        elif name not in main.fields:
-            donor = next((o for o in others if name in o.fields), None)
+            for member in members:
+                _take(main, records[chosen], member)
+        elif not any(m in main.fields for m in members):
+            donor = next((o for o in others if any(m in o.fields for m in members)), None)
             if donor is not None:
-                _take(main, donor, name)
+                for member in members:
+                    _take(main, donor, member)
     attribute_sources: dict[str, str] = sources.get("Attributes", {})
     keys = dict.fromkeys(
         [*main.fields.get("Attributes", {}), *attribute_sources]
@@ -366,8 +418,59 @@ def _image(record: ProfileRecord) -> dict[str, Any]:
 
 
 def _origin_on_main(origin: str) -> str:
-    """The origin a merged profile's key row takes on the main profile."""
+    """The origin a merged profile's key row took on the main profile, for a log written
+    before a derived row's origin there was logged (`_derived_origin`; "on_main")."""
     return MERGED_ORIGIN if origin == DERIVED_ORIGIN else origin
+
+
+def _main_origin(key: dict[str, Any], origin: str) -> str:
+    """The origin the row of a logged moved key has on the main profile (`origin`: its logged
+    origin on the merged profile, as `_log_origins` names it)."""
+    on_main = key.get("on_main")
+    return on_main if isinstance(on_main, str) else _origin_on_main(origin)
+
+
+def _derived_origin(
+    tx: Tx, cipher: DomainCipher, record: ProfileRecord, key_name: str, digest: bytes
+) -> str:
+    """The origin on the main profile of a merged profile's derived key row (`_email` and the
+    like, given by its standard fields): the object type that wrote the field it comes from,
+    so that DeleteProfileObjectType, which scrubs that field from the live profiles, removes
+    the value it gave along with the type's own key rows; else `MERGED_ORIGIN`.
+
+    A value held by a field a person set (or no type wrote), or by the profile's id, is
+    `MERGED_ORIGIN`: deleting a type never erases it. A `_fullName` goes with the first of its
+    parts an object type wrote, and a value two fields hold (an e-mail address in two e-mail
+    fields) with the first of them (in `profiles.keys` order) when every holder is a type's:
+    one row has one origin, so where two types share a value, deleting the first removes it
+    although the second still gives it on the merged profile."""
+    region = tx.settings.default_phone_region
+    content_type = PREDEFINED_CONTENT_TYPES.get(key_name)
+    if content_type is None or key_name == "_profileId":
+        return MERGED_ORIGIN
+    if key_name == "_fullName":
+        holders = [[n for n in NAME_FIELDS if record.fields.get(n)]]
+    else:
+        fields = {"_phone": PHONE_FIELDS, "_email": EMAIL_FIELDS, "_account": ("AccountNumber",)}
+        holders = [
+            [n]
+            for n in fields.get(key_name, ())
+            if record.fields.get(n)
+            and (normal := normalize(content_type, record.fields[n], phone_region=region))
+            and cipher.digest(key_name, normal) == digest
+        ]
+    types: list[str] = []
+    for paths in holders:
+        written = [
+            record.field_sources[p]["type"]
+            for p in paths
+            if p not in record.manual_fields
+            and isinstance(record.field_sources.get(p, {}).get("type"), str)
+        ]
+        if not written:
+            return MERGED_ORIGIN  # a holder no type deletion scrubs keeps the value
+        types.append(written[0])
+    return types[0] if types else MERGED_ORIGIN
 
 
 def _key_pairs(tx: Tx, domain_name: str, profile_id: str) -> set[tuple[str, bytes]]:
@@ -382,11 +485,17 @@ def _key_pairs(tx: Tx, domain_name: str, profile_id: str) -> set[tuple[str, byte
 
 
 def _move_keys(
-    tx: Tx, cipher: DomainCipher, domain_name: str, main_id: str, merged_ids: list[str]
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    main_id: str,
+    merged: dict[str, ProfileRecord],
 ) -> list[dict[str, Any]]:
-    """Move every key row of the merged profiles to the main profile; returns what moved, and
-    for each whether the main profile got a new row (False: it had that value from the same
-    origin already)."""
+    """Move every key row of the `merged` profiles (by id, in merge order) to the main
+    profile; returns what moved, the origin its row took there ("on_main": the same, but for
+    a derived row, `_derived_origin`) and whether the main profile got a new row (False: it
+    had that value from the same origin already)."""
+    merged_ids = list(merged)
     present = {
         (r.key_name, bytes(r.digest), r.origin)
         for r in tx.conn.execute(
@@ -418,7 +527,9 @@ def _move_keys(
         value = cipher.open_record(
             KEY_TABLE, key_record_id(row.profile_id, row.key_name, digest), bytes(row.value_sealed)
         )["value"]
-        origin = _origin_on_main(row.origin)
+        origin = row.origin
+        if origin == DERIVED_ORIGIN:
+            origin = _derived_origin(tx, cipher, merged[row.profile_id], row.key_name, digest)
         inserted = (row.key_name, digest, origin) not in present
         if inserted:
             present.add((row.key_name, digest, origin))
@@ -431,6 +542,7 @@ def _move_keys(
                 "key_name": row.key_name,
                 "digest": digest.hex(),
                 "origin": row.origin,
+                "on_main": origin,
                 "value": value,
                 "inserted": inserted,
             }
@@ -625,7 +737,12 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
             # indexed after the deletion, and stays (listed as kept if the main lacked it).
             missing_keys.add((key["key_name"], key["value"]))
             continue
-        main_origin = _origin_on_main(origin)
+        main_origin = _main_origin(key, origin)
+        if main_origin in gone:
+            # A derived row that took its field's object type as origin (`_derived_origin`)
+            # went with the type, as the field did from the restored profile (listed as
+            # dropped); a row of that origin now is a type of that name defined since.
+            continue
         if (key["key_name"], origin) == (CONTACT_KEY, EXPLICIT_ORIGIN):
             main_origin = _contact_link_origin(tx, domain_name, main_id, digest)
         on_main = and_(
@@ -838,7 +955,7 @@ def _pass_key_on(
         )
         if key["key_name"] == key_name
         and key["digest"] == digest_hex
-        and _origin_on_main(origin) == origin_on_main
+        and _main_origin(key, origin) == origin_on_main
     ]
     if not logged:
         return False
@@ -1025,9 +1142,10 @@ def _restore_main_fields(
 
 def _merge_unit(path: str) -> str:
     """What `_merge_fields` takes as a whole that holds a field path: an Attributes key; any
-    other field whole, an address with all its parts."""
+    other field whole, an address with all its parts, and a gender or party type with its
+    free-text twin (`_FIELD_UNITS`)."""
     name, _, _ = path.partition(".")
-    return path if name == "Attributes" else name
+    return path if name == "Attributes" else _unit_members(name)[0]
 
 
 def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
@@ -1035,11 +1153,13 @@ def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
     if "." in unit:
         return _path_state(record, unit)
 
+    members = _unit_members(unit)
+
     def covers(path: str) -> bool:
-        return path == unit or path.startswith(unit + ".")
+        return any(path == m or path.startswith(m + ".") for m in members)
 
     return (
-        record.fields.get(unit),
+        tuple(record.fields.get(m) for m in members),
         sorted(p for p in record.manual_fields if covers(p)),
         sorted((p, s) for p, s in record.field_sources.items() if covers(p)),
     )
@@ -1050,7 +1170,8 @@ def _take_unit(target: ProfileRecord, donor: ProfileRecord, unit: str) -> None:
     if part:
         _take_part(target, donor, name, part)
     else:
-        _take(target, donor, name)
+        for member in _unit_members(name):
+            _take(target, donor, member)
 
 
 def _replay_later_merges(
@@ -1291,3 +1412,146 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
 
 if forget_deleted_profiles not in profiles_service.on_profiles_deleted:
     profiles_service.on_profiles_deleted.append(forget_deleted_profiles)
+
+
+# ---------------------------------------------------------------------------- erasures
+
+
+def forget_deleted_keys(
+    tx: Tx, domain_name: str, profile_id: str, key_name: str, digests: list[bytes]
+) -> None:
+    """DeleteProfileKey's part here (profiles.service.on_keys_deleted): the values it took off
+    the live profile `profile_id` leave the merge logs of merges into it or into a profile
+    merged into it (a moved key's entry of a merge that stands, and a kept or missing key an
+    undo listed), so that neither `merges show` nor an undo brings them back. An entry goes
+    whole: its rows are gone from the main profile, where an undo would have found it missing,
+    and a row of the value indexed again since is new data, which an undo leaves on the main
+    profile. The moved keys of an undone merge stay: they went back to their own profiles.
+
+    Not scrubbed: a value the logged before-images hold in a standard field (an e-mail address
+    in EmailAddress): an undo restores the profile it came from with its fields."""
+    wanted = {(key_name, d.hex()) for d in digests}
+    held = profiles_service.absorbed_profiles(tx, domain_name=domain_name, profile_ids=[profile_id])
+    mains = sorted(held[profile_id])
+    content_type = profiles_service.key_content_type(tx, domain_name=domain_name, key_name=key_name)
+    region = tx.settings.default_phone_region
+    cipher = tx.cipher(domain_name)
+
+    def erased_value(name: str, value: str) -> bool:
+        if name != key_name:
+            return False
+        normal = normalize(content_type, value, phone_region=region)
+        return bool(normal) and (name, cipher.digest(name, normal).hex()) in wanted
+
+    def scrub(payload: dict[str, Any], undo: dict[str, Any] | None, main_id: str) -> None:
+        if undo is None:
+            payload["keys"] = [
+                k for k in payload["keys"] if (k["key_name"], k["digest"]) not in wanted
+            ]
+        else:  # its keys went back to their profiles, which the deletion did not touch
+            for listed in ("kept_keys", "missing_keys"):
+                undo[listed] = [[n, v] for n, v in undo.get(listed, ()) if not erased_value(n, v)]
+
+    _rewrite_logs(tx, cipher, domain_name, merge_log.c.main_profile_id.in_(mains), scrub)
+
+
+def forget_deleted_type(tx: Tx, domain_name: str, object_type_name: str) -> None:
+    """DeleteProfileObjectType's part here (object_types.service.on_object_type_deleted):
+    what the type wrote leaves every merge log of the domain, as it leaves the live profiles
+    (objects.service.delete_objects_of_type; spec §1.8): a moved key's entry whose row was
+    the type's (its own key, or a derived key of a field it wrote: `_derived_origin`), and,
+    in the logged profile images, the values of the fields it wrote unless a person set them.
+    Their sources stay named, so an undo still finds the type deleted since the merge and
+    lists the fields as dropped (`_drop_deleted_sources`, which would take the same values).
+    An undone merge's result keeps a kept or missing key only while the main profile (or the
+    profile it was merged into since) still has a row of it from another source."""
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+
+    def scrub_image(payload: dict[str, Any]) -> None:
+        fields, manual = payload["fields"], set(payload.get("manual", ()))
+        for path, source in payload.get("sources", {}).items():
+            if source.get("type") != object_type_name or path in manual:
+                continue
+            name, _, part = path.partition(".")
+            inner = fields.get(name)
+            if part and isinstance(inner, dict):
+                inner.pop(part, None)
+                if not inner:
+                    fields.pop(name, None)
+            elif not part:
+                fields.pop(name, None)
+
+    def still_held(main_id: str, name: str, value: str) -> bool:
+        live = profiles_service.resolve_profile_id(tx, domain_name=domain_name, profile_id=main_id)
+        if live is None:
+            return False
+        content_type = profiles_service.key_content_type(tx, domain_name=domain_name, key_name=name)
+        normal = normalize(content_type, value, phone_region=region)
+        if not normal:
+            return False
+        found = tx.conn.execute(
+            select(profile_key.c.origin).where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.profile_id == live,
+                profile_key.c.key_name == name,
+                profile_key.c.digest == cipher.digest(name, normal),
+                profile_key.c.origin != object_type_name,
+            )
+        ).first()
+        return found is not None
+
+    def scrub(payload: dict[str, Any], undo: dict[str, Any] | None, main_id: str) -> None:
+        payload["keys"] = [
+            key
+            for key, origin in zip(payload["keys"], _log_origins(payload), strict=True)
+            if object_type_name not in (origin, _main_origin(key, origin))
+        ]
+        for image in payload["profiles"].values():
+            scrub_image(image["payload"])
+        scrub_image(payload["main_after"])
+        if undo is not None:
+            for listed in ("kept_keys", "missing_keys"):
+                undo[listed] = [
+                    [n, v] for n, v in undo.get(listed, ()) if still_held(main_id, n, v)
+                ]
+
+    _rewrite_logs(tx, cipher, domain_name, None, scrub)
+
+
+def _rewrite_logs(
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    which: Any,
+    scrub: Callable[[dict[str, Any], dict[str, Any] | None, str], None],
+) -> None:
+    """Open the domain's merge logs (`which`: a condition on merge_log, or None for all),
+    locked, let `scrub(payload, undo result or None, main profile id)` change them in place,
+    and seal again those it changed."""
+    query = select(merge_log).where(merge_log.c.domain_name == domain_name)
+    if which is not None:
+        query = query.where(which)
+    for row in tx.conn.execute(query.order_by(merge_log.c.merge_id).with_for_update()).all():
+        payload = _open_log(cipher, row)
+        undo = None
+        if row.undo_sealed is not None:
+            undo = cipher.open_record(MERGE_TABLE, f"{row.merge_id}/undo", bytes(row.undo_sealed))
+        before = copy.deepcopy((payload, undo))
+        scrub(payload, undo, row.main_profile_id)
+        if (payload, undo) == before:
+            continue
+        values: dict[str, Any] = {"sealed": cipher.seal_record(MERGE_TABLE, row.merge_id, payload)}
+        if undo is not None:
+            values["undo_sealed"] = cipher.seal_record(MERGE_TABLE, f"{row.merge_id}/undo", undo)
+        tx.conn.execute(
+            update(merge_log)
+            .where(merge_log.c.domain_name == domain_name, merge_log.c.merge_id == row.merge_id)
+            .values(**values)
+        )
+
+
+if forget_deleted_keys not in profiles_service.on_keys_deleted:
+    profiles_service.on_keys_deleted.append(forget_deleted_keys)
+if forget_deleted_type not in on_object_type_deleted:
+    on_object_type_deleted.append(forget_deleted_type)

@@ -86,6 +86,10 @@ on_profiles_written: list[Callable[[Tx, str, Sequence[ProfileRecord]], None]] = 
 # values for a profile, in the same transaction: contacts makes an agent's latest
 # `_ctrContactId` link the one that counts, then sends on the records waiting for the contact.
 on_keys_added: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
+# Called with (tx, domain name, live profile id, key name, digests) after DeleteProfileKey took
+# values off a profile, in the same transaction: identity resolution scrubs them from the merge
+# logs that hold them (an erased value stays erased).
+on_keys_deleted: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
 
 
 @dataclass(frozen=True)
@@ -766,6 +770,8 @@ def delete_profile_key(
     result = tx.conn.execute(delete(profile_key).where(rows))
     if result.rowcount == 0:
         raise NotFound(f"The profile {profile_id} has no such value for key {key_name}.")
+    for hook in on_keys_deleted:
+        hook(tx, domain_name, live_id, key_name, list(digests))
 
 
 # ---------------------------------------------------------------------------- search

@@ -103,12 +103,13 @@ def test_undo_lists_what_was_deleted_since(settings, services, domain):
     undone = run(settings, "undo", "--domain", "ident", merge_id)
 
     assert undone.exit_code == 0, undone.output
-    assert "deleted since the merge: key loyalty=L-5" in undone.output
+    # The erased values left the merge log with their deletion: neither listed nor shown.
+    assert "L-5" not in undone.output and "c5" not in undone.output
     assert f"field FirstName of {other} not put back" in undone.output
     shown = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
-    assert shown["Undo"]["MissingKeys"] == [
-        {"KeyName": "crmId", "Value": "c5"},
-        {"KeyName": "loyalty", "Value": "L-5"},
+    assert shown["Undo"]["MissingKeys"] == []
+    assert shown["MovedKeys"] == [
+        {"From": other, "KeyName": "_profileId", "Value": other},
     ]
     assert shown["Undo"]["DroppedFields"] == [
         {"ProfileId": other, "Field": "FirstName", "ObjectTypeName": "Crm"}

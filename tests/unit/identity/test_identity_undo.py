@@ -376,7 +376,8 @@ def test_a_key_deleted_from_the_main_profile_since_stays_deleted(services, domai
 
     assert search(services, "loyalty", "WRONG-LINK") == []
     assert search(services, "loyalty", "L-1") == [other]
-    assert [(k.key_name, k.value) for k in result.missing_keys] == [("loyalty", "WRONG-LINK")]
+    # DeleteProfileKey took the value out of the merge log too: the undo does not list it.
+    assert result.missing_keys == ()
     assert ("loyalty", "WRONG-LINK") not in {(k.key_name, k.value) for k in result.kept_keys}
     with services.read() as tx:
         logged = service.get_merge(tx, domain_name="ident", merge_id=merge_id).undo
@@ -400,7 +401,8 @@ def test_what_an_object_type_deleted_since_wrote_stays_deleted(services, domain)
     assert fields_of(services, main) == {"LastName": "Main"}
     assert search(services, "_email", "only-crm@example.com") == []
     assert search(services, "crmId", "c9") == []
-    assert ("crmId", "c9") in {(k.key_name, k.value) for k in result.missing_keys}
+    # The type's keys left the merge log with it (identity.service.forget_deleted_type).
+    assert result.missing_keys == ()
     assert {(d.profile_id, d.path, d.object_type_name) for d in result.dropped_fields} == {
         (other, "FirstName", "Crm"),
         (other, "EmailAddress", "Crm"),
