@@ -27,7 +27,7 @@ from openprofiles.auth.credentials import secret_opens
 from openprofiles.auth.policy import answer_shown_to, authorize, errors_shown_to
 from openprofiles.background import PeriodicTask, background_lifespan
 from openprofiles.contacts.http import contact_routes
-from openprofiles.contacts.service import kept_records_task
+from openprofiles.contacts.sweep import kept_records_task
 from openprofiles.context import Principal, RequestContext, Services
 from openprofiles.crypto.arns import is_aws_kms_arn
 from openprofiles.crypto.domain_keys import KeyManager
@@ -305,7 +305,7 @@ def background_tasks(services: Services) -> list[PeriodicTask]:
     (spec §1.9), starting scheduled probabilistic matching jobs (spec §5.2), finishing rule
     passes a stopped process left PENDING (identity.rule_activation), sending dead letters
     that have not reached their SQS queue yet (spec §6.1) and sending on kept contact records
-    a domain can take now (contacts.service.kept_records_task)."""
+    a domain can take now (contacts.sweep.kept_records_task)."""
     return [
         expiry_task(services),
         PeriodicTask(

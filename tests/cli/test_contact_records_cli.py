@@ -17,7 +17,7 @@ from tests.support.contact_loader import D, found, loaded_data_dir
 from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, associate, ctr, make_domain
 
 from openprofiles.cli import main
-from openprofiles.contacts.service import list_unrouted
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages

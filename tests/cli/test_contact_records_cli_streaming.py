@@ -21,8 +21,8 @@ from tests.unit.integrations.integ_helpers import ctr
 from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.contacts import http
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.models import BatchOutcome
-from openprofiles.contacts.service import list_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.ingest import MAX_OBJECT_CHARS

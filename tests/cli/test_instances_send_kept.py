@@ -15,8 +15,10 @@ from tests.unit.integrations.integ_helpers import INSTANCE, associate, ctr, make
 from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.contacts import service as contacts
+from openprofiles.contacts import sweep
+from openprofiles.contacts.kept import count_unrouted
 from openprofiles.contacts.records import split_body
-from openprofiles.contacts.service import REPLAY_CHUNK, connect_instance, count_unrouted
+from openprofiles.contacts.service import REPLAY_CHUNK, connect_instance
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.settings import Settings
 
@@ -103,13 +105,13 @@ def test_send_kept_counts_records_held_again_as_neither_sent_nor_rejected(
         keyring.enable(key)
     finally:
         services.database.dispose()
-    replay = contacts.replay_held
+    replay = sweep.replay_held
 
     def key_fails_meanwhile(tx: Any, **arguments: Any) -> Any:
         keyring.disable(key)
         return replay(tx, **arguments)
 
-    monkeypatch.setattr(contacts, "replay_held", key_fails_meanwhile)
+    monkeypatch.setattr(sweep, "replay_held", key_fails_meanwhile)
     # The command's own settings, read from the environment: no data key kept in memory.
     monkeypatch.setenv("OPENPROFILES_DATA_KEY_CACHE_SECONDS", "0")
 

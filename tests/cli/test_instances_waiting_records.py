@@ -15,7 +15,7 @@ from tests.support.contact_loader import found, loaded_data_dir
 from tests.unit.integrations.integ_helpers import INSTANCE, OTHER_INSTANCE, associate, ctr, send
 
 from openprofiles.cli import main
-from openprofiles.contacts.service import list_unrouted
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.context import Services
 from openprofiles.settings import Settings
 

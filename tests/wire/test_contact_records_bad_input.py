@@ -22,7 +22,7 @@ from tests.unit.integrations.integ_helpers import ctr
 from tests.wire.test_contact_records_http import post, search
 
 from openprofiles.contacts.http import MAX_BODY_BYTES
-from openprofiles.contacts.service import list_unrouted
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.dlq.service import list_messages
 
 

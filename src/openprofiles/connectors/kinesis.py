@@ -79,7 +79,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from openprofiles.contacts.models import BatchOutcome, ContactRecordInvalid
 from openprofiles.contacts.records import Item, split_body
-from openprofiles.contacts.service import ingest_contact_items, send_kept_on
+from openprofiles.contacts.service import ingest_contact_items
+from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import Services, Tx
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
@@ -643,7 +644,7 @@ class KinesisContactRecords:
 
     def _send_held_on(self, result: PollResult) -> None:
         """Send held records on to the domains that can take them now, oldest first, `limit` a
-        transaction (contacts.service.send_kept_on); nothing (not even a look) before
+        transaction (contacts.sweep.send_kept_on); nothing (not even a look) before
         `retry_held_seconds` since the last try."""
         now = self._clock()
         if self._next_held_retry is not None and now < self._next_held_retry:

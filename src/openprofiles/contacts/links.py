@@ -33,7 +33,7 @@ continues — in the same batch, in another request, on another Kinesis shard. S
   records with endpoints) is not even looked at;
 * across batches, a record that continues a contact of which nothing is applied yet does not
   go to the dead-letter queue at once, with a reason that would be false a moment later: it
-  waits. It is kept, as the records no domain can take now are (contacts.service: the
+  waits. It is kept, as the records no domain can take now are (contacts.kept: the
   unrouted store, sealed under the system key, counted by `openprofiles instances
   unrouted`, its reason `waiting_reason`), with a `contact_awaited` row per contact
   that would place it (the blind-index digests of the contacts it continues and of its own

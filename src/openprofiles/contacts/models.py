@@ -66,7 +66,7 @@ class BatchOutcome:
     unchanged: int = 0
     created_profiles: int = 0
     # Of the rejected: kept because their domain could not take records then (its key
-    # unusable), to be sent on once it can (contacts.service.replay_held).
+    # unusable), to be sent on once it can (contacts.sweep.replay_held).
     held: int = 0
     # Of the held: kept waiting for a contact they continue, whose record has not come yet
     # (contacts.links), to be applied once it does. Not among the unrouted below.

@@ -15,16 +15,12 @@ address for chat and email).
   changing nothing (`_verdict`).
 * Nothing is dropped: a record the pipeline rejects, or that is invalid but names an associated
   instance, goes to that domain's dead-letter queue with its reason. A record whose instance is
-  associated with no domain (or that names no instance) has no domain whose dead-letter queue
-  could take it: it is kept, sealed under the system key, in `unrouted_contact_record`, and
-  `replay_unrouted` sends it on once the instance is associated (`connect_instance`, whatever
-  the way of associating; a chunk in the association's transaction, the rest after its commit by
-  `send_kept_on`, or by the server's sweep if the process stopped before). A stream's batch
-  (`hold_unavailable`) keeps the records of a domain that cannot take any now (its key unusable:
-  its dead-letter store is sealed under that key too) the same way, rather than waiting whole
-  for it; `replay_held` sends them on once it can. A dead-lettered record is retried by
-  `retry_contact_record`, under the same rules: checked again, and never applied over a newer
-  version of its contact.
+  associated with no domain (or that names no instance), and those a stream's batch
+  (`hold_unavailable`) holds for a domain that cannot take any now, are kept instead
+  (contacts.kept), and sent on once a domain can take them: an instance's first chunk in the
+  transaction that associates it (`connect_instance`, `replay_unrouted`), the rest by
+  contacts.sweep. A dead-lettered record is retried by `retry_contact_record`, under the same
+  rules: checked again, and never applied over a newer version of its contact.
 * One intake for every way in (POST /contact-records, `openprofiles ingest contact-records`,
   the Kinesis connector): `ingest_contact_items` parses and routes a batch, then sends each
   (domain, object type) group through `ingest_batch` in the caller's transaction, with the
@@ -39,17 +35,16 @@ address for chat and email).
   creates a profile: it goes where its `_ctrContactId` or the contact it continues (a transfer
   leg) places it, or to the dead-letter queue saying why (contacts.links). One that comes
   before the contact it continues is applied after it in a batch (`_continued_first`), and
-  across batches waits for it in the kept-records store (`_keep_waiting`) until the batch that
-  applies that contact, or an agent's link of either (`_wake_linked`), sends it on (`_wake`,
-  contacts.waiting), or the sweep does (`send_waiting_on`: an hour without).
-* A moved instance's contacts go to its new domain, but for updates of those applied in a
-  domain it was moved away from, and records that continue them (a transfer leg, a task):
-  they go there, where their profile and history are (`_applied_where_moved_from`,
-  `instance_moved_from`), unless their own contact is applied in the new domain already (its
-  start event); while that domain's KMS does not answer, they are not routed at all, and a
-  stream holds for the new domain's unusable key only those that do not go back.
-  DeleteIntegration of the instance's integration counts as a move away from its domain
-  (`_note_dissociation`): a move in two steps routes so too.
+  across batches waits for it in the kept-records store (contacts.kept `keep_waiting`) until
+  the batch that applies that contact, or an agent's link of either (`_wake_linked`), sends it
+  on (`_wake`, contacts.waiting), or the sweep does (contacts.sweep `send_waiting_on`: an hour
+  without).
+* A moved instance's records go where contacts.moves says: updates of contacts applied in a
+  domain it was moved away from, and the records that continue them, go there.
+
+In modules of their own: what a record is routed by (contacts.routing), where a moved
+instance's records go (contacts.moves), the kept-records store (contacts.kept), and the drivers
+that send kept records on (contacts.sweep).
 """
 
 from __future__ import annotations
@@ -57,22 +52,23 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-import logging
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from openprofiles.background import PeriodicTask
+from openprofiles.contacts.kept import (
+    UnroutedRecord,
+    keep_unrouted_rows,
+    keep_waiting,
+    list_unrouted,
+)
 from openprofiles.contacts.links import (
     CONTACT_KEY,
-    CUSTOMER_ENDPOINT_TYPES,
-    WAIT_SECONDS,
     continued_contact_ids,
     needs_link,
     no_profile_reason,
@@ -85,27 +81,24 @@ from openprofiles.contacts.models import (
     ContactRecordInvalid,
     Rejection,
 )
+from openprofiles.contacts.moves import applied_where_moved_from, follow_instance, note_move
 from openprofiles.contacts.records import (
     Item,
     parse_contact_record,
     read_record,
     screen_pop_search,
 )
-from openprofiles.contacts.waiting import strays, wait_in, waiting_for, waiting_of_instance
-from openprofiles.context import Services, Tx
+from openprofiles.contacts.routing import Router, State, applied_states, contact_digest
+from openprofiles.contacts.waiting import waiting_for
+from openprofiles.context import Tx
 from openprofiles.dlq.sinks import dead_letter_in
-from openprofiles.domains.service import register_domain_deleter, register_domain_table
-from openprofiles.errors import BadRequest, InternalServer, ServiceError
+from openprofiles.domains.service import register_domain_table
+from openprofiles.errors import BadRequest, ServiceError
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.mapping import MappingError, map_object
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
-from openprofiles.integrations.service import (
-    associate_instance,
-    find_instance_integration,
-    lock_instances,
-    on_instance_dissociated,
-)
+from openprofiles.integrations.service import associate_instance, find_instance_integration
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
@@ -126,7 +119,6 @@ from openprofiles.profiles.service import (
     resolve_profile_id,
 )
 from openprofiles.store.advisory import take_locks
-from openprofiles.store.conflicts import retrying
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
@@ -144,34 +136,16 @@ register_domain_table(contact_record)
 register_domain_table(contact_awaited)
 register_domain_table(instance_moved_from)
 
-
-def _delete_waiting_records(tx: Tx, domain_name: str) -> None:
-    """DeleteDomain: the kept records waiting for a contact of the domain go with it. They were
-    routed to it; left behind, a record would flow into the next domain its instance is
-    associated with, a deleted domain's data outliving it."""
-    waiting = select(contact_awaited.c.message_id).where(
-        contact_awaited.c.domain_name == domain_name
-    )
-    tx.conn.execute(
-        delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(waiting))
-    )
-
-
-register_domain_deleter(_delete_waiting_records)
-
-UNROUTED_TABLE = "unrouted_contact_record"
-# Kept records replayed in one transaction (`connect_instance`, `send_kept_on`): an ordinary
-# batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the server's lock
-# table with room to spare, where an instance's thousands of kept records would not.
+# Kept records replayed in one transaction (`connect_instance`, contacts.sweep `send_kept_on`):
+# an ordinary batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the
+# server's lock table with room to spare, where an instance's thousands of kept records would
+# not.
 REPLAY_CHUNK = DEFAULT_BATCH_SIZE
 # Waiting records a batch (or a start event, a link, a sweep's chunk) sends on in its own
 # transaction (`_wake`), all rounds together: a contact with thousands waiting would hold
 # SQLite's writer, and on PostgreSQL exhaust the lock table, as a replay would (REPLAY_CHUNK).
 # The rest wait on; their contact applied, the sweep sends them on within a minute.
 WAKE_CHUNK = REPLAY_CHUNK
-# How often the server's sweep sends on kept records a domain can take now (kept_records_task).
-KEPT_SWEEP_SECONDS = 60.0
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -188,75 +162,6 @@ class Applied:
 
 
 @dataclass(frozen=True)
-class UnroutedRecord:
-    message_id: str
-    instance_arn: str | None
-    object_json: str
-    reason: str
-    created_at: datetime
-    # Where it came from ("File ctr.jsonl, line 3"), for the dead letter of a replay that fails.
-    origin: str | None = None
-
-
-class _Router:
-    """Instance → integration, and whether a domain can take records now, looked up once per
-    batch. `keeping`: for the intake, which keeps the records of an instance it finds
-    associated with no domain (`look_up`)."""
-
-    def __init__(self, tx: Tx, *, keeping: bool = False) -> None:
-        self._tx = tx
-        self._keeping = keeping
-        self._cache: dict[str, Integration | None] = {}
-        self._unavailable: dict[str, str | None] = {}
-        self._errors: dict[str, ServiceError] = {}
-
-    def __call__(self, instance_arn: str) -> Integration | None:
-        if instance_arn not in self._cache:
-            self.look_up([instance_arn])
-        return self._cache[instance_arn]
-
-    def look_up(self, instance_arns: Iterable[str]) -> None:
-        """Look up the instances not looked up yet. When `keeping`, those found associated with
-        no domain are looked up again under their association locks, taken shared in one go
-        (integrations.service.lock_instances): an association under way when they were first
-        read is committed by then, and one not yet begun waits to replay until the records
-        kept here are committed."""
-        new = [arn for arn in dict.fromkeys(instance_arns) if arn not in self._cache]
-        for arn in new:
-            self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
-        missing = [arn for arn in new if self._cache[arn] is None]
-        if self._keeping and missing and not self._tx.services.database.is_sqlite:
-            lock_instances(self._tx, missing, shared=True)
-            for arn in missing:
-                self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
-
-    def unavailable(self, domain_name: str) -> str | None:
-        """Why the domain cannot take records now (its key disabled, revoked or its KMS out of
-        reach: nothing of it can be sealed, its dead-letter store included), or None."""
-        if domain_name not in self._unavailable:
-            try:
-                # Cached in the transaction once it succeeds: the batch uses this cipher.
-                self._tx.cipher(domain_name)
-                self._unavailable[domain_name] = None
-            except ServiceError as exc:
-                self._unavailable[domain_name] = (
-                    f"{exc.message.rstrip('.')}. The record is kept, and sent on to the domain "
-                    "once it can take it."
-                )
-                self._errors[domain_name] = exc
-        return self._unavailable[domain_name]
-
-    def out_for_now(self, domain_name: str) -> ServiceError | None:
-        """The error of a domain whose key cannot be used only for now (its KMS does not
-        answer: an InternalServerException, domains.service.domain_cipher; it may come back by
-        itself), or None: its key can be used, or is refused (disabled, deleted, access
-        revoked)."""
-        self.unavailable(domain_name)
-        error = self._errors.get(domain_name)
-        return error if isinstance(error, InternalServer) else None
-
-
-@dataclass(frozen=True)
 class _Failed:
     """A record the pipeline (or its object type) could not take; it is dead-lettered.
 
@@ -270,20 +175,6 @@ class _Failed:
     # the digests of the contacts that would place it (its own first), for the intake to keep
     # it waiting rather than dead-letter it (contacts.links).
     awaits: tuple[bytes, ...] = ()
-
-
-@dataclass(frozen=True)
-class _State:
-    """What is applied for a contact, as the batch has left it so far (`object_type_name`: the
-    type its record is stored as)."""
-
-    last_update: datetime | None
-    partial: bool
-    profile_id: str | None
-    object_type_name: str
-    # When it was applied: a start event's profile created at that instant is the event's own
-    # (`_drop_event_profile`).
-    received_at: datetime | None = None
 
 
 def ingest_contact_items(
@@ -306,16 +197,16 @@ def ingest_contact_items(
     `hold_unavailable` (a stream, whose batch would otherwise wait whole for one domain) its
     records are kept instead, sealed under the system key like unrouted ones — its own
     dead-letter store is sealed under the key that fails — and reported as rejected and held;
-    `replay_held` sends them on once it can take them.
+    `replay_held` (contacts.sweep) sends them on once it can take them.
 
     `origins` says where each item came from ("File ctr.jsonl, line 3"), for its dead letter.
 
     A record without a customer endpoint that continues a contact of which nothing is applied
-    yet is kept waiting for it (`_keep_waiting`, contacts.links), reported as rejected and held
-    (`waiting`). Not with `waited` (records sent on after waiting that long: they never wait
-    twice): it is dead-lettered, saying how long it waited. Then the records kept waiting
-    for the contacts the batch applied are sent on in its transaction (`_wake`), reported in
-    the outcome's `woken`, not among the batch's own.
+    yet is kept waiting for it (contacts.kept `keep_waiting`, contacts.links), reported as
+    rejected and held (`waiting`). Not with `waited` (records sent on after waiting that long:
+    they never wait twice): it is dead-lettered, saying how long it waited. Then the records
+    kept waiting for the contacts the batch applied are sent on in its transaction (`_wake`),
+    reported in the outcome's `woken`, not among the batch's own.
     """
     outcome, applied = _intake(tx, items, hold_unavailable, origins, waited)
     _wake(tx, applied, outcome)
@@ -336,7 +227,7 @@ def _intake(
     `hold_left`: kept records sent on (`_resend`) are held again while a domain their
     instance left does not answer, even where the instance's own domain's outage would fail
     the caller (an association's replay: the move away from that domain must not fail)."""
-    route = _Router(tx, keeping=True)
+    route = Router(tx, keeping=True)
     # Every instance of the batch is looked up before the batch writes anything, so the locks
     # of those associated with no domain come first in the transaction (store.advisory).
     route.look_up(_instances_named(items))
@@ -384,7 +275,7 @@ def _intake(
             results[index] = Rejection(record.contact_id, reason)
             continue
         routed.append((index, record, target))
-    back, held_back = _applied_where_moved_from(
+    back, held_back = applied_where_moved_from(
         tx, route, routed, hold=hold_unavailable or hold_left
     )
     for index, record, target in routed:
@@ -400,7 +291,7 @@ def _intake(
             unrouted.append((record.instance_arn, record.raw, held_back[index], origin))
             results[index] = Rejection(record.contact_id, held_back[index])
             held += 1
-    _keep_unrouted_rows(tx, unrouted)
+    keep_unrouted_rows(tx, unrouted)
     # Of the records sent back to a domain their instance left: the instance's domain now.
     came_back: dict[int, str] = {}
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
@@ -449,19 +340,20 @@ def _intake(
                     and route.unavailable(domain_now) is None
                 ):
                     # Records waiting for it in the instance's domain now (the move made
-                    # them wait there, `_follow_instance`) are sent on too, and go where it
-                    # is (`_applied_where_moved_from`: the contact they continue). Not while
+                    # them wait there, contacts.moves `follow_instance`) are sent on too, and
+                    # go where it is (`applied_where_moved_from`: the contact they continue).
+                    # Not while
                     # that domain's key fails: its digests cannot be made, and the record,
                     # applied where its contact is, must not fail with it; the sweep sends
                     # them on later.
                     digest = contact_digest(tx, domain_now, record.contact_id)
                     applied.setdefault(domain_now, set()).add(digest)
-    _keep_waiting(tx, waiting)
+    keep_waiting(tx, waiting)
     outcome = BatchOutcome(held=held + len(waiting), waiting=len(waiting))
     for domain_name in lettered:
         outcome.dead_lettered[domain_name] = outcome.dead_lettered.get(domain_name, 0) + 1
     for instance_arn, *_ in unrouted:
-        # As _keep_unrouted_rows keeps it: only an instance ARN counts as one.
+        # As contacts.kept's keep_unrouted_rows keeps it: only an instance ARN counts as one.
         kept_for = instance_arn if instance_arn and is_instance_arn(instance_arn) else None
         outcome.unrouted[kept_for] = outcome.unrouted.get(kept_for, 0) + 1
     for result in results:
@@ -482,8 +374,8 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
     the sweep sends a waiting record: it never waits again.
 
     At most `WAKE_CHUNK` records in all, the oldest of each round first: the others are left
-    waiting, untouched, and the sweep sends them on (`send_waiting_on`: their contact is
-    applied). Taken out of the store as they are sent, none is sent twice."""
+    waiting, untouched, and the sweep sends them on (contacts.sweep `send_waiting_on`: their
+    contact is applied). Taken out of the store as they are sent, none is sent twice."""
     woken = BatchOutcome()
     budget = WAKE_CHUNK
     while budget > 0 and (message_ids := waiting_for(tx, applied, limit=budget)):
@@ -491,132 +383,9 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
         budget -= len(message_ids)
         # A domain whose key fails meanwhile holds them, as any kept records.
         more, applied = _resend(tx, kept, hold_unavailable=True, waited_until=tx.now)
-        _add_outcome(woken, more)
+        add_outcome(woken, more)
     if woken.accepted or woken.rejected:
         outcome.woken = woken
-
-
-def _applied_where_moved_from(
-    tx: Tx,
-    route: _Router,
-    routed: Sequence[tuple[int, ContactRecord, Integration]],
-    *,
-    hold: bool,
-) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:
-    """The routed records (index, record, target) whose contact, or a contact they continue
-    (`continued_contact_ids`: a transfer leg, a task made from a call), is applied in a domain
-    their instance was moved away from (`instance_moved_from`, the latest move first): index →
-    (that domain, the object type that contact is stored as there); a domain that holds the
-    record's own contact comes before one that holds only a contact it continues, and the
-    instance's domain now, where its own contact is applied (`_applied_here`), before any. A
-    move moves no profiles, and what comes next goes to the new domain, but an update of a contact
-    applied before the move, or a leg of it, belongs where its profile and history are: sent
-    to the new domain, an update would be a second, new contact there, the stale copy left in
-    the old one, and a leg would wait there for a contact that never comes. One query a batch
-    looks the moves up; only the records of instances that moved cost more (a query for their
-    own contacts in their domain now, and one per domain they left, for their own and
-    continued contacts together).
-
-    A domain left whose key is refused (disabled, deleted, access revoked) is not looked in: a
-    domain given up must not hold up the instance's records, which go to the new domain. One
-    whose KMS does not answer now may hold their contacts, which cannot be told: sent to the
-    new domain, they would split a contact over two domains. So, as when the instance's own
-    domain cannot take them (`ingest_contact_items`), the batch fails with its error (a
-    request: InternalServerException, retried), or with `hold` (a stream, kept records sent on:
-    an association's replay must not fail the move away from that domain) the records of the
-    instances that left it, but those already placed, are held: the second mapping, index →
-    why. An instance's integration deleted (DeleteIntegration) counts as a move away from its
-    domain (`_note_dissociation`): associated with another, it is such a domain left."""
-    if not routed:
-        return {}, {}
-    moved = instance_moved_from.c
-    left: dict[str, set[str]] = {}  # domain → the batch's instances that left it, latest first
-    for chunk in in_chunks(sorted({target.uri for _, _, target in routed})):
-        query = (
-            select(moved.domain_name, moved.instance_arn)
-            .where(moved.instance_arn.in_(chunk))
-            .order_by(moved.moved_at.desc())
-        )
-        for row in tx.conn.execute(query):
-            left.setdefault(row.domain_name, set()).add(row.instance_arn)
-    back: dict[int, tuple[str, str]] = {}
-    # Placed by their own contact: looked for no further. First those whose own contact is
-    # applied in their instance's domain now (a contact-start event after the move,
-    # `apply_contact_event`): sent back for a contact they continue, a contact would be split
-    # over two domains. Not where that domain's key cannot be used: its digests cannot be made.
-    movers: set[str] = set().union(*left.values())
-    by_own = _applied_here(tx, route, [r for r in routed if r[2].uri in movers])
-    # Those whose instance's domain now cannot be checked (its key cannot be used): whether
-    # their own contact is there already cannot be told. One with a customer endpoint may be
-    # (its start event, applied there before the key failed): it goes back by its own contact
-    # only, not by one it continues, or the contact could split; it is held or fails with its
-    # domain, as a new contact there. One without (a task, which a start event places on no
-    # profile) still follows the contact it continues.
-    unchecked = {
-        index
-        for index, record, target in routed
-        if target.uri in movers
-        and route.unavailable(target.domain_name) is not None
-        and record.customer_endpoint is not None
-        and record.customer_endpoint.type in CUSTOMER_ENDPOINT_TYPES
-    }
-    held: dict[int, str] = {}
-    for domain_name, instances in left.items():
-        theirs = [
-            (index, record)
-            for index, record, target in routed
-            if target.uri in instances and index not in by_own and index not in held
-        ]
-        if not theirs:
-            continue
-        error = route.out_for_now(domain_name)
-        if error is not None and not hold:
-            raise error.with_traceback(None)
-        if error is not None:
-            why = route.unavailable(domain_name) or error.message
-            held.update((index, why) for index, _ in theirs if index not in back)
-            continue
-        if route.unavailable(domain_name) is not None:
-            continue
-        # Own contact first; for one placed by a contact it continues, only its own is left.
-        asked = {
-            index: [
-                contact_digest(tx, domain_name, contact_id)
-                for contact_id in [
-                    record.contact_id,
-                    *([] if index in back or index in unchecked else continued_contact_ids(record)),
-                ]
-            ]
-            for index, record in theirs
-        }
-        seen = _applied_states(tx, domain_name, [d for ds in asked.values() for d in ds])
-        for index, (own, *continued) in asked.items():
-            if own in seen:
-                back[index] = (domain_name, seen[own].object_type_name)
-                by_own.add(index)
-                continue
-            found = next((d for d in continued if d in seen), None)
-            if found is not None:
-                back[index] = (domain_name, seen[found].object_type_name)
-    return back, held
-
-
-def _applied_here(
-    tx: Tx, route: _Router, routed: Sequence[tuple[int, ContactRecord, Integration]]
-) -> set[int]:
-    """The routed records (index, record, target) whose own contact is applied in their
-    target's domain, one query a domain; those of a domain whose key cannot be used now are
-    taken as not applied there."""
-    asked: dict[str, list[tuple[int, bytes]]] = {}
-    for index, record, target in routed:
-        if route.unavailable(target.domain_name) is None:
-            digest = contact_digest(tx, target.domain_name, record.contact_id)
-            asked.setdefault(target.domain_name, []).append((index, digest))
-    found: set[int] = set()
-    for domain_name, digests in asked.items():
-        seen = _applied_states(tx, domain_name, [digest for _, digest in digests])
-        found.update(index for index, digest in digests if digest in seen)
-    return found
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:
@@ -641,11 +410,6 @@ def _dead_letter(
         category=category,
         origin=origin,
     )
-
-
-def contact_digest(tx: Tx, domain_name: str, contact_id: str) -> bytes:
-    """The blind-index digest of a ContactId, as the pipeline indexes `_ctrContactId`."""
-    return tx.cipher(domain_name).digest(CONTACT_KEY, normalize(ContentType.STRING, contact_id))
 
 
 def apply_contact_record(
@@ -725,7 +489,7 @@ def _apply_as(
     ]
     earlier = [d for ds in continued for d in ds]
     _lock(tx, domain_name, [*digests, *earlier])
-    state = _applied_states(tx, domain_name, [*digests, *earlier])
+    state = applied_states(tx, domain_name, [*digests, *earlier])
     rows: dict[bytes, dict[str, Any]] = {}
     run: list[int] = []
     in_run: set[bytes] = set()
@@ -797,7 +561,7 @@ def _apply_as(
             ):
                 # The contact left the profile its start event linked it to (an agent's link).
                 _drop_event_profile(tx, domain_name, digest, before)
-            state[digest] = _State(
+            state[digest] = State(
                 records[i].last_update, partial, result.profile_id, type_name, tx.now
             )
             rows[digest] = {
@@ -946,7 +710,7 @@ def _failed_or(result: IngestResult | IngestRejected) -> IngestResult | _Failed:
 
 
 def _verdict(
-    tx: Tx, domain_name: str, digest: bytes, seen: _State, record: ContactRecord, partial: bool
+    tx: Tx, domain_name: str, digest: bytes, seen: State, record: ContactRecord, partial: bool
 ) -> bool | _Failed:
     """Whether `record` replaces what was applied for its contact (True), is a repeat or an older
     version that changes nothing (False), or is a version that cannot be ordered against the
@@ -995,7 +759,7 @@ def _verdict(
 
 
 def _same_as_applied(
-    tx: Tx, domain_name: str, digest: bytes, seen: _State, record: ContactRecord
+    tx: Tx, domain_name: str, digest: bytes, seen: State, record: ContactRecord
 ) -> bool | None:
     """Whether `record` is the record applied for its contact (the same JSON, however it is
     written); None when that record is no longer stored (expired or deleted, or its object type
@@ -1040,17 +804,6 @@ def _unique_digest(tx: Tx, object_type: ObjectType, record: ContactRecord) -> by
     return tx.cipher(object_type.domain_name).digest(unique.name, unique.normalised)
 
 
-def _applied_states(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> dict[bytes, _State]:
-    wanted = sorted(set(digests))
-    out: dict[bytes, _State] = {}
-    for chunk in in_chunks(wanted):
-        for row in _SEEN.rows(tx.conn, {"d": domain_name, "gs": chunk}):
-            out[bytes(row.contact_digest)] = _State(
-                row.last_update, row.partial, row.profile_id, row.object_type_name, row.received_at
-            )
-    return out
-
-
 def _upsert(statement: Any) -> Any:
     # Concurrent first deliveries of one contact on PostgreSQL are serialised by _lock; the
     # conflict clause keeps SQLite and PostgreSQL statements alike.
@@ -1069,20 +822,8 @@ _UPSERT = {
     "postgresql": ManyWriter(_upsert(pg_insert(contact_record))),
 }
 # Per batch of records, on the driver (store.prepared, store.many): through SQLAlchemy's
-# execution path these three were a tenth of the contact-record loader's time.
-_SEEN = PreparedRead(
-    select(
-        contact_record.c.contact_digest,
-        contact_record.c.last_update,
-        contact_record.c.partial,
-        contact_record.c.profile_id,
-        contact_record.c.object_type_name,
-        contact_record.c.received_at,
-    ).where(
-        contact_record.c.domain_name == bindparam("d"),
-        contact_record.c.contact_digest.in_(bindparam("gs", expanding=True)),
-    )
-)
+# execution path these three (_UPSERT, _LINKED and contacts.routing's _SEEN) were a tenth of
+# the contact-record loader's time.
 _LINKED = PreparedRead(
     select(profile_key.c.digest, profile_key.c.profile_id, profile_key.c.origin)
     .join(
@@ -1105,15 +846,6 @@ _UNLINK = delete(profile_key).where(
     profile_key.c.digest == bindparam("g"),
     profile_key.c.profile_id != bindparam("keep"),
 )
-# The blind-index key name of kept records' content digests (never a profile key's name).
-UNROUTED_KEY_NAME = "@unroutedRecord"
-# A kept record that waits for a contact it continues (contacts.links): sent on by
-# `send_waiting_on`, not with the held ones.
-_WAITING = (
-    select(contact_awaited.c.message_id)
-    .where(contact_awaited.c.message_id == unrouted_contact_record.c.message_id)
-    .exists()
-)
 
 
 @dataclass(frozen=True)
@@ -1133,7 +865,7 @@ def _continued_profile(
     domain_name: str,
     continued: Sequence[bytes],
     linked: Mapping[bytes, str],
-    state: Mapping[bytes, _State],
+    state: Mapping[bytes, State],
 ) -> str | None:
     """The live profile of the first of the `continued` contacts that is on one: the profile
     its `_ctrContactId` finds, or else the one its record was applied to (merges followed)."""
@@ -1151,8 +883,8 @@ def _continued_profile(
 def _honour_forced_links(
     tx: Tx,
     domain_name: str,
-    contacts: Mapping[bytes, _State | None],
-    also: Mapping[bytes, _State | None] | None = None,
+    contacts: Mapping[bytes, State | None],
+    also: Mapping[bytes, State | None] | None = None,
 ) -> _Links:
     """AddProfileKey(_ctrContactId) forces the profile (spec §3.2), and the agent's latest
     link wins. When the key is on several profiles (a start event's or an earlier record's
@@ -1243,7 +975,7 @@ def _link_live_contact(
     )
 
 
-def _drop_event_profile(tx: Tx, domain_name: str, digest: bytes, seen: _State) -> None:
+def _drop_event_profile(tx: Tx, domain_name: str, digest: bytes, seen: State) -> None:
     """Delete the profile a contact-start event created, now that the contact's record went to
     another profile (the agent linked it there), when it holds nothing but what the event put
     there. Left, it would keep the caller's number (its PhoneNumber, or EmailAddress, and their
@@ -1465,7 +1197,7 @@ def contact_screen_pop_search(
     key) or a contact never stored (CTR-AutoAssociateOnly without a match) gives None, and
     the screen pop searches as it would without the attributes."""
     digest = contact_digest(tx, domain_name, contact_id)
-    seen = _applied_states(tx, domain_name, [digest]).get(digest)
+    seen = applied_states(tx, domain_name, [digest]).get(digest)
     if seen is None:
         return None
     stored = find_object(
@@ -1479,148 +1211,6 @@ def contact_screen_pop_search(
     except (ValueError, ContactRecordInvalid):
         # A full record whose attributes ask for no usable search: the usual screen pop.
         return None
-
-
-# ---------------------------------------------------------------------------- unrouted records
-
-
-def _keep_unrouted_rows(
-    tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
-) -> list[str]:
-    """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
-    key, in one executemany; their message ids. A record already kept (the same text from the
-    same place: a file read again, a stream's redelivery) is not kept twice: the store's unique
-    content digest turns the second insert into nothing. The place counts: lines too long to
-    read are all kept with empty text, each with its own line."""
-    if not records:
-        return []
-    cipher = tx.services.keys.system_cipher()
-    rows: list[dict[str, Any]] = []
-    for instance_arn, raw, reason, origin in records:
-        message_id = uuid.uuid4().hex
-        payload = {"object": raw, "reason": reason}
-        if origin is not None:
-            payload["origin"] = origin
-        rows.append(
-            {
-                "message_id": message_id,
-                "content_digest": cipher.digest(UNROUTED_KEY_NAME, f"{origin or ''}\x00{raw}"),
-                # Only an instance ARN is kept in the column, to route the record once its
-                # instance is associated. Anything else (it can be any text a sender put
-                # there, even a NUL that PostgreSQL refuses) is kept in the sealed record only.
-                "instance_arn": instance_arn
-                if instance_arn and is_instance_arn(instance_arn)
-                else None,
-                "sealed": cipher.seal_record(UNROUTED_TABLE, message_id, payload),
-                "created_at": tx.now,
-            }
-        )
-    statement: Any = (
-        sqlite_insert(unrouted_contact_record)
-        if tx.services.database.is_sqlite
-        else pg_insert(unrouted_contact_record)
-    )
-    tx.conn.execute(statement.on_conflict_do_nothing(index_elements=["content_digest"]), rows)
-    return [row["message_id"] for row in rows]
-
-
-def _keep_waiting(
-    tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None]]
-) -> None:
-    """Keep (domain, record, awaited contact digests, origin) records waiting for a contact
-    they continue (contacts.links): in the unrouted store, with their reason, and a
-    `contact_awaited` row per digest. A record already kept (delivered again while it waits)
-    is kept once: its row is the one that waits."""
-    if not waiting:
-        return
-    ids = _keep_unrouted_rows(
-        tx, [(r.instance_arn, r.raw, waiting_reason(r), origin) for _, r, _, origin in waiting]
-    )
-    new = set(
-        tx.conn.execute(
-            select(unrouted_contact_record.c.message_id).where(
-                unrouted_contact_record.c.message_id.in_(ids)
-            )
-        ).scalars()
-    )
-    wait_in(
-        tx,
-        [
-            (message_id, domain_name, digests)
-            for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
-            if message_id in new
-        ],
-    )
-
-
-def list_unrouted(
-    tx: Tx,
-    *,
-    instance_arn: str | None = None,
-    limit: int | None = None,
-    waiting: bool | None = None,
-    message_ids: Sequence[str] | None = None,
-    kept_before: datetime | None = None,
-) -> list[UnroutedRecord]:
-    """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
-    when given; only those waiting for a contact they continue, or only the others, when
-    `waiting` says; only those of `message_ids` when given; only those kept before
-    `kept_before` when given)."""
-    query = (
-        select(unrouted_contact_record)
-        .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
-        .limit(limit)
-    )
-    if instance_arn is not None:
-        query = query.where(unrouted_contact_record.c.instance_arn == instance_arn)
-    if waiting is not None:
-        query = query.where(_WAITING if waiting else ~_WAITING)
-    if message_ids is not None:
-        query = query.where(unrouted_contact_record.c.message_id.in_(message_ids))
-    if kept_before is not None:
-        query = query.where(unrouted_contact_record.c.created_at < kept_before)
-    cipher = tx.services.keys.system_cipher()
-    out = []
-    for row in tx.conn.execute(query):
-        payload = cipher.open_record(UNROUTED_TABLE, row.message_id, bytes(row.sealed))
-        out.append(
-            UnroutedRecord(
-                message_id=row.message_id,
-                instance_arn=row.instance_arn,
-                object_json=payload["object"],
-                reason=payload["reason"],
-                created_at=row.created_at,
-                origin=payload.get("origin"),
-            )
-        )
-    return out
-
-
-def count_unrouted(
-    tx: Tx, *, instance_arn: str | None = None, waiting: bool | None = None
-) -> dict[str | None, int]:
-    """Kept records per instance ARN (None: kept without one), counted without opening them;
-    only those waiting for a contact they continue, or only the others, when `waiting` says."""
-    arn = unrouted_contact_record.c.instance_arn
-    query = select(arn, func.count()).group_by(arn)
-    if instance_arn is not None:
-        query = query.where(arn == instance_arn)
-    if waiting is not None:
-        query = query.where(_WAITING if waiting else ~_WAITING)
-    return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
-
-
-def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
-    """Delete kept records: the instance's, or (None) those kept without an instance ARN,
-    which no association can ever route; how many. For the operator who will not associate
-    the instance (`openprofiles instances purge-unrouted`): the records are personal data.
-    Records waiting for a contact they continue are left: their domain takes them, applied
-    or dead-lettered, within `WAIT_SECONDS`."""
-    tx.erased()
-    arn = unrouted_contact_record.c.instance_arn
-    condition = arn.is_(None) if instance_arn is None else arn == instance_arn
-    purged = tx.conn.execute(delete(unrouted_contact_record).where(condition, ~_WAITING))
-    return int(purged.rowcount or 0)
 
 
 def connect_instance(
@@ -1643,9 +1233,9 @@ def connect_instance(
     PostgreSQL each record takes advisory locks to the commit, and thousands in one
     transaction would exhaust the server's lock table ("out of shared memory"), rolling the
     association back for good. After the commit the caller sends the rest on
-    (`send_kept_on(services, instance_arns=[instance_arn])`), a transaction per chunk; if the
-    process stops before, the server's sweep (`kept_records_task`) or `openprofiles instances
-    send-kept` finishes them."""
+    (contacts.sweep `send_kept_on(services, instance_arns=[instance_arn])`), a transaction per
+    chunk; if the process stops before, the server's sweep (`kept_records_task`) or
+    `openprofiles instances send-kept` finishes them."""
     association = associate_instance(
         tx,
         domain_name=domain_name,
@@ -1656,312 +1246,22 @@ def connect_instance(
         settings=settings,
         tags=tags,
     )
-    _note_move(tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name)
+    note_move(tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name)
     if association.previous_domain is not None:
-        _follow_instance(
+        follow_instance(
             tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name
         )
     return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
 
 
-def _note_move(
-    tx: Tx, instance_arn: str, *, from_domain: str | None, to_domain: str | None
-) -> None:
-    """Remember the domain the instance was moved away from, if any (`instance_moved_from`:
-    updates of its contacts applied there still go there, `_applied_where_moved_from`), and
-    forget `to_domain` as one it left: it is the instance's own again. `to_domain` None: a
-    dissociation (`_note_dissociation`). Under the instance's association lock
-    (`associate_instance`, `delete_integration`)."""
-    moved = instance_moved_from.c
-    left = [d for d in (to_domain, from_domain) if d is not None]
-    tx.conn.execute(
-        delete(instance_moved_from).where(
-            moved.instance_arn == instance_arn, moved.domain_name.in_(left)
-        )
-    )
-    if from_domain is not None:
-        tx.conn.execute(
-            instance_moved_from.insert().values(
-                domain_name=from_domain, instance_arn=instance_arn, moved_at=tx.now
-            )
-        )
-
-
-def _note_dissociation(tx: Tx, instance_arn: str, domain_name: str) -> None:
-    """DeleteIntegration of an instance's integration: the first step of a move done in two
-    (then an association with another domain). The domain is remembered as one it left, so
-    updates of the contacts applied there go there whatever domain the instance is associated
-    with next, as after a move (`_note_move`); associated with it again, it is its own."""
-    _note_move(tx, instance_arn, from_domain=domain_name, to_domain=None)
-
-
-if _note_dissociation not in on_instance_dissociated:
-    on_instance_dissociated.append(_note_dissociation)
-
-
-def _follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
-    """A moved instance's records waiting in its old domain wait in the new one, where their
-    contacts now come (contacts.waiting), by the digests of the contacts that would place them
-    there: their own and those they continue. Their time counts on from when they were kept.
-    One whose contact comes back to the old domain after all (a leg of a contact applied
-    there, `_applied_where_moved_from`) is sent on from here by the batch that applies it
-    there (`_intake` wakes that contact's records in the instance's domain too), and follows
-    it to the old domain."""
-    message_ids = waiting_of_instance(tx, instance_arn=instance_arn, domain_name=from_domain)
-    moved: list[tuple[str, str, list[bytes]]] = []
-    for chunk in in_chunks(message_ids):
-        for kept in list_unrouted(tx, message_ids=chunk):
-            raw, parsed = read_record(kept.object_json)
-            try:
-                record = parse_contact_record(
-                    parsed, raw, phone_region=tx.settings.default_phone_region
-                )
-            except ContactRecordInvalid:
-                # Not a record now (kept by an older version): it waits no more, and the
-                # replay below dead-letters it with the reason.
-                moved.append((kept.message_id, to_domain, []))
-                continue
-            contact_ids = [record.contact_id, *continued_contact_ids(record)]
-            digests = [contact_digest(tx, to_domain, c) for c in contact_ids]
-            moved.append((kept.message_id, to_domain, digests))
-    wait_in(tx, moved)
-
-
 def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> BatchOutcome:
     """Send the instance's kept records (the `limit` oldest, when given) through again (after
     it was associated)."""
-    return _replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit, waiting=False))
+    return replay(tx, list_unrouted(tx, instance_arn=instance_arn, limit=limit, waiting=False))
 
 
-def held_instances(tx: Tx, *, kept_before: datetime | None = None) -> list[str]:
-    """The instances with kept records that a domain can take now: associated with a domain
-    whose key can be used. Those are the records held while their domain could not take them
-    (`ingest_contact_items(hold_unavailable=True)`), and those of an association that had more
-    than its transaction replays (`connect_instance`) and not sent all the rest yet. Only those
-    with records kept before `kept_before`, when given (`send_kept_on`'s run)."""
-    route = _Router(tx)
-    ready = []
-    kept = unrouted_contact_record.c
-    query = select(kept.instance_arn).where(kept.instance_arn.is_not(None), ~_WAITING)
-    if kept_before is not None:
-        query = query.where(kept.created_at < kept_before)
-    for instance_arn in tx.conn.execute(query.distinct()).scalars():
-        target = route(instance_arn)
-        if target is not None and route.unavailable(target.domain_name) is None:
-            ready.append(instance_arn)
-    return sorted(ready)
-
-
-def replay_held(
-    tx: Tx, *, instance_arns: Sequence[str], limit: int, kept_before: datetime | None = None
-) -> BatchOutcome:
-    """Send on the `limit` oldest kept records of these instances (`held_instances`; only those
-    kept before `kept_before`, when given), holding again those whose domain cannot take them
-    after all (the outcome reports each one); `send_kept_on` calls it chunk after chunk."""
-    # Shared, before their records are taken out: an instance dissociated since
-    # `held_instances` keeps its records again under this lock (_Router.look_up), and taken
-    # after the deletes it would wait for an association whose replay waits for those rows.
-    lock_instances(tx, instance_arns, shared=True)
-    kept: list[UnroutedRecord] = []
-    for instance_arn in instance_arns:
-        kept.extend(
-            list_unrouted(
-                tx,
-                instance_arn=instance_arn,
-                limit=limit - len(kept),
-                waiting=False,
-                kept_before=kept_before,
-            )
-        )
-        if len(kept) >= limit:
-            break
-    return _replay(tx, kept, hold_unavailable=True)
-
-
-def send_kept_on(
-    services: Services,
-    *,
-    instance_arns: Sequence[str] | None = None,
-    sent: BatchOutcome | None = None,
-    limit: int = REPLAY_CHUNK,
-) -> BatchOutcome:
-    """Send on the kept records that a domain can take now (`held_instances`; only those of
-    `instance_arns` when given), `limit` a transaction, oldest first, until none is left; what
-    was sent, in all. The one driver of every chunk after the first: an association once it
-    committed (`connect_instance`), the server's sweep and `openprofiles instances send-kept`
-    for an association whose process stopped before its records were all sent, and a stream's
-    connector for the records it held (connectors.kinesis, `limit` its batch size).
-
-    Several drivers at once are safe: each chunk takes its rows out before it sends them
-    (`_replay`), so a record goes to one of them only. A run sends on the records kept before
-    it began, each once: one a chunk keeps again (its domain's key failed meanwhile, a domain
-    its instance left does not answer, or the instance was dissociated) is kept as a new row,
-    left to the next run, and the run goes on to the others — it stopped there once, and an
-    instance whose records could not go now held back every other instance's after it. A
-    chunk that fails is logged and stops the run (the association, if any, stays committed):
-    the next sweep tries again.
-
-    `sent`: what the association's own transaction replayed, counted into the result.
-
-    Without `instance_arns` (the sweep, `openprofiles instances send-kept`, a stream's
-    connector) it then sends on the records waiting for a contact they continue whose contact
-    came, or that waited long enough (`send_waiting_on`)."""
-    total = BatchOutcome()
-    if sent is not None:
-        _add_outcome(total, sent)
-    _send_held_on(services, instance_arns, limit, total)
-    if instance_arns is None:
-        send_waiting_on(services, limit=limit, total=total)
-    return total
-
-
-def _send_held_on(
-    services: Services, instance_arns: Sequence[str] | None, limit: int, total: BatchOutcome
-) -> None:
-    """`send_kept_on`'s held and unrouted records, counted into `total`."""
-    wanted = None if instance_arns is None else set(instance_arns)
-    # Records kept again by a chunk of this run are kept as new rows, after this: left to the
-    # next run, they cannot come round again and again in this one.
-    began = datetime.now(UTC)
-    while True:
-        with services.read() as tx:
-            ready = [
-                arn
-                for arn in held_instances(tx, kept_before=began)
-                if wanted is None or arn in wanted
-            ]
-        if not ready:
-            return
-
-        def chunk(ready: list[str] = ready) -> BatchOutcome:
-            with services.write() as tx:
-                return replay_held(tx, instance_arns=ready, limit=limit, kept_before=began)
-
-        try:
-            outcome = retrying(chunk)
-        except ServiceError as exc:
-            logger.warning(
-                "Kept contact records could not be sent on (%s); they are tried again later.",
-                type(exc).__name__,
-            )
-            return
-        _add_outcome(total, outcome)
-        if not (outcome.accepted or outcome.rejected):
-            # Another driver took the rows first.
-            return
-
-
-def send_waiting_on(
-    services: Services,
-    *,
-    limit: int = REPLAY_CHUNK,
-    total: BatchOutcome | None = None,
-    now: datetime | None = None,
-) -> BatchOutcome:
-    """Send on the records waiting for a contact they continue (contacts.links): those one of
-    whose awaited contacts is now applied to a profile or linked to one, and those kept
-    `WAIT_SECONDS` (before `now`, when given), `limit` a transaction, until none is left;
-    what was sent (counted into `total`, when given). Sent on, a record is applied or
-    dead-lettered, never kept waiting again (`ingest_contact_items(waited=...)`), and
-    the records waiting for one it applies are sent on with it (`_wake`). A record whose
-    contact a batch applies is sent on by that batch: what is left here is those an agent's
-    link places (when the link's own wake skipped it) and those that waited long enough.
-    Safe with several drivers at once, as
-    `send_kept_on`. Records left waiting in a domain their instance was moved away from are
-    first made to wait in its domain now (`_follow_strays`)."""
-    total = total if total is not None else BatchOutcome()
-    _follow_strays(services)
-    while True:
-
-        def chunk() -> BatchOutcome | None:
-            with services.write() as tx:
-                ids = _waiting_to_send(tx, limit, now or tx.now)
-                if not ids:
-                    return None
-                # A domain whose key fails meanwhile holds them, as any kept records.
-                kept = list_unrouted(tx, message_ids=ids)
-                return _replay(tx, kept, hold_unavailable=True, waited_until=now or tx.now)
-
-        try:
-            outcome = retrying(chunk)
-        except ServiceError as exc:
-            logger.warning(
-                "Waiting contact records could not be sent on (%s); they are tried again later.",
-                type(exc).__name__,
-            )
-            return total
-        if outcome is None:
-            return total
-        _add_outcome(total, outcome)
-        if outcome.held:
-            # Their domain's key failed meanwhile: kept as held records, sent on with those.
-            return total
-
-
-def _follow_strays(services: Services) -> None:
-    """Records waiting in a domain their instance has left wait in its domain now, as a move
-    makes them (`_follow_instance`): those a batch that routed them to the old domain kept
-    there after the move had moved the others (contacts.waiting). Looked for in a read first:
-    there are none but after such a race, and a write every minute would take SQLite's writer
-    lock for nothing."""
-    with services.read() as tx:
-        if not strays(tx):
-            return
-
-    def follow() -> None:
-        with services.write() as tx:
-            for instance_arn, from_domain, to_domain in strays(tx):
-                _follow_instance(tx, instance_arn, from_domain=from_domain, to_domain=to_domain)
-
-    try:
-        retrying(follow)
-    except ServiceError as exc:
-        # Their new domain's key fails: they wait where they are, and are tried next sweep.
-        logger.warning(
-            "Waiting contact records of a moved instance could not follow it (%s); they are "
-            "tried again later.",
-            type(exc).__name__,
-        )
-
-
-def _waiting_to_send(tx: Tx, limit: int, now: datetime) -> list[str]:
-    """The message ids of (at most `limit`) waiting records to send on now (`send_waiting_on`),
-    oldest first."""
-    waited = contact_awaited.alias("waited")
-    applied = select(contact_record.c.contact_digest).where(
-        contact_record.c.domain_name == waited.c.domain_name,
-        contact_record.c.contact_digest == waited.c.contact_digest,
-        contact_record.c.profile_id.is_not(None),
-    )
-    linked = select(profile_key.c.digest).where(
-        profile_key.c.domain_name == waited.c.domain_name,
-        profile_key.c.key_name == CONTACT_KEY,
-        profile_key.c.digest == waited.c.contact_digest,
-    )
-    came = select(waited.c.message_id).where(
-        waited.c.message_id == unrouted_contact_record.c.message_id,
-        or_(applied.exists(), linked.exists()),
-    )
-    due = and_(
-        # Driven from contact_awaited (IN, not _WAITING's correlated EXISTS): SQLite otherwise
-        # scans the whole kept-records store, under the write lock, at every sweep.
-        unrouted_contact_record.c.message_id.in_(select(contact_awaited.c.message_id)),
-        or_(
-            unrouted_contact_record.c.created_at <= now - timedelta(seconds=WAIT_SECONDS),
-            came.exists(),
-        ),
-    )
-    query = (
-        select(unrouted_contact_record.c.message_id)
-        .where(due)
-        .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
-        .limit(limit)
-    )
-    return list(tx.conn.execute(query).scalars())
-
-
-def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
-    """Count `more` into `total` (one run of `send_kept_on`, chunk after chunk)."""
+def add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
+    """Count `more` into `total` (one run of contacts.sweep `send_kept_on`, chunk after chunk)."""
     total.accepted += more.accepted
     total.rejected.extend(more.rejected)
     total.unchanged += more.unchanged
@@ -1974,21 +1274,10 @@ def _add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
         total.unrouted[instance_arn] = total.unrouted.get(instance_arn, 0) + n
     if more.woken is not None:
         # Kept records too, sent on in the same run.
-        _add_outcome(total, more.woken)
+        add_outcome(total, more.woken)
 
 
-def kept_records_task(services: Services) -> PeriodicTask:
-    """The server's background sweep (every `KEPT_SWEEP_SECONDS`): sends on the kept records of
-    instances a domain can take now, those an association could not send on before its process
-    stopped among them, and the records waiting for a contact they continue whose contact came
-    or that waited long enough (`send_waiting_on`). Several server processes may run it at
-    once: `send_kept_on` is safe so."""
-    return PeriodicTask(
-        "send kept contact records on", lambda: send_kept_on(services), KEPT_SWEEP_SECONDS
-    )
-
-
-def _replay(
+def replay(
     tx: Tx,
     kept: Sequence[UnroutedRecord],
     *,
@@ -2009,9 +1298,10 @@ def _replay(
 def _resend(
     tx: Tx, kept: Sequence[UnroutedRecord], *, hold_unavailable: bool, waited_until: datetime | None
 ) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
-    """`_replay` without the wake. Two replays of one record at once (the connector's
-    `replay_held` and an association's) both read it; the second's delete waits for the first
-    and then finds it gone, and it is not sent on twice (two dead letters of one record)."""
+    """`replay` without the wake. Two replays of one record at once (the connector's
+    `replay_held`, contacts.sweep, and an association's) both read it; the second's delete
+    waits for the first and then finds it gone, and it is not sent on twice (two dead letters
+    of one record)."""
     taken: set[str] = set()
     for chunk in in_chunks([k.message_id for k in kept]):
         taken.update(

@@ -20,7 +20,7 @@ to the old domain just before the move committed keeps it waiting there after th
 moved the others: the sweep moves such strays (`strays`) before it looks for records to send
 on, so they wait a minute at most where no contact comes, with no cost to any batch. A contact
 that goes to the old domain after the move all the same (a leg of a contact applied there:
-contacts.service `_applied_where_moved_from`) sends on the records waiting for it in the
+contacts.moves `applied_where_moved_from`) sends on the records waiting for it in the
 instance's domain too, and they follow it there.
 """
 

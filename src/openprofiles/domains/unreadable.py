@@ -443,7 +443,7 @@ def keyring_problem(conn: Connection, keys: KeyManager) -> str | None:
     one being there; or, with none there, a domain's data key unwraps under a local key of the
     keyring. Any such row that does not open disproves it. No KMS call."""
     from openprofiles.auth.credentials import secret_opens
-    from openprofiles.contacts.service import UNROUTED_TABLE
+    from openprofiles.contacts.kept import UNROUTED_TABLE
     from openprofiles.crypto.keyring import DEFAULT_ALIAS
     from openprofiles.users.service import USER_TABLE
 

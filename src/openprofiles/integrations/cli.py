@@ -42,7 +42,8 @@ def instances_associate(
     """Send the instance's contact records to DOMAIN from now on, and the ones kept while it
     was associated with no domain. Run again without --object-type, it replays those and
     changes nothing else."""
-    from openprofiles.contacts.service import connect_instance, send_kept_on
+    from openprofiles.contacts.service import connect_instance
+    from openprofiles.contacts.sweep import send_kept_on
     from openprofiles.errors import ServiceError
     from openprofiles.store.conflicts import retrying
 
@@ -146,7 +147,7 @@ def instances_unrouted(
 ) -> None:
     """Count contact records kept because no domain could take them, and apart, those kept
     waiting for the contact they continue (their domain takes them once it comes)."""
-    from openprofiles.contacts.service import count_unrouted
+    from openprofiles.contacts.kept import count_unrouted
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
@@ -171,7 +172,7 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     """Send on the kept contact records that a domain can take now: those of an association
     whose process stopped before it sent them all, and those held while their domain's key
     could not be used. The server does it every minute as well."""
-    from openprofiles.contacts.service import send_kept_on
+    from openprofiles.contacts.sweep import send_kept_on
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
@@ -204,7 +205,7 @@ def instances_purge_unrouted(
     """Delete contact records kept because no domain could take them (they are personal data
     kept until their instance is associated; see `instances unrouted`). Records kept waiting
     for the contact they continue are left: their domain takes them within the hour."""
-    from openprofiles.contacts.service import count_unrouted, purge_unrouted
+    from openprofiles.contacts.kept import count_unrouted, purge_unrouted
 
     if (instance_arn is None) == (not without_instance):
         raise click.UsageError("Give either --instance ARN or --without-instance.")

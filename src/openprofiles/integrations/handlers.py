@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openprofiles.contacts.service import connect_instance, send_kept_on
+from openprofiles.contacts.service import connect_instance
+from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import RequestContext, Tx
 from openprofiles.integrations import service
 from openprofiles.integrations.models import (

@@ -12,7 +12,7 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   records kept while the instance had no domain, under the instance's association lock
   (`lock_instances`), so that no record kept meanwhile by another process is left behind: the
   first `REPLAY_CHUNK` of them in the association's transaction, the rest after its commit,
-  a transaction per chunk (contacts.service.send_kept_on: every record kept before the commit
+  a transaction per chunk (contacts.sweep.send_kept_on: every record kept before the commit
   is in the store by then, and none is kept for the instance after it).
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN. The definition is stored sealed with
@@ -341,7 +341,7 @@ def _jsonable(value: Any) -> Any:
 
 # Called as hook(tx, instance_arn, domain_name) when an instance's integration is deleted (its
 # dissociation), inside the same transaction and under the instance's association lock:
-# contacts.service remembers the domain it left, as a move does.
+# contacts.moves remembers the domain it left, as a move does.
 on_instance_dissociated: list[Callable[[Tx, str, str], None]] = []
 
 
@@ -350,7 +350,7 @@ def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
         # As an association takes it (`put_integration`): a replay or a move under way
         # commits first, and the dissociation's note of the domain left is not raced.
         lock_instances(tx, [uri])
-    get_integration(tx, domain_name=domain_name, uri=uri)
+    found = get_integration(tx, domain_name=domain_name, uri=uri)
     tx.conn.execute(
         delete(integration).where(
             integration.c.domain_name == domain_name, integration.c.uri == uri
@@ -436,7 +436,7 @@ def lock_instances(tx: Tx, instance_arns: Iterable[str], *, shared: bool = False
     An association takes its instance's exclusively, before it reads the owner and writes the
     integration, and holds it through the replay of the kept records. The intake takes the
     lock shared only for an instance it found associated with no domain, and looks again under
-    it before it keeps the instance's records (contacts.service._Router.look_up); so does the
+    it before it keeps the instance's records (contacts.routing.Router.look_up); so does the
     connector's replay of held records, before it takes them out (replay_held). Without it,
     a record read "no integration" while an association was uncommitted, and was kept after the
     association's replay had read the kept records: it stayed kept, its instance associated.

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from openprofiles.contacts.service import connect_instance, send_kept_on
+from openprofiles.contacts.service import connect_instance
+from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import Tx
 from openprofiles.crypto.keyring import Keyring, LocalKey, normalise_alias
 from openprofiles.domains import service as domains

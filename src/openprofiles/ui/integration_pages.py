@@ -2,8 +2,8 @@
 of each flow, "Run now" and delete), and contact-centre instance association (listing and moving
 an instance between domains).
 
-Everything goes through openprofiles.integrations.service, openprofiles.flows.service and
-openprofiles.contacts.service.
+Everything goes through openprofiles.integrations.service, openprofiles.flows.service,
+openprofiles.contacts.service and openprofiles.contacts.sweep.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.contacts import service as contacts
+from openprofiles.contacts import sweep
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound
@@ -256,7 +257,7 @@ def routes(ui: UI) -> list[Route]:
         except FieldError as exc:
             return await render_instances(request, values=values, errors={exc.field: exc.message})
         # The association committed with the first chunk of the kept records: the rest now.
-        rest = await ui.run(lambda: contacts.send_kept_on(ui.services, instance_arns=[arn]))
+        rest = await ui.run(lambda: sweep.send_kept_on(ui.services, instance_arns=[arn]))
         outcome["replayed"] += rest.sent_on
         outcome["replay_rejected"] += rest.rejected_for_good
         return await render_instances(

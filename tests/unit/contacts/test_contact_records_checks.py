@@ -22,9 +22,10 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.contacts.history import summarise
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.models import BodyInvalid, ContactRecordInvalid
 from openprofiles.contacts.records import parse_contact_record, split_body, split_records
-from openprofiles.contacts.service import ingest_contact_items, list_unrouted, replay_unrouted
+from openprofiles.contacts.service import ingest_contact_items, replay_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 

@@ -20,9 +20,10 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.contacts.http import process_body
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.models import ContactRecordInvalid
 from openprofiles.contacts.records import parse_contact_record, split_records
-from openprofiles.contacts.service import list_unrouted, replay_unrouted
+from openprofiles.contacts.service import replay_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.ingest import MAX_OBJECT_CHARS

@@ -1,9 +1,9 @@
 """Records kept waiting for the contact they continue, sent on by an agent's link at once
 (AddProfileKey `_ctrContactId`: contacts.service `_wake_linked`); and an instance moved to
 another domain: an update of a contact applied in the domain it left goes there
-(`_applied_where_moved_from`), and so does a leg of it (a transfer, a task), and a record a
-batch left waiting in the old domain as the move
-committed follows it at the next sweep (`_follow_strays`); a move in two steps (DeleteIntegration,
+(contacts.moves `applied_where_moved_from`), and so does a leg of it (a transfer, a task), and
+a record a batch left waiting in the old domain as the move
+committed follows it at the next sweep (`follow_strays`); a move in two steps (DeleteIntegration,
 then an association elsewhere) routes so too — on SQLite and PostgreSQL, through the real
 service functions. A record whose own contact the new domain holds (its start event) stays
 there, and a stream holds for the new domain's unusable key only what does not go back."""
@@ -46,15 +46,14 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.app import build_services
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.records import split_body
 from openprofiles.contacts.service import (
     apply_contact_event,
     connect_instance,
     ingest_contact_items,
-    list_unrouted,
-    send_kept_on,
-    send_waiting_on,
 )
+from openprofiles.contacts.sweep import send_kept_on, send_waiting_on
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import delete_domain

@@ -18,14 +18,10 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.app import build_services
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.records import split_body
-from openprofiles.contacts.service import (
-    apply_contact_event,
-    held_instances,
-    ingest_contact_items,
-    list_unrouted,
-    replay_held,
-)
+from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
+from openprofiles.contacts.sweep import held_instances, replay_held
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages

@@ -14,7 +14,7 @@ from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, associate, ctr
 
 from openprofiles.app import build_services
 from openprofiles.connectors.kinesis import KinesisContactRecords
-from openprofiles.contacts.service import list_unrouted
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.dlq.service import list_messages

@@ -35,7 +35,7 @@ from openprofiles.connectors.kinesis import (
     load_checkpoints,
     save_checkpoint,
 )
-from openprofiles.contacts.service import list_unrouted
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.integrations.service import associate_instance

@@ -26,18 +26,11 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
 )
 from tests.unit.integrations.integ_helpers import INSTANCE, ctr, send
 
+from openprofiles.contacts.kept import count_unrouted, list_unrouted
 from openprofiles.contacts.links import WAIT_SECONDS
 from openprofiles.contacts.models import BatchOutcome
-from openprofiles.contacts.service import (
-    Applied,
-    apply_contact_event,
-    count_unrouted,
-    held_instances,
-    list_unrouted,
-    retry_contact_record,
-    send_kept_on,
-    send_waiting_on,
-)
+from openprofiles.contacts.service import Applied, apply_contact_event, retry_contact_record
+from openprofiles.contacts.sweep import held_instances, send_kept_on, send_waiting_on
 from openprofiles.context import Services
 from openprofiles.domains.service import delete_domain
 

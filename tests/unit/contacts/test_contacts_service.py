@@ -16,7 +16,9 @@ from tests.unit.integrations.integ_helpers import (
 )
 
 from openprofiles.contacts.history import contact_history
-from openprofiles.contacts.service import apply_contact_event, contact_digest, list_unrouted
+from openprofiles.contacts.kept import list_unrouted
+from openprofiles.contacts.routing import contact_digest
+from openprofiles.contacts.service import apply_contact_event
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.errors import BadRequest

@@ -21,13 +21,10 @@ from tests.unit.contacts.test_contacts_without_endpoint import (
 from tests.unit.integrations.integ_helpers import INSTANCE, ctr, make_domain, send
 
 from openprofiles.contacts import service as contacts_service
+from openprofiles.contacts.kept import list_unrouted
 from openprofiles.contacts.links import WAIT_SECONDS
-from openprofiles.contacts.service import (
-    connect_instance,
-    list_unrouted,
-    send_kept_on,
-    send_waiting_on,
-)
+from openprofiles.contacts.service import connect_instance
+from openprofiles.contacts.sweep import send_kept_on, send_waiting_on
 from openprofiles.context import Services
 from openprofiles.dlq import service as dlq
 from openprofiles.objects.service import list_profile_objects

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from openprofiles.contacts.service import connect_instance, list_unrouted
+from openprofiles.contacts.kept import list_unrouted
+from openprofiles.contacts.service import connect_instance
 from openprofiles.context import Services
 from openprofiles.errors import BadRequest
 from openprofiles.integrations.models import is_instance_arn

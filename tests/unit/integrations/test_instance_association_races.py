@@ -16,14 +16,11 @@ from collections.abc import Callable
 import pytest
 from tests.support.lock_waits import second_writer_meets_first
 
+from openprofiles.contacts.kept import count_unrouted
 from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.records import split_body
-from openprofiles.contacts.service import (
-    connect_instance,
-    count_unrouted,
-    ingest_contact_items,
-    replay_held,
-)
+from openprofiles.contacts.service import connect_instance, ingest_contact_items
+from openprofiles.contacts.sweep import replay_held
 from openprofiles.context import Services, Tx
 from openprofiles.dlq.service import count as count_dead_letters
 from openprofiles.integrations.service import put_integration

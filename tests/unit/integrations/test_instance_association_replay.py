@@ -16,15 +16,11 @@ from sqlalchemy import func, select
 from tests.support.server import run_server
 
 from openprofiles.app import background_tasks
+from openprofiles.contacts.kept import count_unrouted
 from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.records import split_body
-from openprofiles.contacts.service import (
-    REPLAY_CHUNK,
-    connect_instance,
-    count_unrouted,
-    ingest_contact_items,
-    kept_records_task,
-)
+from openprofiles.contacts.service import REPLAY_CHUNK, connect_instance, ingest_contact_items
+from openprofiles.contacts.sweep import kept_records_task
 from openprofiles.context import Services
 from openprofiles.settings import Settings
 from openprofiles.store.schema import contact_record

@@ -14,8 +14,9 @@ from starlette.testclient import TestClient
 from tests.unit.integrations.integ_helpers import ctr
 from tests.unit.ui.test_ui_admin_ops import DOMAIN, INSTANCE, OTHER, csrf_of, owner, signed_in
 
+from openprofiles.contacts.kept import count_unrouted
 from openprofiles.contacts.records import split_body
-from openprofiles.contacts.service import REPLAY_CHUNK, count_unrouted, ingest_contact_items
+from openprofiles.contacts.service import REPLAY_CHUNK, ingest_contact_items
 from openprofiles.context import Services
 from openprofiles.settings import Settings
 

@@ -96,7 +96,7 @@ unrouted_contact_record = Table(
     Column("sealed", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     # A keyed digest of the record under the system key: a record delivered again while it is
-    # kept (a re-read file, a stream's redelivery) is kept once (contacts.service). NULL for
+    # kept (a re-read file, a stream's redelivery) is kept once (contacts.kept). NULL for
     # records kept before 0025.
     Column("content_digest", LargeBinary(16), nullable=True),
     Index("ix_unrouted_contact_record_instance", "instance_arn", "created_at"),

@@ -1,0 +1,218 @@
+"""The kept-records store (`unrouted_contact_record`): contact records that no domain can take
+now, kept sealed under the system key until one can.
+
+* A record whose instance is associated with no domain (or that names no instance) has no
+  domain whose dead-letter queue could take it: it is kept, sealed under the system key, in
+  `unrouted_contact_record` (`keep_unrouted_rows`), and `replay_unrouted` (contacts.service)
+  sends it on once the instance is associated (`connect_instance`, whatever the way of
+  associating; a chunk in the association's transaction, the rest after its commit by
+  `send_kept_on`, or by the server's sweep if the process stopped before: contacts.sweep). A
+  stream's batch (`hold_unavailable`) keeps the records of a domain that cannot take any now
+  (its key unusable: its dead-letter store is sealed under that key too) the same way, rather
+  than waiting whole for it; `replay_held` sends them on once it can.
+* A record without a customer endpoint that continues a contact of which nothing is applied yet
+  waits here for it (`keep_waiting`, contacts.links), with a `contact_awaited` row per contact
+  that would place it (contacts.waiting); `WAITING` tells such records from the held ones.
+* A record delivered again while it is kept (a file read again, a stream's redelivery) is kept
+  once: the store's unique content digest (`UNROUTED_KEY_NAME`). Kept records are read
+  (`list_unrouted`) and counted without being opened (`count_unrouted`, `openprofiles
+  instances unrouted`); the operator may delete those no association will route
+  (`purge_unrouted`), and DeleteDomain deletes the records waiting in the domain
+  (`_delete_waiting_records`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from openprofiles.contacts.links import waiting_reason
+from openprofiles.contacts.models import ContactRecord
+from openprofiles.contacts.waiting import wait_in
+from openprofiles.context import Tx
+from openprofiles.domains.service import register_domain_deleter
+from openprofiles.integrations.models import is_instance_arn
+from openprofiles.store.schema import contact_awaited, unrouted_contact_record
+
+UNROUTED_TABLE = "unrouted_contact_record"
+# The blind-index key name of kept records' content digests (never a profile key's name).
+UNROUTED_KEY_NAME = "@unroutedRecord"
+# A kept record that waits for a contact it continues (contacts.links): sent on by
+# contacts.sweep `send_waiting_on`, not with the held ones.
+WAITING = (
+    select(contact_awaited.c.message_id)
+    .where(contact_awaited.c.message_id == unrouted_contact_record.c.message_id)
+    .exists()
+)
+
+
+@dataclass(frozen=True)
+class UnroutedRecord:
+    message_id: str
+    instance_arn: str | None
+    object_json: str
+    reason: str
+    created_at: datetime
+    # Where it came from ("File ctr.jsonl, line 3"), for the dead letter of a replay that fails.
+    origin: str | None = None
+
+
+def _delete_waiting_records(tx: Tx, domain_name: str) -> None:
+    """DeleteDomain: the kept records waiting for a contact of the domain go with it. They were
+    routed to it; left behind, a record would flow into the next domain its instance is
+    associated with, a deleted domain's data outliving it."""
+    waiting = select(contact_awaited.c.message_id).where(
+        contact_awaited.c.domain_name == domain_name
+    )
+    tx.conn.execute(
+        delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(waiting))
+    )
+
+
+register_domain_deleter(_delete_waiting_records)
+
+
+def keep_unrouted_rows(
+    tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
+) -> list[str]:
+    """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
+    key, in one executemany; their message ids. A record already kept (the same text from the
+    same place: a file read again, a stream's redelivery) is not kept twice: the store's unique
+    content digest turns the second insert into nothing. The place counts: lines too long to
+    read are all kept with empty text, each with its own line."""
+    if not records:
+        return []
+    cipher = tx.services.keys.system_cipher()
+    rows: list[dict[str, Any]] = []
+    for instance_arn, raw, reason, origin in records:
+        message_id = uuid.uuid4().hex
+        payload = {"object": raw, "reason": reason}
+        if origin is not None:
+            payload["origin"] = origin
+        rows.append(
+            {
+                "message_id": message_id,
+                "content_digest": cipher.digest(UNROUTED_KEY_NAME, f"{origin or ''}\x00{raw}"),
+                # Only an instance ARN is kept in the column, to route the record once its
+                # instance is associated. Anything else (it can be any text a sender put
+                # there, even a NUL that PostgreSQL refuses) is kept in the sealed record only.
+                "instance_arn": instance_arn
+                if instance_arn and is_instance_arn(instance_arn)
+                else None,
+                "sealed": cipher.seal_record(UNROUTED_TABLE, message_id, payload),
+                "created_at": tx.now,
+            }
+        )
+    statement: Any = (
+        sqlite_insert(unrouted_contact_record)
+        if tx.services.database.is_sqlite
+        else pg_insert(unrouted_contact_record)
+    )
+    tx.conn.execute(statement.on_conflict_do_nothing(index_elements=["content_digest"]), rows)
+    return [row["message_id"] for row in rows]
+
+
+def keep_waiting(
+    tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None]]
+) -> None:
+    """Keep (domain, record, awaited contact digests, origin) records waiting for a contact
+    they continue (contacts.links): in the unrouted store, with their reason, and a
+    `contact_awaited` row per digest. A record already kept (delivered again while it waits)
+    is kept once: its row is the one that waits."""
+    if not waiting:
+        return
+    ids = keep_unrouted_rows(
+        tx, [(r.instance_arn, r.raw, waiting_reason(r), origin) for _, r, _, origin in waiting]
+    )
+    new = set(
+        tx.conn.execute(
+            select(unrouted_contact_record.c.message_id).where(
+                unrouted_contact_record.c.message_id.in_(ids)
+            )
+        ).scalars()
+    )
+    wait_in(
+        tx,
+        [
+            (message_id, domain_name, digests)
+            for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
+            if message_id in new
+        ],
+    )
+
+
+def list_unrouted(
+    tx: Tx,
+    *,
+    instance_arn: str | None = None,
+    limit: int | None = None,
+    waiting: bool | None = None,
+    message_ids: Sequence[str] | None = None,
+    kept_before: datetime | None = None,
+) -> list[UnroutedRecord]:
+    """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
+    when given; only those waiting for a contact they continue, or only the others, when
+    `waiting` says; only those of `message_ids` when given; only those kept before
+    `kept_before` when given)."""
+    query = (
+        select(unrouted_contact_record)
+        .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
+        .limit(limit)
+    )
+    if instance_arn is not None:
+        query = query.where(unrouted_contact_record.c.instance_arn == instance_arn)
+    if waiting is not None:
+        query = query.where(WAITING if waiting else ~WAITING)
+    if message_ids is not None:
+        query = query.where(unrouted_contact_record.c.message_id.in_(message_ids))
+    if kept_before is not None:
+        query = query.where(unrouted_contact_record.c.created_at < kept_before)
+    cipher = tx.services.keys.system_cipher()
+    out = []
+    for row in tx.conn.execute(query):
+        payload = cipher.open_record(UNROUTED_TABLE, row.message_id, bytes(row.sealed))
+        out.append(
+            UnroutedRecord(
+                message_id=row.message_id,
+                instance_arn=row.instance_arn,
+                object_json=payload["object"],
+                reason=payload["reason"],
+                created_at=row.created_at,
+                origin=payload.get("origin"),
+            )
+        )
+    return out
+
+
+def count_unrouted(
+    tx: Tx, *, instance_arn: str | None = None, waiting: bool | None = None
+) -> dict[str | None, int]:
+    """Kept records per instance ARN (None: kept without one), counted without opening them;
+    only those waiting for a contact they continue, or only the others, when `waiting` says."""
+    arn = unrouted_contact_record.c.instance_arn
+    query = select(arn, func.count()).group_by(arn)
+    if instance_arn is not None:
+        query = query.where(arn == instance_arn)
+    if waiting is not None:
+        query = query.where(WAITING if waiting else ~WAITING)
+    return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
+
+
+def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
+    """Delete kept records: the instance's, or (None) those kept without an instance ARN,
+    which no association can ever route; how many. For the operator who will not associate
+    the instance (`openprofiles instances purge-unrouted`): the records are personal data.
+    Records waiting for a contact they continue are left: their domain takes them, applied
+    or dead-lettered, within `WAIT_SECONDS`."""
+    tx.erased()
+    arn = unrouted_contact_record.c.instance_arn
+    condition = arn.is_(None) if instance_arn is None else arn == instance_arn
+    purged = tx.conn.execute(delete(unrouted_contact_record).where(condition, ~WAITING))
+    return int(purged.rowcount or 0)
