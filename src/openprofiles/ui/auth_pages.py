@@ -7,15 +7,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles import audit
 from openprofiles.errors import Throttling
 from openprofiles.ui import submissions
+from openprofiles.ui.password_checks import BUSY_MESSAGE, RETRY_AFTER_SECONDS, Busy, check_password
 from openprofiles.ui.user_pages import form_password
 from openprofiles.ui.web import (
     SESSION_COOKIE,
@@ -34,6 +34,9 @@ from openprofiles.users.models import WebSession
 SIGNIN_TOKEN_AGE = 3600
 # What new_signin_token makes (secrets.token_urlsafe(32)): a cookie's value is reused only so.
 SIGNIN_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+# The audit log's result of an attempt refused because the process was checking as many
+# passwords as it may at once (password_checks.Busy): nothing was checked or counted.
+SIGN_IN_BUSY = "busy"
 
 
 def routes(ui: UI) -> list[Route]:
@@ -48,10 +51,9 @@ def routes(ui: UI) -> list[Route]:
     async def sign_in(request: Request) -> Response:
         if request.method in ("GET", "HEAD"):  # Starlette routes HEAD here too
             return sign_in_page(ui, request)
-        try:
-            form = await request.form()
-        except ClientDisconnect:  # the browser left mid-send: nobody to answer
-            return Response(status_code=400)
+        form = await ui.read_form(request)
+        if isinstance(form, Response):
+            return form  # refused unread (too large, a file upload), or the browser left
         expected = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):
@@ -69,13 +71,10 @@ def routes(ui: UI) -> list[Route]:
         password = form_password(form, "password")
         address = request.client.host if request.client else None
         try:
-            # Argon2 first, with no write transaction open (users.verify_before_writing says why).
-            checked = await run_in_threadpool(
-                users.verify_before_writing,
-                ui.services,
-                username=username,
-                password=password,
-                address=address,
+            # Counted, then Argon2 on its own threads with no write transaction open, at most
+            # so many at once (password_checks says why).
+            checked = await check_password(
+                ui, username=username, password=password, address=address
             )
             created = await ui.write(
                 lambda tx: users.sign_in(
@@ -87,6 +86,12 @@ def routes(ui: UI) -> list[Route]:
                 ui, request, username=username, error=exc.message, status=429, form=form
             )
             return audited(username, refused, audit.SIGN_IN_LOCKED)
+        except Busy:
+            busy = sign_in_page(
+                ui, request, username=username, error=BUSY_MESSAGE, status=503, form=form
+            )
+            busy.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return audited(username, busy, SIGN_IN_BUSY)
         if created is None:
             failed = sign_in_page(
                 ui,

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.ui import flash
+from openprofiles.ui.password_checks import BUSY_MESSAGE, RETRY_AFTER_SECONDS, Busy, check_password
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES, WebSession
@@ -229,13 +230,10 @@ def routes(ui: UI) -> list[Route]:
         token = ui.session_token(request)
         address = request.client.host if request.client else None
         try:
-            # Argon2 first, with no write transaction open (users.verify_before_writing says why).
-            checked = await run_in_threadpool(
-                users.verify_before_writing,
-                ui.services,
-                username=session.username,
-                password=current,
-                address=address,
+            # Counted, then Argon2 on its own threads with no write transaction open, at most
+            # so many at once (password_checks says why).
+            checked = await check_password(
+                ui, username=session.username, password=current, address=address
             )
             # The new one is hashed likewise, once the current one is known to be right.
             fresh = await run_in_threadpool(users.new_password, new) if checked.matches else new
@@ -252,6 +250,10 @@ def routes(ui: UI) -> list[Route]:
             )
         except Throttling as exc:
             return own_page(request, {"current_password": exc.message}, 429)
+        except Busy:
+            busy = own_page(request, {"current_password": BUSY_MESSAGE}, 503)
+            busy.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return busy
         if not changed:
             return own_page(
                 request, {"current_password": "This is not your current password."}, 400

@@ -26,8 +26,10 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import Message
 
 from openprofiles import audit
 from openprofiles.context import Services, Tx
@@ -49,6 +51,21 @@ STATIC_DIR = Path(__file__).with_name("static")
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+# What a page's form may be (UI.read_form, the only way the pages read one). Starlette's defaults
+# let a form be a thousand fields of 1 MB each, read whole into memory before any check (a
+# sign-in needs no account), and a multipart form's files unbounded, spooled to disk. The
+# largest form the pages make is the profile edit form of a profile at the form's limits, each
+# field twice (as typed and as shown, profile_form.SHOWN_PREFIX), 100 attributes of 255
+# characters a name and a value, every character one that takes 12 bytes url-encoded (an emoji,
+# %F0%9F%98%80): 1,379,439 bytes in 51 fields, its largest field (the attributes) 613,105 bytes;
+# the sign-in form that carries such a form kept (submissions.keep_form) 614,051 bytes (measured
+# and sent by tests/unit/ui/test_ui_form_limits.py). Each limit leaves half again or more.
+MAX_FORM_BYTES = 2 * 1024 * 1024
+MAX_FORM_FIELDS = 100
+MAX_FIELD_BYTES = 1024 * 1024
+# No page's form sends a file: a multipart form is refused unread (415).
+MULTIPART = "multipart/form-data"
 
 # Pages hold personal data: never cached, never framed, and no script but the application's own
 # static files (static/local-time.js, which only rewrites times into the browser's time zone):
@@ -161,6 +178,68 @@ class UI:
         message = error.message if session.role == "admin" else told_to_agents(error)
         return 503 if transient else 403, message
 
+    async def read_form(self, request: Request) -> FormData | Response:
+        """The form `request` carries, read within MAX_FORM_BYTES, MAX_FORM_FIELDS and
+        MAX_FIELD_BYTES; else the answer that refuses it, nothing of it kept: 413 when its
+        declared length is over (its body is not read) or once the bytes read pass it (a body
+        sent in chunks declares none: reading stops there) or a field count or size is over, 415
+        for a multipart form (no page sends one), and an empty 400 when the browser left before
+        sending it whole (nobody to answer). Every form the pages read comes through here."""
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type == MULTIPART:
+            return self._form_refused(
+                request,
+                415,
+                "This form cannot be read",
+                "The pages' forms are sent as plain fields, never as files, and this one was sent "
+                "as a file upload (multipart/form-data). Nothing was saved. Go back to the page, "
+                "reload it and send the form from there.",
+            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+            return self._form_too_large(request)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await request.receive()
+            received += len(message.get("body", b""))
+            if received > MAX_FORM_BYTES:
+                raise _FormTooLarge
+            return message
+
+        try:
+            return await Request(request.scope, counted).form(
+                max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+            )
+        except ClientDisconnect:
+            # The browser left before sending the whole form (a second click of a submit
+            # button aborts the first request): nothing to do, and nobody to answer. It used
+            # to be logged as an application error.
+            return Response(status_code=400)
+        except (_FormTooLarge, HTTPException):
+            # HTTPException: Starlette's for a form over max_fields or max_part_size.
+            return self._form_too_large(request)
+
+    def _form_too_large(self, request: Request) -> HTMLResponse:
+        return self._form_refused(
+            request,
+            413,
+            "This form is too large",
+            f"A form of these pages is at most {MAX_FORM_BYTES // (1024 * 1024)} MB, in at most "
+            f"{MAX_FORM_FIELDS} fields, and this one was larger. Nothing was saved. Go back, "
+            "shorten what you typed and send it again.",
+        )
+
+    def _form_refused(
+        self, request: Request, status: int, title: str, message: str
+    ) -> HTMLResponse:
+        """The page that refuses a form unread or read only in part; the connection is closed
+        after it, rather than reading the rest of the body to keep it open."""
+        page = self.error_page(request, status, title, message)
+        page.headers["Connection"] = "close"
+        return page
+
     # ---------------------------------------------------------------- sessions
 
     async def load_session(self, request: Request) -> WebSession | None:
@@ -220,22 +299,20 @@ class UI:
         large to keep, are sent to sign in as before."""
         if request.headers.get("sec-fetch-site") != "same-origin":
             return RedirectResponse(self.sign_in_url(request), status_code=303)
-        try:
-            form = await request.form()
-        except ClientDisconnect:  # the browser left mid-send: nobody to answer
-            return Response(status_code=400)
         token = self.session_token(request)
         # Whose session it was, while its row is there: the form goes back to that user only.
+        # Known before the form is read: a request of no known session is not read at all.
         owner = (
             await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
         )
+        if owner is None:
+            return RedirectResponse(self.sign_in_url(request), status_code=303)
+        form = await self.read_form(request)
+        if isinstance(form, Response):
+            return form
         path = address_path(request)
-        kept = (
-            submissions.keep_form(
-                self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
-            )
-            if owner is not None
-            else None
+        kept = submissions.keep_form(
+            self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
         )
         if kept is None:
             return RedirectResponse(self.sign_in_url(request), status_code=303)
@@ -292,13 +369,9 @@ class UI:
                         "something changed here, or go back to the agent workspace.",
                     )
                 if request.method == "POST":
-                    try:
-                        form = await request.form()
-                    except ClientDisconnect:
-                        # The browser left before sending the whole form (a second click
-                        # of a submit button aborts the first request): nothing to do, and
-                        # nobody to answer. It used to be logged as an application error.
-                        return Response(status_code=400)
+                    form = await self.read_form(request)
+                    if isinstance(form, Response):
+                        return form
                     if not csrf_ok(form, session.csrf_token):
                         return self.error_page(
                             request,
@@ -325,6 +398,10 @@ class UI:
             return guarded
 
         return wrap
+
+
+class _FormTooLarge(Exception):
+    """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
 
 
 def _next_scope(path: str) -> str:

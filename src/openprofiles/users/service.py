@@ -36,6 +36,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound, Throttling
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import web_session, web_user
 from openprofiles.users import throttle
 from openprofiles.users.models import ROLES, NewSession, WebSession, WebUser
@@ -319,32 +320,66 @@ def change_own_password(
 @dataclass(frozen=True)
 class PasswordCheck:
     """A password verified before the write transaction of its sign-in (`verify_before_writing`):
-    against which stored hash (None: no such user), and whether it matched; `skipped` when the
-    name or address was locked then, so Argon2 was not run at all."""
+    against which stored hash (None: no such user), whether it matched, and the attempt's
+    reservation in the throttle (counted as a failure until a right password gives it back)."""
 
     stored_hash: str | None
     matches: bool
-    skipped: bool = False
+    reservation: throttle.Reservation
+
+
+@dataclass(frozen=True)
+class ReservedAttempt:
+    """A sign-in attempt counted before its password is checked (`reserve_attempt`), with the
+    hash to check it against (None: no such user)."""
+
+    stored_hash: str | None
+    reservation: throttle.Reservation
+
+
+def reserve_attempt(tx: Tx, *, username: str, address: str | None) -> ReservedAttempt:
+    """Count an attempt to sign in as `username` from `address` before its password is checked
+    (throttle.reserve: a burst of parallel attempts gets no more Argon2 runs than the throttle
+    still allows); Throttling, with no password checked, when the name or the address is
+    locked. `verify_reserved` checks the password, then `sign_in` (or `change_own_password`)
+    with that check settles the attempt."""
+    digest = _user_digest(tx, username)
+    address_digest = throttle.address_digest(tx, address) if address else None
+    # Held until the commit: concurrent attempts are counted one after another.
+    throttle.hold(tx, user_digest=digest, address=address_digest)
+    _refuse_if_locked(tx, digest, address_digest)
+    reservation = throttle.reserve(tx, user_digest=digest, address=address_digest)
+    row = tx.conn.execute(
+        select(web_user.c.password_hash).where(web_user.c.username_digest == digest)
+    ).first()
+    return ReservedAttempt(row.password_hash if row else None, reservation)
+
+
+def verify_reserved(reserved: ReservedAttempt, password: str) -> PasswordCheck:
+    """Verify `password` for an attempt `reserve_attempt` counted, with no transaction open:
+    Argon2, a few tenths of a second of CPU and 64 MiB on purpose. An unknown name costs the
+    same (the dummy hash), so the time says nothing of who exists."""
+    stored = reserved.stored_hash
+    matches = _matches(stored or dummy_hash(), password) and stored is not None
+    return PasswordCheck(stored, matches, reserved.reservation)
 
 
 def verify_before_writing(
     services: Services, *, username: str, password: str, address: str | None
 ) -> PasswordCheck:
-    """Verify `password` with no write transaction open. Argon2 takes about 0.1 s of CPU on
-    purpose; in the sign-in's write transaction it held SQLite's one writer lock, and a flood
-    of sign-ins (nobody needs an account for that) stalled every API write behind it. The
-    sign-in's transaction then counts the outcome under the throttle's locks (`sign_in`)."""
-    with services.read() as tx:
-        digest = _user_digest(tx, username)
-        address_digest = throttle.address_digest(tx, address) if address else None
-        if throttle.wait_needed(tx, user_digest=digest, address=address_digest) is not None:
-            # Refused anyway: an attacker who is locked out costs no Argon2.
-            return PasswordCheck(None, False, skipped=True)
-        row = tx.conn.execute(
-            select(web_user.c.password_hash).where(web_user.c.username_digest == digest)
-        ).first()
-    stored = row.password_hash if row else None
-    return PasswordCheck(stored, _matches(stored or dummy_hash(), password) and row is not None)
+    """Verify `password` with no write transaction open, the attempt counted first in a
+    transaction of its own (`reserve_attempt`; Throttling when locked, with no Argon2 run).
+    Argon2 takes about 0.1 s of CPU on purpose; in the sign-in's write transaction it held
+    SQLite's one writer lock, and a flood of sign-ins (nobody needs an account for that)
+    stalled every API write behind it. The sign-in's transaction then settles the attempt
+    (`sign_in`). The pages run the two steps themselves, Argon2 on an executor of its own
+    (ui.password_checks)."""
+
+    def reserve() -> ReservedAttempt:
+        with services.write() as tx:
+            return reserve_attempt(tx, username=username, address=address)
+
+    return verify_reserved(retrying(reserve), password)
 
 
 def _matches(stored: str, password: str) -> bool:
@@ -366,7 +401,9 @@ def sign_in(
     """A new session when the password is the user's; None otherwise (counted against the name
     and the client `address`). Throttling when either has failed too often lately: the
     password is then not even checked, for an unknown name as for a user's. With `checked`
-    (`verify_before_writing`, before this transaction) the password is not verified again here."""
+    (`verify_before_writing`, before this transaction) the password is not verified again here,
+    and the attempt, counted and let through then, is settled: a right password gives its
+    reservation back (throttle.release), a wrong one stays counted."""
     user = _attempt(tx, username=username, password=password, address=address, checked=checked)
     return create_session(tx, username=user.username) if user is not None else None
 
@@ -383,6 +420,24 @@ def _attempt(
     address_digest = throttle.address_digest(tx, address) if address else None
     # Held until the commit: concurrent attempts are counted one after another.
     throttle.hold(tx, user_digest=digest, address=address_digest)
+    if checked is not None:
+        # Counted before it was checked (reserve_attempt), and let through then: not refused
+        # now, even by a lock its own reservation set. A wrong password stays counted.
+        user = _checked_user(tx, digest, username, password, checked)
+        if user is not None:
+            throttle.release(tx, checked.reservation)
+        return user
+    _refuse_if_locked(tx, digest, address_digest)
+    user = verify_password(tx, username=username, password=password)
+    if user is None:
+        throttle.record_failure(tx, user_digest=digest, address=address_digest)
+    else:
+        throttle.forget_user(tx, user_digest=digest, address=address_digest)
+    return user
+
+
+def _refuse_if_locked(tx: Tx, digest: bytes, address_digest: bytes | None) -> None:
+    """Throttling when the username (from this address) or the address is locked."""
     wait = throttle.wait_needed(tx, user_digest=digest, address=address_digest)
     if wait is not None:
         minutes = max(1, ceil(wait.total_seconds() / 60))
@@ -390,16 +445,6 @@ def _attempt(
             "Too many sign-ins with this username or from this computer have failed. "
             f"Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
         )
-    if checked is None or checked.skipped:
-        # Not checked before (or refused then, and the lock has ended since): here.
-        user = verify_password(tx, username=username, password=password)
-    else:
-        user = _checked_user(tx, digest, username, password, checked)
-    if user is None:
-        throttle.record_failure(tx, user_digest=digest, address=address_digest)
-    else:
-        throttle.forget_user(tx, user_digest=digest, address=address_digest)
-    return user
 
 
 def _checked_user(

@@ -22,6 +22,15 @@ An attempt first takes its subjects' locks (`hold`: advisory locks on PostgreSQL
 writer already serialises sign-ins), so concurrent attempts are counted one after another: each
 sees the failures before it, and no burst of parallel guesses passes the limit.
 
+The web pages check a password outside any write transaction (Argon2 would hold SQLite's one
+writer), so they count the attempt before checking it (`reserve`): counted as a failure, locking
+what it takes to the limit, so that a burst of parallel attempts gets no more Argon2 runs than
+its subjects' remaining allowance (100 parallel guesses from one address used to run 100, all
+read before any was counted). A password that turns out right gives the reservation back
+(`release`): the username's failures from that address are forgotten, as after any success, and
+the address's and the username's own counts lose the one the reservation added (and the lock it
+set, if it set one). An attempt whose check never ends (the process stopped) stays a failure.
+
 A shared address (a proxy, an office's NAT) counts its users' failures together, hence its
 higher limit.
 """
@@ -29,7 +38,8 @@ higher limit.
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
@@ -102,14 +112,93 @@ def wait_needed(tx: Tx, *, user_digest: bytes, address: bytes | None) -> timedel
 def record_failure(tx: Tx, *, user_digest: bytes, address: bytes | None) -> None:
     """Count a failed sign-in against the username and the address, locking either that
     reached its limit."""
+    _record(tx, user_digest=user_digest, address=address)
+
+
+@dataclass(frozen=True)
+class _Before:
+    """A subject's count as it was before an attempt's reservation locked it."""
+
+    kind: str
+    digest: bytes
+    failures: int
+    window_start: datetime
+    lockouts: int
+    locked_until: datetime | None
+    # The lock the reservation set: given back only while it is still that one.
+    set_until: datetime
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An attempt counted as a failure before its password is checked (`reserve`), to give back
+    if the password is right (`release`)."""
+
+    user_digest: bytes
+    address: bytes | None
+    at: datetime
+    locked: tuple[_Before, ...]
+
+
+def reserve(tx: Tx, *, user_digest: bytes, address: bytes | None) -> Reservation:
+    """Count an attempt whose password is about to be checked as a failure (record_failure),
+    under the locks `hold` took and once `wait_needed` let it through (the module docstring
+    says why)."""
+    locked = _record(tx, user_digest=user_digest, address=address)
+    return Reservation(user_digest, address, tx.now, tuple(locked))
+
+
+def release(tx: Tx, reservation: Reservation) -> None:
+    """Give back `reservation`, whose password was right, under the locks `hold` took: the
+    username's failures from the address are forgotten (forget_user), and the username's and
+    the address's counts lose the failure the reservation added, or the lock it set."""
+    forget_user(tx, user_digest=reservation.user_digest, address=reservation.address)
+    subjects = [(USER, reservation.user_digest)]
+    if reservation.address is not None:
+        subjects.append((ADDRESS, reservation.address))
+    locked = {(b.kind, b.digest): b for b in reservation.locked}
+    for kind, digest in subjects:
+        where = [signin_throttle.c.kind == kind, signin_throttle.c.subject_digest == digest]
+        before = locked.get((kind, digest))
+        if before is not None:
+            tx.conn.execute(
+                update(signin_throttle)
+                .where(*where, signin_throttle.c.locked_until == before.set_until)
+                .values(
+                    failures=before.failures,
+                    window_start=before.window_start,
+                    lockouts=before.lockouts,
+                    locked_until=before.locked_until,
+                )
+            )
+            continue
+        # Not when the count started again since (a new window, a lock): the reservation's
+        # failure is no longer in it.
+        tx.conn.execute(
+            update(signin_throttle)
+            .where(
+                *where,
+                signin_throttle.c.failures > 0,
+                signin_throttle.c.window_start <= reservation.at,
+            )
+            .values(failures=signin_throttle.c.failures - 1)
+        )
+
+
+def _record(tx: Tx, *, user_digest: bytes, address: bytes | None) -> list[_Before]:
+    """record_failure; the subjects it locked, as they were before."""
     tx.conn.execute(
         delete(signin_throttle).where(
             signin_throttle.c.updated_at <= tx.now - FORGET_AFTER,
             or_(signin_throttle.c.locked_until.is_(None), signin_throttle.c.locked_until <= tx.now),
         )
     )
+    locked = []
     for kind, digest in _subjects(user_digest, address):
-        _count(tx, kind, digest, _limit(kind), None if kind == ADDRESS else user_digest)
+        before = _count(tx, kind, digest, _limit(kind), None if kind == ADDRESS else user_digest)
+        if before is not None:
+            locked.append(before)
+    return locked
 
 
 def forget_all(tx: Tx) -> int:
@@ -134,7 +223,10 @@ def forget_user(tx: Tx, *, user_digest: bytes, address: bytes | None = None) -> 
     tx.conn.execute(delete(signin_throttle).where(condition))
 
 
-def _count(tx: Tx, kind: str, digest: bytes, limit: int, user_digest: bytes | None) -> None:
+def _count(
+    tx: Tx, kind: str, digest: bytes, limit: int, user_digest: bytes | None
+) -> _Before | None:
+    """Count a failure of the subject; how it was before when this failure locked it."""
     where = (signin_throttle.c.kind == kind, signin_throttle.c.subject_digest == digest)
     # FOR UPDATE (PostgreSQL): concurrent failures are counted one after another, none lost. Two
     # first failures both inserting: one loses on the primary key and runs again
@@ -153,19 +245,31 @@ def _count(tx: Tx, kind: str, digest: bytes, limit: int, user_digest: bytes | No
                 updated_at=tx.now,
             )
         )
-        return
+        return None
     failures, window_start = row.failures + 1, row.window_start
     if window_start <= tx.now - WINDOW:
         failures, window_start = 1, tx.now
     values: dict[str, object] = {"failures": failures, "window_start": window_start}
+    before = None
     if failures >= limit:
+        locked_until = tx.now + lock_length(row.lockouts)
         values.update(
             failures=0,
             window_start=tx.now,
             lockouts=row.lockouts + 1,
-            locked_until=tx.now + lock_length(row.lockouts),
+            locked_until=locked_until,
+        )
+        before = _Before(
+            kind,
+            digest,
+            failures - 1,
+            window_start,
+            row.lockouts,
+            row.locked_until,
+            locked_until,
         )
     tx.conn.execute(update(signin_throttle).where(*where).values(updated_at=tx.now, **values))
+    return before
 
 
 def lock_length(earlier_lockouts: int) -> timedelta:
