@@ -9,7 +9,10 @@ now, kept sealed under the system key until one can.
   `send_kept_on`, or by the server's sweep if the process stopped before: contacts.sweep). A
   stream's batch (`hold_unavailable`) keeps the records of a domain that cannot take any now
   (its key unusable: its dead-letter store is sealed under that key too) the same way, rather
-  than waiting whole for it; `replay_held` sends them on once it can.
+  than waiting whole for it; `replay_held` sends them on once it can. A held record notes the
+  domain it waits for (`held_for`): its instance's domain, or a domain the instance was moved
+  away from whose KMS did not answer (contacts.moves), so that the sweep sends it on when that
+  domain can take it, and DeleteDomain deletes the records held for the domain deleted.
 * A record without a customer endpoint that continues a contact of which nothing is applied yet
   waits here for it (`keep_waiting`, contacts.links), with a `contact_awaited` row per contact
   that would place it (contacts.waiting); `WAITING` tells such records from the held ones.
@@ -17,8 +20,8 @@ now, kept sealed under the system key until one can.
   once: the store's unique content digest (`UNROUTED_KEY_NAME`). Kept records are read
   (`list_unrouted`) and counted without being opened (`count_unrouted`, `openprofiles
   instances unrouted`); the operator may delete those no association will route
-  (`purge_unrouted`), and DeleteDomain deletes the records waiting in the domain
-  (`_delete_waiting_records`).
+  (`purge_unrouted`), and DeleteDomain deletes the records waiting in the domain and those held
+  for it (`_delete_domains_records`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,7 +42,7 @@ from openprofiles.contacts.waiting import wait_in
 from openprofiles.context import Tx
 from openprofiles.domains.service import register_domain_deleter
 from openprofiles.integrations.models import is_instance_arn
-from openprofiles.store.schema import contact_awaited, unrouted_contact_record
+from openprofiles.store.schema import contact_awaited, instance_moved_from, unrouted_contact_record
 
 UNROUTED_TABLE = "unrouted_contact_record"
 # The blind-index key name of kept records' content digests (never a profile key's name).
@@ -53,6 +56,12 @@ WAITING = (
 )
 
 
+# A record to keep (`keep_unrouted_rows`): its instance ARN (or None), the record as received,
+# why it is kept, where it came from ("File ctr.jsonl, line 3") and the domain it is held for
+# (None: its instance's domain once it has one).
+KeptRow = tuple[str | None, str, str, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class UnroutedRecord:
     message_id: str
@@ -64,26 +73,36 @@ class UnroutedRecord:
     origin: str | None = None
 
 
-def _delete_waiting_records(tx: Tx, domain_name: str) -> None:
-    """DeleteDomain: the kept records waiting for a contact of the domain go with it. They were
-    routed to it; left behind, a record would flow into the next domain its instance is
-    associated with, a deleted domain's data outliving it."""
+def _delete_domains_records(tx: Tx, domain_name: str) -> None:
+    """DeleteDomain: the kept records waiting for a contact of the domain, and those held for
+    it as their instance's domain, go with it. They were routed to it; left behind, a record
+    would flow into the next domain its instance is associated with, a deleted domain's data
+    outliving it. Those held for it as a domain their instance left (its KMS did not answer:
+    whether their contact is there could not be told) are not its records: they are held for
+    the instance's domain now. (Run before the domain's rows go: `instance_moved_from` tells
+    the two apart.)"""
+    kept = unrouted_contact_record.c
     waiting = select(contact_awaited.c.message_id).where(
         contact_awaited.c.domain_name == domain_name
     )
-    tx.conn.execute(
-        delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(waiting))
+    tx.conn.execute(delete(unrouted_contact_record).where(kept.message_id.in_(waiting)))
+    left = select(instance_moved_from.c.instance_arn).where(
+        instance_moved_from.c.domain_name == domain_name
     )
+    tx.conn.execute(
+        update(unrouted_contact_record)
+        .where(kept.held_for == domain_name, kept.instance_arn.in_(left))
+        .values(held_for=None)
+    )
+    tx.conn.execute(delete(unrouted_contact_record).where(kept.held_for == domain_name))
 
 
-register_domain_deleter(_delete_waiting_records)
+register_domain_deleter(_delete_domains_records)
 
 
-def keep_unrouted_rows(
-    tx: Tx, records: Sequence[tuple[str | None, str, str, str | None]]
-) -> list[str]:
-    """Keep (instance ARN or None, raw record, reason, origin) records, sealed under the system
-    key, in one executemany; their message ids. A record already kept (the same text from the
+def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[str]:
+    """Keep records (`KeptRow`), sealed under the system key, in one executemany; their message
+    ids. A record already kept (the same text from the
     same place: a file read again, a stream's redelivery) is not kept twice: the store's unique
     content digest turns the second insert into nothing. The place counts: lines too long to
     read are all kept with empty text, each with its own line."""
@@ -91,7 +110,7 @@ def keep_unrouted_rows(
         return []
     cipher = tx.services.keys.system_cipher()
     rows: list[dict[str, Any]] = []
-    for instance_arn, raw, reason, origin in records:
+    for instance_arn, raw, reason, origin, held_for in records:
         message_id = uuid.uuid4().hex
         payload = {"object": raw, "reason": reason}
         if origin is not None:
@@ -108,6 +127,7 @@ def keep_unrouted_rows(
                 else None,
                 "sealed": cipher.seal_record(UNROUTED_TABLE, message_id, payload),
                 "created_at": tx.now,
+                "held_for": held_for,
             }
         )
     statement: Any = (
@@ -129,7 +149,8 @@ def keep_waiting(
     if not waiting:
         return
     ids = keep_unrouted_rows(
-        tx, [(r.instance_arn, r.raw, waiting_reason(r), origin) for _, r, _, origin in waiting]
+        tx,
+        [(r.instance_arn, r.raw, waiting_reason(r), origin, None) for _, r, _, origin in waiting],
     )
     new = set(
         tx.conn.execute(
@@ -156,11 +177,13 @@ def list_unrouted(
     waiting: bool | None = None,
     message_ids: Sequence[str] | None = None,
     kept_before: datetime | None = None,
+    held_for: Sequence[str | None] | None = None,
 ) -> list[UnroutedRecord]:
     """Kept records, oldest first (all instances when `instance_arn` is None; the `limit` oldest
     when given; only those waiting for a contact they continue, or only the others, when
     `waiting` says; only those of `message_ids` when given; only those kept before
-    `kept_before` when given)."""
+    `kept_before` when given; only those held for one of `held_for`, None among them for
+    those held for no domain in particular, when given)."""
     query = (
         select(unrouted_contact_record)
         .order_by(unrouted_contact_record.c.created_at, unrouted_contact_record.c.message_id)
@@ -174,6 +197,12 @@ def list_unrouted(
         query = query.where(unrouted_contact_record.c.message_id.in_(message_ids))
     if kept_before is not None:
         query = query.where(unrouted_contact_record.c.created_at < kept_before)
+    if held_for is not None:
+        column = unrouted_contact_record.c.held_for
+        named = [domain_name for domain_name in held_for if domain_name is not None]
+        query = query.where(
+            or_(column.in_(named), column.is_(None)) if None in held_for else column.in_(named)
+        )
     cipher = tx.services.keys.system_cipher()
     out = []
     for row in tx.conn.execute(query):

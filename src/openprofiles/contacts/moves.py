@@ -47,7 +47,7 @@ def applied_where_moved_from(
     routed: Sequence[tuple[int, ContactRecord, Integration]],
     *,
     hold: bool,
-) -> tuple[dict[int, tuple[str, str]], dict[int, str]]:
+) -> tuple[dict[int, tuple[str, str]], dict[int, tuple[str, str]]]:
     """The routed records (index, record, target) whose contact, or a contact they continue
     (`continued_contact_ids`: a transfer leg, a task made from a call), is applied in a domain
     their instance was moved away from (`instance_moved_from`, the latest move first): index →
@@ -70,8 +70,9 @@ def applied_where_moved_from(
     error (a request: InternalServerException, retried), or with `hold` (a stream, kept records
     sent on: an association's replay must not fail the move away from that domain) the records
     of the instances that left it, but those already placed, are held: the second mapping,
-    index → why. An instance's integration deleted (DeleteIntegration) counts as a move away
-    from its domain (`_note_dissociation`): associated with another, it is such a domain left."""
+    index → (why, that domain: the one they are held for). An instance's integration deleted
+    (DeleteIntegration) counts as a move away from its domain (`_note_dissociation`):
+    associated with another, it is such a domain left."""
     if not routed:
         return {}, {}
     moved = instance_moved_from.c
@@ -105,7 +106,7 @@ def applied_where_moved_from(
         and record.customer_endpoint is not None
         and record.customer_endpoint.type in CUSTOMER_ENDPOINT_TYPES
     }
-    held: dict[int, str] = {}
+    held: dict[int, tuple[str, str]] = {}
     for domain_name, instances in left.items():
         theirs = [
             (index, record)
@@ -119,7 +120,7 @@ def applied_where_moved_from(
             raise error.with_traceback(None)
         if error is not None:
             why = route.unavailable(domain_name) or error.message
-            held.update((index, why) for index, _ in theirs if index not in back)
+            held.update((index, (why, domain_name)) for index, _ in theirs if index not in back)
             continue
         if route.unavailable(domain_name) is not None:
             continue

@@ -62,6 +62,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.contacts.kept import (
+    KeptRow,
     UnroutedRecord,
     keep_unrouted_rows,
     keep_waiting,
@@ -235,7 +236,7 @@ def _intake(
     lettered: list[str] = []  # the domain of each record dead-lettered
     results: list[Applied | Rejection | None] = [None] * len(items)
     routed: list[tuple[int, ContactRecord, Integration]] = []
-    unrouted: list[tuple[str | None, str, str, str | None]] = []
+    unrouted: list[KeptRow] = []
     waiting: list[tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = []
     applied: dict[str, set[bytes]] = {}
     for index, (raw, parsed) in enumerate(items):
@@ -252,7 +253,7 @@ def _intake(
             # Dead-lettering needs the domain's key as much as applying does.
             why = route.unavailable(target.domain_name) if hold_unavailable and target else None
             if target is not None and why is not None:
-                unrouted.append((instance, raw, why, origin))
+                unrouted.append((instance, raw, why, origin, target.domain_name))
                 results[index] = Rejection(exc.contact_id, why)
                 held += 1
                 continue
@@ -261,7 +262,7 @@ def _intake(
                 lettered.append(target.domain_name)
             else:
                 unrouted.append(
-                    (instance if isinstance(instance, str) else None, raw, exc.reason, origin)
+                    (instance if isinstance(instance, str) else None, raw, exc.reason, origin, None)
                 )
             results[index] = Rejection(exc.contact_id, exc.reason)
             continue
@@ -271,7 +272,7 @@ def _intake(
                 f"The instance {record.instance_arn} is not associated with any domain; "
                 "associate it (PutIntegration with its ARN, or openprofiles instances associate)."
             )
-            unrouted.append((record.instance_arn, raw, reason, origin))
+            unrouted.append((record.instance_arn, raw, reason, origin, None))
             results[index] = Rejection(record.contact_id, reason)
             continue
         routed.append((index, record, target))
@@ -285,11 +286,12 @@ def _intake(
             # new domain, it would wait on that domain's key, a request sending it there.
             why = route.unavailable(target.domain_name)
             if why is not None:
-                held_back[index] = why
+                held_back[index] = (why, target.domain_name)
         if index in held_back:
             origin = origins[index] if origins else None
-            unrouted.append((record.instance_arn, record.raw, held_back[index], origin))
-            results[index] = Rejection(record.contact_id, held_back[index])
+            why, held_for = held_back[index]
+            unrouted.append((record.instance_arn, record.raw, why, origin, held_for))
+            results[index] = Rejection(record.contact_id, why)
             held += 1
     keep_unrouted_rows(tx, unrouted)
     # Of the records sent back to a domain their instance left: the instance's domain now.

@@ -18,7 +18,7 @@ association's first chunk, a batch's wake) are the intake's own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
@@ -37,6 +37,7 @@ from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import (
     contact_awaited,
     contact_record,
+    instance_moved_from,
     profile_key,
     unrouted_contact_record,
 )
@@ -46,30 +47,64 @@ KEPT_SWEEP_SECONDS = 60.0
 logger = logging.getLogger(__name__)
 
 
-def held_instances(tx: Tx, *, kept_before: datetime | None = None) -> list[str]:
-    """The instances with kept records that a domain can take now: associated with a domain
-    whose key can be used. Those are the records held while their domain could not take them
-    (`ingest_contact_items(hold_unavailable=True)`), and those of an association that had more
-    than its transaction replays (`connect_instance`) and not sent all the rest yet. Only those
-    with records kept before `kept_before`, when given (`send_kept_on`'s run)."""
+def held_groups(tx: Tx, *, kept_before: datetime | None = None) -> dict[str, list[str | None]]:
+    """The instances with kept records that a domain can take now, each with the domains those
+    records are held for (contacts.kept `held_for`; None: the instance's domain, whichever it
+    is), in the instances' order. Those are the records held while their domain could not take
+    them (`ingest_contact_items(hold_unavailable=True)`), and those of an association that had
+    more than its transaction replays (`connect_instance`) and not sent all the rest yet. Only
+    those kept before `kept_before`, when given (`send_kept_on`'s run).
+
+    Records held for the instance's domain (or for none) are ready once that domain's key can
+    be used. Records held for a domain the instance was moved away from (its KMS did not
+    answer: they may update a contact there, contacts.moves) are ready once that KMS answers,
+    or its key is refused (they then go to the instance's domain, held again if it cannot take
+    them): they do not wait on the instance's domain's key, and it does not wait on them.
+    Held for a domain that is neither (deleted since, or left and come back to), they are
+    held for the instance's domain."""
     route = Router(tx)
-    ready = []
     kept = unrouted_contact_record.c
-    query = select(kept.instance_arn).where(kept.instance_arn.is_not(None), ~WAITING)
+    query = select(kept.instance_arn, kept.held_for).where(kept.instance_arn.is_not(None), ~WAITING)
     if kept_before is not None:
         query = query.where(kept.created_at < kept_before)
-    for instance_arn in tx.conn.execute(query.distinct()).scalars():
+    left: dict[str, set[str]] = {}
+    ready: dict[str, list[str | None]] = {}
+    for instance_arn, held_for in tx.conn.execute(query.distinct()):
         target = route(instance_arn)
-        if target is not None and route.unavailable(target.domain_name) is None:
-            ready.append(instance_arn)
-    return sorted(ready)
+        if target is None:
+            continue
+        if instance_arn not in left:
+            moved = instance_moved_from.c
+            left[instance_arn] = set(
+                tx.conn.execute(
+                    select(moved.domain_name).where(moved.instance_arn == instance_arn)
+                ).scalars()
+            )
+        if held_for is not None and held_for in left[instance_arn]:
+            can = route.out_for_now(held_for) is None
+        else:
+            can = route.unavailable(target.domain_name) is None
+        if can:
+            ready.setdefault(instance_arn, []).append(held_for)
+    return {instance_arn: ready[instance_arn] for instance_arn in sorted(ready)}
+
+
+def held_instances(tx: Tx, *, kept_before: datetime | None = None) -> list[str]:
+    """The instances with kept records that a domain can take now (`held_groups`), sorted."""
+    return list(held_groups(tx, kept_before=kept_before))
 
 
 def replay_held(
-    tx: Tx, *, instance_arns: Sequence[str], limit: int, kept_before: datetime | None = None
+    tx: Tx,
+    *,
+    instance_arns: Sequence[str],
+    limit: int,
+    kept_before: datetime | None = None,
+    held_for: Mapping[str, Sequence[str | None]] | None = None,
 ) -> BatchOutcome:
     """Send on the `limit` oldest kept records of these instances (`held_instances`; only those
-    kept before `kept_before`, when given), holding again those whose domain cannot take them
+    kept before `kept_before`, and those held for the domains `held_for` names for the
+    instance (`held_groups`), when given), holding again those whose domain cannot take them
     after all (the outcome reports each one); `send_kept_on` calls it chunk after chunk."""
     # Shared, before their records are taken out: an instance dissociated since
     # `held_instances` keeps its records again under this lock (Router.look_up), and taken
@@ -84,6 +119,7 @@ def replay_held(
                 limit=limit - len(kept),
                 waiting=False,
                 kept_before=kept_before,
+                held_for=None if held_for is None else held_for.get(instance_arn, ()),
             )
         )
         if len(kept) >= limit:
@@ -138,17 +174,23 @@ def _send_held_on(
     began = datetime.now(UTC)
     while True:
         with services.read() as tx:
-            ready = [
-                arn
-                for arn in held_instances(tx, kept_before=began)
+            ready = {
+                arn: domains
+                for arn, domains in held_groups(tx, kept_before=began).items()
                 if wanted is None or arn in wanted
-            ]
+            }
         if not ready:
             return
 
-        def chunk(ready: list[str] = ready) -> BatchOutcome:
+        def chunk(ready: dict[str, list[str | None]] = ready) -> BatchOutcome:
             with services.write() as tx:
-                return replay_held(tx, instance_arns=ready, limit=limit, kept_before=began)
+                return replay_held(
+                    tx,
+                    instance_arns=list(ready),
+                    limit=limit,
+                    kept_before=began,
+                    held_for=ready,
+                )
 
         try:
             outcome = retrying(chunk)

@@ -99,6 +99,10 @@ unrouted_contact_record = Table(
     # kept (a re-read file, a stream's redelivery) is kept once (contacts.kept). NULL for
     # records kept before 0025.
     Column("content_digest", LargeBinary(16), nullable=True),
+    # The domain a held record waits for (contacts.kept): its instance's domain, whose key
+    # could not be used, or a domain the instance left whose KMS did not answer. NULL for a
+    # record its instance's domain takes once associated (kept unassociated, or before 0036).
+    Column("held_for", String(64), nullable=True),
     Index("ix_unrouted_contact_record_instance", "instance_arn", "created_at"),
     Index("ux_unrouted_contact_record_content", "content_digest", unique=True),
 )
