@@ -33,7 +33,11 @@ def storage_options(command: F) -> F:
     command = click.option(
         "--database-url",
         default=None,
-        help="postgresql://... to use PostgreSQL (default: SQLite in the data dir).",
+        callback=_warn_about_password_on_command_line,
+        help=(
+            "postgresql://... to use PostgreSQL (default: SQLite in the data dir). Give a "
+            "password in OPENPROFILES_DATABASE_URL, ~/.pgpass or PGPASSWORD, not here."
+        ),
     )(command)
     command = click.option(
         "--data-dir",
@@ -42,6 +46,29 @@ def storage_options(command: F) -> F:
         help="Where the SQLite database and the local keyring live (default: .data).",
     )(command)
     return command
+
+
+def _warn_about_password_on_command_line(
+    ctx: click.Context, param: click.Parameter, url: str | None
+) -> str | None:
+    """Warn on stderr, before the command runs, when --database-url carries a password (in its
+    user part or a query parameter such as sslpassword): a command's arguments are in the
+    process list, which every local user may read (ps), though the banner hides it. The
+    environment is not (/proc/PID/environ is the owner's), nor libpq's ~/.pgpass or PGPASSWORD.
+    Never names the password."""
+    if (
+        url is not None
+        and ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE
+        and shown_url(url) != url
+    ):
+        click.echo(
+            "Warning: the --database-url option holds a password, which other local users can "
+            "read in the process list (ps). Give the URL in OPENPROFILES_DATABASE_URL instead, "
+            "or give a URL without a password and put the password in ~/.pgpass or "
+            "PGPASSWORD (libpq reads them).",
+            err=True,
+        )
+    return url
 
 
 def settings_from_options(data_dir: Path | None, database_url: str | None, **more: Any) -> Settings:

@@ -21,6 +21,7 @@ workers serving the port with no one to restart them, and a new server could not
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -61,6 +62,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
             yield from ensure_first_admin(services, endpoint)
         # Once, here, rather than in each worker; after the first run wrote its files.
         warn_about_loose_permissions(settings)
+        warn_about_plain_http(settings)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -119,6 +121,46 @@ def warn_about_loose_permissions(settings: Settings) -> None:
     """Log `loose_permissions` on stderr, one warning each."""
     for warning in loose_permissions(settings):
         logger.warning("%s", warning)
+
+
+def plain_http_to_the_network(settings: Settings) -> str | None:
+    """A warning when the server listens beyond this machine (0.0.0.0, ::, a LAN address) with no
+    proxy named in OPENPROFILES_FORWARDED_ALLOW_IPS: it speaks plain HTTP, so sign-in passwords
+    and session cookies cross the network in the clear, and behind a TLS proxy it is not told
+    so (each request looks like http: cookies are not marked Secure, and the sign-in throttle
+    counts the proxy's address, not the client's). docs/operations.md says what to do."""
+    if settings.forwarded_allow_ips is not None or is_loopback(settings.host):
+        return None
+    return (
+        f"Listening on {url_host(settings.host)}, beyond this machine, the server speaks plain "
+        "HTTP: passwords and session cookies cross the network unencrypted. Put a "
+        "TLS-terminating reverse proxy in front of it and set OPENPROFILES_FORWARDED_ALLOW_IPS "
+        "to the proxy's address, so that session cookies are marked Secure and the sign-in "
+        "throttle sees the clients' addresses (docs/operations.md, 'In front of the server')."
+    )
+
+
+def warn_about_plain_http(settings: Settings) -> None:
+    """Log `plain_http_to_the_network`'s warning on stderr, if there is one."""
+    warning = plain_http_to_the_network(settings)
+    if warning is not None:
+        logger.warning("%s", warning)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost), read as
+    `check_address` and uvicorn bind it: the first address it resolves to."""
+    try:
+        address = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        return False
+    try:
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def url_host(host: str) -> str:
