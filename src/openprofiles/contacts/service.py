@@ -61,6 +61,8 @@ from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+# erasure is imported for its effect: it registers its objects-deleted hook.
+from openprofiles.contacts import erasure  # noqa: F401
 from openprofiles.contacts.kept import (
     KeptRow,
     UnroutedRecord,

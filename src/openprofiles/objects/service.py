@@ -9,12 +9,12 @@ invisible to every read here and removed by `purge_expired`, which the server ru
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -51,6 +51,32 @@ def _on_object_type_deleted(tx: Tx, domain_name: str, object_type_name: str) -> 
 
 if _on_object_type_deleted not in on_object_type_deleted:
     on_object_type_deleted.append(_on_object_type_deleted)
+
+
+@dataclass(frozen=True)
+class DeletedObject:
+    """An object a deletion removed, as the objects-deleted hooks are given it."""
+
+    domain_name: str
+    object_type_name: str
+    # The profile it was on when it was deleted.
+    profile_id: str
+    unique_digest: bytes
+    # The (key name, digest) pairs it carried: its `profile_object_key` rows.
+    keys: tuple[tuple[str, bytes], ...]
+
+
+# Called by every deletion of objects (DeleteProfileObject, expiry, eviction and
+# DeleteProfileObjectType all go through `_delete_rows`) with (tx, the deleted objects), once
+# their rows are gone: for what another package keeps about an object (a contact record's
+# `_ctrContactId` and the delivery it was stored from: contacts.erasure).
+_OBJECTS_DELETED: list[Callable[[Tx, Sequence[DeletedObject]], None]] = []
+
+
+def register_objects_deleted(hook: Callable[[Tx, Sequence[DeletedObject]], None]) -> None:
+    """Have every deletion of objects call `hook(tx, deleted)` in its transaction."""
+    if hook not in _OBJECTS_DELETED:
+        _OBJECTS_DELETED.append(hook)
 
 
 def record_id(object_type_name: str, unique_digest: bytes) -> str:
@@ -673,11 +699,42 @@ def delete_profile_object(
     _delete_rows(tx, condition)
 
 
+# Expired objects deleted per statement by `purge_expired`: `_delete_rows` holds what it deletes
+# in memory (keys included), and a purge after a long stop can find a great many.
+PURGE_CHUNK = 500
+
+
 def purge_expired(tx: Tx, now: datetime) -> int:
-    """Remove every object (all domains) whose retention ended at or before `now`."""
-    purged = _delete_rows(
-        tx, and_(profile_object.c.expires_at.is_not(None), profile_object.c.expires_at <= now)
-    )
+    """Remove every object (all domains) whose retention ended at or before `now`, a chunk at a
+    time in the order they expired (ix_profile_object_expires). Each chunk is deleted by its
+    expiry range and digests, so no statement scans past the rows deleted before it."""
+    expires = profile_object.c.expires_at
+    purged = 0
+    since: datetime | None = None
+    while True:
+        query = (
+            select(profile_object.c.unique_digest, expires)
+            .where(expires.is_not(None), expires <= now)
+            .order_by(expires)
+            .limit(PURGE_CHUNK)
+        )
+        if since is not None:
+            query = query.where(expires >= since)
+        rows = tx.conn.execute(query).all()
+        if not rows:
+            break
+        purged += _delete_rows(
+            tx,
+            and_(
+                expires >= rows[0].expires_at,
+                expires <= rows[-1].expires_at,
+                profile_object.c.unique_digest.in_([bytes(r.unique_digest) for r in rows]),
+            ),
+        )
+        if len(rows) < PURGE_CHUNK:
+            break
+        # Rows of the same expiry as the last one may be left: the next chunk starts there.
+        since = rows[-1].expires_at
     if purged:
         tx.erased()
     return purged
@@ -736,13 +793,34 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
         return found, found
 
     affected = resolve_locked(tx, domain_name, holding)
-    deleted = _delete_rows(
-        tx,
-        and_(
-            profile_object.c.domain_name == domain_name,
-            profile_object.c.object_type_name == object_type_name,
-        ),
-    )
+    deleted = 0
+    # A chunk at a time: `_delete_rows` holds what it deletes in memory (keys included), and a
+    # type may have millions of objects.
+    while True:
+        digests = [
+            bytes(d)
+            for d in tx.conn.execute(
+                select(profile_object.c.unique_digest)
+                .where(
+                    profile_object.c.domain_name == domain_name,
+                    profile_object.c.object_type_name == object_type_name,
+                )
+                .limit(PURGE_CHUNK)
+            ).scalars()
+        ]
+        if not digests:
+            break
+        gone = _delete_rows(
+            tx,
+            and_(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == object_type_name,
+                profile_object.c.unique_digest.in_(digests),
+            ),
+        )
+        if not gone:
+            break
+        deleted += gone
     tx.conn.execute(
         delete(profile_key).where(
             profile_key.c.domain_name == domain_name, profile_key.c.origin == object_type_name
@@ -787,18 +865,138 @@ def _remove_path(fields: dict[str, Any], path: str) -> None:
 
 
 def _delete_rows(tx: Tx, condition: ColumnElement[bool]) -> int:
-    """Delete object rows and their key rows (explicitly: no reliance on FK cascades)."""
-    tx.conn.execute(
-        delete(profile_object_key).where(
-            select(profile_object.c.unique_digest)
-            .where(
-                condition,
-                profile_object.c.domain_name == profile_object_key.c.domain_name,
-                profile_object.c.object_type_name == profile_object_key.c.object_type_name,
-                profile_object.c.unique_digest == profile_object_key.c.unique_digest,
-            )
-            .exists()
+    """Delete the objects matching `condition` and their key rows (explicitly: no reliance on
+    FK cascades), then call the objects-deleted hooks (`register_objects_deleted`) with them.
+    Returns how many objects went.
+
+    The profile keys the objects indexed stay: see `forget_object_keys`. The key rows are found
+    from the objects, by their primary key: a DELETE correlated to `profile_object` read every
+    key row of the database on SQLite."""
+    found = tx.conn.execute(
+        select(
+            profile_object.c.domain_name,
+            profile_object.c.object_type_name,
+            profile_object.c.unique_digest,
+        ).where(condition)
+    ).all()
+    if not found:
+        return 0
+    by_type: dict[tuple[str, str], list[bytes]] = {}
+    for row in found:
+        by_type.setdefault((row.domain_name, row.object_type_name), []).append(
+            bytes(row.unique_digest)
         )
-    )
-    result = tx.conn.execute(delete(profile_object).where(condition))
-    return int(result.rowcount or 0)
+    carried: dict[tuple[str, str, bytes], list[tuple[str, bytes]]] = {}
+    for (domain_name, type_name), digests in by_type.items():
+        for chunk in in_chunks(digests):
+            for key in tx.conn.execute(
+                delete(profile_object_key)
+                .where(
+                    profile_object_key.c.domain_name == domain_name,
+                    profile_object_key.c.object_type_name == type_name,
+                    profile_object_key.c.unique_digest.in_(chunk),
+                    # Still matching (PostgreSQL: an object written since the read keeps its
+                    # new keys, as the DELETE below keeps it).
+                    select(profile_object.c.unique_digest)
+                    .where(
+                        condition,
+                        profile_object.c.domain_name == profile_object_key.c.domain_name,
+                        profile_object.c.object_type_name == profile_object_key.c.object_type_name,
+                        profile_object.c.unique_digest == profile_object_key.c.unique_digest,
+                    )
+                    .exists(),
+                )
+                .returning(
+                    profile_object_key.c.unique_digest,
+                    profile_object_key.c.key_name,
+                    profile_object_key.c.digest,
+                )
+            ):
+                carried.setdefault((domain_name, type_name, bytes(key.unique_digest)), []).append(
+                    (key.key_name, bytes(key.digest))
+                )
+    gone = tx.conn.execute(
+        delete(profile_object)
+        .where(condition)
+        .returning(
+            profile_object.c.domain_name,
+            profile_object.c.object_type_name,
+            profile_object.c.unique_digest,
+            profile_object.c.profile_id,
+        )
+    ).all()
+    deleted = [
+        DeletedObject(
+            domain_name=row.domain_name,
+            object_type_name=row.object_type_name,
+            profile_id=row.profile_id,
+            unique_digest=bytes(row.unique_digest),
+            keys=tuple(
+                sorted(
+                    carried.get(
+                        (row.domain_name, row.object_type_name, bytes(row.unique_digest)), ()
+                    )
+                )
+            ),
+        )
+        for row in gone
+    ]
+    if deleted:
+        for hook in _OBJECTS_DELETED:
+            hook(tx, deleted)
+    return len(deleted)
+
+
+def forget_object_keys(
+    tx: Tx, *, domain_name: str, object_type_name: str, keys: Iterable[tuple[str, str, bytes]]
+) -> None:
+    """Take the keys (profile id, key name, digest) that objects of the type indexed off those
+    profiles (their rows of origin `object_type_name`), but those an object of the type on the
+    same profile still carries, expired or not (the purge takes it later).
+
+    Deleting an object (DeleteProfileObject, expiry, eviction) keeps the keys it indexed on its
+    profile, as it keeps the fields it set there (spec §1.8 has DeleteProfileObjectType scrub a
+    type's fields; `delete_objects_of_type` removes its keys too). That is how AWS describes
+    keys: persisted at ingestion "in the index", "associated with the profile" to match later
+    objects and to search (AG: how-keys-are-added-index, standard-identifiers), removed by
+    DeleteProfileKey; DeleteProfileObject "removes an object associated with a profile", and
+    nothing documents it taking keys along. Taking them would also split customers: a CRM
+    record that expires (DefaultExpirationDays) would take its id key, and the record's next
+    update would create a second profile. The exception is a key that names the deleted record
+    itself rather than its customer: a contact record's `_ctrContactId` (contacts.erasure calls
+    this), which must not go on finding the customer once the record is erased."""
+    wanted = sorted(set(keys))
+    for chunk in in_chunks(wanted):
+        names = sorted({name for _, name, _ in chunk})
+        digests = sorted({digest for _, _, digest in chunk})
+        still = {
+            (r.profile_id, r.key_name, bytes(r.digest))
+            for r in tx.conn.execute(
+                select(
+                    profile_object.c.profile_id,
+                    profile_object_key.c.key_name,
+                    profile_object_key.c.digest,
+                )
+                .select_from(_KEYS_WITH_THEIR_OBJECT)
+                .where(
+                    profile_object_key.c.domain_name == domain_name,
+                    profile_object_key.c.object_type_name == object_type_name,
+                    profile_object_key.c.key_name.in_(names),
+                    profile_object_key.c.digest.in_(digests),
+                )
+            )
+        }
+        unbacked = [t for t in chunk if t not in still]
+        if not unbacked:
+            continue
+        tx.conn.execute(
+            delete(profile_key).where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.key_name.in_(sorted({name for _, name, _ in unbacked})),
+                profile_key.c.digest.in_(sorted({digest for _, _, digest in unbacked})),
+                profile_key.c.origin == object_type_name,
+                tuple_(profile_key.c.profile_id, profile_key.c.key_name, profile_key.c.digest).in_(
+                    unbacked
+                ),
+            )
+        )

@@ -1,0 +1,71 @@
+"""What an erased contact record takes with it: its `_ctrContactId` and its delivery.
+
+A contact record's object names the contact by `_ctrContactId` (the templates' UNIQUE key),
+indexed on its profile under the object's type, and `contact_record` remembers which version of
+the contact was applied, so that a record delivered again (at least once, spec §3.1) is
+answered as a repeat. Once the object is deleted (DeleteProfileObject, expiry, eviction) nothing
+of the record is stored: the key would go on finding the customer by an erased contact, and the
+row would answer a resend as a repeat while the record is gone. `forget_deleted_contacts`
+(objects.service `register_objects_deleted`) takes both away, so the record delivered again is
+applied as a first one. Other keys the object indexed stay, as any deleted object's do
+(objects.service `forget_object_keys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+
+from openprofiles.contacts.links import CONTACT_KEY
+from openprofiles.context import Tx
+from openprofiles.objects.service import (
+    DeletedObject,
+    forget_object_keys,
+    register_objects_deleted,
+)
+from openprofiles.store.in_lists import in_chunks
+from openprofiles.store.schema import contact_record, profile_object_key
+
+
+def forget_deleted_contacts(tx: Tx, deleted: Sequence[DeletedObject]) -> None:
+    """For each deleted object's `_ctrContactId`: the key's row of the object's type on its
+    profile, and the contact's delivery applied as that type, unless another object of the type
+    still carries the contact id (a type of one's own whose UNIQUE key is another).
+
+    The delivery is matched by contact and type, not by profile: `contact_record.profile_id` is
+    the profile the record was applied to, which a merge since may have merged away (the object
+    moved to the survivor with its keys; the row still names the merged id)."""
+    contacts: dict[tuple[str, str], set[tuple[str, str, bytes]]] = {}
+    for obj in deleted:
+        for name, digest in obj.keys:
+            if name == CONTACT_KEY:
+                contacts.setdefault((obj.domain_name, obj.object_type_name), set()).add(
+                    (obj.profile_id, name, digest)
+                )
+    for (domain_name, type_name), keys in contacts.items():
+        forget_object_keys(tx, domain_name=domain_name, object_type_name=type_name, keys=keys)
+        for chunk in in_chunks(sorted({digest for _, _, digest in keys})):
+            still = {
+                bytes(d)
+                for d in tx.conn.execute(
+                    select(profile_object_key.c.digest).where(
+                        profile_object_key.c.domain_name == domain_name,
+                        profile_object_key.c.object_type_name == type_name,
+                        profile_object_key.c.key_name == CONTACT_KEY,
+                        profile_object_key.c.digest.in_(chunk),
+                    )
+                ).scalars()
+            }
+            gone = [d for d in chunk if d not in still]
+            if gone:
+                tx.conn.execute(
+                    delete(contact_record).where(
+                        contact_record.c.domain_name == domain_name,
+                        contact_record.c.contact_digest.in_(gone),
+                        contact_record.c.object_type_name == type_name,
+                    )
+                )
+
+
+register_objects_deleted(forget_deleted_contacts)
