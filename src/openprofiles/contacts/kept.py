@@ -77,21 +77,29 @@ def _delete_domains_records(tx: Tx, domain_name: str) -> None:
     """DeleteDomain: the kept records waiting for a contact of the domain, and those held for
     it as their instance's domain, go with it. They were routed to it; left behind, a record
     would flow into the next domain its instance is associated with, a deleted domain's data
-    outliving it. Those held for it as a domain their instance left (its KMS did not answer:
-    whether their contact is there could not be told) are not its records: they are held for
-    the instance's domain now. (Run before the domain's rows go: `instance_moved_from` tells
-    the two apart.)"""
+    outliving it. Those held for it as a domain their instance had left when they were held (its
+    KMS did not answer: whether their contact is there could not be told) are not its records:
+    they are held for the instance's domain now. Held before the instance left (a move, or
+    DeleteIntegration and then DeleteDomain, the usual clean-up), they were its own. (Run
+    before the domain's rows go: `instance_moved_from` tells the two apart.)"""
     kept = unrouted_contact_record.c
+    moved = instance_moved_from.c
     waiting = select(contact_awaited.c.message_id).where(
         contact_awaited.c.domain_name == domain_name
     )
     tx.conn.execute(delete(unrouted_contact_record).where(kept.message_id.in_(waiting)))
-    left = select(instance_moved_from.c.instance_arn).where(
-        instance_moved_from.c.domain_name == domain_name
+    held_after_leaving = (
+        select(moved.instance_arn)
+        .where(
+            moved.domain_name == domain_name,
+            moved.instance_arn == kept.instance_arn,
+            kept.created_at >= moved.moved_at,
+        )
+        .exists()
     )
     tx.conn.execute(
         update(unrouted_contact_record)
-        .where(kept.held_for == domain_name, kept.instance_arn.in_(left))
+        .where(kept.held_for == domain_name, held_after_leaving)
         .values(held_for=None)
     )
     tx.conn.execute(delete(unrouted_contact_record).where(kept.held_for == domain_name))

@@ -27,6 +27,7 @@ from openprofiles.contacts.service import connect_instance, ingest_contact_items
 from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import delete_domain
+from openprofiles.integrations.service import delete_integration
 from openprofiles.settings import Settings
 
 
@@ -69,9 +70,14 @@ def test_an_update_held_for_the_domain_left_goes_there_while_the_new_key_is_refu
         services.database.dispose()
 
 
-def test_records_held_for_a_deleted_domain_go_with_it(settings: Settings) -> None:
+@pytest.mark.parametrize("dissociated_first", [False, True], ids=["delete", "dissociate-delete"])
+def test_records_held_for_a_deleted_domain_go_with_it(
+    settings: Settings, dissociated_first: bool
+) -> None:
     """Held while the domain's key was disabled, a record outlived DeleteDomain and flowed
-    into the next domain its instance was associated with (one made again with the name)."""
+    into the next domain its instance was associated with (one made again with the name).
+    So too after DeleteIntegration first (the usual clean-up), which notes the domain as one
+    the instance left: held before it left, the record was the domain's own."""
     services = build_services(replace(settings, data_key_cache_seconds=0))
     try:
         keyring = Keyring(settings.keyring_path)
@@ -83,6 +89,9 @@ def test_records_held_for_a_deleted_domain_go_with_it(settings: Settings) -> Non
             body = json.dumps(ctr("call-1", address=CALLER))
             assert ingest_contact_items(tx, split_body(body), hold_unavailable=True).held == 1
 
+        if dissociated_first:
+            with services.write() as tx:
+                delete_integration(tx, domain_name=D, uri=INSTANCE)
         with services.write() as tx:
             delete_domain(tx, domain_name=D)
 
