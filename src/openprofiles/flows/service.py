@@ -22,24 +22,34 @@ its records are applied.
 A flow runs once at a time, across every process (several `flows watch` workers, servers whose
 admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
 transaction that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises
-the claims already) and finds no other RUNNING run of the flow holding it. A run holds its flow
-for as long as it makes progress: every batch and every item renews its claim (its
-`progress_at`), and one silent for `STALE_AFTER` was stopped with its process — the next run to
-claim the flow closes it FAILED, saying so. An automatic trigger passes a flow held by a run
-over; a run asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused
-with `RunInProgress`. A Scheduled flow is found due (`_schedule_due`) under the claim, so two
-watchers do not both start its run; an Event run lists its source again once it holds the flow,
-and is dropped, unrecorded, when another run read the new items meanwhile.
+the claims already) and finds no other RUNNING run of the flow holding it (the partial index
+ix_flow_run_running finds it among all the runs ever made). A run holds its flow for as long as
+it makes progress: every batch and every item renews its claim (its `progress_at`), and where
+it commits nothing for a while — listing its source, which can take minutes on a huge bucket,
+and passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: from a
+thread of its own while it lists). One silent for `STALE_AFTER` no longer holds its flow (its
+process may have ended, or be stalled): the next run to claim the flow closes it FAILED, naming
+itself as the run that took the flow over, and if its process is still alive it stops at its
+next transaction. An automatic trigger passes a flow held by a run over; a run asked for
+(OnDemand: `openprofiles flows run`, the admin pages' button) is refused with `RunInProgress`. A
+Scheduled flow is found due (`_schedule_due`) in a read first — most watcher passes find it
+not due, and make no source and take no lock — and again under the claim, so two watchers do
+not both start its run; an Event run lists its source again once it holds the flow, and is
+dropped, unrecorded, when another run read the new items meanwhile.
 
 Every transaction of a run that applies a batch or checkpoints an item first checks that the
 run still holds its flow (`_hold`), taking the object type's lock as the pipeline does, then
 the integration's row (shared, on PostgreSQL: DeleteIntegration waits for the transaction, and
 it for DeleteIntegration). The run ends FAILED, without checkpointing the item it was reading,
 when its flow was deleted (DeleteIntegration deletes the flow's runs and checkpoints with it:
-a flow put again under the same name starts afresh), when the flow was disabled (its object
-type deleted: the item waits in the source until the type is defined again), or when it lost
-its claim (silent for STALE_AFTER, another run took the flow over). A checkpoint is therefore
-only ever written by the one run that holds the flow, after the records it read.
+a flow put again under the same name starts afresh), when the flow was changed (PutIntegration
+of the same flow, an update, with another definition or object type: the run claimed it as a
+digest of both, `_flow_digest`, so the same definition put again changes nothing; the items
+left are read by the next run, as the flow now says, and none is ingested as a type the flow
+left, perhaps deleted since), when the flow was disabled (its object type deleted: the item
+waits in the source until the type is defined again), or when it lost its claim (silent for
+STALE_AFTER, another run took the flow over). A checkpoint is therefore only ever written by
+the one run that holds the flow, as the flow is, after the records it read.
 
 `run_due_flows` takes each domain's flows, and each flow, on their own: every tenant's flows
 share the loop, and one domain whose key cannot be used (disabled, KMS throttling) must not stop
@@ -82,11 +92,13 @@ what the flow would have.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -147,10 +159,27 @@ class _Terminated(Exception):
 # was killed): a run commits its counts after every batch of records, which takes seconds. It
 # no longer holds its flow: the next run to claim the flow closes it FAILED (module docstring).
 STALE_AFTER = timedelta(minutes=15)
+# A RUNNING run silent for STALE_AFTER: its process may have ended, or may still be going (a
+# listing that took that long), so neither is said.
 STOPPED = (
-    "The run stopped without finishing: its process ended (no progress since {since}). What "
-    "it applied stays applied; run the flow again to read the rest."
+    "The run made no progress for {stale} (none since {since}), so it no longer holds its "
+    "flow; if its process is still alive it stops at its next batch. What it applied stays "
+    "applied; run the flow again to read the rest."
 )
+# The same run, closed by the run that took its flow over.
+STOPPED_TAKEN_OVER = (
+    "The run made no progress for {stale} (none since {since}), so it no longer held its "
+    "flow: run {by} took the flow over. If its process is still alive it stops at its next "
+    "batch. What it applied stays applied."
+)
+FLOW_CHANGED = (
+    "The flow was changed (PutIntegration) while the run was going: the run stopped, so that "
+    "no item is read or checkpointed under the definition it no longer has. What it had "
+    "applied stays applied; run it again."
+)
+# How often a run renews its claim while it does not commit (listing its source, passing over
+# items gone since): well within STALE_AFTER, and few transactions.
+RENEW_EVERY = timedelta(minutes=1)
 FLOW_DELETED = (
     "The flow was deleted (DeleteIntegration) while the run was going: the run stopped. What it "
     "had applied stays applied."
@@ -179,6 +208,16 @@ class _Held:
     uri: str
     created_at: datetime
     type_name: str
+    # The flow's definition and object type as claimed (`_flow_digest`): a flow put again over
+    # it (PutIntegration of the same flow: an update) with another definition ends the run.
+    digest: str
+
+
+def _flow_digest(definition: Mapping[str, Any] | None, type_name: str | None) -> str:
+    """A digest of what the run reads the flow as: its definition and its object type. Of the
+    content, not of its updated_at: the same definition put again changes nothing."""
+    text = json.dumps([definition, type_name], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _run_record(tx: Tx, row: Any) -> FlowRun:
@@ -189,7 +228,7 @@ def _run_record(tx: Tx, row: Any) -> FlowRun:
     status = row.status
     last = row.progress_at or row.started_at
     if status == "RUNNING" and last <= tx.now - STALE_AFTER:
-        status, error = "FAILED", STOPPED.format(since=last.isoformat(timespec="seconds"))
+        status, error = "FAILED", _stopped(last)
     return FlowRun(
         domain_name=row.domain_name,
         run_id=row.run_id,
@@ -358,6 +397,7 @@ def _claim(
             flow_run.c.status == "RUNNING",
         )
     ).all()
+    stale: list[tuple[str, datetime]] = []
     for other in running:
         last = other.progress_at or other.started_at
         if last > tx.now - STALE_AFTER:
@@ -368,10 +408,15 @@ def _claim(
                 "time. Run it again when that run has ended; a run whose process was stopped "
                 f"is closed once it has made no progress for {_duration(STALE_AFTER)}."
             )
-        _close_stopped(tx, domain_name, other.run_id, last)
+        stale.append((other.run_id, last))
     if due is not None and not due(tx):
+        for other_id, last in stale:
+            _close_stopped(tx, domain_name, other_id, _stopped(last))
         return None
-    run_id = _insert_run(tx, domain_name, flow_name, trigger)
+    run_id = uuid.uuid4().hex
+    for other_id, last in stale:
+        _close_stopped(tx, domain_name, other_id, _stopped(last, by=run_id))
+    _insert_run(tx, domain_name, flow_name, trigger, run_id)
     return _Held(
         domain_name=domain_name,
         flow_name=flow_name,
@@ -381,15 +426,25 @@ def _claim(
         uri=found.uri,
         created_at=found.created_at,
         type_name=found.object_type_name or "",
+        digest=_flow_digest(found.flow_definition, found.object_type_name),
     )
 
 
-def _close_stopped(tx: Tx, domain_name: str, run_id: str, last: datetime) -> None:
-    """End FAILED a RUNNING run that stopped holding its flow (STOPPED). Its reason is sealed
-    when the domain's key can be used (else it shows UNSEALED_ERROR): the claim goes on."""
+def _stopped(last: datetime, by: str | None = None) -> str:
+    """The error of a run silent since `last` for STALE_AFTER; `by`: the run that took its flow
+    over."""
+    since, stale = last.isoformat(timespec="seconds"), _duration(STALE_AFTER)
+    if by is None:
+        return STOPPED.format(stale=stale, since=since)
+    return STOPPED_TAKEN_OVER.format(stale=stale, since=since, by=by)
+
+
+def _close_stopped(tx: Tx, domain_name: str, run_id: str, error: str) -> None:
+    """End FAILED, with `error` (`_stopped`), a RUNNING run that stopped holding its flow. Its
+    reason is sealed when the domain's key can be used (else it shows UNSEALED_ERROR): the
+    claim goes on."""
     sealed = None
     with contextlib.suppress(ServiceError):
-        error = STOPPED.format(since=last.isoformat(timespec="seconds"))
         sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
     # Only while it is still silent: a run that made progress meanwhile renewed its claim
     # (on PostgreSQL this waits for that transaction, then looks again).
@@ -425,6 +480,8 @@ def _hold(tx: Tx, held: _Held) -> None:
         raise _Terminated(FLOW_DELETED)
     if found.disabled_reason is not None:
         raise _Terminated(found.disabled_reason)
+    if _flow_digest(found.flow_definition, found.object_type_name) != held.digest:
+        raise _Terminated(FLOW_CHANGED)
     renewed = tx.conn.execute(
         update(flow_run)
         .where(
@@ -436,6 +493,53 @@ def _hold(tx: Tx, held: _Held) -> None:
     )
     if renewed.rowcount == 0:
         raise _Terminated(TAKEN_OVER.format(stale=_duration(STALE_AFTER)))
+
+
+class _Renewal:
+    """Renews a run's claim (`_hold`, in a short transaction of its own) at most every
+    RENEW_EVERY, where the run commits nothing for a while: while it lists its source (from a
+    thread of its own, `during`: one listing call can take long) and before it opens an item
+    (called). What `_hold` raised (the run lost its flow) is raised in the run."""
+
+    def __init__(self, services: Services, held: _Held) -> None:
+        self.services = services
+        self.held = held
+        self.at = time.monotonic()
+        self.failed: Exception | None = None
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.at >= RENEW_EVERY.total_seconds():
+            self.renew()
+
+    def renew(self) -> None:
+        def attempt() -> None:
+            with self.services.write() as tx:
+                _hold(tx, self.held)
+
+        retrying(attempt)
+        self.at = time.monotonic()
+
+    @contextlib.contextmanager
+    def during(self) -> Iterator[None]:
+        stop = threading.Event()
+
+        def renewing() -> None:
+            while not stop.wait(RENEW_EVERY.total_seconds()):
+                try:
+                    self.renew()
+                except Exception as exc:  # raised in the run, once the block is done
+                    self.failed = exc
+                    return
+
+        thread = threading.Thread(target=renewing, name="flow-claim-renewal", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+        if self.failed is not None:
+            raise self.failed
 
 
 def _duration(span: timedelta) -> str:
@@ -461,16 +565,21 @@ def _run(
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
     automatic = held.trigger != "OnDemand"
+    renewal = _Renewal(services, held)
     try:
-        if not read_all:
-            items = pending_items(services, domain_name, flow, source, settled_only=automatic)
-        elif not automatic:
-            items = source.items()
-        else:
-            done = _checkpoints(services, domain_name, flow_name)
-            items = [
-                i for i in settled(services, source.items()) if done(i) != FAILED_MARK + i.version
-            ]
+        # Listing a large source commits nothing, for minutes maybe: the claim is renewed.
+        with renewal.during():
+            if not read_all:
+                items = pending_items(services, domain_name, flow, source, settled_only=automatic)
+            elif not automatic:
+                items = source.items()
+            else:
+                done = _checkpoints(services, domain_name, flow_name)
+                items = [
+                    i
+                    for i in settled(services, source.items())
+                    if done(i) != FAILED_MARK + i.version
+                ]
         if drop_if_empty and not items:
             with services.write() as tx:
                 tx.conn.execute(
@@ -481,11 +590,13 @@ def _run(
                     )
                 )
             return None
-        # Listing a large source commits nothing: say the run is alive (STALE_AFTER).
+        # The listing done, the run still holds its flow (the module docstring).
         with services.write() as tx:
             _hold(tx, held)
             _update_run(tx, domain_name, run_id, counts)
         for item in items:
+            # Items gone since they were listed commit nothing either.
+            renewal()
             failure: ItemFailed | None = None
             version, failed = item.version, False
             try:
@@ -564,9 +675,11 @@ def _no_counts() -> dict[str, int]:
     }
 
 
-def _insert_run(tx: Tx, domain_name: str, flow_name: str, trigger: str) -> str:
+def _insert_run(
+    tx: Tx, domain_name: str, flow_name: str, trigger: str, run_id: str | None = None
+) -> str:
     """A new RUNNING run of the flow, with nothing counted; its id."""
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     tx.conn.execute(
         insert(flow_run).values(
             domain_name=domain_name,
@@ -856,6 +969,11 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
             trigger = "Scheduled"
             listed = flow
             due = lambda tx: _schedule_due(tx, found.domain_name, listed, now)  # noqa: E731
+            # Most passes find it not due: asked in a read first, with no source made and no
+            # lock taken; the claim asks again under its lock.
+            with services.read() as tx:
+                if not due(tx):
+                    return None
             loaded, flow = _load(services, found.domain_name, flow.name)
             source = source_for(services.settings, flow)
             held = retrying(lambda: _claim_in(services, loaded, "Scheduled", due))

@@ -159,7 +159,9 @@ def test_a_killed_run_holds_its_flow_until_its_claim_expires_then_is_closed_fail
     assert stored_status(services, killed.run_id) == "FAILED"
     [_, closed] = runs(services)
     assert closed.run_id == killed.run_id and closed.finished_at is not None
-    assert closed.error is not None and closed.error.startswith("The run stopped without finishing")
+    assert closed.error is not None and closed.error.startswith("The run made no progress for")
+    # It names the run that took the flow over.
+    assert f"run {run.run_id} took the flow over" in closed.error
 
 
 def test_a_run_that_lost_its_claim_stops_without_applying_more(

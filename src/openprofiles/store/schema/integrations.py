@@ -165,6 +165,16 @@ flow_run = Table(
     Index("ix_flow_run_flow", "domain_name", "flow_name", "started_at"),
 )
 
+# The runs holding (or last holding) their flow: a run's claim looks for its flow's RUNNING run
+# (flows.service._claim), among runs that are never pruned.
+Index(
+    "ix_flow_run_running",
+    flow_run.c.domain_name,
+    flow_run.c.flow_name,
+    sqlite_where=flow_run.c.status == "RUNNING",
+    postgresql_where=flow_run.c.status == "RUNNING",
+)
+
 flow_item = Table(
     "flow_item",
     metadata,
