@@ -794,23 +794,29 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
 
     affected = resolve_locked(tx, domain_name, holding)
     deleted = 0
-    # A chunk at a time: `_delete_rows` holds what it deletes in memory (keys included), and a
-    # type may have millions of objects.
+    # A chunk at a time, in digest order from where the last chunk ended: `_delete_rows` holds
+    # what it deletes in memory (keys included), and a type may have millions of objects. The
+    # cursor, not "the first rows left", ends the loop: a chunk a concurrent purge deleted
+    # first comes back empty but the rest still follow, and no chunk walks past the rows this
+    # transaction deleted before it (PostgreSQL still sees them until it commits).
+    after: bytes | None = None
     while True:
-        digests = [
-            bytes(d)
-            for d in tx.conn.execute(
-                select(profile_object.c.unique_digest)
-                .where(
-                    profile_object.c.domain_name == domain_name,
-                    profile_object.c.object_type_name == object_type_name,
-                )
-                .limit(PURGE_CHUNK)
-            ).scalars()
-        ]
+        query = (
+            select(profile_object.c.unique_digest)
+            .where(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == object_type_name,
+            )
+            .order_by(profile_object.c.unique_digest)
+            .limit(PURGE_CHUNK)
+        )
+        if after is not None:
+            query = query.where(profile_object.c.unique_digest > after)
+        digests = [bytes(d) for d in tx.conn.execute(query).scalars()]
         if not digests:
             break
-        gone = _delete_rows(
+        after = digests[-1]
+        deleted += _delete_rows(
             tx,
             and_(
                 profile_object.c.domain_name == domain_name,
@@ -818,9 +824,6 @@ def delete_objects_of_type(tx: Tx, *, domain_name: str, object_type_name: str) -
                 profile_object.c.unique_digest.in_(digests),
             ),
         )
-        if not gone:
-            break
-        deleted += gone
     tx.conn.execute(
         delete(profile_key).where(
             profile_key.c.domain_name == domain_name, profile_key.c.origin == object_type_name

@@ -272,12 +272,25 @@ def find_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord 
     return _read_live(tx, cipher, domain_name, live_id)
 
 
+# How many merges committed between a profile id's resolution and its read `_read_live` follows.
+_MERGES_FOLLOWED = 8
+
+
 def _read_live(
     tx: Tx, cipher: DomainCipher, domain_name: str, live_id: str
 ) -> ProfileRecord | None:
     row = _PROFILE_BY_ID.first(tx.conn, {"domain_name": domain_name, "profile_id": live_id})
+    # A merge committed since it was resolved (PostgreSQL, unlocked reads): the merged-away row
+    # holds no fields (identity.service), the profile it merged into does. Followed a few
+    # times at most: each step is a merge committed meanwhile.
+    for _ in range(_MERGES_FOLLOWED):
+        if row is None or row.merged_into is None:
+            break
+        row = _PROFILE_BY_ID.first(
+            tx.conn, {"domain_name": domain_name, "profile_id": row.merged_into}
+        )
     # None when another process deleted it since it was resolved (PostgreSQL, unlocked reads).
-    return None if row is None else _open(cipher, row)
+    return None if row is None or row.merged_into is not None else _open(cipher, row)
 
 
 def get_profile(tx: Tx, *, domain_name: str, profile_id: str) -> ProfileRecord:

@@ -183,6 +183,24 @@ def test_the_merged_away_row_keeps_no_copy_of_its_fields(services, domain):
     assert fields_of(services, merged) == {"FirstName": "Ann", "EmailAddress": SECRET}
 
 
+def test_a_profile_merged_away_after_it_was_resolved_is_read_as_its_survivor(services, domain):
+    """GetProfile resolves the id, then reads the row: a merge committed in between
+    (PostgreSQL's unlocked reads) left it reading the merged-away row, which holds no fields
+    now, and answering an empty profile."""
+    merged = new_profile(services, FirstName="Ann", EmailAddress=SECRET)
+    main_id = new_profile(services, LastName="Lee")
+    with services.read() as tx:
+        resolved = profiles.resolve_profile_id(tx, domain_name=DOMAIN, profile_id=merged)
+    assert resolved == merged
+
+    merge(services, main_id, merged)
+
+    with services.read() as tx:
+        read = profiles._read_live(tx, tx.cipher(DOMAIN), DOMAIN, resolved)
+    assert read is not None and read.profile_id == main_id
+    assert read.fields == fields_of(services, main_id)
+
+
 def test_a_manual_merge_forgets_the_merged_profiles_match_digests(services, domain):
     with services.write() as tx:
         update_domain(

@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, text
+from tests.support.lock_waits import second_writer_meets_first
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain, send
 
 from openprofiles.context import Services
@@ -239,3 +240,57 @@ def test_a_type_with_more_objects_than_a_chunk_is_deleted_whole(
         ).all()
     assert left == [] and keys == []
     assert search(services, "orderId", "o-4") == []
+
+
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+def test_a_type_deleted_while_a_purge_takes_its_first_chunk_is_deleted_whole(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge (uncommitted) deleted the objects DeleteProfileObjectType read as its first
+    chunk: once the purge committed, that chunk deleted nothing, and the loop, taking that for
+    the end, left the type's other objects behind (PostgreSQL: SQLite's one writer
+    serialises the two). Found by review."""
+    monkeypatch.setattr(objects_service, "PURGE_CHUNK", 2)
+    make_domain(services, D)
+    with services.write() as tx:
+        put_object_type(tx, domain_name=D, name="Orders", params=ORDERS)
+    for n in range(5):
+        order = {"id": f"o-{n}", "loyalty": f"L-{n}", "coupon": "SPRING"}
+        with services.write() as tx:
+            ingest_object(
+                tx, domain_name=D, object_type_name="Orders", source=order, raw=json.dumps(order)
+            )
+    with services.read() as tx:
+        # The first two in the table's physical order: what a chunk read without an order
+        # (the loop before the fix) takes first from a table this small.
+        first_chunk = list(
+            tx.conn.execute(
+                select(profile_object.c.unique_digest)
+                .where(profile_object.c.domain_name == D)
+                .order_by(text("ctid"))
+                .limit(2)
+            ).scalars()
+        )
+
+    def purge_first_chunk(tx: Any) -> None:
+        tx.conn.execute(
+            delete(profile_object_key).where(profile_object_key.c.unique_digest.in_(first_chunk))
+        )
+        tx.conn.execute(
+            delete(profile_object).where(profile_object.c.unique_digest.in_(first_chunk))
+        )
+
+    def delete_type() -> int:
+        with services.write() as tx:
+            return objects_service.delete_objects_of_type(
+                tx, domain_name=D, object_type_name="Orders"
+            )
+
+    deleted = second_writer_meets_first(services, purge_first_chunk, delete_type)
+
+    assert deleted == 3
+    with services.read() as tx:
+        left = tx.conn.execute(
+            select(profile_object.c.unique_digest).where(profile_object.c.domain_name == D)
+        ).all()
+    assert left == []
