@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 import threading
 import traceback
@@ -322,9 +323,29 @@ class AuditFileHandler(logging.handlers.WatchedFileHandler):
         self.addFilter(_audit_records_only)
 
     def _open(self) -> Any:
-        # Unbuffered bytes: every line reaches the file in the one write of `emit`.
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        # Unbuffered bytes: every line reaches the file in the one write of `emit`. Not through
+        # a symbolic link (whoever may write the folder could point it at any file this
+        # process may write); a regular file this user owns is made owner-only (0600) even
+        # when it existed before (logrotate's `create 0644`, a `touch`).
+        flags = (
+            os.O_WRONLY
+            | os.O_APPEND
+            | os.O_CREAT
+            | getattr(os, "O_CLOEXEC", 0)
+            | getattr(os, "O_NOFOLLOW", 0)
+        )
         descriptor = os.open(self.baseFilename, flags, 0o600)
+        try:
+            status = os.fstat(descriptor)
+            if (
+                stat.S_ISREG(status.st_mode)
+                and hasattr(os, "getuid")
+                and status.st_uid == os.getuid()
+            ):
+                os.fchmod(descriptor, 0o600)
+        except BaseException:
+            os.close(descriptor)
+            raise
         return os.fdopen(descriptor, "ab", buffering=0)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -373,7 +394,14 @@ def audit_to(handler: AuditFileHandler) -> Iterator[None]:
     raised = not audit_logger.isEnabledFor(logging.INFO)
     if raised:
         audit_logger.setLevel(logging.INFO)
-    audit_logger.addHandler(handler)
+    # A program that embeds the commands may have attached the same file already (the
+    # server's logging in this process): a second handler would write each line twice.
+    same = any(
+        isinstance(h, AuditFileHandler) and h.baseFilename == handler.baseFilename
+        for h in audit_logger.handlers
+    )
+    if not same:
+        audit_logger.addHandler(handler)
     try:
         yield
     finally:

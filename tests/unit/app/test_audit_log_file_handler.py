@@ -209,3 +209,47 @@ def test_serve_warns_about_an_audit_log_others_may_read(tmp_path: Path) -> None:
         f"{restored}"
     ]
     assert serving.loose_permissions(Settings(data_dir=data_dir, audit_log="off")) == []
+
+
+def test_a_symbolic_link_at_the_path_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """Opened through a link, the trail was appended to whatever file the link named (one
+    anyone who may write the folder could plant), or a dangling link's target was made."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    path = tmp_path / "audit.log"
+    path.symlink_to(victim)
+    with pytest.raises(OSError):
+        logging_setup.AuditFileHandler(path)
+    assert victim.read_text() == "precious\n"
+    dangling = tmp_path / "dangling.log"
+    dangling.symlink_to(tmp_path / "made-by-the-link")
+    with pytest.raises(OSError):
+        logging_setup.AuditFileHandler(dangling)
+    assert not (tmp_path / "made-by-the-link").exists()
+
+
+def test_a_file_that_was_there_is_made_owner_only(tmp_path: Path) -> None:
+    """A file made beforehand (logrotate's `create 0644`, a `touch`) kept its mode, and the
+    trail was readable by every user."""
+    path = tmp_path / "audit.log"
+    path.write_text("")
+    path.chmod(0o644)
+    made = logging_setup.AuditFileHandler(path)
+    made.close()
+    assert _mode(path) == 0o600
+
+
+def test_a_file_attached_already_gets_each_line_once(tmp_path: Path) -> None:
+    """A command run inside a program whose logging attached the same file (the server's, in
+    this process) wrote each of its lines twice."""
+    path = tmp_path / "audit.log"
+    attached = logging_setup.AuditFileHandler(path)
+    audit_logger = logging.getLogger(logging_setup.AUDIT_LOGGER)
+    audit_logger.addHandler(attached)
+    try:
+        with logging_setup.audit_to(logging_setup.AuditFileHandler(path)):
+            audit.cli_command("users list", uid=0, domain_name=None, result="ok", error=None)
+    finally:
+        audit_logger.removeHandler(attached)
+        attached.close()
+    assert len(_texts(path)) == 1
