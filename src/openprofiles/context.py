@@ -123,6 +123,10 @@ class Tx:
     # Profile objects written so far: each row gets the next number as its write_order, as the
     # rows of one transaction share `now` (objects.service.write_objects).
     objects_written: int = 0
+    # Contacts whose last object this transaction deleted, as (domain, object type, contact
+    # digest) (contacts.erasure): a batch of contact records that evicted one of its own
+    # contacts (MaxProfileObjectCount) does not write its delivery back (contacts.service).
+    erased_contacts: set[tuple[str, str, bytes]] = field(default_factory=set)
 
     @property
     def settings(self) -> Settings:

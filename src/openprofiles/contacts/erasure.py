@@ -58,6 +58,7 @@ def forget_deleted_contacts(tx: Tx, deleted: Sequence[DeletedObject]) -> None:
                 ).scalars()
             }
             gone = [d for d in chunk if d not in still]
+            tx.erased_contacts.update((domain_name, type_name, d) for d in gone)
             if gone:
                 tx.conn.execute(
                     delete(contact_record).where(

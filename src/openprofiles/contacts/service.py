@@ -584,6 +584,15 @@ def _apply_as(
                 created_profile=result.created_profile,
                 digest=digest,
             )
+        if tx.erased_contacts:
+            # A record of the run evicted the object of a contact applied earlier in the batch
+            # (MaxProfileObjectCount): nothing of that contact is stored, so its delivery is not
+            # written at the batch's end (a resend is a first delivery, contacts.erasure), and
+            # a later version in the batch is judged as new.
+            for erased in [e for e in tx.erased_contacts if e[:2] == (domain_name, type_name)]:
+                tx.erased_contacts.discard(erased)
+                rows.pop(erased[2], None)
+                state.pop(erased[2], None)
         run.clear()
         in_run.clear()
 

@@ -16,6 +16,7 @@ from tests.support.lock_waits import second_writer_meets_first
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain, send
 
 from openprofiles.context import Services
+from openprofiles.ingest import pipeline
 from openprofiles.ingest.pipeline import ingest_object
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import put_object_type
@@ -294,3 +295,46 @@ def test_a_type_deleted_while_a_purge_takes_its_first_chunk_is_deleted_whole(
             select(profile_object.c.unique_digest).where(profile_object.c.domain_name == D)
         ).all()
     assert left == []
+
+
+# Contact records of a type that keeps one object a profile: each new contact of the customer
+# evicts the one before (MaxProfileObjectCount).
+CAPPED: dict[str, Any] = {
+    "Description": "the customer's last contact only",
+    "AllowProfileCreation": True,
+    "MaxProfileObjectCount": 1,
+    "Fields": {
+        "cid": {"Source": "_source.ContactId"},
+        "phone": {"Source": "_source.CustomerEndpoint.Address", "ContentType": "PHONE_NUMBER"},
+    },
+    "Keys": {
+        "_ctrContactId": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["cid"]}],
+        "_phone": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["phone"]}],
+    },
+}
+
+
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one-batch", "two-batches"])
+def test_a_contact_evicted_by_the_next_is_forgotten(
+    services: Services, monkeypatch: pytest.MonkeyPatch, one_batch: bool
+) -> None:
+    """Evicted by a contact of the same batch, the first contact's delivery was written at the
+    batch's end after its object had gone: its resend was answered as a repeat, nothing
+    stored. (Found by review; two batches were right.)"""
+    monkeypatch.setattr(pipeline, "PROFILE_OBJECT_QUOTA", 1)
+    make_domain(services, D)
+    with services.write() as tx:
+        put_object_type(tx, domain_name=D, name="Capped", params=CAPPED)
+    associate(services, D, object_type_name="Capped")
+    if one_batch:
+        send(services, ctr("C-1"), ctr("C-2"))
+    else:
+        send(services, ctr("C-1"))
+        send(services, ctr("C-2"))
+
+    [profile_id] = search(services, "_phone", "+17208401003")
+    assert len(objects_of(services, "Capped", profile_id)) == 1
+    assert search(services, "_ctrContactId", "C-1") == []
+    assert delivery_rows(services, "C-1") == []
+    again = send(services, ctr("C-1"))
+    assert (again.accepted, again.unchanged) == (1, 0)
