@@ -210,12 +210,8 @@ def test_contact_is_forgotten_once_no_object_of_its_type_holds_it(services: Serv
     assert search(services, "_ctrContactId", CONTACT) == [profile_id]
 
 
-def test_a_type_with_more_objects_than_a_chunk_is_deleted_whole(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DeleteProfileObjectType deletes the type's objects a chunk at a time (each chunk's
-    objects and keys are held in memory): every chunk goes, the keys with them."""
-    monkeypatch.setattr(objects_service, "PURGE_CHUNK", 2)
+def five_orders(services: Services) -> None:
+    """The domain, the Orders type and five orders, each on a profile of its own."""
     make_domain(services, D)
     with services.write() as tx:
         put_object_type(tx, domain_name=D, name="Orders", params=ORDERS)
@@ -225,6 +221,15 @@ def test_a_type_with_more_objects_than_a_chunk_is_deleted_whole(
             ingest_object(
                 tx, domain_name=D, object_type_name="Orders", source=order, raw=json.dumps(order)
             )
+
+
+def test_a_type_with_more_objects_than_a_chunk_is_deleted_whole(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteProfileObjectType deletes the type's objects a chunk at a time (each chunk's
+    objects and keys are held in memory): every chunk goes, the keys with them."""
+    monkeypatch.setattr(objects_service, "PURGE_CHUNK", 2)
+    five_orders(services)
 
     with services.write() as tx:
         deleted = objects_service.delete_objects_of_type(
@@ -252,15 +257,7 @@ def test_a_type_deleted_while_a_purge_takes_its_first_chunk_is_deleted_whole(
     the end, left the type's other objects behind (PostgreSQL: SQLite's one writer
     serialises the two). Found by review."""
     monkeypatch.setattr(objects_service, "PURGE_CHUNK", 2)
-    make_domain(services, D)
-    with services.write() as tx:
-        put_object_type(tx, domain_name=D, name="Orders", params=ORDERS)
-    for n in range(5):
-        order = {"id": f"o-{n}", "loyalty": f"L-{n}", "coupon": "SPRING"}
-        with services.write() as tx:
-            ingest_object(
-                tx, domain_name=D, object_type_name="Orders", source=order, raw=json.dumps(order)
-            )
+    five_orders(services)
     with services.read() as tx:
         # The first two in the table's physical order: what a chunk read without an order
         # (the loop before the fix) takes first from a table this small.
