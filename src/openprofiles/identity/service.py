@@ -1417,6 +1417,10 @@ if forget_deleted_profiles not in profiles_service.on_profiles_deleted:
 # ---------------------------------------------------------------------------- erasures
 
 
+# Merge logs read at once when every log of a domain is rewritten (_rewrite_logs).
+REWRITE_PAGE = 200
+
+
 def forget_deleted_keys(
     tx: Tx, domain_name: str, profile_id: str, key_name: str, digests: list[bytes]
 ) -> None:
@@ -1528,27 +1532,51 @@ def _rewrite_logs(
 ) -> None:
     """Open the domain's merge logs (`which`: a condition on merge_log, or None for all),
     locked, let `scrub(payload, undo result or None, main profile id)` change them in place,
-    and seal again those it changed."""
+    and seal again those it changed.
+
+    The logs are read `REWRITE_PAGE` at a time in merge-id order: a domain's logs hold sealed
+    before-images of every merged profile, and DeleteProfileObjectType rewrites all of them,
+    so reading them at once would hold them all in memory."""
     query = select(merge_log).where(merge_log.c.domain_name == domain_name)
     if which is not None:
         query = query.where(which)
-    for row in tx.conn.execute(query.order_by(merge_log.c.merge_id).with_for_update()).all():
-        payload = _open_log(cipher, row)
-        undo = None
-        if row.undo_sealed is not None:
-            undo = cipher.open_record(MERGE_TABLE, f"{row.merge_id}/undo", bytes(row.undo_sealed))
-        before = copy.deepcopy((payload, undo))
-        scrub(payload, undo, row.main_profile_id)
-        if (payload, undo) == before:
-            continue
-        values: dict[str, Any] = {"sealed": cipher.seal_record(MERGE_TABLE, row.merge_id, payload)}
-        if undo is not None:
-            values["undo_sealed"] = cipher.seal_record(MERGE_TABLE, f"{row.merge_id}/undo", undo)
-        tx.conn.execute(
-            update(merge_log)
-            .where(merge_log.c.domain_name == domain_name, merge_log.c.merge_id == row.merge_id)
-            .values(**values)
-        )
+    after: str | None = None
+    while True:
+        page_query = query if after is None else query.where(merge_log.c.merge_id > after)
+        rows = tx.conn.execute(
+            page_query.order_by(merge_log.c.merge_id).limit(REWRITE_PAGE).with_for_update()
+        ).all()
+        for row in rows:
+            _rewrite_log(tx, cipher, domain_name, row, scrub)
+        if len(rows) < REWRITE_PAGE:
+            return
+        after = rows[-1].merge_id
+
+
+def _rewrite_log(
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    row: Any,
+    scrub: Callable[[dict[str, Any], dict[str, Any] | None, str], None],
+) -> None:
+    """Let `scrub` change one opened merge log; seal and store it again if it changed."""
+    payload = _open_log(cipher, row)
+    undo = None
+    if row.undo_sealed is not None:
+        undo = cipher.open_record(MERGE_TABLE, f"{row.merge_id}/undo", bytes(row.undo_sealed))
+    before = copy.deepcopy((payload, undo))
+    scrub(payload, undo, row.main_profile_id)
+    if (payload, undo) == before:
+        return
+    values: dict[str, Any] = {"sealed": cipher.seal_record(MERGE_TABLE, row.merge_id, payload)}
+    if undo is not None:
+        values["undo_sealed"] = cipher.seal_record(MERGE_TABLE, f"{row.merge_id}/undo", undo)
+    tx.conn.execute(
+        update(merge_log)
+        .where(merge_log.c.domain_name == domain_name, merge_log.c.merge_id == row.merge_id)
+        .values(**values)
+    )
 
 
 if forget_deleted_keys not in profiles_service.on_keys_deleted:

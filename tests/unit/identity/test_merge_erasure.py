@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from openprofiles.context import Services
 from openprofiles.domains.service import update_domain
@@ -311,6 +311,33 @@ def test_deleting_a_type_scrubs_the_merge_log(services, domain):
     assert fields_of(services, merged) == {}
     assert fields_of(services, main_id) == {"LastName": "Lee"}
     assert SECRET not in sealed_logs(services)
+
+
+def test_deleting_a_type_scrubs_every_log_a_page_at_a_time(services, domain, monkeypatch):
+    # Five logs, read two at a time: the pages meet at merge ids, and none is skipped or read
+    # twice; no read of the logs asks for more than a page (they hold sealed before-images).
+    monkeypatch.setattr(identity, "REWRITE_PAGE", 2)
+    for n in range(5):
+        merged = ingest(
+            services, {"id": f"p{n}", "email": f"page{n}-{SECRET}", "first": f"Ann{n}"}
+        ).profile_id
+        merge(services, new_profile(services, LastName=f"Lee{n}"), merged)
+    assert all(f"page{n}-{SECRET}" in sealed_logs(services) for n in range(5))
+    reads: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM merge_log" in statement:
+            reads.append(statement)
+
+    engine = services.database.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        delete_crm(services)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert SECRET not in sealed_logs(services) and '"Ann' not in sealed_logs(services)
+    assert reads and all("LIMIT" in statement.upper() for statement in reads)
 
 
 # ---------------------------------------------------------------------------- Gender and PartyType
