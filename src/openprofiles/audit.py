@@ -22,9 +22,10 @@ its requests or commands pass through:
   password.
 * the `openprofiles` command (cli_support.audit_commands, which wraps the commands it lists in
   cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
-  personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid,
-  the command's path (`dlq purge`), the domain it was given, and how it ended (`cli_command`).
-  Listings of names and counts are not logged. A command's own process writes the line, to the
+  personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid
+  (and, under sudo, that of the user who ran sudo: SUDO_UID, read by Settings), the command's
+  path (`dlq purge`), the domain it was given, and how it ended (`cli_command`). Listings of
+  names and counts are not logged. A command's own process writes the line, to the
   audit log's file, which the wrapper opens for the run (and a command whose file cannot be
   opened is refused); a command prints records from WARNING only (logging_setup.log_to_stderr:
   its stdout is what it did), so on a terminal the line is not shown.
@@ -55,6 +56,8 @@ FEED_OPERATIONS = frozenset({"PutProfileObject"})
 # The model's patterns of a domain name and of a profile id (botocore: `name`, `uuid`).
 _DOMAIN_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _PROFILE_ID = re.compile(r"[a-f0-9]{32}")
+# A POSIX uid as sudo writes SUDO_UID (decimal, 32 bits at most).
+_UID = re.compile(r"[0-9]{1,10}")
 # The inputs that name the profile a request changes (MergeProfiles: the one kept).
 _PROFILE_MEMBERS = ("ProfileId", "MainProfileId")
 NONE = "-"
@@ -133,17 +136,26 @@ CLI_INTERRUPTED = "interrupted"
 
 
 def cli_command(
-    path: str, *, uid: int | None, domain_name: str | None, result: str, error: str | None
+    path: str,
+    *,
+    uid: int | None,
+    sudo_uid: str | None = None,
+    domain_name: str | None,
+    result: str,
+    error: str | None,
 ) -> None:
     """Log one run of an `openprofiles` command: `path` is its place in the command tree ("dlq
     purge": names from the code, never from the command line), `uid` the acting OS user's
-    numeric id (None where the system has none), `domain_name` the domain it was given (None:
-    it takes none), `result` CLI_OK, CLI_FAILED or CLI_INTERRUPTED and `error` the failure's
-    type (the AWS error type of a service's error)."""
+    numeric id (None where the system has none), `sudo_uid` the invoking user's under sudo
+    (Settings.sudo_uid, the environment's text: written only when it has a uid's form; none
+    without sudo), `domain_name` the domain it was given (None: it takes none), `result`
+    CLI_OK, CLI_FAILED or CLI_INTERRUPTED and `error` the failure's type (the AWS error type of
+    a service's error)."""
     logger.info(
-        "cli %s uid=%s domain=%s result=%s%s",
+        "cli %s uid=%s%s domain=%s result=%s%s",
         path,
         NONE if uid is None else uid,
+        "" if sudo_uid is None else f" sudo_uid={_shown(sudo_uid, _UID)}",
         _shown(domain_name, _DOMAIN_NAME),
         result,
         f" error={error}" if error else "",

@@ -231,6 +231,8 @@ def _audited(callback: Callable[..., Any], path: str, how: Audited) -> Callable[
                 audit.cli_command(
                     path,
                     uid=os.getuid() if hasattr(os, "getuid") else None,
+                    # Under sudo the uid is 0: who ran sudo is what the trail must say.
+                    sudo_uid=settings.sudo_uid,
                     domain_name=params.get(how.domain),
                     result=result,
                     error=error,

@@ -1,7 +1,8 @@
 """Typed settings: the only reader of the environment.
 
-`Settings.from_env()` reads `OPENPROFILES_*` variables once; command-line options override them
-by building a new Settings with `dataclasses.replace`. Nothing else in the package looks at
+`Settings.from_env()` reads `OPENPROFILES_*` variables once (and sudo's SUDO_UID, for the audit
+log: SYSTEM_VARIABLES); command-line options override them by building a new Settings with
+`dataclasses.replace`. Nothing else in the package looks at
 `os.environ` (`command_line_environment` is what a process passes its workers).
 """
 
@@ -96,11 +97,15 @@ class Settings:
     # other site's page read an answer. "*" allows every origin.
     cors_origins: tuple[str, ...] = ()
     # The file the audit lines (openprofiles.audit) are appended to, by the server and by every
-    # command: None means AUDIT_LOG_NAME in data_dir, AUDIT_LOG_OFF writes none (a relative
-    # path is read from the current directory, as data_dir is). A server also prints them on
-    # stderr; a command does not (its stderr is for warnings), so without the file a command's
-    # lines reached no one.
+    # command: None means AUDIT_LOG_NAME in data_dir, AUDIT_LOG_OFF writes none, and a relative
+    # path is taken in data_dir (`audit_log_file`). A server also prints them on stderr; a
+    # command does not (its stderr is for warnings), so without the file a command's lines
+    # reached no one.
     audit_log: str | None = None
+    # The uid of the user who ran the command through sudo (SUDO_UID), as given: the audit line
+    # writes it beside the acting uid (0, or the one `sudo -u` named) only when it has a uid's
+    # form (audit.cli_command), since anyone may set the variable to any text.
+    sudo_uid: str | None = None
 
     def __post_init__(self) -> None:
         # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
@@ -159,12 +164,13 @@ class Settings:
 
     @property
     def audit_log_file(self) -> Path | None:
-        """The audit log's file (`audit_log`), or None when it is off."""
-        if self.audit_log is None:
-            return self.data_dir / AUDIT_LOG_NAME
+        """The audit log's file (`audit_log`), or None when it is off. A relative path is taken
+        in the data dir, as the default is, not in the current directory: a server started in
+        one directory and a command run in another must append to the one file."""
         if self.audit_log == AUDIT_LOG_OFF:
             return None
-        return Path(self.audit_log)
+        # An absolute path joined to the data dir is that path.
+        return self.data_dir / (self.audit_log or AUDIT_LOG_NAME)
 
     @property
     def effective_flow_folder_roots(self) -> tuple[Path, ...]:
@@ -263,6 +269,8 @@ class Settings:
                 if (audit_log := get("AUDIT_LOG")) and audit_log.lower() == AUDIT_LOG_OFF
                 else audit_log
             ),
+            # Set by sudo, not by the operator: no OPENPROFILES_ prefix.
+            sudo_uid=env.get("SUDO_UID") or None,
             # Several folders are separated as in PATH (":" on POSIX).
             flow_folder_roots=(
                 tuple(Path(r) for r in roots.split(os.pathsep) if r)
@@ -303,6 +311,9 @@ VARIABLES = (
     "FLOW_FOLDER_SETTLE_SECONDS",
     "AUDIT_LOG",
 )
+# The variables `Settings.from_env` reads that are not OpenProfiles' own: sudo's, whose
+# SUDO_UID names the user who ran a command as root (Settings.sudo_uid, for the audit log).
+SYSTEM_VARIABLES = ("SUDO_UID",)
 # OPENPROFILES_* variables that the project's other tools read, not the server: the test suite's
 # database, the JavaScript SDK scenario's keys and endpoint (tests/sdk/js) and the benchmarks'.
 OTHER_TOOLS_VARIABLES = frozenset(

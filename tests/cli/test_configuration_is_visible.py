@@ -137,7 +137,9 @@ def test_every_variable_the_settings_read_is_known_and_others_are_named() -> Non
 
     Settings.from_env(Recording())
     known = settings_module.VARIABLES
-    assert sorted(Recording.asked) == sorted(f"OPENPROFILES_{name}" for name in known)
+    assert sorted(Recording.asked) == sorted(
+        [*(f"OPENPROFILES_{name}" for name in known), *settings_module.SYSTEM_VARIABLES]
+    )
     environment = {
         "OPENPROFILES_DATABASE_URL": "sqlite:///x",
         # Read by the test suite, not by the server.
