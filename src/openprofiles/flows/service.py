@@ -17,7 +17,11 @@ for the run says the source is ready.
 
 `openprofiles flows watch` calls `run_due_flows` in a loop. A run's counts are written after
 every batch, so a run in progress shows its progress; an item is checkpointed (flow_item) once
-its records are applied.
+its records are applied, and with each batch as begun (`PARTIAL_MARK`: how many of its records
+were applied, in the batch's transaction): a run that stops midway (its process killed, an
+error escaping it, the source failing) leaves the item pending, and the next incremental run
+resumes it after the records applied, counting and dead-lettering none of them again. A
+Complete run reads every item whole, as it always does.
 
 A flow runs once at a time, across every process (several `flows watch` workers, servers whose
 admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
@@ -26,8 +30,10 @@ the claims already) and finds no other RUNNING run of the flow holding it (the p
 ix_flow_run_running finds it among all the runs ever made). A run holds its flow for as long as
 it makes progress: every batch and every item renews its claim (its `progress_at`), and where
 it commits nothing for a while — listing its source, which can take minutes on a huge bucket,
-and passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: from a
-thread of its own while it lists). One silent for `STALE_AFTER` no longer holds its flow (its
+and passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: while
+the listing goes on in a thread of its own, `list_source`). A listing that has not ended after
+`LISTING_LIMIT` (a hung network mount, an endpoint paging for ever) ends the run FAILED, saying
+so, rather than hold the flow for ever. One silent for `STALE_AFTER` no longer holds its flow (its
 process may have ended, or be stalled): the next run to claim the flow closes it FAILED, naming
 itself as the run that took the flow over, and if its process is still alive it stops at its
 next transaction. An automatic trigger passes a flow held by a run over; a run asked for
@@ -42,7 +48,9 @@ run still holds its flow (`_hold`), taking the object type's lock as the pipelin
 the integration's row (shared, on PostgreSQL: DeleteIntegration waits for the transaction, and
 it for DeleteIntegration). The run ends FAILED, without checkpointing the item it was reading,
 when its flow was deleted (DeleteIntegration deletes the flow's runs and checkpoints with it:
-a flow put again under the same name starts afresh), when the flow was changed (PutIntegration
+a flow put again under the same name starts afresh) or renamed (PutIntegration of its Uri with
+another FlowName: another flow, which reads its source afresh; the old name's runs and
+checkpoints are deleted as by DeleteIntegration), when the flow was changed (PutIntegration
 of the same flow, an update, with another definition or object type: the run claimed it as a
 digest of both, `_flow_digest`, so the same definition put again changes nothing; the items
 left are read by the next run, as the flow now says, and none is ingested as a type the flow
@@ -74,8 +82,9 @@ checkpointed as failed, and the run goes on. No automatic run reads it again unt
 the dead-letter queue holds it; a run asked for (OnDemand) reads it again, for when the cause
 was fixed without changing it. So is a streamed item whose rest could not be read (its records
 before that were ingested). A source that cannot be listed or read at all fails the run
-instead, leaving its items to the next run (which applies again the records of an item the run
-had begun: applying a record twice changes nothing), as does a run that stopped holding its flow.
+instead, leaving its items to the next run (which resumes an item the run had begun, see
+above; a Complete run applies its records again, which changes nothing: an object is stored
+under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
 
 A run's error is stored sealed with the domain's key (a source's message can name an object key,
 a task's or the pipeline's quote a value), and a checkpointed item is known by a blind-index
@@ -100,7 +109,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -113,7 +122,7 @@ from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
-from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, item_records
+from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, ItemRecords, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemGone, SourceError, SourceItem, source_for
 from openprofiles.flows.tasks import RecordFailed, apply_tasks
@@ -138,6 +147,15 @@ Progress = Callable[[FlowRun], None]
 # The checkpoint version of an item that failed starts with this, followed by the item's version:
 # read like any checkpoint by incremental runs, and told apart by complete ones.
 FAILED_MARK = "failed:"
+# The checkpoint version of an item begun and not finished: this, the number of its records
+# (records and BadRecords, in the order flows.items hands them out) applied in committed
+# batches, ":", and the version of the content read ("partial:1500:<etag>"). Written with each
+# batch, in its transaction; no run takes it for the item read (so the item stays pending), and
+# an incremental run resumes the item after those records when the content is that version.
+PARTIAL_MARK = "partial:"
+# What flow_item.version holds: an item whose version is too long to go with PARTIAL_MARK (none
+# of S3's or a folder's is) is read from its start again, as before there were such marks.
+CHECKPOINT_LENGTH = 255
 # The key name of the blind-index digests of item keys (flow_item.item_digest); "@" keeps it
 # apart from any key name an object type can define.
 ITEM_KEY_NAME = "@flowItem"
@@ -180,9 +198,28 @@ FLOW_CHANGED = (
 # How often a run renews its claim while it does not commit (listing its source, passing over
 # items gone since): well within STALE_AFTER, and few transactions.
 RENEW_EVERY = timedelta(minutes=1)
+# The longest a run waits for its source's listing to end. A run renews its claim while it
+# lists, so a listing that never ends (a hung network mount, an endpoint that hands out pages
+# for ever) would hold the flow for ever: past this the run ends FAILED and releases it. Far
+# beyond what listing a large bucket takes (ListObjectsV2 pages 1000 keys in well under a
+# second: millions of objects list in minutes).
+LISTING_LIMIT = timedelta(hours=1)
+LISTING_HUNG = (
+    "The listing of the source did not end within {limit} (it began at {since}): the run "
+    "stopped, so that it does not hold the flow for as long as the listing goes on, and read "
+    "nothing. Check that the folder or the bucket answers (a hung network mount, an endpoint "
+    "that pages for ever), then run the flow again."
+)
 FLOW_DELETED = (
     "The flow was deleted (DeleteIntegration) while the run was going: the run stopped. What it "
     "had applied stays applied."
+)
+# The integration is there, under another FlowName or none (integrations.service.put_integration
+# deleted the flow's runs and checkpoints, as DeleteIntegration does).
+FLOW_RENAMED = (
+    "The flow was renamed or removed from its integration (PutIntegration with another "
+    "FlowName, or none) while the run was going: the run stopped. What it had applied stays "
+    "applied; the flow under its new name reads its source afresh."
 )
 TAKEN_OVER = (
     "The run stopped: it made no progress for {stale}, so it no longer held its flow, and "
@@ -331,8 +368,42 @@ def pending_items(
     """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
     have settled (an automatic run's)."""
     done = _checkpoints(services, domain_name, flow.name)
-    items = settled(services, source.items()) if settled_only else source.items()
-    return [i for i in items if done(i) not in (i.version, FAILED_MARK + i.version)]
+    listed = list_source(source)
+    items = settled(services, listed) if settled_only else listed
+    return [i for i in items if _is_pending(done(i), i)]
+
+
+def _is_pending(checkpoint: str | None, item: SourceItem) -> bool:
+    """Whether an incremental run reads the item: never read, changed since, or begun and not
+    finished (a PARTIAL_MARK checkpoint)."""
+    return checkpoint not in (item.version, FAILED_MARK + item.version)
+
+
+def _resume_after(checkpoint: str | None, version: str) -> int:
+    """How many of the item's records a run applied already when its checkpoint says it
+    began the content of `version` and did not finish it (PARTIAL_MARK); 0 otherwise (not
+    begun, finished, or changed since: read from its start)."""
+    if checkpoint is None or not checkpoint.startswith(PARTIAL_MARK):
+        return 0
+    taken, _, of_version = checkpoint[len(PARTIAL_MARK) :].partition(":")
+    return int(taken) if of_version == version and taken.isdigit() else 0
+
+
+def _records_after(read: ItemRecords, taken: int) -> Iterator[ItemRecord | BadRecord]:
+    """The item's records after its first `taken` (applied by an earlier run): those are read
+    again, as a stream is read from its start, and passed over. Only when the content read is
+    the one the checkpoint counted (`_resume_after`), so they are the same records. The part
+    of the item that could not be read this time (flows.items: its last BadRecord) is not
+    passed over, even among them: the item is then a failed item, as it says."""
+    records = read.records
+    for _ in range(taken):
+        record = next(records, None)
+        if record is None:
+            return
+        if read.failed:
+            yield record
+            return
+    yield from records
 
 
 def run_flow(
@@ -344,20 +415,25 @@ def run_flow(
     complete: bool | None = None,
     on_progress: Progress | None = None,
     source: FlowSource | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FlowRun:
     """Run the flow once and return the finished run (COMPLETED or FAILED); RunInProgress when
     a run of the flow is in progress (the module docstring).
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
-    otherwise only items new or changed since the checkpoint are read. Only an OnDemand run
-    reads again an item that failed and has not changed since, and only an OnDemand run reads
-    an item that has not settled.
+    otherwise only items new or changed since the checkpoint are read, an item begun by a run
+    that stopped resumed after the records it applied. Only an OnDemand run reads again an
+    item that failed and has not changed since, and only an OnDemand run reads an item that
+    has not settled. `clock` (seconds) times the listing of the source (LISTING_LIMIT) and the
+    renewals of the claim.
     """
     found, flow = _load(services, domain_name, flow_name)
     source = source or source_for(services.settings, flow)
     held = retrying(lambda: _claim_in(services, found, trigger))
     assert held is not None
-    run = _run(services, held, flow, source, complete=complete, on_progress=on_progress)
+    run = _run(
+        services, held, flow, source, complete=complete, on_progress=on_progress, clock=clock
+    )
     assert run is not None
     return run
 
@@ -477,7 +553,17 @@ def _hold(tx: Tx, held: _Held) -> None:
     )
     found = find_flow_integration(tx, domain_name=domain_name, flow_name=held.flow_name)
     if found is None or (found.uri, found.created_at) != (held.uri, held.created_at):
-        raise _Terminated(FLOW_DELETED)
+        renamed = (
+            found is None
+            and tx.conn.execute(
+                select(integration.c.uri).where(
+                    integration.c.domain_name == domain_name,
+                    integration.c.uri == held.uri,
+                    integration.c.created_at == held.created_at,
+                )
+            ).first()
+        )
+        raise _Terminated(FLOW_RENAMED if renamed else FLOW_DELETED)
     if found.disabled_reason is not None:
         raise _Terminated(found.disabled_reason)
     if _flow_digest(found.flow_definition, found.object_type_name) != held.digest:
@@ -497,18 +583,18 @@ def _hold(tx: Tx, held: _Held) -> None:
 
 class _Renewal:
     """Renews a run's claim (`_hold`, in a short transaction of its own) at most every
-    RENEW_EVERY, where the run commits nothing for a while: while it lists its source (from a
-    thread of its own, `during`: one listing call can take long) and before it opens an item
-    (called). What `_hold` raised (the run lost its flow) is raised in the run."""
+    RENEW_EVERY, where the run commits nothing for a while: while it lists its source
+    (`listing`: one listing call can take long) and before it opens an item (called). What
+    `_hold` raises (the run lost its flow) is raised in the run."""
 
-    def __init__(self, services: Services, held: _Held) -> None:
+    def __init__(self, services: Services, held: _Held, clock: Callable[[], float]) -> None:
         self.services = services
         self.held = held
-        self.at = time.monotonic()
-        self.failed: Exception | None = None
+        self.clock = clock
+        self.at = clock()
 
     def __call__(self) -> None:
-        if time.monotonic() - self.at >= RENEW_EVERY.total_seconds():
+        if self.clock() - self.at >= RENEW_EVERY.total_seconds():
             self.renew()
 
     def renew(self) -> None:
@@ -517,29 +603,51 @@ class _Renewal:
                 _hold(tx, self.held)
 
         retrying(attempt)
-        self.at = time.monotonic()
+        self.at = self.clock()
 
-    @contextlib.contextmanager
-    def during(self) -> Iterator[None]:
-        stop = threading.Event()
+    def listing(self, source: FlowSource) -> list[SourceItem]:
+        """The source's items, the claim renewed while they are listed; SourceError when the
+        listing does not end within LISTING_LIMIT (`list_source`)."""
+        return list_source(source, clock=self.clock, waiting=self.renew)
 
-        def renewing() -> None:
-            while not stop.wait(RENEW_EVERY.total_seconds()):
-                try:
-                    self.renew()
-                except Exception as exc:  # raised in the run, once the block is done
-                    self.failed = exc
-                    return
 
-        thread = threading.Thread(target=renewing, name="flow-claim-renewal", daemon=True)
-        thread.start()
+def list_source(
+    source: FlowSource,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    waiting: Callable[[], None] | None = None,
+) -> list[SourceItem]:
+    """`source.items()`, listed in a thread of its own while this one waits, calling `waiting`
+    every RENEW_EVERY (a run renews its claim); SourceError (LISTING_HUNG) once the listing has
+    gone on for LISTING_LIMIT by `clock`. A listing cannot be interrupted (a call blocked on a
+    hung network mount, an endpoint paging for ever): it is left to its thread, which ends
+    when it does, its result unused."""
+    listed: list[list[SourceItem]] = []
+    failed: list[BaseException] = []
+    ended = threading.Event()
+
+    def listing() -> None:
         try:
-            yield
+            listed.append(source.items())
+        except BaseException as exc:  # raised in the waiting thread, as if listed there
+            failed.append(exc)
         finally:
-            stop.set()
-            thread.join()
-        if self.failed is not None:
-            raise self.failed
+            ended.set()
+
+    started, since = clock(), datetime.now(UTC)
+    threading.Thread(target=listing, name="flow-listing", daemon=True).start()
+    while not ended.wait(RENEW_EVERY.total_seconds()):
+        if clock() - started >= LISTING_LIMIT.total_seconds():
+            raise SourceError(
+                LISTING_HUNG.format(
+                    limit=_duration(LISTING_LIMIT), since=since.isoformat(timespec="seconds")
+                )
+            )
+        if waiting is not None:
+            waiting()
+    if failed:
+        raise failed[0]
+    return listed[0]
 
 
 def _duration(span: timedelta) -> str:
@@ -556,6 +664,7 @@ def _run(
     complete: bool | None = None,
     on_progress: Progress | None = None,
     drop_if_empty: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FlowRun | None:
     """Run the claimed flow (`run_flow`); `drop_if_empty`: None, the run dropped, when it finds
     no item to read (an Event run that another process's run read the new items for)."""
@@ -565,21 +674,21 @@ def _run(
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
     automatic = held.trigger != "OnDemand"
-    renewal = _Renewal(services, held)
+    renewal = _Renewal(services, held, clock)
     try:
-        # Listing a large source commits nothing, for minutes maybe: the claim is renewed.
-        with renewal.during():
-            if not read_all:
-                items = pending_items(services, domain_name, flow, source, settled_only=automatic)
-            elif not automatic:
-                items = source.items()
-            else:
-                done = _checkpoints(services, domain_name, flow_name)
-                items = [
-                    i
-                    for i in settled(services, source.items())
-                    if done(i) != FAILED_MARK + i.version
-                ]
+        # Only this run, which holds the flow, writes them until it ends.
+        done = _checkpoints(services, domain_name, flow_name)
+        # Listing a large source commits nothing, for minutes maybe: the claim is renewed,
+        # for LISTING_LIMIT at most.
+        listed = renewal.listing(source)
+        if automatic:
+            listed = settled(services, listed)
+        if not read_all:
+            items = [i for i in listed if _is_pending(done(i), i)]
+        elif automatic:
+            items = [i for i in listed if done(i) != FAILED_MARK + i.version]
+        else:
+            items = listed
         if drop_if_empty and not items:
             with services.write() as tx:
                 tx.conn.execute(
@@ -602,8 +711,27 @@ def _run(
             try:
                 with item_records(source, item) as read:
                     version = read.version
-                    for batch in _batches(read.records):
-                        counts = _apply_retrying(services, held, (flow, item.key), batch, counts)
+                    # An item begun by a run that stopped (killed, or failed on an error that
+                    # escaped it) is resumed after the records it applied: neither applied nor
+                    # counted again. A run that reads every item reads it whole, as it does
+                    # the items read before.
+                    taken = 0 if read_all else _resume_after(done(item), version)
+                    # A checkpoint that says this content was read (whole, or failed) stays
+                    # until the item is done: a Complete run reading it again that stops
+                    # midway leaves it read.
+                    noted = done(item) not in (version, FAILED_MARK + version)
+                    for batch in _batches(_records_after(read, taken)):
+                        taken += len(batch)
+                        partial = f"{PARTIAL_MARK}{taken}:{version}"
+                        keep = noted and len(partial) <= CHECKPOINT_LENGTH
+                        counts = _apply_retrying(
+                            services,
+                            held,
+                            (flow, item.key),
+                            batch,
+                            counts,
+                            partial if keep else None,
+                        )
                     failed = read.failed
             except ItemGone:
                 # Deleted since it was listed: no item of this run (the module docstring).
@@ -641,7 +769,8 @@ def _run(
                             ),
                             origin=_origin(flow, item.key),
                         )
-                    _checkpoint(tx, domain_name, flow_name, item.key, version, failed=failed)
+                    checkpoint = FAILED_MARK + version if failed else version
+                    _checkpoint(tx, domain_name, flow_name, item.key, checkpoint)
                     _update_run(tx, domain_name, run_id, counts)
                     return get_run(tx, domain_name=domain_name, run_id=run_id)
 
@@ -754,11 +883,14 @@ def _apply_retrying(
     read: tuple[Flow, str],
     batch: list[ItemRecord | BadRecord],
     counts: dict[str, int],
+    partial: str | None,
 ) -> dict[str, int]:
     """Apply a batch in a transaction of its own, run again if it lost a race with another
     process (store.conflicts); the counts with the batch's added (counted on a copy, so an
     attempt rolled back counts nothing). The run's counts are stored with the batch: a run
-    over one large item shows its progress, and renews its claim on the flow (STALE_AFTER)."""
+    over one large item shows its progress, and renews its claim on the flow (STALE_AFTER).
+    So is the item's `partial` checkpoint (PARTIAL_MARK), when given: a run that stops after
+    this batch committed resumes the item after it, one that stops before, with it."""
 
     def attempt() -> dict[str, int]:
         counted = dict(counts)
@@ -766,6 +898,8 @@ def _apply_retrying(
             _hold(tx, held)
             _apply_batch(tx, held.domain_name, held.type_name, read, batch, counted)
             _update_run(tx, held.domain_name, held.run_id, counted)
+            if partial is not None:
+                _checkpoint(tx, held.domain_name, held.flow_name, read[1], partial)
         return counted
 
     return retrying(attempt)
@@ -893,9 +1027,8 @@ def _apply_batch(
         counts["records_dead_lettered"] += 1
 
 
-def _checkpoint(
-    tx: Tx, domain_name: str, flow_name: str, key: str, version: str, *, failed: bool
-) -> None:
+def _checkpoint(tx: Tx, domain_name: str, flow_name: str, key: str, checkpoint: str) -> None:
+    """Store the item's checkpoint: its version read, FAILED_MARK or PARTIAL_MARK with it."""
     statement: Any = (
         sqlite_insert(flow_item) if tx.services.database.is_sqlite else pg_insert(flow_item)
     )
@@ -908,7 +1041,7 @@ def _checkpoint(
             "domain_name": domain_name,
             "flow_name": flow_name,
             "item_digest": _item_digest(tx.cipher(domain_name), key),
-            "version": FAILED_MARK + version if failed else version,
+            "version": checkpoint,
             "processed_at": tx.now,
         },
     )

@@ -278,7 +278,8 @@ def put_integration(
         "flow_name": flow_name,
         "updated_at": tx.now,
     }
-    if find_integration(tx, domain_name=domain_name, uri=uri) is None:
+    previous = find_integration(tx, domain_name=domain_name, uri=uri)
+    if previous is None:
         try:
             with tx.conn.begin_nested():
                 tx.conn.execute(
@@ -300,6 +301,18 @@ def put_integration(
             .where(integration.c.domain_name == domain_name, integration.c.uri == uri)
             .values(**values)
         )
+    if previous is not None and previous.flow_name not in (None, flow_name):
+        # Renamed (another FlowName under the same Uri), or no longer a flow. The FlowName is
+        # the flow's identity (AppFlow's, and its ARN's): another name is another flow, which
+        # reads its source afresh, as one deleted and put again does. Its checkpoints are not
+        # carried over, as the new definition may read another source, nor left behind, where
+        # the old name put back (on this integration or another) would resume from them.
+        assert previous.flow_name is not None
+        forget_flow(tx, domain_name, previous.flow_name)
+    if flow_name is not None and (previous is None or previous.flow_name != flow_name):
+        # A name new to the integration: what is kept under it belongs to no flow (a name is
+        # one integration's), left by a rename before renames forgot them.
+        forget_flow(tx, domain_name, flow_name)
     if tags:
         put_tags(
             tx,
@@ -357,21 +370,24 @@ def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
         )
     )
     if found.flow_name is not None:
-        # A flow's runs and checkpoints go with it: a flow put again under its name reads its
-        # source afresh, and a run of it in progress stops (flows.service: after the row
-        # above, which the run's transactions hold shared).
-        from openprofiles.store.schema import flow_item, flow_run
-
-        for table in (flow_item, flow_run):
-            tx.conn.execute(
-                delete(table).where(
-                    table.c.domain_name == domain_name, table.c.flow_name == found.flow_name
-                )
-            )
+        forget_flow(tx, domain_name, found.flow_name)
     delete_tags(tx, resource_arn=integration_arn(tx, domain_name, uri))
     if is_instance_arn(uri):
         for hook in on_instance_dissociated:
             hook(tx, uri, domain_name)
+
+
+def forget_flow(tx: Tx, domain_name: str, flow_name: str) -> None:
+    """Delete the runs and checkpoints of a flow the integration no longer has (deleted,
+    renamed): a flow put again under its name reads its source afresh, and a run of it in
+    progress stops (flows.service: called after the integration's row was deleted or changed,
+    which the run's transactions hold shared)."""
+    from openprofiles.store.schema import flow_item, flow_run
+
+    for table in (flow_item, flow_run):
+        tx.conn.execute(
+            delete(table).where(table.c.domain_name == domain_name, table.c.flow_name == flow_name)
+        )
 
 
 def list_integrations(
