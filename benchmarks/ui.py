@@ -30,7 +30,7 @@ from openprofiles.users.service import create_user
 
 DOMAIN = "bench"
 BATCH = 2000
-PASSWORD = "benchmark-password"
+PASSWORD = "quiet river lantern"
 PROFILE_PAGE_TARGET_MS = 150.0
 
 

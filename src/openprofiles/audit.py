@@ -19,7 +19,7 @@ its requests or commands pass through:
   every sign-in attempt whose password was checked or refused by the throttle (ui.auth_pages),
   in the same form with its result (`sign_in`): the audit name is the digest of the name
   typed, a user's or not, so a failure reads the same for an unknown name as for a wrong
-  password.
+  password; a sign-in form refused unread (413, 415, 400) is logged with `user=-`.
 * the `openprofiles` command (cli_support.audit_commands, which wraps the commands it lists in
   cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
   personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid

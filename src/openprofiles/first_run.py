@@ -67,10 +67,14 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
 
 def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
-    from openprofiles.users.service import count_users, create_user, find_user
+    from openprofiles.users.service import check_password, count_users, create_user, find_user
 
     path = services.settings.data_dir / ADMIN_PASSWORD_FILE
     password = secrets.token_urlsafe(15)
+    # A random password the policy refuses (one that happens to contain "admin", a few in ten
+    # million) would stop the first start: draw another.
+    while check_password(password, username=WEB_ADMIN) is not None:
+        password = secrets.token_urlsafe(15)
     with services.write() as tx:
         created = count_users(tx, role="admin") == 0 and find_user(tx, username=WEB_ADMIN) is None
         if created:

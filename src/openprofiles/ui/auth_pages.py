@@ -1,6 +1,7 @@
 """Sign-in (throttled: users.throttle), sign-out and the landing page that sends each role to its
-workspace. Every sign-in attempt is audit-logged (openprofiles.audit.sign_in); a sign-out is a
-signed-in user's POST, logged as each is (ui.web.UI.page)."""
+workspace. Every sign-in attempt is audit-logged (openprofiles.audit.sign_in), a form refused
+unread too (SIGN_IN_UNREAD); a sign-out is a signed-in user's POST, logged as each is
+(ui.web.UI.page)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ SIGNIN_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 # The audit log's result of an attempt refused because the process was checking as many
 # passwords as it may at once (password_checks.Busy): nothing was checked or counted.
 SIGN_IN_BUSY = "busy"
+# The audit log's result of an attempt whose form was refused unread (web.UI.read_form), by the
+# status of the refusal.
+SIGN_IN_UNREAD = {
+    413: "form-too-large",
+    415: "form-multipart",
+    # The browser left before its form was read whole (nobody is answered).
+    400: "form-incomplete",
+}
+
+
+def unread(refusal: Response) -> str:
+    """The audit log's result of a sign-in form refused unread with `refusal`."""
+    return SIGN_IN_UNREAD.get(refusal.status_code, "form-refused")
 
 
 def routes(ui: UI) -> list[Route]:
@@ -53,7 +67,11 @@ def routes(ui: UI) -> list[Route]:
             return sign_in_page(ui, request)
         form = await ui.read_form(request)
         if isinstance(form, Response):
-            return form  # refused unread (too large, a file upload), or the browser left
+            # Refused unread (too large, a file upload), or the browser left: an attempt all
+            # the same (a flood of them is worth seeing), logged with why and under no name,
+            # as none was read (and none of what was read is kept).
+            audit.sign_in(user=audit.NONE, status=form.status_code, result=unread(form))
+            return form
         expected = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):

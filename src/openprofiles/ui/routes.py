@@ -22,7 +22,7 @@ from openprofiles.ui.integration_pages import routes as integration_routes
 from openprofiles.ui.match_pages import routes as match_routes
 from openprofiles.ui.merge_pages import routes as merge_routes
 from openprofiles.ui.user_pages import routes as user_routes
-from openprofiles.ui.web import STATIC_DIR, UI
+from openprofiles.ui.web import STATIC_DIR, UI, hsts
 
 UI_PREFIXES = ("/ui", "/agent", "/admin")
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -45,7 +45,7 @@ def ui_routes(services: Services) -> list[BaseRoute]:
             "and find the page from there.",
         )
 
-    return [
+    routes: list[BaseRoute] = [
         Route("/", root, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         *auth_routes(ui),
@@ -66,3 +66,9 @@ def ui_routes(services: Services) -> list[BaseRoute]:
             for path in (prefix, f"{prefix}/{{rest:path}}")
         ),
     ]
+    for route in routes:
+        # Every answer of the pages, redirects and static files included, carries
+        # Strict-Transport-Security when served over HTTPS (web.hsts). Each route's app, as
+        # Starlette's own per-route middleware wraps it: the pages have no router of their own.
+        route.app = hsts(route.app)  # type: ignore[attr-defined]
+    return routes

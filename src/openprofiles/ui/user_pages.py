@@ -38,9 +38,11 @@ def form_password(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def new_password_errors(password: str, confirm: str, field: str = "password") -> dict[str, str]:
-    """What is wrong with a new password typed twice, by field."""
-    if (problem := users.check_password(password)) is not None:
+def new_password_errors(
+    password: str, confirm: str, *, username: str, field: str = "password"
+) -> dict[str, str]:
+    """What is wrong with `username`'s new password typed twice, by field."""
+    if (problem := users.check_password(password, username=username)) is not None:
         return {field: problem}
     if confirm != password:
         return {f"{field}_confirm": "The two passwords differ; type the same one twice."}
@@ -103,10 +105,16 @@ def routes(ui: UI) -> list[Route]:
             errors["username"] = problem
         if values["role"] not in ROLES:
             errors["role"] = "Choose admin or agent."
-        errors.update(new_password_errors(password, form_password(form, "password_confirm")))
+        errors.update(
+            new_password_errors(
+                password, form_password(form, "password_confirm"), username=values["username"]
+            )
+        )
         if not errors:
             # Argon2 before the write transaction (users.NewPassword says why).
-            hashed = await run_in_threadpool(users.new_password, password)
+            hashed = await run_in_threadpool(
+                lambda: users.new_password(password, username=values["username"])
+            )
             try:
                 await ui.write(
                     lambda tx: users.create_user(
@@ -145,14 +153,17 @@ def routes(ui: UI) -> list[Route]:
         form = request.state.form
         password = form_password(form, "new_password")
         errors = new_password_errors(
-            password, form_password(form, "new_password_confirm"), "new_password"
+            password,
+            form_password(form, "new_password_confirm"),
+            username=username,
+            field="new_password",
         )
         if errors:
             return await render_user(request, username, errors=errors, status=400)
         session: WebSession = request.state.session
         # An administrator setting their own password stays signed in here.
         keep = (ui.session_token(request) or None) if username == session.username else None
-        hashed = await run_in_threadpool(users.new_password, password)
+        hashed = await run_in_threadpool(lambda: users.new_password(password, username=username))
         ended = await ui.write(
             lambda tx: users.set_password(tx, username=username, password=hashed, keep_session=keep)
         )
@@ -219,7 +230,10 @@ def routes(ui: UI) -> list[Route]:
         session: WebSession = request.state.session
         new = form_password(form, "new_password")
         errors = new_password_errors(
-            new, form_password(form, "new_password_confirm"), "new_password"
+            new,
+            form_password(form, "new_password_confirm"),
+            username=session.username,
+            field="new_password",
         )
         current = form_password(form, "current_password")
         if not errors and (same := users.check_password_change(current, new)) is not None:
@@ -236,7 +250,11 @@ def routes(ui: UI) -> list[Route]:
                 ui, username=session.username, password=current, address=address
             )
             # The new one is hashed likewise, once the current one is known to be right.
-            fresh = await run_in_threadpool(users.new_password, new) if checked.matches else new
+            fresh = (
+                await run_in_threadpool(lambda: users.new_password(new, username=session.username))
+                if checked.matches
+                else new
+            )
             changed = await ui.write(
                 lambda tx: users.change_own_password(
                     tx,

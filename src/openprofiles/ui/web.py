@@ -2,7 +2,8 @@
 checks, friendly error pages and running service calls off the event loop.
 
 Sessions live on the server (users.service); the browser keeps only a random token in an
-HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https. Every form of a
+HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https (served_over_https;
+every answer of the pages then carries Strict-Transport-Security too: hsts). Every form of a
 session carries the session's CSRF token in a hidden field; a POST without the right one is
 refused before the page's code runs. Cookies ignore ports, so each installation's cookies have
 names of their own (cookie_name).
@@ -29,7 +30,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openprofiles import audit
 from openprofiles.context import Services, Tx
@@ -80,6 +81,37 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'; script-src 'self'"
     ),
 }
+
+
+# Strict-Transport-Security on every answer served over HTTPS (hsts): a year, the least that
+# browsers' HSTS checks accept as lasting. No includeSubDomains (other hosts under the domain are
+# not ours to bind to HTTPS) and no preload (a list browsers ship, hard to leave again: an
+# operator's decision, not a default).
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+
+def hsts(app: ASGIApp) -> ASGIApp:
+    """`app` with Strict-Transport-Security added to its answers served over HTTPS
+    (served_over_https), never over plain HTTP: there a browser ignores it anyway, and a
+    development server on http://127.0.0.1 must not be bound to an HTTPS it does not speak.
+    Once a browser has seen it, it goes to these pages over HTTPS only, so a network attacker
+    cannot strip TLS from a later visit that starts at http:// (a typed address, an old link)
+    and read the session cookie or the password."""
+
+    async def with_hsts(scope: Scope, receive: Receive, send: Send) -> None:
+        if not served_over_https(scope):
+            await app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != HSTS_HEADER[0]]
+                message = {**message, "headers": [*headers, HSTS_HEADER]}
+            await send(message)
+
+        await app(scope, receive, send_with_hsts)
+
+    return with_hsts
 
 
 def _format_time(value: datetime | None) -> str:
@@ -449,6 +481,14 @@ def _cookie_suffix(services: Services) -> str:
     return services.keys.system_secret("ui/cookie-names")[:5].hex()
 
 
+def served_over_https(scope: Scope) -> bool:
+    """Whether the request reached the browser over HTTPS: the server terminated TLS, or a
+    proxy trusted by OPENPROFILES_FORWARDED_ALLOW_IPS said so (X-Forwarded-Proto; uvicorn's
+    proxy headers middleware puts it in the scope, and from no other address). The one
+    decision behind Secure cookies (set_cookie) and Strict-Transport-Security (hsts)."""
+    return scope.get("scheme") == "https"
+
+
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
     # A Secure cookie is not sent back over plain http (e.g. http://127.0.0.1 in development),
     # so the flag follows the scheme the page was served with.
@@ -457,7 +497,7 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
         value,
         max_age=max_age,
         path="/",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request.scope),
         httponly=True,
         samesite="lax",
     )

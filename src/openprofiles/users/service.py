@@ -38,7 +38,7 @@ from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import web_session, web_user
-from openprofiles.users import throttle
+from openprofiles.users import password_policy, throttle
 from openprofiles.users.models import ROLES, NewSession, WebSession, WebUser
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(hours=1)
 # How stale the recorded last activity may get before a request records it again (a write).
 TOUCH_EVERY = timedelta(minutes=1)
-MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 # The key name of usernames' digests and the table their sealed names are bound to (migration
@@ -81,14 +80,10 @@ def check_username(username: str) -> str | None:
     return None
 
 
-def check_password(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
-    if len(password) > 1024:
-        return "Use at most 1024 characters."
-    if not password.strip():
-        return "Use a password that is not only spaces."
-    return None
+def check_password(password: str, *, username: str) -> str | None:
+    """What is wrong with `password` as `username`'s new password, or None: the one policy of
+    every place that sets a password (users.password_policy)."""
+    return password_policy.password_problem(password, username=username)
 
 
 def check_password_change(current: str, new: str) -> str | None:
@@ -105,37 +100,45 @@ def _check_role(role: str) -> None:
         raise BadRequest(f"The role must be one of {', '.join(ROLES)}.")
 
 
-def _check_new_password(password: str) -> None:
-    if (problem := check_password(password)) is not None:
-        raise BadRequest(f"The password is too weak: {problem}")
+def _check_new_password(password: str, username: str) -> None:
+    if (problem := check_password(password, username=username)) is not None:
+        raise BadRequest(f"The password cannot be used: {problem}")
 
 
 @dataclass(frozen=True)
 class NewPassword:
     """A new password checked and hashed before the write transaction that stores it
-    (`new_password`). Argon2 takes ~0.1 s: inside the transaction it would hold SQLite's one
-    writer lock, and every API write of every process would wait behind the pages."""
+    (`new_password`), for the user it was checked for (the policy depends on the name).
+    Argon2 takes ~0.1 s: inside the transaction it would hold SQLite's one writer lock, and
+    every API write of every process would wait behind the pages."""
 
     hashed: str
+    username: str
 
 
-def new_password(password: str) -> NewPassword:
-    """`password` checked (BadRequest when too weak) and hashed, outside any transaction."""
-    _check_new_password(password)
-    return NewPassword(_hasher.hash(password))
+def new_password(password: str, *, username: str) -> NewPassword:
+    """`password` checked as `username`'s (BadRequest when the policy refuses it) and hashed,
+    outside any transaction."""
+    _check_new_password(password, username)
+    return NewPassword(_hasher.hash(password), username)
 
 
-def _hashed(password: str | NewPassword) -> str:
+def _hashed(password: str | NewPassword, username: str) -> str:
     # A plain string is hashed here, inside the caller's transaction: fine for the CLI's one
     # write; the pages pass a NewPassword.
-    return (password if isinstance(password, NewPassword) else new_password(password)).hashed
+    if isinstance(password, NewPassword):
+        if password.username != username:
+            # A caller's mistake: it was checked against another name.
+            raise ValueError("a NewPassword checked for another user")
+        return password.hashed
+    return new_password(password, username=username).hashed
 
 
 def create_user(tx: Tx, *, username: str, password: str | NewPassword, role: str) -> WebUser:
     _check_role(role)
     if (problem := check_username(username)) is not None:
         raise BadRequest(f"The username is not valid: {problem}")
-    hashed = _hashed(password)
+    hashed = _hashed(password, username)
     if find_user(tx, username=username) is not None:
         raise BadRequest(f"A user named {username} already exists.")
     cipher = _cipher(tx)
@@ -272,7 +275,7 @@ def set_password(
     `keep_session` (the user changing their own password stays signed in there); the number of
     sessions ended. Failed sign-ins counted against the name are forgotten: a user locked out
     by someone guessing can sign in with the new password at once."""
-    hashed = _hashed(password)  # before the row is locked
+    hashed = _hashed(password, username)  # before the row is locked
     digest, _role = _locked_role(tx, username)
     tx.conn.execute(
         update(web_user).where(web_user.c.username_digest == digest).values(password_hash=hashed)
@@ -307,7 +310,7 @@ def change_own_password(
     verified before this transaction (`verify_before_writing`). A `new` already hashed
     (NewPassword) was compared with `current` before it was hashed (`check_password_change`)."""
     if not isinstance(new, NewPassword):
-        _check_new_password(new)
+        _check_new_password(new, username)
         if (problem := check_password_change(current, new)) is not None:
             raise BadRequest(problem)
     attempt = _attempt(tx, username=username, password=current, address=address, checked=checked)

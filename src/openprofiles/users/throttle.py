@@ -32,12 +32,13 @@ the address's and the username's own counts lose the one the reservation added (
 set, if it set one). An attempt whose check never ends (the process stopped) stays a failure.
 
 A shared address (a proxy, an office's NAT) counts its users' failures together, hence its
-higher limit.
+higher limit. An IPv6 client counts as its /64 (`client_key`): one client holds a whole /64.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,10 +63,32 @@ USER = "user"
 PAIR = "pair"
 ADDRESS = "address"
 ADDRESS_KEY_NAME = "@signInAddress"
+# An IPv6 client is counted by its network of this many bits (client_key).
+IPV6_PREFIX = 64
 
 
 def address_digest(tx: Tx, address: str) -> bytes:
-    return tx.services.keys.system_cipher().digest(ADDRESS_KEY_NAME, address)
+    """The digest an attempt from the client `address` is counted under (client_key)."""
+    return tx.services.keys.system_cipher().digest(ADDRESS_KEY_NAME, client_key(address))
+
+
+def client_key(address: str) -> str:
+    """What the throttle counts a client address as: an IPv4 address on its own, an IPv6 one by
+    its /64. A /64 is what one IPv6 client gets (a home or office line, a cloud VM; SLAAC and
+    privacy addresses pick the last 64 bits at will), so per address one client had 2^64
+    budgets of guesses; per /64 it has one, as an IPv4 client has. An IPv4 address carried in
+    IPv6 (::ffff:192.0.2.1, from a dual-stack socket) is that IPv4 address. Text that is no IP
+    address (a test client's name, a Unix socket's path) is counted as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        # By its integer: the text's zone ("%eth0"), if any, is no part of the network.
+        return str(ipaddress.IPv6Network((int(ip), IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 def _pair_digest(user_digest: bytes, address: bytes) -> bytes:

@@ -128,15 +128,15 @@ def test_own_password_change_needs_the_current_password(services: Services) -> N
 
 @pytest.mark.parametrize("blank", [" " * 8, " " * 20, "\t" * 4 + " " * 4, "\u00a0" * 8])
 def test_a_password_of_spaces_only_is_refused(services: Services, blank: str) -> None:
-    assert users.check_password(blank) == "Use a password that is not only spaces."
+    assert users.check_password(blank, username="ana") == "Use a password that is not only spaces."
     with services.write() as tx, pytest.raises(BadRequest, match="not only spaces"):
         users.create_user(tx, username="ana", password=blank, role="agent")
     make(services, ("ana", "agent"))
     with services.write() as tx, pytest.raises(BadRequest, match="not only spaces"):
         users.set_password(tx, username="ana", password=blank)
     # Spaces inside a password are fine, and the 8-character minimum stays.
-    assert users.check_password(" a b c d ") is None
-    assert users.check_password("  ab  ") == "Use at least 8 characters."
+    assert users.check_password(" a b c d ", username="ana") is None
+    assert users.check_password("  ab  ", username="ana") == "Use at least 8 characters."
 
 
 # PostgreSQL only: SQLite has one writer, so the two cannot overlap there.
