@@ -22,7 +22,9 @@ It runs in the server every `Settings.dlq_resend_interval_seconds` (`resend_task
   if the administrator sets a queue again, they go to it then, which is what "reach SQS
   eventually" means to whoever set it; one who does not want them purges them.
 * A record dead-lettered while its domain had no queue (`NO_QUEUE`) was never bound for one and
-  is never sent, whatever queue the domain gets later.
+  is never sent, whatever queue the domain gets later. Nor is one whose delivery was not
+  recorded (`NOT_RECORDED`, stored by a version that left it empty both when the record was sent
+  and when there was no queue): it may be in a queue already, and it never was resent before.
 * A run tries the SQS endpoint even when the send after a commit leaves it alone for not
   answering lately (dlq.sinks): it is what finds the endpoint back. One that does not answer is
   not tried again in the run.

@@ -11,6 +11,8 @@ do instead. A record whose reason names where it came from first (its `origin`: 
 "Flow crm: why") keeps that name first in the reason of a retry that fails again.
 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
+One stored by a version that did not record whether it was sent (before `NO_QUEUE` existed, no
+sink error meant either) is marked `NOT_RECORDED` by migration 0014: shown so, never sent.
 A record bound for the domain's SQS queue is written with `SQS_PENDING` as its sink error and
 sent after its transaction commits (dlq.sinks); `settle_sends` then clears the mark, or replaces
 it with why the send failed. The send after the commit first claims the record (`claim_pending`:
@@ -66,6 +68,14 @@ SQS_FAILED = "the send to SQS failed"
 # The sink error of a record dead-lettered while its domain had no queue: kept here only, and
 # not sent to a queue the domain gets later (it was never bound for one; dlq.resend skips it).
 NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettered"
+# The sink error of a record stored by a version that left it empty both when it was sent and
+# when its domain had no queue (migration 0014 marks them, and keeps its own copy of this text):
+# whether it reached a queue is not known, so it is not shown as sent, and dlq.resend never
+# sends it (it never did: it may be in the queue already, or never have been bound for one).
+NOT_RECORDED = (
+    "whether the record reached SQS was not recorded (it was dead-lettered by a version from "
+    "before 2026-11-29 00:38 UTC)"
+)
 # The sink error of a record whose message reached SQS with a note in place of its object, which
 # SQS could not take (dlq.sinks), followed by why: delivered, so never sent again.
 SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
@@ -227,7 +237,7 @@ def _origin(payload: Mapping[str, str]) -> str | None:
 def _stored_sink(cipher: DomainCipher, message_id: str, sink_error: str | None) -> dict[str, Any]:
     """The stored columns of a record's sink error: its fixed mark in clear, and any text beyond
     the marks sealed (see the module docstring)."""
-    if sink_error is None or sink_error in (SQS_PENDING, NO_QUEUE, SQS_FAILED):
+    if sink_error is None or sink_error in (SQS_PENDING, NO_QUEUE, SQS_FAILED, NOT_RECORDED):
         return {"sink_error": sink_error, "sink_sealed": None}
     if sink_error.startswith((SQS_RESENDING, SQS_SENDING)):
         # The rest is when the send began: a time, no data.
@@ -735,11 +745,13 @@ def due_sends(
 
 
 def _undelivered(domain_name: str) -> tuple[Any, ...]:
-    """The conditions of the domain's records bound for its queue and not delivered to it."""
+    """The conditions of the domain's records bound for its queue and not delivered to it: not
+    those never bound for one (`NO_QUEUE`), nor those whose delivery was not recorded
+    (`NOT_RECORDED`: perhaps delivered)."""
     return (
         dlq_message.c.domain_name == domain_name,
         dlq_message.c.sink_error.is_not(None),
-        dlq_message.c.sink_error.not_in([NO_QUEUE, SENT_WITHOUT_OBJECT]),
+        dlq_message.c.sink_error.not_in([NO_QUEUE, NOT_RECORDED, SENT_WITHOUT_OBJECT]),
     )
 
 
@@ -778,6 +790,11 @@ def delivery_status(letter: DeadLetter) -> str:
     whatever the domain's queue is now. A record without a sink error was sent."""
     if letter.sink_error == NO_QUEUE:
         return "No queue (kept here only)"
+    if letter.sink_error == NOT_RECORDED:
+        return (
+            "Not recorded (stored by a version from before 2026-11-29 00:38 UTC; it may or may "
+            "not have reached a queue)"
+        )
     if letter.sink_error and letter.sink_error.startswith(SENT_WITHOUT_OBJECT):
         return f"Sent without its object ({letter.sink_error[len(SENT_WITHOUT_OBJECT) :]})"
     if letter.sink_error:

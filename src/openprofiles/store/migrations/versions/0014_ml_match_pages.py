@@ -5,6 +5,21 @@ MatchId; `ml_match_member_page` up to 1,024 (profile id, MatchId) pairs per row 
 order, keyed by the first profile id (openprofiles.identity.ml_groups). The groups of
 `ml_match` and `ml_match_profile` are moved into pages, and those tables dropped.
 
+Dead letters stored without a sink error are marked `NOT_RECORDED` (`_mark_unrecorded_sends`):
+whether they reached SQS is not known.
+
+Why an old migration gained a data step: versions before commit 7f7fe6d (the one just before this
+migration's) stored a dead letter with no sink error both when its send to SQS succeeded and when
+its domain had no queue; since then a letter dead-lettered without a queue is marked `NO_QUEUE`
+when it is stored, and no sink error means "sent". The letters stored before could not be told
+apart, and after an upgrade they showed "Sent" — though those kept only here never went anywhere,
+and an operator who believes SQS holds a copy may purge the only one. A database at 0013 or
+earlier may hold such letters (this migration came 31 s after 7f7fe6d), while every letter
+stored at 0014 or later was stored by code that marks `NO_QUEUE`: so the step belongs here, where
+it runs on exactly the databases that may hold them; a later migration could not tell them from
+letters really sent. (A database that crossed 0014 before this step was added keeps its unmarked
+letters: nothing tells them apart any more.)
+
 Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-29
@@ -22,6 +37,15 @@ depends_on = None
 
 GROUPS_PER_PAGE = 256
 MEMBERS_PER_PAGE = 1024
+
+# As dlq.service marks a dead letter whose delivery to SQS was not recorded (a migration keeps its
+# own copy: it must go on writing what today's code reads when the code moves on). 0020, which
+# seals every sink error but the fixed marks, keeps this one as it is.
+NOT_RECORDED = (
+    "whether the record reached SQS was not recorded (it was dead-lettered by a version from "
+    "before 2026-11-29 00:38 UTC)"
+)
+_dlq = sa.table("dlq_message", sa.column("sink_error"))
 
 
 def upgrade() -> None:
@@ -44,6 +68,18 @@ def upgrade() -> None:
     _move_groups(pages, member_pages)
     op.drop_table("ml_match_profile")
     op.drop_table("ml_match")
+    _mark_unrecorded_sends()
+
+
+def _mark_unrecorded_sends() -> None:
+    """Every dead letter without a sink error was sent to SQS or kept here only for want of a
+    queue, which its version did not tell apart (the module docstring): `NOT_RECORDED`, shown so
+    and never sent by dlq.resend (as before: it never was)."""
+    op.get_bind().execute(
+        sa.update(_dlq)
+        .where(sa.or_(_dlq.c.sink_error.is_(None), _dlq.c.sink_error == ""))
+        .values(sink_error=NOT_RECORDED)
+    )
 
 
 def _move_groups(pages: sa.Table, member_pages: sa.Table) -> None:
@@ -96,6 +132,10 @@ def _move_groups(pages: sa.Table, member_pages: sa.Table) -> None:
 
 
 def downgrade() -> None:
+    # As the versions before read it: no sink error (their resend would send any other).
+    op.get_bind().execute(
+        sa.update(_dlq).where(_dlq.c.sink_error == NOT_RECORDED).values(sink_error=None)
+    )
     # The groups come back with the domain's next job.
     op.create_table(
         "ml_match",

@@ -55,6 +55,11 @@ NO_QUEUE = "the domain had no dead-letter queue when the record was dead-lettere
 SQS_FAILED = "the send to SQS failed"
 SENT_WITHOUT_OBJECT = "sent to SQS with a note in place of its object: "
 SQS_RESENDING = "a resend to SQS is under way, started at "
+# The mark 0014 gives dead letters whose delivery was not recorded (a fixed mark, kept in clear).
+NOT_RECORDED = (
+    "whether the record reached SQS was not recorded (it was dead-lettered by a version from "
+    "before 2026-11-29 00:38 UTC)"
+)
 
 # Dead letters read at a time.
 BATCH = 500
@@ -248,7 +253,7 @@ def _seal_sink_errors(conn: sa.Connection) -> None:
     with op.batch_alter_table("dlq_message") as batch:
         batch.add_column(sa.Column("sink_sealed", sa.LargeBinary(), nullable=True))
     cipher = _domain_ciphers(conn)
-    marks = _dlq.c.sink_error.in_([SQS_PENDING, NO_QUEUE, SQS_FAILED])
+    marks = _dlq.c.sink_error.in_([SQS_PENDING, NO_QUEUE, SQS_FAILED, NOT_RECORDED])
     for row in _dlq_rows(
         conn,
         _dlq.c.sink_error.is_not(None),
