@@ -1,10 +1,11 @@
 """The server's periodic purge of expired profile objects (spec §1.9) and dead letters.
 
-Expired objects are already invisible to every read; this only reclaims their rows. Dead
-letters hold whole records, so they go once older than their domain's DefaultExpirationDays
-(dlq.service.purge_expired). It runs as a background task of the server
-(openprofiles.background), every few minutes. Several server processes on one PostgreSQL
-database may all run it: deleting expired rows twice is harmless.
+Expired objects are already invisible to every read; this only reclaims their rows, a chunk a
+transaction (objects.service.purge_expired_in), so it never holds SQLite's one writer, or
+PostgreSQL row locks, for the whole purge. Dead letters hold whole records, so they go once
+older than their domain's DefaultExpirationDays (dlq.service.purge_expired). It runs as a
+background task of the server (openprofiles.background), every few minutes. Several server
+processes on one PostgreSQL database may all run it: deleting expired rows twice is harmless.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import logging
 from openprofiles.background import PeriodicTask
 from openprofiles.context import Services
 from openprofiles.dlq import service as dead_letters
-from openprofiles.objects.service import purge_expired
+from openprofiles.objects.service import purge_expired_in
 
 PURGE_INTERVAL_SECONDS = 300.0
 
 log = logging.getLogger(__name__)
 
 
-def purge_once(services: Services) -> int:
-    """Purge what has expired; how many objects and dead letters."""
-    with services.write() as tx:
-        objects = purge_expired(tx, tx.now)
+def purge_once(services: Services, *, object_chunk: int | None = None) -> int:
+    """Purge what has expired; how many objects and dead letters. `object_chunk`: objects
+    purged a transaction (default objects.service.PURGE_CHUNK)."""
+    # A chunk a transaction, as the dead letters below: other writes go in between, and an
+    # interrupted purge keeps what it committed (the next run takes the rest).
+    objects = purge_expired_in(services.write, limit=object_chunk)
     letters = 0
     while True:
         # A batch a transaction: other writes go in between.

@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -699,45 +712,122 @@ def delete_profile_object(
     _delete_rows(tx, condition)
 
 
-# Expired objects deleted per statement by `purge_expired`: `_delete_rows` holds what it deletes
-# in memory (keys included), and a purge after a long stop can find a great many.
+# Expired objects deleted per transaction by the periodic purge (`purge_expired_in`):
+# `_delete_rows` holds what it deletes in memory (keys included), a purge after a long stop can
+# find a great many, and each chunk's transaction holds SQLite's one writer (PostgreSQL: the
+# chunk's row locks) only for that chunk.
 PURGE_CHUNK = 500
+
+# The order the purge goes through expired objects: ix_profile_object_expires's columns, the
+# expiry then the primary key, so each object has one place in it and a chunk starts right
+# after the last one purged (a keyset cursor), whatever number of objects share an expiry.
+_EXPIRY_ORDER = (
+    profile_object.c.expires_at,
+    profile_object.c.domain_name,
+    profile_object.c.object_type_name,
+    profile_object.c.unique_digest,
+)
+
+
+@dataclass(frozen=True)
+class ExpiryPlace:
+    """An object's place in `_EXPIRY_ORDER`: a purge's chunk starts after the last one's."""
+
+    expires_at: datetime
+    domain_name: str
+    object_type_name: str
+    unique_digest: bytes
+
+    @classmethod
+    def of(cls, row: Any) -> ExpiryPlace:
+        return cls(row.expires_at, row.domain_name, row.object_type_name, bytes(row.unique_digest))
+
+    def value(self) -> ColumnElement[Any]:
+        """The place as a row value, to compare with `tuple_(*_EXPIRY_ORDER)`."""
+        values = (self.expires_at, self.domain_name, self.object_type_name, self.unique_digest)
+        return tuple_(
+            *(literal(v, column.type) for column, v in zip(_EXPIRY_ORDER, values, strict=True))
+        )
+
+
+def purge_expired_chunk(
+    tx: Tx, now: datetime, after: ExpiryPlace | None = None, *, limit: int | None = None
+) -> tuple[int, ExpiryPlace | None]:
+    """Remove the next `limit` (default PURGE_CHUNK) objects (all domains) whose retention ended
+    at or before `now`, those after `after` in `_EXPIRY_ORDER`: how many went, and where the
+    next chunk starts (None: no expired object is left after these).
+
+    The chunk is read from ix_profile_object_expires starting after `after`, so no chunk reads
+    the entries of the rows purged before it (on PostgreSQL those stay in the index until a
+    vacuum), however many share an expiry. The cursor, not how many went, ends the purge: a
+    chunk another server's purge took first deletes none."""
+    limit = PURGE_CHUNK if limit is None else limit
+    place = tuple_(*_EXPIRY_ORDER)
+    query = (
+        select(*_EXPIRY_ORDER)
+        .where(profile_object.c.expires_at <= now)
+        .order_by(*_EXPIRY_ORDER)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(place > after.value())
+    rows = tx.conn.execute(query).all()
+    if not rows:
+        return 0, None
+    first, last = ExpiryPlace.of(rows[0]), ExpiryPlace.of(rows[-1])
+    # Deleted by their primary keys within their range in that order. The range ends at `last`,
+    # expired by `now`: it is also the check that each is still expired (on PostgreSQL a write
+    # since may have renewed one). Both, for each planner: SQLite may scan the index over the
+    # range, bounded on both sides (not with `expires_at <= now` beside it, which it would take
+    # for the end of the scan, reading every expired object after the chunk); PostgreSQL
+    # estimates a row comparison by its first column, the whole table when all share one
+    # expiry, and looks the keys up instead.
+    by_type: dict[tuple[str, str], list[bytes]] = {}
+    for row in rows:
+        by_type.setdefault((row.domain_name, row.object_type_name), []).append(
+            bytes(row.unique_digest)
+        )
+    keys = or_(
+        *(
+            and_(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == type_name,
+                profile_object.c.unique_digest.in_(digests),
+            )
+            for (domain_name, type_name), digests in by_type.items()
+        )
+    )
+    purged = _delete_rows(tx, and_(place >= first.value(), place <= last.value(), keys))
+    if purged:
+        tx.erased()
+    return purged, (last if len(rows) == limit else None)
+
+
+def purge_expired_in(
+    transaction: Callable[[], AbstractContextManager[Tx]],
+    now: datetime | None = None,
+    *,
+    limit: int | None = None,
+) -> int:
+    """Remove every object whose retention ended at or before `now` (default: the first
+    transaction's clock), a chunk (`purge_expired_chunk`) in each transaction `transaction()`
+    opens; how many went. The server's purge opens a write for each (objects.expiry): other
+    writes go in between, and what committed stays purged if a later chunk fails."""
+    purged = 0
+    after: ExpiryPlace | None = None
+    while True:
+        with transaction() as tx:
+            now = tx.now if now is None else now
+            count, after = purge_expired_chunk(tx, now, after, limit=limit)
+        purged += count
+        if after is None:
+            return purged
 
 
 def purge_expired(tx: Tx, now: datetime) -> int:
-    """Remove every object (all domains) whose retention ended at or before `now`, a chunk at a
-    time in the order they expired (ix_profile_object_expires). Each chunk is deleted by its
-    expiry range and digests, so no statement scans past the rows deleted before it."""
-    expires = profile_object.c.expires_at
-    purged = 0
-    since: datetime | None = None
-    while True:
-        query = (
-            select(profile_object.c.unique_digest, expires)
-            .where(expires.is_not(None), expires <= now)
-            .order_by(expires)
-            .limit(PURGE_CHUNK)
-        )
-        if since is not None:
-            query = query.where(expires >= since)
-        rows = tx.conn.execute(query).all()
-        if not rows:
-            break
-        purged += _delete_rows(
-            tx,
-            and_(
-                expires >= rows[0].expires_at,
-                expires <= rows[-1].expires_at,
-                profile_object.c.unique_digest.in_([bytes(r.unique_digest) for r in rows]),
-            ),
-        )
-        if len(rows) < PURGE_CHUNK:
-            break
-        # Rows of the same expiry as the last one may be left: the next chunk starts there.
-        since = rows[-1].expires_at
-    if purged:
-        tx.erased()
-    return purged
+    """Remove every object whose retention ended at or before `now` within the transaction
+    `tx`, a chunk at a time; how many went."""
+    return purge_expired_in(lambda: nullcontext(tx), now)
 
 
 # MeteringProfileCount (model): "If you have more than 100 objects associated with a single

@@ -78,7 +78,16 @@ profile_object = Table(
     # list_profile_contacts): one cost every ingested record 14 % of the pipeline's rate
     # (migration 0024), while a page sorts at most the profile's own records of the type
     # (MaxProfileObjectCount), found by ix_profile_object_profile.
-    Index("ix_profile_object_expires", "expires_at"),
+    # The periodic purge of expired objects (objects.service.purge_expired_chunk) goes through
+    # them in this order, a chunk a transaction from where the last ended: the primary key after
+    # the expiry makes that place one object, however many share its expiry (migration 0038).
+    Index(
+        "ix_profile_object_expires",
+        "expires_at",
+        "domain_name",
+        "object_type_name",
+        "unique_digest",
+    ),
 )
 
 profile_object_key = Table(
