@@ -2,7 +2,7 @@
 
 One row per (domain, object type, UNIQUE key digest) holds the sealed object; its key digests
 sit in `profile_object_key` for ObjectFilter and standard-object lookups. Expired objects are
-invisible to every read here and removed by `purge_expired`, which the server runs periodically
+invisible to every read here and removed by `purge_expired_in`, which the server runs periodically
 (spec §1.9). Writing goes through openprofiles.ingest.pipeline, which owns the ingestion rules.
 """
 
