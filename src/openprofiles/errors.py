@@ -61,6 +61,17 @@ class InternalServer(ServiceError):
     status = 500
 
 
+class ServiceUnavailable(InternalServer):
+    """The server could not do the work now (e.g. the database: a lock held too long by another
+    session, its lock table full): what it was doing is undone, and sending the request again
+    later may succeed. A 503, which the AWS SDKs retry by themselves. An InternalServer, so that
+    what takes those for a passing failure (a connector that polls again, a page that says to
+    try later) takes this one alike."""
+
+    code = "ServiceUnavailableException"
+    status = 503
+
+
 class NotImplementedOperation(ServiceError):
     """An operation of the model that OpenProfiles does not implement yet."""
 

@@ -22,6 +22,8 @@ AUDIT_LOG_NAME = "audit.log"
 AUDIT_LOG_OFF = "off"
 # The page cache the file loaders give their SQLite connection (`Settings.for_bulk_load`).
 BULK_SQLITE_CACHE_MIB = 64
+# PostgreSQL's lock_timeout for the server's sessions (Settings.database_lock_timeout_seconds).
+DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Settings:
     # is lost to that either; it costs the API's per-request writes about half their rate,
     # the sync being on the commit path (docs/performance.md, seventeenth session).
     sqlite_synchronous: str = "normal"
+    # How long a statement on PostgreSQL waits for a lock another session holds (a LOCK TABLE,
+    # a long ALTER or VACUUM FULL) before the request is answered 503; 0 waits for ever.
+    database_lock_timeout_seconds: float = DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS
     # Region and account appear in ARNs (domains, local keys). A request's SigV4 credential
     # scope may name any region (wire.sigv4._credential says why).
     region: str = "us-east-1"
@@ -118,6 +123,11 @@ class Settings:
             raise ValueError(
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
+            )
+        if self.database_lock_timeout_seconds < 0:
+            raise ValueError(
+                "OPENPROFILES_DATABASE_LOCK_TIMEOUT_SECONDS must be 0 (no timeout) or more, "
+                f"not {self.database_lock_timeout_seconds}"
             )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
             raise ValueError(
@@ -241,6 +251,7 @@ class Settings:
             sqlite_cache_mib=whole("SQLITE_CACHE_MIB"),
             # PRAGMA values are case-insensitive; "FULL" means full.
             sqlite_synchronous=(get("SQLITE_SYNCHRONOUS") or "").lower() or None,
+            database_lock_timeout_seconds=seconds("DATABASE_LOCK_TIMEOUT_SECONDS"),
             region=get("REGION"),
             account_id=get("ACCOUNT_ID"),
             # ISO 3166 codes are upper case; "gb" means GB, as it would to any reader.
@@ -291,6 +302,7 @@ VARIABLES = (
     "WORKERS",
     "SQLITE_CACHE_MIB",
     "SQLITE_SYNCHRONOUS",
+    "DATABASE_LOCK_TIMEOUT_SECONDS",
     "REGION",
     "ACCOUNT_ID",
     "DEFAULT_PHONE_REGION",

@@ -13,16 +13,22 @@ without reading the rest.
   element of the array, or a line of JSON lines, that is not a JSON object). A body that is
   none of the three — not JSON at all, a truncated record or array, a JSON value that is not an
   object (`null`, `42`) — is a BadRequestException saying where parsing stopped, and nothing of
-  it is applied or kept (contacts.records.split_records).
+  it is applied or kept (contacts.records.split_records). So is an empty body (or one of
+  whitespace only), which holds no record to answer for; a body of more than
+  `MAX_BODY_RECORDS` records is refused whole (413), however small they are.
+  On PostgreSQL a body is applied `PG_RECORDS_PER_TRANSACTION` records a transaction
+  (`process_batch` says why), every one committed before the answer.
 * `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
   "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -33,12 +39,12 @@ from starlette.routing import Route
 from openprofiles.auth.authenticator import Authenticator
 from openprofiles.contacts.models import BatchOutcome, BodyInvalid
 from openprofiles.contacts.records import Item, split_records
-from openprofiles.contacts.service import apply_contact_event, ingest_contact_items
+from openprofiles.contacts.service import add_outcome, apply_contact_event, ingest_contact_items
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
-from openprofiles.store.conflicts import retrying
+from openprofiles.store.conflicts import retrying, unavailable
 from openprofiles.wire.dispatch import check_before_body, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
@@ -46,12 +52,26 @@ from openprofiles.wire.errors import PayloadTooLarge, render_error
 # of user-defined attributes, the bulk of a large record, and this as much again for the rest
 # (agent, queue, endpoints, references, segment attributes; a plain record is 2-4 KB).
 LARGE_RECORD_BYTES = 64 * 1024
-# A body is applied in one write transaction, so it holds as many records as one transaction of
-# the file loaders (DEFAULT_BATCH_SIZE, 500), each of them large: 31.25 MiB, about the API's
+# A body holds as many records as one transaction of the file loaders (DEFAULT_BATCH_SIZE,
+# 500), each of them large: 31.25 MiB, about the API's
 # largest request (BatchPutProfileObject's, wire.body_size), so a feed costs no more memory than
 # the API. A single record at the pipeline's own limit (ingest.MAX_OBJECT_CHARS) fits
 # many times over.
 MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
+# The most records a body may hold, whatever their size: 20 of the file loaders' batches. Small
+# records fit MAX_BODY_BYTES by the tens of thousands, and a body of 40,000 held the SQLite
+# writer (every other write of the server) for half a minute.
+MAX_BODY_RECORDS = 20 * DEFAULT_BATCH_SIZE
+# On PostgreSQL a transaction holds an advisory lock for each contact, UNIQUE value and key of
+# its records (store.advisory, ingest.pipeline), four for a plain record, until it ends; they
+# are slots of the lock table every session shares (max_locks_per_transaction x
+# max_connections: 6,400 at PostgreSQL's defaults). A batch of 500 records (DEFAULT_BATCH_SIZE)
+# held 2,000 of them, three such batches at once filled the table, and a batch of 5,000 could
+# never apply. So a batch is applied this many records a transaction, one after another: about
+# 400 locks each. SQLite takes none, and applies a batch in one transaction. (A record that
+# continues a contact of a later transaction of the batch waits for it, and that transaction
+# sends it on: it is among the batch's rejected, held, and then in its `woken`.)
+PG_RECORDS_PER_TRANSACTION = 100
 
 # Where a record rejected by the feed came from, first in its dead letter's reason. It is also
 # what makes a resent record one letter (dlq.sinks.dead_letter_in): a feed that sends a batch
@@ -63,27 +83,72 @@ logger = logging.getLogger(__name__)
 
 
 def process_body(services: Services, body: str) -> BatchOutcome:
-    """Apply every record of a body in one transaction; BadRequest, with nothing applied, for a
-    body that is neither a record, an array of records nor JSON lines."""
+    """Apply every record of a body (`process_batch`); BadRequest, with nothing applied, for a
+    body that is neither a record, an array of records nor JSON lines, or is empty; 413 for
+    one of more than MAX_BODY_RECORDS records."""
+    if not body.strip():
+        raise BadRequest(
+            "The body is empty: send a contact record, a JSON array of records or JSON lines."
+        )
     try:
         items = split_records(body)
     except BodyInvalid as exc:
         raise BadRequest(f"The body is {exc.what}.") from None
+    if len(items) > MAX_BODY_RECORDS:
+        raise PayloadTooLarge(
+            f"The body holds {len(items)} records; a body may hold at most {MAX_BODY_RECORDS}. "
+            "Send them in several bodies."
+        )
     return process_batch(services, items, [FEED_ORIGIN] * len(items))
 
 
 def process_batch(
     services: Services, items: list[Item], origins: list[str | None] | None = None
 ) -> BatchOutcome:
-    """Apply a batch of records in one write transaction (each record applied whole or not at
-    all by the pipeline); `origins` says where each came from, for its dead letter."""
+    """Apply a batch of records (each applied whole or not at all by the pipeline): in one write
+    transaction on SQLite, PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL, each
+    committed before the next; `origins` says where each came from, for its dead letter.
 
-    def attempt() -> BatchOutcome:
-        with services.write() as tx:
-            return ingest_contact_items(tx, items, origins=origins)
+    An error part-way says how many records were applied before it: sending the batch again
+    is safe, as a record already applied is a repeat, which changes nothing (contacts.service).
+    """
+    step = len(items) if services.database.is_sqlite else PG_RECORDS_PER_TRANSACTION
+    total = BatchOutcome()
+    for start in range(0, len(items), max(step, 1)):
+        chunk = items[start : start + step]
+        chunk_origins = origins[start : start + step] if origins else None
 
-    # A batch rolled back by a race with another process (PostgreSQL) runs again.
-    return retrying(attempt)
+        def attempt(chunk: list[Item] = chunk, chunk_origins: Any = chunk_origins) -> BatchOutcome:
+            with services.write() as tx:
+                return ingest_contact_items(tx, chunk, origins=chunk_origins)
+
+        try:
+            # A batch rolled back by a race with another process (PostgreSQL) runs again.
+            more = retrying(attempt)
+        except ServiceError as exc:
+            if not start:
+                raise
+            raise _after_applied(exc, start, len(items)) from exc
+        # The records it woke (kept waiting for its contacts) are not the batch's own.
+        add_outcome(total, replace(more, woken=None))
+        if more.woken is not None:
+            total.woken = total.woken or BatchOutcome()
+            add_outcome(total.woken, more.woken)
+    return total
+
+
+def _after_applied(error: ServiceError, applied: int, count: int) -> ServiceError:
+    """A copy of `error` saying that the first `applied` records of the batch were applied
+    before it."""
+    said = copy.copy(error)
+    note = (
+        f" The first {applied} of the batch's {count} records were applied before it; sending "
+        "the batch again is safe: a record already applied is a repeat, which changes nothing."
+    )
+    said.message += note
+    said.caller_message += note
+    said.args = (said.message,)
+    return said
 
 
 def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
@@ -140,6 +205,8 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
             request_id,
             exc_info=True,
         )
+        if (busy := unavailable(error)) is not None:
+            return failed(busy, request_id)
         return failed(
             InternalServer(f"An internal error occurred; request id {request_id}"), request_id
         )

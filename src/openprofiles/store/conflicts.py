@@ -9,6 +9,13 @@ notices such a race itself (a profile it locked is gone or merged since it was f
 `ConcurrentChange`. A connection lost during the COMMIT leaves the outcome unknown: that is
 context.CommitOutcomeUnknown, never run again.
 
+Two more PostgreSQL failures are no race but the database unable to do the work now, and are
+answered 503 (`unavailable`: a ServiceUnavailable, which the SDKs retry), the work undone: its
+shared lock table full (53200, "out of shared memory": max_locks_per_transaction times
+max_connections slots, shared by every session), which is run again here first, since the
+other sessions' transactions end and free their slots; and a lock waited for longer than the
+sessions' lock_timeout (55P03, store.database), which is not: it waited long already.
+
 SQLite has one writer, so none of the races happen there: only a statement that found the
 database BUSY/LOCKED (a writer outside the writer lock) is run again; the server's own writes
 wait on the writer lock and the busy timeout instead (their BEGIN IMMEDIATE fails raw). Any
@@ -33,7 +40,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from openprofiles.errors import InternalServer
+from openprofiles.errors import InternalServer, ServiceError, ServiceUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -44,6 +51,8 @@ ATTEMPTS = 4
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "23503", "23505"})
 # A lock the statement would not wait for (FOR UPDATE NOWAIT) is held by another transaction.
 _LOCK_UNAVAILABLE = "55P03"
+# Out of memory; on PostgreSQL a full shared lock table ("out of shared memory").
+_OUT_OF_MEMORY = "53200"
 # SQLite's primary result codes for "another connection holds the lock".
 _SQLITE_BUSY_OR_LOCKED = (5, 6)
 
@@ -115,7 +124,7 @@ def is_transient(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         # The pool has dropped the connection; the next attempt gets a new one.
         return True
-    if getattr(exc.orig, "sqlstate", None) in _CONFLICT_SQLSTATES:
+    if getattr(exc.orig, "sqlstate", None) in (*_CONFLICT_SQLSTATES, _OUT_OF_MEMORY):
         return True
     code = getattr(exc.orig, "sqlite_errorcode", None)
     return isinstance(exc, OperationalError) and sqlite_locked(code)
@@ -131,6 +140,26 @@ def is_lock_unavailable(exc: BaseException) -> bool:
     """Whether `exc` is PostgreSQL refusing a lock that the statement would not wait for
     (`profiles.service.lock_profiles(wait=False)`): the caller decides what to do instead."""
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _LOCK_UNAVAILABLE
+
+
+def unavailable(exc: BaseException) -> ServiceError | None:
+    """The 503 to answer for a database that could not do the work now (the module docstring),
+    or None for another error. The message never quotes the database's: it may name data."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == _OUT_OF_MEMORY:
+        return ServiceUnavailable(
+            "The database ran out of lock space (out of shared memory), and the request was not "
+            "completed. Send it again, or send smaller batches (the database's "
+            "max_locks_per_transaction may be too small: docs/operations.md)."
+        )
+    if sqlstate == _LOCK_UNAVAILABLE:
+        return ServiceUnavailable(
+            "The database did not grant a lock in time: another session held it (a long "
+            "maintenance statement, say), and the request was not completed; send it again."
+        )
+    return None
 
 
 def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: True) -> T:
@@ -153,6 +182,8 @@ def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: Tr
                 state.prepared[outside.key] = outside.prepare()
             except Exception as exc:
                 if not is_transient(exc):
+                    if (busy := unavailable(exc)) is not None:
+                        raise busy from exc
                     raise
                 if attempt < ATTEMPTS and may_retry():
                     attempt += 1
@@ -161,7 +192,7 @@ def retrying(run: Callable[[], T], *, may_retry: Callable[[], bool] = lambda: Tr
                 logger.error(
                     "gave up after %d attempt(s): %s", attempt, type(exc).__name__, exc_info=exc
                 )
-                raise InternalServer(_why_not_done(exc)) from exc
+                raise unavailable(exc) or InternalServer(_why_not_done(exc)) from exc
     finally:
         _current_run.reset(token)
 

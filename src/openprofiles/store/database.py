@@ -29,7 +29,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from openprofiles.blocking import CommitOutcome, loop_request, note_commit
-from openprofiles.settings import SQLITE_SYNCHRONOUS_MODES, Settings
+from openprofiles.settings import (
+    DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS,
+    SQLITE_SYNCHRONOUS_MODES,
+    Settings,
+)
 from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
 from openprofiles.store.group_commit import CommitGroup
@@ -132,7 +136,12 @@ class Database:
     """The application's database: one engine, transactions for reading and for writing."""
 
     def __init__(
-        self, url: str, *, sqlite_cache_mib: int | None = None, sqlite_synchronous: str = "normal"
+        self,
+        url: str,
+        *,
+        sqlite_cache_mib: int | None = None,
+        sqlite_synchronous: str = "normal",
+        lock_timeout_seconds: float = DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -155,7 +164,7 @@ class Database:
                 pool_size=10,
                 max_overflow=10,
                 pool_pre_ping=True,
-                connect_args=_postgres_connect_args(url),
+                connect_args=_postgres_connect_args(url, lock_timeout_seconds),
             )
         self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
         # The open shared write transaction of an event loop, if any (store.group_commit).
@@ -175,6 +184,7 @@ class Database:
             url,
             sqlite_cache_mib=settings.sqlite_cache_mib,
             sqlite_synchronous=settings.sqlite_synchronous,
+            lock_timeout_seconds=settings.database_lock_timeout_seconds,
         )
 
     @contextmanager
@@ -378,14 +388,30 @@ POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
 }
 
 
-def _postgres_connect_args(url: str) -> dict[str, int]:
+def _postgres_connect_args(url: str, lock_timeout_seconds: float) -> dict[str, int | str]:
     """POSTGRES_CONNECT_DEFAULTS less what the URL's query sets (SQLAlchemy passes the query
     on to libpq, and `connect_args` would win over it); the connect timeout also yields to
-    libpq's own PGCONNECT_TIMEOUT."""
-    given = set(make_url(_psycopg_url(url)).query)
+    libpq's own PGCONNECT_TIMEOUT.
+
+    And the session's `lock_timeout` (0: none), a start-up option added to the URL's own
+    `options` (a search_path, say), unless they set one: without it a statement waits for a
+    lock as long as another session holds it (a LOCK TABLE, a long ALTER, a VACUUM FULL), and
+    every request waits with it, /health too. Given up, the request is answered 503
+    (store.conflicts `unavailable`). Migrations wait as long as it takes (store.migrate)."""
+    query = make_url(_psycopg_url(url)).query
+    given = set(query)
     if "PGCONNECT_TIMEOUT" in os.environ:
         given.add("connect_timeout")
-    return {name: value for name, value in POSTGRES_CONNECT_DEFAULTS.items() if name not in given}
+    args: dict[str, int | str] = {
+        name: value for name, value in POSTGRES_CONNECT_DEFAULTS.items() if name not in given
+    }
+    options = query.get("options", "")
+    if isinstance(options, tuple):  # the URL names it more than once: libpq takes the last
+        options = options[-1]
+    if "lock_timeout" not in options and "PGOPTIONS" not in os.environ:
+        own = f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
+        args["options"] = f"{options} {own}".strip()
+    return args
 
 
 def _psycopg_url(url: str) -> str:

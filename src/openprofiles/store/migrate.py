@@ -80,10 +80,15 @@ def migrating(database: Database) -> Iterator[Connection]:
         # A session lock, taken and kept outside the migration's transaction: it is held until
         # that transaction has committed (or rolled back) and is released below, or when the
         # connection closes if the release cannot be sent.
+        # A migration waits for its locks as long as it takes, never the sessions' lock_timeout
+        # (store.database): another server's migration, or an ALTER behind a long query, must
+        # not fail the start-up. SET LOCAL: the pooled session keeps its own timeout.
+        conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
         conn.commit()
         try:
             with conn.begin():
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
                 yield conn
         finally:
             _unlock(conn, key)

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.store.conflicts import unavailable
 from openprofiles.wire.body_size import largest_bodies
 from openprofiles.wire.errors import (
     MethodNotAllowed,
@@ -213,6 +214,12 @@ def _render_failure(error: Exception, operation: str, request_id: str) -> WireRe
     """An API error as the client gets it; any other error as an internal error, logged."""
     if isinstance(error, ServiceError):
         return render_error(error, request_id)
+    if (busy := unavailable(error)) is not None:
+        # A lock timeout or a full lock table outside `retrying` (a read): a 503, not a 500.
+        logger.warning(
+            "%s in %s (request id %s): answered 503", type(error).__name__, operation, request_id
+        )
+        return render_error(busy, request_id)
     # Never log the body or the parsed params: they carry personal data.
     logger.error(
         "unhandled %s in %s (request id %s)",
