@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,30 +86,106 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
         raise click.UsageError(str(exc)) from None
 
 
-# The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
+# The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports it; by
+# SIGTERM (`Terminated`), 128 + SIGTERM.
 INTERRUPTED_STATUS = 130
+TERMINATED_STATUS = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what systemd and Kubernetes send to stop a process, and `kill`'s default), raised
+    where Ctrl-C raises KeyboardInterrupt while an audited command runs (`sigterm_as_ctrl_c`):
+    the command stops as it does on Ctrl-C — a loader says what it had loaded and that loading
+    again is safe, the connector ends after its last checkpoint, the audit line is written —
+    instead of dying at once with none of that."""
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main
+    thread, as SIGINT does; the previous handler is put back after. Left alone where Python
+    can set no handler (a thread other than the main one: a test runner's) and where SIGTERM is
+    ignored or handled already (whoever started the process chose that)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def interrupted(message: str) -> NoReturn:
-    """End a loader stopped by Ctrl-C with `message` (what it had committed, and whether loading
-    again is safe) on stderr and exit status 130 (128 + SIGINT, as a shell reports it), instead
-    of click's bare "Aborted!", which left the operator to guess both."""
+    """End a loader stopped by Ctrl-C (or SIGTERM: `Terminated`) with `message` (what it had
+    committed, and whether loading again is safe) on stderr and exit status 130 (128 + SIGINT,
+    as a shell reports it; 143 for SIGTERM), instead of click's bare "Aborted!", which left the
+    operator to guess both. Called while the interruption is being handled."""
     click.echo(message, err=True)
-    raise click.exceptions.Exit(INTERRUPTED_STATUS)
+    handled = sys.exc_info()[1]
+    terminated = handled is not None and _caused_by(handled, Terminated)
+    raise click.exceptions.Exit(TERMINATED_STATUS if terminated else INTERRUPTED_STATUS)
 
 
 def caused_by_ctrl_c(error: BaseException) -> bool:
-    """Whether `error` is Ctrl-C (KeyboardInterrupt) or an error it caused. The interrupt can
-    come inside a database driver's call (the pool's ping of a PostgreSQL connection), which
-    then refuses the half-used connection with an error of its own that reaches the command
-    instead, the interrupt only its cause: the loader showed a traceback and exit status 1
-    rather than what it had loaded (`interrupted`)."""
+    """Whether `error` is Ctrl-C (KeyboardInterrupt, or SIGTERM's `Terminated`) or an error it
+    caused. The interrupt can come inside a database driver's call (the pool's ping of a
+    PostgreSQL connection), which then refuses the half-used connection with an error of its
+    own that reaches the command instead, the interrupt only its cause: the loader showed a
+    traceback and exit status 1 rather than what it had loaded (`interrupted`)."""
+    return _caused_by(error, KeyboardInterrupt)
+
+
+def end_stopped_load(error: BaseException, *, file: Path, loaded: str, why_safe: str) -> None:
+    """End a file loader that `error` stopped, when that is no bug, saying what it had loaded
+    (`loaded`: "40 of 100 records of F were loaded") and that loading `file` again is safe
+    (`why_safe`): Ctrl-C or SIGTERM (`interrupted`), or a database that cannot be written (a
+    full disk, read-only, failing I/O: store.database.storage_failure), which used to end in a
+    traceback whose message the logging rules withhold. Returns for any other error, for the
+    caller to raise. The batch under way is rolled back either way; those before it are
+    committed."""
+    if caused_by_ctrl_c(error):
+        interrupted(
+            f"Interrupted: {loaded}; the batch under way was not. Loading {file} again is safe: "
+            f"{why_safe}."
+        )
+    reason = storage_failure_in(error)
+    if reason is not None:
+        raise click.ClickException(
+            f"Stopped: the database could not be written: {reason}. {loaded[:1].upper()}"
+            f"{loaded[1:]}; the batch under way was not. Once it can be written again, loading "
+            f"{file} again is safe: {why_safe}."
+        ) from None
+
+
+def storage_failure_in(error: BaseException) -> str | None:
+    """Why the database cannot be written (store.database.storage_failure), when `error` or an
+    error it came from (a service's error raised from the driver's) says so; else None."""
+    from openprofiles.store.database import storage_failure
+
+    return next(filter(None, map(storage_failure, _chain(error))), None)
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(seen, kind) for seen in _chain(error))
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the errors it came from (its cause, else its context), each once: a chain
+    can loop (an error raised again from one raised while handling it)."""
     seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return True
+    met: set[int] = set()
+    while seen is not None and id(seen) not in met:
+        met.add(id(seen))
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
 @dataclass(frozen=True)
@@ -208,38 +287,50 @@ def audit_commands(root: click.Group) -> None:
 
 
 def _audited(callback: Callable[..., Any], path: str, how: Audited) -> Callable[..., Any]:
-    from openprofiles import audit
-
     @functools.wraps(callback)
     def run(*args: Any, **params: Any) -> Any:
-        if how.only_with is not None and not params.get(how.only_with):
-            return callback(*args, **params)
-        # The data dir as the command reads it (its option, else the environment): where the
-        # audit log is by default. Settings that are not valid refuse the run here, as the
-        # command itself would, before it did anything.
-        settings = settings_from_options(params.get("data_dir"), None)
-        with _audit_file(settings):
-            result, error = audit.CLI_OK, None
-            try:
-                return callback(*args, **params)
-            except BaseException as exc:
-                result, error = _how_it_ended(exc)
-                raise
-            finally:
-                # Only the domain of the parameters: the others may be file paths, usernames,
-                # keys.
-                audit.cli_command(
-                    path,
-                    uid=os.getuid() if hasattr(os, "getuid") else None,
-                    # Under sudo the uid is 0: who ran sudo is what the trail must say.
-                    sudo_uid=settings.sudo_uid,
-                    domain_name=params.get(how.domain),
-                    result=result,
-                    error=error,
-                )
+        # SIGTERM stops an audited command as Ctrl-C does, its audit line written.
+        with sigterm_as_ctrl_c():
+            return _run_audited(callback, path, how, args, params)
 
     run.audited_as = path  # type: ignore[attr-defined]
     return run
+
+
+def _run_audited(
+    callback: Callable[..., Any],
+    path: str,
+    how: Audited,
+    args: tuple[Any, ...],
+    params: dict[str, Any],
+) -> Any:
+    from openprofiles import audit
+
+    if how.only_with is not None and not params.get(how.only_with):
+        return callback(*args, **params)
+    # The data dir as the command reads it (its option, else the environment): where the
+    # audit log is by default. Settings that are not valid refuse the run here, as the
+    # command itself would, before it did anything.
+    settings = settings_from_options(params.get("data_dir"), None)
+    with _audit_file(settings):
+        result, error = audit.CLI_OK, None
+        try:
+            return callback(*args, **params)
+        except BaseException as exc:
+            result, error = _how_it_ended(exc)
+            raise
+        finally:
+            # Only the domain of the parameters: the others may be file paths, usernames,
+            # keys.
+            audit.cli_command(
+                path,
+                uid=os.getuid() if hasattr(os, "getuid") else None,
+                # Under sudo the uid is 0: who ran sudo is what the trail must say.
+                sudo_uid=settings.sudo_uid,
+                domain_name=params.get(how.domain),
+                result=result,
+                error=error,
+            )
 
 
 @contextmanager
@@ -291,7 +382,7 @@ def _how_it_ended(exc: BaseException) -> tuple[str, str | None]:
         status = exc.code if isinstance(exc, SystemExit) else exc.exit_code
         if not status:
             return audit.CLI_OK, None
-        if status == INTERRUPTED_STATUS:
+        if status in (INTERRUPTED_STATUS, TERMINATED_STATUS):
             return audit.CLI_INTERRUPTED, None
         return audit.CLI_FAILED, type(exc).__name__
     if caused_by_ctrl_c(exc):
@@ -421,6 +512,7 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
 
     from openprofiles.app import build_services
     from openprofiles.crypto.errors import KeyringError, KeyUnusable
+    from openprofiles.errors import ServiceError
 
     where = shown_database(settings)
     if where == _NOT_A_URL:
@@ -431,6 +523,9 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
         return build_services(settings)
     except (KeyringError, KeyUnusable) as exc:
         raise click.ClickException(str(exc)) from None
+    except ServiceError as exc:
+        # The schema's upgrade waited in vain for the writer lock (store.writer_lock), say.
+        raise click.ClickException(exc.message) from None
     except OSError as exc:
         raise click.ClickException(
             f"Cannot use {exc.filename or settings.data_dir}: {exc.strerror or type(exc).__name__}."

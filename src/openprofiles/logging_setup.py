@@ -314,9 +314,13 @@ class AuditFileHandler(logging.handlers.WatchedFileHandler):
     one after another, never one inside another. Opened again when the file was moved or
     removed (logrotate without copytruncate: WatchedFileHandler). Opening it raises OSError
     (the caller says which file and which setting); a line that cannot be written later (a
-    full disk) is printed on stderr with the reason, and the process goes on."""
+    full disk) is printed on stderr with the reason, and the process goes on; the part of it
+    a short write left is taken off again (`_take_back`), so every line in the file stays
+    whole."""
 
     def __init__(self, filename: os.PathLike[str] | str) -> None:
+        # Set before the parent's __init__, which may open the file.
+        self._part_line_left = False
         super().__init__(filename, mode="ab")
         self.setFormatter(AuditFormatter())
         self.setLevel(logging.INFO)
@@ -346,6 +350,8 @@ class AuditFileHandler(logging.handlers.WatchedFileHandler):
         except BaseException:
             os.close(descriptor)
             raise
+        # Another file (logrotate moved the one with a part line left in it).
+        self._part_line_left = False
         return os.fdopen(descriptor, "ab", buffering=0)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -356,13 +362,39 @@ class AuditFileHandler(logging.handlers.WatchedFileHandler):
                 # A reopen that failed earlier: tried again for each line.
                 self.stream = self._open()
                 self._statstream()
-            written = os.write(self.stream.fileno(), line)
+            if self._part_line_left:
+                # A part of a line this process could not take back ends the file: this line
+                # must not be glued onto it.
+                line = b"\n" + line
+            descriptor = self.stream.fileno()
+            written = os.write(descriptor, line)
             if written != len(line):
+                self._take_back(descriptor, written)
                 raise OSError(0, f"only {written} of the line's {len(line)} bytes were written")
+            self._part_line_left = False
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def _take_back(self, descriptor: int, written: int) -> None:
+        """A short write (the disk filled up, the file size limit) left the first `written`
+        bytes of a line, no newline, at the end of the file: cut them off, so the file keeps
+        whole lines only and the next line (this process's or another's, once there is room)
+        starts a line of its own. Only while the file still ends where this write left it:
+        a line another process appended since must not be cut (that process is as short of
+        room, so the window is one system call wide). When the bytes cannot be taken back,
+        this process's next line starts with a newline instead."""
+        if written <= 0:
+            return
+        try:
+            end = os.lseek(descriptor, 0, os.SEEK_CUR)  # O_APPEND: just after the part line
+            if os.fstat(descriptor).st_size == end:
+                os.ftruncate(descriptor, end - written)
+                return
+        except OSError:
+            pass
+        self._part_line_left = True
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Say on stderr that the line could not be written, why, and the line itself (audit

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    caused_by_ctrl_c,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 
 
 @click.group()
@@ -31,7 +36,8 @@ def connectors_kinesis(
     endpoint_url: str | None,
     once: bool,
 ) -> None:
-    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C.
+    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C (or
+    SIGTERM: systemd's and Kubernetes' way to stop it), which ends it with status 0.
 
     A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
     waits, longer with each failure in a row, and the others go on. Nor does the database
@@ -54,6 +60,8 @@ def connectors_kinesis(
             try:
                 result = connector.poll_once()
             except DATABASE_ERRORS as exc:
+                if caused_by_ctrl_c(exc):
+                    raise
                 # The types only, as `run` logs them: the message can quote the values sent.
                 raise click.ClickException(database_failure(exc)) from None
             click.echo(
@@ -72,10 +80,21 @@ def connectors_kinesis(
             try:
                 connector.run(stop)
             except DATABASE_ERRORS as exc:
+                if caused_by_ctrl_c(exc):
+                    raise
                 # Only what waiting will not mend gets here (`run` waits out the rest), logged
                 # with its traceback; the command says why it stopped.
                 raise click.ClickException(f"Stopped. {database_failure(exc)}") from None
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Ctrl-C, or SIGTERM (cli_support.sigterm_as_ctrl_c) — or a database driver's error it
+        # caused, when it came inside the driver's call (the pool's ping of a connection).
+        if not caused_by_ctrl_c(exc):
+            raise
         stop.set()
+        # A batch and its checkpoint commit together: one cut short was rolled back whole.
+        click.echo(
+            f"Stopped. Every batch applied from {stream_name} is committed with its checkpoint; "
+            "the next run reads on from there."
+        )
     finally:
         services.database.dispose()

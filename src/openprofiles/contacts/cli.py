@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from openprofiles.cli_support import (
-    caused_by_ctrl_c,
-    interrupted,
+    end_stopped_load,
     open_services,
     settings_from_options,
     storage_options,
@@ -109,15 +108,17 @@ def contact_records(
                     )
                 progress.advance(task, len(batch))
     except BaseException as exc:
-        if not caused_by_ctrl_c(exc):
-            raise
-        # The batch under way was rolled back; the ones before it are committed.
-        interrupted(
-            f"Interrupted: {read} of {total} contact records of {file} were loaded ({accepted} "
-            f"accepted, {rejected} rejected); the batch under way was not. Loading {file} again "
-            "is safe: a record already applied is a repeat, which changes nothing, and a "
-            "rejected one is not dead-lettered or kept twice."
+        # Ctrl-C, SIGTERM, a full disk: the batch under way was rolled back; the ones before
+        # it are committed.
+        end_stopped_load(
+            exc,
+            file=file,
+            loaded=f"{read} of {total} contact records of {file} were loaded ({accepted} "
+            f"accepted, {rejected} rejected)",
+            why_safe="a record already applied is a repeat, which changes nothing, and a "
+            "rejected one is not dead-lettered or kept twice",
         )
+        raise
     finally:
         services.database.dispose()
     seconds = time.perf_counter() - started

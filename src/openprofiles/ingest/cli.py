@@ -14,8 +14,7 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import (
-    caused_by_ctrl_c,
-    interrupted,
+    end_stopped_load,
     open_services,
     settings_from_options,
     storage_options,
@@ -123,18 +122,20 @@ def ingest_objects(
                 batch_size=batch_size,
                 on_progress=advance,
             )
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from exc
     except BaseException as exc:
-        if not caused_by_ctrl_c(exc):
-            raise
-        # A batch is committed whole before it is counted; the one under way was rolled back.
-        interrupted(
-            f"Interrupted: {committed} of {total} records of {file} were loaded (ingested or "
-            f"dead-lettered); the batch under way was not. Loading {file} again is safe: a "
-            "record with the same UNIQUE key replaces itself, and a rejected one counts another "
-            "attempt on its dead letter instead of adding one."
+        # Ctrl-C, SIGTERM, a full disk: a batch is committed whole before it is counted; the one
+        # under way was rolled back.
+        end_stopped_load(
+            exc,
+            file=file,
+            loaded=f"{committed} of {total} records of {file} were loaded (ingested or "
+            "dead-lettered)",
+            why_safe="a record with the same UNIQUE key replaces itself, and a rejected one "
+            "counts another attempt on its dead letter instead of adding one",
         )
+        if isinstance(exc, ServiceError):
+            raise click.ClickException(exc.message) from exc
+        raise
     finally:
         services.database.dispose()
     out: dict[str, Any] = summary.as_dict()

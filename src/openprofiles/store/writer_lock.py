@@ -19,6 +19,16 @@ write waiting behind it could lose that race batch after batch (seconds, seen wi
 the lock holds the turnstile shared while it waits, and a writer in a worker thread takes the
 turnstile exclusively (and lets it go) before it asks for the lock — it waits until every
 writer already waiting has had its turn. A server's write then waits for one batch at most.
+
+No wait is without end: a writer stopped while it holds the lock (a loader suspended with
+Ctrl-Z or SIGSTOP) would otherwise stall every write of every process for as long as it stays
+stopped, with nothing said. A writer waits at most `WAIT_SECONDS` (SQLite's busy timeout, which
+bounds a writer outside the lock the same way), then gets `WriterLockBusy`: a 503 for the API,
+which the SDKs retry, and a message naming the holder's process for a command. A blocking
+`flock` cannot be given up on (it has no timeout, and a thread cannot be interrupted in it), so
+a waiter asks without blocking, again and again, with pauses growing to `_LONGEST_PAUSE`; the
+turnstile still keeps its place in line meanwhile, so a pause costs at most that much delay,
+never the turn.
 """
 
 from __future__ import annotations
@@ -26,14 +36,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from openprofiles.blocking import WouldBlock, must_not_block
+from openprofiles.errors import ServiceUnavailable
 
 # What holds the lock, as the first byte of the lock file says: a request on an event loop
 # (short by construction: openprofiles.blocking's operations) or anything else — a request in a
@@ -41,6 +54,45 @@ from openprofiles.blocking import WouldBlock, must_not_block
 # process's event loop waits for the first kind where it is and never for the second.
 _SHORT = b"s"
 _MAY_BE_LONG = b"l"
+
+# The longest a writer waits for the lock: SQLite's busy timeout (store.database sets it to 30 s
+# on every connection), the bound a writer that does not take this lock meets.
+WAIT_SECONDS = 30.0
+# The longest an event loop waits in place for another process's short request (see
+# _acquire_without_waiting): a request holds the lock for milliseconds; one that holds it longer
+# (its process stopped) is waited for in a worker thread instead, and the loop serves on.
+_SHORT_WAIT_SECONDS = 0.5
+# Pauses between tries while the lock is taken: from a tenth of a millisecond (most holders
+# write for less than a millisecond), doubling, to this.
+_FIRST_PAUSE = 0.0001
+_LONGEST_PAUSE = 0.001
+
+
+class WriterLockBusy(ServiceUnavailable):
+    """The writer lock was not free within the wait's bound: another process holds it (perhaps
+    stopped with Ctrl-Z or SIGSTOP). Nothing was written; trying again later is safe."""
+
+    # A lock file's path, a process id and a time: printed whole in logs and tracebacks
+    # (logging_setup withholds other messages).
+    message_has_no_personal_data = True
+
+
+def _flock_within(fd: int, operation: int, deadline: float) -> bool:
+    """Take the flock `operation` (LOCK_EX or LOCK_SH) on `fd` before `deadline` (monotonic
+    clock); False when it stayed taken until then (see the module's docstring: no blocking
+    flock)."""
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _LONGEST_PAUSE)
 
 
 class WriterLock:
@@ -53,8 +105,12 @@ class WriterLock:
     for the loop's next try.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, wait_seconds: float | None = WAIT_SECONDS) -> None:
         # None: a database without a file (in memory), which no other process can open.
+        self._path = path
+        # None: wait as long as the holder holds it (what an operator may choose, as for
+        # PostgreSQL's lock_timeout: Settings.database_lock_timeout_seconds).
+        self._wait_seconds = wait_seconds
         self._thread_lock = threading.Lock()
         # Event loops' futures waiting for the thread lock's release (see _released); the
         # lock guards the check-then-wait against a release between the two.
@@ -63,6 +119,9 @@ class WriterLock:
         # Held (thread lock and flock) on behalf of the event loop's next writer; only the
         # loop's thread reads or changes it.
         self._reserved = False
+        # Another process's short holder outlasted the loop's wait in place (_SHORT_WAIT_SECONDS)
+        # and has not let go since: the loop does not wait in place for it again.
+        self._short_holder_stalled = False
         self._fd: int | None = None
         self._turnstile_fd: int | None = None
         if path is not None:
@@ -78,14 +137,19 @@ class WriterLock:
         if must_not_block():
             self._acquire_without_waiting()
             return self
-        self._thread_lock.acquire()
+        deadline = self._deadline()
+        # Bounded too: a writer of this process may itself be waiting for a stopped process.
+        if not self._thread_lock.acquire(
+            timeout=-1 if self._wait_seconds is None else self._wait_seconds
+        ):
+            raise self._busy()
         if self._fd is not None:
             try:
-                self._after_those_waiting()
+                self._after_those_waiting(deadline)
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    self._wait_in_line()
+                    self._wait_in_line(deadline)
                 self._declare(_MAY_BE_LONG)
             except BaseException:
                 self._release_thread_lock()
@@ -103,26 +167,65 @@ class WriterLock:
         except BlockingIOError:
             return False
         # Not atomic (flock converts by unlocking first): a writer coming in between queues
-        # beside this one, as before there was a turnstile.
-        fcntl.flock(self._turnstile_fd, fcntl.LOCK_SH)
-        return True
+        # beside this one, as before there was a turnstile. If it keeps the turnstile (its
+        # process stopped there), this one holds nothing and is not first.
+        return _flock_within(
+            self._turnstile_fd, fcntl.LOCK_SH, time.monotonic() + _SHORT_WAIT_SECONDS
+        )
 
-    def _after_those_waiting(self) -> None:
+    def _after_those_waiting(self, deadline: float) -> None:
         """Return once every writer of another process that was waiting for the lock has had
-        it (they hold the turnstile shared until then)."""
+        it (they hold the turnstile shared until then); WriterLockBusy at `deadline`."""
         assert self._turnstile_fd is not None
-        fcntl.flock(self._turnstile_fd, fcntl.LOCK_EX)
+        if not _flock_within(self._turnstile_fd, fcntl.LOCK_EX, deadline):
+            raise self._busy()
         fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
 
-    def _wait_in_line(self) -> None:
-        """Wait for the other process's write to end, marked as waiting (the turnstile)."""
+    def _wait_in_line(self, deadline: float | None = None) -> None:
+        """Wait for the other process's write to end, marked as waiting (the turnstile), until
+        `deadline` (by default `wait_seconds` from now), then WriterLockBusy."""
         assert self._fd is not None and self._turnstile_fd is not None
-        fcntl.flock(self._turnstile_fd, fcntl.LOCK_SH)
+        if deadline is None:
+            deadline = self._deadline()
+        if not _flock_within(self._turnstile_fd, fcntl.LOCK_SH, deadline):
+            raise self._busy()
         try:
-            # Blocks in the kernel (the GIL released) until the other process's write ends.
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if not _flock_within(self._fd, fcntl.LOCK_EX, deadline):
+                raise self._busy()
         finally:
             fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
+
+    def _deadline(self) -> float:
+        if self._wait_seconds is None:
+            return math.inf
+        return time.monotonic() + self._wait_seconds
+
+    def _busy(self) -> WriterLockBusy:
+        """The error for a wait that reached its bound, naming the process the lock file says
+        holds the lock (the last to declare itself: _declare)."""
+        pid = self._holder_pid()
+        holder = "another process" if pid is None else f"process {pid}"
+        return WriterLockBusy(
+            f"The database's writer lock ({self._path}) was not free within "
+            f"{self._wait_seconds:g} seconds: {holder} holds it (a command stopped with Ctrl-Z "
+            "or SIGSTOP holds it until it is continued or ended). Nothing was written; running "
+            "this again is safe once the lock is free.",
+            caller_message=(
+                "The database is busy: another process has held its writer lock for "
+                f"{self._wait_seconds:g} seconds. Nothing of the request was applied; send it "
+                "again later."
+            ),
+        )
+
+    def _holder_pid(self) -> int | None:
+        """The process id the holder declared after its kind (_declare), if there is one."""
+        if self._fd is None:
+            return None
+        try:
+            declared = os.pread(self._fd, 16, 0)[1:].split(b"\n")[0]
+            return int(declared) if declared.isdigit() else None
+        except OSError:
+            return None
 
     def _acquire_without_waiting(self) -> None:
         """Take the lock if it is free (or reserved for the loop); WouldBlock if another thread
@@ -140,18 +243,32 @@ class WriterLock:
                 except BlockingIOError:
                     # The holder writes its kind right after taking the lock; read in the
                     # microseconds between the two, the previous holder's kind is seen.
-                    if os.pread(self._fd, 1, 0) != _SHORT or not self._first_in_line():
+                    if (
+                        os.pread(self._fd, 1, 0) != _SHORT
+                        or self._short_holder_stalled
+                        or not self._first_in_line()
+                    ):
                         raise WouldBlock(
                             "the SQLite writer lock is held by another process", self._reserve
                         ) from None
                     # Another process's event loop holds it for one short request, and nobody
                     # waits before this one: waiting here costs less than any way around it (a
-                    # retry repeats the request).
+                    # retry repeats the request). Unless it holds it far longer than a request
+                    # takes (its process stopped): then in a worker thread, as for a long one.
                     try:
-                        fcntl.flock(self._fd, fcntl.LOCK_EX)
+                        taken = _flock_within(
+                            self._fd, fcntl.LOCK_EX, time.monotonic() + _SHORT_WAIT_SECONDS
+                        )
                     finally:
                         assert self._turnstile_fd is not None
                         fcntl.flock(self._turnstile_fd, fcntl.LOCK_UN)
+                    if not taken:
+                        # Not again for the loop's next requests, until the lock changes hands.
+                        self._short_holder_stalled = True
+                        raise WouldBlock(
+                            "the SQLite writer lock is held long by another process's loop",
+                            self._reserve,
+                        ) from None
                 self._declare(_SHORT)
             except BaseException:
                 self._release_thread_lock()
@@ -258,14 +375,17 @@ class WriterLock:
         return self._give_back_reservation
 
     def _declare(self, kind: bytes) -> None:
-        """Say, in the lock file, what kind of writer holds the lock now (see _SHORT).
+        """Say, in the lock file, what kind of writer holds the lock now (see _SHORT), and
+        which process.
 
         Advisory: if the byte cannot be written, another process's loop may wait in place for a
         long writer, which is slow but correct — better than failing the write that holds the
         lock (and leaving the lock taken)."""
         assert self._fd is not None
+        self._short_holder_stalled = False  # this process holds it now: the stalled one let go
         with contextlib.suppress(OSError):
-            os.pwrite(self._fd, kind, 0)
+            # And the holder's process id, which a writer that waited in vain names (_busy).
+            os.pwrite(self._fd, kind + b"%d\n" % os.getpid(), 0)
 
     def _give_back_reservation(self) -> None:
         if self._reserved:

@@ -253,3 +253,40 @@ def test_a_file_attached_already_gets_each_line_once(tmp_path: Path) -> None:
         audit_logger.removeHandler(attached)
         attached.close()
     assert len(_texts(path)) == 1
+
+
+def test_a_short_write_leaves_no_part_line_for_the_next_line_to_be_glued_onto(
+    tmp_path: Path,
+) -> None:
+    """A real short write: the process's file size limit (RLIMIT_FSIZE, as a full disk would)
+    lets only the first bytes of a line through, then none; once there is room again, the next
+    line is a line of its own and every line in the file is whole (the part line was glued to
+    the next one: `...22.6831832026-11-30T18:40:23.094121Z pid=...`)."""
+    path = tmp_path / "audit.log"
+    script = textwrap.dedent(
+        f"""
+        import logging, os, resource, signal
+        from openprofiles import logging_setup
+        # Past the limit the kernel sends SIGXFSZ, which would end the process: ignored, the
+        # write is short or fails with EFBIG instead.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        audit = logging.getLogger("openprofiles.audit")
+        audit.addHandler(logging_setup.AuditFileHandler({str(path)!r}))
+        audit.setLevel(logging.INFO)
+        audit.info("cli first line=1")
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize({str(path)!r}) + 20, hard))
+        audit.info("cli cut short line=2 %s", "x" * 100)
+        audit.info("cli cut short line=3 %s", "y" * 100)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+        audit.info("cli after line=4")
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert _texts(path) == ["cli first line=1", "cli after line=4"]
+    warnings = run.stderr.splitlines()
+    assert len(warnings) == 2, run.stderr
+    assert all("could not append an audit line" in w for w in warnings)
+    assert "line=2" in warnings[0] and "line=3" in warnings[1]
