@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -104,7 +105,8 @@ def test_undo_lists_what_was_deleted_since(settings, services, domain):
 
     assert undone.exit_code == 0, undone.output
     # The erased values left the merge log with their deletion: neither listed nor shown.
-    assert "L-5" not in undone.output and "c5" not in undone.output
+    # As words: a profile or object id in the output is hex, and may hold "c5" by chance.
+    assert not re.search(r"\bL-5\b|\bc5\b", undone.output)
     assert f"field FirstName of {other} not put back" in undone.output
     shown = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
     assert shown["Undo"]["MissingKeys"] == []
