@@ -149,19 +149,20 @@ def end_stopped_load(error: BaseException, *, file: Path, loaded: str, why_safe:
     (`why_safe`): Ctrl-C or SIGTERM (`interrupted`), or a database that cannot be written (a
     full disk, read-only, failing I/O: store.database.storage_failure), which used to end in a
     traceback whose message the logging rules withhold. Returns for any other error, for the
-    caller to raise. The batch under way is rolled back either way; those before it are
-    committed."""
+    caller to raise. The batch under way is not counted: it was rolled back (a contact-record
+    batch on PostgreSQL only its transaction under way: contacts.http.process_batch commits it
+    100 records at a time); those before it are committed."""
     if caused_by_ctrl_c(error):
         interrupted(
-            f"Interrupted: {loaded}; the batch under way was not. Loading {file} again is safe: "
-            f"{why_safe}."
+            f"Interrupted: {loaded}; the batch under way is not counted. Loading {file} again "
+            f"is safe: {why_safe}."
         )
     reason = storage_failure_in(error)
     if reason is not None:
         raise click.ClickException(
             f"Stopped: the database could not be written: {reason}. {loaded[:1].upper()}"
-            f"{loaded[1:]}; the batch under way was not. Once it can be written again, loading "
-            f"{file} again is safe: {why_safe}."
+            f"{loaded[1:]}; the batch under way is not counted. Once it can be written again, "
+            f"loading {file} again is safe: {why_safe}."
         ) from None
 
 

@@ -108,8 +108,9 @@ def contact_records(
                     )
                 progress.advance(task, len(batch))
     except BaseException as exc:
-        # Ctrl-C, SIGTERM, a full disk: the batch under way was rolled back; the ones before
-        # it are committed.
+        # Ctrl-C, SIGTERM, a full disk: the batch under way was rolled back (on PostgreSQL the
+        # part of it not yet committed: process_batch commits it 100 records at a time); the
+        # ones before it are committed.
         end_stopped_load(
             exc,
             file=file,
