@@ -27,7 +27,7 @@ A flow runs once at a time, across every process (several `flows watch` workers,
 admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
 transaction that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises
 the claims already) and finds no other RUNNING run of the flow holding it (the partial index
-ix_flow_run_running finds it among all the runs ever made). A run holds its flow for as long as
+ix_flow_run_running finds it among all the flow's runs). A run holds its flow for as long as
 it makes progress: every batch and every item renews its claim (its `progress_at`), and where
 it commits nothing for a while — listing its source, which can take minutes on a huge bucket,
 and passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: while
@@ -86,6 +86,12 @@ instead, leaving its items to the next run (which resumes an item the run had be
 above; a Complete run applies its records again, which changes nothing: an object is stored
 under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
 
+A flow keeps its newest `RUNS_KEPT` finished runs of each trigger (`_prune_runs`, as each run
+ends): a Scheduled flow runs every few minutes for years, and a run's sealed error can quote a
+customer's value, so the history may not grow for ever. Per trigger, because the newest
+Scheduled run says when the next is due (`_schedule_due`), whatever OnDemand runs came since;
+RUNNING runs are never pruned (they hold their flow).
+
 A run's error is stored sealed with the domain's key (a source's message can name an object key,
 a task's or the pipeline's quote a value), and a checkpointed item is known by a blind-index
 digest of its key (`ITEM_KEY_NAME`): an object key or file name can carry a customer's name or
@@ -112,7 +118,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -141,6 +147,8 @@ register_domain_table(flow_run)
 register_domain_table(flow_item)
 
 BATCH_SIZE = 500
+# Finished runs kept per flow and trigger (the module docstring): months of an hourly schedule.
+RUNS_KEPT = 2000
 # Records of a streamed item can be long: a batch also ends once its records hold this much text.
 BATCH_BYTES = 8 * 1024 * 1024
 Progress = Callable[[FlowRun], None]
@@ -858,6 +866,7 @@ def _finish_run(
                 finished_at=tx.now,
             )
         )
+        _prune_runs(tx, held)
         try:
             run = get_run(tx, domain_name=domain_name, run_id=run_id)
         except NotFound:
@@ -875,6 +884,38 @@ def _finish_run(
     if error is not None and (sealed is None or run.error != error):
         return replace(run, status="FAILED", error=error)
     return run
+
+
+def _prune_runs(tx: Tx, held: _Held) -> None:
+    """Delete the finished runs of the flow's trigger older than its newest RUNS_KEPT (the
+    module docstring), in the transaction that ends the run `held`."""
+    same_trigger = and_(
+        flow_run.c.domain_name == held.domain_name,
+        flow_run.c.flow_name == held.flow_name,
+        flow_run.c.trigger == held.trigger,
+    )
+    oldest_kept = tx.conn.execute(
+        select(flow_run.c.started_at, flow_run.c.run_id)
+        .where(same_trigger)
+        .order_by(flow_run.c.started_at.desc(), flow_run.c.run_id.desc())
+        .offset(RUNS_KEPT - 1)
+        .limit(1)
+    ).first()
+    if oldest_kept is None:
+        return
+    tx.conn.execute(
+        delete(flow_run).where(
+            same_trigger,
+            flow_run.c.status != "RUNNING",
+            or_(
+                flow_run.c.started_at < oldest_kept.started_at,
+                and_(
+                    flow_run.c.started_at == oldest_kept.started_at,
+                    flow_run.c.run_id < oldest_kept.run_id,
+                ),
+            ),
+        )
+    )
 
 
 def _apply_retrying(

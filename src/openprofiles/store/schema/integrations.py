@@ -166,7 +166,7 @@ flow_run = Table(
 )
 
 # The runs holding (or last holding) their flow: a run's claim looks for its flow's RUNNING run
-# (flows.service._claim), among runs that are never pruned.
+# (flows.service._claim), among all the flow's runs (RUNNING ones are never pruned).
 Index(
     "ix_flow_run_running",
     flow_run.c.domain_name,
