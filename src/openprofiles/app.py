@@ -57,6 +57,7 @@ from openprofiles.store.migrate import upgrade_to_head
 from openprofiles.store.schema import credential, domain, web_user
 from openprofiles.tags import handlers as tag_handlers
 from openprofiles.ui import ui_routes
+from openprofiles.ui.web import hsts
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app, raw_path_of
 from openprofiles.wire.model import load_service_model
 from openprofiles.wire.pagination import TokenCodec
@@ -458,14 +459,19 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     # Browsers of the configured origins may call the API (CORS); the same app serves the
     # /domains shortcut and the mount, so both answer their checks.
     api = _cross_origin(api, settings.cors_origins, dispatcher.router)
+    # Strict-Transport-Security on the API's answers served over HTTPS, as on the pages'
+    # (ui.web.hsts, which ui_routes applies to each page): an SDK ignores it, but a browser
+    # calling the API (CORS, a signed fetch) or opening /health then keeps to HTTPS for the host.
+    api = hsts(api)
+    machine_routes = [
+        Route("/health", health, methods=["GET"]),
+        *contact_routes(services, authenticate),
+    ]
+    for route in machine_routes:
+        route.app = hsts(route.app)
     app = _Application(
         api=api,
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            *ui_routes(services),
-            *contact_routes(services, authenticate),
-            Mount("/", app=api),
-        ],
+        routes=[*machine_routes, *ui_routes(services), Mount("/", app=api)],
         lifespan=background_lifespan(background_tasks(services)),
     )
     app.state.services = services

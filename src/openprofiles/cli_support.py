@@ -462,12 +462,10 @@ _POINT_AT_IT = (
 def _shown_data_dir(settings: Settings) -> str:
     """The data dir's absolute path, saying when it is only the default (.data in the current
     directory): the usual way to reach the wrong one."""
-    import os
-
     from openprofiles.settings import DEFAULT_DATA_DIR
 
     shown = str(settings.data_dir.absolute())
-    if settings.data_dir == DEFAULT_DATA_DIR and not os.environ.get("OPENPROFILES_DATA_DIR"):
+    if settings.data_dir == DEFAULT_DATA_DIR and not settings.data_dir_given:
         shown += " (the default: .data in the current directory)"
     return shown
 

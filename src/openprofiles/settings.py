@@ -3,7 +3,8 @@
 `Settings.from_env()` reads `OPENPROFILES_*` variables once (and sudo's SUDO_UID, for the audit
 log: SYSTEM_VARIABLES); command-line options override them by building a new Settings with
 `dataclasses.replace`. Nothing else in the package looks at
-`os.environ` (`command_line_environment` is what a process passes its workers).
+`os.environ` (`command_line_environment` is what a process passes its workers), but for two of
+libpq's own variables that libpq itself reads (store.database says why).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ AUDIT_LOG_NAME = "audit.log"
 AUDIT_LOG_OFF = "off"
 # The page cache the file loaders give their SQLite connection (`Settings.for_bulk_load`).
 BULK_SQLITE_CACHE_MIB = 64
-# PostgreSQL's lock_timeout for the server's sessions (Settings.database_lock_timeout_seconds).
+# How long a writer waits for another's lock (Settings.database_lock_timeout_seconds).
 DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS = 30.0
+# The longest: PostgreSQL's lock_timeout and SQLite's busy timeout are C ints of milliseconds.
+LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS = (2**31 - 1) // 1000
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,16 @@ class Settings:
     # is lost to that either; it costs the API's per-request writes about half their rate,
     # the sync being on the commit path (docs/performance.md, seventeenth session).
     sqlite_synchronous: str = "normal"
-    # How long a statement on PostgreSQL waits for a lock another session holds (a LOCK TABLE,
-    # a long ALTER or VACUUM FULL) before the request is answered 503; 0 waits for ever.
+    # How long a write waits for another writer's lock before the request is answered 503 (a
+    # command: an error naming the holder); 0 waits for ever. On PostgreSQL a statement's wait
+    # for a lock another session holds (a LOCK TABLE, a long ALTER or VACUUM FULL: lock_timeout);
+    # on SQLite the wait for the writer lock another process holds (a loader stopped with
+    # Ctrl-Z) and SQLite's busy timeout (store.database).
     database_lock_timeout_seconds: float = DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS
+    # Whether data_dir was given (OPENPROFILES_DATA_DIR, --data-dir) rather than left at its
+    # default, .data in the current directory: messages about a missing installation say when
+    # it is only the default (cli_support), the usual way to reach the wrong one.
+    data_dir_given: bool = False
     # Region and account appear in ARNs (domains, local keys). A request's SigV4 credential
     # scope may name any region (wire.sigv4._credential says why).
     region: str = "us-east-1"
@@ -124,10 +134,12 @@ class Settings:
                 "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1 (MiB), "
                 f"not {self.sqlite_cache_mib}"
             )
-        if self.database_lock_timeout_seconds < 0:
+        # NaN fails both comparisons, so it is refused too.
+        if not 0 <= self.database_lock_timeout_seconds <= LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS:
             raise ValueError(
-                "OPENPROFILES_DATABASE_LOCK_TIMEOUT_SECONDS must be 0 (no timeout) or more, "
-                f"not {self.database_lock_timeout_seconds}"
+                "OPENPROFILES_DATABASE_LOCK_TIMEOUT_SECONDS must be 0 (no timeout) or more, up to "
+                f"{LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS} (24 days), "
+                f"not {self.database_lock_timeout_seconds:g}"
             )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
             raise ValueError(
@@ -212,6 +224,7 @@ class Settings:
         given = {k: v for k, v in changes.items() if v is not None}
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"]))
+            given["data_dir_given"] = True
         return replace(self, **given)  # type: ignore[arg-type]
 
     def command_line_environment(self) -> dict[str, str]:

@@ -133,3 +133,23 @@ def test_the_commands_work_on_the_installation_serve_made(settings: Settings) ->
     assert [c["AccessKeyId"] for c in json.loads(listed.output)] == [
         json.loads(made.output)["AccessKeyId"]
     ]
+
+
+def test_a_data_dir_given_as_the_default_one_is_not_called_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--data-dir .data` names the default directory, but the operator chose it: the message
+    says nothing of a default. Whether it was given is the settings' to say (Settings is the
+    one reader of the environment); the message used to look at OPENPROFILES_DATA_DIR itself,
+    and so missed an option given on the command line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENPROFILES_DATA_DIR", raising=False)
+    monkeypatch.delenv("OPENPROFILES_DATABASE_URL", raising=False)
+    result = _invoke(["credentials", "list", "--data-dir", ".data"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert f"There is no OpenProfiles installation in the data dir {tmp_path / '.data'}" in message
+    assert "(the default" not in message
+    # Given through the variable, it is not the default either.
+    monkeypatch.setenv("OPENPROFILES_DATA_DIR", ".data")
+    assert "(the default" not in " ".join(_invoke(["credentials", "list"]).output.split())

@@ -10,7 +10,12 @@ transaction (`store.group_commit`). WAL checkpoints run on a background thread
 (`store.checkpoint`), not inside the commit of whichever request happens to fill the log.
 
 A write that fails because the database cannot be written (disk full, read-only, I/O error:
-`storage_failure`) is remembered for a while (`Database.write_problem`), for /health to report.
+`storage_failure`) is remembered for a while (`Database.write_problem`), for /health to report,
+and so is a SQLite writer lock that another process held past the lock timeout.
+
+One setting bounds every wait for another writer, on either backend:
+`Settings.database_lock_timeout_seconds` (0: no bound) — PostgreSQL's `lock_timeout`, and on
+SQLite the writer lock's wait and SQLite's own busy timeout (`_sqlite_busy_timeout_ms`).
 """
 
 from __future__ import annotations
@@ -80,7 +85,24 @@ def storage_failure(error: BaseException) -> str | None:
     return _POSTGRES_FAILURES.get(state) if isinstance(state, str) else None
 
 
-def _sqlite_engine(url: str, cache_mib: int | None, synchronous: str) -> Engine:
+# SQLite's longest busy timeout (a C int of milliseconds: about 24.8 days), what "no bound"
+# (a lock timeout of 0) becomes there: SQLite reads a busy timeout of 0 as "do not wait at all".
+_SQLITE_LONGEST_BUSY_MS = 2**31 - 1
+
+
+def _sqlite_busy_timeout_ms(lock_timeout_seconds: float) -> int:
+    """SQLite's busy timeout for the lock timeout setting. It follows the writer lock's bound
+    rather than a fixed 30 s: it is the bound of a write that meets a writer outside the lock (a
+    `sqlite3` shell, an older process) and of BEGIN IMMEDIATE after the lock, so an operator who
+    allows writers a longer wait (or none: 0) gets it there too, and a shorter one is not undone
+    by a 30 s wait inside SQLite."""
+    if lock_timeout_seconds == 0:
+        return _SQLITE_LONGEST_BUSY_MS
+    # At least 1 ms: 0 would make SQLite fail a busy write at once.
+    return min(_SQLITE_LONGEST_BUSY_MS, max(1, round(lock_timeout_seconds * 1000)))
+
+
+def _sqlite_engine(url: str, cache_mib: int | None, synchronous: str, busy_ms: int) -> Engine:
     engine = create_engine(
         url,
         # Statement parameters are customers' sealed data and digests: never in error texts.
@@ -90,7 +112,8 @@ def _sqlite_engine(url: str, cache_mib: int | None, synchronous: str) -> Engine:
         poolclass=QueuePool,
         pool_size=8,
         max_overflow=8,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        # pysqlite's own busy timeout, in seconds; _on_connect sets the same with the PRAGMA.
+        connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
     )
 
     @event.listens_for(engine, "connect")
@@ -109,7 +132,7 @@ def _sqlite_engine(url: str, cache_mib: int | None, synchronous: str) -> Engine:
         # file (builds without SECURE_DELETE compiled in have it off). The log may still hold
         # the pages from before the erasure: Database.request_truncate empties it.
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         # Checkpoints are the Checkpointer's job, off the commit path (store/checkpoint.py).
         cursor.execute("PRAGMA wal_autocheckpoint=0")
         # When a write starts the log over, a log file grown past this (a bulk load) is cut
@@ -149,7 +172,8 @@ class Database:
         if self.is_sqlite:
             if sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
                 raise ValueError(f"Unknown SQLite synchronous mode {sqlite_synchronous!r}")
-            self.engine = _sqlite_engine(url, sqlite_cache_mib, sqlite_synchronous)
+            self._busy_ms = _sqlite_busy_timeout_ms(lock_timeout_seconds)
+            self.engine = _sqlite_engine(url, sqlite_cache_mib, sqlite_synchronous, self._busy_ms)
             # A long log is cut short while writers wait (store.checkpoint); the lock is made
             # below, and is the one every writer of this database takes.
             self.checkpointer = Checkpointer(
@@ -166,7 +190,13 @@ class Database:
                 pool_pre_ping=True,
                 connect_args=_postgres_connect_args(url, lock_timeout_seconds),
             )
-        self._writer_lock = WriterLock(_lock_path(url)) if self.is_sqlite else None
+        # The setting's 0 ("no timeout", as PostgreSQL's lock_timeout reads it) is the lock's
+        # None: a wait of 0 seconds would refuse every write that meets another writer.
+        self._writer_lock = (
+            WriterLock(_lock_path(url), wait_seconds=lock_timeout_seconds or None)
+            if self.is_sqlite
+            else None
+        )
         # The open shared write transaction of an event loop, if any (store.group_commit).
         self._group: CommitGroup | None = None
         # (time.monotonic(), reason) of the latest write the database refused (write_problem).
@@ -224,13 +254,16 @@ class Database:
     def write_problem(self, *, now: float | None = None) -> str | None:
         """Why writes to the database fail, when one of this process's failed for want of a
         writable database (disk full, read-only, I/O error) in the WRITE_PROBLEM_SECONDS before
-        `now` (time.monotonic()); else None. Costs no query: a health check may ask it as often
-        as it likes."""
+        `now` (time.monotonic()), or waited in vain for the SQLite writer lock another process
+        still holds (a loader stopped with Ctrl-Z: WriterLock.stalled_holder); else None. Costs
+        no query and takes no lock: a health check may ask it as often as it likes."""
         failure = self._write_failure
         now = time.monotonic() if now is None else now
-        if failure is None or now - failure[0] > WRITE_PROBLEM_SECONDS:
-            return None
-        return failure[1]
+        if failure is not None and now - failure[0] <= WRITE_PROBLEM_SECONDS:
+            return failure[1]
+        if self._writer_lock is not None:
+            return self._writer_lock.stalled_holder(within=WRITE_PROBLEM_SECONDS, now=now)
+        return None
 
     def _group_to_join(self) -> CommitGroup | None:
         """On an event loop, its open shared transaction, opened now if there is none; else
@@ -306,7 +339,7 @@ class Database:
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         connection = self.engine.dialect.connect(*cargs, **cparams)
         connection.isolation_level = None
-        connection.execute("PRAGMA busy_timeout=30000")
+        connection.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         connection.execute("PRAGMA secure_delete=ON")  # as every connection (_sqlite_engine)
         return connection
 
@@ -400,6 +433,10 @@ def _postgres_connect_args(url: str, lock_timeout_seconds: float) -> dict[str, i
     (store.conflicts `unavailable`). Migrations wait as long as it takes (store.migrate)."""
     query = make_url(_psycopg_url(url)).query
     given = set(query)
+    # libpq's own variables, read here and not in Settings: libpq reads them itself on every
+    # connection (they are its configuration, not OpenProfiles'), and an argument given to it
+    # wins over its variable, so the only question is whether to give one — asked of the
+    # environment libpq is about to read, whoever built this Database.
     if "PGCONNECT_TIMEOUT" in os.environ:
         given.add("connect_timeout")
     args: dict[str, int | str] = {

@@ -22,9 +22,12 @@ writer already waiting has had its turn. A server's write then waits for one bat
 
 No wait is without end: a writer stopped while it holds the lock (a loader suspended with
 Ctrl-Z or SIGSTOP) would otherwise stall every write of every process for as long as it stays
-stopped, with nothing said. A writer waits at most `WAIT_SECONDS` (SQLite's busy timeout, which
-bounds a writer outside the lock the same way), then gets `WriterLockBusy`: a 503 for the API,
-which the SDKs retry, and a message naming the holder's process for a command. A blocking
+stopped, with nothing said. A writer waits at most `wait_seconds`, the database's lock timeout
+(Settings.database_lock_timeout_seconds, 30 s by default; 0 there, None here: no bound), which
+store.database also makes SQLite's busy timeout, the bound of a writer outside the lock. Then it
+gets `WriterLockBusy`: a 503 for the API, which the SDKs retry, and a message naming the
+holder's process for a command. The lock remembers the latest such wait (`stalled_holder`), for
+/health to report while the same holder keeps the lock: every write fails meanwhile. A blocking
 `flock` cannot be given up on (it has no timeout, and a thread cannot be interrupted in it), so
 a waiter asks without blocking, again and again, with pauses growing to `_LONGEST_PAUSE`; the
 turnstile still keeps its place in line meanwhile, so a pause costs at most that much delay,
@@ -47,6 +50,7 @@ from types import TracebackType
 
 from openprofiles.blocking import WouldBlock, must_not_block
 from openprofiles.errors import ServiceUnavailable
+from openprofiles.settings import DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS
 
 # What holds the lock, as the first byte of the lock file says: a request on an event loop
 # (short by construction: openprofiles.blocking's operations) or anything else — a request in a
@@ -55,9 +59,6 @@ from openprofiles.errors import ServiceUnavailable
 _SHORT = b"s"
 _MAY_BE_LONG = b"l"
 
-# The longest a writer waits for the lock: SQLite's busy timeout (store.database sets it to 30 s
-# on every connection), the bound a writer that does not take this lock meets.
-WAIT_SECONDS = 30.0
 # The longest an event loop waits in place for another process's short request (see
 # _acquire_without_waiting): a request holds the lock for milliseconds; one that holds it longer
 # (its process stopped) is waited for in a worker thread instead, and the loop serves on.
@@ -105,12 +106,20 @@ class WriterLock:
     for the loop's next try.
     """
 
-    def __init__(self, path: Path | None, *, wait_seconds: float | None = WAIT_SECONDS) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        wait_seconds: float | None = DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS,
+    ) -> None:
         # None: a database without a file (in memory), which no other process can open.
         self._path = path
         # None: wait as long as the holder holds it (what an operator may choose, as for
-        # PostgreSQL's lock_timeout: Settings.database_lock_timeout_seconds).
+        # PostgreSQL's lock_timeout: Settings.database_lock_timeout_seconds, where it is 0).
         self._wait_seconds = wait_seconds
+        # (time.monotonic(), the lock file's st_mtime_ns) when a wait last reached its bound
+        # (_busy): the holder it met, as its declaration (_declare) stamped the file.
+        self._stall: tuple[float, int] | None = None
         self._thread_lock = threading.Lock()
         # Event loops' futures waiting for the thread lock's release (see _released); the
         # lock guards the check-then-wait against a release between the two.
@@ -122,6 +131,10 @@ class WriterLock:
         # Another process's short holder outlasted the loop's wait in place (_SHORT_WAIT_SECONDS)
         # and has not let go since: the loop does not wait in place for it again.
         self._short_holder_stalled = False
+        # The refusal a wait in a worker thread for the loop (_reserve) ended with, for the loop's
+        # next try to raise inside its request (_acquire_without_waiting). Set and taken on the
+        # loop's thread; dropped when a writer of any thread takes the lock (_declare).
+        self._refusal: WriterLockBusy | None = None
         self._fd: int | None = None
         self._turnstile_fd: int | None = None
         if path is not None:
@@ -202,7 +215,10 @@ class WriterLock:
 
     def _busy(self) -> WriterLockBusy:
         """The error for a wait that reached its bound, naming the process the lock file says
-        holds the lock (the last to declare itself: _declare)."""
+        holds the lock (the last to declare itself: _declare). Remembered for `stalled_holder`."""
+        declared = self._declared_at()
+        if declared is not None:
+            self._stall = (time.monotonic(), declared)
         pid = self._holder_pid()
         holder = "another process" if pid is None else f"process {pid}"
         return WriterLockBusy(
@@ -217,6 +233,34 @@ class WriterLock:
             ),
         )
 
+    def stalled_holder(self, *, within: float, now: float | None = None) -> str | None:
+        """Who made a writer of this process give up (WriterLockBusy) in the `within` seconds
+        before `now` (time.monotonic()) and has held the lock since, and for how long; else None.
+
+        Takes no lock and never waits (a health check asks it): "held since" is read from the
+        lock file, which every holder stamps as it takes the lock (_declare), so a new holder —
+        the stalled one let go — ends the report at once. A holder that let go with nobody
+        taking the lock after it is reported until `within` has passed since the last refusal,
+        as a write failure is (store.database's write_problem)."""
+        stall = self._stall
+        now = time.monotonic() if now is None else now
+        if stall is None or now - stall[0] > within or self._declared_at() != stall[1]:
+            return None
+        pid = self._holder_pid()
+        holder = "another process" if pid is None else f"process {pid}"
+        held = max(0.0, time.time() - stall[1] / 1e9)
+        return f"the writer lock has been held by {holder} for {held:.0f} s"
+
+    def _declared_at(self) -> int | None:
+        """When the lock file was last stamped by a holder taking the lock (_declare), in
+        nanoseconds since the epoch; None without a file."""
+        if self._fd is None:
+            return None
+        try:
+            return os.fstat(self._fd).st_mtime_ns
+        except OSError:
+            return None
+
     def _holder_pid(self) -> int | None:
         """The process id the holder declared after its kind (_declare), if there is one."""
         if self._fd is None:
@@ -229,7 +273,12 @@ class WriterLock:
 
     def _acquire_without_waiting(self) -> None:
         """Take the lock if it is free (or reserved for the loop); WouldBlock if another thread
-        or process holds it (openprofiles.blocking: the request then tries again)."""
+        or process holds it (openprofiles.blocking: the request then tries again); the
+        WriterLockBusy a wait for this try ended with (_reserve)."""
+        refusal = self._refusal
+        if refusal is not None:
+            self._refusal = None
+            raise refusal
         if self._reserved:
             self._reserved = False  # this write owns it now; __exit__ releases it
             self._declare(_SHORT)
@@ -353,7 +402,13 @@ class WriterLock:
 
         Waiting for another process has no wake-up the loop could await, and trying again
         blindly could lose to that process's next write every time; a thread parked in
-        `flock` costs nothing while it waits."""
+        `flock` costs nothing while it waits.
+
+        A wait that reaches its bound returns too, and the try it was for raises the
+        WriterLockBusy where the request takes the lock: inside the request, whose adapter
+        answers it 503 as it does a wait in a worker thread. Raised here, out of the adapter's
+        retry loop (openprofiles.blocking), it reached the server as an unhandled exception,
+        answered 500 without the API's error shape."""
         if self._reserved or not self._thread_lock.acquire(blocking=False):
             return None  # held in this process now: the next try waits for that
         assert self._fd is not None
@@ -368,6 +423,10 @@ class WriterLock:
                 )
             )
             raise
+        except WriterLockBusy as refused:
+            self._release_thread_lock()
+            self._refusal = refused
+            return None
         except BaseException:
             self._release_thread_lock()
             raise
@@ -383,6 +442,7 @@ class WriterLock:
         lock (and leaving the lock taken)."""
         assert self._fd is not None
         self._short_holder_stalled = False  # this process holds it now: the stalled one let go
+        self._refusal = None  # and a refusal not raised yet is out of date
         with contextlib.suppress(OSError):
             # And the holder's process id, which a writer that waited in vain names (_busy).
             os.pwrite(self._fd, kind + b"%d\n" % os.getpid(), 0)

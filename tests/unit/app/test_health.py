@@ -1,12 +1,15 @@
 """GET /health answers what a load balancer needs (both backends): 200 while the database
 answers, 503 once it does not — it used to answer 200 with the database refusing connections,
 so a balancer kept sending requests that could only fail — and 503 for a while after a write
-failed because the database cannot be written (read-only, disk full), which it answered 200."""
+failed because the database cannot be written (read-only, disk full), which it answered 200;
+on SQLite also while another process keeps the writer lock past the lock timeout."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +17,11 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import event, text
 from tests.support.server import run_server
+from tests.unit.store.test_writer_lock_bound import _holder, _release
 
 from openprofiles.settings import Settings
 from openprofiles.store.database import WRITE_PROBLEM_SECONDS, Database
+from openprofiles.store.writer_lock import WriterLockBusy
 
 
 def test_health_follows_the_database(settings: Settings) -> None:
@@ -126,3 +131,58 @@ def test_health_reports_a_full_disk(sqlite_settings: Settings) -> None:
             "status": "unavailable",
             "reason": "Writes to the database are failing: the disk is full.",
         }
+
+
+def test_health_reports_a_writer_lock_another_process_keeps(tmp_path: Path) -> None:
+    """SQLite: another process holds the writer lock and does not let go (a loader stopped with
+    Ctrl-Z). Every write waits out the lock timeout and is answered 503, and /health used to
+    answer 200 all the while. It now names the holder while it keeps the lock, without taking
+    the lock or waiting for it, and says ok again once another writer has had the lock."""
+    settings = Settings(data_dir=tmp_path / "data", database_lock_timeout_seconds=1)
+    with run_server(settings) as server:
+        client = server.client()
+        client.create_domain(DomainName="stalled", DefaultExpirationDays=30)
+        sqlite_file = settings.sqlite_file
+        assert sqlite_file is not None
+        lock_file = sqlite_file.with_name(sqlite_file.name + "-writer.lock")
+        with _holder(lock_file, "thread") as holder:
+            # Before any write met it, nothing says the lock is held for long.
+            assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+            with pytest.raises(ClientError) as refused:
+                client.create_profile(DomainName="stalled", FirstName="Ada")
+            # The API's 503 (the SDKs retry it): on the event loop, where CreateProfile runs,
+            # the wait's refusal was an unhandled exception, answered 500.
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+            assert refused.value.response["Error"]["Code"] == "ServiceUnavailableException"
+            response = httpx.get(f"{server.url}/health", timeout=10)
+            assert response.status_code == 503
+            body = response.json()
+            assert set(body) == {"status", "reason"} and body["status"] == "unavailable"
+            assert re.fullmatch(
+                "Writes to the database are failing: the writer lock has been held by "
+                rf"process {holder.pid} for \d+ s\.",
+                body["reason"],
+            ), body["reason"]
+            _release(holder)
+        # The holder let go: the next write takes the lock, and /health says ok at once.
+        client.create_profile(DomainName="stalled", FirstName="Ada")
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+
+
+def test_a_stalled_writer_lock_is_reported_for_a_while_at_most(sqlite_settings: Settings) -> None:
+    """A holder that let go with nobody writing after it is reported until WRITE_PROBLEM_SECONDS
+    after the last refused write, as a write failure is."""
+    lock_file = sqlite_settings.data_dir / "openprofiles.sqlite3-writer.lock"
+    database = Database.from_settings(
+        sqlite_settings.with_overrides(database_lock_timeout_seconds=0.2)
+    )
+    try:
+        with _holder(lock_file, "thread") as holder:
+            with pytest.raises(WriterLockBusy), database.write():
+                pass
+            assert f"process {holder.pid}" in (database.write_problem() or "")
+            later = time.monotonic() + WRITE_PROBLEM_SECONDS + 1
+            assert database.write_problem(now=later) is None
+            _release(holder)
+    finally:
+        database.dispose()
