@@ -4,10 +4,11 @@ them: each stream record's data is one contact record (or JSON lines of them).
 Every shard is read from the sequence number after its checkpoint (or from the start of the
 stream, TRIM_HORIZON, the first time), then by following each page's NextShardIterator, kept
 between polls (an expired one is made again from the checkpoint). A polled batch is applied and
-its checkpoint saved in the same database transaction, so a restart resumes exactly after the
-last applied record and a crash between the two cannot skip or double-apply a batch
-(re-applying would be idempotent anyway: contact records are deduplicated by ContactId and
-LastUpdateTimestamp).
+its checkpoint saved in the same database transaction (on PostgreSQL, a bounded number of
+contact records a transaction, each saving the checkpoint at its last stream record:
+store.chunks), so a restart resumes exactly after the last applied record and a crash between
+the two cannot skip or double-apply a record (re-applying would be idempotent anyway: contact
+records are deduplicated by ContactId and LastUpdateTimestamp).
 
 Kinesis answers a read with an error now and then (ProvisionedThroughputExceededException above
 5 reads a second per shard, a network error, an iterator that expired): the shard that failed
@@ -84,6 +85,7 @@ from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import Services, Tx
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
+from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import is_transient, retrying, sqlite_locked
 from openprofiles.store.database import storage_failure
 from openprofiles.store.schema import stream_checkpoint
@@ -578,17 +580,62 @@ class KinesisContactRecords:
         ended: bool = False,
     ) -> bool:
         """Apply a page's records and save the shard's checkpoint after them (SHARD_END when
-        the page `ended` the shard), in one transaction; False when the batch was deferred (a
-        request error) or another connector had got further (the records it had applied are
-        skipped)."""
+        the page `ended` the shard): in one transaction on SQLite; on PostgreSQL a bounded
+        number of contact records a transaction (store.chunks: the shared lock table), each
+        saving the checkpoint at its last stream record, so a crash between two resumes after
+        the last one committed. False when a transaction was deferred (a request error: the
+        records from it on are read again) or another connector had got further (the records
+        it had applied are skipped)."""
+        # Each stream record with its contact records, read once: what a transaction holds.
+        read = [(record, stream_record_items(record["Data"])) for record in records]
+        chunks: list[Sequence[tuple[dict[str, Any], list[Item]]]] = list(
+            transaction_chunks(
+                read, is_sqlite=self.services.database.is_sqlite, records=lambda r: len(r[1])
+            )
+        ) or [[]]  # a page without records that ends the shard: its checkpoint alone
+        left = len(records)
+        for number, chunk in enumerate(chunks, 1):
+            final = number == len(chunks)
+            last = SHARD_END if ended and final else chunk[-1][0]["SequenceNumber"]
+            try:
+                outcome, applied, moved = self._apply_chunk(shard_id, chunk, last)
+            except ServiceError as exc:
+                # The other shards go on; this one is read again from its checkpoint next time.
+                logger.warning(
+                    "Kinesis stream %s, shard %s: %s; its %d records are read again at the next "
+                    "poll.",
+                    self.stream_name,
+                    shard_id,
+                    exc.message,
+                    left,
+                )
+                result.deferred += left
+                return False
+            left -= len(chunk)
+            result.stream_records += applied
+            result.accepted += outcome.accepted
+            result.rejected += len(outcome.rejected)
+            result.held += outcome.held
+            if outcome.woken is not None:
+                # Kept records the batch sent on with the contact they continue
+                # (contacts.waiting).
+                result.replayed += outcome.woken.sent_on
+            if not moved:
+                return False
+        return True
+
+    def _apply_chunk(
+        self, shard_id: str, chunk: Sequence[tuple[dict[str, Any], list[Item]]], last: str
+    ) -> tuple[BatchOutcome, int, bool]:
+        """Apply the stream records of `chunk` not applied yet and move the shard's checkpoint
+        to `last`, in one transaction: (outcome, stream records applied, whether it moved)."""
         identity = self._identity
         assert identity is not None  # shards are only read once the stream was described
-        last = SHARD_END if ended else records[-1]["SequenceNumber"]
 
         def apply() -> tuple[BatchOutcome, int, bool]:
             with self.services.write() as tx:
                 done = _checkpoint(tx, self.stream_name, shard_id, identity)
-                fresh = [r for r in records if _past(r["SequenceNumber"], done)]
+                fresh = [(r, found) for r, found in chunk if _past(r["SequenceNumber"], done)]
                 items, origins = self._items(shard_id, fresh)
                 outcome = (
                     ingest_contact_items(tx, items, hold_unavailable=True, origins=origins)
@@ -598,43 +645,23 @@ class KinesisContactRecords:
                 moved = save_checkpoint(tx, self.stream_name, shard_id, last, identity)
             return outcome, len(fresh), moved
 
-        try:
-            # A batch that lost a race with a server's writes (PostgreSQL) runs again.
-            outcome, applied, moved = retrying(apply)
-        except ServiceError as exc:
-            # The other shards go on; this one is read again from its checkpoint next time.
-            logger.warning(
-                "Kinesis stream %s, shard %s: %s; its %d records are read again at the next poll.",
-                self.stream_name,
-                shard_id,
-                exc.message,
-                len(records),
-            )
-            result.deferred += len(records)
-            return False
-        result.stream_records += applied
-        result.accepted += outcome.accepted
-        result.rejected += len(outcome.rejected)
-        result.held += outcome.held
-        if outcome.woken is not None:
-            # Kept records the batch sent on with the contact they continue (contacts.waiting).
-            result.replayed += outcome.woken.sent_on
-        return moved
+        # A transaction that lost a race with a server's writes (PostgreSQL) runs again.
+        return retrying(apply)
 
     def _items(
-        self, shard_id: str, records: Sequence[dict[str, Any]]
+        self, shard_id: str, records: Sequence[tuple[dict[str, Any], list[Item]]]
     ) -> tuple[list[Item], list[str | None]]:
-        """The contact records of stream records, each with its origin (the stream record's
-        position, and which of its records when it holds several): read twice, by a second
-        connector or after a checkpoint was reset, a rejected one has one dead letter."""
+        """The contact records of stream records (each with those read from its data), each
+        with its origin (the stream record's position, and which of its records when it holds
+        several): read twice, by a second connector or after a checkpoint was reset, a rejected
+        one has one dead letter."""
         items: list[Item] = []
         origins: list[str | None] = []
-        for record in records:
+        for record, found in records:
             origin = (
                 f"Kinesis stream {self.stream_name}, shard {shard_id}, sequence number "
                 f"{record['SequenceNumber']}"
             )
-            found = stream_record_items(record["Data"])
             items.extend(found)
             if len(found) == 1:
                 origins.append(origin)

@@ -24,6 +24,7 @@ from openprofiles.cli_support import (
     storage_options,
 )
 from openprofiles.ingest import DEFAULT_BATCH_SIZE, MAX_OBJECT_CHARS
+from openprofiles.store.chunks import PG_RECORDS_PER_TRANSACTION, transaction_chunks
 
 if TYPE_CHECKING:
     from openprofiles.contacts.records import Item
@@ -40,7 +41,8 @@ _UTF8_CHUNK_BYTES = 1024 * 1024
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Records per transaction.",
+    help="Records read at a time, one transaction on SQLite; on PostgreSQL at most "
+    f"{PG_RECORDS_PER_TRANSACTION} records a transaction.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def contact_records(
@@ -82,35 +84,39 @@ def contact_records(
     try:
         with progress:
             task = progress.add_task("contacts", total=total)
-            # A batch at a time: the file is never held whole (ingest.bulk.read_records).
+            # A batch at a time: the file is never held whole (ingest.bulk.read_records). On
+            # PostgreSQL each part of a batch (store.chunks) is committed, and counted, before
+            # the next: a load stopped part-way says truthfully what it applied.
             while batch := list(islice(items, batch_size)):
-                try:
-                    outcome = process_batch(
-                        services, [item for item, _ in batch], [origin for _, origin in batch]
-                    )
-                except ServiceError as exc:
-                    # A domain that cannot take records (its key disabled): the batch is rolled
-                    # back whole. Loading the file again after the fix is safe: the records
-                    # already applied are repeats, which change nothing.
-                    raise click.ClickException(
-                        f"{exc.message} Stopped after {read} of {total} records ({accepted} "
-                        f"accepted, {rejected} rejected); the rest was not loaded."
-                    ) from None
-                read += len(batch)
-                accepted += outcome.accepted
-                rejected += len(outcome.rejected)
-                dead_lettered.update(outcome.dead_lettered)
-                unrouted.update(outcome.unrouted)
-                waiting += outcome.waiting
-                if outcome.woken is not None:
-                    woken.update(
-                        accepted=outcome.woken.accepted, rejected=len(outcome.woken.rejected)
-                    )
-                progress.advance(task, len(batch))
+                for part in transaction_chunks(batch, is_sqlite=services.database.is_sqlite):
+                    try:
+                        outcome = process_batch(
+                            services, [item for item, _ in part], [origin for _, origin in part]
+                        )
+                    except ServiceError as exc:
+                        # A domain that cannot take records (its key disabled): the transaction
+                        # is rolled back whole. Loading the file again after the fix is safe:
+                        # the records already applied are repeats, which change nothing.
+                        raise click.ClickException(
+                            f"{exc.message} Stopped after {read} of {total} records "
+                            f"({accepted} accepted, {rejected} rejected); the rest was not "
+                            "loaded."
+                        ) from None
+                    read += len(part)
+                    accepted += outcome.accepted
+                    rejected += len(outcome.rejected)
+                    dead_lettered.update(outcome.dead_lettered)
+                    unrouted.update(outcome.unrouted)
+                    waiting += outcome.waiting
+                    if outcome.woken is not None:
+                        woken.update(
+                            accepted=outcome.woken.accepted,
+                            rejected=len(outcome.woken.rejected),
+                        )
+                    progress.advance(task, len(part))
     except BaseException as exc:
-        # Ctrl-C, SIGTERM, a full disk: the batch under way was rolled back (on PostgreSQL the
-        # part of it not yet committed: process_batch commits it 100 records at a time); the
-        # ones before it are committed.
+        # Ctrl-C, SIGTERM, a full disk: the transaction under way was rolled back (the batch on
+        # SQLite, its part on PostgreSQL); those before it are committed, and counted.
         end_stopped_load(
             exc,
             file=file,

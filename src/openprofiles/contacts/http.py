@@ -16,8 +16,8 @@ without reading the rest.
   it is applied or kept (contacts.records.split_records). So is an empty body (or one of
   whitespace only), which holds no record to answer for; a body of more than
   `MAX_BODY_RECORDS` records is refused whole (413), however small they are.
-  On PostgreSQL a body is applied `PG_RECORDS_PER_TRANSACTION` records a transaction
-  (`process_batch` says why), every one committed before the answer.
+  On PostgreSQL a body is applied `store.chunks.PG_RECORDS_PER_TRANSACTION` records a transaction
+  (store.chunks says why), every one committed before the answer.
 * `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
   "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
 """
@@ -28,6 +28,7 @@ import copy
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,6 +45,7 @@ from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
+from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying, unavailable
 from openprofiles.wire.dispatch import check_before_body, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
@@ -62,16 +64,6 @@ MAX_BODY_BYTES = DEFAULT_BATCH_SIZE * LARGE_RECORD_BYTES
 # records fit MAX_BODY_BYTES by the tens of thousands, and a body of 40,000 held the SQLite
 # writer (every other write of the server) for half a minute.
 MAX_BODY_RECORDS = 20 * DEFAULT_BATCH_SIZE
-# On PostgreSQL a transaction holds an advisory lock for each contact, UNIQUE value and key of
-# its records (store.advisory, ingest.pipeline), four for a plain record, until it ends; they
-# are slots of the lock table every session shares (max_locks_per_transaction x
-# max_connections: 6,400 at PostgreSQL's defaults). A batch of 500 records (DEFAULT_BATCH_SIZE)
-# held 2,000 of them, three such batches at once filled the table, and a batch of 5,000 could
-# never apply. So a batch is applied this many records a transaction, one after another: about
-# 400 locks each. SQLite takes none, and applies a batch in one transaction. (A record that
-# continues a contact of a later transaction of the batch waits for it, and that transaction
-# sends it on: it is among the batch's rejected, held, and then in its `woken`.)
-PG_RECORDS_PER_TRANSACTION = 100
 
 # Where a record rejected by the feed came from, first in its dead letter's reason. It is also
 # what makes a resent record one letter (dlq.sinks.dead_letter_in): a feed that sends a batch
@@ -106,19 +98,24 @@ def process_batch(
     services: Services, items: list[Item], origins: list[str | None] | None = None
 ) -> BatchOutcome:
     """Apply a batch of records (each applied whole or not at all by the pipeline): in one write
-    transaction on SQLite, PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL, each
-    committed before the next; `origins` says where each came from, for its dead letter.
+    transaction on SQLite, PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL
+    (store.chunks), each committed before the next; `origins` says where each came from, for its
+    dead letter.
 
     An error part-way says how many records were applied before it: sending the batch again
     is safe, as a record already applied is a repeat, which changes nothing (contacts.service).
+    A record that continues a contact of a later transaction of the batch waits for it, and
+    that transaction sends it on: it is among the batch's rejected, held, and then in its
+    `woken`.
     """
-    step = len(items) if services.database.is_sqlite else PG_RECORDS_PER_TRANSACTION
     total = BatchOutcome()
-    for start in range(0, len(items), max(step, 1)):
-        chunk = items[start : start + step]
-        chunk_origins = origins[start : start + step] if origins else None
+    start = 0
+    for chunk in transaction_chunks(items, is_sqlite=services.database.is_sqlite):
+        chunk_origins = origins[start : start + len(chunk)] if origins else None
 
-        def attempt(chunk: list[Item] = chunk, chunk_origins: Any = chunk_origins) -> BatchOutcome:
+        def attempt(
+            chunk: Sequence[Item] = chunk, chunk_origins: Any = chunk_origins
+        ) -> BatchOutcome:
             with services.write() as tx:
                 return ingest_contact_items(tx, chunk, origins=chunk_origins)
 
@@ -129,6 +126,7 @@ def process_batch(
             if not start:
                 raise
             raise _after_applied(exc, start, len(items)) from exc
+        start += len(chunk)
         # The records it woke (kept waiting for its contacts) are not the batch's own.
         add_outcome(total, replace(more, woken=None))
         if more.woken is not None:

@@ -1,7 +1,8 @@
 """Bulk ingestion of a file of objects through the one pipeline (`openprofiles ingest FILE`).
 
 The file holds JSON lines (one object per line), one JSON array of objects, or one JSON object.
-Records are applied in batches through `ingest_batch`, one write transaction per batch; a
+Records are applied in batches through `ingest_batch`, one write transaction per batch on SQLite
+and PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL (store.chunks says why); a
 rejected record writes nothing and is dead-lettered without undoing its neighbours. Re-running a
 file is safe: the UNIQUE key makes every record replace itself.
 
@@ -32,6 +33,7 @@ from openprofiles.ingest.pipeline import IngestRejected, ingest_batch
 from openprofiles.ingest.rejections import Rejected, dead_letter_all
 from openprofiles.json_text import JsonTextError, load_json, split_json_text
 from openprofiles.object_types.service import get_object_type
+from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying
 
 # A line longer than this (in UTF-8 bytes, at most 4 a character) holds more characters than an
@@ -208,21 +210,29 @@ def ingest_records(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int], None] | None = None,
 ) -> BulkSummary:
-    """Apply every record (its JSON text, or a FileRecord); raises NotFound up front for an
-    unknown domain or object type."""
+    """Apply every record (its JSON text, or a FileRecord), `batch_size` read at a time;
+    `on_progress(records)` is told of each transaction once committed. Raises NotFound up
+    front for an unknown domain or object type."""
     check_target(services, domain_name=domain_name, object_type_name=object_type_name)
     summary = BulkSummary()
     started = time.perf_counter()
     iterator = iter(records)
+    is_sqlite = services.database.is_sqlite
     while batch := list(islice(iterator, batch_size)):
-        # A batch rolled back by a race with a server's writes (PostgreSQL) runs again.
-        counts = retrying(partial(_run_batch, services, domain_name, object_type_name, batch))
-        summary.read += len(batch)
-        summary.ingested += counts[0]
-        summary.created_profiles += counts[1]
-        summary.dead_lettered += counts[2]
-        if on_progress is not None:
-            on_progress(len(batch))
+        # One transaction for the batch on SQLite; on PostgreSQL a bounded number of records
+        # each (store.chunks), each counted once committed: a load stopped part-way says
+        # truthfully what it applied.
+        for chunk in transaction_chunks(batch, is_sqlite=is_sqlite):
+            # A transaction rolled back by a race with a server's writes (PostgreSQL) runs again.
+            counts = retrying(
+                partial(_run_batch, services, domain_name, object_type_name, list(chunk))
+            )
+            summary.read += len(chunk)
+            summary.ingested += counts[0]
+            summary.created_profiles += counts[1]
+            summary.dead_lettered += counts[2]
+            if on_progress is not None:
+                on_progress(len(chunk))
     summary.seconds = time.perf_counter() - started
     return summary
 
