@@ -149,9 +149,9 @@ def end_stopped_load(error: BaseException, *, file: Path, loaded: str, why_safe:
     (`why_safe`): Ctrl-C or SIGTERM (`interrupted`), or a database that cannot be written (a
     full disk, read-only, failing I/O: store.database.storage_failure), which used to end in a
     traceback whose message the logging rules withhold. Returns for any other error, for the
-    caller to raise. The batch under way is not counted: it was rolled back (a contact-record
-    batch on PostgreSQL only its transaction under way: contacts.http.process_batch commits it
-    100 records at a time); those before it are committed."""
+    caller to raise. The transaction under way is not counted: it was rolled back (a batch is
+    one transaction on SQLite, store.chunks' bounded runs on PostgreSQL); those before it are
+    committed."""
     if caused_by_ctrl_c(error):
         interrupted(
             f"Interrupted: {loaded}; the batch under way is not counted. Loading {file} again "

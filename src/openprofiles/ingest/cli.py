@@ -20,6 +20,7 @@ from openprofiles.cli_support import (
     storage_options,
 )
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
+from openprofiles.store.chunks import PG_RECORDS_PER_TRANSACTION
 
 
 class _DefaultObjectsGroup(click.Group):
@@ -46,7 +47,8 @@ def ingest() -> None:
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Records per transaction.",
+    help="Records read at a time, one transaction on SQLite; on PostgreSQL at most "
+    f"{PG_RECORDS_PER_TRANSACTION} records a transaction.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def ingest_objects(
@@ -123,8 +125,8 @@ def ingest_objects(
                 on_progress=advance,
             )
     except BaseException as exc:
-        # Ctrl-C, SIGTERM, a full disk: a batch is committed whole before it is counted; the one
-        # under way was rolled back.
+        # Ctrl-C, SIGTERM, a full disk: a transaction is committed before its records are
+        # counted; the one under way was rolled back.
         end_stopped_load(
             exc,
             file=file,
