@@ -34,7 +34,8 @@ A line never carries a request body nor a parameter's value beyond those: keys, 
 numbers and emails stay out (nor a command's other arguments: file paths, usernames, keys,
 passwords). The domain name and the profile id are taken from the request, so
 they are written only when they have their model's form (a name, a 32-digit hex id): a request
-that fails validation could put any text there.
+that fails validation could put any text there. So are the parameters of a page's address
+(`page_post`): a user can type anything into it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ _UID = re.compile(r"[0-9]{1,10}")
 # The inputs that name the profile a request changes (MergeProfiles: the one kept).
 _PROFILE_MEMBERS = ("ProfileId", "MainProfileId")
 NONE = "-"
+# What stands for a value taken from a request that is not in its form.
+NOT_VALID = "(not valid)"
 # What a path keeps as it is when written (RFC 3986 pchar and "/"): no space, no control.
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 
@@ -79,7 +82,7 @@ def audited(operation: str | None) -> bool:
 def _shown(value: Any, form: re.Pattern[str]) -> str:
     if isinstance(value, str) and form.fullmatch(value):
         return value
-    return NONE if value is None else "(not valid)"
+    return NONE if value is None else NOT_VALID
 
 
 def profile_named(members: Mapping[str, Any]) -> str | None:
@@ -114,11 +117,38 @@ def api_request(
     )
 
 
-def page_post(*, user: str, path: str, status: int, result: str | None = None) -> None:
+# The form of a page's path parameter (ui routes) written as it is: a profile id the model's;
+# any other (a domain name, a dead letter's, merge's or match's id, an access key id, a user's
+# reference) an identifier of a domain name's form.
+_PAGE_PARAMETER_FORMS = {"profile_id": _PROFILE_ID}
+# A parameter in a route's template: {name} or {name:convertor}.
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+def page_post(
+    *,
+    user: str,
+    path: str,
+    status: int,
+    result: str | None = None,
+    route: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> None:
     """Log one POST of a signed-in web user, named by `user`, their audit name (`result`: what
-    came of it, when the status alone does not say). The page's path holds no personal value
-    (no page puts one in its address: ui.web); it is written percent-encoded, as a request
-    could put a line break in it."""
+    came of it, when the status alone does not say). No page puts a personal value in its
+    address (ui.web), but a request can: an email address typed where a profile id goes. So
+    the path is written from its `route`'s template (Starlette's, "/agent/domains/{domain}"),
+    each of the path `parameters` in it as it is when in its form, else "(not valid)", as for
+    an API request; and percent-encoded, as a request could put a line break in it."""
+    if route is not None and parameters:
+
+        def shown(placeholder: re.Match[str]) -> str:
+            name = placeholder.group(1)
+            return _shown(
+                str(parameters.get(name, "")), _PAGE_PARAMETER_FORMS.get(name, _DOMAIN_NAME)
+            )
+
+        path = _PLACEHOLDER.sub(shown, route)
     logger.info(
         "ui POST %s user=%s status=%d%s",
         quote(path, safe=_PATH_SAFE),

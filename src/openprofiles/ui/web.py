@@ -389,6 +389,8 @@ class UI:
                         user=users.audit_name(self.services.keys.system_cipher(), session.username),
                         path=request.url.path,
                         status=status,
+                        route=getattr(request.scope.get("route"), "path", None),
+                        parameters=request.path_params,
                     )
 
             async def signed_in(request: Request, session: WebSession) -> Response:

@@ -94,3 +94,32 @@ def test_users_list_shows_each_users_audit_name(client: TestClient) -> None:
     cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
     rows = {line.split()[0]: line.split()[-1] for line in listed.output.splitlines()}
     assert rows == {name: users.audit_name(cipher, name) for name in ("ana", "boss")}
+
+
+def test_a_value_typed_into_a_pages_address_is_not_written(
+    client: TestClient, audit_lines: Callable[[], list[str]]
+) -> None:
+    """An email address where a profile id goes (a page's address is the user's to type) is
+    written "(not valid)", as an API request's is; the domain name, in its form, as it is."""
+    sign_in(client, "ana")
+    home = client.get("/agent/")
+    refused = client.post(
+        "/agent/domains/shop/profiles/ada.lovelace@example.com/edit",
+        data={"csrf_token": csrf_of(home.text)},
+    )
+    assert refused.status_code == 404
+    refused = client.post(
+        "/agent/domains/shop/profiles/0123456789abcdef0123456789abcdef/edit",
+        data={"csrf_token": "not this session's"},
+    )
+    assert refused.status_code == 403
+
+    cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
+    ana = users.audit_name(cipher, "ana")
+    lines = audit_lines()
+    assert "lovelace" not in "\n".join(lines)
+    assert lines[1:] == [
+        f"ui POST /agent/domains/shop/profiles/(not%20valid)/edit user={ana} status=404",
+        f"ui POST /agent/domains/shop/profiles/0123456789abcdef0123456789abcdef/edit "
+        f"user={ana} status=403",
+    ]
