@@ -22,6 +22,7 @@ run: venv
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup
 
@@ -40,5 +41,7 @@ bench: venv
 	$(BIN)/python benchmarks/put_object_cpu.py --clients 8 --objects 3000
 	$(BIN)/python benchmarks/contention.py --database-url $(OPENPROFILES_TEST_DATABASE_URL) --seconds 20
 
+# The venv and build output only: the data dir holds the database and the keyring, which no
+# clean-up target may take.
 clean:
-	rm -rf $(VENV) $(DATA_DIR) build *.egg-info
+	rm -rf $(VENV) build *.egg-info
