@@ -147,7 +147,7 @@ class _Run:
     def resend(self, name: str, queue_url: str) -> None:
         """Send the domain's due records to its queue, CHUNK at a time."""
         services = self.services
-        endpoint = sqs_endpoint(services.settings)
+        endpoint = sqs_endpoint(services.settings, queue_url)
         after: str | None = None
         while not self.more and endpoint not in self.unreachable:
             if self.deadline.passed():

@@ -65,6 +65,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from openprofiles.context import Services, Tx
 from openprofiles.dlq import service
 from openprofiles.dlq.models import DeadLetter
+from openprofiles.dlq.queue_urls import queue_target
 from openprofiles.domains.service import get_domain
 from openprofiles.errors import ServiceError
 from openprofiles.settings import Settings
@@ -166,7 +167,7 @@ class SqsSink:
 
     def __init__(self, settings: Settings, queue_url: str, client: Any | None = None) -> None:
         self.queue_url = queue_url
-        self._client = client or sqs_client(settings)
+        self._client = client or sqs_client(settings, queue_url)
 
     def send(self, letter: DeadLetter) -> None:
         self._send(*_message(letter))
@@ -399,15 +400,18 @@ def _batch_length(letters: Sequence[DeadLetter], limit: int | None = None) -> in
     return min(len(letters), SQS_BATCH_ENTRIES)
 
 
-def sqs_client(settings: Settings) -> Any:
-    """A boto3 SQS client for the settings' endpoint and region (shared: clients are
-    thread-safe, and making one costs more than sending a message)."""
+def sqs_client(settings: Settings, queue_url: str | None = None) -> Any:
+    """A boto3 SQS client for the queue's endpoint and region (dlq.queue_urls: an AWS queue in
+    its own region), or, without a queue, the settings' (shared: clients are thread-safe, and
+    making one costs more than sending a message)."""
+    if queue_url is not None:
+        return _sqs_client(*queue_target(settings, queue_url))
     return _sqs_client(settings.sqs_endpoint_url, settings.aws_region or settings.region)
 
 
-def sqs_endpoint(settings: Settings) -> str:
-    """The endpoint the settings' SQS requests go to, whatever queue they name."""
-    return str(sqs_client(settings).meta.endpoint_url)
+def sqs_endpoint(settings: Settings, queue_url: str) -> str:
+    """The endpoint the requests about the queue go to."""
+    return str(sqs_client(settings, queue_url).meta.endpoint_url)
 
 
 @functools.lru_cache(maxsize=8)

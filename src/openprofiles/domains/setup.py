@@ -17,13 +17,11 @@ from urllib.parse import urlsplit
 from openprofiles.arns import domain_arn
 from openprofiles.context import Services
 from openprofiles.crypto.errors import KeyUnusable
+from openprofiles.dlq.queue_urls import aws_queue_region, queue_target
 from openprofiles.errors import BadRequest
 from openprofiles.settings import Settings
 
 # https://sqs.REGION.amazonaws.com/ACCOUNT/NAME (also the legacy REGION.queue.amazonaws.com).
-_AWS_QUEUE_HOST = re.compile(
-    r"^(?:sqs\.)?(?P<region>[a-z0-9-]+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
-)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 
 
@@ -98,8 +96,7 @@ def parse_queue_url(settings: Settings, url: str) -> QueueRef:
             f"The dead-letter queue {path[1]} is a FIFO queue; use a standard queue: dead "
             "letters are sent without a message group."
         )
-    host = _AWS_QUEUE_HOST.match(parts.hostname)
-    region = host["region"] if host else settings.region
+    region = aws_queue_region(url) or settings.region
     return QueueRef(url=url.strip(), region=region, account_id=path[0], name=path[1])
 
 
@@ -125,14 +122,11 @@ def check_queue_reachable(settings: Settings, queue: QueueRef) -> None:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    endpoint = settings.sqs_endpoint_url
-    if endpoint is None and not _AWS_QUEUE_HOST.match(urlsplit(queue.url).hostname or ""):
-        parts = urlsplit(queue.url)
-        endpoint = f"{parts.scheme}://{parts.netloc}"
+    endpoint, region = queue_target(settings, queue.url)
     client = boto3.client(
         "sqs",
         endpoint_url=endpoint,
-        region_name=settings.aws_region or queue.region,
+        region_name=region,
         config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
     )
     try:
