@@ -101,13 +101,18 @@ from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.ingest.mapping import MappingError, map_object
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.integrations.models import InstanceAssociation, Integration, is_instance_arn
-from openprofiles.integrations.service import associate_instance, find_instance_integration
+from openprofiles.integrations.service import (
+    associate_instance,
+    find_instance_integration,
+    find_integration,
+)
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import (
     find_object_type,
     get_object_type,
+    lock_object_type,
     on_object_type_deleted,
 )
 from openprofiles.objects.service import find_object
@@ -453,12 +458,22 @@ def apply_contact_records(
     that caused it; without it (a lone contact event) the error propagates to the caller.
     """
     if target.disabled_reason is not None:
-        # DeleteProfileObjectType disabled the integration: the records wait in the DLQ.
-        error = BadRequest(target.disabled_reason)
-        return [_Failed(error.message, "invalid_value", error) for _ in records]
+        return _disabled(target.disabled_reason, records)
     return _apply_as(
-        tx, target.domain_name, _type_name(target), records, partial=partial, isolate=isolate
+        tx,
+        target.domain_name,
+        _type_name(target),
+        records,
+        partial=partial,
+        isolate=isolate,
+        integration_uri=target.uri,
     )
+
+
+def _disabled(reason: str, records: Sequence[ContactRecord]) -> list[Applied | _Failed]:
+    """DeleteProfileObjectType disabled the integration: the records wait in the DLQ."""
+    error = BadRequest(reason)
+    return [_Failed(error.message, "invalid_value", error) for _ in records]
 
 
 def _apply_as(
@@ -469,8 +484,11 @@ def _apply_as(
     *,
     partial: bool = False,
     isolate: bool = True,
+    integration_uri: str | None = None,
 ) -> list[Applied | _Failed]:
-    """`apply_contact_records` into `domain_name` as objects of `type_name`."""
+    """`apply_contact_records` into `domain_name` as objects of `type_name`; refused when the
+    integration `integration_uri` of the domain (the one the records came through) is disabled
+    once the type's lock is held."""
     cipher = tx.cipher(domain_name)
 
     def digest_of(contact_id: str) -> bytes:
@@ -493,6 +511,15 @@ def _apply_as(
     ]
     earlier = [d for ds in continued for d in ds]
     _lock(tx, domain_name, [*digests, *earlier])
+    # The type's lock, which ingest_batch takes too, before the integration is read again: a
+    # DeleteProfileObjectType it waited for has committed and disabled the integration, read
+    # enabled before. The pipeline would still take the records, as the implicit type of a
+    # template name (CTR), and define the deleted type again.
+    lock_object_type(tx, domain_name=domain_name, name=type_name, shared=True)
+    if integration_uri is not None:
+        now = find_integration(tx, domain_name=domain_name, uri=integration_uri)
+        if now is not None and now.disabled_reason is not None:
+            return _disabled(now.disabled_reason, records)
     state = applied_states(tx, domain_name, [*digests, *earlier])
     rows: dict[bytes, dict[str, Any]] = {}
     run: list[int] = []
@@ -1112,11 +1139,14 @@ def retry_contact_record(
     except ContactRecordInvalid as exc:
         return IngestRejected(exc.reason, "invalid_value")
     target = find_instance_integration(tx, instance_arn=record.instance_arn)
-    if target is not None and target.domain_name == domain_name and target.disabled_reason:
+    if target is not None and target.domain_name != domain_name:
+        target = None
+    if target is not None and target.disabled_reason:
         # Still disabled (DeleteProfileObjectType): a retry would bring in, and define again
         # as an implicit type, what the deletion stopped. The letter waits for the setup.
         return IngestRejected(target.disabled_reason, "invalid_value")
-    (outcome,) = _apply_as(tx, domain_name, object_type_name, [record])
+    uri = target.uri if target is not None else None
+    (outcome,) = _apply_as(tx, domain_name, object_type_name, [record], integration_uri=uri)
     if isinstance(outcome, _Failed):
         return IngestRejected(outcome.reason, outcome.category)
     _wake_for(tx, domain_name, record, outcome)

@@ -11,7 +11,9 @@ that ingest as the type to openprofiles.integrations, which register in
 
 On PostgreSQL a deletion and the ingestions of the type serialise on the type's lock
 (`lock_object_type`): ingestion holds it shared, the deletion exclusive, so nothing an
-ingestion stores outlives a deletion it raced with.
+ingestion stores outlives a deletion it raced with. PutProfileObjectType checks a definition
+against the domain's others holding a lock on the domain's object types, so two puts at once
+cannot each pass against what the other has not committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -237,25 +239,31 @@ def _definition_from(params: Mapping[str, Any]) -> dict[str, Any]:
 def put_object_type(
     tx: Tx, *, domain_name: str, name: str, params: Mapping[str, Any]
 ) -> ObjectType:
-    """Create or replace the object type `name` (PutProfileObjectType is an upsert)."""
+    """Create or replace the object type `name` (PutProfileObjectType is an upsert).
+
+    The definition is checked against the domain's others (a key name has one ContentType
+    across the domain) holding the domain's object-type lock: two puts at once check in turn,
+    the second against the first's type. The row is written by one upsert, so a deletion of the
+    type that commits meanwhile leaves it created again, as after the deletion."""
     get_domain(tx, domain_name=domain_name)
     validate_object_type_name(name)
     definition = _definition_from(params)
+    take_locks(tx, [("object_types", domain_name)])
     validate_definition(definition, existing_keys=_existing_keys(tx, domain_name, excluding=name))
-    where = (object_type.c.domain_name == domain_name, object_type.c.name == name)
     values = {
         "template_id": definition.get("TemplateId"),
         "definition": definition,
         "updated_at": tx.now,
     }
-    if tx.conn.execute(select(func.count()).select_from(object_type).where(*where)).scalar():
-        tx.conn.execute(update(object_type).where(*where).values(**values))
-    else:
-        tx.conn.execute(
-            insert(object_type).values(
-                domain_name=domain_name, name=name, created_at=tx.now, **values
-            )
+    dialect_insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
+    upsert = dialect_insert(object_type).values(
+        domain_name=domain_name, name=name, created_at=tx.now, **values
+    )
+    tx.conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[object_type.c.domain_name, object_type.c.name], set_=values
         )
+    )
     for hook in on_object_type_put:
         hook(tx, domain_name, name)
     found = find_object_type(tx, domain_name=domain_name, name=name)

@@ -18,6 +18,9 @@ order queue instead. Every writer takes its locks in this order:
 1. Advisory locks on what the request writes, by name: a contact (contacts), the object type
    (shared by an ingestion, exclusive by its deletion: object_types.lock_object_type), the
    keys and UNIQUE values of the records (ingest.pipeline); each set in one `take_locks`.
+   The domain's object types as a whole (exclusive by PutProfileObjectType, which checks a
+   definition against the others: object_types.put_object_type) are taken by nothing else
+   and before any other lock, so their place in the order does not matter.
 2. Profile rows (`profiles.service.lock_profiles`: FOR UPDATE, sorted by id in one statement):
    the profiles the request found, then those they lead to (a merge's survivor:
    `profiles.service.resolve_locked` looks up, locks, and looks again), then the match group

@@ -12,6 +12,10 @@ from openprofiles.domains.service import create_domain
 
 @pytest.fixture
 def domain(services: Services) -> str:
+    return make_domain(services)
+
+
+def make_domain(services: Services) -> str:
     name = "objtypes"
     wrapped = services.keys.new_domain_key(name, None)
     with services.write() as tx:
