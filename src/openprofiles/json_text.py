@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 # Real records nest a few levels; a few hundred leaves room for any of them while staying well
@@ -83,7 +84,7 @@ def load_json(text: str | bytes, what: str) -> Any:
     except RecursionError:
         raise JsonTextError(_too_deep(what)) from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise JsonTextError(f"{what} could not be parsed as JSON: {exc}.") from None
+        raise JsonTextError(f"{what} could not be parsed as JSON: {_parse_error(exc)}.") from None
     # Walking the whole document costs; skip it when the text rules both problems out.
     deep = may_nest_too_deep(decoded)
     surrogates = _SURROGATE_HINT.search(decoded) is not None
@@ -138,7 +139,7 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
         raise NotJsonText(error)
     if isinstance(error, RecursionError):
         raise JsonTextError("The text is not JSON that can be read: it is nested too deeply.")
-    raise JsonTextError(f"The text is not JSON: {error}.")
+    raise JsonTextError(f"The text is not JSON: {_parse_error(error)}.")
 
 
 def split_json_text(text: str) -> list[str]:
@@ -162,7 +163,18 @@ def decode_record(text: str) -> Any:
     except RecursionError:
         raise JsonTextError(_too_deep("The record")) from None
     except ValueError as exc:
-        raise JsonTextError(f"The record is not valid JSON: {exc}.") from None
+        raise JsonTextError(f"The record is not valid JSON: {_parse_error(exc)}.") from None
+
+
+def _parse_error(exc: ValueError) -> str:
+    """What the parser's error says of the text, in words for the sender of the text."""
+    # The decoder's own errors are JSONDecodeError (or UnicodeDecodeError for the bytes); a
+    # plain ValueError is Python's cap on the digits of an integer (CVE-2020-10735), whose text
+    # tells the reader to call sys.set_int_max_str_digits(), advice for the server, not the
+    # client. (A plain ValueError from the constants is caught before, as _NotJson.)
+    if type(exc) is ValueError:
+        return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
 
 
 def _too_deep(what: str) -> str:

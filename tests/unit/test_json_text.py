@@ -78,3 +78,22 @@ def test_lines_none_of_which_is_json_are_refused_whole() -> None:
     for text in ('{"id": "2"', "{bad", '{"id": "1",, "x": 1}\n{"id": "2"'):
         with pytest.raises(NotJsonText, match="at line 1 column"):
             split_json_records(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, -" + "7" * 4301 + "]", "The text is not JSON: a number in it has more"),
+        ('{"id": 1}\n{"n": ' + "7" * 5000 + "}", "The record is not valid JSON: a number in it"),
+    ],
+)
+def test_a_number_with_too_many_digits_says_so_in_plain_words(text: str, message: str) -> None:
+    try:
+        records = split_json_records(text)
+    except JsonTextError as exc:
+        error = exc
+    else:
+        (error,) = [value for _, value in records if isinstance(value, JsonTextError)]
+    assert error.message.startswith(message)
+    assert "4300 digits" in error.message
+    assert "sys." not in error.message

@@ -55,8 +55,9 @@ def test_an_estimated_total_size_is_stable_on_unchanged_data(
 ) -> None:
     client = live_server.client()
     for n in range(40):
-        # Profiles of different sizes, so that different samples estimate differently.
-        record = {"id": f"p{n}", "email": f"p{n}@example.com", "first": "N" * (1 + 7 * n)}
+        # Profiles of different sizes, so that different samples estimate differently (within
+        # the 255 characters a FirstName holds).
+        record = {"id": f"p{n}", "email": f"p{n}@example.com", "first": "N" * (1 + 6 * n)}
         client.put_profile_object(
             DomainName=domain, ObjectTypeName="Crm", Object=json.dumps(record)
         )

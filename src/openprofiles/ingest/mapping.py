@@ -11,6 +11,10 @@ Value rules:
   MappingError, since a standard field or key cannot hold a structure.
 * Only non-empty values are written to targets: an empty value never clears a field (spec §1.8).
 * A value outside the Gender/PartyType enums lands in GenderString/PartyTypeString (spec §7.10).
+* A value longer than its standard profile field holds (the botocore model's `Profile` shape:
+  the bounds CreateProfile and UpdateProfile check, and SearchProfiles' output promises) is a
+  MappingError naming the field and the bound, never the value: stored, it would make a profile
+  the API can neither return as its shape says nor take back in UpdateProfile.
 * A key value is its fields' values joined with "_" (composite keys), normalised by the key's
   ContentType: a predefined key (`_email`, `_phone`, ...) always uses its fixed type so ingestion
   and SearchProfiles agree; a composite key is compared as written (see
@@ -39,6 +43,7 @@ from openprofiles.object_types.standard_objects import (
     WRITABLE_FIELDS,
 )
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
+from openprofiles.wire.model import load_service_model
 
 
 class MappingError(Exception):
@@ -99,8 +104,12 @@ def map_object(
         keys=keys,
         unique_key=unique_key,
         source_last_updated=source_last_updated,
-        inferred_email=_first_typed(object_type, field_values, ContentType.EMAIL_ADDRESS),
-        inferred_phone=_first_typed(object_type, field_values, ContentType.PHONE_NUMBER),
+        inferred_email=_first_typed(
+            object_type, field_values, ContentType.EMAIL_ADDRESS, "EmailAddress"
+        ),
+        inferred_phone=_first_typed(
+            object_type, field_values, ContentType.PHONE_NUMBER, "PhoneNumber"
+        ),
     )
 
 
@@ -161,33 +170,97 @@ def _is_number(text: str) -> bool:
 # What a Target is, by the shape of its name: decided once per distinct Target, not per record.
 _ATTRIBUTE, _LIST, _PART, _WRITABLE, _SCALAR = range(5)
 
+# The model's shape of the standard profile as the API returns it.
+_PROFILE_SHAPE = "Profile"
+
+
+@dataclass(frozen=True)
+class _ProfileBounds:
+    """Most characters of the standard profile's strings, from the model's Profile shape."""
+
+    # "FirstName", "Address.City": the member paths mapping Targets name under `_profile`.
+    strings: Mapping[str, int]
+    # "Attributes": (most characters of a key, of a value).
+    maps: Mapping[str, tuple[int | None, int | None]]
+
+
+@functools.cache
+def _profile_bounds() -> _ProfileBounds:
+    # Read from the model CreateProfile/UpdateProfile are validated against (wire.validate), so
+    # there is one table of bounds, the installed botocore's; read once, on the first mapping.
+    strings: dict[str, int] = {}
+    maps: dict[str, tuple[int | None, int | None]] = {}
+    shape = load_service_model().shape_for(_PROFILE_SHAPE)
+    for name, member in shape.members.items():
+        kind = member.type_name
+        if kind == "string" and member.metadata.get("max") is not None:
+            strings[name] = member.metadata["max"]
+        elif kind == "structure":  # the addresses
+            for part_name, part in member.members.items():
+                if part.type_name == "string" and part.metadata.get("max") is not None:
+                    strings[f"{name}.{part_name}"] = part.metadata["max"]
+        elif kind == "map":  # Attributes
+            maps[name] = (member.key.metadata.get("max"), member.value.metadata.get("max"))
+    return _ProfileBounds(strings=strings, maps=maps)
+
+
+# (root, member, part, kind, limit, part_limits, refusal) of a Target: `limit` the most
+# characters its value may have (None: unbounded), `part_limits` those of each part of a whole
+# structure (_WRITABLE), `refusal` why no value can be written there (an attribute name longer
+# than the model allows). A plain tuple, unpacked on every value.
+_Plan = tuple[str, str, str, int, int | None, Mapping[str, int], str | None]
+
 
 @functools.lru_cache(maxsize=4096)
-def _target_plan(target: str) -> tuple[str, str, str, int]:
-    """(root, member, part, kind) of a Target such as `_profile.Address.City`."""
+def _target_plan(target: str) -> _Plan:
+    """How values are written to a Target such as `_profile.Address.City`."""
     root, _, rest = target.partition(".")
     member, _, part = rest.partition(".")
+    # Only the standard profile has a shape in the model: _asset, _case and _order have none.
+    bounds = _profile_bounds() if root == "_profile" else _ProfileBounds({}, {})
+    limit: int | None = None
+    part_limits: Mapping[str, int] = {}
+    refusal: str | None = None
     if member == "Attributes":
         kind = _ATTRIBUTE
+        key_limit, limit = bounds.maps.get(member, (None, None))
+        if key_limit is not None and len(part) > key_limit:
+            refusal = (
+                f"Target {target} names an attribute of {len(part)} characters; attribute "
+                f"names have at most {key_limit}."
+            )
     elif (root, member) in LIST_FIELDS:
         kind = _LIST
     elif part:
         kind = _PART
+        limit = bounds.strings.get(f"{member}.{part}")
     elif WRITABLE_FIELDS.get(root, {}).get(member):
         kind = _WRITABLE
+        parts = WRITABLE_FIELDS[root][member] or ()
+        part_limits = {
+            p: bounds.strings[f"{member}.{p}"] for p in parts if f"{member}.{p}" in bounds.strings
+        }
     else:
         kind = _SCALAR
-    return root, member, part, kind
+        # An enum's own values are short; what is not one of them lands in its fallback field.
+        written = (
+            ENUM_TARGETS[member][1] if root == "_profile" and member in ENUM_TARGETS else member
+        )
+        limit = bounds.strings.get(written)
+    return root, member, part, kind, limit, part_limits, refusal
 
 
 def _write_target(
     targets: dict[str, dict[str, Any]], name: str, target: str, raw: Any, text: str
 ) -> None:
-    root, member, part, kind = _target_plan(target)
+    root, member, part, kind, limit, part_limits, refusal = _target_plan(target)
     out = targets.setdefault(root, {})
     if kind == _ATTRIBUTE:
         _require_scalar(name, target, raw)
         if text:
+            if refusal is not None:
+                raise MappingError(f"Field {name}: {refusal}")
+            _check_length(name, target, text, limit)
             out.setdefault("Attributes", {})[part] = text
     elif kind == _LIST:
         if raw in (None, ""):
@@ -200,6 +273,7 @@ def _write_target(
     elif kind == _PART:
         _require_scalar(name, target, raw)
         if text:
+            _check_length(name, target, text, limit)
             out.setdefault(member, {})[part] = text
     elif kind == _WRITABLE:
         parts = WRITABLE_FIELDS[root][member] or ()
@@ -213,17 +287,29 @@ def _write_target(
         else:
             values = {p: _text(raw.get(p)) for p in parts if _scalar(raw.get(p))}
             values = {p: v for p, v in values.items() if v}
+            for p, v in values.items():
+                _check_length(name, f"{target}.{p}", v, part_limits.get(p))
             if values:
                 out.setdefault(member, {}).update(values)
     else:
         _require_scalar(name, target, raw)
         if text:
+            _check_length(name, target, text, limit)
             if root == "_profile" and member in ENUM_TARGETS:
                 allowed, fallback = ENUM_TARGETS[member]
                 member = member if text in allowed else fallback
             out[member] = text
     if not out:
         del targets[root]
+
+
+def _check_length(name: str, target: str, text: str, limit: int | None) -> None:
+    # The length, never the value: it is personal data, and lands in the dead-letter reason.
+    if limit is not None and len(text) > limit:
+        raise MappingError(
+            f"Field {name}: its value has {len(text)} characters, but {target} holds at most "
+            f"{limit}."
+        )
 
 
 def _scalar(value: Any) -> bool:
@@ -290,11 +376,18 @@ def _compute_keys(
 
 
 def _first_typed(
-    object_type: ObjectType, field_values: Mapping[str, str], content_type: ContentType
+    object_type: ObjectType,
+    field_values: Mapping[str, str],
+    content_type: ContentType,
+    profile_field: str,
 ) -> str | None:
+    """The value an inferred profile takes as its `profile_field`: the first of that type the
+    field can hold (a longer one is no address the profile could show; the object keeps it)."""
+    limit = _profile_bounds().strings.get(profile_field)
     for name, field in object_type.fields.items():
-        if field.content_type is content_type and field_values.get(name):
-            return field_values[name]
+        value = field_values.get(name)
+        if field.content_type is content_type and value and (limit is None or len(value) <= limit):
+            return value
     return None
 
 

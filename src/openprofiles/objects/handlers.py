@@ -55,6 +55,7 @@ from openprofiles.objects import service
 from openprofiles.objects.coalesce import queue_put
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.store.schema import integration
+from openprofiles.wire.pagination import token_scope
 from openprofiles.wire.parse import load_json
 
 # The model's limit for BatchPutProfileObjectErrorItem.Message.
@@ -206,7 +207,17 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     type_name = params["ObjectTypeName"]
     profile_id = params["ProfileId"]
     limit = params.get("MaxResults") or DEFAULT_PAGE
-    scope = f"ListProfileObjects/{domain_name}/{type_name}/{profile_id}"
+    object_filter = params.get("ObjectFilter")
+    # The token resumes only the listing it came from: a changed filter is another listing. The
+    # filter's values may be personal data; token_scope only digests them, into the token's
+    # associated data, so the token itself never carries them.
+    scope = token_scope(
+        "ListProfileObjects",
+        domain_name,
+        type_name,
+        profile_id,
+        [object_filter["KeyName"], object_filter["Values"]] if object_filter else None,
+    )
     state = (
         ctx.services.tokens.decode(scope, params["NextToken"]) if params.get("NextToken") else None
     )
@@ -217,8 +228,8 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         ):
             raise NotFound(f"The object type {type_name} does not exist in domain {domain_name}.")
         key_filter = None
-        if params.get("ObjectFilter"):
-            key_name = params["ObjectFilter"]["KeyName"]
+        if object_filter:
+            key_name = object_filter["KeyName"]
             content_type = (
                 PREDEFINED_CONTENT_TYPES.get(key_name)
                 or key_content_type(tx, domain_name=domain_name, key_name=key_name)
@@ -229,7 +240,7 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
                 key_name,
                 [
                     cipher.digest(key_name, normalize(content_type, v, phone_region=region))
-                    for v in params["ObjectFilter"]["Values"]
+                    for v in object_filter["Values"]
                 ],
             )
         # Contact records are listed newest contact first; other objects newest write first.

@@ -257,13 +257,18 @@ def refuse_dot_segments(raw_path: str) -> None:
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
     """Split a raw query string into decoded (name, value) pairs, keeping repeats and order.
 
-    '+' is kept literally (RFC 3986), as botocore encodes a real '+' as %2B.
+    '+' is kept literally (RFC 3986), as botocore encodes a real '+' as %2B. An escape that is
+    not UTF-8 (`%FF`) is a BadRequest: replaced with U+FFFD it would be another value than the
+    one sent (a NextToken, a key value), silently.
     """
     pairs = []
-    for part in raw_query.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((unquote(name), unquote(value)))
+    try:
+        for part in raw_query.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+    except UnicodeDecodeError:
+        raise BadRequest("The query string is not valid UTF-8.") from None
     return pairs
 
 

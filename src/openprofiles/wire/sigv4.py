@@ -5,8 +5,9 @@ The canonical request reproduces what botocore's `SigV4Auth` signs for a non-S3 
 - path: the RAW request path (as sent, already percent-encoded), with dot segments and
   repeated slashes removed, percent-encoded AGAIN with `/` and `~` safe. Non-S3 services
   double-encode, so a label `arn%3Aaws%3A...%2Fname` is signed as `arn%253Aaws%253A...%252Fname`.
-- query: pairs sorted by encoded key then value, each decoded and re-encoded with only
-  `-_.~` safe (botocore sends them encoded that way, so this equals its raw string).
+- query: pairs sorted by encoded key then value, each decoded to its bytes and re-encoded with
+  only `-_.~` safe (botocore sends them encoded that way, so this equals its raw string, even
+  for an escape that is not UTF-8).
 - headers: lower-cased names, values with runs of whitespace folded to one space, repeated
   headers joined with ','.
 - payload: hex SHA-256 of the body (botocore always signs the payload for this service).
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_to_bytes
 
 from openprofiles.errors import InvalidSignature, MissingAuthenticationToken, UnrecognizedClient
 
@@ -112,7 +113,10 @@ def check_headers(
     read: each fault found here is refused with the error `verify_request` gives it, in the
     same order (an unsigned request, or one by an unknown key, costs no body)."""
     lowered = _lower_headers(headers)
-    query = _parse_query(raw_query)
+    raw_pairs = _parse_query(raw_query)
+    # The auth parameters of a presigned URL as text; a byte that is not UTF-8 cannot be one of
+    # theirs, so replacing it changes no outcome (the signature covers the raw bytes).
+    query = [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in raw_pairs]
     query_keys = {key for key, _ in query}
     presigned = "X-Amz-Algorithm" in query_keys
     if presigned:
@@ -158,7 +162,7 @@ def check_headers(
         raise InvalidSignature(_MISMATCH)
 
     canonical_query = _canonical_query(
-        [(k, v) for k, v in query if not (presigned and k == "X-Amz-Signature")]
+        [(k, v) for k, v in raw_pairs if not (presigned and k == b"X-Amz-Signature")]
     )
     canonical_head = "\n".join(
         [
@@ -213,16 +217,19 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return lowered
 
 
-def _parse_query(raw_query: str) -> list[tuple[str, str]]:
+def _parse_query(raw_query: str) -> list[tuple[bytes, bytes]]:
+    # Bytes, not text: the client signed the bytes it escaped, and an escape that is not UTF-8
+    # (`%FF`) decoded as text would come back re-encoded as U+FFFD's `%EF%BF%BD`, so a correctly
+    # signed request would fail its signature instead of reaching the API's own answer.
     pairs = []
     for part in raw_query.split("&"):
         if part:
             key, _, value = part.partition("=")
-            pairs.append((unquote(key), unquote(value)))
+            pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
     return pairs
 
 
-def _canonical_query(pairs: list[tuple[str, str]]) -> str:
+def _canonical_query(pairs: list[tuple[bytes, bytes]]) -> str:
     encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
     return "&".join(f"{k}={v}" for k, v in encoded)
 

@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from botocore.awsrequest import HeadersDict
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest, HeadersDict
+from botocore.credentials import Credentials
 from botocore.parsers import create_parser
 from tests.support.event_loop import run_in_fresh_thread
 from tests.unit.wire.helpers import ACCESS_KEY, SECRET_KEY, Capture, CapturedRequest, make_client
@@ -466,3 +468,28 @@ def test_an_answer_waits_for_the_shared_commit_and_fails_with_it() -> None:
     assert headers["x-amzn-errortype"] == "InternalServerException"
     assert headers["x-amzn-requestid"] in json.loads(body)["Message"]
     assert "disk I/O" not in body.decode()
+
+
+def _signed_get(url_path_and_query: str) -> CapturedRequest:
+    """A GET as a client signs it when it writes the query itself (botocore signs the query as
+    sent, escapes included)."""
+    request = AWSRequest(method="GET", url="http://openprofiles.test" + url_path_and_query)
+    credentials = Credentials(ACCESS_KEY, SECRET_KEY)
+    SigV4Auth(credentials, "profile", "us-east-1").add_auth(request)
+    path, _, query = url_path_and_query.partition("?")
+    headers = {name: str(value) for name, value in request.headers.items()}
+    return CapturedRequest("GET", path, query, {**headers, "host": "openprofiles.test"}, b"")
+
+
+def test_a_signed_query_that_is_not_utf8_is_a_bad_request_not_a_bad_signature(app: App) -> None:
+    for query in ("next-token=%FF", "max-results=5&next-token=ab%C3%28", "%FE%FF=1"):
+        response = app.serve(_signed_get(f"/domains?{query}"))
+        error = _parse_error(response)
+        assert (error["status"], error["Code"]) == (400, "BadRequestException")
+        assert error["Message"] == "The query string is not valid UTF-8."
+    assert app.calls == []
+    # The raw bytes are what is signed: another byte than the one signed still fails it.
+    tampered = _signed_get("/domains?next-token=%FF")
+    tampered.raw_query = "next-token=%FE"
+    error = _parse_error(app.serve(tampered))
+    assert (error["status"], error["Code"]) == (403, "InvalidSignatureException")

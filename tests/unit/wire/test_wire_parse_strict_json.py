@@ -100,3 +100,14 @@ def test_ordinary_bodies_parse_as_before() -> None:
         "FirstName": "Zoë",
         "Attributes": {"a": "1"},
     }
+
+
+def test_a_number_with_too_many_digits_is_named_without_python_advice() -> None:
+    # Python caps the digits of an integer it reads (4300 by default); its own message tells
+    # the reader to call sys.set_int_max_str_digits(), which is no advice for a client.
+    body = b'{"Attributes": {"a": ' + b"9" * 5000 + b"}}"
+    with pytest.raises(BadRequest) as exc:
+        _parse("CreateProfile", {"DomainName": "d"}, body)
+    assert exc.value.message == (
+        "The request body could not be parsed as JSON: a number in it has more than 4300 digits."
+    )

@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from tests.unit.wire.helpers import ACCESS_KEY, SECRET_KEY, Capture, CapturedRequest, make_client
 
 from openprofiles.errors import (
@@ -229,3 +232,17 @@ def test_presigned_url() -> None:
         request, raw_query=parts.query.replace("max-results=5", "max-results=6")
     )
     _raises(InvalidSignature, tampered)
+
+
+def test_a_query_escape_that_is_not_utf8_is_verified_on_its_bytes() -> None:
+    # botocore signs a query written into the URL as it is: `%FF` must be canonicalised as the
+    # byte it is, not as U+FFFD (`%EF%BF%BD`), or a correctly signed request fails.
+    request = AWSRequest(method="GET", url="http://openprofiles.test/domains?next-token=%FF&a=%C3")
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "profile", "us-east-1").add_auth(request)
+    headers = {name: str(value) for name, value in request.headers.items()}
+    signed = CapturedRequest(
+        "GET", "/domains", "next-token=%FF&a=%C3", {**headers, "host": "openprofiles.test"}, b""
+    )
+    assert _verify(signed) == ACCESS_KEY
+    _raises(InvalidSignature, dataclasses.replace(signed, raw_query="next-token=%FE&a=%C3"))
+    _raises(InvalidSignature, dataclasses.replace(signed, raw_query="next-token=%EF%BF%BD&a=%C3"))
