@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
+from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
 from openprofiles.store.conflicts import unavailable
 from openprofiles.wire.body_size import largest_bodies
@@ -213,6 +214,7 @@ class PendingAnswer:
 def _render_failure(error: Exception, operation: str, request_id: str) -> WireResponse:
     """An API error as the client gets it; any other error as an internal error, logged."""
     if isinstance(error, ServiceError):
+        _log_withheld_key_problem(error, operation, request_id)
         return render_error(error, request_id)
     if (busy := unavailable(error)) is not None:
         # A lock timeout or a full lock table outside `retrying` (a read): a 503, not a 500.
@@ -230,6 +232,23 @@ def _render_failure(error: Exception, operation: str, request_id: str) -> WireRe
     )
     internal = InternalServer(f"An internal error occurred; request id {request_id}")
     return render_error(internal, request_id)
+
+
+def _log_withheld_key_problem(error: ServiceError, operation: str, request_id: str) -> None:
+    """Log what the caller was not told of a key that cannot be used: KeyUnusable's operator
+    message (the setting to set, the KMS endpoint, the command to run), which an API caller
+    must not read (the server's layout), goes to the operator's log, as the pages log it
+    (ui.web): else a KMS that is not set up leaves nothing there but a 400 in the audit line.
+    It names keys and settings, no personal value (KeyUnusable says so)."""
+    cause: BaseException | None = error.__cause__
+    for _ in range(3):  # the KeyUnusable is the cause, or the cause's cause (domain_cipher)
+        if cause is None or isinstance(cause, KeyUnusable):
+            break
+        cause = cause.__cause__
+    if isinstance(cause, KeyUnusable) and cause.message != cause.caller_message:
+        logger.warning(
+            "%s (request id %s): a key cannot be used: %s", operation, request_id, cause.message
+        )
 
 
 def refuse_dot_segments(raw_path: str) -> None:
