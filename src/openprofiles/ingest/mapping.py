@@ -204,6 +204,13 @@ def _profile_bounds() -> _ProfileBounds:
     return _ProfileBounds(strings=strings, maps=maps)
 
 
+def attribute_name_limit(root: str) -> int | None:
+    """The most characters of an attribute's name under the standard object `root` (the
+    model's, for `_profile`; None: unbounded): PutProfileObjectType refuses a Target naming a
+    longer one, which no value could be written to."""
+    return _profile_bounds().maps.get("Attributes", (None, None))[0] if root == "_profile" else None
+
+
 # (root, member, part, kind, limit, part_limits, refusal) of a Target: `limit` the most
 # characters its value may have (None: unbounded), `part_limits` those of each part of a whole
 # structure (_WRITABLE), `refusal` why no value can be written there (an attribute name longer

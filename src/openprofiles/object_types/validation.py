@@ -205,6 +205,15 @@ def _check_target(name: str, target: str) -> None:
             raise _fail(
                 f"Field {name} targets {target}: name the attribute, as in {root}.Attributes.Tier."
             )
+        # Imported here: ingest.mapping imports this package's modules.
+        from openprofiles.ingest.mapping import attribute_name_limit
+
+        most = attribute_name_limit(root)
+        if most is not None and len(part) > most:
+            raise _fail(
+                f"Field {name} targets an attribute whose name has {len(part)} characters; "
+                f"attribute names have at most {most}."
+            )
         return
     if member not in members:
         raise _fail(

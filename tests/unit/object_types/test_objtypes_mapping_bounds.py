@@ -147,3 +147,25 @@ def test_an_inferred_email_takes_the_first_value_the_profile_field_holds() -> No
     assert mapped.inferred_email == "ada@example.com"
     # The record itself keeps the value.
     assert mapped.field_values["work"] == too_long
+
+
+def test_put_profile_object_type_refuses_a_target_naming_a_too_long_attribute() -> None:
+    """No value could be written there: PutProfileObjectType says so, not each record."""
+    from openprofiles.errors import BadRequest
+    from openprofiles.object_types.validation import validate_definition
+
+    def definition(name: str) -> dict[str, Any]:
+        return {
+            "Fields": {
+                "id": {"Source": "_source.id"},
+                "value": {"Source": "_source.value", "Target": f"_profile.Attributes.{name}"},
+            },
+            "Keys": {"id": [{"StandardIdentifiers": ["PROFILE", "UNIQUE"], "FieldNames": ["id"]}]},
+        }
+
+    with pytest.raises(BadRequest) as refused:
+        validate_definition(definition("A" * (ATTRIBUTE_KEY_MAX + 1)), existing_keys={})
+    assert refused.value.message.endswith(f"attribute names have at most {ATTRIBUTE_KEY_MAX}."), (
+        refused.value.message
+    )
+    validate_definition(definition("A" * ATTRIBUTE_KEY_MAX), existing_keys={})
