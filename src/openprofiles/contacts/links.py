@@ -67,10 +67,19 @@ and the others are removed (contacts.service `_honour_forced_links`), as a singl
 already did. A merge moves such a row with its profile; undone, it gives it back as it is
 then (identity.service: an explicit link superseded since goes back `RELINKED_ORIGIN`), so
 the later link still wins.
+
+Links of one contact are made one at a time: AddProfileKey of `_ctrContactId` takes the
+contact's lock (`lock_linked_contacts`), the one its deliveries take, before it locks the
+profile (store.advisory's order), and the second of two links at once waits for the first and
+finds it. Without it, two agents linking the contact to two profiles at once (two server
+processes) would each find no other link, the other not committed: both would stay the agent's,
+and the record be dead-lettered as ambiguous. DeleteProfileKey takes it too, so that the agent
+pages' move of a link (an unlink and a link in one transaction) takes it before any profile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import and_, delete, exists, update
@@ -79,7 +88,8 @@ from openprofiles.contacts.models import ContactRecord
 from openprofiles.contacts.records import MAX_CONTACT_ID_CHARS
 from openprofiles.context import Tx
 from openprofiles.object_types.models import ObjectType
-from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_keys_added
+from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_keys_added, on_keys_changing
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import profile_key
 
@@ -214,5 +224,21 @@ def mark_earlier_links(
         tx.conn.execute(update(profile_key).where(earlier).values(origin=RELINKED_ORIGIN))
 
 
+def lock_contacts(tx: Tx, domain_name: str, digests: Iterable[bytes]) -> None:
+    """Serialise the writers of these contacts, by their `_ctrContactId` digests (PostgreSQL;
+    SQLite has a single writer): their deliveries (contacts.service) and the links made of
+    them, in one global order, so overlapping sets cannot deadlock on them."""
+    take_locks(tx, (("contact", domain_name, digest) for digest in digests))
+
+
+def lock_linked_contacts(tx: Tx, domain_name: str, key_name: str, digests: list[bytes]) -> None:
+    """AddProfileKey's and DeleteProfileKey's part here (profiles.service.on_keys_changing):
+    the contacts they link or unlink are locked before the profile (see the module)."""
+    if key_name == CONTACT_KEY:
+        lock_contacts(tx, domain_name, digests)
+
+
 if mark_earlier_links not in on_keys_added:
     on_keys_added.append(mark_earlier_links)
+if lock_linked_contacts not in on_keys_changing:
+    on_keys_changing.append(lock_linked_contacts)

@@ -28,8 +28,9 @@ from openprofiles.store.schema import contact_record
 
 class Router:
     """Instance → integration, and whether a domain can take records now, looked up once per
-    batch. `keeping`: for the intake, which keeps the records of an instance it finds
-    associated with no domain (`look_up`)."""
+    batch. `keeping`: for a writer of contact records, which looks the instances up under their
+    association locks (`look_up`): the intake, which keeps the records of an instance it finds
+    associated with no domain, and a contact-start event."""
 
     def __init__(self, tx: Tx, *, keeping: bool = False) -> None:
         self._tx = tx
@@ -44,19 +45,18 @@ class Router:
         return self._cache[instance_arn]
 
     def look_up(self, instance_arns: Iterable[str]) -> None:
-        """Look up the instances not looked up yet. When `keeping`, those found associated with
-        no domain are looked up again under their association locks, taken shared in one go
-        (integrations.service.lock_instances): an association under way when they were first
-        read is committed by then, and one not yet begun waits to replay until the records
-        kept here are committed."""
+        """Look up the instances not looked up yet. When `keeping`, under their association
+        locks, taken shared in one go first (integrations.service.lock_instances): an
+        association, a dissociation or a DeleteDomain under way is committed by then, and one
+        not yet begun waits until the batch has committed. So the batch routes each instance's
+        records to a domain that stays until it commits, or finds the instance associated with
+        no domain and keeps them (and an association replays them), never routes them to a
+        domain gone in between."""
         new = [arn for arn in dict.fromkeys(instance_arns) if arn not in self._cache]
+        if self._keeping and new:
+            lock_instances(self._tx, new, shared=True)
         for arn in new:
             self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
-        missing = [arn for arn in new if self._cache[arn] is None]
-        if self._keeping and missing and not self._tx.services.database.is_sqlite:
-            lock_instances(self._tx, missing, shared=True)
-            for arn in missing:
-                self._cache[arn] = find_instance_integration(self._tx, instance_arn=arn)
 
     def unavailable(self, domain_name: str) -> str | None:
         """Why the domain cannot take records now (its key disabled, revoked or its KMS out of

@@ -73,6 +73,7 @@ from openprofiles.contacts.kept import (
 from openprofiles.contacts.links import (
     CONTACT_KEY,
     continued_contact_ids,
+    lock_contacts,
     needs_link,
     no_profile_reason,
     waiting_reason,
@@ -126,7 +127,6 @@ from openprofiles.profiles.service import (
     on_profiles_deleted,
     resolve_profile_id,
 )
-from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
 from openprofiles.store.prepared import PreparedRead
@@ -236,8 +236,8 @@ def _intake(
     instance left does not answer, even where the instance's own domain's outage would fail
     the caller (an association's replay: the move away from that domain must not fail)."""
     route = Router(tx, keeping=True)
-    # Every instance of the batch is looked up before the batch writes anything, so the locks
-    # of those associated with no domain come first in the transaction (store.advisory).
+    # Every instance of the batch is looked up, under its association lock, before the batch
+    # writes anything, so those locks come first in the transaction (store.advisory).
     route.look_up(_instances_named(items))
     held = 0
     lettered: list[str] = []  # the domain of each record dead-lettered
@@ -1079,9 +1079,8 @@ def _drop_event_profile(tx: Tx, domain_name: str, digest: bytes, seen: State) ->
 
 
 def _lock(tx: Tx, domain_name: str, digests: Sequence[bytes]) -> None:
-    """Serialise deliveries of one contact (PostgreSQL; SQLite has a single writer), in one
-    global order, so overlapping batches cannot deadlock on them."""
-    take_locks(tx, (("contact", domain_name, digest) for digest in digests))
+    """Serialise deliveries of one contact, and links made of it (contacts.links)."""
+    lock_contacts(tx, domain_name, digests)
 
 
 def _forget_deliveries(tx: Tx, domain_name: str, object_type_name: str) -> None:
@@ -1168,10 +1167,11 @@ def _wake_linked(
     the records waiting for the contacts it linked, as a batch that applies a contact does
     (`_wake`): the agent sees the transfer leg or task on the profile at once, not a sweep
     later. Registered after contacts.links' `mark_earlier_links` (imported above), so the
-    link they find is already the latest. The wake takes contact locks after AddProfileKey
-    locked the profile, against the house order (store.advisory): it does only when records
-    wait for the contact (rare), and a deadlock with a batch of that contact is run again
-    (store.conflicts)."""
+    link they find is already the latest. AddProfileKey took the linked contact's lock before
+    the profile's (contacts.links.lock_linked_contacts); the wake may take other contacts'
+    locks, and their instances', after the profile's, against the house order (store.advisory):
+    it does only when records wait for the contact (rare), and a deadlock with a batch of that
+    contact is run again (store.conflicts)."""
     if key_name == CONTACT_KEY:
         _wake(tx, {domain_name: set(digests)}, BatchOutcome())
 
@@ -1212,7 +1212,9 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
         ignored = None
     except ContactRecordInvalid as exc:
         ignored = f"{exc.reason} They were ignored: the screen pop searches as without them."
-    target = find_instance_integration(tx, instance_arn=record.instance_arn)
+    # Under the instance's association lock, as a batch routes (contacts.routing.Router): a
+    # DeleteDomain under way has committed, or waits for the link.
+    target = Router(tx, keeping=True)(record.instance_arn)
     if target is None:
         raise BadRequest(f"The instance {record.instance_arn} is not associated with any domain.")
     try:

@@ -197,9 +197,13 @@ def update_domain(
 def delete_domain(tx: Tx, *, domain_name: str) -> None:
     """Remove the domain, every row of its data and its wrapped key."""
     tx.erased()
+    from openprofiles.integrations.service import lock_domain_instances
     from openprofiles.tags.service import delete_domain_tags
 
     get_domain(tx, domain_name=domain_name)
+    # Before anything else is locked (store.advisory): a batch of contact records of its
+    # instances either commits first or, once the domain is gone, keeps them as unrouted.
+    lock_domain_instances(tx, domain_name=domain_name)
     for deleter in _DOMAIN_DELETERS:
         deleter(tx, domain_name)
     for table in _DOMAIN_TABLES:

@@ -63,7 +63,7 @@ from openprofiles.object_types.service import (
 )
 from openprofiles.object_types.templates import find_template
 from openprofiles.store.advisory import take_locks
-from openprofiles.store.schema import integration
+from openprofiles.store.schema import instance_moved_from, integration
 from openprofiles.tags.service import delete_tags, put_tags
 
 register_domain_table(integration)
@@ -450,16 +450,32 @@ def lock_instances(tx: Tx, instance_arns: Iterable[str], *, shared: bool = False
     already), first of the transaction's locks (store.advisory).
 
     An association takes its instance's exclusively, before it reads the owner and writes the
-    integration, and holds it through the replay of the kept records. The intake takes the
-    lock shared only for an instance it found associated with no domain, and looks again under
-    it before it keeps the instance's records (contacts.routing.Router.look_up); so does the
-    connector's replay of held records, before it takes them out (replay_held). Without it,
-    a record read "no integration" while an association was uncommitted, and was kept after the
-    association's replay had read the kept records: it stayed kept, its instance associated.
-    With it, either the association commits first (the second look finds it, and the record is
-    routed), or the kept record commits first (the association waits, and its replay sends it
-    on). An instance already associated (the common path) is never locked by the intake."""
+    integration, and holds it through the replay of the kept records; a dissociation
+    (DeleteIntegration) and DeleteDomain (`lock_domain_instances`) take it exclusively too. The
+    intake takes the lock shared for every instance of a batch before it looks them up
+    (contacts.routing.Router.look_up); so does the connector's replay of held records, before
+    it takes them out (replay_held). Without it, a record read "no integration" while an
+    association was uncommitted, and was kept after the association's replay had read the kept
+    records: it stayed kept, its instance associated; and a batch routed to a domain that a
+    DeleteDomain then removed failed whole (the domain does not exist). With it, either the
+    association (or deletion) commits first, and the batch routes by what it left, or the batch
+    commits first, and the association's replay sends on what it kept."""
     take_locks(tx, (("instance", arn) for arn in instance_arns), shared=shared)
+
+
+def lock_domain_instances(tx: Tx, *, domain_name: str) -> None:
+    """DeleteDomain's association locks, exclusively, first of its locks: those of the
+    instances associated with the domain, and of those moved away from it, whose records may
+    still go back to it (contacts.moves). A batch of contact records of one of them then either
+    commits before the deletion goes on, or waits for it and finds the instance associated with
+    no domain, and keeps its records (`lock_instances`)."""
+    associated = select(integration.c.instance_arn).where(
+        integration.c.domain_name == domain_name, integration.c.instance_arn.is_not(None)
+    )
+    moved = select(instance_moved_from.c.instance_arn).where(
+        instance_moved_from.c.domain_name == domain_name
+    )
+    lock_instances(tx, tx.conn.execute(associated.union(moved)).scalars())
 
 
 def instance_domain(tx: Tx, *, instance_arn: str) -> str | None:

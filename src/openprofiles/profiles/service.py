@@ -82,6 +82,11 @@ on_profiles_deleted: list[Callable[[Tx, str, list[str]], None]] = []
 # of write_profiles at once), in the same transaction and before the per-profile hooks: for
 # derived rows that are cheaper written in bulk (identity resolution's match features).
 on_profiles_written: list[Callable[[Tx, str, Sequence[ProfileRecord]], None]] = []
+# Called with (tx, domain name, key name, digests) by AddProfileKey and DeleteProfileKey before
+# they lock the profile: the advisory locks on what the values name (store.advisory's step 1,
+# before the profile row: step 2). contacts serialises the links of a contact with each other
+# and with its deliveries, so each sees what the one before it committed.
+on_keys_changing: list[Callable[[Tx, str, str, list[bytes]], None]] = []
 # Called with (tx, domain name, live profile id, key name, digests) after AddProfileKey indexed
 # values for a profile, in the same transaction: contacts makes an agent's latest
 # `_ctrContactId` link the one that counts, then sends on the records waiting for the contact.
@@ -682,19 +687,25 @@ def add_profile_key(
     DeleteProfileKey removes them and a merge carries them."""
     if not values:
         raise BadRequest("Values must list at least one value to add.")
+    cipher = tx.cipher(domain_name)
+    content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
+    digests: dict[str, bytes] = {}
+    for value in dict.fromkeys(values):
+        normal = normalize(content_type, value, phone_region=tx.settings.default_phone_region)
+        if not normal:
+            raise BadRequest(f"The value given for key {key_name} is empty once normalised.")
+        digests[value] = cipher.digest(key_name, normal)
+    for lock in on_keys_changing:
+        lock(tx, domain_name, key_name, list(digests.values()))
     # Locked, so a merge cannot move the profile's keys in between and leave this one behind;
     # a profile merged away meanwhile is NotFound.
     live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     if key_name == "_profileId":
         _refuse_other_profiles_ids(tx, domain_name, live_id, values)
-    cipher = tx.cipher(domain_name)
-    content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
-    rows = []
-    for value in dict.fromkeys(values):
-        normal = normalize(content_type, value, phone_region=tx.settings.default_phone_region)
-        if not normal:
-            raise BadRequest(f"The value given for key {key_name} is empty once normalised.")
-        rows.append(_key_row(cipher, domain_name, live_id, key_name, normal, value, origin))
+    rows = [
+        sealed_key_row(cipher, domain_name, live_id, key_name, digest, value, origin)
+        for value, digest in digests.items()
+    ]
     _insert_keys(tx, rows)
     for hook in on_keys_added:
         hook(tx, domain_name, live_id, key_name, [row["digest"] for row in rows])
@@ -755,8 +766,6 @@ def delete_profile_key(
     tx.erased()
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
-    # Locked, as in add_profile_key.
-    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     cipher = tx.cipher(domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
     digests = {
@@ -765,6 +774,10 @@ def delete_profile_key(
         ): v
         for v in values
     }
+    for lock in on_keys_changing:
+        lock(tx, domain_name, key_name, list(digests))
+    # Locked, as in add_profile_key.
+    live_id = _locked_live_id(tx, domain_name=domain_name, profile_id=profile_id)
     rows = and_(
         profile_key.c.domain_name == domain_name,
         profile_key.c.profile_id == live_id,

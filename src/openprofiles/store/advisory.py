@@ -13,8 +13,9 @@ order queue instead. Every writer takes its locks in this order:
 
 0. The association lock of a contact-centre instance (`integrations.service.lock_instances`):
    exclusive by an association, before it writes the integration and replays the instance's
-   kept records (whose locks follow); shared by a batch of contact records, before it writes
-   anything, for each instance it found associated with no domain.
+   kept records (whose locks follow), and by a dissociation and DeleteDomain; shared by a
+   batch of contact records and a contact-start event, for every instance they name, before
+   they look the instances up and write anything.
 1. Advisory locks on what the request writes, by name: a contact (contacts), the object type
    (shared by an ingestion, exclusive by its deletion: object_types.lock_object_type), the
    keys and UNIQUE values of the records (ingest.pipeline); each set in one `take_locks`.

@@ -2,8 +2,9 @@
 (AddProfileKey `_ctrContactId`: contacts.service `_wake_linked`); and an instance moved to
 another domain: an update of a contact applied in the domain it left goes there
 (contacts.moves `applied_where_moved_from`), and so does a leg of it (a transfer, a task), and
-a record a batch left waiting in the old domain as the move
-committed follows it at the next sweep (`follow_strays`); a move in two steps (DeleteIntegration,
+a record a batch kept waiting in the old domain as the move began
+follows it (the move waits for the batch), or, left there all the same, at the next sweep
+(`follow_strays`); a move in two steps (DeleteIntegration,
 then an association elsewhere) routes so too — on SQLite and PostgreSQL, through the real
 service functions. A record whose own contact the new domain holds (its start event) stays
 there, and a stream holds for the new domain's unusable key only what does not go back."""
@@ -20,6 +21,7 @@ from datetime import timedelta
 import boto3
 import pytest
 from sqlalchemy import select
+from tests.support.lock_waits import second_writer_meets_first
 from tests.unit.contacts.test_contacts_without_endpoint import (
     CALLER,
     D,
@@ -54,7 +56,7 @@ from openprofiles.contacts.service import (
     ingest_contact_items,
 )
 from openprofiles.contacts.sweep import send_kept_on, send_waiting_on
-from openprofiles.context import Services
+from openprofiles.context import Services, Tx
 from openprofiles.crypto.keyring import Keyring
 from openprofiles.domains.service import delete_domain
 from openprofiles.errors import InternalServer
@@ -194,17 +196,27 @@ def move_instance_bare(services: Services) -> None:
 def test_the_race_itself_a_batch_keeping_a_record_as_the_instance_moves(
     services: Services,
 ) -> None:
-    """The batch routed the task to the old domain and kept it waiting; the move committed
-    meanwhile (it takes no lock the batch holds, nor sees its uncommitted rows); then the
-    batch committed. (PostgreSQL: SQLite's one writer serialises the two.)"""
+    """The batch routed the task to the old domain and kept it waiting; a move started
+    meanwhile waits for the batch (the instance's association lock, which the batch holds
+    shared: contacts.routing.Router.look_up), then takes the task to the new domain with the
+    instance's other waiting records (`follow_instance`), with no sweep. Before the batch held
+    the lock, the move committed first, not seeing the batch's uncommitted row, and the task
+    was left to the sweep's `follow_strays`. (PostgreSQL: SQLite's one writer serialises the
+    two.)"""
     with_template(services, "CTR")
-    with services.write() as batch:
-        body = json.dumps(task("task-1", PreviousContactId="call-1"))
-        assert ingest_contact_items(batch, split_body(body)).waiting == 1
-        move_instance(services)
-    send(services, ctr("call-1", address=CALLER))
+    make_domain(services, NEW)
 
-    send_kept_on(services)
+    def batch(tx: Tx) -> None:
+        body = json.dumps(task("task-1", PreviousContactId="call-1"))
+        assert ingest_contact_items(tx, split_body(body)).waiting == 1
+
+    def move() -> str | None:
+        with services.write() as tx:
+            done, _ = connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
+        return done.previous_domain
+
+    assert second_writer_meets_first(services, batch, move) == D
+    send(services, ctr("call-1", address=CALLER))
 
     assert on_profile_in_new(services, "call-1") == ["call-1", "task-1"]
     with services.read() as tx:
