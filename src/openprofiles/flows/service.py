@@ -138,6 +138,7 @@ from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import find_flow_integration, list_flow_integrations
 from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.object_types.service import lock_object_type
+from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import flow_item, flow_run, integration
 
@@ -682,6 +683,7 @@ def _run(
     read_all = complete if complete is not None else flow.pull_mode == "Complete"
     error: str | None = None
     automatic = held.trigger != "OnDemand"
+    is_sqlite = services.database.is_sqlite
     renewal = _Renewal(services, held, clock)
     try:
         # Only this run, which holds the flow, writes them until it ends.
@@ -729,17 +731,20 @@ def _run(
                     # midway leaves it read.
                     noted = done(item) not in (version, FAILED_MARK + version)
                     for batch in _batches(_records_after(read, taken)):
-                        taken += len(batch)
-                        partial = f"{PARTIAL_MARK}{taken}:{version}"
-                        keep = noted and len(partial) <= CHECKPOINT_LENGTH
-                        counts = _apply_retrying(
-                            services,
-                            held,
-                            (flow, item.key),
-                            batch,
-                            counts,
-                            partial if keep else None,
-                        )
+                        # A transaction a batch on SQLite, a bounded run of it on PostgreSQL
+                        # (store.chunks: the shared lock table), each checkpointing its end.
+                        for chunk in transaction_chunks(batch, is_sqlite=is_sqlite):
+                            taken += len(chunk)
+                            partial = f"{PARTIAL_MARK}{taken}:{version}"
+                            keep = noted and len(partial) <= CHECKPOINT_LENGTH
+                            counts = _apply_retrying(
+                                services,
+                                held,
+                                (flow, item.key),
+                                list(chunk),
+                                counts,
+                                partial if keep else None,
+                            )
                     failed = read.failed
             except ItemGone:
                 # Deleted since it was listed: no item of this run (the module docstring).

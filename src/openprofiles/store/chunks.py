@@ -1,6 +1,6 @@
 """How many records one write transaction of a batch applies: every way a batch comes in (a
 `POST /contact-records` body, `openprofiles ingest` of objects or contact records, a Kinesis
-shard's page) cuts it here, so the bound lives in one place.
+shard's page, a flow's batch) cuts it here, so the bound lives in one place.
 
 On PostgreSQL a transaction holds an advisory lock for each contact, UNIQUE value and key of
 its records (store.advisory, ingest.pipeline), four for a plain record, until it ends; they are
