@@ -16,22 +16,29 @@ from urllib.parse import urlsplit
 
 from openprofiles.settings import Settings
 
+# sqs.REGION.amazonaws.com (and .com.cn), sqs-fips.REGION.amazonaws.com, the older
+# REGION.queue.amazonaws.com, and the oldest, queue.amazonaws.com, which is us-east-1.
 AWS_QUEUE_HOST = re.compile(
-    r"^(?:sqs\.)?(?P<region>[a-z0-9-]+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
+    r"^(?:sqs(?:-fips)?\.(?P<region>[a-z0-9-]+)|(?P<older>[a-z0-9-]+)\.queue|queue)"
+    r"\.amazonaws\.com(?:\.cn)?$"
 )
+OLDEST_QUEUE_REGION = "us-east-1"
 
 
 def aws_queue_region(queue_url: str) -> str | None:
     """The region an AWS queue URL's host names; None for another host."""
     found = AWS_QUEUE_HOST.match(urlsplit(queue_url.strip()).hostname or "")
-    return found["region"] if found else None
+    if found is None:
+        return None
+    return found["region"] or found["older"] or OLDEST_QUEUE_REGION
 
 
 def queue_target(settings: Settings, queue_url: str) -> tuple[str | None, str]:
     """(endpoint URL, or None for AWS's own endpoint of the region; region) of the queue."""
     region = aws_queue_region(queue_url)
+    parts = urlsplit(queue_url.strip())
     endpoint = settings.sqs_endpoint_url
-    if endpoint is None and region is None:
-        parts = urlsplit(queue_url.strip())
+    # A FIPS queue is asked at its FIPS host, which botocore would not pick by itself.
+    if endpoint is None and (region is None or parts.netloc.startswith("sqs-fips.")):
         endpoint = f"{parts.scheme}://{parts.netloc}"
     return endpoint, region or settings.aws_region or settings.region

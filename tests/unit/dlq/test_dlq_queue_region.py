@@ -32,6 +32,14 @@ def test_an_aws_queue_is_asked_in_its_own_region(settings: Settings) -> None:
     assert sink.endpoint == "https://sqs.eu-west-1.amazonaws.com"
     assert sink._client.meta.region_name == "eu-west-1"
     assert queue_target(settings, OLD_STYLE) == (None, "ap-southeast-2")
+    # The oldest form names no region: it is us-east-1's. Asked before for a region "queue".
+    oldest = "https://queue.amazonaws.com/123456789012/dead-letters"
+    assert queue_target(settings, oldest) == (None, "us-east-1")
+    fips = "https://sqs-fips.us-gov-west-1.amazonaws.com/123456789012/dead-letters"
+    assert queue_target(settings, fips) == (
+        "https://sqs-fips.us-gov-west-1.amazonaws.com",
+        "us-gov-west-1",
+    )
     # dlq resend keys the endpoints it found unreachable by the same endpoint.
     assert sqs_endpoint(settings, EU_QUEUE) == "https://sqs.eu-west-1.amazonaws.com"
 
