@@ -276,8 +276,8 @@ def _intake(
         target = route(record.instance_arn)
         if target is None:
             reason = (
-                f"The instance {record.instance_arn} is not associated with any domain; "
-                "associate it (PutIntegration with its ARN, or openprofiles instances associate)."
+                f"The instance {record.instance_arn} is not associated with any domain; the "
+                "record is kept and applied once it is (PutIntegration with its ARN)."
             )
             unrouted.append((record.instance_arn, raw, reason, origin, None))
             results[index] = Rejection(record.contact_id, reason)

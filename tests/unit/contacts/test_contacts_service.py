@@ -187,6 +187,9 @@ def test_bad_records_are_rejected_with_reasons_and_kept(services: Services, doma
     anonymous = sorted(r.message for r in outcome.rejected if not r.contact_id)
     assert "no ContactId" in anonymous[0] and "not valid JSON" in anonymous[1]
     assert "is not associated with any domain" in messages["c2"]
+    # The caller learns the record is kept, in the API's terms: no command of the server.
+    assert "kept and applied once it is" in messages["c2"]
+    assert "openprofiles" not in messages["c2"]
     assert "cannot be read as a telephone number" in messages["c3"]
     assert "no InstanceARN" in messages["c5"]
     assert len(outcome.rejected) == 5
