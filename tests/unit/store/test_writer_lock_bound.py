@@ -7,8 +7,6 @@ the test writes a line to its stdin."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import subprocess
 import sys
 import threading
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.event_loop import run_in_fresh_thread
+from tests.unit.store.test_writer_lock import _try_lock
 
 from openprofiles import logging_setup
 from openprofiles.blocking import WouldBlock, on_the_loop
@@ -71,20 +70,6 @@ def _release(holder: subprocess.Popen[str]) -> None:
     assert holder.stdout.readline().strip() == "released"
 
 
-def _free(path: Path) -> bool:
-    """Whether another process could take `path`'s flock exclusively now."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
-
-
 def _in_a_thread(take: object) -> BaseException | None:
     """Run `take` in a thread and return what it raised; a thread still waiting after 30 s (no
     bound: the code before the fix) fails the test instead of hanging it."""
@@ -126,12 +111,12 @@ def test_a_writer_waits_a_bounded_time_and_is_told_which_process_holds_it(
             assert refused.message in logging_setup.describe(refused)
             # Nothing left taken: the thread lock, the turnstile (a waiter's mark).
             assert not lock._thread_lock.locked()
-            assert _free(path.with_name(path.name + ".turnstile"))
+            assert _try_lock(path.with_name(path.name + ".turnstile"))
             _release(holder)
         # Once the holder lets go, the lock is taken as before.
         with lock:
-            assert not _free(path)
-        assert _free(path)
+            assert not _try_lock(path)
+        assert _try_lock(path)
     finally:
         lock.close()
 
