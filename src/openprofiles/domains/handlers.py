@@ -86,20 +86,25 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             key_id=key[0],
             wrapped_key=key[1],
         )
-        record, pass_later = _apply_rules(tx, params, record)
-        if params.get("Matching") is not None and not record.config["Matching"].get("Enabled"):
-            ml_jobs.delete_pending_jobs(tx, domain_name=name)
-        if params.get("Tags"):
-            put_tags(
-                tx,
-                domain_name=name,
-                resource_arn=domain_arn(tx.settings, name),
-                tags=params["Tags"],
-            )
-        response = _to_wire(tx, record)
+        response, pass_later = _settle(tx, params, record)
     if pass_later:
         rule_activation.start(ctx.services, domain_name=name)
     return response
+
+
+def _settle(tx: Tx, params: dict[str, Any], record: DomainRecord) -> tuple[dict[str, Any], bool]:
+    """What CreateDomain and UpdateDomain do after writing the domain's settings: its rules
+    (and whether a full rule pass must start once the transaction commits), pending ML jobs
+    dropped when matching was turned off, its tags; and the answer."""
+    name = record.name
+    record, pass_later = _apply_rules(tx, params, record)
+    if params.get("Matching") is not None and not record.config["Matching"].get("Enabled"):
+        ml_jobs.delete_pending_jobs(tx, domain_name=name)
+    if params.get("Tags"):
+        put_tags(
+            tx, domain_name=name, resource_arn=domain_arn(tx.settings, name), tags=params["Tags"]
+        )
+    return _to_wire(tx, record), pass_later
 
 
 def get_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -135,17 +140,7 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             changes={k: params.get(k) for k in CONFIG_MEMBERS},
             new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
         )
-        record, pass_later = _apply_rules(tx, params, record)
-        if params.get("Matching") is not None and not record.config["Matching"].get("Enabled"):
-            ml_jobs.delete_pending_jobs(tx, domain_name=name)
-        if params.get("Tags"):
-            put_tags(
-                tx,
-                domain_name=name,
-                resource_arn=domain_arn(tx.settings, name),
-                tags=params["Tags"],
-            )
-        response = _to_wire(tx, record)
+        response, pass_later = _settle(tx, params, record)
     if pass_later:
         rule_activation.start(ctx.services, domain_name=name)
     return response
