@@ -87,8 +87,9 @@ def serve(
     from openprofiles import serving
 
     settings = settings_from_options(data_dir, database_url, host=host, port=port, workers=workers)
-    # What the server does is logged from INFO, from the start (the schema, the keyring).
-    logging_setup.log_to_stderr(serving=True)
+    # What the server does is logged from INFO (OPENPROFILES_LOG_LEVEL), from the start (the
+    # schema, the keyring).
+    logging_setup.log_to_stderr(serving=True, level=settings.log_level)
     try:
         for line in serving.prepare(settings, first_run_admin=first_run_admin):
             click.echo(line)

@@ -17,6 +17,11 @@ Where records go: `log_to_stderr` (every command) and `serving_log_config` (`ser
 which applies it in each of its processes) print them on stderr with their time, level and
 logger name, from WARNING; a server prints OpenProfiles' and uvicorn's INFO records too (what
 the background tasks did, uvicorn's start and stop), not other libraries' (unvetted text).
+A server's level is OPENPROFILES_LOG_LEVEL (Settings.log_level, INFO by default): DEBUG adds
+OpenProfiles' DEBUG records (never uvicorn's, whose DEBUG and TRACE lines name each client's
+address; its access log stays off, as serving.run has it), WARNING and ERROR leave out the
+records below them, uvicorn's and the audit lines' on stderr included (the audit log file
+still gets every audit line). No record carries a personal value, at any level.
 
 The audit lines (logger `openprofiles.audit`, INFO) are appended to a file as well, the
 audit log (OPENPROFILES_AUDIT_LOG, default DATA_DIR/audit.log): `serving_log_config` gives the
@@ -215,17 +220,24 @@ class StderrHandler(logging.StreamHandler):
         """The stream is always the current stderr."""
 
 
-# The loggers a server prints from INFO (uvicorn sets its own); every other one prints from
-# WARNING, the root's level.
-SERVING_LEVELS = {"openprofiles": "INFO"}
+# The loggers a server prints from its level (OPENPROFILES_LOG_LEVEL, INFO by default: a name
+# of settings.LOG_LEVELS; uvicorn's have their own); every other one prints from WARNING, the
+# root's level.
+SERVING_LOGGERS = ("openprofiles",)
 
 
-def log_to_stderr(*, serving: bool = False) -> None:
+def _uvicorn_level(level: str) -> str:
+    """uvicorn's loggers' level at the server's `level`: never below INFO, since uvicorn's
+    DEBUG and TRACE records ("HTTP connection made") name each client's address."""
+    return level if logging.getLevelName(level) > logging.INFO else "INFO"
+
+
+def log_to_stderr(*, serving: bool = False, level: str = "INFO") -> None:
     """Print records on stderr with their time, level and logger name (without a handler,
     Python printed a WARNING's message alone and dropped every INFO). From WARNING, or, for a
-    server (`serving`), OpenProfiles' records from INFO: a one-off command says what it did on
-    stdout, where scripts read it. Idempotent; other handlers (a test runner's) are left
-    alone."""
+    server (`serving`), OpenProfiles' records from `level` (OPENPROFILES_LOG_LEVEL, INFO by
+    default): a one-off command says what it did on stdout, where scripts read it. Idempotent;
+    other handlers (a test runner's) are left alone."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, StderrHandler)), None)
     if handler is None:
@@ -235,39 +247,50 @@ def log_to_stderr(*, serving: bool = False) -> None:
     # The handler's own level, not only the loggers': whoever lowers the root's level (a test
     # runner capturing DEBUG) must not turn a command's stderr into other libraries' INFO. Set
     # either way: a command run after a server in one process must not go on printing INFO.
-    handler.setLevel(logging.INFO if serving else logging.WARNING)
+    handler.setLevel(level if serving else logging.WARNING)
     for existing in list(handler.filters):
         handler.removeFilter(existing)
     if serving:
         handler.addFilter(_from_info_only_for_vetted_loggers)
-    for name, level in SERVING_LEVELS.items():
+    for name in SERVING_LOGGERS:
         logging.getLogger(name).setLevel(level if serving else logging.NOTSET)
 
 
 def _from_info_only_for_vetted_loggers(record: logging.LogRecord) -> bool:
-    """A server's INFO records are printed from OpenProfiles' and uvicorn's loggers only."""
+    """A server's records below WARNING (INFO, DEBUG) are printed from OpenProfiles' and
+    uvicorn's loggers only."""
     if record.levelno >= logging.WARNING:
         return True
-    return record.name.split(".")[0] in {*SERVING_LEVELS, "uvicorn"}
+    return record.name.split(".")[0] in {*SERVING_LOGGERS, "uvicorn"}
 
 
-def serving_log_config(audit_log: os.PathLike[str] | str | None = None) -> dict[str, Any]:
-    """`log_to_stderr(serving=True)` as uvicorn's `log_config`, which uvicorn applies in the
-    supervising process and in each worker it starts: one stderr handler, one format, for
-    OpenProfiles' records, uvicorn's (from INFO: start, stop, failed requests) and other
-    libraries' (from WARNING: their INFO messages are text nobody has checked for data). With
-    `audit_log`, the audit lines are appended to that file too (`AuditFileHandler`), and still
-    printed on stderr; the caller checks first that it can be opened (a handler that fails
-    here stops a worker with a traceback)."""
+def serving_log_config(
+    audit_log: os.PathLike[str] | str | None = None, *, level: str = "INFO"
+) -> dict[str, Any]:
+    """`log_to_stderr(serving=True, level=level)` as uvicorn's `log_config`, which uvicorn
+    applies in the supervising process and in each worker it starts: one stderr handler, one
+    format, for OpenProfiles' records (from `level`, OPENPROFILES_LOG_LEVEL), uvicorn's (from
+    INFO, or `level` when higher: start, stop, failed requests) and other libraries' (from
+    WARNING: their INFO messages are text nobody has checked for data). With `audit_log`, the
+    audit lines are appended to that file too (`AuditFileHandler`), whatever `level`, and
+    printed on stderr when `level` lets INFO through; the caller checks first that it can be
+    opened (a handler that fails here stops a worker with a traceback)."""
     handlers: dict[str, Any] = {
-        "stderr": {"class": f"{__name__}.StderrHandler", "formatter": "openprofiles"}
+        "stderr": {
+            "class": f"{__name__}.StderrHandler",
+            "formatter": "openprofiles",
+            # At WARNING or ERROR, the INFO records of the loggers that keep INFO (uvicorn's,
+            # which uvicorn sets from its own log_level, and the audit lines') stay out too.
+            "level": level,
+        }
     }
+    uvicorn_level = _uvicorn_level(level)
     loggers: dict[str, Any] = {
-        **{name: {"level": level} for name, level in SERVING_LEVELS.items()},
+        **{name: {"level": level} for name in SERVING_LOGGERS},
         # Through the root's handler; "uvicorn.error" is uvicorn's general logger.
-        "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
-        "uvicorn.error": {"level": "INFO"},
-        "uvicorn.access": {"level": "INFO"},
+        "uvicorn": {"level": uvicorn_level, "handlers": [], "propagate": True},
+        "uvicorn.error": {"level": uvicorn_level},
+        "uvicorn.access": {"level": uvicorn_level},
     }
     if audit_log is not None:
         # An absolute path: the file the supervisor checked, whatever a worker's directory.

@@ -252,7 +252,7 @@ def run(settings: Settings) -> None:
         # (uvicorn's own configuration prints only its loggers, without a time).
         # The audit lines are appended to the audit log too, by each process (`prepare`
         # checked that it opens).
-        log_config=serving_log_config(settings.audit_log_file),
+        log_config=serving_log_config(settings.audit_log_file, level=settings.log_level),
         access_log=False,
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and this server's clients
         # connect from there unless told otherwise: any of them could choose the address the

@@ -121,6 +121,10 @@ class Settings:
     # writes it beside the acting uid (0, or the one `sudo -u` named) only when it has a uid's
     # form (audit.cli_command), since anyone may set the variable to any text.
     sudo_uid: str | None = None
+    # How much a server logs on stderr (one of LOG_LEVELS): OpenProfiles' records from this
+    # level, uvicorn's from it but never below INFO, other libraries' from WARNING
+    # (logging_setup.serving_log_config). A one-off command prints warnings only, whatever this.
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
@@ -145,6 +149,11 @@ class Settings:
             raise ValueError(
                 "OPENPROFILES_SQLITE_SYNCHRONOUS must be one of "
                 f"{', '.join(SQLITE_SYNCHRONOUS_MODES)}, not {self.sqlite_synchronous!r}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(
+                f"OPENPROFILES_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                f"not {self.log_level!r}"
             )
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -293,6 +302,8 @@ class Settings:
                 if (audit_log := get("AUDIT_LOG")) and audit_log.lower() == AUDIT_LOG_OFF
                 else audit_log
             ),
+            # Level names are case-insensitive; "debug" means DEBUG, as it does to logging.
+            log_level=(get("LOG_LEVEL") or "").upper() or None,
             # Set by sudo, not by the operator: no OPENPROFILES_ prefix.
             sudo_uid=env.get("SUDO_UID") or None,
             # Several folders are separated as in PATH (":" on POSIX).
@@ -335,6 +346,7 @@ VARIABLES = (
     "FLOW_FOLDER_ROOTS",
     "FLOW_FOLDER_SETTLE_SECONDS",
     "AUDIT_LOG",
+    "LOG_LEVEL",
 )
 # The variables `Settings.from_env` reads that are not OpenProfiles' own: sudo's, whose
 # SUDO_UID names the user who ran a command as root (Settings.sudo_uid, for the audit log).
@@ -377,6 +389,8 @@ SECONDS_PER_YEAR = 365 * 24 * 3600
 # The values OPENPROFILES_SQLITE_SYNCHRONOUS takes (Settings.sqlite_synchronous); never "off",
 # which would let a power loss corrupt the database, not just lose its last commits.
 SQLITE_SYNCHRONOUS_MODES = ("full", "normal")
+# The values OPENPROFILES_LOG_LEVEL takes (Settings.log_level), logging's level names.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # The allowed values of the numeric settings, bounds included (None, where allowed, means the
 # default). A year bounds the times: a larger one is a mistake, and would overflow the

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
@@ -148,14 +150,12 @@ class ApiDispatcher:
                 method, raw_path, raw_query, headers, body, authenticate, invoke, request_id
             )
         except Exception as error:
-            answered = _render_failure(error, self._operation_name(method, raw_path), request_id)
+            operation, labels = self.route_at(method, raw_path) or ("-", {})
+            answered = _render_failure(error, operation, request_id, labels.get("DomainName"))
         if isinstance(answered, PendingAnswer):
             return answered
         answered[1]["x-amzn-RequestId"] = request_id
         return answered
-
-    def _operation_name(self, method: str, raw_path: str) -> str:
-        return self.operation_at(method, raw_path) or "-"
 
     def _run(
         self,
@@ -187,7 +187,7 @@ class ApiDispatcher:
             raise NotImplementedOperation(operation)
         result = invoke(operation, principal, params)
         if isinstance(result, Deferred):
-            return PendingAnswer(operation_model, result, request_id)
+            return PendingAnswer(operation_model, result, request_id, uri_params.get("DomainName"))
         return serialize_output(operation_model, result or {})
 
 
@@ -195,26 +195,36 @@ class PendingAnswer:
     """The answer to a request whose handler deferred it: `wait()` for it."""
 
     def __init__(
-        self, operation_model: OperationModel, deferred: Deferred, request_id: str
+        self,
+        operation_model: OperationModel,
+        deferred: Deferred,
+        request_id: str,
+        domain_name: str | None = None,
     ) -> None:
         self._operation_model = operation_model
         self._deferred = deferred
         self._request_id = request_id
+        self._domain_name = domain_name
 
     async def wait(self) -> WireResponse:
         try:
             result = await self._deferred.answer
             answered = serialize_output(self._operation_model, result or {})
         except Exception as error:
-            answered = _render_failure(error, self._operation_model.name, self._request_id)
+            answered = _render_failure(
+                error, self._operation_model.name, self._request_id, self._domain_name
+            )
         answered[1]["x-amzn-RequestId"] = self._request_id
         return answered
 
 
-def _render_failure(error: Exception, operation: str, request_id: str) -> WireResponse:
-    """An API error as the client gets it; any other error as an internal error, logged."""
+def _render_failure(
+    error: Exception, operation: str, request_id: str, domain_name: str | None = None
+) -> WireResponse:
+    """An API error as the client gets it; any other error as an internal error, logged.
+    `domain_name` is the path's DomainName, if it has one."""
     if isinstance(error, ServiceError):
-        _log_withheld_key_problem(error, operation, request_id)
+        _log_withheld_key_problem(error, operation, request_id, domain_name)
         return render_error(error, request_id)
     if (busy := unavailable(error)) is not None:
         # A lock timeout or a full lock table outside `retrying` (a read): a 503, not a 500.
@@ -234,21 +244,100 @@ def _render_failure(error: Exception, operation: str, request_id: str) -> WireRe
     return render_error(internal, request_id)
 
 
-def _log_withheld_key_problem(error: ServiceError, operation: str, request_id: str) -> None:
+# A key problem withheld from API callers is logged at most once per domain and message in
+# this many seconds (`RepeatedLines`): while a KMS is down, every request of its domains fails,
+# and a line for each would bury the rest of the log.
+KEY_PROBLEM_LOG_WINDOW_SECONDS = 60.0
+# How many (domain, message) pairs are followed at once. An API caller can make new pairs (a
+# CreateDomain with any domain name and alias): past this, a new pair's lines are all logged,
+# and the table stays bounded.
+KEY_PROBLEM_LOG_MOST_FOLLOWED = 1024
+
+
+class RepeatedLines:
+    """Which of the repeats of a log line to write, by key: the first at once; the repeats
+    within `window` seconds of it are only counted; the first one after the window is written
+    with that count, and opens the next window. (Repeats that stop within a window leave their
+    count unwritten until the key comes again.) Thread-safe: requests fail on the event loop
+    and in worker threads at once. `clock` gives monotonic seconds (a test gives its own)."""
+
+    def __init__(
+        self,
+        window: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        most_followed: int = KEY_PROBLEM_LOG_MOST_FOLLOWED,
+    ) -> None:
+        self._window = window
+        self._clock = clock
+        self._most_followed = most_followed
+        self._lock = threading.Lock()
+        # key -> [when its window opened, repeats left out since]
+        self._followed: dict[Hashable, list[Any]] = {}
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    def admit(self, key: Hashable) -> int | None:
+        """None when this line is to be left out (it is counted); else how many lines of the
+        key were left out since the last one written (0 for the first)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._followed.get(key)
+            if entry is not None and now - entry[0] < self._window:
+                entry[1] += 1
+                return None
+            left_out = entry[1] if entry is not None else 0
+            if entry is None and len(self._followed) >= self._most_followed:
+                self._forget_settled(now)
+                if len(self._followed) >= self._most_followed:
+                    return 0  # written, not followed
+            self._followed[key] = [now, 0]
+            return left_out
+
+    def _forget_settled(self, now: float) -> None:
+        """Stop following the keys whose window has passed with nothing left out: their next
+        line would be written anyway, and none has a count to report."""
+        for key, (opened, left_out) in list(self._followed.items()):
+            if left_out == 0 and now - opened >= self._window:
+                del self._followed[key]
+
+
+_key_problem_lines = RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS)
+
+
+def _log_withheld_key_problem(
+    error: ServiceError, operation: str, request_id: str, domain_name: str | None = None
+) -> None:
     """Log what the caller was not told of a key that cannot be used: KeyUnusable's operator
     message (the setting to set, the KMS endpoint, the command to run), which an API caller
     must not read (the server's layout), goes to the operator's log, as the pages log it
     (ui.web): else a KMS that is not set up leaves nothing there but a 400 in the audit line.
-    It names keys and settings, no personal value (KeyUnusable says so)."""
+    It names keys and settings, no personal value (KeyUnusable says so). Once per domain and
+    message in KEY_PROBLEM_LOG_WINDOW_SECONDS, the next line saying how many were left out."""
     cause: BaseException | None = error.__cause__
     for _ in range(3):  # the KeyUnusable is the cause, or the cause's cause (domain_cipher)
         if cause is None or isinstance(cause, KeyUnusable):
             break
         cause = cause.__cause__
-    if isinstance(cause, KeyUnusable) and cause.message != cause.caller_message:
-        logger.warning(
-            "%s (request id %s): a key cannot be used: %s", operation, request_id, cause.message
-        )
+    if not isinstance(cause, KeyUnusable) or cause.message == cause.caller_message:
+        return
+    lines = _key_problem_lines
+    left_out = lines.admit((domain_name, cause.message))
+    if left_out is None:
+        return
+    logger.warning(
+        "%s (request id %s, domain %s): a key cannot be used: %s%s",
+        operation,
+        request_id,
+        domain_name or "-",
+        cause.message,
+        f" [{left_out} more requests of the domain met this in the {lines.window:g} s after "
+        "the last such line; not logged]"
+        if left_out
+        else "",
+    )
 
 
 def refuse_dot_segments(raw_path: str) -> None:
@@ -355,7 +444,9 @@ def make_asgi_app(
                 if too_large:
                     raise PayloadTooLarge.over(limit)
             except Exception as error:
-                answered = _render_failure(error, route[0], str(uuid.uuid4()))
+                answered = _render_failure(
+                    error, route[0], str(uuid.uuid4()), route[1].get("DomainName")
+                )
             else:
 
                 def finish(_m: str, _p: str, _q: str, _h: Mapping[str, str], body: bytes) -> Any:
