@@ -13,7 +13,9 @@ An integration binds a Uri to a domain and an object type. Two kinds matter here
   (`lock_instances`), so that no record kept meanwhile by another process is left behind: the
   first `REPLAY_CHUNK` of them in the association's transaction, the rest after its commit,
   a transaction per chunk (contacts.sweep.send_kept_on: every record kept before the commit
-  is in the store by then, and none is kept for the instance after it).
+  is in the store by then, and none is kept for the instance after it). A PutIntegration and
+  a DeleteDomain of its domain at once go one after the other (`lock_domain`): the deletion
+  removes the integration with the domain, or the PutIntegration finds no domain.
 * an integration with a FlowDefinition: a flow pulling records from a bucket or a folder (see
   openprofiles.flows). Its Uri defaults to the flow's ARN. The definition is stored sealed with
   the domain's key (`flow_sealed`), apart from the other settings: its tasks can hold a
@@ -189,6 +191,9 @@ def put_integration(
     move: bool = False,
 ) -> InstanceAssociation:
     """Create or replace the integration of `uri` in the domain (PutIntegration)."""
+    # Before the domain is read: a DeleteDomain under way commits first, and the domain is
+    # then not found (`lock_domain`).
+    lock_domain(tx, domain_name=domain_name, shared=True)
     get_domain(tx, domain_name=domain_name)
     flow_name: str | None = None
     if flow_definition is not None:
@@ -463,12 +468,31 @@ def lock_instances(tx: Tx, instance_arns: Iterable[str], *, shared: bool = False
     take_locks(tx, (("instance", arn) for arn in instance_arns), shared=shared)
 
 
+def lock_domain(tx: Tx, *, domain_name: str, shared: bool = False) -> None:
+    """The domain's lock (PostgreSQL; SQLite's one writer serialises already), before its
+    instances' association locks (store.advisory): exclusive by DeleteDomain
+    (`lock_domain_instances`), shared by every PutIntegration, before it reads the domain.
+
+    DeleteDomain's association locks are those of the instances the domain has when it looks;
+    an instance being associated with it for the first time is not among them. Without this
+    lock, such a PutIntegration wrote its integration while the deletion was under way: when
+    the deletion committed first, the insert failed on the foreign key and was answered as a
+    conflict to try again (for a domain that no longer existed). With it, either the
+    PutIntegration commits first, and the deletion finds its integration and deletes it with
+    the domain, or the deletion does, and the PutIntegration finds no domain (NotFound)."""
+    take_locks(tx, [("domain", domain_name)], shared=shared)
+
+
 def lock_domain_instances(tx: Tx, *, domain_name: str) -> None:
-    """DeleteDomain's association locks, exclusively, first of its locks: those of the
-    instances associated with the domain, and of those moved away from it, whose records may
-    still go back to it (contacts.moves). A batch of contact records of one of them then either
-    commits before the deletion goes on, or waits for it and finds the instance associated with
-    no domain, and keeps its records (`lock_instances`)."""
+    """DeleteDomain's locks, exclusively, first of its locks: the domain's (`lock_domain`),
+    then the association locks of the instances associated with the domain, and of those
+    moved away from it, whose records may still go back to it (contacts.moves). A batch of
+    contact records of one of them then either commits before the deletion goes on, or waits
+    for it and finds the instance associated with no domain, and keeps its records
+    (`lock_instances`)."""
+    # First, so that the instances are looked up once it is held: one whose PutIntegration
+    # committed meanwhile is among them.
+    lock_domain(tx, domain_name=domain_name)
     associated = select(integration.c.instance_arn).where(
         integration.c.domain_name == domain_name, integration.c.instance_arn.is_not(None)
     )

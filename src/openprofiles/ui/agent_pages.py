@@ -33,11 +33,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles.contacts.links import lock_linked_contacts
 from openprofiles.contacts.records import SEARCH_KEY_NAME
 from openprofiles.contacts.service import contact_screen_pop_search
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound, ServiceError
+from openprofiles.normalize import normalize
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
@@ -309,6 +311,22 @@ def linked_profiles(
         limit=limit,
     )
     return [rec for rec, _ in page]
+
+
+def lock_contact(tx: Tx, *, domain_name: str, contact_id: str) -> None:
+    """Take the contact's lock (contacts.links.lock_contacts), as the AddProfileKey and
+    DeleteProfileKey of its `_ctrContactId` take it before the profile's (store.advisory's
+    order), with the digest they take it by; held to the commit (a no-op on SQLite, whose one
+    writer serialises already). Taken before the contact's links are read, the read and the
+    changes made from it are one step: without it, the second of two moves of the contact at
+    once read the link the first was taking off, and its DeleteProfileKey found nothing
+    (NotFound, an error page), or the second of two links to different profiles found no other
+    and linked the contact to both."""
+    content_type = profiles.key_content_type(tx, domain_name=domain_name, key_name=CONTACT_KEY)
+    normal = normalize(content_type, contact_id, phone_region=tx.settings.default_phone_region)
+    if normal:  # else AddProfileKey refuses the value, having locked nothing
+        digest = tx.cipher(domain_name).digest(CONTACT_KEY, normal)
+        lock_linked_contacts(tx, domain_name, CONTACT_KEY, [digest])
 
 
 def _records_scope(kind: str, domain_name: str, profile_id: str, object_type: str) -> str:
@@ -667,7 +685,12 @@ def routes(ui: UI) -> list[Route]:
         would go to neither. So when another profile of the domain already has the contact,
         nothing is linked unless the agent chose to `move` the link, which takes the contact
         off the others (DeleteProfileKey) in the same transaction. Records of the contact
-        already stored stay where they are: moving those is what a merge does."""
+        already stored stay where they are: moving those is what a merge does.
+
+        The contact's lock is taken before its links are read (`lock_contact`), so that two
+        agents linking or moving it at once (two server processes on PostgreSQL) go one after
+        the other, the second reading what the first committed."""
+        lock_contact(tx, domain_name=domain_name, contact_id=contact_id)
         others = [
             rec.profile_id
             for rec in linked_profiles(tx, domain_name=domain_name, contact_id=contact_id)
