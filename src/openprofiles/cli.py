@@ -169,7 +169,7 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
 @storage_options
 @click.argument("access_key_id")
 def credentials_delete(data_dir: Path | None, database_url: str | None, access_key_id: str) -> None:
-    """Revoke an access key (running servers refuse it within 30 s: they cache keys)."""
+    """Revoke an access key (running servers refuse it within about a second)."""
     from openprofiles.auth.credentials import delete_credential
     from openprofiles.errors import ServiceError
 
@@ -181,7 +181,7 @@ def credentials_delete(data_dir: Path | None, database_url: str | None, access_k
             delete_credential(tx, access_key_id=access_key_id)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"Deleted {access_key_id}. Running servers refuse it within 30 s (they cache keys).")
+    click.echo(f"Deleted {access_key_id}. Running servers refuse it within about a second.")
 
 
 @main.group()

@@ -10,11 +10,11 @@ reads its credential once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from openprofiles.auth.credentials import SecretCache, find_secret
+from openprofiles.auth.credentials import SecretCache, find_secret, stored_credentials
 from openprofiles.blocking import avoid_blocking
 from openprofiles.context import Principal, Services
 from openprofiles.wire.sigv4 import HeaderCheck, check_headers
@@ -37,7 +37,8 @@ class Authenticator:
 
     Calling it checks a whole request (method, raw path, raw query, headers, body) and returns
     its `Principal`; `check_headers` is the first half, for a server that has not read the body
-    yet. Credentials are cached for a short time (SecretCache).
+    yet. Credentials are cached for a short time (SecretCache), and checked against the
+    database about every second, so a key revoked by another process stops working here too.
     """
 
     def __init__(
@@ -60,7 +61,9 @@ class Authenticator:
         roles: dict[str, str] = {}
 
         def lookup(access_key_id: str) -> str | None:
-            found = self._secrets.get(access_key_id, lambda: self._load(access_key_id))
+            found = self._secrets.get(
+                access_key_id, lambda: self._load(access_key_id), self._stored
+            )
             if found is None:
                 return None
             roles[access_key_id] = found[1]
@@ -84,3 +87,10 @@ class Authenticator:
         avoid_blocking("reading a credential")
         with self._services.read() as tx:
             return find_secret(tx, access_key_id=access_key_id)
+
+    def _stored(self, access_key_ids: Sequence[str]) -> set[str]:
+        # Which cached keys are still stored, once a second at most (SecretCache): a read, so
+        # on the event loop it moves the request to a worker thread, as `_load` does.
+        avoid_blocking("checking for revoked credentials")
+        with self._services.read() as tx:
+            return stored_credentials(tx, access_key_ids)

@@ -2,6 +2,12 @@
 
 The secret must be available in clear to verify SigV4 signatures, so it is sealed under the
 server's system key rather than hashed; a copy of the database alone does not reveal it.
+
+Servers keep the credentials they found in memory (`SecretCache`). A credential row is only ever
+inserted or deleted, never changed, so a cached one is stale only once its row is gone: each
+cache asks which of its keys are still stored at most every `REVOCATION_CHECK_SECONDS`, and a
+key revoked anywhere (another worker, another server, the CLI) stops working everywhere within
+about that time.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import secrets
 import string
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +26,7 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import DecryptionError
 from openprofiles.errors import BadRequest, NotFound
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import credential
 
 ROLES = ("admin", "agent")
@@ -81,6 +88,18 @@ def find_secret(tx: Tx, *, access_key_id: str) -> tuple[str, str] | None:
     return payload["secret"], row.role
 
 
+def stored_credentials(tx: Tx, access_key_ids: Sequence[str]) -> set[str]:
+    """Which of `access_key_ids` are still stored (not revoked): ids only, nothing opened."""
+    found: set[str] = set()
+    for chunk in in_chunks(access_key_ids):
+        found.update(
+            tx.conn.execute(
+                select(credential.c.access_key_id).where(credential.c.access_key_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
 def list_credentials(tx: Tx) -> list[CredentialInfo]:
     rows = tx.conn.execute(
         select(credential.c.access_key_id, credential.c.role, credential.c.created_at).order_by(
@@ -92,8 +111,8 @@ def list_credentials(tx: Tx) -> list[CredentialInfo]:
 
 def delete_credential(tx: Tx, *, access_key_id: str) -> None:
     """Revoke a credential. This process's caches stop using it at once (`SecretCache.forget`);
-    other processes (a server's other workers, a server the CLI revoked it beside) within their
-    cache's time."""
+    other processes (a server's other workers, a server the CLI revoked it beside) within about
+    `REVOCATION_CHECK_SECONDS` of the commit, when their caches next see the row gone."""
     tx.erased()
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:
@@ -107,35 +126,65 @@ def delete_credential(tx: Tx, *, access_key_id: str) -> None:
 _CACHES: weakref.WeakSet[SecretCache] = weakref.WeakSet()
 
 
+# How often at most a cache asks the database which of its credentials are still stored. A key
+# revoked in another process (a server's other worker, another server, the CLI) works there for
+# about this long after the revoking commit: for a service holding customers' personal data that
+# must be "almost at once". Shorter costs more: the check is a read transaction (on the event
+# loop, a move of one request to a worker thread), once per interval per process with a cached
+# key, against none per request, which is what the cache is for (a lookup per request was the
+# largest cost of a small API request).
+REVOCATION_CHECK_SECONDS = 1.0
+
+
 class SecretCache:
     """Known credentials, kept in memory for a short time.
 
     Looking a secret up (a read transaction and an AES-GCM open) would otherwise be the largest
     cost of a small API request. Only found keys are cached, so a new credential works at once;
     a revoked one stops working at once in the process that revoked it (`forget`), and within
-    `ttl_seconds` in every other server process.
+    about `REVOCATION_CHECK_SECONDS` in every other server process: `get`, given `stored` (which
+    of some keys are still stored), asks it about every cached key at most that often, and drops
+    those that are gone. `clock` is monotonic seconds; tests pass their own.
     """
 
-    def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float = 30.0,
+        max_entries: int = 10_000,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
+        self._clock = clock
         self._entries: dict[str, tuple[float, str, str]] = {}
         # Keys revoked in this process: until when each is looked up at every use, uncached.
         self._forgotten: dict[str, float] = {}
+        # When the cached keys are next checked against the database (`get`'s `stored`).
+        self._check_due = float("-inf")
         _CACHES.add(self)
 
     def forget(self, access_key_id: str) -> None:
         """Stop using a cached credential now (it is being revoked). For `ttl_seconds` the key
         is looked up at every use and not cached: a request that looks it up while the revoking
         transaction has not committed yet finds it still there, and must not cache it again
-        for the cache's time."""
-        self._forgotten[access_key_id] = time.monotonic() + self._ttl
+        for the cache's time. (A process that did not revoke it has the same race with no
+        `forget`: a key it cached from a read before the commit goes at its next check.)"""
+        self._forgotten[access_key_id] = self._clock() + self._ttl
         self._entries.pop(access_key_id, None)
 
     def get(
-        self, access_key_id: str, load: Callable[[], tuple[str, str] | None]
+        self,
+        access_key_id: str,
+        load: Callable[[], tuple[str, str] | None],
+        stored: Callable[[Sequence[str]], Collection[str]] | None = None,
     ) -> tuple[str, str] | None:
-        now = time.monotonic()
+        """(secret, role) of a key, from the cache or `load`. With `stored`, the cached keys
+        are checked against the database first when the last check is older than
+        `REVOCATION_CHECK_SECONDS`; without it, only this process's revocations are seen."""
+        now = self._clock()
+        if stored is not None and now >= self._check_due and self._entries:
+            self._drop_revoked(now, stored)
         if self._forgotten:
             until = self._forgotten.get(access_key_id)
             if until is not None and until > now:
@@ -151,5 +200,20 @@ class SecretCache:
             return None
         if len(self._entries) >= self._max:
             self._entries.clear()
+        if not self._entries:
+            # The one entry is as fresh as a check (read after `now`): none due before then.
+            self._check_due = now + REVOCATION_CHECK_SECONDS
         self._entries[access_key_id] = (now + self._ttl, found[0], found[1])
         return found
+
+    def _drop_revoked(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
+        cached = list(self._entries)
+        # May raise (WouldBlock on the event loop, a database error): the check is then still
+        # due, so no request is answered from an unchecked cache.
+        present = set(stored(cached))
+        # Due again from the time before the read: an entry cached from a read that came before
+        # a revoking commit this read did not see yet is dropped by the next check.
+        self._check_due = now + REVOCATION_CHECK_SECONDS
+        for access_key_id in cached:
+            if access_key_id not in present:
+                self._entries.pop(access_key_id, None)
