@@ -46,6 +46,7 @@ from openprofiles.identity import handlers as identity_handlers
 from openprofiles.identity.rule_activation import run_pending_passes
 from openprofiles.identity.schedule import run_due_now
 from openprofiles.integrations import handlers as integration_handlers
+from openprofiles.metrics.endpoint import metrics_endpoint
 from openprofiles.object_types import handlers as object_type_handlers
 from openprofiles.objects import handlers as object_handlers
 from openprofiles.objects.expiry import expiry_task
@@ -465,6 +466,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     api = hsts(api)
     machine_routes = [
         Route("/health", health, methods=["GET"]),
+        # Prometheus' scrape (openprofiles.metrics).
+        Route("/metrics", metrics_endpoint(services), methods=["GET"]),
         *contact_routes(services, authenticate),
     ]
     for route in machine_routes:

@@ -233,14 +233,22 @@ def stop_when_orphaned(supervisor_pid: int, every: float = ORPHAN_CHECK_SECONDS)
 
 def run(settings: Settings) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM)."""
-    import uvicorn
-
-    from openprofiles.logging_setup import serving_log_config
+    from openprofiles.metrics.endpoint import multiprocess_dir
 
     # Workers are new processes (uvicorn starts them with the spawn method) that import the
     # factory by name and read their settings from the environment: the command line's options
     # are put there first, and the rest of the environment is what this process read.
     os.environ.update(settings.command_line_environment())
+    # Several workers add up their metrics' counts in a directory they share (metrics.endpoint).
+    with multiprocess_dir(settings.workers):
+        _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from openprofiles.logging_setup import serving_log_config
+
     uvicorn.run(
         "openprofiles.serving:worker_app",
         factory=True,

@@ -45,6 +45,7 @@ from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
+from openprofiles.metrics.events import count_contact_event, count_contact_records
 from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying, unavailable
 from openprofiles.wire.dispatch import check_before_body, read_body
@@ -222,9 +223,15 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
             return failed(exc)
         except Exception as exc:
             return internal_error("POST /contact-records", exc)
+        count_contact_records(accepted=outcome.accepted, rejected=len(outcome.rejected))
         return respond(200, outcome_json(outcome))
 
     async def contact_events(request: Request) -> Response:
+        response = await contact_event(request)
+        count_contact_event(response.status_code)
+        return response
+
+    async def contact_event(request: Request) -> Response:
         try:
             _principal, body = await signed(request)
             try:

@@ -320,6 +320,25 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
+def count_by_category(tx: Tx) -> dict[tuple[str, str], int]:
+    """Dead letters of every domain, by (domain, reason category), without opening them."""
+    query = select(dlq_message.c.domain_name, dlq_message.c.reason_category, func.count()).group_by(
+        dlq_message.c.domain_name, dlq_message.c.reason_category
+    )
+    return {(row[0], row[1]): int(row[2]) for row in tx.conn.execute(query)}
+
+
+def count_unsent(tx: Tx) -> dict[str, int]:
+    """By domain, the dead letters whose send to the domain's queue failed, waiting for the
+    resend (their mark SQS_FAILED)."""
+    query = (
+        select(dlq_message.c.domain_name, func.count())
+        .where(dlq_message.c.sink_error == SQS_FAILED)
+        .group_by(dlq_message.c.domain_name)
+    )
+    return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
+
+
 def retry(
     tx: Tx,
     *,

@@ -68,6 +68,7 @@ from openprofiles.dlq.models import DeadLetter
 from openprofiles.dlq.queue_urls import queue_target
 from openprofiles.domains.service import get_domain
 from openprofiles.errors import ServiceError
+from openprofiles.metrics.events import count_queue_sends
 from openprofiles.settings import Settings
 
 TEST_MESSAGE = "OpenProfiles dead-letter queue test message"
@@ -555,6 +556,10 @@ def deliver(
     delivery = Delivery()
     for queue_url, queued in by_queue.items():
         _ToQueue(SqsSink(settings, queue_url), delivery, unreachable, deadline).send(queued)
+    count_queue_sends(
+        sent=sum(map(len, delivery.sent.values())),
+        failed=sum(len(ids) for by_why in delivery.failed.values() for ids in by_why.values()),
+    )
     return delivery
 
 

@@ -29,6 +29,7 @@ from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.metrics.events import observe_api_request
 from openprofiles.store.conflicts import unavailable
 from openprofiles.wire.body_size import largest_bodies
 from openprofiles.wire.errors import (
@@ -415,6 +416,7 @@ def make_asgi_app(
             return
         if scope["type"] != "http":
             return
+        arrived = time.perf_counter()
         method = scope["method"]
         raw_path = raw_path_of(scope)
         raw_query = scope.get("query_string", b"").decode("latin-1")
@@ -488,6 +490,7 @@ def make_asgi_app(
                 error=response_headers.get("x-amzn-ErrorType"),
                 profile_id=seen.profile_id,
             )
+        observe_api_request(operation, status, response_headers.get("x-amzn-ErrorType"), arrived)
         await _respond(send, status, response_headers, response_body)
 
     return app

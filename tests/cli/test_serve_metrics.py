@@ -1,0 +1,89 @@
+"""`serve --workers 2`: /metrics adds up both workers' counts (prometheus_client's multiprocess
+mode, openprofiles.metrics.endpoint), whichever worker answers the scrape, and the directory
+the workers counted in is removed when the server stops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+from prometheus_client.parser import text_string_to_metric_families
+from tests.cli.test_cli_commands import _parent_of, _serve
+from tests.support.server import free_port
+
+# Requests sent until both workers have answered some (the kernel hands each new connection
+# to either): a bound, not a wait.
+MOST_REQUESTS = 400
+
+
+def _created_profiles(port: int) -> float:
+    """CreateProfile successes as one scrape shows them (a new connection: either worker)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "openprofiles_api_requests_total"
+        and sample.labels == {"operation": "CreateProfile", "status": "200", "error": ""}
+    )
+
+
+def _metrics_dir(supervisor: int) -> Path:
+    """The directory the supervisor named to its workers (PROMETHEUS_MULTIPROC_DIR)."""
+    workers = [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and _parent_of(int(pid)) == supervisor
+    ]
+    for pid in workers:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for entry in environ:
+            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                return Path(entry.split(b"=", 1)[1].decode())
+    raise AssertionError("no worker was told where to count")
+
+
+def test_metrics_add_up_every_workers_counts(tmp_path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    process = _serve(data_dir, port, "--workers", "2")
+    try:
+        assert process.stdout is not None
+        started = 0
+        for line in process.stdout:
+            started += "Application startup complete" in line
+            if started == 2:
+                break
+        assert started == 2, "both workers start"
+        credentials = (data_dir / "credentials").read_text()
+        key_id = credentials.split("aws_access_key_id = ")[1].split()[0]
+        secret = credentials.split("aws_secret_access_key = ")[1].split()[0]
+
+        def api():  # a new client, so a new connection, which either worker may take
+            return boto3.client(
+                "customer-profiles",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                config=Config(retries={"max_attempts": 1}),
+            )
+
+        api().create_domain(DomainName="counted", DefaultExpirationDays=30)
+        counted_in = _metrics_dir(process.pid)
+        made = 0
+        # Until both workers have counted a CreateProfile (each worker's counter file appears
+        # with its first count), so the sum below needs both workers' files.
+        while len(list(counted_in.glob("counter_*.db"))) < 2 or made < 4:
+            assert made < MOST_REQUESTS, "the kernel gave every connection to one worker"
+            api().create_profile(DomainName="counted", FirstName=f"N{made}")
+            made += 1
+        # Each scrape, whichever worker answers it, shows every request of both.
+        assert [_created_profiles(port) for _ in range(6)] == [made] * 6
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not counted_in.exists(), "the workers' counts are removed with the server"

@@ -1,0 +1,86 @@
+"""The state gauges of /metrics (openprofiles.metrics.state), read from the database: dead
+letters by domain and category, those whose queue send failed, kept contact records."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from tests.unit.ingest.conftest import DOMAIN, make_domain
+
+from openprofiles.context import Services
+from openprofiles.dlq import service
+from openprofiles.metrics.state import DatabaseState
+
+
+def _gauges(services: Services) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What a scrape shows of the collector, parsed back from Prometheus' text format."""
+    registry = CollectorRegistry()
+    registry.register(DatabaseState(services))
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _letter(services: Services, domain: str, category: str, sink_error: str | None) -> None:
+    with services.write() as tx:
+        service.put(
+            tx,
+            domain_name=domain,
+            object_type_name="Crm",
+            object_json='{"id": "1"}',
+            reason="a reason",
+            category=category,
+            sink_error=sink_error,
+        )
+
+
+@pytest.fixture
+def domains(services: Services) -> tuple[str, str]:
+    return make_domain(services), make_domain(services, "other")
+
+
+def test_an_empty_database_shows_no_letters_and_no_kept_records(services: Services) -> None:
+    gauges = _gauges(services)
+    assert not [key for key in gauges if key[0].startswith("openprofiles_dead_letters")]
+    assert gauges[("openprofiles_kept_contact_records", (("waiting", "false"),))] == 0
+    assert gauges[("openprofiles_kept_contact_records", (("waiting", "true"),))] == 0
+
+
+def test_dead_letters_are_counted_by_domain_and_category_and_failed_sends_apart(
+    services: Services, domains: tuple[str, str]
+) -> None:
+    first, other = domains
+    _letter(services, first, "no_profile", service.NO_QUEUE)
+    _letter(services, first, "no_profile", service.SQS_FAILED)
+    _letter(services, first, "invalid_value", None)
+    _letter(services, other, "missing_key", service.SQS_FAILED)
+    _letter(services, other, "missing_key", service.SQS_PENDING)
+    gauges = _gauges(services)
+    letters = {
+        labels: value
+        for (name, labels), value in gauges.items()
+        if name == "openprofiles_dead_letters"
+    }
+    assert letters == {
+        (("category", "no_profile"), ("domain", DOMAIN)): 2,
+        (("category", "invalid_value"), ("domain", DOMAIN)): 1,
+        (("category", "missing_key"), ("domain", "other")): 2,
+    }
+    unsent = {
+        labels: value
+        for (name, labels), value in gauges.items()
+        if name == "openprofiles_dead_letters_unsent"
+    }
+    # A send under way (pending) is not a failed one.
+    assert unsent == {(("domain", DOMAIN),): 1, (("domain", "other"),): 1}
+    with services.write() as tx:
+        service.purge(tx, domain_name=first)
+    assert not [
+        key
+        for key in _gauges(services)
+        if key[0].startswith("openprofiles_dead_letters") and ("domain", DOMAIN) in key[1]
+    ]
