@@ -27,21 +27,24 @@ A flow runs once at a time, across every process (several `flows watch` workers,
 admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
 transaction that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises
 the claims already) and finds no other RUNNING run of the flow holding it (the partial index
-ix_flow_run_running finds it among all the flow's runs). A run holds its flow for as long as
-it makes progress: every batch and every item renews its claim (its `progress_at`), and where
-it commits nothing for a while — listing its source, which can take minutes on a huge bucket,
-and passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: while
-the listing goes on in a thread of its own, `list_source`). A listing that has not ended after
+ix_flow_run_running finds it among all the flow's runs). A run holds its flow for as long as it
+makes progress: every batch and every item renews its claim (its `progress_at`), and where it
+commits nothing for a while — listing its source, which can take minutes on a huge bucket, and
+passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: while the
+listing goes on in a thread of its own, `list_source`). A listing that has not ended after
 `LISTING_LIMIT` (a hung network mount, an endpoint paging for ever) ends the run FAILED, saying
-so, rather than hold the flow for ever. One silent for `STALE_AFTER` no longer holds its flow (its
-process may have ended, or be stalled): the next run to claim the flow closes it FAILED, naming
-itself as the run that took the flow over, and if its process is still alive it stops at its
-next transaction. An automatic trigger passes a flow held by a run over; a run asked for
-(OnDemand: `openprofiles flows run`, the admin pages' button) is refused with `RunInProgress`. A
-Scheduled flow is found due (`_schedule_due`) in a read first — most watcher passes find it
-not due, and make no source and take no lock — and again under the claim, so two watchers do
-not both start its run; an Event run lists its source again once it holds the flow, and is
-dropped, unrecorded, when another run read the new items meanwhile.
+so, rather than hold the flow for ever; its thread goes on until the listing returns, and while
+it does the process does not list the flow's source again (`listing_key`): a run ends FAILED at
+once (LISTING_BUSY), an Event check passes the flow over, so a source that keeps hanging holds
+one thread, not one more every watcher pass. One silent for `STALE_AFTER` no longer holds its
+flow (its process may have ended, or be stalled): the next run to claim the flow closes it
+FAILED, naming itself as the run that took the flow over, and if its process is still alive it
+stops at its next transaction. An automatic trigger passes a flow held by a run over; a run
+asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with
+`RunInProgress`. A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher
+passes find it not due, and make no source and take no lock — and again under the claim, so two
+watchers do not both start its run; an Event run lists its source again once it holds the flow,
+and is dropped, unrecorded, when another run read the new items meanwhile.
 
 Every transaction of a run that applies a batch or checkpoints an item first checks that the
 run still holds its flow (`_hold`), taking the object type's lock as the pipeline does, then
@@ -86,6 +89,17 @@ instead, leaving its items to the next run (which resumes an item the run had be
 above; a Complete run applies its records again, which changes nothing: an object is stored
 under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
 
+An item whose reading raises an error the run does not know (a bug, a record that crashes the
+mapping) stops the run, FAILED with an internal error, as any such error does; the run counts
+it in the item's checkpoint (CRASHED_MARK: runs in a row, and after how many of its records),
+so that it is not retried for ever while the items after it wait. A run that gets past where
+they stopped starts the count afresh; an error of the database's connection is not counted.
+The item's `CRASH_ATTEMPTS`-th attempt reads it carefully: a batch that raises is applied a
+record a transaction, and a record that raises again on its own is dead-lettered (CRASHED_RECORD,
+its text kept) while the others go in; an error raised while reading the item, not applying
+it, makes it a failed item after the records applied (CRASHED_ITEM). Either way the item is
+checkpointed as failed, and the run goes on with the next items.
+
 A flow keeps its newest `RUNS_KEPT` finished runs of each trigger (`_prune_runs`, as each run
 ends): a Scheduled flow runs every few minutes for years, and a run's sealed error can quote a
 customer's value, so the history may not grow for ever. Per trigger, because the newest
@@ -113,7 +127,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,6 +135,7 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from openprofiles.context import Services, Tx
 from openprofiles.crypto.domain_keys import DomainCipher
@@ -162,6 +177,33 @@ FAILED_MARK = "failed:"
 # batch, in its transaction; no run takes it for the item read (so the item stays pending), and
 # an incremental run resumes the item after those records when the content is that version.
 PARTIAL_MARK = "partial:"
+# How many runs in a row may stop on the same item with an unexpected error (a bug, a record that
+# crashes the mapping: not ItemFailed, not a record the pipeline rejects) before it is set aside.
+# Not 1: the error may pass (a worker restarted mid-batch, a database failing over), and a
+# record would be dead-lettered for nothing; not many: until then every run of the flow stops at
+# the item, and the items after it wait. The last attempt reads it carefully (`_run`).
+CRASH_ATTEMPTS = 3
+# The checkpoint version of an item runs stopped on with an unexpected error: this, how many
+# runs in a row did, ":", how many of its records were applied (as PARTIAL_MARK), ":", and the
+# version of the content read ("crashed:2:1500:<etag>"). Pending, and resumed, as a PARTIAL_MARK
+# item is; a run that gets past the record it stopped on writes PARTIAL_MARK over it again.
+CRASHED_MARK = "crashed:"
+# The reason of a record set aside (dead-lettered) on the item's last attempt: it raised again
+# on its own. The error is named by its type (its message can quote a value; the server's log
+# has its traceback).
+CRASHED_RECORD = (
+    "Reading this record stopped the flow's runs with an internal error ({error}) "
+    "{attempts} runs in a row, so it was set aside and the rest of its item read. The server's "
+    "log has the error; once its cause is fixed, run the flow on demand, which reads the item "
+    "again."
+)
+# The reason of an item set aside on its last attempt, the error raised while reading it.
+CRASHED_ITEM = (
+    "Reading {what} stopped the flow's runs with an internal error ({error}) {attempts} runs "
+    "in a row, after its first {applied} records (applied): the rest of it was not read. The "
+    "server's log has the error; once its cause is fixed, run the flow on demand, which reads "
+    "the item again."
+)
 # What flow_item.version holds: an item whose version is too long to go with PARTIAL_MARK (none
 # of S3's or a folder's is) is read from its start again, as before there were such marks.
 CHECKPOINT_LENGTH = 255
@@ -218,6 +260,15 @@ LISTING_HUNG = (
     "stopped, so that it does not hold the flow for as long as the listing goes on, and read "
     "nothing. Check that the folder or the bucket answers (a hung network mount, an endpoint "
     "that pages for ever), then run the flow again."
+)
+# A listing of the flow's source that did not end (LISTING_HUNG) still goes on in this process:
+# no other is begun until it has returned (`list_source`).
+LISTING_BUSY = (
+    "The source was not listed: an earlier listing of it, begun at {since}, has not returned "
+    "yet, and a source is not listed again while a listing of it goes on (one that does not "
+    "end within {limit} fails its run and goes on alone). Check that the folder or the bucket "
+    "answers (a hung network mount, an endpoint that pages for ever); the flow lists it again "
+    "once that listing has returned."
 )
 FLOW_DELETED = (
     "The flow was deleted (DeleteIntegration) while the run was going: the run stopped. What it "
@@ -377,7 +428,7 @@ def pending_items(
     """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
     have settled (an automatic run's)."""
     done = _checkpoints(services, domain_name, flow.name)
-    listed = list_source(source)
+    listed = list_source(source, key=listing_key(services, domain_name, flow))
     items = settled(services, listed) if settled_only else listed
     return [i for i in items if _is_pending(done(i), i)]
 
@@ -390,12 +441,161 @@ def _is_pending(checkpoint: str | None, item: SourceItem) -> bool:
 
 def _resume_after(checkpoint: str | None, version: str) -> int:
     """How many of the item's records a run applied already when its checkpoint says it
-    began the content of `version` and did not finish it (PARTIAL_MARK); 0 otherwise (not
-    begun, finished, or changed since: read from its start)."""
+    began the content of `version` and did not finish it (PARTIAL_MARK, CRASHED_MARK); 0
+    otherwise (not begun, finished, or changed since: read from its start)."""
+    if (crashes := _crashes(checkpoint, version)) is not None:
+        return crashes.at
     if checkpoint is None or not checkpoint.startswith(PARTIAL_MARK):
         return 0
     taken, _, of_version = checkpoint[len(PARTIAL_MARK) :].partition(":")
     return int(taken) if of_version == version and taken.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class _Crashes:
+    """What an item's CRASHED_MARK checkpoint says: `attempts` runs in a row stopped on it with
+    an unexpected error, the last `at` records into it (the records before were applied)."""
+
+    attempts: int
+    at: int
+
+
+def _crashes(checkpoint: str | None, version: str) -> _Crashes | None:
+    """The runs that stopped on the content of `version` (CRASHED_MARK), or None."""
+    if checkpoint is None or not checkpoint.startswith(CRASHED_MARK):
+        return None
+    attempts, _, rest = checkpoint[len(CRASHED_MARK) :].partition(":")
+    at, _, of_version = rest.partition(":")
+    if of_version != version or not attempts.isdigit() or not at.isdigit():
+        return None
+    return _Crashes(int(attempts), int(at))
+
+
+@dataclass
+class _Reading:
+    """The item a run is reading, for the run's end should an unexpected error stop it there
+    (`_note_crash`): the version read, the records of it applied in committed transactions
+    (counted from its start), and the runs that stopped on it before (`_crashes`)."""
+
+    item: SourceItem
+    version: str
+    applied: int = 0
+    crashes: _Crashes | None = None
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.crashes is not None and self.crashes.attempts >= CRASH_ATTEMPTS - 1
+
+
+def _item_crash(exc: BaseException) -> bool:
+    """Whether `exc`, escaping a run while it read an item, may be the item's (counted towards
+    CRASH_ATTEMPTS): an error the run does not know. Not the database's connection failing,
+    nor a commit whose outcome is unknown: those say nothing of the item."""
+    known = (_Terminated, SourceError, ServiceError, ItemFailed, ItemGone)
+    return isinstance(exc, Exception) and not isinstance(
+        exc, (*known, OperationalError, InterfaceError)
+    )
+
+
+def _note_crash(services: Services, held: _Held, reading: _Reading) -> None:
+    """Count the run stopped on the item (CRASHED_MARK), after the records applied: in the
+    run's end, as best it can (the error that stopped the run is what the caller sees)."""
+    prior = reading.crashes
+    if prior is not None and reading.applied > prior.at:
+        # It got past where runs stopped before: this is another error.
+        prior = None
+    attempts = (prior.attempts if prior is not None else 0) + 1
+    at = max(reading.applied, prior.at if prior is not None else 0)
+    checkpoint = f"{CRASHED_MARK}{attempts}:{at}:{reading.version}"
+    if len(checkpoint) > CHECKPOINT_LENGTH:
+        return
+
+    def attempt() -> None:
+        with services.write() as tx:
+            _hold(tx, held)
+            _checkpoint(tx, held.domain_name, held.flow_name, reading.item.key, checkpoint)
+
+    try:
+        retrying(attempt)
+    except Exception as exc:
+        logger.error(
+            "A run of flow %s of domain %s could not count the item it stopped on (%s).",
+            held.flow_name,
+            held.domain_name,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+
+
+def _apply_alone(
+    services: Services,
+    held: _Held,
+    read: tuple[Flow, str],
+    chunk: list[ItemRecord | BadRecord],
+    counts: dict[str, int],
+    *,
+    before: int,
+    checkpoint: Callable[[int], str | None],
+) -> tuple[dict[str, int], int]:
+    """Apply one record a transaction the records of a chunk that raised an unexpected error on
+    the item's last attempt (CRASH_ATTEMPTS), the first `before` records into it; a record that
+    raises again on its own is dead-lettered (CRASHED_RECORD) and the next applied. The counts,
+    and how many records were set aside. `checkpoint(n)`: the item's checkpoint once its first
+    n records are done (PARTIAL_MARK), or None."""
+    flow, key = read
+    set_aside = 0
+    for done, record in enumerate(chunk, start=before + 1):
+        try:
+            counts = _apply_retrying(services, held, read, [record], counts, checkpoint(done))
+            continue
+        except Exception as exc:
+            if not _item_crash(exc):
+                raise
+            logger.error(
+                "A record of flow %s of domain %s stopped its runs %d times in a row (%s): it "
+                "is dead-lettered.",
+                held.flow_name,
+                held.domain_name,
+                CRASH_ATTEMPTS,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            error = type(exc).__name__
+
+        def set_aside_one(
+            record: ItemRecord | BadRecord = record,
+            done: int = done,
+            error: str = error,
+            counts: dict[str, int] = counts,
+        ) -> dict[str, int]:
+            counted = dict(counts)
+            with services.write() as tx:
+                _hold(tx, held)
+                dead_letter_in(
+                    tx,
+                    domain_name=held.domain_name,
+                    object_type_name=held.type_name,
+                    object_json=record.text if isinstance(record, ItemRecord) else record.content,
+                    reason=CRASHED_RECORD.format(error=error, attempts=CRASH_ATTEMPTS),
+                    category="invalid_value",
+                    not_retryable=_not_retryable(
+                        held.domain_name,
+                        flow,
+                        "a record that stopped the flow with an internal error, read "
+                        "without the flow's tasks",
+                    ),
+                    origin=_origin(flow, key, record.place),
+                )
+                counted["records_read"] += 1
+                counted["records_dead_lettered"] += 1
+                _update_run(tx, held.domain_name, held.run_id, counted)
+                if (partial := checkpoint(done)) is not None:
+                    _checkpoint(tx, held.domain_name, held.flow_name, key, partial)
+            return counted
+
+        counts = retrying(set_aside_one)
+        set_aside += 1
+    return counts, set_aside
 
 
 def _records_after(read: ItemRecords, taken: int) -> Iterator[ItemRecord | BadRecord]:
@@ -614,10 +814,26 @@ class _Renewal:
         retrying(attempt)
         self.at = self.clock()
 
-    def listing(self, source: FlowSource) -> list[SourceItem]:
+    def listing(self, source: FlowSource, key: Hashable) -> list[SourceItem]:
         """The source's items, the claim renewed while they are listed; SourceError when the
-        listing does not end within LISTING_LIMIT (`list_source`)."""
-        return list_source(source, clock=self.clock, waiting=self.renew)
+        listing does not end within LISTING_LIMIT, or an earlier one of `key` still goes on
+        (`list_source`)."""
+        return list_source(source, clock=self.clock, waiting=self.renew, key=key)
+
+
+# The listings still going on in this process (`list_source`), by what they list (`listing_key`),
+# with when each began: a listing left to its thread (LISTING_HUNG) is not begun again while it
+# goes on, so a source that keeps hanging holds one thread, not one more every watcher pass.
+_LISTINGS: dict[Hashable, datetime] = {}
+_LISTINGS_LOCK = threading.Lock()
+
+
+def listing_key(services: Services, domain_name: str, flow: Flow) -> Hashable:
+    """What `list_source` knows a flow's listing by: the flow and the source it reads (a flow
+    put again with another folder or bucket lists that one, however the old one hangs), in
+    this process's Services (a process has one; tests model other processes with others)."""
+    where = (flow.source_kind, flow.folder, flow.bucket, flow.prefix)
+    return (id(services), domain_name, flow.name, *where)
 
 
 def list_source(
@@ -625,12 +841,14 @@ def list_source(
     *,
     clock: Callable[[], float] = time.monotonic,
     waiting: Callable[[], None] | None = None,
+    key: Hashable | None = None,
 ) -> list[SourceItem]:
     """`source.items()`, listed in a thread of its own while this one waits, calling `waiting`
     every RENEW_EVERY (a run renews its claim); SourceError (LISTING_HUNG) once the listing has
     gone on for LISTING_LIMIT by `clock`. A listing cannot be interrupted (a call blocked on a
     hung network mount, an endpoint paging for ever): it is left to its thread, which ends
-    when it does, its result unused."""
+    when it does, its result unused. While a listing of `key` (`listing_key`) left so goes on,
+    another is not begun: SourceError (LISTING_BUSY) at once."""
     listed: list[list[SourceItem]] = []
     failed: list[BaseException] = []
     ended = threading.Event()
@@ -641,10 +859,30 @@ def list_source(
         except BaseException as exc:  # raised in the waiting thread, as if listed there
             failed.append(exc)
         finally:
+            # Before `ended`: a listing that returned in time is over for the next one to begin.
+            if key is not None:
+                with _LISTINGS_LOCK:
+                    _LISTINGS.pop(key, None)
             ended.set()
 
     started, since = clock(), datetime.now(UTC)
-    threading.Thread(target=listing, name="flow-listing", daemon=True).start()
+    if key is not None:
+        with _LISTINGS_LOCK:
+            if (begun := _LISTINGS.get(key)) is not None:
+                raise SourceError(
+                    LISTING_BUSY.format(
+                        since=begun.isoformat(timespec="seconds"), limit=_duration(LISTING_LIMIT)
+                    )
+                )
+            _LISTINGS[key] = since
+    try:
+        threading.Thread(target=listing, name="flow-listing", daemon=True).start()
+    except BaseException:
+        # No thread (the process is out of them): nothing lists it.
+        if key is not None:
+            with _LISTINGS_LOCK:
+                _LISTINGS.pop(key, None)
+        raise
     while not ended.wait(RENEW_EVERY.total_seconds()):
         if clock() - started >= LISTING_LIMIT.total_seconds():
             raise SourceError(
@@ -685,12 +923,14 @@ def _run(
     automatic = held.trigger != "OnDemand"
     is_sqlite = services.database.is_sqlite
     renewal = _Renewal(services, held, clock)
+    # The item being read, while it is (`_note_crash`).
+    reading: _Reading | None = None
     try:
         # Only this run, which holds the flow, writes them until it ends.
         done = _checkpoints(services, domain_name, flow_name)
         # Listing a large source commits nothing, for minutes maybe: the claim is renewed,
         # for LISTING_LIMIT at most.
-        listed = renewal.listing(source)
+        listed = renewal.listing(source, listing_key(services, domain_name, flow))
         if automatic:
             listed = settled(services, listed)
         if not read_all:
@@ -718,9 +958,11 @@ def _run(
             renewal()
             failure: ItemFailed | None = None
             version, failed = item.version, False
+            reading = _Reading(item, item.version, crashes=_crashes(done(item), item.version))
             try:
                 with item_records(source, item) as read:
-                    version = read.version
+                    version = reading.version = read.version
+                    reading.crashes = crashes = _crashes(done(item), version)
                     # An item begun by a run that stopped (killed, or failed on an error that
                     # escaped it) is resumed after the records it applied: neither applied nor
                     # counted again. A run that reads every item reads it whole, as it does
@@ -730,28 +972,83 @@ def _run(
                     # until the item is done: a Complete run reading it again that stops
                     # midway leaves it read.
                     noted = done(item) not in (version, FAILED_MARK + version)
+                    reading.applied = taken
+
+                    def partial_at(
+                        taken: int,
+                        version: str = version,
+                        crashes: _Crashes | None = crashes,
+                        noted: bool = noted,
+                    ) -> str | None:
+                        """The checkpoint once `taken` records are done: PARTIAL_MARK, but
+                        not over the count of the runs that stopped further on (a run that
+                        reads the item from its start, a Complete one)."""
+                        partial = f"{PARTIAL_MARK}{taken}:{version}"
+                        if len(partial) > CHECKPOINT_LENGTH or not noted:
+                            return None
+                        return None if crashes is not None and taken <= crashes.at else partial
+
+                    set_aside = 0
                     for batch in _batches(_records_after(read, taken)):
                         # A transaction a batch on SQLite, a bounded run of it on PostgreSQL
                         # (store.chunks: the shared lock table), each checkpointing its end.
                         for chunk in transaction_chunks(batch, is_sqlite=is_sqlite):
-                            taken += len(chunk)
-                            partial = f"{PARTIAL_MARK}{taken}:{version}"
-                            keep = noted and len(partial) <= CHECKPOINT_LENGTH
-                            counts = _apply_retrying(
-                                services,
-                                held,
-                                (flow, item.key),
-                                list(chunk),
-                                counts,
-                                partial if keep else None,
-                            )
-                    failed = read.failed
+                            records = list(chunk)
+                            try:
+                                counts = _apply_retrying(
+                                    services,
+                                    held,
+                                    (flow, item.key),
+                                    records,
+                                    counts,
+                                    partial_at(taken + len(records)),
+                                )
+                            except Exception as exc:
+                                # The item's last attempt: what raises is set aside, a record
+                                # at a time (CRASH_ATTEMPTS).
+                                if not (reading.last_attempt and _item_crash(exc)):
+                                    raise
+                                counts, aside = _apply_alone(
+                                    services,
+                                    held,
+                                    (flow, item.key),
+                                    records,
+                                    counts,
+                                    before=taken,
+                                    checkpoint=partial_at,
+                                )
+                                set_aside += aside
+                            taken += len(records)
+                            reading.applied = taken
+                    failed = read.failed or set_aside > 0
             except ItemGone:
                 # Deleted since it was listed: no item of this run (the module docstring).
+                reading = None
                 continue
             except ItemFailed as exc:
                 failure, failed = exc, True
                 version = exc.version or item.version
+            except Exception as exc:
+                # Raised while the item was read, not while a batch was applied: on its last
+                # attempt (CRASH_ATTEMPTS) it is a failed item, after the records applied.
+                if not (reading.last_attempt and _item_crash(exc)):
+                    raise
+                logger.error(
+                    "Flow %s of domain %s stopped on an item %d runs in a row (%s): it is "
+                    "dead-lettered as a failed item.",
+                    flow_name,
+                    domain_name,
+                    CRASH_ATTEMPTS,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
+                reason = CRASHED_ITEM.format(
+                    what=source.describe(item.key),
+                    error=type(exc).__name__,
+                    attempts=CRASH_ATTEMPTS,
+                    applied=reading.applied,
+                )
+                failure, failed, version = ItemFailed(reason, ""), True, reading.version
             counts["items_read"] += 1
             if failure is not None:
                 counts["records_read"] += 1
@@ -789,6 +1086,7 @@ def _run(
 
             # Run again when it lost a race (store.conflicts).
             current = retrying(finish_item)
+            reading = None
             if on_progress is not None:
                 on_progress(current)
     except SourceError as exc:
@@ -799,9 +1097,12 @@ def _run(
         # A failure of the whole batch (the domain's key disabled meanwhile, say): the run
         # ends FAILED with the reason instead of staying RUNNING; its item is read again next.
         error = exc.message
-    except Exception:
+    except Exception as exc:
         # No reason to show (a database error, a bug): the run still ends FAILED, not RUNNING
-        # for ever, and the error goes on to the caller's log with its traceback.
+        # for ever, and the error goes on to the caller's log with its traceback. Stopped on
+        # an item, it counts towards setting the item aside (CRASH_ATTEMPTS).
+        if reading is not None and _item_crash(exc):
+            _note_crash(services, held, reading)
         _finish_run(services, held, counts, "An internal error stopped the run.")
         raise
     return _finish_run(services, held, counts, error)

@@ -86,7 +86,16 @@ def test_a_listing_that_never_ends_fails_the_run_and_frees_the_flow(
     assert run.error.startswith("The listing of the source did not end within 60 minutes")
     [stored] = runs(services)
     assert (stored.run_id, stored.status, stored.error) == (run.run_id, "FAILED", run.error)
-    # The flow is free: the next run (the listing still hung) takes it at once, and reads it.
+    # The flow is free: the next run (the listing still hung) takes it at once. It does not
+    # list the source while the hung listing goes on (test_flows_listing_once), and says so;
+    # once that listing has returned, the next run reads it.
     assert not release.is_set()
     again = flows.run_flow(services, domain_name=D, flow_name="crm", trigger="Event")
-    assert counts(again) == ("COMPLETED", 1, 2, 2, 0)
+    assert counts(again) == ("FAILED", 0, 0, 0, 0)
+    assert again.error is not None and again.error.startswith("The source was not listed")
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "flow-listing":
+            thread.join()
+    last = flows.run_flow(services, domain_name=D, flow_name="crm", trigger="Event")
+    assert counts(last) == ("COMPLETED", 1, 2, 2, 0)
