@@ -1,4 +1,4 @@
-"""`openprofiles connectors kinesis --stream NAME`: apply contact records from a stream."""
+"""`openprofiles connectors kinesis --stream NAME|ARN`: apply contact records from a stream."""
 
 from __future__ import annotations
 
@@ -15,6 +15,18 @@ from openprofiles.cli_support import (
 )
 
 
+def _stream(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A stream's name, or its ARN: one that is not a Kinesis stream's is a usage error (exit
+    status 2) before anything starts, saying what is wrong with it."""
+    from openprofiles.connectors.kinesis import StreamArnInvalid, stream_arn
+
+    try:
+        stream_arn(value)
+    except StreamArnInvalid as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 @click.group()
 def connectors() -> None:
     """Long-running connectors that bring records in from streams."""
@@ -22,7 +34,14 @@ def connectors() -> None:
 
 @connectors.command("kinesis")
 @storage_options
-@click.option("--stream", "stream_name", required=True, help="The Kinesis stream's name.")
+@click.option(
+    "--stream",
+    "stream",
+    required=True,
+    callback=_stream,
+    help="The Kinesis stream's name (read in OPENPROFILES_AWS_REGION, else OPENPROFILES_REGION), "
+    "or its ARN, arn:aws:kinesis:REGION:ACCOUNT:stream/NAME (read in REGION).",
+)
 @click.option("--endpoint-url", default=None, help="Kinesis endpoint (default: settings).")
 @click.option(
     "--once",
@@ -32,12 +51,13 @@ def connectors() -> None:
 def connectors_kinesis(
     data_dir: Path | None,
     database_url: str | None,
-    stream_name: str,
+    stream: str,
     endpoint_url: str | None,
     once: bool,
 ) -> None:
-    """Read contact records from STREAM (resuming after the last checkpoint) until Ctrl-C (or
-    SIGTERM: systemd's and Kubernetes' way to stop it), which ends it with status 0.
+    """Read contact records from the stream (resuming after the last checkpoint) until Ctrl-C
+    (or SIGTERM: systemd's and Kubernetes' way to stop it), which ends it with status 0. A
+    stream named by its ARN is read in the ARN's region.
 
     A failed read (a throttled shard, the stream out of reach) does not stop it: the shard
     waits, longer with each failure in a row, and the others go on. Nor does the database
@@ -53,7 +73,7 @@ def connectors_kinesis(
     services = open_services(
         settings_from_options(data_dir, database_url, kinesis_endpoint_url=endpoint_url)
     )
-    connector = KinesisContactRecords(services, stream_name)
+    connector = KinesisContactRecords(services, stream)
     stop = threading.Event()
     try:
         if once:
@@ -76,7 +96,7 @@ def connectors_kinesis(
                     "would have read is read at the next run."
                 )
         else:
-            click.echo(f"Reading contact records from {stream_name} (Ctrl-C stops).")
+            click.echo(f"Reading contact records from {stream} (Ctrl-C stops).")
             try:
                 connector.run(stop)
             except DATABASE_ERRORS as exc:
@@ -93,7 +113,7 @@ def connectors_kinesis(
         stop.set()
         # A batch and its checkpoint commit together: one cut short was rolled back whole.
         click.echo(
-            f"Stopped. Every batch applied from {stream_name} is committed with its checkpoint; "
+            f"Stopped. Every batch applied from {stream} is committed with its checkpoint; "
             "the next run reads on from there."
         )
     finally:

@@ -33,6 +33,16 @@ the first applied is kept and the other rejected, nor what several contacts do t
 has the checkpoint SHARD_END (the KCL's sentinel, past every sequence number): it is never read
 again, after a restart either, and no connector on the stream moves it back.
 
+The stream is named by its name, read in the region of the client (OPENPROFILES_AWS_REGION,
+else OPENPROFILES_REGION), or by its ARN (`arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME`),
+read in the ARN's region, whatever those settings say: the client is made for that region (with
+OPENPROFILES_KINESIS_ENDPOINT_URL, a Kinesis-compatible server, too: the region then only goes in
+the requests' signature, where moto and LocalStack read it), and each call that takes one is
+given the StreamARN (which is also how a stream of another account, shared by its resource
+policy, is read). An ARN that is not a stream's is refused before any call (`stream_arn`).
+Checkpoints are kept under the stream's name whichever way it was named, so a connector started
+by name and one by ARN of that stream read on from the same ones.
+
 A checkpoint belongs to one stream: a stream deleted and created again under the same name is
 another stream, whose sequence numbers do not follow on from the old one's. Checkpoints are
 saved with the stream's ARN and creation time (DescribeStreamSummary); those of another stream
@@ -63,6 +73,7 @@ import codecs
 import functools
 import logging
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -153,8 +164,103 @@ class StreamIdentity:
     created_at: datetime
 
 
-def kinesis_client(settings: Settings) -> Any:
-    return _kinesis_client(settings.kinesis_endpoint_url, settings.aws_region or settings.region)
+class StreamArnInvalid(ValueError):
+    """A stream named by an ARN that is not a Kinesis stream's; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class StreamArn:
+    """A Kinesis stream's ARN, `arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME`, and its parts."""
+
+    arn: str
+    partition: str
+    region: str
+    account: str
+    name: str
+
+
+# Kinesis' own rule for a stream's name (CreateStream): what follows "stream/" in its ARN.
+_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
+_STREAM_ARN_FORM = "arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME"
+
+
+def stream_arn(stream: str) -> StreamArn | None:
+    """The ARN `stream` is, None when it is a stream's name (a name never starts with "arn:":
+    it holds no colon). Raises StreamArnInvalid, saying what is wrong, for an ARN that is not a
+    Kinesis stream's: another service's, a consumer's, one without a region, or one whose
+    region is not of its partition (aws, aws-cn, aws-us-gov, …: botocore's list). Checked here,
+    at the start, as botocore would refuse some of them only at the first call, and the
+    connector would then wait and try again for ever."""
+    if not stream.startswith("arn:"):
+        return None
+    # The resource may hold colons (a consumer's ARN ends with ":CREATION-TIMESTAMP").
+    parts = stream.split(":", 5)
+    if len(parts) != 6:
+        raise StreamArnInvalid(f"{stream!r} is not an ARN of the form {_STREAM_ARN_FORM}.")
+    _, partition, service, region, account, resource = parts
+    partitions = _partitions()
+    if partition not in partitions:
+        raise StreamArnInvalid(
+            f"{stream!r} is in the partition {partition!r}, which is none of AWS's "
+            f"({', '.join(sorted(partitions))})."
+        )
+    if service != "kinesis":
+        raise StreamArnInvalid(
+            f"{stream!r} is an ARN of the service {service!r}, not of a Kinesis stream "
+            f"({_STREAM_ARN_FORM})."
+        )
+    if not region:
+        raise StreamArnInvalid(
+            f"{stream!r} names no region: a stream's ARN has one ({_STREAM_ARN_FORM})."
+        )
+    if not re.match(partitions[partition], region):
+        raise StreamArnInvalid(
+            f"{stream!r} names the region {region!r}, which is not a region of the partition "
+            f"{partition!r}."
+        )
+    if not re.fullmatch(r"\d{12}", account):
+        raise StreamArnInvalid(
+            f"{stream!r} names the account {account!r}, which is not an AWS account id (12 digits)."
+        )
+    kind, _, name = resource.partition("/")
+    if kind != "stream" or not name:
+        raise StreamArnInvalid(
+            f"{stream!r} is not a stream's ARN: its resource is {resource!r}, not stream/NAME."
+        )
+    if "/consumer/" in name:
+        raise StreamArnInvalid(
+            f"{stream!r} is a stream consumer's ARN: the connector reads a stream "
+            f"({_STREAM_ARN_FORM})."
+        )
+    if not _STREAM_NAME.fullmatch(name):
+        raise StreamArnInvalid(
+            f"{stream!r} names the stream {name!r}, which is not a stream's name (1 to 128 "
+            "letters, digits, '_', '.' or '-')."
+        )
+    return StreamArn(stream, partition, region, account, name)
+
+
+@functools.cache
+def _partitions() -> dict[str, str]:
+    """AWS's partitions, each with the pattern of its regions' names (botocore's data, which
+    its endpoint rules check an ARN's partition against)."""
+    import botocore.loaders
+
+    data = botocore.loaders.create_loader().load_data("partitions")
+    return {p["id"]: p["regionRegex"] for p in data["partitions"]}
+
+
+def _addressed(stream: str) -> dict[str, str]:
+    """How a Kinesis call names the stream: StreamARN for an ARN, else StreamName."""
+    return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
+
+
+def kinesis_client(settings: Settings, region: str | None = None) -> Any:
+    """A Kinesis client in `region` (a stream ARN's), else in OPENPROFILES_AWS_REGION's, else in
+    OPENPROFILES_REGION's; at OPENPROFILES_KINESIS_ENDPOINT_URL when it is set."""
+    return _kinesis_client(
+        settings.kinesis_endpoint_url, region or settings.aws_region or settings.region
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,8 +276,9 @@ def _kinesis_client(endpoint_url: str | None, region: str) -> Any:
     )
 
 
-def describe_identity(client: Any, stream_name: str) -> StreamIdentity:
-    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+def describe_identity(client: Any, stream: str) -> StreamIdentity:
+    """The identity of the stream `stream` (its name, or its ARN)."""
+    summary = client.describe_stream_summary(**_addressed(stream))["StreamDescriptionSummary"]
     return StreamIdentity(summary["StreamARN"], summary["StreamCreationTimestamp"].astimezone(UTC))
 
 
@@ -352,7 +459,8 @@ class _Shard(_Backoff):
 
 
 class KinesisContactRecords:
-    """Polls every shard of one stream and applies its contact records.
+    """Polls every shard of one stream (`stream`: its name, or its ARN) and applies its contact
+    records.
 
     `clock` (monotonic seconds) and `jitter` (a number in [0, 1)) are what back-off and the held
     records' retry go by; tests pass their own."""
@@ -360,7 +468,7 @@ class KinesisContactRecords:
     def __init__(
         self,
         services: Services,
-        stream_name: str,
+        stream: str,
         *,
         client: Any = None,
         limit: int = 500,
@@ -370,11 +478,23 @@ class KinesisContactRecords:
         max_empty_pages: int = MAX_EMPTY_PAGES,
     ) -> None:
         self.services = services
-        self.stream_name = stream_name
+        # Raises StreamArnInvalid for an ARN that is not a stream's.
+        arn = stream_arn(stream)
+        # The name, whichever way the stream was named: its checkpoints and its records' origins
+        # (a dead letter's) are the same read by name or by ARN.
+        self.stream_name = arn.name if arn else stream
+        # The stream as it was named (its name, or its ARN).
+        self.stream = stream
+        self._address = _addressed(stream)
+        # GetRecords takes no StreamName (its iterator names the stream), but the StreamARN,
+        # which botocore routes to the account's endpoint, as it does the other calls.
+        self._arn = {"StreamARN": stream} if arn else {}
         self.limit = limit
         self.retry_held_seconds = retry_held_seconds
         self.max_empty_pages = max_empty_pages
-        self._client = client or kinesis_client(services.settings)
+        # A stream named by its ARN is read in the ARN's region: a client of another region would
+        # not find it (nor reach the account's endpoint: the ARN's region is not in the URL).
+        self._client = client or kinesis_client(services.settings, arn.region if arn else None)
         self._clock = clock
         self._jitter = jitter
         self._next_held_retry: float | None = None
@@ -444,7 +564,7 @@ class KinesisContactRecords:
         if (self._refresh_due is not None and now < self._refresh_due) or now < self._stream.due:
             return
         try:
-            identity = describe_identity(self._client, self.stream_name)
+            identity = describe_identity(self._client, self.stream)
             if identity != self._identity:
                 self._claim(identity)
             listed = self._list_shards()
@@ -492,7 +612,7 @@ class KinesisContactRecords:
     def _list_shards(self) -> dict[str, tuple[str, ...]]:
         """The stream's shards, each with its parents, in ListShards' order."""
         shards: dict[str, tuple[str, ...]] = {}
-        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
+        kwargs: dict[str, Any] = dict(self._address)
         while True:
             page = self._client.list_shards(**kwargs)
             for listed in page.get("Shards", []):
@@ -501,6 +621,7 @@ class KinesisContactRecords:
             token = page.get("NextToken")
             if not token:
                 return shards
+            # The token names the stream (ListShards refuses StreamName with it).
             kwargs = {"NextToken": token}
 
     def _checkpoints(self) -> dict[str, str]:
@@ -525,14 +646,14 @@ class KinesisContactRecords:
     def _iterator(self, shard_id: str, after: str | None) -> str:
         if after:
             answer = self._client.get_shard_iterator(
-                StreamName=self.stream_name,
+                **self._address,
                 ShardId=shard_id,
                 ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                 StartingSequenceNumber=after,
             )
         else:
             answer = self._client.get_shard_iterator(
-                StreamName=self.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                **self._address, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )
         return str(answer["ShardIterator"])
 
@@ -543,7 +664,9 @@ class KinesisContactRecords:
         while True:
             calls += 1
             self._reads = max(self._reads, calls)
-            page = self._client.get_records(ShardIterator=shard.iterator, Limit=self.limit)
+            page = self._client.get_records(
+                ShardIterator=shard.iterator, Limit=self.limit, **self._arn
+            )
             records = page.get("Records", [])
             behind = int(page.get("MillisBehindLatest") or 0) > 0
             next_iterator = page.get("NextShardIterator")
