@@ -36,6 +36,7 @@ from openprofiles import audit
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import told_to_agents, unreadable_domain
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
+from openprofiles.log_limits import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
 from openprofiles.ui.history import shown_time
@@ -51,6 +52,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+# The key problems the pages log (UI.unreadable_reason), by domain and message.
+_key_problem_lines = RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 # What a page's form may be (UI.read_form, the only way the pages read one). Starlette's defaults
@@ -205,8 +208,21 @@ class UI:
         failed in plain words."""
         transient = isinstance(error, InternalServer)
         # For the operator, whoever saw it: the provider's message (KeyUnusable carries no
-        # personal value; logging_setup prints it) and the page, not the request's query.
-        logger.warning("%s: a domain's key cannot be used: %s", request.url.path, error.__cause__)
+        # personal value; logging_setup prints it) and the page, not the request's query. Once
+        # per domain and message in KEY_PROBLEM_LOG_WINDOW_SECONDS, as the API logs it
+        # (wire.dispatch): during a KMS outage every agent's every page meets it.
+        domain_name = _page_domain(request)
+        lines = _key_problem_lines
+        left_out = lines.admit((domain_name, str(error.__cause__)))
+        if left_out is not None:
+            # The exception itself, not its text: logging_setup describes it (type, message).
+            logger.warning(
+                "%s (domain %s): a domain's key cannot be used: %s%s",
+                request.url.path,
+                domain_name or "-",
+                error.__cause__,
+                lines.left_out_note(left_out, "page requests of the domain"),
+            )
         message = error.message if session.role == "admin" else told_to_agents(error)
         return 503 if transient else 403, message
 
@@ -436,6 +452,13 @@ class UI:
 
 class _FormTooLarge(Exception):
     """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
+
+
+def _page_domain(request: Request) -> str | None:
+    """The domain a page's address names ("/agent/domains/{domain}...", "/admin/domains/{name}
+    ...", "/admin/enable/{name}..."), if it names one."""
+    named = request.path_params.get("domain") or request.path_params.get("name")
+    return named if isinstance(named, str) else None
 
 
 def _next_scope(path: str) -> str:

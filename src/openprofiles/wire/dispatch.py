@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
@@ -29,6 +28,7 @@ from openprofiles import audit
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
+from openprofiles.log_limits import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
 from openprofiles.metrics.events import observe_api_request
 from openprofiles.store.conflicts import unavailable
 from openprofiles.wire.body_size import largest_bodies
@@ -246,65 +246,8 @@ def _render_failure(
 
 
 # A key problem withheld from API callers is logged at most once per domain and message in
-# this many seconds (`RepeatedLines`): while a KMS is down, every request of its domains fails,
-# and a line for each would bury the rest of the log.
-KEY_PROBLEM_LOG_WINDOW_SECONDS = 60.0
-# How many (domain, message) pairs are followed at once. An API caller can make new pairs (a
-# CreateDomain with any domain name and alias): past this, a new pair's lines are all logged,
-# and the table stays bounded.
-KEY_PROBLEM_LOG_MOST_FOLLOWED = 1024
-
-
-class RepeatedLines:
-    """Which of the repeats of a log line to write, by key: the first at once; the repeats
-    within `window` seconds of it are only counted; the first one after the window is written
-    with that count, and opens the next window. (Repeats that stop within a window leave their
-    count unwritten until the key comes again.) Thread-safe: requests fail on the event loop
-    and in worker threads at once. `clock` gives monotonic seconds (a test gives its own)."""
-
-    def __init__(
-        self,
-        window: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        most_followed: int = KEY_PROBLEM_LOG_MOST_FOLLOWED,
-    ) -> None:
-        self._window = window
-        self._clock = clock
-        self._most_followed = most_followed
-        self._lock = threading.Lock()
-        # key -> [when its window opened, repeats left out since]
-        self._followed: dict[Hashable, list[Any]] = {}
-
-    @property
-    def window(self) -> float:
-        return self._window
-
-    def admit(self, key: Hashable) -> int | None:
-        """None when this line is to be left out (it is counted); else how many lines of the
-        key were left out since the last one written (0 for the first)."""
-        now = self._clock()
-        with self._lock:
-            entry = self._followed.get(key)
-            if entry is not None and now - entry[0] < self._window:
-                entry[1] += 1
-                return None
-            left_out = entry[1] if entry is not None else 0
-            if entry is None and len(self._followed) >= self._most_followed:
-                self._forget_settled(now)
-                if len(self._followed) >= self._most_followed:
-                    return 0  # written, not followed
-            self._followed[key] = [now, 0]
-            return left_out
-
-    def _forget_settled(self, now: float) -> None:
-        """Stop following the keys whose window has passed with nothing left out: their next
-        line would be written anyway, and none has a count to report."""
-        for key, (opened, left_out) in list(self._followed.items()):
-            if left_out == 0 and now - opened >= self._window:
-                del self._followed[key]
-
-
+# KEY_PROBLEM_LOG_WINDOW_SECONDS (log_limits): while a KMS is down, every request of its domains
+# fails, and a line for each would bury the rest of the log.
 _key_problem_lines = RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS)
 
 
@@ -334,10 +277,7 @@ def _log_withheld_key_problem(
         request_id,
         domain_name or "-",
         cause.message,
-        f" [{left_out} more requests of the domain met this in the {lines.window:g} s after "
-        "the last such line; not logged]"
-        if left_out
-        else "",
+        lines.left_out_note(left_out, "requests of the domain"),
     )
 
 

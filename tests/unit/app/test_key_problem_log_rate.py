@@ -21,9 +21,9 @@ from tests.unit.app.test_put_object_batches import Api
 
 from openprofiles.app import create_app
 from openprofiles.auth.credentials import create_credential
+from openprofiles.log_limits import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
 from openprofiles.settings import Settings
 from openprofiles.wire import dispatch
-from openprofiles.wire.dispatch import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
 
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
