@@ -204,6 +204,12 @@ def delete_domain(tx: Tx, *, domain_name: str) -> None:
     # Before anything else is locked (store.advisory): a batch of contact records of its
     # instances either commits first or, once the domain is gone, keeps them as unrouted.
     lock_domain_instances(tx, domain_name=domain_name)
+    # Read again with the domain's lock held, not from this transaction's cache: on PostgreSQL
+    # (READ COMMITTED) another DeleteDomain of it may have held the lock and committed while
+    # this one waited, and this one would delete nothing and answer success. It is NotFound,
+    # as for a domain that never existed.
+    tx.forget_domain(domain_name)
+    get_domain(tx, domain_name=domain_name)
     for deleter in _DOMAIN_DELETERS:
         deleter(tx, domain_name)
     for table in _DOMAIN_TABLES:
