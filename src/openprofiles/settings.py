@@ -107,6 +107,9 @@ class Settings:
     # Scheduled and Event runs leave a file of a folder changed within this many seconds for a
     # later run: it may still be being written (flows.sources). OnDemand runs read it anyway.
     flow_folder_settle_seconds: float = 5.0
+    # How long one read of the database's state (dead letters, kept contact records) serves the
+    # scrapes of GET /metrics in a process (metrics.state): its counts read whole tables.
+    metrics_state_seconds: float = 15.0
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser with an
     # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
     # other site's page read an answer. "*" allows every origin.
@@ -291,6 +294,7 @@ class Settings:
             matching_jobs_per_week=whole("MATCHING_JOBS_PER_WEEK"),
             rule_pass_processes=whole("RULE_PASS_PROCESSES"),
             flow_folder_settle_seconds=seconds("FLOW_FOLDER_SETTLE_SECONDS"),
+            metrics_state_seconds=seconds("METRICS_STATE_SECONDS"),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if (origins := get("CORS_ORIGINS"))
@@ -345,6 +349,7 @@ VARIABLES = (
     "CORS_ORIGINS",
     "FLOW_FOLDER_ROOTS",
     "FLOW_FOLDER_SETTLE_SECONDS",
+    "METRICS_STATE_SECONDS",
     "AUDIT_LOG",
     "LOG_LEVEL",
 )
@@ -409,6 +414,8 @@ _NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "rule_pass_processes": (0, 1024),
     # 0: automatic runs read a file however recently it changed.
     "flow_folder_settle_seconds": (0, 3600),
+    # 0: every scrape reads the state.
+    "metrics_state_seconds": (0, 3600),
 }
 
 

@@ -5,10 +5,12 @@ the workers counted in is removed when the server stops."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import boto3
 import httpx
+import pytest
 from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cli.test_cli_commands import _parent_of, _serve
@@ -86,4 +88,42 @@ def test_metrics_add_up_every_workers_counts(tmp_path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert not counted_in.exists(), "the workers' counts are removed with the server"
+    assert not counted_in.exists()
+
+
+def test_requests_are_answered_when_their_counts_cannot_be_kept(tmp_path, monkeypatch) -> None:
+    """Counting comes after a request's work is done: a count that fails (here the directory
+    the operator named for the counts is gone before the workers' first count) is lost, and
+    the request answered as it would be, not 500 after its writes committed."""
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(counts))
+    port = free_port()
+    data_dir = tmp_path / "data"
+    process = _serve(data_dir, port, "--workers", "2")
+    try:
+        assert process.stdout is not None
+        started = 0
+        for line in process.stdout:
+            started += "Application startup complete" in line
+            if started == 2:
+                break
+        assert started == 2
+        shutil.rmtree(counts)
+        credentials = (data_dir / "credentials").read_text()
+        client = boto3.client(
+            "customer-profiles",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=credentials.split("aws_access_key_id = ")[1].split()[0],
+            aws_secret_access_key=credentials.split("aws_secret_access_key = ")[1].split()[0],
+            config=Config(retries={"max_attempts": 1}),
+        )
+        for n in range(4):  # new connections are not needed: each worker fails at its first
+            client.create_domain(DomainName=f"uncounted-{n}", DefaultExpirationDays=30)
+            with pytest.raises(client.exceptions.ResourceNotFoundException):
+                client.get_domain(DomainName="never-made")
+        assert len(client.list_domains()["Items"]) == 4
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

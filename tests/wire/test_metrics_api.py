@@ -122,6 +122,11 @@ def test_contact_records_and_events_are_counted_and_kept_records_shown(live_serv
     records_total = "openprofiles_contact_records_total"
     assert grew(before, after, records_total, outcome="accepted") == 1
     assert grew(before, after, records_total, outcome="rejected") == 1
-    assert grew(before, after, "openprofiles_contact_events_total", status="200") == 1
-    assert grew(before, after, "openprofiles_contact_events_total", status="400") == 1
+    feeds = "openprofiles_feed_requests_total"
+    assert grew(before, after, feeds, feed="contact-records", status="200") == 1
+    assert grew(before, after, feeds, feed="contact-events", status="200") == 1
+    assert grew(before, after, feeds, feed="contact-events", status="400") == 1
+    # A refused batch is counted too (unsigned: nothing of it read).
+    assert httpx.post(live_server.url + "/contact-records", content=b"[]").status_code == 403
+    assert grew(after, scrape(live_server), feeds, feed="contact-records", status="403") == 1
     assert grew(before, after, "openprofiles_kept_contact_records", waiting="false") == 1

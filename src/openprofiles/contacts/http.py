@@ -45,7 +45,7 @@ from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
 from openprofiles.json_text import JsonTextError, load_json
-from openprofiles.metrics.events import count_contact_event, count_contact_records
+from openprofiles.metrics.events import count_contact_records, count_feed_request
 from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying, unavailable
 from openprofiles.wire.dispatch import check_before_body, read_body
@@ -211,6 +211,11 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
         )
 
     async def contact_records(request: Request) -> Response:
+        response = await contact_batch(request)
+        count_feed_request("contact-records", response.status_code)
+        return response
+
+    async def contact_batch(request: Request) -> Response:
         try:
             _principal, body = await signed(request)
             # A byte order mark (as Windows tools write one) is not part of the first record,
@@ -228,7 +233,7 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
 
     async def contact_events(request: Request) -> Response:
         response = await contact_event(request)
-        count_contact_event(response.status_code)
+        count_feed_request("contact-events", response.status_code)
         return response
 
     async def contact_event(request: Request) -> Response:

@@ -3,8 +3,8 @@
 Two kinds, each from where it is true:
 
 * Events, counted by the process that saw them: API requests by operation and status, with
-  their latency; contact records taken in by `POST /contact-records` and `POST /contact-events`;
-  dead letters sent to (or refused by) SQS queues. prometheus_client counters and histograms.
+  their latency; the contact feeds' requests by status, and the records `POST /contact-records`
+  took in; dead letters sent to (or refused by) SQS queues. prometheus_client counters and histograms.
   Under `openprofiles serve --workers N` each worker counts into files of its own in a
   directory the workers share (prometheus_client's multiprocess mode: `serve` sets
   PROMETHEUS_MULTIPROC_DIR to a new directory before the workers start: endpoint
@@ -15,7 +15,8 @@ Two kinds, each from where it is true:
   category), those whose send to the domain's queue failed and wait for a resend, and the
   contact records kept for want of a domain or waiting for the contact they continue. The
   database is the truth for every process and server, so no worker's view can disagree, and
-  nothing on a request's path counts them. Each is a grouped count over small tables.
+  nothing on a request's path counts them. Each is a grouped count over a whole table, so a
+  process reads them at most every OPENPROFILES_METRICS_STATE_SECONDS (state).
 
 No label carries personal data or anything from a record: operations, HTTP statuses, AWS error
 names, reason categories and domain names (chosen by administrators) only. /metrics is not

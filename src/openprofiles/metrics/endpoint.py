@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -32,27 +33,33 @@ class _Forward:
         return self._source.collect()
 
 
-def exposition(services: Services) -> bytes:
+def exposition(state: DatabaseState) -> bytes:
     """The metrics in Prometheus' text format: this server's events (every worker's, under
     multiprocess mode; with the process's own CPU, memory and garbage collection otherwise)
-    and the database's state."""
+    and the database's `state`."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROCESS_ENV):
         MultiProcessCollector(registry)
     else:
         registry.register(_Forward(REGISTRY))
-    registry.register(DatabaseState(services))
+    registry.register(state)
     return generate_latest(registry)
 
 
 def metrics_endpoint(services: Services) -> Callable[[Request], Awaitable[Response]]:
-    """The /metrics route's endpoint (the database is read in a worker thread)."""
+    """The /metrics route's endpoint (the database is read in a worker thread, at most every
+    OPENPROFILES_METRICS_STATE_SECONDS: metrics.state)."""
+    state = DatabaseState(services)
 
     async def metrics(_request: Request) -> Response:
-        body = await run_in_threadpool(exposition, services)
+        body = await run_in_threadpool(exposition, state)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+# The directories `multiprocess_dir` makes: the prefix, then the supervisor's process id.
+DIR_PREFIX = "openprofiles-metrics-"
 
 
 @contextmanager
@@ -61,16 +68,44 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
     in the environment the workers inherit (they are new processes, which import
     prometheus_client after it is set), and removed when the server stops. A new one at each
     start, so a restarted server's counters start again from zero, as Prometheus expects of a
-    restarted target, and two servers never add up each other's counts. A directory the
-    operator named already (PROMETHEUS_MULTIPROC_DIR set, as for another process manager) is
-    used as it is."""
-    if workers <= 1 or os.environ.get(MULTIPROCESS_ENV):
+    restarted target, and two servers never add up each other's counts. The directories of
+    servers that were killed before they could remove theirs are removed first.
+
+    A directory the operator named (PROMETHEUS_MULTIPROC_DIR set, as under another process
+    manager) is used, emptied of the counts of the processes before (prometheus_client asks
+    for it), whatever N is."""
+    named = os.environ.get(MULTIPROCESS_ENV)
+    if named:
+        for old in Path(named).glob("*.db"):
+            old.unlink(missing_ok=True)
         yield
         return
-    path = tempfile.mkdtemp(prefix="openprofiles-metrics-")
+    if workers <= 1:
+        yield
+        return
+    _remove_orphaned_dirs()
+    path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROCESS_ENV] = path
     try:
         yield
     finally:
         os.environ.pop(MULTIPROCESS_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove the count directories of servers whose process is gone (killed: no `finally`)."""
+    for found in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        pid = found.name[len(DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(found, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

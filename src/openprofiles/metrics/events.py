@@ -1,15 +1,27 @@
 """The events counted by the process that saw them (openprofiles.metrics): API requests and
-their latency, contact records and events taken in, dead letters sent to SQS queues. Counters
-and histograms of prometheus_client's default registry; under multiprocess mode (metrics.
-endpoint `multiprocess_dir`) each worker's go to files of its own. Cheap enough for every
-request: a label lookup and an increment."""
+their latency, the contact feeds' requests and records, dead letters sent to SQS queues.
+Counters and histograms of prometheus_client's default registry; under multiprocess mode
+(metrics.endpoint `multiprocess_dir`) each worker's go to files of its own. Cheap enough for
+every request: a dictionary lookup and two increments.
+
+Counting never fails what it counts: each count runs after the work it counts is done (a
+request's writes committed, a queue's send made), so an error of its own (the multiprocess
+directory gone, a full disk when its file grows) is logged, once per kind of error in a
+process, and the count is lost rather than the request answered 500 and sent again.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
+
+logger = logging.getLogger(__name__)
 
 # A `_created` series beside each counter and histogram doubles what is scraped and stored; its
 # only use, telling a counter reset, Prometheus does from the value going down.
@@ -35,10 +47,11 @@ CONTACT_RECORDS = Counter(
     "(dead-lettered, or kept for want of a domain or for the contact they continue).",
     ["outcome"],
 )
-CONTACT_EVENTS = Counter(
-    "openprofiles_contact_events",
-    "Contact-start events answered by POST /contact-events, by HTTP status.",
-    ["status"],
+FEED_REQUESTS = Counter(
+    "openprofiles_feed_requests",
+    "Requests of the contact feeds answered, by feed (contact-records, contact-events) and "
+    "HTTP status.",
+    ["feed", "status"],
 )
 QUEUE_SENDS = Counter(
     "openprofiles_dead_letter_queue_sends",
@@ -56,35 +69,61 @@ NO_OPERATION = "none"
 _API_CHILDREN: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
 
+_failures_told: set[str] = set()
+_failures_lock = threading.Lock()
+
+
+@contextmanager
+def _never_raising() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        kind = type(exc).__name__
+        with _failures_lock:
+            first = kind not in _failures_told
+            _failures_told.add(kind)
+        if first:
+            logger.warning(
+                "A metric could not be counted (%s); counts of this kind are lost until the "
+                "cause is fixed, and not told again by this process.",
+                kind,
+                exc_info=exc,
+            )
+
+
 def observe_api_request(
     operation: str | None, status: int, error: str | None, started: float
 ) -> None:
     """Count one answered API request that arrived at `started` (time.perf_counter)."""
-    key = (operation or NO_OPERATION, status, error or "")
-    children = _API_CHILDREN.get(key)
-    if children is None:
-        # Two threads may both make it: labels() returns the same children to both.
-        children = _API_CHILDREN[key] = (
-            API_REQUESTS.labels(key[0], str(status), key[2]),
-            API_SECONDS.labels(key[0]),
-        )
-    children[0].inc()
-    children[1].observe(time.perf_counter() - started)
+    with _never_raising():
+        key = (operation or NO_OPERATION, status, error or "")
+        children = _API_CHILDREN.get(key)
+        if children is None:
+            # Two threads may both make it: labels() returns the same children to both.
+            children = _API_CHILDREN[key] = (
+                API_REQUESTS.labels(key[0], str(status), key[2]),
+                API_SECONDS.labels(key[0]),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+
+
+def count_feed_request(feed: str, status: int) -> None:
+    with _never_raising():
+        FEED_REQUESTS.labels(feed, str(status)).inc()
 
 
 def count_contact_records(*, accepted: int, rejected: int) -> None:
-    if accepted:
-        CONTACT_RECORDS.labels("accepted").inc(accepted)
-    if rejected:
-        CONTACT_RECORDS.labels("rejected").inc(rejected)
-
-
-def count_contact_event(status: int) -> None:
-    CONTACT_EVENTS.labels(str(status)).inc()
+    with _never_raising():
+        if accepted:
+            CONTACT_RECORDS.labels("accepted").inc(accepted)
+        if rejected:
+            CONTACT_RECORDS.labels("rejected").inc(rejected)
 
 
 def count_queue_sends(*, sent: int, failed: int) -> None:
-    if sent:
-        QUEUE_SENDS.labels("sent").inc(sent)
-    if failed:
-        QUEUE_SENDS.labels("failed").inc(failed)
+    with _never_raising():
+        if sent:
+            QUEUE_SENDS.labels("sent").inc(sent)
+        if failed:
+            QUEUE_SENDS.labels("failed").inc(failed)

@@ -1,11 +1,23 @@
-"""The state gauges of openprofiles.metrics, read from the database at each scrape: dead letters
-kept, by domain and reason category; those whose send to the domain's SQS queue failed and wait
-for a resend; contact records kept for want of a domain, and those of them waiting for the
-contact they continue. Grouped counts that open nothing sealed."""
+"""The state gauges of openprofiles.metrics, read from the database: dead letters kept, by domain
+and reason category; those whose send to the domain's SQS queue failed and wait for a resend;
+contact records kept for want of a domain, and those of them waiting for the contact they
+continue. Grouped counts that open nothing sealed, but each reads every row of its table, and
+those tables can grow large (a million dead letters: about 0.6 s on PostgreSQL). So a process
+reads them at most every OPENPROFILES_METRICS_STATE_SECONDS (15 by default), one read at a
+time, whoever scrapes how often: a flood of scrapes costs the database nothing more.
+
+A read that fails (the database out of reach) leaves the gauges out of the scrape, and
+`openprofiles_database_state_up` says 0; the counters of openprofiles.metrics.events are
+scraped all the same, which is when they are most wanted.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -13,25 +25,55 @@ from openprofiles.contacts.kept import count_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq.service import count_by_category, count_unsent
 
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _State:
+    letters: dict[tuple[str, str], int]
+    unsent: dict[str, int]
+    kept: int
+    waiting: int
+
 
 class DatabaseState:
-    """A prometheus_client collector of the gauges, for a scrape's registry."""
+    """A prometheus_client collector of the gauges, for a scrape's registry; one per app."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, clock: Callable[[], float] = time.monotonic) -> None:
         self._services = services
+        # Prometheus scrapes every 15 to 60 s, and these counts change over minutes.
+        self._every = services.settings.metrics_state_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: _State | None = None
+        self._read_at = float("-inf")
 
     def collect(self) -> Iterator[Metric]:
+        state = self._current()
+        up = GaugeMetricFamily(
+            "openprofiles_database_state_up",
+            "1 when the gauges read from the database (dead letters, kept contact records) "
+            "could be read at the last try, 0 when the read failed (they are left out then).",
+            value=1 if state is not None else 0,
+        )
+        yield up
+        if state is None:
+            return
         letters = GaugeMetricFamily(
             "openprofiles_dead_letters",
             "Dead letters kept in domains' dead-letter stores, by domain and reason category.",
             labels=["domain", "category"],
         )
+        for (domain_name, category), count in sorted(state.letters.items()):
+            letters.add_metric([domain_name, category], count)
         unsent = GaugeMetricFamily(
             "openprofiles_dead_letters_unsent",
             "Dead letters whose send to their domain's SQS queue failed, waiting for a resend, "
             "by domain.",
             labels=["domain"],
         )
+        for domain_name, count in sorted(state.unsent.items()):
+            unsent.add_metric([domain_name], count)
         kept = GaugeMetricFamily(
             "openprofiles_kept_contact_records",
             "Contact records kept for want of a domain that takes them (an unassociated "
@@ -39,15 +81,34 @@ class DatabaseState:
             "they continue (openprofiles instances unrouted lists them).",
             labels=["waiting"],
         )
-        with self._services.read() as tx:
-            by_category = count_by_category(tx)
-            failed = count_unsent(tx)
-            waiting = sum(count_unrouted(tx, waiting=True).values())
-            other = sum(count_unrouted(tx, waiting=False).values())
-        for (domain_name, category), count in sorted(by_category.items()):
-            letters.add_metric([domain_name, category], count)
-        for domain_name, count in sorted(failed.items()):
-            unsent.add_metric([domain_name], count)
-        kept.add_metric(["false"], other)
-        kept.add_metric(["true"], waiting)
+        kept.add_metric(["false"], state.kept)
+        kept.add_metric(["true"], state.waiting)
         yield from (letters, unsent, kept)
+
+    def _current(self) -> _State | None:
+        """The state read within the last `_every` seconds, or read now (one reader at a time:
+        the others wait for it and take what it read); None when the read fails."""
+        with self._lock:
+            if self._state is not None and self._clock() - self._read_at < self._every:
+                return self._state
+            started = self._clock()
+            try:
+                self._state = self._read()
+            except Exception as exc:
+                # The type only: a database error's message can hold a URL with a password.
+                logger.warning(
+                    "metrics: the database's state could not be read (%s)", type(exc).__name__
+                )
+                self._state = None
+                return None
+            self._read_at = started
+            return self._state
+
+    def _read(self) -> _State:
+        with self._services.read() as tx:
+            return _State(
+                letters=count_by_category(tx),
+                unsent=count_unsent(tx),
+                kept=sum(count_unrouted(tx, waiting=False).values()),
+                waiting=sum(count_unrouted(tx, waiting=True).values()),
+            )

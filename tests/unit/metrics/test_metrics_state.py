@@ -84,3 +84,61 @@ def test_dead_letters_are_counted_by_domain_and_category_and_failed_sends_apart(
         for key in _gauges(services)
         if key[0].startswith("openprofiles_dead_letters") and ("domain", DOMAIN) in key[1]
     ]
+
+
+def test_one_read_serves_the_scrapes_of_its_time(
+    services: Services, domains: tuple[str, str]
+) -> None:
+    """A flood of scrapes reads the tables once per OPENPROFILES_METRICS_STATE_SECONDS."""
+    now = [1000.0]
+    state = DatabaseState(services, clock=lambda: now[0])
+    every = services.settings.metrics_state_seconds
+    assert every == 15
+
+    def letters() -> float:
+        registry = CollectorRegistry()
+        registry.register(state)
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples
+            if sample.name == "openprofiles_dead_letters"
+        )
+
+    _letter(services, DOMAIN, "no_profile", None)
+    assert letters() == 1
+    _letter(services, DOMAIN, "no_profile", None)
+    now[0] += every - 1
+    assert letters() == 1, "read within the interval: the earlier read serves"
+    now[0] += 1
+    assert letters() == 2
+
+
+def test_a_failed_read_leaves_the_state_out_and_the_counters_in(
+    services: Services, domains: tuple[str, str]
+) -> None:
+    from openprofiles.metrics.endpoint import exposition
+    from openprofiles.metrics.events import observe_api_request
+
+    state = DatabaseState(services)
+    observe_api_request("ListDomains", 200, None, 0.0)
+    with services.write() as tx:
+        tx.conn.exec_driver_sql("DROP TABLE contact_awaited")
+        tx.conn.exec_driver_sql("DROP TABLE unrouted_contact_record")
+    text = exposition(state).decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("openprofiles_database_state_up", ())] == 0
+    assert not [key for key in samples if key[0].startswith("openprofiles_dead_letters")]
+    assert (
+        samples[
+            (
+                "openprofiles_api_requests_total",
+                (("error", ""), ("operation", "ListDomains"), ("status", "200")),
+            )
+        ]
+        >= 1
+    )
