@@ -24,7 +24,12 @@ def flows() -> None:
 @storage_options
 @click.argument("name")
 @click.option("--domain", "domain_name", required=True)
-@click.option("--incremental", is_flag=True, help="Read only new or changed items.")
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Read only new or changed items, and items that failed (dead-lettered whole, or with "
+    "a record set aside), which a run asked for reads again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def flows_run(
     data_dir: Path | None,
@@ -34,7 +39,12 @@ def flows_run(
     incremental: bool,
     as_json: bool,
 ) -> None:
-    """Run flow NAME of DOMAIN once, now."""
+    """Run flow NAME of DOMAIN once, now.
+
+    An OnDemand flow (or a Scheduled one with DataPullMode Complete) reads every item; another
+    the items new or changed since its last run. Either way an item that failed is read again,
+    unchanged: this is the run its dead letter asks for once the cause is fixed.
+    """
     from openprofiles.errors import ServiceError
     from openprofiles.flows.models import FlowRun
     from openprofiles.flows.service import run_flow

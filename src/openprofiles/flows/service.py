@@ -82,12 +82,13 @@ An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, 
 to read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the
 reason naming the file or object), counted as one record read and dead-lettered, and
 checkpointed as failed, and the run goes on. No automatic run reads it again until it changes —
-the dead-letter queue holds it; a run asked for (OnDemand) reads it again, for when the cause
-was fixed without changing it. So is a streamed item whose rest could not be read (its records
-before that were ingested). A source that cannot be listed or read at all fails the run
-instead, leaving its items to the next run (which resumes an item the run had begun, see
-above; a Complete run applies its records again, which changes nothing: an object is stored
-under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
+the dead-letter queue holds it; a run asked for (OnDemand: `openprofiles flows run`, with
+`--incremental` too, or the admin pages' "Run now", whatever the flow's own trigger) reads it
+again, for when the cause was fixed without changing it. So is a streamed item whose rest could
+not be read (its records before that were ingested). A source that cannot be listed or read at
+all fails the run instead, leaving its items to the next run (which resumes an item the run had
+begun, see above; a Complete run applies its records again, which changes nothing: an object
+is stored under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
 
 An item whose reading raises an error the run does not know (a bug, a record that crashes the
 mapping) stops the run, FAILED with an internal error, as any such error does; the run counts
@@ -194,15 +195,15 @@ CRASHED_MARK = "crashed:"
 CRASHED_RECORD = (
     "Reading this record stopped the flow's runs with an internal error ({error}) "
     "{attempts} runs in a row, so it was set aside and the rest of its item read. The server's "
-    "log has the error; once its cause is fixed, run the flow on demand, which reads the item "
-    "again."
+    "log has the error; once its cause is fixed, run the flow (openprofiles flows run, or Run "
+    "now on the admin pages), which reads the item again."
 )
 # The reason of an item set aside on its last attempt, the error raised while reading it.
 CRASHED_ITEM = (
     "Reading {what} stopped the flow's runs with an internal error ({error}) {attempts} runs "
     "in a row, after its first {applied} records (applied): the rest of it was not read. The "
-    "server's log has the error; once its cause is fixed, run the flow on demand, which reads "
-    "the item again."
+    "server's log has the error; once its cause is fixed, run the flow (openprofiles flows run, "
+    "or Run now on the admin pages), which reads the item again."
 )
 # What flow_item.version holds: an item whose version is too long to go with PARTIAL_MARK (none
 # of S3's or a folder's is) is read from its start again, as before there were such marks.
@@ -631,9 +632,11 @@ def run_flow(
 
     `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
     otherwise only items new or changed since the checkpoint are read, an item begun by a run
-    that stopped resumed after the records it applied. Only an OnDemand run reads again an
-    item that failed and has not changed since, and only an OnDemand run reads an item that
-    has not settled. `clock` (seconds) times the listing of the source (LISTING_LIMIT) and the
+    that stopped resumed after the records it applied. Only an OnDemand run (one asked for:
+    `openprofiles flows run`, the admin pages' button) reads again an item that failed and has
+    not changed since — an incremental one too, so that the run its dead letter asks for reads
+    it once its cause is fixed — and only an OnDemand run reads an item that has not
+    settled. `clock` (seconds) times the listing of the source (LISTING_LIMIT) and the
     renewals of the claim.
     """
     found, flow = _load(services, domain_name, flow_name)
@@ -934,7 +937,13 @@ def _run(
         if automatic:
             listed = settled(services, listed)
         if not read_all:
-            items = [i for i in listed if _is_pending(done(i), i)]
+            # A failed item, unchanged, waits for a run asked for (its dead letter says to run
+            # the flow once the cause is fixed), incremental or not.
+            items = [
+                i
+                for i in listed
+                if _is_pending(done(i), i) or (not automatic and done(i) == FAILED_MARK + i.version)
+            ]
         elif automatic:
             items = [i for i in listed if done(i) != FAILED_MARK + i.version]
         else:

@@ -3,10 +3,13 @@
 * `Filter` with `PROJECTION` keeps only the listed SourceFields; with a comparison operator
   (`EQUAL_TO`, `NOT_EQUAL_TO`, `LESS_THAN`, `GREATER_THAN`, `LESS_THAN_OR_EQUAL_TO`,
   `GREATER_THAN_OR_EQUAL_TO`, `BETWEEN`, `CONTAINS`; TaskProperties `VALUE`, `LOWER_BOUND`,
-  `UPPER_BOUND`) it drops records whose field does not satisfy it (numbers compare as numbers).
+  `UPPER_BOUND`) it drops records whose field does not satisfy it (numbers compare as numbers;
+  anything else, including "NaN" and "Infinity", compares as text).
 * `Validate` (`VALIDATE_NON_NULL`, `VALIDATE_NON_ZERO`, `VALIDATE_NON_NEGATIVE`,
   `VALIDATE_NUMERIC`) fails the record (dead-lettered with the reason) or, with TaskProperties
-  `VALIDATION_ACTION: TerminateFlow`, stops the run.
+  `VALIDATION_ACTION: TerminateFlow`, stops the run. "NaN", "sNaN", "Infinity" and "-Infinity"
+  (and a JSON number too large for a float) are no numbers: they fail VALIDATE_NUMERIC,
+  VALIDATE_NON_ZERO and VALIDATE_NON_NEGATIVE.
 * `Map` copies SourceFields[0] to DestinationField. When a flow has Map tasks, the record handed
   to the mapping holds only the mapped fields (as AppFlow delivers only mapped fields);
   without Map tasks it passes through whole (after any projection).
@@ -72,12 +75,17 @@ def apply_tasks(tasks: Sequence[Task], record: Mapping[str, Any]) -> dict[str, A
 
 
 def _number(value: Any) -> Decimal | None:
+    """The value as a finite number, or None. Decimal reads "NaN", "sNaN" and "Infinity" as
+    numbers, but comparing a NaN raises InvalidOperation (an sNaN even for ==), which used to
+    stop the run with an internal error; none of them is a number a task can check or compare
+    (as ingest.mapping's `_is_number` says too)."""
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except InvalidOperation:
         return None
+    return number if number.is_finite() else None
 
 
 def _validate(task: Task, record: Mapping[str, Any]) -> None:

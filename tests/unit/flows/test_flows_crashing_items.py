@@ -7,20 +7,27 @@ FAILED with an internal error, and the items after it were never read. Now the r
 that stopped on it are counted in its checkpoint (CRASHED_MARK); the last attempt applies the
 batch that stops it one record at a time, and dead-letters the record that raises (its text
 kept, the reason saying why); the item is checkpointed failed, so no automatic run reads it
-again until it changes, and the run goes on with the next items.
+again until it changes — a run asked for does, once the cause is fixed — and the run goes on
+with the next items.
 
-The crashing record is real: a Validate task (VALIDATE_NON_NEGATIVE) compares the number a
-record's "NaN" parses to, which raises decimal.InvalidOperation (flows.tasks). The item that
-fails while it is read is a real folder whose stream raises a plain error at a given byte, as a
-bug in a source would."""
+The crashing record is real: the database refuses its row with an error the run does not know
+(a trigger of the test's, as a constraint or trigger an operator added would: IntegrityError
+on SQLite, InternalError on PostgreSQL), for the one record large enough. (It used to be a
+record whose "NaN" a Validate task compared, which raised decimal.InvalidOperation; such a
+record now simply fails the task: test_flows_non_finite_numbers.) The item that fails while it
+is read is a real folder whose stream raises a plain error at a given byte, as a bug in a source
+would."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
@@ -33,14 +40,55 @@ from .test_flows_resumed_items import BreakingSource
 from .test_flows_resumed_items import streamed as streamed  # a fixture
 from .test_flows_templates import D, flow_definition, put_flow
 
-NON_NEGATIVE_ID: list[dict[str, Any]] = [
-    {
-        "TaskType": "Validate",
-        "SourceFields": ["id"],
-        "TaskProperties": {"VALIDATION_ACTION": "NoOp"},
-        "ConnectorOperator": {"S3": "VALIDATE_NON_NEGATIVE"},
-    }
-]
+# The stored size (its object's JSON) over which the database refuses a record (`refuse_large`):
+# more than any other record of these tests has, less than a streamed item's longest line.
+LARGE = len(json.dumps(user(99))) + 10
+
+
+def crashing(n: int) -> dict[str, Any]:
+    """A record the database refuses (`refuse_large`): larger than the others."""
+    return user(n, notes="x" * 30)
+
+
+def refuse_large(services: Services) -> str:
+    """Make the database refuse, with an error the run does not know, every object stored larger
+    than LARGE; the name of the error's type, as the dead letter's reason gives it."""
+    with services.write() as tx:
+        if services.database.is_sqlite:
+            for event in ("INSERT", "UPDATE"):
+                tx.conn.execute(
+                    text(
+                        f"CREATE TRIGGER refuse_large_{event.lower()} BEFORE {event} ON "
+                        f"profile_object WHEN NEW.size > {LARGE} "
+                        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    )
+                )
+            return "IntegrityError"
+        tx.conn.execute(
+            text(
+                "CREATE FUNCTION refuse_large() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.size > {LARGE} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+                "END $$"
+            )
+        )
+        tx.conn.execute(
+            text(
+                "CREATE TRIGGER refuse_large BEFORE INSERT OR UPDATE ON profile_object "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_large()"
+            )
+        )
+        # psycopg's RaiseException (P0001) is a ProgrammingError to SQLAlchemy.
+        return "ProgrammingError"
+
+
+def allow_large(services: Services) -> None:
+    """Undo `refuse_large`: the record's cause fixed."""
+    with services.write() as tx:
+        if services.database.is_sqlite:
+            for event in ("insert", "update"):
+                tx.conn.execute(text(f"DROP TRIGGER refuse_large_{event}"))
+        else:
+            tx.conn.execute(text("DROP TRIGGER refuse_large ON profile_object"))
 
 
 def watch(services: Services) -> list[Any]:
@@ -54,13 +102,10 @@ def test_a_record_that_always_crashes_is_set_aside_after_a_few_runs(
     make_domain(services, D)
     folder = tmp_path / "export"
     folder.mkdir()
-    crashing = user(2, id="NaN")
-    (folder / "a.jsonl").write_text(jsonl(user(1), crashing, user(3)))
+    refused = refuse_large(services)
+    (folder / "a.jsonl").write_text(jsonl(user(1), crashing(2), user(3)))
     (folder / "b.jsonl").write_text(jsonl(user(4)))
-    definition = flow_definition(
-        "crm", "file://", str(folder), trigger=EVENT, tasks=NON_NEGATIVE_ID
-    )
-    put_flow(services, "crm", TYPE, definition)
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
 
     # The runs before the last attempt stop at the item, as a bug stops them.
     for _ in range(flows.CRASH_ATTEMPTS - 1):
@@ -77,20 +122,28 @@ def test_a_record_that_always_crashes_is_set_aside_after_a_few_runs(
     assert counts(run) == ("COMPLETED", 2, 4, 3, 1)
     assert ingested(services, 1, 3, 4) == [1, 3, 4]
     [letter] = letters(services)
-    assert letter.object_json.replace(" ", "") == jsonl(crashing).strip().replace(" ", "")
+    assert letter.object_json.replace(" ", "") == jsonl(crashing(2)).strip().replace(" ", "")
     assert letter.reason.startswith("Flow crm, a.jsonl")
-    assert "InvalidOperation" in letter.reason
+    assert f"internal error ({refused})" in letter.reason
     assert f"{flows.CRASH_ATTEMPTS} runs in a row" in letter.reason
     assert letter.not_retryable is not None
 
     # Failed: no automatic run reads it again while it has not changed.
     assert watch(services) == []
     assert watch(services) == []
-    # Changed, it is read again (here fixed: nothing crashes).
-    (folder / "a.jsonl").write_text(jsonl(user(1), user(2), user(3)))
-    [fixed] = watch(services)
-    assert counts(fixed) == ("COMPLETED", 1, 3, 3, 0)
+    # Its cause fixed, the run its reason asks for (openprofiles flows run: OnDemand, here
+    # incremental, as the flow is an Event one) reads the item again, unchanged.
+    assert "openprofiles flows run" in letter.reason
+    allow_large(services)
+    again = flows.run_flow(services, domain_name=D, flow_name="crm")
+    assert counts(again) == ("COMPLETED", 1, 3, 3, 0)
     assert ingested(services, 2) == [2]
+    assert watch(services) == []
+    # Changed, it is read again by the watcher.
+    (folder / "a.jsonl").write_text(jsonl(user(1), user(5), user(3)))
+    [changed] = watch(services)
+    assert counts(changed) == ("COMPLETED", 1, 3, 3, 0)
+    assert ingested(services, 5) == [5]
 
 
 @pytest.mark.usefixtures("streamed")
@@ -152,18 +205,16 @@ def test_runs_that_read_every_item_count_the_crashes_too(
     make_domain(services, D)
     folder = tmp_path / "export"
     folder.mkdir()
-    records = [user(1), user(2), user(3), user(4), user(5), user(6, id="NaN"), user(7)]
+    refuse_large(services)
+    records = [user(1), user(2), user(3), user(4), user(5), crashing(6), user(7)]
     (folder / "a.jsonl").write_text(jsonl(*records))
-    definition = flow_definition(
-        "crm", "file://", str(folder), trigger=EVENT, tasks=NON_NEGATIVE_ID
-    )
-    put_flow(services, "crm", TYPE, definition)
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
 
     def run() -> Any:
         return flows.run_flow(services, domain_name=D, flow_name="crm", complete=True)
 
     for _ in range(flows.CRASH_ATTEMPTS - 1):
-        with pytest.raises(ArithmeticError):
+        with pytest.raises(DBAPIError):
             run()
     # Batches of two: records 1-4 applied, the batch of 5 and 6 applied one at a time.
     last = run()
