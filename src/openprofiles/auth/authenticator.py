@@ -89,8 +89,9 @@ class Authenticator:
             return find_secret(tx, access_key_id=access_key_id)
 
     def _stored(self, access_key_ids: Sequence[str]) -> set[str]:
-        # Which cached keys are still stored, once a second at most (SecretCache): a read, so
-        # on the event loop it moves the request to a worker thread, as `_load` does.
+        # Which cached keys are still stored, once a second at most and by one request at a
+        # time (SecretCache): a read, so on the event loop it moves the request to a worker
+        # thread, as `_load` does (as does waiting for another request's check).
         avoid_blocking("checking for revoked credentials")
         with self._services.read() as tx:
             return stored_credentials(tx, access_key_ids)

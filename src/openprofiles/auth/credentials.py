@@ -7,13 +7,15 @@ Servers keep the credentials they found in memory (`SecretCache`). A credential 
 inserted or deleted, never changed, so a cached one is stale only once its row is gone: each
 cache asks which of its keys are still stored at most every `REVOCATION_CHECK_SECONDS`, and a
 key revoked anywhere (another worker, another server, the CLI) stops working everywhere within
-about that time.
+about that time. One request at a time runs that check; the others that need it meanwhile wait
+for its result (`SecretCache.get`).
 """
 
 from __future__ import annotations
 
 import secrets
 import string
+import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Sequence
@@ -22,6 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 
+from openprofiles.blocking import avoid_blocking
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import DecryptionError
@@ -145,6 +148,13 @@ class SecretCache:
     about `REVOCATION_CHECK_SECONDS` in every other server process: `get`, given `stored` (which
     of some keys are still stored), asks it about every cached key at most that often, and drops
     those that are gone. `clock` is monotonic seconds; tests pass their own.
+
+    The check is single-flight: when it falls due, one request runs it and the others arriving
+    meanwhile wait for its result, rather than each running one of its own (under load, every
+    request of the moment would otherwise read the database, each moved off the event loop
+    first). None is answered from a cache whose check is overdue: when the check fails (a
+    database error, or a move off the event loop), it is still due, and one of the requests that
+    waited for it (or the next request) runs it again.
     """
 
     def __init__(
@@ -162,6 +172,9 @@ class SecretCache:
         self._forgotten: dict[str, float] = {}
         # When the cached keys are next checked against the database (`get`'s `stored`).
         self._check_due = float("-inf")
+        # Whether a request is running that check; the others that need it wait on `_checked`.
+        self._checking = False
+        self._checked = threading.Condition(threading.Lock())
         _CACHES.add(self)
 
     def forget(self, access_key_id: str) -> None:
@@ -184,7 +197,7 @@ class SecretCache:
         `REVOCATION_CHECK_SECONDS`; without it, only this process's revocations are seen."""
         now = self._clock()
         if stored is not None and now >= self._check_due and self._entries:
-            self._drop_revoked(now, stored)
+            self._check(now, stored)
         if self._forgotten:
             until = self._forgotten.get(access_key_id)
             if until is not None and until > now:
@@ -205,6 +218,29 @@ class SecretCache:
             self._check_due = now + REVOCATION_CHECK_SECONDS
         self._entries[access_key_id] = (now + self._ttl, found[0], found[1])
         return found
+
+    def _check(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
+        """Return once the cached keys have been checked no earlier than `now`'s interval: by
+        this caller (`_drop_revoked`), or by the one whose check was under way when it came.
+        Raises what the check raised when this caller ran it."""
+        with self._checked:
+            while now >= self._check_due and self._checking:
+                # Waiting here may take as long as a read; on the event loop that would stall
+                # every request of the process, so the request moves to a worker thread, as
+                # running the check itself would (`stored` reads).
+                avoid_blocking("waiting for another request's revocation check")
+                self._checked.wait()
+            if now < self._check_due:
+                return  # a check that came after this request's interval opened is enough
+            self._checking = True
+        try:
+            self._drop_revoked(now, stored)
+        finally:
+            # On success `_check_due` has moved on and the waiters return; on failure it has
+            # not, and one of them (or the next request) runs the check again.
+            with self._checked:
+                self._checking = False
+                self._checked.notify_all()
 
     def _drop_revoked(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
         cached = list(self._entries)
