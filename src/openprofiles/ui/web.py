@@ -37,6 +37,7 @@ from openprofiles.context import Services, Tx
 from openprofiles.domains.service import told_to_agents, unreadable_domain
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
 from openprofiles.log_limits import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
+from openprofiles.logging_setup import describe
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
 from openprofiles.ui.history import shown_time
@@ -52,8 +53,24 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-# The key problems the pages log (UI.unreadable_reason), by domain and message.
-_key_problem_lines = RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS)
+
+
+def _report_left_out(key: tuple[str | None, str], left_out: int) -> None:
+    """The count of a key problem's page lines left out, for a (domain, problem) the pages'
+    limiter stops following (log_limits.RepeatedLines) before a page line of it said it."""
+    domain_name, problem = key
+    logger.warning(
+        "pages (domain %s): a domain's key cannot be used: %s%s",
+        domain_name or "-",
+        problem,
+        _key_problem_lines.left_out_note(left_out, "page requests of the domain"),
+    )
+
+
+# The key problems the pages log (UI.unreadable_reason), by domain and problem.
+_key_problem_lines: RepeatedLines[tuple[str | None, str]] = RepeatedLines(
+    KEY_PROBLEM_LOG_WINDOW_SECONDS, report=_report_left_out
+)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 # What a page's form may be (UI.read_form, the only way the pages read one). Starlette's defaults
@@ -213,7 +230,10 @@ class UI:
         # (wire.dispatch): during a KMS outage every agent's every page meets it.
         domain_name = _page_domain(request)
         lines = _key_problem_lines
-        left_out = lines.admit((domain_name, str(error.__cause__)))
+        # Keyed by the problem as the log describes it (type, and message when safe): a count
+        # the limiter reports on its own (_report_left_out) has only the key to say it with.
+        cause = error.__cause__
+        left_out = lines.admit((domain_name, describe(cause) if cause is not None else "-"))
         if left_out is not None:
             # The exception itself, not its text: logging_setup describes it (type, message).
             logger.warning(

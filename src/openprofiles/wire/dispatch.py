@@ -245,10 +245,24 @@ def _render_failure(
     return render_error(internal, request_id)
 
 
+def _report_left_out(key: tuple[str | None, str], left_out: int) -> None:
+    """The count of a key problem's lines left out, for a (domain, message) the limiter stops
+    following (log_limits.RepeatedLines) before a request's line of it said it."""
+    domain_name, message = key
+    logger.warning(
+        "API (domain %s): a key cannot be used: %s%s",
+        domain_name or "-",
+        message,
+        _key_problem_lines.left_out_note(left_out, "requests of the domain"),
+    )
+
+
 # A key problem withheld from API callers is logged at most once per domain and message in
 # KEY_PROBLEM_LOG_WINDOW_SECONDS (log_limits): while a KMS is down, every request of its domains
 # fails, and a line for each would bury the rest of the log.
-_key_problem_lines = RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS)
+_key_problem_lines: RepeatedLines[tuple[str | None, str]] = RepeatedLines(
+    KEY_PROBLEM_LOG_WINDOW_SECONDS, report=_report_left_out
+)
 
 
 def _log_withheld_key_problem(

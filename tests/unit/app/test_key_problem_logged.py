@@ -19,8 +19,18 @@ from tests.unit.app.test_put_object_batches import Api
 from openprofiles.app import create_app
 from openprofiles.auth.credentials import create_credential
 from openprofiles.settings import Settings
+from openprofiles.ui import web
+from openprofiles.wire import dispatch
 
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_problem_lines() -> None:
+    """The line is written once a minute per domain and message by the process's limiter: an
+    earlier test of the same domain and message must not have used this minute's."""
+    dispatch._key_problem_lines.clear()
+    web._key_problem_lines.clear()
 
 
 def test_a_kms_without_a_region_is_logged_for_the_operator(

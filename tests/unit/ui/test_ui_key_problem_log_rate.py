@@ -7,7 +7,11 @@ KMS outage, with every agent's every page of the domain meeting it, that flooded
 API's warning once did. Through real page requests (Starlette's TestClient), on SQLite and
 PostgreSQL: the domains' key is in moto's KMS behind tests.support.kms_proxy, which answers
 KeyUnavailableException to every Decrypt while the outage lasts, with no data-key cache, so
-every request asks the KMS; the window's clock is the test's."""
+every request asks the KMS; the window's clock is the test's.
+
+A domain whose pages stop failing within the window has its count written at the next page
+line of any domain, on a line of its own (it was written only if the same domain failed again,
+so the tail of an outage went unreported)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
 from openprofiles.ui import web
 from openprofiles.users import service as users
+from openprofiles.wire import dispatch
 
 DOMAINS = ("keyed-a", "keyed-b")
 
@@ -41,6 +46,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_problem_lines() -> None:
+    """The process's limiters follow nothing from earlier tests, whatever their order."""
+    dispatch._key_problem_lines.clear()
+    web._key_problem_lines.clear()
 
 
 @dataclass
@@ -58,7 +70,9 @@ def setup(settings: Settings, moto_url: str, monkeypatch: pytest.MonkeyPatch) ->
     clock = Clock()
     # This test's own lines and clock: the process's are left as they were.
     monkeypatch.setattr(
-        web, "_key_problem_lines", RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS, clock=clock)
+        web,
+        "_key_problem_lines",
+        RepeatedLines(KEY_PROBLEM_LOG_WINDOW_SECONDS, report=web._report_left_out, clock=clock),
     )
     with kms_proxy(moto_url) as proxy:
         keyed = replace(
@@ -124,10 +138,19 @@ def test_many_page_requests_meeting_the_key_problem_make_one_line_then_a_count(
     assert len(other_domain) == 1, other_domain
     assert re.fullmatch(line % ("keyed-b", "keyed-b"), other_domain[0]), other_domain
     assert within == []
-    # The first after the window says how many were left out (19 + 3), and opens a new one.
-    assert len(after) == 1 and re.fullmatch(line % ("keyed-a", "keyed-a"), after[0]), after
+    # keyed-b's pages failed no more: its window has passed, and its count (4) is written
+    # before the next page line of any domain, on a line of its own.
+    assert len(after) == 2, after
+    assert re.fullmatch(r"pages \(domain keyed-b\): a domain's key cannot be used: .*", after[0])
     assert problem in after[0]
     assert after[0].endswith(
+        "[4 more page requests of the domain met this in the 60 s after the last such line; "
+        "not logged]"
+    ), after
+    # The first after the window says how many were left out (19 + 3), and opens a new one.
+    assert re.fullmatch(line % ("keyed-a", "keyed-a"), after[1]), after
+    assert problem in after[1]
+    assert after[1].endswith(
         "[22 more page requests of the domain met this in the 60 s after the last such line; "
         "not logged]"
     ), after
