@@ -3,36 +3,29 @@
 tests/sdk/js is a small npm package: @aws-sdk/client-customer-profiles pinned by its
 package-lock.json, and scenario.mjs, which drives a live server through the SDK and exits
 non-zero naming the step whose result differs. Its modules are installed once per session with
-`npm ci` (into tests/sdk/js/node_modules, git-ignored) when missing or older than the lock file.
+`npm ci` (into tests/sdk/js/node_modules, git-ignored) when missing or older than the lock file
+(tests.support.npm).
 
 In CI a missing Node.js or npm fails the run: a skipped SDK is an untested one.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.npm import missing, npm_ci, tool
 
 from openprofiles.identity import ml_jobs
 
 JS_DIR = Path(__file__).resolve().parents[1] / "sdk" / "js"
 MIN_NODE_MAJOR = 20
-NPM_TIMEOUT_SECONDS = 600
 SCENARIO_TIMEOUT_SECONDS = 120
-# Written into node_modules after `npm ci`: the digest of the lock file it installed.
-STAMP = ".openprofiles-lock-sha256"
 
 # Two pairs the ML job matches (one letter apart, same e-mail, phone, birth date, postal code).
 PEOPLE = [
@@ -44,30 +37,11 @@ PEOPLE = [
 ]
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}, and CI requires the JS SDK test")
-    pytest.skip(message)
+NEEDED_BY = "the JS SDK test"
 
 
 def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        _missing(f"{name} is missing: the JS SDK test needs Node.js {MIN_NODE_MAJOR}+ and npm")
-    assert found is not None
-    return found
-
-
-@contextmanager
-def _exclusive(name: str) -> Iterator[None]:
-    """One `npm ci` at a time on this machine (pytest-xdist runs a session per worker)."""
-    path = Path(tempfile.gettempdir()) / name
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return tool(name, NEEDED_BY, f"the JS SDK test needs Node.js {MIN_NODE_MAJOR}+ and npm")
 
 
 @pytest.fixture(scope="session")
@@ -79,28 +53,8 @@ def node() -> str:
     ).stdout.strip()
     major = re.match(r"v(\d+)\.", version)
     if major is None or int(major.group(1)) < MIN_NODE_MAJOR:
-        _missing(f"Node.js {MIN_NODE_MAJOR}+ is needed, {node} is {version or 'unknown'}")
-    npm = _tool("npm")
-    digest = hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
-    stamp = JS_DIR / "node_modules" / STAMP
-    path_digest = hashlib.sha256(str(JS_DIR).encode()).hexdigest()[:12]
-    with _exclusive(f"openprofiles-npm-ci-{path_digest}.lock"):
-        if not stamp.exists() or stamp.read_text().strip() != digest:
-            try:
-                done = subprocess.run(
-                    [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-                    cwd=JS_DIR,
-                    capture_output=True,
-                    text=True,
-                    timeout=NPM_TIMEOUT_SECONDS,
-                )
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"npm ci in {JS_DIR} took over {NPM_TIMEOUT_SECONDS} s")
-            if done.returncode != 0:
-                pytest.fail(
-                    f"npm ci in {JS_DIR} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-                )
-            stamp.write_text(digest + "\n")
+        missing(f"Node.js {MIN_NODE_MAJOR}+ is needed, {node} is {version or 'unknown'}", NEEDED_BY)
+    npm_ci(JS_DIR, _tool("npm"))
     return node
 
 

@@ -271,7 +271,7 @@ def test_instance_associate_and_move(admin: TestClient) -> None:
     assert status == 200 and "Instance associated" in html
     assert owner(admin) == DOMAIN
     listing = admin.get("/admin/instances").text
-    assert INSTANCE in listing and "Change domain" in listing
+    assert INSTANCE in listing and "Change the domain" in listing
 
     # Associated elsewhere and the move box not ticked: refused at the box, nothing changed.
     status, html = associate(admin, instance_arn=INSTANCE, domain_name=OTHER)
