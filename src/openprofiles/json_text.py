@@ -5,7 +5,8 @@ flow items, object files) reads JSON through here, so they agree on what is JSON
 one record ends.
 
 Strict parsing (`load_json`) refuses what Python's json accepts but JSON does not have, or what
-no later layer can store: `NaN`/`Infinity`, a lone UTF-16 surrogate (`"\\ud800"`, which no UTF-8
+no later layer can store: `NaN`/`Infinity`, a number too large for a float (`1e999`, which
+would be read as infinity), a lone UTF-16 surrogate (`"\\ud800"`, which no UTF-8
 encoder or database accepts), and arrays or objects nested more than MAX_JSON_DEPTH deep (which
 would overflow the recursion of code that walks the document). Its error says what and where
 (member names only, never values).
@@ -24,6 +25,7 @@ into meaningless per-line fragments.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -62,14 +64,25 @@ def _reject_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value (JSON numbers cannot be NaN or infinite)")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as Python's json reads it, unless it is too
+    large for a float: `1e999` would be read as infinity, which no JSON text can hold again (an
+    array's element written back as its record's text came out as `Infinity`)."""
+    value = float(text)
+    if math.isinf(value):
+        # Not the number itself: a value is personal data until known otherwise.
+        raise _NotJson("a number is too large to be stored (beyond about 1.8e308, infinite)")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def load_json(text: str | bytes, what: str) -> Any:
     """Parse strict JSON text; JsonTextError naming `what` ("The request body") when it is not.
 
     Rejects what json.loads lets through but is not JSON, or not storable: NaN and Infinity,
-    lone surrogates, and nesting deeper than MAX_JSON_DEPTH.
+    numbers too large for a float, lone surrogates, and nesting deeper than MAX_JSON_DEPTH.
     """
     try:
         # Bytes are decoded as json.loads decodes them (UTF-8, or UTF-16/32 by their BOM).

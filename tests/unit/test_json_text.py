@@ -8,7 +8,13 @@ import json
 
 import pytest
 
-from openprofiles.json_text import JsonTextError, NotJsonText, split_json_records, split_json_text
+from openprofiles.json_text import (
+    JsonTextError,
+    NotJsonText,
+    load_json,
+    split_json_records,
+    split_json_text,
+)
 
 A, B, C = {"id": "1", "name": "Zoë"}, {"id": "2"}, {"id": "3"}
 
@@ -97,3 +103,18 @@ def test_a_number_with_too_many_digits_says_so_in_plain_words(text: str, message
     assert error.message.startswith(message)
     assert "4300 digits" in error.message
     assert "sys." not in error.message
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinity() -> None:
+    """`1e999` was read as infinity: an array's element written back as its record's text came
+    out as `Infinity`, which is not JSON, and a profile field as the word "Infinity"."""
+    with pytest.raises(JsonTextError) as refused:
+        load_json('{"n": 1e999}', "The Object")
+    assert refused.value.message == (
+        "The Object is not valid JSON: a number is too large to be stored (beyond about "
+        "1.8e308, infinite)."
+    )
+    with pytest.raises(JsonTextError):
+        split_json_records('[{"n": -1e999}, {"n": 1}]')
+    bad, good = split_json_records('{"n": 2e400}\n{"n": 1.5e308}')
+    assert isinstance(bad[1], JsonTextError) and good[1] == {"n": 1.5e308}

@@ -85,13 +85,27 @@ def _profiles(client: Any, domain: str, cust: str) -> list[dict[str, Any]]:
         ),
         ('{"id":"4","cust":"c1","n":-Infinity}', "-Infinity is not a JSON value"),
         (
+            '{"id":"7","cust":"c1","n":1e999}',
+            "The Object is not valid JSON: a number is too large to be stored (beyond about "
+            "1.8e308, infinite).",
+        ),
+        (
             '{"id":"5","cust":"\\ud800","n":1}',
             "The Object is not valid Unicode JSON text: the string at cust contains a lone "
             "surrogate (a \\uD800-\\uDFFF escape without its pair).",
         ),
         ('{"id":"6","cust":"c1","x":{"\\udfff":1}}', "the member name at x.\\udfff contains"),
     ],
-    ids=["deep", "one-too-deep", "nan", "infinity", "minus-infinity", "surrogate", "key-name"],
+    ids=[
+        "deep",
+        "one-too-deep",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "overflowing-number",
+        "surrogate",
+        "key-name",
+    ],
 )
 def test_put_profile_object_rejects_what_is_not_strict_json(
     live_server: Any, domain: str, obj: str, message: str
