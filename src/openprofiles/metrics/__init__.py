@@ -4,7 +4,8 @@ Two kinds, each from where it is true:
 
 * Events, counted by the process that saw them: API requests by operation and status, with
   their latency; the contact feeds' requests by status, and the records `POST /contact-records`
-  took in; dead letters sent to (or refused by) SQS queues. prometheus_client counters and histograms.
+  took in; dead letters sent to (or refused by) SQS queues. prometheus_client counters and
+  histograms.
   Under `openprofiles serve --workers N` each worker counts into files of its own in a
   directory the workers share (prometheus_client's multiprocess mode: `serve` sets
   PROMETHEUS_MULTIPROC_DIR to a new directory before the workers start: endpoint
