@@ -8,17 +8,21 @@ import re
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import httpx
-from botocore.config import Config
 from click.testing import CliRunner
 from tests.support.concurrency import race
 from tests.support.installation import install
+from tests.support.serve import (
+    api_client,
+    first_run_key,
+    parent_of,
+    serve_first_run,
+    wait_for_workers,
+)
 from tests.support.server import free_port
 
 from openprofiles.cli import main
@@ -152,31 +156,10 @@ def test_a_disabled_default_key_stops_a_start_with_its_reason(tmp_path):
     assert "openprofiles keys enable" in result.output and "Traceback" not in result.output
 
 
-def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
-    """`openprofiles serve --first-run-admin` in a subprocess, its output on a pipe."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "openprofiles"),
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--first-run-admin",
-            *options,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
 def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
-    process = _serve(data_dir, port)
+    process = serve_first_run(data_dir, port)
     try:
         lines = []
         assert process.stdout is not None
@@ -202,36 +185,20 @@ def test_serve_with_two_workers_shares_the_port_and_the_database(tmp_path):
     one SQLite database without 'database is locked', and both see each other's writes."""
     port = free_port()
     data_dir = tmp_path / "data"
-    process = _serve(data_dir, port, "--workers", "2")
+    process = serve_first_run(data_dir, port, "--workers", "2")
     try:
-        assert process.stdout is not None
-        started = []
-        for line in process.stdout:
-            if "Application startup complete" in line:
-                started.append(line)
-                if len(started) == 2:
-                    break
-        assert len(started) == 2, "both workers start"
+        wait_for_workers(process, 2)
         workers = [
             pid
             for pid in os.listdir("/proc")
-            if pid.isdigit() and _parent_of(int(pid)) == process.pid
+            if pid.isdigit() and parent_of(int(pid)) == process.pid
         ]
         assert len(workers) >= 2
 
-        profile_text = (data_dir / "credentials").read_text()
-        key_id = profile_text.split("aws_access_key_id = ")[1].split()[0]
-        secret = profile_text.split("aws_secret_access_key = ")[1].split()[0]
+        key = first_run_key(data_dir)
 
         def api():
-            return boto3.client(
-                "customer-profiles",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name="us-east-1",
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-                config=Config(retries={"max_attempts": 1}),
-            )
+            return api_client(port, key)
 
         api().create_domain(DomainName="shared", DefaultExpirationDays=30)
 
@@ -262,20 +229,14 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
     whole group) left its workers serving the port, unsupervised, and a new server could not
     bind it (a stress review). The workers now notice and stop, and the port is free again."""
     port = free_port()
-    process = _serve(tmp_path / "data", port, "--workers", "2")
+    process = serve_first_run(tmp_path / "data", port, "--workers", "2")
     try:
-        assert process.stdout is not None
-        started = 0
-        for line in process.stdout:
-            started += "Application startup complete" in line
-            if started == 2:
-                break
-        assert started == 2, "both workers start"
+        wait_for_workers(process, 2)
         workers = [
             int(pid)
             for pid in os.listdir("/proc")
             if pid.isdigit()
-            and _parent_of(int(pid)) == process.pid
+            and parent_of(int(pid)) == process.pid
             and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert len(workers) == 2
@@ -300,15 +261,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces; the parent id follows.
-    return int(stat_line.rsplit(")", 1)[1].split()[1])
 
 
 def test_a_database_without_its_keyring_is_refused_not_resealed(tmp_path):
@@ -360,7 +312,7 @@ def test_serve_trusts_no_forwarded_address_unless_told(tmp_path):
     from openprofiles.users import throttle
 
     port = free_port()
-    process = _serve(tmp_path / "data", port)
+    process = serve_first_run(tmp_path / "data", port)
     try:
         _started(process)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:

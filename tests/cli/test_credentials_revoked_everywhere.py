@@ -23,15 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from sqlalchemy import event
+from tests.support.serve import api_client, wait_for_workers
 from tests.support.server import free_port
 
 from openprofiles.app import build_services
@@ -169,33 +168,16 @@ def _serving_two_workers(settings: Settings) -> Iterator[int]:
         env=_environment(),
     )
     try:
-        assert process.stdout is not None
-        started = 0
-        for line in process.stdout:
-            started += "Application startup complete" in line
-            if started == 2:
-                break
-        assert started == 2, "both workers start"
+        wait_for_workers(process, 2)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-# One session: its clients share the loaded service model, which is most of making one.
-_SESSION = boto3.session.Session()
-
-
 def _client(port: int, key: dict[str, str]) -> object:
     # A new client each call: a new connection, which either worker may accept.
-    return _SESSION.client(
-        "customer-profiles",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return api_client(port, (key["AccessKeyId"], key["SecretAccessKey"]))
 
 
 def _refused_with(port: int, key: dict[str, str]) -> str | None:

@@ -1,6 +1,6 @@
 """`serve --workers 2`: /metrics adds up both workers' counts (prometheus_client's multiprocess
-mode, openprofiles.metrics.endpoint), whichever worker answers the scrape, and the directory
-the workers counted in is removed when the server stops."""
+mode, openprofiles.metrics.endpoint), whichever worker answers the scrape; and a count that
+cannot be kept never fails the request it counts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import os
 import shutil
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
-from tests.cli.test_cli_commands import _parent_of, _serve
+from tests.support.serve import (
+    api_client,
+    first_run_key,
+    parent_of,
+    serve_first_run,
+    wait_for_workers,
+)
 from tests.support.server import free_port
 
 # Requests sent until both workers have answered some (the kernel hands each new connection
@@ -38,7 +42,7 @@ def _metrics_dir(supervisor: int) -> Path:
     workers = [
         int(pid)
         for pid in os.listdir("/proc")
-        if pid.isdigit() and _parent_of(int(pid)) == supervisor
+        if pid.isdigit() and parent_of(int(pid)) == supervisor
     ]
     for pid in workers:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -51,37 +55,18 @@ def _metrics_dir(supervisor: int) -> Path:
 def test_metrics_add_up_every_workers_counts(tmp_path) -> None:
     port = free_port()
     data_dir = tmp_path / "data"
-    process = _serve(data_dir, port, "--workers", "2")
+    process = serve_first_run(data_dir, port, "--workers", "2")
     try:
-        assert process.stdout is not None
-        started = 0
-        for line in process.stdout:
-            started += "Application startup complete" in line
-            if started == 2:
-                break
-        assert started == 2, "both workers start"
-        credentials = (data_dir / "credentials").read_text()
-        key_id = credentials.split("aws_access_key_id = ")[1].split()[0]
-        secret = credentials.split("aws_secret_access_key = ")[1].split()[0]
-
-        def api():  # a new client, so a new connection, which either worker may take
-            return boto3.client(
-                "customer-profiles",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name="us-east-1",
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-                config=Config(retries={"max_attempts": 1}),
-            )
-
-        api().create_domain(DomainName="counted", DefaultExpirationDays=30)
+        wait_for_workers(process, 2)
+        key = first_run_key(data_dir)
+        api_client(port, key).create_domain(DomainName="counted", DefaultExpirationDays=30)
         counted_in = _metrics_dir(process.pid)
         made = 0
         # Until both workers have counted a CreateProfile (each worker's counter file appears
         # with its first count), so the sum below needs both workers' files.
         while len(list(counted_in.glob("counter_*.db"))) < 2 or made < 4:
             assert made < MOST_REQUESTS, "the kernel gave every connection to one worker"
-            api().create_profile(DomainName="counted", FirstName=f"N{made}")
+            api_client(port, key).create_profile(DomainName="counted", FirstName=f"N{made}")
             made += 1
         # Each scrape, whichever worker answers it, shows every request of both.
         assert [_created_profiles(port) for _ in range(6)] == [made] * 6
@@ -100,26 +85,12 @@ def test_requests_are_answered_when_their_counts_cannot_be_kept(tmp_path, monkey
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(counts))
     port = free_port()
     data_dir = tmp_path / "data"
-    process = _serve(data_dir, port, "--workers", "2")
+    process = serve_first_run(data_dir, port, "--workers", "2")
     try:
-        assert process.stdout is not None
-        started = 0
-        for line in process.stdout:
-            started += "Application startup complete" in line
-            if started == 2:
-                break
-        assert started == 2
+        wait_for_workers(process, 2)
         shutil.rmtree(counts)
-        credentials = (data_dir / "credentials").read_text()
-        client = boto3.client(
-            "customer-profiles",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
-            aws_access_key_id=credentials.split("aws_access_key_id = ")[1].split()[0],
-            aws_secret_access_key=credentials.split("aws_secret_access_key = ")[1].split()[0],
-            config=Config(retries={"max_attempts": 1}),
-        )
-        for n in range(4):  # new connections are not needed: each worker fails at its first
+        client = api_client(port, first_run_key(data_dir))
+        for n in range(4):
             client.create_domain(DomainName=f"uncounted-{n}", DefaultExpirationDays=30)
             with pytest.raises(client.exceptions.ResourceNotFoundException):
                 client.get_domain(DomainName="never-made")
