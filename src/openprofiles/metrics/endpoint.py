@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -72,12 +73,11 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
     servers that were killed before they could remove theirs are removed first.
 
     A directory the operator named (PROMETHEUS_MULTIPROC_DIR set, as under another process
-    manager) is used, emptied of the counts of the processes before (prometheus_client asks
-    for it), whatever N is."""
+    manager) is used, whatever N is, emptied of the counts of processes that have ended
+    (prometheus_client asks for it; `_remove_dead_counts`)."""
     named = os.environ.get(MULTIPROCESS_ENV)
     if named:
-        for old in Path(named).glob("*.db"):
-            old.unlink(missing_ok=True)
+        _remove_dead_counts(Path(named))
         yield
         return
     if workers <= 1:
@@ -91,6 +91,20 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
     finally:
         os.environ.pop(MULTIPROCESS_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+# prometheus_client's files in a multiprocess directory: the kind of metric, then the process id.
+_COUNT_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_(\d+)\.db")
+
+
+def _remove_dead_counts(directory: Path) -> None:
+    """Remove from an operator-named directory the count files of processes that have ended:
+    only prometheus_client's, and never a live process's (another server sharing it, a
+    command that inherited the variable), whose counts would vanish with its file."""
+    for found in directory.glob("*.db"):
+        named = _COUNT_FILE.fullmatch(found.name)
+        if named is not None and not _alive(int(named.group(1))):
+            found.unlink(missing_ok=True)
 
 
 def _remove_orphaned_dirs() -> None:

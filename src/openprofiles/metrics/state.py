@@ -45,8 +45,11 @@ class DatabaseState:
         self._every = services.settings.metrics_state_seconds
         self._clock = clock
         self._lock = threading.Lock()
+        # The outcome of the last read (None: it failed), when it began, and how many reads
+        # have ended: a scrape that waited for a read takes its outcome, whatever it was.
         self._state: _State | None = None
         self._read_at = float("-inf")
+        self._reads = 0
 
     def collect(self) -> Iterator[Metric]:
         state = self._current()
@@ -86,12 +89,16 @@ class DatabaseState:
         yield from (letters, unsent, kept)
 
     def _current(self) -> _State | None:
-        """The state read within the last `_every` seconds, or read now (one reader at a time:
-        the others wait for it and take what it read); None when the read fails."""
+        """The outcome of a read begun within the last `_every` seconds, or of one read now:
+        one reader at a time, and the scrapes that waited for it take its outcome. None when
+        the read failed, which serves as long: a database that does not answer (a connect
+        timeout, a table locked by a migration) must not be asked once more per waiting scrape,
+        each holding a thread of the pool the requests share."""
+        reads_before = self._reads
         with self._lock:
-            if self._state is not None and self._clock() - self._read_at < self._every:
+            if self._reads != reads_before or self._clock() - self._read_at < self._every:
                 return self._state
-            started = self._clock()
+            self._read_at = self._clock()
             try:
                 self._state = self._read()
             except Exception as exc:
@@ -100,8 +107,8 @@ class DatabaseState:
                     "metrics: the database's state could not be read (%s)", type(exc).__name__
                 )
                 self._state = None
-                return None
-            self._read_at = started
+            finally:
+                self._reads += 1
             return self._state
 
     def _read(self) -> _State:

@@ -61,14 +61,26 @@ def test_the_directories_of_killed_servers_are_removed(monkeypatch: pytest.Monke
                 path.rmdir()
 
 
-def test_a_directory_the_operator_named_is_emptied_of_earlier_counts(
+def test_a_directory_the_operator_named_loses_only_ended_processes_counts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (tmp_path / "counter_4242.db").write_bytes(b"x")
-    (tmp_path / "histogram_4242.db").write_bytes(b"x")
-    (tmp_path / "notes.txt").write_text("kept")
+    """prometheus_client asks for the directory to be emptied between runs; only its own files
+    of processes that have ended go (another server or command sharing it keeps its counts)."""
+    dead, live = _dead_pid(), os.getppid()
+    names = [
+        f"counter_{dead}.db",
+        f"histogram_{dead}.db",
+        f"gauge_livesum_{dead}.db",
+        f"counter_{live}.db",
+        "other.db",
+        "notes.txt",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
     monkeypatch.setenv(MULTIPROCESS_ENV, str(tmp_path))
     with multiprocess_dir(2):
         assert os.environ[MULTIPROCESS_ENV] == str(tmp_path)
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [f"counter_{live}.db", "other.db", "notes.txt"]
+        )
     assert tmp_path.exists() and os.environ[MULTIPROCESS_ENV] == str(tmp_path)

@@ -142,3 +142,46 @@ def test_a_failed_read_leaves_the_state_out_and_the_counters_in(
         ]
         >= 1
     )
+
+
+def test_a_failed_read_serves_its_time_too(services: Services, domains: tuple[str, str]) -> None:
+    """A database that does not answer is asked once per interval, not once more per scrape:
+    each waiting scrape holds a thread of the pool the requests share."""
+    from sqlalchemy import event
+
+    now = [1000.0]
+    state = DatabaseState(services, clock=lambda: now[0])
+    every = services.settings.metrics_state_seconds
+    with services.write() as tx:
+        tx.conn.exec_driver_sql("DROP TABLE contact_awaited")
+        tx.conn.exec_driver_sql("DROP TABLE unrouted_contact_record")
+    reads: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "dlq_message" in statement:
+            reads.append(statement)
+
+    event.listen(services.database.engine, "before_cursor_execute", record)
+    try:
+
+        def up() -> float:
+            registry = CollectorRegistry()
+            registry.register(state)
+            text = generate_latest(registry).decode()
+            return next(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "openprofiles_database_state_up"
+            )
+
+        assert up() == 0
+        tries = len(reads)
+        assert tries >= 1
+        assert [up() for _ in range(5)] == [0] * 5
+        assert len(reads) == tries, "the failure serves its interval"
+        now[0] += every
+        assert up() == 0
+        assert len(reads) > tries
+    finally:
+        event.remove(services.database.engine, "before_cursor_execute", record)
