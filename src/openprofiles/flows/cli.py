@@ -27,8 +27,8 @@ def flows() -> None:
 @click.option(
     "--incremental",
     is_flag=True,
-    help="Read only new or changed items, and items that failed (dead-lettered whole, or with "
-    "a record set aside), which a run asked for reads again.",
+    help="Read only new or changed items, and what items that failed (dead-lettered whole, or "
+    "with records set aside) left unapplied, which a run asked for reads again.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def flows_run(
@@ -42,8 +42,10 @@ def flows_run(
     """Run flow NAME of DOMAIN once, now.
 
     An OnDemand flow (or a Scheduled one with DataPullMode Complete) reads every item; another
-    the items new or changed since its last run. Either way an item that failed is read again,
-    unchanged: this is the run its dead letter asks for once the cause is fixed.
+    the items new or changed since its last run, and of an item that failed, unchanged, the
+    records not applied (those set aside, those after where its reading stopped): this is the
+    run its dead letter asks for once the cause is fixed. A run that fails on it again leaves
+    it failed.
     """
     from openprofiles.errors import ServiceError
     from openprofiles.flows.models import FlowRun

@@ -24,27 +24,28 @@ resumes it after the records applied, counting and dead-lettering none of them a
 Complete run reads every item whole, as it always does.
 
 A flow runs once at a time, across every process (several `flows watch` workers, servers whose
-admin pages have a run button): a run claims its flow when it starts (`_claim`), in a
-transaction that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises
-the claims already) and finds no other RUNNING run of the flow holding it (the partial index
+admin pages have a run button): a run claims its flow when it starts (`_claim`), in a transaction
+that locks the flow's integration row (PostgreSQL; SQLite's one writer serialises the claims
+already) and finds no other RUNNING run of the flow holding it (the partial index
 ix_flow_run_running finds it among all the flow's runs). A run holds its flow for as long as it
 makes progress: every batch and every item renews its claim (its `progress_at`), and where it
 commits nothing for a while — listing its source, which can take minutes on a huge bucket, and
 passing over items gone since — it renews it at most every `RENEW_EVERY` (`_Renewal`: while the
 listing goes on in a thread of its own, `list_source`). A listing that has not ended after
-`LISTING_LIMIT` (a hung network mount, an endpoint paging for ever) ends the run FAILED, saying
-so, rather than hold the flow for ever; its thread goes on until the listing returns, and while
-it does the process does not list the flow's source again (`listing_key`): a run ends FAILED at
-once (LISTING_BUSY), an Event check passes the flow over, so a source that keeps hanging holds
-one thread, not one more every watcher pass. One silent for `STALE_AFTER` no longer holds its
-flow (its process may have ended, or be stalled): the next run to claim the flow closes it
-FAILED, naming itself as the run that took the flow over, and if its process is still alive it
-stops at its next transaction. An automatic trigger passes a flow held by a run over; a run
-asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with
-`RunInProgress`. A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher
-passes find it not due, and make no source and take no lock — and again under the claim, so two
-watchers do not both start its run; an Event run lists its source again once it holds the flow,
-and is dropped, unrecorded, when another run read the new items meanwhile.
+`LISTING_LIMIT` (a hung network mount, an endpoint paging for ever) ends the run FAILED, saying so,
+rather than hold the flow for ever; its thread goes on until the listing returns, and while it does
+the process does not list the flow's source again (`listing_key`): a run ends FAILED at once
+(LISTING_BUSY), an Event check passes the flow over — it has no run to fail, so it logs a warning
+naming the flow and its domain, once per LISTING_LIMIT (`_warn_stuck`) — so a source that keeps
+hanging holds one thread, not one more every watcher pass. One silent for `STALE_AFTER` no longer
+holds its flow (its process may have ended, or be stalled): the next run to claim the flow closes
+it FAILED, naming itself as the run that took the flow over, and if its process is still alive it
+stops at its next transaction. An automatic trigger passes a flow held by a run over; a run asked
+for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with `RunInProgress`.
+A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher passes find it not
+due, and make no source and take no lock — and again under the claim, so two watchers do not both
+start its run; an Event run lists its source again once it holds the flow, and is dropped,
+unrecorded, when another run read the new items meanwhile.
 
 Every transaction of a run that applies a batch or checkpoints an item first checks that the
 run still holds its flow (`_hold`), taking the object type's lock as the pipeline does, then
@@ -78,28 +79,48 @@ An item gone since it was listed (a file deleted, an object deleted or being rep
 delete and a put: `ItemGone`) is no item of the run: it is neither dead-lettered nor
 checkpointed, and a run that lists it again reads it.
 
-An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large
-to read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the
-reason naming the file or object), counted as one record read and dead-lettered, and
-checkpointed as failed, and the run goes on. No automatic run reads it again until it changes —
-the dead-letter queue holds it; a run asked for (OnDemand: `openprofiles flows run`, with
-`--incremental` too, or the admin pages' "Run now", whatever the flow's own trigger) reads it
-again, for when the cause was fixed without changing it. So is a streamed item whose rest could
-not be read (its records before that were ingested). A source that cannot be listed or read at
-all fails the run instead, leaving its items to the next run (which resumes an item the run had
-begun, see above; a Complete run applies its records again, which changes nothing: an object
-is stored under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
+An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large to
+read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the reason
+naming the file or object), counted as one record read and dead-lettered, and checkpointed as
+failed, and the run goes on. No automatic run reads it again until it changes — the dead-letter
+queue holds it; a run asked for (OnDemand: `openprofiles flows run`, with `--incremental` too, or
+the admin pages' "Run now", whatever the flow's own trigger) reads it again, for when the cause was
+fixed without changing it. So is a streamed item whose rest could not be read (its records before
+that were ingested). A source that cannot be listed or read at all fails the run instead, leaving
+its items to the next run (which resumes an item the run had begun, see above; a Complete run
+applies its records again, which changes nothing: an object is stored under its UNIQUE key,
+replacing itself), as does a run that stopped holding its flow.
+
+A failed item can have been partly applied (a streamed item whose rest could not be read, an item
+set aside, below): its checkpoint keeps what of that content was not (FAILED_MARK, `_Unapplied`:
+the records after where its reading stopped, and the positions of those set aside one by one), and
+an incremental run that reads it again, unchanged, applies exactly those, passing over the others
+as it resumes an item: applied again, an older record would overwrite what a later item brought
+since (a customer's new address going back to the old one). The records set aside were
+dead-lettered as not retryable, never applied: they are among those applied now, and their dead
+letters stay, to be purged. Each transaction of such a run writes the failed checkpoint with what
+is left, so a run that stops midway leaves the item failed, with less to apply; one that fails on
+an internal error there (its cause not fixed) says so (CRASHED_REREAD) and does not count it as a
+crash: the item stays out of the automatic runs' way. A changed item (another version) is read
+whole, as a new one; a run that reads every item (Complete) reads it whole too, after the items
+before it, as it reads them all.
 
 An item whose reading raises an error the run does not know (a bug, a record that crashes the
 mapping) stops the run, FAILED with an internal error, as any such error does; the run counts
 it in the item's checkpoint (CRASHED_MARK: runs in a row, and after how many of its records),
 so that it is not retried for ever while the items after it wait. A run that gets past where
-they stopped starts the count afresh; an error of the database's connection is not counted.
-The item's `CRASH_ATTEMPTS`-th attempt reads it carefully: a batch that raises is applied a
-record a transaction, and a record that raises again on its own is dead-lettered (CRASHED_RECORD,
-its text kept) while the others go in; an error raised while reading the item, not applying
-it, makes it a failed item after the records applied (CRASHED_ITEM). Either way the item is
-checkpointed as failed, and the run goes on with the next items.
+they stopped starts the count afresh. An error that says nothing of the item is not counted
+(`_item_crash`): the pool's TimeoutError, and every error of the database but a value or row
+refused (IntegrityError, DataError): its connection failing, a read-only server after a
+failover, a permission revoked, a column missing; an S3 body broken off is the source's
+(SourceError, flows.sources). The item's `CRASH_ATTEMPTS`-th attempt reads it carefully: a
+batch that raises is applied a record a transaction, and a record that raises again on its own
+is dead-lettered (CRASHED_RECORD, its text kept) while the others go in — unless none of the
+batch's records (more than one) applies alone: the error is then taken for the system's (a
+trigger or grant refusing every write), none is set aside, and the run fails without counting
+it (CRASHED_SYSTEMIC). An error raised while reading the item, not applying it, makes it a
+failed item after the records applied (CRASHED_ITEM). Either way the item is checkpointed as
+failed, with what of it was not applied, and the run goes on with the next items.
 
 A flow keeps its newest `RUNS_KEPT` finished runs of each trigger (`_prune_runs`, as each run
 ends): a Scheduled flow runs every few minutes for years, and a run's sealed error can quote a
@@ -128,15 +149,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from openprofiles.context import Services, Tx
 from openprofiles.crypto.domain_keys import DomainCipher
@@ -169,8 +191,11 @@ RUNS_KEPT = 2000
 # Records of a streamed item can be long: a batch also ends once its records hold this much text.
 BATCH_BYTES = 8 * 1024 * 1024
 Progress = Callable[[FlowRun], None]
-# The checkpoint version of an item that failed starts with this, followed by the item's version:
-# read like any checkpoint by incremental runs, and told apart by complete ones.
+# The checkpoint version of an item that failed starts with this, followed by the item's version
+# ("failed:<etag>") when nothing of it is known applied, or by what of it was not applied, then
+# the version ("failed:1500:7,12-14:<etag>": the records after its first 1500, and those at
+# positions 7 and 12 to 14, set aside; `_Unapplied`): not pending for automatic runs, and read
+# again by a run asked for, which applies only those records (the module docstring).
 FAILED_MARK = "failed:"
 # The checkpoint version of an item begun and not finished: this, the number of its records
 # (records and BadRecords, in the order flows.items hands them out) applied in committed
@@ -196,14 +221,28 @@ CRASHED_RECORD = (
     "Reading this record stopped the flow's runs with an internal error ({error}) "
     "{attempts} runs in a row, so it was set aside and the rest of its item read. The server's "
     "log has the error; once its cause is fixed, run the flow (openprofiles flows run, or Run "
-    "now on the admin pages), which reads the item again."
+    "now on the admin pages), which applies the records of the item not applied, this one "
+    "among them."
 )
 # The reason of an item set aside on its last attempt, the error raised while reading it.
 CRASHED_ITEM = (
     "Reading {what} stopped the flow's runs with an internal error ({error}) {attempts} runs "
     "in a row, after its first {applied} records (applied): the rest of it was not read. The "
     "server's log has the error; once its cause is fixed, run the flow (openprofiles flows run, "
-    "or Run now on the admin pages), which reads the item again."
+    "or Run now on the admin pages), which reads the rest of the item."
+)
+# The error of a run whose last attempt at an item found every record of a batch raising the
+# error alone: not the records' (the database refusing every write, say), so none is set aside.
+CRASHED_SYSTEMIC = (
+    "An internal error stopped the run: every record of a batch raised it, applied alone too, "
+    "so it is not taken for the records' and none was set aside. The server's log has the "
+    "error; the next run tries the item again."
+)
+# The error of a run stopped by an unexpected error while it read again an item that had failed.
+CRASHED_REREAD = (
+    "An internal error stopped the run while it read again {what}, which had failed: the item "
+    "stays failed (no automatic run reads it), with what of it is still not applied, until its "
+    "cause is fixed and the flow run again. The server's log has the error."
 )
 # What flow_item.version holds: an item whose version is too long to go with PARTIAL_MARK (none
 # of S3's or a folder's is) is read from its start again, as before there were such marks.
@@ -286,6 +325,11 @@ TAKEN_OVER = (
     "The run stopped: it made no progress for {stale}, so it no longer held its flow, and "
     "another run took the flow over. What it had applied stays applied."
 )
+
+
+class ListingStuck(SourceError):
+    """The source's listing did not end within LISTING_LIMIT (LISTING_HUNG), or one that did
+    not still goes on in this process (LISTING_BUSY): an Event check says so in the log."""
 
 
 class RunInProgress(BadRequest):
@@ -436,8 +480,91 @@ def pending_items(
 
 def _is_pending(checkpoint: str | None, item: SourceItem) -> bool:
     """Whether an incremental run reads the item: never read, changed since, or begun and not
-    finished (a PARTIAL_MARK checkpoint)."""
-    return checkpoint not in (item.version, FAILED_MARK + item.version)
+    finished (a PARTIAL_MARK checkpoint). A failed item is not (FAILED_MARK), unless changed."""
+    return checkpoint != item.version and _failed(checkpoint, item.version) is None
+
+
+@dataclass(frozen=True)
+class _Unapplied:
+    """The records of an item's content not applied yet, by their positions (from 1, in the
+    order flows.items hands out records and BadRecords, as PARTIAL_MARK counts them): every one
+    after the first `at`, and those at `aside` among the first `at` (set aside on the item's
+    last attempt, CRASH_ATTEMPTS: never applied). What a run reads of an item (`_read_plan`),
+    and what a failed item's checkpoint keeps (FAILED_MARK) for a run asked for to apply."""
+
+    at: int = 0
+    aside: frozenset[int] = frozenset()
+
+    def wants(self, position: int) -> bool:
+        return position > self.at or position in self.aside
+
+    @property
+    def done_before(self) -> int:
+        """Up to which position every record is applied already."""
+        return min(self.aside, default=self.at + 1) - 1
+
+    def after(self, done: int, aside: Iterable[int] = ()) -> _Unapplied:
+        """What is left once a run has done the records wanted up to position `done`, those at
+        `aside` (set aside by the run) left unapplied."""
+        left = {p for p in self.aside if p > done} | set(aside)
+        return _Unapplied(max(self.at, done), frozenset(left))
+
+    def failed_checkpoint(self, version: str) -> str:
+        """The checkpoint of the item failed with these records of `version` not applied. Within
+        CHECKPOINT_LENGTH: when too many were set aside to name them all, the records from the
+        first one left unnamed on are all applied again (some a second time), rather than one
+        set aside never; when even that cannot be said, the item is read whole again."""
+        at, aside = self.at, sorted(self.aside)
+        while at or aside:
+            checkpoint = f"{FAILED_MARK}{at}:{_ranges(aside)}:{version}"
+            if len(checkpoint) <= CHECKPOINT_LENGTH:
+                return checkpoint
+            at = min(at, aside.pop() - 1) if aside else 0
+        return FAILED_MARK + version
+
+
+def _ranges(positions: list[int]) -> str:
+    """Sorted positions as "3,7-9"."""
+    runs: list[list[int]] = []
+    for position in positions:
+        if runs and position == runs[-1][1] + 1:
+            runs[-1][1] = position
+        else:
+            runs.append([position, position])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _failed(checkpoint: str | None, version: str) -> _Unapplied | None:
+    """What of the content of `version` a failed item's checkpoint says was not applied (all
+    of it for "failed:<version>"); None when the checkpoint is not the item failed in that
+    version."""
+    if checkpoint is None or not checkpoint.startswith(FAILED_MARK):
+        return None
+    rest = checkpoint[len(FAILED_MARK) :]
+    if rest == version:
+        return _Unapplied()
+    if not rest.endswith(":" + version):
+        return None
+    at, _, named = rest[: len(rest) - len(version) - 1].partition(":")
+    aside: set[int] = set()
+    for part in filter(None, named.split(",")):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or not (last or first).isdigit():
+            return None
+        aside.update(range(int(first), int(last or first) + 1))
+    return _Unapplied(int(at), frozenset(aside)) if at.isdigit() else None
+
+
+def _read_plan(checkpoint: str | None, version: str, *, read_all: bool) -> _Unapplied:
+    """What of the content of `version` a run applies, the item checkpointed `checkpoint`: all
+    of it when the run reads every item or the item is new or changed; what a failed item's
+    checkpoint says was not applied (FAILED_MARK); the records after those a run that stopped
+    applied (PARTIAL_MARK, CRASHED_MARK)."""
+    if read_all:
+        return _Unapplied()
+    if (failed := _failed(checkpoint, version)) is not None:
+        return failed
+    return _Unapplied(_resume_after(checkpoint, version))
 
 
 def _resume_after(checkpoint: str | None, version: str) -> int:
@@ -475,13 +602,20 @@ def _crashes(checkpoint: str | None, version: str) -> _Crashes | None:
 @dataclass
 class _Reading:
     """The item a run is reading, for the run's end should an unexpected error stop it there
-    (`_note_crash`): the version read, the records of it applied in committed transactions
-    (counted from its start), and the runs that stopped on it before (`_crashes`)."""
+    (`_note_crash`): the version read, up to which position its records are done in committed
+    transactions (applied, passed over, or set aside), the runs that stopped on it before
+    (`_crashes`), what of it the run set out to apply (`plan`) and the positions it set aside;
+    `failed_before`: the item failed in this version (a run asked for reads it again), and
+    `systemic`: the error that stops the run was found not to be the records' (`_apply_alone`)."""
 
     item: SourceItem
     version: str
     applied: int = 0
     crashes: _Crashes | None = None
+    plan: _Unapplied = _Unapplied()
+    aside: list[int] = field(default_factory=list)
+    failed_before: bool = False
+    systemic: bool = False
 
     @property
     def last_attempt(self) -> bool:
@@ -490,12 +624,16 @@ class _Reading:
 
 def _item_crash(exc: BaseException) -> bool:
     """Whether `exc`, escaping a run while it read an item, may be the item's (counted towards
-    CRASH_ATTEMPTS): an error the run does not know. Not the database's connection failing,
-    nor a commit whose outcome is unknown: those say nothing of the item."""
-    known = (_Terminated, SourceError, ServiceError, ItemFailed, ItemGone)
-    return isinstance(exc, Exception) and not isinstance(
-        exc, (*known, OperationalError, InterfaceError)
-    )
+    CRASH_ATTEMPTS): an error the run does not know. Not one that says nothing of the item: no
+    connection from the pool in time (TimeoutError), and every error of the database but a
+    value or a row it refused (IntegrityError, DataError: a constraint or a trigger refusing the
+    record): its connection failing, a commit whose outcome is unknown (OperationalError,
+    InterfaceError), a read-only server after a failover (InternalError), a permission revoked
+    or a column missing (ProgrammingError), NotSupportedError."""
+    known = (_Terminated, SourceError, ServiceError, ItemFailed, ItemGone, PoolTimeout)
+    if not isinstance(exc, Exception) or isinstance(exc, known):
+        return False
+    return not isinstance(exc, DBAPIError) or isinstance(exc, (IntegrityError, DataError))
 
 
 def _note_crash(services: Services, held: _Held, reading: _Reading) -> None:
@@ -532,41 +670,53 @@ def _apply_alone(
     services: Services,
     held: _Held,
     read: tuple[Flow, str],
-    chunk: list[ItemRecord | BadRecord],
+    chunk: list[tuple[int, ItemRecord | BadRecord]],
     counts: dict[str, int],
     *,
-    before: int,
     checkpoint: Callable[[int], str | None],
-) -> tuple[dict[str, int], int]:
-    """Apply one record a transaction the records of a chunk that raised an unexpected error on
-    the item's last attempt (CRASH_ATTEMPTS), the first `before` records into it; a record that
-    raises again on its own is dead-lettered (CRASHED_RECORD) and the next applied. The counts,
-    and how many records were set aside. `checkpoint(n)`: the item's checkpoint once its first
-    n records are done (PARTIAL_MARK), or None."""
+    reading: _Reading,
+) -> tuple[dict[str, int], list[int]]:
+    """Apply one record a transaction the records of a chunk (with their positions in the
+    item) that raised an unexpected error on the item's last attempt (CRASH_ATTEMPTS); a record
+    that raises again on its own is dead-lettered (CRASHED_RECORD). The counts, and the
+    positions of the records set aside. `checkpoint(n)`: the item's checkpoint once its records
+    up to position n are done, or None.
+
+    When no record of the chunk (of more than one) applies alone, the error is not taken for
+    theirs but for the system's (every write refused: a trigger or a grant gone wrong): none is
+    set aside, `reading.systemic` is set and the first error raised, so that the run fails as
+    on any internal error without counting it. So the records that raise are dead-lettered
+    only once the chunk is through, each with the checkpoint moved up to the next."""
     flow, key = read
-    set_aside = 0
-    for done, record in enumerate(chunk, start=before + 1):
+    raised: list[tuple[int, ItemRecord | BadRecord, Exception]] = []
+    for position, record in chunk:
+        # Not past a record that raised and is not dead-lettered yet.
+        done = raised[0][0] - 1 if raised else position
         try:
             counts = _apply_retrying(services, held, read, [record], counts, checkpoint(done))
-            continue
         except Exception as exc:
             if not _item_crash(exc):
                 raise
-            logger.error(
-                "A record of flow %s of domain %s stopped its runs %d times in a row (%s): it "
-                "is dead-lettered.",
-                held.flow_name,
-                held.domain_name,
-                CRASH_ATTEMPTS,
-                type(exc).__name__,
-                exc_info=exc,
-            )
-            error = type(exc).__name__
+            raised.append((position, record, exc))
+    if raised and len(raised) == len(chunk) > 1:
+        reading.systemic = True
+        raise raised[0][2]
+    for index, (_, record, crash) in enumerate(raised):
+        logger.error(
+            "A record of flow %s of domain %s stopped its runs %d times in a row (%s): it "
+            "is dead-lettered.",
+            held.flow_name,
+            held.domain_name,
+            CRASH_ATTEMPTS,
+            type(crash).__name__,
+            exc_info=crash,
+        )
+        done = raised[index + 1][0] - 1 if index + 1 < len(raised) else chunk[-1][0]
 
         def set_aside_one(
             record: ItemRecord | BadRecord = record,
             done: int = done,
-            error: str = error,
+            error: str = type(crash).__name__,
             counts: dict[str, int] = counts,
         ) -> dict[str, int]:
             counted = dict(counts)
@@ -595,25 +745,21 @@ def _apply_alone(
             return counted
 
         counts = retrying(set_aside_one)
-        set_aside += 1
-    return counts, set_aside
+    return counts, [position for position, _, _ in raised]
 
 
-def _records_after(read: ItemRecords, taken: int) -> Iterator[ItemRecord | BadRecord]:
-    """The item's records after its first `taken` (applied by an earlier run): those are read
-    again, as a stream is read from its start, and passed over. Only when the content read is
-    the one the checkpoint counted (`_resume_after`), so they are the same records. The part
-    of the item that could not be read this time (flows.items: its last BadRecord) is not
-    passed over, even among them: the item is then a failed item, as it says."""
-    records = read.records
-    for _ in range(taken):
-        record = next(records, None)
-        if record is None:
-            return
-        if read.failed:
-            yield record
-            return
-    yield from records
+def _records_to_apply(
+    read: ItemRecords, plan: _Unapplied
+) -> Iterator[tuple[int, ItemRecord | BadRecord]]:
+    """The item's records `plan` wants (`_read_plan`), with their positions: the others
+    (applied by an earlier run) are read again, as a stream is read from its start, and passed
+    over. Only when the content read is the one the checkpoint counted, so they are the same
+    records. The part of the item that could not be read this time (flows.items: its last
+    BadRecord) is not passed over, wherever it comes: the item is then a failed item, as it
+    says."""
+    for position, record in enumerate(read.records, start=1):
+        if read.failed or plan.wants(position):
+            yield position, record
 
 
 def run_flow(
@@ -630,14 +776,14 @@ def run_flow(
     """Run the flow once and return the finished run (COMPLETED or FAILED); RunInProgress when
     a run of the flow is in progress (the module docstring).
 
-    `complete` reads every item (default: OnDemand runs and DataPullMode Complete do);
-    otherwise only items new or changed since the checkpoint are read, an item begun by a run
-    that stopped resumed after the records it applied. Only an OnDemand run (one asked for:
-    `openprofiles flows run`, the admin pages' button) reads again an item that failed and has
-    not changed since — an incremental one too, so that the run its dead letter asks for reads
-    it once its cause is fixed — and only an OnDemand run reads an item that has not
-    settled. `clock` (seconds) times the listing of the source (LISTING_LIMIT) and the
-    renewals of the claim.
+    `complete` reads every item (default: OnDemand runs and DataPullMode Complete do); otherwise
+    only items new or changed since the checkpoint are read, an item begun by a run that stopped
+    resumed after the records it applied. Only an OnDemand run (one asked for: `openprofiles flows
+    run`, the admin pages' button) reads again an item that failed and has not changed since — an
+    incremental one too, applying what of it was not applied, so that the run its dead letter asks
+    for reads it once its cause is fixed — and only an OnDemand run reads an item that has not
+    settled. `clock` (seconds) times the listing of the source (LISTING_LIMIT) and the renewals of
+    the claim.
     """
     found, flow = _load(services, domain_name, flow_name)
     source = source or source_for(services.settings, flow)
@@ -828,6 +974,8 @@ class _Renewal:
 # with when each began: a listing left to its thread (LISTING_HUNG) is not begun again while it
 # goes on, so a source that keeps hanging holds one thread, not one more every watcher pass.
 _LISTINGS: dict[Hashable, datetime] = {}
+# Those of them left to their thread, past LISTING_LIMIT.
+_LEFT: set[Hashable] = set()
 _LISTINGS_LOCK = threading.Lock()
 
 
@@ -847,11 +995,12 @@ def list_source(
     key: Hashable | None = None,
 ) -> list[SourceItem]:
     """`source.items()`, listed in a thread of its own while this one waits, calling `waiting`
-    every RENEW_EVERY (a run renews its claim); SourceError (LISTING_HUNG) once the listing has
-    gone on for LISTING_LIMIT by `clock`. A listing cannot be interrupted (a call blocked on a
-    hung network mount, an endpoint paging for ever): it is left to its thread, which ends
+    every RENEW_EVERY (a run renews its claim); ListingStuck (LISTING_HUNG) once the listing
+    has gone on for LISTING_LIMIT by `clock`. A listing cannot be interrupted (a call blocked on
+    a hung network mount, an endpoint paging for ever): it is left to its thread, which ends
     when it does, its result unused. While a listing of `key` (`listing_key`) left so goes on,
-    another is not begun: SourceError (LISTING_BUSY) at once."""
+    another is not begun: ListingStuck (LISTING_BUSY) at once (a SourceError saying the same
+    while one of another thread goes on within its time)."""
     listed: list[list[SourceItem]] = []
     failed: list[BaseException] = []
     ended = threading.Event()
@@ -866,13 +1015,16 @@ def list_source(
             if key is not None:
                 with _LISTINGS_LOCK:
                     _LISTINGS.pop(key, None)
+                    _LEFT.discard(key)
             ended.set()
 
     started, since = clock(), datetime.now(UTC)
     if key is not None:
         with _LISTINGS_LOCK:
             if (begun := _LISTINGS.get(key)) is not None:
-                raise SourceError(
+                # Stuck when left past LISTING_LIMIT; else another thread's, going on.
+                busy = ListingStuck if key in _LEFT else SourceError
+                raise busy(
                     LISTING_BUSY.format(
                         since=begun.isoformat(timespec="seconds"), limit=_duration(LISTING_LIMIT)
                     )
@@ -888,7 +1040,11 @@ def list_source(
         raise
     while not ended.wait(RENEW_EVERY.total_seconds()):
         if clock() - started >= LISTING_LIMIT.total_seconds():
-            raise SourceError(
+            if key is not None:
+                with _LISTINGS_LOCK:
+                    if key in _LISTINGS:
+                        _LEFT.add(key)
+            raise ListingStuck(
                 LISTING_HUNG.format(
                     limit=_duration(LISTING_LIMIT), since=since.isoformat(timespec="seconds")
                 )
@@ -942,10 +1098,11 @@ def _run(
             items = [
                 i
                 for i in listed
-                if _is_pending(done(i), i) or (not automatic and done(i) == FAILED_MARK + i.version)
+                if _is_pending(done(i), i)
+                or (not automatic and _failed(done(i), i.version) is not None)
             ]
         elif automatic:
-            items = [i for i in listed if done(i) != FAILED_MARK + i.version]
+            items = [i for i in listed if _failed(done(i), i.version) is None]
         else:
             items = listed
         if drop_if_empty and not items:
@@ -968,49 +1125,56 @@ def _run(
             failure: ItemFailed | None = None
             version, failed = item.version, False
             reading = _Reading(item, item.version, crashes=_crashes(done(item), item.version))
+            # What of the item is left unapplied should it fail (FAILED_MARK).
+            left = _Unapplied()
             try:
                 with item_records(source, item) as read:
                     version = reading.version = read.version
                     reading.crashes = crashes = _crashes(done(item), version)
-                    # An item begun by a run that stopped (killed, or failed on an error that
-                    # escaped it) is resumed after the records it applied: neither applied nor
-                    # counted again. A run that reads every item reads it whole, as it does
-                    # the items read before.
-                    taken = 0 if read_all else _resume_after(done(item), version)
-                    # A checkpoint that says this content was read (whole, or failed) stays
-                    # until the item is done: a Complete run reading it again that stops
-                    # midway leaves it read.
-                    noted = done(item) not in (version, FAILED_MARK + version)
-                    reading.applied = taken
+                    failed_before = _failed(done(item), version)
+                    reading.failed_before = failed_before is not None
+                    plan = reading.plan = _read_plan(done(item), version, read_all=read_all)
+                    # Records are applied only in a transaction that checkpoints them as
+                    # done: PARTIAL_MARK, or, an incremental run reading a failed item again,
+                    # the failed checkpoint with what is left (so an automatic run still does
+                    # not read it, and a run that stops midway leaves it failed). A
+                    # checkpoint that says this content was read whole stays until the item
+                    # is done: a Complete run reading it again that stops midway leaves it.
+                    reread = None if read_all else failed_before
+                    noted = done(item) != version and failed_before is None
+                    taken = reading.applied = plan.done_before
 
                     def partial_at(
                         taken: int,
                         version: str = version,
                         crashes: _Crashes | None = crashes,
                         noted: bool = noted,
+                        reread: _Unapplied | None = reread,
                     ) -> str | None:
-                        """The checkpoint once `taken` records are done: PARTIAL_MARK, but
-                        not over the count of the runs that stopped further on (a run that
-                        reads the item from its start, a Complete one)."""
+                        """The checkpoint once the records up to position `taken` are done:
+                        PARTIAL_MARK, but not over the count of the runs that stopped further
+                        on (a run that reads the item from its start, a Complete one)."""
+                        if reread is not None:
+                            return reread.after(taken).failed_checkpoint(version)
                         partial = f"{PARTIAL_MARK}{taken}:{version}"
                         if len(partial) > CHECKPOINT_LENGTH or not noted:
                             return None
                         return None if crashes is not None and taken <= crashes.at else partial
 
-                    set_aside = 0
-                    for batch in _batches(_records_after(read, taken)):
+                    for batch in _batches(_records_to_apply(read, plan)):
                         # A transaction a batch on SQLite, a bounded run of it on PostgreSQL
                         # (store.chunks: the shared lock table), each checkpointing its end.
                         for chunk in transaction_chunks(batch, is_sqlite=is_sqlite):
                             records = list(chunk)
+                            last = records[-1][0]
                             try:
                                 counts = _apply_retrying(
                                     services,
                                     held,
                                     (flow, item.key),
-                                    records,
+                                    [record for _, record in records],
                                     counts,
-                                    partial_at(taken + len(records)),
+                                    partial_at(last),
                                 )
                             except Exception as exc:
                                 # The item's last attempt: what raises is set aside, a record
@@ -1023,13 +1187,15 @@ def _run(
                                     (flow, item.key),
                                     records,
                                     counts,
-                                    before=taken,
                                     checkpoint=partial_at,
+                                    reading=reading,
                                 )
-                                set_aside += aside
-                            taken += len(records)
-                            reading.applied = taken
-                    failed = read.failed or set_aside > 0
+                                reading.aside += aside
+                            taken = reading.applied = last
+                    failed = read.failed or bool(reading.aside)
+                    # The part that could not be read (its last BadRecord, dead-lettered) is
+                    # not applied: a run asked for reads the item from there.
+                    left = plan.after(taken - 1 if read.failed else taken, reading.aside)
             except ItemGone:
                 # Deleted since it was listed: no item of this run (the module docstring).
                 reading = None
@@ -1037,10 +1203,12 @@ def _run(
             except ItemFailed as exc:
                 failure, failed = exc, True
                 version = exc.version or item.version
+                # Nothing of it applied now: what was not before still is not.
+                left = _read_plan(done(item), version, read_all=False)
             except Exception as exc:
                 # Raised while the item was read, not while a batch was applied: on its last
                 # attempt (CRASH_ATTEMPTS) it is a failed item, after the records applied.
-                if not (reading.last_attempt and _item_crash(exc)):
+                if reading.systemic or not (reading.last_attempt and _item_crash(exc)):
                     raise
                 logger.error(
                     "Flow %s of domain %s stopped on an item %d runs in a row (%s): it is "
@@ -1058,6 +1226,7 @@ def _run(
                     applied=reading.applied,
                 )
                 failure, failed, version = ItemFailed(reason, ""), True, reading.version
+                left = reading.plan.after(reading.applied, reading.aside)
             counts["items_read"] += 1
             if failure is not None:
                 counts["records_read"] += 1
@@ -1069,6 +1238,7 @@ def _run(
                 version: str = version,
                 failed: bool = failed,
                 counts: dict[str, int] = counts,
+                left: _Unapplied = left,
             ) -> FlowRun:
                 with services.write() as tx:
                     _hold(tx, held)
@@ -1088,7 +1258,7 @@ def _run(
                             ),
                             origin=_origin(flow, item.key),
                         )
-                    checkpoint = FAILED_MARK + version if failed else version
+                    checkpoint = left.failed_checkpoint(version) if failed else version
                     _checkpoint(tx, domain_name, flow_name, item.key, checkpoint)
                     _update_run(tx, domain_name, run_id, counts)
                     return get_run(tx, domain_name=domain_name, run_id=run_id)
@@ -1109,10 +1279,17 @@ def _run(
     except Exception as exc:
         # No reason to show (a database error, a bug): the run still ends FAILED, not RUNNING
         # for ever, and the error goes on to the caller's log with its traceback. Stopped on
-        # an item, it counts towards setting the item aside (CRASH_ATTEMPTS).
-        if reading is not None and _item_crash(exc):
+        # an item, it counts towards setting the item aside (CRASH_ATTEMPTS) — unless the item
+        # had failed (set aside already: its checkpoint stays, read again by a run asked for,
+        # not by every automatic one), or the error was found to be no record's.
+        error = "An internal error stopped the run."
+        if reading is not None and reading.failed_before:
+            error = CRASHED_REREAD.format(what=source.describe(reading.item.key))
+        elif reading is not None and reading.systemic:
+            error = CRASHED_SYSTEMIC
+        elif reading is not None and _item_crash(exc):
             _note_crash(services, held, reading)
-        _finish_run(services, held, counts, "An internal error stopped the run.")
+        _finish_run(services, held, counts, error)
         raise
     return _finish_run(services, held, counts, error)
 
@@ -1262,14 +1439,14 @@ def _apply_retrying(
 
 
 def _batches(
-    records: Iterator[ItemRecord | BadRecord],
-) -> Iterator[list[ItemRecord | BadRecord]]:
-    """The records in batches of up to BATCH_SIZE records and about BATCH_BYTES of text, read
-    as the batches are taken (a streamed item is never held whole)."""
-    batch: list[ItemRecord | BadRecord] = []
+    records: Iterator[tuple[int, ItemRecord | BadRecord]],
+) -> Iterator[list[tuple[int, ItemRecord | BadRecord]]]:
+    """The records (with their positions) in batches of up to BATCH_SIZE records and about
+    BATCH_BYTES of text, read as the batches are taken (a streamed item is never held whole)."""
+    batch: list[tuple[int, ItemRecord | BadRecord]] = []
     size = 0
-    for record in records:
-        batch.append(record)
+    for position, record in records:
+        batch.append((position, record))
         size += len(record.text if isinstance(record, ItemRecord) else record.content)
         if len(batch) == BATCH_SIZE or size >= BATCH_BYTES:
             yield batch
@@ -1475,6 +1652,11 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
         source = source_for(services.settings, flow)
         try:
             pending = pending_items(services, found.domain_name, flow, source, settled_only=True)
+        except ListingStuck:
+            # No run to fail, so say it in the log: else a hung source would stop the flow
+            # without a word.
+            _warn_stuck(services, found.domain_name, flow)
+            return None
         except SourceError:
             return None
         if not pending:
@@ -1494,6 +1676,32 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
             # stopped ended FAILED already (run_flow).
             return None
         return _failed_start(services, found, trigger, exc, due)
+
+
+# When each flow's Event check last warned that its source's listing is stuck (`_warn_stuck`), by
+# `listing_key`, in time.monotonic seconds.
+_STUCK_WARNED: dict[Hashable, float] = {}
+
+
+def _warn_stuck(services: Services, domain_name: str, flow: Flow) -> None:
+    """Log that the Event flow was not checked, its source's listing stuck (ListingStuck): at
+    most once per LISTING_LIMIT per flow (the watcher checks every few seconds), naming only the
+    flow and its domain (a folder's path or a bucket's key can be personal data)."""
+    key = listing_key(services, domain_name, flow)
+    at = time.monotonic()
+    with _LISTINGS_LOCK:
+        last = _STUCK_WARNED.get(key)
+        if last is not None and at - last < LISTING_LIMIT.total_seconds():
+            return
+        _STUCK_WARNED[key] = at
+    logger.warning(
+        "Flow %s of domain %s was not checked for new items: a listing of its source has not "
+        "ended within %s, and it is not listed again until that listing returns. Check that "
+        "its folder or bucket answers (a hung network mount, an endpoint that never answers).",
+        flow.name,
+        domain_name,
+        _duration(LISTING_LIMIT),
+    )
 
 
 def _log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:

@@ -11,7 +11,8 @@ newer version nor reads the same one again.
 
 Two kinds of failure: `SourceError` when the source as a whole cannot be listed or read (folder
 missing, bucket missing, credentials refused, endpoint unreachable) — the run fails, and reads
-the items again when it next runs — and `ItemError` when one item cannot be read while the rest
+the items again when it next runs; an S3 object's body broken off midway too, whatever raised
+it: botocore, urllib3 or the socket — and `ItemError` when one item cannot be read while the rest
 of the source can (a file that cannot be opened, an archived object) — the run dead-letters
 that item and goes on with the next. An item deleted since it was listed is neither: `ItemGone`
 says it is no longer there (a file deleted, an object deleted, or being replaced by a delete
@@ -276,13 +277,19 @@ class _S3Stream:
         self._body = body
 
     def read(self, size: int) -> bytes:
+        from http.client import HTTPException
+
         from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
 
         try:
             return bytes(self._body.read(size))
-        except BotoCoreError as exc:
+        except (BotoCoreError, HTTPError, HTTPException, OSError) as exc:
             # The connection broke off or timed out: the run stops and reads the object again
-            # next time, like an object that could not be fetched at all.
+            # next time, like an object that could not be fetched at all. botocore turns only
+            # urllib3's timeouts and protocol errors into its own: its TLS (SSLError) and
+            # decoding errors, and the socket's (OSError), come through as they are, and are
+            # no more the object's (nor a bug to count against it, flows.service).
             raise SourceError(f"Cannot read {self._where}: {_botocore_said(exc)}") from exc
 
     def __enter__(self) -> _S3Stream:
