@@ -114,13 +114,13 @@ def test_a_batch_whose_every_record_fails_alone_is_not_set_aside(
     assert letters(services) == []
 
 
+# PostgreSQL only: SQLite's triggers can only raise IntegrityError (the next test covers SQLite).
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
 def test_a_database_error_that_is_no_records_is_not_counted(
     services: Services, tmp_path: Path
 ) -> None:
     """PostgreSQL: a plain RAISE EXCEPTION (P0001), a ProgrammingError, as a permission revoked
     or a column missing are: never counted, so even a batch of one record is not set aside."""
-    if services.database.is_sqlite:
-        pytest.skip("SQLite's triggers raise IntegrityError: the next test covers SQLite")
     folder = export(services, tmp_path)
     (folder / "a.jsonl").write_text(jsonl(person(1)))
     (folder / "b.jsonl").unlink()
