@@ -11,11 +11,12 @@ encoder or database accepts), and arrays or objects nested more than MAX_JSON_DE
 would overflow the recursion of code that walks the document). Its error says what and where
 (member names only, never values).
 
-Cutting (`split_json_records`): a text is one JSON value (an array gives its elements) or JSON
-lines (one value per line). A text that does not parse as a whole is JSON lines when at least
-one of its non-empty lines parses on its own and every one starts an object, or when at least
-half of them parse on their own — then a bad line fails alone and the others are records. (A
-text of one line that does not parse, a truncated record say, is not JSON lines.) A JSON
+Cutting (`split_json_records`): a text is one JSON value (an array gives its elements, each
+as its text stands in the array) or JSON lines (one value per line). A text that does not parse
+as a whole is JSON lines when at least one of its non-empty lines parses on its own and every
+one starts an object, or when at least half of them parse on their own — then a bad line fails
+alone and the others are records. (A text of one line that does not parse, a truncated record
+say, is not JSON lines.) A JSON
 document broken somewhere never comes near that: its lines open or close values (`[`, `{`,
 `"id": 1,`, `},`), and at most the last element of an array stands alone on its line. Anything
 else is refused whole (`NotJsonText`) with the parser's message and position, rather than cut
@@ -76,6 +77,8 @@ def _finite_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# What JSON counts as whitespace between values (json.decoder.WHITESPACE's set).
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 def load_json(text: str | bytes, what: str) -> Any:
@@ -129,12 +132,15 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
     line that is not JSON has the JsonTextError saying so in place of its value. NotJsonText
     when the text is none of these. Values are parsed without the NaN/Infinity constants but
     not checked for surrogates or depth: each caller decides what such a record becomes."""
+    elements = _array_elements(text)
+    if elements is not None:
+        return elements
     try:
         whole = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         error = exc
     else:
-        if isinstance(whole, list):
+        if isinstance(whole, list):  # _array_elements reads every array that parses
             return [(json.dumps(item, ensure_ascii=False), item) for item in whole]
         return [(text.strip(), whole)]
     # Lines end at "\n" only: str.splitlines would also cut at U+2028 and other characters that
@@ -153,6 +159,45 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
     if isinstance(error, RecursionError):
         raise JsonTextError("The text is not JSON that can be read: it is nested too deeply.")
     raise JsonTextError(f"The text is not JSON: {_parse_error(error)}.")
+
+
+def _array_elements(text: str) -> list[tuple[str, Any]] | None:
+    """(raw text, value) of each element of `text` when it is one JSON array, else None (not an
+    array, or not JSON: split_json_records then parses it whole, for its error or its lines).
+
+    Each element's text is cut from `text` as sent, as a line of JSON lines is: writing the
+    parsed value again would store another text than the sender's (1.10 as 1.1, "\\u00e9" as
+    "é", other spacing). One pass of the parser over the text, an element at a time."""
+    at = _skip_whitespace(text, 0)
+    if not text.startswith("[", at):
+        return None
+    at = _skip_whitespace(text, at + 1)
+    elements: list[tuple[str, Any]] = []
+    if text.startswith("]", at):
+        end = at + 1
+    else:
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(text, at)
+            except (ValueError, RecursionError):
+                return None
+            elements.append((text[at:end], value))
+            at = _skip_whitespace(text, end)
+            if text.startswith("]", at):
+                end = at + 1
+                break
+            if not text.startswith(",", at):
+                return None
+            at = _skip_whitespace(text, at + 1)
+    if _skip_whitespace(text, end) != len(text):
+        return None  # more after the array: not one JSON value
+    return elements
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    """Where the JSON whitespace starting at `at` ends."""
+    match = _WHITESPACE.match(text, at)
+    return match.end() if match else at
 
 
 def split_json_text(text: str) -> list[str]:

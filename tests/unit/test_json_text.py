@@ -118,3 +118,20 @@ def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinity() -> Non
         split_json_records('[{"n": -1e999}, {"n": 1}]')
     bad, good = split_json_records('{"n": 2e400}\n{"n": 1.5e308}')
     assert isinstance(bad[1], JsonTextError) and good[1] == {"n": 1.5e308}
+
+
+def test_an_arrays_elements_are_cut_from_the_text_as_sent() -> None:
+    text = ' [ {"a": 1.10} ,{"b":"\\u00e9"},\n  [1, 2], "x" ]\n'
+    assert split_json_records(text) == [
+        ('{"a": 1.10}', {"a": 1.1}),
+        ('{"b":"\\u00e9"}', {"b": "\u00e9"}),
+        ("[1, 2]", [1, 2]),
+        ('"x"', "x"),
+    ]
+    assert split_json_records("[]") == []
+
+
+@pytest.mark.parametrize("text", ["[1,]", "[1 2]", "[1] [2]", "[1", "[1]]"])
+def test_a_broken_array_is_not_cut_into_elements(text: str) -> None:
+    with pytest.raises(NotJsonText):
+        split_json_records(text)

@@ -87,9 +87,8 @@ def places(text: str, raws: Sequence[str]) -> list[str | None]:
     an array's elements, None for a text that is one record.
 
     Told apart by the records themselves: JSON lines' records are their lines as they stand
-    (stripped), which an array's element never is (json_text writes each element anew, and
-    the line of an element also holds the array's brackets or commas); a text that is one
-    record on one line is line N of it, which it is."""
+    (stripped), which an array's elements never all are (the first line of an array also holds
+    its opening bracket); a text that is one record on one line is line N of it, which it is."""
     lines = [(n, s) for n, line in enumerate(text.split("\n"), 1) if (s := line.strip())]
     if len(lines) == len(raws) and all(r == s for r, (_, s) in zip(raws, lines, strict=True)):
         return [f"line {n}" for n, _ in lines]

@@ -88,3 +88,24 @@ def test_unknown_object_type_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["ingest", str(path), *common, "--object-type", "Nope"])
     assert result.exit_code != 0
     assert "Nope" in result.output
+
+
+def test_json_array_elements_are_kept_as_written(tmp_path: Path) -> None:
+    # An array's element is the sender's text, as a line of JSON lines is: parsing it and
+    # writing it again would change 1.10 into 1.1 and an escape into its character.
+    common = setup(tmp_path)
+    elements = [
+        '{"id": "1", "email": "a@x.com", "score": 1.10}',
+        '{\n  "id": "2",\n  "name": "Ren\\u00e9"\n}',
+    ]
+    path = tmp_path / "closed.json"
+    path.write_text("[\n  " + ",\n  ".join(elements) + "\n]\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["ingest", str(path), *common, "--object-type", "Closed"])
+    assert result.exit_code == 0, result.output
+    letters = json.loads(runner.invoke(main, ["dlq", "list", *common, "--json"]).output)
+    kept = []
+    for letter in letters:
+        shown = runner.invoke(main, ["dlq", "show", letter["MessageId"], *common, "--json"])
+        kept.append(json.loads(shown.output)["Object"])
+    assert sorted(kept) == sorted(elements)
