@@ -40,17 +40,21 @@ OPENPROFILES_KINESIS_ENDPOINT_URL, a Kinesis-compatible server, too: the region 
 the requests' signature, where moto and LocalStack read it), and each call that takes one is
 given the StreamARN (which is also how a stream of another account, shared by its resource
 policy, is read). An ARN that is not a stream's is refused before any call (`stream_arn`).
-Checkpoints are kept under the stream's name whichever way it was named, so a connector started
-by name and one by ARN of that stream read on from the same ones.
 
-A checkpoint belongs to one stream: a stream deleted and created again under the same name is
-another stream, whose sequence numbers do not follow on from the old one's. Checkpoints are
-saved with the stream's ARN and creation time (DescribeStreamSummary); those of another stream
-are dropped, with a warning, and its shards are read from the start. A checkpoint only moves
-forward (sequence numbers compared as the integers they are), even when two connectors read one
-stream: a slower one never moves it back, skips what the other applied, and a record both read
-has one dead letter (its origin, the stream record's position, makes the second an attempt on
-the first).
+A checkpoint belongs to one stream. Checkpoints are kept under the stream's ARN as
+DescribeStreamSummary gives it, whichever way the stream was named: a connector started by name
+and one by ARN of that stream read on from the same ones, and streams of one name in two regions
+or accounts read into one database keep their own (kept under the name before migration 0039,
+each overwrote the other's). A stream deleted and created again under the same name (the same
+ARN) is another stream, whose sequence numbers do not follow on from the old one's: checkpoints
+are saved with the stream's creation time too, those of the stream before it are dropped, with
+a warning, and its shards are read from the start. Checkpoints saved before migration 0029
+know their stream by its name only: the first connector that reads a stream of that name in the
+region where a stream named by its name is read (`named_region`) adopts them
+(`claim_checkpoints`). A checkpoint only moves forward (sequence numbers compared as the integers
+they are), even when two connectors read one stream: a slower one never moves it back, skips
+what the other applied, and a record both read has one dead letter (its origin, the stream
+record's position, makes the second an attempt on the first).
 
 A stream record's data must be UTF-8 (a byte order mark before it is ignored, as
 `POST /contact-records` ignores one). One that is not, or holds nothing but white space, is a
@@ -82,7 +86,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Numeric, and_, case, cast, delete, false, func, or_, select, true, update
+from sqlalchemy import (
+    Numeric,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -99,7 +116,8 @@ from openprofiles.settings import Settings
 from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import is_transient, retrying, sqlite_locked
 from openprofiles.store.database import storage_failure
-from openprofiles.store.schema import stream_checkpoint
+from openprofiles.store.schema import stream_checkpoint, stream_checkpoint_by_name
+from openprofiles.store.types import UtcDateTime
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +176,21 @@ _LOOK_AGAIN = frozenset(
 @dataclass(frozen=True)
 class StreamIdentity:
     """Which stream a name stood for: DescribeStreamSummary's StreamARN and
-    StreamCreationTimestamp (a stream created again under its name has a new one)."""
+    StreamCreationTimestamp (a stream created again under its name has the same ARN, and a new
+    creation time)."""
 
     arn: str
     created_at: datetime
+
+    @property
+    def name(self) -> str:
+        """The stream's name: what follows "stream/" in its ARN."""
+        return self.arn.rpartition("/")[2]
+
+    @property
+    def region(self) -> str:
+        """The stream's region: its ARN's fourth part."""
+        return self.arn.split(":")[3] if self.arn.count(":") >= 5 else ""
 
 
 class StreamArnInvalid(ValueError):
@@ -255,12 +284,16 @@ def _addressed(stream: str) -> dict[str, str]:
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
 
 
+def named_region(settings: Settings) -> str:
+    """The region a stream named by its name is read in: OPENPROFILES_AWS_REGION's, else
+    OPENPROFILES_REGION's."""
+    return settings.aws_region or settings.region
+
+
 def kinesis_client(settings: Settings, region: str | None = None) -> Any:
-    """A Kinesis client in `region` (a stream ARN's), else in OPENPROFILES_AWS_REGION's, else in
-    OPENPROFILES_REGION's; at OPENPROFILES_KINESIS_ENDPOINT_URL when it is set."""
-    return _kinesis_client(
-        settings.kinesis_endpoint_url, region or settings.aws_region or settings.region
-    )
+    """A Kinesis client in `region` (a stream ARN's), else in `named_region`; at
+    OPENPROFILES_KINESIS_ENDPOINT_URL when it is set."""
+    return _kinesis_client(settings.kinesis_endpoint_url, region or named_region(settings))
 
 
 @functools.lru_cache(maxsize=8)
@@ -290,49 +323,77 @@ def _of(identity: StreamIdentity) -> ColumnElement[bool]:
     )
 
 
-def load_checkpoints(
-    tx: Tx, stream_name: str, identity: StreamIdentity | None = None
-) -> dict[str, str]:
+def load_checkpoints(tx: Tx, identity: StreamIdentity) -> dict[str, str]:
     """The stream's checkpoints, shard id → sequence number, or SHARD_END for a shard read to
-    its end (only the stream `identity`'s, when given)."""
+    its end."""
     query = select(stream_checkpoint.c.shard_id, stream_checkpoint.c.sequence_number).where(
-        stream_checkpoint.c.stream_name == stream_name
+        _of(identity)
     )
-    if identity is not None:
-        query = query.where(_of(identity))
     return {r.shard_id: r.sequence_number for r in tx.conn.execute(query)}
 
 
-def _checkpoint(tx: Tx, stream_name: str, shard_id: str, identity: StreamIdentity) -> str | None:
+def _checkpoint(tx: Tx, shard_id: str, identity: StreamIdentity) -> str | None:
     """One shard's checkpoint (None: read from the start)."""
     return tx.conn.execute(
         select(stream_checkpoint.c.sequence_number).where(
-            stream_checkpoint.c.stream_name == stream_name,
-            stream_checkpoint.c.shard_id == shard_id,
-            _of(identity),
+            stream_checkpoint.c.shard_id == shard_id, _of(identity)
         )
     ).scalar()
 
 
-def claim_checkpoints(tx: Tx, stream_name: str, identity: StreamIdentity) -> int:
-    """Make the stream's checkpoints the stream `identity`'s: those of another stream of that
-    name are deleted (how many is returned), and those saved before checkpoints knew their
-    stream (migration 0029) are taken as this one's — unless saved before it was created, when
-    they can only be another's."""
-    table = stream_checkpoint
-    legacy = table.c.stream_arn.is_(None)
-    other = or_(
-        and_(legacy, table.c.updated_at < identity.created_at),
-        and_(~legacy, ~_of(identity)),
-    )
+def claim_checkpoints(tx: Tx, identity: StreamIdentity, *, named_region: str) -> int:
+    """Make the checkpoints of the stream's ARN the stream `identity`'s: those of the stream of
+    that ARN before it (deleted, and created again under its name) are deleted. How many were
+    deleted is returned.
+
+    Checkpoints saved before 0029 know their stream by its name only (stream_checkpoint_by_name,
+    migration 0039). Every connector then read its stream by name, in `named_region` (the
+    settings' region: kinesis_client): so a stream of that name in that region adopts them, as
+    the connector that saved them would have read on after them — unless they were saved before
+    the stream was created, when they are of the stream of that name before it, and are deleted.
+    A stream of that name in another region (read by its ARN) leaves them alone: they cannot be
+    its, and would make it skip records (moto), or fail (AWS), reading after another stream's
+    sequence numbers. Two streams of the name in that region, of two accounts, cannot be told
+    apart: the first read adopts them (each save then kept the last reader's checkpoint anyway).
+    """
+    table, by_name = stream_checkpoint, stream_checkpoint_by_name
     dropped = tx.conn.execute(
-        delete(table).where(table.c.stream_name == stream_name, other)
+        delete(table).where(
+            table.c.stream_arn == identity.arn, table.c.stream_created_at != identity.created_at
+        )
     ).rowcount
-    tx.conn.execute(
-        update(table)
-        .where(table.c.stream_name == stream_name, legacy)
-        .values(stream_arn=identity.arn, stream_created_at=identity.created_at)
-    )
+    if identity.region == named_region:
+        named = by_name.c.stream_name == identity.name
+        dropped += tx.conn.execute(
+            delete(by_name).where(named, by_name.c.updated_at < identity.created_at)
+        ).rowcount
+        statement: Any = (
+            sqlite_insert(table) if tx.services.database.is_sqlite else pg_insert(table)
+        )
+        tx.conn.execute(
+            statement.from_select(
+                [
+                    "stream_arn",
+                    "shard_id",
+                    "stream_name",
+                    "sequence_number",
+                    "updated_at",
+                    "stream_created_at",
+                ],
+                select(
+                    literal(identity.arn, String),
+                    by_name.c.shard_id,
+                    by_name.c.stream_name,
+                    by_name.c.sequence_number,
+                    by_name.c.updated_at,
+                    literal(identity.created_at, UtcDateTime),
+                ).where(named),
+            )
+            # A checkpoint the stream already has (saved since: a connector on it adopted
+            # these meanwhile) is the later one.
+            .on_conflict_do_nothing(index_elements=["stream_arn", "shard_id"])
+        )
+        tx.conn.execute(delete(by_name).where(named))
     return int(dropped or 0)
 
 
@@ -360,39 +421,36 @@ def _past(sequence_number: str, checkpoint: str | None) -> bool:
     return checkpoint != SHARD_END and int(sequence_number) > int(checkpoint)
 
 
-def save_checkpoint(
-    tx: Tx, stream_name: str, shard_id: str, sequence_number: str, identity: StreamIdentity
-) -> bool:
+def save_checkpoint(tx: Tx, shard_id: str, sequence_number: str, identity: StreamIdentity) -> bool:
     """Record that the shard was applied up to `sequence_number` (SHARD_END: all of it, to its
     end), unless its checkpoint is already there or further (another connector on the stream
     got further): a checkpoint only moves forward, in one statement (atomic on both databases).
-    A checkpoint of another stream of that name is replaced. Whether it moved."""
+    A checkpoint of the stream of that ARN before it (created at another time) is replaced.
+    Whether it moved."""
     sqlite = tx.services.database.is_sqlite
     statement: Any = sqlite_insert(stream_checkpoint) if sqlite else pg_insert(stream_checkpoint)
     table, excluded = stream_checkpoint, statement.excluded
     result = tx.conn.execute(
         statement.on_conflict_do_update(
-            index_elements=["stream_name", "shard_id"],
+            index_elements=["stream_arn", "shard_id"],
             set_={
                 "sequence_number": excluded.sequence_number,
                 "updated_at": excluded.updated_at,
-                "stream_arn": excluded.stream_arn,
                 "stream_created_at": excluded.stream_created_at,
             },
             where=or_(
-                table.c.stream_arn.is_distinct_from(excluded.stream_arn),
-                table.c.stream_created_at.is_distinct_from(excluded.stream_created_at),
+                table.c.stream_created_at != excluded.stream_created_at,
                 _later(excluded.sequence_number, table.c.sequence_number, sqlite=sqlite),
             ),
         )
         # A row comes back when it was written (psycopg's rowcount for an upsert is -1).
         .returning(table.c.shard_id),
         {
-            "stream_name": stream_name,
+            "stream_arn": identity.arn,
             "shard_id": shard_id,
+            "stream_name": identity.name,
             "sequence_number": sequence_number,
             "updated_at": tx.now,
-            "stream_arn": identity.arn,
             "stream_created_at": identity.created_at,
         },
     )
@@ -480,8 +538,8 @@ class KinesisContactRecords:
         self.services = services
         # Raises StreamArnInvalid for an ARN that is not a stream's.
         arn = stream_arn(stream)
-        # The name, whichever way the stream was named: its checkpoints and its records' origins
-        # (a dead letter's) are the same read by name or by ARN.
+        # The name, whichever way the stream was named: its records' origins (a dead letter's)
+        # and the log's messages are the same read by name or by ARN.
         self.stream_name = arn.name if arn else stream
         # The stream as it was named (its name, or its ARN).
         self.stream = stream
@@ -594,7 +652,9 @@ class KinesisContactRecords:
 
         def claim() -> int:
             with self.services.write() as tx:
-                return claim_checkpoints(tx, self.stream_name, identity)
+                return claim_checkpoints(
+                    tx, identity, named_region=named_region(self.services.settings)
+                )
 
         dropped = retrying(claim)
         if dropped:
@@ -625,8 +685,10 @@ class KinesisContactRecords:
             kwargs = {"NextToken": token}
 
     def _checkpoints(self) -> dict[str, str]:
+        identity = self._identity
+        assert identity is not None  # shards are only read once the stream was described
         with self.services.read() as tx:
-            return load_checkpoints(tx, self.stream_name, self._identity)
+            return load_checkpoints(tx, identity)
 
     def _waits_for_parent(self, shard: _Shard) -> bool:
         """Whether a parent of the shard is still to be read to its end. A parent no longer
@@ -757,7 +819,7 @@ class KinesisContactRecords:
 
         def apply() -> tuple[BatchOutcome, int, bool]:
             with self.services.write() as tx:
-                done = _checkpoint(tx, self.stream_name, shard_id, identity)
+                done = _checkpoint(tx, shard_id, identity)
                 fresh = [(r, found) for r, found in chunk if _past(r["SequenceNumber"], done)]
                 items, origins = self._items(shard_id, fresh)
                 outcome = (
@@ -765,7 +827,7 @@ class KinesisContactRecords:
                     if items
                     else BatchOutcome()
                 )
-                moved = save_checkpoint(tx, self.stream_name, shard_id, last, identity)
+                moved = save_checkpoint(tx, shard_id, last, identity)
             return outcome, len(fresh), moved
 
         # A transaction that lost a race with a server's writes (PostgreSQL) runs again.

@@ -41,7 +41,7 @@ from openprofiles.dlq.service import list_messages
 from openprofiles.integrations.service import associate_instance
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
-from openprofiles.store.schema import stream_checkpoint
+from openprofiles.store.schema import stream_checkpoint, stream_checkpoint_by_name
 
 INSTANCE = "arn:aws:connect:us-east-1:111122223333:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
 SHARD0, SHARD1 = "shardId-000000000000", "shardId-000000000001"
@@ -375,7 +375,7 @@ def test_a_recreated_stream_is_read_from_its_start(
     assert "deleted and created again" in caplog.text and "TRIM_HORIZON" in caplog.text
     identity = describe_identity(kinesis, stream)
     with services.read() as tx:
-        assert load_checkpoints(tx, stream, identity) == {SHARD0: "3"}
+        assert load_checkpoints(tx, identity) == {SHARD0: "3"}
 
 
 def test_a_running_connector_notices_the_stream_was_created_again(
@@ -397,10 +397,11 @@ def test_a_running_connector_notices_the_stream_was_created_again(
 
 
 def legacy_checkpoint(services: Services, stream: str, sequence: str, age: timedelta) -> None:
-    """A checkpoint as saved before 0029 (no stream identity), `age` before now."""
+    """A checkpoint as saved before 0029 (no stream identity: kept by name since 0039), `age`
+    before now."""
     with services.write() as tx:
         tx.conn.execute(
-            insert(stream_checkpoint).values(
+            insert(stream_checkpoint_by_name).values(
                 stream_name=stream,
                 shard_id=SHARD0,
                 sequence_number=sequence,
@@ -481,7 +482,7 @@ def test_a_slower_connector_moves_no_checkpoint_back_and_letters_no_record_twice
         b.poll_once()
 
         with a_services.read() as tx:
-            assert load_checkpoints(tx, stream) == {SHARD0: "4"}
+            assert load_checkpoints(tx, describe_identity(kinesis, stream)) == {SHARD0: "4"}
         assert a.poll_once().stream_records == 0
         with a_services.read() as tx:
             letters = list_messages(tx, domain_name="stream")
@@ -532,12 +533,12 @@ def test_a_checkpoint_only_moves_forward(services: Services, moto_url: str) -> N
     moved = []
     for shard, (saved, then, _) in enumerate(cases):
         with services.write() as tx:
-            assert save_checkpoint(tx, stream, f"shard-{shard}", saved, identity)
+            assert save_checkpoint(tx, f"shard-{shard}", saved, identity)
         with services.write() as tx:
-            moved.append(save_checkpoint(tx, stream, f"shard-{shard}", then, identity))
+            moved.append(save_checkpoint(tx, f"shard-{shard}", then, identity))
     assert moved == [then == kept for _, then, kept in cases]
     with services.read() as tx:
-        assert load_checkpoints(tx, stream) == {
+        assert load_checkpoints(tx, identity) == {
             f"shard-{shard}": kept for shard, (_, _, kept) in enumerate(cases)
         }
 
@@ -553,19 +554,19 @@ def test_a_checkpoint_saved_meanwhile_by_another_connector_is_not_moved_back(
     kinesis, stream = new_stream(moto_url)
     identity = describe_identity(kinesis, stream)
     with services.write() as tx:
-        save_checkpoint(tx, stream, SHARD0, "2", identity)
+        save_checkpoint(tx, SHARD0, "2", identity)
 
     def older() -> bool:
         with services.write() as tx:
-            return save_checkpoint(tx, stream, SHARD0, "3", identity)
+            return save_checkpoint(tx, SHARD0, "3", identity)
 
     moved = second_writer_meets_first(
-        services, lambda tx: save_checkpoint(tx, stream, SHARD0, "5", identity), older
+        services, lambda tx: save_checkpoint(tx, SHARD0, "5", identity), older
     )
 
     assert moved is False
     with services.read() as tx:
-        assert load_checkpoints(tx, stream) == {SHARD0: "5"}
+        assert load_checkpoints(tx, identity) == {SHARD0: "5"}
 
 
 # --- 5. what a stream record's data may be -----------------------------------------------------
@@ -609,7 +610,7 @@ def test_the_identity_columns_start_empty_after_0029(settings: Settings) -> None
     from sqlalchemy import text
 
     from openprofiles.store.database import Database
-    from openprofiles.store.migrate import upgrade_to, upgrade_to_head
+    from openprofiles.store.migrate import upgrade_to
 
     database = Database.from_settings(settings)
     try:
@@ -622,7 +623,7 @@ def test_the_identity_columns_start_empty_after_0029(settings: Settings) -> None
                 ),
                 {"t": "2026-11-29 00:00:00"},
             )
-        upgrade_to_head(database)
+        upgrade_to(database, "0029")  # 0039 moves them (test_migration_0039)
         with database.engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT sequence_number, stream_arn, stream_created_at FROM stream_checkpoint")

@@ -151,7 +151,7 @@ def test_the_page_that_ends_a_shard_may_hold_its_last_records(
     assert reads[:3] == [S0] * 3 and S0 not in reads[3:]
     assert rejected_agents(services) == ["second"]
     with services.read() as tx:
-        assert load_checkpoints(tx, stream)[S0] == SHARD_END
+        assert load_checkpoints(tx, describe_identity(kinesis, stream))[S0] == SHARD_END
 
 
 def test_a_merged_shard_waits_for_both_parents_and_not_for_an_expired_one(
@@ -199,7 +199,7 @@ def test_a_shard_read_to_its_end_is_never_read_again(
     conn = connector(services, stream, relay)
     assert poll(conn, 8) == 4
     with services.read() as tx:
-        assert load_checkpoints(tx, stream)[S0] == SHARD_END
+        assert load_checkpoints(tx, describe_identity(kinesis, stream))[S0] == SHARD_END
     calls = len(relay.calls)
     put(kinesis, stream, 2, ctr("y0"))
 
@@ -239,10 +239,10 @@ def test_shard_end_is_past_every_sequence_number(services: Services, moto_url: s
     identity = describe_identity(kinesis, stream)
     big = "49590338271490256608559692538361571095921575989136588898"
     with services.write() as tx:
-        assert save_checkpoint(tx, stream, S0, big, identity)
-        assert save_checkpoint(tx, stream, S0, SHARD_END, identity)
-        assert not save_checkpoint(tx, stream, S0, big + "0", identity)
-        assert not save_checkpoint(tx, stream, S0, SHARD_END, identity)
-        assert save_checkpoint(tx, stream, S1, SHARD_END, identity)
+        assert save_checkpoint(tx, S0, big, identity)
+        assert save_checkpoint(tx, S0, SHARD_END, identity)
+        assert not save_checkpoint(tx, S0, big + "0", identity)
+        assert not save_checkpoint(tx, S0, SHARD_END, identity)
+        assert save_checkpoint(tx, S1, SHARD_END, identity)
     with services.read() as tx:
-        assert load_checkpoints(tx, stream) == {S0: SHARD_END, S1: SHARD_END}
+        assert load_checkpoints(tx, identity) == {S0: SHARD_END, S1: SHARD_END}

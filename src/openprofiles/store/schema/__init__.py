@@ -33,6 +33,7 @@ from openprofiles.store.schema.integrations import (
     instance_moved_from,
     integration,
     stream_checkpoint,
+    stream_checkpoint_by_name,
     unrouted_contact_record,
 )
 from openprofiles.store.schema.object_types import object_type
@@ -71,6 +72,7 @@ __all__ = [
     "rule_match_profile",
     "signin_throttle",
     "stream_checkpoint",
+    "stream_checkpoint_by_name",
     "unrouted_contact_record",
     "web_form_submission",
     "web_session",

@@ -19,9 +19,16 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   blind-index digest of its key (an object key or file name can carry a customer's name or
   email; the checkpoint only needs to tell whether a listed key was read).
 * `stream_checkpoint` is the last sequence number applied per stream shard (Kinesis connector),
-  with the identity of the stream it belongs to (its ARN and creation time): a stream deleted and
-  created again under the same name is another stream, whose sequence numbers do not follow on.
-  Checkpoints saved before 0029 have none; the connector fills it in on first use.
+  keyed by the stream's ARN (DescribeStreamSummary's StreamARN: its partition, region, account
+  and name), so that streams of one name in two regions or accounts read into one database keep
+  their own (before 0039 they were keyed by the name, and overwrote each other's). The stream's
+  creation time goes with it: a stream deleted and created again under the same name has the
+  same ARN but is another stream, whose sequence numbers do not follow on.
+* `stream_checkpoint_by_name` keeps the checkpoints saved before 0029, which know their stream
+  by its name only (0039 moved them there). A connector adopts them, under its stream's ARN, the
+  first time it reads a stream of that name in the region a connector reading by name reads
+  in (the only region they could have been read in); the others stay here
+  (connectors.kinesis.claim_checkpoints).
 
 integrations/service.py, contacts/service.py and flows/service.py register the domain tables
 for DeleteDomain (importing domains.service here would make an import cycle).
@@ -192,11 +199,23 @@ flow_item = Table(
 stream_checkpoint = Table(
     "stream_checkpoint",
     metadata,
+    # DescribeStreamSummary's StreamARN of the stream read: the checkpoint's stream.
+    Column("stream_arn", String(2048), primary_key=True),
+    Column("shard_id", String(255), primary_key=True),
+    # The stream's name (the end of its ARN), for whoever looks at the table.
+    Column("stream_name", String(255), nullable=False),
+    Column("sequence_number", String(128), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # DescribeStreamSummary's StreamCreationTimestamp: which of the streams that had the ARN.
+    Column("stream_created_at", UtcDateTime, nullable=False),
+)
+
+# Checkpoints saved before 0029, by the stream's name alone (see the module docstring).
+stream_checkpoint_by_name = Table(
+    "stream_checkpoint_by_name",
+    metadata,
     Column("stream_name", String(255), primary_key=True),
     Column("shard_id", String(255), primary_key=True),
     Column("sequence_number", String(128), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # DescribeStreamSummary's StreamARN and StreamCreationTimestamp of the stream read.
-    Column("stream_arn", String(2048), nullable=True),
-    Column("stream_created_at", UtcDateTime, nullable=True),
 )
