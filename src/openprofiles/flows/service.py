@@ -21,7 +21,8 @@ its records are applied, and with each batch as begun (`PARTIAL_MARK`: how many 
 were applied, in the batch's transaction): a run that stops midway (its process killed, an
 error escaping it, the source failing) leaves the item pending, and the next incremental run
 resumes it after the records applied, counting and dead-lettering none of them again. A
-Complete run reads every item whole, as it always does.
+Complete run reads every item whole, as it always does. What a checkpoint says, and what of an
+item a run applies by it, is flows.checkpoints'.
 
 A flow runs once at a time, across every process (several `flows watch` workers, servers whose
 admin pages have a run button): a run claims its flow when it starts (`_claim`), in a transaction
@@ -37,15 +38,19 @@ rather than hold the flow for ever; its thread goes on until the listing returns
 the process does not list the flow's source again (`listing_key`): a run ends FAILED at once
 (LISTING_BUSY), an Event check passes the flow over — it has no run to fail, so it logs a warning
 naming the flow and its domain, once per LISTING_LIMIT (`_warn_stuck`) — so a source that keeps
-hanging holds one thread, not one more every watcher pass. One silent for `STALE_AFTER` no longer
-holds its flow (its process may have ended, or be stalled): the next run to claim the flow closes
-it FAILED, naming itself as the run that took the flow over, and if its process is still alive it
-stops at its next transaction. An automatic trigger passes a flow held by a run over; a run asked
-for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with `RunInProgress`.
-A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher passes find it not
-due, and make no source and take no lock — and again under the claim, so two watchers do not both
-start its run; an Event run lists its source again once it holds the flow, and is dropped,
-unrecorded, when another run read the new items meanwhile.
+hanging holds one thread, not one more every watcher pass. An Event check, which the watcher makes
+of every flow in turn, waits for its listing EVENT_CHECK_WAIT at most, so that a source that hangs
+does not hold the other flows up: a listing not ended by then goes on in its thread as well, the
+flow's next checks pass it over while it does (warning once it has gone on for LISTING_LIMIT), and
+the first check after it ended takes what it listed (`_LISTED`). One silent for `STALE_AFTER` no
+longer holds its flow (its process may have ended, or be stalled): the next run to claim the flow
+closes it FAILED, naming itself as the run that took the flow over, and if its process is still
+alive it stops at its next transaction. An automatic trigger passes a flow held by a run over; a
+run asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with
+`RunInProgress`. A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher
+passes find it not due, and make no source and take no lock — and again under the claim, so two
+watchers do not both start its run; an Event run lists its source again once it holds the flow, and
+is dropped, unrecorded, when another run read the new items meanwhile.
 
 Every transaction of a run that applies a batch or checkpoints an item first checks that the
 run still holds its flow (`_hold`), taking the object type's lock as the pipeline does, then
@@ -92,18 +97,18 @@ applies its records again, which changes nothing: an object is stored under its 
 replacing itself), as does a run that stopped holding its flow.
 
 A failed item can have been partly applied (a streamed item whose rest could not be read, an item
-set aside, below): its checkpoint keeps what of that content was not (FAILED_MARK, `_Unapplied`:
-the records after where its reading stopped, and the positions of those set aside one by one), and
-an incremental run that reads it again, unchanged, applies exactly those, passing over the others
-as it resumes an item: applied again, an older record would overwrite what a later item brought
-since (a customer's new address going back to the old one). The records set aside were
-dead-lettered as not retryable, never applied: they are among those applied now, and their dead
-letters stay, to be purged. Each transaction of such a run writes the failed checkpoint with what
-is left, so a run that stops midway leaves the item failed, with less to apply; one that fails on
-an internal error there (its cause not fixed) says so (CRASHED_REREAD) and does not count it as a
-crash: the item stays out of the automatic runs' way. A changed item (another version) is read
-whole, as a new one; a run that reads every item (Complete) reads it whole too, after the items
-before it, as it reads them all.
+set aside, below): its checkpoint keeps what of that content was not (FAILED_MARK, `Unapplied`: the
+records after where its reading stopped, and the positions of those set aside one by one), and an
+incremental run that reads it again, unchanged, applies exactly those, passing over the others as
+it resumes an item: applied again, an older record would overwrite what a later item brought since
+(a customer's new address going back to the old one). The records set aside were dead-lettered as
+not retryable, never applied: they are among those applied now, and their dead letters stay, to be
+purged. Each transaction of such a run writes the failed checkpoint with what is left, so a run
+that stops midway leaves the item failed, with less to apply; one that fails on an internal error
+there (its cause not fixed) says so (CRASHED_REREAD) and does not count it as a crash: the item
+stays out of the automatic runs' way. A changed item (another version) is read whole, as a new one;
+a run that reads every item (Complete) reads it whole too, after the items before it, as it reads
+them all.
 
 An item whose reading raises an error the run does not know (a bug, a record that crashes the
 mapping) stops the run, FAILED with an internal error, as any such error does; the run counts
@@ -149,7 +154,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -166,6 +171,17 @@ from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
+from openprofiles.flows.checkpoints import (
+    CRASH_ATTEMPTS,
+    Crashes,
+    Unapplied,
+    crashed_checkpoint,
+    crashes_before,
+    failed_plan,
+    is_pending,
+    partial_checkpoint,
+    read_plan,
+)
 from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, ItemRecords, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemGone, SourceError, SourceItem, source_for
@@ -191,29 +207,6 @@ RUNS_KEPT = 2000
 # Records of a streamed item can be long: a batch also ends once its records hold this much text.
 BATCH_BYTES = 8 * 1024 * 1024
 Progress = Callable[[FlowRun], None]
-# The checkpoint version of an item that failed starts with this, followed by the item's version
-# ("failed:<etag>") when nothing of it is known applied, or by what of it was not applied, then
-# the version ("failed:1500:7,12-14:<etag>": the records after its first 1500, and those at
-# positions 7 and 12 to 14, set aside; `_Unapplied`): not pending for automatic runs, and read
-# again by a run asked for, which applies only those records (the module docstring).
-FAILED_MARK = "failed:"
-# The checkpoint version of an item begun and not finished: this, the number of its records
-# (records and BadRecords, in the order flows.items hands them out) applied in committed
-# batches, ":", and the version of the content read ("partial:1500:<etag>"). Written with each
-# batch, in its transaction; no run takes it for the item read (so the item stays pending), and
-# an incremental run resumes the item after those records when the content is that version.
-PARTIAL_MARK = "partial:"
-# How many runs in a row may stop on the same item with an unexpected error (a bug, a record that
-# crashes the mapping: not ItemFailed, not a record the pipeline rejects) before it is set aside.
-# Not 1: the error may pass (a worker restarted mid-batch, a database failing over), and a
-# record would be dead-lettered for nothing; not many: until then every run of the flow stops at
-# the item, and the items after it wait. The last attempt reads it carefully (`_run`).
-CRASH_ATTEMPTS = 3
-# The checkpoint version of an item runs stopped on with an unexpected error: this, how many
-# runs in a row did, ":", how many of its records were applied (as PARTIAL_MARK), ":", and the
-# version of the content read ("crashed:2:1500:<etag>"). Pending, and resumed, as a PARTIAL_MARK
-# item is; a run that gets past the record it stopped on writes PARTIAL_MARK over it again.
-CRASHED_MARK = "crashed:"
 # The reason of a record set aside (dead-lettered) on the item's last attempt: it raised again
 # on its own. The error is named by its type (its message can quote a value; the server's log
 # has its traceback).
@@ -244,9 +237,6 @@ CRASHED_REREAD = (
     "stays failed (no automatic run reads it), with what of it is still not applied, until its "
     "cause is fixed and the flow run again. The server's log has the error."
 )
-# What flow_item.version holds: an item whose version is too long to go with PARTIAL_MARK (none
-# of S3's or a folder's is) is read from its start again, as before there were such marks.
-CHECKPOINT_LENGTH = 255
 # The key name of the blind-index digests of item keys (flow_item.item_digest); "@" keeps it
 # apart from any key name an object type can define.
 ITEM_KEY_NAME = "@flowItem"
@@ -310,6 +300,18 @@ LISTING_BUSY = (
     "answers (a hung network mount, an endpoint that pages for ever); the flow lists it again "
     "once that listing has returned."
 )
+# The longest an Event check waits for its source's listing (`list_source`'s patience): the
+# watcher checks every flow in turn, so a source that hangs must not hold the others up for
+# LISTING_LIMIT. A listing not ended by then goes on in its thread, and what it lists is what the
+# flow's next check takes (a large bucket that lists in minutes is still checked); a folder or
+# a bucket that answers lists well within it.
+EVENT_CHECK_WAIT = timedelta(seconds=5)
+# The reason (unshown: an Event check makes no run) of a check that left its listing to its
+# thread (ListingPending).
+LISTING_PENDING = (
+    "The listing of the source, begun at {since}, had not ended when the check stopped waiting "
+    "for it: it goes on, and the flow's next check takes what it lists."
+)
 FLOW_DELETED = (
     "The flow was deleted (DeleteIntegration) while the run was going: the run stopped. What it "
     "had applied stays applied."
@@ -330,6 +332,11 @@ TAKEN_OVER = (
 class ListingStuck(SourceError):
     """The source's listing did not end within LISTING_LIMIT (LISTING_HUNG), or one that did
     not still goes on in this process (LISTING_BUSY): an Event check says so in the log."""
+
+
+class ListingPending(SourceError):
+    """An Event check stopped waiting for its source's listing (EVENT_CHECK_WAIT), which goes on
+    in its thread; the flow's next check takes what it lists (`list_source`)."""
 
 
 class RunInProgress(BadRequest):
@@ -469,134 +476,16 @@ def pending_items(
     source: FlowSource,
     *,
     settled_only: bool = False,
+    patience: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[SourceItem]:
     """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
-    have settled (an automatic run's)."""
+    have settled (an automatic run's). `patience` and `clock`: `list_source`'s."""
     done = _checkpoints(services, domain_name, flow.name)
-    listed = list_source(source, key=listing_key(services, domain_name, flow))
+    key = listing_key(services, domain_name, flow)
+    listed = list_source(source, key=key, patience=patience, clock=clock)
     items = settled(services, listed) if settled_only else listed
-    return [i for i in items if _is_pending(done(i), i)]
-
-
-def _is_pending(checkpoint: str | None, item: SourceItem) -> bool:
-    """Whether an incremental run reads the item: never read, changed since, or begun and not
-    finished (a PARTIAL_MARK checkpoint). A failed item is not (FAILED_MARK), unless changed."""
-    return checkpoint != item.version and _failed(checkpoint, item.version) is None
-
-
-@dataclass(frozen=True)
-class _Unapplied:
-    """The records of an item's content not applied yet, by their positions (from 1, in the
-    order flows.items hands out records and BadRecords, as PARTIAL_MARK counts them): every one
-    after the first `at`, and those at `aside` among the first `at` (set aside on the item's
-    last attempt, CRASH_ATTEMPTS: never applied). What a run reads of an item (`_read_plan`),
-    and what a failed item's checkpoint keeps (FAILED_MARK) for a run asked for to apply."""
-
-    at: int = 0
-    aside: frozenset[int] = frozenset()
-
-    def wants(self, position: int) -> bool:
-        return position > self.at or position in self.aside
-
-    @property
-    def done_before(self) -> int:
-        """Up to which position every record is applied already."""
-        return min(self.aside, default=self.at + 1) - 1
-
-    def after(self, done: int, aside: Iterable[int] = ()) -> _Unapplied:
-        """What is left once a run has done the records wanted up to position `done`, those at
-        `aside` (set aside by the run) left unapplied."""
-        left = {p for p in self.aside if p > done} | set(aside)
-        return _Unapplied(max(self.at, done), frozenset(left))
-
-    def failed_checkpoint(self, version: str) -> str:
-        """The checkpoint of the item failed with these records of `version` not applied. Within
-        CHECKPOINT_LENGTH: when too many were set aside to name them all, the records from the
-        first one left unnamed on are all applied again (some a second time), rather than one
-        set aside never; when even that cannot be said, the item is read whole again."""
-        at, aside = self.at, sorted(self.aside)
-        while at or aside:
-            checkpoint = f"{FAILED_MARK}{at}:{_ranges(aside)}:{version}"
-            if len(checkpoint) <= CHECKPOINT_LENGTH:
-                return checkpoint
-            at = min(at, aside.pop() - 1) if aside else 0
-        return FAILED_MARK + version
-
-
-def _ranges(positions: list[int]) -> str:
-    """Sorted positions as "3,7-9"."""
-    runs: list[list[int]] = []
-    for position in positions:
-        if runs and position == runs[-1][1] + 1:
-            runs[-1][1] = position
-        else:
-            runs.append([position, position])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-def _failed(checkpoint: str | None, version: str) -> _Unapplied | None:
-    """What of the content of `version` a failed item's checkpoint says was not applied (all
-    of it for "failed:<version>"); None when the checkpoint is not the item failed in that
-    version."""
-    if checkpoint is None or not checkpoint.startswith(FAILED_MARK):
-        return None
-    rest = checkpoint[len(FAILED_MARK) :]
-    if rest == version:
-        return _Unapplied()
-    if not rest.endswith(":" + version):
-        return None
-    at, _, named = rest[: len(rest) - len(version) - 1].partition(":")
-    aside: set[int] = set()
-    for part in filter(None, named.split(",")):
-        first, _, last = part.partition("-")
-        if not first.isdigit() or not (last or first).isdigit():
-            return None
-        aside.update(range(int(first), int(last or first) + 1))
-    return _Unapplied(int(at), frozenset(aside)) if at.isdigit() else None
-
-
-def _read_plan(checkpoint: str | None, version: str, *, read_all: bool) -> _Unapplied:
-    """What of the content of `version` a run applies, the item checkpointed `checkpoint`: all
-    of it when the run reads every item or the item is new or changed; what a failed item's
-    checkpoint says was not applied (FAILED_MARK); the records after those a run that stopped
-    applied (PARTIAL_MARK, CRASHED_MARK)."""
-    if read_all:
-        return _Unapplied()
-    if (failed := _failed(checkpoint, version)) is not None:
-        return failed
-    return _Unapplied(_resume_after(checkpoint, version))
-
-
-def _resume_after(checkpoint: str | None, version: str) -> int:
-    """How many of the item's records a run applied already when its checkpoint says it
-    began the content of `version` and did not finish it (PARTIAL_MARK, CRASHED_MARK); 0
-    otherwise (not begun, finished, or changed since: read from its start)."""
-    if (crashes := _crashes(checkpoint, version)) is not None:
-        return crashes.at
-    if checkpoint is None or not checkpoint.startswith(PARTIAL_MARK):
-        return 0
-    taken, _, of_version = checkpoint[len(PARTIAL_MARK) :].partition(":")
-    return int(taken) if of_version == version and taken.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class _Crashes:
-    """What an item's CRASHED_MARK checkpoint says: `attempts` runs in a row stopped on it with
-    an unexpected error, the last `at` records into it (the records before were applied)."""
-
-    attempts: int
-    at: int
-
-
-def _crashes(checkpoint: str | None, version: str) -> _Crashes | None:
-    """The runs that stopped on the content of `version` (CRASHED_MARK), or None."""
-    if checkpoint is None or not checkpoint.startswith(CRASHED_MARK):
-        return None
-    attempts, _, rest = checkpoint[len(CRASHED_MARK) :].partition(":")
-    at, _, of_version = rest.partition(":")
-    if of_version != version or not attempts.isdigit() or not at.isdigit():
-        return None
-    return _Crashes(int(attempts), int(at))
+    return [i for i in items if is_pending(done(i), i)]
 
 
 @dataclass
@@ -604,15 +493,15 @@ class _Reading:
     """The item a run is reading, for the run's end should an unexpected error stop it there
     (`_note_crash`): the version read, up to which position its records are done in committed
     transactions (applied, passed over, or set aside), the runs that stopped on it before
-    (`_crashes`), what of it the run set out to apply (`plan`) and the positions it set aside;
+    (`crashes_before`), what of it the run set out to apply (`plan`) and the positions it set aside;
     `failed_before`: the item failed in this version (a run asked for reads it again), and
     `systemic`: the error that stops the run was found not to be the records' (`_apply_alone`)."""
 
     item: SourceItem
     version: str
     applied: int = 0
-    crashes: _Crashes | None = None
-    plan: _Unapplied = _Unapplied()
+    crashes: Crashes | None = None
+    plan: Unapplied = Unapplied()
     aside: list[int] = field(default_factory=list)
     failed_before: bool = False
     systemic: bool = False
@@ -639,15 +528,7 @@ def _item_crash(exc: BaseException) -> bool:
 def _note_crash(services: Services, held: _Held, reading: _Reading) -> None:
     """Count the run stopped on the item (CRASHED_MARK), after the records applied: in the
     run's end, as best it can (the error that stopped the run is what the caller sees)."""
-    prior = reading.crashes
-    if prior is not None and reading.applied > prior.at:
-        # It got past where runs stopped before: this is another error.
-        prior = None
-    attempts = (prior.attempts if prior is not None else 0) + 1
-    at = max(reading.applied, prior.at if prior is not None else 0)
-    checkpoint = f"{CRASHED_MARK}{attempts}:{at}:{reading.version}"
-    if len(checkpoint) > CHECKPOINT_LENGTH:
-        return
+    checkpoint = crashed_checkpoint(reading.crashes, reading.applied, reading.version)
 
     def attempt() -> None:
         with services.write() as tx:
@@ -749,9 +630,9 @@ def _apply_alone(
 
 
 def _records_to_apply(
-    read: ItemRecords, plan: _Unapplied
+    read: ItemRecords, plan: Unapplied
 ) -> Iterator[tuple[int, ItemRecord | BadRecord]]:
-    """The item's records `plan` wants (`_read_plan`), with their positions: the others
+    """The item's records `plan` wants (`read_plan`), with their positions: the others
     (applied by an earlier run) are read again, as a stream is read from its start, and passed
     over. Only when the content read is the one the checkpoint counted, so they are the same
     records. The part of the item that could not be read this time (flows.items: its last
@@ -970,12 +851,32 @@ class _Renewal:
         return list_source(source, clock=self.clock, waiting=self.renew, key=key)
 
 
-# The listings still going on in this process (`list_source`), by what they list (`listing_key`),
-# with when each began: a listing left to its thread (LISTING_HUNG) is not begun again while it
-# goes on, so a source that keeps hanging holds one thread, not one more every watcher pass.
-_LISTINGS: dict[Hashable, datetime] = {}
-# Those of them left to their thread, past LISTING_LIMIT.
-_LEFT: set[Hashable] = set()
+@dataclass
+class _Listing:
+    """A listing going on in this process (`list_source`): when it began (`since`, for its
+    messages; `started` by `clock`, the clock of the caller that began it), whether it was left
+    to its thread past LISTING_LIMIT (`left`), and whether what it lists is kept, once it ends,
+    for the next Event check of its flow (`kept`: an Event check left it, EVENT_CHECK_WAIT)."""
+
+    since: datetime
+    clock: Callable[[], float]
+    started: float
+    left: bool = False
+    kept: bool = False
+
+    def past_limit(self) -> bool:
+        return self.clock() - self.started >= LISTING_LIMIT.total_seconds()
+
+
+# The listings still going on in this process (`list_source`), by what they list
+# (`listing_key`): a listing left to its thread (LISTING_HUNG, EVENT_CHECK_WAIT) is not begun
+# again while it goes on, so a source that keeps hanging holds one thread, not one more every
+# watcher pass.
+_LISTINGS: dict[Hashable, _Listing] = {}
+# What the listings an Event check left to their thread listed (the items, or the error raised),
+# once they ended, by `listing_key`: taken by the flow's next Event check instead of listing again
+# (a bucket whose listing takes longer than a check waits is still checked).
+_LISTED: dict[Hashable, tuple[list[SourceItem], BaseException | None]] = {}
 _LISTINGS_LOCK = threading.Lock()
 
 
@@ -993,6 +894,7 @@ def list_source(
     clock: Callable[[], float] = time.monotonic,
     waiting: Callable[[], None] | None = None,
     key: Hashable | None = None,
+    patience: float | None = None,
 ) -> list[SourceItem]:
     """`source.items()`, listed in a thread of its own while this one waits, calling `waiting`
     every RENEW_EVERY (a run renews its claim); ListingStuck (LISTING_HUNG) once the listing
@@ -1000,10 +902,17 @@ def list_source(
     a hung network mount, an endpoint paging for ever): it is left to its thread, which ends
     when it does, its result unused. While a listing of `key` (`listing_key`) left so goes on,
     another is not begun: ListingStuck (LISTING_BUSY) at once (a SourceError saying the same
-    while one of another thread goes on within its time)."""
+    while one of another thread goes on within its time).
+
+    `patience` (seconds; an Event check's, EVENT_CHECK_WAIT): the longest this caller waits. A
+    listing of `key` not ended by then is left to its thread (ListingPending; ListingStuck if
+    it has gone on for LISTING_LIMIT already), and what it lists, once it ends, is kept for
+    the next call of `key` with a `patience`, which takes it instead of listing (`_LISTED`)."""
     listed: list[list[SourceItem]] = []
     failed: list[BaseException] = []
     ended = threading.Event()
+    since = datetime.now(UTC)
+    entry = _Listing(since, clock, clock())
 
     def listing() -> None:
         try:
@@ -1014,22 +923,32 @@ def list_source(
             # Before `ended`: a listing that returned in time is over for the next one to begin.
             if key is not None:
                 with _LISTINGS_LOCK:
-                    _LISTINGS.pop(key, None)
-                    _LEFT.discard(key)
+                    if _LISTINGS.get(key) is entry:
+                        del _LISTINGS[key]
+                    if entry.kept:
+                        _LISTED[key] = (listed[0] if listed else [], failed[0] if failed else None)
             ended.set()
 
-    started, since = clock(), datetime.now(UTC)
     if key is not None:
         with _LISTINGS_LOCK:
-            if (begun := _LISTINGS.get(key)) is not None:
-                # Stuck when left past LISTING_LIMIT; else another thread's, going on.
-                busy = ListingStuck if key in _LEFT else SourceError
-                raise busy(
+            # A listing left by an Event check has ended since: its outcome is the next check's
+            # (a run lists afresh).
+            outcome = _LISTED.pop(key, None)
+            if outcome is not None and patience is not None:
+                if outcome[1] is not None:
+                    raise outcome[1]
+                return outcome[0]
+            if (busy := _LISTINGS.get(key)) is not None:
+                # Stuck when left, or going on, past LISTING_LIMIT; else another thread's,
+                # going on within its time.
+                busy.left = busy.left or busy.past_limit()
+                raise (ListingStuck if busy.left else SourceError)(
                     LISTING_BUSY.format(
-                        since=begun.isoformat(timespec="seconds"), limit=_duration(LISTING_LIMIT)
+                        since=busy.since.isoformat(timespec="seconds"),
+                        limit=_duration(LISTING_LIMIT),
                     )
                 )
-            _LISTINGS[key] = since
+            _LISTINGS[key] = entry
     try:
         threading.Thread(target=listing, name="flow-listing", daemon=True).start()
     except BaseException:
@@ -1038,12 +957,25 @@ def list_source(
             with _LISTINGS_LOCK:
                 _LISTINGS.pop(key, None)
         raise
+    if patience is not None and not ended.wait(patience):
+        with _LISTINGS_LOCK:
+            going_on = key is None or _LISTINGS.get(key) is entry
+            if going_on:
+                entry.left, entry.kept = entry.past_limit(), key is not None
+        if going_on:
+            message = LISTING_HUNG if entry.left else LISTING_PENDING
+            raise (ListingStuck if entry.left else ListingPending)(
+                message.format(
+                    limit=_duration(LISTING_LIMIT), since=since.isoformat(timespec="seconds")
+                )
+            )
+        # Else it ended as it was being left (its thread is setting `ended`): its outcome is
+        # this caller's.
     while not ended.wait(RENEW_EVERY.total_seconds()):
-        if clock() - started >= LISTING_LIMIT.total_seconds():
+        if entry.past_limit():
             if key is not None:
                 with _LISTINGS_LOCK:
-                    if key in _LISTINGS:
-                        _LEFT.add(key)
+                    entry.left = True
             raise ListingStuck(
                 LISTING_HUNG.format(
                     limit=_duration(LISTING_LIMIT), since=since.isoformat(timespec="seconds")
@@ -1098,11 +1030,11 @@ def _run(
             items = [
                 i
                 for i in listed
-                if _is_pending(done(i), i)
-                or (not automatic and _failed(done(i), i.version) is not None)
+                if is_pending(done(i), i)
+                or (not automatic and failed_plan(done(i), i.version) is not None)
             ]
         elif automatic:
-            items = [i for i in listed if _failed(done(i), i.version) is None]
+            items = [i for i in listed if failed_plan(done(i), i.version) is None]
         else:
             items = listed
         if drop_if_empty and not items:
@@ -1124,16 +1056,16 @@ def _run(
             renewal()
             failure: ItemFailed | None = None
             version, failed = item.version, False
-            reading = _Reading(item, item.version, crashes=_crashes(done(item), item.version))
+            reading = _Reading(item, item.version, crashes=crashes_before(done(item), item.version))
             # What of the item is left unapplied should it fail (FAILED_MARK).
-            left = _Unapplied()
+            left = Unapplied()
             try:
                 with item_records(source, item) as read:
                     version = reading.version = read.version
-                    reading.crashes = crashes = _crashes(done(item), version)
-                    failed_before = _failed(done(item), version)
+                    reading.crashes = crashes = crashes_before(done(item), version)
+                    failed_before = failed_plan(done(item), version)
                     reading.failed_before = failed_before is not None
-                    plan = reading.plan = _read_plan(done(item), version, read_all=read_all)
+                    plan = reading.plan = read_plan(done(item), version, read_all=read_all)
                     # Records are applied only in a transaction that checkpoints them as
                     # done: PARTIAL_MARK, or, an incremental run reading a failed item again,
                     # the failed checkpoint with what is left (so an automatic run still does
@@ -1147,18 +1079,18 @@ def _run(
                     def partial_at(
                         taken: int,
                         version: str = version,
-                        crashes: _Crashes | None = crashes,
+                        crashes: Crashes | None = crashes,
                         noted: bool = noted,
-                        reread: _Unapplied | None = reread,
+                        reread: Unapplied | None = reread,
                     ) -> str | None:
                         """The checkpoint once the records up to position `taken` are done:
                         PARTIAL_MARK, but not over the count of the runs that stopped further
                         on (a run that reads the item from its start, a Complete one)."""
                         if reread is not None:
                             return reread.after(taken).failed_checkpoint(version)
-                        partial = f"{PARTIAL_MARK}{taken}:{version}"
-                        if len(partial) > CHECKPOINT_LENGTH or not noted:
+                        if not noted:
                             return None
+                        partial = partial_checkpoint(taken, version)
                         return None if crashes is not None and taken <= crashes.at else partial
 
                     for batch in _batches(_records_to_apply(read, plan)):
@@ -1204,7 +1136,7 @@ def _run(
                 failure, failed = exc, True
                 version = exc.version or item.version
                 # Nothing of it applied now: what was not before still is not.
-                left = _read_plan(done(item), version, read_all=False)
+                left = read_plan(done(item), version, read_all=False)
             except Exception as exc:
                 # Raised while the item was read, not while a batch was applied: on its last
                 # attempt (CRASH_ATTEMPTS) it is a failed item, after the records applied.
@@ -1238,7 +1170,7 @@ def _run(
                 version: str = version,
                 failed: bool = failed,
                 counts: dict[str, int] = counts,
-                left: _Unapplied = left,
+                left: Unapplied = left,
             ) -> FlowRun:
                 with services.write() as tx:
                     _hold(tx, held)
@@ -1588,10 +1520,13 @@ def _update_run(tx: Tx, domain_name: str, run_id: str, counts: dict[str, int], *
     )
 
 
-def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
+def run_due_flows(
+    services: Services, *, now: datetime, clock: Callable[[], float] = time.monotonic
+) -> list[FlowRun]:
     """Start every Scheduled flow whose interval has passed and every Event flow whose source
     has new items; returns the runs made, the failed starts recorded among them. A domain or a
-    flow that fails is logged and passed over; the other flows run (the module docstring)."""
+    flow that fails is logged and passed over; the other flows run (the module docstring).
+    `clock` (seconds) times the listings of sources (LISTING_LIMIT), as `run_flow`'s does."""
     runs = []
     for domain_name in _flow_domains(services):
         try:
@@ -1601,7 +1536,7 @@ def run_due_flows(services: Services, *, now: datetime) -> list[FlowRun]:
             _log_failure("The flows of domain %s were not checked", (domain_name,), exc)
             continue
         for found in flows:
-            run = _run_if_due(services, found, now)
+            run = _run_if_due(services, found, now, clock)
             if run is not None:
                 runs.append(run)
     return runs
@@ -1621,7 +1556,9 @@ def _flow_domains(services: Services) -> list[str]:
         )
 
 
-def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRun | None:
+def _run_if_due(
+    services: Services, found: Integration, now: datetime, clock: Callable[[], float]
+) -> FlowRun | None:
     """The flow's run when it is due (or its failed start, `_failed_start`), else None: also
     when a run of the flow holds it (the module docstring)."""
     assert found.flow_definition is not None and found.flow_name is not None
@@ -1645,13 +1582,22 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
             held = retrying(lambda: _claim_in(services, loaded, "Scheduled", due))
             if held is None:
                 return None
-            return _run(services, held, flow, source)
+            return _run(services, held, flow, source, clock=clock)
         if flow.trigger_type != "Event":
             return None
         trigger = "Event"
         source = source_for(services.settings, flow)
         try:
-            pending = pending_items(services, found.domain_name, flow, source, settled_only=True)
+            # Not waited for long (EVENT_CHECK_WAIT): the other flows wait for this check.
+            pending = pending_items(
+                services,
+                found.domain_name,
+                flow,
+                source,
+                settled_only=True,
+                patience=EVENT_CHECK_WAIT.total_seconds(),
+                clock=clock,
+            )
         except ListingStuck:
             # No run to fail, so say it in the log: else a hung source would stop the flow
             # without a word.
@@ -1665,7 +1611,7 @@ def _run_if_due(services: Services, found: Integration, now: datetime) -> FlowRu
         held = retrying(lambda: _claim_in(services, loaded, "Event"))
         assert held is not None
         # Listed again under the claim: a run that held the flow meanwhile may have read them.
-        return _run(services, held, flow, source, drop_if_empty=True)
+        return _run(services, held, flow, source, drop_if_empty=True, clock=clock)
     except RunInProgress:
         return None
     except Exception as exc:

@@ -3,8 +3,17 @@
 * `Filter` with `PROJECTION` keeps only the listed SourceFields; with a comparison operator
   (`EQUAL_TO`, `NOT_EQUAL_TO`, `LESS_THAN`, `GREATER_THAN`, `LESS_THAN_OR_EQUAL_TO`,
   `GREATER_THAN_OR_EQUAL_TO`, `BETWEEN`, `CONTAINS`; TaskProperties `VALUE`, `LOWER_BOUND`,
-  `UPPER_BOUND`) it drops records whose field does not satisfy it (numbers compare as numbers;
-  anything else, including "NaN" and "Infinity", compares as text).
+  `UPPER_BOUND`, `DATA_TYPE`) it drops records whose field does not satisfy it. As in AppFlow,
+  where a filter compares a field by the field's type (a number field as numbers, whatever text
+  it came as in a file), the comparison has one type, the task's, not one per record
+  (`_numeric`): numbers when its DATA_TYPE names a number type (`integer`, `double`, ...), or
+  when it names none and its VALUE (both bounds, for BETWEEN) is a number; text when DATA_TYPE
+  is `string`, or the value is not a number. `CONTAINS` always compares text. Under a numeric
+  comparison a record whose field is no finite number ("abc", "", true, "NaN", "Infinity") does
+  not satisfy it, whatever the operator (`NOT_EQUAL_TO` too, as a missing field does not): it is
+  dropped, counted as filtered, not compared as text ("abc" used to pass `GREATER_THAN 9`, "10"
+  sorting before "9" as text) — a Validate task `VALIDATE_NUMERIC` before the filter
+  dead-letters such records instead, with the reason, for those who want them seen.
 * `Validate` (`VALIDATE_NON_NULL`, `VALIDATE_NON_ZERO`, `VALIDATE_NON_NEGATIVE`,
   `VALIDATE_NUMERIC`) fails the record (dead-lettered with the reason) or, with TaskProperties
   `VALIDATION_ACTION: TerminateFlow`, stops the run. "NaN", "sNaN", "Infinity" and "-Infinity"
@@ -108,6 +117,22 @@ def _validate(task: Task, record: Mapping[str, Any]) -> None:
             )
 
 
+# DATA_TYPE values (TaskProperties) of a Filter task that make its comparison numeric, or textual,
+# whatever its VALUE looks like (AppFlow's field types, and the names of common schemas').
+NUMBER_TYPES = frozenset(
+    {"byte", "short", "int", "integer", "long", "bigint", "float", "double", "decimal", "number"}
+)
+TEXT_TYPES = frozenset({"string", "text", "varchar", "char"})
+
+
+def _numeric(task: Task, bounds: Sequence[Any]) -> bool:
+    """Whether the Filter task compares as numbers (the module docstring)."""
+    data_type = str(task.properties.get("DATA_TYPE", "")).strip().lower()
+    if data_type in NUMBER_TYPES:
+        return True
+    return data_type not in TEXT_TYPES and all(_number(b) is not None for b in bounds)
+
+
 def _compare(task: Task, value: Any) -> bool:
     if value is None:
         return False
@@ -115,10 +140,23 @@ def _compare(task: Task, value: Any) -> bool:
     op = task.operator
     if op == "CONTAINS":
         return str(props.get("VALUE", "")) in str(value)
+    bounds = (
+        [props.get("LOWER_BOUND"), props.get("UPPER_BOUND")]
+        if op == "BETWEEN"
+        else [props.get("VALUE")]
+    )
+    if _numeric(task, bounds):
+        number = _number(value)
+        numbers = [_number(b) for b in bounds]
+        if number is None or any(n is None for n in numbers):
+            # No number to compare (the module docstring): the record does not pass.
+            return False
+        results = [_order(number, n) for n in numbers]
+    else:
+        results = [_order(str(value), str(b)) for b in bounds]
     if op == "BETWEEN":
-        low, high = props.get("LOWER_BOUND"), props.get("UPPER_BOUND")
-        return _cmp(value, low) >= 0 and _cmp(value, high) <= 0
-    result = _cmp(value, props.get("VALUE"))
+        return results[0] >= 0 and results[1] <= 0
+    [result] = results
     return {
         "EQUAL_TO": result == 0,
         "NOT_EQUAL_TO": result != 0,
@@ -129,9 +167,6 @@ def _compare(task: Task, value: Any) -> bool:
     }.get(str(op), True)
 
 
-def _cmp(left: Any, right: Any) -> int:
-    a, b = _number(left), _number(right)
-    if a is not None and b is not None:
-        return (a > b) - (a < b)
-    x, y = str(left), str(right)
-    return (x > y) - (x < y)
+def _order(left: Any, right: Any) -> int:
+    """-1, 0 or 1 as `left` is less than, equal to or greater than `right` (of one type)."""
+    return (left > right) - (left < right)

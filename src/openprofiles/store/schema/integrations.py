@@ -46,6 +46,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -190,8 +191,10 @@ flow_item = Table(
     # Blind-index digest (key name flows.service.ITEM_KEY_NAME) of the S3 object key or the
     # file name inside the folder.
     Column("item_digest", LargeBinary(16), primary_key=True),
-    # ETag (S3) or modification time and size (folder): a changed item is read again.
-    Column("version", String(255), nullable=False),
+    # ETag (S3) or modification time and size (folder): a changed item is read again. Or a
+    # mark with it (flows.checkpoints): a failed item's names every record of it set aside, so
+    # text of any length (0040).
+    Column("version", Text, nullable=False),
     Column("processed_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
 )
