@@ -9,13 +9,24 @@ row would answer a resend as a repeat while the record is gone. `forget_deleted_
 (objects.service `register_objects_deleted`) takes both away, so the record delivered again is
 applied as a first one. Other keys the object indexed stay, as any deleted object's do
 (objects.service `forget_object_keys`).
+
+An object of a type of one's own whose keys lack `_ctrContactId` (contacts.links: its own keys
+say what finds it) carried nothing that named its contact, so its deletion kept the delivery:
+the contact delivered again was answered as a repeat, changing nothing, with its record gone,
+and the row stayed, a trace of the erased record, until its profile or type was deleted. Such
+an object carries its contact's `_ctrContactId` among its object keys (`carry_contacts`: a
+`profile_object_key` row, as a template type's object has, and no key on its profile), so its
+deletion forgets its delivery too. (Objects stored before it carry none.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.contacts.links import CONTACT_KEY
 from openprofiles.context import Tx
@@ -25,7 +36,7 @@ from openprofiles.objects.service import (
     register_objects_deleted,
 )
 from openprofiles.store.in_lists import in_chunks
-from openprofiles.store.schema import contact_record, profile_object_key
+from openprofiles.store.schema import contact_record, profile_object, profile_object_key
 
 
 def forget_deleted_contacts(tx: Tx, deleted: Sequence[DeletedObject]) -> None:
@@ -70,3 +81,41 @@ def forget_deleted_contacts(tx: Tx, deleted: Sequence[DeletedObject]) -> None:
 
 
 register_objects_deleted(forget_deleted_contacts)
+
+
+def _carry(statement: Any) -> Any:
+    # From the object's own row: one a later record of the batch evicted (MaxProfileObjectCount)
+    # carries nothing, and the foreign key is kept.
+    stored = select(
+        profile_object.c.domain_name,
+        profile_object.c.object_type_name,
+        profile_object.c.unique_digest,
+        literal(CONTACT_KEY),
+        bindparam("g"),
+    ).where(
+        profile_object.c.domain_name == bindparam("d"),
+        profile_object.c.object_type_name == bindparam("t"),
+        profile_object.c.unique_digest == bindparam("u"),
+    )
+    names = ["domain_name", "object_type_name", "unique_digest", "key_name", "digest"]
+    return statement.from_select(names, stored).on_conflict_do_nothing()
+
+
+# Built once (as contacts.service's statements on the hot path).
+_CARRY = {
+    "sqlite": _carry(sqlite_insert(profile_object_key)),
+    "postgresql": _carry(pg_insert(profile_object_key)),
+}
+
+
+def carry_contacts(
+    tx: Tx, domain_name: str, object_type_name: str, carried: Sequence[tuple[bytes, bytes]]
+) -> None:
+    """Have objects of a type whose keys lack `_ctrContactId` (unique digest, contact digest)
+    carry their contact's digest among their object keys (see the module), after the pipeline
+    wrote them: it rewrites an object's keys as it updates the object."""
+    if carried:
+        tx.conn.execute(
+            _CARRY[tx.conn.dialect.name],
+            [{"d": domain_name, "t": object_type_name, "u": u, "g": g} for u, g in carried],
+        )

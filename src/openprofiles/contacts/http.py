@@ -17,7 +17,9 @@ without reading the rest.
   whitespace only), which holds no record to answer for; a body of more than
   `MAX_BODY_RECORDS` records is refused whole (413), however small they are.
   On PostgreSQL a body is applied `store.chunks.PG_RECORDS_PER_TRANSACTION` records a transaction
-  (store.chunks says why), every one committed before the answer.
+  (store.chunks says why), every one committed before the answer. A record kept waiting for
+  the contact it continues, that a later transaction of the body sent on, is answered as what
+  it became, not as held (`process_batch`).
 * `/contact-events`: one contact-start event; answers `{"ContactId", "DomainName", "ProfileId",
   "CreatedProfile"}` (plus `"Message"` when the contact could not be linked).
 """
@@ -40,7 +42,12 @@ from starlette.routing import Route
 from openprofiles.auth.authenticator import Authenticator
 from openprofiles.contacts.models import BatchOutcome, BodyInvalid
 from openprofiles.contacts.records import Item, split_records
-from openprofiles.contacts.service import add_outcome, apply_contact_event, ingest_contact_items
+from openprofiles.contacts.service import (
+    add_outcome,
+    apply_contact_event,
+    claim_woken,
+    ingest_contact_items,
+)
 from openprofiles.context import Principal, Services
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.bulk import DEFAULT_BATCH_SIZE
@@ -106,8 +113,9 @@ def process_batch(
     An error part-way says how many records were applied before it: sending the batch again
     is safe, as a record already applied is a repeat, which changes nothing (contacts.service).
     A record that continues a contact of a later transaction of the batch waits for it, and
-    that transaction sends it on: it is among the batch's rejected, held, and then in its
-    `woken`.
+    that transaction sends it on: it is reported as what it became then, accepted or rejected
+    (contacts.service `claim_woken`), not as held, since it was, before the answer; the batch
+    is not reordered to avoid it (a file's and a stream's positions resume in its order).
     """
     total = BatchOutcome()
     start = 0
@@ -133,6 +141,8 @@ def process_batch(
         if more.woken is not None:
             total.woken = total.woken or BatchOutcome()
             add_outcome(total.woken, more.woken)
+            total.woken.sent.update(more.woken.sent)
+    claim_woken(total)
     return total
 
 

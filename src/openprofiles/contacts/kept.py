@@ -42,6 +42,7 @@ from openprofiles.contacts.waiting import wait_in
 from openprofiles.context import Tx
 from openprofiles.domains.service import register_domain_deleter
 from openprofiles.integrations.models import is_instance_arn
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import contact_awaited, instance_moved_from, unrouted_contact_record
 
 UNROUTED_TABLE = "unrouted_contact_record"
@@ -108,12 +109,13 @@ def _delete_domains_records(tx: Tx, domain_name: str) -> None:
 register_domain_deleter(_delete_domains_records)
 
 
-def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[str]:
-    """Keep records (`KeptRow`), sealed under the system key, in one executemany; their message
-    ids. A record already kept (the same text from the
+def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[tuple[str, bytes]]:
+    """Keep records (`KeptRow`), sealed under the system key, in one executemany; the message
+    id each was given and its content digest. A record already kept (the same text from the
     same place: a file read again, a stream's redelivery) is not kept twice: the store's unique
-    content digest turns the second insert into nothing. The place counts: lines too long to
-    read are all kept with empty text, each with its own line."""
+    content digest turns the second insert into nothing (the row kept is the one with that
+    digest). The place counts: lines too long to read are all kept with empty text, each with
+    its own line."""
     if not records:
         return []
     cipher = tx.services.keys.system_cipher()
@@ -144,37 +146,43 @@ def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[str]:
         else pg_insert(unrouted_contact_record)
     )
     tx.conn.execute(statement.on_conflict_do_nothing(index_elements=["content_digest"]), rows)
-    return [row["message_id"] for row in rows]
+    return [(row["message_id"], row["content_digest"]) for row in rows]
 
 
 def keep_waiting(
     tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None]]
-) -> None:
+) -> list[str | None]:
     """Keep (domain, record, awaited contact digests, origin) records waiting for a contact
     they continue (contacts.links): in the unrouted store, with their reason, and a
-    `contact_awaited` row per digest. A record already kept (delivered again while it waits)
-    is kept once: its row is the one that waits."""
+    `contact_awaited` row per digest. A record already kept (delivered again while it waits,
+    or twice in the batch) is kept once: its row is the one that waits. The message id of the
+    row each record waits as (None: that row has just left the store, sent on by another)."""
     if not waiting:
-        return
-    ids = keep_unrouted_rows(
+        return []
+    given = keep_unrouted_rows(
         tx,
         [(r.instance_arn, r.raw, waiting_reason(r), origin, None) for _, r, _, origin in waiting],
     )
-    new = set(
-        tx.conn.execute(
-            select(unrouted_contact_record.c.message_id).where(
-                unrouted_contact_record.c.message_id.in_(ids)
+    kept = unrouted_contact_record.c
+    held: dict[bytes, str] = {}
+    for chunk in in_chunks(sorted({digest for _, digest in given})):
+        held.update(
+            (bytes(row.content_digest), row.message_id)
+            for row in tx.conn.execute(
+                select(kept.content_digest, kept.message_id).where(kept.content_digest.in_(chunk))
             )
-        ).scalars()
-    )
+        )
     wait_in(
         tx,
         [
             (message_id, domain_name, digests)
-            for message_id, (domain_name, _, digests, _) in zip(ids, waiting, strict=True)
-            if message_id in new
+            for (message_id, digest), (domain_name, _, digests, _) in zip(
+                given, waiting, strict=True
+            )
+            if held.get(digest) == message_id
         ],
     )
+    return [held.get(digest) for _, digest in given]
 
 
 def list_unrouted(

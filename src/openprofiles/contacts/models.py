@@ -56,6 +56,10 @@ class ContactRecord:
 class Rejection:
     contact_id: str | None
     message: str
+    # A record kept waiting for a contact it continues: the message id of the kept row it waits
+    # as (contacts.kept), by which a later part of the same batch that sends it on tells it for
+    # the batch's own (contacts.service `claim_woken`).
+    kept_as: str | None = None
 
 
 @dataclass
@@ -78,8 +82,14 @@ class BatchOutcome:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     unrouted: dict[str | None, int] = field(default_factory=dict)
     # Not of the batch: the records kept waiting for a contact it applied, which it sent on
-    # (contacts.waiting); None when there were none.
+    # (contacts.waiting); None when there were none. Those the batch itself kept waiting (a
+    # later group or transaction of it brought their contact) are its own, reported as what
+    # they became (contacts.service `claim_woken`).
     woken: BatchOutcome | None = None
+    # Of kept records sent on (a replay, a wake): the outcome of each alone, by its message id
+    # in the kept-records store, for `claim_woken`. Summed by the one who claims (a wake, a
+    # request of several transactions), not by `add_outcome`: a sweep's runs need none.
+    sent: dict[str, BatchOutcome] = field(default_factory=dict)
 
     @property
     def sent_on(self) -> int:

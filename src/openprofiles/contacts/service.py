@@ -61,8 +61,8 @@ from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-# erasure is imported for its effect: it registers its objects-deleted hook.
-from openprofiles.contacts import erasure  # noqa: F401
+# erasure registers its objects-deleted hook as it is imported.
+from openprofiles.contacts.erasure import carry_contacts
 from openprofiles.contacts.kept import (
     KeptRow,
     UnroutedRecord,
@@ -214,7 +214,9 @@ def ingest_contact_items(
     rejected and held (`waiting`). Not with `waited` (records sent on after waiting that long:
     they never wait twice): it is dead-lettered, saying how long it waited. Then the records
     kept waiting for the contacts the batch applied are sent on in its transaction (`_wake`),
-    reported in the outcome's `woken`, not among the batch's own.
+    reported in the outcome's `woken`, not among the batch's own — but for those the batch
+    itself kept waiting (a later group of it, another object type, applied their contact),
+    which are reported as what they became (`claim_woken`).
     """
     outcome, applied = _intake(tx, items, hold_unavailable, origins, waited)
     _wake(tx, applied, outcome)
@@ -229,22 +231,27 @@ def _intake(
     waited: Sequence[timedelta] | None,
     *,
     hold_left: bool = False,
+    sent_as: Sequence[str] | None = None,
 ) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
     """`ingest_contact_items` but for the waiting records it wakes; also the digests of the
     contacts it applied to a profile, by domain (the contacts records may wait for).
     `hold_left`: kept records sent on (`_resend`) are held again while a domain their
     instance left does not answer, even where the instance's own domain's outage would fail
-    the caller (an association's replay: the move away from that domain must not fail)."""
+    the caller (an association's replay: the move away from that domain must not fail).
+    `sent_as`: the items are kept records sent on, of these message ids (the outcome's
+    `sent`)."""
     route = Router(tx, keeping=True)
     # Every instance of the batch is looked up, under its association lock, before the batch
     # writes anything, so those locks come first in the transaction (store.advisory).
     route.look_up(_instances_named(items))
-    held = 0
-    lettered: list[str] = []  # the domain of each record dead-lettered
+    # Where each rejected record went, by its index: held (kept for a domain that cannot take
+    # it now), the domain that dead-lettered it, kept unrouted, kept waiting.
+    held: set[int] = set()
+    lettered: dict[int, str] = {}
     results: list[Applied | Rejection | None] = [None] * len(items)
     routed: list[tuple[int, ContactRecord, Integration]] = []
-    unrouted: list[KeptRow] = []
-    waiting: list[tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = []
+    unrouted: dict[int, KeptRow] = {}
+    waiting: dict[int, tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = {}
     applied: dict[str, set[bytes]] = {}
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
@@ -260,16 +267,20 @@ def _intake(
             # Dead-lettering needs the domain's key as much as applying does.
             why = route.unavailable(target.domain_name) if hold_unavailable and target else None
             if target is not None and why is not None:
-                unrouted.append((instance, raw, why, origin, target.domain_name))
+                unrouted[index] = (instance, raw, why, origin, target.domain_name)
                 results[index] = Rejection(exc.contact_id, why)
-                held += 1
+                held.add(index)
                 continue
             if target is not None:
                 _dead_letter(tx, target, raw, exc.reason, "invalid_value", origin)
-                lettered.append(target.domain_name)
+                lettered[index] = target.domain_name
             else:
-                unrouted.append(
-                    (instance if isinstance(instance, str) else None, raw, exc.reason, origin, None)
+                unrouted[index] = (
+                    instance if isinstance(instance, str) else None,
+                    raw,
+                    exc.reason,
+                    origin,
+                    None,
                 )
             results[index] = Rejection(exc.contact_id, exc.reason)
             continue
@@ -279,7 +290,7 @@ def _intake(
                 f"The instance {record.instance_arn} is not associated with any domain; the "
                 "record is kept and applied once it is (PutIntegration with its ARN)."
             )
-            unrouted.append((record.instance_arn, raw, reason, origin, None))
+            unrouted[index] = (record.instance_arn, raw, reason, origin, None)
             results[index] = Rejection(record.contact_id, reason)
             continue
         routed.append((index, record, target))
@@ -297,10 +308,10 @@ def _intake(
         if index in held_back:
             origin = origins[index] if origins else None
             why, held_for = held_back[index]
-            unrouted.append((record.instance_arn, record.raw, why, origin, held_for))
+            unrouted[index] = (record.instance_arn, record.raw, why, origin, held_for)
             results[index] = Rejection(record.contact_id, why)
-            held += 1
-    keep_unrouted_rows(tx, unrouted)
+            held.add(index)
+    keep_unrouted_rows(tx, list(unrouted.values()))
     # Of the records sent back to a domain their instance left: the instance's domain now.
     came_back: dict[int, str] = {}
     groups: dict[tuple[str, str], tuple[Integration, list[tuple[int, ContactRecord]]]] = {}
@@ -328,15 +339,14 @@ def _intake(
         for (index, record), done_one in zip(members, done, strict=True):
             if isinstance(done_one, _Failed) and done_one.awaits and waited is None:
                 origin = origins[index] if origins else None
-                waiting.append((target.domain_name, record, done_one.awaits, origin))
-                results[index] = Rejection(record.contact_id, waiting_reason(record))
+                waiting[index] = (target.domain_name, record, done_one.awaits, origin)
             elif isinstance(done_one, _Failed):
                 origin = origins[index] if origins else None
                 reason = done_one.reason
                 if done_one.awaits and waited is not None:
                     reason = no_profile_reason(record, waited=waited[index])
                 _dead_letter(tx, target, record.raw, reason, done_one.category, origin)
-                lettered.append(target.domain_name)
+                lettered[index] = target.domain_name
                 results[index] = Rejection(record.contact_id, reason)
             else:
                 results[index] = done_one
@@ -357,22 +367,41 @@ def _intake(
                     # them on later.
                     digest = contact_digest(tx, domain_now, record.contact_id)
                     applied.setdefault(domain_now, set()).add(digest)
-    keep_waiting(tx, waiting)
-    outcome = BatchOutcome(held=held + len(waiting), waiting=len(waiting))
-    for domain_name in lettered:
-        outcome.dead_lettered[domain_name] = outcome.dead_lettered.get(domain_name, 0) + 1
-    for instance_arn, *_ in unrouted:
-        # As contacts.kept's keep_unrouted_rows keeps it: only an instance ARN counts as one.
-        kept_for = instance_arn if instance_arn and is_instance_arn(instance_arn) else None
-        outcome.unrouted[kept_for] = outcome.unrouted.get(kept_for, 0) + 1
-    for result in results:
+    kept_as = keep_waiting(tx, list(waiting.values()))
+    for (index, (_, record, _, _)), message_id in zip(waiting.items(), kept_as, strict=True):
+        results[index] = Rejection(record.contact_id, waiting_reason(record), message_id)
+    outcome = BatchOutcome()
+    for index, result in enumerate(results):
+        if isinstance(result, Applied) and sent_as is None:
+            # The hot path, counted straight in.
+            _count_applied(outcome, result)
+            continue
+        # What became of the record, counted alone, then into the batch's outcome.
+        one = BatchOutcome()
         if isinstance(result, Rejection):
-            outcome.rejected.append(result)
+            one.rejected.append(result)
+            one.waiting = int(index in waiting)
+            one.held = int(index in held) + one.waiting
+            if index in lettered:
+                one.dead_lettered[lettered[index]] = 1
+            if index in unrouted:
+                # As contacts.kept's keep_unrouted_rows keeps it: only an instance ARN counts.
+                instance_arn = unrouted[index][0]
+                one.unrouted[
+                    instance_arn if instance_arn and is_instance_arn(instance_arn) else None
+                ] = 1
         elif result is not None:
-            outcome.accepted += 1
-            outcome.unchanged += not result.changed
-            outcome.created_profiles += result.created_profile
+            _count_applied(one, result)
+        add_outcome(outcome, one)
+        if sent_as is not None:
+            outcome.sent[sent_as[index]] = one
     return outcome, applied
+
+
+def _count_applied(outcome: BatchOutcome, applied: Applied) -> None:
+    outcome.accepted += 1
+    outcome.unchanged += not applied.changed
+    outcome.created_profiles += applied.created_profile
 
 
 def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> None:
@@ -393,8 +422,47 @@ def _wake(tx: Tx, applied: Mapping[str, set[bytes]], outcome: BatchOutcome) -> N
         # A domain whose key fails meanwhile holds them, as any kept records.
         more, applied = _resend(tx, kept, hold_unavailable=True, waited_until=tx.now)
         add_outcome(woken, more)
+        woken.sent.update(more.sent)
     if woken.accepted or woken.rejected:
         outcome.woken = woken
+        claim_woken(outcome)
+
+
+def claim_woken(outcome: BatchOutcome) -> None:
+    """Report as the batch's own the records it kept waiting (its rejected with `kept_as`)
+    that it sent on itself (its `woken`, with their `sent`): a later group of its transaction,
+    or a later transaction of its request (contacts.http), applied the contact they continue.
+    Each is no longer held but what its sending on made it (accepted, or rejected with that
+    reason), and no longer among the woken. A record the batch holds twice (kept once) is the
+    second time a repeat of what the first became."""
+    woken = outcome.woken
+    if woken is None or not woken.sent:
+        return
+    claimed: set[str] = set()
+    rejected: list[Rejection] = []
+    for rejection in outcome.rejected:
+        kept_as = rejection.kept_as
+        fate = woken.sent.get(kept_as) if kept_as is not None else None
+        if kept_as is None or fate is None:
+            rejected.append(rejection)
+            continue
+        outcome.held -= 1
+        outcome.waiting -= 1
+        if kept_as in claimed:
+            fate = replace(fate, unchanged=fate.accepted, created_profiles=0)
+        claimed.add(kept_as)
+        # In its place among the rejected, when it is rejected still.
+        rejected.extend(fate.rejected)
+        add_outcome(outcome, replace(fate, rejected=[]))
+    if not claimed:
+        return
+    outcome.rejected = rejected
+    left = BatchOutcome()
+    for message_id, fate in woken.sent.items():
+        if message_id not in claimed:
+            add_outcome(left, fate)
+            left.sent[message_id] = fate
+    outcome.woken = left if left.sent else None
 
 
 def _instances_named(items: Sequence[Item]) -> list[str]:
@@ -511,10 +579,11 @@ def _apply_as(
     ]
     earlier = [d for ds in continued for d in ds]
     _lock(tx, domain_name, [*digests, *earlier])
-    # The type's lock, which ingest_batch takes too, before the integration is read again: a
-    # DeleteProfileObjectType it waited for has committed and disabled the integration, read
-    # enabled before. The pipeline would still take the records, as the implicit type of a
-    # template name (CTR), and define the deleted type again.
+    # The type's lock, before the integration is read again: a DeleteProfileObjectType it
+    # waited for has committed and disabled the integration, read enabled before. The pipeline
+    # would still take the records, as the implicit type of a template name (CTR), and define
+    # the deleted type again. Held to the commit, it is the one ingest_batch needs: it does not
+    # take it again (`_ingest_run`).
     lock_object_type(tx, domain_name=domain_name, name=type_name, shared=True)
     if integration_uri is not None:
         now = find_integration(tx, domain_name=domain_name, uri=integration_uri)
@@ -576,6 +645,8 @@ def _apply_as(
             insert_key_rows(tx, domain_name=domain_name, rows=joins)
         todo = [i for i in run if outcomes[i] is None]
         done = _ingest_run(tx, object_type, [records[i] for i in todo], isolate)
+        # Objects of a type whose keys lack `_ctrContactId`, with their contact (contacts.erasure).
+        carried: list[tuple[bytes, bytes]] = []
         for i, result in zip(todo, done, strict=True):
             if isinstance(result, _Failed):
                 outcomes[i] = result
@@ -584,6 +655,7 @@ def _apply_as(
             before = state.get(digest)
             if CONTACT_KEY not in object_type.keys:
                 _link_live_contact(tx, object_type, records[i], result.profile_id, partial)
+                carried.append((bytes.fromhex(result.profile_object_unique_key), digest))
             if (
                 before is not None
                 and before.partial
@@ -611,6 +683,7 @@ def _apply_as(
                 created_profile=result.created_profile,
                 digest=digest,
             )
+        carry_contacts(tx, domain_name, type_name, carried)
         if tx.erased_contacts:
             # A record of the run evicted the object of a contact applied earlier in the batch
             # (MaxProfileObjectCount): nothing of that contact is stored, so its delivery is not
@@ -699,9 +772,9 @@ def _continued_first(digests: Sequence[bytes], continued: Sequence[Sequence[byte
 def _ingest_run(
     tx: Tx, object_type: ObjectType, records: Sequence[ContactRecord], isolate: bool
 ) -> list[IngestResult | _Failed]:
-    """The records through `ingest_batch`. Isolated, a request error part-way (rare) undoes the
-    run's savepoint and the records are applied one by one, so only the one that caused it
-    fails."""
+    """The records through `ingest_batch`, under the type's lock `_apply_as` took. Isolated, a
+    request error part-way (rare) undoes the run's savepoint and the records are applied one by
+    one, so only the one that caused it fails."""
     batch = [(r.source, r.raw) for r in records]
     if not isolate:
         return [
@@ -712,6 +785,7 @@ def _ingest_run(
                 object_type_name=object_type.name,
                 records=batch,
                 object_type=object_type,
+                type_locked=True,
             )
         ]
     try:
@@ -722,6 +796,7 @@ def _ingest_run(
                 object_type_name=object_type.name,
                 records=batch,
                 object_type=object_type,
+                type_locked=True,
             )
         return [_failed_or(r) for r in done]
     except ServiceError:
@@ -736,6 +811,7 @@ def _ingest_run(
                     object_type_name=object_type.name,
                     records=[one],
                     object_type=object_type,
+                    type_locked=True,
                 )
             out.append(_failed_or(result))
         except ServiceError as exc:
@@ -1306,7 +1382,8 @@ def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> B
 
 
 def add_outcome(total: BatchOutcome, more: BatchOutcome) -> None:
-    """Count `more` into `total` (one run of contacts.sweep `send_kept_on`, chunk after chunk)."""
+    """Count `more` into `total` (one run of contacts.sweep `send_kept_on`, chunk after chunk);
+    not its `sent` (see BatchOutcome)."""
     total.accepted += more.accepted
     total.rejected.extend(more.rejected)
     total.unchanged += more.unchanged
@@ -1366,4 +1443,5 @@ def _resend(
         [k.origin for k in kept],
         None if waited_until is None else [waited_until - k.created_at for k in kept],
         hold_left=True,
+        sent_as=[k.message_id for k in kept],
     )

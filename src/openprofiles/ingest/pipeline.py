@@ -130,10 +130,13 @@ def ingest_batch(
     object_type_name: str,
     records: Sequence[tuple[Mapping[str, Any], str]],
     object_type: ObjectType | None = None,
+    type_locked: bool = False,
 ) -> list[IngestResult | IngestRejected]:
     """Apply records of one object type in order, each (parsed source, submitted text); the
     outcome of each, in the same order. A rejected record writes nothing and does not stop
-    the others; a record sees what the records before it did.
+    the others; a record sees what the records before it did. `type_locked`: the caller holds
+    the type's lock already (object_types.lock_object_type, shared: a contact batch takes it
+    to read its integration under it), which is then not taken twice.
 
     The records are mapped and their key digests computed first; then, for runs of records,
     every candidate profile, stored object and object count is read in a few IN-list queries,
@@ -145,9 +148,10 @@ def ingest_batch(
     """
     cipher = tx.cipher(domain_name)  # NotFound for an unknown domain first
     if not tx.services.database.is_sqlite:
-        lock_object_type(tx, domain_name=domain_name, name=object_type_name, shared=True)
+        if not type_locked:
+            lock_object_type(tx, domain_name=domain_name, name=object_type_name, shared=True)
         # Read after the lock: a DeleteProfileObjectType it waited for has committed, and the
-        # type the caller resolved before may be gone.
+        # type the caller resolved before (it may have before it took the lock) may be gone.
         object_type = None
     if object_type is None or object_type.name != object_type_name:
         object_type = get_object_type(tx, domain_name=domain_name, name=object_type_name)
