@@ -466,8 +466,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     api = hsts(api)
     machine_routes = [
         Route("/health", health, methods=["GET"]),
-        # Prometheus' scrape (openprofiles.metrics).
-        Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+        # Prometheus' scrape (openprofiles.metrics), unless OPENPROFILES_METRICS=off.
+        *(
+            [Route("/metrics", metrics_endpoint(services), methods=["GET"])]
+            if settings.metrics
+            else []
+        ),
         *contact_routes(services, authenticate),
     ]
     for route in machine_routes:
@@ -475,7 +479,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     app = _Application(
         api=api,
         routes=[*machine_routes, *ui_routes(services), Mount("/", app=api)],
-        lifespan=background_lifespan(background_tasks(services)),
+        # The authenticator's revocation check may be under way in a thread of its own.
+        lifespan=background_lifespan(background_tasks(services), on_shutdown=[authenticate.close]),
     )
     app.state.services = services
     app.state.registry = registry

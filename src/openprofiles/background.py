@@ -38,9 +38,11 @@ async def _loop(task: PeriodicTask) -> None:
 
 
 def background_lifespan(
-    tasks: Sequence[PeriodicTask],
+    tasks: Sequence[PeriodicTask], on_shutdown: Sequence[Callable[[], None]] = ()
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A Starlette lifespan running every task whose interval is above zero."""
+    """A Starlette lifespan running every task whose interval is above zero; at shutdown, once
+    they are stopped, it calls each of `on_shutdown` in a worker thread (they may wait for
+    threads of their own to end)."""
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -53,5 +55,7 @@ def background_lifespan(
             for task in running:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            for close in on_shutdown:
+                await asyncio.to_thread(close)
 
     return lifespan

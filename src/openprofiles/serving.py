@@ -239,8 +239,9 @@ def run(settings: Settings) -> None:
     # factory by name and read their settings from the environment: the command line's options
     # are put there first, and the rest of the environment is what this process read.
     os.environ.update(settings.command_line_environment())
-    # Several workers add up their metrics' counts in a directory they share (metrics.endpoint).
-    with multiprocess_dir(settings.workers):
+    # Several workers add up their metrics' counts in a directory they share (metrics.endpoint);
+    # with /metrics off (OPENPROFILES_METRICS) no one adds them up, so none is made.
+    with multiprocess_dir(settings.workers if settings.metrics else 1):
         _serve(settings)
 
 

@@ -110,6 +110,10 @@ class Settings:
     # How long one read of the database's state (dead letters, kept contact records) serves the
     # scrapes of GET /metrics in a process (metrics.state): its counts read whole tables.
     metrics_state_seconds: float = 15.0
+    # Whether GET /metrics is served (OPENPROFILES_METRICS: on or off). Off, it answers 404 and
+    # nothing reads the database's state for it: for a server exposed where /metrics cannot be
+    # kept to the monitoring network, or that no one scrapes.
+    metrics: bool = True
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser with an
     # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
     # other site's page read an answer. "*" allows every origin.
@@ -295,6 +299,7 @@ class Settings:
             rule_pass_processes=whole("RULE_PASS_PROCESSES"),
             flow_folder_settle_seconds=seconds("FLOW_FOLDER_SETTLE_SECONDS"),
             metrics_state_seconds=seconds("METRICS_STATE_SECONDS"),
+            metrics=_switch("METRICS", get("METRICS")),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if (origins := get("CORS_ORIGINS"))
@@ -350,6 +355,7 @@ VARIABLES = (
     "FLOW_FOLDER_ROOTS",
     "FLOW_FOLDER_SETTLE_SECONDS",
     "METRICS_STATE_SECONDS",
+    "METRICS",
     "AUDIT_LOG",
     "LOG_LEVEL",
 )
@@ -439,6 +445,16 @@ def _number(name: str, text: str | None, kind: type[int] | type[float]) -> Any:
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ValueError(f"OPENPROFILES_{name} must be {what}, not {text!r}") from None
+
+
+def _switch(name: str, text: str | None) -> bool | None:
+    """An on/off variable's value (in any case), or None when unset; a ValueError that names the
+    variable when it is neither."""
+    if text is None:
+        return None
+    if text.lower() in ("on", "off"):
+        return text.lower() == "on"
+    raise ValueError(f"OPENPROFILES_{name} must be on or off, not {text!r}")
 
 
 def _is_phone_region(code: str) -> bool:

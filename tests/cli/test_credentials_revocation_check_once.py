@@ -1,11 +1,13 @@
-"""The revocation check of a server's credential cache (auth.credentials.SecretCache) is run by
-one request at a time: the requests that need it while it runs wait for its result.
+"""The revocation check of a server's credential cache (auth.credentials.SecretCache) runs off
+every request's path, one at a time, and fails closed.
 
-The problem: every request that arrived while the once-a-second check was under way ran a check
-of its own, so under load the check was one read per waiting request rather than one a second
-(20 requests at once after the interval: 20 reads; on the event loop each moved to a worker
-thread first). Fail-closed still: no request is answered from a cache whose check is overdue, so
-when the check fails the requests that waited for it do not use the cache; the next check runs.
+The problems: every request that arrived while the once-a-second check was under way ran a check
+of its own (20 requests at once after the interval: 20 reads); then, single-flight, the request
+that found the check due ran it (a read) and the others waited for it, so on the event loop they
+all moved to a worker thread, and a burst at that moment was not one turn's batch. Now the
+request that finds it due starts it in a thread of its own; every request is answered from the
+cache meanwhile, as long as the last successful check is recent (`trusted_seconds`): when checks
+fail (the database does not answer), cached keys stop being used and are looked up again.
 
 With real threads, the real Authenticator and database on SQLite and PostgreSQL: the check's
 statement is held (a statement listener waiting on an event the test sets) until every request
@@ -21,46 +23,25 @@ from dataclasses import dataclass, field
 
 import pytest
 from sqlalchemy import event
-from tests.cli.test_credentials_revoked_everywhere import _list_domains, _openprofiles
+from starlette.testclient import TestClient
+from tests.cli.test_credentials_revoked_everywhere import _Clock, _list_domains, _openprofiles
 
-from openprofiles.app import build_services
+from openprofiles.app import build_services, create_app
+from openprofiles.auth import credentials
 from openprofiles.auth.authenticator import Authenticator
 from openprofiles.auth.credentials import (
     REVOCATION_CHECK_SECONDS,
     IssuedCredential,
     SecretCache,
     create_credential,
+    trusted_seconds,
 )
-from openprofiles.blocking import WouldBlock, on_the_loop
+from openprofiles.blocking import on_the_loop
 from openprofiles.context import Services
 from openprofiles.errors import UnrecognizedClient
 from openprofiles.settings import Settings
 
 REQUESTS = 20
-
-
-class _Clock:
-    """Monotonic seconds that move only when the test says so; counts its readings, which
-    `SecretCache.get` takes once as it starts."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._read = 0
-        self._changed = threading.Condition()
-
-    def __call__(self) -> float:
-        with self._changed:
-            self._read += 1
-            self._changed.notify_all()
-        return self.now
-
-    def readings(self) -> int:
-        with self._changed:
-            return self._read
-
-    def wait_for(self, readings: int) -> None:
-        with self._changed:
-            assert self._changed.wait_for(lambda: self._read >= readings, timeout=60)
 
 
 class DatabaseDown(Exception):
@@ -69,10 +50,10 @@ class DatabaseDown(Exception):
 
 @dataclass
 class _Checks:
-    """The revocation checks' statements: counted, held until `release` is set, and the first
-    failed when `fail_first`."""
+    """The revocation checks' statements: counted, held until `release` is set, and failed
+    when `fail`."""
 
-    fail_first: bool = False
+    fail: bool = False
     release: threading.Event = field(default_factory=threading.Event)
     count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,10 +64,9 @@ class _Checks:
             return
         with self._lock:
             self.count += 1
-            first = self.count == 1
         # Bounded: a cache that waited here for good would fail the test, not hang it.
         assert self.release.wait(timeout=60)
-        if first and self.fail_first:
+        if self.fail:
             raise DatabaseDown("the database does not answer")
 
 
@@ -100,12 +80,9 @@ def _counting(services: Services, checks: _Checks) -> Iterator[_Checks]:
         event.remove(services.database.engine, "before_cursor_execute", checks)
 
 
-def _at_once(
-    authenticate: Authenticator, issued: IssuedCredential, region: str, clock: _Clock
-) -> tuple[list[threading.Thread], list[object]]:
-    """REQUESTS requests signed with `issued`, each in a thread of its own, started; returns
-    once each has entered the cache. What each ends with (a role or an exception) is appended
-    to the list as it ends."""
+def _at_once(authenticate: Authenticator, issued: IssuedCredential, region: str) -> list[object]:
+    """REQUESTS requests signed with `issued`, each in a thread of its own; what each ended
+    with (a role or an exception), once all have ended."""
     outcomes: list[object] = []
     guard = threading.Lock()
 
@@ -117,70 +94,141 @@ def _at_once(
         with guard:
             outcomes.append(outcome)
 
-    before = clock.readings()
     threads = [threading.Thread(target=request) for _ in range(REQUESTS)]
     for thread in threads:
         thread.start()
-    # Every request has read the clock, so it has seen the check due: none can come too late
-    # to need it.
-    clock.wait_for(before + REQUESTS)
-    return threads, outcomes
-
-
-def _joined(threads: list[threading.Thread]) -> None:
     for thread in threads:
         thread.join(timeout=120)
         assert not thread.is_alive()
+    return outcomes
 
 
-def test_requests_at_once_after_the_interval_make_one_check(settings: Settings) -> None:
+def _check_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The revocation checks' threads alive now that were not at `before` (another test's app
+    that was not shut down may have one still ending)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name == "openprofiles-credential-check" and t not in before
+    ]
+
+
+def test_requests_after_the_interval_neither_run_nor_wait_for_the_check(
+    settings: Settings,
+) -> None:
+    before = set(threading.enumerate())
     services = build_services(settings)
+    clock = _Clock()
+    cache = SecretCache(clock=clock)
     try:
         with services.write() as tx:
             issued = create_credential(tx, role="agent")
-        clock = _Clock()
-        authenticate = Authenticator(services, 900, SecretCache(clock=clock))
+        authenticate = Authenticator(services, 900, cache)
         assert _list_domains(authenticate, issued, settings.region).role == "agent"
         clock.now += REVOCATION_CHECK_SECONDS
 
         with _counting(services, _Checks()) as checks:
-            threads, outcomes = _at_once(authenticate, issued, settings.region, clock)
-            # A request on the event loop that meets the check under way does not wait there
-            # (that would stall the loop): it moves to a worker thread, as a read does.
-            with on_the_loop(), pytest.raises(WouldBlock):
-                _list_domains(authenticate, issued, settings.region)
+            # On the event loop: the request that finds the check due starts it and goes on;
+            # it neither reads (which would move it, and its turn's burst, off the loop) nor
+            # waits. The check's read is held meanwhile.
+            with on_the_loop():
+                assert _list_domains(authenticate, issued, settings.region).role == "agent"
+            # Every request meanwhile is answered from the cache, none waits for the held
+            # check, and none starts another: single-flight.
+            assert _at_once(authenticate, issued, settings.region) == ["agent"] * REQUESTS
             checks.release.set()
-            _joined(threads)
-
-        assert outcomes == ["agent"] * REQUESTS
+            cache.settle()
         assert checks.count == 1  # was one per request: 20
+    finally:
+        cache.close()
+        services.database.dispose()
+    assert _check_threads(before) == []
+
+
+def test_cached_keys_stop_being_used_when_checks_keep_failing(settings: Settings) -> None:
+    services = build_services(settings)
+    clock = _Clock()
+    cache = SecretCache(clock=clock)
+    try:
+        with services.write() as tx:
+            revoked = create_credential(tx, role="agent")
+            kept = create_credential(tx, role="agent")
+        authenticate = Authenticator(services, 900, cache)
+        for issued in (revoked, kept):
+            assert _list_domains(authenticate, issued, settings.region).role == "agent"
+        # Revoked by another process: this one's cache learns of it only by its check.
+        _openprofiles(settings, "credentials", "delete", revoked.access_key_id)
+
+        # The checks fail (the database does not answer their read; a lookup still works).
+        with _counting(services, _Checks(fail=True)) as checks:
+            checks.release.set()
+            clock.now += REVOCATION_CHECK_SECONDS
+            # Answered from the cache while the check is under way (it is recent enough)...
+            assert _list_domains(authenticate, revoked, settings.region).role == "agent"
+            cache.settle()
+            assert checks.count == 1
+            # ... not once the last successful check is `trusted_seconds()` old: a key is looked
+            # up again (this one is still stored), and the check, due again, tried again.
+            clock.now += trusted_seconds() - REVOCATION_CHECK_SECONDS
+            assert _list_domains(authenticate, kept, settings.region).role == "agent"
+            cache.settle()
+            assert checks.count == 2
+            # The revoked key is looked up too, and found gone: the cache did not keep
+            # answering for ever.
+            outcomes = _at_once(authenticate, revoked, settings.region)
+            cache.settle()
+        assert all(isinstance(o, UnrecognizedClient) for o in outcomes), outcomes
+        # The failing check is tried once an interval, not once a request.
+        assert checks.count == 2
+    finally:
+        cache.close()
+        services.database.dispose()
+
+
+def test_a_closed_cache_starts_no_check_and_leaves_no_thread(settings: Settings) -> None:
+    before = set(threading.enumerate())
+    services = build_services(settings)
+    clock = _Clock()
+    cache = SecretCache(clock=clock)
+    try:
+        with services.write() as tx:
+            issued = create_credential(tx, role="admin")
+        authenticate = Authenticator(services, 900, cache)
+        assert _list_domains(authenticate, issued, settings.region).role == "admin"
+        with _counting(services, _Checks()) as checks:
+            clock.now += REVOCATION_CHECK_SECONDS
+            assert _list_domains(authenticate, issued, settings.region).role == "admin"
+            assert len(_check_threads(before)) == 1  # held
+            checks.release.set()
+            authenticate.close()  # waits for it
+            assert _check_threads(before) == []
+            clock.now += REVOCATION_CHECK_SECONDS
+            assert _list_domains(authenticate, issued, settings.region).role == "admin"
+            assert _check_threads(before) == []
+        assert checks.count == 1
     finally:
         services.database.dispose()
 
 
-def test_a_failed_check_answers_no_waiting_request_from_the_cache(settings: Settings) -> None:
-    services = build_services(settings)
+def test_the_app_closes_its_cache_at_shutdown(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's shutdown (the app's lifespan) waits for a check under way and starts none."""
+    before = set(threading.enumerate())
+    monkeypatch.setattr(credentials, "REVOCATION_CHECK_SECONDS", 0.0)  # due at every request
+    app = create_app(settings)
+    services = app.state.services
+    authenticate = app.state.api[1]
     try:
         with services.write() as tx:
-            revoked = create_credential(tx, role="agent")
-        clock = _Clock()
-        authenticate = Authenticator(services, 900, SecretCache(clock=clock))
-        assert _list_domains(authenticate, revoked, settings.region).role == "agent"
-        # Revoked by another process: this one's cache learns of it only by its check.
-        _openprofiles(settings, "credentials", "delete", revoked.access_key_id)
-        clock.now += REVOCATION_CHECK_SECONDS
-
-        with _counting(services, _Checks(fail_first=True)) as checks:
-            threads, outcomes = _at_once(authenticate, revoked, settings.region, clock)
+            issued = create_credential(tx, role="admin")
+        with _counting(services, _Checks()) as checks, TestClient(app):
+            _list_domains(authenticate, issued, settings.region)
+            _list_domains(authenticate, issued, settings.region)  # starts a check, held
+            assert len(_check_threads(before)) == 1
             checks.release.set()
-            _joined(threads)
-
-        # The request that ran the failed check ends with its error; the check stayed due, so
-        # the waiting ones were not answered from the cache: one of them ran it again, and all
-        # are refused as the key is gone.
-        failed = [o for o in outcomes if isinstance(o, DatabaseDown)]
-        refused = [o for o in outcomes if isinstance(o, UnrecognizedClient)]
-        assert (len(failed), len(refused)) == (1, REQUESTS - 1), outcomes
-        assert checks.count == 2  # the failed one, and one more: was one per request
+        assert _check_threads(before) == []
+        _list_domains(authenticate, issued, settings.region)
+        assert _check_threads(before) == []
     finally:
         services.database.dispose()

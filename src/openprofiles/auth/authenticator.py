@@ -38,7 +38,8 @@ class Authenticator:
     Calling it checks a whole request (method, raw path, raw query, headers, body) and returns
     its `Principal`; `check_headers` is the first half, for a server that has not read the body
     yet. Credentials are cached for a short time (SecretCache), and checked against the
-    database about every second, so a key revoked by another process stops working here too.
+    database about every second in the background, so a key revoked by another process stops
+    working here too; `close` (the app's shutdown) waits for a check under way.
     """
 
     def __init__(
@@ -88,10 +89,12 @@ class Authenticator:
         with self._services.read() as tx:
             return find_secret(tx, access_key_id=access_key_id)
 
+    def close(self) -> None:
+        """Wait for the cache's revocation check under way, and start no more (shutdown)."""
+        self._secrets.close()
+
     def _stored(self, access_key_ids: Sequence[str]) -> set[str]:
-        # Which cached keys are still stored, once a second at most and by one request at a
-        # time (SecretCache): a read, so on the event loop it moves the request to a worker
-        # thread, as `_load` does (as does waiting for another request's check).
-        avoid_blocking("checking for revoked credentials")
+        # Which cached keys are still stored, once a second at most: run by the cache in a
+        # thread of its own (SecretCache), never on a request's path, so never on the loop.
         with self._services.read() as tx:
             return stored_credentials(tx, access_key_ids)

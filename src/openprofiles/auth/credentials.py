@@ -7,12 +7,13 @@ Servers keep the credentials they found in memory (`SecretCache`). A credential 
 inserted or deleted, never changed, so a cached one is stale only once its row is gone: each
 cache asks which of its keys are still stored at most every `REVOCATION_CHECK_SECONDS`, and a
 key revoked anywhere (another worker, another server, the CLI) stops working everywhere within
-about that time. One request at a time runs that check; the others that need it meanwhile wait
-for its result (`SecretCache.get`).
+about that time. The check runs in a thread of its own, one at a time, started by the request
+that finds it due; no request waits for it (`SecretCache`).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 import threading
@@ -24,7 +25,6 @@ from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 
-from openprofiles.blocking import avoid_blocking
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import DecryptionError
@@ -35,6 +35,8 @@ from openprofiles.store.schema import credential
 ROLES = ("admin", "agent")
 _TABLE = "credential"
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,33 @@ _CACHES: weakref.WeakSet[SecretCache] = weakref.WeakSet()
 
 # How often at most a cache asks the database which of its credentials are still stored. A key
 # revoked in another process (a server's other worker, another server, the CLI) works there for
-# about this long after the revoking commit: for a service holding customers' personal data that
-# must be "almost at once". Shorter costs more: the check is a read transaction (on the event
-# loop, a move of one request to a worker thread), once per interval per process with a cached
-# key, against none per request, which is what the cache is for (a lookup per request was the
+# about this long after the revoking commit, plus the check's read: for a service holding
+# customers' personal data that must be "almost at once". Shorter costs more: the check is a
+# read transaction in a thread of its own, once per interval per process with a cached key in
+# use, against none per request, which is what the cache is for (a lookup per request was the
 # largest cost of a small API request).
 REVOCATION_CHECK_SECONDS = 1.0
+
+# How long after its last successful check (or its own lookup) a cached credential may still be
+# used while the next check is under way, or failing: beyond that the cache is not trusted
+# (fail-closed) and the key is looked up again. The check's interval plus an allowance for its
+# read, so that requests arriving while a check runs are answered from the cache.
+CHECK_READ_ALLOWANCE_SECONDS = 1.0
+
+
+def trusted_seconds() -> float:
+    """How long a check (or lookup) vouches for a cached credential (read at each use, so that
+    tests may change `REVOCATION_CHECK_SECONDS`)."""
+    return REVOCATION_CHECK_SECONDS + CHECK_READ_ALLOWANCE_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    expires: float
+    secret: str
+    role: str
+    # When the lookup that cached it read it: as recent a proof that it is stored as a check.
+    looked_up: float
 
 
 class SecretCache:
@@ -145,16 +168,21 @@ class SecretCache:
     Looking a secret up (a read transaction and an AES-GCM open) would otherwise be the largest
     cost of a small API request. Only found keys are cached, so a new credential works at once;
     a revoked one stops working at once in the process that revoked it (`forget`), and within
-    about `REVOCATION_CHECK_SECONDS` in every other server process: `get`, given `stored` (which
-    of some keys are still stored), asks it about every cached key at most that often, and drops
-    those that are gone. `clock` is monotonic seconds; tests pass their own.
+    about `REVOCATION_CHECK_SECONDS` (plus a read's time) in every other server process: `get`,
+    given `stored` (which of some keys are still stored), has every cached key checked that
+    often, and the check drops those that are gone. `clock` is monotonic seconds; tests pass
+    their own.
 
-    The check is single-flight: when it falls due, one request runs it and the others arriving
-    meanwhile wait for its result, rather than each running one of its own (under load, every
-    request of the moment would otherwise read the database, each moved off the event loop
-    first). None is answered from a cache whose check is overdue: when the check fails (a
-    database error, or a move off the event loop), it is still due, and one of the requests that
-    waited for it (or the next request) runs it again.
+    The check runs off every request's path: the request that finds it due starts it in a
+    thread of its own and goes on, answered from the cache like the others meanwhile. A request
+    that ran it (a read) or waited for it would leave the event loop (openprofiles.blocking), and
+    with it the burst of its moment, which would then not share one turn's work. Guarantees:
+    - single-flight: one check at a time per cache; due again `REVOCATION_CHECK_SECONDS` after
+      the last one started, whether it succeeded or not;
+    - fail-closed: a cached key is used only while its last successful check, or its own lookup,
+      is under `trusted_seconds()` old. When checks fail (the database does not answer), the keys
+      are looked up again at their next use, which fails or refuses as the database says;
+    - no thread outlives `close` (the app's shutdown): it waits for the check under way.
     """
 
     def __init__(
@@ -167,14 +195,17 @@ class SecretCache:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._clock = clock
-        self._entries: dict[str, tuple[float, str, str]] = {}
+        self._entries: dict[str, _Entry] = {}
         # Keys revoked in this process: until when each is looked up at every use, uncached.
         self._forgotten: dict[str, float] = {}
         # When the cached keys are next checked against the database (`get`'s `stored`).
         self._check_due = float("-inf")
-        # Whether a request is running that check; the others that need it wait on `_checked`.
-        self._checking = False
-        self._checked = threading.Condition(threading.Lock())
+        # When the last successful check started: the keys it kept were stored then.
+        self._checked_at = float("-inf")
+        # The check under way (single-flight), and whether `close` has stopped new ones.
+        self._guard = threading.Lock()
+        self._checking: threading.Thread | None = None
+        self._closed = False
         _CACHES.add(self)
 
     def forget(self, access_key_id: str) -> None:
@@ -192,12 +223,12 @@ class SecretCache:
         load: Callable[[], tuple[str, str] | None],
         stored: Callable[[Sequence[str]], Collection[str]] | None = None,
     ) -> tuple[str, str] | None:
-        """(secret, role) of a key, from the cache or `load`. With `stored`, the cached keys
-        are checked against the database first when the last check is older than
-        `REVOCATION_CHECK_SECONDS`; without it, only this process's revocations are seen."""
+        """(secret, role) of a key, from the cache or `load`. With `stored`, a check of the
+        cached keys against the database is started (not awaited) when the last one started
+        `REVOCATION_CHECK_SECONDS` ago; without it, only this process's revocations are seen."""
         now = self._clock()
         if stored is not None and now >= self._check_due and self._entries:
-            self._check(now, stored)
+            self._start_check(now, stored)
         if self._forgotten:
             until = self._forgotten.get(access_key_id)
             if until is not None and until > now:
@@ -205,8 +236,13 @@ class SecretCache:
             if until is not None:
                 self._forgotten.pop(access_key_id, None)
         entry = self._entries.get(access_key_id)
-        if entry is not None and entry[0] > now:
-            return entry[1], entry[2]
+        if (
+            entry is not None
+            and entry.expires > now
+            # Fail-closed: vouched for by a recent enough check, or by its own lookup.
+            and now - max(entry.looked_up, self._checked_at) < trusted_seconds()
+        ):
+            return entry.secret, entry.role
         found = load()
         if found is None:
             self._entries.pop(access_key_id, None)
@@ -216,40 +252,56 @@ class SecretCache:
         if not self._entries:
             # The one entry is as fresh as a check (read after `now`): none due before then.
             self._check_due = now + REVOCATION_CHECK_SECONDS
-        self._entries[access_key_id] = (now + self._ttl, found[0], found[1])
+        self._entries[access_key_id] = _Entry(now + self._ttl, found[0], found[1], now)
         return found
 
-    def _check(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
-        """Return once the cached keys have been checked no earlier than `now`'s interval: by
-        this caller (`_drop_revoked`), or by the one whose check was under way when it came.
-        Raises what the check raised when this caller ran it."""
-        with self._checked:
-            while now >= self._check_due and self._checking:
-                # Waiting here may take as long as a read; on the event loop that would stall
-                # every request of the process, so the request moves to a worker thread, as
-                # running the check itself would (`stored` reads).
-                avoid_blocking("waiting for another request's revocation check")
-                self._checked.wait()
-            if now < self._check_due:
-                return  # a check that came after this request's interval opened is enough
-            self._checking = True
-        try:
-            self._drop_revoked(now, stored)
-        finally:
-            # On success `_check_due` has moved on and the waiters return; on failure it has
-            # not, and one of them (or the next request) runs the check again.
-            with self._checked:
-                self._checking = False
-                self._checked.notify_all()
+    def settle(self) -> None:
+        """Return once the check under way, if any, has ended (tests; `close`)."""
+        with self._guard:
+            running = self._checking
+        if running is not None:
+            running.join()
 
-    def _drop_revoked(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
-        cached = list(self._entries)
-        # May raise (WouldBlock on the event loop, a database error): the check is then still
-        # due, so no request is answered from an unchecked cache.
-        present = set(stored(cached))
-        # Due again from the time before the read: an entry cached from a read that came before
-        # a revoking commit this read did not see yet is dropped by the next check.
-        self._check_due = now + REVOCATION_CHECK_SECONDS
-        for access_key_id in cached:
-            if access_key_id not in present:
-                self._entries.pop(access_key_id, None)
+    def close(self) -> None:
+        """Start no more checks, and wait for the one under way (the server is stopping)."""
+        with self._guard:
+            self._closed = True
+        self.settle()
+
+    def _start_check(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
+        with self._guard:
+            if self._closed or self._checking is not None or now < self._check_due:
+                return  # closed, or another request started it: single-flight
+            # Due again an interval after this one starts, whatever its outcome: a failing
+            # database is asked once an interval, not once a request.
+            self._check_due = now + REVOCATION_CHECK_SECONDS
+            self._checking = threading.Thread(
+                target=self._check,
+                args=(now, stored),
+                name="openprofiles-credential-check",
+                # `close` joins it; a daemon only so that a read that hangs cannot hold up
+                # the interpreter's exit.
+                daemon=True,
+            )
+            self._checking.start()
+
+    def _check(self, started: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
+        try:
+            cached = list(self._entries)
+            # Ids only (stored_credentials); may raise (a database error): the keys then go
+            # unchecked, and stop being used once `trusted_seconds()` has passed since the last
+            # successful check.
+            present = set(stored(cached))
+        except Exception as exc:
+            # The type only: a message could quote a URL with a password (logging_setup).
+            log.warning("checking cached credentials for revocation failed: %s", type(exc).__name__)
+        else:
+            # Dropped before the check counts: an entry cached from a read that came before a
+            # revoking commit this read did not see yet is dropped by the next check.
+            for access_key_id in cached:
+                if access_key_id not in present:
+                    self._entries.pop(access_key_id, None)
+            self._checked_at = started
+        finally:
+            with self._guard:
+                self._checking = None

@@ -82,10 +82,12 @@ FEED_ORIGIN = "POST /contact-records"
 logger = logging.getLogger(__name__)
 
 
-def process_body(services: Services, body: str) -> BatchOutcome:
-    """Apply every record of a body (`process_batch`); BadRequest, with nothing applied, for a
-    body that is neither a record, an array of records nor JSON lines, or is empty; 413 for
-    one of more than MAX_BODY_RECORDS records."""
+def process_body(
+    services: Services, body: str, committed: BatchOutcome | None = None
+) -> BatchOutcome:
+    """Apply every record of a body (`process_batch`, which fills in `committed`); BadRequest,
+    with nothing applied, for a body that is neither a record, an array of records nor JSON
+    lines, or is empty; 413 for one of more than MAX_BODY_RECORDS records."""
     if not body.strip():
         raise BadRequest(
             "The body is empty: send a contact record, a JSON array of records or JSON lines."
@@ -99,11 +101,14 @@ def process_body(services: Services, body: str) -> BatchOutcome:
             f"The body holds {len(items)} records; a body may hold at most {MAX_BODY_RECORDS}. "
             "Send them in several bodies."
         )
-    return process_batch(services, items, [FEED_ORIGIN] * len(items))
+    return process_batch(services, items, [FEED_ORIGIN] * len(items), committed)
 
 
 def process_batch(
-    services: Services, items: list[Item], origins: list[str | None] | None = None
+    services: Services,
+    items: list[Item],
+    origins: list[str | None] | None = None,
+    committed: BatchOutcome | None = None,
 ) -> BatchOutcome:
     """Apply a batch of records (each applied whole or not at all by the pipeline): in one write
     transaction on SQLite, PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL
@@ -112,12 +117,14 @@ def process_batch(
 
     An error part-way says how many records were applied before it: sending the batch again
     is safe, as a record already applied is a repeat, which changes nothing (contacts.service).
+    What the committed transactions did is summed into `committed` (the outcome returned, when
+    given) as each commits, so a caller stopped by that error still knows it (the metrics).
     A record that continues a contact of a later transaction of the batch waits for it, and
     that transaction sends it on: it is reported as what it became then, accepted or rejected
     (contacts.service `claim_woken`), not as held, since it was, before the answer; the batch
     is not reordered to avoid it (a file's and a stream's positions resume in its order).
     """
-    total = BatchOutcome()
+    total = BatchOutcome() if committed is None else committed
     start = 0
     for chunk in transaction_chunks(items, is_sqlite=services.database.is_sqlite):
         chunk_origins = origins[start : start + len(chunk)] if origins else None
@@ -226,19 +233,27 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
         return response
 
     async def contact_batch(request: Request) -> Response:
+        # What the body's committed transactions did: all of it when answered 200, the part
+        # before the error when one stopped it part-way (PostgreSQL commits a body in several).
+        # Those records were taken in whatever the answer, so they are counted either way.
+        committed = BatchOutcome()
         try:
             _principal, body = await signed(request)
             # A byte order mark (as Windows tools write one) is not part of the first record,
             # as in a file of contact records (openprofiles ingest contact-records).
             text = body.decode("utf-8-sig")
-            outcome = await run_in_threadpool(process_body, services, text)
+            outcome = await run_in_threadpool(process_body, services, text, committed)
         except UnicodeDecodeError:
             return failed(BadRequest("The body must be UTF-8 JSON."))
         except ServiceError as exc:
             return failed(exc)
         except Exception as exc:
             return internal_error("POST /contact-records", exc)
-        count_contact_records(accepted=outcome.accepted, rejected=len(outcome.rejected))
+        finally:
+            # Records it kept waiting that a later committed transaction sent on are what they
+            # became (done already when it was answered 200).
+            claim_woken(committed)
+            count_contact_records(accepted=committed.accepted, rejected=len(committed.rejected))
         return respond(200, outcome_json(outcome))
 
     async def contact_events(request: Request) -> Response:

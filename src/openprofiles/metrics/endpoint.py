@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -61,6 +62,10 @@ def metrics_endpoint(services: Services) -> Callable[[Request], Awaitable[Respon
 
 # The directories `multiprocess_dir` makes: the prefix, then the supervisor's process id.
 DIR_PREFIX = "openprofiles-metrics-"
+# Where a directory is made, before it has its lock: the orphan check passes it by.
+_NEW_PREFIX = f"{DIR_PREFIX}new-"
+# In each directory: the file its supervisor holds an flock on for as long as it runs.
+LOCK_FILE = "supervisor.lock"
 
 
 @contextmanager
@@ -70,7 +75,8 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
     prometheus_client after it is set), and removed when the server stops. A new one at each
     start, so a restarted server's counters start again from zero, as Prometheus expects of a
     restarted target, and two servers never add up each other's counts. The directories of
-    servers that were killed before they could remove theirs are removed first.
+    servers that were killed before they could remove theirs are removed first: those whose
+    lock no process holds (`_remove_orphaned_dirs`).
 
     A directory the operator named (PROMETHEUS_MULTIPROC_DIR set, as under another process
     manager) is used, whatever N is, emptied of the counts of processes that have ended
@@ -84,13 +90,55 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
         yield
         return
     _remove_orphaned_dirs()
-    path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
-    os.environ[MULTIPROCESS_ENV] = path
+    path, lock = _locked_dir()
+    os.environ[MULTIPROCESS_ENV] = str(path)
     try:
         yield
     finally:
         os.environ.pop(MULTIPROCESS_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+        os.close(lock)
+
+
+def _locked_dir() -> tuple[Path, int]:
+    """A new count directory, and the descriptor of its lock file, held (flock) until closed.
+
+    The directory takes its final name only once locked (a rename keeps the lock, which is on
+    the file), so the orphan check of a server starting meanwhile never sees it unlocked."""
+    new = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX))
+    lock = os.open(new / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    path = new.with_name(f"{DIR_PREFIX}{os.getpid()}-{new.name[len(_NEW_PREFIX) :]}")
+    new.rename(path)
+    return path, lock
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove the count directories of servers that are gone (killed: no `finally`).
+
+    A directory is an orphan when the lock its supervisor held for its life can be taken: a
+    process id says nothing across pid namespaces (containers sharing /tmp, where another
+    container's live server has an id this one does not see, or sees as another process).
+    Directories without a lock file were made by an earlier version; for them the id is all
+    there is."""
+    for found in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            lock = os.open(found / LOCK_FILE, os.O_RDWR)
+        except FileNotFoundError:
+            pid = found.name[len(DIR_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(found, ignore_errors=True)
+            continue
+        except OSError:  # not ours to check (another user's, or not a directory)
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its server runs
+        else:
+            shutil.rmtree(found, ignore_errors=True)  # removed while held: no one takes it now
+        finally:
+            os.close(lock)
 
 
 # prometheus_client's files in a multiprocess directory: the kind of metric, then the process id.
@@ -105,14 +153,6 @@ def _remove_dead_counts(directory: Path) -> None:
         named = _COUNT_FILE.fullmatch(found.name)
         if named is not None and not _alive(int(named.group(1))):
             found.unlink(missing_ok=True)
-
-
-def _remove_orphaned_dirs() -> None:
-    """Remove the count directories of servers whose process is gone (killed: no `finally`)."""
-    for found in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
-        pid = found.name[len(DIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(found, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

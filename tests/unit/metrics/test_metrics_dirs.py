@@ -1,18 +1,26 @@
 """Where `serve --workers N` has its workers count (openprofiles.metrics.endpoint
 `multiprocess_dir`): a new directory per server, those of killed servers removed, and a
-directory the operator named emptied of earlier processes' counts."""
+directory the operator named emptied of earlier processes' counts.
+
+A killed server was told by its process id: not alive, its directory went. Across pid namespaces
+(containers sharing /tmp) a live server's id may not exist here, or be another process's: its
+directory was removed under it, or a dead one's kept. Now a directory is an orphan when the lock
+its server holds for its life can be taken."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from openprofiles.metrics.endpoint import DIR_PREFIX, MULTIPROCESS_ENV, multiprocess_dir
+from openprofiles.metrics.endpoint import DIR_PREFIX, LOCK_FILE, MULTIPROCESS_ENV, multiprocess_dir
 
 
 def _dead_pid() -> int:
@@ -32,7 +40,7 @@ def test_each_server_counts_in_a_new_directory_removed_at_its_stop(
     monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
     with multiprocess_dir(2):
         path = Path(os.environ[MULTIPROCESS_ENV])
-        assert path.is_dir() and not any(path.iterdir())
+        assert path.is_dir() and [p.name for p in path.iterdir()] == [LOCK_FILE]
         assert path.name.startswith(f"{DIR_PREFIX}{os.getpid()}-")
     assert MULTIPROCESS_ENV not in os.environ
     assert not path.exists()
@@ -84,3 +92,65 @@ def test_a_directory_the_operator_named_loses_only_ended_processes_counts(
             [f"counter_{live}.db", "other.db", "notes.txt"]
         )
     assert tmp_path.exists() and os.environ[MULTIPROCESS_ENV] == str(tmp_path)
+
+
+@contextmanager
+def _held_by_another_process(lock: Path) -> Iterator[None]:
+    """`lock` flocked by a process of its own (a server in another container) while in the
+    block."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        for f in path.iterdir():
+            f.unlink()
+        path.rmdir()
+
+
+def test_liveness_is_the_lock_not_the_process_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    # A server in another pid namespace: its id is no process here, but it holds its lock.
+    elsewhere = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{_dead_pid()}-"))
+    (elsewhere / "counter_7.db").write_bytes(b"")
+    # A killed server whose id is now another live process's (here: the test's parent).
+    reused = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getppid()}-"))
+    (reused / LOCK_FILE).write_bytes(b"")
+    try:
+        with _held_by_another_process(elsewhere / LOCK_FILE), multiprocess_dir(2):
+            assert (elsewhere / "counter_7.db").exists(), "a live server's counts were removed"
+            assert not reused.exists()
+            # This server's own directory is locked while it runs.
+            own = Path(os.environ[MULTIPROCESS_ENV])
+            fd = os.open(own / LOCK_FILE, os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+        # Its server gone, it is an orphan: the next server removes it.
+        with multiprocess_dir(2):
+            assert not elsewhere.exists()
+    finally:
+        _remove(elsewhere)
+        _remove(reused)
