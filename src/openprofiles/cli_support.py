@@ -27,6 +27,7 @@ from openprofiles.settings import Settings
 if TYPE_CHECKING:
     from openprofiles import logging_setup
     from openprofiles.context import Services
+    from openprofiles.held_values import HeldValue
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -623,3 +624,14 @@ def shown_url(url: str) -> str:
         elif position == 0 or not hidden[position - 1]:
             shown.append("***")
     return "".join(shown)
+
+
+def held_value(text: str, settings: Settings) -> HeldValue:
+    """The customer's value of a `--matching VALUE` option (openprofiles.held_values), phone
+    numbers read as the server reads them; a usage error when it is empty."""
+    from openprofiles.held_values import HeldValue
+
+    try:
+        return HeldValue(text, settings.default_phone_region)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc

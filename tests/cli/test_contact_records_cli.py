@@ -234,7 +234,9 @@ def test_kept_records_can_be_purged_by_instance_or_without_one(
     purge = ["instances", "purge-unrouted", *options]
 
     refused = CliRunner().invoke(main, purge)
-    assert refused.exit_code == 2 and "--instance ARN or --without-instance" in refused.output
+    assert refused.exit_code == 2 and "--instance ARN, --without-instance or --matching" in (
+        refused.output
+    )
     done = CliRunner().invoke(main, [*purge, "--without-instance"])
     assert done.output == "Deleted 1 contact record kept without an instance.\n"
     with services.read() as tx:

@@ -20,7 +20,8 @@ now, kept sealed under the system key until one can.
   once: the store's unique content digest (`UNROUTED_KEY_NAME`). Kept records are read
   (`list_unrouted`) and counted without being opened (`count_unrouted`, `openprofiles
   instances unrouted`); the operator may delete those no association will route
-  (`purge_unrouted`), and DeleteDomain deletes the records waiting in the domain and those held
+  (`purge_unrouted`), and a customer's, found by opening them (`unrouted_holding`,
+  `purge_unrouted_ids`), and DeleteDomain deletes the records waiting in the domain and those held
   for it (`_delete_domains_records`).
 """
 
@@ -41,6 +42,7 @@ from openprofiles.contacts.models import ContactRecord
 from openprofiles.contacts.waiting import wait_in
 from openprofiles.context import Tx
 from openprofiles.domains.service import register_domain_deleter
+from openprofiles.held_values import HeldValue
 from openprofiles.integrations.models import is_instance_arn
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import contact_awaited, instance_moved_from, unrouted_contact_record
@@ -261,3 +263,48 @@ def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
     condition = arn.is_(None) if instance_arn is None else arn == instance_arn
     purged = tx.conn.execute(delete(unrouted_contact_record).where(condition, ~WAITING))
     return int(purged.rowcount or 0)
+
+
+# Kept records opened at once by `unrouted_holding`.
+HOLDING_PAGE = 500
+
+
+def unrouted_holding(tx: Tx, *, value: HeldValue) -> list[str]:
+    """The message ids of the kept records (every instance's, waiting ones too) whose record or
+    reason holds a customer's value (openprofiles.held_values), in id order: each is opened, a
+    page at a time. A kept record names no profile, so DeleteProfile leaves it, and a replay
+    (`instances associate`) would bring the erased customer back: this finds it for
+    `purge_unrouted_ids` (`openprofiles instances purge-unrouted --matching`)."""
+    cipher = tx.services.keys.system_cipher()
+    kept = unrouted_contact_record.c
+    found: list[str] = []
+    after = ""
+    while True:
+        rows = tx.conn.execute(
+            select(kept.message_id, kept.sealed)
+            .where(kept.message_id > after)
+            .order_by(kept.message_id)
+            .limit(HOLDING_PAGE)
+        ).all()
+        for row in rows:
+            payload = cipher.open_record(UNROUTED_TABLE, row.message_id, bytes(row.sealed))
+            if value.holds(payload.get("object")) or value.holds(payload.get("reason")):
+                found.append(row.message_id)
+        if len(rows) < HOLDING_PAGE:
+            return found
+        after = rows[-1].message_id
+
+
+def purge_unrouted_ids(tx: Tx, *, message_ids: Sequence[str]) -> int:
+    """Delete the kept records of `message_ids`, waiting ones too (a customer's erasure: their
+    domain would apply them), with their `contact_awaited` rows; how many went (one sent on
+    meanwhile is not counted)."""
+    tx.erased()
+    purged = 0
+    for chunk in in_chunks(sorted(set(message_ids))):
+        tx.conn.execute(delete(contact_awaited).where(contact_awaited.c.message_id.in_(chunk)))
+        result = tx.conn.execute(
+            delete(unrouted_contact_record).where(unrouted_contact_record.c.message_id.in_(chunk))
+        )
+        purged += int(result.rowcount or 0)
+    return purged

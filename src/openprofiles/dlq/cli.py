@@ -287,11 +287,26 @@ def dlq_resend(
         click.echo(f"Why: see `openprofiles dlq list --domain {domain_name}`.")
 
 
+matching_option = click.option(
+    "--matching",
+    "matching",
+    default=None,
+    metavar="VALUE",
+    help="A customer's email address, phone number or other value: the records holding it "
+    "(openprofiles.held_values says how values compare). Never printed.",
+)
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="With --matching: list what would be purged, purge nothing."
+)
+
+
 @dlq.command("purge")
 @storage_options
 @domain_option
 @json_option
 @click.option("--all", "purge_all", is_flag=True, help="Purge every dead letter of the domain.")
+@matching_option
+@dry_run_option
 @click.argument("message_ids", nargs=-1)
 def dlq_purge(
     data_dir: Path | None,
@@ -299,16 +314,29 @@ def dlq_purge(
     domain_name: str,
     as_json: bool,
     purge_all: bool,
+    matching: str | None,
+    dry_run: bool,
     message_ids: tuple[str, ...],
 ) -> None:
-    """Delete dead letters: the given MESSAGE_IDS, or all of them with --all.
+    """Delete dead letters: the given MESSAGE_IDS, all of them with --all, or with --matching
+    VALUE those whose record holds a customer's value (to erase a customer: a dead letter names
+    no profile, so DeleteProfile leaves it). --dry-run lists the ids --matching would purge.
 
     Exits with status 1 when a given MESSAGE_ID is not a dead letter of the domain (the others
     are purged); --json then lists them in NotFound."""
     from openprofiles.dlq.service import missing, purge
 
+    if matching is not None:
+        if message_ids or purge_all:
+            raise click.UsageError("Give MESSAGE_IDS, --all or --matching VALUE, not several.")
+        _purge_matching(data_dir, database_url, domain_name, matching, dry_run, as_json)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with --matching VALUE.")
     if not message_ids and not purge_all:
-        raise click.UsageError("Give MESSAGE_IDS, or --all to purge every dead letter.")
+        raise click.UsageError(
+            "Give MESSAGE_IDS, --all to purge every dead letter, or --matching VALUE."
+        )
     given = list(dict.fromkeys(message_ids)) or None
 
     def work(tx: Any) -> tuple[int, list[str]]:
@@ -328,3 +356,42 @@ def dlq_purge(
             else f"The dead-letter messages {', '.join(absent)} do not exist in domain "
             f"{domain_name}."
         )
+
+
+def _purge_matching(
+    data_dir: Path | None,
+    database_url: str | None,
+    domain_name: str,
+    matching: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """`dlq purge --matching`: the letters holding the value are found in a read (each opened),
+    then purged by id in a write, so a server on the same SQLite database is not held off while
+    they are opened. Prints their ids, never the value."""
+    from openprofiles.cli_support import held_value
+    from openprofiles.dlq.service import holding, purge
+
+    def find(tx: Any) -> list[str]:
+        _existing_domain(tx, domain_name)
+        value = held_value(matching, tx.settings)
+        return holding(tx, domain_name=domain_name, value=value)
+
+    found = _run(data_dir, database_url, find, write=False)
+    purged = 0
+    if found and not dry_run:
+        purged = _run(
+            data_dir,
+            database_url,
+            lambda tx: purge(tx, domain_name=domain_name, message_ids=found),
+            write=True,
+        )
+    if as_json:
+        click.echo(json.dumps({"Matching": found, "Purged": purged, "DryRun": dry_run}))
+        return
+    if dry_run:
+        click.echo(f"--dry-run: would purge {_count(len(found), 'dead letter')} holding the value.")
+    else:
+        click.echo(f"Purged {_count(purged, 'dead letter')} holding the value.")
+    for message_id in found:
+        click.echo(f"  {message_id}")

@@ -196,19 +196,47 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     is_flag=True,
     help="Delete the records kept without an instance ARN (no association can route them).",
 )
+@click.option(
+    "--matching",
+    "matching",
+    default=None,
+    metavar="VALUE",
+    help="A customer's email address, phone number or other value: delete the kept records "
+    "holding it, every instance's, waiting ones too. Never printed.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="With --matching: list what would be deleted, delete nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --matching: print JSON.")
 def instances_purge_unrouted(
     data_dir: Path | None,
     database_url: str | None,
     instance_arn: str | None,
     without_instance: bool,
+    matching: str | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Delete contact records kept because no domain could take them (they are personal data
     kept until their instance is associated; see `instances unrouted`). Records kept waiting
-    for the contact they continue are left: their domain takes them within the hour."""
+    for the contact they continue are left: their domain takes them within the hour.
+
+    With --matching VALUE, to erase a customer: the kept records (every instance's, waiting
+    ones too) whose record holds the value, each opened to tell (a kept record names no
+    profile, so DeleteProfile leaves it, and a replay would bring the customer back)."""
     from openprofiles.contacts.kept import count_unrouted, purge_unrouted
 
+    if matching is not None:
+        if instance_arn is not None or without_instance:
+            raise click.UsageError(
+                "Give --matching VALUE alone, not with --instance or --without-instance."
+            )
+        _purge_matching(data_dir, database_url, matching, dry_run, as_json)
+        return
+    if dry_run or as_json:
+        raise click.UsageError("--dry-run and --json go with --matching VALUE.")
     if (instance_arn is None) == (not without_instance):
-        raise click.UsageError("Give either --instance ARN or --without-instance.")
+        raise click.UsageError("Give either --instance ARN, --without-instance or --matching.")
     services = open_services(settings_from_options(data_dir, database_url))
     try:
         with services.write() as tx:
@@ -225,3 +253,35 @@ def instances_purge_unrouted(
     if left:
         # Routed to the instance's domain: not the operator's to drop here (see the help).
         click.echo(_waiting_text(f"{left} kept for it were left in place: they"))
+
+
+def _purge_matching(
+    data_dir: Path | None, database_url: str | None, matching: str, dry_run: bool, as_json: bool
+) -> None:
+    """`instances purge-unrouted --matching`: the kept records holding the value are found in
+    a read (each opened), then deleted by id in a write, so a server on the same SQLite
+    database is not held off while they are opened. Prints their ids, never the value."""
+    from openprofiles.cli_support import held_value
+    from openprofiles.contacts.kept import purge_unrouted_ids, unrouted_holding
+
+    services = open_services(settings_from_options(data_dir, database_url))
+    try:
+        value = held_value(matching, services.settings)
+        with services.read() as tx:
+            found = unrouted_holding(tx, value=value)
+        purged = 0
+        if found and not dry_run:
+            with services.write() as tx:
+                purged = purge_unrouted_ids(tx, message_ids=found)
+    finally:
+        services.database.dispose()
+    if as_json:
+        click.echo(json.dumps({"Matching": found, "Purged": purged, "DryRun": dry_run}))
+        return
+    records = f"kept contact record{'' if len(found) == 1 else 's'}"
+    if dry_run:
+        click.echo(f"--dry-run: would delete {len(found)} {records} holding the value.")
+    else:
+        click.echo(f"Deleted {purged} of {len(found)} {records} holding the value.")
+    for message_id in found:
+        click.echo(f"  {message_id}")
