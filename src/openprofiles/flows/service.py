@@ -1312,7 +1312,7 @@ def _finish_run(
 
 def _prune_runs(tx: Tx, held: _Held) -> None:
     """Delete the finished runs of the flow's trigger older than its newest RUNS_KEPT (the
-    module docstring), in the transaction that ends the run `held`."""
+    module docstring), in the transaction that ends the run `held` (an erasure: `Tx.erased`)."""
     same_trigger = and_(
         flow_run.c.domain_name == held.domain_name,
         flow_run.c.flow_name == held.flow_name,
@@ -1327,7 +1327,7 @@ def _prune_runs(tx: Tx, held: _Held) -> None:
     ).first()
     if oldest_kept is None:
         return
-    tx.conn.execute(
+    pruned = tx.conn.execute(
         delete(flow_run).where(
             same_trigger,
             flow_run.c.status != "RUNNING",
@@ -1340,6 +1340,9 @@ def _prune_runs(tx: Tx, held: _Held) -> None:
             ),
         )
     )
+    if pruned.rowcount:
+        # A failed run's sealed error can quote a customer's value: out of the log too.
+        tx.erased()
 
 
 def _apply_retrying(

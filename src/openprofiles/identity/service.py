@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,7 +65,7 @@ from openprofiles.identity.models import (
     MovedObject,
     UndoResult,
 )
-from openprofiles.normalize import normalize
+from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import on_object_type_deleted
 from openprofiles.profiles import service as profiles_service
 from openprofiles.profiles.keys import (
@@ -1422,41 +1422,55 @@ REWRITE_PAGE = 200
 
 
 def forget_deleted_keys(
-    tx: Tx, domain_name: str, profile_id: str, key_name: str, digests: list[bytes]
+    tx: Tx, domain_name: str, deleted: Mapping[str, Sequence[tuple[str, bytes]]]
 ) -> None:
-    """DeleteProfileKey's part here (profiles.service.on_keys_deleted): the values it took off
-    the live profile `profile_id` leave the merge logs of merges into it or into a profile
-    merged into it (a moved key's entry of a merge that stands, and a kept or missing key an
-    undo listed), so that neither `merges show` nor an undo brings them back. An entry goes
-    whole: its rows are gone from the main profile, where an undo would have found it missing,
-    and a row of the value indexed again since is new data, which an undo leaves on the main
-    profile. The moved keys of an undone merge stay: they went back to their own profiles.
+    """DeleteProfileKey's part here, and an erased object's (profiles.service.on_keys_deleted):
+    the values (`deleted`: per live profile id, the (key name, digest) pairs) taken off each
+    profile leave the merge logs of merges into it or into a profile merged into it (a moved
+    key's entry of a merge that stands, and a kept or missing key an undo listed), so that
+    neither `merges show` nor an undo brings them back. An entry goes whole: its rows are gone
+    from the main profile, where an undo would have found it missing, and a row of the value
+    indexed again since is new data, which an undo leaves on the main profile. The moved keys
+    of an undone merge stay: they went back to their own profiles.
 
     Not scrubbed: a value the logged before-images hold in a standard field (an e-mail address
     in EmailAddress): an undo restores the profile it came from with its fields."""
-    wanted = {(key_name, d.hex()) for d in digests}
-    held = profiles_service.absorbed_profiles(tx, domain_name=domain_name, profile_ids=[profile_id])
-    mains = sorted(held[profile_id])
-    content_type = profiles_service.key_content_type(tx, domain_name=domain_name, key_name=key_name)
+    held = profiles_service.absorbed_profiles(tx, domain_name=domain_name, profile_ids=deleted)
+    # Per main profile of a logged merge, the (key name, digest) pairs erased from the live
+    # profile that holds it.
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for profile_id, pairs in deleted.items():
+        erased = {(name, digest.hex()) for name, digest in pairs}
+        for main_id in held[profile_id]:
+            wanted.setdefault(main_id, set()).update(erased)
     region = tx.settings.default_phone_region
     cipher = tx.cipher(domain_name)
+    names = {main_id: {name for name, _ in pairs} for main_id, pairs in wanted.items()}
+    content_types: dict[str, ContentType] = {}
 
-    def erased_value(name: str, value: str) -> bool:
-        if name != key_name:
+    def erased_value(main_id: str, name: str, value: str) -> bool:
+        if name not in names[main_id]:
             return False
-        normal = normalize(content_type, value, phone_region=region)
-        return bool(normal) and (name, cipher.digest(name, normal).hex()) in wanted
+        if name not in content_types:
+            content_types[name] = profiles_service.key_content_type(
+                tx, domain_name=domain_name, key_name=name
+            )
+        normal = normalize(content_types[name], value, phone_region=region)
+        return bool(normal) and (name, cipher.digest(name, normal).hex()) in wanted[main_id]
 
     def scrub(payload: dict[str, Any], undo: dict[str, Any] | None, main_id: str) -> None:
         if undo is None:
             payload["keys"] = [
-                k for k in payload["keys"] if (k["key_name"], k["digest"]) not in wanted
+                k for k in payload["keys"] if (k["key_name"], k["digest"]) not in wanted[main_id]
             ]
         else:  # its keys went back to their profiles, which the deletion did not touch
             for listed in ("kept_keys", "missing_keys"):
-                undo[listed] = [[n, v] for n, v in undo.get(listed, ()) if not erased_value(n, v)]
+                undo[listed] = [
+                    [n, v] for n, v in undo.get(listed, ()) if not erased_value(main_id, n, v)
+                ]
 
-    _rewrite_logs(tx, cipher, domain_name, merge_log.c.main_profile_id.in_(mains), scrub)
+    for mains in in_chunks(sorted(wanted)):
+        _rewrite_logs(tx, cipher, domain_name, merge_log.c.main_profile_id.in_(mains), scrub)
 
 
 def forget_deleted_type(tx: Tx, domain_name: str, object_type_name: str) -> None:

@@ -386,9 +386,11 @@ def forget_flow(tx: Tx, domain_name: str, flow_name: str) -> None:
     """Delete the runs and checkpoints of a flow the integration no longer has (deleted,
     renamed): a flow put again under its name reads its source afresh, and a run of it in
     progress stops (flows.service: called after the integration's row was deleted or changed,
-    which the run's transactions hold shared)."""
+    which the run's transactions hold shared). Erases (`Tx.erased`): a failed run's sealed error
+    can quote a customer's value, and an item's digest names a file or object key."""
     from openprofiles.store.schema import flow_item, flow_run
 
+    tx.erased()
     for table in (flow_item, flow_run):
         tx.conn.execute(
             delete(table).where(table.c.domain_name == domain_name, table.c.flow_name == flow_name)

@@ -41,6 +41,7 @@ from openprofiles.object_types.standard_objects import STANDARD_OBJECT_KEYS
 from openprofiles.objects.models import ProfileObject
 from openprofiles.profiles.service import (
     find_profile,
+    keys_deleted,
     lock_live_profile,
     merged_away,
     resolve_locked,
@@ -562,7 +563,10 @@ def evict_oldest(tx: Tx, *, domain_name: str, profile_id: str, object_type_name:
     ).first()
     if row is None:
         return False
-    _delete_rows(tx, _pk(domain_name, object_type_name, bytes(row.unique_digest)))
+    # Not an erasure (`_delete_rows`' `erases`): the quota making room for a newer object, as
+    # an object's replacement overwrites the older one. Emptying SQLite's log after every such
+    # write would hold writers off twice a second under a steady load that fills profiles.
+    _delete_rows(tx, _pk(domain_name, object_type_name, bytes(row.unique_digest)), erases=False)
     return True
 
 
@@ -685,7 +689,6 @@ def _profile_listing(
 def delete_profile_object(
     tx: Tx, *, domain_name: str, object_type_name: str, profile_id: str, unique_key: str
 ) -> None:
-    tx.erased()
     tx.cipher(domain_name)  # NotFound for an unknown domain first
     missing = NotFound(
         f"The profile object {unique_key} of type {object_type_name} does not exist "
@@ -798,8 +801,6 @@ def purge_expired_chunk(
         )
     )
     purged = _delete_rows(tx, and_(place >= first.value(), place <= last.value(), keys))
-    if purged:
-        tx.erased()
     return purged, (last if len(rows) == limit else None)
 
 
@@ -957,10 +958,13 @@ def _remove_path(fields: dict[str, Any], path: str) -> None:
             fields.pop(name, None)
 
 
-def _delete_rows(tx: Tx, condition: ColumnElement[bool]) -> int:
+def _delete_rows(tx: Tx, condition: ColumnElement[bool], *, erases: bool = True) -> int:
     """Delete the objects matching `condition` and their key rows (explicitly: no reliance on
     FK cascades), then call the objects-deleted hooks (`register_objects_deleted`) with them.
-    Returns how many objects went.
+    Returns how many objects went. Every deletion of objects comes here (DeleteProfileObject,
+    expiry, DeleteProfileObjectType, eviction by MaxProfileObjectCount), so this is where it
+    says that it erases (`Tx.erased`: on SQLite the write-ahead log, which still holds the
+    objects' page images, is emptied after the commit), unless `erases` is False (eviction).
 
     The profile keys the objects indexed stay: see `forget_object_keys`. The key rows are found
     from the objects, by their primary key: a DELETE correlated to `profile_object` read every
@@ -974,6 +978,8 @@ def _delete_rows(tx: Tx, condition: ColumnElement[bool]) -> int:
     ).all()
     if not found:
         return 0
+    if erases:
+        tx.erased()
     by_type: dict[tuple[str, str], list[bytes]] = {}
     for row in found:
         by_type.setdefault((row.domain_name, row.object_type_name), []).append(
@@ -1057,7 +1063,8 @@ def forget_object_keys(
     record that expires (DefaultExpirationDays) would take its id key, and the record's next
     update would create a second profile. The exception is a key that names the deleted record
     itself rather than its customer: a contact record's `_ctrContactId` (contacts.erasure calls
-    this), which must not go on finding the customer once the record is erased."""
+    this), which must not go on finding the customer once the record is erased. The keys taken
+    go through the hooks DeleteProfileKey's go through (profiles.service `keys_deleted`)."""
     wanted = sorted(set(keys))
     for chunk in in_chunks(wanted):
         names = sorted({name for _, name, _ in chunk})
@@ -1082,8 +1089,9 @@ def forget_object_keys(
         unbacked = [t for t in chunk if t not in still]
         if not unbacked:
             continue
-        tx.conn.execute(
-            delete(profile_key).where(
+        gone = tx.conn.execute(
+            delete(profile_key)
+            .where(
                 profile_key.c.domain_name == domain_name,
                 profile_key.c.key_name.in_(sorted({name for _, name, _ in unbacked})),
                 profile_key.c.digest.in_(sorted({digest for _, _, digest in unbacked})),
@@ -1092,4 +1100,11 @@ def forget_object_keys(
                     unbacked
                 ),
             )
-        )
+            .returning(profile_key.c.profile_id, profile_key.c.key_name, profile_key.c.digest)
+        ).all()
+        # Erased as DeleteProfileKey erases a value: what other packages keep of it goes too
+        # (identity's merge logs list a moved `_ctrContactId`).
+        taken: dict[str, list[tuple[str, bytes]]] = {}
+        for row in gone:
+            taken.setdefault(row.profile_id, []).append((row.key_name, bytes(row.digest)))
+        keys_deleted(tx, domain_name=domain_name, deleted=taken)

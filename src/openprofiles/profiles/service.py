@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -91,10 +91,13 @@ on_keys_changing: list[Callable[[Tx, str, str, list[bytes]], None]] = []
 # values for a profile, in the same transaction: contacts makes an agent's latest
 # `_ctrContactId` link the one that counts, then sends on the records waiting for the contact.
 on_keys_added: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
-# Called with (tx, domain name, live profile id, key name, digests) after DeleteProfileKey took
-# values off a profile, in the same transaction: identity resolution scrubs them from the merge
-# logs that hold them (an erased value stays erased).
-on_keys_deleted: list[Callable[[Tx, str, str, str, list[bytes]], None]] = []
+# Called with (tx, domain name, {live profile id: [(key name, digest)]}) after DeleteProfileKey,
+# or the deletion of objects whose key names the object itself (objects.service
+# `forget_object_keys`), took values off profiles, in the same transaction (`keys_deleted`):
+# identity resolution scrubs them from the merge logs that hold them (an erased value stays
+# erased). The profiles are not bounded (an expiry purge's chunk): a hook names them in
+# statements of `store.in_lists.in_chunks`.
+on_keys_deleted: list[Callable[[Tx, str, Mapping[str, Sequence[tuple[str, bytes]]]], None]] = []
 
 
 @dataclass(frozen=True)
@@ -796,8 +799,19 @@ def delete_profile_key(
     result = tx.conn.execute(delete(profile_key).where(rows))
     if result.rowcount == 0:
         raise NotFound(f"The profile {profile_id} has no such value for key {key_name}.")
-    for hook in on_keys_deleted:
-        hook(tx, domain_name, live_id, key_name, list(digests))
+    keys_deleted(tx, domain_name=domain_name, deleted={live_id: [(key_name, d) for d in digests]})
+
+
+def keys_deleted(
+    tx: Tx, *, domain_name: str, deleted: Mapping[str, Sequence[tuple[str, bytes]]]
+) -> None:
+    """Tell the `on_keys_deleted` hooks that values were taken off live profiles (`deleted`:
+    per profile id, the (key name, digest) pairs): by DeleteProfileKey, or with erased objects
+    (objects.service `forget_object_keys`), so that an erased value leaves what other packages
+    keep of it (identity's merge logs) whichever way it went."""
+    if deleted:
+        for hook in on_keys_deleted:
+            hook(tx, domain_name, deleted)
 
 
 # ---------------------------------------------------------------------------- search

@@ -16,6 +16,7 @@ from tests.support.lock_waits import second_writer_meets_first
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain, send
 
 from openprofiles.context import Services
+from openprofiles.identity import service as identity
 from openprofiles.ingest import pipeline
 from openprofiles.ingest.pipeline import ingest_object
 from openprofiles.normalize import ContentType, normalize
@@ -27,7 +28,12 @@ from openprofiles.objects.service import (
     purge_expired,
 )
 from openprofiles.profiles.service import SearchCriterion, search_profiles
-from openprofiles.store.schema import contact_record, profile_object, profile_object_key
+from openprofiles.store.schema import (
+    contact_record,
+    merge_log,
+    profile_object,
+    profile_object_key,
+)
 
 D = "erasure"
 CONTACT = "contact-ERASE-1"
@@ -335,3 +341,57 @@ def test_a_contact_evicted_by_the_next_is_forgotten(
     assert delivery_rows(services, "C-1") == []
     again = send(services, ctr("C-1"))
     assert (again.accepted, again.unchanged) == (1, 0)
+
+
+def logged_contact_keys(services: Services) -> set[str]:
+    """The `_ctrContactId` digests (hex) the domain's merge logs list among moved keys, opened."""
+    with services.read() as tx:
+        cipher = tx.cipher(D)
+        return {
+            key["digest"]
+            for row in tx.conn.execute(select(merge_log).where(merge_log.c.domain_name == D))
+            for key in identity._open_log(cipher, row)["keys"]
+            if key["key_name"] == "_ctrContactId"
+        }
+
+
+def contact_digest(services: Services, contact_id: str) -> str:
+    with services.read() as tx:
+        return tx.cipher(D).digest("_ctrContactId", normalize(ContentType.STRING, contact_id)).hex()
+
+
+@pytest.mark.parametrize("how", ["DeleteProfileObject", "expiry"])
+def test_an_erased_contact_leaves_the_merge_logs(services: Services, how: str) -> None:
+    """An erased contact's `_ctrContactId` left the profile but stayed in the log of a merge
+    that moved it (objects.service `forget_object_keys` took the key without the hooks
+    DeleteProfileKey calls, which scrub the logs)."""
+    make_domain(services, D)
+    associate(services, D)
+    send(services, ctr(CONTACT), ctr("contact-KEEP-1"))
+    send(services, ctr("contact-MAIN-2", address="+17208401004"))
+    [merged] = search(services, "_ctrContactId", CONTACT)
+    [main_id] = search(services, "_ctrContactId", "contact-MAIN-2")
+    assert merged != main_id
+    with services.write() as tx:
+        identity.merge_profiles(tx, domain_name=D, main_profile_id=main_id, profile_ids=[merged])
+    erased, kept = contact_digest(services, CONTACT), contact_digest(services, "contact-KEEP-1")
+    assert {erased, kept} <= logged_contact_keys(services)
+
+    if how == "DeleteProfileObject":
+        with services.read() as tx:
+            found, _ = list_profile_objects(
+                tx, domain_name=D, object_type_name="CTR", profile_id=main_id, limit=100
+            )
+        [unique_key] = [o.unique_key for o in found if CONTACT in o.object_json]
+        with services.write() as tx:
+            delete_profile_object(
+                tx, domain_name=D, object_type_name="CTR", profile_id=main_id, unique_key=unique_key
+            )
+        # Only the erased contact's entry goes: the other one moved with the merge stays.
+        assert logged_contact_keys(services) == {kept}
+        assert search(services, "_ctrContactId", "contact-KEEP-1") == [main_id]
+    else:
+        with services.write() as tx:
+            assert purge_expired(tx, tx.now + timedelta(days=400)) == 3
+        assert logged_contact_keys(services) == set()
+    assert search(services, "_ctrContactId", CONTACT) == []
