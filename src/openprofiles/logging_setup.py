@@ -125,6 +125,8 @@ def make_record_safe(record: logging.LogRecord) -> None:
         exc = record.exc_info[1]
         if exc is not None:
             record.exc_text = render_exception(exc)
+            # Read by `_not_a_connection_an_interruption_broke`: the exception is gone after this.
+            record.openprofiles_interrupted = _interrupted(exc)
         record.exc_info = None
     if isinstance(record.msg, BaseException):
         record.msg = describe(record.msg)
@@ -250,10 +252,37 @@ def log_to_stderr(*, serving: bool = False, level: str = "INFO") -> None:
     handler.setLevel(level if serving else logging.WARNING)
     for existing in list(handler.filters):
         handler.removeFilter(existing)
+    handler.addFilter(_not_a_connection_an_interruption_broke)
     if serving:
         handler.addFilter(_from_info_only_for_vetted_loggers)
     for name in SERVING_LOGGERS:
         logging.getLogger(name).setLevel(level if serving else logging.NOTSET)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM as cli_support.Terminated) is among the
+    errors `exc` came from (causes and contexts, each once)."""
+    pending, met = [exc], set()
+    while pending:
+        seen = pending.pop()
+        if id(seen) in met:
+            continue
+        met.add(id(seen))
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        pending.extend(e for e in (seen.__cause__, seen.__context__) if e is not None)
+    return False
+
+
+def _not_a_connection_an_interruption_broke(record: logging.LogRecord) -> bool:
+    """Leaves out SQLAlchemy's pool's error that it could not reset a connection (roll it back
+    as it went back to the pool) when an interruption caused it: Ctrl-C or SIGTERM raised in the
+    middle of a PostgreSQL statement leaves the connection broken, and the stopped command's
+    message says what it had done; a traceback of the failed rollback before it only alarms."""
+    return not (
+        record.name.startswith("sqlalchemy.pool")
+        and getattr(record, "openprofiles_interrupted", False)
+    )
 
 
 def _from_info_only_for_vetted_loggers(record: logging.LogRecord) -> bool:

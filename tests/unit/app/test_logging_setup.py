@@ -258,3 +258,33 @@ def test_the_aws_sdk_logs_no_data_key_under_a_debug_root(
     assert base64.b64encode(data_key).decode() not in caplog.text
     assert "GenerateDataKey" not in caplog.text
     assert "our own DEBUG records still go" in caplog.text
+
+
+def _pool_reset_failure(during: BaseException) -> BaseException:
+    """The error SQLAlchemy's pool logs when it cannot roll a connection back, raised while
+    `during` was being handled (as a broken connection's rollback fails after it)."""
+    try:
+        try:
+            raise during
+        except BaseException:
+            raise ConnectionError("the connection is lost") from None
+    except ConnectionError as exc:
+        exc.__context__ = during
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("during", "printed"),
+    [(KeyboardInterrupt(), False), (ValueError("not an interruption"), True)],
+)
+def test_a_pool_reset_an_interruption_broke_is_not_printed(
+    safe_logging: None, capsys: pytest.CaptureFixture[str], during: BaseException, printed: bool
+) -> None:
+    # SIGTERM or Ctrl-C in the middle of a PostgreSQL statement breaks the connection: the pool's
+    # failed rollback printed a traceback above the loader's "Interrupted: ..." message.
+    logging_setup.log_to_stderr()
+    error = _pool_reset_failure(during)
+    logging.getLogger("sqlalchemy.pool.impl.QueuePool").error(
+        "Exception during reset or similar", exc_info=(type(error), error, error.__traceback__)
+    )
+    assert ("Exception during reset" in capsys.readouterr().err) is printed
