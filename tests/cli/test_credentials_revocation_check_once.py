@@ -6,8 +6,10 @@ of its own (20 requests at once after the interval: 20 reads); then, single-flig
 that found the check due ran it (a read) and the others waited for it, so on the event loop they
 all moved to a worker thread, and a burst at that moment was not one turn's batch. Now the
 request that finds it due starts it in a thread of its own; every request is answered from the
-cache meanwhile, as long as the last successful check is recent (`trusted_seconds`): when checks
-fail (the database does not answer), cached keys stop being used and are looked up again.
+cache meanwhile, as long as a successful check (or its own lookup) vouched for the key recently
+(`trusted_seconds`): when checks fail (the database does not answer), cached keys stop being used
+and are looked up again. After an idle while, the burst that comes waits for one check rather
+than looking the key up once a request.
 
 With real threads, the real Authenticator and database on SQLite and PostgreSQL: the check's
 statement is held (a statement listener waiting on an event the test sets) until every request
@@ -232,3 +234,83 @@ def test_the_app_closes_its_cache_at_shutdown(
         assert _check_threads(before) == []
     finally:
         services.database.dispose()
+
+
+def test_a_burst_after_a_pause_shares_one_check_instead_of_a_lookup_each(
+    settings: Settings,
+) -> None:
+    # After an idle while no check vouches for a cached key any more. The first requests used
+    # to look it up one each (a burst of 50: 50 reads of the secret) beside the background
+    # check; now they wait for one check, which vouches for it again.
+    services = build_services(settings)
+    clock = _Clock()
+    cache = SecretCache(clock=clock)
+    lookups: list[str] = []
+
+    def count_lookups(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "credential" in statement and "secret_sealed" in statement:
+            lookups.append(statement)
+
+    try:
+        with services.write() as tx:
+            issued = create_credential(tx, role="agent")
+        authenticate = Authenticator(services, 900, cache)
+        assert _list_domains(authenticate, issued, settings.region).role == "agent"
+        clock.now += 10 * trusted_seconds()
+        event.listen(services.database.engine, "before_cursor_execute", count_lookups)
+        with _counting(services, _Checks()) as checks:
+            checks.release.set()
+            assert _at_once(authenticate, issued, settings.region) == ["agent"] * REQUESTS
+            cache.settle()
+        assert (checks.count, lookups) == (1, [])
+    finally:
+        event.remove(services.database.engine, "before_cursor_execute", count_lookups)
+        cache.close()
+        services.database.dispose()
+
+
+def test_a_check_vouches_only_for_the_keys_it_asked_about() -> None:
+    # A key whose slow lookup read it before a check started, and which was cached after the
+    # check had listed the keys, was vouched for by that check (a cache-wide "checked at"): a
+    # revoked key worked up to a lookup's time longer than the bound.
+    clock = _Clock()
+    cache = SecretCache(clock=clock)
+    stored_keys = {"FIRST", "LATE"}
+    asked: list[list[str]] = []
+
+    def stored(ids: object) -> set[str]:
+        listed = sorted(ids)  # type: ignore[call-overload]
+        asked.append(listed)
+        return stored_keys & set(listed)
+
+    reading, read = threading.Event(), threading.Event()
+
+    def slow_lookup() -> tuple[str, str]:
+        reading.set()
+        assert read.wait(timeout=60)
+        return "secret", "agent"
+
+    start = clock.now
+    try:
+        assert cache.get("FIRST", lambda: ("secret", "admin"), stored) == ("secret", "admin")
+        # LATE is read at start + 0.5 (its lookup vouches for it until start + 0.5 + trusted)...
+        clock.now = start + 0.5
+        late = threading.Thread(target=cache.get, args=("LATE", slow_lookup, stored))
+        late.start()
+        assert reading.wait(timeout=60)
+        # ... and cached only after a check that started later, and did not ask about it.
+        clock.now = start + REVOCATION_CHECK_SECONDS + 0.9
+        assert cache.get("FIRST", lambda: None, stored) == ("secret", "admin")  # starts it
+        cache.settle()
+        assert asked == [["FIRST"]]
+        read.set()
+        late.join(timeout=60)
+        # LATE is revoked. Past its lookup's trust, before the next check falls due (none runs
+        # in the background), it is not answered from the cache.
+        stored_keys.discard("LATE")
+        clock.now = start + 0.5 + trusted_seconds() + 0.1
+        assert clock.now < start + 2 * REVOCATION_CHECK_SECONDS + 0.9
+        assert cache.get("LATE", lambda: None, stored) is None
+    finally:
+        read.set()
+        cache.close()

@@ -20,11 +20,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 
+from openprofiles.blocking import avoid_blocking
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import KeyManager
 from openprofiles.crypto.errors import DecryptionError
@@ -153,13 +154,20 @@ def trusted_seconds() -> float:
     return REVOCATION_CHECK_SECONDS + CHECK_READ_ALLOWANCE_SECONDS
 
 
+# How long the app's shutdown waits for a revocation check under way (`SecretCache.close`): a
+# read that hangs must not hold the server's stop for ever (the thread is a daemon).
+CLOSE_WAIT_SECONDS = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     expires: float
     secret: str
     role: str
-    # When the lookup that cached it read it: as recent a proof that it is stored as a check.
-    looked_up: float
+    # When it was last known stored: the start of the lookup that cached it, or of the last
+    # successful check that asked about it (only those: a check vouches for no key it did not
+    # ask about, such as one cached while it ran).
+    vouched: float
 
 
 class SecretCache:
@@ -180,9 +188,14 @@ class SecretCache:
     - single-flight: one check at a time per cache; due again `REVOCATION_CHECK_SECONDS` after
       the last one started, whether it succeeded or not;
     - fail-closed: a cached key is used only while its last successful check, or its own lookup,
-      is under `trusted_seconds()` old. When checks fail (the database does not answer), the keys
-      are looked up again at their next use, which fails or refuses as the database says;
-    - no thread outlives `close` (the app's shutdown): it waits for the check under way.
+      is under `trusted_seconds()` old. Past that (the process was idle for a while, or checks
+      fail), the first request for a key runs a check at once, and those arriving meanwhile wait
+      for it (on the event loop, each moves to a worker thread first, as a lookup does): a burst
+      after a pause shares one read rather than making one each. When the check fails (the
+      database does not answer), the key is looked up, which fails or refuses as the database
+      says;
+    - no thread outlives `close` (the app's shutdown): it waits for the check under way, for
+      `CLOSE_WAIT_SECONDS` at most.
     """
 
     def __init__(
@@ -200,8 +213,6 @@ class SecretCache:
         self._forgotten: dict[str, float] = {}
         # When the cached keys are next checked against the database (`get`'s `stored`).
         self._check_due = float("-inf")
-        # When the last successful check started: the keys it kept were stored then.
-        self._checked_at = float("-inf")
         # The check under way (single-flight), and whether `close` has stopped new ones.
         self._guard = threading.Lock()
         self._checking: threading.Thread | None = None
@@ -236,13 +247,16 @@ class SecretCache:
             if until is not None:
                 self._forgotten.pop(access_key_id, None)
         entry = self._entries.get(access_key_id)
-        if (
-            entry is not None
-            and entry.expires > now
-            # Fail-closed: vouched for by a recent enough check, or by its own lookup.
-            and now - max(entry.looked_up, self._checked_at) < trusted_seconds()
-        ):
-            return entry.secret, entry.role
+        if entry is not None and entry.expires > now:
+            if now - entry.vouched < trusted_seconds():
+                return entry.secret, entry.role
+            if stored is not None:
+                # Fail-closed: no recent proof that it is still stored. One check now, for every
+                # request of the moment (a burst after a pause), rather than a lookup each.
+                self._check_now(stored)
+                entry = self._entries.get(access_key_id)
+                if entry is not None and self._clock() - entry.vouched < trusted_seconds():
+                    return entry.secret, entry.role
         found = load()
         if found is None:
             self._entries.pop(access_key_id, None)
@@ -255,35 +269,60 @@ class SecretCache:
         self._entries[access_key_id] = _Entry(now + self._ttl, found[0], found[1], now)
         return found
 
-    def settle(self) -> None:
-        """Return once the check under way, if any, has ended (tests; `close`)."""
+    def settle(self, timeout: float | None = None) -> None:
+        """Return once the check under way, if any, has ended, or after `timeout` seconds (tests;
+        `close`)."""
         with self._guard:
             running = self._checking
         if running is not None:
-            running.join()
+            running.join(timeout)
 
     def close(self) -> None:
-        """Start no more checks, and wait for the one under way (the server is stopping)."""
+        """Start no more checks, and wait for the one under way (the server is stopping), for
+        `CLOSE_WAIT_SECONDS` at most."""
         with self._guard:
             self._closed = True
-        self.settle()
+        self.settle(CLOSE_WAIT_SECONDS)
 
     def _start_check(self, now: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
         with self._guard:
-            if self._closed or self._checking is not None or now < self._check_due:
-                return  # closed, or another request started it: single-flight
-            # Due again an interval after this one starts, whatever its outcome: a failing
-            # database is asked once an interval, not once a request.
-            self._check_due = now + REVOCATION_CHECK_SECONDS
-            self._checking = threading.Thread(
-                target=self._check,
-                args=(now, stored),
-                name="openprofiles-credential-check",
-                # `close` joins it; a daemon only so that a read that hangs cannot hold up
-                # the interpreter's exit.
-                daemon=True,
-            )
-            self._checking.start()
+            if now < self._check_due:
+                return  # another request started it: single-flight
+            self._launch(now, stored)
+
+    def _check_now(self, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
+        """Run a check (or join the one under way) and wait for it: a read, so on the event loop
+        the request moves to a worker thread first (openprofiles.blocking)."""
+        avoid_blocking("checking cached credentials for revocation")
+        with self._guard:
+            running = self._checking
+            if running is None and self._clock() >= self._check_due:
+                # (Not sooner: the last check, which started less than an interval ago, failed
+                # or did not ask about this key; a failing database is asked once an interval.)
+                running = self._launch(self._clock(), stored)
+        if running is not None:
+            running.join()
+
+    def _launch(
+        self, now: float, stored: Callable[[Sequence[str]], Collection[str]]
+    ) -> threading.Thread | None:
+        """Start a check in a thread of its own, unless one is under way or the cache is closed
+        (called holding `_guard`); the check under way, if any."""
+        if self._closed or self._checking is not None:
+            return self._checking
+        # Due again an interval after this one starts, whatever its outcome: a failing
+        # database is asked once an interval, not once a request.
+        self._check_due = now + REVOCATION_CHECK_SECONDS
+        self._checking = threading.Thread(
+            target=self._check,
+            args=(now, stored),
+            name="openprofiles-credential-check",
+            # `close` joins it; a daemon only so that a read that hangs cannot hold up the
+            # interpreter's exit.
+            daemon=True,
+        )
+        self._checking.start()
+        return self._checking
 
     def _check(self, started: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
         try:
@@ -296,12 +335,18 @@ class SecretCache:
             # The type only: a message could quote a URL with a password (logging_setup).
             log.warning("checking cached credentials for revocation failed: %s", type(exc).__name__)
         else:
-            # Dropped before the check counts: an entry cached from a read that came before a
-            # revoking commit this read did not see yet is dropped by the next check.
+            # Vouched for from the time before the read: an entry cached from a read that came
+            # before a revoking commit this read did not see yet is dropped by the next check.
             for access_key_id in cached:
+                entry = self._entries.get(access_key_id)
+                if entry is None:
+                    continue
                 if access_key_id not in present:
                     self._entries.pop(access_key_id, None)
-            self._checked_at = started
+                elif entry.vouched < started:
+                    # (A lookup on the loop's thread may have replaced the entry meanwhile with
+                    # a fresher one: writing this one back only shortens its trust.)
+                    self._entries[access_key_id] = replace(entry, vouched=started)
         finally:
             with self._guard:
                 self._checking = None

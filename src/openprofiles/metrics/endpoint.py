@@ -103,11 +103,15 @@ def multiprocess_dir(workers: int) -> Iterator[None]:
 def _locked_dir() -> tuple[Path, int]:
     """A new count directory, and the descriptor of its lock file, held (flock) until closed.
 
-    The directory takes its final name only once locked (a rename keeps the lock, which is on
-    the file), so the orphan check of a server starting meanwhile never sees it unlocked."""
+    The lock file takes its name only once locked, and the directory its final name after that
+    (a rename keeps the lock, which is on the file): the orphan check of a server starting
+    meanwhile finds either no lock file (and a directory name that holds no process id, which it
+    passes over) or a held one, never one it could take."""
     new = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX))
-    lock = os.open(new / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    claiming = new / f"{LOCK_FILE}.new"
+    lock = os.open(claiming, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    claiming.rename(new / LOCK_FILE)
     path = new.with_name(f"{DIR_PREFIX}{os.getpid()}-{new.name[len(_NEW_PREFIX) :]}")
     new.rename(path)
     return path, lock

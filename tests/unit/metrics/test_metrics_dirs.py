@@ -154,3 +154,27 @@ def test_liveness_is_the_lock_not_the_process_id(monkeypatch: pytest.MonkeyPatch
     finally:
         _remove(elsewhere)
         _remove(reused)
+
+
+def test_a_server_starting_meanwhile_never_takes_a_new_directory_for_an_orphan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another server's orphan check, run between the lock file's creation and its lock, took
+    # the free lock, removed the new directory, and this server's start failed on the rename.
+    from openprofiles.metrics import endpoint
+
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    real_flock = fcntl.flock
+    checked: list[bool] = []
+
+    def flock_after_another_check(fd: int, operation: int) -> None:
+        if not checked:
+            checked.append(True)
+            endpoint._remove_orphaned_dirs()  # the other server's start, in the window
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(endpoint.fcntl, "flock", flock_after_another_check)
+    with multiprocess_dir(2):
+        path = Path(os.environ[MULTIPROCESS_ENV])
+        assert checked and path.is_dir() and (path / LOCK_FILE).exists()
+    assert not path.exists()
