@@ -8,10 +8,12 @@ JSON record: each string or number, however deep) as the rest of the code base c
 values (openprofiles.normalize, the one normaliser): an email address (a value with "@")
 ignoring case, a phone number (digits and the usual separators, `MIN_PHONE_DIGITS` digits at
 least) in its E.164 form, numbers without a country code read as the server's
-`default_phone_region`'s, and any other value exactly. A record that is not JSON (a line that
-could not be parsed) holds the value when its text contains it (an email's ignoring case, a
-phone number's as given or in E.164 form). The reason kept beside a record is looked at the
-same way: it can quote one of its values.
+`default_phone_region`'s, and any other value exactly. An email address or phone number is also
+found among the words of a longer value ("call back ann.lee@example.org", "Ann Lee
+<ann.lee@example.org>", "tel:+17208401003"), as a whole address or number ("joann.lee@..." is
+not "ann.lee@..."); other values must be a whole field. A record that is not JSON (a line that
+could not be parsed) is searched as one such text (other values: when it contains them). The
+reason kept beside a record is looked at the same way: it can quote one of its values.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from openprofiles.normalize import normalize_email, normalize_phone
 # this many digits (fewer is a short code or an id, not a customer's number).
 MIN_PHONE_DIGITS = 7
 _PHONE_SHAPE = re.compile(r"\+?[0-9 ().\-/]+")
+# Candidates among a text's words: an email address (what no address holds ends it: space,
+# brackets, quotes, separators), and a run of a phone number's characters.
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>()\[\]{},;:\"'`]+@[^\s<>()\[\]{},;:\"'`]+")
+_PHONE_IN_TEXT = re.compile(r"\+?\(?[0-9][0-9 ().\-/]*[0-9]")
 
 
 def _phone_shaped(text: str) -> bool:
@@ -73,19 +79,27 @@ class HeldValue:
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "normal", normal)
 
-    def _equal(self, leaf: str) -> bool:
-        if leaf == self.value:
-            return True
+    def _mentions(self, text: str) -> bool:
+        """Whether an email address or phone number among the words of `text` is the value."""
         if self.kind == "email":
-            return "@" in leaf and normalize_email(leaf) == self.normal
+            return any(
+                normalize_email(found.rstrip(".")) == self.normal
+                for found in _EMAIL_IN_TEXT.findall(text)
+            )
         if self.kind == "phone":
-            return _phone_shaped(leaf) and normalize_phone(leaf, self.phone_region) == self.normal
+            return any(
+                _phone_shaped(found) and normalize_phone(found, self.phone_region) == self.normal
+                for found in _PHONE_IN_TEXT.findall(text)
+            )
         return False
 
+    def _equal(self, leaf: str) -> bool:
+        """Whether a JSON record's value (a field, an element) holds the value."""
+        return leaf == self.value or self._mentions(leaf)
+
     def _in_text(self, text: str) -> bool:
-        if self.kind == "email":
-            return self.normal in text.casefold()
-        return self.value in text or (self.kind == "phone" and self.normal in text)
+        """Whether a text that is not a JSON record holds the value."""
+        return self.value in text if self.kind == "text" else self._mentions(text)
 
     def holds(self, text: str | None) -> bool:
         """Whether the record (or reason) `text` holds the value."""

@@ -18,7 +18,29 @@ def holds(value: str, record: object, region: str = "US") -> bool:
 def test_an_email_ignores_case_and_surrounding_space() -> None:
     assert holds("Ann.Lee@Example.org", {"a": [{"b": " ann.lee@EXAMPLE.ORG "}]})
     assert not holds("ann.lee@example.org", {"a": "ann.lee@example.org.uk"})
-    assert not holds("ann.lee@example.org", {"a": "mail ann.lee@example.org"})
+    assert not holds("ann.lee@example.org", {"a": "joann.lee@example.org"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call back ann.lee@example.org.",
+        "Ann Lee <Ann.Lee@example.org>",
+        "a@x.org;ann.lee@example.org",
+        "mailto:ann.lee@example.org",
+    ],
+)
+def test_an_email_among_the_words_of_a_field(text: str) -> None:
+    # An operator erasing a customer must not be told a letter is clean while a note in it
+    # names them.
+    assert holds("ann.lee@example.org", {"note": text})
+    assert holds("ann.lee@example.org", text)  # a record that is not JSON
+
+
+@pytest.mark.parametrize("text", ["call 720-840-1003 back", "tel:+17208401003", "(720) 840-1003."])
+def test_a_phone_number_among_the_words_of_a_field(text: str) -> None:
+    assert holds("+1 720 840 1003", {"note": text})
+    assert not holds("+1 720 840 1004", {"note": text})
 
 
 def test_a_phone_number_compares_in_e164_form() -> None:
