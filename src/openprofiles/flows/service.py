@@ -45,7 +45,10 @@ flow's next checks pass it over while it does (warning once it has gone on for L
 the first check after it ended takes what it listed (`_LISTED`). One silent for `STALE_AFTER` no
 longer holds its flow (its process may have ended, or be stalled): the next run to claim the flow
 closes it FAILED, naming itself as the run that took the flow over, and if its process is still
-alive it stops at its next transaction. An automatic trigger passes a flow held by a run over; a
+alive it stops at its next transaction. A run stopped by Ctrl-C or SIGTERM (a service manager
+stopping `flows watch`) does not wait for that: it ends FAILED at once (INTERRUPTED; recorded
+within INTERRUPTED_WAIT, as best it can), its checkpoints as its committed transactions left them,
+and the flow is free for the next run. An automatic trigger passes a flow held by a run over; a
 run asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with
 `RunInProgress`. A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher
 passes find it not due, and make no source and take no lock — and again under the claim, so two
@@ -83,6 +86,17 @@ the version of the content read (which may be newer than the one listed).
 An item gone since it was listed (a file deleted, an object deleted or being replaced by a
 delete and a put: `ItemGone`) is no item of the run: it is neither dead-lettered nor
 checkpointed, and a run that lists it again reads it.
+
+A run forgets the checkpoints of the items its source's listing no longer holds
+(deleted in the transaction that begins its reading, `_forget`), so that flow_item does not keep
+a digest of every file name or object key the source ever held. A listing is whole (every page
+of the bucket, every file of the folder, settled or not), and only the run that holds the flow
+writes checkpoints, so no item listed loses its own. An item put back afterwards is a new item,
+read whole again even in the same version — as a file dropped into the folder, or an object
+uploaded, is: an Event trigger runs on each put — and so is every item of a flow put again with
+another folder or prefix and then back. An Event check that finds nothing new starts no run,
+so gone items are forgotten by the flow's next run. A listing of nothing forgets nothing (a
+folder whose mount is missing looks empty; its items would all be read again once back).
 
 An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large to
 read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the reason
@@ -135,7 +149,7 @@ RUNNING runs are never pruned (they hold their flow).
 
 A run's error is stored sealed with the domain's key (a source's message can name an object key,
 a task's or the pipeline's quote a value), and a checkpointed item is known by a blind-index
-digest of its key (`ITEM_KEY_NAME`): an object key or file name can carry a customer's name or
+digest of its key (flows.item_keys): an object key or file name can carry a customer's name or
 email, and the checkpoint only has to tell whether a listed key was read, and in which version.
 
 A dead letter that holds no record the object type can take as it is — a failed item, a part of
@@ -166,7 +180,6 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from openprofiles.context import Services, Tx
-from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
@@ -182,6 +195,7 @@ from openprofiles.flows.checkpoints import (
     partial_checkpoint,
     read_plan,
 )
+from openprofiles.flows.item_keys import ItemDigests, item_digest
 from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, ItemRecords, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemGone, SourceError, SourceItem, source_for
@@ -237,9 +251,6 @@ CRASHED_REREAD = (
     "stays failed (no automatic run reads it), with what of it is still not applied, until its "
     "cause is fixed and the flow run again. The server's log has the error."
 )
-# The key name of the blind-index digests of item keys (flow_item.item_digest); "@" keeps it
-# apart from any key name an object type can define.
-ITEM_KEY_NAME = "@flowItem"
 # The table a run's sealed error is bound to, with the run id.
 RUN_TABLE = "flow_run"
 # The error of a failed run whose reason could not be sealed (the domain's key was unusable).
@@ -427,24 +438,34 @@ def _load(services: Services, domain_name: str, flow_name: str) -> tuple[Integra
     return found, parse_flow_definition(found.flow_definition)
 
 
-def _item_digest(cipher: DomainCipher, key: str) -> bytes:
-    """How flow_item knows the item of `key` (see the module docstring)."""
-    return cipher.digest(ITEM_KEY_NAME, key)
+class _Checkpoints:
+    """The version each item of the flow was checkpointed under (None for an item never read),
+    as the database says when read; the items' digests from those kept since the flow's last
+    listing in this process (flows.item_keys), and kept for its next once `keep()` is called
+    with the items of a listing looked up."""
 
-
-def _checkpoints(
-    services: Services, domain_name: str, flow_name: str
-) -> Callable[[SourceItem], str | None]:
-    """The version each item was checkpointed under (None for an item never read)."""
-    with services.read() as tx:
-        cipher = tx.cipher(domain_name)
-        rows = tx.conn.execute(
-            select(flow_item.c.item_digest, flow_item.c.version).where(
-                flow_item.c.domain_name == domain_name, flow_item.c.flow_name == flow_name
+    def __init__(self, services: Services, domain_name: str, flow_name: str) -> None:
+        with services.read() as tx:
+            self._digests = ItemDigests(
+                (id(services), domain_name, flow_name), tx.cipher(domain_name)
             )
-        )
-        done = {bytes(r.item_digest): r.version for r in rows}
-    return lambda item: done.get(_item_digest(cipher, item.key))
+            rows = tx.conn.execute(
+                select(flow_item.c.item_digest, flow_item.c.version).where(
+                    flow_item.c.domain_name == domain_name, flow_item.c.flow_name == flow_name
+                )
+            )
+            self._done = {bytes(r.item_digest): r.version for r in rows}
+
+    def __call__(self, item: SourceItem) -> str | None:
+        return self._done.get(self._digests.digest(item.key))
+
+    def gone(self, listed: list[SourceItem]) -> list[bytes]:
+        """The digests of the items checkpointed that the listing does not hold."""
+        present = {self._digests.digest(item.key) for item in listed}
+        return [digest for digest in self._done if digest not in present]
+
+    def keep(self) -> None:
+        self._digests.keep()
 
 
 def settled(services: Services, items: list[SourceItem]) -> list[SourceItem]:
@@ -481,11 +502,13 @@ def pending_items(
 ) -> list[SourceItem]:
     """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
     have settled (an automatic run's). `patience` and `clock`: `list_source`'s."""
-    done = _checkpoints(services, domain_name, flow.name)
+    done = _Checkpoints(services, domain_name, flow.name)
     key = listing_key(services, domain_name, flow)
     listed = list_source(source, key=key, patience=patience, clock=clock)
     items = settled(services, listed) if settled_only else listed
-    return [i for i in items if is_pending(done(i), i)]
+    pending = [i for i in items if is_pending(done(i), i)]
+    done.keep()
+    return pending
 
 
 @dataclass
@@ -1018,10 +1041,15 @@ def _run(
     reading: _Reading | None = None
     try:
         # Only this run, which holds the flow, writes them until it ends.
-        done = _checkpoints(services, domain_name, flow_name)
+        done = _Checkpoints(services, domain_name, flow_name)
         # Listing a large source commits nothing, for minutes maybe: the claim is renewed,
         # for LISTING_LIMIT at most.
         listed = renewal.listing(source, listing_key(services, domain_name, flow))
+        # A listing is whole (every page of the bucket, every file of the folder), so an item
+        # checkpointed and not in it is gone from the source: forgotten (the module docstring).
+        # Not when nothing is listed: a folder whose mount is missing, or a source emptied by
+        # mistake, looks so, and forgetting every item would read them all again once back.
+        gone = done.gone(listed) if listed else []
         if automatic:
             listed = settled(services, listed)
         if not read_all:
@@ -1037,6 +1065,8 @@ def _run(
             items = [i for i in listed if failed_plan(done(i), i.version) is None]
         else:
             items = listed
+        # Every listed item was looked up (`gone`): their digests kept for the next listing.
+        done.keep()
         if drop_if_empty and not items:
             with services.write() as tx:
                 tx.conn.execute(
@@ -1051,6 +1081,7 @@ def _run(
         with services.write() as tx:
             _hold(tx, held)
             _update_run(tx, domain_name, run_id, counts)
+            _forget(tx, domain_name, flow_name, gone)
         for item in items:
             # Items gone since they were listed commit nothing either.
             renewal()
@@ -1223,7 +1254,59 @@ def _run(
             _note_crash(services, held, reading)
         _finish_run(services, held, counts, error)
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM (cli_support.Terminated: systemd stopping the watcher on every
+        # deploy): ended FAILED now, not left RUNNING to hold the flow for STALE_AFTER (a
+        # process killed outright still is, and closed after it). Its
+        # checkpoints stay as its committed transactions left them (the item it was reading
+        # resumes after the batches applied); the stop goes on to the caller.
+        _finish_stopped(services, held, counts)
+        raise
     return _finish_run(services, held, counts, error)
+
+
+# Digests deleted a statement (`_forget`): well within every backend's limit of parameters.
+FORGET_CHUNK = 500
+# The error of a run stopped by its process being asked to end (Ctrl-C, SIGTERM).
+INTERRUPTED = (
+    "The run was stopped: its process was asked to end (Ctrl-C or SIGTERM, as a service "
+    "manager stops it). What it applied stays applied; the flow's next run reads the rest."
+)
+# How long a run stopped so waits for its end to be recorded: a database that does not answer
+# must not turn the stop into a hang (the run is then closed after STALE_AFTER, as before).
+INTERRUPTED_WAIT = timedelta(seconds=10)
+
+
+def _finish_stopped(services: Services, held: _Held, counts: dict[str, int]) -> None:
+    """End the run FAILED (INTERRUPTED), as best it can within INTERRUPTED_WAIT: in a thread
+    of its own, left to itself past that (the process is ending), its failure logged."""
+
+    def finish() -> None:
+        try:
+            retrying(lambda: _finish_run(services, held, counts, INTERRUPTED))
+        except Exception as exc:
+            logger.error(
+                "A run of flow %s of domain %s was stopped and could not be recorded as "
+                "ended (%s); it is closed after %s.",
+                held.flow_name,
+                held.domain_name,
+                type(exc).__name__,
+                _duration(STALE_AFTER),
+                exc_info=exc,
+            )
+
+    ending = threading.Thread(target=finish, name="flow-run-stopped", daemon=True)
+    ending.start()
+    ending.join(INTERRUPTED_WAIT.total_seconds())
+    if ending.is_alive():
+        logger.warning(
+            "A run of flow %s of domain %s was stopped, and its end was not recorded within "
+            "%s: it is closed after %s.",
+            held.flow_name,
+            held.domain_name,
+            _duration(INTERRUPTED_WAIT),
+            _duration(STALE_AFTER),
+        )
 
 
 def _no_counts() -> dict[str, int]:
@@ -1508,11 +1591,26 @@ def _checkpoint(tx: Tx, domain_name: str, flow_name: str, key: str, checkpoint: 
         {
             "domain_name": domain_name,
             "flow_name": flow_name,
-            "item_digest": _item_digest(tx.cipher(domain_name), key),
+            "item_digest": item_digest(tx.cipher(domain_name), key),
             "version": checkpoint,
             "processed_at": tx.now,
         },
     )
+
+
+def _forget(tx: Tx, domain_name: str, flow_name: str, digests: list[bytes]) -> None:
+    """Delete the checkpoints of the items gone from the flow's source (the module docstring)."""
+    for at in range(0, len(digests), FORGET_CHUNK):
+        tx.conn.execute(
+            delete(flow_item).where(
+                flow_item.c.domain_name == domain_name,
+                flow_item.c.flow_name == flow_name,
+                flow_item.c.item_digest.in_(digests[at : at + FORGET_CHUNK]),
+            )
+        )
+    if digests:
+        # A digest of a file name or an object key, which can name a customer.
+        tx.erased()
 
 
 def _update_run(tx: Tx, domain_name: str, run_id: str, counts: dict[str, int], **more: Any) -> None:

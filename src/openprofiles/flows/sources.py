@@ -140,20 +140,23 @@ class FolderSource:
             raise SourceError(f"The folder {self.folder} does not exist or is not a folder.")
         out = []
         try:
-            paths = sorted(folder.iterdir())
+            # scandir: a file's type comes with its name (no stat but for a link), and its one
+            # stat is the entry's (the watcher lists every Event flow's folder every pass).
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as exc:
             raise SourceError(
                 f"Cannot list the folder {self.folder}: {exc.strerror or exc}"
             ) from exc
-        for path in paths:
+        for entry in entries:
             try:
-                if not path.is_file() or path.name.startswith("."):
+                if entry.name.startswith(".") or not entry.is_file():
                     continue
-                stat = path.stat()
+                stat = entry.stat()
             except FileNotFoundError:
                 # Deleted since the folder was listed.
                 continue
-            out.append(SourceItem(path.name, _file_version(stat), stat.st_mtime))
+            out.append(SourceItem(entry.name, _file_version(stat), stat.st_mtime))
         return out
 
     def open(self, key: str) -> ItemStream:

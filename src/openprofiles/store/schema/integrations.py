@@ -188,7 +188,7 @@ flow_item = Table(
     metadata,
     Column("domain_name", String(64), primary_key=True),
     Column("flow_name", String(256), primary_key=True),
-    # Blind-index digest (key name flows.service.ITEM_KEY_NAME) of the S3 object key or the
+    # Blind-index digest (key name flows.item_keys.ITEM_KEY_NAME) of the S3 object key or the
     # file name inside the folder.
     Column("item_digest", LargeBinary(16), primary_key=True),
     # ETag (S3) or modification time and size (folder): a changed item is read again. Or a
