@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,3 +115,29 @@ class HeldValue:
             pass
         # Or a reason or a line that happens to be a JSON scalar ("42", "true"): its text.
         return self._in_text(text)
+
+
+# Records opened at once by `ids_holding`.
+HOLDING_PAGE = 500
+
+
+def ids_holding(
+    value: HeldValue,
+    read_page: Callable[[str, int], Sequence[Any]],
+    opened: Callable[[Any], Mapping[str, Any]],
+) -> list[str]:
+    """The message ids of the stored records whose record or reason holds `value`, in id order:
+    `read_page(after, limit)` reads the rows (with `message_id`) after an id, `limit` at most,
+    ordered by it, and `opened(row)` opens one (its "object" and "reason"): every record is
+    opened, a page at a time."""
+    found: list[str] = []
+    after = ""
+    while True:
+        rows = read_page(after, HOLDING_PAGE)
+        for row in rows:
+            payload = opened(row)
+            if value.holds(payload.get("object")) or value.holds(payload.get("reason")):
+                found.append(row.message_id)
+        if len(rows) < HOLDING_PAGE:
+            return found
+        after = rows[-1].message_id

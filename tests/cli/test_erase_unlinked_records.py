@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from tests.support.contact_loader import D, found, loaded_data_dir
 from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, ctr, send
 
+from openprofiles import held_values
 from openprofiles.cli import main
 from openprofiles.contacts.kept import list_unrouted
 from openprofiles.context import Services
@@ -144,3 +145,20 @@ def test_purge_unrouted_matching_is_alone(loaded: tuple[Services, list[str]]) ->
         main, ["instances", "purge-unrouted", *options, "--without-instance", "--dry-run"]
     )
     assert dry.exit_code == 2 and "go with --matching" in dry.output
+
+
+def test_matching_reads_every_page(
+    loaded: tuple[Services, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records are opened a page at a time (held_values.ids_holding): those past the first
+    pages are found too, and each once."""
+    monkeypatch.setattr(held_values, "HOLDING_PAGE", 2)
+    services, options = loaded
+    ann = "ann.lee@example.org"
+    hers = [letter(services, json.dumps({"Email": ann, "n": n})) for n in range(5)]
+    for n in range(4):
+        letter(services, json.dumps({"Email": "bob@example.org", "n": n}))
+    matched = run([*options, "--domain", D], "dlq", "purge", "--matching", ann)
+    assert "Purged 5 dead letters" in matched
+    assert all(matched.count(message_id) == 1 for message_id in hers)
+    assert len(letters(services)) == 4

@@ -42,7 +42,7 @@ from openprofiles.contacts.models import ContactRecord
 from openprofiles.contacts.waiting import wait_in
 from openprofiles.context import Tx
 from openprofiles.domains.service import register_domain_deleter
-from openprofiles.held_values import HeldValue
+from openprofiles.held_values import HeldValue, ids_holding
 from openprofiles.integrations.models import is_instance_arn
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import contact_awaited, instance_moved_from, unrouted_contact_record
@@ -265,10 +265,6 @@ def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
     return int(purged.rowcount or 0)
 
 
-# Kept records opened at once by `unrouted_holding`.
-HOLDING_PAGE = 500
-
-
 def unrouted_holding(tx: Tx, *, value: HeldValue) -> list[str]:
     """The message ids of the kept records (every instance's, waiting ones too) whose record or
     reason holds a customer's value (openprofiles.held_values), in id order: each is opened, a
@@ -277,22 +273,16 @@ def unrouted_holding(tx: Tx, *, value: HeldValue) -> list[str]:
     `purge_unrouted_ids` (`openprofiles instances purge-unrouted --matching`)."""
     cipher = tx.services.keys.system_cipher()
     kept = unrouted_contact_record.c
-    found: list[str] = []
-    after = ""
-    while True:
-        rows = tx.conn.execute(
+    return ids_holding(
+        value,
+        lambda after, limit: tx.conn.execute(
             select(kept.message_id, kept.sealed)
             .where(kept.message_id > after)
             .order_by(kept.message_id)
-            .limit(HOLDING_PAGE)
-        ).all()
-        for row in rows:
-            payload = cipher.open_record(UNROUTED_TABLE, row.message_id, bytes(row.sealed))
-            if value.holds(payload.get("object")) or value.holds(payload.get("reason")):
-                found.append(row.message_id)
-        if len(rows) < HOLDING_PAGE:
-            return found
-        after = rows[-1].message_id
+            .limit(limit)
+        ).all(),
+        lambda row: cipher.open_record(UNROUTED_TABLE, row.message_id, bytes(row.sealed)),
+    )
 
 
 def purge_unrouted_ids(tx: Tx, *, message_ids: Sequence[str]) -> int:

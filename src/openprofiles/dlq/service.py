@@ -49,7 +49,7 @@ from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
-from openprofiles.held_values import HeldValue
+from openprofiles.held_values import HeldValue, ids_holding
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import dlq_message, domain
 
@@ -547,32 +547,22 @@ def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None)
     return _delete(tx, domain_name, message_ids)
 
 
-# Dead letters opened at once by `holding`.
-HOLDING_PAGE = 500
-
-
 def holding(tx: Tx, *, domain_name: str, value: HeldValue) -> list[str]:
     """The ids of the domain's dead letters whose record or reason holds a customer's value
     (openprofiles.held_values), in id order: each is opened, a page at a time. A dead letter's
     record failed, so no profile links to it and DeleteProfile leaves it: this finds it for
     `purge` (`openprofiles dlq purge --matching`)."""
     cipher = tx.cipher(domain_name)
-    found: list[str] = []
-    after = ""
-    while True:
-        rows = tx.conn.execute(
+    return ids_holding(
+        value,
+        lambda after, limit: tx.conn.execute(
             select(dlq_message.c.message_id, dlq_message.c.sealed)
             .where(dlq_message.c.domain_name == domain_name, dlq_message.c.message_id > after)
             .order_by(dlq_message.c.message_id)
-            .limit(HOLDING_PAGE)
-        ).all()
-        for row in rows:
-            payload = cipher.open_record(DLQ_TABLE, row.message_id, bytes(row.sealed))
-            if value.holds(payload.get("object")) or value.holds(payload.get("reason")):
-                found.append(row.message_id)
-        if len(rows) < HOLDING_PAGE:
-            return found
-        after = rows[-1].message_id
+            .limit(limit)
+        ).all(),
+        lambda row: cipher.open_record(DLQ_TABLE, row.message_id, bytes(row.sealed)),
+    )
 
 
 # Expired dead letters deleted per transaction: the first purge after an upgrade may find every

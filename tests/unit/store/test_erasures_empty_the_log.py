@@ -85,13 +85,14 @@ def order(n: int) -> dict[str, Any]:
     return {"id": f"order-{n}", "email": "evicted@example.org", "note": f"note {n} " * 40}
 
 
-def test_a_deleted_flows_runs_and_items_leave_the_log(services: Services, tmp_path: Path) -> None:
+def orders_flow(services: Services, folder: Path, file_name: str) -> str:
+    """A domain with an OnDemand flow reading `folder`, which holds one order in `file_name`;
+    the flow's integration's Uri."""
     make_domain(services, D)
     with services.write() as tx:
         put_object_type(tx, domain_name=D, name="Orders", params=LAST_ORDER_ONLY)
-    folder = tmp_path / "export"
     folder.mkdir()
-    (folder / "customer-evicted@example.org.jsonl").write_text(json.dumps(order(1)) + "\n")
+    (folder / file_name).write_text(json.dumps(order(1)) + "\n")
     definition = {
         "FlowName": "orders",
         "KmsArn": "arn:aws:kms:us-east-1:111122223333:key/local",
@@ -105,9 +106,13 @@ def test_a_deleted_flows_runs_and_items_leave_the_log(services: Services, tmp_pa
         "TriggerConfig": {"TriggerType": "OnDemand"},
     }
     with services.write() as tx:
-        uri = put_integration(
+        return put_integration(
             tx, domain_name=D, uri=None, object_type_name="Orders", flow_definition=definition
         ).integration.uri
+
+
+def test_a_deleted_flows_runs_and_items_leave_the_log(services: Services, tmp_path: Path) -> None:
+    uri = orders_flow(services, tmp_path / "export", "customer-evicted@example.org.jsonl")
     run = run_flow(services, domain_name=D, flow_name="orders")
     assert run.status == "COMPLETED"
     with services.read() as tx:
@@ -125,28 +130,7 @@ def test_a_pruned_flow_run_leaves_the_log(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(flows, "RUNS_KEPT", 1)
-    make_domain(services, D)
-    with services.write() as tx:
-        put_object_type(tx, domain_name=D, name="Orders", params=LAST_ORDER_ONLY)
-    folder = tmp_path / "export"
-    folder.mkdir()
-    (folder / "orders.jsonl").write_text(json.dumps(order(1)) + "\n")
-    definition = {
-        "FlowName": "orders",
-        "KmsArn": "arn:aws:kms:us-east-1:111122223333:key/local",
-        "SourceFlowConfig": {
-            "ConnectorType": "S3",
-            "SourceConnectorProperties": {
-                "S3": {"BucketName": "file://", "BucketPrefix": str(folder)}
-            },
-        },
-        "Tasks": [],
-        "TriggerConfig": {"TriggerType": "OnDemand"},
-    }
-    with services.write() as tx:
-        put_integration(
-            tx, domain_name=D, uri=None, object_type_name="Orders", flow_definition=definition
-        )
+    orders_flow(services, tmp_path / "export", "orders.jsonl")
     first = run_flow(services, domain_name=D, flow_name="orders")
     assert first.status == "COMPLETED"
 
