@@ -1,7 +1,7 @@
 """Every change that deletes data about a customer asks for SQLite's write-ahead log to be
 emptied once it has committed (`Tx.erased`): a flow's runs and items deleted with its
-integration (DeleteIntegration), and a flow's oldest runs pruned (a failed run's sealed error
-can quote a customer's value). Before, they stayed in the -wal file's old frames until a later
+integration (DeleteIntegration), and a flow's oldest failed runs pruned (a failed run's sealed
+error can quote a customer's value). Before, they stayed in the -wal file's old frames until a later
 erasure happened to truncate it, and with the keyring beside the database a sealed blob can be
 opened. (An object evicted by MaxProfileObjectCount is not erased so: the quota making room,
 like an object's replacement, which writes over the older one; objects.service `evict_oldest`.)"""
@@ -126,18 +126,23 @@ def test_a_deleted_flows_runs_and_items_leave_the_log(services: Services, tmp_pa
     assert_erased_from_the_files(services, [bytes(item), run_id.encode()], delete)
 
 
-def test_a_pruned_flow_run_leaves_the_log(
+def test_a_pruned_failed_run_leaves_the_log(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(flows, "RUNS_KEPT", 1)
-    orders_flow(services, tmp_path / "export", "orders.jsonl")
+    folder = tmp_path / "customer-evicted@example.org"
+    orders_flow(services, folder, "orders.jsonl")
+    away = folder.rename(tmp_path / "away")
     first = run_flow(services, domain_name=D, flow_name="orders")
-    assert first.status == "COMPLETED"
+    assert first.status == "FAILED"  # its sealed error names the missing folder
+    with services.read() as tx:
+        [error] = tx.conn.execute(select(flow_run.c.error_sealed)).scalars()
+    away.rename(folder)
 
     def prune() -> None:
         second = run_flow(services, domain_name=D, flow_name="orders")
         assert second.status == "COMPLETED"
 
-    assert_erased_from_the_files(services, [first.run_id.encode()], prune)
+    assert_erased_from_the_files(services, [bytes(error), first.run_id.encode()], prune)
     with services.read() as tx:
-        assert tx.conn.execute(select(flow_run.c.run_id)).scalars().all() != [first.run_id]
+        assert first.run_id not in tx.conn.execute(select(flow_run.c.run_id)).scalars().all()
