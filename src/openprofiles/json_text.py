@@ -140,8 +140,7 @@ def split_json_records(text: str) -> list[tuple[str, Any]]:
     except (ValueError, RecursionError) as exc:
         error = exc
     else:
-        if isinstance(whole, list):  # _array_elements reads every array that parses
-            return [(json.dumps(item, ensure_ascii=False), item) for item in whole]
+        # Not an array: `_array_elements` reads every array that parses whole.
         return [(text.strip(), whole)]
     # Lines end at "\n" only: str.splitlines would also cut at U+2028 and other characters that
     # JSON strings may hold as they are.

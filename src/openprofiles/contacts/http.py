@@ -126,30 +126,34 @@ def process_batch(
     """
     total = BatchOutcome() if committed is None else committed
     start = 0
-    for chunk in transaction_chunks(items, is_sqlite=services.database.is_sqlite):
-        chunk_origins = origins[start : start + len(chunk)] if origins else None
+    try:
+        for chunk in transaction_chunks(items, is_sqlite=services.database.is_sqlite):
+            chunk_origins = origins[start : start + len(chunk)] if origins else None
 
-        def attempt(
-            chunk: Sequence[Item] = chunk, chunk_origins: Any = chunk_origins
-        ) -> BatchOutcome:
-            with services.write() as tx:
-                return ingest_contact_items(tx, chunk, origins=chunk_origins)
+            def attempt(
+                chunk: Sequence[Item] = chunk, chunk_origins: Any = chunk_origins
+            ) -> BatchOutcome:
+                with services.write() as tx:
+                    return ingest_contact_items(tx, chunk, origins=chunk_origins)
 
-        try:
-            # A batch rolled back by a race with another process (PostgreSQL) runs again.
-            more = retrying(attempt)
-        except ServiceError as exc:
-            if not start:
-                raise
-            raise _after_applied(exc, start, len(items)) from exc
-        start += len(chunk)
-        # The records it woke (kept waiting for its contacts) are not the batch's own.
-        add_outcome(total, replace(more, woken=None))
-        if more.woken is not None:
-            total.woken = total.woken or BatchOutcome()
-            add_outcome(total.woken, more.woken)
-            total.woken.sent.update(more.woken.sent)
-    claim_woken(total)
+            try:
+                # A batch rolled back by a race with another process (PostgreSQL) runs again.
+                more = retrying(attempt)
+            except ServiceError as exc:
+                if not start:
+                    raise
+                raise _after_applied(exc, start, len(items)) from exc
+            start += len(chunk)
+            # The records it woke (kept waiting for its contacts) are not the batch's own.
+            add_outcome(total, replace(more, woken=None))
+            if more.woken is not None:
+                total.woken = total.woken or BatchOutcome()
+                add_outcome(total.woken, more.woken)
+                total.woken.sent.update(more.woken.sent)
+    finally:
+        # Also when an error stopped the batch part-way: `committed` then says what the
+        # transactions before it made of the records they kept waiting.
+        claim_woken(total)
     return total
 
 
@@ -250,9 +254,6 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
         except Exception as exc:
             return internal_error("POST /contact-records", exc)
         finally:
-            # Records it kept waiting that a later committed transaction sent on are what they
-            # became (done already when it was answered 200).
-            claim_woken(committed)
             count_contact_records(accepted=committed.accepted, rejected=len(committed.rejected))
         return respond(200, outcome_json(outcome))
 
