@@ -626,6 +626,21 @@ def shown_url(url: str) -> str:
     return "".join(shown)
 
 
+def matching_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The value of a `--matching VALUE` option; `-` reads it from standard input instead (its
+    first line), asked for without echo at a terminal. A customer's email or phone number on
+    the command line stays in the shell's history and shows in `ps` to every local user."""
+    if value != "-":
+        return value
+    if sys.stdin.isatty():
+        text = click.prompt("The customer's value", hide_input=True, err=True)
+    else:
+        text = sys.stdin.readline().rstrip("\r\n")
+    if not text.strip():
+        raise click.BadParameter("standard input gave no value.", ctx=ctx, param=param)
+    return str(text)
+
+
 def held_value(text: str, settings: Settings) -> HeldValue:
     """The customer's value of a `--matching VALUE` option (openprofiles.held_values), phone
     numbers read as the server reads them; a usage error when it is empty."""

@@ -162,3 +162,37 @@ def test_matching_reads_every_page(
     assert "Purged 5 dead letters" in matched
     assert all(matched.count(message_id) == 1 for message_id in hers)
     assert len(letters(services)) == 4
+
+
+def test_matching_value_from_standard_input(loaded: tuple[Services, list[str]]) -> None:
+    """`--matching -` reads the value from standard input, so it stays out of the shell's
+    history and `ps`: the same records go as with the value on the command line."""
+    services, options = loaded
+    hers = letter(services, json.dumps({"Email": "ann.lee@example.org"}))
+    other = letter(services, json.dumps({"Email": "bob@example.org"}))
+    piped = CliRunner().invoke(
+        main,
+        ["dlq", "purge", *options, "--domain", D, "--matching", "-", "--json"],
+        input="Ann.Lee@Example.org\n",
+    )
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.output) == {"Matching": [hers], "Purged": 1, "DryRun": False}
+    assert letters(services) == [other]
+
+    outcome = send(services, ctr("erased-1", instance=OTHER_INSTANCE, address="+17208401003"))
+    assert outcome.unrouted == {OTHER_INSTANCE: 1}
+    kept = CliRunner().invoke(
+        main,
+        ["instances", "purge-unrouted", *options, "--matching", "-", "--json"],
+        input="(720) 840-1003\r\n",
+    )
+    assert kept.exit_code == 0, kept.output
+    assert json.loads(kept.output)["Purged"] == 1
+    with services.read() as tx:
+        assert list_unrouted(tx) == []
+
+    nothing = CliRunner().invoke(
+        main, ["dlq", "purge", *options, "--domain", D, "--matching", "-"], input=""
+    )
+    assert nothing.exit_code == 2 and "standard input gave no value" in nothing.output
+    assert letters(services) == [other]

@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    matching_value,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 from openprofiles.dlq.models import DeadLetter
 
 
@@ -292,8 +297,10 @@ matching_option = click.option(
     "matching",
     default=None,
     metavar="VALUE",
+    callback=matching_value,
     help="A customer's email address, phone number or other value: the records holding it "
-    "(openprofiles.held_values says how values compare). Never printed.",
+    "(openprofiles.held_values says how values compare). Never printed. `-` reads it from "
+    "standard input, out of the shell's history.",
 )
 dry_run_option = click.option(
     "--dry-run", is_flag=True, help="With --matching: list what would be purged, purge nothing."

@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    matching_value,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 
 
 @click.group()
@@ -201,8 +206,10 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     "matching",
     default=None,
     metavar="VALUE",
+    callback=matching_value,
     help="A customer's email address, phone number or other value: delete the kept records "
-    "holding it, every instance's, waiting ones too. Never printed.",
+    "holding it, every instance's, waiting ones too. Never printed. `-` reads it from "
+    "standard input, out of the shell's history.",
 )
 @click.option(
     "--dry-run", is_flag=True, help="With --matching: list what would be deleted, delete nothing."
