@@ -63,6 +63,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         # Once, here, rather than in each worker; after the first run wrote its files.
         warn_about_loose_permissions(settings)
         warn_about_plain_http(settings)
+        warn_about_open_metrics(settings)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -143,6 +144,15 @@ def plain_http_to_the_network(settings: Settings) -> str | None:
 def warn_about_plain_http(settings: Settings) -> None:
     """Log `plain_http_to_the_network`'s warning on stderr, if there is one."""
     warning = plain_http_to_the_network(settings)
+    if warning is not None:
+        logger.warning("%s", warning)
+
+
+def warn_about_open_metrics(settings: Settings) -> None:
+    """Log metrics.access `open_to_the_network`'s warning on stderr, if there is one."""
+    from openprofiles.metrics.access import open_to_the_network
+
+    warning = open_to_the_network(settings, loopback=is_loopback(settings.host))
     if warning is not None:
         logger.warning("%s", warning)
 

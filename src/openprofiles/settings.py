@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,11 @@ class Settings:
     # nothing reads the database's state for it: for a server exposed where /metrics cannot be
     # kept to the monitoring network, or that no one scrapes.
     metrics: bool = True
+    # The bearer token a scrape of GET /metrics must carry (`Authorization: Bearer TOKEN`), None
+    # for none: its labels name domains, and a server listening beyond this machine answered
+    # them to anyone. A secret: left out of the repr, so no log of the settings shows it, and
+    # never quoted by the errors below.
+    metrics_token: str | None = dataclass_field(default=None, repr=False)
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser with an
     # AWS SDK, as a custom agent desktop does (CORS). None by default: a browser then lets no
     # other site's page read an answer. "*" allows every origin.
@@ -161,6 +167,13 @@ class Settings:
             raise ValueError(
                 f"OPENPROFILES_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                 f"not {self.log_level!r}"
+            )
+        if self.metrics_token is not None and not _METRICS_TOKEN.fullmatch(self.metrics_token):
+            # Never the value: it is a secret, unlike the other settings.
+            raise ValueError(
+                f"OPENPROFILES_METRICS_TOKEN must be at least {METRICS_TOKEN_LEAST} characters, "
+                "each a visible ASCII one (no space, no line end): it is written in an HTTP "
+                "header, and /metrics has no throttle to slow down guesses of a short one"
             )
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -300,6 +313,7 @@ class Settings:
             flow_folder_settle_seconds=seconds("FLOW_FOLDER_SETTLE_SECONDS"),
             metrics_state_seconds=seconds("METRICS_STATE_SECONDS"),
             metrics=_switch("METRICS", get("METRICS")),
+            metrics_token=get("METRICS_TOKEN"),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if (origins := get("CORS_ORIGINS"))
@@ -356,6 +370,7 @@ VARIABLES = (
     "FLOW_FOLDER_SETTLE_SECONDS",
     "METRICS_STATE_SECONDS",
     "METRICS",
+    "METRICS_TOKEN",
     "AUDIT_LOG",
     "LOG_LEVEL",
 )
@@ -430,6 +445,12 @@ def _describe_range(field: str, low: int, high: int) -> str:
         return f"a number of seconds from {low} to {high} ({high // 86400} days)"
     return f"a whole number from {low} to {high}"
 
+
+# OPENPROFILES_METRICS_TOKEN (Settings.metrics_token): visible ASCII (a header's value, as
+# RFC 6750's bearer tokens are), long enough that guessing it is hopeless (`openssl rand -hex 32`
+# gives 64).
+METRICS_TOKEN_LEAST = 16
+_METRICS_TOKEN = re.compile(rf"[\x21-\x7e]{{{METRICS_TOKEN_LEAST},}}")
 
 # What a browser sends as Origin: a scheme, a host and maybe a port, nothing after them.
 _ORIGIN = re.compile(r"https?://[^/\s:?#]+(:[0-9]{1,5})?")

@@ -1,11 +1,14 @@
 """`serve --workers 2`: /metrics adds up both workers' counts (prometheus_client's multiprocess
-mode, openprofiles.metrics.endpoint), whichever worker answers the scrape; and a count that
-cannot be kept never fails the request it counts."""
+mode, openprofiles.metrics.endpoint), whichever worker answers the scrape; a count that cannot be
+kept never fails the request it counts; and the start removes the count directories that servers
+killed while making theirs left behind."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -98,3 +101,57 @@ def test_requests_are_answered_when_their_counts_cannot_be_kept(tmp_path, monkey
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_removes_the_directories_of_servers_killed_while_making_theirs(
+    tmp_path, monkeypatch
+) -> None:
+    """A server killed between its count directory's creation and its rename left an
+    `openprofiles-metrics-new-*` directory no start removed; one another server is making (it
+    holds the directory's flock) stays. In a temporary directory of the test's own (TMPDIR), so
+    no other server's directories are in play."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    orphans = [
+        temporary / "openprofiles-metrics-new-killed",
+        temporary / "openprofiles-metrics-new-x",
+    ]
+    for orphan in orphans:
+        orphan.mkdir()
+    (orphans[1] / "supervisor.lock.new").write_bytes(b"")
+    being_made = temporary / "openprofiles-metrics-new-being-made"
+    being_made.mkdir()
+    # Held by a process of its own: flock locks of one process's two opens conflict too, but
+    # a server making its directory is another process.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(being_made)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    port = free_port()
+    process = serve_first_run(tmp_path / "data", port, "--workers", "2")
+    try:
+        wait_for_workers(process, 2)
+        counted_in = _metrics_dir(process.pid)
+        assert counted_in.parent == temporary
+        assert sorted(p.name for p in temporary.iterdir()) == sorted(
+            [counted_in.name, being_made.name]
+        ), "a killed server's new directory was left, or one being made removed"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert sorted(p.name for p in temporary.iterdir()) == [being_made.name]

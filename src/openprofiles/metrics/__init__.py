@@ -20,10 +20,12 @@ Two kinds, each from where it is true:
   process reads them at most every OPENPROFILES_METRICS_STATE_SECONDS (state).
 
 No label carries personal data or anything from a record: operations, HTTP statuses, AWS error
-names, reason categories and domain names (chosen by administrators) only. /metrics is not
-authenticated, as /health is not (a scraper signs nothing); like the server itself it listens
-on 127.0.0.1 unless told otherwise, and a proxy that exposes the server should keep /metrics
-to the monitoring network (docs/operations.md).
+names, reason categories and domain names (chosen by administrators) only. A scraper signs
+nothing, so /metrics takes no SigV4; with OPENPROFILES_METRICS_TOKEN set, a scrape must carry it
+as a bearer token (access). Without one, like the server itself it listens on 127.0.0.1 unless
+told otherwise, `serve` warns when it does not, and a proxy that exposes the server should keep
+/metrics to the monitoring network (docs/operations.md).
 
-`events` counts, `state` reads the database, `endpoint` answers the scrape.
+`events` counts, `state` reads the database, `access` says who may scrape, `endpoint` answers
+the scrape.
 """

@@ -178,3 +178,95 @@ def test_a_server_starting_meanwhile_never_takes_a_new_directory_for_an_orphan(
         path = Path(os.environ[MULTIPROCESS_ENV])
         assert checked and path.is_dir() and (path / LOCK_FILE).exists()
     assert not path.exists()
+
+
+# Where `multiprocess_dir` makes a directory before it takes its final name.
+NEW_PREFIX = f"{DIR_PREFIX}new-"
+
+
+@contextmanager
+def _directory_held_by_another_process(directory: Path) -> Iterator[None]:
+    """`directory` itself flocked by a process of its own (a server making it) in the block."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(directory)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_directories_of_servers_killed_while_making_them_are_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server killed between the new directory's creation and its rename left it for ever:
+    its name holds no process id, and it had no lock file, or one never locked. Now the
+    directory is locked itself while it is made, and one whose lock is free is an orphan; one
+    being made (its lock held) is left alone."""
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # no other server's directories
+    empty = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))
+    claiming = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))
+    (claiming / f"{LOCK_FILE}.new").write_bytes(b"")
+    claimed = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))
+    (claimed / LOCK_FILE).write_bytes(b"")
+    being_made = Path(tempfile.mkdtemp(prefix=NEW_PREFIX))
+    (tmp_path / f"{NEW_PREFIX}not-a-directory").write_bytes(b"")
+    with _directory_held_by_another_process(being_made), multiprocess_dir(2):
+        own = Path(os.environ[MULTIPROCESS_ENV])
+        assert not empty.exists() and not claiming.exists() and not claimed.exists()
+        assert being_made.is_dir(), "a directory another server is making was removed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [own.name, being_made.name, f"{NEW_PREFIX}not-a-directory"]
+        )
+    # Its maker gone before it was done, it is an orphan too.
+    with multiprocess_dir(2):
+        assert not being_made.exists()
+
+
+def test_a_new_directory_another_server_is_removing_is_given_up_for_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another server's orphan check took the new directory's lock in the moment before this
+    server's flock (to remove it): this server makes another."""
+    from openprofiles.metrics import endpoint
+
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    real_flock = fcntl.flock
+    given_up: list[Path] = []
+
+    def flock_while_another_check_holds_it(fd: int, operation: int) -> None:
+        if given_up:
+            real_flock(fd, operation)
+            return
+        made = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        given_up.append(made)
+        checker = os.open(made, os.O_RDONLY | os.O_DIRECTORY)
+        real_flock(checker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            real_flock(fd, operation)
+        finally:
+            made.rmdir()  # as the check does, while it holds the lock
+            os.close(checker)
+
+    monkeypatch.setattr(endpoint.fcntl, "flock", flock_while_another_check_holds_it)
+    with multiprocess_dir(2):
+        path = Path(os.environ[MULTIPROCESS_ENV])
+        assert given_up and given_up[0].name.startswith(NEW_PREFIX)
+        assert path.is_dir() and (path / LOCK_FILE).exists()
+        assert not given_up[0].exists()
+    assert not path.exists()
