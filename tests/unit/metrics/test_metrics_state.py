@@ -57,6 +57,8 @@ def test_dead_letters_are_counted_by_domain_and_category_and_failed_sends_apart(
     _letter(services, first, "no_profile", service.NO_QUEUE)
     _letter(services, first, "no_profile", service.SQS_FAILED)
     _letter(services, first, "invalid_value", None)
+    # Failed sends of two categories of a domain add up.
+    _letter(services, first, "invalid_value", service.SQS_FAILED)
     _letter(services, other, "missing_key", service.SQS_FAILED)
     _letter(services, other, "missing_key", service.SQS_PENDING)
     gauges = _gauges(services)
@@ -67,7 +69,7 @@ def test_dead_letters_are_counted_by_domain_and_category_and_failed_sends_apart(
     }
     assert letters == {
         (("category", "no_profile"), ("domain", DOMAIN)): 2,
-        (("category", "invalid_value"), ("domain", DOMAIN)): 1,
+        (("category", "invalid_value"), ("domain", DOMAIN)): 2,
         (("category", "missing_key"), ("domain", "other")): 2,
     }
     unsent = {
@@ -76,7 +78,7 @@ def test_dead_letters_are_counted_by_domain_and_category_and_failed_sends_apart(
         if name == "openprofiles_dead_letters_unsent"
     }
     # A send under way (pending) is not a failed one.
-    assert unsent == {(("domain", DOMAIN),): 1, (("domain", "other"),): 1}
+    assert unsent == {(("domain", DOMAIN),): 2, (("domain", "other"),): 1}
     with services.write() as tx:
         service.purge(tx, domain_name=first)
     assert not [
