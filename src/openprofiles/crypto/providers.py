@@ -303,8 +303,9 @@ _KMS_CREDENTIAL_ERRORS = {
 
 class KmsKeyProvider:
     def __init__(self, endpoint_url: str | None, region: str | None, *, client: Any = None) -> None:
-        """`client` is a ready boto3 KMS client (own credentials, botocore's Stubber); by default
-        one is made on first use from `endpoint_url`, `region` and boto3's credential chain."""
+        """`client` is a ready boto3 KMS client (own credentials or retries, as a test makes
+        it); by default one is made on first use from `endpoint_url`, `region` and boto3's
+        credential chain."""
         self._endpoint_url = endpoint_url
         self._region = region
         self._client: Any = client

@@ -1,4 +1,4 @@
-"""Which provider serves which key identifier, and KMS failures that need no KMS server."""
+"""Which provider serves which key identifier, and how KMS's refusals read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.stub import Stubber
+from tests.support.kms_proxy import kms_proxy
 
 from openprofiles.crypto.arns import is_aws_kms_arn, local_key_arn, parse_local_key_arn
 from openprofiles.crypto.errors import KeyProblem, KeyUnusable
@@ -109,22 +109,32 @@ def test_unreachable_kms_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> N
         ("UnrecognizedClientException", KeyProblem.CREDENTIALS, "rejected OpenProfiles' AWS"),
     ],
 )
-def test_kms_decrypt_errors_moto_cannot_produce(code: str, problem: KeyProblem, words: str) -> None:
-    # moto does not refuse Decrypt under a disabled or pending-deletion key, so the mapping of
-    # what real KMS answers is checked with botocore's Stubber (a canned response on the wire).
-    client = boto3.client(
-        "kms",
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
-    with Stubber(client) as stubber:
-        stubber.add_client_error("decrypt", service_error_code=code, service_message="x")
-        provider = KmsKeyProvider(None, "eu-west-1", client=client)
+def test_kms_decrypt_errors_moto_cannot_produce(
+    moto_url: str, code: str, problem: KeyProblem, words: str
+) -> None:
+    # moto does not refuse Decrypt under a disabled or pending-deletion key, nor throttle, so
+    # what real KMS answers comes from tests.support.kms_proxy, in front of moto's server: a
+    # data key is wrapped for real, then its Decrypt is refused on the wire with `code`.
+    with kms_proxy(moto_url) as proxy:
+        client = boto3.client(
+            "kms",
+            endpoint_url=proxy.url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            # One attempt: botocore retries throttling itself (the server's client does too).
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )
+        key_arn = client.create_key()["KeyMetadata"]["Arn"]
+        provider = KmsKeyProvider(proxy.url, "eu-west-1", client=client)
+        context = {"openprofiles:domain": "d"}
+        _, wrapped = provider.generate_data_key(key_arn, context)
+        proxy.refuse("Decrypt", code)
         with pytest.raises(KeyUnusable, match=words) as raised:
-            provider.decrypt_data_key(KMS_ARN, b"wrapped", {"openprofiles:domain": "d"})
-    assert raised.value.problem is problem
+            provider.decrypt_data_key(key_arn, wrapped, context)
+        assert raised.value.problem is problem
+        # The refusal was the one answer: the next Decrypt unwraps the same data key.
+        assert len(provider.decrypt_data_key(key_arn, wrapped, context)) == 32
 
 
 def test_missing_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
