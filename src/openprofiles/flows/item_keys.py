@@ -7,16 +7,16 @@ of a pass's CPU beside the listing. A digest is a pure function of the key and t
 index key, so the digests of the keys a flow listed last are kept and looked up instead
 (`ItemDigests`). Kept per flow only for the keys its latest listing holds (a key gone from the
 source is dropped at the next listing), `KEPT_KEYS` in all (the flows checked longest ago
-dropped first), and only under the index key they were made with: the domain's key is told by
-a digest of its own (`_fingerprint`), so a domain deleted and made again under the same name
-(another key) starts afresh. What is kept decides nothing the database says: it only saves
-the HMAC."""
+dropped first), until the flow is gone (`drop`), and only under the index key they were made
+with: the domain's key is told by a digest of its own (`_fingerprint`), so a domain deleted and
+made again under the same name (another key) starts afresh. What is kept decides nothing the
+database says: it only saves the HMAC."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from openprofiles.crypto.domain_keys import DomainCipher
 
@@ -70,6 +70,13 @@ class ItemDigests:
             total = sum(len(kept) for _, kept in _KEPT.values())
             while total > KEPT_KEYS:
                 total -= len(_KEPT.popitem(last=False)[1][1])
+
+
+def drop(gone: Callable[[Hashable], bool]) -> None:
+    """Drop the digests kept for the flows `gone` says are (flows.service `_drop_gone_flows`)."""
+    with _LOCK:
+        for flow in [flow for flow in _KEPT if gone(flow)]:
+            del _KEPT[flow]
 
 
 # By flow (flows.service: the domain, the flow and the process's Services): the fingerprint

@@ -48,7 +48,8 @@ closes it FAILED, naming itself as the run that took the flow over, and if its p
 alive it stops at its next transaction. A run stopped by Ctrl-C or SIGTERM (a service manager
 stopping `flows watch`) does not wait for that: it ends FAILED at once (INTERRUPTED; recorded
 within INTERRUPTED_WAIT, as best it can), its checkpoints as its committed transactions left them,
-and the flow is free for the next run. An automatic trigger passes a flow held by a run over; a
+and the flow is free for the next run — wherever the stop lands from its claim's transaction to
+its end's (`_claimed`). An automatic trigger passes a flow held by a run over; a
 run asked for (OnDemand: `openprofiles flows run`, the admin pages' button) is refused with
 `RunInProgress`. A Scheduled flow is found due (`_schedule_due`) in a read first — most watcher
 passes find it not due, and make no source and take no lock — and again under the claim, so two
@@ -97,6 +98,11 @@ uploaded, is: an Event trigger runs on each put — and so is every item of a fl
 another folder or prefix and then back. An Event check that finds nothing new starts no run,
 so gone items are forgotten by the flow's next run. A listing of nothing forgets nothing (a
 folder whose mount is missing looks empty; its items would all be read again once back).
+
+An Event check reads the flow's checkpoints only when they changed since its previous check, in
+any process (flows.check_cache: `_items_changed` counts each change in its transaction). What the
+process keeps of a flow between checks (listings, item digests, checkpoints) is dropped by the
+first pass that no longer finds the flow (`_drop_gone_flows`).
 
 An item that cannot be read, is not UTF-8 text, is neither JSON nor JSON lines, or is too large to
 read whole and not JSON lines is a failed item: dead-lettered whole (one message, with the reason
@@ -171,7 +177,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -184,6 +190,7 @@ from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.dlq.sinks import dead_letter_in
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest, NotFound, ServiceError
+from openprofiles.flows import check_cache
 from openprofiles.flows.checkpoints import (
     CRASH_ATTEMPTS,
     Crashes,
@@ -196,6 +203,7 @@ from openprofiles.flows.checkpoints import (
     read_plan,
 )
 from openprofiles.flows.item_keys import ItemDigests, item_digest
+from openprofiles.flows.item_keys import drop as drop_item_digests
 from openprofiles.flows.items import BadRecord, ItemFailed, ItemRecord, ItemRecords, item_records
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.sources import FlowSource, ItemGone, SourceError, SourceItem, source_for
@@ -444,17 +452,27 @@ class _Checkpoints:
     listing in this process (flows.item_keys), and kept for its next once `keep()` is called
     with the items of a listing looked up."""
 
-    def __init__(self, services: Services, domain_name: str, flow_name: str) -> None:
+    def __init__(
+        self, services: Services, domain_name: str, flow_name: str, *, reuse: bool = False
+    ) -> None:
+        """`reuse`: take the checkpoints the flow's previous check read when none changed
+        since (flows.check_cache), and keep these for its next; a run reads them afresh."""
+        flow = (id(services), domain_name, flow_name)
         with services.read() as tx:
-            self._digests = ItemDigests(
-                (id(services), domain_name, flow_name), tx.cipher(domain_name)
-            )
-            rows = tx.conn.execute(
-                select(flow_item.c.item_digest, flow_item.c.version).where(
-                    flow_item.c.domain_name == domain_name, flow_item.c.flow_name == flow_name
+            self._digests = ItemDigests(flow, tx.cipher(domain_name))
+            # Read before the checkpoints (flows.check_cache: why that order is safe).
+            stamp = check_cache.stamp(tx, domain_name, flow_name) if reuse else None
+            done = check_cache.cached(flow, stamp)
+            if done is None:
+                rows = tx.conn.execute(
+                    select(flow_item.c.item_digest, flow_item.c.version).where(
+                        flow_item.c.domain_name == domain_name, flow_item.c.flow_name == flow_name
+                    )
                 )
-            )
-            self._done = {bytes(r.item_digest): r.version for r in rows}
+                done = {bytes(r.item_digest): r.version for r in rows}
+                if reuse:
+                    check_cache.keep(flow, stamp, done)
+        self._done = done
 
     def __call__(self, item: SourceItem) -> str | None:
         return self._done.get(self._digests.digest(item.key))
@@ -502,7 +520,7 @@ def pending_items(
 ) -> list[SourceItem]:
     """Items new or changed since the flow's checkpoint; `settled_only`: those of them that
     have settled (an automatic run's). `patience` and `clock`: `list_source`'s."""
-    done = _Checkpoints(services, domain_name, flow.name)
+    done = _Checkpoints(services, domain_name, flow.name, reuse=True)
     key = listing_key(services, domain_name, flow)
     listed = list_source(source, key=key, patience=patience, clock=clock)
     items = settled(services, listed) if settled_only else listed
@@ -690,33 +708,92 @@ def run_flow(
     the claim.
     """
     found, flow = _load(services, domain_name, flow_name)
-    source = source or source_for(services.settings, flow)
-    held = retrying(lambda: _claim_in(services, found, trigger))
-    assert held is not None
-    run = _run(
-        services, held, flow, source, complete=complete, on_progress=on_progress, clock=clock
+    read = source or source_for(services.settings, flow)
+    run = _claimed(
+        services,
+        found,
+        trigger,
+        lambda held, stop: _run(
+            services,
+            held,
+            flow,
+            read,
+            stop=stop,
+            complete=complete,
+            on_progress=on_progress,
+            clock=clock,
+        ),
     )
     assert run is not None
     return run
+
+
+@dataclass
+class _Stop:
+    """What a run stopped by Ctrl-C or SIGTERM is ended with (`_claimed`): its claim (as the
+    claim makes it, until the claim has returned it) and its counts as the run last knew them."""
+
+    held: _Held
+    counts: dict[str, int] = field(default_factory=lambda: _no_counts())
+
+
+_R = TypeVar("_R")
+
+
+def _claimed(
+    services: Services,
+    found: Integration,
+    trigger: str,
+    then: Callable[[_Held, _Stop], _R],
+    due: Callable[[Tx], bool] | None = None,
+) -> _R | None:
+    """Claim the flow (`_claim`) and hand the claim to `then` (the run, or a failed start's
+    record); None when `due` says the flow is not due.
+
+    A stop (Ctrl-C, or SIGTERM: cli_support.Terminated, both KeyboardInterrupt) landing anywhere
+    from the claim's transaction to the run's end recorded ends the run FAILED at once
+    (INTERRUPTED, `_finish_stopped`): not only while it reads, but between its claim and its
+    start, and during its final write (its end's transaction rolled back), where it was left
+    RUNNING, holding the flow for STALE_AFTER. The run's id is chosen before the claim, so a
+    stop landing as the claim commits, before the claim is returned, still ends the run it may
+    have inserted; ending a run the claim did not insert (rolled back), or one whose end was
+    recorded already (the stop landed just after), changes no run."""
+    run_id = uuid.uuid4().hex
+    stop = _Stop(_held_as_claimed(found, trigger, run_id, datetime.now(UTC)))
+    try:
+        held = retrying(lambda: _claim_in(services, found, trigger, due, run_id))
+        if held is None:
+            return None
+        stop.held = held
+        return then(held, stop)
+    except KeyboardInterrupt:
+        # The stop goes on to the caller (the command ends as Ctrl-C ends it).
+        _finish_stopped(services, stop.held, stop.counts)
+        raise
 
 
 def _claim_in(
     services: Services,
     found: Integration,
     trigger: str,
-    due: Callable[[Tx], bool] | None = None,
+    due: Callable[[Tx], bool] | None,
+    run_id: str,
 ) -> _Held | None:
     with services.write() as tx:
-        return _claim(tx, found, trigger, due)
+        return _claim(tx, found, trigger, due, run_id)
 
 
 def _claim(
-    tx: Tx, found: Integration, trigger: str, due: Callable[[Tx], bool] | None = None
+    tx: Tx,
+    found: Integration,
+    trigger: str,
+    due: Callable[[Tx], bool] | None = None,
+    run_id: str | None = None,
 ) -> _Held | None:
-    """Claim the flow for a new run and insert the run, RUNNING (the module docstring); the
-    claim, or None when `due` says the flow is not due. RunInProgress when a run of the flow
-    holds it, NotFound when the flow is gone. A RUNNING run that stopped holding it (silent for
-    STALE_AFTER: its process ended) is closed FAILED."""
+    """Claim the flow for a new run, `run_id` (else a new id), and insert the run, RUNNING (the
+    module docstring); the claim, or None when `due` says the flow is not due. RunInProgress
+    when a run of the flow holds it, NotFound when the flow is gone. A RUNNING run that stopped
+    holding it (silent for STALE_AFTER: its process ended) is closed FAILED."""
     domain_name, flow_name = found.domain_name, found.flow_name
     assert flow_name is not None
     # Claims of the flow queue on its integration's row (PostgreSQL): each finds the run the
@@ -751,16 +828,22 @@ def _claim(
         for other_id, last in stale:
             _close_stopped(tx, domain_name, other_id, _stopped(last))
         return None
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     for other_id, last in stale:
         _close_stopped(tx, domain_name, other_id, _stopped(last, by=run_id))
     _insert_run(tx, domain_name, flow_name, trigger, run_id)
+    return _held_as_claimed(found, trigger, run_id, tx.now)
+
+
+def _held_as_claimed(found: Integration, trigger: str, run_id: str, started_at: datetime) -> _Held:
+    """The claim of `found` for the run `run_id` (`_claim`)."""
+    assert found.flow_name is not None
     return _Held(
-        domain_name=domain_name,
-        flow_name=flow_name,
+        domain_name=found.domain_name,
+        flow_name=found.flow_name,
         run_id=run_id,
         trigger=trigger,
-        started_at=tx.now,
+        started_at=started_at,
         uri=found.uri,
         created_at=found.created_at,
         type_name=found.object_type_name or "",
@@ -1022,13 +1105,16 @@ def _run(
     flow: Flow,
     source: FlowSource,
     *,
+    stop: _Stop | None = None,
     complete: bool | None = None,
     on_progress: Progress | None = None,
     drop_if_empty: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> FlowRun | None:
     """Run the claimed flow (`run_flow`); `drop_if_empty`: None, the run dropped, when it finds
-    no item to read (an Event run that another process's run read the new items for)."""
+    no item to read (an Event run that another process's run read the new items for). `stop`:
+    where the run leaves its counts for its end should it be stopped (`_claimed`)."""
+    stop = stop or _Stop(held)
     domain_name, flow_name, run_id = held.domain_name, held.flow_name, held.run_id
     type_name = held.type_name
     counts = _no_counts()
@@ -1254,14 +1340,13 @@ def _run(
             _note_crash(services, held, reading)
         _finish_run(services, held, counts, error)
         raise
-    except KeyboardInterrupt:
+    finally:
         # Ctrl-C, or SIGTERM (cli_support.Terminated: systemd stopping the watcher on every
-        # deploy): ended FAILED now, not left RUNNING to hold the flow for STALE_AFTER (a
-        # process killed outright still is, and closed after it). Its
-        # checkpoints stay as its committed transactions left them (the item it was reading
-        # resumes after the batches applied); the stop goes on to the caller.
-        _finish_stopped(services, held, counts)
-        raise
+        # deploy), here or in the run's end below, ends the run FAILED now with these counts
+        # (`_claimed`), not left RUNNING to hold the flow for STALE_AFTER (a process killed
+        # outright still is, and closed after it). Its checkpoints stay as its committed
+        # transactions left them (the item it was reading resumes after the batches applied).
+        stop.counts = counts
     return _finish_run(services, held, counts, error)
 
 
@@ -1601,6 +1686,19 @@ def _checkpoint(tx: Tx, domain_name: str, flow_name: str, key: str, checkpoint: 
             "processed_at": tx.now,
         },
     )
+    _items_changed(tx, domain_name, flow_name)
+
+
+def _items_changed(tx: Tx, domain_name: str, flow_name: str) -> None:
+    """Count a change of the flow's checkpoints, in its transaction (flows.check_cache: an Event
+    check reads them again). On PostgreSQL the run's transaction holds the integration's row
+    shared already (`_hold`), and only the run holding the flow writes its checkpoints, so this
+    waits for no other run; DeleteIntegration and PutIntegration wait for it, as for `_hold`."""
+    tx.conn.execute(
+        update(integration)
+        .where(integration.c.domain_name == domain_name, integration.c.flow_name == flow_name)
+        .values(flow_item_changes=integration.c.flow_item_changes + 1)
+    )
 
 
 def _forget(tx: Tx, domain_name: str, flow_name: str, digests: list[bytes]) -> None:
@@ -1614,6 +1712,7 @@ def _forget(tx: Tx, domain_name: str, flow_name: str, digests: list[bytes]) -> N
             )
         )
     if digests:
+        _items_changed(tx, domain_name, flow_name)
         # A digest of a file name or an object key, which can name a customer.
         tx.erased()
 
@@ -1634,18 +1733,57 @@ def run_due_flows(
     flow that fails is logged and passed over; the other flows run (the module docstring).
     `clock` (seconds) times the listings of sources (LISTING_LIMIT), as `run_flow`'s does."""
     runs = []
+    # What the process keeps of the flows listed, and the domains whose flows are not known.
+    live: set[Hashable] = set()
+    unknown: set[str] = set()
     for domain_name in _flow_domains(services):
         try:
             with services.read() as tx:
                 flows = list_flow_integrations(tx, domain_name=domain_name)
         except Exception as exc:
             _log_failure("The flows of domain %s were not checked", (domain_name,), exc)
+            unknown.add(domain_name)
             continue
+        live.update(key for found in flows for key in _kept_for(services, found))
         for found in flows:
             run = _run_if_due(services, found, now, clock)
             if run is not None:
                 runs.append(run)
+    _drop_gone_flows(services, live, unknown)
     return runs
+
+
+def _kept_for(services: Services, found: Integration) -> list[Hashable]:
+    """What the process may keep of the flow between passes: its item digests and checkpoints
+    (by flow), and its listings (by `listing_key`, when its definition can be read)."""
+    assert found.flow_name is not None
+    keys: list[Hashable] = [(id(services), found.domain_name, found.flow_name)]
+    # One that cannot be read is logged by its check (`_run_if_due`), not here.
+    with contextlib.suppress(Exception):
+        flow = parse_flow_definition(found.flow_definition or {})
+        keys.append(listing_key(services, found.domain_name, flow))
+    return keys
+
+
+def _drop_gone_flows(services: Services, live: set[Hashable], unknown: set[str]) -> None:
+    """Drop what the process keeps between passes (listings an Event check left to their thread,
+    `_LISTED`; its warnings of stuck listings; item digests; checkpoints, flows.check_cache) for
+    the flows of this Services that the pass did not find (deleted, renamed, or reading another
+    source now), but those of a domain whose flows could not be listed (`unknown`: nothing says
+    they are gone). No check of a flow deleted would take them: they were kept for ever."""
+    mine = id(services)
+
+    def gone(key: Hashable) -> bool:
+        return (
+            isinstance(key, tuple) and key[0] == mine and key[1] not in unknown and key not in live
+        )
+
+    check_cache.drop(gone)
+    drop_item_digests(gone)
+    with _LISTINGS_LOCK:
+        for kept in (_LISTED, _STUCK_WARNED):
+            for key in [key for key in kept if gone(key)]:
+                del kept[key]
 
 
 def _flow_domains(services: Services) -> list[str]:
@@ -1685,10 +1823,13 @@ def _run_if_due(
                     return None
             loaded, flow = _load(services, found.domain_name, flow.name)
             source = source_for(services.settings, flow)
-            held = retrying(lambda: _claim_in(services, loaded, "Scheduled", due))
-            if held is None:
-                return None
-            return _run(services, held, flow, source, clock=clock)
+            return _claimed(
+                services,
+                loaded,
+                "Scheduled",
+                lambda held, stop: _run(services, held, flow, source, stop=stop, clock=clock),
+                due,
+            )
         if flow.trigger_type != "Event":
             return None
         trigger = "Event"
@@ -1714,10 +1855,15 @@ def _run_if_due(
         if not pending:
             return None
         loaded, flow = _load(services, found.domain_name, flow.name)
-        held = retrying(lambda: _claim_in(services, loaded, "Event"))
-        assert held is not None
         # Listed again under the claim: a run that held the flow meanwhile may have read them.
-        return _run(services, held, flow, source, drop_if_empty=True, clock=clock)
+        return _claimed(
+            services,
+            loaded,
+            "Event",
+            lambda held, stop: _run(
+                services, held, flow, source, stop=stop, drop_if_empty=True, clock=clock
+            ),
+        )
     except RunInProgress:
         return None
     except Exception as exc:
@@ -1789,19 +1935,20 @@ def _failed_start(
         ).first()
         return newest is None or newest.status != "FAILED"
 
+    # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
+    from_key = isinstance(exc.__cause__, KeyUnusable)
     try:
-        held = retrying(
-            lambda: _claim_in(
-                services, found, trigger, not_failed_before if trigger == "Event" else due
-            )
+        return _claimed(
+            services,
+            found,
+            trigger,
+            lambda held, _: _finish_run(
+                services, held, _no_counts(), exc.message, seal=not from_key
+            ),
+            not_failed_before if trigger == "Event" else due,
         )
     except (NotFound, RunInProgress):
         return None
-    if held is None:
-        return None
-    # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
-    from_key = isinstance(exc.__cause__, KeyUnusable)
-    return _finish_run(services, held, _no_counts(), exc.message, seal=not from_key)
 
 
 def _in_schedule(flow: Flow, now: datetime) -> bool:

@@ -15,6 +15,8 @@ no domain could take, flow runs and their checkpoints, and stream checkpoints.
   (contacts.links).
 * `flow_run` / `flow_item` record flow runs (progress and counts) and which source files or
   objects a flow has already read (its checkpoint for Event and incremental Scheduled runs).
+  `integration.flow_item_changes` counts the changes of a flow's flow_item rows (0041), so
+  that a process can tell that those it read are still the database's without reading them.
   A run's error is sealed (it can quote a record's value), and an item is known by a
   blind-index digest of its key (an object key or file name can carry a customer's name or
   email; the checkpoint only needs to tell whether a listed key was read).
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     ForeignKeyConstraint,
@@ -48,6 +51,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 from openprofiles.store.schema.core import metadata
@@ -70,6 +74,18 @@ integration = Table(
     Column("instance_arn", String(255), nullable=True),
     # The flow's name when the integration has a FlowDefinition.
     Column("flow_name", String(256), nullable=True),
+    # How many times the flow's checkpoints (flow_item rows) changed: bumped in the transaction
+    # of every change (flows.service `_items_changed`), and by every other update of the row
+    # (`onupdate`: PutIntegration renaming the flow deletes its checkpoints with that update),
+    # so that an Event check that finds it as it last read it knows the checkpoints it read
+    # then are still the database's (flows.check_cache). 0 for rows before 0041.
+    Column(
+        "flow_item_changes",
+        BigInteger,
+        nullable=False,
+        server_default="0",
+        onupdate=literal_column("flow_item_changes + 1"),
+    ),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
