@@ -289,10 +289,12 @@ class _S3Stream:
             return bytes(self._body.read(size))
         except (BotoCoreError, HTTPError, HTTPException, OSError) as exc:
             # The connection broke off or timed out: the run stops and reads the object again
-            # next time, like an object that could not be fetched at all. botocore turns only
-            # urllib3's timeouts and protocol errors into its own: its TLS (SSLError) and
-            # decoding errors, and the socket's (OSError), come through as they are, and are
-            # no more the object's (nor a bug to count against it, flows.service).
+            # next time, like an object that could not be fetched at all, and it is no more the
+            # object's (nor a bug to count against it, flows.service). As seen through a relay
+            # that breaks bodies off (tests/unit/flows/test_flows_s3_broken_off.py): a short
+            # body or a reset comes as botocore's ResponseStreamingError, a TLS record that
+            # cannot be read as urllib3's SSLError. The socket's and http.client's own errors
+            # are caught too, for the urllib3 and botocore releases that let them through.
             raise SourceError(f"Cannot read {self._where}: {_botocore_said(exc)}") from exc
 
     def __enter__(self) -> _S3Stream:
