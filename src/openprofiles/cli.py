@@ -103,21 +103,42 @@ def credentials() -> None:
     """API credentials (access keys for boto3, the AWS CLI and the SDKs)."""
 
 
+_DOMAIN_OPTION_HELP = (
+    "A domain the key may act on (repeat for several); the API refuses it every other domain "
+    "(AccessDeniedException). Without it, every domain."
+)
+
+
+def _scope_json(scope: frozenset[str] | None) -> list[str] | None:
+    """A scope as the commands' --json prints it: the domains, or null for every domain."""
+    return None if scope is None else sorted(scope)
+
+
 @credentials.command("create")
 @storage_options
 @click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
+@click.option("--domain", "domains", multiple=True, metavar="NAME", help=_DOMAIN_OPTION_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def credentials_create(
-    data_dir: Path | None, database_url: str | None, role: str, as_json: bool
+    data_dir: Path | None,
+    database_url: str | None,
+    role: str,
+    domains: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create an access key and print its secret (shown only this once)."""
     from openprofiles.auth.credentials import create_credential
+    from openprofiles.auth.scope import shown_scope
+    from openprofiles.errors import ServiceError
 
-    with (
-        services_open(settings_from_options(data_dir, database_url)) as services,
-        services.write() as tx,
-    ):
-        issued = create_credential(tx, role=role)
+    try:
+        with (
+            services_open(settings_from_options(data_dir, database_url)) as services,
+            services.write() as tx,
+        ):
+            issued = create_credential(tx, role=role, domains=domains or None)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
     if as_json:
         click.echo(
             json.dumps(
@@ -125,6 +146,7 @@ def credentials_create(
                     "AccessKeyId": issued.access_key_id,
                     "SecretAccessKey": issued.secret_access_key,
                     "Role": issued.role,
+                    "Domains": _scope_json(issued.scope),
                 }
             )
         )
@@ -132,6 +154,7 @@ def credentials_create(
         click.echo(f"AccessKeyId:     {issued.access_key_id}")
         click.echo(f"SecretAccessKey: {issued.secret_access_key}")
         click.echo(f"Role:            {issued.role}")
+        click.echo(f"Domains:         {shown_scope(issued.scope)}")
         click.echo("The secret is shown only now; store it safely.")
 
 
@@ -139,8 +162,10 @@ def credentials_create(
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def credentials_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """List access key ids and their roles (never the secrets)."""
+    """List access key ids, their roles and the domains each may act on (* for every domain;
+    never the secrets)."""
     from openprofiles.auth.credentials import list_credentials
+    from openprofiles.auth.scope import shown_scope
 
     with (
         services_open(settings_from_options(data_dir, database_url)) as services,
@@ -155,6 +180,7 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
                         "AccessKeyId": c.access_key_id,
                         "Role": c.role,
                         "CreatedAt": c.created_at.isoformat(),
+                        "Domains": _scope_json(c.scope),
                     }
                     for c in items
                 ]
@@ -162,7 +188,45 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
         )
         return
     for c in items:
-        click.echo(f"{c.access_key_id}  {c.role:<6} {c.created_at:%Y-%m-%d %H:%M}")
+        click.echo(
+            f"{c.access_key_id}  {c.role:<6} {c.created_at:%Y-%m-%d %H:%M}  {shown_scope(c.scope)}"
+        )
+
+
+@credentials.command("scope")
+@storage_options
+@click.argument("access_key_id")
+@click.option("--domain", "domains", multiple=True, metavar="NAME", help=_DOMAIN_OPTION_HELP)
+@click.option("--all-domains", is_flag=True, help="Let the key act on every domain (no scope).")
+def credentials_scope(
+    data_dir: Path | None,
+    database_url: str | None,
+    access_key_id: str,
+    domains: tuple[str, ...],
+    all_domains: bool,
+) -> None:
+    """Limit an access key to some domains (--domain, repeated), replacing its scope, or let it
+    act on every domain (--all-domains). Running servers apply it within about a second."""
+    from openprofiles.auth.credentials import set_credential_scope
+    from openprofiles.auth.scope import shown_scope
+    from openprofiles.errors import ServiceError
+
+    if bool(domains) == all_domains:
+        raise click.UsageError("Give --domain (one or more) or --all-domains.")
+    try:
+        with (
+            services_open(settings_from_options(data_dir, database_url)) as services,
+            services.write() as tx,
+        ):
+            scope = set_credential_scope(
+                tx, access_key_id=access_key_id, domains=None if all_domains else domains
+            )
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"{access_key_id} may act on: {shown_scope(scope)}. Running servers apply it within "
+        "about a second."
+    )
 
 
 @credentials.command("delete")

@@ -208,6 +208,7 @@ AUDITED_COMMANDS: dict[str, Audited] = {
     # Changing state.
     "credentials create": Audited(),
     "credentials delete": Audited(),
+    "credentials scope": Audited(),
     "keys create": Audited(),
     "keys disable": Audited(),
     "keys enable": Audited(),

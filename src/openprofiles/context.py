@@ -28,6 +28,7 @@ from openprofiles.store.database import Database, PinnedConnection
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from openprofiles.auth.scope import DomainScope
     from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
     from openprofiles.wire.pagination import TokenCodec
 
@@ -179,6 +180,8 @@ class Tx:
 class Principal:
     access_key_id: str
     role: str
+    # The domains the key may act on (auth.scope); None: every domain.
+    scope: DomainScope | None = None
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""API credentials: access key ids with a sealed secret and a role.
+"""API credentials: access key ids with a sealed secret, a role and a domain scope.
 
 The secret must be available in clear to verify SigV4 signatures, so it is sealed under the
-server's system key rather than hashed; a copy of the database alone does not reveal it.
+server's system key rather than hashed; a copy of the database alone does not reveal it. The
+scope (auth.scope: the domains the key may act on, or every domain) is not secret.
 
-Servers keep the credentials they found in memory (`SecretCache`). A credential row is only ever
-inserted or deleted, never changed, so a cached one is stale only once its row is gone: each
-cache asks which of its keys are still stored at most every `REVOCATION_CHECK_SECONDS`, and a
-key revoked anywhere (another worker, another server, the CLI) stops working everywhere within
-about that time. The check runs in a thread of its own, one at a time, started by the request
-that finds it due; no request waits for it (`SecretCache`).
+Servers keep the credentials they found in memory (`SecretCache`). Of a credential row only the
+scope ever changes (`set_credential_scope`); otherwise it is inserted or deleted. So a cached
+one is stale once its row is gone or its scope changed: each cache asks which of its keys are
+still stored as cached at most every `REVOCATION_CHECK_SECONDS` (`stored_scopes`: ids and
+scopes, nothing opened), and a key revoked or rescoped anywhere (another worker, another server,
+the CLI) is refused, or held to its new scope, everywhere within about that time. The check
+runs in a thread of its own, one at a time, started by the request that finds it due; no
+request waits for it (`SecretCache`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import string
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Generic, NamedTuple, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
+from openprofiles.auth.scope import checked_scope, loaded_scope, stored_scope
 from openprofiles.blocking import avoid_blocking
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import KeyManager
@@ -39,12 +44,17 @@ _ID_ALPHABET = string.ascii_uppercase + string.digits
 
 log = logging.getLogger(__name__)
 
+# What a cache keeps of a credential (the server's: StoredCredential).
+V = TypeVar("V")
+
 
 @dataclass(frozen=True)
 class IssuedCredential:
     access_key_id: str
     secret_access_key: str
     role: str
+    # The domains it may act on (auth.scope); None: every domain.
+    scope: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,21 +62,40 @@ class CredentialInfo:
     access_key_id: str
     role: str
     created_at: datetime
+    scope: frozenset[str] | None = None
 
 
-def create_credential(tx: Tx, *, role: str) -> IssuedCredential:
+class StoredCredential(NamedTuple):
+    """What a request's check needs of a key (`find_secret`)."""
+
+    secret: str
+    role: str
+    scope: frozenset[str] | None
+
+
+def create_credential(
+    tx: Tx, *, role: str, domains: Iterable[str] | None = None
+) -> IssuedCredential:
+    """A new access key of `role`, limited to `domains` when given (auth.scope; None: every
+    domain). A scope may name a domain that does not exist yet: CreateDomain of it is then
+    allowed."""
     if role not in ROLES:
         raise BadRequest(f"Role must be one of {', '.join(ROLES)}.")
+    scope = checked_scope(domains)
     # "OP" marks OpenProfiles keys the way "AKIA" marks AWS ones; 20 characters like AWS's.
     access_key_id = "OP" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
     secret = secrets.token_urlsafe(30)
     sealed = tx.services.keys.system_cipher().seal_record(_TABLE, access_key_id, {"secret": secret})
     tx.conn.execute(
         insert(credential).values(
-            access_key_id=access_key_id, secret_sealed=sealed, role=role, created_at=tx.now
+            access_key_id=access_key_id,
+            secret_sealed=sealed,
+            role=role,
+            created_at=tx.now,
+            domain_scope=stored_scope(scope),
         )
     )
-    return IssuedCredential(access_key_id, secret, role)
+    return IssuedCredential(access_key_id, secret, role, scope)
 
 
 def secret_opens(keys: KeyManager, *, access_key_id: str, secret_sealed: bytes) -> bool:
@@ -79,10 +108,10 @@ def secret_opens(keys: KeyManager, *, access_key_id: str, secret_sealed: bytes) 
     return True
 
 
-def find_secret(tx: Tx, *, access_key_id: str) -> tuple[str, str] | None:
-    """(secret, role) of an access key, or None when the key is unknown."""
+def find_secret(tx: Tx, *, access_key_id: str) -> StoredCredential | None:
+    """The secret, role and scope of an access key, or None when the key is unknown."""
     row = tx.conn.execute(
-        select(credential.c.secret_sealed, credential.c.role).where(
+        select(credential.c.secret_sealed, credential.c.role, credential.c.domain_scope).where(
             credential.c.access_key_id == access_key_id
         )
     ).first()
@@ -91,28 +120,55 @@ def find_secret(tx: Tx, *, access_key_id: str) -> tuple[str, str] | None:
     payload = tx.services.keys.system_cipher().open_record(
         _TABLE, access_key_id, bytes(row.secret_sealed)
     )
-    return payload["secret"], row.role
+    return StoredCredential(payload["secret"], row.role, loaded_scope(row.domain_scope))
 
 
-def stored_credentials(tx: Tx, access_key_ids: Sequence[str]) -> set[str]:
-    """Which of `access_key_ids` are still stored (not revoked): ids only, nothing opened."""
-    found: set[str] = set()
+def stored_scopes(tx: Tx, access_key_ids: Sequence[str]) -> dict[str, frozenset[str] | None]:
+    """The scope of each of `access_key_ids` still stored (not revoked): ids and scopes only,
+    nothing opened."""
+    found: dict[str, frozenset[str] | None] = {}
     for chunk in in_chunks(access_key_ids):
-        found.update(
-            tx.conn.execute(
-                select(credential.c.access_key_id).where(credential.c.access_key_id.in_(chunk))
-            ).scalars()
+        rows = tx.conn.execute(
+            select(credential.c.access_key_id, credential.c.domain_scope).where(
+                credential.c.access_key_id.in_(chunk)
+            )
         )
+        found.update((r.access_key_id, loaded_scope(r.domain_scope)) for r in rows)
     return found
 
 
 def list_credentials(tx: Tx) -> list[CredentialInfo]:
     rows = tx.conn.execute(
-        select(credential.c.access_key_id, credential.c.role, credential.c.created_at).order_by(
-            credential.c.created_at
-        )
+        select(
+            credential.c.access_key_id,
+            credential.c.role,
+            credential.c.created_at,
+            credential.c.domain_scope,
+        ).order_by(credential.c.created_at)
     )
-    return [CredentialInfo(r.access_key_id, r.role, r.created_at) for r in rows]
+    return [
+        CredentialInfo(r.access_key_id, r.role, r.created_at, loaded_scope(r.domain_scope))
+        for r in rows
+    ]
+
+
+def set_credential_scope(
+    tx: Tx, *, access_key_id: str, domains: Iterable[str] | None
+) -> frozenset[str] | None:
+    """Limit a credential to `domains` (None: every domain); the scope set. This process's
+    caches look the key up again at once (`SecretCache.forget`); other processes hold it to the
+    new scope within about `REVOCATION_CHECK_SECONDS` of the commit, as for a revocation: their
+    caches' check finds the scope changed and drops the key, which the next request looks up."""
+    scope = checked_scope(domains)
+    result = tx.conn.execute(
+        update(credential)
+        .where(credential.c.access_key_id == access_key_id)
+        .values(domain_scope=stored_scope(scope))
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"No credential has the access key id {access_key_id}.")
+    _forget_everywhere(access_key_id)
+    return scope
 
 
 def delete_credential(tx: Tx, *, access_key_id: str) -> None:
@@ -123,6 +179,10 @@ def delete_credential(tx: Tx, *, access_key_id: str) -> None:
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:
         raise NotFound(f"No credential has the access key id {access_key_id}.")
+    _forget_everywhere(access_key_id)
+
+
+def _forget_everywhere(access_key_id: str) -> None:
     for cache in list(_CACHES):
         cache.forget(access_key_id)
 
@@ -160,26 +220,25 @@ CLOSE_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(Generic[V]):
     expires: float
-    secret: str
-    role: str
+    found: V
     # When it was last known stored: the start of the lookup that cached it, or of the last
     # successful check that asked about it (only those: a check vouches for no key it did not
     # ask about, such as one cached while it ran).
     vouched: float
 
 
-class SecretCache:
+class SecretCache(Generic[V]):
     """Known credentials, kept in memory for a short time.
 
     Looking a secret up (a read transaction and an AES-GCM open) would otherwise be the largest
     cost of a small API request. Only found keys are cached, so a new credential works at once;
     a revoked one stops working at once in the process that revoked it (`forget`), and within
     about `REVOCATION_CHECK_SECONDS` (plus a read's time) in every other server process: `get`,
-    given `stored` (which of some keys are still stored), has every cached key checked that
-    often, and the check drops those that are gone. `clock` is monotonic seconds; tests pass
-    their own.
+    given `stored` (which of some keys are still stored as cached: not revoked, nor changed, as
+    a scope is), has every cached key checked that often, and the check drops the others.
+    `clock` is monotonic seconds; tests pass their own.
 
     The check runs off every request's path: the request that finds it due starts it in a
     thread of its own and goes on, answered from the cache like the others meanwhile. A request
@@ -208,7 +267,7 @@ class SecretCache:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Entry[V]] = {}
         # Keys revoked in this process: until when each is looked up at every use, uncached.
         self._forgotten: dict[str, float] = {}
         # When the cached keys are next checked against the database (`get`'s `stored`).
@@ -228,13 +287,19 @@ class SecretCache:
         self._forgotten[access_key_id] = self._clock() + self._ttl
         self._entries.pop(access_key_id, None)
 
+    def cached(self, access_key_id: str) -> V | None:
+        """What the cache holds of a key now, however old (for `stored` to compare a key's row
+        with), or None."""
+        entry = self._entries.get(access_key_id)
+        return None if entry is None else entry.found
+
     def get(
         self,
         access_key_id: str,
-        load: Callable[[], tuple[str, str] | None],
+        load: Callable[[], V | None],
         stored: Callable[[Sequence[str]], Collection[str]] | None = None,
-    ) -> tuple[str, str] | None:
-        """(secret, role) of a key, from the cache or `load`. With `stored`, a check of the
+    ) -> V | None:
+        """What is known of a key, from the cache or `load`. With `stored`, a check of the
         cached keys against the database is started (not awaited) when the last one started
         `REVOCATION_CHECK_SECONDS` ago; without it, only this process's revocations are seen."""
         now = self._clock()
@@ -249,14 +314,14 @@ class SecretCache:
         entry = self._entries.get(access_key_id)
         if entry is not None and entry.expires > now:
             if now - entry.vouched < trusted_seconds():
-                return entry.secret, entry.role
+                return entry.found
             if stored is not None:
                 # Fail-closed: no recent proof that it is still stored. One check now, for every
                 # request of the moment (a burst after a pause), rather than a lookup each.
                 self._check_now(stored)
                 entry = self._entries.get(access_key_id)
                 if entry is not None and self._clock() - entry.vouched < trusted_seconds():
-                    return entry.secret, entry.role
+                    return entry.found
         found = load()
         if found is None:
             self._entries.pop(access_key_id, None)
@@ -266,7 +331,7 @@ class SecretCache:
         if not self._entries:
             # The one entry is as fresh as a check (read after `now`): none due before then.
             self._check_due = now + REVOCATION_CHECK_SECONDS
-        self._entries[access_key_id] = _Entry(now + self._ttl, found[0], found[1], now)
+        self._entries[access_key_id] = _Entry(now + self._ttl, found, now)
         return found
 
     def settle(self, timeout: float | None = None) -> None:
@@ -327,7 +392,7 @@ class SecretCache:
     def _check(self, started: float, stored: Callable[[Sequence[str]], Collection[str]]) -> None:
         try:
             cached = list(self._entries)
-            # Ids only (stored_credentials); may raise (a database error): the keys then go
+            # Ids and scopes only (stored_scopes); may raise (a database error): the keys then go
             # unchecked, and stop being used once `trusted_seconds()` has passed since the last
             # successful check.
             present = set(stored(cached))

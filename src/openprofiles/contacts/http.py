@@ -2,9 +2,11 @@
 
 Both are signed with SigV4 exactly like the API (signing name `profile`) and verified by the
 app's own `authenticate`; both are machine feeds from the contact centre, so they require an
-admin credential. Errors use the AWS error format of the API; a body over the feeds' own size
-limit (`MAX_BODY_BYTES`, a batch of large records) is answered 413 as soon as the limit is passed,
-without reading the rest.
+admin credential. A credential limited to some domains (auth.scope) feeds only those: a record
+that would go elsewhere is rejected with the reason (an event: AccessDeniedException). Errors
+use the AWS error format of the API; a body over the feeds' own size limit (`MAX_BODY_BYTES`,
+a batch of large records) is answered 413 as soon as the limit is passed, without reading the
+rest.
 
 * `/contact-records`: body one record, a JSON array of records, or JSON lines (UTF-8, a byte
   order mark before it ignored). Answers
@@ -40,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openprofiles.auth.authenticator import Authenticator
+from openprofiles.auth.scope import DomainScope
 from openprofiles.contacts.models import BatchOutcome, BodyInvalid
 from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import (
@@ -83,7 +86,10 @@ logger = logging.getLogger(__name__)
 
 
 def process_body(
-    services: Services, body: str, committed: BatchOutcome | None = None
+    services: Services,
+    body: str,
+    committed: BatchOutcome | None = None,
+    scope: DomainScope | None = None,
 ) -> BatchOutcome:
     """Apply every record of a body (`process_batch`, which fills in `committed`); BadRequest,
     with nothing applied, for a body that is neither a record, an array of records nor JSON
@@ -101,7 +107,7 @@ def process_body(
             f"The body holds {len(items)} records; a body may hold at most {MAX_BODY_RECORDS}. "
             "Send them in several bodies."
         )
-    return process_batch(services, items, [FEED_ORIGIN] * len(items), committed)
+    return process_batch(services, items, [FEED_ORIGIN] * len(items), committed, scope=scope)
 
 
 def process_batch(
@@ -109,6 +115,8 @@ def process_batch(
     items: list[Item],
     origins: list[str | None] | None = None,
     committed: BatchOutcome | None = None,
+    *,
+    scope: DomainScope | None = None,
 ) -> BatchOutcome:
     """Apply a batch of records (each applied whole or not at all by the pipeline): in one write
     transaction on SQLite, PG_RECORDS_PER_TRANSACTION records a transaction on PostgreSQL
@@ -123,6 +131,7 @@ def process_batch(
     that transaction sends it on: it is reported as what it became then, accepted or rejected
     (contacts.service `claim_woken`), not as held, since it was, before the answer; the batch
     is not reordered to avoid it (a file's and a stream's positions resume in its order).
+    `scope`: the sender's domain scope (auth.scope; contacts.service `ingest_contact_items`).
     """
     total = BatchOutcome() if committed is None else committed
     start = 0
@@ -134,7 +143,7 @@ def process_batch(
                 chunk: Sequence[Item] = chunk, chunk_origins: Any = chunk_origins
             ) -> BatchOutcome:
                 with services.write() as tx:
-                    return ingest_contact_items(tx, chunk, origins=chunk_origins)
+                    return ingest_contact_items(tx, chunk, origins=chunk_origins, scope=scope)
 
             try:
                 # A batch rolled back by a race with another process (PostgreSQL) runs again.
@@ -242,11 +251,13 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
         # Those records were taken in whatever the answer, so they are counted either way.
         committed = BatchOutcome()
         try:
-            _principal, body = await signed(request)
+            principal, body = await signed(request)
             # A byte order mark (as Windows tools write one) is not part of the first record,
             # as in a file of contact records (openprofiles ingest contact-records).
             text = body.decode("utf-8-sig")
-            outcome = await run_in_threadpool(process_body, services, text, committed)
+            outcome = await run_in_threadpool(
+                process_body, services, text, committed, principal.scope
+            )
         except UnicodeDecodeError:
             return failed(BadRequest("The body must be UTF-8 JSON."))
         except ServiceError as exc:
@@ -264,7 +275,7 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
 
     async def contact_event(request: Request) -> Response:
         try:
-            _principal, body = await signed(request)
+            principal, body = await signed(request)
             try:
                 # Strictly, as every body is (no NaN, no lone surrogates, bounded depth).
                 # A byte order mark before it is ignored, as /contact-records ignores one.
@@ -276,7 +287,7 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
 
             def link() -> dict[str, Any]:
                 with services.write() as tx:
-                    done = apply_contact_event(tx, event)
+                    done = apply_contact_event(tx, event, scope=principal.scope)
                 out: dict[str, Any] = {
                     "ContactId": done.contact_id,
                     "DomainName": done.domain_name,

@@ -62,6 +62,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 # erasure registers its objects-deleted hook as it is imported.
+from openprofiles.auth.scope import DomainScope, refuse_event_out_of_scope
 from openprofiles.contacts.erasure import carry_contacts
 from openprofiles.contacts.kept import (
     KeptRow,
@@ -192,10 +193,16 @@ def ingest_contact_items(
     hold_unavailable: bool = False,
     origins: Sequence[str | None] | None = None,
     waited: Sequence[timedelta] | None = None,
+    scope: DomainScope | None = None,
 ) -> BatchOutcome:
     """Apply every record of a batch (the one intake of POST /contact-records, the file loader
     and the Kinesis connector); rejected ones are dead-lettered (or kept as unrouted) and
     reported, and the rest of the batch is still applied.
+
+    `scope`: the sender's credential is limited to these domains (auth.scope). A record that
+    would go to another domain (its instance's, or one the instance was moved away from), or
+    be kept for an instance associated with no domain, is rejected with the reason, neither
+    applied, dead-lettered nor kept.
 
     The records are parsed and routed first, then applied per (domain, object type) through
     `ingest_batch` (`apply_contact_records`); outcomes are reported in the batch's order.
@@ -218,7 +225,7 @@ def ingest_contact_items(
     itself kept waiting (a later group of it, another object type, applied their contact),
     which are reported as what they became (`claim_woken`).
     """
-    outcome, applied = _intake(tx, items, hold_unavailable, origins, waited)
+    outcome, applied = _intake(tx, items, hold_unavailable, origins, waited, scope=scope)
     _wake(tx, applied, outcome)
     return outcome
 
@@ -232,6 +239,7 @@ def _intake(
     *,
     hold_left: bool = False,
     sent_as: Sequence[str] | None = None,
+    scope: DomainScope | None = None,
 ) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
     """`ingest_contact_items` but for the waiting records it wakes; also the digests of the
     contacts it applied to a profile, by domain (the contacts records may wait for).
@@ -253,6 +261,17 @@ def _intake(
     unrouted: dict[int, KeptRow] = {}
     waiting: dict[int, tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = {}
     applied: dict[str, set[bytes]] = {}
+    refusals: dict[str | None, str] = {}
+
+    def refused(domain_name: str | None) -> str | None:
+        """Why the sender's scope refuses a record for `domain_name` (None: kept for no domain
+        yet), or None; written to the audit log once a batch and domain (auth.scope)."""
+        if scope is None or (domain_name is not None and scope.allows(domain_name)):
+            return None
+        if domain_name not in refusals:
+            refusals[domain_name] = scope.feed_refusal(domain_name, "records")
+        return refusals[domain_name]
+
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
         try:
@@ -264,6 +283,9 @@ def _intake(
             target = (
                 route(instance) if isinstance(instance, str) and is_instance_arn(instance) else None
             )
+            if (why_not := refused(target.domain_name if target else None)) is not None:
+                results[index] = Rejection(exc.contact_id, why_not)
+                continue
             # Dead-lettering needs the domain's key as much as applying does.
             why = route.unavailable(target.domain_name) if hold_unavailable and target else None
             if target is not None and why is not None:
@@ -285,6 +307,9 @@ def _intake(
             results[index] = Rejection(exc.contact_id, exc.reason)
             continue
         target = route(record.instance_arn)
+        if (why_not := refused(target.domain_name if target else None)) is not None:
+            results[index] = Rejection(record.contact_id, why_not)
+            continue
         if target is None:
             reason = (
                 f"The instance {record.instance_arn} is not associated with any domain; the "
@@ -297,6 +322,11 @@ def _intake(
     back, held_back = applied_where_moved_from(
         tx, route, routed, hold=hold_unavailable or hold_left
     )
+    for index, record, _target in routed:
+        # Going back to a domain its instance left: that one's scope decides.
+        if index in back and (why_not := refused(back[index][0])) is not None:
+            results[index] = Rejection(record.contact_id, why_not)
+    routed = [one for one in routed if results[one[0]] is None]
     for index, record, target in routed:
         if index not in held_back and index not in back and hold_unavailable:
             # Held for its instance's own domain only once it is known not to go back to a
@@ -1261,9 +1291,11 @@ if _wake_linked not in on_keys_added:
 EVENT_REQUIRED = ("ContactId", "InstanceARN", "Channel", "InitiationTimestamp")
 
 
-def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
+def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None) -> ContactLink:
     """Link a contact that has just started to its profile (found or created by the
-    integration's template rules) by indexing `_ctrContactId` on it at once.
+    integration's template rules) by indexing `_ctrContactId` on it at once. `scope`: the
+    sender's credential is limited to these domains (auth.scope): AccessDenied for an instance
+    associated with another.
 
     BadRequest for an invalid event or an instance associated with no domain; with
     CTR-AutoAssociateOnly and no matching profile, or for a contact without a customer endpoint
@@ -1293,6 +1325,8 @@ def apply_contact_event(tx: Tx, event: Any) -> ContactLink:
     target = Router(tx, keeping=True)(record.instance_arn)
     if target is None:
         raise BadRequest(f"The instance {record.instance_arn} is not associated with any domain.")
+    # A sender limited to some domains links contacts of those only (auth.scope).
+    refuse_event_out_of_scope(scope, target.domain_name)
     try:
         applied = apply_contact_record(tx, target, record, partial=True)
     except IngestRejected as exc:

@@ -6,6 +6,7 @@ from typing import Any
 
 from openprofiles.arns import domain_arn
 from openprofiles.auth.policy import domain_shown_to
+from openprofiles.auth.scope import scope_of
 from openprofiles.context import RequestContext, Tx
 from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
@@ -160,7 +161,11 @@ def list_domains(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("NextToken"):
         after = ctx.services.tokens.decode("ListDomains", params["NextToken"])["after"]
     with ctx.read() as tx:
-        records, more = service.list_domains(tx, after=after, limit=limit)
+        # A key limited to some domains lists those only (auth.scope).
+        scope = scope_of(ctx.principal)
+        records, more = service.list_domains(
+            tx, after=after, limit=limit, only=None if scope is None else scope.domains
+        )
         items = [
             {
                 "DomainName": r.name,

@@ -8,7 +8,7 @@ existing domain's data key is unwrapped outside write transactions too (`domain_
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import Any, cast
 
@@ -219,9 +219,14 @@ def delete_domain(tx: Tx, *, domain_name: str) -> None:
     tx.forget_domain(domain_name)
 
 
-def list_domains(tx: Tx, *, after: str | None, limit: int) -> tuple[list[DomainRecord], bool]:
-    """Domains in name order after `after`; the flag says whether more follow."""
+def list_domains(
+    tx: Tx, *, after: str | None, limit: int, only: Collection[str] | None = None
+) -> tuple[list[DomainRecord], bool]:
+    """Domains in name order after `after`, of `only` when given (a credential's scope,
+    auth.scope); the flag says whether more follow."""
     query = select(domain).order_by(domain.c.name).limit(limit + 1)
+    if only is not None:
+        query = query.where(domain.c.name.in_(sorted(only)))
     if after is not None:
         query = query.where(domain.c.name > after)
     rows = [_record(r) for r in tx.conn.execute(query)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from openprofiles.auth.scope import scope_of
 from openprofiles.contacts.service import connect_instance
 from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import RequestContext, Tx
@@ -130,8 +131,14 @@ def list_account_integrations(ctx: RequestContext, params: dict[str, Any]) -> di
     if params.get("NextToken"):
         after = ctx.services.tokens.decode(scope, params["NextToken"])["after"]
     with ctx.read() as tx:
+        # A key limited to some domains is shown their integrations only (auth.scope).
+        key_scope = scope_of(ctx.principal)
         records, more = service.list_account_integrations(
-            tx, uri=uri, after=after, limit=params.get("MaxResults") or DEFAULT_PAGE
+            tx,
+            uri=uri,
+            after=after,
+            limit=params.get("MaxResults") or DEFAULT_PAGE,
+            only=None if key_scope is None else key_scope.domains,
         )
         out: dict[str, Any] = {"Items": [_out(tx, r) for r in records]}
     if more and records:

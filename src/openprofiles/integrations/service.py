@@ -38,7 +38,7 @@ flowing again once what it needs exists, as it did before a type could disable a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -415,15 +415,18 @@ def list_integrations(
 
 
 def list_account_integrations(
-    tx: Tx, *, uri: str, after: str | None, limit: int
+    tx: Tx, *, uri: str, after: str | None, limit: int, only: Collection[str] | None = None
 ) -> tuple[list[Integration], bool]:
-    """Every domain's integration of `uri`, in domain order (ListAccountIntegrations)."""
+    """Every domain's integration of `uri`, in domain order (ListAccountIntegrations); of the
+    domains `only` when given (a credential's scope, auth.scope)."""
     query = (
         select(integration)
         .where(integration.c.uri == uri)
         .order_by(integration.c.domain_name)
         .limit(limit + 1)
     )
+    if only is not None:
+        query = query.where(integration.c.domain_name.in_(sorted(only)))
     if after is not None:
         query = query.where(integration.c.domain_name > after)
     rows = [_record(tx, r) for r in tx.conn.execute(query)]

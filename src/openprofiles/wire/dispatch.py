@@ -25,6 +25,7 @@ from botocore.model import OperationModel, ServiceModel
 from starlette.concurrency import run_in_threadpool
 
 from openprofiles import audit
+from openprofiles.auth.scope import refuse_out_of_scope
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
@@ -181,6 +182,8 @@ class ApiDispatcher:
         if len(body) > limit:
             raise PayloadTooLarge.over(limit)
         principal = authenticate(method, raw_path, raw_query, headers, body)
+        # A key limited to some domains is refused the others before its body is parsed.
+        refuse_out_of_scope(principal, operation, uri_params)
         operation_model = self.service_model.operation_model(operation)
         params = parse_request(operation_model, uri_params, parse_query(raw_query), headers, body)
         validate_input(operation_model.input_shape, params)

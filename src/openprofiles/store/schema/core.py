@@ -27,6 +27,8 @@ credential = Table(
     Column("secret_sealed", LargeBinary, nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The domains the key may act on, a JSON array of names (auth.scope); NULL: every domain.
+    Column("domain_scope", JSON(none_as_null=True), nullable=True),
 )
 
 domain = Table(

@@ -1,0 +1,187 @@
+"""API credentials scoped to domains: what a key limited to some domains may reach.
+
+A credential made with `openprofiles credentials create --domain NAME` (or limited later with
+`credentials scope`) acts only on those domains; one without a scope acts on every domain, as
+every key did before scopes existed. The scope rides on the request's `Principal` (`scope`: a
+`DomainScope`, None for an unscoped key), looked up and cached with the key's secret
+(auth.credentials), so a change reaches every server process as promptly as a revocation.
+
+Where it is enforced:
+* an operation whose URI names a domain (`{DomainName}`, every one under /domains/{DomainName}:
+  CreateDomain included, so a scoped key creates only the domains of its scope), or whose URI
+  names a resource by ARN (`{resourceArn}`: the tag operations, whose ARN names its domain), is
+  refused with AccessDeniedException (403) by `refuse_out_of_scope`, which the API's dispatcher
+  runs once the signature is verified and before the body is parsed or the handler runs. Not
+  sooner: before the body proves the signature, a refusal would tell anyone who knows a key id
+  which domains it may reach;
+* the operations that name no domain are decided one by one in `DOMAINLESS_OPERATIONS` (a test
+  keeps it equal to the model's list, so a new operation is decided, not let through);
+* the contact feeds (contacts.service `ingest_contact_items`, `apply_contact_event`) route each
+  record by its instance: a record that would go to a domain outside the scope, or be kept for
+  an instance associated with no domain (it would go to whichever domain is associated next),
+  is refused, per record, with `feed_refusal`'s reason, neither applied, dead-lettered nor kept.
+
+A refusal is written to the audit log with the key id and the denied domain (openprofiles.audit
+writes the line of a request that may change state; `refuse_out_of_scope` writes one for the
+reads, which it does not log, and for the feeds' refused records).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from openprofiles import audit
+from openprofiles.arns import parse_resource_arn
+from openprofiles.errors import AccessDenied, BadRequest
+
+# The model's pattern of a domain name (botocore: `name`).
+DOMAIN_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+# The operations whose URI names no domain, and what a scoped key may do with each.
+DOMAINLESS_OPERATIONS: Mapping[str, str] = {
+    # Filtered: only the domains of the scope are listed (domains.handlers).
+    "ListDomains": "lists only the domains of the key's scope",
+    # Filtered: an instance's integrations in the domains of the scope only (integrations).
+    "ListAccountIntegrations": "lists only the integrations of the domains of the key's scope",
+    # The built-in catalogue (object type templates, recommender recipes): no domain's data.
+    "GetProfileObjectTypeTemplate": "allowed: the built-in templates hold no domain's data",
+    "ListProfileObjectTypeTemplates": "allowed: the built-in templates hold no domain's data",
+    "ListRecommenderRecipes": "allowed: the built-in recipes hold no domain's data",
+    # The resource's ARN names its domain (arn:aws:profile:REGION:ACCOUNT:domains/NAME[/...]):
+    # refused as a path's DomainName is (`refuse_out_of_scope`). These three do not declare
+    # AccessDeniedException in the model; IAM answers it for any operation all the same, and
+    # botocore raises it as a ClientError of that code.
+    "TagResource": "refused unless the ARN's domain is in the key's scope",
+    "UntagResource": "refused unless the ARN's domain is in the key's scope",
+    "ListTagsForResource": "refused unless the ARN's domain is in the key's scope",
+}
+
+# The operation a feed's refusal is written under in the audit log (no API operation).
+FEED_OPERATIONS = {"records": "PostContactRecords", "event": "PostContactEvent"}
+
+
+@dataclass(frozen=True, slots=True)
+class DomainScope:
+    """The domains a credential may act on, with what a refusal names: the key, and the region
+    and account of the domains' ARNs (Settings)."""
+
+    access_key_id: str
+    domains: frozenset[str]
+    region: str
+    account_id: str
+
+    def allows(self, domain_name: str) -> bool:
+        return domain_name in self.domains
+
+    def domain_arn(self, domain_name: str) -> str:
+        return f"arn:aws:profile:{self.region}:{self.account_id}:domains/{domain_name}"
+
+    def refusal(self, operation: str, domain_name: str) -> AccessDenied:
+        """AccessDeniedException in IAM's words, naming the key, the action and the domain."""
+        return AccessDenied(
+            f"User: {self.access_key_id} is not authorized to perform: profile:{operation} on "
+            f"resource: {self.domain_arn(domain_name)} because the access key is limited to "
+            "other domains"
+        )
+
+    def feed_refusal(self, domain_name: str | None, feed: str) -> str:
+        """The reason a contact record (or event) refused for its domain is answered with;
+        written to the audit log once per call. `domain_name` None: its instance is associated
+        with no domain, and a kept record would go to whichever is associated next."""
+        operation = FEED_OPERATIONS[feed]
+        _log_refusal(operation, domain_name, self.access_key_id)
+        if domain_name is None:
+            return (
+                f"User: {self.access_key_id} is not authorized to send records of an instance "
+                "associated with no domain: the access key is limited to some domains, and the "
+                "record would be kept for whichever domain the instance is associated with "
+                "next. The record is neither applied nor kept."
+            )
+        return (
+            f"User: {self.access_key_id} is not authorized to perform: profile:{operation} on "
+            f"resource: {self.domain_arn(domain_name)} because the access key is limited to "
+            "other domains. The record is neither applied nor kept."
+        )
+
+
+def scope_of(principal: Any) -> DomainScope | None:
+    """The scope of a request's principal (context.Principal); None: every domain."""
+    scope = getattr(principal, "scope", None)
+    return scope if isinstance(scope, DomainScope) else None
+
+
+def refuse_out_of_scope(principal: Any, operation: str, uri_params: Mapping[str, str]) -> None:
+    """AccessDenied when the operation's URI names a domain outside the principal's scope (the
+    module docstring): run before the body is parsed."""
+    scope = scope_of(principal)
+    if scope is None:
+        return
+    domain_name = uri_params.get("DomainName")
+    if domain_name is None and "resourceArn" in uri_params:
+        try:
+            domain_name = parse_resource_arn(uri_params["resourceArn"]).domain_name
+        except BadRequest:
+            return  # names no domain: the handler refuses it as for any key
+    if domain_name is None or scope.allows(domain_name):
+        return
+    if not audit.audited(operation):
+        # The API writes no line for a read; a refused one is worth one (who tried where).
+        _log_refusal(operation, domain_name, scope.access_key_id)
+    raise scope.refusal(operation, domain_name)
+
+
+def refuse_event_out_of_scope(scope: DomainScope | None, domain_name: str | None) -> None:
+    """AccessDenied for a contact event whose instance is associated with a domain outside
+    `scope` (or with none): an event is one record, refused as a whole request."""
+    if scope is not None and (domain_name is None or not scope.allows(domain_name)):
+        raise AccessDenied(scope.feed_refusal(domain_name, "event"))
+
+
+def _log_refusal(operation: str, domain_name: str | None, access_key_id: str) -> None:
+    audit.api_request(
+        operation,
+        domain_name=domain_name,
+        access_key_id=access_key_id,
+        status=AccessDenied.status,
+        error=AccessDenied.code,
+        profile_id=None,
+    )
+
+
+def checked_scope(names: Iterable[str] | None) -> frozenset[str] | None:
+    """The scope given as names (the CLI's --domain), checked: None (every domain) for None;
+    BadRequest for an empty one or a name that is no domain name's form."""
+    if names is None:
+        return None
+    scope = frozenset(names)
+    if not scope:
+        raise BadRequest("A scope names at least one domain; leave it out for every domain.")
+    for name in sorted(scope):
+        if not DOMAIN_NAME.fullmatch(name):
+            raise BadRequest(
+                f"{name!r} is not a domain name (1 to 64 letters, digits, '_' or '-')."
+            )
+    return scope
+
+
+def stored_scope(scope: frozenset[str] | None) -> list[str] | None:
+    """The column's value of a scope (store.schema credential.domain_scope)."""
+    return None if scope is None else sorted(scope)
+
+
+def loaded_scope(value: Any) -> frozenset[str] | None:
+    """A scope from the column's value (a JSON array, or its text on a driver that returns it)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    return frozenset(value)
+
+
+def shown_scope(scope: frozenset[str] | None) -> str:
+    """A scope as the CLI lists it."""
+    return "*" if scope is None else ",".join(sorted(scope))
