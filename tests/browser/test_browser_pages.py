@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.browser.conftest import WebUsers, screenshot, sign_in
+from tests.browser.conftest import PASSWORD, WebUsers, screenshot, sign_in
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -115,6 +115,7 @@ def test_admin_credentials_and_users(
     sign_in(page, live_server, web_users.admin)
     page.goto(f"{live_server.url}/admin/credentials")
     page.get_by_label("Role").select_option("agent")
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Create credential").click()
     key_id = page.locator("#new-access-key-id").inner_text()
     secret = page.locator("#new-secret").inner_text()

@@ -1,7 +1,7 @@
-"""Web users' pages in Chromium against a live server: an admin gives a user a new password (the
-user's open page then asks them to sign in), the user changes their own password, the admin
-deletes the user after ticking the box (their session ends at once), and cannot delete the last
-administrator."""
+"""Web users' pages in Chromium against a live server: an admin gives a user a new password, once
+they typed their own again (the user's open page then asks them to sign in), the user changes
+their own password, the admin deletes the user after ticking the box (their session ends at
+once), and cannot delete the last administrator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from tests.browser.conftest import WebUsers, screenshot, sign_in
+from tests.browser.conftest import PASSWORD, WebUsers, screenshot, sign_in
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -53,8 +53,17 @@ def test_admin_resets_a_password_the_user_changes_it_and_is_deleted(
         page.get_by_label("New password again").fill(" " * 8)
         page.get_by_role("button", name="Set password").click()
         expect(page.locator('[id="new_password-error"]')).to_contain_text("not only spaces")
+        # The administrator's own password is asked again: a wrong one changes nothing.
         page.get_by_label("New password", exact=True).fill(SECOND)
         page.get_by_label("New password again").fill(SECOND)
+        page.locator("#your_password").fill(FIRST)
+        page.get_by_role("button", name="Set password").click()
+        expect(page.locator('[id="your_password-error"]')).to_contain_text(
+            "This is not your password"
+        )
+        page.get_by_label("New password", exact=True).fill(SECOND)
+        page.get_by_label("New password again").fill(SECOND)
+        page.locator("#your_password").fill(PASSWORD)
         page.get_by_role("button", name="Set password").click()
         expect(page.get_by_role("status")).to_contain_text(
             f"Set a new password for {name}; ended 1 session."
@@ -78,6 +87,7 @@ def test_admin_resets_a_password_the_user_changes_it_and_is_deleted(
         agent.reload()
         expect(agent.get_by_role("heading", name="Your password")).to_be_visible()
         page.get_by_label("Delete this user for good").check()
+        page.get_by_label("Your password").fill(PASSWORD)
         page.get_by_role("button", name="Delete user").click()
         expect(page.get_by_role("status")).to_contain_text(f"Deleted the user {name}")
         expect(page.get_by_role("row", name=name)).to_have_count(0)
@@ -91,6 +101,7 @@ def test_admin_resets_a_password_the_user_changes_it_and_is_deleted(
     # The only administrator cannot delete themselves.
     page.get_by_role("link", name=f"Delete user {web_users.admin}").click()
     page.get_by_label("Delete this user for good").check()
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Delete user").click()
     expect(page.locator('[id="confirm-error"]')).to_contain_text(
         f"{web_users.admin} is the last administrator"

@@ -1,6 +1,7 @@
 """Administrator pages: domains (settings, statistics, and the integrations a deleted object type
-disabled), API credentials (deleted after a confirmation step, as a DLQ purge and a merge undo
-are); web users' pages are in ui.user_pages."""
+disabled), API credentials (created once the administrator has typed their password again:
+ui.password_confirm; deleted after a confirmation step, as a DLQ purge and a merge undo are);
+web users' pages are in ui.user_pages."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from openprofiles.domains import service as domains
 from openprofiles.errors import NotFound
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration
+from openprofiles.ui import password_confirm
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users.models import ROLES
 
@@ -76,18 +78,25 @@ def routes(ui: UI) -> list[Route]:
         return ui.render(request, "admin/domain.html", **(await ui.read(load)))
 
     async def render_credentials(
-        request: Request, *, issued: creds.IssuedCredential | None = None, error: str = ""
+        request: Request,
+        *,
+        issued: creds.IssuedCredential | None = None,
+        error: str = "",
+        refused: password_confirm.Refusal | None = None,
     ) -> Response:
         items = await ui.read(creds.list_credentials)
-        return ui.render(
+        page = ui.render(
             request,
             "admin/credentials.html",
             items=items,
             issued=issued,
             error=error,
+            password_error=refused.message if refused else "",
+            role=form_text(request.state.form, "role") if error or refused else "",
             roles=ROLES,
-            status=400 if error else 200,
+            status=refused.status if refused else 400 if error else 200,
         )
+        return refused.answered(page) if refused else page
 
     @ui.page("admin")
     async def credential_list(request: Request) -> Response:
@@ -98,6 +107,8 @@ def routes(ui: UI) -> list[Route]:
         role = form_text(request.state.form, "role")
         if role not in ROLES:
             return await render_credentials(request, error="Choose the role admin or agent.")
+        if (refused := await password_confirm.refusal(ui, request)) is not None:
+            return await render_credentials(request, refused=refused)
         issued = await ui.write(lambda tx: creds.create_credential(tx, role=role))
         # Answered directly (not redirected) so the secret appears once and is never stored.
         return await render_credentials(request, issued=issued)

@@ -16,8 +16,13 @@ from starlette.routing import Route
 from openprofiles import audit
 from openprofiles.errors import Throttling
 from openprofiles.ui import submissions
-from openprofiles.ui.password_checks import BUSY_MESSAGE, RETRY_AFTER_SECONDS, Busy, check_password
-from openprofiles.ui.user_pages import form_password
+from openprofiles.ui.password_checks import (
+    BUSY_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    Busy,
+    check_password,
+    form_password,
+)
 from openprofiles.ui.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,

@@ -21,6 +21,7 @@ from openprofiles.context import Tx
 from openprofiles.dlq import service as dlq
 from openprofiles.dlq.models import DeadLetter
 from openprofiles.domains import service as domains
+from openprofiles.ui import flash
 from openprofiles.ui.web import UI, form_text
 
 PAGE = 100
@@ -76,17 +77,33 @@ def routes(ui: UI) -> list[Route]:
                 "next_after": letters[PAGE - 1].message_id if len(letters) > PAGE else None,
             }
 
-        query = request.query_params
-        return ui.render(
+        # What a retry or a purge did, after it only, once (ui.flash): never from a link,
+        # which could show any count.
+        page = dlq_url(name)
+        done = flash.take(ui, request, page=page)
+        counts = flash.take_details(ui, request, page=page) if flash.DEAD_LETTERS in done else {}
+        shown = ui.render(
             request,
             "admin/dlq.html",
             domain=name,
-            retried=_int(query.get("retried")),
-            failed=_int(query.get("failed")),
-            superseded=_int(query.get("superseded")),
-            purged=_int(query.get("purged")),
+            retried=_count(counts, "retried"),
+            failed=_count(counts, "failed"),
+            superseded=_count(counts, "superseded"),
+            purged=_count(counts, "purged"),
             **(await ui.read(load)),
         )
+        if done:
+            flash.clear(ui, request, shown)
+        return shown
+
+    def to_list(request: Request, name: str, **counts: int | None) -> Response:
+        """The domain's dead-letter queue, told what was just done (`counts`, as the page
+        shows them: None is not said)."""
+        page = dlq_url(name)
+        response = RedirectResponse(page, status_code=303)
+        given = {k: v for k, v in counts.items() if v is not None}
+        flash.confirm(ui, request, response, page=page, done=[flash.DEAD_LETTERS], details=given)
+        return response
 
     async def render_message(
         request: Request, name: str, message_id: str, *, status: int = 200, **extra: Any
@@ -113,8 +130,14 @@ def routes(ui: UI) -> list[Route]:
     async def message_detail(request: Request) -> Response:
         name = request.path_params["name"]
         message_id = request.path_params["message_id"]
-        still_failing = request.query_params.get("retry") == "failed"
-        return await render_message(request, name, message_id, still_failing=still_failing)
+        page = dlq_url(name, message_id)
+        done = flash.take(ui, request, page=page)
+        shown = await render_message(
+            request, name, message_id, still_failing=flash.RETRY_FAILED in done
+        )
+        if done:
+            flash.clear(ui, request, shown)
+        return shown
 
     @ui.page("admin")
     async def retry_one(request: Request) -> Response:
@@ -124,12 +147,13 @@ def routes(ui: UI) -> list[Route]:
             lambda tx: dlq.retry(tx, domain_name=name, message_ids=[message_id])
         )
         if outcome.superseded:
-            return RedirectResponse(
-                dlq_url(name, retried=0, failed=0, superseded=1), status_code=303
-            )
+            return to_list(request, name, retried=0, failed=0, superseded=1)
         if outcome.succeeded:
-            return RedirectResponse(dlq_url(name, retried=1, failed=0), status_code=303)
-        return RedirectResponse(dlq_url(name, message_id, retry="failed"), status_code=303)
+            return to_list(request, name, retried=1, failed=0)
+        page = dlq_url(name, message_id)
+        response = RedirectResponse(page, status_code=303)
+        flash.confirm(ui, request, response, page=page, done=[flash.RETRY_FAILED])
+        return response
 
     @ui.page("admin")
     async def retry_all(request: Request) -> Response:
@@ -137,14 +161,12 @@ def routes(ui: UI) -> list[Route]:
         # A batch per transaction, off the event loop: the API's writes go in between.
         outcome = await run_in_threadpool(dlq.retry_in_batches, ui.services, domain_name=name)
         superseded = len(outcome.superseded)
-        return RedirectResponse(
-            dlq_url(
-                name,
-                retried=len(outcome.succeeded) - superseded,
-                failed=len(outcome.failed),
-                superseded=superseded or None,
-            ),
-            status_code=303,
+        return to_list(
+            request,
+            name,
+            retried=len(outcome.succeeded) - superseded,
+            failed=len(outcome.failed),
+            superseded=superseded or None,
         )
 
     @ui.page("admin")
@@ -166,7 +188,7 @@ def routes(ui: UI) -> list[Route]:
         purged = await ui.write(
             lambda tx: dlq.purge(tx, domain_name=name, message_ids=[message_id])
         )
-        return RedirectResponse(dlq_url(name, purged=purged), status_code=303)
+        return to_list(request, name, purged=purged)
 
     @ui.page("admin")
     async def purge_all(request: Request) -> Response:
@@ -188,7 +210,7 @@ def routes(ui: UI) -> list[Route]:
                 error=error,
             )
         purged = await ui.write(lambda tx: dlq.purge(tx, domain_name=name, message_ids=None))
-        return RedirectResponse(dlq_url(name, purged=purged), status_code=303)
+        return to_list(request, name, purged=purged)
 
     return [
         Route("/admin/dlq", overview, methods=["GET"]),
@@ -201,5 +223,6 @@ def routes(ui: UI) -> list[Route]:
     ]
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+def _count(counts: dict[str, str | int], name: str) -> int | None:
+    value = counts.get(name)
+    return value if isinstance(value, int) else None

@@ -25,6 +25,7 @@ from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration, is_instance_arn
+from openprofiles.ui import flash
 from openprofiles.ui.web import UI, form_text
 
 PAGE = 100
@@ -135,7 +136,20 @@ def routes(ui: UI) -> list[Route]:
                 ran = await ui.read(lambda tx: flows.get_run(tx, domain_name=name, run_id=run_id))
             except NotFound:
                 ran = None
-        return await render_list(request, name, ran=ran, deleted=query.get("deleted", ""))
+        # "Deleted the integration ..." after the deletion only, once (ui.flash): never from a
+        # link, which could show any text as deleted.
+        page = integrations_url(name)
+        done = flash.take(ui, request, page=page)
+        deleted = flash.take_details(ui, request, page=page).get("uri", "")
+        shown = await render_list(
+            request,
+            name,
+            ran=ran,
+            deleted=deleted if flash.INTEGRATION_DELETED in done else "",
+        )
+        if done:
+            flash.clear(ui, request, shown)
+        return shown
 
     @ui.page("admin")
     async def run_now(request: Request) -> Response:
@@ -173,7 +187,17 @@ def routes(ui: UI) -> list[Route]:
                 error="Tick the box to confirm the deletion.",
             )
         await ui.write(lambda tx: integrations.delete_integration(tx, domain_name=name, uri=uri))
-        return RedirectResponse(integrations_url(name, deleted=uri), status_code=303)
+        page = integrations_url(name)
+        response = RedirectResponse(page, status_code=303)
+        flash.confirm(
+            ui,
+            request,
+            response,
+            page=page,
+            done=[flash.INTEGRATION_DELETED],
+            details={"uri": uri},
+        )
+        return response
 
     async def render_instances(
         request: Request,

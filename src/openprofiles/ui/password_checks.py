@@ -7,9 +7,20 @@ one: a sign-in needs no account. Run on Starlette's threadpool, which the API's 
 100 parallel sign-ins with made-up names ran 100 verifications (2.4 GB at the peak) and a
 signed ListDomains waited seconds behind them. Now a burst from one address gets no more
 verifications than the throttle still allows it, and a flood from many addresses no more at
-once than the slots: an attempt that finds every slot taken is refused at once (Busy), neither
-counted nor queued. One slot a CPU (at least two, at most eight): Argon2 keeps a CPU busy, so
-more at once would only make each slower and take 64 MiB more.
+once than the slots: an attempt that finds every slot taken is refused at once (Busy), given
+back to the throttle (nothing was checked) and not queued. One slot a CPU (at least two, at
+most eight): Argon2 keeps a CPU busy, so more at once would only make each slower and take
+64 MiB more.
+
+The attempt is counted (users.reserve_attempt, a write under the throttle's locks, where a
+locked-out one is refused) before it takes a slot, and a read with no lock refuses a locked-out
+one before that: a slot is held while Argon2 runs, never while its attempt waits for the
+database. Slot first, an address locked out (every attempt refused 429) held the slots with
+attempts queued on that write, and real users' sign-ins were refused 503 meanwhile. Counted
+first, a refusal for want of a slot costs two short writes (the count and its hand-back) where
+it cost none; that is the price of never holding a slot on a wait. The read alone would not do:
+attempts that read before the lock was set would still queue on the write holding slots, as
+would every attempt behind another writer (SQLite's one writer lock).
 
 A full house is answered 503 Service Unavailable with Retry-After, not 429: it says this server
 is busy for everyone, which it is, and not that this client or this name asked too often (the
@@ -25,6 +36,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from starlette.datastructures import FormData
+
 from openprofiles.ui.web import UI
 from openprofiles.users import service as users
 
@@ -32,6 +45,12 @@ from openprofiles.users import service as users
 RETRY_AFTER_SECONDS = 1
 BUSY_MESSAGE = "The server is busy checking other passwords. Wait a moment and try again."
 MAX_SLOTS = 8
+
+
+def form_password(form: FormData, name: str) -> str:
+    """A password field as typed (never trimmed: spaces may be part of it); "" when missing."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
 
 
 class Busy(Exception):
@@ -64,16 +83,25 @@ async def check_password(
     ui: UI, *, username: str, password: str, address: str | None
 ) -> users.PasswordCheck:
     """`password` checked for `username` signing in from `address`, for `users.sign_in` (or
-    `users.change_own_password`) to settle: the attempt counted first (Throttling when locked,
-    with no Argon2 run), then verified on the Argon2 threads. Busy, at once and with nothing
-    counted, when the process already runs its most verifications."""
+    `users.change_own_password`, `users.confirm_password`) to settle: Throttling, with no
+    Argon2 run and no slot taken, when the name or the address is locked; else the attempt
+    counted, then verified on the Argon2 threads. Busy, with the attempt given back, when the
+    process already runs its most verifications."""
+    # A read first, with no lock: a locked-out client's attempts are refused here, and do not
+    # queue on the write below (one writer on SQLite, the subjects' locks on PostgreSQL).
+    await ui.read(lambda tx: users.refuse_locked_attempt(tx, username=username, address=address))
+    # Counted before a slot is taken: a slot is held only while Argon2 runs, never while its
+    # attempt waits for the database (the lock could have been set since the read, which is
+    # why this write decides, under the throttle's locks).
+    reserved = await ui.write(
+        lambda tx: users.reserve_attempt(tx, username=username, address=address)
+    )
     slots = _slots()
     if not slots.acquire(blocking=False):
+        # Nothing was checked: the attempt is not a failure either.
+        await ui.write(lambda tx: users.hand_back_attempt(tx, reserved))
         raise Busy
     try:
-        reserved = await ui.write(
-            lambda tx: users.reserve_attempt(tx, username=username, address=address)
-        )
         # The slot is freed by the thread when Argon2 ends, not here: a request that goes away
         # meanwhile does not free it while the hash still runs.
         verifying = _executor().submit(_verify_then_free, reserved, password)

@@ -1,6 +1,7 @@
 """Web users' pages: the administrator's users list (create a user; open one to give them a new
 password or another role, or to delete them after a confirmation step, as a credential delete
-and a DLQ purge are), and every signed-in user's own password page.
+and a DLQ purge are; each of these asks the administrator's own password again:
+ui.password_confirm), and every signed-in user's own password page.
 
 A username may be a person's name or e-mail address, so no address carries it in clear (ui.web):
 a user's pages are addressed by a reference that seals the name (services.tokens), and the
@@ -10,14 +11,19 @@ notice shown after a change travels sealed too.
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.errors import BadRequest, NotFound, Throttling
-from openprofiles.ui import flash
-from openprofiles.ui.password_checks import BUSY_MESSAGE, RETRY_AFTER_SECONDS, Busy, check_password
+from openprofiles.ui import flash, password_confirm
+from openprofiles.ui.password_checks import (
+    BUSY_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    Busy,
+    check_password,
+    form_password,
+)
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES, WebSession
@@ -26,16 +32,12 @@ USER_SCOPE = "ui/user"
 NOTICE_SCOPE = "ui/user-notice"
 # Every user's own page: change their password.
 OWN_PASSWORD = "/ui/password"
+# The role form's password field (the password form's is password_confirm.FIELD): one page.
+ROLE_PASSWORD = "role_your_password"
 CONFIRM_DELETE = (
     "Tick the box to confirm: a deleted user cannot be brought back, and their sessions end "
     "at once."
 )
-
-
-def form_password(form: FormData, name: str) -> str:
-    """A password field as typed (never trimmed: spaces may be part of it); "" when missing."""
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
 
 
 def new_password_errors(
@@ -143,6 +145,19 @@ def routes(ui: UI) -> list[Route]:
             errors=errors or {},
         )
 
+    async def refused_user(
+        request: Request, username: str, field: str = password_confirm.FIELD
+    ) -> Response | None:
+        """The user's page again when the administrator's password (the form's `field`) was
+        not confirmed (ui.password_confirm); None when it was."""
+        refused = await password_confirm.refusal(ui, request, field)
+        if refused is None:
+            return None
+        page = await render_user(
+            request, username, errors={field: refused.message}, status=refused.status
+        )
+        return refused.answered(page)
+
     @ui.page("admin")
     async def user_detail(request: Request) -> Response:
         return await render_user(request, username_of(request))
@@ -160,6 +175,8 @@ def routes(ui: UI) -> list[Route]:
         )
         if errors:
             return await render_user(request, username, errors=errors, status=400)
+        if (refused := await refused_user(request, username)) is not None:
+            return refused
         session: WebSession = request.state.session
         # An administrator setting their own password stays signed in here.
         keep = (ui.session_token(request) or None) if username == session.username else None
@@ -178,6 +195,8 @@ def routes(ui: UI) -> list[Route]:
             return await render_user(
                 request, username, errors={"role": "Choose admin or agent."}, status=400
             )
+        if (refused := await refused_user(request, username, ROLE_PASSWORD)) is not None:
+            return refused
         try:
             await ui.write(lambda tx: users.set_role(tx, username=username, role=role))
         except BadRequest as exc:
@@ -188,28 +207,33 @@ def routes(ui: UI) -> list[Route]:
     async def user_delete(request: Request) -> Response:
         username = username_of(request)
         error = ""
+        refused: password_confirm.Refusal | None = None
         if request.method == "POST":
-            if form_text(request.state.form, "confirm") == "yes":
+            if form_text(request.state.form, "confirm") != "yes":
+                error = CONFIRM_DELETE
+            elif (refused := await password_confirm.refusal(ui, request)) is None:
                 try:
                     await ui.write(lambda tx: users.delete_user(tx, username=username))
                 except BadRequest as exc:
                     error = exc.message
                 else:
                     return to_list(f"Deleted the user {username}; their sessions have ended.")
-            else:
-                error = CONFIRM_DELETE
         # The confirmation step: the user is shown with the box to tick.
         found = await ui.read(lambda tx: users.find_user(tx, username=username))
         if found is None:
             raise NotFound(f"There is no user named {username}.")
-        return ui.render(
+        page = ui.render(
             request,
             "admin/user_delete.html",
-            status=400 if error else 200,
+            status=refused.status if refused else 400 if error else 200,
             user=found,
             ref=request.path_params["ref"],
             error=error,
+            password_error=refused.message if refused else "",
+            # A ticked box stays ticked when only the password was wrong.
+            ticked=refused is not None,
         )
+        return refused.answered(page) if refused else page
 
     def own_page(
         request: Request, errors: dict[str, str], status: int = 200, *, changed: bool = False

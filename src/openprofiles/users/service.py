@@ -358,6 +358,23 @@ def reserve_attempt(tx: Tx, *, username: str, address: str | None) -> ReservedAt
     return ReservedAttempt(row.password_hash if row else None, reservation)
 
 
+def refuse_locked_attempt(tx: Tx, *, username: str, address: str | None) -> None:
+    """Throttling when an attempt to sign in as `username` from `address` would be refused now:
+    read only, no lock taken, so it may run in a read transaction. A first look, for the pages
+    to refuse a locked-out attempt without queueing it on the write of `reserve_attempt`, which
+    still decides under the throttle's locks."""
+    address_digest = throttle.address_digest(tx, address) if address else None
+    _refuse_if_locked(tx, _user_digest(tx, username), address_digest)
+
+
+def hand_back_attempt(tx: Tx, reserved: ReservedAttempt) -> None:
+    """Give back an attempt `reserve_attempt` counted and nobody checked (throttle.hand_back):
+    the pages had no Argon2 slot free for it."""
+    reservation = reserved.reservation
+    throttle.hold(tx, user_digest=reservation.user_digest, address=reservation.address)
+    throttle.hand_back(tx, reservation)
+
+
 def verify_reserved(reserved: ReservedAttempt, password: str) -> PasswordCheck:
     """Verify `password` for an attempt `reserve_attempt` counted, with no transaction open:
     Argon2, a few tenths of a second of CPU and 64 MiB on purpose. An unknown name costs the
@@ -409,6 +426,19 @@ def sign_in(
     reservation back (throttle.release), a wrong one stays counted."""
     user = _attempt(tx, username=username, password=password, address=address, checked=checked)
     return create_session(tx, username=user.username) if user is not None else None
+
+
+def confirm_password(
+    tx: Tx, *, username: str, password: str, address: str | None, checked: PasswordCheck
+) -> bool:
+    """Whether `password`, checked before this transaction (`verify_before_writing`, or the
+    pages' password_checks), is the signed-in `username`'s own, asked again before a sensitive
+    change; settled as a sign-in attempt is (a wrong one stays counted against the name and
+    the address), but no session is made."""
+    return (
+        _attempt(tx, username=username, password=password, address=address, checked=checked)
+        is not None
+    )
 
 
 def _attempt(

@@ -29,7 +29,9 @@ its subjects' remaining allowance (100 parallel guesses from one address used to
 read before any was counted). A password that turns out right gives the reservation back
 (`release`): the username's failures from that address are forgotten, as after any success, and
 the address's and the username's own counts lose the one the reservation added (and the lock it
-set, if it set one). An attempt whose check never ends (the process stopped) stays a failure.
+set, if it set one). An attempt the pages then find no Argon2 slot for is given back whole
+(`hand_back`): no password was checked. An attempt whose check never ends (the process stopped)
+stays a failure.
 
 A shared address (a proxy, an office's NAT) counts its users' failures together, hence its
 higher limit. An IPv6 client counts as its /64 (`client_key`): one client holds a whole /64.
@@ -176,11 +178,23 @@ def release(tx: Tx, reservation: Reservation) -> None:
     username's failures from the address are forgotten (forget_user), and the username's and
     the address's counts lose the failure the reservation added, or the lock it set."""
     forget_user(tx, user_digest=reservation.user_digest, address=reservation.address)
-    subjects = [(USER, reservation.user_digest)]
-    if reservation.address is not None:
-        subjects.append((ADDRESS, reservation.address))
+    _give_back(tx, reservation, (USER, ADDRESS))
+
+
+def hand_back(tx: Tx, reservation: Reservation) -> None:
+    """Give back `reservation`, whose password was never checked (the pages had no Argon2
+    slot free for it), under the locks `hold` took: every count it added to loses that failure,
+    or the lock it set, the username's from the address too (a right password forgets those,
+    release; an unchecked one says nothing of them)."""
+    _give_back(tx, reservation, (PAIR, USER, ADDRESS))
+
+
+def _give_back(tx: Tx, reservation: Reservation, kinds: tuple[str, ...]) -> None:
+    """The reservation's failure taken back from its subjects of `kinds`."""
     locked = {(b.kind, b.digest): b for b in reservation.locked}
-    for kind, digest in subjects:
+    for kind, digest in _subjects(reservation.user_digest, reservation.address):
+        if kind not in kinds:
+            continue
         where = [signin_throttle.c.kind == kind, signin_throttle.c.subject_digest == digest]
         before = locked.get((kind, digest))
         if before is not None:

@@ -143,7 +143,7 @@ def test_dlq_retry_one_and_all(admin: TestClient, letters: list[str]) -> None:
     still = admin.post(
         f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/retry", data={"csrf_token": token}
     )
-    assert still.status_code == 303 and still.headers["location"].endswith("?retry=failed")
+    assert still.headers["location"] == f"/admin/domains/{DOMAIN}/dlq/{letters[0]}"
     failed = admin.get(still.headers["location"])
     assert "The retry failed again" in failed.text
     with services.read() as tx:
@@ -151,10 +151,10 @@ def test_dlq_retry_one_and_all(admin: TestClient, letters: list[str]) -> None:
 
     put_type(services, "Crm", crm_type(AllowProfileCreation=True))
     done = admin.post(f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/retry", data={"csrf_token": token})
-    assert done.status_code == 303 and "retried=1" in done.headers["location"]
+    assert done.status_code == 303
+    assert "Retried: 1 applied, 0 still failing" in admin.get(done.headers["location"]).text
     assert count(services) == 1
     done = admin.post(f"/admin/domains/{DOMAIN}/dlq/retry", data={"csrf_token": token})
-    assert "retried=1" in done.headers["location"] and "failed=0" in done.headers["location"]
     assert "Retried: 1 applied, 0 still failing" in admin.get(done.headers["location"]).text
     assert count(services) == 0
 
@@ -174,7 +174,8 @@ def test_dlq_purge_needs_confirmation(admin: TestClient, letters: list[str]) -> 
         f"/admin/domains/{DOMAIN}/dlq/{letters[0]}/purge",
         data={"csrf_token": token, "confirm": "yes"},
     )
-    assert done.status_code == 303 and "purged=1" in done.headers["location"]
+    assert done.status_code == 303
+    assert "Purged 1 record." in admin.get(done.headers["location"]).text
     assert count(services) == 1
     # Purged already (by another admin): the page says none was, not "Purged 1 record".
     again = admin.post(

@@ -41,7 +41,8 @@ def test_signed_in_posts_are_logged_with_user_path_and_status(
     sign_in(client, "boss")
     page = client.get("/admin/credentials")
     created = client.post(
-        "/admin/credentials", data={"role": "agent", "csrf_token": csrf_of(page.text)}
+        "/admin/credentials",
+        data={"role": "agent", "csrf_token": csrf_of(page.text), "your_password": PASSWORD},
     )
     assert created.status_code == 200
     # A form from no page of this session is refused, and the refusal logged.

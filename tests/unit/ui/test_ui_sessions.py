@@ -150,7 +150,8 @@ def test_post_with_csrf_token_works(client: TestClient) -> None:
     sign_in(client, "boss")
     page = client.get("/admin/credentials")
     response = client.post(
-        "/admin/credentials", data={"role": "agent", "csrf_token": csrf_of(page.text)}
+        "/admin/credentials",
+        data={"role": "agent", "csrf_token": csrf_of(page.text), "your_password": PASSWORD},
     )
     assert response.status_code == 200
     assert "shown only this once" in response.text

@@ -80,7 +80,9 @@ def test_delete_needs_the_box_ticked_and_ends_the_users_sessions(app: object) ->
     unticked = boss.post(delete, data={"csrf_token": token})
     assert unticked.status_code == 400 and "Tick the box" in unticked.text
     assert agent.get("/agent/").status_code == 200
-    done = boss.post(delete, data={"csrf_token": token, "confirm": "yes"})
+    done = boss.post(
+        delete, data={"csrf_token": token, "confirm": "yes", "your_password": PASSWORD}
+    )
     assert done.status_code == 303
     assert AGENT not in done.headers["location"]
     assert "Deleted the user jane.doe@example.com" in boss.get(done.headers["location"]).text
@@ -93,11 +95,16 @@ def test_the_last_admin_cannot_delete_or_demote_themselves(app: object) -> None:
     boss = signed_in(app, "boss")
     delete = user_link(boss, "boss", "Delete")
     token = csrf_of(boss.get(delete).text)
-    refused = boss.post(delete, data={"csrf_token": token, "confirm": "yes"})
+    refused = boss.post(
+        delete, data={"csrf_token": token, "confirm": "yes", "your_password": PASSWORD}
+    )
     assert refused.status_code == 400
     assert "boss is the last administrator" in refused.text
     manage = user_link(boss, "boss", "Manage")
-    demoted = boss.post(f"{manage}/role", data={"csrf_token": token, "role": "agent"})
+    demoted = boss.post(
+        f"{manage}/role",
+        data={"csrf_token": token, "role": "agent", "role_your_password": PASSWORD},
+    )
     assert demoted.status_code == 400 and "last administrator" in demoted.text
     assert boss.get("/admin/users").status_code == 200
 
@@ -117,6 +124,7 @@ def test_an_admin_sets_a_password_and_the_users_sessions_end(app: object) -> Non
             "csrf_token": token,
             "new_password": NEW_PASSWORD,
             "new_password_confirm": NEW_PASSWORD,
+            "your_password": PASSWORD,
         },
     )
     assert done.status_code == 303
@@ -196,7 +204,9 @@ def test_the_pages_hash_new_passwords_with_no_transaction_open(
     token = csrf_of(boss.get(manage).text)
     monkeypatch.setattr(users, "_hasher", Watching())
     twice = {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD}
-    assert boss.post(f"{manage}/password", data={"csrf_token": token, **twice}).status_code == 303
+    mine = {"your_password": PASSWORD}
+    answer = boss.post(f"{manage}/password", data={"csrf_token": token, **twice, **mine})
+    assert answer.status_code == 303
     created = boss.post(
         "/admin/users",
         data={
