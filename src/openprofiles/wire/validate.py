@@ -39,14 +39,17 @@ CLEARABLE_ENUMS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-# Lists the model sets no bound on, but whose values each become a term of one statement, as
-# (container shape, member) → most items. Without a bound, tens of thousands of values broke
-# the database's parameter limit (PostgreSQL 65,535) with a 500 after four tries. SearchProfiles'
-# own bound is over all its keys (profiles.service.MAX_SEARCH_VALUES).
-LIST_BOUNDS: dict[tuple[str, str], int] = {
+# Lists and maps the model sets no bound on, as (container shape, member) → most items. A
+# list's values each become a term of one statement: without a bound, tens of thousands of them
+# broke the database's parameter limit (PostgreSQL 65,535) with a 500 after four tries.
+# SearchProfiles' own bound is over all its keys (profiles.service.MAX_SEARCH_VALUES).
+# ObjectTypeNames maps an application's event types (Segment's or Shopify's are a few dozen):
+# 150,000 of them, a 2 MB body, took 7 s to store, and the 16 MB body limit allows a million.
+ITEM_BOUNDS: dict[tuple[str, str], int] = {
     ("ObjectFilter", "Values"): 100,
     ("AddProfileKeyRequest", "Values"): 1000,
     ("DeleteProfileKeyRequest", "Values"): 1000,
+    ("PutIntegrationRequest", "ObjectTypeNames"): 1000,
 }
 
 _MAX_LISTED = 10
@@ -118,9 +121,8 @@ def _check(
             yield f"{where} must be a list"
             return
         yield from _length(shape, len(value), where)
-        bound = LIST_BOUNDS.get(exempt_key) if exempt_key else None
-        if bound is not None and len(value) > bound:
-            yield f"{where} must have length at most {bound}"
+        if (over := _over_bound(len(value), where, exempt_key)) is not None:
+            yield over
             return
         for index, item in enumerate(value, start=1):
             item_path = f"{where}.{index}"
@@ -134,6 +136,9 @@ def _check(
             yield f"{where} must be a map"
             return
         yield from _length(shape, len(value), where)
+        if (over := _over_bound(len(value), where, exempt_key)) is not None:
+            yield over
+            return
         for index, (key, item) in enumerate(value.items(), start=1):
             # Map keys are data (often personal); name the entry by position, not by key.
             entry = f"{where}.entry.{index}"
@@ -148,6 +153,14 @@ def _check(
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _over_bound(count: int, where: str, exempt_key: tuple[str, str] | None) -> str | None:
+    """The problem of a list or map over its ITEM_BOUNDS bound, if it has one and is over."""
+    bound = ITEM_BOUNDS.get(exempt_key) if exempt_key else None
+    if bound is not None and count > bound:
+        return f"{where} must have length at most {bound}"
+    return None
 
 
 def _length(shape: Shape, length: int, where: str) -> Iterator[str]:
