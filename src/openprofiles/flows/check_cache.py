@@ -26,8 +26,6 @@ flow (`drop`)."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +33,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from openprofiles.context import Tx
+from openprofiles.flows.kept import KeptPerFlow
 from openprofiles.store.schema import integration
 
 # The most checkpoints kept, all flows together (a digest and a version: about 150 bytes, so
@@ -65,37 +64,22 @@ def stamp(tx: Tx, domain_name: str, flow_name: str) -> Stamp | None:
 def cached(flow: Hashable, now: Stamp | None) -> dict[bytes, str] | None:
     """The checkpoints kept for `flow` under the stamp `now`, or None (none kept, or kept under
     another: read them)."""
-    if now is None:
-        return None
-    with _LOCK:
-        kept = _KEPT.get(flow)
-        if kept is None or kept[0] != now:
-            return None
-        _KEPT.move_to_end(flow)
-        return kept[1]
+    return None if now is None else _KEPT.get(flow, now)
 
 
 def keep(flow: Hashable, read_under: Stamp | None, done: dict[bytes, str]) -> None:
     """Keep the checkpoints `done`, read after the stamp `read_under` (module docstring), for the
     flow's next check. Not kept (and the flow's older ones dropped) beyond KEPT_ROWS."""
-    with _LOCK:
-        _KEPT.pop(flow, None)
-        if read_under is None or len(done) > KEPT_ROWS:
-            return
-        _KEPT[flow] = (read_under, done)
-        total = sum(len(rows) for _, rows in _KEPT.values())
-        while total > KEPT_ROWS:
-            total -= len(_KEPT.popitem(last=False)[1][1])
+    if read_under is None:
+        _KEPT.forget(flow)
+    else:
+        _KEPT.put(flow, read_under, done)
 
 
 def drop(gone: Callable[[Hashable], bool]) -> None:
-    """Drop what is kept for the flows `gone` says are (flows.service `drop_gone_flows`)."""
-    with _LOCK:
-        for flow in [flow for flow in _KEPT if gone(flow)]:
-            del _KEPT[flow]
+    """Drop what is kept for the flows `gone` says are (flows.service `_drop_gone_flows`)."""
+    _KEPT.drop(gone)
 
 
-# By flow (flows.service: the process's Services, the domain and the flow): the stamp the
-# checkpoints were read under, and the checkpoints (item digest: version).
-_KEPT: OrderedDict[Hashable, tuple[Stamp, dict[bytes, str]]] = OrderedDict()
-_LOCK = threading.Lock()
+# By flow: the stamp the checkpoints were read under, and the checkpoints (item digest: version).
+_KEPT: KeptPerFlow[Stamp, dict[bytes, str]] = KeptPerFlow(KEPT_ROWS)

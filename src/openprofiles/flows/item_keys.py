@@ -14,11 +14,10 @@ database says: it only saves the HMAC."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from openprofiles.crypto.domain_keys import DomainCipher
+from openprofiles.flows.kept import KeptPerFlow
 
 # The key name of the blind-index digests of item keys (flow_item.item_digest); "@" keeps it
 # apart from any key name an object type can define.
@@ -48,9 +47,7 @@ class ItemDigests:
         self._flow = flow
         self._cipher = cipher
         self._fingerprint = _fingerprint(cipher)
-        with _LOCK:
-            kept = _KEPT.get(flow)
-        self._before = kept[1] if kept is not None and kept[0] == self._fingerprint else {}
+        self._before = _KEPT.get(flow, self._fingerprint) or {}
         self._now: dict[str, bytes] = {}
 
     def digest(self, key: str) -> bytes:
@@ -64,22 +61,14 @@ class ItemDigests:
         return found
 
     def keep(self) -> None:
-        with _LOCK:
-            _KEPT[self._flow] = (self._fingerprint, self._now)
-            _KEPT.move_to_end(self._flow)
-            total = sum(len(kept) for _, kept in _KEPT.values())
-            while total > KEPT_KEYS:
-                total -= len(_KEPT.popitem(last=False)[1][1])
+        _KEPT.put(self._flow, self._fingerprint, self._now)
 
 
 def drop(gone: Callable[[Hashable], bool]) -> None:
     """Drop the digests kept for the flows `gone` says are (flows.service `_drop_gone_flows`)."""
-    with _LOCK:
-        for flow in [flow for flow in _KEPT if gone(flow)]:
-            del _KEPT[flow]
+    _KEPT.drop(gone)
 
 
-# By flow (flows.service: the domain, the flow and the process's Services): the fingerprint
-# of the domain's index key, and the digests of the keys of the flow's latest listing.
-_KEPT: OrderedDict[Hashable, tuple[bytes, dict[str, bytes]]] = OrderedDict()
-_LOCK = threading.Lock()
+# By flow: the fingerprint of the domain's index key, and the digests of the keys of the flow's
+# latest listing.
+_KEPT: KeptPerFlow[bytes, dict[str, bytes]] = KeptPerFlow(KEPT_KEYS)
