@@ -212,6 +212,13 @@ def test_admin_pages_meet_wcag_21_aa(
     ):
         page.goto(admin + path)
         check(path)
+    page.goto(admin + "/credentials")
+    # Some domains chosen, none ticked: refused, the choice marked invalid.
+    page.get_by_label("Only the domains ticked below").check()
+    click(page, "Create credential")
+    expect(page.locator('[id="scope-error"]')).to_be_visible()
+    check("/credentials, refused")
+    page.goto(admin + "/users")
     click(page, "Create user")
     check("/users, refused")
     page.get_by_role("link", name=f"Manage user {web_users.agent}").click()

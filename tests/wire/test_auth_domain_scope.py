@@ -318,3 +318,53 @@ def test_a_contact_event_for_another_domain_is_refused(world: World) -> None:
     )
     assert mine.status_code == 200, mine.text
     assert mine.json()["DomainName"] == world.care
+
+
+def test_put_integration_of_another_domain_s_instance_does_not_name_it(world: World) -> None:
+    """An instance associated with a domain outside the key's scope: refused as for any key,
+    but without the name of that domain, which the key may not learn; a key that may act on
+    it (here, unscoped) is told which domain holds the instance, as before."""
+    with pytest.raises(ClientError) as raised:
+        world.client.put_integration(DomainName=world.care, Uri=world.sales_instance)
+    error = raised.value.response["Error"]
+    assert error["Code"] == "BadRequestException"
+    assert error["Message"] == (
+        f"The instance {world.sales_instance} is already associated with a domain this access "
+        "key may not act on; an instance belongs to one domain at a time."
+    )
+    assert world.sales not in error["Message"]
+    with pytest.raises(ClientError) as unscoped:
+        world.server.client().put_integration(DomainName=world.care, Uri=world.sales_instance)
+    assert unscoped.value.response["Error"]["Message"].startswith(
+        f"The instance {world.sales_instance} is already associated with domain {world.sales}; "
+    )
+    # Nothing moved: the instance is still the other domain's.
+    [theirs] = world.server.client().list_account_integrations(Uri=world.sales_instance)["Items"]
+    assert theirs["DomainName"] == world.sales
+
+
+def test_put_integration_names_a_domain_of_the_scope_holding_the_instance(
+    world: World,
+) -> None:
+    """The domain holding the instance is one the key may act on: it is named."""
+    admin = world.server.client()
+    admin.create_domain(DomainName=world.future, DefaultExpirationDays=3)
+    held = _instance()
+    admin.put_integration(DomainName=world.future, Uri=held)
+    with pytest.raises(ClientError) as raised:
+        world.client.put_integration(DomainName=world.care, Uri=held)
+    assert raised.value.response["Error"]["Message"].startswith(
+        f"The instance {held} is already associated with domain {world.future}; "
+    )
+
+
+def test_refused_tag_operations_name_the_arn_s_domain_in_the_audit_log(
+    world: World, audit_lines: Callable[[], list[str]]
+) -> None:
+    _denied(lambda: world.client.tag_resource(resourceArn=world.arn(world.sales), tags={"a": "b"}))
+    _denied(lambda: world.client.untag_resource(resourceArn=world.arn(world.sales), tagKeys=["a"]))
+    _denied(lambda: world.client.list_tags_for_resource(resourceArn=world.arn(world.sales)))
+    expected = f"domain={world.sales} caller={world.key[0]} status=403 error=AccessDeniedException"
+    lines = audit_lines()
+    for operation in ("TagResource", "UntagResource", "ListTagsForResource"):
+        assert lines.count(f"api {operation} {expected} profile=-") == 1, (operation, lines)

@@ -120,18 +120,28 @@ def refuse_out_of_scope(principal: Any, operation: str, uri_params: Mapping[str,
     scope = scope_of(principal)
     if scope is None:
         return
-    domain_name = uri_params.get("DomainName")
-    if domain_name is None and "resourceArn" in uri_params:
-        try:
-            domain_name = parse_resource_arn(uri_params["resourceArn"]).domain_name
-        except BadRequest:
-            return  # names no domain: the handler refuses it as for any key
+    # None: it names no domain (a resourceArn that is no profile ARN: the handler refuses it
+    # as for any key).
+    domain_name = domain_named(uri_params)
     if domain_name is None or scope.allows(domain_name):
         return
     if not audit.audited(operation):
         # The API writes no line for a read; a refused one is worth one (who tried where).
         _log_refusal(operation, domain_name, scope.access_key_id)
     raise scope.refusal(operation, domain_name)
+
+
+def domain_named(uri_params: Mapping[str, str]) -> str | None:
+    """The domain an operation's URI names: its DomainName, or the domain of its resourceArn
+    (the tag operations); None when it names none. The audit log's line of a request names it
+    too (wire.dispatch), so a refused tag operation says which domain it was refused."""
+    domain_name = uri_params.get("DomainName")
+    if domain_name is None and "resourceArn" in uri_params:
+        try:
+            return parse_resource_arn(uri_params["resourceArn"]).domain_name
+        except BadRequest:
+            return None
+    return domain_name
 
 
 def refuse_event_out_of_scope(scope: DomainScope | None, domain_name: str | None) -> None:

@@ -10,6 +10,7 @@ from openprofiles.auth.scope import scope_of
 from openprofiles.contacts.service import connect_instance
 from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import RequestContext, Tx
+from openprofiles.errors import BadRequest
 from openprofiles.integrations import service
 from openprofiles.integrations.models import (
     DEFAULT_INSTANCE_OBJECT_TYPE,
@@ -45,6 +46,17 @@ def _out(tx: Tx, record: Integration) -> dict[str, Any]:
 
 
 def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _put_integration(ctx, params)
+    except service.InstanceTaken as exc:
+        # The instance's domain is named only to a key that may act on it (auth.scope).
+        key_scope = scope_of(ctx.principal)
+        if key_scope is not None and not key_scope.allows(exc.owner):
+            raise BadRequest(exc.unnamed) from None
+        raise
+
+
+def _put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     uri = params.get("Uri")
     settings = {m: params.get(m) for m in service.SETTING_MEMBERS}
     if uri and is_instance_arn(uri) and params.get("FlowDefinition") is None:

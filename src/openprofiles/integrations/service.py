@@ -178,6 +178,20 @@ def get_integration(tx: Tx, *, domain_name: str, uri: str) -> Integration:
     return found
 
 
+class InstanceTaken(BadRequest):
+    """PutIntegration of an instance another domain holds, naming that domain (`owner`). A
+    caller whose access key may not act on it (auth.scope) is answered `unnamed` instead
+    (integrations.handlers): the name of a domain is not theirs to learn."""
+
+    def __init__(self, uri: str, owner: str, advice: str) -> None:
+        super().__init__(f"The instance {uri} is already associated with domain {owner}{advice}")
+        self.owner = owner
+        self.unnamed = (
+            f"The instance {uri} is already associated with a domain this access key may not "
+            "act on; an instance belongs to one domain at a time."
+        )
+
+
 def put_integration(
     tx: Tx,
     *,
@@ -257,10 +271,11 @@ def put_integration(
         owner = instance_domain(tx, instance_arn=uri)
         if owner is not None and owner != domain_name:
             if not move:
-                raise BadRequest(
-                    f"The instance {uri} is already associated with domain {owner}; an "
-                    "instance belongs to one domain at a time. Delete that integration first, "
-                    "or move the instance (openprofiles instances associate --move)."
+                raise InstanceTaken(
+                    uri,
+                    owner,
+                    "; an instance belongs to one domain at a time. Delete that integration "
+                    "first, or move the instance (openprofiles instances associate --move).",
                 )
             tx.conn.execute(
                 delete(integration).where(
@@ -295,10 +310,10 @@ def put_integration(
         except IntegrityError:
             # Another domain took the instance concurrently (the UNIQUE constraint held).
             owner = instance_domain(tx, instance_arn=uri) if instance else None
+            if owner:
+                raise InstanceTaken(uri, owner, ".") from None
             raise BadRequest(
-                f"The instance {uri} is already associated with domain {owner}."
-                if owner
-                else f"The integration {uri} was created concurrently; try again."
+                f"The integration {uri} was created concurrently; try again."
             ) from None
     else:
         tx.conn.execute(

@@ -1,5 +1,6 @@
 """Administrator pages: domains (settings, statistics, and the integrations a deleted object type
-disabled), API credentials (created once the administrator has typed their password again:
+disabled), API credentials (each shown with the domains it may act on, auth.scope; created for
+every domain or for some existing ones once the administrator has typed their password again:
 ui.password_confirm; deleted after a confirmation step, as a DLQ purge and a merge undo are);
 web users' pages are in ui.user_pages."""
 
@@ -7,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.auth import credentials as creds
+from openprofiles.auth.scope import checked_scope
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
-from openprofiles.errors import NotFound
+from openprofiles.errors import BadRequest, NotFound
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration
 from openprofiles.ui import password_confirm
@@ -26,6 +29,30 @@ CONFIRM_DELETE = (
     "Tick the box to confirm: a deleted credential cannot be brought back, and programs that "
     "sign with it are refused."
 )
+# The credential form's choice of domains (`scope`): every domain, or those ticked (`domains`).
+EVERY_DOMAIN = "all"
+SOME_DOMAINS = "some"
+NO_DOMAIN_TICKED = "Tick at least one domain, or choose every domain."
+
+
+def all_domain_names(tx: Tx) -> list[str]:
+    """The name of every domain, in name order (the domains a credential may be limited to)."""
+    names: list[str] = []
+    after: str | None = None
+    while True:
+        records, more = domains.list_domains(tx, after=after, limit=DOMAIN_PAGE)
+        names += [r.name for r in records]
+        if not more or not records:
+            return names
+        after = records[-1].name
+
+
+def chosen_domains(form: FormData) -> tuple[str, list[str]]:
+    """The credential form's choice of domains: the `scope` radio's value (EVERY_DOMAIN when
+    missing) and the names ticked, which only SOME_DOMAINS uses."""
+    choice = form_text(form, "scope") or EVERY_DOMAIN
+    ticked = [v.strip() for v in form.getlist("domains") if isinstance(v, str) and v.strip()]
+    return choice, ticked
 
 
 def disabled_integrations(tx: Tx, domain_name: str) -> list[Integration]:
@@ -82,19 +109,30 @@ def routes(ui: UI) -> list[Route]:
         *,
         issued: creds.IssuedCredential | None = None,
         error: str = "",
+        scope_error: str = "",
         refused: password_confirm.Refusal | None = None,
     ) -> Response:
-        items = await ui.read(creds.list_credentials)
+        def load(tx: Tx) -> tuple[list[creds.CredentialInfo], list[str]]:
+            return creds.list_credentials(tx), all_domain_names(tx)
+
+        items, domain_names = await ui.read(load)
+        # A refused form comes back as it was filled in; a new one, or one done, afresh.
+        again = bool(error or scope_error or refused)
+        choice, ticked = chosen_domains(request.state.form) if again else (EVERY_DOMAIN, [])
         page = ui.render(
             request,
             "admin/credentials.html",
             items=items,
             issued=issued,
             error=error,
+            scope_error=scope_error,
             password_error=refused.message if refused else "",
-            role=form_text(request.state.form, "role") if error or refused else "",
+            role=form_text(request.state.form, "role") if again else "",
             roles=ROLES,
-            status=refused.status if refused else 400 if error else 200,
+            domain_names=domain_names,
+            scope_choice=choice,
+            ticked=set(ticked),
+            status=refused.status if refused else 400 if again else 200,
         )
         return refused.answered(page) if refused else page
 
@@ -107,9 +145,22 @@ def routes(ui: UI) -> list[Route]:
         role = form_text(request.state.form, "role")
         if role not in ROLES:
             return await render_credentials(request, error="Choose the role admin or agent.")
+        choice, ticked = chosen_domains(request.state.form)
+        if choice not in (EVERY_DOMAIN, SOME_DOMAINS):
+            return await render_credentials(request, scope_error="Choose which domains.")
+        scope: frozenset[str] | None = None
+        if choice == SOME_DOMAINS:
+            if not ticked:
+                return await render_credentials(request, scope_error=NO_DOMAIN_TICKED)
+            try:
+                # Checked before the password is: a form refused for its domains costs no
+                # password check (create_credential checks the scope again, its own rule).
+                scope = checked_scope(ticked)
+            except BadRequest as exc:
+                return await render_credentials(request, scope_error=exc.message)
         if (refused := await password_confirm.refusal(ui, request)) is not None:
             return await render_credentials(request, refused=refused)
-        issued = await ui.write(lambda tx: creds.create_credential(tx, role=role))
+        issued = await ui.write(lambda tx: creds.create_credential(tx, role=role, domains=scope))
         # Answered directly (not redirected) so the secret appears once and is never stored.
         return await render_credentials(request, issued=issued)
 

@@ -25,7 +25,7 @@ from botocore.model import OperationModel, ServiceModel
 from starlette.concurrency import run_in_threadpool
 
 from openprofiles import audit
-from openprofiles.auth.scope import refuse_out_of_scope
+from openprofiles.auth.scope import domain_named, refuse_out_of_scope
 from openprofiles.blocking import CommitOutcome, Deferred, run_on_the_loop
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.errors import BadRequest, InternalServer, NotImplementedOperation, ServiceError
@@ -441,7 +441,8 @@ def make_asgi_app(
             # not been logged by its first attempt.
             audit.api_request(
                 route[0],
-                domain_name=route[1].get("DomainName"),
+                # The path's DomainName, or the domain of a tag operation's resourceArn.
+                domain_name=domain_named(route[1]),
                 access_key_id=seen.access_key_id,
                 status=status,
                 error=response_headers.get("x-amzn-ErrorType"),
