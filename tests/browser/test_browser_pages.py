@@ -150,6 +150,7 @@ def test_admin_credentials_and_users(
     expect(page.get_by_label("Username")).to_have_value(new_user)
     page.get_by_label("Password", exact=True).fill("a long enough one")
     page.get_by_label("Password again").fill("a long enough one")
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Create user").click()
     expect(page.get_by_role("status")).to_contain_text(f"Created the user {new_user}")
     screenshot(page, "admin-users", live_server)

@@ -1,5 +1,7 @@
-"""Web users' pages in Chromium against a live server: an admin gives a user a new password, once
-they typed their own again (the user's open page then asks them to sign in), the user changes
+"""Web users' pages in Chromium against a live server: an admin creates a user once they typed
+their own password again (a wrong one is said under its field, the name typed kept and the
+passwords not), gives the user a new password, likewise (the user's open page then asks them to
+sign in), the user changes
 their own password, the admin deletes the user after ticking the box (their session ends at
 once), and cannot delete the last administrator."""
 
@@ -36,6 +38,18 @@ def test_admin_resets_a_password_the_user_changes_it_and_is_deleted(
     page.get_by_label("Username").fill(name)
     page.get_by_label("Password", exact=True).fill(FIRST)
     page.get_by_label("Password again").fill(FIRST)
+    # The administrator's own password is asked again: a wrong one creates no one.
+    page.get_by_label("Your password").fill(FIRST)
+    page.get_by_role("button", name="Create user").click()
+    expect(page.locator('[id="your_password-error"]')).to_contain_text("This is not your password")
+    expect(page.get_by_label("Your password")).to_be_focused()
+    expect(page.get_by_label("Username")).to_have_value(name)
+    for label in ("Password", "Password again", "Your password"):
+        expect(page.get_by_label(label, exact=True)).to_have_value("")
+    expect(page.get_by_role("link", name=f"Manage user {name}")).to_have_count(0)
+    page.get_by_label("Password", exact=True).fill(FIRST)
+    page.get_by_label("Password again").fill(FIRST)
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Create user").click()
     expect(page.get_by_role("status")).to_contain_text(f"Created the user {name}")
 

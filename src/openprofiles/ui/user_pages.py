@@ -1,7 +1,7 @@
 """Web users' pages: the administrator's users list (create a user; open one to give them a new
 password or another role, or to delete them after a confirmation step, as a credential delete
-and a DLQ purge are; each of these asks the administrator's own password again:
-ui.password_confirm), and every signed-in user's own password page.
+and a DLQ purge are; each of these, creating one too, asks the administrator's own password
+again: ui.password_confirm), and every signed-in user's own password page.
 
 A username may be a person's name or e-mail address, so no address carries it in clear (ui.web):
 a user's pages are addressed by a reference that seals the name (services.tokens), and the
@@ -75,9 +75,12 @@ def routes(ui: UI) -> list[Route]:
         values: dict[str, str] | None = None,
         errors: dict[str, str] | None = None,
         notice: str = "",
+        refused: password_confirm.Refusal | None = None,
     ) -> Response:
         items = await ui.read(users.list_users)
-        return ui.render(
+        if refused is not None:
+            errors = {password_confirm.FIELD: refused.message}
+        page = ui.render(
             request,
             "admin/users.html",
             items=[(u, user_ref(u.username)) for u in items],
@@ -85,8 +88,9 @@ def routes(ui: UI) -> list[Route]:
             errors=errors or {},
             notice=notice,
             roles=ROLES,
-            status=400 if errors else 200,
+            status=refused.status if refused else 400 if errors else 200,
         )
+        return refused.answered(page) if refused else page
 
     @ui.page("admin")
     async def user_list(request: Request) -> Response:
@@ -112,21 +116,27 @@ def routes(ui: UI) -> list[Route]:
                 password, form_password(form, "password_confirm"), username=values["username"]
             )
         )
-        if not errors:
-            # Argon2 before the write transaction (users.NewPassword says why).
-            hashed = await run_in_threadpool(
-                lambda: users.new_password(password, username=values["username"])
-            )
-            try:
-                await ui.write(
-                    lambda tx: users.create_user(
-                        tx, username=values["username"], password=hashed, role=values["role"]
-                    )
-                )
-            except BadRequest as exc:
-                errors["username"] = exc.message
         if errors:
+            # Checked before the administrator's password is: a form refused for its fields
+            # costs no password check.
             return await render_list(request, values=values, errors=errors)
+        # A new administrator, with a password of the session's choosing, would be a way round
+        # every other password re-confirm: so creating any user asks it too.
+        if (refused := await password_confirm.refusal(ui, request)) is not None:
+            return await render_list(request, values=values, refused=refused)
+        # Argon2 before the write transaction (users.NewPassword says why).
+        hashed = await run_in_threadpool(
+            lambda: users.new_password(password, username=values["username"])
+        )
+        try:
+            await ui.write(
+                lambda tx: users.create_user(
+                    tx, username=values["username"], password=hashed, role=values["role"]
+                )
+            )
+        except BadRequest as exc:
+            # A name already taken: the administrator's password was right all the same.
+            return await render_list(request, values=values, errors={"username": exc.message})
         return to_list(f"Created the user {values['username']}.")
 
     async def render_user(

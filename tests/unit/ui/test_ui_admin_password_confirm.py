@@ -1,7 +1,9 @@
 """Sensitive administrator actions ask the acting administrator's own password again
-(ui.password_confirm): creating an API credential, setting another user's password, changing a
-role, deleting a user. Without it, or with a wrong one, nothing changes and the form says why;
-wrong ones are counted as failed sign-ins, so the form cannot be used to guess the password.
+(ui.password_confirm): creating an API credential, creating a user, setting another user's
+password, changing a role, deleting a user. Without it, or with a wrong one, nothing changes and
+the form says why; wrong ones are counted as failed sign-ins, so the form cannot be used to guess
+the password. Creating a user asks too, or a stolen session would make an administrator of its
+own and go round every other re-confirm.
 And the user's page is titled without the username (personal data the history keeps). On SQLite
 and PostgreSQL."""
 
@@ -13,7 +15,14 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from tests.unit.ui.test_ui_user_pages import PASSWORD, csrf_of, signed_in, user_link
+from tests.unit.ui.test_ui_user_pages import (
+    PASSWORD,
+    client_of,
+    csrf_of,
+    signed_in,
+    try_sign_in,
+    user_link,
+)
 
 from openprofiles.app import create_app
 from openprofiles.auth import credentials as creds
@@ -29,6 +38,9 @@ FIELD = "your_password"
 # What the form says (the start of ui.password_confirm's MISSING and WRONG).
 MISSING = "Type your own password to confirm this change"
 NOT_YOURS = "This is not your password"
+# A user the holder of a stolen session would make, with a password of their choosing.
+MALLORY = "mallory"
+CHOSEN = "attacker chosen passphrase 123"
 
 
 @pytest.fixture
@@ -44,6 +56,12 @@ def app(settings: Settings) -> Iterator[Any]:
 def credentials_made(app: Any) -> int:
     with app.state.services.read() as tx:
         return len(creds.list_credentials(tx))
+
+
+def role_of(app: Any, username: str) -> str | None:
+    with app.state.services.read() as tx:
+        found = users.find_user(tx, username=username)
+    return found.role if found else None
 
 
 def agent_role(app: Any) -> str | None:
@@ -74,6 +92,13 @@ def actions(boss: TestClient) -> dict[str, Action]:
             FIELD,
             lambda app: credentials_made(app) == 1,
         ),
+        "create": (
+            "/admin/users",
+            "/admin/users",
+            {"username": MALLORY, "role": "admin", "password": CHOSEN, "password_confirm": CHOSEN},
+            FIELD,
+            lambda app: role_of(app, MALLORY) == "admin",
+        ),
         "password": (
             manage,
             f"{manage}/password",
@@ -98,7 +123,7 @@ def actions(boss: TestClient) -> dict[str, Action]:
     }
 
 
-@pytest.mark.parametrize("action", ["credential", "password", "role", "delete"])
+@pytest.mark.parametrize("action", ["credential", "create", "password", "role", "delete"])
 def test_a_sensitive_action_needs_the_administrators_own_password(app: Any, action: str) -> None:
     boss = signed_in(app, "boss")
     page, target, fields, field, done = actions(boss)[action]
@@ -121,11 +146,12 @@ def test_a_sensitive_action_needs_the_administrators_own_password(app: Any, acti
     assert boss.get("/admin/users").status_code == 200
 
 
-def test_wrong_passwords_are_counted_as_failed_sign_ins(app: Any) -> None:
+@pytest.mark.parametrize("action", ["credential", "create"])
+def test_wrong_passwords_are_counted_as_failed_sign_ins(app: Any, action: str) -> None:
     """The form is no way to guess: after USER_LIMIT wrong ones from this address, even the
     right password is refused (429) without a check, and so is a sign-in as boss from here."""
     boss = signed_in(app, "boss")
-    page, target, fields, field, done = actions(boss)["credential"]
+    page, target, fields, field, done = actions(boss)[action]
     token = csrf_of(boss.get(page).text)
     for _ in range(throttle.USER_LIMIT):
         wrong = boss.post(target, data={"csrf_token": token, **fields, field: WRONG})
@@ -163,3 +189,45 @@ def test_the_users_page_title_does_not_name_the_user(app: Any) -> None:
     title = re.search(r"<title>(.*?)</title>", page.text)
     assert title is not None and title.group(1) == "User · OpenProfiles", title
     assert AGENT in page.text  # still named on the page itself
+
+
+def test_a_session_alone_cannot_make_an_administrator_of_its_own(app: Any) -> None:
+    """The review's reproducer, refused: a session (no password) creating an administrator whose
+    password it chose, to sign in as them and create an API key with no re-confirm of boss's.
+    The form comes back with what was typed, but for the passwords."""
+    boss = signed_in(app, "boss")
+    made = boss.post(
+        "/admin/users",
+        data={
+            "csrf_token": csrf_of(boss.get("/admin/users").text),
+            "username": MALLORY,
+            "role": "admin",
+            "password": CHOSEN,
+            "password_confirm": CHOSEN,
+        },
+    )
+    assert made.status_code == 400
+    assert MISSING in made.text and f'id="{FIELD}-error"' in made.text
+    assert role_of(app, MALLORY) is None
+    assert try_sign_in(client_of(app), MALLORY, CHOSEN) == 401
+    assert credentials_made(app) == 0
+    # Kept: the name and the role; never a password.
+    assert re.search(rf'id="username"[^>]* value="{MALLORY}"', made.text)
+    assert re.search(r'<option value="admin" selected>', made.text)
+    assert CHOSEN not in made.text
+
+
+def test_a_user_form_refused_for_its_fields_costs_no_password_check(app: Any) -> None:
+    """The fields are checked first, as on the other forms: a bad name with a wrong password of
+    boss's says what is wrong with the name, and counts nothing against boss."""
+    boss = signed_in(app, "boss")
+    page, target, fields, field, done = actions(boss)["create"]
+    token = csrf_of(boss.get(page).text)
+    for _ in range(throttle.USER_LIMIT):
+        bad = {**fields, "username": "bad name!", field: WRONG}
+        refused = boss.post(target, data={"csrf_token": token, **bad})
+        assert refused.status_code == 400
+        assert 'id="username-error"' in refused.text and f'id="{field}-error"' not in refused.text
+    answer = boss.post(target, data={"csrf_token": token, **fields, field: PASSWORD})
+    assert answer.status_code == 303
+    assert done(app)

@@ -358,6 +358,7 @@ def test_created_user_notice_carries_no_username_in_the_address(app_client: Test
             "role": "agent",
             "password": PASSWORD,
             "password_confirm": PASSWORD,
+            "your_password": PASSWORD,
         },
     )
     assert response.status_code == 303, response.text

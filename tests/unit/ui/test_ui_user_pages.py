@@ -215,6 +215,7 @@ def test_the_pages_hash_new_passwords_with_no_transaction_open(
             "role": "agent",
             "password": NEW_PASSWORD,
             "password_confirm": NEW_PASSWORD,
+            **mine,
         },
     )
     assert created.status_code == 303
