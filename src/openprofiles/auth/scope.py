@@ -20,6 +20,15 @@ Where it is enforced:
   record by its instance: a record that would go to a domain outside the scope, or be kept for
   an instance associated with no domain (it would go to whichever domain is associated next),
   is refused, per record, with `feed_refusal`'s reason, neither applied, dead-lettered nor kept.
+  The reason names neither the domain nor whether there is one: the key named an instance only.
+  A record it sends that waits for the contact it continues is confined to the domain it waits
+  in (contacts.kept `confined_to`): it never follows its instance to another domain;
+* what reaches beyond a domain is for a key of every domain only: a flow (PutIntegration with a
+  FlowDefinition: `flow_refusal`) reads its source with the server's own access, and
+  associating an instance (`association_refusal`) sends it the instance's kept and future
+  records. A scoped key may still update the integration of an instance already associated
+  with a domain of its scope, delete an integration (a flow's, an instance's) of its domains,
+  and replace a flow's integration with one that is no flow.
 
 A refusal is written to the audit log with the key id and the denied domain (openprofiles.audit
 writes the line of a request that may change state; `refuse_out_of_scope` writes one for the
@@ -90,21 +99,38 @@ class DomainScope:
 
     def feed_refusal(self, domain_name: str | None, feed: str) -> str:
         """The reason a contact record (or event) refused for its domain is answered with;
-        written to the audit log once per call. `domain_name` None: its instance is associated
-        with no domain, and a kept record would go to whichever is associated next."""
-        operation = FEED_OPERATIONS[feed]
-        _log_refusal(operation, domain_name, self.access_key_id)
-        if domain_name is None:
-            return (
-                f"User: {self.access_key_id} is not authorized to send records of an instance "
-                "associated with no domain: the access key is limited to some domains, and the "
-                "record would be kept for whichever domain the instance is associated with "
-                "next. The record is neither applied nor kept."
-            )
+        written to the audit log, with the domain, once per call. `domain_name` None: its
+        instance is associated with no domain, and a kept record would go to whichever is
+        associated next. The reason names no domain, nor tells the two apart: the key named
+        an instance only, and whether that is associated, and with which domain, is not its
+        to learn."""
+        _log_refusal(FEED_OPERATIONS[feed], domain_name, self.access_key_id)
         return (
-            f"User: {self.access_key_id} is not authorized to perform: profile:{operation} on "
-            f"resource: {self.domain_arn(domain_name)} because the access key is limited to "
-            "other domains. The record is neither applied nor kept."
+            f"User: {self.access_key_id} is not authorized to send records of this instance: "
+            "it is not associated with a domain this access key may feed (the key is limited "
+            "to some domains). The record is neither applied nor kept."
+        )
+
+    def flow_refusal(self) -> AccessDenied:
+        """PutIntegration with a FlowDefinition: a flow reads its source (a folder of the
+        server, a bucket) with the server's own access, which reaches every domain's sources."""
+        return AccessDenied(
+            f"User: {self.access_key_id} is not authorized to perform: profile:PutIntegration "
+            "with a FlowDefinition because the access key is limited to some domains: a flow "
+            "reads its source with the server's own access (its folders and its AWS "
+            "credentials), so only an access key for every domain may define or change one."
+        )
+
+    def association_refusal(self, instance_arn: str) -> AccessDenied:
+        """PutIntegration of an instance associated with no domain: associating it sends the
+        domain every record kept for it, and all that come next, whoever sent them."""
+        return AccessDenied(
+            f"User: {self.access_key_id} is not authorized to associate the instance "
+            f"{instance_arn} with a domain because the access key is limited to some domains: "
+            "an association sends the domain every record kept for the instance and every one "
+            "that comes next, so only an access key for every domain may associate or move an "
+            "instance. An instance already associated with a domain of the key's scope can be "
+            "updated with it."
         )
 
 
@@ -146,7 +172,8 @@ def domain_named(uri_params: Mapping[str, str]) -> str | None:
 
 def refuse_event_out_of_scope(scope: DomainScope | None, domain_name: str | None) -> None:
     """AccessDenied for a contact event whose instance is associated with a domain outside
-    `scope` (or with none): an event is one record, refused as a whole request."""
+    `scope` (or with none: refused alike, `feed_refusal`): an event is one record, refused as
+    a whole request."""
     if scope is not None and (domain_name is None or not scope.allows(domain_name)):
         raise AccessDenied(scope.feed_refusal(domain_name, "event"))
 

@@ -16,6 +16,11 @@ now, kept sealed under the system key until one can.
 * A record without a customer endpoint that continues a contact of which nothing is applied yet
   waits here for it (`keep_waiting`, contacts.links), with a `contact_awaited` row per contact
   that would place it (contacts.waiting); `WAITING` tells such records from the held ones.
+* A record sent with a key limited to some domains (auth.scope) that is kept waiting is
+  confined to the domain it waits in (`confined_to`, in its sealed payload; so is one such a
+  record becomes, held or kept waiting again when sent on): it never follows its instance to
+  another domain (contacts.moves `follow_instance`), and sent on once its instance has left
+  that domain, it is dead-lettered there instead (contacts.service `_intake`).
 * A record delivered again while it is kept (a file read again, a stream's redelivery) is kept
   once: the store's unique content digest (`UNROUTED_KEY_NAME`). Kept records are read
   (`list_unrouted`) and counted without being opened (`count_unrouted`, `openprofiles
@@ -60,9 +65,10 @@ WAITING = (
 
 
 # A record to keep (`keep_unrouted_rows`): its instance ARN (or None), the record as received,
-# why it is kept, where it came from ("File ctr.jsonl, line 3") and the domain it is held for
-# (None: its instance's domain once it has one).
-KeptRow = tuple[str | None, str, str, str | None, str | None]
+# why it is kept, where it came from ("File ctr.jsonl, line 3"), the domain it is held for
+# (None: its instance's domain once it has one) and the domain it is confined to (None: it
+# goes wherever its instance's records go).
+KeptRow = tuple[str | None, str, str, str | None, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class UnroutedRecord:
     created_at: datetime
     # Where it came from ("File ctr.jsonl, line 3"), for the dead letter of a replay that fails.
     origin: str | None = None
+    # The domain it never leaves (see the module), or None.
+    confined_to: str | None = None
 
 
 def _delete_domains_records(tx: Tx, domain_name: str) -> None:
@@ -122,11 +130,15 @@ def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[tuple[str, by
         return []
     cipher = tx.services.keys.system_cipher()
     rows: list[dict[str, Any]] = []
-    for instance_arn, raw, reason, origin, held_for in records:
+    for instance_arn, raw, reason, origin, held_for, confined_to in records:
         message_id = uuid.uuid4().hex
         payload = {"object": raw, "reason": reason}
         if origin is not None:
             payload["origin"] = origin
+        if confined_to is not None:
+            # Sealed with the record, not a column: only a record's sending on (which opens
+            # it) and a move's following (which opens it too) ask.
+            payload["confined_to"] = confined_to
         rows.append(
             {
                 "message_id": message_id,
@@ -152,18 +164,22 @@ def keep_unrouted_rows(tx: Tx, records: Sequence[KeptRow]) -> list[tuple[str, by
 
 
 def keep_waiting(
-    tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None]]
+    tx: Tx, waiting: Sequence[tuple[str, ContactRecord, tuple[bytes, ...], str | None, bool]]
 ) -> list[str | None]:
-    """Keep (domain, record, awaited contact digests, origin) records waiting for a contact
-    they continue (contacts.links): in the unrouted store, with their reason, and a
-    `contact_awaited` row per digest. A record already kept (delivered again while it waits,
+    """Keep (domain, record, awaited contact digests, origin, confined) records waiting for a
+    contact they continue (contacts.links): in the unrouted store, with their reason, and a
+    `contact_awaited` row per digest; a `confined` one is confined to the domain (see the
+    module). A record already kept (delivered again while it waits,
     or twice in the batch) is kept once: its row is the one that waits. The message id of the
     row each record waits as (None: that row has just left the store, sent on by another)."""
     if not waiting:
         return []
     given = keep_unrouted_rows(
         tx,
-        [(r.instance_arn, r.raw, waiting_reason(r), origin, None) for _, r, _, origin in waiting],
+        [
+            (r.instance_arn, r.raw, waiting_reason(r), origin, None, domain if confined else None)
+            for domain, r, _, origin, confined in waiting
+        ],
     )
     kept = unrouted_contact_record.c
     held: dict[bytes, str] = {}
@@ -178,7 +194,7 @@ def keep_waiting(
         tx,
         [
             (message_id, domain_name, digests)
-            for (message_id, digest), (domain_name, _, digests, _) in zip(
+            for (message_id, digest), (domain_name, _, digests, _, _) in zip(
                 given, waiting, strict=True
             )
             if held.get(digest) == message_id
@@ -233,6 +249,7 @@ def list_unrouted(
                 reason=payload["reason"],
                 created_at=row.created_at,
                 origin=payload.get("origin"),
+                confined_to=payload.get("confined_to"),
             )
         )
     return out

@@ -11,7 +11,9 @@ where its kept records wait.
   domain (`_note_dissociation`): a move in two steps routes so too.
 * The records kept waiting in the old domain for a contact they continue wait in the new one
   from the move on (`follow_instance`), and so do those a batch kept there while the move
-  committed, at the next sweep (`follow_strays`; contacts.waiting).
+  committed, at the next sweep (`follow_strays`; contacts.waiting). But for those confined to
+  the old domain (a sender limited to some domains sent them: contacts.confined): they stay,
+  and are sent on at once, to be dead-lettered there.
 
 The intake (contacts.service `ingest_contact_items`) routes by it, and the association
 (contacts.service `connect_instance`) notes the moves.
@@ -20,13 +22,13 @@ The intake (contacts.service `ingest_contact_items`) routes by it, and the assoc
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete, select
 
-from openprofiles.contacts.kept import list_unrouted
+from openprofiles.contacts.kept import UnroutedRecord, list_unrouted
 from openprofiles.contacts.links import CUSTOMER_ENDPOINT_TYPES, continued_contact_ids
-from openprofiles.contacts.models import ContactRecord, ContactRecordInvalid
+from openprofiles.contacts.models import BatchOutcome, ContactRecord, ContactRecordInvalid
 from openprofiles.contacts.records import parse_contact_record, read_record
 from openprofiles.contacts.routing import Router, applied_states, contact_digest
 from openprofiles.contacts.waiting import strays, wait_in, waiting_of_instance
@@ -198,18 +200,28 @@ if _note_dissociation not in on_instance_dissociated:
     on_instance_dissociated.append(_note_dissociation)
 
 
-def follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str) -> None:
+def follow_instance(
+    tx: Tx, instance_arn: str, *, from_domain: str, to_domain: str
+) -> list[UnroutedRecord]:
     """A moved instance's records waiting in its old domain wait in the new one, where their
     contacts now come (contacts.waiting), by the digests of the contacts that would place them
     there: their own and those they continue. Their time counts on from when they were kept.
     One whose contact comes back to the old domain after all (a leg of a contact applied
     there, `applied_where_moved_from`) is sent on from here by the batch that applies it
     there (contacts.service `_intake` wakes that contact's records in the instance's domain
-    too), and follows it to the old domain."""
+    too), and follows it to the old domain.
+
+    Those confined to the old domain (contacts.confined) do not follow: they are returned,
+    for the caller to send on in its transaction (contacts.service `replay`), which
+    dead-letters them there."""
     message_ids = waiting_of_instance(tx, instance_arn=instance_arn, domain_name=from_domain)
     moved: list[tuple[str, str, list[bytes]]] = []
+    stayed: list[UnroutedRecord] = []
     for chunk in in_chunks(message_ids):
         for kept in list_unrouted(tx, message_ids=chunk):
+            if kept.confined_to is not None:
+                stayed.append(kept)
+                continue
             raw, parsed = read_record(kept.object_json)
             try:
                 record = parse_contact_record(
@@ -224,25 +236,37 @@ def follow_instance(tx: Tx, instance_arn: str, *, from_domain: str, to_domain: s
             digests = [contact_digest(tx, to_domain, c) for c in contact_ids]
             moved.append((kept.message_id, to_domain, digests))
     wait_in(tx, moved)
+    return stayed
 
 
-def follow_strays(services: Services) -> None:
+def follow_strays(
+    services: Services, send_on: Callable[[Tx, Sequence[UnroutedRecord]], BatchOutcome]
+) -> list[BatchOutcome]:
     """Records waiting in a domain their instance has left wait in its domain now, as a move
     makes them (`follow_instance`): those a batch that routed them to the old domain kept
-    there after the move had moved the others (contacts.waiting). Looked for in a read first:
-    there are none but after such a race, and a write every minute would take SQLite's writer
-    lock for nothing."""
+    there after the move had moved the others (contacts.waiting), and those left waiting in a
+    domain the instance was dissociated from (DeleteIntegration) when it is associated with
+    another. The confined ones `follow_instance` leaves are sent on with `send_on`
+    (contacts.service `replay`) in the same transaction: what became of them is returned.
+    Looked for in a read first: there are none but after such a race, and a write every
+    minute would take SQLite's writer lock for nothing."""
     with services.read() as tx:
         if not strays(tx):
-            return
+            return []
 
-    def follow() -> None:
+    def follow() -> list[BatchOutcome]:
+        sent: list[BatchOutcome] = []
         with services.write() as tx:
             for instance_arn, from_domain, to_domain in strays(tx):
-                follow_instance(tx, instance_arn, from_domain=from_domain, to_domain=to_domain)
+                stayed = follow_instance(
+                    tx, instance_arn, from_domain=from_domain, to_domain=to_domain
+                )
+                if stayed:
+                    sent.append(send_on(tx, stayed))
+        return sent
 
     try:
-        retrying(follow)
+        return retrying(follow)
     except ServiceError as exc:
         # Their new domain's key fails: they wait where they are, and are tried next sweep.
         logger.warning(
@@ -250,3 +274,4 @@ def follow_strays(services: Services) -> None:
             "tried again later.",
             type(exc).__name__,
         )
+        return []

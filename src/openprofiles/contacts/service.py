@@ -63,6 +63,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 # erasure registers its objects-deleted hook as it is imported.
 from openprofiles.auth.scope import DomainScope, refuse_event_out_of_scope
+from openprofiles.contacts.confined import keep_confined
 from openprofiles.contacts.erasure import carry_contacts
 from openprofiles.contacts.kept import (
     KeptRow,
@@ -240,6 +241,7 @@ def _intake(
     hold_left: bool = False,
     sent_as: Sequence[str] | None = None,
     scope: DomainScope | None = None,
+    confined: Sequence[str | None] | None = None,
 ) -> tuple[BatchOutcome, dict[str, set[bytes]]]:
     """`ingest_contact_items` but for the waiting records it wakes; also the digests of the
     contacts it applied to a profile, by domain (the contacts records may wait for).
@@ -247,7 +249,9 @@ def _intake(
     instance left does not answer, even where the instance's own domain's outage would fail
     the caller (an association's replay: the move away from that domain must not fail).
     `sent_as`: the items are kept records sent on, of these message ids (the outcome's
-    `sent`)."""
+    `sent`); `confined`: the domain each is confined to (contacts.confined), or None. A record
+    kept here (waiting, held) stays confined to its domain, and one a `scope`d sender sent is
+    confined to the domain it is kept for."""
     route = Router(tx, keeping=True)
     # Every instance of the batch is looked up, under its association lock, before the batch
     # writes anything, so those locks come first in the transaction (store.advisory).
@@ -259,7 +263,7 @@ def _intake(
     results: list[Applied | Rejection | None] = [None] * len(items)
     routed: list[tuple[int, ContactRecord, Integration]] = []
     unrouted: dict[int, KeptRow] = {}
-    waiting: dict[int, tuple[str, ContactRecord, tuple[bytes, ...], str | None]] = {}
+    waiting: dict[int, tuple[str, ContactRecord, tuple[bytes, ...], str | None, bool]] = {}
     applied: dict[str, set[bytes]] = {}
     refusals: dict[str | None, str] = {}
 
@@ -271,6 +275,41 @@ def _intake(
         if domain_name not in refusals:
             refusals[domain_name] = scope.feed_refusal(domain_name, "records")
         return refusals[domain_name]
+
+    def confined_to(index: int, domain_name: str) -> str | None:
+        """The domain a record kept now for `domain_name` is confined to: a confined one's own,
+        and for a sender limited to some domains `domain_name` (in its scope: refused
+        otherwise); None for others."""
+        if confined is not None and confined[index] is not None:
+            return confined[index]
+        return domain_name if scope is not None else None
+
+    def strayed(index: int, domain_name: str | None) -> bool:
+        """Whether a confined record would land outside its domain (in `domain_name`; None:
+        kept for the instance's next domain)."""
+        return confined is not None and confined[index] not in (None, domain_name)
+
+    def stay(index: int, instance_arn: str | None, contact_id: str | None, raw: str) -> None:
+        """A confined record that would leave its domain: dead-lettered there, or held for it
+        (contacts.confined)."""
+        assert confined is not None
+        domain_name = confined[index]
+        assert domain_name is not None
+        origin = origins[index] if origins else None
+        placed = keep_confined(
+            tx,
+            route,
+            domain_name=domain_name,
+            raw=raw,
+            origin=origin,
+            hold=hold_unavailable or hold_left,
+        )
+        results[index] = Rejection(contact_id, placed.reason)
+        if placed.held:
+            unrouted[index] = (instance_arn, raw, placed.reason, origin, domain_name, domain_name)
+            held.add(index)
+        if placed.lettered:
+            lettered[index] = domain_name
 
     for index, (raw, parsed) in enumerate(items):
         origin = origins[index] if origins else None
@@ -286,10 +325,21 @@ def _intake(
             if (why_not := refused(target.domain_name if target else None)) is not None:
                 results[index] = Rejection(exc.contact_id, why_not)
                 continue
+            if strayed(index, target.domain_name if target else None):
+                stay(index, instance if isinstance(instance, str) else None, exc.contact_id, raw)
+                continue
             # Dead-lettering needs the domain's key as much as applying does.
             why = route.unavailable(target.domain_name) if hold_unavailable and target else None
             if target is not None and why is not None:
-                unrouted[index] = (instance, raw, why, origin, target.domain_name)
+                held_for = target.domain_name
+                unrouted[index] = (
+                    instance,
+                    raw,
+                    why,
+                    origin,
+                    held_for,
+                    confined_to(index, held_for),
+                )
                 results[index] = Rejection(exc.contact_id, why)
                 held.add(index)
                 continue
@@ -303,6 +353,7 @@ def _intake(
                     exc.reason,
                     origin,
                     None,
+                    None,
                 )
             results[index] = Rejection(exc.contact_id, exc.reason)
             continue
@@ -310,22 +361,29 @@ def _intake(
         if (why_not := refused(target.domain_name if target else None)) is not None:
             results[index] = Rejection(record.contact_id, why_not)
             continue
+        if target is None and strayed(index, None):
+            stay(index, record.instance_arn, record.contact_id, raw)
+            continue
         if target is None:
             reason = (
                 f"The instance {record.instance_arn} is not associated with any domain; the "
                 "record is kept and applied once it is (PutIntegration with its ARN)."
             )
-            unrouted[index] = (record.instance_arn, raw, reason, origin, None)
+            unrouted[index] = (record.instance_arn, raw, reason, origin, None, None)
             results[index] = Rejection(record.contact_id, reason)
             continue
         routed.append((index, record, target))
     back, held_back = applied_where_moved_from(
         tx, route, routed, hold=hold_unavailable or hold_left
     )
-    for index, record, _target in routed:
+    for index, record, target in routed:
         # Going back to a domain its instance left: that one's scope decides.
         if index in back and (why_not := refused(back[index][0])) is not None:
             results[index] = Rejection(record.contact_id, why_not)
+        elif index not in held_back and strayed(
+            index, back[index][0] if index in back else target.domain_name
+        ):
+            stay(index, record.instance_arn, record.contact_id, record.raw)
     routed = [one for one in routed if results[one[0]] is None]
     for index, record, target in routed:
         if index not in held_back and index not in back and hold_unavailable:
@@ -338,7 +396,14 @@ def _intake(
         if index in held_back:
             origin = origins[index] if origins else None
             why, held_for = held_back[index]
-            unrouted[index] = (record.instance_arn, record.raw, why, origin, held_for)
+            unrouted[index] = (
+                record.instance_arn,
+                record.raw,
+                why,
+                origin,
+                held_for,
+                confined_to(index, held_for),
+            )
             results[index] = Rejection(record.contact_id, why)
             held.add(index)
     keep_unrouted_rows(tx, list(unrouted.values()))
@@ -369,7 +434,13 @@ def _intake(
         for (index, record), done_one in zip(members, done, strict=True):
             if isinstance(done_one, _Failed) and done_one.awaits and waited is None:
                 origin = origins[index] if origins else None
-                waiting[index] = (target.domain_name, record, done_one.awaits, origin)
+                waiting[index] = (
+                    target.domain_name,
+                    record,
+                    done_one.awaits,
+                    origin,
+                    confined_to(index, target.domain_name) is not None,
+                )
             elif isinstance(done_one, _Failed):
                 origin = origins[index] if origins else None
                 reason = done_one.reason
@@ -398,7 +469,7 @@ def _intake(
                     digest = contact_digest(tx, domain_now, record.contact_id)
                     applied.setdefault(domain_now, set()).add(digest)
     kept_as = keep_waiting(tx, list(waiting.values()))
-    for (index, (_, record, _, _)), message_id in zip(waiting.items(), kept_as, strict=True):
+    for (index, (_, record, _, _, _)), message_id in zip(waiting.items(), kept_as, strict=True):
         results[index] = Rejection(record.contact_id, waiting_reason(record), message_id)
     outcome = BatchOutcome()
     for index, result in enumerate(results):
@@ -1323,10 +1394,11 @@ def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None)
     # Under the instance's association lock, as a batch routes (contacts.routing.Router): a
     # DeleteDomain under way has committed, or waits for the link.
     target = Router(tx, keeping=True)(record.instance_arn)
+    # A sender limited to some domains links contacts of those only (auth.scope), and is not
+    # told whether the instance has a domain: first, and alike for none.
+    refuse_event_out_of_scope(scope, target.domain_name if target else None)
     if target is None:
         raise BadRequest(f"The instance {record.instance_arn} is not associated with any domain.")
-    # A sender limited to some domains links contacts of those only (auth.scope).
-    refuse_event_out_of_scope(scope, target.domain_name)
     try:
         applied = apply_contact_record(tx, target, record, partial=True)
     except IngestRejected as exc:
@@ -1378,6 +1450,7 @@ def connect_instance(
     object_type_names: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    refuse_association: Exception | None = None,
 ) -> tuple[InstanceAssociation, BatchOutcome]:
     """Associate an instance with a domain and send it the contact records that were kept
     while the instance had no domain (every way of associating must do both: PutIntegration
@@ -1390,7 +1463,10 @@ def connect_instance(
     association back for good. After the commit the caller sends the rest on
     (contacts.sweep `send_kept_on(services, instance_arns=[instance_arn])`), a transaction per
     chunk; if the process stops before, the server's sweep (`kept_records_task`) or
-    `openprofiles instances send-kept` finishes them."""
+    `openprofiles instances send-kept` finishes them.
+
+    `refuse_association`: raised, nothing changed, unless the instance is associated with the
+    domain already (a key limited to some domains: auth.scope)."""
     association = associate_instance(
         tx,
         domain_name=domain_name,
@@ -1400,13 +1476,19 @@ def connect_instance(
         object_type_names=object_type_names,
         settings=settings,
         tags=tags,
+        refuse_association=refuse_association,
     )
     note_move(tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name)
+    stayed: list[UnroutedRecord] = []
     if association.previous_domain is not None:
-        follow_instance(
+        stayed = follow_instance(
             tx, instance_arn, from_domain=association.previous_domain, to_domain=domain_name
         )
-    return association, replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
+    replayed = replay_unrouted(tx, instance_arn=instance_arn, limit=REPLAY_CHUNK)
+    if stayed:
+        # Confined to the domain left (contacts.confined): dead-lettered there now.
+        add_outcome(replayed, replay(tx, stayed))
+    return association, replayed
 
 
 def replay_unrouted(tx: Tx, *, instance_arn: str, limit: int | None = None) -> BatchOutcome:
@@ -1478,4 +1560,5 @@ def _resend(
         None if waited_until is None else [waited_until - k.created_at for k in kept],
         hold_left=True,
         sent_as=[k.message_id for k in kept],
+        confined=[k.confined_to for k in kept],
     )

@@ -226,7 +226,8 @@ def send_waiting_on(
     `send_kept_on`. Records left waiting in a domain their instance was moved away from are
     first made to wait in its domain now (contacts.moves `follow_strays`)."""
     total = total if total is not None else BatchOutcome()
-    follow_strays(services)
+    for sent in follow_strays(services, replay):
+        add_outcome(total, sent)
     while True:
 
         def chunk() -> BatchOutcome | None:

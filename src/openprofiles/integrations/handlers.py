@@ -59,11 +59,17 @@ def put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, An
 def _put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     uri = params.get("Uri")
     settings = {m: params.get(m) for m in service.SETTING_MEMBERS}
+    key_scope = scope_of(ctx.principal)
+    if key_scope is not None and params.get("FlowDefinition") is not None:
+        # A flow reads its source with the server's access, not the key's (auth.scope).
+        raise key_scope.flow_refusal()
     if uri and is_instance_arn(uri) and params.get("FlowDefinition") is None:
         with ctx.write() as tx:
             # Associating an instance also replays the records kept while it had no domain: the
             # one way to associate (contacts.service.connect_instance). PutIntegration replaces
-            # the integration, so its ObjectTypeName defaults to CTR rather than kept.
+            # the integration, so its ObjectTypeName defaults to CTR rather than kept. A key
+            # limited to some domains may only update an association its domain has already
+            # (auth.scope): decided under the instance's association lock, with the owner.
             done, replayed = connect_instance(
                 tx,
                 domain_name=params["DomainName"],
@@ -73,6 +79,9 @@ def _put_integration(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
                 object_type_names=params.get("ObjectTypeNames"),
                 settings=settings,
                 tags=params.get("Tags"),
+                refuse_association=(
+                    None if key_scope is None else key_scope.association_refusal(uri)
+                ),
             )
             out = _out(tx, done.integration)
         # The association committed with the first chunk of the kept records; the rest are sent

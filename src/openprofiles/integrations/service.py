@@ -203,8 +203,13 @@ def put_integration(
     settings: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     move: bool = False,
+    refuse_association: Exception | None = None,
 ) -> InstanceAssociation:
-    """Create or replace the integration of `uri` in the domain (PutIntegration)."""
+    """Create or replace the integration of `uri` in the domain (PutIntegration).
+    `refuse_association`: raised when `uri` is an instance not associated with the domain yet
+    (read under its association lock), for a caller that may only update an association (a key
+    limited to some domains: auth.scope); one associated with another domain is refused as
+    for any caller (`InstanceTaken`)."""
     # Before the domain is read: a DeleteDomain under way commits first, and the domain is
     # then not found (`lock_domain`).
     lock_domain(tx, domain_name=domain_name, shared=True)
@@ -269,14 +274,16 @@ def put_integration(
         # under it, so a record kept meanwhile is either seen by the replay or routed here.
         lock_instances(tx, [uri])
         owner = instance_domain(tx, instance_arn=uri)
+        if owner is not None and owner != domain_name and not move:
+            raise InstanceTaken(
+                uri,
+                owner,
+                "; an instance belongs to one domain at a time. Delete that integration "
+                "first, or move the instance (openprofiles instances associate --move).",
+            )
+        if refuse_association is not None and owner != domain_name:
+            raise refuse_association
         if owner is not None and owner != domain_name:
-            if not move:
-                raise InstanceTaken(
-                    uri,
-                    owner,
-                    "; an instance belongs to one domain at a time. Delete that integration "
-                    "first, or move the instance (openprofiles instances associate --move).",
-                )
             tx.conn.execute(
                 delete(integration).where(
                     integration.c.domain_name == owner, integration.c.uri == uri
@@ -550,6 +557,7 @@ def associate_instance(
     object_type_names: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    refuse_association: Exception | None = None,
 ) -> InstanceAssociation:
     """Associate a contact-centre instance with the domain (PutIntegration with the instance
     ARN, `openprofiles instances associate`, the admin pages; contacts.service.connect_instance
@@ -581,6 +589,7 @@ def associate_instance(
         settings=settings,
         tags=tags,
         move=move,
+        refuse_association=refuse_association,
     )
 
 
