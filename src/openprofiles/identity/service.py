@@ -361,14 +361,20 @@ def _merge_fields(
         [*main.fields.get("Attributes", {}), *attribute_sources]
         + [k for o in others for k in o.fields.get("Attributes", {})]
     )
+    # Every key is chosen against the main profile as it was before any key was taken (a key
+    # taken changes only its own path), then all are taken in one pass: taking them one by
+    # one would copy the Attributes and rescan the setters once per key, quadratic in them.
+    held = main.fields.get("Attributes", {})
+    takes: list[tuple[str, ProfileRecord]] = []
     for key in keys:
         chosen = attribute_sources.get(key)
         if chosen is not None:
-            _take_part(main, records[chosen], "Attributes", key)
-        elif key not in main.fields.get("Attributes", {}):
+            takes.append((key, records[chosen]))
+        elif key not in held:
             donor = next((o for o in others if key in o.fields.get("Attributes", {})), None)
             if donor is not None:
-                _take_part(main, donor, "Attributes", key)
+                takes.append((key, donor))
+    _take_parts(main, "Attributes", takes)
 
 
 def _take(main: ProfileRecord, donor: ProfileRecord, name: str) -> None:
@@ -382,22 +388,25 @@ def _take(main: ProfileRecord, donor: ProfileRecord, name: str) -> None:
     _take_paths(main, donor, lambda path: path == name or path.startswith(name + "."))
 
 
-def _take_part(main: ProfileRecord, donor: ProfileRecord, name: str, part: str) -> None:
-    """Take one member of a structured field (an Attributes key, an address part)."""
-    if donor is main:
+def _take_parts(main: ProfileRecord, name: str, takes: Sequence[tuple[str, ProfileRecord]]) -> None:
+    """Take members of a structured field `name` (Attributes keys, address parts), each (part,
+    donor) from its donor, in one pass over the field and over the setters, however many."""
+    takes = [(part, donor) for part, donor in takes if donor is not main]
+    if not takes:
         return
+    # A copy: the field may be shared with the record it was taken from whole.
     container = dict(main.fields.get(name, {}))
-    value = donor.fields.get(name, {}).get(part)
-    if value in (None, ""):
-        container.pop(part, None)
-    else:
-        container[part] = value
+    for part, donor in takes:
+        value = donor.fields.get(name, {}).get(part)
+        if value in (None, ""):
+            container.pop(part, None)
+        else:
+            container[part] = value
     if container:
         main.fields[name] = container
     else:
         main.fields.pop(name, None)
-    path = f"{name}.{part}"
-    _take_paths(main, donor, lambda p: p == path)
+    _take_exact_paths(main, [(f"{name}.{part}", donor) for part, donor in takes])
 
 
 def _take_paths(main: ProfileRecord, donor: ProfileRecord, covers: Any) -> None:
@@ -406,6 +415,40 @@ def _take_paths(main: ProfileRecord, donor: ProfileRecord, covers: Any) -> None:
     main.manual_fields |= {p for p in donor.manual_fields if covers(p)}
     main.field_sources = {p: s for p, s in main.field_sources.items() if not covers(p)}
     main.field_sources.update({p: s for p, s in donor.field_sources.items() if covers(p)})
+
+
+def _take_exact_paths(main: ProfileRecord, takes: Sequence[tuple[str, ProfileRecord]]) -> None:
+    """`_take_paths` for single paths, each (path, donor), by lookup rather than by a scan of
+    the setters per path. New sets, as `_take_paths` makes: the old ones may be shared."""
+    manual = set(main.manual_fields)
+    sources = dict(main.field_sources)
+    for path, donor in takes:
+        manual.discard(path)
+        if path in donor.manual_fields:
+            manual.add(path)
+        sources.pop(path, None)
+        if path in donor.field_sources:
+            sources[path] = donor.field_sources[path]
+    main.manual_fields = manual
+    main.field_sources = sources
+
+
+def _take_all(target: ProfileRecord, takes: Sequence[tuple[str, ProfileRecord]]) -> None:
+    """Take field paths ("FirstName", "Attributes.Tier"), each (path, donor), in order, the
+    members of one structured field that follow each other in one pass (`_take_parts`)."""
+    index = 0
+    while index < len(takes):
+        path, donor = takes[index]
+        name, _, part = path.partition(".")
+        if not part:
+            _take(target, donor, name)
+            index += 1
+            continue
+        end = index
+        while end < len(takes) and takes[end][0].partition(".")[0] == name and "." in takes[end][0]:
+            end += 1
+        _take_parts(target, name, [(p.partition(".")[2], d) for p, d in takes[index:end]])
+        index = end
 
 
 def _image(record: ProfileRecord) -> dict[str, Any]:
@@ -1110,6 +1153,9 @@ def _restore_main_fields(
     reverted: list[str] = []
     dropped: list[DroppedField] = []
     records = {id(r): r for r in (before, after, *expected.values(), *replaced.values())}
+    # Taken once every path is decided, in one pass: a path taken changes only its own state,
+    # which no other path's decision reads.
+    takes: list[tuple[str, ProfileRecord]] = []
     for path in _field_paths(*records.values()):
         unit = _merge_unit(path)
         if unit not in changed:
@@ -1131,11 +1177,8 @@ def _restore_main_fields(
             reverted.append(path)
         elif unit in replayed:
             kept.append(path)  # a later merge gives it the same value
-        name, _, part = path.partition(".")
-        if part:
-            _take_part(now, new, name, part)
-        else:
-            _take(now, new, name)
+        takes.append((path, new))
+    _take_all(now, takes)
     save_profile(tx, domain_name=domain_name, record=now)
     return _MainFields(kept, reverted, written_since, dropped)
 
@@ -1165,13 +1208,15 @@ def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
     )
 
 
-def _take_unit(target: ProfileRecord, donor: ProfileRecord, unit: str) -> None:
-    name, _, part = unit.partition(".")
-    if part:
-        _take_part(target, donor, name, part)
-    else:
-        for member in _unit_members(name):
-            _take(target, donor, member)
+def _take_units(target: ProfileRecord, takes: dict[str, ProfileRecord]) -> None:
+    """Take merge units, each unit from its donor. Units hold disjoint paths, so the order
+    they are taken in does not matter: sorted, an Attributes key follows another."""
+    paths = [
+        (path, donor)
+        for unit, donor in takes.items()
+        for path in ([unit] if "." in unit else _unit_members(unit))
+    ]
+    _take_all(target, sorted(paths, key=lambda take: take[0]))
 
 
 def _replay_later_merges(
@@ -1205,8 +1250,7 @@ def _replay_later_merges(
         active = {u for u in active if _unit_state(seen, u) == _unit_state(expected[u], u)}
         if not active:
             break
-        for unit in active:
-            _take_unit(seen, replaced[unit], unit)
+        _take_units(seen, {unit: replaced[unit] for unit in active})
         merged_ids = list(standing.row.merged_profile_ids)
         gone = _types_deleted_since(
             tx, domain_name, log, _log_origins(log), standing.row.created_at
@@ -1229,8 +1273,8 @@ def _replay_later_merges(
         rewritten = _from_image(
             main_id, {**image, "payload": copy.deepcopy(log["main_after"])}, version=0
         )
+        _take_units(rewritten, dict.fromkeys(active, remade))
         for unit in active:
-            _take_unit(rewritten, remade, unit)
             expected[unit], replaced[unit] = left, remade
         image["payload"] = copy.deepcopy(seen.sealed_payload())
         log["main_after"] = rewritten.sealed_payload()
