@@ -64,6 +64,7 @@ from openprofiles.identity.rule_digests import FORMAT as DIGEST_FORMAT
 from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, plan_for
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.profiles.size import ProfileTooLarge
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange, is_lock_unavailable
 from openprofiles.store.in_lists import in_chunks
@@ -937,15 +938,28 @@ def merge_group(
             chunk = [pid for pid in chunk if pid in records and records[pid].profile_id == pid]
             if not chunk:
                 continue
-            merge_profiles(
-                tx,
-                domain_name=domain_name,
-                main_profile_id=main_id,
-                profile_ids=chunk,
-                field_sources=resolve_conflicts(
-                    [records[main_id], *(records[p] for p in chunk)], main_id, rules
-                ),
-            )
+            try:
+                merge_profiles(
+                    tx,
+                    domain_name=domain_name,
+                    main_profile_id=main_id,
+                    profile_ids=chunk,
+                    field_sources=resolve_conflicts(
+                        [records[main_id], *(records[p] for p in chunk)], main_id, rules
+                    ),
+                )
+            except ProfileTooLarge:
+                # The merged profile would pass the size limit (profiles.size). Raised by the
+                # merge's first write, the main profile's, so nothing of it is written: the
+                # profiles stay apart (a person can merge them after trimming one), and the
+                # write that found the match applies, where the error refused it (an update, a
+                # batch's record dead-lettered). No value in the line: it is only the domain's.
+                logger.warning(
+                    "identity: an automatic merge in domain %s was left out: the merged "
+                    "profile would pass the profile size limit",
+                    domain_name,
+                )
+                break
             rule_store.forget(tx, domain_name, chunk)
             merges += 1
     if merges and caller is not None:

@@ -42,6 +42,7 @@ from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import get_domain
 from openprofiles.ingest.mapping import ComputedKey, MappedObject, MappingError, map_object
+from openprofiles.ingest.size import SizeBounds, record_growth
 from openprofiles.object_types.models import ObjectType
 from openprofiles.object_types.service import (
     PROFILE_OBJECT_QUOTA,
@@ -69,6 +70,7 @@ from openprofiles.profiles.service import (
     save_profile,
     write_profiles,
 )
+from openprofiles.profiles.size import MAX_PROFILE_BYTES, ProfileTooLarge
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.prepared import PreparedRead
@@ -367,6 +369,7 @@ class _Run:
         self.changed: set[str] = set()
         self.writes: dict[bytes, objects.ObjectWrite] = {}
         self.key_rows: list[tuple[str, str, bytes, str, str]] = []
+        self.sizes = SizeBounds()
 
     def _read_index(self, pairs: set[tuple[str, bytes]]) -> tuple[set[str], set[str]]:
         """Fill `index` and `live` from the key rows of `pairs`; the live profiles they name,
@@ -399,6 +402,10 @@ class _Run:
             if refused is not None:
                 return refused
             record = _inferred_profile(tx, object_type, mapped)
+            try:
+                self.sizes.created(record, mapped)
+            except ProfileTooLarge as exc:
+                return _too_large(exc, None)
             target = record.profile_id
             self.live[target] = target
             self.profiles[target] = self.created[target] = record
@@ -414,12 +421,20 @@ class _Run:
             record = self.profiles[target]
             if target not in self.derived_source:
                 self.derived_source[target] = tuple(derived_key_values(target, record.fields))
-            if apply_profile_fields(
-                record,
-                mapped.targets.get("_profile", {}),
-                object_type_name=object_type.name,
-                source_priority=object_type.source_priority,
-            ):
+            try:
+                changed = self.sizes.apply(
+                    record,
+                    record_growth(mapped),
+                    lambda: apply_profile_fields(
+                        record,
+                        mapped.targets.get("_profile", {}),
+                        object_type_name=object_type.name,
+                        source_priority=object_type.source_priority,
+                    ),
+                )
+            except ProfileTooLarge as exc:
+                return _too_large(exc, target)
+            if changed:
                 record.version += 1
                 record.updated_at = tx.now
                 self.changed.add(target)
@@ -553,7 +568,10 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
         if refused is not None:
             raise refused
         record = _inferred_profile(tx, object_type, mapped)
-        write_profiles(tx, domain_name=domain_name, created=[record], updated=[])
+        try:
+            write_profiles(tx, domain_name=domain_name, created=[record], updated=[])
+        except ProfileTooLarge as exc:
+            raise _too_large(exc, None) from exc
         target_id = record.profile_id
     else:
         record = get_profile(tx, domain_name=domain_name, profile_id=target_id)
@@ -563,7 +581,10 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
             object_type_name=object_type.name,
             source_priority=object_type.source_priority,
         ):
-            save_profile(tx, domain_name=domain_name, record=record)
+            try:
+                save_profile(tx, domain_name=domain_name, record=record)
+            except ProfileTooLarge as exc:
+                raise _too_large(exc, target_id) from exc
 
     expires_at = _expires_at(tx, object_type)
     existing = objects.find_object(
@@ -606,6 +627,16 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
         profile_id=target_id,
         profile_object_unique_key=unique_digest.hex(),
         created_profile=created,
+    )
+
+
+def _too_large(error: ProfileTooLarge, profile_id: str | None) -> IngestRejected:
+    """A record whose fields would take its profile over the size limit (profiles.size)."""
+    which = "a new profile" if profile_id is None else f"the profile {profile_id}"
+    return IngestRejected(
+        f"The record's profile fields would take {which} to {error.size} bytes, over the "
+        f"limit of {MAX_PROFILE_BYTES} bytes (250 KB) on a profile's size.",
+        "invalid_value",
     )
 
 

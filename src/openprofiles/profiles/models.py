@@ -67,6 +67,9 @@ class ProfileRecord:
     # written by ingestion, so a lower-priority type cannot overwrite a higher one and
     # DeleteProfileObjectType can scrub what a type populated (spec §1.8).
     field_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The length of the record's sealed blob as last read or written, when known: a bound of
+    # its size that costs nothing to keep (profiles.size).
+    sealed_size: int | None = field(default=None, compare=False, repr=False)
 
     def sealed_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"fields": self.fields, "manual": sorted(self.manual_fields)}

@@ -58,6 +58,7 @@ from openprofiles.profiles.models import (
     KeyMatch,
     ProfileRecord,
 )
+from openprofiles.profiles.size import ProfileTooLarge, check_sealed, profile_size
 from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.many import ManyWriter
@@ -149,7 +150,30 @@ def _open(cipher: DomainCipher, row: Any) -> ProfileRecord:
         updated_at=row.updated_at,
         manual_fields=set(payload.get("manual", ())),
         field_sources=dict(payload.get("sources", {})),
+        sealed_size=len(row.sealed),
     )
+
+
+def _seal(
+    tx: Tx, cipher: DomainCipher, domain_name: str, record: ProfileRecord, *, new: bool
+) -> bytes:
+    """The record's sealed blob; ProfileTooLarge, and nothing written, for a profile over the
+    size limit (profiles.size) that is `new` or larger than it is stored. A profile stored over
+    the limit (before there was one) may still be written as long as it does not grow: so that
+    it can be cut down, and a deleted object type's fields scrubbed from it."""
+    blob = cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload())
+    try:
+        check_sealed(record, blob)
+    except ProfileTooLarge as error:
+        if new or error.size > _stored_size(tx, cipher, domain_name, record.profile_id):
+            raise
+    record.sealed_size = len(blob)
+    return blob
+
+
+def _stored_size(tx: Tx, cipher: DomainCipher, domain_name: str, profile_id: str) -> int:
+    row = _PROFILE_BY_ID.first(tx.conn, {"domain_name": domain_name, "profile_id": profile_id})
+    return 0 if row is None else profile_size(_open(cipher, row))
 
 
 def resolve_profile_id(tx: Tx, *, domain_name: str, profile_id: str) -> str | None:
@@ -418,9 +442,7 @@ def create_profile(
             dict(
                 domain_name=domain_name,
                 profile_id=record.profile_id,
-                sealed=cipher.seal_record(
-                    PROFILE_TABLE, record.profile_id, record.sealed_payload()
-                ),
+                sealed=_seal(tx, cipher, domain_name, record, new=True),
                 version=record.version,
                 merged_into=None,
                 created_at=record.created_at,
@@ -487,7 +509,7 @@ def save_profile(tx: Tx, *, domain_name: str, record: ProfileRecord) -> ProfileR
         update(profile)
         .where(profile.c.domain_name == domain_name, profile.c.profile_id == record.profile_id)
         .values(
-            sealed=cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload()),
+            sealed=_seal(tx, cipher, domain_name, record, new=False),
             version=record.version,
             updated_at=record.updated_at,
         )
@@ -555,7 +577,7 @@ def write_profiles(
                 dict(
                     domain_name=domain_name,
                     profile_id=r.profile_id,
-                    sealed=cipher.seal_record(PROFILE_TABLE, r.profile_id, r.sealed_payload()),
+                    sealed=_seal(tx, cipher, domain_name, r, new=True),
                     version=r.version,
                     merged_into=None,
                     created_at=r.created_at,
@@ -571,7 +593,7 @@ def write_profiles(
                 {
                     "d": domain_name,
                     "p": r.profile_id,
-                    "s": cipher.seal_record(PROFILE_TABLE, r.profile_id, r.sealed_payload()),
+                    "s": _seal(tx, cipher, domain_name, r, new=False),
                     "v": r.version,
                     "u": r.updated_at,
                 }
