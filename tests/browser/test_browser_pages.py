@@ -136,6 +136,7 @@ def test_admin_credentials_and_users(
     assert "Tick the box" in field_error(page, "confirm")
     agent_client.list_domains()
     page.get_by_label("Delete this credential for good").check()
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Delete credential").click()
     expect(page.get_by_role("heading", name="API credentials")).to_be_visible()
     expect(page.get_by_text(key_id)).to_have_count(0)

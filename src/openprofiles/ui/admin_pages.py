@@ -1,7 +1,8 @@
 """Administrator pages: domains (settings, statistics, and the integrations a deleted object type
 disabled), API credentials (each shown with the domains it may act on, auth.scope; created for
 every domain or for some existing ones once the administrator has typed their password again:
-ui.password_confirm; deleted after a confirmation step, as a DLQ purge and a merge undo are);
+ui.password_confirm; deleted after a confirmation step, as a DLQ purge and a merge undo are, and
+the password again);
 web users' pages are in ui.user_pages."""
 
 from __future__ import annotations
@@ -164,23 +165,40 @@ def routes(ui: UI) -> list[Route]:
         # Answered directly (not redirected) so the secret appears once and is never stored.
         return await render_credentials(request, issued=issued)
 
+    async def render_credential_delete(
+        request: Request,
+        key_id: str,
+        *,
+        error: str = "",
+        refused: password_confirm.Refusal | None = None,
+    ) -> Response:
+        """The confirmation step: the credential shown with the box to tick and the admin's
+        own password to type."""
+        items = await ui.read(creds.list_credentials)
+        found = next((c for c in items if c.access_key_id == key_id), None)
+        if found is None:
+            raise NotFound(f"No credential has the access key id {key_id}.")
+        page = ui.render(
+            request,
+            "admin/credential_delete.html",
+            status=refused.status if refused else 400 if error else 200,
+            credential=found,
+            error=error,
+            password_error=refused.message if refused else "",
+        )
+        return refused.answered(page) if refused else page
+
     @ui.page("admin")
     async def credential_delete(request: Request) -> Response:
         key_id = request.path_params["access_key_id"]
-        if request.method == "GET" or form_text(request.state.form, "confirm") != "yes":
-            # The confirmation step: the credential is shown with the box to tick.
-            error = CONFIRM_DELETE if request.method == "POST" else ""
-            items = await ui.read(creds.list_credentials)
-            found = next((c for c in items if c.access_key_id == key_id), None)
-            if found is None:
-                raise NotFound(f"No credential has the access key id {key_id}.")
-            return ui.render(
-                request,
-                "admin/credential_delete.html",
-                status=400 if error else 200,
-                credential=found,
-                error=error,
-            )
+        if request.method == "GET":
+            return await render_credential_delete(request, key_id)
+        if form_text(request.state.form, "confirm") != "yes":
+            return await render_credential_delete(request, key_id, error=CONFIRM_DELETE)
+        # Asked as for deleting a user: the key's programs are cut off for good, which a session
+        # left open, or a stolen cookie, must not be enough for.
+        if (refused := await password_confirm.refusal(ui, request)) is not None:
+            return await render_credential_delete(request, key_id, refused=refused)
         await ui.write(lambda tx: creds.delete_credential(tx, access_key_id=key_id))
         return RedirectResponse("/admin/credentials", status_code=303)
 

@@ -1,8 +1,9 @@
 """The acting administrator's own password, asked again before a sensitive change: an API
-credential created, a user created, another user's password set, a user's role changed, a user
-deleted. A session is not enough for these: one left open on a desk, or a stolen cookie, would
-otherwise hand out an admin key or another account (a user created unasked would be a new
-administrator whose password the session's holder chose, and so a way round all the others).
+credential created or deleted, a user created, another user's password set, a user's role
+changed, a user deleted. A session is not enough for these: one left open on a desk, or a
+stolen cookie, would otherwise hand out an admin key or another account (a user created unasked
+would be a new administrator whose password the session's holder chose, and so a way round all
+the others), or cut an integration's key off for good.
 
 The password is checked as a sign-in's is (ui.password_checks: the throttle first, then one of
 the Argon2 slots), so the form is no way to guess it: a wrong one counts as a failed sign-in of

@@ -1,9 +1,9 @@
 """Sensitive administrator actions ask the acting administrator's own password again
-(ui.password_confirm): creating an API credential, creating a user, setting another user's
-password, changing a role, deleting a user. Without it, or with a wrong one, nothing changes and
-the form says why; wrong ones are counted as failed sign-ins, so the form cannot be used to guess
-the password. Creating a user asks too, or a stolen session would make an administrator of its
-own and go round every other re-confirm.
+(ui.password_confirm): creating or deleting an API credential, creating a user, setting another
+user's password, changing a role, deleting a user. Without it, or with a wrong one, nothing
+changes and the form says why; wrong ones are counted as failed sign-ins, so the form cannot be
+used to guess the password. Creating a user asks too, or a stolen session would make an
+administrator of its own and go round every other re-confirm.
 And the user's page is titled without the username (personal data the history keeps). On SQLite
 and PostgreSQL."""
 
@@ -84,13 +84,24 @@ def actions(boss: TestClient) -> dict[str, Action]:
     manage = user_link(boss, AGENT, "Manage")
     delete = user_link(boss, AGENT, "Delete")
     twice = {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD}
+    app = boss.app
+    with app.state.services.write() as tx:  # type: ignore[attr-defined]
+        kept = creds.create_credential(tx, role="agent").access_key_id
+    revoke = f"/admin/credentials/{kept}/delete"
     return {
         "credential": (
             "/admin/credentials",
             "/admin/credentials",
             {"role": "admin"},
             FIELD,
-            lambda app: credentials_made(app) == 1,
+            lambda app: credentials_made(app) == 2,
+        ),
+        "revoke": (
+            revoke,
+            revoke,
+            {"confirm": "yes"},
+            FIELD,
+            lambda app: credentials_made(app) == 0,
         ),
         "create": (
             "/admin/users",
@@ -123,7 +134,7 @@ def actions(boss: TestClient) -> dict[str, Action]:
     }
 
 
-@pytest.mark.parametrize("action", ["credential", "create", "password", "role", "delete"])
+@pytest.mark.parametrize("action", ["credential", "revoke", "create", "password", "role", "delete"])
 def test_a_sensitive_action_needs_the_administrators_own_password(app: Any, action: str) -> None:
     boss = signed_in(app, "boss")
     page, target, fields, field, done = actions(boss)[action]

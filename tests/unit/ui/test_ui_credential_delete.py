@@ -1,6 +1,7 @@
 """Deleting an API credential from the admin pages takes a confirmation step, as a DLQ purge and
 a merge undo do: the list links to a page that shows the credential with a box to tick, and
-nothing is deleted until the box is ticked."""
+nothing is deleted until the box is ticked (and the administrator's own password typed again:
+tests/unit/ui/test_ui_admin_password_confirm.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from starlette.testclient import TestClient
-from tests.unit.ui.test_ui_admin_ops import csrf_of, error_at, services_of, signed_in
+from tests.unit.ui.test_ui_admin_ops import PASSWORD, csrf_of, error_at, services_of, signed_in
 
 from openprofiles.auth import credentials as creds
 from openprofiles.settings import Settings
@@ -47,7 +48,7 @@ def test_a_credential_is_deleted_only_once_confirmed(admin: TestClient) -> None:
     assert "Tick the box" in error_at(refused.text, "confirm")
     assert key_id in _key_ids(admin)
 
-    done = admin.post(url, data={"csrf_token": token, "confirm": "yes"})
+    done = admin.post(url, data={"csrf_token": token, "confirm": "yes", "your_password": PASSWORD})
     assert done.status_code == 303 and done.headers["location"] == "/admin/credentials"
     assert key_id not in _key_ids(admin)
 
@@ -77,7 +78,7 @@ def test_a_deleted_credential_is_refused_at_once_by_the_server_that_deleted_it(
     assert _list_domains(admin, issued) == 200  # now in the server's cache
     url = f"/admin/credentials/{issued.access_key_id}/delete"
     token = csrf_of(admin.get(url).text)
-    done = admin.post(url, data={"csrf_token": token, "confirm": "yes"})
+    done = admin.post(url, data={"csrf_token": token, "confirm": "yes", "your_password": PASSWORD})
     assert done.status_code == 303
     assert _list_domains(admin, issued) == 403
 
