@@ -120,22 +120,22 @@ def routes(ui: UI) -> list[Route]:
         # A refused form comes back as it was filled in; a new one, or one done, afresh.
         again = bool(error or scope_error or refused)
         choice, ticked = chosen_domains(request.state.form) if again else (EVERY_DOMAIN, [])
-        page = ui.render(
+        return password_confirm.form_again(
+            ui,
             request,
             "admin/credentials.html",
+            refused=refused,
+            invalid=again,
             items=items,
             issued=issued,
             error=error,
             scope_error=scope_error,
-            password_error=refused.message if refused else "",
             role=form_text(request.state.form, "role") if again else "",
             roles=ROLES,
             domain_names=domain_names,
             scope_choice=choice,
             ticked=set(ticked),
-            status=refused.status if refused else 400 if again else 200,
         )
-        return refused.answered(page) if refused else page
 
     @ui.page("admin")
     async def credential_list(request: Request) -> Response:
@@ -178,15 +178,15 @@ def routes(ui: UI) -> list[Route]:
         found = next((c for c in items if c.access_key_id == key_id), None)
         if found is None:
             raise NotFound(f"No credential has the access key id {key_id}.")
-        page = ui.render(
+        return password_confirm.form_again(
+            ui,
             request,
             "admin/credential_delete.html",
-            status=refused.status if refused else 400 if error else 200,
+            refused=refused,
+            invalid=bool(error),
             credential=found,
             error=error,
-            password_error=refused.message if refused else "",
         )
-        return refused.answered(page) if refused else page
 
     @ui.page("admin")
     async def credential_delete(request: Request) -> Response:

@@ -50,6 +50,28 @@ class Refusal:
         return response
 
 
+def form_again(
+    ui: UI,
+    request: Request,
+    template: str,
+    *,
+    refused: Refusal | None,
+    invalid: bool = False,
+    **context: object,
+) -> Response:
+    """A form page with its `password_error` field: answered with the refusal's status (and
+    Retry-After when busy) and its message under the password, else 400 when another field
+    was `invalid`, else 200."""
+    page = ui.render(
+        request,
+        template,
+        status=refused.status if refused else 400 if invalid else 200,
+        password_error=refused.message if refused else "",
+        **context,
+    )
+    return refused.answered(page) if refused else page
+
+
 async def refusal(ui: UI, request: Request, field: str = FIELD) -> Refusal | None:
     """None when the form's `field` holds the signed-in user's password; else why not (nothing
     typed, a wrong password, the name or address locked by the throttle, every slot busy)."""

@@ -232,18 +232,18 @@ def routes(ui: UI) -> list[Route]:
         found = await ui.read(lambda tx: users.find_user(tx, username=username))
         if found is None:
             raise NotFound(f"There is no user named {username}.")
-        page = ui.render(
+        return password_confirm.form_again(
+            ui,
             request,
             "admin/user_delete.html",
-            status=refused.status if refused else 400 if error else 200,
+            refused=refused,
+            invalid=bool(error),
             user=found,
             ref=request.path_params["ref"],
             error=error,
-            password_error=refused.message if refused else "",
             # A ticked box stays ticked when only the password was wrong.
             ticked=refused is not None,
         )
-        return refused.answered(page) if refused else page
 
     def own_page(
         request: Request, errors: dict[str, str], status: int = 200, *, changed: bool = False
