@@ -27,7 +27,7 @@ import pytest
 from botocore.config import Config
 from tests.support.backends import database_url_for
 from tests.support.installation import install
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles.settings import Settings
 

@@ -38,7 +38,7 @@ from tests.cli.test_audit_log_file import (
 )
 from tests.support.backends import database_url_for
 from tests.support.installation import install
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles.settings import Settings
 

@@ -16,6 +16,7 @@ import httpx
 from click.testing import CliRunner
 from tests.support.concurrency import race
 from tests.support.installation import install
+from tests.support.ports import free_port
 from tests.support.serve import (
     api_client,
     first_run_key,
@@ -23,7 +24,6 @@ from tests.support.serve import (
     serve_first_run,
     wait_for_workers,
 )
-from tests.support.server import free_port
 
 from openprofiles.cli import main
 from openprofiles.settings import Settings

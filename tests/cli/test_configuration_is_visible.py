@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from tests.support.installation import install
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles import serving
 from openprofiles import settings as settings_module

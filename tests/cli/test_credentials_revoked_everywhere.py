@@ -30,8 +30,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from sqlalchemy import event
+from tests.support.ports import free_port
 from tests.support.serve import api_client, wait_for_workers
-from tests.support.server import free_port
 
 from openprofiles.app import build_services
 from openprofiles.auth.authenticator import Authenticator

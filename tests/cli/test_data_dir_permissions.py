@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles import serving
 from openprofiles.settings import Settings

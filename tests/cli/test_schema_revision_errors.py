@@ -13,7 +13,7 @@ from importlib.metadata import version
 
 from click.testing import CliRunner
 from sqlalchemy import text
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles.app import build_services
 from openprofiles.cli import main

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles.app import build_services
 from openprofiles.context import Tx

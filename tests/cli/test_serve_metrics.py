@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.ports import free_port
 from tests.support.serve import (
     api_client,
     first_run_key,
@@ -21,7 +22,6 @@ from tests.support.serve import (
     serve_first_run,
     wait_for_workers,
 )
-from tests.support.server import free_port
 
 # Requests sent until both workers have answered some (the kernel hands each new connection
 # to either): a bound, not a wait.

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from tests.support.backends import database_url_for
 from tests.support.concurrency import race
-from tests.support.server import LiveServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import LiveServer
 from tests.unit.integrations.integ_helpers import ctr
 from tests.wire.test_contact_records_http import post
 from tests.wire.test_objects_api import CRM

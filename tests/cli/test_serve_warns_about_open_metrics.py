@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles import serving
 from openprofiles.cli import main

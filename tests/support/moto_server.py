@@ -10,13 +10,14 @@ import atexit
 import http.client
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import IO
+
+from tests.support.ports import free_port
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -37,7 +38,7 @@ def start_moto_server() -> tuple[str, Callable[[], None]]:
     """Start `python -m moto.server` on a free port; return its URL and a function stopping it."""
     if not moto_installed():
         raise MotoUnavailable("moto[server] is not installed; pip install 'moto[server]'")
-    port = _free_port()
+    port = free_port()  # below the ephemeral range: no client connection can take it
     # A file, not a pipe: nobody reads moto's output while it runs, and a full pipe would block
     # it. It outlives this function (closed by stop), hence no context manager.
     log = tempfile.TemporaryFile()  # noqa: SIM115
@@ -68,14 +69,6 @@ def start_moto_server() -> tuple[str, Callable[[], None]]:
         stop()
         raise
     return f"http://{HOST}:{port}", stop
-
-
-def _free_port() -> int:
-    # The port is released before moto binds it; another process could take it in between,
-    # which would show up as moto exiting at startup (reported with its output below).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_answering(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:

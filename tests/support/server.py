@@ -13,16 +13,11 @@ from typing import Any
 import boto3
 import uvicorn
 from botocore.config import Config
+from tests.support.ports import bound_loopback_socket
 
 from openprofiles.app import create_app
 from openprofiles.auth.credentials import create_credential
 from openprofiles.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -59,7 +54,13 @@ class LiveServer:
 @contextmanager
 def run_server(settings: Settings) -> Iterator[LiveServer]:
     """Start the app on a free loopback port; stop it when the block ends."""
-    port = free_port()
+    # uvicorn serves the socket bound here, so no other connection can take the port first.
+    with bound_loopback_socket() as sock:
+        yield from _serve_on(sock, settings)
+
+
+def _serve_on(sock: socket.socket, settings: Settings) -> Iterator[LiveServer]:
+    port = int(sock.getsockname()[1])
     settings = settings.with_overrides(port=port)
     app = create_app(settings)
     with app.state.services.write() as tx:
@@ -68,7 +69,7 @@ def run_server(settings: Settings) -> Iterator[LiveServer]:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     # Wait on the server's own readiness flag, bounded, rather than a fixed sleep.
     deadline = time.monotonic() + 20

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 from openprofiles.settings import Settings
 

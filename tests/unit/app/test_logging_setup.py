@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from tests.support.installation import install
+from tests.support.ports import free_port
 from tests.support.server import run_server
 
 from openprofiles import logging_setup
@@ -210,9 +210,7 @@ def test_commands_say_why_the_database_or_keyring_cannot_be_used(tmp_path: Path)
     ) in in_query.output
     assert "secret" not in in_query.output
     # serve says it the same way (it opened the database on its own, with a traceback).
-    with socket.socket() as probe:  # a port free now, so the address check passes
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port free now, so the address check passes
     served = runner.invoke(
         main,
         [

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
 from tests.support.kms_proxy import kms_proxy
+from tests.support.ports import free_port
 
 from openprofiles.crypto.arns import is_aws_kms_arn, local_key_arn, parse_local_key_arn
 from openprofiles.crypto.errors import KeyProblem, KeyUnusable
@@ -88,9 +88,7 @@ def test_other_identifiers_are_refused_listing_the_accepted_forms(
 def test_unreachable_kms_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     provider = KmsKeyProvider(endpoint, "eu-west-1")
     with pytest.raises(KeyUnusable, match="could not reach the KMS endpoint") as raised:
         provider.generate_data_key(KMS_ARN, {"openprofiles:domain": "d"})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from tests.support.ports import free_port
 from tests.unit.ingest.conftest import DOMAIN, make_domain
 
 from openprofiles.app import build_services
@@ -159,19 +159,13 @@ def test_a_rolled_back_transaction_sends_nothing(moto_services: Services, moto_u
     assert sent is not None and sent.sink_error is None
 
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def unreachable_services(settings: Settings, aws_env: None) -> Iterator[Services]:
     """Services whose SQS endpoint is a closed port on this machine."""
     built = build_services(
         dataclasses.replace(
             settings,
-            sqs_endpoint_url=f"http://127.0.0.1:{closed_port()}",
+            sqs_endpoint_url=f"http://127.0.0.1:{free_port()}",
             aws_region=REGION,
         )
     )

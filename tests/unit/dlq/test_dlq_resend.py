@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from tests.support.ports import free_port
 from tests.unit.ingest.conftest import DOMAIN, make_domain
 
 from openprofiles.app import background_tasks, build_services
@@ -217,18 +217,12 @@ def test_a_record_held_by_another_run_is_not_sent_twice(
     assert kept_intact(moto_services, letter).sink_error is None
 
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def unreachable(moto_services: Services) -> Iterator[Services]:
     """The same database, with an SQS endpoint that is a closed port on this machine."""
     built = build_services(
         dataclasses.replace(
-            moto_services.settings, sqs_endpoint_url=f"http://127.0.0.1:{closed_port()}"
+            moto_services.settings, sqs_endpoint_url=f"http://127.0.0.1:{free_port()}"
         ),
         migrate=False,
     )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from starlette.testclient import TestClient
-from tests.support.server import free_port
+from tests.support.ports import bound_loopback_socket
 from tests.unit.ui.test_ui_sessions import PASSWORD, csrf_of
 
 from openprofiles.app import create_app
@@ -63,7 +63,8 @@ def live(settings: Settings, *, trusted_proxy: str | None) -> Iterator[str]:
     """The app served by uvicorn as `openprofiles serve` runs it (serving.py): proxy headers
     trusted only from `trusted_proxy` (OPENPROFILES_FORWARDED_ALLOW_IPS)."""
     app = create_app(settings)
-    port = free_port()
+    sock = bound_loopback_socket()  # held from here: no other connection can take the port
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -75,7 +76,7 @@ def live(settings: Settings, *, trusted_proxy: str | None) -> Iterator[str]:
             forwarded_allow_ips=trusted_proxy,
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:  # the server's own readiness flag, bounded
@@ -86,6 +87,7 @@ def live(settings: Settings, *, trusted_proxy: str | None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+        sock.close()
         app.state.services.database.dispose()
 
 
