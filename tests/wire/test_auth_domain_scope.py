@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from sqlalchemy import event
 from tests.support.server import LiveServer
 from tests.unit.integrations.integ_helpers import ctr
 
@@ -28,6 +29,7 @@ from openprofiles.auth.credentials import create_credential
 from openprofiles.contacts.kept import count_unrouted
 from openprofiles.contacts.service import connect_instance
 from openprofiles.dlq.service import count as dead_letters
+from openprofiles.store.conflicts import ConcurrentChange
 
 
 def _instance() -> str:
@@ -259,6 +261,42 @@ def test_contact_records_for_another_domain_are_rejected_one_by_one(
             "error=AccessDeniedException profile=-",
         ]
     )
+
+
+def test_a_refusal_is_in_the_audit_log_once_when_its_batch_runs_again(
+    world: World, audit_lines: Callable[[], list[str]]
+) -> None:
+    """The batch's transaction loses a race once after the refusal was decided and runs again
+    (store.conflicts.retrying): the refusal's line is written once, after the commit. It was
+    written on each attempt."""
+    engine = world.server.services.database.engine
+    lost: list[str] = []
+
+    def lose_the_first_write(*args: Any) -> None:
+        statement = args[2]
+        if not lost and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            lost.append(statement)
+            raise ConcurrentChange("a concurrent writer got there first (test)")
+
+    event.listen(engine, "before_cursor_execute", lose_the_first_write)
+    try:
+        answer = _records(
+            world,
+            [
+                ctr("theirs", instance=world.sales_instance, address="+12065550131"),
+                ctr("mine", instance=world.care_instance, address="+12065550132"),
+            ],
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", lose_the_first_write)
+    assert lost, "no write lost its race: the test did not run the batch twice"
+    assert answer["Accepted"] == 1
+    assert [r["ContactId"] for r in answer["Rejected"]] == ["theirs"]
+    refused = [line for line in audit_lines() if line.startswith("api PostContactRecords")]
+    assert refused == [
+        f"api PostContactRecords domain={world.sales} caller={world.key[0]} status=403 "
+        "error=AccessDeniedException profile=-"
+    ]
 
 
 def test_a_moved_instance_s_update_going_back_to_another_domain_is_rejected(

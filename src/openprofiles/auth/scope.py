@@ -98,18 +98,26 @@ class DomainScope:
         )
 
     def feed_refusal(self, domain_name: str | None, feed: str) -> str:
-        """The reason a contact record (or event) refused for its domain is answered with;
-        written to the audit log, with the domain, once per call. `domain_name` None: its
-        instance is associated with no domain, and a kept record would go to whichever is
-        associated next. The reason names no domain, nor tells the two apart: the key named
-        an instance only, and whether that is associated, and with which domain, is not its
-        to learn."""
-        _log_refusal(FEED_OPERATIONS[feed], domain_name, self.access_key_id)
+        """The reason a contact record (or event) refused for its domain is answered with,
+        written to the audit log with the domain now (`log_feed_refusal`). `domain_name` None:
+        its instance is associated with no domain, and a kept record would go to whichever is
+        associated next."""
+        self.log_feed_refusal(domain_name, feed)
+        return self.feed_refusal_reason()
+
+    def feed_refusal_reason(self) -> str:
+        """`feed_refusal`'s reason alone. It names no domain, nor tells an instance associated
+        with another domain from one associated with none: the key named an instance only,
+        and whether that is associated, and with which domain, is not its to learn."""
         return (
             f"User: {self.access_key_id} is not authorized to send records of this instance: "
             "it is not associated with a domain this access key may feed (the key is limited "
             "to some domains). The record is neither applied nor kept."
         )
+
+    def log_feed_refusal(self, domain_name: str | None, feed: str) -> None:
+        """The audit log's line of a feed's refusal for `domain_name`."""
+        _log_refusal(FEED_OPERATIONS[feed], domain_name, self.access_key_id)
 
     def flow_refusal(self) -> AccessDenied:
         """PutIntegration with a FlowDefinition: a flow reads its source (a folder of the

@@ -55,6 +55,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select
@@ -269,11 +270,14 @@ def _intake(
 
     def refused(domain_name: str | None) -> str | None:
         """Why the sender's scope refuses a record for `domain_name` (None: kept for no domain
-        yet), or None; written to the audit log once a batch and domain (auth.scope)."""
+        yet), or None; written to the audit log once a batch and domain (auth.scope), once the
+        batch has committed: a transaction run again after a lost race (store.conflicts.
+        retrying) logs no second line, and one that fails refused nothing."""
         if scope is None or (domain_name is not None and scope.allows(domain_name)):
             return None
         if domain_name not in refusals:
-            refusals[domain_name] = scope.feed_refusal(domain_name, "records")
+            refusals[domain_name] = scope.feed_refusal_reason()
+            tx.after_commit(partial(scope.log_feed_refusal, domain_name, "records"))
         return refusals[domain_name]
 
     def confined_to(index: int, domain_name: str) -> str | None:
