@@ -61,6 +61,7 @@ from openprofiles.ui import ui_routes
 from openprofiles.ui.web import hsts
 from openprofiles.wire.dispatch import ApiDispatcher, make_asgi_app, raw_path_of
 from openprofiles.wire.model import load_service_model
+from openprofiles.wire.nosniff import nosniff
 from openprofiles.wire.pagination import TokenCodec
 from openprofiles.wire.registry import build_registry
 from openprofiles.wire.routing import Router
@@ -336,13 +337,21 @@ class _Application(Starlette):
     object and search operation of the API) go straight to the API adapter, past Starlette's
     middleware and router, which cost more than a search itself (docs/performance.md, sixth
     session). No other route of the application lies under /domains, and the API adapter
-    renders its own errors, so what those requests get is unchanged."""
+    renders its own errors, so what those requests get is unchanged.
+
+    Every answer, the shortcut's and the router's, carries `X-Content-Type-Options: nosniff`
+    (wire.nosniff): added here, once, rather than by each of the API, /static, /health and
+    the rest; the pages' own security headers, which include it, are left as they are."""
 
     def __init__(self, *, api: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api = api
+        self._answer = nosniff(self._route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._answer(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(API_SHORTCUT):
             scope["app"] = self
             await self._api(scope, receive, send)

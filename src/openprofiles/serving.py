@@ -61,9 +61,7 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         if first_run_admin:
             yield from ensure_first_admin(services, endpoint)
         # Once, here, rather than in each worker; after the first run wrote its files.
-        warn_about_loose_permissions(settings)
-        warn_about_plain_http(settings)
-        warn_about_open_metrics(settings)
+        warn_about_deployment(settings)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -118,12 +116,6 @@ def loose_permissions(settings: Settings) -> list[str]:
 _AUDIT_LOG_HOLDS = "it says which access keys and users changed which domains and profiles"
 
 
-def warn_about_loose_permissions(settings: Settings) -> None:
-    """Log `loose_permissions` on stderr, one warning each."""
-    for warning in loose_permissions(settings):
-        logger.warning("%s", warning)
-
-
 def plain_http_to_the_network(settings: Settings) -> str | None:
     """A warning when the server listens beyond this machine (0.0.0.0, ::, a LAN address) with no
     proxy named in OPENPROFILES_FORWARDED_ALLOW_IPS: it speaks plain HTTP, so sign-in passwords
@@ -141,20 +133,21 @@ def plain_http_to_the_network(settings: Settings) -> str | None:
     )
 
 
-def warn_about_plain_http(settings: Settings) -> None:
-    """Log `plain_http_to_the_network`'s warning on stderr, if there is one."""
-    warning = plain_http_to_the_network(settings)
-    if warning is not None:
-        logger.warning("%s", warning)
-
-
-def warn_about_open_metrics(settings: Settings) -> None:
-    """Log metrics.access `open_to_the_network`'s warning on stderr, if there is one."""
+def warn_about_deployment(settings: Settings) -> None:
+    """Log on stderr, one warning each, what is unsafe in how the server is set up: files open
+    to other users (`loose_permissions`), plain HTTP beyond this machine
+    (`plain_http_to_the_network`), /metrics open to the network (metrics.access
+    `open_to_the_network`)."""
     from openprofiles.metrics.access import open_to_the_network
 
-    warning = open_to_the_network(settings, loopback=is_loopback(settings.host))
-    if warning is not None:
-        logger.warning("%s", warning)
+    found = [
+        *loose_permissions(settings),
+        plain_http_to_the_network(settings),
+        open_to_the_network(settings, loopback=is_loopback(settings.host)),
+    ]
+    for warning in found:
+        if warning is not None:
+            logger.warning("%s", warning)
 
 
 def is_loopback(host: str) -> bool:
@@ -259,10 +252,14 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from openprofiles.logging_setup import serving_log_config
+    from openprofiles.wire.framing import AutoProtocol
 
     uvicorn.run(
         "openprofiles.serving:worker_app",
         factory=True,
+        # uvicorn's own HTTP protocol, but a request whose framing it cannot read (a bad
+        # Content-Length, a broken chunked body) gets the API's error format, not a bare text.
+        http=AutoProtocol,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
