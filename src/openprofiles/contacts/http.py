@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from openprofiles.auth.authenticator import Authenticator
 from openprofiles.auth.scope import DomainScope
@@ -58,7 +59,7 @@ from openprofiles.json_text import JsonTextError, load_json
 from openprofiles.metrics.events import count_contact_records, count_feed_request
 from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import retrying, unavailable
-from openprofiles.wire.dispatch import check_before_body, read_body
+from openprofiles.wire.dispatch import ClientGone, check_before_body, read_body
 from openprofiles.wire.errors import PayloadTooLarge, render_error
 
 # A large contact record with its separator in the body: Amazon Connect allows a contact 32 KB
@@ -187,6 +188,17 @@ def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
     }
 
 
+class _Unanswered(Response):
+    """No answer: the client left before its body's end (wire.dispatch ClientGone), so the
+    request was never run, and is not counted."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return
+
+
+UNANSWERED = _Unanswered()
+
+
 def contact_routes(services: Services, authenticate: Authenticator) -> list[Route]:
     async def signed(request: Request) -> tuple[Principal, bytes]:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -242,7 +254,8 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
 
     async def contact_records(request: Request) -> Response:
         response = await contact_batch(request)
-        count_feed_request("contact-records", response.status_code)
+        if response is not UNANSWERED:
+            count_feed_request("contact-records", response.status_code)
         return response
 
     async def contact_batch(request: Request) -> Response:
@@ -258,6 +271,8 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
             outcome = await run_in_threadpool(
                 process_body, services, text, committed, principal.scope
             )
+        except ClientGone:
+            return UNANSWERED
         except UnicodeDecodeError:
             return failed(BadRequest("The body must be UTF-8 JSON."))
         except ServiceError as exc:
@@ -270,7 +285,8 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
 
     async def contact_events(request: Request) -> Response:
         response = await contact_event(request)
-        count_feed_request("contact-events", response.status_code)
+        if response is not UNANSWERED:
+            count_feed_request("contact-events", response.status_code)
         return response
 
     async def contact_event(request: Request) -> Response:
@@ -299,6 +315,8 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
                 return out
 
             return respond(200, await run_in_threadpool(retrying, link))
+        except ClientGone:
+            return UNANSWERED
         except ServiceError as exc:
             return failed(exc)
         except Exception as exc:

@@ -402,6 +402,8 @@ def make_asgi_app(
                 body, too_large = await read_body(receive, limit)
                 if too_large:
                     raise PayloadTooLarge.over(limit)
+            except ClientGone:
+                return  # nothing was asked in full: nothing to run, answer, count or audit
             except Exception as error:
                 answered = _render_failure(
                     error, route[0], str(uuid.uuid4()), route[1].get("DomainName")
@@ -582,16 +584,25 @@ async def _respond(send: Send, status: int, headers: Mapping[str, str], body: by
     await send({"type": "http.response.body", "body": body})
 
 
+class ClientGone(Exception):  # noqa: N818 - an event, not an error of the server's
+    """The client closed the connection before its request's body was complete: there is no
+    request to run, and nobody to answer."""
+
+
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """The request body and whether it passed `limit` bytes (reading stops there: an oversized
-    body never costs its size in memory). Shared by the API and the contact feeds."""
+    body never costs its size in memory). Shared by the API and the contact feeds.
+
+    ClientGone when the client leaves before the body's end: what came so far is not the
+    request (it was read as the whole body, and run: refused by its signature, but answered
+    to no one, and counted and audited as a request)."""
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
