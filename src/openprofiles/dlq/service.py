@@ -332,8 +332,9 @@ class LetterCounts:
 
 
 def count_letters(tx: Tx) -> LetterCounts:
-    """Both counts of LetterCounts in one pass over the table (GET /metrics' state read): it
-    holds every dead letter's sealed record, so each pass reads them all."""
+    """Both counts of LetterCounts in one pass (GET /metrics' state read), over the index of
+    the columns it reads (ix_dlq_message_category, migration 0043), not the table: that holds
+    every dead letter's sealed record."""
     unsent = func.sum(case((dlq_message.c.sink_error == SQS_FAILED, 1), else_=0))
     query = select(
         dlq_message.c.domain_name, dlq_message.c.reason_category, func.count(), unsent

@@ -138,4 +138,7 @@ dlq_message = Table(
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_dlq_message_created", "domain_name", "created_at"),
     Index("ux_dlq_message_repeat", "domain_name", "repeat_digest", unique=True),
+    # GET /metrics' dead-letter counts (dlq.service.count_letters) read this index alone, not
+    # the table of sealed records (migration 0043).
+    Index("ix_dlq_message_category", "domain_name", "reason_category", "sink_error"),
 )
