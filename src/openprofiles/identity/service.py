@@ -762,7 +762,9 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     for pid in merged_ids:
         record = _from_image(pid, payload["profiles"][pid], version=current[pid].version)
         dropped += _drop_deleted_sources(record, gone)
-        save_profile(tx, domain_name=domain_name, record=record)
+        # As it was before the merge, whatever its size: a copy logged before there was a size
+        # limit may be over it, and refusing it would leave the customer's data merged.
+        save_profile(tx, domain_name=domain_name, record=record, restoring=True)
 
     # Keys go back to their profiles; the rows the merge added to the main profile leave it. A
     # key whose row is no longer on the main profile was deleted since (DeleteProfileKey, or
@@ -1179,7 +1181,9 @@ def _restore_main_fields(
             kept.append(path)  # a later merge gives it the same value
         takes.append((path, new))
     _take_all(now, takes)
-    save_profile(tx, domain_name=domain_name, record=now)
+    # Every value put back was the profile's before the merge, every other one is its own now:
+    # not held to the size limit, as the merged profiles are not (`_undo_merge`).
+    save_profile(tx, domain_name=domain_name, record=now, restoring=True)
     return _MainFields(kept, reverted, written_since, dropped)
 
 

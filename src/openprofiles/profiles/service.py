@@ -155,13 +155,24 @@ def _open(cipher: DomainCipher, row: Any) -> ProfileRecord:
 
 
 def _seal(
-    tx: Tx, cipher: DomainCipher, domain_name: str, record: ProfileRecord, *, new: bool
+    tx: Tx,
+    cipher: DomainCipher,
+    domain_name: str,
+    record: ProfileRecord,
+    *,
+    new: bool,
+    restoring: bool = False,
 ) -> bytes:
     """The record's sealed blob; ProfileTooLarge, and nothing written, for a profile over the
     size limit (profiles.size) that is `new` or larger than it is stored. A profile stored over
     the limit (before there was one) may still be written as long as it does not grow: so that
-    it can be cut down, and a deleted object type's fields scrubbed from it."""
+    it can be cut down, and a deleted object type's fields scrubbed from it. `restoring` (the
+    undo of a merge) is not held to the limit at all: it puts back values the profile held
+    before, which the limit, on new writes only, must not strand in the merged profile."""
     blob = cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload())
+    if restoring:
+        record.sealed_size = len(blob)
+        return blob
     try:
         check_sealed(record, blob)
     except ProfileTooLarge as error:
@@ -499,9 +510,13 @@ def update_profile(
     return save_profile(tx, domain_name=domain_name, record=record)
 
 
-def save_profile(tx: Tx, *, domain_name: str, record: ProfileRecord) -> ProfileRecord:
+def save_profile(
+    tx: Tx, *, domain_name: str, record: ProfileRecord, restoring: bool = False
+) -> ProfileRecord:
     """Write back a changed profile and recompute its derived keys. The caller read it with
-    its row locked (`get_locked_profile`, `lock_profiles`), or a concurrent change is lost."""
+    its row locked (`get_locked_profile`, `lock_profiles`), or a concurrent change is lost.
+    `restoring`: the record is a state the profile had before (the undo of a merge), written
+    whatever its size (`_seal`)."""
     cipher = tx.cipher(domain_name)
     record.version += 1
     record.updated_at = tx.now
@@ -509,7 +524,7 @@ def save_profile(tx: Tx, *, domain_name: str, record: ProfileRecord) -> ProfileR
         update(profile)
         .where(profile.c.domain_name == domain_name, profile.c.profile_id == record.profile_id)
         .values(
-            sealed=_seal(tx, cipher, domain_name, record, new=False),
+            sealed=_seal(tx, cipher, domain_name, record, new=False, restoring=restoring),
             version=record.version,
             updated_at=record.updated_at,
         )

@@ -3,10 +3,13 @@
 A profile's size is the UTF-8 length of the profile as GetProfile/SearchProfiles return it
 (`{"ProfileId": ..., <its fields>}`, without FoundByItems), as compact JSON (no whitespace,
 non-ASCII characters as themselves): what the customer's data weighs, whatever the server keeps
-beside it (who set each field). Every write of a profile's fields is held to it: CreateProfile,
-UpdateProfile, MergeProfiles (the merged result), the undo of a merge, and ingestion, which
-rejects a record that would take its profile over the limit (`openprofiles.ingest.size`).
-AddProfileKey is not: a profile's keys are not part of it as GetProfile returns it. A profile
+beside it (who set each field). Every new write of a profile's fields is held to it:
+CreateProfile, UpdateProfile, MergeProfiles (the merged result), and ingestion, which rejects a
+record that would take its profile over the limit (`openprofiles.ingest.size`). The undo of a
+merge is not: it puts back what the profiles held before the merge, which may be a copy stored
+before there was a limit, and refusing it would leave the customer's data merged. AddProfileKey
+is not either: a profile's keys are not part of it as GetProfile returns it (AWS documents no
+limit on them, and a long-time customer's contacts each add one, `_ctrContactId`). A profile
 stored over the limit before there was one may still be written if the write does not grow it
 (`profiles.service._seal`), so that it can be cut down.
 

@@ -1,0 +1,124 @@
+"""Undoing a merge puts back what the profiles held before it whatever their size (profiles.size
+applies to new writes): a pre-merge copy stored before there was a size limit, over it, is
+restored, on real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from openprofiles.context import Principal, RequestContext, Services
+from openprofiles.domains.handlers import create_domain
+from openprofiles.errors import BadRequest
+from openprofiles.identity.service import merge_profiles, undo_merge
+from openprofiles.profiles import service
+from openprofiles.profiles.models import PROFILE_TABLE, ProfileRecord
+from openprofiles.store.schema import profile
+
+DOMAIN = "undone"
+MAX_PROFILE_BYTES = 256_000
+# About 320 KB of attributes: over the limit.
+OVERSIZED = {f"k{i}": "v" * 200 for i in range(1500)}
+
+
+def profile_size(record: ProfileRecord) -> int:
+    shaped = {"ProfileId": record.profile_id, **record.fields}
+    return len(json.dumps(shaped, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@pytest.fixture
+def domain(services: Services) -> str:
+    create_domain(
+        RequestContext(services=services, principal=Principal("t", "admin")),
+        {"DomainName": DOMAIN, "DefaultExpirationDays": 5},
+    )
+    return DOMAIN
+
+
+def create(services: Services, fields: dict[str, Any]) -> str:
+    with services.write() as tx:
+        return service.create_profile(tx, domain_name=DOMAIN, fields=fields).profile_id
+
+
+def stored(services: Services, profile_id: str) -> ProfileRecord:
+    with services.read() as tx:
+        return service.get_profile(tx, domain_name=DOMAIN, profile_id=profile_id)
+
+
+def plant_oversized(services: Services, profile_id: str, fields: dict[str, Any]) -> None:
+    """Store `fields` as the profile's, whatever their size: a profile written before there
+    was a limit."""
+    with services.write() as tx:
+        record = service.get_profile(tx, domain_name=DOMAIN, profile_id=profile_id)
+        record.fields = fields
+        sealed = tx.cipher(DOMAIN).seal_record(PROFILE_TABLE, profile_id, record.sealed_payload())
+        tx.conn.execute(
+            update(profile)
+            .where(profile.c.domain_name == DOMAIN, profile.c.profile_id == profile_id)
+            .values(sealed=sealed)
+        )
+
+
+def merge(services: Services, main: str, other: str, sources: dict[str, Any] | None = None) -> str:
+    with services.write() as tx:
+        return merge_profiles(
+            tx, domain_name=DOMAIN, main_profile_id=main, profile_ids=[other], field_sources=sources
+        ).merge_id
+
+
+def undo(services: Services, merge_id: str) -> None:
+    with services.write() as tx:
+        undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+
+
+def test_an_undo_restores_a_merged_profile_stored_over_the_limit(services, domain):
+    main = create(services, {"FirstName": "Ada", "Attributes": {"k0": "main"}})
+    other = create(services, {"LastName": "Lovelace"})
+    plant_oversized(services, other, {"LastName": "Lovelace", "Attributes": OVERSIZED})
+    # The main profile has every large attribute, short: the merge keeps its values, and the
+    # result is small.
+    plant_oversized(
+        services, main, {"FirstName": "Ada", "Attributes": dict.fromkeys(OVERSIZED, "")}
+    )
+    merge_id = merge(services, main, other)
+    assert profile_size(stored(services, main)) < MAX_PROFILE_BYTES
+
+    undo(services, merge_id)
+
+    back = stored(services, other)
+    assert back.fields == {"LastName": "Lovelace", "Attributes": OVERSIZED}
+    assert profile_size(back) > MAX_PROFILE_BYTES
+    assert stored(services, main).fields["Attributes"] == dict.fromkeys(OVERSIZED, "")
+
+
+def test_an_undo_restores_a_main_profile_value_that_takes_it_over_the_limit(services, domain):
+    main = create(services, {"FirstName": "Ada"})
+    plant_oversized(services, main, {"FirstName": "Ada", "Attributes": OVERSIZED})
+    other = create(services, {"LastName": "Lovelace", "Attributes": {"k0": "short"}})
+    # The merge takes the other profile's value of every large attribute: the result is small.
+    small = dict.fromkeys(OVERSIZED, "")
+    plant_oversized(services, other, {"LastName": "Lovelace", "Attributes": small})
+    merge_id = merge(services, main, other, {"Attributes": dict.fromkeys(OVERSIZED, other)})
+    assert profile_size(stored(services, main)) < MAX_PROFILE_BYTES
+
+    undo(services, merge_id)
+
+    restored = stored(services, main)
+    assert restored.fields == {"FirstName": "Ada", "Attributes": OVERSIZED}
+    assert stored(services, other).fields == {"LastName": "Lovelace", "Attributes": small}
+
+
+def test_a_write_after_the_undo_is_held_to_the_limit_again(services, domain):
+    main = create(services, {"FirstName": "Ada"})
+    other = create(services, {"LastName": "Lovelace"})
+    plant_oversized(services, other, {"LastName": "Lovelace", "Attributes": OVERSIZED})
+    plant_oversized(
+        services, main, {"FirstName": "Ada", "Attributes": dict.fromkeys(OVERSIZED, "")}
+    )
+    undo(services, merge(services, main, other))
+
+    with pytest.raises(BadRequest), services.write() as tx:
+        service.update_profile(tx, domain_name=DOMAIN, profile_id=other, changes={"FirstName": "A"})
