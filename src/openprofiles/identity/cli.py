@@ -164,6 +164,7 @@ def merges_show(
     out = {
         **merge_summary(merge),
         "FieldSourceProfileIds": merge.field_sources,
+        "FieldsTakenFrom": merge.fields_taken,
         "MovedKeys": [
             {"From": k.from_profile_id, "KeyName": k.key_name, "Value": k.value}
             for k in merge.moved_keys
@@ -183,8 +184,9 @@ def merges_show(
         return
     click.echo(f"Merge {merge.merge_id} at {merge.created_at:%Y-%m-%d %H:%M:%S}")
     click.echo(f"  into {merge.main_profile_id} from {', '.join(merge.merged_profile_ids)}")
-    for name, source in merge.field_sources.items():
-        click.echo(f"  field {name} taken from {source}")
+    for name, source in merge.fields_taken.items():
+        asked = " (FieldSourceProfileIds)" if name in merge.field_sources else ""
+        click.echo(f"  field {name} taken from {source}{asked}")
     for k in merge.moved_keys:
         click.echo(f"  key {k.key_name}={k.value} moved from {k.from_profile_id}")
     for o in merge.moved_objects:

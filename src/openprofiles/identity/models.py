@@ -92,6 +92,9 @@ class MergeRecord:
     undone_at: datetime | None = None
     # Filled by `get_merge` (opened from the sealed log), empty in listings.
     field_sources: dict[str, str] = field(default_factory=dict)
+    # Which merged profile each field of the result came from, by dotted path (those the main
+    # profile kept are not named), FieldSourceProfileIds' included.
+    fields_taken: dict[str, str] = field(default_factory=dict)
     moved_keys: tuple[MovedKey, ...] = ()
     moved_objects: tuple[MovedObject, ...] = ()
     undo: UndoResult | None = None

@@ -685,6 +685,7 @@ def _details(
         else:
             flat[name] = value
     record.field_sources = flat
+    record.fields_taken = _fields_taken(record, payload, flat)
     record.moved_keys = tuple(
         MovedKey(k["from"], k["key_name"], k["value"]) for k in payload["keys"]
     )
@@ -694,6 +695,46 @@ def _details(
     if undo is not None:
         record.undo = _undo_from_dict(record.merge_id, undo)
     return record
+
+
+def _fields_taken(
+    record: MergeRecord, payload: dict[str, Any], asked: dict[str, str]
+) -> dict[str, str]:
+    """Which merged profile each field of the merged result came from, by dotted path
+    (`Address.City`, `Attributes.tier`): a field whose value after the merge is not the main
+    profile's before it, and is a merged profile's (the first, in the merge's order, holding
+    it), with the fields FieldSourceProfileIds named (`asked`) as named. Read from the log's
+    images, so a merge logged before this was shown tells it too; a value erased from the log
+    since (DeleteProfile of a merged profile) is not told."""
+    images = payload.get("profiles", {})
+
+    def leaves(pid: str) -> dict[str, Any]:
+        image = images.get(pid) or {}
+        return _leaves(image.get("payload", {}).get("fields", {}))
+
+    after = _leaves(payload.get("main_after", {}).get("fields", {}))
+    main_before = leaves(record.main_profile_id)
+    merged_before = [(pid, leaves(pid)) for pid in record.merged_profile_ids]
+    taken: dict[str, str] = {}
+    for path, value in after.items():
+        if main_before.get(path) == value:
+            continue
+        source = next((pid for pid, before in merged_before if before.get(path) == value), None)
+        if source is not None:
+            taken[path] = source
+    taken.update({path: pid for path, pid in asked.items() if pid != record.main_profile_id})
+    return dict(sorted(taken.items()))
+
+
+def _leaves(fields: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A profile's fields by dotted path, the nested ones (Address, Attributes) opened."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------------- undoing

@@ -142,3 +142,50 @@ def test_an_undo_that_lost_a_race_runs_again(settings, services, domain):
     assert attempts(services) == 2
     with services.read() as tx:
         assert profiles.resolve_profile_id(tx, domain_name="ident", profile_id=other) == other
+
+
+def test_show_tells_which_profile_each_merged_field_came_from(settings, services, domain):
+    """A plain MergeProfiles fills the main profile's empty fields from the merged ones:
+    `merges show` named only FieldSourceProfileIds, so for such a merge it told nothing of
+    where BusinessName, an address line or an attribute came from."""
+    main_id = new_profile(services, FirstName="Ada")
+    first = new_profile(
+        services, FirstName="Augusta", BusinessName="Acme", Attributes={"tier": "gold"}
+    )
+    second = new_profile(
+        services, LastName="Lovelace", BusinessName="Other", Address={"PostalCode": "W1"}
+    )
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx, domain_name="ident", main_profile_id=main_id, profile_ids=[first, second]
+        ).merge_id
+
+    shown = run(settings, "show", "--domain", "ident", "--json", merge_id)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["FieldsTakenFrom"] == {
+        "Address.PostalCode": second,
+        "Attributes.tier": first,
+        "BusinessName": first,
+        "LastName": second,
+    }
+    text = run(settings, "show", "--domain", "ident", merge_id).output
+    assert f"field BusinessName taken from {first}\n" in text
+    assert "FirstName" not in text  # the main profile's own, kept
+
+
+def test_show_marks_the_fields_field_source_profile_ids_named(settings, services, domain):
+    main_id = new_profile(services, FirstName="Bea", LastName="Kay")
+    other = new_profile(services, FirstName="Beatrice", LastName="Kay")
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx,
+            domain_name="ident",
+            main_profile_id=main_id,
+            profile_ids=[other],
+            field_sources={"FirstName": other, "LastName": other},
+        ).merge_id
+    detail = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
+    # LastName is the same on both, and was asked of the merged profile: it is named too.
+    assert detail["FieldsTakenFrom"] == {"FirstName": other, "LastName": other}
+    text = run(settings, "show", "--domain", "ident", merge_id).output
+    assert f"field FirstName taken from {other} (FieldSourceProfileIds)" in text
