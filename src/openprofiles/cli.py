@@ -91,11 +91,15 @@ def serve(
     # schema, the keyring).
     logging_setup.log_to_stderr(serving=True, level=settings.log_level)
     try:
-        for line in serving.prepare(settings, first_run_admin=first_run_admin):
-            click.echo(line)
+        # Bound first, so that a port in use stops it before anything is done or said; listened
+        # on by `prepare`, before it says so.
+        listener = serving.bind(settings)
     except serving.AddressUnusable as exc:
         raise click.ClickException(str(exc)) from None
-    serving.run(settings)
+    with listener:
+        for line in serving.prepare(settings, listener, first_run_admin=first_run_admin):
+            click.echo(line)
+        serving.run(settings, listener)
 
 
 @main.group()

@@ -6,16 +6,23 @@ permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FI
 is ever printed: what `serve` prints ends up in logs (a terminal's scrollback, journald, a
 container's log), which anyone reading them could then sign in with. The lines say where the
 files are instead.
+
+Every start with --first-run-admin says how to connect again, so each line says only what is
+true now: the credentials file's key still exists, the web user `admin` is still an
+administrator, the password file still opens it. Deleted or changed since, the line is left out
+or says what to do instead. Without --first-run-admin, a server nobody can use (no web user, no
+credential) says how to make the first administrator (`nobody_can_sign_in`).
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from openprofiles.auth.credentials import create_credential, list_credentials
+from openprofiles.auth.credentials import create_credential, find_secret, list_credentials
 from openprofiles.context import Services
 
 PROFILE_NAME = "openprofiles"
@@ -50,7 +57,8 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
             f"aws_secret_access_key = {issued.secret_access_key}\n",
         )
         yield f"Created an admin credential {issued.access_key_id}; saved in {path}."
-    if path.exists():
+    saved = issued.access_key_id if issued is not None else _saved_key(services, path)
+    if saved is not None:
         yield "Use it from a shell with:"
         yield f"  export AWS_SHARED_CREDENTIALS_FILE={path.resolve()} AWS_PROFILE={PROFILE_NAME}"
         yield f"  export AWS_DEFAULT_REGION={services.settings.region}"
@@ -60,14 +68,47 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
             f"  boto3.Session(profile_name='{PROFILE_NAME}').client('customer-profiles', "
             f"endpoint_url='{endpoint}', region_name='{services.settings.region}')"
         )
+    elif path.exists():
+        # Deleted (revoked) since, or a file that holds no key of this server's.
+        yield (
+            f"The access key in {path.resolve()} is no longer one of this server's (deleted?): "
+            f"use another admin key, or create one with: {_CREATE_CREDENTIAL}"
+        )
     else:
-        yield "Create credentials with: openprofiles credentials create --role admin"
+        yield f"Create credentials with: {_CREATE_CREDENTIAL}"
     yield from ensure_first_web_admin(services, endpoint)
+
+
+_CREATE_CREDENTIAL = "openprofiles credentials create --role admin"
+_CREATE_WEB_ADMIN = "openprofiles users create --username NAME --role admin"
+
+
+def _saved_key(services: Services, path: Path) -> str | None:
+    """The access key id `path` holds (its [openprofiles] profile) when this server has that
+    key, with that secret; None otherwise (no file, no such key, deleted since)."""
+    saved = configparser.ConfigParser(interpolation=None)
+    try:
+        saved.read(path, encoding="utf-8")
+        key_id = saved.get(PROFILE_NAME, "aws_access_key_id")
+        secret = saved.get(PROFILE_NAME, "aws_secret_access_key")
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    with services.read() as tx:
+        stored = find_secret(tx, access_key_id=key_id)
+    if stored is None or not secrets.compare_digest(stored.secret, secret):
+        return None
+    return key_id
 
 
 def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
-    from openprofiles.users.service import check_password, count_users, create_user, find_user
+    from openprofiles.users.service import (
+        check_password,
+        count_users,
+        create_user,
+        find_user,
+        verify_password,
+    )
 
     path = services.settings.data_dir / ADMIN_PASSWORD_FILE
     password = secrets.token_urlsafe(15)
@@ -76,12 +117,57 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     while check_password(password, username=WEB_ADMIN) is not None:
         password = secrets.token_urlsafe(15)
     with services.write() as tx:
-        created = count_users(tx, role="admin") == 0 and find_user(tx, username=WEB_ADMIN) is None
+        admins = count_users(tx, role="admin")
+        user = find_user(tx, username=WEB_ADMIN)
+        created = admins == 0 and user is None
         if created:
             create_user(tx, username=WEB_ADMIN, password=password, role="admin")
+        is_admin = created or (user is not None and user.role == "admin")
+        # The file's password, unless it was changed since (verify_password may rehash it).
+        on_file = _read(path)
+        first_password = created or (
+            is_admin
+            and bool(on_file)
+            and verify_password(tx, username=WEB_ADMIN, password=on_file) is not None
+        )
     if created:
         _write_secret(path, password + "\n")
         yield f"Created the web user {WEB_ADMIN}; its password is saved in {path}."
-    yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
-    if path.exists():
-        yield f"  (the first password is in {path.resolve()}: cat it to see it)."
+    if is_admin:
+        yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
+        if first_password:
+            yield f"  (the first password is in {path.resolve()}: cat it to see it)."
+    elif admins:
+        # `admin` was deleted, or made an agent, by another administrator.
+        yield (
+            f"Sign in to the web pages at {endpoint}/ui/ as an administrator "
+            "(openprofiles users list names them)."
+        )
+    else:
+        # The name `admin` is an agent's, and no one else is an administrator.
+        yield f"No one can administer the web pages: create an administrator: {_CREATE_WEB_ADMIN}"
+
+
+def _read(path: Path) -> str:
+    """The password in the first run's password file; "" when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def nobody_can_sign_in(services: Services) -> Iterator[str]:
+    """Without --first-run-admin: when there is no web user and no credential at all, so no one
+    can sign in to the web pages nor call the API, a line saying how to make the first
+    administrator."""
+    from openprofiles.users.models import ROLES
+    from openprofiles.users.service import count_users
+
+    with services.read() as tx:
+        empty = not list_credentials(tx) and not any(count_users(tx, role=r) for r in ROLES)
+    if empty:
+        yield (
+            "No one can sign in or call the API yet: start once with --first-run-admin, or "
+            f"create an administrator with: {_CREATE_WEB_ADMIN}; and an access key with: "
+            f"{_CREATE_CREDENTIAL}"
+        )

@@ -1,14 +1,21 @@
 """Running the server: one process, or several sharing one listening socket.
 
 Python executes one request's code at a time per process, so on a machine with several cores a
-busy server runs several processes (`openprofiles serve --workers N`). uvicorn's supervisor binds
-the socket once, starts the workers, and restarts one that dies. Each worker builds its own
+busy server runs several processes (`openprofiles serve --workers N`). This process binds the
+socket and listens on it (`bind`, `prepare`) before it says it listens; uvicorn's supervisor
+starts the workers, hands them the socket, and restarts one that dies. Each worker builds its own
 application (`worker_app`): its own connection pool, caches and background tasks, which are
 written for several processes at once (the matching scheduler claims each slot, the dead-letter
 resend claims each record, the expiry purge is idempotent). On SQLite the workers' writes queue
 on the writer lock (store.writer_lock); on PostgreSQL on the database's own locks.
 
 The schema is brought up to date once, by the supervising process, before any worker starts.
+
+"OpenProfiles listening on ..." is true when it is printed: the socket listens from then on, and
+a connection made before a worker accepts it (one process builds the application first; with
+several, they are new Python processes, seconds away) waits in the kernel's queue rather than
+being refused. uvicorn, left to bind, listened only in each worker, once it had started: a
+deploy script or health check that trusted the line found the port refusing connections.
 
 Every process appends its audit lines to the audit log (OPENPROFILES_AUDIT_LOG), besides
 printing them on stderr: `prepare` opens it first, so one that cannot be opened stops the server.
@@ -27,6 +34,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,14 +48,14 @@ from openprofiles.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
-    """Bring the schema up to date and, when asked, create the first admin credential; yields
-    the lines to show the operator. A data dir, database or keyring that cannot be used stops
-    it as it stops every other command (cli_support.open_services says which and why)."""
+def prepare(settings: Settings, listener: socket.socket, *, first_run_admin: bool) -> Iterator[str]:
+    """Bring the schema up to date and, when asked, create the first admin credential; then
+    listen on `listener` (`bind`) and say so. Yields the lines to show the operator. A data dir,
+    database or keyring that cannot be used stops it as it stops every other command
+    (cli_support.open_services says which and why), before anything listens."""
     from openprofiles.cli_support import open_audit_file, open_services, shown_database
-    from openprofiles.first_run import ensure_first_admin
+    from openprofiles.first_run import ensure_first_admin, nobody_can_sign_in
 
-    check_address(settings.host, settings.port)
     services = open_services(settings, create=True)
     try:
         audit_log = settings.audit_log_file
@@ -60,8 +68,13 @@ def prepare(settings: Settings, *, first_run_admin: bool) -> Iterator[str]:
         endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:
             yield from ensure_first_admin(services, endpoint)
+        else:
+            yield from nobody_can_sign_in(services)
         # Once, here, rather than in each worker; after the first run wrote its files.
         warn_about_deployment(settings)
+        # From here on a connection is taken (the kernel completes it and queues it until a
+        # worker accepts it), so the line after it is true, whenever the workers are ready.
+        listener.listen(BACKLOG)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -151,8 +164,8 @@ def warn_about_deployment(settings: Settings) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost), read as
-    `check_address` and uvicorn bind it: the first address it resolves to."""
+    """Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost), read as `bind`
+    binds it: the first address it resolves to."""
     try:
         address = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)[0][4][0]
     except OSError:
@@ -177,18 +190,44 @@ class AddressUnusable(Exception):
     message_has_no_personal_data = True
 
 
-def check_address(host: str, port: int) -> None:
-    """AddressUnusable unless `host:port` can be bound now, before anything says the server is
-    listening there (uvicorn binds later; a port in use used to show up only as its error).
-    SO_REUSEADDR as uvicorn sets it: a port whose last connections are closing is usable."""
+# Connections the kernel completes and holds until a worker accepts them: uvicorn's default,
+# given to it too (it listens again, with its own backlog, when a worker starts).
+BACKLOG = 2048
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The server's TCP socket, bound to `host:port` (the first address the host resolves to) but
+    not listening yet: connections are refused until `prepare` is done and listens on it, just
+    before saying so, and `run` hands it to uvicorn. AddressUnusable when it cannot be bound,
+    before anything says the server listens (a port in use used to show up only as uvicorn's
+    error, after the line).
+
+    SO_REUSEADDR as uvicorn sets it: a port whose last connections are closing is usable. An
+    IPv6 socket takes IPv6 connections only (IPV6_V6ONLY), as asyncio bound the one server
+    process before (uvicorn's supervisor left it taking IPv4 too): `--host ::` and `--host
+    0.0.0.0` name one family each, whatever --workers is. Inheritable, as uvicorn makes the
+    socket it shares with the worker processes it spawns."""
+    host, port = settings.host, settings.port
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
+        listener = socket.socket(family, kind, proto)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise AddressUnusable(f"Cannot listen on {url_host(host)}:{port}: {reason}.") from None
+        raise _unusable(host, port, exc) from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        raise _unusable(host, port, exc) from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _unusable(host: str, port: int, exc: OSError) -> AddressUnusable:
+    reason = exc.strerror or type(exc).__name__
+    return AddressUnusable(f"Cannot listen on {url_host(host)}:{port}: {reason}.")
 
 
 def worker_app() -> Starlette:
@@ -234,8 +273,9 @@ def stop_when_orphaned(supervisor_pid: int, every: float = ORPHAN_CHECK_SECONDS)
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
-def run(settings: Settings) -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM)."""
+def run(settings: Settings, listener: socket.socket) -> None:
+    """Serve on `listener` (`bind`, listening since `prepare`) until stopped (Ctrl-C or
+    SIGTERM)."""
     from openprofiles.metrics.endpoint import multiprocess_dir
 
     # Workers are new processes (uvicorn starts them with the spawn method) that import the
@@ -245,23 +285,24 @@ def run(settings: Settings) -> None:
     # Several workers add up their metrics' counts in a directory they share (metrics.endpoint);
     # with /metrics off (OPENPROFILES_METRICS) no one adds them up, so none is made.
     with multiprocess_dir(settings.workers if settings.metrics else 1):
-        _serve(settings)
+        _serve(settings, listener)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, listener: socket.socket) -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     from openprofiles.logging_setup import serving_log_config
     from openprofiles.wire.framing import AutoProtocol
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "openprofiles.serving:worker_app",
         factory=True,
         # uvicorn's own HTTP protocol, but a request whose framing it cannot read (a bad
         # Content-Length, a broken chunked body) gets the API's error format, not a bare text.
         http=AutoProtocol,
-        host=settings.host,
-        port=settings.port,
+        # No host nor port: it serves the socket it is given (`bind`).
         workers=settings.workers,
         log_level="info",
         # Time, level and logger name on every line, OpenProfiles' INFO records included
@@ -275,4 +316,19 @@ def _serve(settings: Settings) -> None:
         # sign-in throttle counts. Trusted only from the proxies named (Settings).
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        backlog=BACKLOG,
     )
+    # What uvicorn.run does (uvicorn 0.54, main.run) once it has bound a socket, given ours; no
+    # Unix socket nor reloading here, so none of its clean-up for them. uvicorn logs no "Uvicorn
+    # running on" line for a socket it is given: "OpenProfiles listening on" said it, truly.
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[listener]).run()
+        else:
+            server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass
+    if not server.started and config.workers == 1:
+        # The application did not start (its lifespan failed): as uvicorn.run exits then.
+        sys.exit(STARTUP_FAILURE)

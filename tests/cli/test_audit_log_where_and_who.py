@@ -102,8 +102,8 @@ def _server(installation: Installation, cwd: Path, output: list[str]) -> Iterato
     try:
         for line in process.stdout:
             output.append(line.rstrip("\n"))
-            # One process: it listens once its startup is complete, and then says so.
-            if "Uvicorn running on" in line:
+            # It says it listens once it does (connections wait until the server accepts them).
+            if "OpenProfiles listening on" in line:
                 break
         else:
             raise AssertionError("the server did not start:\n" + "\n".join(output))

@@ -163,10 +163,10 @@ def test_serve_starts_with_first_run_admin_and_answers_health(tmp_path):
     try:
         lines = []
         assert process.stdout is not None
-        # Read the server's own output until uvicorn says it is accepting connections.
+        # Read the server's own output until it says it is accepting connections.
         for line in process.stdout:
             lines.append(line)
-            if "Uvicorn running on" in line:
+            if "OpenProfiles listening on" in line:
                 break
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}" in output
@@ -300,7 +300,7 @@ def test_serve_says_when_its_port_is_taken_before_saying_it_listens(tmp_path):
 def _started(process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
-        if "Uvicorn running on" in line:
+        if "OpenProfiles listening on" in line:
             return
     raise AssertionError("the server did not start")
 

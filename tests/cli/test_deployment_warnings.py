@@ -83,7 +83,8 @@ def test_a_password_in_database_url_is_warned_about_once_and_not_shown(
 def test_serve_warns_about_a_password_in_database_url_before_anything_else(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serving, "run", lambda settings: None)  # no server: only what it says
+    # No server: only what it says.
+    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
     with_password = postgres_url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
     result = CliRunner().invoke(
         main,
@@ -126,7 +127,8 @@ def test_a_sqlite_database_url_is_not_warned_about(tmp_path: Path) -> None:
 def _plain_http_warnings(settings: Settings, caplog: pytest.LogCaptureFixture) -> list[str]:
     """What `serve` logs before it serves about speaking plain HTTP."""
     caplog.set_level(logging.WARNING)
-    list(serving.prepare(settings, first_run_admin=False))
+    with serving.bind(settings) as listener:
+        list(serving.prepare(settings, listener, first_run_admin=False))
     return [
         r.getMessage()
         for r in caplog.records
@@ -171,7 +173,7 @@ def test_serve_command_warns_about_plain_http_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through the command line: --host, and the variable that silences it."""
-    monkeypatch.setattr(serving, "run", lambda settings: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
     caplog.set_level(logging.WARNING)
     arguments = ["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "data")]
     result = CliRunner().invoke(main, [*arguments, "--port", str(free_port())])

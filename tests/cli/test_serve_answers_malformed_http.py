@@ -118,7 +118,7 @@ def test_serve_answers_malformed_framing_in_the_aws_format(tmp_path) -> None:
     try:
         assert process.stdout is not None
         for line in process.stdout:
-            if "Uvicorn running on" in line:
+            if "OpenProfiles listening on" in line:
                 break
         for case, (data, fault) in MALFORMED.items():
             _assert_aws_bad_request(port, data, fault, case)

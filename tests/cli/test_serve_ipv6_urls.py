@@ -35,7 +35,8 @@ pytestmark = [
 def test_serve_on_an_ipv6_address_prints_it_in_brackets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serving, "run", lambda settings: None)  # no server: only what it says
+    # No server: only what it says.
+    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
     port = free_port()
     result = CliRunner().invoke(
         main,

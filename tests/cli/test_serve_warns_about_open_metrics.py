@@ -25,7 +25,8 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 def _open_metrics_warnings(settings: Settings, caplog: pytest.LogCaptureFixture) -> list[str]:
     """What `serve` logs before it serves about an open /metrics."""
     caplog.set_level(logging.WARNING)
-    list(serving.prepare(settings, first_run_admin=False))
+    with serving.bind(settings) as listener:
+        list(serving.prepare(settings, listener, first_run_admin=False))
     return [
         r.getMessage()
         for r in caplog.records
@@ -65,7 +66,8 @@ def test_no_warning_when_metrics_are_kept_or_off(
 def test_serve_command_warns_and_the_token_silences_it_unshown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(serving, "run", lambda settings: None)  # no server: only what it says
+    # No server: only what it says.
+    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
     caplog.set_level(logging.DEBUG)
     arguments = ["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "data")]
     result = CliRunner().invoke(main, [*arguments, "--port", str(free_port())])
