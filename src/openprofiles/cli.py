@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -24,6 +24,7 @@ from openprofiles.cli_support import (
     services_open,
     settings_from_options,
     storage_options,
+    storage_options_given,
     warn_about_unknown_variables,
 )
 from openprofiles.connectors.cli import connectors
@@ -109,7 +110,7 @@ def credentials() -> None:
 
 _DOMAIN_OPTION_HELP = (
     "A domain the key may act on (repeat for several); the API refuses it every other domain "
-    "(AccessDeniedException). Without it, every domain."
+    "(AccessDeniedException)."
 )
 
 
@@ -121,7 +122,13 @@ def _scope_json(scope: frozenset[str] | None) -> list[str] | None:
 @credentials.command("create")
 @storage_options
 @click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
-@click.option("--domain", "domains", multiple=True, metavar="NAME", help=_DOMAIN_OPTION_HELP)
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="NAME",
+    help=f"{_DOMAIN_OPTION_HELP} Without it, every domain.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def credentials_create(
     data_dir: Path | None,
@@ -200,7 +207,13 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
 @credentials.command("scope")
 @storage_options
 @click.argument("access_key_id")
-@click.option("--domain", "domains", multiple=True, metavar="NAME", help=_DOMAIN_OPTION_HELP)
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="NAME",
+    help=f"{_DOMAIN_OPTION_HELP} These replace the domains it had. Give --domain or --all-domains.",
+)
 @click.option("--all-domains", is_flag=True, help="Let the key act on every domain (no scope).")
 def credentials_scope(
     data_dir: Path | None,
@@ -301,10 +314,13 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         click.echo(arn)
 
 
-def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool, force: bool = False) -> None:
+def _set_key_enabled(
+    data_dir: Path | None, database_url: str | None, key: str, enabled: bool, force: bool = False
+) -> None:
     from openprofiles.crypto.keyring import DEFAULT_ALIAS, Keyring
 
-    settings = settings_from_options(data_dir, None)
+    settings = settings_from_options(data_dir, database_url)
+    # The keyring only: disabling a key must work while the database is out of reach.
     require_installation(settings, keyring_only=True)
     keyring = Keyring(settings.keyring_path)
     default = keyring.find_by_alias(DEFAULT_ALIAS)
@@ -318,27 +334,40 @@ def _set_key_enabled(data_dir: Path | None, key: str, enabled: bool, force: bool
     try:
         found = keyring.enable(key) if enabled else keyring.disable(key)
     except LookupError as exc:
-        raise click.ClickException(str(exc)) from None
+        _no_such_key(keyring, key, exc)
     state = "enabled" if enabled else "disabled"
     click.echo(f"{found.arn(settings.region, settings.account_id)}  {found.alias}  {state}")
 
 
+def _no_such_key(keyring: Keyring, key: str, exc: LookupError) -> NoReturn:
+    """Stop with the keyring's "There is no key KEY", suggesting alias/KEY when KEY is a key's
+    alias given bare: a bare name is read as a key id, never as an alias. Its audit line names
+    the error as the API would (ResourceNotFoundException)."""
+    from openprofiles.crypto.arns import ALIAS_PREFIX, alias_name
+    from openprofiles.errors import NotFound
+
+    message = str(exc)
+    if alias_name(key) is None and keyring.find_by_alias(key) is not None:
+        message += f" Did you mean {ALIAS_PREFIX}{key}? An alias is given as {ALIAS_PREFIX}NAME."
+    raise click.ClickException(message) from NotFound(message)
+
+
 @keys.command("disable")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@storage_options
 @click.option("--force", is_flag=True, help="Disable the default key too (stops every request).")
 @click.argument("key")
-def keys_disable(data_dir: Path | None, key: str, force: bool) -> None:
+def keys_disable(data_dir: Path | None, database_url: str | None, key: str, force: bool) -> None:
     """Disable a local key (key id, ARN or alias/NAME): the data of domains under it cannot be
     read until it is enabled again (servers notice within the data-key cache time)."""
-    _set_key_enabled(data_dir, key, enabled=False, force=force)
+    _set_key_enabled(data_dir, database_url, key, enabled=False, force=force)
 
 
 @keys.command("enable")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@storage_options
 @click.argument("key")
-def keys_enable(data_dir: Path | None, key: str) -> None:
+def keys_enable(data_dir: Path | None, database_url: str | None, key: str) -> None:
     """Enable a local key again (key id, ARN or alias/NAME)."""
-    _set_key_enabled(data_dir, key, enabled=True)
+    _set_key_enabled(data_dir, database_url, key, enabled=True)
 
 
 @keys.command("rotate")
@@ -383,6 +412,8 @@ def keys_rotate(
             "keys rotate` is for local keys."
         )
     settings = settings_from_options(data_dir, database_url)
+    # What a command it says to run next must be given to work on this installation.
+    storage = storage_options_given(data_dir, database_url)
     if no_rewrap:
         require_installation(settings, keyring_only=True)
         # Pending: until --rewrap-only activates it, no server wraps a data key under it, so a
@@ -391,7 +422,8 @@ def keys_rotate(
         click.echo(
             "It is pending: servers unwrap with it but wrap nothing under it yet, and domains' "
             "data keys were not re-wrapped. Copy keyring.json to every server, then run "
-            f"`openprofiles keys rotate {key} --rewrap-only` to activate it and re-wrap them."
+            f"`openprofiles keys rotate{storage} {key} --rewrap-only` to activate it and re-wrap "
+            "them."
         )
         return
     # The database is opened (and checked against the keyring) before the keyring changes.
@@ -404,7 +436,7 @@ def keys_rotate(
         # Its versions, recorded: a keyring copy with fewer is older than the database
         # (domains.unreadable.record_local_key).
         record_local_key(services.database, target)
-        _rewrap_domains(services, target, key)
+        _rewrap_domains(services, target, f"openprofiles keys rotate{storage} {key} --rewrap-only")
 
 
 def _rotate_local_key(
@@ -412,7 +444,9 @@ def _rotate_local_key(
 ) -> LocalKey:
     try:
         rotated = keyring.rotate(key, activate=activate)
-    except (LookupError, ValueError) as exc:
+    except LookupError as exc:
+        _no_such_key(keyring, key, exc)
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     newest = rotated.versions[-1].number
     click.echo(
@@ -428,7 +462,7 @@ def _activate_local_key(keyring: Keyring, key: str, settings: Settings) -> Local
         pending = keyring.lookup(key)
         activated = keyring.activate(key)
     except LookupError as exc:
-        raise click.ClickException(str(exc)) from None
+        _no_such_key(keyring, key, exc)
     if pending is not None and pending.pending is not None:
         click.echo(
             f"Activated version {activated.current.number} of "
@@ -438,8 +472,9 @@ def _activate_local_key(keyring: Keyring, key: str, settings: Settings) -> Local
     return activated
 
 
-def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
-    """Re-wrap the data keys of the domains under `target`, saying how many it re-wrapped."""
+def _rewrap_domains(services: Services, target: LocalKey, finish: str) -> None:
+    """Re-wrap the data keys of the domains under `target`, saying how many it re-wrapped;
+    `finish` is the command that finishes after a stop."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from openprofiles.crypto.errors import KeyUnusable
@@ -455,8 +490,8 @@ def _rewrap_domains(services: Services, target: LocalKey, key: str) -> None:
         # A database error's text may quote the statement's parameters: its type only.
         reason = exc.message if isinstance(exc, KeyUnusable | ServiceError) else type(exc).__name__
         raise click.ClickException(
-            f"Re-wrapping stopped after {done} domain(s): {reason} Run `openprofiles keys rotate "
-            f"{key} --rewrap-only` to finish; it makes no new version."
+            f"Re-wrapping stopped after {done} domain(s): {reason} Run `{finish}` to finish; it "
+            "makes no new version."
         ) from None
     click.echo(
         f"Re-wrapped the data keys of {done} domain(s) under version {target.current.number} "

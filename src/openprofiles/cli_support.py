@@ -52,6 +52,22 @@ def storage_options(command: F) -> F:
     return command
 
 
+def storage_options_given(data_dir: Path | None, database_url: str | None) -> str:
+    """The storage options a command was given on its command line, as a hint that names a
+    command to run next must repeat them (" --data-dir D --database-url U", or ""): without
+    them the next command reads another installation, or none. Those set in the environment
+    (OPENPROFILES_DATA_DIR, ...) are left out: the next command reads them as this one did. A
+    password in the URL is hidden (`shown_url`), as in every message."""
+    import shlex
+
+    given = []
+    if data_dir is not None:
+        given += ["--data-dir", shlex.quote(str(data_dir))]
+    if database_url is not None:
+        given += ["--database-url", shlex.quote(shown_url(database_url))]
+    return "".join(f" {part}" for part in given)
+
+
 def _warn_about_password_on_command_line(
     ctx: click.Context, param: click.Parameter, url: str | None
 ) -> str | None:
@@ -640,6 +656,15 @@ def matching_value(ctx: click.Context, param: click.Parameter, value: str | None
     if not text.strip():
         raise click.BadParameter("standard input gave no value.", ctx=ctx, param=param)
     return str(text)
+
+
+# How a `--matching VALUE` option's value is compared with a record's (openprofiles.held_values),
+# in its help.
+HOW_VALUES_COMPARE = (
+    "An email address matches in any letter case and a phone number in any format (one without "
+    "a country code is read in OPENPROFILES_DEFAULT_PHONE_REGION), each also inside a longer "
+    "text; any other value must be a whole field, exactly."
+)
 
 
 def held_value(text: str, settings: Settings) -> HeldValue:

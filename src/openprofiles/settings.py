@@ -10,6 +10,7 @@ libpq's own variables that libpq itself reads (store.database says why).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -72,7 +73,8 @@ class Settings:
     # How far a request's signing time may be from the server's clock.
     max_clock_skew_seconds: int = 15 * 60
     # The addresses of reverse proxies whose X-Forwarded-For header names the client (uvicorn's
-    # --forwarded-allow-ips: comma-separated, or "*"); None trusts no such header. Sign-in's
+    # --forwarded-allow-ips: IP addresses and networks, comma-separated, or "*" alone; checked
+    # by `forwarded_allow_ips_problem`); None trusts no such header. Sign-in's
     # throttle counts failures per client address, and a header anyone may send would let a
     # guesser name a new address for every guess.
     forwarded_allow_ips: str | None = None
@@ -155,7 +157,8 @@ class Settings:
         if not 0 <= self.database_lock_timeout_seconds <= LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS:
             raise ValueError(
                 "OPENPROFILES_DATABASE_LOCK_TIMEOUT_SECONDS must be 0 (no timeout) or more, up to "
-                f"{LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS} (24 days), "
+                f"{LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS} "
+                f"({shown_duration(LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS)}), "
                 f"not {self.database_lock_timeout_seconds:g}"
             )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
@@ -175,6 +178,10 @@ class Settings:
                 "each a visible ASCII one (no space, no line end): it is written in an HTTP "
                 "header, and /metrics has no throttle to slow down guesses of a short one"
             )
+        if self.forwarded_allow_ips is not None:
+            problem = forwarded_allow_ips_problem(self.forwarded_allow_ips)
+            if problem is not None:
+                raise ValueError(f"OPENPROFILES_FORWARDED_ALLOW_IPS {problem}")
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
@@ -298,7 +305,9 @@ class Settings:
             account_id=get("ACCOUNT_ID"),
             # ISO 3166 codes are upper case; "gb" means GB, as it would to any reader.
             default_phone_region=(get("DEFAULT_PHONE_REGION") or "").upper() or None,
-            forwarded_allow_ips=get("FORWARDED_ALLOW_IPS"),
+            # " * " means "*" (trust every proxy), as it would to any reader; uvicorn would
+            # take it for a name that no client's address is.
+            forwarded_allow_ips=(get("FORWARDED_ALLOW_IPS") or "").strip() or None,
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
             data_key_cache_seconds=seconds("DATA_KEY_CACHE_SECONDS"),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
@@ -441,9 +450,79 @@ _NUMBER_RANGES: dict[str, tuple[int, int]] = {
 
 
 def _describe_range(field: str, low: int, high: int) -> str:
-    if field.endswith("_seconds"):
-        return f"a number of seconds from {low} to {high} ({high // 86400} days)"
-    return f"a whole number from {low} to {high}"
+    if not field.endswith("_seconds"):
+        return f"a whole number from {low} to {high}"
+    # Under a minute, the number of seconds says it all.
+    longest = f" ({shown_duration(high)})" if high >= 60 else ""
+    return f"a number of seconds from {low} to {high}{longest}"
+
+
+# The units `shown_duration` names, largest first.
+_DURATION_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def shown_duration(seconds: int) -> str:
+    """A number of seconds as a reader takes it in: in the largest unit it is a whole number of
+    (fewer than a thousand of them), "1 hour", "90 minutes", "365 days", "45 seconds"; else
+    about so many of the largest unit it is at least one of, "about 25 days" (2147483)."""
+    for name, size in _DURATION_UNITS:
+        count, rest = divmod(seconds, size)
+        if not rest and count < 1000 and (count or size == 1):
+            return _units(count, name)
+    name, size = next((n, s) for n, s in _DURATION_UNITS if seconds >= s)
+    return "about " + _units(round(seconds / size), name)
+
+
+def _units(count: int, name: str) -> str:
+    return f"{count} {name}{'' if count == 1 else 's'}"
+
+
+def forwarded_allow_ips_problem(value: str) -> str | None:
+    """What is wrong with an OPENPROFILES_FORWARDED_ALLOW_IPS value, as the rest of a sentence
+    after the variable's name; None when uvicorn reads every part of it as the operator meant.
+
+    uvicorn (middleware.proxy_headers._TrustedHosts) reads the value as "*" (the whole value:
+    trust every client), else as comma-separated entries, each an IP address, a network with a
+    "/" (10.0.0.0/24), or else a literal matched against the client's host as text, meant for
+    a unix socket's path. A literal never matches here: `serve` listens on TCP only, where a
+    client's host is always its IP address, and uvicorn 0.54 gives a unix socket's client no
+    host at all. So "garbage", a host name, "[::1]", "*" among other entries, or a network
+    with host bits ("10.0.0.5/24", which ipaddress refuses) were taken silently for names that
+    match no proxy: every proxied client then counted as the proxy in the sign-in throttle."""
+    if value == "*":
+        return None
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            return f"has an empty entry in {value!r}; {_FORWARDED_ALLOW_IPS_FORM}"
+        if entry == "*":
+            return (
+                f"may be * (trust every address) only alone, not among other entries in "
+                f"{value!r}; {_FORWARDED_ALLOW_IPS_FORM}"
+            )
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            return f"{_FORWARDED_ALLOW_IPS_FORM}, not {entry!r}{_meant_network(entry)}"
+    return None
+
+
+_FORWARDED_ALLOW_IPS_FORM = (
+    "must list the reverse proxies' IP addresses or networks, comma-separated (10.0.0.5, "
+    "10.0.0.0/24, fd00::/8), or be * to trust every address"
+)
+
+
+def _meant_network(entry: str) -> str:
+    """A hint for a network written with its host bits set, which uvicorn would not read as a
+    network: " (as a network: 10.0.0.0/24)" for 10.0.0.5/24; else nothing."""
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return ""
+    return f" (as a network: {network})"
 
 
 # OPENPROFILES_METRICS_TOKEN (Settings.metrics_token): visible ASCII (a header's value, as

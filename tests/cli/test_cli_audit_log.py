@@ -128,13 +128,26 @@ def test_a_failed_command_writes_its_error_type(
 
     assert audit_lines() == [
         f"cli dlq purge uid={UID} domain=nosuch result=failed error=ResourceNotFoundException",
-        # The command's own refusal (some ids are no dead letter's): its type.
-        f"cli dlq purge uid={UID} domain={DOMAIN} result=failed error=ClickException",
+        # Some ids are no dead letter's: named as the API names a missing thing, not by the
+        # type of click's exception (a newcomer review).
+        f"cli dlq purge uid={UID} domain={DOMAIN} result=failed error=ResourceNotFoundException",
         f"cli dlq purge uid={UID} domain=(not valid) result=failed error=ResourceNotFoundException",
         f"cli users create uid={UID} domain=- result=ok",
         f"cli users create uid={UID} domain=- result=failed error=BadRequestException",
     ]
     assert EMAIL not in logged() and USERNAME not in logged() and PASSWORD not in logged()
+
+
+def test_a_key_that_is_not_in_the_keyring_is_logged_as_not_found(
+    services: Services, audit_lines: Callable[[], list[str]]
+) -> None:
+    for command in ("disable", "enable"):
+        unknown = run(services, "keys", command, "alias/nosuch")
+        assert unknown.exit_code == 1, unknown.output
+    assert audit_lines() == [
+        f"cli keys {command} uid={UID} domain=- result=failed error=ResourceNotFoundException"
+        for command in ("disable", "enable")
+    ]
 
 
 def test_printing_stored_personal_data_is_logged(

@@ -102,6 +102,20 @@ def test_delete_ends_the_sessions_and_never_removes_the_last_admin(
         assert [(u.username, u.role) for u in users.list_users(tx)] == [("boss", "admin")]
 
 
+def test_list_heads_its_columns(settings: Settings, built: Services) -> None:
+    """A newcomer review: the list had no header, and its last column (the audit log's name
+    of the user, a digest) meant nothing without one."""
+    listed = run(settings, "list")
+    assert listed.exit_code == 0, listed.output
+    header, *rows = listed.output.splitlines()
+    assert header.split() == ["USERNAME", "ROLE", "CREATED", "AUDIT", "NAME"]
+    assert sorted(row.split()[:2] for row in rows) == [["ana", "agent"], ["boss", "admin"]]
+    # Each column starts under its heading.
+    for row in rows:
+        assert row.index(row.split()[-1]) == header.index("AUDIT NAME")
+        assert row.split()[-1].startswith("user-")
+
+
 def test_set_role(settings: Settings, built: Services) -> None:
     result = run(settings, "set-role", "ana", "admin")
     assert result.exit_code == 0, result.output

@@ -42,7 +42,11 @@ def connectors() -> None:
     help="The Kinesis stream's name (read in OPENPROFILES_AWS_REGION, else OPENPROFILES_REGION), "
     "or its ARN, arn:aws:kinesis:REGION:ACCOUNT:stream/NAME (read in REGION).",
 )
-@click.option("--endpoint-url", default=None, help="Kinesis endpoint (default: settings).")
+@click.option(
+    "--endpoint-url",
+    default=None,
+    help="Kinesis endpoint URL (default: OPENPROFILES_KINESIS_ENDPOINT_URL, else AWS's).",
+)
 @click.option(
     "--once",
     is_flag=True,

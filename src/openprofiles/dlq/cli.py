@@ -10,10 +10,12 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import (
+    HOW_VALUES_COMPARE,
     matching_value,
     open_services,
     settings_from_options,
     storage_options,
+    storage_options_given,
 )
 from openprofiles.dlq.models import DeadLetter
 
@@ -74,6 +76,10 @@ def dlq() -> None:
 
 # Dead letters `dlq list` shows at once: a bulk load may leave tens of thousands.
 LIST_LIMIT = 100
+# Records `dlq resend` sends unless --limit says: dlq.resend.DEFAULT_LIMIT, which the server's
+# periodic resend uses (a test checks that they agree); that module is not imported for --help,
+# as it takes seconds to.
+RESEND_LIMIT = 1000
 
 
 @dlq.command("list")
@@ -135,10 +141,11 @@ def dlq_list(
     if more:
         # On stderr with --json, whose stdout a script parses.
         following = f"{total - len(letters)} more" if after is None else "more"
+        storage = storage_options_given(data_dir, database_url)
         click.echo(
             f"{_count(len(letters), 'dead letter')} shown of {total} in domain {domain_name}; "
-            f"{following} follow. Next page: openprofiles dlq list --domain {domain_name} "
-            f"--after {letters[-1].message_id}; every one: --all.",
+            f"{following} follow. Next page: openprofiles dlq list{storage} --domain "
+            f"{domain_name} --after {letters[-1].message_id}; every one: --all.",
             err=as_json,
         )
 
@@ -247,23 +254,24 @@ def dlq_retry(
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    default=None,
-    help="Send at most this many records (default: dlq.resend.DEFAULT_LIMIT, 1000).",
+    default=RESEND_LIMIT,
+    show_default=True,
+    help="Send at most this many records.",
 )
 def dlq_resend(
     data_dir: Path | None,
     database_url: str | None,
     domain_name: str,
     as_json: bool,
-    limit: int | None,
+    limit: int,
 ) -> None:
     """Send the dead letters whose SQS send failed or never happened to the domain's queue."""
-    from openprofiles.dlq.resend import DEFAULT_LIMIT, resend_pending
+    from openprofiles.dlq.resend import resend_pending
     from openprofiles.errors import ServiceError
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
-        outcome = resend_pending(services, domain_name=domain_name, limit=limit or DEFAULT_LIMIT)
+        outcome = resend_pending(services, domain_name=domain_name, limit=limit)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
@@ -289,7 +297,8 @@ def dlq_resend(
     if outcome.more:
         click.echo("More records wait: run the command again.")
     if outcome.failed:
-        click.echo(f"Why: see `openprofiles dlq list --domain {domain_name}`.")
+        storage = storage_options_given(data_dir, database_url)
+        click.echo(f"Why: see `openprofiles dlq list{storage} --domain {domain_name}`.")
 
 
 matching_option = click.option(
@@ -298,9 +307,9 @@ matching_option = click.option(
     default=None,
     metavar="VALUE",
     callback=matching_value,
-    help="A customer's email address, phone number or other value: the records holding it "
-    "(openprofiles.held_values says how values compare). Never printed. `-` reads it from "
-    "standard input, out of the shell's history.",
+    help="A customer's email address, phone number or other value: the records holding it. "
+    f"{HOW_VALUES_COMPARE} Never printed. `-` reads it from standard input, out of the shell's "
+    "history.",
 )
 dry_run_option = click.option(
     "--dry-run", is_flag=True, help="With --matching: list what would be purged, purge nothing."
@@ -332,6 +341,7 @@ def dlq_purge(
     Exits with status 1 when a given MESSAGE_ID is not a dead letter of the domain (the others
     are purged); --json then lists them in NotFound."""
     from openprofiles.dlq.service import missing, purge
+    from openprofiles.errors import NotFound
 
     if matching is not None:
         if message_ids or purge_all:
@@ -357,12 +367,14 @@ def dlq_purge(
     else:
         click.echo(f"Purged {_count(count, 'dead letter')}.")
     if absent:
-        raise click.ClickException(
+        message = (
             f"The dead-letter message {absent[0]} does not exist in domain {domain_name}."
             if len(absent) == 1
             else f"The dead-letter messages {', '.join(absent)} do not exist in domain "
             f"{domain_name}."
         )
+        # As the API names it, in the audit line too (cli_support._how_it_ended).
+        raise click.ClickException(message) from NotFound(message)
 
 
 def _purge_matching(

@@ -1,6 +1,6 @@
 """`openprofiles merges list|show|undo --domain NAME`: the merge log, and undoing a merge;
 `openprofiles matches list|explain --domain NAME`: rule-based matches and why they matched;
-`openprofiles matches run-job|explain-ml --domain NAME`: ML-based matching jobs (spec §5.2);
+`openprofiles matches run-job|explain-ml --domain NAME`: ML-based matching jobs (identity.ml_jobs);
 `openprofiles matches run-due`: the jobs whose JobSchedule slot has come, in every domain."""
 
 from __future__ import annotations
@@ -222,8 +222,9 @@ def merges_undo(
 
 @click.group()
 def matches() -> None:
-    """Matches: rule-based (spec §5.1) list and explain; ML-based (§5.2) run-job, run-due,
-    explain-ml."""
+    """Profiles that look like one customer: rule-based matches (the domain's
+    RuleBasedMatching) with list and explain; ML-based matching jobs (the domain's Matching)
+    with run-job, run-due and explain-ml."""
 
 
 @matches.command("list")
@@ -324,7 +325,8 @@ def _job_summary(job: Any) -> dict[str, Any]:
 def matches_run_job(
     data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool
 ) -> None:
-    """Run the domain's ML-based identity resolution job now (spec §5.2) and print its result."""
+    """Run the domain's ML-based matching job now (as its Matching JobSchedule would) and print
+    its result."""
     from openprofiles.errors import ServiceError
     from openprofiles.identity.ml_jobs import FAILED, run_matching_job
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import (
+    HOW_VALUES_COMPARE,
     matching_value,
     open_services,
     settings_from_options,
@@ -208,8 +209,8 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     metavar="VALUE",
     callback=matching_value,
     help="A customer's email address, phone number or other value: delete the kept records "
-    "holding it, every instance's, waiting ones too. Never printed. `-` reads it from "
-    "standard input, out of the shell's history.",
+    f"holding it, every instance's, waiting ones too. {HOW_VALUES_COMPARE} Never printed. `-` "
+    "reads it from standard input, out of the shell's history.",
 )
 @click.option(
     "--dry-run", is_flag=True, help="With --matching: list what would be deleted, delete nothing."

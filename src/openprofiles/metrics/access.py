@@ -35,8 +35,10 @@ def refusal(request: Request, token: str | None) -> Response | None:
 
 
 def _unauthorized(challenge: str) -> Response:
+    # Says what the caller must send, not the server's configuration (which variable holds
+    # the token): that is for the operator, in docs/operations.md and serve's warning.
     return PlainTextResponse(
-        "GET /metrics needs the bearer token of OPENPROFILES_METRICS_TOKEN.\n",
+        "A bearer token is required: GET /metrics with Authorization: Bearer TOKEN.\n",
         status_code=401,
         headers={"WWW-Authenticate": challenge},
     )

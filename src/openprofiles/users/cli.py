@@ -88,6 +88,11 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
     ):
         listed = list_users(tx)
         cipher = services.keys.system_cipher()
+        if not listed:
+            click.echo("There are no web users.")
+            return
+        # A header: the audit name, a digest, means nothing to a reader without one.
+        click.echo(f"{'USERNAME':<32} {'ROLE':<6} {'CREATED':<16}  AUDIT NAME")
         for user in listed:
             click.echo(
                 f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}  "

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from openprofiles.cli import main
-from openprofiles.settings import Settings
+from openprofiles.settings import Settings, shown_duration
 
 SECONDS = (
     "OPENPROFILES_DATA_KEY_CACHE_SECONDS",
@@ -78,3 +78,43 @@ def test_numbers_in_range_are_read(variable: str, value: str) -> None:
     settings = Settings.from_env({variable: value})
     field = variable.removeprefix("OPENPROFILES_").lower()
     assert getattr(settings, field) == float(value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0 seconds"),
+        (1, "1 second"),
+        (45, "45 seconds"),
+        (60, "1 minute"),
+        (90, "90 seconds"),
+        (120, "2 minutes"),
+        (3600, "1 hour"),
+        (5400, "90 minutes"),
+        (7200, "2 hours"),
+        (86400, "1 day"),
+        (172800, "2 days"),
+        (31536000, "365 days"),
+        # No whole number of any unit but seconds, and too many of those to read.
+        (3601, "about 1 hour"),
+        (2147483, "about 25 days"),
+    ],
+)
+def test_durations_are_shown_in_the_unit_they_are_whole_in(seconds: int, shown: str) -> None:
+    assert shown_duration(seconds) == shown
+
+
+def test_a_range_of_an_hour_says_an_hour() -> None:
+    """A newcomer review: "from 0 to 3600 (0 days)"."""
+    for variable in (
+        "OPENPROFILES_FLOW_FOLDER_SETTLE_SECONDS",
+        "OPENPROFILES_METRICS_STATE_SECONDS",
+    ):
+        with pytest.raises(ValueError) as refused:
+            Settings.from_env({variable: "4000"})
+        assert str(refused.value) == (
+            f"{variable} must be a number of seconds from 0 to 3600 (1 hour), not 4000"
+        )
+    with pytest.raises(ValueError) as refused:
+        Settings.from_env({"OPENPROFILES_DATABASE_LOCK_TIMEOUT_SECONDS": "-1"})
+    assert "up to 2147483 (about 25 days), not -1" in str(refused.value)

@@ -93,7 +93,10 @@ def test_users_list_shows_each_users_audit_name(client: TestClient) -> None:
     listed = CliRunner().invoke(main, ["users", "list", "--data-dir", str(settings.data_dir)])
     assert listed.exit_code == 0, listed.output
     cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
-    rows = {line.split()[0]: line.split()[-1] for line in listed.output.splitlines()}
+    # Under its header (USERNAME ... AUDIT NAME).
+    header, *lines = listed.output.splitlines()
+    assert header.endswith("AUDIT NAME")
+    rows = {line.split()[0]: line.split()[-1] for line in lines}
     assert rows == {name: users.audit_name(cipher, name) for name in ("ana", "boss")}
 
 
