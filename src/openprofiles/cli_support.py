@@ -437,6 +437,7 @@ def require_installation(settings: Settings, *, keyring_only: bool = False) -> N
     .data there) used to make a new, empty installation, exit 0 and print an access key no
     server knew. A database error (PostgreSQL out of reach) is raised as it is, for the caller
     to say which and why (`open_services`)."""
+    refuse_root_in_anothers_data_dir(settings)
     keyring = settings.keyring_path.absolute()
     if keyring_only:
         if not keyring.exists():
@@ -475,6 +476,33 @@ _POINT_AT_IT = (
     "OPENPROFILES_DATABASE_URL when it is not the SQLite file in the data dir). `openprofiles "
     "serve --first-run-admin` creates a new installation."
 )
+
+
+def refuse_root_in_anothers_data_dir(settings: Settings) -> None:
+    """Stop a command run as root on a data dir another user owns (the server's service user):
+    a file root writes there (keyring.json by `keys create`, the SQLite database, the audit log)
+    is root's from then on, which the server, running as that user, can no longer read or
+    write: it answered every request 500 until the file was given back. Root's own data dir,
+    and any other user's run, are left alone."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        owner = settings.data_dir.stat().st_uid
+    except OSError:
+        return  # not made yet: `serve` makes it, as whoever runs it
+    if owner == 0:
+        return
+    try:
+        import pwd
+
+        name = pwd.getpwuid(owner).pw_name
+    except (ImportError, KeyError):
+        name = str(owner)
+    raise click.ClickException(
+        f"The data dir {_shown_data_dir(settings)} belongs to the user {name}, and this command "
+        f"runs as root: files it wrote there would be root's, and a server running as {name} "
+        f"could no longer use them. Run it as that user: sudo -u {name} openprofiles ..."
+    )
 
 
 def _shown_data_dir(settings: Settings) -> str:
@@ -534,6 +562,7 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
     where = shown_database(settings)
     if where == _NOT_A_URL:
         raise click.ClickException(f"Cannot open the database {where}.")
+    refuse_root_in_anothers_data_dir(settings)
     try:
         if not create:
             require_installation(settings)
