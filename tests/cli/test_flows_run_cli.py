@@ -14,7 +14,7 @@ from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
 from openprofiles.cli import main
-from openprofiles.flows.service import list_runs
+from openprofiles.flows.runs import list_runs
 from openprofiles.settings import Settings
 
 # Nothing listens there (a port of this helper's range): the connection is refused at once.

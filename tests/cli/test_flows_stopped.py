@@ -28,7 +28,7 @@ from tests.unit.flows.test_flows_templates import flow_definition
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
-from openprofiles.flows.service import list_runs
+from openprofiles.flows.runs import list_runs
 from openprofiles.integrations.service import put_integration
 from openprofiles.settings import Settings
 from openprofiles.store.schema import flow_run

@@ -238,8 +238,9 @@ def test_0018_seals_flow_definitions_and_run_errors_and_digests_item_keys(settin
     (or digested) by it, and read as before: the flow, its runs and which items it read."""
     from openprofiles.app import build_services
     from openprofiles.flows.models import parse_flow_definition
-    from openprofiles.flows.service import get_run, pending_items
+    from openprofiles.flows.runs import get_run
     from openprofiles.flows.sources import FolderSource
+    from openprofiles.flows.triggers import pending_items
     from openprofiles.integrations.service import find_flow_integration
     from openprofiles.store.migrate import upgrade_to_head
 

@@ -7,17 +7,17 @@ flow's `Stamp`, and the next check that finds the same stamp takes them instead 
 again: one row read instead of all of them.
 
 Why the stamp is enough: `integration.flow_item_changes` is bumped in the transaction of every
-change of the flow's flow_item rows (flows.service `_items_changed`: a run's checkpoints, its
-forgetting of gone items, a crash counted), by every other update of the integration's row
-(its column's `onupdate`: PutIntegration renaming the flow deletes its checkpoints, and those of
-the name it takes, in that update's transaction), and the flow's other deletions go with its
-row (DeleteIntegration, DeleteDomain), which a flow put again under the name makes anew, with
-another `created_at` (and a count from 0: the stamp is the row's identity with the count). A
-change commits with its bump, in any process or host: a stamp read as it was read before says
-that no change committed since. The stamp is read before the checkpoints, in the same
-transaction: on PostgreSQL each statement sees the changes committed before it began, so
-checkpoints read after a change that committed between the two are kept under the older stamp,
-and the next check, finding a newer one, reads them again — never the other way round.
+change of the flow's flow_item rows (flows.checkpoint_store `_items_changed`: a run's
+checkpoints, its forgetting of gone items, a crash counted), by every other update of the
+integration's row (its column's `onupdate`: PutIntegration renaming the flow deletes its
+checkpoints, and those of the name it takes, in that update's transaction), and the flow's other
+deletions go with its row (DeleteIntegration, DeleteDomain), which a flow put again under the
+name makes anew, with another `created_at` (and a count from 0: the stamp is the row's identity
+with the count). A change commits with its bump, in any process or host: a stamp read as it was
+read before says that no change committed since. The stamp is read before the checkpoints, in
+the same transaction: on PostgreSQL each statement sees the changes committed before it began,
+so checkpoints read after a change that committed between the two are kept under the older
+stamp, and the next check, finding a newer one, reads them again — never the other way round.
 
 What is kept decides nothing the database would not: a check that finds another stamp, or none
 kept, reads the checkpoints as before. Kept per flow (by the process's Services, the domain and

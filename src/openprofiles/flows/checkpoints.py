@@ -8,7 +8,7 @@ A checkpoint is one of:
   batches (a run resumes it after them);
 * CRASHED_MARK: begun, and runs in a row stopped on it with an unexpected error — how many, and
   after how many of its records (resumed as a PARTIAL_MARK item is; its `CRASH_ATTEMPTS`-th
-  attempt reads it carefully, flows.service);
+  attempt reads it carefully, flows.crashes);
 * FAILED_MARK: failed (dead-lettered) — with what of that version was not applied (`Unapplied`:
   the records after where its reading stopped, and those set aside one by one), which a run asked
   for applies, and only those.
@@ -29,7 +29,7 @@ from openprofiles.flows.sources import SourceItem
 # ("failed:<etag>") when nothing of it is known applied, or by what of it was not applied, then
 # the version ("failed:1500:7,12-14:<etag>": the records after its first 1500, and those at
 # positions 7 and 12 to 14, set aside; `Unapplied`): not pending for automatic runs, and read
-# again by a run asked for, which applies only those records (flows.service's docstring).
+# again by a run asked for, which applies only those records (flows.runner's docstring).
 FAILED_MARK = "failed:"
 # The checkpoint version of an item begun and not finished: this, the number of its records
 # (records and BadRecords, in the order flows.items hands them out) applied in committed
@@ -41,7 +41,7 @@ PARTIAL_MARK = "partial:"
 # crashes the mapping: not ItemFailed, not a record the pipeline rejects) before it is set aside.
 # Not 1: the error may pass (a worker restarted mid-batch, a database failing over), and a
 # record would be dead-lettered for nothing; not many: until then every run of the flow stops at
-# the item, and the items after it wait. The last attempt reads it carefully (flows.service).
+# the item, and the items after it wait. The last attempt reads it carefully (flows.crashes).
 CRASH_ATTEMPTS = 3
 # The checkpoint version of an item runs stopped on with an unexpected error: this, how many
 # runs in a row did, ":", how many of its records were applied (as PARTIAL_MARK), ":", and the

@@ -1,5 +1,5 @@
-"""How flow_item knows an item: a blind-index digest of its key (flows.service's docstring), and
-the digests of a flow's keys kept in the process between the watcher's passes.
+"""How flow_item knows an item: a blind-index digest of its key (flows.checkpoint_store's
+docstring), and the digests of a flow's keys kept in the process between the watcher's passes.
 
 An Event flow's check (`flows watch`, every few seconds) looks up every item its source lists
 in the flow's checkpoints, by digest: a keyed HMAC of every key, every pass, the largest part

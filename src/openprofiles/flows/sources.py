@@ -23,7 +23,7 @@ upload) grows for a while, and read meanwhile its last line is cut off and a JSO
 unterminated, so the part read would be dead-lettered, and that letter would stay after the
 file, complete, was read again. A folder's items therefore carry their modification time
 (`modified_at`), and automatic runs leave a file changed within the last
-`settings.flow_folder_settle_seconds` for a later run (flows.service.settled). S3 objects appear
+`settings.flow_folder_settle_seconds` for a later run (flows.listing.settled). S3 objects appear
 whole when their upload completes, so theirs is None.
 
 A folder source reads only under the configured roots (`settings.flow_folder_roots`, by default
@@ -290,7 +290,7 @@ class _S3Stream:
         except (BotoCoreError, HTTPError, HTTPException, OSError) as exc:
             # The connection broke off or timed out: the run stops and reads the object again
             # next time, like an object that could not be fetched at all, and it is no more the
-            # object's (nor a bug to count against it, flows.service). As seen through a relay
+            # object's (nor a bug to count against it, flows.crashes). As seen through a relay
             # that breaks bodies off (tests/unit/flows/test_flows_s3_broken_off.py): a short
             # body or a reset comes as botocore's ResponseStreamingError, a TLS record that
             # cannot be read as urllib3's SSLError. The socket's and http.client's own errors

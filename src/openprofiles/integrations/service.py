@@ -407,7 +407,7 @@ def delete_integration(tx: Tx, *, domain_name: str, uri: str) -> None:
 def forget_flow(tx: Tx, domain_name: str, flow_name: str) -> None:
     """Delete the runs and checkpoints of a flow the integration no longer has (deleted,
     renamed): a flow put again under its name reads its source afresh, and a run of it in
-    progress stops (flows.service: called after the integration's row was deleted or changed,
+    progress stops (flows.claims: called after the integration's row was deleted or changed,
     which the run's transactions hold shared). Erases (`Tx.erased`): a failed run's sealed error
     can quote a customer's value, and an item's digest names a file or object key."""
     from openprofiles.store.schema import flow_item, flow_run

@@ -2,8 +2,8 @@
 of each flow, "Run now" and delete), and contact-centre instance association (listing and moving
 an instance between domains).
 
-Everything goes through openprofiles.integrations.service, openprofiles.flows.service,
-openprofiles.contacts.service and openprofiles.contacts.sweep.
+Everything goes through openprofiles.integrations.service, openprofiles.flows.service (and
+flows.runs), openprofiles.contacts.service and openprofiles.contacts.sweep.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from openprofiles.contacts import sweep
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.integrations import service as integrations
@@ -69,7 +70,9 @@ def _row(tx: Tx, found: Integration) -> IntegrationRow:
         trigger = parse_flow_definition(definition).trigger_type
     except BadRequest:
         trigger = "unreadable definition"
-    runs = flows.list_runs(tx, domain_name=found.domain_name, flow_name=found.flow_name, limit=1)
+    runs = flow_runs.list_runs(
+        tx, domain_name=found.domain_name, flow_name=found.flow_name, limit=1
+    )
     return IntegrationRow(found, "Flow", trigger, runs[0] if runs else None)
 
 
@@ -133,7 +136,9 @@ def routes(ui: UI) -> list[Route]:
         if query.get("run"):
             run_id = query["run"]
             try:
-                ran = await ui.read(lambda tx: flows.get_run(tx, domain_name=name, run_id=run_id))
+                ran = await ui.read(
+                    lambda tx: flow_runs.get_run(tx, domain_name=name, run_id=run_id)
+                )
             except NotFound:
                 ran = None
         # "Deleted the integration ..." after the deletion only, once (ui.flash): never from a

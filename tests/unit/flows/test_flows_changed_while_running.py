@@ -30,7 +30,11 @@ from sqlalchemy import event, inspect, select
 
 from openprofiles.app import build_services
 from openprofiles.context import Services
+from openprofiles.flows import claims as flow_claims
+from openprofiles.flows import listing as flow_listing
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
+from openprofiles.flows import triggers as flow_triggers
 from openprofiles.flows.models import FlowRun
 from openprofiles.flows.sources import FlowSource, FolderSource, ItemStream, SourceItem
 from openprofiles.integrations.service import find_flow_integration, put_integration
@@ -79,7 +83,7 @@ class SlowListing:
 
 def stored_error(services: Services, run_id: str) -> str | None:
     with services.read() as tx:
-        return flows.get_run(tx, domain_name=D, run_id=run_id).error
+        return flow_runs.get_run(tx, domain_name=D, run_id=run_id).error
 
 
 def other_type(services: Services) -> None:
@@ -201,7 +205,7 @@ def test_a_run_taken_over_while_listing_is_stored_as_taken_over_not_as_ended(
             return
         [mine] = runs(services)
         # Its listing took longer than STALE_AFTER (a huge bucket): another run takes over.
-        age(services, mine.run_id, flows.STALE_AFTER + timedelta(seconds=1))
+        age(services, mine.run_id, flow_runs.STALE_AFTER + timedelta(seconds=1))
         took.append(flows.run_flow(other, domain_name=D, flow_name="crm"))
 
     source = SlowListing(FolderSource(services.settings, str(folder)), slow_listing)
@@ -233,13 +237,13 @@ def test_a_watcher_pass_over_a_scheduled_flow_not_due_makes_no_source_and_takes_
     assert first.status == "COMPLETED"
 
     made: list[str] = []
-    source_for = flows.source_for
+    source_for = flow_triggers.source_for
 
     def counted(*args: Any, **kwargs: Any) -> FlowSource:
         made.append("source")
         return source_for(*args, **kwargs)
 
-    monkeypatch.setattr(flows, "source_for", counted)
+    monkeypatch.setattr(flow_triggers, "source_for", counted)
     statements: list[str] = []
 
     def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
@@ -275,7 +279,7 @@ def test_a_run_listing_for_longer_than_stale_after_keeps_its_flow(
     run now renews its claim while it lists."""
     folder = export(services, tmp_path)
     # raising=False: the same test shows what code without it did.
-    monkeypatch.setattr(flows, "RENEW_EVERY", timedelta(seconds=0.05), raising=False)
+    monkeypatch.setattr(flow_listing, "RENEW_EVERY", timedelta(seconds=0.05), raising=False)
     refused: list[Exception] = []
 
     def slow_listing() -> None:
@@ -283,7 +287,7 @@ def test_a_run_listing_for_longer_than_stale_after_keeps_its_flow(
             return
         [mine] = runs(services)
         # As if it had been listing for longer than STALE_AFTER...
-        age(services, mine.run_id, flows.STALE_AFTER + timedelta(seconds=1))
+        age(services, mine.run_id, flow_runs.STALE_AFTER + timedelta(seconds=1))
         aged = progress_at(services, mine.run_id)
         # ...while it renews its claim (at most every RENEW_EVERY): wait for the renewal.
         deadline = time.monotonic() + 10
@@ -291,7 +295,7 @@ def test_a_run_listing_for_longer_than_stale_after_keeps_its_flow(
             threading.Event().wait(0.01)
         assert progress_at(services, mine.run_id) > aged
         # Another process's run finds the flow held.
-        with pytest.raises(flows.RunInProgress) as exc:
+        with pytest.raises(flow_claims.RunInProgress) as exc:
             flows.run_flow(other, domain_name=D, flow_name="crm")
         refused.append(exc.value)
 

@@ -24,6 +24,7 @@ from sqlalchemy import event
 
 from openprofiles.context import Services
 from openprofiles.flows import service as flows
+from openprofiles.flows import triggers as flow_triggers
 from openprofiles.flows.models import Flow, parse_flow_definition
 from openprofiles.flows.sources import FolderSource
 from openprofiles.integrations.service import (
@@ -73,7 +74,9 @@ def the_flow(services: Services) -> Flow:
 def check(services: Services, folder: Path) -> list[str]:
     """The items an Event check of the flow finds new or changed (as `run_due_flows` asks)."""
     source = FolderSource(services.settings, str(folder))
-    pending = flows.pending_items(services, D, the_flow(services), source, settled_only=True)
+    pending = flow_triggers.pending_items(
+        services, D, the_flow(services), source, settled_only=True
+    )
     return sorted(i.key for i in pending)
 
 

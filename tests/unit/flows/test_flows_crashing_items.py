@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import checkpoints as flow_checkpoints
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 
@@ -111,10 +112,10 @@ def test_a_record_that_always_crashes_is_set_aside_after_a_few_runs(
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
 
     # The runs before the last attempt stop at the item, as a bug stops them.
-    for _ in range(flows.CRASH_ATTEMPTS - 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS - 1):
         assert watch(services) == []
     stopped = runs(services)
-    assert [r.status for r in stopped] == ["FAILED"] * (flows.CRASH_ATTEMPTS - 1)
+    assert [r.status for r in stopped] == ["FAILED"] * (flow_checkpoints.CRASH_ATTEMPTS - 1)
     assert {r.error for r in stopped} == {"An internal error stopped the run."}
     assert ingested(services, 1, 3, 4) == []
     assert letters(services) == []
@@ -128,7 +129,7 @@ def test_a_record_that_always_crashes_is_set_aside_after_a_few_runs(
     assert letter.object_json.replace(" ", "") == jsonl(crashing(2)).strip().replace(" ", "")
     assert letter.reason.startswith("Flow crm, a.jsonl")
     assert f"internal error ({refused})" in letter.reason
-    assert f"{flows.CRASH_ATTEMPTS} runs in a row" in letter.reason
+    assert f"{flow_checkpoints.CRASH_ATTEMPTS} runs in a row" in letter.reason
     assert letter.not_retryable is not None
 
     # Failed: no automatic run reads it again while it has not changed.
@@ -177,7 +178,7 @@ def test_an_item_whose_reading_always_crashes_is_a_failed_item_after_a_few_runs(
             services, domain_name=D, flow_name="crm", trigger="Event", source=source
         )
 
-    for _ in range(flows.CRASH_ATTEMPTS - 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS - 1):
         with pytest.raises(RuntimeError):
             run()
     assert ingested(services, 1, 2, 3, 4) == [1, 2, 3, 4]
@@ -217,7 +218,7 @@ def test_runs_that_read_every_item_count_the_crashes_too(
     def run() -> Any:
         return flows.run_flow(services, domain_name=D, flow_name="crm", complete=True)
 
-    for _ in range(flows.CRASH_ATTEMPTS - 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS - 1):
         with pytest.raises(DBAPIError):
             run()
     # Batches of two: records 1-4 applied, the batch of 5 and 6 applied one at a time.

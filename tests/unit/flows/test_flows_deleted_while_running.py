@@ -20,8 +20,10 @@ from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
 from openprofiles.flows.models import parse_flow_definition
-from openprofiles.flows.service import list_runs, pending_items, run_due_flows, run_flow
+from openprofiles.flows.runs import list_runs
+from openprofiles.flows.service import run_due_flows, run_flow
 from openprofiles.flows.sources import FolderSource
+from openprofiles.flows.triggers import pending_items
 from openprofiles.integrations.service import delete_integration, find_flow_integration
 from openprofiles.object_types.service import delete_object_type, put_object_type
 from openprofiles.profiles.service import SearchCriterion, search_profiles

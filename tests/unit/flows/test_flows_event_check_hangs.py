@@ -27,7 +27,9 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import listing as flow_listing
 from openprofiles.flows import service as flows
+from openprofiles.flows import triggers as flow_triggers
 
 from .test_flows_failed_items import EVENT, TYPE, counts, jsonl, user
 from .test_flows_listing_hangs import Clock
@@ -116,7 +118,7 @@ def put_flows(services: Services, tmp_path: Path) -> None:
 def test_the_first_check_of_a_hung_source_does_not_hold_up_the_other_flows(
     services: Services, tmp_path: Path, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flows, "EVENT_CHECK_WAIT", WAIT, raising=False)
+    monkeypatch.setattr(flow_triggers, "EVENT_CHECK_WAIT", WAIT, raising=False)
     before = set(threading.enumerate())
     put_flows(services, tmp_path)
 
@@ -147,9 +149,9 @@ def test_a_check_that_left_its_listing_warns_once_it_has_gone_on_too_long(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(flows, "EVENT_CHECK_WAIT", WAIT, raising=False)
-    monkeypatch.setattr(flows, "_STUCK_WARNED", {}, raising=False)
-    caplog.set_level(logging.WARNING, logger=flows.__name__)
+    monkeypatch.setattr(flow_triggers, "EVENT_CHECK_WAIT", WAIT, raising=False)
+    monkeypatch.setattr(flow_listing, "_STUCK_WARNED", {}, raising=False)
+    caplog.set_level(logging.WARNING, logger=flow_listing.__name__)
     put_flows(services, tmp_path)
     clock = Clock()
 
@@ -157,7 +159,7 @@ def test_a_check_that_left_its_listing_warns_once_it_has_gone_on_too_long(
     assert flows.run_due_flows(services, now=datetime.now(UTC), clock=clock) == []
     assert stuck_warnings(caplog) == []
     # The listing has gone on for LISTING_LIMIT: the checks say so, once.
-    clock.seconds += flows.LISTING_LIMIT.total_seconds()
+    clock.seconds += flow_listing.LISTING_LIMIT.total_seconds()
     for _ in range(3):
         assert flows.run_due_flows(services, now=datetime.now(UTC), clock=clock) == []
     [warning] = stuck_warnings(caplog)

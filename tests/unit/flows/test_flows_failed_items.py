@@ -411,7 +411,7 @@ def test_a_run_stopped_by_an_internal_error_ends_failed(services: Services, tmp_
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from openprofiles.flows.service import get_run
+    from openprofiles.flows.runs import get_run
 
     make_domain(services, D)
     folder = tmp_path / "export"
@@ -454,7 +454,7 @@ def test_a_failed_items_letter_and_checkpoint_run_again_after_a_lost_race(
     """Two runs of one flow reading a failing item at once both dead-letter it; the second's
     insert meets the first's on the letter's repeat digest. That transaction was not run
     again (store.conflicts), so the run ended FAILED, "An internal error stopped the run"."""
-    from openprofiles.flows import service as flows
+    from openprofiles.flows import runner as flow_runner
     from openprofiles.store.conflicts import ConcurrentChange
 
     make_domain(services, D)
@@ -462,7 +462,7 @@ def test_a_failed_items_letter_and_checkpoint_run_again_after_a_lost_race(
     folder.mkdir()
     (folder / "b.jsonl").write_bytes(b'{"id": 2, "name": "\xff"}\n')
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
-    real = flows._checkpoint
+    real = flow_runner.store_checkpoint
     lost: list[bool] = []
 
     def loses_once(*args: Any, **kwargs: Any) -> None:
@@ -471,7 +471,7 @@ def test_a_failed_items_letter_and_checkpoint_run_again_after_a_lost_race(
             raise ConcurrentChange()
         real(*args, **kwargs)
 
-    monkeypatch.setattr(flows, "_checkpoint", loses_once)
+    monkeypatch.setattr(flow_runner, "store_checkpoint", loses_once)
     run = run_flow(services, domain_name=D, flow_name="crm")
     assert lost and run.status == "COMPLETED"
     [letter] = letters(services)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import checkpoints as flow_checkpoints
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 from openprofiles.profiles.service import SearchCriterion, search_profiles
@@ -58,7 +59,7 @@ def set_aside(services: Services, folder: Path) -> None:
         jsonl(person(1, email="old@example.com"), person(2, notes="x" * 30), person(3))
     )
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
-    for _ in range(flows.CRASH_ATTEMPTS):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS):
         watch(services)
     assert ingested(services, 1, 2, 3) == [1, 3]
     assert len(letters(services)) == 1
@@ -112,7 +113,7 @@ def test_reading_again_an_item_whose_reading_broke_off_applies_the_rest_only(
         len(jsonl(*records[:5]).encode()),
         RuntimeError("a bug"),
     )
-    for _ in range(flows.CRASH_ATTEMPTS - 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS - 1):
         with pytest.raises(RuntimeError):
             flows.run_flow(
                 services, domain_name=D, flow_name="crm", trigger="Event", source=breaking
@@ -145,7 +146,7 @@ def test_a_crash_while_a_failed_item_is_read_again_leaves_it_failed(
     with pytest.raises(IntegrityError):
         flows.run_flow(services, domain_name=D, flow_name="crm")
     # Still failed, not counted as a crash: no automatic run stops on it again.
-    for _ in range(flows.CRASH_ATTEMPTS + 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS + 1):
         assert watch(services) == []
     assert len(runs(services)) == before + 1
     assert len(letters(services)) == 1

@@ -24,7 +24,9 @@ from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
 from openprofiles.flows import item_keys
+from openprofiles.flows import listing as flow_listing
 from openprofiles.flows import service as flows
+from openprofiles.flows import triggers as flow_triggers
 from openprofiles.integrations.service import delete_integration, find_flow_integration
 
 from .test_flows_event_check_hangs import Endpoint
@@ -76,7 +78,7 @@ def delete_flow(services: Services, name: str) -> None:
 def test_what_is_kept_of_a_deleted_flow_is_dropped_by_the_next_pass(
     services: Services, tmp_path: Path, endpoint: HungEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flows, "EVENT_CHECK_WAIT", WAIT)
+    monkeypatch.setattr(flow_triggers, "EVENT_CHECK_WAIT", WAIT)
     before = set(threading.enumerate())
     make_domain(services, D)
     put_flow(services, "hung", TYPE, flow_definition("hung", "hung", trigger=EVENT))
@@ -97,10 +99,10 @@ def test_what_is_kept_of_a_deleted_flow_is_dropped_by_the_next_pass(
     endpoint.answer.set()
     for thread in listing_threads(before):
         thread.join()
-    assert kept_of(services, flows._LISTED) == {"hung"}
+    assert kept_of(services, flow_listing._LISTED) == {"hung"}
 
     assert flows.run_due_flows(services, now=datetime.now(UTC)) == []
-    assert kept_of(services, flows._LISTED) == set()
+    assert kept_of(services, flow_listing._LISTED) == set()
     assert kept_of(services, item_keys._KEPT) == {"stays"}
     from openprofiles.flows import check_cache
 

@@ -18,6 +18,7 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import listing as flow_listing
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource, ItemStream, SourceItem
 
@@ -44,7 +45,7 @@ class HangingListing:
         self.inner, self.clock, self.release = inner, clock, release
 
     def items(self) -> list[SourceItem]:
-        self.clock.seconds += flows.LISTING_LIMIT.total_seconds()
+        self.clock.seconds += flow_listing.LISTING_LIMIT.total_seconds()
         self.release.wait()
         return self.inner.items()
 
@@ -69,7 +70,7 @@ def test_a_listing_that_never_ends_fails_the_run_and_frees_the_flow(
     services: Services, tmp_path: Path, release: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run looks at its listing (and renews its claim) this often.
-    monkeypatch.setattr(flows, "RENEW_EVERY", timedelta(seconds=0.01))
+    monkeypatch.setattr(flow_listing, "RENEW_EVERY", timedelta(seconds=0.01))
     make_domain(services, D)
     folder = tmp_path / "export"
     folder.mkdir()

@@ -20,6 +20,7 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import listing as flow_listing
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 
@@ -46,7 +47,7 @@ def test_a_hung_listing_is_not_begun_again_while_it_goes_on(
     services: Services, tmp_path: Path, release: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run looks at its listing (and renews its claim) this often.
-    monkeypatch.setattr(flows, "RENEW_EVERY", timedelta(seconds=0.01))
+    monkeypatch.setattr(flow_listing, "RENEW_EVERY", timedelta(seconds=0.01))
     before = set(threading.enumerate())
     make_domain(services, D)
     folder = tmp_path / "export"
@@ -91,7 +92,7 @@ def test_another_flow_on_another_source_lists_while_one_hangs(
     services: Services, tmp_path: Path, release: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only the hung source's listing is held back."""
-    monkeypatch.setattr(flows, "RENEW_EVERY", timedelta(seconds=0.01))
+    monkeypatch.setattr(flow_listing, "RENEW_EVERY", timedelta(seconds=0.01))
     make_domain(services, D)
     for name in ("hung", "fine"):
         (tmp_path / name).mkdir()

@@ -20,6 +20,7 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import listing as flow_listing
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 
@@ -34,7 +35,7 @@ def stuck_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r
         for r in caplog.records
-        if r.name == flows.__name__
+        if r.name == flow_listing.__name__
         and r.levelno == logging.WARNING
         and "was not checked for new items" in r.getMessage()
     ]
@@ -47,10 +48,10 @@ def test_an_event_flow_whose_listing_hangs_is_logged_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(flows, "RENEW_EVERY", timedelta(seconds=0.01))
+    monkeypatch.setattr(flow_listing, "RENEW_EVERY", timedelta(seconds=0.01))
     # No flow warned of yet (an earlier test's Services may have had the same id).
-    monkeypatch.setattr(flows, "_STUCK_WARNED", {}, raising=False)
-    caplog.set_level(logging.WARNING, logger=flows.__name__)
+    monkeypatch.setattr(flow_listing, "_STUCK_WARNED", {}, raising=False)
+    caplog.set_level(logging.WARNING, logger=flow_listing.__name__)
     before = set(threading.enumerate())
     make_domain(services, D)
     folder = tmp_path / "customer-jane.doe@example.com"

@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import checkpoints as flow_checkpoints
 from openprofiles.flows import service as flows
 
 from .test_flows_crashing_items import allow_large, refuse_large, watch
@@ -41,7 +42,7 @@ def test_every_record_set_aside_is_named_and_only_those_are_applied_again(
     ]
     (folder / "a.jsonl").write_text(jsonl(*records))
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
-    for _ in range(flows.CRASH_ATTEMPTS):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS):
         watch(services)
     evens = list(range(2, RECORDS + 1, 2))
     assert ingested(services, *range(1, RECORDS + 1)) == evens

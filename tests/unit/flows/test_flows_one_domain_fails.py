@@ -26,7 +26,8 @@ from tests.unit.integrations.integ_helpers import make_domain
 from openprofiles.app import build_services
 from openprofiles.context import Services
 from openprofiles.crypto.keyring import Keyring
-from openprofiles.flows.service import UNSEALED_ERROR, list_runs, run_due_flows
+from openprofiles.flows.runs import UNSEALED_ERROR, list_runs
+from openprofiles.flows.service import run_due_flows
 from openprofiles.integrations.service import put_integration
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings

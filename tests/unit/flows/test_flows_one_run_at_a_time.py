@@ -26,6 +26,10 @@ from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.context import Services
 from openprofiles.errors import BadRequest
+from openprofiles.flows import claims as flow_claims
+from openprofiles.flows import models as flow_models
+from openprofiles.flows import runner as flow_runner
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun
 from openprofiles.flows.sources import FolderSource
@@ -59,7 +63,7 @@ def export(services: Services, tmp_path: Path, trigger: dict[str, object] = EVEN
 
 def runs(services: Services) -> list[FlowRun]:
     with services.read() as tx:
-        return flows.list_runs(tx, domain_name=D, flow_name="crm")
+        return flow_runs.list_runs(tx, domain_name=D, flow_name="crm")
 
 
 def stored_status(services: Services, run_id: str) -> str:
@@ -152,7 +156,7 @@ def test_a_killed_run_holds_its_flow_until_its_claim_expires_then_is_closed_fail
         flows.run_flow(services, domain_name=D, flow_name="crm")
     assert flows.run_due_flows(services, now=datetime.now(UTC)) == []
 
-    age(services, killed.run_id, flows.STALE_AFTER + timedelta(seconds=1))
+    age(services, killed.run_id, flow_runs.STALE_AFTER + timedelta(seconds=1))
     [run] = flows.run_due_flows(services, now=datetime.now(UTC))
     # b.jsonl, which the killed run had not read.
     assert counts(run) == ("COMPLETED", 1, 1, 1, 0)
@@ -174,7 +178,7 @@ def test_a_run_that_lost_its_claim_stops_without_applying_more(
 
     def stall_then_taken_over() -> None:
         [mine] = runs(services)
-        age(services, mine.run_id, flows.STALE_AFTER + timedelta(seconds=1))
+        age(services, mine.run_id, flow_runs.STALE_AFTER + timedelta(seconds=1))
         took_over.append(flows.run_flow(other, domain_name=D, flow_name="crm"))
 
     source = Hooked(
@@ -209,7 +213,7 @@ def test_two_claims_at_once_queue_on_postgresql(
         target=lambda: second.setdefault("runs", flows.run_due_flows(other, now=datetime.now(UTC)))
     )
     with services.write() as tx:
-        flows._claim(tx, found, "OnDemand")
+        flow_claims.claim(tx, found, "OnDemand")
         watcher.start()
         # Until the watcher's claim waits for this one's lock (or give up after 20 s, and
         # let the assertion below tell).
@@ -243,10 +247,10 @@ def test_an_event_run_that_finds_its_items_read_meanwhile_is_dropped(
         found = find_flow_integration(tx, domain_name=D, flow_name="crm")
     assert found is not None
     [first] = flows.run_due_flows(other, now=datetime.now(UTC))
-    flow = flows.parse_flow_definition(found.flow_definition or {})
+    flow = flow_models.parse_flow_definition(found.flow_definition or {})
     with services.write() as tx:
-        held = flows._claim(tx, found, "Event")
+        held = flow_claims.claim(tx, found, "Event")
     assert held is not None
     source = FolderSource(services.settings, str(folder))
-    assert flows._run(services, held, flow, source, drop_if_empty=True) is None
+    assert flow_runner.run_claimed(services, held, flow, source, drop_if_empty=True) is None
     assert [r.run_id for r in runs(services)] == [first.run_id]

@@ -16,6 +16,8 @@ from pathlib import Path
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import claims as flow_claims
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 from openprofiles.integrations.service import put_integration
@@ -68,7 +70,7 @@ def test_a_renamed_flow_leaves_nothing_under_its_old_name_and_reads_afresh(
     put_named(services, "crm", folder)
     assert rows_of(services, "crm-v2") == (0, 0)
     with services.read() as tx:
-        assert flows.list_runs(tx, domain_name=D, flow_name="crm") == []
+        assert flow_runs.list_runs(tx, domain_name=D, flow_name="crm") == []
     [back] = flows.run_due_flows(services, now=datetime.now(UTC))
     assert (back.flow_name, counts(back)) == ("crm", ("COMPLETED", 2, 3, 3, 0))
 
@@ -83,7 +85,7 @@ def test_a_run_whose_flow_is_renamed_stops_and_leaves_nothing_under_the_old_name
     run = flows.run_flow(services, domain_name=D, flow_name="crm", trigger="Event", source=source)
     assert run.status == "FAILED"
     assert rows_of(services, "crm") == (0, 0)
-    assert run.error == flows.FLOW_RENAMED
+    assert run.error == flow_claims.FLOW_RENAMED
     # The flow under its new name reads every file, a.jsonl included.
     [renamed] = flows.run_due_flows(services, now=datetime.now(UTC))
     assert counts(renamed) == ("COMPLETED", 2, 3, 3, 0)

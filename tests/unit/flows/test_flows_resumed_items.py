@@ -19,7 +19,9 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import batches as flow_batches
 from openprofiles.flows import items
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource, ItemStream, SourceItem
 
@@ -86,7 +88,7 @@ RECORDS: list[dict[str, Any]] = [
 @pytest.fixture
 def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     # Batches of two records, and items read as JSON lines from their first few hundred bytes.
-    monkeypatch.setattr(flows, "BATCH_SIZE", 2)
+    monkeypatch.setattr(flow_batches, "BATCH_SIZE", 2)
     monkeypatch.setattr(items, "MAX_DOCUMENT_BYTES", 400)
 
 
@@ -124,7 +126,7 @@ def test_an_item_begun_by_a_run_that_crashed_is_resumed_after_its_committed_batc
     if isinstance(crash, Killed):
         # Still RUNNING: the next run takes the flow over once it has been silent long enough.
         assert first.status == "RUNNING"
-        age(services, first.run_id, flows.STALE_AFTER)
+        age(services, first.run_id, flow_runs.STALE_AFTER)
     else:
         assert first.status == "FAILED"
 

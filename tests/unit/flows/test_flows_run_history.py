@@ -14,6 +14,7 @@ import pytest
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.integrations.service import put_integration
 
@@ -44,14 +45,14 @@ def scheduled_flow(services: Services, tmp_path: Path) -> None:
 
 def runs(services: Services, trigger: str) -> list[str]:
     with services.read() as tx:
-        every = flows.list_runs(tx, domain_name=D, flow_name="crm", limit=100)
+        every = flow_runs.list_runs(tx, domain_name=D, flow_name="crm", limit=100)
     return [r.run_id for r in every if r.trigger == trigger]
 
 
 def test_a_flow_keeps_its_newest_runs_of_each_trigger(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flows, "RUNS_KEPT", KEPT)
+    monkeypatch.setattr(flow_runs, "RUNS_KEPT", KEPT)
     scheduled_flow(services, tmp_path)
     start = datetime.now(UTC)
     [first] = flows.run_due_flows(services, now=start)

@@ -12,6 +12,8 @@ from sqlalchemy import update
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import batches as flow_batches
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun
 from openprofiles.store.schema import flow_run
@@ -24,23 +26,23 @@ def test_a_run_over_one_item_shows_its_progress_batch_by_batch(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counts were stored per item: a run over one large file showed 0 until it ended."""
-    monkeypatch.setattr(flows, "BATCH_SIZE", 2)
+    monkeypatch.setattr(flow_batches, "BATCH_SIZE", 2)
     make_domain(services, D)
     folder = tmp_path / "crm"
     folder.mkdir()
     (folder / "a.jsonl").write_text(jsonl(*(user(n) for n in range(6))))
     put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
     seen: list[int] = []
-    real = flows._apply_batch
+    real = flow_batches._apply_batch
 
     def watching(tx: Any, domain_name: str, *args: Any) -> None:
         # What another process sees of the run while this batch is applied.
         with services.read() as other:
-            [run] = flows.list_runs(other, domain_name=D, flow_name="crm")
+            [run] = flow_runs.list_runs(other, domain_name=D, flow_name="crm")
             seen.append(run.records_read)
         real(tx, domain_name, *args)
 
-    monkeypatch.setattr(flows, "_apply_batch", watching)
+    monkeypatch.setattr(flow_batches, "_apply_batch", watching)
     done = flows.run_flow(services, domain_name=D, flow_name="crm")
     assert seen == [0, 2, 4]
     assert (done.status, done.records_read, done.records_ingested) == ("COMPLETED", 6, 6)
@@ -65,11 +67,11 @@ def test_a_run_whose_process_stopped_is_shown_failed_not_running(
                 .values(status=status, finished_at=None, progress_at=tx.now - silent_for)
             )
         with services.read() as tx:
-            return flows.get_run(tx, domain_name=D, run_id=run.run_id)
+            return flow_runs.get_run(tx, domain_name=D, run_id=run.run_id)
 
-    busy = as_if("RUNNING", flows.STALE_AFTER - timedelta(minutes=1))
+    busy = as_if("RUNNING", flow_runs.STALE_AFTER - timedelta(minutes=1))
     assert (busy.status, busy.error) == ("RUNNING", None)
-    stopped = as_if("RUNNING", flows.STALE_AFTER + timedelta(seconds=1))
+    stopped = as_if("RUNNING", flow_runs.STALE_AFTER + timedelta(seconds=1))
     assert stopped.status == "FAILED"
     # Its process may have ended, or may still be going: neither is said.
     assert stopped.error is not None and "made no progress for 15 minutes" in stopped.error

@@ -27,8 +27,9 @@ from tests.support.s3_faults import Break, S3FaultRelay, s3_fault_relay
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import batches as flow_batches
+from openprofiles.flows import checkpoints as flow_checkpoints
 from openprofiles.flows import items
-from openprofiles.flows import service as flows
 from openprofiles.store.schema import flow_item
 
 from .test_flows_crashing_items import watch
@@ -120,7 +121,7 @@ def test_an_object_broken_off_fails_the_run_as_the_source(
     s3.put_object(Bucket=bucket, Key="a.jsonl", Body=body)
     s3.put_object(Bucket=bucket, Key="b.jsonl", Body=jsonl(user(3)).encode())
     # Broken off within the second record, every time for more runs than set an item aside.
-    attempts = flows.CRASH_ATTEMPTS + 1
+    attempts = flow_checkpoints.CRASH_ATTEMPTS + 1
     relay.cut(bucket, "a.jsonl", after=len(jsonl(user(1))) + 10, how=how, times=attempts)
 
     for _ in range(attempts):
@@ -163,7 +164,7 @@ def test_a_streamed_object_broken_off_keeps_its_committed_batches_and_is_resumed
     # bytes on, so that batches are committed before the break. Read 64 bytes at a time: a
     # read the reset interrupts loses what it had gathered (a whole CHUNK_BYTES, read again
     # next run), and small reads keep that within the sixth record, as the short body does.
-    monkeypatch.setattr(flows, "BATCH_SIZE", 2)
+    monkeypatch.setattr(flow_batches, "BATCH_SIZE", 2)
     monkeypatch.setattr(items, "MAX_DOCUMENT_BYTES", 400)
     monkeypatch.setattr(items, "CHUNK_BYTES", 64)
     records = [user(n) for n in range(1, 8)]

@@ -25,6 +25,7 @@ from sqlalchemy import event
 
 from openprofiles.cli_support import Terminated, sigterm_as_ctrl_c
 from openprofiles.context import Services
+from openprofiles.flows import models as flow_models
 from openprofiles.flows import service as flows
 
 from .test_flows_failed_items import counts
@@ -48,8 +49,8 @@ class Signal:
 
 class AfterClaim(Signal):
     """A run's clock that delivers the signal when it is first read after the flow's claim
-    inserted its run: `_Renewal`'s start, before the run lists its source. (An Event check reads
-    it before its claim too, listing the source: no run is claimed then.)"""
+    inserted its run: `Renewal`'s start (flows.claims), before the run lists its source. (An
+    Event check reads it before its claim too, listing the source: no run is claimed then.)"""
 
     def __init__(self, services: Services, signum: int) -> None:
         super().__init__(signum)
@@ -95,7 +96,7 @@ def sigterm() -> Iterator[None]:
         yield
 
 
-def the_stopped_run(services: Services) -> flows.FlowRun:
+def the_stopped_run(services: Services) -> flow_models.FlowRun:
     """The flow's one run: ended FAILED (as stored, not left RUNNING), saying it was stopped."""
     (run,) = runs(services)
     assert stored_status(services, run.run_id) == "FAILED"

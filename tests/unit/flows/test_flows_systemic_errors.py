@@ -25,6 +25,8 @@ from sqlalchemy import text
 from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.context import Services
+from openprofiles.flows import checkpoints as flow_checkpoints
+from openprofiles.flows import crashes as flow_crashes
 from openprofiles.flows import service as flows
 from openprofiles.flows.sources import FolderSource
 
@@ -91,14 +93,14 @@ def test_a_batch_whose_every_record_fails_alone_is_not_set_aside(
     the last attempt finds none applies alone, and sets none aside."""
     export(services, tmp_path)
     refuse_every_object(services, sqlstate="check_violation")
-    for _ in range(flows.CRASH_ATTEMPTS + 2):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS + 2):
         assert watch(services) == []
     assert letters(services) == []
     stopped = runs(services)
-    assert [r.status for r in stopped] == ["FAILED"] * (flows.CRASH_ATTEMPTS + 2)
+    assert [r.status for r in stopped] == ["FAILED"] * (flow_checkpoints.CRASH_ATTEMPTS + 2)
     # The runs from the last attempt on say the error is not taken for the records'.
-    assert [r.error == flows.CRASHED_SYSTEMIC for r in reversed(stopped)] == [False] * (
-        flows.CRASH_ATTEMPTS - 1
+    assert [r.error == flow_crashes.CRASHED_SYSTEMIC for r in reversed(stopped)] == [False] * (
+        flow_checkpoints.CRASH_ATTEMPTS - 1
     ) + [True] * 3
 
     # Fixed, the next run reads both items whole: nothing was set aside.
@@ -120,7 +122,7 @@ def test_a_database_error_that_is_no_records_is_not_counted(
     (folder / "a.jsonl").write_text(jsonl(person(1)))
     (folder / "b.jsonl").unlink()
     refuse_every_object(services, sqlstate=None)
-    for _ in range(flows.CRASH_ATTEMPTS + 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS + 1):
         assert watch(services) == []
     assert letters(services) == []
     accept_objects(services)
@@ -149,7 +151,7 @@ def test_errors_of_the_system_while_an_item_is_read_are_not_counted(
     folder = export(services, tmp_path)
     breaking = BreakingSource(FolderSource(services.settings, str(folder)), "a.jsonl", 10, error)
 
-    for _ in range(flows.CRASH_ATTEMPTS + 1):
+    for _ in range(flow_checkpoints.CRASH_ATTEMPTS + 1):
         with pytest.raises(type(error)):
             flows.run_flow(
                 services, domain_name=D, flow_name="crm", trigger="Event", source=breaking

@@ -14,7 +14,8 @@ from tests.unit.integrations.integ_helpers import make_domain
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
 from openprofiles.errors import BadRequest
-from openprofiles.flows.service import list_runs, run_due_flows, run_flow
+from openprofiles.flows.runs import list_runs
+from openprofiles.flows.service import run_due_flows, run_flow
 from openprofiles.integrations.service import put_integration
 from openprofiles.profiles.service import (
     SearchCriterion,

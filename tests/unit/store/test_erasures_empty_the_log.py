@@ -20,7 +20,7 @@ from tests.unit.integrations.integ_helpers import make_domain
 
 from openprofiles.app import build_services
 from openprofiles.context import Services
-from openprofiles.flows import service as flows
+from openprofiles.flows import runs as flow_runs
 from openprofiles.flows.service import run_flow
 from openprofiles.integrations.service import delete_integration, put_integration
 from openprofiles.object_types.service import put_object_type
@@ -129,7 +129,7 @@ def test_a_deleted_flows_runs_and_items_leave_the_log(services: Services, tmp_pa
 def test_a_pruned_failed_run_leaves_the_log(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flows, "RUNS_KEPT", 1)
+    monkeypatch.setattr(flow_runs, "RUNS_KEPT", 1)
     folder = tmp_path / "customer-evicted@example.org"
     orders_flow(services, folder, "orders.jsonl")
     away = folder.rename(tmp_path / "away")

@@ -16,7 +16,7 @@ from openprofiles.app import create_app
 from openprofiles.context import Services
 from openprofiles.dlq import service as dlq
 from openprofiles.dlq.sinks import dead_letter
-from openprofiles.flows import service as flows
+from openprofiles.flows import runs as flow_runs
 from openprofiles.ingest.pipeline import IngestRejected
 from openprofiles.integrations import service as integrations
 from openprofiles.object_types.service import delete_object_type
@@ -332,7 +332,7 @@ def test_integrations_list_run_now_and_delete(admin: TestClient) -> None:
     shown = admin.get(ran.headers["location"]).text
     assert "Flow crm-export: COMPLETED" in shown
     with services.read() as tx:
-        runs = flows.list_runs(tx, domain_name=DOMAIN, flow_name="crm-export")
+        runs = flow_runs.list_runs(tx, domain_name=DOMAIN, flow_name="crm-export")
     assert [r.records_ingested for r in runs] == [1]
     missing = admin.post(
         f"/admin/domains/{DOMAIN}/integrations/run",

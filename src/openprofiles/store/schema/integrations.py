@@ -75,8 +75,8 @@ integration = Table(
     # The flow's name when the integration has a FlowDefinition.
     Column("flow_name", String(256), nullable=True),
     # How many times the flow's checkpoints (flow_item rows) changed: bumped in the transaction
-    # of every change (flows.service `_items_changed`), and by every other update of the row
-    # (`onupdate`: PutIntegration renaming the flow deletes its checkpoints with that update),
+    # of every change (flows.checkpoint_store `_items_changed`), and by every other update of the
+    # row (`onupdate`: PutIntegration renaming the flow deletes its checkpoints with that update),
     # so that an Event check that finds it as it last read it knows the checkpoints it read
     # then are still the database's (flows.check_cache). 0 for rows before 0041.
     Column(
@@ -182,7 +182,7 @@ flow_run = Table(
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
     # When a RUNNING run last committed a batch or an item: one silent for longer than
-    # flows.service.STALE_AFTER was stopped (its process killed) and is shown FAILED. NULL for
+    # flows.runs.STALE_AFTER was stopped (its process killed) and is shown FAILED. NULL for
     # runs started before 0028 (their start counts).
     Column("progress_at", UtcDateTime, nullable=True),
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
@@ -190,7 +190,7 @@ flow_run = Table(
 )
 
 # The runs holding (or last holding) their flow: a run's claim looks for its flow's RUNNING run
-# (flows.service._claim), among all the flow's runs (RUNNING ones are never pruned).
+# (flows.claims.claim), among all the flow's runs (RUNNING ones are never pruned).
 Index(
     "ix_flow_run_running",
     flow_run.c.domain_name,
