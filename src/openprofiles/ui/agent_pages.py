@@ -5,12 +5,15 @@ and the screen-pop address that opens the profile linked to a live contact.
 What an agent searches for (a phone number, an email, a name) never appears in an address:
 access logs, proxies and the browser's history keep addresses. The search form is posted,
 and its results, their pages and the "create a profile" link that follows a search carry the
-search sealed (services.tokens, scoped to the page and the domain), like API NextTokens: one
-token, or several when the search is longer than a token holds (seal_search). So do
-the links to a profile's records and to their older pages: a record is known by a digest of its
-unique key, a stable stand-in for the customer's value (an email, an account number), so it is
-sealed too (scoped to the domain, the profile and the record type). Page titles name no
-customer either: the browser's history keeps them with the addresses.
+search sealed (services.tokens, scoped to the page, the domain and the user who searched), like
+API NextTokens: one token, or several when the search is longer than a token holds
+(seal_search). Such an address seen elsewhere (another agent's browser history, a proxy's log)
+opens nothing for anyone else (_search_scope). An address with the search in plain (`?q=`, from
+before searches were sealed: a bookmark, a link in another application) is sent on to the
+sealed one. So do the links to a profile's records and to their older pages: a record is known
+by a digest of its unique key, a stable stand-in for the customer's value (an email, an account
+number), so it is sealed too (scoped to the domain, the profile and the record type). Page
+titles name no customer either: the browser's history keeps them with the addresses.
 
 A live contact with no profile linked (or the wrong one) is linked by the agent: its id goes,
 as a plain `contact` parameter (a contact id is not a customer's value), from the contact's
@@ -46,6 +49,7 @@ from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import flash, history, submissions
 from openprofiles.ui import profile_form as pf
 from openprofiles.ui.web import UI, form_text, unreadable_domain
+from openprofiles.users.models import WebSession
 
 # The create form's one-time token (ui.submissions).
 SUBMISSION_FIELD = "submission"
@@ -73,8 +77,8 @@ SEARCH_KEY_CHOICES = frozenset({"auto", "custom", *PREDEFINED_KEYS})
 KEY_VALUES_SHOWN = 5
 SEARCH_SCOPE = "ui/agent-search"
 INVALID_SEARCH = (
-    "This search address is not valid: it was changed, is for another domain, or is more than "
-    "a day old. Search again."
+    "This search address is not valid: it was changed, is for another domain or another user, "
+    "or is more than a day old. Search again."
 )
 # The cursors of the pages before a page: profile ids, 32 hex digits each, one after another.
 CURSORS = re.compile(r"(?:[0-9a-f]{32})*")
@@ -169,37 +173,42 @@ class SearchRequest:
         return cls(values["q"], values["k"] or "auto", values["c"], cursors)
 
 
-def _search_scope(domain_name: str) -> str:
-    # The domain is part of the scope: a token of one domain's search opens no other's.
-    return f"{SEARCH_SCOPE}\x00{domain_name}"
+def _search_scope(domain_name: str, user: str) -> str:
+    """The scope a search's tokens are sealed to. The domain: a token of one domain's search
+    opens no other's. The user who searched (their username): an address copied from one
+    agent's browser, history or a proxy's log opens nothing for another, who gets what an
+    address too old gets (INVALID_SEARCH), and no page says what was searched. The user, not
+    the session: a session ends after an hour idle, and signing in again must bring the agent
+    back to the search they were on (web.UI.sign_in_url); the user is who must not share it
+    (neither names nor usernames have a NUL, so the parts cannot run into one another)."""
+    return f"{SEARCH_SCOPE}\x00{domain_name}\x00{user}"
 
 
-def seal_search(ui: UI, domain_name: str, wanted: SearchRequest) -> str:
-    """The search sealed in tokens joined by SEARCH_PARTS (one for most searches). Its parts
-    share a random id: parts of two searches do not make a third."""
+def seal_search(ui: UI, domain_name: str, wanted: SearchRequest, *, user: str) -> str:
+    """The search sealed for `user` (the username of the session searching) in tokens joined by
+    SEARCH_PARTS (one for most searches). Its parts share a random id: parts of two searches do
+    not make a third."""
     plain = json.dumps(wanted.state(), ensure_ascii=False, separators=(",", ":")).encode()
     parts = [plain[i : i + SEALED_PART_BYTES] for i in range(0, len(plain), SEALED_PART_BYTES)]
     together = secrets.token_hex(8)
     return SEARCH_PARTS.join(
         ui.services.tokens.encode(
-            _search_scope(domain_name),
+            _search_scope(domain_name, user),
             {"d": base64.b64encode(part).decode(), "i": i, "n": len(parts), "r": together},
         )
         for i, part in enumerate(parts)
     )
 
 
-def open_search(ui: UI, domain_name: str, sealed: str) -> SearchRequest:
-    """The search a seal_search value carries; BadRequest when it was changed, is another
-    domain's (or not a search's), is missing a part or has another search's, or is older than
-    the codec accepts."""
+def open_search(ui: UI, domain_name: str, sealed: str, *, user: str) -> SearchRequest:
+    """The search a seal_search value carries for `user`; BadRequest (INVALID_SEARCH) when it
+    was changed, is another domain's or another user's (or not a search's), is missing a part
+    or has another search's, or is older than the codec accepts. Addresses sealed before
+    searches were bound to their user (in one token, or in parts) are no longer accepted: as an
+    address too old, once, the day after the upgrade at most."""
     tokens = sealed.split(SEARCH_PARTS)
     try:
-        parts = [ui.services.tokens.decode(_search_scope(domain_name), t) for t in tokens]
-        if len(parts) == 1 and "d" not in parts[0]:
-            # Sealed whole, by the version before searches could take several tokens: good
-            # for the day such a token lives.
-            return SearchRequest.from_state(parts[0])
+        parts = [ui.services.tokens.decode(_search_scope(domain_name, user), t) for t in tokens]
         expected = {"i": 0, "n": len(parts), "r": parts[0].get("r")}
         plain = b""
         for index, part in enumerate(parts):
@@ -215,22 +224,35 @@ def open_search(ui: UI, domain_name: str, sealed: str) -> SearchRequest:
 
 
 def search_url(
-    ui: UI, domain_name: str, wanted: SearchRequest | None = None, contact_id: str | None = None
+    ui: UI,
+    domain_name: str,
+    wanted: SearchRequest | None = None,
+    contact_id: str | None = None,
+    *,
+    user: str,
 ) -> str:
+    """The search page of the domain, with `wanted`'s results (sealed for `user`: seal_search)
+    when given."""
     url = f"/agent/domains/{quote(domain_name, safe='')}"
-    url += "?s=" + seal_search(ui, domain_name, wanted) if wanted else ""
+    url += "?s=" + seal_search(ui, domain_name, wanted, user=user) if wanted else ""
     return with_contact(url, contact_id)
 
 
 def new_profile_url(
-    ui: UI, domain_name: str, wanted: SearchRequest, contact_id: str | None = None
+    ui: UI, domain_name: str, wanted: SearchRequest, contact_id: str | None = None, *, user: str
 ) -> str:
-    """The creation form, filled in with what was searched for."""
+    """The creation form, filled in with what was searched for (sealed for `user`)."""
     return with_contact(
         f"/agent/domains/{quote(domain_name, safe='')}/profiles/new"
-        f"?s={seal_search(ui, domain_name, wanted.first_page())}",
+        f"?s={seal_search(ui, domain_name, wanted.first_page(), user=user)}",
         contact_id,
     )
+
+
+def searcher(request: Request) -> str:
+    """Who the searches of a signed-in page are sealed for (_search_scope): its user."""
+    session: WebSession = request.state.session
+    return session.username
 
 
 def profile_url(domain_name: str, profile_id: str) -> str:
@@ -407,9 +429,9 @@ class PopSearch:
     def request(self) -> SearchRequest:
         return searched_as(self.key_name, self.text)
 
-    def prefill(self, ui: UI, contact_id: str) -> dict[str, str]:
+    def prefill(self, ui: UI, contact_id: str, *, user: str) -> dict[str, str]:
         """The search box and the creation link of a search that found no profile, filled in
-        with what was searched for."""
+        with what was searched for (the link's sealed for `user`)."""
         wanted = self.request()
         return {
             "domain": self.domain_name,
@@ -417,7 +439,7 @@ class PopSearch:
             "q": wanted.text,
             "key": wanted.key,
             "custom_key": wanted.custom_key,
-            "new_url": new_profile_url(ui, self.domain_name, wanted, contact_id),
+            "new_url": new_profile_url(ui, self.domain_name, wanted, contact_id, user=user),
         }
 
 
@@ -451,6 +473,7 @@ def routes(ui: UI) -> list[Route]:
     ) -> Response:
         searched = bool(wanted.text) and not error
         first = wanted.first_page()
+        user = searcher(request)
         paged = searched and wanted.page > 1
         more = searched and cursor is not None and wanted.page < MAX_SEARCH_PAGES
         return ui.render(
@@ -470,16 +493,16 @@ def routes(ui: UI) -> list[Route]:
             # The results before this page's (the page-number heading counts from there).
             offset=(wanted.page - 1) * SEARCH_PAGE,
             capped=searched and cursor is not None and not more,
-            first_url=search_url(ui, name, first, contact_id) if paged else "",
+            first_url=search_url(ui, name, first, contact_id, user=user) if paged else "",
             previous_url=(
-                search_url(ui, name, wanted.previous_page(), contact_id) if paged else ""
+                search_url(ui, name, wanted.previous_page(), contact_id, user=user) if paged else ""
             ),
             next_url=(
-                search_url(ui, name, wanted.next_page(cursor), contact_id)
+                search_url(ui, name, wanted.next_page(cursor), contact_id, user=user)
                 if more and cursor
                 else ""
             ),
-            new_url=new_profile_url(ui, name, first, contact_id) if searched else "",
+            new_url=new_profile_url(ui, name, first, contact_id, user=user) if searched else "",
             # Searching for the caller of a live contact: every way on (a result, a page, a
             # new profile) keeps the contact, for the profile page to link it.
             contact_id=contact_id,
@@ -491,11 +514,12 @@ def routes(ui: UI) -> list[Route]:
         request: Request, name: str, wanted: SearchRequest, contact_id: str | None
     ) -> Response:
         """A search as typed: its results are at an address that carries it sealed."""
+        user = searcher(request)
         if not wanted.text:
-            return RedirectResponse(search_url(ui, name, None, contact_id), 303)
+            return RedirectResponse(search_url(ui, name, None, contact_id, user=user), 303)
         if error := wanted.problem():
             return render_search(request, name, wanted, error=error, contact_id=contact_id)
-        return RedirectResponse(search_url(ui, name, wanted, contact_id), 303)
+        return RedirectResponse(search_url(ui, name, wanted, contact_id, user=user), 303)
 
     @ui.page("agent")
     async def search(request: Request) -> Response:
@@ -517,8 +541,12 @@ def routes(ui: UI) -> list[Route]:
         params = request.query_params
         contact_id = carried_contact(request)
         if "q" in params:
-            # An address from before searches were sealed: the value is in this one request
-            # only, not in the results' address, their pages or the history.
+            # An address from before searches were sealed (no page makes one now). Sent on
+            # (303) to the sealed address of its search, for this user (submit), not refused:
+            # whoever follows an old bookmark or a link another application builds expects
+            # the results, and refusing would not take the value out of this request's log
+            # line, which it is already in. Sent on, it is in this one request only, not in
+            # the address the results are at (nor their pages, links or the history's entry).
             return submit(
                 request,
                 name,
@@ -532,7 +560,7 @@ def routes(ui: UI) -> list[Route]:
         if "s" not in params:
             return render_search(request, name, SearchRequest(), contact_id=contact_id)
         try:
-            wanted = open_search(ui, name, params["s"])
+            wanted = open_search(ui, name, params["s"], user=searcher(request))
         except BadRequest as exc:
             return render_search(
                 request, name, SearchRequest(), error=exc.message, contact_id=contact_id
@@ -626,7 +654,9 @@ def routes(ui: UI) -> list[Route]:
                 for rec in linked
                 if rec.profile_id != profile_id
             ],
-            contact_search=search_url(ui, name, None, contact_id) if contact_id else "",
+            contact_search=(
+                search_url(ui, name, None, contact_id, user=searcher(request)) if contact_id else ""
+            ),
             contact_page=contact_url(contact_id) if contact_id else "",
             sections=pf.profile_view(fields),
             addresses=[
@@ -861,7 +891,11 @@ def routes(ui: UI) -> list[Route]:
             values = pf.values_from_profile({})
             # Coming from a search with no result: start with what was searched for.
             token = request.query_params.get("s")
-            prefill = open_search(ui, name, token).text if token is not None else ""
+            prefill = (
+                open_search(ui, name, token, user=searcher(request)).text
+                if token is not None
+                else ""
+            )
             keys = pf.search_keys_for(prefill) if prefill else []
             if keys and keys[0] == "_phone":
                 values["PhoneNumber"] = prefill
@@ -1073,12 +1107,17 @@ def routes(ui: UI) -> list[Route]:
             # sealed in their addresses, and the search box (posted) shows it to change.
             search_keys=" or ".join(sorted({s.key_name for s in searches})),
             more_urls=[
-                (s.domain_name, search_url(ui, s.domain_name, s.request(), contact_id))
+                (
+                    s.domain_name,
+                    search_url(ui, s.domain_name, s.request(), contact_id, user=searcher(request)),
+                )
                 for s in searches
                 if s.more
             ],
             prefill=(
-                searches[0].prefill(ui, contact_id) if len(searches) == 1 and not found else None
+                searches[0].prefill(ui, contact_id, user=searcher(request))
+                if len(searches) == 1 and not found
+                else None
             ),
         )
 

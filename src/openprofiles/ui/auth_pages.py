@@ -28,6 +28,7 @@ from openprofiles.ui.web import (
     SIGNIN_COOKIE,
     UI,
     clear_cookie,
+    cookie_value,
     csrf_ok,
     form_text,
     new_signin_token,
@@ -77,7 +78,7 @@ def routes(ui: UI) -> list[Route]:
             # as none was read (and none of what was read is kept).
             audit.sign_in(user=audit.NONE, status=form.status_code, result=unread(form))
             return form
-        expected = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
+        expected = cookie_value(request, ui.cookie(SIGNIN_COOKIE))
         username = form_text(form, "username")
         if not expected or not csrf_ok(form, expected):
             return sign_in_page(
@@ -210,7 +211,7 @@ def sign_in_page(
     # A browser that has one already keeps it: a second sign-in tab (a screen pop opening
     # while another tab shows the sign-in page) used to replace it, and the first tab's
     # sign-in then failed as an expired form, losing where it was going.
-    held = request.cookies.get(ui.cookie(SIGNIN_COOKIE), "")
+    held = cookie_value(request, ui.cookie(SIGNIN_COOKIE))
     token = held if SIGNIN_TOKEN_PATTERN.fullmatch(held) else new_signin_token()
     if next_path is None and form is None:
         next_path = request.query_params.get("next", "").strip()

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from openprofiles.errors import BadRequest
-from openprofiles.ui.web import UI, clear_cookie, set_cookie
+from openprofiles.ui.web import UI, clear_cookie, cookie_value, set_cookie
 from openprofiles.users.models import WebSession
 
 # The start of the cookie's name (UI.cookie: each installation's has a suffix of its own).
@@ -88,7 +88,7 @@ def take_details(ui: UI, request: Request, *, page: str) -> dict[str, str | int]
 
 def _state(ui: UI, request: Request, page: str) -> dict[str, Any]:
     """What `confirm` sealed for this view of `page`; empty when there is nothing for it."""
-    token = request.cookies.get(ui.cookie(FLASH_COOKIE))
+    token = cookie_value(request, ui.cookie(FLASH_COOKIE))
     if not token:
         return {}
     session: WebSession = request.state.session

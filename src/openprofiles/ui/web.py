@@ -3,10 +3,11 @@ checks, friendly error pages and running service calls off the event loop.
 
 Sessions live on the server (users.service); the browser keeps only a random token in an
 HttpOnly, SameSite=Lax cookie, Secure whenever the page is served over https (served_over_https;
-every answer of the pages then carries Strict-Transport-Security too: hsts). Every form of a
-session carries the session's CSRF token in a hidden field; a POST without the right one is
-refused before the page's code runs. Cookies ignore ports, so each installation's cookies have
-names of their own (cookie_name).
+every answer of the pages then carries Strict-Transport-Security too: hsts), and then named
+with the `__Host-` prefix (browser_name), so that no other host under the domain and no other
+port of this one can plant one. Every form of a session carries the session's CSRF token in a
+hidden field; a POST without the right one is refused before the page's code runs. Cookies
+ignore ports, so each installation's cookies have names of their own (cookie_name).
 
 Addresses end up in access logs and the browser's history, so no page puts a personal value in
 one: a page that needs one in its address carries it sealed (services.tokens), and the sign-in
@@ -158,12 +159,13 @@ class UI:
         self._cookie_suffix = _cookie_suffix(services)
 
     def cookie(self, name: str) -> str:
-        """This installation's name of the cookie `name` (SESSION_COOKIE, ...): cookie_name."""
+        """This installation's name of the cookie `name` (SESSION_COOKIE, ...), which the
+        cookie functions (set_cookie, cookie_value) prefix over HTTPS (browser_name)."""
         return f"{name}-{self._cookie_suffix}"
 
     def session_token(self, request: Request) -> str:
         """The session cookie's value; "" when the browser sent none."""
-        return request.cookies.get(self.cookie(SESSION_COOKIE), "")
+        return cookie_value(request, self.cookie(SESSION_COOKIE))
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run blocking work (a KMS or SQS call) off the event loop."""
@@ -507,10 +509,11 @@ def new_signin_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def cookie_name(services: Services, name: str) -> str:
-    """This installation's name of the cookie `name` (SESSION_COOKIE, ...), as UI.cookie has it,
-    e.g. "op_session-3f0c9a51d2"."""
-    return f"{name}-{_cookie_suffix(services)}"
+def cookie_name(services: Services, name: str, *, https: bool = False) -> str:
+    """The name a browser holds this installation's cookie `name` (SESSION_COOKIE, ...) under,
+    as set over HTTPS or not (browser_name of UI.cookie's), e.g. "op_session-3f0c9a51d2" or
+    "__Host-op_session-3f0c9a51d2"."""
+    return browser_name(f"{name}-{_cookie_suffix(services)}", https=https)
 
 
 def _cookie_suffix(services: Services) -> str:
@@ -530,19 +533,55 @@ def served_over_https(scope: Scope) -> bool:
     """Whether the request reached the browser over HTTPS: the server terminated TLS, or a
     proxy trusted by OPENPROFILES_FORWARDED_ALLOW_IPS said so (X-Forwarded-Proto; uvicorn's
     proxy headers middleware puts it in the scope, and from no other address). The one
-    decision behind Secure cookies (set_cookie) and Strict-Transport-Security (hsts)."""
+    decision behind Secure cookies and their names (set_cookie, browser_name) and
+    Strict-Transport-Security (hsts)."""
     return scope.get("scheme") == "https"
 
 
+# The prefix of every cookie the pages set over HTTPS (browser_name).
+HOST_PREFIX = "__Host-"
+
+
+def browser_name(name: str, *, https: bool) -> str:
+    """The name the cookie `name` (UI.cookie's) goes by in the browser: with the `__Host-`
+    prefix when the page is served over HTTPS.
+
+    A browser keeps a cookie so named only when it is Secure, for Path=/ and with no Domain
+    (set_cookie's), so no other host under the domain (a sibling subdomain may set a cookie
+    for the whole domain) and no other port of this host (cookies ignore ports) can plant one
+    under that name: the session, sign-in and confirmation cookies can no longer be tossed in
+    (a session of the attacker's, or a sign-in token of their choosing). Over plain HTTP
+    (development on http://127.0.0.1) a browser refuses the prefix, as it does Secure, so the
+    name stays plain there. Each request reads only the name of its own scheme (cookie_value):
+    over HTTPS an unprefixed cookie, which anyone could have planted, is ignored.
+
+    Upgrading to this version signs each user signed in over HTTPS out once (their session
+    cookie has the old, unprefixed name, now ignored, and expires on its own), and a sign-in
+    page open at the upgrade answers its form as expired once: one sign-in more, accepted as
+    the price of closing the hole. While processes of both versions serve side by side (a
+    rolling upgrade), each reads only its own version's cookie, so a user sent from one to the
+    other may have to sign in on each; that ends with the upgrade."""
+    return HOST_PREFIX + name if https else name
+
+
+def cookie_value(request: Request, name: str) -> str:
+    """The value of the cookie `name` (UI.cookie's) under the name for the request's scheme
+    (browser_name); "" when the browser sent none."""
+    return request.cookies.get(browser_name(name, https=served_over_https(request.scope)), "")
+
+
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """Set the cookie `name` (UI.cookie's) under the name for the request's scheme
+    (browser_name). Path=/ and no Domain, as the `__Host-` prefix requires."""
     # A Secure cookie is not sent back over plain http (e.g. http://127.0.0.1 in development),
-    # so the flag follows the scheme the page was served with.
+    # so the flag follows the scheme the page was served with, as the name does.
+    https = served_over_https(request.scope)
     response.set_cookie(
-        name,
+        browser_name(name, https=https),
         value,
         max_age=max_age,
         path="/",
-        secure=served_over_https(request.scope),
+        secure=https,
         httponly=True,
         samesite="lax",
     )

@@ -6,6 +6,8 @@ text around them (a right-to-left name reordered its neighbours)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +32,8 @@ from openprofiles.ui.web import UI
 ARABIC = "\u0628"  # ب
 HAN = "\u4e2d"  # 中
 EMOJI = "\U0001f600"  # 😀, two UTF-16 units, 4 bytes of UTF-8, 12 characters of JSON
+# The agent the fixture signs in, whom its searches are sealed for (agent_pages._search_scope).
+AGENT = "ana"
 
 
 def add_profiles(client: TestClient, count: int, **fields: object) -> list[str]:
@@ -104,7 +108,9 @@ def test_the_pages_end_before_their_addresses_grow_too_long(
     agent: TestClient,  # noqa: F811
 ) -> None:
     ui = UI(agent.app.state.services)  # type: ignore[attr-defined]
-    page = agent.get(agent_pages.search_url(ui, "acme", last_page(agent_pages.SearchRequest(NAME))))
+    page = agent.get(
+        agent_pages.search_url(ui, "acme", last_page(agent_pages.SearchRequest(NAME)), user=AGENT)
+    )
     assert page.status_code == 200
     assert current_page(page.text) == f"Page {agent_pages.MAX_SEARCH_PAGES}"
     assert result_count(page.text) == 20
@@ -114,10 +120,11 @@ def test_the_pages_end_before_their_addresses_grow_too_long(
     # The longest search there is, on its last page: 255 emoji, a custom key of 64 characters
     # and the cursors of every page before.
     longest = last_page(agent_pages.SearchRequest(EMOJI * 255, "custom", "k" * 64))
-    url = agent_pages.search_url(ui, "acme", longest)
+    url = agent_pages.search_url(ui, "acme", longest, user=AGENT)
     # Well within what servers accept of a request line (8 KiB for many).
     assert len(url) < 7000
-    assert agent_pages.open_search(ui, "acme", parse_qs(urlsplit(url).query)["s"][0]) == longest
+    sealed = parse_qs(urlsplit(url).query)["s"][0]
+    assert agent_pages.open_search(ui, "acme", sealed, user=AGENT) == longest
     assert agent.get(url).status_code == 200
 
 
@@ -185,11 +192,13 @@ def test_a_long_right_to_left_name_pages_both_ways(agent: TestClient) -> None:  
 
 def test_a_search_sealed_in_several_parts_opens_only_whole(agent: TestClient) -> None:  # noqa: F811
     ui = UI(agent.app.state.services)  # type: ignore[attr-defined]
-    one = agent_pages.seal_search(ui, "acme", agent_pages.SearchRequest(EMOJI * 255))
-    other = agent_pages.seal_search(ui, "acme", agent_pages.SearchRequest("\U0001f601" * 255))
+    one = agent_pages.seal_search(ui, "acme", agent_pages.SearchRequest(EMOJI * 255), user=AGENT)
+    other = agent_pages.seal_search(
+        ui, "acme", agent_pages.SearchRequest("\U0001f601" * 255), user=AGENT
+    )
     parts, others = one.split("."), other.split(".")
     assert len(parts) > 1 and len(others) == len(parts)
-    assert agent_pages.open_search(ui, "acme", one).text == EMOJI * 255
+    assert agent_pages.open_search(ui, "acme", one, user=AGENT).text == EMOJI * 255
     for broken in (
         ".".join(parts[:-1]),  # a part missing
         ".".join(reversed(parts)),  # out of order
@@ -308,20 +317,26 @@ def test_customers_values_are_isolated_from_the_text_around_them(
         assert unisolated(html) == [], name
 
 
-def test_a_search_address_sealed_before_the_parts_still_opens(agent: TestClient) -> None:  # noqa: F811
-    """Addresses from before a search could take several tokens (one token, the search's state
-    in it) live a day: an agent on page 2 of one goes on from there."""
+def test_a_search_address_sealed_for_no_user_no_longer_opens(agent: TestClient) -> None:  # noqa: F811
+    """Addresses sealed before searches were bound to their user (one token, the search's state
+    in it, or parts), which anyone could open, answer as an address too old would: the agent
+    searches again, once, the day after the upgrade at most."""
     ui = UI(agent.app.state.services)  # type: ignore[attr-defined]
     first = agent.get(post_search(agent, "acme", NAME)).text
     cursor = profile_ids(first)[-1]
-    sealed = ui.services.tokens.encode(
+    whole = ui.services.tokens.encode(
         "ui/agent-search\x00acme", {"q": NAME, "k": "auto", "a": cursor}
     )
-    page = agent.get("/agent/domains/acme", params={"s": sealed})
-    assert page.status_code == 200
-    assert current_page(page.text) == "Page 2"
-    assert result_count(page.text) == NAMESAKES - 20
-    assert profile_ids(agent.get(link_named(page.text, "Previous page")).text) == profile_ids(first)
+    plain = json.dumps({"q": NAME, "k": "auto"}, separators=(",", ":")).encode()
+    parted = ui.services.tokens.encode(
+        "ui/agent-search\x00acme",
+        {"d": base64.b64encode(plain).decode(), "i": 0, "n": 1, "r": "0" * 16},
+    )
+    for sealed in (whole, parted):
+        page = agent.get("/agent/domains/acme", params={"s": sealed})
+        assert page.status_code == 400
+        assert agent_pages.INVALID_SEARCH in page.text
+        assert result_count(page.text) == 0
 
 
 @pytest.mark.parametrize(

@@ -83,10 +83,10 @@ def test_session_cookie_is_secure_over_https(settings: Settings) -> None:
             "/ui/sign-in",
             data={"username": "boss", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
         )
+        # Named with the __Host- prefix too (ui.web.browser_name: test_ui_cookie_prefix).
+        name = cookie_name(app.state.services, SESSION_COOKIE, https=True)
         cookie = next(
-            h
-            for h in response.headers.get_list("set-cookie")
-            if h.startswith(f"{cookie_of(client, SESSION_COOKIE)}=")
+            h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")
         )
         assert "Secure" in cookie
     app.state.services.database.dispose()
