@@ -700,41 +700,46 @@ def _details(
 def _fields_taken(
     record: MergeRecord, payload: dict[str, Any], asked: dict[str, str]
 ) -> dict[str, str]:
-    """Which merged profile each field of the merged result came from, by dotted path
-    (`Address.City`, `Attributes.tier`): a field whose value after the merge is not the main
-    profile's before it, and is a merged profile's (the first, in the merge's order, holding
-    it), with the fields FieldSourceProfileIds named (`asked`) as named. Read from the log's
-    images, so a merge logged before this was shown tells it too; a value erased from the log
-    since (DeleteProfile of a merged profile) is not told."""
+    """Which merged profile each field of the merged result came from, as the merge takes
+    fields (`_merge_fields`): a top-level field whole (an Address with all its lines, Gender
+    with GenderString), an attribute by its key (`Attributes.tier`). Named: a field whose value
+    after the merge is not the main profile's before it, and is a merged profile's (the first,
+    in the merge's order, holding it); and the fields FieldSourceProfileIds named (`asked`),
+    as named. Read from the log's images, so a merge logged before this was shown tells it
+    too; a value erased from the log since (DeleteProfile of a merged profile) is not told."""
     images = payload.get("profiles", {})
 
-    def leaves(pid: str) -> dict[str, Any]:
+    def units(fields: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "Attributes" and isinstance(value, dict):
+                out.update({f"Attributes.{key}": v for key, v in value.items()})
+            else:
+                members = _unit_members(name)
+                out[members[0]] = tuple(fields.get(member) for member in members)
+        return out
+
+    def before(pid: str) -> dict[str, Any]:
         image = images.get(pid) or {}
-        return _leaves(image.get("payload", {}).get("fields", {}))
+        return units(image.get("payload", {}).get("fields", {}))
 
-    after = _leaves(payload.get("main_after", {}).get("fields", {}))
-    main_before = leaves(record.main_profile_id)
-    merged_before = [(pid, leaves(pid)) for pid in record.merged_profile_ids]
+    after = units(payload.get("main_after", {}).get("fields", {}))
+    main_before = before(record.main_profile_id)
+    merged_before = [(pid, before(pid)) for pid in record.merged_profile_ids]
     taken: dict[str, str] = {}
-    for path, value in after.items():
-        if main_before.get(path) == value:
+    for unit, value in after.items():
+        if main_before.get(unit) == value:
             continue
-        source = next((pid for pid, before in merged_before if before.get(path) == value), None)
+        source = next((pid for pid, held in merged_before if held.get(unit) == value), None)
         if source is not None:
-            taken[path] = source
-    taken.update({path: pid for path, pid in asked.items() if pid != record.main_profile_id})
-    return dict(sorted(taken.items()))
-
-
-def _leaves(fields: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A profile's fields by dotted path, the nested ones (Address, Attributes) opened."""
-    out: dict[str, Any] = {}
-    for name, value in fields.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{name}."))
+            taken[unit] = source
+    for path, pid in asked.items():
+        unit = path if path.startswith("Attributes.") else _unit_members(path)[0]
+        if pid == record.main_profile_id:
+            taken.pop(unit, None)
         else:
-            out[f"{prefix}{name}"] = value
-    return out
+            taken[unit] = pid
+    return dict(sorted(taken.items()))
 
 
 # ---------------------------------------------------------------------------- undoing

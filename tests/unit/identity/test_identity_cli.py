@@ -163,7 +163,7 @@ def test_show_tells_which_profile_each_merged_field_came_from(settings, services
     shown = run(settings, "show", "--domain", "ident", "--json", merge_id)
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["FieldsTakenFrom"] == {
-        "Address.PostalCode": second,
+        "Address": second,
         "Attributes.tier": first,
         "BusinessName": first,
         "LastName": second,
@@ -189,3 +189,21 @@ def test_show_marks_the_fields_field_source_profile_ids_named(settings, services
     assert detail["FieldsTakenFrom"] == {"FirstName": other, "LastName": other}
     text = run(settings, "show", "--domain", "ident", merge_id).output
     assert f"field FirstName taken from {other} (FieldSourceProfileIds)" in text
+
+
+def test_show_names_the_asked_profile_for_a_whole_field(settings, services, domain):
+    """FieldSourceProfileIds named a whole Address: its lines are told as that profile's, not
+    as the first merged profile's that happened to hold the same city."""
+    main_id = new_profile(services, FirstName="Ada", Address={"City": "Lyon"}, Gender="FEMALE")
+    first = new_profile(services, LastName="B", Address={"City": "Paris", "Country": "FR"})
+    second = new_profile(services, LastName="C", Address={"City": "Paris"}, Gender="MALE")
+    with services.write() as tx:
+        merge_id = service.merge_profiles(
+            tx,
+            domain_name="ident",
+            main_profile_id=main_id,
+            profile_ids=[first, second],
+            field_sources={"Address": second, "Gender": main_id, "LastName": second},
+        ).merge_id
+    detail = json.loads(run(settings, "show", "--domain", "ident", "--json", merge_id).output)
+    assert detail["FieldsTakenFrom"] == {"Address": second, "LastName": second}
