@@ -113,3 +113,55 @@ def test_a_body_cut_short_by_the_client_is_not_run_answered_counted_or_audited(
     assert [r for r in caplog.records if r.name == audit.logger.name] == []
     domains = live_server.client().list_domains()["Items"]
     assert domain not in [d["DomainName"] for d in domains]
+
+
+async def _sent_whole_then_closed(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]
+) -> list[Any]:
+    """A request without a body, the client closing its side at once: uvicorn reports the
+    disconnect to the first receive, before the app asked for the (empty) body."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def test_a_request_without_a_body_is_whole_with_its_headers(live_server: LiveServer) -> None:
+    """DeleteDomain sent whole and half-closed: it has no body to wait for, so it runs, as it
+    did before ClientGone (which took the disconnect for a body cut short)."""
+    domain = f"whole-{uuid.uuid4().hex[:8]}"
+    admin = live_server.client()
+    admin.create_domain(DomainName=domain, DefaultExpirationDays=30)
+    path = f"/domains/{domain}"
+    request = AWSRequest(method="DELETE", url=live_server.url + path, data=b"")
+    SigV4Auth(Credentials(*live_server.admin_key), "profile", live_server.settings.region).add_auth(
+        request
+    )
+    headers = {**dict(request.headers.items()), "host": live_server.url.split("//", 1)[1]}
+    headers["content-length"] = "0"
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    sent = run_in_fresh_thread(_sent_whole_then_closed(live_server.app, "DELETE", path, raw))
+
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200, sent
+    assert domain not in [d["DomainName"] for d in admin.list_domains()["Items"]]

@@ -213,7 +213,7 @@ def contact_routes(services: Services, authenticate: Authenticator) -> list[Rout
             headers,
             MAX_BODY_BYTES,
         )
-        body, too_large = await read_body(request.receive, MAX_BODY_BYTES)
+        body, too_large = await read_body(request.receive, MAX_BODY_BYTES, headers)
         if too_large:
             raise PayloadTooLarge.over(MAX_BODY_BYTES)
         principal = await run_in_threadpool(checked.principal, body)

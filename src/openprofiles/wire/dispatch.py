@@ -399,7 +399,7 @@ def make_asgi_app(
                 checked = await check_before_body(
                     first_step, method, raw_path, raw_query, headers, limit
                 )
-                body, too_large = await read_body(receive, limit)
+                body, too_large = await read_body(receive, limit, headers)
                 if too_large:
                     raise PayloadTooLarge.over(limit)
             except ClientGone:
@@ -589,13 +589,18 @@ class ClientGone(Exception):  # noqa: N818 - an event, not an error of the serve
     request to run, and nobody to answer."""
 
 
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+async def read_body(receive: Receive, limit: int, headers: Mapping[str, str]) -> tuple[bytes, bool]:
     """The request body and whether it passed `limit` bytes (reading stops there: an oversized
-    body never costs its size in memory). Shared by the API and the contact feeds.
+    body never costs its size in memory). Shared by the API and the contact feeds; `headers`
+    has lower-case names.
 
     ClientGone when the client leaves before the body's end: what came so far is not the
     request (it was read as the whole body, and run: refused by its signature, but answered
-    to no one, and counted and audited as a request)."""
+    to no one, and counted and audited as a request). A request whose headers say it has no
+    body is complete with them, and is not asked for one: a client that sent it whole and
+    closed its side at once (a half-close) would otherwise be taken for one that left."""
+    if not _has_body(headers):
+        return b"", False
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -610,6 +615,15 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks), False
+
+
+def _has_body(headers: Mapping[str, str]) -> bool:
+    """Whether the request's headers announce a body (HTTP/1.1: a Content-Length above 0, or a
+    Transfer-Encoding; uvicorn's parser has refused malformed ones already)."""
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length", "0").strip()
+    return length != "0"
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
