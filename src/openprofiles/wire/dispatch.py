@@ -597,16 +597,16 @@ async def read_body(receive: Receive, limit: int, headers: Mapping[str, str]) ->
     ClientGone when the client leaves before the body's end: what came so far is not the
     request (it was read as the whole body, and run: refused by its signature, but answered
     to no one, and counted and audited as a request). A request whose headers say it has no
-    body is complete with them, and is not asked for one: a client that sent it whole and
-    closed its side at once (a half-close) would otherwise be taken for one that left."""
-    if not _has_body(headers):
-        return b"", False
+    body is complete with them: a client that sent it whole and closed its side at once (a
+    half-close) may be reported gone before the empty body is, and is not one that left."""
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if not chunks and not _has_body(headers):
+                return b"", False
             raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
