@@ -479,29 +479,34 @@ _POINT_AT_IT = (
 
 
 def refuse_root_in_anothers_data_dir(settings: Settings) -> None:
-    """Stop a command run as root on a data dir another user owns (the server's service user):
-    a file root writes there (keyring.json by `keys create`, the SQLite database, the audit log)
-    is root's from then on, which the server, running as that user, can no longer read or
-    write: it answered every request 500 until the file was given back. Root's own data dir,
-    and any other user's run, are left alone."""
+    """Stop a command run as root on an installation another user's server uses: its keyring
+    belongs to that user (the server made it, running as them). A file root writes in the
+    data dir (keyring.json by `keys create`, the SQLite database's journal, the audit log) is
+    root's from then on, which that server can no longer read or write: it answered every
+    request 500 until the file was given back. An installation root's server made (a container
+    running as root, whatever owns the volume) is root's to use, and another user's run is
+    left to the file permissions."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return
     try:
-        owner = settings.data_dir.stat().st_uid
+        owner = settings.keyring_path.stat().st_uid
     except OSError:
-        return  # not made yet: `serve` makes it, as whoever runs it
+        return  # no installation yet: `serve` makes it, as whoever runs it
     if owner == 0:
         return
     try:
         import pwd
 
         name = pwd.getpwuid(owner).pw_name
+        run_as = f"sudo -u {name} openprofiles ..."
     except (ImportError, KeyError):
-        name = str(owner)
+        name = f"with the id {owner}"
+        run_as = f"sudo -u '#{owner}' openprofiles ... (or runuser, setpriv)"
     raise click.ClickException(
-        f"The data dir {_shown_data_dir(settings)} belongs to the user {name}, and this command "
-        f"runs as root: files it wrote there would be root's, and a server running as {name} "
-        f"could no longer use them. Run it as that user: sudo -u {name} openprofiles ..."
+        f"The installation in {_shown_data_dir(settings)} belongs to the user {name} (its "
+        "keyring's owner), and this command runs as root: files it wrote there would be "
+        f"root's, and the server running as that user could no longer use them. Run it as "
+        f"that user: {run_as}"
     )
 
 
