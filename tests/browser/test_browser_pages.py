@@ -91,15 +91,21 @@ def test_enable_wizard(page: Page, live_server: LiveServer, web_users: WebUsers)
         "arn:aws:connect:us-east-1:123456789012:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
     )
     page.get_by_label("Instance ARN").fill(instance)
+    # The contact-record template: CTR unless another is chosen, each option named by its label.
+    expect(page.get_by_label("CTR (the default)", exact=True)).to_be_checked()
+    page.get_by_label("CTR-NoInferred", exact=True).check()
     page.get_by_role("button", name="Associate instance").click()
     expect(page.get_by_role("heading", name="Customer profiles enabled")).to_be_visible()
     expect(page.get_by_text(name).first).to_be_visible()
+    expect(page.get_by_text("its records ingested as CTR-NoInferred")).to_be_visible()
     screenshot(page, "enable-done", live_server)
 
     domain = client.get_domain(DomainName=name)
     assert domain["DefaultExpirationDays"] == 366
     assert re.match(r"^arn:openprofiles:kms:.*:key/[0-9a-f-]{36}$", domain["DefaultEncryptionKey"])
     assert "DeadLetterQueueUrl" not in domain
+    associated = client.get_integration(DomainName=name, Uri=instance)
+    assert associated["ObjectTypeName"] == "CTR-NoInferred"
 
     page.goto(f"{live_server.url}/admin/domains")
     expect(page.get_by_role("link", name=name)).to_be_visible()

@@ -1,5 +1,6 @@
 """The "Enable customer profiles" wizard: one page to specify the domain, its dead-letter queue
-and its encryption key; then the contact-centre instance step; then a page of what was set up.
+and its encryption key; then the contact-centre instance step (with its contact-record template,
+ui.instance_templates); then a page of what was set up.
 
 Every field is validated before anything is stored; the domain is created through the same key
 logic as the CreateDomain API (domains.setup.new_domain_key, then domains.service.create_domain).
@@ -26,6 +27,7 @@ from openprofiles.domains.unreadable import record_local_key
 from openprofiles.errors import BadRequest
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import is_instance_arn
+from openprofiles.ui import instance_templates
 from openprofiles.ui.integration_pages import move_needed
 from openprofiles.ui.web import UI, form_text
 
@@ -339,22 +341,27 @@ def routes(ui: UI) -> list[Route]:
     async def instance_step(request: Request) -> Response:
         name = request.path_params["name"]
         await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
-        values = {"instance_arn": "", "move": ""}
+        template_field = instance_templates.FIELD
+        values = {"instance_arn": "", template_field: "", "move": ""}
         errors: dict[str, str] = {}
         if request.method == "POST":
             form = request.state.form
             values = {
                 "instance_arn": form_text(form, "instance_arn"),
+                template_field: form_text(form, template_field),
                 "move": form_text(form, "move"),
             }
             arn = values["instance_arn"]
+            template, template_error = instance_templates.chosen_template(values[template_field])
+            if template_error:
+                errors[template_field] = template_error
             if not is_instance_arn(arn):
                 errors["instance_arn"] = (
                     "Enter the instance ARN of your contact centre, such as "
                     "arn:aws:connect:us-east-1:123456789012:instance/"
                     "1d908e11-3d5f-4cfb-b34d-1e7e0f216898."
                 )
-            else:
+            if not errors:
                 move = values["move"] == "yes"
 
                 def associate(tx: Tx) -> dict[str, str]:
@@ -363,7 +370,21 @@ def routes(ui: UI) -> list[Route]:
                         # Checked here, not left to the service, whose message names the
                         # command-line option where this page has its own box.
                         return {"move": move_needed(owner, name)}
-                    connect_instance(tx, domain_name=name, instance_arn=arn, move=move)
+                    if owner == name:
+                        # The step again for an instance of this domain (to send on its kept
+                        # records): the page cannot show its template before the ARN is
+                        # posted, so the default must not quietly replace it.
+                        current = integrations.find_instance_integration(tx, instance_arn=arn)
+                        kept_as = current.object_type_name if current else None
+                        if kept_as is not None and kept_as != template:
+                            return {template_field: instance_templates.keep_it(kept_as)}
+                    connect_instance(
+                        tx,
+                        domain_name=name,
+                        instance_arn=arn,
+                        move=move,
+                        object_type_name=template,
+                    )
                     return {}
 
                 try:
@@ -382,6 +403,7 @@ def routes(ui: UI) -> list[Route]:
             domain_name=name,
             values=values,
             errors=errors,
+            template_options=instance_templates.OPTIONS,
         )
 
     @ui.page("admin")
@@ -391,8 +413,9 @@ def routes(ui: UI) -> list[Route]:
         def load(tx: Tx) -> dict[str, Any]:
             record = domains.get_domain(tx, domain_name=name)
             # From the store, not the address: the domain's instances as they are.
+            # With the template its records are ingested as, the one choice of the step.
             instances = [
-                i.instance_arn
+                (i.instance_arn, i.object_type_name)
                 for i in integrations.list_instances(tx)
                 if i.domain_name == record.name and i.instance_arn
             ]

@@ -1,6 +1,6 @@
 """Administrator pages of integrations: each domain's integrations and flows (with the last run
 of each flow, "Run now" and delete), and contact-centre instance association (listing and moving
-an instance between domains).
+an instance between domains, with the contact-record template its records are ingested as).
 
 Everything goes through openprofiles.integrations.service, openprofiles.flows.service (and
 flows.runs), openprofiles.contacts.service and openprofiles.contacts.sweep.
@@ -26,7 +26,7 @@ from openprofiles.flows import service as flows
 from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration, is_instance_arn
-from openprofiles.ui import flash
+from openprofiles.ui import flash, instance_templates
 from openprofiles.ui.web import UI, form_text
 
 PAGE = 100
@@ -223,16 +223,28 @@ def routes(ui: UI) -> list[Route]:
             errors=errors or {},
             done=done,
             example=ARN_EXAMPLE,
+            template_options=instance_templates.OPTIONS,
             **(await ui.read(load)),
         )
 
     @ui.page("admin")
     async def instance_list(request: Request) -> Response:
         instance = request.query_params.get("instance", "")
-        values = {"instance_arn": instance if is_instance_arn(instance) else "", "move": ""}
+        values = {
+            "instance_arn": instance if is_instance_arn(instance) else "",
+            instance_templates.FIELD: "",
+            "move": "",
+        }
         if values["instance_arn"]:
-            # "Change domain" from a row: the move box starts ticked, with its warning beside it.
+            # "Change domain" from a row: the move box starts ticked, with its warning beside it,
+            # and the template the instance uses now starts chosen (a move would otherwise set
+            # it back to the default without a word).
             values["move"] = "yes"
+            current = await ui.read(
+                lambda tx: integrations.find_instance_integration(tx, instance_arn=instance)
+            )
+            if current is not None and current.object_type_name in instance_templates.VALUES:
+                values[instance_templates.FIELD] = current.object_type_name
         return await render_instances(request, values=values)
 
     @ui.page("admin")
@@ -241,10 +253,16 @@ def routes(ui: UI) -> list[Route]:
         values = {
             "instance_arn": form_text(form, "instance_arn"),
             "domain_name": form_text(form, "domain_name"),
+            instance_templates.FIELD: form_text(form, instance_templates.FIELD),
             "move": form_text(form, "move"),
         }
         arn, target, move = values["instance_arn"], values["domain_name"], values["move"] == "yes"
         errors: dict[str, str] = {}
+        template, template_error = instance_templates.chosen_template(
+            values[instance_templates.FIELD]
+        )
+        if template_error:
+            errors[instance_templates.FIELD] = template_error
         if not is_instance_arn(arn):
             errors["instance_arn"] = (
                 f"Enter the instance ARN of your contact centre, such as {ARN_EXAMPLE}."
@@ -269,13 +287,14 @@ def routes(ui: UI) -> list[Route]:
                 raise FieldError("move", move_needed(owner, target))
             try:
                 done, replayed = contacts.connect_instance(
-                    tx, domain_name=target, instance_arn=arn, move=move
+                    tx, domain_name=target, instance_arn=arn, move=move, object_type_name=template
                 )
             except BadRequest as exc:
                 raise FieldError("instance_arn", exc.message) from None
             return {
                 "instance_arn": arn,
                 "domain_name": target,
+                "object_type_name": done.integration.object_type_name,
                 "previous_domain": done.previous_domain,
                 "replayed": replayed.sent_on,
                 "replay_rejected": replayed.rejected_for_good,
@@ -290,7 +309,9 @@ def routes(ui: UI) -> list[Route]:
         outcome["replayed"] += rest.sent_on
         outcome["replay_rejected"] += rest.rejected_for_good
         return await render_instances(
-            request, values={"instance_arn": "", "move": ""}, done=outcome
+            request,
+            values={"instance_arn": "", instance_templates.FIELD: "", "move": ""},
+            done=outcome,
         )
 
     return [
