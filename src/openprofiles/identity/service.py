@@ -91,6 +91,7 @@ from openprofiles.profiles.service import (
     save_profile,
     sealed_key_row,
 )
+from openprofiles.profiles.size import MAX_PROFILE_BYTES, ProfileTooLarge, profile_size
 from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import (
@@ -807,10 +808,11 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     )
     for pid in merged_ids:
         record = _from_image(pid, payload["profiles"][pid], version=current[pid].version)
+        # As it was before the merge, over the size limit if it was: a copy logged before there
+        # was a limit may be, and refusing it would leave the customer's data merged.
+        before_size = profile_size(record)
         dropped += _drop_deleted_sources(record, gone)
-        # As it was before the merge, whatever its size: a copy logged before there was a size
-        # limit may be over it, and refusing it would leave the customer's data merged.
-        save_profile(tx, domain_name=domain_name, record=record, restoring=True)
+        save_profile(tx, domain_name=domain_name, record=record, may_reach=before_size)
 
     # Keys go back to their profiles; the rows the merge added to the main profile leave it. A
     # key whose row is no longer on the main profile was deleted since (DeleteProfileKey, or
@@ -1164,7 +1166,13 @@ def _restore_main_fields(
     main profile lacked one), listed as reverted if its value changes and kept if not.
 
     What an object type deleted since the merge (`gone`) wrote is not put back: a path it set
-    before the merge is reverted to nothing, as its deletion scrubbed it, and listed as dropped."""
+    before the merge is reverted to nothing, as its deletion scrubbed it, and listed as dropped.
+
+    The profile may come out as large as the size limit, its size now, or its size before the
+    merge, whichever is largest; larger, the undo is refused (BadRequest, nothing changed),
+    saying what to cut first. Were it not bounded, each round of merging away the main
+    profile's Attributes, filling it again with UpdateProfile, and undoing would add the old
+    keys beside the new ones."""
     main_id = main_row.profile_id
     before = _from_image(main_id, payload["profiles"][main_id], version=0)
     restored = _from_image(main_id, copy.deepcopy(payload["profiles"][main_id]), version=0)
@@ -1227,9 +1235,15 @@ def _restore_main_fields(
             kept.append(path)  # a later merge gives it the same value
         takes.append((path, new))
     _take_all(now, takes)
-    # Every value put back was the profile's before the merge, every other one is its own now:
-    # not held to the size limit, as the merged profiles are not (`_undo_merge`).
-    save_profile(tx, domain_name=domain_name, record=now, restoring=True)
+    try:
+        save_profile(tx, domain_name=domain_name, record=now, may_reach=profile_size(before))
+    except ProfileTooLarge as error:
+        raise BadRequest(
+            f"Undoing this merge would make the profile {main_id} {error.size} bytes: larger "
+            f"than the limit of {MAX_PROFILE_BYTES} bytes, than it is now and than it was "
+            "before the merge, as the values it held then go back beside those written since. "
+            "Remove or shorten fields or Attributes written since the merge, then undo it again."
+        ) from None
     return _MainFields(kept, reverted, written_since, dropped)
 
 

@@ -161,22 +161,24 @@ def _seal(
     record: ProfileRecord,
     *,
     new: bool,
-    restoring: bool = False,
+    may_reach: int = 0,
 ) -> bytes:
     """The record's sealed blob; ProfileTooLarge, and nothing written, for a profile over the
-    size limit (profiles.size) that is `new` or larger than it is stored. A profile stored over
-    the limit (before there was one) may still be written as long as it does not grow: so that
-    it can be cut down, and a deleted object type's fields scrubbed from it. `restoring` (the
-    undo of a merge) is not held to the limit at all: it puts back values the profile held
-    before, which the limit, on new writes only, must not strand in the merged profile."""
+    size limit (profiles.size) that is `new` or larger than both `may_reach` and its stored
+    size. A profile stored over the limit (before there was one) may still be written as long
+    as it does not grow: so that it can be cut down, and a deleted object type's fields
+    scrubbed from it. `may_reach` is the size of a state the profile had before, which the
+    undo of a merge puts back: the limit, on new writes only, must not strand a copy stored
+    before there was one in the merged profile, and the undo can make a profile no larger than
+    it has been (were it not bounded, each round of merge, UpdateProfile, undo could add to it)."""
     blob = cipher.seal_record(PROFILE_TABLE, record.profile_id, record.sealed_payload())
-    if restoring:
-        record.sealed_size = len(blob)
-        return blob
     try:
         check_sealed(record, blob)
     except ProfileTooLarge as error:
-        if new or error.size > _stored_size(tx, cipher, domain_name, record.profile_id):
+        if new or (
+            error.size > may_reach
+            and error.size > _stored_size(tx, cipher, domain_name, record.profile_id)
+        ):
             raise
     record.sealed_size = len(blob)
     return blob
@@ -511,12 +513,12 @@ def update_profile(
 
 
 def save_profile(
-    tx: Tx, *, domain_name: str, record: ProfileRecord, restoring: bool = False
+    tx: Tx, *, domain_name: str, record: ProfileRecord, may_reach: int = 0
 ) -> ProfileRecord:
     """Write back a changed profile and recompute its derived keys. The caller read it with
     its row locked (`get_locked_profile`, `lock_profiles`), or a concurrent change is lost.
-    `restoring`: the record is a state the profile had before (the undo of a merge), written
-    whatever its size (`_seal`)."""
+    `may_reach`: the size of a state the profile had before (the undo of a merge), which it
+    may be written up to although over the size limit (`_seal`)."""
     cipher = tx.cipher(domain_name)
     record.version += 1
     record.updated_at = tx.now
@@ -524,7 +526,7 @@ def save_profile(
         update(profile)
         .where(profile.c.domain_name == domain_name, profile.c.profile_id == record.profile_id)
         .values(
-            sealed=_seal(tx, cipher, domain_name, record, new=False, restoring=restoring),
+            sealed=_seal(tx, cipher, domain_name, record, new=False, may_reach=may_reach),
             version=record.version,
             updated_at=record.updated_at,
         )

@@ -6,11 +6,12 @@ non-ASCII characters as themselves): what the customer's data weighs, whatever t
 beside it (who set each field). Every new write of a profile's fields is held to it:
 CreateProfile, UpdateProfile, MergeProfiles (the merged result), and ingestion, which rejects a
 record that would take its profile over the limit (`openprofiles.ingest.size`). The undo of a
-merge is not: it puts back what the profiles held before the merge, which may be a copy stored
-before there was a limit, and refusing it would leave the customer's data merged. AddProfileKey
-is not either: a profile's keys are not part of it as GetProfile returns it (AWS documents no
-limit on them, and a long-time customer's contacts each add one, `_ctrContactId`). A profile
-stored over the limit before there was one may still be written if the write does not grow it
+merge may make a profile as large as it was before the merge, or keep it as large as it is, over
+the limit if either is (a copy stored before there was a limit: refusing it would leave the
+customer's data merged); no larger (`identity.service`). AddProfileKey is not held to it: a
+profile's keys are not part of it as GetProfile returns it (AWS documents no limit on them, and
+a long-time customer's contacts each add one, `_ctrContactId`). A profile stored over the limit
+before there was one may still be written if the write does not grow it
 (`profiles.service._seal`), so that it can be cut down.
 
 Measuring is kept off the hot path by two bounds cheaper than encoding the profile: the sealed

@@ -122,3 +122,45 @@ def test_a_write_after_the_undo_is_held_to_the_limit_again(services, domain):
 
     with pytest.raises(BadRequest), services.write() as tx:
         service.update_profile(tx, domain_name=DOMAIN, profile_id=other, changes={"FirstName": "A"})
+
+
+def attributes(prefix: str) -> dict[str, str]:
+    """About 190 KB of attributes: under the limit, but not twice."""
+    return {f"{prefix}{i}": "v" * 200 for i in range(900)}
+
+
+def test_an_undo_that_would_grow_the_main_profile_past_the_limit_is_refused(services, domain):
+    # A review: the merge empties the main profile's Attributes (the other profile's values,
+    # none, taken for each key), UpdateProfile fills it again with new keys, and the undo put
+    # the old keys back beside them: each round added ~190 KB, without bound.
+    main = create(services, {"FirstName": "Ada", "Attributes": attributes("a")})
+    other = create(services, {"LastName": "L"})
+    keys = list(stored(services, main).fields["Attributes"])
+    merge_id = merge(services, main, other, {"Attributes": dict.fromkeys(keys, other)})
+    fresh = attributes("r_")
+    with services.write() as tx:
+        service.update_profile(
+            tx, domain_name=DOMAIN, profile_id=main, changes={"Attributes": fresh}
+        )
+    filled = stored(services, main).fields
+
+    refusal = f"Undoing this merge would make the profile {main} "
+    with pytest.raises(BadRequest, match=refusal), services.write() as tx:
+        undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+    # Nothing changed: still merged, the later write whole.
+    assert stored(services, main).fields == filled
+
+    # Cut down, it is undone: the old keys back beside what is left of the new ones.
+    with services.write() as tx:
+        service.update_profile(
+            tx,
+            domain_name=DOMAIN,
+            profile_id=main,
+            changes={"Attributes": dict.fromkeys(list(fresh)[10:], "")},
+        )
+    with services.write() as tx:
+        undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+    back = stored(services, main)
+    assert profile_size(back) <= MAX_PROFILE_BYTES
+    assert set(back.fields["Attributes"]) == {*keys, *list(fresh)[:10]}
+    assert stored(services, other).fields == {"LastName": "L"}
