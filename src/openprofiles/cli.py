@@ -94,13 +94,13 @@ def serve(
     try:
         # Bound first, so that a port in use stops it before anything is done or said; listened
         # on by `prepare`, before it says so.
-        listener = serving.bind(settings)
+        listeners = serving.bind(settings)
     except serving.AddressUnusable as exc:
         raise click.ClickException(str(exc)) from None
-    with listener:
-        for line in serving.prepare(settings, listener, first_run_admin=first_run_admin):
+    with listeners:
+        for line in serving.prepare(settings, listeners, first_run_admin=first_run_admin):
             click.echo(line)
-        serving.run(settings, listener)
+        serving.run(settings, listeners)
 
 
 @main.group()

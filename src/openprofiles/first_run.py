@@ -95,7 +95,11 @@ def _saved_key(services: Services, path: Path) -> str | None:
         return None
     with services.read() as tx:
         stored = find_secret(tx, access_key_id=key_id)
-    if stored is None or not secrets.compare_digest(stored.secret, secret):
+    # As bytes: compare_digest refuses str with a non-ASCII character (a secret edited by
+    # hand), which would stop the server rather than say the file holds no key of its own.
+    if stored is None or not secrets.compare_digest(
+        stored.secret.encode("utf-8"), secret.encode("utf-8")
+    ):
         return None
     return key_id
 

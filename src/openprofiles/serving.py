@@ -1,17 +1,18 @@
-"""Running the server: one process, or several sharing one listening socket.
+"""Running the server: one process, or several sharing its listening sockets.
 
 Python executes one request's code at a time per process, so on a machine with several cores a
-busy server runs several processes (`openprofiles serve --workers N`). This process binds the
-socket and listens on it (`bind`, `prepare`) before it says it listens; uvicorn's supervisor
-starts the workers, hands them the socket, and restarts one that dies. Each worker builds its own
-application (`worker_app`): its own connection pool, caches and background tasks, which are
-written for several processes at once (the matching scheduler claims each slot, the dead-letter
-resend claims each record, the expiry purge is idempotent). On SQLite the workers' writes queue
-on the writer lock (store.writer_lock); on PostgreSQL on the database's own locks.
+busy server runs several processes (`openprofiles serve --workers N`). This process binds a
+socket to each address the host names and listens on them (`bind`, `prepare`) before it says it
+listens; uvicorn's supervisor starts the workers, hands them the sockets, and restarts one that
+dies. Each worker builds its own application (`worker_app`): its own connection pool, caches and
+background tasks, which are written for several processes at once (the matching scheduler claims
+each slot, the dead-letter resend claims each record, the expiry purge is idempotent). On SQLite
+the workers' writes queue on the writer lock (store.writer_lock); on PostgreSQL on the database's
+own locks.
 
 The schema is brought up to date once, by the supervising process, before any worker starts.
 
-"OpenProfiles listening on ..." is true when it is printed: the socket listens from then on, and
+"OpenProfiles listening on ..." is true when it is printed: the sockets listen from then on, and
 a connection made before a worker accepts it (one process builds the application first; with
 several, they are new Python processes, seconds away) waits in the kernel's queue rather than
 being refused. uvicorn, left to bind, listened only in each worker, once it had started: a
@@ -48,9 +49,9 @@ from openprofiles.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def prepare(settings: Settings, listener: socket.socket, *, first_run_admin: bool) -> Iterator[str]:
+def prepare(settings: Settings, listeners: Listeners, *, first_run_admin: bool) -> Iterator[str]:
     """Bring the schema up to date and, when asked, create the first admin credential; then
-    listen on `listener` (`bind`) and say so. Yields the lines to show the operator. A data dir,
+    listen on `listeners` (`bind`) and say so. Yields the lines to show the operator. A data dir,
     database or keyring that cannot be used stops it as it stops every other command
     (cli_support.open_services says which and why), before anything listens."""
     from openprofiles.cli_support import open_audit_file, open_services, shown_database
@@ -74,7 +75,7 @@ def prepare(settings: Settings, listener: socket.socket, *, first_run_admin: boo
         warn_about_deployment(settings)
         # From here on a connection is taken (the kernel completes it and queues it until a
         # worker accepts it), so the line after it is true, whenever the workers are ready.
-        listener.listen(BACKLOG)
+        listeners.listen(BACKLOG)
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         yield f"OpenProfiles listening on {endpoint}{workers}"
         # Which data a server serves is not left to be guessed from the environment: a
@@ -164,14 +165,19 @@ def warn_about_deployment(settings: Settings) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost), read as `bind`
-    binds it: the first address it resolves to."""
+    """Whether `host` names loopback addresses only (127.0.0.0/8, ::1, localhost), read as `bind`
+    binds it: every address it resolves to. A name that resolves to a loopback and another
+    address is served beyond this machine too."""
     try:
-        address = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)[0][4][0]
+        found = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
     except OSError:
         return False
+    return bool(found) and all(_is_loopback_address(str(entry[4][0])) for entry in found)
+
+
+def _is_loopback_address(address: str) -> bool:
     try:
-        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -195,32 +201,71 @@ class AddressUnusable(Exception):
 BACKLOG = 2048
 
 
-def bind(settings: Settings) -> socket.socket:
-    """The server's TCP socket, bound to `host:port` (the first address the host resolves to) but
-    not listening yet: connections are refused until `prepare` is done and listens on it, just
-    before saying so, and `run` hands it to uvicorn. AddressUnusable when it cannot be bound,
-    before anything says the server listens (a port in use used to show up only as uvicorn's
-    error, after the line).
+class Listeners:
+    """The server's TCP sockets (`bind`), one per address its host resolves to; closed together
+    (a `with` block)."""
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        self.sockets = sockets
+
+    def listen(self, backlog: int) -> None:
+        for listener in self.sockets:
+            listener.listen(backlog)
+
+    def close(self) -> None:
+        for listener in self.sockets:
+            listener.close()
+
+    def __enter__(self) -> Listeners:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def bind(settings: Settings) -> Listeners:
+    """The server's TCP sockets, one bound to each address `host` resolves to (as asyncio's
+    create_server binds a name: `localhost` is 127.0.0.1 and ::1 where /etc/hosts says both, and
+    a client may try either), but not listening yet: connections are refused until `prepare` is
+    done and listens on them, just before saying so, and `run` hands them to uvicorn.
+    AddressUnusable when one cannot be bound, none left open, before anything says the server
+    listens (a port in use used to show up only as uvicorn's error, after the line).
 
     SO_REUSEADDR as uvicorn sets it: a port whose last connections are closing is usable. An
-    IPv6 socket takes IPv6 connections only (IPV6_V6ONLY), as asyncio bound the one server
-    process before (uvicorn's supervisor left it taking IPv4 too): `--host ::` and `--host
-    0.0.0.0` name one family each, whatever --workers is. Inheritable, as uvicorn makes the
-    socket it shares with the worker processes it spawns."""
+    IPv6 socket takes IPv6 connections only (IPV6_V6ONLY), as asyncio binds them: `--host ::` and
+    `--host 0.0.0.0` name one family each, whatever --workers is, and the IPv4 and IPv6 sockets
+    of one name do not clash on the port. Inheritable, as uvicorn makes the sockets it shares
+    with the worker processes it spawns."""
     host, port = settings.host, settings.port
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        listener = socket.socket(family, kind, proto)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise _unusable(host, port, exc) from None
+    bound: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in found:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            bound.append(_bind_one(family, kind, proto, address))
+    except OSError as exc:
+        for listener in bound:
+            listener.close()
+        raise _unusable(host, port, exc) from None
+    return Listeners(bound)
+
+
+def _bind_one(family: int, kind: int, proto: int, address: tuple[object, ...]) -> socket.socket:
+    listener = socket.socket(family, kind, proto)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         listener.bind(address)
-    except OSError as exc:
+    except OSError:
         listener.close()
-        raise _unusable(host, port, exc) from None
+        raise
     listener.set_inheritable(True)
     return listener
 
@@ -273,8 +318,8 @@ def stop_when_orphaned(supervisor_pid: int, every: float = ORPHAN_CHECK_SECONDS)
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
-def run(settings: Settings, listener: socket.socket) -> None:
-    """Serve on `listener` (`bind`, listening since `prepare`) until stopped (Ctrl-C or
+def run(settings: Settings, listeners: Listeners) -> None:
+    """Serve on `listeners` (`bind`, listening since `prepare`) until stopped (Ctrl-C or
     SIGTERM)."""
     from openprofiles.metrics.endpoint import multiprocess_dir
 
@@ -285,10 +330,10 @@ def run(settings: Settings, listener: socket.socket) -> None:
     # Several workers add up their metrics' counts in a directory they share (metrics.endpoint);
     # with /metrics off (OPENPROFILES_METRICS) no one adds them up, so none is made.
     with multiprocess_dir(settings.workers if settings.metrics else 1):
-        _serve(settings, listener)
+        _serve(settings, listeners)
 
 
-def _serve(settings: Settings, listener: socket.socket) -> None:
+def _serve(settings: Settings, listeners: Listeners) -> None:
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
@@ -302,7 +347,7 @@ def _serve(settings: Settings, listener: socket.socket) -> None:
         # uvicorn's own HTTP protocol, but a request whose framing it cannot read (a bad
         # Content-Length, a broken chunked body) gets the API's error format, not a bare text.
         http=AutoProtocol,
-        # No host nor port: it serves the socket it is given (`bind`).
+        # No host nor port: it serves the sockets it is given (`bind`).
         workers=settings.workers,
         log_level="info",
         # Time, level and logger name on every line, OpenProfiles' INFO records included
@@ -318,15 +363,15 @@ def _serve(settings: Settings, listener: socket.socket) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         backlog=BACKLOG,
     )
-    # What uvicorn.run does (uvicorn 0.54, main.run) once it has bound a socket, given ours; no
+    # What uvicorn.run does (uvicorn 0.54, main.run) once it has bound its sockets, given ours; no
     # Unix socket nor reloading here, so none of its clean-up for them. uvicorn logs no "Uvicorn
-    # running on" line for a socket it is given: "OpenProfiles listening on" said it, truly.
+    # running on" line for sockets it is given: "OpenProfiles listening on" said it, truly.
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[listener]).run()
+            Multiprocess(config, sockets=listeners.sockets).run()
         else:
-            server.run(sockets=[listener])
+            server.run(sockets=listeners.sockets)
     except KeyboardInterrupt:
         pass
     if not server.started and config.workers == 1:

@@ -58,7 +58,7 @@ def test_serve_warns_and_says_which_data_dir_and_database_it_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No server: only what it says.
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     data_dir = tmp_path / "data"
     result = CliRunner().invoke(
         main, ["serve", "--port", str(free_port()), "--data-dir", str(data_dir)], env=MISSPELLED
@@ -75,7 +75,7 @@ def test_serve_warns_and_says_which_data_dir_and_database_it_serves(
 def test_serve_shows_a_postgresql_url_without_its_password(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     # The test server trusts local connections, so any password opens it.
     with_password = postgres_url.replace("postgres@", "postgres:s3cr%40t@", 1)
     result = CliRunner().invoke(

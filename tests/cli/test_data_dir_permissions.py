@@ -41,8 +41,8 @@ def _serve_start(
 ) -> list[str]:
     """What `serve` logs before it serves, as warnings of its own."""
     caplog.set_level(logging.WARNING)
-    with serving.bind(settings) as listener:
-        list(serving.prepare(settings, listener, first_run_admin=first_run_admin))
+    with serving.bind(settings) as listeners:
+        list(serving.prepare(settings, listeners, first_run_admin=first_run_admin))
     return [
         r.getMessage()
         for r in caplog.records

@@ -84,7 +84,7 @@ def test_serve_warns_about_a_password_in_database_url_before_anything_else(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No server: only what it says.
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     with_password = postgres_url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
     result = CliRunner().invoke(
         main,
@@ -127,8 +127,8 @@ def test_a_sqlite_database_url_is_not_warned_about(tmp_path: Path) -> None:
 def _plain_http_warnings(settings: Settings, caplog: pytest.LogCaptureFixture) -> list[str]:
     """What `serve` logs before it serves about speaking plain HTTP."""
     caplog.set_level(logging.WARNING)
-    with serving.bind(settings) as listener:
-        list(serving.prepare(settings, listener, first_run_admin=False))
+    with serving.bind(settings) as listeners:
+        list(serving.prepare(settings, listeners, first_run_admin=False))
     return [
         r.getMessage()
         for r in caplog.records
@@ -173,7 +173,7 @@ def test_serve_command_warns_about_plain_http_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through the command line: --host, and the variable that silences it."""
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     caplog.set_level(logging.WARNING)
     arguments = ["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "data")]
     result = CliRunner().invoke(main, [*arguments, "--port", str(free_port())])

@@ -36,7 +36,7 @@ def test_serve_on_an_ipv6_address_prints_it_in_brackets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No server: only what it says.
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     port = free_port()
     result = CliRunner().invoke(
         main,

@@ -33,7 +33,7 @@ def _storage(settings: Settings) -> list[str]:
 
 def _serve(settings: Settings, monkeypatch: pytest.MonkeyPatch, *options: str) -> str:
     """What `serve` prints before it serves (it listens, and stops there)."""
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     arguments = ["serve", "--port", str(free_port()), *_storage(settings), *options]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
@@ -130,6 +130,23 @@ def test_a_revoked_key_in_the_credentials_file_is_not_offered(
     # Another admin key exists: none is made, and the file is left as it is.
     assert "Created an admin credential" not in after
     assert _saved_key_id(settings) == revoked
+
+
+def test_a_non_ascii_secret_in_the_credentials_file_is_not_offered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review: compare_digest on str raised TypeError for a non-ASCII character, and the server
+    # did not start.
+    _serve(settings, monkeypatch, "--first-run-admin")
+    path = settings.data_dir / "credentials"
+    written = path.read_text()
+    secret = written.split("aws_secret_access_key = ")[1].split()[0]
+    path.write_text(written.replace(secret, secret[:-1] + "é"), encoding="utf-8")
+
+    after = _serve(settings, monkeypatch, "--first-run-admin")
+
+    assert USE_THE_FILE not in after
+    assert f"The access key in {path.resolve()} is no longer one of this server's" in after
 
 
 def test_the_last_admin_key_revoked_a_new_one_is_made_and_offered(

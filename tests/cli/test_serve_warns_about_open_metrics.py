@@ -25,8 +25,8 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 def _open_metrics_warnings(settings: Settings, caplog: pytest.LogCaptureFixture) -> list[str]:
     """What `serve` logs before it serves about an open /metrics."""
     caplog.set_level(logging.WARNING)
-    with serving.bind(settings) as listener:
-        list(serving.prepare(settings, listener, first_run_admin=False))
+    with serving.bind(settings) as listeners:
+        list(serving.prepare(settings, listeners, first_run_admin=False))
     return [
         r.getMessage()
         for r in caplog.records
@@ -67,7 +67,7 @@ def test_serve_command_warns_and_the_token_silences_it_unshown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # No server: only what it says.
-    monkeypatch.setattr(serving, "run", lambda settings, listener: None)
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
     caplog.set_level(logging.DEBUG)
     arguments = ["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "data")]
     result = CliRunner().invoke(main, [*arguments, "--port", str(free_port())])
