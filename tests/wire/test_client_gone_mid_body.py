@@ -22,9 +22,11 @@ from tests.unit.integrations.integ_helpers import ctr
 from openprofiles import audit
 
 
-def _signed(live_server: LiveServer, path: str, body: bytes) -> list[tuple[bytes, bytes]]:
+def _signed(
+    live_server: LiveServer, path: str, body: bytes, method: str = "POST"
+) -> list[tuple[bytes, bytes]]:
     request = AWSRequest(
-        method="POST",
+        method=method,
         url=live_server.url + path,
         data=body,
         headers={"Content-Type": "application/json"},
@@ -37,19 +39,14 @@ def _signed(live_server: LiveServer, path: str, body: bytes) -> list[tuple[bytes
     return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
-async def _leave_half_way(
-    app: Any, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+async def _drive(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], messages: list[Any]
 ) -> list[Any]:
-    """POST to the ASGI app as uvicorn would, the client leaving after half the body; what the
-    app sent."""
-    messages = [
-        {"type": "http.request", "body": body[: len(body) // 2], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
+    """Call the ASGI app as uvicorn would, its receive answering `messages` in turn and the
+    last (a disconnect: uvicorn repeats it) from then on; what the app sent."""
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
-        # After the disconnect, uvicorn answers every receive with it again.
         return messages.pop(0) if len(messages) > 1 else messages[0]
 
     async def send(message: dict[str, Any]) -> None:
@@ -59,7 +56,7 @@ async def _leave_half_way(
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -71,6 +68,9 @@ async def _leave_half_way(
     }
     await app(scope, receive, send)
     return sent
+
+
+DISCONNECT = {"type": "http.disconnect"}
 
 
 def _metrics(live_server: LiveServer, name: str) -> list[str]:
@@ -104,46 +104,16 @@ def test_a_body_cut_short_by_the_client_is_not_run_answered_counted_or_audited(
     caplog.set_level(logging.INFO, logger=audit.logger.name)
     counted = _metrics(live_server, counter)
 
-    sent = run_in_fresh_thread(
-        _leave_half_way(live_server.app, path, _signed(live_server, path, raw), raw)
-    )
+    # The client leaves after half the body.
+    half = {"type": "http.request", "body": raw[: len(raw) // 2], "more_body": True}
+    headers = _signed(live_server, path, raw)
+    sent = run_in_fresh_thread(_drive(live_server.app, "POST", path, headers, [half, DISCONNECT]))
 
     assert sent == []
     assert _metrics(live_server, counter) == counted
     assert [r for r in caplog.records if r.name == audit.logger.name] == []
     domains = live_server.client().list_domains()["Items"]
     assert domain not in [d["DomainName"] for d in domains]
-
-
-async def _sent_whole_then_closed(
-    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]
-) -> list[Any]:
-    """A request without a body, the client closing its side at once: uvicorn reports the
-    disconnect to the first receive, before the app asked for the (empty) body."""
-    sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
-    return sent
 
 
 def test_a_request_without_a_body_is_whole_with_its_headers(live_server: LiveServer) -> None:
@@ -153,15 +123,10 @@ def test_a_request_without_a_body_is_whole_with_its_headers(live_server: LiveSer
     admin = live_server.client()
     admin.create_domain(DomainName=domain, DefaultExpirationDays=30)
     path = f"/domains/{domain}"
-    request = AWSRequest(method="DELETE", url=live_server.url + path, data=b"")
-    SigV4Auth(Credentials(*live_server.admin_key), "profile", live_server.settings.region).add_auth(
-        request
-    )
-    headers = {**dict(request.headers.items()), "host": live_server.url.split("//", 1)[1]}
-    headers["content-length"] = "0"
-    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-
-    sent = run_in_fresh_thread(_sent_whole_then_closed(live_server.app, "DELETE", path, raw))
+    headers = _signed(live_server, path, b"", method="DELETE")
+    # uvicorn reports the disconnect to the first receive, before the app asked for the
+    # (empty) body.
+    sent = run_in_fresh_thread(_drive(live_server.app, "DELETE", path, headers, [DISCONNECT]))
 
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200, sent
     assert domain not in [d["DomainName"] for d in admin.list_domains()["Items"]]
