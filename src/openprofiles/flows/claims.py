@@ -39,7 +39,6 @@ the one run that holds the flow, as the flow is, after the records it read.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -53,18 +52,18 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 
 from openprofiles.context import Services, Tx
-from openprofiles.errors import BadRequest, NotFound, ServiceError
+from openprofiles.errors import BadRequest, NotFound
 from openprofiles.flows import listing
 from openprofiles.flows.models import Flow, parse_flow_definition
 from openprofiles.flows.runs import (
     FLOW_DELETED,
-    RUN_TABLE,
     STALE_AFTER,
     Held,
     duration,
     finish_run,
     insert_run,
     no_counts,
+    sealed_error,
     stopped,
 )
 from openprofiles.flows.sources import FlowSource, SourceItem
@@ -264,9 +263,7 @@ def _close_stopped(tx: Tx, domain_name: str, run_id: str, error: str) -> None:
     """End FAILED, with `error` (`stopped`), a RUNNING run that stopped holding its flow. Its
     reason is sealed when the domain's key can be used (else it shows UNSEALED_ERROR): the
     claim goes on."""
-    sealed = None
-    with contextlib.suppress(ServiceError):
-        sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
+    sealed = sealed_error(tx, domain_name, run_id, error)
     # Only while it is still silent: a run that made progress meanwhile renewed its claim
     # (on PostgreSQL this waits for that transaction, then looks again).
     tx.conn.execute(

@@ -171,6 +171,14 @@ def insert_run(
     return run_id
 
 
+def sealed_error(tx: Tx, domain_name: str, run_id: str, error: str) -> bytes | None:
+    """A run's error sealed for its row; None when the domain's key cannot be used (the row
+    then shows UNSEALED_ERROR)."""
+    with contextlib.suppress(ServiceError):
+        return tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
+    return None
+
+
 def finish_run(
     services: Services,
     held: Held,
@@ -185,12 +193,9 @@ def finish_run(
     flow over, or deleted with its flow (then the run returned is made here, FAILED)."""
     domain_name, run_id = held.domain_name, held.run_id
     with services.write() as tx:
-        sealed = None
         # The domain's key may be unusable (often why the run failed): the run still ends
         # FAILED, its reason told to the caller only, as nothing can seal it.
-        with contextlib.suppress(ServiceError):
-            if error and seal:
-                sealed = tx.cipher(domain_name).seal_record(RUN_TABLE, run_id, {"error": error})
+        sealed = sealed_error(tx, domain_name, run_id, error) if error and seal else None
         tx.conn.execute(
             update(flow_run)
             .where(
