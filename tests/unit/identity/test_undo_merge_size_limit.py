@@ -1,65 +1,36 @@
-"""Undoing a merge puts back what the profiles held before it whatever their size (profiles.size
-applies to new writes): a pre-merge copy stored before there was a size limit, over it, is
-restored, on real databases (SQLite and PostgreSQL)."""
+"""Undoing a merge puts back what the profiles held before it, over the size limit if they were
+(profiles.size applies to new writes): a pre-merge copy stored before there was a limit is
+restored. It never makes a profile larger than the limit, than it is, or than it was before the
+merge: such an undo is refused. On real databases (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from tests.unit.profiles.test_profile_size_limit import (
+    DOMAIN,
+    MAX_PROFILE_BYTES,
+    create,
+    make_domain,
+    plant_oversized,
+    profile_size,
+    stored,
+)
 
-from openprofiles.context import Principal, RequestContext, Services
-from openprofiles.domains.handlers import create_domain
+from openprofiles.context import Services
 from openprofiles.errors import BadRequest
 from openprofiles.identity.service import merge_profiles, undo_merge
 from openprofiles.profiles import service
-from openprofiles.profiles.models import PROFILE_TABLE, ProfileRecord
-from openprofiles.store.schema import profile
-
-DOMAIN = "undone"
-MAX_PROFILE_BYTES = 256_000
-# About 320 KB of attributes: over the limit.
-OVERSIZED = {f"k{i}": "v" * 200 for i in range(1500)}
-
-
-def profile_size(record: ProfileRecord) -> int:
-    shaped = {"ProfileId": record.profile_id, **record.fields}
-    return len(json.dumps(shaped, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 @pytest.fixture
 def domain(services: Services) -> str:
-    create_domain(
-        RequestContext(services=services, principal=Principal("t", "admin")),
-        {"DomainName": DOMAIN, "DefaultExpirationDays": 5},
-    )
-    return DOMAIN
+    return make_domain(services)
 
 
-def create(services: Services, fields: dict[str, Any]) -> str:
-    with services.write() as tx:
-        return service.create_profile(tx, domain_name=DOMAIN, fields=fields).profile_id
-
-
-def stored(services: Services, profile_id: str) -> ProfileRecord:
-    with services.read() as tx:
-        return service.get_profile(tx, domain_name=DOMAIN, profile_id=profile_id)
-
-
-def plant_oversized(services: Services, profile_id: str, fields: dict[str, Any]) -> None:
-    """Store `fields` as the profile's, whatever their size: a profile written before there
-    was a limit."""
-    with services.write() as tx:
-        record = service.get_profile(tx, domain_name=DOMAIN, profile_id=profile_id)
-        record.fields = fields
-        sealed = tx.cipher(DOMAIN).seal_record(PROFILE_TABLE, profile_id, record.sealed_payload())
-        tx.conn.execute(
-            update(profile)
-            .where(profile.c.domain_name == DOMAIN, profile.c.profile_id == profile_id)
-            .values(sealed=sealed)
-        )
+# About 320 KB of attributes: over the limit.
+OVERSIZED = {f"k{i}": "v" * 200 for i in range(1500)}
 
 
 def merge(services: Services, main: str, other: str, sources: dict[str, Any] | None = None) -> str:

@@ -29,13 +29,17 @@ def profile_size(record: ProfileRecord) -> int:
     return len(json.dumps(shaped, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-@pytest.fixture
-def domain(services: Services) -> str:
+def make_domain(services: Services) -> str:
     create_domain(
         RequestContext(services=services, principal=Principal("t", "admin")),
         {"DomainName": DOMAIN, "DefaultExpirationDays": 5},
     )
     return DOMAIN
+
+
+@pytest.fixture
+def domain(services: Services) -> str:
+    return make_domain(services)
 
 
 def sized_fields(size: int, key: str = "fill", **fields: Any) -> dict[str, Any]:
