@@ -567,9 +567,10 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
     where = shown_database(settings)
     if where == _NOT_A_URL:
         raise click.ClickException(f"Cannot open the database {where}.")
-    refuse_root_in_anothers_data_dir(settings)
     try:
-        if not create:
+        if create:
+            refuse_root_in_anothers_data_dir(settings)  # require_installation does, otherwise
+        else:
             require_installation(settings)
         return build_services(settings)
     except (KeyringError, KeyUnusable) as exc:
