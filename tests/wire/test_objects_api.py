@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import func, select
 
 from openprofiles.dlq.service import list_messages
+from openprofiles.store.schema import profile
 
 CRM: dict[str, Any] = {
     "Description": "CRM customers",
@@ -203,6 +205,49 @@ def test_rejected_record_is_dead_lettered_not_an_error(live_server: Any, domain:
     assert [(x.message_id, x.object_json, x.category) for x in letters] == [
         (key, body, "no_profile")
     ]
+
+
+# A type whose UNIQUE key is not a PROFILE key: a record can have the one and not the other.
+ORDERS: dict[str, Any] = {
+    **CRM,
+    "Keys": {
+        "orderRef": [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["order"]}],
+        "_email": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["email"]}],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("type_name", "record", "missing"),
+    [
+        ("Crm", {"email": "kim@example.com", "first": "Kim"}, "Missing unique key"),
+        ("Orders", {"first": "Kim", "order": "o-1"}, "Missing profile key"),
+    ],
+)
+def test_a_record_without_its_unique_or_profile_key_is_a_request_error(
+    live_server: Any, domain: str, type_name: str, record: dict[str, Any], missing: str
+) -> None:
+    """Customer Profiles checks these before processing and answers BadRequestException (spec
+    §1.6); the record is still kept in the dead-letter queue, and the error says where."""
+    client = live_server.client()
+    client.put_profile_object_type(DomainName=domain, ObjectTypeName="Orders", **ORDERS)
+    body = json.dumps(record)
+    with pytest.raises(ClientError) as exc:
+        _put(client, domain, body, type_name=type_name)
+    assert _code(exc) == "BadRequestException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    message = exc.value.response["Error"]["Message"]
+    assert message.startswith(missing)
+    with live_server.services.read() as tx:
+        letters = list_messages(tx, domain_name=domain)
+    assert [(x.object_json, x.object_type_name, x.category) for x in letters] == [
+        (body, type_name, "missing_key")
+    ]
+    assert message.endswith(f"kept in the dead-letter queue as {letters[0].message_id}.")
+    with live_server.services.read() as tx:
+        assert not tx.conn.execute(
+            select(func.count()).select_from(profile).where(profile.c.domain_name == domain)
+        ).scalar()
 
 
 def test_concurrent_puts_for_one_new_customer_make_one_profile(

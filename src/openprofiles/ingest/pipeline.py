@@ -80,14 +80,22 @@ CATEGORIES = ("no_profile", "missing_key", "ambiguous", "invalid_value", "transi
 
 
 class IngestRejected(Exception):
-    """The record cannot be applied; it belongs in the dead-letter queue with this reason."""
+    """The record cannot be applied; it belongs in the dead-letter queue with this reason.
 
-    def __init__(self, reason: str, category: str) -> None:
+    `invalid_request`: the record fails the checks spec §1.6 puts before any profile is looked
+    for (its UNIQUE key, or every PROFILE key, has no value), which Customer Profiles answers
+    synchronously ("The UNIQUE key or PROFILE key does not exist in the profile object"): an
+    API call that sent it alone is told so with a BadRequestException (objects.answers).
+    Everything else is found once the record is processed, which AWS does asynchronously, so
+    the call that sent it succeeds and the record shows up in the dead-letter queue."""
+
+    def __init__(self, reason: str, category: str, *, invalid_request: bool = False) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"unknown rejection category {category!r}")
         super().__init__(reason)
         self.reason = reason
         self.category = category
+        self.invalid_request = invalid_request
 
 
 @dataclass(frozen=True)
@@ -234,12 +242,14 @@ def _prepare(
             f"Missing unique key: every field of the UNIQUE key of object type "
             f"{object_type.name} must have a value.",
             "missing_key",
+            invalid_request=True,
         )
     if not any("PROFILE" in k.identifiers for k in mapped.keys):
         raise IngestRejected(
             f"Missing profile key: none of the PROFILE keys of object type {object_type.name} "
             "has a value.",
             "missing_key",
+            invalid_request=True,
         )
     digests = {(k.name, k.normalised): cipher.digest(k.name, k.normalised) for k in mapped.keys}
     return _Prepared(

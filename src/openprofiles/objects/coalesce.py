@@ -13,9 +13,10 @@ BatchPutProfileObject: its records share one write time, so a RECENCY rule sees 
 together — as they were, concurrently.
 
 Each request still gets its own answer: its object's unique key, or, for a record the pipeline
-rejected, the id of its dead letter (the turn's rejected records are dead-lettered together, as
-PutProfileObject does for one: objects.handlers). Accepted records are answered as soon as their
-write has committed, without waiting for those dead letters (an SQS queue may take its time).
+rejected, the id of its dead letter or a request error naming it (objects.answers; the turn's
+rejected records are dead-lettered together, as PutProfileObject does for one:
+objects.handlers). Accepted records are answered as soon as their write has committed, without
+waiting for those dead letters (an SQS queue may take its time).
 An API error of the batch (an unknown domain or object type, a domain key that is disabled or
 cannot be reached, a write that kept losing races) is every request's answer. A batch that fails
 in any other way (a fault no rejection covers) is applied again one record at a time, so that
@@ -36,9 +37,10 @@ from weakref import WeakKeyDictionary
 
 from openprofiles.blocking import Deferred, run_on_the_loop
 from openprofiles.context import Principal, RequestContext, Services
-from openprofiles.errors import InternalServer, ServiceError
+from openprofiles.errors import BadRequest, InternalServer, ServiceError
 from openprofiles.ingest.pipeline import IngestRejected, IngestResult, ingest_batch
 from openprofiles.ingest.rejections import dead_letter_rejected
+from openprofiles.objects.answers import rejected_answer
 from openprofiles.store.conflicts import retrying
 
 T = TypeVar("T")
@@ -191,9 +193,13 @@ async def _answer(batch: _Batch, outcomes: list[IngestResult | IngestRejected]) 
             _fail_all([put for put, _ in rejected], error)
         else:
             letter_ids = {id(put): letter for (put, _), letter in zip(rejected, ids, strict=True)}
-    for put, _ in rejected:
-        if not put.answer.done():
-            put.answer.set_result({"ProfileObjectUniqueKey": letter_ids[id(put)]})
+    for put, rejection in rejected:
+        if put.answer.done():
+            continue
+        try:
+            put.answer.set_result(rejected_answer(rejection, letter_ids[id(put)]))
+        except BadRequest as error:
+            put.answer.set_exception(error)
 
 
 def _ingest(ctx: RequestContext, batch: _Batch) -> list[IngestResult | IngestRejected]:

@@ -4,10 +4,12 @@ DeleteProfileObject.
 PutProfileObject answers synchronously only for request errors (the Object is not a JSON object
 in strict JSON, is too large, names a standard type, or the object type does not exist). AWS
 processes objects asynchronously (spec §0): a record the pipeline rejects (no profile matched, a
-missing or ambiguous key, a value the mapping cannot convert) is not a request error there, it
-shows up in the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that
-contract: the rejected record is dead-lettered in its own transaction (nothing of it is written)
-and the call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id).
+ambiguous key, a value the mapping cannot convert) is not a request error there, it shows up
+in the domain's dead-letter queue. OpenProfiles processes synchronously but keeps that contract:
+the rejected record is dead-lettered in its own transaction (nothing of it is written) and the
+call still answers 200 with a ProfileObjectUniqueKey (the dead-letter message id). Only a record
+with no value for its UNIQUE key, or for every PROFILE key, is a request error, as in AWS
+(BadRequestException), and is dead-lettered too (objects.answers).
 On the event loop (SQLite) the PutProfileObject calls of one turn are applied as one pipeline
 batch (objects.coalesce), each still with its own answer.
 
@@ -52,6 +54,7 @@ from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import find_object_type, get_object_type, key_content_type
 from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.objects import service
+from openprofiles.objects.answers import rejected_answer
 from openprofiles.objects.coalesce import queue_put
 from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.store.schema import integration
@@ -138,7 +141,7 @@ def put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
     except IngestRejected as exc:
         rejection = exc
     (letter_id,) = dead_letter_rejected(ctx, domain_name, type_name, [(raw, rejection)])
-    return {"ProfileObjectUniqueKey": letter_id}
+    return rejected_answer(rejection, letter_id)
 
 
 def batch_put_profile_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
