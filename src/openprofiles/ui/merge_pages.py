@@ -1,9 +1,11 @@
 """Administrator pages of the merge log: a domain's merges, what each moved, and undoing one
-(beyond the cloud service, whose merges are irreversible — spec §5.3)."""
+(beyond the cloud service, whose merges are irreversible — spec §5.3). A merge made from a
+match's page (ui.match_pages) leads here, to the merge it made, once told so (`MERGED`)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,9 +14,17 @@ from starlette.routing import Route
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.identity import service as identity
+from openprofiles.ui import flash
 from openprofiles.ui.web import UI, form_text
 
 DOMAIN_CHOICES = 100
+# The confirmation (ui.flash) a merge made from a match's page leaves for its merge's page.
+MERGED = "merged"
+
+
+def merge_url(domain: str, merge_id: str) -> str:
+    """The address of a merge's page (where its undo is)."""
+    return f"/admin/merges/{quote(domain, safe='')}/{quote(merge_id, safe='')}"
 
 
 def routes(ui: UI) -> list[Route]:
@@ -37,7 +47,13 @@ def routes(ui: UI) -> list[Route]:
         merge = await ui.read(
             lambda tx: identity.get_merge(tx, domain_name=domain, merge_id=merge_id)
         )
-        return ui.render(request, "admin/merge.html", domain=domain, merge=merge)
+        done = flash.take(ui, request, page=merge_url(domain, merge_id))
+        response = ui.render(
+            request, "admin/merge.html", domain=domain, merge=merge, merged=MERGED in done
+        )
+        if done:
+            flash.clear(ui, request, response)
+        return response
 
     @ui.page("admin")
     async def merge_undo(request: Request) -> Response:
