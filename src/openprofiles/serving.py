@@ -21,6 +21,13 @@ deploy script or health check that trusted the line found the port refusing conn
 Every process appends its audit lines to the audit log (OPENPROFILES_AUDIT_LOG), besides
 printing them on stderr: `prepare` opens it first, so one that cannot be opened stops the server.
 
+SIGTERM (what systemd, Kubernetes and docker send to stop a service) stops the server as Ctrl-C
+does, with either number of processes: uvicorn's graceful shutdown (no new connection taken, the
+requests in flight answered), then the application's (background work stopped, the database
+closed: `worker_app`), then exit status 0 (`_sigterm_stops`). A single process used to end as
+killed by the signal (status -15, 143 in a shell), which a service manager or container runtime
+reports as a failure.
+
 A worker stops when its supervisor is gone (`stop_when_orphaned`): killed alone (`kill -9` of
 the parent outside a service manager, which would have ended the whole group), it left its
 workers serving the port with no one to restart them, and a new server could not bind it.
@@ -28,6 +35,7 @@ workers serving the port with no one to restart them, and a new server could not
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import ipaddress
 import logging
@@ -38,13 +46,20 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
 from openprofiles.first_run import ADMIN_PASSWORD_FILE, CREDENTIALS_FILE
 from openprofiles.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from openprofiles.context import Services
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +298,7 @@ def worker_app() -> Starlette:
     # `prepare` migrated the schema before this process started; N workers running Alembic
     # again at once would only repeat that check N times.
     app = create_app(Settings.from_env(), migrate=False)
+    _close_database_at_shutdown(app, app.state.services)
     supervisor = multiprocessing.parent_process()
     if supervisor is not None and supervisor.pid is not None:
         # A worker of `serve --workers N` (uvicorn starts them with multiprocessing); a single
@@ -294,6 +310,26 @@ def worker_app() -> Starlette:
     gc.collect()
     gc.freeze()
     return app
+
+
+def _close_database_at_shutdown(app: Starlette, services: Services) -> None:
+    """Dispose of the server's database once the application's own shutdown is done (its
+    background tasks stopped, the authenticator closed), as each command does when it ends
+    (cli_support.services_open): its connections are closed, and on SQLite the checkpointer
+    empties the write-ahead log an erasure asked to empty (Tx.erased) instead of dying with
+    the process, a daemon thread, before it could. Here, in the server's processes only: an
+    application built in a test's process shares its database with the test."""
+    application_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(served: Any) -> AsyncIterator[Any]:
+        try:
+            async with application_lifespan(served) as state:
+                yield state
+        finally:
+            await asyncio.to_thread(services.database.dispose)
+
+    app.router.lifespan_context = lifespan
 
 
 # How often a worker looks whether its supervisor is still there: a syscall a second.
@@ -369,11 +405,44 @@ def _serve(settings: Settings, listeners: Listeners) -> None:
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
+            # The supervisor takes SIGTERM and SIGINT itself, stops its workers (each with
+            # uvicorn's graceful shutdown) and returns: exit status 0.
             Multiprocess(config, sockets=listeners.sockets).run()
         else:
-            server.run(sockets=listeners.sockets)
+            with _sigterm_stops(server):
+                server.run(sockets=listeners.sockets)
     except KeyboardInterrupt:
+        # Ctrl-C: uvicorn raises it again once its graceful shutdown is done.
         pass
     if not server.started and config.workers == 1:
         # The application did not start (its lifespan failed): as uvicorn.run exits then.
         sys.exit(STARTUP_FAILURE)
+
+
+@contextmanager
+def _sigterm_stops(server: uvicorn.Server) -> Iterator[None]:
+    """While the block runs, SIGTERM asks `server` to stop (uvicorn's own handler), so that the
+    process then ends with status 0, as with --workers N (whose supervisor returns once its
+    workers stopped).
+
+    uvicorn takes SIGTERM while it serves and shuts down gracefully, but then puts the handler it
+    found back and raises the signal again, "to trigger the expected behaviour": with none set,
+    that killed the process after its clean stop (status -15). For a server, being stopped is how
+    it ends, not a failure nor an interrupted task (cli_support.TERMINATED_STATUS, 143, is a
+    loader's: "not all was loaded, load again"): a service manager told exit status 0 knows it
+    stopped as asked, while a container runtime shows 143 as an error. The handler is uvicorn's
+    own `handle_exit`, so a SIGTERM that comes before uvicorn takes the signal (its event loop
+    being made) is not lost either: the server starts and stops at once. Left alone
+    where Python can set no handler (a thread other than the main one) and where SIGTERM is
+    ignored or handled already (whoever started the process chose that)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, server.handle_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
