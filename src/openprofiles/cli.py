@@ -19,6 +19,7 @@ import click
 
 from openprofiles import logging_setup
 from openprofiles.cli_support import (
+    Refused,
     audit_commands,
     require_installation,
     services_open,
@@ -96,7 +97,7 @@ def serve(
         # on by `prepare`, before it says so.
         listeners = serving.bind(settings)
     except serving.AddressUnusable as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Refused(str(exc), error="AddressUnusable") from None
     with listeners:
         for line in serving.prepare(settings, listeners, first_run_admin=first_run_admin):
             click.echo(line)
@@ -293,7 +294,7 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
     try:
         key = keyring.create_key(alias)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Refused(str(exc), error="AliasUnusable") from exc
     database = Database.from_settings(settings)
     try:
         record_local_key(database, key)
@@ -301,9 +302,10 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         # Unrecorded, the key is no worse off than one made before the record: a keyring copy
         # without it is only not shown to be older. The statement's text has no personal data,
         # but its type is enough.
-        raise click.ClickException(
+        raise Refused(
             f"Created the local key {key.arn(settings.region, settings.account_id)}, but could "
-            f"not record it in the database ({type(exc).__name__})."
+            f"not record it in the database ({type(exc).__name__}).",
+            error="KeyNotRecorded",
         ) from None
     finally:
         database.dispose()
@@ -326,10 +328,11 @@ def _set_key_enabled(
     default = keyring.find_by_alias(DEFAULT_ALIAS)
     chosen = keyring.lookup(key)
     if not enabled and not force and default is not None and chosen == default:
-        raise click.ClickException(
+        raise Refused(
             f"{key} is the default local key: the server's own secrets (API credentials, web "
             "users' sign-in, page tokens) come from it, so disabling it stops every request "
-            "and sign-in, not only the domains under it. Give --force to disable it anyway."
+            "and sign-in, not only the domains under it. Give --force to disable it anyway.",
+            error="DefaultKeyNeedsForce",
         )
     try:
         found = keyring.enable(key) if enabled else keyring.disable(key)
@@ -405,11 +408,12 @@ def keys_rotate(
     if no_rewrap and rewrap_only:
         raise click.UsageError("Give --no-rewrap or --rewrap-only, not both.")
     if is_aws_kms_arn(key):
-        raise click.ClickException(
+        raise Refused(
             f"{key} is an AWS KMS key: AWS KMS rotates its own key material (turn on automatic "
             "rotation with EnableKeyRotation, or use RotateKeyOnDemand) and unwraps data keys "
             "wrapped under earlier material itself, so nothing needs re-wrapping. `openprofiles "
-            "keys rotate` is for local keys."
+            "keys rotate` is for local keys.",
+            error="NotALocalKey",
         )
     settings = settings_from_options(data_dir, database_url)
     # What a command it says to run next must be given to work on this installation.
@@ -447,7 +451,7 @@ def _rotate_local_key(
     except LookupError as exc:
         _no_such_key(keyring, key, exc)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Refused(str(exc), error="KeyNotRotatable") from None
     newest = rotated.versions[-1].number
     click.echo(
         f"Rotated {rotated.arn(settings.region, settings.account_id)} ({rotated.alias}) to "
@@ -489,9 +493,10 @@ def _rewrap_domains(services: Services, target: LocalKey, finish: str) -> None:
     except (KeyUnusable, ServiceError, SQLAlchemyError) as exc:
         # A database error's text may quote the statement's parameters: its type only.
         reason = exc.message if isinstance(exc, KeyUnusable | ServiceError) else type(exc).__name__
-        raise click.ClickException(
+        raise Refused(
             f"Re-wrapping stopped after {done} domain(s): {reason} Run `{finish}` to finish; it "
-            "makes no new version."
+            "makes no new version.",
+            error="RewrapStopped",
         ) from None
     click.echo(
         f"Re-wrapped the data keys of {done} domain(s) under version {target.current.number} "

@@ -104,9 +104,38 @@ def settings_from_options(data_dir: Path | None, database_url: str | None, **mor
 
 
 # The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports it; by
-# SIGTERM (`Terminated`), 128 + SIGTERM.
+# SIGTERM (`Terminated`), 128 + SIGTERM: its work was cut short (a loader's "load again").
+# `serve` stopped either way exits 0 instead (serving._sigterm_stops): being stopped by its
+# service manager is how a server ends, not a failure for systemd or a container runtime to
+# report (its requests in flight answered, its database closed). It writes no `cli` line
+# (NOT_AUDITED_COMMANDS); were it given one, exit 0 would read `result=ok`, which is right.
 INTERRUPTED_STATUS = 130
 TERMINATED_STATUS = 143
+
+
+# What a refusal's name (`Refused.error`) looks like: an identifier in the AWS error types' form.
+_ERROR_NAME = re.compile(r"[A-Z][A-Za-z0-9]{2,63}")
+
+
+class Refused(click.ClickException):
+    """A command's refusal (shown as click shows any: "Error: MESSAGE", exit status 1) that names
+    itself for the audit trail (`_how_it_ended`): `error`, a fixed name in the form of an AWS
+    error type ("NoInstallation", "FileUnreadable"), stable across wordings of the message,
+    which is never written there (it may quote a file's path, a username, a customer's value).
+    A plain ClickException was audited as `error=ClickException`, which told the reader nothing.
+    A refusal that is a service's error says so with the ServiceError as its cause instead (its
+    AWS error type)."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        if not _ERROR_NAME.fullmatch(error):
+            raise ValueError(f"not an error name: {error!r}")
+        super().__init__(message)
+        self.error = error
+
+
+# The names of the refusals (Refused.error) raised in more than one place.
+NO_INSTALLATION = "NoInstallation"
+DATABASE_UNUSABLE = "DatabaseUnusable"
 
 
 class Terminated(KeyboardInterrupt):
@@ -176,10 +205,11 @@ def end_stopped_load(error: BaseException, *, file: Path, loaded: str, why_safe:
         )
     reason = storage_failure_in(error)
     if reason is not None:
-        raise click.ClickException(
+        raise Refused(
             f"Stopped: the database could not be written: {reason}. {loaded[:1].upper()}"
             f"{loaded[1:]}; the batch under way is not counted. Once it can be written again, "
-            f"loading {file} again is safe: {why_safe}."
+            f"loading {file} again is safe: {why_safe}.",
+            error="DatabaseNotWritable",
         ) from None
 
 
@@ -383,11 +413,12 @@ def open_audit_file(path: Path) -> logging_setup.AuditFileHandler:
     try:
         return logging_setup.AuditFileHandler(path)
     except OSError as exc:
-        raise click.ClickException(
+        raise Refused(
             f"Cannot append to the audit log {path.absolute()}: "
             f"{exc.strerror or type(exc).__name__}. Set OPENPROFILES_AUDIT_LOG to a file this "
             "user may create or append to (in a directory that exists), or to off to keep no "
-            "audit log file."
+            "audit log file.",
+            error="AuditLogUnusable",
         ) from None
 
 
@@ -406,10 +437,16 @@ def _how_it_ended(exc: BaseException) -> tuple[str, str | None]:
         return audit.CLI_FAILED, type(exc).__name__
     if caused_by_ctrl_c(exc):
         return audit.CLI_INTERRUPTED, None
+    # A refusal that names itself (its name, never its message).
+    if isinstance(exc, Refused):
+        return audit.CLI_FAILED, exc.error
     # A service's refusal, said by the command as its message: the AWS error type it has.
     cause = exc.__cause__ if isinstance(exc, click.ClickException) else exc
     if isinstance(cause, ServiceError):
         return audit.CLI_FAILED, cause.code
+    # click's own refusals keep their names: UsageError (BadParameter, a kind of it) says the
+    # command line did not hold together, so nothing was done, and which option is in the
+    # message only; Abort, that a confirmation was declined.
     return audit.CLI_FAILED, type(exc).__name__
 
 
@@ -441,32 +478,36 @@ def require_installation(settings: Settings, *, keyring_only: bool = False) -> N
     keyring = settings.keyring_path.absolute()
     if keyring_only:
         if not keyring.exists():
-            raise click.ClickException(
+            raise Refused(
                 f"There is no OpenProfiles installation in the data dir "
-                f"{_shown_data_dir(settings)}: {keyring} does not exist. {_POINT_AT_IT}"
+                f"{_shown_data_dir(settings)}: {keyring} does not exist. {_POINT_AT_IT}",
+                error=NO_INSTALLATION,
             )
         return
     where = shown_database(settings)
     sqlite_file = settings.sqlite_file
     if sqlite_file is not None and not sqlite_file.exists():
         nor = "" if keyring.exists() else f", nor does {keyring}"
-        raise click.ClickException(
+        raise Refused(
             f"There is no OpenProfiles installation in the data dir {_shown_data_dir(settings)}: "
-            f"{sqlite_file.absolute()} does not exist{nor}. {_POINT_AT_IT}"
+            f"{sqlite_file.absolute()} does not exist{nor}. {_POINT_AT_IT}",
+            error=NO_INSTALLATION,
         )
     if not settings.is_sqlite and not _holds_schema(settings):
-        raise click.ClickException(
+        raise Refused(
             f"The database {where} holds no OpenProfiles installation (none of its tables). "
-            f"{_POINT_AT_IT}"
+            f"{_POINT_AT_IT}",
+            error=NO_INSTALLATION,
         )
     if not keyring.exists():
         # `serve` makes the keyring with the database: the database is there, the keyring was
         # lost or this data dir is not the server's. A new one would not open its data.
-        raise click.ClickException(
+        raise Refused(
             f"The keyring {keyring} does not exist, but the database {where} does. Give the data "
             "dir of the server that uses this database with --data-dir DIR or "
             "OPENPROFILES_DATA_DIR; or copy keyring.json from it (every server sharing a "
-            "database needs the same keyring), or restore it from a backup."
+            "database needs the same keyring), or restore it from a backup.",
+            error="KeyringMissing",
         )
 
 
@@ -502,11 +543,12 @@ def refuse_root_in_anothers_data_dir(settings: Settings) -> None:
     except (ImportError, KeyError):
         name = f"with the id {owner}"
         run_as = f"sudo -u '#{owner}' openprofiles ... (or runuser, setpriv)"
-    raise click.ClickException(
+    raise Refused(
         f"The installation in {_shown_data_dir(settings)} belongs to the user {name} (its "
         "keyring's owner), and this command runs as root: files it wrote there would be "
         f"root's, and the server running as that user could no longer use them. Run it as "
-        f"that user: {run_as}"
+        f"that user: {run_as}",
+        error="InstallationOfAnotherUser",
     )
 
 
@@ -566,7 +608,7 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
 
     where = shown_database(settings)
     if where == _NOT_A_URL:
-        raise click.ClickException(f"Cannot open the database {where}.")
+        raise Refused(f"Cannot open the database {where}.", error=DATABASE_UNUSABLE)
     try:
         if create:
             refuse_root_in_anothers_data_dir(settings)  # require_installation does, otherwise
@@ -574,16 +616,18 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
             require_installation(settings)
         return build_services(settings)
     except (KeyringError, KeyUnusable) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Refused(str(exc), error="KeyringUnusable") from None
     except ServiceError as exc:
         # The schema's upgrade waited in vain for the writer lock (store.writer_lock), say.
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(exc.message) from exc
     except OSError as exc:
-        raise click.ClickException(
-            f"Cannot use {exc.filename or settings.data_dir}: {exc.strerror or type(exc).__name__}."
+        raise Refused(
+            f"Cannot use {exc.filename or settings.data_dir}: "
+            f"{exc.strerror or type(exc).__name__}.",
+            error="DataDirUnusable",
         ) from None
     except CommandError as exc:
-        raise click.ClickException(_schema_not_updated(exc, where)) from None
+        raise Refused(_schema_not_updated(exc, where), error="SchemaNotUpdated") from None
     except (SQLAlchemyError, ModuleNotFoundError) as exc:
         if isinstance(exc, ModuleNotFoundError):
             reason = f"its driver is not installed (no module {exc.name})"
@@ -591,7 +635,9 @@ def open_services(settings: Settings, *, create: bool = False) -> Services:
             # At start no statement carries data: the driver's first line says what failed.
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             reason = _without_misread_password(reason, settings.effective_database_url)
-        raise click.ClickException(f"Cannot open the database {where}: {reason}") from None
+        raise Refused(
+            f"Cannot open the database {where}: {reason}", error=DATABASE_UNUSABLE
+        ) from None
 
 
 def _without_misread_password(reason: str, url: str) -> str:

@@ -204,7 +204,7 @@ def test_a_run_that_changes_nothing_without_its_flag_writes_none(
     confirmed = run(services, "domains", "drop-unreadable", DOMAIN, "--confirm")
     assert confirmed.exit_code == 1, confirmed.output
     assert audit_lines() == [
-        f"cli domains drop-unreadable uid={UID} domain={DOMAIN} result=failed error=ClickException"
+        f"cli domains drop-unreadable uid={UID} domain={DOMAIN} result=failed error=DropRefused"
     ]
 
 

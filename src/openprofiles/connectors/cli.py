@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from openprofiles.cli_support import (
+    Refused,
     caused_by_ctrl_c,
     open_services,
     settings_from_options,
@@ -87,7 +88,7 @@ def connectors_kinesis(
                 if caused_by_ctrl_c(exc):
                     raise
                 # The types only, as `run` logs them: the message can quote the values sent.
-                raise click.ClickException(database_failure(exc)) from None
+                raise Refused(database_failure(exc), error="DatabaseFailed") from None
             click.echo(
                 f"{result.stream_records} stream records: {result.accepted} contact records "
                 f"accepted, {result.rejected} rejected ({result.held} of them held until their "
@@ -95,9 +96,10 @@ def connectors_kinesis(
             )
             if result.failed:
                 # Each failure was logged (the call and AWS's error code) as it happened.
-                raise click.ClickException(
+                raise Refused(
                     f"{result.failed} Kinesis calls failed (see the warnings above); what they "
-                    "would have read is read at the next run."
+                    "would have read is read at the next run.",
+                    error="KinesisCallsFailed",
                 )
         else:
             click.echo(f"Reading contact records from {stream} (Ctrl-C stops).")
@@ -108,7 +110,7 @@ def connectors_kinesis(
                     raise
                 # Only what waiting will not mend gets here (`run` waits out the rest), logged
                 # with its traceback; the command says why it stopped.
-                raise click.ClickException(f"Stopped. {database_failure(exc)}") from None
+                raise Refused(f"Stopped. {database_failure(exc)}", error="DatabaseFailed") from None
     except BaseException as exc:
         # Ctrl-C, or SIGTERM (cli_support.sigterm_as_ctrl_c) — or a database driver's error it
         # caused, when it came inside the driver's call (the pool's ping of a connection).

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from openprofiles.cli_support import (
+    Refused,
     end_stopped_load,
     open_services,
     settings_from_options,
@@ -101,7 +102,7 @@ def contact_records(
                             f"{exc.message} Stopped after {read} of {total} records "
                             f"({accepted} accepted, {rejected} rejected); the rest was not "
                             "loaded."
-                        ) from None
+                        ) from exc
                     read += len(part)
                     accepted += outcome.accepted
                     rejected += len(outcome.rejected)
@@ -240,12 +241,16 @@ def read_contact_records(file: Path) -> tuple[int, Iterator[tuple[Item, str | No
         _check_utf8(file)
         total, records = read_records(file)
     except UnicodeDecodeError:
-        raise click.ClickException(f"{file} is not UTF-8 text; nothing was loaded.") from None
+        raise Refused(
+            f"{file} is not UTF-8 text; nothing was loaded.", error="NotRecords"
+        ) from None
     except OSError as exc:
-        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}.") from None
+        raise Refused(
+            f"Cannot read {file}: {exc.strerror or exc}.", error="FileUnreadable"
+        ) from None
     except ValueError as exc:
         problem = _not_records(str(exc))
-        raise click.ClickException(f"{file} {problem}. Nothing was loaded.") from None
+        raise Refused(f"{file} {problem}. Nothing was loaded.", error="NotRecords") from None
 
     def items() -> Iterator[tuple[Item, str | None]]:
         for record in records:

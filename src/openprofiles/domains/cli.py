@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli_support import settings_from_options, shown_database, storage_options
+from openprofiles.cli_support import (
+    Refused,
+    settings_from_options,
+    shown_database,
+    storage_options,
+)
 
 
 @click.group()
@@ -58,11 +63,12 @@ def drop_unreadable_command(
     try:
         dropped = drop_unreadable(settings, name, confirm=confirm, key_lost=key_lost)
     except (DropRefused, KeyringError) as exc:
-        raise click.ClickException(str(exc)) from None
+        why = "DropRefused" if isinstance(exc, DropRefused) else "KeyringUnusable"
+        raise Refused(str(exc), error=why) from None
     except SQLAlchemyError as exc:
         # The driver's first line says what failed; the statements carry no customer's value.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise click.ClickException(f"The domain {name} was not dropped: {reason}") from None
+        raise Refused(f"The domain {name} was not dropped: {reason}", error="DropFailed") from None
     click.echo(f"The key of domain {name} cannot be used: {dropped.problem}")
     total = sum(dropped.rows.values())
     tables = ", ".join(f"{table} {count}" for table, count in sorted(dropped.rows.items()))

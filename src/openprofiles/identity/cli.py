@@ -11,7 +11,12 @@ from typing import Any
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    Refused,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 from openprofiles.identity.models import MergeRecord, UndoResult
 
 
@@ -338,9 +343,10 @@ def matches_run_job(
     finally:
         services.database.dispose()
     if job is None:
-        raise click.ClickException(
+        raise Refused(
             f"Matching was turned off for domain {domain_name} before the job started; "
-            "the job was deleted and nothing ran."
+            "the job was deleted and nothing ran.",
+            error="MatchingTurnedOff",
         )
     if as_json:
         click.echo(json.dumps(_job_summary(job)))

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from openprofiles.cli_support import (
+    Refused,
     end_stopped_load,
     open_services,
     settings_from_options,
@@ -84,16 +85,18 @@ def ingest_objects(
     try:
         total, records = read_records(file)
     except ValueError as exc:
-        raise click.ClickException(f"{file} {exc}. Nothing was loaded.") from None
+        raise Refused(f"{file} {exc}. Nothing was loaded.", error="NotRecords") from None
     except OSError as exc:
-        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}.") from None
+        raise Refused(
+            f"Cannot read {file}: {exc.strerror or exc}.", error="FileUnreadable"
+        ) from None
     services = open_services(settings_from_options(data_dir, database_url).for_bulk_load())
     try:
         # Before the progress bar: an unknown domain or type is the command's one line.
         check_target(services, domain_name=domain_name, object_type_name=object_type_name)
     except ServiceError as exc:
         services.database.dispose()
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(exc.message) from exc
     progress = Progress(
         TextColumn("[bold]ingest"),
         BarColumn(),
