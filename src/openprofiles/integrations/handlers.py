@@ -141,6 +141,8 @@ def list_integrations(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         )
         out: dict[str, Any] = {"Items": [_out(tx, r) for r in records]}
     if more and records:
+        # The cursor is the last Uri itself: any the model allows (255 characters of any kind)
+        # fits in a NextToken, packed when it is too long as JSON (wire.pagination).
         out["NextToken"] = ctx.services.tokens.encode(scope, {"after": records[-1].uri})
     return out
 
