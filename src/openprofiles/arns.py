@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openprofiles.errors import BadRequest
+from openprofiles.errors import BadRequest, NotFound
 from openprofiles.settings import Settings
 
 
@@ -22,6 +22,20 @@ def domain_arn(settings: Settings, domain_name: str) -> str:
 
 def child_arn(settings: Settings, domain_name: str, kind: str, name: str) -> str:
     return f"{domain_arn(settings, domain_name)}/{kind}/{name}"
+
+
+def require_local(settings: Settings, arn: str) -> None:
+    """NotFound when `arn` (a profile ARN: `parse_resource_arn`) is of another partition,
+    region or account than this server's. Its message names this server's region and account
+    and the settings that choose them, so that a caller configured for another region (a
+    Terraform provider, an SDK's default) sees why, and nothing about the resource."""
+    local = f"arn:aws:profile:{settings.region}:{settings.account_id}:"
+    if not arn.startswith(local):
+        raise NotFound(
+            f"The resource {arn} does not exist: this server's region is {settings.region} and "
+            f"its account {settings.account_id} (OPENPROFILES_REGION, OPENPROFILES_ACCOUNT_ID), "
+            f"so its resources' ARNs begin {local}"
+        )
 
 
 def parse_resource_arn(arn: str) -> ResourceArn:

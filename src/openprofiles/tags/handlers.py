@@ -1,4 +1,7 @@
-"""AWS operations on tags: TagResource, UntagResource, ListTagsForResource."""
+"""AWS operations on tags: TagResource, UntagResource, ListTagsForResource.
+
+Tags are read and written under the resource's own ARN (tags.service.Taggable.arn): an
+integration's tags are one set whichever spelling of its ARN the caller gave."""
 
 from __future__ import annotations
 
@@ -9,23 +12,22 @@ from openprofiles.tags import service
 
 
 def tag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    arn = params["resourceArn"]
     with ctx.write() as tx:
-        domain_name = service.require_taggable(tx, resource_arn=arn)
-        service.put_tags(tx, domain_name=domain_name, resource_arn=arn, tags=params["tags"])
+        found = service.require_taggable(tx, resource_arn=params["resourceArn"])
+        service.put_tags(
+            tx, domain_name=found.domain_name, resource_arn=found.arn, tags=params["tags"]
+        )
     return {}
 
 
 def untag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    arn = params["resourceArn"]
     with ctx.write() as tx:
-        service.require_taggable(tx, resource_arn=arn)
-        service.remove_tags(tx, resource_arn=arn, tag_keys=params["tagKeys"])
+        found = service.require_taggable(tx, resource_arn=params["resourceArn"])
+        service.remove_tags(tx, resource_arn=found.arn, tag_keys=params["tagKeys"])
     return {}
 
 
 def list_tags_for_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    arn = params["resourceArn"]
     with ctx.read() as tx:
-        service.require_taggable(tx, resource_arn=arn)
-        return {"tags": service.get_tags(tx, resource_arn=arn)}
+        found = service.require_taggable(tx, resource_arn=params["resourceArn"])
+        return {"tags": service.get_tags(tx, resource_arn=found.arn)}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
 from sqlalchemy import delete, insert, select, update
 
-from openprofiles.arns import child_arn, domain_arn, parse_resource_arn
+from openprofiles.arns import child_arn, domain_arn, parse_resource_arn, require_local
 from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.store.schema import resource_tag
@@ -67,17 +70,28 @@ def delete_tags(tx: Tx, *, resource_arn: str) -> None:
     tx.conn.execute(delete(resource_tag).where(resource_tag.c.resource_arn == resource_arn))
 
 
-def require_taggable(tx: Tx, *, resource_arn: str) -> str:
-    """The domain that owns `resource_arn`; NotFound unless the resource exists."""
+@dataclass(frozen=True)
+class Taggable:
+    """A resource TagResource, UntagResource or ListTagsForResource may act on."""
+
+    domain_name: str
+    # The ARN its tags are stored by: for an integration, its Uri percent-encoded whole
+    # (integrations.service.integration_arn), whichever spelling the caller gave.
+    arn: str
+
+
+def require_taggable(tx: Tx, *, resource_arn: str) -> Taggable:
+    """The resource `resource_arn` names; NotFound unless it exists on this server."""
     from openprofiles.domains.service import find_domain
 
     parsed = parse_resource_arn(resource_arn)
+    require_local(tx.settings, resource_arn)
     if find_domain(tx, domain_name=parsed.domain_name) is None:
         raise NotFound(f"The resource {resource_arn} does not exist.")
     if parsed.child is None:
         if resource_arn != domain_arn(tx.settings, parsed.domain_name):
             raise NotFound(f"The resource {resource_arn} does not exist.")
-        return parsed.domain_name
+        return Taggable(parsed.domain_name, resource_arn)
     if parsed.child[0] == "object-types":
         from openprofiles.object_types.service import find_object_type
 
@@ -86,19 +100,38 @@ def require_taggable(tx: Tx, *, resource_arn: str) -> str:
             resource_arn == child_arn(tx.settings, parsed.domain_name, "object-types", name)
             and find_object_type(tx, domain_name=parsed.domain_name, name=name) is not None
         ):
-            return parsed.domain_name
+            return Taggable(parsed.domain_name, resource_arn)
         raise NotFound(f"The resource {resource_arn} does not exist.")
     if parsed.child[0] == "integrations":
-        from urllib.parse import unquote
+        from openprofiles.integrations.service import integration_arn
 
-        from openprofiles.integrations.service import find_integration, integration_arn
-
-        # The Uri is URI-encoded in the ARN (it contains ':' and '/'); only that spelling.
-        uri = unquote(parsed.child[1])
-        if (
-            resource_arn == integration_arn(tx, parsed.domain_name, uri)
-            and find_integration(tx, domain_name=parsed.domain_name, uri=uri) is not None
-        ):
-            return parsed.domain_name
+        uri = _integration_uri(tx, parsed.domain_name, parsed.child[1])
+        if uri is not None:
+            return Taggable(parsed.domain_name, integration_arn(tx, parsed.domain_name, uri))
         raise NotFound(f"The resource {resource_arn} does not exist.")
     raise NotFound(f"The resource {resource_arn} does not exist or cannot be tagged yet.")
+
+
+def _integration_uri(tx: Tx, domain_name: str, spelled: str) -> str | None:
+    """The Uri of the domain's integration that `spelled` (what follows `.../integrations/` in
+    an ARN) names, or None.
+
+    Two spellings name an integration: its Uri percent-encoded whole (`quote(uri, safe="")`,
+    the one integration_arn builds and the README documents) and its Uri as it is, the one
+    AWS's CloudFormation handler builds (`arn:%s:profile:%s:%s:domains/%s/integrations/%s`
+    with the Uri) and tags with. When `spelled` is exactly the whole encoding of what it
+    decodes to, that reading comes first: an ARN that named an integration before the raw
+    spelling was accepted still names the same one. The readings can differ only for a Uri
+    that has no ':' and no '/' (an encoding has neither; an ARN has both): for `a%3Ab` when
+    the domain has integrations `a:b` and `a%3Ab`, the first is named, and the second by its own
+    encoding (`a%253Ab`). Otherwise the raw reading comes first, then the decoded one (a partial
+    or lower-case encoding, e.g. with its '/' left as it is).
+    """
+    from openprofiles.integrations.service import find_integration
+
+    decoded = unquote(spelled)
+    readings = [decoded, spelled] if quote(decoded, safe="") == spelled else [spelled, decoded]
+    for uri in dict.fromkeys(readings):
+        if find_integration(tx, domain_name=domain_name, uri=uri) is not None:
+            return uri
+    return None
