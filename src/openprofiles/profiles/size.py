@@ -1,6 +1,6 @@
 """The limit on a profile's size (spec "Service quotas": 250 KB max object/profile size).
 
-A profile's size is the UTF-8 length of the profile as GetProfile/SearchProfiles return it
+A profile's size is the UTF-8 length of the profile as SearchProfiles/BatchGetProfile return it
 (`{"ProfileId": ..., <its fields>}`, without FoundByItems), as compact JSON (no whitespace,
 non-ASCII characters as themselves): what the customer's data weighs, whatever the server keeps
 beside it (who set each field). Every new write of a profile's fields is held to it:
@@ -9,8 +9,8 @@ record that would take its profile over the limit (`openprofiles.ingest.size`). 
 merge may make a profile as large as it was before the merge, or keep it as large as it is, over
 the limit if either is (a copy stored before there was a limit: refusing it would leave the
 customer's data merged); no larger (`identity.service`). AddProfileKey is not held to it: a
-profile's keys are not part of it as GetProfile returns it (AWS documents no limit on them, and
-a long-time customer's contacts each add one, `_ctrContactId`). A profile stored over the limit
+profile's keys are not part of it as SearchProfiles returns it (AWS documents no limit on them,
+and a long-time customer's contacts each add one, `_ctrContactId`). A profile stored over the limit
 before there was one may still be written if the write does not grow it
 (`profiles.service._seal`), so that it can be cut down.
 
@@ -47,7 +47,8 @@ class ProfileTooLarge(BadRequest):
     def __init__(self, size: int) -> None:
         super().__init__(
             f"The profile would be {size} bytes, over the limit of {MAX_PROFILE_BYTES} bytes "
-            "(250 KB) on a profile's size (its fields as GetProfile returns them, UTF-8 JSON). "
+            "(250 KB) on a profile's size (the profile as SearchProfiles and BatchGetProfile "
+            "return it, its ProfileId and fields, as UTF-8 JSON). "
             "Remove or shorten fields or Attributes."
         )
         self.size = size

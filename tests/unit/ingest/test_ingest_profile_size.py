@@ -24,7 +24,7 @@ from .conftest import DOMAIN, crm_type, ingest, put_type
 from .test_ingest_pipeline import asset_type
 
 EMAIL = "ada@example.com"
-# The limit, and the measure of a profile (profiles.size): its GetProfile JSON, compact, in UTF-8.
+# The limit, and the measure of a profile (profiles.size): as SearchProfiles gives it, in UTF-8.
 MAX_PROFILE_BYTES = 256_000
 
 

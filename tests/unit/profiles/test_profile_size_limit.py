@@ -1,6 +1,6 @@
 """The 250 KB limit on a profile's size (profiles.size) on real databases (SQLite and
 PostgreSQL): CreateProfile, UpdateProfile and MergeProfiles refuse a profile over it, counted in
-UTF-8 bytes of the profile as GetProfile returns it, and write nothing; a profile stored over
+UTF-8 bytes of the profile as SearchProfiles returns it, and write nothing; a profile stored over
 it before there was a limit may be cut down."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from openprofiles.profiles.models import PROFILE_TABLE, ProfileRecord
 from openprofiles.store.schema import profile
 
 DOMAIN = "sized"
-# The limit, and the measure of a profile (profiles.size): its GetProfile JSON, compact, in UTF-8.
+# The limit, and the measure of a profile (profiles.size): as SearchProfiles gives it, in UTF-8.
 MAX_PROFILE_BYTES = 256_000
 
 
