@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from openprofiles.settings import Settings
+from openprofiles.signals import sigterm_handled_by
 
 if TYPE_CHECKING:
     from openprofiles import logging_setup
@@ -149,24 +148,13 @@ class Terminated(KeyboardInterrupt):
 @contextmanager
 def sigterm_as_ctrl_c() -> Iterator[None]:
     """While the block runs, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main
-    thread, as SIGINT does; the previous handler is put back after. Left alone where Python
-    can set no handler (a thread other than the main one: a test runner's) and where SIGTERM is
-    ignored or handled already (whoever started the process chose that)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
+    thread, as SIGINT does (signals.sigterm_handled_by: where it may)."""
 
     def terminate(signum: int, frame: object) -> None:
         raise Terminated()
 
-    signal.signal(signal.SIGTERM, terminate)
-    try:
+    with sigterm_handled_by(terminate):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def interrupted(message: str) -> NoReturn:

@@ -55,6 +55,7 @@ from starlette.applications import Starlette
 
 from openprofiles.first_run import ADMIN_PASSWORD_FILE, CREDENTIALS_FILE
 from openprofiles.settings import Settings
+from openprofiles.signals import sigterm_handled_by
 
 if TYPE_CHECKING:
     import uvicorn
@@ -432,17 +433,7 @@ def _sigterm_stops(server: uvicorn.Server) -> Iterator[None]:
     loader's: "not all was loaded, load again"): a service manager told exit status 0 knows it
     stopped as asked, while a container runtime shows 143 as an error. The handler is uvicorn's
     own `handle_exit`, so a SIGTERM that comes before uvicorn takes the signal (its event loop
-    being made) is not lost either: the server starts and stops at once. Left alone
-    where Python can set no handler (a thread other than the main one) and where SIGTERM is
-    ignored or handled already (whoever started the process chose that)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
+    being made) is not lost either: the server starts and stops at once (signals.
+    sigterm_handled_by: where it may)."""
+    with sigterm_handled_by(server.handle_exit):
         yield
-        return
-    signal.signal(signal.SIGTERM, server.handle_exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
