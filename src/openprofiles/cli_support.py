@@ -250,6 +250,7 @@ AUDITED_COMMANDS: dict[str, Audited] = {
     "users create": Audited(),
     "users set-password": Audited(),
     "users set-role": Audited(),
+    "users scope": Audited(),
     "users delete": Audited(),
     "users unlock": Audited(),
     "dlq retry": Audited(),

@@ -1,7 +1,11 @@
 """The `openprofiles users` commands: web users who sign in to the admin and agent pages.
 
 A password is never an argument (argv shows in `ps` and the shell's history): it is prompted
-for, without echo, or read from the first line of standard input."""
+for, without echo, or read from the first line of standard input.
+
+An agent may be limited to some domains (`create --domain NAME`, `scope`), as an API key may be
+(`credentials create --domain`, `credentials scope`): its agent pages then offer and open only
+those domains' customers (users.service)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,20 @@ T = TypeVar("T")
 @click.group()
 def users() -> None:
     """Web users: administrators and agents who sign in to the web pages."""
+
+
+_DOMAIN_OPTION_HELP = (
+    "A domain whose customers the agent may see (repeat for several); the agent pages answer "
+    "every other domain as one that does not exist. Agents only: administrators see every "
+    "domain."
+)
+
+
+def _shown_scope(domains: frozenset[str] | None) -> str:
+    """A user's scope as the commands print it (* for every domain, as `credentials list`)."""
+    from openprofiles.auth.scope import shown_scope
+
+    return shown_scope(domains)
 
 
 PASSWORD_STDIN = click.option(
@@ -56,30 +74,49 @@ def _write(data_dir: Path | None, database_url: str | None, work: Callable[[Tx],
 @storage_options
 @click.option("--username", required=True)
 @click.option("--role", type=click.Choice(["admin", "agent"]), required=True)
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="NAME",
+    help=f"{_DOMAIN_OPTION_HELP} Without it, every domain.",
+)
 @PASSWORD_STDIN
 def users_create(
     data_dir: Path | None,
     database_url: str | None,
     username: str,
     role: str,
+    domains: tuple[str, ...],
     password_stdin: bool,
 ) -> None:
     """Create a web user; the password is prompted for twice (or read from stdin)."""
     from openprofiles.users.service import create_user
 
+    if domains and role == "admin":
+        # Before the password is asked for: it would be typed twice for nothing.
+        raise click.UsageError(
+            "--domain is for agents: administrators see every domain (they manage the users, "
+            "their own scope included). Leave --domain out, or use --role agent."
+        )
     password = _read_password(password_stdin)
     user = _write(
         data_dir,
         database_url,
-        lambda tx: create_user(tx, username=username, password=password, role=role),
+        lambda tx: create_user(
+            tx, username=username, password=password, role=role, domains=domains or None
+        ),
     )
-    click.echo(f"Created the {user.role} user {user.username}.")
+    click.echo(
+        f"Created the {user.role} user {user.username}; domains: {_shown_scope(user.domains)}."
+    )
 
 
 @users.command("list")
 @storage_options
 def users_list(data_dir: Path | None, database_url: str | None) -> None:
-    """List web users, their roles and the names the audit log gives them."""
+    """List web users, their roles, the names the audit log gives them and, once some user is
+    limited to domains, the domains each may see (* for every domain)."""
     from openprofiles.users.service import audit_name, list_users
 
     with (
@@ -91,13 +128,18 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
         if not listed:
             click.echo("There are no web users.")
             return
+        # The DOMAINS column only once some user is limited to domains: until then every user
+        # sees every domain, and the list (which scripts read) stays as it was.
+        scoped = any(user.domains is not None for user in listed)
         # A header: the audit name, a digest, means nothing to a reader without one.
-        click.echo(f"{'USERNAME':<32} {'ROLE':<6} {'CREATED':<16}  AUDIT NAME")
+        header = f"{'USERNAME':<32} {'ROLE':<6} {'CREATED':<16}  AUDIT NAME"
+        click.echo(f"{header:<76} DOMAINS" if scoped else header)
         for user in listed:
-            click.echo(
+            line = (
                 f"{user.username:<32} {user.role:<6} {user.created_at:%Y-%m-%d %H:%M}  "
                 f"{audit_name(cipher, user.username)}"
             )
+            click.echo(f"{line:<76} {_shown_scope(user.domains)}" if scoped else line)
 
 
 @users.command("set-password")
@@ -127,11 +169,46 @@ def users_set_password(
 def users_set_role(
     data_dir: Path | None, database_url: str | None, username: str, role: str
 ) -> None:
-    """Make a web user an admin or an agent (never the last admin an agent)."""
+    """Make a web user an admin or an agent (never the last admin an agent, nor an agent
+    limited to some domains an admin: lift its scope first with `users scope --all-domains`)."""
     from openprofiles.users.service import set_role
 
     _write(data_dir, database_url, lambda tx: set_role(tx, username=username, role=role))
     click.echo(f"{username} is now an {role}.")
+
+
+@users.command("scope")
+@storage_options
+@click.argument("username")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="NAME",
+    help=f"{_DOMAIN_OPTION_HELP} These replace the domains it had. Give --domain or --all-domains.",
+)
+@click.option("--all-domains", is_flag=True, help="Let the agent see every domain (no scope).")
+def users_scope(
+    data_dir: Path | None,
+    database_url: str | None,
+    username: str,
+    domains: tuple[str, ...],
+    all_domains: bool,
+) -> None:
+    """Limit an agent to some domains (--domain, repeated), replacing its scope, or let it see
+    every domain (--all-domains). It applies from the agent's next page; no new sign-in."""
+    from openprofiles.users.service import set_scope
+
+    if bool(domains) == all_domains:
+        raise click.UsageError("Give --domain (one or more) or --all-domains.")
+    user = _write(
+        data_dir,
+        database_url,
+        lambda tx: set_scope(tx, username=username, domains=None if all_domains else domains),
+    )
+    click.echo(
+        f"{username} may see: {_shown_scope(user.domains)}. It applies from their next page."
+    )
 
 
 @users.command("delete")

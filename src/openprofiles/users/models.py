@@ -1,4 +1,7 @@
-"""Records of the users package."""
+"""Records of the users package.
+
+A web user's `domains` (its domain scope, users.service) is None for every domain, as every user
+had before scopes existed; else the domains whose customers its agent pages offer and open."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ class WebUser:
     username: str
     role: str
     created_at: datetime
+    # The domains the user may see (None: every domain); only an agent has a scope.
+    domains: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -29,6 +34,13 @@ class WebSession:
     expires_at: datetime
     # Whether its last activity should be recorded now (users.service.touch_session).
     touch_due: bool = False
+    # The user's domain scope, read with the role on each request (users.service.get_session),
+    # so a change applies from the user's next request. None: every domain.
+    domains: frozenset[str] | None = None
+
+    def allows(self, domain_name: str) -> bool:
+        """Whether the user may see the domain's customers (ui.agent_pages)."""
+        return self.domains is None or domain_name in self.domains
 
 
 @dataclass(frozen=True)

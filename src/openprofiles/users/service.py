@@ -6,6 +6,15 @@ There is always an administrator left: the last one can be neither deleted nor m
 Deleting a user ends their sessions at once; a new password ends every session of the user but
 the one that set it (the user's own), so a departing agent or a leaked password is locked out.
 
+An agent may be limited to some domains (its domain scope, `domains`; None: every domain, as
+every user was before scopes existed): the agent pages offer and open only those domains'
+customers (ui.agent_pages). The scope is read with the role on each request (`get_session`), so
+a change applies from the user's next request, as a change of role does. An administrator has
+no scope: it manages the users, its own scope included, so a scope would hold it back from
+nothing. A scope is therefore refused for an admin (`create_user`, `set_scope`), and an agent
+with a scope is not made an admin (`set_role`) until its scope is lifted: silently dropping it
+would widen what the user sees without anyone having asked for that.
+
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A session is a random token kept by
 the browser in a cookie; only its SHA-256 digest is stored, with the CSRF token every form of the
 session must carry.
@@ -25,6 +34,7 @@ import functools
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from math import ceil
@@ -34,6 +44,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 
+from openprofiles.auth.scope import checked_scope, loaded_scope, stored_scope
 from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.store.conflicts import retrying
@@ -134,10 +145,34 @@ def _hashed(password: str | NewPassword, username: str) -> str:
     return new_password(password, username=username).hashed
 
 
-def create_user(tx: Tx, *, username: str, password: str | NewPassword, role: str) -> WebUser:
+def _checked_user_scope(
+    username: str, role: str, domains: Iterable[str] | None
+) -> frozenset[str] | None:
+    """`domains` checked as `username`'s scope (auth.scope.checked_scope: BadRequest for none,
+    or a name that is no domain name's form); BadRequest for an admin's (the module
+    docstring). A scope may name a domain that does not exist yet, as a key's may."""
+    scope = checked_scope(domains)
+    if scope is not None and role == "admin":
+        raise BadRequest(
+            f"{username} is an administrator, and administrators see every domain (they manage "
+            "the users, their own scope included): only an agent can be limited to domains."
+        )
+    return scope
+
+
+def create_user(
+    tx: Tx,
+    *,
+    username: str,
+    password: str | NewPassword,
+    role: str,
+    domains: Iterable[str] | None = None,
+) -> WebUser:
+    """A new user; `domains` limits an agent to those domains (None: every domain)."""
     _check_role(role)
     if (problem := check_username(username)) is not None:
         raise BadRequest(f"The username is not valid: {problem}")
+    scope = _checked_user_scope(username, role, domains)
     hashed = _hashed(password, username)
     if find_user(tx, username=username) is not None:
         raise BadRequest(f"A user named {username} already exists.")
@@ -150,9 +185,10 @@ def create_user(tx: Tx, *, username: str, password: str | NewPassword, role: str
             password_hash=hashed,
             role=role,
             created_at=tx.now,
+            domain_scope=stored_scope(scope),
         )
     )
-    return WebUser(username=username, role=role, created_at=tx.now)
+    return WebUser(username=username, role=role, created_at=tx.now, domains=scope)
 
 
 def _cipher(tx: Tx) -> DomainCipher:
@@ -179,12 +215,14 @@ def audit_name(cipher: DomainCipher, username: str) -> str:
 
 def find_user(tx: Tx, *, username: str) -> WebUser | None:
     row = tx.conn.execute(
-        select(web_user.c.role, web_user.c.created_at).where(
+        select(web_user.c.role, web_user.c.created_at, web_user.c.domain_scope).where(
             web_user.c.username_digest == _user_digest(tx, username)
         )
     ).first()
     # The digest is of this very name: nothing needs opening.
-    return WebUser(username, row.role, row.created_at) if row else None
+    if row is None:
+        return None
+    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
 
 
 def list_users(tx: Tx) -> list[WebUser]:
@@ -195,6 +233,7 @@ def list_users(tx: Tx) -> list[WebUser]:
             web_user.c.username_sealed,
             web_user.c.role,
             web_user.c.created_at,
+            web_user.c.domain_scope,
         )
     ).all()
     names = _cipher(tx).open_records(
@@ -202,7 +241,7 @@ def list_users(tx: Tx) -> list[WebUser]:
     )
     return sorted(
         (
-            WebUser(name["username"], r.role, r.created_at)
+            WebUser(name["username"], r.role, r.created_at, loaded_scope(r.domain_scope))
             for name, r in zip(names, rows, strict=True)
         ),
         key=lambda user: user.username,
@@ -212,19 +251,35 @@ def list_users(tx: Tx) -> list[WebUser]:
 def _locked_role(tx: Tx, username: str) -> tuple[bytes, str]:
     """The user's digest and role, the user's row locked until the transaction ends; NotFound
     when there is no such user."""
-    digest = _user_digest(tx, username)
-    role = tx.conn.execute(
-        select(web_user.c.role).where(web_user.c.username_digest == digest).with_for_update()
-    ).scalar_one_or_none()
-    if role is None:
-        raise NotFound(f"There is no user named {username}.")
+    digest, role, _scope = _locked_user(tx, username)
     return digest, role
+
+
+def _locked_user(tx: Tx, username: str) -> tuple[bytes, str, frozenset[str] | None]:
+    """`_locked_role`, and the user's domain scope."""
+    digest = _user_digest(tx, username)
+    row = tx.conn.execute(
+        select(web_user.c.role, web_user.c.domain_scope)
+        .where(web_user.c.username_digest == digest)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"There is no user named {username}.")
+    return digest, row.role, loaded_scope(row.domain_scope)
 
 
 def _locked_with_admins(tx: Tx, username: str) -> tuple[bytes, str, set[bytes]]:
     """`_locked_role`, and the administrators' digests, every admin row locked first and in one
     order: on PostgreSQL two administrators deleting each other at once then go one after the
     other (and never wait on each other), and the second sees that only they are left."""
+    digest, role, _scope, admins = _locked_scoped_with_admins(tx, username)
+    return digest, role, admins
+
+
+def _locked_scoped_with_admins(
+    tx: Tx, username: str
+) -> tuple[bytes, str, frozenset[str] | None, set[bytes]]:
+    """`_locked_with_admins`, and the user's domain scope."""
     admins = {
         bytes(d)
         for d in tx.conn.execute(
@@ -234,7 +289,7 @@ def _locked_with_admins(tx: Tx, username: str) -> tuple[bytes, str, set[bytes]]:
             .with_for_update()
         ).scalars()
     }
-    return (*_locked_role(tx, username), admins)
+    return (*_locked_user(tx, username), admins)
 
 
 def _keep_an_admin(admins: set[bytes], digest: bytes, username: str, change: str) -> None:
@@ -257,12 +312,35 @@ def delete_user(tx: Tx, *, username: str) -> None:
 
 
 def set_role(tx: Tx, *, username: str, role: str) -> WebUser:
-    """Give the user another role; it applies to their open sessions at once."""
+    """Give the user another role; it applies to their open sessions at once. An agent limited
+    to some domains is not made an admin (the module docstring): its scope is lifted first."""
     _check_role(role)
-    digest, former, admins = _locked_with_admins(tx, username)
+    digest, former, scope, admins = _locked_scoped_with_admins(tx, username)
+    if role == "admin" and scope is not None:
+        raise BadRequest(
+            f"{username} is limited to some domains, and administrators see every domain: lift "
+            f"the scope first (openprofiles users scope {username} --all-domains, or Every "
+            "domain on the user's page), then make them an administrator."
+        )
     if former == "admin" and role != "admin":
         _keep_an_admin(admins, digest, username, f"made an {role}")
     tx.conn.execute(update(web_user).where(web_user.c.username_digest == digest).values(role=role))
+    user = find_user(tx, username=username)
+    assert user is not None  # locked above
+    return user
+
+
+def set_scope(tx: Tx, *, username: str, domains: Iterable[str] | None) -> WebUser:
+    """Limit the agent to `domains`, replacing its scope, or let it see every domain (None);
+    the user as it now is. It applies from the user's next request (`get_session` reads it
+    with the role); an admin is refused a scope (the module docstring)."""
+    digest, role, _scope = _locked_user(tx, username)
+    scope = _checked_user_scope(username, role, domains)
+    tx.conn.execute(
+        update(web_user)
+        .where(web_user.c.username_digest == digest)
+        .values(domain_scope=stored_scope(scope))
+    )
     user = find_user(tx, username=username)
     assert user is not None  # locked above
     return user
@@ -489,7 +567,7 @@ def _checked_user(
     if row is None or not checked.matches or row.password_hash != checked.stored_hash:
         return None
     _rehash_if_needed(tx, digest, row.password_hash, password)
-    return WebUser(username, row.role, row.created_at)
+    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
 
 
 def count_users(tx: Tx, *, role: str) -> int:
@@ -507,7 +585,7 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
     if not _matches(stored, password) or row is None:
         return None
     _rehash_if_needed(tx, digest, stored, password)
-    return WebUser(username, row.role, row.created_at)
+    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
 
 
 def _rehash_if_needed(tx: Tx, digest: bytes, stored: str, password: str) -> None:
@@ -544,7 +622,11 @@ def create_session(tx: Tx, *, username: str) -> NewSession:
     return NewSession(
         token=token,
         session=WebSession(
-            username=username, role=user.role, csrf_token=csrf_token, expires_at=expires_at
+            username=username,
+            role=user.role,
+            csrf_token=csrf_token,
+            expires_at=expires_at,
+            domains=user.domains,
         ),
     )
 
@@ -559,6 +641,7 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
             web_session.c.last_seen_at,
             web_user.c.username_sealed,
             web_user.c.role,
+            web_user.c.domain_scope,
         )
         .join(web_user, web_user.c.username_digest == web_session.c.username_digest)
         .where(web_session.c.id_digest == _digest(token))
@@ -574,6 +657,7 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
         csrf_token=row.csrf_token,
         expires_at=row.expires_at,
         touch_due=seen <= tx.now - TOUCH_EVERY,
+        domains=loaded_scope(row.domain_scope),
     )
 
 

@@ -13,6 +13,7 @@ known only by its blind-index digest too.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     ForeignKeyConstraint,
     Index,
@@ -35,6 +36,9 @@ web_user = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The domains an agent's pages offer and open, a JSON array of names (users.service, as
+    # credential.domain_scope is for keys); NULL: every domain. Migration 0044.
+    Column("domain_scope", JSON(none_as_null=True), nullable=True),
 )
 
 web_session = Table(
