@@ -19,6 +19,13 @@ A live contact with no profile linked (or the wrong one) is linked by the agent:
 as a plain `contact` parameter (a contact id is not a customer's value), from the contact's
 page through the search, its pages and the creation form to the profile, whose button adds the
 `_ctrContactId` key (link_here).
+
+An agent limited to some domains (its domain scope: users.service, read with its session on
+each request) is offered only those domains (the home page, a contact's page), and every page
+whose address names another answers as for a domain that does not exist (`in_scope`), before
+anything of the request is looked at: existing or not, every domain outside the scope gets the
+same answer, so a scoped agent cannot tell which other domains exist, and sees no customer of
+theirs.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import flash, history, submissions
 from openprofiles.ui import profile_form as pf
-from openprofiles.ui.web import UI, form_text, unreadable_domain
+from openprofiles.ui.web import UI, Endpoint, form_text, unreadable_domain
 from openprofiles.users.models import WebSession
 
 # The create form's one-time token (ui.submissions).
@@ -443,22 +450,54 @@ class PopSearch:
         }
 
 
+def no_such_domain(domain_name: str) -> NotFound:
+    """What a domain that does not exist answers (domains.service.get_domain's NotFound, which
+    the pages show as their 404): the answer of a domain outside the agent's scope too."""
+    return NotFound(f"The domain {domain_name} does not exist.")
+
+
+def refuse_out_of_scope(request: Request, domain_name: str) -> None:
+    """`no_such_domain` when the signed-in user may not see `domain_name` (its scope)."""
+    session: WebSession = request.state.session
+    if not session.allows(domain_name):
+        raise no_such_domain(domain_name)
+
+
+def in_scope(endpoint: Endpoint) -> Endpoint:
+    """`endpoint` (an agent page, wrapped in UI.page) refused as for a domain that does not
+    exist when its address names one outside the user's scope: first, before the form, a token
+    or a profile id of the address is looked at, so that an error of those says nothing of
+    whether the domain exists either."""
+
+    async def checked(request: Request) -> Response:
+        named = request.path_params.get("domain")
+        if isinstance(named, str):
+            refuse_out_of_scope(request, named)
+        return await endpoint(request)
+
+    checked.__name__ = endpoint.__name__
+    return checked
+
+
 def routes(ui: UI) -> list[Route]:
     region = ui.services.settings.default_phone_region
 
-    async def domain_names() -> list[str]:
+    async def domain_names(request: Request) -> list[str]:
+        """The domains the signed-in user may see (its scope's that exist; every one without)."""
+        session: WebSession = request.state.session
         records, _ = await ui.read(lambda tx: domains.list_domains(tx, after=None, limit=1000))
-        return [r.name for r in records]
+        return [r.name for r in records if session.allows(r.name)]
 
     async def require_domain(name: str) -> None:
         await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
 
     @ui.page("agent")
     async def agent_home(request: Request) -> Response:
-        names = await domain_names()
+        names = await domain_names(request)
         if len(names) == 1:
             return RedirectResponse(f"/agent/domains/{quote(names[0], safe='')}", 303)
-        return ui.render(request, "agent/home.html", domains=names)
+        scoped = request.state.session.domains is not None
+        return ui.render(request, "agent/home.html", domains=names, scoped=scoped)
 
     def render_search(
         request: Request,
@@ -522,6 +561,7 @@ def routes(ui: UI) -> list[Route]:
         return RedirectResponse(search_url(ui, name, wanted, contact_id, user=user), 303)
 
     @ui.page("agent")
+    @in_scope
     async def search(request: Request) -> Response:
         name = request.path_params["domain"]
         await require_domain(name)
@@ -595,6 +635,7 @@ def routes(ui: UI) -> list[Route]:
         )
 
     @ui.page("agent")
+    @in_scope
     async def profile_page(request: Request) -> Response:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
@@ -746,6 +787,7 @@ def routes(ui: UI) -> list[Route]:
         return True
 
     @ui.page("agent")
+    @in_scope
     async def link_contact(request: Request) -> Response:
         """The profile page's "Link contact ... to this profile" (and "... instead") button."""
         name = request.path_params["domain"]
@@ -766,6 +808,7 @@ def routes(ui: UI) -> list[Route]:
         return confirmed(request, name, live_id, contact_id, done=[flash.LINKED] if linked else [])
 
     @ui.page("agent")
+    @in_scope
     async def object_page(request: Request) -> Response:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
@@ -880,6 +923,7 @@ def routes(ui: UI) -> list[Route]:
 
     # A form sent after the session ended comes back after sign-in (web.UI.keep_form).
     @ui.page("agent", keep_form=True)
+    @in_scope
     async def create_profile(request: Request) -> Response:
         name = request.path_params["domain"]
         await require_domain(name)
@@ -971,6 +1015,7 @@ def routes(ui: UI) -> list[Route]:
         )
 
     @ui.page("agent", keep_form=True)
+    @in_scope
     async def edit_profile(request: Request) -> Response:
         name = request.path_params["domain"]
         profile_id = request.path_params["profile_id"]
@@ -1047,9 +1092,11 @@ def routes(ui: UI) -> list[Route]:
         wanted = request.query_params.get("domain")
         if wanted:
             # A mistyped domain in the contact centre's screen-pop address is a 404 saying
-            # so, not a search box for a domain that does not exist.
+            # so, not a search box for a domain that does not exist; one outside the agent's
+            # scope answers the same.
+            refuse_out_of_scope(request, wanted)
             await require_domain(wanted)
-        names = [wanted] if wanted else await domain_names()
+        names = [wanted] if wanted else await domain_names(request)
 
         def find(tx: Tx) -> tuple[list[tuple[str, ProfileRecord]], list[str], list[PopSearch]]:
             found: list[tuple[str, ProfileRecord]] = []

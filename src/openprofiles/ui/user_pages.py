@@ -1,5 +1,6 @@
 """Web users' pages: the administrator's users list (create a user; open one to give them a new
-password or another role, or to delete them after a confirmation step, as a credential delete
+password, another role or, an agent, other domains (its domain scope, users.service), or to
+delete them after a confirmation step, as a credential delete
 and a DLQ purge are; each of these, creating one too, asks the administrator's own password
 again: ui.password_confirm), and every signed-in user's own password page.
 
@@ -15,8 +16,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles.auth.scope import checked_scope
 from openprofiles.errors import BadRequest, NotFound, Throttling
 from openprofiles.ui import flash, password_confirm
+from openprofiles.ui.admin_pages import (
+    EVERY_DOMAIN,
+    NO_DOMAIN_TICKED,
+    SOME_DOMAINS,
+    all_domain_names,
+    chosen_domains,
+)
 from openprofiles.ui.password_checks import (
     BUSY_MESSAGE,
     RETRY_AFTER_SECONDS,
@@ -34,6 +43,8 @@ NOTICE_SCOPE = "ui/user-notice"
 OWN_PASSWORD = "/ui/password"
 # The role form's password field (the password form's is password_confirm.FIELD): one page.
 ROLE_PASSWORD = "role_your_password"
+# The domains form's password field.
+SCOPE_PASSWORD = "scope_your_password"
 CONFIRM_DELETE = (
     "Tick the box to confirm: a deleted user cannot be brought back, and their sessions end "
     "at once."
@@ -142,9 +153,17 @@ def routes(ui: UI) -> list[Route]:
     async def render_user(
         request: Request, username: str, *, errors: dict[str, str] | None = None, status: int = 200
     ) -> Response:
-        found = await ui.read(lambda tx: users.find_user(tx, username=username))
+        found, names = await ui.read(
+            lambda tx: (users.find_user(tx, username=username), all_domain_names(tx))
+        )
         if found is None:
             raise NotFound(f"There is no user named {username}.")
+        # The domains form as sent when it is shown again with an error; else the user's scope.
+        if errors and ("scope" in errors or SCOPE_PASSWORD in errors):
+            choice, ticked = chosen_domains(request.state.form)
+        else:
+            choice = EVERY_DOMAIN if found.domains is None else SOME_DOMAINS
+            ticked = sorted(found.domains or ())
         return ui.render(
             request,
             "admin/user.html",
@@ -153,6 +172,10 @@ def routes(ui: UI) -> list[Route]:
             ref=request.path_params["ref"],
             roles=ROLES,
             errors=errors or {},
+            # A scope may name a domain that does not exist (yet): it is offered too, ticked.
+            domain_names=sorted({*names, *(found.domains or ())}),
+            scope_choice=choice,
+            ticked=ticked,
         )
 
     async def refused_user(
@@ -196,6 +219,40 @@ def routes(ui: UI) -> list[Route]:
         )
         sessions = f"{ended} session{'s' if ended != 1 else ''}"
         return to_list(f"Set a new password for {username}; ended {sessions}.")
+
+    @ui.page("admin")
+    async def user_scope(request: Request) -> Response:
+        """The domains an agent sees: every one, or those ticked (users.set_scope)."""
+        username = username_of(request)
+        choice, ticked = chosen_domains(request.state.form)
+        if choice not in (EVERY_DOMAIN, SOME_DOMAINS):
+            return await render_user(
+                request, username, errors={"scope": "Choose which domains."}, status=400
+            )
+        domains: frozenset[str] | None = None
+        if choice == SOME_DOMAINS:
+            if not ticked:
+                return await render_user(
+                    request, username, errors={"scope": NO_DOMAIN_TICKED}, status=400
+                )
+            try:
+                # Before the password is checked: a choice that cannot be stored is told at
+                # once (set_scope checks it again, with its own rules).
+                domains = checked_scope(ticked)
+            except BadRequest as exc:
+                return await render_user(
+                    request, username, errors={"scope": exc.message}, status=400
+                )
+        if (refused := await refused_user(request, username, SCOPE_PASSWORD)) is not None:
+            return refused
+        try:
+            user = await ui.write(
+                lambda tx: users.set_scope(tx, username=username, domains=domains)
+            )
+        except BadRequest as exc:
+            return await render_user(request, username, errors={"scope": exc.message}, status=400)
+        shown = "every domain" if user.domains is None else ", ".join(sorted(user.domains))
+        return to_list(f"{username} may now see: {shown}.")
 
     @ui.page("admin")
     async def user_role(request: Request) -> Response:
@@ -320,6 +377,7 @@ def routes(ui: UI) -> list[Route]:
         Route("/admin/users/{ref}", user_detail, methods=["GET"]),
         Route("/admin/users/{ref}/password", user_password, methods=["POST"]),
         Route("/admin/users/{ref}/role", user_role, methods=["POST"]),
+        Route("/admin/users/{ref}/scope", user_scope, methods=["POST"]),
         Route("/admin/users/{ref}/delete", user_delete, methods=["GET", "POST"]),
         Route(OWN_PASSWORD, own_password, methods=["GET", "POST"]),
     ]
