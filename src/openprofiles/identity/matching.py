@@ -140,16 +140,37 @@ class RebuildResult:
 # ---------------------------------------------------------------------------- configuration
 
 
+# The rule set used when RuleBasedMatching is enabled without MatchingRules. The cloud service
+# has a default rule set whose contents it does not document (spec §5.1); this is ours. Each
+# level is an attribute (or set) that on its own says "the same person" with few false matches,
+# the strongest first, so a profile joins the group of the most telling value it shares:
+# 1 the email address, 2 the phone number (both normalised, as the sub-types the selector
+# chooses), 3 the full name with the birth date, 4 the full name with the street address and
+# postal code of one address. A name alone, a city or a gender is left out: shared by too
+# many people to mean one. It is never written to the domain nor echoed by GetDomain: the
+# caller did not send it, and a Terraform or CloudFormation configuration without
+# matching_rules must read back no MatchingRules, or every plan would show a change.
+DEFAULT_MATCHING_RULES: tuple[tuple[str, ...], ...] = (
+    ("EmailAddress",),
+    ("PhoneNumber",),
+    ("FirstName", "LastName", "BirthDate"),
+    ("FirstName", "LastName", "Address.Address", "Address.PostalCode"),
+)
+
+
 def rule_config(config: dict[str, Any]) -> RuleConfig | None:
-    """The domain's enabled rules, or None when rule-based matching is off (or has no rules:
-    the cloud service's default rule set is undocumented, spec §5.1)."""
+    """The domain's enabled rules (DEFAULT_MATCHING_RULES when it names none), or None when
+    rule-based matching is off."""
     rbm = config.get("RuleBasedMatching") or {}
-    levels = tuple(tuple((r or {}).get("Rule") or ()) for r in rbm.get("MatchingRules") or ())
-    if not rbm.get("Enabled") or not levels:
+    if not rbm.get("Enabled"):
         return None
-    # CreateDomain/UpdateDomain refuse levels past the rules (rules.validate_rule_based_matching);
-    # the bounds here only keep a configuration stored before that check from naming a level
-    # that does not exist.
+    levels = tuple(tuple((r or {}).get("Rule") or ()) for r in rbm.get("MatchingRules") or ())
+    levels = levels or DEFAULT_MATCHING_RULES
+    # CreateDomain/UpdateDomain refuse levels past the rules they name
+    # (rules.validate_rule_based_matching); the bounds here keep a configuration stored before
+    # that check, or one with the default rules (checked against the model's 1-15 only), from
+    # naming a level that does not exist. "Up to level 10" of 4 levels is all 4: nothing the
+    # request said is lowered.
     max_matching = min(rbm.get("MaxAllowedRuleLevelForMatching") or len(levels), len(levels))
     selector = rbm.get("AttributeTypesSelector") or {}
     resolution = rbm.get("ConflictResolution") or {}

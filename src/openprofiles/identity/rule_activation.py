@@ -19,7 +19,8 @@ server's periodic check (`run_pending_passes`, with the matching schedule check,
 start-up) runs it again. The same check passes again a domain whose digests were made by an
 older version, one that compared some value otherwise (`rule_digests.FORMAT`, stored on the
 rules by each pass): after an upgrade, the first check brings every domain's digests up to
-date.
+date. So does it a domain whose rules were enabled without MatchingRules before there were
+default rules (enabled, no Status: never passed).
 
 Two processes that both find a domain PENDING take turns: a pass re-reads the status in its own
 write transaction (the domain row locked on PostgreSQL; SQLite has one writer), so the second
@@ -182,13 +183,18 @@ def _clearing(config: dict[str, Any]) -> bool:
 
 
 def _due(config: dict[str, Any]) -> bool:
-    """Rules PENDING, ACTIVE on digests an older version made, or off with digests to clear."""
+    """Rules PENDING, ACTIVE on digests an older version made, enabled but never passed, or off
+    with digests to clear."""
     if _clearing(config):
         return True
     status = _status(config)
     if status == PENDING:
         return True
     rbm = config.get("RuleBasedMatching") or {}
+    if rbm.get("Enabled") and status is None:
+        # Enabled without MatchingRules by a version that had no default rules
+        # (matching.DEFAULT_MATCHING_RULES): never passed, so no Status and no digests.
+        return True
     return bool(rbm.get("Enabled")) and status == "ACTIVE" and rbm.get("DigestFormat") != FORMAT
 
 

@@ -102,7 +102,9 @@ def _validate_max_levels(config: dict[str, Any], levels: int) -> None:
     1-15) nor the admin guide (spec §5.1) says the service lowers it, and a lowered value would
     silently match or auto-merge (irreversibly) other than the request said. Without
     MatchingRules the cloud service's default rule set applies, whose number of levels is
-    undocumented (spec §5.1): only the model's 1-15 is checked then."""
+    undocumented (spec §5.1): only the model's 1-15 is checked then, so a configuration the
+    cloud service takes is taken here too; ours (matching.DEFAULT_MATCHING_RULES) matches at
+    all its levels when a higher one is named."""
     limit, why = MAX_LEVELS, ""
     if levels:
         limit, why = levels, f" (MatchingRules has {levels} level{'s' if levels > 1 else ''})"
