@@ -27,7 +27,14 @@ from openprofiles.errors import BadRequest
 
 FOLDER_PREFIX = "file://"
 SUPPORTED_TASKS = frozenset({"Map", "Filter", "Validate"})
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+# The model's own example is "rate (5 minutes)" (customer-profiles ScheduledTriggerProperties),
+# AppFlow's is "rate(5minutes)": so spaces are optional around the parenthesis and between the
+# number and the unit, and a unit is singular or plural whatever the number (EventBridge, whose
+# syntax AppFlow borrows, wants "1 minute" but "5 minutes"; a caller following either example
+# is served). The expression is stored and echoed as sent; only the interval is read from it.
+_RATE = re.compile(
+    r"^rate\s*\(\s*(\d+)\s*(minute|minutes|hour|hours|day|days)\s*\)$", re.IGNORECASE
+)
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -83,7 +90,7 @@ def schedule_interval(expression: str) -> int:
             f"ScheduleExpression {expression!r} is not supported; use rate(N minutes), "
             "rate(N hours) or rate(N days) with N >= 1."
         )
-    unit = match.group(2).rstrip("s")
+    unit = match.group(2).lower().rstrip("s")
     return int(match.group(1)) * _UNIT_SECONDS[unit]
 
 

@@ -183,8 +183,14 @@ class InstanceTaken(BadRequest):
     caller whose access key may not act on it (auth.scope) is answered `unnamed` instead
     (integrations.handlers): the name of a domain is not theirs to learn."""
 
-    def __init__(self, uri: str, owner: str, advice: str) -> None:
-        super().__init__(f"The instance {uri} is already associated with domain {owner}{advice}")
+    def __init__(self, uri: str, owner: str, advice: str, caller_advice: str | None = None) -> None:
+        # `advice` may name an openprofiles command, for the CLI and the logs; the API caller
+        # is answered `caller_advice` instead: an API error never names a server command.
+        taken = f"The instance {uri} is already associated with domain {owner}"
+        super().__init__(
+            taken + advice,
+            caller_message=None if caller_advice is None else taken + caller_advice,
+        )
         self.owner = owner
         self.unnamed = (
             f"The instance {uri} is already associated with a domain this access key may not "
@@ -280,6 +286,8 @@ def put_integration(
                 owner,
                 "; an instance belongs to one domain at a time. Delete that integration "
                 "first, or move the instance (openprofiles instances associate --move).",
+                "; an instance belongs to one domain at a time. Delete that integration "
+                "(DeleteIntegration) first, then put it in this domain.",
             )
         if refuse_association is not None and owner != domain_name:
             raise refuse_association

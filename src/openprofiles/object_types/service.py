@@ -19,6 +19,7 @@ cannot each pass against what the other has not committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openprofiles.arns import child_arn
 from openprofiles.context import Tx
-from openprofiles.domains.service import get_domain, register_domain_table
+from openprofiles.domains.service import find_domain, get_domain, register_domain_table
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.normalize import ContentType
 from openprofiles.object_types.models import (
@@ -136,14 +137,25 @@ def find_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType | Non
     template = find_template(name)
     if template is None:
         return None
+    since = _implicit_since(tx, domain_name)
     return ObjectType.from_definition(
         _implicit_definition(template),
         domain_name=domain_name,
         name=name,
-        created_at=tx.now,
-        updated_at=tx.now,
+        created_at=since,
+        updated_at=since,
         implicit=True,
     )
+
+
+def _implicit_since(tx: Tx, domain_name: str) -> datetime:
+    """When an implicit type came to be: the domain's creation. A template-named type exists in
+    a domain from its creation on (spec §2.1), with nothing stored until it is used, so no later
+    time is its own; the read's time made CreatedAt and LastUpdatedAt change on every
+    GetProfileObjectType. The type keeps it once used (`note_implicit_type_used`), its first use
+    being its LastUpdatedAt."""
+    record = find_domain(tx, domain_name=domain_name)
+    return record.created_at if record is not None else tx.now
 
 
 def get_object_type(tx: Tx, *, domain_name: str, name: str) -> ObjectType:
@@ -283,7 +295,7 @@ def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
             name=name,
             template_id=name,
             definition=None,
-            created_at=tx.now,
+            created_at=_implicit_since(tx, domain_name),
             updated_at=tx.now,
         )
         .on_conflict_do_nothing()

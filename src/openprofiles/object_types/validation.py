@@ -211,6 +211,20 @@ def _bracket_message(name: str, source: str, bracket: str) -> str:
     )
 
 
+# Members of a standard object whose value is a structure of lists, not one value: the Profile
+# shape's EngagementPreferences is {Phone: [ContactPreference], Email: [ContactPreference]}, a
+# ContactPreference naming a key, its value, a profile and a contact type. A mapping field
+# yields one string, so it cannot build one; CreateProfile and UpdateProfile set it. (The other
+# structures of the Profile shape are the four addresses, whose parts are targets, and
+# Attributes; FoundByItems is read-only, in FORBIDDEN_TARGETS.)
+UNMAPPABLE_STRUCTURES: Mapping[tuple[str, str], str] = {
+    ("_profile", "EngagementPreferences"): (
+        "a structure of Phone and Email lists of contact preferences (set with CreateProfile "
+        "or UpdateProfile)"
+    ),
+}
+
+
 def _check_target(name: str, target: str) -> None:
     """Rule 6: every Target names a real, writable field of a standard object."""
     if target in FORBIDDEN_TARGETS:
@@ -245,6 +259,18 @@ def _check_target(name: str, target: str) -> None:
                 f"attribute names have at most {most}."
             )
         return
+    if f"{root}.{member}" in FORBIDDEN_TARGETS:
+        raise _fail(
+            f"Field {name} targets {target}: {root}.{member} is a system identifier or read-only "
+            "member that cannot be mapped."
+        )
+    if (root, member) in UNMAPPABLE_STRUCTURES:
+        raise _fail(
+            f"Field {name} targets {target}, but {root}.{member} is "
+            f"{UNMAPPABLE_STRUCTURES[(root, member)]}, which a mapping cannot target: a mapping "
+            f"writes one value a field. It can target {root}'s string members, the parts of "
+            f"its addresses (as in {root}.Address.City) and {root}.Attributes.<name>."
+        )
     if member not in members:
         raise _fail(
             f"Field {name} targets {target}, but {member!r} is not a field of {root} "
