@@ -72,3 +72,13 @@ def keep_it(current: str) -> str:
         f"{current}. Choose {current} to keep it; records ingested as another template would be "
         "kept apart from those already stored (docs/contact-feeds.md says how to change it)."
     )
+
+
+def keep_on_move(current: str, posted: str) -> str:
+    """The error for a move that would change an instance's template with it: the new domain
+    would then find callers' profiles otherwise than the instance's contacts do now."""
+    return (
+        f"This instance's records are ingested as {current} now. Choose {current} to move it "
+        f"as it is; {posted} would change how its contacts find the caller's profile in the new "
+        "domain (docs/contact-feeds.md compares the templates and says how to change one)."
+    )

@@ -283,6 +283,18 @@ def routes(ui: UI) -> list[Route]:
                 raise FieldError(
                     "domain_name", f"The instance is already associated with {target}."
                 )
+            current = integrations.find_instance_integration(tx, instance_arn=arn)
+            kept = current.object_type_name if current is not None else None
+            if kept in instance_templates.VALUES and template != kept:
+                # The blank form offers the default (CTR) whatever the instance uses now; taken
+                # as is, a move would change how the new domain finds its callers unasked. The
+                # page shown again has the template it uses now chosen.
+                values[instance_templates.FIELD] = kept
+                if not move:
+                    raise FieldError("move", move_needed(owner or "", target))
+                raise FieldError(
+                    instance_templates.FIELD, instance_templates.keep_on_move(kept, template)
+                )
             if owner is not None and not move:
                 raise FieldError("move", move_needed(owner, target))
             try:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -52,6 +53,41 @@ STALE = (
     "The match has changed since this page was shown: {what}. Nothing was merged. Go back to "
     "the match, review it again and merge from there."
 )
+# A page reached again after its merge (the browser's Back, a resubmitted form): the match is
+# gone because its profiles are one now, which "the match has changed" does not say.
+ALREADY_MERGED = Markup(
+    "{merged} {verb} already merged into {main}. Nothing was merged this time: see "
+    '<a href="{url}">the merge</a> in the merge log, where it can be undone.'
+)
+
+
+def stale_message(what: str) -> str:
+    """STALE about `what`, which may be a service's whole sentence ("Match x does not exist in
+    domain care."): its closing full stop is STALE's own."""
+    return STALE.format(what=what.strip().rstrip("."))
+
+
+def _already_merged(tx: Tx, domain: str, main: str, others: Sequence[str]) -> Markup | None:
+    """ALREADY_MERGED when the latest standing merge into `main` took `others` (when known;
+    any, otherwise) and they still resolve to it; None when that is not why the match is
+    gone."""
+    for record in identity.list_merges(tx, domain_name=domain, profile_id=main, limit=20):
+        if record.undone_at is not None:
+            continue
+        taken = set(record.merged_profile_ids)
+        if others and not set(others) <= taken:
+            continue
+        ids = list(others) or sorted(taken)
+        live = profiles.get_profiles(tx, domain_name=domain, profile_ids=[main, *ids])
+        if main not in live or any(pid not in live or live[pid].profile_id != main for pid in ids):
+            return None
+        return ALREADY_MERGED.format(
+            merged=", ".join(ids) if len(ids) > 1 else f"Profile {ids[0]}",
+            verb="were" if len(ids) > 1 else "was",
+            main=main,
+            url=merge_url(domain, record.merge_id),
+        )
+    return None
 
 
 class _Stale(Exception):
@@ -199,6 +235,22 @@ def routes(ui: UI) -> list[Route]:
             **context,
         )
 
+    async def stale_page(
+        request: Request, domain: str, main: str, others: list[str], exc: Exception
+    ) -> Response:
+        """The 409 of a match changed since its page was shown: that its profiles were
+        already merged into `main` when they were (ALREADY_MERGED), STALE otherwise."""
+
+        def load(tx: Tx) -> Markup | None:
+            try:
+                return _already_merged(tx, domain, main, others)
+            except NotFound:
+                return None
+
+        merged = await ui.read(load) if main else None
+        what = exc.what if isinstance(exc, _Stale) else getattr(exc, "message", str(exc))
+        return merge_page(request, status=409, error=merged or stale_message(what))
+
     async def _rehearse(domain: str, kind: str, match_id: str, main: str) -> _Preview:
         """What merging the match's live profiles into `main` does, computed by the merge
         itself in a transaction that is then rolled back: nothing of it is kept (nor anything
@@ -236,10 +288,8 @@ def routes(ui: UI) -> list[Route]:
             return merge_page(request, status=400, error="Choose the profile to keep.")
         try:
             preview = await _rehearse(domain, kind, match_id, main)
-        except _Stale as stale:
-            return merge_page(request, status=409, error=STALE.format(what=stale.what))
-        except NotFound as exc:
-            return merge_page(request, status=409, error=STALE.format(what=exc.message))
+        except (_Stale, NotFound) as exc:
+            return await stale_page(request, domain, main, [], exc)
         except BadRequest as exc:
             # ProfileTooLarge among them: the merge cannot be made as it is.
             return merge_page(
@@ -279,10 +329,8 @@ def routes(ui: UI) -> list[Route]:
 
         try:
             merge_id = await ui.write(merge)
-        except _Stale as stale:
-            return merge_page(request, status=409, error=STALE.format(what=stale.what))
-        except NotFound as exc:
-            return merge_page(request, status=409, error=STALE.format(what=exc.message))
+        except (_Stale, NotFound) as exc:
+            return await stale_page(request, domain, main, merged_ids, exc)
         except BadRequest as exc:
             return merge_page(
                 request,

@@ -8,7 +8,7 @@ mounted at the root, gives every other unknown address. No API path lies under t
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -34,6 +34,16 @@ def ui_routes(services: Services) -> list[BaseRoute]:
     async def root(_request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=303)
 
+    async def favicon(_request: Request) -> Response:
+        # Asked for by browsers (and bookmarks, tabs of non-HTML answers) at this address
+        # whatever the page names: a 404 on every page otherwise. A day's caching, as the icon
+        # changes with a release at most.
+        return FileResponse(
+            STATIC_DIR / "favicon.ico",
+            media_type="image/x-icon",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     async def not_found(request: Request) -> Response:
         # Signed in or not: the page's header shows the session's navigation when there is one.
         request.state.session = await ui.load_session(request)
@@ -47,6 +57,7 @@ def ui_routes(services: Services) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = [
         Route("/", root, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         *auth_routes(ui),
         *admin_routes(ui),

@@ -328,7 +328,9 @@ def test_every_table_scrolls_in_its_own_box_and_long_words_wrap() -> None:
     assert ".table-wrap { overflow-x: auto;" in css
     wrapped = re.findall(r"\n([^{\n]*)\{ overflow-wrap: anywhere; \}", css)
     selectors = {s.strip() for rule in wrapped for s in rule.split(",")}
-    assert {"th", "td", "h1", "dd"} <= selectors
+    # Not table cells: breaking anywhere squeezed every column to one letter on a narrow window
+    # (test_browser_narrow_tables); a wide table scrolls in its box instead.
+    assert {"h1", "dd"} <= selectors
 
 
 # ------------------------------------------------- 7. focus, error summaries, maxlength
