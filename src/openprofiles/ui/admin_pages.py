@@ -1,8 +1,8 @@
 """Administrator pages: domains (settings, statistics, and the integrations a deleted object type
 disabled), API credentials (each shown with the domains it may act on, auth.scope; created for
 every domain or for some existing ones once the administrator has typed their password again:
-ui.password_confirm; deleted after a confirmation step, as a DLQ purge and a merge undo are, and
-the password again);
+ui.password_confirm; one key per form, however often it is sent: ui.submissions; deleted after a
+confirmation step, as a DLQ purge and a merge undo are, and the password again);
 web users' pages are in ui.user_pages."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration
-from openprofiles.ui import password_confirm
+from openprofiles.ui import password_confirm, submissions
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users.models import ROLES
 
@@ -34,6 +34,10 @@ CONFIRM_DELETE = (
 EVERY_DOMAIN = "all"
 SOME_DOMAINS = "some"
 NO_DOMAIN_TICKED = "Tick at least one domain, or choose every domain."
+# The credential form's one-time token (ui.submissions), as the profile create form's.
+SUBMISSION_FIELD = "submission"
+# A new key's role unless the administrator chooses: the one that may do less.
+DEFAULT_ROLE = "agent"
 
 
 def all_domain_names(tx: Tx) -> list[str]:
@@ -112,7 +116,11 @@ def routes(ui: UI) -> list[Route]:
         error: str = "",
         scope_error: str = "",
         refused: password_confirm.Refusal | None = None,
+        created_before: str = "",
     ) -> Response:
+        """The credentials page; `issued`: the key just created, its secret shown this once;
+        `created_before`: the id of the key this very form created when it was sent before."""
+
         def load(tx: Tx) -> tuple[list[creds.CredentialInfo], list[str]]:
             return creds.list_credentials(tx), all_domain_names(tx)
 
@@ -120,6 +128,11 @@ def routes(ui: UI) -> list[Route]:
         # A refused form comes back as it was filled in; a new one, or one done, afresh.
         again = bool(error or scope_error or refused)
         choice, ticked = chosen_domains(request.state.form) if again else (EVERY_DOMAIN, [])
+        # A refused form keeps its token (it created nothing); any other gets a new one.
+        token = (
+            submissions.usable(form_text(request.state.form, SUBMISSION_FIELD)) if again else None
+        )
+        submission = token or submissions.new_token()
         return password_confirm.form_again(
             ui,
             request,
@@ -130,7 +143,9 @@ def routes(ui: UI) -> list[Route]:
             issued=issued,
             error=error,
             scope_error=scope_error,
-            role=form_text(request.state.form, "role") if again else "",
+            role=form_text(request.state.form, "role") if again else DEFAULT_ROLE,
+            submission=submission,
+            created_before=created_before,
             roles=ROLES,
             domain_names=domain_names,
             scope_choice=choice,
@@ -161,7 +176,24 @@ def routes(ui: UI) -> list[Route]:
                 return await render_credentials(request, scope_error=exc.message)
         if (refused := await password_confirm.refusal(ui, request)) is not None:
             return await render_credentials(request, refused=refused)
-        issued = await ui.write(lambda tx: creds.create_credential(tx, role=role, domains=scope))
+        token = submissions.usable(form_text(request.state.form, SUBMISSION_FIELD))
+
+        def create(tx: Tx) -> creds.IssuedCredential | str:
+            """The key created, or the id of the one this form created when sent before."""
+            if token is not None:
+                earlier = submissions.credential_created_by(tx, token=token)
+                if earlier is not None:
+                    return earlier
+            issued = creds.create_credential(tx, role=role, domains=scope)
+            if token is not None:
+                submissions.record_credential(tx, token=token, access_key_id=issued.access_key_id)
+            return issued
+
+        issued = await ui.write(create)
+        if isinstance(issued, str):
+            # Sent again (Reload and resend, Back, a double click): no second key, and not the
+            # first one's secret either, which is shown only once.
+            return await render_credentials(request, created_before=issued)
         # Answered directly (not redirected) so the secret appears once and is never stored.
         return await render_credentials(request, issued=issued)
 

@@ -18,7 +18,8 @@ titles name no customer either: the browser's history keeps them with the addres
 A live contact with no profile linked (or the wrong one) is linked by the agent: its id goes,
 as a plain `contact` parameter (a contact id is not a customer's value), from the contact's
 page through the search, its pages and the creation form to the profile, whose button adds the
-`_ctrContactId` key (link_here).
+`_ctrContactId` key (link_here). A contact id no domain the agent sees has heard of (no link,
+no event or record of it applied: a mistyped id) is said to be unknown, and nothing else.
 
 An agent limited to some domains (its domain scope: users.service, read with its session on
 each request) is offered only those domains (the home page, a contact's page), and every page
@@ -36,15 +37,16 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.contacts.links import lock_linked_contacts
 from openprofiles.contacts.records import SEARCH_KEY_NAME
+from openprofiles.contacts.routing import applied_states, contact_digest
 from openprofiles.contacts.service import contact_screen_pop_search
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
@@ -416,6 +418,25 @@ def display_name(record: ProfileRecord) -> str:
     return name_of(record.fields)
 
 
+# What tells a profile apart from a namesake on a screen pop's cards: what the search results'
+# columns show (agent/search.html), the first of each group the profile has.
+CARD_DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Phone", ("PhoneNumber", "MobilePhoneNumber", "HomePhoneNumber", "BusinessPhoneNumber")),
+    ("Email", ("EmailAddress", "PersonalEmailAddress", "BusinessEmailAddress")),
+    ("Account", ("AccountNumber",)),
+)
+
+
+def card_details(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of what a profile's card shows besides its name (CARD_DETAILS)."""
+    shown: list[tuple[str, str]] = []
+    for label, names in CARD_DETAILS:
+        value = next((fields[n] for n in names if isinstance(fields.get(n), str) and fields[n]), "")
+        if value:
+            shown.append((label, value))
+    return shown
+
+
 def name_of(fields: dict[str, Any]) -> str:
     """The name a profile with `fields` (or a profile form's values) is shown by."""
     name = " ".join(fields[n] for n in NAME_FIELDS if fields.get(n))
@@ -448,6 +469,13 @@ class PopSearch:
             "custom_key": wanted.custom_key,
             "new_url": new_profile_url(ui, self.domain_name, wanted, contact_id, user=user),
         }
+
+
+def contact_seen(tx: Tx, domain_name: str, contact_id: str) -> bool:
+    """Whether the domain has applied a start event or a record of the contact (its delivery
+    row, contacts.routing), linked to a profile or not."""
+    digest = contact_digest(tx, domain_name, contact_id)
+    return digest in applied_states(tx, domain_name, [digest])
 
 
 def no_such_domain(domain_name: str) -> NotFound:
@@ -560,6 +588,34 @@ def routes(ui: UI) -> list[Route]:
             return render_search(request, name, wanted, error=error, contact_id=contact_id)
         return RedirectResponse(search_url(ui, name, wanted, contact_id, user=user), 303)
 
+    def legacy_search(params: QueryParams) -> SearchRequest:
+        """The search an address from before searches were sealed (`?q=`) carries."""
+        return SearchRequest(
+            (params.get("q") or "").strip(),
+            (params.get("key") or "auto").strip(),
+            (params.get("custom_key") or "").strip(),
+        )
+
+    def legacy_search_return(path: str, query: str, user: str) -> str | None:
+        """Where sign-in leads from an old search address (`?q=`) visited signed out: its
+        search sealed for `user` (web.UI.seal_on_return), as `search` sends it on once signed
+        in. Sign-in used to lead back to the address with the value in clear, one request more
+        whose line logged it. None for any other page's address."""
+        matched = re.fullmatch(r"/agent/domains/([^/]+)", path)
+        params = QueryParams(query)
+        if matched is None or "q" not in params:
+            return None
+        contact = params.get(CONTACT_PARAM)
+        try:
+            contact_id = checked_contact_id(contact) if contact else None
+        except BadRequest:
+            contact_id = None  # the search without it, as its page would refuse it
+        wanted = legacy_search(params)
+        name = unquote(matched.group(1))
+        return search_url(ui, name, wanted if wanted.text else None, contact_id, user=user)
+
+    ui.seal_on_return(legacy_search_return)
+
     @ui.page("agent")
     @in_scope
     async def search(request: Request) -> Response:
@@ -587,16 +643,8 @@ def routes(ui: UI) -> list[Route]:
             # the results, and refusing would not take the value out of this request's log
             # line, which it is already in. Sent on, it is in this one request only, not in
             # the address the results are at (nor their pages, links or the history's entry).
-            return submit(
-                request,
-                name,
-                SearchRequest(
-                    (params.get("q") or "").strip(),
-                    (params.get("key") or "auto").strip(),
-                    (params.get("custom_key") or "").strip(),
-                ),
-                contact_id,
-            )
+            # Signed out, sign-in leads straight to the sealed one (legacy_search_return).
+            return submit(request, name, legacy_search(params), contact_id)
         if "s" not in params:
             return render_search(request, name, SearchRequest(), contact_id=contact_id)
         try:
@@ -968,7 +1016,7 @@ def routes(ui: UI) -> list[Route]:
             )
         errors = pf.validate(values, region)
         if not errors and not pf.creation_fields(values):
-            errors["FirstName"] = "Fill in at least one field (for example the name)."
+            errors[pf.EMPTY_FIELD] = pf.EMPTY_PROFILE
         if errors:
             return render_form(
                 request,
@@ -1098,10 +1146,14 @@ def routes(ui: UI) -> list[Route]:
             await require_domain(wanted)
         names = [wanted] if wanted else await domain_names(request)
 
-        def find(tx: Tx) -> tuple[list[tuple[str, ProfileRecord]], list[str], list[PopSearch]]:
+        def find(
+            tx: Tx,
+        ) -> tuple[list[tuple[str, ProfileRecord]], list[str], list[PopSearch], bool]:
             found: list[tuple[str, ProfileRecord]] = []
             unreadable: list[str] = []
             searches: list[PopSearch] = []
+            # Whether any domain searched has applied an event or a record of the contact.
+            known = False
             for domain_name in names:
                 try:
                     # The contact's attributes may name what to search for instead of the
@@ -1120,6 +1172,7 @@ def routes(ui: UI) -> list[Route]:
                         page = linked_profiles(
                             tx, domain_name=domain_name, contact_id=contact_id, limit=5
                         )
+                    known = known or bool(page) or contact_seen(tx, domain_name, contact_id)
                 except NotFound:
                     continue
                 except ServiceError as exc:
@@ -1130,9 +1183,9 @@ def routes(ui: UI) -> list[Route]:
                     unreadable.append(domain_name)
                     continue
                 found.extend((domain_name, rec) for rec in page)
-            return found, unreadable, searches
+            return found, unreadable, searches, known or bool(searches)
 
-        found, unreadable, searches = await ui.read(find)
+        found, unreadable, searches, known = await ui.read(find)
         if len(found) == 1 and not any(s.more for s in searches):
             # The profile page carries the contact too: if it is not the caller's profile,
             # the agent searches from there and links the contact to the right one.
@@ -1145,9 +1198,13 @@ def routes(ui: UI) -> list[Route]:
             "agent/contact.html",
             contact_id=contact_id,
             contact_query=contact_query(contact_id),
-            matches=[(d, rec, display_name(rec)) for d, rec in found],
+            # Namesakes ("Ada Lovelace" twice) told apart by their phone, email and account.
+            matches=[(d, rec, display_name(rec), card_details(rec.fields)) for d, rec in found],
             domains=[d for d in names if d not in unreadable],
             unreadable=unreadable,
+            # No domain searched has heard of the contact (a mistyped id, or one whose event
+            # has not come): said so, naming nothing else. A domain not searched may have.
+            unknown=not known and not unreadable,
             keys=pf.PREDEFINED_SEARCH_KEYS,
             # Searched as the contact's attributes asked: the key names (never the value) say
             # why these profiles; the whole search and the creation form open with the value

@@ -24,6 +24,7 @@ from openprofiles.ui.password_checks import (
     form_password,
 )
 from openprofiles.ui.web import (
+    ENDED_COOKIE,
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     UI,
@@ -127,7 +128,12 @@ def routes(ui: UI) -> list[Route]:
             )
             return audited(username, failed, audit.SIGN_IN_FAILED)
         default = "/admin/" if created.session.role == "admin" else "/agent/"
-        target = ui.after_sign_in(form_text(form, "next"), form_text(form, "next_query"), default)
+        target = ui.after_sign_in(
+            form_text(form, "next"),
+            form_text(form, "next_query"),
+            default,
+            user=created.session.username,
+        )
         response = back_to_kept_form(request, form, target, created.session) or RedirectResponse(
             target, status_code=303
         )
@@ -222,6 +228,9 @@ def sign_in_page(
     if safe_next(next_path, "") != next_path:
         # Only a local path is kept (after_sign_in would drop any other anyway).
         next_path, next_query, kept = "", "", ""
+    # A form sent to `next_path` with no live session and not kept (web.UI.session_ended): said
+    # once, on the page the redirect leads to; nothing of the form is shown.
+    lost = form is None and not kept and ui.form_was_lost(request, next_path or "")
     response = ui.render(
         request,
         "sign_in.html",
@@ -232,6 +241,9 @@ def sign_in_page(
         next=next_path,
         next_query=next_query,
         kept=kept,
+        lost=lost,
     )
     set_cookie(request, response, ui.cookie(SIGNIN_COOKIE), token, SIGNIN_TOKEN_AGE)
+    if lost:
+        clear_cookie(request, response, ui.cookie(ENDED_COOKIE))
     return response

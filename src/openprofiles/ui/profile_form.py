@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
 from starlette.datastructures import FormData
 
 from openprofiles.context import Tx
@@ -365,6 +366,8 @@ def _problems(values: dict[str, str], phone_region: str) -> dict[str, str]:
                 "Enter a phone number, e.g. +1 206 555 0100 or (206) 555-0100; "
                 "use the +country code for numbers from other countries."
             )
+        elif value and name in PHONE_FIELDS and not _phone_possible(value, phone_region):
+            errors[name] = INCOMPLETE_PHONE
     allowed = {
         "Gender": {c for c, _ in GENDERS},
         "PartyType": {c for c, _ in PARTY_TYPES},
@@ -380,6 +383,27 @@ def _problems(values: dict[str, str], phone_region: str) -> dict[str, str]:
     if problem:
         errors[ATTRIBUTES_FIELD] = problem
     return errors
+
+
+# A number of phone characters that is no number its country has: a digit short ("+1 (206)
+# 555-01"), one too many, or an unknown country code. Saved, it would be indexed as it is and
+# no search for the customer's real number would find the profile.
+INCOMPLETE_PHONE = (
+    "This number has too few or too many digits for its country: check it and its +country "
+    "code, e.g. +1 206 555 0100 or (206) 555-0100."
+)
+
+
+def _phone_possible(value: str, region: str) -> bool:
+    """Whether libphonenumber takes `value` for a possible number (its length fits its
+    country's numbers), reading a number without a country code as `region`'s, as the
+    keys are normalised (normalize.normalize_phone). Only the agent forms ask this: the API
+    stores any text, as AWS does."""
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_possible_number(parsed))
 
 
 def _phone_ok(value: str, region: str) -> bool:
@@ -568,11 +592,38 @@ def _refreshed_attributes(
     return format_attributes(as_typed), format_attributes(as_shown)
 
 
+# The create form refuses an empty form, and the edit form a save that would leave the profile
+# with no field at all: a "(no name)" profile that no search finds. The message goes under the
+# first field, as the create form's.
+EMPTY_FIELD = "FirstName"
+EMPTY_PROFILE = "Fill in at least one field (for example the name)."
+EMPTIED_PROFILE = (
+    "Fill in at least one field (for example the name): a profile with no field at all could "
+    "not be found again."
+)
+
+
+def _left_after(fields: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The fields a profile with `fields` keeps after UpdateProfile `changes` (its semantics:
+    "" removes a value, an address or the attributes are changed part by part)."""
+    left = {k: v for k, v in fields.items() if v not in ("", {}, None)}
+    for name, value in changes.items():
+        if isinstance(value, dict):
+            merged = {**(left.get(name) or {}), **value}
+            value = {k: v for k, v in merged.items() if v != ""}
+        if value in ("", {}, None):
+            left.pop(name, None)
+        else:
+            left[name] = value
+    return left
+
+
 def save_edit(
     tx: Tx, *, domain_name: str, profile_id: str, shown: dict[str, str], values: dict[str, str]
 ) -> tuple[ProfileRecord, dict[str, str]]:
     """Save an edit form in `tx`, a write transaction: (the profile as saved, {}), or (the
-    profile as it is, field → CHANGED_MEANWHILE) with nothing written.
+    profile as it is, field → CHANGED_MEANWHILE) with nothing written, or (the profile as it
+    is, {EMPTY_FIELD: EMPTIED_PROFILE}) when the save would leave it no field at all.
 
     The check and the write are one step: the profile is read with its row locked (PostgreSQL:
     another writer's save waits for this one's commit; SQLite: the write transaction holds the
@@ -583,6 +634,10 @@ def save_edit(
     changes, conflicts = update_changes(record.fields, shown, values)
     if conflicts or not changes:
         return record, conflicts
+    if not _left_after(record.fields, changes):
+        # Checked against the profile as it is now, locked: what someone else saved meanwhile
+        # in a field the agent did not touch keeps the profile from being empty.
+        return record, {EMPTY_FIELD: EMPTIED_PROFILE}
     saved = profiles.update_profile(
         tx, domain_name=domain_name, profile_id=record.profile_id, changes=changes
     )

@@ -20,6 +20,13 @@ the session it was given to. The same session sending it again (a double click o
 form", Back and resend, both at once) gets the same form back: it used to find it gone, and the
 agent lost what they typed after all. Another session (signing in again with the same sign-in
 page) finds it used, as a create form sent twice finds its profile.
+
+The administrators' API credential form works the same way (`credential_created_by`,
+`record_credential`): its one-time token's digest is kept a day with the access key id it
+created, in a table of its own (a key belongs to no domain). The page answers that form directly,
+so that the secret is shown once and never stored; Reload with "resend" used to create a second
+live key without a word. The same form sent again now creates none: it is told which key it
+created, by its id only, as the secret is never shown again.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from openprofiles.context import Services, Tx
 from openprofiles.crypto.errors import DecryptionError
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import BadRequest
-from openprofiles.store.schema import web_form_submission
+from openprofiles.store.schema import web_credential_form, web_form_submission
 from openprofiles.users.models import WebSession
 
 register_domain_table(web_form_submission)
@@ -94,6 +101,29 @@ def record(tx: Tx, *, domain_name: str, token: str, profile_id: str) -> None:
             submission_digest=_digest(token),
             profile_id=profile_id,
             created_at=tx.now,
+        )
+    )
+
+
+def credential_created_by(tx: Tx, *, token: str) -> str | None:
+    """The access key id the credential form with this token already created, if it did."""
+    return tx.conn.execute(
+        select(web_credential_form.c.access_key_id).where(
+            web_credential_form.c.submission_digest == _digest(token)
+        )
+    ).scalar()
+
+
+def record_credential(tx: Tx, *, token: str, access_key_id: str) -> None:
+    """Remember, in the transaction that created it, which key the credential form created. Two
+    sends at once insert the same primary key: the loser's transaction (its key included) is
+    rolled back and run again (store.conflicts), and then finds the winner's."""
+    tx.conn.execute(
+        delete(web_credential_form).where(web_credential_form.c.created_at < tx.now - KEPT_FOR)
+    )
+    tx.conn.execute(
+        insert(web_credential_form).values(
+            submission_digest=_digest(token), access_key_id=access_key_id, created_at=tx.now
         )
     )
 

@@ -49,10 +49,18 @@ from openprofiles.users.models import WebSession
 # (cookie_name).
 SESSION_COOKIE = "op_session"
 SIGNIN_COOKIE = "op_signin"
+# Left by a form sent with no live session (UI.session_ended): the sign-in page it leads to says
+# that what was sent was not saved (UI.form_was_lost).
+ENDED_COOKIE = "op_ended"
+# Long enough for the browser to follow the redirect to the sign-in page.
+ENDED_SECONDS = 60
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
+# (path, query, user) -> the page's address with the query sealed for the user, or None when the
+# path is not the page's (UI.seal_on_return).
+ReturnSealer = Callable[[str, str, str], "str | None"]
 logger = logging.getLogger(__name__)
 
 
@@ -157,6 +165,8 @@ class UI:
         self.env.filters["time"] = _format_time
         self.env.filters["urlpart"] = lambda v: quote(str(v), safe="")
         self._cookie_suffix = _cookie_suffix(services)
+        # The pages that take a query back after sign-in only sealed (after_sign_in).
+        self._return_sealers: list[ReturnSealer] = []
 
     def cookie(self, name: str) -> str:
         """This installation's name of the cookie `name` (SESSION_COOKIE, ...), which the
@@ -343,9 +353,22 @@ class UI:
         except ValueError:
             return ""
 
-    def after_sign_in(self, next_path: str, next_query: str, default: str) -> str:
+    def seal_on_return(self, sealer: ReturnSealer) -> None:
+        """Have `sealer` make the address sign-in leads back to, for a page whose query may
+        hold a customer's value (a search address from before searches were sealed): it is
+        given (the path, the query sign_in_url sealed, the user signed in) and answers the
+        page's address with that query sealed for the user, or None when the path is not its
+        page's. Registered by the page's module (agent_pages), so this one knows no page."""
+        self._return_sealers.append(sealer)
+
+    def after_sign_in(
+        self, next_path: str, next_query: str, default: str, *, user: str | None = None
+    ) -> str:
         """Where sign-in leads: the local path `next_path` (any query of its own dropped) with
-        the query sealed to it by sign_in_url, else `default`."""
+        the query sealed to it by sign_in_url, else `default`. For a page that registered a
+        sealer (seal_on_return), the address it makes for `user`: the query used to be put back
+        in the clear (`?q=` of an old search address), and that one more request line carried
+        the customer's value before the page sent it on to its sealed address."""
         path = safe_next(next_path or None, default).partition("?")[0].partition("#")[0]
         if not next_query:
             return path
@@ -354,21 +377,35 @@ class UI:
         except BadRequest:
             return path  # changed, too old, or another page's: the page without its query
         query = state.get("q")
-        return f"{path}?{query}" if isinstance(query, str) and query else path
+        if not isinstance(query, str) or not query:
+            return path
+        if user is not None:
+            for sealer in self._return_sealers:
+                sealed = sealer(path, query, user)
+                if sealed is not None:
+                    return sealed
+        return f"{path}?{query}"
 
     async def keep_form(self, request: Request) -> Response:
         """The answer to a form sent after its session ended (an hour idle, or 12 hours): the
         sign-in page, with the form sealed in it (submissions.keep_form), so that signing in
         brings the agent back to what they typed instead of losing it.
 
-        Only a form of a session whose user is known (its row is still there; not after
-        sign-out, nor once cleared), kept for that user alone: with no session there is no CSRF
-        token to check, so what comes back must be what that user's browser sent. And only a
-        form a browser says was sent from one of this site's pages (Sec-Fetch-Site, which a
-        page cannot set; any HTTP client can, hence the owner). Other requests, and a form too
-        large to keep, are sent to sign in as before."""
+        Only a form of a session whose user is known (its row is still there: ended by idling,
+        by its 12 hours, or by a new password, which ends sessions without deleting them,
+        users.set_password; not after sign-out, whose browser no longer sends the cookie, nor
+        after the user's deletion, nor once cleared), kept for that user alone: with no session
+        there is no CSRF token to check, so what comes back must be what that user's browser
+        sent, and it comes back only to someone who signs in as that user (with the new
+        password, after one was set). And only a form a browser says was sent from one of this
+        site's pages (Sec-Fetch-Site, which a page cannot set; any HTTP client can, hence the
+        owner). Other requests, and a form too large to keep, are sent to sign in, told that
+        what they sent was not saved (session_ended): a form sent after signing out in another
+        tab, or after the user's deletion, used to be dropped with no word, and the agent found
+        an empty form after signing in. Nothing of such a form is read or kept, nor echoed: only
+        the fact that one was sent."""
         if request.headers.get("sec-fetch-site") != "same-origin":
-            return RedirectResponse(self.sign_in_url(request), status_code=303)
+            return self.session_ended(request)
         token = self.session_token(request)
         # Whose session it was, while its row is there: the form goes back to that user only.
         # Known before the form is read: a request of no known session is not read at all.
@@ -376,7 +413,7 @@ class UI:
             await self.read(lambda tx: users.session_username(tx, token=token)) if token else None
         )
         if owner is None:
-            return RedirectResponse(self.sign_in_url(request), status_code=303)
+            return self.session_ended(request)
         form = await self.read_form(request)
         if isinstance(form, Response):
             return form
@@ -385,12 +422,35 @@ class UI:
             self.services, path=path, username=owner, form=form, now=datetime.now(UTC)
         )
         if kept is None:
-            return RedirectResponse(self.sign_in_url(request), status_code=303)
+            return self.session_ended(request)
         from openprofiles.ui.auth_pages import sign_in_page  # it imports this module
 
         return sign_in_page(
             self, request, next_path=path, next_query=self.sealed_query(request), kept=kept
         )
+
+    def session_ended(self, request: Request) -> Response:
+        """The answer to a form sent with no live session that is not kept (keep_form): the
+        sign-in page (sign_in_url), which then says that the session had ended and what was
+        sent was not saved (form_was_lost). Said through a short-lived cookie sealed to the
+        page to return to, not the address: a link cannot make the page say it, and the
+        redirect keeps a reload of the sign-in page from sending the form again."""
+        response = RedirectResponse(self.sign_in_url(request), status_code=303)
+        sealed = self.services.tokens.encode(_ended_scope(address_path(request)), {})
+        set_cookie(request, response, self.cookie(ENDED_COOKIE), sealed, ENDED_SECONDS)
+        return response
+
+    def form_was_lost(self, request: Request, next_path: str) -> bool:
+        """Whether the sign-in page for `next_path` follows a form sent to it with no live
+        session and not kept (session_ended), within ENDED_SECONDS."""
+        sealed = cookie_value(request, self.cookie(ENDED_COOKIE))
+        if not sealed or not next_path:
+            return False
+        try:
+            self.services.tokens.decode(_ended_scope(next_path), sealed)
+        except BadRequest:
+            return False
+        return True
 
     def page(
         self, role: str = "agent", *, keep_form: bool = False
@@ -406,6 +466,8 @@ class UI:
                 if session is None:
                     if keep_form and request.method == "POST":
                         return await self.keep_form(request)
+                    if request.method == "POST":
+                        return self.session_ended(request)
                     return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
                 if request.method == "HEAD":
@@ -485,6 +547,10 @@ def _page_domain(request: Request) -> str | None:
 
 def _next_scope(path: str) -> str:
     return f"ui/sign-in-next\x00{path}"
+
+
+def _ended_scope(path: str) -> str:
+    return f"ui/session-ended\x00{path}"
 
 
 def focus_first_invalid(body: str) -> str:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 
 from openprofiles.auth.scope import checked_scope, loaded_scope, stored_scope
 from openprofiles.context import Tx
@@ -352,18 +352,46 @@ def set_password(
     """Give the user a new password and end their sessions, but the one whose cookie value is
     `keep_session` (the user changing their own password stays signed in there); the number of
     sessions ended. Failed sign-ins counted against the name are forgotten: a user locked out
-    by someone guessing can sign in with the new password at once."""
+    by someone guessing can sign in with the new password at once.
+
+    A live session is ended, not deleted (one ended already is left as it is, and not counted):
+    its row is marked idle for SESSION_IDLE as of now, so `get_session` never takes it again
+    (nor does `touch_session` bring it back, even for a request loaded just before), and it is
+    cleared once it would have expired (`create_session`), as a session ended by idling is. Its
+    row still says whose it was (`session_username`): a form the user sends from a page they had
+    open is kept for them alone, to review after they sign in with the new password
+    (ui.submissions.keep_form), instead of being lost. It used to be deleted, and what the agent
+    had typed was lost without a word. That row opens nothing: a kept form comes back only to
+    someone signed in as its user, with the new password."""
     hashed = _hashed(password, username)  # before the row is locked
     digest, _role = _locked_role(tx, username)
     tx.conn.execute(
         update(web_user).where(web_user.c.username_digest == digest).values(password_hash=hashed)
     )
-    ending = delete(web_session).where(web_session.c.username_digest == digest)
+    ending = (
+        update(web_session)
+        .where(web_session.c.username_digest == digest, _live_session(tx))
+        .values(last_seen_at=tx.now - SESSION_IDLE)
+    )
     if keep_session is not None:
         ending = ending.where(web_session.c.id_digest != _digest(keep_session))
     ended = tx.conn.execute(ending).rowcount
     throttle.forget_user(tx, user_digest=digest)
     return int(ended)
+
+
+def _live_session(tx: Tx) -> ColumnElement[bool]:
+    """The sessions `get_session` takes as live: not expired, nor idle for SESSION_IDLE (a row
+    of before 0026 with no last_seen_at: its start counts)."""
+    idle_since = tx.now - SESSION_IDLE
+    seen = web_session.c.last_seen_at
+    return and_(
+        web_session.c.expires_at > tx.now,
+        or_(
+            and_(seen.is_not(None), seen > idle_since),
+            and_(seen.is_(None), web_session.c.expires_at > idle_since + SESSION_LIFETIME),
+        ),
+    )
 
 
 def unlock_user(tx: Tx, *, username: str) -> None:
@@ -679,10 +707,12 @@ def _session_username(tx: Tx, digest: bytes, sealed: bytes) -> str:
 
 
 def touch_session(tx: Tx, *, token: str) -> None:
-    """Record that the session's browser was seen now (it was used within SESSION_IDLE)."""
+    """Record that the session's browser was seen now (it was used within SESSION_IDLE). Only
+    a live one: a session ended (set_password) while its request was on its way is not brought
+    back by it (the update's condition is read again on the row as it is once locked)."""
     tx.conn.execute(
         update(web_session)
-        .where(web_session.c.id_digest == _digest(token))
+        .where(web_session.c.id_digest == _digest(token), _live_session(tx))
         .values(last_seen_at=tx.now)
     )
 

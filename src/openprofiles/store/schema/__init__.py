@@ -40,6 +40,7 @@ from openprofiles.store.schema.object_types import object_type
 from openprofiles.store.schema.objects import dlq_message, profile_object, profile_object_key
 from openprofiles.store.schema.web import (
     signin_throttle,
+    web_credential_form,
     web_form_submission,
     web_session,
     web_user,
@@ -74,6 +75,7 @@ __all__ = [
     "stream_checkpoint",
     "stream_checkpoint_by_name",
     "unrouted_contact_record",
+    "web_credential_form",
     "web_form_submission",
     "web_session",
     "web_user",

@@ -93,3 +93,15 @@ web_form_submission = Table(
     ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
     Index("ix_web_form_submission_created", "created_at"),
 )
+
+# The API credential form's one-time tokens (ui.submissions.credential_created_by): the digest of
+# a form's token with the access key id it created, kept a day, so the same form sent again
+# (Reload and resend, Back, a double click) creates no second key. Migration 0045.
+web_credential_form = Table(
+    "web_credential_form",
+    metadata,
+    Column("submission_digest", LargeBinary(32), primary_key=True),
+    Column("access_key_id", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_web_credential_form_created", "created_at"),
+)
