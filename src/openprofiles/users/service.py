@@ -355,9 +355,12 @@ def set_password(
     by someone guessing can sign in with the new password at once.
 
     A live session is ended, not deleted (one ended already is left as it is, and not counted):
-    its row is marked idle for SESSION_IDLE as of now, so `get_session` never takes it again
-    (nor does `touch_session` bring it back, even for a request loaded just before), and it is
-    cleared once it would have expired (`create_session`), as a session ended by idling is. Its
+    its row is marked as last seen a whole SESSION_LIFETIME before it would have gone idle, so
+    `get_session` never takes it again, nor does `touch_session` bring it back, even for a
+    request whose transaction read the clock just before this one, or a server process whose
+    clock is behind (marked idle as of just now, a clock a moment behind saw it live: the UI
+    review found it revived), and it is cleared once it would have expired (`create_session`),
+    as a session ended by idling is. Its
     row still says whose it was (`session_username`): a form the user sends from a page they had
     open is kept for them alone, to review after they sign in with the new password
     (ui.submissions.keep_form), instead of being lost. It used to be deleted, and what the agent
@@ -371,7 +374,7 @@ def set_password(
     ending = (
         update(web_session)
         .where(web_session.c.username_digest == digest, _live_session(tx))
-        .values(last_seen_at=tx.now - SESSION_IDLE)
+        .values(last_seen_at=tx.now - SESSION_LIFETIME - SESSION_IDLE)
     )
     if keep_session is not None:
         ending = ending.where(web_session.c.id_digest != _digest(keep_session))

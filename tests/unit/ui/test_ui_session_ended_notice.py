@@ -10,6 +10,7 @@ signing in (UI review)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -162,3 +163,34 @@ def test_a_session_ended_by_a_new_password_is_not_brought_back_by_its_last_reque
     with services.read() as tx:
         assert users.get_session(tx, token=token) is None
         assert users.session_username(tx, token=token) == "ana"
+
+
+@pytest.mark.parametrize("behind", [timedelta(milliseconds=500), timedelta(minutes=30)])
+def test_nor_by_a_request_whose_clock_reads_earlier(client: TestClient, behind: timedelta) -> None:
+    """A transaction that read the clock before set_password's (made before it, its update run
+    after; or another server process whose clock is a little behind) must not see the ended
+    session as live either."""
+    services = services_of(client)
+    with services.write() as tx:
+        token = users.create_session(tx, username="ana").token
+    with services.write() as tx:
+        ended_at = tx.now
+        users.set_password(tx, username="ana", password=NEW_PASSWORD)
+    with services.write() as tx:
+        tx.now = ended_at - behind
+        assert users.get_session(tx, token=token) is None
+        users.touch_session(tx, token=token)
+    with services.read() as tx:
+        assert users.get_session(tx, token=token) is None
+
+
+def test_signing_out_again_in_a_second_tab_says_nothing_was_lost(client: TestClient) -> None:
+    """Signing out once the session has ended (in another tab) loses nothing: the sign-in page
+    it leads to has no notice of a form not saved."""
+    _profile_id, url, _form = _edit_form(client)
+    csrf = csrf_of(client.get(url).text)
+    assert client.post("/ui/sign-out", data={"csrf_token": csrf}).status_code == 303
+    again = client.post("/ui/sign-out", data={"csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/ui/sign-in")
+    assert NOT_SAVED not in client.get(again.headers["location"]).text
