@@ -177,7 +177,7 @@ def routes(ui: UI) -> list[Route]:
         request.state.session = session  # the page is the new session's
         return ui.render(request, "sign_in.html", kept=kept, back_to=target)
 
-    @ui.page("agent")
+    @ui.page("agent", nothing_to_lose=True)
     async def sign_out(request: Request) -> Response:
         token = ui.session_token(request)
         await ui.write(lambda tx: users.delete_session(tx, token=token))

@@ -453,12 +453,15 @@ class UI:
         return True
 
     def page(
-        self, role: str = "agent", *, keep_form: bool = False
+        self, role: str = "agent", *, keep_form: bool = False, nothing_to_lose: bool = False
     ) -> Callable[[Endpoint], Endpoint]:
         """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
         on POST (the parsed form is then in request.state.form), and service errors shown as
         friendly pages. `keep_form`: a POST whose session has ended is kept for after sign-in
-        (keep_form); the endpoint then gets it back in a POST with submissions.KEPT_FORM_FIELD."""
+        (keep_form); the endpoint then gets it back in a POST with submissions.KEPT_FORM_FIELD.
+        `nothing_to_lose`: a POST whose session has ended only goes to sign in, without the
+        notice that what was sent was not saved (session_ended): signing out, say, after the
+        session had ended anyway loses nothing."""
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def guarded(request: Request) -> Response:
@@ -466,7 +469,7 @@ class UI:
                 if session is None:
                     if keep_form and request.method == "POST":
                         return await self.keep_form(request)
-                    if request.method == "POST":
+                    if request.method == "POST" and not nothing_to_lose:
                         return self.session_ended(request)
                     return RedirectResponse(self.sign_in_url(request), status_code=303)
                 request.state.session = session
