@@ -126,7 +126,7 @@ def test_the_puts_of_one_turn_are_one_batch_and_each_gets_its_own_answer(api: Ap
                 api.put(record("c-1", "+12065550101", "first")),
                 api.put(record("c-2", "+12065550101", "second")),
                 api.put(record("c-3", "+12065550102")),
-                # No profile key: rejected, kept as a dead letter.
+                # No key at all: refused (400) and kept as a dead letter (objects.answers).
                 api.put({"Note": "no keys at all"}),
                 api.put(record("c-4", "+12065550101", "third")),
             )
@@ -149,15 +149,17 @@ def test_the_puts_of_one_turn_are_one_batch_and_each_gets_its_own_answer(api: Ap
         return answers, applied, len(listed["Items"])
 
     answers, applied, listed = run_in_fresh_thread(scenario())
-    assert [status for status, _ in answers] == [200] * 5
-    keys = [body["ProfileObjectUniqueKey"] for _, body in answers]
-    assert len(set(keys)) == 5
+    assert [status for status, _ in answers] == [200, 200, 200, 400, 200]
+    keys = [body["ProfileObjectUniqueKey"] for status, body in answers if status == 200]
+    assert len(set(keys)) == 4
     assert applied == 1
     assert listed == 3
     services = api.app.state.services
     with services.read() as tx:
         letters = list_messages(tx, domain_name=DOMAIN)
-    assert [letter.message_id for letter in letters] == [keys[3]]
+    assert [letter.category for letter in letters] == ["missing_key"]
+    refused = answers[3][1]["Message"]
+    assert refused.endswith(f"kept in the dead-letter queue as {letters[0].message_id}.")
 
 
 def test_an_unknown_object_type_fails_its_own_requests_only(api: Api) -> None:
