@@ -493,23 +493,29 @@ def new_profile_record(
 def update_profile(
     tx: Tx, *, domain_name: str, profile_id: str, changes: dict[str, Any], manual: bool = True
 ) -> ProfileRecord:
-    """Apply UpdateProfile semantics: an omitted member is kept, "" removes the value."""
+    """Apply UpdateProfile semantics (`updated_fields`) to the profile and save it."""
     record = get_locked_profile(tx, domain_name=domain_name, profile_id=profile_id)
-    fields = record.fields
+    record.fields = updated_fields(record.fields, changes)
+    if manual:
+        for name, value in changes.items():
+            if name in PROFILE_FIELDS and value is not None:
+                record.manual_fields.update(_field_paths({name: value}))
+    return save_profile(tx, domain_name=domain_name, record=record)
+
+
+def updated_fields(fields: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A profile's fields after UpdateProfile `changes`, as a new dict: an omitted member is
+    kept, "" removes the value, an address or the attributes change part by part. The agent
+    pages' edit form asks it too, whether a save would leave the profile no field at all."""
+    out = dict(fields)
     for name, value in changes.items():
         if name not in PROFILE_FIELDS or value is None:
             continue
         if name in ADDRESS_FIELDS or name == "Attributes":
-            merged = {**fields.get(name, {}), **value}
-            merged = {k: v for k, v in merged.items() if v != ""}
-            _set_or_clear(fields, name, merged)
-        elif name in WHOLE_VALUE_FIELDS:
-            _set_or_clear(fields, name, value)
-        else:
-            _set_or_clear(fields, name, value)
-        if manual:
-            record.manual_fields.update(_field_paths({name: value}))
-    return save_profile(tx, domain_name=domain_name, record=record)
+            merged = {**out.get(name, {}), **value}
+            value = {k: v for k, v in merged.items() if v != ""}
+        _set_or_clear(out, name, value)
+    return out
 
 
 def save_profile(

@@ -603,21 +603,6 @@ EMPTIED_PROFILE = (
 )
 
 
-def _left_after(fields: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """The fields a profile with `fields` keeps after UpdateProfile `changes` (its semantics:
-    "" removes a value, an address or the attributes are changed part by part)."""
-    left = {k: v for k, v in fields.items() if v not in ("", {}, None)}
-    for name, value in changes.items():
-        if isinstance(value, dict):
-            merged = {**(left.get(name) or {}), **value}
-            value = {k: v for k, v in merged.items() if v != ""}
-        if value in ("", {}, None):
-            left.pop(name, None)
-        else:
-            left[name] = value
-    return left
-
-
 def save_edit(
     tx: Tx, *, domain_name: str, profile_id: str, shown: dict[str, str], values: dict[str, str]
 ) -> tuple[ProfileRecord, dict[str, str]]:
@@ -634,7 +619,7 @@ def save_edit(
     changes, conflicts = update_changes(record.fields, shown, values)
     if conflicts or not changes:
         return record, conflicts
-    if not _left_after(record.fields, changes):
+    if not profiles.updated_fields(record.fields, changes):
         # Checked against the profile as it is now, locked: what someone else saved meanwhile
         # in a field the agent did not touch keeps the profile from being empty.
         return record, {EMPTY_FIELD: EMPTIED_PROFILE}
