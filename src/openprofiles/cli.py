@@ -21,7 +21,9 @@ from openprofiles import logging_setup
 from openprofiles.cli_support import (
     Refused,
     audit_commands,
+    chosen_scope,
     require_installation,
+    scope_options,
     services_open,
     settings_from_options,
     storage_options,
@@ -208,14 +210,7 @@ def credentials_list(data_dir: Path | None, database_url: str | None, as_json: b
 @credentials.command("scope")
 @storage_options
 @click.argument("access_key_id")
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    metavar="NAME",
-    help=f"{_DOMAIN_OPTION_HELP} These replace the domains it had. Give --domain or --all-domains.",
-)
-@click.option("--all-domains", is_flag=True, help="Let the key act on every domain (no scope).")
+@scope_options(_DOMAIN_OPTION_HELP, "Let the key act on every domain (no scope).")
 def credentials_scope(
     data_dir: Path | None,
     database_url: str | None,
@@ -229,16 +224,13 @@ def credentials_scope(
     from openprofiles.auth.scope import shown_scope
     from openprofiles.errors import ServiceError
 
-    if bool(domains) == all_domains:
-        raise click.UsageError("Give --domain (one or more) or --all-domains.")
+    wanted = chosen_scope(domains, all_domains)
     try:
         with (
             services_open(settings_from_options(data_dir, database_url)) as services,
             services.write() as tx,
         ):
-            scope = set_credential_scope(
-                tx, access_key_id=access_key_id, domains=None if all_domains else domains
-            )
+            scope = set_credential_scope(tx, access_key_id=access_key_id, domains=wanted)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(

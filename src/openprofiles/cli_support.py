@@ -51,6 +51,31 @@ def storage_options(command: F) -> F:
     return command
 
 
+def scope_options(domain_help: str, every_domain_help: str) -> Callable[[F], F]:
+    """--domain NAME (repeated) and --all-domains, of the commands that set what a web user or
+    an access key may see (`users scope`, `credentials scope`); `chosen_scope` reads them."""
+
+    def decorate(command: F) -> F:
+        command = click.option("--all-domains", is_flag=True, help=every_domain_help)(command)
+        return click.option(
+            "--domain",
+            "domains",
+            multiple=True,
+            metavar="NAME",
+            help=f"{domain_help} These replace the domains it had. Give --domain or --all-domains.",
+        )(command)
+
+    return decorate
+
+
+def chosen_scope(domains: tuple[str, ...], all_domains: bool) -> tuple[str, ...] | None:
+    """The scope `scope_options` were given: the domains, or None for every domain; exactly one
+    of the two options must be given (a scope command with neither would change nothing)."""
+    if bool(domains) == all_domains:
+        raise click.UsageError("Give --domain (one or more) or --all-domains.")
+    return None if all_domains else domains
+
+
 def storage_options_given(data_dir: Path | None, database_url: str | None) -> str:
     """The storage options a command was given on its command line, as a hint that names a
     command to run next must repeat them (" --data-dir D --database-url U", or ""): without

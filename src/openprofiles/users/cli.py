@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from openprofiles.cli_support import services_open, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    chosen_scope,
+    scope_options,
+    services_open,
+    settings_from_options,
+    storage_options,
+)
 
 if TYPE_CHECKING:
     from openprofiles.context import Tx
@@ -180,14 +186,7 @@ def users_set_role(
 @users.command("scope")
 @storage_options
 @click.argument("username")
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    metavar="NAME",
-    help=f"{_DOMAIN_OPTION_HELP} These replace the domains it had. Give --domain or --all-domains.",
-)
-@click.option("--all-domains", is_flag=True, help="Let the agent see every domain (no scope).")
+@scope_options(_DOMAIN_OPTION_HELP, "Let the agent see every domain (no scope).")
 def users_scope(
     data_dir: Path | None,
     database_url: str | None,
@@ -199,12 +198,9 @@ def users_scope(
     every domain (--all-domains). It applies from the agent's next page; no new sign-in."""
     from openprofiles.users.service import set_scope
 
-    if bool(domains) == all_domains:
-        raise click.UsageError("Give --domain (one or more) or --all-domains.")
+    scope = chosen_scope(domains, all_domains)
     user = _write(
-        data_dir,
-        database_url,
-        lambda tx: set_scope(tx, username=username, domains=None if all_domains else domains),
+        data_dir, database_url, lambda tx: set_scope(tx, username=username, domains=scope)
     )
     click.echo(
         f"{username} may see: {_shown_scope(user.domains)}. It applies from their next page."
