@@ -53,6 +53,10 @@ def normalize_phone(value: str, region: str) -> str:
 
     `+1 (206) 345-7890` and `2063457890` both become `+12063457890`. Numbers libphonenumber
     cannot parse fall back to their digits, so they still match themselves in any format.
+    An extension is dropped, as E.164 has none: libphonenumber parses it apart (`ext. 5`,
+    `x5`, `#5`, `;ext=5`), so `+1 206-555-0100 ext. 5` and `206 555 0100 x5` match and find
+    +12065550100. AWS documents nothing of extensions; a profile is found by the line the
+    customer is reached on, and sources write the extension, or leave it out, as they please.
     The commonest shape (`_NORTH_AMERICAN`) is read without libphonenumber, whose parse costs
     10-25 µs: a third of a full rule pass's digesting (tests/unit/profiles/test_normalize.py
     checks the two agree on every area code in many formats).

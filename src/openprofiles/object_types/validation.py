@@ -160,7 +160,7 @@ def _check_fields(definition: Mapping[str, Any], raw_fields: Mapping[str, Any]) 
     for name, field in fields.items():
         if field.target is None:
             continue
-        _check_target(name, field.target)
+        _check_target(name, field.target, field.source)
         if field.target == SOURCE_LAST_UPDATED_TARGET and timestamp_format is None:
             raise _fail(
                 f"Field {name} targets {SOURCE_LAST_UPDATED_TARGET}, which requires "
@@ -225,8 +225,9 @@ UNMAPPABLE_STRUCTURES: Mapping[tuple[str, str], str] = {
 }
 
 
-def _check_target(name: str, target: str) -> None:
-    """Rule 6: every Target names a real, writable field of a standard object."""
+def _check_target(name: str, target: str, source: str) -> None:
+    """Rule 6: every Target names a real, writable field of a standard object, which the
+    Source can give a value of."""
     if target in FORBIDDEN_TARGETS:
         raise _fail(f"Field {name} targets {target}, a system identifier that cannot be mapped.")
     if target == SOURCE_LAST_UPDATED_TARGET:
@@ -279,6 +280,37 @@ def _check_target(name: str, target: str) -> None:
     parts = members[member]
     if part and (parts is None or part not in parts or (root, member) in LIST_FIELDS):
         raise _fail(f"Field {name} targets {target}, but {root}.{member} has no part {part!r}.")
+    if not part and is_template(source):
+        _check_whole_structure(name, target, parts, is_list=(root, member) in LIST_FIELDS)
+
+
+def _check_whole_structure(
+    name: str, target: str, parts: tuple[str, ...] | None, *, is_list: bool
+) -> None:
+    """A Handlebars Source into a Target that takes a whole structure: refused, as no record
+    could fill it.
+
+    A whole address (`_profile.Address`, `_order.BillingAddress`, ...) is a valid Target: AWS's
+    own Unified Profile for Travellers maps `_source.Address` to `_profile.Address` and reads
+    Address1, State, PostalCode back (spec §1.2), and ingestion copies a JSON object part by
+    part. A template, though, renders text, never a JSON object or array, so every record with
+    a value would go to the dead-letter queue ("takes a JSON object", ingest.mapping). AWS does
+    not document this case; refusing the definition says so once, where it can be fixed."""
+    if is_list:
+        raise _fail(
+            f"Field {name} targets {target}, which takes a JSON array of objects, but its "
+            "Source is a Handlebars template, which gives text. Give a Source path to the "
+            "array instead, such as _source.items."
+        )
+    if parts is None:
+        return
+    example = "City" if "City" in parts else parts[0]
+    raise _fail(
+        f"Field {name} targets {target}, a whole structure of parts, but its Source is a "
+        "Handlebars template, which gives text, not a JSON object. Target a part instead, as in "
+        f"{target}.{example} (the parts: {', '.join(parts)}), or give a Source path to a JSON "
+        "object with those members."
+    )
 
 
 # ---------------------------------------------------------------------------- keys
