@@ -250,11 +250,19 @@ def _header_fields(header: str) -> dict[str, str]:
                 "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'."
             )
         fields[name] = value
-    if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
+    if not fields.keys() >= _HEADER_FIELDS:
         raise InvalidSignature(
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'."
         )
-    return fields
+    # Only these three: the header is not covered by its own signature, so any other part
+    # (a pre-signed URL's `Expires` or `Date`) is the sender's word, not the signer's. Read,
+    # an `Expires=604800` appended to a captured request let it be replayed for seven days
+    # instead of the 15 minutes' skew (`_check_time` took it for a pre-signed URL's lifetime).
+    return {name: fields[name] for name in _HEADER_FIELDS}
+
+
+# The parts of an Authorization header of SigV4 (AWS IAM guide, "Authentication methods").
+_HEADER_FIELDS = frozenset({"Credential", "SignedHeaders", "Signature"})
 
 
 def _presigned_fields(query: list[tuple[str, str]]) -> dict[str, str]:

@@ -172,6 +172,19 @@ def test_malformed_authorization(mutate: Callable[[str], str], expected: str) ->
     assert expected in _raises(InvalidSignature, bad)
 
 
+@pytest.mark.parametrize("extra", ["Expires=604800", "Date=20200101T000000Z, Expires=1"])
+def test_parts_appended_to_the_authorization_header_change_no_check(extra: str) -> None:
+    # The header is not covered by its signature: anyone holding a captured request can append
+    # to it. An `Expires` there once turned the 15 minutes' skew into a pre-signed URL's
+    # lifetime, so a request captured days ago was accepted again.
+    request = _signed(CALLS["get-no-body"])
+    signed = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    replayed = _with_authorization(request, f"{request.headers['Authorization']}, {extra}")
+    message = _raises(InvalidSignature, replayed, now=signed + timedelta(days=2))
+    assert message.startswith(f"Signature expired: {request.headers['X-Amz-Date']} is now earlier")
+    assert _verify(replayed, now=signed + timedelta(seconds=60)) == ACCESS_KEY
+
+
 def test_scope_date_must_match_request_date() -> None:
     request = _signed(CALLS["get-no-body"])
     date = request.headers["X-Amz-Date"][:8]
