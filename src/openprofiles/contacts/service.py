@@ -96,6 +96,7 @@ from openprofiles.contacts.records import (
     screen_pop_search,
 )
 from openprofiles.contacts.routing import Router, State, applied_states, contact_digest
+from openprofiles.contacts.shared_endpoint import keep_shared_endpoint
 from openprofiles.contacts.waiting import waiting_for
 from openprofiles.context import Tx
 from openprofiles.dlq.sinks import dead_letter_in
@@ -136,6 +137,7 @@ from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import (
     contact_awaited,
     contact_record,
+    contact_shared_endpoint,
     instance_moved_from,
     profile,
     profile_key,
@@ -146,6 +148,7 @@ from openprofiles.store.schema import (
 register_domain_table(contact_record)
 register_domain_table(contact_awaited)
 register_domain_table(instance_moved_from)
+register_domain_table(contact_shared_endpoint)
 
 # Kept records replayed in one transaction (`connect_instance`, contacts.sweep `send_kept_on`):
 # an ordinary batch's size, whose advisory locks (one set per contact, on PostgreSQL) fit the
@@ -1374,7 +1377,9 @@ def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None)
 
     BadRequest for an invalid event or an instance associated with no domain; with
     CTR-AutoAssociateOnly and no matching profile, or for a contact without a customer endpoint
-    that nothing links (contacts.links), the contact stays unlinked (reason given).
+    that nothing links (contacts.links), the contact stays unlinked (reason given); so it does
+    when several profiles share the caller's endpoint, which is kept for the screen pop
+    (contacts.shared_endpoint).
     """
     if not isinstance(event, Mapping):
         raise BadRequest("The contact event must be a JSON object.")
@@ -1406,6 +1411,10 @@ def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None)
     try:
         applied = apply_contact_record(tx, target, record, partial=True)
     except IngestRejected as exc:
+        if exc.category == "ambiguous":
+            # Still linked to none (spec §3.2), but the agent's screen pop shows the profiles
+            # that share the caller's number or address (contacts.shared_endpoint).
+            keep_shared_endpoint(tx, target.domain_name, record)
         said = exc.reason if ignored is None else f"{exc.reason} {ignored}"
         return ContactLink(record.contact_id, target.domain_name, None, False, said)
     _wake_for(tx, target.domain_name, record, applied)

@@ -8,6 +8,8 @@
   of a stream's connector, for the records it held while their domain could not take them.
 * `send_waiting_on` sends on the records waiting for a contact they continue (contacts.links,
   contacts.waiting) whose contact came without sending them on, or that waited `WAIT_SECONDS`.
+* `purge_shared_endpoints` deletes the endpoints of start events several profiles shared
+  (contacts.shared_endpoint) once the contact's live period, that same `WAIT_SECONDS`, is over.
 
 Each chunk goes through the intake again (contacts.service `replay`), which takes its records
 out of the store before it sends them on: several drivers at once never send a record twice.
@@ -30,6 +32,7 @@ from openprofiles.contacts.models import BatchOutcome
 from openprofiles.contacts.moves import follow_strays
 from openprofiles.contacts.routing import Router
 from openprofiles.contacts.service import REPLAY_CHUNK, add_outcome, replay
+from openprofiles.contacts.shared_endpoint import any_stale, purge_stale
 from openprofiles.context import Services, Tx
 from openprofiles.errors import ServiceError
 from openprofiles.integrations.service import lock_instances
@@ -154,14 +157,39 @@ def send_kept_on(
 
     Without `instance_arns` (the sweep, `openprofiles instances send-kept`, a stream's
     connector) it then sends on the records waiting for a contact they continue whose contact
-    came, or that waited long enough (`send_waiting_on`)."""
+    came, or that waited long enough (`send_waiting_on`), and purges the shared endpoints kept
+    past their contact's live period (`purge_shared_endpoints`)."""
     total = BatchOutcome()
     if sent is not None:
         add_outcome(total, sent)
     _send_held_on(services, instance_arns, limit, total)
     if instance_arns is None:
         send_waiting_on(services, limit=limit, total=total)
+        purge_shared_endpoints(services)
     return total
+
+
+def purge_shared_endpoints(services: Services, *, now: datetime | None = None) -> int:
+    """Delete the callers' endpoints kept for the screen pop of contacts several profiles
+    matched (contacts.shared_endpoint) once their live period is over (before `now`, when
+    given); how many went. One that fails is logged (never the values) and left to the next
+    sweep."""
+
+    def purge() -> int:
+        with services.write() as tx:
+            return purge_stale(tx, now=now)
+
+    try:
+        with services.read() as tx:
+            if not any_stale(tx, now=now):
+                return 0
+        return retrying(purge)
+    except ServiceError as exc:
+        logger.warning(
+            "Shared caller endpoints could not be purged (%s); they are tried again later.",
+            type(exc).__name__,
+        )
+        return 0
 
 
 def _send_held_on(
@@ -294,8 +322,9 @@ def _waiting_to_send(tx: Tx, limit: int, now: datetime) -> list[str]:
 def kept_records_task(services: Services) -> PeriodicTask:
     """The server's background sweep (every `KEPT_SWEEP_SECONDS`): sends on the kept records of
     instances a domain can take now, those an association could not send on before its process
-    stopped among them, and the records waiting for a contact they continue whose contact came
-    or that waited long enough (`send_waiting_on`). Several server processes may run it at
+    stopped among them, the records waiting for a contact they continue whose contact came
+    or that waited long enough (`send_waiting_on`), and the shared endpoints past their live
+    period (`purge_shared_endpoints`). Several server processes may run it at
     once: `send_kept_on` is safe so."""
     return PeriodicTask(
         "send kept contact records on", lambda: send_kept_on(services), KEPT_SWEEP_SECONDS

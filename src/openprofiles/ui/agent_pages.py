@@ -48,6 +48,7 @@ from openprofiles.contacts.links import lock_linked_contacts
 from openprofiles.contacts.records import SEARCH_KEY_NAME
 from openprofiles.contacts.routing import applied_states, contact_digest
 from openprofiles.contacts.service import contact_screen_pop_search
+from openprofiles.contacts.shared_endpoint import shared_endpoint
 from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound, ServiceError
@@ -446,13 +447,21 @@ def name_of(fields: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class PopSearch:
     """A screen pop's search of a domain by the contact's `profileSearchKey` and
-    `profileSearchValue` attributes (contacts.records.screen_pop_search); `more`: more
-    profiles match than the screen pop shows."""
+    `profileSearchValue` attributes (contacts.records.screen_pop_search), or (`shared`) by the
+    caller's phone number or email address that several profiles share, which is why the
+    start event linked the contact to none (contacts.shared_endpoint); `more`: more profiles
+    match than the screen pop shows."""
 
     domain_name: str
     key_name: str
     text: str
     more: bool
+    shared: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        """What a `shared` search searched by, in words (never its value)."""
+        return "email address" if self.key_name == "_email" else "phone number"
 
     def request(self) -> SearchRequest:
         return searched_as(self.key_name, self.text)
@@ -1161,17 +1170,27 @@ def routes(ui: UI) -> list[Route]:
                     asked = contact_screen_pop_search(
                         tx, domain_name=domain_name, contact_id=contact_id
                     )
+                    shared = False
+                    if asked is None:
+                        page = linked_profiles(
+                            tx, domain_name=domain_name, contact_id=contact_id, limit=5
+                        )
+                        # Linked to none as several profiles share the caller's number or
+                        # address: those are the candidates (a link since supersedes it).
+                        if not page:
+                            asked = shared_endpoint(
+                                tx, domain_name=domain_name, contact_id=contact_id
+                            )
+                            shared = asked is not None
                     if asked is not None:
                         key_name, text = asked
                         hits, cursor = search_by_key(
                             tx, domain_name=domain_name, key_name=key_name, text=text
                         )
-                        searches.append(PopSearch(domain_name, key_name, text, cursor is not None))
-                        page = [rec for rec, _ in hits]
-                    else:
-                        page = linked_profiles(
-                            tx, domain_name=domain_name, contact_id=contact_id, limit=5
+                        searches.append(
+                            PopSearch(domain_name, key_name, text, cursor is not None, shared)
                         )
+                        page = [rec for rec, _ in hits]
                     known = known or bool(page) or contact_seen(tx, domain_name, contact_id)
                 except NotFound:
                     continue
@@ -1209,7 +1228,10 @@ def routes(ui: UI) -> list[Route]:
             # Searched as the contact's attributes asked: the key names (never the value) say
             # why these profiles; the whole search and the creation form open with the value
             # sealed in their addresses, and the search box (posted) shows it to change.
-            search_keys=" or ".join(sorted({s.key_name for s in searches})),
+            search_keys=" or ".join(sorted({s.key_name for s in searches if not s.shared})),
+            # The caller's number or address matched several profiles: the start event linked
+            # the contact to none (contacts.shared_endpoint). What it was, never its value.
+            shared_endpoints=" or ".join(sorted({s.endpoint for s in searches if s.shared})),
             more_urls=[
                 (
                     s.domain_name,
@@ -1218,9 +1240,11 @@ def routes(ui: UI) -> list[Route]:
                 for s in searches
                 if s.more
             ],
+            # Under the candidates too when the caller's endpoint is shared: a new customer
+            # may call from a family's number.
             prefill=(
                 searches[0].prefill(ui, contact_id, user=searcher(request))
-                if len(searches) == 1 and not found
+                if len(searches) == 1 and (not found or searches[0].shared)
                 else None
             ),
         )

@@ -28,6 +28,7 @@ from openprofiles.store.schema.identity import (
 from openprofiles.store.schema.integrations import (
     contact_awaited,
     contact_record,
+    contact_shared_endpoint,
     flow_item,
     flow_run,
     instance_moved_from,
@@ -49,6 +50,7 @@ from openprofiles.store.schema.web import (
 __all__ = [
     "contact_awaited",
     "contact_record",
+    "contact_shared_endpoint",
     "credential",
     "dlq_message",
     "domain",

@@ -148,6 +148,25 @@ contact_awaited = Table(
     Index("ix_contact_awaited_message", "message_id"),
 )
 
+# The caller's endpoint (phone number or email address) of a contact-start event rejected
+# because several profiles share it (contacts.shared_endpoint), sealed under the domain's key,
+# for the agent's screen pop to show those profiles during the contact's live period. Found by
+# the contact's blind-index digest; `endpoint_digest` is the endpoint's under `key_name`, as
+# profile_key holds it, so that DeleteProfile of a profile holding it takes it too.
+contact_shared_endpoint = Table(
+    "contact_shared_endpoint",
+    metadata,
+    Column("domain_name", String(64), primary_key=True),
+    Column("contact_digest", LargeBinary(16), primary_key=True),
+    Column("key_name", String(255), nullable=False),
+    Column("endpoint_digest", LargeBinary(16), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("kept_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["domain_name"], ["domain.name"], ondelete="CASCADE"),
+    # The sweep purges those past the live period by it.
+    Index("ix_contact_shared_endpoint_kept", "kept_at"),
+)
+
 # The domains a contact-centre instance was moved away from (contacts.service
 # connect_instance): an update of a contact applied there before the move goes there, where
 # its profile is, not to the new domain as a new contact. Gone when the instance comes back.
