@@ -219,7 +219,15 @@ def _existing_keys(tx: Tx, domain_name: str, *, excluding: str) -> ExistingKeys:
 
 
 def max_available_profile_object_count(tx: Tx, *, domain_name: str, name: str) -> int:
-    """[INF] spec §1.9: the per-profile quota minus the limits of the domain's other types."""
+    """[INF] spec §1.9: the per-profile quota minus the limits of the domain's other types.
+
+    PutProfileObjectType accepts a MaxProfileObjectCount above this number, on purpose. AWS
+    documents no such refusal (the API reference gives MaxProfileObjectCount only a minimum of
+    1; the admin guide's data limits call the per-profile 1,000 a default, so an account's
+    quota can be higher), and this number is our inference, so a refusal could break a
+    definition AWS takes (a Terraform or CloudFormation apply) and would make the order of two
+    puts matter. A limit above it is still coherent: eviction (spec §1.9) compares each type's
+    count with its own limit, whatever the limits of all types add up to."""
     others = sum(
         t.max_profile_object_count or 0 for t in _domain_types(tx, domain_name) if t.name != name
     )
