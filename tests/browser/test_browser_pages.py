@@ -292,9 +292,9 @@ def test_customer_data_is_escaped(
     page.goto(f"{live_server.url}/agent/domains/{agent_domain}")
     page.get_by_label("Search customers").fill(hostile)
     page.get_by_role("button", name="Search").click()
-    expect(
-        page.get_by_role("heading", name=re.compile("result|No customer found"))
-    ).to_contain_text(hostile)
+    expect(page.get_by_role("heading", name=re.compile("result|No profile found"))).to_contain_text(
+        hostile
+    )
     assert dialogs == []
 
 
@@ -333,7 +333,7 @@ def test_searched_email_stays_out_of_addresses_and_history(
 
     page.get_by_label("Search customers").fill(missing_email)
     page.get_by_role("button", name="Search").click()
-    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("No profile found"))).to_be_visible()
     assert not _shows(page.url, missing_email), page.url
     page.get_by_role("link", name="create a profile").click()
     expect(page.get_by_label("Email address", exact=True)).to_have_value(missing_email)
@@ -341,11 +341,11 @@ def test_searched_email_stays_out_of_addresses_and_history(
 
     # Back and forward show the results again, without resending a form.
     page.go_back()
-    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("No profile found"))).to_be_visible()
     page.go_back()
     expect(page.get_by_role("link", name="Ines Moreau")).to_be_visible()
     page.go_forward()
-    expect(page.get_by_role("heading", name=re.compile("No customer found"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("No profile found"))).to_be_visible()
 
     history = page.context.new_cdp_session(page).send("Page.getNavigationHistory")
     entries = history["entries"]

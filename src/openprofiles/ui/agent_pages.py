@@ -90,6 +90,8 @@ INVALID_SEARCH = (
     "This search address is not valid: it was changed, is for another domain or another user, "
     "or is more than a day old. Search again."
 )
+# A search sent with nothing typed: said, not a silent return to the empty page.
+EMPTY_SEARCH = "Type a value to search for."
 # The cursors of the pages before a page: profile ids, 32 hex digits each, one after another.
 CURSORS = re.compile(r"(?:[0-9a-f]{32})*")
 CURSOR_LENGTH = 32
@@ -587,10 +589,19 @@ def routes(ui: UI) -> list[Route]:
         )
 
     def submit(
-        request: Request, name: str, wanted: SearchRequest, contact_id: str | None
+        request: Request,
+        name: str,
+        wanted: SearchRequest,
+        contact_id: str | None,
+        *,
+        typed: bool = True,
     ) -> Response:
-        """A search as typed: its results are at an address that carries it sealed."""
+        """A search as typed: its results are at an address that carries it sealed. Nothing
+        typed is refused with EMPTY_SEARCH; an old address's empty `?q=` (`typed` False) is
+        only the empty search page."""
         user = searcher(request)
+        if not wanted.text and typed:
+            return render_search(request, name, wanted, error=EMPTY_SEARCH, contact_id=contact_id)
         if not wanted.text:
             return RedirectResponse(search_url(ui, name, None, contact_id, user=user), 303)
         if error := wanted.problem():
@@ -653,7 +664,7 @@ def routes(ui: UI) -> list[Route]:
             # line, which it is already in. Sent on, it is in this one request only, not in
             # the address the results are at (nor their pages, links or the history's entry).
             # Signed out, sign-in leads straight to the sealed one (legacy_search_return).
-            return submit(request, name, legacy_search(params), contact_id)
+            return submit(request, name, legacy_search(params), contact_id, typed=False)
         if "s" not in params:
             return render_search(request, name, SearchRequest(), contact_id=contact_id)
         try:

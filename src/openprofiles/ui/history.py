@@ -9,8 +9,9 @@ stable stand-in for the customer's key value), and the cursor of the next page w
 Contact records are the objects of the domain's contact-record types (CTR, and those of its
 instance integrations; spec §3.2: contact history is ListProfileObjects of CTR). Their tab is
 the contact-history query of contacts.history, newest contact first (by when the contact
-started, not when its record was stored); each row shows channel, start, duration, agent, queue
-and disconnect reason. Other objects are listed newest write first.
+started, not when its record was stored); each row shows channel, start, duration, agent, queue,
+disconnect reason and contact id (an agent names the contact to a supervisor by it). Other objects
+are listed newest write first.
 
 Times (a contact's start, when a record was written) are ShownTime values: the page writes them
 in UTC inside `<time datetime="...">`, which static/local-time.js rewrites to the browser's own
@@ -68,7 +69,7 @@ def shown_time(value: datetime | None, *, seconds: bool = False) -> ShownTime | 
 class ObjectRow:
     unique_key: str
     updated_at: datetime | None
-    # For contacts: channel, start, duration, agent, queue, disconnect reason.
+    # For contacts: channel, start, duration, agent, queue, disconnect reason, contact id.
     columns: list[str | ShownTime] = field(default_factory=list)
 
     @property
@@ -87,7 +88,15 @@ class ObjectsView:
     next_after: dict[str, Any] | None
 
 
-CONTACT_HEADINGS = ["Channel", "Start", "Duration", "Agent", "Queue", "Disconnect reason"]
+CONTACT_HEADINGS = [
+    "Channel",
+    "Start",
+    "Duration",
+    "Agent",
+    "Queue",
+    "Disconnect reason",
+    "Contact ID",
+]
 
 
 def load(
@@ -212,6 +221,7 @@ def contact_columns(contact: ContactSummary) -> list[str | ShownTime]:
         _text(contact.agent),
         _text(contact.queue),
         _text(contact.disconnect_reason),
+        contact.contact_id,
     ]
 
 

@@ -326,8 +326,10 @@ def _unescape(text: str) -> str:
 
 def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
     """The attributes of the form's text area (format_attributes); ({}, what is wrong) when
-    a line cannot be read."""
+    a line cannot be read, or a name is written twice (keeping the last would silently drop
+    the other value, which the agent may have meant)."""
     attributes: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -337,7 +339,13 @@ def parse_attributes(text: str) -> tuple[dict[str, str], str | None]:
             return {}, f"Line {number}: write each attribute as name = value."
         if len(name) > MAX_LENGTH or len(value) > MAX_LENGTH:
             return {}, f"Line {number}: names and values are at most {MAX_LENGTH} characters."
+        if name in attributes:
+            return {}, (
+                f"Line {number}: the attribute “{_escape(name, name=True)}” is already on line "
+                f"{lines[name]}; keep one of the two lines."
+            )
         attributes[name] = value
+        lines[name] = number
     if len(attributes) > MAX_ATTRIBUTES:
         return {}, f"A profile holds at most {MAX_ATTRIBUTES} attributes here."
     return attributes, None

@@ -46,7 +46,7 @@ def add_profiles(client: TestClient, count: int, **fields: object) -> list[str]:
 
 
 def heading(html: str) -> str:
-    match = re.search(r'<h2 id="results-heading">(.*?)<span', html, re.S)
+    match = re.search(r'<h2 id="results-heading"[^>]*>(.*?)<span', html, re.S)
     assert match, "no results heading"
     return " ".join(match.group(1).split())
 
@@ -165,7 +165,7 @@ def test_a_search_of_255_characters_in_any_script_is_searched(
     assert search_value(html) == text
     # With the longest custom key name too.
     status, html = search_answer(agent, text, key="custom", custom_key="_account" + "k" * 56)
-    assert status == 200 and "No customer found" in html
+    assert status == 200 and "No profile found" in html
 
 
 @pytest.mark.parametrize("text", [ARABIC * 256, EMOJI * 256, "x" * 256])
@@ -228,11 +228,11 @@ def test_the_search_says_a_name_is_searched_whole_with_its_middle_name(
     assert status == 200 and profile_ids(html) == [ana]
     for partial in ("Ana Perez", "Sofia", "Ana"):
         status, html = search_answer(agent, partial)
-        assert status == 200 and "No customer found" in html
+        assert status == 200 and "No profile found" in html
         assert "with the customer’s middle name, if they have one" in html
     # Not said of a search that was not by name.
     status, html = search_answer(agent, "nobody@example.com")
-    assert "No customer found" in html and "customer’s middle name" not in html
+    assert "No profile found" in html and "customer’s middle name" not in html
 
 
 # ------------------------------------------------- 4. customers' values isolated (bidi)

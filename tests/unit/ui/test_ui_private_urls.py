@@ -203,7 +203,7 @@ def test_no_result_offers_a_prefilled_creation_without_the_value_in_its_address(
 ) -> None:
     email = "kofi.mensah@example.com"
     found = agent.get(post_search(agent, "acme", email))
-    assert "No customer found" in found.text
+    assert "No profile found" in found.text
     # Not found says every key it tried, not only the last.
     nobody = agent.get(post_search(agent, "acme", "Nobody Atall"))
     assert "by _fullName or _account" in nobody.text
@@ -263,12 +263,12 @@ def test_a_search_form_error_is_shown_without_redirect(agent: TestClient) -> Non
     )
     assert response.status_code == 400
     assert "at most 255 characters" in response.text
-    # An empty search is the empty search page.
+    # An empty search says so (test_ui_agent_page_polish).
     response = agent.post(
         "/agent/domains/acme", data={"csrf_token": csrf_of(page.text), "q": " ", "key": "auto"}
     )
-    assert response.status_code == 303
-    assert response.headers["location"] == "/agent/domains/acme"
+    assert response.status_code == 400
+    assert "Type a value to search for." in response.text
 
 
 # A search of 255 characters in any script is sealed (in several tokens if need be), not refused
