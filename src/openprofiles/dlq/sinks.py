@@ -68,6 +68,7 @@ from openprofiles.dlq.models import DeadLetter
 from openprofiles.dlq.queue_urls import queue_target
 from openprofiles.domains.service import get_domain
 from openprofiles.errors import ServiceError
+from openprofiles.log_limits import RepeatedLines
 from openprofiles.metrics.events import count_queue_sends
 from openprofiles.settings import Settings
 
@@ -780,19 +781,55 @@ class _SqsOutbox:
                     tx, domain_name=domain_name, message_ids=ids, claim=claim
                 )
             }
-        return settle(
-            self._services,
-            deliver(
-                self._services.settings,
-                [
-                    (letter, queue_url)
-                    for letter, queue_url in self.letters
-                    if (letter.domain_name, letter.message_id) in claimed
-                ],
-                deadline=deadline,
-            ),
-            marked=claim,
+        delivery = deliver(
+            self._services.settings,
+            [
+                (letter, queue_url)
+                for letter, queue_url in self.letters
+                if (letter.domain_name, letter.message_id) in claimed
+            ],
+            deadline=deadline,
         )
+        _log_failed_sends(delivery)
+        return settle(self._services, delivery, marked=claim)
+
+
+def _log_failed_sends(delivery: Delivery) -> None:
+    """Say in the operator's log, when it happens, that dead letters could not be sent to their
+    domain's queue: else only `dlq list` and the resend task's count minutes later told. Once
+    per domain in SEND_FAILURE_LOG_WINDOW_SECONDS (a queue that refuses, or an endpoint that is
+    down, meets every batch; the reasons differ in their times). A reason is SQS's answer or
+    the endpoint's failure (queue URL, error code and message), never a record's content."""
+    for domain_name, by_why in delivery.failed.items():
+        if not by_why:
+            continue
+        left_out = _failed_send_lines.admit(domain_name)
+        if left_out is None:
+            continue
+        logger.warning(
+            "Domain %s: %d dead letters could not be sent to its SQS queue: %s. They are kept, "
+            "and sent again by the resend task (openprofiles dlq list --domain %s).%s",
+            domain_name,
+            sum(len(ids) for ids in by_why.values()),
+            next(iter(by_why)).rstrip("."),
+            domain_name,
+            _failed_send_lines.left_out_note(left_out, "batches of dead letters"),
+        )
+
+
+def _report_failed_sends_left_out(domain_name: str, left_out: int) -> None:
+    logger.warning(
+        "Domain %s: dead letters could not be sent to its SQS queue.%s",
+        domain_name,
+        _failed_send_lines.left_out_note(left_out, "batches of dead letters"),
+    )
+
+
+# A failed send is logged at most once per domain in this many seconds.
+SEND_FAILURE_LOG_WINDOW_SECONDS = 60.0
+_failed_send_lines: RepeatedLines[str] = RepeatedLines(
+    SEND_FAILURE_LOG_WINDOW_SECONDS, report=_report_failed_sends_left_out
+)
 
 
 def _send_after_commit(tx: Tx, letter: DeadLetter, queue_url: str) -> None:

@@ -234,3 +234,34 @@ def test_letters_go_in_batches_within_the_caps_of_sqs(
     for letter in letters:
         kept = stored(moto_services, letter.message_id)
         assert kept is not None and kept.sink_error is None
+
+
+def test_a_send_that_fails_is_logged_when_it_happens(
+    unreachable_services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, nothing was logged: only `dlq list` and the resend task's count minutes later
+    # said that the queue did not get the domain's dead letters.
+    from openprofiles.dlq import sinks
+
+    # A fresh window: an earlier test's failure may have been logged for the same domain.
+    lines_limiter = getattr(sinks, "_failed_send_lines", None)
+    if lines_limiter is not None:
+        lines_limiter.clear()
+    services = unreachable_services
+    url = f"{services.settings.sqs_endpoint_url}/123456789012/dlq"
+    with services.write() as tx:
+        update_domain(tx, domain_name=DOMAIN, changes={"DeadLetterQueueUrl": url})
+    secret_id = f"customer-{uuid.uuid4().hex}"
+    with caplog.at_level("WARNING", logger="openprofiles.dlq.sinks"):
+        with services.write() as tx:
+            reject(tx, secret_id)
+            reject(tx, f"{secret_id}-2")
+        # The same failure again within the window: counted, not logged twice.
+        reject(services, f"{secret_id}-3")
+    lines = [r.getMessage() for r in caplog.records if "could not be sent" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"Domain {DOMAIN}: 2 dead letters could not be sent" in lines[0]
+    assert "could not be reached" in lines[0]
+    assert "dlq list --domain" in lines[0]
+    # The records' content is never in the log.
+    assert all(secret_id not in r.getMessage() for r in caplog.records)
