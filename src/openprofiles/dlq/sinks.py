@@ -53,7 +53,7 @@ import logging
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -535,6 +535,10 @@ class Delivery:
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
     left: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # Why sends failed, by domain, in words fit for the operator's log (`_log_failed_sends`):
+    # the endpoint or the queue's error code, never the error's own text, which may quote
+    # what was sent (SinkError).
+    failed_as_logged: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
 def deliver(
@@ -597,7 +601,7 @@ class _ToQueue:
             return
         down = self._down()
         if down is not None:
-            self._failed(batch, down)
+            self._failed(batch, down, self._unreachable_words())
             return
         omitted = {
             index: why
@@ -609,7 +613,7 @@ class _ToQueue:
         except SinkError as exc:
             if exc.unreachable:
                 self._not_answering(exc)
-                self._failed(batch, exc.message)
+                self._failed(batch, exc.message, self._unreachable_words())
                 return
             _ENDPOINTS.answered(self._sink.endpoint)
             if len(batch) > 1 and not exc.queue_wide:
@@ -636,7 +640,7 @@ class _ToQueue:
                 # the note goes instead. If the queue refuses that too, the letter was not sent.
                 self._send([letter], f"the queue refused the message with it ({error.message})")
             else:
-                self._failed([letter], error.message)
+                self._failed([letter], error.message, _refusal_words(error))
 
     def _too_large(self, letter: DeadLetter, error: SinkError) -> bool:
         """Whether a letter the queue refused is over its size: its MaximumMessageSize, or,
@@ -677,9 +681,18 @@ class _ToQueue:
         if self._run is not None:
             self._run[self._sink.endpoint] = detail
 
-    def _failed(self, letters: Sequence[DeadLetter], why: str) -> None:
+    def _unreachable_words(self) -> str:
+        return f"its endpoint {self._sink.endpoint} did not answer"
+
+    def _failed(self, letters: Sequence[DeadLetter], why: str, as_logged: str) -> None:
         for letter in letters:
             self._delivery.failed[letter.domain_name][why].append(letter.message_id)
+            self._delivery.failed_as_logged[letter.domain_name][as_logged] += 1
+
+
+def _refusal_words(error: SinkError) -> str:
+    """A refusal as the operator's log says it: the queue's error code, not its text."""
+    return f"SQS refused them ({error.code})" if error.code else "SQS could not be called"
 
 
 def settle(
@@ -798,10 +811,10 @@ def _log_failed_sends(delivery: Delivery) -> None:
     """Say in the operator's log, when it happens, that dead letters could not be sent to their
     domain's queue: else only `dlq list` and the resend task's count minutes later told. Once
     per domain in SEND_FAILURE_LOG_WINDOW_SECONDS (a queue that refuses, or an endpoint that is
-    down, meets every batch; the reasons differ in their times). A reason is SQS's answer or
-    the endpoint's failure (queue URL, error code and message), never a record's content."""
-    for domain_name, by_why in delivery.failed.items():
-        if not by_why:
+    down, meets every batch). It says the endpoint or SQS's error code (`failed_as_logged`),
+    never an error's text: SQS's message may quote what was sent (a record's value)."""
+    for domain_name, reasons in delivery.failed_as_logged.items():
+        if not reasons:
             continue
         left_out = _failed_send_lines.admit(domain_name)
         if left_out is None:
@@ -810,8 +823,8 @@ def _log_failed_sends(delivery: Delivery) -> None:
             "Domain %s: %d dead letters could not be sent to its SQS queue: %s. They are kept, "
             "and sent again by the resend task (openprofiles dlq list --domain %s).%s",
             domain_name,
-            sum(len(ids) for ids in by_why.values()),
-            next(iter(by_why)).rstrip("."),
+            sum(reasons.values()),
+            "; ".join(reasons),
             domain_name,
             _failed_send_lines.left_out_note(left_out, "batches of dead letters"),
         )

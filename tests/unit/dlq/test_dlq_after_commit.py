@@ -261,7 +261,69 @@ def test_a_send_that_fails_is_logged_when_it_happens(
     lines = [r.getMessage() for r in caplog.records if "could not be sent" in r.getMessage()]
     assert len(lines) == 1, lines
     assert f"Domain {DOMAIN}: 2 dead letters could not be sent" in lines[0]
-    assert "could not be reached" in lines[0]
+    assert "did not answer" in lines[0]
     assert "dlq list --domain" in lines[0]
     # The records' content is never in the log.
     assert all(secret_id not in r.getMessage() for r in caplog.records)
+
+
+class _Raw:
+    """The body of an answer made up by a botocore hook (AWSResponse reads it by `stream`)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def test_the_log_line_of_a_refused_send_says_its_code_never_its_text(
+    moto_services: Services, moto_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SQS's (or a compatible endpoint's) message for a refused entry is text this server does
+    # not control, and may quote what was sent: the log line says the error code only.
+    from botocore.awsrequest import AWSResponse
+
+    from openprofiles.dlq import sinks
+
+    lines_limiter = getattr(sinks, "_failed_send_lines", None)
+    if lines_limiter is not None:
+        lines_limiter.clear()
+    services = moto_services
+    new_queue(services, moto_url)
+    email = f"ann.{uuid.uuid4().hex[:8]}@example.org"
+
+    def refuse(request: Any) -> AWSResponse:
+        entries = json.loads(request.body)["Entries"]
+        failed = [
+            {
+                "Id": entry["Id"],
+                "SenderFault": True,
+                "Code": "InvalidParameterValue",
+                "Message": f"Value {email} for parameter MessageAttribute.Message is invalid.",
+            }
+            for entry in entries
+        ]
+        body = json.dumps({"Successful": [], "Failed": failed}).encode()
+        return AWSResponse(
+            request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _Raw(body)
+        )
+
+    client = sqs_client(services.settings)
+
+    def hook(request: Any, **_: Any) -> AWSResponse:
+        return refuse(request)
+
+    client.meta.events.register("before-send.sqs.SendMessageBatch", hook)
+    try:
+        with caplog.at_level("WARNING", logger="openprofiles.dlq.sinks"):
+            letter = reject(services, "r1")
+    finally:
+        client.meta.events.unregister("before-send.sqs.SendMessageBatch", hook)
+    kept = stored(services, letter.message_id)
+    # The refusal was met (and its text kept, sealed, with the record)...
+    assert kept is not None and email in (kept.sink_error or "")
+    lines = [r.getMessage() for r in caplog.records if "could not be sent" in r.getMessage()]
+    assert lines and "SQS refused them (InvalidParameterValue)" in lines[0], lines
+    # ...but not logged.
+    assert all(email not in r.getMessage() for r in caplog.records)
