@@ -54,7 +54,7 @@ from openprofiles.profiles import handlers as profile_handlers
 from openprofiles.settings import Settings
 from openprofiles.store.conflicts import retrying
 from openprofiles.store.database import Database
-from openprofiles.store.migrate import upgrade_to_head
+from openprofiles.store.migrate import before_migrating, upgrade_to_head
 from openprofiles.store.schema import credential, domain, web_user
 from openprofiles.tags import handlers as tag_handlers
 from openprofiles.ui import ui_routes
@@ -102,7 +102,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Open the database (bringing its schema up to date) and the key manager."""
     database = Database.from_settings(settings)
     try:
-        # Before migrating: a migration may unwrap the domains' keys (store.migrate).
+        # Before migrating: a migration may unwrap the domains' keys (store.migrate). These
+        # checks read in `before_migrating` transactions: another process's upgrade under way
+        # and they wait for each other in turn, where they used to deadlock.
         _check_keyring_belongs(settings, database)
     except KeyringError:
         database.dispose()
@@ -141,7 +143,7 @@ def _check_keyring_belongs(settings: Settings, database: Database) -> None:
     database copied or restored without it."""
     if settings.keyring_path.exists():
         return
-    with database.read() as conn:
+    with before_migrating(database) as conn:
         # A database not migrated yet may not have the tables: then it holds nothing sealed.
         sealed = any(
             inspect(conn).has_table(table.name)
@@ -168,7 +170,7 @@ def _check_keyring_opens(
     system cipher (derived from the default local key), and every local key a domain's data
     key is wrapped under is in the keyring, with the version (and that version's material, by
     its fingerprint) the wrapped data key was made with."""
-    with database.read() as conn:
+    with before_migrating(database) as conn:
         tables = inspect(conn)
         secret = (
             conn.execute(
@@ -258,7 +260,7 @@ def _check_keyring_opens(
         # rotated), or a missing version, is first of all a keyring to put back, and a
         # copy-pasteable irreversible command would invite the mistake. The drop itself still
         # takes --key-lost there, saying the same first (docs/operations.md).
-        with database.read() as conn:
+        with before_migrating(database) as conn:
             unproven = keyring_problem(conn, keys)
             older = keyring_behind(conn, keyring)
         if unproven is None and older is not None:

@@ -17,6 +17,18 @@ transaction. The next process waits, then finds the schema already at its revisi
 `migrating` is that same lock and transaction for a change made outside Alembic on a database
 that may not be upgraded yet (domains.unreadable drops a domain whose key is gone, so that the
 upgrade can go on): it runs alone too, and commits whole or not at all.
+
+`before_migrating` is the read transaction of what a process reads before its upgrade (the
+keyring checks of app.build_services). Reading several tables in one transaction, it keeps a
+lock on each until it ends, while another process's upgrade, holding the tables it has ALTERed
+already, waits to ALTER one of them: on PostgreSQL each then waited for the other ("deadlock
+detected", and one of the processes did not start). So on PostgreSQL that transaction holds the
+migration lock shared: it waits for an upgrade under way to end before it reads anything, and an
+upgrade waits for the reads to end before it ALTERs anything (readers share the lock with each
+other). Rather than a transaction per statement: the lock covers every read made there, those of
+helpers handed the connection (domains.unreadable's) included, however many statements they
+run, and no upgrade commits between two of them, so what they compare is of one schema and one
+moment. On SQLite a reader blocks no writer (WAL) and never waits for one: a plain read.
 """
 
 from __future__ import annotations
@@ -76,7 +88,7 @@ def migrating(database: Database) -> Iterator[Connection]:
             yield conn
         return
     with database.engine.connect() as conn:
-        key = lock_id(("migrate", conn.execute(text("SELECT current_schema()")).scalar() or ""))
+        key = _lock_key(conn)
         # A session lock, taken and kept outside the migration's transaction: it is held until
         # that transaction has committed (or rolled back) and is released below, or when the
         # connection closes if the release cannot be sent.
@@ -92,6 +104,29 @@ def migrating(database: Database) -> Iterator[Connection]:
                 yield conn
         finally:
             _unlock(conn, key)
+
+
+@contextmanager
+def before_migrating(database: Database) -> Iterator[Connection]:
+    """A read transaction for what a process reads before its upgrade, which waits for another
+    process's upgrade under way and makes one wait for it, never both (the module docstring)."""
+    with database.read() as conn:
+        if not database.is_sqlite:
+            # As long as the upgrade takes, as the upgrade waits for the lock (`migrating`);
+            # then the session's own lock_timeout again for the reads (DEFAULT: its value as
+            # the session started, before any SET).
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _lock_key(conn)}
+            )
+            conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+        yield conn
+
+
+def _lock_key(conn: Connection) -> int:
+    """The migration lock of the connection's schema: the migrations create their tables in
+    the current schema, so databases in two schemas migrate independently."""
+    return lock_id(("migrate", conn.execute(text("SELECT current_schema()")).scalar() or ""))
 
 
 def _unlock(conn: Connection, key: int) -> None:
