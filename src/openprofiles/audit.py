@@ -4,7 +4,7 @@ Lines go to the logger `openprofiles.audit` at INFO, so a server prints them on 
 its other records (logging_setup); an operator can route that logger elsewhere. The server's
 processes and the commands also append them to the audit log's file (OPENPROFILES_AUDIT_LOG,
 default DATA_DIR/audit.log; logging_setup.AuditFileHandler): the one place every line of an
-installation ends up, the commands' included. Three sources write them, each from the one place
+installation ends up, the commands' included. Four sources write them, each from the one place
 its requests or commands pass through:
 
 * the AWS API (wire.dispatch.make_asgi_app): the operation, the domain, the caller's access key
@@ -29,6 +29,8 @@ its requests or commands pass through:
   audit log's file, which the wrapper opens for the run (and a command whose file cannot be
   opened is refused); a command prints records from WARNING only (logging_setup.log_to_stderr:
   its stdout is what it did), so on a terminal the line is not shown.
+* `serve --first-run-admin` (first_run): the admin credential and the web user `admin` it
+  makes, by access key id and audit name (`first_run_admin`), with the acting OS user's uid.
 
 A line never carries a request body nor a parameter's value beyond those: keys, names, phone
 numbers and emails stay out (nor a command's other arguments: file paths, usernames, keys,
@@ -189,6 +191,20 @@ def cli_command(
         _shown(domain_name, _DOMAIN_NAME),
         result,
         f" error={error}" if error else "",
+    )
+
+
+def first_run_admin(made: str, *, name: str, uid: int | None, sudo_uid: str | None = None) -> None:
+    """Log what `serve --first-run-admin` made: `made` "credential" (`name` its access key id)
+    or "web-user" (`name` its audit name, users.service.audit_name), both with the role admin,
+    by the OS user `uid` (and `sudo_uid`, as `cli_command`). Never the secret or the password,
+    which only the owner-only files in the data dir hold."""
+    logger.info(
+        "first-run-admin created %s=%s role=admin uid=%s%s",
+        made,
+        name,
+        NONE if uid is None else uid,
+        "" if sudo_uid is None else f" sudo_uid={_shown(sudo_uid, _UID)}",
     )
 
 

@@ -5,7 +5,8 @@ permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FI
 `admin`'s first password is written to DATA_DIR/admin-password (owner-only too). Neither secret
 is ever printed: what `serve` prints ends up in logs (a terminal's scrollback, journald, a
 container's log), which anyone reading them could then sign in with. The lines say where the
-files are instead.
+files are instead. What it makes is written to the audit log (audit.first_run_admin), by access
+key id and the web user's audit name, never a secret.
 
 Every start with --first-run-admin says how to connect again, so each line says only what is
 true now: the credentials file's key still exists, the web user `admin` is still an
@@ -56,6 +57,7 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
             f"aws_access_key_id = {issued.access_key_id}\n"
             f"aws_secret_access_key = {issued.secret_access_key}\n",
         )
+        _audit(services, "credential", issued.access_key_id)
         yield f"Created an admin credential {issued.access_key_id}; saved in {path}."
     saved = issued.access_key_id if issued is not None else _saved_key(services, path)
     if saved is not None:
@@ -74,9 +76,33 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
             f"The access key in {path.resolve()} is no longer one of this server's (deleted?): "
             f"use another admin key, or create one with: {_CREATE_CREDENTIAL}"
         )
+    elif has_admin:
+        # The file was deleted (or moved) since: the admin key it held, or another, is still
+        # this server's, so nothing is made and no new key is needed to call the API.
+        yield (
+            f"An admin access key exists, but {path.resolve()} no longer holds its secret: use "
+            "an admin key you keep elsewhere (openprofiles credentials list names them), or "
+            f"create another with: {_CREATE_CREDENTIAL}"
+        )
     else:
         yield f"Create credentials with: {_CREATE_CREDENTIAL}"
     yield from ensure_first_web_admin(services, endpoint)
+
+
+def _audit(services: Services, made: str, name: str) -> None:
+    """The audit line for what the first run made (audit.first_run_admin), appended to the
+    audit log's file too: `serve` writes it before its workers, which have the file, start."""
+    from openprofiles import audit, logging_setup
+    from openprofiles.cli_support import open_audit_file
+
+    settings = services.settings
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = settings.audit_log_file
+    if path is None:
+        audit.first_run_admin(made, name=name, uid=uid, sudo_uid=settings.sudo_uid)
+        return
+    with logging_setup.audit_to(open_audit_file(path)):
+        audit.first_run_admin(made, name=name, uid=uid, sudo_uid=settings.sudo_uid)
 
 
 _CREATE_CREDENTIAL = "openprofiles credentials create --role admin"
@@ -107,6 +133,7 @@ def _saved_key(services: Services, path: Path) -> str | None:
 def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
     from openprofiles.users.service import (
+        audit_name,
         check_password,
         count_users,
         create_user,
@@ -136,6 +163,7 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
         )
     if created:
         _write_secret(path, password + "\n")
+        _audit(services, "web-user", audit_name(services.keys.system_cipher(), WEB_ADMIN))
         yield f"Created the web user {WEB_ADMIN}; its password is saved in {path}."
     if is_admin:
         yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"

@@ -300,6 +300,16 @@ def test_a_live_server_s_workers_append_their_request_lines_beside_the_commands(
     assert f"Audit log: {installation.audit_log}" in output
 
     lines = _lines(installation.audit_log)
+    # The first run's admin key and web user, by the supervising process before it served.
+    made = [(pid, text) for _, pid, text in lines if text.startswith("first-run-admin ")]
+    assert [text for _, text in made][0] == (
+        f"first-run-admin created credential={key} role=admin uid={UID}"
+    )
+    assert re.fullmatch(
+        rf"first-run-admin created web-user=user-[0-9a-f]{{12}} role=admin uid={UID}", made[1][1]
+    )
+    assert {pid for pid, _ in made} == {supervisor}
+    lines = [line for line in lines if not line[2].startswith("first-run-admin ")]
     assert sorted(text for _, _, text in lines) == sorted(
         [
             f"api CreateDomain domain=audited caller={key} status=200 profile=-",

@@ -8,6 +8,8 @@ nothing of it. Each runs on SQLite and PostgreSQL, through the commands an opera
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 from tests.support.ports import free_port
@@ -195,3 +197,50 @@ def test_a_server_with_only_a_key_gives_no_such_hint(
     assert NOBODY in _serve(settings, monkeypatch)
     _run(settings, "credentials", "create", "--role", "agent")
     assert NOBODY not in _serve(settings, monkeypatch)
+
+
+def test_the_first_admin_key_and_web_user_are_audit_logged_without_secrets(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review: `serve --first-run-admin` made an admin API key and the web user admin, and the
+    # audit log, which has a line for each `credentials create` and `users create`, had none.
+    _serve(settings, monkeypatch, "--first-run-admin")
+
+    made = _saved_key_id(settings)
+    log = (settings.data_dir / "audit.log").read_text()
+    lines = [line for line in log.splitlines() if "first-run-admin created" in line]
+    assert len(lines) == 2, log
+    assert f"first-run-admin created credential={made} role=admin uid=" in lines[0]
+    assert re.search(
+        r"first-run-admin created web-user=user-[0-9a-f]{12} role=admin uid=", lines[1]
+    )
+    written = (settings.data_dir / "credentials").read_text()
+    secret = written.split("aws_secret_access_key = ")[1].split()[0]
+    password = (settings.data_dir / "admin-password").read_text().strip()
+    assert secret not in log and password not in log
+    # Made once: a restart that makes nothing writes no such line.
+    _serve(settings, monkeypatch, "--first-run-admin")
+    again = (settings.data_dir / "audit.log").read_text()
+    assert again.count("first-run-admin created") == 2
+
+
+def test_a_deleted_credentials_file_with_an_admin_key_left_is_said_so(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review: the restart said "Create credentials with: ..." though an admin key existed.
+    _serve(settings, monkeypatch, "--first-run-admin")
+    kept = _saved_key_id(settings)
+    (settings.data_dir / "credentials").unlink()
+
+    after = _serve(settings, monkeypatch, "--first-run-admin")
+
+    path = (settings.data_dir / "credentials").resolve()
+    assert "Create credentials with" not in after and USE_THE_FILE not in after
+    assert (
+        f"An admin access key exists, but {path} no longer holds its secret: use an admin key "
+        "you keep elsewhere (openprofiles credentials list names them), or create another "
+        "with: openprofiles credentials create --role admin"
+    ) in after
+    # Nothing is made: the admin key left is the server's.
+    assert "Created an admin credential" not in after and not path.exists()
+    assert kept in _run(settings, "credentials", "list")
