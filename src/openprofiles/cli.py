@@ -306,6 +306,18 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         click.echo(json.dumps({"KeyId": key.key_id, "Arn": arn, "Alias": key.alias}))
     else:
         click.echo(arn)
+        _remind_backup(settings)
+
+
+def _remind_backup(settings: Settings) -> None:
+    """Say to back up keyring.json, which changed (docs/operations.md, "Backup and restore"): a
+    restored database is unreadable without a keyring holding every key and version made since.
+    On stderr, so that stdout stays what scripts read (`keys create`: the key's ARN)."""
+    click.echo(
+        f"Back up {settings.keyring_path} now, to where the database backups are not: without "
+        "a copy holding this key, data under it cannot be read after a restore.",
+        err=True,
+    )
 
 
 def _set_key_enabled(
@@ -421,6 +433,7 @@ def keys_rotate(
             f"`openprofiles keys rotate{storage} {key} --rewrap-only` to activate it and re-wrap "
             "them."
         )
+        _remind_backup(settings)
         return
     # The database is opened (and checked against the keyring) before the keyring changes.
     with services_open(settings) as services:
@@ -433,6 +446,9 @@ def keys_rotate(
         # (domains.unreadable.record_local_key).
         record_local_key(services.database, target)
         _rewrap_domains(services, target, f"openprofiles keys rotate{storage} {key} --rewrap-only")
+    if not rewrap_only:
+        # (--rewrap-only makes no new version: the keyring's material is what it was.)
+        _remind_backup(settings)
 
 
 def _rotate_local_key(

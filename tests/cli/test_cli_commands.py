@@ -118,7 +118,8 @@ def test_keys_disable_and_enable_as_the_error_messages_say(tmp_path):
     """Messages about a disabled key say to run `openprofiles keys enable`; the command did
     not exist (an audit)."""
     data_dir = str(install(Settings(data_dir=tmp_path / "data")).data_dir)
-    arn = _run("keys", "create", "--alias", "billing", "--data-dir", data_dir).strip()
+    # The ARN, then (on stderr) the reminder to back up keyring.json.
+    arn = _run("keys", "create", "--alias", "billing", "--data-dir", data_dir).splitlines()[0]
 
     def enabled() -> bool:
         [key] = [

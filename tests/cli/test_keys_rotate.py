@@ -94,7 +94,12 @@ def test_rotate_rewraps_the_domains_under_the_key_and_profiles_still_read(
     settings: Settings, server: Services
 ) -> None:
     options = _options(settings)
-    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    created = CliRunner().invoke(main, ["keys", "create", "--alias", "billing", *options])
+    assert created.exit_code == 0, created.output
+    # Stdout is the ARN alone (scripts read it); the reminder to back up keyring.json, which
+    # docs/operations.md asks for after each `keys create` and `keys rotate`, is on stderr.
+    arn = created.stdout.strip()
+    assert f"Back up {settings.keyring_path} now" in created.stderr
     make_domain(server, "by-alias", "alias/billing")
     make_domain(server, "by-arn", arn)
     make_domain(server, "by-default")
@@ -107,6 +112,7 @@ def test_rotate_rewraps_the_domains_under_the_key_and_profiles_still_read(
 
     output = _ok("keys", "rotate", "alias/billing", *options)
     assert "to version 2" in output
+    assert f"Back up {settings.keyring_path} now" in output
     assert "Re-wrapped the data keys of 2 domain(s) under version 2 (0 already were)" in output
     assert "Customer data was not re-encrypted" in output
 
@@ -315,7 +321,7 @@ def test_a_server_with_a_keyring_older_than_the_rotation_refuses_to_start(
     from openprofiles.crypto.errors import KeyringError
 
     options = _options(settings)
-    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    arn = _ok("keys", "create", "--alias", "billing", *options).splitlines()[0]
     make_domain(server, "billed", arn)
     before_rotation = settings.keyring_path.read_bytes()
     _ok("keys", "rotate", "alias/billing", *options)
@@ -357,7 +363,7 @@ def test_a_staged_rotation_wraps_nothing_under_the_new_version_until_activated(
     keys under the active version, so a server elsewhere whose keyring.json was not copied yet
     still opens every domain; `--rewrap-only` activates it and re-wraps."""
     options = _options(settings)
-    arn = _ok("keys", "create", "--alias", "billing", *options).strip()
+    arn = _ok("keys", "create", "--alias", "billing", *options).splitlines()[0]
     make_domain(server, "old", "alias/billing")
     elsewhere = settings.keyring_path.read_bytes()  # another host's copy, not updated yet
 
