@@ -375,7 +375,7 @@ def test_an_older_copy_of_the_keyring_drops_nothing(settings: Settings, tmp_path
     _domains_with_contacts(settings, {"d1": None})
     created = _cli(settings, "keys", "create", "--alias", "k4")
     assert created.exit_code == 0, created.output
-    k4 = created.output.strip()
+    k4 = created.stdout.strip()  # the ARN; the backup reminder is on stderr
     clone = replace(
         settings, data_dir=tmp_path / "staging", database_url=settings.effective_database_url
     )

@@ -25,7 +25,12 @@ from openprofiles.blocking import avoid_blocking
 from openprofiles.crypto import aead
 from openprofiles.crypto.blind_index import BlindIndex
 from openprofiles.crypto.encoding import length_prefixed
-from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
+from openprofiles.crypto.errors import (
+    CurrentKeyUnusable,
+    DecryptionError,
+    KeyProblem,
+    KeyUnusable,
+)
 from openprofiles.crypto.providers import KeyProvider, KmsKeyProvider, ProviderResolver
 
 CONTEXT_KEY = "openprofiles:domain"
@@ -243,11 +248,17 @@ class KeyManager:
 
         The data key itself does not change, so no record has to be sealed again; the old
         wrapped key stays readable until the caller stores the new one. The new wrapping is
-        proved by unwrapping it before it is returned, as in `new_domain_key`.
+        proved by unwrapping it before it is returned, as in `new_domain_key`. CurrentKeyUnusable
+        when `key_id` cannot unwrap it; KeyUnusable when `new_key_id` cannot be used.
         """
         new_key_id = new_key_id or self._resolver.default_key_id()
         context = encryption_context(domain_name)
-        data_key = self._resolver.resolve(key_id).decrypt_data_key(key_id, wrapped, context)
+        try:
+            provider = self._resolver.resolve_wrapped(key_id, domain_name)
+            data_key = provider.decrypt_data_key(key_id, wrapped, context)
+        except KeyUnusable as exc:
+            # Told apart from the new key's failures below: the caller names the right key.
+            raise CurrentKeyUnusable(key_id, exc) from exc
         provider = self._resolver.resolve(new_key_id)
         rewrapped = provider.wrap_data_key(new_key_id, data_key, context)
         self._prove(
@@ -280,7 +291,7 @@ class KeyManager:
         avoid_blocking("unwrapping a data key")
         # Unwrap outside the lock: a slow KMS call must not stall other domains. Two threads may
         # both unwrap on a cold cache; that costs one extra call, not a wrong answer.
-        provider = self._resolver.resolve(key_id)
+        provider = self._resolver.resolve_wrapped(key_id, domain_name)
         cipher = DomainCipher(self._unwrap(provider, domain_name, key_id, wrapped), domain_name)
         self._remember(cache_key, cipher)
         return cipher

@@ -63,3 +63,14 @@ class KeyUnusable(Exception):
     @property
     def transient(self) -> bool:
         return self.problem is KeyProblem.UNAVAILABLE
+
+
+class CurrentKeyUnusable(KeyUnusable):
+    """The key a domain's data key is wrapped under now cannot unwrap it, when the data key is
+    to be re-wrapped under another key (KeyManager.rewrap_domain_key): the fault is the current
+    key's, not the new one's, and making the current key usable is the way (domains.handlers
+    says so). Same message and problem as the provider's KeyUnusable it stands for."""
+
+    def __init__(self, key_id: str, error: KeyUnusable) -> None:
+        super().__init__(error.message, error.problem, caller_message=error.caller_message)
+        self.key_id = key_id

@@ -38,6 +38,10 @@ from openprofiles.settings import Settings
 
 DATA_KEY_SIZE = 32
 
+# The way out for a domain whose local key no copy of keyring.json holds any more, on the
+# operator's word (domains.unreadable says why no keyring can prove a key lost).
+LOST_KEY_DROP_COMMAND = "openprofiles domains drop-unreadable {name} --key-lost {key} --confirm"
+
 ACCEPTED_FORMS = (
     "arn:openprofiles:kms:REGION:ACCOUNT:key/UUID (a local key), "
     "alias/NAME (a local key alias), "
@@ -206,10 +210,25 @@ def _kms_unavailable(key_id: str) -> str:
 
 
 def _not_unwrappable(key_id: str) -> KeyUnusable:
-    return KeyUnusable(
+    message = (
         f"The data key could not be unwrapped with the local key {key_id}: it was wrapped "
-        "under another key or another encryption context, or it is damaged.",
+        "under another key or another encryption context, or it is damaged."
+    )
+    if alias_name(key_id) is not None:
+        # What follows `keys create --alias` run for a key missing from keyring.json: the alias
+        # names a new key, which cannot unwrap what the missing one wrapped.
+        message += (
+            f" A key given the alias {key_id} after the key that had it went missing from "
+            "keyring.json is another key: put back the copy of keyring.json that holds the "
+            "key the data key was wrapped under (a backup, another server's data dir)."
+        )
+    return KeyUnusable(
+        message,
         KeyProblem.INVALID_CIPHERTEXT,
+        caller_message=(
+            f"The data key could not be unwrapped with the local key {key_id}: it was wrapped "
+            "under another key or another encryption context, or it is damaged."
+        ),
     )
 
 
@@ -687,6 +706,28 @@ class ProviderResolver:
             f"{ACCEPTED_FORMS}.",
             KeyProblem.INVALID_IDENTIFIER,
         )
+
+    def resolve_wrapped(self, key_id: str, domain_name: str) -> KeyProvider:
+        """`resolve` for the key the data key of `domain_name` is wrapped under already: a
+        local alias missing from the keyring is not to be made again (a new key under the
+        alias cannot unwrap the data key, and the alias then names a key that exists, which
+        hides the loss), so the message says to put back a keyring holding it instead."""
+        try:
+            return self.resolve(key_id)
+        except KeyUnusable as exc:
+            if exc.problem is not KeyProblem.NOT_FOUND or alias_name(key_id) is None:
+                raise
+            command = LOST_KEY_DROP_COMMAND.format(name=domain_name, key=key_id)
+            raise KeyUnusable(
+                f"There is no local key with the alias {key_id} in the keyring "
+                f"{self.keyring.path}, and the data key of domain {domain_name} is wrapped under "
+                "the key that had it. A new key made with that alias would not unwrap it: put "
+                "back a copy of keyring.json that holds the key (a backup, another server's "
+                "data dir). Only if no copy holding it is left anywhere, drop the domain with "
+                f"`{command}`.",
+                KeyProblem.NOT_FOUND,
+                caller_message=exc.caller_message,
+            ) from None
 
     def default_key_id(self) -> str:
         return self.local_arn(self.keyring.default_key())

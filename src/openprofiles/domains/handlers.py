@@ -8,10 +8,12 @@ from openprofiles.arns import domain_arn
 from openprofiles.auth.policy import domain_shown_to
 from openprofiles.auth.scope import scope_of
 from openprofiles.context import RequestContext, Tx
+from openprofiles.crypto.arns import is_aws_kms_arn
+from openprofiles.crypto.errors import CurrentKeyUnusable, KeyProblem
 from openprofiles.domains import service
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord
 from openprofiles.domains.setup import key_refusal, new_domain_key
-from openprofiles.errors import BadRequest
+from openprofiles.errors import AccessDenied, BadRequest, InternalServer, ServiceError
 from openprofiles.identity import ml_jobs, rule_activation
 from openprofiles.identity.ml_jobs import validate_consolidation
 from openprofiles.identity.rules import validate_rule_based_matching
@@ -131,9 +133,12 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
         # The domain's data key stays the same; only the key that wraps it changes, so no
         # record has to be sealed again.
         with key_refusal("DefaultEncryptionKey"):
-            new_key = ctx.services.keys.rewrap_domain_key(
-                name, current.key_id, current.wrapped_key, requested_key or None
-            )
+            try:
+                new_key = ctx.services.keys.rewrap_domain_key(
+                    name, current.key_id, current.wrapped_key, requested_key or None
+                )
+            except CurrentKeyUnusable as exc:
+                raise _current_key_refusal(name, requested_key or "the default key", exc) from exc
     with ctx.write() as tx:
         record = service.update_domain(
             tx,
@@ -145,6 +150,34 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     if pass_later:
         rule_activation.start(ctx.services, domain_name=name)
     return response
+
+
+def _current_key_refusal(name: str, target: str, exc: CurrentKeyUnusable) -> ServiceError:
+    """A change of the domain's key refused because its current key cannot unwrap the data key
+    to re-wrap it: the current key is named, not the requested one, which was never tried. As
+    when the domain's data is read (domains.service.domain_cipher, spec §6.2: a key failing at
+    data time): AccessDeniedException, or InternalServerException while KMS does not answer."""
+    key = exc.key_id
+    start = f"Domain {name}: its data key cannot be re-wrapped under {target}:"
+    if exc.problem is KeyProblem.DISABLED:
+        disabled = f"{start} its current key {key} is disabled, so it cannot unwrap the data key."
+        if is_aws_kms_arn(key):
+            enable, disable = "aws kms enable-key", "aws kms disable-key"
+        else:
+            enable, disable = f"openprofiles keys enable {key}", f"openprofiles keys disable {key}"
+        message = (
+            f"{disabled} Enable it for the change (`{enable}`), make the request again, then "
+            f"disable it again (`{disable}`) if it is to stay disabled."
+        )
+        caller = (
+            f"{disabled} Enable it for the change, make the request again, then disable it "
+            "again if it is to stay disabled."
+        )
+    else:
+        message = f"{start} its current key {key} cannot unwrap the data key: {exc.message}"
+        caller = f"{start} its current key {key} cannot unwrap the data key: {exc.caller_message}"
+    kind = InternalServer if exc.transient else AccessDenied
+    return kind(message, caller_message=caller)
 
 
 def delete_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

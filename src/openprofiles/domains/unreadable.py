@@ -67,8 +67,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from openprofiles.crypto.arns import is_aws_kms_arn, parse_local_key_arn
+from openprofiles.crypto.arns import alias_name, is_aws_kms_arn, parse_local_key_arn
 from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
+
+# (Defined beside the key provider, whose message for a lost alias names it too.)
+from openprofiles.crypto.providers import LOST_KEY_DROP_COMMAND as LOST_KEY_DROP_COMMAND
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import KeyManager
@@ -80,8 +83,6 @@ if TYPE_CHECKING:
 _domain = sa.table("domain", sa.column("name"), sa.column("key_id"), sa.column("wrapped_key"))
 
 DROP_COMMAND = "openprofiles domains drop-unreadable {name} --confirm"
-# A local key: only the operator knows no copy of keyring.json holding it is left.
-LOST_KEY_DROP_COMMAND = "openprofiles domains drop-unreadable {name} --key-lost {key} --confirm"
 # `domain` from 0032 on: the key a KMS alias named, for the data key of that digest.
 _aliased_domain = sa.table(
     "domain",
@@ -283,6 +284,12 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
     kms = is_aws_kms_arn(domain.key_id)
     if error.problem is KeyProblem.NOT_FOUND and not kms:
         return _assess_local(keys, domain, proof)
+    if error.problem is KeyProblem.INVALID_CIPHERTEXT and alias_name(domain.key_id) is not None:
+        # A local alias whose key does not open the data key: the key that had the alias went
+        # missing from keyring.json and `keys create` gave the alias to a new one (as the
+        # message for the missing alias once advised). The key the data key needs is missing
+        # as surely as when the alias is: judged the same way, not "it exists".
+        return _assess_local(keys, domain, proof, replaced=True)
     # KMS answers a Decrypt under a deleted key NotFound (KeyId given) or AccessDenied (as for a
     # key these credentials may not use): DescribeKey tells them apart.
     if kms and error.problem in (KeyProblem.NOT_FOUND, KeyProblem.ACCESS_DENIED):
@@ -313,10 +320,14 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
     return Verdict(False, error.message, recovery.format(how=how))
 
 
-def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdict:
+def _assess_local(
+    keys: KeyManager, domain: Unusable, proof: Evidence, *, replaced: bool = False
+) -> Verdict:
     """A local key (or the version of it, or that version's material, the data key needs)
     missing from the keyring: gone for good only in a keyring proven the database's, on the
-    operator's --key-lost naming it (the module docstring says why no keyring proves it)."""
+    operator's --key-lost naming it (the module docstring says why no keyring proves it).
+    `replaced`: the domain names the key by an alias that the keyring gives to another key,
+    which does not open the data key; the key the data key was wrapped under is missing."""
     error = domain.error
     if proof.keyring_problem is not None:
         return Verdict(
@@ -327,7 +338,8 @@ def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdic
             "dropped for it. Give the --data-dir of the server that uses this database.",
         )
     keyring = keys.resolver.keyring
-    found = keyring.lookup(domain.key_id)
+    # The key now under the alias, when `replaced`, is not the domain's: nothing is held of it.
+    found = None if replaced else keyring.lookup(domain.key_id)
     held = found is not None
     if proof.key_lost is not None and (
         _names_key(proof.key_lost, domain.key_id)
@@ -340,6 +352,15 @@ def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdic
         return Verdict(False, error.message, way)
     command = LOST_KEY_DROP_COMMAND.format(name=domain.domain_name, key=domain.key_id)
     said: list[str] = []
+    if replaced:
+        # The provider's message says what happened to the alias; this, which key it names now.
+        now = keyring.lookup(domain.key_id)
+        if now is not None:
+            said.append(
+                f"The alias names the key {now.key_id} now, made "
+                f"{now.created_at:%Y-%m-%d %H:%M} UTC: not the one the data key was wrapped "
+                "under."
+            )
     if held:
         # The key is there, but not the version (or the material) its data key was wrapped
         # under: the key was rotated with another copy of keyring.json, which holds it.
@@ -357,7 +378,7 @@ def _assess_local(keys: KeyManager, domain: Unusable, proof: Evidence) -> Verdic
             "create` or `keys rotate`); no domain is dropped for a key such a copy lacks on "
             "the copy's word."
         )
-    elif not held:
+    elif not held and not replaced:
         said.append(
             "A key missing from this keyring may be only missing from this copy of keyring.json "
             "(a second server's not copied again after `keys create`, a staging clone, a "
