@@ -311,8 +311,9 @@ AUDITED_COMMANDS: dict[str, Audited] = {
 # The commands not audit-logged: they change nothing and print no personal data, only names,
 # ids and counts (access key ids and roles, key ids, instance ARNs, profile and match ids,
 # Splink's weights with no value). And `serve`: the server audit-logs every request it answers
-# itself; what it does before (the schema brought up to date, --first-run-admin's first admin
-# credential and user, made once, their secrets written to owner-only files) is on its output.
+# itself; what it does before is on its output (the schema brought up to date), and
+# --first-run-admin's first admin credential and user (made once, their secrets written to
+# owner-only files) have audit lines of their own (first_run, audit.first_run_admin).
 NOT_AUDITED_COMMANDS = frozenset(
     {
         "serve",

@@ -616,7 +616,7 @@ def drop_unreadable(
     from openprofiles.crypto.keyring import Keyring
     from openprofiles.crypto.providers import ProviderResolver
     from openprofiles.store.database import Database
-    from openprofiles.store.migrate import migrating
+    from openprofiles.store.migrate import before_migrating, migrating
 
     if settings.sqlite_file is not None and not settings.sqlite_file.exists():
         raise DropRefused(
@@ -629,7 +629,9 @@ def drop_unreadable(
         keys = KeyManager(ProviderResolver(settings, keyring), cache_seconds=0)
         # Assessed in a read transaction of its own and KMS outside any: a server's writes never
         # wait on KMS's timeouts and retries for this.
-        with database.read() as conn:
+        # Before the upgrade this drop makes way for: read as build_services reads then, so
+        # that another process's upgrade under way and this wait in turn, not for each other.
+        with before_migrating(database) as conn:
             row = _domain_row(conn, domain_name)
             proof = evidence(conn, keys, key_lost=key_lost)
         key_id, wrapped = row.key_id, bytes(row.wrapped_key)
