@@ -123,7 +123,12 @@ def test_a_purged_kept_record_is_not_replayed(loaded: tuple[Services, list[str]]
     assert ids["erased-1"] in dry and "would delete 1 kept contact record holding" in dry
     assert "840" not in dry.replace(ids["erased-1"], "")
     by_phone = run(options, "instances", "purge-unrouted", "--matching", "(720) 840-1003", "--json")
-    assert json.loads(by_phone) == {"Matching": [ids["erased-1"]], "Purged": 1, "DryRun": False}
+    assert json.loads(by_phone) == {
+        "Matching": [ids["erased-1"]],
+        "Purged": 1,
+        "CallerEndpoints": 0,
+        "DryRun": False,
+    }
     by_email = run(options, "instances", "purge-unrouted", "--matching", "ann.lee@EXAMPLE.org")
     assert "Deleted 1 of 1 kept contact record holding the value." in by_email
     with services.read() as tx:

@@ -18,7 +18,10 @@ sweep (contacts.sweep `purge_shared_endpoints`: `purge_stale`). It goes before t
   contact has its profile, and the endpoint no use;
 * DeleteProfile of a profile that holds the endpoint (`_forget_with_profiles`): the customer
   erased, their number must not outlive them here;
-* DeleteDomain (the domain's tables: contacts.service registers this one).
+* DeleteDomain (the domain's tables: contacts.service registers this one);
+* a customer's erasure by value (`openprofiles instances purge-unrouted --matching`:
+  `purge_holding`), for a number or address that no profile holds any more, which DeleteProfile
+  could not find it by.
 A contact whose record is applied to a profile later is shown with that profile, as linked
 contacts are: the screen pop looks at the endpoint only for a contact linked to none.
 """
@@ -26,7 +29,7 @@ contacts are: the screen pop looks at the endpoint only for a contact linked to 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -47,6 +50,9 @@ from openprofiles.profiles.service import (
 )
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import contact_shared_endpoint, profile_key
+
+if TYPE_CHECKING:
+    from openprofiles.held_values import HeldValue
 
 SHARED_TABLE = "contact_shared_endpoint"
 # The key the contact-record templates find a caller by, per endpoint type (their `phone` and
@@ -140,6 +146,37 @@ def purge_stale(tx: Tx, *, now: datetime | None = None) -> int:
         delete(contact_shared_endpoint).where(contact_shared_endpoint.c.kept_at <= cut)
     )
     return int(gone.rowcount or 0)
+
+
+def purge_holding(tx: Tx, *, value: HeldValue, dry_run: bool = False) -> tuple[int, list[str]]:
+    """Delete the endpoints kept that are a customer's email address or phone number `value`
+    (compared as held_values compares them: the same normaliser as the keys), in every domain;
+    (how many, or would with `dry_run`; the domains whose key cannot be used now, not looked
+    at: theirs go with the live period). Found by their blind-index digest, none opened."""
+    key_name = {"email": "_email", "phone": "_phone"}.get(value.kind)
+    if key_name is None:
+        return 0, []
+    shared = contact_shared_endpoint.c
+    domains = tx.conn.execute(select(shared.domain_name).distinct()).scalars().all()
+    count, unreadable = 0, []
+    for domain_name in sorted(domains):
+        try:
+            digest = tx.cipher(domain_name).digest(key_name, value.normal)
+        except ServiceError:
+            unreadable.append(domain_name)
+            continue
+        holding = (
+            shared.domain_name == domain_name,
+            shared.key_name == key_name,
+            shared.endpoint_digest == digest,
+        )
+        if dry_run:
+            count += len(tx.conn.execute(select(shared.contact_digest).where(*holding)).all())
+        else:
+            count += int(tx.conn.execute(delete(contact_shared_endpoint).where(*holding)).rowcount)
+    if count and not dry_run:
+        tx.erased()
+    return count, unreadable
 
 
 def _forget_linked(

@@ -271,6 +271,7 @@ def _purge_matching(
     database is not held off while they are opened. Prints their ids, never the value."""
     from openprofiles.cli_support import held_value
     from openprofiles.contacts.kept import purge_unrouted_ids, unrouted_holding
+    from openprofiles.contacts.shared_endpoint import purge_holding
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
@@ -281,15 +282,36 @@ def _purge_matching(
         if found and not dry_run:
             with services.write() as tx:
                 purged = purge_unrouted_ids(tx, message_ids=found)
+        # A caller's number or address kept for a screen pop (contacts.shared_endpoint): the
+        # profiles that held it may have been erased or changed since.
+        with services.read() if dry_run else services.write() as tx:
+            endpoints, unreadable = purge_holding(tx, value=value, dry_run=dry_run)
     finally:
         services.database.dispose()
     if as_json:
-        click.echo(json.dumps({"Matching": found, "Purged": purged, "DryRun": dry_run}))
+        click.echo(
+            json.dumps(
+                {
+                    "Matching": found,
+                    "Purged": purged,
+                    "CallerEndpoints": endpoints,
+                    "DryRun": dry_run,
+                }
+            )
+        )
         return
     records = f"kept contact record{'' if len(found) == 1 else 's'}"
+    callers = f"caller endpoint{'' if endpoints == 1 else 's'} kept for a screen pop"
     if dry_run:
         click.echo(f"--dry-run: would delete {len(found)} {records} holding the value.")
     else:
         click.echo(f"Deleted {purged} of {len(found)} {records} holding the value.")
     for message_id in found:
         click.echo(f"  {message_id}")
+    would = "--dry-run: would delete" if dry_run else "Deleted"
+    click.echo(f"{would} {endpoints} {callers} that are the value.")
+    if unreadable:
+        click.echo(
+            f"Not looked at (their key cannot be used now): {', '.join(unreadable)}; what they "
+            "keep for a screen pop goes within the hour."
+        )

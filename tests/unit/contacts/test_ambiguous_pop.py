@@ -171,3 +171,56 @@ def test_deleting_the_domain_erases_it(services: Services, shared: list[str]) ->
         delete_domain(tx, domain_name=D)
 
     assert rows(services) == []
+
+
+def test_erasing_by_value_takes_a_number_no_profile_holds_any_more(
+    services: Services, shared: list[str]
+) -> None:
+    # The profiles lost the number before they were deleted: DeleteProfile found nothing by it,
+    # and the number stayed readable for the rest of the hour. The erasure by value (`instances
+    # purge-unrouted --matching`) takes it.
+    from openprofiles.contacts.shared_endpoint import purge_holding
+    from openprofiles.held_values import HeldValue
+    from openprofiles.profiles.service import update_profile
+
+    start(services, "c1", NUMBER)
+    with services.write() as tx:
+        for profile_id in shared:
+            update_profile(
+                tx,
+                domain_name=D,
+                profile_id=profile_id,
+                changes={"PhoneNumber": "", "HomePhoneNumber": ""},
+            )
+            delete_profile(tx, domain_name=D, profile_id=profile_id)
+    assert kept(services, "c1") == ("_phone", NUMBER)
+
+    region = services.settings.default_phone_region
+    with services.read() as tx:
+        assert purge_holding(tx, value=HeldValue("(303) 555-0000", region), dry_run=True) == (
+            1,
+            [],
+        )
+    assert kept(services, "c1") == ("_phone", NUMBER)
+    with services.write() as tx:
+        assert purge_holding(tx, value=HeldValue("+1 303 555 0000", region)) == (1, [])
+        # A value that is neither an email nor a phone number is no caller's endpoint.
+        assert purge_holding(tx, value=HeldValue("Jane", region)) == (0, [])
+    assert kept(services, "c1") is None
+    assert rows(services) == []
+
+
+def test_erasing_by_value_takes_an_email_address_ignoring_case(
+    services: Services, shared: list[str]
+) -> None:
+    from openprofiles.contacts.shared_endpoint import purge_holding
+    from openprofiles.held_values import HeldValue
+
+    start(services, "chat-1", EMAIL, channel="CHAT")
+    start(services, "c1", NUMBER)
+    region = services.settings.default_phone_region
+    with services.write() as tx:
+        assert purge_holding(tx, value=HeldValue("FAMILY@Example.org", region)) == (1, [])
+    # The phone number, another value, stays until its own erasure.
+    assert kept(services, "chat-1") is None
+    assert kept(services, "c1") == ("_phone", NUMBER)
