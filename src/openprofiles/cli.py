@@ -46,8 +46,30 @@ if TYPE_CHECKING:
     from openprofiles.settings import Settings
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--version: the installed version and the newest database schema it brings a database
+    to, which tells two builds of one version apart (and says which build an upgraded database
+    needs)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    from openprofiles.store.migrate import head_revision
+
+    schema = head_revision()
+    click.echo(f"openprofiles, version {version('openprofiles')} (database schema {schema})")
+    ctx.exit()
+
+
 @click.group()
-@click.version_option(package_name="openprofiles", prog_name="openprofiles")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the database schema it upgrades to, and exit.",
+)
 def main() -> None:
     """OpenProfiles: customer profiles for contact centres, with the Customer Profiles API."""
     # Before anything can log: no exception message or local variable reaches a log line.

@@ -677,14 +677,17 @@ def _schema_not_updated(exc: Exception, where: str) -> str:
     from alembic.script.revision import ResolutionError
 
     from openprofiles import __version__
+    from openprofiles.store.migrate import head_revision
 
     cause = exc.__cause__
     if isinstance(cause, ResolutionError):
-        # The database's revision is not among this build's migrations.
+        # The database's revision is not among this build's migrations. This build's newest is
+        # named too: two builds of one version differ by it (`openprofiles --version`).
         return (
             f"The database {where} is at schema revision {cause.argument}, which this version "
-            f"of OpenProfiles ({__version__}) does not know: a newer version upgraded it. Run "
-            "that version, or restore the backup taken before the upgrade."
+            f"of OpenProfiles ({__version__}, database schema up to {head_revision()}) does not "
+            "know: a newer version upgraded it. Run that version, or restore the backup taken "
+            "before the upgrade."
         )
     return (
         f"Cannot bring the schema of the database {where} up to date: {exc}. If another "

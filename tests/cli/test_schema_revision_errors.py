@@ -9,6 +9,7 @@ Alembic's messages name only revisions. On SQLite (the data dir's database) and 
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import version
 
 from click.testing import CliRunner
@@ -18,6 +19,7 @@ from tests.support.ports import free_port
 from openprofiles.app import build_services
 from openprofiles.cli import main
 from openprofiles.settings import Settings
+from openprofiles.store.migrate import head_revision
 
 
 def _options(settings: Settings) -> list[str]:
@@ -48,8 +50,9 @@ def test_a_database_upgraded_by_a_newer_version_is_named_with_its_revision(
     _set_versions(settings, "9999")
     expected = (
         "is at schema revision 9999, which this version of OpenProfiles "
-        f"({version('openprofiles')}) does not know: a newer version upgraded it. Run that "
-        "version, or restore the backup taken before the upgrade."
+        f"({version('openprofiles')}, database schema up to {head_revision()}) does not know: "
+        "a newer version upgraded it. Run that version, or restore the backup taken before the "
+        "upgrade."
     )
     runner = CliRunner()
     for command in (
@@ -78,4 +81,8 @@ def test_other_alembic_errors_are_said_with_alembic_s_message(settings: Settings
 def test_version_option_prints_the_installed_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"openprofiles, version {version('openprofiles')}"
+    # With the newest schema it upgrades to: two builds of one version differ by it.
+    assert result.output.strip() == (
+        f"openprofiles, version {version('openprofiles')} (database schema {head_revision()})"
+    )
+    assert re.fullmatch(r"\d{4}", head_revision())

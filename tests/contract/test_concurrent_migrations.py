@@ -7,24 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
-from openprofiles.store.migrate import MIGRATIONS_DIR
+from openprofiles.store.migrate import head_revision
 
 STARTING = 4
-
-
-def _head() -> str:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 # A process that opens the database, says it is ready, and upgrades it when told to go.
@@ -90,5 +79,5 @@ def test_processes_starting_together_all_migrate_a_fresh_database(settings: Sett
             domains = conn.execute(text("SELECT count(*) FROM domain")).scalar_one()
     finally:
         database.dispose()
-    assert [v for (v,) in versions] == [_head()]
+    assert [v for (v,) in versions] == [head_revision()]
     assert domains == 0

@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection, Engine
 
@@ -26,7 +25,7 @@ from openprofiles.context import Services
 from openprofiles.settings import Settings
 from openprofiles.store import migrate
 from openprofiles.store.database import Database
-from openprofiles.store.migrate import MIGRATIONS_DIR, downgrade_to
+from openprofiles.store.migrate import downgrade_to, head_revision
 from openprofiles.store.schema import domain
 
 # Before 0032, which ALTERs domain, and 0042, which ALTERs credential, in the upgrade's order.
@@ -34,16 +33,6 @@ BEFORE = "0031"
 # A bound on how long either process may take to get where it is awaited, not a delay.
 WAIT_BOUND_SECONDS = 60
 _BLOCKED_BY = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
-
-
-def _head() -> str:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 class _Start(threading.Thread):
@@ -125,7 +114,7 @@ def test_a_start_checking_the_keyring_waits_for_an_upgrade_instead_of_deadlockin
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     finally:
         watcher.dispose()
-    assert [v for (v,) in versions] == [_head()]
+    assert [v for (v,) in versions] == [head_revision()]
 
 
 def test_the_reads_before_the_upgrade_keep_the_sessions_lock_timeout(settings: Settings) -> None:

@@ -55,6 +55,19 @@ logger = logging.getLogger("openprofiles.store")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
+def head_revision() -> str:
+    """The newest schema revision this version's migrations bring a database to (what
+    `openprofiles --version` names, and what an older version's refusal is compared with)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:  # a build without its migrations
+        raise RuntimeError(f"No migrations found in {MIGRATIONS_DIR}.")
+    return head
+
+
 def upgrade_to_head(database: Database, keys: KeyManager | None = None) -> None:
     upgrade_to(database, "head", keys)
 
