@@ -91,7 +91,7 @@ def test_a_domain_whose_alias_was_given_to_a_new_key_can_be_dropped(settings: Se
     assert refused.exit_code == 1, refused.output
     text = " ".join(refused.output.split())
     assert "The key is not gone" not in text
-    assert f"A key given the alias {ALIAS} after the key that had it went missing" in text
+    assert f"If the alias {ALIAS} was given to a new key after the key that had it went" in text
     assert f"The alias names the key {new.key_id} now, made " in text
     assert f"`{DROP}`" in text
     # The new key's own identifiers do not name the lost key.
@@ -107,3 +107,39 @@ def test_a_domain_whose_alias_was_given_to_a_new_key_can_be_dropped(settings: Se
     assert _domains(settings) == ["kept"]
     # The new key is left as it was: it is no domain's, and nothing says it is lost.
     assert Keyring(settings.keyring_path).lookup(ALIAS) == new
+
+
+def test_a_damaged_data_key_under_an_alias_that_still_holds_its_key_is_not_dropped(
+    settings: Settings,
+) -> None:
+    # A review: any data key its alias's key could not open was taken for a replaced alias,
+    # so a damaged wrapped key under the very key that wrapped it was dropped on --key-lost,
+    # the message saying the alias named another key. A key older than the domain is its own.
+    from sqlalchemy import text
+
+    install(settings)
+    assert _cli(settings, "credentials", "create", "--role", "admin").exit_code == 0
+    assert _cli(settings, "keys", "create", "--alias", "ok").exit_code == 0
+    services = build_services(settings)
+    try:
+        make_domain(services, "dmg", "alias/ok")
+        with services.write() as tx:
+            wrapped = tx.conn.execute(
+                text("SELECT wrapped_key FROM domain WHERE name = 'dmg'")
+            ).scalar_one()
+            damaged = bytes(wrapped)[:-1] + bytes([bytes(wrapped)[-1] ^ 1])
+            tx.conn.execute(
+                text("UPDATE domain SET wrapped_key = :w WHERE name = 'dmg'"), {"w": damaged}
+            )
+    finally:
+        services.database.dispose()
+
+    refused = _cli(
+        settings, "domains", "drop-unreadable", "dmg", "--key-lost", "alias/ok", "--confirm"
+    )
+
+    assert refused.exit_code == 1, refused.output
+    text_said = " ".join(refused.output.split())
+    assert "The alias names the key" not in text_said
+    assert "Nothing was deleted" in text_said
+    assert "dmg" in _domains(settings)

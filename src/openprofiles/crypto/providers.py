@@ -218,9 +218,10 @@ def _not_unwrappable(key_id: str) -> KeyUnusable:
         # What follows `keys create --alias` run for a key missing from keyring.json: the alias
         # names a new key, which cannot unwrap what the missing one wrapped.
         message += (
-            f" A key given the alias {key_id} after the key that had it went missing from "
-            "keyring.json is another key: put back the copy of keyring.json that holds the "
-            "key the data key was wrapped under (a backup, another server's data dir)."
+            f" If the alias {key_id} was given to a new key after the key that had it went "
+            "missing from keyring.json, that is another key: put back the copy of keyring.json "
+            "that holds the key the data key was wrapped under (a backup, another server's data "
+            "dir)."
         )
     return KeyUnusable(
         message,

@@ -62,6 +62,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -72,6 +73,7 @@ from openprofiles.crypto.errors import DecryptionError, KeyProblem, KeyUnusable
 
 # (Defined beside the key provider, whose message for a lost alias names it too.)
 from openprofiles.crypto.providers import LOST_KEY_DROP_COMMAND as LOST_KEY_DROP_COMMAND
+from openprofiles.store.types import UtcDateTime
 
 if TYPE_CHECKING:
     from openprofiles.crypto.domain_keys import KeyManager
@@ -80,7 +82,14 @@ if TYPE_CHECKING:
     from openprofiles.store.database import Database
 
 # The columns of `domain` every revision has (0001 on).
-_domain = sa.table("domain", sa.column("name"), sa.column("key_id"), sa.column("wrapped_key"))
+_domain = sa.table(
+    "domain",
+    sa.column("name"),
+    sa.column("key_id"),
+    sa.column("wrapped_key"),
+    # Typed: SQLite keeps the time as text.
+    sa.column("created_at", UtcDateTime),
+)
 
 DROP_COMMAND = "openprofiles domains drop-unreadable {name} --confirm"
 # `domain` from 0032 on: the key a KMS alias named, for the data key of that digest.
@@ -116,6 +125,9 @@ class Unusable:
     domain_name: str
     key_id: str
     error: KeyUnusable
+    # When the domain was made (None where it was not read): a key its alias names that is
+    # older cannot have replaced the one its data key was wrapped under (`assess`).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -132,13 +144,15 @@ class Dropped:
 def unusable_domains(conn: Connection, keys: KeyManager) -> Iterator[Unusable]:
     """Every domain whose data key its key cannot unwrap now, in name order."""
     rows = conn.execute(
-        sa.select(_domain.c.name, _domain.c.key_id, _domain.c.wrapped_key).order_by(_domain.c.name)
+        sa.select(
+            _domain.c.name, _domain.c.key_id, _domain.c.wrapped_key, _domain.c.created_at
+        ).order_by(_domain.c.name)
     ).all()
     for row in rows:
         try:
             keys.cipher_for(row.name, row.key_id, bytes(row.wrapped_key))
         except KeyUnusable as exc:
-            yield Unusable(row.name, row.key_id, exc)
+            yield Unusable(row.name, row.key_id, exc, _aware(row.created_at))
 
 
 @dataclass(frozen=True)
@@ -284,11 +298,13 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
     kms = is_aws_kms_arn(domain.key_id)
     if error.problem is KeyProblem.NOT_FOUND and not kms:
         return _assess_local(keys, domain, proof)
-    if error.problem is KeyProblem.INVALID_CIPHERTEXT and alias_name(domain.key_id) is not None:
-        # A local alias whose key does not open the data key: the key that had the alias went
-        # missing from keyring.json and `keys create` gave the alias to a new one (as the
-        # message for the missing alias once advised). The key the data key needs is missing
-        # as surely as when the alias is: judged the same way, not "it exists".
+    if error.problem is KeyProblem.INVALID_CIPHERTEXT and _alias_given_anew(keys, domain):
+        # A local alias whose key does not open the data key, and that key was made after the
+        # domain: the key that had the alias went missing from keyring.json and `keys create`
+        # gave the alias to a new one (as the message for the missing alias once advised). The
+        # key the data key needs is missing as surely as when the alias is: judged the same
+        # way, not "it exists". A key older than the domain is the one that wrapped its data
+        # key: the wrapped key is damaged, refused below as under a key's ARN.
         return _assess_local(keys, domain, proof, replaced=True)
     # KMS answers a Decrypt under a deleted key NotFound (KeyId given) or AccessDenied (as for a
     # key these credentials may not use): DescribeKey tells them apart.
@@ -318,6 +334,21 @@ def assess(keys: KeyManager, domain: Unusable, wrapped: bytes, proof: Evidence) 
         return Verdict(False, error.message, _NOT_GONE)
     how = "in KMS: aws kms enable-key" if kms else f"`openprofiles keys enable {domain.key_id}`"
     return Verdict(False, error.message, recovery.format(how=how))
+
+
+def _alias_given_anew(keys: KeyManager, domain: Unusable) -> bool:
+    """Whether the domain names its key by a local alias that the keyring gives to a key made
+    after the domain (so not the key its data key was wrapped under). Unknown when the domain
+    was made is taken as no: the drop then refuses, as for a damaged wrapped key."""
+    if alias_name(domain.key_id) is None or domain.created_at is None:
+        return False
+    now = keys.resolver.keyring.lookup(domain.key_id)
+    return now is not None and _aware(now.created_at) > domain.created_at
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite's rows and the keyring's may be naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _assess_local(
@@ -559,10 +590,12 @@ def refusal(
             error.problem,
         )
     row: Any = conn.execute(
-        sa.select(_domain.c.key_id, _domain.c.wrapped_key).where(_domain.c.name == domain_name)
+        sa.select(_domain.c.key_id, _domain.c.wrapped_key, _domain.c.created_at).where(
+            _domain.c.name == domain_name
+        )
     ).one()
     failed = [
-        (Unusable(domain_name, row.key_id, error), bytes(row.wrapped_key)),
+        (Unusable(domain_name, row.key_id, error, _aware(row.created_at)), bytes(row.wrapped_key)),
         *(
             (u, _wrapped_key(conn, u.domain_name))
             for u in unusable_domains(conn, keys)
@@ -643,7 +676,9 @@ def drop_unreadable(
                     f"The key {key_id} of domain {domain_name} cannot be used now, but that may "
                     f"pass: {exc.message} Nothing was deleted: start again once it can be used."
                 ) from None
-            verdict = assess(keys, Unusable(domain_name, key_id, exc), wrapped, proof)
+            verdict = assess(
+                keys, Unusable(domain_name, key_id, exc, _aware(row.created_at)), wrapped, proof
+            )
         else:
             raise DropRefused(
                 f"The key {key_id} of domain {domain_name} can be used: its data can be read, "
@@ -713,7 +748,9 @@ def _settle_record(conn: Connection, keyring: Keyring, key_id: str) -> None:
 def _domain_row(conn: Connection, domain_name: str) -> Any:
     row = (
         conn.execute(
-            sa.select(_domain.c.key_id, _domain.c.wrapped_key).where(_domain.c.name == domain_name)
+            sa.select(_domain.c.key_id, _domain.c.wrapped_key, _domain.c.created_at).where(
+                _domain.c.name == domain_name
+            )
         ).first()
         if sa.inspect(conn).has_table("domain")
         else None
