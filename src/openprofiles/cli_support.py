@@ -529,7 +529,9 @@ def require_installation(settings: Settings, *, keyring_only: bool = False) -> N
 _POINT_AT_IT = (
     "Commands other than `openprofiles serve` create none: give the data dir the server uses "
     "with --data-dir DIR or OPENPROFILES_DATA_DIR (and its database with --database-url or "
-    "OPENPROFILES_DATABASE_URL when it is not the SQLite file in the data dir). `openprofiles "
+    "OPENPROFILES_DATABASE_URL when it is not the SQLite file in the data dir). A deployment set "
+    "up as docs/operations.md says keeps them in its settings file, which its wrapper "
+    "`openprofiles-admin ...` reads (`sudo -u USER openprofiles ...` drops them). `openprofiles "
     "serve --first-run-admin` creates a new installation."
 )
 
@@ -553,17 +555,41 @@ def refuse_root_in_anothers_data_dir(settings: Settings) -> None:
     try:
         import pwd
 
-        name = pwd.getpwuid(owner).pw_name
-        run_as = f"sudo -u {name} openprofiles ..."
+        name: str | None = pwd.getpwuid(owner).pw_name
     except (ImportError, KeyError):
-        name = f"with the id {owner}"
-        run_as = f"sudo -u '#{owner}' openprofiles ... (or runuser, setpriv)"
+        name = None
     raise Refused(
-        f"The installation in {_shown_data_dir(settings)} belongs to the user {name} (its "
-        "keyring's owner), and this command runs as root: files it wrote there would be "
-        f"root's, and the server running as that user could no longer use them. Run it as "
-        f"that user: {run_as}",
+        f"The installation in {_shown_data_dir(settings)} belongs to the user "
+        f"{name or f'with the id {owner}'} (its keyring's owner), and this command runs as "
+        "root: files it wrote there would be root's, and the server running as that user could "
+        f"no longer use them. {_run_as(owner, name)}",
         error="InstallationOfAnotherUser",
+    )
+
+
+def _run_as(uid: int, name: str | None) -> str:
+    """How to run the refused command again as the user `uid` (`name`), with its settings.
+
+    Not `sudo -u USER openprofiles ...`, which it used to say: sudo resets the environment, so
+    the OPENPROFILES_* variables that named this installation (the deployment's settings file)
+    were gone, and the command read another installation, or none. runuser keeps the
+    environment, as sudo does when told to (--preserve-env), and both keep the working
+    directory (where the default data dir, .data, is). The deployment docs/operations.md
+    describes has a wrapper for it, which reads the settings file itself."""
+    import shlex
+    import shutil
+
+    if name is not None and shutil.which("runuser"):
+        as_user = f"runuser -u {shlex.quote(name)} -- openprofiles ..."
+    else:  # no runuser (not Linux), or no name for runuser to take
+        who = shlex.quote(name) if name is not None else f"'#{uid}'"
+        as_user = f"sudo --preserve-env -u {who} openprofiles ..."
+    return (
+        f"Run it as that user with this command's settings: `{as_user}` keeps its environment "
+        "(`sudo -u USER openprofiles ...` drops the OPENPROFILES_* variables, and the command "
+        "would read another installation, or none). A deployment set up as docs/operations.md "
+        "says has a wrapper for this, `openprofiles-admin ...`, which also reads the service's "
+        "settings file."
     )
 
 
@@ -697,15 +723,22 @@ def _schema_not_updated(exc: Exception, where: str) -> str:
 
 
 def shown_database(settings: Settings) -> str:
-    """The database the settings name, fit to print (its password hidden)."""
+    """The database the settings name, fit to print (its password hidden). A SQLite file is
+    named by its absolute path, as the data dir is: a relative one (the default data dir .data,
+    a relative --data-dir or sqlite:///file) read sqlite:///.data/... beside an absolute data
+    dir, and did not say which directory it was relative to."""
     from sqlalchemy import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     url = settings.effective_database_url
     try:
-        make_url(url)
+        parsed = make_url(url)
     except (SQLAlchemyError, ValueError):  # ValueError: a port that is not a number
         return _NOT_A_URL
+    sqlite_file = settings.sqlite_file
+    # A `file:` URI (?uri=true) is the driver's to read, not a path: left as written.
+    if sqlite_file is not None and not sqlite_file.is_absolute() and "uri" not in parsed.query:
+        url = parsed.set(database=str(sqlite_file.absolute())).render_as_string(hide_password=False)
     return shown_url(url)
 
 

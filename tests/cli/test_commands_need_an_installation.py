@@ -58,6 +58,9 @@ def test_a_command_in_a_directory_without_an_installation_creates_none(
     assert "(the default: .data in the current directory)" in message
     assert "--data-dir DIR or OPENPROFILES_DATA_DIR" in message
     assert "--database-url or OPENPROFILES_DATABASE_URL" in message
+    # The usual way here on a deployment: `sudo -u openprofiles openprofiles ...`, whose sudo
+    # dropped the settings file's variables. The docs' wrapper reads that file.
+    assert "its wrapper `openprofiles-admin ...` reads (`sudo -u USER openprofiles" in message
     assert "Traceback" not in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["records.jsonl"]
 

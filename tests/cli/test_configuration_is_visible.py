@@ -71,6 +71,35 @@ def test_serve_warns_and_says_which_data_dir_and_database_it_serves(
     assert f"Database: sqlite:///{data_dir}/openprofiles.sqlite3" in lines
 
 
+def test_serve_names_a_relative_data_dir_s_database_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Database: sqlite:///data_r/openprofiles.sqlite3` beside an absolute `Data dir:` did not
+    say which directory the file was relative to."""
+    monkeypatch.setattr(serving, "run", lambda settings, listeners: None)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["serve", "--port", str(free_port()), "--data-dir", "data_r"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"Data dir: {tmp_path / 'data_r'}" in lines
+    assert f"Database: sqlite:///{tmp_path / 'data_r'}/openprofiles.sqlite3" in lines
+    # A SQLite file --database-url names relatively too, its query kept.
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            "data_r",
+            "--database-url",
+            "sqlite:///o.db?timeout=5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Database: sqlite:///{tmp_path / 'o.db'}?timeout=5" in result.stdout.splitlines()
+
+
 @pytest.mark.postgres
 def test_serve_shows_a_postgresql_url_without_its_password(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
