@@ -20,8 +20,8 @@ sweep (contacts.sweep `purge_shared_endpoints`: `purge_stale`). It goes before t
   erased, their number must not outlive them here;
 * DeleteDomain (the domain's tables: contacts.service registers this one);
 * a customer's erasure by value (`openprofiles instances purge-unrouted --matching`:
-  `purge_holding`), for a number or address that no profile holds any more, which DeleteProfile
-  could not find it by.
+  `held_endpoints`, `purge_holding`), for a number or address that no profile holds any more,
+  which DeleteProfile could not find it by.
 A contact whose record is applied to a profile later is shown with that profile, as linked
 contacts are: the screen pop looks at the endpoint only for a contact linked to none.
 """
@@ -148,23 +148,33 @@ def purge_stale(tx: Tx, *, now: datetime | None = None) -> int:
     return int(gone.rowcount or 0)
 
 
-def purge_holding(tx: Tx, *, value: HeldValue, dry_run: bool = False) -> tuple[int, list[str]]:
-    """Delete the endpoints kept that are a customer's email address or phone number `value`
-    (compared as held_values compares them: the same normaliser as the keys), in every domain;
-    (how many, or would with `dry_run`; the domains whose key cannot be used now, not looked
-    at: theirs go with the live period). Found by their blind-index digest, none opened."""
+def held_endpoints(tx: Tx, *, value: HeldValue) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """What `purge_holding` deletes for a customer's email address or phone number `value`
+    (compared as held_values compares them: the same normaliser as the keys): (domain, key name,
+    blind-index digest) for every domain that keeps an endpoint, and the domains whose key
+    cannot be used now (not looked at: theirs go with the live period). Read apart from the
+    delete: a domain's key may be unwrapped here (KMS), which no write transaction waits on."""
     key_name = {"email": "_email", "phone": "_phone"}.get(value.kind)
     if key_name is None:
-        return 0, []
+        return [], []
     shared = contact_shared_endpoint.c
     domains = tx.conn.execute(select(shared.domain_name).distinct()).scalars().all()
-    count, unreadable = 0, []
+    found, unreadable = [], []
     for domain_name in sorted(domains):
         try:
             digest = tx.cipher(domain_name).digest(key_name, value.normal)
+            found.append((domain_name, key_name, digest))
         except ServiceError:
             unreadable.append(domain_name)
-            continue
+    return found, unreadable
+
+
+def purge_holding(tx: Tx, endpoints: list[tuple[str, str, bytes]], *, dry_run: bool = False) -> int:
+    """Delete the kept endpoints `held_endpoints` named (or count them, with `dry_run`); how
+    many. Found by their blind-index digest, none opened."""
+    shared = contact_shared_endpoint.c
+    count = 0
+    for domain_name, key_name, digest in endpoints:
         holding = (
             shared.domain_name == domain_name,
             shared.key_name == key_name,
@@ -176,7 +186,7 @@ def purge_holding(tx: Tx, *, value: HeldValue, dry_run: bool = False) -> tuple[i
             count += int(tx.conn.execute(delete(contact_shared_endpoint).where(*holding)).rowcount)
     if count and not dry_run:
         tx.erased()
-    return count, unreadable
+    return count
 
 
 def _forget_linked(

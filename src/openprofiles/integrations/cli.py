@@ -271,7 +271,7 @@ def _purge_matching(
     database is not held off while they are opened. Prints their ids, never the value."""
     from openprofiles.cli_support import held_value
     from openprofiles.contacts.kept import purge_unrouted_ids, unrouted_holding
-    from openprofiles.contacts.shared_endpoint import purge_holding
+    from openprofiles.contacts.shared_endpoint import held_endpoints, purge_holding
 
     services = open_services(settings_from_options(data_dir, database_url))
     try:
@@ -283,9 +283,12 @@ def _purge_matching(
             with services.write() as tx:
                 purged = purge_unrouted_ids(tx, message_ids=found)
         # A caller's number or address kept for a screen pop (contacts.shared_endpoint): the
-        # profiles that held it may have been erased or changed since.
+        # profiles that held it may have been erased or changed since. Its digests are made
+        # in a read (a domain's key may be unwrapped, with KMS), deleted in a short write.
+        with services.read() as tx:
+            held, unreadable = held_endpoints(tx, value=value)
         with services.read() if dry_run else services.write() as tx:
-            endpoints, unreadable = purge_holding(tx, value=value, dry_run=dry_run)
+            endpoints = purge_holding(tx, held, dry_run=dry_run)
     finally:
         services.database.dispose()
     if as_json:

@@ -6,13 +6,16 @@ profile that holds it, and the domain. On SQLite and PostgreSQL, through the rea
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 from tests.unit.integrations.integ_helpers import INSTANCE, associate, make_domain
 
+from openprofiles.cli import main
 from openprofiles.contacts.service import apply_contact_event
 from openprofiles.context import Services
 from openprofiles.domains.service import delete_domain
@@ -179,7 +182,6 @@ def test_erasing_by_value_takes_a_number_no_profile_holds_any_more(
     # The profiles lost the number before they were deleted: DeleteProfile found nothing by it,
     # and the number stayed readable for the rest of the hour. The erasure by value (`instances
     # purge-unrouted --matching`) takes it.
-    from openprofiles.contacts.shared_endpoint import purge_holding
     from openprofiles.held_values import HeldValue
     from openprofiles.profiles.service import update_profile
 
@@ -197,15 +199,20 @@ def test_erasing_by_value_takes_a_number_no_profile_holds_any_more(
 
     region = services.settings.default_phone_region
     with services.read() as tx:
-        assert purge_holding(tx, value=HeldValue("(303) 555-0000", region), dry_run=True) == (
-            1,
-            [],
-        )
+        assert erase(tx, HeldValue("(303) 555-0000", region), dry_run=True) == 1
     assert kept(services, "c1") == ("_phone", NUMBER)
     with services.write() as tx:
-        assert purge_holding(tx, value=HeldValue("+1 303 555 0000", region)) == (1, [])
         # A value that is neither an email nor a phone number is no caller's endpoint.
-        assert purge_holding(tx, value=HeldValue("Jane", region)) == (0, [])
+        assert erase(tx, HeldValue("Jane", region)) == 0
+    # The operator's command (docs/operations.md, "Erasing a customer").
+    options = ["--data-dir", str(services.settings.data_dir)]
+    if services.settings.database_url:
+        options += ["--database-url", services.settings.database_url]
+    result = CliRunner().invoke(
+        main, ["instances", "purge-unrouted", *options, "--matching", "+1 303 555 0000", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["CallerEndpoints"] == 1
     assert kept(services, "c1") is None
     assert rows(services) == []
 
@@ -213,14 +220,23 @@ def test_erasing_by_value_takes_a_number_no_profile_holds_any_more(
 def test_erasing_by_value_takes_an_email_address_ignoring_case(
     services: Services, shared: list[str]
 ) -> None:
-    from openprofiles.contacts.shared_endpoint import purge_holding
     from openprofiles.held_values import HeldValue
 
     start(services, "chat-1", EMAIL, channel="CHAT")
     start(services, "c1", NUMBER)
     region = services.settings.default_phone_region
     with services.write() as tx:
-        assert purge_holding(tx, value=HeldValue("FAMILY@Example.org", region)) == (1, [])
+        assert erase(tx, HeldValue("FAMILY@Example.org", region)) == 1
     # The phone number, another value, stays until its own erasure.
     assert kept(services, "chat-1") is None
     assert kept(services, "c1") == ("_phone", NUMBER)
+
+
+def erase(tx: Any, value: Any, *, dry_run: bool = False) -> int:
+    """What `instances purge-unrouted --matching` does to the kept endpoints (here in one
+    transaction), asserting every domain was looked at."""
+    from openprofiles.contacts.shared_endpoint import held_endpoints, purge_holding
+
+    held, unreadable = held_endpoints(tx, value=value)
+    assert unreadable == []
+    return purge_holding(tx, held, dry_run=dry_run)
