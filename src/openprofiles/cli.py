@@ -328,6 +328,7 @@ def keys_create(data_dir: Path | None, database_url: str | None, alias: str, as_
         click.echo(json.dumps({"KeyId": key.key_id, "Arn": arn, "Alias": key.alias}))
     else:
         click.echo(arn)
+        # Not with --json: a script reads its output (and test runners mix stderr into it).
         _remind_backup(settings)
 
 
@@ -464,13 +465,19 @@ def keys_rotate(
             target = _activate_local_key(keyring, key, settings)
         else:
             target = _rotate_local_key(keyring, key, settings, activate=True)
-        # Its versions, recorded: a keyring copy with fewer is older than the database
-        # (domains.unreadable.record_local_key).
-        record_local_key(services.database, target)
-        _rewrap_domains(services, target, f"openprofiles keys rotate{storage} {key} --rewrap-only")
-    if not rewrap_only:
-        # (--rewrap-only makes no new version: the keyring's material is what it was.)
-        _remind_backup(settings)
+        try:
+            # Its versions, recorded: a keyring copy with fewer is older than the database
+            # (domains.unreadable.record_local_key).
+            record_local_key(services.database, target)
+            _rewrap_domains(
+                services, target, f"openprofiles keys rotate{storage} {key} --rewrap-only"
+            )
+        finally:
+            if not rewrap_only:
+                # The keyring holds the new version from here on, whether or not the re-wrap
+                # that follows stops partway (its --rewrap-only makes no new version, so it
+                # would never say it). (--rewrap-only: the keyring's material is what it was.)
+                _remind_backup(settings)
 
 
 def _rotate_local_key(

@@ -446,3 +446,32 @@ def test_a_keyring_rotated_separately_refuses_to_start(
         rf"keyring, {wrapped_under.hex()} in the data keys\) differs",
     ):
         build_services(settings)
+
+
+def test_a_rotation_whose_rewrap_stops_still_reminds_to_back_up_the_keyring(
+    settings: Settings, server: Services
+) -> None:
+    # The keyring holds the new version once the rotation starts re-wrapping; a re-wrap that
+    # stopped raised before the reminder, and the --rewrap-only that finishes it makes no new
+    # version, so nothing ever said to back up keyring.json (a review of the session's commits).
+    options = _options(settings)
+    _ok("keys", "create", "--alias", "billing", *options)
+    make_domain(server, "damaged", "alias/billing")
+    with server.write() as tx:
+        wrapped = bytes(
+            tx.conn.execute(
+                select(domain.c.wrapped_key).where(domain.c.name == "damaged")
+            ).scalar_one()
+        )
+        tx.conn.execute(
+            domain.update()
+            .where(domain.c.name == "damaged")
+            .values(wrapped_key=wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+        )
+
+    result = CliRunner().invoke(main, ["keys", "rotate", "alias/billing", *options])
+
+    assert result.exit_code == 1, result.output
+    assert "Re-wrapping stopped after 0 domain(s)" in result.output
+    assert f"Back up {settings.keyring_path} now" in result.stderr
+    assert len(Keyring(settings.keyring_path).lookup("alias/billing").versions) == 2  # type: ignore[union-attr]
