@@ -13,11 +13,17 @@ true now: the credentials file's key still exists, the web user `admin` is still
 administrator, the password file still opens it. Deleted or changed since, the line is left out
 or says what to do instead. Without --first-run-admin, a server nobody can use (no web user, no
 credential) says how to make the first administrator (`nobody_can_sign_in`).
+
+`admin` must change the generated password at first sign-in (users.service
+`must_change_password`): the pages offer only the password page until then. Once it is changed,
+on the pages or by `users set-password`, the file holds a dead secret and is deleted
+(`retire_first_password`); the later starts' lines then no longer point at it.
 """
 
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -31,6 +37,8 @@ WEB_ADMIN = "admin"
 # The files of DATA_DIR this module writes secrets to (serving checks their modes at start).
 CREDENTIALS_FILE = "credentials"
 ADMIN_PASSWORD_FILE = "admin-password"
+
+_log = logging.getLogger(__name__)
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -138,6 +146,7 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
         count_users,
         create_user,
         find_user,
+        require_password_change,
         verify_password,
     )
 
@@ -152,7 +161,13 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
         user = find_user(tx, username=WEB_ADMIN)
         created = admins == 0 and user is None
         if created:
-            create_user(tx, username=WEB_ADMIN, password=password, role="admin")
+            create_user(
+                tx,
+                username=WEB_ADMIN,
+                password=password,
+                role="admin",
+                must_change_password=True,
+            )
         is_admin = created or (user is not None and user.role == "admin")
         # The file's password, unless it was changed since (verify_password may rehash it).
         on_file = _read(path)
@@ -161,6 +176,10 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
             and bool(on_file)
             and verify_password(tx, username=WEB_ADMIN, password=on_file) is not None
         )
+        if first_password and user is not None and not user.must_change_password:
+            # Made before the pages asked for a new password (migration 0047), and still
+            # opened by the file's: asked now, as for an admin made today.
+            require_password_change(tx, username=WEB_ADMIN)
     if created:
         _write_secret(path, password + "\n")
         _audit(services, "web-user", audit_name(services.keys.system_cipher(), WEB_ADMIN))
@@ -168,7 +187,10 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     if is_admin:
         yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
         if first_password:
-            yield f"  (the first password is in {path.resolve()}: cat it to see it)."
+            yield (
+                f"  (the first password is in {path.resolve()}: cat it to see it; the pages "
+                "then ask for a password of your own, and the file is deleted)."
+            )
     elif admins:
         # `admin` was deleted, or made an agent, by another administrator.
         yield (
@@ -178,6 +200,29 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
     else:
         # The name `admin` is an agent's, and no one else is an administrator.
         yield f"No one can administer the web pages: create an administrator: {_CREATE_WEB_ADMIN}"
+
+
+def retire_first_password(data_dir: Path, *, username: str, password: str) -> bool:
+    """After `username`'s password was set to `password` (committed): when that user is the
+    first run's `admin`, delete its password file in `data_dir` (DATA_DIR/admin-password),
+    which no longer opens the account (a dead secret left on disk, and a later start's lines
+    would point at it). Whether it was deleted. A file that holds the new password itself (set
+    to the same by hand) is kept."""
+    if username != WEB_ADMIN:
+        return False
+    path = data_dir / ADMIN_PASSWORD_FILE
+    on_file = _read(path)
+    if on_file and secrets.compare_digest(on_file.encode("utf-8"), password.encode("utf-8")):
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        # The password is changed all the same (committed): the file is only left behind.
+        _log.warning("Could not delete %s, which no longer opens %s: %s", path, username, exc)
+        return False
+    return True
 
 
 def _read(path: Path) -> str:

@@ -1,7 +1,9 @@
 """Sign-in (throttled: users.throttle), sign-out and the landing page that sends each role to its
 workspace. Every sign-in attempt is audit-logged (openprofiles.audit.sign_in), a form refused
 unread too (SIGN_IN_UNREAD); a sign-out is a signed-in user's POST, logged as each is
-(ui.web.UI.page)."""
+(ui.web.UI.page). A user whose password someone else chose (users.service
+`must_change_password`, the first run's `admin`) lands on the password page, the only one open
+to them, with signing out, until they choose their own."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from openprofiles.ui.password_checks import (
 )
 from openprofiles.ui.web import (
     ENDED_COOKIE,
+    PASSWORD_PAGE,
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     UI,
@@ -67,7 +70,7 @@ def routes(ui: UI) -> list[Route]:
         session = await ui.load_session(request)
         if session is None:
             return RedirectResponse("/ui/sign-in", status_code=303)
-        return RedirectResponse("/admin/" if session.role == "admin" else "/agent/", 303)
+        return RedirectResponse(landing(session), 303)
 
     async def sign_in(request: Request) -> Response:
         if request.method in ("GET", "HEAD"):  # Starlette routes HEAD here too
@@ -127,16 +130,20 @@ def routes(ui: UI) -> list[Route]:
                 form=form,
             )
             return audited(username, failed, audit.SIGN_IN_FAILED)
-        default = "/admin/" if created.session.role == "admin" else "/agent/"
-        target = ui.after_sign_in(
-            form_text(form, "next"),
-            form_text(form, "next_query"),
-            default,
-            user=created.session.username,
-        )
-        response = back_to_kept_form(request, form, target, created.session) or RedirectResponse(
-            target, status_code=303
-        )
+        if created.session.must_change_password:
+            # A password someone else chose: its page first (web.UI.page sends every other
+            # there anyway), and no kept form, which only that page could be sent to now.
+            response: Response = RedirectResponse(PASSWORD_PAGE, status_code=303)
+        else:
+            target = ui.after_sign_in(
+                form_text(form, "next"),
+                form_text(form, "next_query"),
+                landing(created.session),
+                user=created.session.username,
+            )
+            response = back_to_kept_form(
+                request, form, target, created.session
+            ) or RedirectResponse(target, status_code=303)
         set_cookie(
             request,
             response,
@@ -177,7 +184,7 @@ def routes(ui: UI) -> list[Route]:
         request.state.session = session  # the page is the new session's
         return ui.render(request, "sign_in.html", kept=kept, back_to=target)
 
-    @ui.page("agent", nothing_to_lose=True)
+    @ui.page("agent", nothing_to_lose=True, before_own_password=True)
     async def sign_out(request: Request) -> Response:
         token = ui.session_token(request)
         await ui.write(lambda tx: users.delete_session(tx, token=token))
@@ -191,6 +198,14 @@ def routes(ui: UI) -> list[Route]:
         Route("/ui/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/ui/sign-out", sign_out, methods=["POST"]),
     ]
+
+
+def landing(session: WebSession) -> str:
+    """Where a signed-in user starts: their role's workspace, or the password page while they
+    must choose their own password (users.service `must_change_password`)."""
+    if session.must_change_password:
+        return PASSWORD_PAGE
+    return "/admin/" if session.role == "admin" else "/agent/"
 
 
 def sign_in_page(

@@ -2,7 +2,9 @@
 password, another role or, an agent, other domains (its domain scope, users.service), or to
 delete them after a confirmation step, as a credential delete
 and a DLQ purge are; each of these, creating one too, asks the administrator's own password
-again: ui.password_confirm), and every signed-in user's own password page.
+again: ui.password_confirm), and every signed-in user's own password page: the only page of a
+user who must choose their own password (ui.web.UI.page). A new password for the first run's
+`admin` deletes its password file, which no longer opens anything (first_run).
 
 A username may be a person's name or e-mail address, so no address carries it in clear (ui.web):
 a user's pages are addressed by a reference that seals the name (services.tokens), and the
@@ -18,6 +20,7 @@ from starlette.routing import Route
 
 from openprofiles.auth.scope import checked_scope
 from openprofiles.errors import BadRequest, NotFound, Throttling
+from openprofiles.first_run import retire_first_password
 from openprofiles.ui import flash, password_confirm
 from openprofiles.ui.admin_pages import (
     EVERY_DOMAIN,
@@ -33,14 +36,14 @@ from openprofiles.ui.password_checks import (
     check_password,
     form_password,
 )
-from openprofiles.ui.web import UI, form_text
+from openprofiles.ui.web import PASSWORD_PAGE, UI, form_text
 from openprofiles.users import service as users
 from openprofiles.users.models import ROLES, WebSession
 
 USER_SCOPE = "ui/user"
 NOTICE_SCOPE = "ui/user-notice"
-# Every user's own page: change their password.
-OWN_PASSWORD = "/ui/password"
+# Every user's own page: change their password (the only one while they must: web.UI.page).
+OWN_PASSWORD = PASSWORD_PAGE
 # The role form's password field (the password form's is password_confirm.FIELD): one page.
 ROLE_PASSWORD = "role_your_password"
 # The domains form's password field.
@@ -217,6 +220,11 @@ def routes(ui: UI) -> list[Route]:
         ended = await ui.write(
             lambda tx: users.set_password(tx, username=username, password=hashed, keep_session=keep)
         )
+        await ui.run(
+            lambda: retire_first_password(
+                ui.services.settings.data_dir, username=username, password=password
+            )
+        )
         sessions = f"{ended} session{'s' if ended != 1 else ''}"
         return to_list(f"Set a new password for {username}; ended {sessions}.")
 
@@ -307,7 +315,7 @@ def routes(ui: UI) -> list[Route]:
     ) -> Response:
         return ui.render(request, "password.html", status=status, errors=errors, changed=changed)
 
-    @ui.page("agent")
+    @ui.page("agent", before_own_password=True)
     async def own_password(request: Request) -> Response:
         if request.method == "GET":
             # "Your password has been changed" after the change only, once (ui.flash): never
@@ -367,6 +375,12 @@ def routes(ui: UI) -> list[Route]:
             return own_page(
                 request, {"current_password": "This is not your current password."}, 400
             )
+        # The first run's password file, if this is its user's, holds a dead secret now.
+        await ui.run(
+            lambda: retire_first_password(
+                ui.services.settings.data_dir, username=session.username, password=new
+            )
+        )
         response = RedirectResponse(OWN_PASSWORD, status_code=303)
         flash.confirm(ui, request, response, page=OWN_PASSWORD, done=[flash.PASSWORD_CHANGED])
         return response

@@ -48,6 +48,9 @@ from openprofiles.users.models import WebSession
 # The start of the cookies' names; each installation's names go on with a suffix of its own
 # (cookie_name).
 SESSION_COOKIE = "op_session"
+# Every signed-in user's own password page (ui.user_pages): the only page, with signing out, of
+# a user whose password someone else chose (users.service `must_change_password`).
+PASSWORD_PAGE = "/ui/password"
 SIGNIN_COOKIE = "op_signin"
 # Left by a form sent with no live session (UI.session_ended): the sign-in page it leads to says
 # that what was sent was not saved (UI.form_was_lost).
@@ -453,7 +456,12 @@ class UI:
         return True
 
     def page(
-        self, role: str = "agent", *, keep_form: bool = False, nothing_to_lose: bool = False
+        self,
+        role: str = "agent",
+        *,
+        keep_form: bool = False,
+        nothing_to_lose: bool = False,
+        before_own_password: bool = False,
     ) -> Callable[[Endpoint], Endpoint]:
         """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
         on POST (the parsed form is then in request.state.form), and service errors shown as
@@ -461,7 +469,9 @@ class UI:
         (keep_form); the endpoint then gets it back in a POST with submissions.KEPT_FORM_FIELD.
         `nothing_to_lose`: a POST whose session has ended only goes to sign in, without the
         notice that what was sent was not saved (session_ended): signing out, say, after the
-        session had ended anyway loses nothing."""
+        session had ended anyway loses nothing. `before_own_password`: open to a user who must
+        change their password first (the password page, signing out); every other page, GET or
+        POST, sends them to PASSWORD_PAGE (which says why) and does nothing else."""
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def guarded(request: Request) -> Response:
@@ -497,6 +507,11 @@ class UI:
                     )
 
             async def signed_in(request: Request, session: WebSession) -> Response:
+                if session.must_change_password and not before_own_password:
+                    # A password someone else chose (the first run's, on disk in a file) opens
+                    # nothing but the page to replace it. Before the form is read: a POST is
+                    # not acted on, nor its form kept.
+                    return RedirectResponse(PASSWORD_PAGE, status_code=303)
                 if role == "admin" and session.role != "admin":
                     return self.error_page(
                         request,

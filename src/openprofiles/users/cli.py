@@ -152,20 +152,41 @@ def users_list(data_dir: Path | None, database_url: str | None) -> None:
 @storage_options
 @click.argument("username")
 @PASSWORD_STDIN
+@click.option(
+    "--temporary/--no-temporary",
+    default=False,
+    show_default=True,
+    help="The user must choose a password of their own when they next sign in (the web pages "
+    "then offer only the password page): for a password you set for someone else.",
+)
 def users_set_password(
-    data_dir: Path | None, database_url: str | None, username: str, password_stdin: bool
+    data_dir: Path | None,
+    database_url: str | None,
+    username: str,
+    password_stdin: bool,
+    temporary: bool,
 ) -> None:
     """Give a web user a new password (prompted for twice, or read from stdin); every session
-    of theirs ends."""
+    of theirs ends. Setting the first run's `admin`'s deletes DATA_DIR/admin-password, which no
+    longer opens it."""
+    from openprofiles.first_run import ADMIN_PASSWORD_FILE, retire_first_password
     from openprofiles.users.service import set_password
 
     password = _read_password(password_stdin)
+    settings = settings_from_options(data_dir, database_url)
     ended = _write(
         data_dir,
         database_url,
-        lambda tx: set_password(tx, username=username, password=password),
+        lambda tx: set_password(tx, username=username, password=password, temporary=temporary),
     )
     click.echo(f"Set a new password for {username}; ended {ended} session(s).")
+    if temporary:
+        click.echo(f"{username} must choose a password of their own at their next sign-in.")
+    if retire_first_password(settings.data_dir, username=username, password=password):
+        click.echo(
+            f"Deleted {settings.data_dir / ADMIN_PASSWORD_FILE}: the first password it held no "
+            "longer opens the account."
+        )
 
 
 @users.command("set-role")

@@ -18,6 +18,8 @@ class WebUser:
     created_at: datetime
     # The domains the user may see (None: every domain); only an agent has a scope.
     domains: frozenset[str] | None = None
+    # Its password was chosen by someone else: the pages ask for a new one (users.service).
+    must_change_password: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -37,6 +39,9 @@ class WebSession:
     # The user's domain scope, read with the role on each request (users.service.get_session),
     # so a change applies from the user's next request. None: every domain.
     domains: frozenset[str] | None = None
+    # The user's password was chosen by someone else (the first run's, an administrator's
+    # temporary one): the pages offer only the password page until they choose their own.
+    must_change_password: bool = False
 
     def allows(self, domain_name: str) -> bool:
         """Whether the user may see the domain's customers (ui.agent_pages)."""

@@ -15,6 +15,11 @@ nothing. A scope is therefore refused for an admin (`create_user`, `set_scope`),
 with a scope is not made an admin (`set_role`) until its scope is lifted: silently dropping it
 would widen what the user sees without anyone having asked for that.
 
+A password someone else chose (the first run's generated one, an administrator's `users
+set-password --temporary`) marks the user `must_change_password`: read with the session on each
+request, it keeps the pages on the password page (ui.web.UI.page) until the user sets their own
+(`change_own_password`), which clears it, as any new password not marked temporary does.
+
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A session is a random token kept by
 the browser in a cookie; only its SHA-256 digest is stored, with the CSRF token every form of the
 session must carry.
@@ -38,7 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from math import ceil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -167,8 +172,11 @@ def create_user(
     password: str | NewPassword,
     role: str,
     domains: Iterable[str] | None = None,
+    must_change_password: bool = False,
 ) -> WebUser:
-    """A new user; `domains` limits an agent to those domains (None: every domain)."""
+    """A new user; `domains` limits an agent to those domains (None: every domain);
+    `must_change_password`: the password is someone else's choice, for the user to replace at
+    first sign-in (the module docstring)."""
     _check_role(role)
     if (problem := check_username(username)) is not None:
         raise BadRequest(f"The username is not valid: {problem}")
@@ -186,9 +194,16 @@ def create_user(
             role=role,
             created_at=tx.now,
             domain_scope=stored_scope(scope),
+            must_change_password=must_change_password,
         )
     )
-    return WebUser(username=username, role=role, created_at=tx.now, domains=scope)
+    return WebUser(
+        username=username,
+        role=role,
+        created_at=tx.now,
+        domains=scope,
+        must_change_password=must_change_password,
+    )
 
 
 def _cipher(tx: Tx) -> DomainCipher:
@@ -213,16 +228,31 @@ def audit_name(cipher: DomainCipher, username: str) -> str:
     return "user-" + cipher.digest(AUDIT_KEY_NAME, username)[:6].hex()
 
 
+def _web_user(username: str, row: Any) -> WebUser:
+    """The user of a row of web_user (its role, created_at, domain_scope and
+    must_change_password) named `username`."""
+    return WebUser(
+        username,
+        row.role,
+        row.created_at,
+        loaded_scope(row.domain_scope),
+        must_change_password=bool(row.must_change_password),
+    )
+
+
 def find_user(tx: Tx, *, username: str) -> WebUser | None:
     row = tx.conn.execute(
-        select(web_user.c.role, web_user.c.created_at, web_user.c.domain_scope).where(
-            web_user.c.username_digest == _user_digest(tx, username)
-        )
+        select(
+            web_user.c.role,
+            web_user.c.created_at,
+            web_user.c.domain_scope,
+            web_user.c.must_change_password,
+        ).where(web_user.c.username_digest == _user_digest(tx, username))
     ).first()
     # The digest is of this very name: nothing needs opening.
     if row is None:
         return None
-    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
+    return _web_user(username, row)
 
 
 def list_users(tx: Tx) -> list[WebUser]:
@@ -234,16 +264,14 @@ def list_users(tx: Tx) -> list[WebUser]:
             web_user.c.role,
             web_user.c.created_at,
             web_user.c.domain_scope,
+            web_user.c.must_change_password,
         )
     ).all()
     names = _cipher(tx).open_records(
         USER_TABLE, [(bytes(r.username_digest).hex(), bytes(r.username_sealed)) for r in rows]
     )
     return sorted(
-        (
-            WebUser(name["username"], r.role, r.created_at, loaded_scope(r.domain_scope))
-            for name, r in zip(names, rows, strict=True)
-        ),
+        (_web_user(name["username"], r) for name, r in zip(names, rows, strict=True)),
         key=lambda user: user.username,
     )
 
@@ -347,12 +375,19 @@ def set_scope(tx: Tx, *, username: str, domains: Iterable[str] | None) -> WebUse
 
 
 def set_password(
-    tx: Tx, *, username: str, password: str | NewPassword, keep_session: str | None = None
+    tx: Tx,
+    *,
+    username: str,
+    password: str | NewPassword,
+    keep_session: str | None = None,
+    temporary: bool = False,
 ) -> int:
     """Give the user a new password and end their sessions, but the one whose cookie value is
     `keep_session` (the user changing their own password stays signed in there); the number of
-    sessions ended. Failed sign-ins counted against the name are forgotten: a user locked out
-    by someone guessing can sign in with the new password at once.
+    sessions ended. `temporary`: someone else chose it, so the user must change it when they
+    next sign in (`must_change_password`); otherwise that mark is cleared. Failed sign-ins
+    counted against the name are forgotten: a user locked out by someone guessing can sign in
+    with the new password at once.
 
     A live session is ended, not deleted (one ended already is left as it is, and not counted):
     its row is marked as last seen a whole SESSION_LIFETIME before it would have gone idle, so
@@ -369,7 +404,9 @@ def set_password(
     hashed = _hashed(password, username)  # before the row is locked
     digest, _role = _locked_role(tx, username)
     tx.conn.execute(
-        update(web_user).where(web_user.c.username_digest == digest).values(password_hash=hashed)
+        update(web_user)
+        .where(web_user.c.username_digest == digest)
+        .values(password_hash=hashed, must_change_password=temporary)
     )
     ending = (
         update(web_session)
@@ -394,6 +431,17 @@ def _live_session(tx: Tx) -> ColumnElement[bool]:
             and_(seen.is_not(None), seen > idle_since),
             and_(seen.is_(None), web_session.c.expires_at > idle_since + SESSION_LIFETIME),
         ),
+    )
+
+
+def require_password_change(tx: Tx, *, username: str) -> None:
+    """Mark the user `must_change_password` (the module docstring): their password, kept as it
+    is, was someone else's choice (first_run: the generated one, still in its file)."""
+    digest, _role = _locked_role(tx, username)
+    tx.conn.execute(
+        update(web_user)
+        .where(web_user.c.username_digest == digest)
+        .values(must_change_password=True)
     )
 
 
@@ -598,7 +646,7 @@ def _checked_user(
     if row is None or not checked.matches or row.password_hash != checked.stored_hash:
         return None
     _rehash_if_needed(tx, digest, row.password_hash, password)
-    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
+    return _web_user(username, row)
 
 
 def count_users(tx: Tx, *, role: str) -> int:
@@ -616,7 +664,7 @@ def verify_password(tx: Tx, *, username: str, password: str) -> WebUser | None:
     if not _matches(stored, password) or row is None:
         return None
     _rehash_if_needed(tx, digest, stored, password)
-    return WebUser(username, row.role, row.created_at, loaded_scope(row.domain_scope))
+    return _web_user(username, row)
 
 
 def _rehash_if_needed(tx: Tx, digest: bytes, stored: str, password: str) -> None:
@@ -658,6 +706,7 @@ def create_session(tx: Tx, *, username: str) -> NewSession:
             csrf_token=csrf_token,
             expires_at=expires_at,
             domains=user.domains,
+            must_change_password=user.must_change_password,
         ),
     )
 
@@ -673,6 +722,7 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
             web_user.c.username_sealed,
             web_user.c.role,
             web_user.c.domain_scope,
+            web_user.c.must_change_password,
         )
         .join(web_user, web_user.c.username_digest == web_session.c.username_digest)
         .where(web_session.c.id_digest == _digest(token))
@@ -689,6 +739,7 @@ def get_session(tx: Tx, *, token: str) -> WebSession | None:
         expires_at=row.expires_at,
         touch_due=seen <= tx.now - TOUCH_EVERY,
         domains=loaded_scope(row.domain_scope),
+        must_change_password=bool(row.must_change_password),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     ForeignKeyConstraint,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    false,
 )
 
 from openprofiles.store.schema.core import metadata
@@ -39,6 +41,10 @@ web_user = Table(
     # The domains an agent's pages offer and open, a JSON array of names (users.service, as
     # credential.domain_scope is for keys); NULL: every domain. Migration 0044.
     Column("domain_scope", JSON(none_as_null=True), nullable=True),
+    # The password was chosen by someone else (the first run's generated one, `users
+    # set-password --temporary`): until the user sets their own, the pages offer only the
+    # password page (ui.web.UI.page). Migration 0047.
+    Column("must_change_password", Boolean, nullable=False, server_default=false()),
 )
 
 web_session = Table(
