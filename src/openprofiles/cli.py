@@ -123,7 +123,12 @@ def serve(
     except serving.AddressUnusable as exc:
         raise Refused(str(exc), error="AddressUnusable") from None
     with listeners:
-        for line in serving.prepare(settings, listeners, first_run_admin=first_run_admin):
+        # The commands its lines name carry the data dir and database it was given: else, run
+        # from another directory, they would find no installation.
+        storage = storage_options_given(data_dir, database_url)
+        for line in serving.prepare(
+            settings, listeners, first_run_admin=first_run_admin, storage=storage
+        ):
             click.echo(line)
         serving.run(settings, listeners)
 

@@ -52,8 +52,10 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
-    """Create an admin credential if there is none; yield lines that say how to connect."""
+def ensure_first_admin(services: Services, endpoint: str, *, storage: str = "") -> Iterator[str]:
+    """Create an admin credential if there is none; yield lines that say how to connect.
+    `storage`: the storage options `serve` was given (cli_support.storage_options_given), which
+    a command the lines name must repeat to reach this installation."""
     path = services.settings.data_dir / CREDENTIALS_FILE
     with services.write() as tx:
         has_admin = any(c.role == "admin" for c in list_credentials(tx))
@@ -82,19 +84,19 @@ def ensure_first_admin(services: Services, endpoint: str) -> Iterator[str]:
         # Deleted (revoked) since, or a file that holds no key of this server's.
         yield (
             f"The access key in {path.resolve()} is no longer one of this server's (deleted?): "
-            f"use another admin key, or create one with: {_CREATE_CREDENTIAL}"
+            f"use another admin key, or create one with: {_create_credential(storage)}"
         )
     elif has_admin:
         # The file was deleted (or moved) since: the admin key it held, or another, is still
         # this server's, so nothing is made and no new key is needed to call the API.
         yield (
-            f"An admin access key exists, but {path.resolve()} no longer holds its secret: use "
+            f"An admin access key exists, but {path.resolve()} does not hold its secret: use "
             "an admin key you keep elsewhere (openprofiles credentials list names them), or "
-            f"create another with: {_CREATE_CREDENTIAL}"
+            f"create another with: {_create_credential(storage)}"
         )
     else:
-        yield f"Create credentials with: {_CREATE_CREDENTIAL}"
-    yield from ensure_first_web_admin(services, endpoint)
+        yield f"Create credentials with: {_create_credential(storage)}"
+    yield from ensure_first_web_admin(services, endpoint, storage=storage)
 
 
 def _audit(services: Services, made: str, name: str) -> None:
@@ -113,8 +115,12 @@ def _audit(services: Services, made: str, name: str) -> None:
         audit.first_run_admin(made, name=name, uid=uid, sudo_uid=settings.sudo_uid)
 
 
-_CREATE_CREDENTIAL = "openprofiles credentials create --role admin"
-_CREATE_WEB_ADMIN = "openprofiles users create --username NAME --role admin"
+def _create_credential(storage: str) -> str:
+    return f"openprofiles credentials create{storage} --role admin"
+
+
+def _create_web_admin(storage: str) -> str:
+    return f"openprofiles users create{storage} --username NAME --role admin"
 
 
 def _saved_key(services: Services, path: Path) -> str | None:
@@ -138,7 +144,9 @@ def _saved_key(services: Services, path: Path) -> str | None:
     return key_id
 
 
-def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
+def ensure_first_web_admin(
+    services: Services, endpoint: str, *, storage: str = ""
+) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
     from openprofiles.users.service import (
         audit_name,
@@ -199,7 +207,10 @@ def ensure_first_web_admin(services: Services, endpoint: str) -> Iterator[str]:
         )
     else:
         # The name `admin` is an agent's, and no one else is an administrator.
-        yield f"No one can administer the web pages: create an administrator: {_CREATE_WEB_ADMIN}"
+        yield (
+            "No one can administer the web pages: create an administrator: "
+            f"{_create_web_admin(storage)}"
+        )
 
 
 def retire_first_password(data_dir: Path, *, username: str, password: str) -> bool:
@@ -233,7 +244,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-def nobody_can_sign_in(services: Services) -> Iterator[str]:
+def nobody_can_sign_in(services: Services, *, storage: str = "") -> Iterator[str]:
     """Without --first-run-admin: when there is no web user and no credential at all, so no one
     can sign in to the web pages nor call the API, a line saying how to make the first
     administrator."""
@@ -245,6 +256,6 @@ def nobody_can_sign_in(services: Services) -> Iterator[str]:
     if empty:
         yield (
             "No one can sign in or call the API yet: start once with --first-run-admin, or "
-            f"create an administrator with: {_CREATE_WEB_ADMIN}; and an access key with: "
-            f"{_CREATE_CREDENTIAL}"
+            f"create an administrator with: {_create_web_admin(storage)}; and an access key "
+            f"with: {_create_credential(storage)}"
         )

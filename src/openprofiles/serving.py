@@ -65,11 +65,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def prepare(settings: Settings, listeners: Listeners, *, first_run_admin: bool) -> Iterator[str]:
+def prepare(
+    settings: Settings, listeners: Listeners, *, first_run_admin: bool, storage: str = ""
+) -> Iterator[str]:
     """Bring the schema up to date and, when asked, create the first admin credential; then
     listen on `listeners` (`bind`) and say so. Yields the lines to show the operator. A data dir,
     database or keyring that cannot be used stops it as it stops every other command
-    (cli_support.open_services says which and why), before anything listens."""
+    (cli_support.open_services says which and why), before anything listens. `storage`: the
+    storage options serve was given, which the commands the lines name repeat."""
     from openprofiles.cli_support import open_audit_file, open_services, shown_database
     from openprofiles.first_run import ensure_first_admin, nobody_can_sign_in
 
@@ -84,9 +87,9 @@ def prepare(settings: Settings, listeners: Listeners, *, first_run_admin: bool) 
             open_audit_file(audit_log).close()
         endpoint = f"http://{url_host(settings.host)}:{settings.port}"
         if first_run_admin:
-            yield from ensure_first_admin(services, endpoint)
+            yield from ensure_first_admin(services, endpoint, storage=storage)
         else:
-            yield from nobody_can_sign_in(services)
+            yield from nobody_can_sign_in(services, storage=storage)
         # Once, here, rather than in each worker; after the first run wrote its files.
         warn_about_deployment(settings)
         # From here on a connection is taken (the kernel completes it and queues it until a

@@ -16,6 +16,7 @@ from tests.support.ports import free_port
 
 from openprofiles import serving
 from openprofiles.cli import main
+from openprofiles.cli_support import storage_options_given
 from openprofiles.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("logging_as_it_was")
@@ -31,6 +32,11 @@ def _storage(settings: Settings) -> list[str]:
     if settings.database_url is not None:
         options += ["--database-url", settings.database_url]
     return options
+
+
+def _given(settings: Settings) -> str:
+    """The storage options `_serve` gives, as the commands serve names must repeat them."""
+    return storage_options_given(settings.data_dir, settings.database_url)
 
 
 def _serve(settings: Settings, monkeypatch: pytest.MonkeyPatch, *options: str) -> str:
@@ -127,7 +133,8 @@ def test_a_revoked_key_in_the_credentials_file_is_not_offered(
     path = (settings.data_dir / "credentials").resolve()
     assert (
         f"The access key in {path} is no longer one of this server's (deleted?): use another "
-        "admin key, or create one with: openprofiles credentials create --role admin"
+        f"admin key, or create one with: openprofiles credentials create{_given(settings)} "
+        "--role admin"
     ) in after
     # Another admin key exists: none is made, and the file is left as it is.
     assert "Created an admin credential" not in after
@@ -171,11 +178,15 @@ def test_a_server_nobody_can_use_says_how_to_make_the_first_admin(
     fresh = _serve(settings, monkeypatch)
 
     hint = [line for line in fresh.splitlines() if NOBODY in line]
+    # With the storage options serve was given: from another directory the commands would
+    # find no installation (an operator walk).
+    given = _given(settings)
     assert hint == [
         "No one can sign in or call the API yet: start once with --first-run-admin, or create "
-        "an administrator with: openprofiles users create --username NAME --role admin; and an "
-        "access key with: openprofiles credentials create --role admin"
+        f"an administrator with: openprofiles users create{given} --username NAME --role admin; "
+        f"and an access key with: openprofiles credentials create{given} --role admin"
     ]
+    assert " --data-dir " in given
     # Said before the server says it listens, with what it says about itself.
     listening = next(n for n, line in enumerate(fresh.splitlines()) if "listening on" in line)
     assert fresh.splitlines().index(hint[0]) < listening
@@ -237,9 +248,9 @@ def test_a_deleted_credentials_file_with_an_admin_key_left_is_said_so(
     path = (settings.data_dir / "credentials").resolve()
     assert "Create credentials with" not in after and USE_THE_FILE not in after
     assert (
-        f"An admin access key exists, but {path} no longer holds its secret: use an admin key "
+        f"An admin access key exists, but {path} does not hold its secret: use an admin key "
         "you keep elsewhere (openprofiles credentials list names them), or create another "
-        "with: openprofiles credentials create --role admin"
+        f"with: openprofiles credentials create{_given(settings)} --role admin"
     ) in after
     # Nothing is made: the admin key left is the server's.
     assert "Created an admin credential" not in after and not path.exists()
