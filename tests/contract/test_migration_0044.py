@@ -71,7 +71,15 @@ def test_0044_keeps_stored_users_unscoped_and_deletes_scoped_ones_on_downgrade(s
             _session(conn, b"3" * 32, AFTER)
             upgraded = {
                 bytes(row.username_digest): (row.role, row.password_hash, row.domain_scope)
-                for row in conn.execute(select(web_user))
+                # The columns of 0044 (the declared table has later ones too).
+                for row in conn.execute(
+                    select(
+                        web_user.c.username_digest,
+                        web_user.c.role,
+                        web_user.c.password_hash,
+                        web_user.c.domain_scope,
+                    )
+                )
             }
         downgrade_to(database, "0043")
         with database.engine.connect() as conn:
