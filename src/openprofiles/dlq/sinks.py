@@ -813,9 +813,8 @@ def _log_failed_sends(delivery: Delivery) -> None:
     per domain in SEND_FAILURE_LOG_WINDOW_SECONDS (a queue that refuses, or an endpoint that is
     down, meets every batch). It says the endpoint or SQS's error code (`failed_as_logged`),
     never an error's text: SQS's message may quote what was sent (a record's value)."""
+    # (A domain is there only once a send of its failed: `_failed` counts it.)
     for domain_name, reasons in delivery.failed_as_logged.items():
-        if not reasons:
-            continue
         left_out = _failed_send_lines.admit(domain_name)
         if left_out is None:
             continue
