@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 import boto3
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from tests.support.kms_proxy import kms_proxy
 from tests.support.moto_server import start_moto_server
 from tests.unit.integrations.integ_helpers import (
@@ -49,7 +51,7 @@ from openprofiles.domains.unreadable import Dropped, aliased_keys, drop_unreadab
 from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 from openprofiles.store.database import Database
-from openprofiles.store.migrate import downgrade_to
+from openprofiles.store.migrate import downgrade_to, migrating
 from openprofiles.users.service import create_user
 
 THIRD_INSTANCE = (
@@ -939,3 +941,99 @@ def test_the_drop_asks_kms_without_holding_the_database(
             database.dispose()
         assert dropped and dropped[0].deleted
         assert _rows_of(settings, "d1") == {}
+
+
+# A bound on how long a thread may take to get where the test awaits it, not a delay.
+WAIT_BOUND_SECONDS = 60
+_WAITING_ON_ADVISORY_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+)
+
+
+def test_the_drop_reads_the_domain_only_after_an_upgrade_under_way(settings: Settings) -> None:
+    """The drop's first read (the domain and the evidence of its key) is made before the
+    upgrade it makes way for, as build_services' checks are: on PostgreSQL it holds the
+    migration lock shared (store.migrate.before_migrating), so with another process's upgrade
+    under way it reads nothing until that upgrade has ended, rather than holding table locks
+    the upgrade may wait for (the deadlock of test_start_during_upgrade). On SQLite a reader
+    waits for no writer: it reads at once, and only its delete waits for the upgrade.
+
+    The upgrade is held (the migration lock taken and kept, as `migrating` does), and released
+    once the drop waits on an advisory lock (PostgreSQL) or has read the domain (SQLite)."""
+    keyring = Keyring(settings.keyring_path)
+    lost = keyring.create_key("lost")
+    arn = lost.arn(settings.region, settings.account_id)
+    _domains_with_contacts(settings, {"d1": arn, "d3": None})
+    _without_key(settings, lost.key_id)
+
+    upgrading = threading.Event()
+    upgrade_over = threading.Event()
+    domain_read = threading.Event()
+    read_while_upgrading: list[bool] = []
+    dropped: list[Dropped] = []
+    errors: list[BaseException] = []
+    database = Database.from_settings(settings)
+
+    def upgrade() -> None:
+        try:
+            with migrating(database):
+                upgrading.set()
+                # Waiting on the test, which ends the upgrade once the drop has got where it
+                # is awaited (bounded: a failed test must not leave the lock held).
+                upgrade_over.wait(WAIT_BOUND_SECONDS)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    def drop() -> None:
+        try:
+            dropped.append(drop_unreadable(settings, "d1", confirm=True, key_lost=arn))
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    dropping = threading.Thread(target=drop, daemon=True)
+
+    def note_domain_read(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        mine = threading.current_thread() is dropping
+        if mine and not domain_read.is_set() and "FROM domain" in statement:
+            read_while_upgrading.append(not upgrade_over.is_set())
+            domain_read.set()
+
+    upgrader = threading.Thread(target=upgrade, daemon=True)
+    event.listen(Engine, "before_cursor_execute", note_domain_read)
+    try:
+        upgrader.start()
+        assert upgrading.wait(WAIT_BOUND_SECONDS), "the upgrade never took the migration lock"
+        dropping.start()
+        if settings.is_sqlite:
+            assert domain_read.wait(WAIT_BOUND_SECONDS), "the drop never read the domain"
+        else:
+            _await_a_wait_on_the_migration_lock(database, dropping)
+        upgrade_over.set()
+        upgrader.join(WAIT_BOUND_SECONDS)
+        dropping.join(WAIT_BOUND_SECONDS)
+    finally:
+        upgrade_over.set()
+        event.remove(Engine, "before_cursor_execute", note_domain_read)
+        database.dispose()
+    assert not upgrader.is_alive() and not dropping.is_alive(), "a thread never ended"
+    assert errors == []
+    # PostgreSQL: nothing read while the upgrade held the lock; SQLite: read at once.
+    assert read_while_upgrading == [settings.is_sqlite]
+    assert dropped and dropped[0].deleted
+    assert _rows_of(settings, "d1") == {}
+    assert _contacts_of(settings, "d3") == ["c-d3"]
+
+
+def _await_a_wait_on_the_migration_lock(database: Database, dropping: threading.Thread) -> None:
+    """Return once a session of the database waits on an advisory lock (the drop's, as nothing
+    else runs), or fail after WAIT_BOUND_SECONDS."""
+    deadline = time.monotonic() + WAIT_BOUND_SECONDS
+    while True:
+        with database.engine.connect() as conn:
+            if conn.execute(_WAITING_ON_ADVISORY_LOCK).scalar():
+                return
+        assert dropping.is_alive(), "the drop ended while the upgrade held the migration lock"
+        assert time.monotonic() < deadline, "the drop never waited for the migration lock"
+        # Polling the drop's state, not a delay: it waits on the lock or ends meanwhile.
+        dropping.join(timeout=0.01)
