@@ -152,8 +152,8 @@ def main() -> None:
     ).stdout
     summary = json.loads(out.strip().splitlines()[-1])
     print(
-        f"openprofiles ingest contact-records: {summary['accepted']}/{summary['read']} accepted "
-        f"in {summary['seconds']:.1f}s = {summary['records_per_second']:,.0f} records/s"
+        f"openprofiles ingest contact-records: {summary['Accepted']}/{summary['Read']} accepted "
+        f"in {summary['Seconds']:.1f}s = {summary['RecordsPerSecond']:,.0f} records/s"
     )
 
 

@@ -47,7 +47,7 @@ def test_wrong_typed_record_is_rejected_and_the_rest_loaded(
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert (summary["read"], summary["accepted"], summary["rejected"]) == (6, 4, 2)
+    assert (summary["Read"], summary["Accepted"], summary["Rejected"]) == (6, 4, 2)
     assert [found(services, f"file-{i}") for i in range(6)] == [1, 1, 1, 0, 0, 1]
     with services.read() as tx:
         letters = list_messages(tx, domain_name=D)
@@ -72,7 +72,7 @@ def test_updates_that_cannot_be_ordered_are_counted_as_rejected(
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert (summary["read"], summary["accepted"], summary["rejected"]) == (4, 2, 2)
+    assert (summary["Read"], summary["Accepted"], summary["Rejected"]) == (4, 2, 2)
     with services.read() as tx:
         letters = list_messages(tx, domain_name=D)
     reasons = {json.loads(m.object_json)["ContactId"]: m.reason for m in letters}
@@ -168,7 +168,7 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(
     file.write_bytes(codecs.BOM_UTF8 + text.encode())
     result = CliRunner().invoke(main, ["ingest", "contact-records", *options, str(file), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["accepted"] == 2
+    assert json.loads(result.output)["Accepted"] == 2
     assert [found(services, f"b-{i}") for i in range(2)] == [1, 1]
     with services.read() as tx:
         assert list_unrouted(tx) == []

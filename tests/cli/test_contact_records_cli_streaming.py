@@ -79,7 +79,7 @@ def test_a_large_file_is_loaded_without_being_held_in_memory(
     # Once before measuring: the modules the command imports, the database's creation.
     small = tmp_path / "small.jsonl"
     small.write_text(line + "\n")
-    assert load(options, small)["read"] == 1
+    assert load(options, small)["Read"] == 1
     taken.clear()
 
     tracemalloc.start()
@@ -88,7 +88,7 @@ def test_a_large_file_is_loaded_without_being_held_in_memory(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert (summary["read"], summary["accepted"]) == (count, count)
+    assert (summary["Read"], summary["Accepted"]) == (count, count)
     assert sum(taken) == count and max(taken) == 10
     assert peak < size / 4, f"peak {peak} bytes reading a file of {size}"
 
@@ -106,7 +106,7 @@ def test_a_line_too_long_to_be_a_record_is_rejected_unread_and_the_rest_loaded(
         "\n".join([json.dumps(ctr("l-0")), huge, json.dumps(ctr("l-2"))]) + "\n", "utf-8"
     )
     summary = load(options, file)
-    assert (summary["read"], summary["accepted"], summary["rejected"]) == (3, 2, 1)
+    assert (summary["Read"], summary["Accepted"], summary["Rejected"]) == (3, 2, 1)
     assert [found(services, c) for c in ("l-0", "huge", "l-2")] == [1, 0, 1]
     with services.read() as tx:
         [kept] = list_unrouted(tx)
@@ -135,7 +135,7 @@ def test_a_record_nested_too_deeply_is_rejected_with_its_contact_id(
     file = tmp_path / "deep.jsonl"
     file.write_text("\n".join(records) + "\n")
     summary = load(options, file, "--batch-size", "2")
-    assert (summary["read"], summary["accepted"], summary["rejected"]) == (4, 2, 2)
+    assert (summary["Read"], summary["Accepted"], summary["Rejected"]) == (4, 2, 2)
     assert [found(services, f"n-{i}") for i in range(4)] == [1, 0, 0, 1]
     with services.read() as tx:
         letters = list_messages(tx, domain_name=D)
@@ -154,10 +154,10 @@ def test_arrays_and_pretty_records_are_read_whole_with_their_places(
     array = tmp_path / "records.json"
     array.write_bytes(codecs.BOM_UTF8 + json.dumps(records, indent=2).encode())
     summary = load(options, array)
-    assert (summary["read"], summary["accepted"], summary["rejected"]) == (3, 2, 1)
+    assert (summary["Read"], summary["Accepted"], summary["Rejected"]) == (3, 2, 1)
     single = tmp_path / "single.json"
     single.write_text(json.dumps(ctr("a-3"), indent=2))
-    assert load(options, single)["accepted"] == 1
+    assert load(options, single)["Accepted"] == 1
     assert [found(services, f"a-{i}") for i in range(4)] == [1, 0, 1, 1]
     with services.read() as tx:
         [letter] = list_messages(tx, domain_name=D)

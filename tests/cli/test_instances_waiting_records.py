@@ -114,5 +114,5 @@ def test_the_loader_applies_a_task_whose_contact_comes_later_in_the_file(
         assert list_unrouted(tx) == []
     assert found(services, "task-1") == found(services, "call-1") == 1
     summary = json.loads(out)
-    assert (summary["accepted"], summary["rejected"]) == (1, 1)  # as each record came in
-    assert summary["waiting_sent_on"] == {"count": 1, "accepted": 1, "rejected": 0}
+    assert (summary["Accepted"], summary["Rejected"]) == (1, 1)  # as each record came in
+    assert summary["WaitingSentOn"] == {"Count": 1, "Accepted": 1, "Rejected": 0}

@@ -35,7 +35,7 @@ def test_the_summary_says_a_leg_waits_for_its_initial_contact(
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert (summary["accepted"], summary["rejected"]) == (0, 1)
-    assert summary["rejected_to"] == [
-        {"kept_in": "waiting", "count": 1, "see": "openprofiles instances unrouted"}
+    assert (summary["Accepted"], summary["Rejected"]) == (0, 1)
+    assert summary["RejectedTo"] == [
+        {"KeptIn": "waiting", "Count": 1, "See": "openprofiles instances unrouted"}
     ]

@@ -89,25 +89,25 @@ def test_contact_records_json_summary_says_where_the_rejected_are(
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert (summary["accepted"], summary["rejected"]) == (2, 6)
-    assert summary["rejected_to"] == [
+    assert (summary["Accepted"], summary["Rejected"]) == (2, 6)
+    assert summary["RejectedTo"] == [
         {
-            "kept_in": "dead_letter_queue",
-            "domain": D,
-            "count": 3,
-            "see": f"openprofiles dlq list --domain {D}",
+            "KeptIn": "dead_letter_queue",
+            "DomainName": D,
+            "Count": 3,
+            "See": f"openprofiles dlq list --domain {D}",
         },
         {
-            "kept_in": "unrouted",
-            "instance": None,
-            "count": 1,
-            "see": "openprofiles instances unrouted",
+            "KeptIn": "unrouted",
+            "InstanceArn": None,
+            "Count": 1,
+            "See": "openprofiles instances unrouted",
         },
         {
-            "kept_in": "unrouted",
-            "instance": OTHER_INSTANCE,
-            "count": 2,
-            "see": f"openprofiles instances unrouted --instance {OTHER_INSTANCE}",
+            "KeptIn": "unrouted",
+            "InstanceArn": OTHER_INSTANCE,
+            "Count": 2,
+            "See": f"openprofiles instances unrouted --instance {OTHER_INSTANCE}",
         },
     ]
 

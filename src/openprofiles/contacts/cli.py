@@ -131,21 +131,22 @@ def contact_records(
         services.database.dispose()
     seconds = time.perf_counter() - started
     where = _where_rejected(dead_lettered, unrouted, waiting)
-    summary = {
-        "read": read,
-        "accepted": accepted,
-        "rejected": rejected,
-        # The rejected by where they are: each kind with its count and the command to see it.
-        "rejected_to": [{k: v for k, v in w.items() if k != "text"} for w in where],
-        "waiting_sent_on": {
-            "count": woken.total(),
-            "accepted": woken["accepted"],
-            "rejected": woken["rejected"],
-        },
-        "seconds": round(seconds, 3),
-        "records_per_second": round(read / seconds, 1) if seconds else 0.0,
-    }
     if as_json:
+        # PascalCase keys, as every command's JSON (and AWS's) has them.
+        summary = {
+            "Read": read,
+            "Accepted": accepted,
+            "Rejected": rejected,
+            # The rejected by where they are: each kind with its count and the command to see it.
+            "RejectedTo": [{k: v for k, v in w.items() if k != "Text"} for w in where],
+            "WaitingSentOn": {
+                "Count": woken.total(),
+                "Accepted": woken["accepted"],
+                "Rejected": woken["rejected"],
+            },
+            "Seconds": round(seconds, 3),
+            "RecordsPerSecond": round(read / seconds, 1) if seconds else 0.0,
+        }
         click.echo(json.dumps(summary))
         return
     if not read:
@@ -156,7 +157,7 @@ def contact_records(
         + (":" if where else ".")
     )
     for kind in where:
-        click.echo(f"  {kind['text']}")
+        click.echo(f"  {kind['Text']}")
     if woken.total():
         click.echo(
             f"Sent on {woken.total()} records kept waiting (by this load or before) when the "
@@ -169,9 +170,10 @@ def _where_rejected(
     dead_lettered: Counter[str], unrouted: Counter[str | None], waiting: int = 0
 ) -> list[dict[str, Any]]:
     """The rejected records by where they are kept, each with its count, the command that
-    shows them and (for "text") a line that says it: a domain's dead-letter queue, kept for an
-    instance associated with no domain yet (ingested once it is), kept without an instance,
-    kept waiting for the contact they continue (contacts.links)."""
+    shows them and (for "Text", which --json leaves out) a line that says it: a domain's
+    dead-letter queue, kept for an instance associated with no domain yet (ingested once it
+    is), kept without an instance, kept waiting for the contact they continue
+    (contacts.links). Keys in PascalCase: --json prints them."""
     from openprofiles.contacts.links import WAIT_SECONDS
 
     where: list[dict[str, Any]] = []
@@ -179,11 +181,11 @@ def _where_rejected(
         see = f"openprofiles dlq list --domain {domain_name}"
         where.append(
             {
-                "kept_in": "dead_letter_queue",
-                "domain": domain_name,
-                "count": count,
-                "see": see,
-                "text": f"{count} in the dead-letter queue of domain {domain_name}: see them with "
+                "KeptIn": "dead_letter_queue",
+                "DomainName": domain_name,
+                "Count": count,
+                "See": see,
+                "Text": f"{count} in the dead-letter queue of domain {domain_name}: see them with "
                 f"`{see}`.",
             }
         )
@@ -204,21 +206,21 @@ def _where_rejected(
             )
         where.append(
             {
-                "kept_in": "unrouted",
-                "instance": instance_arn,
-                "count": count,
-                "see": see,
-                "text": text,
+                "KeptIn": "unrouted",
+                "InstanceArn": instance_arn,
+                "Count": count,
+                "See": see,
+                "Text": text,
             }
         )
     if waiting:
         see = "openprofiles instances unrouted"
         where.append(
             {
-                "kept_in": "waiting",
-                "count": waiting,
-                "see": see,
-                "text": f"{waiting} kept waiting for the contact they continue, whose record had "
+                "KeptIn": "waiting",
+                "Count": waiting,
+                "See": see,
+                "Text": f"{waiting} kept waiting for the contact they continue, whose record had "
                 "not come: each is applied once it comes (with the batch that brings it, later "
                 f"in this file or in another), or dead-lettered after {WAIT_SECONDS // 60} "
                 f"minutes without; count them with `{see}`.",

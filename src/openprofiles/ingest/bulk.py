@@ -65,16 +65,6 @@ class BulkSummary:
     def per_second(self) -> float:
         return self.read / self.seconds if self.seconds else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "read": self.read,
-            "ingested": self.ingested,
-            "created_profiles": self.created_profiles,
-            "dead_lettered": self.dead_lettered,
-            "seconds": round(self.seconds, 3),
-            "records_per_second": round(self.per_second, 1),
-        }
-
 
 def file_origin(path: Path, place: str | None) -> str:
     """The origin of a record of the file at `path` (see the module docstring)."""

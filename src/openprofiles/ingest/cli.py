@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +22,9 @@ from openprofiles.cli_support import (
 )
 from openprofiles.ingest import DEFAULT_BATCH_SIZE
 from openprofiles.store.chunks import PG_RECORDS_PER_TRANSACTION
+
+if TYPE_CHECKING:
+    from openprofiles.ingest.bulk import BulkSummary
 
 
 class _DefaultObjectsGroup(click.Group):
@@ -143,9 +146,8 @@ def ingest_objects(
         raise
     finally:
         services.database.dispose()
-    out: dict[str, Any] = summary.as_dict()
     if as_json:
-        click.echo(json.dumps(out))
+        click.echo(json.dumps(_json_summary(summary)))
         return
     if not summary.read:
         click.echo(f"{file} holds no records: nothing was loaded.")
@@ -157,3 +159,15 @@ def ingest_objects(
     )
     if summary.dead_lettered:
         click.echo(f"See them with: openprofiles dlq list --domain {domain_name}")
+
+
+def _json_summary(summary: BulkSummary) -> dict[str, float | int]:
+    """What `--json` prints: PascalCase keys, as every command's JSON (and AWS's) has them."""
+    return {
+        "Read": summary.read,
+        "Ingested": summary.ingested,
+        "CreatedProfiles": summary.created_profiles,
+        "DeadLettered": summary.dead_lettered,
+        "Seconds": round(summary.seconds, 3),
+        "RecordsPerSecond": round(summary.per_second, 1),
+    }

@@ -37,15 +37,15 @@ def test_ingest_json_lines_twice_is_idempotent(tmp_path: Path) -> None:
     )
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output)
-    assert summary["read"] == 11
-    assert summary["ingested"] == 10
-    assert summary["created_profiles"] == 3
-    assert summary["dead_lettered"] == 1
+    assert summary["Read"] == 11
+    assert summary["Ingested"] == 10
+    assert summary["CreatedProfiles"] == 3
+    assert summary["DeadLettered"] == 1
     again = runner.invoke(
         main, ["ingest", "objects", str(path), *common, "--object-type", "Crm", "--json"]
     )
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output)["created_profiles"] == 0
+    assert json.loads(again.output)["CreatedProfiles"] == 0
     listed = runner.invoke(main, ["dlq", "list", *common, "--json"])
     assert listed.exit_code == 0, listed.output
     # The line rejected twice has one letter, with two attempts.

@@ -50,8 +50,8 @@ def test_dead_letters_name_their_file_and_line_and_keep_it_through_a_retry(
     first = run("ingest", str(lines), *common, "--object-type", "Crm", "--json")
     second = run("ingest", str(array), *common, "--object-type", "Closed", "--json")
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
-    assert json.loads(first.output)["dead_lettered"] == 2
-    assert json.loads(second.output)["dead_lettered"] == 2
+    assert json.loads(first.output)["DeadLettered"] == 2
+    assert json.loads(second.output)["DeadLettered"] == 2
 
     letters = listed(common)
     origins = [x["Origin"] for x in letters]
@@ -93,7 +93,7 @@ def test_a_pretty_printed_object_is_one_record(tmp_path: Path) -> None:
     result = run("ingest", str(path), *common, "--object-type", "Crm", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert (summary["read"], summary["ingested"], summary["dead_lettered"]) == (1, 1, 0)
+    assert (summary["Read"], summary["Ingested"], summary["DeadLettered"]) == (1, 1, 0)
 
 
 def test_a_file_that_is_not_records_is_one_line_and_loads_nothing(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_line_too_long_for_any_object_is_not_kept(tmp_path: Path) -> None:
     result = run("ingest", str(path), *common, "--object-type", "Crm", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert (summary["read"], summary["ingested"], summary["dead_lettered"]) == (3, 2, 1)
+    assert (summary["Read"], summary["Ingested"], summary["DeadLettered"]) == (3, 2, 1)
     [letter] = listed(common)
     assert letter["Origin"] == "File huge.jsonl, line 2"
     assert f"The line is {len(huge)} bytes long" in letter["Reason"]

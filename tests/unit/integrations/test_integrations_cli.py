@@ -45,7 +45,7 @@ def test_associate_move_and_ingest_file(tmp_path: Path) -> None:
     loaded = runner.invoke(main, ["ingest", "contact-records", *base, str(file), "--json"])
     assert loaded.exit_code == 0, loaded.output
     summary = json.loads(loaded.output.strip().splitlines()[-1])
-    assert (summary["accepted"], summary["rejected"]) == (5, 1)
+    assert (summary["Accepted"], summary["Rejected"]) == (5, 1)
 
 
 def test_instances_list_shows_an_instance_disabled_by_a_deleted_type(tmp_path: Path) -> None:
