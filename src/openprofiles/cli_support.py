@@ -76,6 +76,45 @@ def chosen_scope(domains: tuple[str, ...], all_domains: bool) -> tuple[str, ...]
     return None if all_domains else domains
 
 
+yes_option = click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed when not at a terminal)."
+)
+
+
+def confirm_bulk_delete(what: str, count: int, *, yes: bool) -> bool:
+    """Whether a command that deletes customers' records in bulk (`dlq purge --all`,
+    `instances purge-unrouted --instance ARN`) goes on: `what` is what it would delete,
+    counted ("3 dead letters of domain acme"); `count`, how many. False when there is nothing
+    to delete (the caller says so; nothing is asked). Unless --yes (`yes_option`) was given,
+    the operator is asked on stderr (stdout may be a command's --json), and a no ends the
+    command (click's "Aborted!", exit status 1).
+
+    Without --yes and with no terminal on stdin it is refused, whatever the count: a script
+    would otherwise hang on the question, or, fed a `y` by `yes |`, delete what no one saw;
+    refused even with nothing to delete, so a script learns it needs --yes on its first run,
+    not on the day there is something to delete. The records are not ingested yet or kept
+    for a replay: none can be brought back."""
+    if not yes and not _stdin_is_a_terminal():
+        raise click.UsageError(
+            f"Deleting {what} needs a confirmation, which cannot be asked for: standard input "
+            "is not a terminal. Add --yes to delete without asking. Nothing was deleted."
+        )
+    if count == 0:
+        return False
+    if not yes:
+        click.confirm(f"Delete {what}? They cannot be brought back.", abort=True, err=True)
+    return True
+
+
+def _stdin_is_a_terminal() -> bool:
+    """Whether standard input is a terminal; not when it was closed (`<&-`: None, or a closed
+    file)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:
+        return False
+
+
 def storage_options_given(data_dir: Path | None, database_url: str | None) -> str:
     """The storage options a command was given on its command line, as a hint that names a
     command to run next must repeat them (" --data-dir D --database-url U", or ""): without

@@ -104,12 +104,12 @@ def test_a_failed_command_writes_its_error_type(
     services: Services, audit_lines: Callable[[], list[str]], logged: Callable[[], str]
 ) -> None:
     make_domain(services)
-    unknown_domain = run(services, "dlq", "purge", "--domain", "nosuch", "--all")
+    unknown_domain = run(services, "dlq", "purge", "--domain", "nosuch", "--all", "--yes")
     assert unknown_domain.exit_code == 1
     unknown_letter = run(services, "dlq", "purge", "--domain", DOMAIN, "0" * 32)
     assert unknown_letter.exit_code == 1
     # A domain given as personal data (an email typed in the wrong place) is not written.
-    not_a_name = run(services, "dlq", "purge", "--domain", EMAIL, "--all")
+    not_a_name = run(services, "dlq", "purge", "--domain", EMAIL, "--all", "--yes")
     assert not_a_name.exit_code == 1
     # A refusal of the service names its AWS error type, as the API's lines do.
     for _ in range(2):

@@ -50,7 +50,7 @@ def test_commands_refused_without_an_installation_name_it(settings: Settings) ->
     # The data dir exists (so the audit log can be kept in it), but no database is there: on
     # SQLite no file, on PostgreSQL a schema with none of the tables.
     settings.data_dir.mkdir(mode=0o700)
-    refused = _run(settings, "dlq", "purge", "--domain", DOMAIN, "--all")
+    refused = _run(settings, "dlq", "purge", "--domain", DOMAIN, "--all", "--yes")
     assert refused.exit_code == 1, refused.output
     assert "no OpenProfiles installation" in refused.output
     assert _audit_file(settings) == [

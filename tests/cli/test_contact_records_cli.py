@@ -237,11 +237,11 @@ def test_kept_records_can_be_purged_by_instance_or_without_one(
     assert refused.exit_code == 2 and "--instance ARN, --without-instance or --matching" in (
         refused.output
     )
-    done = CliRunner().invoke(main, [*purge, "--without-instance"])
+    done = CliRunner().invoke(main, [*purge, "--without-instance", "--yes"])
     assert done.output == "Deleted 1 contact record kept without an instance.\n"
     with services.read() as tx:
         assert sorted(k.instance_arn or "" for k in list_unrouted(tx)) == [OTHER_INSTANCE] * 2
-    done = CliRunner().invoke(main, [*purge, "--instance", OTHER_INSTANCE])
+    done = CliRunner().invoke(main, [*purge, "--instance", OTHER_INSTANCE, "--yes"])
     assert done.output == f"Deleted 2 contact records kept for {OTHER_INSTANCE}.\n"
     with services.read() as tx:
         assert list_unrouted(tx) == []

@@ -109,5 +109,5 @@ def test_purge_counts_one_dead_letter_in_the_singular(services: Services) -> Non
     one = _dlq(services, "purge", ids[0])
     assert one.exit_code == 0, one.output
     assert one.output == "Purged 1 dead letter.\n"
-    two = _dlq(services, "purge", "--all")
+    two = _dlq(services, "purge", "--all", "--yes")
     assert two.output == "Purged 2 dead letters.\n"

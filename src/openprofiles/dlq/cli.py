@@ -11,11 +11,13 @@ import click
 
 from openprofiles.cli_support import (
     HOW_VALUES_COMPARE,
+    confirm_bulk_delete,
     matching_value,
     open_services,
     settings_from_options,
     storage_options,
     storage_options_given,
+    yes_option,
 )
 from openprofiles.dlq.models import DeadLetter
 
@@ -323,6 +325,7 @@ dry_run_option = click.option(
 @click.option("--all", "purge_all", is_flag=True, help="Purge every dead letter of the domain.")
 @matching_option
 @dry_run_option
+@yes_option
 @click.argument("message_ids", nargs=-1)
 def dlq_purge(
     data_dir: Path | None,
@@ -332,15 +335,20 @@ def dlq_purge(
     purge_all: bool,
     matching: str | None,
     dry_run: bool,
+    yes: bool,
     message_ids: tuple[str, ...],
 ) -> None:
     """Delete dead letters: the given MESSAGE_IDS, all of them with --all, or with --matching
     VALUE those whose record holds a customer's value (to erase a customer: a dead letter names
     no profile, so DeleteProfile leaves it). --dry-run lists the ids --matching would purge.
 
+    --all asks for confirmation first, saying how many would go (their records were never
+    ingested, and cannot be brought back); --yes does not ask, and is needed when standard
+    input is not a terminal (a script).
+
     Exits with status 1 when a given MESSAGE_ID is not a dead letter of the domain (the others
     are purged); --json then lists them in NotFound."""
-    from openprofiles.dlq.service import missing, purge
+    from openprofiles.dlq.service import count, missing, purge
     from openprofiles.errors import NotFound
 
     if matching is not None:
@@ -355,17 +363,33 @@ def dlq_purge(
             "Give MESSAGE_IDS, --all to purge every dead letter, or --matching VALUE."
         )
     given = list(dict.fromkeys(message_ids)) or None
+    if given is None:
+
+        def counted(tx: Any) -> int:
+            _existing_domain(tx, domain_name)
+            return count(tx, domain_name=domain_name)
+
+        # Named ids are the operator's own list, and --matching one customer's: only --all
+        # deletes what no one has looked at.
+        letters = _run(data_dir, database_url, counted, write=False)
+        what = f"{_count(letters, 'dead letter')} of domain {domain_name}"
+        if not confirm_bulk_delete(what, letters, yes=yes):
+            if as_json:
+                click.echo(json.dumps({"Purged": 0, "NotFound": []}))
+            else:
+                click.echo(f"No dead letters in domain {domain_name}: nothing was purged.")
+            return
 
     def work(tx: Any) -> tuple[int, list[str]]:
         _existing_domain(tx, domain_name)
         absent = missing(tx, domain_name=domain_name, message_ids=given or [])
         return purge(tx, domain_name=domain_name, message_ids=given), absent
 
-    count, absent = _run(data_dir, database_url, work, write=True)
+    purged, absent = _run(data_dir, database_url, work, write=True)
     if as_json:
-        click.echo(json.dumps({"Purged": count, "NotFound": absent}))
+        click.echo(json.dumps({"Purged": purged, "NotFound": absent}))
     else:
-        click.echo(f"Purged {_count(count, 'dead letter')}.")
+        click.echo(f"Purged {_count(purged, 'dead letter')}.")
     if absent:
         message = (
             f"The dead-letter message {absent[0]} does not exist in domain {domain_name}."

@@ -11,10 +11,12 @@ import click
 
 from openprofiles.cli_support import (
     HOW_VALUES_COMPARE,
+    confirm_bulk_delete,
     matching_value,
     open_services,
     settings_from_options,
     storage_options,
+    yes_option,
 )
 
 
@@ -216,6 +218,7 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
     "--dry-run", is_flag=True, help="With --matching: list what would be deleted, delete nothing."
 )
 @click.option("--json", "as_json", is_flag=True, help="With --matching: print JSON.")
+@yes_option
 def instances_purge_unrouted(
     data_dir: Path | None,
     database_url: str | None,
@@ -224,10 +227,15 @@ def instances_purge_unrouted(
     matching: str | None,
     dry_run: bool,
     as_json: bool,
+    yes: bool,
 ) -> None:
     """Delete contact records kept because no domain could take them (they are personal data
     kept until their instance is associated; see `instances unrouted`). Records kept waiting
     for the contact they continue are left: their domain takes them within the hour.
+
+    --instance and --without-instance ask for confirmation first, saying how many would go
+    (they cannot be brought back); --yes does not ask, and is needed when standard input is
+    not a terminal (a script).
 
     With --matching VALUE, to erase a customer: the kept records (every instance's, waiting
     ones too) whose record holds the value, each opened to tell (a kept record names no
@@ -245,10 +253,20 @@ def instances_purge_unrouted(
         raise click.UsageError("--dry-run and --json go with --matching VALUE.")
     if (instance_arn is None) == (not without_instance):
         raise click.UsageError("Give either --instance ARN, --without-instance or --matching.")
+    whose = f"for {instance_arn}" if instance_arn else "without an instance"
     services = open_services(settings_from_options(data_dir, database_url))
     try:
-        with services.write() as tx:
-            purged = purge_unrouted(tx, instance_arn=instance_arn)
+        # Every record kept for the instance (or without one), none of them looked at: asked
+        # about first. --matching deletes one customer's, as an erasure asks.
+        with services.read() as tx:
+            kept = count_unrouted(tx, instance_arn=instance_arn, waiting=False).get(instance_arn, 0)
+        what = f"{kept} contact record{'s' if kept != 1 else ''} kept {whose}"
+        if confirm_bulk_delete(what, kept, yes=yes):
+            with services.write() as tx:
+                purged: int | None = purge_unrouted(tx, instance_arn=instance_arn)
+        else:
+            purged = None
+        with services.read() as tx:
             left = (
                 count_unrouted(tx, instance_arn=instance_arn, waiting=True).get(instance_arn)
                 if instance_arn
@@ -256,8 +274,10 @@ def instances_purge_unrouted(
             )
     finally:
         services.database.dispose()
-    whose = f"for {instance_arn}" if instance_arn else "without an instance"
-    click.echo(f"Deleted {purged} contact record{'s' if purged != 1 else ''} kept {whose}.")
+    if purged is None:
+        click.echo(f"No contact records are kept {whose}: nothing was deleted.")
+    else:
+        click.echo(f"Deleted {purged} contact record{'s' if purged != 1 else ''} kept {whose}.")
     if left:
         # Routed to the instance's domain: not the operator's to drop here (see the help).
         click.echo(_waiting_text(f"{left} kept for it were left in place: they"))

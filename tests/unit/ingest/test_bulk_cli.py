@@ -77,7 +77,7 @@ def test_ingest_json_array_with_text_summary_and_dlq_commands(tmp_path: Path) ->
     assert refused.exit_code != 0
     purged = runner.invoke(main, ["dlq", "purge", letters[0]["MessageId"], *common, "--json"])
     assert json.loads(purged.output) == {"Purged": 1, "NotFound": []}
-    purged = runner.invoke(main, ["dlq", "purge", "--all", *common, "--json"])
+    purged = runner.invoke(main, ["dlq", "purge", "--all", "--yes", *common, "--json"])
     assert json.loads(purged.output) == {"Purged": 1, "NotFound": []}
 
 
