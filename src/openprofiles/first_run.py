@@ -6,7 +6,8 @@ permissions), so boto3 and the AWS CLI can use it with AWS_SHARED_CREDENTIALS_FI
 is ever printed: what `serve` prints ends up in logs (a terminal's scrollback, journald, a
 container's log), which anyone reading them could then sign in with. The lines say where the
 files are instead. What it makes is written to the audit log (audit.first_run_admin), by access
-key id and the web user's audit name, never a secret.
+key id and the web user's audit name, never a secret; its file is opened before anything is
+made (`_audit_log`), so a first run is audited or makes nothing.
 
 Every start with --first-run-admin says how to connect again, so each line says only what is
 true now: the credentials file's key still exists, the web user `admin` is still an
@@ -17,7 +18,8 @@ credential) says how to make the first administrator (`nobody_can_sign_in`).
 `admin` must change the generated password at first sign-in (users.service
 `must_change_password`): the pages offer only the password page until then. Once it is changed,
 on the pages or by `users set-password`, the file holds a dead secret and is deleted
-(`retire_first_password`); the later starts' lines then no longer point at it.
+(`retire_first_password`, after the commit of users.service.set_password, which every new
+password passes through); the later starts' lines then no longer point at it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ import configparser
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from openprofiles.auth.credentials import create_credential, find_secret, list_credentials
+from openprofiles.auth.credentials import (
+    IssuedCredential,
+    create_credential,
+    find_secret,
+    list_credentials,
+)
 from openprofiles.context import Services
 
 PROFILE_NAME = "openprofiles"
@@ -53,21 +62,15 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def ensure_first_admin(services: Services, endpoint: str, *, storage: str = "") -> Iterator[str]:
-    """Create an admin credential if there is none; yield lines that say how to connect.
-    `storage`: the storage options `serve` was given (cli_support.storage_options_given), which
-    a command the lines name must repeat to reach this installation."""
+    """Create an admin credential if there is none, and the web user `admin` if no admin can
+    sign in; yield lines that say how to connect. `storage`: the storage options `serve` was
+    given (cli_support.storage_options_given), which a command the lines name must repeat to
+    reach this installation."""
     path = services.settings.data_dir / CREDENTIALS_FILE
-    with services.write() as tx:
-        has_admin = any(c.role == "admin" for c in list_credentials(tx))
-        issued = None if has_admin else create_credential(tx, role="admin")
+    with _audit_log(services):
+        issued, has_admin = _first_credential(services, path)
+        web = _first_web_admin(services)
     if issued is not None:
-        _write_secret(
-            path,
-            f"[{PROFILE_NAME}]\n"
-            f"aws_access_key_id = {issued.access_key_id}\n"
-            f"aws_secret_access_key = {issued.secret_access_key}\n",
-        )
-        _audit(services, "credential", issued.access_key_id)
         yield f"Created an admin credential {issued.access_key_id}; saved in {path}."
     saved = issued.access_key_id if issued is not None else _saved_key(services, path)
     if saved is not None:
@@ -96,23 +99,53 @@ def ensure_first_admin(services: Services, endpoint: str, *, storage: str = "") 
         )
     else:
         yield f"Create credentials with: {_create_credential(storage)}"
-    yield from ensure_first_web_admin(services, endpoint, storage=storage)
+    yield from _web_admin_lines(web, endpoint, storage)
+
+
+@contextmanager
+def _audit_log(services: Services) -> Iterator[None]:
+    """The audit log's file opened before the first run makes anything, and its audit lines
+    (`_audit`) appended to it while the block runs (`serve` writes them before its workers,
+    which have the file, start). One that cannot be opened refuses here, naming the file and
+    the setting (cli_support.open_audit_file), with nothing made: it used to be opened only
+    after the credential and the password file were made, which a refusal then left in place,
+    unaudited, and the next start no longer offered a first run."""
+    from openprofiles import logging_setup
+    from openprofiles.cli_support import open_audit_file
+
+    path = services.settings.audit_log_file
+    if path is None:
+        yield
+        return
+    with logging_setup.audit_to(open_audit_file(path)):
+        yield
+
+
+def _first_credential(services: Services, path: Path) -> tuple[IssuedCredential | None, bool]:
+    """An admin credential made and saved in `path` when there is none (else None); and
+    whether there was one. Audited before its file is written: the line says what the
+    database holds, even if the file then cannot be written."""
+    with services.write() as tx:
+        has_admin = any(c.role == "admin" for c in list_credentials(tx))
+        issued = None if has_admin else create_credential(tx, role="admin")
+    if issued is not None:
+        _audit(services, "credential", issued.access_key_id)
+        _write_secret(
+            path,
+            f"[{PROFILE_NAME}]\n"
+            f"aws_access_key_id = {issued.access_key_id}\n"
+            f"aws_secret_access_key = {issued.secret_access_key}\n",
+        )
+    return issued, has_admin
 
 
 def _audit(services: Services, made: str, name: str) -> None:
-    """The audit line for what the first run made (audit.first_run_admin), appended to the
-    audit log's file too: `serve` writes it before its workers, which have the file, start."""
-    from openprofiles import audit, logging_setup
-    from openprofiles.cli_support import open_audit_file
+    """The audit line for what the first run made (audit.first_run_admin): inside `_audit_log`,
+    which has the file open."""
+    from openprofiles import audit
 
-    settings = services.settings
     uid = os.getuid() if hasattr(os, "getuid") else None
-    path = settings.audit_log_file
-    if path is None:
-        audit.first_run_admin(made, name=name, uid=uid, sudo_uid=settings.sudo_uid)
-        return
-    with logging_setup.audit_to(open_audit_file(path)):
-        audit.first_run_admin(made, name=name, uid=uid, sudo_uid=settings.sudo_uid)
+    audit.first_run_admin(made, name=name, uid=uid, sudo_uid=services.settings.sudo_uid)
 
 
 def _create_credential(storage: str) -> str:
@@ -148,6 +181,27 @@ def ensure_first_web_admin(
     services: Services, endpoint: str, *, storage: str = ""
 ) -> Iterator[str]:
     """Create the web user `admin` if no admin can sign in; yield how to sign in."""
+    with _audit_log(services):
+        web = _first_web_admin(services)
+    yield from _web_admin_lines(web, endpoint, storage)
+
+
+@dataclass(frozen=True)
+class _WebAdmin:
+    """What `_first_web_admin` found or made, for the lines that say how to sign in."""
+
+    path: Path
+    created: bool
+    # `admin` is an administrator (made now, or before).
+    is_admin: bool
+    # The password file still opens `admin`.
+    first_password: bool
+    admins: int
+
+
+def _first_web_admin(services: Services) -> _WebAdmin:
+    """The web user `admin` made, its password saved in DATA_DIR/admin-password, when no admin
+    can sign in (inside `_audit_log`, which has the audit file open)."""
     from openprofiles.users.service import (
         audit_name,
         check_password,
@@ -189,17 +243,23 @@ def ensure_first_web_admin(
             # opened by the file's: asked now, as for an admin made today.
             require_password_change(tx, username=WEB_ADMIN)
     if created:
-        _write_secret(path, password + "\n")
         _audit(services, "web-user", audit_name(services.keys.system_cipher(), WEB_ADMIN))
+        _write_secret(path, password + "\n")
+    return _WebAdmin(path, created, is_admin, first_password, admins)
+
+
+def _web_admin_lines(web: _WebAdmin, endpoint: str, storage: str) -> Iterator[str]:
+    path = web.path
+    if web.created:
         yield f"Created the web user {WEB_ADMIN}; its password is saved in {path}."
-    if is_admin:
+    if web.is_admin:
         yield f"Sign in to the web pages at {endpoint}/ui/ as {WEB_ADMIN}"
-        if first_password:
+        if web.first_password:
             yield (
                 f"  (the first password is in {path.resolve()}: cat it to see it; the pages "
                 "then ask for a password of your own, and the file is deleted)."
             )
-    elif admins:
+    elif web.admins:
         # `admin` was deleted, or made an agent, by another administrator.
         yield (
             f"Sign in to the web pages at {endpoint}/ui/ as an administrator "
@@ -213,27 +273,25 @@ def ensure_first_web_admin(
         )
 
 
-def retire_first_password(data_dir: Path, *, username: str, password: str) -> bool:
-    """After `username`'s password was set to `password` (committed): when that user is the
-    first run's `admin`, delete its password file in `data_dir` (DATA_DIR/admin-password),
-    which no longer opens the account (a dead secret left on disk, and a later start's lines
-    would point at it). Whether it was deleted. A file that holds the new password itself (set
-    to the same by hand) is kept."""
+def retire_first_password(data_dir: Path, *, username: str, opens: Callable[[str], bool]) -> None:
+    """After `username`'s password was changed (committed; users.service.set_password, which
+    every new password passes through, queues this): when that user is the first run's
+    `admin`, delete its password file in `data_dir` (DATA_DIR/admin-password), which no longer
+    opens the account (a dead secret left on disk, and a later start's lines would point at
+    it). `opens`: whether a password is the new one; a file that holds it (set to the same by
+    hand, `users set-password --temporary` with the file's) is kept. Never raises: the password
+    is changed all the same."""
     if username != WEB_ADMIN:
-        return False
+        return
     path = data_dir / ADMIN_PASSWORD_FILE
     on_file = _read(path)
-    if on_file and secrets.compare_digest(on_file.encode("utf-8"), password.encode("utf-8")):
-        return False
+    if on_file and opens(on_file):
+        return
     try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
+        path.unlink(missing_ok=True)
     except OSError as exc:
         # The password is changed all the same (committed): the file is only left behind.
         _log.warning("Could not delete %s, which no longer opens %s: %s", path, username, exc)
-        return False
-    return True
 
 
 def _read(path: Path) -> str:

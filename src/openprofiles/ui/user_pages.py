@@ -4,7 +4,8 @@ delete them after a confirmation step, as a credential delete
 and a DLQ purge are; each of these, creating one too, asks the administrator's own password
 again: ui.password_confirm), and every signed-in user's own password page: the only page of a
 user who must choose their own password (ui.web.UI.page). A new password for the first run's
-`admin` deletes its password file, which no longer opens anything (first_run).
+`admin` deletes its password file, which no longer opens anything (users.set_password does,
+after its commit: first_run.retire_first_password).
 
 A username may be a person's name or e-mail address, so no address carries it in clear (ui.web):
 a user's pages are addressed by a reference that seals the name (services.tokens), and the
@@ -20,7 +21,6 @@ from starlette.routing import Route
 
 from openprofiles.auth.scope import checked_scope
 from openprofiles.errors import BadRequest, NotFound, Throttling
-from openprofiles.first_run import retire_first_password
 from openprofiles.ui import flash, password_confirm
 from openprofiles.ui.admin_pages import (
     EVERY_DOMAIN,
@@ -220,11 +220,6 @@ def routes(ui: UI) -> list[Route]:
         ended = await ui.write(
             lambda tx: users.set_password(tx, username=username, password=hashed, keep_session=keep)
         )
-        await ui.run(
-            lambda: retire_first_password(
-                ui.services.settings.data_dir, username=username, password=password
-            )
-        )
         sessions = f"{ended} session{'s' if ended != 1 else ''}"
         return to_list(f"Set a new password for {username}; ended {sessions}.")
 
@@ -375,12 +370,6 @@ def routes(ui: UI) -> list[Route]:
             return own_page(
                 request, {"current_password": "This is not your current password."}, 400
             )
-        # The first run's password file, if this is its user's, holds a dead secret now.
-        await ui.run(
-            lambda: retire_first_password(
-                ui.services.settings.data_dir, username=session.username, password=new
-            )
-        )
         response = RedirectResponse(OWN_PASSWORD, status_code=303)
         flash.confirm(ui, request, response, page=OWN_PASSWORD, done=[flash.PASSWORD_CHANGED])
         return response

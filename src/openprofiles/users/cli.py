@@ -169,11 +169,14 @@ def users_set_password(
     """Give a web user a new password (prompted for twice, or read from stdin); every session
     of theirs ends. Setting the first run's `admin`'s deletes DATA_DIR/admin-password, which no
     longer opens it."""
-    from openprofiles.first_run import ADMIN_PASSWORD_FILE, retire_first_password
+    from openprofiles.first_run import ADMIN_PASSWORD_FILE
     from openprofiles.users.service import set_password
 
     password = _read_password(password_stdin)
-    settings = settings_from_options(data_dir, database_url)
+    # set_password deletes it after its commit when it no longer opens the account (first_run.
+    # retire_first_password); said here when it did.
+    first = settings_from_options(data_dir, database_url).data_dir / ADMIN_PASSWORD_FILE
+    had_first = first.exists()
     ended = _write(
         data_dir,
         database_url,
@@ -182,11 +185,8 @@ def users_set_password(
     click.echo(f"Set a new password for {username}; ended {ended} session(s).")
     if temporary:
         click.echo(f"{username} must choose a password of their own at their next sign-in.")
-    if retire_first_password(settings.data_dir, username=username, password=password):
-        click.echo(
-            f"Deleted {settings.data_dir / ADMIN_PASSWORD_FILE}: the first password it held no "
-            "longer opens the account."
-        )
+    if had_first and not first.exists():
+        click.echo(f"Deleted {first}: the first password it held no longer opens the account.")
 
 
 @users.command("set-role")

@@ -19,6 +19,9 @@ A password someone else chose (the first run's generated one, an administrator's
 set-password --temporary`) marks the user `must_change_password`: read with the session on each
 request, it keeps the pages on the password page (ui.web.UI.page) until the user sets their own
 (`change_own_password`), which clears it, as any new password not marked temporary does.
+Once the first run's `admin` has a new password, its password file is deleted
+(first_run.retire_first_password): by `set_password`, after its commit, as every new password
+passes through it (the pages' and `users set-password`), so no way of setting one forgets it.
 
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A session is a random token kept by
 the browser in a cookie; only its SHA-256 digest is stored, with the CSRF token every form of the
@@ -417,7 +420,26 @@ def set_password(
         ending = ending.where(web_session.c.id_digest != _digest(keep_session))
     ended = tx.conn.execute(ending).rowcount
     throttle.forget_user(tx, user_digest=digest)
+    _retire_first_password(tx, username, hashed)
     return int(ended)
+
+
+def _retire_first_password(tx: Tx, username: str, hashed: str) -> None:
+    """Delete the first run's password file once `username`'s new password (`hashed`) is
+    committed, when `username` is the file's user and the file no longer opens the account
+    (the module docstring). Compared with the new hash, not the password typed: a NewPassword has
+    none; a file that holds the new password itself is kept. One Argon2 check, after the
+    commit, and only for `admin` with the file still there."""
+    from openprofiles.first_run import retire_first_password
+
+    tx.after_commit(
+        functools.partial(
+            retire_first_password,
+            tx.settings.data_dir,
+            username=username,
+            opens=functools.partial(_matches, hashed),
+        )
+    )
 
 
 def _live_session(tx: Tx) -> ColumnElement[bool]:
