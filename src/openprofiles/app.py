@@ -415,7 +415,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     services = build_services(settings, migrate=migrate)
     model = load_service_model()
     registry = build_registry(HANDLER_MODULES, model)
-    dispatcher = ApiDispatcher(model, registry, codec=services.tokens)
+    dispatcher = ApiDispatcher(
+        model, registry, codec=services.tokens, audit_reads=settings.audit_api_reads
+    )
     # Checks a request's headers before its body is read, then the body (auth.authenticator).
     authenticate = Authenticator(services, settings.max_clock_skew_seconds)
 

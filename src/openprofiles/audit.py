@@ -12,7 +12,12 @@ its requests or commands pass through:
   named or created. Read-only operations (`READ_ONLY_PREFIXES`) are not logged, nor is
   PutProfileObject (`FEED_OPERATIONS`): like the contact feeds, it is how applications stream
   records in (thousands a second), which the dead-letter queue and the domain's counts account
-  for; a line for each would bury the changes people make.
+  for; a line for each would bury the changes people make. An operator who must answer which
+  key read a customer's data turns on OPENPROFILES_AUDIT_API_READS (Settings.audit_api_reads,
+  off by default: applications read thousands of times a second): the reads that answer
+  customers' personal data (`PERSONAL_READS`: profiles, their records and history, their
+  matches) are then logged in the same form; the reads of configuration and metadata
+  (ListDomains, GetDomain, GetProfileObjectType, ...) never are. `audited` is the one decision.
 * the web pages (ui.web.UI.page): every POST of a signed-in user, with the user's audit name
   (users.service.audit_name: a keyed digest, as usernames are personal data; `openprofiles
   users list` shows whose), the page's path and the status; signing out is one of them. And
@@ -20,6 +25,18 @@ its requests or commands pass through:
   in the same form with its result (`sign_in`): the audit name is the digest of the name
   typed, a user's or not, so a failure reads the same for an unknown name as for a wrong
   password; a sign-in form refused unread (413, 415, 400) is logged with `user=-`.
+  And every GET (or HEAD) by a signed-in user of a page that shows a customer's personal data
+  (`ui GET /agent/domains/acme/profiles/<id> user=... status=200`, `page_get`): who opened
+  whose profile, refusals included. A page is one of them when it is declared so, with
+  `shows_personal_data=True` at its `ui.page(...)`: a profile's page, its edit form and a
+  record's page, the search results, the contact page (screen pop: the profiles linked to a
+  contact or sharing its caller's number), a merge's page (its keys' values), a rule-based
+  match's page and a merge's preview (values when asked for), a domain's dead letters (their
+  reasons quote the records' values), a dead letter's page and its purge confirmation (the
+  record in full): the pages' counterparts of the commands logged for printing personal data.
+  Pages of names, ids and counts are not (the home pages, the lists of domains, merges and
+  matches, the dead letters' counts, an ML match's page, which holds no values): what a user
+  saw of a customer is on a page logged.
 * the `openprofiles` command (cli_support.audit_commands, which wraps the commands it lists in
   cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
   personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid
@@ -37,7 +54,8 @@ numbers and emails stay out (nor a command's other arguments: file paths, userna
 passwords). The domain name and the profile id are taken from the request, so
 they are written only when they have their model's form (a name, a 32-digit hex id): a request
 that fails validation could put any text there. So are the parameters of a page's address
-(`page_post`): a user can type anything into it.
+(`page_post`, `page_get`): a user can type anything into it; and a page's query (a search's
+sealed text, a cursor) is never written.
 """
 
 from __future__ import annotations
@@ -55,6 +73,26 @@ logger = logging.getLogger("openprofiles.audit")
 READ_ONLY_PREFIXES = ("Get", "List", "Search", "BatchGet", "Detect")
 # Record feeds: not logged one request at a time (see the module docstring).
 FEED_OPERATIONS = frozenset({"PutProfileObject"})
+# The reads that answer customers' personal data: logged only with
+# OPENPROFILES_AUDIT_API_READS on (`audited`). Named by the model, implemented or not yet (a
+# request of one not implemented is an attempt to read all the same), so that one implemented
+# later is logged from its first day; every other read is configuration or metadata, or counts.
+PERSONAL_READS = frozenset(
+    {
+        "SearchProfiles",
+        "BatchGetProfile",
+        "ListProfileObjects",
+        "GetProfileHistoryRecord",
+        "ListProfileHistoryRecords",
+        "GetMatches",
+        "GetSimilarProfiles",
+        "ListRuleBasedMatches",
+        "ListProfileAttributeValues",
+        "BatchGetCalculatedAttributeForProfile",
+        "GetCalculatedAttributeForProfile",
+        "ListCalculatedAttributesForProfile",
+    }
+)
 
 # The model's patterns of a domain name and of a profile id (botocore: `name`, `uuid`).
 _DOMAIN_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -70,15 +108,14 @@ NOT_VALID = "(not valid)"
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 
 
-def audited(operation: str | None) -> bool:
+def audited(operation: str | None, *, reads: bool) -> bool:
     """Whether requests of `operation` are logged: every operation that may change state but
-    the record feeds."""
-    return (
-        operation is not None
-        and not operation.startswith(READ_ONLY_PREFIXES)
-        and operation not in FEED_OPERATIONS
-        and logger.isEnabledFor(logging.INFO)
-    )
+    the record feeds, and with `reads` (Settings.audit_api_reads) the `PERSONAL_READS`."""
+    if operation is None or not logger.isEnabledFor(logging.INFO):
+        return False
+    if operation.startswith(READ_ONLY_PREFIXES):
+        return reads and operation in PERSONAL_READS
+    return operation not in FEED_OPERATIONS
 
 
 def _shown(value: Any, form: re.Pattern[str]) -> str:
@@ -137,11 +174,31 @@ def page_post(
     parameters: Mapping[str, Any] | None = None,
 ) -> None:
     """Log one POST of a signed-in web user, named by `user`, their audit name (`result`: what
-    came of it, when the status alone does not say). No page puts a personal value in its
-    address (ui.web), but a request can: an email address typed where a profile id goes. So
-    the path is written from its `route`'s template (Starlette's, "/agent/domains/{domain}"),
-    each of the path `parameters` in it as it is when in its form, else "(not valid)", as for
-    an API request; and percent-encoded, as a request could put a line break in it."""
+    came of it, when the status alone does not say); its path as `page_path` writes it."""
+    logger.info(
+        "ui POST %s user=%s status=%d%s",
+        page_path(path, route, parameters),
+        user,
+        status,
+        f" result={result}" if result else "",
+    )
+
+
+def page_get(
+    *, user: str, path: str, status: int, route: str | None, parameters: Mapping[str, Any]
+) -> None:
+    """Log one GET of a page that shows a customer's personal data by the signed-in web user
+    `user` (their audit name), as `page_post` logs a POST; never its query."""
+    logger.info("ui GET %s user=%s status=%d", page_path(path, route, parameters), user, status)
+
+
+def page_path(path: str, route: str | None, parameters: Mapping[str, Any] | None) -> str:
+    """A page's path as an audit line writes it. No page puts a personal value in its address
+    (ui.web), but a request can: an email address typed where a profile id goes. So the path is
+    written from its `route`'s template (Starlette's, "/agent/domains/{domain}"), each of the
+    path `parameters` in it as it is when in its form, else "(not valid)", as for an API
+    request; and percent-encoded, as a request could put a line break in it. `path` itself
+    (decoded, as sent) only for a page of no route or no parameters."""
     if route is not None and parameters:
 
         def shown(placeholder: re.Match[str]) -> str:
@@ -151,13 +208,7 @@ def page_post(
             )
 
         path = _PLACEHOLDER.sub(shown, route)
-    logger.info(
-        "ui POST %s user=%s status=%d%s",
-        quote(path, safe=_PATH_SAFE),
-        user,
-        status,
-        f" result={result}" if result else "",
-    )
+    return quote(path, safe=_PATH_SAFE)
 
 
 # How a command ended (`cli_command`): it returned (or exited with status 0), it failed (an

@@ -136,6 +136,12 @@ class Settings:
     # writes it beside the acting uid (0, or the one `sudo -u` named) only when it has a uid's
     # form (audit.cli_command), since anyone may set the variable to any text.
     sudo_uid: str | None = None
+    # Whether the API's reads of customers' personal data (SearchProfiles, BatchGetProfile, ...:
+    # audit.PERSONAL_READS) are audit-logged too (OPENPROFILES_AUDIT_API_READS: on or off). Off
+    # by default: applications read thousands of times a second, and a line for each fills the
+    # log; on, the log answers which key read a customer's data. The web pages' reads of a
+    # customer's data are logged whatever this says (ui.web.UI.page).
+    audit_api_reads: bool = False
     # How much a server logs on stderr (one of LOG_LEVELS): OpenProfiles' records from this
     # level, uvicorn's from it but never below INFO, other libraries' from WARNING
     # (logging_setup.serving_log_config). A one-off command prints warnings only, whatever this.
@@ -334,6 +340,7 @@ class Settings:
                 if (audit_log := get("AUDIT_LOG")) and audit_log.lower() == AUDIT_LOG_OFF
                 else audit_log
             ),
+            audit_api_reads=_switch("AUDIT_API_READS", get("AUDIT_API_READS")),
             # Level names are case-insensitive; "debug" means DEBUG, as it does to logging.
             log_level=(get("LOG_LEVEL") or "").upper() or None,
             # Set by sudo, not by the operator: no OPENPROFILES_ prefix.
@@ -381,6 +388,7 @@ VARIABLES = (
     "METRICS",
     "METRICS_TOKEN",
     "AUDIT_LOG",
+    "AUDIT_API_READS",
     "LOG_LEVEL",
 )
 # The variables `Settings.from_env` reads that are not OpenProfiles' own: sudo's, whose

@@ -32,7 +32,8 @@ Where it is enforced:
 
 A refusal is written to the audit log with the key id and the denied domain (openprofiles.audit
 writes the line of a request that may change state; `refuse_out_of_scope` writes one for the
-reads, which it does not log, and for the feeds' refused records).
+reads, which it does not log unless OPENPROFILES_AUDIT_API_READS says so, and for the feeds'
+refused records).
 """
 
 from __future__ import annotations
@@ -148,9 +149,12 @@ def scope_of(principal: Any) -> DomainScope | None:
     return scope if isinstance(scope, DomainScope) else None
 
 
-def refuse_out_of_scope(principal: Any, operation: str, uri_params: Mapping[str, str]) -> None:
+def refuse_out_of_scope(
+    principal: Any, operation: str, uri_params: Mapping[str, str], *, audited: bool
+) -> None:
     """AccessDenied when the operation's URI names a domain outside the principal's scope (the
-    module docstring): run before the body is parsed."""
+    module docstring): run before the body is parsed. `audited`: the API's audit log writes
+    the request's line anyway (wire.dispatch.ApiDispatcher.audited)."""
     scope = scope_of(principal)
     if scope is None:
         return
@@ -159,8 +163,9 @@ def refuse_out_of_scope(principal: Any, operation: str, uri_params: Mapping[str,
     domain_name = domain_named(uri_params)
     if domain_name is None or scope.allows(domain_name):
         return
-    if not audit.audited(operation):
-        # The API writes no line for a read; a refused one is worth one (who tried where).
+    if not audited:
+        # The API writes no line for a read (unless told to); a refused one is worth one (who
+        # tried where).
         _log_refusal(operation, domain_name, scope.access_key_id)
     raise scope.refusal(operation, domain_name)
 

@@ -636,7 +636,7 @@ def routes(ui: UI) -> list[Route]:
 
     ui.seal_on_return(legacy_search_return)
 
-    @ui.page("agent")
+    @ui.page("agent", shows_personal_data=True)
     @in_scope
     async def search(request: Request) -> Response:
         name = request.path_params["domain"]
@@ -702,7 +702,7 @@ def routes(ui: UI) -> list[Route]:
             contact_id=contact_id,
         )
 
-    @ui.page("agent")
+    @ui.page("agent", shows_personal_data=True)
     @in_scope
     async def profile_page(request: Request) -> Response:
         name = request.path_params["domain"]
@@ -875,7 +875,7 @@ def routes(ui: UI) -> list[Route]:
         # page shows which, and the choice.
         return confirmed(request, name, live_id, contact_id, done=[flash.LINKED] if linked else [])
 
-    @ui.page("agent")
+    @ui.page("agent", shows_personal_data=True)
     @in_scope
     async def object_page(request: Request) -> Response:
         name = request.path_params["domain"]
@@ -1082,7 +1082,7 @@ def routes(ui: UI) -> list[Route]:
             request, name, profile_id, contact_id, done=done + ([flash.LINKED] if linked else [])
         )
 
-    @ui.page("agent", keep_form=True)
+    @ui.page("agent", keep_form=True, shows_personal_data=True)
     @in_scope
     async def edit_profile(request: Request) -> Response:
         name = request.path_params["domain"]
@@ -1154,7 +1154,7 @@ def routes(ui: UI) -> list[Route]:
             request, name, record.profile_id, carried_contact(request), done=[flash.SAVED]
         )
 
-    @ui.page("agent")
+    @ui.page("agent", shows_personal_data=True)
     async def contact_pop(request: Request) -> Response:
         contact_id = checked_contact_id(request.path_params["contact_id"])
         wanted = request.query_params.get("domain")

@@ -61,7 +61,8 @@ def routes(ui: UI) -> list[Route]:
 
         return ui.render(request, "admin/dlq_overview.html", rows=await ui.read(load))
 
-    @ui.page("admin")
+    # Shows the records' reasons, which quote their values (errors.shown_value).
+    @ui.page("admin", shows_personal_data=True)
     async def message_list(request: Request) -> Response:
         name = request.path_params["name"]
         after = request.query_params.get("after") or None
@@ -126,7 +127,7 @@ def routes(ui: UI) -> list[Route]:
             **extra,
         )
 
-    @ui.page("admin")
+    @ui.page("admin", shows_personal_data=True)
     async def message_detail(request: Request) -> Response:
         name = request.path_params["name"]
         message_id = request.path_params["message_id"]
@@ -169,7 +170,7 @@ def routes(ui: UI) -> list[Route]:
             superseded=superseded or None,
         )
 
-    @ui.page("admin")
+    @ui.page("admin", shows_personal_data=True)
     async def purge_one(request: Request) -> Response:
         name = request.path_params["name"]
         message_id = request.path_params["message_id"]

@@ -182,7 +182,7 @@ def routes(ui: UI) -> list[Route]:
 
         return ui.render(request, "admin/matches.html", **(await ui.read(load)))
 
-    @ui.page("admin")
+    @ui.page("admin", shows_personal_data=True)
     async def rule_match(request: Request) -> Response:
         domain = request.path_params["domain"]
         match_id = request.path_params["match_id"]
@@ -277,7 +277,7 @@ def routes(ui: UI) -> list[Route]:
             return preview
         raise AssertionError("the rehearsal always ends with its preview")  # pragma: no cover
 
-    @ui.page("admin")
+    @ui.page("admin", shows_personal_data=True)
     async def merge_confirm(request: Request) -> Response:
         params = request.path_params
         domain, kind, match_id = params["domain"], params["kind"], params["match_id"]

@@ -40,7 +40,7 @@ def routes(ui: UI) -> list[Route]:
 
         return ui.render(request, "admin/merges.html", **(await ui.read(load)))
 
-    @ui.page("admin")
+    @ui.page("admin", shows_personal_data=True)
     async def merge_detail(request: Request) -> Response:
         domain = request.path_params["domain"]
         merge_id = request.path_params["merge_id"]

@@ -462,6 +462,7 @@ class UI:
         keep_form: bool = False,
         nothing_to_lose: bool = False,
         before_own_password: bool = False,
+        shows_personal_data: bool = False,
     ) -> Callable[[Endpoint], Endpoint]:
         """Wrap an endpoint: signed in, with `role` (admins may use every page), CSRF-checked
         on POST (the parsed form is then in request.state.form), and service errors shown as
@@ -471,7 +472,10 @@ class UI:
         notice that what was sent was not saved (session_ended): signing out, say, after the
         session had ended anyway loses nothing. `before_own_password`: open to a user who must
         change their password first (the password page, signing out); every other page, GET or
-        POST, sends them to PASSWORD_PAGE (which says why) and does nothing else."""
+        POST, sends them to PASSWORD_PAGE (which says why) and does nothing else.
+        `shows_personal_data`: the page shows a customer's personal data, so each GET of it by
+        a signed-in user is audit-logged as each POST of every page is (audit.page_get; which
+        pages, and why, the audit module says)."""
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def guarded(request: Request) -> Response:
@@ -488,17 +492,19 @@ class UI:
                     # tells the two apart by the method, and took HEAD for a POST without its
                     # form (500). Answered as the GET is (the server leaves out the body).
                     request = Request({**request.scope, "method": "GET"}, request.receive)
-                if request.method != "POST":
+                posted = request.method == "POST"
+                if not posted and not shows_personal_data:
                     return await signed_in(request, session)
-                # Every change a signed-in user makes is a POST through here: the audit log
-                # says who, where and how it ended, refusals included (openprofiles.audit).
+                # Every change a signed-in user makes is a POST through here, and every look at
+                # a customer's data a GET of a page that shows it: the audit log says who, where
+                # and how it ended, refusals included (openprofiles.audit).
                 status = 500  # unless an answer comes: the error propagates to Starlette
                 try:
                     response = await signed_in(request, session)
                     status = response.status_code
                     return response
                 finally:
-                    audit.page_post(
+                    (audit.page_post if posted else audit.page_get)(
                         user=users.audit_name(self.services.keys.system_cipher(), session.username),
                         path=request.url.path,
                         status=status,

@@ -79,6 +79,8 @@ class ApiDispatcher:
     `codec` is the NextToken codec of this server; the dispatcher does not use it itself but
     holds it so the app hands one instance to the handlers. `max_body_bytes` is the body limit
     of what the model does not bound, and the least of any operation (`body_limit`).
+    `audit_reads`: the reads of customers' personal data are audit-logged too
+    (Settings.audit_api_reads; `audited`).
     """
 
     def __init__(
@@ -89,13 +91,19 @@ class ApiDispatcher:
         codec: TokenCodec | None = None,
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        audit_reads: bool = False,
     ) -> None:
         self.service_model = service_model
         self.registry = registry
         self.router = router if router is not None else Router(service_model)
         self.codec = codec
         self.max_body_bytes = max_body_bytes
+        self.audit_reads = audit_reads
         self._largest_bodies = largest_bodies(service_model)
+
+    def audited(self, operation: str | None) -> bool:
+        """Whether the audit log has a line for each request of `operation` (audit.audited)."""
+        return audit.audited(operation, reads=self.audit_reads)
 
     def operation_at(self, method: str, raw_path: str) -> str | None:
         """The operation `method` and `raw_path` call, or None (no route, or a path the router
@@ -183,7 +191,7 @@ class ApiDispatcher:
             raise PayloadTooLarge.over(limit)
         principal = authenticate(method, raw_path, raw_query, headers, body)
         # A key limited to some domains is refused the others before its body is parsed.
-        refuse_out_of_scope(principal, operation, uri_params)
+        refuse_out_of_scope(principal, operation, uri_params, audited=self.audited(operation))
         operation_model = self.service_model.operation_model(operation)
         params = parse_request(operation_model, uri_params, parse_query(raw_query), headers, body)
         validate_input(operation_model.input_shape, params)
@@ -386,9 +394,10 @@ def make_asgi_app(
         # thread like any other request, and before authentication: without the body.
         route = dispatcher.route_at(method, raw_path)
         operation = route[0] if route else None
-        # A request that may change state is followed through authentication and its handler,
-        # to say in the audit log who asked and what it named (openprofiles.audit).
-        seen = _AuditTrail(invoke) if audit.audited(operation) else None
+        # A request that may change state (or reads personal data, when those are audited) is
+        # followed through authentication and its handler, to say in the audit log who asked
+        # and what it named (openprofiles.audit).
+        seen = _AuditTrail(invoke) if dispatcher.audited(operation) else None
         answered: WireResponse
         if route is None:
             request = (method, raw_path, raw_query, headers, b"", authenticate, invoke)

@@ -1,6 +1,7 @@
 """The audit log of the web pages (openprofiles.audit, written by ui.web.UI.page): one line for
 each POST of a signed-in user — the username, the page's path and the status, refusals
-included — and none for the pages they only look at."""
+included — and none for the pages they only look at, but those that show a customer's personal
+data (test_ui_audit_reads)."""
 
 from __future__ import annotations
 
