@@ -28,6 +28,11 @@ closed: `worker_app`), then exit status 0 (`_sigterm_stops`). A single process u
 killed by the signal (status -15, 143 in a shell), which a service manager or container runtime
 reports as a failure.
 
+Each worker answers only the Host names that are the server's (`served_hosts`): bound to
+127.0.0.1, the loopback names and those OPENPROFILES_ALLOWED_HOSTS lists, so that a web page
+whose DNS name is re-bound to 127.0.0.1 cannot use a browser on this machine to call it
+(wire.allowed_hosts).
+
 A worker stops when its supervisor is gone (`stop_when_orphaned`): killed alone (`kill -9` of
 the parent outside a service manager, which would have ended the whole group), it left its
 workers serving the port with no one to restart them, and a new server could not bind it.
@@ -52,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from openprofiles.first_run import ADMIN_PASSWORD_FILE, CREDENTIALS_FILE
 from openprofiles.settings import Settings
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from openprofiles.context import Services
+    from openprofiles.wire.allowed_hosts import HostPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -294,14 +301,17 @@ def _unusable(host: str, port: int, exc: OSError) -> AddressUnusable:
     return AddressUnusable(f"Cannot listen on {url_host(host)}:{port}: {reason}.")
 
 
-def worker_app() -> Starlette:
+def worker_app() -> ASGIApp:
     """The application of one server process, with the settings `run` left in the environment;
-    the schema must already be current (`prepare`)."""
+    the schema must already be current (`prepare`). It answers only the Host names that
+    `served_hosts` says, before anything else (wire.allowed_hosts: DNS rebinding)."""
     from openprofiles.app import create_app
+    from openprofiles.wire.allowed_hosts import allowed_hosts
 
+    settings = Settings.from_env()
     # `prepare` migrated the schema before this process started; N workers running Alembic
     # again at once would only repeat that check N times.
-    app = create_app(Settings.from_env(), migrate=False)
+    app = create_app(settings, migrate=False)
     _close_database_at_shutdown(app, app.state.services)
     supervisor = multiprocessing.parent_process()
     if supervisor is not None and supervisor.pid is not None:
@@ -313,7 +323,23 @@ def worker_app() -> Starlette:
     # all of it while a request waits, short.
     gc.collect()
     gc.freeze()
-    return app
+    return allowed_hosts(app, served_hosts(settings))
+
+
+def served_hosts(settings: Settings) -> HostPolicy | None:
+    """The Host names a server with these settings answers (wire.allowed_hosts.host_policy):
+    bound to loopback, only loopback ones and those OPENPROFILES_ALLOWED_HOSTS lists; bound
+    beyond this machine, any unless it lists some. None: any Host. Here, in the serving layer,
+    as it depends on the address the server is bound to: an application built by a test
+    (Starlette's TestClient says `Host: testserver`) or embedded elsewhere is left as it is."""
+    from openprofiles.wire.allowed_hosts import host_policy
+
+    return host_policy(
+        settings.allowed_hosts,
+        bound_to_loopback=is_loopback(settings.host),
+        bind_host=settings.host,
+        port=settings.port,
+    )
 
 
 def _close_database_at_shutdown(app: Starlette, services: Services) -> None:

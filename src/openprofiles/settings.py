@@ -78,6 +78,15 @@ class Settings:
     # throttle counts failures per client address, and a header anyone may send would let a
     # guesser name a new address for every guess.
     forwarded_allow_ips: str | None = None
+    # The names a request's Host header may give besides the loopback ones (localhost,
+    # 127.0.0.1, [::1]), with any port (OPENPROFILES_ALLOWED_HOSTS: host names or IP addresses,
+    # comma-separated, or "*" alone for any Host; checked by `allowed_hosts_problem`). None:
+    # a server bound to loopback answers the loopback names only, so that a web page whose name
+    # its DNS re-binds to 127.0.0.1 cannot call it from a browser on this machine (DNS
+    # rebinding); one bound to the network answers any Host (wire.allowed_hosts). A reverse
+    # proxy on the same host that forwards `Host: profiles.example.com` to 127.0.0.1 must list
+    # that name.
+    allowed_hosts: tuple[str, ...] | None = None
     kms_endpoint_url: str | None = None
     # How long an unwrapped domain data key is used before its key provider (KMS) is asked
     # again: disabling or revoking a key takes effect within this time.
@@ -188,6 +197,10 @@ class Settings:
             problem = forwarded_allow_ips_problem(self.forwarded_allow_ips)
             if problem is not None:
                 raise ValueError(f"OPENPROFILES_FORWARDED_ALLOW_IPS {problem}")
+        if self.allowed_hosts is not None:
+            problem = allowed_hosts_problem(self.allowed_hosts)
+            if problem is not None:
+                raise ValueError(f"OPENPROFILES_ALLOWED_HOSTS {problem}")
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
@@ -314,6 +327,13 @@ class Settings:
             # " * " means "*" (trust every proxy), as it would to any reader; uvicorn would
             # take it for a name that no client's address is.
             forwarded_allow_ips=(get("FORWARDED_ALLOW_IPS") or "").strip() or None,
+            # Host names are case-insensitive, as a Host header's are; spaces around an entry
+            # are no part of it.
+            allowed_hosts=(
+                tuple(entry.strip().lower() for entry in hosts.split(","))
+                if (hosts := (get("ALLOWED_HOSTS") or "").strip())
+                else None
+            ),
             kms_endpoint_url=get("KMS_ENDPOINT_URL"),
             data_key_cache_seconds=seconds("DATA_KEY_CACHE_SECONDS"),
             sqs_endpoint_url=get("SQS_ENDPOINT_URL"),
@@ -370,6 +390,7 @@ VARIABLES = (
     "ACCOUNT_ID",
     "DEFAULT_PHONE_REGION",
     "FORWARDED_ALLOW_IPS",
+    "ALLOWED_HOSTS",
     "KMS_ENDPOINT_URL",
     "DATA_KEY_CACHE_SECONDS",
     "SQS_ENDPOINT_URL",
@@ -531,6 +552,70 @@ def _meant_network(entry: str) -> str:
     except ValueError:
         return ""
     return f" (as a network: {network})"
+
+
+def allowed_hosts_problem(hosts: tuple[str, ...]) -> str | None:
+    """What is wrong with OPENPROFILES_ALLOWED_HOSTS's entries (`hosts`), as the rest of a
+    sentence after the variable's name; None when each is a host name or an IP address (an IPv6
+    one with or without brackets), or the whole is "*". A port, a scheme or a path is refused
+    rather than left to match no Host: the name is compared whatever the port, and a value that
+    matches nothing would refuse every request the proxy forwards, without a word at start."""
+    if hosts == ("*",):
+        return None
+    for entry in hosts:
+        if not entry:
+            return f"has an empty entry in {','.join(hosts)!r}; {_ALLOWED_HOSTS_FORM}"
+        if entry == "*":
+            return (
+                f"may be * (any Host) only alone, not among other entries in "
+                f"{','.join(hosts)!r}; {_ALLOWED_HOSTS_FORM}"
+            )
+        if not _is_host(entry):
+            return f"{_ALLOWED_HOSTS_FORM}, not {entry!r}{_without_port(entry)}"
+    return None
+
+
+_ALLOWED_HOSTS_FORM = (
+    "must list host names or IP addresses, comma-separated, without a scheme or a port "
+    "(profiles.example.com, 10.0.0.5, [fd00::5]; any port is answered), or be * to answer "
+    "any Host"
+)
+# A DNS name's labels (underscores too: container and service names have them); an optional
+# final dot.
+_HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?", re.IGNORECASE | re.ASCII)
+
+
+def _is_host(entry: str) -> bool:
+    """Whether `entry` is a host name of at most 253 characters, an IPv4 address (a name of
+    digits only must be one: 10.0.0.256 is no host), or an IPv6 address, in brackets or not."""
+    if not entry.isascii():
+        # A Host header is ASCII: an internationalised name is listed in its xn-- form.
+        return False
+    if ":" in entry or entry.startswith("["):
+        inside = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            return False
+        return True
+    if len(entry) > 253 or not _HOST_NAME.fullmatch(entry):
+        return False
+    if all(label.isdigit() for label in entry.removesuffix(".").split(".")):
+        try:
+            ipaddress.IPv4Address(entry.removesuffix("."))
+        except ValueError:
+            return False
+    return True
+
+
+def _without_port(entry: str) -> str:
+    """A hint for a host written with its port: " (without the port: profiles.example.com)"
+    for profiles.example.com:443; else nothing."""
+    host, _, port = entry.rpartition(":")
+    if port.isdigit() and host and _is_host(host) and not (":" in host and "[" not in host):
+        return f" (without the port: {host})"
+    return ""
 
 
 # OPENPROFILES_METRICS_TOKEN (Settings.metrics_token): visible ASCII (a header's value, as

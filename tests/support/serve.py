@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ from botocore.config import Config
 _SESSION = boto3.session.Session()
 
 
-def serve_first_run(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
+def serve_first_run(
+    data_dir: Path, port: int, *options: str, settings: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`openprofiles serve --first-run-admin` in a subprocess, its output on a pipe; the
-    environment's OPENPROFILES_ settings left out."""
+    environment's OPENPROFILES_ settings left out, but for those `settings` gives."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPROFILES_")}
+    env.update(settings or {})
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "openprofiles"),

@@ -1,0 +1,175 @@
+"""Answer only requests whose Host header names this server: the defence against DNS rebinding.
+
+A server bound to 127.0.0.1 is out of the network's reach, but not out of a browser's on the
+same machine: a page the operator (or an agent) opens at evil.example can make its own name
+resolve to 127.0.0.1 once loaded, and its script then calls "its own" origin, which is this
+server, with the browser's same-origin rules satisfied. It could read what needs no
+credential (/metrics without a token names every domain) and post sign-ins, which the sign-in
+throttle counts against 127.0.0.1, locking the administrator out of their own address. Every
+such request carries `Host: evil.example`: the browser writes the name it resolved. So, as
+Jupyter (local_hostnames) and Django (ALLOWED_HOSTS) do, a server bound to loopback answers
+only a Host that names a loopback host (localhost, 127.x.y.z, [::1]) or one the operator
+lists in OPENPROFILES_ALLOWED_HOSTS (a reverse proxy on the same host that forwards
+`Host: profiles.example.com` must list it); any port. A server bound to the network answers
+any Host unless that list is set, and then only those names (and loopback ones, so a local
+health check keeps working). Any other request gets 400 in the API's error format, naming
+the setting, never the Host it was sent.
+
+A request without a Host header (HTTP/1.0; HTTP/1.1 requires one, and uvicorn passes on
+what it gets) is answered when the server is bound to loopback: no browser sends one, so it
+is no rebinding, and a local tool speaking HTTP/1.0 keeps working. Bound to the network with
+a list, it is refused: it names none of the hosts the operator allowed.
+
+Applied by `serving.worker_app`, to what `openprofiles serve` runs, rather than in
+`app.create_app`: which hosts are this server's depends on the address it is bound to, which
+only the serving layer knows (`serving.is_loopback`), and an application built in a test
+(Starlette's TestClient sends `Host: testserver`) or embedded elsewhere is not reached by a
+browser through a rebound name. It runs on every request, before everything else: one scan of
+the headers and a set lookup, the port included, for the usual Host; a Host not in the set
+costs an address parse, mostly on the way to a refusal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openprofiles.errors import BadRequest
+from openprofiles.wire.errors import render_error
+from openprofiles.wire.nosniff import NOSNIFF
+
+logger = logging.getLogger(__name__)
+
+VARIABLE = "OPENPROFILES_ALLOWED_HOSTS"
+# The names every host list holds: the loopback host's usual spellings. Other loopback
+# addresses (127.0.0.2, [0:0:0:0:0:0:0:1]) are recognised by `_loopback_address`.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+REFUSED_MESSAGE = (
+    "The request's Host header names a host this server does not answer for. To serve it "
+    f"under that name (behind a reverse proxy, say), list the name in {VARIABLE}."
+)
+# At most one warning about refused requests in this many seconds: a rebinding page may send
+# thousands, and each line would say the same.
+WARNING_SECONDS = 60
+
+
+class HostPolicy:
+    """The Host header values a server answers: `names` (lower case, IPv6 addresses in
+    brackets, each also with `port`), loopback addresses in any spelling, and a request
+    without a Host header if `hostless`."""
+
+    def __init__(self, names: frozenset[str], *, port: int, hostless: bool) -> None:
+        with_port = {f"{name}:{port}" for name in names}
+        self._answered = frozenset(name.encode("ascii") for name in names | with_port)
+        self.hostless = hostless
+
+    def answers(self, host: bytes) -> bool:
+        """Whether a request whose Host header is `host` is answered."""
+        host = host.lower()
+        if host in self._answered:
+            return True
+        name, _, port = host.rpartition(b":")
+        # "localhost:8080", "[::1]:8080"; but "::1" is an address, not "::" and a port.
+        if not (name and port.isdigit() and (b":" not in name or name.endswith(b"]"))):
+            name = host
+        if name in self._answered:
+            return True
+        # Another spelling of an address (127.0.0.2, [::0001], a name's trailing dot).
+        return self._canonical(name) in self._answered or _loopback_address(name)
+
+    @staticmethod
+    def _canonical(name: bytes) -> bytes:
+        try:
+            return canonical_host(name.decode("ascii")).encode("ascii")
+        except UnicodeError:
+            return b""
+
+
+def canonical_host(name: str) -> str:
+    """`name` (a host name or IP address, as OPENPROFILES_ALLOWED_HOSTS lists it or a Host
+    header names it) as a HostPolicy holds it: lower case, an IP address in its standard
+    form, an IPv6 one in brackets, a name without the trailing dot of a fully qualified one."""
+    name = name.lower().removesuffix(".")
+    try:
+        address = ipaddress.ip_address(_unbracketed(name))
+    except ValueError:
+        return name
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+def _loopback_address(name: bytes) -> bool:
+    try:
+        address = ipaddress.ip_address(_unbracketed(name.decode("ascii")))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return address.is_loopback
+
+
+def _unbracketed(name: str) -> str:
+    """An IPv6 address as a URL writes it, [::1], without its brackets; anything else as is."""
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
+
+
+def host_policy(
+    listed: tuple[str, ...] | None, *, bound_to_loopback: bool, bind_host: str, port: int
+) -> HostPolicy | None:
+    """What a server bound to `bind_host`:`port` answers, given OPENPROFILES_ALLOWED_HOSTS
+    (`listed`, None when unset); None when it answers any Host. Bound to loopback, its own
+    loopback names, `bind_host` (the name its start line printed, `serve --host
+    localhost.localdomain`) and the listed ones; bound to the network, any Host unless names
+    are listed, and then those and the loopback names."""
+    if listed == ("*",) or (listed is None and not bound_to_loopback):
+        return None
+    names = {canonical_host(name) for name in (*LOOPBACK_NAMES, *(listed or ()))}
+    if bound_to_loopback and bind_host.isascii():
+        names.add(canonical_host(bind_host))
+    return HostPolicy(frozenset(names), port=port, hostless=bound_to_loopback)
+
+
+def allowed_hosts(app: ASGIApp, policy: HostPolicy | None) -> ASGIApp:
+    """`app`, answering a request whose Host `policy` does not answer with 400 itself (module
+    docstring); `app` unchanged when `policy` is None (any Host)."""
+    if policy is None:
+        return app
+    warned_at: float | None = None
+
+    async def only_allowed_hosts(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal warned_at
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        # Two Host headers: which one the application would read is not for us to guess.
+        if policy.answers(hosts[0]) if len(hosts) == 1 else (not hosts and policy.hostless):
+            await app(scope, receive, send)
+            return
+        now = time.monotonic()
+        if warned_at is None or now - warned_at >= WARNING_SECONDS:
+            warned_at = now
+            # Never the Host itself: anyone may write anything there.
+            logger.warning(
+                "Refused a request whose Host header names no host this server answers for "
+                "(a DNS rebinding attempt, or a reverse proxy's name missing from %s); the "
+                "next ones are not logged for %d seconds.",
+                VARIABLE,
+                WARNING_SECONDS,
+            )
+        await _refuse(scope, send)
+
+    return only_allowed_hosts
+
+
+async def _refuse(scope: Scope, send: Send) -> None:
+    if scope["type"] == "websocket":
+        # Closed before it is accepted: uvicorn answers the handshake 403.
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    status, headers, body = render_error(BadRequest(REFUSED_MESSAGE), str(uuid.uuid4()))
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw += [(b"content-length", str(len(body)).encode("ascii")), NOSNIFF]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
