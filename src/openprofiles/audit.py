@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -142,18 +142,50 @@ def api_request(
     status: int,
     error: str | None,
     profile_id: str | None,
+    answered: Sequence[str] | None = None,
 ) -> None:
     """Log one API request (call only for `audited` operations). `access_key_id` is None when
-    the request was not authenticated; `error` is the AWS error type of a failed request."""
+    the request was not authenticated; `error` is the AWS error type of a failed request;
+    `answered`, for a read of `PERSONAL_READS`, the profiles its answer held
+    (`profiles_answered`; None: not such a read, or it failed)."""
     logger.info(
-        "api %s domain=%s caller=%s status=%d%s profile=%s",
+        "api %s domain=%s caller=%s status=%d%s profile=%s%s",
         operation,
         _shown(domain_name, _DOMAIN_NAME),
         access_key_id or NONE,
         status,
         f" error={error}" if error else "",
         _shown(profile_id, _PROFILE_ID),
+        "" if answered is None else f" answered={','.join(answered) or NONE}",
     )
+
+
+# The members of a read's answer that list profiles, each item naming one by ProfileId or
+# several by ProfileIds (SearchProfiles' Items, BatchGetProfile's Profiles, GetMatches'
+# Matches); ProfileIds at the top (GetSimilarProfiles). Not BatchGetProfile's Errors: the ids
+# it did not find, which the caller named and was told nothing of.
+_ANSWER_LISTS = ("Items", "Profiles", "Matches")
+
+
+def profiles_answered(result: Mapping[str, Any]) -> list[str]:
+    """The profile ids a read's answer held, in its order, each once: so that the audit log
+    says whose data a search or a batch read handed to a key, not only that it searched (the
+    query's values stay out). Only ids of the model's form."""
+    found: list[str] = []
+
+    def take(value: Any) -> None:
+        if isinstance(value, str) and _PROFILE_ID.fullmatch(value) and value not in found:
+            found.append(value)
+
+    for value in result.get("ProfileIds") or ():
+        take(value)
+    for member in _ANSWER_LISTS:
+        for item in result.get(member) or ():
+            if isinstance(item, Mapping):
+                take(item.get("ProfileId"))
+                for value in item.get("ProfileIds") or ():
+                    take(value)
+    return found
 
 
 # The form of a page's path parameter (ui routes) written as it is: a profile id the model's;

@@ -4,7 +4,9 @@ line for them; on, one line each in the API's form, through the same path as the
 (wire.dispatch), while the reads of configuration and metadata still write none. A read
 refused for a key's scope writes its one line either way. Both backends.
 
-Before, no API read was ever logged: which key read a customer's data could not be told."""
+Before, no API read was ever logged: which key read a customer's data could not be told. A
+read's line names the profiles its answer held (`answered=`): a search names no profile in its
+input, and its values stay out of the log."""
 
 from __future__ import annotations
 
@@ -86,16 +88,38 @@ def test_with_the_setting_on_personal_reads_are_logged_and_metadata_reads_are_no
     # Personal data: one line each, no value.
     found = agent.search_profiles(DomainName=domain, KeyName="_email", Values=[EMAIL])
     assert [p["ProfileId"] for p in found["Items"]] == [profile_id]
-    agent.batch_get_profile(DomainName=domain, ProfileIds=[profile_id])
+    # The profiles each answer held, not those it could not find (BatchGetProfile's Errors).
+    absent = "f" * 32
+    agent.batch_get_profile(DomainName=domain, ProfileIds=[absent, profile_id])
+    agent.search_profiles(DomainName=domain, KeyName="_email", Values=["nobody@example.com"])
 
     lines = audit_lines()
     assert lines == [
         f"api CreateDomain domain={domain} caller={admin_key} status=200 profile=-",
         f"api CreateProfile domain={domain} caller={agent_key} status=200 profile={profile_id}",
-        f"api SearchProfiles domain={domain} caller={agent_key} status=200 profile=-",
-        f"api BatchGetProfile domain={domain} caller={agent_key} status=200 profile=-",
+        f"api SearchProfiles domain={domain} caller={agent_key} status=200 profile=- "
+        f"answered={profile_id}",
+        f"api BatchGetProfile domain={domain} caller={agent_key} status=200 profile=- "
+        f"answered={profile_id}",
+        f"api SearchProfiles domain={domain} caller={agent_key} status=200 profile=- answered=-",
     ]
     assert EMAIL not in "\n".join(lines) and NAME not in "\n".join(lines)
+
+
+def test_the_profiles_an_answer_held_are_read_from_each_reads_shape() -> None:
+    """SearchProfiles' Items, BatchGetProfile's Profiles (not its Errors), GetMatches' Matches
+    and GetSimilarProfiles' ProfileIds: each id once, in the answer's order; a value not of a
+    profile id's form is left out, as the audit line writes only ids."""
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+    assert audit.profiles_answered({"Items": [{"ProfileId": a}, {"ProfileId": b}]}) == [a, b]
+    assert audit.profiles_answered(
+        {"Profiles": [{"ProfileId": b}], "Errors": [{"ProfileId": c, "Code": "404"}]}
+    ) == [b]
+    assert audit.profiles_answered(
+        {"Matches": [{"MatchId": "m1", "ProfileIds": [a, b]}, {"ProfileIds": [b, c]}]}
+    ) == [a, b, c]
+    assert audit.profiles_answered({"ProfileIds": [c, "ann@example.org"], "MatchId": "x"}) == [c]
+    assert audit.profiles_answered({"Items": [], "NextToken": "t"}) == []
 
 
 def test_a_read_refused_for_the_keys_scope_is_logged_once(

@@ -458,6 +458,7 @@ def make_asgi_app(
                 status=status,
                 error=response_headers.get("x-amzn-ErrorType"),
                 profile_id=seen.profile_id,
+                answered=seen.answered,
             )
         observe_api_request(operation, status, response_headers.get("x-amzn-ErrorType"), arrived)
         await _respond(send, status, response_headers, response_body)
@@ -528,12 +529,14 @@ class _AuditTrail:
     that signed it (None until verified) and the profile it named or created. It wraps the
     app's authentication and `invoke`, which see the principal and the parsed input."""
 
-    __slots__ = ("_invoke", "access_key_id", "profile_id")
+    __slots__ = ("_invoke", "access_key_id", "answered", "profile_id")
 
     def __init__(self, invoke: Invoke) -> None:
         self._invoke = invoke
         self.access_key_id: str | None = None
         self.profile_id: str | None = None
+        # A read of personal data's answer: the profiles it held (audit.profiles_answered).
+        self.answered: list[str] | None = None
 
     def authenticating(self, authenticate: Authenticate) -> Authenticate:
         """`authenticate`, noting the access key id of the principal it returns."""
@@ -554,8 +557,11 @@ class _AuditTrail:
     def invoke(self, operation: str, principal: Any, params: dict[str, Any]) -> Any:
         self.profile_id = audit.profile_named(params)
         result = self._invoke(operation, principal, params)
-        if self.profile_id is None and isinstance(result, Mapping):
-            self.profile_id = audit.profile_named(result)  # the one CreateProfile made
+        if isinstance(result, Mapping):
+            if self.profile_id is None:
+                self.profile_id = audit.profile_named(result)  # the one CreateProfile made
+            if operation in audit.PERSONAL_READS:
+                self.answered = audit.profiles_answered(result)
         return result
 
 
