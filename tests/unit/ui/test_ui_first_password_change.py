@@ -34,6 +34,7 @@ from openprofiles.users import service as users
 
 ENDPOINT = "http://127.0.0.1:8000"
 NOTICE = "Choose a password of your own before going on"
+CURRENT_HINT = "The one you just signed in with"
 FIRST_PASSWORD_LINE = "(the first password is in"
 
 
@@ -83,6 +84,8 @@ def test_the_first_admin_signs_in_to_the_password_page_and_others_do_not(
     page = admin.get("/ui/password")
     assert page.status_code == 200
     assert NOTICE in page.text
+    # Asked for the chosen password again, and told which it is.
+    assert CURRENT_HINT in page.text
     # No way round it offered: the main navigation is left out until the change.
     assert 'aria-label="Main"' not in page.text
     with app.state.services.read() as tx:  # type: ignore[attr-defined]
@@ -94,7 +97,7 @@ def test_the_first_admin_signs_in_to_the_password_page_and_others_do_not(
     assert answer.status_code == 303 and answer.headers["location"] == "/agent/"
     assert agent.get("/agent/").status_code == 200
     own = agent.get("/ui/password")
-    assert own.status_code == 200 and NOTICE not in own.text
+    assert own.status_code == 200 and NOTICE not in own.text and CURRENT_HINT not in own.text
 
 
 @pytest.mark.parametrize(
