@@ -84,10 +84,11 @@ yes_option = click.option(
 def confirm_bulk_delete(what: str, count: int, *, yes: bool) -> bool:
     """Whether a command that deletes customers' records in bulk (`dlq purge --all`,
     `instances purge-unrouted --instance ARN`) goes on: `what` is what it would delete,
-    counted ("3 dead letters of domain acme"); `count`, how many. False when there is nothing
-    to delete (the caller says so; nothing is asked). Unless --yes (`yes_option`) was given,
-    the operator is asked on stderr (stdout may be a command's --json), and a no ends the
-    command (click's "Aborted!", exit status 1).
+    counted ("3 dead letters of domain acme"); `count`, how many. The caller then deletes
+    those it counted, by id, not what is there by the answer: a server may keep more while the
+    question waits. False when there is nothing to delete (the caller says so; nothing is
+    asked). Unless --yes (`yes_option`) was given, the operator is asked on stderr (stdout may
+    be a command's --json), and a no ends the command (click's "Aborted!", exit status 1).
 
     Without --yes and with no terminal on stdin it is refused, whatever the count: a script
     would otherwise hang on the question, or, fed a `y` by `yes |`, delete what no one saw;

@@ -1,6 +1,7 @@
 """`openprofiles dlq purge --all` and `openprofiles instances purge-unrouted --instance ARN |
 --without-instance` ask before deleting, saying how many records would go; --yes does not ask,
-and without it a command whose standard input is not a terminal (a script) is refused.
+and without it a command whose standard input is not a terminal (a script) is refused. They
+delete what they counted: a record that arrives while the question waits stays.
 
 An operator review: both deleted every dead letter of a domain (records never ingested) or
 every contact record kept for an instance at once, with no question, where `users delete`,
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,7 @@ from tests.support.contact_loader import D, loaded_data_dir
 from tests.unit.integrations.integ_helpers import OTHER_INSTANCE, ctr, send
 
 from openprofiles.cli import main
-from openprofiles.contacts.kept import count_unrouted
+from openprofiles.contacts.kept import count_unrouted, list_unrouted
 from openprofiles.context import Services
 from openprofiles.dlq import service as dlq
 from openprofiles.settings import Settings
@@ -87,6 +90,44 @@ def _at_terminal(args: list[str], answer: str) -> subprocess.CompletedProcess[st
     finally:
         os.close(terminal)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _answered_after(
+    args: list[str], meanwhile: Callable[[], None], answer: str = "y\n"
+) -> subprocess.CompletedProcess[str]:
+    """As `_at_terminal`, but `answer` is typed only once the question is on stderr, and
+    `meanwhile` has run: what a server writes while the operator reads the question."""
+    terminal, its_end = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [OPENPROFILES, *args], stdin=its_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        os.close(its_end)
+        assert process.stderr is not None
+        asked = _read_until(process.stderr.fileno(), b"[y/N]")
+        meanwhile()
+        os.write(terminal, answer.encode())
+        out, err = process.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+    return subprocess.CompletedProcess(
+        process.args, process.returncode, out.decode(), (asked + err).decode()
+    )
+
+
+def _read_until(fd: int, text: bytes) -> bytes:
+    """What is read from `fd` until `text` (or its end, if it never comes: the caller's
+    assertions then say what was written instead)."""
+    read = b""
+    deadline = time.monotonic() + 120
+    while text not in read:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {text!r} within 120 s; read: {read!r}"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        read += chunk
+    return read
 
 
 def _purge_all(options: list[str], *more: str) -> list[str]:
@@ -174,6 +215,96 @@ def test_dlq_purge_all_without_a_terminal_needs_yes(loaded: tuple[Services, list
     assert _letters_left(services) == 0
 
 
+def _letter_ids(services: Services) -> list[str]:
+    with services.read() as tx:
+        return [x.message_id for x in dlq.list_messages(tx, domain_name=D)]
+
+
+def test_dlq_purge_all_purges_the_letters_counted_not_one_that_came_while_it_asked(
+    loaded: tuple[Services, list[str]],
+) -> None:
+    """A server dead-letters a record while the question waits: the operator agreed to delete
+    the 3 counted, not it (a record not ingested yet), so it stays, and the output says so."""
+    services, options = loaded
+    _letters(services, 3)
+    counted = _letter_ids(services)
+    arrived: list[str] = []
+
+    def dead_lettered_meanwhile() -> None:
+        with services.write() as tx:
+            letter = dlq.put(
+                tx,
+                domain_name=D,
+                object_type_name="Crm",
+                object_json=json.dumps({"id": "late"}),
+                reason="No profile matched.",
+                category="no_profile",
+            )
+        arrived.append(letter.message_id)
+
+    purged = _answered_after(_purge_all(options), dead_lettered_meanwhile)
+
+    assert purged.returncode == 0, purged.stderr
+    assert f"Delete 3 dead letters of domain {D}?" in purged.stderr
+    # (A blank before: the terminal's prompt, which input() writes to stdout.)
+    assert purged.stdout.strip().splitlines() == [
+        "Purged 3 dead letters.",
+        "1 more dead letter arrived since the count and was kept.",
+    ]
+    assert _letter_ids(services) == arrived
+    assert not set(counted) & set(_letter_ids(services))
+
+    # With --json the JSON stays what a script parses; the note goes to stderr.
+    again = _answered_after(_purge_all(options, "--json"), lambda: _letters(services, 2))
+
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"Purged": 1, "NotFound": []}
+    assert "2 more dead letters arrived since the count and were kept." in again.stderr
+    assert _letters_left(services) == 2
+
+
+def test_dlq_purge_all_says_when_a_letter_counted_was_gone_by_the_answer(
+    loaded: tuple[Services, list[str]],
+) -> None:
+    """Purged meanwhile (another operator, a retry): the count the output gives is of the
+    letters this run deleted, and the difference is said."""
+    services, options = loaded
+    _letters(services, 3)
+    first = _letter_ids(services)[0]
+
+    def purged_meanwhile() -> None:
+        with services.write() as tx:
+            dlq.purge(tx, domain_name=D, message_ids=[first])
+
+    purged = _answered_after(_purge_all(options), purged_meanwhile)
+
+    assert purged.returncode == 0, purged.stderr
+    assert "Delete 3 dead letters" in purged.stderr
+    assert purged.stdout.strip().splitlines() == [
+        "Purged 2 dead letters.",
+        "1 of the 3 counted was gone already (retried, expired or purged meanwhile).",
+    ]
+    assert _letters_left(services) == 0
+
+
+def test_dlq_purge_all_with_message_ids_is_refused_and_purges_nothing(
+    loaded: tuple[Services, list[str]],
+) -> None:
+    """--all beside named ids was ignored: only the named ones went. Either may be what the
+    operator meant, so neither is guessed."""
+    services, options = loaded
+    _letters(services, 2)
+    first = _letter_ids(services)[0]
+
+    for args in (_purge_all(options, first), _purge_all(options, first, "--yes")):
+        refused = CliRunner().invoke(main, args)
+
+        assert refused.exit_code == 2, refused.output
+        assert "MESSAGE_IDS or --all, not both" in refused.stderr
+        assert refused.stdout == ""
+        assert _letters_left(services) == 2
+
+
 def _purge_unrouted(options: list[str], *more: str) -> list[str]:
     return ["instances", "purge-unrouted", *options, *more]
 
@@ -248,3 +379,28 @@ def test_purge_unrouted_without_a_terminal_needs_yes(loaded: tuple[Services, lis
 
     assert done.exit_code == 0, done.output
     assert _kept_left(services) == {None: 1}
+
+
+def test_purge_unrouted_deletes_the_records_counted_not_one_kept_while_it_asked(
+    loaded: tuple[Services, list[str]],
+) -> None:
+    """A record of the instance is kept while the question waits: not among the 2 the operator
+    agreed to delete, it stays (personal data not applied yet), and the output says so."""
+    services, options = loaded
+    _kept(services)
+
+    done = _answered_after(
+        _purge_unrouted(options, "--instance", OTHER_INSTANCE),
+        lambda: send(services, ctr("p-late", instance=OTHER_INSTANCE)),
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert f"Delete 2 contact records kept for {OTHER_INSTANCE}?" in done.stderr
+    assert done.stdout.strip().splitlines() == [
+        f"Deleted 2 contact records kept for {OTHER_INSTANCE}.",
+        f"1 more arrived for {OTHER_INSTANCE} since the count and was kept.",
+    ]
+    assert _kept_left(services) == {OTHER_INSTANCE: 1, None: 1}
+    with services.read() as tx:
+        (left,) = list_unrouted(tx, instance_arn=OTHER_INSTANCE)
+    assert json.loads(left.object_json)["ContactId"] == "p-late"

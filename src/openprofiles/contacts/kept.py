@@ -25,9 +25,10 @@ now, kept sealed under the system key until one can.
   once: the store's unique content digest (`UNROUTED_KEY_NAME`). Kept records are read
   (`list_unrouted`) and counted without being opened (`count_unrouted`, `openprofiles
   instances unrouted`); the operator may delete those no association will route
-  (`purge_unrouted`), and a customer's, found by opening them (`unrouted_holding`,
-  `purge_unrouted_ids`), and DeleteDomain deletes the records waiting in the domain and those held
-  for it (`_delete_domains_records`).
+  (`purgeable_unrouted` lists them for the question, `purge_unrouted` deletes those listed),
+  and a customer's, found by opening them (`unrouted_holding`, `purge_unrouted_ids`), and
+  DeleteDomain deletes the records waiting in the domain and those held for it
+  (`_delete_domains_records`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -269,17 +270,40 @@ def count_unrouted(
     return {row[0]: int(row[1]) for row in tx.conn.execute(query)}
 
 
-def purge_unrouted(tx: Tx, *, instance_arn: str | None) -> int:
+def purgeable_unrouted(tx: Tx, *, instance_arn: str | None) -> list[str]:
+    """The message ids of the kept records `purge_unrouted` deletes for the instance (None:
+    those kept without an instance ARN), read without opening them: counted for the operator's
+    question, then passed back to `purge_unrouted` so that it deletes those and no record kept
+    while the question waited."""
+    kept = unrouted_contact_record.c
+    return list(tx.conn.execute(select(kept.message_id).where(_purgeable(instance_arn))).scalars())
+
+
+def purge_unrouted(
+    tx: Tx, *, instance_arn: str | None, message_ids: Sequence[str] | None = None
+) -> int:
     """Delete kept records: the instance's, or (None) those kept without an instance ARN,
-    which no association can ever route; how many. For the operator who will not associate
-    the instance (`openprofiles instances purge-unrouted`): the records are personal data.
-    Records waiting for a contact they continue are left: their domain takes them, applied
-    or dead-lettered, within `WAIT_SECONDS`."""
+    which no association can ever route; only those of `message_ids` when given (what
+    `purgeable_unrouted` counted); how many. For the operator who will not associate the
+    instance (`openprofiles instances purge-unrouted`): the records are personal data. Records
+    waiting for a contact they continue are left: their domain takes them, applied or
+    dead-lettered, within `WAIT_SECONDS`."""
     tx.erased()
+    statement = delete(unrouted_contact_record).where(_purgeable(instance_arn))
+    if message_ids is None:
+        return int(tx.conn.execute(statement).rowcount or 0)
+    ids = unrouted_contact_record.c.message_id
+    return sum(
+        int(tx.conn.execute(statement.where(ids.in_(chunk))).rowcount or 0)
+        for chunk in in_chunks(sorted(set(message_ids)))
+    )
+
+
+def _purgeable(instance_arn: str | None) -> Any:
+    """The condition of the kept records `purge_unrouted` deletes: the instance's (None:
+    without an instance ARN), waiting ones left."""
     arn = unrouted_contact_record.c.instance_arn
-    condition = arn.is_(None) if instance_arn is None else arn == instance_arn
-    purged = tx.conn.execute(delete(unrouted_contact_record).where(condition, ~WAITING))
-    return int(purged.rowcount or 0)
+    return and_(arn.is_(None) if instance_arn is None else arn == instance_arn, ~WAITING)
 
 
 def unrouted_holding(tx: Tx, *, value: HeldValue) -> list[str]:

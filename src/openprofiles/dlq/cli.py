@@ -343,12 +343,13 @@ def dlq_purge(
     no profile, so DeleteProfile leaves it). --dry-run lists the ids --matching would purge.
 
     --all asks for confirmation first, saying how many would go (their records were never
-    ingested, and cannot be brought back); --yes does not ask, and is needed when standard
-    input is not a terminal (a script).
+    ingested, and cannot be brought back), and purges those it counted: one dead-lettered
+    since is kept, and said so. --yes does not ask, and is needed when standard input is not a
+    terminal (a script).
 
     Exits with status 1 when a given MESSAGE_ID is not a dead letter of the domain (the others
     are purged); --json then lists them in NotFound."""
-    from openprofiles.dlq.service import count, missing, purge
+    from openprofiles.dlq.service import missing, purge
     from openprofiles.errors import NotFound
 
     if matching is not None:
@@ -358,31 +359,21 @@ def dlq_purge(
         return
     if dry_run:
         raise click.UsageError("--dry-run goes with --matching VALUE.")
-    if not message_ids and not purge_all:
+    if message_ids and purge_all:
+        # Either could be what was meant: purging the named ones alone would drop the --all.
+        raise click.UsageError("Give MESSAGE_IDS or --all, not both. Nothing was purged.")
+    if purge_all:
+        _purge_all(data_dir, database_url, domain_name, as_json, yes)
+        return
+    if not message_ids:
         raise click.UsageError(
             "Give MESSAGE_IDS, --all to purge every dead letter, or --matching VALUE."
         )
-    given = list(dict.fromkeys(message_ids)) or None
-    if given is None:
-
-        def counted(tx: Any) -> int:
-            _existing_domain(tx, domain_name)
-            return count(tx, domain_name=domain_name)
-
-        # Named ids are the operator's own list, and --matching one customer's: only --all
-        # deletes what no one has looked at.
-        letters = _run(data_dir, database_url, counted, write=False)
-        what = f"{_count(letters, 'dead letter')} of domain {domain_name}"
-        if not confirm_bulk_delete(what, letters, yes=yes):
-            if as_json:
-                click.echo(json.dumps({"Purged": 0, "NotFound": []}))
-            else:
-                click.echo(f"No dead letters in domain {domain_name}: nothing was purged.")
-            return
+    given = list(dict.fromkeys(message_ids))
 
     def work(tx: Any) -> tuple[int, list[str]]:
         _existing_domain(tx, domain_name)
-        absent = missing(tx, domain_name=domain_name, message_ids=given or [])
+        absent = missing(tx, domain_name=domain_name, message_ids=given)
         return purge(tx, domain_name=domain_name, message_ids=given), absent
 
     purged, absent = _run(data_dir, database_url, work, write=True)
@@ -399,6 +390,56 @@ def dlq_purge(
         )
         # As the API names it, in the audit line too (cli_support._how_it_ended).
         raise click.ClickException(message) from NotFound(message)
+
+
+def _purge_all(
+    data_dir: Path | None, database_url: str | None, domain_name: str, as_json: bool, yes: bool
+) -> None:
+    """`dlq purge --all`: the letters are counted in a read, their ids kept, and only those
+    are purged once the operator says yes (or with --yes). A server may dead-letter more while
+    the question waits: records not ingested yet, which no one agreed to delete, so they stay,
+    and are counted in the output (on stderr with --json, whose stdout a script parses)."""
+    from openprofiles.dlq.service import count, letter_ids, purge
+
+    def counted(tx: Any) -> list[str]:
+        _existing_domain(tx, domain_name)
+        return letter_ids(tx, domain_name=domain_name)
+
+    # Named ids are the operator's own list, and --matching one customer's: only --all
+    # deletes what no one has looked at.
+    ids = _run(data_dir, database_url, counted, write=False)
+    what = f"{_count(len(ids), 'dead letter')} of domain {domain_name}"
+    if not confirm_bulk_delete(what, len(ids), yes=yes):
+        if as_json:
+            click.echo(json.dumps({"Purged": 0, "NotFound": []}))
+        else:
+            click.echo(f"No dead letters in domain {domain_name}: nothing was purged.")
+        return
+
+    def work(tx: Any) -> tuple[int, int]:
+        _existing_domain(tx, domain_name)
+        purged = purge(tx, domain_name=domain_name, message_ids=ids)
+        # Every counted letter still here went above: those left came after the count.
+        return purged, count(tx, domain_name=domain_name)
+
+    purged, arrived = _run(data_dir, database_url, work, write=True)
+    if as_json:
+        click.echo(json.dumps({"Purged": purged, "NotFound": []}))
+    else:
+        click.echo(f"Purged {_count(purged, 'dead letter')}.")
+    gone = len(ids) - purged
+    if gone:
+        click.echo(
+            f"{gone} of the {len(ids)} counted {'was' if gone == 1 else 'were'} gone already "
+            "(retried, expired or purged meanwhile).",
+            err=as_json,
+        )
+    if arrived:
+        click.echo(
+            f"{_count(arrived, 'more dead letter')} arrived since the count and "
+            f"{'was' if arrived == 1 else 'were'} kept.",
+            err=as_json,
+        )
 
 
 def _purge_matching(

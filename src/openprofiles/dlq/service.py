@@ -321,6 +321,17 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
+def letter_ids(tx: Tx, *, domain_name: str) -> list[str]:
+    """The message ids of the domain's dead letters, without opening them: what `openprofiles
+    dlq purge --all` counts for its question and then purges (`purge`), so that a letter
+    dead-lettered while the question waited is not purged unseen."""
+    return list(
+        tx.conn.execute(
+            select(dlq_message.c.message_id).where(dlq_message.c.domain_name == domain_name)
+        ).scalars()
+    )
+
+
 @dataclass(frozen=True)
 class LetterCounts:
     """Dead letters of every domain, without opening them: by (domain, reason category), and by
@@ -549,7 +560,8 @@ def _is_contact_record(
 
 
 def purge(tx: Tx, *, domain_name: str, message_ids: Sequence[str] | None = None) -> int:
-    """Delete the given messages (all of the domain's when None); returns how many."""
+    """Delete the given messages (all of the domain's when None); returns how many: fewer
+    than given when some were gone already."""
     tx.erased()
     tx.cipher(domain_name)
     return _delete(tx, domain_name, message_ids)

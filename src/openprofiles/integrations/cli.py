@@ -234,13 +234,13 @@ def instances_purge_unrouted(
     for the contact they continue are left: their domain takes them within the hour.
 
     --instance and --without-instance ask for confirmation first, saying how many would go
-    (they cannot be brought back); --yes does not ask, and is needed when standard input is
-    not a terminal (a script).
+    (they cannot be brought back), and delete those counted: one kept since stays, and is said
+    so. --yes does not ask, and is needed when standard input is not a terminal (a script).
 
     With --matching VALUE, to erase a customer: the kept records (every instance's, waiting
     ones too) whose record holds the value, each opened to tell (a kept record names no
     profile, so DeleteProfile leaves it, and a replay would bring the customer back)."""
-    from openprofiles.contacts.kept import count_unrouted, purge_unrouted
+    from openprofiles.contacts.kept import count_unrouted, purge_unrouted, purgeable_unrouted
 
     if matching is not None:
         if instance_arn is not None or without_instance:
@@ -254,18 +254,23 @@ def instances_purge_unrouted(
     if (instance_arn is None) == (not without_instance):
         raise click.UsageError("Give either --instance ARN, --without-instance or --matching.")
     whose = f"for {instance_arn}" if instance_arn else "without an instance"
+    purged: int | None = None
+    arrived = 0
     services = open_services(settings_from_options(data_dir, database_url))
     try:
         # Every record kept for the instance (or without one), none of them looked at: asked
         # about first. --matching deletes one customer's, as an erasure asks.
         with services.read() as tx:
-            kept = count_unrouted(tx, instance_arn=instance_arn, waiting=False).get(instance_arn, 0)
-        what = f"{kept} contact record{'s' if kept != 1 else ''} kept {whose}"
-        if confirm_bulk_delete(what, kept, yes=yes):
+            counted = purgeable_unrouted(tx, instance_arn=instance_arn)
+        what = f"{_records(len(counted))} kept {whose}"
+        if confirm_bulk_delete(what, len(counted), yes=yes):
             with services.write() as tx:
-                purged: int | None = purge_unrouted(tx, instance_arn=instance_arn)
-        else:
-            purged = None
+                # Those counted alone: a record kept while the question waited (personal data
+                # not applied yet) was not asked about, and stays.
+                purged = purge_unrouted(tx, instance_arn=instance_arn, message_ids=counted)
+                arrived = count_unrouted(tx, instance_arn=instance_arn, waiting=False).get(
+                    instance_arn, 0
+                )
         with services.read() as tx:
             left = (
                 count_unrouted(tx, instance_arn=instance_arn, waiting=True).get(instance_arn)
@@ -277,10 +282,26 @@ def instances_purge_unrouted(
     if purged is None:
         click.echo(f"No contact records are kept {whose}: nothing was deleted.")
     else:
-        click.echo(f"Deleted {purged} contact record{'s' if purged != 1 else ''} kept {whose}.")
+        click.echo(f"Deleted {_records(purged)} kept {whose}.")
+        gone = len(counted) - purged
+        if gone:
+            click.echo(
+                f"{gone} of the {len(counted)} counted {'was' if gone == 1 else 'were'} gone "
+                "already (sent on or deleted meanwhile)."
+            )
+    if arrived:
+        click.echo(
+            f"{arrived} more arrived {whose} since the count and "
+            f"{'was' if arrived == 1 else 'were'} kept."
+        )
     if left:
         # Routed to the instance's domain: not the operator's to drop here (see the help).
         click.echo(_waiting_text(f"{left} kept for it were left in place: they"))
+
+
+def _records(number: int) -> str:
+    """'1 contact record', '2 contact records'."""
+    return f"{number} contact record{'' if number == 1 else 's'}"
 
 
 def _purge_matching(
