@@ -160,8 +160,9 @@ def test_a_server_bound_to_the_network_answers_any_host_unless_told(tmp_path: Pa
         _,
     ):
         _assert_refused(_get(port, "/health", EVIL), EVIL)
-        # The listed name, and the loopback ones: a health check on the machine itself.
-        for host in (LISTED, f"127.0.0.1:{port}", f"localhost:{port}"):
+        # The listed name, the loopback ones (a health check on the machine itself), and the
+        # address given to --host, which the start lines print in their URLs.
+        for host in (LISTED, f"127.0.0.1:{port}", f"localhost:{port}", f"0.0.0.0:{port}"):
             assert _get(port, "/health", host).status_code == 200, host
         # Listing names means "only these": a request naming none is refused.
         answer = _without_host(port)

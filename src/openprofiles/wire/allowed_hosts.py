@@ -119,13 +119,15 @@ def host_policy(
 ) -> HostPolicy | None:
     """What a server bound to `bind_host`:`port` answers, given OPENPROFILES_ALLOWED_HOSTS
     (`listed`, None when unset); None when it answers any Host. Bound to loopback, its own
-    loopback names, `bind_host` (the name its start line printed, `serve --host
-    localhost.localdomain`) and the listed ones; bound to the network, any Host unless names
-    are listed, and then those and the loopback names."""
+    loopback names and the listed ones; bound to the network, any Host unless names are
+    listed, and then those and the loopback names. Either way also `bind_host`, the name or
+    address its start lines print in its URLs (`serve --host localhost.localdomain`, `--host
+    0.0.0.0` with a list): a rebinding page's Host is its own name, never the one the operator
+    gave --host, so answering it lets in nothing a rebinding could send."""
     if listed == ("*",) or (listed is None and not bound_to_loopback):
         return None
     names = {canonical_host(name) for name in (*LOOPBACK_NAMES, *(listed or ()))}
-    if bound_to_loopback and bind_host.isascii():
+    if bind_host.isascii():
         names.add(canonical_host(bind_host))
     return HostPolicy(frozenset(names), port=port, hostless=bound_to_loopback)
 

@@ -104,9 +104,14 @@ def test_a_server_bound_to_the_network_answers_any_host_unless_names_are_listed(
     # A health check on the machine itself.
     assert listed.answers(b"127.0.0.1:8000")
     assert not listed.answers(b"evil.example")
-    # Not the address it is bound to: 0.0.0.0 names no host.
-    assert not listed.answers(b"0.0.0.0:8000")
+    # The address it is bound to: what its start lines print (http://0.0.0.0:8000) works.
+    assert listed.answers(b"0.0.0.0:8000")
     assert not listed.hostless
+    on_a_lan_address = host_policy(
+        ("profiles.example.com",), bound_to_loopback=False, bind_host="192.0.2.7", port=PORT
+    )
+    assert on_a_lan_address is not None and on_a_lan_address.answers(b"192.0.2.7:8000")
+    assert not on_a_lan_address.answers(b"evil.example:8000")
 
 
 def test_star_answers_any_host() -> None:
