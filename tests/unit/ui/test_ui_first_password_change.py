@@ -34,7 +34,7 @@ from openprofiles.users import service as users
 
 ENDPOINT = "http://127.0.0.1:8000"
 NOTICE = "Choose a password of your own before going on"
-CURRENT_HINT = "The one you just signed in with"
+CURRENT_HINT = "The password you signed in with"
 FIRST_PASSWORD_LINE = "(the first password is in"
 
 

@@ -9,7 +9,7 @@ the mark; `users set-password --temporary` sets it too.
 
 The users stored before this revision are unmarked (false), so nothing changes for them until
 the next start with --first-run-admin finds `admin` still opened by the file's password
-(first_run.ensure_first_web_admin marks it then). The downgrade drops the column: the code before
+(first_run.ensure_first_admin marks it then). The downgrade drops the column: the code before
 this revision asks no one to change a password, as it never did.
 
 Revision ID: 0047
