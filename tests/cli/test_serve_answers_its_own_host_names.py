@@ -129,10 +129,17 @@ def test_a_request_without_a_host_is_answered_on_loopback(loopback: tuple[int, P
     assert answer.startswith(b"HTTP/1.1 200 "), answer
 
 
-def test_refusals_are_logged_once_a_minute_without_the_host(tmp_path: Path) -> None:
+def test_refusals_are_logged_once_a_minute_without_the_host_and_each_counted(
+    tmp_path: Path,
+) -> None:
+    """The warning is written once a minute at most; /metrics counts every refusal, so an
+    operator sees how many (a proxy's name missing from the list refuses every request)."""
     with _served(tmp_path / "data") as (port, process):
         for _ in range(3):
             assert _get(port, "/metrics", f"{EVIL}:{port}").status_code == 400
+        metrics = _get(port, "/metrics", f"127.0.0.1:{port}")
+        assert metrics.status_code == 200
+        assert "openprofiles_host_refusals_total 3.0" in metrics.text.splitlines()
     output, _ = process.communicate(timeout=30)
     warnings = [line for line in output.splitlines() if "Host header names no host" in line]
     assert len(warnings) == 1, output

@@ -1,5 +1,6 @@
 """The events counted by the process that saw them (openprofiles.metrics): API requests and
-their latency, the contact feeds' requests and records, dead letters sent to SQS queues.
+their latency, the contact feeds' requests and records, dead letters sent to SQS queues,
+requests refused for their Host header.
 Counters and histograms of prometheus_client's default registry; under multiprocess mode
 (metrics.endpoint `multiprocess_dir`) each worker's go to files of its own. Cheap enough for
 every request: a dictionary lookup and two increments.
@@ -58,6 +59,12 @@ QUEUE_SENDS = Counter(
     "Dead letters sent to domains' SQS queues, by result: sent, or failed (kept, and sent "
     "again by the resend).",
     ["result"],
+)
+HOST_REFUSALS = Counter(
+    "openprofiles_host_refusals",
+    "Requests refused for a Host header that names no host the server answers for "
+    "(wire.allowed_hosts: a DNS rebinding attempt, or a proxy's name missing from "
+    "OPENPROFILES_ALLOWED_HOSTS).",
 )
 
 # The operation label of a request no route of the API matched.
@@ -127,3 +134,8 @@ def count_queue_sends(*, sent: int, failed: int) -> None:
             QUEUE_SENDS.labels("sent").inc(sent)
         if failed:
             QUEUE_SENDS.labels("failed").inc(failed)
+
+
+def count_host_refusal() -> None:
+    with _never_raising():
+        HOST_REFUSALS.inc()

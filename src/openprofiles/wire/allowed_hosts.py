@@ -13,7 +13,8 @@ lists in OPENPROFILES_ALLOWED_HOSTS (a reverse proxy on the same host that forwa
 `Host: profiles.example.com` must list it); any port. A server bound to the network answers
 any Host unless that list is set, and then only those names (and loopback ones, so a local
 health check keeps working). Any other request gets 400 in the API's error format, naming
-the setting, never the Host it was sent.
+the setting, never the Host it was sent; each is counted in /metrics
+(`openprofiles_host_refusals_total`), and a warning logged once a minute at most.
 
 A request without a Host header (HTTP/1.0; HTTP/1.1 requires one, and uvicorn passes on
 what it gets) is answered when the server is bound to loopback: no browser sends one, so it
@@ -39,6 +40,7 @@ import uuid
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openprofiles.errors import BadRequest
+from openprofiles.metrics.events import count_host_refusal
 from openprofiles.wire.errors import render_error
 from openprofiles.wire.nosniff import NOSNIFF
 
@@ -149,6 +151,8 @@ def allowed_hosts(app: ASGIApp, policy: HostPolicy | None) -> ASGIApp:
         if policy.answers(hosts[0]) if len(hosts) == 1 else (not hosts and policy.hostless):
             await app(scope, receive, send)
             return
+        # Each counted (/metrics), as the warning below is written once a minute at most.
+        count_host_refusal()
         now = time.monotonic()
         if warned_at is None or now - warned_at >= WARNING_SECONDS:
             warned_at = now
