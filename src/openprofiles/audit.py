@@ -26,9 +26,9 @@ its requests or commands pass through:
   typed, a user's or not, so a failure reads the same for an unknown name as for a wrong
   password; a sign-in form refused unread (413, 415, 400) is logged with `user=-`.
   And every GET (or HEAD) by a signed-in user of a page that shows a customer's personal data
-  (`ui GET /agent/domains/acme/profiles/<id> user=... status=200`, `page_get`): who opened
-  whose profile, refusals included. A page is one of them when it is declared so, with
-  `shows_personal_data=True` at its `ui.page(...)`: a profile's page, its edit form and a
+  (`ui GET /agent/domains/acme/profiles/<id> user=... status=200 answered=<id>`, `page_get`):
+  who opened whose profile, refusals included. A page is one of them when it is declared so,
+  with `shows_personal_data=True` at its `ui.page(...)`: a profile's page, its edit form and a
   record's page, the search results, the contact page (screen pop: the profiles linked to a
   contact or sharing its caller's number), a merge's page (its keys' values), a rule-based
   match's page and a merge's preview (values when asked for), a domain's dead letters (their
@@ -36,7 +36,10 @@ its requests or commands pass through:
   record in full): the pages' counterparts of the commands logged for printing personal data.
   Pages of names, ids and counts are not (the home pages, the lists of domains, merges and
   matches, the dead letters' counts, an ML match's page, which holds no values): what a user
-  saw of a customer is on a page logged.
+  saw of a customer is on a page logged. Each line names the profiles the page showed, which
+  its path does not (ui.web.show_profiles: a search's results, a contact's profiles, a merge's
+  or a match's), as an API read's does (`answered_field`): `answered=-` for none (a dead
+  letter's page, a refusal).
 * the `openprofiles` command (cli_support.audit_commands, which wraps the commands it lists in
   cli_support.AUDITED_COMMANDS): each run of a command that changes state or prints stored
   personal data (`dlq show`, a dead letter's record), with the acting OS user's numeric uid
@@ -54,15 +57,16 @@ numbers and emails stay out (nor a command's other arguments: file paths, userna
 passwords). The domain name and the profile id are taken from the request, so
 they are written only when they have their model's form (a name, a 32-digit hex id): a request
 that fails validation could put any text there. So are the parameters of a page's address
-(`page_post`, `page_get`): a user can type anything into it; and a page's query (a search's
-sealed text, a cursor) is never written.
+(`page_post`, `page_get`): a user can type anything into it, so each has a strict form
+(`_PAGE_PARAMETER_FORMS`) and a sealed token is written `(sealed)`; and a page's query (a
+search's sealed text, a cursor) is never written.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -91,6 +95,14 @@ PERSONAL_READS = frozenset(
         "BatchGetCalculatedAttributeForProfile",
         "GetCalculatedAttributeForProfile",
         "ListCalculatedAttributesForProfile",
+        # A segment's members, in full (GetSegmentMembership), and who joined or left it.
+        "GetSegmentMembership",
+        "ListSegmentSubscriptionEvents",
+        # The latest values of an object type's attribute, across its records.
+        "ListObjectTypeAttributeValues",
+        # What is recommended to a profile: derived from its own history.
+        "GetProfileRecommendations",
+        "SearchRecommendations",
     }
 )
 
@@ -156,42 +168,78 @@ def api_request(
         status,
         f" error={error}" if error else "",
         _shown(profile_id, _PROFILE_ID),
-        "" if answered is None else f" answered={','.join(answered) or NONE}",
+        "" if answered is None else answered_field(answered),
     )
+
+
+def answered_field(profile_ids: Sequence[str]) -> str:
+    """The end of a line that says whose data it handed out (an API read's answer, a page's):
+    " answered=" and the profile ids, "-" for none. The one form of both."""
+    return f" answered={','.join(profile_ids) or NONE}"
+
+
+def profile_ids(values: Iterable[Any]) -> list[str]:
+    """`values` that are profile ids of the model's form, in their order, each once."""
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, str) and _PROFILE_ID.fullmatch(value) and value not in found:
+            found.append(value)
+    return found
 
 
 # The members of a read's answer that list profiles, each item naming one by ProfileId or
 # several by ProfileIds (SearchProfiles' Items, BatchGetProfile's Profiles, GetMatches'
-# Matches); ProfileIds at the top (GetSimilarProfiles). Not BatchGetProfile's Errors: the ids
-# it did not find, which the caller named and was told nothing of.
-_ANSWER_LISTS = ("Items", "Profiles", "Matches")
+# Matches, GetSegmentMembership's Profiles, ListSegmentSubscriptionEvents' Events); ProfileIds
+# at the top (GetSimilarProfiles). Not BatchGetProfile's Errors: the ids it did not find, which
+# the caller named and was told nothing of.
+_ANSWER_LISTS = ("Items", "Profiles", "Matches", "Events")
 
 
 def profiles_answered(result: Mapping[str, Any]) -> list[str]:
     """The profile ids a read's answer held, in its order, each once: so that the audit log
     says whose data a search or a batch read handed to a key, not only that it searched (the
     query's values stay out). Only ids of the model's form."""
-    found: list[str] = []
-
-    def take(value: Any) -> None:
-        if isinstance(value, str) and _PROFILE_ID.fullmatch(value) and value not in found:
-            found.append(value)
-
-    for value in result.get("ProfileIds") or ():
-        take(value)
+    named: list[Any] = list(result.get("ProfileIds") or ())
     for member in _ANSWER_LISTS:
         for item in result.get(member) or ():
             if isinstance(item, Mapping):
-                take(item.get("ProfileId"))
-                for value in item.get("ProfileIds") or ():
-                    take(value)
-    return found
+                named.append(item.get("ProfileId"))
+                named.extend(item.get("ProfileIds") or ())
+    return profile_ids(named)
 
 
-# The form of a page's path parameter (ui routes) written as it is: a profile id the model's;
-# any other (a domain name, a dead letter's, merge's or match's id, an access key id, a user's
-# reference) an identifier of a domain name's form.
-_PAGE_PARAMETER_FORMS = {"profile_id": _PROFILE_ID}
+# The form of each path parameter of the pages' routes (ui) written as it is, as this code
+# makes its values: a user can type anything into an address, a customer's phone number where
+# an id goes included, so each form is as strict as the ids it stands for. A parameter with no
+# form here is never written (NOT_VALID): a new route's parameter is declared here first
+# (tests/unit/ui/test_ui_audit_reads.py checks every route's).
+_PAGE_PARAMETER_FORMS = {
+    # Domain names (the model's `name`; "name" on the administrator's pages).
+    "domain": _DOMAIN_NAME,
+    "name": _DOMAIN_NAME,
+    "profile_id": _PROFILE_ID,
+    # An object type's name (the model's `typeName`).
+    "object_type": re.compile(r"[a-zA-Z_][a-zA-Z_0-9-]{0,254}"),
+    # Amazon Connect's ContactId, a UUID. The pages open any contact id a profile key can hold
+    # (ui.agent_pages.checked_contact_id), but one of another form is written NOT_VALID: it is
+    # a link's text, and may be a value an agent typed there (a caller's number).
+    "contact_id": re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+    # 32 hex digits, as a profile id: dlq.service.new_message_id, identity.service's
+    # uuid4().hex.
+    "message_id": _PROFILE_ID,
+    "merge_id": _PROFILE_ID,
+    # An ML match's 32 random hex digits; a rule-based one's level (2 digits) and digest in hex
+    # (identity.matching.match_id). And which of the two (ui.match_pages.KINDS).
+    "match_id": re.compile(r"(?:[0-9]{2})?[a-f0-9]{32}"),
+    "kind": re.compile(r"rule|ml"),
+    # auth.credentials.create_credential's.
+    "access_key_id": re.compile(r"OP[A-Z0-9]{18}"),
+}
+# The parameters that carry a sealed token (services.tokens: a user's reference, which seals
+# the username; a record's link, which seals its key): written SEALED, never as they are, as a
+# token says nothing an operator could read and a valid one is no more "(not valid)" than an id.
+_SEALED_PAGE_PARAMETERS = frozenset({"ref", "object_link"})
+SEALED = "(sealed)"
 # A parameter in a route's template: {name} or {name:convertor}.
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -217,27 +265,44 @@ def page_post(
 
 
 def page_get(
-    *, user: str, path: str, status: int, route: str | None, parameters: Mapping[str, Any]
+    *,
+    user: str,
+    path: str,
+    status: int,
+    route: str | None,
+    parameters: Mapping[str, Any],
+    answered: Iterable[Any] = (),
 ) -> None:
     """Log one GET of a page that shows a customer's personal data by the signed-in web user
-    `user` (their audit name), as `page_post` logs a POST; never its query."""
-    logger.info("ui GET %s user=%s status=%d", page_path(path, route, parameters), user, status)
+    `user` (their audit name), as `page_post` logs a POST; never its query. `answered`: the
+    profiles whose data the page showed (ui.web.show_profiles), written as an API read's
+    (`answered_field`): the line of a search's results or a contact's page names whose values
+    the user saw, which its path does not."""
+    logger.info(
+        "ui GET %s user=%s status=%d%s",
+        page_path(path, route, parameters),
+        user,
+        status,
+        answered_field(profile_ids(answered)),
+    )
 
 
 def page_path(path: str, route: str | None, parameters: Mapping[str, Any] | None) -> str:
     """A page's path as an audit line writes it. No page puts a personal value in its address
     (ui.web), but a request can: an email address typed where a profile id goes. So the path is
     written from its `route`'s template (Starlette's, "/agent/domains/{domain}"), each of the
-    path `parameters` in it as it is when in its form, else "(not valid)", as for an API
-    request; and percent-encoded, as a request could put a line break in it. `path` itself
-    (decoded, as sent) only for a page of no route or no parameters."""
+    path `parameters` in it as it is when in its form (`_PAGE_PARAMETER_FORMS`), else "(not
+    valid)", as for an API request, and a sealed token as SEALED; percent-encoded, as a
+    request could put a line break in it. `path` itself (decoded, as sent) only for a page of
+    no route or no parameters."""
     if route is not None and parameters:
 
         def shown(placeholder: re.Match[str]) -> str:
             name = placeholder.group(1)
-            return _shown(
-                str(parameters.get(name, "")), _PAGE_PARAMETER_FORMS.get(name, _DOMAIN_NAME)
-            )
+            if name in _SEALED_PAGE_PARAMETERS:
+                return SEALED
+            form = _PAGE_PARAMETER_FORMS.get(name)
+            return NOT_VALID if form is None else _shown(str(parameters.get(name, "")), form)
 
         path = _PLACEHOLDER.sub(shown, route)
     return quote(path, safe=_PATH_SAFE)

@@ -71,6 +71,27 @@ def test_the_personal_reads_are_model_reads() -> None:
     assert all(name.startswith(audit.READ_ONLY_PREFIXES) for name in audit.PERSONAL_READS)
 
 
+def test_the_segment_attribute_value_and_recommendation_reads_are_personal() -> None:
+    """Reads the model has that answer profiles' data (none implemented yet: a request of one
+    is an attempt all the same). Their answers' profiles are named: a segment's members (not
+    its Failures, the ids the caller named), and those who joined or left it."""
+    assert {
+        "GetSegmentMembership",
+        "ListSegmentSubscriptionEvents",
+        "ListObjectTypeAttributeValues",
+        "GetProfileRecommendations",
+        "SearchRecommendations",
+    } <= audit.PERSONAL_READS
+    member, failed = "a" * 32, "b" * 32
+    membership = {
+        "Profiles": [{"ProfileId": member, "Profile": {"ProfileId": member, "LastName": NAME}}],
+        "Failures": [{"ProfileId": failed, "Status": 404}],
+    }
+    assert audit.profiles_answered(membership) == [member]
+    events = {"Events": [{"ProfileId": failed, "EventType": "JOINED"}]}
+    assert audit.profiles_answered(events) == [failed]
+
+
 def test_with_the_setting_on_personal_reads_are_logged_and_metadata_reads_are_not(
     reads_server: LiveServer, audit_lines: Callable[[], list[str]]
 ) -> None:

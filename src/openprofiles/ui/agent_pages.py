@@ -58,7 +58,7 @@ from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import flash, history, submissions
 from openprofiles.ui import profile_form as pf
-from openprofiles.ui.web import UI, Endpoint, form_text, unreadable_domain
+from openprofiles.ui.web import UI, Endpoint, form_text, show_profiles, unreadable_domain
 from openprofiles.users.models import WebSession
 
 # The create form's one-time token (ui.submissions).
@@ -554,6 +554,8 @@ def routes(ui: UI) -> list[Route]:
         user = searcher(request)
         paged = searched and wanted.page > 1
         more = searched and cursor is not None and wanted.page < MAX_SEARCH_PAGES
+        # Each result shows its phone, email and account number: the audit line names them.
+        show_profiles(request, [rec.profile_id for rec, _ in results or []])
         return ui.render(
             request,
             "agent/search.html",
@@ -746,6 +748,8 @@ def routes(ui: UI) -> list[Route]:
         linked_here = any(rec.profile_id == profile_id for rec in linked)
         # What the change this page was redirected from did (ui.flash); never from the address.
         done = flash.take(ui, request, page=profile_url(name, profile_id))
+        # With a contact carried, the names of the other profiles linked to it too.
+        show_profiles(request, [profile_id, *(rec.profile_id for rec in linked)])
         page = ui.render(
             request,
             "agent/profile.html",
@@ -899,6 +903,7 @@ def routes(ui: UI) -> list[Route]:
         record, text = await ui.read(load)
         if text is None:
             raise NotFound(f"The profile has no such {object_type} record; it may have expired.")
+        show_profiles(request, [record.profile_id])
         return ui.render(
             request,
             "agent/object.html",
@@ -926,6 +931,8 @@ def routes(ui: UI) -> list[Route]:
     ) -> Response:
         """The create form, or the edit form of `record` (of `profile_id` when the profile
         could not be read: unsaved_form)."""
+        if record is not None:
+            show_profiles(request, [record.profile_id])
         return ui.render(
             request,
             "agent/profile_form.html",
@@ -1223,6 +1230,7 @@ def routes(ui: UI) -> list[Route]:
             return RedirectResponse(
                 with_contact(profile_url(domain_name, record.profile_id), contact_id), 303
             )
+        show_profiles(request, [rec.profile_id for _, rec in found])
         return ui.render(
             request,
             "agent/contact.html",

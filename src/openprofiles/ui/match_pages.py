@@ -41,7 +41,7 @@ from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
 from openprofiles.ui import flash
 from openprofiles.ui.merge_pages import MERGED, merge_url
-from openprofiles.ui.web import UI
+from openprofiles.ui.web import UI, show_profiles
 
 DOMAIN_CHOICES = 100
 PAGE = 50
@@ -197,9 +197,9 @@ def routes(ui: UI) -> list[Route]:
                 "merge": _merge_choice(tx, domain, explained.match.profile_ids),
             }
 
-        return ui.render(
-            request, "admin/match_rule.html", domain=domain, kind=RULE, **(await ui.read(load))
-        )
+        loaded = await ui.read(load)
+        show_profiles(request, loaded["explained"].match.profile_ids)
+        return ui.render(request, "admin/match_rule.html", domain=domain, kind=RULE, **loaded)
 
     @ui.page("admin")
     async def ml_match(request: Request) -> Response:
@@ -297,7 +297,9 @@ def routes(ui: UI) -> list[Route]:
                 status=400,
                 error=f"These profiles cannot be merged: {exc.message} Nothing was merged.",
             )
-        return merge_page(request, preview=preview.record, fields=preview.fields, main=main)
+        record = preview.record
+        show_profiles(request, [record.main_profile_id, *record.merged_profile_ids])
+        return merge_page(request, preview=record, fields=preview.fields, main=main)
 
     @ui.page("admin")
     async def merge_post(request: Request) -> Response:

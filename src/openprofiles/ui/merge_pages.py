@@ -15,7 +15,7 @@ from openprofiles.context import Tx
 from openprofiles.domains import service as domains
 from openprofiles.identity import service as identity
 from openprofiles.ui import flash
-from openprofiles.ui.web import UI, form_text
+from openprofiles.ui.web import UI, form_text, show_profiles
 
 DOMAIN_CHOICES = 100
 # The confirmation (ui.flash) a merge made from a match's page leaves for its merge's page.
@@ -48,6 +48,7 @@ def routes(ui: UI) -> list[Route]:
             lambda tx: identity.get_merge(tx, domain_name=domain, merge_id=merge_id)
         )
         done = flash.take(ui, request, page=merge_url(domain, merge_id))
+        show_profiles(request, [merge.main_profile_id, *merge.merged_profile_ids])
         response = ui.render(
             request, "admin/merge.html", domain=domain, merge=merge, merged=MERGED in done
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -475,7 +475,7 @@ class UI:
         POST, sends them to PASSWORD_PAGE (which says why) and does nothing else.
         `shows_personal_data`: the page shows a customer's personal data, so each GET of it by
         a signed-in user is audit-logged as each POST of every page is (audit.page_get; which
-        pages, and why, the audit module says)."""
+        pages, and why, the audit module says), with the profiles it showed (show_profiles)."""
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def guarded(request: Request) -> Response:
@@ -504,13 +504,22 @@ class UI:
                     status = response.status_code
                     return response
                 finally:
-                    (audit.page_post if posted else audit.page_get)(
-                        user=users.audit_name(self.services.keys.system_cipher(), session.username),
-                        path=request.url.path,
-                        status=status,
-                        route=getattr(request.scope.get("route"), "path", None),
-                        parameters=request.path_params,
-                    )
+                    user = users.audit_name(self.services.keys.system_cipher(), session.username)
+                    route = getattr(request.scope.get("route"), "path", None)
+                    path, parameters = request.url.path, request.path_params
+                    if posted:
+                        audit.page_post(
+                            user=user, path=path, status=status, route=route, parameters=parameters
+                        )
+                    else:
+                        audit.page_get(
+                            user=user,
+                            path=path,
+                            status=status,
+                            route=route,
+                            parameters=parameters,
+                            answered=shown_profiles(request),
+                        )
 
             async def signed_in(request: Request, session: WebSession) -> Response:
                 if session.must_change_password and not before_own_password:
@@ -556,6 +565,23 @@ class UI:
             return guarded
 
         return wrap
+
+
+# Where a page keeps the profiles it shows (show_profiles), in request.state.
+_SHOWN_PROFILES = "shown_profiles"
+
+
+def show_profiles(request: Request, profile_ids: Iterable[str]) -> None:
+    """Say that the page answering `request` shows these profiles' data (a search's results,
+    the profiles linked to a contact, a merge's): its audit line names them (UI.page,
+    audit.page_get's `answered=`), as its path alone names at most one. A page declared
+    `shows_personal_data` calls it as it renders them; called again, it adds."""
+    setattr(request.state, _SHOWN_PROFILES, [*shown_profiles(request), *profile_ids])
+
+
+def shown_profiles(request: Request) -> list[str]:
+    """The profiles the page answering `request` said it shows (show_profiles); none yet: []."""
+    return list(getattr(request.state, _SHOWN_PROFILES, []))
 
 
 class _FormTooLarge(Exception):

@@ -128,3 +128,29 @@ def test_a_value_typed_into_a_pages_address_is_not_written(
         f"ui POST /agent/domains/shop/profiles/0123456789abcdef0123456789abcdef/edit "
         f"user={ana} status=403",
     ]
+
+
+def test_a_users_sealed_reference_is_written_sealed(
+    client: TestClient, audit_lines: Callable[[], list[str]]
+) -> None:
+    """A user's page carries the username sealed in its address: a POST there writes
+    "(sealed)", not "(not valid)" (it was a valid reference) and never the token."""
+    sign_in(client, "boss")
+    users_page = client.get("/admin/users").text
+    match = re.search(r'href="(/admin/users/[^"/]+)" aria-label="Manage user ana"', users_page)
+    assert match, users_page
+    manage = match.group(1)
+    changed = client.post(
+        f"{manage}/role",
+        data={
+            "csrf_token": csrf_of(users_page),
+            "role": "admin",
+            "role_your_password": PASSWORD,
+        },
+    )
+    assert changed.status_code == 303, changed.text
+
+    cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
+    boss = users.audit_name(cipher, "boss")
+    assert audit_lines()[1:] == [f"ui POST /admin/users/(sealed)/role user={boss} status=303"]
+    assert manage.rsplit("/", 1)[1] not in "\n".join(audit_lines())
