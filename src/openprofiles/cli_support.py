@@ -107,6 +107,15 @@ def confirm_bulk_delete(what: str, count: int, *, yes: bool) -> bool:
     return True
 
 
+def gone_meanwhile(counted: int, deleted: int, why: str) -> str | None:
+    """What a bulk purge says of the records it counted (`confirm_bulk_delete`) that were gone
+    when it deleted (`why`: how records go meanwhile); None when it deleted every one."""
+    gone = counted - deleted
+    if gone <= 0:
+        return None
+    return f"{gone} of the {counted} counted {'was' if gone == 1 else 'were'} gone already ({why})."
+
+
 def _stdin_is_a_terminal() -> bool:
     """Whether standard input is a terminal; not when it was closed (`<&-`: None, or a closed
     file)."""

@@ -12,6 +12,7 @@ import click
 from openprofiles.cli_support import (
     HOW_VALUES_COMPARE,
     confirm_bulk_delete,
+    gone_meanwhile,
     matching_value,
     open_services,
     settings_from_options,
@@ -427,13 +428,9 @@ def _purge_all(
         click.echo(json.dumps({"Purged": purged, "NotFound": []}))
     else:
         click.echo(f"Purged {_count(purged, 'dead letter')}.")
-    gone = len(ids) - purged
+    gone = gone_meanwhile(len(ids), purged, "retried, expired or purged meanwhile")
     if gone:
-        click.echo(
-            f"{gone} of the {len(ids)} counted {'was' if gone == 1 else 'were'} gone already "
-            "(retried, expired or purged meanwhile).",
-            err=as_json,
-        )
+        click.echo(gone, err=as_json)
     if arrived:
         click.echo(
             f"{_count(arrived, 'more dead letter')} arrived since the count and "

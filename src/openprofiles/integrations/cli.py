@@ -12,6 +12,7 @@ import click
 from openprofiles.cli_support import (
     HOW_VALUES_COMPARE,
     confirm_bulk_delete,
+    gone_meanwhile,
     matching_value,
     open_services,
     settings_from_options,
@@ -283,12 +284,9 @@ def instances_purge_unrouted(
         click.echo(f"No contact records are kept {whose}: nothing was deleted.")
     else:
         click.echo(f"Deleted {_records(purged)} kept {whose}.")
-        gone = len(counted) - purged
+        gone = gone_meanwhile(len(counted), purged, "sent on or deleted meanwhile")
         if gone:
-            click.echo(
-                f"{gone} of the {len(counted)} counted {'was' if gone == 1 else 'were'} gone "
-                "already (sent on or deleted meanwhile)."
-            )
+            click.echo(gone)
     if arrived:
         click.echo(
             f"{arrived} more arrived {whose} since the count and "
