@@ -279,19 +279,15 @@ def purgeable_unrouted(tx: Tx, *, instance_arn: str | None) -> list[str]:
     return list(tx.conn.execute(select(kept.message_id).where(_purgeable(instance_arn))).scalars())
 
 
-def purge_unrouted(
-    tx: Tx, *, instance_arn: str | None, message_ids: Sequence[str] | None = None
-) -> int:
+def purge_unrouted(tx: Tx, *, instance_arn: str | None, message_ids: Sequence[str]) -> int:
     """Delete kept records: the instance's, or (None) those kept without an instance ARN,
-    which no association can ever route; only those of `message_ids` when given (what
+    which no association can ever route; of those, the ones of `message_ids` (what
     `purgeable_unrouted` counted); how many. For the operator who will not associate the
     instance (`openprofiles instances purge-unrouted`): the records are personal data. Records
     waiting for a contact they continue are left: their domain takes them, applied or
     dead-lettered, within `WAIT_SECONDS`."""
     tx.erased()
     statement = delete(unrouted_contact_record).where(_purgeable(instance_arn))
-    if message_ids is None:
-        return int(tx.conn.execute(statement).rowcount or 0)
     ids = unrouted_contact_record.c.message_id
     return sum(
         int(tx.conn.execute(statement.where(ids.in_(chunk))).rowcount or 0)
