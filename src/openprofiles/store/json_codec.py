@@ -1,14 +1,25 @@
 """How JSON columns (domain configuration, jobs, match group pages, ...) are encoded and decoded:
 with orjson, which does it several times faster than the standard library — storing a matching
 job's groups spent half its time in `json.dumps` — and the standard library as the fallback for
-what orjson refuses (integers beyond 64 bits; `NaN` in rows written before)."""
+what orjson refuses (integers beyond 64 bits; `NaN` in rows written before) or would read
+differently.
+
+orjson reads an integer outside its 64-bit range as a float, not as Python's exact integer:
+`2**70 + 1` would come back `1.1805916207174113e+21`, changed without an error. Such an integer
+has at least 19 digits in a row (-2**63 - 1 is the smallest beyond the range), so a text with
+19 digits in a row anywhere (a long digit string inside a string value too, which costs only the
+slower parse) is read by the standard library, which keeps integers exact."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
+
+_LONG_DIGITS_TEXT = re.compile("[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(b"[0-9]{19}")
 
 
 def dumps(value: Any) -> str:
@@ -20,7 +31,16 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    if not may_hold_big_integer(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+def may_hold_big_integer(text: str | bytes) -> bool:
+    """Whether JSON `text` may hold an integer orjson would read inexactly (see above)."""
+    if isinstance(text, bytes):
+        return _LONG_DIGITS_BYTES.search(text) is not None
+    return _LONG_DIGITS_TEXT.search(text) is not None
