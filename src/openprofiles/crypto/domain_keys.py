@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from openprofiles import json_codec
 from openprofiles.blocking import avoid_blocking
 from openprofiles.crypto import aead
 from openprofiles.crypto.blind_index import BlindIndex
@@ -79,13 +79,12 @@ class DomainCipher:
         return f"DomainCipher(domain_name={self.domain_name!r})"
 
     def seal_record(self, table: str, record_id: str, payload: dict[str, Any]) -> bytes:
-        plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return self._sealer.seal(plaintext, self._aad(table, record_id))
+        return self._sealer.seal(json_codec.dumps_bytes(payload), self._aad(table, record_id))
 
     def open_record(self, table: str, record_id: str, blob: bytes) -> dict[str, Any]:
         """The payload sealed for exactly this (domain, table, record id); DecryptionError else."""
         plaintext = self._sealer.open(blob, self._aad(table, record_id))
-        payload = json.loads(plaintext)
+        payload = json_codec.loads(plaintext)
         if not isinstance(payload, dict):
             raise DecryptionError(f"the sealed {table} record {record_id} is not a JSON object")
         return payload
@@ -93,8 +92,7 @@ class DomainCipher:
     def seal_list(self, table: str, record_id: str, values: list[Any]) -> bytes:
         """Like seal_record, for a payload that is a JSON array: a small record's fields by
         position, without the names an object would repeat in every record."""
-        plaintext = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return self._sealer.seal(plaintext, self._aad(table, record_id))
+        return self._sealer.seal(json_codec.dumps_bytes(values), self._aad(table, record_id))
 
     def open_lists(self, table: str, blobs: Sequence[tuple[str, bytes]]) -> list[list[Any]]:
         """The arrays sealed by seal_list for (record id, blob) pairs of one table, in order;
@@ -120,7 +118,7 @@ class DomainCipher:
         # One JSON text for all: each plaintext is a JSON value this cipher sealed
         # (authenticated), so the joined text is an array of them, decoded in one call instead
         # of one per record.
-        payloads = json.loads(b"[" + b",".join(texts) + b"]")
+        payloads = json_codec.loads(b"[" + b",".join(texts) + b"]")
         for record_id, payload in zip(ids, payloads, strict=True):
             if not isinstance(payload, kind):
                 raise DecryptionError(f"the sealed {table} record {record_id} is not {kind_name}")

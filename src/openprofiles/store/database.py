@@ -33,13 +33,13 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+from openprofiles import json_codec
 from openprofiles.blocking import CommitOutcome, loop_request, note_commit
 from openprofiles.settings import (
     DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS,
     SQLITE_SYNCHRONOUS_MODES,
     Settings,
 )
-from openprofiles.store import json_codec
 from openprofiles.store.checkpoint import DEFAULT_RESTART_AFTER_FRAMES, Checkpointer
 from openprofiles.store.group_commit import CommitGroup
 from openprofiles.store.writer_lock import WriterLock

@@ -278,3 +278,49 @@ def test_lists_open_together_and_stay_bound_to_their_records() -> None:
     # A record sealed as an object is not a list.
     with pytest.raises(DecryptionError):
         cipher.open_lists("ml_feature", [("p4", cipher.seal_record("ml_feature", "p4", PAYLOAD))])
+
+
+# What a record's plaintext may hold and must come back exactly: text beyond ASCII, integers
+# beyond 64 bits (which orjson, the plaintext's codec, would read as floats), floats, nesting.
+EXACT_VALUES = {
+    "FirstName": "Zoë 李",
+    "Account": 2**70 + 1,
+    "Negative": -(2**63) - 1,
+    "Score": 0.1,
+    "Nested": {"a": [1, None, True, "x,]y"]},
+}
+
+
+def test_plaintext_values_come_back_exactly() -> None:
+    cipher = DomainCipher(os.urandom(32), "sales")
+    blob = cipher.seal_record("profile_object", "o1", EXACT_VALUES)
+    opened = cipher.open_record("profile_object", "o1", blob)
+    assert opened == EXACT_VALUES
+    assert type(opened["Account"]) is int
+    assert cipher.open_records("profile_object", [("o1", blob)]) == [EXACT_VALUES]
+    values = list(EXACT_VALUES.values())
+    listed = cipher.seal_list("ml_feature", "p1", values)
+    assert cipher.open_lists("ml_feature", [("p1", listed)]) == [values]
+
+
+def test_records_sealed_with_the_standard_library_json_still_open() -> None:
+    """Records sealed before the plaintext's codec was orjson: json.dumps's compact text, NaN
+    included (json.dumps writes it; orjson refuses to read it)."""
+    import json
+    import math
+
+    from openprofiles.crypto import aead
+    from openprofiles.crypto.domain_keys import _DOMAIN_INFO, _hkdf
+    from openprofiles.crypto.encoding import length_prefixed
+
+    data_key = bytes(range(32))
+    cipher = DomainCipher(data_key, "shop")
+    seal_key = _hkdf(data_key, length_prefixed(_DOMAIN_INFO, "seal", "shop"))
+    payload = {**EXACT_VALUES, "Ratio": float("nan")}
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    blob = aead.seal(seal_key, text, length_prefixed("openprofiles/record/v1", "shop", "t", "r"))
+    opened = cipher.open_record("t", "r", blob)
+    assert math.isnan(opened.pop("Ratio"))
+    assert opened == EXACT_VALUES
+    [many] = cipher.open_records("t", [("r", blob)])
+    assert math.isnan(many.pop("Ratio")) and many == EXACT_VALUES

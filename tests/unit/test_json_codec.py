@@ -1,4 +1,4 @@
-"""JSON columns' codec (store.json_codec): orjson's output read back as the standard library's
+"""JSON columns' codec (json_codec): orjson's output read back as the standard library's
 would be, and the standard library's behaviour where orjson refuses a value."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from openprofiles.store import json_codec
+from openprofiles import json_codec
 
 
 def test_round_trip_matches_the_standard_library() -> None:
