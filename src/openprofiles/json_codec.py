@@ -14,13 +14,15 @@ slower parse) is read by the standard library, which keeps integers exact."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS_TEXT = re.compile("[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(b"[0-9]{19}")
+# Every byte as "0" if a digit, else " ": a run of 19 digits is then a run of 19 "0"s, found by
+# a substring search: 1.4 us for a 336-character contact record, against 9 us for the regular
+# expression [0-9]{19}, whose search retries at every digit; it runs on every text read.
+_DIGITS_AS_ZEROS = bytes(ord("0") if byte in b"0123456789" else ord(" ") for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def dumps(value: Any) -> str:
@@ -50,6 +52,7 @@ def loads(text: str | bytes) -> Any:
 
 def may_hold_big_integer(text: str | bytes) -> bool:
     """Whether JSON `text` may hold an integer orjson would read inexactly (see above)."""
-    if isinstance(text, bytes):
-        return _LONG_DIGITS_BYTES.search(text) is not None
-    return _LONG_DIGITS_TEXT.search(text) is not None
+    if isinstance(text, str):
+        # surrogatepass: a lone surrogate (not JSON, refused later) must not fail the check.
+        text = text.encode("utf-8", "surrogatepass")
+    return _LONG_DIGIT_RUN in text.translate(_DIGITS_AS_ZEROS)

@@ -135,3 +135,57 @@ def test_an_arrays_elements_are_cut_from_the_text_as_sent() -> None:
 def test_a_broken_array_is_not_cut_into_elements(text: str) -> None:
     with pytest.raises(NotJsonText):
         split_json_records(text)
+
+
+def _standard(text: str | bytes) -> object:
+    """What Python's json reads: load_json reads valid JSON the same, however it parses it."""
+    return json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"n": 18446744073709551616, "m": -9223372036854775809, "s": "x"}',  # beyond 64 bits
+        '{"big": 1180591620717411303425}',  # 2**70 + 1: no float holds it
+        '{"ok": 18446744073709551615, "neg": -9223372036854775808}',  # the 64-bit limits
+        '{"f": [0.1, 1e-400, -0.0, 1.7976931348623157e308, 5e-324, 123456.789e-3]}',
+        '{"name": "Zoë 李 \\u00e9 \\ud83d\\ude00", "nul": "\\u0000"}',
+        '["' + "[" * 10 + '"]',  # brackets inside a string are not nesting
+        "[" * 150 + "]" * 150,  # deep, within MAX_JSON_DEPTH
+        b'\xef\xbb\xbf{"bom": 1}',  # UTF-8 with a byte-order mark, as json.loads takes it
+        '{"a": 1}'.encode("utf-16"),  # UTF-16, by its byte-order mark
+        '{"dup": 1, "dup": 2}',
+    ],
+)
+def test_valid_json_is_read_as_the_standard_library_reads_it(text: str | bytes) -> None:
+    document = load_json(text, "The Object")
+    assert document == _standard(text)
+    assert json.dumps(document) == json.dumps(_standard(text))  # int stays int, -0.0 stays
+
+
+def test_floats_are_read_as_python_reads_them() -> None:
+    import random
+
+    rng = random.Random(2026)
+    texts = [f"{rng.uniform(-1, 1):.17g}e{rng.randint(-330, 307)}" for _ in range(2_000)]
+    texts += [repr(rng.random() * 10 ** rng.randint(-20, 20)) for _ in range(2_000)]
+    document = load_json("[" + ",".join(texts) + "]", "The Object")
+    assert document == [float(t) for t in texts]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"n": NaN}', "is not valid JSON: NaN is not a JSON value"),
+        ('{"s": "\\ud800"}', "lone"),
+        ("[" * 201 + "]" * 201, "nested too deeply"),
+        ('{"n": 1e999}', "a number is too large to be stored"),
+    ],
+)
+def test_what_json_does_not_have_is_refused_with_its_reason(text: str, message: str) -> None:
+    with pytest.raises(JsonTextError) as refused:
+        load_json(text, "The Object")
+    assert message in refused.value.message
+    with pytest.raises(JsonTextError) as refused_bytes:
+        load_json(text.encode(), "The Object")
+    assert refused_bytes.value.message == refused.value.message
