@@ -321,15 +321,45 @@ def count(tx: Tx, *, domain_name: str) -> int:
     )
 
 
-def letter_ids(tx: Tx, *, domain_name: str) -> list[str]:
-    """The message ids of the domain's dead letters, without opening them: what `openprofiles
-    dlq purge --all` counts for its question and then purges (`purge`), so that a letter
-    dead-lettered while the question waited is not purged unseen."""
-    return list(
-        tx.conn.execute(
-            select(dlq_message.c.message_id).where(dlq_message.c.domain_name == domain_name)
-        ).scalars()
-    )
+def letter_ids(tx: Tx, *, domain_name: str, through: str | None = None) -> list[str]:
+    """The message ids of the domain's dead letters (those up to and including message id
+    `through` when given), without opening them: what `openprofiles dlq purge --all` counts for
+    its question and then purges (`purge`), so that a letter dead-lettered while the question
+    waited is not purged unseen."""
+    query = select(dlq_message.c.message_id).where(dlq_message.c.domain_name == domain_name)
+    if through is not None:
+        query = query.where(dlq_message.c.message_id <= through)
+    return list(tx.conn.execute(query).scalars())
+
+
+def letter_bound(tx: Tx, *, domain_name: str) -> tuple[int, str | None]:
+    """How many dead letters the domain has, and the greatest message id among them (None when
+    it has none), read in one statement so that the two agree: what the admin page's "Purge
+    all" counts for its confirmation and then purges (`purge_through`). A page cannot carry
+    thousands of ids, as the CLI does (`letter_ids`); the greatest is enough, because message
+    ids sort in the order records are dead-lettered (`new_message_id`)."""
+    row = tx.conn.execute(
+        select(func.count(), func.max(dlq_message.c.message_id)).where(
+            dlq_message.c.domain_name == domain_name
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def purge_through(tx: Tx, *, domain_name: str, through: str | None, counted: int) -> int | None:
+    """Purge the domain's dead letters that `letter_bound` counted: those up to and including
+    message id `through` (none when None). Returns how many: fewer than `counted` when some were
+    retried, expired or purged meanwhile. Letters dead-lettered after the count sort after
+    `through` and stay. None, purging nothing, when more than `counted` are up to `through`: a
+    letter's id is taken when it is dead-lettered, so one whose transaction committed only
+    after the count can sort before `through`, and no one has seen it. (Should as many others
+    have gone meanwhile, the count cannot tell: that would take every id counted.)"""
+    tx.cipher(domain_name)  # an unknown domain is its own error, as `purge` says it
+    ids = [] if through is None else letter_ids(tx, domain_name=domain_name, through=through)
+    if len(ids) > counted:
+        return None
+    # The ids read in this transaction, not a range: one committed in between is not deleted.
+    return purge(tx, domain_name=domain_name, message_ids=ids)
 
 
 @dataclass(frozen=True)

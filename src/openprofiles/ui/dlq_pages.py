@@ -1,6 +1,11 @@
 """Administrator pages of the dead-letter queue: each domain's rejected records with their reason,
 one record in full, retrying one or all of them, and purging (after a confirmation step).
 
+"Purge all" purges what its confirmation counted, not what is there when it is confirmed: the
+page carries the count and the greatest message id counted, sealed (seal_count), and the POST
+purges the letters up to that id (dlq.purge_through). A record dead-lettered meanwhile stays,
+as with `openprofiles dlq purge --all`.
+
 Everything goes through openprofiles.dlq.service; records are opened with the domain's key only
 to be shown on these pages.
 """
@@ -21,12 +26,21 @@ from openprofiles.context import Tx
 from openprofiles.dlq import service as dlq
 from openprofiles.dlq.models import DeadLetter
 from openprofiles.domains import service as domains
+from openprofiles.errors import BadRequest
 from openprofiles.ui import flash
 from openprofiles.ui.web import UI, form_text
+from openprofiles.users.models import WebSession
 
 PAGE = 100
 DOMAIN_CHOICES = 100
 CONFIRM_MISSING = "Tick the box to confirm: purged records cannot be brought back."
+# The scope of the count a "Purge all" confirmation carries (seal_count).
+PURGE_SCOPE = "ui/dlq-purge-all"
+COUNT_REFUSED = (
+    "This confirmation does not say which records were counted: it was changed, is from "
+    "another page or session, or is more than a day old. Nothing was purged. Open the "
+    "dead-letter queue and purge again."
+)
 
 
 @dataclass(frozen=True)
@@ -191,26 +205,44 @@ def routes(ui: UI) -> list[Route]:
         )
         return to_list(request, name, purged=purged)
 
+    async def purge_question(
+        request: Request, name: str, *, status: int = 200, error: str = "", changed: bool = False
+    ) -> Response:
+        """The confirmation step of "Purge all": the letters counted now, and that count sealed
+        in the form (`seal_count`), so that the POST purges those only."""
+
+        def load(tx: Tx) -> tuple[int, str | None]:
+            domains.get_domain(tx, domain_name=name)  # an unknown domain is its own error
+            return dlq.letter_bound(tx, domain_name=name)
+
+        total, through = await ui.read(load)
+        return ui.render(
+            request,
+            "admin/dlq_purge.html",
+            status=status,
+            domain=name,
+            total=total,
+            counted=seal_count(ui, request, name, total, through),
+            changed=changed,
+            error=error,
+        )
+
     @ui.page("admin")
     async def purge_all(request: Request) -> Response:
         name = request.path_params["name"]
         if request.method == "GET" or form_text(request.state.form, "confirm") != "yes":
             error = CONFIRM_MISSING if request.method == "POST" else ""
-            total = await ui.read(
-                lambda tx: (
-                    domains.get_domain(tx, domain_name=name),
-                    dlq.count(tx, domain_name=name),
-                )[1]
-            )
-            return ui.render(
-                request,
-                "admin/dlq_purge.html",
-                status=400 if error else 200,
-                domain=name,
-                total=total,
-                error=error,
-            )
-        purged = await ui.write(lambda tx: dlq.purge(tx, domain_name=name, message_ids=None))
+            return await purge_question(request, name, status=400 if error else 200, error=error)
+        # What the admin saw counted, not what is there now: a record dead-lettered since is
+        # not purged unseen (the admin confirmed N, N + k were deleted).
+        total, through = open_count(ui, request, name, form_text(request.state.form, "counted"))
+        purged = await ui.write(
+            lambda tx: dlq.purge_through(tx, domain_name=name, through=through, counted=total)
+        )
+        if purged is None:
+            # More letters among those counted than were counted: nothing purged, asked again.
+            return await purge_question(request, name, status=409, changed=True)
+        # Fewer than counted when some were retried or purged meanwhile: the page says how many.
         return to_list(request, name, purged=purged)
 
     return [
@@ -222,6 +254,31 @@ def routes(ui: UI) -> list[Route]:
         Route("/admin/domains/{name}/dlq/{message_id}/retry", retry_one, methods=["POST"]),
         Route("/admin/domains/{name}/dlq/{message_id}/purge", purge_one, methods=["GET", "POST"]),
     ]
+
+
+def _purge_scope(request: Request, domain_name: str) -> str:
+    """The scope of a "Purge all" count: the domain (a count of one domain purges no other's)
+    and the session (as ui.flash's are), which no name has a NUL to run into."""
+    session: WebSession = request.state.session
+    return "\x00".join((PURGE_SCOPE, session.csrf_token, domain_name))
+
+
+def seal_count(ui: UI, request: Request, domain_name: str, total: int, through: str | None) -> str:
+    """What the "Purge all" confirmation counted (dlq.letter_bound), sealed for its form: the
+    admin could otherwise change it to purge what was not counted, or post a value that is not
+    a count at all."""
+    return ui.services.tokens.encode(_purge_scope(request, domain_name), {"n": total, "m": through})
+
+
+def open_count(ui: UI, request: Request, domain_name: str, sealed: str) -> tuple[int, str | None]:
+    """The count `seal_count` sealed; BadRequest (COUNT_REFUSED, a 400 page) when the value was
+    changed, is missing, is another domain's or session's, or is older than the codec takes."""
+    try:
+        state = ui.services.tokens.decode(_purge_scope(request, domain_name), sealed)
+    except BadRequest:
+        raise BadRequest(COUNT_REFUSED) from None
+    # Sealed by this server (the tag checked), in this scope by seal_count only.
+    return int(state["n"]), state["m"]
 
 
 def _count(counts: dict[str, str | int], name: str) -> int | None:

@@ -184,12 +184,112 @@ def test_dlq_purge_needs_confirmation(admin: TestClient, letters: list[str]) -> 
     )
     assert "Purged 0 records." in admin.get(again.headers["location"]).text
 
-    assert "Delete all 1 records" in admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
-    refused = admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token})
+    asked = admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    assert "Delete all 1 records" in asked
+    refused = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token, **counted_of(asked)}
+    )
     assert refused.status_code == 400 and "Tick the box" in error_at(refused.text, "confirm")
     assert count(services) == 1
-    admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data={"csrf_token": token, "confirm": "yes"})
+    done = admin.post(
+        f"/admin/domains/{DOMAIN}/dlq/purge",
+        data={"csrf_token": token, "confirm": "yes", **counted_of(refused.text)},
+    )
+    assert "Purged 1 record." in admin.get(done.headers["location"]).text
     assert count(services) == 0
+
+
+def counted_of(html: str) -> dict[str, str]:
+    """The count a "Purge all" confirmation page carries in its form."""
+    match = re.search(r'name="counted" value="([^"]+)"', html)
+    assert match
+    return {"counted": match.group(1)}
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    """What a page's forms carry hidden, as a browser posts it."""
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html))
+
+
+def purge_all(admin: TestClient, confirmed: str, **fields: str) -> tuple[int, str]:
+    """POST the "Purge all" confirmation page `confirmed`, ticked, with `fields` over its own;
+    (status, what the page it leads to says)."""
+    data = {**hidden_fields(confirmed), "confirm": "yes", **fields}
+    response = admin.post(f"/admin/domains/{DOMAIN}/dlq/purge", data=data)
+    if response.status_code != 303:
+        return response.status_code, response.text
+    return response.status_code, admin.get(response.headers["location"]).text
+
+
+def test_purge_all_keeps_what_was_dead_lettered_after_the_count(
+    admin: TestClient, letters: list[str]
+) -> None:
+    services = services_of(admin)
+    confirmed = admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    assert "Delete all 2 records" in confirmed
+    # Dead-lettered while the admin reads the page: not among the 2 confirmed.
+    arrived = reject(services, {"id": "3", "email": "c@x.com"})
+    status, shown = purge_all(admin, confirmed)
+    assert status == 303 and "Purged 2 records." in shown
+    with services.read() as tx:
+        assert dlq.letter_ids(tx, domain_name=DOMAIN) == [arrived]
+
+
+def test_purge_all_says_how_many_it_purged_when_some_went_meanwhile(
+    admin: TestClient, letters: list[str]
+) -> None:
+    services = services_of(admin)
+    confirmed = admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    with services.write() as tx:
+        dlq.purge(tx, domain_name=DOMAIN, message_ids=[letters[0]])  # another admin's
+    status, shown = purge_all(admin, confirmed)
+    assert status == 303 and "Purged 1 record." in shown
+    assert count(services) == 0
+
+
+def test_purge_all_refuses_a_record_committed_among_those_counted(
+    admin: TestClient, letters: list[str]
+) -> None:
+    """A record whose id was taken before the count but whose transaction committed after it
+    sorts among those counted: it is not purged unseen, and the admin is asked again."""
+    services = services_of(admin)
+    confirmed = admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    with services.write() as tx:
+        dlq.put(
+            tx,
+            domain_name=DOMAIN,
+            object_type_name="Crm",
+            object_json="{}",
+            reason="late",
+            category="no_profile",
+            message_id="0" * 32,
+        )
+    status, shown = purge_all(admin, confirmed)
+    assert status == 409 and "Nothing was purged" in shown and "Delete all 3 records" in shown
+    assert count(services) == 3
+    status, shown = purge_all(admin, shown)
+    assert status == 303 and "Purged 3 records." in shown
+    assert count(services) == 0
+
+
+@pytest.mark.parametrize("counted", ["", "1" + "A" * 60, "not a count"])
+def test_purge_all_refuses_a_changed_count(
+    admin: TestClient, letters: list[str], counted: str
+) -> None:
+    confirmed = admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text
+    status, shown = purge_all(admin, confirmed, counted=counted)
+    assert status == 400 and "Nothing was purged" in shown
+    assert count(services_of(admin)) == 2
+
+
+def test_purge_all_refuses_another_domains_count(admin: TestClient, letters: list[str]) -> None:
+    services = services_of(admin)
+    other = admin.get(f"/admin/domains/{OTHER}/dlq/purge").text
+    status, shown = purge_all(
+        admin, admin.get(f"/admin/domains/{DOMAIN}/dlq/purge").text, **counted_of(other)
+    )
+    assert status == 400 and "Nothing was purged" in shown
+    assert count(services) == 2
 
 
 def test_forms_without_the_csrf_token_change_nothing(admin: TestClient, letters: list[str]) -> None:
