@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from openprofiles import json_codec
 from openprofiles.errors import BadRequest
 from openprofiles.profiles.models import ProfileRecord
 
@@ -55,9 +56,11 @@ class ProfileTooLarge(BadRequest):
 
 
 def profile_size(record: ProfileRecord) -> int:
-    """The profile's size, exactly (module docstring)."""
+    """The profile's size, exactly (module docstring). Encoded as a sealed payload is
+    (json_codec), so that the sealed blob's length bounds it whatever the encoder writes
+    (`size_bound`); a profile's fields are text, which it writes as json.dumps does."""
     shaped = {"ProfileId": record.profile_id, **record.fields}
-    return len(json.dumps(shaped, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(json_codec.dumps_bytes(shaped))
 
 
 def size_bound(record: ProfileRecord, sealed_length: int) -> int:

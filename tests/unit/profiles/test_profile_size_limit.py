@@ -138,3 +138,29 @@ def test_a_profile_stored_over_the_limit_may_shrink_but_not_grow(services, domai
     after = stored(services, pid)
     assert len(after.fields["Attributes"]) == 1498
     assert profile_size(after) > MAX_PROFILE_BYTES
+
+
+def test_the_measure_is_the_wire_json_and_the_sealed_blob_bounds_it() -> None:
+    """profiles.size measures with the sealed payload's encoder (json_codec, orjson), which
+    must write a profile's text as json.dumps does (the measure above), and the blob sealed by
+    it must stay a bound of the size (`size_bound`, what spares the exact measure)."""
+    import os
+    from datetime import UTC, datetime
+
+    from openprofiles.crypto.domain_keys import DomainCipher
+    from openprofiles.profiles import size
+
+    text = 'quote " back \\ tab \t nul \x00 del \x7f sep \u2028 é 李 😀 /'
+    now = datetime.now(UTC)
+    record = ProfileRecord(
+        profile_id="1" * 32,
+        fields={"FirstName": text, "Address": {"City": text}, "Attributes": {"k": text}},
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    assert size.profile_size(record) == profile_size(record)
+    sealed = DomainCipher(os.urandom(32), DOMAIN).seal_record(
+        PROFILE_TABLE, record.profile_id, record.sealed_payload()
+    )
+    assert size.size_bound(record, len(sealed)) >= size.profile_size(record)
