@@ -1,7 +1,9 @@
 """PutIntegration through a real boto3 client against a live server (both backends): the
 ScheduleExpression spellings of the model's and AppFlow's examples ("rate (5 minutes)",
-"rate(5minutes)") are served and stored as sent, and refusing an instance another domain holds
-names no openprofiles command to the API caller."""
+"rate(5minutes)") are served and stored as sent, an interval beyond ten years is refused naming
+the limit (it overflowed the watcher's next-run time on every pass), a task's ConnectorOperator
+with several members none of them the source's (S3) is refused, and refusing an instance another
+domain holds names no openprofiles command to the API caller."""
 
 from __future__ import annotations
 
@@ -82,6 +84,45 @@ def test_schedule_expressions_not_served(live_server: Any, domain: str, expressi
         )
     assert exc.value.response["Error"]["Code"] == "BadRequestException"
     assert expression in exc.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "expression", ["rate(3651 days)", "rate(3000000 days)", f"rate({'9' * 200} days)"]
+)
+def test_schedule_intervals_beyond_the_limit(
+    live_server: Any, domain: str, expression: str
+) -> None:
+    with pytest.raises(ClientError) as exc:
+        live_server.client().put_integration(
+            DomainName=domain,
+            ObjectTypeName="Zendesk-users",
+            FlowDefinition=_flow(live_server, f"f-{uuid.uuid4().hex[:8]}", expression),
+        )
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert exc.value.response["Error"]["Code"] == "BadRequestException"
+    assert "longer than 3650 days" in exc.value.response["Error"]["Message"]
+
+
+def test_connector_operators_none_of_the_source(live_server: Any, domain: str) -> None:
+    client = live_server.client()
+    definition = _flow(live_server, f"f-{uuid.uuid4().hex[:8]}", "rate(1 day)")
+    task = {"TaskType": "Validate", "SourceFields": ["tier"]}
+    definition["Tasks"] = [
+        {**task, "ConnectorOperator": {"Marketo": "NO_OP", "Zendesk": "VALIDATE_NON_NULL"}}
+    ]
+    with pytest.raises(ClientError) as exc:
+        client.put_integration(
+            DomainName=domain, ObjectTypeName="Zendesk-users", FlowDefinition=definition
+        )
+    assert exc.value.response["Error"]["Code"] == "BadRequestException"
+    assert "but not S3" in exc.value.response["Error"]["Message"]
+    # With the source's member among them, it is the one that applies: accepted.
+    definition["Tasks"] = [
+        {**task, "ConnectorOperator": {"Marketo": "NO_OP", "S3": "VALIDATE_NON_NULL"}}
+    ]
+    client.put_integration(
+        DomainName=domain, ObjectTypeName="Zendesk-users", FlowDefinition=definition
+    )
 
 
 def test_instance_taken_names_no_server_command(live_server: Any, domain: str) -> None:

@@ -77,6 +77,12 @@ class ListingStuck(SourceError):
     not still goes on in this process (LISTING_BUSY): an Event check says so in the log."""
 
 
+class ListingBusy(SourceError):
+    """A listing of the same source by another thread of this process goes on within its time
+    (LISTING_BUSY): nothing is known of the source yet, so no failure of it (a run fails with
+    it, an Event check passes the flow over until the next)."""
+
+
 class ListingPending(SourceError):
     """An Event check stopped waiting for its source's listing (EVENT_CHECK_WAIT), which goes on
     in its thread; the flow's next check takes what it lists (`list_source`)."""
@@ -154,7 +160,7 @@ def list_source(
     has gone on for LISTING_LIMIT by `clock`. A listing cannot be interrupted (a call blocked on
     a hung network mount, an endpoint paging for ever): it is left to its thread, which ends
     when it does, its result unused. While a listing of `key` (`listing_key`) left so goes on,
-    another is not begun: ListingStuck (LISTING_BUSY) at once (a SourceError saying the same
+    another is not begun: ListingStuck (LISTING_BUSY) at once (ListingBusy, saying the same,
     while one of another thread goes on within its time).
 
     `patience` (seconds; an Event check's, EVENT_CHECK_WAIT): the longest this caller waits. A
@@ -195,7 +201,7 @@ def list_source(
                 # Stuck when left, or going on, past LISTING_LIMIT; else another thread's,
                 # going on within its time.
                 busy.left = busy.left or busy.past_limit()
-                raise (ListingStuck if busy.left else SourceError)(
+                raise (ListingStuck if busy.left else ListingBusy)(
                     LISTING_BUSY.format(
                         since=busy.since.isoformat(timespec="seconds"),
                         limit=duration(LISTING_LIMIT),

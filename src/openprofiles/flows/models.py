@@ -36,6 +36,13 @@ _RATE = re.compile(
     r"^rate\s*\(\s*(\d+)\s*(minute|minutes|hour|hours|day|days)\s*\)$", re.IGNORECASE
 )
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# The longest interval a rate(...) may ask for. EventBridge documents a rate's value only as "a
+# positive number" and AppFlow no bound at all, so this is OpenProfiles' own: a flow run less
+# often than once in ten years is no schedule, and a run's next time, its start plus the
+# interval, must stay a date (datetime ends in year 9999: rate(3000000 days) made every watcher
+# pass fail with OverflowError). PutIntegration refuses more (`schedule_interval`).
+MAX_INTERVAL_DAYS = 3650
+MAX_INTERVAL_SECONDS = MAX_INTERVAL_DAYS * _UNIT_SECONDS["day"]
 
 
 @dataclass(frozen=True)
@@ -82,20 +89,37 @@ class FlowRun:
     finished_at: datetime | None
 
 
-def schedule_interval(expression: str) -> int:
-    """Seconds between runs of `rate(N unit)`; BadRequest for anything else."""
+def schedule_interval(expression: str, *, stored: bool = False) -> int:
+    """Seconds between runs of `rate(N unit)`; BadRequest for anything else, and for an
+    interval longer than MAX_INTERVAL_DAYS. `stored`: an expression read back from the store,
+    which PutIntegration may have accepted before that limit: its interval is cut to the limit
+    instead (the watcher's trigger computes its next run from it), not refused on every pass."""
     match = _RATE.match(expression.strip())
-    if match is None or int(match.group(1)) < 1:
+    # Told by its digits: int() refuses a string of thousands of them with ValueError.
+    digits = match.group(1).lstrip("0") if match is not None else ""
+    if not digits:
         raise BadRequest(
             f"ScheduleExpression {expression!r} is not supported; use rate(N minutes), "
             "rate(N hours) or rate(N days) with N >= 1."
         )
+    assert match is not None
     unit = match.group(2).lower().rstrip("s")
-    return int(match.group(1)) * _UNIT_SECONDS[unit]
+    # Ten digits of minutes are past the limit already: the count is not made an int beyond.
+    seconds = int(digits) * _UNIT_SECONDS[unit] if len(digits) <= 10 else None
+    if seconds is not None and seconds <= MAX_INTERVAL_SECONDS:
+        return seconds
+    if stored:
+        return MAX_INTERVAL_SECONDS
+    raise BadRequest(
+        f"ScheduleExpression {expression[:64]!r} asks for an interval longer than "
+        f"{MAX_INTERVAL_DAYS} days (10 years), the longest a flow's schedule may have; use "
+        f"at most rate({MAX_INTERVAL_DAYS} days)."
+    )
 
 
-def parse_flow_definition(definition: Mapping[str, Any]) -> Flow:
-    """The flow a FlowDefinition describes; BadRequest naming what cannot be served."""
+def parse_flow_definition(definition: Mapping[str, Any], *, stored: bool = False) -> Flow:
+    """The flow a FlowDefinition describes; BadRequest naming what cannot be served.
+    `stored`: a definition read back from the store, not one being put (`schedule_interval`)."""
     name = definition["FlowName"]
     source = definition["SourceFlowConfig"]
     connector = source["ConnectorType"]
@@ -132,13 +156,13 @@ def parse_flow_definition(definition: Mapping[str, Any]) -> Flow:
             raise BadRequest(
                 "TriggerConfig.TriggerProperties.Scheduled is required for TriggerType Scheduled."
             )
-        interval = schedule_interval(scheduled["ScheduleExpression"])
+        interval = schedule_interval(scheduled["ScheduleExpression"], stored=stored)
         pull_mode = scheduled.get("DataPullMode") or "Incremental"
         start = scheduled.get("ScheduleStartTime")
         end = scheduled.get("ScheduleEndTime")
     elif trigger_type == "OnDemand":
         pull_mode = "Complete"
-    tasks = tuple(_task(t) for t in definition.get("Tasks") or ())
+    tasks = tuple(_task(t, connector) for t in definition.get("Tasks") or ())
     return Flow(
         name=name,
         description=definition.get("Description") or "",
@@ -164,7 +188,7 @@ def _as_datetime(value: Any) -> datetime | None:
     raise BadRequest("Schedule times must be timestamps.")
 
 
-def _task(task: Mapping[str, Any]) -> Task:
+def _task(task: Mapping[str, Any], connector: str) -> Task:
     task_type = task["TaskType"]
     if task_type not in SUPPORTED_TASKS:
         raise BadRequest(
@@ -172,16 +196,40 @@ def _task(task: Mapping[str, Any]) -> Task:
             f"use {', '.join(sorted(SUPPORTED_TASKS))}."
         )
     operators: Mapping[str, str] = task.get("ConnectorOperator") or {}
-    operator = next(iter(operators.values()), None)
+    return Task(
+        task_type=task_type,
+        source_fields=_task_fields(task, task_type),
+        operator=_operator(operators, connector),
+        destination_field=task.get("DestinationField"),
+        properties=dict(task.get("TaskProperties") or {}),
+    )
+
+
+def _operator(operators: Mapping[str, str], connector: str) -> str | None:
+    """The task's operator for the flow's source `connector` (always S3 here: a bucket or a
+    folder). ConnectorOperator is a structure with one member per connector type (the service
+    model does not make it a union), each "the operation to be performed on the provided
+    <connector> source fields": the source's member is the one that applies, whatever else is
+    set. One member alone, of another connector (a definition written for a Zendesk source
+    whose records are now exported to a bucket), is the task's operator, as it always was.
+    Several, none of them the source's: which one was meant cannot be told, and taking the
+    first in the JSON's order could skip a Validate task silently: refused."""
+    if connector in operators:
+        return operators[connector]
+    if len(operators) > 1:
+        raise BadRequest(
+            f"A task's ConnectorOperator sets {', '.join(sorted(operators))} but not "
+            f"{connector}, the flow's source connector type: set the operator as "
+            f'{{"{connector}": "..."}}.'
+        )
+    return next(iter(operators.values()), None)
+
+
+def _task_fields(task: Mapping[str, Any], task_type: str) -> tuple[str, ...]:
+    """The task's SourceFields, BadRequest when its type needs others."""
     fields: Sequence[str] = task.get("SourceFields") or ()
     if task_type == "Map" and (len(fields) != 1 or not task.get("DestinationField")):
         raise BadRequest("A Map task needs exactly one SourceField and a DestinationField.")
     if task_type == "Validate" and not fields:
         raise BadRequest("A Validate task needs the SourceFields it validates.")
-    return Task(
-        task_type=task_type,
-        source_fields=tuple(fields),
-        operator=operator,
-        destination_field=task.get("DestinationField"),
-        properties=dict(task.get("TaskProperties") or {}),
-    )
+    return tuple(fields)

@@ -14,7 +14,10 @@
 An automatic trigger passes a flow held by a run over. A flow that cannot start (its domain's
 key, its source's settings) is logged with its error code and recorded as a FAILED run, so its
 runs show it: a Scheduled flow once per interval, as any scheduled run; an Event flow, checked
-every pass, once, and not again while that failed run is its newest.
+every pass, once, and not again while that failed run is its newest. So is an Event flow whose
+source cannot be listed (a folder that does not exist, a bucket missing, credentials refused:
+a Scheduled flow's run fails with it), logged when its FAILED run is recorded; a listing that
+hangs records no run (its check warns, flows.listing `warn_stuck`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from openprofiles.errors import NotFound, ServiceError
 from openprofiles.flows.checkpoint_store import Checkpoints
 from openprofiles.flows.checkpoints import is_pending
 from openprofiles.flows.claims import RunInProgress, claimed, load_flow
-from openprofiles.flows.listing import ListingStuck, list_source, listing_key, settled, warn_stuck
+from openprofiles.flows.listing import (
+    ListingBusy,
+    ListingPending,
+    ListingStuck,
+    list_source,
+    listing_key,
+    settled,
+    warn_stuck,
+)
 from openprofiles.flows.models import Flow, FlowRun, parse_flow_definition
 from openprofiles.flows.runner import run_claimed
 from openprofiles.flows.runs import finish_run, no_counts
@@ -81,7 +92,10 @@ def run_if_due(
     trigger: str | None = None
     due: Callable[[Tx], bool] | None = None
     try:
-        flow = parse_flow_definition(found.flow_definition)
+        # Stored: a Scheduled flow put before its interval's limit is checked with its interval
+        # cut to the limit, not refused on every pass (models.schedule_interval); the run's
+        # own reading (claims.load_flow) refuses it, so the flow, once due, fails saying why.
+        flow = parse_flow_definition(found.flow_definition, stored=True)
         if flow.trigger_type == "Scheduled":
             if not _in_schedule(flow, now):
                 return None
@@ -124,8 +138,15 @@ def run_if_due(
             # without a word.
             warn_stuck(services, found.domain_name, flow)
             return None
-        except SourceError:
+        except ListingPending:
+            # Its listing goes on in its thread: the flow's next check takes what it lists.
             return None
+        except ListingBusy:
+            # Listed by another thread of this process (a run, which holds the flow, or a
+            # listing this check left, within its time): nothing is known yet.
+            return None
+        except SourceError as exc:
+            return _source_failed(services, found, exc)
         if not pending:
             return None
         loaded, flow = load_flow(services, found.domain_name, flow.name)
@@ -160,11 +181,29 @@ def log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:
         logger.error(what + ": %s; the other flows go on.", *args, type(exc).__name__, exc_info=exc)
 
 
+def _source_failed(services: Services, found: Integration, exc: SourceError) -> FlowRun | None:
+    """The failed start of an Event flow whose source cannot be listed (a folder that does not
+    exist, a bucket missing, credentials refused): recorded as a FAILED run, as a Scheduled
+    flow's run records it, once (`_failed_start`: not again while that run is the newest, so
+    not every watcher pass), and logged when recorded, by the flow and its domain only (the
+    error names a folder or an object key, which can be personal data; flows.sources). Its
+    next check that lists new items runs it as before."""
+    failed = _failed_start(services, found, "Event", exc, None)
+    if failed is not None:
+        logger.warning(
+            "Flow %s of domain %s could not list its source: recorded as a FAILED run, whose "
+            "error says why; its source is checked again every pass.",
+            found.flow_name,
+            found.domain_name,
+        )
+    return failed
+
+
 def _failed_start(
     services: Services,
     found: Integration,
     trigger: str,
-    exc: ServiceError,
+    exc: ServiceError | SourceError,
     due: Callable[[Tx], bool] | None,
 ) -> FlowRun | None:
     """Record a run of the flow that could not start, FAILED with `exc`'s message (the module
@@ -219,5 +258,7 @@ def _schedule_due(tx: Tx, domain_name: str, flow: Flow, now: datetime) -> bool:
         .order_by(flow_run.c.started_at.desc())
         .limit(1)
     ).first()
+    # At most models.MAX_INTERVAL_SECONDS, a stored definition's too (`run_if_due` reads it
+    # `stored`): the sum stays a date.
     assert flow.interval_seconds is not None
     return last is None or now >= last.started_at + timedelta(seconds=flow.interval_seconds)

@@ -210,8 +210,11 @@ def test_s3_objects_that_fail_and_a_bucket_that_is_missing(
     put_flow(services, "gone", TYPE, flow_definition("gone", f"{bucket}-gone", trigger=EVENT))
     now = datetime.now(UTC)
 
-    [run] = run_due_flows(services, now=now)
+    # The missing bucket's Event flow records its failed start (test_flows_event_source_fails).
+    failed, run = run_due_flows(services, now=now)
     assert run.flow_name == "s3" and counts(run) == ("COMPLETED", 4, 4, 2, 2)
+    assert failed.flow_name == "gone" and failed.status == "FAILED"
+    assert "NoSuchBucket" in (failed.error or "")
     assert ingested(services, 1, 2, 5) == [1, 5]
     b, c = letters(services)
     assert f"The object s3://{bucket}/x/b.jsonl is not UTF-8 text" in b.reason
