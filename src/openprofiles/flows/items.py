@@ -5,9 +5,10 @@ of it than one JSON document.
   JSON value, the elements of an array, or JSON lines.
 * A larger item is read `CHUNK_BYTES` at a time as JSON lines, one record per line, so that a
   multi-GB export costs a chunk and a batch of records, not its size. Only a line can be told
-  from the next without parsing the whole, so the item must be JSON lines: when its first line
-  is not a JSON object on its own (a JSON array, a pretty-printed document), nothing of it is
-  read and it fails whole, the reason saying why and what to do (JSON lines, or smaller parts).
+  from the next without parsing the whole, so the item must be JSON lines: when none of its
+  first lines is a JSON object on its own (a JSON array, a pretty-printed document), nothing of
+  it is read and it fails whole, the reason saying why and what to do (JSON lines, or smaller
+  parts); a first line too long to judge counts as one when it starts with `{`.
   In such an item a line that is not UTF-8, or longer than `MAX_DOCUMENT_BYTES`, is a record
   that fails alone (`BadRecord`), as a line that is not JSON does.
 
@@ -160,9 +161,10 @@ LINES_LOOKED_AT = 100
 def _check_json_lines(source: FlowSource, item: SourceItem, version: str, head: bytearray) -> None:
     """ItemFailed unless an item too large to read whole is JSON lines: it does not start with
     a JSON array, and one of its first LINES_LOOKED_AT non-empty lines is a JSON object on its
-    own. Not the first line alone: an export whose first record is broken is still JSON lines,
-    and that record fails alone (a pretty-printed document has no line that is an object on
-    its own)."""
+    own, or its first non-empty line, too long to end in `head`, starts with `{`. Not the first
+    line alone: an export whose first record is broken, or too long, is still JSON lines, and
+    that record fails alone (a pretty-printed document has no line that is an object on its
+    own)."""
     if head.lstrip().startswith(b"["):
         is_lines = False
     else:
@@ -178,6 +180,13 @@ def _check_json_lines(source: FlowSource, item: SourceItem, version: str, head: 
                 is_lines = line.startswith(b"{") and isinstance(json.loads(line), dict)
             except (ValueError, RecursionError):  # not UTF-8, not JSON
                 continue
+        # The first line that is not blank has no end in `head`: longer than the most a flow
+        # reads of one record, it cannot be parsed to tell, but it begins as a record does.
+        # It fails alone (`_lines`: a BadRecord), as it would second, and the lines after it
+        # are read, rather than the whole export dead-lettered, content-less, as no JSON lines.
+        # A JSON array is refused above; a pretty-printed object has a line end in its head.
+        if not is_lines and looked == 0:
+            is_lines = head[start:].lstrip().startswith(b"{")
     if not is_lines:
         raise ItemFailed(
             f"{_capitalised(source.describe(item.key))} is larger than {_bytes(MAX_DOCUMENT_BYTES)}"
