@@ -13,8 +13,9 @@ Two kinds of failure: `SourceError` when the source as a whole cannot be listed 
 missing, bucket missing, credentials refused, endpoint unreachable) — the run fails, and reads
 the items again when it next runs; an S3 object's body broken off midway too, whatever raised
 it: botocore, urllib3 or the socket — and `ItemError` when one item cannot be read while the rest
-of the source can (a file that cannot be opened, an archived object) — the run dead-letters
-that item and goes on with the next. An item deleted since it was listed is neither: `ItemGone`
+of the source can (a file that cannot be opened or looked at, a link out of the folder roots
+or a loop of links, an archived object) — the run dead-letters that item and goes on with the
+next. An item deleted since it was listed is neither: `ItemGone`
 says it is no longer there (a file deleted, an object deleted, or being replaced by a delete
 and a put), and the run passes it over without a trace, so a run that lists it again reads it.
 
@@ -28,7 +29,9 @@ whole when their upload completes, so theirs is None.
 
 A folder source reads only under the configured roots (`settings.flow_folder_roots`, by default
 DATA_DIR/flows), checked with symlinks followed when the flow is defined and again at every
-listing and read: a link may have changed since, or the roots been narrowed.
+listing and read: a link may have changed since, or the roots been narrowed. The folder out of
+them fails the run; a file of it linking out of them is a failed item, its reason not naming
+the roots (the server's, not the domain admins' to know).
 """
 
 from __future__ import annotations
@@ -118,8 +121,13 @@ class FlowSource(Protocol):
 
 def inside_folder_roots(settings: Settings, path: str | Path) -> Path:
     """`path` with symlinks followed; SourceError naming the allowed roots unless it is one of
-    `settings`' flow folder roots or lies under one."""
-    resolved = Path(path).resolve()
+    `settings`' flow folder roots or lies under one, or saying why its links cannot be followed
+    (a loop of links: RuntimeError up to Python 3.12, OSError since)."""
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a loop of links"
+        raise SourceError(f"The path {path} cannot be followed: {reason}.") from exc
     roots = tuple(root.resolve() for root in settings.effective_flow_folder_roots)
     if not any(resolved.is_relative_to(root) for root in roots):
         raise SourceError(
@@ -133,12 +141,13 @@ class FolderSource:
     def __init__(self, settings: Settings, folder: str) -> None:
         self.folder = Path(folder)
         self._settings = settings
+        # The file names listed under another key (`_key`), by key: those that are not UTF-8.
+        self._names: dict[str, str] = {}
 
     def items(self) -> list[SourceItem]:
         folder = inside_folder_roots(self._settings, self.folder)
         if not folder.is_dir():
             raise SourceError(f"The folder {self.folder} does not exist or is not a folder.")
-        out = []
         try:
             # scandir: a file's type comes with its name (no stat but for a link), and its one
             # stat is the entry's (the watcher lists every Event flow's folder every pass).
@@ -148,20 +157,51 @@ class FolderSource:
             raise SourceError(
                 f"Cannot list the folder {self.folder}: {exc.strerror or exc}"
             ) from exc
+        out: dict[str, SourceItem] = {}
+        names: dict[str, str] = {}
         for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            stat: os.stat_result | None
             try:
-                if entry.name.startswith(".") or not entry.is_file():
+                if not entry.is_file():
                     continue
                 stat = entry.stat()
             except FileNotFoundError:
-                # Deleted since the folder was listed.
+                # Deleted since the folder was listed (or a link to nothing).
                 continue
-            out.append(SourceItem(entry.name, _file_version(stat), stat.st_mtime))
-        return out
+            except OSError:
+                # One entry that cannot be looked at (a loop of links, a link into a folder
+                # that may not be read, an I/O error): listed still, so that `open`, which fails
+                # the same way, dead-letters it saying why — skipped, it would be lost without
+                # a word (the log cannot name it: a file's name can be personal data) — while
+                # the other files are read. Its version is the entry's own (a link's), so it is
+                # dead-lettered once, and read once it changes or can be looked at.
+                stat = _own_stat(entry)
+            key = _key(entry.name, taken=out)
+            if key != entry.name:
+                names[key] = entry.name
+            out[key] = SourceItem(key, _file_version(stat), stat.st_mtime if stat else None)
+        self._names = names
+        return sorted(out.values(), key=lambda item: item.key)
 
     def open(self, key: str) -> ItemStream:
-        # A file of the folder may be a link to somewhere outside the roots.
-        path = inside_folder_roots(self._settings, self.folder / key)
+        # The folder itself out of the roots (narrowed since, or the folder replaced by a link)
+        # fails the run, as it fails the listing.
+        inside_folder_roots(self._settings, self.folder)
+        try:
+            # A file of the folder may be a link to somewhere outside the roots: that file's
+            # error, the others are read. The roots are the server's folders and setting, the
+            # operator's to know: not named to the domain's admins, who read the dead letter.
+            path = inside_folder_roots(self._settings, self.folder / self._names.get(key, key))
+        except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError | RuntimeError):
+                raise self._error(key, cause) from exc
+            raise ItemError(
+                f"{self.describe(key)} is a link to a path outside the folders flows may read "
+                "on this server"
+            ) from exc
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -176,17 +216,59 @@ class FolderSource:
     def describe(self, key: str) -> str:
         return f"the file {self.folder / key}"
 
-    def _error(self, key: str, exc: OSError) -> SourceError | ItemError | ItemGone:
+    def _error(self, key: str, exc: OSError | RuntimeError) -> SourceError | ItemError | ItemGone:
         # The folder gone (unmounted, removed) fails every file: the run stops, so that the
         # files are read when it is back rather than dead-lettered one by one.
         if not self.folder.is_dir():
             return SourceError(f"The folder {self.folder} does not exist or is not a folder.")
         if isinstance(exc, FileNotFoundError):
             return ItemGone(key)
+        if isinstance(exc, RuntimeError):
+            # Path.resolve's word for a loop of links up to Python 3.12.
+            return ItemError(f"{self.describe(key)} cannot be read: a loop of links")
         return ItemError(f"{self.describe(key)} cannot be read: {exc.strerror or exc}")
 
 
-def _file_version(stat: os.stat_result) -> str:
+def _key(name: str, *, taken: dict[str, SourceItem]) -> str:
+    """The key a file of the folder is listed, checkpointed and named under: its name, or for a
+    name that is not UTF-8 (os.scandir gives its bytes as lone surrogates, which no digest,
+    message or database column takes), the name with those bytes written out ("b\\xff.jsonl"),
+    the source mapping it back to the name to read it (`FolderSource._names`). The file is read
+    like any other, rather than dead-lettered until someone renames it: nothing of it waits,
+    and the key names it well enough to be found. Keys are unique in a listing: should the
+    written-out name be another file's, or another's written out the same, a number is added."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+    else:
+        return name
+    key, number = shown, 1
+    while key in taken:
+        number += 1
+        key = f"{shown} ({number})"
+    return key
+
+
+def _own_stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    """The entry's own stat (a link's, not its target's), or None when that fails too."""
+    try:
+        return entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _file_version(stat: os.stat_result | None) -> str:
+    """A file's version: its mtime and size; "unreadable" for an entry that cannot be looked at
+    at all (`FolderSource.items`). A file rewritten and given back its mtime at the same size
+    (`cp -p`, tar or unzip keeping the mtimes, a coarse-timestamp filesystem) keeps its version
+    and is not read again by an incremental run; a run that reads every item (an OnDemand
+    flow's, a Complete one's) reads it. The ctime would tell such a rewrite, but a new version
+    of every checkpoint would read each file once more on upgrade, setting back what changed
+    since by other means (the API, a later file), and chmod or a backup tool would make new
+    versions."""
+    if stat is None:
+        return "unreadable"
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
@@ -234,7 +316,9 @@ class S3Source:
             )
             for page in pages:
                 for obj in page.get("Contents", []):
-                    if not obj["Key"].endswith("/"):
+                    # A "folder" the S3 console made (an empty object whose key ends with "/")
+                    # is no item; an object with content is one, whatever its key.
+                    if not (obj["Key"].endswith("/") and obj.get("Size", 0) == 0):
                         out.append(SourceItem(obj["Key"], _object_version(obj)))
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(

@@ -60,16 +60,22 @@ def test_a_run_over_a_file_named_after_an_email_logs_no_such_name(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     make_domain(services, D)
-    folder = tmp_path / "exports"
+    folder = tmp_path / EMAIL
     folder.mkdir()
     put_flow(services, "x", "Zendesk-users", flow_definition("x", "file://", str(folder)))
-    # The file links out of the folders flows may read: the source fails, naming the file.
+    # The file links out of the folders flows may read: a failed item, its dead letter (not
+    # logged) naming the file.
     (folder / f"{EMAIL}.jsonl").symlink_to(outside)
     with caplog.at_level(logging.DEBUG):
         run = run_flow(services, domain_name=D, flow_name="x")
+        assert (run.status, run.records_dead_lettered) == ("COMPLETED", 1)
+        # The folder gone: the source fails, naming it.
+        (folder / f"{EMAIL}.jsonl").unlink()
+        folder.rmdir()
+        run = run_flow(services, domain_name=D, flow_name="x")
         assert run.status == "FAILED" and EMAIL in (run.error or "")
         with pytest.raises(SourceError) as raised:
-            FolderSource(services.settings, str(folder)).open(f"{EMAIL}.jsonl")
+            FolderSource(services.settings, str(folder)).items()
         assert EMAIL in raised.value.message
         log_failure(raised.value)
     assert f"the flow failed: {SOURCE_ERROR}: {logging_setup.WITHHELD}" in caplog.text

@@ -174,3 +174,18 @@ def test_a_large_object_of_json_lines_whose_first_line_is_broken_is_read_line_by
     broken, pretty = letters(services)
     assert broken.origin == "Flow s3, x/a.jsonl, line 1"
     assert pretty.origin == "Flow s3, x/b.json" and "is not JSON lines" in pretty.reason
+
+
+def test_only_an_empty_object_whose_key_ends_with_a_slash_is_no_item(
+    services: Services, s3: Any, bucket: str
+) -> None:
+    """The S3 console's "folders" are empty objects whose keys end with "/": passed over. An
+    object with content is read whatever its key: none is passed over without a word."""
+    s3.put_object(Bucket=bucket, Key="x/folder/", Body=b"")
+    s3.put_object(Bucket=bucket, Key="x/folder/a.jsonl", Body=jsonl(user(1)).encode())
+    s3.put_object(Bucket=bucket, Key="x/odd/", Body=jsonl(user(2)).encode())
+    put_flow(services, "s3", TYPE, flow_definition("s3", bucket, "x/"))
+
+    run = run_flow(services, domain_name=D, flow_name="s3")
+    assert counts(run) == ("COMPLETED", 2, 2, 2, 0)
+    assert ingested(services, 1, 2) == [1, 2]
