@@ -163,6 +163,34 @@ def test_flow_folder_outside_the_roots_is_refused(live_server, domain):
     assert "OPENPROFILES_FLOW_FOLDER_ROOTS" not in message
 
 
+def test_flow_folder_whose_links_loop_is_refused_saying_so(live_server, domain):
+    """Not "outside the folders": its links cannot be followed at all (a 500 before)."""
+    roots = live_server.settings.effective_flow_folder_roots
+    loop = roots[0] / f"l{uuid.uuid4().hex[:8]}"
+    roots[0].mkdir(parents=True, exist_ok=True)
+    loop.symlink_to(loop)
+    with pytest.raises(ClientError) as exc:
+        live_server.client().put_integration(
+            DomainName=domain,
+            ObjectTypeName="Zendesk-users",
+            FlowDefinition={
+                "FlowName": "loop",
+                "KmsArn": KMS,
+                "SourceFlowConfig": {
+                    "ConnectorType": "S3",
+                    "SourceConnectorProperties": {
+                        "S3": {"BucketName": "file://", "BucketPrefix": str(loop)}
+                    },
+                },
+                "Tasks": [],
+                "TriggerConfig": {"TriggerType": "OnDemand"},
+            },
+        )
+    assert _code(exc) == "BadRequestException"
+    message = exc.value.response["Error"]["Message"]
+    assert message == f"The path {loop} cannot be followed: a loop of links."
+
+
 def test_list_integrations_pages(live_server, domain):
     client = live_server.client()
     for _ in range(3):

@@ -227,10 +227,14 @@ def put_integration(
             try:
                 inside_folder_roots(tx.settings, flow.folder)
             except SourceError as exc:
-                # The roots are the server's folders and setting: the operator's to know.
+                # The roots are the server's folders and setting: the operator's to know. A
+                # path whose links cannot be followed (a loop) says so; it names no root.
+                unfollowed = isinstance(exc.__cause__, OSError | RuntimeError)
                 raise BadRequest(
                     exc.message,
-                    caller_message=(
+                    caller_message=exc.message
+                    if unfollowed
+                    else (
                         f"The path {flow.folder} is outside the folders flows may read on "
                         "this server."
                     ),
