@@ -33,7 +33,10 @@ SUPPORTED_TASKS = frozenset({"Map", "Filter", "Validate"})
 # syntax AppFlow borrows, wants "1 minute" but "5 minutes"; a caller following either example
 # is served). The expression is stored and echoed as sent; only the interval is read from it.
 _RATE = re.compile(
-    r"^rate\s*\(\s*(\d+)\s*(minute|minutes|hour|hours|day|days)\s*\)$", re.IGNORECASE
+    # [0-9], not \\d: \\d takes any script's digits ("٠", Arabic-Indic zero, which the check
+    # of N >= 1 by its digits did not see as a zero).
+    r"^rate\s*\(\s*([0-9]+)\s*(minute|minutes|hour|hours|day|days)\s*\)$",
+    re.IGNORECASE,
 )
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 # The longest interval a rate(...) may ask for. EventBridge documents a rate's value only as "a
@@ -162,7 +165,7 @@ def parse_flow_definition(definition: Mapping[str, Any], *, stored: bool = False
         end = scheduled.get("ScheduleEndTime")
     elif trigger_type == "OnDemand":
         pull_mode = "Complete"
-    tasks = tuple(_task(t, connector) for t in definition.get("Tasks") or ())
+    tasks = tuple(_task(t, connector, stored=stored) for t in definition.get("Tasks") or ())
     return Flow(
         name=name,
         description=definition.get("Description") or "",
@@ -188,7 +191,7 @@ def _as_datetime(value: Any) -> datetime | None:
     raise BadRequest("Schedule times must be timestamps.")
 
 
-def _task(task: Mapping[str, Any], connector: str) -> Task:
+def _task(task: Mapping[str, Any], connector: str, *, stored: bool) -> Task:
     task_type = task["TaskType"]
     if task_type not in SUPPORTED_TASKS:
         raise BadRequest(
@@ -199,13 +202,13 @@ def _task(task: Mapping[str, Any], connector: str) -> Task:
     return Task(
         task_type=task_type,
         source_fields=_task_fields(task, task_type),
-        operator=_operator(operators, connector),
+        operator=_operator(operators, connector, stored=stored),
         destination_field=task.get("DestinationField"),
         properties=dict(task.get("TaskProperties") or {}),
     )
 
 
-def _operator(operators: Mapping[str, str], connector: str) -> str | None:
+def _operator(operators: Mapping[str, str], connector: str, *, stored: bool) -> str | None:
     """The task's operator for the flow's source `connector` (always S3 here: a bucket or a
     folder). ConnectorOperator is a structure with one member per connector type (the service
     model does not make it a union), each "the operation to be performed on the provided
@@ -213,10 +216,12 @@ def _operator(operators: Mapping[str, str], connector: str) -> str | None:
     set. One member alone, of another connector (a definition written for a Zendesk source
     whose records are now exported to a bucket), is the task's operator, as it always was.
     Several, none of them the source's: which one was meant cannot be told, and taking the
-    first in the JSON's order could skip a Validate task silently: refused."""
+    first in the JSON's order could skip a Validate task silently: refused. `stored`: a
+    definition PutIntegration took before that was refused keeps the operator it ran with (the
+    first), rather than its flow no longer running at all."""
     if connector in operators:
         return operators[connector]
-    if len(operators) > 1:
+    if len(operators) > 1 and not stored:
         raise BadRequest(
             f"A task's ConnectorOperator sets {', '.join(sorted(operators))} but not "
             f"{connector}, the flow's source connector type: set the operator as "

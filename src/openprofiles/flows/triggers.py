@@ -92,9 +92,10 @@ def run_if_due(
     trigger: str | None = None
     due: Callable[[Tx], bool] | None = None
     try:
-        # Stored: a Scheduled flow put before its interval's limit is checked with its interval
-        # cut to the limit, not refused on every pass (models.schedule_interval); the run's
-        # own reading (claims.load_flow) refuses it, so the flow, once due, fails saying why.
+        # Stored: a definition put before a check of it was added (an interval beyond the
+        # limit, cut to it; several ConnectorOperator members, none the source's) is read, not
+        # refused on every pass (models.parse_flow_definition); the run's own reading
+        # (claims.load_flow) refuses it, so the flow, once due, fails saying why.
         flow = parse_flow_definition(found.flow_definition, stored=True)
         if flow.trigger_type == "Scheduled":
             if not _in_schedule(flow, now):
@@ -224,6 +225,12 @@ def _failed_start(
 
     # domains.service.domain_cipher raises the key's failure with the KeyUnusable as its cause.
     from_key = isinstance(exc.__cause__, KeyUnusable)
+    if trigger == "Event":
+        # Asked in a read first, as a Scheduled flow's `due` is (run_if_due): an Event flow
+        # whose source stays unlisted fails every pass, and the claim takes the writer's lock.
+        with services.read() as tx:
+            if not not_failed_before(tx):
+                return None
     try:
         return claimed(
             services,

@@ -67,7 +67,8 @@ def _row(tx: Tx, found: Integration) -> IntegrationRow:
     if found.flow_name is None or definition is None:
         return IntegrationRow(found, "Other", "", None)
     try:
-        trigger = parse_flow_definition(definition).trigger_type
+        # Read as the watcher reads a stored definition (flows.triggers.run_if_due).
+        trigger = parse_flow_definition(definition, stored=True).trigger_type
     except BadRequest:
         trigger = "unreadable definition"
     runs = flow_runs.list_runs(

@@ -28,7 +28,7 @@ from openprofiles.flows.models import schedule_interval
 from openprofiles.flows.runs import list_runs
 from openprofiles.flows.service import run_due_flows, run_flow
 
-from .test_flows_failed_items import TYPE, counts, jsonl, letters, user
+from .test_flows_failed_items import EVENT, TYPE, counts, jsonl, letters, user
 from .test_flows_templates import D, flow_definition, put_flow
 
 
@@ -142,3 +142,52 @@ def test_several_operators_none_of_the_source_are_refused(
         put_flow(
             services, "crm", TYPE, flow_definition("crm", "file://", str(tmp_path), tasks=[task])
         )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    # Zeros and digits of other scripts: \d took them, and "٠" passed the check of N >= 1
+    # made by its digits, giving an interval of 0 (a run every watcher pass).
+    ["rate(٠ minutes)", "rate(０ minutes)", "rate(٠٠ days)", "rate(٣ minutes)"],
+)
+def test_an_interval_in_digits_other_than_ascii_is_refused(expression: str) -> None:
+    with pytest.raises(BadRequest, match="is not supported"):
+        schedule_interval(expression)
+    with pytest.raises(BadRequest, match="is not supported"):
+        schedule_interval(expression, stored=True)
+
+
+def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A definition PutIntegration took before several members none of the source's were
+    refused is read by the watcher (stored), so the flow is not passed over for ever, its runs
+    empty and the log its only word: its run refuses it, once, saying why."""
+    from openprofiles.integrations.service import find_flow_integration
+    from openprofiles.ui.integration_pages import _row
+
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1)))
+    task = {
+        "TaskType": "Validate",
+        "SourceFields": ["tier"],
+        "ConnectorOperator": {"Marketo": "NO_OP", "Zendesk": "VALIDATE_NON_NULL"},
+    }
+    definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
+    with monkeypatch.context() as before:  # as PutIntegration took it then: the first member
+        before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+        put_flow(services, "crm", TYPE, definition)
+    with services.read() as tx:  # the admin page's row: its trigger, not unreadable
+        found = find_flow_integration(tx, domain_name=D, flow_name="crm")
+        assert found is not None and _row(tx, found).trigger_type == "Event"
+    now = datetime.now(UTC)
+
+    [run] = run_due_flows(services, now=now)
+    assert (run.trigger, run.status) == ("Event", "FAILED")
+    assert "sets Marketo, Zendesk but not S3" in (run.error or "")
+    for i in range(1, 4):
+        assert run_due_flows(services, now=now + timedelta(seconds=10 * i)) == []
+    with services.read() as tx:
+        assert len(list_runs(tx, domain_name=D, flow_name="crm")) == 1

@@ -79,3 +79,28 @@ def test_an_event_flow_on_a_missing_folder_records_one_failed_run(
     assert run_due_flows(services, now=now + timedelta(minutes=3)) == []
     assert statuses(services) == [("Event", "FAILED"), ("Event", "COMPLETED"), ("Event", "FAILED")]
     assert len(failed_warnings(caplog)) == 2
+
+
+def test_passes_after_the_failed_run_take_no_write(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the flow failed already is asked in a read first: its claim, a write transaction
+    (the SQLite writer's lock), is taken only to record the one FAILED run, not every pass."""
+    make_domain(services, D)
+    folder = tmp_path / "missing"
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder), trigger=EVENT))
+    now = datetime.now(UTC)
+    [run] = run_due_flows(services, now=now)
+    assert run.status == "FAILED"
+
+    writes: list[int] = []
+    write = services.write
+
+    def counted_write(*args: object, **kwargs: object) -> object:
+        writes.append(1)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(services, "write", counted_write)
+    for i in range(1, 4):
+        assert run_due_flows(services, now=now + timedelta(seconds=10 * i)) == []
+    assert writes == []
