@@ -58,15 +58,16 @@ passwords). The domain name and the profile id are taken from the request, so
 they are written only when they have their model's form (a name, a 32-digit hex id): a request
 that fails validation could put any text there. So are the parameters of a page's address
 (`page_post`, `page_get`): a user can type anything into it, so each has a strict form
-(`_PAGE_PARAMETER_FORMS`) and a sealed token is written `(sealed)`; and a page's query (a
-search's sealed text, a cursor) is never written.
+(`_PAGE_PARAMETER_FORMS`), a name (a domain's, an object type's) is written only when the store
+holds it (`NAMED_PAGE_PARAMETERS`: a customer's name has a name's form) and a sealed token is
+written `(sealed)`; and a page's query (a search's sealed text, a cursor) is never written.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -213,6 +214,8 @@ def profiles_answered(result: Mapping[str, Any]) -> list[str]:
 # an id goes included, so each form is as strict as the ids it stands for. A parameter with no
 # form here is never written (NOT_VALID): a new route's parameter is declared here first
 # (tests/unit/ui/test_ui_audit_reads.py checks every route's).
+#
+# The names among them (`NAMED_PAGE_PARAMETERS`) need more than their form: see there.
 _PAGE_PARAMETER_FORMS = {
     # Domain names (the model's `name`; "name" on the administrator's pages).
     "domain": _DOMAIN_NAME,
@@ -235,6 +238,18 @@ _PAGE_PARAMETER_FORMS = {
     # auth.credentials.create_credential's.
     "access_key_id": re.compile(r"OP[A-Z0-9]{18}"),
 }
+# The parameters that name something by the name a person gave it: a domain's, an object
+# type's. Their forms are a name's, which a value typed into an address fits too (a surname,
+# "Zenobia_Quist"; a phone number, as a domain name may be all digits): a user who typed a
+# customer's name or number where a domain goes, and was refused (404, 400), had it written as
+# it was. No form tells the two apart, and a refusal's status does not either (a form refused
+# on an existing domain is 400 too; a redirect to the password page, 303, looked at nothing).
+# So one of them is written as it is only when the store holds what it names (`confirmed`:
+# ui.web.UI.page looks the names up before the page runs, so that a page that removes what it
+# names is still written with it): the domain, if it exists; the object type, if that domain
+# has one of the name (explicit, or a template's). A held name is one an administrator chose,
+# not a value typed; any other is NOT_VALID.
+NAMED_PAGE_PARAMETERS = frozenset({"domain", "name", "object_type"})
 # The parameters that carry a sealed token (services.tokens: a user's reference, which seals
 # the username; a record's link, which seals its key): written SEALED, never as they are, as a
 # token says nothing an operator could read and a valid one is no more "(not valid)" than an id.
@@ -242,6 +257,13 @@ _SEALED_PAGE_PARAMETERS = frozenset({"ref", "object_link"})
 SEALED = "(sealed)"
 # A parameter in a route's template: {name} or {name:convertor}.
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+def in_page_form(name: str, value: Any) -> bool:
+    """Whether `value`, of the page's path parameter `name`, has its form (`_PAGE_PARAMETER_FORMS`;
+    none: False)."""
+    form = _PAGE_PARAMETER_FORMS.get(name)
+    return form is not None and isinstance(value, str) and form.fullmatch(value) is not None
 
 
 def page_post(
@@ -252,12 +274,13 @@ def page_post(
     result: str | None = None,
     route: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    confirmed: Collection[str] = (),
 ) -> None:
     """Log one POST of a signed-in web user, named by `user`, their audit name (`result`: what
     came of it, when the status alone does not say); its path as `page_path` writes it."""
     logger.info(
         "ui POST %s user=%s status=%d%s",
-        page_path(path, route, parameters),
+        page_path(path, route, parameters, confirmed),
         user,
         status,
         f" result={result}" if result else "",
@@ -272,6 +295,7 @@ def page_get(
     route: str | None,
     parameters: Mapping[str, Any],
     answered: Iterable[Any] = (),
+    confirmed: Collection[str] = (),
 ) -> None:
     """Log one GET of a page that shows a customer's personal data by the signed-in web user
     `user` (their audit name), as `page_post` logs a POST; never its query. `answered`: the
@@ -280,27 +304,35 @@ def page_get(
     the user saw, which its path does not."""
     logger.info(
         "ui GET %s user=%s status=%d%s",
-        page_path(path, route, parameters),
+        page_path(path, route, parameters, confirmed),
         user,
         status,
         answered_field(profile_ids(answered)),
     )
 
 
-def page_path(path: str, route: str | None, parameters: Mapping[str, Any] | None) -> str:
+def page_path(
+    path: str,
+    route: str | None,
+    parameters: Mapping[str, Any] | None,
+    confirmed: Collection[str] = (),
+) -> str:
     """A page's path as an audit line writes it. No page puts a personal value in its address
     (ui.web), but a request can: an email address typed where a profile id goes. So the path is
     written from its `route`'s template (Starlette's, "/agent/domains/{domain}"), each of the
     path `parameters` in it as it is when in its form (`_PAGE_PARAMETER_FORMS`), else "(not
     valid)", as for an API request, and a sealed token as SEALED; percent-encoded, as a
-    request could put a line break in it. `path` itself (decoded, as sent) only for a page of
-    no route or no parameters."""
+    request could put a line break in it. A name (`NAMED_PAGE_PARAMETERS`) is written as it is
+    only when it is also among `confirmed`, the parameters whose names the store holds. `path`
+    itself (decoded, as sent) only for a page of no route or no parameters."""
     if route is not None and parameters:
 
         def shown(placeholder: re.Match[str]) -> str:
             name = placeholder.group(1)
             if name in _SEALED_PAGE_PARAMETERS:
                 return SEALED
+            if name in NAMED_PAGE_PARAMETERS and name not in confirmed:
+                return NOT_VALID
             form = _PAGE_PARAMETER_FORMS.get(name)
             return NOT_VALID if form is None else _shown(str(parameters.get(name, "")), form)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,10 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openprofiles import audit
 from openprofiles.context import Services, Tx
+from openprofiles.domains import service as domains
 from openprofiles.domains.service import told_to_agents, unreadable_domain
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
 from openprofiles.log_limits import KEY_PROBLEM_LOG_WINDOW_SECONDS, RepeatedLines
 from openprofiles.logging_setup import describe
+from openprofiles.object_types import service as object_types
 from openprofiles.store.conflicts import retrying
 from openprofiles.ui import submissions
 from openprofiles.ui.history import shown_time
@@ -499,7 +501,15 @@ class UI:
                 # a customer's data a GET of a page that shows it: the audit log says who, where
                 # and how it ended, refusals included (openprofiles.audit).
                 status = 500  # unless an answer comes: the error propagates to Starlette
+                # The names of the address the store holds (audit.NAMED_PAGE_PARAMETERS: others
+                # are written "(not valid)", as a customer's name typed there would be), looked
+                # up before the page runs, so that one that removes what it names is written
+                # with it; none when the lookup failed (the line then says 500).
+                confirmed: frozenset[str] = frozenset()
                 try:
+                    if audit.NAMED_PAGE_PARAMETERS & request.path_params.keys():
+                        params = request.path_params
+                        confirmed = await self.read(lambda tx: _names_held(tx, params))
                     response = await signed_in(request, session)
                     status = response.status_code
                     return response
@@ -509,7 +519,12 @@ class UI:
                     path, parameters = request.url.path, request.path_params
                     if posted:
                         audit.page_post(
-                            user=user, path=path, status=status, route=route, parameters=parameters
+                            user=user,
+                            path=path,
+                            status=status,
+                            route=route,
+                            parameters=parameters,
+                            confirmed=confirmed,
                         )
                     else:
                         audit.page_get(
@@ -519,6 +534,7 @@ class UI:
                             route=route,
                             parameters=parameters,
                             answered=shown_profiles(request),
+                            confirmed=confirmed,
                         )
 
             async def signed_in(request: Request, session: WebSession) -> Response:
@@ -586,6 +602,25 @@ def shown_profiles(request: Request) -> list[str]:
 
 class _FormTooLarge(Exception):
     """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
+
+
+def _names_held(tx: Tx, parameters: Mapping[str, Any]) -> frozenset[str]:
+    """Which of a page's path `parameters` of audit.NAMED_PAGE_PARAMETERS name what the store
+    holds: the domain ("domain", "name"), if it exists; "object_type", if that domain has a type
+    of the name. Only for the audit line (UI.page): a page does its own checks. Only names of
+    their form are looked up: another is not written anyway, and could be any text (a NUL, which
+    PostgreSQL refuses)."""
+    named = [key for key in ("domain", "name") if audit.in_page_form(key, parameters.get(key))]
+    if not named or domains.find_domain(tx, domain_name=parameters[named[0]]) is None:
+        return frozenset()
+    held = set(named)
+    object_type = str(parameters.get("object_type", ""))
+    if audit.in_page_form("object_type", object_type) and (
+        object_types.find_object_type(tx, domain_name=parameters[named[0]], name=object_type)
+        is not None
+    ):
+        held.add("object_type")
+    return frozenset(held)
 
 
 def _page_domain(request: Request) -> str | None:

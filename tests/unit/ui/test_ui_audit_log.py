@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from starlette.testclient import TestClient
+from tests.unit.integrations.integ_helpers import make_domain
 from tests.unit.ui.test_ui_sessions import PASSWORD, csrf_of, sign_in
 
 from openprofiles import audit
@@ -105,9 +106,11 @@ def test_a_value_typed_into_a_pages_address_is_not_written(
     client: TestClient, audit_lines: Callable[[], list[str]]
 ) -> None:
     """An email address where a profile id goes (a page's address is the user's to type) is
-    written "(not valid)", as an API request's is; the domain name, in its form, as it is."""
+    written "(not valid)", as an API request's is; the domain name, in its form and existing, as
+    it is."""
+    make_domain(client.app.state.services, "shop")  # type: ignore[attr-defined]
     sign_in(client, "ana")
-    home = client.get("/agent/")
+    home = client.get("/agent/", follow_redirects=True)  # to the one domain's page
     refused = client.post(
         "/agent/domains/shop/profiles/ada.lovelace@example.com/edit",
         data={"csrf_token": csrf_of(home.text)},
@@ -123,10 +126,32 @@ def test_a_value_typed_into_a_pages_address_is_not_written(
     ana = users.audit_name(cipher, "ana")
     lines = audit_lines()
     assert "lovelace" not in "\n".join(lines)
-    assert lines[1:] == [
+    # The POSTs' (the domain's page, opened for its form, writes a GET's line).
+    assert [line for line in lines if line.startswith("ui POST ")][1:] == [
         f"ui POST /agent/domains/shop/profiles/(not%20valid)/edit user={ana} status=404",
         f"ui POST /agent/domains/shop/profiles/0123456789abcdef0123456789abcdef/edit "
         f"user={ana} status=403",
+    ]
+
+
+def test_a_name_of_no_domain_in_a_pages_address_is_not_written(
+    client: TestClient, audit_lines: Callable[[], list[str]]
+) -> None:
+    """A domain's name has a name's form, which a customer's surname has too: a POST whose
+    address names no domain writes "(not valid)" for it, whatever the page answered (an agent
+    refused an administrator's page, 403, as much as a domain not found, 404). Before, it was
+    written as typed."""
+    sign_in(client, "ana")
+    home = client.get("/agent/")
+    token = {"csrf_token": csrf_of(home.text)}
+    assert client.post("/agent/domains/Quist/profiles/new", data=token).status_code == 404
+    assert client.post("/admin/domains/Quist/dlq/retry", data=token).status_code == 403
+
+    cipher = client.app.state.services.keys.system_cipher()  # type: ignore[attr-defined]
+    ana = users.audit_name(cipher, "ana")
+    assert audit_lines()[1:] == [
+        f"ui POST /agent/domains/(not%20valid)/profiles/new user={ana} status=404",
+        f"ui POST /admin/domains/(not%20valid)/dlq/retry user={ana} status=403",
     ]
 
 

@@ -320,10 +320,43 @@ def test_each_ids_form_is_the_form_the_code_makes_it_in(
     before, took the first and the third)."""
     others = {"domain": "shop", "name": "shop", "profile_id": "ab" * 16, "kind": "ml"}
     others |= {"match_id": "cd" * 16, "object_link": "x"}
-    assert valid in audit.page_path("", route, {**others, name: valid})
+    # The names as the store holds them (UI.page looks them up): the form alone is tested here.
+    held = audit.NAMED_PAGE_PARAMETERS
+    assert valid in audit.page_path("", route, {**others, name: valid}, held)
     for value in typed:
-        written = audit.page_path("", route, {**others, name: value})
+        written = audit.page_path("", route, {**others, name: value}, held)
         assert value not in written and "(not%20valid)" in written, (name, value)
+
+
+def test_a_name_typed_where_a_domain_or_an_object_type_goes_is_not_written(
+    app: Any, client: TestClient, profile_id: str, page_lines: Callable[[], list[str]]
+) -> None:
+    """A domain's and an object type's names have a name's form, which a customer's name or
+    number typed there has too: written as they are only when the store holds them (the domain
+    exists; the type is the domain's). Before, each was written as typed, the page's refusal
+    (404, 400) notwithstanding."""
+    from openprofiles.object_types.service import put_object_type
+
+    with app.state.services.write() as tx:
+        put_object_type(tx, domain_name=DOMAIN, name="Orders", params=ORDERS)
+    sign_in(client, "ana")
+    profile = f"/profiles/{profile_id}"
+    assert client.get(f"/agent/domains/4155550123{profile}").status_code == 404
+    objects = f"/agent/domains/{DOMAIN}{profile}/objects"
+    assert client.get(f"{objects}/Zenobia_Quist/x").status_code == 400
+    # The same refusal (a link not sealed here) for a type the domain has: its name is written.
+    assert client.get(f"{objects}/Orders/x").status_code == 400
+
+    ana = audit_name(app, "ana")
+    assert page_lines() == [
+        f"ui GET /agent/domains/(not%20valid){profile} user={ana} status=404 answered=-",
+        f"ui GET /agent/domains/{DOMAIN}{profile}/objects/(not%20valid)/(sealed) user={ana} "
+        "status=400 answered=-",
+        f"ui GET /agent/domains/{DOMAIN}{profile}/objects/Orders/(sealed) user={ana} "
+        "status=400 answered=-",
+    ]
+    assert "4155550123" not in "\n".join(page_lines())
+    assert "Zenobia" not in "\n".join(page_lines())
 
 
 def test_a_users_reference_is_written_sealed() -> None:
