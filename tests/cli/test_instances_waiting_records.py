@@ -65,18 +65,32 @@ def test_purge_unrouted_leaves_the_waiting_records_and_says_so(
     loaded: tuple[Services, list[str]],
 ) -> None:
     """`purge-unrouted --instance` deleted the instance's waiting records too: records routed
-    to its domain, lost without a dead letter."""
+    to its domain, lost without a dead letter. Then, leaving them, it said that no records
+    were kept for the instance, and next that 1 kept for it "were left in place": one thing,
+    in the number's agreement."""
     services, options = loaded
     send(services, a_task("task-1", "call-1"))
 
     out = run(options, "instances", "purge-unrouted", "--instance", INSTANCE, "--yes")
 
     assert out == (
-        f"No contact records are kept for {INSTANCE}: nothing was deleted.\n"
-        f"1 kept for it were left in place: they {WAITS}\n"
+        f"No contact records to delete for {INSTANCE}: the 1 kept for it waits for the contact "
+        "it continues, whose record has not come, and was left in place; it is applied when it "
+        "comes, or dead-lettered after 60 minutes without.\n"
     ), out
     with services.read() as tx:
         assert len(list_unrouted(tx, waiting=True)) == 1
+
+    send(services, a_task("task-2", "call-2"))
+    out = run(options, "instances", "purge-unrouted", "--instance", INSTANCE, "--yes")
+
+    assert out == (
+        f"No contact records to delete for {INSTANCE}: the 2 kept for it wait for the contact "
+        "they continue, whose record has not come, and were left in place; each is applied "
+        "when it comes, or dead-lettered after 60 minutes without.\n"
+    ), out
+    with services.read() as tx:
+        assert len(list_unrouted(tx, waiting=True)) == 2
 
 
 def test_send_kept_says_which_records_now_wait_for_their_contact(

@@ -280,21 +280,43 @@ def instances_purge_unrouted(
             )
     finally:
         services.database.dispose()
+    # The records waiting for their contact (`left`) are routed to the instance's domain: not
+    # the operator's to drop here (see the help). With none deleted, they are the reason: "no
+    # records are kept" before "1 kept for it" said two things of one instance.
     if purged is None:
-        click.echo(f"No contact records are kept {whose}: nothing was deleted.")
+        if left:
+            click.echo(f"No contact records to delete {whose}: the {_left_waiting(left)}")
+        else:
+            click.echo(f"No contact records are kept {whose}: nothing was deleted.")
     else:
         click.echo(f"Deleted {_records(purged)} kept {whose}.")
         gone = gone_meanwhile(len(counted), purged, "sent on or deleted meanwhile")
         if gone:
             click.echo(gone)
+        if left:
+            click.echo(f"The {_left_waiting(left, other=True)}")
     if arrived:
         click.echo(
             f"{arrived} more arrived {whose} since the count and "
             f"{'was' if arrived == 1 else 'were'} kept."
         )
-    if left:
-        # Routed to the instance's domain: not the operator's to drop here (see the help).
-        click.echo(_waiting_text(f"{left} kept for it were left in place: they"))
+
+
+def _left_waiting(left: int, *, other: bool = False) -> str:
+    """What `purge-unrouted --instance` says of the `left` records it kept for the instance
+    that wait for their contact, in the number's agreement: "1 kept for it waits for the
+    contact it continues, ... and was left in place; ..." (`other`: "1 other kept ...", after
+    some were deleted)."""
+    from openprofiles.contacts.links import WAIT_SECONDS
+
+    one = left == 1
+    return (
+        f"{left}{' other' if other else ''} kept for it "
+        f"{'waits for the contact it continues' if one else 'wait for the contact they continue'}"
+        f", whose record has not come, and {'was' if one else 'were'} left in place; "
+        f"{'it' if one else 'each'} is applied when it comes, or dead-lettered after "
+        f"{WAIT_SECONDS // 60} minutes without."
+    )
 
 
 def _records(number: int) -> str:
