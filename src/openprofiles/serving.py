@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import multiprocessing
 import os
@@ -194,21 +193,13 @@ def is_loopback(host: str) -> bool:
     """Whether `host` names loopback addresses only (127.0.0.0/8, ::1, localhost), read as `bind`
     binds it: every address it resolves to. A name that resolves to a loopback and another
     address is served beyond this machine too."""
+    from openprofiles.wire.allowed_hosts import is_loopback_address
+
     try:
         found = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
     except OSError:
         return False
-    return bool(found) and all(_is_loopback_address(str(entry[4][0])) for entry in found)
-
-
-def _is_loopback_address(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+    return bool(found) and all(is_loopback_address(str(entry[4][0])) for entry in found)
 
 
 def url_host(host: str) -> str:

@@ -8,13 +8,14 @@ credential (/metrics without a token names every domain) and post sign-ins, whic
 throttle counts against 127.0.0.1, locking the administrator out of their own address. Every
 such request carries `Host: evil.example`: the browser writes the name it resolved. So, as
 Jupyter (local_hostnames) and Django (ALLOWED_HOSTS) do, a server bound to loopback answers
-only a Host that names a loopback host (localhost, 127.x.y.z, [::1]) or one the operator
-lists in OPENPROFILES_ALLOWED_HOSTS (a reverse proxy on the same host that forwards
-`Host: profiles.example.com` must list it); any port. A server bound to the network answers
-any Host unless that list is set, and then only those names (and loopback ones, so a local
-health check keeps working). Any other request gets 400 in the API's error format, naming
-the setting, never the Host it was sent; each is counted in /metrics
-(`openprofiles_host_refusals_total`), and a warning logged once a minute at most.
+only a Host that names a loopback host (localhost, 127.x.y.z, [::1], [::ffff:127.0.0.1]; not
+app.localhost, see LOOPBACK_NAMES) or one the operator lists in OPENPROFILES_ALLOWED_HOSTS (a
+reverse proxy on the same host that forwards `Host: profiles.example.com` must list it); any
+port, an empty one included. A server bound to the network answers any Host unless that list
+is set, and then only those names (and loopback ones, so a local health check keeps working).
+Any other request gets 400 in the API's error format, naming the setting, never the Host it
+was sent; each is counted in /metrics (`openprofiles_host_refusals_total`), and a warning
+logged once a minute at most.
 
 A request without a Host header (HTTP/1.0; HTTP/1.1 requires one, and uvicorn passes on
 what it gets) is answered when the server is bound to loopback: no browser sends one, so it
@@ -48,7 +49,16 @@ logger = logging.getLogger(__name__)
 
 VARIABLE = "OPENPROFILES_ALLOWED_HOSTS"
 # The names every host list holds: the loopback host's usual spellings. Other loopback
-# addresses (127.0.0.2, [0:0:0:0:0:0:0:1]) are recognised by `_loopback_address`.
+# addresses (127.0.0.2, [0:0:0:0:0:0:0:1], [::ffff:127.0.0.1]) are recognised by
+# `_loopback_address`.
+#
+# Not the names under localhost (app.localhost, RFC 6761): Chrome and Firefox resolve them to
+# loopback themselves, but RFC 6761 only lets a resolver do so, and a browser that asks the
+# system's resolver (Safari; a name not in /etc/hosts) gets the network's DNS answer, which on
+# a hostile network (its DHCP hands out the resolver) can be the attacker's address first and
+# 127.0.0.1 next: DNS rebinding under a name this list would then answer. "localhost" itself
+# never reaches the network's DNS (the hosts file answers it). A name under localhost that an
+# operator uses is listed in OPENPROFILES_ALLOWED_HOSTS.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 REFUSED_MESSAGE = (
     "The request's Host header names a host this server does not answer for. To serve it "
@@ -74,9 +84,15 @@ class HostPolicy:
         host = host.lower()
         if host in self._answered:
             return True
+        # Whitespace around the value is no part of it (RFC 9110 5.5, optional whitespace),
+        # should the server pass it on.
+        host = host.strip(b" \t")
         name, _, port = host.rpartition(b":")
-        # "localhost:8080", "[::1]:8080"; but "::1" is an address, not "::" and a port.
-        if not (name and port.isdigit() and (b":" not in name or name.endswith(b"]"))):
+        # "localhost:8080", "[::1]:8080", and "localhost:" (an empty port is the default one,
+        # RFC 3986 3.2.3); but "::1" is an address, not "::" and a port.
+        if not (
+            name and (port.isdigit() or not port) and (b":" not in name or name.endswith(b"]"))
+        ):
             name = host
         if name in self._answered:
             return True
@@ -105,10 +121,24 @@ def canonical_host(name: str) -> str:
 
 def _loopback_address(name: bytes) -> bool:
     try:
-        address = ipaddress.ip_address(_unbracketed(name.decode("ascii")))
-    except (UnicodeDecodeError, ValueError):
+        return is_loopback_address(_unbracketed(name.decode("ascii")))
+    except UnicodeDecodeError:
         return False
-    return address.is_loopback
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether `address` (an IP address; IPv6 without brackets, with its zone or not: "::1%lo")
+    is a loopback one: 127.0.0.0/8, ::1, or 127.x.y.z mapped into IPv6 (::ffff:127.0.0.1,
+    which Python's `is_loopback` does not count before 3.13). The one test of both the Host
+    check and `serving.is_loopback` (the address a server is bound to). An IPv4 address with
+    a zone is none (ipaddress refuses it): no Host a browser sends has one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _unbracketed(name: str) -> str:

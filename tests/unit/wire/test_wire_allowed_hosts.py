@@ -40,6 +40,18 @@ LOOPBACK_HOSTS = [
     "[::1]:8000",
     "[0:0:0:0:0:0:0:1]:8000",
     "::1",
+    # Refused before: 127.0.0.1 mapped into IPv6 (serving.is_loopback took it already), an
+    # empty port (RFC 3986: the default one) and the optional whitespace around a header's
+    # value (RFC 9110).
+    "[::ffff:127.0.0.1]",
+    "[::ffff:127.0.0.1]:8000",
+    "[::FFFF:7f00:2]",
+    "localhost:",
+    "[::1]:",
+    "127.0.0.1:",
+    " localhost ",
+    "\tlocalhost:8000\t",
+    "  [::1]:8000",
 ]
 FOREIGN_HOSTS = [
     "evil.example",
@@ -50,10 +62,18 @@ FOREIGN_HOSTS = [
     "10.0.0.5",
     "[::2]",
     "[::1",
-    "localhost:",
+    "localhost::",
     "localhost:http",
+    "localhost: 8000",
     "",
+    " ",
     "*",
+    "[::ffff:10.0.0.5]",
+    "127.0.0.1%25lo",
+    # Names under localhost (RFC 6761): a browser that asks the network's DNS for one can be
+    # rebound (allowed_hosts.LOOPBACK_NAMES).
+    "app.localhost",
+    "app.localhost:8000",
 ]
 
 
@@ -82,6 +102,8 @@ def test_listed_names_are_answered_in_any_spelling() -> None:
         "10.0.0.5:80",
         "proxy",
         "proxy.:8000",
+        " profiles.example.com:443\t",
+        "10.0.0.5:",
     ):
         assert policy.answers(host.encode()), host
     assert not policy.answers(b"evil.example")
