@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from openprofiles.flows.sources import SourceItem
+from openprofiles.flows.sources import SourceItem, is_unreadable
 
 # The checkpoint version of an item that failed starts with this, followed by the item's version
 # ("failed:<etag>") when nothing of it is known applied, or by what of it was not applied, then
@@ -52,8 +52,25 @@ CRASHED_MARK = "crashed:"
 
 def is_pending(checkpoint: str | None, item: SourceItem) -> bool:
     """Whether an incremental run reads the item: never read, changed since, or begun and not
-    finished (a PARTIAL_MARK checkpoint). A failed item is not (FAILED_MARK), unless changed."""
+    finished (a PARTIAL_MARK checkpoint). A failed item is not (FAILED_MARK), unless changed;
+    nor is one read before that cannot be looked at now (`unreadable_read_before`)."""
+    if unreadable_read_before(checkpoint, item):
+        return False
     return checkpoint != item.version and failed_plan(checkpoint, item.version) is None
+
+
+def unreadable_read_before(checkpoint: str | None, item: SourceItem) -> bool:
+    """Whether the item cannot be looked at now (flows.sources.UNREADABLE_VERSION) and a run has
+    read it before (it has a checkpoint, whatever it says): automatic runs pass it over. That it
+    cannot be looked at says nothing of a change — a folder's x permission taken away for a
+    while, a network mount answering EIO — and reading it would only dead-letter it and write
+    "failed:unreadable" over its checkpoint, so that, looked at again, it was read a second
+    time, unchanged (or, begun and not finished, from its start, its older records applied over
+    what came since). Passed over, its checkpoint stays: the item is read when it can be looked
+    at again and its version changed, or resumed if it was begun. An item never read is not
+    passed over: it is read, and dead-lettered saying why (nothing of it lost without a word);
+    then, failed as unreadable, it is read again by a run asked for (FAILED_MARK)."""
+    return checkpoint is not None and is_unreadable(item.version)
 
 
 @dataclass(frozen=True)

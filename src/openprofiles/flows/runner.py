@@ -32,10 +32,14 @@ failed, and the run goes on. No automatic run reads it again until it changes â€
 queue holds it; a run asked for (OnDemand: `openprofiles flows run`, with `--incremental` too, or
 the admin pages' "Run now", whatever the flow's own trigger) reads it again, for when the cause was
 fixed without changing it. So is a streamed item whose rest could not be read (its records before
-that were ingested). A source that cannot be listed or read at all fails the run instead, leaving
-its items to the next run (which resumes an item the run had begun, see above; a Complete run
-applies its records again, which changes nothing: an object is stored under its UNIQUE key,
-replacing itself), as does a run that stopped holding its flow.
+that were ingested). A file of a folder that cannot even be looked at when listed
+(flows.sources.UNREADABLE_VERSION) is such an item when no run has read it; one read before is
+passed over, its checkpoint left as it was, by every run but a Complete one asked for (which
+reads every item, and dead-letters it): that it cannot be looked at for a while says nothing of
+a change (flows.checkpoints `unreadable_read_before`). A source that cannot be listed or read at
+all fails the run instead, leaving its items to the next run (which resumes an item the run had
+begun, see above; a Complete run applies its records again, which changes nothing: an object is
+stored under its UNIQUE key, replacing itself), as does a run that stopped holding its flow.
 
 A failed item can have been partly applied (a streamed item whose rest could not be read, an item
 set aside, flows.crashes): its checkpoint keeps what of that content was not (FAILED_MARK,
@@ -80,6 +84,7 @@ from openprofiles.flows.checkpoints import (
     is_pending,
     partial_checkpoint,
     read_plan,
+    unreadable_read_before,
 )
 from openprofiles.flows.claims import Renewal, Stop, Terminated, hold
 from openprofiles.flows.crashes import (
@@ -155,8 +160,20 @@ def run_claimed(
                 or (not automatic and failed_plan(done(i), i.version) is not None)
             ]
         elif automatic:
-            items = [i for i in listed if failed_plan(done(i), i.version) is None]
+            # Nor does an automatic Complete run read an item read before that cannot be
+            # looked at now (a transient failure: flows.checkpoints `unreadable_read_before`):
+            # its dead letter, every file's while a mount answers EIO, would tell of no change.
+            items = [
+                i
+                for i in listed
+                if failed_plan(done(i), i.version) is None
+                and not unreadable_read_before(done(i), i)
+            ]
         else:
+            # A Complete run asked for reads every item, those that cannot be looked at too:
+            # asked to read them all, it dead-letters each it cannot, saying why (so that the
+            # admin knows), and its failed checkpoint has the next run that can look at it
+            # read it, as asked.
             items = listed
         # Every listed item was looked up (`gone`): their digests kept for the next listing.
         done.keep()

@@ -162,7 +162,6 @@ class FolderSource:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            stat: os.stat_result | None
             try:
                 if not entry.is_file():
                     continue
@@ -175,13 +174,16 @@ class FolderSource:
                 # that may not be read, an I/O error): listed still, so that `open`, which fails
                 # the same way, dead-letters it saying why — skipped, it would be lost without
                 # a word (the log cannot name it: a file's name can be personal data) — while
-                # the other files are read. Its version is the entry's own (a link's), so it is
-                # dead-lettered once, and read once it changes or can be looked at.
-                stat = _own_stat(entry)
+                # the other files are read. Its version is UNREADABLE_VERSION, not one of its
+                # own: see there.
+                own = _own_stat(entry)
+                version, modified_at = UNREADABLE_VERSION, own.st_mtime if own else None
+            else:
+                version, modified_at = _file_version(stat), stat.st_mtime
             key = _key(entry.name, taken=out)
             if key != entry.name:
                 names[key] = entry.name
-            out[key] = SourceItem(key, _file_version(stat), stat.st_mtime if stat else None)
+            out[key] = SourceItem(key, version, modified_at)
         self._names = names
         return sorted(out.values(), key=lambda item: item.key)
 
@@ -250,25 +252,42 @@ def _key(name: str, *, taken: dict[str, SourceItem]) -> str:
     return key
 
 
+# The version of a folder's entry that cannot be looked at (`FolderSource.items`): a loop of
+# links, a link into a folder that may not be read, an I/O error. The same for every such entry,
+# and never a file's (theirs are "<mtime_ns>-<size>"), so that a run can tell it: the listing
+# knows nothing of the file's content, and an entry that cannot be looked at for a while (a
+# folder's x permission taken away, an NFS mount answering EIO) says nothing of a change. A
+# version of its own (the link's lstat, as before) made every file read before dead-lettered
+# once and, looked at again, read a second time, unchanged: the checkpoint differed from its
+# version. An item that a run has read before is therefore passed over while it is
+# unreadable (flows.checkpoints `unreadable_read_before`), and read when it can be looked at
+# again and its version changed; one never read is read, and dead-lettered saying why.
+UNREADABLE_VERSION = "unreadable"
+
+
+def is_unreadable(version: str) -> bool:
+    """Whether a listed item's version says it could not be looked at (UNREADABLE_VERSION)."""
+    return version == UNREADABLE_VERSION
+
+
 def _own_stat(entry: os.DirEntry[str]) -> os.stat_result | None:
-    """The entry's own stat (a link's, not its target's), or None when that fails too."""
+    """The entry's own stat (a link's, not its target's), or None when that fails too: its
+    modification time, for settling (flows.listing.settled), as a file's is."""
     try:
         return entry.stat(follow_symlinks=False)
     except OSError:
         return None
 
 
-def _file_version(stat: os.stat_result | None) -> str:
-    """A file's version: its mtime and size; "unreadable" for an entry that cannot be looked at
-    at all (`FolderSource.items`). A file rewritten and given back its mtime at the same size
+def _file_version(stat: os.stat_result) -> str:
+    """A file's version: its mtime and size (UNREADABLE_VERSION for an entry that cannot be
+    looked at, `FolderSource.items`). A file rewritten and given back its mtime at the same size
     (`cp -p`, tar or unzip keeping the mtimes, a coarse-timestamp filesystem) keeps its version
     and is not read again by an incremental run; a run that reads every item (an OnDemand
     flow's, a Complete one's) reads it. The ctime would tell such a rewrite, but a new version
     of every checkpoint would read each file once more on upgrade, setting back what changed
     since by other means (the API, a later file), and chmod or a backup tool would make new
     versions."""
-    if stat is None:
-        return "unreadable"
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
