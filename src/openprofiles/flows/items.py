@@ -8,7 +8,8 @@ of it than one JSON document.
   from the next without parsing the whole, so the item must be JSON lines: when none of its
   first lines is a JSON object on its own (a JSON array, a pretty-printed document), nothing of
   it is read and it fails whole, the reason saying why and what to do (JSON lines, or smaller
-  parts); a first line too long to judge counts as one when it starts with `{`.
+  parts); a first line too long to judge counts as one when it starts with `{`, unless it is
+  all the item holds (one JSON document, minified on one line: it fails whole, saying so).
   In such an item a line that is not UTF-8, or longer than `MAX_DOCUMENT_BYTES`, is a record
   that fails alone (`BadRecord`), as a line that is not JSON does.
 
@@ -104,7 +105,8 @@ def item_records(source: FlowSource, item: SourceItem) -> Iterator[ItemRecords]:
             _check_json_lines(source, item, stream.version, head)
             read = ItemRecords(stream.version, iter(()))
             # The head is the lines' first buffer, held by them only.
-            read.records = _lines(source, item, stream, head, read)
+            lines = _lines(source, item, stream, head, read)
+            read.records = _not_one_long_line(source, item, stream.version, lines)
             del head
             yield read
             return
@@ -184,20 +186,57 @@ def _check_json_lines(source: FlowSource, item: SourceItem, version: str, head: 
         # reads of one record, it cannot be parsed to tell, but it begins as a record does.
         # It fails alone (`_lines`: a BadRecord), as it would second, and the lines after it
         # are read, rather than the whole export dead-lettered, content-less, as no JSON lines.
-        # A JSON array is refused above; a pretty-printed object has a line end in its head.
+        # A JSON array is refused above; a pretty-printed object has a line end in its head;
+        # a minified one, alone on its line, has no record after it (`_not_one_long_line`).
         if not is_lines and looked == 0:
             is_lines = head[start:].lstrip().startswith(b"{")
     if not is_lines:
-        raise ItemFailed(
-            f"{_capitalised(source.describe(item.key))} is larger than {_bytes(MAX_DOCUMENT_BYTES)}"
-            ", the most a flow reads as one JSON document, and is not JSON lines (a JSON array, "
-            f"or none of its first {LINES_LOOKED_AT} lines is a JSON object on its own). Nothing "
-            "of it was ingested; export it as "
-            f"JSON lines (one record per line), or in parts of at most "
-            f"{_bytes(MAX_DOCUMENT_BYTES)}.",
-            "",
+        raise _not_json_lines(
+            source,
+            item,
             version,
+            f"a JSON array, or none of its first {LINES_LOOKED_AT} lines is a JSON object on "
+            "its own",
         )
+
+
+def _not_json_lines(source: FlowSource, item: SourceItem, version: str, why: str) -> ItemFailed:
+    """The item too large to read whole failed whole, not being JSON lines (`why`)."""
+    return ItemFailed(
+        f"{_capitalised(source.describe(item.key))} is larger than {_bytes(MAX_DOCUMENT_BYTES)}"
+        f", the most a flow reads as one JSON document, and is not JSON lines ({why}). Nothing "
+        "of it was ingested; export it as "
+        f"JSON lines (one record per line), or in parts of at most "
+        f"{_bytes(MAX_DOCUMENT_BYTES)}.",
+        "",
+        version,
+    )
+
+
+def _not_one_long_line(
+    source: FlowSource, item: SourceItem, version: str, records: Iterator[ItemRecord | BadRecord]
+) -> Iterator[ItemRecord | BadRecord]:
+    """The records of `_lines`, or ItemFailed (`_not_json_lines`) before any is handed out when
+    the item is one line too long to read and nothing else (blank lines aside): one JSON
+    document on one line, as minified exports are (`{"Records": [...]}`, with or without a line
+    end). Its first line starting with `{`, `_check_json_lines` took it for JSON lines, whose
+    first record is too long (that record fails alone, the rest is read); with no rest, the
+    item's reason is that it is too large a document, and what to do — not that its line 1 is
+    too long a record. Only the next record is waited for (the lines up to it are read, a
+    chunk at a time): with one, the long line fails alone, as before."""
+    first = next(records, None)
+    if first is None:
+        return
+    if isinstance(first, _Overlong):
+        second = next(records, None)
+        if second is None:
+            raise _not_json_lines(
+                source, item, version, f"all of it is one line, {first.size} bytes long"
+            )
+        yield first
+        first = second
+    yield first
+    yield from records
 
 
 def _lines(
@@ -270,12 +309,20 @@ def _line(
         )
 
 
+@dataclass(frozen=True)
+class _Overlong(BadRecord):
+    """A line longer than MAX_DOCUMENT_BYTES, `size` bytes long (`_not_one_long_line`)."""
+
+    size: int = 0
+
+
 def _overlong(source: FlowSource, item: SourceItem, number: int, size: int) -> BadRecord:
-    return BadRecord(
+    return _Overlong(
         f"Line {number} of {source.describe(item.key)} is {size} bytes long, more than the "
         f"{_bytes(MAX_DOCUMENT_BYTES)} a flow reads of one record; it was not read.",
         "",
         f"line {number}",
+        size,
     )
 
 

@@ -84,3 +84,44 @@ def test_a_large_json_array_on_one_line_is_still_refused_whole(
     [letter] = letters(services)
     assert letter.origin == "Flow crm, a.json"
     assert "is not JSON lines (a JSON array" in letter.reason
+
+
+def test_one_json_document_on_one_long_line_fails_whole_saying_what_to_do(
+    services: Services, tmp_path: Path
+) -> None:
+    """A minified export (`{"Records": [...]}` on one line) larger than a document may be starts
+    with `{` as a JSON-lines record does; with no line after it, it is too large a document,
+    and its dead letter says so and what to do, not that its line 1 is too long a record."""
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    document = json.dumps({"Records": [user(n) for n in range(40)]})
+    (folder / "a.json").write_text(document)
+    # With a line end, and blank lines, after it: still the one document.
+    (folder / "b.json").write_text(document + "\n \n")
+    # A record after it: JSON lines whose first line is too long, failing alone (as above).
+    (folder / "c.jsonl").write_text(document + "\n" + jsonl(user(100)))
+    put_flow(services, "crm", TYPE, flow_definition("crm", "file://", str(folder)))
+
+    run = run_flow(services, domain_name=D, flow_name="crm")
+
+    assert counts(run) == ("COMPLETED", 3, 4, 1, 3)
+    assert ingested(services, 0, 1, 100) == [100]
+    a, b, c = letters(services)
+    assert (a.origin, b.origin, c.origin) == (
+        "Flow crm, a.json",
+        "Flow crm, b.json",
+        "Flow crm, c.jsonl, line 1",
+    )
+    for letter, name in ((a, "a.json"), (b, "b.json")):
+        assert letter.reason.endswith(
+            f"The file {folder / name} is larger than {LIMIT} bytes, the most a flow reads as "
+            f"one JSON document, and is not JSON lines (all of it is one line, {len(document)} "
+            "bytes long). Nothing of it was ingested; export it as JSON lines (one record per "
+            f"line), or in parts of at most {LIMIT} bytes."
+        )
+    assert f"Line 1 of the file {folder / 'c.jsonl'} is {len(document)} bytes long" in c.reason
+    # Checkpointed as failed items: an incremental run asked for reads them again, and only
+    # them (c.jsonl was read, its long line dead-lettered).
+    run = run_flow(services, domain_name=D, flow_name="crm", complete=False)
+    assert counts(run) == ("COMPLETED", 2, 2, 0, 2)
