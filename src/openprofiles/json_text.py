@@ -128,7 +128,7 @@ def _fast_load(text: str | bytes) -> Any:
     some JSON it would accept (a byte-order mark, UTF-16). What orjson would read differently is
     ruled out first: an integer beyond 64 bits (read as a float: json_codec) and nesting deeper
     than MAX_JSON_DEPTH (orjson allows 1,024 levels)."""
-    if json_codec.may_hold_big_integer(text) or _bracket_count(text) > MAX_JSON_DEPTH:
+    if json_codec.may_hold_big_integer(text) or may_nest_too_deep(text):
         return _NOT_FAST
     try:
         return orjson.loads(text)
@@ -136,15 +136,11 @@ def _fast_load(text: str | bytes) -> Any:
         return _NOT_FAST
 
 
-def _bracket_count(text: str | bytes) -> int:
-    if isinstance(text, bytes):
-        return text.count(b"[") + text.count(b"{")
-    return text.count("[") + text.count("{")
-
-
-def may_nest_too_deep(text: str) -> bool:
+def may_nest_too_deep(text: str | bytes) -> bool:
     """Whether the JSON `text` has enough brackets to nest deeper than MAX_JSON_DEPTH: when it
     has not, its value need not be walked (`check_depth`)."""
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH
     return text.count("[") + text.count("{") > MAX_JSON_DEPTH
 
 
