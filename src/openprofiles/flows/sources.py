@@ -188,9 +188,6 @@ class FolderSource:
         return sorted(out.values(), key=lambda item: item.key)
 
     def open(self, key: str) -> ItemStream:
-        # The folder itself out of the roots (narrowed since, or the folder replaced by a link)
-        # fails the run, as it fails the listing.
-        inside_folder_roots(self._settings, self.folder)
         try:
             # A file of the folder may be a link to somewhere outside the roots: that file's
             # error, the others are read. The roots are the server's folders and setting, the
@@ -200,6 +197,10 @@ class FolderSource:
             cause = exc.__cause__
             if isinstance(cause, OSError | RuntimeError):
                 raise self._error(key, cause) from exc
+            # Unless the folder itself is out of the roots (narrowed since, or the folder
+            # replaced by a link): that fails the run, as it fails the listing. Asked only
+            # here, not for every file read.
+            inside_folder_roots(self._settings, self.folder)
             raise ItemError(
                 f"{self.describe(key)} is a link to a path outside the folders flows may read "
                 "on this server"
