@@ -121,7 +121,10 @@ def _locked_dir() -> tuple[Path, int]:
     the directory): an orphan check finds a held lock, never one it could take."""
     while True:
         new = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX))
-        making = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            making = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # removed by another server's check before it could even be opened
         try:
             try:
                 fcntl.flock(making, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -270,3 +270,30 @@ def test_a_new_directory_another_server_is_removing_is_given_up_for_another(
         assert path.is_dir() and (path / LOCK_FILE).exists()
         assert not given_up[0].exists()
     assert not path.exists()
+
+
+def test_a_new_directory_removed_before_it_is_opened_is_given_up_for_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another server's orphan check removed the new directory between its making and its
+    opening, before any lock (seen in CI: two test servers starting at once): the start failed
+    with FileNotFoundError; it makes another."""
+    from openprofiles.metrics import endpoint
+
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    real_mkdtemp = tempfile.mkdtemp
+    removed: list[Path] = []
+
+    def mkdtemp_then_another_check_removes_it(**kwargs: str) -> str:
+        made = real_mkdtemp(**kwargs)
+        if not removed:
+            os.rmdir(made)  # as another server's orphan check does, the lock being free
+            removed.append(Path(made))
+        return made
+
+    monkeypatch.setattr(endpoint.tempfile, "mkdtemp", mkdtemp_then_another_check_removes_it)
+    with multiprocess_dir(2):
+        path = Path(os.environ[MULTIPROCESS_ENV])
+        assert removed and removed[0].name.startswith(NEW_PREFIX)
+        assert path.is_dir() and (path / LOCK_FILE).exists()
+    assert not path.exists()
