@@ -24,6 +24,10 @@ WAITS = (
     "wait for the contact they continue, whose record has not come; each is applied when it "
     "comes, or dead-lettered after 60 minutes without."
 )
+WAITS_ONE = (
+    "waits for the contact it continues, whose record has not come; it is applied when it "
+    "comes, or dead-lettered after 60 minutes without."
+)
 
 
 @pytest.fixture
@@ -108,8 +112,23 @@ def test_send_kept_says_which_records_now_wait_for_their_contact(
 
     assert out == (
         "Sent on 0 kept contact records: 0 accepted, 0 rejected; 0 kept again (their domain's "
-        f"key cannot be used now).\n1 now {WAITS}\n"
+        f"key cannot be used now).\n1 now {WAITS_ONE}\n"
     ), out
+
+
+def test_associate_says_how_many_replayed_records_wait_for_their_contact(
+    loaded: tuple[Services, list[str]],
+) -> None:
+    """Associating an instance replays what was kept for it; those of the replayed records that
+    wait for the contact they continue are told in the number's agreement (one was said as
+    "1 now wait for the contact they continue")."""
+    services, options = loaded
+    send(services, a_task("task-1", "call-1", instance=OTHER_INSTANCE))
+    send(services, a_task("task-2", "call-2", instance=OTHER_INSTANCE))
+
+    out = run(options, "instances", "associate", "--instance", OTHER_INSTANCE, "--domain", "loaded")
+
+    assert out.endswith(f"\n2 of them {WAITS}\n"), out
 
 
 def test_the_loader_applies_a_task_whose_contact_comes_later_in_the_file(

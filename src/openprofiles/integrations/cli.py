@@ -99,16 +99,21 @@ def instances_associate(
             "sends them on."
         )
     if replayed.waiting:
-        click.echo(_waiting_text(f"{replayed.waiting} of them"))
+        click.echo(_waiting_text(replayed.waiting, "{n} of them"))
 
 
-def _waiting_text(who: str) -> str:
-    """`who` (records) wait for the contact they continue, and what then (contacts.links)."""
+def _waiting_text(count: int, who: str) -> str:
+    """`count` records (`who`: "{n} of them", "{n} now") wait for the contact they continue,
+    and what then (contacts.links), in the number's agreement: "1 now waits for the contact it
+    continues, ...; it is applied ..."."""
     from openprofiles.contacts.links import WAIT_SECONDS
 
+    one = count == 1
     return (
-        f"{who} wait for the contact they continue, whose record has not come; each is applied "
-        f"when it comes, or dead-lettered after {WAIT_SECONDS // 60} minutes without."
+        f"{who.format(n=count)} "
+        f"{'waits for the contact it continues' if one else 'wait for the contact they continue'}"
+        f", whose record has not come; {'it' if one else 'each'} is applied when it comes, or "
+        f"dead-lettered after {WAIT_SECONDS // 60} minutes without."
     )
 
 
@@ -194,7 +199,7 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
         "domain's key cannot be used now)."
     )
     if sent.waiting:
-        click.echo(_waiting_text(f"{sent.waiting} now"))
+        click.echo(_waiting_text(sent.waiting, "{n} now"))
 
 
 @instances.command("purge-unrouted")
