@@ -138,9 +138,11 @@ def _kept_for(services: Services, found: Integration) -> list[Hashable]:
     (by flow), and its listings (by `listing_key`, when its definition can be read)."""
     assert found.flow_name is not None
     keys: list[Hashable] = [(id(services), found.domain_name, found.flow_name)]
-    # One that cannot be read is logged by its check (`run_if_due`), not here.
+    # One that cannot be read is logged by its check (`run_if_due`), not here. Read as that
+    # check reads it (stored): a definition only PutIntegration would now refuse has listings
+    # and warnings of its own to keep, which would else be dropped every pass.
     with contextlib.suppress(Exception):
-        flow = parse_flow_definition(found.flow_definition or {})
+        flow = parse_flow_definition(found.flow_definition or {}, stored=True)
         keys.append(listing_key(services, found.domain_name, flow))
     return keys
 

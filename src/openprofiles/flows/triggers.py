@@ -164,12 +164,17 @@ def run_if_due(
         return None
     except Exception as exc:
         where = (found.flow_name, found.domain_name)
-        log_failure("Flow %s of domain %s could not run", where, exc)
         if trigger is None or not isinstance(exc, ServiceError):
             # Not known to be due, or no reason to show (a database error, a bug): a run it
             # stopped ended FAILED already (run_flow).
+            log_failure("Flow %s of domain %s could not run", where, exc)
             return None
-        return _failed_start(services, found, trigger, exc, due)
+        failed = _failed_start(services, found, trigger, exc, due)
+        # Logged when its FAILED run is recorded: an Event flow's is recorded once, not every
+        # pass (`_failed_start`), and so is its warning.
+        if failed is not None:
+            log_failure("Flow %s of domain %s could not run", where, exc)
+        return failed
 
 
 def log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:

@@ -24,9 +24,10 @@ from tests.unit.integrations.integ_helpers import make_domain
 from openprofiles.context import Services
 from openprofiles.errors import BadRequest
 from openprofiles.flows import models
+from openprofiles.flows.listing import listing_key
 from openprofiles.flows.models import schedule_interval
 from openprofiles.flows.runs import list_runs
-from openprofiles.flows.service import run_due_flows, run_flow
+from openprofiles.flows.service import _kept_for, run_due_flows, run_flow
 
 from .test_flows_failed_items import EVENT, TYPE, counts, jsonl, letters, user
 from .test_flows_templates import D, flow_definition, put_flow
@@ -158,11 +159,17 @@ def test_an_interval_in_digits_other_than_ascii_is_refused(expression: str) -> N
 
 
 def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
-    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    services: Services,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A definition PutIntegration took before several members none of the source's were
     refused is read by the watcher (stored), so the flow is not passed over for ever, its runs
-    empty and the log its only word: its run refuses it, once, saying why."""
+    empty and the log its only word: its run refuses it, once, saying why — and warns once, as
+    it records that run (it warned "could not run" every pass). What the process keeps of the
+    flow between passes includes its listing (`_kept_for` read the definition as PutIntegration
+    does, failed, and dropped the listing and its stuck-warning limit every pass)."""
     from openprofiles.integrations.service import find_flow_integration
     from openprofiles.ui.integration_pages import _row
 
@@ -182,7 +189,10 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
     with services.read() as tx:  # the admin page's row: its trigger, not unreadable
         found = find_flow_integration(tx, domain_name=D, flow_name="crm")
         assert found is not None and _row(tx, found).trigger_type == "Event"
+        flow = models.parse_flow_definition(found.flow_definition or {}, stored=True)
+    assert listing_key(services, D, flow) in _kept_for(services, found)
     now = datetime.now(UTC)
+    caplog.set_level(logging.WARNING, logger="openprofiles")
 
     [run] = run_due_flows(services, now=now)
     assert (run.trigger, run.status) == ("Event", "FAILED")
@@ -191,3 +201,5 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
         assert run_due_flows(services, now=now + timedelta(seconds=10 * i)) == []
     with services.read() as tx:
         assert len(list_runs(tx, domain_name=D, flow_name="crm")) == 1
+    could_not_run = [r for r in caplog.records if "could not run" in r.getMessage()]
+    assert len(could_not_run) == 1, [r.getMessage() for r in could_not_run]
