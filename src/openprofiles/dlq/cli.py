@@ -400,7 +400,7 @@ def _purge_all(
     are purged once the operator says yes (or with --yes). A server may dead-letter more while
     the question waits: records not ingested yet, which no one agreed to delete, so they stay,
     and are counted in the output (on stderr with --json, whose stdout a script parses)."""
-    from openprofiles.dlq.service import count, letter_ids, purge
+    from openprofiles.dlq.service import GONE_BEFORE_PURGE, count, letter_ids, purge
 
     def counted(tx: Any) -> list[str]:
         _existing_domain(tx, domain_name)
@@ -428,7 +428,7 @@ def _purge_all(
         click.echo(json.dumps({"Purged": purged, "NotFound": []}))
     else:
         click.echo(f"Purged {_count(purged, 'dead letter')}.")
-    gone = gone_meanwhile(len(ids), purged, "retried, expired or purged meanwhile")
+    gone = gone_meanwhile(len(ids), purged, GONE_BEFORE_PURGE)
     if gone:
         click.echo(gone, err=as_json)
     if arrived:

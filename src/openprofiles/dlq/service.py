@@ -346,6 +346,11 @@ def letter_bound(tx: Tx, *, domain_name: str) -> tuple[int, str | None]:
     return int(row[0]), row[1]
 
 
+# How letters counted for a purge may be gone before it purges them: its result says so, in the
+# CLI's and the web page's words alike (cli_support.gone_meanwhile).
+GONE_BEFORE_PURGE = "retried, expired or purged meanwhile"
+
+
 def purge_through(tx: Tx, *, domain_name: str, through: str | None, counted: int) -> int | None:
     """Purge the domain's dead letters that `letter_bound` counted: those up to and including
     message id `through` (none when None). Returns how many: fewer than `counted` when some were

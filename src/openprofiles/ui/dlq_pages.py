@@ -4,7 +4,8 @@ one record in full, retrying one or all of them, and purging (after a confirmati
 "Purge all" purges what its confirmation counted, not what is there when it is confirmed: the
 page carries the count and the greatest message id counted, sealed (seal_count), and the POST
 purges the letters up to that id (dlq.purge_through). A record dead-lettered meanwhile stays,
-as with `openprofiles dlq purge --all`.
+as with `openprofiles dlq purge --all`, and the result says so, in the CLI's words: how many
+were kept, and how many of those counted were gone already (cli_support.gone_meanwhile).
 
 Everything goes through openprofiles.dlq.service; records are opened with the domain's key only
 to be shown on these pages.
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openprofiles.cli_support import gone_meanwhile
 from openprofiles.context import Tx
 from openprofiles.dlq import service as dlq
 from openprofiles.dlq.models import DeadLetter
@@ -36,10 +38,12 @@ DOMAIN_CHOICES = 100
 CONFIRM_MISSING = "Tick the box to confirm: purged records cannot be brought back."
 # The scope of the count a "Purge all" confirmation carries (seal_count).
 PURGE_SCOPE = "ui/dlq-purge-all"
+# Said over a fresh confirmation (purge_question), so that the admin can confirm again there.
 COUNT_REFUSED = (
-    "This confirmation does not say which records were counted: it was changed, is from "
-    "another page or session, or is more than a day old. Nothing was purged. Open the "
-    "dead-letter queue and purge again."
+    "Nothing was purged: the confirmation you sent does not say which records it counted. It "
+    "was opened before the server was upgraded, is more than a day old, is from another page "
+    "or session, or was changed. The confirmation below counts the records again: check it "
+    "and confirm again."
 )
 
 
@@ -105,6 +109,7 @@ def routes(ui: UI) -> list[Route]:
             failed=_count(counts, "failed"),
             superseded=_count(counts, "superseded"),
             purged=_count(counts, "purged"),
+            **purge_news(counts),
             **(await ui.read(load)),
         )
         if done:
@@ -206,10 +211,17 @@ def routes(ui: UI) -> list[Route]:
         return to_list(request, name, purged=purged)
 
     async def purge_question(
-        request: Request, name: str, *, status: int = 200, error: str = "", changed: bool = False
+        request: Request,
+        name: str,
+        *,
+        status: int = 200,
+        error: str = "",
+        changed: bool = False,
+        refused: str = "",
     ) -> Response:
         """The confirmation step of "Purge all": the letters counted now, and that count sealed
-        in the form (`seal_count`), so that the POST purges those only."""
+        in the form (`seal_count`), so that the POST purges those only. `refused`: why the
+        confirmation posted could not be used (COUNT_REFUSED)."""
 
         def load(tx: Tx) -> tuple[int, str | None]:
             domains.get_domain(tx, domain_name=name)  # an unknown domain is its own error
@@ -224,6 +236,7 @@ def routes(ui: UI) -> list[Route]:
             total=total,
             counted=seal_count(ui, request, name, total, through),
             changed=changed,
+            refused=refused,
             error=error,
         )
 
@@ -235,15 +248,26 @@ def routes(ui: UI) -> list[Route]:
             return await purge_question(request, name, status=400 if error else 200, error=error)
         # What the admin saw counted, not what is there now: a record dead-lettered since is
         # not purged unseen (the admin confirmed N, N + k were deleted).
-        total, through = open_count(ui, request, name, form_text(request.state.form, "counted"))
-        purged = await ui.write(
-            lambda tx: dlq.purge_through(tx, domain_name=name, through=through, counted=total)
-        )
-        if purged is None:
+        try:
+            total, through = open_count(ui, request, name, form_text(request.state.form, "counted"))
+        except BadRequest as exc:
+            # A confirmation from before an upgrade (no count: the form had none), stale or
+            # changed: asked again, over a fresh count, rather than a dead end.
+            return await purge_question(request, name, status=400, refused=exc.message)
+
+        def work(tx: Tx) -> tuple[int, int] | None:
+            purged = dlq.purge_through(tx, domain_name=name, through=through, counted=total)
+            # Every counted letter still here was purged above: those left came after the
+            # count, and were kept (as `openprofiles dlq purge --all` counts them).
+            return None if purged is None else (purged, dlq.count(tx, domain_name=name))
+
+        done = await ui.write(work)
+        if done is None:
             # More letters among those counted than were counted: nothing purged, asked again.
             return await purge_question(request, name, status=409, changed=True)
         # Fewer than counted when some were retried or purged meanwhile: the page says how many.
-        return to_list(request, name, purged=purged)
+        purged, kept = done
+        return to_list(request, name, purged=purged, counted=total, kept=kept)
 
     return [
         Route("/admin/dlq", overview, methods=["GET"]),
@@ -271,14 +295,27 @@ def seal_count(ui: UI, request: Request, domain_name: str, total: int, through: 
 
 
 def open_count(ui: UI, request: Request, domain_name: str, sealed: str) -> tuple[int, str | None]:
-    """The count `seal_count` sealed; BadRequest (COUNT_REFUSED, a 400 page) when the value was
-    changed, is missing, is another domain's or session's, or is older than the codec takes."""
+    """The count `seal_count` sealed; BadRequest (COUNT_REFUSED: purge_all asks again, 400) when
+    the value was changed, is missing (a form from before the count was sealed), is another
+    domain's or session's, or is older than the codec takes."""
     try:
         state = ui.services.tokens.decode(_purge_scope(request, domain_name), sealed)
     except BadRequest:
         raise BadRequest(COUNT_REFUSED) from None
     # Sealed by this server (the tag checked), in this scope by seal_count only.
     return int(state["n"]), state["m"]
+
+
+def purge_news(counts: dict[str, str | int]) -> dict[str, Any]:
+    """What the dead-letter queue's page says after "Purge all" besides "Purged N" (`counts`, as
+    purge_all left them): `gone`, the sentence on letters counted that were gone already
+    (cli_support.gone_meanwhile; None when none was), and `kept`, how many came after the count
+    and stayed (None when not said: after another action)."""
+    counted, purged = _count(counts, "counted"), _count(counts, "purged")
+    gone = None
+    if counted is not None and purged is not None:
+        gone = gone_meanwhile(counted, purged, dlq.GONE_BEFORE_PURGE)
+    return {"gone": gone, "kept": _count(counts, "kept")}
 
 
 def _count(counts: dict[str, str | int], name: str) -> int | None:
