@@ -7,9 +7,11 @@ that locks the flow's integration row (PostgreSQL; SQLite's one writer serialise
 already) and finds no other RUNNING run of the flow holding it (the partial index
 ix_flow_run_running finds it among all the flow's runs). A run holds its flow for as long as it
 makes progress: every batch and every item renews its claim (its `progress_at`), and where it
-commits nothing for a while — listing its source, which can take minutes on a huge bucket, and
-passing over items gone since — it renews it at most every `RENEW_EVERY` (`Renewal`: while the
-listing goes on in a thread of its own, flows.listing `list_source`). One silent for
+commits nothing for a while — listing its source, which can take minutes on a huge bucket,
+passing over items gone since, and reading an item without applying any of it (a resumed
+item's records applied before, passed over; a line too long to keep, flows.items) — it renews
+it at most every `RENEW_EVERY` (`Renewal`: while the listing goes on in a thread of its own,
+flows.listing `list_source`; after each chunk of an item read). One silent for
 `STALE_AFTER` no longer holds its flow (its process may have ended, or be stalled): the next run
 to claim the flow closes it FAILED, naming itself as the run that took the flow over, and if its
 process is still alive it stops at its next transaction. A run stopped by Ctrl-C or SIGTERM (a
@@ -326,8 +328,9 @@ def hold(tx: Tx, held: Held) -> None:
 class Renewal:
     """Renews a run's claim (`hold`, in a short transaction of its own) at most every
     RENEW_EVERY, where the run commits nothing for a while: while it lists its source
-    (`listing`: one listing call can take long) and before it opens an item (called). What
-    `hold` raises (the run lost its flow) is raised in the run."""
+    (`listing`: one listing call can take long), before it opens an item and after each chunk
+    of one it reads (called). What `hold` raises (the run lost its flow) is raised in the
+    run."""
 
     def __init__(self, services: Services, held: Held, clock: Callable[[], float]) -> None:
         self.services = services

@@ -18,13 +18,19 @@ An item that cannot be opened, is not UTF-8 text, or is neither JSON nor JSON li
 item (flows.sources.ItemGone, raised as it is). A read that breaks off later is either
 the source failing (SourceError: the run stops, and reads the item again next time) or this
 item (ItemError: the rest of it is one `BadRecord`, and the item counts as failed).
+
+Reading commits nothing: the records of a resumed item that an earlier run applied are read
+again and passed over, and a line too long to keep is read to its end, which on a multi-GB
+item can take longer than a run's claim on its flow lasts (flows.claims STALE_AFTER). The
+caller's `renew` is called after each chunk read, to renew the claim (at a bounded rate, as it
+chooses: flows.claims `Renewal`).
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -85,16 +91,20 @@ class ItemRecords:
 
 
 @contextmanager
-def item_records(source: FlowSource, item: SourceItem) -> Iterator[ItemRecords]:
+def item_records(
+    source: FlowSource, item: SourceItem, renew: Callable[[], None] = lambda: None
+) -> Iterator[ItemRecords]:
     """The item's records, read while the context is open; ItemFailed on entry when the item as
-    a whole cannot be read (see the module docstring). SourceError when the source cannot."""
+    a whole cannot be read (see the module docstring). SourceError when the source cannot.
+    `renew` is called after each chunk read (the module docstring); what it raises is raised
+    as it is."""
     try:
         stream = source.open(item.key)
     except ItemError as exc:
         raise ItemFailed(f"{_capitalised(exc.message.rstrip('.'))}. {UNCHANGED}", "") from exc
     with stream:
         try:
-            head = _read(stream, MAX_DOCUMENT_BYTES + 1)
+            head = _read(stream, MAX_DOCUMENT_BYTES + 1, renew)
         except ItemError as exc:
             raise ItemFailed(
                 f"{_capitalised(exc.message.rstrip('.'))}. {UNCHANGED}", "", stream.version
@@ -105,7 +115,7 @@ def item_records(source: FlowSource, item: SourceItem) -> Iterator[ItemRecords]:
             _check_json_lines(source, item, stream.version, head)
             read = ItemRecords(stream.version, iter(()))
             # The head is the lines' first buffer, held by them only.
-            lines = _lines(source, item, stream, head, read)
+            lines = _lines(source, item, stream, head, read, renew)
             read.records = _not_one_long_line(source, item, stream.version, lines)
             del head
             yield read
@@ -115,11 +125,12 @@ def item_records(source: FlowSource, item: SourceItem) -> Iterator[ItemRecords]:
     yield ItemRecords(stream.version, iter(records))
 
 
-def _read(stream: ItemStream, size: int) -> bytearray:
-    """`size` bytes of the stream, fewer only at its end."""
+def _read(stream: ItemStream, size: int, renew: Callable[[], None]) -> bytearray:
+    """`size` bytes of the stream, fewer only at its end; `renew` called after each chunk."""
     data = bytearray()
     while len(data) < size and (chunk := stream.read(min(CHUNK_BYTES, size - len(data)))):
         data += chunk
+        renew()
     return data
 
 
@@ -245,10 +256,11 @@ def _lines(
     stream: ItemStream,
     buffer: bytearray,
     read: ItemRecords,
+    renew: Callable[[], None],
 ) -> Iterator[ItemRecord | BadRecord]:
     """The records of JSON lines read from `buffer` (the item's start, consumed) and then the
-    stream, a chunk at a time; a line longer than MAX_DOCUMENT_BYTES is not kept, only said (a
-    BadRecord)."""
+    stream, a chunk at a time (`renew` called after each); a line longer than MAX_DOCUMENT_BYTES
+    is not kept, only said (a BadRecord)."""
     # Where the search for the next line end resumes, and the line number of the next line.
     searched = 0
     number = 1
@@ -282,6 +294,9 @@ def _lines(
                 f"from line {number}",
             )
             return
+        # Between records as within one line too long to keep: nothing else renews the claim
+        # while records are passed over, or while such a line is read to its end.
+        renew()
         if not chunk:
             break
         buffer += chunk

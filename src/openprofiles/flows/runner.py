@@ -201,7 +201,9 @@ def run_claimed(
             # What of the item is left unapplied should it fail (FAILED_MARK).
             left = Unapplied()
             try:
-                with item_records(source, item) as read:
+                # Reading commits nothing (a resumed item's records passed over, a line too
+                # long to keep read to its end): the claim is renewed as it goes.
+                with item_records(source, item, renewal) as read:
                     version = reading.version = read.version
                     reading.crashes = crashes = crashes_before(done(item), version)
                     failed_before = failed_plan(done(item), version)
