@@ -43,7 +43,9 @@ def test_the_focus_follows_the_agent_through_search_and_forms(
 
     # Nothing typed: said, and the focus is back in the box to type.
     page.keyboard.press("Enter")
-    expect(page.get_by_role("alert")).to_have_text("Type a value to search for.")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Type a phone number, email address, name, account number or profile id to search."
+    )
     expect(box).to_be_focused()
 
     missing = f"nadia.{uuid.uuid4().hex[:6]}@example.com"
@@ -77,6 +79,12 @@ def test_the_contact_history_names_each_contact_and_opens_its_record_indented(
     expect(table.get_by_role("cell", name=contact_id, exact=True)).to_be_visible()
 
     table.get_by_role("link", name="Open record 1").click()
+    # The contact's details first, labelled; the record's JSON folded under them.
+    details = page.locator("dl.contact-details")
+    expect(details.locator("dt").first).to_have_text("Contact ID")
+    expect(details.locator("dd").first).to_have_text(contact_id)
+    page.get_by_text("The whole record, as JSON").click()
+    expect(page.locator("pre.record")).to_be_visible()
     shown = page.locator("pre.record").inner_text()
     assert json.loads(shown)["ContactId"] == contact_id
     assert shown == json.dumps(json.loads(shown), indent=2, ensure_ascii=False, sort_keys=True)

@@ -426,4 +426,15 @@ def test_profile_shows_contact_history(
     screenshot(page, "agent-profile-history", live_server)
     history.get_by_role("link", name="Open").first.click()
     expect(page.get_by_role("heading", name="Contact record")).to_be_visible()
+    # Labelled, what an agent reads of the contact; the record's JSON folded under it.
+    details = page.locator("dl.contact-details")
+    expect(details.locator("dt")).to_have_text(
+        ["Contact ID", "Channel", "Start", "End", "Duration", "Agent", "Queue", "Disconnect reason"]
+    )
+    expect(details.locator("dd").nth(1)).to_have_text("CHAT")
+    expect(details.locator("dd").nth(4)).to_have_text("10:30")
+    expect(details.locator("dd").nth(6)).to_have_text("Support")
+    expect(page.locator("pre.record")).to_be_hidden()
+    page.get_by_text("The whole record, as JSON").click()
+    expect(page.locator("pre.record")).to_be_visible()
     expect(page.locator("pre.record")).to_contain_text('"Channel": "CHAT"')

@@ -90,8 +90,9 @@ INVALID_SEARCH = (
     "This search address is not valid: it was changed, is for another domain or another user, "
     "or is more than a day old. Search again."
 )
-# A search sent with nothing typed: said, not a silent return to the empty page.
-EMPTY_SEARCH = "Type a value to search for."
+# A search sent with nothing typed (or only spaces): said, not a silent return to the empty
+# page, and saying what the box takes (as its hint does), not only that it was empty.
+EMPTY_SEARCH = "Type a phone number, email address, name, account number or profile id to search."
 # The cursors of the pages before a page: profile ids, 32 hex digits each, one after another.
 CURSORS = re.compile(r"(?:[0-9a-f]{32})*")
 CURSOR_LENGTH = 32
@@ -889,19 +890,19 @@ def routes(ui: UI) -> list[Route]:
             ui, name, profile_id, object_type, request.path_params["object_link"]
         )
 
-        def load(tx: Tx) -> tuple[ProfileRecord, str | None]:
+        def load(tx: Tx) -> tuple[ProfileRecord, history.ObjectDetail | None]:
             record = profiles.get_profile(tx, domain_name=name, profile_id=profile_id)
-            text = history.load_one(
+            detail = history.load_one(
                 tx,
                 domain_name=name,
                 profile_id=record.profile_id,
                 object_type=object_type,
                 digest=digest,
             )
-            return record, text
+            return record, detail
 
-        record, text = await ui.read(load)
-        if text is None:
+        record, detail = await ui.read(load)
+        if detail is None:
             raise NotFound(f"The profile has no such {object_type} record; it may have expired.")
         show_profiles(request, [record.profile_id])
         return ui.render(
@@ -911,7 +912,9 @@ def routes(ui: UI) -> list[Route]:
             record=record,
             name=display_name(record),
             object_type=object_type,
-            text=text,
+            text=detail.text,
+            # A contact's record: its details labelled, the JSON folded under them.
+            contact=detail.contact,
         )
 
     def render_form(

@@ -1,6 +1,7 @@
 """A profile's contact history and other objects for the profile page: tabs per object type
 with counts, the current type's objects newest first, 50 to a page, and one object's full
-record.
+record (a contact's with its channel, times, agent, queue and disconnect reason labelled above
+the JSON: an agent reads those, not the record's dozens of members).
 
 An object is known by the digest of its unique key (`ObjectRow.unique_key`, hex), which the
 pages never put in an address as it is: agent_pages seals it into the links (the digest is a
@@ -31,6 +32,7 @@ from openprofiles.contacts.history import (
     contact_object_types,
     cursor_from_state,
     cursor_state,
+    summarise,
 )
 from openprofiles.contacts.models import ContactSummary
 from openprofiles.context import Tx
@@ -186,10 +188,38 @@ def _cursor(parse: Callable[[Mapping[str, Any]], T], state: Mapping[str, Any] | 
         return None
 
 
+# A contact's record page: what the agent reads first, labelled, in this order. The whole
+# record (a CTR has dozens of members, nested) follows as JSON for whoever needs the rest.
+CONTACT_DETAIL_LABELS = (
+    "Contact ID",
+    "Channel",
+    "Start",
+    "End",
+    "Duration",
+    "Agent",
+    "Queue",
+    "Disconnect reason",
+)
+# A labelled value the record does not have (no DisconnectTimestamp yet, no agent: a contact
+# abandoned in the queue): said, rather than an empty line that reads as a page fault.
+NOT_RECORDED = "Not recorded"
+
+
+@dataclass(frozen=True)
+class ObjectDetail:
+    """One record as its page shows it: `text`, the record as indented JSON; `contact`, for a
+    contact record, its CONTACT_DETAIL_LABELS with their values (a time as ShownTime), else
+    None (another object type's record is shown as its JSON alone)."""
+
+    text: str
+    contact: list[tuple[str, str | ShownTime]] | None = None
+
+
 def load_one(
     tx: Tx, *, domain_name: str, profile_id: str, object_type: str, digest: bytes
-) -> str | None:
-    """The object's full record as indented JSON, or None (unknown, or another profile's)."""
+) -> ObjectDetail | None:
+    """The object's full record, or None (unknown, or another profile's); a record of one of
+    the domain's contact-record types with its contact's details labelled."""
     tx.cipher(domain_name)
     found = objects.find_object(
         tx, domain_name=domain_name, object_type_name=object_type, unique_digest=digest
@@ -197,7 +227,29 @@ def load_one(
     if found is None or found.profile_id != profile_id:
         return None
     data = _parse(found.object_json)
-    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+    if object_type not in contact_object_types(tx, domain_name=domain_name):
+        return ObjectDetail(text)
+    return ObjectDetail(text, contact_details(summarise(data)))
+
+
+def contact_details(contact: ContactSummary) -> list[tuple[str, str | ShownTime]]:
+    """(label, value) of a contact's record page, CONTACT_DETAIL_LABELS' order; NOT_RECORDED
+    for what the record does not have."""
+    values: list[str | ShownTime] = [
+        contact.contact_id,
+        _text(contact.channel),
+        shown_time(contact.start, seconds=True) or "",
+        shown_time(contact.end, seconds=True) or "",
+        shown_duration(contact.duration_seconds),
+        _text(contact.agent),
+        _text(contact.queue),
+        _text(contact.disconnect_reason),
+    ]
+    return [
+        (label, value or NOT_RECORDED)
+        for label, value in zip(CONTACT_DETAIL_LABELS, values, strict=True)
+    ]
 
 
 def shown_duration(seconds: int | None) -> str:

@@ -46,9 +46,11 @@ def test_a_search_sent_with_nothing_typed_says_so(
             SEARCH, data={"csrf_token": csrf_of(page.text), "q": typed, "key": "auto"}
         )
         assert response.status_code == 400
-        assert '<p class="alert error" role="alert">Type a value to search for.</p>' in (
-            response.text
-        )
+        # What to type, not only that nothing was: the kinds of value the box finds.
+        assert (
+            '<p class="alert error" role="alert">Type a phone number, email address, name, '
+            "account number or profile id to search.</p>"
+        ) in response.text
         # The box is empty and has the focus, to type in it.
         assert autofocused(response.text) == ["q"]
         assert 'id="results-heading"' not in response.text

@@ -268,7 +268,10 @@ def test_a_search_form_error_is_shown_without_redirect(agent: TestClient) -> Non
         "/agent/domains/acme", data={"csrf_token": csrf_of(page.text), "q": " ", "key": "auto"}
     )
     assert response.status_code == 400
-    assert "Type a value to search for." in response.text
+    assert (
+        "Type a phone number, email address, name, account number or profile id to search."
+        in response.text
+    )
 
 
 # A search of 255 characters in any script is sealed (in several tokens if need be), not refused
