@@ -17,13 +17,14 @@ from openprofiles.cli_support import (
 
 
 def _stream(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A stream's name, or its ARN: one that is not a Kinesis stream's is a usage error (exit
-    status 2) before anything starts, saying what is wrong with it."""
-    from openprofiles.connectors.kinesis import StreamArnInvalid, stream_arn
+    """A stream's name, or its ARN: one that is not a Kinesis stream's (an empty name, one
+    Kinesis would refuse) is a usage error (exit status 2) before anything starts, saying what
+    is wrong with it."""
+    from openprofiles.connectors.kinesis import StreamInvalid, check_stream
 
     try:
-        stream_arn(value)
-    except StreamArnInvalid as exc:
+        check_stream(value)
+    except StreamInvalid as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
 
@@ -51,7 +52,7 @@ def connectors() -> None:
 @click.option(
     "--once",
     is_flag=True,
-    help="Poll every shard once and exit (status 1 if a Kinesis call failed).",
+    help="Poll every shard once and exit (status 1 if a Kinesis call or the database failed).",
 )
 def connectors_kinesis(
     data_dir: Path | None,

@@ -54,7 +54,10 @@ region where a stream named by its name is read (`named_region`) adopts them
 (`claim_checkpoints`). A checkpoint only moves forward (sequence numbers compared as the integers
 they are), even when two connectors read one stream: a slower one never moves it back, skips
 what the other applied, and a record both read has one dead letter (its origin, the stream
-record's position, makes the second an attempt on the first).
+record's position, makes the second an attempt on the first). A batch's transaction reads its
+shard's checkpoint only once no other connector's batch of that shard is under way (on
+PostgreSQL a lock named by the shard, taken first; SQLite's one writer), so what the other
+applied is skipped, not applied again.
 
 A stream record's data must be UTF-8 (a byte order mark before it is ignored, as
 `POST /contact-records` ignores one). One that is not, or holds nothing but white space, is a
@@ -106,6 +109,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.sql.elements import ColumnElement
 
+from openprofiles.cli_support import caused_by_ctrl_c
 from openprofiles.contacts.models import BatchOutcome, ContactRecordInvalid
 from openprofiles.contacts.records import Item, split_body
 from openprofiles.contacts.service import ingest_contact_items
@@ -113,6 +117,7 @@ from openprofiles.contacts.sweep import send_kept_on
 from openprofiles.context import Services, Tx
 from openprofiles.errors import InternalServer, ServiceError
 from openprofiles.settings import Settings
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.chunks import transaction_chunks
 from openprofiles.store.conflicts import is_transient, retrying, sqlite_locked
 from openprofiles.store.database import storage_failure
@@ -135,7 +140,8 @@ class PollResult:
     replayed: int = 0
     # Stream records left for the next poll: their batch failed as a whole with a request
     # error (a domain's unusable key holds back only its records); the shard's checkpoint
-    # stays, so nothing is lost or skipped.
+    # stays, so nothing is lost or skipped. The database failing a batch is no request error:
+    # the poll raises it (DATABASE_ERRORS).
     deferred: int = 0
     # Kinesis calls that failed at this poll (a throttled shard, the stream out of reach); each
     # is logged, and what failed waits (backs off) before it is tried again.
@@ -193,7 +199,12 @@ class StreamIdentity:
         return self.arn.split(":")[3] if self.arn.count(":") >= 5 else ""
 
 
-class StreamArnInvalid(ValueError):
+class StreamInvalid(ValueError):
+    """A stream named by what is neither a Kinesis stream's name nor its ARN; the message says
+    what is wrong."""
+
+
+class StreamArnInvalid(StreamInvalid):
     """A stream named by an ARN that is not a Kinesis stream's; the message says what is wrong."""
 
 
@@ -267,6 +278,21 @@ def stream_arn(stream: str) -> StreamArn | None:
             "letters, digits, '_', '.' or '-')."
         )
     return StreamArn(stream, partition, region, account, name)
+
+
+def check_stream(stream: str) -> StreamArn | None:
+    """The ARN `stream` is (`stream_arn`), None when it is a stream's name. Raises StreamInvalid,
+    saying what is wrong, when it is neither: an ARN that is not a stream's, or a name Kinesis
+    would refuse (an empty one, a space or a slash in it, more than 128 characters). Checked at
+    the start: botocore refuses an empty name only at the first call, with an error taken for a
+    failed call, and the connector would wait and try again for ever."""
+    arn = stream_arn(stream)
+    if arn is None and not _STREAM_NAME.fullmatch(stream):
+        raise StreamInvalid(
+            f"{stream!r} is neither a stream's name (1 to 128 letters, digits, '_', '.' or '-') "
+            f"nor a stream's ARN ({_STREAM_ARN_FORM})."
+        )
+    return arn
 
 
 @functools.cache
@@ -536,8 +562,8 @@ class KinesisContactRecords:
         max_empty_pages: int = MAX_EMPTY_PAGES,
     ) -> None:
         self.services = services
-        # Raises StreamArnInvalid for an ARN that is not a stream's.
-        arn = stream_arn(stream)
+        # Raises StreamInvalid for what is neither a stream's name nor its ARN.
+        arn = check_stream(stream)
         # The name, whichever way the stream was named: its records' origins (a dead letter's)
         # and the log's messages are the same read by name or by ARN.
         self.stream_name = arn.name if arn else stream
@@ -596,7 +622,7 @@ class KinesisContactRecords:
                         self._read(shard_id, shard, result)
                 shard.failures = 0
             except Exception as exc:
-                if not _is_aws_error(exc):
+                if not _is_aws_error(exc) or caused_by_ctrl_c(exc):
                     raise
                 shard.iterator = None
                 if _error_code(exc) in _LOOK_AGAIN:
@@ -627,7 +653,7 @@ class KinesisContactRecords:
                 self._claim(identity)
             listed = self._list_shards()
         except Exception as exc:
-            if not _is_aws_error(exc):
+            if not _is_aws_error(exc) or caused_by_ctrl_c(exc):
                 raise
             wait = self._stream.failed(now, self._jitter())
             result.failed += 1
@@ -770,7 +796,8 @@ class KinesisContactRecords:
         saving the checkpoint at its last stream record, so a crash between two resumes after
         the last one committed. False when a transaction was deferred (a request error: the
         records from it on are read again) or another connector had got further (the records
-        it had applied are skipped)."""
+        it had applied are skipped). A transaction the database failed raises (one of
+        DATABASE_ERRORS: `run` waits it out), as does one Ctrl-C or SIGTERM cut short."""
         # Each stream record with its contact records, read once: what a transaction holds.
         read = [(record, stream_record_items(record["Data"])) for record in records]
         chunks: list[Sequence[tuple[dict[str, Any], list[Item]]]] = list(
@@ -785,7 +812,17 @@ class KinesisContactRecords:
             try:
                 outcome, applied, moved = self._apply_chunk(shard_id, chunk, last)
             except ServiceError as exc:
-                # The other shards go on; this one is read again from its checkpoint next time.
+                if isinstance(exc, InternalServer) or caused_by_ctrl_c(exc):
+                    # The database failed the transaction (a lock not granted in time, races
+                    # lost until `retrying` gave up, a commit cut off), or Ctrl-C / SIGTERM
+                    # did: no request error to defer, but the poll failing, which `run` waits
+                    # out (longer with each such poll in a row) and `--once` reports with
+                    # status 1. The transaction was rolled back (a commit cut off may have
+                    # gone through: read again, its records are deduplicated), so the
+                    # checkpoint stays before its records.
+                    raise
+                # A request error: the other shards go on; this one is read again from its
+                # checkpoint next time.
                 logger.warning(
                     "Kinesis stream %s, shard %s: %s; its %d records are read again at the next "
                     "poll.",
@@ -819,6 +856,13 @@ class KinesisContactRecords:
 
         def apply() -> tuple[BatchOutcome, int, bool]:
             with self.services.write() as tx:
+                # Two connectors on one stream: the second waits here until the first commits,
+                # then reads the checkpoint the first saved (READ COMMITTED: a statement sees
+                # what was committed before it began) and skips what it applied. A lock named
+                # by the shard rather than its row, as the shard's first batch has no row yet.
+                # Taken first, and by nothing else, so it waits for no lock of the batch's
+                # (store.advisory's order). SQLite's one writer serialises them already.
+                take_locks(tx, [("stream-checkpoint", identity.arn, shard_id)])
                 done = _checkpoint(tx, shard_id, identity)
                 fresh = [(r, found) for r, found in chunk if _past(r["SequenceNumber"], done)]
                 items, origins = self._items(shard_id, fresh)
@@ -892,6 +936,11 @@ class KinesisContactRecords:
             try:
                 drained = self.poll_once().stream_records == 0
             except DATABASE_ERRORS as exc:
+                if caused_by_ctrl_c(exc):
+                    # Ctrl-C or SIGTERM came inside the driver's call (the pool's ping of a
+                    # connection), which failed with an error of its own: a stop, not the
+                    # database failing; the command ends as Ctrl-C ends it.
+                    raise
                 if not database_may_recover(exc):
                     # Polling again would fail the same way forever: the operator must know.
                     logger.error(
@@ -978,7 +1027,14 @@ def database_error_name(exc: Exception) -> str:
     OperationalError); never its message."""
     orig = getattr(exc, "orig", None)
     name = type(exc).__name__
-    return name if orig is None else f"{name}, {type(orig).__name__}"
+    if orig is not None:
+        return f"{name}, {type(orig).__name__}"
+    cause = exc.__cause__
+    # A ServiceError the store raised from the database's (store.conflicts.retrying giving
+    # up, a lock not granted in time): which database error it was.
+    if isinstance(cause, DBAPIError | sqlite3.Error):
+        return f"{name}, from {database_error_name(cause)}"
+    return name
 
 
 def _is_aws_error(exc: Exception) -> bool:
