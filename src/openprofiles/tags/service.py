@@ -1,4 +1,11 @@
-"""Tags of resources, stored by ARN. A resource must exist to be tagged."""
+"""Tags of resources, stored by ARN. A resource must exist to be tagged.
+
+TagResource and UntagResource change some of a resource's tags: the row is read, merged and
+written back, under a lock named by the resource's ARN (`_lock_tags`; PostgreSQL, where READ
+COMMITTED let two calls read the same row and the second write drop the first's tags, both
+answered 200; SQLite's one writer serialises them already). The lock is taken by nothing else
+and the transaction takes no other lock while it holds it, so it waits for no other lock
+(store.advisory's order)."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from sqlalchemy import delete, insert, select, update
 from openprofiles.arns import child_arn, domain_arn, parse_resource_arn, require_local
 from openprofiles.context import Tx
 from openprofiles.errors import BadRequest, NotFound
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.schema import resource_tag
 
 MAX_TAGS = 50
@@ -29,6 +37,7 @@ def _stored_tags(tx: Tx, resource_arn: str) -> dict[str, str] | None:
 
 def put_tags(tx: Tx, *, domain_name: str, resource_arn: str, tags: dict[str, str]) -> None:
     """Add or overwrite tags on a resource (TagResource semantics)."""
+    _lock_tags(tx, resource_arn)
     stored = _stored_tags(tx, resource_arn)
     merged = {**(stored or {}), **tags}
     if len(merged) > MAX_TAGS:
@@ -50,6 +59,7 @@ def put_tags(tx: Tx, *, domain_name: str, resource_arn: str, tags: dict[str, str
 
 
 def remove_tags(tx: Tx, *, resource_arn: str, tag_keys: list[str]) -> None:
+    _lock_tags(tx, resource_arn)
     current = get_tags(tx, resource_arn=resource_arn)
     remaining = {k: v for k, v in current.items() if k not in set(tag_keys)}
     if remaining == current:
@@ -59,6 +69,12 @@ def remove_tags(tx: Tx, *, resource_arn: str, tag_keys: list[str]) -> None:
         .where(resource_tag.c.resource_arn == resource_arn)
         .values(tags=remaining)
     )
+
+
+def _lock_tags(tx: Tx, resource_arn: str) -> None:
+    """Hold the resource's tags until the transaction ends (the module docstring): a lock
+    named by the ARN rather than the row, as a resource's first tags have no row yet."""
+    take_locks(tx, [("resource-tags", resource_arn)])
 
 
 def delete_domain_tags(tx: Tx, *, domain_name: str) -> None:
