@@ -27,6 +27,13 @@ CustomerEndpoint.Address}}{{/ifEquals}}`). Those two run for every contact recor
 render takes tens of microseconds, about a tenth of a record's whole ingestion. They resolve
 paths as pybars does (`_resolve` follows its `resolve` and `pick`), so the output is the same
 to the character; the tests render both ways.
+
+A pybars render is bounded (`_Budget`): at most MAX_RENDER_STEPS iterations of `#each` blocks
+and MAX_RENDER_CHARS characters of values rendered, for one record. A short template can do a
+lot of work: `{{#each _source.a}}{{#each ../_source.a}}x{{/each}}{{/each}}` over an array of
+5,000 items is 25 million iterations, which held a 15 KB PutProfileObject (and the writer, and
+every other request) for half a minute. Past the bound the render fails (TemplateError), and
+the record is dead-lettered saying why.
 """
 
 from __future__ import annotations
@@ -35,7 +42,10 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+
+from openprofiles.ingest import MAX_OBJECT_CHARS
 
 if TYPE_CHECKING:
     from pybars import Compiler
@@ -71,13 +81,70 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# The most `#each` iterations one render may take, all blocks together: a template that loops
+# over a record's longest arrays once, or nests over a short one, stays far below it.
+MAX_RENDER_STEPS = 10_000
+# The most characters of values one render may write: no field can hold more than the object
+# it comes from.
+MAX_RENDER_CHARS = MAX_OBJECT_CHARS
+
+
+class _Budget:
+    """What is left of one render's bound (the module docstring)."""
+
+    __slots__ = ("chars", "steps")
+
+    def __init__(self) -> None:
+        self.steps = MAX_RENDER_STEPS
+        self.chars = MAX_RENDER_CHARS
+
+
+# The budget of the render under way in this thread (or task); None outside a render.
+_budget: ContextVar[_Budget | None] = ContextVar("handlebars_budget", default=None)
+
+
+def _spend_step() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.steps -= 1
+        if budget.steps < 0:
+            raise TemplateError(
+                f"it takes more than {MAX_RENDER_STEPS:,} #each iterations for this record "
+                "(an #each over a long array, or one #each inside another); map fewer items"
+            )
+
+
+def _spend_chars(text: str) -> str:
+    budget = _budget.get()
+    if budget is not None:
+        budget.chars -= len(text)
+        if budget.chars < 0:
+            raise TemplateError(
+                f"it writes more than {MAX_RENDER_CHARS:,} characters for this record"
+            )
+    return text
+
+
 def _as_text(this: Any, value: Any = None) -> str:
     from pybars import Scope  # loaded by compile_template already: a dict lookup
 
     # `{{../this}}` resolves to pybars' Scope around the parent value; render the value.
     while isinstance(value, Scope):
         value = value.context
-    return _text(value)
+    return _spend_chars(_text(value))
+
+
+def _each(this: Any, options: Mapping[str, Any], context: Any) -> Any:
+    """pybars' `#each`, each iteration counted against the render's budget."""
+    from pybars._compiler import _each as pybars_each
+
+    body = options["fn"]
+
+    def counted(scope: Any) -> Any:
+        _spend_step()
+        return body(scope)
+
+    return pybars_each(this, {**options, "fn": counted}, context)
 
 
 def _remove_extra_space(this: Any, options: Mapping[str, Any]) -> str:
@@ -92,6 +159,7 @@ def _if_equals(this: Any, options: Mapping[str, Any], left: Any, right: Any) -> 
 
 _AS_TEXT = "as@text"
 HELPERS: dict[str, Callable[..., Any]] = {
+    "each": _each,
     "removeExtraSpace": _remove_extra_space,
     "ifEquals": _if_equals,
     _AS_TEXT: _as_text,
@@ -224,10 +292,13 @@ def _pybars_renderer(rewritten: str) -> Renderer:
             raise TemplateError(str(exc)) from None
 
     def renderer(document: Mapping[str, Any]) -> str:
+        bound = _budget.set(_Budget())
         try:
             return str(template({"_source": document}, helpers=HELPERS))
         except PybarsError as exc:
             raise TemplateError(str(exc)) from None
+        finally:
+            _budget.reset(bound)
 
     return renderer
 
