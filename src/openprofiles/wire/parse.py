@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -143,24 +144,23 @@ def _from_header(member: Shape, text: str) -> Any:
     return _from_text(member, text.strip(), "rfc822")
 
 
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# A JSON number, or one of the names the AWS protocols give the floats JSON has none for.
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|NaN|-?Infinity")
+
+
 def _from_text(shape: Shape, text: str, default_format: str) -> Any:
     """Convert a URI, query or header string; leave it as text if it does not parse."""
     kind = shape.type_name
+    # Only the forms the protocol writes: Python's int() and float() also take "1_0", " 1",
+    # "+1" and other scripts' digits ("１"), which a request would then have had answered as
+    # if it had sent 10 or 1. Anything else stays text, refused by validation as not a number.
     if kind in ("integer", "long"):
-        try:
-            return int(text)
-        except ValueError:
-            return text
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
     if kind in ("double", "float"):
-        try:
-            return float(text)
-        except ValueError:
-            return text
+        return float(text) if _NUMBER_TEXT.fullmatch(text) else text
     if kind == "boolean":
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        return text
+        return {"true": True, "false": False}.get(text, text)
     if kind == "timestamp":
         return _timestamp(text, shape.serialization.get("timestampFormat", default_format))
     return text

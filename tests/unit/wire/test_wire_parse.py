@@ -72,6 +72,19 @@ def test_querystring_list_and_bad_integer_passes_through() -> None:
     assert parsed == {"MaxResults": "ten"}
 
 
+@pytest.mark.parametrize("text", ["1_0", " 1", "1\n", "+1", "\uff11", "\u0661", "1.0", ""])
+def test_an_integer_in_another_form_than_the_protocols_is_left_as_text(text: str) -> None:
+    """int() took these: max-results=1_0 was answered as 10, a full-width "１" as 1."""
+    assert _parse("ListDomains", {}, query=[("max-results", text)]) == {"MaxResults": text}
+    assert _parse("ListDomains", {}, query=[("max-results", "-3")]) == {"MaxResults": -3}
+
+
+@pytest.mark.parametrize("text", ["TRUE", "True", "1", " true"])
+def test_a_boolean_other_than_true_or_false_is_left_as_text(text: str) -> None:
+    parsed = _parse("ListIntegrations", {"DomainName": "d"}, query=[("include-hidden", text)])
+    assert parsed["IncludeHidden"] == text
+
+
 @pytest.mark.parametrize(
     "value",
     [
