@@ -29,11 +29,14 @@ paths as pybars does (`_resolve` follows its `resolve` and `pick`), so the outpu
 to the character; the tests render both ways.
 
 A pybars render is bounded (`_Budget`): at most MAX_RENDER_STEPS iterations of `#each` blocks
-and MAX_RENDER_CHARS characters of values rendered, for one record. A short template can do a
-lot of work: `{{#each _source.a}}{{#each ../_source.a}}x{{/each}}{{/each}}` over an array of
-5,000 items is 25 million iterations, which held a 15 KB PutProfileObject (and the writer, and
-every other request) for half a minute. Past the bound the render fails (TemplateError), and
-the record is dead-lettered saying why.
+and MAX_RENDER_CHARS characters of values rendered, for one record — all its fields' templates
+together (`record_budget`, held by the mapping while it maps a record; a budget for each field
+allowed 250 times as much to an object type of 250 such fields). A short template can do a lot
+of work: `{{#each _source.a}}{{#each ../_source.a}}x{{/each}}{{/each}}` over an array of 5,000
+items is 25 million iterations, which held a 15 KB PutProfileObject (and the writer, and every
+other request) for half a minute. Past the bound the render fails (TemplateError), and the
+record is dead-lettered saying why. Literal text is not counted: a template has at most 1,000
+characters, so the iterations bound it to about 10 MB a record.
 """
 
 from __future__ import annotations
@@ -99,8 +102,23 @@ class _Budget:
         self.chars = MAX_RENDER_CHARS
 
 
-# The budget of the render under way in this thread (or task); None outside a render.
+# The budget of the record being mapped in this thread (or task), or of a render outside one;
+# None outside both.
 _budget: ContextVar[_Budget | None] = ContextVar("handlebars_budget", default=None)
+
+
+class record_budget:  # noqa: N801 - used as a function: `with record_budget():`
+    """One budget for every template rendered while it is held: one record's fields (the
+    module docstring). Held already (a record mapped inside another's mapping), it adds none."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _budget.set(_Budget()) if _budget.get() is None else None
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _budget.reset(self._token)
 
 
 def _spend_step() -> None:
@@ -292,13 +310,12 @@ def _pybars_renderer(rewritten: str) -> Renderer:
             raise TemplateError(str(exc)) from None
 
     def renderer(document: Mapping[str, Any]) -> str:
-        bound = _budget.set(_Budget())
-        try:
-            return str(template({"_source": document}, helpers=HELPERS))
-        except PybarsError as exc:
-            raise TemplateError(str(exc)) from None
-        finally:
-            _budget.reset(bound)
+        # The record's budget when its mapping holds one, else this render's own.
+        with record_budget():
+            try:
+                return str(template({"_source": document}, helpers=HELPERS))
+            except PybarsError as exc:
+                raise TemplateError(str(exc)) from None
 
     return renderer
 

@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from openprofiles.errors import shown_value
-from openprofiles.ingest.handlebars import TemplateError, is_template, render
+from openprofiles.ingest.handlebars import TemplateError, is_template, record_budget, render
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.models import FieldDefinition, ObjectType, key_content_type_of
 from openprofiles.object_types.standard_objects import (
@@ -82,21 +82,25 @@ def map_object(
     field_values: dict[str, str] = {}
     targets: dict[str, dict[str, Any]] = {}
     source_last_updated: datetime | None = None
-    for name, field in object_type.fields.items():
-        raw = _extract(name, field, source)
-        text = _text(raw)
-        field_values[name] = text
-        if field.content_type is ContentType.NUMBER and text and not _is_number(text):
-            raise MappingError(
-                f"Field {name}: {shown_value(text)} is not a number (ContentType NUMBER)."
-            )
-        if field.target == SOURCE_LAST_UPDATED_TARGET:
-            if text:
-                source_last_updated = parse_source_timestamp(
-                    text, object_type.source_last_updated_timestamp_format or "", field_name=name
+    # The templates of all the record's fields render within one bound (ingest.handlebars).
+    with record_budget():
+        for name, field in object_type.fields.items():
+            raw = _extract(name, field, source)
+            text = _text(raw)
+            field_values[name] = text
+            if field.content_type is ContentType.NUMBER and text and not _is_number(text):
+                raise MappingError(
+                    f"Field {name}: {shown_value(text)} is not a number (ContentType NUMBER)."
                 )
-        elif field.target:
-            _write_target(targets, name, field.target, raw, text)
+            if field.target == SOURCE_LAST_UPDATED_TARGET:
+                if text:
+                    source_last_updated = parse_source_timestamp(
+                        text,
+                        object_type.source_last_updated_timestamp_format or "",
+                        field_name=name,
+                    )
+            elif field.target:
+                _write_target(targets, name, field.target, raw, text)
     keys, unique_key = _compute_keys(object_type, field_values, phone_region)
     return MappedObject(
         field_values=field_values,
