@@ -51,7 +51,7 @@ from openprofiles.flows.listing import listing_key
 from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.flows.runner import Progress, run_claimed
 from openprofiles.flows.sources import FlowSource, source_for
-from openprofiles.flows.triggers import log_failure, run_if_due
+from openprofiles.flows.triggers import drop_logged, log_failure, run_if_due
 from openprofiles.integrations.models import Integration
 from openprofiles.integrations.service import list_flow_integrations
 from openprofiles.store.schema import flow_item, flow_run, integration
@@ -150,10 +150,10 @@ def _kept_for(services: Services, found: Integration) -> list[Hashable]:
 def _drop_gone_flows(services: Services, live: set[Hashable], unknown: set[str]) -> None:
     """Drop what the process keeps between passes (listings an Event check left to their thread,
     flows.listing `_LISTED`; its warnings of stuck listings; item digests; checkpoints,
-    flows.check_cache) for the flows of this Services that the pass did not find (deleted,
-    renamed, or reading another source now), but those of a domain whose flows could not be
-    listed (`unknown`: nothing says they are gone). No check of a flow deleted would take them:
-    they were kept for ever."""
+    flows.check_cache; the start failures it logged, flows.triggers) for the flows of this
+    Services that the pass did not find (deleted, renamed, or reading another source now), but
+    those of a domain whose flows could not be listed (`unknown`: nothing says they are gone).
+    No check of a flow deleted would take them: they were kept for ever."""
     mine = id(services)
 
     def gone(key: Hashable) -> bool:
@@ -164,6 +164,7 @@ def _drop_gone_flows(services: Services, live: set[Hashable], unknown: set[str])
     check_cache.drop(gone)
     drop_item_digests(gone)
     drop_listings(gone)
+    drop_logged(gone)
 
 
 def _flow_domains(services: Services) -> list[str]:

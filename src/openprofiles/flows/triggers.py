@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 # flow's next check takes (a large bucket that lists in minutes is still checked); a folder or
 # a bucket that answers lists well within it.
 EVENT_CHECK_WAIT = timedelta(seconds=5)
+# Why each flow's start failed when it was last logged (the error's message, which the log does
+# not show: it can quote a value), by (id of its Services, domain, flow), as flows.service keeps
+# what it keeps of a flow (dropped with the flow: `drop_logged`).
+_START_FAILURES_LOGGED: dict[Hashable, str] = {}
 
 
 def pending_items(
@@ -170,11 +174,21 @@ def run_if_due(
             log_failure("Flow %s of domain %s could not run", where, exc)
             return None
         failed = _failed_start(services, found, trigger, exc, due)
-        # Logged when its FAILED run is recorded: an Event flow's is recorded once, not every
-        # pass (`_failed_start`), and so is its warning.
-        if failed is not None:
+        # Logged when its FAILED run is recorded, and once for each other reason the flow
+        # cannot start while that run is the newest: an Event flow's is recorded once, not
+        # every pass (`_failed_start`), and a new reason (its key disabled since) is recorded
+        # by no run.
+        key = (id(services), found.domain_name, found.flow_name)
+        if failed is not None or _START_FAILURES_LOGGED.get(key) != exc.message:
             log_failure("Flow %s of domain %s could not run", where, exc)
+        _START_FAILURES_LOGGED[key] = exc.message
         return failed
+
+
+def drop_logged(gone: Callable[[Hashable], bool]) -> None:
+    """Forget the logged start failures of the flows `gone` says are gone."""
+    for key in [key for key in _START_FAILURES_LOGGED if gone(key)]:
+        del _START_FAILURES_LOGGED[key]
 
 
 def log_failure(what: str, args: tuple[str, ...], exc: Exception) -> None:

@@ -203,3 +203,16 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
         assert len(list_runs(tx, domain_name=D, flow_name="crm")) == 1
     could_not_run = [r for r in caplog.records if "could not run" in r.getMessage()]
     assert len(could_not_run) == 1, [r.getMessage() for r in could_not_run]
+
+    # Another reason, while that FAILED run is still the newest (the definition put again,
+    # with other members): recorded by no run, so logged, once (it was said by nothing at all).
+    task["ConnectorOperator"] = {"Marketo": "NO_OP", "Salesforce": "VALIDATE_NON_NULL"}
+    definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
+    with monkeypatch.context() as before:
+        before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+        put_flow(services, "crm", TYPE, definition)
+    caplog.clear()
+    for i in range(4, 8):
+        assert run_due_flows(services, now=now + timedelta(seconds=10 * i)) == []
+    could_not_run = [r for r in caplog.records if "could not run" in r.getMessage()]
+    assert len(could_not_run) == 1, [r.getMessage() for r in could_not_run]
