@@ -176,7 +176,13 @@ def update_domain(
     changes: dict[str, Any],
     new_key: tuple[str, bytes] | None = None,
 ) -> DomainRecord:
-    """Apply the given settings; an empty string clears a string setting (API semantics)."""
+    """Apply the given settings; an empty string clears a string setting (API semantics).
+
+    The domain's row is locked before its settings are read (`lock_domain_row`), and what this
+    transaction cached of it is forgotten: the settings are merged into the committed ones, not
+    into a copy another writer changed meanwhile."""
+    lock_domain_row(tx, domain_name=domain_name)
+    tx.forget_domain(domain_name)
     current = get_domain(tx, domain_name=domain_name)
     config = dict(current.config)
     for member, value in changes.items():
@@ -192,6 +198,21 @@ def update_domain(
     tx.conn.execute(update(domain).where(domain.c.name == domain_name).values(**values))
     tx.forget_domain(domain_name)
     return get_domain(tx, domain_name=domain_name)
+
+
+def lock_domain_row(tx: Tx, *, domain_name: str) -> None:
+    """Lock the domain's row until the transaction ends (PostgreSQL; SQLite's one writer
+    serialises already), before its settings are read to be written back.
+
+    UpdateDomain read the settings unlocked, merged its changes and wrote the whole config back;
+    under READ COMMITTED a second UpdateDomain that read before the first committed wrote over
+    the first's settings, and one that read before a rule pass (identity.rule_activation, which
+    locks the row) committed wrote back the rules' old Status. FOR NO KEY UPDATE is what the
+    UPDATE itself takes, only earlier: it conflicts with the rule pass's FOR UPDATE and with
+    itself, and lets rows that reference the domain be inserted meanwhile."""
+    tx.conn.execute(
+        select(domain.c.name).where(domain.c.name == domain_name).with_for_update(key_share=True)
+    )
 
 
 def delete_domain(tx: Tx, *, domain_name: str) -> None:

@@ -60,6 +60,7 @@ from openprofiles.integrations.models import (
 )
 from openprofiles.object_types.service import (
     find_object_type,
+    lock_object_types,
     on_object_type_deleted,
     on_object_type_put,
 )
@@ -133,18 +134,41 @@ def _ingests_as(row: Any, object_type_name: str) -> bool:
 
 def _on_object_type_deleted(tx: Tx, domain_name: str, object_type_name: str) -> None:
     """Disable the domain's integrations that ingest as the deleted type (module docstring)."""
-    rows = tx.conn.execute(select(integration).where(integration.c.domain_name == domain_name))
-    for row in rows:
-        if _ingests_as(row, object_type_name):
-            _set_settings(tx, row, {**(row.settings or {}), DISABLED_BY: object_type_name})
+    for row in _locked_rows(tx, domain_name, lambda row: _ingests_as(row, object_type_name)):
+        _set_settings(tx, row, {**(row.settings or {}), DISABLED_BY: object_type_name})
 
 
 def _on_object_type_put(tx: Tx, domain_name: str, object_type_name: str) -> None:
     """Enable again the integrations the deletion of the type disabled (module docstring)."""
+
+    def disabled_by_it(row: Any) -> bool:
+        return (row.settings or {}).get(DISABLED_BY) == object_type_name
+
+    for row in _locked_rows(tx, domain_name, disabled_by_it):
+        _set_settings(tx, row, {k: v for k, v in row.settings.items() if k != DISABLED_BY})
+
+
+def _locked_rows(tx: Tx, domain_name: str, wanted: Callable[[Any], bool]) -> list[Any]:
+    """The domain's integration rows that `wanted` picks, locked (PostgreSQL: FOR UPDATE, in
+    Uri order) and read again once locked, for their settings to be written back whole.
+
+    Read unlocked, a row a PutIntegration was changing kept its old settings here; under READ
+    COMMITTED the write then waited for the PutIntegration and wrote the old settings over its
+    new ones. Locked, the row is read as the PutIntegration committed it, and picked again. Only
+    the rows picked are locked, as the write alone locked them before: a PutIntegration that
+    makes a row ingest as a type holds that type's lock (`put_integration`), so the deletion of
+    the type, which holds it exclusively, reads such a row only once it is committed."""
     rows = tx.conn.execute(select(integration).where(integration.c.domain_name == domain_name))
-    for row in rows:
-        if (row.settings or {}).get(DISABLED_BY) == object_type_name:
-            _set_settings(tx, row, {k: v for k, v in row.settings.items() if k != DISABLED_BY})
+    uris = sorted(row.uri for row in rows if wanted(row))
+    if not uris:
+        return []
+    locked = tx.conn.execute(
+        select(integration)
+        .where(integration.c.domain_name == domain_name, integration.c.uri.in_(uris))
+        .order_by(integration.c.uri)
+        .with_for_update()
+    )
+    return [row for row in locked if wanted(row)]
 
 
 def _set_settings(tx: Tx, row: Any, settings: dict[str, Any]) -> None:
@@ -270,9 +294,16 @@ def put_integration(
         object_type_name = DEFAULT_INSTANCE_OBJECT_TYPE
     if flow_definition is not None and not object_type_name:
         raise BadRequest("An integration with a FlowDefinition needs ObjectTypeName.")
-    for name in (
+    type_names = (
         [object_type_name] if object_type_name else list((object_type_names or {}).values())
-    ):
+    )
+    if instance:
+        # Held to the commit: the caller's replay of the kept records (connect_instance) runs
+        # under it, so a record kept meanwhile is either seen by the replay or routed here.
+        # Before the object types' locks (store.advisory).
+        lock_instances(tx, [uri])
+    _lock_integration(tx, domain_name, uri, type_names)
+    for name in type_names:
         if find_object_type(tx, domain_name=domain_name, name=name) is None:
             raise BadRequest(f"The object type {name} does not exist in domain {domain_name}.")
     if flow_name is not None:
@@ -280,9 +311,6 @@ def put_integration(
 
     previous_domain = None
     if instance:
-        # Held to the commit: the caller's replay of the kept records (connect_instance) runs
-        # under it, so a record kept meanwhile is either seen by the replay or routed here.
-        lock_instances(tx, [uri])
         owner = instance_domain(tx, instance_arn=uri)
         if owner is not None and owner != domain_name and not move:
             raise InstanceTaken(
@@ -363,6 +391,24 @@ def put_integration(
         integration=get_integration(tx, domain_name=domain_name, uri=uri),
         previous_domain=previous_domain,
     )
+
+
+def _lock_integration(tx: Tx, domain_name: str, uri: str, type_names: Iterable[str]) -> None:
+    """PutIntegration's locks after the instance's (store.advisory; PostgreSQL, SQLite's one
+    writer serialises already): the object types it names, shared, then its Uri's, exclusively.
+
+    Without the types' locks a PutIntegration checked that its type existed while a
+    DeleteProfileObjectType of it was uncommitted, and left the integration enabled for a
+    deleted type, whichever committed first. Holding them, as an ingestion does
+    (object_types.lock_object_type), it either commits first, and the deletion disables it, or
+    waits for the deletion and finds the type gone (an implicit type, CTR, is there still: the
+    integration is enabled again, as the module docstring says). Without the Uri's lock two
+    PutIntegration calls of a new Uri both found no integration, and the second's insert failed:
+    an idempotent PUT refused. Holding it, the second finds the first's integration and
+    replaces it."""
+    # ObjectTypeNames can name several types: all in one `take_locks` (one global order).
+    lock_object_types(tx, domain_name=domain_name, names=type_names, shared=True)
+    take_locks(tx, [("integration", domain_name, uri)])
 
 
 def _check_flow_name_free(tx: Tx, domain_name: str, flow_name: str, uri: str) -> None:

@@ -19,8 +19,11 @@ order queue instead. Every writer takes its locks in this order:
    contact-start event, for every instance they name, before they look the instances up and
    write anything.
 1. Advisory locks on what the request writes, by name: a contact (contacts), the object type
-   (shared by an ingestion, exclusive by its deletion: object_types.lock_object_type), the
-   keys and UNIQUE values of the records (ingest.pipeline); each set in one `take_locks`.
+   (shared by an ingestion and by a PutIntegration naming it, exclusive by its deletion:
+   object_types.lock_object_type), the keys and UNIQUE values of the records
+   (ingest.pipeline); each set in one `take_locks`. An integration's Uri (exclusive by
+   PutIntegration, right after the object types it names and before anything it writes:
+   integrations.service._lock_integration) is taken by nothing else.
    The domain's object types as a whole (exclusive by PutProfileObjectType, which checks a
    definition against the others: object_types.put_object_type) are taken by nothing else
    and before any other lock, so their place in the order does not matter.
