@@ -29,14 +29,14 @@ paths as pybars does (`_resolve` follows its `resolve` and `pick`), so the outpu
 to the character; the tests render both ways.
 
 A pybars render is bounded (`_Budget`): at most MAX_RENDER_STEPS iterations of `#each` blocks
-and MAX_RENDER_CHARS characters of values rendered, for one record — all its fields' templates
-together (`record_budget`, held by the mapping while it maps a record; a budget for each field
-allowed 250 times as much to an object type of 250 such fields). A short template can do a lot
-of work: `{{#each _source.a}}{{#each ../_source.a}}x{{/each}}{{/each}}` over an array of 5,000
-items is 25 million iterations, which held a 15 KB PutProfileObject (and the writer, and every
-other request) for half a minute. Past the bound the render fails (TemplateError), and the
-record is dead-lettered saying why. Literal text is not counted: a template has at most 1,000
-characters, so the iterations bound it to about 10 MB a record.
+for one record, all its fields' templates together (`record_budget`, held by the mapping while
+it maps a record: a budget for each field allowed 250 times as much to an object type of 250
+such fields), and MAX_RENDER_CHARS characters of values for each field. A short template can
+do a lot of work: `{{#each _source.a}}{{#each ../_source.a}}x{{/each}}{{/each}}` over an array
+of 5,000 items is 25 million iterations, which held a 15 KB PutProfileObject (and the writer,
+and every other request) for half a minute. Past the bound the render fails (TemplateError),
+and the record is dead-lettered saying why. Literal text is not counted: a template has at
+most 1,000 characters, so the iterations bound it to about 10 MB a record.
 """
 
 from __future__ import annotations
@@ -87,13 +87,16 @@ def _text(value: Any) -> str:
 # The most `#each` iterations one render may take, all blocks together: a template that loops
 # over a record's longest arrays once, or nests over a short one, stays far below it.
 MAX_RENDER_STEPS = 10_000
-# The most characters of values one render may write: no field can hold more than the object
-# it comes from.
+# The most characters of values one field's render may write: no field can hold more than the
+# object it comes from.
 MAX_RENDER_CHARS = MAX_OBJECT_CHARS
 
 
 class _Budget:
-    """What is left of one render's bound (the module docstring)."""
+    """What is left of a record's bound (the module docstring): its iterations, shared by all
+    its fields' renders, and the characters of the render under way (one field holds at most
+    what its object holds, but several fields may each hold as much: a shared count refused a
+    100 KB record with three such fields)."""
 
     __slots__ = ("chars", "steps")
 
@@ -138,7 +141,7 @@ def _spend_chars(text: str) -> str:
         budget.chars -= len(text)
         if budget.chars < 0:
             raise TemplateError(
-                f"it writes more than {MAX_RENDER_CHARS:,} characters for this record"
+                f"it writes more than {MAX_RENDER_CHARS:,} characters of values for this record"
             )
     return text
 
@@ -310,8 +313,12 @@ def _pybars_renderer(rewritten: str) -> Renderer:
             raise TemplateError(str(exc)) from None
 
     def renderer(document: Mapping[str, Any]) -> str:
-        # The record's budget when its mapping holds one, else this render's own.
+        # The record's budget of iterations when its mapping holds one, else this render's own;
+        # its characters this render's own (`_Budget`).
         with record_budget():
+            budget = _budget.get()
+            assert budget is not None
+            budget.chars = MAX_RENDER_CHARS
             try:
                 return str(template({"_source": document}, helpers=HELPERS))
             except PybarsError as exc:

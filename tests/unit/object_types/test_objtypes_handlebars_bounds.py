@@ -86,3 +86,18 @@ def test_all_the_fields_of_a_record_share_one_bound(services: Services) -> None:
     # Each field alone is well within it, and two thirds of it pass for the whole record.
     assert render(FLAT, {"a": [0] * third}) == "0" * third
     assert ingest(services, "Crm", {"id": "2", "email": "b@x.com", "a": [0] * (third - 2)})
+
+
+def test_the_characters_are_bounded_for_each_field_not_for_the_record(
+    services: Services,
+) -> None:
+    """One field holds at most what its object holds, but several may each hold as much: a
+    character count shared by the record's fields refused a 100 KB record with three."""
+    make_domain(services)
+    fields = crm_type()["Fields"] | {
+        f"copy{n}": {"Source": "{{_source.n}} {{_source.m}}"} for n in range(3)
+    }
+    put_type(services, "Crm", crm_type(Fields=fields))
+    half = "z" * (MAX_RENDER_CHARS // 2 - 1)
+
+    assert ingest(services, "Crm", {"id": "1", "email": "a@x.com", "n": half, "m": half})
