@@ -631,6 +631,11 @@ def associate_instance(
             f"{instance_arn} is not a contact-centre instance ARN "
             "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
         )
+    # The locks PutIntegration takes first (its domain's, shared, then the instance's), taken
+    # before the association's type and settings are read to be kept: read unlocked, a
+    # PutIntegration of the instance committing meanwhile had its new ones written over.
+    lock_domain(tx, domain_name=domain_name, shared=True)
+    lock_instances(tx, [instance_arn])
     existing = find_integration(tx, domain_name=domain_name, uri=instance_arn)
     if object_type_name is None and not object_type_names:
         object_type_name = (

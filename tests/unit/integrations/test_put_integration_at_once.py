@@ -27,7 +27,7 @@ from openprofiles.app import build_services
 from openprofiles.context import Services, Tx
 from openprofiles.errors import BadRequest
 from openprofiles.integrations.models import Integration
-from openprofiles.integrations.service import get_integration, put_integration
+from openprofiles.integrations.service import associate_instance, get_integration, put_integration
 from openprofiles.object_types.service import (
     delete_object_type,
     find_object_type,
@@ -195,3 +195,41 @@ def test_two_put_integration_calls_of_a_new_uri_both_succeed(pg_services: Servic
             select(func.count()).where(integration.c.domain_name == D)
         ).scalar_one()
     assert count == 1
+
+
+INSTANCE = "arn:aws:connect:us-east-1:123456789012:instance/11111111-2222-3333-4444-555555555555"
+
+
+@pytest.mark.postgres
+def test_an_instance_associated_again_during_a_put_integration_keeps_the_put(
+    pg_services: Services,
+) -> None:
+    """Associating an instance again (the CLI, the admin pages: to replay its kept records)
+    keeps its object type and settings: they were read before any lock, so a PutIntegration
+    of the instance committing meanwhile had its new ones written back over with the old."""
+    services = pg_services
+    make_domain(services, D)
+    old, new = "arn:aws:iam::123456789012:role/old", "arn:aws:iam::123456789012:role/new"
+    with services.write() as tx:
+        put_integration(
+            tx, domain_name=D, uri=INSTANCE, object_type_name="CTR", settings={"RoleArn": old}
+        )
+
+    outcome = second_writer_meets_first(
+        services,
+        lambda tx: put_integration(
+            tx,
+            domain_name=D,
+            uri=INSTANCE,
+            object_type_name="CTR-NoInferred",
+            settings={"RoleArn": new},
+        ),
+        in_its_own_transaction(
+            services, lambda tx: associate_instance(tx, domain_name=D, instance_arn=INSTANCE)
+        ),
+    )
+
+    assert not isinstance(outcome, BaseException), outcome
+    with services.read() as tx:
+        found = get_integration(tx, domain_name=D, uri=INSTANCE)
+    assert (found.object_type_name, found.settings.get("RoleArn")) == ("CTR-NoInferred", new)
