@@ -114,14 +114,18 @@ def run_if_due(
                     return None
             loaded, flow = load_flow(services, found.domain_name, flow.name)
             source = source_for(services.settings, flow)
-            return claimed(
+            return _started(
                 services,
-                loaded,
-                "Scheduled",
-                lambda held, stop: run_claimed(
-                    services, held, flow, source, stop=stop, clock=clock
+                found,
+                claimed(
+                    services,
+                    loaded,
+                    "Scheduled",
+                    lambda held, stop: run_claimed(
+                        services, held, flow, source, stop=stop, clock=clock
+                    ),
+                    due,
                 ),
-                due,
             )
         if flow.trigger_type != "Event":
             return None
@@ -156,12 +160,16 @@ def run_if_due(
             return None
         loaded, flow = load_flow(services, found.domain_name, flow.name)
         # Listed again under the claim: a run that held the flow meanwhile may have read them.
-        return claimed(
+        return _started(
             services,
-            loaded,
-            "Event",
-            lambda held, stop: run_claimed(
-                services, held, flow, source, stop=stop, drop_if_empty=True, clock=clock
+            found,
+            claimed(
+                services,
+                loaded,
+                "Event",
+                lambda held, stop: run_claimed(
+                    services, held, flow, source, stop=stop, drop_if_empty=True, clock=clock
+                ),
             ),
         )
     except RunInProgress:
@@ -178,11 +186,23 @@ def run_if_due(
         # cannot start while that run is the newest: an Event flow's is recorded once, not
         # every pass (`_failed_start`), and a new reason (its key disabled since) is recorded
         # by no run.
-        key = (id(services), found.domain_name, found.flow_name)
+        key = _logged_key(services, found)
         if failed is not None or _START_FAILURES_LOGGED.get(key) != exc.message:
             log_failure("Flow %s of domain %s could not run", where, exc)
         _START_FAILURES_LOGGED[key] = exc.message
         return failed
+
+
+def _logged_key(services: Services, found: Integration) -> Hashable:
+    return (id(services), found.domain_name, found.flow_name)
+
+
+def _started(services: Services, found: Integration, run: FlowRun | None) -> FlowRun | None:
+    """`run`, the flow's run started by the watcher; the flow's start failure logged before is
+    forgotten (`_START_FAILURES_LOGGED`), as a run came after it: the same failure again is
+    news."""
+    _START_FAILURES_LOGGED.pop(_logged_key(services, found), None)
+    return run
 
 
 def drop_logged(gone: Callable[[Hashable], bool]) -> None:
@@ -210,6 +230,8 @@ def _source_failed(services: Services, found: Integration, exc: SourceError) -> 
     next check that lists new items runs it as before."""
     failed = _failed_start(services, found, "Event", exc, None)
     if failed is not None:
+        # The newest run says why now: a start failure logged before is news again.
+        _START_FAILURES_LOGGED.pop(_logged_key(services, found), None)
         logger.warning(
             "Flow %s of domain %s could not list its source: recorded as a FAILED run, whose "
             "error says why; its source is checked again every pass.",

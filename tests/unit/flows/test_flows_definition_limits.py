@@ -216,3 +216,50 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
         assert run_due_flows(services, now=now + timedelta(seconds=10 * i)) == []
     could_not_run = [r for r in caplog.records if "could not run" in r.getMessage()]
     assert len(could_not_run) == 1, [r.getMessage() for r in could_not_run]
+
+
+def test_a_start_failure_is_logged_again_once_a_run_came_after_it(
+    services: Services,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The watcher logs a start failure once for each reason; a run started after it makes the
+    same reason news again (it was remembered for ever: refused again after a run and a failed
+    listing, the flow neither recorded nor logged why it did not start)."""
+    make_domain(services, D)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(jsonl(user(1)))
+    task: dict[str, Any] = {"TaskType": "Validate", "SourceFields": ["tier"]}
+
+    def put(operators: dict[str, str], *, stored_only: bool) -> None:
+        task["ConnectorOperator"] = operators
+        definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
+        with monkeypatch.context() as before:
+            if stored_only:  # as PutIntegration took it then: the first member
+                before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+            put_flow(services, "crm", TYPE, definition)
+
+    def logged(at: int) -> int:
+        caplog.clear()
+        run_due_flows(services, now=now + timedelta(seconds=10 * at))
+        return len([r for r in caplog.records if "could not run" in r.getMessage()])
+
+    ambiguous = {"Marketo": "NO_OP", "Zendesk": "VALIDATE_NON_NULL"}
+    put(ambiguous, stored_only=True)
+    now = datetime.now(UTC)
+    caplog.set_level(logging.WARNING, logger="openprofiles")
+    assert logged(0) == 1  # its FAILED run recorded
+    put({"S3": "NO_OP"}, stored_only=False)
+    assert logged(1) == 0  # it ran
+    folder.rename(tmp_path / "away")
+    assert logged(2) == 0  # a FAILED run: its source cannot be listed
+    (tmp_path / "away").rename(folder)
+    (folder / "b.jsonl").write_text(jsonl(user(2)))
+    put(ambiguous, stored_only=True)
+
+    assert logged(3) == 1
+    with services.read() as tx:
+        statuses = [run.status for run in list_runs(tx, domain_name=D, flow_name="crm")]
+    assert sorted(statuses) == ["COMPLETED", "FAILED", "FAILED"]
