@@ -543,6 +543,19 @@ class UI:
                     # nothing but the page to replace it. Before the form is read: a POST is
                     # not acted on, nor its form kept.
                     return RedirectResponse(PASSWORD_PAGE, status_code=303)
+                # No name or id has a NUL, and PostgreSQL refuses one in a query's text (a 500
+                # on every page that looked one up).
+                if _holds_nul(request.path_params.values()):
+                    return self.error_page(
+                        request, 404, "Not found", "This address names nothing: it holds a NUL."
+                    )
+                if _holds_nul(request.query_params.values()):
+                    return self.error_page(
+                        request,
+                        400,
+                        "That did not work",
+                        "This address holds a NUL character, which no value it may give has.",
+                    )
                 if role == "admin" and session.role != "admin":
                     return self.error_page(
                         request,
@@ -562,6 +575,15 @@ class UI:
                             "This form has expired",
                             "The form was not sent from a page of this session (it may be from "
                             "before you last signed in). Go back, reload the page and try again.",
+                        )
+                    if _holds_nul(value for _, value in form.multi_items()):
+                        # No field takes one (a name, an id, a customer's details alike).
+                        return self.error_page(
+                            request,
+                            400,
+                            "That did not work",
+                            "A field of the form holds a NUL character, which no field takes. "
+                            "Nothing was saved: go back and send the form without it.",
                         )
                     request.state.form = form
                 try:
@@ -602,6 +624,11 @@ def shown_profiles(request: Request) -> list[str]:
 
 class _FormTooLarge(Exception):
     """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
+
+
+def _holds_nul(*values: Iterable[Any]) -> bool:
+    """Whether any of the texts of `values` (an address's parts, a form's fields) holds a NUL."""
+    return any(isinstance(value, str) and "\x00" in value for part in values for value in part)
 
 
 def _names_held(tx: Tx, parameters: Mapping[str, Any]) -> frozenset[str]:
