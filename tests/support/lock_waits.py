@@ -1,17 +1,23 @@
 """Two writers in a set order on PostgreSQL: the first does its work in a transaction it keeps
 open until the second, started then, waits for one of the first's locks (or has finished without
-waiting); then the first commits and the second goes on. What the second did is returned."""
+waiting); then the first commits and the second goes on. What the second did is returned.
+`postgres_services` and `in_its_own_transaction` are what such tests start from."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from tests.support.backends import database_url_for
 
+from openprofiles.app import build_services
 from openprofiles.context import Services, Tx
+from openprofiles.settings import Settings
 
 # A bound on how long the second writer may take to reach a lock, not a synchronisation delay.
 WAIT_BOUND_SECONDS = 30
@@ -68,3 +74,25 @@ def until_blocked_by(services: Services, pid: int, waiter: str) -> None:
             if blocked:
                 return
     raise AssertionError(f"{waiter} never waited for the profile")
+
+
+@contextmanager
+def postgres_services(tmp_path: Path) -> Iterator[Services]:
+    """Services on a PostgreSQL schema of their own only: on SQLite the one writer serialises
+    the two transactions these races need."""
+    with database_url_for("postgres", tmp_path) as url:
+        built = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
+        try:
+            yield built
+        finally:
+            built.database.dispose()
+
+
+def in_its_own_transaction(services: Services, change: Callable[[Tx], Any]) -> Callable[[], Any]:
+    """`change` as a second writer: in a write transaction of its own, its result returned."""
+
+    def run() -> Any:
+        with services.write() as tx:
+            return change(tx)
+
+    return run

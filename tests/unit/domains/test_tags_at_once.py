@@ -6,18 +6,19 @@ already: these tests are PostgreSQL's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.backends import database_url_for
-from tests.support.lock_waits import second_writer_meets_first
+from tests.support.lock_waits import (
+    in_its_own_transaction,
+    postgres_services,
+    second_writer_meets_first,
+)
 from tests.unit.integrations.integ_helpers import make_domain
 
-from openprofiles.app import build_services
 from openprofiles.arns import domain_arn
-from openprofiles.context import Services, Tx
-from openprofiles.settings import Settings
+from openprofiles.context import Services
 from openprofiles.tags.service import get_tags, put_tags, remove_tags
 
 D = "tagged"
@@ -25,12 +26,8 @@ D = "tagged"
 
 @pytest.fixture
 def pg_services(tmp_path: Path) -> Iterator[Services]:
-    with database_url_for("postgres", tmp_path) as url:
-        built = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
-        try:
-            yield built
-        finally:
-            built.database.dispose()
+    with postgres_services(tmp_path) as services:
+        yield services
 
 
 def tagged(services: Services, tags: dict[str, str]) -> str:
@@ -41,14 +38,6 @@ def tagged(services: Services, tags: dict[str, str]) -> str:
         with services.write() as tx:
             put_tags(tx, domain_name=D, resource_arn=arn, tags=tags)
     return arn
-
-
-def in_its_own_transaction(services: Services, change: Callable[[Tx], None]) -> Callable[[], None]:
-    def run() -> None:
-        with services.write() as tx:
-            change(tx)
-
-    return run
 
 
 def tags_of(services: Services, arn: str) -> dict[str, str]:

@@ -7,21 +7,22 @@ pass to run again. SQLite's one writer serialises them already: these tests are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.backends import database_url_for
-from tests.support.lock_waits import second_writer_meets_first
+from tests.support.lock_waits import (
+    in_its_own_transaction,
+    postgres_services,
+    second_writer_meets_first,
+)
 from tests.unit.integrations.integ_helpers import make_domain
 
-from openprofiles.app import build_services
 from openprofiles.context import Services, Tx
 from openprofiles.domains.service import get_domain, update_domain
 from openprofiles.identity import matching, rule_activation
 from openprofiles.identity.rule_digests import FORMAT
-from openprofiles.settings import Settings
 
 D = "updated"
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/profiles-dlq"
@@ -30,20 +31,8 @@ RULES = {"Enabled": True, "MatchingRules": [{"Rule": ["EmailAddress"]}]}
 
 @pytest.fixture
 def pg_services(tmp_path: Path) -> Iterator[Services]:
-    with database_url_for("postgres", tmp_path) as url:
-        built = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
-        try:
-            yield built
-        finally:
-            built.database.dispose()
-
-
-def in_its_own_transaction(services: Services, change: Callable[[Tx], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        with services.write() as tx:
-            return change(tx)
-
-    return run
+    with postgres_services(tmp_path) as services:
+        yield services
 
 
 def config_of(services: Services) -> dict[str, Any]:

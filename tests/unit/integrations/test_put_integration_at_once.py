@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from tests.support.backends import database_url_for
-from tests.support.lock_waits import second_writer_meets_first
+from tests.support.lock_waits import (
+    in_its_own_transaction,
+    postgres_services,
+    second_writer_meets_first,
+)
 from tests.unit.identity.conftest import CRM
 from tests.unit.integrations.integ_helpers import make_domain
 
-from openprofiles.app import build_services
 from openprofiles.context import Services, Tx
 from openprofiles.errors import BadRequest
 from openprofiles.integrations.models import Integration
@@ -33,7 +35,6 @@ from openprofiles.object_types.service import (
     find_object_type,
     put_object_type,
 )
-from openprofiles.settings import Settings
 from openprofiles.store.schema import integration
 
 D = "integrated"
@@ -44,20 +45,8 @@ NEW_ROLE = "arn:aws:iam::123456789012:role/new"
 
 @pytest.fixture
 def pg_services(tmp_path: Path) -> Iterator[Services]:
-    with database_url_for("postgres", tmp_path) as url:
-        built = build_services(Settings(data_dir=tmp_path / "data", database_url=url))
-        try:
-            yield built
-        finally:
-            built.database.dispose()
-
-
-def in_its_own_transaction(services: Services, change: Callable[[Tx], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        with services.write() as tx:
-            return change(tx)
-
-    return run
+    with postgres_services(tmp_path) as services:
+        yield services
 
 
 def with_types(services: Services, *names: str) -> None:
