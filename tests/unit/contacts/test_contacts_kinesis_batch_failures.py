@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from tests.unit.contacts.test_contacts_kinesis_database_errors import Clock, Polls
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
 
 from openprofiles.app import build_services
@@ -125,34 +125,6 @@ def locked(services: Services, table: str) -> Iterator[Callable[[], None]]:
     finally:
         raw.rollback()
         raw.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Polls(threading.Event):
-    """A stop event set after `polls` loops of `run`; its waits are recorded, and move the
-    test's clock on at once."""
-
-    def __init__(self, polls: int, clock: Clock) -> None:
-        super().__init__()
-        self.polls = polls
-        self.clock = clock
-        self.waits: list[float] = []
-
-    def is_set(self) -> bool:
-        self.polls -= 1
-        return self.polls < 0
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout or 0)
-        self.clock.now += timeout or 0
-        return False
 
 
 # 1. The database failing a batch is the poll failing, never a deferred batch.
