@@ -20,20 +20,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from tests.unit.contacts.test_contacts_kinesis_database_errors import Clock, Polls
+from tests.unit.contacts.test_contacts_kinesis_database_errors import (
+    Clock,
+    Polls,
+    found,
+    new_stream,
+    put,
+)
 from tests.unit.integrations.integ_helpers import associate, ctr, make_domain
 
 from openprofiles.app import build_services
@@ -42,7 +45,6 @@ from openprofiles.cli_support import Terminated, caused_by_ctrl_c
 from openprofiles.connectors.kinesis import DATABASE_ERRORS, KinesisContactRecords
 from openprofiles.context import Services
 from openprofiles.dlq.service import list_messages
-from openprofiles.profiles.service import SearchCriterion, search_profiles
 from openprofiles.settings import Settings
 from openprofiles.store.schema import stream_checkpoint
 
@@ -81,26 +83,6 @@ def pg_settings(settings: Settings) -> Settings:
 def impatient(settings: Settings) -> Services:
     """Services on the same database that wait at most LOCK_TIMEOUT_SECONDS for a lock."""
     return build_services(replace(settings, database_lock_timeout_seconds=LOCK_TIMEOUT_SECONDS))
-
-
-def new_stream(moto_url: str) -> tuple[Any, str]:
-    kinesis = boto3.client("kinesis", endpoint_url=moto_url, region_name="us-east-1")
-    stream = f"ctr-{uuid.uuid4().hex[:12]}"
-    kinesis.create_stream(StreamName=stream, ShardCount=1)
-    return kinesis, stream
-
-
-def put(kinesis: Any, stream: str, *records: dict[str, Any]) -> None:
-    for record in records:
-        kinesis.put_record(StreamName=stream, Data=json.dumps(record).encode(), PartitionKey="p")
-
-
-def found(services: Services, contact_id: str) -> int:
-    with services.read() as tx:
-        page, _ = search_profiles(
-            tx, domain_name="stream", criteria=[SearchCriterion("_ctrContactId", (contact_id,))]
-        )
-    return len(page)
 
 
 def checkpoint(services: Services, stream: str) -> str | None:
