@@ -28,6 +28,7 @@ from openprofiles.cli_support import (
     settings_from_options,
     storage_options,
     storage_options_given,
+    text_options_utf8,
     warn_about_unknown_variables,
 )
 from openprofiles.connectors.cli import connectors
@@ -619,6 +620,8 @@ ingest.add_command(contact_records)
 # Once the tree is whole: the commands that change state or print personal data write their
 # audit line (openprofiles.audit), whichever group they are in.
 audit_commands(main)
+# Every name or id given as text reaches the store as it is: one that is not UTF-8 is refused.
+text_options_utf8(main)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ build on these helpers; cli.py assembles the groups into the `openprofiles` comm
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import sys
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -29,6 +31,13 @@ if TYPE_CHECKING:
     from openprofiles.held_values import HeldValue
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The most records an `ingest` command's --batch-size reads at a time: a larger one is memory
+# no load needs (and one past sys.maxsize is refused by itertools.islice, a traceback).
+MAX_BATCH_SIZE = 100_000
+# The most seconds a watching command (`flows watch --every`) waits between passes: a day; a
+# wait past threading's limit (or infinite) overflows.
+MAX_EVERY_SECONDS = 86_400.0
 
 
 def storage_options(command: F) -> F:
@@ -385,6 +394,79 @@ def commands_of(group: click.Group, prefix: str = "") -> Iterator[tuple[str, cli
             yield from commands_of(command, f"{path} ")
         else:
             yield path, command
+
+
+class Utf8Text(click.ParamType):
+    """Text that can be stored: a name or id (a domain's, a user's, a key's, a message's...)
+    as the store takes it. Python gives the bytes of an argument that are not UTF-8 as lone
+    surrogates (PEP 383), which no database driver nor UTF-8 encoder takes: refused here, a
+    usage error naming the option, rather than a traceback from deep in the store."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not is_utf8_text(value):
+            # The value is not echoed: it cannot be printed as given, and may be personal.
+            self.fail(
+                "it is not valid UTF-8 text (bytes in another encoding, or binary).", param, ctx
+            )
+        return value
+
+
+def is_utf8_text(value: str) -> bool:
+    """Whether `value` can be encoded as UTF-8: no lone surrogate (an undecodable byte of an
+    argument, or of a line read from standard input)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+UTF8_TEXT = Utf8Text()
+
+
+def text_options_utf8(root: click.Group) -> None:
+    """Give every plain text argument and option of every command under `root` the type
+    UTF8_TEXT: each reaches the store or a key's derivation as it is, so one that is not UTF-8
+    is a usage error, whichever command it is of. File paths (click.Path) keep their own type:
+    a file name need not be UTF-8. Idempotent."""
+    for _, command in commands_of(root):
+        for param in command.params:
+            if isinstance(param.type, click.types.StringParamType):
+                param.type = UTF8_TEXT
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan, which every comparison with its bounds lets
+    through (a `--every nan` would wait no time at all, a busy loop)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail("nan is not a number of seconds.", param, ctx)
+        return number
+
+
+def http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An option's http(s) URL with a host (an endpoint to call), or None when not given; a
+    usage error naming the option otherwise, before any client is built with it."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - read for its ValueError on a port that is not one
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a port that is not a number or out of range, a bad IPv6 literal
+        valid = False
+    if not valid or any(char.isspace() for char in value):
+        raise click.BadParameter(
+            "give an http:// or https:// URL with a host, e.g. https://kinesis.eu-west-1."
+            "amazonaws.com or http://localhost:4566.",
+            ctx=ctx,
+            param=param,
+        )
+    return value
 
 
 def audit_commands(root: click.Group) -> None:

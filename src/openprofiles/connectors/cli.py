@@ -10,6 +10,7 @@ import click
 from openprofiles.cli_support import (
     Refused,
     caused_by_ctrl_c,
+    http_url,
     open_services,
     settings_from_options,
     storage_options,
@@ -47,6 +48,7 @@ def connectors() -> None:
 @click.option(
     "--endpoint-url",
     default=None,
+    callback=http_url,
     help="Kinesis endpoint URL (default: OPENPROFILES_KINESIS_ENDPOINT_URL, else AWS's).",
 )
 @click.option(

@@ -6,7 +6,6 @@ letter says which line (or array index) of which file it came from, as that comm
 
 from __future__ import annotations
 
-import codecs
 import json
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from openprofiles.cli_support import (
+    MAX_BATCH_SIZE,
     Refused,
     end_stopped_load,
     open_services,
@@ -30,16 +30,13 @@ from openprofiles.store.chunks import PG_RECORDS_PER_TRANSACTION, transaction_ch
 if TYPE_CHECKING:
     from openprofiles.contacts.records import Item
 
-# How much of a file is decoded at once to check it is UTF-8 before anything is loaded.
-_UTF8_CHUNK_BYTES = 1024 * 1024
-
 
 @click.command("contact-records")
 @storage_options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records read at a time, one transaction on SQLite; on PostgreSQL at most "
@@ -237,10 +234,10 @@ def read_contact_records(file: Path) -> tuple[int, Iterator[tuple[Item, str | No
     a file that cannot be loaded: nothing of it is then loaded."""
     from openprofiles.contacts.models import ContactRecordInvalid
     from openprofiles.contacts.records import read_record
-    from openprofiles.ingest.bulk import read_records
+    from openprofiles.ingest.bulk import check_utf8, read_records
 
     try:
-        _check_utf8(file)
+        check_utf8(file)
         total, records = read_records(file)
     except UnicodeDecodeError:
         raise Refused(
@@ -267,16 +264,6 @@ def read_contact_records(file: Path) -> tuple[int, Iterator[tuple[Item, str | No
             yield ("", too_long), record.origin
 
     return total, items()
-
-
-def _check_utf8(file: Path) -> None:
-    """UnicodeDecodeError unless the file is UTF-8 throughout, read a chunk at a time: a file
-    that is not is refused whole (ingest.bulk.read_records would load its other lines)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with file.open("rb") as handle:
-        while chunk := handle.read(_UTF8_CHUNK_BYTES):
-            decoder.decode(chunk)
-    decoder.decode(b"", final=True)
 
 
 def _not_records(problem: str) -> str:

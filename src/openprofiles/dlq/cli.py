@@ -83,6 +83,9 @@ LIST_LIMIT = 100
 # periodic resend uses (a test checks that they agree); that module is not imported for --help,
 # as it takes seconds to.
 RESEND_LIMIT = 1000
+# The most `dlq list --limit` takes: a number the databases can compare with (a larger one
+# overflows SQLite's and PostgreSQL's integers); `dlq list --all` shows every one.
+MAX_LIMIT = 1_000_000
 
 
 @dlq.command("list")
@@ -91,7 +94,7 @@ RESEND_LIMIT = 1000
 @json_option
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIMIT),
     default=LIST_LIMIT,
     show_default=True,
     help="Show at most this many (--json too).",

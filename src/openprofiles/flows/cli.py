@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from openprofiles.cli_support import open_services, settings_from_options, storage_options
+from openprofiles.cli_support import (
+    MAX_EVERY_SECONDS,
+    FiniteFloatRange,
+    open_services,
+    settings_from_options,
+    storage_options,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +108,7 @@ def flows_run(
 @storage_options
 @click.option(
     "--every",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloatRange(0.1, MAX_EVERY_SECONDS),
     default=10.0,
     show_default=True,
     help="Seconds between checks for due Scheduled runs and new Event items.",

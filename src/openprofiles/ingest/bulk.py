@@ -42,6 +42,8 @@ MAX_LINE_BYTES = 4 * MAX_OBJECT_CHARS
 # The most of a file that is not JSON lines read and parsed at once, as flows.items reads an
 # item; a larger file is read as JSON lines, a line at a time.
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+# How much of a file check_utf8 reads at a time.
+_UTF8_CHUNK_BYTES = 1024 * 1024
 
 
 class FileRecord(NamedTuple):
@@ -85,6 +87,17 @@ def places(text: str, raws: Sequence[str]) -> list[str | None]:
     if text.lstrip().startswith("["):
         return [f"array index {i}" for i in range(len(raws))]
     return [None] * len(raws)
+
+
+def check_utf8(path: Path) -> None:
+    """UnicodeDecodeError unless the file is UTF-8 throughout, read a chunk at a time. The
+    `ingest` commands refuse a file that is not whole (a UTF-16 export, a binary file):
+    read_records would load its other lines, and dead-letter the rest as garbage."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_UTF8_CHUNK_BYTES):
+            decoder.decode(chunk)
+    decoder.decode(b"", final=True)
 
 
 def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from openprofiles.cli_support import (
+    MAX_BATCH_SIZE,
     Refused,
     end_stopped_load,
     open_services,
@@ -48,7 +49,7 @@ def ingest() -> None:
 @click.option("--object-type", "object_type_name", required=True, help="The records' type.")
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records read at a time, one transaction on SQLite; on PostgreSQL at most "
@@ -81,12 +82,19 @@ def ingest_objects(
     )
 
     from openprofiles.errors import ServiceError
-    from openprofiles.ingest.bulk import check_target, ingest_records, read_records
+    from openprofiles.ingest.bulk import check_target, check_utf8, ingest_records, read_records
 
     # The file is looked at before anything is opened: one that cannot be loaded changes
-    # nothing (not even a new data dir's database).
+    # nothing (not even a new data dir's database). One that is not UTF-8 throughout (a UTF-16
+    # export, a binary file) is refused whole, as `ingest contact-records` refuses it, rather
+    # than cut into "lines" of garbage dead-lettered for reasons that mislead.
     try:
+        check_utf8(file)
         total, records = read_records(file)
+    except UnicodeDecodeError:
+        raise Refused(
+            f"{file} is not UTF-8 text; nothing was loaded.", error="NotRecords"
+        ) from None
     except ValueError as exc:
         raise Refused(f"{file} {exc}. Nothing was loaded.", error="NotRecords") from None
     except OSError as exc:
