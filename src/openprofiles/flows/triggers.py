@@ -198,10 +198,11 @@ def _logged_key(services: Services, found: Integration) -> Hashable:
 
 
 def _started(services: Services, found: Integration, run: FlowRun | None) -> FlowRun | None:
-    """`run`, the flow's run started by the watcher; the flow's start failure logged before is
-    forgotten (`_START_FAILURES_LOGGED`), as a run came after it: the same failure again is
-    news."""
-    _START_FAILURES_LOGGED.pop(_logged_key(services, found), None)
+    """`run`, the flow's run the watcher started (None: none was); once one was, the flow's
+    start failure logged before is forgotten (`_START_FAILURES_LOGGED`), as a run came after
+    it: the same failure again is news."""
+    if run is not None:
+        _START_FAILURES_LOGGED.pop(_logged_key(services, found), None)
     return run
 
 
