@@ -405,22 +405,15 @@ class Utf8Text(click.ParamType):
     name = "text"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and not is_utf8_text(value):
+        # Imported here: json_text brings orjson, which a command's start need not load.
+        from openprofiles.json_text import has_lone_surrogate
+
+        if isinstance(value, str) and has_lone_surrogate(value):
             # The value is not echoed: it cannot be printed as given, and may be personal.
             self.fail(
                 "it is not valid UTF-8 text (bytes in another encoding, or binary).", param, ctx
             )
         return value
-
-
-def is_utf8_text(value: str) -> bool:
-    """Whether `value` can be encoded as UTF-8: no lone surrogate (an undecodable byte of an
-    argument, or of a line read from standard input)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 UTF8_TEXT = Utf8Text()
