@@ -626,9 +626,9 @@ class _FormTooLarge(Exception):
     """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
 
 
-def _holds_nul(*values: Iterable[Any]) -> bool:
+def _holds_nul(values: Iterable[Any]) -> bool:
     """Whether any of the texts of `values` (an address's parts, a form's fields) holds a NUL."""
-    return any(isinstance(value, str) and "\x00" in value for part in values for value in part)
+    return any(isinstance(value, str) and "\x00" in value for value in values)
 
 
 def _names_held(tx: Tx, parameters: Mapping[str, Any]) -> frozenset[str]:
