@@ -3,9 +3,11 @@
 TagResource and UntagResource change some of a resource's tags: the row is read, merged and
 written back, under a lock named by the resource's ARN (`_lock_tags`; PostgreSQL, where READ
 COMMITTED let two calls read the same row and the second write drop the first's tags, both
-answered 200; SQLite's one writer serialises them already). The lock is taken by nothing else
-and the transaction takes no other lock while it holds it, so it waits for no other lock
-(store.advisory's order)."""
+answered 200; SQLite's one writer serialises them already). It closes no cycle of waits
+(store.advisory's order): TagResource and UntagResource hold nothing else while they wait for
+it, nor wait for anything but the tag row while they hold it; a writer that tags what it puts
+(PutIntegration, PutProfileObjectType, UpdateDomain) takes it once it holds the locks of what
+it puts, which no other holder of it waits for."""
 
 from __future__ import annotations
 
