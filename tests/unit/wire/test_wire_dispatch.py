@@ -493,3 +493,13 @@ def test_a_signed_query_that_is_not_utf8_is_a_bad_request_not_a_bad_signature(ap
     tampered.raw_query = "next-token=%FE"
     error = _parse_error(app.serve(tampered))
     assert (error["status"], error["Code"]) == (403, "InvalidSignatureException")
+
+
+def test_a_query_number_in_another_form_than_the_protocols_is_a_bad_request(app: App) -> None:
+    """int() read max-results=1_0 as 10 (and " 1", "+1", a full-width "１" as 1): such a value
+    is now refused as not a number, naming the member, and nothing runs."""
+    for value in ("1_0", "%201", "%2B1", "%EF%BC%91"):
+        error = _parse_error(app.serve(_signed_get(f"/domains?max-results={value}")))
+        assert (error["status"], error["Code"]) == (400, "BadRequestException"), value
+        assert "MaxResults" in error["Message"], error["Message"]
+    assert app.calls == []
