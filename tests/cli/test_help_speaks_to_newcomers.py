@@ -67,16 +67,16 @@ def test_no_help_points_at_the_spec_or_at_python_modules() -> None:
 
 
 def test_help_says_how_matching_values_compare_and_the_resend_default() -> None:
-    from openprofiles.dlq.cli import RESEND_LIMIT
+    from openprofiles.dlq.cli import MAX_LIMIT, RESEND_LIMIT
     from openprofiles.dlq.resend import DEFAULT_LIMIT
 
     for path in (("dlq", "purge"), ("instances", "purge-unrouted")):
         shown = " ".join(_help(*path).split())
         assert "An email address matches in any letter case and a phone number in any" in shown
     assert RESEND_LIMIT == DEFAULT_LIMIT
-    assert f"Send at most this many records. [default: {DEFAULT_LIMIT}; x>=1]" in " ".join(
-        _help("dlq", "resend").split()
-    )
+    # Bounded as `dlq list --limit` is: a larger number stopped a resend with a traceback.
+    bounds = f"[default: {DEFAULT_LIMIT}; 1<=x<={MAX_LIMIT}]"
+    assert f"Send at most this many records. {bounds}" in " ".join(_help("dlq", "resend").split())
     matches = " ".join(_help("matches").split())
     assert "rule-based matches (the domain's RuleBasedMatching)" in matches
 

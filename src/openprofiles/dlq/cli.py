@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from openprofiles.cli_support import (
     HOW_VALUES_COMPARE,
@@ -83,8 +84,9 @@ LIST_LIMIT = 100
 # periodic resend uses (a test checks that they agree); that module is not imported for --help,
 # as it takes seconds to.
 RESEND_LIMIT = 1000
-# The most `dlq list --limit` takes: a number the databases can compare with (a larger one
-# overflows SQLite's and PostgreSQL's integers); `dlq list --all` shows every one.
+# The most `dlq list --limit` and `dlq resend --limit` take: a number the databases can compare
+# with (a larger one overflows SQLite's and PostgreSQL's integers) and a resend can count to (one
+# past sys.maxsize stopped it with a traceback); `dlq list --all` shows every one.
 MAX_LIMIT = 1_000_000
 
 
@@ -106,8 +108,10 @@ MAX_LIMIT = 1_000_000
     metavar="MESSAGE_ID",
     help="Start after this dead letter: the last one a previous page showed.",
 )
-@click.option("--all", "show_all", is_flag=True, help="Show every one (no --limit).")
+@click.option("--all", "show_all", is_flag=True, help="Show every one (not with --limit).")
+@click.pass_context
 def dlq_list(
+    ctx: click.Context,
     data_dir: Path | None,
     database_url: str | None,
     domain_name: str,
@@ -120,6 +124,15 @@ def dlq_list(
     with --after the last one shown, every one with --all. With --json the list is paged alike,
     and what follows is said on stderr."""
     from openprofiles.dlq.service import count, list_messages
+
+    # --all with a --limit given is refused, not read as "the first LIMIT": the two ask for
+    # different things (every one, a page), and obeying either one silently drops what the
+    # other asked for. A page is --limit alone; --all goes with --after (every one after it).
+    if show_all and ctx.get_parameter_source("limit") is not ParameterSource.DEFAULT:
+        raise click.UsageError(
+            f"Give --all or --limit, not both: --all shows every dead letter, --limit {limit} "
+            f"shows {limit} at a time (the next ones with --after)."
+        )
 
     def load(tx: Any) -> tuple[list[DeadLetter], int]:
         _existing_domain(tx, domain_name)
@@ -259,7 +272,7 @@ def dlq_retry(
 @json_option
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIMIT),
     default=RESEND_LIMIT,
     show_default=True,
     help="Send at most this many records.",

@@ -20,6 +20,60 @@ from openprofiles.cli_support import (
     yes_option,
 )
 
+# What each command that takes `--instance ''` says instead: an empty ARN names no instance,
+# and read as one it matched no record (purge-unrouted said none were kept "without an
+# instance", while `unrouted` counted some), or as a falsy "not given".
+EMPTY_INSTANCE = {
+    "associate": "give the ARN of the instance to associate",
+    "unrouted": "to count the records kept without one, leave --instance out: they are "
+    "listed as (no instance)",
+    "purge-unrouted": "to delete the records kept without one, give --without-instance instead",
+}
+
+
+def _instance_arn_value(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """The value of an `--instance ARN` option: an Amazon Connect instance ARN as the intake
+    keeps records under (integrations.models.is_instance_arn), or None when not given. A usage
+    error naming the option otherwise, before the database is opened: a malformed one matches
+    no record, and was taken as a filter that found none."""
+    from openprofiles.errors import shown_value
+    from openprofiles.integrations.models import is_instance_arn
+
+    if value is None:
+        return None
+    if not value.strip():
+        hint = EMPTY_INSTANCE.get(ctx.info_name or "", "give an instance's ARN")
+        raise click.BadParameter(f"an empty ARN names no instance; {hint}.", ctx=ctx, param=param)
+    if not is_instance_arn(value):
+        raise click.BadParameter(
+            f"{shown_value(value)} is not an Amazon Connect instance ARN "
+            "(arn:aws:connect:REGION:ACCOUNT:instance/ID).",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+# What `_name_value` says of an empty name, by the option's parameter name.
+EMPTY_NAME = {
+    "domain_name": "no domain has an empty name; give the domain's name.",
+    "object_type_name": "no object type has an empty name; give one, or leave --object-type out "
+    "for the default (the instance's object type in DOMAIN, CTR for a new association).",
+}
+
+
+def _name_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The value of an option that names a domain or an object type, or None when not given: a
+    usage error naming the option when it is empty or blank (no domain or object type has such
+    a name), where `--object-type ''` was read as not given and silently chose CTR."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            EMPTY_NAME.get(param.name or "", "the name cannot be empty."), ctx=ctx, param=param
+        )
+    return value
+
 
 @click.group()
 def instances() -> None:
@@ -28,8 +82,20 @@ def instances() -> None:
 
 @instances.command("associate")
 @storage_options
-@click.option("--instance", "instance_arn", required=True, help="arn:aws:connect:...:instance/ID")
-@click.option("--domain", "domain_name", required=True, help="The domain to associate it with.")
+@click.option(
+    "--instance",
+    "instance_arn",
+    required=True,
+    callback=_instance_arn_value,
+    help="arn:aws:connect:...:instance/ID",
+)
+@click.option(
+    "--domain",
+    "domain_name",
+    required=True,
+    callback=_name_value,
+    help="The domain to associate it with.",
+)
 @click.option(
     "--move", is_flag=True, help="Move the instance if it is associated with another domain."
 )
@@ -37,6 +103,7 @@ def instances() -> None:
     "--object-type",
     "object_type_name",
     default=None,
+    callback=_name_value,
     help="The object type its contact records are ingested as. Default: the one it has when "
     "it is associated with DOMAIN already, CTR otherwise.",
 )
@@ -155,7 +222,13 @@ def instances_list(data_dir: Path | None, database_url: str | None, as_json: boo
 
 @instances.command("unrouted")
 @storage_options
-@click.option("--instance", "instance_arn", default=None, help="Only this instance's records.")
+@click.option(
+    "--instance",
+    "instance_arn",
+    default=None,
+    callback=_instance_arn_value,
+    help="Only this instance's records.",
+)
 def instances_unrouted(
     data_dir: Path | None, database_url: str | None, instance_arn: str | None
 ) -> None:
@@ -204,7 +277,13 @@ def instances_send_kept(data_dir: Path | None, database_url: str | None) -> None
 
 @instances.command("purge-unrouted")
 @storage_options
-@click.option("--instance", "instance_arn", default=None, help="Delete this instance's records.")
+@click.option(
+    "--instance",
+    "instance_arn",
+    default=None,
+    callback=_instance_arn_value,
+    help="Delete this instance's records.",
+)
 @click.option(
     "--without-instance",
     is_flag=True,
