@@ -50,6 +50,7 @@ from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
 from openprofiles.held_values import HeldValue, ids_holding
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import dlq_message, domain
 
@@ -144,6 +145,8 @@ def put(
 
 # The blind-index key name of dead letters' repeat digests (never a profile key's name).
 REPEAT_KEY_NAME = "@deadLetterRepeat"
+# The advisory lock (store.advisory) of a record's repeat digest, taken by `attempt_again`.
+REPEAT_LOCK = "dlq-repeat"
 
 
 def repeat_digest(
@@ -170,6 +173,17 @@ def attempt_again(
     SQS message is not sent again: the queue has it."""
     cipher = tx.cipher(domain_name)
     digest = repeat_digest(cipher, object_type_name, origin, object_json)
+    # Two writers dead-lettering the same record at once (the same file or flow item read by
+    # two runs) both found no letter under READ COMMITTED and both inserted one: the second
+    # met the unique index (ux_dlq_message_repeat), and store.conflicts ran its whole
+    # transaction again (a batch's records ingested anew) only to count the attempt then. With
+    # the lock held from before the look-up, the second waits for the first to end and finds
+    # its letter. Not an INSERT .. ON CONFLICT: a letter's sealed payload is bound to its own
+    # message id, which a conflicting insert does not know, and only a new letter is sent to
+    # SQS. The lock waits where the index or the letter's row made the writers wait already
+    # (the same point of the transaction), so it adds no new order between locks; a no-op on
+    # SQLite, whose one writer serialises them.
+    take_locks(tx, [(REPEAT_LOCK, domain_name, digest)])
     message_id = tx.conn.execute(
         select(dlq_message.c.message_id).where(
             dlq_message.c.domain_name == domain_name, dlq_message.c.repeat_digest == digest

@@ -13,19 +13,35 @@ import pytest
 from sqlalchemy import create_engine, delete, update
 from tests.support.backends import database_url_for
 from tests.support.between_statements import before_statement
+from tests.support.lock_waits import second_writer_meets_first
 from tests.unit.ingest.conftest import DOMAIN, crm_type, make_domain, put_type
 
 from openprofiles.app import build_services
-from openprofiles.context import Services
+from openprofiles.context import Services, Tx
 from openprofiles.dlq import service
+from openprofiles.dlq.models import DeadLetter
 from openprofiles.dlq.sinks import dead_letter, dead_letter_in
 from openprofiles.errors import NotFound
 from openprofiles.objects.expiry import purge_once
 from openprofiles.settings import Settings
+from openprofiles.store.conflicts import retrying
 from openprofiles.store.schema import dlq_message
 
 ORIGIN = "File a.jsonl, line 2"
 RECORD = json.dumps({"id": "x"})
+
+
+def letter_in(tx: Tx) -> DeadLetter:
+    """The record at ORIGIN dead-lettered within `tx`, as a file load or a flow run does."""
+    return dead_letter_in(
+        tx,
+        domain_name=DOMAIN,
+        object_type_name="Crm",
+        object_json=RECORD,
+        reason="No profile matched.",
+        category="no_profile",
+        origin=ORIGIN,
+    )
 
 
 def letter_from_file(services: Services) -> str:
@@ -97,6 +113,38 @@ def test_a_letter_deleted_while_its_record_is_read_again_gets_a_new_one(
         assert [x.message_id for x in service.list_messages(tx, domain_name=DOMAIN)] == [
             again.message_id
         ]
+
+
+@pytest.mark.postgres
+def test_two_writers_dead_lettering_one_record_at_once_count_two_attempts_without_a_rerun(
+    pg_services: Services,
+) -> None:
+    """The same record from the same place dead-lettered by two transactions at once (two runs
+    reading one file or flow item): both found no letter, both inserted one, and the second met
+    the unique index on the repeat digest, so store.conflicts ran its whole transaction again
+    (a flow's batch ingested anew) to count the attempt. Now the second waits for the first and
+    counts its attempt on the first's letter, run once."""
+    services = pg_services
+    make_domain(services)
+    runs: list[bool] = []
+
+    def second_writer() -> DeadLetter:
+        runs.append(True)
+        with services.write() as tx:
+            return letter_in(tx)
+
+    first: list[DeadLetter] = []
+    outcome = second_writer_meets_first(
+        services, lambda tx: first.append(letter_in(tx)), lambda: retrying(second_writer)
+    )
+
+    assert isinstance(outcome, DeadLetter), outcome
+    assert len(runs) == 1, "the second writer's transaction was run again"
+    assert outcome.message_id == first[0].message_id
+    assert outcome.attempts == 2
+    with services.read() as tx:
+        stored = service.list_messages(tx, domain_name=DOMAIN)
+    assert [(x.message_id, x.attempts) for x in stored] == [(first[0].message_id, 2)]
 
 
 def test_retrying_ids_checks_every_id_before_applying_any(
