@@ -53,13 +53,18 @@ SIGN_IN_BUSY = "busy"
 SIGN_IN_UNREAD = {
     413: "form-too-large",
     415: "form-multipart",
-    # The browser left before its form was read whole (nobody is answered).
-    400: "form-incomplete",
+    # A form whose text is not UTF-8 (a script's: browsers send UTF-8), answered with a page.
+    400: "form-not-utf8",
 }
+# The result of an attempt whose browser left before its form was read whole: an empty 400, as
+# nobody is there to read a page (web.UI.read_form).
+SIGN_IN_LEFT = "form-incomplete"
 
 
 def unread(refusal: Response) -> str:
     """The audit log's result of a sign-in form refused unread with `refusal`."""
+    if refusal.status_code == 400 and not refusal.body:
+        return SIGN_IN_LEFT
     return SIGN_IN_UNREAD.get(refusal.status_code, "form-refused")
 
 

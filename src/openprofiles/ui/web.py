@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -268,8 +268,9 @@ class UI:
         MAX_FIELD_BYTES; else the answer that refuses it, nothing of it kept: 413 when its
         declared length is over (its body is not read) or once the bytes read pass it (a body
         sent in chunks declares none: reading stops there) or a field count or size is over, 415
-        for a multipart form (no page sends one), and an empty 400 when the browser left before
-        sending it whole (nobody to answer). Every form the pages read comes through here."""
+        for a multipart form (no page sends one), 400 for a form whose text is not UTF-8 (read
+        whole, kept nowhere), and an empty 400 when the browser left before sending it whole
+        (nobody to answer). Every form the pages read comes through here."""
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type == MULTIPART:
             return self._form_refused(
@@ -284,17 +285,21 @@ class UI:
         if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
             return self._form_too_large(request)
         received = 0
+        # The body as sent, for _utf8_form (within MAX_FORM_BYTES, as what is parsed from it).
+        chunks: list[bytes] = []
 
         async def counted() -> Message:
             nonlocal received
             message = await request.receive()
-            received += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
             if received > MAX_FORM_BYTES:
                 raise _FormTooLarge
+            chunks.append(chunk)
             return message
 
         try:
-            return await Request(request.scope, counted).form(
+            form = await Request(request.scope, counted).form(
                 max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
             )
         except ClientDisconnect:
@@ -305,6 +310,20 @@ class UI:
         except (_FormTooLarge, HTTPException):
             # HTTPException: Starlette's for a form over max_fields or max_part_size.
             return self._form_too_large(request)
+        if not _utf8_form(b"".join(chunks)):
+            # Starlette decodes what is not UTF-8 into U+FFFD (or raw bytes as Latin-1), and
+            # the page stored that in place of what was typed. Browsers always send UTF-8,
+            # percent-encoded: such a form comes from a script, told what to fix.
+            return self.error_page(
+                request,
+                400,
+                "That did not work",
+                "The form's text is not valid UTF-8, percent-encoded (as browsers send a "
+                "form), so what it says cannot be read. Nothing was saved. Send the form from "
+                "the page in a browser, or have your client encode the fields as UTF-8 and "
+                "percent-encode them (application/x-www-form-urlencoded).",
+            )
+        return form
 
     def _form_too_large(self, request: Request) -> HTMLResponse:
         return self._form_refused(
@@ -624,6 +643,20 @@ def shown_profiles(request: Request) -> list[str]:
 
 class _FormTooLarge(Exception):
     """A form's body passed MAX_FORM_BYTES while it was read (UI.read_form)."""
+
+
+def _utf8_form(body: bytes) -> bool:
+    """Whether a form's body (application/x-www-form-urlencoded) is ASCII whose percent-escapes
+    decode to UTF-8: each field's name and value then do. The whole body is decoded at once:
+    the separators ("&", "=") are ASCII, which no UTF-8 sequence of several bytes holds, so the
+    body is valid exactly when each of its parts is, however the parser splits it."""
+    if not body.isascii():
+        return False
+    try:
+        unquote_to_bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _holds_nul(values: Iterable[Any]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import update
@@ -255,3 +256,26 @@ def _named_typed(client: TestClient) -> int:
             limit=5,
         )
     return len(found)
+
+
+def test_an_edit_that_is_not_utf8_sent_after_the_session_ended_is_refused_not_kept(
+    client: TestClient,
+) -> None:
+    """It was kept with U+FFFD in place of what could not be decoded, and brought back so to
+    the agent after signing in. Refused as a signed-in user's form is (test_ui_nul_in_requests).
+    """
+    profile_id, url = _profile(client)
+    assert _sign_in(client, client.get("/ui/sign-in").text, "ana").status_code == 303
+    form = _fields(client.get(url).text)
+    _end_sessions(client)
+    body = urlencode({**form, "LastName": "Lovelace"}).encode() + b"&FirstName=Ad%FF"
+
+    answer = client.post(
+        url,
+        content=body,
+        headers={**SAME_ORIGIN, "content-type": "application/x-www-form-urlencoded"},
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert "not valid UTF-8" in answer.text and "kept_form" not in _fields(answer.text)
+    assert _first_name(client, profile_id) == "Ada"

@@ -1,13 +1,14 @@
 """A sign-in attempt whose form is refused unread (web.UI.read_form: 413 too large, 415 a file
-upload, 400 the browser left) is audit-logged like every other attempt (ui.auth_pages), with why
-and under no name: nothing of the form, which was not (or only partly) read, is in the line.
-Such attempts used to leave no line at all, so a flood of them did not show in the audit log."""
+upload, 400 the browser left or a form not in UTF-8) is audit-logged like every other attempt
+(ui.auth_pages), with why and under no name: nothing of the form, which was not (or only
+partly) read, is in the line. Such attempts used to leave no line at all, so a flood of them
+did not show in the audit log."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote_from_bytes, urlencode
 
 import pytest
 from starlette.testclient import TestClient
@@ -66,6 +67,9 @@ def test_a_sign_in_form_refused_unread_is_logged_with_why_and_no_name(
     assert send(admin.app, SIGN_IN, headers, iter([multipart])).status == 415
     sent = _post_then_leave(admin.app, SIGN_IN, cookie="")
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [400]
+    # Not UTF-8 (a script's form): a 400 too, told apart from the browser that left.
+    not_utf8 = b"username=" + quote_from_bytes(NAME.encode()).encode() + b"&password=%FF"
+    assert send(admin.app, SIGN_IN, {"content-type": FORM}, iter([not_utf8])).status == 400
 
     assert audit_lines() == [
         "ui POST /ui/sign-in user=- status=413 result=form-too-large",
@@ -73,6 +77,7 @@ def test_a_sign_in_form_refused_unread_is_logged_with_why_and_no_name(
         "ui POST /ui/sign-in user=- status=413 result=form-too-large",
         "ui POST /ui/sign-in user=- status=415 result=form-multipart",
         "ui POST /ui/sign-in user=- status=400 result=form-incomplete",
+        "ui POST /ui/sign-in user=- status=400 result=form-not-utf8",
     ]
 
 
