@@ -25,6 +25,16 @@ then sees its outcome. The lock is the last a transaction takes (store.advisory'
 the match digests there): a job's save takes it after its auto-merge has locked what it
 merges, and holding it waits for no row, so a deletion holding its profiles' rows while it
 waits for the lock closes no cycle.
+
+Two deletions hold the shared lock together, and each rewrites whole pages from what it read:
+so each locks the pages it rewrites (FOR UPDATE) before it reads them, and one rewriting a page
+the other rewrites too waits for the other's commit and then reads its outcome (PostgreSQL's
+READ COMMITTED returns the row as committed), instead of writing back the removals the other
+made undone. Deletions stay concurrent when their profiles are on different pages. Each locks
+its match pages in key order, in one statement, then its member pages likewise: two deletions
+meet in the same order, and nothing else locks these rows (a job's save replaces them holding
+the lock exclusively, so never while a deletion holds one). A page the other deletion removed
+(left empty) is no longer found, and is skipped.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound
 from openprofiles.gc_pause import paused_gc
 from openprofiles.store.advisory import take_locks
+from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import identity_job, ml_match_member_page, ml_match_page
 
 GROUPS_PER_PAGE = 256
@@ -160,25 +171,34 @@ def list_groups(
     total = tx.conn.execute(
         select(func.coalesce(func.sum(c.group_count), 0)).where(c.domain_name == domain_name)
     ).scalar_one()
-    # Enough pages for limit + 1 groups past `after` (the first page may hold earlier ones).
-    query = (
-        select(c.groups)
-        .where(c.domain_name == domain_name)
-        .order_by(c.first_match_id)
-        .limit(limit // GROUPS_PER_PAGE + 2)
-    )
+    # Pages are read a batch at a time until limit + 1 groups past `after` are found (the first
+    # page may hold earlier ones) or none is left. A batch is what full pages would need, but
+    # pages hold fewer once DeleteProfile took groups out (`forget_profiles`), so more batches
+    # may follow: stopping after the first would end GetMatches early, without a NextToken.
+    batch = limit // GROUPS_PER_PAGE + 2
+    query = select(c.first_match_id, c.groups).where(c.domain_name == domain_name)
     if after is not None:
         start = _page_holding(tx, c.first_match_id, domain_name, after, c.first_match_id)
         if start is not None:
             query = query.where(c.first_match_id >= start.first_match_id)
     found: list[MatchGroup] = []
-    for (entries,) in tx.conn.execute(query):
-        found.extend(
-            MatchGroup(match_id, tuple(profile_ids), float(confidence))
-            for match_id, confidence, profile_ids, _ in entries
-            if after is None or match_id > after
-        )
-        if len(found) > limit:
+    last: str | None = None
+    while len(found) <= limit:
+        rows = tx.conn.execute(
+            (query if last is None else query.where(c.first_match_id > last))
+            .order_by(c.first_match_id)
+            .limit(batch)
+        ).all()
+        for first, entries in rows:
+            last = first
+            found.extend(
+                MatchGroup(match_id, tuple(profile_ids), float(confidence))
+                for match_id, confidence, profile_ids, _ in entries
+                if after is None or match_id > after
+            )
+            if len(found) > limit:
+                break
+        if len(rows) < batch:
             break
     return MatchPage(generated_at, int(total), found[:limit], len(found) > limit)
 
@@ -230,28 +250,29 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
     gone = set(profile_ids)
     # Before the groups are read: a job saving meanwhile commits first, and its groups are read.
     lock_groups(tx, domain_name, shared=True)
+    # Read without a row lock: a concurrent deletion can only take groups out of this set
+    # (which is then not found on its page below), never add one.
     match_ids = match_ids_of(tx, domain_name=domain_name, profile_ids=gone)
     if not match_ids:
         return
     c = ml_match_page.c
-    pages: dict[str, list[Any]] = {}  # first MatchId -> its groups, being rewritten
-    unlisted: set[tuple[str, str]] = set()  # (profile id, MatchId) to take off member pages
-    for match_id in sorted(match_ids):
+    # The pages holding them, locked and read after the lock (the module's docstring).
+    holding: dict[str, str] = {}  # MatchId -> the first MatchId of its page
+    for match_id in match_ids:
         page = _page_holding(tx, c.first_match_id, domain_name, match_id, c.first_match_id)
-        if page is None:
+        if page is not None:
+            holding[match_id] = page.first_match_id
+    pages = _locked_pages(tx, c.first_match_id, c.groups, domain_name, set(holding.values()))
+    unlisted: set[tuple[str, str]] = set()  # (profile id, MatchId) to take off member pages
+    changed: set[str] = set()
+    for match_id, first in sorted(holding.items()):
+        if first not in pages:
             continue
-        if page.first_match_id not in pages:
-            pages[page.first_match_id] = list(
-                tx.conn.execute(
-                    select(c.groups).where(
-                        c.domain_name == domain_name, c.first_match_id == page.first_match_id
-                    )
-                ).scalar_one()
-            )
-        entries = pages[page.first_match_id]
+        entries = pages[first]
         index = bisect.bisect_left(entries, match_id, key=lambda entry: entry[0])
         if index == len(entries) or entries[index][0] != match_id:
             continue
+        changed.add(first)
         _, confidence, ids, stored = entries[index]
         left = _group_without(ids, stored, gone)
         if left is None:
@@ -260,7 +281,8 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
             continue
         unlisted.update((pid, match_id) for pid in ids if pid in gone)
         entries[index] = [match_id, confidence, *left]
-    for first, entries in pages.items():
+    for first in sorted(changed):
+        entries = pages[first]
         where = (c.domain_name == domain_name, c.first_match_id == first)
         if entries:
             tx.conn.execute(
@@ -271,6 +293,24 @@ def forget_profiles(tx: Tx, domain_name: str, profile_ids: Iterable[str]) -> Non
         else:
             tx.conn.execute(delete(ml_match_page).where(*where))
     _unlist_members(tx, domain_name, unlisted)
+
+
+def _locked_pages(
+    tx: Tx, key: Any, column: Any, domain_name: str, keys: Iterable[str]
+) -> dict[str, list[Any]]:
+    """The pages keyed by `keys` (their `column`, by key), locked FOR UPDATE in key order in
+    one statement (PostgreSQL; SQLite's one writer needs none). A page deleted meanwhile is
+    missing from the answer."""
+    out: dict[str, list[Any]] = {}
+    for chunk in in_chunks(sorted(keys)):
+        rows = tx.conn.execute(
+            select(key, column)
+            .where(key.table.c.domain_name == domain_name, key.in_(chunk))
+            .order_by(key)
+            .with_for_update()
+        )
+        out.update((first, list(value)) for first, value in rows)
+    return out
 
 
 def without_profiles(groups: Iterable[MatchGroup], gone: set[str]) -> list[MatchGroup]:
@@ -320,17 +360,18 @@ def _stored_without(stored: Any, ids: Sequence[str], gone: set[str]) -> Any:
 def _unlist_members(tx: Tx, domain_name: str, unlisted: set[tuple[str, str]]) -> None:
     """Take (profile id, MatchId) entries off the member pages holding them."""
     c = ml_match_member_page.c
-    pages: dict[str, list[Any]] = {}
-    for profile_id in sorted({pid for pid, _ in unlisted}):
-        page = _page_holding(tx, c.first_profile_id, domain_name, profile_id, c.first_profile_id)
-        if page is not None and page.first_profile_id not in pages:
-            pages[page.first_profile_id] = list(
-                tx.conn.execute(
-                    select(c.members).where(
-                        c.domain_name == domain_name, c.first_profile_id == page.first_profile_id
-                    )
-                ).scalar_one()
+    keys = {
+        page.first_profile_id
+        for profile_id in {pid for pid, _ in unlisted}
+        if (
+            page := _page_holding(
+                tx, c.first_profile_id, domain_name, profile_id, c.first_profile_id
             )
+        )
+        is not None
+    }
+    # Locked before they are read, after the match pages (the module's docstring).
+    pages = _locked_pages(tx, c.first_profile_id, c.members, domain_name, keys)
     for first, members in pages.items():
         left = [m for m in members if (m[0], m[1]) not in unlisted]
         if len(left) == len(members):

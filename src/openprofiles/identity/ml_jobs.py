@@ -1156,11 +1156,15 @@ def auto_merging_preview(
         for g in list_groups(tx, domain_name=domain_name, limit=PREVIEW_SAMPLE).groups
         if g.confidence >= minimum
     ]
+    # Counted as merge_group (the job's) merges: into the main profile it picks, only the
+    # profiles an undone merge did not separate from it or from each other (`_joinable`), or
+    # the preview would promise merges the job then leaves out.
+    from openprofiles.identity.matching import _joinable
+
     to_merge = 0
     for group in sample:
-        records = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=group.profile_ids)
-        live = {pid: r for pid, r in records.items() if r.profile_id == pid}
-        to_merge += sum(len(ids) - 1 for ids in merge_plan(live, criteria, region))
+        for main, ids in _planned_merges(tx, domain_name, group, criteria, region):
+            to_merge += len(_joinable(tx, domain_name, main, [p for p in ids if p != main]))
     return MergePreview(
         matches_in_sample=len(sample),
         profiles_in_sample=sum(len(g.profile_ids) for g in sample),
@@ -1195,13 +1199,27 @@ def auto_merge(
         for group in groups:
             if group.confidence < minimum:
                 continue
-            records = profiles.get_profiles(
-                tx, domain_name=domain_name, profile_ids=group.profile_ids
-            )
-            live = {pid: r for pid, r in records.items() if r.profile_id == pid}
-            for ids in merge_plan(live, criteria, region):
-                main = max((live[p] for p in ids), key=lambda r: (r.updated_at, r.profile_id))
+            for main, ids in _planned_merges(tx, domain_name, group, criteria, region):
                 # In chunks of the API's 20, each resolved against the main profile as the
                 # chunk before left it (as rule-based auto-merging does).
-                merges += merge_group(tx, domain_name, rules, main.profile_id, ids)
+                merges += merge_group(tx, domain_name, rules, main, ids)
     return merges
+
+
+def _planned_merges(
+    tx: Tx,
+    domain_name: str,
+    group: MatchGroup,
+    criteria: Sequence[Sequence[str]],
+    region: str,
+) -> list[tuple[str, list[str]]]:
+    """The merges Consolidation plans within a group's live profiles (`merge_plan`): per set,
+    the main profile (the one updated last, of two the greater id) and the set's ids. Shared by
+    `auto_merge` and `auto_merging_preview`, so the preview plans what the job does."""
+    records = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=group.profile_ids)
+    live = {pid: r for pid, r in records.items() if r.profile_id == pid}
+    planned = []
+    for ids in merge_plan(live, criteria, region):
+        main = max((live[p] for p in ids), key=lambda r: (r.updated_at, r.profile_id))
+        planned.append((main.profile_id, ids))
+    return planned

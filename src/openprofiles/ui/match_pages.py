@@ -18,6 +18,12 @@ when asked for (`?values=1`). The merge itself is that same function, MergeProfi
 transaction with a check that the match still holds the profiles confirmed (`_merge`): a merge
 log entry that can be undone from the merge's page, where the page then leads. Like every POST
 of the pages it is CSRF-checked and audited (ui.web.UI.page).
+
+A merge takes at most `MAX_MERGED_PROFILES` (20, MergeProfiles' limit) profiles into the kept
+one: of a larger match, the first 20 others in the match's order (`_taken`), and the
+confirmation says how many stay for the next merge, which the match's page then offers. Not
+several merges in one go: each merge is one entry of the merge log, undone as a whole from the
+page the merge leads to, so one confirmed merge is one entry, whose undo restores all it took.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import explain, matching, ml_jobs
 from openprofiles.identity import service as identity
 from openprofiles.identity.models import MergeRecord
+from openprofiles.identity.service import MAX_MERGED_PROFILES
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
 from openprofiles.ui import flash
@@ -100,13 +107,23 @@ class _Stale(Exception):
 
 class _Preview(Exception):
     """What the merge would do, carried out of its rolled-back rehearsal (`_rehearse`): the
-    merge's record, and the merged profile's fields as (path, value, the profile it comes
-    from), in path order."""
+    merge's record, the merged profile's fields as (path, value, the profile it comes from),
+    in path order, and how many of the match's other profiles the merge leaves for the next
+    (`_taken`)."""
 
-    def __init__(self, record: MergeRecord, fields: list[tuple[str, Any, str]]) -> None:
+    def __init__(
+        self, record: MergeRecord, fields: list[tuple[str, Any, str]], left_out: int
+    ) -> None:
         super().__init__(record.merge_id)
         self.record = record
         self.fields = fields
+        self.left_out = left_out
+
+
+def _taken(members: Sequence[str], main: str) -> list[str]:
+    """The profiles a merge from the pages takes into `main`: the match's others, in its
+    order, at most MAX_MERGED_PROFILES of them (the module's docstring)."""
+    return [pid for pid in members if pid != main][:MAX_MERGED_PROFILES]
 
 
 def live_members(tx: Tx, *, domain_name: str, kind: str, match_id: str) -> tuple[str, ...]:
@@ -262,14 +279,13 @@ def routes(ui: UI) -> list[Route]:
                 raise _Stale(f"the profile {main} is not one of its profiles any more")
             if len(members) < 2:
                 raise _Stale("fewer than two of its profiles exist now")
+            taken = _taken(members, main)
             record = identity.merge_profiles(
-                tx,
-                domain_name=domain,
-                main_profile_id=main,
-                profile_ids=[pid for pid in members if pid != main],
+                tx, domain_name=domain, main_profile_id=main, profile_ids=taken
             )
             merged = profiles.get_profile(tx, domain_name=domain, profile_id=main)
-            raise _Preview(record, _shown_fields(merged, record.fields_taken))
+            left_out = len(members) - 1 - len(taken)
+            raise _Preview(record, _shown_fields(merged, record.fields_taken), left_out)
 
         try:
             await ui.write(rehearse)
@@ -299,7 +315,14 @@ def routes(ui: UI) -> list[Route]:
             )
         record = preview.record
         show_profiles(request, [record.main_profile_id, *record.merged_profile_ids])
-        return merge_page(request, preview=record, fields=preview.fields, main=main)
+        return merge_page(
+            request,
+            preview=record,
+            fields=preview.fields,
+            main=main,
+            left_out=preview.left_out,
+            most=MAX_MERGED_PROFILES,
+        )
 
     @ui.page("admin")
     async def merge_post(request: Request) -> Response:
@@ -316,15 +339,24 @@ def routes(ui: UI) -> list[Route]:
             )
 
         def merge(tx: Tx) -> str:
-            members = set(live_members(tx, domain_name=domain, kind=kind, match_id=match_id))
+            members = live_members(tx, domain_name=domain, kind=kind, match_id=match_id)
             confirmed = {main, *merged_ids}
-            if gone := sorted(confirmed - members):
+            if gone := sorted(confirmed - set(members)):
                 raise _Stale(
                     f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} no longer "
                     "among its profiles (merged, deleted, or no longer matching)"
                 )
-            if joined := sorted(members - confirmed):
+            # What the confirmation showed is what the merge takes now: of a match of more
+            # than MAX_MERGED_PROFILES others, the first ones (`_taken`); the rest, not
+            # confirmed, stay for the next merge.
+            taken = _taken(members, main)
+            if joined := sorted(set(taken) - confirmed):
                 raise _Stale(f"{', '.join(joined)} joined it")
+            if beyond := sorted(set(merged_ids) - set(taken)):
+                raise _Stale(
+                    f"{', '.join(beyond)} {'is' if len(beyond) == 1 else 'are'} no longer "
+                    f"among the {MAX_MERGED_PROFILES} profiles a merge takes first"
+                )
             return identity.merge_profiles(
                 tx, domain_name=domain, main_profile_id=main, profile_ids=merged_ids
             ).merge_id
