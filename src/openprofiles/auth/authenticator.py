@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from openprofiles.auth.credentials import (
     SecretCache,
     StoredCredential,
+    could_be_access_key_id,
     find_secret,
     stored_scopes,
 )
@@ -78,6 +79,8 @@ class Authenticator:
         known: dict[str, StoredCredential] = {}
 
         def lookup(access_key_id: str) -> str | None:
+            if not could_be_access_key_id(access_key_id):
+                return None  # no key's shape: unknown, with no read (and no worker thread)
             found = self._secrets.get(
                 access_key_id, lambda: self._load(access_key_id), self._stored
             )

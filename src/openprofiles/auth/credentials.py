@@ -17,6 +17,7 @@ request waits for it (`SecretCache`).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import string
 import threading
@@ -41,6 +42,11 @@ from openprofiles.store.schema import credential
 ROLES = ("admin", "agent")
 _TABLE = "credential"
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+# What an access key id can be: AWS's shape (IAM's AccessKeyId, 16 to 128 word characters, in
+# ASCII), which ours ("OP" and 18 letters or digits) has. Anything else is no key of ours and
+# is refused before the database is asked: PostgreSQL refuses a NUL in text with an error (a
+# 500 where SQLite found no row), and a lookup of garbage costs a read for nothing.
+_ACCESS_KEY_ID_SHAPE = re.compile(r"[A-Za-z0-9_]{16,128}")
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +114,16 @@ def secret_opens(keys: KeyManager, *, access_key_id: str, secret_sealed: bytes) 
     return True
 
 
+def could_be_access_key_id(text: str) -> bool:
+    """Whether `text` has the shape of an access key id (16 to 128 ASCII letters, digits or
+    '_', as AWS's): one that has not is unknown without a lookup."""
+    return _ACCESS_KEY_ID_SHAPE.fullmatch(text) is not None
+
+
 def find_secret(tx: Tx, *, access_key_id: str) -> StoredCredential | None:
     """The secret, role and scope of an access key, or None when the key is unknown."""
+    if not could_be_access_key_id(access_key_id):
+        return None
     row = tx.conn.execute(
         select(credential.c.secret_sealed, credential.c.role, credential.c.domain_scope).where(
             credential.c.access_key_id == access_key_id
@@ -160,6 +174,8 @@ def set_credential_scope(
     new scope within about `REVOCATION_CHECK_SECONDS` of the commit, as for a revocation: their
     caches' check finds the scope changed and drops the key, which the next request looks up."""
     scope = checked_scope(domains)
+    if not could_be_access_key_id(access_key_id):
+        raise NotFound(f"No credential has the access key id {access_key_id}.")
     result = tx.conn.execute(
         update(credential)
         .where(credential.c.access_key_id == access_key_id)
@@ -175,6 +191,8 @@ def delete_credential(tx: Tx, *, access_key_id: str) -> None:
     """Revoke a credential. This process's caches stop using it at once (`SecretCache.forget`);
     other processes (a server's other workers, a server the CLI revoked it beside) within about
     `REVOCATION_CHECK_SECONDS` of the commit, when their caches next see the row gone."""
+    if not could_be_access_key_id(access_key_id):
+        raise NotFound(f"No credential has the access key id {access_key_id}.")
     tx.erased()
     result = tx.conn.execute(delete(credential).where(credential.c.access_key_id == access_key_id))
     if result.rowcount == 0:

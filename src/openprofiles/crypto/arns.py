@@ -12,6 +12,8 @@ from dataclasses import dataclass
 ALIAS_PREFIX = "alias/"
 LOCAL_PARTITION = "openprofiles"
 
+# Both ARN patterns are used with fullmatch: with match, a final `$` also matches before a
+# trailing newline.
 _LOCAL_KEY_ARN = re.compile(
     r"^arn:openprofiles:kms:(?P<region>[a-z0-9-]*):(?P<account>[0-9]*):key/(?P<key_id>[0-9a-f-]{36})$"
 )
@@ -31,7 +33,7 @@ def local_key_arn(region: str, account_id: str, key_id: str) -> str:
 
 
 def parse_local_key_arn(value: str) -> LocalKeyArn | None:
-    match = _LOCAL_KEY_ARN.match(value)
+    match = _LOCAL_KEY_ARN.fullmatch(value)
     if match is None:
         return None
     return LocalKeyArn(match["region"], match["account"], match["key_id"])
@@ -42,7 +44,7 @@ def is_local_key_arn(value: str) -> bool:
 
 
 def is_aws_kms_arn(value: str) -> bool:
-    return _AWS_KMS_ARN.match(value) is not None
+    return _AWS_KMS_ARN.fullmatch(value) is not None
 
 
 def alias_name(value: str) -> str | None:

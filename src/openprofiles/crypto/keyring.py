@@ -53,6 +53,7 @@ DEFAULT_ALIAS = "openprofiles-default"
 MATERIAL_SIZE = 32
 UNROTATED_FORMAT = 1
 VERSIONED_FORMAT = 2
+# Used with fullmatch: with match, a final `$` also matches before a trailing newline.
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
 FINGERPRINT_SIZE = 8
 _FINGERPRINT_INFO = b"openprofiles/key-fingerprint"
@@ -196,7 +197,7 @@ def _material(encoded: Any, key_id: str) -> bytes:
 def normalise_alias(alias: str) -> str:
     """NAME from `NAME` or `alias/NAME`, validated (letters, digits, '/', '_', '-'; 1-250)."""
     name = alias_name(alias) or alias
-    if not ALIAS_PATTERN.match(name):
+    if not ALIAS_PATTERN.fullmatch(name):
         raise ValueError(
             f"The alias {alias!r} is not valid: use 1 to 250 letters, digits, '/', '_' or '-'."
         )

@@ -36,6 +36,7 @@ MAX_FIELDS = 250
 # keys and, in all, their definitions; MAX_FIELDS each definition's two lists. Generous: a key
 # needs a field, and a definition's lists name distinct fields and identifiers.
 MAX_KEYS = MAX_FIELDS
+# Used with fullmatch: with match, a final `$` also matches before a trailing newline.
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 SOURCE_PATH = re.compile(r"^_source(\.[^.\s{}]+)*$")
@@ -149,7 +150,7 @@ def _check_fields(definition: Mapping[str, Any], raw_fields: Mapping[str, Any]) 
                 f"Java SimpleDateFormat pattern: {exc}."
             ) from None
     for name, spec in raw_fields.items():
-        if not FIELD_NAME.match(name) or name in FORBIDDEN_NAMES:
+        if not FIELD_NAME.fullmatch(name) or name in FORBIDDEN_NAMES:
             raise _fail(
                 f"Field name {name!r} is invalid: field names start with a letter, use only "
                 "letters, digits, '_', '.' and '-', and cannot be Tags."
@@ -189,7 +190,7 @@ def _check_source(name: str, source: str) -> None:
             raise _fail(f"Field {name} has an invalid Handlebars Source: {exc}.") from None
     elif (bracket := BRACKET_INDEX.search(source)) is not None:
         raise _fail(_bracket_message(name, source, bracket.group(0)))
-    elif not SOURCE_PATH.match(source):
+    elif not SOURCE_PATH.fullmatch(source):
         raise _fail(
             f"Field {name} has Source {source!r}: a Source must be a path starting with "
             "_source (such as _source.Address.City) or a Handlebars template over _source."
@@ -325,7 +326,7 @@ def _check_keys(
     fields = parse_fields(raw_fields)
     keys = parse_keys(raw_keys)
     for key_name, entries in keys.items():
-        if not KEY_NAME.match(key_name) or key_name in FORBIDDEN_NAMES:
+        if not KEY_NAME.fullmatch(key_name) or key_name in FORBIDDEN_NAMES:
             raise _fail(
                 f"Key name {key_name!r} is invalid: key names use only letters, digits, '_' and "
                 "'-', and cannot be Tags."

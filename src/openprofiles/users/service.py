@@ -70,7 +70,9 @@ SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(hours=1)
 # How stale the recorded last activity may get before a request records it again (a write).
 TOUCH_EVERY = timedelta(minutes=1)
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# Used with fullmatch: with `match`, a final `$` also matches before a trailing newline, which
+# let `users create --username $'carol\n'` make a user nobody could ever sign in as.
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 # The key name of usernames' digests and the table their sealed names are bound to (migration
 # 0020 keeps its own copy of both).
@@ -94,7 +96,7 @@ def dummy_hash() -> str:
 
 def check_username(username: str) -> str | None:
     """What is wrong with a username, or None when it is acceptable."""
-    if not USERNAME_PATTERN.match(username):
+    if not USERNAME_PATTERN.fullmatch(username):
         return "Use 1 to 64 letters, digits, '.', '_', '-' or '@'."
     return None
 

@@ -9,7 +9,10 @@ The canonical request reproduces what botocore's `SigV4Auth` signs for a non-S3 
   only `-_.~` safe (botocore sends them encoded that way, so this equals its raw string, even
   for an escape that is not UTF-8).
 - headers: lower-cased names, values with runs of whitespace folded to one space, repeated
-  headers joined with ','.
+  headers joined with ','. A value is signed as the bytes sent: the server decodes them as
+  latin-1 (as HTTP and ASGI do), botocore signs its text as UTF-8 and sends the same UTF-8
+  (`X-Custom: café` is `caf\xc3\xa9` both ways), so each value is taken back to its bytes
+  before it is put in the canonical request (`_as_sent`).
 - payload: hex SHA-256 of the body (botocore always signs the payload for this service).
 
 Verification is in two steps, so that a server refuses an unsigned request, or one by an unknown
@@ -43,6 +46,9 @@ _MISMATCH = (
 _PAYLOAD_MISMATCH = "The provided 'x-amz-content-sha256' header does not match what was computed."
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
+# X-Amz-Expires: ASCII digits, a few more than the largest lifetime allowed has (so that a
+# leading zero passes, and int() is never given thousands of digits).
+_EXPIRES_SHAPE = re.compile(r"[0-9]{1,12}")
 
 
 def verify_request(
@@ -90,9 +96,9 @@ class HeaderCheck:
         if declared is not None and declared != payload_hash:
             raise InvalidSignature(_PAYLOAD_MISMATCH)
         canonical = f"{self.canonical_head}\n{payload_hash}"
-        string_to_sign = "\n".join(
-            [ALGORITHM, self.amz_date, self.scope, hashlib.sha256(canonical.encode()).hexdigest()]
-        )
+        # surrogateescape: a header's bytes that are not UTF-8 are signed as they were sent.
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
+        string_to_sign = "\n".join([ALGORITHM, self.amz_date, self.scope, digest])
         expected = hmac.new(self.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, self.signature):
             raise InvalidSignature(_MISMATCH)
@@ -169,7 +175,7 @@ def check_headers(
             method.upper(),
             canonical_path(raw_path),
             canonical_query,
-            "".join(f"{name}:{_fold(lowered[name])}\n" for name in signed_headers),
+            "".join(f"{name}:{_fold(_as_sent(lowered[name]))}\n" for name in signed_headers),
             ";".join(signed_headers),
         ]
     )
@@ -236,6 +242,22 @@ def _canonical_query(pairs: list[tuple[bytes, bytes]]) -> str:
 
 def _fold(value: str) -> str:
     return " ".join(value.split())
+
+
+def _as_sent(value: str) -> str:
+    """A header value as the text whose UTF-8 (with surrogateescape) is the bytes that were
+    sent. The server has it decoded as latin-1, byte for byte; botocore sends and signs UTF-8.
+    Read as latin-1 text instead, `café` was signed here as `cafÃ©` and a correctly signed
+    request failed (and `à`, `\xc3\xa0`, was even folded at its `\xa0`, a space to str.split).
+    A value that latin-1 cannot hold did not come from the wire: it is taken as the text it is.
+    """
+    if value.isascii():
+        return value
+    try:
+        sent = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value
+    return sent.decode("utf-8", "surrogateescape")
 
 
 def _header_fields(header: str) -> dict[str, str]:
@@ -334,13 +356,15 @@ def _request_date(presigned_date: str | None, lowered: Mapping[str, str]) -> str
         _parse_amz_date(text)
         return text
     if "date" in lowered:
+        # OverflowError too: a year beyond what a datetime holds (`12345678901234567890`), or
+        # one at its edge that an offset moves out of it (`31 Dec 9999 23:59:59 -0001` in UTC).
         try:
             parsed = parsedate_to_datetime(lowered["date"])
-        except (TypeError, ValueError):
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC).strftime(_AMZ_DATE)
+        except (TypeError, ValueError, OverflowError):
             raise InvalidSignature("The Date header could not be parsed.") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC).strftime(_AMZ_DATE)
     raise InvalidSignature(
         "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
     )
@@ -360,10 +384,11 @@ def _check_time(
         )
     if expires is not None:
         # Presigned URL: valid from X-Amz-Date for X-Amz-Expires seconds.
-        try:
-            lifetime = int(expires)
-        except ValueError:
-            raise InvalidSignature("X-Amz-Expires must be a whole number of seconds.") from None
+        # ASCII digits only, as AWS reads it: int() also takes "+300", " 300", "1_000" and
+        # other scripts' digits ("３００"), which no SDK writes.
+        if _EXPIRES_SHAPE.fullmatch(expires) is None:
+            raise InvalidSignature("X-Amz-Expires must be a whole number of seconds.")
+        lifetime = int(expires)
         if not 0 < lifetime <= _MAX_PRESIGN_EXPIRES:
             raise InvalidSignature("X-Amz-Expires must be between 1 second and 7 days.")
         if now > signed_at + timedelta(seconds=lifetime):
