@@ -224,10 +224,15 @@ def _timestamp(value: Any, fmt: str | None) -> Any:
     if parsed is None and fmt != "iso8601":
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a year no datetime holds
             parsed = None
     if parsed is None:
         return value
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # At a datetime's edge an offset moves it out (9999-12-31T23:59:59-00:01 in UTC): not
+        # a time, passed through as the text it is, which the shape check then refuses (400).
+        return value

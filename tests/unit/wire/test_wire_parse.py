@@ -105,7 +105,18 @@ def _list_workflows_start(value: str) -> object:
     return _parse("ListWorkflows", {"DomainName": "d"}, body)["QueryStartDate"]
 
 
-@pytest.mark.parametrize("value", ['"yesterday"', "true", "[1]"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"yesterday"',
+        "true",
+        "[1]",
+        # Beyond what a datetime holds once in UTC, or at all: an OverflowError was a 500.
+        '"9999-12-31T23:59:59-00:01"',
+        '"0001-01-01T00:00:00+01:00"',
+        '"Wed, 02 Dec 12345678901234567890 10:00:00 GMT"',
+    ],
+)
 def test_unparsable_timestamp_passes_through_for_validation(value: str) -> None:
     assert not isinstance(_list_workflows_start(value), datetime)
 
