@@ -19,6 +19,7 @@ import click
 
 from openprofiles import logging_setup
 from openprofiles.cli_support import (
+    EscapedErrors,
     Refused,
     audit_commands,
     chosen_scope,
@@ -39,6 +40,7 @@ from openprofiles.flows.cli import flows
 from openprofiles.identity.cli import matches, merges
 from openprofiles.ingest.cli import ingest
 from openprofiles.integrations.cli import instances
+from openprofiles.settings import MAX_WORKERS
 from openprofiles.users.cli import users
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group()
+@click.group(cls=EscapedErrors)
 @click.option(
     "--version",
     is_flag=True,
@@ -90,9 +92,12 @@ def main() -> None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_WORKERS),
     default=None,
-    help="Server processes sharing the port (default 1); one per core for a busy server.",
+    help=(
+        f"Server processes sharing the port, 1 to {MAX_WORKERS} (default 1); one per core for "
+        "a busy server."
+    ),
 )
 @click.option(
     "--first-run-admin",

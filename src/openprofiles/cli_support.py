@@ -13,16 +13,16 @@ import math
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
-from openprofiles.settings import Settings
+from openprofiles.settings import Settings, database_url_problem, is_http_url
 from openprofiles.signals import sigterm_handled_by
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def storage_options(command: F) -> F:
     command = click.option(
         "--database-url",
         default=None,
-        callback=_warn_about_password_on_command_line,
+        callback=_database_url,
         help=(
             "postgresql://... to use PostgreSQL (default: SQLite in the data dir). Give a "
             "password in OPENPROFILES_DATABASE_URL, ~/.pgpass or PGPASSWORD, not here."
@@ -148,6 +148,19 @@ def storage_options_given(data_dir: Path | None, database_url: str | None) -> st
     if database_url is not None:
         given += ["--database-url", shlex.quote(shown_url(database_url))]
     return "".join(f" {part}" for part in given)
+
+
+def _database_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    """--database-url's value, checked for every command that takes it (`storage_options`),
+    before the command does anything: one that is not the URL of a database OpenProfiles runs
+    on, or is empty, is a usage error naming the option and what is wrong
+    (settings.database_url_problem; never the URL, which may hold a password). Then the warning
+    about a password on the command line."""
+    if url is not None:
+        problem = database_url_problem(url)
+        if problem is not None:
+            raise click.BadParameter(f"the URL {problem}.", ctx=ctx, param=param)
+    return _warn_about_password_on_command_line(ctx, param, url)
 
 
 def _warn_about_password_on_command_line(
@@ -396,6 +409,69 @@ def commands_of(group: click.Group, prefix: str = "") -> Iterator[tuple[str, cli
             yield path, command
 
 
+# The characters `shown_text` escapes besides the controls (Unicode category Cc: C0, DEL and
+# C1): the line and paragraph separators, which log viewers and str.splitlines take for line
+# ends, and the bidirectional overrides and isolates, which make a terminal show text in
+# another order than it is (U+202E turns "txt.exe" around).
+_ESCAPED_FORMATTING = frozenset(
+    {"\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+)
+
+
+def shown_text(text: str) -> str:
+    """`text` fit to print in one line of a message: each control character (ESC, CR, LF, tab,
+    the other C0 and C1 ones, DEL) and each of _ESCAPED_FORMATTING written as Python writes it
+    in a string's repr (\\x1b, \\r, \\n, \\u202e); every other character, letters of any
+    script included, as it is. A name given on the command line is quoted by the messages that
+    refuse it (a key, an access key id, a domain): raw, its escape sequences reached the
+    operator's terminal (retitling it, hiding text) and its line ends forged lines in a log of
+    the command's output. `EscapedErrors` applies it to every error a command ends with."""
+    if text.isprintable():  # the usual case, in one pass in C
+        return text
+    return "".join(
+        repr(char)[1:-1]
+        if unicodedata.category(char) == "Cc" or char in _ESCAPED_FORMATTING
+        else char
+        for char in text
+    )
+
+
+class EscapedErrors(click.Group):
+    """The root command's group: the message of every error a command ends with (click's usage
+    errors, `Refused`, a service's refusal) is shown through `shown_text`. The messages quote
+    what they were given, from the command line or read from the store (names, ids, a file's
+    path), so it is done here, once, rather than at each message, where one would be missed.
+    The messages are written as single lines: an escaped line end is one of what they quote."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # The root's own options (an unknown one: "No such option: --X") are parsed here.
+        with _errors_escaped():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # A subcommand's options and arguments are parsed, and it runs, in here.
+        with _errors_escaped():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _errors_escaped() -> Iterator[None]:
+    try:
+        yield
+    except click.ClickException as exc:
+        if isinstance(exc.message, str):
+            # click types the message Final, but reads it only when it shows the error, after
+            # this: the one place where every message passes.
+            exc.message = shown_text(exc.message)  # type: ignore[misc]
+        raise
+
+
 class Utf8Text(click.ParamType):
     """Text that can be stored: a name or id (a domain's, a user's, a key's, a message's...)
     as the store takes it. Python gives the bytes of an argument that are not UTF-8 as lone
@@ -443,16 +519,11 @@ class FiniteFloatRange(click.FloatRange):
 
 def http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """An option's http(s) URL with a host (an endpoint to call), or None when not given; a
-    usage error naming the option otherwise, before any client is built with it."""
+    usage error naming the option otherwise, before any client is built with it. The test is
+    the endpoint settings' (OPENPROFILES_*_ENDPOINT_URL: settings.is_http_url)."""
     if value is None:
         return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - read for its ValueError on a port that is not one
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # a port that is not a number or out of range, a bad IPv6 literal
-        valid = False
-    if not valid or any(char.isspace() for char in value):
+    if not is_http_url(value):
         raise click.BadParameter(
             "give an http:// or https:// URL with a host, e.g. https://kinesis.eu-west-1."
             "amazonaws.com or http://localhost:4566.",
@@ -598,7 +669,8 @@ def warn_about_unknown_variables() -> None:
     for name, close in unknown_variables():
         meant = f" (did you mean {close}?)" if close else ""
         click.echo(
-            f"Warning: {name} is not a setting of OpenProfiles{meant}; it is ignored.", err=True
+            f"Warning: {shown_text(name)} is not a setting of OpenProfiles{meant}; it is ignored.",
+            err=True,
         )
 
 
@@ -902,7 +974,16 @@ def shown_url(url: str) -> str:
 def matching_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """The value of a `--matching VALUE` option; `-` reads it from standard input instead (its
     first line), asked for without echo at a terminal. A customer's email or phone number on
-    the command line stays in the shell's history and shows in `ps` to every local user."""
+    the command line stays in the shell's history and shows in `ps` to every local user. An
+    empty or blank value is a usage error: it matches no record, and `--matching ''` (an unset
+    shell variable, say) reported none found as if the customer had none."""
+    if value is not None and value != "-" and not value.strip():
+        raise click.BadParameter(
+            "an empty value matches nothing; give the customer's value, or - to read it from "
+            "standard input.",
+            ctx=ctx,
+            param=param,
+        )
     if value != "-":
         return value
     if sys.stdin.isatty():

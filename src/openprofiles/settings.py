@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_DATA_DIR = Path(".data")
 # The audit log's file in the data dir (Settings.audit_log), and the value that turns it off.
@@ -29,6 +30,13 @@ BULK_SQLITE_CACHE_MIB = 64
 DEFAULT_DATABASE_LOCK_TIMEOUT_SECONDS = 30.0
 # The longest: PostgreSQL's lock_timeout and SQLite's busy timeout are C ints of milliseconds.
 LONGEST_DATABASE_LOCK_TIMEOUT_SECONDS = (2**31 - 1) // 1000
+# The most server processes `serve --workers` (OPENPROFILES_WORKERS) starts. One per core is the
+# advice, and more than the cores only adds memory (each process holds its own app, caches and
+# database pool: up to 20 PostgreSQL connections, store.database) without serving more; 64
+# covers the largest single machines, and past one machine more servers share the database
+# (docs/operations.md). Unbounded, a slip (--workers 1000) forked processes until the machine
+# ran out of memory or PostgreSQL out of connections.
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,22 @@ class Settings:
         # The socket layer takes a port modulo 65536: 99999 would listen on 34463.
         if not 1 <= self.port <= 65535:
             raise ValueError(f"OPENPROFILES_PORT must be between 1 and 65535, not {self.port}")
-        if self.workers < 1:
-            raise ValueError(f"OPENPROFILES_WORKERS must be at least 1, not {self.workers}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(
+                f"OPENPROFILES_WORKERS must be a whole number from 1 to {MAX_WORKERS} (one per "
+                f"core for a busy server), not {self.workers}"
+            )
+        if self.database_url is not None:
+            # Never the URL itself: it may hold the database's password.
+            problem = database_url_problem(self.database_url)
+            if problem is not None:
+                raise ValueError(f"OPENPROFILES_DATABASE_URL {problem}")
+        for endpoint in _ENDPOINT_URLS:
+            url = getattr(self, endpoint)
+            # Checked here, not when a client is first built with it: botocore's "Invalid
+            # endpoint" came as a traceback, after the command had started its work.
+            if url is not None and not is_http_url(url):
+                raise ValueError(f"OPENPROFILES_{endpoint.upper()} {HTTP_URL_FORM}, not {url!r}")
         if self.sqlite_cache_mib is not None and self.sqlite_cache_mib < 1:
             # SQLite would read a zero or negative size as a number of pages, not as "none".
             raise ValueError(
@@ -312,7 +334,12 @@ class Settings:
         base = cls()
         return base.with_overrides(
             data_dir=get("DATA_DIR"),
-            database_url=get("DATABASE_URL"),
+            # As set, even empty, unlike every other variable (where empty means unset): an
+            # empty URL is refused (database_url_problem), as an empty --database-url is. It is
+            # almost always a shell variable that was not set (DATABASE_URL=$PG_URL), and read
+            # as unset it would put the server on a new, empty SQLite database in the data dir
+            # beside the PostgreSQL one it was meant to use. Unset the variable for SQLite.
+            database_url=env.get(PREFIX + "DATABASE_URL"),
             host=get("HOST"),
             port=whole("PORT"),
             workers=whole("WORKERS"),
@@ -504,6 +531,75 @@ def shown_duration(seconds: int) -> str:
 
 def _units(count: int, name: str) -> str:
     return f"{count} {name}{'' if count == 1 else 's'}"
+
+
+# The database systems (and their drivers: SQLAlchemy's dialect+driver) OpenProfiles runs on.
+# `postgres://` is libpq's and Heroku's spelling of `postgresql://`, read as it
+# (store.database._psycopg_url); psycopg 3 is the PostgreSQL driver installed with OpenProfiles.
+_DATABASE_SCHEMES = frozenset(
+    {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgres"}
+)
+_DATABASE_URL_FORM = (
+    "give postgresql://USER@HOST/DATABASE for PostgreSQL or sqlite:///PATH for a SQLite file; "
+    "for the SQLite database in the data dir, give none (no --database-url, "
+    "OPENPROFILES_DATABASE_URL unset)"
+)
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL (OPENPROFILES_DATABASE_URL, --database-url), as the
+    rest of a sentence after its name; None when SQLAlchemy reads it as a URL of a database
+    system OpenProfiles runs on (_DATABASE_SCHEMES). Never quotes the URL, which may hold a
+    password.
+
+    Checked before anything else is done: `keys list`, which needs no database, ignored a URL
+    that was not one, and the other commands refused it only when they opened the database
+    (exit status 1, not a usage error). An empty URL is refused too: it is almost always an
+    unset shell variable, and the SQLite database in the data dir it used to mean is not the
+    one that was meant."""
+    if not url:
+        return f"is empty (an unset shell variable?): {_DATABASE_URL_FORM}"
+    # Imported here: most commands' settings name no URL, and SQLAlchemy is not a free import.
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"is not a database URL: {_DATABASE_URL_FORM}"
+    except ValueError:
+        return f"has a port that is not a number: {_DATABASE_URL_FORM}"
+    scheme = parsed.drivername
+    if scheme not in _DATABASE_SCHEMES:
+        # The scheme holds no secret (SQLAlchemy takes word characters and '+' only there).
+        return f"names {scheme!r}, a database or driver OpenProfiles does not run on: " + (
+            _DATABASE_URL_FORM
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"has a port that is not one (1 to 65535): {_DATABASE_URL_FORM}"
+    return None
+
+
+# The settings that name an endpoint of an AWS-compatible service, each checked by is_http_url.
+_ENDPOINT_URLS = ("kms_endpoint_url", "sqs_endpoint_url", "kinesis_endpoint_url", "s3_endpoint_url")
+# What an endpoint URL must be, as the rest of a sentence after its setting's name.
+HTTP_URL_FORM = (
+    "must be an http:// or https:// URL with a host, e.g. https://HOST or http://localhost:4566 "
+    "(an emulator)"
+)
+
+
+def is_http_url(value: str) -> bool:
+    """Whether `value` is an http(s) URL with a host (an endpoint for botocore to call), with a
+    port, if any, that is one, and no whitespace: the test of the endpoint settings
+    (OPENPROFILES_*_ENDPOINT_URL) and of the commands' --endpoint-url (cli_support.http_url)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - read for its ValueError on a port that is not one
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a port that is not a number or out of range, a bad IPv6 literal
+        valid = False
+    return valid and not any(char.isspace() for char in value)
 
 
 def forwarded_allow_ips_problem(value: str) -> str | None:

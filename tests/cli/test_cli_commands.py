@@ -63,7 +63,7 @@ def test_a_setting_that_is_not_valid_stops_the_command_with_its_name(tmp_path):
         ("OPENPROFILES_SQLITE_CACHE_MIB", "0", "OPENPROFILES_SQLITE_CACHE_MIB must be at least 1"),
         # The socket layer took 99999 modulo 65536 and listened on 34463 (an audit).
         ("OPENPROFILES_PORT", "99999", "OPENPROFILES_PORT must be between 1 and 65535"),
-        ("OPENPROFILES_WORKERS", "0", "OPENPROFILES_WORKERS must be at least 1"),
+        ("OPENPROFILES_WORKERS", "0", "OPENPROFILES_WORKERS must be a whole number from 1 to 64"),
         # Accepted silently, then numbers without a country code were kept as written.
         (
             "OPENPROFILES_DEFAULT_PHONE_REGION",

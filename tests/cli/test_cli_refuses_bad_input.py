@@ -91,6 +91,23 @@ def test_a_limit_past_its_maximum_is_a_usage_error(services: Services, limit: st
     _usage_error(_run(services, "dlq", "list", "--domain", DOMAIN, "--limit", limit), "--limit")
 
 
+@pytest.mark.parametrize("value", ["", " ", "\t"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dlq", "purge", "--domain", DOMAIN],
+        ["instances", "purge-unrouted"],
+        ["dlq", "purge", "--domain", DOMAIN, "--dry-run"],
+    ],
+)
+def test_an_empty_matching_value_is_a_usage_error(
+    services: Services, command: list[str], value: str
+) -> None:
+    """It matched no record, and the command said none was found (exit 0)."""
+    make_domain(services)
+    _usage_error(_run(services, *command, "--matching", value, "--yes"), "--matching")
+
+
 def _records_file(tmp_path: Path) -> Path:
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps({"id": "1", "email": "a@x.com"}) + "\n")

@@ -187,9 +187,14 @@ def test_every_variable_the_settings_read_is_known_and_others_are_named() -> Non
 
 
 def test_a_database_url_that_is_not_one_is_said_so_whatever_is_wrong_with_it() -> None:
-    """A port that is not a number failed in SQLAlchemy with a ValueError, withheld."""
-    for url in ("notaurl", "postgresql://bob:x@[::1:1/db", "postgresql://bob@host:port/db"):
+    """A port that is not a number failed in SQLAlchemy with a ValueError, withheld. Now a
+    usage error, before anything is opened (tests/cli/test_database_url_checked.py)."""
+    for url, wrong in (
+        ("notaurl", "is not a database URL"),
+        ("postgresql://bob:x@[::1:1/db", "has a port that is not a number"),
+        ("postgresql://bob@host:port/db", "has a port that is not a number"),
+    ):
         result = CliRunner().invoke(main, ["credentials", "list", "--database-url", url])
-        assert result.exit_code == 1, result.output
-        assert "Cannot open the database (the database URL is not one: " in result.output
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '--database-url': the URL {wrong}" in result.output
         assert "Traceback" not in result.output
