@@ -92,8 +92,9 @@ GUARD_NOT_RETRYABLE = (
     "letter."
 )
 MAX_MERGE_CHUNK = 20
-# Match groups an automatic merge on write merges one after the other (`_merge_until_settled`):
-# each takes the survivor's lowest group, so more than one per rule level is rare.
+# Rounds of merges an automatic merge on write (`_merge_until_settled`), and a full pass
+# (`_merge_chosen_groups`), make one after the other: each round merges groups that formed from
+# the survivors of the one before, so more than one per rule level is rare.
 MAX_SETTLE_ROUNDS = 30
 
 register_domain_table(rule_match_digest)
@@ -302,16 +303,16 @@ def on_profile_written(tx: Tx, domain_name: str, record: ProfileRecord) -> None:
     merging = bool(rules.max_merging) and not _merging.get()
     if merging and not tx.services.database.is_sqlite:
         adding = [p for p in pairs if p[0] <= rules.max_merging and p not in had]
-        counts, members = _lock_group(tx, domain_name, rules, pairs, adding)
+        counts, groups = _lock_group(tx, domain_name, rules, pairs, adding)
     else:
         # SQLite's one writer: nothing changes between the reads, and there is nothing to lock.
         counts = _group_counts(tx, domain_name, pairs)
-        members = _merging_group(tx, domain_name, rules, pairs, counts) if merging else ()
+        groups = _merging_groups(tx, domain_name, rules, pairs, counts) if merging else ()
     # The guard's message goes out once, when this write takes a group past the limit.
     for level in sorted({lv for lv, d in pairs if counts.get(d, 0) == GUARD_LIMIT + 1}):
         _dead_letter_guard(tx, domain_name, level)
-    if members:
-        _merge_until_settled(tx, domain_name, rules, record, members, pairs)
+    if groups:
+        _merge_until_settled(tx, domain_name, rules, record, groups, pairs)
 
 
 def _merge_until_settled(
@@ -319,33 +320,41 @@ def _merge_until_settled(
     domain_name: str,
     rules: RuleConfig,
     record: ProfileRecord,
-    members: Sequence[str],
+    groups: Sequence[Sequence[str]],
     pairs: Collection[tuple[int, bytes]],
 ) -> None:
-    """Merge the written profile's match group into it, then the survivor's match group, and
-    so on until it has none left at or under the merging level (at most MAX_SETTLE_ROUNDS).
+    """Merge into the written profile its lowest match group that takes anyone, then the
+    survivor's, and so on until none of its groups at or under the merging level takes anyone
+    (at most MAX_SETTLE_ROUNDS).
 
-    The survivor has the merged profiles' values as well as its own (and their digests: the
-    merge's save digested it again), so it may now match profiles at another level that none
-    of them matched alone (P3 joining P1 by email now shares P2's phone): a full pass
-    (`_complete`) merges those groups too, and so must the write. Stops when a round merges
-    nothing (every member was kept apart by an undo, or merged or deleted meanwhile). On
-    PostgreSQL each round decides its group as the first did (`_lock_group`), locking the
-    merging digests the survivor gained from the merge, which nothing locked before."""
+    A group takes no one when an undo separated all its other members from the profile
+    (`_joinable`), or they were merged or deleted meanwhile: its next group is tried then, as
+    a full pass would merge that group for the profiles that have it as their own (P kept apart
+    from Q, who shares its email, is still merged with R, who shares only its phone). The
+    survivor has the merged profiles' values as well as its own (and their digests: the merge's
+    save digested it again), so it may now match profiles at another level that none of them
+    matched alone (P3 joining P1 by email now shares P2's phone): a full pass
+    (`_merge_chosen_groups`) merges those groups too, and so must the write. On PostgreSQL each
+    round decides its groups as the first did (`_lock_group`), locking the merging digests the
+    survivor gained from the merge, which nothing locked before."""
     profile_id = record.profile_id
     locked = set(pairs)
     for _ in range(MAX_SETTLE_ROUNDS):
-        if not merge_group(tx, domain_name, rules, profile_id, members, caller=record):
+        # The first group that takes anyone; the survivor's groups are read again after it.
+        if not any(
+            merge_group(tx, domain_name, rules, profile_id, members, caller=record)
+            for members in groups
+        ):
             return
         pairs = rule_store.held(tx, domain_name, [profile_id]).get(profile_id, [])
         if tx.services.database.is_sqlite:
             counts = _group_counts(tx, domain_name, pairs)
-            members = _merging_group(tx, domain_name, rules, pairs, counts)
+            groups = _merging_groups(tx, domain_name, rules, pairs, counts)
         else:
             adding = [p for p in pairs if p[0] <= rules.max_merging and p not in locked]
-            _, members = _lock_group(tx, domain_name, rules, pairs, adding)
+            _, groups = _lock_group(tx, domain_name, rules, pairs, adding)
             locked.update(adding)
-        if not members:
+        if not groups:
             return
 
 
@@ -355,12 +364,15 @@ def _lock_group(
     rules: RuleConfig,
     pairs: Collection[tuple[int, bytes]],
     adding: Collection[tuple[int, bytes]],
-) -> tuple[dict[bytes, int], tuple[str, ...]]:
-    """PostgreSQL: the group a write of a profile with `pairs` merges, decided once its
-    members' rows and the merging digests the write adds (`adding`: `_lock_digests`) are
-    locked, with the group counts it was decided on. A member that left the group, was merged
-    away or was deleted while its lock was awaited is not in it; a profile that joined it
-    meanwhile is.
+) -> tuple[dict[bytes, int], tuple[tuple[str, ...], ...]]:
+    """PostgreSQL: the groups a write of a profile with `pairs` may merge
+    (`_merging_groups`), decided once their members' rows and the merging digests the write
+    adds (`adding`: `_lock_digests`) are locked, with the group counts they were decided on.
+    A member that left a group, was merged away or was deleted while its lock was awaited is
+    not in it; a profile that joined it meanwhile is. Every group's rows are locked, not only
+    the first's: a later group is merged when an undo kept the first's members apart, and
+    locking its rows then, holding the digests, could deadlock. The first group's rows are
+    locked first (the group a write merges in all but that case), then the others'.
 
     The rows come before the digests (the order store.advisory sets): the group as committed is
     locked first, so that the write, holding a digest another writer waits for, never waits for
@@ -372,48 +384,52 @@ def _lock_group(
     # The counts the group was last decided on.
     counts: dict[bytes, int] = {}
 
-    def current_group() -> tuple[tuple[str, ...], set[str]]:
+    def current_group() -> tuple[tuple[tuple[str, ...], ...], set[str]]:
         counts.clear()
         counts.update(_group_counts(tx, domain_name, pairs))
-        members = _merging_group(tx, domain_name, rules, pairs, counts)
-        return members, set(members)
+        groups = _merging_groups(tx, domain_name, rules, pairs, counts)
+        return groups, {pid for members in groups for pid in members}
 
     if not adding:
-        # No digest to take: the group's rows are waited for as in any look-up.
-        members = profiles.resolve_locked(tx, domain_name, current_group)
-        return counts, members
+        # No digest to take: the groups' rows are waited for as in any look-up.
+        groups = profiles.resolve_locked(tx, domain_name, current_group)
+        return counts, groups
     locked: set[str] = set()
     for _ in range(profiles.LOCK_ROUNDS):
         committed, _ = current_group()
-        profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=set(committed) - locked)
-        locked.update(committed)
+        # The lowest group's rows first, as a write that merges only it waits for them; then
+        # those of the groups tried after it.
+        for rows in (committed[:1], committed[1:]):
+            wanted = {pid for members in rows for pid in members} - locked
+            profiles.lock_profiles(tx, domain_name=domain_name, profile_ids=wanted)
+            locked.update(wanted)
         try:
             with tx.conn.begin_nested():
                 _lock_digests(tx, domain_name, adding)
-                members = profiles.resolve_locked(
+                groups = profiles.resolve_locked(
                     tx, domain_name, current_group, locked=locked, wait=False
                 )
         except DBAPIError as exc:
             if not is_lock_unavailable(exc):
                 raise
             continue
-        return counts, members
+        return counts, groups
     raise ConcurrentChange("the match group kept changing while its profiles were locked")
 
 
-def _merging_group(
+def _merging_groups(
     tx: Tx,
     domain_name: str,
     rules: RuleConfig,
     pairs: Iterable[tuple[int, bytes]],
     counts: dict[bytes, int],
-) -> tuple[str, ...]:
-    """The live members of the group a profile with `pairs` merges with (its lowest usable
-    level, given the groups' `counts`, at or under the merging level); () when there is none."""
-    found = _choose(pairs, counts)
-    if found is None or found[0] > rules.max_merging:
-        return ()
-    return _members(tx, domain_name, *found)
+) -> tuple[tuple[str, ...], ...]:
+    """The live members of each usable group (given the groups' `counts`) a profile with
+    `pairs` has at or under the merging level, its own group (the lowest) first, then in
+    (level, digest) order: the groups an automatic merge on write tries, one after the other
+    (`_merge_until_settled`); () when there is none."""
+    usable = sorted(p for p in _usable(pairs, counts) if p[0] <= rules.max_merging)
+    return tuple(_members(tx, domain_name, *found) for found in usable)
 
 
 def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) -> None:
@@ -427,10 +443,17 @@ def _lock_digests(tx: Tx, domain_name: str, pairs: Iterable[tuple[int, bytes]]) 
     take_locks(tx, (("match", domain_name, str(level), digest) for level, digest in pairs))
 
 
+def _usable(
+    pairs: Iterable[tuple[int, bytes]], counts: dict[bytes, int]
+) -> list[tuple[int, bytes]]:
+    """The pairs whose group has another live profile and is not stopped by the guard."""
+    return [(lv, d) for lv, d in pairs if 2 <= counts.get(d, 0) <= GUARD_LIMIT]
+
+
 def _choose(
     pairs: Iterable[tuple[int, bytes]], counts: dict[bytes, int]
 ) -> tuple[int, bytes] | None:
-    usable = [(lv, d) for lv, d in pairs if 2 <= counts.get(d, 0) <= GUARD_LIMIT]
+    usable = _usable(pairs, counts)
     return min(usable) if usable else None
 
 
@@ -613,22 +636,51 @@ def _complete(
     merges = 0
     if rules.max_merging:
         with no_auto_merge():
-            for group in _chosen_groups(tx, domain_name, rules):
-                level, digest = parse_match_id(group)
-                if level > rules.max_merging:
-                    continue
-                members = _locked_members(tx, domain_name, level, digest)
-                if len(members) < 2:
-                    continue
-                current = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=members)
-                main = max(current.values(), key=lambda r: (r.updated_at, r.profile_id))
-                merges += merge_group(tx, domain_name, rules, main.profile_id, members)
+            merges = _merge_chosen_groups(tx, domain_name, rules)
     rbm = dict(record.config["RuleBasedMatching"])
     rbm["Status"] = "ACTIVE"
     # Not an API member (responses carry only the model's): what the digests were made from.
     rbm["DigestFormat"] = DIGEST_FORMAT
     update_domain(tx, domain_name=domain_name, changes={"RuleBasedMatching": rbm})
     return RebuildResult(count, stored, merges, tuple(guarded))
+
+
+def _merge_chosen_groups(tx: Tx, domain_name: str, rules: RuleConfig) -> int:
+    """A full pass's automatic merges: every match group some profile has as its own, at or
+    under the merging level, merged into its most recently updated member; then again the
+    groups chosen anew, round after round until a round merges nothing (at most
+    MAX_SETTLE_ROUNDS). Returns how many merges were made.
+
+    One round is not enough: a survivor holds the merged profiles' values and digests as well
+    as its own, so it may form a group that none of them formed alone (A{John, jd@} and
+    B{Doe, jd@} merged by email make a John Doe, who now shares D{John Doe}'s full name); and a
+    profile whose own group lost its other members to a merge has another group now. A write
+    of the same profiles merges those (`_merge_until_settled`): so must the pass, or its result
+    would depend on how many passes ran. A group tried before with its members unchanged (the
+    same profiles, at the same versions) is not tried again: an undo kept them apart, and
+    would again."""
+    merges = 0
+    tried: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
+    for _ in range(MAX_SETTLE_ROUNDS):
+        merged = 0
+        for group in _chosen_groups(tx, domain_name, rules):
+            level, digest = parse_match_id(group)
+            if level > rules.max_merging:
+                continue
+            members = _locked_members(tx, domain_name, level, digest)
+            if len(members) < 2:
+                continue
+            current = profiles.get_profiles(tx, domain_name=domain_name, profile_ids=members)
+            seen = (group, tuple(sorted((pid, r.version) for pid, r in current.items())))
+            if seen in tried:
+                continue
+            tried.add(seen)
+            main = max(current.values(), key=lambda r: (r.updated_at, r.profile_id))
+            merged += merge_group(tx, domain_name, rules, main.profile_id, members)
+        merges += merged
+        if not merged:
+            break
+    return merges
 
 
 def live_count(tx: Tx, domain_name: str) -> int:
@@ -999,13 +1051,22 @@ def resolve_conflicts(
     """FieldSourceProfileIds for an automatic merge (spec §5.1 ConflictResolution): per field
     (Attributes per key) the profile whose value wins. A value a person set wins over ingested
     ones; then SOURCE prefers values written by the object type SourceName; then the most
-    recently updated profile wins (RECENCY; the profile's update time stands for the value's)."""
+    recently updated profile wins (RECENCY; the profile's update time stands for the value's).
 
-    def winner(path: str) -> str | None:
+    A gender or party type is one value held in either of two fields, the enum or its
+    free-text twin (identity.service.unit_members): the pair is decided as one field, named by
+    its enum field as FieldSourceProfileIds names it, and the merge takes both of the winner's.
+    Decided apart, the twin's winner (an older profile holding only GenderString) would name a
+    source for the pair and override the winner's own enum value."""
+    from openprofiles.identity.service import unit_members
+
+    def winner(*paths: str) -> str | None:
         def covers(p: str) -> bool:
-            return p == path or p.startswith(path + ".")
+            return any(p == path or p.startswith(path + ".") for path in paths)
 
-        holders = [r for r in records if _value(r, path) not in (None, "", {})]
+        holders = [
+            r for r in records if any(_value(r, path) not in (None, "", {}) for path in paths)
+        ]
         if not holders:
             return None
         pool = [r for r in holders if any(covers(p) for p in r.manual_fields)] or holders
@@ -1023,9 +1084,10 @@ def resolve_conflicts(
 
     out: dict[str, Any] = {}
     for name in PROFILE_FIELDS:
-        if name == "Attributes":
-            continue
-        chosen = winner(name)
+        members = unit_members(name)
+        if name == "Attributes" or name != members[0]:
+            continue  # Attributes key by key, below; a twin with its unit
+        chosen = winner(*members)
         if chosen is not None and chosen != main_id:
             out[name] = chosen
     keys = dict.fromkeys(k for r in records for k in (r.fields.get("Attributes") or {}))

@@ -92,6 +92,7 @@ from openprofiles.profiles.service import (
     sealed_key_row,
 )
 from openprofiles.profiles.size import MAX_PROFILE_BYTES, ProfileTooLarge, profile_size
+from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import (
@@ -113,6 +114,9 @@ MERGED_ORIGIN = "@merge"
 # log says `"origins": 2`, and "profile" in it is an object type of that name.
 _LEGACY_ORIGINS = {"profile": DERIVED_ORIGIN, "explicit": EXPLICIT_ORIGIN, "merge": MERGED_ORIGIN}
 MAX_MERGED_PROFILES = 20
+# The advisory lock (store.advisory) of a domain's undone merges and kept-apart ids, which
+# DeleteProfile rewrites (`forget_deleted_profiles`).
+KEPT_APART_LOCK = "kept_apart"
 # What a merged-away profile's row holds sealed (no fields: see `_merge_profiles`).
 _EMPTY_PROFILE: dict[str, Any] = {"fields": {}, "manual": []}
 
@@ -316,6 +320,7 @@ def _check_field_sources(
 # Fields merged as one: a gender or party type is held either in the enum field or, for a
 # value outside the enum, in its free-text twin (ingest.mapping; a mapping may target only one
 # of them), and FieldSourceProfileIds names only the enum field. The first name is the unit's.
+# An automatic merge decides each unit as one field too (identity.matching.resolve_conflicts).
 _FIELD_UNITS: dict[str, tuple[str, ...]] = {
     "Gender": ("Gender", "GenderString"),
     "GenderString": ("Gender", "GenderString"),
@@ -324,7 +329,7 @@ _FIELD_UNITS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _unit_members(name: str) -> tuple[str, ...]:
+def unit_members(name: str) -> tuple[str, ...]:
     """The fields `_merge_fields` takes together with the top-level field `name`."""
     return _FIELD_UNITS.get(name, (name,))
 
@@ -345,7 +350,7 @@ def _merge_fields(
     for name in PROFILE_FIELDS:
         if name == "Attributes":
             continue
-        members = _unit_members(name)
+        members = unit_members(name)
         if name != members[0]:
             continue  # taken with its unit
         chosen = next((sources[m] for m in members if sources.get(m) is not None), None)
@@ -716,7 +721,7 @@ def _fields_taken(
             if name == "Attributes" and isinstance(value, dict):
                 out.update({f"Attributes.{key}": v for key, v in value.items()})
             else:
-                members = _unit_members(name)
+                members = unit_members(name)
                 out[members[0]] = tuple(fields.get(member) for member in members)
         return out
 
@@ -735,7 +740,7 @@ def _fields_taken(
         if source is not None:
             taken[unit] = source
     for path, pid in asked.items():
-        unit = path if path.startswith("Attributes.") else _unit_members(path)[0]
+        unit = path if path.startswith("Attributes.") else unit_members(path)[0]
         if pid == record.main_profile_id:
             taken.pop(unit, None)
         else:
@@ -1252,7 +1257,7 @@ def _merge_unit(path: str) -> str:
     other field whole, an address with all its parts, and a gender or party type with its
     free-text twin (`_FIELD_UNITS`)."""
     name, _, _ = path.partition(".")
-    return path if name == "Attributes" else _unit_members(name)[0]
+    return path if name == "Attributes" else unit_members(name)[0]
 
 
 def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
@@ -1260,7 +1265,7 @@ def _unit_state(record: ProfileRecord, unit: str) -> tuple[Any, ...]:
     if "." in unit:
         return _path_state(record, unit)
 
-    members = _unit_members(unit)
+    members = unit_members(unit)
 
     def covers(path: str) -> bool:
         return any(path == m or path.startswith(m + ".") for m in members)
@@ -1278,7 +1283,7 @@ def _take_units(target: ProfileRecord, takes: dict[str, ProfileRecord]) -> None:
     paths = [
         (path, donor)
         for unit, donor in takes.items()
-        for path in ([unit] if "." in unit else _unit_members(unit))
+        for path in ([unit] if "." in unit else unit_members(unit))
     ]
     _take_all(target, sorted(paths, key=lambda take: take[0]))
 
@@ -1464,6 +1469,19 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
     rule_store.forget(tx, domain_name, profile_ids)
     ml_features.forget(tx, domain_name, profile_ids)
     ml_groups.forget_profiles(tx, domain_name, profile_ids)
+    # Two deletions of profiles of one undone merge take turns (PostgreSQL): the second must
+    # find the log gone and the ids the first kept apart, and rewrite those. Row locks alone do
+    # not do it: the second's FOR UPDATE waits for the kept_apart row the first deletes, then
+    # skips it as deleted, and the row the first inserted in its place is not in the snapshot
+    # of the second's statement, so the second's id would stay kept apart, erased customer and
+    # all. So each deletion first takes the domain's kept-apart lock, before it reads either
+    # table: the second then reads both once the first committed. It comes after the deleted
+    # profiles' rows, against store.advisory's order (named locks before rows), and adds no
+    # deadlock: only deletions take it, each at this point, so one waiting for it holds only
+    # what a deletion takes before (the rows of the profiles it deletes, which the holder,
+    # deleting others, never waits for) and none of the merge_log and kept_apart rows the
+    # holder goes on to lock.
+    take_locks(tx, [(KEPT_APART_LOCK, domain_name)])
     gone = set(profile_ids)
     logs: set[str] = set()
     for chunk in in_chunks(profile_ids):
@@ -1475,8 +1493,6 @@ def forget_deleted_profiles(tx: Tx, domain_name: str, profile_ids: list[str]) ->
                 )
             ).scalars()
         )
-    # Locked (PostgreSQL), so two deletions of profiles of one undone merge take turns: the
-    # second finds the log gone and the ids kept apart by the first, and rewrites those.
     survivors: dict[str, list[str]] = {}
     for row in tx.conn.execute(
         select(merge_log.c.merge_id, merge_log.c.main_profile_id, merge_log.c.merged_profile_ids)

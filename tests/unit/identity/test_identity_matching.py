@@ -466,6 +466,52 @@ def test_resolve_conflicts_recency_source_and_manual():
     assert matching.resolve_conflicts([old, new], "old", rules) == {"FirstName": "new"}
 
 
+def test_resolve_conflicts_decides_gender_and_party_type_each_as_one_field():
+    """A gender (party type) is held in the enum field or its free-text twin: the pair is one
+    value, so the newest profile's pair wins under RECENCY, whichever of the two holds it. It
+    was decided field by field: the older profile, the only one with GenderString, won that
+    field, and the merge, which takes a pair from the profile named for either member, took
+    its pair over the main profile's own Gender."""
+    old = _record("old", {"GenderString": "nonbinary", "PartyTypeString": "trust"}, age=5)
+    new = _record("new", {"Gender": "MALE", "PartyType": "INDIVIDUAL"}, age=1)
+    rules = matching.rule_config(
+        {"RuleBasedMatching": {"Enabled": True, "MatchingRules": [{"Rule": ["EmailAddress"]}]}}
+    )
+    assert rules is not None
+    # The newest is the main profile: it keeps its own pairs.
+    assert matching.resolve_conflicts([new, old], "new", rules) == {}
+    # The oldest is: both pairs come from the newest, named by the enum field.
+    assert matching.resolve_conflicts([old, new], "old", rules) == {
+        "Gender": "new",
+        "PartyType": "new",
+    }
+    # A value a person set wins over recency, for the pair as well.
+    old.manual_fields = {"GenderString"}
+    assert matching.resolve_conflicts([new, old], "new", rules) == {"Gender": "old"}
+
+
+def test_auto_merge_keeps_the_newest_gender_and_party_type_pair(services, domain):
+    enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
+    older = create(
+        services,
+        FirstName="Old",
+        GenderString="nonbinary",
+        PartyTypeString="trust",
+        EmailAddress="g@x.com",
+    )
+    newer = create(
+        services, FirstName="New", Gender="MALE", PartyType="INDIVIDUAL", EmailAddress="g@x.com"
+    )
+    # The newer profile, written last, is the main profile: its pairs are the newest.
+    assert fields_of(services, newer) == {
+        "FirstName": "New",
+        "Gender": "MALE",
+        "PartyType": "INDIVIDUAL",
+        "EmailAddress": "g@x.com",
+    }
+    assert fields_of(services, older) == fields_of(services, newer)  # resolves to the survivor
+
+
 def test_auto_merge_on_write_with_recency_keeps_manual_fields(services, domain):
     enable(services, MatchingRules=[{"Rule": ["EmailAddress"]}], MaxAllowedRuleLevelForMerging=1)
     a = create(services, EmailAddress="a@x.com", FirstName="Ann", LastName="Lee")

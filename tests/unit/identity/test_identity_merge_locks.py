@@ -37,7 +37,7 @@ from openprofiles.ingest.pipeline import ingest_object
 from openprofiles.objects.service import list_profile_objects
 from openprofiles.profiles import service as profiles
 from openprofiles.settings import Settings
-from openprofiles.store.schema import profile_key
+from openprofiles.store.schema import kept_apart, profile_key
 
 from .conftest import DOMAIN, fields_of, ingest, make_domain, new_profile, search
 
@@ -461,3 +461,43 @@ def test_a_type_deleted_while_a_merge_is_undone_is_scrubbed_from_the_restored_pr
     restored = fields_of(pg, other.profile_id)
     assert "FirstName" not in restored and "EmailAddress" not in restored
     assert search(pg, "_email", "only-crm@example.com") == []
+
+
+# ------------------------------------------------------------------------ deletion against deletion
+
+
+def _kept_apart(services: Services) -> list[list[str]]:
+    with services.read() as tx:
+        return [
+            sorted(ids)
+            for ids in tx.conn.execute(
+                select(kept_apart.c.profile_ids).where(kept_apart.c.domain_name == DOMAIN)
+            ).scalars()
+        ]
+
+
+@pytest.mark.postgres
+def test_of_two_deletions_of_profiles_kept_apart_neither_id_stays(pg):
+    """A took B, C and E by hand, the merge was undone, and A was deleted: B, C and E stay
+    apart through `kept_apart`. B and C are deleted at once. The second deletion waits for the
+    first, then must rewrite the row the first left ({C, E}): it waited for the row the first
+    replaced, skipped it as deleted, did not see the new one, and C's id stayed, erased."""
+    a, b, c, e = (new_profile(pg, FirstName=name) for name in ("A", "B", "C", "E"))
+    with pg.write() as tx:
+        merge_id = identity.merge_profiles(
+            tx, domain_name=DOMAIN, main_profile_id=a, profile_ids=[b, c, e]
+        ).merge_id
+    with pg.write() as tx:
+        identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+    with pg.write() as tx:
+        profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=a)
+    assert _kept_apart(pg) == [sorted([b, c, e])]
+
+    def delete(profile_id: str) -> Callable[[Tx], None]:
+        return lambda tx: profiles.delete_profile(tx, domain_name=DOMAIN, profile_id=profile_id)
+
+    out = _then(pg, delete(b), delete(c))
+
+    assert not isinstance(out, BaseException), out
+    # E alone is kept apart from nothing: no row is left, and none names B or C.
+    assert _kept_apart(pg) == []
