@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -44,9 +44,10 @@ from openprofiles.object_types.validation import (
     validate_definition,
     validate_object_type_name,
 )
+from openprofiles.profiles.keys import PREDEFINED_CONTENT_TYPES
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.prepared import PreparedRead
-from openprofiles.store.schema import object_type
+from openprofiles.store.schema import object_type, profile_object
 from openprofiles.tags.service import delete_tags
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "delete_object_type",
     "find_object_type",
     "get_object_type",
+    "hold_key_content_types",
     "key_content_type",
     "list_object_types",
     "lock_object_type",
@@ -206,6 +208,65 @@ def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType 
     return None
 
 
+def _in_force(types: Iterable[ObjectType]) -> dict[str, ContentType]:
+    """Key name -> the ContentType `key_content_type` gives it, given the domain's types in
+    name order; the keys none of them defines, and the predefined keys (their ContentTypes are
+    fixed: profiles.keys), are left out."""
+    out: dict[str, ContentType] = {}
+    for defined in types:
+        for key_name in defined.keys:
+            if key_name in out or key_name in PREDEFINED_CONTENT_TYPES:
+                continue
+            types_of_key = defined.key_content_types(key_name)
+            if types_of_key:
+                out[key_name] = key_content_type_of(types_of_key)
+    return out
+
+
+def _changed_key_types(
+    before: Mapping[str, ContentType], after: Mapping[str, ContentType]
+) -> dict[str, ContentType]:
+    """Key name -> its new ContentType, for the keys whose ContentType differs (an undefined
+    key's values are compared as written: STRING, as profiles.service.key_content_type says)."""
+    out: dict[str, ContentType] = {}
+    for key_name in sorted({*before, *after}):
+        new = after.get(key_name, ContentType.STRING)
+        if before.get(key_name, ContentType.STRING) != new:
+            out[key_name] = new
+    return out
+
+
+def _own_key_type(defined: ObjectType, key_name: str) -> ContentType | None:
+    """How the type's ingestion normalises `key_name` (ingest.mapping), None if it has none."""
+    predefined = PREDEFINED_CONTENT_TYPES.get(key_name)
+    if predefined is not None:
+        return predefined
+    types = defined.key_content_types(key_name)
+    return key_content_type_of(types) if types else None
+
+
+def _renormalise(tx: Tx, domain_name: str, changed: Mapping[str, ContentType]) -> None:
+    """Re-digest the stored values of each key whose ContentType changed (spec §1.4: a value
+    is matched under the ContentType in force; profiles.key_reindex says why and how)."""
+    if not changed:
+        return
+    from openprofiles.profiles.key_reindex import renormalise_key
+
+    for key_name, content_type in changed.items():
+        renormalise_key(tx, domain_name=domain_name, key_name=key_name, content_type=content_type)
+
+
+def hold_key_content_types(tx: Tx, *, domain_name: str) -> None:
+    """Hold the ContentTypes of the domain's keys until the transaction ends, shared (PostgreSQL;
+    SQLite's one writer serialises already): AddProfileKey and DeleteProfileKey take it before
+    they read a key's ContentType, PutProfileObjectType and DeleteProfileObjectType exclusively
+    before they change one and re-digest its rows. A value added meanwhile would otherwise be
+    written under the ContentType the change replaced, after the re-digest ran. The lock is
+    the domain's object-types lock that PutProfileObjectType takes to check a definition against
+    the others; each of these takes it before any other."""
+    take_locks(tx, [("object_types", domain_name)], shared=True)
+
+
 def _existing_keys(tx: Tx, domain_name: str, *, excluding: str) -> ExistingKeys:
     out: dict[str, tuple[tuple[ContentType, ...], str]] = {}
     for defined in _domain_types(tx, domain_name):
@@ -270,6 +331,26 @@ def put_object_type(
     definition = _definition_from(params)
     take_locks(tx, [("object_types", domain_name)])
     validate_definition(definition, existing_keys=_existing_keys(tx, domain_name, excluding=name))
+    # A key whose ContentType this definition changes has its stored values re-digested
+    # (profiles.key_reindex), except the digests of the type's own stored objects, which keep
+    # no value to re-digest: such a change is refused (_refuse_stranded_objects).
+    stored = list(_domain_types(tx, domain_name))
+    previous = find_object_type(tx, domain_name=domain_name, name=name)
+    replacement = ObjectType.from_definition(
+        definition, domain_name=domain_name, name=name, created_at=tx.now, updated_at=tx.now
+    )
+    changed = _changed_key_types(
+        _in_force(stored),
+        _in_force(sorted([*(t for t in stored if t.name != name), replacement], key=_name)),
+    )
+    if previous is not None and (
+        set(changed) & set(previous.keys) or _own_changes(previous, replacement)
+    ):
+        # Exclusive, so no ingestion of the type under its previous definition is storing
+        # values of such a key under the old ContentType (after the re-digest, or as objects).
+        lock_object_type(tx, domain_name=domain_name, name=name, shared=False)
+        if _own_changes(previous, replacement):
+            _refuse_stranded_objects(tx, domain_name, previous, replacement)
     values = {
         "template_id": definition.get("TemplateId"),
         "definition": definition,
@@ -286,9 +367,55 @@ def put_object_type(
     )
     for hook in on_object_type_put:
         hook(tx, domain_name, name)
+    _renormalise(tx, domain_name, changed)
     found = find_object_type(tx, domain_name=domain_name, name=name)
     assert found is not None
     return found
+
+
+def _name(defined: ObjectType) -> str:
+    return defined.name
+
+
+def _own_changes(previous: ObjectType, replacement: ObjectType) -> dict[str, ContentType]:
+    """Key name -> its old ContentType, for the keys both definitions of the type have whose
+    ContentType (as the type's ingestion normalises them) differs."""
+    out: dict[str, ContentType] = {}
+    for key_name in sorted(set(previous.keys) & set(replacement.keys)):
+        old = _own_key_type(previous, key_name)
+        if old is not None and old != _own_key_type(replacement, key_name):
+            out[key_name] = old
+    return out
+
+
+def _refuse_stranded_objects(
+    tx: Tx, domain_name: str, previous: ObjectType, replacement: ObjectType
+) -> None:
+    """Rule 8 (spec §1.5), extended to the type's own stored objects: a key's ContentType
+    cannot change while the type has objects. Their key digests (ListProfileObjects'
+    ObjectFilter, the UNIQUE key that a record re-ingested replaces its object by) were taken
+    under the old ContentType and keep no value to take them again from; recomputing them
+    would mean mapping every stored object again, and a changed UNIQUE digest would change its
+    ProfileObjectUniqueKey. The profile keys the objects gave are re-digested either way."""
+    has_objects = tx.conn.execute(
+        select(
+            exists().where(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == replacement.name,
+            )
+        )
+    ).scalar()
+    if not has_objects:
+        return
+    key_name, old = next(iter(_own_changes(previous, replacement).items()))
+    new = _own_key_type(replacement, key_name)
+    raise BadRequest(
+        f"Key {key_name} of object type {replacement.name} has ContentType {old}, and the "
+        f"type's stored objects were indexed under it; this definition gives it ContentType "
+        f"{new}, under which they would no longer be found. Keep ContentType {old}, give the "
+        "key a new name, or remove the type's objects first (DeleteProfileObjectType removes "
+        "the type with its objects)."
+    )
 
 
 def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
@@ -296,7 +423,7 @@ def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
     if find_template(name) is None:
         return
     dialect_insert = sqlite_insert if tx.services.database.is_sqlite else pg_insert
-    tx.conn.execute(
+    inserted = tx.conn.execute(
         dialect_insert(object_type)
         .values(
             domain_name=domain_name,
@@ -307,7 +434,15 @@ def note_implicit_type_used(tx: Tx, *, domain_name: str, name: str) -> None:
             updated_at=tx.now,
         )
         .on_conflict_do_nothing()
-    )
+    ).rowcount
+    if inserted:
+        # Its first use: its keys count in the domain from now on (key_content_type), so a
+        # key it is the first to define (`_ctrPhone` of the CTR template) changes ContentType.
+        # The types are read only then, not at every batch of a used type (this runs at each):
+        # before the insert, the domain's types were all but this one.
+        after = list(_domain_types(tx, domain_name))
+        before = [t for t in after if t.name != name]
+        _renormalise(tx, domain_name, _changed_key_types(_in_force(before), _in_force(after)))
 
 
 def lock_object_type(tx: Tx, *, domain_name: str, name: str, shared: bool) -> None:
@@ -332,7 +467,11 @@ def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
     """Remove the definition (or forget an implicit type) and let the pipeline drop its data."""
     tx.erased()
     get_domain(tx, domain_name=domain_name)
+    # The domain's object types first (the order put_object_type takes them in): removing the
+    # last type that defines a key changes its ContentType (hold_key_content_types).
+    take_locks(tx, [("object_types", domain_name)])
     lock_object_type(tx, domain_name=domain_name, name=name, shared=False)
+    before = _in_force(_domain_types(tx, domain_name))
     result = tx.conn.execute(
         delete(object_type).where(
             object_type.c.domain_name == domain_name, object_type.c.name == name
@@ -344,3 +483,7 @@ def delete_object_type(tx: Tx, *, domain_name: str, name: str) -> None:
     delete_tags(tx, resource_arn=object_type_arn(tx, domain_name, name))
     for hook in on_object_type_deleted:
         hook(tx, domain_name, name)
+    # After the hooks, which took the type's own key rows away: the others are re-digested.
+    _renormalise(
+        tx, domain_name, _changed_key_types(before, _in_force(_domain_types(tx, domain_name)))
+    )

@@ -736,6 +736,14 @@ def add_profile_key(
     if not values:
         raise BadRequest("Values must list at least one value to add.")
     cipher = tx.cipher(domain_name)
+    # Shared with PutProfileObjectType and DeleteProfileObjectType, which re-digest the key's
+    # rows when its ContentType changes: a value is written under the ContentType it ends up
+    # with, never under one that changed while this ran (object_types.service). Not for a
+    # predefined key, whose ContentType never changes: the agent pages' contact link adds
+    # `_ctrContactId` holding profile rows, and waiting then for this lock could close a
+    # cycle with a re-digest that waits for those rows.
+    if key_name not in PREDEFINED_CONTENT_TYPES:
+        hold_key_content_types(tx, domain_name=domain_name)
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
     digests: dict[str, bytes] = {}
     for value in dict.fromkeys(values):
@@ -815,12 +823,12 @@ def delete_profile_key(
     if not values:
         raise BadRequest("Values must list at least one value to delete.")
     cipher = tx.cipher(domain_name)
+    if key_name not in PREDEFINED_CONTENT_TYPES:
+        hold_key_content_types(tx, domain_name=domain_name)  # as in add_profile_key
     content_type = key_content_type(tx, domain_name=domain_name, key_name=key_name)
+    region = tx.settings.default_phone_region
     digests = {
-        cipher.digest(
-            key_name, normalize(content_type, v, phone_region=tx.settings.default_phone_region)
-        ): v
-        for v in values
+        key_digest(cipher, key_name, content_type, v, phone_region=region): v for v in values
     }
     for lock in on_keys_changing:
         lock(tx, domain_name, key_name, list(digests))
@@ -907,8 +915,8 @@ def search_profiles(
         content_type = key_content_type(tx, domain_name=domain_name, key_name=criterion.key_name)
         for value in criterion.values:
             params[f"k{len(pairs)}"] = criterion.key_name
-            params[f"d{len(pairs)}"] = cipher.digest(
-                criterion.key_name, normalize(content_type, value, phone_region=region)
+            params[f"d{len(pairs)}"] = key_digest(
+                cipher, criterion.key_name, content_type, value, phone_region=region
             )
             pairs.append((index, value))
     object_pairs = tuple(
@@ -993,6 +1001,27 @@ def _search_statement(
 def _pair_condition(rows: Any, i: int) -> Any:
     """The searched value `i` (bound as k{i}, d{i}) on key rows (key_name, digest)."""
     return and_(rows.c.key_name == bindparam(f"k{i}"), rows.c.digest == bindparam(f"d{i}"))
+
+
+def key_digest(
+    cipher: DomainCipher, key_name: str, content_type: ContentType, value: str, *, phone_region: str
+) -> bytes:
+    """The blind-index digest a value of `key_name` is stored and looked up under: of its
+    normal form by `content_type` (spec §1.4). A value with no normal form under it (a phone
+    key's text without a digit, a value of spaces) is taken as written: AddProfileKey and
+    ingestion store no such value, but a value stored while the key had another ContentType
+    may be one, and must stay findable and erasable once its rows are re-digested under the new
+    one (profiles.key_reindex)."""
+    normal = normalize(content_type, value, phone_region=phone_region)
+    return cipher.digest(key_name, normal or value)
+
+
+def hold_key_content_types(tx: Tx, *, domain_name: str) -> None:
+    """Keep the ContentTypes of the domain's keys from changing until the transaction ends
+    (object_types.service.hold_key_content_types)."""
+    from openprofiles.object_types.service import hold_key_content_types as hold
+
+    hold(tx, domain_name=domain_name)
 
 
 def key_content_type(tx: Tx, *, domain_name: str, key_name: str) -> ContentType:

@@ -24,9 +24,15 @@ order queue instead. Every writer takes its locks in this order:
    (ingest.pipeline); each set in one `take_locks`. An integration's Uri (exclusive by
    PutIntegration, right after the object types it names and before anything it writes:
    integrations.service._lock_integration) is taken by nothing else.
-   The domain's object types as a whole (exclusive by PutProfileObjectType, which checks a
-   definition against the others: object_types.put_object_type) are taken by nothing else
-   and before any other lock, so their place in the order does not matter.
+   The domain's object types as a whole: exclusive by PutProfileObjectType (which checks a
+   definition against the others) and DeleteProfileObjectType, shared by AddProfileKey and
+   DeleteProfileKey (a key's ContentType must not change under them: profiles.key_reindex),
+   each before any other lock of its own (object_types.hold_key_content_types); not for a
+   predefined key (`_ctrContactId`, which a page's contact link adds holding profile rows),
+   whose ContentType never changes.
+   A dead letter's repeat digest (dlq.service.attempt_again) is taken by the dead-lettering
+   writer before it looks the letter up, at the point where the letter's unique index made
+   two such writers wait already.
 2. Profile rows (`profiles.service.lock_profiles`: FOR UPDATE, sorted by id in one statement):
    the profiles the request found, then those they lead to (a merge's survivor:
    `profiles.service.resolve_locked` looks up, locks, and looks again), then the match group
@@ -35,6 +41,10 @@ order queue instead. Every writer takes its locks in this order:
    transaction waits for no row: a profile that joined the group meanwhile is locked without
    waiting, and if another writer holds it, the auto-merge steps back to before its digests
    (a savepoint releases them), waits for the row, and takes the digests again.
+
+After step 2, a DeleteProfile takes the domain's kept-apart lock
+(identity.service.forget_deleted_profiles) before it reads the undone merges: only deletions
+take it, each at that point, holding no row another deletion's holder waits for.
 
 Step 2 runs several statements, so two writers can still meet in opposite orders there (what
 one found is in the other's group); PostgreSQL then ends one of them, which store.conflicts
