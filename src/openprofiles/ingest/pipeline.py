@@ -454,7 +454,8 @@ class _Run:
             if existing is not None and existing[0] in self.counts:
                 self.counts[existing[0]] -= 1
         self.current[item.unique_digest] = (target, self.expires_at)
-        # Written again: it is written last now (objects write in this order, write_order).
+        # Written again: it is written last now (objects write in this order; a new one takes
+        # its write_order from it, a stored one keeps its own: objects.write_objects).
         self.writes.pop(item.unique_digest, None)
         self.writes[item.unique_digest] = objects.ObjectWrite(
             unique_digest=item.unique_digest,

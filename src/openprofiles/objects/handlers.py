@@ -211,6 +211,13 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     profile_id = params["ProfileId"]
     limit = params.get("MaxResults") or DEFAULT_PAGE
     object_filter = params.get("ObjectFilter")
+    if object_filter is not None and not object_filter["Values"]:
+        # As SearchProfiles refuses it (the model sets no minimum for either list): a filter
+        # with no value would match no object, which a caller who meant to filter never wants.
+        raise BadRequest(
+            f"ObjectFilter.Values of key {object_filter['KeyName']} must list at least one "
+            "value; leave the ObjectFilter out to list every object."
+        )
     # The token resumes only the listing it came from: a changed filter is another listing. The
     # filter's values may be personal data; token_scope only digests them, into the token's
     # associated data, so the token itself never carries them.
@@ -246,7 +253,9 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
                     for v in object_filter["Values"]
                 ],
             )
-        # Contact records are listed newest contact first; other objects newest write first.
+        # Contact records are listed newest contact first; other objects newest first stored
+        # first, a place no write of the object again changes, so a caller paging through sees
+        # each object once even if it is re-put meanwhile (objects.service._FIRST_STORED).
         by_contact = type_name in contact_object_types(tx, domain_name=domain_name)
         which = {
             "domain_name": domain_name,
@@ -258,7 +267,9 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         if by_contact:
             records, more = service.list_profile_contacts(tx, **which, after=_contact_after(state))
         else:
-            records, more = service.list_profile_objects(tx, **which, after=_written_after(state))
+            records, more = service.list_profile_objects_as_stored(
+                tx, **which, after=_stored_after(state)
+            )
     out: dict[str, Any] = {
         "Items": [
             {
@@ -274,20 +285,28 @@ def list_profile_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         next_state = (
             {"c": cursor_state(contact_after(last))}
             if by_contact
-            else {"u": last.updated_at.isoformat(), "w": last.write_order, "d": last.unique_key}
+            else {"s": last.created_at.isoformat(), "w": last.write_order, "d": last.unique_key}
         )
         out["NextToken"] = ctx.services.tokens.encode(scope, next_state)
     return out
 
 
 _INVALID_TOKEN = "The NextToken is not valid for this listing."
+# A token of the order objects were listed in before (newest write first: {"u": updated_at,
+# "w", "d"}), from a server before the change: that order no longer exists to resume.
+_OLD_ORDER_TOKEN = (
+    "The NextToken comes from an earlier order of this listing (newest write first); objects "
+    "are now listed newest first stored first. List again without a NextToken."
+)
 
 
-def _written_after(state: dict[str, Any] | None) -> service.WrittenAfter | None:
+def _stored_after(state: dict[str, Any] | None) -> service.StoredAfter | None:
     if state is None:
         return None
+    if "u" in state and "s" not in state:
+        raise BadRequest(_OLD_ORDER_TOKEN)
     try:
-        return datetime.fromisoformat(state["u"]), int(state["w"]), bytes.fromhex(state["d"])
+        return datetime.fromisoformat(state["s"]), int(state["w"]), bytes.fromhex(state["d"])
     except (KeyError, TypeError, ValueError):
         # A token of the other ordering: the type became (or stopped being) a contact type.
         raise BadRequest(_INVALID_TOKEN) from None

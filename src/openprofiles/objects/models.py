@@ -19,6 +19,8 @@ class ProfileObject:
     expires_at: datetime | None
     # When the contact started, for an object carrying an InitiationTimestamp (a contact record).
     contact_start: datetime | None = None
-    # Its place among the objects its transaction wrote (they share updated_at): with
-    # updated_at, the order objects were written in (objects.service.WrittenAfter).
+    # Its place among the objects the transaction that first stored it stored (they share
+    # created_at); kept when it is written again (objects.service.write_objects). With
+    # created_at, its place in ListProfileObjects (objects.service.StoredAfter); with
+    # updated_at, the order eviction takes objects in (objects.service.WrittenAfter).
     write_order: int = 0

@@ -136,7 +136,12 @@ _REPLACE = (
         expires_at=bindparam("ea"),
         source_last_updated=bindparam("sl"),
         contact_start=bindparam("cs"),
-        write_order=bindparam("wo"),
+        # Kept unless the row starts a new life (an expired row replaced): with created_at, the
+        # object's place in ListProfileObjects (`list_profile_objects_as_stored`), which a
+        # write of the object again must not move.
+        write_order=func.coalesce(
+            bindparam("wo", type_=profile_object.c.write_order.type), profile_object.c.write_order
+        ),
         created_at=func.coalesce(
             bindparam("ca", type_=profile_object.c.created_at.type), profile_object.c.created_at
         ),
@@ -256,7 +261,8 @@ def write_objects(
     """Insert the objects, or replace the stored rows (`stored`, from `stored_objects`) with the
     same UNIQUE digest wholesale (spec §1.5), moving them to their new profile; one executemany
     per statement. An expired row not purged yet is replaced as a new object. `writes` are in
-    the order they were made: each row's write_order follows the transaction's previous ones."""
+    the order they were made: each new row's write_order follows the transaction's previous
+    ones; a replaced row keeps its created_at and write_order, where it was first stored."""
     if not writes:
         return
     cipher = tx.cipher(domain_name)
@@ -303,8 +309,9 @@ def write_objects(
                     "ea": w.expires_at,
                     "sl": w.source_last_updated,
                     "cs": w.contact_start,
-                    "wo": row["write_order"],
-                    # An expired row not purged yet: the object starts a new life.
+                    # An expired row not purged yet: the object starts a new life. Otherwise
+                    # it keeps its place in the order objects were first stored in.
+                    "wo": row["write_order"] if expired else None,
                     "ca": tx.now if expired else None,
                 }
             )
@@ -536,7 +543,9 @@ def count_objects_by_type(tx: Tx, *, domain_name: str, profile_id: str) -> dict[
 
 # The order objects were written in: by time, then, for the rows one transaction wrote (they
 # share its time), in the order it wrote them; the random UNIQUE digest only breaks the ties of
-# rows written before write_order was kept (migration 0030).
+# rows written before write_order was kept (migration 0030). A row written again keeps the
+# write_order it was first stored with (`write_objects`), so among the rows of one transaction
+# those it wrote again come in the order they were first stored in, after or before its new ones.
 _WRITTEN = (
     profile_object.c.updated_at,
     profile_object.c.write_order,
@@ -580,8 +589,9 @@ def list_profile_objects(
     limit: int,
     after: WrittenAfter | None = None,
 ) -> tuple[list[ProfileObject], bool]:
-    """A profile's live objects of a type, newest first (the reverse of the order eviction
-    takes them in); the flag says whether more follow."""
+    """A profile's live objects of a type, newest write first (the reverse of the order
+    eviction takes them in); the flag says whether more follow. An object written again moves
+    to the front: ListProfileObjects pages by `list_profile_objects_as_stored` instead."""
     cipher = tx.cipher(domain_name)
     query = (
         _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
@@ -601,6 +611,86 @@ def list_profile_objects(
                 ),
             )
         )
+    rows = list(tx.conn.execute(query))
+    return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+
+
+# ListProfileObjects' order, newest first (spec §4 leaves it open): when each object was first
+# stored, then, for those one transaction stored (they share its time), the order it stored them
+# in; the UNIQUE digest breaks the ties of rows stored before write_order was kept (migration
+# 0030). Not the time it was last written (`_WRITTEN`): a write of an object again (a changed
+# version, or the same one: it renews the retention and counts as its latest write for eviction,
+# spec §1.9) then moved it to the front, and a caller paging through the listing while that
+# happened never saw it, as it had left the pages to come for one already read. No write changes
+# this place (`write_objects` keeps created_at and write_order when it replaces a row), so each
+# object that lasts through a paged listing is listed exactly once, in the version current when
+# its page was read; one stored meanwhile is not listed (it is newer than the first page). An
+# expired row replaced is a new object (spec §1.9) and takes a new place; it was not listed.
+_FIRST_STORED = (
+    profile_object.c.created_at,
+    profile_object.c.write_order,
+    profile_object.c.unique_digest,
+)
+
+# Where a listing in `_FIRST_STORED` order resumes: the last object's (created_at, write_order,
+# digest).
+StoredAfter = tuple[datetime, int, bytes]
+
+
+def list_profile_objects_as_stored(
+    tx: Tx,
+    *,
+    domain_name: str,
+    object_type_name: str,
+    profile_id: str,
+    key_filter: tuple[str, Sequence[bytes]] | None = None,
+    limit: int,
+    after: StoredAfter | None = None,
+) -> tuple[list[ProfileObject], bool]:
+    """A profile's live objects of a type in ListProfileObjects' order, newest first stored
+    first (`_FIRST_STORED`); the flag says whether more follow.
+
+    ix_profile_object_profile finds the profile's objects of the type (at most its
+    MaxProfileObjectCount) but holds no created_at: their places are sorted, and only the
+    page's rows are read whole (their keys, not every sealed object, go through the sort)."""
+    cipher = tx.cipher(domain_name)
+    place = _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
+    if after is not None:
+        # Each column compared on its own (not as a row value), so each value is bound with
+        # its column's type (UtcDateTime).
+        (created, order, digest), (by_time, by_order, by_digest) = after, _FIRST_STORED
+        place = place.where(
+            or_(
+                by_time < created,
+                and_(
+                    by_time == created,
+                    or_(by_order < order, and_(by_order == order, by_digest < digest)),
+                ),
+            )
+        )
+    # The page's places, then its rows by primary key, in one statement (one snapshot on
+    # PostgreSQL too). Joined as a table rather than `IN (...)`: its LIMIT keeps PostgreSQL from
+    # flattening it, so it is planned on its own, estimated at a page of rows, and those are
+    # looked up by primary key (unless the domain holds so few objects of the type that reading
+    # them all is cheaper).
+    page = (
+        place.with_only_columns(profile_object.c.unique_digest)
+        .order_by(*(column.desc() for column in _FIRST_STORED))
+        .limit(limit + 1)
+        .subquery("page")
+    )
+    query = (
+        select(profile_object)
+        .join(
+            page,
+            and_(
+                profile_object.c.domain_name == domain_name,
+                profile_object.c.object_type_name == object_type_name,
+                profile_object.c.unique_digest == page.c.unique_digest,
+            ),
+        )
+        .order_by(*(column.desc() for column in _FIRST_STORED))
+    )
     rows = list(tx.conn.execute(query))
     return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
 

@@ -48,10 +48,12 @@ profile_object = Table(
     # other times: a time, not a value of the customer's (no name, number, address or content),
     # and no more than updated_at already tells of a record delivered as its contact happens.
     Column("contact_start", UtcDateTime, nullable=True),
-    # The rows one transaction writes share updated_at (its clock reading): this numbers them in
-    # the order they were written within it, so that the oldest object is the first written
-    # (eviction, spec §1.9; ListProfileObjects newest first). Not a global sequence: ties on
-    # updated_at come from one transaction.
+    # The rows one transaction stores share created_at and updated_at (its clock reading): this
+    # numbers them in the order it stored them, so that the oldest object is the first written
+    # (eviction, spec §1.9) and ListProfileObjects lists newest first stored first. A row
+    # written again keeps its number (objects.service.write_objects), as it keeps created_at:
+    # its place in the listing does not move. Not a global sequence: ties come from one
+    # transaction.
     Column("write_order", Integer, nullable=False, server_default="0"),
     ForeignKeyConstraint(
         ["domain_name", "profile_id"],
