@@ -28,7 +28,7 @@ now, kept sealed under the system key until one can.
   (`purgeable_unrouted` lists them for the question, `purge_unrouted` deletes those listed),
   and a customer's, found by opening them (`unrouted_holding`, `purge_unrouted_ids`), and
   DeleteDomain deletes the records waiting in the domain and those held for it
-  (`_delete_domains_records`).
+  (`delete_domains_records`; so does a drop of a domain whose key is gone).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 
 from openprofiles.contacts.links import waiting_reason
 from openprofiles.contacts.models import ContactRecord
@@ -86,20 +87,26 @@ class UnroutedRecord:
 
 
 def _delete_domains_records(tx: Tx, domain_name: str) -> None:
-    """DeleteDomain: the kept records waiting for a contact of the domain, and those held for
-    it as their instance's domain, go with it. They were routed to it; left behind, a record
-    would flow into the next domain its instance is associated with, a deleted domain's data
-    outliving it. Those held for it as a domain their instance had left when they were held (its
-    KMS did not answer: whether their contact is there could not be told) are not its records:
-    they are held for the instance's domain now. Held before the instance left (a move, or
-    DeleteIntegration and then DeleteDomain, the usual clean-up), they were its own. (Run
-    before the domain's rows go: `instance_moved_from` tells the two apart.)"""
+    """DeleteDomain's part here (`delete_domains_records`)."""
+    delete_domains_records(tx.conn, domain_name)
+
+
+def delete_domains_records(conn: Connection, domain_name: str) -> None:
+    """DeleteDomain, and `openprofiles domains drop-unreadable` (domains.unreadable): the kept
+    records waiting for a contact of the domain, and those held for it as their instance's
+    domain, go with it. They were routed to it; left behind, a record would flow into the next
+    domain its instance is associated with, a deleted domain's data outliving it. Those held for
+    it as a domain their instance had left when they were held (its KMS did not answer: whether
+    their contact is there could not be told) are not its records: they are held for the
+    instance's domain now. Held before the instance left (a move, or DeleteIntegration and then
+    DeleteDomain, the usual clean-up), they were its own. (Run before the domain's rows go:
+    `instance_moved_from` tells the two apart.)"""
     kept = unrouted_contact_record.c
     moved = instance_moved_from.c
     waiting = select(contact_awaited.c.message_id).where(
         contact_awaited.c.domain_name == domain_name
     )
-    tx.conn.execute(delete(unrouted_contact_record).where(kept.message_id.in_(waiting)))
+    conn.execute(delete(unrouted_contact_record).where(kept.message_id.in_(waiting)))
     held_after_leaving = (
         select(moved.instance_arn)
         .where(
@@ -109,12 +116,12 @@ def _delete_domains_records(tx: Tx, domain_name: str) -> None:
         )
         .exists()
     )
-    tx.conn.execute(
+    conn.execute(
         update(unrouted_contact_record)
         .where(kept.held_for == domain_name, held_after_leaving)
         .values(held_for=None)
     )
-    tx.conn.execute(delete(unrouted_contact_record).where(kept.held_for == domain_name))
+    conn.execute(delete(unrouted_contact_record).where(kept.held_for == domain_name))
 
 
 register_domain_deleter(_delete_domains_records)

@@ -78,6 +78,10 @@ def create_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     validate_consolidation(
         ((params.get("Matching") or {}).get("AutoMerging") or {}).get("Consolidation")
     )
+    # Before the side effects (a test message, a data key from KMS): a name taken is told at
+    # once. The write transaction checks again, and decides.
+    with ctx.read() as tx:
+        service.require_new_name(tx, domain_name=name)
     if params.get("DeadLetterQueueUrl"):
         _check_dead_letter_queue(ctx, name, params["DeadLetterQueueUrl"])
     key = _new_key(ctx, name, params.get("DefaultEncryptionKey"))
@@ -145,6 +149,9 @@ def update_domain(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
             domain_name=name,
             changes={k: params.get(k) for k in CONFIG_MEMBERS},
             new_key=(new_key.key_id, new_key.wrapped) if new_key else None,
+            # What the key and the queue were decided on: run again if the name now holds
+            # another domain, or another wrapping of its data key (service.update_domain).
+            read_before=current,
         )
         response, pass_later = _settle(tx, params, record)
     if pass_later:

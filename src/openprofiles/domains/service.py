@@ -20,7 +20,7 @@ from openprofiles.crypto.domain_keys import DomainCipher, KeyManager
 from openprofiles.crypto.errors import KeyUnusable
 from openprofiles.domains.models import CONFIG_MEMBERS, DomainRecord, DomainStats
 from openprofiles.errors import AccessDenied, BadRequest, InternalServer, NotFound, ServiceError
-from openprofiles.store.conflicts import RestartOutside, prepared, restartable
+from openprofiles.store.conflicts import ConcurrentChange, RestartOutside, prepared, restartable
 from openprofiles.store.prepared import PreparedRead
 from openprofiles.store.schema import domain, profile, profile_key
 
@@ -148,11 +148,21 @@ def told_to_agents(error: ServiceError) -> str:
     return UNREACHABLE_FOR_AGENTS if isinstance(error, InternalServer) else UNREADABLE_FOR_AGENTS
 
 
+def require_new_name(tx: Tx, *, domain_name: str) -> None:
+    """BadRequest when a domain named `domain_name` exists. CreateDomain asks before its side
+    effects (a test message to the dead-letter queue, a new data key, perhaps from KMS) as well
+    as in its write transaction, which decides."""
+    if find_domain(tx, domain_name=domain_name) is not None:
+        raise BadRequest(
+            f"A domain named {domain_name} already exists. Choose another name, or change this "
+            "one with UpdateDomain."
+        )
+
+
 def create_domain(
     tx: Tx, *, domain_name: str, config: dict[str, Any], key_id: str, wrapped_key: bytes
 ) -> DomainRecord:
-    if find_domain(tx, domain_name=domain_name) is not None:
-        raise BadRequest(f"A domain named {domain_name} already exists.")
+    require_new_name(tx, domain_name=domain_name)
     # "" is no value, as UpdateDomain reads it (it removes the member).
     stored = {k: v for k, v in config.items() if k in CONFIG_MEMBERS and v not in (None, "")}
     tx.conn.execute(
@@ -175,15 +185,32 @@ def update_domain(
     domain_name: str,
     changes: dict[str, Any],
     new_key: tuple[str, bytes] | None = None,
+    read_before: DomainRecord | None = None,
 ) -> DomainRecord:
     """Apply the given settings; an empty string clears a string setting (API semantics).
 
     The domain's row is locked before its settings are read (`lock_domain_row`), and what this
     transaction cached of it is forgotten: the settings are merged into the committed ones, not
-    into a copy another writer changed meanwhile."""
+    into a copy another writer changed meanwhile.
+
+    `read_before` is the domain as the caller read it, outside this transaction, to decide on
+    the changes: UpdateDomain re-wraps that domain's data key as `new_key` there (a KMS call).
+    Unless the row still holds that domain (its creation time) and that wrapped data key, this
+    is ConcurrentChange, and the request runs again from what is there now (store.conflicts):
+    a DeleteDomain and a CreateDomain of the name meanwhile would otherwise give the new domain
+    the deleted one's data key, leaving its own data unreadable for good; a re-wrap meanwhile
+    (UpdateDomain, `keys rotate`) would be written over. A domain deleted meanwhile is NotFound."""
     lock_domain_row(tx, domain_name=domain_name)
     tx.forget_domain(domain_name)
     current = get_domain(tx, domain_name=domain_name)
+    if read_before is not None and (
+        current.created_at != read_before.created_at
+        or current.key_id != read_before.key_id
+        or current.wrapped_key != read_before.wrapped_key
+    ):
+        raise ConcurrentChange(
+            f"domain {domain_name} was created again or had its data key re-wrapped meanwhile"
+        )
     config = dict(current.config)
     for member, value in changes.items():
         if member not in CONFIG_MEMBERS or value is None:

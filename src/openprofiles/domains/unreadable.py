@@ -51,10 +51,12 @@ make it usable.
 
 The drop finds the domain's rows by reflecting the database, not from store.schema: the
 database may be at an older revision than this code declares (tables of its own, columns that
-since moved). Every table with a `domain_name` column holds a domain's rows. The key is assessed
-first, outside any lock (KMS may take its timeouts and retries); then, under the migrations' own
-lock and transaction (store.migrate.migrating), the domain's key is checked to be the one
-assessed and the rows are deleted, whole or not at all, never beside a server's upgrade.
+since moved). Every table with a `domain_name` column holds a domain's rows; so do the kept
+contact records waiting for it or held for it, which go as DeleteDomain deletes them
+(contacts.kept.delete_domains_records). The key is assessed first, outside any lock (KMS may
+take its timeouts and retries); then, under the migrations' own lock and transaction
+(store.migrate.migrating), the domain's key is checked to be the one assessed and the rows are
+deleted, whole or not at all, never beside a server's upgrade.
 """
 
 from __future__ import annotations
@@ -770,6 +772,9 @@ def _drop(
     # Children before their parents: with foreign keys enforced, no delete waits on a cascade.
     tables = [t for t in reversed(metadata.sorted_tables) if "domain_name" in t.c]
     rows: dict[str, int] = {}
+    # Before the domain's rows: they tell the kept records' owner.
+    if kept := _drop_kept_records(conn, metadata, domain_name, confirm=confirm):
+        rows["unrouted_contact_record"] = kept
     for table in tables:
         where = table.c.domain_name == domain_name
         if confirm:
@@ -783,3 +788,31 @@ def _drop(
     if confirm:
         conn.execute(sa.delete(_domain).where(_domain.c.name == domain_name))
     return Dropped(domain_name, key_id, problem, rows, deleted=confirm)
+
+
+def _drop_kept_records(
+    conn: Connection, metadata: sa.MetaData, domain_name: str, *, confirm: bool
+) -> int:
+    """How many kept contact records go with the domain: DeleteDomain's deletion of them
+    (contacts.kept.delete_domains_records), rolled back to a savepoint when `confirm` is False.
+    They have no `domain_name` column: waiting for one of its contacts (`contact_awaited`) or
+    held for it (`held_for`), left behind they would flow into the next domain their instance is
+    associated with. At a revision before 0036 (no `held_for`), whose statements the deletion
+    could not run, none is deleted."""
+    kept = metadata.tables.get("unrouted_contact_record")
+    if (
+        kept is None
+        or "held_for" not in kept.c
+        or not {"contact_awaited", "instance_moved_from"} <= metadata.tables.keys()
+    ):
+        return 0
+    from openprofiles.contacts.kept import delete_domains_records
+
+    count = sa.select(sa.func.count()).select_from(kept)
+    before = int(conn.execute(count).scalar_one())
+    trial = None if confirm else conn.begin_nested()
+    delete_domains_records(conn, domain_name)
+    gone = before - int(conn.execute(count).scalar_one())
+    if trial is not None:
+        trial.rollback()
+    return gone

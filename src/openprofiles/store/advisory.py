@@ -11,17 +11,17 @@ serialises every write already: there is nothing to take.
 Two transactions deadlock when each waits for a lock the other holds; locks taken in one global
 order queue instead. Every writer takes its locks in this order:
 
-0. The domain's lock (`integrations.service.lock_domain`): exclusive by DeleteDomain, shared
-   by PutIntegration, before anything else. Then the association lock of a contact-centre
-   instance (`integrations.service.lock_instances`): exclusive by an association, before it
-   writes the integration and replays the instance's kept records (whose locks follow), and
-   by a dissociation and DeleteDomain; shared by a batch of contact records and a
-   contact-start event, for every instance they name, before they look the instances up and
-   write anything.
-1. Advisory locks on what the request writes, by name: a contact (contacts), the object type
-   (shared by an ingestion and by a PutIntegration naming it, exclusive by its deletion:
-   object_types.lock_object_type), the keys and UNIQUE values of the records
-   (ingest.pipeline); each set in one `take_locks`. An integration's Uri (exclusive by
+0. The domain's lock (`integrations.service.lock_domain`): exclusive by DeleteDomain, shared by
+   PutIntegration and by TagResource/UntagResource (tags.service), before anything else. Then the
+   association lock of a contact-centre instance (`integrations.service.lock_instances`): exclusive
+   by an association, before it writes the integration and replays the instance's kept records
+   (whose locks follow), and by a dissociation and DeleteDomain; shared by a batch of contact
+   records and a contact-start event, for every instance they name, before they look the instances
+   up and write anything.
+1. Advisory locks on what the request writes, by name: a contact (contacts), the object type (shared
+   by an ingestion, by a PutIntegration naming it and by TagResource/UntagResource of its ARN,
+   exclusive by its deletion: object_types.lock_object_type), the keys and UNIQUE values of the
+   records (ingest.pipeline); each set in one `take_locks`. An integration's Uri (exclusive by
    PutIntegration, right after the object types it names and before anything it writes:
    integrations.service._lock_integration) is taken by nothing else.
    The domain's object types as a whole: exclusive by PutProfileObjectType (which checks a

@@ -4,10 +4,19 @@ TagResource and UntagResource change some of a resource's tags: the row is read,
 written back, under a lock named by the resource's ARN (`_lock_tags`; PostgreSQL, where READ
 COMMITTED let two calls read the same row and the second write drop the first's tags, both
 answered 200; SQLite's one writer serialises them already). It closes no cycle of waits
-(store.advisory's order): TagResource and UntagResource hold nothing else while they wait for
-it, nor wait for anything but the tag row while they hold it; a writer that tags what it puts
-(PutIntegration, PutProfileObjectType, UpdateDomain) takes it once it holds the locks of what
-it puts, which no other holder of it waits for."""
+(store.advisory's order): TagResource and UntagResource hold only the resource's own locks
+(below) while they wait for it, nor wait for anything but the tag row while they hold it; a
+writer that tags what it puts (PutIntegration, PutProfileObjectType, UpdateDomain) takes it once
+it holds the locks of what it puts, which no other holder of it waits for.
+
+TagResource and UntagResource hold the resource against its deletion before they look it up
+(`require_taggable`, PostgreSQL): the domain's lock shared (DeleteDomain takes it exclusively,
+integrations.service.lock_domain), and an object type's lock shared (DeleteProfileObjectType
+takes it exclusively, object_types.lock_object_type), in store.advisory's order (steps 0
+and 1), before the tags' own lock. resource_tag has no foreign key: without them, a TagResource
+that found the resource before a deletion committed wrote its tags after the deletion had
+removed the resource's, and a resource created again under that name showed them. (An
+integration's deletion takes no lock of its own to share: DeleteIntegration is not covered.)"""
 
 from __future__ import annotations
 
@@ -104,6 +113,8 @@ def require_taggable(tx: Tx, *, resource_arn: str) -> Taggable:
 
     parsed = parse_resource_arn(resource_arn)
     require_local(tx.settings, resource_arn)
+    if tx.writing:
+        _hold_against_deletion(tx, parsed.domain_name, parsed.child)
     if find_domain(tx, domain_name=parsed.domain_name) is None:
         raise NotFound(f"The resource {resource_arn} does not exist.")
     if parsed.child is None:
@@ -128,6 +139,18 @@ def require_taggable(tx: Tx, *, resource_arn: str) -> Taggable:
             return Taggable(parsed.domain_name, integration_arn(tx, parsed.domain_name, uri))
         raise NotFound(f"The resource {resource_arn} does not exist.")
     raise NotFound(f"The resource {resource_arn} does not exist or cannot be tagged yet.")
+
+
+def _hold_against_deletion(tx: Tx, domain_name: str, child: tuple[str, str] | None) -> None:
+    """The locks a deletion of the resource takes exclusively, shared, before the resource is
+    looked up (the module docstring): a deletion under way is waited for, and the resource
+    then found gone; one that starts later waits for these tags, and deletes them."""
+    from openprofiles.integrations.service import lock_domain
+    from openprofiles.object_types.service import lock_object_type
+
+    lock_domain(tx, domain_name=domain_name, shared=True)
+    if child is not None and child[0] == "object-types":
+        lock_object_type(tx, domain_name=domain_name, name=child[1], shared=True)
 
 
 def _integration_uri(tx: Tx, domain_name: str, spelled: str) -> str | None:
