@@ -599,18 +599,7 @@ def list_profile_objects(
         .limit(limit + 1)
     )
     if after is not None:
-        # Each column compared on its own (not as a row value), so each value is bound with
-        # its column's type (UtcDateTime).
-        (updated, order, digest), (by_time, by_order, by_digest) = after, _WRITTEN
-        query = query.where(
-            or_(
-                by_time < updated,
-                and_(
-                    by_time == updated,
-                    or_(by_order < order, and_(by_order == order, by_digest < digest)),
-                ),
-            )
-        )
+        query = query.where(_listed_after(after, _WRITTEN))
     rows = list(tx.conn.execute(query))
     return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
 
@@ -656,18 +645,7 @@ def list_profile_objects_as_stored(
     cipher = tx.cipher(domain_name)
     place = _profile_listing(tx, domain_name, object_type_name, profile_id, key_filter)
     if after is not None:
-        # Each column compared on its own (not as a row value), so each value is bound with
-        # its column's type (UtcDateTime).
-        (created, order, digest), (by_time, by_order, by_digest) = after, _FIRST_STORED
-        place = place.where(
-            or_(
-                by_time < created,
-                and_(
-                    by_time == created,
-                    or_(by_order < order, and_(by_order == order, by_digest < digest)),
-                ),
-            )
-        )
+        place = place.where(_listed_after(after, _FIRST_STORED))
     # The page's places, then its rows by primary key, in one statement (one snapshot on
     # PostgreSQL too). Joined as a table rather than `IN (...)`: its LIMIT keeps PostgreSQL from
     # flattening it, so it is planned on its own, estimated at a page of rows, and those are
@@ -693,6 +671,17 @@ def list_profile_objects_as_stored(
     )
     rows = list(tx.conn.execute(query))
     return [_to_record(cipher, r) for r in rows[:limit]], len(rows) > limit
+
+
+def _listed_after(after: tuple[datetime, int, bytes], columns: tuple[Any, Any, Any]) -> Any:
+    """The rows after `after` in a newest-first listing ordered by `columns` (a time, a
+    transaction's write order, the UNIQUE digest), each descending. Each column is compared on
+    its own (not as a row value), so each value is bound with its column's type (UtcDateTime)."""
+    (time, order, digest), (by_time, by_order, by_digest) = after, columns
+    return or_(
+        by_time < time,
+        and_(by_time == time, or_(by_order < order, and_(by_order == order, by_digest < digest))),
+    )
 
 
 # Where a listing of contact records resumes: the last one's (contact start, UNIQUE digest).
