@@ -2,14 +2,15 @@
 contacts without a usable customer endpoint, transfer legs, and the agent's latest link.
 
 Contacts without a customer endpoint (a TASK, a web chat that gave no email address, a VOIP or
-CONTACT_FLOW endpoint): the contact-record templates (CTR, CTR-NoInferred,
-CTR-AutoAssociateOnly) find a profile by `_ctrContactId` and then by the customer's phone
-number or email address (spec §2.2, §3.2). Such a contact has nothing but its ContactId, which
-no profile holds unless someone linked it, so the templates' "no match: create an inferred
-profile" would give each task its own empty profile: a profile of nobody, that no later contact
-can ever join, and that an agent searching the customer never finds. Amazon Connect links
-tasks to profiles through the flow's or the agent's association (AddProfileKey
-`_ctrContactId`, the "Customer profiles" flow block), not by an endpoint. So the choice here:
+CONTACT_FLOW endpoint, a withheld caller's number that cannot be read: contacts.records): the
+contact-record templates (CTR, CTR-NoInferred, CTR-AutoAssociateOnly) find a profile by
+`_ctrContactId` and then by the customer's phone number or email address (spec §2.2, §3.2). Such
+a contact has nothing but its ContactId, which no profile holds unless someone linked it, so the
+templates' "no match: create an inferred profile" would give each task its own empty profile: a
+profile of nobody, that no later contact can ever join, and that an agent searching the customer
+never finds. Amazon Connect links tasks to profiles through the flow's or the agent's
+association (AddProfileKey `_ctrContactId`, the "Customer profiles" flow block), not by an
+endpoint. So the choice here:
 
 * such a contact never creates a profile;
 * it is stored on the profile it is linked to when there is one: its `_ctrContactId` on one
@@ -182,12 +183,18 @@ def _how_long(waited: timedelta) -> str:
 
 def _no_endpoint(record: ContactRecord) -> str:
     endpoint = record.customer_endpoint
-    has = (
-        "has no CustomerEndpoint"
-        if endpoint is None
-        else f"has a {endpoint.type} CustomerEndpoint, neither a telephone number nor an email "
-        "address"
-    )
+    unreadable = record.unreadable_endpoint
+    if unreadable is not None:
+        # Not the Address itself: a customer's, or what stands for one.
+        what = "a telephone number" if unreadable == "TELEPHONE_NUMBER" else "an email address"
+        has = f"has a {unreadable} CustomerEndpoint whose Address cannot be read as {what}"
+    elif endpoint is None:
+        has = "has no CustomerEndpoint"
+    else:
+        has = (
+            f"has a {endpoint.type} CustomerEndpoint, neither a telephone number nor an email "
+            "address"
+        )
     kind = f"{record.channel} contact" if record.channel else "contact"
     return (
         f"The {kind} {record.contact_id} {has}, so no profile can be found by its customer's "

@@ -50,6 +50,20 @@ class ContactRecord:
     # The record as parsed, and as received (what is stored and dead-lettered).
     source: Mapping[str, Any]
     raw: str
+    # The Type of a CustomerEndpoint whose Address cannot be read as one (a withheld caller's
+    # "anonymous", "Restricted"): the record counts as one without an endpoint
+    # (`customer_endpoint` None; contacts.records `_endpoint`), and its endpoint is not mapped.
+    unreadable_endpoint: str | None = None
+
+    @property
+    def source_to_map(self) -> Mapping[str, Any]:
+        """What the pipeline maps the record from: its source, less a CustomerEndpoint that
+        cannot be read. Mapped, a withheld caller's "anonymous" would become the linked
+        profile's PhoneNumber and a `_ctrPhone` every such caller shares. The stored object is
+        the record as received all the same (`raw`)."""
+        if self.unreadable_endpoint is None:
+            return self.source
+        return {name: value for name, value in self.source.items() if name != "CustomerEndpoint"}
 
 
 @dataclass(frozen=True)

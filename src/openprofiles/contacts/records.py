@@ -10,13 +10,20 @@ nothing of it is kept. In an array or in JSON lines, an element or a line that i
 Each record must carry `ContactId` and `InstanceARN` (an instance ARN) as strings, the ContactId
 at most 255 characters without white space at either end (it is matched exactly, never trimmed);
 `Channel`, when present, must be one of the channels; `CustomerEndpoint`, when present, must be
-an `{Address, Type}` object whose address can be read as what its type says (a possible phone
-number for TELEPHONE_NUMBER, an email address for EMAIL_ADDRESS); timestamps must be ISO 8601
-strings; no text of the record may hold a lone UTF-16 surrogate (digests and sealing encode it
-to UTF-8); and, as PutProfileObject's Object, the record may be at most MAX_OBJECT_CHARS long
+an `{Address, Type}` object with a non-blank Address; timestamps must be ISO 8601 strings; no
+text of the record may hold a lone UTF-16 surrogate (digests and sealing encode it to UTF-8) or
+a NUL (U+0000: no field of a contact holds one, and the API refuses it in every value, so a
+ContactId or an email address with one would be a key or a profile field no call can give);
+and, as PutProfileObject's Object, the record may be at most MAX_OBJECT_CHARS long
 and nest arrays and objects at most MAX_JSON_DEPTH deep. A field of the wrong JSON type makes
 the record invalid like any other fault, never the batch. A rejected record names its ContactId
 whenever it can be read.
+
+An Address that cannot be read as what its Type says (a possible phone number for
+TELEPHONE_NUMBER, an email address for EMAIL_ADDRESS: a withheld caller's "anonymous",
+"Restricted", "+1000") does not make the record invalid: the record counts as one without a
+customer endpoint (`ContactRecord.unreadable_endpoint`), placed only by a link as such a record
+is (contacts.links), and its endpoint is not mapped onto a profile.
 
 A contact-start event may carry the contact's attributes (`Attributes`, text to text, as the
 contact record's); `profileSearchKey` and `profileSearchValue` among them (both or neither) say
@@ -75,6 +82,10 @@ MAX_SEARCH_VALUE_CHARS = MAX_CONTACT_ID_CHARS
 LONE_SURROGATE = (
     "The record holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), "
     "which is not Unicode text."
+)
+NUL_CHARACTER = (
+    "The record holds a NUL character (U+0000, a \\u0000 escape), which no field of a contact "
+    "record holds and the API refuses in every value; send the record without it."
 )
 
 
@@ -196,6 +207,7 @@ def _readable_id(record: Any) -> str | None:
         and contact_id.strip()
         and len(contact_id) <= MAX_CONTACT_ID_CHARS
         and _encodes(contact_id)
+        and "\x00" not in contact_id
         and not (isinstance(record, _LoneSurrogates) and "\ufffd" in contact_id)
     ):
         return contact_id
@@ -226,6 +238,16 @@ def _has_lone_surrogate(value: Any) -> bool:
         )
     if isinstance(value, list):
         return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
     return False
 
 
@@ -264,10 +286,15 @@ def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> 
             check_depth(parsed, "The record")
         except JsonTextError as exc:
             raise ContactRecordInvalid(exc.message, _readable_id(parsed)) from None
+    escaped = "\\u" in raw
     if isinstance(parsed, _LoneSurrogates) or (
-        ("\\u" in raw or not _encodes(raw)) and _has_lone_surrogate(parsed)
+        (escaped or not _encodes(raw)) and _has_lone_surrogate(parsed)
     ):
         raise ContactRecordInvalid(LONE_SURROGATE, _readable_id(parsed))
+    # A NUL can only be written in JSON as the escape (a text holding the character itself is
+    # not JSON): the common record, without one, skips the walk.
+    if ((escaped and "\\u0000" in raw) or "\x00" in raw) and _has_nul(parsed):
+        raise ContactRecordInvalid(NUL_CHARACTER, _readable_id(parsed))
     if contact_id is None or contact_id == "":
         raise ContactRecordInvalid("The record has no ContactId; it is not a contact record.")
     if not isinstance(contact_id, str) or not contact_id.strip():
@@ -306,15 +333,17 @@ def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> 
             f"Channel {shown_value(channel)} is not one of {', '.join(sorted(CHANNELS))}.",
             contact_id,
         )
+    endpoint, unreadable = _endpoint(parsed.get("CustomerEndpoint"), contact_id, phone_region)
     return ContactRecord(
         contact_id=contact_id,
         instance_arn=instance_arn.strip(),
         channel=channel,
-        customer_endpoint=_endpoint(parsed.get("CustomerEndpoint"), contact_id, phone_region),
+        customer_endpoint=endpoint,
         initiation=_timestamp(parsed, "InitiationTimestamp", contact_id),
         last_update=_timestamp(parsed, "LastUpdateTimestamp", contact_id),
         source=parsed,
         raw=raw,
+        unreadable_endpoint=unreadable,
     )
 
 
@@ -366,9 +395,22 @@ def screen_pop_search(record: Mapping[str, Any]) -> tuple[str, str] | None:
     return key, value
 
 
-def _endpoint(value: Any, contact_id: str, phone_region: str) -> Endpoint | None:
+def _endpoint(value: Any, contact_id: str, phone_region: str) -> tuple[Endpoint | None, str | None]:
+    """The record's customer endpoint, or None; and, when its Address cannot be read as what
+    its Type says, that Type (the endpoint then None). ContactRecordInvalid when it is no
+    `{Address, Type}` object, of a known Type and a non-blank Address.
+
+    An Address that cannot be read is a withheld or anonymous caller's ("anonymous",
+    "Restricted", "+1000", as carriers and Amazon Connect give them), not a broken record: it
+    finds no profile, so the record counts as one without an endpoint. Rejected, such a contact
+    was dead-lettered for good, even linked to a profile (AddProfileKey `_ctrContactId`) that a
+    contact with no endpoint at all lands on. So, as that one: it goes to its `_ctrContactId`'s
+    profile, or the profile of the contact it continues, and otherwise it creates no profile
+    and is dead-lettered (`no_profile`), or waits for the contact it continues — the path of a
+    record without an endpoint today (contacts.links), which `openprofiles dlq retry` applies
+    once an agent links the contact. A start event of it links alike, or nothing, saying why."""
     if value is None:
-        return None
+        return None, None
     if not isinstance(value, Mapping):
         raise ContactRecordInvalid(
             "CustomerEndpoint must be an object with Address and Type.", contact_id
@@ -388,15 +430,10 @@ def _endpoint(value: Any, contact_id: str, phone_region: str) -> Endpoint | None
         )
     address = address.strip()
     if kind == "TELEPHONE_NUMBER" and not _is_phone(address, phone_region):
-        raise ContactRecordInvalid(
-            f"CustomerEndpoint.Address cannot be read as a telephone number ({kind}).",
-            contact_id,
-        )
+        return None, kind
     if kind == "EMAIL_ADDRESS" and not _is_email(address):
-        raise ContactRecordInvalid(
-            f"CustomerEndpoint.Address cannot be read as an email address ({kind}).", contact_id
-        )
-    return Endpoint(address=address, type=kind)
+        return None, kind
+    return Endpoint(address=address, type=kind), None
 
 
 _PHONE_CHARACTERS = frozenset("0123456789+-() .")

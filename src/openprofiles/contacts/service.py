@@ -40,7 +40,8 @@ address for chat and email).
   on (`_wake`, contacts.waiting), or the sweep does (contacts.sweep `send_waiting_on`: an hour
   without).
 * A moved instance's records go where contacts.moves says: updates of contacts applied in a
-  domain it was moved away from, and the records that continue them, go there.
+  domain it was moved away from, and the records that continue them, go there; so do its
+  contact-start events (`apply_contact_event` routes an event as its record).
 
 In modules of their own: what a record is routed by (contacts.routing), where a moved
 instance's records go (contacts.moves), the kept-records store (contacts.kept), and the drivers
@@ -422,16 +423,7 @@ def _intake(
             continue
         if index in back:
             came_back[index] = target.domain_name
-            # The instance's integration as it was in the domain it left (deleted by the move),
-            # the record's type the one its contact is stored as there.
-            domain_name, type_name = back[index]
-            target = replace(
-                target,
-                domain_name=domain_name,
-                object_type_name=type_name,
-                object_type_names=None,
-                disabled_reason=None,
-            )
+            target = _sent_back(target, *back[index])
         key = (target.domain_name, _type_name(target))
         groups.setdefault(key, (target, []))[1].append((index, record))
     # Groups in one order for every batch, so concurrent batches take their locks alike.
@@ -504,6 +496,20 @@ def _intake(
         if sent_as is not None:
             outcome.sent[sent_as[index]] = one
     return outcome, applied
+
+
+def _sent_back(target: Integration, domain_name: str, type_name: str) -> Integration:
+    """Where a record of a moved instance goes back to (contacts.moves
+    `applied_where_moved_from`: `domain_name`, where its contact, or one it continues, is
+    stored as `type_name`): the instance's integration as it was in that domain (deleted by
+    the move), the record's type the one its contact is stored as there."""
+    return replace(
+        target,
+        domain_name=domain_name,
+        object_type_name=type_name,
+        object_type_names=None,
+        disabled_reason=None,
+    )
 
 
 def _count_applied(outcome: BatchOutcome, applied: Applied) -> None:
@@ -883,7 +889,7 @@ def _ingest_run(
     """The records through `ingest_batch`, under the type's lock `_apply_as` took. Isolated, a
     request error part-way (rare) undoes the run's savepoint and the records are applied one by
     one, so only the one that caused it fails."""
-    batch = [(r.source, r.raw) for r in records]
+    batch = [(r.source_to_map, r.raw) for r in records]
     if not isolate:
         return [
             _failed_or(r)
@@ -1018,7 +1024,7 @@ def _unique_digest(tx: Tx, object_type: ObjectType, record: ContactRecord) -> by
         return None
     try:
         mapped = map_object(
-            object_type, record.source, phone_region=tx.settings.default_phone_region
+            object_type, record.source_to_map, phone_region=tx.settings.default_phone_region
         )
     except MappingError:
         return None
@@ -1402,12 +1408,26 @@ def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None)
         ignored = f"{exc.reason} They were ignored: the screen pop searches as without them."
     # Under the instance's association lock, as a batch routes (contacts.routing.Router): a
     # DeleteDomain under way has committed, or waits for the link.
-    target = Router(tx, keeping=True)(record.instance_arn)
+    route = Router(tx, keeping=True)
+    target = route(record.instance_arn)
     # A sender limited to some domains links contacts of those only (auth.scope), and is not
     # told whether the instance has a domain: first, and alike for none.
     refuse_event_out_of_scope(scope, target.domain_name if target else None)
     if target is None:
         raise BadRequest(f"The instance {record.instance_arn} is not associated with any domain.")
+    # Routed as its record would be (`_intake`): a moved instance's contact applied in a domain
+    # it left (its event sent again), or a transfer leg of a contact applied there, goes back
+    # there (contacts.moves), not to a second profile in the instance's domain now. A domain
+    # left whose KMS does not answer fails the event (InternalServerException, retried): where
+    # its contact is cannot be told. `domain_now`: the instance's domain, when it went back.
+    back, _ = applied_where_moved_from(tx, route, [(0, record, target)], hold=False)
+    domain_now = None
+    if 0 in back:
+        domain_now = target.domain_name
+        target = _sent_back(target, *back[0])
+        # Going back to a domain its instance left: that one's scope decides too, as for a
+        # record.
+        refuse_event_out_of_scope(scope, target.domain_name)
     try:
         applied = apply_contact_record(tx, target, record, partial=True)
     except IngestRejected as exc:
@@ -1418,6 +1438,10 @@ def apply_contact_event(tx: Tx, event: Any, *, scope: DomainScope | None = None)
         said = exc.reason if ignored is None else f"{exc.reason} {ignored}"
         return ContactLink(record.contact_id, target.domain_name, None, False, said)
     _wake_for(tx, target.domain_name, record, applied)
+    if domain_now is not None and route.unavailable(domain_now) is None:
+        # Records waiting for it in the instance's domain now go where it is, as a batch's
+        # sent back wake them (`_intake`).
+        _wake_for(tx, domain_now, record, applied)
     return ContactLink(
         record.contact_id,
         target.domain_name,

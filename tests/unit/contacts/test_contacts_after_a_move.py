@@ -538,19 +538,17 @@ def test_an_instance_moves_away_from_a_domain_whose_kms_does_not_answer(
 def test_a_leg_whose_start_event_came_after_the_move_stays_in_the_new_domain(
     services: Services,
 ) -> None:
-    """The leg's start event, after the move, applied it in the new domain (a contact event
-    goes to the instance's domain now); its record went back to the old domain, where the
-    call it continues is: one contact in two domains, two profiles showing it."""
+    """The leg's start event, after the move, applied it in the new domain (an event that
+    names no contact applied in the domain the instance left goes to the instance's domain
+    now, as its record would); its record went back to the old domain, where the call it
+    continues is: one contact in two domains, two profiles showing it."""
     with_template(services, "CTR")
     send(services, ctr("call-1", address=CALLER))
     move_instance(services)
     endpoint = {"Address": CALLER, "Type": "TELEPHONE_NUMBER"}
     with services.write() as tx:
         live = apply_contact_event(
-            tx,
-            start_event(
-                "leg-1", Channel="VOICE", PreviousContactId="call-1", CustomerEndpoint=endpoint
-            ),
+            tx, start_event("leg-1", Channel="VOICE", CustomerEndpoint=endpoint)
         )
     assert live.domain_name == NEW
 
@@ -616,9 +614,8 @@ def test_a_leg_whose_start_event_is_in_the_new_domain_is_held_while_its_key_is_r
         with services.write() as tx:
             connect_instance(tx, domain_name=NEW, instance_arn=INSTANCE, move=True)
         endpoint = {"Address": CALLER, "Type": "TELEPHONE_NUMBER"}
-        leg_event = start_event(
-            "leg-1", Channel="VOICE", PreviousContactId="call-1", CustomerEndpoint=endpoint
-        )
+        # Naming no contact of the old domain, the event stays in the new one.
+        leg_event = start_event("leg-1", Channel="VOICE", CustomerEndpoint=endpoint)
         with services.write() as tx:
             assert apply_contact_event(tx, leg_event).domain_name == NEW
         keyring.disable(key.key_id)

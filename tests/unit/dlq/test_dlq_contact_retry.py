@@ -93,7 +93,7 @@ def test_an_older_version_is_removed_as_superseded(services: Services, domain: s
 def test_an_invalid_record_stays_dead_lettered_with_its_reason(
     services: Services, domain: str
 ) -> None:
-    bad = ctr("A", address="n/a 0", last_update=OLD, Attributes={"v": "1"})
+    bad = ctr("A", last_update=OLD, Attributes={"v": "1"}, Channel="FAX")
     assert send(services, bad).rejected
     good = ctr("A", address="+12065550301", last_update=NEW, Attributes={"v": "2"})
     assert send(services, good).accepted == 1
@@ -103,7 +103,7 @@ def test_an_invalid_record_stays_dead_lettered_with_its_reason(
     [letter] = letters(services)
     assert outcome.failed == [letter.message_id] and outcome.succeeded == []
     assert letter.attempts == 2 and letter.category == "invalid_value"
-    assert "cannot be read as a telephone number" in letter.reason
+    assert 'Channel "FAX" is not one of' in letter.reason
     assert versions(services, "A") == [(NEW, "2")]
     # The newer version is still the one applied: delivering it again changes nothing.
     assert send(services, good).unchanged == 1
