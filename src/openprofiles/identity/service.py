@@ -15,7 +15,9 @@ profile's fields, the rule is at `_restore_main_fields`), and data deleted since
 stays deleted and is listed too: an object or key no longer on the main profile, and a field
 whose object type was deleted (DeleteProfileObjectType, spec §1.8). The values DeleteProfileKey
 and DeleteProfileObjectType erase leave the merge logs as well (`forget_deleted_keys`,
-`forget_deleted_type`): such a key is neither shown nor listed by an undo. A later merge into the
+`forget_deleted_type`): such a key is neither shown nor listed by an undo. A change of a key's
+ContentType re-digests the logged values of the key as it does the live rows
+(`redigest_logged_keys`), so that an undo and an erasure still find them. A later merge into the
 same main profile that still stands keeps what it relies on (a key row it found there, the
 fields it would have brought): its log is rewritten as if the undone merge had never been
 (`_StandingMerge`), so that undoing it in turn leaves the main profile as before both.
@@ -67,6 +69,7 @@ from openprofiles.identity.models import (
 )
 from openprofiles.normalize import ContentType, normalize
 from openprofiles.object_types.service import on_object_type_deleted
+from openprofiles.profiles import key_reindex
 from openprofiles.profiles import service as profiles_service
 from openprofiles.profiles.keys import (
     EMAIL_FIELDS,
@@ -86,6 +89,7 @@ from openprofiles.profiles.service import (
     KEY_TABLE,
     PROFILE_TABLE,
     hooks_after,
+    key_digest,
     key_record_id,
     lock_profiles,
     save_profile,
@@ -770,7 +774,12 @@ def _undo_merge(tx: Tx, *, domain_name: str, merge_id: str) -> UndoResult:
     if not tx.services.database.is_sqlite:
         # The profiles first (the order every profile writer locks in), then the log row,
         # read again: a concurrent undo of this merge, or a merge or delete of these profiles,
-        # has committed by then, and what is checked below is its result.
+        # has committed by then, and what is checked below is its result. Before them, the
+        # ContentTypes of the keys, held as AddProfileKey holds them: the keys go back under
+        # the digests the log has, which a change of a key's ContentType rewrites, with the
+        # rows (`redigest_logged_keys`); rows put back after its re-digest ran would keep the
+        # old ones.
+        profiles_service.hold_key_content_types(tx, domain_name=domain_name)
         lock_profiles(tx, domain_name=domain_name, profile_ids=[main_id, *merged_ids])
         row = _log_row(tx, domain_name, merge_id, for_update=True)
     if row.undone_at is not None:
@@ -1717,7 +1726,74 @@ def _rewrite_log(
     )
 
 
+def redigest_logged_keys(
+    tx: Tx, domain_name: str, key_name: str, content_type: ContentType
+) -> None:
+    """A key's ContentType changed (profiles.key_reindex.on_key_renormalised): its live rows
+    were re-digested from their values, so the merge logs' moved keys of that name are too,
+    from the values they log. An undo finds and moves back a moved key by its logged digest,
+    and DeleteProfileKey scrubs a standing merge's entry by it (`forget_deleted_keys`): with
+    the old digest the undo would leave the value on the main profile, and an erased value
+    would stay in the log.
+
+    The main profile's key pairs before the merge ("main_keys", which an undo tells the keys
+    added since from) log no value: a pair of the key is re-digested from the value of a row
+    of the key the main profile holds now whose digest under some ContentType is the logged
+    one (the ContentType in force at the merge is not known here); a pair no row gives stays
+    as it was, its value being off the main profile.
+
+    Every log of the domain is read, a page at a time (`_rewrite_logs`), and only those that
+    change are sealed again, under their own merge id as always."""
+    if key_name in PREDEFINED_CONTENT_TYPES:
+        return
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+
+    def digest_of(value: str, kind: ContentType) -> str:
+        return key_digest(cipher, key_name, kind, value, phone_region=region).hex()
+
+    def held_by_main(main_id: str) -> dict[str, str]:
+        """Every digest under any ContentType of each value of the key on `main_id` now (on
+        the profile it was merged into since, if it was: its rows are there until that merge
+        is undone, and this one cannot be undone before), mapped to its digest under the new
+        one."""
+        live = profiles_service.resolve_profile_id(tx, domain_name=domain_name, profile_id=main_id)
+        now: dict[str, str] = {}
+        if live is None:
+            return now
+        for row in tx.conn.execute(
+            select(profile_key.c.digest, profile_key.c.value_sealed).where(
+                profile_key.c.domain_name == domain_name,
+                profile_key.c.profile_id == live,
+                profile_key.c.key_name == key_name,
+            )
+        ):
+            digest = bytes(row.digest)
+            value = cipher.open_record(
+                KEY_TABLE, key_record_id(live, key_name, digest), bytes(row.value_sealed)
+            )["value"]
+            for kind in ContentType:
+                now.setdefault(digest_of(value, kind), digest.hex())
+        return now
+
+    def redigest(payload: dict[str, Any], undo: dict[str, Any] | None, main_id: str) -> None:
+        for key in payload["keys"]:
+            if key["key_name"] == key_name:
+                key["digest"] = digest_of(key["value"], content_type)
+        if undo is None and any(name == key_name for name, _ in payload.get("main_keys", ())):
+            now = held_by_main(main_id)
+            pairs = {
+                (name, now.get(digest, digest) if name == key_name else digest)
+                for name, digest in payload["main_keys"]
+            }
+            payload["main_keys"] = [list(pair) for pair in sorted(pairs)]
+
+    _rewrite_logs(tx, cipher, domain_name, None, redigest)
+
+
 if forget_deleted_keys not in profiles_service.on_keys_deleted:
     profiles_service.on_keys_deleted.append(forget_deleted_keys)
 if forget_deleted_type not in on_object_type_deleted:
     on_object_type_deleted.append(forget_deleted_type)
+if redigest_logged_keys not in key_reindex.on_key_renormalised:
+    key_reindex.on_key_renormalised.append(redigest_logged_keys)
