@@ -148,6 +148,72 @@ def test_contact_event_with_a_wrong_typed_field_is_a_bad_request(live_server, se
         assert response.json()["Message"]
 
 
+def test_a_continued_contact_id_that_is_no_contact_id_is_refused_not_dropped(live_server, setup):
+    """Records and events alike: a PreviousContactId (InitialContactId, RelatedContactId) of
+    the wrong JSON type rejects its record, the reason naming the field, rather than being
+    dropped and the contact said to continue no earlier contact."""
+    domain, instance = setup
+    event = {
+        "ContactId": "ev-cont",
+        "InstanceARN": instance,
+        "Channel": "TASK",
+        "InitiationTimestamp": "2022-04-08T14:59:38Z",
+    }
+    for name, value in (
+        ("PreviousContactId", 5),
+        ("InitialContactId", {}),
+        ("RelatedContactId", True),
+    ):
+        response = post(live_server, "/contact-events", json.dumps({**event, name: value}))
+        assert response.status_code == 400, response.text
+        assert response.headers["x-amzn-ErrorType"] == "BadRequestException"
+        assert f"{name} " in response.json()["Message"]
+        assert "is not a ContactId" in response.json()["Message"]
+    records = [
+        ctr("cont-1", instance=instance, address=None, PreviousContactId=5),
+        ctr("cont-2", instance=instance, address=None, InitialContactId={}),
+        ctr("cont-3", instance=instance, RelatedContactId=True),
+    ]
+    body = post(live_server, "/contact-records", json.dumps(records)).json()
+    assert body["Accepted"] == 0
+    assert [r["ContactId"] for r in body["Rejected"]] == ["cont-1", "cont-2", "cont-3"]
+    for rejection, name in zip(
+        body["Rejected"], ("PreviousContactId", "InitialContactId", "RelatedContactId"), strict=True
+    ):
+        assert f"{name} " in rejection["Message"]
+        assert "continues no earlier contact" not in rejection["Message"]
+    assert sorted(r["ContactId"] for r in letters(live_server, domain)) == [
+        "cont-1",
+        "cont-2",
+        "cont-3",
+    ]
+
+
+def test_a_timestamp_outside_utc_is_said_to_be_out_of_range(live_server, setup):
+    _domain, instance = setup
+    late = "9999-12-31T23:59:59-05:00"
+    body = post(
+        live_server,
+        "/contact-records",
+        json.dumps([ctr("late-1", instance=instance, LastUpdateTimestamp=late)]),
+    ).json()
+    [rejection] = body["Rejected"]
+    assert rejection["ContactId"] == "late-1"
+    assert "LastUpdateTimestamp" in rejection["Message"]
+    assert "out of range" in rejection["Message"]
+    assert "not an ISO 8601" not in rejection["Message"]
+    event = {
+        "ContactId": "late-ev",
+        "InstanceARN": instance,
+        "Channel": "VOICE",
+        "InitiationTimestamp": late,
+    }
+    response = post(live_server, "/contact-events", json.dumps(event))
+    assert response.status_code == 400
+    assert "InitiationTimestamp" in response.json()["Message"]
+    assert "out of range" in response.json()["Message"]
+
+
 def test_contact_event_that_is_not_strict_json_is_a_bad_request(live_server, setup):
     """Read strictly, as every body is: NaN used to be accepted here (and stored) though
     POST /contact-records refused it."""

@@ -80,6 +80,28 @@ def test_batch_with_rejections(live_server, setup):
     assert single == {"Accepted": 1, "Rejected": []}
 
 
+def test_rejected_records_are_answered_with_their_place_in_the_body(live_server, setup):
+    """Records whose ContactId cannot be read are answered with ContactId null: their `Index`
+    (0-based, as the file loader's "array index") says which they are."""
+    _domain, instance = setup
+    records = [
+        ctr("ix-1", instance=instance),
+        {"nothing": True},
+        "text",
+        ctr("ix-2", instance=instance, Channel=7),
+        {**ctr("ix-3", instance=instance), "ContactId": ["ix-3"]},
+    ]
+    body = post(live_server, "/contact-records", json.dumps(records)).json()
+    assert body["Accepted"] == 1
+    assert [(r["ContactId"], r["Index"]) for r in body["Rejected"]] == [
+        (None, 1),
+        (None, 2),
+        ("ix-2", 3),
+        (None, 4),
+    ]
+    assert all(r["Message"] for r in body["Rejected"])
+
+
 def test_auth_and_roles(live_server, setup):
     _domain, instance = setup
     body = json.dumps(ctr("x", instance=instance))

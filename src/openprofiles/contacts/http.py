@@ -10,7 +10,8 @@ rest.
 
 * `/contact-records`: body one record, a JSON array of records, or JSON lines (UTF-8, a byte
   order mark before it ignored). Answers
-  `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ...}]}`; a rejected record does
+  `{"Accepted": n, "Rejected": [{"ContactId": ..., "Message": ..., "Index": ...}]}` (`Index`:
+  the record's 0-based place in the body, `outcome_json`); a rejected record does
   not stop the rest of the batch, and is in a dead-letter store with its reason (so is an
   element of the array, or a line of JSON lines, that is not a JSON object). A body that is
   none of the three — not JSON at all, a truncated record or array, a JSON value that is not an
@@ -44,7 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from openprofiles.auth.authenticator import Authenticator
 from openprofiles.auth.scope import DomainScope
-from openprofiles.contacts.models import BatchOutcome, BodyInvalid
+from openprofiles.contacts.models import BatchOutcome, BodyInvalid, Rejection
 from openprofiles.contacts.records import Item, split_records
 from openprofiles.contacts.service import (
     add_outcome,
@@ -153,6 +154,12 @@ def process_batch(
                 if not start:
                     raise
                 raise _after_applied(exc, start, len(items)) from exc
+            if start:
+                # Each rejected record's place in the chunk, made its place in the batch.
+                more.rejected = [
+                    r if r.index is None else replace(r, index=r.index + start)
+                    for r in more.rejected
+                ]
             start += len(chunk)
             # The records it woke (kept waiting for its contacts) are not the batch's own.
             add_outcome(total, replace(more, woken=None))
@@ -182,10 +189,21 @@ def _after_applied(error: ServiceError, applied: int, count: int) -> ServiceErro
 
 
 def outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
+    """The answer to a body: each rejected record with its ContactId (null when it cannot be
+    read), its reason, and its place in the body (`Index`, 0-based: an array's index, or the
+    count of records before it in JSON lines), which tells even records without a readable
+    ContactId apart."""
     return {
         "Accepted": outcome.accepted,
-        "Rejected": [{"ContactId": r.contact_id, "Message": r.message} for r in outcome.rejected],
+        "Rejected": [_rejected_json(r) for r in outcome.rejected],
     }
+
+
+def _rejected_json(rejection: Rejection) -> dict[str, Any]:
+    out: dict[str, Any] = {"ContactId": rejection.contact_id, "Message": rejection.message}
+    if rejection.index is not None:
+        out["Index"] = rejection.index
+    return out
 
 
 class _Unanswered(Response):

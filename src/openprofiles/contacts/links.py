@@ -86,7 +86,7 @@ from datetime import timedelta
 from sqlalchemy import and_, delete, exists, update
 
 from openprofiles.contacts.models import ContactRecord
-from openprofiles.contacts.records import MAX_CONTACT_ID_CHARS
+from openprofiles.contacts.records import CONTINUED_FIELDS, MAX_CONTACT_ID_CHARS
 from openprofiles.context import Tx
 from openprofiles.object_types.models import ObjectType
 from openprofiles.profiles.service import EXPLICIT_ORIGIN, on_keys_added, on_keys_changing
@@ -103,8 +103,6 @@ CUSTOMER_ENDPOINT_TYPES = frozenset({"TELEPHONE_NUMBER", "EMAIL_ADDRESS"})
 # The origin of an agent's `_ctrContactId` link that a later link of the contact to another
 # profile superseded (a marker: "@" as profiles.service's, store/schema/core.py).
 RELINKED_ORIGIN = "@relinked"
-# Where a contact record names the contact it continues, the closest first.
-CONTINUED_FIELDS = ("PreviousContactId", "InitialContactId", "RelatedContactId")
 # How long a record waits for the contact it continues before it is dead-lettered (see the
 # module): records of one customer's contacts come within minutes of each other, and an
 # operator sees what waits meanwhile (the unrouted store).

@@ -74,6 +74,11 @@ class Rejection:
     # as (contacts.kept), by which a later part of the same batch that sends it on tells it for
     # the batch's own (contacts.service `claim_woken`).
     kept_as: str | None = None
+    # Its place among the items the intake was given (0-based), so that an answer can say which
+    # record it is even when its ContactId cannot be read (POST /contact-records: contacts.http
+    # makes it the record's place in the body); None where the intake did not place it. A
+    # record the batch kept waiting and then sent on itself keeps its place (`claim_woken`).
+    index: int | None = None
 
 
 @dataclass

@@ -10,7 +10,10 @@ nothing of it is kept. In an array or in JSON lines, an element or a line that i
 Each record must carry `ContactId` and `InstanceARN` (an instance ARN) as strings, the ContactId
 at most 255 characters without white space at either end (it is matched exactly, never trimmed);
 `Channel`, when present, must be one of the channels; `CustomerEndpoint`, when present, must be
-an `{Address, Type}` object with a non-blank Address; timestamps must be ISO 8601 strings; no
+an `{Address, Type}` object with a non-blank Address; `PreviousContactId`, `InitialContactId`
+and `RelatedContactId`, when present and not "", must be ContactIds by the same rules (text,
+not blank, at most 255 characters, no white space at either end); timestamps must be ISO 8601
+strings whose time in UTC is in years 1-9999; no
 text of the record may hold a lone UTF-16 surrogate (digests and sealing encode it to UTF-8) or
 a NUL (U+0000: no field of a contact holds one, and the API refuses it in every value, so a
 ContactId or an email address with one would be a key or a profile field no call can give);
@@ -68,6 +71,9 @@ from openprofiles.normalize import normalize_phone
 # API (AddProfileKey, SearchProfiles): a longer one could never be searched or forced. Amazon
 # Connect's own ContactIds are UUIDs (its model allows 256).
 MAX_CONTACT_ID_CHARS = 255
+# Where a record names the contact it continues, the closest first (contacts.links follows
+# them). Each, when present and not "", must be a ContactId by the record's own rules.
+CONTINUED_FIELDS = ("PreviousContactId", "InitialContactId", "RelatedContactId")
 
 Item = tuple[str, Any]
 
@@ -333,6 +339,10 @@ def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> 
             f"Channel {shown_value(channel)} is not one of {', '.join(sorted(CHANNELS))}.",
             contact_id,
         )
+    for name in CONTINUED_FIELDS:
+        # Three look-ups for a valid record; the checks only for a field that is present.
+        if (continued := parsed.get(name)) is not None and continued != "":
+            _check_continued(name, continued, contact_id)
     endpoint, unreadable = _endpoint(parsed.get("CustomerEndpoint"), contact_id, phone_region)
     return ContactRecord(
         contact_id=contact_id,
@@ -345,6 +355,31 @@ def parse_contact_record(parsed: Any, raw: str, *, phone_region: str = "US") -> 
         raw=raw,
         unreadable_endpoint=unreadable,
     )
+
+
+def _check_continued(name: str, value: Any, contact_id: str) -> None:
+    """ContactRecordInvalid when `value`, the record's `name` (a CONTINUED_FIELDS one, present
+    and not ""), cannot be a ContactId, by the rules the record's own ContactId follows. Not
+    ignored: contacts.links would then say the contact "continues no earlier contact", and a
+    record without an endpoint be dead-lettered for want of a link it names."""
+    if not isinstance(value, str) or not value.strip():
+        raise ContactRecordInvalid(
+            f"{name} {shown_value(value)} is not a ContactId: it must be a non-blank string "
+            "(the ContactId of the contact this one continues), or absent or null.",
+            contact_id,
+        )
+    if len(value) > MAX_CONTACT_ID_CHARS:
+        raise ContactRecordInvalid(
+            f"{name} {shown_value(value)} is {len(value)} characters long; a ContactId is at "
+            f"most {MAX_CONTACT_ID_CHARS}.",
+            contact_id,
+        )
+    if value != value.strip():
+        raise ContactRecordInvalid(
+            f"{name} {shown_value(value)} begins or ends with white space; a ContactId is "
+            "matched exactly, so send it without the white space.",
+            contact_id,
+        )
 
 
 def screen_pop_search(record: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -506,10 +541,21 @@ def timestamp_or_none(value: Any) -> datetime | None:
 def parse_timestamp(value: str, name: str, contact_id: str | None = None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
-        # A time at the ends of the calendar may not exist in UTC (0001-01-01T00:00+01:00).
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise ContactRecordInvalid(
             f"{name} {shown_value(value)} is not an ISO 8601 timestamp (yyyy-mm-ddThh:mm:ssZ).",
+            contact_id,
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # A valid ISO 8601 time at the ends of the calendar whose UTC time is not in years
+        # 1-9999 (9999-12-31T23:59:59-05:00, 0001-01-01T00:00+01:00): out of range, not
+        # malformed.
+        raise ContactRecordInvalid(
+            f"{name} {shown_value(value)} is out of range: in UTC it falls outside the years "
+            "0001 to 9999. Send the contact's real time.",
             contact_id,
         ) from None

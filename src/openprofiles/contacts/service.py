@@ -479,7 +479,7 @@ def _intake(
         # What became of the record, counted alone, then into the batch's outcome.
         one = BatchOutcome()
         if isinstance(result, Rejection):
-            one.rejected.append(result)
+            one.rejected.append(replace(result, index=index))
             one.waiting = int(index in waiting)
             one.held = int(index in held) + one.waiting
             if index in lettered:
@@ -565,8 +565,9 @@ def claim_woken(outcome: BatchOutcome) -> None:
         if kept_as in claimed:
             fate = replace(fate, unchanged=fate.accepted, created_profiles=0)
         claimed.add(kept_as)
-        # In its place among the rejected, when it is rejected still.
-        rejected.extend(fate.rejected)
+        # In its place among the rejected, when it is rejected still, and at its index (its
+        # sending on placed it among the kept records sent).
+        rejected.extend(replace(one, index=rejection.index) for one in fate.rejected)
         add_outcome(outcome, replace(fate, rejected=[]))
     if not claimed:
         return

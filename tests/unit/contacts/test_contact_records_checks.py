@@ -45,9 +45,20 @@ WRONG_TYPES: list[tuple[dict[str, Any], str]] = [
     ({"InitiationTimestamp": ["2022-04-08T14:59:38Z"]}, "InitiationTimestamp must be"),
     ({"LastUpdateTimestamp": {"t": 1}}, "LastUpdateTimestamp must be"),
     ({"LastUpdateTimestamp": 1649430182}, "LastUpdateTimestamp must be"),
-    # Valid ISO 8601, but before UTC's calendar begins: astimezone overflows.
-    ({"LastUpdateTimestamp": "0001-01-01T00:00:00+01:00"}, "is not an ISO 8601 timestamp"),
-    ({"InitiationTimestamp": "9999-12-31T23:59:59-01:00"}, "is not an ISO 8601 timestamp"),
+    # Valid ISO 8601, but outside UTC's calendar (astimezone overflows): said to be out of
+    # range, not malformed.
+    ({"LastUpdateTimestamp": "0001-01-01T00:00:00+01:00"}, "is out of range"),
+    ({"InitiationTimestamp": "9999-12-31T23:59:59-01:00"}, "is out of range"),
+    ({"LastUpdateTimestamp": "9999-12-31T23:59:59-05:00"}, "is out of range"),
+    # The contact a record continues: a wrong JSON type, or text that cannot be a ContactId,
+    # rejects the record (never dropped, the contact then said to continue none).
+    ({"PreviousContactId": 5}, "PreviousContactId 5 is not a ContactId"),
+    ({"InitialContactId": {}}, "InitialContactId {} is not a ContactId"),
+    ({"RelatedContactId": True}, "RelatedContactId true is not a ContactId"),
+    ({"PreviousContactId": ["c0"]}, "PreviousContactId"),
+    ({"RelatedContactId": "   "}, "RelatedContactId"),
+    ({"InitialContactId": "c" * 256}, "InitialContactId"),
+    ({"PreviousContactId": " c0"}, "begins or ends with white space"),
 ]
 
 
@@ -58,6 +69,18 @@ def test_wrong_typed_field_rejects_the_record(change: dict[str, Any], reason: st
         parse_contact_record(record, json.dumps(record))
     assert reason in caught.value.reason
     assert caught.value.contact_id == "c1"
+
+
+def test_a_malformed_timestamp_is_still_said_to_be_no_iso_8601_one() -> None:
+    record = ctr("c1", LastUpdateTimestamp="2022-13-45T99:00:00Z")
+    with pytest.raises(ContactRecordInvalid, match="is not an ISO 8601 timestamp"):
+        parse_contact_record(record, json.dumps(record))
+
+
+@pytest.mark.parametrize("value", [None, "", "c0", "c" * 255])
+def test_continued_contact_ids_absent_empty_or_a_contact_id_are_taken(value: Any) -> None:
+    record = ctr("c1", PreviousContactId=value, InitialContactId=value, RelatedContactId=value)
+    assert parse_contact_record(record, json.dumps(record)).contact_id == "c1"
 
 
 def test_a_stored_timestamp_outside_utc_does_not_break_the_contact_history() -> None:
