@@ -9,7 +9,6 @@ blind index (crypto/blind_index.py) stores digests of.
 from __future__ import annotations
 
 import datetime
-import functools
 import re
 from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
@@ -70,9 +69,10 @@ def normalize_phone(value: str, region: str) -> str:
     return _parsed_phone(text, region)
 
 
-# libphonenumber's parse is the costliest step of ingesting a record, and the same customers'
-# numbers recur; the function is pure, so its results are kept.
-@functools.lru_cache(maxsize=65_536)
+# Not memoised, though libphonenumber's parse is the costliest step of ingesting a record and
+# customers' numbers recur: a cache would keep their numbers in the process for its lifetime
+# (a core dump or swapped page would hold them in clear). The common North American shape
+# above skips the parse instead.
 def _parsed_phone(text: str, region: str) -> str:
     try:
         parsed = phonenumbers.parse(text, region)

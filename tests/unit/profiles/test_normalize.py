@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import phonenumbers
 import pytest
@@ -177,3 +178,13 @@ def test_long_numbers_compare_exactly_and_huge_exponents_as_written():
     assert normalize(ContentType.NUMBER, thirty) != normalize(ContentType.NUMBER, thirty[:-1] + "1")
     assert normalize(ContentType.NUMBER, "0." + "0" * 40 + "12") == "0." + "0" * 40 + "12"
     assert normalize(ContentType.NUMBER, " 1e999999 ") == "1e999999"
+
+
+@pytest.mark.parametrize("number", ["+44 20 7946 0018", "020 7946 0018", "not a number"])
+def test_a_number_read_is_not_kept_in_the_process(number: str) -> None:
+    # Built at run time, so no constant or interned copy holds it: only this frame does.
+    text = "".join(list(number))
+    held_before = sys.getrefcount(text)
+    normalize_phone(text, "GB")
+    normalize_phone(text, "GB")
+    assert sys.getrefcount(text) == held_before
