@@ -1588,8 +1588,12 @@ def forget_deleted_keys(
             content_types[name] = profiles_service.key_content_type(
                 tx, domain_name=domain_name, key_name=name
             )
-        normal = normalize(content_types[name], value, phone_region=region)
-        return bool(normal) and (name, cipher.digest(name, normal).hex()) in wanted[main_id]
+        # The digest the value's row had (profiles.key_digest): a value with no normal form
+        # under the key's ContentType is indexed, and deleted, as written.
+        digest = profiles_service.key_digest(
+            cipher, name, content_types[name], value, phone_region=region
+        )
+        return (name, digest.hex()) in wanted[main_id]
 
     def scrub(payload: dict[str, Any], undo: dict[str, Any] | None, main_id: str) -> None:
         if undo is None:
@@ -1638,15 +1642,14 @@ def forget_deleted_type(tx: Tx, domain_name: str, object_type_name: str) -> None
         if live is None:
             return False
         content_type = profiles_service.key_content_type(tx, domain_name=domain_name, key_name=name)
-        normal = normalize(content_type, value, phone_region=region)
-        if not normal:
-            return False
+        # As the row was indexed (profiles.key_digest): as written when it has no normal form.
+        digest = profiles_service.key_digest(cipher, name, content_type, value, phone_region=region)
         found = tx.conn.execute(
             select(profile_key.c.origin).where(
                 profile_key.c.domain_name == domain_name,
                 profile_key.c.profile_id == live,
                 profile_key.c.key_name == name,
-                profile_key.c.digest == cipher.digest(name, normal),
+                profile_key.c.digest == digest,
                 profile_key.c.origin != object_type_name,
             )
         ).first()

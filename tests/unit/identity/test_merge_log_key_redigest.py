@@ -23,7 +23,7 @@ from openprofiles.object_types.service import put_object_type
 from openprofiles.profiles import service as profiles
 
 from .conftest import CRM, DOMAIN, make_domain, new_profile, search
-from .test_merge_erasure import merge, sealed_logs
+from .test_merge_erasure import delete_crm, merge, sealed_logs
 
 MAIN_VALUE = "Ann.Main@Example.com"
 MERGED_VALUE = "Bob.Merged@Example.COM"
@@ -163,3 +163,42 @@ def test_an_undo_waits_for_a_change_of_the_keys_content_type(tmp_path: Path) -> 
         assert not isinstance(outcome, BaseException), outcome
         assert outcome.missing_keys == ()
         assert search(services, "member", MERGED_VALUE.lower()) == [merged_id]
+
+
+def test_deleting_a_value_an_undo_listed_scrubs_it_though_it_has_no_normal_form(services, domain):
+    """A value kept on the main profile by an undo, whose key was then defined as a
+    PHONE_NUMBER it has no digit of: it stays indexed as written (profiles.key_digest), and
+    DeleteProfileKey of it takes it out of the undo's listing too."""
+    main_id = new_profile(services, FirstName="Ann")
+    merged_id = new_profile(services, FirstName="Bob")
+    merge_id = merge(services, main_id, merged_id)
+    add_key(services, main_id, "Unlisted")
+    with services.write() as tx:
+        result = identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+    assert [(k.key_name, k.value) for k in result.kept_keys] == [("member", "Unlisted")]
+    define_member_as(services, "PHONE_NUMBER")
+    assert search(services, "member", "Unlisted") == [main_id]
+    with services.write() as tx:
+        profiles.delete_profile_key(
+            tx, domain_name=DOMAIN, profile_id=main_id, key_name="member", values=["Unlisted"]
+        )
+    assert search(services, "member", "Unlisted") == []
+    assert "Unlisted" not in sealed_logs(services)
+
+
+def test_deleting_another_type_keeps_an_undos_listed_value_with_no_normal_form(services, domain):
+    """The undo's listing of a value the main profile still holds stays when a type that
+    did not write it is deleted, though the value has no normal form under its key's
+    ContentType (it is held as written)."""
+    with services.write() as tx:
+        put_object_type(tx, domain_name=DOMAIN, name="Crm", params=CRM)
+    main_id = new_profile(services, FirstName="Ann")
+    merged_id = new_profile(services, FirstName="Bob")
+    merge_id = merge(services, main_id, merged_id)
+    add_key(services, main_id, "Unlisted")
+    with services.write() as tx:
+        identity.undo_merge(tx, domain_name=DOMAIN, merge_id=merge_id)
+    define_member_as(services, "PHONE_NUMBER")
+    delete_crm(services)
+    assert search(services, "member", "Unlisted") == [main_id]
+    assert '["member", "Unlisted"]' in sealed_logs(services)
