@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from openprofiles.store.types import UtcDateTime
@@ -64,7 +65,10 @@ local_key_record = Table(
 resource_tag = Table(
     "resource_tag",
     metadata,
-    Column("resource_arn", String(1024), primary_key=True),
+    # Text: an integration's ARN holds its Uri percent-encoded whole
+    # (integrations.service.integration_arn), up to 12 characters for each of its 255. Migration
+    # 0048.
+    Column("resource_arn", Text, primary_key=True),
     # Lets DeleteDomain remove the tags of everything in the domain.
     Column("domain_name", String(64), nullable=False, index=True),
     Column("tags", JSON, nullable=False),
