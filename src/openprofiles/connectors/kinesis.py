@@ -253,12 +253,13 @@ def stream_arn(stream: str) -> StreamArn | None:
         raise StreamArnInvalid(
             f"{stream!r} names no region: a stream's ARN has one ({_STREAM_ARN_FORM})."
         )
-    if not re.match(partitions[partition], region):
+    # ASCII: botocore's patterns say `\w` and `\d`, which would take Arabic-Indic digits.
+    if not re.fullmatch(partitions[partition], region, re.ASCII):
         raise StreamArnInvalid(
             f"{stream!r} names the region {region!r}, which is not a region of the partition "
             f"{partition!r}."
         )
-    if not re.fullmatch(r"\d{12}", account):
+    if not re.fullmatch(r"[0-9]{12}", account):
         raise StreamArnInvalid(
             f"{stream!r} names the account {account!r}, which is not an AWS account id (12 digits)."
         )

@@ -8,16 +8,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# arn:aws:connect:{region}:{account}:instance/{id} (spec §3.2).
+# arn:{partition}:connect:{region}:{account}:instance/{id} (spec §3.2). Every part is bounded
+# and ASCII: the partition AWS's (aws, aws-cn, aws-us-gov, aws-iso-b, aws-eusc, ...: "aws" and
+# at most two words), the region at most 32 characters, the account 12 ASCII digits (`\d` took
+# Arabic-Indic ones). The longest match has 217 characters, within the String(255) columns that
+# keep an instance's ARN (integration.uri and instance_arn, the kept records'): an unbounded
+# region let a longer one through, which PostgreSQL then refused, failing a whole batch of
+# contact records.
 INSTANCE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:connect:[a-z0-9-]+:\d{12}:instance/[A-Za-z0-9-]{1,128}$"
+    r"^arn:aws(?:-[a-z]{1,8}){0,2}:connect:[a-z0-9-]{1,32}:[0-9]{12}"
+    r":instance/[A-Za-z0-9-]{1,128}$",
+    re.ASCII,
 )
+# Any ARN of Amazon Connect, in any partition: a Uri that starts so and is no instance ARN (a
+# queue's, a malformed one) is refused rather than stored as an ordinary integration.
+CONNECT_ARN = re.compile(r"^arn:[^:]*:connect:")
 DEFAULT_INSTANCE_OBJECT_TYPE = "CTR"
 
 
 def is_instance_arn(uri: str) -> bool:
     # fullmatch: `$` alone would let a trailing newline through.
     return INSTANCE_ARN.fullmatch(uri) is not None
+
+
+def is_connect_arn(uri: str) -> bool:
+    """Whether `uri` names something of Amazon Connect (an instance or not), in any partition."""
+    return CONNECT_ARN.match(uri) is not None
 
 
 @dataclass(frozen=True)

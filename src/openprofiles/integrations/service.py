@@ -56,6 +56,7 @@ from openprofiles.integrations.models import (
     DEFAULT_INSTANCE_OBJECT_TYPE,
     InstanceAssociation,
     Integration,
+    is_connect_arn,
     is_instance_arn,
 )
 from openprofiles.object_types.service import (
@@ -78,6 +79,8 @@ DISABLED_BY = "DisabledByDeletedObjectType"
 # The FlowDefinition is stored sealed (integration.flow_sealed), bound to this table and the Uri:
 # a Filter task can compare a field with a customer's value, a source name a customer's file.
 SEALED_TABLE = "integration"
+# The longest Uri: the model's (string1To255), and the integration.uri column's.
+MAX_URI_CHARS = 255
 
 
 def integration_arn(tx: Tx, domain_name: str, uri: str) -> str:
@@ -87,6 +90,23 @@ def integration_arn(tx: Tx, domain_name: str, uri: str) -> str:
 
 def flow_arn(tx: Tx, flow_name: str) -> str:
     return f"arn:aws:appflow:{tx.settings.region}:{tx.settings.account_id}:flow/{flow_name}"
+
+
+def _flow_uri(tx: Tx, flow_name: str) -> str:
+    """The flow's ARN, the Uri of an integration put with a FlowDefinition and no Uri.
+    BadRequest when it is longer than a Uri may be: a FlowName may have 256 characters (the
+    model's), its ARN only 255 as a Uri. Stored, such a Uri was refused by GetIntegration and
+    DeleteIntegration (longer than their Uri may be) on SQLite, and by PostgreSQL's column."""
+    arn = flow_arn(tx, flow_name)
+    if len(arn) <= MAX_URI_CHARS:
+        return arn
+    room = MAX_URI_CHARS - (len(arn) - len(flow_name))
+    raise BadRequest(
+        f"The FlowName is too long for the flow's ARN ({flow_arn(tx, 'FlowName')}), which is "
+        f"the integration's Uri when none is given: the ARN can have at most {MAX_URI_CHARS} "
+        f"characters, so the FlowName at most {room} here ({len(flow_name)} given). Give a "
+        "shorter FlowName, or a Uri."
+    )
 
 
 def _record(tx: Tx, row: Any) -> Integration:
@@ -264,14 +284,19 @@ def put_integration(
                     ),
                 ) from exc
         flow_name = flow.name
-        uri = uri or flow_arn(tx, flow.name)
+        uri = uri or _flow_uri(tx, flow.name)
     if not uri:
         raise BadRequest("Either Uri or FlowDefinition is required.")
+    if len(uri) > MAX_URI_CHARS:
+        # The API's callers are held to it by the model; the CLI's and the pages' are here.
+        raise BadRequest(f"The Uri can have at most {MAX_URI_CHARS} characters.")
     instance = is_instance_arn(uri)
-    if uri.startswith("arn:aws:connect:") and not instance:
+    if is_connect_arn(uri) and not instance:
+        # In any partition: a queue's ARN of an instance in aws-cn was stored as an ordinary
+        # integration, which brought nothing in.
         raise BadRequest(
             f"The Uri {uri} is not a contact-centre instance ARN "
-            "(expected arn:aws:connect:REGION:ACCOUNT:instance/ID)."
+            "(expected arn:PARTITION:connect:REGION:ACCOUNT:instance/ID)."
         )
     if instance and object_type_names:
         # ObjectTypeNames maps an application's event types (Segment, Shopify) to object types;
@@ -302,7 +327,7 @@ def put_integration(
         # under it, so a record kept meanwhile is either seen by the replay or routed here.
         # Before the object types' locks (store.advisory).
         lock_instances(tx, [uri])
-    _lock_integration(tx, domain_name, uri, type_names)
+    _lock_integration(tx, domain_name, uri, type_names, flow_name)
     for name in type_names:
         if find_object_type(tx, domain_name=domain_name, name=name) is None:
             raise BadRequest(f"The object type {name} does not exist in domain {domain_name}.")
@@ -393,9 +418,12 @@ def put_integration(
     )
 
 
-def _lock_integration(tx: Tx, domain_name: str, uri: str, type_names: Iterable[str]) -> None:
+def _lock_integration(
+    tx: Tx, domain_name: str, uri: str, type_names: Iterable[str], flow_name: str | None
+) -> None:
     """PutIntegration's locks after the instance's (store.advisory; PostgreSQL, SQLite's one
-    writer serialises already): the object types it names, shared, then its Uri's, exclusively.
+    writer serialises already): the object types it names, shared, then its Uri's and its
+    FlowName's (when it has a flow), exclusively.
 
     Without the types' locks a PutIntegration checked that its type existed while a
     DeleteProfileObjectType of it was uncommitted, and left the integration enabled for a
@@ -405,10 +433,16 @@ def _lock_integration(tx: Tx, domain_name: str, uri: str, type_names: Iterable[s
     integration is enabled again, as the module docstring says). Without the Uri's lock two
     PutIntegration calls of a new Uri both found no integration, and the second's insert failed:
     an idempotent PUT refused. Holding it, the second finds the first's integration and
-    replaces it."""
+    replaces it. Without the FlowName's lock two PutIntegration calls of other Uris with one
+    FlowName both found it free (`_check_flow_name_free`), and the domain had two flows of
+    that name. Holding it, the second finds the first's flow, and is refused."""
     # ObjectTypeNames can name several types: all in one `take_locks` (one global order).
     lock_object_types(tx, domain_name=domain_name, names=type_names, shared=True)
-    take_locks(tx, [("integration", domain_name, uri)])
+    names: list[tuple[str, ...]] = [("integration", domain_name, uri)]
+    if flow_name is not None:
+        names.append(("integration-flow", domain_name, flow_name))
+    # One `take_locks`: two puts of one FlowName under two Uris queue rather than deadlock.
+    take_locks(tx, names)
 
 
 def _check_flow_name_free(tx: Tx, domain_name: str, flow_name: str, uri: str) -> None:

@@ -21,9 +21,10 @@ order queue instead. Every writer takes its locks in this order:
 1. Advisory locks on what the request writes, by name: a contact (contacts), the object type (shared
    by an ingestion, by a PutIntegration naming it and by TagResource/UntagResource of its ARN,
    exclusive by its deletion: object_types.lock_object_type), the keys and UNIQUE values of the
-   records (ingest.pipeline); each set in one `take_locks`. An integration's Uri (exclusive by
-   PutIntegration, right after the object types it names and before anything it writes:
-   integrations.service._lock_integration) is taken by nothing else.
+   records (ingest.pipeline); each set in one `take_locks`. An integration's Uri and its flow's
+   name in the domain (exclusive by PutIntegration, in one `take_locks` right after the object
+   types it names and before anything it writes: integrations.service._lock_integration) are
+   taken by nothing else.
    The domain's object types as a whole: exclusive by PutProfileObjectType (which checks a
    definition against the others) and DeleteProfileObjectType, shared by AddProfileKey and
    DeleteProfileKey (a key's ContentType must not change under them: profiles.key_reindex),

@@ -173,6 +173,10 @@ ACCOUNT = "123456789012"
         (f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/s/consumer/c:1700000000", "consumer's"),
         (f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/a b", "not a stream's name"),
         ("arn:aws:kinesis:us-east-1:1234:stream/s", "not an AWS account id"),
+        # Arabic-Indic digits: `\d` took them, in the account and in botocore's region patterns.
+        ("arn:aws:kinesis:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:stream/s", "not an AWS account id"),
+        (f"arn:aws:kinesis:us-east-١:{ACCOUNT}:stream/s", "not a region of the partition 'aws'"),
+        (f"arn:aws:kinesis:us-éast-1:{ACCOUNT}:stream/s", "not a region of the partition 'aws'"),
         (f"arn:aws:kinesis:cn-north-1:{ACCOUNT}:stream/s", "not a region of the partition 'aws'"),
         (f"arn:amazon:kinesis:us-east-1:{ACCOUNT}:stream/s", "partition 'amazon'"),
         ("arn:aws:kinesis:us-east-1:stream/s", "not an ARN of the form"),
