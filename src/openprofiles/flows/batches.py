@@ -115,6 +115,29 @@ def why_not_retryable(domain_name: str, flow: Flow, what: str) -> str:
     )
 
 
+def _terminated(
+    read: tuple[Flow, str], batch: list[ItemRecord | BadRecord], index: int, reason: str
+) -> str:
+    """The run's error when the batch's record at `index` failed a TerminateFlow Validate
+    task: where it is (as a dead letter's origin says), and what became of the records before
+    it in its batch — rolled back with the batch's transaction, so not applied, and read again
+    by the flow's next run (the item's checkpoint is the previous batch's). The run's counts
+    are those of the batches applied (the batch's copy of them is dropped, `apply_retrying`)."""
+    flow, key = read
+    where = origin(flow, key, batch[index].place)
+    said = f"{where}: {reason} The flow was terminated (TerminateFlow)."
+    if index == 0:
+        return said
+    first = batch[0].place or "the item's start"
+    some, were, them = (
+        (f"The {index} records", "were", "them") if index > 1 else ("The record", "was", "it")
+    )
+    return (
+        f"{said} {some} before it in its batch (from {first}) {were} not applied either: the "
+        f"flow's next run reads {them} again."
+    )
+
+
 def _apply_batch(
     tx: Tx,
     domain_name: str,
@@ -124,7 +147,7 @@ def _apply_batch(
     counts: dict[str, int],
 ) -> None:
     flow, key = read
-    for item_record in batch:
+    for index, item_record in enumerate(batch):
         counts["records_read"] += 1
         if isinstance(item_record, BadRecord):
             dead_letter_in(
@@ -176,7 +199,7 @@ def _apply_batch(
             reason = f"The record is not a JSON object: {exc}."
         except RecordFailed as exc:
             if exc.terminate:
-                raise Terminated(f"{exc.reason} The flow was terminated (TerminateFlow).") from exc
+                raise Terminated(_terminated(read, batch, index, exc.reason)) from exc
             reason = exc.reason
             # A retry would ingest it without the flow's tasks, its Validate task included.
             not_retryable = why_not_retryable(

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openprofiles.errors import BadRequest
+from openprofiles.flows.tasks import check_task
 
 FOLDER_PREFIX = "file://"
 SUPPORTED_TASKS = frozenset({"Map", "Filter", "Validate"})
@@ -120,9 +121,14 @@ def schedule_interval(expression: str, *, stored: bool = False) -> int:
     )
 
 
-def parse_flow_definition(definition: Mapping[str, Any], *, stored: bool = False) -> Flow:
+def parse_flow_definition(
+    definition: Mapping[str, Any], *, stored: bool = False, put_at: datetime | None = None
+) -> Flow:
     """The flow a FlowDefinition describes; BadRequest naming what cannot be served.
-    `stored`: a definition read back from the store, not one being put (`schedule_interval`)."""
+    `stored`: a definition read back from the store, not one being put (`schedule_interval`).
+    `put_at`: when PutIntegration puts it, which its ScheduleEndTime must follow; not given
+    when a run reads the definition (claims.load_flow), which a schedule ended since must
+    not refuse (a run on demand, or a scheduled run that began before the end)."""
     name = definition["FlowName"]
     source = definition["SourceFlowConfig"]
     connector = source["ConnectorType"]
@@ -161,11 +167,15 @@ def parse_flow_definition(definition: Mapping[str, Any], *, stored: bool = False
             )
         interval = schedule_interval(scheduled["ScheduleExpression"], stored=stored)
         pull_mode = scheduled.get("DataPullMode") or "Incremental"
-        start = scheduled.get("ScheduleStartTime")
-        end = scheduled.get("ScheduleEndTime")
+        start = _as_datetime(scheduled.get("ScheduleStartTime"))
+        end = _as_datetime(scheduled.get("ScheduleEndTime"))
+        if not stored:
+            _check_schedule(scheduled, start, end, put_at)
     elif trigger_type == "OnDemand":
         pull_mode = "Complete"
     tasks = tuple(_task(t, connector, stored=stored) for t in definition.get("Tasks") or ())
+    if not stored:
+        _check_destinations(tasks)
     return Flow(
         name=name,
         description=definition.get("Description") or "",
@@ -176,15 +186,69 @@ def parse_flow_definition(definition: Mapping[str, Any], *, stored: bool = False
         trigger_type=trigger_type,
         interval_seconds=interval,
         pull_mode=pull_mode,
-        schedule_start=_as_datetime(start),
-        schedule_end=_as_datetime(end),
+        schedule_start=start,
+        schedule_end=end,
         tasks=tasks,
     )
 
 
+def _check_schedule(
+    scheduled: Mapping[str, Any],
+    start: datetime | None,
+    end: datetime | None,
+    put_at: datetime | None,
+) -> None:
+    """BadRequest for schedule settings a flow cannot be run by: an end not after its start,
+    or past when it is put (the flow would never run, and nothing said so), and the settings
+    OpenProfiles does not apply, refused rather than ignored. FirstExecutionFrom: an S3
+    source's listing carries no modification times (flows.sources), so which items it leaves
+    out cannot be told. ScheduleOffset (seconds added to each run's time): a run starts when
+    its interval has passed since the previous one (flows.triggers), so a ScheduleStartTime
+    that much later does what an offset would. Timezone is taken and changes nothing: a
+    rate(...) interval and the schedule's times (instants) are the same in any zone."""
+    if start is not None and end is not None and end <= start:
+        raise BadRequest(
+            f"ScheduleEndTime {end.isoformat()} is not after ScheduleStartTime "
+            f"{start.isoformat()}: the flow would never run."
+        )
+    if end is not None and put_at is not None and end <= put_at:
+        raise BadRequest(
+            f"ScheduleEndTime {end.isoformat()} is in the past: the flow would never run."
+        )
+    if scheduled.get("FirstExecutionFrom") is not None:
+        raise BadRequest(
+            "FirstExecutionFrom is not supported by OpenProfiles flows: the first run reads "
+            "every item of the source (DataPullMode Incremental reads only new or changed "
+            "items after it). Leave it out, or move older items out of the source's "
+            "folder or prefix."
+        )
+    if scheduled.get("ScheduleOffset"):
+        raise BadRequest(
+            "ScheduleOffset is not supported by OpenProfiles flows: set ScheduleStartTime "
+            "that much later instead (runs follow the rate(...) interval from the first)."
+        )
+
+
+def _check_destinations(tasks: Sequence[Task]) -> None:
+    """BadRequest when a Map task writes inside the value another writes (`x` and `x.y`):
+    one would overwrite the other (flows.tasks writes a dotted DestinationField nested)."""
+    written = {str(t.destination_field) for t in tasks if t.task_type == "Map"}
+    for inner in sorted(written):
+        parts = inner.split(".")
+        for outer in (".".join(parts[:n]) for n in range(1, len(parts))):
+            if outer in written:
+                raise BadRequest(
+                    f"Map tasks write both DestinationField {outer} and {inner}, inside it; "
+                    "map to one or the other."
+                )
+
+
 def _as_datetime(value: Any) -> datetime | None:
     """Schedule times arrive as datetimes from the wire and are stored as epoch seconds."""
-    if value is None or isinstance(value, datetime):
+    if isinstance(value, datetime):
+        # An instant with no zone is read as UTC, as the wire's epoch seconds are.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if value is None:
         return value
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, UTC)
@@ -199,13 +263,18 @@ def _task(task: Mapping[str, Any], connector: str, *, stored: bool) -> Task:
             f"use {', '.join(sorted(SUPPORTED_TASKS))}."
         )
     operators: Mapping[str, str] = task.get("ConnectorOperator") or {}
-    return Task(
+    parsed = Task(
         task_type=task_type,
         source_fields=_task_fields(task, task_type),
         operator=_operator(operators, connector, stored=stored),
         destination_field=task.get("DestinationField"),
         properties=dict(task.get("TaskProperties") or {}),
     )
+    if not stored:
+        # A stored definition put before these checks runs as it did; the run's own reading
+        # (claims.load_flow) refuses it, saying why.
+        check_task(parsed)
+    return parsed
 
 
 def _operator(operators: Mapping[str, str], connector: str, *, stored: bool) -> str | None:

@@ -266,7 +266,7 @@ def put_integration(
     get_domain(tx, domain_name=domain_name)
     flow_name: str | None = None
     if flow_definition is not None:
-        flow = parse_flow_definition(flow_definition)
+        flow = parse_flow_definition(flow_definition, put_at=tx.now)
         if flow.folder is not None:
             try:
                 inside_folder_roots(tx.settings, flow.folder)

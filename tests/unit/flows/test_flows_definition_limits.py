@@ -180,11 +180,11 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
     task = {
         "TaskType": "Validate",
         "SourceFields": ["tier"],
-        "ConnectorOperator": {"Marketo": "NO_OP", "Zendesk": "VALIDATE_NON_NULL"},
+        "ConnectorOperator": {"Marketo": "VALIDATE_NUMERIC", "Zendesk": "VALIDATE_NON_NULL"},
     }
     definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
     with monkeypatch.context() as before:  # as PutIntegration took it then: the first member
-        before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+        before.setattr(models, "_operator", lambda operators, connector, **_: "VALIDATE_NUMERIC")
         put_flow(services, "crm", TYPE, definition)
     with services.read() as tx:  # the admin page's row: its trigger, not unreadable
         found = find_flow_integration(tx, domain_name=D, flow_name="crm")
@@ -206,10 +206,10 @@ def test_stored_operators_none_of_the_source_fail_the_flow_once_saying_why(
 
     # Another reason, while that FAILED run is still the newest (the definition put again,
     # with other members): recorded by no run, so logged, once (it was said by nothing at all).
-    task["ConnectorOperator"] = {"Marketo": "NO_OP", "Salesforce": "VALIDATE_NON_NULL"}
+    task["ConnectorOperator"] = {"Marketo": "VALIDATE_NUMERIC", "Salesforce": "VALIDATE_NON_NULL"}
     definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
     with monkeypatch.context() as before:
-        before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+        before.setattr(models, "_operator", lambda operators, connector, **_: "VALIDATE_NUMERIC")
         put_flow(services, "crm", TYPE, definition)
     caplog.clear()
     for i in range(4, 8):
@@ -238,7 +238,9 @@ def test_a_start_failure_is_logged_again_once_a_run_came_after_it(
         definition = flow_definition("crm", "file://", str(folder), trigger=EVENT, tasks=[task])
         with monkeypatch.context() as before:
             if stored_only:  # as PutIntegration took it then: the first member
-                before.setattr(models, "_operator", lambda operators, connector, **_: "NO_OP")
+                before.setattr(
+                    models, "_operator", lambda operators, connector, **_: "VALIDATE_NUMERIC"
+                )
             put_flow(services, "crm", TYPE, definition)
 
     def logged(at: int) -> int:
@@ -246,12 +248,12 @@ def test_a_start_failure_is_logged_again_once_a_run_came_after_it(
         run_due_flows(services, now=now + timedelta(seconds=10 * at))
         return len([r for r in caplog.records if "could not run" in r.getMessage()])
 
-    ambiguous = {"Marketo": "NO_OP", "Zendesk": "VALIDATE_NON_NULL"}
+    ambiguous = {"Marketo": "VALIDATE_NUMERIC", "Zendesk": "VALIDATE_NON_NULL"}
     put(ambiguous, stored_only=True)
     now = datetime.now(UTC)
     caplog.set_level(logging.WARNING, logger="openprofiles")
     assert logged(0) == 1  # its FAILED run recorded
-    put({"S3": "NO_OP"}, stored_only=False)
+    put({"S3": "VALIDATE_NUMERIC"}, stored_only=False)
     assert logged(1) == 0  # it ran
     folder.rename(tmp_path / "away")
     assert logged(2) == 0  # a FAILED run: its source cannot be listed

@@ -54,7 +54,7 @@ def test_a_non_finite_number_fails_a_validate_task_at_once(
     validate = {
         "TaskType": "Validate",
         "SourceFields": ["score"],
-        "TaskProperties": {"VALIDATION_ACTION": "NoOp"},
+        "TaskProperties": {"VALIDATION_ACTION": "DropRecord"},
         "ConnectorOperator": {"S3": operator},
     }
     run = run_over(services, tmp_path, [validate], user(1, score="12.5"), user(2, score=value))
@@ -83,8 +83,8 @@ def test_a_non_finite_number_stops_a_terminating_validate_task_as_a_failed_recor
 
     assert run.status == "FAILED"
     assert run.error == (
-        "Validate task VALIDATE_NON_NEGATIVE failed: field score is negative or not a number. "
-        "The flow was terminated (TerminateFlow)."
+        "Flow crm, a.jsonl, line 1: Validate task VALIDATE_NON_NEGATIVE failed: field score is "
+        "negative or not a number. The flow was terminated (TerminateFlow)."
     )
 
 
