@@ -11,6 +11,7 @@ from openprofiles.context import RequestContext, Tx
 from openprofiles.domains.setup import check_encryption_key
 from openprofiles.object_types import service, templates
 from openprofiles.object_types.models import ObjectType, Template
+from openprofiles.object_types.validation import compile_templates
 from openprofiles.tags.service import get_tags, put_tags
 
 DEFAULT_PAGE = 100
@@ -52,6 +53,9 @@ def put_profile_object_type(ctx: RequestContext, params: dict[str, Any]) -> dict
         # objects are sealed under the domain's data key all the same (README, "What is
         # implemented"). Before the transaction: the check may call KMS.
         check_encryption_key(ctx.services, domain_name, params["EncryptionKey"], "EncryptionKey")
+    # Before the transaction: compiling a type's Source templates can take seconds, which
+    # SQLite's one writer would otherwise spend holding every other write back.
+    compile_templates(params)
     with ctx.write() as tx:
         found = service.put_object_type(tx, domain_name=domain_name, name=name, params=params)
         if params.get("Tags"):

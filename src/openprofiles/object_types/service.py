@@ -41,6 +41,7 @@ from openprofiles.object_types.standard_objects import STANDARD_OBJECT_TYPES
 from openprofiles.object_types.templates import find_template
 from openprofiles.object_types.validation import (
     ExistingKeys,
+    compile_templates,
     validate_definition,
     validate_object_type_name,
 )
@@ -329,6 +330,9 @@ def put_object_type(
     get_domain(tx, domain_name=domain_name)
     validate_object_type_name(name)
     definition = _definition_from(params)
+    # Compiling templates is slow (validation.MAX_TEMPLATE_TAGS): done before the domain's
+    # lock, validate_definition below finds them compiled.
+    compile_templates(definition)
     take_locks(tx, [("object_types", domain_name)])
     validate_definition(definition, existing_keys=_existing_keys(tx, domain_name, excluding=name))
     # A key whose ContentType this definition changes has its stored values re-digested

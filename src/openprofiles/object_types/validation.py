@@ -8,6 +8,7 @@ keys, then how keys relate to other object types of the domain.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -36,6 +37,13 @@ MAX_FIELDS = 250
 # keys and, in all, their definitions; MAX_FIELDS each definition's two lists. Generous: a key
 # needs a field, and a definition's lists name distinct fields and identifiers.
 MAX_KEYS = MAX_FIELDS
+# The most mustaches (`{{...}}`) an object type's Source templates may hold in all. pybars'
+# parser takes some 3 to 8 ms a mustache to compile a template (once per distinct template):
+# 250 fields of 40 nested #if took 29 s, and 250 of 1,000 characters would take a minute. The
+# built-in templates hold 6 at most, a hand-written mapping a few a field (250 fields of
+# `{{_source.first}} {{_source.last}}` hold 500): 1,000 bound a definition's compilation to a
+# few seconds, which the service spends before it takes the domain's lock (compile_templates).
+MAX_TEMPLATE_TAGS = 1_000
 # Used with fullmatch: with match, a final `$` also matches before a trailing newline.
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -110,8 +118,43 @@ def validate_definition(definition: Mapping[str, Any], *, existing_keys: Existin
             f"An object type can have at most {MAX_FIELDS} fields; this one has {len(raw_fields)}."
         )
     _check_key_sizes(raw_keys)
+    _check_template_size(raw_fields)
     _check_fields(definition, raw_fields)
     _check_keys(definition, raw_fields, raw_keys, existing_keys)
+
+
+def compile_templates(definition: Mapping[str, Any]) -> None:
+    """Compile the definition's Source templates ahead of `validate_definition`, which then
+    finds them compiled (ingest.handlebars keeps them). The service calls it before it takes
+    the domain's lock, so that other puts of the domain do not wait on pybars; called before
+    the write transaction, no writer at all would (SQLite has one). BadRequest for too many of
+    them; an invalid one is left for `validate_definition` to report, in its order."""
+    raw_fields = definition.get("Fields")
+    if not isinstance(raw_fields, Mapping) or len(raw_fields) > MAX_FIELDS:
+        return  # validate_definition refuses it
+    _check_template_size(raw_fields)
+    for source in _template_sources(raw_fields):
+        with contextlib.suppress(TemplateError):
+            compile_template(source)
+
+
+def _template_sources(raw_fields: Mapping[str, Any]) -> list[str]:
+    return [
+        source
+        for spec in raw_fields.values()
+        if isinstance(spec, Mapping)
+        and isinstance(source := spec.get("Source"), str)
+        and is_template(source)
+    ]
+
+
+def _check_template_size(raw_fields: Mapping[str, Any]) -> None:
+    tags = sum(source.count("{{") for source in _template_sources(raw_fields))
+    if tags > MAX_TEMPLATE_TAGS:
+        raise _fail(
+            f"An object type's Source templates can hold at most {MAX_TEMPLATE_TAGS:,} "
+            f"Handlebars expressions ({{{{...}}}}) in all; these hold {tags:,}."
+        )
 
 
 def _check_key_sizes(raw_keys: Mapping[str, Any]) -> None:
