@@ -10,7 +10,9 @@ Value rules:
   targets that take one (`_profile.Address`, `_order.OrderItems`, ...); anywhere else it is a
   MappingError, since a standard field or key cannot hold a structure.
 * Only non-empty values are written to targets: an empty value never clears a field (spec §1.8).
-* A value outside the Gender/PartyType enums lands in GenderString/PartyTypeString (spec §7.10).
+* A value outside the Gender/PartyType enums lands in GenderString/PartyTypeString (spec §7.10);
+  one outside the ProfileType enum (PROFILE, ACCOUNT_PROFILE), which has no such twin, is a
+  MappingError. A NUL (U+0000) in a profile value is one too: the API refuses it.
 * A value longer than its standard profile field holds (the botocore model's `Profile` shape:
   the bounds CreateProfile and UpdateProfile check, and SearchProfiles' output promises) is a
   MappingError naming the field and the bound, never the value: stored, it would make a profile
@@ -254,10 +256,10 @@ def _target_plan(target: str) -> _Plan:
     else:
         kind = _SCALAR
         # An enum's own values are short; what is not one of them lands in its fallback field.
-        written = (
-            ENUM_TARGETS[member][1] if root == "_profile" and member in ENUM_TARGETS else member
+        fallback = (
+            ENUM_TARGETS[member][1] if root == "_profile" and member in ENUM_TARGETS else None
         )
-        limit = bounds.strings.get(written)
+        limit = bounds.strings.get(fallback or member)
     return root, member, part, kind, limit, part_limits, refusal
 
 
@@ -271,7 +273,7 @@ def _write_target(
         if text:
             if refusal is not None:
                 raise MappingError(f"Field {name}: {refusal}")
-            _check_length(name, target, text, limit)
+            _check_text(name, target, text, limit)
             out.setdefault("Attributes", {})[part] = text
     elif kind == _LIST:
         if raw in (None, ""):
@@ -284,7 +286,7 @@ def _write_target(
     elif kind == _PART:
         _require_scalar(name, target, raw)
         if text:
-            _check_length(name, target, text, limit)
+            _check_text(name, target, text, limit)
             out.setdefault(member, {})[part] = text
     elif kind == _WRITABLE:
         parts = WRITABLE_FIELDS[root][member] or ()
@@ -299,28 +301,49 @@ def _write_target(
             values = {p: _text(raw.get(p)) for p in parts if _scalar(raw.get(p))}
             values = {p: v for p, v in values.items() if v}
             for p, v in values.items():
-                _check_length(name, f"{target}.{p}", v, part_limits.get(p))
+                _check_text(name, f"{target}.{p}", v, part_limits.get(p))
             if values:
                 out.setdefault(member, {}).update(values)
     else:
         _require_scalar(name, target, raw)
         if text:
-            _check_length(name, target, text, limit)
+            _check_text(name, target, text, limit)
             if root == "_profile" and member in ENUM_TARGETS:
-                allowed, fallback = ENUM_TARGETS[member]
-                member = member if text in allowed else fallback
+                member = _enum_member(name, target, member, text)
             out[member] = text
     if not out:
         del targets[root]
 
 
-def _check_length(name: str, target: str, text: str, limit: int | None) -> None:
+def _check_text(name: str, target: str, text: str, limit: int | None) -> None:
     # The length, never the value: it is personal data, and lands in the dead-letter reason.
     if limit is not None and len(text) > limit:
         raise MappingError(
             f"Field {name}: its value has {len(text)} characters, but {target} holds at most "
             f"{limit}."
         )
+    # CreateProfile and UpdateProfile refuse a NUL in any profile value (and UpdateProfile
+    # would refuse the stored value given back); a profile field ingestion fills is one.
+    if "\x00" in text and target.startswith("_profile."):
+        raise MappingError(
+            f"Field {name}: its value holds a NUL character (U+0000), which {target} cannot hold."
+        )
+
+
+def _enum_member(name: str, target: str, member: str, text: str) -> str:
+    """The member an enum target's value is written to: its own for a value of the enum, else
+    its free-text twin; a MappingError for an enum without one (ProfileType), whose value the
+    API could neither return nor take back in UpdateProfile. The value is not quoted (as in
+    `_check_text`)."""
+    allowed, fallback = ENUM_TARGETS[member]
+    if text in allowed:
+        return member
+    if fallback is None:
+        raise MappingError(
+            f"Field {name}: its value is not one of {', '.join(sorted(allowed))}, the values "
+            f"{target} takes."
+        )
+    return fallback
 
 
 def _scalar(value: Any) -> bool:

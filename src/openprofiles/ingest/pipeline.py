@@ -41,6 +41,7 @@ from openprofiles.contacts.records import contact_start
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import get_domain
+from openprofiles.identity.service import unit_members
 from openprofiles.ingest.mapping import ComputedKey, MappedObject, MappingError, map_object
 from openprofiles.ingest.size import SizeBounds, record_growth
 from openprofiles.object_types.models import ObjectType
@@ -616,6 +617,11 @@ def _apply(tx: Tx, object_type: ObjectType, item: _Prepared) -> IngestResult:
         contact_start=item.contact_start,
     )
     for root, (record_digest, keys) in standard.items():
+        held = objects.find_object(
+            tx, domain_name=domain_name, object_type_name=root, unique_digest=record_digest
+        )
+        if held is None or held.profile_id != target_id:
+            _make_room(tx, object_type, target_id, standard_root=root)
         objects.merge_standard_object(
             tx,
             domain_name=domain_name,
@@ -788,9 +794,16 @@ def apply_profile_fields(
             parts = [(f"{name}.{part}", part, v) for part, v in value.items()]
         else:
             parts = [(name, None, value)]
+        # Gender with GenderString, PartyType with PartyTypeString: one field (a value in the
+        # enum or free text), held by one member at a time; either being protected keeps it.
+        others = [m for m in unit_members(name) if m != name]
         for path, part, item in parts:
-            if item in ("", None) or not _may_write(record, path, source_priority):
+            if item in ("", None) or not all(
+                _may_write(record, p, source_priority) for p in (path, *others)
+            ):
                 continue
+            for other in others:
+                changed |= _clear_path(record, other)
             if part is None:
                 old = record.fields.get(name)
                 record.fields[name] = item
@@ -804,6 +817,14 @@ def apply_profile_fields(
             record.field_sources[path] = source
             record.manual_fields.discard(path)
     return changed
+
+
+def _clear_path(record: ProfileRecord, name: str) -> bool:
+    """Remove a top-level field that ingestion writes over through its unit's other member;
+    whether it held a value."""
+    record.field_sources.pop(name, None)
+    record.manual_fields.discard(name)
+    return record.fields.pop(name, None) is not None
 
 
 def _may_write(record: ProfileRecord, path: str, priority: int | None) -> bool:
@@ -864,9 +885,19 @@ def _system_id(root: str, keys: Sequence[ComputedKey]) -> str:
     return keys[0].value
 
 
-def _make_room(tx: Tx, object_type: ObjectType, profile_id: str) -> None:
+def _make_room(
+    tx: Tx, object_type: ObjectType, profile_id: str, *, standard_root: str | None = None
+) -> None:
     """Eviction when the profile is full (spec §1.9): the oldest object of the type furthest
-    over its MaxProfileObjectCount, else the oldest object of the incoming type."""
+    over its MaxProfileObjectCount, else the oldest object of the incoming type.
+
+    `standard_root`: the incoming object is the record's new standard object (`_asset`,
+    `_case`, `_order`), not its own. Standard objects are objects of the profile like any other
+    (ListProfileObjects lists them; the spec's per-profile quota counts every type, and gives a
+    standard type, `_webAnalytics`, a limit of its own), so they make room as any object does
+    and are evicted by the same rules: the oldest of their root goes, or, for a profile holding
+    none yet, an older object of the record's type (which gave the new one: it replaces one of
+    its own rather than the record being refused). Never the record's object just written."""
     domain_name = object_type.domain_name
     counts = objects.count_objects_by_type(tx, domain_name=domain_name, profile_id=profile_id)
     if sum(counts.values()) < PROFILE_OBJECT_QUOTA:
@@ -876,15 +907,20 @@ def _make_room(tx: Tx, object_type: ObjectType, profile_id: str) -> None:
         limit = _type_limit(tx, domain_name, type_name, object_type)
         if limit is not None and count > limit:
             over.append((count - limit, type_name))
-    victim = max(over)[1] if over else object_type.name
-    if not objects.evict_oldest(
-        tx, domain_name=domain_name, profile_id=profile_id, object_type_name=victim
-    ):
-        raise IngestRejected(
-            f"The profile {profile_id} holds {PROFILE_OBJECT_QUOTA} objects, none of them of "
-            f"type {object_type.name} or of a type over its MaxProfileObjectCount.",
-            "invalid_value",
-        )
+    incoming = standard_root or object_type.name
+    victims = [max(over)[1]] if over else [incoming]
+    if not over and standard_root is not None and counts.get(object_type.name, 0) > 1:
+        victims.append(object_type.name)
+    for victim in victims:
+        if objects.evict_oldest(
+            tx, domain_name=domain_name, profile_id=profile_id, object_type_name=victim
+        ):
+            return
+    raise IngestRejected(
+        f"The profile {profile_id} holds {PROFILE_OBJECT_QUOTA} objects, none of them of "
+        f"type {incoming} or of a type over its MaxProfileObjectCount.",
+        "invalid_value",
+    )
 
 
 def _type_limit(tx: Tx, domain_name: str, type_name: str, incoming: ObjectType) -> int | None:

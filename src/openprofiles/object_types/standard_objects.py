@@ -191,8 +191,11 @@ SOURCE_LAST_UPDATED_TARGET = "_profile.SourceLastUpdatedTimestamp"
 
 GENDER_VALUES = frozenset({"MALE", "FEMALE", "UNSPECIFIED"})
 PARTY_TYPE_VALUES = frozenset({"INDIVIDUAL", "BUSINESS", "OTHER"})
-# Enum members and where a value outside the enum goes instead (spec §7.10).
-ENUM_TARGETS: Mapping[str, tuple[frozenset[str], str]] = {
+PROFILE_TYPE_VALUES = frozenset({"PROFILE", "ACCOUNT_PROFILE"})
+# Enum members and where a value outside the enum goes instead (spec §7.10); None: nowhere, the
+# record is refused (ingest.mapping).
+ENUM_TARGETS: Mapping[str, tuple[frozenset[str], str | None]] = {
     "Gender": (GENDER_VALUES, "GenderString"),
     "PartyType": (PARTY_TYPE_VALUES, "PartyTypeString"),
+    "ProfileType": (PROFILE_TYPE_VALUES, None),
 }

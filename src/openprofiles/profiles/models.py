@@ -27,7 +27,8 @@ ADDRESS_PARTS = (
     "Country",
     "PostalCode",
 )
-# Members replaced as a whole rather than merged field by field.
+# Members that are one path (manual protection, field sources, merges) rather than one per part.
+# UpdateProfile still changes their members one by one (profiles.service `updated_fields`).
 WHOLE_VALUE_FIELDS = ("EngagementPreferences",)
 STRING_FIELDS = (
     "AccountNumber",
@@ -53,6 +54,16 @@ STRING_FIELDS = (
 PROFILE_FIELDS = (*STRING_FIELDS, *ADDRESS_FIELDS, "Attributes", *WHOLE_VALUE_FIELDS)
 
 
+def holds_path(fields: dict[str, Any], path: str) -> bool:
+    """Whether the profile's `fields` hold a value at a field path ("FirstName",
+    "Address.City", "Attributes.Tier"; `ProfileRecord.manual_fields`)."""
+    name, _, part = path.partition(".")
+    if not part:
+        return name in fields
+    value = fields.get(name)
+    return isinstance(value, dict) and part in value
+
+
 @dataclass
 class ProfileRecord:
     profile_id: str
@@ -61,7 +72,9 @@ class ProfileRecord:
     created_at: datetime
     updated_at: datetime
     # Field paths ("FirstName", "Address.City", "Attributes.Tier") last set by a person through
-    # CreateProfile/UpdateProfile; ingestion does not overwrite them (spec §1.8).
+    # CreateProfile/UpdateProfile; ingestion does not overwrite them (spec §1.8). A path a
+    # person cleared (UpdateProfile "") stays here without a value, so that ingestion does not
+    # fill it again (`cleared_paths`); it counts to the profile's size (profiles.size).
     manual_fields: set[str] = field(default_factory=set)
     # Field path -> {"type": object type name, "priority": SourcePriority or None} for values
     # written by ingestion, so a lower-priority type cannot overwrite a higher one and
@@ -70,6 +83,10 @@ class ProfileRecord:
     # The length of the record's sealed blob as last read or written, when known: a bound of
     # its size that costs nothing to keep (profiles.size).
     sealed_size: int | None = field(default=None, compare=False, repr=False)
+
+    def cleared_paths(self) -> list[str]:
+        """The manual paths without a value (cleared by a person), sorted."""
+        return sorted(p for p in self.manual_fields if not holds_path(self.fields, p))
 
     def sealed_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"fields": self.fields, "manual": sorted(self.manual_fields)}

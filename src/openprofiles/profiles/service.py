@@ -57,6 +57,7 @@ from openprofiles.profiles.models import (
     WHOLE_VALUE_FIELDS,
     KeyMatch,
     ProfileRecord,
+    holds_path,
 )
 from openprofiles.profiles.size import ProfileTooLarge, check_sealed, profile_size
 from openprofiles.store.conflicts import ConcurrentChange
@@ -495,12 +496,43 @@ def update_profile(
 ) -> ProfileRecord:
     """Apply UpdateProfile semantics (`updated_fields`) to the profile and save it."""
     record = get_locked_profile(tx, domain_name=domain_name, profile_id=profile_id)
-    record.fields = updated_fields(record.fields, changes)
+    before = record.fields
+    record.fields = updated_fields(before, changes)
     if manual:
-        for name, value in changes.items():
-            if name in PROFILE_FIELDS and value is not None:
-                record.manual_fields.update(_field_paths({name: value}))
+        record.manual_fields.update(_manual_paths(before, record.fields, changes))
+    if _removes_values(before, record.fields):
+        # The old sealed blob and the derived key rows of the old values are overwritten and
+        # deleted: on SQLite the log's frames of them go too (as DeleteProfileKey's).
+        tx.erased()
     return save_profile(tx, domain_name=domain_name, record=record)
+
+
+def _manual_paths(
+    before: dict[str, Any], after: dict[str, Any], changes: dict[str, Any]
+) -> Iterable[str]:
+    """The field paths UpdateProfile `changes` mark as set by a person: those given a value,
+    and those cleared ("") that held one. A cleared field stays protected from ingestion filling
+    it again (spec §1.8 says a person's values are kept, and says nothing of clearing one; a
+    person who removed a wrong value would see ingestion put it back), and counts to the
+    profile's size (profiles.size), so that it is bounded. A path named with "" that held no
+    value leaves no trace: else each UpdateProfile could add names without limit."""
+    for name, value in changes.items():
+        if name in PROFILE_FIELDS and value is not None:
+            for path in _field_paths({name: value}):
+                if holds_path(after, path) or holds_path(before, path):
+                    yield path
+
+
+def _removes_values(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether going from `before` to `after` removes or replaces a value (not only adds)."""
+    for name, value in before.items():
+        now = after.get(name)
+        if isinstance(value, dict) and isinstance(now, dict) and name not in WHOLE_VALUE_FIELDS:
+            if any(now.get(part) != old for part, old in value.items()):
+                return True
+        elif now != value:
+            return True
+    return False
 
 
 def updated_fields(fields: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -514,6 +546,12 @@ def updated_fields(fields: dict[str, Any], changes: dict[str, Any]) -> dict[str,
         if name in ADDRESS_FIELDS or name == "Attributes":
             merged = {**out.get(name, {}), **value}
             value = {k: v for k, v in merged.items() if v != ""}
+        elif name == "EngagementPreferences" and isinstance(value, dict):
+            # Each list is replaced only when given (an empty one removes it): the API names
+            # Phone and Email as members of the structure, and an UpdateProfile that gives one
+            # says nothing of the other.
+            merged = {**out.get(name, {}), **value}
+            value = {k: v for k, v in merged.items() if v not in (None, [], "")}
         _set_or_clear(out, name, value)
     return out
 

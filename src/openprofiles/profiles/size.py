@@ -3,16 +3,18 @@
 A profile's size is the UTF-8 length of the profile as SearchProfiles/BatchGetProfile return it
 (`{"ProfileId": ..., <its fields>}`, without FoundByItems), as compact JSON (no whitespace,
 non-ASCII characters as themselves): what the customer's data weighs, whatever the server keeps
-beside it (who set each field). Every new write of a profile's fields is held to it:
-CreateProfile, UpdateProfile, MergeProfiles (the merged result), and ingestion, which rejects a
-record that would take its profile over the limit (`openprofiles.ingest.size`). The undo of a
-merge may make a profile as large as it was before the merge, or keep it as large as it is, over
-the limit if either is (a copy stored before there was a limit: refusing it would leave the
-customer's data merged); no larger (`identity.service`). AddProfileKey is not held to it: a
-profile's keys are not part of it as SearchProfiles returns it (AWS documents no limit on them,
-and a long-time customer's contacts each add one, `_ctrContactId`). A profile stored over the limit
-before there was one may still be written if the write does not grow it
-(`profiles.service._seal`), so that it can be cut down.
+beside it (who set each field), plus the JSON list of the fields a person cleared with UpdateProfile
+"" (`ProfileRecord.cleared_paths`): they are kept, without a value, so that ingestion does not fill
+them again, and without counting them each UpdateProfile clearing other names could grow the stored
+record without bound. Every new write of a profile's fields is held to it: CreateProfile,
+UpdateProfile, MergeProfiles (the merged result), and ingestion, which rejects a record that would
+take its profile over the limit (`openprofiles.ingest.size`). The undo of a merge may make a profile
+as large as it was before the merge, or keep it as large as it is, over the limit if either is (a
+copy stored before there was a limit: refusing it would leave the customer's data merged); no larger
+(`identity.service`). AddProfileKey is not held to it: a profile's keys are not part of it as
+SearchProfiles returns it (AWS documents no limit on them, and a long-time customer's contacts each
+add one, `_ctrContactId`). A profile stored over the limit before there was one may still be written
+if the write does not grow it (`profiles.service._seal`), so that it can be cut down.
 
 Measuring is kept off the hot path by two bounds cheaper than encoding the profile: the sealed
 blob a write makes anyway holds the fields' JSON (and more), so its length bounds the size
@@ -49,18 +51,24 @@ class ProfileTooLarge(BadRequest):
         super().__init__(
             f"The profile would be {size} bytes, over the limit of {MAX_PROFILE_BYTES} bytes "
             "(250 KB) on a profile's size (the profile as SearchProfiles and BatchGetProfile "
-            "return it, its ProfileId and fields, as UTF-8 JSON). "
-            "Remove or shorten fields or Attributes."
+            "return it, its ProfileId and fields, as UTF-8 JSON, and the names of fields "
+            "cleared with UpdateProfile, which it keeps so that ingestion does not fill them "
+            "again). Remove or shorten fields or Attributes."
         )
         self.size = size
 
 
 def profile_size(record: ProfileRecord) -> int:
-    """The profile's size, exactly (module docstring). Encoded as a sealed payload is
+    """The profile's size, exactly (module docstring): its fields and what it keeps of the
+    fields cleared. Encoded as a sealed payload is
     (json_codec), so that the sealed blob's length bounds it whatever the encoder writes
     (`size_bound`); a profile's fields are text, which it writes as json.dumps does."""
     shaped = {"ProfileId": record.profile_id, **record.fields}
-    return len(json_codec.dumps_bytes(shaped))
+    size = len(json_codec.dumps_bytes(shaped))
+    # The sealed payload lists these among its manual paths, in the same encoding: the blob's
+    # length still bounds the size.
+    cleared = record.cleared_paths()
+    return size + len(json_codec.dumps_bytes(cleared)) if cleared else size
 
 
 def size_bound(record: ProfileRecord, sealed_length: int) -> int:
