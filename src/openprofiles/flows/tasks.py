@@ -47,6 +47,7 @@ a VALIDATION_ACTION other than AppFlow's `DropRecord` and `TerminateFlow`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -157,14 +158,24 @@ def _number(value: Any) -> Decimal | None:
     """The value as a finite number, or None. Decimal reads "NaN", "sNaN" and "Infinity" as
     numbers, but comparing a NaN raises InvalidOperation (an sNaN even for ==), which used to
     stop the run with an internal error; none of them is a number a task can check or compare
-    (as ingest.mapping's `_is_number` says too)."""
+    (as ingest.mapping's `_is_number` says too). Only a number written in ASCII digits is
+    one (`_NUMBER`): Decimal also reads "1_000" and other scripts' digits ("٣"), which no
+    file's number column means."""
     if isinstance(value, bool) or value is None:
         return None
+    text = str(value).strip()
+    if not _NUMBER.fullmatch(text):
+        return None
     try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
+        number = Decimal(text)
+    except InvalidOperation:  # an exponent past Decimal's bounds
         return None
     return number if number.is_finite() else None
+
+
+# A number as a file or JSON writes it, in ASCII: sign, digits, fraction, exponent (also "+5",
+# ".5" and "007", which Decimal and AppFlow's Java read too); re.ASCII so \d is 0-9 only.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def check_task(task: Task) -> None:

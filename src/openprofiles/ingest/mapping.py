@@ -8,7 +8,9 @@ Value rules:
 * Fields are strings: a JSON string as is, numbers as their JSON text, booleans "true"/"false",
   null or a missing path "" (spec §1.2). A Source yielding a JSON object or array feeds only
   targets that take one (`_profile.Address`, `_order.OrderItems`, ...); anywhere else it is a
-  MappingError, since a standard field or key cannot hold a structure.
+  MappingError, since a standard field or key cannot hold a structure: a field that feeds a
+  key, or whose ContentType (EMAIL_ADDRESS, PHONE_NUMBER) makes it an inferred profile's
+  EmailAddress or PhoneNumber, included. A field no key or target reads keeps it as JSON text.
 * Only non-empty values are written to targets: an empty value never clears a field (spec §1.8).
 * A value outside the Gender/PartyType enums lands in GenderString/PartyTypeString (spec §7.10);
   one outside the ProfileType enum (PROFILE, ACCOUNT_PROFILE), which has no such twin, is a
@@ -84,10 +86,14 @@ def map_object(
     field_values: dict[str, str] = {}
     targets: dict[str, dict[str, Any]] = {}
     source_last_updated: datetime | None = None
+    # The fields whose Source gave a JSON object or array, and which of the two.
+    structured: list[tuple[str, str]] = []
     # The templates of all the record's fields render within one bound (ingest.handlebars).
     with record_budget():
         for name, field in object_type.fields.items():
             raw = _extract(name, field, source)
+            if not _scalar(raw):
+                structured.append((name, _kind(raw)))
             text = _text(raw)
             field_values[name] = text
             if field.content_type is ContentType.NUMBER and text and not _is_number(text):
@@ -103,6 +109,8 @@ def map_object(
                     )
             elif field.target:
                 _write_target(targets, name, field.target, raw, text)
+    if structured:
+        _refuse_structures(object_type, structured)
     keys, unique_key = _compute_keys(object_type, field_values, phone_region)
     return MappedObject(
         field_values=field_values,
@@ -110,12 +118,8 @@ def map_object(
         keys=keys,
         unique_key=unique_key,
         source_last_updated=source_last_updated,
-        inferred_email=_first_typed(
-            object_type, field_values, ContentType.EMAIL_ADDRESS, "EmailAddress"
-        ),
-        inferred_phone=_first_typed(
-            object_type, field_values, ContentType.PHONE_NUMBER, "PhoneNumber"
-        ),
+        inferred_email=_first_typed(object_type, field_values, ContentType.EMAIL_ADDRESS),
+        inferred_phone=_first_typed(object_type, field_values, ContentType.PHONE_NUMBER),
     )
 
 
@@ -129,7 +133,14 @@ def resolve_path(path: str, document: Mapping[str, Any]) -> Any:
         # Parsed JSON is made of dicts: checked first, as the ABC check costs several times more.
         if type(current) is dict or isinstance(current, Mapping):
             current = current.get(segment)
-        elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
+        # ASCII digits only: str.isdigit() also takes '²' and '٣', which int() refuses or reads
+        # as an index no JSON path means.
+        elif (
+            isinstance(current, list)
+            and segment.isascii()
+            and segment.isdigit()
+            and int(segment) < len(current)
+        ):
             current = current[int(segment)]
         else:
             return None
@@ -372,6 +383,34 @@ def _require_scalar(name: str, target: str, raw: Any) -> None:
 
 # ---------------------------------------------------------------------------- keys
 
+# The ContentTypes whose fields an inferred profile takes its EmailAddress and PhoneNumber from
+# (`_first_typed`).
+_INFERRED_FROM: Mapping[ContentType, str] = {
+    ContentType.EMAIL_ADDRESS: "EmailAddress",
+    ContentType.PHONE_NUMBER: "PhoneNumber",
+}
+
+
+def _refuse_structures(object_type: ObjectType, structured: list[tuple[str, str]]) -> None:
+    """A MappingError for the first of the `structured` fields (name, what its Source gave: a
+    JSON object or array) that feeds a key or an inferred profile: either would hold the
+    structure's JSON text, which no search for the key or the address could find. The value is
+    not quoted (personal data, and the reason lands in the dead letter)."""
+    for name, kind in structured:
+        for key_name, definitions in object_type.keys.items():
+            if any(name in d.field_names for d in definitions):
+                raise MappingError(
+                    f"Field {name}: the Source gives {kind}, but the field feeds "
+                    f"key {key_name}, which takes a single value; map one of its members instead."
+                )
+        profile_field = _INFERRED_FROM.get(object_type.fields[name].content_type)
+        if profile_field is not None:
+            raise MappingError(
+                f"Field {name}: the Source gives {kind}, but its ContentType "
+                f"{object_type.fields[name].content_type.value} makes it a profile's "
+                f"{profile_field}, which takes a single value; map one of its members instead."
+            )
+
 
 def _compute_keys(
     object_type: ObjectType, field_values: Mapping[str, str], phone_region: str
@@ -413,11 +452,11 @@ def _first_typed(
     object_type: ObjectType,
     field_values: Mapping[str, str],
     content_type: ContentType,
-    profile_field: str,
 ) -> str | None:
-    """The value an inferred profile takes as its `profile_field`: the first of that type the
-    field can hold (a longer one is no address the profile could show; the object keeps it)."""
-    limit = _profile_bounds().strings.get(profile_field)
+    """The value an inferred profile takes as its field of `content_type` (`_INFERRED_FROM`):
+    the first of that type the field can hold (a longer one is no address the profile could
+    show; the object keeps it)."""
+    limit = _profile_bounds().strings.get(_INFERRED_FROM[content_type])
     for name, field in object_type.fields.items():
         value = field_values.get(name)
         if field.content_type is content_type and value and (limit is None or len(value) <= limit):

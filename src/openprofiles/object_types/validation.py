@@ -47,7 +47,9 @@ MAX_TEMPLATE_TAGS = 1_000
 # Used with fullmatch: with match, a final `$` also matches before a trailing newline.
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-SOURCE_PATH = re.compile(r"^_source(\.[^.\s{}]+)*$")
+# A path's members are printable ASCII but a dot or a brace. A template's paths are ASCII too
+# (ingest.handlebars): `_source.ñ` was taken as a path though `{{_source.ñ}}` was refused.
+SOURCE_PATH = re.compile(r"^_source(\.(?:(?![.{}])[!-~])+)*$")
 # JSONPath/JavaScript-style indexing (`a[0]`, `a.[0]`, `a['b']`, `a[*]`): the mapping looks
 # `a[0]` up as a member named "a[0]", so such a field would silently stay empty.
 BRACKET_INDEX = re.compile(r"\[\s*(?:\d+|\*|'[^']*'|\"[^\"]*\")\s*\]")
@@ -233,6 +235,11 @@ def _check_source(name: str, source: str) -> None:
             raise _fail(f"Field {name} has an invalid Handlebars Source: {exc}.") from None
     elif (bracket := BRACKET_INDEX.search(source)) is not None:
         raise _fail(_bracket_message(name, source, bracket.group(0)))
+    elif not source.isascii():
+        raise _fail(
+            f"Field {name} has Source {source!r}: a Source path names members in ASCII "
+            "characters only, as a Handlebars template's paths do."
+        )
     elif not SOURCE_PATH.fullmatch(source):
         raise _fail(
             f"Field {name} has Source {source!r}: a Source must be a path starting with "
@@ -276,6 +283,10 @@ def _check_target(name: str, target: str, source: str) -> None:
         raise _fail(f"Field {name} targets {target}, a system identifier that cannot be mapped.")
     if target == SOURCE_LAST_UPDATED_TARGET:
         return
+    if "" in target.split("."):
+        # `_profile.FirstName.` would be taken as FirstName, `_profile.Attributes.Tier.` as an
+        # attribute named "Tier.": an empty member is a typo, not a name.
+        raise _fail(f"Field {name} has Target {target!r}: a Target has no empty member.")
     root, _, rest = target.partition(".")
     member, _, part = rest.partition(".")
     if root not in WRITABLE_FIELDS:
