@@ -315,8 +315,8 @@ def refuse_dot_segments(raw_path: str) -> None:
     and botocore sends a label that is '.' or '..' (a model-valid WorkflowId or AttributeName)
     unencoded and signs it removed, so routing on the normalised path instead would turn
     DeleteWorkflow(WorkflowId='..') into DeleteDomain: refusing it is the only safe answer.
-    An empty segment needs nothing here: the router matches none (routing._split), so no such
-    path reaches an operation other than the one it names.
+    An empty segment needs nothing here: the router refuses an empty label with a BadRequest
+    (wire.routing), so no such path reaches an operation other than the one it names.
     """
     path = raw_path.split("?", 1)[0]
     if "." not in path and "%2" not in path:  # the common case, at the cost of a scan

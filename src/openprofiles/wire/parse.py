@@ -213,10 +213,14 @@ def _timestamp(value: Any, fmt: str | None) -> Any:
             return value
     if not isinstance(value, str):
         return value
-    try:
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        pass
+    # Epoch seconds only as the protocols write them (_NUMBER_TEXT): float() also takes
+    # "1_900_000_000", " 1900000000", "+1900000000" and other scripts' digits, which would have
+    # been stored as the time they spell instead of refused as not a timestamp.
+    if _NUMBER_TEXT.fullmatch(value):
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
