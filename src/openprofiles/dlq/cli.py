@@ -257,8 +257,9 @@ def dlq_retry(
     click.echo(f"{ingested} ingested, {len(outcome.failed)} still failing.")
     if outcome.superseded:
         click.echo(
-            f"{len(outcome.superseded)} removed as superseded: contact records older than, or "
-            "the same as, the version of their contact already applied (nothing was changed)."
+            f"{len(outcome.superseded)} removed as superseded: records older than what is "
+            "stored (a contact's later version, or an object written after the record's last "
+            "attempt); nothing was changed."
         )
     if outcome.not_retried:
         click.echo(f"{len(outcome.not_retried)} of them cannot be retried from here:")

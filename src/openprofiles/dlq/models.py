@@ -32,8 +32,10 @@ class DeadLetter:
 @dataclass(frozen=True)
 class RetryOutcome:
     """What `dlq.service.retry` did. `succeeded` holds every message removed from the store;
-    `superseded` those of them that were contact records older than, or the same as, the
-    version of their contact already applied: removed without changing anything (spec §3.1).
+    `superseded` those of them older than what is stored: contact records older than, or the
+    same as, the version of their contact already applied (spec §3.1), and other records whose
+    object (same type and UNIQUE key) was written after the letter's last attempt; removed
+    without changing anything.
     `failed` holds every message still in the store; `not_retried` those of them that were not
     tried, being no record a retry can ingest (message id → why, and what to do instead)."""
 

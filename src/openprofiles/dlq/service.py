@@ -4,11 +4,14 @@ Every rejected record lands here (whether or not the domain also has an SQS queu
 the object and the reason are personal data. `retry` runs a message through the ingestion
 pipeline again — after the object type or the data was fixed — and removes what now succeeds;
 a contact record goes through the contact-record intake, so it is checked again and one older
-than the version of its contact already applied is removed as superseded, changing nothing. A
-message that holds no record a retry can ingest (`not_retryable`: a flow item that could not be
-read as records, say) is not tried: it keeps its reason, and the outcome says why and what to
-do instead. A record whose reason names where it came from first (its `origin`: "Flow crm" in
-"Flow crm: why") keeps that name first in the reason of a retry that fails again.
+than the version of its contact already applied is removed as superseded, changing nothing. So
+is any other record whose object (its type's, with its UNIQUE key value) was written after the
+letter's last attempt: a file fixed and loaded again put a newer version there, which a retry
+must not overwrite with the old one. A message that holds no record a retry can ingest
+(`not_retryable`: a flow item that could not be read as records, say) is not tried: it keeps
+its reason, and the outcome says why and what to do instead. A record whose reason names
+where it came from first (its `origin`: "Flow crm" in "Flow crm: why") keeps that name first
+in the reason of a retry that fails again.
 
 A record dead-lettered while its domain has no queue is marked `NO_QUEUE` and stays here only.
 One stored by a version that did not record whether it was sent (before `NO_QUEUE` existed, no
@@ -50,6 +53,7 @@ from openprofiles.dlq.models import DeadLetter, RetryOutcome
 from openprofiles.domains.service import register_domain_table
 from openprofiles.errors import NotFound, ServiceError
 from openprofiles.held_values import HeldValue, ids_holding
+from openprofiles.object_types.models import ObjectType
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.in_lists import in_chunks
 from openprofiles.store.schema import dlq_message, domain
@@ -424,7 +428,10 @@ def retry(
     not the plain pipeline: it is checked again, and applied only when it is newer than the
     version of its contact already applied — otherwise a retry would put an old or invalid
     record back over a newer one, and later deliveries of that newer one would count as
-    repeats.
+    repeats. Any other record whose object was written after the letter's last attempt is
+    superseded likewise (`_superseded`). The other records' locks are all taken before the
+    first is applied, in the pipeline's one global order (`_hold`), as a batch of `ingest`
+    takes its own: taken letter by letter, they deadlocked with such a batch (PostgreSQL).
 
     `gone_ok`: a message id given that is no longer in the store (another retry removed it
     meanwhile) is skipped instead of NotFound."""
@@ -433,8 +440,34 @@ def retry(
     from openprofiles.ingest.bulk import parse_record
     from openprofiles.ingest.pipeline import IngestRejected, ingest_object
 
-    letters = _claim(tx, domain_name, message_ids, gone_ok=gone_ok)
     contact_types = set(contact_object_types(tx, domain_name=domain_name))
+
+    def plain_of(letters: list[DeadLetter]) -> dict[str, tuple[DeadLetter, Mapping[str, Any]]]:
+        return {
+            letter.message_id: (letter, source)
+            for letter in letters
+            if letter.not_retryable is None
+            and not isinstance(source := sources[letter.message_id], IngestRejected)
+            and not _is_contact_record(letter.object_type_name, source, contact_types)
+        }
+
+    # The letters' key locks before their rows: a load of `ingest` takes its records' keys,
+    # then the row of a letter it counts another attempt on; a retry that held the row while
+    # it waited for the keys deadlocked with it. So the letters are read, their keys taken,
+    # and then their rows claimed (read again: another retry may have removed some).
+    read = _claim(tx, domain_name, message_ids, gone_ok=gone_ok, lock=False)
+    sources = {letter.message_id: parse_record(letter.object_json) for letter in read}
+    unique_digests = _hold(tx, domain_name, list(plain_of(read).values()))
+    ids = [r.message_id for r in read]
+    letters = _claim(tx, domain_name, ids, gone_ok=gone_ok or message_ids is None)
+    plain = plain_of(letters)
+    # Told before any letter is applied: a letter applied here writes its object too, which
+    # does not make a newer letter of the same object superseded.
+    stale = {
+        message_id
+        for message_id, (letter, _) in plain.items()
+        if _superseded(tx, letter, unique_digests.get(message_id))
+    }
     outcome = RetryOutcome(succeeded=[], failed=[])
     for letter in letters:
         if letter.not_retryable is not None:
@@ -444,7 +477,7 @@ def retry(
             continue
         reason: str | None = None
         category = letter.category
-        source = parse_record(letter.object_json)
+        source = sources[letter.message_id]
         if isinstance(source, IngestRejected):
             reason, category = source.reason, source.category
         elif _is_contact_record(letter.object_type_name, source, contact_types):
@@ -459,6 +492,9 @@ def retry(
                 reason, category = done.reason, done.category
             elif not done.changed:
                 outcome.superseded.append(letter.message_id)
+        elif letter.message_id in stale:
+            # Nothing applied: the object stored is newer than the letter's record.
+            outcome.superseded.append(letter.message_id)
         else:
             try:
                 ingest_object(
@@ -488,21 +524,84 @@ def retry(
     return outcome
 
 
+def _hold(
+    tx: Tx, domain_name: str, plain: Sequence[tuple[DeadLetter, Mapping[str, Any]]]
+) -> dict[str, bytes]:
+    """The UNIQUE key digest of each plain (not contact) letter's record, by message id, for
+    those whose object type exists and whose record maps; holding (PostgreSQL) their object
+    types, shared, then every key and UNIQUE value of them all in one `take_locks`, as
+    ingest.pipeline.ingest_batch takes them for a batch: the one order every writer keeps
+    (store.advisory). The pipeline takes them again per letter, which waits for nothing then."""
+    from openprofiles.ingest.pipeline import IngestRejected, _lock, _prepare
+    from openprofiles.object_types.service import get_object_type, lock_object_types
+
+    if not tx.services.database.is_sqlite:
+        names = sorted({letter.object_type_name for letter, _ in plain})
+        lock_object_types(tx, domain_name=domain_name, names=names, shared=True)
+    cipher = tx.cipher(domain_name)
+    region = tx.settings.default_phone_region
+    types: dict[str, ObjectType | None] = {}
+    digests: dict[str, bytes] = {}
+    locks: list[tuple[str, str, bytes]] = []
+    for letter, source in plain:
+        name = letter.object_type_name
+        if name not in types:
+            try:
+                types[name] = get_object_type(tx, domain_name=domain_name, name=name)
+            except ServiceError:
+                types[name] = None  # the retry itself says why
+        if (object_type := types[name]) is None:
+            continue
+        try:
+            item = _prepare(object_type, cipher, 0, source, letter.object_json, region)
+        except IngestRejected:
+            continue  # as above: nothing to lock, the retry rejects it again
+        digests[letter.message_id] = item.unique_digest
+        locks.append(("object", name, item.unique_digest))
+        locks.extend(("key", key, digest) for (key, _), digest in item.digests.items())
+    _lock(tx, domain_name, locks)
+    return digests
+
+
+def _superseded(tx: Tx, letter: DeadLetter, unique_digest: bytes | None) -> bool:
+    """Whether the letter's object (its type's, with the record's UNIQUE digest) was written
+    after the letter's last attempt: by a later load of the fixed file, a later API call. That
+    version is newer than the letter's record, which a retry must not put back over it."""
+    from openprofiles.objects.service import find_object
+
+    if unique_digest is None:
+        return False
+    stored = find_object(
+        tx,
+        domain_name=letter.domain_name,
+        object_type_name=letter.object_type_name,
+        unique_digest=unique_digest,
+    )
+    return stored is not None and stored.updated_at > letter.last_attempt_at
+
+
 def _claim(
-    tx: Tx, domain_name: str, message_ids: Sequence[str] | None, *, gone_ok: bool = False
+    tx: Tx,
+    domain_name: str,
+    message_ids: Sequence[str] | None,
+    *,
+    gone_ok: bool = False,
+    lock: bool = True,
 ) -> list[DeadLetter]:
     """The letters to retry, oldest first, their rows locked until the transaction ends
     (PostgreSQL; SQLite's one writer serialises retries already). Two retries of one queue at
     once used to both apply every letter: the second now waits for the first, and then finds
     the letters it removed gone. NotFound names a message id given that is not (or no longer)
-    in the store, unless `gone_ok`."""
+    in the store, unless `gone_ok`. Not `lock`: read only (`retry` reads them before it takes
+    their key locks)."""
     tx.cipher(domain_name)
     query = (
         select(dlq_message)
         .where(dlq_message.c.domain_name == domain_name)
         .order_by(dlq_message.c.created_at, dlq_message.c.message_id)
-        .with_for_update()
     )
+    if lock:
+        query = query.with_for_update()
     if message_ids is None:
         return [_record(tx, r) for r in tx.conn.execute(query)]
     found = {

@@ -110,7 +110,10 @@ def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:
     half-way; a line longer than MAX_LINE_BYTES is a record dead-lettered without its text. A
     file that is not an array and whose first line is not a JSON object on its own (a
     pretty-printed object) is read whole when it is at most MAX_DOCUMENT_BYTES: one record,
-    rather than one rejected fragment a line."""
+    rather than one rejected fragment a line. A first line longer than MAX_LINE_BYTES is no
+    such document's opening: the file is JSON lines, and that line is dead-lettered without its
+    text as any other (read whole, it was kept in its letter). A line is blank, and skipped, as
+    the document path skips it (`_blank`)."""
     with path.open("rb") as probe:
         head = probe.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
         probe.seek(0)
@@ -131,15 +134,13 @@ def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:
                 f"is not UTF-8 text (the byte 0x{exc.object[exc.start]:02X} at offset "
                 f"{exc.start} is not valid UTF-8)"
             ) from None
-    if not _is_object(first) and path.stat().st_size <= MAX_DOCUMENT_BYTES:
+    if first is not None and not _is_object(first) and path.stat().st_size <= MAX_DOCUMENT_BYTES:
         # A file not UTF-8 throughout is read below as JSON lines: a line that is not UTF-8 is
         # a rejected record, and the others are loaded.
         with contextlib.suppress(UnicodeDecodeError):
             return _document(path, path.read_bytes().decode("utf-8-sig"))
     with path.open("rb") as counting:
-        total = sum(
-            size > MAX_LINE_BYTES or bool(line.strip()) for _, line, size in _lines(counting)
-        )
+        total = sum(size > MAX_LINE_BYTES or not _blank(line) for _, line, size in _lines(counting))
 
     def lines() -> Iterator[FileRecord]:
         with path.open("rb") as handle:
@@ -147,7 +148,7 @@ def read_records(path: Path) -> tuple[int, Iterator[FileRecord]]:
                 origin = file_origin(path, f"line {number}")
                 if size > MAX_LINE_BYTES:
                     yield FileRecord("", origin, size)
-                elif line.strip():
+                elif not _blank(line):
                     text = line.decode("utf-8", "backslashreplace").strip()
                     yield FileRecord(text, origin)
 
@@ -171,12 +172,22 @@ def _document(path: Path, text: str) -> tuple[int, Iterator[FileRecord]]:
     )
 
 
-def _first_line(handle: BinaryIO) -> bytes:
-    """The first non-empty line (at most MAX_LINE_BYTES of it), without its BOM."""
+def _first_line(handle: BinaryIO) -> bytes | None:
+    """The first non-blank line, without its BOM; None when it is longer than MAX_LINE_BYTES
+    (not held: `_lines`)."""
     for _, line, size in _lines(handle):
-        if size > MAX_LINE_BYTES or line.strip():
+        if size > MAX_LINE_BYTES:
+            return None
+        if not _blank(line):
             return line
     return b""
+
+
+def _blank(line: bytes) -> bool:
+    """Whether a line holds only whitespace as str.strip() sees it, which the document path
+    (openprofiles.json_text) skips lines by: a line of no-break spaces (U+00A0) is skipped on
+    both paths, not a rejected record on one (nor one of ASCII separators, U+001C-U+001F)."""
+    return not line.strip() or not line.decode("utf-8", "backslashreplace").strip()
 
 
 def _is_object(line: bytes) -> bool:

@@ -141,16 +141,20 @@ def ingest_objects(
     except BaseException as exc:
         # Ctrl-C, SIGTERM, a full disk: a transaction is committed before its records are
         # counted; the one under way was rolled back.
-        end_stopped_load(
-            exc,
-            file=file,
-            loaded=f"{committed} of {total} records of {file} were loaded (ingested or "
-            "dead-lettered)",
-            why_safe="a record with the same UNIQUE key replaces itself, and a rejected one "
-            "counts another attempt on its dead letter instead of adding one",
+        loaded = f"{committed} of {total} records of {file} were loaded (ingested or dead-lettered)"
+        why_safe = (
+            "a record with the same UNIQUE key replaces itself, and a rejected one counts "
+            "another attempt on its dead letter instead of adding one"
         )
+        end_stopped_load(exc, file=file, loaded=loaded, why_safe=why_safe)
         if isinstance(exc, ServiceError):
-            raise click.ClickException(exc.message) from exc
+            # A batch given up on (store.conflicts: it kept meeting concurrent writes, say):
+            # the batches before it are committed, which the operator needs to know as much
+            # as after an interruption.
+            raise click.ClickException(
+                f"{exc.message} {loaded[:1].upper()}{loaded[1:]}; the batch under way is not "
+                f"counted. Loading {file} again is safe: {why_safe}."
+            ) from exc
         raise
     finally:
         services.database.dispose()
