@@ -7,6 +7,7 @@ web users' pages are in ui.user_pages."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -40,12 +41,14 @@ SUBMISSION_FIELD = "submission"
 DEFAULT_ROLE = "agent"
 
 
-def all_domain_names(tx: Tx) -> list[str]:
-    """The name of every domain, in name order (the domains a credential may be limited to)."""
+def all_domain_names(tx: Tx, only: Collection[str] | None = None) -> list[str]:
+    """The name of every domain (of `only`'s, when given: a scope), in name order, a page at a
+    time: the domains a credential may be limited to, and every page's list of domains to
+    choose from. A list cut at its first page never offered the domains after it."""
     names: list[str] = []
     after: str | None = None
     while True:
-        records, more = domains.list_domains(tx, after=after, limit=DOMAIN_PAGE)
+        records, more = domains.list_domains(tx, after=after, limit=DOMAIN_PAGE, only=only)
         names += [r.name for r in records]
         if not more or not records:
             return names

@@ -58,6 +58,7 @@ from openprofiles.profiles.keys import NAME_FIELDS
 from openprofiles.profiles.models import ADDRESS_FIELDS, KeyMatch, ProfileRecord
 from openprofiles.ui import flash, history, submissions
 from openprofiles.ui import profile_form as pf
+from openprofiles.ui.admin_pages import all_domain_names
 from openprofiles.ui.web import UI, Endpoint, form_text, show_profiles, unreadable_domain
 from openprofiles.users.models import WebSession
 
@@ -523,10 +524,11 @@ def routes(ui: UI) -> list[Route]:
     region = ui.services.settings.default_phone_region
 
     async def domain_names(request: Request) -> list[str]:
-        """The domains the signed-in user may see (its scope's that exist; every one without)."""
+        """The domains the signed-in user may see (its scope's that exist; every one without).
+        The scope is part of the query: filtered after a first page, a scoped agent's domains
+        after it in name order were never offered."""
         session: WebSession = request.state.session
-        records, _ = await ui.read(lambda tx: domains.list_domains(tx, after=None, limit=1000))
-        return [r.name for r in records if session.allows(r.name)]
+        return await ui.read(lambda tx: all_domain_names(tx, only=session.domains))
 
     async def require_domain(name: str) -> None:
         await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
@@ -969,6 +971,11 @@ def routes(ui: UI) -> list[Route]:
             return form, False
         return await ui.write(lambda tx: submissions.reopened_form(tx, request, kept)), True
 
+    def incomplete_form(request: Request, missing: list[str]) -> Response:
+        """The answer (400) to an edit form without some of its fields (pf.missing_fields),
+        refused whole: a field left out read as empty, and saving cleared it."""
+        return ui.error_page(request, 400, "That did not work", pf.incomplete_form_message(missing))
+
     async def unsaved_form(
         request: Request, error: ServiceError, *, domain_name: str, profile_id: str | None = None
     ) -> Response:
@@ -984,6 +991,8 @@ def routes(ui: UI) -> list[Route]:
             raise error
         status, reason = ui.unreadable_reason(request, request.state.session, error)
         form, kept = await posted_form(request)
+        if profile_id is not None and (missing := pf.missing_fields(form)):
+            return incomplete_form(request, missing)
         token = submissions.usable(form_text(form, SUBMISSION_FIELD))
         return render_form(
             request,
@@ -1111,6 +1120,8 @@ def routes(ui: UI) -> list[Route]:
                 request, domain_name=name, values=values, errors={}, record=record, shown=values
             )
         form, kept = await posted_form(request)
+        if missing := pf.missing_fields(form):
+            return incomplete_form(request, missing)
         values = pf.values_from_form(form) or pf.values_from_profile({})
         # A form without the values it showed (sent by a script): compared with the profile.
         shown = pf.values_from_form(form, pf.SHOWN_PREFIX) or pf.values_from_profile(record.fields)

@@ -30,11 +30,11 @@ from openprofiles.dlq.models import DeadLetter
 from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest
 from openprofiles.ui import flash
+from openprofiles.ui.admin_pages import all_domain_names
 from openprofiles.ui.web import UI, form_text
 from openprofiles.users.models import WebSession
 
 PAGE = 100
-DOMAIN_CHOICES = 100
 CONFIRM_MISSING = "Tick the box to confirm: purged records cannot be brought back."
 # The scope of the count a "Purge all" confirmation carries (seal_count).
 PURGE_SCOPE = "ui/dlq-purge-all"
@@ -74,8 +74,8 @@ def routes(ui: UI) -> list[Route]:
     @ui.page("admin")
     async def overview(request: Request) -> Response:
         def load(tx: Tx) -> list[dict[str, Any]]:
-            records = domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]
-            return [{"name": r.name, "count": dlq.count(tx, domain_name=r.name)} for r in records]
+            names = all_domain_names(tx)
+            return [{"name": n, "count": dlq.count(tx, domain_name=n)} for n in names]
 
         return ui.render(request, "admin/dlq_overview.html", rows=await ui.read(load))
 
@@ -178,6 +178,9 @@ def routes(ui: UI) -> list[Route]:
     @ui.page("admin")
     async def retry_all(request: Request) -> Response:
         name = request.path_params["name"]
+        # An unknown domain is its own error (404), as for the other actions: retrying its
+        # (no) letters used to answer as if done.
+        await ui.read(lambda tx: domains.get_domain(tx, domain_name=name))
         # A batch per transaction, off the event loop: the API's writes go in between.
         outcome = await run_in_threadpool(dlq.retry_in_batches, ui.services, domain_name=name)
         superseded = len(outcome.superseded)

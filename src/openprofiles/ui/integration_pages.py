@@ -27,10 +27,10 @@ from openprofiles.flows.models import FlowRun, parse_flow_definition
 from openprofiles.integrations import service as integrations
 from openprofiles.integrations.models import Integration, is_instance_arn
 from openprofiles.ui import flash, instance_templates
+from openprofiles.ui.admin_pages import all_domain_names
 from openprofiles.ui.web import UI, form_text
 
 PAGE = 100
-DOMAIN_CHOICES = 100
 ARN_EXAMPLE = "arn:aws:connect:us-east-1:123456789012:instance/1d908e11-3d5f-4cfb-b34d-1e7e0f216898"
 
 
@@ -87,15 +87,14 @@ def routes(ui: UI) -> list[Route]:
     @ui.page("admin")
     async def overview(request: Request) -> Response:
         def load(tx: Tx) -> list[dict[str, Any]]:
-            records = domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]
             rows = []
-            for r in records:
+            for name in all_domain_names(tx):
                 items, more = integrations.list_integrations(
-                    tx, domain_name=r.name, after=None, limit=PAGE
+                    tx, domain_name=name, after=None, limit=PAGE
                 )
                 rows.append(
                     {
-                        "name": r.name,
+                        "name": name,
                         "count": f"{len(items)}+" if more else str(len(items)),
                         "flows": sum(1 for i in items if i.flow_name),
                         "instances": sum(1 for i in items if i.is_instance),
@@ -213,7 +212,7 @@ def routes(ui: UI) -> list[Route]:
         done: dict[str, Any] | None = None,
     ) -> Response:
         def load(tx: Tx) -> dict[str, Any]:
-            names = [d.name for d in domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]]
+            names = all_domain_names(tx)
             return {"names": names, "items": integrations.list_instances(tx)}
 
         return ui.render(

@@ -38,7 +38,6 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openprofiles.context import Tx
-from openprofiles.domains import service as domains
 from openprofiles.errors import BadRequest, NotFound
 from openprofiles.identity import explain, matching, ml_jobs
 from openprofiles.identity import service as identity
@@ -47,10 +46,10 @@ from openprofiles.identity.service import MAX_MERGED_PROFILES
 from openprofiles.profiles import service as profiles
 from openprofiles.profiles.models import ProfileRecord
 from openprofiles.ui import flash
+from openprofiles.ui.admin_pages import all_domain_names
 from openprofiles.ui.merge_pages import MERGED, merge_url
 from openprofiles.ui.web import UI, show_profiles
 
-DOMAIN_CHOICES = 100
 PAGE = 50
 RULE = "rule"
 ML = "ml"
@@ -182,7 +181,7 @@ def routes(ui: UI) -> list[Route]:
         chosen = query.get("domain") or ""
 
         def load(tx: Tx) -> dict[str, Any]:
-            names = [d.name for d in domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]]
+            names = all_domain_names(tx)
             domain = chosen or (names[0] if names else "")
             overview = (
                 explain.match_overview(

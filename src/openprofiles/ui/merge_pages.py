@@ -12,12 +12,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openprofiles.context import Tx
-from openprofiles.domains import service as domains
 from openprofiles.identity import service as identity
 from openprofiles.ui import flash
+from openprofiles.ui.admin_pages import all_domain_names
 from openprofiles.ui.web import UI, form_text, show_profiles
 
-DOMAIN_CHOICES = 100
 # The confirmation (ui.flash) a merge made from a match's page leaves for its merge's page.
 MERGED = "merged"
 
@@ -33,7 +32,7 @@ def routes(ui: UI) -> list[Route]:
         chosen = request.query_params.get("domain") or ""
 
         def load(tx: Tx) -> dict[str, Any]:
-            names = [d.name for d in domains.list_domains(tx, after=None, limit=DOMAIN_CHOICES)[0]]
+            names = all_domain_names(tx)
             domain = chosen or (names[0] if names else "")
             items = identity.list_merges(tx, domain_name=domain) if domain else []
             return {"names": names, "domain": domain, "items": items}

@@ -40,6 +40,18 @@ class Field:
     hint: str = ""
     autocomplete: str = "off"
 
+    @property
+    def input_type(self) -> str:
+        """The input's type: an email field is a text input (with inputmode="email" for the
+        keyboard). Chromium rewrites an email input's internationalised domain into punycode
+        (zoe@exämple.com became zoe@xn--exmple-cua.com), and saved that over the stored
+        address when the agent changed another field, or created the profile with it."""
+        return "text" if self.kind == "email" else self.kind
+
+    @property
+    def inputmode(self) -> str:
+        return "email" if self.kind == "email" else ""
+
 
 GENDERS = (
     ("", "Not given"),
@@ -235,9 +247,53 @@ def _as_sent(value: str) -> str:
     return value.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
+# The fields the form shows in a single-line input (not a text area, not a select).
+SINGLE_LINE_FIELDS = frozenset(
+    {f.name for _, fields in SECTIONS for f in fields if f.kind not in ("textarea", "select")}
+    | {f"Address.{part}" for part, _ in ADDRESS_FORM_PARTS}
+)
+
+
 def changed_fields(shown: dict[str, str], values: dict[str, str]) -> set[str]:
     """The form's fields the agent changed from what the form showed."""
-    return {name for name in form_names() if values.get(name, "") != shown.get(name, "")}
+    return {
+        name for name in form_names() if _changed(name, shown.get(name, ""), values.get(name, ""))
+    }
+
+
+def _changed(name: str, shown: str, value: str) -> bool:
+    """Whether `value` sent in field `name` changes `shown`. A single-line input drops the line
+    breaks of the value it is given (the browser's value sanitisation), so a first name the API
+    stored on two lines ("Ann", "Marie") comes back as "AnnMarie" from an agent who did not
+    touch it: that is no change, and the stored value stays as it is, byte for byte."""
+    if value == shown:
+        return False
+    return not (name in SINGLE_LINE_FIELDS and value == _single_line(shown))
+
+
+def _single_line(value: str) -> str:
+    """`value` (as sent: line breaks as LF) as a single-line input holds it, as sent back."""
+    return value.replace("\n", "").strip()
+
+
+def missing_fields(form: FormData) -> list[str]:
+    """The fields an edit form lacks, which it must send all of: its own, and the values it
+    showed (SHOWN_PREFIX) unless it sends none of those (a script's form, compared with the
+    profile as stored). A field left out used to read as empty, and the save cleared it."""
+    missing = [name for name in form_names() if name not in form]
+    baseline = [SHOWN_PREFIX + name for name in form_names()]
+    if any(name in form for name in baseline):
+        missing += [name for name in baseline if name not in form]
+    return missing
+
+
+def incomplete_form_message(missing: list[str]) -> str:
+    """What the edit page answers (400) to a form without some of its fields."""
+    return (
+        f"The form was sent without some of its fields ({', '.join(missing)}), so what it "
+        "means for them is unknown. Nothing was saved. Open the profile's edit form again and "
+        "send it from there; a program sends every field of the form."
+    )
 
 
 # Attributes in the form's text area: one a line, as `name = value`. Any attribute the API

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from starlette.testclient import TestClient
 from tests.unit.integrations.integ_helpers import associate, ctr, send
+from tests.unit.ui.test_ui_kept_form import _fields as form_fields_of
 from tests.unit.ui.test_ui_private_urls import (
     NAME,
     agent,  # noqa: F401  (the fixture: acme with 21 namesakes, and other)
@@ -272,9 +273,8 @@ def test_editing_the_profile_keeps_the_live_contact(agent: TestClient) -> None: 
     assert found, "no Edit profile link"
     edit_url = found.group(1)
     assert carried(edit_url) == CONTACT
-    form = agent.get(unescape(edit_url))
-    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.text))
-    fields = {name: unescape(value) for name, value in fields.items()}
+    # Every field of the form, its text areas too: an incomplete form is refused.
+    fields = form_fields_of(agent.get(unescape(edit_url)).text)
     saved = agent.post(unescape(edit_url), data={**fields, "FirstName": "Ana Maria"})
     assert saved.status_code == 303
     assert carried(saved.headers["location"]) == CONTACT

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from starlette.testclient import TestClient
 from tests.unit.integrations.integ_helpers import make_domain
+from tests.unit.ui.test_ui_kept_form import _fields
 from tests.unit.ui.test_ui_private_urls import PASSWORD, csrf_of, hidden_value, sign_in
 
 from openprofiles.app import create_app
@@ -64,15 +65,8 @@ def setup(settings: Settings) -> Iterator[Setup]:
 
 def edit(client: TestClient, profile_id: str, first_name: str) -> str:
     """Save the edit form with a new first name; the address it redirects to."""
-    form = client.get(f"{profile_url(profile_id)}/edit").text
-    saved = client.post(
-        f"{profile_url(profile_id)}/edit",
-        data={
-            "csrf_token": csrf_of(form),
-            "shown.FirstName": hidden_value(form, "shown.FirstName"),
-            "FirstName": first_name,
-        },
-    )
+    form = _fields(client.get(f"{profile_url(profile_id)}/edit").text)
+    saved = client.post(f"{profile_url(profile_id)}/edit", data={**form, "FirstName": first_name})
     assert saved.status_code == 303, saved.text
     return saved.headers["location"]
 
