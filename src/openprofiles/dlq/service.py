@@ -532,7 +532,7 @@ def _hold(
     types, shared, then every key and UNIQUE value of them all in one `take_locks`, as
     ingest.pipeline.ingest_batch takes them for a batch: the one order every writer keeps
     (store.advisory). The pipeline takes them again per letter, which waits for nothing then."""
-    from openprofiles.ingest.pipeline import IngestRejected, _lock, _prepare
+    from openprofiles.ingest.pipeline import IngestRejected, _lock, _locks_of, _prepare
     from openprofiles.object_types.service import get_object_type, lock_object_types
 
     if not tx.services.database.is_sqlite:
@@ -557,8 +557,7 @@ def _hold(
         except IngestRejected:
             continue  # as above: nothing to lock, the retry rejects it again
         digests[letter.message_id] = item.unique_digest
-        locks.append(("object", name, item.unique_digest))
-        locks.extend(("key", key, digest) for (key, _), digest in item.digests.items())
+        locks.extend(_locks_of(name, item))
     _lock(tx, domain_name, locks)
     return digests
 

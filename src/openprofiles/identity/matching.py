@@ -63,7 +63,7 @@ from openprofiles.identity import rule_pass, rule_store
 from openprofiles.identity.rule_digests import FORMAT as DIGEST_FORMAT
 from openprofiles.identity.rule_digests import SUB_TYPE_FIELDS, address_part, plan_for
 from openprofiles.profiles import service as profiles
-from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord
+from openprofiles.profiles.models import PROFILE_FIELDS, ProfileRecord, unit_members
 from openprofiles.profiles.size import ProfileTooLarge
 from openprofiles.store.advisory import take_locks
 from openprofiles.store.conflicts import ConcurrentChange, is_lock_unavailable
@@ -1054,11 +1054,10 @@ def resolve_conflicts(
     recently updated profile wins (RECENCY; the profile's update time stands for the value's).
 
     A gender or party type is one value held in either of two fields, the enum or its
-    free-text twin (identity.service.unit_members): the pair is decided as one field, named by
+    free-text twin (profiles.models.unit_members): the pair is decided as one field, named by
     its enum field as FieldSourceProfileIds names it, and the merge takes both of the winner's.
     Decided apart, the twin's winner (an older profile holding only GenderString) would name a
     source for the pair and override the winner's own enum value."""
-    from openprofiles.identity.service import unit_members
 
     def winner(*paths: str) -> str | None:
         def covers(p: str) -> bool:

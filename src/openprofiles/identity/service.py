@@ -82,6 +82,7 @@ from openprofiles.profiles.models import (
     PROFILE_FIELDS,
     WHOLE_VALUE_FIELDS,
     ProfileRecord,
+    unit_members,
 )
 from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
@@ -321,23 +322,6 @@ def _check_field_sources(
     return out
 
 
-# Fields merged as one: a gender or party type is held either in the enum field or, for a
-# value outside the enum, in its free-text twin (ingest.mapping; a mapping may target only one
-# of them), and FieldSourceProfileIds names only the enum field. The first name is the unit's.
-# An automatic merge decides each unit as one field too (identity.matching.resolve_conflicts).
-_FIELD_UNITS: dict[str, tuple[str, ...]] = {
-    "Gender": ("Gender", "GenderString"),
-    "GenderString": ("Gender", "GenderString"),
-    "PartyType": ("PartyType", "PartyTypeString"),
-    "PartyTypeString": ("PartyType", "PartyTypeString"),
-}
-
-
-def unit_members(name: str) -> tuple[str, ...]:
-    """The fields `_merge_fields` takes together with the top-level field `name`."""
-    return _FIELD_UNITS.get(name, (name,))
-
-
 def _merge_fields(
     main: ProfileRecord,
     others: list[ProfileRecord],
@@ -348,7 +332,7 @@ def _merge_fields(
     lacks comes from the first merged profile that has it; on conflict the main value stays,
     unless FieldSourceProfileIds names a profile, whose value is taken even when empty.
     Attributes are merged key by key; addresses as a whole (the API names them as a whole);
-    Gender with GenderString and PartyType with PartyTypeString as one (`_FIELD_UNITS`): the
+    Gender with GenderString and PartyType with PartyTypeString as one (`unit_members`): the
     profile FieldSourceProfileIds.Gender names gives its gender whichever of the two holds it,
     and a main profile with either keeps its own."""
     for name in PROFILE_FIELDS:
@@ -1264,7 +1248,7 @@ def _restore_main_fields(
 def _merge_unit(path: str) -> str:
     """What `_merge_fields` takes as a whole that holds a field path: an Attributes key; any
     other field whole, an address with all its parts, and a gender or party type with its
-    free-text twin (`_FIELD_UNITS`)."""
+    free-text twin (profiles.models `unit_members`)."""
     name, _, _ = path.partition(".")
     return path if name == "Attributes" else unit_members(name)[0]
 

@@ -41,7 +41,6 @@ from openprofiles.contacts.records import contact_start
 from openprofiles.context import Tx
 from openprofiles.crypto.domain_keys import DomainCipher
 from openprofiles.domains.service import get_domain
-from openprofiles.identity.service import unit_members
 from openprofiles.ingest.mapping import ComputedKey, MappedObject, MappingError, map_object
 from openprofiles.ingest.size import SizeBounds, record_growth
 from openprofiles.object_types.models import ObjectType
@@ -55,7 +54,12 @@ from openprofiles.object_types.service import (
 from openprofiles.object_types.standard_objects import ROOT_IDENTIFIERS
 from openprofiles.objects import service as objects
 from openprofiles.profiles.keys import derived_key_values
-from openprofiles.profiles.models import PROFILE_FIELDS, WHOLE_VALUE_FIELDS, ProfileRecord
+from openprofiles.profiles.models import (
+    PROFILE_FIELDS,
+    WHOLE_VALUE_FIELDS,
+    ProfileRecord,
+    unit_members,
+)
 from openprofiles.profiles.service import (
     DERIVED_ORIGIN,
     DerivedKeys,
@@ -175,18 +179,7 @@ def ingest_batch(
         except IngestRejected as exc:
             outcomes[index] = exc
     # Every lock of the batch is taken up front, in one global order (see _lock).
-    _lock(
-        tx,
-        domain_name,
-        [
-            item
-            for p in prepared
-            for item in (
-                ("object", object_type_name, p.unique_digest),
-                *(("key", name, digest) for (name, _), digest in p.digests.items()),
-            )
-        ],
-    )
+    _lock(tx, domain_name, [item for p in prepared for item in _locks_of(object_type_name, p)])
     expires_at = _expires_at(tx, object_type)
     run: _Run | None = None
     for position, item in enumerate(prepared):
@@ -940,6 +933,14 @@ def _expires_at(tx: Tx, object_type: ObjectType) -> datetime | None:
         configured = config.get("DefaultExpirationDays")
         days = int(configured) if configured else None
     return tx.now + timedelta(days=days) if days else None
+
+
+def _locks_of(object_type_name: str, item: _Prepared) -> list[tuple[str, str, bytes]]:
+    """What `_lock` takes for one prepared record: its UNIQUE value and each of its keys."""
+    return [
+        ("object", object_type_name, item.unique_digest),
+        *(("key", name, digest) for (name, _), digest in item.digests.items()),
+    ]
 
 
 def _lock(tx: Tx, domain_name: str, items: Iterable[tuple[str, str, bytes]]) -> None:

@@ -54,6 +54,24 @@ STRING_FIELDS = (
 PROFILE_FIELDS = (*STRING_FIELDS, *ADDRESS_FIELDS, "Attributes", *WHOLE_VALUE_FIELDS)
 
 
+# Fields that are one: a gender or party type is held either in the enum field or, for a value
+# outside the enum, in its free-text twin (ingest.mapping; a mapping may target only one of
+# them), and FieldSourceProfileIds names only the enum field. The first name is the unit's.
+# Merges decide each unit as one field (identity.service, identity.matching), and ingestion
+# writes it as one (ingest.pipeline.apply_profile_fields).
+_FIELD_UNITS: dict[str, tuple[str, ...]] = {
+    "Gender": ("Gender", "GenderString"),
+    "GenderString": ("Gender", "GenderString"),
+    "PartyType": ("PartyType", "PartyTypeString"),
+    "PartyTypeString": ("PartyType", "PartyTypeString"),
+}
+
+
+def unit_members(name: str) -> tuple[str, ...]:
+    """The fields taken together with the top-level field `name` (itself alone for most)."""
+    return _FIELD_UNITS.get(name, (name,))
+
+
 def holds_path(fields: dict[str, Any], path: str) -> bool:
     """Whether the profile's `fields` hold a value at a field path ("FirstName",
     "Address.City", "Attributes.Tier"; `ProfileRecord.manual_fields`)."""
